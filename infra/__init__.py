@@ -1,0 +1,1 @@
+"""The Pulumi program for the CDAO platform (see README and infra/config.py)."""

@@ -1,0 +1,1 @@
+"""CDAO SDK: task decorators and configure/run/monitor on top of flytekit."""

@@ -1,0 +1,1 @@
+"""CrossGuard policy pack for the CDAO platform: rules guarding IAM, cost, data protection, network."""
