@@ -1,0 +1,14 @@
+"""Pulumi entry point (`main: infra/` in Pulumi.yaml): parse the stack's config, then build."""
+
+import pulumi
+
+from infra.config import ConfigError, load_stack_config
+from infra.program import build
+
+try:
+    config, secrets = load_stack_config()
+except ConfigError as exc:
+    # RunError prints the message without a Python traceback: the message already names the key.
+    raise pulumi.RunError(str(exc)) from None
+
+build(config, secrets)

@@ -1,0 +1,606 @@
+"""The stack configuration: every key the program reads, documented once, with its default.
+
+A stack file (environments/Pulumi.<stack>.yaml) holds only what differs from the defaults below.
+Keys live in the `cdao:` namespace; the AWS region is the provider's own `aws:region`.
+
+Key                        Default                       Meaning
+aws:region                 (required)                    region of every resource
+cdao:team                  (required)                    `team` tag on every taggable resource
+cdao:costCenter            (required)                    `cost-center` tag on every taggable resource
+cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets per tier, NAT layout, flow logs
+cdao:cluster               ClusterConfig                 EKS version, API endpoint exposure, logging, admins
+cdao:nodePools             DEFAULT_NODE_POOLS            per-pool overrides, merged onto the four default pools
+cdao:database              DatabaseConfig                RDS PostgreSQL for flyteadmin and datacatalog
+cdao:storage               StorageConfig                 S3 buckets (metadata, user data, workflows) and EFS
+cdao:codeweave             CodeweaveConfig               the external GPU cloud's account (cross-account role)
+cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave presents (`config set --secret`)
+cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
+cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
+
+Parsing happens once, before any resource is declared; any bad value raises ConfigError with one
+message naming the stack, the key, the value and what was expected, so nothing half-built is left.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
+
+NAMESPACE = "cdao"
+SECRET_KEYS = ("codeweaveExternalId",)
+
+WORKLOAD_LABEL_PREFIX = "workload-type.cdao.io/"
+NODE_POOL_LABEL = "cdao.io/node-pool"
+GPU_SHARING_LABEL = "cdao.io/gpu-sharing"
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+EKS_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+class ConfigError(ValueError):
+    """A stack's configuration is invalid; the message names stack, key, value and expectation."""
+
+    def __init__(self, stack: str, problems: list[tuple[str, Any, str]]):
+        self.stack = stack
+        self.problems = problems
+        lines = [f"stack {stack!r}: {key} = {_show(value)}: expected {expected}" for key, value, expected in problems]
+        super().__init__("invalid stack configuration\n  " + "\n  ".join(lines))
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _, _ in self.problems]
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "<missing>"
+    if value is _SECRET:
+        return "<secret>"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_MISSING = object()
+_SECRET = object()  # stands for a secret's value in messages, which must never echo it
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class NetworkConfig(_Model):
+    """VPC layout. Subnet lists, when given, hold one CIDR per AZ in the order of availabilityZones;
+    when omitted they are carved from vpcCidr: private /+3 blocks (room for pod IPs under the VPC CNI),
+    public and database /+6 blocks from the last /+3 block."""
+
+    vpc_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/16")
+    availability_zones: list[str] | None = Field(default=None, min_length=2, max_length=4)
+    public_subnet_cidrs: list[ipaddress.IPv4Network] | None = None
+    private_subnet_cidrs: list[ipaddress.IPv4Network] | None = None
+    database_subnet_cidrs: list[ipaddress.IPv4Network] | None = None
+    nat_gateways: Literal["single", "one-per-az"] = "one-per-az"
+    flow_log_retention_days: int = 90
+    interface_endpoints: bool = False
+
+
+class ClusterConfig(_Model):
+    kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d{2}$")
+    endpoint_public_access: bool = False
+    public_access_cidrs: list[ipaddress.IPv4Network] = []
+    enabled_log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = list(
+        EKS_LOG_TYPES
+    )
+    log_retention_days: int = 90
+    admin_role_arns: list[str] = []
+
+
+class Taint(_Model):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class GpuSharing(_Model):
+    """How a GPU pool's devices are shared. time-slicing: `replicas` pods per GPU (the NVIDIA device
+    plugin advertises replicas x GPUs); mig: every GPU is cut into `migProfiles` (mixed strategy)."""
+
+    mode: Literal["none", "time-slicing", "mig"] = "none"
+    replicas: int | None = Field(default=None, ge=2, le=8)
+    mig_profiles: list[str] = []
+
+
+class NodePoolConfig(_Model):
+    enabled: bool = True
+    instance_types: list[str] = Field(min_length=1)
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    min_size: int = Field(ge=0)
+    desired_size: int | None = Field(default=None, ge=0)
+    max_size: int = Field(ge=1, le=450)
+    disk_size_gb: int = Field(default=100, ge=20, le=16384)
+    workload_types: list[str] = Field(min_length=1)
+    labels: dict[str, str] = {}
+    taints: list[Taint] = []
+    gpu_sharing: GpuSharing = GpuSharing()
+
+    @property
+    def initial_size(self) -> int:
+        return self.min_size if self.desired_size is None else self.desired_size
+
+
+class DatabaseConfig(_Model):
+    instance_class: str = Field(default="db.r6g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    engine_version: str = Field(default="16.8", pattern=r"^\d+(\.\d+)?$")
+    allocated_storage_gb: int = Field(default=50, ge=20, le=65536)
+    max_allocated_storage_gb: int = Field(default=200, ge=20, le=65536)
+    multi_az: bool = True
+    deletion_protection: bool = True
+    backup_retention_days: int = Field(default=14, ge=1, le=35)
+
+
+class StorageConfig(_Model):
+    noncurrent_version_expiration_days: int = Field(default=90, ge=1)
+    abort_incomplete_upload_days: int = Field(default=7, ge=1)
+    replication_region: str | None = None
+    force_destroy: bool = False
+
+
+class CodeweaveConfig(_Model):
+    enabled: bool = False
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+
+
+class GitOpsConfig(_Model):
+    repo_url: str = Field(pattern=r"^(https://|git@|ssh://)\S+$")
+    revision: str = "main"
+    path: str = "platform"
+    argocd_chart_version: str = Field(default="7.8.0", pattern=r"^\d+\.\d+\.\d+$")
+
+
+class AddonsConfig(_Model):
+    """Which platform/ add-ons Argo CD installs: each becomes an `enable_<addon>` cluster label."""
+
+    flyte: bool = False
+    connectors: bool = False
+    linkerd: bool = False
+    observability: bool = False
+    gpu_operator: bool = False
+    cluster_autoscaler: bool = False
+    keda: bool = False
+    external_secrets: bool = False
+    aws_load_balancer_controller: bool = False
+    security_baseline: bool = False
+
+
+class StackConfig(_Model):
+    stack: str
+    region: str
+    team: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
+    cost_center: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    node_pools: dict[str, NodePoolConfig]
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    codeweave: CodeweaveConfig = CodeweaveConfig()
+    gitops: GitOpsConfig
+    addons: AddonsConfig = AddonsConfig()
+
+    @property
+    def azs(self) -> list[str]:
+        return list(self.network.availability_zones or [])
+
+    def subnet_cidrs(self, tier: Literal["public", "private", "database"]) -> list[str]:
+        return [str(c) for c in getattr(self.network, f"{tier}_subnet_cidrs")]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "environment": self.stack,
+            "team": self.team,
+            "cost-center": self.cost_center,
+            "managed-by": "pulumi",
+        }
+
+    @property
+    def enabled_pools(self) -> dict[str, NodePoolConfig]:
+        return {name: pool for name, pool in self.node_pools.items() if pool.enabled}
+
+
+# The seeds' node-pool architecture (CPU for control and MLOps; A100 time-sliced for research and
+# training; A100 MIG for production inference; H100 time-sliced for training). GPU pools start at
+# zero: an idle p4d costs about $16,000 a month.
+DEFAULT_NODE_POOLS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "instanceTypes": ["m5.2xlarge", "m5.4xlarge"],
+        "capacityType": "ON_DEMAND",
+        "minSize": 2,
+        "maxSize": 10,
+        "diskSizeGb": 100,
+        "workloadTypes": ["control", "mlops"],
+    },
+    "a100-timeslice": {
+        "instanceTypes": ["p4d.24xlarge"],
+        "minSize": 0,
+        "maxSize": 4,
+        "diskSizeGb": 500,
+        "workloadTypes": ["research", "training", "development", "batch-inference"],
+        "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
+        "gpuSharing": {"mode": "time-slicing", "replicas": 4},
+    },
+    "a100-mig": {
+        "instanceTypes": ["p4de.24xlarge"],
+        "minSize": 0,
+        "maxSize": 2,
+        "diskSizeGb": 500,
+        "workloadTypes": ["production-inference", "critical-agents"],
+        "taints": [{"key": "gpu", "value": "mig", "effect": "NoSchedule"}],
+        "gpuSharing": {"mode": "mig", "migProfiles": ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]},
+    },
+    "h100-timeslice": {
+        "instanceTypes": ["p5.48xlarge"],
+        "minSize": 0,
+        "maxSize": 2,
+        "diskSizeGb": 1000,
+        "workloadTypes": ["training", "fine-tuning"],
+        "taints": [{"key": "gpu", "value": "h100", "effect": "NoSchedule"}],
+        "gpuSharing": {"mode": "time-slicing", "replicas": 3},
+    },
+}
+
+_SECTIONS = {
+    "team": "team",
+    "costCenter": "cost_center",
+    "network": "network",
+    "cluster": "cluster",
+    "nodePools": "node_pools",
+    "database": "database",
+    "storage": "storage",
+    "codeweave": "codeweave",
+    "gitops": "gitops",
+    "addons": "addons",
+}
+
+
+def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> tuple[StackConfig, dict[str, str]]:
+    """Parse a stack's raw Pulumi config (`{"cdao:network": {...}, "aws:region": "..."}`; values may
+    be JSON strings as the engine passes them) into a StackConfig, plus the secrets it carries.
+
+    Raises ConfigError naming every bad key; never returns a partially valid config.
+    """
+    problems: list[tuple[str, Any, str]] = []
+    values: dict[str, Any] = {"stack": stack}
+    secrets: dict[str, str] = {}
+
+    for full_key, value in raw.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace == "aws" and key == "region":
+            values["region"] = value
+            continue
+        if namespace != NAMESPACE:
+            continue  # provider and engine settings (aws:*, pulumi:*) are not ours to judge
+        decoded = _decode(value)
+        if key in SECRET_KEYS:
+            if not isinstance(decoded, str) or not decoded:
+                problems.append((full_key, _SECRET, "a non-empty string set with `pulumi config set --secret`"))
+            else:
+                secrets[key] = decoded
+        elif key in _SECTIONS:
+            values[_SECTIONS[key]] = decoded
+        else:
+            known = ", ".join(f"{NAMESPACE}:{k}" for k in [*_SECTIONS, *SECRET_KEYS])
+            problems.append((full_key, decoded, f"a known key ({known})"))
+
+    if "region" not in values:
+        problems.append(("aws:region", _MISSING, "an AWS region such as us-east-1"))
+    elif not isinstance(values["region"], str) or not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", values["region"]):
+        problems.append(("aws:region", values["region"], "an AWS region such as us-east-1"))
+
+    pools, pool_problems = _merge_pools(values.get("node_pools"))
+    problems += pool_problems
+    values["node_pools"] = pools
+    if problems:
+        raise ConfigError(stack, problems)
+
+    try:
+        config = StackConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(stack, [_describe(err, values) for err in exc.errors()]) from None
+
+    config = _with_derived_network(config)
+    problems = _cross_checks(config, secrets)
+    if problems:
+        raise ConfigError(stack, problems)
+    return config, secrets
+
+
+def _decode(value: Any) -> Any:
+    # The engine hands structured config to the program as JSON text; the offline plan passes objects.
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _merge_pools(overrides: Any) -> tuple[dict[str, Any], list[tuple[str, Any, str]]]:
+    pools = copy.deepcopy(DEFAULT_NODE_POOLS)
+    if overrides is None:
+        return pools, []
+    if not isinstance(overrides, dict):
+        return pools, [(f"{NAMESPACE}:nodePools", overrides, "a mapping of pool name to pool settings")]
+    problems = []
+    for name, override in overrides.items():
+        if not isinstance(override, dict):
+            problems.append((f"{NAMESPACE}:nodePools.{name}", override, "a mapping of pool settings"))
+            continue
+        # Lists (instance types, taints, labels' values) replace rather than extend: a stack that
+        # narrows a pool to one instance type must not inherit the default's others.
+        pools[name] = {**pools.get(name, {}), **override}
+    return pools, problems
+
+
+def _describe(err: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, Any, str]:
+    loc = [str(p) for p in err["loc"]]
+    section = next((k for k, v in _SECTIONS.items() if v == loc[0]), loc[0]) if loc else ""
+    if section in {"stack", "region"}:
+        key = "aws:region" if section == "region" else "stack"
+    else:
+        key = f"{NAMESPACE}:{section}" + "".join(f".{p}" if not p.isdigit() else f"[{p}]" for p in loc[1:])
+    value: Any = _MISSING if err["type"] == "missing" else err.get("input", _MISSING)
+    message = err["msg"]
+    if err["type"] == "missing":
+        expected = "a value (this key is required)"
+    elif err["type"] == "extra_forbidden":
+        expected = "no such key (it is not part of the schema; check its spelling)"
+    elif err["type"] == "literal_error":
+        expected = message.removeprefix("Input should be ")
+    else:
+        expected = message.removeprefix("Input should be ").removeprefix("Input is ")
+        expected = expected[0].lower() + expected[1:]
+    return key, value, expected
+
+
+def _derive_subnets(net: NetworkConfig, count: int) -> dict[str, list[ipaddress.IPv4Network]]:
+    vpc = net.vpc_cidr
+    large = list(vpc.subnets(new_prefix=vpc.prefixlen + 3))
+    small = list(large[-1].subnets(new_prefix=vpc.prefixlen + 6))
+    return {
+        "private": large[:count],
+        "public": small[:count],
+        "database": small[4 : 4 + count],
+    }
+
+
+def _with_derived_network(config: StackConfig) -> StackConfig:
+    net = config.network
+    azs = net.availability_zones or [f"{config.region}{suffix}" for suffix in "abc"]
+    updates: dict[str, Any] = {"availability_zones": azs}
+    if net.vpc_cidr.prefixlen <= 22:
+        derived = _derive_subnets(net, len(azs))
+        for tier, cidrs in derived.items():
+            if getattr(net, f"{tier}_subnet_cidrs") is None:
+                updates[f"{tier}_subnet_cidrs"] = cidrs
+    return config.model_copy(update={"network": net.model_copy(update=updates)})
+
+
+def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple[str, Any, str]]:
+    return [
+        *_check_network(config),
+        *_check_cluster(config),
+        *_check_pools(config),
+        *_check_database(config),
+        *_check_codeweave(config, secrets),
+    ]
+
+
+def _check_network(config: StackConfig) -> list[tuple[str, Any, str]]:
+    net, key = config.network, f"{NAMESPACE}:network"
+    problems = []
+    azs = net.availability_zones or []
+    if len(set(azs)) != len(azs):
+        problems.append((f"{key}.availabilityZones", azs, "distinct availability zones"))
+    for az in azs:
+        if not re.fullmatch(re.escape(config.region) + r"[a-z]", az):
+            problems.append((f"{key}.availabilityZones", az, f"a zone of {config.region} (e.g. {config.region}a)"))
+    if net.flow_log_retention_days not in LOG_RETENTION_DAYS:
+        problems.append(
+            (f"{key}.flowLogRetentionDays", net.flow_log_retention_days, f"one of {list(LOG_RETENTION_DAYS)}")
+        )
+    seen: list[tuple[str, ipaddress.IPv4Network]] = []
+    for tier in ("public", "private", "database"):
+        cidrs = getattr(net, f"{tier}_subnet_cidrs")
+        tier_key = f"{key}.{tier}SubnetCidrs"
+        if cidrs is None:
+            problems.append(
+                (
+                    tier_key,
+                    _MISSING,
+                    f"one CIDR per AZ (vpcCidr /{net.vpc_cidr.prefixlen} is too small to carve)",
+                )
+            )
+            continue
+        if len(cidrs) != len(azs):
+            problems.append((tier_key, [str(c) for c in cidrs], f"exactly {len(azs)} CIDRs, one per availability zone"))
+        for cidr in cidrs:
+            if not cidr.subnet_of(net.vpc_cidr):
+                problems.append((tier_key, str(cidr), f"a block inside vpcCidr {net.vpc_cidr}"))
+            elif cidr.prefixlen > 28:
+                problems.append((tier_key, str(cidr), "a prefix of /28 or larger (the smallest AWS subnet)"))
+            for other_key, other in seen:
+                if cidr.overlaps(other):
+                    problems.append((tier_key, str(cidr), f"no overlap with {other} in {other_key}"))
+            seen.append((tier_key, cidr))
+    return problems
+
+
+def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
+    cluster, key = config.cluster, f"{NAMESPACE}:cluster"
+    problems = []
+    if cluster.endpoint_public_access and not cluster.public_access_cidrs:
+        # EKS opens a public endpoint to 0.0.0.0/0 when no CIDR is given: make that choice explicit.
+        problems.append((f"{key}.publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true"))
+    if cluster.log_retention_days not in LOG_RETENTION_DAYS:
+        problems.append((f"{key}.logRetentionDays", cluster.log_retention_days, f"one of {list(LOG_RETENTION_DAYS)}"))
+    for arn in cluster.admin_role_arns:
+        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+            problems.append((f"{key}.adminRoleArns", arn, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
+    return problems
+
+
+def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
+    problems = []
+    if "cpu" not in config.enabled_pools:
+        problems.append((f"{NAMESPACE}:nodePools.cpu", "disabled", "an enabled cpu pool (system add-ons run there)"))
+    for name, pool in config.node_pools.items():
+        key = f"{NAMESPACE}:nodePools.{name}"
+        if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 40:
+            problems.append((f"{NAMESPACE}:nodePools", name, "a pool name of lowercase letters, digits and '-'"))
+        if pool.desired_size is not None and not pool.min_size <= pool.desired_size <= pool.max_size:
+            problems.append(
+                (
+                    f"{key}.desiredSize",
+                    pool.desired_size,
+                    f"minSize ({pool.min_size}) <= desiredSize <= maxSize ({pool.max_size})",
+                )
+            )
+        if pool.min_size > pool.max_size:
+            problems.append((f"{key}.minSize", pool.min_size, f"at most maxSize ({pool.max_size})"))
+        unknown = [t for t in pool.instance_types if t not in INSTANCE_TYPES]
+        for itype in unknown:
+            problems.append(
+                (
+                    f"{key}.instanceTypes",
+                    itype,
+                    f"a known instance type ({', '.join(sorted(INSTANCE_TYPES))})",
+                )
+            )
+        if not unknown:
+            problems += _check_gpu(key, pool)
+        for wtype in pool.workload_types:
+            if not _LABEL_NAME.fullmatch(wtype) or "." in wtype:
+                problems.append((f"{key}.workloadTypes", wtype, "a label-safe name such as batch-inference"))
+        for label, value in pool.labels.items():
+            prefix, _, name_part = label.rpartition("/")
+            if (prefix and not _DNS_SUBDOMAIN.fullmatch(prefix)) or not _LABEL_NAME.fullmatch(name_part):
+                problems.append((f"{key}.labels", label, "a Kubernetes label key ([prefix/]name)"))
+            elif prefix.endswith(("kubernetes.io", "k8s.io")):
+                problems.append((f"{key}.labels", label, "a label outside the reserved kubernetes.io/k8s.io prefixes"))
+            if not _LABEL_VALUE.fullmatch(value):
+                problems.append(
+                    (f"{key}.labels.{label}", value, "a Kubernetes label value (63 chars, alphanumeric ends)")
+                )
+        for i, taint in enumerate(pool.taints):
+            if not _LABEL_NAME.fullmatch(taint.key.rpartition("/")[2]):
+                problems.append((f"{key}.taints[{i}].key", taint.key, "a Kubernetes taint key"))
+    return problems
+
+
+def _check_gpu(key: str, pool: NodePoolConfig) -> list[tuple[str, Any, str]]:
+    kinds = [INSTANCE_TYPES[t] for t in pool.instance_types]
+    sharing, problems = pool.gpu_sharing, []
+    gpu_models = {k.gpu_model for k in kinds}
+    if len(gpu_models) > 1:
+        # One pool is one scheduling target: mixing GPU models makes a GPU request's hardware a lottery.
+        problems.append((f"{key}.instanceTypes", pool.instance_types, "instance types with one GPU model (or none)"))
+        return problems
+    kind = kinds[0]
+    if sharing.mode != "none" and not kind.is_gpu:
+        problems.append((f"{key}.gpuSharing.mode", sharing.mode, "none for a pool without GPUs"))
+    if sharing.mode == "time-slicing" and sharing.replicas is None:
+        problems.append((f"{key}.gpuSharing.replicas", _MISSING, "2 to 8 replicas per GPU for time-slicing"))
+    if sharing.mode != "time-slicing" and sharing.replicas is not None:
+        problems.append((f"{key}.gpuSharing.replicas", sharing.replicas, "no replicas unless mode is time-slicing"))
+    if sharing.mode == "mig":
+        if not kind.mig_capable:
+            capable = sorted(n for n, i in INSTANCE_TYPES.items() if i.mig_capable)
+            problems.append(
+                (
+                    f"{key}.instanceTypes",
+                    pool.instance_types,
+                    f"MIG-capable instance types ({', '.join(capable)})",
+                )
+            )
+        elif len({k.gpu_memory_gib for k in kinds}) > 1:
+            problems.append((f"{key}.instanceTypes", pool.instance_types, "one GPU memory size for a MIG layout"))
+        else:
+            valid = MIG_PROFILES[kind.gpu_memory_gib]
+            if not sharing.mig_profiles:
+                problems.append((f"{key}.gpuSharing.migProfiles", [], f"a MIG layout per GPU from {sorted(valid)}"))
+            for profile in sharing.mig_profiles:
+                if profile not in valid:
+                    problems.append(
+                        (
+                            f"{key}.gpuSharing.migProfiles",
+                            profile,
+                            f"a profile of the {kind.gpu_model} {kind.gpu_memory_gib}GB ({', '.join(valid)})",
+                        )
+                    )
+            slices = sum(valid.get(p, 0) for p in sharing.mig_profiles)
+            if slices > MIG_SLICES_PER_GPU:
+                problems.append(
+                    (
+                        f"{key}.gpuSharing.migProfiles",
+                        sharing.mig_profiles,
+                        f"profiles that fit one GPU ({slices} of {MIG_SLICES_PER_GPU} compute slices used)",
+                    )
+                )
+    elif sharing.mig_profiles:
+        problems.append((f"{key}.gpuSharing.migProfiles", sharing.mig_profiles, "no MIG profiles unless mode is mig"))
+    return problems
+
+
+def _check_database(config: StackConfig) -> list[tuple[str, Any, str]]:
+    db, key = config.database, f"{NAMESPACE}:database"
+    if db.max_allocated_storage_gb < db.allocated_storage_gb:
+        return [
+            (
+                f"{key}.maxAllocatedStorageGb",
+                db.max_allocated_storage_gb,
+                f"at least allocatedStorageGb ({db.allocated_storage_gb})",
+            )
+        ]
+    return []
+
+
+def _check_codeweave(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple[str, Any, str]]:
+    cw, key = config.codeweave, f"{NAMESPACE}:codeweave"
+    problems = []
+    if cw.enabled and cw.account_id is None:
+        problems.append((f"{key}.accountId", _MISSING, "Codeweave's 12-digit AWS account ID when enabled"))
+    if cw.enabled and "codeweaveExternalId" not in secrets:
+        problems.append(
+            (
+                f"{NAMESPACE}:codeweaveExternalId",
+                _MISSING,
+                "a secret: pulumi config set --secret cdao:codeweaveExternalId <id>",
+            )
+        )
+    external_id = secrets.get("codeweaveExternalId")
+    if external_id is not None and not re.fullmatch(r"[\w+=,.@:/-]{2,1224}", external_id):
+        # AWS's own limits for sts:ExternalId; the value itself is never echoed.
+        problems.append((f"{NAMESPACE}:codeweaveExternalId", _SECRET, "2-1224 characters of [A-Za-z0-9+=,.@:/-]"))
+    return problems
+
+
+def load_stack_config() -> tuple[StackConfig, dict[str, str]]:
+    """Read the running program's config (engine or offline plan) and parse it."""
+    import pulumi  # noqa: PLC0415 - keeps parse_stack_config importable without the Pulumi runtime
+    from pulumi.runtime import config as runtime_config  # noqa: PLC0415
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return parse_stack_config(pulumi.get_stack(), raw)

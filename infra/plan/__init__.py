@@ -1,0 +1,1 @@
+"""The offline plan: the real program under mocks, with policy results and a cost estimate."""

@@ -1,0 +1,232 @@
+"""Monthly cost of a stack at idle (every autoscaling group at its minimum) and at peak (maximum).
+
+Works on the resource list shape shared with the policy pack, `[{"type", "name", "props"}]`, so the
+plan, `cdao policy check` and the pack's budget rule price the same resources the same way, whether
+the props come from the mock runtime or from a real preview.
+Usage-billed services (S3 storage and requests, EFS bytes, log ingestion, data transfer, EMR
+Serverless, SageMaker jobs) have no idle price and are listed as such, never counted as $0 silently.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.instances import INSTANCE_TYPES
+
+PRICES_FILE = Path(__file__).with_name("prices.yaml")
+
+USAGE_BASED_TYPES = {
+    "aws:s3/bucket:Bucket": "S3 storage and requests",
+    "aws:s3/bucketV2:BucketV2": "S3 storage and requests",
+    "aws:efs/fileSystem:FileSystem": "EFS storage and throughput",
+    "aws:cloudwatch/logGroup:LogGroup": "CloudWatch Logs ingestion and storage",
+    "aws:emrserverless/application:Application": "EMR Serverless vCPU and memory hours",
+    "aws:ecr/repository:Repository": "ECR image storage",
+    "aws:batch/jobQueue:JobQueue": "AWS Batch jobs (priced through compute environments)",
+}
+
+
+@dataclass(frozen=True)
+class CostLine:
+    resource_type: str
+    resource_name: str
+    description: str
+    idle_usd_month: float
+    peak_usd_month: float
+    source: str
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    idle_usd_month: float
+    peak_usd_month: float
+    lines: list[CostLine]
+    unpriced: list[str] = field(default_factory=list)
+    usage_based: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "idle_usd_month": self.idle_usd_month,
+            "peak_usd_month": self.peak_usd_month,
+            "lines": [asdict(line) for line in self.lines],
+            "unpriced": self.unpriced,
+            "usage_based": self.usage_based,
+        }
+
+
+@functools.cache
+def price_table(path: Path = PRICES_FILE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+class _Pricer:
+    def __init__(self, table: Mapping[str, Any]):
+        self.table = table
+        self.hours = float(table["hours_per_month"])
+        self.spot_factor = float(table["spot_factor"])
+        self.lines: list[CostLine] = []
+        self.unpriced: list[str] = []
+
+    def fixed(self, key: str) -> tuple[float, str]:
+        entry = self.table["fixed"][key]
+        return float(entry["usd"]), entry["source"]["url"]
+
+    def hourly(self, kind: str, name: str) -> tuple[float, str] | None:
+        entry = self.table[kind].get(name)
+        return (float(entry["usd"]), entry["source"]["url"]) if entry else None
+
+    def add(self, res: Mapping[str, Any], description: str, idle: float, peak: float, source: str) -> None:
+        self.lines.append(CostLine(res["type"], res["name"], description, round(idle, 2), round(peak, 2), source))
+
+    def missing(self, res: Mapping[str, Any], what: str) -> None:
+        self.unpriced.append(f"{res['type']} {res['name']}: no price for {what} in {PRICES_FILE.name}")
+
+
+def estimate_cost(resources: Iterable[Mapping[str, Any]], table: Mapping[str, Any] | None = None) -> CostEstimate:
+    resources = list(resources)
+    pricer = _Pricer(table or price_table())
+    launch_templates = {
+        (r.get("props") or {}).get("name"): r.get("props") or {}
+        for r in resources
+        if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate"
+    }
+    has_eks_control_plane = any(r["type"] == "aws:eks/cluster:Cluster" for r in resources)
+    usage_based = sorted({USAGE_BASED_TYPES[r["type"]] for r in resources if r["type"] in USAGE_BASED_TYPES})
+
+    for res in resources:
+        props = res.get("props") or {}
+        typ = res["type"]
+        if typ in {"aws:eks/nodeGroup:NodeGroup", "eks:index:ManagedNodeGroup"}:
+            _node_group(pricer, res, props, launch_templates)
+        elif typ == "aws:eks/cluster:Cluster" or (typ == "eks:index:Cluster" and not has_eks_control_plane):
+            usd, src = pricer.fixed("eks_cluster_hourly")
+            pricer.add(res, "EKS control plane", usd * pricer.hours, usd * pricer.hours, src)
+        elif typ == "aws:ec2/natGateway:NatGateway":
+            usd, src = pricer.fixed("nat_gateway_hourly")
+            pricer.add(
+                res,
+                "NAT gateway hours (data processed is usage-based)",
+                usd * pricer.hours,
+                usd * pricer.hours,
+                src,
+            )
+        elif typ == "aws:ec2/eip:Eip":
+            usd, src = pricer.fixed("public_ipv4_hourly")
+            pricer.add(res, "public IPv4 address", usd * pricer.hours, usd * pricer.hours, src)
+        elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and props.get("vpcEndpointType") == "Interface":
+            usd, src = pricer.fixed("interface_endpoint_az_hourly")
+            azs = len(props.get("subnetIds") or [])
+            pricer.add(
+                res,
+                f"interface endpoint in {azs} AZ(s)",
+                usd * pricer.hours * azs,
+                usd * pricer.hours * azs,
+                src,
+            )
+        elif typ == "aws:rds/instance:Instance":
+            _rds(pricer, res, props)
+        elif typ == "aws:kms/key:Key":
+            usd, src = pricer.fixed("kms_key_month")
+            pricer.add(res, "KMS customer managed key", usd, usd, src)
+        elif typ == "aws:secretsmanager/secret:Secret":
+            usd, src = pricer.fixed("secret_month")
+            pricer.add(res, "Secrets Manager secret", usd, usd, src)
+        elif typ == "aws:ebs/volume:Volume":
+            usd, src = pricer.fixed("ebs_gp3_gb_month")
+            size = float(props.get("size") or 0)
+            pricer.add(res, f"EBS volume {size:g} GB", usd * size, usd * size, src)
+        elif typ == "aws:batch/computeEnvironment:ComputeEnvironment":
+            _batch(pricer, res, props)
+
+    idle = round(sum(line.idle_usd_month for line in pricer.lines), 2)
+    peak = round(sum(line.peak_usd_month for line in pricer.lines), 2)
+    return CostEstimate(idle, peak, pricer.lines, pricer.unpriced, usage_based)
+
+
+def _node_group(
+    pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any], templates: Mapping[str, Any]
+) -> None:
+    scaling = props.get("scalingConfig") or {}
+    template = templates.get((props.get("launchTemplate") or {}).get("name"), {})
+    types = props.get("instanceTypes") or ([template["instanceType"]] if template.get("instanceType") else [])
+    if not types:
+        pricer.missing(res, "a node group without instance types")
+        return
+    # Managed node groups launch on-demand capacity in the listed order, so the first type is what
+    # an idle pool runs; spot capacity is priced with the documented spot factor.
+    itype = types[0]
+    price = pricer.hourly("ec2_hourly", itype)
+    if price is None:
+        pricer.missing(res, f"instance type {itype}")
+        return
+    usd, src = price
+    spot = props.get("capacityType") == "SPOT"
+    if spot:
+        usd *= pricer.spot_factor
+    low, high = int(scaling.get("minSize") or 0), int(scaling.get("maxSize") or 0)
+    per_node = usd * pricer.hours
+    disk_gb = _root_volume_gb(template) or float(props.get("diskSize") or 0)
+    gb_usd, _ = pricer.fixed("ebs_gp3_gb_month")
+    per_node += disk_gb * gb_usd
+    label = f"{low}-{high} x {itype}{' spot' if spot else ''}" + (f" + {disk_gb:g} GB gp3 each" if disk_gb else "")
+    pricer.add(res, label, per_node * low, per_node * high, src)
+
+
+def _root_volume_gb(template: Mapping[str, Any]) -> float:
+    return sum(float((m.get("ebs") or {}).get("volumeSize") or 0) for m in template.get("blockDeviceMappings") or [])
+
+
+def _rds(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
+    klass = props.get("instanceClass")
+    price = pricer.hourly("rds_hourly", klass)
+    if price is None:
+        pricer.missing(res, f"RDS class {klass}")
+        return
+    usd, src = price
+    copies = 2 if props.get("multiAz") else 1
+    gb_usd, _ = pricer.fixed("rds_gp3_gb_month")
+    storage = float(props.get("allocatedStorage") or 0)
+    # Storage autoscaling grows the volume up to maxAllocatedStorage under load and never shrinks it.
+    storage_peak = float(props.get("maxAllocatedStorage") or storage)
+    idle = (usd * pricer.hours + storage * gb_usd) * copies
+    peak = (usd * pricer.hours + storage_peak * gb_usd) * copies
+    az = "Multi-AZ" if copies == 2 else "single-AZ"
+    pricer.add(res, f"{klass} {az}, {storage:g}-{storage_peak:g} GB gp3", idle, peak, src)
+    if props.get("manageMasterUserPassword"):
+        secret_usd, secret_src = pricer.fixed("secret_month")
+        pricer.add(res, "RDS-managed master password secret", secret_usd, secret_usd, secret_src)
+
+
+def _batch(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
+    compute = props.get("computeResources") or {}
+    if compute.get("type") in {"FARGATE", "FARGATE_SPOT"}:
+        pricer.missing(res, "Fargate vCPU-hours (not in the table)")
+        return
+    per_vcpu = []
+    for itype in compute.get("instanceTypes") or []:
+        price = pricer.hourly("ec2_hourly", itype)
+        if price is None or itype not in INSTANCE_TYPES:
+            pricer.missing(res, f"instance type {itype}")
+            return
+        per_vcpu.append((price[0] / INSTANCE_TYPES[itype].vcpus, price[1]))
+    if not per_vcpu:
+        pricer.missing(res, "a compute environment without explicit instance types")
+        return
+    # Batch's allocation strategies favour the cheapest capacity per vCPU that fits the jobs.
+    usd, src = min(per_vcpu)
+    if compute.get("type") == "SPOT":
+        usd *= pricer.spot_factor
+    low, high = int(compute.get("minVcpus") or 0), int(compute.get("maxVcpus") or 0)
+    pricer.add(
+        res,
+        f"{low}-{high} vCPUs{' spot' if compute.get('type') == 'SPOT' else ''}",
+        usd * pricer.hours * low,
+        usd * pricer.hours * high,
+        src,
+    )

@@ -1,0 +1,180 @@
+"""Turn a mocked run into the plan report: resources by component, policy results, cost.
+
+One dict is the source of truth (`build_plan`); text, Markdown and JSON are renderings of it, so
+the PR comment, the terminal and machines never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from infra.plan.cost import estimate_cost
+from infra.plan.mocks import Registration
+from infra.plan.runner import PlanRun
+
+COMPONENT_PREFIX = "cdao:"
+
+
+def policy_resources(registrations: Sequence[Registration]) -> list[dict[str, Any]]:
+    """The `[{type, name, props}]` list the policy pack and the cost estimate both read."""
+    return [{"type": r.type, "name": r.name, "urn": r.urn, "props": r.inputs} for r in registrations]
+
+
+def _component_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:
+    parent = by_urn.get(reg.parent_urn)
+    while parent is not None:
+        if parent.type.startswith(COMPONENT_PREFIX):
+            return parent.name
+        parent = by_urn.get(parent.parent_urn)
+    return "stack"
+
+
+def _evaluate_policies(resources: list[dict[str, Any]], stack: str) -> dict[str, Any]:
+    import policies  # noqa: PLC0415 - keeps `cdao --help` fast
+
+    evaluate: Callable[..., list[Any]] | None = getattr(policies, "evaluate", None)
+    rules = getattr(policies, "RULES", [])
+    if evaluate is None or not rules:
+        return {"installed": False, "rules": 0, "violations": []}
+    violations = [v.to_dict() for v in evaluate(resources, stack)]
+    return {"installed": True, "rules": len(rules), "violations": violations}
+
+
+def build_plan(run: PlanRun) -> dict[str, Any]:
+    # Registration order depends on when outputs resolve; sort so equal programs give equal plans.
+    registrations = sorted(run.registrations, key=lambda r: (r.type, r.name))
+    by_urn = {r.urn: r for r in registrations}
+    listed = [r for r in registrations if not r.type.startswith(COMPONENT_PREFIX)]
+    resources = sorted(
+        ({"type": r.type, "name": r.name, "component": _component_of(r, by_urn)} for r in listed),
+        key=lambda r: (r["component"], r["type"], r["name"]),
+    )
+    shared = policy_resources(registrations)
+    cost = estimate_cost(shared)
+    return {
+        "stack": run.stack,
+        "region": run.config.region,
+        "resources": resources,
+        "policy": _evaluate_policies(shared, run.stack),
+        "cost": cost.to_dict(),
+        "outputs": run.outputs,
+        "offline_secrets": run.substituted_secrets,
+    }
+
+
+def mandatory_violations(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [v for v in plan["policy"]["violations"] if v["level"] == "mandatory"]
+
+
+def _by_component(plan: Mapping[str, Any]) -> dict[str, Counter[str]]:
+    groups: dict[str, Counter[str]] = defaultdict(Counter)
+    for res in plan["resources"]:
+        groups[res["component"]][res["type"]] += 1
+    return dict(sorted(groups.items()))
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def render_text(plans: Sequence[Mapping[str, Any]]) -> str:
+    out: list[str] = []
+    for plan in plans:
+        out.append(f"Stack {plan['stack']} ({plan['region']}): {len(plan['resources'])} resources")
+        out.append("")
+        out.append("Resources by component")
+        for component, counts in _by_component(plan).items():
+            out.append(f"  {component} ({sum(counts.values())})")
+            width = max(len(t) for t in counts)
+            for typ, count in sorted(counts.items()):
+                out.append(f"    {typ:<{width}}  {count:>3}")
+        out.append("")
+        out.extend(_policy_text(plan["policy"]))
+        out.append("")
+        out.extend(_cost_text(plan["cost"]))
+        if plan["offline_secrets"]:
+            out.append("")
+            out.append("Offline stand-ins for secrets (not decryptable here): " + ", ".join(plan["offline_secrets"]))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _policy_text(policy: Mapping[str, Any]) -> list[str]:
+    if not policy["installed"]:
+        return ["Policy results", "  no policy pack rules are installed (policies/)"]
+    violations = policy["violations"]
+    lines = [f"Policy results ({policy['rules']} rules): {len(violations)} violation(s)"]
+    for v in violations:
+        lines.append(f"  [{v['level']}] {v['rule']} {v['resource_type']} {v['resource_name']}: {v['message']}")
+    return lines
+
+
+def _cost_text(cost: Mapping[str, Any]) -> list[str]:
+    lines = [f"Estimated monthly cost: idle {_usd(cost['idle_usd_month'])}, peak {_usd(cost['peak_usd_month'])}"]
+    rows = [
+        (
+            line["resource_name"],
+            line["description"],
+            _usd(line["idle_usd_month"]),
+            _usd(line["peak_usd_month"]),
+        )
+        for line in cost["lines"]
+    ]
+    if rows:
+        widths = [max(len(r[i]) for r in [*rows, ("resource", "what", "idle", "peak")]) for i in range(4)]
+        header = ("resource", "what", "idle", "peak")
+        lines.append(
+            f"  {header[0]:<{widths[0]}}  {header[1]:<{widths[1]}}  {header[2]:>{widths[2]}}  {header[3]:>{widths[3]}}"
+        )
+        for r in rows:
+            lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}")
+    if cost["usage_based"]:
+        lines.append("  usage-based, not in the estimate: " + "; ".join(cost["usage_based"]))
+    for item in cost["unpriced"]:
+        lines.append(f"  UNPRICED {item}")
+    return lines
+
+
+def render_markdown(plans: Sequence[Mapping[str, Any]]) -> str:
+    out = ["## Offline plan", ""]
+    out.append("| stack | resources | mandatory | advisory | idle $/month | peak $/month |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for plan in plans:
+        violations = plan["policy"]["violations"]
+        mandatory = len(mandatory_violations(plan))
+        out.append(
+            f"| {plan['stack']} | {len(plan['resources'])} | {mandatory} | {len(violations) - mandatory} "
+            f"| {_usd(plan['cost']['idle_usd_month'])} | {_usd(plan['cost']['peak_usd_month'])} |"
+        )
+    for plan in plans:
+        out += ["", f"<details><summary><b>{plan['stack']}</b></summary>", ""]
+        out += ["| component | type | count |", "|---|---|---:|"]
+        for component, counts in _by_component(plan).items():
+            for typ, count in sorted(counts.items()):
+                out.append(f"| {component} | `{typ}` | {count} |")
+        out.append("")
+        policy = plan["policy"]
+        if not policy["installed"]:
+            out.append("Policy: no policy pack rules are installed.")
+        elif not policy["violations"]:
+            out.append(f"Policy: {policy['rules']} rules, no violations.")
+        else:
+            out += ["| level | rule | resource | message |", "|---|---|---|---|"]
+            for v in policy["violations"]:
+                message = v["message"].replace("|", "\\|")
+                out.append(f"| {v['level']} | {v['rule']} | `{v['resource_name']}` | {message} |")
+        out += ["", "| resource | what | idle $/month | peak $/month |", "|---|---|---:|---:|"]
+        for line in plan["cost"]["lines"]:
+            idle, peak = _usd(line["idle_usd_month"]), _usd(line["peak_usd_month"])
+            out.append(f"| `{line['resource_name']}` | {line['description']} | {idle} | {peak} |")
+        for item in plan["cost"]["unpriced"]:
+            out.append(f"| UNPRICED | {item} | | |")
+        out += ["", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def render_json(plans: Sequence[Mapping[str, Any]], single: bool) -> str:
+    return json.dumps(plans[0] if single else list(plans), indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,161 @@
+"""Run the real infra/ program for one stack under Pulumi's mock runtime.
+
+The program is executed exactly as the Pulumi language host would (infra/__main__.py, reading its
+config through pulumi.Config), with the stack file's values installed as the engine would pass them.
+Each run happens in a fresh contextvars.Context because Pulumi keeps its settings, root stack and
+config in context variables: a second stack in the same process must not see the first one's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, parse_stack_config
+from infra.plan.mocks import AwsMocks, RecordingMonitor, Registration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS_DIR = REPO_ROOT / "environments"
+PROGRAM = REPO_ROOT / "infra" / "__main__.py"
+PROJECT = "cdao"
+
+# The stand-in for a secret the offline plan cannot decrypt (encrypted with the stack's secrets
+# provider) or that is not set on this machine. It satisfies the program's checks, never leaves
+# the process, and the report lists which keys were stood in for.
+OFFLINE_SECRET = "offline-plan-stand-in"  # noqa: S105 - deliberately not a secret
+
+
+class StackNotFoundError(LookupError):
+    def __init__(self, stack: str, environments_dir: Path):
+        known = ", ".join(available_stacks(environments_dir)) or "none"
+        super().__init__(
+            f"unknown stack {stack!r}: no {environments_dir.name}/Pulumi.{stack}.yaml (stacks here: {known})"
+        )
+
+
+class StackFileError(ValueError):
+    """The stack file itself cannot be read as Pulumi stack configuration."""
+
+
+@dataclass
+class PlanRun:
+    stack: str
+    config: StackConfig
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    substituted_secrets: list[str]
+
+
+def available_stacks(environments_dir: Path = ENVIRONMENTS_DIR) -> list[str]:
+    order = {"dev": 0, "staging": 1, "prod": 2}
+    names = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in environments_dir.glob("Pulumi.*.yaml")]
+    return sorted(names, key=lambda n: (order.get(n, 99), n))
+
+
+def read_stack_file(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> tuple[dict[str, Any], list[str]]:
+    """The stack's raw config as the engine would pass it, and the secret keys stood in for."""
+    path = environments_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise StackNotFoundError(stack, environments_dir)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise StackFileError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise StackFileError(f"{path}: expected a mapping with a 'config:' mapping of key: value")
+    raw: dict[str, Any] = {}
+    substituted: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            raw[key] = OFFLINE_SECRET
+            substituted.append(key)
+        else:
+            raw[key] = value
+    for secret in SECRET_KEYS:
+        full = f"{NAMESPACE}:{secret}"
+        if full not in raw:
+            raw[full] = OFFLINE_SECRET
+            substituted.append(full)
+    return raw, sorted(substituted)
+
+
+def run_stack(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> PlanRun:
+    """Parse the stack's config (ConfigError stops here, before anything is declared), then run."""
+    raw, substituted = read_stack_file(stack, environments_dir)
+    config, _ = parse_stack_config(stack, raw)
+    registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
+    return PlanRun(stack, config, registrations, outputs, substituted)
+
+
+def run_program_with_config(
+    stack: str, region: str, raw: dict[str, Any]
+) -> tuple[list[Registration], Exception | None]:
+    """Run the program with arbitrary raw config: what it registered, and the error it raised.
+
+    Used to prove the program itself declares nothing when its config is bad.
+    """
+    registrations: list[Registration] = []
+    error: Exception | None = None
+
+    def run() -> None:
+        nonlocal error
+        try:
+            _run_program(stack, region, raw, [], sink=registrations)
+        except Exception as exc:
+            error = exc
+
+    contextvars.Context().run(run)
+    return registrations, error
+
+
+def _run_program(
+    stack: str,
+    region: str,
+    raw: dict[str, Any],
+    secret_keys: list[str],
+    sink: list[Registration] | None = None,
+) -> tuple[list[Registration], dict[str, Any]]:
+    import pulumi  # noqa: PLC0415 - the Pulumi SDK loads only when a plan actually runs
+    from pulumi.runtime import settings  # noqa: PLC0415
+    from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
+    from pulumi.runtime.sync_await import _sync_await  # noqa: PLC0415
+
+    mocks = AwsMocks(region=region, stack=stack)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    # The engine hands structured values to the program as JSON text; do the same.
+    pulumi.runtime.set_all_config(
+        {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, secret_keys=secret_keys
+    )
+    collected: dict[str, Any] = {}
+
+    def program() -> None:
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+        root = settings.get_root_resource()
+        for name, value in root.outputs.items():
+            pulumi.Output.from_input(value).apply(lambda v, n=name: collected.__setitem__(n, v))
+
+    try:
+        _sync_await(run_pulumi_func(program))
+    finally:
+        if sink is not None:
+            sink.extend(monitor.registrations.values())
+    return list(monitor.registrations.values()), collected
+
+
+__all__ = [
+    "ConfigError",
+    "PlanRun",
+    "StackFileError",
+    "StackNotFoundError",
+    "available_stacks",
+    "read_stack_file",
+    "run_program_with_config",
+    "run_stack",
+]

@@ -1,0 +1,127 @@
+"""Bad stack configuration stops the program before anything is declared, naming the key."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from infra.cli import main
+from infra.config import ConfigError, parse_stack_config
+from infra.plan.runner import read_stack_file, run_program_with_config
+
+BAD_CONFIGS = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
+VALID = {
+    "aws:region": "us-east-1",
+    "cdao:team": "ml-platform",
+    "cdao:costCenter": "cc-1",
+    "cdao:gitops": {"repoUrl": "https://github.com/acme/platform.git"},
+}
+
+
+def _expected_key(path: Path) -> str:
+    match = re.search(r"^# expect: (\S+)$", path.read_text(), re.MULTILINE)
+    assert match, f"{path.name} must say which key it breaks (# expect: <key>)"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("path", BAD_CONFIGS, ids=[p.stem for p in BAD_CONFIGS])
+def test_plan_rejects_bad_config_naming_the_key(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    shutil.copy(path, tmp_path / "Pulumi.dev.yaml")
+
+    code = main(["plan", "--stack", "dev", "--environments", str(tmp_path)])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert "stack 'dev'" in captured.err
+    assert f"{_expected_key(path)} = " in captured.err
+
+
+@pytest.mark.parametrize("path", BAD_CONFIGS, ids=[p.stem for p in BAD_CONFIGS])
+def test_program_declares_nothing_on_bad_config(path: Path, tmp_path: Path):
+    shutil.copy(path, tmp_path / "Pulumi.dev.yaml")
+    raw, _ = read_stack_file("dev", tmp_path)
+
+    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+
+    assert registrations == []
+    assert isinstance(error, pulumi.RunError)
+    assert _expected_key(path) in str(error)
+
+
+def test_unknown_stack_is_a_usage_error(capsys: pytest.CaptureFixture[str]):
+    assert main(["plan", "--stack", "qa"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stack 'qa'" in err
+    assert "dev, staging, prod" in err
+
+
+def test_unreadable_stack_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: [not, a, mapping]\n")
+    assert main(["plan", "--stack", "dev", "--environments", str(tmp_path)]) == 2
+    assert "Pulumi.dev.yaml" in capsys.readouterr().err
+
+
+def test_every_problem_is_reported_at_once():
+    raw = {
+        **VALID,
+        "cdao:nodePools": {"cpu": {"minSize": 9, "maxSize": 3}},
+        "cdao:database": {"multiAz": "maybe"},
+    }
+    raw["cdao:nodePools"]["a100-mig"] = {"gpuSharing": {"mode": "mig", "migProfiles": ["9g.99gb"]}}
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", raw)
+    # Pydantic's type errors come first; cross-field checks run only on a well-typed config.
+    assert info.value.keys == ["cdao:database.multiAz"]
+
+
+def test_secret_value_is_never_echoed():
+    raw = {
+        **VALID,
+        "cdao:codeweave": {"enabled": True, "accountId": "210987654321"},
+        "cdao:codeweaveExternalId": "bad id!",
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", raw)
+    assert "bad id!" not in str(info.value)
+    assert "cdao:codeweaveExternalId = <secret>" in str(info.value)
+
+
+def test_engine_json_strings_parse_like_objects():
+    as_objects, _ = parse_stack_config("dev", {**VALID, "cdao:network": {"natGateways": "single"}})
+    as_json, _ = parse_stack_config("dev", {**VALID, "cdao:network": '{"natGateways": "single"}'})
+    assert as_objects == as_json
+
+
+def test_defaults_give_the_seeds_four_pools_with_gpu_pools_at_zero():
+    config, _ = parse_stack_config("dev", VALID)
+    assert list(config.enabled_pools) == ["cpu", "a100-timeslice", "a100-mig", "h100-timeslice"]
+    assert all(config.node_pools[p].min_size == 0 for p in ("a100-timeslice", "a100-mig", "h100-timeslice"))
+    assert config.node_pools["a100-mig"].gpu_sharing.mig_profiles == [
+        "1g.10gb",
+        "1g.10gb",
+        "2g.20gb",
+        "3g.40gb",
+    ]
+
+
+def test_derived_subnets_are_disjoint_and_inside_the_vpc():
+    config, _ = parse_stack_config("dev", {**VALID, "cdao:network": {"vpcCidr": "10.8.0.0/16"}})
+
+    cidrs = [ipaddress.ip_network(c) for tier in ("public", "private", "database") for c in config.subnet_cidrs(tier)]
+    assert len(cidrs) == 9
+    assert all(c.subnet_of(ipaddress.ip_network("10.8.0.0/16")) for c in cidrs)
+    assert not any(a.overlaps(b) for i, a in enumerate(cidrs) for b in cidrs[i + 1 :])
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_stack_files_hold_only_known_keys_and_parse(stack: str):
+    document = yaml.safe_load((Path(__file__).parents[2] / "environments" / f"Pulumi.{stack}.yaml").read_text())
+    config, _ = parse_stack_config(stack, document["config"])
+    assert config.stack == stack

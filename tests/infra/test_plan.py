@@ -1,0 +1,145 @@
+"""The offline plan: the real program under mocks, reported as text, Markdown and JSON."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections import Counter
+
+import pytest
+
+from infra.cli import main
+from infra.plan.report import build_plan
+from infra.plan.runner import PlanRun, run_stack
+
+REQUIRED_TAGS = {"environment", "team", "cost-center", "managed-by"}
+
+
+def _json_plan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    code = main(["plan", *argv, "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_json_plan_has_the_documented_shape(capsys: pytest.CaptureFixture[str]):
+    code, plan = _json_plan(capsys, "--stack", "dev")
+    assert code == 0
+    assert plan["stack"] == "dev"
+    assert plan["resources"], "a plan with no resources planned nothing"
+    assert all(set(r) == {"type", "name", "component"} for r in plan["resources"])
+    assert isinstance(plan["policy"]["violations"], list)
+    assert {"idle_usd_month", "peak_usd_month", "lines"} <= set(plan["cost"])
+    assert plan["cost"]["idle_usd_month"] == pytest.approx(
+        sum(line["idle_usd_month"] for line in plan["cost"]["lines"]), abs=0.05
+    )
+
+
+def test_plan_all_covers_every_stack_in_promotion_order(capsys: pytest.CaptureFixture[str]):
+    code, plans = _json_plan(capsys, "--all")
+    assert code == 0
+    assert [p["stack"] for p in plans] == ["dev", "staging", "prod"]
+
+
+def test_text_and_markdown_name_every_stack(capsys: pytest.CaptureFixture[str]):
+    assert main(["plan", "--all"]) == 0
+    text = capsys.readouterr().out
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("Stack ")] == [
+        "dev",
+        "staging",
+        "prod",
+    ]
+    assert "Estimated monthly cost: idle $" in text
+    assert main(["plan", "--all", "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("## Offline plan")
+    assert all(f"| {s} |" in markdown for s in ("dev", "staging", "prod"))
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]):
+    assert main(["plan"]) == 2
+    assert main(["plan", "--stack", "dev", "--format", "yaml"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_plans_are_deterministic(plan_of):
+    first = json.dumps(build_plan(plan_of("prod")), sort_keys=True)
+
+    again = json.dumps(build_plan(run_stack("prod")), sort_keys=True)
+    assert first == again
+
+
+def _of_type(run: PlanRun, typ: str):
+    return [r for r in run.registrations if r.type == typ]
+
+
+def test_every_taggable_aws_resource_carries_the_cost_tags(stack_run: PlanRun):
+    for reg in stack_run.registrations:
+        if not reg.type.startswith("aws:"):
+            continue
+        module, cls = reg.type.split(":")[1].split("/")[0], reg.type.split(":")[2]
+        args_cls = getattr(importlib.import_module(f"pulumi_aws.{module}"), f"{cls}Args")
+        if "tags" not in inspect.signature(args_cls.__init__).parameters:
+            continue
+        tags = reg.inputs.get("tags") or {}
+        assert set(tags) >= REQUIRED_TAGS, f"{reg.type} {reg.name} lacks {REQUIRED_TAGS - set(tags)}"
+        assert tags["environment"] == stack_run.stack
+
+
+def test_three_tiers_in_every_configured_az(stack_run: PlanRun):
+    subnets = _of_type(stack_run, "aws:ec2/subnet:Subnet")
+    tiers = Counter((s.inputs["tags"]["tier"], s.inputs["availabilityZone"]) for s in subnets)
+    azs = stack_run.config.azs
+    assert tiers == Counter({(tier, az): 1 for tier in ("public", "private", "database") for az in azs})
+    assert not any(s.inputs.get("mapPublicIpOnLaunch") for s in subnets)
+
+
+def test_nat_layout_follows_the_stack(plan_of):
+    assert len(_of_type(plan_of("dev"), "aws:ec2/natGateway:NatGateway")) == 1
+    prod = plan_of("prod")
+    assert len(_of_type(prod, "aws:ec2/natGateway:NatGateway")) == len(prod.config.azs) == 3
+
+
+def test_database_subnets_have_no_route_out(stack_run: PlanRun):
+    tables = {r.outputs["id"]: r for r in _of_type(stack_run, "aws:ec2/routeTable:RouteTable")}
+    subnets = {r.outputs["id"]: r for r in _of_type(stack_run, "aws:ec2/subnet:Subnet")}
+    for assoc in _of_type(stack_run, "aws:ec2/routeTableAssociation:RouteTableAssociation"):
+        tier = subnets[assoc.inputs["subnetId"]].inputs["tags"]["tier"]
+        routes = tables[assoc.inputs["routeTableId"]].inputs.get("routes") or []
+        targets = {k for route in routes for k in ("gatewayId", "natGatewayId") if route.get(k)}
+        assert targets == {"public": {"gatewayId"}, "private": {"natGatewayId"}, "database": set()}[tier]
+
+
+def test_s3_gateway_endpoint_serves_private_and_database_tiers(stack_run: PlanRun):
+    (s3,) = [
+        e for e in _of_type(stack_run, "aws:ec2/vpcEndpoint:VpcEndpoint") if e.inputs["vpcEndpointType"] == "Gateway"
+    ]
+    assert s3.inputs["serviceName"] == f"com.amazonaws.{stack_run.config.region}.s3"
+    assert len(s3.inputs["routeTableIds"]) == len(stack_run.config.azs) + 1
+
+
+def test_interface_endpoints_only_where_enabled(plan_of):
+    def interfaces(stack):
+        return sorted(
+            e.inputs["serviceName"].rsplit(".", 1)[-1]
+            if "ecr" not in e.inputs["serviceName"]
+            else e.inputs["serviceName"].split(".", 3)[3]
+            for e in _of_type(plan_of(stack), "aws:ec2/vpcEndpoint:VpcEndpoint")
+            if e.inputs["vpcEndpointType"] == "Interface"
+        )
+
+    assert interfaces("dev") == []
+    assert interfaces("prod") == ["ecr.api", "ecr.dkr", "logs", "sts"]
+
+
+def test_vpc_flow_logs_go_to_a_retained_log_group(stack_run: PlanRun):
+    (flow,) = _of_type(stack_run, "aws:ec2/flowLog:FlowLog")
+    (vpc,) = _of_type(stack_run, "aws:ec2/vpc:Vpc")
+    assert flow.inputs["vpcId"] == vpc.outputs["id"]
+    assert flow.inputs["trafficType"] == "ALL"
+    (group,) = _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["retentionInDays"] == stack_run.config.network.flow_log_retention_days
+
+
+def test_default_security_group_allows_nothing(stack_run: PlanRun):
+    (sg,) = _of_type(stack_run, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert not sg.inputs.get("ingress") and not sg.inputs.get("egress")
