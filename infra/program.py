@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 import pulumi
 
+from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.network import Network, NetworkArgs
+from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.config import StackConfig
 
 
@@ -38,7 +40,42 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         ),
     )
 
+    spec = config.cluster
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            cluster_name=cluster_name(config),
+            kubernetes_version=spec.kubernetes_version,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            endpoint_public_access=spec.endpoint_public_access,
+            public_access_cidrs=[str(c) for c in spec.public_access_cidrs],
+            enabled_log_types=list(spec.enabled_log_types),
+            log_retention_days=spec.log_retention_days,
+            admin_role_arns=list(spec.admin_role_arns),
+            tags=config.tags,
+        ),
+    )
+    for pool_name, pool in config.enabled_pools.items():
+        NodePool(
+            f"pool-{pool_name}",
+            NodePoolArgs(
+                pool_name=pool_name,
+                pool=pool,
+                cluster_name=cluster.name,
+                node_role_arn=cluster.node_role_arn,
+                node_security_group_id=cluster.node_security_group_id,
+                subnet_ids=network.private_subnet_ids,
+                tags=config.tags,
+            ),
+            # A node group can only join once the control plane and its access configuration exist.
+            opts=pulumi.ResourceOptions(depends_on=[cluster]),
+        )
+
     pulumi.export("region", config.region)
+    pulumi.export("clusterName", cluster.name)
+    pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
     pulumi.export("databaseSubnetIds", network.database_subnet_ids)

@@ -92,6 +92,42 @@ class AwsMocks(pulumi_mocks.Mocks):
             "returning what AWS would, or the dependent inputs would silently vanish"
         )
 
+    def _eks_cluster(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        cluster = inputs.get("name") or name
+        issuer_id = _hex(self.stack, "oidc", name, length=32).upper()
+        oidc_url = f"oidc.eks.{self.region}.amazonaws.com/id/{issuer_id}"
+        endpoint = f"https://{issuer_id}.gr7.{self.region}.eks.amazonaws.com"
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": "LS0tLS1CRUdJTg=="}}
+            ],
+            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
+            "current-context": cluster,
+            "users": [
+                {
+                    "name": cluster,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", cluster, "--region", self.region],
+                        }
+                    },
+                }
+            ],
+        }
+        return {
+            "kubeconfig": kubeconfig,
+            "kubeconfigJson": json.dumps(kubeconfig),
+            "oidcProviderArn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{oidc_url}",
+            "oidcProviderUrl": oidc_url,
+            "oidcIssuer": f"https://{oidc_url}",
+            "clusterSecurityGroupId": f"sg-{_hex(self.stack, name, 'cluster-sg')}",
+            "nodeSecurityGroupId": f"sg-{_hex(self.stack, name, 'node-sg')}",
+        }
+
     # -- resources -------------------------------------------------------------------------------
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         inputs = dict(args.inputs)
@@ -123,7 +159,25 @@ class AwsMocks(pulumi_mocks.Mocks):
                     "arn", f"arn:{PARTITION}:{service}:{self.region}:{ACCOUNT_ID}:{_arn_kind(typ)}/{rid}"
                 )
 
-        if typ == "aws:ec2/vpc:Vpc":
+        if typ == "eks:index:Cluster":
+            outputs.update(self._eks_cluster(name, inputs))
+        elif typ == "aws:eks/nodeGroup:NodeGroup":
+            group_name = f"{inputs.get('nodeGroupNamePrefix', name + '-')}{_hex(self.stack, typ, name, length=26)}"
+            cluster = inputs.get("clusterName", "cluster")
+            suffix = _hex(self.stack, name, length=8)
+            outputs.update(
+                nodeGroupName=group_name,
+                arn=f"arn:{PARTITION}:eks:{self.region}:{ACCOUNT_ID}:nodegroup/{cluster}/{group_name}/{suffix}",
+                status="ACTIVE",
+                resources=[{"autoscalingGroups": [{"name": f"eks-{group_name}"}], "remoteAccessSecurityGroupId": ""}],
+            )
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs.update(latestVersion=1, defaultVersion=1)
+        elif typ == "aws:kms/key:Key":
+            key_id = _uuid(self.stack, typ, name)
+            outputs.update(keyId=key_id, arn=f"arn:{PARTITION}:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}")
+            rid = key_id
+        elif typ == "aws:ec2/vpc:Vpc":
             outputs.update(
                 defaultSecurityGroupId=f"sg-{_hex(self.stack, typ, name, 'default')}",
                 mainRouteTableId=f"rtb-{_hex(self.stack, typ, name, 'main')}",
@@ -137,6 +191,11 @@ class AwsMocks(pulumi_mocks.Mocks):
             outputs["tagsAll"] = inputs["tags"]
         outputs["id"] = rid
         return rid, outputs
+
+
+def _uuid(*parts: str) -> str:
+    h = _hex(*parts, length=32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _arn_kind(typ: str) -> str:

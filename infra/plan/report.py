@@ -19,8 +19,15 @@ COMPONENT_PREFIX = "cdao:"
 
 
 def policy_resources(registrations: Sequence[Registration]) -> list[dict[str, Any]]:
-    """The `[{type, name, props}]` list the policy pack and the cost estimate both read."""
-    return [{"type": r.type, "name": r.name, "urn": r.urn, "props": r.inputs} for r in registrations]
+    """The `[{type, name, props}]` list the policy pack and the cost estimate both read.
+
+    props are the inputs, as a preview shows them; the (mocked) physical id rides alongside so
+    stack rules can relate resources (a flow log to its VPC) the way they would after an update.
+    """
+    return [
+        {"type": r.type, "name": r.name, "urn": r.urn, "id": r.outputs.get("id"), "props": r.inputs}
+        for r in registrations
+    ]
 
 
 def _component_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:

@@ -136,7 +136,7 @@ def test_vpc_flow_logs_go_to_a_retained_log_group(stack_run: PlanRun):
     (vpc,) = _of_type(stack_run, "aws:ec2/vpc:Vpc")
     assert flow.inputs["vpcId"] == vpc.outputs["id"]
     assert flow.inputs["trafficType"] == "ALL"
-    (group,) = _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup")
+    (group,) = [g for g in _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup") if g.name == "network-flow-logs"]
     assert group.inputs["retentionInDays"] == stack_run.config.network.flow_log_retention_days
 
 

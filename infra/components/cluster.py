@@ -1,0 +1,152 @@
+"""The EKS control plane (pulumi-eks) and the IAM role its managed node groups share."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+
+# AWS-managed policies every EKS worker needs to join the cluster and pull images. The VPC CNI's
+# policy is deliberately absent: it goes to the aws-node service account through IRSA instead, so a
+# compromised pod cannot rewrite the node's network interfaces with the node's own role.
+NODE_MANAGED_POLICIES = {
+    "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "ecr-read": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+    "ssm": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+}
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    cluster_name: str
+    kubernetes_version: str
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: Sequence[pulumi.Input[str]]
+    endpoint_public_access: bool
+    public_access_cidrs: Sequence[str]
+    enabled_log_types: Sequence[str]
+    log_retention_days: int
+    admin_role_arns: Sequence[str]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Cluster(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[object]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_provider_url: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    node_security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cdao:infra:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"Envelope encryption of Kubernetes Secrets in {args.cluster_name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags={**tags, "Name": f"{args.cluster_name}-secrets"},
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-secrets",
+            name=f"alias/{args.cluster_name}-secrets",
+            target_key_id=secrets_key.key_id,
+            opts=pulumi.ResourceOptions(parent=secrets_key),
+        )
+
+        # EKS creates this group itself on first log write with retention "never expire"; owning it
+        # first is the only way to bound how long (and how expensively) control-plane logs are kept.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane",
+            name=f"/aws/eks/{args.cluster_name}/cluster",
+            retention_in_days=args.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
+
+        self.node_role = aws.iam.Role(
+            f"{name}-node",
+            description=f"EC2 nodes of {args.cluster_name}'s managed node groups",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+            tags=tags,
+            opts=child,
+        )
+        for purpose, arn in NODE_MANAGED_POLICIES.items():
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{purpose}",
+                role=self.node_role.name,
+                policy_arn=arn,
+                opts=pulumi.ResourceOptions(parent=self.node_role),
+            )
+
+        access_entries = {
+            f"admin-{index}": eks.AccessEntryArgs(
+                principal_arn=arn,
+                access_policies={
+                    "cluster-admin": eks.AccessPolicyAssociationArgs(
+                        policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    )
+                },
+            )
+            for index, arn in enumerate(args.admin_role_arns)
+        }
+
+        cluster = eks.Cluster(
+            f"{name}-eks",
+            name=args.cluster_name,
+            version=args.kubernetes_version,
+            vpc_id=args.vpc_id,
+            private_subnet_ids=list(args.private_subnet_ids),
+            node_associate_public_ip_address=False,
+            endpoint_private_access=True,
+            endpoint_public_access=args.endpoint_public_access,
+            public_access_cidrs=list(args.public_access_cidrs) if args.endpoint_public_access else None,
+            encryption_config_key_arn=secrets_key.arn,
+            enabled_cluster_log_types=list(args.enabled_log_types),
+            # Access entries, not the aws-auth ConfigMap: managed through the EKS API, auditable in
+            # CloudTrail, and not lost when someone edits a ConfigMap by hand.
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries=access_entries or None,
+            create_oidc_provider=True,
+            # Node pools are plain aws.eks.NodeGroup resources (infra/components/node_pool.py), so
+            # policies and the cost estimate see them; no default node group of pulumi-eks's own.
+            skip_default_node_group=True,
+            tags=tags,
+            cluster_tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+
+        self.name = pulumi.Output.from_input(args.cluster_name)
+        self.kubeconfig = cluster.kubeconfig
+        self.oidc_provider_arn = cluster.oidc_provider_arn
+        self.oidc_provider_url = cluster.oidc_provider_url
+        self.node_security_group_id = cluster.node_security_group_id
+        self.cluster_security_group_id = cluster.cluster_security_group_id
+        self.node_role_arn = self.node_role.arn
+        self.secrets_key_arn = secrets_key.arn
+        self.register_outputs(
+            {
+                "name": self.name,
+                "oidcProviderArn": self.oidc_provider_arn,
+                "oidcProviderUrl": self.oidc_provider_url,
+                "nodeRoleArn": self.node_role_arn,
+                "nodeSecurityGroupId": self.node_security_group_id,
+                "secretsKeyArn": self.secrets_key_arn,
+            }
+        )

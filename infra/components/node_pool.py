@@ -1,0 +1,158 @@
+"""One EKS managed node group per pool, with its launch template and autoscaler hints.
+
+Plain aws.eks.NodeGroup + aws.ec2.LaunchTemplate rather than pulumi-eks's node-group components:
+those register as one opaque resource, hiding instance types, sizes and metadata options from the
+policy pack and the cost estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import GPU_SHARING_LABEL, NODE_POOL_LABEL, WORKLOAD_LABEL_PREFIX, NodePoolConfig
+from infra.instances import INSTANCE_TYPES
+
+# The NVIDIA MIG manager applies the layout named by this node label (the GPU stack in platform/
+# defines a layout of that name from the same pool config).
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+_EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
+
+
+def pool_labels(pool_name: str, pool: NodePoolConfig) -> dict[str, str]:
+    """Every Kubernetes label a pool's nodes carry; the SDK, Flyte and the GPU stack select on these."""
+    labels = {NODE_POOL_LABEL: pool_name, GPU_SHARING_LABEL: pool.gpu_sharing.mode}
+    labels.update({f"{WORKLOAD_LABEL_PREFIX}{w}": "true" for w in pool.workload_types})
+    if pool.gpu_sharing.mode == "mig":
+        labels[MIG_CONFIG_LABEL] = mig_layout_name(pool_name)
+    labels.update(pool.labels)
+    return labels
+
+
+def mig_layout_name(pool_name: str) -> str:
+    return f"cdao-{pool_name}"
+
+
+def gpu_resources(pool: NodePoolConfig) -> dict[str, int]:
+    """Extended resources one node of the pool advertises once the GPU stack has configured it."""
+    kind = INSTANCE_TYPES[pool.instance_types[0]]
+    if not kind.is_gpu:
+        return {}
+    sharing = pool.gpu_sharing
+    if sharing.mode == "time-slicing":
+        return {"nvidia.com/gpu": kind.gpu_count * (sharing.replicas or 1)}
+    if sharing.mode == "mig":
+        counts: dict[str, int] = {}
+        for profile in sharing.mig_profiles:
+            counts[f"nvidia.com/mig-{profile}"] = counts.get(f"nvidia.com/mig-{profile}", 0) + kind.gpu_count
+        return counts
+    return {"nvidia.com/gpu": kind.gpu_count}
+
+
+@dataclass(frozen=True)
+class NodePoolArgs:
+    pool_name: str
+    pool: NodePoolConfig
+    cluster_name: pulumi.Input[str]
+    node_role_arn: pulumi.Input[str]
+    node_security_group_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class NodePool(pulumi.ComponentResource):
+    def __init__(self, name: str, args: NodePoolArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cdao:infra:NodePool", name, None, opts)
+        pool, pool_name = args.pool, args.pool_name
+        kind = INSTANCE_TYPES[pool.instance_types[0]]
+        tags = {**args.tags, "cdao.io/node-pool": pool_name}
+
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            name=pulumi.Output.concat(args.cluster_name, f"-{pool_name}"),
+            description=f"Nodes of pool {pool_name}",
+            update_default_version=True,
+            # IMDSv2 only, one hop: pods cannot reach the node's instance credentials, so workloads
+            # must use their own IRSA role instead of borrowing the node's.
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=pool.disk_size_gb, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                    ),
+                )
+            ],
+            vpc_security_group_ids=[args.node_security_group_id],
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind_, tags=tags)
+                for kind_ in ("instance", "volume")
+            ],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        labels = pool_labels(pool_name, pool)
+        group = aws.eks.NodeGroup(
+            f"{name}-ng",
+            cluster_name=args.cluster_name,
+            node_group_name_prefix=f"{pool_name}-",
+            node_role_arn=args.node_role_arn,
+            subnet_ids=list(args.subnet_ids),
+            instance_types=list(pool.instance_types),
+            capacity_type=pool.capacity_type,
+            ami_type="AL2023_x86_64_NVIDIA" if kind.is_gpu else "AL2023_x86_64_STANDARD",
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=pool.min_size, desired_size=pool.initial_size, max_size=pool.max_size
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable_percentage=25),
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                name=template.name, version=template.latest_version.apply(str)
+            ),
+            labels=labels,
+            taints=[
+                aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_TAINT_EFFECT[t.effect])
+                for t in pool.taints
+            ],
+            tags={
+                **tags,
+                "k8s.io/cluster-autoscaler/enabled": "true",
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The autoscaler owns the running size; Pulumi only sets where the pool starts.
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
+
+        # Managed node groups do not copy their tags to the Auto Scaling group, and the cluster
+        # autoscaler can only scale a pool up from zero if the ASG itself says which labels, taints
+        # and GPU resources a new node would have: so the node-template tags go on the ASG.
+        template_tags = {f"k8s.io/cluster-autoscaler/node-template/label/{k}": v for k, v in labels.items()}
+        template_tags.update(
+            {f"k8s.io/cluster-autoscaler/node-template/taint/{t.key}": f"{t.value}:{t.effect}" for t in pool.taints}
+        )
+        template_tags.update(
+            {f"k8s.io/cluster-autoscaler/node-template/resources/{r}": str(n) for r, n in gpu_resources(pool).items()}
+        )
+        asg_name = group.resources.apply(lambda res: res[0].autoscaling_groups[0].name)
+        for key, value in sorted(template_tags.items()):
+            aws.autoscaling.Tag(
+                f"{name}-asg-tag-{_tag_slug(key)}",
+                autoscaling_group_name=asg_name,
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                opts=pulumi.ResourceOptions(parent=group),
+            )
+
+        self.node_group_name = group.node_group_name
+        self.register_outputs({"nodeGroupName": group.node_group_name, "launchTemplateId": template.id})
+
+
+def _tag_slug(key: str) -> str:
+    # Logical names must be stable and unique per tag: derive them from the tag key, never an index.
+    return key.removeprefix("k8s.io/cluster-autoscaler/node-template/").replace("/", "-")

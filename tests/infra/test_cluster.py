@@ -1,0 +1,127 @@
+"""EKS control plane and node pools, as the stacks declare them under the mock runtime."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.cli import main
+from infra.components.node_pool import gpu_resources, pool_labels
+from infra.plan.runner import PlanRun
+
+TEMPLATE = "k8s.io/cluster-autoscaler/node-template/"
+
+
+def _of_type(run: PlanRun, typ: str):
+    return [r for r in run.registrations if r.type == typ]
+
+
+def _pools(run: PlanRun) -> dict[str, object]:
+    return {g.inputs["labels"]["cdao.io/node-pool"]: g for g in _of_type(run, "aws:eks/nodeGroup:NodeGroup")}
+
+
+def test_each_stack_declares_exactly_its_enabled_pools(stack_run: PlanRun):
+    assert set(_pools(stack_run)) == set(stack_run.config.enabled_pools)
+
+
+def test_prod_has_all_four_pools(plan_of):
+    assert set(_pools(plan_of("prod"))) == {"cpu", "a100-timeslice", "a100-mig", "h100-timeslice"}
+
+
+def test_gpu_pools_scale_from_zero(stack_run: PlanRun):
+    for name, group in _pools(stack_run).items():
+        if name != "cpu":
+            assert group.inputs["scalingConfig"]["minSize"] == 0, name
+            assert group.inputs["scalingConfig"]["desiredSize"] == 0, name
+
+
+def test_pool_labels_and_taints_come_from_the_config(stack_run: PlanRun):
+    for name, group in _pools(stack_run).items():
+        pool = stack_run.config.node_pools[name]
+        assert group.inputs["labels"] == pool_labels(name, pool)
+        taints = [(t["key"], t.get("value", ""), t["effect"]) for t in group.inputs.get("taints") or []]
+        effects = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
+        assert taints == [(t.key, t.value, effects[t.effect]) for t in pool.taints]
+        assert group.inputs["amiType"] == ("AL2023_x86_64_STANDARD" if name == "cpu" else "AL2023_x86_64_NVIDIA")
+
+
+def test_autoscaler_can_scale_gpu_pools_up_from_zero(plan_of):
+    """The ASG carries node-template tags for every label, taint and GPU resource of the pool."""
+    run = plan_of("prod")
+    groups = _pools(run)
+    tags = _of_type(run, "aws:autoscaling/tag:Tag")
+    for name, group in groups.items():
+        asg = f"eks-{group.outputs['nodeGroupName']}"
+        on_asg = {
+            t.inputs["tag"]["key"]: t.inputs["tag"]["value"] for t in tags if t.inputs["autoscalingGroupName"] == asg
+        }
+        pool = run.config.node_pools[name]
+        for key, value in pool_labels(name, pool).items():
+            assert on_asg[f"{TEMPLATE}label/{key}"] == value
+        for taint in pool.taints:
+            assert on_asg[f"{TEMPLATE}taint/{taint.key}"] == f"{taint.value}:{taint.effect}"
+        for resource, count in gpu_resources(pool).items():
+            assert on_asg[f"{TEMPLATE}resources/{resource}"] == str(count)
+    mig = {
+        t.inputs["tag"]["key"]: t.inputs["tag"]["value"] for t in tags if "a100-mig" in t.inputs["autoscalingGroupName"]
+    }
+    # p4de: 8 GPUs, each cut into 1g.10gb x2, 2g.20gb, 3g.40gb.
+    assert mig[f"{TEMPLATE}resources/nvidia.com/mig-1g.10gb"] == "16"
+    assert mig[f"{TEMPLATE}resources/nvidia.com/mig-3g.40gb"] == "8"
+    h100 = {
+        t.inputs["tag"]["key"]: t.inputs["tag"]["value"] for t in tags if "h100" in t.inputs["autoscalingGroupName"]
+    }
+    assert h100[f"{TEMPLATE}resources/nvidia.com/gpu"] == str(8 * 3)
+
+
+def test_launch_templates_require_imdsv2_and_encrypted_gp3(stack_run: PlanRun):
+    templates = _of_type(stack_run, "aws:ec2/launchTemplate:LaunchTemplate")
+    assert len(templates) == len(stack_run.config.enabled_pools)
+    for lt in templates:
+        assert lt.inputs["metadataOptions"]["httpTokens"] == "required"
+        assert lt.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        (mapping,) = lt.inputs["blockDeviceMappings"]
+        assert mapping["ebs"]["volumeType"] == "gp3"
+        assert mapping["ebs"]["encrypted"] == "true"
+
+
+def test_control_plane_is_private_encrypted_and_logged(stack_run: PlanRun):
+    (cluster,) = _of_type(stack_run, "eks:index:Cluster")
+    (key,) = _of_type(stack_run, "aws:kms/key:Key")
+    assert cluster.inputs["endpointPrivateAccess"] is True
+    assert cluster.inputs["endpointPublicAccess"] is False
+    assert cluster.inputs["encryptionConfigKeyArn"] == key.outputs["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    assert set(cluster.inputs["enabledClusterLogTypes"]) == {
+        "api",
+        "audit",
+        "authenticator",
+        "controllerManager",
+        "scheduler",
+    }
+    assert cluster.inputs["skipDefaultNodeGroup"] is True
+    assert cluster.inputs["createOidcProvider"] is True
+    groups = [g.inputs["name"] for g in _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup")]
+    assert f"/aws/eks/cdao-{stack_run.stack}/cluster" in groups
+
+
+def test_node_role_does_not_carry_the_cni_policy(stack_run: PlanRun):
+    attached = {a.inputs["policyArn"] for a in _of_type(stack_run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy" not in attached
+    assert "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy" in attached
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_gpu_pools_cost_nothing_at_idle(stack: str, capsys: pytest.CaptureFixture[str]):
+    assert main(["plan", "--stack", stack, "--format", "json"]) in (0, 1)
+    plan = json.loads(capsys.readouterr().out)
+    gpu_lines = [
+        line
+        for line in plan["cost"]["lines"]
+        if line["resource_name"].startswith("pool-") and "cpu" not in line["resource_name"]
+    ]
+    assert gpu_lines, "GPU pools must be priced"
+    assert all(line["idle_usd_month"] == 0 for line in gpu_lines)
+    assert all(line["peak_usd_month"] > 10_000 for line in gpu_lines)
+    assert plan["cost"]["unpriced"] == []
