@@ -3,6 +3,7 @@
     cdao plan --stack dev [--format text|json|markdown]   offline plan of one stack
     cdao plan --all [--format ...]                         every stack in environments/
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
+    cdao promote dev staging                               write the promotion of dev's pins to staging
 
 Exit codes: 0 clean, 1 a mandatory policy violation, 2 bad configuration or usage.
 Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` answers at once.
@@ -53,6 +54,12 @@ def _policy(argv: Sequence[str]) -> int:
     return check_main(list(argv))
 
 
+def _promote(argv: Sequence[str]) -> int:
+    from infra import promote  # noqa: PLC0415
+
+    return promote.main(list(argv))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdao", description="CDAO MLOps platform tooling.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     policy = commands.add_parser("policy", help="the policy pack (policies/)")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     policy_commands.add_parser("check", help="evaluate every rule on a JSON resource list", add_help=False)
+    commands.add_parser("promote", help="promote one environment's pins to the next", add_help=False)
     return parser
 
 
@@ -84,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:2] == ["policy", "check"]:
         # The pack owns its own argument parsing (`cdao policy check --help`).
         return _policy(argv[2:])
+    if argv[:1] == ["promote"]:
+        # `cdao promote` owns its own argument parsing too (`cdao promote --help`).
+        return _promote(argv[1:])
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage and 0 on --help

@@ -16,6 +16,7 @@ cdao:codeweave             CodeweaveConfig               the external GPU cloud'
 cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave presents (`config set --secret`)
 cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
 cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
+cdao:flyte                 FlyteConfig                   Flyte projects (a namespace and IAM role per domain)
 
 Parsing happens once, before any resource is declared; any bad value raises ConfigError with one
 message naming the stack, the key, the value and what was expected, so nothing half-built is left.
@@ -161,6 +162,14 @@ class StorageConfig(_Model):
 class CodeweaveConfig(_Model):
     enabled: bool = False
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    endpoint: str | None = Field(default=None, pattern=r"^https://[^\s/]+(/\S*)?$")
+
+
+class FlyteConfig(_Model):
+    """Flyte projects; each gets a namespace and an IRSA role per domain (development, staging,
+    production), so one project's tasks cannot read another's data."""
+
+    projects: list[str] = Field(default=["ml-experiments"], min_length=1)
 
 
 class GitOpsConfig(_Model):
@@ -168,6 +177,9 @@ class GitOpsConfig(_Model):
     revision: str = "main"
     path: str = "platform"
     argocd_chart_version: str = Field(default="7.8.0", pattern=r"^\d+\.\d+\.\d+$")
+    # Chart versions this environment runs, by add-on chart key: promoted with the revision
+    # (`cdao promote`) and handed to platform/ as `cdao.io/chart-version-<key>` annotations.
+    chart_versions: dict[str, str] = {}
 
 
 class AddonsConfig(_Model):
@@ -198,6 +210,7 @@ class StackConfig(_Model):
     codeweave: CodeweaveConfig = CodeweaveConfig()
     gitops: GitOpsConfig
     addons: AddonsConfig = AddonsConfig()
+    flyte: FlyteConfig = FlyteConfig()
 
     @property
     def azs(self) -> list[str]:
@@ -272,6 +285,7 @@ _SECTIONS = {
     "codeweave": "codeweave",
     "gitops": "gitops",
     "addons": "addons",
+    "flyte": "flyte",
 }
 
 
@@ -404,6 +418,7 @@ def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple
         *_check_cluster(config),
         *_check_pools(config),
         *_check_database(config),
+        *_check_gitops(config),
         *_check_codeweave(config, secrets),
     ]
 
@@ -564,6 +579,21 @@ def _check_gpu(key: str, pool: NodePoolConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
+def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
+    problems = []
+    for chart, version in config.gitops.chart_versions.items():
+        key = f"{NAMESPACE}:gitops.chartVersions.{chart}"
+        if not _DNS_SUBDOMAIN.fullmatch(chart) or "." in chart:
+            problems.append((f"{NAMESPACE}:gitops.chartVersions", chart, "a chart key of lowercase letters, digits, '-'"))
+        if not re.fullmatch(r"v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?", version):
+            # A range or "latest" would let an environment drift without a reviewed diff.
+            problems.append((key, version, "an exact chart version such as 1.16.1"))
+    for project in config.flyte.projects:
+        if not _DNS_SUBDOMAIN.fullmatch(project) or "." in project or len(project) > 40:
+            problems.append((f"{NAMESPACE}:flyte.projects", project, "a project name of lowercase letters, digits, '-'"))
+    return problems
+
+
 def _check_database(config: StackConfig) -> list[tuple[str, Any, str]]:
     db, key = config.database, f"{NAMESPACE}:database"
     if db.max_allocated_storage_gb < db.allocated_storage_gb:
@@ -582,6 +612,8 @@ def _check_codeweave(config: StackConfig, secrets: Mapping[str, str]) -> list[tu
     problems = []
     if cw.enabled and cw.account_id is None:
         problems.append((f"{key}.accountId", _MISSING, "Codeweave's 12-digit AWS account ID when enabled"))
+    if cw.enabled and cw.endpoint is None:
+        problems.append((f"{key}.endpoint", _MISSING, "Codeweave's API endpoint (https://...) when enabled"))
     if cw.enabled and "codeweaveExternalId" not in secrets:
         problems.append(
             (
