@@ -584,13 +584,17 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
     for chart, version in config.gitops.chart_versions.items():
         key = f"{NAMESPACE}:gitops.chartVersions.{chart}"
         if not _DNS_SUBDOMAIN.fullmatch(chart) or "." in chart:
-            problems.append((f"{NAMESPACE}:gitops.chartVersions", chart, "a chart key of lowercase letters, digits, '-'"))
+            problems.append(
+                (f"{NAMESPACE}:gitops.chartVersions", chart, "a chart key of lowercase letters, digits, '-'")
+            )
         if not re.fullmatch(r"v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?", version):
             # A range or "latest" would let an environment drift without a reviewed diff.
             problems.append((key, version, "an exact chart version such as 1.16.1"))
     for project in config.flyte.projects:
         if not _DNS_SUBDOMAIN.fullmatch(project) or "." in project or len(project) > 40:
-            problems.append((f"{NAMESPACE}:flyte.projects", project, "a project name of lowercase letters, digits, '-'"))
+            problems.append(
+                (f"{NAMESPACE}:flyte.projects", project, "a project name of lowercase letters, digits, '-'")
+            )
     return problems
 
 

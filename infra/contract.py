@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from infra.config import AddonsConfig
 
-SECRET_NAME = "in-cluster-cdao"
+SECRET_NAME = "in-cluster-cdao"  # noqa: S105 - a Kubernetes object name, not a credential
 ARGOCD_NAMESPACE = "argocd"
 ANNOTATION_PREFIX = "cdao.io/"
 
@@ -37,9 +37,13 @@ SERVICE_ACCOUNTS: tuple[ServiceAccount, ...] = (
     ServiceAccount("flytepropeller", "flyte", "flytepropeller", "Flyte propeller: reads and writes task data in S3"),
     ServiceAccount("datacatalog", "flyte", "datacatalog", "Flyte data catalog: cached artefacts in S3"),
     ServiceAccount("connector", "flyte", "cdao-connector", "connector service: Batch, EMR, SageMaker, Codeweave"),
-    ServiceAccount("aws-load-balancer-controller", "kube-system", "aws-load-balancer-controller", "ALB/NLB for ingresses"),
+    ServiceAccount(
+        "aws-load-balancer-controller", "kube-system", "aws-load-balancer-controller", "ALB/NLB for ingresses"
+    ),
     ServiceAccount("cluster-autoscaler", "kube-system", "cluster-autoscaler", "scales the node pools' ASGs"),
-    ServiceAccount("external-secrets", "external-secrets", "external-secrets", "reads this stack's Secrets Manager secrets"),
+    ServiceAccount(
+        "external-secrets", "external-secrets", "external-secrets", "reads this stack's Secrets Manager secrets"
+    ),
     ServiceAccount("ebs-csi", "kube-system", "ebs-csi-controller-sa", "EBS volumes for PVCs"),
     ServiceAccount("efs-csi", "kube-system", "efs-csi-controller-sa", "EFS access points for PVCs"),
     ServiceAccount("vpc-cni", "kube-system", "aws-node", "VPC CNI: pod networking (kept off the node role)"),
@@ -91,7 +95,10 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
     Annotation("codeweave-endpoint", "Codeweave API endpoint (empty string when Codeweave is disabled)"),
     Annotation("codeweave-api-key-secret", "Secrets Manager secret name of the Codeweave API key"),
-    *(Annotation(f"role-arn-{sa.role}", f"IRSA role of {sa.namespace}/{sa.name}: {sa.purpose}") for sa in SERVICE_ACCOUNTS),
+    *(
+        Annotation(f"role-arn-{sa.role}", f"IRSA role of {sa.namespace}/{sa.name}: {sa.purpose}")
+        for sa in SERVICE_ACCOUNTS
+    ),
     Annotation("role-arn-sagemaker-execution", "role SageMaker jobs run as"),
     Annotation("role-arn-batch-job", "role AWS Batch containers run as (ecs-tasks)"),
     Annotation("role-arn-emr-job", "runtime role of EMR Serverless and EMR-on-EC2 Spark jobs"),
