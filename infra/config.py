@@ -17,6 +17,7 @@ cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave p
 cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
 cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
 cdao:flyte                 FlyteConfig                   Flyte projects (a namespace and IAM role per domain)
+cdao:batch                 BatchConfig                   AWS Batch instance types and vCPU ceiling
 
 Parsing happens once, before any resource is declared; any bad value raises ConfigError with one
 message naming the stack, the key, the value and what was expected, so nothing half-built is left.
@@ -165,6 +166,13 @@ class CodeweaveConfig(_Model):
     endpoint: str | None = Field(default=None, pattern=r"^https://[^\s/]+(/\S*)?$")
 
 
+class BatchConfig(_Model):
+    """AWS Batch compute environments (one spot, one on-demand), both scaling from zero vCPUs."""
+
+    instance_types: list[str] = Field(default=["m5.xlarge", "m5.2xlarge", "c5.2xlarge"], min_length=1)
+    max_vcpus: int = Field(default=256, ge=1, le=10000)
+
+
 class FlyteConfig(_Model):
     """Flyte projects; each gets a namespace and an IRSA role per domain (development, staging,
     production), so one project's tasks cannot read another's data."""
@@ -211,6 +219,7 @@ class StackConfig(_Model):
     gitops: GitOpsConfig
     addons: AddonsConfig = AddonsConfig()
     flyte: FlyteConfig = FlyteConfig()
+    batch: BatchConfig = BatchConfig()
 
     @property
     def azs(self) -> list[str]:
@@ -286,6 +295,7 @@ _SECTIONS = {
     "gitops": "gitops",
     "addons": "addons",
     "flyte": "flyte",
+    "batch": "batch",
 }
 
 
@@ -590,6 +600,15 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
         if not re.fullmatch(r"v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?", version):
             # A range or "latest" would let an environment drift without a reviewed diff.
             problems.append((key, version, "an exact chart version such as 1.16.1"))
+    for itype in config.batch.instance_types:
+        if itype not in INSTANCE_TYPES:
+            problems.append(
+                (
+                    f"{NAMESPACE}:batch.instanceTypes",
+                    itype,
+                    f"a known instance type ({', '.join(sorted(INSTANCE_TYPES))})",
+                )
+            )
     for project in config.flyte.projects:
         if not _DNS_SUBDOMAIN.fullmatch(project) or "." in project or len(project) > 40:
             problems.append(

@@ -84,12 +84,17 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("bucket-workflows", "S3 bucket for registered workflow packages (fast-register)"),
     Annotation("db-endpoint", "RDS PostgreSQL host name for flyteadmin and datacatalog"),
     Annotation("db-port", "RDS PostgreSQL port"),
+    Annotation("db-name", "database flyteadmin and datacatalog share"),
     Annotation("db-master-secret-arn", "Secrets Manager secret RDS manages with the master password"),
     Annotation("efs-file-system-id", "EFS file system for shared datasets and models"),
     Annotation("batch-queue-spot", "AWS Batch job queue on spot capacity"),
     Annotation("batch-queue-ondemand", "AWS Batch job queue on on-demand capacity"),
     Annotation("emr-serverless-application-id", "EMR Serverless Spark application"),
     Annotation("emr-log-uri", "S3 prefix for EMR logs"),
+    Annotation("emr-security-configuration", "EMR security configuration for transient EMR-on-EC2 clusters"),
+    Annotation("emr-service-role-arn", "EMR service role for transient EMR-on-EC2 clusters"),
+    Annotation("emr-instance-profile-arn", "EC2 instance profile of transient EMR-on-EC2 clusters"),
+    Annotation("private-subnet-ids", "comma-separated private subnets (EMR-on-EC2 clusters, Batch)"),
     Annotation("sagemaker-output-uri", "S3 prefix for SageMaker job outputs"),
     Annotation("ecr-tasks-repository", "ECR repository URL for task images"),
     Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
@@ -106,6 +111,18 @@ ANNOTATIONS: tuple[Annotation, ...] = (
 )
 
 ANNOTATION_KEYS: tuple[str, ...] = tuple(f"{ANNOTATION_PREFIX}{a.key}" for a in ANNOTATIONS)
+
+# Annotations whose names depend on the stack: one per chart pin and one per Flyte project-domain.
+CHART_VERSION_PREFIX = f"{ANNOTATION_PREFIX}chart-version-"
+
+
+def stack_annotation_keys(chart_keys: list[str], flyte_projects: list[str]) -> tuple[str, ...]:
+    """Every annotation the cluster Secret of a stack with these pins and projects carries."""
+    tasks = [
+        f"{ANNOTATION_PREFIX}role-arn-{flyte_task_account(p, d).role}" for p in flyte_projects for d in FLYTE_DOMAINS
+    ]
+    return (*ANNOTATION_KEYS, *(f"{CHART_VERSION_PREFIX}{c}" for c in chart_keys), *tasks)
+
 
 ADDONS: tuple[str, ...] = tuple(AddonsConfig.model_fields)
 LABEL_KEYS: tuple[str, ...] = ("environment", *(f"enable_{addon}" for addon in ADDONS))

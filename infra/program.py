@@ -10,19 +10,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.compute import Compute, ComputeArgs, Registry
+from infra.components.data import DB_NAME, Data, DataArgs
+from infra.components.gitops import GitOps, GitOpsArgs
+from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.config import StackConfig
+from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
 
 
 def cluster_name(config: StackConfig) -> str:
     return f"cdao-{config.stack}"
 
 
+def codeweave_secret_name(config: StackConfig) -> str:
+    return f"cdao/{config.stack}/codeweave-api-key"
+
+
 def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
+    name = cluster_name(config)
+    tags = config.tags
+    account_id = aws.get_caller_identity_output().account_id
     net = config.network
+
     network = Network(
         "network",
         NetworkArgs(
@@ -35,8 +49,8 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             single_nat_gateway=net.nat_gateways == "single",
             flow_log_retention_days=net.flow_log_retention_days,
             interface_endpoints=net.interface_endpoints,
-            cluster_name=cluster_name(config),
-            tags=config.tags,
+            cluster_name=name,
+            tags=tags,
         ),
     )
 
@@ -44,7 +58,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     cluster = Cluster(
         "cluster",
         ClusterArgs(
-            cluster_name=cluster_name(config),
+            cluster_name=name,
             kubernetes_version=spec.kubernetes_version,
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
@@ -53,7 +67,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             enabled_log_types=list(spec.enabled_log_types),
             log_retention_days=spec.log_retention_days,
             admin_role_arns=list(spec.admin_role_arns),
-            tags=config.tags,
+            tags=tags,
         ),
     )
     for pool_name, pool in config.enabled_pools.items():
@@ -66,16 +80,193 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
                 node_role_arn=cluster.node_role_arn,
                 node_security_group_id=cluster.node_security_group_id,
                 subnet_ids=network.private_subnet_ids,
-                tags=config.tags,
+                tags=tags,
             ),
             # A node group can only join once the control plane and its access configuration exist.
             opts=pulumi.ResourceOptions(depends_on=[cluster]),
         )
 
+    db, storage = config.database, config.storage
+    data = Data(
+        "data",
+        DataArgs(
+            stack=config.stack,
+            account_id=account_id,
+            vpc_id=network.vpc_id,
+            vpc_cidr=str(net.vpc_cidr),
+            database_subnet_ids=network.database_subnet_ids,
+            private_subnet_ids=network.private_subnet_ids,
+            availability_zones=config.azs,
+            node_security_group_id=cluster.node_security_group_id,
+            db_instance_class=db.instance_class,
+            db_engine_version=db.engine_version,
+            db_allocated_storage_gb=db.allocated_storage_gb,
+            db_max_allocated_storage_gb=db.max_allocated_storage_gb,
+            db_multi_az=db.multi_az,
+            db_deletion_protection=db.deletion_protection,
+            db_backup_retention_days=db.backup_retention_days,
+            noncurrent_version_expiration_days=storage.noncurrent_version_expiration_days,
+            abort_incomplete_upload_days=storage.abort_incomplete_upload_days,
+            replication_region=storage.replication_region,
+            force_destroy=storage.force_destroy,
+            tags=tags,
+        ),
+    )
+
+    codeweave = config.codeweave
+    service_roles = ServiceRoles(
+        "service-roles",
+        ServiceRolesArgs(
+            stack=config.stack,
+            region=config.region,
+            account_id=account_id,
+            bucket_arns=data.bucket_arns,
+            data_key_arn=data.key.arn,
+            codeweave_account_id=codeweave.account_id if codeweave.enabled else None,
+            codeweave_external_id=secrets.get("codeweaveExternalId") if codeweave.enabled else None,
+            tags=tags,
+        ),
+    )
+
+    compute = Compute(
+        "compute",
+        ComputeArgs(
+            stack=config.stack,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            batch_instance_profile_arn=service_roles.batch_instance_profile.arn,
+            batch_instance_types=list(config.batch.instance_types),
+            batch_max_vcpus=config.batch.max_vcpus,
+            data_key_arn=data.key.arn,
+            userdata_bucket=data.bucket_names["userdata"],
+            tags=tags,
+        ),
+    )
+    registry = Registry("registry", config.stack, data.key.arn, tags)
+
+    # Platform secrets (the Codeweave API key, ...) live under this prefix in Secrets Manager and
+    # reach pods only through External Secrets; the values are put there by operators, not by code.
+    secrets_prefix = pulumi.Output.concat(
+        f"arn:aws:secretsmanager:{config.region}:", account_id, f":secret:cdao/{config.stack}/*"
+    )
+    container_logs = aws.cloudwatch.LogGroup(
+        "container-logs",
+        name=f"/cdao/{config.stack}/containers",
+        retention_in_days=spec.log_retention_days,
+        tags=tags,
+    )
+    identity = WorkloadIdentity(
+        "workload-identity",
+        WorkloadIdentityArgs(
+            stack=config.stack,
+            region=config.region,
+            account_id=account_id,
+            cluster_name=name,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_provider_url=cluster.oidc_provider_url,
+            bucket_arns=data.bucket_arns,
+            data_key_arn=data.key.arn,
+            flyte_projects=list(config.flyte.projects),
+            flyte_domains=list(FLYTE_DOMAINS),
+            batch_queue_arns=list(compute.queue_arns.values()),
+            emr_serverless_application_arn=compute.emr_application.arn,
+            passable_roles={
+                "batch": service_roles.batch_job.arn,
+                "sagemaker": service_roles.sagemaker_execution.arn,
+                "emr-serverless": service_roles.emr_job.arn,
+                "emr-service": service_roles.emr_service.arn,
+                "emr-instance": service_roles.emr_instance.arn,
+            },
+            secrets_prefix_arn=secrets_prefix,
+            db_master_secret_arn=data.db_master_secret_arn,
+            container_log_group_arn=container_logs.arn,
+            tags=tags,
+        ),
+    )
+
+    values: dict[str, pulumi.Input[str]] = {
+        "aws-region": config.region,
+        "aws-account-id": account_id,
+        "cluster-name": name,
+        "vpc-id": network.vpc_id,
+        "repo-url": config.gitops.repo_url,
+        "repo-revision": config.gitops.revision,
+        "repo-path": config.gitops.path,
+        "bucket-metadata": data.bucket_names["metadata"],
+        "bucket-userdata": data.bucket_names["userdata"],
+        "bucket-workflows": data.bucket_names["workflows"],
+        "db-endpoint": data.db_endpoint,
+        "db-port": data.db_port.apply(str),
+        "db-name": DB_NAME,
+        "db-master-secret-arn": data.db_master_secret_arn,
+        "efs-file-system-id": data.efs_id,
+        "batch-queue-spot": compute.queue_names["spot"],
+        "batch-queue-ondemand": compute.queue_names["ondemand"],
+        "emr-serverless-application-id": compute.emr_application.id,
+        "emr-log-uri": compute.emr_log_uri,
+        "emr-security-configuration": compute.emr_security_configuration.name,
+        "emr-service-role-arn": service_roles.emr_service.arn,
+        "emr-instance-profile-arn": service_roles.emr_instance_profile.arn,
+        "private-subnet-ids": pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
+        "sagemaker-output-uri": compute.sagemaker_output_uri,
+        "ecr-tasks-repository": registry.repository_urls["tasks"],
+        "ecr-connector-repository": registry.repository_urls["connector"],
+        "codeweave-endpoint": codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",
+        "codeweave-api-key-secret": codeweave_secret_name(config) if codeweave.enabled else "",
+        "role-arn-sagemaker-execution": service_roles.sagemaker_execution.arn,
+        "role-arn-batch-job": service_roles.batch_job.arn,
+        "role-arn-emr-job": service_roles.emr_job.arn,
+        "role-arn-codeweave": service_roles.codeweave.arn if service_roles.codeweave else "",
+        **{f"role-arn-{role}": arn for role, arn in identity.role_arns.items()},
+        **{
+            f"{CHART_VERSION_PREFIX.removeprefix(ANNOTATION_PREFIX)}{c}": v
+            for c, v in config.gitops.chart_versions.items()
+        },
+    }
+    annotations = {f"{ANNOTATION_PREFIX}{key}": value for key, value in values.items()}
+    expected = set(stack_annotation_keys(list(config.gitops.chart_versions), list(config.flyte.projects)))
+    if set(annotations) != expected:
+        # A programming error, not a config one: the contract and the wiring disagree.
+        raise AssertionError(f"cluster Secret annotations differ from the contract: {set(annotations) ^ expected}")
+
+    GitOps(
+        "gitops",
+        GitOpsArgs(
+            stack=config.stack,
+            kubeconfig=cluster.kubeconfig,
+            argocd_chart_version=config.gitops.argocd_chart_version,
+            repo_url=config.gitops.repo_url,
+            repo_revision=config.gitops.revision,
+            repo_path=config.gitops.path,
+            labels={"environment": config.stack, **addon_labels(config.addons)},
+            annotations=annotations,
+            tags=tags,
+        ),
+        # Node groups must exist before Argo CD's pods can be scheduled anywhere.
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
+
     pulumi.export("region", config.region)
-    pulumi.export("clusterName", cluster.name)
+    pulumi.export("clusterName", name)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
     pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
     pulumi.export("databaseSubnetIds", network.database_subnet_ids)
+    pulumi.export("dbEndpoint", data.db_endpoint)
+    pulumi.export("dbMasterSecretArn", data.db_master_secret_arn)
+    pulumi.export("bucketNames", data.bucket_names)
+    pulumi.export("efsFileSystemId", data.efs_id)
+    pulumi.export("batchQueues", compute.queue_names)
+    pulumi.export("emrServerlessApplicationId", compute.emr_application.id)
+    pulumi.export("ecrRepositories", registry.repository_urls)
+    pulumi.export("roleArns", identity.role_arns)
+    pulumi.export(
+        "serviceRoleArns",
+        {
+            "sagemakerExecution": service_roles.sagemaker_execution.arn,
+            "batchJob": service_roles.batch_job.arn,
+            "emrJob": service_roles.emr_job.arn,
+            "codeweave": service_roles.codeweave.arn if service_roles.codeweave else None,
+        },
+    )

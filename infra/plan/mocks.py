@@ -133,64 +133,140 @@ class AwsMocks(pulumi_mocks.Mocks):
         inputs = dict(args.inputs)
         typ, name = args.typ, args.name
         physical = inputs.get("name") or f"{name}-{_hex(self.stack, typ, name, length=7)}"
-        outputs = {**inputs}
-        service = typ.split(":")[1].split("/")[0] if typ.startswith("aws:") else ""
-
+        handler = _HANDLERS.get(typ)
         if typ in _EC2_ID_PREFIX:
             rid = f"{_EC2_ID_PREFIX[typ]}-{_hex(self.stack, typ, name)}"
-            outputs["arn"] = f"arn:{PARTITION}:ec2:{self.region}:{ACCOUNT_ID}:{typ.split(':')[2].lower()}/{rid}"
-        elif typ == "aws:iam/role:Role":
-            rid = physical
-            outputs.update(
-                name=physical,
-                arn=f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{physical}",
-                uniqueId=f"AROA{_hex(self.stack, typ, name).upper()}",
-            )
-        elif typ == "aws:iam/policy:Policy":
-            rid = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:policy/{physical}"
-            outputs.update(name=physical, arn=rid)
-        elif typ == "aws:cloudwatch/logGroup:LogGroup":
-            rid = physical
-            outputs.update(name=physical, arn=f"arn:{PARTITION}:logs:{self.region}:{ACCOUNT_ID}:log-group:{physical}")
+            extra = {"arn": f"arn:{PARTITION}:ec2:{self.region}:{ACCOUNT_ID}:{typ.split(':')[2].lower()}/{rid}"}
         else:
             rid = physical if "name" in inputs else f"{name}-{_hex(self.stack, typ, name, length=8)}"
-            if service:
-                outputs.setdefault(
-                    "arn", f"arn:{PARTITION}:{service}:{self.region}:{ACCOUNT_ID}:{_arn_kind(typ)}/{rid}"
-                )
-
-        if typ == "eks:index:Cluster":
-            outputs.update(self._eks_cluster(name, inputs))
-        elif typ == "aws:eks/nodeGroup:NodeGroup":
-            group_name = f"{inputs.get('nodeGroupNamePrefix', name + '-')}{_hex(self.stack, typ, name, length=26)}"
-            cluster = inputs.get("clusterName", "cluster")
-            suffix = _hex(self.stack, name, length=8)
-            outputs.update(
-                nodeGroupName=group_name,
-                arn=f"arn:{PARTITION}:eks:{self.region}:{ACCOUNT_ID}:nodegroup/{cluster}/{group_name}/{suffix}",
-                status="ACTIVE",
-                resources=[{"autoscalingGroups": [{"name": f"eks-{group_name}"}], "remoteAccessSecurityGroupId": ""}],
-            )
-        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
-            outputs.update(latestVersion=1, defaultVersion=1)
-        elif typ == "aws:kms/key:Key":
-            key_id = _uuid(self.stack, typ, name)
-            outputs.update(keyId=key_id, arn=f"arn:{PARTITION}:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}")
-            rid = key_id
-        elif typ == "aws:ec2/vpc:Vpc":
-            outputs.update(
-                defaultSecurityGroupId=f"sg-{_hex(self.stack, typ, name, 'default')}",
-                mainRouteTableId=f"rtb-{_hex(self.stack, typ, name, 'main')}",
-            )
-        elif typ == "aws:ec2/eip:Eip":
-            digest = hashlib.sha256(f"{self.stack}/{name}".encode()).digest()
-            outputs.update(publicIp=f"3.{digest[0]}.{digest[1]}.{digest[2] or 1}", allocationId=rid)
-        elif typ == "aws:ec2/subnet:Subnet":
-            outputs.setdefault("availabilityZoneId", f"use1-az{(int(_hex(self.stack, name, length=2), 16) % 6) + 1}")
+            extra = {}
+            if typ.startswith("aws:"):
+                service = typ.split(":")[1].split("/")[0]
+                extra["arn"] = f"arn:{PARTITION}:{service}:{self.region}:{ACCOUNT_ID}:{_arn_kind(typ)}/{rid}"
+        if handler is not None:
+            specific_id, specific = handler(self, typ, name, inputs, physical)
+            rid = specific_id or rid
+            extra.update(specific)
+        outputs = {**inputs, **extra}
         if "tags" in inputs:
             outputs["tagsAll"] = inputs["tags"]
         outputs["id"] = rid
         return rid, outputs
+
+    def _role(self, typ, name, inputs, physical):
+        arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{physical}"
+        return physical, {"name": physical, "arn": arn, "uniqueId": f"AROA{_hex(self.stack, typ, name).upper()}"}
+
+    def _instance_profile(self, typ, name, inputs, physical):
+        return physical, {"name": physical, "arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:instance-profile/{physical}"}
+
+    def _log_group(self, typ, name, inputs, physical):
+        return physical, {
+            "name": physical,
+            "arn": f"arn:{PARTITION}:logs:{self.region}:{ACCOUNT_ID}:log-group:{physical}",
+        }
+
+    def _eks(self, typ, name, inputs, physical):
+        return None, self._eks_cluster(name, inputs)
+
+    def _node_group(self, typ, name, inputs, physical):
+        group_name = f"{inputs.get('nodeGroupNamePrefix', name + '-')}{_hex(self.stack, typ, name, length=26)}"
+        cluster = inputs.get("clusterName", "cluster")
+        suffix = _hex(self.stack, name, length=8)
+        return None, {
+            "nodeGroupName": group_name,
+            "arn": f"arn:{PARTITION}:eks:{self.region}:{ACCOUNT_ID}:nodegroup/{cluster}/{group_name}/{suffix}",
+            "status": "ACTIVE",
+            "resources": [{"autoscalingGroups": [{"name": f"eks-{group_name}"}], "remoteAccessSecurityGroupId": ""}],
+        }
+
+    def _launch_template(self, typ, name, inputs, physical):
+        return None, {"latestVersion": 1, "defaultVersion": 1}
+
+    def _kms_key(self, typ, name, inputs, physical):
+        key_id = _uuid(self.stack, typ, name)
+        return key_id, {"keyId": key_id, "arn": f"arn:{PARTITION}:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}"}
+
+    def _rds(self, typ, name, inputs, physical):
+        ident = (
+            inputs.get("identifier")
+            or f"{inputs.get('identifierPrefix', name + '-')}{_hex(self.stack, typ, name, length=8)}"
+        )
+        address = f"{ident}.c{_hex(self.stack, 'rds', length=11)}.{self.region}.rds.amazonaws.com"
+        secret = (
+            f"arn:{PARTITION}:secretsmanager:{self.region}:{ACCOUNT_ID}:secret:rds!db-{_uuid(self.stack, typ, name)}"
+        )
+        return f"db-{_hex(self.stack, typ, name, length=26).upper()}", {
+            "identifier": ident,
+            "address": address,
+            "port": 5432,
+            "endpoint": f"{address}:5432",
+            "arn": f"arn:{PARTITION}:rds:{self.region}:{ACCOUNT_ID}:db:{ident}",
+            "masterUserSecrets": [
+                {"secretArn": secret, "kmsKeyId": inputs.get("masterUserSecretKmsKeyId", ""), "secretStatus": "active"}
+            ],
+        }
+
+    def _bucket(self, typ, name, inputs, physical):
+        bucket = (
+            inputs.get("bucket") or f"{inputs.get('bucketPrefix', name + '-')}{_hex(self.stack, typ, name, length=12)}"
+        )
+        return bucket, {
+            "bucket": bucket,
+            "arn": f"arn:{PARTITION}:s3:::{bucket}",
+            "bucketDomainName": f"{bucket}.s3.amazonaws.com",
+            "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com",
+        }
+
+    def _emr_serverless(self, typ, name, inputs, physical):
+        app_id = f"00f{_hex(self.stack, typ, name, length=13)}"
+        return app_id, {"arn": f"arn:{PARTITION}:emr-serverless:{self.region}:{ACCOUNT_ID}:/applications/{app_id}"}
+
+    def _batch(self, typ, name, inputs, physical):
+        kind = "compute-environment" if "compute" in typ else "job-queue"
+        arn = f"arn:{PARTITION}:batch:{self.region}:{ACCOUNT_ID}:{kind}/{physical}"
+        return arn, {"arn": arn, "name": physical}
+
+    def _ecr(self, typ, name, inputs, physical):
+        return physical, {
+            "arn": f"arn:{PARTITION}:ecr:{self.region}:{ACCOUNT_ID}:repository/{physical}",
+            "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{physical}",
+            "registryId": ACCOUNT_ID,
+        }
+
+    def _vpc(self, typ, name, inputs, physical):
+        return None, {
+            "defaultSecurityGroupId": f"sg-{_hex(self.stack, typ, name, 'default')}",
+            "mainRouteTableId": f"rtb-{_hex(self.stack, typ, name, 'main')}",
+        }
+
+    def _eip(self, typ, name, inputs, physical):
+        digest = hashlib.sha256(f"{self.stack}/{name}".encode()).digest()
+        return None, {"publicIp": f"3.{digest[0]}.{digest[1]}.{digest[2] or 1}"}
+
+    def _subnet(self, typ, name, inputs, physical):
+        return None, {"availabilityZoneId": f"use1-az{(int(_hex(self.stack, name, length=2), 16) % 6) + 1}"}
+
+
+_HANDLERS = {
+    "aws:iam/role:Role": AwsMocks._role,
+    "aws:iam/instanceProfile:InstanceProfile": AwsMocks._instance_profile,
+    "aws:cloudwatch/logGroup:LogGroup": AwsMocks._log_group,
+    "eks:index:Cluster": AwsMocks._eks,
+    "aws:eks/nodeGroup:NodeGroup": AwsMocks._node_group,
+    "aws:ec2/launchTemplate:LaunchTemplate": AwsMocks._launch_template,
+    "aws:kms/key:Key": AwsMocks._kms_key,
+    "aws:rds/instance:Instance": AwsMocks._rds,
+    "aws:s3/bucket:Bucket": AwsMocks._bucket,
+    "aws:s3/bucketV2:BucketV2": AwsMocks._bucket,
+    "aws:emrserverless/application:Application": AwsMocks._emr_serverless,
+    "aws:batch/computeEnvironment:ComputeEnvironment": AwsMocks._batch,
+    "aws:batch/jobQueue:JobQueue": AwsMocks._batch,
+    "aws:ecr/repository:Repository": AwsMocks._ecr,
+    "aws:ec2/vpc:Vpc": AwsMocks._vpc,
+    "aws:ec2/eip:Eip": AwsMocks._eip,
+    "aws:ec2/subnet:Subnet": AwsMocks._subnet,
+}
 
 
 def _uuid(*parts: str) -> str:
@@ -238,10 +314,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def _plain(value: Any) -> Any:
-    """Make deserialized properties JSON-safe (secrets unwrapped to a marker, refs to URNs)."""
+    """Make deserialized properties JSON-safe, with secrets unwrapped as a policy analyzer sees them.
+
+    Only the offline plan's stand-ins ever arrive here as secret values, and props are evaluated in
+    memory, never printed.
+    """
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return "[secret]"
+            return _plain(value.get("value"))
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]

@@ -88,7 +88,7 @@ def test_launch_templates_require_imdsv2_and_encrypted_gp3(stack_run: PlanRun):
 
 def test_control_plane_is_private_encrypted_and_logged(stack_run: PlanRun):
     (cluster,) = _of_type(stack_run, "eks:index:Cluster")
-    (key,) = _of_type(stack_run, "aws:kms/key:Key")
+    (key,) = [k for k in _of_type(stack_run, "aws:kms/key:Key") if k.name == "cluster-secrets"]
     assert cluster.inputs["endpointPrivateAccess"] is True
     assert cluster.inputs["endpointPublicAccess"] is False
     assert cluster.inputs["encryptionConfigKeyArn"] == key.outputs["arn"]
@@ -107,7 +107,11 @@ def test_control_plane_is_private_encrypted_and_logged(stack_run: PlanRun):
 
 
 def test_node_role_does_not_carry_the_cni_policy(stack_run: PlanRun):
-    attached = {a.inputs["policyArn"] for a in _of_type(stack_run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    attached = {
+        a.inputs["policyArn"]
+        for a in _of_type(stack_run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.name.startswith("cluster-node-")
+    }
     assert "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy" not in attached
     assert "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy" in attached
 

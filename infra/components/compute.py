@@ -1,0 +1,222 @@
+"""Compute back-ends the connectors submit to: AWS Batch queues, EMR, SageMaker defaults."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+EMR_RELEASE = "emr-7.5.0"  # Spark 3.5; EMR Serverless and EMR-on-EC2 share the release line
+
+
+@dataclass(frozen=True)
+class ComputeArgs:
+    stack: str
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: Sequence[pulumi.Input[str]]
+    batch_instance_profile_arn: pulumi.Input[str]
+    batch_instance_types: Sequence[str]
+    batch_max_vcpus: int
+    data_key_arn: pulumi.Input[str]
+    userdata_bucket: pulumi.Input[str]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Compute(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cdao:infra:Compute", name, None, opts)
+        tags = dict(args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+
+        # Batch instances only talk out (to ECR, S3 and the Batch API); nothing talks in.
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-batch", vpc_id=args.vpc_id, description="AWS Batch instances: egress only", tags=tags, opts=child
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-batch-https",
+            security_group_id=sg.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="HTTPS to AWS APIs, ECR and S3",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=sg),
+        )
+        self.queue_names: dict[str, pulumi.Output[str]] = {}
+        self.queue_arns: dict[str, pulumi.Output[str]] = {}
+        for capacity in ("spot", "ondemand"):
+            environment = aws.batch.ComputeEnvironment(
+                f"{name}-batch-{capacity}",
+                name=f"cdao-{args.stack}-{capacity}",
+                type="MANAGED",
+                compute_resources=aws.batch.ComputeEnvironmentComputeResourcesArgs(
+                    type="SPOT" if capacity == "spot" else "EC2",
+                    # Capacity-optimised spot pools are reclaimed least often; BEST_FIT_PROGRESSIVE
+                    # keeps on-demand cheap without waiting for one exact instance type.
+                    allocation_strategy="SPOT_PRICE_CAPACITY_OPTIMIZED"
+                    if capacity == "spot"
+                    else "BEST_FIT_PROGRESSIVE",
+                    min_vcpus=0,
+                    max_vcpus=args.batch_max_vcpus,
+                    instance_types=list(args.batch_instance_types),
+                    instance_role=args.batch_instance_profile_arn,
+                    subnets=list(args.private_subnet_ids),
+                    security_group_ids=[sg.id],
+                    tags=tags,
+                ),
+                tags=tags,
+                opts=child,
+            )
+            queue = aws.batch.JobQueue(
+                f"{name}-batch-{capacity}",
+                name=f"cdao-{args.stack}-{capacity}",
+                state="ENABLED",
+                priority=10 if capacity == "ondemand" else 1,
+                compute_environment_orders=[
+                    aws.batch.JobQueueComputeEnvironmentOrderArgs(order=1, compute_environment=environment.arn)
+                ],
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=environment),
+            )
+            self.queue_names[capacity] = queue.name
+            self.queue_arns[capacity] = queue.arn
+
+        emr_sg = aws.ec2.SecurityGroup(
+            f"{name}-emr-serverless",
+            vpc_id=args.vpc_id,
+            description="EMR Serverless workers: egress only",
+            tags=tags,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-emr-serverless-https",
+            security_group_id=emr_sg.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="HTTPS to S3 and AWS APIs",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=emr_sg),
+        )
+        self.emr_application = aws.emrserverless.Application(
+            f"{name}-spark",
+            name=f"cdao-{args.stack}-spark",
+            release_label=EMR_RELEASE,
+            type="SPARK",
+            # Stopped when idle: an EMR Serverless application costs nothing until a job runs.
+            auto_start_configuration=aws.emrserverless.ApplicationAutoStartConfigurationArgs(enabled=True),
+            auto_stop_configuration=aws.emrserverless.ApplicationAutoStopConfigurationArgs(
+                enabled=True, idle_timeout_minutes=15
+            ),
+            maximum_capacity=aws.emrserverless.ApplicationMaximumCapacityArgs(cpu="200 vCPU", memory="800 GB"),
+            network_configuration=aws.emrserverless.ApplicationNetworkConfigurationArgs(
+                subnet_ids=list(args.private_subnet_ids), security_group_ids=[emr_sg.id]
+            ),
+            tags=tags,
+            opts=child,
+        )
+
+        # EMR-on-EC2 transient clusters: data at rest encrypted in S3 and on local disks with the
+        # platform's key. The connector names this configuration when it creates a cluster.
+        self.emr_security_configuration = aws.emr.SecurityConfiguration(
+            f"{name}-emr",
+            name=f"cdao-{args.stack}-emr",
+            configuration=pulumi.Output.from_input(args.data_key_arn).apply(
+                lambda key: json.dumps(
+                    {
+                        "EncryptionConfiguration": {
+                            "EnableInTransitEncryption": False,
+                            "EnableAtRestEncryption": True,
+                            "AtRestEncryptionConfiguration": {
+                                "S3EncryptionConfiguration": {"EncryptionMode": "SSE-KMS", "AwsKmsKey": key},
+                                "LocalDiskEncryptionConfiguration": {
+                                    "EncryptionKeyProviderType": "AwsKms",
+                                    "AwsKmsKey": key,
+                                    "EnableEbsEncryption": True,
+                                },
+                            },
+                        }
+                    },
+                    sort_keys=True,
+                )
+            ),
+            opts=child,
+        )
+
+        self.emr_log_uri = pulumi.Output.concat("s3://", args.userdata_bucket, "/emr-logs/")
+        self.sagemaker_output_uri = pulumi.Output.concat("s3://", args.userdata_bucket, "/sagemaker/")
+        self.register_outputs(
+            {
+                "batchQueues": self.queue_names,
+                "emrServerlessApplicationId": self.emr_application.id,
+                "emrSecurityConfiguration": self.emr_security_configuration.name,
+                "sagemakerOutputUri": self.sagemaker_output_uri,
+            }
+        )
+
+
+class Registry(pulumi.ComponentResource):
+    """ECR repositories for task images and the connector-service image."""
+
+    def __init__(
+        self,
+        name: str,
+        stack: str,
+        data_key_arn: pulumi.Input[str],
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("cdao:infra:Registry", name, None, opts)
+        self.repository_urls: dict[str, pulumi.Output[str]] = {}
+        for purpose in ("tasks", "connector"):
+            repo = aws.ecr.Repository(
+                f"{name}-{purpose}",
+                name=f"cdao-{stack}-{purpose}",
+                # Immutable tags: a promoted image tag always means the bytes that were tested.
+                image_tag_mutability="IMMUTABLE",
+                image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+                encryption_configurations=[
+                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=data_key_arn)
+                ],
+                tags=dict(tags),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            aws.ecr.LifecyclePolicy(
+                f"{name}-{purpose}",
+                repository=repo.name,
+                policy=json.dumps(
+                    {
+                        "rules": [
+                            {
+                                "rulePriority": 1,
+                                "description": "drop untagged layers after a week",
+                                "selection": {
+                                    "tagStatus": "untagged",
+                                    "countType": "sinceImagePushed",
+                                    "countUnit": "days",
+                                    "countNumber": 7,
+                                },
+                                "action": {"type": "expire"},
+                            },
+                            {
+                                "rulePriority": 2,
+                                "description": "keep the newest 100 tagged images",
+                                "selection": {
+                                    "tagStatus": "any",
+                                    "countType": "imageCountMoreThan",
+                                    "countNumber": 100,
+                                },
+                                "action": {"type": "expire"},
+                            },
+                        ]
+                    }
+                ),
+                opts=pulumi.ResourceOptions(parent=repo),
+            )
+            self.repository_urls[purpose] = repo.repository_url
+        self.register_outputs({"repositoryUrls": self.repository_urls})

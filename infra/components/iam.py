@@ -1,0 +1,71 @@
+"""IAM policy documents built as plain JSON.
+
+Written here rather than with aws.iam.get_policy_document: an invoke needs a provider round trip per
+document (and a mock per document offline), while these are pure functions of their inputs that
+tests can read directly. Every trust policy pins who may assume the role; every permission policy
+names the resources it grants.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+Statement = Mapping[str, Any]
+
+
+def document(statements: Sequence[Statement]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, sort_keys=True)
+
+
+def allow(
+    sid: str, actions: Sequence[str], resources: Sequence[str], condition: Mapping[str, Any] | None = None
+) -> dict:
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": list(resources)}
+    if condition:
+        statement["Condition"] = dict(condition)
+    return statement
+
+
+def irsa_trust(oidc_provider_arn: pulumi.Input[str], oidc_provider_url: pulumi.Input[str], namespace: str, name: str):
+    """Trust exactly one Kubernetes service account: `:sub` names it, `:aud` is STS."""
+    return pulumi.Output.all(oidc_provider_arn, oidc_provider_url).apply(
+        lambda args: document(
+            [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": args[0]},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{args[1]}:sub": f"system:serviceaccount:{namespace}:{name}",
+                            f"{args[1]}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ]
+        )
+    )
+
+
+def service_trust(service: str, account_id: pulumi.Input[str], source_arn: pulumi.Input[str] | None = None):
+    """Trust an AWS service, only on behalf of this account (and resource): the confused-deputy guard."""
+
+    def build(args: list[str]) -> str:
+        condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": args[0]}}
+        if len(args) > 1:
+            condition["ArnLike"] = {"aws:SourceArn": args[1]}
+        return document(
+            [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole", "Condition": condition}]
+        )
+
+    inputs = [account_id] if source_arn is None else [account_id, source_arn]
+    return pulumi.Output.all(*inputs).apply(build)
+
+
+def pass_role(sid: str, role_arns: Sequence[str], service: str) -> dict:
+    """iam:PassRole for named roles, and only to the service that will use them."""
+    return allow(sid, ["iam:PassRole"], role_arns, {"StringEquals": {"iam:PassedToService": service}})

@@ -1,0 +1,608 @@
+"""Who may do what: roles AWS services assume for the platform, and IRSA roles for pods.
+
+ServiceRoles come first (the compute back-ends need them); WorkloadIdentity comes last, because
+its policies name the queues, applications and buckets the other components created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components import iam
+from infra.contract import SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
+
+# Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
+# conditions; rewriting them would only drift from what the drivers need release to release.
+MANAGED_CONTROLLER_POLICIES = {
+    "ebs-csi": "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+    "efs-csi": "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy",
+    "vpc-cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+}
+
+
+def _s3_read_write(sid: str, bucket_arns: Sequence[str], prefixes: Sequence[str] = ("",)) -> list[dict]:
+    objects = [f"{arn}/{prefix}*" for arn in bucket_arns for prefix in prefixes]
+    return [
+        iam.allow(f"{sid}List", ["s3:ListBucket", "s3:GetBucketLocation"], list(bucket_arns)),
+        iam.allow(
+            f"{sid}Objects", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], objects
+        ),
+    ]
+
+
+def _kms_use(key_arn: str) -> dict:
+    return iam.allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn])
+
+
+@dataclass(frozen=True)
+class ServiceRolesArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    bucket_arns: Mapping[str, pulumi.Input[str]]
+    data_key_arn: pulumi.Input[str]
+    codeweave_account_id: str | None
+    codeweave_external_id: pulumi.Input[str] | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ServiceRoles(pulumi.ComponentResource):
+    """Roles that AWS services (and Codeweave) assume to run the platform's jobs."""
+
+    def __init__(self, name: str, args: ServiceRolesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cdao:infra:ServiceRoles", name, None, opts)
+        self._name, self._args = name, args
+        region, account = args.region, args.account_id
+        buckets = [args.bucket_arns["userdata"], args.bucket_arns["metadata"]]
+        data_access = pulumi.Output.all(buckets, args.data_key_arn).apply(
+            lambda a: [*_s3_read_write("TaskData", a[0]), _kms_use(a[1])]
+        )
+
+        self.sagemaker_execution = self._role(
+            "sagemaker-execution",
+            "SageMaker training, processing and transform jobs of the platform",
+            iam.service_trust(
+                "sagemaker.amazonaws.com", account, pulumi.Output.concat(f"arn:aws:sagemaker:{region}:", account, ":*")
+            ),
+            pulumi.Output.all(data_access, account).apply(
+                lambda a: iam.document(
+                    [
+                        *a[0],
+                        # GetAuthorizationToken has no resource-level permissions.
+                        iam.allow("EcrAuth", ["ecr:GetAuthorizationToken"], ["*"]),
+                        iam.allow(
+                            "EcrPull",
+                            ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                            [f"arn:aws:ecr:{region}:{a[1]}:repository/cdao-{args.stack}-*"],
+                        ),
+                        iam.allow(
+                            "JobLogs",
+                            [
+                                "logs:CreateLogGroup",
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            [f"arn:aws:logs:{region}:{a[1]}:log-group:/aws/sagemaker/*"],
+                        ),
+                        iam.allow(
+                            "JobMetrics",
+                            ["cloudwatch:PutMetricData"],
+                            ["*"],
+                            {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+                        ),
+                    ]
+                )
+            ),
+        )
+        self.batch_job = self._role(
+            "batch-job",
+            "Containers of the platform's AWS Batch jobs",
+            iam.service_trust(
+                "ecs-tasks.amazonaws.com", account, pulumi.Output.concat(f"arn:aws:ecs:{region}:", account, ":*")
+            ),
+            data_access.apply(iam.document),
+        )
+        self.batch_instance = self._role(
+            "batch-instance",
+            "ECS container instances of the platform's Batch compute environments",
+            iam.document(
+                [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+            ),
+            None,
+            managed=["arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"],
+        )
+        self.batch_instance_profile = aws.iam.InstanceProfile(
+            f"{name}-batch-instance",
+            role=self.batch_instance.name,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self.batch_instance),
+        )
+        self.emr_job = self._role(
+            "emr-job",
+            "Runtime role of EMR Serverless Spark job runs",
+            iam.service_trust(
+                "emr-serverless.amazonaws.com",
+                account,
+                pulumi.Output.concat(f"arn:aws:emr-serverless:{region}:", account, ":/applications/*"),
+            ),
+            pulumi.Output.all(data_access, account).apply(
+                lambda a: iam.document(
+                    [
+                        *a[0],
+                        iam.allow(
+                            "GlueCatalogRead",
+                            ["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+                            [
+                                f"arn:aws:glue:{region}:{a[1]}:catalog",
+                                f"arn:aws:glue:{region}:{a[1]}:database/*",
+                                f"arn:aws:glue:{region}:{a[1]}:table/*",
+                            ],
+                        ),
+                    ]
+                )
+            ),
+        )
+        self.emr_service = self._role(
+            "emr-service",
+            "EMR service role for the platform's transient EMR-on-EC2 clusters",
+            iam.service_trust(
+                "elasticmapreduce.amazonaws.com",
+                account,
+                pulumi.Output.concat(f"arn:aws:elasticmapreduce:{region}:", account, ":*"),
+            ),
+            None,
+            # v2 acts only on resources tagged for-use-with-amazon-emr-managed-policies=true.
+            managed=["arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
+        )
+        self.emr_instance = self._role(
+            "emr-instance",
+            "EC2 instances of the platform's transient EMR clusters",
+            iam.document(
+                [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+            ),
+            data_access.apply(iam.document),
+        )
+        self.emr_instance_profile = aws.iam.InstanceProfile(
+            f"{name}-emr-instance",
+            role=self.emr_instance.name,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self.emr_instance),
+        )
+
+        self.codeweave: aws.iam.Role | None = None
+        if args.codeweave_account_id and args.codeweave_external_id is not None:
+            self.codeweave = self._role(
+                "codeweave",
+                "Assumed by Codeweave's GPU jobs to read task inputs and write outputs",
+                pulumi.Output.secret(args.codeweave_external_id).apply(
+                    lambda external_id: iam.document(
+                        [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"AWS": f"arn:aws:iam::{args.codeweave_account_id}:root"},
+                                "Action": "sts:AssumeRole",
+                                # Without the external ID any Codeweave customer could point Codeweave at us.
+                                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+                            }
+                        ]
+                    )
+                ),
+                data_access.apply(iam.document),
+                max_session_seconds=3600 * 12,
+            )
+
+        self.register_outputs(
+            {
+                "sagemakerExecutionRoleArn": self.sagemaker_execution.arn,
+                "batchJobRoleArn": self.batch_job.arn,
+                "emrJobRoleArn": self.emr_job.arn,
+                "codeweaveRoleArn": self.codeweave.arn if self.codeweave else None,
+            }
+        )
+
+    def _role(
+        self,
+        purpose: str,
+        description: str,
+        trust: pulumi.Input[str],
+        policy: pulumi.Input[str] | None,
+        *,
+        managed: Sequence[str] = (),
+        max_session_seconds: int = 3600,
+    ) -> aws.iam.Role:
+        name, tags = f"{self._name}-{purpose}", dict(self._args.tags)
+        role = aws.iam.Role(
+            name,
+            description=description,
+            assume_role_policy=trust,
+            max_session_duration=max_session_seconds,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if policy is not None:
+            aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
+        for arn in managed:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{arn.rsplit('/', 1)[1]}",
+                role=role.name,
+                policy_arn=arn,
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+        return role
+
+
+@dataclass(frozen=True)
+class WorkloadIdentityArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    cluster_name: str
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_provider_url: pulumi.Input[str]
+    bucket_arns: Mapping[str, pulumi.Input[str]]
+    data_key_arn: pulumi.Input[str]
+    flyte_projects: Sequence[str]
+    flyte_domains: Sequence[str]
+    batch_queue_arns: Sequence[pulumi.Input[str]]
+    emr_serverless_application_arn: pulumi.Input[str]
+    passable_roles: Mapping[str, pulumi.Input[str]]  # role ARN by service it may be passed to
+    secrets_prefix_arn: pulumi.Input[str]
+    db_master_secret_arn: pulumi.Input[str]
+    container_log_group_arn: pulumi.Input[str]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class WorkloadIdentity(pulumi.ComponentResource):
+    """One IRSA role per service account of the contract, each trusting only that account."""
+
+    def __init__(self, name: str, args: WorkloadIdentityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cdao:infra:WorkloadIdentity", name, None, opts)
+        self._name, self._args = name, args
+        self.role_arns: dict[str, pulumi.Output[str]] = {}
+        policies = self._policies()
+        accounts = [*SERVICE_ACCOUNTS]
+        accounts += [flyte_task_account(p, d) for p in args.flyte_projects for d in args.flyte_domains]
+        for account in accounts:
+            self.role_arns[account.role] = self._irsa_role(account, policies[account.role])
+        self.register_outputs({"roleArns": self.role_arns})
+
+    def _irsa_role(self, account: ServiceAccount, policy: pulumi.Input[str] | str) -> pulumi.Output[str]:
+        args = self._args
+        name = f"{self._name}-{account.role}"
+        role = aws.iam.Role(
+            name,
+            description=f"IRSA: {account.namespace}/{account.name} in {args.cluster_name} ({account.purpose})"[:1000],
+            assume_role_policy=iam.irsa_trust(
+                args.oidc_provider_arn, args.oidc_provider_url, account.namespace, account.name
+            ),
+            tags={**args.tags, "kubernetes-service-account": f"{account.namespace}.{account.name}"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if isinstance(policy, str) and policy.startswith("arn:aws:iam::aws:policy/"):
+            aws.iam.RolePolicyAttachment(
+                name, role=role.name, policy_arn=policy, opts=pulumi.ResourceOptions(parent=role)
+            )
+        else:
+            aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
+        return role.arn
+
+    def _policies(self) -> dict[str, pulumi.Input[str]]:
+        args = self._args
+        region, cluster = args.region, args.cluster_name
+        metadata, userdata = args.bucket_arns["metadata"], args.bucket_arns["userdata"]
+        workflows = args.bucket_arns["workflows"]
+
+        def with_data(bucket_list: list, extra=lambda a: []):
+            return pulumi.Output.all(bucket_list, args.data_key_arn, args.account_id).apply(
+                lambda a: iam.document([*_s3_read_write("Data", a[0]), _kms_use(a[1]), *extra(a)])
+            )
+
+        policies: dict[str, pulumi.Input[str]] = {
+            "flyteadmin": with_data([metadata, userdata, workflows]),
+            "flytepropeller": with_data([metadata, userdata]),
+            "datacatalog": with_data([metadata]),
+            "fluent-bit": pulumi.Output.from_input(args.container_log_group_arn).apply(
+                lambda arn: iam.document(
+                    [
+                        iam.allow(
+                            "ShipLogs",
+                            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                            [arn, f"{arn}:*"],
+                        )
+                    ]
+                )
+            ),
+            "external-secrets": pulumi.Output.all(
+                args.secrets_prefix_arn, args.db_master_secret_arn, args.data_key_arn
+            ).apply(
+                lambda a: iam.document(
+                    [
+                        iam.allow(
+                            "ReadPlatformSecrets",
+                            ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                            [a[0], a[1]] if a[1] else [a[0]],
+                        ),
+                        iam.allow("DecryptPlatformSecrets", ["kms:Decrypt"], [a[2]]),
+                    ]
+                )
+            ),
+            "cluster-autoscaler": iam.document(
+                [
+                    # Describe calls have no resource-level permissions in EC2 Auto Scaling and EKS.
+                    iam.allow(
+                        "Discover",
+                        [
+                            "autoscaling:DescribeAutoScalingGroups",
+                            "autoscaling:DescribeAutoScalingInstances",
+                            "autoscaling:DescribeLaunchConfigurations",
+                            "autoscaling:DescribeScalingActivities",
+                            "autoscaling:DescribeTags",
+                            "ec2:DescribeImages",
+                            "ec2:DescribeInstanceTypes",
+                            "ec2:DescribeLaunchTemplateVersions",
+                            "ec2:GetInstanceTypesFromInstanceRequirements",
+                        ],
+                        ["*"],
+                    ),
+                    iam.allow(
+                        "DescribeNodegroups",
+                        ["eks:DescribeNodegroup"],
+                        [f"arn:aws:eks:{region}:*:nodegroup/{cluster}/*"],
+                    ),
+                    # Only ASGs that EKS tagged as this cluster's own node groups may be resized.
+                    iam.allow(
+                        "ScaleOwnGroups",
+                        ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                        ["*"],
+                        {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster}": "owned"}},
+                    ),
+                ]
+            ),
+            "aws-load-balancer-controller": self._load_balancer_controller_policy(),
+            "connector": self._connector_policy(),
+            **MANAGED_CONTROLLER_POLICIES,
+        }
+        for project in args.flyte_projects:
+            for domain in args.flyte_domains:
+                namespace = f"{project}-{domain}"
+                # Propeller writes each execution's metadata under metadata/propeller/<project>-<domain>-<id>;
+                # the task role reaches only its own project-domain's part of it.
+                policies[f"flyte-tasks-{namespace}"] = pulumi.Output.all(metadata, userdata, args.data_key_arn).apply(
+                    lambda a, ns=namespace: iam.document(
+                        [
+                            iam.allow("ListBuckets", ["s3:ListBucket", "s3:GetBucketLocation"], [a[0], a[1]]),
+                            iam.allow(
+                                "OwnMetadata",
+                                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                                [f"{a[0]}/metadata/propeller/{ns}-*"],
+                            ),
+                            iam.allow(
+                                "RawData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{a[1]}/*"]
+                            ),
+                            _kms_use(a[2]),
+                        ]
+                    )
+                )
+        return policies
+
+    def _connector_policy(self) -> pulumi.Output[str]:
+        args = self._args
+        region, stack = args.region, args.stack
+        roles = args.passable_roles
+        return pulumi.Output.all(
+            list(args.batch_queue_arns),
+            args.emr_serverless_application_arn,
+            args.account_id,
+            roles["batch"],
+            roles["sagemaker"],
+            roles["emr-serverless"],
+            roles["emr-service"],
+            roles["emr-instance"],
+            [args.bucket_arns["metadata"], args.bucket_arns["userdata"]],
+            args.data_key_arn,
+        ).apply(
+            lambda a: iam.document(
+                [
+                    iam.allow(
+                        "BatchSubmit",
+                        ["batch:SubmitJob"],
+                        [*a[0], f"arn:aws:batch:{region}:{a[2]}:job-definition/cdao-{stack}-*"],
+                    ),
+                    iam.allow(
+                        "BatchJobDefinitions",
+                        ["batch:RegisterJobDefinition", "batch:DeregisterJobDefinition"],
+                        [f"arn:aws:batch:{region}:{a[2]}:job-definition/cdao-{stack}-*"],
+                    ),
+                    iam.allow(
+                        "BatchTerminate",
+                        ["batch:TerminateJob", "batch:TagResource"],
+                        [f"arn:aws:batch:{region}:{a[2]}:job/*"],
+                    ),
+                    # Batch's Describe and List calls have no resource-level permissions.
+                    iam.allow(
+                        "BatchDescribe", ["batch:DescribeJobs", "batch:DescribeJobDefinitions", "batch:ListJobs"], ["*"]
+                    ),
+                    iam.allow(
+                        "EmrServerless",
+                        [
+                            "emr-serverless:StartJobRun",
+                            "emr-serverless:GetJobRun",
+                            "emr-serverless:CancelJobRun",
+                            "emr-serverless:GetApplication",
+                            "emr-serverless:TagResource",
+                        ],
+                        [a[1], f"{a[1]}/jobruns/*"],
+                    ),
+                    iam.allow(
+                        "EmrOnEc2Steps",
+                        [
+                            "elasticmapreduce:AddJobFlowSteps",
+                            "elasticmapreduce:DescribeStep",
+                            "elasticmapreduce:CancelSteps",
+                            "elasticmapreduce:DescribeCluster",
+                            "elasticmapreduce:TerminateJobFlows",
+                            "elasticmapreduce:ListSteps",
+                        ],
+                        [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
+                        {"StringEquals": {"aws:ResourceTag/cdao.io/stack": stack}},
+                    ),
+                    iam.allow(
+                        "EmrOnEc2Create",
+                        ["elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"],
+                        [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
+                        {"StringEquals": {"aws:RequestTag/cdao.io/stack": stack}},
+                    ),
+                    iam.allow(
+                        "SageMakerJobs",
+                        [
+                            "sagemaker:CreateTrainingJob",
+                            "sagemaker:DescribeTrainingJob",
+                            "sagemaker:StopTrainingJob",
+                            "sagemaker:CreateProcessingJob",
+                            "sagemaker:DescribeProcessingJob",
+                            "sagemaker:StopProcessingJob",
+                            "sagemaker:CreateTransformJob",
+                            "sagemaker:DescribeTransformJob",
+                            "sagemaker:StopTransformJob",
+                            "sagemaker:CreateModel",
+                            "sagemaker:DescribeModel",
+                            "sagemaker:DeleteModel",
+                            "sagemaker:CreateEndpointConfig",
+                            "sagemaker:DescribeEndpointConfig",
+                            "sagemaker:DeleteEndpointConfig",
+                            "sagemaker:CreateEndpoint",
+                            "sagemaker:DescribeEndpoint",
+                            "sagemaker:DeleteEndpoint",
+                            "sagemaker:AddTags",
+                        ],
+                        [
+                            f"arn:aws:sagemaker:{region}:{a[2]}:{kind}/*"
+                            for kind in (
+                                "training-job",
+                                "processing-job",
+                                "transform-job",
+                                "model",
+                                "endpoint-config",
+                                "endpoint",
+                            )
+                        ],
+                    ),
+                    iam.pass_role("PassBatchJobRole", [a[3]], "ecs-tasks.amazonaws.com"),
+                    iam.pass_role("PassSageMakerRole", [a[4]], "sagemaker.amazonaws.com"),
+                    iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),
+                    iam.pass_role("PassEmrRoles", [a[6], a[7]], "elasticmapreduce.amazonaws.com"),
+                    *_s3_read_write("TaskData", a[8]),
+                    _kms_use(a[9]),
+                ]
+            )
+        )
+
+    def _load_balancer_controller_policy(self) -> str:
+        cluster = self._args.cluster_name
+        owned = {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
+        requested = {"StringEquals": {"aws:RequestTag/elbv2.k8s.aws/cluster": cluster}}
+        return iam.document(
+            [
+                # Describe APIs of EC2, ELB, ACM and WAF take no resource ARNs.
+                iam.allow(
+                    "Discover",
+                    [
+                        "ec2:DescribeAccountAttributes",
+                        "ec2:DescribeAddresses",
+                        "ec2:DescribeAvailabilityZones",
+                        "ec2:DescribeInternetGateways",
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeInstances",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeTags",
+                        "ec2:DescribeRouteTables",
+                        "elasticloadbalancing:DescribeLoadBalancers",
+                        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                        "elasticloadbalancing:DescribeListeners",
+                        "elasticloadbalancing:DescribeListenerAttributes",
+                        "elasticloadbalancing:DescribeListenerCertificates",
+                        "elasticloadbalancing:DescribeRules",
+                        "elasticloadbalancing:DescribeTargetGroups",
+                        "elasticloadbalancing:DescribeTargetGroupAttributes",
+                        "elasticloadbalancing:DescribeTargetHealth",
+                        "elasticloadbalancing:DescribeTags",
+                        "elasticloadbalancing:DescribeSSLPolicies",
+                        "acm:ListCertificates",
+                    ],
+                    ["*"],
+                ),
+                iam.allow(
+                    "ReadCertificates",
+                    ["acm:DescribeCertificate"],
+                    [f"arn:aws:acm:{self._args.region}:*:certificate/*"],
+                ),
+                iam.allow(
+                    "CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup", "ec2:CreateTags"], ["*"], requested
+                ),
+                iam.allow(
+                    "ManageOwnSecurityGroups",
+                    [
+                        "ec2:AuthorizeSecurityGroupIngress",
+                        "ec2:RevokeSecurityGroupIngress",
+                        "ec2:DeleteSecurityGroup",
+                        "ec2:CreateTags",
+                        "ec2:DeleteTags",
+                    ],
+                    ["*"],
+                    owned,
+                ),
+                iam.allow(
+                    "CreateTaggedLoadBalancers",
+                    [
+                        "elasticloadbalancing:CreateLoadBalancer",
+                        "elasticloadbalancing:CreateTargetGroup",
+                        "elasticloadbalancing:AddTags",
+                    ],
+                    ["*"],
+                    requested,
+                ),
+                iam.allow(
+                    "ManageOwnLoadBalancers",
+                    [
+                        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                        "elasticloadbalancing:SetIpAddressType",
+                        "elasticloadbalancing:SetSecurityGroups",
+                        "elasticloadbalancing:SetSubnets",
+                        "elasticloadbalancing:DeleteLoadBalancer",
+                        "elasticloadbalancing:ModifyTargetGroup",
+                        "elasticloadbalancing:ModifyTargetGroupAttributes",
+                        "elasticloadbalancing:DeleteTargetGroup",
+                        "elasticloadbalancing:RegisterTargets",
+                        "elasticloadbalancing:DeregisterTargets",
+                        "elasticloadbalancing:CreateListener",
+                        "elasticloadbalancing:DeleteListener",
+                        "elasticloadbalancing:CreateRule",
+                        "elasticloadbalancing:DeleteRule",
+                        "elasticloadbalancing:ModifyListener",
+                        "elasticloadbalancing:ModifyRule",
+                        "elasticloadbalancing:AddListenerCertificates",
+                        "elasticloadbalancing:RemoveListenerCertificates",
+                        "elasticloadbalancing:AddTags",
+                        "elasticloadbalancing:RemoveTags",
+                    ],
+                    ["*"],
+                    owned,
+                ),
+                iam.allow(
+                    "ServiceLinkedRole",
+                    ["iam:CreateServiceLinkedRole"],
+                    [
+                        "arn:aws:iam::*:role/aws-service-role/elasticloadbalancing.amazonaws.com/"
+                        "AWSServiceRoleForElasticLoadBalancing"
+                    ],
+                    {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
+                ),
+            ]
+        )
