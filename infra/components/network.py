@@ -3,12 +3,13 @@ database subnets with no route to the internet at all."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.components import iam
 
 # Interface endpoints that keep the heaviest node traffic off the NAT gateways: image pulls (ECR API
 # and the Docker registry), IRSA token exchange (STS) and log shipping (CloudWatch Logs).
@@ -240,25 +241,11 @@ class Network(pulumi.ComponentResource):
             tags=self._tags(f"{self._name}-flow-logs"),
             opts=opts,
         )
-        caller = aws.get_caller_identity_output()
         role = aws.iam.Role(
             f"{self._name}-flow-logs",
             description="Lets VPC Flow Logs deliver to this VPC's log group only",
-            assume_role_policy=caller.account_id.apply(
-                lambda account: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                                # Confused-deputy guard: only flow logs of this account may use the role.
-                                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                            }
-                        ],
-                    }
-                )
+            assume_role_policy=iam.service_trust(
+                "vpc-flow-logs.amazonaws.com", aws.get_caller_identity_output().account_id
             ),
             tags=self._tags(f"{self._name}-flow-logs"),
             opts=opts,
@@ -267,21 +254,14 @@ class Network(pulumi.ComponentResource):
             f"{self._name}-flow-logs",
             role=role.id,
             policy=group.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "logs:CreateLogStream",
-                                    "logs:PutLogEvents",
-                                    "logs:DescribeLogStreams",
-                                ],
-                                "Resource": [arn, f"{arn}:*"],
-                            }
-                        ],
-                    }
+                lambda arn: iam.document(
+                    [
+                        iam.allow(
+                            "DeliverFlowLogs",
+                            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                            [arn, f"{arn}:*"],
+                        )
+                    ]
                 )
             ),
             opts=pulumi.ResourceOptions(parent=role),
