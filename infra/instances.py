@@ -22,8 +22,8 @@ class InstanceType:
 
     @property
     def mig_capable(self) -> bool:
-        # Multi-Instance GPU is an Ampere/Hopper data-centre feature (A100, A30, H100, H200).
-        return self.gpu_model in {"A100", "H100", "H200"}
+        # Multi-Instance GPU is an Ampere/Hopper data-centre feature (A100, A30, H100, H200); A10G has none.
+        return self.gpu_model in {"A100", "H100"}
 
     @property
     def is_gpu(self) -> bool:
@@ -59,7 +59,6 @@ _CATALOGUE = [
     InstanceType("p4d.24xlarge", 96, 1152, "A100", 8, 40),
     InstanceType("p4de.24xlarge", 96, 1152, "A100", 8, 80),
     InstanceType("p5.48xlarge", 192, 2048, "H100", 8, 80),
-    InstanceType("p5e.48xlarge", 192, 2048, "H200", 8, 141),
 ]
 
 INSTANCE_TYPES: dict[str, InstanceType] = {i.name: i for i in _CATALOGUE}
@@ -69,6 +68,5 @@ INSTANCE_TYPES: dict[str, InstanceType] = {i.name: i for i in _CATALOGUE}
 MIG_PROFILES: dict[int, dict[str, int]] = {
     40: {"1g.5gb": 1, "2g.10gb": 2, "3g.20gb": 3, "4g.20gb": 4, "7g.40gb": 7},
     80: {"1g.10gb": 1, "1g.20gb": 1, "2g.20gb": 2, "3g.40gb": 3, "4g.40gb": 4, "7g.80gb": 7},
-    141: {"1g.18gb": 1, "1g.35gb": 1, "2g.35gb": 2, "3g.71gb": 3, "4g.71gb": 4, "7g.141gb": 7},
 }
 MIG_SLICES_PER_GPU = 7

@@ -33,8 +33,10 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.tokens import CommentToken
 
 from infra.config import NAMESPACE, ConfigError, parse_stack_config
 from infra.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
@@ -320,18 +322,51 @@ def _apply(gitops: CommentedMap, new: Pins) -> None:
     else:
         gitops.insert(len(gitops), REVISION_KEY, _scalar(new.revision))
 
+    charts = gitops.get(CHARTS_KEY)
     if not new.chart_versions:
+        if isinstance(charts, CommentedMap) and len(charts):
+            # Comment lines after the last chart introduce whatever follows the block: keep them.
+            _give_lines(gitops, _take_lines(charts, list(charts)[-1]), after=CHARTS_KEY)
         gitops.pop(CHARTS_KEY, None)
         return
-    charts = gitops.get(CHARTS_KEY)
     if not isinstance(charts, CommentedMap):
         charts = CommentedMap()
         after = list(gitops).index(REVISION_KEY) + 1
         gitops.insert(after, CHARTS_KEY, charts)
+    # ruamel keeps the comment lines that follow an entry on that entry. Lines after the last chart
+    # belong to what follows the block, so they must stay last whichever charts come and go.
+    trailer = _take_lines(charts, list(charts)[-1]) if len(charts) else ""
     for chart in [c for c in charts if c not in new.chart_versions]:
+        keys = list(charts)
+        position = keys.index(chart)
+        lines = _take_lines(charts, chart)
         del charts[chart]
+        if position > 0:  # the lines introduce the next chart, which is still there
+            _give_lines(charts, lines, after=keys[position - 1])
     for chart, version in new.chart_versions.items():
         charts[chart] = _scalar(version)
+    _give_lines(charts, trailer, after=list(charts)[-1])
+
+
+def _take_lines(mapping: CommentedMap, key: Any) -> str:
+    """Detach the full comment lines that follow `key`'s value, keeping its end-of-line comment."""
+    entry = mapping.ca.items.get(key)
+    token = entry[2] if entry and len(entry) > 2 else None
+    if token is None or "\n" not in token.value:
+        return ""
+    cut = token.value.index("\n") + 1
+    lines, token.value = token.value[cut:], token.value[:cut]
+    return lines
+
+
+def _give_lines(mapping: CommentedMap, lines: str, after: Any) -> None:
+    if not lines:
+        return
+    entry = mapping.ca.items.setdefault(after, [None, None, None, None])
+    if entry[2] is None:
+        entry[2] = CommentToken("\n" + lines, CommentMark(0), None)
+    else:
+        entry[2].value += lines
 
 
 def _yaml() -> YAML:

@@ -60,6 +60,21 @@ class CostEstimate:
         }
 
 
+class _UnknownValueError(ValueError):
+    """A size or count the estimate needs is not known (e.g. computed, shown at preview as unknown)."""
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise _UnknownValueError(repr(value))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _UnknownValueError(repr(value)) from None
+
+
 @functools.cache
 def price_table(path: Path = PRICES_FILE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
@@ -100,53 +115,63 @@ def estimate_cost(resources: Iterable[Mapping[str, Any]], table: Mapping[str, An
     usage_based = sorted({USAGE_BASED_TYPES[r["type"]] for r in resources if r["type"] in USAGE_BASED_TYPES})
 
     for res in resources:
-        props = res.get("props") or {}
-        typ = res["type"]
-        if typ in {"aws:eks/nodeGroup:NodeGroup", "eks:index:ManagedNodeGroup"}:
-            _node_group(pricer, res, props, launch_templates)
-        elif typ == "aws:eks/cluster:Cluster" or (typ == "eks:index:Cluster" and not has_eks_control_plane):
-            usd, src = pricer.fixed("eks_cluster_hourly")
-            pricer.add(res, "EKS control plane", usd * pricer.hours, usd * pricer.hours, src)
-        elif typ == "aws:ec2/natGateway:NatGateway":
-            usd, src = pricer.fixed("nat_gateway_hourly")
-            pricer.add(
-                res,
-                "NAT gateway hours (data processed is usage-based)",
-                usd * pricer.hours,
-                usd * pricer.hours,
-                src,
-            )
-        elif typ == "aws:ec2/eip:Eip":
-            usd, src = pricer.fixed("public_ipv4_hourly")
-            pricer.add(res, "public IPv4 address", usd * pricer.hours, usd * pricer.hours, src)
-        elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and props.get("vpcEndpointType") == "Interface":
-            usd, src = pricer.fixed("interface_endpoint_az_hourly")
-            azs = len(props.get("subnetIds") or [])
-            pricer.add(
-                res,
-                f"interface endpoint in {azs} AZ(s)",
-                usd * pricer.hours * azs,
-                usd * pricer.hours * azs,
-                src,
-            )
-        elif typ == "aws:rds/instance:Instance":
-            _rds(pricer, res, props)
-        elif typ == "aws:kms/key:Key":
-            usd, src = pricer.fixed("kms_key_month")
-            pricer.add(res, "KMS customer managed key", usd, usd, src)
-        elif typ == "aws:secretsmanager/secret:Secret":
-            usd, src = pricer.fixed("secret_month")
-            pricer.add(res, "Secrets Manager secret", usd, usd, src)
-        elif typ == "aws:ebs/volume:Volume":
-            usd, src = pricer.fixed("ebs_gp3_gb_month")
-            size = float(props.get("size") or 0)
-            pricer.add(res, f"EBS volume {size:g} GB", usd * size, usd * size, src)
-        elif typ == "aws:batch/computeEnvironment:ComputeEnvironment":
-            _batch(pricer, res, props)
+        try:
+            _price(pricer, res, launch_templates, has_eks_control_plane)
+        except _UnknownValueError as exc:
+            # Never price an unknown as zero: list it, so the total is visibly incomplete.
+            pricer.missing(res, f"a value unknown at preview ({exc})")
 
     idle = round(sum(line.idle_usd_month for line in pricer.lines), 2)
     peak = round(sum(line.peak_usd_month for line in pricer.lines), 2)
     return CostEstimate(idle, peak, pricer.lines, pricer.unpriced, usage_based)
+
+
+def _price(
+    pricer: _Pricer, res: Mapping[str, Any], launch_templates: Mapping[str, Any], has_eks_control_plane: bool
+) -> None:
+    props = res.get("props") or {}
+    typ = res["type"]
+    if typ in {"aws:eks/nodeGroup:NodeGroup", "eks:index:ManagedNodeGroup"}:
+        _node_group(pricer, res, props, launch_templates)
+    elif typ == "aws:eks/cluster:Cluster" or (typ == "eks:index:Cluster" and not has_eks_control_plane):
+        usd, src = pricer.fixed("eks_cluster_hourly")
+        pricer.add(res, "EKS control plane", usd * pricer.hours, usd * pricer.hours, src)
+    elif typ == "aws:ec2/natGateway:NatGateway":
+        usd, src = pricer.fixed("nat_gateway_hourly")
+        pricer.add(
+            res,
+            "NAT gateway hours (data processed is usage-based)",
+            usd * pricer.hours,
+            usd * pricer.hours,
+            src,
+        )
+    elif typ == "aws:ec2/eip:Eip":
+        usd, src = pricer.fixed("public_ipv4_hourly")
+        pricer.add(res, "public IPv4 address", usd * pricer.hours, usd * pricer.hours, src)
+    elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and props.get("vpcEndpointType") == "Interface":
+        usd, src = pricer.fixed("interface_endpoint_az_hourly")
+        azs = len(props.get("subnetIds") or [])
+        pricer.add(
+            res,
+            f"interface endpoint in {azs} AZ(s)",
+            usd * pricer.hours * azs,
+            usd * pricer.hours * azs,
+            src,
+        )
+    elif typ == "aws:rds/instance:Instance":
+        _rds(pricer, res, props)
+    elif typ == "aws:kms/key:Key":
+        usd, src = pricer.fixed("kms_key_month")
+        pricer.add(res, "KMS customer managed key", usd, usd, src)
+    elif typ == "aws:secretsmanager/secret:Secret":
+        usd, src = pricer.fixed("secret_month")
+        pricer.add(res, "Secrets Manager secret", usd, usd, src)
+    elif typ == "aws:ebs/volume:Volume":
+        usd, src = pricer.fixed("ebs_gp3_gb_month")
+        size = _num(props.get("size"))
+        pricer.add(res, f"EBS volume {size:g} GB", usd * size, usd * size, src)
+    elif typ == "aws:batch/computeEnvironment:ComputeEnvironment":
+        _batch(pricer, res, props)
 
 
 def _node_group(
@@ -169,9 +194,9 @@ def _node_group(
     spot = props.get("capacityType") == "SPOT"
     if spot:
         usd *= pricer.spot_factor
-    low, high = int(scaling.get("minSize") or 0), int(scaling.get("maxSize") or 0)
+    low, high = int(_num(scaling.get("minSize"))), int(_num(scaling.get("maxSize")))
     per_node = usd * pricer.hours
-    disk_gb = _root_volume_gb(template) or float(props.get("diskSize") or 0)
+    disk_gb = _root_volume_gb(template) or _num(props.get("diskSize"))
     gb_usd, _ = pricer.fixed("ebs_gp3_gb_month")
     per_node += disk_gb * gb_usd
     label = f"{low}-{high} x {itype}{' spot' if spot else ''}" + (f" + {disk_gb:g} GB gp3 each" if disk_gb else "")
@@ -179,7 +204,7 @@ def _node_group(
 
 
 def _root_volume_gb(template: Mapping[str, Any]) -> float:
-    return sum(float((m.get("ebs") or {}).get("volumeSize") or 0) for m in template.get("blockDeviceMappings") or [])
+    return sum(_num((m.get("ebs") or {}).get("volumeSize")) for m in template.get("blockDeviceMappings") or [])
 
 
 def _rds(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
@@ -191,9 +216,9 @@ def _rds(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> N
     usd, src = price
     copies = 2 if props.get("multiAz") else 1
     gb_usd, _ = pricer.fixed("rds_gp3_gb_month")
-    storage = float(props.get("allocatedStorage") or 0)
+    storage = _num(props.get("allocatedStorage"))
     # Storage autoscaling grows the volume up to maxAllocatedStorage under load and never shrinks it.
-    storage_peak = float(props.get("maxAllocatedStorage") or storage)
+    storage_peak = _num(props.get("maxAllocatedStorage"), storage) or storage
     idle = (usd * pricer.hours + storage * gb_usd) * copies
     peak = (usd * pricer.hours + storage_peak * gb_usd) * copies
     az = "Multi-AZ" if copies == 2 else "single-AZ"
@@ -222,7 +247,7 @@ def _batch(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) ->
     usd, src = min(per_vcpu)
     if compute.get("type") == "SPOT":
         usd *= pricer.spot_factor
-    low, high = int(compute.get("minVcpus") or 0), int(compute.get("maxVcpus") or 0)
+    low, high = int(_num(compute.get("minVcpus"))), int(_num(compute.get("maxVcpus")))
     pricer.add(
         res,
         f"{low}-{high} vCPUs{' spot' if compute.get('type') == 'SPOT' else ''}",

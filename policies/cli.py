@@ -1,0 +1,81 @@
+"""`cdao policy check FILE.json --stack <s> [--format text|json] [--config FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from policies.core import UNKNOWN_TOKEN
+from policies.engine import evaluate
+from policies.settings import ConfigError
+
+EXIT_OK, EXIT_MANDATORY, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits with 2 on usage errors already; keep that but print to stdout like the rest.
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stdout)
+        print(f"{self.prog}: error: {message}")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="cdao policy check",
+        description=(
+            "Evaluate the CDAO policy pack on a JSON list of resources [{type, name, props}] of one stack. "
+            f"Values unknown at preview are written as the string {UNKNOWN_TOKEN!r}."
+        ),
+    )
+    p.add_argument("file", help="JSON file: a list of {type, name, props[, urn, id, propertyDependencies]}")
+    p.add_argument("--stack", required=True, help="stack whose settings apply (dev, staging, prod)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--config", help="JSON file overriding per-stack settings and enforcement levels")
+    return p
+
+
+def _load_json(path: str, what: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+
+
+def check_main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    try:
+        resources = _load_json(args.file, "resource file")
+        if not isinstance(resources, list):
+            raise ConfigError(f"resource file {args.file} must hold a JSON list, got {type(resources).__name__}")
+        config = _load_json(args.config, "config file") if args.config else None
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"config file {args.config} must hold a JSON object")
+        violations = evaluate(resources, args.stack, config)
+    except ConfigError as exc:
+        print(f"cdao policy check: error: {exc}")
+        return EXIT_BAD_INPUT
+
+    if args.format == "json":
+        print(json.dumps([v.to_dict() for v in violations], indent=2))
+    else:
+        for v in violations:
+            print(f"[{v.level}] {v.rule} {v.resource_type} {v.resource_name}: {v.message}")
+        mandatory = sum(v.level == "mandatory" for v in violations)
+        print(
+            f"{len(violations)} violation(s) in stack {args.stack!r}: {mandatory} mandatory, "
+            f"{len(violations) - mandatory} advisory"
+        )
+    return EXIT_MANDATORY if any(v.level == "mandatory" for v in violations) else EXIT_OK

@@ -1,0 +1,175 @@
+"""Evaluate RULES on a list of resources, the way both the CLI/plan and the Pulumi pack do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policies.core import Context, Finding, Resource, Rule, UnknownValueFound, normalize
+from policies.rules import cost, data_protection, iam, kubernetes, network
+from policies.settings import ConfigError, check_config, known_stacks, resolve
+
+try:  # The analyzer's own "unknown during preview" error, raised by its props proxy.
+    from pulumi_policy.proxy import UnknownValueError as _EngineUnknown
+except ImportError:  # pragma: no cover - pulumi-policy is a hard dependency of the project
+    _EngineUnknown = UnknownValueFound  # type: ignore[assignment,misc]
+
+#: Every rule, in the order reports list them. `__main__.py` builds the PolicyPack from this list.
+RULES: list[Rule] = [*iam.RULES, *cost.RULES, *data_protection.RULES, *network.RULES, *kubernetes.RULES]
+
+STACK_RESOURCE_TYPE = "pulumi:pulumi:Stack"
+_LEVEL_OVERRIDES = {"mandatory": "mandatory", "advisory": "advisory", "remediate": "mandatory", "disabled": None}
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource_type: str
+    resource_name: str
+    level: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "rule": self.rule,
+            "resource_type": self.resource_type,
+            "resource_name": self.resource_name,
+            "level": self.level,
+            "message": self.message,
+        }
+
+
+def to_resource(raw: Mapping[str, Any]) -> Resource:
+    """A rule-ready Resource from `{"type", "name", "props", ["urn"], ["id"], ["propertyDependencies"]}`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"each resource must be an object, got {type(raw).__name__}")
+    rtype, name, props = raw.get("type"), raw.get("name"), raw.get("props", {})
+    if not isinstance(rtype, str) or not rtype:
+        raise ConfigError(f"resource {raw.get('name')!r}: 'type' must be a non-empty string")
+    if not isinstance(name, str):
+        raise ConfigError(f"resource of type {rtype}: 'name' must be a string")
+    if props is None:
+        props = {}
+    if not isinstance(props, Mapping):
+        raise ConfigError(f"resource {name!r} ({rtype}): 'props' must be an object")
+    deps_raw = raw.get("propertyDependencies") or {}
+    deps = {str(k): tuple(str(u) for u in v) for k, v in deps_raw.items() if isinstance(v, (list, tuple))}
+    urn = raw.get("urn")
+    return Resource(
+        type=rtype,
+        name=name,
+        props=normalize(props),
+        urn=urn if isinstance(urn, str) else None,
+        id=normalize(raw.get("id"), "id"),
+        deps=deps,
+    )
+
+
+def rule_level(rule: Rule, config: Mapping[str, Any] | None) -> str | None:
+    """The rule's enforcement level after config overrides; None when disabled."""
+    override = None
+    if config:
+        per_rule = config.get(rule.id)
+        if isinstance(per_rule, Mapping):
+            override = per_rule.get("enforcementLevel")
+        elif isinstance(per_rule, str):
+            override = per_rule
+        if override is None and isinstance(config.get("all"), str):
+            override = config["all"]
+    if override is None:
+        return rule.level
+    if override not in _LEVEL_OVERRIDES:
+        raise ConfigError(f"rule {rule.id}: enforcementLevel {override!r} is not one of {sorted(_LEVEL_OVERRIDES)}")
+    return _LEVEL_OVERRIDES[override]
+
+
+def context_for(
+    rule: Rule, stack: str, config: Mapping[str, Any] | None, estimator: Callable[..., Any] | None = None
+) -> Context:
+    return Context(stack=stack, settings=resolve(rule.id, rule.settings, stack, config), estimator=estimator)
+
+
+def unknown_message(rule: Rule, what: str) -> str:
+    return f"cannot verify {rule.id} ({rule.name}): {what} is unknown at preview"
+
+
+def run_resource_rule(rule: Rule, res: Resource, ctx: Context) -> list[Finding]:
+    """Findings of one resource rule on one resource; unknowns and crashes become findings too."""
+    if rule.types and res.type not in rule.types:
+        return []
+    out: list[Finding] = []
+    try:
+        for item in rule.check(res, ctx):
+            if isinstance(item, UnknownValueFound):
+                out.append(Finding(unknown_message(rule, item.what), res, unknown=True))
+            else:
+                out.append(Finding(str(item), res))
+    except UnknownValueFound as exc:
+        out.append(Finding(unknown_message(rule, exc.what), res, unknown=True))
+    except _EngineUnknown as exc:
+        out.append(Finding(unknown_message(rule, getattr(exc, "message", str(exc))), res, unknown=True))
+    except Exception as exc:
+        out.append(Finding(f"rule {rule.id} failed to evaluate: {type(exc).__name__}: {exc}", res))
+    return out
+
+
+def run_stack_rule(rule: Rule, resources: list[Resource], ctx: Context) -> list[Finding]:
+    out: list[Finding] = []
+    try:
+        for f in rule.check(resources, ctx):
+            if f.unknown:
+                what = f.message.removeprefix("cannot verify: ")
+                out.append(Finding(unknown_message(rule, what), f.resource, unknown=True))
+            else:
+                out.append(f)
+    except UnknownValueFound as exc:
+        out.append(Finding(unknown_message(rule, exc.what), None, unknown=True))
+    except _EngineUnknown as exc:
+        out.append(Finding(unknown_message(rule, getattr(exc, "message", str(exc))), None, unknown=True))
+    except Exception as exc:
+        out.append(Finding(f"rule {rule.id} failed to evaluate: {type(exc).__name__}: {exc}", None))
+    return out
+
+
+def evaluate(
+    resources: Iterable[Mapping[str, Any]],
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    rules: Iterable[Rule] | None = None,
+    cost_estimator: Callable[[list[dict[str, Any]]], Any] | None = None,
+) -> list[Violation]:
+    """Every violation of `rules` (default RULES) on one stack's resources.
+
+    `config` overrides the per-stack defaults (see policies.settings) and enforcement levels
+    (`{"<rule id>": {"enforcementLevel": "advisory"|"mandatory"|"disabled"}}`). Findings on values
+    unknown at preview are always advisory. Raises ConfigError for an unknown stack, a bad config
+    value or a malformed resource.
+    """
+    rules = list(rules) if rules is not None else RULES
+    check_config(config, {r.id: r.settings for r in RULES} | {r.id: r.settings for r in rules})
+    if stack not in known_stacks(config):
+        raise ConfigError(f"unknown stack {stack!r}; configured stacks: {sorted(known_stacks(config))}")
+    parsed = [to_resource(r) for r in resources]
+    violations: list[Violation] = []
+    for rule in rules:
+        level = rule_level(rule, config)
+        if level is None:
+            continue
+        ctx = context_for(rule, stack, config, cost_estimator)
+        if rule.kind == "stack":
+            findings = run_stack_rule(rule, parsed, ctx)
+        else:
+            findings = [f for res in parsed for f in run_resource_rule(rule, res, ctx)]
+        for f in findings:
+            violations.append(
+                Violation(
+                    rule=rule.id,
+                    resource_type=f.resource.type if f.resource else STACK_RESOURCE_TYPE,
+                    resource_name=f.resource.name if f.resource else stack,
+                    level="advisory" if f.unknown else level,
+                    message=f.message,
+                )
+            )
+    return violations

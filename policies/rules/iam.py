@@ -1,0 +1,615 @@
+"""IAM: least privilege, trust policies (external ids, IRSA, confused deputies), user attachments.
+
+Only `Allow` statements grant anything, so `Deny` statements are never findings. `NotAction` and
+`NotResource` statements are out of scope of the Action/Resource rules below (they are not
+"Action: *"); `NotPrincipal` with Allow is reported by CDAO-IAM-007 because it grants to everyone
+but the listed principals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from policies.core import Context, Resource, Rule, UnknownValueFound, as_list, resource_rule
+from policies.rules._common import (
+    PolicyParseError,
+    Statement,
+    arn_account,
+    glob_match,
+    parse_policy,
+    principal_account,
+    principals,
+    statements,
+)
+
+RULES: list[Rule] = []
+
+ROLE = "aws:iam/role:Role"
+# Identity policies: where a document grants permissions to the principal it is attached to.
+_IDENTITY_DOCS: dict[str, str] = {
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/rolePolicy:RolePolicy": "policy",
+    "aws:iam/userPolicy:UserPolicy": "policy",
+    "aws:iam/groupPolicy:GroupPolicy": "policy",
+}
+# Resource policies: where Principal decides who may act on the resource.
+_RESOURCE_DOCS: dict[str, str] = {
+    "aws:s3/bucketPolicy:BucketPolicy": "policy",
+    "aws:s3/bucket:Bucket": "policy",
+    "aws:s3/bucketV2:BucketV2": "policy",
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": "policy",
+    "aws:kms/key:Key": "policy",
+    "aws:sqs/queue:Queue": "policy",
+    "aws:sqs/queuePolicy:QueuePolicy": "policy",
+    "aws:sns/topic:Topic": "policy",
+    "aws:sns/topicPolicy:TopicPolicy": "policy",
+    "aws:secretsmanager/secretPolicy:SecretPolicy": "policy",
+}
+IDENTITY_TYPES = frozenset({*_IDENTITY_DOCS, ROLE})
+TRUST_TYPES = frozenset({ROLE})
+PRINCIPAL_TYPES = frozenset({*_RESOURCE_DOCS, ROLE})
+
+Check = Callable[[Statement], "str | None"]
+
+
+def _documents(res: Resource, kind: str) -> Iterator[tuple[str, object]]:
+    if kind == "identity":
+        if res.type in _IDENTITY_DOCS:
+            yield _IDENTITY_DOCS[res.type], res.props.get(_IDENTITY_DOCS[res.type])
+        elif res.type == ROLE:
+            for i, inline in enumerate(as_list(res.get("inlinePolicies"))):
+                where = f"inlinePolicies[{i}].policy"
+                yield where, inline.get("policy") if isinstance(inline, dict) else inline
+    elif kind == "trust":
+        if res.type == ROLE:
+            yield "assumeRolePolicy", res.props.get("assumeRolePolicy")
+    elif kind == "resource":
+        if res.type in _RESOURCE_DOCS:
+            yield _RESOURCE_DOCS[res.type], res.props.get(_RESOURCE_DOCS[res.type])
+        elif res.type == ROLE:
+            yield "assumeRolePolicy", res.props.get("assumeRolePolicy")
+
+
+def _scan(res: Resource, kind: str, check: Check) -> Iterator[str | UnknownValueFound]:
+    """Run `check` on every Allow statement of the resource's documents of `kind`.
+
+    An unknown document or statement is reported as such; the others are still checked, so one
+    unknown value never hides a finding elsewhere.
+    """
+    for where, raw in _documents(res, kind):
+        if raw is None:
+            continue
+        try:
+            doc = parse_policy(raw, where)
+            sts = statements(doc, where)
+        except UnknownValueFound as exc:
+            yield exc
+            continue
+        except PolicyParseError as exc:
+            yield f"cannot evaluate: {exc}"
+            continue
+        for st in sts:
+            try:
+                if not st.is_allow:
+                    continue
+                message = check(st)
+            except UnknownValueFound as exc:
+                yield exc
+                continue
+            if message:
+                yield f"{st.label}: {message}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-001",
+    name="IAM policy allows every action",
+    description="An Allow statement with Action '*' grants every action of every AWS service.",
+    remediation="List the actions the workload calls (e.g. 's3:GetObject'), never '*'.",
+    level="mandatory",
+    types=IDENTITY_TYPES,
+)
+def iam_001_action_star(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if any(a.strip() in ("*", "*:*") for a in st.strings("Action")):
+            return "Allow with Action '*'"
+        return None
+
+    yield from _scan(res, "identity", check)
+
+
+# Actions that have no resource-level permissions in IAM: for them Resource '*' is the only option.
+_UNSCOPABLE = (
+    "ec2:Describe*",
+    "ec2:Get*",
+    "autoscaling:Describe*",
+    "elasticloadbalancing:Describe*",
+    "eks:ListClusters",
+    "eks:DescribeAddonVersions",
+    "sts:GetCallerIdentity",
+    "ecr:GetAuthorizationToken",
+    "s3:ListAllMyBuckets",
+    "cloudwatch:PutMetricData",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:ListMetrics",
+    "logs:DescribeLogGroups",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSampling*",
+    "iam:ListRoles",
+    "iam:ListPolicies",
+    "iam:GetAccountSummary",
+    "iam:ListAccountAliases",
+    "kms:ListKeys",
+    "kms:ListAliases",
+    "kms:CreateKey",
+    "secretsmanager:ListSecrets",
+    "secretsmanager:GetRandomPassword",
+    "ssm:DescribeParameters",
+    "sagemaker:List*",
+    "sagemaker:Search",
+    "batch:Describe*",
+    "batch:ListJobs",
+    "elasticmapreduce:ListClusters",
+    "elasticmapreduce:ListSecurityConfigurations",
+    "emr-serverless:ListApplications",
+    "emr-containers:ListVirtualClusters",
+    "route53:ListHostedZones",
+    "route53:ListHostedZonesByName",
+    "route53:GetChange",
+    "tag:Get*",
+    "acm:ListCertificates",
+    "sqs:ListQueues",
+    "sns:ListTopics",
+    "dynamodb:ListTables",
+    "lambda:ListFunctions",
+    "rds:DescribeDBEngineVersions",
+    "rds:DescribeOrderableDBInstanceOptions",
+    "cloudtrail:LookupEvents",
+    "pricing:*",
+    "ce:*",
+    "servicequotas:List*",
+    "servicequotas:Get*",
+)
+
+
+def _scoped_by_tags(st: Statement) -> bool:
+    """Attribute-based access control: Resource '*' narrowed by resource or request tags, either by
+    value or by requiring the tag to exist (`Null: {key: "false"}`, as AWS's add-on policies do)."""
+    for c in st.conditions():
+        key = c.key.lower()
+        if "resourcetag/" not in key and "requesttag/" not in key:
+            continue
+        if c.enforces(_STRING_OPS) and _meaningful(c.values):
+            return True
+        if c.base.lower() == "null" and c.values and all(str(v).lower() == "false" for v in c.values):
+            return True
+    return False
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-002",
+    name="IAM policy uses Resource '*' for actions that can be scoped",
+    description=(
+        "An Allow statement grants, on Resource '*', actions that support resource-level permissions "
+        "and no tag condition narrows it."
+    ),
+    remediation=(
+        "Name the ARNs (bucket, table, role...) in Resource, or add an aws:ResourceTag condition; keep "
+        "'*' only for actions without resource-level permissions (List*/Describe* and the like)."
+    ),
+    level="advisory",
+    types=IDENTITY_TYPES,
+)
+def iam_002_resource_star(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if "*" not in [r.strip() for r in st.strings("Resource")]:
+            return None
+        scopable = [a for a in st.strings("Action") if not any(glob_match(u, a) for u in _UNSCOPABLE)]
+        if not scopable or _scoped_by_tags(st):
+            return None
+        return f"Resource '*' for scopable actions {sorted(set(scopable))}"
+
+    yield from _scan(res, "identity", check)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-003",
+    name="IAM policy allows iam:*",
+    description="An Allow statement grants 'iam:*', which lets the holder escalate to administrator.",
+    remediation="Grant the few IAM actions needed (e.g. iam:GetRole) on named role ARNs.",
+    level="mandatory",
+    types=IDENTITY_TYPES,
+)
+def iam_003_iam_star(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if any(a.strip().lower() == "iam:*" for a in st.strings("Action")):
+            return "Allow with Action 'iam:*'"
+        return None
+
+    yield from _scan(res, "identity", check)
+
+
+_ATTACHMENTS: dict[str, str] = {
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": "policyArn",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment": "policyArn",
+    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment": "policyArn",
+    "aws:iam/policyAttachment:PolicyAttachment": "policyArn",
+    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive": "policyArns",
+    "aws:iam/userPolicyAttachmentsExclusive:UserPolicyAttachmentsExclusive": "policyArns",
+    "aws:iam/groupPolicyAttachmentsExclusive:GroupPolicyAttachmentsExclusive": "policyArns",
+    ROLE: "managedPolicyArns",
+}
+
+
+def _is_broad_managed_policy(arn: str) -> bool:
+    name = arn.rsplit("/", 1)[-1].lower()
+    # PowerUserAccess is AdministratorAccess minus IAM/Organizations: just as broad for a workload.
+    return name.startswith("administratoraccess") or name.endswith("fullaccess") or name == "poweruseraccess"
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-004",
+    name="AdministratorAccess or a *FullAccess managed policy is attached",
+    description=(
+        "A managed policy named AdministratorAccess*, PowerUserAccess or *FullAccess is attached to a role, "
+        "user or group, by an attachment resource or through a role's managedPolicyArns."
+    ),
+    remediation="Write a customer-managed policy with the actions and ARNs the workload needs.",
+    level="mandatory",
+    types=frozenset(_ATTACHMENTS),
+)
+def iam_004_broad_managed(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    prop = _ATTACHMENTS[res.type]
+    try:
+        arns = as_list(res.get(prop))
+    except UnknownValueFound as exc:
+        yield exc
+        return
+    for i, arn in enumerate(arns):
+        if not isinstance(arn, str):
+            if arn is not None:
+                yield UnknownValueFound(f"{prop}[{i}]")
+            continue
+        if _is_broad_managed_policy(arn):
+            yield f"{prop} attaches {arn}"
+
+
+_STRING_OPS = ("StringEquals", "StringLike", "StringEqualsIgnoreCase")
+_ARN_OPS = ("ArnEquals", "ArnLike", "StringEquals", "StringLike")
+
+
+def _meaningful(values: tuple[object, ...]) -> bool:
+    """Condition values that actually pin something: non-empty, and not a bare wildcard."""
+
+    def pins(v: object) -> bool:
+        if isinstance(v, bool):
+            return False
+        if isinstance(v, (int, float)):
+            return True  # JSON numbers (account ids, external ids) compare as strings in IAM
+        return isinstance(v, str) and v.strip() not in ("", "*")
+
+    return bool(values) and all(pins(v) for v in values)
+
+
+def _could_be_role(resource: str) -> bool:
+    if resource.strip() == "*":
+        return True
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return False
+    service, rest = parts[2], parts[5]
+    return glob_match(service, "iam") and (
+        rest.lower().startswith("role/") or rest.startswith("*") or glob_match(rest, "role/x")
+    )
+
+
+def _any_role(resource: str) -> bool:
+    r = resource.strip()
+    return r == "*" or r.endswith((":*", ":role/*", ":role*")) or r.split(":", 5)[-1] in ("*", "role/*")
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-005",
+    name="iam:PassRole on '*' or without iam:PassedToService",
+    description=(
+        "An Allow statement grants iam:PassRole (directly or through a wildcard) on every role, or "
+        "without an iam:PassedToService condition naming the service the role may be passed to."
+    ),
+    remediation=(
+        "Grant iam:PassRole on the named role ARNs with a StringEquals condition on iam:PassedToService "
+        "(e.g. sagemaker.amazonaws.com)."
+    ),
+    level="mandatory",
+    types=IDENTITY_TYPES,
+)
+def iam_005_passrole(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if not st.allows_action("iam:PassRole"):
+            return None
+        resources = [r for r in st.strings("Resource") if _could_be_role(r)]
+        if not resources:
+            return None
+        broad = [r for r in resources if _any_role(r)]
+        if broad:
+            return f"iam:PassRole on {broad}"
+        scoped = any(
+            c.key.lower() == "iam:passedtoservice" and c.enforces(_STRING_OPS) and _meaningful(c.values)
+            for c in st.conditions()
+        )
+        return None if scoped else f"iam:PassRole on {resources} without an iam:PassedToService condition"
+
+    yield from _scan(res, "identity", check)
+
+
+def _own_accounts(res: Resource, ctx: Context) -> set[str]:
+    own = set(ctx.setting("trustedAccountIds"))
+    try:
+        account = arn_account(res.get("arn"))
+    except UnknownValueFound:
+        account = None
+    if account:
+        own.add(account)
+    return own
+
+
+def _assumes(st: Statement) -> bool:
+    return st.allows_action("sts:AssumeRole")
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-006",
+    name="Cross-account trust without sts:ExternalId",
+    description=(
+        "A role's trust policy lets a principal of another AWS account assume it without requiring an "
+        "sts:ExternalId, which makes the role a confused deputy for that account's other customers."
+    ),
+    remediation=(
+        "Add Condition StringEquals {'sts:ExternalId': '<secret id agreed with the third party>'}; list "
+        "your own accounts in trustedAccountIds so same-account trust is not reported."
+    ),
+    level="mandatory",
+    types=TRUST_TYPES,
+    settings=("trustedAccountIds",),
+)
+def iam_006_external_id(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    own = _own_accounts(res, ctx)
+
+    def check(st: Statement) -> str | None:
+        if not _assumes(st):
+            return None
+        found = principals(st) or {}
+        foreign = sorted(
+            {p for p in found.get("AWS", []) if (acct := principal_account(p)) is not None and acct not in own}
+        )
+        if not foreign:
+            return None
+        has_external_id = any(
+            c.key.lower() == "sts:externalid"
+            and c.enforces(("StringEquals", "StringLike"))
+            and _meaningful(c.values)
+            and not any("*" in v or "?" in v for v in c.values if isinstance(v, str))
+            for c in st.conditions()
+        )
+        return None if has_external_id else f"trusts {foreign} without an sts:ExternalId condition"
+
+    yield from _scan(res, "trust", check)
+
+
+# Condition keys that pin an anonymous principal to an account, organisation, network or caller.
+_SCOPING_KEYS = frozenset(
+    k.lower()
+    for k in (
+        "aws:PrincipalOrgID",
+        "aws:PrincipalOrgPaths",
+        "aws:PrincipalAccount",
+        "aws:PrincipalArn",
+        "aws:SourceAccount",
+        "aws:SourceArn",
+        "aws:SourceOrgID",
+        "aws:SourceOrgPaths",
+        "aws:SourceVpce",
+        "aws:SourceVpc",
+        "aws:userid",
+    )
+)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-007",
+    name="Policy allows Principal '*'",
+    description=(
+        "A trust or resource policy allows Principal '*' (or {'AWS': '*'}, or NotPrincipal) without a "
+        "condition pinning the caller to an account, organisation, VPC endpoint or source."
+    ),
+    remediation=(
+        "Name the principals, or add a condition on aws:PrincipalOrgID, aws:PrincipalAccount, "
+        "aws:SourceVpce or aws:SourceArn."
+    ),
+    level="mandatory",
+    types=PRINCIPAL_TYPES,
+)
+def iam_007_principal_star(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if st.raw.get("NotPrincipal") is not None:
+            return "Allow with NotPrincipal grants every principal not listed"
+        found = principals(st) or {}
+        if "*" not in found and "*" not in found.get("AWS", []):
+            return None
+        pinned = any(
+            c.key.lower() in _SCOPING_KEYS
+            and c.enforces((*_ARN_OPS, "StringEqualsIgnoreCase"))
+            and _meaningful(c.values)
+            for c in st.conditions()
+        )
+        return None if pinned else "Allow to Principal '*' without a condition pinning the caller"
+
+    yield from _scan(res, "resource", check)
+
+
+_SA_SUBJECT = re.compile(r"system:serviceaccount:[^:*?\s]+:[^:*?\s]+")
+
+
+def _eks_issuers(st: Statement) -> list[str] | None:
+    """Issuer host/paths of EKS OIDC providers this statement trusts; None if not an IRSA statement."""
+    found = principals(st)
+    if found is not None:
+        federated = found.get("Federated", [])
+        issuers = [f.split("oidc-provider/", 1)[1] for f in federated if "oidc-provider/oidc.eks." in f]
+        # Trust in AWS accounts, services or a non-EKS identity provider is not IRSA.
+        return issuers or None
+    # No Principal at all (an invalid trust policy): go by the condition keys alone.
+    keys = [c.key for c in st.conditions() if "oidc.eks." in c.key.lower()]
+    return [] if keys else None
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-008",
+    name="IRSA trust not pinned to one service account and the STS audience",
+    description=(
+        "A role trusted through an EKS OIDC provider (IRSA) must require StringEquals on '<issuer>:sub' "
+        "naming exactly one 'system:serviceaccount:<namespace>:<name>' and on '<issuer>:aud' = "
+        "'sts.amazonaws.com'; otherwise any pod in the cluster can assume it."
+    ),
+    remediation=(
+        "Condition: {'StringEquals': {'<issuer>:sub': 'system:serviceaccount:<ns>:<sa>', "
+        "'<issuer>:aud': 'sts.amazonaws.com'}} -- not StringLike, not IfExists, one subject per role."
+    ),
+    level="mandatory",
+    types=TRUST_TYPES,
+)
+def iam_008_irsa(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if not st.allows_action("sts:AssumeRoleWithWebIdentity"):
+            return None
+        issuers = _eks_issuers(st)
+        if issuers is None:
+            return None
+        conds = [c for c in st.conditions() if c.enforces(("StringEquals",))]
+
+        def pinned(suffix: str, ok: Callable[[tuple[object, ...]], bool]) -> bool:
+            for c in conds:
+                key = c.key.lower()
+                if not key.endswith(suffix):
+                    continue
+                if issuers and key[: -len(suffix)] not in {i.lower() for i in issuers}:
+                    continue
+                if ok(c.values):
+                    return True
+            return False
+
+        problems = []
+        if not pinned(":sub", lambda v: len(v) == 1 and isinstance(v[0], str) and bool(_SA_SUBJECT.fullmatch(v[0]))):
+            problems.append("no StringEquals ':sub' naming exactly one service account")
+        if not pinned(":aud", lambda v: bool(v) and all(x == "sts.amazonaws.com" for x in v)):
+            problems.append("no StringEquals ':aud' = 'sts.amazonaws.com'")
+        return "; ".join(problems) or None
+
+    yield from _scan(res, "trust", check)
+
+
+CONFUSED_DEPUTY_SERVICES = frozenset(
+    {
+        "sagemaker.amazonaws.com",
+        "ecs-tasks.amazonaws.com",
+        "elasticmapreduce.amazonaws.com",
+        "emr-serverless.amazonaws.com",
+        "batch.amazonaws.com",
+    }
+)
+_SOURCE_KEYS = frozenset({"aws:sourceaccount", "aws:sourcearn", "aws:sourceorgid"})
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-009",
+    name="Service-principal trust without aws:SourceAccount/aws:SourceArn",
+    description=(
+        "A role trusted by sagemaker, ecs-tasks, elasticmapreduce, emr-serverless or batch does not "
+        "require aws:SourceAccount or aws:SourceArn, so the service could be made to use it on behalf of "
+        "another account (confused deputy)."
+    ),
+    remediation="Add Condition StringEquals {'aws:SourceAccount': '<account>'} or ArnLike {'aws:SourceArn': ...}.",
+    level="mandatory",
+    types=TRUST_TYPES,
+)
+def iam_009_confused_deputy(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    def check(st: Statement) -> str | None:
+        if not _assumes(st):
+            return None
+        services = sorted(
+            s for s in (principals(st) or {}).get("Service", []) if s.strip().lower() in CONFUSED_DEPUTY_SERVICES
+        )
+        if not services:
+            return None
+        pinned = any(
+            c.key.lower() in _SOURCE_KEYS and c.enforces(_ARN_OPS) and _meaningful(c.values) for c in st.conditions()
+        )
+        return None if pinned else f"trusts {services} without aws:SourceAccount/aws:SourceArn"
+
+    yield from _scan(res, "trust", check)
+
+
+_USER_ATTACHMENTS = {
+    "aws:iam/userPolicy:UserPolicy": None,
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment": None,
+    "aws:iam/userPolicyAttachmentsExclusive:UserPolicyAttachmentsExclusive": "policyArns",
+    "aws:iam/userPoliciesExclusive:UserPoliciesExclusive": "policyNames",
+    "aws:iam/policyAttachment:PolicyAttachment": "users",
+}
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-010",
+    name="Policy attached to an IAM user",
+    description=(
+        "A policy is attached to an IAM user (user policy, user attachment, or a policy attachment listing "
+        "users). Humans and workloads should get permissions through roles."
+    ),
+    remediation="Attach the policy to a role assumed through SSO, IRSA or a service principal instead.",
+    level="mandatory",
+    types=frozenset(_USER_ATTACHMENTS),
+)
+def iam_010_user_policy(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    prop = _USER_ATTACHMENTS[res.type]
+    if prop is None:
+        yield f"{res.type.rsplit(':', 1)[-1]} attaches a policy to user {res.props.get('user')!s}"
+        return
+    try:
+        items = as_list(res.get(prop))
+    except UnknownValueFound as exc:
+        yield exc
+        return
+    if items:
+        yield f"{prop} attaches policies to IAM users ({len(items)} entries)"
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-IAM-011",
+    name="SageMaker notebook instance with root access",
+    description=(
+        "rootAccess defaults to 'Enabled': every notebook user is root on the instance and can change "
+        "its software, lifecycle configuration and network settings."
+    ),
+    remediation="Set rootAccess='Disabled'; install packages through lifecycle configurations or images.",
+    level="advisory",
+    types=("aws:sagemaker/notebookInstance:NotebookInstance",),
+)
+def iam_011_notebook_root(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    mode = res.get("rootAccess", default="Enabled")
+    if str(mode).lower() != "disabled":
+        yield f"rootAccess is {mode!r}"

@@ -1,0 +1,290 @@
+"""Network: EKS endpoint exposure, world-open ingress, IMDS, public IPs in private subnets, flow logs."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import Any
+
+from policies.core import (
+    Context,
+    Finding,
+    Resource,
+    Rule,
+    UnknownValueFound,
+    as_list,
+    dig,
+    iter_known,
+    resource_rule,
+    stack_rule,
+    to_bool,
+    to_number,
+)
+from policies.rules._common import COVERED, UNKNOWN, coverage, identifiers
+from policies.rules.cost import EKS_COMPONENT, INSTANCE_LIKE, LAUNCH_TEMPLATE, eks_default_pool
+
+RULES: list[Rule] = []
+
+_WORLD = ("0.0.0.0/0", "::/0")
+
+
+def _is_world(cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-NET-001",
+    name="EKS public API endpoint open to 0.0.0.0/0",
+    description=(
+        "The EKS API endpoint is public (the default for both aws.eks.Cluster and pulumi-eks) and "
+        "publicAccessCidrs is unset (AWS then uses 0.0.0.0/0) or contains 0.0.0.0/0 or ::/0."
+    ),
+    remediation=(
+        "Set endpointPublicAccess=false (private endpoint + VPN), or list office/CI CIDRs in publicAccessCidrs."
+    ),
+    level="mandatory",
+    types=("aws:eks/cluster:Cluster", EKS_COMPONENT),
+)
+def net_001_eks_endpoint(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    base: tuple[str, ...] = () if res.type == EKS_COMPONENT else ("vpcConfig",)
+    public = to_bool(res.get(*base, "endpointPublicAccess", default=True))
+    if public is False:
+        return
+    cidrs = as_list(res.get(*base, "publicAccessCidrs"))
+    if not cidrs:
+        yield "public endpoint without publicAccessCidrs (defaults to 0.0.0.0/0)"
+        return
+    world = [c for c in iter_known(cidrs) if isinstance(c, str) and _is_world(c)]
+    if world:
+        yield f"public endpoint open to {world}"
+
+
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+# The VPC default group takes the same inline `ingress` blocks.
+SECURITY_GROUPS = (SECURITY_GROUP, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+_LB_TYPES = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+
+
+def _open_ingress(res: Resource) -> Iterator[tuple[str, Any, Any, Any, Resource | None]]:
+    """(label, protocol, from, to, owning SG or None) for each world-open ingress of `res`."""
+    if res.type in SECURITY_GROUPS:
+        for i, rule in enumerate(iter_known(as_list(res.get("ingress")))):
+            if not isinstance(rule, dict):
+                continue
+            cidrs = [*as_list(dig(rule, "cidrBlocks")), *as_list(dig(rule, "ipv6CidrBlocks"))]
+            if any(isinstance(c, str) and _is_world(c) for c in iter_known(cidrs)):
+                yield f"ingress[{i}]", dig(rule, "protocol"), dig(rule, "fromPort"), dig(rule, "toPort"), res
+    elif res.type == INGRESS_RULE:
+        cidrs = [res.get("cidrIpv4"), res.get("cidrIpv6")]
+        if any(isinstance(c, str) and _is_world(c) for c in cidrs):
+            yield "rule", res.get("ipProtocol"), res.get("fromPort"), res.get("toPort"), None
+    elif res.type == SG_RULE and str(res.get("type", default="")).lower() == "ingress":
+        cidrs = [*as_list(res.get("cidrBlocks")), *as_list(res.get("ipv6CidrBlocks"))]
+        if any(isinstance(c, str) and _is_world(c) for c in iter_known(cidrs)):
+            yield "rule", res.get("protocol"), res.get("fromPort"), res.get("toPort"), None
+
+
+def _only_https(protocol: Any, lo: Any, hi: Any) -> bool:
+    proto = str(protocol).lower() if protocol is not None else ""
+    return proto in ("tcp", "6") and to_number(lo) == 443 and to_number(hi) == 443
+
+
+def _public_lb_sg_ids(resources: list[Resource]) -> tuple[set[str], bool]:
+    ids: set[str] = set()
+    uncertain = False
+    for lb in resources:
+        if lb.type not in _LB_TYPES:
+            continue
+        try:
+            if to_bool(lb.get("internal", default=False)) is True:
+                continue
+            for sg in iter_known(as_list(lb.get("securityGroups"))):
+                if isinstance(sg, str):
+                    ids.add(sg)
+        except UnknownValueFound:
+            uncertain = True
+        ids.update(lb.deps.get("securityGroups", ()))
+    return ids, uncertain
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-002",
+    name="Security group ingress from 0.0.0.0/0 other than 443 on a public load balancer",
+    description=(
+        "Ingress from 0.0.0.0/0 or ::/0 (inline ingress, SecurityGroupRule or vpc SecurityGroupIngressRule) "
+        "is allowed only for TCP 443 on a security group attached to an internet-facing load balancer."
+    ),
+    remediation="Restrict the source CIDR or security group; expose services through a public LB on 443 only.",
+    level="mandatory",
+)
+def net_002_open_ingress(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    lb_sgs, lb_uncertain = _public_lb_sg_ids(resources)
+    sgs = [r for r in resources if r.type in SECURITY_GROUPS]
+    for res in resources:
+        if res.type not in (*SECURITY_GROUPS, INGRESS_RULE, SG_RULE):
+            continue
+        try:
+            for label, proto, lo, hi, owner in _open_ingress(res):
+                if not _only_https(proto, lo, hi):
+                    yield Finding(f"{label} opens protocol {proto} ports {lo}-{hi} to the internet", res)
+                    continue
+                status = _attached_to_public_lb(res, owner, sgs, lb_sgs)
+                if status is None or (status is False and lb_uncertain):
+                    yield Finding(
+                        "cannot verify: which security group/load balancer this 443 rule belongs to", res, unknown=True
+                    )
+                elif status is False:
+                    yield Finding(
+                        f"{label} opens 443 to the internet on a security group of no public load balancer", res
+                    )
+        except UnknownValueFound as exc:
+            yield Finding(f"cannot verify: {exc.what}", res, unknown=True)
+
+
+def _attached_to_public_lb(res: Resource, owner: Resource | None, sgs: list[Resource], lb_sgs: set[str]) -> bool | None:
+    """True/False, or None when the owning security group cannot be identified."""
+    if owner is None:
+        candidates = [sg for sg, status, _ in coverage(sgs, [res], "securityGroupId", ()) if status == COVERED]
+        if not candidates:
+            raw = res.props.get("securityGroupId")
+            if isinstance(raw, str):
+                return raw in lb_sgs
+            return None
+        owner = candidates[0]
+    ids, uncertain = identifiers(owner)
+    if ids & lb_sgs:
+        return True
+    return None if uncertain and not (ids - {owner.urn}) else False
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-NET-003",
+    name="IMDSv1 allowed (httpTokens not 'required')",
+    description=(
+        "Launch templates, launch configurations and instances must require IMDSv2 session tokens; "
+        "httpTokens defaults to 'optional', which leaves IMDSv1 open to SSRF credential theft."
+    ),
+    remediation="Set metadataOptions={'httpTokens': 'required', 'httpPutResponseHopLimit': 1}.",
+    level="mandatory",
+    types=(LAUNCH_TEMPLATE, *INSTANCE_LIKE),
+)
+def net_003_imdsv1(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if str(res.get("metadataOptions", "httpEndpoint", default="enabled")).lower() == "disabled":
+        return
+    tokens = res.get("metadataOptions", "httpTokens", default="optional")
+    if str(tokens).lower() != "required":
+        yield f"metadataOptions.httpTokens is {tokens!r}"
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-NET-004",
+    name="IMDS hop limit above 1",
+    description=(
+        "httpPutResponseHopLimit > 1 lets containers reach the node's instance metadata and its role "
+        "credentials; pods get credentials through IRSA instead."
+    ),
+    remediation="Set metadataOptions.httpPutResponseHopLimit=1.",
+    level="mandatory",
+    types=(LAUNCH_TEMPLATE, *INSTANCE_LIKE),
+)
+def net_004_hop_limit(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if str(res.get("metadataOptions", "httpEndpoint", default="enabled")).lower() == "disabled":
+        return
+    hops = to_number(res.get("metadataOptions", "httpPutResponseHopLimit", default=1))
+    if hops is not None and hops > 1:
+        yield f"metadataOptions.httpPutResponseHopLimit is {hops:g}"
+
+
+_PRIVATE_TIERS = ("private", "database", "data", "isolated")
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-NET-005",
+    name="Public IPs assigned in a private subnet",
+    description=(
+        "A subnet tagged tier=private|database (or kubernetes.io/role/internal-elb) has "
+        "mapPublicIpOnLaunch=true, so instances launched there get public addresses; or pulumi-eks's "
+        "default node group, placed in private subnets, keeps nodeAssociatePublicIpAddress at its "
+        "default (true)."
+    ),
+    remediation=(
+        "Set mapPublicIpOnLaunch=false on private and database subnets, and nodeAssociatePublicIpAddress=false "
+        "on eks.Cluster."
+    ),
+    level="mandatory",
+    types=("aws:ec2/subnet:Subnet", EKS_COMPONENT),
+)
+def net_005_private_public_ip(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.type == EKS_COMPONENT:
+        yield from _eks_node_public_ips(res)
+        return
+    if to_bool(res.get("mapPublicIpOnLaunch", default=False)) is not True:
+        return
+    tags = res.get("tags") or {}
+    tier = dig(tags, "tier")
+    private = (isinstance(tier, str) and tier.lower() in _PRIVATE_TIERS) or "kubernetes.io/role/internal-elb" in tags
+    if private:
+        yield f"mapPublicIpOnLaunch is true on a {tier or 'private'} subnet"
+
+
+def _eks_node_public_ips(res: Resource) -> Iterator[str]:
+    # pulumi-eks puts its nodes in privateSubnetIds unless nodeSubnetIds names (any) subnets instead.
+    if not eks_default_pool(res) or not res.get("privateSubnetIds") or res.get("nodeSubnetIds"):
+        return
+    flag = res.get("nodeGroupOptions", "nodeAssociatePublicIpAddress")
+    if flag is None:
+        flag = res.get("nodeAssociatePublicIpAddress", default=True)
+    if to_bool(flag) is not False:
+        yield "the default node group assigns public IPs to nodes in private subnets"
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-006",
+    name="VPC without flow logs",
+    description="Every VPC has an aws.ec2.FlowLog whose vpcId names it (subnet or ENI flow logs do not count).",
+    remediation="Declare aws.ec2.FlowLog(vpc_id=<vpc>.id, traffic_type='ALL') to CloudWatch Logs or S3.",
+    level="mandatory",
+)
+def net_006_flow_logs(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    vpcs = [r for r in resources if r.type == "aws:ec2/vpc:Vpc"]
+    logs = [r for r in resources if r.type == "aws:ec2/flowLog:FlowLog" and r.props.get("vpcId") is not None]
+    for vpc, status, detail in coverage(vpcs, logs, "vpcId", ()):
+        if status == UNKNOWN:
+            yield Finding(f"cannot verify: {detail}", vpc, unknown=True)
+        elif status != COVERED:
+            yield Finding("no flow log for this VPC", vpc)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-NET-007",
+    name="SageMaker notebook or domain with direct internet access",
+    description=(
+        "A notebook instance with directInternetAccess 'Enabled' (the default) or a SageMaker domain with "
+        "appNetworkAccessType 'PublicInternetOnly' (the default) reaches the internet outside the VPC's "
+        "egress controls, so data can leave without passing the NAT, endpoints or flow logs."
+    ),
+    remediation="Set directInternetAccess='Disabled' (notebooks) or appNetworkAccessType='VpcOnly' (domains).",
+    level="mandatory",
+    types=("aws:sagemaker/notebookInstance:NotebookInstance", "aws:sagemaker/domain:Domain"),
+)
+def net_007_sagemaker_internet(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.type == "aws:sagemaker/domain:Domain":
+        mode = res.get("appNetworkAccessType", default="PublicInternetOnly")
+        if str(mode) != "VpcOnly":
+            yield f"appNetworkAccessType is {mode!r}"
+        return
+    mode = res.get("directInternetAccess", default="Enabled")
+    if str(mode).lower() != "disabled":
+        yield f"directInternetAccess is {mode!r}"

@@ -1,0 +1,1453 @@
+"""checkov-style fixtures: for every rule a passing, a failing and an unknown-value case.
+
+Each case evaluates EVERY rule on a small stack and asserts the exact set of (rule id, level)
+reported, so a fixture that trips an unrelated rule fails too. Builders produce resources that are
+compliant with the whole pack; each case changes only what it is about.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from policies import RULES, evaluate
+
+U = "<unknown>"
+ACCT, OTHER = "111111111111", "999999999999"
+TAGS = {"team": "ml", "cost-center": "cc-42", "environment": "dev", "managed-by": "pulumi"}
+ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC123"
+OIDC_ARN = f"arn:aws:iam::{ACCT}:oidc-provider/{ISSUER}"
+KMS = f"arn:aws:kms:us-east-1:{ACCT}:key/1234"
+
+
+def res(type_: str, name: str, **props: Any) -> dict[str, Any]:
+    return {"type": type_, "name": name, "props": props}
+
+
+def tagged(type_: str, name: str, **props: Any) -> dict[str, Any]:
+    props.setdefault("tags", dict(TAGS))
+    return res(type_, name, **props)
+
+
+def doc(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(action: Any, resource: Any = "arn:aws:s3:::data/*", **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
+
+
+def policy(*statements: dict[str, Any], raw: Any = None) -> dict[str, Any]:
+    return tagged("aws:iam/policy:Policy", "pol", policy=raw if raw is not None else doc(*statements))
+
+
+EC2_TRUST = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+
+
+def role(*trust: dict[str, Any], raw_trust: Any = None, **props: Any) -> dict[str, Any]:
+    return tagged(
+        "aws:iam/role:Role",
+        "role",
+        assumeRolePolicy=raw_trust if raw_trust is not None else doc(*(trust or (EC2_TRUST,))),
+        **props,
+    )
+
+
+def irsa(condition: Any, federated: str = OIDC_ARN) -> dict[str, Any]:
+    return role(
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": federated},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition,
+        }
+    )
+
+
+IRSA_OK = {
+    "StringEquals": {
+        f"{ISSUER}:sub": "system:serviceaccount:flyte:flytepropeller",
+        f"{ISSUER}:aud": "sts.amazonaws.com",
+    }
+}
+
+
+def service_trust(service: Any, condition: Any = None) -> dict[str, Any]:
+    st = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if condition is not None:
+        st["Condition"] = condition
+    return role(st)
+
+
+def bucket_set(
+    name: str = "data",
+    *,
+    sse: bool = True,
+    pab: bool = True,
+    lifecycle: bool = True,
+    link: Any = None,
+    **props: Any,
+) -> list[dict[str, Any]]:
+    bucket_name = f"{name}-bucket"
+    link = bucket_name if link is None else link
+    out = [tagged("aws:s3/bucketV2:BucketV2", name, bucket=bucket_name, **props)]
+    if sse:
+        out.append(
+            res(
+                "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+                f"{name}-sse",
+                bucket=link,
+                rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": KMS}}],
+            )
+        )
+    if pab:
+        out.append(pab_res(name, link))
+    if lifecycle:
+        out.append(
+            res(
+                "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+                f"{name}-lifecycle",
+                bucket=link,
+                rules=[{"id": "expire", "status": "Enabled", "expiration": {"days": 30}}],
+            )
+        )
+    return out
+
+
+def pab_res(name: str, link: Any, **flags: Any) -> dict[str, Any]:
+    values = dict.fromkeys(("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True)
+    values.update(flags)
+    return res("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", f"{name}-pab", bucket=link, **values)
+
+
+def node_group(types: Any = ("m5.xlarge",), lo: Any = 0, hi: Any = 3, **props: Any) -> dict[str, Any]:
+    return tagged(
+        "aws:eks/nodeGroup:NodeGroup",
+        "pool",
+        instanceTypes=list(types) if isinstance(types, tuple) else types,
+        scalingConfig={"minSize": lo, "desiredSize": lo, "maxSize": hi},
+        **props,
+    )
+
+
+def launch_template(**props: Any) -> dict[str, Any]:
+    props.setdefault("metadataOptions", {"httpTokens": "required", "httpPutResponseHopLimit": 1})
+    props.setdefault(
+        "blockDeviceMappings",
+        [{"deviceName": "/dev/xvda", "ebs": {"volumeType": "gp3", "encrypted": "true", "volumeSize": 100}}],
+    )
+    return tagged("aws:ec2/launchTemplate:LaunchTemplate", "lt", **props)
+
+
+def eks_component(**props: Any) -> dict[str, Any]:
+    props.setdefault("endpointPublicAccess", False)
+    props.setdefault("endpointPrivateAccess", True)
+    props.setdefault("encryptionConfigKeyArn", KMS)
+    props.setdefault("skipDefaultNodeGroup", True)
+    return tagged("eks:index:Cluster", "cluster", **props)
+
+
+def aws_eks(**props: Any) -> dict[str, Any]:
+    props.setdefault("vpcConfig", {"endpointPublicAccess": False, "endpointPrivateAccess": True, "subnetIds": ["s"]})
+    props.setdefault("encryptionConfig", {"provider": {"keyArn": KMS}, "resources": ["secrets"]})
+    return tagged("aws:eks/cluster:Cluster", "eks", roleArn=f"arn:aws:iam::{ACCT}:role/eks", **props)
+
+
+def rds(**props: Any) -> dict[str, Any]:
+    base = {
+        "instanceClass": "db.r6g.large",
+        "engine": "postgres",
+        "storageEncrypted": True,
+        "publiclyAccessible": False,
+        "backupRetentionPeriod": 7,
+        "multiAz": True,
+        "deletionProtection": True,
+        "storageType": "gp3",
+    }
+    base.update(props)
+    return tagged("aws:rds/instance:Instance", "db", **base)
+
+
+def volume(**props: Any) -> dict[str, Any]:
+    props.setdefault("type", "gp3")
+    props.setdefault("encrypted", True)
+    return tagged("aws:ebs/volume:Volume", "vol", availabilityZone="us-east-1a", size=100, **props)
+
+
+def ecr(**props: Any) -> dict[str, Any]:
+    props.setdefault("imageTagMutability", "IMMUTABLE")
+    props.setdefault("imageScanningConfiguration", {"scanOnPush": True})
+    return tagged("aws:ecr/repository:Repository", "repo", **props)
+
+
+def vpc_set(with_log: bool = True, log_vpc: Any = "vpc-1") -> list[dict[str, Any]]:
+    vpc = tagged("aws:ec2/vpc:Vpc", "vpc", cidrBlock="10.0.0.0/16")
+    vpc["id"] = "vpc-1"
+    out = [vpc]
+    if with_log:
+        out.append(tagged("aws:ec2/flowLog:FlowLog", "vpc-flow", vpcId=log_vpc, trafficType="ALL"))
+    return out
+
+
+def sg(ingress: list[dict[str, Any]], sg_id: str = "sg-1") -> dict[str, Any]:
+    out = tagged("aws:ec2/securityGroup:SecurityGroup", f"sg-{sg_id}", vpcId="vpc-1", ingress=ingress)
+    out["id"] = sg_id
+    return out
+
+
+def ingress_rule(cidr: Any, port: Any, sg_id: Any = "sg-1", **props: Any) -> dict[str, Any]:
+    return tagged(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        f"in-{port}",
+        securityGroupId=sg_id,
+        cidrIpv4=cidr,
+        fromPort=port,
+        toPort=port,
+        ipProtocol="tcp",
+        **props,
+    )
+
+
+def public_lb(sg_ids: Any = ("sg-1",), internal: Any = False) -> dict[str, Any]:
+    return tagged(
+        "aws:lb/loadBalancer:LoadBalancer",
+        "alb",
+        internal=internal,
+        loadBalancerType="application",
+        securityGroups=list(sg_ids),
+    )
+
+
+def container(**over: Any) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": "app",
+        "image": "123.dkr.ecr.us-east-1.amazonaws.com/app:1.4.2",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False},
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    c.update(over)
+    return c
+
+
+def deployment(*containers: dict[str, Any], pod: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec = {"containers": list(containers or (container(),)), **(pod or {})}
+    return res(
+        "kubernetes:apps/v1:Deployment",
+        "web",
+        metadata={"name": "web", "namespace": "apps"},
+        spec={"selector": {"matchLabels": {"app": "web"}}, "template": {"spec": spec}},
+    )
+
+
+def notebook(**props: Any) -> dict[str, Any]:
+    base = {
+        "instanceType": "ml.t3.medium",
+        "roleArn": f"arn:aws:iam::{ACCT}:role/nb",
+        "rootAccess": "Disabled",
+        "directInternetAccess": "Disabled",
+        "subnetId": "subnet-1",
+        "securityGroups": ["sg-1"],
+    }
+    base.update(props)
+    return tagged("aws:sagemaker/notebookInstance:NotebookInstance", "nb", **base)
+
+
+def emr_cluster(**props: Any) -> dict[str, Any]:
+    base = {
+        "releaseLabel": "emr-7.2.0",
+        "serviceRole": f"arn:aws:iam::{ACCT}:role/emr",
+        "masterInstanceGroup": {"instanceType": "m5.xlarge"},
+        "coreInstanceGroup": {"instanceType": "m5.2xlarge", "instanceCount": 2},
+        "securityConfiguration": "cdao-emr-encryption",
+        "autoTerminationPolicy": {"idleTimeout": 3600},
+    }
+    base.update(props)
+    return tagged("aws:emr/cluster:Cluster", "spark", **base)
+
+
+def emr_serverless(**props: Any) -> dict[str, Any]:
+    base = {
+        "releaseLabel": "emr-7.2.0",
+        "type": "spark",
+        "maximumCapacity": {"cpu": "64 vCPU", "memory": "256 GB"},
+        "autoStopConfiguration": {"enabled": True, "idleTimeoutMinutes": 15},
+    }
+    base.update(props)
+    return tagged("aws:emrserverless/application:Application", "spark-sl", **base)
+
+
+def estimate(peak: Any) -> Callable[[list[dict[str, Any]]], Any]:
+    return lambda _resources: SimpleNamespace(idle_usd_month=0.0, peak_usd_month=peak, lines=[])
+
+
+NO_COST = estimate(0.0)
+
+
+def M(*ids: str) -> set[tuple[str, str]]:
+    return {(i, "mandatory") for i in ids}
+
+
+def A(*ids: str) -> set[tuple[str, str]]:
+    return {(i, "advisory") for i in ids}
+
+
+@dataclass(frozen=True)
+class Case:
+    resources: list[dict[str, Any]]
+    expected: set[tuple[str, str]]
+    stack: str
+    config: dict[str, Any] | None
+    estimator: Callable[..., Any]
+
+
+def case(
+    cid: str,
+    resources: dict[str, Any] | list[dict[str, Any]],
+    expected: set[tuple[str, str]] | None = None,
+    *,
+    stack: str = "dev",
+    config: dict[str, Any] | None = None,
+    estimator: Callable[..., Any] = NO_COST,
+) -> Any:
+    items = resources if isinstance(resources, list) else [resources]
+    return pytest.param(Case(items, expected or set(), stack, config, estimator), id=cid)
+
+
+SA = "system:serviceaccount:flyte:flytepropeller"
+
+CASES = [
+    # ---------------------------------------------------------------- IAM-001 Action "*"
+    case("CDAO-IAM-001-pass-scoped", policy(allow(["s3:GetObject", "s3:PutObject"]))),
+    case("CDAO-IAM-001-pass-deny-star", policy({"Effect": "Deny", "Action": "*", "Resource": "*"})),
+    case(
+        "CDAO-IAM-001-pass-notaction", policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::d"})
+    ),
+    case("CDAO-IAM-001-fail-star", policy(allow("*", "arn:aws:s3:::data")), M("CDAO-IAM-001")),
+    case(
+        "CDAO-IAM-001-fail-inline-list",
+        role(inlinePolicies=[{"name": "p", "policy": doc(allow(["s3:GetObject", "*"]))}]),
+        M("CDAO-IAM-001"),
+    ),
+    case(
+        "CDAO-IAM-001-fail-dict-single-statement",
+        policy(raw={"Version": "2012-10-17", "Statement": allow("*", "arn:aws:s3:::data")}),
+        M("CDAO-IAM-001"),
+    ),
+    case(
+        "CDAO-IAM-001-unknown-action",
+        policy(raw={"Statement": [{"Effect": "Allow", "Action": U, "Resource": "arn:aws:s3:::data"}]}),
+        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005"),
+    ),
+    case(
+        "CDAO-IAM-001-unknown-document",
+        policy(raw=U),
+        A("CDAO-IAM-001", "CDAO-IAM-002", "CDAO-IAM-003", "CDAO-IAM-005"),
+    ),
+    # ---------------------------------------------------------------- IAM-002 Resource "*"
+    case("CDAO-IAM-002-pass-unscopable", policy(allow(["ec2:DescribeInstances", "sts:GetCallerIdentity"], "*"))),
+    case(
+        "CDAO-IAM-002-pass-tag-condition",
+        policy(allow("ec2:StartInstances", "*", Condition={"StringEquals": {"aws:ResourceTag/team": "ml"}})),
+    ),
+    case(
+        "CDAO-IAM-002-pass-tag-must-exist",
+        policy(
+            allow(
+                "elasticloadbalancing:DeleteLoadBalancer",
+                "*",
+                Condition={"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}},
+            )
+        ),
+    ),
+    case(
+        "CDAO-IAM-002-fail-null-true-is-not-scoping",
+        policy(allow("ec2:CreateTags", "*", Condition={"Null": {"aws:RequestTag/team": "true"}})),
+        A("CDAO-IAM-002"),
+    ),
+    case("CDAO-IAM-002-fail-s3-star", policy(allow("s3:GetObject", "*")), A("CDAO-IAM-002")),
+    case(
+        "CDAO-IAM-002-fail-tag-ifexists",
+        policy(allow("ec2:StartInstances", "*", Condition={"StringEqualsIfExists": {"aws:ResourceTag/team": "ml"}})),
+        A("CDAO-IAM-002"),
+    ),
+    case("CDAO-IAM-002-unknown-resource", policy(raw={"Statement": [allow("s3:GetObject", U)]}), A("CDAO-IAM-002")),
+    # ---------------------------------------------------------------- IAM-003 iam:*
+    case("CDAO-IAM-003-pass", policy(allow("iam:GetRole", f"arn:aws:iam::{ACCT}:role/x"))),
+    case("CDAO-IAM-003-fail", policy(allow("IAM:*", f"arn:aws:iam::{ACCT}:user/x")), M("CDAO-IAM-003")),
+    case(
+        "CDAO-IAM-003-unknown",
+        policy(raw={"Statement": [allow(["iam:GetRole", U], f"arn:aws:iam::{ACCT}:user/x")]}),
+        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005"),
+    ),
+    # ---------------------------------------------------------------- IAM-004 broad managed policies
+    case(
+        "CDAO-IAM-004-pass",
+        [
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "att",
+                role="node",
+                policyArn="arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+            ),
+            role(managedPolicyArns=["arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"]),
+        ],
+    ),
+    case(
+        "CDAO-IAM-004-fail-attachment",
+        res(
+            "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+            "att",
+            role="r",
+            policyArn="arn:aws:iam::aws:policy/AdministratorAccess",
+        ),
+        M("CDAO-IAM-004"),
+    ),
+    case(
+        "CDAO-IAM-004-fail-managed-arns",
+        role(managedPolicyArns=["arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"]),
+        M("CDAO-IAM-004"),
+    ),
+    case(
+        "CDAO-IAM-004-fail-power-user-group",
+        res(
+            "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+            "att",
+            group="devs",
+            policyArn="arn:aws:iam::aws:policy/PowerUserAccess",
+        ),
+        M("CDAO-IAM-004"),
+    ),
+    case(
+        "CDAO-IAM-004-unknown",
+        res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "att", role="r", policyArn=U),
+        A("CDAO-IAM-004"),
+    ),
+    # ---------------------------------------------------------------- IAM-005 iam:PassRole
+    case(
+        "CDAO-IAM-005-pass",
+        policy(
+            allow(
+                "iam:PassRole",
+                f"arn:aws:iam::{ACCT}:role/sagemaker-exec",
+                Condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        ),
+    ),
+    case("CDAO-IAM-005-pass-not-a-role", policy(allow("iam:Pass*", "arn:aws:s3:::data"))),
+    case("CDAO-IAM-005-fail-star", policy(allow("iam:PassRole", "*")), M("CDAO-IAM-005") | A("CDAO-IAM-002")),
+    case(
+        "CDAO-IAM-005-fail-no-condition",
+        policy(allow("iam:Pass*", f"arn:aws:iam::{ACCT}:role/sagemaker-exec")),
+        M("CDAO-IAM-005"),
+    ),
+    case(
+        "CDAO-IAM-005-fail-ifexists",
+        policy(
+            allow(
+                "iam:PassRole",
+                f"arn:aws:iam::{ACCT}:role/x",
+                Condition={"StringEqualsIfExists": {"iam:PassedToService": "batch.amazonaws.com"}},
+            )
+        ),
+        M("CDAO-IAM-005"),
+    ),
+    case(
+        "CDAO-IAM-005-fail-any-role",
+        policy(
+            allow(
+                "iam:PassRole",
+                f"arn:aws:iam::{ACCT}:role/*",
+                Condition={"StringEquals": {"iam:PassedToService": "batch.amazonaws.com"}},
+            )
+        ),
+        M("CDAO-IAM-005"),
+    ),
+    case(
+        "CDAO-IAM-005-unknown-condition",
+        policy(raw={"Statement": [allow("iam:PassRole", f"arn:aws:iam::{ACCT}:role/x", Condition=U)]}),
+        A("CDAO-IAM-005"),
+    ),
+    # ---------------------------------------------------------------- IAM-006 cross-account ExternalId
+    case(
+        "CDAO-IAM-006-pass-external-id",
+        role(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": "f00d-cafe"}},
+            }
+        ),
+    ),
+    case(
+        "CDAO-IAM-006-pass-same-account",
+        role(
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCT}:role/ci"}, "Action": "sts:AssumeRole"},
+            arn=f"arn:aws:iam::{ACCT}:role/role",
+        ),
+    ),
+    case(
+        "CDAO-IAM-006-pass-trusted-account-config",
+        role({"Effect": "Allow", "Principal": {"AWS": OTHER}, "Action": "sts:AssumeRole"}),
+        config={"stacks": {"dev": {"trustedAccountIds": [OTHER]}}},
+    ),
+    case(
+        "CDAO-IAM-006-fail",
+        role({"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{OTHER}:root"]}, "Action": "sts:AssumeRole"}),
+        M("CDAO-IAM-006"),
+    ),
+    case(
+        "CDAO-IAM-006-fail-ifexists",
+        role(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": OTHER},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEqualsIfExists": {"sts:ExternalId": "f00d"}},
+            }
+        ),
+        M("CDAO-IAM-006"),
+    ),
+    case(
+        "CDAO-IAM-006-unknown-condition",
+        role(
+            raw_trust={
+                "Statement": [{"Effect": "Allow", "Principal": {"AWS": OTHER}, "Action": "sts:*", "Condition": U}]
+            }
+        ),
+        A("CDAO-IAM-006"),
+    ),
+    # ---------------------------------------------------------------- IAM-007 Principal "*"
+    case(
+        "CDAO-IAM-007-pass-org-condition",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="data-bucket",
+            policy=doc(
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::data-bucket/*",
+                    "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}},
+                }
+            ),
+        ),
+    ),
+    case(
+        "CDAO-IAM-007-pass-deny",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="data-bucket",
+            policy=doc(
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": "arn:aws:s3:::data-bucket/*",
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ),
+        ),
+    ),
+    case(
+        "CDAO-IAM-007-fail-bucket-policy",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="data-bucket",
+            policy=doc({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}),
+        ),
+        M("CDAO-IAM-007"),
+    ),
+    case(
+        "CDAO-IAM-007-fail-trust-aws-star",
+        role({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}),
+        M("CDAO-IAM-007"),
+    ),
+    case(
+        "CDAO-IAM-007-fail-notprincipal",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="b",
+            policy=doc({"Effect": "Allow", "NotPrincipal": {"AWS": OTHER}, "Action": "s3:*", "Resource": "*"}),
+        ),
+        M("CDAO-IAM-007"),
+    ),
+    case(
+        "CDAO-IAM-007-unknown-principal",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="b",
+            policy={"Statement": [{"Effect": "Allow", "Principal": U, "Action": "s3:GetObject", "Resource": "*"}]},
+        ),
+        A("CDAO-IAM-007"),
+    ),
+    # ---------------------------------------------------------------- IAM-008 IRSA
+    case("CDAO-IAM-008-pass", irsa(IRSA_OK)),
+    case(
+        "CDAO-IAM-008-pass-list-of-one",
+        irsa({"StringEquals": {f"{ISSUER}:sub": [SA], f"{ISSUER}:aud": ["sts.amazonaws.com"]}}),
+    ),
+    case(
+        "CDAO-IAM-008-fail-stringlike",
+        irsa(
+            {
+                "StringLike": {f"{ISSUER}:sub": "system:serviceaccount:flyte:*"},
+                "StringEquals": {f"{ISSUER}:aud": "sts.amazonaws.com"},
+            }
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case("CDAO-IAM-008-fail-no-aud", irsa({"StringEquals": {f"{ISSUER}:sub": SA}}), M("CDAO-IAM-008")),
+    case(
+        "CDAO-IAM-008-fail-two-subjects",
+        irsa(
+            {"StringEquals": {f"{ISSUER}:sub": [SA, "system:serviceaccount:a:b"], f"{ISSUER}:aud": "sts.amazonaws.com"}}
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case(
+        "CDAO-IAM-008-fail-other-issuer",
+        irsa(
+            {
+                "StringEquals": {
+                    "oidc.eks.us-east-1.amazonaws.com/id/OTHER:sub": SA,
+                    f"{ISSUER}:aud": "sts.amazonaws.com",
+                }
+            }
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case("CDAO-IAM-008-fail-no-condition", irsa(None), M("CDAO-IAM-008")),
+    case(
+        "CDAO-IAM-008-unknown-subject",
+        irsa({"StringEquals": {f"{ISSUER}:sub": U, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
+        A("CDAO-IAM-008"),
+    ),
+    # ---------------------------------------------------------------- IAM-009 confused deputy
+    case(
+        "CDAO-IAM-009-pass",
+        service_trust("sagemaker.amazonaws.com", {"StringEquals": {"aws:SourceAccount": ACCT}}),
+    ),
+    case(
+        "CDAO-IAM-009-pass-arnlike",
+        service_trust(
+            ["batch.amazonaws.com"],
+            {"ArnLike": {"aws:SourceArn": f"arn:aws:batch:us-east-1:{ACCT}:compute-environment/*"}},
+        ),
+    ),
+    case("CDAO-IAM-009-pass-ec2-not-in-scope", service_trust("ec2.amazonaws.com")),
+    case("CDAO-IAM-009-fail", service_trust("sagemaker.amazonaws.com"), M("CDAO-IAM-009")),
+    case(
+        "CDAO-IAM-009-fail-ifexists",
+        service_trust(["ecs-tasks.amazonaws.com"], {"StringEqualsIfExists": {"aws:SourceAccount": ACCT}}),
+        M("CDAO-IAM-009"),
+    ),
+    case(
+        "CDAO-IAM-009-fail-wildcard-value",
+        service_trust("emr-serverless.amazonaws.com", {"StringLike": {"aws:SourceAccount": "*"}}),
+        M("CDAO-IAM-009"),
+    ),
+    case(
+        "CDAO-IAM-009-unknown",
+        role(
+            raw_trust={
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "elasticmapreduce.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": U,
+                    }
+                ]
+            }
+        ),
+        A("CDAO-IAM-009"),
+    ),
+    # ---------------------------------------------------------------- IAM-010 user attachments
+    case(
+        "CDAO-IAM-010-pass",
+        res(
+            "aws:iam/policyAttachment:PolicyAttachment",
+            "pa",
+            policyArn=f"arn:aws:iam::{ACCT}:policy/p",
+            roles=["r"],
+            users=[],
+        ),
+    ),
+    case(
+        "CDAO-IAM-010-fail-user-policy",
+        res("aws:iam/userPolicy:UserPolicy", "up", user="alice", policy=doc(allow("s3:GetObject"))),
+        M("CDAO-IAM-010"),
+    ),
+    case(
+        "CDAO-IAM-010-fail-attachment",
+        res(
+            "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+            "ua",
+            user="alice",
+            policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+        ),
+        M("CDAO-IAM-010"),
+    ),
+    case(
+        "CDAO-IAM-010-unknown",
+        res("aws:iam/policyAttachment:PolicyAttachment", "pa", policyArn=f"arn:aws:iam::{ACCT}:policy/p", users=U),
+        A("CDAO-IAM-010"),
+    ),
+    # ---------------------------------------------------------------- IAM-011 SageMaker notebook root
+    case("CDAO-IAM-011-pass", notebook(rootAccess="Disabled")),
+    case("CDAO-IAM-011-fail-default", notebook(rootAccess=None), A("CDAO-IAM-011")),
+    case("CDAO-IAM-011-unknown", notebook(rootAccess=U), A("CDAO-IAM-011")),
+    # ---------------------------------------------------------------- IAM semantics across rules
+    case(
+        "CDAO-IAM-007-pass-vpce-condition",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="b",
+            policy=doc(
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "*"},
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::b/*",
+                    "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-123"}},
+                }
+            ),
+        ),
+    ),
+    case(
+        "CDAO-IAM-007-fail-source-ip-is-not-identity",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="b",
+            policy=doc(
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::b/*",
+                    "Condition": {"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}},
+                }
+            ),
+        ),
+        M("CDAO-IAM-007"),
+    ),
+    case(
+        "CDAO-IAM-007-fail-forallvalues-org",
+        res(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "bp",
+            bucket="b",
+            policy=doc(
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::b/*",
+                    "Condition": {"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-abc"}},
+                }
+            ),
+        ),
+        M("CDAO-IAM-007"),
+    ),
+    case(
+        "CDAO-IAM-005-pass-forany-passed-to-service",
+        policy(
+            allow(
+                ["iam:GetRole", "IAM:PASSROLE"],
+                [f"arn:aws:iam::{ACCT}:role/batch-job", "arn:aws:s3:::data"],
+                Condition={"ForAnyValue:StringEquals": {"iam:PassedToService": ["batch.amazonaws.com"]}},
+            )
+        ),
+    ),
+    case("CDAO-IAM-001-pass-service-wildcard", policy(allow("s3:*", "arn:aws:s3:::data/*"))),
+    case(
+        "CDAO-IAM-008-pass-ignorecase-key",
+        irsa({"StringEquals": {f"{ISSUER.upper()}:SUB": SA, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
+    ),
+    case(
+        "CDAO-IAM-008-pass-github-oidc-is-not-irsa",
+        irsa(
+            {"StringLike": {"token.actions.githubusercontent.com:sub": "repo:org/repo:*"}},
+            federated=f"arn:aws:iam::{ACCT}:oidc-provider/token.actions.githubusercontent.com",
+        ),
+    ),
+    case(
+        "CDAO-IAM-009-fail-one-of-two-statements",
+        role(
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": ACCT}},
+            },
+            {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": ["sts:AssumeRole"]},
+        ),
+        M("CDAO-IAM-009"),
+    ),
+    # ---------------------------------------------------------------- COST-001 instance types
+    case("CDAO-COST-001-pass-node-group", node_group(("m5.xlarge", "m6i.2xlarge"))),
+    case("CDAO-COST-001-pass-component-skips-default", eks_component()),
+    case("CDAO-COST-001-pass-p5-in-prod", node_group(("p5.48xlarge",), 0, 2), stack="prod"),
+    case("CDAO-COST-001-fail-node-group", node_group(("m5.24xlarge",)), M("CDAO-COST-001")),
+    case("CDAO-COST-001-fail-p5-in-dev", node_group(("p5.48xlarge",), 0, 1), M("CDAO-COST-001")),
+    case("CDAO-COST-001-fail-launch-template", launch_template(instanceType="r5.large"), M("CDAO-COST-001")),
+    case(
+        "CDAO-COST-001-fail-component-default-pool",
+        eks_component(
+            skipDefaultNodeGroup=False, nodeGroupOptions={"instanceType": "m5.24xlarge", "minSize": 1, "maxSize": 2}
+        ),
+        M("CDAO-COST-001"),
+    ),
+    case(
+        "CDAO-COST-001-fail-batch-optimal",
+        tagged(
+            "aws:batch/computeEnvironment:ComputeEnvironment",
+            "ce",
+            type="MANAGED",
+            computeResources={
+                "type": "EC2",
+                "maxVcpus": 64,
+                "minVcpus": 0,
+                "instanceTypes": ["optimal"],
+                "subnets": ["s"],
+            },
+        ),
+        M("CDAO-COST-001"),
+    ),
+    case(
+        "CDAO-COST-001-fail-managed-node-group-default",
+        tagged("eks:index:ManagedNodeGroup", "mng", scalingConfig={"minSize": 1, "maxSize": 2, "desiredSize": 1}),
+        config={"stacks": {"dev": {"allowedInstanceTypes": ["m5.large"]}}},
+        expected=M("CDAO-COST-001"),
+    ),
+    case("CDAO-COST-001-unknown", node_group(["m5.large", U], 0, 2), A("CDAO-COST-001")),
+    # ---------------------------------------------------------------- COST-002 GPU pools
+    case("CDAO-COST-002-pass", node_group(("p4d.24xlarge",), 0, 2)),
+    case("CDAO-COST-002-pass-cpu-min", node_group(("m5.xlarge",), 3, 10)),
+    case("CDAO-COST-002-pass-prod-cap", node_group(("p4d.24xlarge",), 0, 16), stack="prod"),
+    case("CDAO-COST-002-fail-min", node_group(("p4d.24xlarge",), 1, 2), M("CDAO-COST-002")),
+    case("CDAO-COST-002-fail-max", node_group(("p4d.24xlarge",), 0, 3), M("CDAO-COST-002")),
+    case(
+        "CDAO-COST-002-fail-gpu-ami-managed",
+        tagged(
+            "eks:index:ManagedNodeGroup",
+            "mng",
+            amiType="AL2023_x86_64_NVIDIA",
+            instanceTypes=["p4d.24xlarge"],
+            scalingConfig={"minSize": 1, "maxSize": 1, "desiredSize": 1},
+        ),
+        M("CDAO-COST-002"),
+    ),
+    case(
+        "CDAO-COST-002-fail-batch-min-vcpus",
+        tagged(
+            "aws:batch/computeEnvironment:ComputeEnvironment",
+            "ce",
+            type="MANAGED",
+            computeResources={
+                "type": "EC2",
+                "maxVcpus": 96,
+                "minVcpus": 96,
+                "instanceTypes": ["p4d.24xlarge"],
+                "subnets": ["s"],
+            },
+        ),
+        M("CDAO-COST-002"),
+    ),
+    case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002")),
+    case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002")),
+    # ---------------------------------------------------------------- COST-003 RDS classes
+    case("CDAO-COST-003-pass", rds(instanceClass="db.t4g.medium")),
+    case("CDAO-COST-003-fail", rds(instanceClass="db.m5.4xlarge"), M("CDAO-COST-003")),
+    case("CDAO-COST-003-unknown", rds(instanceClass=U), A("CDAO-COST-003")),
+    # ---------------------------------------------------------------- COST-004 NAT gateways
+    case("CDAO-COST-004-pass-one-in-dev", tagged("aws:ec2/natGateway:NatGateway", "nat-a", subnetId="s-a")),
+    case(
+        "CDAO-COST-004-pass-three-in-prod",
+        [tagged("aws:ec2/natGateway:NatGateway", f"nat-{az}", subnetId=f"s-{az}") for az in "abc"],
+        stack="prod",
+    ),
+    case(
+        "CDAO-COST-004-fail-two-in-dev",
+        [tagged("aws:ec2/natGateway:NatGateway", f"nat-{az}", subnetId=f"s-{az}") for az in "ab"],
+        M("CDAO-COST-004"),
+    ),
+    # Counting needs no prop: unknown subnets do not hide a second gateway.
+    case(
+        "CDAO-COST-004-unknown-props-still-counted",
+        [tagged("aws:ec2/natGateway:NatGateway", f"nat-{az}", subnetId=U) for az in "ab"],
+        M("CDAO-COST-004"),
+    ),
+    # ---------------------------------------------------------------- COST-005 tags
+    case(
+        "CDAO-COST-005-pass",
+        tagged("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30),
+    ),
+    case("CDAO-COST-005-pass-not-taggable", deployment()),
+    case(
+        "CDAO-COST-005-pass-tags-all",
+        res("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30, tags={}, tagsAll=dict(TAGS)),
+    ),
+    case(
+        "CDAO-COST-005-fail-missing-one",
+        res("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30, tags={"team": "ml", "environment": "dev"}),
+        M("CDAO-COST-005"),
+    ),
+    case("CDAO-COST-005-fail-no-tags", res("aws:efs/fileSystem:FileSystem", "efs", encrypted=True), M("CDAO-COST-005")),
+    case(
+        "CDAO-COST-005-fail-empty-value",
+        res("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30, tags={**TAGS, "cost-center": ""}),
+        M("CDAO-COST-005"),
+    ),
+    case(
+        "CDAO-COST-005-unknown",
+        res("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30, tags=U),
+        A("CDAO-COST-005"),
+    ),
+    # ---------------------------------------------------------------- COST-006 gp2/io1
+    case("CDAO-COST-006-pass", volume(type="gp3")),
+    case("CDAO-COST-006-fail-gp2", volume(type="gp2"), A("CDAO-COST-006")),
+    case(
+        "CDAO-COST-006-fail-default-type",
+        tagged("aws:ebs/volume:Volume", "v", encrypted=True, size=10),
+        A("CDAO-COST-006"),
+    ),
+    case(
+        "CDAO-COST-006-fail-launch-template-io1",
+        launch_template(
+            blockDeviceMappings=[{"deviceName": "/dev/xvda", "ebs": {"volumeType": "io1", "encrypted": "true"}}]
+        ),
+        A("CDAO-COST-006"),
+    ),
+    case("CDAO-COST-006-unknown", volume(type=U), A("CDAO-COST-006")),
+    # ---------------------------------------------------------------- COST-007 log retention
+    case("CDAO-COST-007-pass", tagged("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=90)),
+    case("CDAO-COST-007-fail-unset", tagged("aws:cloudwatch/logGroup:LogGroup", "lg"), M("CDAO-COST-007")),
+    case(
+        "CDAO-COST-007-fail-zero",
+        tagged("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=0),
+        M("CDAO-COST-007"),
+    ),
+    case(
+        "CDAO-COST-007-unknown", tagged("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=U), A("CDAO-COST-007")
+    ),
+    # ---------------------------------------------------------------- COST-008 lifecycle
+    case("CDAO-COST-008-pass", bucket_set()),
+    case(
+        "CDAO-COST-008-pass-inline",
+        bucket_set(lifecycle=False, lifecycleRules=[{"enabled": True, "expirations": [{"days": 30}]}]),
+    ),
+    case("CDAO-COST-008-fail", bucket_set(lifecycle=False), A("CDAO-COST-008")),
+    case(
+        "CDAO-COST-008-fail-disabled-rule",
+        [
+            *bucket_set(lifecycle=False),
+            res(
+                "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2",
+                "lc",
+                bucket="data-bucket",
+                rules=[{"id": "x", "status": "Disabled"}],
+            ),
+        ],
+        A("CDAO-COST-008"),
+    ),
+    case(
+        "CDAO-COST-008-unknown-link",
+        [
+            *bucket_set(lifecycle=False),
+            res(
+                "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+                "lc",
+                bucket=U,
+                rules=[{"id": "x", "status": "Enabled"}],
+            ),
+        ],
+        A("CDAO-COST-008"),
+    ),
+    # ---------------------------------------------------------------- COST-009 budget
+    case("CDAO-COST-009-pass", node_group(), estimator=estimate(99_999.0)),
+    case("CDAO-COST-009-fail", node_group(), M("CDAO-COST-009"), estimator=estimate(100_001.0)),
+    case("CDAO-COST-009-pass-prod-budget", node_group(), stack="prod", estimator=estimate(100_001.0)),
+    case("CDAO-COST-009-unknown", node_group(), A("CDAO-COST-009"), estimator=estimate(U)),
+    # ---------------------------------------------------------------- COST-010/011 EMR
+    case("CDAO-COST-010-pass-idle-timeout", emr_cluster()),
+    case("CDAO-COST-010-pass-step-cluster", emr_cluster(autoTerminationPolicy=None, keepJobFlowAliveWhenNoSteps=False)),
+    case("CDAO-COST-010-fail", emr_cluster(autoTerminationPolicy=None), A("CDAO-COST-010")),
+    case("CDAO-COST-010-unknown", emr_cluster(autoTerminationPolicy={"idleTimeout": U}), A("CDAO-COST-010")),
+    case("CDAO-COST-011-pass", emr_serverless()),
+    case("CDAO-COST-011-fail-unbounded", emr_serverless(maximumCapacity=None), M("CDAO-COST-011")),
+    case(
+        "CDAO-COST-011-fail-no-auto-stop",
+        emr_serverless(autoStopConfiguration={"enabled": False}),
+        M("CDAO-COST-011"),
+    ),
+    case("CDAO-COST-011-unknown", emr_serverless(maximumCapacity=U), A("CDAO-COST-011")),
+    # ---------------------------------------------------------------- DATA-001 public ACLs
+    case("CDAO-DATA-001-pass", bucket_set(acl="private")),
+    case("CDAO-DATA-001-fail-inline", bucket_set(acl="public-read"), M("CDAO-DATA-001")),
+    case(
+        "CDAO-DATA-001-fail-acl-resource",
+        [*bucket_set(), res("aws:s3/bucketAclV2:BucketAclV2", "acl", bucket="data-bucket", acl="public-read-write")],
+        M("CDAO-DATA-001"),
+    ),
+    case(
+        "CDAO-DATA-001-fail-grant",
+        [
+            *bucket_set(),
+            res(
+                "aws:s3/bucketAclV2:BucketAclV2",
+                "acl",
+                bucket="data-bucket",
+                accessControlPolicy={
+                    "owner": {"id": "o"},
+                    "grants": [
+                        {
+                            "permission": "READ",
+                            "grantee": {"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                        }
+                    ],
+                },
+            ),
+        ],
+        M("CDAO-DATA-001"),
+    ),
+    case("CDAO-DATA-001-unknown", bucket_set(acl=U), A("CDAO-DATA-001")),
+    # ---------------------------------------------------------------- DATA-002 PAB flags
+    case("CDAO-DATA-002-pass", bucket_set()),
+    case(
+        "CDAO-DATA-002-fail",
+        [*bucket_set(pab=False), pab_res("data", "data-bucket", restrictPublicBuckets=False)],
+        M("CDAO-DATA-002"),
+    ),
+    case(
+        "CDAO-DATA-002-fail-unset-flag",
+        [
+            *bucket_set(pab=False),
+            res(
+                "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+                "pab",
+                bucket="data-bucket",
+                blockPublicAcls=True,
+            ),
+        ],
+        M("CDAO-DATA-002"),
+    ),
+    case(
+        "CDAO-DATA-002-unknown",
+        [*bucket_set(pab=False), pab_res("data", "data-bucket", blockPublicPolicy=U)],
+        A("CDAO-DATA-002"),
+    ),
+    # ---------------------------------------------------------------- DATA-003 PAB missing
+    case("CDAO-DATA-003-pass", bucket_set()),
+    case(
+        "CDAO-DATA-003-pass-dependency-link",
+        [
+            {**bucket_set(pab=False)[0], "urn": "urn:pulumi:dev::cdao::aws:s3/bucketV2:BucketV2::data"},
+            *bucket_set(pab=False)[1:],
+            {
+                **pab_res("data", U),
+                "propertyDependencies": {"bucket": ["urn:pulumi:dev::cdao::aws:s3/bucketV2:BucketV2::data"]},
+            },
+        ],
+    ),
+    case("CDAO-DATA-003-fail", bucket_set(pab=False), M("CDAO-DATA-003")),
+    case(
+        "CDAO-DATA-003-pass-account-block",
+        [
+            *bucket_set(pab=False),
+            res(
+                "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock",
+                "account-pab",
+                **dict.fromkeys(
+                    ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True
+                ),
+            ),
+        ],
+    ),
+    case(
+        "CDAO-DATA-003-fail-other-bucket",
+        [*bucket_set(pab=False), pab_res("other", "other-bucket")],
+        M("CDAO-DATA-003"),
+    ),
+    case("CDAO-DATA-003-unknown-link", [*bucket_set(pab=False), pab_res("data", U)], A("CDAO-DATA-003")),
+    # ---------------------------------------------------------------- DATA-004 SSE
+    case("CDAO-DATA-004-pass", bucket_set()),
+    case(
+        "CDAO-DATA-004-pass-inline-v7-bucket",
+        [
+            tagged(
+                "aws:s3/bucket:Bucket",
+                "logs",
+                bucket="logs-bucket",
+                serverSideEncryptionConfiguration={
+                    "rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}
+                },
+            ),
+            pab_res("logs", "logs-bucket"),
+            res(
+                "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+                "lc",
+                bucket="logs-bucket",
+                rules=[{"status": "Enabled"}],
+            ),
+        ],
+    ),
+    case(
+        "CDAO-DATA-004-pass-linked-by-id",
+        [
+            {**bucket_set(sse=False, link="bkt-id-1")[0], "id": "bkt-id-1"},
+            *bucket_set(sse=False, link="bkt-id-1")[1:],
+            res(
+                "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                "sse",
+                bucket="bkt-id-1",
+                rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}],
+            ),
+        ],
+    ),
+    case("CDAO-DATA-004-fail", bucket_set(sse=False), M("CDAO-DATA-004")),
+    case(
+        "CDAO-DATA-004-unknown-link",
+        [
+            *bucket_set(sse=False),
+            res(
+                "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+                "sse",
+                bucket=U,
+                rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}],
+            ),
+        ],
+        A("CDAO-DATA-004"),
+    ),
+    # ---------------------------------------------------------------- DATA-005..009 RDS
+    case("CDAO-DATA-005-pass", rds()),
+    case("CDAO-DATA-005-fail", rds(storageEncrypted=False), M("CDAO-DATA-005")),
+    case(
+        "CDAO-DATA-005-fail-aurora-cluster",
+        tagged("aws:rds/cluster:Cluster", "aurora", engine="aurora-postgresql", backupRetentionPeriod=7),
+        M("CDAO-DATA-005"),
+    ),
+    case(
+        "CDAO-DATA-005-pass-aurora-serverless-v1",
+        tagged("aws:rds/cluster:Cluster", "aurora", engine="aurora-postgresql", engineMode="serverless"),
+    ),
+    case("CDAO-DATA-005-unknown", rds(storageEncrypted=U), A("CDAO-DATA-005")),
+    case("CDAO-DATA-006-pass", rds(publiclyAccessible=False)),
+    case("CDAO-DATA-006-fail", rds(publiclyAccessible=True), M("CDAO-DATA-006")),
+    case("CDAO-DATA-006-unknown", rds(publiclyAccessible=U), A("CDAO-DATA-006")),
+    case("CDAO-DATA-007-pass-default", rds(backupRetentionPeriod=None)),
+    case("CDAO-DATA-007-fail", rds(backupRetentionPeriod=0), M("CDAO-DATA-007")),
+    case("CDAO-DATA-007-unknown", rds(backupRetentionPeriod=U), A("CDAO-DATA-007")),
+    case("CDAO-DATA-008-pass-prod", rds(multiAz=True), stack="prod"),
+    case("CDAO-DATA-008-pass-dev-single-az", rds(multiAz=False)),
+    case("CDAO-DATA-008-fail-prod", rds(multiAz=None), M("CDAO-DATA-008"), stack="prod"),
+    case("CDAO-DATA-008-unknown", rds(multiAz=U), A("CDAO-DATA-008"), stack="prod"),
+    case("CDAO-DATA-009-pass-prod", rds(), stack="prod"),
+    case("CDAO-DATA-009-pass-dev", rds(deletionProtection=False)),
+    case("CDAO-DATA-009-fail-prod", rds(deletionProtection=False), M("CDAO-DATA-009"), stack="prod"),
+    case("CDAO-DATA-009-unknown", rds(deletionProtection=U), A("CDAO-DATA-009"), stack="prod"),
+    # ---------------------------------------------------------------- DATA-010 EKS secrets
+    case("CDAO-DATA-010-pass-component", eks_component()),
+    case("CDAO-DATA-010-pass-aws", aws_eks()),
+    case("CDAO-DATA-010-fail-component", eks_component(encryptionConfigKeyArn=None), M("CDAO-DATA-010")),
+    case("CDAO-DATA-010-fail-aws", aws_eks(encryptionConfig=None), M("CDAO-DATA-010")),
+    case("CDAO-DATA-010-unknown", eks_component(encryptionConfigKeyArn=U), A("CDAO-DATA-010")),
+    # ---------------------------------------------------------------- DATA-011 EBS
+    case("CDAO-DATA-011-pass", [volume(), launch_template()]),
+    case(
+        "CDAO-DATA-011-pass-encryption-by-default",
+        [volume(encrypted=False), res("aws:ebs/encryptionByDefault:EncryptionByDefault", "ebs-default", enabled=True)],
+    ),
+    case("CDAO-DATA-011-fail-volume", volume(encrypted=False), M("CDAO-DATA-011")),
+    case(
+        "CDAO-DATA-011-fail-launch-template",
+        launch_template(
+            blockDeviceMappings=[{"deviceName": "/dev/xvda", "ebs": {"volumeType": "gp3", "encrypted": "false"}}]
+        ),
+        M("CDAO-DATA-011"),
+    ),
+    case("CDAO-DATA-011-unknown", volume(encrypted=U), A("CDAO-DATA-011")),
+    # ---------------------------------------------------------------- DATA-012 EFS
+    case("CDAO-DATA-012-pass", tagged("aws:efs/fileSystem:FileSystem", "efs", encrypted=True, kmsKeyId=KMS)),
+    case("CDAO-DATA-012-fail", tagged("aws:efs/fileSystem:FileSystem", "efs"), M("CDAO-DATA-012")),
+    case("CDAO-DATA-012-unknown", tagged("aws:efs/fileSystem:FileSystem", "efs", encrypted=U), A("CDAO-DATA-012")),
+    # ---------------------------------------------------------------- DATA-013/014 ECR
+    case("CDAO-DATA-013-pass", ecr()),
+    case("CDAO-DATA-013-fail-default", ecr(imageTagMutability=None), M("CDAO-DATA-013")),
+    case("CDAO-DATA-013-fail-mutable", ecr(imageTagMutability="MUTABLE"), M("CDAO-DATA-013")),
+    case("CDAO-DATA-013-unknown", ecr(imageTagMutability=U), A("CDAO-DATA-013")),
+    case("CDAO-DATA-014-pass", ecr()),
+    case("CDAO-DATA-014-fail", ecr(imageScanningConfiguration={"scanOnPush": False}), M("CDAO-DATA-014")),
+    case("CDAO-DATA-014-fail-unset", ecr(imageScanningConfiguration=None), M("CDAO-DATA-014")),
+    case("CDAO-DATA-014-unknown", ecr(imageScanningConfiguration={"scanOnPush": U}), A("CDAO-DATA-014")),
+    # ---------------------------------------------------------------- DATA-015 EMR security configuration
+    case("CDAO-DATA-015-pass", emr_cluster()),
+    case("CDAO-DATA-015-fail", emr_cluster(securityConfiguration=None), M("CDAO-DATA-015")),
+    case("CDAO-DATA-015-unknown", emr_cluster(securityConfiguration=U), A("CDAO-DATA-015")),
+    # ---------------------------------------------------------------- NET-001 EKS endpoint
+    case("CDAO-NET-001-pass-private", aws_eks()),
+    case(
+        "CDAO-NET-001-pass-restricted-cidrs",
+        eks_component(endpointPublicAccess=True, publicAccessCidrs=["203.0.113.0/24"]),
+    ),
+    case(
+        "CDAO-NET-001-fail-aws-open",
+        aws_eks(vpcConfig={"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"], "subnetIds": ["s"]}),
+        M("CDAO-NET-001"),
+    ),
+    case("CDAO-NET-001-fail-component-defaults", eks_component(endpointPublicAccess=None), M("CDAO-NET-001")),
+    case(
+        "CDAO-NET-001-fail-ipv6-world",
+        eks_component(endpointPublicAccess=True, publicAccessCidrs=["10.0.0.0/8", "::/0"]),
+        M("CDAO-NET-001"),
+    ),
+    case(
+        "CDAO-NET-001-unknown",
+        eks_component(endpointPublicAccess=True, publicAccessCidrs=[U]),
+        A("CDAO-NET-001"),
+    ),
+    # ---------------------------------------------------------------- NET-002 open ingress
+    case(
+        "CDAO-NET-002-pass-internal-cidr",
+        sg([{"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": ["10.0.0.0/16"]}]),
+    ),
+    case(
+        "CDAO-NET-002-pass-443-public-lb",
+        [sg([], "sg-lb"), ingress_rule("0.0.0.0/0", 443, "sg-lb"), public_lb(("sg-lb",))],
+    ),
+    case(
+        "CDAO-NET-002-fail-ssh",
+        sg([{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]),
+        M("CDAO-NET-002"),
+    ),
+    case(
+        "CDAO-NET-002-fail-443-no-lb",
+        [sg([], "sg-app"), ingress_rule("0.0.0.0/0", 443, "sg-app")],
+        M("CDAO-NET-002"),
+    ),
+    case(
+        "CDAO-NET-002-fail-443-internal-lb",
+        [sg([], "sg-lb"), ingress_rule("0.0.0.0/0", 443, "sg-lb"), public_lb(("sg-lb",), internal=True)],
+        M("CDAO-NET-002"),
+    ),
+    case(
+        "CDAO-NET-002-fail-all-protocols-ipv6",
+        res(
+            "aws:ec2/securityGroupRule:SecurityGroupRule",
+            "r",
+            type="ingress",
+            securityGroupId="sg-1",
+            protocol="-1",
+            fromPort=0,
+            toPort=0,
+            ipv6CidrBlocks=["::/0"],
+        ),
+        M("CDAO-NET-002"),
+    ),
+    case(
+        "CDAO-NET-002-fail-default-security-group",
+        tagged(
+            "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+            "default",
+            vpcId="vpc-1",
+            ingress=[{"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]}],
+        ),
+        M("CDAO-NET-002"),
+    ),
+    case("CDAO-NET-002-unknown-cidr", [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")], A("CDAO-NET-002")),
+    # ---------------------------------------------------------------- NET-003/004 IMDS
+    case("CDAO-NET-003-pass", launch_template()),
+    case("CDAO-NET-003-fail-optional", launch_template(metadataOptions={"httpTokens": "optional"}), M("CDAO-NET-003")),
+    case("CDAO-NET-003-fail-unset", launch_template(metadataOptions=None), M("CDAO-NET-003")),
+    case(
+        "CDAO-NET-003-fail-launch-configuration",
+        res(
+            "aws:ec2/launchConfiguration:LaunchConfiguration",
+            "lc",
+            instanceType="m5.large",
+            imageId="ami-1",
+            rootBlockDevice={"volumeType": "gp3", "encrypted": True},
+            metadataOptions={"httpEndpoint": "enabled", "httpPutResponseHopLimit": 1},
+        ),
+        M("CDAO-NET-003"),
+    ),
+    case(
+        "CDAO-NET-003-pass-imds-disabled",
+        launch_template(metadataOptions={"httpEndpoint": "disabled", "httpPutResponseHopLimit": 3}),
+    ),
+    case("CDAO-NET-003-unknown", launch_template(metadataOptions={"httpTokens": U}), A("CDAO-NET-003")),
+    case(
+        "CDAO-NET-004-pass", launch_template(metadataOptions={"httpTokens": "required", "httpPutResponseHopLimit": 1.0})
+    ),
+    case(
+        "CDAO-NET-004-fail",
+        launch_template(metadataOptions={"httpTokens": "required", "httpPutResponseHopLimit": 2}),
+        M("CDAO-NET-004"),
+    ),
+    case(
+        "CDAO-NET-004-unknown",
+        launch_template(metadataOptions={"httpTokens": "required", "httpPutResponseHopLimit": U}),
+        A("CDAO-NET-004"),
+    ),
+    # ---------------------------------------------------------------- NET-005 private subnets
+    case(
+        "CDAO-NET-005-pass-public-tier",
+        tagged("aws:ec2/subnet:Subnet", "public-a", mapPublicIpOnLaunch=True, tags={**TAGS, "tier": "public"}),
+    ),
+    case(
+        "CDAO-NET-005-pass-private",
+        tagged("aws:ec2/subnet:Subnet", "private-a", mapPublicIpOnLaunch=False, tags={**TAGS, "tier": "private"}),
+    ),
+    case(
+        "CDAO-NET-005-fail",
+        tagged("aws:ec2/subnet:Subnet", "private-a", mapPublicIpOnLaunch=True, tags={**TAGS, "tier": "private"}),
+        M("CDAO-NET-005"),
+    ),
+    case(
+        "CDAO-NET-005-fail-database",
+        tagged("aws:ec2/subnet:Subnet", "db-a", mapPublicIpOnLaunch=True, tags={**TAGS, "tier": "database"}),
+        M("CDAO-NET-005"),
+    ),
+    case(
+        "CDAO-NET-005-fail-eks-default-pool",
+        eks_component(
+            skipDefaultNodeGroup=False,
+            privateSubnetIds=["subnet-a", "subnet-b"],
+            nodeGroupOptions={"instanceType": "m5.large", "minSize": 1, "maxSize": 2},
+        ),
+        M("CDAO-NET-005"),
+    ),
+    case(
+        "CDAO-NET-005-pass-eks-default-pool-no-public-ip",
+        eks_component(
+            skipDefaultNodeGroup=False,
+            privateSubnetIds=["subnet-a", "subnet-b"],
+            nodeAssociatePublicIpAddress=False,
+            nodeGroupOptions={"instanceType": "m5.large", "minSize": 1, "maxSize": 2},
+        ),
+    ),
+    case(
+        "CDAO-NET-005-unknown-eks",
+        eks_component(skipDefaultNodeGroup=False, privateSubnetIds=["subnet-a"], nodeAssociatePublicIpAddress=U),
+        A("CDAO-NET-005"),
+    ),
+    case(
+        "CDAO-NET-005-unknown",
+        tagged("aws:ec2/subnet:Subnet", "private-a", mapPublicIpOnLaunch=U, tags={**TAGS, "tier": "private"}),
+        A("CDAO-NET-005"),
+    ),
+    # ---------------------------------------------------------------- NET-006 flow logs
+    case("CDAO-NET-006-pass", vpc_set()),
+    case("CDAO-NET-006-fail", vpc_set(with_log=False), M("CDAO-NET-006")),
+    case(
+        "CDAO-NET-006-pass-linked-by-logical-name",
+        [
+            tagged("aws:ec2/vpc:Vpc", "main-vpc", cidrBlock="10.0.0.0/16"),
+            tagged("aws:ec2/flowLog:FlowLog", "main-flow", vpcId="main-vpc", trafficType="ALL"),
+        ],
+    ),
+    case(
+        "CDAO-NET-006-fail-subnet-log-only",
+        [*vpc_set(with_log=False), tagged("aws:ec2/flowLog:FlowLog", "subnet-flow", subnetId="s-1", trafficType="ALL")],
+        M("CDAO-NET-006"),
+    ),
+    case("CDAO-NET-006-unknown", vpc_set(log_vpc=U), A("CDAO-NET-006")),
+    # ---------------------------------------------------------------- NET-007 SageMaker internet access
+    case("CDAO-NET-007-pass-notebook", notebook()),
+    case(
+        "CDAO-NET-007-pass-domain",
+        tagged(
+            "aws:sagemaker/domain:Domain", "studio", domainName="ml", authMode="IAM", appNetworkAccessType="VpcOnly"
+        ),
+    ),
+    case("CDAO-NET-007-fail-notebook-default", notebook(directInternetAccess=None), M("CDAO-NET-007")),
+    case(
+        "CDAO-NET-007-fail-domain-default",
+        tagged("aws:sagemaker/domain:Domain", "studio", domainName="ml", authMode="IAM"),
+        M("CDAO-NET-007"),
+    ),
+    case("CDAO-NET-007-unknown", notebook(directInternetAccess=U), A("CDAO-NET-007")),
+    # ---------------------------------------------------------------- K8S
+    case("CDAO-K8S-001-pass", deployment()),
+    case(
+        "CDAO-K8S-001-fail",
+        deployment(container(securityContext={"privileged": True, "runAsNonRoot": True, "runAsUser": 1000})),
+        M("CDAO-K8S-001"),
+    ),
+    case("CDAO-K8S-001-fail-host-network", deployment(pod={"hostNetwork": True}), M("CDAO-K8S-001")),
+    case(
+        "CDAO-K8S-001-unknown",
+        deployment(container(securityContext={"privileged": U, "runAsNonRoot": True, "runAsUser": 1000})),
+        A("CDAO-K8S-001"),
+    ),
+    case(
+        "CDAO-K8S-002-pass-pod-level",
+        deployment(container(securityContext=None), pod={"securityContext": {"runAsNonRoot": True, "runAsUser": 1000}}),
+    ),
+    case("CDAO-K8S-002-fail-unset", deployment(container(securityContext=None)), M("CDAO-K8S-002")),
+    case(
+        "CDAO-K8S-002-fail-uid-0",
+        deployment(container(securityContext={"runAsUser": 0, "allowPrivilegeEscalation": False})),
+        M("CDAO-K8S-002"),
+    ),
+    case(
+        "CDAO-K8S-002-unknown",
+        deployment(container(securityContext={"runAsNonRoot": U})),
+        A("CDAO-K8S-002"),
+    ),
+    case("CDAO-K8S-003-pass", deployment()),
+    case("CDAO-K8S-003-fail", deployment(container(resources={"requests": {"memory": "1Gi"}})), A("CDAO-K8S-003")),
+    case("CDAO-K8S-003-unknown", deployment(container(resources={"limits": U})), A("CDAO-K8S-003")),
+    case("CDAO-K8S-004-pass-digest", deployment(container(image="ghcr.io/org/app@sha256:" + "a" * 64))),
+    case("CDAO-K8S-004-pass-registry-port", deployment(container(image="registry.local:5000/app:2.0.1"))),
+    case("CDAO-K8S-004-fail-latest", deployment(container(image="nginx:latest")), M("CDAO-K8S-004")),
+    case("CDAO-K8S-004-fail-untagged-port", deployment(container(image="registry.local:5000/app")), M("CDAO-K8S-004")),
+    case(
+        "CDAO-K8S-004-fail-cronjob-init",
+        res(
+            "kubernetes:batch/v1:CronJob",
+            "nightly",
+            spec={
+                "schedule": "0 0 * * *",
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            "spec": {"initContainers": [container(image="busybox")], "containers": [container()]}
+                        }
+                    }
+                },
+            },
+        ),
+        M("CDAO-K8S-004"),
+    ),
+    case("CDAO-K8S-004-unknown", deployment(container(image=U)), A("CDAO-K8S-004")),
+]
+
+
+@pytest.mark.parametrize("c", CASES)
+def test_rule_case(request: pytest.FixtureRequest, c: Case) -> None:
+    violations = evaluate(c.resources, c.stack, c.config, cost_estimator=c.estimator)
+    assert {(v.rule, v.level) for v in violations} == c.expected, [v.to_dict() for v in violations]
+    if "-unknown" in request.node.callspec.id and c.expected and all(lvl == "advisory" for _, lvl in c.expected):
+        assert all("unknown at preview" in v.message for v in violations), [v.message for v in violations]
+
+
+def test_every_rule_has_pass_fail_and_unknown_cases() -> None:
+    ids = [p.id for p in CASES]
+    for rule in RULES:
+        for kind in ("pass", "fail", "unknown"):
+            assert any(i.startswith(f"{rule.id}-{kind}") for i in ids), f"{rule.id} has no {kind} case"
