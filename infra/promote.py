@@ -182,7 +182,8 @@ def plan_promotion(source: str, target: str, environments: Path, revision: str |
     target_path = environments / f"Pulumi.{target}.yaml"
 
     source_config = _parse(source, environments)
-    _parse(target, environments)  # a target that is already broken is not ours to promote into
+    # A target that is already broken is not ours to promote into; its pins as the program reads them.
+    target_config = _parse(target, environments)
     source_revision = source_config.gitops.revision
     source_charts = dict(source_config.gitops.chart_versions)
 
@@ -198,9 +199,7 @@ def plan_promotion(source: str, target: str, environments: Path, revision: str |
     gitops = config.get(GITOPS_KEY) if isinstance(config, dict) else None
     if not isinstance(gitops, CommentedMap):
         raise PromotionError(f"{target_path}: config.{GITOPS_KEY} is missing or not a mapping")
-    old = Pins(
-        str(gitops.get(REVISION_KEY, "main")), {str(k): str(v) for k, v in (gitops.get(CHARTS_KEY) or {}).items()}
-    )
+    old = Pins(target_config.gitops.revision, dict(target_config.gitops.chart_versions))
 
     changes = _changes(old, new)
     new_text = old_text

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Registers workflows/ to one Flyte domain, in every Flyte project of the stack, at this commit.
+# Called by the deploy workflow after `pulumi up` of the stack. Inputs come from the environment:
+#   STACK, FLYTE_DOMAIN, IMAGE (the connector image pushed for this commit), GITHUB_SHA,
+#   FLYTE_PLATFORM_URL, FLYTE_CREDENTIALS_CLIENT_ID, FLYTE_CREDENTIALS_CLIENT_SECRET (flytekit's own
+#   variable names, read by pyflyte).
+set -euo pipefail
+
+: "${STACK:?STACK is required}" "${FLYTE_DOMAIN:?FLYTE_DOMAIN is required}" "${GITHUB_SHA:?GITHUB_SHA is required}"
+: "${IMAGE:?IMAGE is required (the image job output)}"
+
+summary="${GITHUB_STEP_SUMMARY:-/dev/stderr}"
+
+# The first deploy of a stack creates the cluster before Flyte exists; its endpoint is set on the
+# GitHub environment once Argo CD has synced Flyte (docs/github-setup.md).
+if [ -z "${FLYTE_PLATFORM_URL:-}" ]; then
+  msg="Flyte registration for ${STACK} skipped: variable FLYTE_ENDPOINT is not set on the ${STACK} environment"
+  echo "::notice title=Flyte registration skipped::${msg}"
+  echo "${msg}" >> "${summary}"
+  exit 0
+fi
+if [ ! -f workflows/__init__.py ]; then
+  echo "::error::workflows/ is not a Python package (no workflows/__init__.py); pyflyte register needs one"
+  exit 1
+fi
+
+if [ -n "${FLYTE_CREDENTIALS_CLIENT_ID:-}" ]; then
+  : "${FLYTE_CREDENTIALS_CLIENT_SECRET:?secret FLYTE_CLIENT_SECRET is required on the environment when FLYTE_CLIENT_ID is set}"
+  export FLYTE_CREDENTIALS_AUTH_MODE=basic
+fi
+
+projects=$(uv run python .github/scripts/flyte_projects.py "${STACK}")
+for project in ${projects}; do
+  echo "registering workflows/ to ${project}/${FLYTE_DOMAIN} at ${GITHUB_SHA}"
+  # --copy auto ships only the modules the workflows import; the image carries the SDK itself.
+  uv run pyflyte register workflows \
+    --project "${project}" \
+    --domain "${FLYTE_DOMAIN}" \
+    --version "${GITHUB_SHA}" \
+    --image "${IMAGE}" \
+    --copy auto
+  echo "registered workflows/ to ${project}/${FLYTE_DOMAIN} (version ${GITHUB_SHA})" >> "${summary}"
+done

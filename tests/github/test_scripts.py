@@ -1,0 +1,95 @@
+"""The scripts the deploy workflow calls: which Flyte projects get registered, and when
+registration is skipped or refused instead of failing half-way."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / ".github" / "scripts"
+
+
+def test_flyte_projects_are_the_stack_config_projects(tmp_path):
+    environments = tmp_path / "environments"
+    shutil.copytree(ROOT / "environments", environments)
+    staging = environments / "Pulumi.staging.yaml"
+    staging.write_text(staging.read_text() + "  cdao:flyte:\n    projects: [ml-experiments, fraud-models]\n")
+
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "staging", str(environments)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ml-experiments", "fraud-models"]
+
+    default = subprocess.run(
+        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "dev", str(environments)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert default.stdout.split() == ["ml-experiments"]  # FlyteConfig's default
+
+
+def test_flyte_projects_names_a_bad_stack(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "qa"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "unknown stack 'qa'" in result.stderr
+
+
+def _register(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "STACK": "dev",
+        "FLYTE_DOMAIN": "development",
+        "GITHUB_SHA": "0" * 40,
+        "IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao-connector:" + "0" * 40,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPTS / "register-workflows.sh")],
+        cwd=tmp_path,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_registration_is_skipped_with_a_notice_until_flyte_has_an_endpoint(tmp_path):
+    result = _register(tmp_path, FLYTE_PLATFORM_URL="")
+    assert result.returncode == 0
+    assert "::notice title=Flyte registration skipped::" in result.stdout
+    assert "FLYTE_ENDPOINT is not set on the dev environment" in (tmp_path / "summary").read_text()
+
+
+def test_registration_refuses_a_workflows_folder_that_is_not_a_package(tmp_path):
+    (tmp_path / "workflows").mkdir()
+    result = _register(tmp_path, FLYTE_PLATFORM_URL="dns:///flyte.example.invalid")
+    assert result.returncode == 1
+    assert "workflows/__init__.py" in result.stdout
+
+
+def test_registration_needs_the_client_secret_with_a_client_id(tmp_path):
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "__init__.py").write_text("")
+    result = _register(
+        tmp_path, FLYTE_PLATFORM_URL="dns:///flyte.example.invalid", FLYTE_CREDENTIALS_CLIENT_ID="cdao-ci"
+    )
+    assert result.returncode != 0
+    assert "FLYTE_CLIENT_SECRET is required" in result.stderr
+
+
+def test_registration_requires_its_inputs(tmp_path):
+    result = _register(tmp_path, IMAGE="")
+    assert result.returncode != 0
+    assert "IMAGE is required" in result.stderr
