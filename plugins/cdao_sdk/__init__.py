@@ -1,1 +1,37 @@
-"""CDAO SDK: task decorators and configure/run/monitor on top of flytekit."""
+"""CDAO SDK: task decorators and configure/run/monitor on top of flytekit.
+
+See :mod:`cdao_sdk.routing` for which platform runs which task, :mod:`cdao_sdk.pools` for the EKS
+node pools, and :mod:`cdao_sdk.settings` for what ``configure`` records.
+"""
+
+from flytekit import workflow
+
+from cdao_sdk.client import configure, monitor, monitor_sagemaker_jobs, run
+from cdao_sdk.decorators import (
+    batch_task,
+    cpu_task,
+    gpu_task,
+    sagemaker_batch_transform_task,
+    sagemaker_endpoint,
+    sagemaker_processing_task,
+    sagemaker_training_task,
+    spark_task,
+    task,
+)
+
+__all__ = [
+    "batch_task",
+    "configure",
+    "cpu_task",
+    "gpu_task",
+    "monitor",
+    "monitor_sagemaker_jobs",
+    "run",
+    "sagemaker_batch_transform_task",
+    "sagemaker_endpoint",
+    "sagemaker_processing_task",
+    "sagemaker_training_task",
+    "spark_task",
+    "task",
+    "workflow",
+]

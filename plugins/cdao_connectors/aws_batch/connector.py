@@ -1,0 +1,261 @@
+"""Backend side of AWS Batch: per-task queue choice, reused job definitions, idempotent submits,
+and status for many jobs from one shared DescribeJobs cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.models.literals import LiteralMap
+from flytekit.models.task import TaskTemplate
+
+from cdao_connectors._common import (
+    attempt_seed,
+    aws_client,
+    deterministic_name,
+    log_link,
+    outcome_after_exit,
+    readable_execution_name,
+    rendered_container,
+)
+from cdao_connectors._custom import config_from_custom
+from cdao_connectors.aws_batch.status_cache import JobStatusCache
+from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE, BatchJob
+from cdao_connectors.config import BatchConfig
+
+_PHASES = {
+    "SUBMITTED": TaskExecution.QUEUED,
+    "PENDING": TaskExecution.QUEUED,
+    "RUNNABLE": TaskExecution.QUEUED,
+    "STARTING": TaskExecution.INITIALIZING,
+    "RUNNING": TaskExecution.RUNNING,
+    "SUCCEEDED": TaskExecution.SUCCEEDED,
+    "FAILED": TaskExecution.FAILED,
+}
+
+_SUBMIT_LOCK_STRIPES = 64
+
+# Batch's statusReason when EC2 takes a Spot instance back (AWS Batch docs, "Automated job retries").
+_SPOT_RECLAIMED_PREFIX = "Host EC2"
+
+
+@dataclass
+class BatchJobMetadata(ResourceMeta):
+    job_id: str
+    job_name: str
+    job_queue: str
+    region: str
+    output_prefix: str
+    has_outputs: bool
+
+
+def is_spot_reclamation(job: dict[str, Any]) -> bool:
+    reasons = [job.get("statusReason") or ""]
+    reasons += [a.get("statusReason") or "" for a in job.get("attempts") or []]
+    return any(r.startswith(_SPOT_RECLAIMED_PREFIX) for r in reasons)
+
+
+def _console_escape(segment: str) -> str:
+    """The CloudWatch console's fragment encoding: URL-encode twice, then '%' becomes '$'."""
+    return quote(quote(segment, safe=""), safe="").replace("%", "$")
+
+
+def _log_links(job: dict[str, Any], region: str) -> list[Any]:
+    links = [
+        log_link(
+            "AWS Batch console",
+            f"https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs/detail/{job['jobId']}",
+        )
+    ]
+    stream = (job.get("container") or {}).get("logStreamName")
+    if stream:
+        group = _console_escape("/aws/batch/job")
+        links.append(
+            log_link(
+                "CloudWatch logs",
+                f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+                f"#logsV2:log-groups/log-group/{group}/log-events/{_console_escape(stream)}",
+            )
+        )
+    return links
+
+
+class BatchConnector(AsyncConnectorBase):
+    name = "CDAO AWS Batch Connector"
+
+    def __init__(self, task_type_name: str = BATCH_TASK_TYPE) -> None:
+        super().__init__(task_type_name=task_type_name, metadata_type=BatchJobMetadata)
+        self._lock = threading.Lock()
+        self._job_definitions: dict[str, str] = {}
+        # Striped locks: concurrent creates of one attempt serialise, different attempts rarely wait.
+        self._submit_locks = [threading.Lock() for _ in range(_SUBMIT_LOCK_STRIPES)]
+        self._caches: dict[str, JobStatusCache] = {}
+        self._clients: dict[str, Any] = {}
+
+    # boto3 clients are thread-safe; one per region is shared by every request.
+    def _client(self, region: str) -> Any:
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = aws_client("batch", region)
+            return self._clients[region]
+
+    def status_cache(self, region: str, max_age: float) -> JobStatusCache:
+        with self._lock:
+            cache = self._caches.get(region)
+            if cache is None or cache.max_age != max_age:
+                if region not in self._clients:
+                    self._clients[region] = aws_client("batch", region)
+                client = self._clients[region]
+                cache = JobStatusCache(lambda ids: client.describe_jobs(jobs=ids)["jobs"], max_age=max_age)
+                self._caches[region] = cache
+            return cache
+
+    def _job_definition(self, cfg: BatchConfig, image: str, job: BatchJob) -> str:
+        shape = {
+            "image": image,
+            "vcpus": job.vcpus,
+            "memory_mib": job.memory_mib,
+            "gpus": job.gpus,
+            "job_role": cfg.job_role_arn,
+        }
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:20]
+        name = f"cdao-flyte-{digest}"
+        with self._lock:
+            if name in self._job_definitions:
+                return self._job_definitions[name]
+        client = self._client(cfg.region)
+        found = client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+        if found:
+            arn = max(found, key=lambda d: d["revision"])["jobDefinitionArn"]
+        else:
+            requirements = [
+                {"type": "VCPU", "value": str(job.vcpus)},
+                {"type": "MEMORY", "value": str(job.memory_mib)},
+            ]
+            if job.gpus:
+                requirements.append({"type": "GPU", "value": str(job.gpus)})
+            container: dict[str, Any] = {
+                "image": image,
+                "resourceRequirements": requirements,
+                "command": ["pyflyte-execute"],  # replaced per job by containerOverrides
+            }
+            if cfg.job_role_arn:
+                container["jobRoleArn"] = cfg.job_role_arn
+            arn = client.register_job_definition(
+                jobDefinitionName=name,
+                type="container",
+                containerProperties=container,
+                # Flyte owns retries (a reclaimed spot job comes back as RETRYABLE_FAILED), so
+                # Batch must not retry behind its back and double the attempts.
+                retryStrategy={"attempts": 1},
+                tags={"managed-by": "cdao-flyte-connector"},
+            )["jobDefinitionArn"]
+        with self._lock:
+            self._job_definitions[name] = arn
+        return arn
+
+    def create(
+        self,
+        task_template: TaskTemplate,
+        output_prefix: str,
+        inputs: LiteralMap | None = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> BatchJobMetadata:
+        cfg = BatchConfig.from_env()
+        job = config_from_custom(BatchJob, task_template.custom, task_template.id.name)
+        image, command, env = rendered_container(task_template, output_prefix)
+        queue = cfg.spot_queue if job.spot else cfg.on_demand_queue
+        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+        job_name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 128)
+        definition = self._job_definition(cfg, image, job)
+        client = self._client(cfg.region)
+        submit_lock = self._submit_locks[int(hashlib.sha256(job_name.encode()).hexdigest(), 16) % _SUBMIT_LOCK_STRIPES]
+        # SubmitJob has no client token: a retried CreateTask (lost response, connector restart)
+        # finds the job by its deterministic name instead of submitting a duplicate.
+        with submit_lock:
+            existing = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
+            summaries = existing.get("jobSummaryList") or []
+            if summaries:
+                job_id = max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]
+            else:
+                request: dict[str, Any] = {
+                    "jobName": job_name,
+                    "jobQueue": queue,
+                    "jobDefinition": definition,
+                    "containerOverrides": {
+                        "command": command,
+                        "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                    },
+                    "tags": {"flyte-task": task_template.id.name[:256]},
+                    "propagateTags": True,
+                }
+                if job.timeout_seconds:
+                    request["timeout"] = {"attemptDurationSeconds": job.timeout_seconds}
+                job_id = client.submit_job(**request)["jobId"]
+        if not summaries:
+            self.status_cache(cfg.region, cfg.status_refresh_seconds).seed(
+                {"jobId": job_id, "jobName": job_name, "status": "SUBMITTED"}
+            )
+        return BatchJobMetadata(
+            job_id=job_id,
+            job_name=job_name,
+            job_queue=queue,
+            region=cfg.region,
+            output_prefix=output_prefix,
+            has_outputs=bool(task_template.interface.outputs),
+        )
+
+    def get(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> Resource:
+        cfg = BatchConfig.from_env()
+        cache = self.status_cache(resource_meta.region, cfg.status_refresh_seconds)
+        job, _age = cache.get(resource_meta.job_id)
+        return self.resource_for(job, resource_meta)
+
+    @staticmethod
+    def resource_for(job: dict[str, Any] | None, resource_meta: BatchJobMetadata) -> Resource:
+        if job is None:
+            return Resource(
+                phase=TaskExecution.FAILED,
+                message=f"AWS Batch does not know job {resource_meta.job_id} ({resource_meta.job_name})",
+            )
+        status = job.get("status")
+        links = _log_links(job, resource_meta.region)
+        reason = job.get("statusReason") or ""
+        if status not in _PHASES:
+            return Resource(
+                phase=TaskExecution.RUNNING, message=f"unknown AWS Batch status {status!r}; waiting", log_links=links
+            )
+        if status == "FAILED" and is_spot_reclamation(job):
+            return Resource(
+                phase=TaskExecution.RETRYABLE_FAILED,
+                message=f"spot capacity reclaimed, retrying: {reason}",
+                log_links=links,
+            )
+        if status not in ("SUCCEEDED", "FAILED"):
+            return Resource(phase=_PHASES[status], message=reason or status, log_links=links)
+        outcome = outcome_after_exit(
+            resource_meta.output_prefix,
+            resource_meta.has_outputs,
+            platform_succeeded=status == "SUCCEEDED",
+            platform_message=reason or f"AWS Batch job {status.lower()}",
+        )
+        return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
+
+    def delete(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> None:
+        # TerminateJob also cancels jobs that have not started, and is a no-op on finished ones.
+        self._client(resource_meta.region).terminate_job(
+            jobId=resource_meta.job_id, reason="Aborted by Flyte (DeleteTask)"
+        )
+        for cache in list(self._caches.values()):
+            cache.forget(resource_meta.job_id)
+
+
+CONNECTOR = BatchConnector()
+ConnectorRegistry.register(CONNECTOR)

@@ -1,0 +1,1 @@
+"""Codeweave (external GPU cloud): the HTTP contract, the task type and its connector."""

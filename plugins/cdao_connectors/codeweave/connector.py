@@ -1,0 +1,133 @@
+"""Backend side of Codeweave: submits the task's ``pyflyte-execute`` container as a Codeweave job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.core.context_manager import SecretsManager
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.models.literals import LiteralMap
+from flytekit.models.task import TaskTemplate
+
+from cdao_connectors._common import (
+    attempt_seed,
+    deterministic_name,
+    log_link,
+    outcome_after_exit,
+    readable_execution_name,
+    rendered_container,
+)
+from cdao_connectors._custom import config_from_custom
+from cdao_connectors.codeweave.contract import CodeweaveClient
+from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
+from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
+
+# Every status of the contract, plus a default for anything new: unknown means "not finished",
+# never success. CANCELLED was not asked for by Flyte (Flyte's own aborts end the task before
+# it looks again), so it is a failure the user must see.
+_PHASES = {
+    "QUEUED": TaskExecution.QUEUED,
+    "RUNNING": TaskExecution.RUNNING,
+    "SUCCEEDED": TaskExecution.SUCCEEDED,
+    "FAILED": TaskExecution.FAILED,
+    "CANCELLED": TaskExecution.FAILED,
+}
+_TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@dataclass
+class CodeweaveJobMetadata(ResourceMeta):
+    job_id: str
+    output_prefix: str
+    has_outputs: bool
+
+
+def _client() -> CodeweaveClient:
+    cfg = CodeweaveConfig.from_env()
+    try:
+        # A fresh manager reads the secret directory from the environment now, so a rotated or
+        # newly mounted key is picked up without restarting the service.
+        api_key = SecretsManager().get(key=cfg.api_key_secret).strip()
+    except ValueError as e:
+        raise ConnectorConfigError(
+            f"the Codeweave API key secret {cfg.api_key_secret!r} is not mounted on the connector service: {e}"
+        ) from e
+    return CodeweaveClient(cfg.endpoint, api_key, cfg.timeout_seconds)
+
+
+class CodeweaveConnector(AsyncConnectorBase):
+    name = "CDAO Codeweave Connector"
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name=CODEWEAVE_TASK_TYPE, metadata_type=CodeweaveJobMetadata)
+
+    def create(
+        self,
+        task_template: TaskTemplate,
+        output_prefix: str,
+        inputs: LiteralMap | None = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> CodeweaveJobMetadata:
+        gpu = config_from_custom(CodeweaveGPU, task_template.custom, task_template.id.name)
+        image, command, env = rendered_container(task_template, output_prefix)
+        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+        readable = readable_execution_name(task_execution_metadata)
+        spec = {
+            "name": deterministic_name("flyte", seed, readable, 63),
+            "idempotency_key": deterministic_name("cdao", seed, "", 48),
+            "image": image,
+            "command": command,
+            "env": env,
+            "resources": {
+                "cpu": gpu.cpu,
+                "memory": gpu.memory,
+                "gpu": {"type": gpu.gpu_type, "count": gpu.gpus},
+            },
+            "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
+        }
+        client = _client()
+        try:
+            job = client.create_job(spec)
+        finally:
+            client.close()
+        return CodeweaveJobMetadata(
+            job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
+        )
+
+    def get(self, resource_meta: CodeweaveJobMetadata, **kwargs: Any) -> Resource:
+        client = _client()
+        try:
+            job = client.get_job(resource_meta.job_id)
+        finally:
+            client.close()
+        if job is None:
+            return Resource(phase=TaskExecution.FAILED, message=f"Codeweave has no job {resource_meta.job_id}")
+        links = [log_link("Codeweave logs", job.log_url)] if job.log_url else None
+        if job.status not in _PHASES:
+            return Resource(
+                phase=TaskExecution.RUNNING,
+                message=f"Codeweave reported unknown status {job.status!r}; still waiting",
+                log_links=links,
+            )
+        if job.status not in _TERMINAL:
+            return Resource(phase=_PHASES[job.status], message=job.message, log_links=links)
+        outcome = outcome_after_exit(
+            resource_meta.output_prefix,
+            resource_meta.has_outputs,
+            platform_succeeded=job.status == "SUCCEEDED",
+            platform_message=job.message or f"Codeweave job {job.status.lower()}",
+        )
+        return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
+
+    def delete(self, resource_meta: CodeweaveJobMetadata, **kwargs: Any) -> None:
+        client = _client()
+        try:
+            client.cancel_job(resource_meta.job_id)
+        finally:
+            client.close()
+
+
+ConnectorRegistry.register(CodeweaveConnector())

@@ -1,0 +1,130 @@
+"""The Codeweave jobs API as this connector uses it, and a small client for it.
+
+No Codeweave library exists, so the contract is written down here; the test fake in
+``tests/plugins/support/codeweave_fake.py`` implements exactly this.
+
+Authentication: every request carries ``Authorization: Bearer <api key>``.
+
+``POST /jobs`` — body (JSON)::
+
+    {
+      "name": "flyte-<execution>-<node>-<hash>",      # for humans; not unique
+      "idempotency_key": "<sha256 of the task attempt>",
+      "image": "<registry>/<repo>:<tag>",
+      "command": ["pyflyte-execute", "--inputs", "s3://...", ...],
+      "env": {"KEY": "VALUE"},
+      "resources": {"cpu": "8", "memory": "64Gi", "gpu": {"type": "nvidia-a100-80gb", "count": 1}},
+      "labels": {"flyte-execution": "..."}
+    }
+
+  ``201`` with the job when created; ``200`` with the *existing* job when a job with the same
+  ``idempotency_key`` already exists (a retried create never starts a second job).
+  ``400`` invalid request, ``401`` bad key: not retried.
+
+``GET /jobs/{id}`` — ``200`` with the job; ``404`` unknown id.
+
+``DELETE /jobs/{id}`` — cancels a queued or running job: ``202`` with the job (status becomes
+``CANCELLED``); deleting a finished job is a no-op ``200``; ``404`` unknown id.
+
+Job object: ``{"id", "name", "status", "message", "log_url", "created_at"}`` where ``status`` is
+one of :data:`JOB_STATUSES`.
+
+``429`` (with ``Retry-After`` seconds) and ``5xx`` answers are retried with backoff by the client.
+
+Data: the command reads ``inputs.pb`` from and writes ``outputs.pb`` to Flyte's S3 bucket. The
+connector sends no AWS credentials; Codeweave's job runtime assumes the cross-account role the
+platform grants it (trust on Codeweave's account, access limited to Flyte's bucket).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+JOB_STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+GPU_TYPES = ("nvidia-tesla-v100", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-l40s")
+MAX_GPUS_PER_JOB = 8
+
+
+class CodeweaveError(RuntimeError):
+    """Codeweave refused a request; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"Codeweave answered HTTP {status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str
+    message: str
+    log_url: str | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Job:
+        try:
+            return cls(
+                id=str(body["id"]),
+                status=str(body["status"]),
+                message=str(body.get("message") or ""),
+                log_url=body.get("log_url") or None,
+            )
+        except KeyError as missing:
+            raise CodeweaveError(200, f"job object without {missing}: {body!r}") from None
+
+
+class CodeweaveClient:
+    def __init__(self, endpoint: str, api_key: str, timeout_seconds: float = 30.0, max_retries: int = 8):
+        self._endpoint = endpoint.rstrip("/")
+        self._timeout = timeout_seconds
+        self._session = requests.Session()
+        self._session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        # urllib3's Retry does the backoff (honouring Retry-After on 429). POST is included because
+        # the idempotency key makes a repeated create return the first job instead of a new one.
+        retry = Retry(
+            total=max_retries,
+            backoff_factor=0.2,
+            backoff_max=20,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        resp = self._session.request(method, f"{self._endpoint}{path}", timeout=self._timeout, **kwargs)
+        try:
+            body = resp.json() if resp.content else {}
+        except ValueError:
+            body = {"error": resp.text[:500]}
+        return resp.status_code, body
+
+    def create_job(self, spec: dict[str, Any]) -> Job:
+        status, body = self._request("POST", "/jobs", json=spec)
+        if status not in (200, 201):
+            raise CodeweaveError(status, str(body.get("error", body)))
+        return Job.from_json(body)
+
+    def get_job(self, job_id: str) -> Job | None:
+        status, body = self._request("GET", f"/jobs/{job_id}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise CodeweaveError(status, str(body.get("error", body)))
+        return Job.from_json(body)
+
+    def cancel_job(self, job_id: str) -> None:
+        status, body = self._request("DELETE", f"/jobs/{job_id}")
+        if status not in (200, 202, 404):
+            raise CodeweaveError(status, str(body.get("error", body)))
+
+    def close(self) -> None:
+        self._session.close()

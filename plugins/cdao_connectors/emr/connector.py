@@ -1,0 +1,229 @@
+"""Backend side of EMR on EC2: a Spark step running the task's ``pyflyte-execute`` command.
+
+The step is ``spark-submit --deploy-mode cluster`` of flytekitplugins-awsemrserverless's entrypoint
+script (the maintained shim that runs ``pyflyte-execute`` inside a Spark driver and turns a user
+error into a non-zero exit); YARN runs driver and executors in the task's image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flytekitplugins.awsemrserverless as emr_serverless_plugin
+from botocore.exceptions import ClientError
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.models.literals import LiteralMap
+from flytekit.models.task import TaskTemplate
+
+from cdao_connectors._common import (
+    attempt_seed,
+    aws_client,
+    deterministic_name,
+    log_link,
+    outcome_after_exit,
+    readable_execution_name,
+    rendered_container,
+)
+from cdao_connectors._custom import config_from_custom
+from cdao_connectors.config import EMRConfig
+from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
+
+_ENTRYPOINT = Path(emr_serverless_plugin.__file__).with_name("_entrypoint.py")
+
+_STEP_PHASES = {
+    "PENDING": TaskExecution.QUEUED,
+    "CANCEL_PENDING": TaskExecution.RUNNING,
+    "RUNNING": TaskExecution.RUNNING,
+    "COMPLETED": TaskExecution.SUCCEEDED,
+    "CANCELLED": TaskExecution.FAILED,
+    "FAILED": TaskExecution.FAILED,
+    # EMR interrupts a step when its instances are lost (e.g. Spot reclamation): worth a retry.
+    "INTERRUPTED": TaskExecution.RETRYABLE_FAILED,
+}
+_LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERMINATING"]
+
+
+@dataclass
+class EMRStepMetadata(ResourceMeta):
+    cluster_id: str
+    step_id: str
+    transient: bool
+    region: str
+    output_prefix: str
+    has_outputs: bool
+
+
+def _spark_submit_args(image: str, env: dict[str, str], spark_conf: dict[str, str]) -> list[str]:
+    conf = {
+        "spark.yarn.appMasterEnv.YARN_CONTAINER_RUNTIME_TYPE": "docker",
+        "spark.yarn.appMasterEnv.YARN_CONTAINER_RUNTIME_DOCKER_IMAGE": image,
+        "spark.executorEnv.YARN_CONTAINER_RUNTIME_TYPE": "docker",
+        "spark.executorEnv.YARN_CONTAINER_RUNTIME_DOCKER_IMAGE": image,
+    }
+    for k, v in env.items():
+        conf[f"spark.yarn.appMasterEnv.{k}"] = v
+        conf[f"spark.executorEnv.{k}"] = v
+    conf.update(spark_conf)
+    args = ["spark-submit", "--deploy-mode", "cluster"]
+    for k, v in sorted(conf.items()):
+        args += ["--conf", f"{k}={v}"]
+    return args
+
+
+class EMRConnector(AsyncConnectorBase):
+    name = "CDAO EMR on EC2 Spark Connector"
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name=EMR_SPARK_TASK_TYPE, metadata_type=EMRStepMetadata)
+        self._create_lock = threading.Lock()
+        self._uploaded: set[str] = set()
+
+    def _entrypoint_uri(self, cfg: EMRConfig) -> str:
+        content = _ENTRYPOINT.read_bytes()
+        bucket = cfg.require_entrypoint_bucket()
+        # Content-addressed key: steps in flight keep their script when the connector is upgraded.
+        key = f"flyte/emr/entrypoint-{hashlib.sha256(content).hexdigest()[:12]}.py"
+        uri = f"s3://{bucket}/{key}"
+        if uri not in self._uploaded:
+            s3 = aws_client("s3", cfg.region)
+            try:
+                s3.head_object(Bucket=bucket, Key=key)
+            except ClientError:
+                s3.put_object(Bucket=bucket, Key=key, Body=content, ContentType="text/x-python")
+            self._uploaded.add(uri)
+        return uri
+
+    def create(
+        self,
+        task_template: TaskTemplate,
+        output_prefix: str,
+        inputs: LiteralMap | None = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> EMRStepMetadata:
+        cfg = EMRConfig.from_env()
+        spark = config_from_custom(EMRSpark, task_template.custom, task_template.id.name)
+        image, command, env = rendered_container(task_template, output_prefix)
+        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+        name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 256)
+        cluster_id = spark.cluster_id or cfg.default_cluster_id
+        transient = cluster_id is None
+        step = {
+            "Name": name,
+            "ActionOnFailure": "TERMINATE_CLUSTER" if transient else "CONTINUE",
+            "HadoopJarStep": {
+                "Jar": "command-runner.jar",
+                "Args": [*_spark_submit_args(image, env, spark.spark_conf), self._entrypoint_uri(cfg), *command],
+            },
+        }
+        emr = aws_client("emr", cfg.region)
+        has_outputs = bool(task_template.interface.outputs)
+        # Neither AddJobFlowSteps nor RunJobFlow takes a client token: a retried CreateTask finds
+        # the step (or transient cluster) by its deterministic name instead of starting another.
+        with self._create_lock:
+            if transient:
+                cluster_id = self._find_cluster(emr, name) or self._run_transient(emr, cfg, spark, name, step)
+                step_id = self._find_step(emr, cluster_id, name)
+                if step_id is None:
+                    raise RuntimeError(f"EMR cluster {cluster_id} was created without its step {name}")
+            else:
+                step_id = (
+                    self._find_step(emr, cluster_id, name)
+                    or emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+                )
+        return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
+
+    @staticmethod
+    def _find_step(emr: Any, cluster_id: str, name: str) -> str | None:
+        for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id):
+            for s in page["Steps"]:
+                if s["Name"] == name and s["Status"]["State"] != "CANCELLED":
+                    return s["Id"]
+        return None
+
+    @staticmethod
+    def _find_cluster(emr: Any, name: str) -> str | None:
+        for page in emr.get_paginator("list_clusters").paginate(ClusterStates=_LIVE_CLUSTER_STATES):
+            for c in page["Clusters"]:
+                if c["Name"] == name:
+                    return c["Id"]
+        return None
+
+    @staticmethod
+    def _run_transient(emr: Any, cfg: EMRConfig, spark: EMRSpark, name: str, step: dict[str, Any]) -> str:
+        service_role, instance_profile = cfg.transient_roles()
+        instances: dict[str, Any] = {
+            "InstanceGroups": [
+                {"InstanceRole": "MASTER", "InstanceType": spark.instance_type, "InstanceCount": 1},
+                {"InstanceRole": "CORE", "InstanceType": spark.instance_type, "InstanceCount": spark.instance_count},
+            ],
+            # The cluster exists for this one step and goes away by itself when it ends.
+            "KeepJobFlowAliveWhenNoSteps": False,
+            "TerminationProtected": False,
+        }
+        if cfg.subnet_id:
+            instances["Ec2SubnetId"] = cfg.subnet_id
+        request: dict[str, Any] = {
+            "Name": name,
+            "ReleaseLabel": cfg.release_label,
+            "Applications": [{"Name": "Spark"}],
+            "Instances": instances,
+            "Steps": [step],
+            "ServiceRole": service_role,
+            "JobFlowRole": instance_profile,
+            "VisibleToAllUsers": True,
+            "Tags": [{"Key": "managed-by", "Value": "cdao-flyte-connector"}],
+        }
+        if cfg.log_uri:
+            request["LogUri"] = cfg.log_uri
+        return emr.run_job_flow(**request)["JobFlowId"]
+
+    def get(self, resource_meta: EMRStepMetadata, **kwargs: Any) -> Resource:
+        emr = aws_client("emr", resource_meta.region)
+        step = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]
+        status = step["Status"]
+        state = status.get("State")
+        region = resource_meta.region
+        links = [
+            log_link(
+                "EMR console",
+                f"https://{region}.console.aws.amazon.com/emr/home?region={region}"
+                f"#/clusterDetails/{resource_meta.cluster_id}",
+            )
+        ]
+        details = status.get("FailureDetails") or {}
+        reason = (
+            details.get("Message") or details.get("Reason") or (status.get("StateChangeReason") or {}).get("Message")
+        )
+        if state not in _STEP_PHASES:
+            return Resource(
+                phase=TaskExecution.RUNNING, message=f"unknown EMR step state {state!r}; waiting", log_links=links
+            )
+        if state not in ("COMPLETED", "FAILED", "CANCELLED"):
+            return Resource(phase=_STEP_PHASES[state], message=reason or state, log_links=links)
+        outcome = outcome_after_exit(
+            resource_meta.output_prefix,
+            resource_meta.has_outputs,
+            platform_succeeded=state == "COMPLETED",
+            platform_message=reason or f"EMR step {state.lower()}",
+        )
+        return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
+
+    def delete(self, resource_meta: EMRStepMetadata, **kwargs: Any) -> None:
+        emr = aws_client("emr", resource_meta.region)
+        if resource_meta.transient:
+            emr.terminate_job_flows(JobFlowIds=[resource_meta.cluster_id])
+            return
+        emr.cancel_steps(
+            ClusterId=resource_meta.cluster_id,
+            StepIds=[resource_meta.step_id],
+            StepCancellationOption="TERMINATE_PROCESS",
+        )
+
+
+ConnectorRegistry.register(EMRConnector())

@@ -1,0 +1,79 @@
+"""SDK side of EMR on EC2 (no flytekit plugin exists for steps on a cluster).
+
+EMR Serverless is flytekitplugins-awsemrserverless's; the SDK maps ``@spark_task`` onto it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flytekit import PythonFunctionTask
+from flytekit.configuration import SerializationSettings
+from flytekit.extend import TaskPlugins
+from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin
+from flytekitplugins.awsemrserverless import EMRServerless, EMRServerlessTask
+
+from cdao_connectors._local import LocalDispatchMixin
+
+EMR_SPARK_TASK_TYPE = "cdao-emr-spark-step"
+
+_CLUSTER_ID = re.compile(r"^j-[A-Z0-9]{8,16}$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[0-9]*[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class EMRSpark:
+    """A Spark step: on ``cluster_id`` when given, else on a transient cluster of this shape."""
+
+    cluster_id: str | None = None
+    instance_type: str = "m5.xlarge"
+    instance_count: int = 3
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.cluster_id is not None and not _CLUSTER_ID.match(self.cluster_id):
+            raise ValueError(f"cluster_id={self.cluster_id!r} is not an EMR cluster id like 'j-2AXXXXXXGAPLF'")
+        if not _INSTANCE_TYPE.match(self.instance_type):
+            raise ValueError(f"instance_type={self.instance_type!r} is not an EC2 instance type like 'm5.xlarge'")
+        if not isinstance(self.instance_count, int) or isinstance(self.instance_count, bool) or self.instance_count < 1:
+            raise ValueError(f"instance_count={self.instance_count!r} must be an integer >= 1")
+        bad = [k for k, v in self.spark_conf.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise ValueError(f"spark_conf keys and values must be strings; offending keys: {bad}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EMRSparkTask(LocalDispatchMixin, AsyncConnectorExecutorMixin, PythonFunctionTask[EMRSpark]):
+    _connector_module = "cdao_connectors.emr.connector"
+
+    def __init__(self, task_config: EMRSpark, task_function: Any, **kwargs: Any):
+        super().__init__(task_config=task_config, task_function=task_function, task_type=EMR_SPARK_TASK_TYPE, **kwargs)
+
+    def get_custom(self, settings: SerializationSettings) -> dict[str, Any]:
+        return self.task_config.to_dict()
+
+
+TaskPlugins.register_pythontask_plugin(EMRSpark, EMRSparkTask)
+
+
+# EMR Serverless is flytekitplugins-awsemrserverless's task type and connector. These subclasses
+# exist only so that ``pyflyte run`` runs the body in-process like every other CDAO task (the
+# plugin's task always goes through its connector locally).
+
+EMR_SERVERLESS_TASK_TYPE: str = EMRServerlessTask._TASK_TYPE
+
+
+@dataclass
+class ServerlessSpark(EMRServerless):
+    pass
+
+
+class ServerlessSparkTask(LocalDispatchMixin, EMRServerlessTask):
+    _connector_module = "flytekitplugins.awsemrserverless.connector"
+
+
+TaskPlugins.register_pythontask_plugin(ServerlessSpark, ServerlessSparkTask)

@@ -1,0 +1,164 @@
+"""configure / run / monitor: the notebook's view of the Flyte control plane, via flytekit's FlyteRemote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flyteidl.core.execution_pb2 import NodeExecution, TaskExecution, WorkflowExecution
+
+from cdao_sdk import settings
+
+# Task types whose jobs run in SageMaker: the plugin's and ours.
+SAGEMAKER_TASK_TYPE_PREFIXES = ("sagemaker", "cdao-sagemaker")
+
+_remote: Any = None
+
+
+def configure(
+    admin_endpoint: str,
+    project: str,
+    domain: str = "development",
+    *,
+    insecure: bool = False,
+    region: str | None = None,
+    sagemaker_role: str | None = None,
+    emr_serverless_role: str | None = None,
+    emr_serverless_application_id: str | None = None,
+    default_bucket: str | None = None,
+    default_image: str | None = None,
+    remote: Any = None,
+) -> Any:
+    """Point the SDK at a Flyte deployment and record this platform's defaults.
+
+    ``remote`` accepts a ready ``FlyteRemote`` (e.g. one built from a config file with SSO).
+    """
+    global _remote  # noqa: PLW0603  (one control-plane connection per notebook session)
+    host = admin_endpoint.removeprefix("dns:///").removeprefix("https://").removeprefix("http://")
+    if not host or "://" in host or "/" in host.rstrip("/"):
+        raise ValueError(f"configure admin_endpoint={admin_endpoint!r}: expected host[:port] or https://host[:port]")
+    if not project or not domain:
+        raise ValueError("configure needs a non-empty project and domain")
+    settings.update(
+        admin_endpoint=admin_endpoint,
+        project=project,
+        domain=domain,
+        insecure=insecure,
+        region=region,
+        sagemaker_role=sagemaker_role,
+        emr_serverless_role=emr_serverless_role,
+        emr_serverless_application_id=emr_serverless_application_id,
+        default_bucket=default_bucket,
+        default_image=default_image,
+    )
+    if remote is None:
+        # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
+        # running tasks locally never need.
+        from flytekit.configuration import Config  # noqa: PLC0415
+        from flytekit.remote import FlyteRemote  # noqa: PLC0415
+
+        remote = FlyteRemote(
+            config=Config.for_endpoint(endpoint=host.rstrip("/"), insecure=insecure),
+            default_project=project,
+            default_domain=domain,
+        )
+    _remote = remote
+    return remote
+
+
+def _require_remote() -> Any:
+    if _remote is None:
+        raise RuntimeError("call cdao_sdk.configure(admin_endpoint=..., project=..., domain=...) first")
+    return _remote
+
+
+def run(workflow: Any, inputs: dict[str, Any] | None = None, *, wait: bool = False, **execute_kwargs: Any) -> Any:
+    """Register (if needed) and launch ``workflow`` remotely; returns the FlyteWorkflowExecution."""
+    remote = _require_remote()
+    return remote.execute(
+        workflow,
+        inputs=inputs or {},
+        project=settings.get("project"),
+        domain=settings.get("domain"),
+        wait=wait,
+        **execute_kwargs,
+    )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node_id: str
+    phase: str
+    task_type: str | None
+    log_links: tuple[tuple[str, str], ...]
+    error: str | None
+
+
+def _fetch(execution: Any) -> Any:
+    remote = _require_remote()
+    if isinstance(execution, str):
+        execution = remote.fetch_execution(
+            project=settings.get("project"), domain=settings.get("domain"), name=execution
+        )
+    return remote.sync_execution(execution, sync_nodes=True)
+
+
+def _node_statuses(execution: Any) -> list[NodeStatus]:
+    out = []
+    for node_id, node in sorted((execution.node_executions or {}).items()):
+        if node_id in ("start-node", "end-node"):
+            continue
+        task_type = None
+        links: list[tuple[str, str]] = []
+        for te in getattr(node, "task_executions", None) or []:
+            task = getattr(te, "task", None)
+            if task is not None and getattr(task, "template", None) is not None:
+                task_type = task.template.type
+            links += [(log.name, log.uri) for log in (te.closure.logs or [])]
+        err = node.closure.error.message if getattr(node.closure, "error", None) else None
+        out.append(NodeStatus(node_id, NodeExecution.Phase.Name(node.closure.phase), task_type, tuple(links), err))
+    return out
+
+
+def monitor(
+    execution: Any,
+    *,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
+    report: Callable[[str], None] = print,
+) -> Any:
+    """Print the execution's phase and every node's status until it is terminal; return it."""
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    last: list[str] = []
+    while True:
+        ex = _fetch(execution)
+        lines = [f"execution {ex.id.name}: {WorkflowExecution.Phase.Name(ex.closure.phase)}"]
+        for n in _node_statuses(ex):
+            lines.append(f"  {n.node_id:<24} {n.phase:<10} {n.task_type or ''}{'  ' + n.error if n.error else ''}")
+        if lines != last:
+            report("\n".join(lines))
+            last = lines
+        if ex.is_done:
+            return ex
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"execution {ex.id.name} still {lines[0].split(': ')[1]} after {timeout_seconds}s")
+        execution = ex
+        time.sleep(poll_seconds)
+
+
+def monitor_sagemaker_jobs(execution: Any, *, report: Callable[[str], None] = print) -> list[NodeStatus]:
+    """The execution's SageMaker nodes with their status and console/log links."""
+    ex = _fetch(execution)
+    nodes = [n for n in _node_statuses(ex) if n.task_type and n.task_type.startswith(SAGEMAKER_TASK_TYPE_PREFIXES)]
+    for n in nodes:
+        report(f"{n.node_id}: {n.phase} ({n.task_type})")
+        for name, uri in n.log_links:
+            report(f"    {name}: {uri}")
+    if not nodes:
+        report(f"execution {ex.id.name} has no SageMaker nodes (yet)")
+    return nodes
+
+
+__all__ = ["TaskExecution", "configure", "monitor", "monitor_sagemaker_jobs", "run"]

@@ -1,0 +1,81 @@
+"""What ``cdao_sdk.configure`` records, with environment fallbacks for notebooks the platform sets up.
+
+| setting | ``configure(...)`` argument | environment fallback |
+|---|---|---|
+| Flyte admin endpoint | ``admin_endpoint`` | ``CDAO_ADMIN_ENDPOINT`` |
+| project / domain | ``project`` / ``domain`` | ``CDAO_PROJECT`` / ``CDAO_DOMAIN`` (``development``) |
+| AWS region | ``region`` | ``CDAO_AWS_REGION`` / ``AWS_REGION`` |
+| SageMaker execution role | ``sagemaker_role`` | ``CDAO_SAGEMAKER_ROLE_ARN`` |
+| EMR Serverless job role | ``emr_serverless_role`` | ``CDAO_EMR_SERVERLESS_ROLE_ARN`` |
+| EMR Serverless application | ``emr_serverless_application_id`` | ``CDAO_EMR_SERVERLESS_APPLICATION_ID`` |
+| bucket for job outputs | ``default_bucket`` | ``CDAO_DEFAULT_BUCKET`` |
+| image of managed jobs | ``default_image`` | ``CDAO_DEFAULT_IMAGE`` |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+_ENV = {
+    "admin_endpoint": "CDAO_ADMIN_ENDPOINT",
+    "project": "CDAO_PROJECT",
+    "domain": "CDAO_DOMAIN",
+    "region": "CDAO_AWS_REGION",
+    "sagemaker_role": "CDAO_SAGEMAKER_ROLE_ARN",
+    "emr_serverless_role": "CDAO_EMR_SERVERLESS_ROLE_ARN",
+    "emr_serverless_application_id": "CDAO_EMR_SERVERLESS_APPLICATION_ID",
+    "default_bucket": "CDAO_DEFAULT_BUCKET",
+    "default_image": "CDAO_DEFAULT_IMAGE",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    admin_endpoint: str | None = None
+    project: str | None = None
+    domain: str | None = None
+    region: str | None = None
+    sagemaker_role: str | None = None
+    emr_serverless_role: str | None = None
+    emr_serverless_application_id: str | None = None
+    default_bucket: str | None = None
+    default_image: str | None = None
+    insecure: bool = False
+
+
+_current = Settings()
+
+
+def update(**values: object) -> Settings:
+    global _current  # noqa: PLW0603  (the SDK's one piece of session state, like flytekit's config)
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(f"configure() got unknown settings {unknown}; known: {sorted(known)}")
+    _current = replace(_current, **{k: v for k, v in values.items() if v is not None})
+    return _current
+
+
+def reset() -> None:
+    global _current  # noqa: PLW0603
+    _current = Settings()
+
+
+def get(name: str) -> str | None:
+    value = getattr(_current, name)
+    if value is None and name in _ENV:
+        value = os.environ.get(_ENV[name]) or (os.environ.get("AWS_REGION") if name == "region" else None)
+        if value is None and name == "domain":
+            value = "development"
+    return value
+
+
+def require(name: str, needed_by: str) -> str:
+    value = get(name)
+    if not value:
+        raise ValueError(
+            f"{needed_by} needs the {name!r} setting: pass it to the decorator, call "
+            f"cdao_sdk.configure({name}=...), or set {_ENV[name]}"
+        )
+    return value

@@ -1,0 +1,85 @@
+"""Shared fixtures: moto as a real server, the connector service over gRPC, the Codeweave fake."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import grpc
+import pytest
+from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
+from moto.server import ThreadedMotoServer
+
+SUPPORT = Path(__file__).parent / "support"
+# Task modules used end to end must be importable by name, here and in the job's subprocess.
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+import cdao_connectors.service  # noqa: E402, F401  (registers the connectors, as --modules does)
+from grpc_connector_server import ConnectorServer  # noqa: E402  (lives in SUPPORT, added above)
+
+REGION = "us-east-1"
+BUCKET = "flyte-data"
+
+# Package scope (tests/plugins has an __init__.py for this): the servers stop and the AWS
+# environment is restored when this folder's last test ends, not at the end of a whole-repo run.
+
+
+@pytest.fixture(scope="package")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
+    """Point boto3 and flytekit's storage layer at moto for the whole session."""
+    env = {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "CDAO_AWS_REGION": REGION,
+        "FLYTE_AWS_ENDPOINT": moto_endpoint,
+        "FLYTE_AWS_ACCESS_KEY_ID": "testing",
+        "FLYTE_AWS_SECRET_ACCESS_KEY": "testing",
+        "FLYTE_AWS_S3_BUCKET": BUCKET,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="package")
+def connector_server(aws_env: dict[str, str]) -> Iterator[int]:
+    server = ConnectorServer().start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def grpc_stubs(connector_server: int):
+    channel = grpc.insecure_channel(f"127.0.0.1:{connector_server}")
+    try:
+        yield AsyncAgentServiceStub(channel), AgentMetadataServiceStub(channel)
+    finally:
+        channel.close()

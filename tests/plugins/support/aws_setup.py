@@ -1,0 +1,45 @@
+"""Provision what infra/ creates for the connectors, inside moto."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import requests
+
+SPOT_QUEUE = "cdao-batch-spot"
+ON_DEMAND_QUEUE = "cdao-batch-on-demand"
+
+
+def provision_batch(endpoint: str, region: str) -> dict[str, str]:
+    # Without Docker, moto's full Batch fails every job; its simple mode marks them SUCCEEDED.
+    requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
+    iam = boto3.client("iam", region_name=region)
+    try:
+        role = iam.create_role(
+            RoleName="cdao-batch-service",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        role = iam.get_role(RoleName="cdao-batch-service")["Role"]["Arn"]
+    batch = boto3.client("batch", region_name=region)
+    existing = {q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]}
+    if SPOT_QUEUE not in existing:
+        env = batch.create_compute_environment(
+            computeEnvironmentName="cdao-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )["computeEnvironmentArn"]
+        for name in (SPOT_QUEUE, ON_DEMAND_QUEUE):
+            batch.create_job_queue(
+                jobQueueName=name,
+                state="ENABLED",
+                priority=1,
+                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
+            )
+    return {"CDAO_BATCH_SPOT_QUEUE": SPOT_QUEUE, "CDAO_BATCH_ON_DEMAND_QUEUE": ON_DEMAND_QUEUE}

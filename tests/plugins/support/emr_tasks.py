@@ -1,0 +1,15 @@
+"""EMR Spark tasks serialized by the tests (moto's EMR does not run steps)."""
+
+from __future__ import annotations
+
+from cdao_sdk import spark_task
+
+
+@spark_task(cluster_id="j-ABCDEFGH1234", spark_conf={"spark.executor.memory": "4g"})
+def on_cluster(rows: int) -> int:
+    return rows
+
+
+@spark_task(instance_type="r5.2xlarge", instance_count=4)
+def on_transient(rows: int) -> int:
+    return rows

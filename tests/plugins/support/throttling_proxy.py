@@ -1,0 +1,73 @@
+"""An HTTP proxy in front of moto that answers the next N requests with AWS throttling errors."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+
+
+class ThrottlingProxy:
+    def __init__(self, upstream: str, throttle_next: int):
+        self.upstream = upstream.rstrip("/")
+        self.throttle_next = throttle_next
+        self.throttled = 0
+        self.forwarded = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    throttle = proxy.throttle_next > 0
+                    if throttle:
+                        proxy.throttle_next -= 1
+                        proxy.throttled += 1
+                if throttle:
+                    data = b'{"__type":"TooManyRequestsException","message":"Rate exceeded"}'
+                    self.send_response(429)
+                    self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP | {"host"}}
+                resp = requests.request(
+                    self.command, proxy.upstream + self.path, headers=headers, data=body, timeout=30
+                )
+                with proxy._lock:
+                    proxy.forwarded += 1
+                self.send_response(resp.status_code)
+                for k, v in resp.headers.items():
+                    if k.lower() not in _HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        return Handler
+
+    def start(self) -> ThrottlingProxy:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

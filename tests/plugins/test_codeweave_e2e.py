@@ -1,0 +1,153 @@
+"""Codeweave end to end: a real flytekit task, serialized, sent through the connector over gRPC to a
+Codeweave fake that runs its pyflyte-execute command, with outputs in moto's S3."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import cw_tasks
+import propeller
+import pytest
+from cdao_connectors.codeweave.connector import CodeweaveConnector, CodeweaveJobMetadata
+from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
+from cdao_connectors.config import ConnectorConfigError
+from codeweave_fake import CodeweaveFake
+from propeller import (
+    PHASE,
+    create_task,
+    delete_task,
+    execution_metadata,
+    get_task,
+    poll_until_terminal,
+    read_outputs,
+    serialize,
+    wait_for,
+    write_inputs,
+)
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "cw-test-key-123"
+
+
+@pytest.fixture
+def codeweave(aws_env, tmp_path, monkeypatch) -> Iterator[CodeweaveFake]:
+    # The key is a file in a mounted-secret directory, as the connector Deployment provides it.
+    (tmp_path / "codeweave_api_key").write_text(API_KEY + "\n")
+    fake = CodeweaveFake(
+        api_key=API_KEY,
+        base_env={**aws_env, "PYTHONPATH": str(Path(propeller.__file__).parent)},
+    )
+    fake.serve()
+    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _prefix() -> str:
+    return f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+
+
+def test_task_runs_on_codeweave_and_outputs_come_back(codeweave, grpc_stubs):
+    stub, _ = grpc_stubs
+    template = serialize(cw_tasks.scale)
+    assert template.type == CODEWEAVE_TASK_TYPE
+    prefix = _prefix()
+    inputs = write_inputs(cw_tasks.scale, prefix, values=[1, 2, 3], factor=1.5)
+
+    meta = create_task(stub, template, prefix, inputs, execution_metadata("e2e1"))
+    job = next(iter(codeweave.jobs.values()))
+    assert job.spec["resources"]["gpu"] == {"type": "nvidia-a100-80gb", "count": 2}
+    assert job.spec["resources"]["memory"] == "64Gi"
+    assert job.spec["command"][0] == "pyflyte-execute"
+    assert f"{prefix}/inputs.pb" in job.spec["command"]
+
+    resource = poll_until_terminal(stub, CODEWEAVE_TASK_TYPE, meta)
+    assert resource.phase == PHASE.SUCCEEDED, resource.message + job.log.decode(errors="replace")
+    assert resource.log_links[0].uri == f"{codeweave.url}/jobs/{job.id}/logs"
+    assert read_outputs(cw_tasks.scale, prefix) == {"o0": 9.0, "o1": "scaled 3 values"}
+
+
+def test_user_error_is_a_failure_not_success(codeweave, grpc_stubs):
+    stub, _ = grpc_stubs
+    prefix = _prefix()
+    inputs = write_inputs(cw_tasks.explode, prefix, x=7)
+    meta = create_task(stub, serialize(cw_tasks.explode), prefix, inputs, execution_metadata("e2e2"))
+    resource = poll_until_terminal(stub, CODEWEAVE_TASK_TYPE, meta)
+    assert resource.phase in (PHASE.FAILED, PHASE.RETRYABLE_FAILED)
+    assert "bad input 7" in resource.message
+
+
+def test_retried_create_makes_one_job_and_throttling_is_backed_off(codeweave, grpc_stubs):
+    stub, _ = grpc_stubs
+    prefix = _prefix()
+    inputs = write_inputs(cw_tasks.sleepy, prefix, seconds=0)
+    template = serialize(cw_tasks.sleepy)
+    codeweave.throttle_next = 3  # the first three requests get 429 + Retry-After
+    first = create_task(stub, template, prefix, inputs, execution_metadata("e2e3"))
+    second = create_task(stub, template, prefix, inputs, execution_metadata("e2e3"))
+    assert codeweave.throttled == 3
+    assert len(codeweave.jobs) == 1
+    assert json.loads(first)["job_id"] == json.loads(second)["job_id"]
+    assert poll_until_terminal(stub, CODEWEAVE_TASK_TYPE, second).phase == PHASE.SUCCEEDED
+
+
+def test_delete_cancels_the_remote_job(codeweave, grpc_stubs):
+    stub, _ = grpc_stubs
+    prefix = _prefix()
+    inputs = write_inputs(cw_tasks.sleepy, prefix, seconds=120)
+    meta = create_task(stub, serialize(cw_tasks.sleepy), prefix, inputs, execution_metadata("e2e4"))
+    job = next(iter(codeweave.jobs.values()))
+    assert get_task(stub, CODEWEAVE_TASK_TYPE, meta).phase in (PHASE.QUEUED, PHASE.RUNNING)
+    delete_task(stub, CODEWEAVE_TASK_TYPE, meta)
+    wait_for(lambda: job.proc.poll() is not None, timeout=10)
+    assert job.status == "CANCELLED"
+    assert codeweave.running_processes() == []
+    # A job cancelled outside Flyte's abort path is never reported as success.
+    assert get_task(stub, CODEWEAVE_TASK_TYPE, meta).phase == PHASE.FAILED
+
+
+def test_restarted_connector_resumes_and_unknown_status_does_not_crash(codeweave, grpc_stubs):
+    stub, _ = grpc_stubs
+    prefix = _prefix()
+    inputs = write_inputs(cw_tasks.sleepy, prefix, seconds=1)
+    meta = create_task(stub, serialize(cw_tasks.sleepy), prefix, inputs, execution_metadata("e2e5"))
+    job = next(iter(codeweave.jobs.values()))
+
+    job.forced_status = "PREEMPTED_BY_MAINTENANCE"
+    unknown = get_task(stub, CODEWEAVE_TASK_TYPE, meta)
+    assert unknown.phase == PHASE.RUNNING
+    assert "PREEMPTED_BY_MAINTENANCE" in unknown.message
+    job.forced_status = None
+
+    # A brand-new connector instance (the pod restarted) only has the resource metadata.
+    fresh = CodeweaveConnector()
+    resumed = wait_for(
+        lambda: r if (r := fresh.get(CodeweaveJobMetadata.decode(meta))).phase == PHASE.SUCCEEDED else None,
+        timeout=60,
+    )
+    assert resumed.phase == PHASE.SUCCEEDED
+    assert read_outputs(cw_tasks.sleepy, prefix) == {"o0": 1}
+
+
+def test_missing_api_key_secret_is_a_clear_error(codeweave, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path / "nothing-mounted"))
+    with pytest.raises(ConnectorConfigError, match="codeweave_api_key"):
+        CodeweaveConnector().get(CodeweaveJobMetadata("x", "s3://b/p", False))
+    monkeypatch.delenv("CDAO_CODEWEAVE_ENDPOINT")
+    with pytest.raises(ConnectorConfigError, match="CDAO_CODEWEAVE_ENDPOINT"):
+        CodeweaveConnector().get(CodeweaveJobMetadata("x", "s3://b/p", False))
+
+
+def test_local_run_through_the_connector_when_asked(codeweave, monkeypatch):
+    """``CDAO_LOCAL_EXECUTION=connector pyflyte run``: the local call goes through the connector."""
+    monkeypatch.setenv("CDAO_LOCAL_EXECUTION", "connector")
+    before = len(codeweave.jobs)
+    assert cw_tasks.scale(values=[2, 2], factor=2.0) == (8.0, "scaled 2 values")
+    assert len(codeweave.jobs) == before + 1

@@ -1,0 +1,118 @@
+"""EMR on EC2 connector against moto as a real server, through the gRPC connector service."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import emr_tasks
+import pytest
+from cdao_connectors.config import ConnectorConfigError
+from cdao_connectors.emr.connector import EMRConnector
+from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
+from moto.emr.models import emr_backends
+from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
+
+pytestmark = pytest.mark.e2e
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def emr_env(aws_env, monkeypatch) -> Iterator[str]:
+    """A long-running cluster like infra/ would create; its id replaces the task's placeholder."""
+    emr = boto3.client("emr", region_name=REGION)
+    cluster = emr.run_job_flow(
+        Name="cdao-shared-spark",
+        ReleaseLabel="emr-7.5.0",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    monkeypatch.setenv("CDAO_EMR_ENTRYPOINT_BUCKET", "flyte-data")
+    yield cluster
+
+
+def _step(cluster_id: str, step_id: str):
+    return next(s for s in emr_backends[ACCOUNT][REGION].clusters[cluster_id].steps if s.id == step_id)
+
+
+def _create(stub, task, cluster: str | None, name: str):
+    template = serialize(task)
+    if cluster is not None:
+        template.custom["cluster_id"] = cluster
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(task, prefix, rows=10)
+    meta = create_task(stub, template, prefix, lm, execution_metadata(name))
+    return template, prefix, lm, meta
+
+
+def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs):
+    stub, _ = grpc_stubs
+    template, prefix, lm, meta = _create(stub, emr_tasks.on_cluster, emr_env, "emr1")
+    decoded = json.loads(meta)
+    assert decoded["cluster_id"] == emr_env and decoded["transient"] is False
+
+    emr = boto3.client("emr", region_name=REGION)
+    step = emr.describe_step(ClusterId=emr_env, StepId=decoded["step_id"])["Step"]
+    args = step["Config"]["Args"]
+    assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    assert "spark.executor.memory=4g" in args
+    assert any(a.startswith("spark.executorEnv.YARN_CONTAINER_RUNTIME_DOCKER_IMAGE=") for a in args)
+    entry = next(a for a in args if a.startswith("s3://flyte-data/flyte/emr/entrypoint-"))
+    key = entry.removeprefix("s3://flyte-data/")
+    assert b"pyflyte" in boto3.client("s3", region_name=REGION).get_object(Bucket="flyte-data", Key=key)["Body"].read()
+    assert args[args.index(entry) + 1] == "pyflyte-execute"
+
+    # A retried CreateTask finds the step by name instead of adding another.
+    again = json.loads(create_task(stub, template, prefix, lm, execution_metadata("emr1")))
+    assert again["step_id"] == decoded["step_id"]
+    assert len(emr.list_steps(ClusterId=emr_env)["Steps"]) == 1
+
+    moto_step = _step(emr_env, decoded["step_id"])
+    moto_step.state = "PENDING"
+    assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.QUEUED
+    moto_step.state = "RUNNING"
+    running = get_task(stub, EMR_SPARK_TASK_TYPE, meta)
+    assert running.phase == PHASE.RUNNING
+    assert f"#/clusterDetails/{emr_env}" in running.log_links[0].uri
+    moto_step.state = "SOMETHING_NEW"
+    assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.RUNNING
+    moto_step.state = "INTERRUPTED"
+    assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.RETRYABLE_FAILED
+    moto_step.state = "FAILED"
+    assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.FAILED
+    # COMPLETED without outputs.pb: the step "succeeded" but the task did not deliver.
+    moto_step.state = "COMPLETED"
+    done = get_task(stub, EMR_SPARK_TASK_TYPE, meta)
+    assert done.phase == PHASE.FAILED
+    assert "outputs.pb" in done.message
+
+
+def test_transient_cluster_terminates_itself_and_delete_terminates_it(emr_env, grpc_stubs, monkeypatch):
+    stub, _ = grpc_stubs
+    monkeypatch.setenv("CDAO_EMR_SERVICE_ROLE", "EMR_DefaultRole")
+    monkeypatch.setenv("CDAO_EMR_INSTANCE_PROFILE", "EMR_EC2_DefaultRole")
+    _, _, _, meta = _create(stub, emr_tasks.on_transient, None, "emr2")
+    decoded = json.loads(meta)
+    assert decoded["transient"] is True
+    emr = boto3.client("emr", region_name=REGION)
+    cluster = emr.describe_cluster(ClusterId=decoded["cluster_id"])["Cluster"]
+    assert cluster["AutoTerminate"] is True  # KeepJobFlowAliveWhenNoSteps=False
+    groups = emr.list_instance_groups(ClusterId=decoded["cluster_id"])["InstanceGroups"]
+    assert {(g["InstanceGroupType"], g["InstanceType"], g["RequestedInstanceCount"]) for g in groups} == {
+        ("MASTER", "r5.2xlarge", 1),
+        ("CORE", "r5.2xlarge", 4),
+    }
+    delete_task(stub, EMR_SPARK_TASK_TYPE, meta)
+    state = emr.describe_cluster(ClusterId=decoded["cluster_id"])["Cluster"]["Status"]["State"]
+    assert state in ("TERMINATING", "TERMINATED")
+
+
+def test_transient_cluster_without_roles_names_the_variables(emr_env, monkeypatch):
+    monkeypatch.delenv("CDAO_EMR_SERVICE_ROLE", raising=False)
+    with pytest.raises(ConnectorConfigError, match="CDAO_EMR_SERVICE_ROLE"):
+        EMRConnector().create(serialize(emr_tasks.on_transient), "s3://flyte-data/x", None, None)

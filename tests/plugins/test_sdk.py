@@ -1,0 +1,268 @@
+"""The SDK's decorators: what they serialize to (what propeller and the connectors receive), the
+routing rules, local in-process execution, and errors at decoration time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cdao_sdk
+import propeller
+import pytest
+from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
+from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
+from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE
+from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_sdk import batch_task, cpu_task, gpu_task, settings, spark_task, task
+from cdao_sdk.pools import NODE_POOLS
+from flytekit import workflow
+from propeller import serialize
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao/ml:1.0.0"
+
+
+@pytest.fixture(autouse=True)
+def clean_settings():
+    settings.reset()
+    yield
+    settings.reset()
+
+
+def _pod(t) -> dict:
+    tmpl = serialize(t)
+    return tmpl.k8s_pod.pod_spec
+
+
+def _primary(pod: dict) -> dict:
+    return next(c for c in pod["containers"] if c["name"] == "primary")
+
+
+def test_gpu_task_on_a100_timeslice():
+    @gpu_task(gpu_type="a100", gpus=2, memory="64Gi")
+    def train(x: int) -> int:
+        return x
+
+    pod = _pod(train)
+    assert pod["nodeSelector"] == {"cdao.io/node-pool": "a100-timeslice", "workload-type.cdao.io/training": "true"}
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+    assert _primary(pod)["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_gpu_task_on_mig_slice_and_h100():
+    @gpu_task(gpu_type="a100", mig_profile="2g.20gb", inference=True)
+    def serve(x: int) -> int:
+        return x
+
+    pod = _pod(serve)
+    assert pod["nodeSelector"]["cdao.io/node-pool"] == "a100-mig"
+    assert pod["nodeSelector"]["workload-type.cdao.io/production-inference"] == "true"
+    assert pod["tolerations"][0]["value"] == "mig"
+    assert _primary(pod)["resources"]["limits"] == {"cpu": "4", "memory": "32Gi", "nvidia.com/mig-2g.20gb": "1"}
+
+    @gpu_task(gpu_type="h100", workload_type="fine-tuning")
+    def tune(x: int) -> int:
+        return x
+
+    pod = _pod(tune)
+    assert pod["nodeSelector"] == {"cdao.io/node-pool": "h100-timeslice", "workload-type.cdao.io/fine-tuning": "true"}
+    assert pod["tolerations"][0] == NODE_POOLS["h100-timeslice"].taint.toleration()
+
+
+def test_gpu_task_routes_catalogue_gpus_to_codeweave():
+    @gpu_task(gpu_type="nvidia-h100-80gb", gpus=4, inference=True)
+    def infer(x: int) -> int:
+        return x
+
+    tmpl = serialize(infer)
+    assert tmpl.type == CODEWEAVE_TASK_TYPE
+    assert tmpl.custom == {"gpu_type": "nvidia-h100-80gb", "gpus": 4, "cpu": "4", "memory": "32Gi", "inference": True}
+
+
+def test_cpu_task_and_task_with_workload_type():
+    @cpu_task(cpu="2", memory="4Gi", workload_type="control")
+    def light(x: int) -> int:
+        return x
+
+    pod = _pod(light)
+    assert pod["nodeSelector"] == {"cdao.io/node-pool": "cpu", "workload-type.cdao.io/control": "true"}
+    assert _primary(pod)["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
+
+    @task(workload_type="research")
+    def explore(x: int) -> int:
+        return x
+
+    pod = _pod(explore)
+    assert pod["nodeSelector"] == {"workload-type.cdao.io/research": "true"}
+    assert pod["tolerations"][0]["value"] == "true"
+
+    @task
+    def plain(x: int) -> int:
+        return x
+
+    assert serialize(plain).type == "python-task"
+
+
+def test_batch_task_serializes_queue_choice_and_retries():
+    @batch_task(spot=False, vcpus=4, memory="16Gi", timeout=7200)
+    def etl(x: int) -> int:
+        return x
+
+    tmpl = serialize(etl)
+    assert tmpl.type == BATCH_TASK_TYPE
+    assert tmpl.custom == {"spot": False, "vcpus": 4, "memory": "16Gi", "gpus": 0, "timeout_seconds": 7200}
+    assert tmpl.metadata.retries.retries == 0
+    assert tmpl.metadata.timeout.total_seconds() == 7200
+
+    @batch_task
+    def prep(x: int) -> int:
+        return x
+
+    tmpl = serialize(prep)
+    assert tmpl.custom["spot"] is True
+    assert tmpl.metadata.retries.retries == 3  # spot reclamation is retried
+
+
+def test_spark_task_routing():
+    @spark_task(cluster_id="j-2AXXXXXXGAPLF")
+    def on_cluster(x: int) -> int:
+        return x
+
+    assert serialize(on_cluster).type == EMR_SPARK_TASK_TYPE
+
+    cdao_sdk.configure(
+        "flyte.example.com:443", "ml", emr_serverless_role="arn:aws:iam::123456789012:role/emr", remote=object()
+    )
+
+    @spark_task(spark_conf={"spark.executor.cores": "4"})
+    def serverless(x: int) -> int:
+        return x
+
+    tmpl = serialize(serverless)
+    assert tmpl.type == EMR_SERVERLESS_TASK_TYPE
+    assert tmpl.custom["execution_role_arn"] == "arn:aws:iam::123456789012:role/emr"
+    assert "--conf spark.executor.cores=4" in tmpl.custom["spark_submit_parameters"]
+
+
+def test_sagemaker_decorators_apply_platform_defaults():
+    cdao_sdk.configure(
+        "flyte.example.com", "ml", region="us-east-1", sagemaker_role=ROLE, default_bucket="ml-art", remote=object()
+    )
+
+    @cdao_sdk.sagemaker_training_task(instance_type="ml.g5.xlarge", container_image=IMAGE)
+    def train(x: int) -> int:
+        return x
+
+    tmpl = serialize(train)
+    assert tmpl.type == SAGEMAKER_TRAINING_TASK_TYPE
+    assert tmpl.custom["execution_role_arn"] == ROLE
+    assert tmpl.custom["use_spot_instances"] is True
+    assert tmpl.custom["output_s3_path"] == "s3://ml-art/sagemaker/training"
+    assert tmpl.custom["checkpoint_s3_uri"] == "s3://ml-art/sagemaker/checkpoints"
+
+    @cdao_sdk.sagemaker_processing_task(container_image=IMAGE)
+    def process(x: int) -> int:
+        return x
+
+    assert serialize(process).type == SAGEMAKER_PROCESSING_TASK_TYPE
+
+    @cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.m5.large")
+    def score(model_name: str, input_s3_uri: str) -> dict:
+        return {}
+
+    config = serialize(score).custom["config"]
+    assert config["TransformOutput"]["S3OutputPath"] == "s3://ml-art/sagemaker/transform/{idempotence_token}"
+    assert config["ModelName"] == "{inputs.model_name}"
+
+    deploy = cdao_sdk.sagemaker_endpoint("fraud-model", image=IMAGE)
+    assert set(deploy.python_interface.inputs) >= {"model_path"}
+
+
+def test_tasks_run_in_process_locally_by_default(monkeypatch):
+    """``pyflyte run`` without --remote: bodies run here, no connector, no cloud."""
+
+    @gpu_task(gpu_type="nvidia-a100-40gb")
+    def double(x: int) -> int:
+        return 2 * x
+
+    @batch_task(vcpus=2)
+    def inc(x: int) -> int:
+        return x + 1
+
+    @spark_task(cluster_id="j-2AXXXXXXGAPLF")
+    def square(x: int) -> int:
+        return x * x
+
+    @workflow
+    def pipeline(x: int) -> int:
+        return square(x=inc(x=double(x=x)))
+
+    assert pipeline(x=3) == 49
+
+    monkeypatch.setenv("CDAO_LOCAL_EXECUTION", "sideways")
+    with pytest.raises(ValueError, match="CDAO_LOCAL_EXECUTION"):
+        double(x=1)
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        (lambda: gpu_task(gpu_type="tpu-v5"), "neither an EKS pool GPU"),
+        (lambda: gpu_task(gpu_type="a100", gpus=0), "gpus=0"),
+        (lambda: gpu_task(gpu_type="h100", mig_profile="1g.10gb"), "needs gpu_type='a100'"),
+        (lambda: gpu_task(gpu_type="a100", mig_profile="4g.40gb"), "unknown MIG profile"),
+        (lambda: gpu_task(gpu_type="nvidia-a100-80gb", platform="codeweave", mig_profile="1g.10gb"), "whole GPUs"),
+        (lambda: gpu_task(gpu_type="nvidia-a100-80gb", gpus=9), "1 to 8"),
+        (lambda: gpu_task(gpu_type="a100", memory="lots"), "memory='lots'"),
+        (lambda: gpu_task(gpu_type="a100", workload_type="fine-tuning"), "a100-timeslice serves"),
+        (lambda: gpu_task(gpu_type="a100", platform="gce"), "platform='gce'"),
+        (lambda: cpu_task(workload_type="training"), "the cpu pool serves"),
+        (lambda: task(workload_type="gaming"), "not served by any node pool"),
+        (lambda: batch_task(vcpus=0), "vcpus=0"),
+        (lambda: batch_task(spot="yes"), "spot='yes'"),
+        (lambda: batch_task(timeout=10), "outside AWS Batch"),
+        (lambda: batch_task(memory="2GB"), "memory='2GB'"),
+        (lambda: spark_task(cluster_id="cluster-1"), "not an EMR cluster id"),
+        (lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", instance_count=3), "not both"),
+        (lambda: spark_task(platform="emr", instance_type="huge"), "instance_type='huge'"),
+        (spark_task, "emr_serverless_role"),
+        (lambda: cdao_sdk.sagemaker_training_task(container_image=IMAGE), "sagemaker_role"),
+        (lambda: cdao_sdk.sagemaker_batch_transform_task(strategy="Bulk"), "strategy='Bulk'"),
+    ],
+)
+def test_bad_arguments_fail_at_decoration(decorate, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        dec = decorate()
+
+        def f(x: int) -> int:
+            return x
+
+        dec(f)
+
+
+def test_transform_signature_is_checked():
+    cdao_sdk.configure("flyte.example.com", "ml", region="us-east-1", default_bucket="b", remote=object())
+    with pytest.raises(ValueError, match=r"must be \(model_name: str, input_s3_uri: str\)"):
+
+        @cdao_sdk.sagemaker_batch_transform_task()
+        def score(data: str) -> dict:
+            return {}
+
+
+def test_pyflyte_run_executes_a_codeweave_task_body_locally():
+    """The data scientist's loop: ``pyflyte run`` without --remote needs no connector, no cloud."""
+    support = Path(propeller.__file__).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDAO_", "AWS_ENDPOINT"))}
+    pyflyte = [sys.executable, "-m", "flytekit.clis.sdk_in_container.pyflyte"]
+    result = subprocess.run(
+        [*pyflyte, "run", str(support / "cw_tasks.py"), "scale", "--values", "[1, 2, 3]", "--factor", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "o0=12.0" in result.stdout and "scaled 3 values" in result.stdout

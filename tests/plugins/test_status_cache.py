@@ -1,0 +1,97 @@
+"""The shared Batch status cache: batching, freshness bound, single refresh per round."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from cdao_connectors.aws_batch.status_cache import DESCRIBE_BATCH, JobStatusCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Describer:
+    """Stands in for DescribeJobs; records the ids of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.status = "RUNNING"
+        self.lock = threading.Lock()
+
+    def __call__(self, ids: list[str]) -> list[dict[str, str]]:
+        with self.lock:
+            self.calls.append(list(ids))
+        return [{"jobId": i, "status": self.status} for i in ids if not i.startswith("gone")]
+
+
+def test_one_pass_refreshes_every_tracked_job_in_batches_of_100():
+    clock, describe = Clock(), Describer()
+    cache = JobStatusCache(describe, max_age=5.0, clock=clock)
+    ids = [f"job-{i}" for i in range(250)]
+    for i in ids:
+        cache.seed({"jobId": i, "status": "SUBMITTED"})
+    assert all(cache.get(i)[0]["status"] == "SUBMITTED" for i in ids)
+    assert describe.calls == []
+
+    clock.now += 5.1  # one polling interval later: every entry is too old
+    assert [cache.get(i)[0]["status"] for i in ids] == ["RUNNING"] * 250
+    assert [len(c) for c in describe.calls] == [100, 100, 50]
+    assert all(len(c) <= DESCRIBE_BATCH for c in describe.calls)
+
+
+def test_answers_are_never_older_than_max_age():
+    clock, describe = Clock(), Describer()
+    cache = JobStatusCache(describe, max_age=5.0, clock=clock)
+    cache.get("a")
+    for step in (1.0, 2.0, 1.9, 0.5, 4.9, 0.2):
+        clock.now += step
+        _, age = cache.get("a")
+        assert age <= 5.0
+    describe.status = "SUCCEEDED"
+    clock.now += 5.01
+    assert cache.get("a")[0]["status"] == "SUCCEEDED"
+
+
+class SlowDescriber(Describer):
+    """DescribeJobs that takes time, during which pollers keep arriving and the clock moves."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def __call__(self, ids: list[str]) -> list[dict[str, str]]:
+        with self.lock:
+            self.clock.now += 0.1
+        time.sleep(0.05)
+        return super().__call__(ids)
+
+
+def test_concurrent_pollers_share_one_refresh():
+    clock = Clock()
+    describe = SlowDescriber(clock)
+    cache = JobStatusCache(describe, max_age=5.0, clock=clock, parallel=1)
+    ids = [f"j{i}" for i in range(300)]
+    for i in ids:
+        cache.seed({"jobId": i, "status": "SUBMITTED"})
+    clock.now += 6
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda i: cache.get(i)[0]["status"], ids))
+    assert statuses == ["RUNNING"] * 300
+    assert len(describe.calls) == 3
+
+
+def test_unknown_ids_and_idle_jobs():
+    clock, describe = Clock(), Describer()
+    cache = JobStatusCache(describe, max_age=5.0, idle_after=60, clock=clock)
+    assert cache.get("gone-1")[0] is None  # Batch no longer knows it
+    cache.get("busy")
+    clock.now += 61
+    cache.get("busy")  # gone-1 was not asked for 61 s: dropped from the refresh
+    assert describe.calls[-1] == ["busy"]
