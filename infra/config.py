@@ -16,7 +16,7 @@ cdao:codeweave             CodeweaveConfig               the external GPU cloud'
 cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave presents (`config set --secret`)
 cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
 cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
-cdao:flyte                 FlyteConfig                   Flyte projects (a namespace and IAM role per domain)
+cdao:flyte                 (hostname required)           Flyte hostname; projects (a namespace, IAM role per domain)
 cdao:batch                 BatchConfig                   AWS Batch instance types and vCPU ceiling
 
 Parsing happens once, before any resource is declared; any bad value raises ConfigError with one
@@ -46,6 +46,7 @@ GPU_SHARING_LABEL = "cdao.io/gpu-sharing"
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+EKS_ADDON_NAMES = ("vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "aws-efs-csi-driver")
 EKS_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -101,6 +102,9 @@ class NetworkConfig(_Model):
 
 class ClusterConfig(_Model):
     kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d{2}$")
+    # EKS managed add-on versions by add-on name (vpc-cni, coredns, kube-proxy, aws-ebs-csi-driver,
+    # aws-efs-csi-driver); an add-on not listed gets EKS's default build for kubernetesVersion.
+    addon_versions: dict[str, str] = {}
     endpoint_public_access: bool = False
     public_access_cidrs: list[ipaddress.IPv4Network] = []
     enabled_log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = list(
@@ -178,6 +182,10 @@ class FlyteConfig(_Model):
     production), so one project's tasks cannot read another's data."""
 
     projects: list[str] = Field(default=["ml-experiments"], min_length=1)
+    # Console and API name; infra/ requests its ACM certificate, validated in DNS through
+    # hostedZoneId when given (otherwise the validation record is a stack output for the DNS owner).
+    hostname: str = Field(max_length=253, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
 
 
 class GitOpsConfig(_Model):
@@ -218,7 +226,7 @@ class StackConfig(_Model):
     codeweave: CodeweaveConfig = CodeweaveConfig()
     gitops: GitOpsConfig
     addons: AddonsConfig = AddonsConfig()
-    flyte: FlyteConfig = FlyteConfig()
+    flyte: FlyteConfig
     batch: BatchConfig = BatchConfig()
 
     @property
@@ -600,6 +608,13 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
         if not re.fullmatch(r"v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?", version):
             # A range or "latest" would let an environment drift without a reviewed diff.
             problems.append((key, version, "an exact chart version such as 1.16.1"))
+    for addon, version in config.cluster.addon_versions.items():
+        if addon not in EKS_ADDON_NAMES:
+            problems.append((f"{NAMESPACE}:cluster.addonVersions", addon, f"one of {', '.join(EKS_ADDON_NAMES)}"))
+        elif not re.fullmatch(r"v\d+\.\d+\.\d+-eksbuild\.\d+", version):
+            problems.append(
+                (f"{NAMESPACE}:cluster.addonVersions.{addon}", version, "an EKS build such as v1.19.0-eksbuild.1")
+            )
     for itype in config.batch.instance_types:
         if itype not in INSTANCE_TYPES:
             problems.append(

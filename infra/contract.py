@@ -28,10 +28,13 @@ class ServiceAccount:
     namespace: str
     name: str
     purpose: str
+    # "platform": platform/ creates the account; "eks-addon": an EKS managed add-on that infra/
+    # installs creates it and annotates it with the role itself.
+    created_by: str = "platform"
 
 
 # Every IRSA role infra/ creates, and the one service account each trusts (`:sub` and `:aud` pinned).
-# platform/ must create each of these accounts in that namespace, annotated with the role ARN.
+# platform/ must create each account marked "platform" in that namespace, annotated with the role ARN.
 SERVICE_ACCOUNTS: tuple[ServiceAccount, ...] = (
     ServiceAccount("flyteadmin", "flyte", "flyteadmin", "Flyte control plane: metadata bucket, presigned URLs"),
     ServiceAccount("flytepropeller", "flyte", "flytepropeller", "Flyte propeller: reads and writes task data in S3"),
@@ -44,9 +47,11 @@ SERVICE_ACCOUNTS: tuple[ServiceAccount, ...] = (
     ServiceAccount(
         "external-secrets", "external-secrets", "external-secrets", "reads this stack's Secrets Manager secrets"
     ),
-    ServiceAccount("ebs-csi", "kube-system", "ebs-csi-controller-sa", "EBS volumes for PVCs"),
-    ServiceAccount("efs-csi", "kube-system", "efs-csi-controller-sa", "EFS access points for PVCs"),
-    ServiceAccount("vpc-cni", "kube-system", "aws-node", "VPC CNI: pod networking (kept off the node role)"),
+    ServiceAccount("ebs-csi", "kube-system", "ebs-csi-controller-sa", "EBS volumes for PVCs", "eks-addon"),
+    ServiceAccount("efs-csi", "kube-system", "efs-csi-controller-sa", "EFS access points for PVCs", "eks-addon"),
+    ServiceAccount(
+        "vpc-cni", "kube-system", "aws-node", "VPC CNI: pod networking (kept off the node role)", "eks-addon"
+    ),
     ServiceAccount("fluent-bit", "observability", "fluent-bit", "ships container logs to CloudWatch Logs"),
 )
 
@@ -93,11 +98,16 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("emr-log-uri", "S3 prefix for EMR logs"),
     Annotation("emr-security-configuration", "EMR security configuration for transient EMR-on-EC2 clusters"),
     Annotation("emr-service-role-arn", "EMR service role for transient EMR-on-EC2 clusters"),
-    Annotation("emr-instance-profile-arn", "EC2 instance profile of transient EMR-on-EC2 clusters"),
+    Annotation(
+        "emr-instance-profile",
+        "EC2 instance profile (name, as RunJobFlow's JobFlowRole takes it) of EMR-on-EC2 clusters",
+    ),
     Annotation("private-subnet-ids", "comma-separated private subnets (EMR-on-EC2 clusters, Batch)"),
     Annotation("sagemaker-output-uri", "S3 prefix for SageMaker job outputs"),
     Annotation("ecr-tasks-repository", "ECR repository URL for task images"),
     Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
+    Annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)"),
+    Annotation("flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"),
     Annotation("codeweave-endpoint", "Codeweave API endpoint (empty string when Codeweave is disabled)"),
     Annotation("codeweave-api-key-secret", "Secrets Manager secret name of the Codeweave API key"),
     *(

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.addons import ClusterAddons, ClusterAddonsArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.compute import Compute, ComputeArgs, Registry
 from infra.components.data import DB_NAME, Data, DataArgs
+from infra.components.edge import FlyteEndpoint, FlyteEndpointArgs
 from infra.components.gitops import GitOps, GitOpsArgs
 from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
@@ -70,8 +72,9 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             tags=tags,
         ),
     )
+    pools = {}
     for pool_name, pool in config.enabled_pools.items():
-        NodePool(
+        pools[pool_name] = NodePool(
             f"pool-{pool_name}",
             NodePoolArgs(
                 pool_name=pool_name,
@@ -184,6 +187,17 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         ),
     )
 
+    ClusterAddons(
+        "cluster-addons",
+        ClusterAddonsArgs(cluster_name=name, role_arns=identity.role_arns, versions=spec.addon_versions, tags=tags),
+        # CoreDNS reports healthy only once it has nodes to run on.
+        opts=pulumi.ResourceOptions(depends_on=[pools["cpu"]]),
+    )
+    endpoint = FlyteEndpoint(
+        "flyte-endpoint",
+        FlyteEndpointArgs(hostname=config.flyte.hostname, hosted_zone_id=config.flyte.hosted_zone_id, tags=tags),
+    )
+
     values: dict[str, pulumi.Input[str]] = {
         "aws-region": config.region,
         "aws-account-id": account_id,
@@ -206,7 +220,9 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         "emr-log-uri": compute.emr_log_uri,
         "emr-security-configuration": compute.emr_security_configuration.name,
         "emr-service-role-arn": service_roles.emr_service.arn,
-        "emr-instance-profile-arn": service_roles.emr_instance_profile.arn,
+        "emr-instance-profile": service_roles.emr_instance_profile.name,
+        "flyte-hostname": config.flyte.hostname,
+        "flyte-certificate-arn": endpoint.certificate_arn,
         "private-subnet-ids": pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
         "sagemaker-output-uri": compute.sagemaker_output_uri,
         "ecr-tasks-repository": registry.repository_urls["tasks"],
@@ -261,6 +277,8 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     pulumi.export("emrServerlessApplicationId", compute.emr_application.id)
     pulumi.export("ecrRepositories", registry.repository_urls)
     pulumi.export("roleArns", identity.role_arns)
+    pulumi.export("flyteEndpoint", f"https://{config.flyte.hostname}")
+    pulumi.export("flyteCertificateValidationRecord", endpoint.validation_record)
     pulumi.export(
         "serviceRoleArns",
         {

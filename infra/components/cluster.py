@@ -127,6 +127,11 @@ class Cluster(pulumi.ComponentResource):
             # Node pools are plain aws.eks.NodeGroup resources (infra/components/node_pool.py), so
             # policies and the cost estimate see them; no default node group of pulumi-eks's own.
             skip_default_node_group=True,
+            # VPC CNI, CoreDNS and kube-proxy become EKS managed add-ons in infra/components/addons.py,
+            # where the CNI can run as its own IRSA role, which needs this cluster's OIDC provider first.
+            use_default_vpc_cni=True,
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=False),
             tags=tags,
             cluster_tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),

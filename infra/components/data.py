@@ -13,6 +13,8 @@ from infra.components import iam
 BUCKET_PURPOSES = ("metadata", "userdata", "workflows")
 DB_PORT = 5432
 DB_NAME = "flyteadmin"  # flyteadmin and datacatalog share it, as Flyte's single-binary chart does
+# The master user Flyte connects as; its password lives only in the RDS-managed secret.
+DB_MASTER_USER = "cdao_admin"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class Data(pulumi.ComponentResource):
             storage_encrypted=True,
             kms_key_id=self.key.arn,
             db_name=DB_NAME,
-            username="cdao_admin",
+            username=DB_MASTER_USER,
             # RDS generates and rotates the password in Secrets Manager: it never passes through
             # Pulumi state or this repository.
             manage_master_user_password=True,

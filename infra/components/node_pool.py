@@ -19,6 +19,9 @@ from infra.instances import INSTANCE_TYPES
 # The NVIDIA MIG manager applies the layout named by this node label (the GPU stack in platform/
 # defines a layout of that name from the same pool config).
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+# The GPU operator's device plugin picks its time-slicing config by this node label; platform/
+# names each config after the pool (replicas from the same pool config).
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 _EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
@@ -28,6 +31,8 @@ def pool_labels(pool_name: str, pool: NodePoolConfig) -> dict[str, str]:
     labels.update({f"{WORKLOAD_LABEL_PREFIX}{w}": "true" for w in pool.workload_types})
     if pool.gpu_sharing.mode == "mig":
         labels[MIG_CONFIG_LABEL] = mig_layout_name(pool_name)
+    elif pool.gpu_sharing.mode == "time-slicing":
+        labels[DEVICE_PLUGIN_CONFIG_LABEL] = pool_name
     labels.update(pool.labels)
     return labels
 

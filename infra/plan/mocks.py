@@ -234,6 +234,23 @@ class AwsMocks(pulumi_mocks.Mocks):
             "registryId": ACCOUNT_ID,
         }
 
+    def _certificate(self, typ, name, inputs, physical):
+        cert_id = _uuid(self.stack, typ, name)
+        domain = inputs.get("domainName", "example.invalid")
+        token = _hex(self.stack, typ, name, length=32)
+        return f"arn:{PARTITION}:acm:{self.region}:{ACCOUNT_ID}:certificate/{cert_id}", {
+            "arn": f"arn:{PARTITION}:acm:{self.region}:{ACCOUNT_ID}:certificate/{cert_id}",
+            "status": "PENDING_VALIDATION",
+            "domainValidationOptions": [
+                {
+                    "domainName": domain,
+                    "resourceRecordName": f"_{token[:32]}.{domain}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": f"_{token[::-1]}.acm-validations.aws.",
+                }
+            ],
+        }
+
     def _vpc(self, typ, name, inputs, physical):
         return None, {
             "defaultSecurityGroupId": f"sg-{_hex(self.stack, typ, name, 'default')}",
@@ -264,6 +281,7 @@ _HANDLERS = {
     "aws:batch/jobQueue:JobQueue": AwsMocks._batch,
     "aws:ecr/repository:Repository": AwsMocks._ecr,
     "aws:ec2/vpc:Vpc": AwsMocks._vpc,
+    "aws:acm/certificate:Certificate": AwsMocks._certificate,
     "aws:ec2/eip:Eip": AwsMocks._eip,
     "aws:ec2/subnet:Subnet": AwsMocks._subnet,
 }

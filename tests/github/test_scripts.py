@@ -17,7 +17,9 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
     environments = tmp_path / "environments"
     shutil.copytree(ROOT / "environments", environments)
     staging = environments / "Pulumi.staging.yaml"
-    staging.write_text(staging.read_text() + "  cdao:flyte:\n    projects: [ml-experiments, fraud-models]\n")
+    text = staging.read_text()
+    assert text.count("  cdao:flyte:\n") == 1
+    staging.write_text(text.replace("  cdao:flyte:\n", "  cdao:flyte:\n    projects: [ml-experiments, fraud-models]\n"))
 
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / "flyte_projects.py"), "staging", str(environments)],

@@ -129,3 +129,35 @@ def test_gpu_pools_cost_nothing_at_idle(stack: str, capsys: pytest.CaptureFixtur
     assert all(line["idle_usd_month"] == 0 for line in gpu_lines)
     assert all(line["peak_usd_month"] > 10_000 for line in gpu_lines)
     assert plan["cost"]["unpriced"] == []
+
+
+def test_eks_managed_addons_run_as_their_own_roles(stack_run: PlanRun):
+    addons = {a.inputs["addonName"]: a.inputs for a in _of_type(stack_run, "aws:eks/addon:Addon")}
+    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "aws-efs-csi-driver"}
+    roles = {r.outputs["arn"]: r for r in _of_type(stack_run, "aws:iam/role:Role")}
+    for addon, account in {"vpc-cni": "aws-node", "aws-ebs-csi-driver": "ebs-csi-controller-sa"}.items():
+        trust = json.loads(roles[addons[addon]["serviceAccountRoleArn"]].inputs["assumeRolePolicy"])
+        (sub,) = [v for k, v in trust["Statement"][0]["Condition"]["StringEquals"].items() if k.endswith(":sub")]
+        assert sub == f"system:serviceaccount:kube-system:{account}"
+    assert "serviceAccountRoleArn" not in addons["coredns"]
+    # Without the network-policy agent, platform/'s NetworkPolicies would be accepted and ignored.
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+def test_time_sliced_pools_name_their_device_plugin_config(plan_of):
+    labels = {name: g.inputs["labels"] for name, g in _pools(plan_of("prod")).items()}
+    assert labels["a100-timeslice"]["nvidia.com/device-plugin.config"] == "a100-timeslice"
+    assert labels["h100-timeslice"]["nvidia.com/device-plugin.config"] == "h100-timeslice"
+    assert "nvidia.com/device-plugin.config" not in labels["a100-mig"]
+    assert labels["a100-mig"]["nvidia.com/mig.config"] == "cdao-a100-mig"
+
+
+def test_flyte_certificate_reaches_the_cluster_secret(stack_run: PlanRun):
+    (cert,) = _of_type(stack_run, "aws:acm/certificate:Certificate")
+    assert cert.inputs["domainName"] == stack_run.config.flyte.hostname
+    assert cert.inputs["validationMethod"] == "DNS"
+    (secret,) = _of_type(stack_run, "kubernetes:core/v1:Secret")
+    annotations = secret.inputs["metadata"]["annotations"]
+    assert annotations["cdao.io/flyte-certificate-arn"] == cert.outputs["arn"]
+    assert annotations["cdao.io/flyte-hostname"] == stack_run.config.flyte.hostname
+    assert stack_run.outputs["flyteCertificateValidationRecord"]["type"] == "CNAME"

@@ -20,6 +20,7 @@ VALID = {
     "cdao:team": "ml-platform",
     "cdao:costCenter": "cc-1",
     "cdao:gitops": {"repoUrl": "https://github.com/acme/platform.git"},
+    "cdao:flyte": {"hostname": "flyte.test.example.org"},
 }
 
 
