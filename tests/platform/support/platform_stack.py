@@ -1,0 +1,113 @@
+"""A stack as platform/ sees it: its parsed config and the Argo CD cluster Secret infra/ writes for it.
+
+The Secret is built from infra/contract.py (labels, and `stack_annotation_keys`: the fixed annotations,
+one chart-version annotation per cdao:gitops.chartVersions entry, the per-project Flyte task roles)
+with values shaped like the
+real ones (ARNs, bucket names, an RDS endpoint), so templates that paste them into ARNs, URLs and
+YAML are exercised with realistic strings.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from infra.config import StackConfig, parse_stack_config
+from infra.contract import (
+    ANNOTATION_PREFIX,
+    ARGOCD_NAMESPACE,
+    CHART_VERSION_PREFIX,
+    SECRET_NAME,
+    addon_labels,
+    stack_annotation_keys,
+)
+from infra.plan.runner import available_stacks, read_stack_file
+
+STACKS = tuple(available_stacks())
+ACCOUNT_ID = "123456789012"
+IN_CLUSTER = "https://kubernetes.default.svc"
+
+
+@functools.cache
+def stack_config(stack: str) -> StackConfig:
+    raw, _ = read_stack_file(stack)
+    config, _ = parse_stack_config(stack, raw)
+    return config
+
+
+def chart_version_key(chart_key: str) -> str:
+    return f"{CHART_VERSION_PREFIX}{chart_key}"
+
+
+def written_annotations(config: StackConfig) -> set[str]:
+    """Every annotation infra/ writes on this stack's cluster Secret (infra/contract.py)."""
+    return set(stack_annotation_keys(list(config.gitops.chart_versions), list(config.flyte.projects)))
+
+
+def _value(key: str, config: StackConfig) -> str:
+    name = key.removeprefix(ANNOTATION_PREFIX)
+    prefix = f"cdao-{config.stack}"
+    if name.startswith("role-arn-"):
+        return f"arn:aws:iam::{ACCOUNT_ID}:role/{prefix}-{name.removeprefix('role-arn-')}"
+    if name.startswith("bucket-"):
+        return f"{prefix}-{name.removeprefix('bucket-')}-{ACCOUNT_ID}"
+    fixed = {
+        "aws-region": config.region,
+        "aws-account-id": ACCOUNT_ID,
+        "cluster-name": prefix,
+        "vpc-id": "vpc-0a1b2c3d4e5f60718",
+        "repo-url": config.gitops.repo_url,
+        "repo-revision": config.gitops.revision,
+        "repo-path": config.gitops.path,
+        "db-endpoint": f"{prefix}-flyte.c9akciq32.{config.region}.rds.amazonaws.com",
+        "db-port": "5432",
+        "db-master-secret-arn": f"arn:aws:secretsmanager:{config.region}:{ACCOUNT_ID}:secret:rds!db-3f2a-AbCdEf",
+        "db-name": "flyteadmin",
+        "efs-file-system-id": "fs-0123456789abcdef0",
+        "batch-queue-spot": f"{prefix}-spot",
+        "batch-queue-ondemand": f"{prefix}-ondemand",
+        "emr-serverless-application-id": "00fabcdefgh12345",
+        "emr-log-uri": f"s3://{prefix}-userdata-{ACCOUNT_ID}/emr-logs/",
+        "emr-security-configuration": f"{prefix}-emr",
+        "emr-service-role-arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{prefix}-emr-service",
+        "emr-instance-profile": f"{prefix}-emr-ec2",
+        "private-subnet-ids": "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002",
+        "sagemaker-output-uri": f"s3://{prefix}-userdata-{ACCOUNT_ID}/sagemaker/",
+        "ecr-tasks-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/tasks",
+        "ecr-connector-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/connector",
+        "codeweave-endpoint": config.codeweave.endpoint or "",
+        "codeweave-api-key-secret": f"{prefix}/codeweave-api-key",
+        "flyte-hostname": config.flyte.hostname,
+        "flyte-certificate-arn": f"arn:aws:acm:{config.region}:{ACCOUNT_ID}:certificate/0b1c2d3e-4f50-6172-8394",
+    }
+    if name not in fixed:
+        raise KeyError(f"no mock value for annotation {key}; add one when the contract grows")
+    return fixed[name]
+
+
+def cluster_secret(stack: str, *, drop: str | None = None) -> dict[str, Any]:
+    """The in-cluster Argo CD cluster Secret for a stack (optionally without one annotation)."""
+    config = stack_config(stack)
+    annotations = {
+        key: config.gitops.chart_versions[key.removeprefix(CHART_VERSION_PREFIX)]
+        if key.startswith(CHART_VERSION_PREFIX)
+        else _value(key, config)
+        for key in sorted(written_annotations(config))
+    }
+    if drop is not None:
+        del annotations[drop]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": SECRET_NAME,
+            "namespace": ARGOCD_NAMESPACE,
+            "labels": {
+                "argocd.argoproj.io/secret-type": "cluster",
+                "environment": stack,
+                **addon_labels(config.addons),
+            },
+            "annotations": annotations,
+        },
+        "stringData": {"name": "in-cluster", "server": IN_CLUSTER},
+    }
