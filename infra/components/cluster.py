@@ -10,6 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
+from infra.components.shared import rotating_key
+
 # AWS-managed policies every EKS worker needs to join the cluster and pull images. The VPC CNI's
 # policy is deliberately absent: it goes to the aws-node service account through IRSA instead, so a
 # compromised pod cannot rewrite the node's network interfaces with the node's own role.
@@ -47,19 +49,12 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        secrets_key = aws.kms.Key(
+        secrets_key = rotating_key(
             f"{name}-secrets",
-            description=f"Envelope encryption of Kubernetes Secrets in {args.cluster_name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            tags={**tags, "Name": f"{args.cluster_name}-secrets"},
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-secrets",
-            name=f"alias/{args.cluster_name}-secrets",
-            target_key_id=secrets_key.key_id,
-            opts=pulumi.ResourceOptions(parent=secrets_key),
+            f"Envelope encryption of Kubernetes Secrets in {args.cluster_name}",
+            f"{args.cluster_name}-secrets",
+            {**tags, "Name": f"{args.cluster_name}-secrets"},
+            child,
         )
 
         # EKS creates this group itself on first log write with retention "never expire"; owning it

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.shared import https_egress_only
+
 EMR_RELEASE = "emr-7.5.0"  # Spark 3.5; EMR Serverless and EMR-on-EC2 share the release line
 
 
@@ -32,20 +34,7 @@ class Compute(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         # Batch instances only talk out (to ECR, S3 and the Batch API); nothing talks in.
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-batch", vpc_id=args.vpc_id, description="AWS Batch instances: egress only", tags=tags, opts=child
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-batch-https",
-            security_group_id=sg.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="HTTPS to AWS APIs, ECR and S3",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=sg),
-        )
+        sg = https_egress_only(f"{name}-batch", args.vpc_id, "AWS Batch instances: egress only", tags, self)
         self.queue_names: dict[str, pulumi.Output[str]] = {}
         self.queue_arns: dict[str, pulumi.Output[str]] = {}
         for capacity in ("spot", "ondemand"):
@@ -85,23 +74,8 @@ class Compute(pulumi.ComponentResource):
             self.queue_names[capacity] = queue.name
             self.queue_arns[capacity] = queue.arn
 
-        emr_sg = aws.ec2.SecurityGroup(
-            f"{name}-emr-serverless",
-            vpc_id=args.vpc_id,
-            description="EMR Serverless workers: egress only",
-            tags=tags,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-emr-serverless-https",
-            security_group_id=emr_sg.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            description="HTTPS to S3 and AWS APIs",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=emr_sg),
+        emr_sg = https_egress_only(
+            f"{name}-emr-serverless", args.vpc_id, "EMR Serverless workers: egress only", tags, self
         )
         self.emr_application = aws.emrserverless.Application(
             f"{name}-spark",

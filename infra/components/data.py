@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components import iam
+from infra.components.shared import reachable_only_from, rotating_key
 
 BUCKET_PURPOSES = ("metadata", "userdata", "workflows")
 DB_PORT = 5432
@@ -48,19 +49,12 @@ class Data(pulumi.ComponentResource):
         tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-key",
-            description=f"cdao-{args.stack}: RDS storage, the RDS master secret, S3 objects, EFS",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            tags={**tags, "Name": f"cdao-{args.stack}-data"},
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-key",
-            name=f"alias/cdao-{args.stack}-data",
-            target_key_id=self.key.key_id,
-            opts=pulumi.ResourceOptions(parent=self.key),
+            f"cdao-{args.stack}: RDS storage, the RDS master secret, S3 objects, EFS",
+            f"cdao-{args.stack}-data",
+            {**tags, "Name": f"cdao-{args.stack}-data"},
+            child,
         )
 
         self._database(tags)
@@ -88,24 +82,16 @@ class Data(pulumi.ComponentResource):
         subnet_group = aws.rds.SubnetGroup(
             f"{name}-db", subnet_ids=list(args.database_subnet_ids), description="Database tier", tags=tags, opts=child
         )
-        sg = aws.ec2.SecurityGroup(
+        # Only the cluster's nodes reach the database, and only on its port; nothing from the internet.
+        sg = reachable_only_from(
             f"{name}-db",
             vpc_id=args.vpc_id,
             description="PostgreSQL for Flyte: cluster nodes only",
+            source_security_group_id=args.node_security_group_id,
+            port=DB_PORT,
+            rule_description="PostgreSQL from EKS nodes",
             tags=tags,
-            opts=child,
-        )
-        # Only the cluster's nodes reach the database, and only on its port; nothing from the internet.
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-db-from-nodes",
-            security_group_id=sg.id,
-            referenced_security_group_id=args.node_security_group_id,
-            ip_protocol="tcp",
-            from_port=DB_PORT,
-            to_port=DB_PORT,
-            description="PostgreSQL from EKS nodes",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=sg),
+            parent=self,
         )
         family = f"postgres{args.db_engine_version.split('.')[0]}"
         params = aws.rds.ParameterGroup(
@@ -260,13 +246,12 @@ class Data(pulumi.ComponentResource):
         args, name = self._args, self._name
         provider = aws.Provider(f"{name}-replica-region", region=region, opts=pulumi.ResourceOptions(parent=self))
         replica_opts = pulumi.ResourceOptions(parent=self, provider=provider)
-        replica_key = aws.kms.Key(
+        replica_key = rotating_key(
             f"{name}-replica-key",
-            description=f"cdao-{args.stack}: replicas of the data buckets in {region}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            tags=tags,
-            opts=replica_opts,
+            f"cdao-{args.stack}: replicas of the data buckets in {region}",
+            None,
+            tags,
+            replica_opts,
         )
         replicas = {
             p: self._bucket(p, replica_key, tags, opts=replica_opts, suffix="-replica") for p in BUCKET_PURPOSES
@@ -352,23 +337,15 @@ class Data(pulumi.ComponentResource):
             tags={**tags, "Name": f"cdao-{args.stack}-shared"},
             opts=child,
         )
-        sg = aws.ec2.SecurityGroup(
+        sg = reachable_only_from(
             f"{name}-efs",
             vpc_id=args.vpc_id,
             description="EFS mount targets: cluster nodes only",
+            source_security_group_id=args.node_security_group_id,
+            port=2049,
+            rule_description="NFS from EKS nodes",
             tags=tags,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-efs-from-nodes",
-            security_group_id=sg.id,
-            referenced_security_group_id=args.node_security_group_id,
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            description="NFS from EKS nodes",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=sg),
+            parent=self,
         )
         for az, subnet_id in zip(args.availability_zones, args.private_subnet_ids, strict=True):
             aws.efs.MountTarget(
