@@ -1,0 +1,147 @@
+"""Every workflow under workflows/ serialises for registration and has its own local test."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from flytekit.core.workflow import WorkflowBase
+from flytekit.models.task import TaskSpec
+from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize
+
+WORKFLOWS = ROOT / "workflows"
+TESTS = Path(__file__).parent
+
+
+def pipeline_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules([str(WORKFLOWS)]) if not m.name.startswith("_"))
+
+
+def workflows_of(module_name: str) -> list[WorkflowBase]:
+    # Imported inside the tests, not at collection: one broken module fails its own tests only.
+    module = importlib.import_module(f"workflows.{module_name}")
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, WorkflowBase) and obj.name.startswith(f"workflows.{module_name}.")
+    ]
+
+
+MODULES = pipeline_modules()
+
+
+def all_workflows() -> list[WorkflowBase]:
+    return [wf for m in MODULES for wf in workflows_of(m)]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_pipeline_module_defines_a_workflow(module: str) -> None:
+    assert workflows_of(module), f"workflows/{module}.py defines no @workflow (helpers belong in _-prefixed modules)"
+
+
+def test_the_issue_pipelines_are_all_there() -> None:
+    names = {wf.name.rsplit(".", 1)[-1] for wf in all_workflows()}
+    expected = {
+        "ml_pipeline",
+        "sagemaker_batch_prediction_pipeline",
+        "gpu_training_pipeline",
+        "spark_analytics_pipeline",
+        "segment_scoring_pipeline",
+    }
+    assert expected <= names
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_workflow_has_a_local_test(module: str) -> None:
+    test_file = TESTS / f"test_{module}.py"
+    assert test_file.exists(), f"workflows/{module}.py has no local test: add {test_file.relative_to(ROOT)}"
+    for wf in workflows_of(module):
+        short = wf.name.rsplit(".", 1)[-1]
+        assert f"{short}(" in test_file.read_text(), f"{test_file.name} never runs {short}(...)"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_workflow_serialises_with_retries_and_timeouts(module: str) -> None:
+    for wf in workflows_of(module):
+        _check_serialised(wf)
+
+
+def _check_serialised(wf: WorkflowBase) -> None:
+    mapping = serialize(wf)
+    templates = [spec.template for spec in mapping.values() if isinstance(spec, TaskSpec)]
+    assert templates, f"{wf.name} registers no tasks"
+    for t in templates:
+        where = f"{wf.name}: task {t.id.name}"
+        assert t.metadata.retries.retries >= 1, f"{where} has no retries"
+        assert t.metadata.timeout is not None and t.metadata.timeout.total_seconds() > 0, f"{where} has no timeout"
+        if t.metadata.discoverable:
+            assert t.metadata.discovery_version, f"{where} is cached without a cache_version"
+        if t.container is not None:
+            # Every job, SageMaker's included, runs the image the workflows are registered with.
+            assert t.container.image == f"{IMAGE_FQN}:{IMAGE_TAG}", where
+
+
+def test_deterministic_steps_are_cached() -> None:
+    # A mapped task registers as `map_<task>_<hash>-arraynode`; name it after the task it maps.
+    cached = {
+        re.sub(r"^map_(.+)_[0-9a-f]{32}-arraynode$", r"\1", t.id.name.rsplit(".", 1)[-1])
+        for wf in all_workflows()
+        for spec in serialize(wf).values()
+        if isinstance(spec, TaskSpec) and (t := spec.template).metadata.discoverable
+    }
+    assert {
+        "train_model",
+        "preprocess_data_sagemaker",
+        "train_model_sagemaker",
+        "train_cnn",
+        "segment_risk_report",
+        "score_segment",
+    } <= cached
+    # Steps reading a *location* must not be cached: the same path holds new data tomorrow.
+    assert not cached & {"ingest_raw_data", "preprocess_data", "export_applications", "prepare_segments"}
+
+
+def _package(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[int, str, list[str]]:
+    out = tmp_path / "flyte-package.tgz"
+    args = ["--pkgs", "workflows", "package", "--image", f"{IMAGE_FQN}:{IMAGE_TAG}", "--output", str(out), "-f"]
+    proc = run_cli(args, cwd=ROOT, env=env)
+    names: list[str] = []
+    if out.exists():
+        with tarfile.open(out) as tar:
+            names = tar.getnames()
+    return proc.returncode, proc.stdout + proc.stderr, names
+
+
+def test_pyflyte_package_contains_every_workflow(tmp_path: Path) -> None:
+    code, log, names = _package(tmp_path)
+    assert code == 0, log
+    for wf in all_workflows():
+        assert any(f"_{wf.name}_2.pb" in n for n in names), f"{wf.name} missing from the package: {names}"
+    assert any("credit_scoring_batch_prediction" in n for n in names)
+    # Outside production the nightly schedule is not even built, so it cannot be activated there.
+    assert not any("credit_scoring_nightly" in n for n in names)
+
+
+PRODUCTION_ENV = {
+    "FLYTE_DOMAIN": "production",
+    "CDAO_AWS_REGION": "us-east-1",
+    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-prod-sagemaker-exec",
+    "CDAO_DEFAULT_BUCKET": "cdao-prod-ml-artifacts",
+}
+
+
+def test_production_package_adds_the_nightly_schedule(tmp_path: Path) -> None:
+    code, log, names = _package(tmp_path, PRODUCTION_ENV)
+    assert code == 0, log
+    assert any("credit_scoring_nightly" in n for n in names), names
+
+
+def test_registration_refuses_placeholder_aws_settings(tmp_path: Path) -> None:
+    env = {"FLYTE_DOMAIN": "staging", "CDAO_AWS_REGION": "", "CDAO_SAGEMAKER_ROLE_ARN": "", "CDAO_DEFAULT_BUCKET": ""}
+    code, log, _ = _package(tmp_path, env)
+    assert code != 0
+    assert "CDAO_SAGEMAKER_ROLE_ARN" in log and "staging" in log
