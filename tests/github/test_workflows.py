@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -441,3 +442,19 @@ def test_preview_credentials_check(tmp_path, env, available, reason):
         assert "pulumi preview of staging skipped" in summary
     else:
         assert summary == ""
+
+
+def test_runners_fetch_the_torch_build_the_lock_pins():
+    """uv.lock takes torch's CPU build from /opt/wheels; every job that syncs puts that exact wheel there first."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (pin,) = [r for r in pyproject["dependency-groups"]["training"] if r.startswith("torch==") and "+cpu" in r]
+    version = pin.split(";")[0].removeprefix("torch==").strip()
+    for name, workflow in all_workflows().items():
+        for job_name, job in workflow["jobs"].items():
+            steps = job.get("steps", [])
+            names = [s.get("name", "") for s in steps]
+            if "Install the locked environment" not in names:
+                continue
+            fetch = names.index("Provide PyTorch's CPU wheel where uv.lock expects it")
+            assert fetch < names.index("Install the locked environment"), f"{name}:{job_name}"
+            assert steps[fetch]["env"]["TORCH_VERSION"] == version, f"{name}:{job_name}"
