@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Registers workflows/ to one Flyte domain, in every Flyte project of the stack, at this commit.
 # Called by the deploy workflow after `pulumi up` of the stack. Inputs come from the environment:
-#   STACK, FLYTE_DOMAIN, IMAGE (the connector image pushed for this commit), GITHUB_SHA,
+#   STACK, FLYTE_DOMAIN, IMAGE (the task image workflows/Dockerfile built for this commit), GITHUB_SHA,
 #   FLYTE_PLATFORM_URL, FLYTE_CREDENTIALS_CLIENT_ID, FLYTE_CREDENTIALS_CLIENT_SECRET (flytekit's own
 #   variable names, read by pyflyte).
 set -euo pipefail
@@ -19,6 +19,10 @@ if [ -z "${FLYTE_PLATFORM_URL:-}" ]; then
   echo "${msg}" >> "${summary}"
   exit 0
 fi
+# The stack's real AWS values, which workflows/ refuses to register without (workflows/_platform.py).
+: "${CDAO_AWS_REGION:?CDAO_AWS_REGION is required}" "${CDAO_SAGEMAKER_ROLE_ARN:?CDAO_SAGEMAKER_ROLE_ARN is required}"
+: "${CDAO_DEFAULT_BUCKET:?CDAO_DEFAULT_BUCKET is required}"
+export CDAO_AWS_REGION CDAO_SAGEMAKER_ROLE_ARN CDAO_DEFAULT_BUCKET
 if [ ! -f workflows/__init__.py ]; then
   echo "::error::workflows/ is not a Python package (no workflows/__init__.py); pyflyte register needs one"
   exit 1
@@ -33,11 +37,15 @@ projects=$(uv run python .github/scripts/flyte_projects.py "${STACK}")
 for project in ${projects}; do
   echo "registering workflows/ to ${project}/${FLYTE_DOMAIN} at ${GITHUB_SHA}"
   # --copy auto ships only the modules the workflows import; the image carries the SDK itself.
+  # Production's launch plans (the nightly schedule) must be active to run at all.
+  activate=()
+  if [ "${FLYTE_DOMAIN}" = "production" ]; then activate=(--activate-launchplans); fi
   uv run pyflyte register workflows \
     --project "${project}" \
     --domain "${FLYTE_DOMAIN}" \
     --version "${GITHUB_SHA}" \
     --image "${IMAGE}" \
-    --copy auto
+    --copy auto \
+    "${activate[@]}"
   echo "registered workflows/ to ${project}/${FLYTE_DOMAIN} (version ${GITHUB_SHA})" >> "${summary}"
 done

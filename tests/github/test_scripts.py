@@ -54,7 +54,10 @@ def _register(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "STACK": "dev",
         "FLYTE_DOMAIN": "development",
         "GITHUB_SHA": "0" * 40,
-        "IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao-connector:" + "0" * 40,
+        "IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao-dev-tasks:" + "0" * 40,
+        "CDAO_AWS_REGION": "us-east-1",
+        "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/service-roles-sagemaker-execution",
+        "CDAO_DEFAULT_BUCKET": "cdao-dev-userdata-0123",
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
     }
     return subprocess.run(
@@ -95,3 +98,10 @@ def test_registration_requires_its_inputs(tmp_path):
     result = _register(tmp_path, IMAGE="")
     assert result.returncode != 0
     assert "IMAGE is required" in result.stderr
+
+
+def test_registration_needs_the_stacks_aws_values(tmp_path):
+    """Without them workflows/ would register SageMaker jobs pointing at no real account."""
+    result = _register(tmp_path, FLYTE_PLATFORM_URL="dns:///flyte.example.invalid", CDAO_SAGEMAKER_ROLE_ARN="")
+    assert result.returncode != 0
+    assert "CDAO_SAGEMAKER_ROLE_ARN is required" in result.stderr

@@ -192,9 +192,11 @@ def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
 
 def test_artifacts_image_pushed_and_workflows_registered_per_domain(deploy):
     jobs = deploy["jobs"]
-    (build,) = steps_using(jobs["image"], "docker/build-push-action")
-    assert build["with"]["push"] is True
-    assert build["with"]["tags"] == "${{ steps.ref.outputs.image }}"
+    builds = {b["with"]["file"]: b["with"] for b in steps_using(jobs["image"], "docker/build-push-action")}
+    assert set(builds) == {"plugins/Dockerfile", "workflows/Dockerfile"}
+    assert all(b["push"] is True for b in builds.values())
+    assert builds["plugins/Dockerfile"]["tags"] == "${{ steps.ref.outputs.image }}"
+    assert builds["workflows/Dockerfile"]["tags"] == "${{ steps.ref.outputs.tasks-image }}"
     assert steps_using(jobs["image"], "aws-actions/amazon-ecr-login")
     domains = {"dev": "development", "staging": "staging", "prod": "production"}
     for stack, domain in domains.items():
@@ -203,7 +205,9 @@ def test_artifacts_image_pushed_and_workflows_registered_per_domain(deploy):
         (register,) = [s for s in job["steps"] if "register-workflows.sh" in str(s.get("run", ""))]
         assert register["env"]["STACK"] == stack
         assert register["env"]["FLYTE_DOMAIN"] == domain
-        assert register["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
+        # Tasks run in the task image; the stack's own outputs give the AWS values they need.
+        assert register["env"]["IMAGE"] == "${{ needs.image.outputs.tasks-image }}"
+        assert register["env"]["CDAO_SAGEMAKER_ROLE_ARN"].startswith("${{ fromJSON(steps.up.outputs.")
         # Registration comes after the stack is up.
         names = [s.get("uses", s.get("run")) for s in job["steps"]]
         up_at = next(i for i, n in enumerate(names) if str(n).startswith("pulumi/actions@"))
