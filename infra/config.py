@@ -18,6 +18,7 @@ cdao:gitops                GitOpsConfig                  Argo CD chart and the G
 cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
 cdao:flyte                 (hostname required)           Flyte hostname; projects (a namespace, IAM role per domain)
 cdao:batch                 BatchConfig                   AWS Batch instance types and vCPU ceiling
+cdao:backup                BackupConfig                  AWS Backup of RDS, EFS and tagged EBS: retention, copy region
 
 Parsing happens once, before any resource is declared; any bad value raises ConfigError with one
 message naming the stack, the key, the value and what was expected, so nothing half-built is left.
@@ -211,6 +212,29 @@ class AddonsConfig(_Model):
     external_secrets: bool = False
     aws_load_balancer_controller: bool = False
     security_baseline: bool = False
+    # The GPU architecture's upper layers (platform/README.md): the Kubeflow training operator that
+    # Flyte's PyTorch plugin submits PyTorchJobs to, vLLM on the MIG pool, MLflow.
+    training_operator: bool = False
+    inference: bool = False
+    mlflow: bool = False
+
+
+class BackupConfig(_Model):
+    """AWS Backup of the stack's state that Git cannot rebuild: the RDS instance, the EFS file system
+    and EBS volumes the `gp3-backup` StorageClass creates (tagged cdao.io/backup=true and the cluster).
+    A daily rule keeps `dailyRetentionDays`; `monthlyRetentionDays` > 0 adds a monthly rule; with
+    `copyRegion` every recovery point is also copied to a vault there (a regional disaster);
+    `vaultLock` puts the vault under a governance-mode lock (no early deletion of recovery points)."""
+
+    enabled: bool = True
+    daily_retention_days: int = Field(default=35, ge=1, le=36500)
+    monthly_retention_days: int = Field(default=0, ge=0, le=36500)
+    copy_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    vault_lock: bool = False
+
+    @property
+    def max_retention_days(self) -> int:
+        return max(self.daily_retention_days, self.monthly_retention_days)
 
 
 class StackConfig(_Model):
@@ -228,6 +252,7 @@ class StackConfig(_Model):
     addons: AddonsConfig = AddonsConfig()
     flyte: FlyteConfig
     batch: BatchConfig = BatchConfig()
+    backup: BackupConfig = BackupConfig()
 
     @property
     def azs(self) -> list[str]:
@@ -304,6 +329,7 @@ _SECTIONS = {
     "addons": "addons",
     "flyte": "flyte",
     "batch": "batch",
+    "backup": "backup",
 }
 
 
@@ -438,7 +464,25 @@ def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple
         *_check_database(config),
         *_check_gitops(config),
         *_check_codeweave(config, secrets),
+        *_check_backup(config),
     ]
+
+
+def _check_backup(config: StackConfig) -> list[tuple[str, Any, str]]:
+    backup, key = config.backup, f"{NAMESPACE}:backup"
+    problems = []
+    if backup.monthly_retention_days and backup.monthly_retention_days < backup.daily_retention_days:
+        problems.append(
+            (
+                f"{key}.monthlyRetentionDays",
+                backup.monthly_retention_days,
+                f"0 (no monthly backups) or at least dailyRetentionDays ({backup.daily_retention_days})",
+            )
+        )
+    if backup.copy_region == config.region:
+        # A copy in the same region survives no regional outage and doubles the storage bill.
+        problems.append((f"{key}.copyRegion", backup.copy_region, f"a region other than {config.region}"))
+    return problems
 
 
 def _check_network(config: StackConfig) -> list[tuple[str, Any, str]]:

@@ -31,6 +31,9 @@ class ServiceAccount:
     # "platform": platform/ creates the account; "eks-addon": an EKS managed add-on that infra/
     # installs creates it and annotates it with the role itself.
     created_by: str = "platform"
+    # The add-on (infra.config.AddonsConfig field) whose Application creates the account; None when
+    # the platform always needs it. The role exists either way: switching the add-on on needs no infra run.
+    addon: str | None = None
 
 
 # Every IRSA role infra/ creates, and the one service account each trusts (`:sub` and `:aud` pinned).
@@ -53,6 +56,16 @@ SERVICE_ACCOUNTS: tuple[ServiceAccount, ...] = (
         "vpc-cni", "kube-system", "aws-node", "VPC CNI: pod networking (kept off the node role)", "eks-addon"
     ),
     ServiceAccount("fluent-bit", "observability", "fluent-bit", "ships container logs to CloudWatch Logs"),
+    ServiceAccount(
+        "mlflow",
+        "mlflow",
+        "mlflow",
+        "MLflow tracking server: run artifacts and registered models in S3",
+        addon="mlflow",
+    ),
+    ServiceAccount(
+        "inference", "inference", "vllm", "vLLM: reads model weights from S3 at start-up", addon="inference"
+    ),
 )
 
 # Flyte runs each project-domain's tasks in namespace `<project>-<domain>` as this service account;
@@ -92,6 +105,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("db-name", "database flyteadmin and datacatalog share"),
     Annotation("db-master-secret-arn", "Secrets Manager secret RDS manages with the master password"),
     Annotation("efs-file-system-id", "EFS file system for shared datasets and models"),
+    Annotation("models-uri", "S3 prefix of model weights vLLM serves (read by role inference)"),
     Annotation("batch-queue-spot", "AWS Batch job queue on spot capacity"),
     Annotation("batch-queue-ondemand", "AWS Batch job queue on on-demand capacity"),
     Annotation("emr-serverless-application-id", "EMR Serverless Spark application"),

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
+from infra.components import mlops
 from infra.components.addons import ClusterAddons, ClusterAddonsArgs
+from infra.components.backup import Backup, BackupArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.compute import Compute, ComputeArgs, Registry
 from infra.components.data import DB_NAME, Data, DataArgs
@@ -31,6 +33,28 @@ def cluster_name(config: StackConfig) -> str:
 
 def codeweave_secret_name(config: StackConfig) -> str:
     return f"cdao/{config.stack}/codeweave-api-key"
+
+
+def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data: Data) -> Backup | None:
+    spec = config.backup
+    if not spec.enabled:
+        return None
+    return Backup(
+        "backup",
+        BackupArgs(
+            stack=config.stack,
+            region=config.region,
+            account_id=account_id,
+            cluster_name=name,
+            db_instance_arn=data.db.arn,
+            efs_id=data.efs_id,
+            daily_retention_days=spec.daily_retention_days,
+            monthly_retention_days=spec.monthly_retention_days,
+            copy_region=spec.copy_region,
+            vault_lock=spec.vault_lock,
+            tags=config.tags,
+        ),
+    )
 
 
 def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
@@ -116,6 +140,8 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         ),
     )
 
+    backup = _backup(config, name, account_id, data)
+
     codeweave = config.codeweave
     service_roles = ServiceRoles(
         "service-roles",
@@ -184,6 +210,10 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             db_master_secret_arn=data.db_master_secret_arn,
             container_log_group_arn=container_logs.arn,
             tags=tags,
+            extra_policies={
+                "mlflow": mlops.mlflow_policy(data.bucket_arns["userdata"], data.key.arn),
+                "inference": mlops.inference_policy(data.bucket_arns["userdata"], data.key.arn),
+            },
         ),
     )
 
@@ -214,6 +244,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         "db-name": DB_NAME,
         "db-master-secret-arn": data.db_master_secret_arn,
         "efs-file-system-id": data.efs_id,
+        "models-uri": mlops.s3_uri(data.bucket_names["userdata"], mlops.MODELS_PREFIX),
         "batch-queue-spot": compute.queue_names["spot"],
         "batch-queue-ondemand": compute.queue_names["ondemand"],
         "emr-serverless-application-id": compute.emr_application.id,
@@ -273,6 +304,18 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     pulumi.export("dbMasterSecretArn", data.db_master_secret_arn)
     pulumi.export("bucketNames", data.bucket_names)
     pulumi.export("efsFileSystemId", data.efs_id)
+    pulumi.export("dbInstanceIdentifier", data.db.identifier)
+    if backup is not None:
+        # What docs/disaster-recovery.md's restore commands take.
+        pulumi.export(
+            "backup",
+            {
+                "vaultName": backup.vault.name,
+                "planId": backup.plan.id,
+                "roleArn": backup.role.arn,
+                "copyVaultArn": backup.copy_vault_arn,
+            },
+        )
     pulumi.export("batchQueues", compute.queue_names)
     pulumi.export("emrServerlessApplicationId", compute.emr_application.id)
     pulumi.export("ecrRepositories", registry.repository_urls)

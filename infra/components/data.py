@@ -355,10 +355,6 @@ class Data(pulumi.ComponentResource):
                 security_groups=[sg.id],
                 opts=pulumi.ResourceOptions(parent=fs),
             )
-        aws.efs.BackupPolicy(
-            f"{name}-efs",
-            file_system_id=fs.id,
-            backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED"),
-            opts=pulumi.ResourceOptions(parent=fs),
-        )
+        # No EFS automatic backup here: the stack's AWS Backup plan (infra/components/backup.py) covers
+        # this file system with the stack's retention; both would store every recovery point twice.
         self.efs_id = fs.id

@@ -255,6 +255,8 @@ class WorkloadIdentityArgs:
     db_master_secret_arn: pulumi.Input[str]
     container_log_group_arn: pulumi.Input[str]
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Policies of contract roles that other components own (the MLOps layers' roles), by role key.
+    extra_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class WorkloadIdentity(pulumi.ComponentResource):
@@ -366,6 +368,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             "aws-load-balancer-controller": self._load_balancer_controller_policy(),
             "connector": self._connector_policy(),
             **MANAGED_CONTROLLER_POLICIES,
+            **args.extra_policies,
         }
         for project in args.flyte_projects:
             for domain in args.flyte_domains:

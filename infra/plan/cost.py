@@ -29,6 +29,7 @@ USAGE_BASED_TYPES = {
     "aws:emrserverless/application:Application": "EMR Serverless vCPU and memory hours",
     "aws:ecr/repository:Repository": "ECR image storage",
     "aws:batch/jobQueue:JobQueue": "AWS Batch jobs (priced through compute environments)",
+    "aws:backup/vault:Vault": "AWS Backup recovery-point storage",
 }
 
 

@@ -185,7 +185,26 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     def _kms_key(self, typ, name, inputs, physical):
         key_id = _uuid(self.stack, typ, name)
-        return key_id, {"keyId": key_id, "arn": f"arn:{PARTITION}:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}"}
+        region = inputs.get("region") or self.region
+        return key_id, {"keyId": key_id, "arn": f"arn:{PARTITION}:kms:{region}:{ACCOUNT_ID}:key/{key_id}"}
+
+    def _backup_vault(self, typ, name, inputs, physical):
+        region = inputs.get("region") or self.region
+        return physical, {
+            "name": physical,
+            "arn": f"arn:{PARTITION}:backup:{region}:{ACCOUNT_ID}:backup-vault:{physical}",
+            "recoveryPoints": 0,
+        }
+
+    def _backup_plan(self, typ, name, inputs, physical):
+        plan_id = _uuid(self.stack, typ, name)
+        return plan_id, {
+            "arn": f"arn:{PARTITION}:backup:{self.region}:{ACCOUNT_ID}:backup-plan:{plan_id}",
+            "version": _hex(self.stack, typ, name, "version", length=32),
+        }
+
+    def _backup_selection(self, typ, name, inputs, physical):
+        return _hex(self.stack, typ, name, length=32), {}
 
     def _rds(self, typ, name, inputs, physical):
         ident = (
@@ -273,6 +292,9 @@ _HANDLERS = {
     "aws:eks/nodeGroup:NodeGroup": AwsMocks._node_group,
     "aws:ec2/launchTemplate:LaunchTemplate": AwsMocks._launch_template,
     "aws:kms/key:Key": AwsMocks._kms_key,
+    "aws:backup/vault:Vault": AwsMocks._backup_vault,
+    "aws:backup/plan:Plan": AwsMocks._backup_plan,
+    "aws:backup/selection:Selection": AwsMocks._backup_selection,
     "aws:rds/instance:Instance": AwsMocks._rds,
     "aws:s3/bucket:Bucket": AwsMocks._bucket,
     "aws:s3/bucketV2:BucketV2": AwsMocks._bucket,

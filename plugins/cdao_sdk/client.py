@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +30,14 @@ def configure(
     emr_serverless_application_id: str | None = None,
     default_bucket: str | None = None,
     default_image: str | None = None,
+    mlflow_tracking_uri: str | None = None,
     remote: Any = None,
 ) -> Any:
     """Point the SDK at a Flyte deployment and record this platform's defaults.
 
     ``remote`` accepts a ready ``FlyteRemote`` (e.g. one built from a config file with SSO).
+    ``mlflow_tracking_uri`` (http(s)://host[:port][/prefix]) reaches every task ``run`` launches as
+    ``MLFLOW_TRACKING_URI``.
     """
     global _remote  # noqa: PLW0603  (one control-plane connection per notebook session)
     host = admin_endpoint.removeprefix("dns:///").removeprefix("https://").removeprefix("http://")
@@ -41,6 +45,10 @@ def configure(
         raise ValueError(f"configure admin_endpoint={admin_endpoint!r}: expected host[:port] or https://host[:port]")
     if not project or not domain:
         raise ValueError("configure needs a non-empty project and domain")
+    if mlflow_tracking_uri is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", mlflow_tracking_uri):
+        raise ValueError(
+            f"configure mlflow_tracking_uri={mlflow_tracking_uri!r}: expected http(s)://host[:port][/prefix]"
+        )
     settings.update(
         admin_endpoint=admin_endpoint,
         project=project,
@@ -52,6 +60,7 @@ def configure(
         emr_serverless_application_id=emr_serverless_application_id,
         default_bucket=default_bucket,
         default_image=default_image,
+        mlflow_tracking_uri=mlflow_tracking_uri,
     )
     if remote is None:
         # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
@@ -77,6 +86,10 @@ def _require_remote() -> Any:
 def run(workflow: Any, inputs: dict[str, Any] | None = None, *, wait: bool = False, **execute_kwargs: Any) -> Any:
     """Register (if needed) and launch ``workflow`` remotely; returns the FlyteWorkflowExecution."""
     remote = _require_remote()
+    tracking_uri = settings.get("mlflow_tracking_uri")
+    if tracking_uri:
+        # Execution-level environment variables reach every task container of the execution.
+        execute_kwargs["envs"] = {"MLFLOW_TRACKING_URI": tracking_uri, **(execute_kwargs.get("envs") or {})}
     return remote.execute(
         workflow,
         inputs=inputs or {},

@@ -10,6 +10,11 @@
 | EMR Serverless application | ``emr_serverless_application_id`` | ``CDAO_EMR_SERVERLESS_APPLICATION_ID`` |
 | bucket for job outputs | ``default_bucket`` | ``CDAO_DEFAULT_BUCKET`` |
 | image of managed jobs | ``default_image`` | ``CDAO_DEFAULT_IMAGE`` |
+| MLflow tracking server | ``mlflow_tracking_uri`` | ``MLFLOW_TRACKING_URI`` (what MLflow's own client reads) |
+
+``run`` hands the MLflow tracking URI to every task of the execution as ``MLFLOW_TRACKING_URI``, so
+tasks log to the platform's MLflow (the mlflow add-on, ``http://mlflow.mlflow.svc:5000/mlflow`` inside
+the cluster) without naming it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ _ENV = {
     "emr_serverless_application_id": "CDAO_EMR_SERVERLESS_APPLICATION_ID",
     "default_bucket": "CDAO_DEFAULT_BUCKET",
     "default_image": "CDAO_DEFAULT_IMAGE",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
 }
 
 
@@ -41,6 +47,7 @@ class Settings:
     emr_serverless_application_id: str | None = None
     default_bucket: str | None = None
     default_image: str | None = None
+    mlflow_tracking_uri: str | None = None
     insecure: bool = False
 
 

@@ -38,13 +38,25 @@ APPSET_TEXT = "\n".join(p.read_text() for p in sorted((PLATFORM / "bootstrap" / 
 # Add-ons that cannot run without another one (namespaces and priority classes of the security
 # baseline, secrets of External Secrets, CRDs of the observability stack, ...).
 ADDON_DEPENDENCIES: dict[str, set[str]] = {
-    "flyte": {"security_baseline", "external_secrets", "aws_load_balancer_controller", "observability"},
     "connectors": {"flyte", "security_baseline", "external_secrets", "keda"},
     "linkerd": {"security_baseline"},
     "observability": {"security_baseline"},
     "gpu_operator": {"security_baseline", "observability"},
     "keda": {"security_baseline"},
     "external_secrets": {"security_baseline"},
+    # Propeller's pytorch plugin (flyte-core values) watches PyTorchJobs: the CRD must exist.
+    "flyte": {
+        "security_baseline",
+        "external_secrets",
+        "aws_load_balancer_controller",
+        "observability",
+        "training_operator",
+    },
+    "training_operator": {"security_baseline"},
+    # ScaledObject (KEDA), MIG slices (GPU operator), the mesh, the ServiceMonitor and Prometheus.
+    "inference": {"security_baseline", "keda", "gpu_operator", "linkerd", "observability"},
+    # Database credentials (External Secrets), the /mlflow path on Flyte's ALB, ServiceMonitor CRD.
+    "mlflow": {"security_baseline", "external_secrets", "aws_load_balancer_controller", "observability"},
 }
 
 # Charts that create an IRSA service account of the contract: role -> (Application, chart, name of the
@@ -77,6 +89,7 @@ CHART_SERVICE_ACCOUNTS: dict[str, tuple[str, str, tuple[str, ...] | str, tuple[s
         ("serviceAccount", "name"),
         ("serviceAccount", "annotations"),
     ),
+    "mlflow": ("mlflow", "mlflow", ("serviceAccount", "name"), ("serviceAccount", "annotations")),
 }
 
 # Connector settings documented in plugins/cdao_connectors/config.py that the Deployment leaves unset.
@@ -176,7 +189,14 @@ def test_every_trusted_service_account_exists_with_its_role(apps: dict[str, Rend
     }
     from_manifests = set()
     platform_accounts = [sa for sa in SERVICE_ACCOUNTS if sa.created_by == "platform"]
+    enabled = {a for a in ADDONS if secret["metadata"]["labels"][f"enable_{a}"] == "true"}
     for sa in platform_accounts:
+        if sa.addon is not None and sa.addon not in enabled:
+            # The role exists, its add-on is off: nothing in the cluster may claim it.
+            assert (sa.namespace, sa.name) not in manifests, sa.role
+            if sa.role not in CHART_SERVICE_ACCOUNTS:
+                from_manifests.add(sa.role)
+            continue
         role_arn = annotations[f"{ANNOTATION_PREFIX}role-arn-{sa.role}"]
         if (sa.namespace, sa.name) in manifests:
             assert manifests[(sa.namespace, sa.name)]["metadata"]["annotations"][IRSA] == role_arn
@@ -432,10 +452,22 @@ def test_sdk_pools_agree_with_the_stack_config(stack: str) -> None:
             assert resources == {GPU_RESOURCE}, name
 
 
+def _gpu_requests(pod: dict[str, Any]) -> dict[str, str]:
+    return {
+        name: value
+        for c in pod.get("containers", []) + pod.get("initContainers", [])
+        for name, value in c.get("resources", {}).get("requests", {}).items()
+        if name.startswith("nvidia.com/")
+    }
+
+
 def test_system_workloads_land_on_the_cpu_pool(stack: str, apps: dict[str, RenderedApp]) -> None:
     cpu_labels = pool_labels("cpu", stack_config(stack).node_pools["cpu"])
     for manifest in all_manifests(stack):
-        selector = manifest.get("spec", {}).get("template", {}).get("spec", {}).get("nodeSelector")
+        pod = manifest.get("spec", {}).get("template", {}).get("spec", {})
+        selector = pod.get("nodeSelector")
+        if selector and _gpu_requests(pod):
+            continue  # GPU workloads: test_gpu_workloads_request_what_their_pool_offers
         if selector:
             assert selector.items() <= cpu_labels.items(), manifest["metadata"]["name"]
             assert selector.get(NODE_POOL_LABEL) == "cpu"

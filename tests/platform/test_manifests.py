@@ -37,6 +37,7 @@ CRD_KINDS = {
     "Bundle",
     "PrometheusRule",
     "ServiceMonitor",
+    "ScaledObject",
 }
 
 

@@ -20,4 +20,9 @@ def _local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # A cached result would let a broken task body pass; the domain variable is CI's registration switch.
     monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "false")
     monkeypatch.delenv("FLYTE_DOMAIN", raising=False)
+    # The pipeline modules fill the SDK's settings when first imported; tests of the SDK itself
+    # (tests/plugins) reset them, so put the pipelines' local settings back before each test.
+    from workflows._platform import ensure_settings  # noqa: PLC0415 - imports flytekit and the SDK
+
+    ensure_settings()
     yield

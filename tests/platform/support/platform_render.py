@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -440,6 +440,9 @@ class RenderedApp:
     manifests: list[dict[str, Any]]  # from kustomize sources of this repository
     charts: dict[str, tuple[dict[str, Any], dict[str, Any]]]  # chart name -> (source, merged values)
     value_files: list[Path]
+    # Kustomize sources of another project's repository at a pinned tag (the training operator's own
+    # overlay): not rendered here, checked for their pin and project instead.
+    remote_sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def render_application(app: Mapping[str, Any], repo_url: str) -> RenderedApp:
@@ -448,6 +451,7 @@ def render_application(app: Mapping[str, Any], repo_url: str) -> RenderedApp:
     manifests: list[dict[str, Any]] = []
     charts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     value_files: list[Path] = []
+    remote: list[dict[str, Any]] = []
     for src in srcs:
         if "chart" in src:
             values, read = helm_values(src, value_refs)
@@ -455,11 +459,14 @@ def render_application(app: Mapping[str, Any], repo_url: str) -> RenderedApp:
             value_files += read
         elif "path" in src:
             if src["repoURL"] != repo_url:
-                raise TemplateError(f"path source of another repository: {src['repoURL']}")
+                if not re.fullmatch(r"v\d+\.\d+\.\d+", src["targetRevision"]):
+                    raise TemplateError(f"path source of another repository not pinned to a release tag: {src}")
+                remote.append(dict(src))
+                continue
             manifests += kustomize_source(src)
         elif "ref" not in src:
             raise TemplateError(f"source of unknown kind: {sorted(src)}")
-    return RenderedApp(dict(app), manifests, charts, value_files)
+    return RenderedApp(dict(app), manifests, charts, value_files, remote)
 
 
 def walk_strings(obj: Any) -> Iterator[str]:

@@ -64,6 +64,7 @@ def _value(key: str, config: StackConfig) -> str:
         "db-master-secret-arn": f"arn:aws:secretsmanager:{config.region}:{ACCOUNT_ID}:secret:rds!db-3f2a-AbCdEf",
         "db-name": "flyteadmin",
         "efs-file-system-id": "fs-0123456789abcdef0",
+        "models-uri": f"s3://{prefix}-userdata-{ACCOUNT_ID}/models/",
         "batch-queue-spot": f"{prefix}-spot",
         "batch-queue-ondemand": f"{prefix}-ondemand",
         "emr-serverless-application-id": "00fabcdefgh12345",

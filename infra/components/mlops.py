@@ -1,0 +1,60 @@
+"""Permissions of the GPU architecture's MLOps layers: MLflow and LLM serving.
+
+Both keep their data in the stack's `userdata` bucket under a prefix of their own, so each IRSA role
+(infra/contract.py: `mlflow`, `inference`) reaches only that prefix. WorkloadIdentity creates the
+roles; this module only writes their policies, next to the prefixes platform/ is told about.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra.components import iam
+
+# MLflow serves artifacts through its own server (--serve-artifacts), so only the server's role
+# touches this prefix; clients never need S3 credentials for it.
+MLFLOW_ARTIFACTS_PREFIX = "mlflow/"
+# Model weights vLLM loads at start-up; training pipelines publish here (their task roles can write
+# the whole bucket), the serving role can only read.
+MODELS_PREFIX = "models/"
+
+
+def s3_uri(bucket: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
+    return pulumi.Output.concat("s3://", bucket, "/", prefix)
+
+
+def mlflow_policy(bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.all(bucket_arn, key_arn).apply(
+        lambda a: iam.document(
+            [
+                iam.allow(
+                    "ListArtifacts",
+                    ["s3:ListBucket"],
+                    [a[0]],
+                    {"StringLike": {"s3:prefix": [f"{MLFLOW_ARTIFACTS_PREFIX}*"]}},
+                ),
+                iam.allow("LocateBucket", ["s3:GetBucketLocation"], [a[0]]),
+                iam.allow(
+                    "Artifacts",
+                    ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                    [f"{a[0]}/{MLFLOW_ARTIFACTS_PREFIX}*"],
+                ),
+                iam.allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [a[1]]),
+            ]
+        )
+    )
+
+
+def inference_policy(bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.all(bucket_arn, key_arn).apply(
+        lambda a: iam.document(
+            [
+                iam.allow(
+                    "ListModels", ["s3:ListBucket"], [a[0]], {"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}
+                ),
+                iam.allow("LocateBucket", ["s3:GetBucketLocation"], [a[0]]),
+                iam.allow("ReadModels", ["s3:GetObject"], [f"{a[0]}/{MODELS_PREFIX}*"]),
+                iam.allow("DecryptModels", ["kms:Decrypt", "kms:DescribeKey"], [a[1]]),
+            ]
+        )
+    )

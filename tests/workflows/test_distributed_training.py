@@ -1,0 +1,278 @@
+"""The elastic PyTorch pipeline: local runs (one and two processes), resume after an interruption,
+the PyTorchJob it serialises to, and what it records in MLflow.
+
+mlflow is not a dependency of this repository, so MLflow is a small fake implementing the REST
+endpoints the pipeline calls (tracking, proxied artifacts, registry), served on 127.0.0.1 under the
+add-on's /mlflow prefix for the length of a test.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from flytekit.core.checkpointer import SyncCheckpoint
+from flytekitplugins.kfpytorch.task import PytorchElasticFunctionTask
+from workflow_test_support import task_templates
+
+from infra.components.node_pool import gpu_resources, pool_labels
+from infra.config import parse_stack_config
+from infra.plan.runner import read_stack_file
+from workflows import distributed_training as dt
+
+
+class FakeMlflow:
+    """Records every call; answers like MLflow 3's REST API does for the calls the pipeline makes."""
+
+    def __init__(self, prefix: str = "/mlflow", fail_on: str | None = None):
+        self.prefix = prefix
+        self.fail_on = fail_on
+        self.calls: list[tuple[str, str, Any]] = []
+        self.experiments: dict[str, str] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.artifacts: dict[str, bytes] = {}
+        self.models: dict[str, list[dict[str, str]]] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep pytest output clean
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                if not url.path.startswith(fake.prefix + "/"):
+                    return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND"})
+                path = url.path.removeprefix(fake.prefix)
+                body = json.loads(raw) if raw and method != "PUT" else raw
+                fake.calls.append((method, path, body))
+                if fake.fail_on and path.endswith(fake.fail_on):
+                    return self._reply(500, {"error_code": "INTERNAL_ERROR", "message": "injected"})
+                status, answer = fake.answer(method, path, urllib.parse.parse_qs(url.query), body)
+                self._reply(status, answer)
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_port}{prefix}"
+
+    def answer(self, method: str, path: str, query: dict, body: Any) -> tuple[int, dict]:  # noqa: PLR0911 - one return per endpoint
+        api = "/api/2.0/mlflow"
+        if (method, path) == ("GET", f"{api}/experiments/get-by-name"):
+            name = query["experiment_name"][0]
+            if name not in self.experiments:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No experiment '{name}'"}
+            return 200, {"experiment": {"experiment_id": self.experiments[name], "name": name}}
+        if (method, path) == ("POST", f"{api}/experiments/create"):
+            self.experiments[body["name"]] = str(len(self.experiments) + 1)
+            return 200, {"experiment_id": self.experiments[body["name"]]}
+        if (method, path) == ("POST", f"{api}/runs/create"):
+            run_id = f"run{len(self.runs) + 1:032d}"
+            info = {
+                "run_id": run_id,
+                "experiment_id": body["experiment_id"],
+                "status": "RUNNING",
+                "artifact_uri": f"mlflow-artifacts:/{body['experiment_id']}/{run_id}/artifacts",
+            }
+            self.runs[run_id] = {"info": info, "params": {}, "metrics": [], "tags": body.get("tags", [])}
+            return 200, {"run": {"info": info}}
+        if (method, path) == ("POST", f"{api}/runs/log-batch"):
+            run = self.runs[body["run_id"]]
+            run["params"].update({p["key"]: p["value"] for p in body.get("params", [])})
+            run["metrics"] += body.get("metrics", [])
+            return 200, {}
+        if method == "PUT" and path.startswith("/api/2.0/mlflow-artifacts/artifacts/"):
+            self.artifacts[path.removeprefix("/api/2.0/mlflow-artifacts/artifacts/")] = body
+            return 200, {}
+        if (method, path) == ("POST", f"{api}/registered-models/create"):
+            if body["name"] in self.models:
+                return 400, {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "exists"}
+            self.models[body["name"]] = []
+            return 200, {"registered_model": {"name": body["name"]}}
+        if (method, path) == ("POST", f"{api}/model-versions/create"):
+            versions = self.models[body["name"]]
+            versions.append({"source": body["source"], "run_id": body["run_id"], "version": str(len(versions) + 1)})
+            return 200, {"model_version": versions[-1]}
+        if (method, path) == ("POST", f"{api}/runs/update"):
+            self.runs[body["run_id"]]["info"]["status"] = body["status"]
+            return 200, {"run_info": self.runs[body["run_id"]]["info"]}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path}"}
+
+    def __enter__(self) -> FakeMlflow:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMlflow]:
+    with FakeMlflow() as fake:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", fake.uri)
+        yield fake
+
+
+def test_distributed_training_pipeline_trains_and_registers_the_model_in_mlflow(mlflow: FakeMlflow) -> None:
+    result = dt.distributed_training_pipeline(epochs=12, experiment="digits-test", registered_model="digits-test")
+    assert result.test_accuracy >= 0.9  # chance is 0.10
+    assert result.model_version == "1"
+
+    (run,) = mlflow.runs.values()
+    assert run["info"]["status"] == "FINISHED"
+    assert mlflow.experiments == {"digits-test": run["info"]["experiment_id"]}
+    assert run["params"] == {"epochs": "12", "lr": "0.05", "batch_size": "64", "nnodes": "1:2"}
+    losses = [m for m in run["metrics"] if m["key"] == "train_loss"]
+    assert [m["step"] for m in losses] == list(range(1, 13))
+    assert losses[-1]["value"] < losses[0]["value"] * 0.5
+    (acc,) = [m["value"] for m in run["metrics"] if m["key"] == "test_accuracy"]
+    assert acc == pytest.approx(result.test_accuracy)
+
+    # The weights went through the artifact proxy and load into the model.
+    artifact = f"{run['info']['artifact_uri'].removeprefix('mlflow-artifacts:/')}/model/digits_mlp.pt"
+    state = torch.load(io.BytesIO(mlflow.artifacts[artifact]), weights_only=True)
+    dt.build_model().load_state_dict(state)
+    assert mlflow.models["digits-test"] == [
+        {"source": f"{run['info']['artifact_uri']}/model", "run_id": run["info"]["run_id"], "version": "1"}
+    ]
+
+
+def test_a_second_run_adds_a_version_to_the_registered_model(mlflow: FakeMlflow) -> None:
+    client = dt.MlflowRest(mlflow.uri)
+    for _ in range(2):
+        info = client.start_run(client.experiment_id("e"), "r", {})
+        client.register_version("m", f"{info['artifact_uri']}/model", info["run_id"])
+    assert [v["version"] for v in mlflow.models["m"]] == ["1", "2"]
+    assert len(mlflow.experiments) == 1
+
+
+def test_an_mlflow_failure_fails_the_task_and_marks_the_run_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeMlflow(fail_on="/runs/log-batch") as fake:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", fake.uri)
+        model = dt.build_model()
+        weights = Path(fake.server.server_address[0].replace(".", "_") + ".pt")
+        with pytest.raises(Exception, match="HTTP 500"):
+            dt.log_to_mlflow(
+                model=_saved(model, weights),
+                losses=[1.0],
+                test_accuracy=0.5,
+                epochs=1,
+                lr=0.1,
+                batch_size=8,
+                experiment="e",
+                registered_model="m",
+            )
+        (run,) = fake.runs.values()
+        assert run["info"]["status"] == "FAILED"
+        assert fake.models == {}
+
+
+def _saved(model: Any, name: Path) -> Any:
+    import tempfile  # noqa: PLC0415
+
+    from flytekit.types.file import FlyteFile  # noqa: PLC0415
+
+    path = Path(tempfile.mkdtemp()) / name.name
+    torch.save(model.state_dict(), path)
+    return FlyteFile(str(path))
+
+
+def test_two_processes_train_one_model_with_gloo() -> None:
+    """The same task body as a two-process group (what two GPU pods are on the cluster)."""
+    two = PytorchElasticFunctionTask(
+        task_config=dt.Elastic(nnodes=1, nproc_per_node=2, start_method="spawn", increase_shared_mem=False),
+        task_function=dt.train_ddp.task_function,
+    )
+    trained = two(epochs=12, lr=0.05, batch_size=64)
+    assert trained.test_accuracy >= 0.9
+    assert len(trained.losses) == 12 and trained.losses[-1] < trained.losses[0] * 0.5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_training_resumes_from_the_checkpoint_of_an_interrupted_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    data = dt.digits()
+
+    def fit(epochs: int, checkpoint: Any) -> tuple[Any, Any]:
+        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+        return dt.train_data_parallel(data, epochs=epochs, lr=0.05, batch_size=64, checkpoint=checkpoint)
+
+    # Attempt 1 is reclaimed after two of four epochs; Flyte hands attempt 2 its checkpoint.
+    _, first = fit(2, SyncCheckpoint(str(tmp_path / "attempt-1")))
+    assert first.trained_epochs == [1, 2]
+    resumed_model, resumed = fit(
+        4, SyncCheckpoint(str(tmp_path / "attempt-2"), checkpoint_src=str(tmp_path / "attempt-1"))
+    )
+    assert resumed.trained_epochs == [3, 4]
+    whole_model, whole = fit(4, None)
+    assert resumed.losses == pytest.approx(whole.losses)
+    for a, b in zip(resumed_model.state_dict().values(), whole_model.state_dict().values(), strict=True):
+        assert torch.allclose(a, b)
+    with pytest.raises(ValueError, match="would mix two different runs"):
+        monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+        dt.train_data_parallel(
+            data,
+            epochs=4,
+            lr=0.1,
+            batch_size=64,
+            checkpoint=SyncCheckpoint(str(tmp_path / "b"), checkpoint_src=str(tmp_path / "attempt-1")),
+        )
+
+
+def test_training_serialises_to_an_elastic_pytorch_job_on_the_a100_pool() -> None:
+    templates = task_templates(dt.distributed_training_pipeline)
+    train = templates["train_ddp"]
+    assert train.type == "pytorch"  # the task type propeller hands to its pytorch plugin
+    elastic = train.custom["elasticConfig"]
+    assert (elastic["minReplicas"], elastic["maxReplicas"]) == (1, 2)
+    assert elastic["nprocPerNode"] == 1 and elastic["rdzvBackend"] == "c10d"
+    assert train.metadata.interruptible is True and train.metadata.retries.retries >= 1
+    pod = train.k8s_pod.pod_spec
+    # The pool the pods land on, computed from the stacks' config as infra/ builds the node groups.
+    raw, _ = read_stack_file("staging")
+    pool = parse_stack_config("staging", raw)[0].node_pools["a100-timeslice"]
+    assert pod["nodeSelector"].items() <= pool_labels("a100-timeslice", pool).items()
+    assert [(t["key"], t["value"], t["effect"]) for t in pod["tolerations"]] == [
+        (t.key, t.value, t.effect) for t in pool.taints
+    ]
+    (container,) = pod["containers"]
+    assert set(container["resources"]["limits"]) - {"cpu", "memory"} <= set(gpu_resources(pool))
+    assert container["resources"]["limits"] == container["resources"]["requests"]
+    assert pod["priorityClassName"] == "cdao-training"
+    # The MLflow step runs on the cpu pool.
+    log = templates["log_to_mlflow"].k8s_pod.pod_spec
+    assert log["nodeSelector"]["cdao.io/node-pool"] == "cpu"
