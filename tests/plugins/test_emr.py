@@ -116,3 +116,31 @@ def test_transient_cluster_without_roles_names_the_variables(emr_env, monkeypatc
     monkeypatch.delenv("CDAO_EMR_SERVICE_ROLE", raising=False)
     with pytest.raises(ConnectorConfigError, match="CDAO_EMR_SERVICE_ROLE"):
         EMRConnector().create(serialize(emr_tasks.on_transient), "s3://flyte-data/x", None, None)
+
+
+def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_stubs):
+    """EMR Serverless deduplicates StartJobRun by clientToken: a CreateTask that propeller repeats for
+    the same attempt must send the same token (the plugin alone draws a new uuid each time), and a
+    new attempt a new one."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-test-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    # The plugin's image sync updates the application, which AWS refuses once it has started
+    # (as the first create starts it); the token, not the image, is under test here.
+    template.custom["sync_image"] = False
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    inputs = write_inputs(emr_tasks.on_serverless, prefix, rows=10)
+
+    runs = []
+    for retry in (0, 0, 1):
+        meta = json.loads(create_task(stub, template, prefix, inputs, execution_metadata("emrs", retry=retry)))
+        runs.append(meta["job_run_id"])
+    by_id = {run.id: run for run in emrserverless_backends[ACCOUNT][REGION].job_runs[app]}
+    tokens = [by_id[run].client_token for run in runs]
+    assert tokens[0] == tokens[1], "a repeated create of one attempt must be deduplicated by AWS"
+    assert tokens[2] != tokens[0], "a new attempt is a new job run"
+    assert all(len(t) <= 64 for t in tokens)

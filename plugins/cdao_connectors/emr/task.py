@@ -73,7 +73,8 @@ class ServerlessSpark(EMRServerless):
 
 
 class ServerlessSparkTask(LocalDispatchMixin, EMRServerlessTask):
-    _connector_module = "flytekitplugins.awsemrserverless.connector"
+    # The plugin's connector, made idempotent on retried creates.
+    _connector_module = "cdao_connectors.emr.serverless"
 
 
 TaskPlugins.register_pythontask_plugin(ServerlessSpark, ServerlessSparkTask)

@@ -13,3 +13,12 @@ def on_cluster(rows: int) -> int:
 @spark_task(instance_type="r5.2xlarge", instance_count=4)
 def on_transient(rows: int) -> int:
     return rows
+
+
+@spark_task(
+    platform="emr-serverless",
+    execution_role_arn="arn:aws:iam::123456789012:role/cdao-emr-job",
+    application_id="00f0000000000000",
+)
+def on_serverless(rows: int) -> int:
+    return rows
