@@ -30,6 +30,11 @@ def allow(
     return statement
 
 
+def use_data_key(key_arn: str) -> dict:
+    """Read and write objects encrypted with the stack's data key (S3 SSE-KMS, EFS, secrets)."""
+    return allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn])
+
+
 def irsa_trust(oidc_provider_arn: pulumi.Input[str], oidc_provider_url: pulumi.Input[str], namespace: str, name: str):
     """Trust exactly one Kubernetes service account: `:sub` names it, `:aud` is STS."""
     return pulumi.Output.all(oidc_provider_arn, oidc_provider_url).apply(

@@ -34,10 +34,6 @@ def _s3_read_write(sid: str, bucket_arns: Sequence[str], prefixes: Sequence[str]
     ]
 
 
-def _kms_use(key_arn: str) -> dict:
-    return iam.allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn])
-
-
 @dataclass(frozen=True)
 class ServiceRolesArgs:
     stack: str
@@ -59,7 +55,7 @@ class ServiceRoles(pulumi.ComponentResource):
         region, account = args.region, args.account_id
         buckets = [args.bucket_arns["userdata"], args.bucket_arns["metadata"]]
         data_access = pulumi.Output.all(buckets, args.data_key_arn).apply(
-            lambda a: [*_s3_read_write("TaskData", a[0]), _kms_use(a[1])]
+            lambda a: [*_s3_read_write("TaskData", a[0]), iam.use_data_key(a[1])]
         )
 
         self.sagemaker_execution = self._role(
@@ -301,7 +297,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
 
         def with_data(bucket_list: list, extra=lambda a: []):
             return pulumi.Output.all(bucket_list, args.data_key_arn, args.account_id).apply(
-                lambda a: iam.document([*_s3_read_write("Data", a[0]), _kms_use(a[1]), *extra(a)])
+                lambda a: iam.document([*_s3_read_write("Data", a[0]), iam.use_data_key(a[1]), *extra(a)])
             )
 
         policies: dict[str, pulumi.Input[str]] = {
@@ -387,7 +383,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             iam.allow(
                                 "RawData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{a[1]}/*"]
                             ),
-                            _kms_use(a[2]),
+                            iam.use_data_key(a[2]),
                         ]
                     )
                 )
@@ -500,7 +496,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),
                     iam.pass_role("PassEmrRoles", [a[6], a[7]], "elasticmapreduce.amazonaws.com"),
                     *_s3_read_write("TaskData", a[8]),
-                    _kms_use(a[9]),
+                    iam.use_data_key(a[9]),
                 ]
             )
         )

@@ -39,7 +39,7 @@ def mlflow_policy(bucket_arn: pulumi.Input[str], key_arn: pulumi.Input[str]) -> 
                     ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
                     [f"{a[0]}/{MLFLOW_ARTIFACTS_PREFIX}*"],
                 ),
-                iam.allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [a[1]]),
+                iam.use_data_key(a[1]),
             ]
         )
     )
