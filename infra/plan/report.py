@@ -67,7 +67,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "resources": resources,
         "policy": _evaluate_policies(shared, run.stack),
         "cost": cost.to_dict(),
-        "outputs": run.outputs,
+        "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
     }
 
