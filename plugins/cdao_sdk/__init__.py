@@ -18,6 +18,7 @@ from cdao_sdk.decorators import (
     spark_task,
     task,
 )
+from cdao_sdk.model_package import package_model
 
 __all__ = [
     "batch_task",
@@ -26,6 +27,7 @@ __all__ = [
     "gpu_task",
     "monitor",
     "monitor_sagemaker_jobs",
+    "package_model",
     "run",
     "sagemaker_batch_transform_task",
     "sagemaker_endpoint",

@@ -4,9 +4,9 @@ mistake fails in the notebook cell that defines the task, not an hour later on t
 from __future__ import annotations
 
 import datetime
-import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import flytekit
@@ -15,8 +15,9 @@ from cdao_connectors.aws_batch.task import BatchJob
 from cdao_connectors.codeweave.task import CodeweaveGPU
 from cdao_connectors.emr.task import EMRSpark, ServerlessSpark
 from cdao_connectors.sagemaker.task import Processing, SpotTraining
+from cdao_connectors.sagemaker.transform import BatchTransform, BatchTransformTask
 from flytekit import PodTemplate, Resources
-from flytekitplugins.awssagemaker_batch_transform import SageMakerTransformJobTask
+from flytekit.core.base_task import TaskMetadata
 from flytekitplugins.awssagemaker_inference import create_sagemaker_deployment
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
@@ -290,68 +291,93 @@ def sagemaker_processing_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
 
-_TRANSFORM_PARAMS = ("model_name", "input_s3_uri")
-_STRATEGIES = ("SingleRecord", "MultiRecord")
+class _SettingsTransformTask(BatchTransformTask):
+    """Role, region and output bucket come from the SDK settings when the task is registered.
+
+    Only registration needs them: a local run serves the model on 127.0.0.1 and calls no AWS.
+    """
+
+    def registration_config(self) -> BatchTransform:
+        cfg = self.task_config
+        where = f"sagemaker_batch_transform_task {self.name}"
+        return replace(
+            cfg,
+            execution_role_arn=cfg.execution_role_arn or settings.require("sagemaker_role", where),
+            region=cfg.region or settings.require("region", where),
+            output_s3_path=cfg.output_s3_path
+            or f"s3://{settings.require('default_bucket', where)}/sagemaker/transform",
+        )
 
 
 def sagemaker_batch_transform_task(
-    _fn: Callable | None = None,
+    name: str,
     *,
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
     max_payload_mb: int = 6,
+    max_concurrent_transforms: int = 1,
     strategy: str = "MultiRecord",
     content_type: str = "text/csv",
+    accept: str = "text/csv",
     split_type: str = "Line",
+    input_filter: str = "$",
+    join_source: str = "None",
+    output_filter: str = "$",
+    invocation_timeout_seconds: int = 600,
+    environment: Mapping[str, str] | None = None,
+    env_inputs: Mapping[str, type] | None = None,
+    execution_role_arn: str | None = None,
+    region: str | None = None,
     output_s3_path: str | None = None,
-) -> Any:
-    """A SageMaker batch transform of ``input_s3_uri`` with the registered model ``model_name``.
+    container_image: str | None = None,
+    cache: bool = False,
+    cache_version: str = "",
+    retries: int = 0,
+    timeout: datetime.timedelta | None = None,
+) -> BatchTransformTask:
+    """A SageMaker batch transform: ``(model: FlyteFile, data: FlyteFile, **env_inputs) -> predictions``.
 
-    The decorated function only names the task and declares its inputs, which must be exactly
-    ``(model_name: str, input_s3_uri: str)``; SageMaker runs the model, not the body. The task
-    returns ``result: dict`` (the plugin's transform output) with the job's ``TransformOutput``.
+    ``model`` is a package from :func:`cdao_sdk.package_model`; ``predictions`` is the directory of
+    ``<data file>.out`` files SageMaker writes. Each ``env_inputs`` entry (name -> int/float/str/bool)
+    is one more task input, handed to the inference code as the upper-cased environment variable.
+    Registered, the task creates a SageMaker model of the package served by the registered image and
+    runs the transform job; under ``pyflyte run`` the same code serves the package on 127.0.0.1.
     """
-    if strategy not in _STRATEGIES:
-        raise ValueError(f"sagemaker_batch_transform_task strategy={strategy!r}: expected one of {_STRATEGIES}")
-    _check_count(instance_count, "sagemaker_batch_transform_task instance_count", 1)
-    if not 0 <= max_payload_mb <= 100:
-        raise ValueError(f"sagemaker_batch_transform_task max_payload_mb={max_payload_mb} must be 0..100")
-    out = output_s3_path
-    if out is None:
-        bucket = settings.require("default_bucket", "sagemaker_batch_transform_task")
-        out = f"s3://{bucket}/sagemaker/transform"
-    if not out.startswith("s3://"):
-        raise ValueError(f"sagemaker_batch_transform_task output_s3_path={out!r} must be an s3:// URI")
-    region = settings.require("region", "sagemaker_batch_transform_task")
-
-    def build(fn: Callable) -> Any:
-        params = inspect.signature(fn).parameters
-        if tuple(params) != _TRANSFORM_PARAMS or any(p.annotation not in (str, "str") for p in params.values()):
-            raise ValueError(
-                f"sagemaker_batch_transform_task {fn.__name__}: the function must be "
-                f"(model_name: str, input_s3_uri: str), got ({', '.join(params)})"
-            )
-        name = f"{fn.__module__}.{fn.__name__}"
-        return SageMakerTransformJobTask(
-            name=name,
-            region=region,
-            inputs={"model_name": str, "input_s3_uri": str},
-            config={
-                "TransformJobName": re.sub(r"[^a-zA-Z0-9-]", "-", fn.__name__)[:40] + "-{idempotence_token}",
-                "ModelName": "{inputs.model_name}",
-                "MaxPayloadInMB": max_payload_mb,
-                "BatchStrategy": strategy,
-                "TransformInput": {
-                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "{inputs.input_s3_uri}"}},
-                    "ContentType": content_type,
-                    "SplitType": split_type,
-                },
-                "TransformOutput": {"S3OutputPath": f"{out.rstrip('/')}/{{idempotence_token}}"},
-                "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
-            },
-        )
-
-    return _decorate(_fn, build)
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
+        raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
+    if output_s3_path is not None and not output_s3_path.startswith("s3://"):
+        raise ValueError(f"sagemaker_batch_transform_task output_s3_path={output_s3_path!r} must be an s3:// URI")
+    _check_count(retries, "sagemaker_batch_transform_task retries", 0)
+    if cache and not cache_version:
+        raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
+    config = BatchTransform(
+        # Empty until registration fills them from the settings (see _SettingsTransformTask).
+        execution_role_arn=execution_role_arn or "",
+        region=region or "",
+        output_s3_path=output_s3_path or "",
+        instance_type=instance_type,
+        instance_count=instance_count,
+        max_payload_mb=max_payload_mb,
+        max_concurrent_transforms=max_concurrent_transforms,
+        strategy=strategy,
+        content_type=content_type,
+        accept=accept,
+        split_type=split_type,
+        input_filter=input_filter,
+        join_source=join_source,
+        output_filter=output_filter,
+        invocation_timeout_seconds=invocation_timeout_seconds,
+        environment=dict(environment or {}),
+        env_inputs=tuple(env_inputs or ()),
+    )
+    metadata = TaskMetadata(cache=cache, cache_version=cache_version, retries=retries, timeout=timeout)
+    return _SettingsTransformTask(
+        name=name,
+        config=config,
+        env_input_types=dict(env_inputs or {}),
+        container_image=container_image,
+        metadata=metadata,
+    )
 
 
 def sagemaker_endpoint(

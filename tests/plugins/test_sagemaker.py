@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE
+from cdao_connectors.sagemaker import connector as sagemaker_connector
 from cdao_connectors.sagemaker.connector import SafeEndpointConnector
 from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE, run_locally
+from cdao_sdk import sagemaker_batch_transform_task
 from flyteidl.admin import agent_pb2
 from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.types.file import FlyteFile
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from moto.sagemaker.models import sagemaker_backends
-from propeller import PHASE, create_task, execution_metadata, get_task, serialize, write_inputs
+from propeller import IMAGE, PHASE, create_task, execution_metadata, get_task, serialize, write_inputs
+from transform_packages import build_package
 
 pytestmark = pytest.mark.e2e
 
@@ -110,6 +118,102 @@ def test_list_agents_advertises_every_task_type(grpc_stubs):
         SAGEMAKER_TRAINING_TASK_TYPE,
         SAGEMAKER_PROCESSING_TASK_TYPE,
         "sagemaker-transform-job",
+        BATCH_TRANSFORM_TASK_TYPE,
         "sagemaker-endpoint",
     } <= types
     assert not any(a.is_sync for a in agents if a.name.startswith("CDAO"))
+
+
+def test_batch_transform_serves_the_package_and_hands_on_its_predictions(aws_env, grpc_stubs, tmp_path: Path):
+    stub, _ = grpc_stubs
+    role = "arn:aws:iam::123456789012:role/sagemaker-exec"
+    score = sagemaker_batch_transform_task(
+        "tests.score_rows",
+        execution_role_arn=role,
+        region=REGION,
+        output_s3_path="s3://flyte-data/transform",
+        input_filter="$[1:]",
+        join_source="Input",
+        output_filter="$[0,-2]",
+        env_inputs={"threshold": float},
+    )
+    template = serialize(score)
+    assert template.type == BATCH_TRANSFORM_TASK_TYPE
+    s3 = boto3.client("s3", region_name=REGION)
+    run = uuid.uuid4().hex
+    s3.upload_file(str(build_package(tmp_path)), "flyte-data", f"{run}/model.tar.gz")
+    s3.put_object(Bucket="flyte-data", Key=f"{run}/rows.csv", Body=b"id-1,1,2\nid-2,3,4\n")
+    model_uri, data_uri = f"s3://flyte-data/{run}/model.tar.gz", f"s3://flyte-data/{run}/rows.csv"
+    prefix = f"s3://flyte-data/metadata/{run}"
+    inputs = write_inputs(score, prefix, model=FlyteFile(model_uri), data=FlyteFile(data_uri), threshold=0.5)
+    meta = create_task(stub, template, prefix, inputs, execution_metadata(f"tr-{run[:8]}"))
+
+    sm = boto3.client("sagemaker", region_name=REGION)
+    (summary,) = [j for j in sm.list_transform_jobs()["TransformJobSummaries"] if run[:8] in j["TransformJobName"]]
+    job = sm.describe_transform_job(TransformJobName=summary["TransformJobName"])
+    assert job["DataProcessing"] == {"InputFilter": "$[1:]", "OutputFilter": "$[0,-2]", "JoinSource": "Input"}
+    assert job["Environment"] == {"THRESHOLD": "0.5"}
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == data_uri
+    output = job["TransformOutput"]["S3OutputPath"]
+    assert output == f"s3://flyte-data/transform/{job['TransformJobName']}"
+    model = sm.describe_model(ModelName=job["ModelName"])
+    # The registered task image serves the package the workflow produced.
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == model_uri
+    assert model["ExecutionRoleArn"] == role
+
+    # Propeller repeating the create of this attempt names the same model and job (moto, unlike
+    # SageMaker, accepts the duplicate; the next test covers SageMaker's refusal).
+    create_task(stub, template, prefix, inputs, execution_metadata(f"tr-{run[:8]}"))
+    jobs = [j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"]]
+    assert [j for j in jobs if run[:8] in j] == [summary["TransformJobName"]]
+
+    # moto marks the job Completed without running it: no predictions, so not a success.
+    res = get_task(stub, BATCH_TRANSFORM_TASK_TYPE, meta)
+    assert res.phase == PHASE.FAILED
+    assert "wrote nothing" in res.message
+
+    # Play SageMaker's part with the local transform, then the connector hands the output on.
+    s3.download_file("flyte-data", f"{run}/model.tar.gz", str(tmp_path / "model-from-s3.tar.gz"))
+    s3.download_file("flyte-data", f"{run}/rows.csv", str(tmp_path / "rows.csv"))
+    run_locally(
+        score.task_config, tmp_path / "model-from-s3.tar.gz", tmp_path / "rows.csv", job["Environment"], tmp_path / "o"
+    )
+    key = output.removeprefix("s3://flyte-data/")
+    s3.upload_file(str(tmp_path / "o" / "rows.csv.out"), "flyte-data", f"{key}/rows.csv.out")
+    res = get_task(stub, BATCH_TRANSFORM_TASK_TYPE, meta)
+    assert res.phase == PHASE.SUCCEEDED
+    assert res.outputs.literals["predictions"].scalar.blob.uri == output
+    assert s3.get_object(Bucket="flyte-data", Key=f"{key}/rows.csv.out")["Body"].read() == b"id-1,21\nid-2,43\n"
+    assert any("#/transform-jobs/" in link.uri for link in res.log_links)
+
+
+def test_a_repeated_create_accepts_sagemakers_already_exists(aws_env, monkeypatch):
+    """SageMaker refuses a second model or job of one name; for a repeated CreateTask that is success."""
+    score = sagemaker_batch_transform_task(
+        "tests.score_again",
+        execution_role_arn="arn:aws:iam::123456789012:role/sm",
+        region=REGION,
+        output_s3_path="s3://flyte-data/transform",
+    )
+    sm = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sm)
+    stubber.add_client_error(
+        "create_model", "ValidationException", 'Cannot create already existing model "arn:aws:sagemaker:x"'
+    )
+    stubber.add_client_error(
+        "create_transform_job",
+        "ValidationException",
+        "Job name must be unique within an AWS account and region, and a job with this name already exists",
+    )
+    stubber.add_client_error("create_model", "ValidationException", "Could not access model data at s3://x")
+    monkeypatch.setattr(sagemaker_connector, "aws_client", lambda service, region: sm)
+    inputs = write_inputs(
+        score, "s3://flyte-data/metadata/again", model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv")
+    )
+    connector = sagemaker_connector.BatchTransformConnector()
+    with stubber:
+        meta = connector.create(serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+        assert meta.job_name.startswith("flyte-again-n0-0-")
+        with pytest.raises(ClientError, match="Could not access model data"):
+            connector.create(serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))

@@ -168,13 +168,11 @@ def test_sagemaker_decorators_apply_platform_defaults():
 
     assert serialize(process).type == SAGEMAKER_PROCESSING_TASK_TYPE
 
-    @cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.m5.large")
-    def score(model_name: str, input_s3_uri: str) -> dict:
-        return {}
-
-    config = serialize(score).custom["config"]
-    assert config["TransformOutput"]["S3OutputPath"] == "s3://ml-art/sagemaker/transform/{idempotence_token}"
-    assert config["ModelName"] == "{inputs.model_name}"
+    score = cdao_sdk.sagemaker_batch_transform_task("score", env_inputs={"threshold": float})
+    custom = serialize(score).custom
+    assert custom["transform"]["output_s3_path"] == "s3://ml-art/sagemaker/transform"
+    assert custom["transform"]["execution_role_arn"] == ROLE
+    assert set(score.python_interface.inputs) == {"model", "data", "threshold"}
 
     deploy = cdao_sdk.sagemaker_endpoint("fraud-model", image=IMAGE)
     assert set(deploy.python_interface.inputs) >= {"model_path"}
@@ -229,7 +227,6 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
         (lambda: spark_task(platform="emr", instance_type="huge"), "instance_type='huge'"),
         (spark_task, "emr_serverless_role"),
         (lambda: cdao_sdk.sagemaker_training_task(container_image=IMAGE), "sagemaker_role"),
-        (lambda: cdao_sdk.sagemaker_batch_transform_task(strategy="Bulk"), "strategy='Bulk'"),
     ],
 )
 def test_bad_arguments_fail_at_decoration(decorate, message):
@@ -242,13 +239,28 @@ def test_bad_arguments_fail_at_decoration(decorate, message):
         dec(f)
 
 
-def test_transform_signature_is_checked():
-    cdao_sdk.configure("flyte.example.com", "ml", region="us-east-1", default_bucket="b", remote=object())
-    with pytest.raises(ValueError, match=r"must be \(model_name: str, input_s3_uri: str\)"):
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: cdao_sdk.sagemaker_batch_transform_task("score", strategy="Bulk"), "strategy='Bulk'"),
+        (lambda: cdao_sdk.sagemaker_batch_transform_task("score me"), "name='score me'"),
+        (lambda: cdao_sdk.sagemaker_batch_transform_task("s", env_inputs={"rows": list}), "['rows'] must be int"),
+        (lambda: cdao_sdk.sagemaker_batch_transform_task("s", env_inputs={"data": str}), "may not be named ['data']"),
+        (lambda: cdao_sdk.sagemaker_batch_transform_task("s", cache=True), "needs a cache_version"),
+    ],
+)
+def test_bad_transform_arguments_fail_where_the_task_is_defined(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        make()
 
-        @cdao_sdk.sagemaker_batch_transform_task()
-        def score(data: str) -> dict:
-            return {}
+
+def test_registering_a_transform_needs_the_stack_settings(monkeypatch):
+    # Defining the task needs nothing (a laptop run calls no AWS); registering it names what is missing.
+    for name in ("CDAO_SAGEMAKER_ROLE_ARN", "CDAO_AWS_REGION", "AWS_REGION", "CDAO_DEFAULT_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    score = cdao_sdk.sagemaker_batch_transform_task("score")
+    with pytest.raises(ValueError, match=r"sagemaker_batch_transform_task score needs the 'sagemaker_role' setting"):
+        serialize(score)
 
 
 def test_pyflyte_run_executes_a_codeweave_task_body_locally():

@@ -49,3 +49,11 @@ def test_the_exports_the_image_installs_resolve_from_the_lock():
     plugins = export("--no-dev", "--package", "cdao-plugins", "--no-emit-workspace")
     (flytekit,) = _lock_version("flytekit")
     assert f"flytekit=={flytekit}" in plugins
+
+
+def test_sagemaker_can_start_the_image_as_a_model_server():
+    # `docker run <image> serve` must find the SDK's server on PATH.
+    (target,) = re.findall(r"^RUN ln -s (\S+) /usr/local/bin/serve$", DOCKERFILE, re.MULTILINE)
+    scripts = tomllib.loads((ROOT / "plugins" / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[Path(target).name] == "cdao_connectors.sagemaker.serving:main"
+    assert target.startswith("/opt/venv/bin/")

@@ -1,20 +1,30 @@
-"""SageMaker connectors written here: spot training, and a safe status map for endpoints.
+"""SageMaker connectors written here: spot training, a safe status map for endpoints, and the
+batch transform of a model package (see :mod:`cdao_connectors.sagemaker.transform`).
 
-Everything else (processing, transform, tuning, models, endpoint configs) is served by the
-connectors flytekitplugins-awssagemaker registers through its entry points.
+Everything else (processing, the plugin's transform of a registered model, tuning, models,
+endpoint configs) is served by the connectors flytekitplugins-awssagemaker registers through its
+entry points.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.interaction.string_literals import literal_map_string_repr
+from flytekit.models.core.types import BlobType
+from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
+from flytekit.models.task import TaskTemplate
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
-from cdao_connectors._common import log_link
+from cdao_connectors._common import attempt_seed, aws_client, deterministic_name, log_link, readable_execution_name
+from cdao_connectors._custom import config_from_custom
 from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE, BatchTransform, env_var
 
 
 class SpotTrainingConnector(SageMakerTrainingTaskConnector):
@@ -79,3 +89,165 @@ class SafeEndpointConnector(SageMakerEndpointConnector):
 
 ConnectorRegistry.register(SpotTrainingConnector())
 ConnectorRegistry.register(SafeEndpointConnector(), override=True)
+
+
+@dataclass
+class BatchTransformMetadata(ResourceMeta):
+    job_name: str
+    region: str
+    output_uri: str
+
+
+_TRANSFORM_PHASES = {
+    "InProgress": TaskExecution.RUNNING,
+    "Stopping": TaskExecution.RUNNING,
+    "Completed": TaskExecution.SUCCEEDED,
+    "Failed": TaskExecution.FAILED,
+    "Stopped": TaskExecution.FAILED,
+}
+
+
+def _already_exists(error: ClientError) -> bool:
+    """SageMaker's answer to a create repeated for one attempt (a retried CreateTask)."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code == "ResourceInUse" or (code == "ValidationException" and "already exist" in message)
+
+
+def _s3_location(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+class BatchTransformConnector(AsyncConnectorBase):
+    """A SageMaker model of the task's model package, and a transform job of it over the data.
+
+    Names derive from the task attempt, so a repeated CreateTask finds the model and job it made
+    instead of starting a second job. Models are kept after the job: the job's ModelName is how one
+    finds which package produced a set of predictions.
+    """
+
+    name = "CDAO SageMaker Batch Transform Connector"
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name=BATCH_TRANSFORM_TASK_TYPE, metadata_type=BatchTransformMetadata)
+
+    def create(
+        self,
+        task_template: TaskTemplate,
+        output_prefix: str,
+        inputs: LiteralMap | None = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> BatchTransformMetadata:
+        task = task_template.id.name
+        custom = task_template.custom or {}
+        config = config_from_custom(BatchTransform, custom.get("transform"), task)
+        image = custom.get("image")
+        if not image:
+            raise ValueError(f"task {task}: the template names no image to serve the model")
+        values = literal_map_string_repr(inputs) if inputs else {}
+        for name in ("model", "data"):
+            if not str(values.get(name, "")).startswith("s3://"):
+                raise ValueError(f"task {task}: input {name}={values.get(name)!r} must be stored in S3 for SageMaker")
+        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+        job = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 63, "A-Za-z0-9-")
+        output_uri = f"{config.output_s3_path.rstrip('/')}/{job}"
+        environment = {**config.environment, **{env_var(n): str(values[n]) for n in config.env_inputs}}
+        tags = [{"Key": "flyte-task", "Value": task[:256]}]
+        sm = aws_client("sagemaker", config.region)
+        try:
+            sm.create_model(
+                ModelName=job,
+                PrimaryContainer={"Image": image, "ModelDataUrl": values["model"]},
+                ExecutionRoleArn=config.execution_role_arn,
+                Tags=tags,
+            )
+        except ClientError as exc:
+            if not _already_exists(exc):
+                raise
+        request: dict[str, Any] = {
+            "TransformJobName": job,
+            "ModelName": job,
+            "MaxConcurrentTransforms": config.max_concurrent_transforms,
+            "MaxPayloadInMB": config.max_payload_mb,
+            "BatchStrategy": config.strategy,
+            "ModelClientConfig": {"InvocationsTimeoutInSeconds": config.invocation_timeout_seconds},
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": values["data"]}},
+                "ContentType": config.content_type,
+                "SplitType": config.split_type,
+            },
+            "TransformOutput": {
+                "S3OutputPath": output_uri,
+                "Accept": config.accept,
+                "AssembleWith": "Line" if config.split_type == "Line" else "None",
+            },
+            "TransformResources": {"InstanceType": config.instance_type, "InstanceCount": config.instance_count},
+            "DataProcessing": {
+                "InputFilter": config.input_filter,
+                "OutputFilter": config.output_filter,
+                "JoinSource": config.join_source,
+            },
+            "Tags": tags,
+        }
+        if environment:
+            request["Environment"] = environment
+        try:
+            sm.create_transform_job(**request)
+        except ClientError as exc:
+            if not _already_exists(exc):
+                raise
+        return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
+
+    def get(self, resource_meta: BatchTransformMetadata, **kwargs: Any) -> Resource:
+        region, job = resource_meta.region, resource_meta.job_name
+        described = aws_client("sagemaker", region).describe_transform_job(TransformJobName=job)
+        status = described.get("TransformJobStatus")
+        group = "$252Faws$252Fsagemaker$252FTransformJobs"
+        links = [
+            log_link(
+                "SageMaker console",
+                f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/transform-jobs/{job}",
+            ),
+            log_link(
+                "CloudWatch logs",
+                f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+                f"#logsV2:log-groups/log-group/{group}$3FlogStreamNameFilter$3D{job}",
+            ),
+        ]
+        phase = _TRANSFORM_PHASES.get(status)
+        if phase is None:
+            return Resource(phase=TaskExecution.RUNNING, message=f"unknown transform status {status!r}; waiting")
+        if phase == TaskExecution.FAILED:
+            reason = described.get("FailureReason") or f"transform job {status.lower()}"
+            return Resource(phase=phase, message=reason, log_links=links)
+        if phase == TaskExecution.RUNNING:
+            return Resource(phase=phase, message=status, log_links=links)
+        # A completed job wrote one <object>.out per input object; none means nothing to hand on.
+        bucket, prefix = _s3_location(resource_meta.output_uri)
+        listed = aws_client("s3", region).list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", MaxKeys=1)
+        if not listed.get("KeyCount"):
+            return Resource(
+                phase=TaskExecution.FAILED,
+                message=f"transform job {job} completed but wrote nothing under {resource_meta.output_uri}",
+                log_links=links,
+            )
+        multipart = BlobType(format="", dimensionality=BlobType.BlobDimensionality.MULTIPART)
+        blob = Blob(metadata=BlobMetadata(type=multipart), uri=resource_meta.output_uri)
+        directory = Literal(scalar=Scalar(blob=blob))
+        return Resource(
+            phase=phase, message=status, outputs=LiteralMap(literals={"predictions": directory}), log_links=links
+        )
+
+    def delete(self, resource_meta: BatchTransformMetadata, **kwargs: Any) -> None:
+        try:
+            aws_client("sagemaker", resource_meta.region).stop_transform_job(TransformJobName=resource_meta.job_name)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            # Stopping a job that already ended (or never started) leaves nothing to clean up.
+            if error.get("Code") not in ("ResourceNotFound", "ValidationException"):
+                raise
+
+
+ConnectorRegistry.register(BatchTransformConnector())

@@ -83,7 +83,8 @@ def execution_metadata(name: str, node: str = "n0", retry: int = 0) -> agent_pb2
 
 
 def create_task(stub: Any, template: TaskTemplate, prefix: str, inputs: LiteralMap | None, meta: Any) -> bytes:
-    rendered = render_task_template(template, prefix)
+    # Only a container has placeholders to render; tasks without one (a transform job) go as they are.
+    rendered = render_task_template(template, prefix) if template.container is not None else template
     req = agent_pb2.CreateTaskRequest(
         inputs=inputs.to_flyte_idl() if inputs is not None else None,
         template=rendered.to_flyte_idl(),
