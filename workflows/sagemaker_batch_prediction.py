@@ -3,12 +3,12 @@
 The seeds' pipeline, with its defaults as typed inputs (``model_config.params`` ->
 ``n_estimators``/``max_depth``, ``preprocessing_config.normalize``, ``prediction_config.batch_size``,
 ``evaluation_config.compute_shap``) and every artifact passed as a Flyte file instead of a
-hard-coded S3 string. Locally each SageMaker task body runs in-process; registered, each runs as a
-SageMaker job of the registered image.
+hard-coded S3 string. Registered, every step is a SageMaker job of the registered image.
 
-Batch transform is a processing job here, not ``@sagemaker_batch_transform_task``: that task has no
-Python body (SageMaker serves a *registered SageMaker model*), so it cannot run under ``pyflyte
-run`` and would need a model-registration step the SDK only offers together with an endpoint.
+Training returns a model package (the XGBoost model plus ``_credit_scoring_inference.py`` as its
+inference code), and batch transform serves that package: a SageMaker transform job remotely, the
+same serving code on 127.0.0.1 under ``pyflyte run``. The transform drops the application id before
+the model sees a record and joins it back onto each prediction, as SageMaker's data processing does.
 """
 
 from __future__ import annotations
@@ -18,11 +18,20 @@ import json
 import typing
 from typing import Annotated
 
-from cdao_sdk import sagemaker_processing_task, sagemaker_training_task, settings, task, workflow
+from cdao_sdk import (
+    package_model,
+    sagemaker_batch_transform_task,
+    sagemaker_processing_task,
+    sagemaker_training_task,
+    settings,
+    task,
+    workflow,
+)
 from flytekit import CronSchedule, Email, HashMethod, LaunchPlan, Slack, WorkflowExecutionPhase
+from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import CSVFile, FlyteFile, JoblibSerializedFile
 
-from workflows import _platform
+from workflows import _credit_scoring_inference, _platform
 from workflows._data import CREDIT_CATEGORICAL, CREDIT_NUMERIC, TARGET, load_table
 
 _platform.ensure_settings()
@@ -33,7 +42,7 @@ PROBABILITY = "default_probability"
 RANDOM_STATE = 42
 TEST_FRACTION = 0.2
 # Bump when a step's code changes what it produces: cached results of older code are then ignored.
-CACHE_VERSION = "1.0"
+CACHE_VERSION = "2.0"
 
 HashedCSV = Annotated[CSVFile, HashMethod(_platform.file_sha256)]
 HashedFile = Annotated[FlyteFile, HashMethod(_platform.file_sha256)]
@@ -42,6 +51,8 @@ HashedFile = Annotated[FlyteFile, HashMethod(_platform.file_sha256)]
 class Processed(typing.NamedTuple):
     train: HashedCSV
     test_features: HashedCSV
+    # The test features as batch transform reads them: id first, no header (every line a record).
+    transform_input: HashedCSV
     test_labels: HashedCSV
     preprocessor: JoblibSerializedFile
 
@@ -108,12 +119,15 @@ def preprocess_data_sagemaker(raw: CSVFile, normalize: bool) -> Processed:
     train = transformed(train_df)
     train[TARGET] = train_df[TARGET].to_numpy()
     train.to_csv(work / "train.csv", index=False)
-    transformed(test_df).to_csv(work / "test_features.csv", index=False)
+    test = transformed(test_df)
+    test.to_csv(work / "test_features.csv", index=False)
+    test.to_csv(work / "transform_input.csv", index=False, header=False)
     test_df[[ID, TARGET]].to_csv(work / "test_labels.csv", index=False)
     joblib.dump(pre, work / "preprocessor.joblib")
     return Processed(
         CSVFile(str(work / "train.csv")),
         CSVFile(str(work / "test_features.csv")),
+        CSVFile(str(work / "transform_input.csv")),
         CSVFile(str(work / "test_labels.csv")),
         JoblibSerializedFile(str(work / "preprocessor.joblib")),
     )
@@ -131,7 +145,10 @@ def preprocess_data_sagemaker(raw: CSVFile, normalize: bool) -> Processed:
     timeout=datetime.timedelta(hours=2, minutes=10),
 )
 def train_model_sagemaker(train: CSVFile, n_estimators: int, max_depth: int, learning_rate: float) -> HashedFile:
-    """XGBoost on the processed features; saved in XGBoost's own JSON format (portable, no pickle)."""
+    """XGBoost on the processed features, packaged with its inference code for batch transform.
+
+    The model is saved in XGBoost's own JSON format (portable, no pickle).
+    """
     import pandas as pd  # noqa: PLC0415
     import xgboost as xgb  # noqa: PLC0415
 
@@ -157,36 +174,31 @@ def train_model_sagemaker(train: CSVFile, n_estimators: int, max_depth: int, lea
         eval_metric="logloss",
     )
     model.fit(features, df[TARGET])
-    out = _platform.work_dir() / "model.json"
+    out = _platform.work_dir() / _credit_scoring_inference.MODEL_FILE
     model.save_model(out)
-    return FlyteFile(str(out))
+    return package_model({out.name: out}, inference_code=_credit_scoring_inference)
 
 
-@sagemaker_processing_task(
+# Scores in SageMaker's MultiRecord mini-batches of up to 6 MB; the id column is filtered out of
+# what the model sees ($[1:]) and the output keeps id, probability and prediction ($[0,-2,-1]).
+batch_transform_sagemaker = sagemaker_batch_transform_task(
+    f"{__name__}.batch_transform_sagemaker",
     instance_type="ml.m5.large",
-    max_runtime_seconds=3600,
+    strategy="MultiRecord",
+    max_payload_mb=6,
+    content_type="text/csv",
+    accept="text/csv",
+    split_type="Line",
+    input_filter="$[1:]",
+    join_source="Input",
+    output_filter="$[0,-2,-1]",
+    env_inputs={"batch_size": int},
     container_image=_platform.managed_image(),
     cache=True,
     cache_version=CACHE_VERSION,
     retries=2,
     timeout=datetime.timedelta(minutes=70),
 )
-def batch_transform_sagemaker(model: FlyteFile, features: CSVFile, batch_size: int) -> HashedCSV:
-    """Score the feature file in batches of ``batch_size`` rows, as a SageMaker batch transform would."""
-    import pandas as pd  # noqa: PLC0415
-    import xgboost as xgb  # noqa: PLC0415
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
-    clf = xgb.XGBClassifier()
-    clf.load_model(model.download())
-    parts = []
-    for chunk in pd.read_csv(features.download(), chunksize=batch_size):
-        proba = clf.predict_proba(chunk.drop(columns=[ID]))[:, 1]
-        parts.append(pd.DataFrame({ID: chunk[ID], PROBABILITY: proba.round(6), PREDICTION: (proba >= 0.5).astype(int)}))
-    out = _platform.work_dir() / "predictions.csv"
-    pd.concat(parts).to_csv(out, index=False)
-    return CSVFile(str(out))
 
 
 @sagemaker_processing_task(
@@ -199,9 +211,12 @@ def batch_transform_sagemaker(model: FlyteFile, features: CSVFile, batch_size: i
     timeout=datetime.timedelta(minutes=40),
 )
 def evaluate_predictions_sagemaker(
-    predictions: CSVFile, labels: CSVFile, model: FlyteFile, features: CSVFile, compute_shap: bool
+    predictions: FlyteDirectory, labels: CSVFile, model: FlyteFile, features: CSVFile, compute_shap: bool
 ) -> Evaluation:
     """Accuracy, precision, recall and F1 of the default class, plus ROC AUC and SHAP importances."""
+    import tarfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
     import xgboost as xgb  # noqa: PLC0415
@@ -214,7 +229,10 @@ def evaluate_predictions_sagemaker(
         roc_auc_score,
     )
 
-    pred = pd.read_csv(predictions.download())
+    outputs = sorted(Path(predictions.download()).rglob("*.out"))
+    if not outputs:
+        raise ValueError(f"{predictions.path}: the transform wrote no .out files")
+    pred = pd.concat(pd.read_csv(p, header=None, names=[ID, PROBABILITY, PREDICTION]) for p in outputs)
     truth = pd.read_csv(labels.download())
     if pred[ID].duplicated().any() or set(pred[ID]) != set(truth[ID]):
         raise ValueError("predictions and labels do not cover the same applications exactly once")
@@ -234,8 +252,10 @@ def evaluate_predictions_sagemaker(
         "confusion_matrix": confusion_matrix(y, y_hat).tolist(),
     }
     if compute_shap:
+        with tarfile.open(model.download()) as package:
+            package.extract(_credit_scoring_inference.MODEL_FILE, _platform.work_dir(), filter="data")
         clf = xgb.XGBClassifier()
-        clf.load_model(model.download())
+        clf.load_model(_platform.work_dir() / _credit_scoring_inference.MODEL_FILE)
         x = pd.read_csv(features.download()).drop(columns=[ID])
         # XGBoost's exact TreeSHAP: one contribution per feature plus the bias column, summing to the margin.
         contribs = clf.get_booster().predict(xgb.DMatrix(x), pred_contribs=True)
@@ -263,7 +283,7 @@ def sagemaker_batch_prediction_pipeline(  # noqa: PLR0917  (each parameter is a 
     model = train_model_sagemaker(
         train=processed.train, n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate
     )
-    predictions = batch_transform_sagemaker(model=model, features=processed.test_features, batch_size=batch_size)
+    predictions = batch_transform_sagemaker(model=model, data=processed.transform_input, batch_size=batch_size)
     return evaluate_predictions_sagemaker(
         predictions=predictions,
         labels=processed.test_labels,

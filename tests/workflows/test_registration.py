@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE
 from flytekit.core.workflow import WorkflowBase
 from flytekit.models.task import TaskSpec
 from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize
@@ -80,9 +81,11 @@ def _check_serialised(wf: WorkflowBase) -> None:
         assert t.metadata.timeout is not None and t.metadata.timeout.total_seconds() > 0, f"{where} has no timeout"
         if t.metadata.discoverable:
             assert t.metadata.discovery_version, f"{where} is cached without a cache_version"
+        # Every job, SageMaker's included, runs the image the workflows are registered with.
         if t.container is not None:
-            # Every job, SageMaker's included, runs the image the workflows are registered with.
             assert t.container.image == f"{IMAGE_FQN}:{IMAGE_TAG}", where
+        if t.type == BATCH_TRANSFORM_TASK_TYPE:
+            assert t.custom["image"] == f"{IMAGE_FQN}:{IMAGE_TAG}", where
 
 
 def test_deterministic_steps_are_cached() -> None:
@@ -97,6 +100,7 @@ def test_deterministic_steps_are_cached() -> None:
         "train_model",
         "preprocess_data_sagemaker",
         "train_model_sagemaker",
+        "batch_transform_sagemaker",
         "train_cnn",
         "segment_risk_report",
         "score_segment",

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE
 from cdao_sdk import settings
 from flytekit import LaunchPlan, WorkflowExecutionPhase
 from flytekit.models.core.execution import WorkflowExecutionPhase as Phase
-from workflow_test_support import serialize, task_templates
+from workflow_test_support import IMAGE_FQN, IMAGE_TAG, serialize, task_templates
 
 from workflows import _platform
 from workflows._data import credit_scoring
@@ -47,6 +48,12 @@ def test_bad_hyperparameters_fail_with_a_clear_message() -> None:
         sagemaker_batch_prediction_pipeline(max_depth=0, compute_shap=False)
 
 
+def test_batch_size_reaches_the_model_server() -> None:
+    # The workflow's batch_size is the transform's BATCH_SIZE; the model server refuses it at start.
+    with pytest.raises(Exception, match=r"model server did not start.*BATCH_SIZE='0' must be an integer >= 1"):
+        sagemaker_batch_prediction_pipeline(batch_size=0, compute_shap=False)
+
+
 def test_raw_table_missing_columns_is_rejected(tmp_path: Path) -> None:
     csv = tmp_path / "applications.csv"
     credit_scoring(n_rows=200).drop(columns=["employment"]).to_csv(csv, index=False)
@@ -57,7 +64,20 @@ def test_raw_table_missing_columns_is_rejected(tmp_path: Path) -> None:
 def test_steps_run_as_sagemaker_jobs() -> None:
     templates = task_templates(sagemaker_batch_prediction_pipeline)
     assert templates["preprocess_data_sagemaker"].type == SAGEMAKER_PROCESSING_TASK_TYPE
-    assert templates["batch_transform_sagemaker"].type == SAGEMAKER_PROCESSING_TASK_TYPE
+    transform = templates["batch_transform_sagemaker"]
+    assert transform.type == BATCH_TRANSFORM_TASK_TYPE
+    # The registered image serves the package; SageMaker keeps the id out of the model's input
+    # and joins it back onto each prediction.
+    assert transform.custom["image"] == f"{IMAGE_FQN}:{IMAGE_TAG}"
+    request = transform.custom["transform"]
+    assert (request["input_filter"], request["join_source"], request["output_filter"]) == (
+        "$[1:]",
+        "Input",
+        "$[0,-2,-1]",
+    )
+    assert request["env_inputs"] == ["batch_size"]
+    assert request["execution_role_arn"] == settings.get("sagemaker_role")
+    assert request["output_s3_path"] == f"s3://{settings.get('default_bucket')}/sagemaker/transform"
     assert templates["evaluate_predictions_sagemaker"].type == SAGEMAKER_PROCESSING_TASK_TYPE
     training = templates["train_model_sagemaker"]
     assert training.type == SAGEMAKER_TRAINING_TASK_TYPE
