@@ -294,8 +294,10 @@ def test_propeller_routes_exactly_the_connector_task_types(apps: dict[str, Rende
         SAGEMAKER_PROCESSING_TASK_TYPE,
         SAGEMAKER_TRAINING_TASK_TYPE,
     )
+    from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE  # noqa: PLC0415
 
     sdk_types = {
+        BATCH_TRANSFORM_TASK_TYPE,
         BATCH_TASK_TYPE,
         CODEWEAVE_TASK_TYPE,
         EMR_SPARK_TASK_TYPE,
