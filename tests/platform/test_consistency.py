@@ -291,10 +291,10 @@ def test_propeller_routes_exactly_the_connector_task_types(apps: dict[str, Rende
     from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE  # noqa: PLC0415
     from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE  # noqa: PLC0415
     from cdao_connectors.sagemaker.task import (  # noqa: PLC0415
+        BATCH_TRANSFORM_TASK_TYPE,
         SAGEMAKER_PROCESSING_TASK_TYPE,
         SAGEMAKER_TRAINING_TASK_TYPE,
     )
-    from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE  # noqa: PLC0415
 
     sdk_types = {
         BATCH_TRANSFORM_TASK_TYPE,

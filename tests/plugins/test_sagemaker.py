@@ -15,8 +15,12 @@ from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE
 from cdao_connectors.sagemaker import connector as sagemaker_connector
 from cdao_connectors.sagemaker.connector import SafeEndpointConnector
-from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
-from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE, run_locally
+from cdao_connectors.sagemaker.task import (
+    BATCH_TRANSFORM_TASK_TYPE,
+    SAGEMAKER_PROCESSING_TASK_TYPE,
+    SAGEMAKER_TRAINING_TASK_TYPE,
+)
+from cdao_connectors.sagemaker.transform import run_locally
 from cdao_sdk import sagemaker_batch_transform_task
 from flyteidl.admin import agent_pb2
 from flytekit.extend.backend.base_connector import ConnectorRegistry

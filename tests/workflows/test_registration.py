@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE
+from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE
 from flytekit.core.workflow import WorkflowBase
 from flytekit.models.task import TaskSpec
 from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize

@@ -4,8 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
-from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE
+from cdao_connectors.sagemaker.task import (
+    BATCH_TRANSFORM_TASK_TYPE,
+    SAGEMAKER_PROCESSING_TASK_TYPE,
+    SAGEMAKER_TRAINING_TASK_TYPE,
+)
 from cdao_sdk import settings
 from flytekit import LaunchPlan, WorkflowExecutionPhase
 from flytekit.models.core.execution import WorkflowExecutionPhase as Phase

@@ -23,8 +23,8 @@ from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
 from cdao_connectors._common import attempt_seed, aws_client, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE
-from cdao_connectors.sagemaker.transform import BATCH_TRANSFORM_TASK_TYPE, BatchTransform, env_var
+from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
 
 class SpotTrainingConnector(SageMakerTrainingTaskConnector):

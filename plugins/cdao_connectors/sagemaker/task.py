@@ -19,6 +19,8 @@ from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTr
 from cdao_connectors._local import LocalDispatchMixin
 
 SAGEMAKER_TRAINING_TASK_TYPE = "cdao-sagemaker-training"
+# A model package served by the task image in a transform job (see ``transform``).
+BATCH_TRANSFORM_TASK_TYPE = "cdao-sagemaker-batch-transform"
 # The plugin's Pythonic processing type, served by the plugin's own connector.
 SAGEMAKER_PROCESSING_TASK_TYPE = SageMakerProcessingTask._TASK_TYPE
 

@@ -45,8 +45,8 @@ from flytekit.types.file import FlyteFile
 
 from cdao_connectors._local import LOCAL_EXECUTION_ENV
 from cdao_connectors.sagemaker import serving
+from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE
 
-BATCH_TRANSFORM_TASK_TYPE = "cdao-sagemaker-batch-transform"
 STRATEGIES = ("MultiRecord", "SingleRecord")
 SPLIT_TYPES = ("Line", "None")
 JOIN_SOURCES = ("None", "Input")
