@@ -123,16 +123,16 @@ def test_quoted_csv_fields_survive_the_join(tmp_path: Path) -> None:
 
 
 def test_multirecord_fills_requests_up_to_max_payload(tmp_path: Path) -> None:
-    record = "x" * 200_000  # five records and their newlines fit in 1 MiB, six do not
+    record = "x" * 200_000  # four records and their newlines fit in 1 MB (10^6 bytes), five do not
     data = tmp_path / "big.csv"
-    data.write_text("\n".join([record] * 12) + "\n")
+    data.write_text("\n".join([record] * 11) + "\n")
     package = _package(tmp_path, COUNTING)
 
     run_locally(_config(max_payload_mb=1), package, data, {}, tmp_path / "multi")
-    assert (tmp_path / "multi" / "big.csv.out").read_text().split() == ["5"] * 10 + ["2"] * 2
+    assert (tmp_path / "multi" / "big.csv.out").read_text().split() == ["4"] * 8 + ["3"] * 3
 
     run_locally(_config(strategy="SingleRecord"), package, data, {}, tmp_path / "single")
-    assert (tmp_path / "single" / "big.csv.out").read_text().split() == ["1"] * 12
+    assert (tmp_path / "single" / "big.csv.out").read_text().split() == ["1"] * 11
 
 
 def test_a_record_larger_than_max_payload_fails(tmp_path: Path) -> None:

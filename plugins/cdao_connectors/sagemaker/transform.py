@@ -54,7 +54,9 @@ JOIN_SOURCES = ("None", "Input")
 MAX_ENVIRONMENT = 16
 _ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
 ENV_INPUT_TYPES = (int, float, str, bool)
-_MB = 1024 * 1024
+# SageMaker does not say whether its MB is 10^6 or 2^20 bytes; the smaller one means a local run
+# never packs a request the real job would refuse.
+_MB = 1_000_000
 _SERVER_START_SECONDS = 300.0
 
 
@@ -158,7 +160,7 @@ class BatchTransform:
             raise ValueError(f"{where}: strategy='MultiRecord' needs split_type='Line' to find records")
         if self.output_s3_path and not self.output_s3_path.startswith("s3://"):
             raise ValueError(f"{where} output_s3_path={self.output_s3_path!r} must be an s3:// URI")
-        names = [*self.environment, *(n.upper() for n in self.env_inputs)]
+        names = [*self.environment, *(env_var(n) for n in self.env_inputs)]
         if len(names) > MAX_ENVIRONMENT:
             raise ValueError(f"{where}: {len(names)} environment variables; SageMaker allows {MAX_ENVIRONMENT}")
         clash = sorted({n for n in names if names.count(n) > 1})
