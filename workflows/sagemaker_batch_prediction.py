@@ -34,8 +34,6 @@ from flytekit.types.file import CSVFile, FlyteFile, JoblibSerializedFile
 from workflows import _credit_scoring_inference, _platform
 from workflows._data import CREDIT_CATEGORICAL, CREDIT_NUMERIC, TARGET, load_table
 
-_platform.ensure_settings()
-
 ID = "application_id"
 PREDICTION = "predicted_default"
 PROBABILITY = "default_probability"
@@ -81,7 +79,6 @@ def ingest_raw_data(raw_data_path: str) -> HashedCSV:
 @sagemaker_processing_task(
     instance_type="ml.m5.2xlarge",
     max_runtime_seconds=3600,
-    container_image=_platform.managed_image(),
     cache=True,
     cache_version=CACHE_VERSION,
     retries=2,
@@ -138,7 +135,6 @@ def preprocess_data_sagemaker(raw: CSVFile, normalize: bool) -> Processed:
     use_spot_instances=True,
     max_runtime_seconds=3600,
     max_wait_seconds=7200,
-    container_image=_platform.managed_image(),
     cache=True,
     cache_version=CACHE_VERSION,
     retries=2,
@@ -193,7 +189,6 @@ batch_transform_sagemaker = sagemaker_batch_transform_task(
     join_source="Input",
     output_filter="$[0,-2,-1]",
     env_inputs={"batch_size": int},
-    container_image=_platform.managed_image(),
     cache=True,
     cache_version=CACHE_VERSION,
     retries=2,
@@ -204,7 +199,6 @@ batch_transform_sagemaker = sagemaker_batch_transform_task(
 @sagemaker_processing_task(
     instance_type="ml.m5.large",
     max_runtime_seconds=1800,
-    container_image=_platform.managed_image(),
     cache=True,
     cache_version=CACHE_VERSION,
     retries=2,

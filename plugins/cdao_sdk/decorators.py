@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import flytekit
@@ -14,10 +14,12 @@ from cdao_connectors._quantity import check_quantity
 from cdao_connectors.aws_batch.task import BatchJob
 from cdao_connectors.codeweave.task import CodeweaveGPU
 from cdao_connectors.emr.task import EMRSpark, ServerlessSpark
-from cdao_connectors.sagemaker.task import Processing, SpotTraining
+from cdao_connectors.sagemaker.task import Processing, ProcessingTask, SpotTraining, SpotTrainingTask
 from cdao_connectors.sagemaker.transform import BatchTransform, BatchTransformTask
 from flytekit import PodTemplate, Resources
+from flytekit.configuration import SerializationSettings
 from flytekit.core.base_task import TaskMetadata
+from flytekit.extend import TaskPlugins
 from flytekitplugins.awssagemaker_inference import create_sagemaker_deployment
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
@@ -229,9 +231,60 @@ def spark_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
 
-def _managed_image(task_kwargs: dict[str, Any], decorator: str) -> None:
+# A SageMaker job's role, region and buckets belong to a stack. Registration reads them from the
+# settings (CI exports the stack's values); defining a task, or running it with `pyflyte run`,
+# needs none of them. The plugin's configs insist on a role and region when built, so they hold
+# this marker until `get_custom` replaces it.
+_AT_REGISTRATION = "<cdao_sdk setting, read at registration>"
+# The image `pyflyte register --image` names; flytekit fills it in when serialising.
+REGISTERED_IMAGE = "{{.image.default.fqn}}:{{.image.default.version}}"
+
+
+def _managed_image(task_kwargs: dict[str, Any]) -> None:
     if task_kwargs.get("container_image") is None:
-        task_kwargs["container_image"] = settings.require("default_image", decorator)
+        task_kwargs["container_image"] = settings.get("default_image") or REGISTERED_IMAGE
+
+
+def _stack_values(config: Any, where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if config.execution_role_arn == _AT_REGISTRATION:
+        values["execution_role_arn"] = settings.require("sagemaker_role", where)
+    if config.region == _AT_REGISTRATION:
+        values["region"] = settings.require("region", where)
+    return values
+
+
+@dataclass
+class _StackTraining(SpotTraining):
+    """Spot training whose role, region and default S3 paths come from the settings at registration."""
+
+
+class _StackTrainingTask(SpotTrainingTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        cfg = self.task_config
+        where = f"sagemaker_training_task {self.name}"
+        values = _stack_values(cfg, where)
+        bucket = settings.get("default_bucket")
+        if bucket and cfg.output_s3_path is None:
+            values["output_s3_path"] = f"s3://{bucket}/sagemaker/training"
+        if bucket and cfg.checkpoint_s3_uri is None and cfg.use_spot_instances:
+            values["checkpoint_s3_uri"] = f"s3://{bucket}/sagemaker/checkpoints"
+        return replace(cfg, **values).to_dict()
+
+
+@dataclass
+class _StackProcessing(Processing):
+    """Processing whose role and region come from the settings at registration."""
+
+
+class _StackProcessingTask(ProcessingTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        cfg = self.task_config
+        return replace(cfg, **_stack_values(cfg, f"sagemaker_processing_task {self.name}")).to_dict()
+
+
+TaskPlugins.register_pythontask_plugin(_StackTraining, _StackTrainingTask)
+TaskPlugins.register_pythontask_plugin(_StackProcessing, _StackProcessingTask)
 
 
 def sagemaker_training_task(
@@ -247,17 +300,16 @@ def sagemaker_training_task(
     checkpoint_s3_uri: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
-    """Runs the function inside a SageMaker training job (spot by default, with checkpoints)."""
+    """Runs the function inside a SageMaker training job (spot by default, with checkpoints).
+
+    Unless given, the role and region are the settings' at registration, and so are the output
+    and checkpoint paths under ``s3://<default_bucket>/sagemaker/`` when a bucket is set.
+    """
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_training_task")
-    _managed_image(task_kwargs, "sagemaker_training_task")
-    bucket = settings.get("default_bucket")
-    if output_s3_path is None and bucket:
-        output_s3_path = f"s3://{bucket}/sagemaker/training"
-    if checkpoint_s3_uri is None and bucket and use_spot_instances:
-        checkpoint_s3_uri = f"s3://{bucket}/sagemaker/checkpoints"
-    config = SpotTraining(
-        execution_role_arn=execution_role_arn or settings.require("sagemaker_role", "sagemaker_training_task"),
-        region=settings.require("region", "sagemaker_training_task"),
+    _managed_image(task_kwargs)
+    config = _StackTraining(
+        execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+        region=_AT_REGISTRATION,
         instance_type=instance_type,
         volume_size_in_gb=volume_size_gb,
         max_runtime_in_seconds=max_runtime_seconds,
@@ -278,12 +330,15 @@ def sagemaker_processing_task(
     execution_role_arn: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
-    """Runs the function inside a SageMaker processing job (the plugin's Pythonic mode)."""
+    """Runs the function inside a SageMaker processing job (the plugin's Pythonic mode).
+
+    Unless given, the role and region are the settings' at registration.
+    """
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_processing_task")
-    _managed_image(task_kwargs, "sagemaker_processing_task")
-    config = Processing(
-        execution_role_arn=execution_role_arn or settings.require("sagemaker_role", "sagemaker_processing_task"),
-        region=settings.require("region", "sagemaker_processing_task"),
+    _managed_image(task_kwargs)
+    config = _StackProcessing(
+        execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+        region=_AT_REGISTRATION,
         instance_type=instance_type,
         volume_size_in_gb=volume_size_gb,
         max_runtime_in_seconds=max_runtime_seconds,
@@ -375,7 +430,7 @@ def sagemaker_batch_transform_task(
         name=name,
         config=config,
         env_input_types=dict(env_inputs or {}),
-        container_image=container_image,
+        container_image=container_image or settings.get("default_image"),
         metadata=metadata,
     )
 

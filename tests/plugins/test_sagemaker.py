@@ -37,8 +37,7 @@ ACCOUNT = "123456789012"
 
 
 def test_spot_training_job_request_and_no_false_success(aws_env, grpc_stubs):
-    # Imported once aws_env has set AWS_REGION: the decorator reads the region when it runs.
-    import sm_tasks  # noqa: PLC0415
+    import sm_tasks  # noqa: PLC0415  (the region comes from aws_env's AWS_REGION at serialisation)
 
     stub, _ = grpc_stubs
     template = serialize(sm_tasks.fit)

@@ -226,7 +226,6 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
         (lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", instance_count=3), "not both"),
         (lambda: spark_task(platform="emr", instance_type="huge"), "instance_type='huge'"),
         (spark_task, "emr_serverless_role"),
-        (lambda: cdao_sdk.sagemaker_training_task(container_image=IMAGE), "sagemaker_role"),
     ],
 )
 def test_bad_arguments_fail_at_decoration(decorate, message):
@@ -237,6 +236,38 @@ def test_bad_arguments_fail_at_decoration(decorate, message):
             return x
 
         dec(f)
+
+
+def test_sagemaker_tasks_take_the_stacks_values_at_registration(monkeypatch):
+    for name in ("CDAO_SAGEMAKER_ROLE_ARN", "CDAO_AWS_REGION", "AWS_REGION", "CDAO_DEFAULT_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+
+    @cdao_sdk.sagemaker_training_task(instance_type="ml.g5.xlarge")
+    def fit(x: int) -> int:
+        return x + 1
+
+    @cdao_sdk.sagemaker_processing_task()
+    def clean(x: int) -> int:
+        return x * 2
+
+    # Defining and running the tasks locally needs no AWS value.
+    assert clean(x=fit(x=1)) == 4
+    for t, decorator in ((fit, "sagemaker_training_task"), (clean, "sagemaker_processing_task")):
+        with pytest.raises(
+            ValueError, match=rf"{decorator} .*\.{t.name.rsplit('.', 1)[-1]} needs the 'sagemaker_role'"
+        ):
+            serialize(t)
+
+    monkeypatch.setenv("CDAO_SAGEMAKER_ROLE_ARN", ROLE)
+    monkeypatch.setenv("CDAO_AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("CDAO_DEFAULT_BUCKET", "stack-bucket")
+    training = serialize(fit)
+    assert (training.custom["execution_role_arn"], training.custom["region"]) == (ROLE, "eu-west-1")
+    assert training.custom["output_s3_path"] == "s3://stack-bucket/sagemaker/training"
+    assert training.custom["checkpoint_s3_uri"] == "s3://stack-bucket/sagemaker/checkpoints"
+    # No default image configured: the job runs the image given to `pyflyte register --image`.
+    assert training.container.image == IMAGE
+    assert serialize(clean).custom["region"] == "eu-west-1"
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,24 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 
+# What CI exports when it registers to a stack; the SDK reads them only to serialise tasks.
+STACK_ENV = {
+    "CDAO_AWS_REGION": "us-east-1",
+    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-dev-sagemaker-exec",
+    "CDAO_DEFAULT_BUCKET": "cdao-dev-ml-artifacts",
+}
+
+
 @pytest.fixture(autouse=True)
 def _local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # A cached result would let a broken task body pass; the domain variable is CI's registration switch.
     monkeypatch.setenv("FLYTE_LOCAL_CACHE_ENABLED", "false")
     monkeypatch.delenv("FLYTE_DOMAIN", raising=False)
-    # The pipeline modules fill the SDK's settings when first imported; tests of the SDK itself
-    # (tests/plugins) reset them, so put the pipelines' local settings back before each test.
-    from workflows._platform import ensure_settings  # noqa: PLC0415 - imports flytekit and the SDK
+    # Tests of the SDK itself (tests/plugins) configure other values; each test here starts from
+    # the environment alone, as registration in CI does.
+    from cdao_sdk import settings  # noqa: PLC0415 - imports flytekit
 
-    ensure_settings()
+    monkeypatch.setattr(settings, "_current", settings.Settings())
+    for name, value in STACK_ENV.items():
+        monkeypatch.setenv(name, value)
     yield

@@ -144,8 +144,12 @@ def test_production_package_adds_the_nightly_schedule(tmp_path: Path) -> None:
     assert any("credit_scoring_nightly" in n for n in names), names
 
 
-def test_registration_refuses_placeholder_aws_settings(tmp_path: Path) -> None:
+def test_registration_without_the_stacks_aws_settings_fails_naming_them(tmp_path: Path) -> None:
     env = {"FLYTE_DOMAIN": "staging", "CDAO_AWS_REGION": "", "CDAO_SAGEMAKER_ROLE_ARN": "", "CDAO_DEFAULT_BUCKET": ""}
     code, log, _ = _package(tmp_path, env)
     assert code != 0
-    assert "CDAO_SAGEMAKER_ROLE_ARN" in log and "staging" in log
+    assert "CDAO_DEFAULT_BUCKET" in log
+    env["CDAO_DEFAULT_BUCKET"] = "cdao-staging-ml-artifacts"
+    code, log, _ = _package(tmp_path, env)
+    assert code != 0
+    assert "CDAO_SAGEMAKER_ROLE_ARN" in log

@@ -12,9 +12,8 @@ from cdao_connectors.sagemaker.task import (
 from cdao_sdk import settings
 from flytekit import LaunchPlan, WorkflowExecutionPhase
 from flytekit.models.core.execution import WorkflowExecutionPhase as Phase
-from workflow_test_support import IMAGE_FQN, IMAGE_TAG, serialize, task_templates
+from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize, task_templates
 
-from workflows import _platform
 from workflows._data import credit_scoring
 from workflows.sagemaker_batch_prediction import launch_plans_for, sagemaker_batch_prediction_pipeline
 
@@ -129,13 +128,21 @@ def test_unknown_domain_is_rejected() -> None:
         launch_plans_for("prod")
 
 
-def test_registration_without_real_aws_settings_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "_current", settings.Settings())
-    for name in ("CDAO_AWS_REGION", "AWS_REGION", "CDAO_SAGEMAKER_ROLE_ARN", "CDAO_DEFAULT_BUCKET"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("FLYTE_DOMAIN", "production")
-    with pytest.raises(RuntimeError, match="CDAO_AWS_REGION, CDAO_DEFAULT_BUCKET, CDAO_SAGEMAKER_ROLE_ARN"):
-        _platform.ensure_settings()
-    monkeypatch.delenv("FLYTE_DOMAIN")
-    _platform.ensure_settings()  # a laptop run gets the local placeholders
-    assert settings.get("sagemaker_role").startswith("arn:aws:iam::000000000000:")
+def test_pyflyte_run_needs_no_aws_settings(tmp_path: Path) -> None:
+    # A fresh laptop: no region, role or bucket anywhere; every step (the transform's model server
+    # included) runs here.
+    blank = dict.fromkeys(("CDAO_AWS_REGION", "AWS_REGION", "CDAO_SAGEMAKER_ROLE_ARN", "CDAO_DEFAULT_BUCKET"), "")
+    args = ["run", "workflows/sagemaker_batch_prediction.py", "sagemaker_batch_prediction_pipeline"]
+    proc = run_cli([*args, "--no_compute_shap"], cwd=ROOT, env=blank, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "'roc_auc': 0.9" in proc.stdout, proc.stdout
+
+
+def test_serialising_without_the_stacks_settings_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CDAO_SAGEMAKER_ROLE_ARN")
+    with pytest.raises(
+        ValueError,
+        match=r"sagemaker_processing_task .*preprocess_data_sagemaker needs the "
+        r"'sagemaker_role' setting.*CDAO_SAGEMAKER_ROLE_ARN",
+    ):
+        serialize(sagemaker_batch_prediction_pipeline)

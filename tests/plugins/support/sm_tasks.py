@@ -1,4 +1,4 @@
-"""SageMaker tasks for the tests (import after AWS_REGION is set: the region is read at decoration)."""
+"""SageMaker tasks for the tests; the region is the environment's when they are serialised."""
 
 from __future__ import annotations
 
