@@ -263,6 +263,12 @@ class MlflowRest:
             except json.JSONDecodeError:
                 code = ""
             raise MlflowError(f"{method} {path}: HTTP {exc.code} {code} {detail[:300]}") from exc
+        except urllib.error.URLError as exc:
+            raise MlflowError(
+                f"no MLflow tracking server answers at {self.base} ({exc.reason}): set MLFLOW_TRACKING_URI "
+                f"(or cdao_sdk.configure(mlflow_tracking_uri=...)) to a reachable one; the default "
+                f"{IN_CLUSTER_MLFLOW} exists only inside the platform's cluster"
+            ) from exc
         return json.loads(text)
 
     def experiment_id(self, name: str) -> str:

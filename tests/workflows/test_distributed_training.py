@@ -276,3 +276,10 @@ def test_training_serialises_to_an_elastic_pytorch_job_on_the_a100_pool() -> Non
     # The MLflow step runs on the cpu pool.
     log = templates["log_to_mlflow"].k8s_pod.pod_spec
     assert log["nodeSelector"]["cdao.io/node-pool"] == "cpu"
+
+
+def test_an_unreachable_tracking_server_is_named_with_what_to_set() -> None:
+    # A laptop without MLFLOW_TRACKING_URI gets the in-cluster default, which does not resolve there.
+    client = dt.MlflowRest("http://mlflow.invalid:5000/mlflow", timeout=5)
+    with pytest.raises(dt.MlflowError, match=r"no MLflow tracking server answers at http://mlflow.invalid:5000/mlflow"):
+        client.experiment_id("digits")
