@@ -13,7 +13,7 @@ import flytekit
 from cdao_connectors._quantity import check_quantity
 from cdao_connectors.aws_batch.task import BatchJob
 from cdao_connectors.codeweave.task import CodeweaveGPU
-from cdao_connectors.emr.task import EMRSpark, ServerlessSpark
+from cdao_connectors.emr.task import EMRSpark, ServerlessSpark, ServerlessSparkTask
 from cdao_connectors.sagemaker.task import Processing, ProcessingTask, SpotTraining, SpotTrainingTask
 from cdao_connectors.sagemaker.transform import BatchTransform, BatchTransformTask
 from flytekit import PodTemplate, Resources
@@ -181,6 +181,51 @@ def batch_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, retries=n_retries, **task_kwargs))
 
 
+# A managed job's role, region and buckets belong to a stack. Registration reads them from the
+# settings (CI exports the stack's values); defining a task, or running it with `pyflyte run`,
+# needs none of them. The plugins' configs insist on a role when built, so they hold this marker
+# until `get_custom` replaces it.
+_AT_REGISTRATION = "<cdao_sdk setting, read at registration>"
+# The image `pyflyte register --image` names; flytekit fills it in when serialising.
+REGISTERED_IMAGE = "{{.image.default.fqn}}:{{.image.default.version}}"
+
+
+def _managed_image(task_kwargs: dict[str, Any]) -> None:
+    if task_kwargs.get("container_image") is None:
+        task_kwargs["container_image"] = settings.get("default_image") or REGISTERED_IMAGE
+
+
+def _stack_values(config: Any, where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if config.execution_role_arn == _AT_REGISTRATION:
+        values["execution_role_arn"] = settings.require("sagemaker_role", where)
+    if config.region == _AT_REGISTRATION:
+        values["region"] = settings.require("region", where)
+    return values
+
+
+@dataclass
+class _StackServerless(ServerlessSpark):
+    """EMR Serverless whose job role, application and region come from the settings at registration."""
+
+
+class _StackServerlessTask(ServerlessSparkTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        cfg = self.task_config
+        where = f"spark_task(platform='emr-serverless') {self.name}"
+        values: dict[str, Any] = {}
+        if cfg.execution_role_arn == _AT_REGISTRATION:
+            values["execution_role_arn"] = settings.require("emr_serverless_role", where)
+        if cfg.application_id is None:
+            values["application_id"] = settings.get("emr_serverless_application_id")
+        if cfg.region is None:
+            values["region"] = settings.get("region")
+        return replace(cfg, **values).to_dict()
+
+
+TaskPlugins.register_pythontask_plugin(_StackServerless, _StackServerlessTask)
+
+
 def _spark_submit_parameters(spark_conf: dict[str, str]) -> str | None:
     if not spark_conf:
         return None
@@ -221,37 +266,12 @@ def spark_task(
                 "spark_task(platform='emr-serverless') takes no cluster_id, instance_type or instance_count"
             )
         EMRSpark(spark_conf=conf)  # same validation of spark_conf
-        config = ServerlessSpark(
-            execution_role_arn=execution_role_arn
-            or settings.require("emr_serverless_role", "spark_task(platform='emr-serverless')"),
-            application_id=application_id or settings.get("emr_serverless_application_id"),
+        config = _StackServerless(
+            execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+            application_id=application_id,
             spark_submit_parameters=_spark_submit_parameters(conf),
-            region=settings.get("region"),
         )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
-
-
-# A SageMaker job's role, region and buckets belong to a stack. Registration reads them from the
-# settings (CI exports the stack's values); defining a task, or running it with `pyflyte run`,
-# needs none of them. The plugin's configs insist on a role and region when built, so they hold
-# this marker until `get_custom` replaces it.
-_AT_REGISTRATION = "<cdao_sdk setting, read at registration>"
-# The image `pyflyte register --image` names; flytekit fills it in when serialising.
-REGISTERED_IMAGE = "{{.image.default.fqn}}:{{.image.default.version}}"
-
-
-def _managed_image(task_kwargs: dict[str, Any]) -> None:
-    if task_kwargs.get("container_image") is None:
-        task_kwargs["container_image"] = settings.get("default_image") or REGISTERED_IMAGE
-
-
-def _stack_values(config: Any, where: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if config.execution_role_arn == _AT_REGISTRATION:
-        values["execution_role_arn"] = settings.require("sagemaker_role", where)
-    if config.region == _AT_REGISTRATION:
-        values["region"] = settings.require("region", where)
-    return values
 
 
 @dataclass

@@ -132,15 +132,24 @@ def test_spark_task_routing():
 
     assert serialize(on_cluster).type == EMR_SPARK_TASK_TYPE
 
-    cdao_sdk.configure(
-        "flyte.example.com:443", "ml", emr_serverless_role="arn:aws:iam::123456789012:role/emr", remote=object()
-    )
-
     @spark_task(spark_conf={"spark.executor.cores": "4"})
     def serverless(x: int) -> int:
-        return x
+        return x + 1
 
+    # Defined and run locally without any AWS value; registering needs the job role.
+    assert serverless(x=1) == 2
+    with pytest.raises(ValueError, match=r"spark_task\(platform='emr-serverless'\) .*serverless needs the 'emr_ser"):
+        serialize(serverless)
+    cdao_sdk.configure(
+        "flyte.example.com:443",
+        "ml",
+        emr_serverless_role="arn:aws:iam::123456789012:role/emr",
+        emr_serverless_application_id="00fabc123",
+        region="eu-west-1",
+        remote=object(),
+    )
     tmpl = serialize(serverless)
+    assert (tmpl.custom["application_id"], tmpl.custom["region"]) == ("00fabc123", "eu-west-1")
     assert tmpl.type == EMR_SERVERLESS_TASK_TYPE
     assert tmpl.custom["execution_role_arn"] == "arn:aws:iam::123456789012:role/emr"
     assert "--conf spark.executor.cores=4" in tmpl.custom["spark_submit_parameters"]
@@ -225,7 +234,6 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
         (lambda: spark_task(cluster_id="cluster-1"), "not an EMR cluster id"),
         (lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", instance_count=3), "not both"),
         (lambda: spark_task(platform="emr", instance_type="huge"), "instance_type='huge'"),
-        (spark_task, "emr_serverless_role"),
     ],
 )
 def test_bad_arguments_fail_at_decoration(decorate, message):
