@@ -75,6 +75,19 @@ def test_the_server_answers_sagemakers_routes(tmp_path: Path) -> None:
         assert _get(f"{server.url}/ping") == 200  # one bad request does not take the model down
 
 
+def test_a_chunked_request_is_read_whole(tmp_path: Path) -> None:
+    def chunks():
+        yield b"1,2\n"
+        yield b"3,4"
+
+    with LocalServer(_unpacked(tmp_path, LINEAR), {}) as server:
+        request = urllib.request.Request(  # noqa: S310  (the test's own 127.0.0.1 server)
+            f"{server.url}/invocations", data=chunks(), headers={"Content-Type": "text/csv", "Accept": "text/csv"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.read() == b"21,2\n43,2\n"
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [

@@ -118,6 +118,18 @@ def _handler_class(handler: InferenceHandler) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _body(self) -> bytes:
+            if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            # http.server does not decode chunked requests; a client may stream a mini-batch so.
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF closing the chunk
+            while self.rfile.readline().strip():  # trailers, up to the blank line
+                pass
+            return b"".join(parts)
+
         def do_GET(self) -> None:
             if self.path == "/ping":
                 self._reply(HTTPStatus.OK, b"")
@@ -128,7 +140,7 @@ def _handler_class(handler: InferenceHandler) -> type[BaseHTTPRequestHandler]:
             if self.path != "/invocations":
                 self._reply(HTTPStatus.NOT_FOUND, f"no route {self.path}".encode())
                 return
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self._body()
             content_type = self.headers.get("Content-Type") or "application/octet-stream"
             accept = self.headers.get("Accept") or content_type
             try:
