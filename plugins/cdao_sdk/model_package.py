@@ -9,6 +9,7 @@ nothing from ``workflows/``, only the image's libraries.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import tarfile
 from collections.abc import Mapping
@@ -54,8 +55,22 @@ def package_model(
         raise ValueError(f"package_model name={name!r}: SageMaker expects a .tar.gz")
     _check_inference_code(source)
     out = Path(flytekit.current_context().working_directory) / name
-    with tarfile.open(out, "w:gz") as archive:
+    # Same files, same bytes: no timestamps or owners, so a content hash of the package (the
+    # cache key of the steps after it) changes only when the model or its code does.
+    with (
+        open(out, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
         for arcname, path in sorted(files.items()):
-            archive.add(str(path), arcname=arcname)
-        archive.add(str(source), arcname=str(CODE_PATH))
+            archive.add(str(path), arcname=arcname, filter=_reproducible)
+        archive.add(str(source), arcname=str(CODE_PATH), filter=_reproducible)
     return FlyteFile(str(out))
+
+
+def _reproducible(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644
+    return info

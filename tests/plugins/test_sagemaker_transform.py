@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -236,6 +237,19 @@ def test_package_model_carries_the_inference_code(tmp_path: Path) -> None:
     data.write_text("4,2\n")
     run_locally(_config(), package, data, {}, tmp_path / "out")
     assert (tmp_path / "out" / "rows.csv.out").read_text() == "9,1\n"
+
+
+def test_the_same_model_packages_to_the_same_bytes(tmp_path: Path) -> None:
+    # Steps after training are cached on the package's content hash; timestamps must not change it.
+    weights = tmp_path / "weights.json"
+    weights.write_text("[2.0, 0.5]")
+    code = tmp_path / "linear.py"
+    code.write_text(LINEAR)
+    first = Path(package_model({"weights.json": weights}, inference_code=code).path).read_bytes()
+    os.utime(weights, (1_000_000_000, 1_000_000_000))
+    time.sleep(1.1)  # gzip and tar headers count whole seconds
+    second = Path(package_model({"weights.json": weights}, inference_code=code).path).read_bytes()
+    assert first == second
 
 
 def test_package_model_refuses_what_would_fail_the_transform_job(tmp_path: Path) -> None:
