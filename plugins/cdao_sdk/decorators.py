@@ -195,12 +195,15 @@ def _managed_image(task_kwargs: dict[str, Any]) -> None:
         task_kwargs["container_image"] = settings.get("default_image") or REGISTERED_IMAGE
 
 
-def _stack_values(config: Any, where: str) -> dict[str, Any]:
+def _stack_values(config: Any, where: str, role_setting: str = "sagemaker_role") -> dict[str, Any]:
+    """The job role and region a config left to registration (region: required if marked, else optional)."""
     values: dict[str, Any] = {}
     if config.execution_role_arn == _AT_REGISTRATION:
-        values["execution_role_arn"] = settings.require("sagemaker_role", where)
+        values["execution_role_arn"] = settings.require(role_setting, where)
     if config.region == _AT_REGISTRATION:
         values["region"] = settings.require("region", where)
+    elif config.region is None:
+        values["region"] = settings.get("region")
     return values
 
 
@@ -212,14 +215,9 @@ class _StackServerless(ServerlessSpark):
 class _StackServerlessTask(ServerlessSparkTask):
     def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
         cfg = self.task_config
-        where = f"spark_task(platform='emr-serverless') {self.name}"
-        values: dict[str, Any] = {}
-        if cfg.execution_role_arn == _AT_REGISTRATION:
-            values["execution_role_arn"] = settings.require("emr_serverless_role", where)
+        values = _stack_values(cfg, f"spark_task(platform='emr-serverless') {self.name}", "emr_serverless_role")
         if cfg.application_id is None:
             values["application_id"] = settings.get("emr_serverless_application_id")
-        if cfg.region is None:
-            values["region"] = settings.get("region")
         return replace(cfg, **values).to_dict()
 
 
