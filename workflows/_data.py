@@ -9,6 +9,9 @@ flytekit's file handling (local path or s3://).
 
 from __future__ import annotations
 
+import typing
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -115,6 +118,36 @@ def breast_cancer() -> pd.DataFrame:
 
 
 _BUILTINS = {"credit_scoring": credit_scoring, "breast_cancer": breast_cancer}
+
+
+class Digits(typing.NamedTuple):
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+
+
+def digits(seed: int, *, images: bool) -> Digits:
+    """scikit-learn's bundled 8x8 digits as torch tensors, split 75/25 (stratified) with ``seed``.
+
+    ``images`` gives inputs of shape (n, 1, 8, 8) for convolutions, else flat rows of 64 pixels.
+    """
+    import torch  # noqa: PLC0415  (torch loads only in the steps that train)
+    from sklearn.datasets import load_digits  # noqa: PLC0415
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+    data = load_digits()
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        data.data / 16.0, data.target, test_size=0.25, random_state=seed, stratify=data.target
+    )  # pixel intensities are 0..16
+
+    def features(x: Any) -> Any:
+        tensor = torch.tensor(x, dtype=torch.float32)
+        return tensor.reshape(-1, 1, 8, 8) if images else tensor
+
+    return Digits(
+        features(x_tr), torch.tensor(y_tr, dtype=torch.long), features(x_te), torch.tensor(y_te, dtype=torch.long)
+    )
 
 
 def load_table(uri: str, required: tuple[str, ...] = (TARGET,)) -> pd.DataFrame:

@@ -39,6 +39,9 @@ from flytekit.types.file import FlyteFile
 from flytekitplugins.kfpytorch import Elastic
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
+from workflows import _data
+from workflows._data import Digits
+
 CACHE_VERSION = "1.0"
 SEED = 7
 N_CLASSES = 10
@@ -78,28 +81,9 @@ WORKER_POD = PodTemplate(
 )
 
 
-class Digits(typing.NamedTuple):
-    x_train: Any
-    y_train: Any
-    x_test: Any
-    y_test: Any
-
-
 def digits() -> Digits:
-    import torch  # noqa: PLC0415
-    from sklearn.datasets import load_digits  # noqa: PLC0415
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415
-
-    data = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        data.data / 16.0, data.target, test_size=0.25, random_state=SEED, stratify=data.target
-    )
-    return Digits(
-        torch.tensor(x_tr, dtype=torch.float32),
-        torch.tensor(y_tr, dtype=torch.long),
-        torch.tensor(x_te, dtype=torch.float32),
-        torch.tensor(y_te, dtype=torch.long),
-    )
+    """The fixed stratified 75/25 split of the 8x8 digits, as flat rows of 64 pixels."""
+    return _data.digits(SEED, images=False)
 
 
 def build_model() -> Any:

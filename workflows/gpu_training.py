@@ -18,41 +18,17 @@ import flytekit
 from cdao_sdk import gpu_task, workflow
 from flytekit.types.file import FlyteFile
 
-from workflows import _platform
+from workflows import _data, _platform
+from workflows._data import Digits
 
 CACHE_VERSION = "1.0"
 SEED = 1234
 N_CLASSES = 10
 
 
-class Digits(typing.NamedTuple):
-    x_train: Any
-    y_train: Any
-    x_test: Any
-    y_test: Any
-
-
 def digits_split() -> Digits:
-    """The fixed train/test split every step uses (stratified, 25% test)."""
-    import torch  # noqa: PLC0415
-    from sklearn.datasets import load_digits  # noqa: PLC0415
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415
-
-    digits = load_digits()
-    images = digits.images / 16.0  # pixel intensities are 0..16
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        images, digits.target, test_size=0.25, random_state=SEED, stratify=digits.target
-    )
-
-    def as_tensor(a: Any, dtype: Any) -> Any:
-        return torch.tensor(a, dtype=dtype)
-
-    return Digits(
-        as_tensor(x_tr, torch.float32).unsqueeze(1),
-        as_tensor(y_tr, torch.long),
-        as_tensor(x_te, torch.float32).unsqueeze(1),
-        as_tensor(y_te, torch.long),
-    )
+    """The fixed train/test split every step uses (stratified, 25% test), as 1x8x8 images."""
+    return _data.digits(SEED, images=True)
 
 
 def build_model() -> Any:
