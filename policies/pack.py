@@ -85,6 +85,19 @@ def _with_default_tags(props: dict[str, Any], provider: PolicyProviderResource |
     return {**props, "tagsAll": merged}
 
 
+def _policy_fields(rule: Rule) -> dict[str, Any]:
+    """What a resource and a stack policy say alike about their rule."""
+    return {
+        "name": rule.id,
+        "description": f"{rule.name}. {rule.description}",
+        "enforcement_level": _LEVELS[rule.level],
+        "config_schema": PolicyConfigSchema(config_schema_properties(rule.settings)) if rule.settings else None,
+        "display_name": rule.name,
+        "remediation_steps": rule.remediation,
+        "tags": [rule.family],
+    }
+
+
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         config = _policy_config(rule, args.get_config())
@@ -93,16 +106,7 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
         ctx = context_for(rule, _stack_for(config), config)
         _report(run_resource_rule(rule, res, ctx), report, with_urn=False)
 
-    return ResourceValidationPolicy(
-        name=rule.id,
-        description=f"{rule.name}. {rule.description}",
-        validate=validate,
-        enforcement_level=_LEVELS[rule.level],
-        config_schema=PolicyConfigSchema(config_schema_properties(rule.settings)) if rule.settings else None,
-        display_name=rule.name,
-        remediation_steps=rule.remediation,
-        tags=[rule.family],
-    )
+    return ResourceValidationPolicy(validate=validate, **_policy_fields(rule))
 
 
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
@@ -121,16 +125,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
         ctx = context_for(rule, _stack_for(config), config)
         _report(run_stack_rule(rule, resources, ctx), report, with_urn=True)
 
-    return StackValidationPolicy(
-        name=rule.id,
-        description=f"{rule.name}. {rule.description}",
-        validate=validate,
-        enforcement_level=_LEVELS[rule.level],
-        config_schema=PolicyConfigSchema(config_schema_properties(rule.settings)) if rule.settings else None,
-        display_name=rule.name,
-        remediation_steps=rule.remediation,
-        tags=[rule.family],
-    )
+    return StackValidationPolicy(validate=validate, **_policy_fields(rule))
 
 
 def build_policies(rules: list[Rule] | None = None) -> list[ResourceValidationPolicy | StackValidationPolicy]:
