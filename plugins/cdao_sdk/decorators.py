@@ -373,13 +373,10 @@ class _SettingsTransformTask(BatchTransformTask):
     def registration_config(self) -> BatchTransform:
         cfg = self.task_config
         where = f"sagemaker_batch_transform_task {self.name}"
-        return replace(
-            cfg,
-            execution_role_arn=cfg.execution_role_arn or settings.require("sagemaker_role", where),
-            region=cfg.region or settings.require("region", where),
-            output_s3_path=cfg.output_s3_path
-            or f"s3://{settings.require('default_bucket', where)}/sagemaker/transform",
-        )
+        values = _stack_values(cfg, where)
+        if not cfg.output_s3_path:
+            values["output_s3_path"] = f"s3://{settings.require('default_bucket', where)}/sagemaker/transform"
+        return replace(cfg, **values)
 
 
 def sagemaker_batch_transform_task(
@@ -424,10 +421,9 @@ def sagemaker_batch_transform_task(
     if cache and not cache_version:
         raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
     config = BatchTransform(
-        # Empty until registration fills them from the settings (see _SettingsTransformTask).
-        execution_role_arn=execution_role_arn or "",
-        region=region or "",
-        output_s3_path=output_s3_path or "",
+        execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+        region=region or _AT_REGISTRATION,
+        output_s3_path=output_s3_path or "",  # filled from default_bucket at registration
         instance_type=instance_type,
         instance_count=instance_count,
         max_payload_mb=max_payload_mb,
