@@ -56,6 +56,10 @@ class Registration:
     parent_urn: str
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The inputs as a report may print them: every secret value replaced by SECRET_MASK.
+    masked_inputs: dict[str, Any] = field(default_factory=dict)
+    # The `replace_on_changes` resource option: input paths whose change makes Pulumi replace it.
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -344,6 +348,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent_urn=request.parent,
                 inputs=_plain(inputs),
                 outputs=_plain(outputs),
+                masked_inputs=_plain(inputs, mask=True),
+                replace_on_changes=list(request.replaceOnChanges),
             )
         return response
 
@@ -353,18 +359,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return resource_pb2.DeploymentInfo(supportedFeatures=features)
 
 
-def _plain(value: Any) -> Any:
-    """Make deserialized properties JSON-safe, with secrets unwrapped as a policy analyzer sees them.
+SECRET_MASK = "[secret]"
 
-    Only the offline plan's stand-ins ever arrive here as secret values, and props are evaluated in
-    memory, never printed.
+
+def _plain(value: Any, mask: bool = False) -> Any:
+    """Make deserialized properties JSON-safe.
+
+    Unmasked, secrets are unwrapped as a policy analyzer sees them: only the offline plan's
+    stand-ins ever arrive here as secret values, and props are evaluated in memory, never printed.
+    Masked (`mask=True`), each secret becomes SECRET_MASK, which is what reports print. A secret
+    arrives as Pulumi's wire envelope {rpc._special_sig_key: rpc._special_secret_sig, "value": ...}
+    (pulumi/runtime/rpc.py), because the mock monitor advertises the "secrets" feature.
     """
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return _plain(value.get("value"))
-        return {k: _plain(v) for k, v in value.items()}
+            return SECRET_MASK if mask else _plain(value.get("value"))
+        return {k: _plain(v, mask) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, mask) for v in value]
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,442 @@
+"""`cdao plan --diff <ref>`: what a change does to each stack, the base's plan against the head's.
+
+`diff_stack` compares two plans as `report.build_plan` makes them (the JSON of `cdao plan`):
+resources added, removed and changed (by URN; for a changed one, every input path that differs),
+the replacements the program's own `replace_on_changes` or the provider's replace-on-change
+inputs (`infra.plan.replacements`) make visible, policy findings new and cleared, and the monthly
+cost at idle and at peak with the lines that moved. The renderers turn a list of stack diffs into
+text, Markdown (the pull-request comment) and JSON, with a stable order so equal inputs give
+byte-equal output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from infra.plan.replacements import FORCE_NEW_INPUTS
+
+# One segment of a property path: a key of a mapping or an index into a list.
+Segment = str | int
+Path = tuple[Segment, ...]
+
+_MISSING = object()
+_SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Pulumi's property-path syntax (as `replaceOnChanges` and `ignoreChanges` take it):
+# `a.b`, `a[0]`, `a["key.with.dots"]`, `a[*]`, `a.*`.
+_PATH_TOKEN = re.compile(r'\.?([A-Za-z_*][A-Za-z0-9_$-]*)|\[(\d+|\*)\]|\["((?:[^"\\]|\\.)*)"\]')
+
+
+@dataclass(frozen=True)
+class Base:
+    """The git side of a diff: the ref as the user gave it and the commit it named."""
+
+    ref: str
+    commit: str
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for seg in path:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+        elif _SIMPLE_KEY.match(seg):
+            out += f".{seg}" if out else seg
+        else:
+            out += "[" + json.dumps(seg) + "]"
+    return out
+
+
+def parse_path(text: str) -> Path:
+    """Parse a Pulumi property path (`a.b[0]["c.d"]`, `*` for any key or index)."""
+    segments: list[Segment] = []
+    pos = 0
+    while pos < len(text):
+        match = _PATH_TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise ValueError(f"not a property path: {text!r} (at {text[pos:]!r})")
+        name, index, quoted = match.groups()
+        if name is not None:
+            segments.append(name)
+        elif index is not None:
+            segments.append("*" if index == "*" else int(index))
+        else:
+            segments.append(json.loads(f'"{quoted}"'))
+        pos = match.end()
+    return tuple(segments)
+
+
+def _covers(pattern: Path, path: Path) -> bool:
+    """True when a change at `path` touches the property `pattern` names (inside it, or all of it)."""
+    for want, got in zip(pattern, path, strict=False):
+        if want != "*" and want != got:
+            return False
+    return True
+
+
+def _changes(base: Any, head: Any, path: Path = ()) -> Iterator[tuple[Path, Any, Any]]:
+    """Every leaf path whose value differs, with the base and head values (_MISSING when absent)."""
+    if isinstance(base, dict) and isinstance(head, dict):
+        for key in sorted(set(base) | set(head)):
+            yield from _changes(base.get(key, _MISSING), head.get(key, _MISSING), (*path, key))
+    elif isinstance(base, list) and isinstance(head, list):
+        for i in range(max(len(base), len(head))):
+            yield from _changes(
+                base[i] if i < len(base) else _MISSING, head[i] if i < len(head) else _MISSING, (*path, i)
+            )
+    elif base != head or type(base) is not type(head):
+        if base is _MISSING and head is _MISSING:
+            return
+        yield path, base, head
+
+
+def _value(value: Any) -> Any:
+    return None if value is _MISSING else value
+
+
+def _resource_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, Any] | None:
+    patterns = [parse_path(p) for p in head.get("replace_on_changes", [])]
+    patterns += [parse_path(p) for p in FORCE_NEW_INPUTS.get(head["type"], ())]
+    changes = []
+    for path, before, after in _changes(base.get("inputs", {}), head.get("inputs", {})):
+        changes.append(
+            {
+                "path": format_path(path),
+                "base": _value(before),
+                "head": _value(after),
+                "absent_in": "base" if before is _MISSING else "head" if after is _MISSING else None,
+                "forces_replacement": any(_covers(p, path) for p in patterns),
+            }
+        )
+    if not changes:
+        return None
+    return {
+        "type": head["type"],
+        "name": head["name"],
+        "urn": head["urn"],
+        "replace": any(c["forces_replacement"] for c in changes),
+        "changes": changes,
+    }
+
+
+def _violation_key(v: Mapping[str, Any]) -> tuple[str, ...]:
+    return (v["rule"], v["level"], v["resource_type"], v["resource_name"], v["message"])
+
+
+def _cost_lines(plan: Mapping[str, Any] | None) -> dict[tuple[str, str, int], Mapping[str, Any]]:
+    """Cost lines keyed by resource and their order within it (a database has instance and storage)."""
+    seen: Counter[tuple[str, str]] = Counter()
+    keyed = {}
+    for line in plan["cost"]["lines"] if plan else []:
+        owner = (line["resource_type"], line["resource_name"])
+        keyed[(*owner, seen[owner])] = line
+        seen[owner] += 1
+    return keyed
+
+
+def _money(plan: Mapping[str, Any] | None, key: str) -> float:
+    return float(plan["cost"][key]) if plan else 0.0
+
+
+def _delta(base: float, head: float) -> dict[str, float]:
+    return {"base": round(base, 2), "head": round(head, 2), "delta": round(head - base, 2)}
+
+
+def diff_stack(
+    stack: str,
+    base: Mapping[str, Any] | None,
+    head: Mapping[str, Any] | None,
+    *,
+    base_error: str | None = None,
+    head_error: str | None = None,
+) -> dict[str, Any]:
+    """Compare one stack's base plan with its head plan.
+
+    `base`/`head` are plans as `report.build_plan` returns them, or None when that side has no
+    such stack (a stack file added or removed by the change) or failed (`*_error` says why).
+    Returns a dict with `stack`, `status` ("changed", "unchanged", "added", "removed" or "error"),
+    `base_error`, `head_error`, and when both sides planned: `inputs_compared` (False when the
+    base's plan predates resource inputs), `resources` (added / removed / changed), `policy` (new / cleared findings) and `cost` (idle and peak, base/head/delta in
+    USD per month, and the `lines` that moved).
+    """
+    result: dict[str, Any] = {"stack": stack, "base_error": base_error, "head_error": head_error}
+    if base_error or head_error:
+        result["status"] = "error"
+        result["head_summary"] = _summary(head) if head else None
+        return result
+    # Pulumi identifies a resource by its URN (a new parent is a delete and a create); plans made
+    # before resources carried their URN fall back to type and name.
+    by_urn = all("urn" in r for r in (base["resources"] if base else []))
+
+    def key(r: Mapping[str, Any]) -> str:
+        return r["urn"] if by_urn else f"{r['type']}::{r['name']}"
+
+    base_resources = {key(r): r for r in base["resources"]} if base else {}
+    head_resources = {key(r): r for r in head["resources"]} if head else {}
+
+    def brief(r: Mapping[str, Any]) -> dict[str, str | None]:
+        return {"type": r["type"], "name": r["name"], "urn": r.get("urn")}
+
+    # Plans made before resources carried their inputs can only show what was added or removed.
+    inputs_compared = all("inputs" in r for r in base_resources.values())
+    changed = []
+    for urn in sorted(set(base_resources) & set(head_resources)) if inputs_compared else []:
+        entry = _resource_changes(base_resources[urn], head_resources[urn])
+        if entry:
+            changed.append(entry)
+    resources = {
+        "added": [brief(head_resources[u]) for u in sorted(set(head_resources) - set(base_resources))],
+        "removed": [brief(base_resources[u]) for u in sorted(set(base_resources) - set(head_resources))],
+        "changed": changed,
+    }
+    base_findings = {_violation_key(v): v for v in (base["policy"]["violations"] if base else [])}
+    head_findings = {_violation_key(v): v for v in (head["policy"]["violations"] if head else [])}
+    policy = {
+        "new": [head_findings[k] for k in sorted(set(head_findings) - set(base_findings))],
+        "cleared": [base_findings[k] for k in sorted(set(base_findings) - set(head_findings))],
+    }
+    base_lines, head_lines = _cost_lines(base), _cost_lines(head)
+    moved = []
+    for key in sorted(set(base_lines) | set(head_lines)):
+        before, after = base_lines.get(key), head_lines.get(key)
+        idle = _delta(before["idle_usd_month"] if before else 0.0, after["idle_usd_month"] if after else 0.0)
+        peak = _delta(before["peak_usd_month"] if before else 0.0, after["peak_usd_month"] if after else 0.0)
+        descriptions = (before or {}).get("description"), (after or {}).get("description")
+        if idle["delta"] or peak["delta"] or descriptions[0] != descriptions[1]:
+            moved.append(
+                {
+                    "resource_type": key[0],
+                    "resource_name": key[1],
+                    "base_description": descriptions[0],
+                    "head_description": descriptions[1],
+                    "idle_usd_month": idle,
+                    "peak_usd_month": peak,
+                }
+            )
+    cost = {
+        "idle_usd_month": _delta(_money(base, "idle_usd_month"), _money(head, "idle_usd_month")),
+        "peak_usd_month": _delta(_money(base, "peak_usd_month"), _money(head, "peak_usd_month")),
+        "lines": moved,
+        "unpriced": {
+            "new": sorted(set(head["cost"]["unpriced"] if head else []) - set(base["cost"]["unpriced"] if base else [])),
+        },
+    }
+    anything = any(resources.values()) or any(policy.values()) or moved or cost["unpriced"]["new"]
+    if base is None:
+        status = "added"
+    elif head is None:
+        status = "removed"
+    else:
+        status = "changed" if anything else "unchanged"
+    result.update(
+        status=status,
+        inputs_compared=inputs_compared,
+        resources=resources,
+        policy=policy,
+        cost=cost,
+        head_summary=_summary(head) if head else None,
+    )
+    return result
+
+
+def _summary(plan: Mapping[str, Any]) -> dict[str, Any]:
+    violations = plan["policy"]["violations"]
+    return {
+        "resources": len(plan["resources"]),
+        "mandatory": sum(1 for v in violations if v["level"] == "mandatory"),
+        "advisory": sum(1 for v in violations if v["level"] != "mandatory"),
+        "idle_usd_month": plan["cost"]["idle_usd_month"],
+        "peak_usd_month": plan["cost"]["peak_usd_month"],
+    }
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _signed_usd(value: float) -> str:
+    sign = "+" if value > 0 else "-" if value < 0 else "±"
+    return f"{sign}${abs(value):,.2f}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _change_text(change: Mapping[str, Any]) -> str:
+    if change["absent_in"] == "base":
+        text = f"{change['path']}: (unset) -> {_short(change['head'])}"
+    elif change["absent_in"] == "head":
+        text = f"{change['path']}: {_short(change['base'])} -> (unset)"
+    else:
+        text = f"{change['path']}: {_short(change['base'])} -> {_short(change['head'])}"
+    return text + ("  [forces replacement]" if change["forces_replacement"] else "")
+
+
+def _resource_counts(diff: Mapping[str, Any]) -> str:
+    res = diff["resources"]
+    replaced = sum(1 for c in res["changed"] if c["replace"])
+    text = f"+{len(res['added'])} -{len(res['removed'])} ~{len(res['changed'])}"
+    return text + (f" ({replaced} replaced)" if replaced else "")
+
+
+def summary_line(diff: Mapping[str, Any]) -> str:
+    """One line per stack: what changed, or why nothing could be compared."""
+    stack, status = diff["stack"], diff["status"]
+    if status == "error":
+        parts = []
+        if diff["base_error"]:
+            parts.append(f"the base does not plan ({diff['base_error']})")
+        if diff["head_error"]:
+            parts.append(f"this change does not plan ({diff['head_error']})")
+        head = diff.get("head_summary")
+        if head and not diff["head_error"]:
+            parts.append(
+                f"head plans {head['resources']} resources, {head['mandatory']} mandatory finding(s), "
+                f"idle {_usd(head['idle_usd_month'])}, peak {_usd(head['peak_usd_month'])}"
+            )
+        return f"{stack}: not compared: " + "; ".join(parts)
+    if status == "unchanged":
+        return f"{stack}: no change"
+    prefix = {"added": "new stack, ", "removed": "stack removed, "}.get(status, "")
+    if not diff["inputs_compared"]:
+        prefix += "inputs not compared (the base's plan has none), "
+    policy, cost = diff["policy"], diff["cost"]
+    new_mandatory = sum(1 for v in policy["new"] if v["level"] == "mandatory")
+    idle, peak = cost["idle_usd_month"], cost["peak_usd_month"]
+    return (
+        f"{stack}: {prefix}resources {_resource_counts(diff)}; "
+        f"policy {len(policy['new'])} new ({new_mandatory} mandatory), {len(policy['cleared'])} cleared; "
+        f"idle {_signed_usd(idle['delta'])} ({_usd(idle['base'])} -> {_usd(idle['head'])}), "
+        f"peak {_signed_usd(peak['delta'])} ({_usd(peak['base'])} -> {_usd(peak['head'])})"
+    )
+
+
+def _headline(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str | None:
+    if diffs and all(d["status"] == "unchanged" for d in diffs):
+        names = ", ".join(d["stack"] for d in diffs)
+        return (
+            f"No stack changes against {base.ref} ({base.commit[:12]}): {names} plan the same resources, "
+            "inputs, policy findings and cost."
+        )
+    return None
+
+
+def _detail_lines(diff: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    res = diff["resources"]
+    for r in res["added"]:
+        out.append(f"  + {r['type']}  {r['name']}")
+    for r in res["removed"]:
+        out.append(f"  - {r['type']}  {r['name']}")
+    for r in res["changed"]:
+        out.append(f"  ~ {r['type']}  {r['name']}" + ("  (replace)" if r["replace"] else ""))
+        out.extend(f"      {_change_text(c)}" for c in r["changes"])
+    for v in diff["policy"]["new"]:
+        out.append(f"  new finding [{v['level']}] {v['rule']} {v['resource_name']}: {v['message']}")
+    for v in diff["policy"]["cleared"]:
+        out.append(f"  cleared [{v['level']}] {v['rule']} {v['resource_name']}: {v['message']}")
+    for line in diff["cost"]["lines"]:
+        idle, peak = line["idle_usd_month"], line["peak_usd_month"]
+        what = line["head_description"] or line["base_description"]
+        out.append(
+            f"  cost {line['resource_name']} ({what}): idle {_signed_usd(idle['delta'])}, "
+            f"peak {_signed_usd(peak['delta'])}"
+        )
+    for item in diff["cost"]["unpriced"]["new"]:
+        out.append(f"  UNPRICED {item}")
+    return out
+
+
+def render_text(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
+    headline = _headline(base, diffs)
+    if headline:
+        return headline + "\n"
+    out = [f"Plan diff against {base.ref} ({base.commit[:12]})", ""]
+    out += [summary_line(d) for d in diffs]
+    for diff in diffs:
+        if diff["status"] in ("changed", "added", "removed"):
+            out += ["", f"Stack {diff['stack']}", *_detail_lines(diff)]
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
+    out = [f"## Offline plan: this change against `{base.ref}` ({base.commit[:12]})", ""]
+    headline = _headline(base, diffs)
+    if headline:
+        return "\n".join([*out, headline]) + "\n"
+    out += ["| stack | resources (+ - ~) | policy | idle $/month | peak $/month |", "|---|---|---|---:|---:|"]
+    for diff in diffs:
+        if diff["status"] == "unchanged":
+            out.append(f"| {diff['stack']} | no change | | | |")
+        elif diff["status"] == "error":
+            out.append(f"| {diff['stack']} | {_md(summary_line(diff).split(': ', 1)[1])} | | | |")
+        else:
+            policy, cost = diff["policy"], diff["cost"]
+            mandatory = sum(1 for v in policy["new"] if v["level"] == "mandatory")
+            idle, peak = cost["idle_usd_month"], cost["peak_usd_month"]
+            out.append(
+                f"| {diff['stack']} | {_resource_counts(diff)} | {len(policy['new'])} new "
+                f"({mandatory} mandatory), {len(policy['cleared'])} cleared "
+                f"| {_usd(idle['head'])} ({_signed_usd(idle['delta'])}) | {_usd(peak['head'])} "
+                f"({_signed_usd(peak['delta'])}) |"
+            )
+    for diff in diffs:
+        if diff["status"] not in ("changed", "added", "removed"):
+            continue
+        out += ["", f"<details><summary><b>{diff['stack']}</b>: {_resource_counts(diff)}</summary>", ""]
+        res = diff["resources"]
+        rows = [("+", r["type"], r["name"], "") for r in res["added"]]
+        rows += [("-", r["type"], r["name"], "") for r in res["removed"]]
+        rows += [
+            (
+                "~" + (" (replace)" if r["replace"] else ""),
+                r["type"],
+                r["name"],
+                "<br>".join(_md(_change_text(c)) for c in r["changes"]),
+            )
+            for r in res["changed"]
+        ]
+        if rows:
+            out += ["| | type | name | inputs |", "|---|---|---|---|"]
+            out += [f"| {a} | `{t}` | `{n}` | {c} |" for a, t, n, c in rows]
+            out.append("")
+        findings = [("new", v) for v in diff["policy"]["new"]] + [("cleared", v) for v in diff["policy"]["cleared"]]
+        if findings:
+            out += ["| finding | level | rule | resource | message |", "|---|---|---|---|---|"]
+            out += [
+                f"| {kind} | {v['level']} | {v['rule']} | `{v['resource_name']}` | {_md(v['message'])} |"
+                for kind, v in findings
+            ]
+            out.append("")
+        if diff["cost"]["lines"]:
+            out += ["| resource | what | idle $/month | peak $/month |", "|---|---|---:|---:|"]
+            for line in diff["cost"]["lines"]:
+                idle, peak = line["idle_usd_month"], line["peak_usd_month"]
+                what = _md(line["head_description"] or line["base_description"] or "")
+                out.append(
+                    f"| `{line['resource_name']}` | {what} | {_usd(idle['base'])} → {_usd(idle['head'])} "
+                    f"| {_usd(peak['base'])} → {_usd(peak['head'])} |"
+                )
+            out.append("")
+        for item in diff["cost"]["unpriced"]["new"]:
+            out.append(f"UNPRICED: {_md(item)}")
+        out.append("</details>")
+    return "\n".join(out) + "\n"
+
+
+def render_json(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps({"base": {"ref": base.ref, "commit": base.commit}, "stacks": list(diffs)}, indent=2) + "\n"
+
