@@ -72,7 +72,7 @@ def _plan_diff(args: argparse.Namespace) -> int:
             except (ConfigError, StackFileError) as exc:
                 head_errors[stack] = str(exc).replace("\n", " ").replace("  ", " ")
         base = planner.result()
-    if not args.all and args.stack not in head_plans and args.stack not in head_errors and args.stack not in base.stacks:
+    if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)
         return EXIT_USAGE
     order = available_stacks(args.environments)
@@ -93,7 +93,7 @@ def _plan_diff(args: argparse.Namespace) -> int:
     render = {"json": diff.render_json, "markdown": diff.render_markdown}.get(args.format, diff.render_text)
     sys.stdout.write(render(base_ref, diffs))
     if head_errors:
-        for stack, message in head_errors.items():
+        for message in head_errors.values():
             print(f"cdao plan: {message}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_VIOLATION if any(report.mandatory_violations(p) for p in head_plans.values()) else EXIT_OK

@@ -62,14 +62,18 @@ class BasePlans:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def resolve(ref: str, repo_root: Path) -> Base:
-    """`ref` -> Base(ref, full commit id). Raises BaseRefError naming the ref."""
-    proc = subprocess.run(
-        ["git", "-C", str(repo_root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+def _git(repo_root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603 - fixed argv, no shell; refs come after --end-of-options
+        ["git", "-C", str(repo_root), *args],  # noqa: S607 - git from PATH, as a developer runs it
         capture_output=True,
-        text=True,
+        text=text,
         check=False,
     )
+
+
+def resolve(ref: str, repo_root: Path) -> Base:
+    """`ref` -> Base(ref, full commit id). Raises BaseRefError naming the ref."""
+    proc = _git(repo_root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
     if proc.returncode != 0 or not proc.stdout.strip():
         raise BaseRefError(f"--diff {ref!r}: not a commit of the repository at {repo_root}")
     return Base(ref=ref, commit=proc.stdout.strip())
@@ -96,7 +100,7 @@ class BasePlanner:
         # With --stack, a stack the base does not have is simply absent there (a new stack).
         self.stacks = [s for s in stacks if s in known] if stacks is not None else known
         env = {**os.environ, "PYTHONPATH": str(self._tree), "PYTHONDONTWRITEBYTECODE": "1"}
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter on our own driver
             [sys.executable, "-c", _DRIVER, str(self._out), *self.stacks],
             cwd=self._tree,
             env=env,
@@ -106,11 +110,8 @@ class BasePlanner:
         )
 
     def _export(self, repo_root: Path) -> None:
-        archive = subprocess.run(
-            ["git", "-C", str(repo_root), "archive", "--format=tar", self.base.commit],
-            capture_output=True,
-            check=False,
-        )
+        # The full commit id from resolve(), never an option-like ref.
+        archive = _git(repo_root, "archive", "--format=tar", self.base.commit, text=False)
         if archive.returncode != 0:
             raise BaseRefError(f"--diff {self.base.ref!r}: git archive failed: {archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:

@@ -72,10 +72,7 @@ def parse_path(text: str) -> Path:
 
 def _covers(pattern: Path, path: Path) -> bool:
     """True when a change at `path` touches the property `pattern` names (inside it, or all of it)."""
-    for want, got in zip(pattern, path, strict=False):
-        if want != "*" and want != got:
-            return False
-    return True
+    return all(want in ("*", got) for want, got in zip(pattern, path, strict=False))
 
 
 def _changes(base: Any, head: Any, path: Path = ()) -> Iterator[tuple[Path, Any, Any]]:
@@ -138,6 +135,10 @@ def _cost_lines(plan: Mapping[str, Any] | None) -> dict[tuple[str, str, int], Ma
     return keyed
 
 
+def _unpriced(plan: Mapping[str, Any] | None) -> list[str]:
+    return list(plan["cost"]["unpriced"]) if plan else []
+
+
 def _money(plan: Mapping[str, Any] | None, key: str) -> float:
     return float(plan["cost"][key]) if plan else 0.0
 
@@ -159,9 +160,10 @@ def diff_stack(
     `base`/`head` are plans as `report.build_plan` returns them, or None when that side has no
     such stack (a stack file added or removed by the change) or failed (`*_error` says why).
     Returns a dict with `stack`, `status` ("changed", "unchanged", "added", "removed" or "error"),
-    `base_error`, `head_error`, and when both sides planned: `inputs_compared` (False when the
-    base's plan predates resource inputs), `resources` (added / removed / changed), `policy` (new / cleared findings) and `cost` (idle and peak, base/head/delta in
-    USD per month, and the `lines` that moved).
+    `base_error`, `head_error`, `head_summary`, and unless a side failed: `inputs_compared`
+    (False when the base's plan predates resource inputs), `resources` (added / removed /
+    changed), `policy` (new / cleared findings) and `cost` (idle and peak as base/head/delta in
+    USD per month, the `lines` that moved, and newly unpriced items).
     """
     result: dict[str, Any] = {"stack": stack, "base_error": base_error, "head_error": head_error}
     if base_error or head_error:
@@ -183,14 +185,20 @@ def diff_stack(
 
     # Plans made before resources carried their inputs can only show what was added or removed.
     inputs_compared = all("inputs" in r for r in base_resources.values())
+
+    def ordered(keys: set[str], side: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        return sorted(keys, key=lambda k: (side[k]["type"], side[k]["name"], k))
+
     changed = []
-    for urn in sorted(set(base_resources) & set(head_resources)) if inputs_compared else []:
-        entry = _resource_changes(base_resources[urn], head_resources[urn])
+    for k in ordered(set(base_resources) & set(head_resources), head_resources) if inputs_compared else []:
+        entry = _resource_changes(base_resources[k], head_resources[k])
         if entry:
             changed.append(entry)
+    added = ordered(set(head_resources) - set(base_resources), head_resources)
+    removed = ordered(set(base_resources) - set(head_resources), base_resources)
     resources = {
-        "added": [brief(head_resources[u]) for u in sorted(set(head_resources) - set(base_resources))],
-        "removed": [brief(base_resources[u]) for u in sorted(set(base_resources) - set(head_resources))],
+        "added": [brief(head_resources[k]) for k in added],
+        "removed": [brief(base_resources[k]) for k in removed],
         "changed": changed,
     }
     base_findings = {_violation_key(v): v for v in (base["policy"]["violations"] if base else [])}
@@ -221,9 +229,7 @@ def diff_stack(
         "idle_usd_month": _delta(_money(base, "idle_usd_month"), _money(head, "idle_usd_month")),
         "peak_usd_month": _delta(_money(base, "peak_usd_month"), _money(head, "peak_usd_month")),
         "lines": moved,
-        "unpriced": {
-            "new": sorted(set(head["cost"]["unpriced"] if head else []) - set(base["cost"]["unpriced"] if base else [])),
-        },
+        "unpriced": {"new": sorted(set(_unpriced(head)) - set(_unpriced(base)))},
     }
     anything = any(resources.values()) or any(policy.values()) or moved or cost["unpriced"]["new"]
     if base is None:
@@ -321,13 +327,16 @@ def summary_line(diff: Mapping[str, Any]) -> str:
 
 
 def _headline(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str | None:
-    if diffs and all(d["status"] == "unchanged" for d in diffs):
-        names = ", ".join(d["stack"] for d in diffs)
-        return (
-            f"No stack changes against {base.ref} ({base.commit[:12]}): {names} plan the same resources, "
-            "inputs, policy findings and cost."
-        )
-    return None
+    """The one line for a change that touches no stack input, or None."""
+    if not diffs or any(d["status"] != "unchanged" for d in diffs):
+        return None
+    names = ", ".join(d["stack"] for d in diffs)
+    compared = (
+        "resources, inputs, policy findings and cost"
+        if all(d["inputs_compared"] for d in diffs)
+        else "resources, policy findings and cost (inputs not compared: the base's plans carry none)"
+    )
+    return f"No stack changes against {base.ref} ({base.commit[:12]}): {names} plan the same {compared}."
 
 
 def _detail_lines(diff: Mapping[str, Any]) -> list[str]:
@@ -439,4 +448,3 @@ def render_markdown(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
 
 def render_json(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps({"base": {"ref": base.ref, "commit": base.commit}, "stacks": list(diffs)}, indent=2) + "\n"
-

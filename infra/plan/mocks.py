@@ -359,7 +359,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return resource_pb2.DeploymentInfo(supportedFeatures=features)
 
 
-SECRET_MASK = "[secret]"
+SECRET_MASK = "[secret]"  # noqa: S105 - the placeholder printed instead of a secret
 
 
 def _plain(value: Any, mask: bool = False) -> Any:
