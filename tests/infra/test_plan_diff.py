@@ -224,3 +224,49 @@ def test_a_base_whose_config_no_longer_parses_is_reported_not_fatal(tmp_path: Pa
     # The user's checkout is untouched: no file changed, no worktree registered.
     assert _git(repo, "status", "--porcelain") == status_before
     assert len(_git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_the_programs_own_replace_on_changes_is_recorded_and_marks_replacements():
+    import contextvars  # noqa: PLC0415
+
+    import pulumi  # noqa: PLC0415
+    import pulumi_aws as aws  # noqa: PLC0415
+    from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
+    from pulumi.runtime.sync_await import _sync_await  # noqa: PLC0415
+
+    from infra.plan.mocks import AwsMocks, RecordingMonitor  # noqa: PLC0415
+
+    mocks = AwsMocks(region="us-east-1", stack="t")
+    monitor = RecordingMonitor(mocks)
+
+    def run() -> None:
+        pulumi.runtime.set_mocks(mocks, project="cdao", stack="t", preview=False, monitor=monitor)
+
+        def program() -> None:
+            aws.s3.Bucket("b", tags={"team": "a"}, opts=pulumi.ResourceOptions(replace_on_changes=["tags.team"]))
+
+        _sync_await(run_pulumi_func(program))
+
+    contextvars.Context().run(run)
+    (bucket,) = [r for r in monitor.registrations.values() if r.name == "b"]
+    assert bucket.replace_on_changes == ["tags.team"]
+
+    def plan(tags: dict[str, str]) -> dict:
+        resource = {
+            "type": bucket.type,
+            "name": "b",
+            "urn": bucket.urn,
+            "inputs": {"tags": tags},
+            "replace_on_changes": bucket.replace_on_changes,
+        }
+        return {"resources": [resource], "policy": {"violations": []}, "cost": _NO_COST}
+
+    (changed,) = diff.diff_stack("t", plan({"team": "a"}), plan({"team": "b"}))["resources"]["changed"]
+    assert changed["replace"]
+    (other,) = diff.diff_stack("t", plan({"team": "a", "x": "1"}), plan({"team": "a", "x": "2"}))["resources"][
+        "changed"
+    ]
+    assert not other["replace"]
+
+
+_NO_COST = {"idle_usd_month": 0.0, "peak_usd_month": 0.0, "lines": [], "unpriced": [], "usage_based": []}
