@@ -13,6 +13,8 @@ Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ def _plan(args: argparse.Namespace) -> int:
     from infra.config import ConfigError  # noqa: PLC0415
     from infra.plan import report  # noqa: PLC0415
     from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
     if args.diff is not None:
         return _plan_diff(args)
@@ -35,7 +38,7 @@ def _plan(args: argparse.Namespace) -> int:
     for stack in stacks:
         try:
             plans.append(report.build_plan(run_stack(stack, args.environments)))
-        except (ConfigError, StackNotFoundError, StackFileError) as exc:
+        except (ConfigError, PolicyConfigError, StackNotFoundError, StackFileError) as exc:
             print(f"cdao plan: {exc}", file=sys.stderr)
             return EXIT_USAGE
     if args.format == "json":
@@ -52,8 +55,14 @@ def _plan_diff(args: argparse.Namespace) -> int:
     from infra.plan import diff, report  # noqa: PLC0415
     from infra.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
     from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
     repo_root = ENVIRONMENTS_DIR.parent
+    if args.environments.resolve() != ENVIRONMENTS_DIR.resolve():
+        # The base always plans its own committed environments/; another head folder would compare
+        # two unrelated sets of stack files.
+        print("cdao plan: --diff compares this repository's environments/; drop --environments", file=sys.stderr)
+        return EXIT_USAGE
     head_stacks = available_stacks(args.environments) if args.all else [args.stack]
     try:
         base_ref = resolve(args.diff, repo_root)
@@ -62,15 +71,20 @@ def _plan_diff(args: argparse.Namespace) -> int:
         print(f"cdao plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
     head_plans, head_errors = {}, {}
-    with planner:
+    # A SIGTERM (CI cancelling the job, `timeout`) exits through the planner's cleanup, which kills
+    # the base's process group and removes its temporary tree.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with contextlib.ExitStack() as restore:
+        restore.callback(signal.signal, signal.SIGTERM, previous)
+        restore.enter_context(planner)
         # The base plans in a child process meanwhile: the two sides cost about one plan's time.
         for stack in head_stacks:
             try:
                 head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
             except StackNotFoundError:
                 pass  # a stack this change removes: the base may still have it
-            except (ConfigError, StackFileError) as exc:
-                head_errors[stack] = str(exc).replace("\n", " ").replace("  ", " ")
+            except (ConfigError, PolicyConfigError, StackFileError) as exc:
+                head_errors[stack] = " ".join(str(exc).split())
         base = planner.result()
     if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)

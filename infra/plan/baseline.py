@@ -1,9 +1,12 @@
 """Plan a git ref's own code and stack files, for `cdao plan --diff <ref>`.
 
-The base is planned by the base's code, not by today's: its tree is exported with `git archive`
-into a temporary folder (the user's checkout, index and `.git` are never written) and its own
-`cdao plan --stack <s> --format json` runs there in a child process, with this environment's
-installed dependencies. The child starts at once, so the head can be planned meanwhile.
+The base is planned by the base's code, not by today's: its tree is written into a temporary
+folder from git's objects (`git ls-tree` and `git cat-file --batch`: no `.gitattributes`
+export rules, filters or tar extraction in the way; the user's checkout, index and `.git` are never
+written) and its own `cdao plan --stack <s> --format json` runs there in a child process, with this
+environment's installed dependencies. The child starts at once, so the head can be planned
+meanwhile; it runs in its own process group, which is killed with the temporary folder however
+the parent ends (an exception, Ctrl-C, or SIGTERM, which `cdao` turns into an exit).
 
 Each stack is planned on its own, so a base whose configuration no longer parses (exit 2) is a
 per-stack error the diff reports, not a crash. A base from before plans carried resource inputs
@@ -12,13 +15,13 @@ shows added and removed resources but no changed inputs (see `infra.plan.diff`).
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,15 +110,44 @@ class BasePlanner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: killed as a whole on the way out
         )
 
     def _export(self, repo_root: Path) -> None:
-        # The full commit id from resolve(), never an option-like ref.
-        archive = _git(repo_root, "archive", "--format=tar", self.base.commit, text=False)
-        if archive.returncode != 0:
-            raise BaseRefError(f"--diff {self.base.ref!r}: git archive failed: {archive.stderr.decode().strip()}")
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(self._tree, filter="data")
+        """Write the base commit's tree: regular and executable files, and symlinks as links."""
+        listing = _git(repo_root, "ls-tree", "-r", "-z", "--full-tree", self.base.commit, text=False)
+        if listing.returncode != 0:
+            raise BaseRefError(f"--diff {self.base.ref!r}: git ls-tree failed: {listing.stderr.decode().strip()}")
+        entries = []
+        for record in listing.stdout.split(b"\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition(b"\t")
+            mode, kind, sha = meta.split()
+            if kind == b"blob":  # submodules (kind "commit") have no content here
+                entries.append((mode.decode(), sha.decode(), os.fsdecode(path)))
+        batch = subprocess.run(  # noqa: S603 - fixed argv, object ids from ls-tree on stdin
+            ["git", "-C", str(repo_root), "cat-file", "--batch"],  # noqa: S607 - git from PATH
+            input=b"".join(f"{sha}\n".encode() for _, sha, _ in entries),
+            capture_output=True,
+            check=False,
+        )
+        if batch.returncode != 0:
+            raise BaseRefError(f"--diff {self.base.ref!r}: git cat-file failed: {batch.stderr.decode().strip()}")
+        data, pos = batch.stdout, 0
+        for mode, _, path in entries:
+            header_end = data.index(b"\n", pos)
+            size = int(data[pos:header_end].split()[2])
+            content = data[header_end + 1 : header_end + 1 + size]
+            pos = header_end + 1 + size + 1
+            target = self._tree / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "120000":
+                target.symlink_to(os.fsdecode(content))
+            else:
+                target.write_bytes(content)
+                if mode == "100755":
+                    target.chmod(0o755)
 
     def result(self) -> BasePlans:
         stdout, stderr = self._proc.communicate()
@@ -133,8 +165,10 @@ class BasePlanner:
                     continue
                 except json.JSONDecodeError:
                     pass
-            lines = [line for line in err.strip().splitlines() if line.strip()]
-            message = " ".join(line.strip() for line in lines[-3:]) if lines else f"exit {code}"
+            # The base's own message (a ConfigError names the stack, key and value; a YAML error the
+            # file and line), or a traceback's last line.
+            lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+            message = " ".join(lines if code == 2 else lines[-1:]) if lines else f"exit {code}"
             plans.errors[stack] = message.removeprefix("cdao plan: ")
         return plans
 
@@ -143,6 +177,7 @@ class BasePlanner:
 
     def __exit__(self, *exc: object) -> None:
         if self._proc.poll() is None:
-            self._proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.communicate()
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -11,14 +11,15 @@ byte-equal output.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.plan.replacements import FORCE_NEW_INPUTS
+from infra.plan.replacements import FORCE_NEW_INPUTS, SET_INPUTS
 
 # One segment of a property path: a key of a mapping or an index into a list.
 Segment = str | int
@@ -42,7 +43,9 @@ class Base:
 def format_path(path: Path) -> str:
     out = ""
     for seg in path:
-        if isinstance(seg, int):
+        if seg == JSON_SEGMENT:
+            out += JSON_SEGMENT
+        elif isinstance(seg, int):
             out += f"[{seg}]"
         elif _SIMPLE_KEY.match(seg):
             out += f".{seg}" if out else seg
@@ -75,9 +78,31 @@ def _covers(pattern: Path, path: Path) -> bool:
     return all(want in ("*", got) for want, got in zip(pattern, path, strict=False))
 
 
+# A path segment marking that the value at the path so far is a string holding JSON (an IAM policy,
+# a container definition), whose parsed content the rest of the path walks.
+JSON_SEGMENT = "(json)"
+
+
+def _json_container(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict | list) else None
+    return None
+
+
 def _changes(base: Any, head: Any, path: Path = ()) -> Iterator[tuple[Path, Any, Any]]:
-    """Every leaf path whose value differs, with the base and head values (_MISSING when absent)."""
-    if isinstance(base, dict) and isinstance(head, dict):
+    """Every leaf path whose value differs, with the base and head values (_MISSING when absent).
+
+    Strings that both hold a JSON object or array are compared by content, under JSON_SEGMENT,
+    as Pulumi's preview shows them, so one widened action of a policy document is what changes.
+    """
+    base_json, head_json = _json_container(base), _json_container(head)
+    if base_json is not None and head_json is not None:
+        yield from _changes(base_json, head_json, (*path, JSON_SEGMENT))
+    elif isinstance(base, dict) and isinstance(head, dict):
         for key in sorted(set(base) | set(head)):
             yield from _changes(base.get(key, _MISSING), head.get(key, _MISSING), (*path, key))
     elif isinstance(base, list) and isinstance(head, list):
@@ -95,11 +120,25 @@ def _value(value: Any) -> Any:
     return None if value is _MISSING else value
 
 
+def _as_sets(inputs: Any, paths: Iterable[str]) -> Any:
+    """A copy of `inputs` with each list at one of `paths` sorted: the provider treats it as a set."""
+    inputs = copy.deepcopy(inputs)
+    for text in paths:
+        *parents, last = parse_path(text)
+        node = inputs
+        for seg in parents:
+            node = node.get(seg) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(last), list):
+            node[last] = sorted(node[last], key=lambda v: json.dumps(v, sort_keys=True))
+    return inputs
+
+
 def _resource_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, Any] | None:
     patterns = [parse_path(p) for p in head.get("replace_on_changes", [])]
     patterns += [parse_path(p) for p in FORCE_NEW_INPUTS.get(head["type"], ())]
+    sets = SET_INPUTS.get(head["type"], ())
     changes = []
-    for path, before, after in _changes(base.get("inputs", {}), head.get("inputs", {})):
+    for path, before, after in _changes(_as_sets(base.get("inputs", {}), sets), _as_sets(head.get("inputs", {}), sets)):
         changes.append(
             {
                 "path": format_path(path),
@@ -121,7 +160,30 @@ def _resource_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> dict[
 
 
 def _violation_key(v: Mapping[str, Any]) -> tuple[str, ...]:
-    return (v["rule"], v["level"], v["resource_type"], v["resource_name"], v["message"])
+    # Not the message: it carries values (sizes, counts) that change while the finding stays.
+    return (v["rule"], v["level"], v["resource_type"], v["resource_name"])
+
+
+def _findings(plan: Mapping[str, Any] | None) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    grouped: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for v in plan["policy"]["violations"] if plan else []:
+        grouped[_violation_key(v)].append(v)
+    return grouped
+
+
+def _policy_diff(base: Mapping[str, Any] | None, head: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    before, after = _findings(base), _findings(head)
+    changed = []
+    for key in sorted(set(before) & set(after)):
+        old = sorted(v["message"] for v in before[key])
+        new = sorted(v["message"] for v in after[key])
+        if old != new:
+            changed.append({**after[key][0], "base_messages": old, "head_messages": new})
+    return {
+        "new": [v for key in sorted(set(after) - set(before)) for v in after[key]],
+        "cleared": [v for key in sorted(set(before) - set(after)) for v in before[key]],
+        "changed": changed,
+    }
 
 
 def _cost_lines(plan: Mapping[str, Any] | None) -> dict[tuple[str, str, int], Mapping[str, Any]]:
@@ -162,7 +224,8 @@ def diff_stack(
     Returns a dict with `stack`, `status` ("changed", "unchanged", "added", "removed" or "error"),
     `base_error`, `head_error`, `head_summary`, and unless a side failed: `inputs_compared`
     (False when the base's plan predates resource inputs), `resources` (added / removed /
-    changed), `policy` (new / cleared findings) and `cost` (idle and peak as base/head/delta in
+    changed), `policy` (new / cleared findings, and `changed`: the same finding with another
+    message) and `cost` (idle and peak as base/head/delta in
     USD per month, the `lines` that moved, and newly unpriced items).
     """
     result: dict[str, Any] = {"stack": stack, "base_error": base_error, "head_error": head_error}
@@ -201,12 +264,7 @@ def diff_stack(
         "removed": [brief(base_resources[k]) for k in removed],
         "changed": changed,
     }
-    base_findings = {_violation_key(v): v for v in (base["policy"]["violations"] if base else [])}
-    head_findings = {_violation_key(v): v for v in (head["policy"]["violations"] if head else [])}
-    policy = {
-        "new": [head_findings[k] for k in sorted(set(head_findings) - set(base_findings))],
-        "cleared": [base_findings[k] for k in sorted(set(base_findings) - set(head_findings))],
-    }
+    policy = _policy_diff(base, head)
     base_lines, head_lines = _cost_lines(base), _cost_lines(head)
     moved = []
     for key in sorted(set(base_lines) | set(head_lines)):
@@ -262,6 +320,11 @@ def _summary(plan: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- rendering -----------------------------------------------------------------------------------
 
+# GitHub rejects an issue comment over 65,536 characters; the Markdown keeps under this many UTF-8
+# bytes (the comment workflow adds a header and cuts at 60,000 bytes as a last resort) by leaving
+# out the details that do not fit.
+MARKDOWN_BUDGET = 55_000
+
 
 def _usd(value: float) -> str:
     return f"${value:,.2f}"
@@ -273,7 +336,7 @@ def _signed_usd(value: float) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, sort_keys=True)
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -287,11 +350,27 @@ def _change_text(change: Mapping[str, Any]) -> str:
     return text + ("  [forces replacement]" if change["forces_replacement"] else "")
 
 
+def _ref(base: Base) -> str:
+    """The ref as the user gave it, and the commit it named (once, when the ref is that commit)."""
+    short = base.commit[:12]
+    return short if base.commit.startswith(base.ref) and len(base.ref) >= 7 else f"{base.ref} ({short})"
+
+
 def _resource_counts(diff: Mapping[str, Any]) -> str:
     res = diff["resources"]
     replaced = sum(1 for c in res["changed"] if c["replace"])
     text = f"+{len(res['added'])} -{len(res['removed'])} ~{len(res['changed'])}"
     return text + (f" ({replaced} replaced)" if replaced else "")
+
+
+def _policy_counts(diff: Mapping[str, Any]) -> str:
+    policy = diff["policy"]
+    mandatory = sum(1 for v in policy["new"] if v["level"] == "mandatory")
+    text = f"{len(policy['new'])} new ({mandatory} mandatory), {len(policy['cleared'])} cleared"
+    return text + (f", {len(policy['changed'])} reworded" if policy["changed"] else "")
+
+
+_NOT_COMPARED = "inputs not compared: the base's plan carries none"
 
 
 def summary_line(diff: Mapping[str, Any]) -> str:
@@ -310,19 +389,15 @@ def summary_line(diff: Mapping[str, Any]) -> str:
                 f"idle {_usd(head['idle_usd_month'])}, peak {_usd(head['peak_usd_month'])}"
             )
         return f"{stack}: not compared: " + "; ".join(parts)
+    caveat = "" if diff["inputs_compared"] else f" ({_NOT_COMPARED})"
     if status == "unchanged":
-        return f"{stack}: no change"
+        return f"{stack}: no change" + (" to resources, policy or cost" + caveat if caveat else "")
     prefix = {"added": "new stack, ", "removed": "stack removed, "}.get(status, "")
-    if not diff["inputs_compared"]:
-        prefix += "inputs not compared (the base's plan has none), "
-    policy, cost = diff["policy"], diff["cost"]
-    new_mandatory = sum(1 for v in policy["new"] if v["level"] == "mandatory")
-    idle, peak = cost["idle_usd_month"], cost["peak_usd_month"]
+    idle, peak = diff["cost"]["idle_usd_month"], diff["cost"]["peak_usd_month"]
     return (
-        f"{stack}: {prefix}resources {_resource_counts(diff)}; "
-        f"policy {len(policy['new'])} new ({new_mandatory} mandatory), {len(policy['cleared'])} cleared; "
+        f"{stack}: {prefix}resources {_resource_counts(diff)}; policy {_policy_counts(diff)}; "
         f"idle {_signed_usd(idle['delta'])} ({_usd(idle['base'])} -> {_usd(idle['head'])}), "
-        f"peak {_signed_usd(peak['delta'])} ({_usd(peak['base'])} -> {_usd(peak['head'])})"
+        f"peak {_signed_usd(peak['delta'])} ({_usd(peak['base'])} -> {_usd(peak['head'])})" + caveat
     )
 
 
@@ -334,9 +409,9 @@ def _headline(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str | None:
     compared = (
         "resources, inputs, policy findings and cost"
         if all(d["inputs_compared"] for d in diffs)
-        else "resources, policy findings and cost (inputs not compared: the base's plans carry none)"
+        else f"resources, policy findings and cost ({_NOT_COMPARED})"
     )
-    return f"No stack changes against {base.ref} ({base.commit[:12]}): {names} plan the same {compared}."
+    return f"No stack changes against {_ref(base)}: {names} plan the same {compared}."
 
 
 def _detail_lines(diff: Mapping[str, Any]) -> list[str]:
@@ -353,6 +428,11 @@ def _detail_lines(diff: Mapping[str, Any]) -> list[str]:
         out.append(f"  new finding [{v['level']}] {v['rule']} {v['resource_name']}: {v['message']}")
     for v in diff["policy"]["cleared"]:
         out.append(f"  cleared [{v['level']}] {v['rule']} {v['resource_name']}: {v['message']}")
+    for v in diff["policy"]["changed"]:
+        out.append(
+            f"  reworded [{v['level']}] {v['rule']} {v['resource_name']}: "
+            f"{'; '.join(v['base_messages'])} -> {'; '.join(v['head_messages'])}"
+        )
     for line in diff["cost"]["lines"]:
         idle, peak = line["idle_usd_month"], line["peak_usd_month"]
         what = line["head_description"] or line["base_description"]
@@ -369,7 +449,7 @@ def render_text(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
     headline = _headline(base, diffs)
     if headline:
         return headline + "\n"
-    out = [f"Plan diff against {base.ref} ({base.commit[:12]})", ""]
+    out = [f"Plan diff against {_ref(base)}", ""]
     out += [summary_line(d) for d in diffs]
     for diff in diffs:
         if diff["status"] in ("changed", "added", "removed"):
@@ -377,72 +457,104 @@ def render_text(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~])")
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from config or the program, inert in a GitHub table cell: no markup, no HTML, no pipes."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", text.replace("&", "&amp;"))
+    return escaped.replace("\r", " ").replace("\n", " ")
 
 
-def render_markdown(base: Base, diffs: Sequence[Mapping[str, Any]]) -> str:
-    out = [f"## Offline plan: this change against `{base.ref}` ({base.commit[:12]})", ""]
+def _code(text: str) -> str:
+    """A code span for a type or name; they never hold a backtick, but make sure of it."""
+    return f"`{text}`" if "`" not in text and "|" not in text else _md(text)
+
+
+def _markdown_details(diff: Mapping[str, Any]) -> list[str]:
+    out = ["", f"<details><summary><b>{_md(diff['stack'])}</b>: {_resource_counts(diff)}</summary>", ""]
+    res = diff["resources"]
+    rows = [("+", r["type"], r["name"], "") for r in res["added"]]
+    rows += [("-", r["type"], r["name"], "") for r in res["removed"]]
+    rows += [
+        (
+            "~" + (" (replace)" if r["replace"] else ""),
+            r["type"],
+            r["name"],
+            "<br>".join(_md(_change_text(c)) for c in r["changes"]),
+        )
+        for r in res["changed"]
+    ]
+    if rows:
+        out += ["| | type | name | inputs |", "|---|---|---|---|"]
+        out += [f"| {a} | {_code(t)} | {_code(n)} | {c} |" for a, t, n, c in rows]
+        out.append("")
+    policy = diff["policy"]
+    findings = [("new", v, v["message"]) for v in policy["new"]]
+    findings += [("cleared", v, v["message"]) for v in policy["cleared"]]
+    findings += [
+        ("reworded", v, "; ".join(v["base_messages"]) + " → " + "; ".join(v["head_messages"]))
+        for v in policy["changed"]
+    ]
+    if findings:
+        out += ["| finding | level | rule | resource | message |", "|---|---|---|---|---|"]
+        out += [
+            f"| {kind} | {v['level']} | {v['rule']} | {_code(v['resource_name'])} | {_md(message)} |"
+            for kind, v, message in findings
+        ]
+        out.append("")
+    if diff["cost"]["lines"]:
+        out += ["| resource | what | idle $/month | peak $/month |", "|---|---|---:|---:|"]
+        for line in diff["cost"]["lines"]:
+            idle, peak = line["idle_usd_month"], line["peak_usd_month"]
+            what = _md(line["head_description"] or line["base_description"] or "")
+            out.append(
+                f"| {_code(line['resource_name'])} | {what} | {_usd(idle['base'])} → {_usd(idle['head'])} "
+                f"| {_usd(peak['base'])} → {_usd(peak['head'])} |"
+            )
+        out.append("")
+    for item in diff["cost"]["unpriced"]["new"]:
+        out.append(f"UNPRICED: {_md(item)}")
+    out.append("</details>")
+    return out
+
+
+def render_markdown(base: Base, diffs: Sequence[Mapping[str, Any]], budget: int = MARKDOWN_BUDGET) -> str:
+    """The pull-request comment: a summary row per stack, then each changed stack's details folded.
+
+    Details that would take the text past `budget` UTF-8 bytes are replaced by a line saying so.
+    """
+    out = [f"### Offline plan: this change against {_md(_ref(base))}", ""]
     headline = _headline(base, diffs)
     if headline:
-        return "\n".join([*out, headline]) + "\n"
+        return "\n".join([*out, _md(headline)]) + "\n"
     out += ["| stack | resources (+ - ~) | policy | idle $/month | peak $/month |", "|---|---|---|---:|---:|"]
     for diff in diffs:
-        if diff["status"] == "unchanged":
-            out.append(f"| {diff['stack']} | no change | | | |")
-        elif diff["status"] == "error":
-            out.append(f"| {diff['stack']} | {_md(summary_line(diff).split(': ', 1)[1])} | | | |")
-        else:
-            policy, cost = diff["policy"], diff["cost"]
-            mandatory = sum(1 for v in policy["new"] if v["level"] == "mandatory")
-            idle, peak = cost["idle_usd_month"], cost["peak_usd_month"]
-            out.append(
-                f"| {diff['stack']} | {_resource_counts(diff)} | {len(policy['new'])} new "
-                f"({mandatory} mandatory), {len(policy['cleared'])} cleared "
-                f"| {_usd(idle['head'])} ({_signed_usd(idle['delta'])}) | {_usd(peak['head'])} "
-                f"({_signed_usd(peak['delta'])}) |"
-            )
+        if diff["status"] in ("unchanged", "error"):
+            out.append(f"| {_md(diff['stack'])} | {_md(summary_line(diff).split(': ', 1)[1])} | | | |")
+            continue
+        idle, peak = diff["cost"]["idle_usd_month"], diff["cost"]["peak_usd_month"]
+        counts = _resource_counts(diff) + ("" if diff["inputs_compared"] else f" ({_NOT_COMPARED})")
+        out.append(
+            f"| {_md(diff['stack'])} | {counts} | {_policy_counts(diff)} "
+            f"| {_usd(idle['head'])} ({_signed_usd(idle['delta'])}) | {_usd(peak['head'])} "
+            f"({_signed_usd(peak['delta'])}) |"
+        )
+    size = sum(len(line.encode()) + 1 for line in out)
     for diff in diffs:
         if diff["status"] not in ("changed", "added", "removed"):
             continue
-        out += ["", f"<details><summary><b>{diff['stack']}</b>: {_resource_counts(diff)}</summary>", ""]
-        res = diff["resources"]
-        rows = [("+", r["type"], r["name"], "") for r in res["added"]]
-        rows += [("-", r["type"], r["name"], "") for r in res["removed"]]
-        rows += [
-            (
-                "~" + (" (replace)" if r["replace"] else ""),
-                r["type"],
-                r["name"],
-                "<br>".join(_md(_change_text(c)) for c in r["changes"]),
-            )
-            for r in res["changed"]
-        ]
-        if rows:
-            out += ["| | type | name | inputs |", "|---|---|---|---|"]
-            out += [f"| {a} | `{t}` | `{n}` | {c} |" for a, t, n, c in rows]
-            out.append("")
-        findings = [("new", v) for v in diff["policy"]["new"]] + [("cleared", v) for v in diff["policy"]["cleared"]]
-        if findings:
-            out += ["| finding | level | rule | resource | message |", "|---|---|---|---|---|"]
-            out += [
-                f"| {kind} | {v['level']} | {v['rule']} | `{v['resource_name']}` | {_md(v['message'])} |"
-                for kind, v in findings
+        details = _markdown_details(diff)
+        length = sum(len(line.encode()) + 1 for line in details)
+        if size + length > budget:
+            details = [
+                "",
+                f"_{_md(diff['stack'])}: details left out to keep this comment under GitHub's size limit; "
+                "`cdao plan --diff` prints them all, and the job summary has the head's plan._",
             ]
-            out.append("")
-        if diff["cost"]["lines"]:
-            out += ["| resource | what | idle $/month | peak $/month |", "|---|---|---:|---:|"]
-            for line in diff["cost"]["lines"]:
-                idle, peak = line["idle_usd_month"], line["peak_usd_month"]
-                what = _md(line["head_description"] or line["base_description"] or "")
-                out.append(
-                    f"| `{line['resource_name']}` | {what} | {_usd(idle['base'])} → {_usd(idle['head'])} "
-                    f"| {_usd(peak['base'])} → {_usd(peak['head'])} |"
-                )
-            out.append("")
-        for item in diff["cost"]["unpriced"]["new"]:
-            out.append(f"UNPRICED: {_md(item)}")
-        out.append("</details>")
+            length = sum(len(line.encode()) + 1 for line in details)
+        out += details
+        size += length
     return "\n".join(out) + "\n"
 
 

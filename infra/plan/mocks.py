@@ -353,6 +353,20 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             )
         return response
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine gives: the parent's whole qualified type, and none for the root stack.
+
+        The SDK's mock keeps only the parent's last type and prefixes the stack's. The engine's rule
+        is pulumi/pulumi sdk/go/common/resource/urn `New(stack, project, parentType, baseType, name)`:
+        `parentType$baseType` unless the parent is the root `pulumi:pulumi:Stack`, where parentType
+        is the parent URN's qualified type.
+        """
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != "pulumi:pulumi:Stack":
+                type_ = f"{parent_type}${type_}"
+        return super().make_urn("", type_, name)
+
     def GetDeploymentInfo(self, request):
         info = super().GetDeploymentInfo(request)
         features = [f for f in info.supportedFeatures if f != resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES]
@@ -362,18 +376,30 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 SECRET_MASK = "[secret]"  # noqa: S105 - the placeholder printed instead of a secret
 
 
+def _masked(value: Any) -> str:
+    """SECRET_MASK with a short fingerprint, so a diff can see that a secret changed.
+
+    What reaches the offline plan as a secret is a stand-in (runner.OFFLINE_SECRET) or a value the
+    program derived from committed config and wrapped with Output.secret (a trust policy, ...);
+    32 bits of SHA-256 tell two values apart without being able to confirm a guess of one.
+    """
+    digest = hashlib.sha256(json.dumps(_plain(value), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{SECRET_MASK[:-1]} {digest}]"
+
+
 def _plain(value: Any, mask: bool = False) -> Any:
     """Make deserialized properties JSON-safe.
 
     Unmasked, secrets are unwrapped as a policy analyzer sees them: only the offline plan's
     stand-ins ever arrive here as secret values, and props are evaluated in memory, never printed.
-    Masked (`mask=True`), each secret becomes SECRET_MASK, which is what reports print. A secret
+    Masked (`mask=True`), each secret becomes SECRET_MASK with a fingerprint (`[secret 1a2b3c4d]`),
+    which is what reports print. A secret
     arrives as Pulumi's wire envelope {rpc._special_sig_key: rpc._special_secret_sig, "value": ...}
     (pulumi/runtime/rpc.py), because the mock monitor advertises the "secrets" feature.
     """
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return SECRET_MASK if mask else _plain(value.get("value"))
+            return _masked(value.get("value")) if mask else _plain(value.get("value"))
         return {k: _plain(v, mask) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, mask) for v in value]

@@ -43,3 +43,10 @@ FORCE_NEW_INPUTS: dict[str, tuple[str, ...]] = {
         "vpcId",
     ),
 }
+
+
+# Inputs the provider treats as sets (TypeSet in the same sources): their order means nothing, so
+# the diff compares them sorted instead of claiming a reordering as a change.
+SET_INPUTS: dict[str, tuple[str, ...]] = {
+    "aws:eks/nodeGroup:NodeGroup": ("subnetIds", "remoteAccess.sourceSecurityGroupIds"),
+}

@@ -272,7 +272,11 @@ def test_pull_request_checks_plan_and_preview_every_stack():
     assert 'uv run cdao plan --all --diff "$BASE_SHA" --format markdown' in plan_runs
     assert "uv run cdao plan --all --format markdown" in plan_runs
     (find_pr,) = [s for s in jobs["plan"]["steps"] if s.get("id") == "pr"]
-    assert find_pr["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    # On pull_request the checkout is the merge commit refs/pull/N/merge, made on main's current
+    # tip: its first parent is the base. The event's base.sha goes stale when main moves (GitHub
+    # docs, "Events that trigger workflows": pull_request's GITHUB_SHA is the merge commit).
+    assert "BASE_SHA=$(git rev-parse HEAD^1)" in find_pr["run"]
+    assert "pull_request.base.sha" not in str(find_pr)
     (checkout,) = steps_using(jobs["plan"], "actions/checkout")
     assert checkout["with"]["fetch-depth"] == 0, "the base commit must be in the clone to plan it"
     # The offline plan needs no cloud: no credentials, no environment, so it runs for forks too.

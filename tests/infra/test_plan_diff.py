@@ -11,8 +11,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,7 +168,18 @@ def test_plan_json_carries_each_resources_inputs_with_secrets_masked(capsys: pyt
     assert by_urn
     # The Codeweave external ID is a secret config value: masked, and its stand-in never printed.
     assert OFFLINE_SECRET not in out
-    assert SECRET_MASK in out
+    assert re.search(re.escape(SECRET_MASK[:-1]) + r" [0-9a-f]{8}\]", out)
+    # URNs as the engine makes them (pulumi/pulumi sdk/go/common/resource/urn New): the parent's
+    # whole qualified type, never the root stack's.
+    by_name = {(r["type"], r["name"]): r for r in plan["resources"]}
+    policy = by_name[("aws:iam/rolePolicy:RolePolicy", "service-roles-codeweave")]
+    assert policy["urn"] == (
+        "urn:pulumi:dev::cdao::cdao:infra:ServiceRoles$aws:iam/role:Role$aws:iam/rolePolicy:RolePolicy"
+        "::service-roles-codeweave"
+    )
+    role = by_name[("aws:iam/role:Role", "service-roles-codeweave")]
+    assert role["parent"] == "urn:pulumi:dev::cdao::cdao:infra:ServiceRoles::service-roles"
+    assert "pulumi:pulumi:Stack$" not in out
 
 
 @pytest.mark.parametrize(
@@ -177,9 +190,85 @@ def test_property_paths_print_in_pulumis_syntax_and_parse_back(path: str):
     assert diff.format_path(diff.parse_path(path)) == path
 
 
-def test_a_bad_ref_exits_2_naming_it(capsys: pytest.CaptureFixture[str]):
+def test_a_bad_ref_or_another_environments_folder_exits_2_naming_it(capsys: pytest.CaptureFixture[str], tmp_path: Path):
     assert main(["plan", "--stack", "dev", "--diff", "no-such-ref-xyz"]) == 2
     assert "no-such-ref-xyz" in capsys.readouterr().err
+    assert main(["plan", "--stack", "dev", "--diff", "--output=x"]) == 2
+    assert main(["plan", "--stack", "dev", "--diff", "HEAD", "--environments", str(tmp_path)]) == 2
+    assert "--environments" in capsys.readouterr().err
+
+
+def test_a_change_to_a_secret_input_shows_without_its_value(edited):
+    # The Codeweave role's trust policy is an Output.secret: a new vendor account must still show.
+    base, head = edited("dev", lambda t: t.replace('accountId: "210987654321"', 'accountId: "999988887777"'))
+    result = diff.diff_stack("dev", base, head)
+    (role,) = [c for c in result["resources"]["changed"] if c["name"] == "service-roles-codeweave"]
+    (change,) = role["changes"]
+    assert change["base"] != change["head"]
+    assert all(str(v).startswith(SECRET_MASK[:-1]) for v in (change["base"], change["head"]))
+    text = diff.render_text(BASE, [result])
+    assert "999988887777" not in text and "210987654321" not in text
+
+
+def _plan(*resources: dict, violations: list[dict] | None = None) -> dict:
+    return {"resources": list(resources), "policy": {"violations": violations or []}, "cost": _NO_COST}
+
+
+def _res(inputs: dict, typ: str = "aws:iam/rolePolicy:RolePolicy", name: str = "p") -> dict:
+    return {"type": typ, "name": name, "urn": f"urn:pulumi:t::cdao::{typ}::{name}", "inputs": inputs}
+
+
+def test_json_documents_are_compared_by_content():
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}],
+    }
+    widened = json.loads(json.dumps(document))
+    widened["Statement"][0]["Action"].append("s3:*")
+    result = diff.diff_stack(
+        "t", _plan(_res({"policy": json.dumps(document)})), _plan(_res({"policy": json.dumps(widened)}))
+    )
+    (changed,) = result["resources"]["changed"]
+    assert [(c["path"], c["base"], c["head"]) for c in changed["changes"]] == [
+        ("policy(json).Statement[0].Action[1]", None, "s3:*")
+    ]
+
+
+def test_set_typed_inputs_ignore_order_but_not_content():
+    group = "aws:eks/nodeGroup:NodeGroup"
+    reordered = diff.diff_stack(
+        "t", _plan(_res({"subnetIds": ["a", "b"]}, group)), _plan(_res({"subnetIds": ["b", "a"]}, group))
+    )
+    assert reordered["status"] == "unchanged"
+    moved = diff.diff_stack(
+        "t", _plan(_res({"subnetIds": ["a", "b"]}, group)), _plan(_res({"subnetIds": ["a", "c"]}, group))
+    )
+    (changed,) = moved["resources"]["changed"]
+    assert changed["replace"]
+
+
+def test_a_finding_whose_message_changes_is_reworded_not_new():
+    finding = {"rule": "CDAO-COST-002", "level": "mandatory", "resource_type": "t", "resource_name": "gpu"}
+    base = _plan(violations=[{**finding, "message": "max size 8 > cap 6"}])
+    head = _plan(violations=[{**finding, "message": "max size 10 > cap 6"}])
+    result = diff.diff_stack("t", base, head)
+    assert result["policy"]["new"] == [] and result["policy"]["cleared"] == []
+    (reworded,) = result["policy"]["changed"]
+    assert reworded["head_messages"] == ["max size 10 > cap 6"]
+    assert "1 reworded" in diff.summary_line(result)
+
+
+def test_markdown_is_inert_and_within_githubs_comment_limit():
+    hostile = "main | x <!-- y `z` [link](http://e) <details>"
+    result = diff.diff_stack("t", _plan(_res({"revision": "main"})), _plan(_res({"revision": hostile})))
+    markdown = diff.render_markdown(BASE, [result])
+    assert "<!--" not in markdown and "<details>" not in markdown.split("</summary>", 1)[1]
+    assert "\\|" in markdown
+    many = [_res({"v": i}, name=f"r{i}") for i in range(3000)]
+    big = diff.diff_stack("t", _plan(*many), _plan(*[_res({"v": -i}, name=f"r{i}") for i in range(3000)]))
+    text = diff.render_markdown(BASE, [big, {**big, "stack": "u"}])
+    assert len(text.encode()) <= diff.MARKDOWN_BUDGET
+    assert text.count("details left out") == 2
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -200,6 +289,8 @@ def test_a_base_whose_config_no_longer_parses_is_reported_not_fatal(tmp_path: Pa
     good = dev.read_text()
     _git(repo, "init", "-q", "-b", "main")
     dev.write_text(good.replace("      minSize: 2\n      maxSize: 6\n", "      minSize: 9\n      maxSize: 6\n", 1))
+    (repo / "docs").mkdir()
+    (repo / "docs" / "hosts").symlink_to("/etc/hosts")  # an absolute link: tar's "data" filter refuses it
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "base: a stack file that no longer parses")
     dev.write_text(good)
@@ -270,3 +361,33 @@ def test_the_programs_own_replace_on_changes_is_recorded_and_marks_replacements(
 
 
 _NO_COST = {"idle_usd_month": 0.0, "peak_usd_month": 0.0, "lines": [], "unpriced": [], "usage_based": []}
+
+
+@pytest.mark.e2e
+def test_sigterm_removes_the_base_tree_and_its_planner(tmp_path: Path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "plan", "--all", "--diff", "HEAD"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(temp.glob("cdao-plan-base-*/tree/infra")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(temp.glob("cdao-plan-base-*")), "the base tree never appeared"
+    time.sleep(1)  # the base planner is running now
+    proc.terminate()
+    assert proc.wait(30) == 128 + signal.SIGTERM
+    assert not list(temp.iterdir()), "the temporary base tree was left behind"
+    planners = [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(temp) in _cmdline(p)]
+    assert not planners, "the base planner outlived cdao"
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
