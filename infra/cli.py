@@ -2,6 +2,7 @@
 
     cdao plan --stack dev [--format text|json|markdown]   offline plan of one stack
     cdao plan --all [--format ...]                         every stack in environments/
+    cdao plan --all --diff origin/main [--format ...]     what this tree changes against a git ref
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
     cdao promote dev staging                               write the promotion of dev's pins to staging
 
@@ -12,6 +13,8 @@ Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,13 +29,16 @@ def _plan(args: argparse.Namespace) -> int:
     from infra.config import ConfigError  # noqa: PLC0415
     from infra.plan import report  # noqa: PLC0415
     from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
+    if args.diff is not None:
+        return _plan_diff(args)
     stacks = available_stacks(args.environments) if args.all else [args.stack]
     plans = []
     for stack in stacks:
         try:
             plans.append(report.build_plan(run_stack(stack, args.environments)))
-        except (ConfigError, StackNotFoundError, StackFileError) as exc:
+        except (ConfigError, PolicyConfigError, StackNotFoundError, StackFileError) as exc:
             print(f"cdao plan: {exc}", file=sys.stderr)
             return EXIT_USAGE
     if args.format == "json":
@@ -42,6 +48,69 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report.render_text(plans))
     return EXIT_VIOLATION if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
+
+
+def _plan_diff(args: argparse.Namespace) -> int:
+    from infra.config import ConfigError  # noqa: PLC0415
+    from infra.plan import diff, report  # noqa: PLC0415
+    from infra.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
+    from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
+
+    repo_root = ENVIRONMENTS_DIR.parent
+    if args.environments.resolve() != ENVIRONMENTS_DIR.resolve():
+        # The base always plans its own committed environments/; another head folder would compare
+        # two unrelated sets of stack files.
+        print("cdao plan: --diff compares this repository's environments/; drop --environments", file=sys.stderr)
+        return EXIT_USAGE
+    head_stacks = available_stacks(args.environments) if args.all else [args.stack]
+    try:
+        base_ref = resolve(args.diff, repo_root)
+        planner = BasePlanner(base_ref, repo_root, None if args.all else [args.stack])
+    except BaseRefError as exc:
+        print(f"cdao plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    head_plans, head_errors = {}, {}
+    # A SIGTERM (CI cancelling the job, `timeout`) exits through the planner's cleanup, which kills
+    # the base's process group and removes its temporary tree.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with contextlib.ExitStack() as restore:
+        restore.callback(signal.signal, signal.SIGTERM, previous)
+        restore.enter_context(planner)
+        # The base plans in a child process meanwhile: the two sides cost about one plan's time.
+        for stack in head_stacks:
+            try:
+                head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
+            except StackNotFoundError:
+                pass  # a stack this change removes: the base may still have it
+            except (ConfigError, PolicyConfigError, StackFileError) as exc:
+                head_errors[stack] = " ".join(str(exc).split())
+        base = planner.result()
+    if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
+        print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)
+        return EXIT_USAGE
+    order = available_stacks(args.environments)
+    stacks = sorted(
+        set(head_plans) | set(head_errors) | set(base.stacks),
+        key=lambda s: (order.index(s) if s in order else len(order), s),
+    )
+    diffs = [
+        diff.diff_stack(
+            stack,
+            base.plans.get(stack),
+            head_plans.get(stack),
+            base_error=base.errors.get(stack),
+            head_error=head_errors.get(stack),
+        )
+        for stack in stacks
+    ]
+    render = {"json": diff.render_json, "markdown": diff.render_markdown}.get(args.format, diff.render_text)
+    sys.stdout.write(render(base_ref, diffs))
+    if head_errors:
+        for message in head_errors.values():
+            print(f"cdao plan: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_VIOLATION if any(report.mandatory_violations(p) for p in head_plans.values()) else EXIT_OK
 
 
 def _policy(argv: Sequence[str]) -> int:
@@ -73,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--stack", help="stack name (environments/Pulumi.<stack>.yaml)")
     target.add_argument("--all", action="store_true", help="every stack in environments/, in promotion order")
     plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument(
+        "--diff",
+        metavar="GIT_REF",
+        help="compare with the plan of GIT_REF's own code and stack files: resources, inputs, policy, cost",
+    )
     plan.add_argument(
         "--environments",
         type=Path,

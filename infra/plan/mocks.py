@@ -56,6 +56,10 @@ class Registration:
     parent_urn: str
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The inputs as a report may print them: every secret value replaced by SECRET_MASK.
+    masked_inputs: dict[str, Any] = field(default_factory=dict)
+    # The `replace_on_changes` resource option: input paths whose change makes Pulumi replace it.
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -344,8 +348,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent_urn=request.parent,
                 inputs=_plain(inputs),
                 outputs=_plain(outputs),
+                masked_inputs=_plain(inputs, mask=True),
+                replace_on_changes=list(request.replaceOnChanges),
             )
         return response
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine gives: the parent's whole qualified type, and none for the root stack.
+
+        The SDK's mock keeps only the parent's last type and prefixes the stack's. The engine's rule
+        is pulumi/pulumi sdk/go/common/resource/urn `New(stack, project, parentType, baseType, name)`:
+        `parentType$baseType` unless the parent is the root `pulumi:pulumi:Stack`, where parentType
+        is the parent URN's qualified type.
+        """
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != "pulumi:pulumi:Stack":
+                type_ = f"{parent_type}${type_}"
+        return super().make_urn("", type_, name)
 
     def GetDeploymentInfo(self, request):
         info = super().GetDeploymentInfo(request)
@@ -353,18 +373,36 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return resource_pb2.DeploymentInfo(supportedFeatures=features)
 
 
-def _plain(value: Any) -> Any:
-    """Make deserialized properties JSON-safe, with secrets unwrapped as a policy analyzer sees them.
+SECRET_MASK = "[secret]"  # noqa: S105 - the placeholder printed instead of a secret
 
-    Only the offline plan's stand-ins ever arrive here as secret values, and props are evaluated in
-    memory, never printed.
+
+def _masked(value: Any) -> str:
+    """SECRET_MASK with a short fingerprint, so a diff can see that a secret changed.
+
+    What reaches the offline plan as a secret is a stand-in (runner.OFFLINE_SECRET) or a value the
+    program derived from committed config and wrapped with Output.secret (a trust policy, ...);
+    32 bits of SHA-256 tell two values apart without being able to confirm a guess of one.
+    """
+    digest = hashlib.sha256(json.dumps(_plain(value), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{SECRET_MASK[:-1]} {digest}]"
+
+
+def _plain(value: Any, mask: bool = False) -> Any:
+    """Make deserialized properties JSON-safe.
+
+    Unmasked, secrets are unwrapped as a policy analyzer sees them: only the offline plan's
+    stand-ins ever arrive here as secret values, and props are evaluated in memory, never printed.
+    Masked (`mask=True`), each secret becomes SECRET_MASK with a fingerprint (`[secret 1a2b3c4d]`),
+    which is what reports print. A secret
+    arrives as Pulumi's wire envelope {rpc._special_sig_key: rpc._special_secret_sig, "value": ...}
+    (pulumi/runtime/rpc.py), because the mock monitor advertises the "secrets" feature.
     """
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return _plain(value.get("value"))
-        return {k: _plain(v) for k, v in value.items()}
+            return _masked(value.get("value")) if mask else _plain(value.get("value"))
+        return {k: _plain(v, mask) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, mask) for v in value]
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return json.loads(json.dumps(value, default=str))

@@ -56,7 +56,20 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
     by_urn = {r.urn: r for r in registrations}
     listed = [r for r in registrations if not r.type.startswith(COMPONENT_PREFIX)]
     resources = sorted(
-        ({"type": r.type, "name": r.name, "component": _component_of(r, by_urn)} for r in listed),
+        (
+            {
+                "type": r.type,
+                "name": r.name,
+                "component": _component_of(r, by_urn),
+                "urn": r.urn,
+                # The parent's URN, as `pulumi stack export` writes a resource's "parent".
+                "parent": r.parent_urn or None,
+                # Inputs as the engine receives them, secrets masked: what `cdao plan --diff` compares.
+                "inputs": _sorted_keys(r.masked_inputs),
+                "replace_on_changes": sorted(r.replace_on_changes),
+            }
+            for r in listed
+        ),
         key=lambda r: (r["component"], r["type"], r["name"]),
     )
     shared = policy_resources(registrations)
@@ -70,6 +83,15 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
     }
+
+
+def _sorted_keys(value: Any) -> Any:
+    """Inputs arrive in the order outputs resolved; sort mapping keys so equal programs print equal JSON."""
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
 
 
 def mandatory_violations(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:

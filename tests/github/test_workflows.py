@@ -268,7 +268,17 @@ def test_pull_request_checks_plan_and_preview_every_stack():
     jobs = workflow["jobs"]
     assert "bash .ci/run" in [s.get("run") for s in jobs["checks"]["steps"]]
     plan_runs = " ".join(str(s.get("run", "")) for s in jobs["plan"]["steps"])
+    # The comment shows what the change does against the PR's base; the summary keeps the head plan.
+    assert 'uv run cdao plan --all --diff "$BASE_SHA" --format markdown' in plan_runs
     assert "uv run cdao plan --all --format markdown" in plan_runs
+    (find_pr,) = [s for s in jobs["plan"]["steps"] if s.get("id") == "pr"]
+    # On pull_request the checkout is the merge commit refs/pull/N/merge, made on main's current
+    # tip: its first parent is the base. The event's base.sha goes stale when main moves (GitHub
+    # docs, "Events that trigger workflows": pull_request's GITHUB_SHA is the merge commit).
+    assert "BASE_SHA=$(git rev-parse HEAD^1)" in find_pr["run"]
+    assert "pull_request.base.sha" not in str(find_pr)
+    (checkout,) = steps_using(jobs["plan"], "actions/checkout")
+    assert checkout["with"]["fetch-depth"] == 0, "the base commit must be in the clone to plan it"
     # The offline plan needs no cloud: no credentials, no environment, so it runs for forks too.
     assert "id-token" not in jobs["plan"]["permissions"]
     assert not steps_using(jobs["plan"], "aws-actions/configure-aws-credentials")

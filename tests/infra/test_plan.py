@@ -26,7 +26,10 @@ def test_json_plan_has_the_documented_shape(capsys: pytest.CaptureFixture[str]):
     assert code == 0
     assert plan["stack"] == "dev"
     assert plan["resources"], "a plan with no resources planned nothing"
-    assert all(set(r) == {"type", "name", "component"} for r in plan["resources"])
+    assert all(
+        set(r) == {"type", "name", "component", "urn", "parent", "inputs", "replace_on_changes"}
+        for r in plan["resources"]
+    )
     assert isinstance(plan["policy"]["violations"], list)
     assert {"idle_usd_month", "peak_usd_month", "lines"} <= set(plan["cost"])
     assert plan["cost"]["idle_usd_month"] == pytest.approx(
