@@ -1,0 +1,489 @@
+"""`cdao doctor`: each check against what the real systems answer.
+
+- AWS: moto (EKS, IAM, STS, ACM, CloudWatch Logs) in process; AWS Backup's recovery points, which
+  moto does not implement ("Not yet implemented"), through botocore's Stubber, which validates each
+  canned response against the service model.
+- Kubernetes: the official client against a local HTTP server answering with the shapes of the
+  Kubernetes API (core/v1 ServiceAccount, NodeList, Status) and Argo CD's Application
+  (argoproj/argo-cd pkg/apis/application/v1alpha1/types.go: spec.source(s), status.sync.status,
+  status.sync.revision(s), status.health.status).
+- Connectors: a real `pyflyte serve connector` process on 127.0.0.1, asked ListAgents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from cdao_cli import doctor
+from cdao_cli.doctor import aws, flyte, kube
+from cdao_cli.doctor.context import DoctorContext
+from cdao_cli.doctor.report import failed, passed, skipped
+from infra.cli import main
+from infra.components.node_pool import gpu_resources, pool_labels
+from infra.config import NODE_POOL_LABEL, parse_stack_config
+from infra.plan.runner import read_stack_file
+
+REGION = "us-east-1"
+TRUST_SUB = "system:serviceaccount:{ns}:{name}"
+
+
+def _config(stack: str = "dev"):
+    raw, _ = read_stack_file(stack)
+    return parse_stack_config(stack, raw)[0]
+
+
+def _ctx(outputs: dict[str, Any], **kw: Any) -> DoctorContext:
+    return DoctorContext(
+        stack="dev", config=_config(), outputs=outputs, session=boto3.session.Session(region_name=REGION), **kw
+    )
+
+
+def _by_name(results, family: str) -> dict[str, Any]:
+    return {r.name: r for r in results if r.family == family}
+
+
+# -- AWS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+def _trust(provider_arn: str, key_prefix: str, ns: str, name: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{key_prefix}:sub": TRUST_SUB.format(ns=ns, name=name),
+                            f"{key_prefix}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def _cluster() -> tuple[str, str, str]:
+    """A moto EKS cluster and its IAM OIDC provider: (cluster name, issuer without scheme, provider ARN)."""
+    iam, eks = boto3.client("iam"), boto3.client("eks")
+    role = iam.create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    cluster = eks.create_cluster(name="cdao-dev", roleArn=role, resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+    issuer_url = cluster["cluster"]["identity"]["oidc"]["issuer"]
+    assert issuer_url.startswith("https://"), "EKS's issuer is a URL (botocore model: Identity.oidc.issuer)"
+    issuer = issuer_url.removeprefix("https://")
+    provider = iam.create_open_id_connect_provider(Url=issuer_url, ClientIDList=["sts.amazonaws.com"])
+    return "cdao-dev", issuer, provider["OpenIDConnectProviderArn"]
+
+
+def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_url(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    good = iam.create_role(
+        RoleName="flyteadmin", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin")
+    )
+    # The fault infra issue #13 names: condition keys built from pulumi-eks's oidcProviderUrl (with https://).
+    bad = iam.create_role(
+        RoleName="propeller",
+        AssumeRolePolicyDocument=_trust(provider_arn, f"https://{issuer}", "flyte", "flytepropeller"),
+    )
+    wrong_account = iam.create_role(
+        RoleName="datacatalog", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "someone-else")
+    )
+    roles = {
+        "flyteadmin": good["Role"]["Arn"],
+        "flytepropeller": bad["Role"]["Arn"],
+        "datacatalog": wrong_account["Role"]["Arn"],
+    }
+    ctx = _ctx({"clusterName": cluster, "roleArns": roles})
+    existing = {("flyte", "flyteadmin")}
+    results = _by_name(aws.irsa(ctx, lambda ns, name: (ns, name) in existing), "irsa")
+
+    assert results["flyteadmin"].status == "pass"
+    assert results["flytepropeller"].status == "fail"
+    assert "without https://" in results["flytepropeller"].remedy
+    assert results["datacatalog"].status == "fail"
+    assert "someone-else" in results["datacatalog"].detail
+
+
+def test_irsa_fails_when_the_trusted_service_account_is_missing(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    arn = boto3.client("iam").create_role(
+        RoleName="fb", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "observability", "fluent-bit")
+    )["Role"]["Arn"]
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"fluent-bit": arn}})
+    (result,) = aws.irsa(ctx, lambda ns, name: False)
+    assert result.status == "fail"
+    assert "observability/fluent-bit" in result.detail
+
+
+def _nodegroup(eks, cluster: str, role: str, pool: str, *, labels: dict[str, str], taints: list[dict[str, str]]):
+    eks.create_nodegroup(
+        clusterName=cluster,
+        nodegroupName=f"{pool}-20261130",
+        nodeRole=role,
+        subnets=["subnet-1"],
+        labels=labels,
+        taints=taints,
+    )
+
+
+def test_node_groups_match_the_declared_labels_and_taints(aws_account):
+    cluster, _, _ = _cluster()
+    config = _config()
+    eks, iam = boto3.client("eks"), boto3.client("iam")
+    role = iam.create_role(RoleName="nodes", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    cpu = config.node_pools["cpu"]
+    _nodegroup(eks, cluster, role, "cpu", labels=pool_labels("cpu", cpu), taints=[])
+    gpu = config.node_pools["a100-timeslice"]
+    # The GPU taint is missing on the deployed group: drift the doctor must name.
+    _nodegroup(eks, cluster, role, "a100-timeslice", labels=pool_labels("a100-timeslice", gpu), taints=[])
+
+    results = _by_name(aws.node_groups(_ctx({"clusterName": cluster})), "node-groups")
+    assert results["cpu"].status == "pass"
+    assert gpu.taints, "the dev stack's A100 pool declares a taint"
+    assert results["a100-timeslice"].status == "fail"
+    assert "taints" in results["a100-timeslice"].detail
+    enabled = {n for n, p in config.node_pools.items() if p.enabled}
+    assert set(results) == enabled
+
+
+def test_a_pending_certificate_fails_with_the_record_to_create_and_an_issued_one_passes(
+    aws_account, monkeypatch: pytest.MonkeyPatch
+):
+    acm = boto3.client("acm")
+    arn = acm.request_certificate(DomainName="flyte.dev.example.com", ValidationMethod="DNS")["CertificateArn"]
+    record = {"name": "_x.flyte.dev.example.com.", "type": "CNAME", "value": "_y.acm-validations.aws."}
+    (pending,) = aws.certificate(_ctx({"flyteCertificateArn": arn, "flyteCertificateValidationRecord": record}))
+    assert pending.status == "fail"
+    assert "PENDING_VALIDATION" in pending.detail
+    assert "_x.flyte.dev.example.com." in pending.remedy
+
+    import moto.settings  # noqa: PLC0415
+
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)  # moto issues DNS-validated certs after this
+    (issued,) = aws.certificate(_ctx({"flyteCertificateArn": arn}))
+    assert issued.status == "pass"
+
+
+def test_log_groups_exist_with_the_declared_retention(aws_account):
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName="/aws/eks/cdao-dev/cluster")
+    logs.put_retention_policy(logGroupName="/aws/eks/cdao-dev/cluster", retentionInDays=90)
+    logs.create_log_group(logGroupName="/cdao/dev/containers")  # no retention: kept forever
+    declared = {
+        "controlPlane": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": 90},
+        "containers": {"name": "/cdao/dev/containers", "retentionDays": 90},
+        "flowLogs": {"name": "/aws/vpc/vpc-1/flow-logs", "retentionDays": 14},
+    }
+    results = _by_name(aws.log_groups(_ctx({"logGroups": declared})), "logs")
+    assert results["controlPlane"].status == "pass"
+    assert results["containers"].status == "fail"
+    assert "never expire" in results["containers"].detail
+    assert results["flowLogs"].status == "fail"
+    assert "does not exist" in results["flowLogs"].detail
+
+
+def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
+    # The doctor reads these outputs by name: the program must export them.
+    assert {"clusterName", "roleArns", "flyteCertificateArn", "logGroups", "region", "flyteEndpoint"} <= set(
+        plan_outputs
+    )
+    assert all({"name", "retentionDays"} == set(v) for v in plan_outputs["logGroups"].values())
+
+
+@pytest.fixture(scope="module")
+def plan_outputs() -> dict[str, Any]:
+    from infra.plan.runner import run_stack  # noqa: PLC0415
+
+    return run_stack("dev").outputs
+
+
+@pytest.mark.parametrize(("age", "status"), [(timedelta(hours=5), "pass"), (timedelta(days=3), "fail"), (None, "fail")])
+def test_backups_need_a_recent_completed_recovery_point(age: timedelta | None, status: str):
+    ctx = _ctx({"backup": {"vaultName": "cdao-dev"}})
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    client = ctx.client("backup")
+    points = []
+    if age is not None:
+        points = [
+            {
+                "RecoveryPointArn": "arn:aws:rds:us-east-1:111122223333:snapshot:awsbackup:job-1",
+                "BackupVaultName": "cdao-dev",
+                "ResourceArn": "arn:aws:rds:us-east-1:111122223333:db:cdao-dev",
+                "ResourceType": "RDS",
+                "CreationDate": now - age,
+                "Status": "COMPLETED",
+            }
+        ]
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_recovery_points_by_backup_vault", {"RecoveryPoints": points}, {"BackupVaultName": "cdao-dev"}
+        )
+        (result,) = aws.backups(ctx, now=now)
+    assert result.status == status
+
+
+# -- Kubernetes ---------------------------------------------------------------------------------
+
+
+class _FakeApiServer(ThreadingHTTPServer):
+    """Answers the few GETs the doctor makes, in the Kubernetes API's JSON shapes."""
+
+    def __init__(self, service_accounts: set[tuple[str, str]], nodes: list[dict], applications: list[dict]):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.service_accounts, self.nodes, self.applications = service_accounts, nodes, applications
+        self.seen: list[str] = []
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FakeApiServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        self.server.seen.append(self.path)
+        parts = url.path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == ["serviceaccounts"]:
+            ns, name = parts[3], parts[5]
+            if (ns, name) in self.server.service_accounts:
+                self._send(
+                    200, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
+                )
+            else:
+                self._send(
+                    404,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "message": f'serviceaccounts "{name}" not found',
+                        "reason": "NotFound",
+                        "code": 404,
+                    },
+                )
+        elif url.path == "/api/v1/nodes":
+            selector = parse_qs(url.query).get("labelSelector", [""])[0]
+            key, _, value = selector.partition("=")
+            items = [n for n in self.server.nodes if n["metadata"]["labels"].get(key) == value]
+            self._send(200, {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+        elif url.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications":
+            self._send(
+                200,
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "ApplicationList",
+                    "metadata": {},
+                    "items": self.server.applications,
+                },
+            )
+        else:
+            self._send(
+                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            )
+
+
+@pytest.fixture
+def api_server(tmp_path: Path):
+    servers: list[_FakeApiServer] = []
+
+    def start(**state: Any) -> tuple[_FakeApiServer, Path]:
+        server = _FakeApiServer(
+            state.get("service_accounts", set()), state.get("nodes", []), state.get("applications", [])
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "ctx",
+                }
+            )
+        )
+        return server, kubeconfig
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _node(name: str, pool: str, allocatable: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {NODE_POOL_LABEL: pool}},
+        "status": {"allocatable": {"cpu": "95", "memory": "1000Gi", **allocatable}},
+    }
+
+
+def _application(
+    name: str, chart: str | None, wanted: str, synced: str, *, sync: str = "Synced", health: str = "Healthy"
+):
+    source = {"repoURL": "https://charts.example.com", "targetRevision": wanted}
+    if chart:
+        source["chart"] = chart
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {"project": "platform", "source": source, "destination": {"name": "in-cluster", "namespace": name}},
+        "status": {"sync": {"status": sync, "revision": synced}, "health": {"status": health}},
+    }
+
+
+def test_service_accounts_are_looked_up_in_the_cluster(api_server):
+    _, kubeconfig = api_server(service_accounts={("flyte", "flyteadmin")})
+    ctx = _ctx({}, kube=kube.load_client(str(kubeconfig), None))
+    exists = kube.service_account_lookup(ctx)
+    assert exists("flyte", "flyteadmin") is True
+    assert exists("flyte", "missing") is False
+
+
+def test_gpu_nodes_advertise_what_their_sharing_mode_promises(api_server):
+    pool = _config().node_pools["a100-timeslice"]
+    want = gpu_resources(pool)
+    assert want == {"nvidia.com/gpu": 8 * pool.gpu_sharing.replicas}  # p4d: 8 A100s, each time-sliced
+    good = _node("ip-10-0-1-1", "a100-timeslice", {k: str(v) for k, v in want.items()})
+    unsliced = _node("ip-10-0-1-2", "a100-timeslice", {"nvidia.com/gpu": "8"})  # device plugin config not applied
+    _, kubeconfig = api_server(nodes=[good, unsliced])
+    results = _by_name(kube.gpu_nodes(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "gpu")
+    assert results["a100-timeslice/ip-10-0-1-1"].status == "pass"
+    assert results["a100-timeslice/ip-10-0-1-2"].status == "fail"
+    assert "nvidia.com/gpu=8" in results["a100-timeslice/ip-10-0-1-2"].detail
+
+
+def test_argocd_applications_must_be_synced_healthy_and_at_the_pinned_chart(api_server):
+    pins = _config().gitops.chart_versions
+    apps = [
+        _application("flyte", "flyte-core", pins["flyte-core"], pins["flyte-core"]),
+        _application("keda", "keda", pins["keda"], "2.17.0"),  # still on the old chart
+        _application("mlflow", "mlflow", pins["mlflow"], pins["mlflow"], health="Degraded"),
+        _application("platform", None, "main", "0123abc", sync="OutOfSync"),
+    ]
+    _, kubeconfig = api_server(applications=apps)
+    results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
+    assert results["flyte"].status == "pass"
+    assert results["keda"].status == "fail"
+    assert "runs 2.17.0" in results["keda"].detail
+    assert results["mlflow"].status == "fail"
+    assert "health Degraded" in results["mlflow"].detail
+    assert results["platform"].status == "fail"
+    assert "sync OutOfSync" in results["platform"].detail
+
+
+def test_kubernetes_checks_skip_without_a_kubeconfig():
+    ctx = _ctx({})
+    assert [r.status for r in kube.argocd_applications(ctx)] == ["skip"]
+    assert kube.service_account_lookup(ctx)("flyte", "flyteadmin") is None
+
+
+# -- connectors and the CLI ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_the_real_connector_service_serves_every_routed_task_type():
+    port = _free_port()
+    pyflyte = Path(sys.executable).parent / "pyflyte"
+    # The image's command (plugins/Dockerfile CMD), on a free local port.
+    serve = ["serve", "connector", "--port", str(port), "--prometheus_port", str(_free_port())]
+    proc = subprocess.Popen(
+        [str(pyflyte), *serve, "--modules", "cdao_connectors.service"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ctx = _ctx({}, connector_endpoint=f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 90
+        while True:
+            (result,) = flyte.connectors(ctx)
+            if result.status == "pass" or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(1)
+        assert result.status == "pass", (result, proc.poll())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert flyte.routed_task_types() >= {"cdao-aws-batch", "cdao-codeweave-gpu", "cdao-emr-spark-step"}
+
+
+def test_an_unreachable_connector_service_fails_with_what_to_check():
+    (result,) = flyte.connectors(_ctx({}, connector_endpoint=f"127.0.0.1:{_free_port()}"))
+    assert result.status == "fail"
+    assert "UNAVAILABLE" in result.detail
+
+
+def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["doctor", "--stack", "dev", "--outputs", str(tmp_path / "none.json")]) == 2
+    assert "none.json" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["doctor", "--stack", "dev", "--outputs", str(bad)]) == 2
+    assert "bad.json: not JSON" in capsys.readouterr().err
+    assert main(["doctor", "--stack", "nope", "--outputs", str(bad)]) == 2
+    assert "unknown stack 'nope'" in capsys.readouterr().err
+
+
+def test_exit_code_and_renderings_follow_the_results():
+    results = [passed("logs", "a", "ok"), skipped("gpu", "b", "no nodes", "run a GPU task")]
+    text, code = doctor.render(argparse.Namespace(stack="dev", format="json"), results)
+    assert code == 0
+    assert json.loads(text)["checks"][1]["status"] == "skip"
+    failing = [*results, failed("argocd", "c", "OutOfSync", "argocd app get c")]
+    text, code = doctor.render(argparse.Namespace(stack="dev", format="text"), failing)
+    assert code == 1
+    assert "[SKIP] gpu b: no nodes" in text
+    assert "[FAIL] argocd c: OutOfSync" in text
+    assert "-> argocd app get c" in text
+    markdown, _ = doctor.render(argparse.Namespace(stack="dev", format="markdown"), failing)
+    assert markdown.startswith("## cdao doctor: `dev`")
