@@ -487,3 +487,96 @@ def test_exit_code_and_renderings_follow_the_results():
     assert "-> argocd app get c" in text
     markdown, _ = doctor.render(argparse.Namespace(stack="dev", format="markdown"), failing)
     assert markdown.startswith("## cdao doctor: `dev`")
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost (the test's private CA, as --flyte-ca-file takes it)."""
+    import ipaddress  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_flyte_grpc_health_is_checked_over_tls_for_the_flyteadmin_service(tls_pair):
+    from concurrent import futures  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    cert, key = tls_pair
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        ctx = _ctx({}, flyte_ca_file=cert)
+        # flyteadmin registers its health under the service name "flyteadmin" (service.go).
+        servicer.set("flyteadmin", health_pb2.HealthCheckResponse.SERVING)
+        assert flyte._grpc(ctx, "localhost", port).status == "pass"
+        servicer.set("flyteadmin", health_pb2.HealthCheckResponse.NOT_SERVING)
+        result = flyte._grpc(ctx, "localhost", port)
+        assert result.status == "fail"
+        assert "NOT_SERVING" in result.detail
+        # Without the CA the handshake fails: the check does not trust what it cannot verify.
+        assert flyte._grpc(_ctx({}), "localhost", port).status == "fail"
+    finally:
+        server.stop(None)
+
+
+def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
+    import ssl  # noqa: PLC0415
+
+    cert, key = tls_pair
+
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthcheck" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = httpd.server_address[1]
+        assert flyte._http(_ctx({}, flyte_ca_file=cert), "localhost", port).status == "pass"
+        result = flyte._http(_ctx({}), "localhost", port)
+        assert result.status == "fail", "an untrusted certificate must fail the check"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
