@@ -6,7 +6,8 @@
     cdao promote dev staging                               write the promotion of dev's pins to staging
     cdao doctor --stack dev --outputs dev.json [...]       check a deployed stack (cdao_cli/doctor)
 
-Exit codes: 0 clean, 1 a mandatory policy violation, 2 bad configuration or usage.
+Exit codes: 0 clean, 1 a mandatory policy violation (plan, policy) or a failed check (doctor), 2 bad
+configuration or usage.
 Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` answers at once.
 """
 

@@ -14,6 +14,7 @@ were exercised against emulators here and which only against a real account.
 from __future__ import annotations
 
 import argparse
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,15 +53,19 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
 
     raw, _ = read_stack_file(args.stack, environments)
     config, _ = parse_stack_config(args.stack, raw)
-    outputs = read_outputs(args.outputs)
-    region = outputs.get("region") or config.region
-    if args.flyte_ca_file is not None and not args.flyte_ca_file.is_file():
-        raise DoctorInputError(f"--flyte-ca-file {args.flyte_ca_file}: no such file")
+    outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled)
+    if args.flyte_ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=str(args.flyte_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise DoctorInputError(
+                f"--flyte-ca-file {args.flyte_ca_file}: not a readable PEM CA bundle ({exc})"
+            ) from None
     ctx = DoctorContext(
         stack=args.stack,
         config=config,
         outputs=outputs,
-        session=boto3.session.Session(region_name=region),
+        session=boto3.session.Session(region_name=outputs["region"]),
         connector_endpoint=args.connector_endpoint,
         flyte_ca_file=args.flyte_ca_file,
     )
@@ -69,15 +74,17 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
             raise DoctorInputError(f"--kubeconfig {args.kubeconfig}: no such file")
         try:
             ctx.kube = kube.load_client(args.kubeconfig, args.context)
-        except Exception as exc:  # kubernetes raises ConfigException and plain errors alike
-            raise DoctorInputError(f"--kubeconfig {args.kubeconfig}: {exc}") from None
+        except Exception as exc:  # kubernetes raises ConfigException, YAML and type errors alike
+            raise DoctorInputError(
+                f"--kubeconfig {args.kubeconfig}: not a usable kubeconfig ({type(exc).__name__}: {exc})"
+            ) from None
     return ctx
 
 
 def run_checks(ctx: DoctorContext) -> list[CheckResult]:
     """Every check, in the order a platform comes up: identity, nodes, GitOps, Flyte, data safety."""
     results: list[CheckResult] = []
-    results += aws.irsa(ctx, kube.service_account_lookup(ctx))
+    results += aws.irsa(ctx, kube.ServiceAccountLookup(ctx))
     results += aws.node_groups(ctx)
     results += kube.gpu_nodes(ctx)
     results += kube.argocd_applications(ctx)

@@ -21,9 +21,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdao_cli.doctor.context import DoctorContext
+from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 from infra.config import NODE_POOL_LABEL
-from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, flyte_task_account
+from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
 
 # Kubernetes taint effects (config) -> the EKS API's enum (EKS API reference, "Taint").
 EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
@@ -54,32 +55,23 @@ def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> li
         ]
 
 
-def _expected_accounts(ctx: DoctorContext) -> dict[str, tuple[str, str]]:
-    accounts = {a.role: (a.namespace, a.name) for a in SERVICE_ACCOUNTS}
+def _expected_accounts(ctx: DoctorContext) -> dict[str, ServiceAccount]:
+    accounts = {a.role: a for a in SERVICE_ACCOUNTS}
     for project in ctx.config.flyte.projects:
         for domain in FLYTE_DOMAINS:
             account = flyte_task_account(project, domain)
-            accounts[account.role] = (account.namespace, account.name)
+            accounts[account.role] = account
     return accounts
 
 
-def irsa(ctx: DoctorContext, service_account_exists: Callable[[str, str], bool | None]) -> list[CheckResult]:
-    """Each IRSA role trusts the cluster's real OIDC issuer and exactly the service account it serves.
-
-    `service_account_exists(namespace, name)` answers True/False, or None when Kubernetes cannot
-    be asked (no kubeconfig): then only the trust is checked.
+def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
+    """Each IRSA role trusts the cluster's real OIDC issuer and exactly the service account it
+    serves; that account exists (unless its add-on is off) and carries the role's ARN in the
+    `eks.amazonaws.com/role-arn` annotation, without which pods get no AWS credentials (EKS user
+    guide, "Configure Kubernetes service accounts to assume an IAM role").
     """
-    roles: dict[str, str] | None = ctx.output("roleArns")
+    roles: dict[str, str] = ctx.output("roleArns")
     cluster_name = ctx.output("clusterName")
-    if not roles or not cluster_name:
-        return [
-            skipped(
-                "irsa",
-                "roles",
-                "the outputs have no roleArns/clusterName",
-                "pass --outputs with `pulumi stack output --json` of this stack",
-            )
-        ]
 
     def check() -> list[CheckResult]:
         issuer_url = ctx.client("eks").describe_cluster(name=cluster_name)["cluster"]["identity"]["oidc"]["issuer"]
@@ -87,41 +79,38 @@ def irsa(ctx: DoctorContext, service_account_exists: Callable[[str, str], bool |
         account_id = ctx.client("sts").get_caller_identity()["Account"]
         provider_arn = f"arn:aws:iam::{account_id}:oidc-provider/{issuer}"
         expected = _expected_accounts(ctx)
-        results = []
+        results, unreachable = [], None
         for key, arn in sorted(roles.items()):
-            results.append(
-                _check_role(
-                    ctx,
-                    key,
-                    arn,
-                    issuer=issuer,
-                    provider_arn=provider_arn,
-                    account=expected.get(key),
-                    service_account_exists=service_account_exists,
+            account = expected.get(key)
+            result, trusted = _check_trust(ctx, key, arn, issuer=issuer, provider_arn=provider_arn, account=account)
+            if result is None:
+                result, unreachable = _check_account(
+                    ctx, key, arn, trusted=trusted, account=account, lookup=lookup, unreachable=unreachable
                 )
+            results.append(result)
+        if unreachable is not None:
+            results.append(
+                failed("irsa", "service accounts", f"not looked up: {unreachable}", "fix access to the cluster, re-run")
             )
         return results
 
     return _guard("irsa", "roles", check)
 
 
-def _check_role(
-    ctx: DoctorContext,
-    key: str,
-    arn: str,
-    *,
-    issuer: str,
-    provider_arn: str,
-    account: tuple[str, str] | None,
-    service_account_exists: Callable[[str, str], bool | None],
-) -> CheckResult:
+def _check_trust(
+    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: ServiceAccount | None
+) -> tuple[CheckResult | None, tuple[str, str]]:
+    """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
     document = ctx.client("iam").get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
     statements = document.get("Statement", [])
     statements = statements if isinstance(statements, list) else [statements]
     web = [s for s in statements if s.get("Action") == "sts:AssumeRoleWithWebIdentity"]
     if not web:
-        return failed("irsa", key, f"{role_name} has no sts:AssumeRoleWithWebIdentity statement", "run pulumi up")
+        return failed("irsa", key, f"{role_name} has no sts:AssumeRoleWithWebIdentity statement", "run pulumi up"), (
+            "",
+            "",
+        )
     federated = {s.get("Principal", {}).get("Federated") for s in web}
     conditions: dict[str, Any] = {}
     for s in web:
@@ -132,7 +121,7 @@ def _check_role(
             key,
             f"{role_name} trusts {sorted(filter(None, federated))}, not this cluster's provider {provider_arn}",
             "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
-        )
+        ), ("", "")
     sub, aud = conditions.get(f"{issuer}:sub"), conditions.get(f"{issuer}:aud")
     if sub is None or aud != "sts.amazonaws.com":
         keys = ", ".join(sorted(conditions)) or "none"
@@ -141,25 +130,54 @@ def _check_role(
             key,
             f"{role_name}'s conditions ({keys}) do not pin {issuer}:sub and {issuer}:aud = sts.amazonaws.com",
             "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
-        )
+        ), ("", "")
     namespace, _, name = str(sub).removeprefix("system:serviceaccount:").partition(":")
-    if account is not None and (namespace, name) != account:
+    if account is not None and (namespace, name) != (account.namespace, account.name):
         return failed(
             "irsa",
             key,
-            f"{role_name} trusts {namespace}/{name}, the contract says {account[0]}/{account[1]}",
+            f"{role_name} trusts {namespace}/{name}, the contract says {account.namespace}/{account.name}",
             "run pulumi up from the commit the platform runs",
-        )
-    exists = service_account_exists(namespace, name)
-    if exists is False:
+        ), (namespace, name)
+    return None, (namespace, name)
+
+
+def _check_account(
+    ctx: DoctorContext,
+    key: str,
+    arn: str,
+    *,
+    trusted: tuple[str, str],
+    account: ServiceAccount | None,
+    lookup: ServiceAccountLookup,
+    unreachable: KubeUnavailable | None,
+) -> tuple[CheckResult, KubeUnavailable | None]:
+    namespace, name = trusted
+    role_name = arn.rsplit("/", 1)[-1]
+    trust = f"{role_name} trusts {namespace}/{name}"
+    if account is not None and account.addon and not getattr(ctx.config.addons, account.addon):
+        return passed("irsa", key, f"{trust}; add-on {account.addon} is off, so no account is expected"), unreachable
+    if not lookup.available or unreachable is not None:
+        return passed("irsa", key, f"{trust}; the account was not looked up"), unreachable
+    try:
+        annotations = lookup(namespace, name)
+    except KubeUnavailable as exc:
+        return passed("irsa", key, f"{trust}; the account was not looked up"), exc
+    if annotations is None:
         return failed(
             "irsa",
             key,
             f"service account {namespace}/{name} that {role_name} trusts does not exist",
-            "check the Argo CD Application that creates it (cdao doctor's argocd checks) or the add-on switch",
-        )
-    where = "exists" if exists else "not looked up (no kubeconfig)"
-    return passed("irsa", key, f"{role_name} trusts {namespace}/{name} via {issuer}; the account {where}")
+            "check the Argo CD Application that creates it (the argocd checks) or the add-on switch",
+        ), unreachable
+    if annotations.get(ROLE_ANNOTATION) != arn:
+        return failed(
+            "irsa",
+            key,
+            f"{namespace}/{name} has {ROLE_ANNOTATION}={annotations.get(ROLE_ANNOTATION)!r}, not {arn}",
+            "its pods get no (or another role's) AWS credentials: fix the cluster Secret annotation it reads",
+        ), unreachable
+    return passed("irsa", key, f"{trust}; the account exists and names the role"), unreachable
 
 
 def node_groups(ctx: DoctorContext) -> list[CheckResult]:
@@ -167,8 +185,6 @@ def node_groups(ctx: DoctorContext) -> list[CheckResult]:
     from infra.components.node_pool import pool_labels  # noqa: PLC0415 - the program's own label set
 
     cluster_name = ctx.output("clusterName")
-    if not cluster_name:
-        return [skipped("node-groups", "pools", "the outputs have no clusterName", "pass --outputs")]
 
     def check() -> list[CheckResult]:
         eks = ctx.client("eks")
@@ -225,8 +241,6 @@ def _check_group(pool_name: str, group: dict[str, Any], labels: dict[str, str], 
 
 def certificate(ctx: DoctorContext) -> list[CheckResult]:
     arn = ctx.output("flyteCertificateArn")
-    if not arn:
-        return [skipped("certificate", "flyte", "the outputs have no flyteCertificateArn", "pass --outputs")]
 
     def check() -> list[CheckResult]:
         cert = ctx.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
@@ -249,9 +263,7 @@ def certificate(ctx: DoctorContext) -> list[CheckResult]:
 
 def log_groups(ctx: DoctorContext) -> list[CheckResult]:
     """Each log group the program declares exists with its declared retention (stack output logGroups)."""
-    declared: dict[str, dict[str, Any]] | None = ctx.output("logGroups")
-    if not declared:
-        return [skipped("logs", "log groups", "the outputs have no logGroups", "pass --outputs of a current stack")]
+    declared: dict[str, dict[str, Any]] = ctx.output("logGroups")
 
     def check() -> list[CheckResult]:
         logs = ctx.client("logs")
@@ -276,41 +288,58 @@ def log_groups(ctx: DoctorContext) -> list[CheckResult]:
 
 
 def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult]:
-    backup = ctx.output("backup")
-    if not backup:
-        return [skipped("backup", "vault", "the stack has no backup output (backups off?)", "enable cdao:backup")]
+    """The database and the file system each have a COMPLETED recovery point newer than a day plus
+    the plan's windows; a vault younger than that may have none yet (the first daily run)."""
+    if not ctx.config.backup.enabled:
+        return [skipped("backup", "vault", "cdao:backup is off for this stack", "")]
+    vault = ctx.output("backup")["vaultName"]
     now = now or datetime.now(UTC)
+    region = ctx.output("region")
 
     def check() -> list[CheckResult]:
         client = ctx.client("backup")
-        points = [
-            p
-            for page in client.get_paginator("list_recovery_points_by_backup_vault").paginate(
-                BackupVaultName=backup["vaultName"]
-            )
-            for p in page["RecoveryPoints"]
-            if p.get("Status") == "COMPLETED"
-        ]
-        if not points:
-            return [
-                failed(
-                    "backup",
-                    backup["vaultName"],
-                    "no completed recovery point yet",
-                    "wait for the first daily window (05:00 UTC) or start an on-demand backup job and read its status",
+        account = ctx.client("sts").get_caller_identity()["Account"]
+        protected = {
+            "database": f"arn:aws:rds:{region}:{account}:db:{ctx.output('dbInstanceIdentifier')}",
+            "file system": f"arn:aws:elasticfilesystem:{region}:{account}:file-system/{ctx.output('efsFileSystemId')}",
+        }
+        newest: dict[str, datetime] = {}
+        for page in client.get_paginator("list_recovery_points_by_backup_vault").paginate(BackupVaultName=vault):
+            for point in page["RecoveryPoints"]:
+                if point.get("Status") == "COMPLETED":
+                    arn = point["ResourceArn"]
+                    newest[arn] = max(newest.get(arn, point["CreationDate"]), point["CreationDate"])
+        created = client.describe_backup_vault(BackupVaultName=vault)["CreationDate"]
+        results = []
+        for what, arn in protected.items():
+            name = f"{vault}: {what}"
+            if arn not in newest:
+                if now - created < RECOVERY_POINT_MAX_AGE:
+                    results.append(
+                        skipped("backup", name, f"no recovery point yet for {arn}", "the first daily run is due")
+                    )
+                else:
+                    results.append(
+                        failed(
+                            "backup",
+                            name,
+                            f"no completed recovery point for {arn}",
+                            "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
+                        )
+                    )
+                continue
+            age = now - newest[arn]
+            if age > RECOVERY_POINT_MAX_AGE:
+                results.append(
+                    failed(
+                        "backup",
+                        name,
+                        f"newest completed recovery point is {age.days} d {age.seconds // 3600} h old",
+                        "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
+                    )
                 )
-            ]
-        newest = max(p["CreationDate"] for p in points)
-        age = now - newest
-        if age > RECOVERY_POINT_MAX_AGE:
-            return [
-                failed(
-                    "backup",
-                    backup["vaultName"],
-                    f"newest completed recovery point is {age.days} d {age.seconds // 3600} h old",
-                    "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
-                )
-            ]
-        return [passed("backup", backup["vaultName"], f"{len(points)} recovery points, newest {newest.isoformat()}")]
+            else:
+                results.append(passed("backup", name, f"newest completed recovery point {newest[arn].isoformat()}"))
+        return results
 
-    return _guard("backup", backup["vaultName"], check)
+    return _guard("backup", vault, check)

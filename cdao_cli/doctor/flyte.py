@@ -74,7 +74,14 @@ def _grpc(ctx: DoctorContext, host: str, port: int) -> CheckResult:
             answer = stub.Check(health_pb2.HealthCheckRequest(service="flyteadmin"), timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                return passed("flyte", "grpc", f"{target} reached flyteadmin (auth required for health)")
+                # flyte-core's values here leave flyteadmin's auth off, so its health answers anyone;
+                # UNAUTHENTICATED (gRPC's mapping of an HTTP 401) came from something in front of it.
+                return failed(
+                    "flyte",
+                    "grpc",
+                    f"{target}: UNAUTHENTICATED: {exc.details()}",
+                    "flyteadmin's health needs no credentials here: look at the ALB's listener rules and auth actions",
+                )
             return failed(
                 "flyte",
                 "grpc",

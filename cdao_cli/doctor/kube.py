@@ -13,7 +13,6 @@ including the `aws eks get-token` exec credential pulumi-eks writes. Shapes reli
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from cdao_cli.doctor.context import DoctorContext
@@ -25,38 +24,73 @@ ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
-def load_client(kubeconfig: str, context: str | None) -> Any:
-    """An ApiClient for the kubeconfig (raises kubernetes' ConfigException on a bad file)."""
-    from kubernetes import config  # noqa: PLC0415 - only when Kubernetes checks run
+# Every Kubernetes call: 5 s to connect, 15 s to answer. The endpoint may be private (a laptop off
+# the VPN never connects); the client's default is to wait for the OS and retry.
+REQUEST_TIMEOUT = (5, 15)
 
-    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+class KubeUnavailable(RuntimeError):
+    """The cluster did not answer, or refused the caller (401/403): say so once, not per check."""
+
+
+def load_client(kubeconfig: str, context: str | None) -> Any:
+    """An ApiClient for the kubeconfig, without urllib3's retries (raises on a bad file)."""
+    from kubernetes import client, config  # noqa: PLC0415 - only when Kubernetes checks run
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    configuration.retries = False
+    return client.ApiClient(configuration)
 
 
 def _api_error(exc: Exception) -> str:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None) or str(exc)
-    return f"HTTP {status}: {reason}" if status else reason
+    return f"HTTP {status}: {reason}" if status else f"{type(exc).__name__}: {reason}"
 
 
-def service_account_lookup(ctx: DoctorContext) -> Callable[[str, str], bool | None]:
-    """(namespace, name) -> True / False, or None when no cluster can be asked."""
-    if ctx.kube is None:
-        return lambda namespace, name: None
-    from kubernetes.client import CoreV1Api  # noqa: PLC0415
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+def _unavailable(exc: Exception) -> KubeUnavailable:
+    status = getattr(exc, "status", None)
+    if status in (401, 403):
+        hint = "the kubeconfig's identity is not allowed (an EKS access entry for your role? a fresh token?)"
+    else:
+        hint = "the API server did not answer (private endpoint: are you in the VPC or on the VPN?)"
+    return KubeUnavailable(f"{_api_error(exc)}; {hint}")
 
-    core = CoreV1Api(ctx.kube)
 
-    def exists(namespace: str, name: str) -> bool:
+class ServiceAccountLookup:
+    """(namespace, name) -> the service account's annotations, None when it does not exist.
+
+    Without a cluster to ask, `available` is False and nothing is looked up. The first time the
+    cluster cannot be reached or refuses the caller, the lookup raises KubeUnavailable and keeps
+    raising it without calling again, so one unreachable endpoint costs one timeout.
+    """
+
+    def __init__(self, ctx: DoctorContext):
+        self.available = ctx.kube is not None
+        self._core = None
+        self._broken: KubeUnavailable | None = None
+        if self.available:
+            from kubernetes.client import CoreV1Api  # noqa: PLC0415
+
+            self._core = CoreV1Api(ctx.kube)
+
+    def __call__(self, namespace: str, name: str) -> dict[str, str] | None:
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        if self._broken is not None:
+            raise self._broken
         try:
-            core.read_namespaced_service_account(name, namespace)
+            account = self._core.read_namespaced_service_account(name, namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
-                return False
-            raise
-        return True
-
-    return exists
+                return None
+            self._broken = _unavailable(exc)
+            raise self._broken from None
+        except Exception as exc:  # urllib3 connection and timeout errors
+            self._broken = _unavailable(exc)
+            raise self._broken from None
+        return dict(account.metadata.annotations or {})
 
 
 def gpu_nodes(ctx: DoctorContext) -> list[CheckResult]:
@@ -70,16 +104,16 @@ def gpu_nodes(ctx: DoctorContext) -> list[CheckResult]:
     if ctx.kube is None:
         return [skipped("gpu", "nodes", ctx.skipped_kube_reason, "pass --kubeconfig to check GPU nodes")]
     from kubernetes.client import CoreV1Api  # noqa: PLC0415
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
     core = CoreV1Api(ctx.kube)
     results = []
     for pool_name, pool in sorted(pools.items()):
         try:
-            nodes = core.list_node(label_selector=f"{NODE_POOL_LABEL}={pool_name}").items
-        except ApiException as exc:
-            results.append(failed("gpu", pool_name, f"cannot list nodes: {_api_error(exc)}", "check RBAC: list nodes"))
-            continue
+            nodes = core.list_node(
+                label_selector=f"{NODE_POOL_LABEL}={pool_name}", _request_timeout=REQUEST_TIMEOUT
+            ).items
+        except Exception as exc:  # ApiException, or urllib3's connection and timeout errors
+            return [*results, failed("gpu", pool_name, f"cannot list nodes: {_unavailable(exc)}", "fix access, re-run")]
         if not nodes:
             results.append(
                 skipped("gpu", pool_name, "no node is running (the pool scales from zero)", "run a GPU task, re-run")
@@ -115,30 +149,53 @@ def _synced_revisions(app: dict[str, Any]) -> list[str]:
     return list(sync.get("revisions") or ([sync["revision"]] if sync.get("revision") else []))
 
 
+def _applicationset_errors(appsets: list[dict[str, Any]]) -> list[CheckResult]:
+    """An ApplicationSet that cannot render (a missing annotation under missingkey=error) makes no
+    Application at all, so its add-on would be missing silently: read its `ErrorOccurred` condition
+    (argoproj/argo-cd pkg/apis/application/v1alpha1/applicationset_types.go,
+    ApplicationSetConditionErrorOccurred)."""
+    results = []
+    for appset in sorted(appsets, key=lambda a: a["metadata"]["name"]):
+        for condition in appset.get("status", {}).get("conditions", []):
+            if condition.get("type") == "ErrorOccurred" and condition.get("status") == "True":
+                results.append(
+                    failed(
+                        "argocd",
+                        f"applicationset/{appset['metadata']['name']}",
+                        f"cannot generate Applications: {condition.get('message', '')}",
+                        "fix the cluster Secret annotation or template it names, then let it reconcile",
+                    )
+                )
+    return results
+
+
 def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
     """Every Application is Synced and Healthy, and each chart runs the version its stack pins."""
     if ctx.kube is None:
         return [skipped("argocd", "applications", ctx.skipped_kube_reason, "pass --kubeconfig")]
     from kubernetes.client import CustomObjectsApi  # noqa: PLC0415
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
+    api = CustomObjectsApi(ctx.kube)
     try:
-        apps = CustomObjectsApi(ctx.kube).list_namespaced_custom_object(
-            ARGO_GROUP, ARGO_VERSION, ARGOCD_NAMESPACE, ARGO_PLURAL
+        apps = api.list_namespaced_custom_object(
+            ARGO_GROUP, ARGO_VERSION, ARGOCD_NAMESPACE, ARGO_PLURAL, _request_timeout=REQUEST_TIMEOUT
         )["items"]
-    except ApiException as exc:
+        appsets = api.list_namespaced_custom_object(
+            ARGO_GROUP, ARGO_VERSION, ARGOCD_NAMESPACE, "applicationsets", _request_timeout=REQUEST_TIMEOUT
+        )["items"]
+    except Exception as exc:  # ApiException, or urllib3's connection and timeout errors
         return [
             failed(
                 "argocd",
                 "applications",
-                f"cannot list Applications in {ARGOCD_NAMESPACE}: {_api_error(exc)}",
-                "is Argo CD installed (pulumi up's gitops component) and may you read applications.argoproj.io?",
+                f"cannot list Applications and ApplicationSets in {ARGOCD_NAMESPACE}: {_unavailable(exc)}",
+                "is Argo CD installed (pulumi up's gitops component) and may you read argoproj.io resources?",
             )
         ]
+    results = _applicationset_errors(appsets)
     if not apps:
-        return [failed("argocd", "applications", "no Application exists", "check the root Application's sync")]
+        return [*results, failed("argocd", "applications", "no Application exists", "check the root Application")]
     pins = ctx.config.gitops.chart_versions
-    results = []
     for app in sorted(apps, key=lambda a: a["metadata"]["name"]):
         name = app["metadata"]["name"]
         status = app.get("status", {})

@@ -55,6 +55,19 @@ def _ctx(outputs: dict[str, Any], **kw: Any) -> DoctorContext:
     )
 
 
+class _Accounts:
+    """A stand-in for kube.ServiceAccountLookup: annotations by (namespace, name); the real lookup
+    is tested against the local API server below."""
+
+    available = True
+
+    def __init__(self, accounts: dict[tuple[str, str], dict[str, str]]):
+        self.accounts = accounts
+
+    def __call__(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.accounts.get((namespace, name))
+
+
 def _by_name(results, family: str) -> dict[str, Any]:
     return {r.name: r for r in results if r.family == family}
 
@@ -124,8 +137,8 @@ def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_
         "datacatalog": wrong_account["Role"]["Arn"],
     }
     ctx = _ctx({"clusterName": cluster, "roleArns": roles})
-    existing = {("flyte", "flyteadmin")}
-    results = _by_name(aws.irsa(ctx, lambda ns, name: (ns, name) in existing), "irsa")
+    accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: roles["flyteadmin"]}})
+    results = _by_name(aws.irsa(ctx, accounts), "irsa")
 
     assert results["flyteadmin"].status == "pass"
     assert results["flytepropeller"].status == "fail"
@@ -134,15 +147,51 @@ def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_
     assert "someone-else" in results["datacatalog"].detail
 
 
-def test_irsa_fails_when_the_trusted_service_account_is_missing(aws_account):
+def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_off(aws_account):
     cluster, issuer, provider_arn = _cluster()
-    arn = boto3.client("iam").create_role(
-        RoleName="fb", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "observability", "fluent-bit")
-    )["Role"]["Arn"]
-    ctx = _ctx({"clusterName": cluster, "roleArns": {"fluent-bit": arn}})
-    (result,) = aws.irsa(ctx, lambda ns, name: False)
-    assert result.status == "fail"
-    assert "observability/fluent-bit" in result.detail
+    iam = boto3.client("iam")
+
+    def role(name: str, ns: str, account: str) -> str:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=_trust(provider_arn, issuer, ns, account))[
+            "Role"
+        ]["Arn"]
+
+    roles = {
+        "fluent-bit": role("fb", "observability", "fluent-bit"),
+        "flyteadmin": role("admin", "flyte", "flyteadmin"),
+        # dev switches inference off (environments/Pulumi.dev.yaml); the role exists all the same.
+        "inference": role("vllm", "inference", "vllm"),
+    }
+    assert not _config().addons.inference
+    accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/other"}})
+    results = _by_name(aws.irsa(_ctx({"clusterName": cluster, "roleArns": roles}), accounts), "irsa")
+    assert results["fluent-bit"].status == "fail"
+    assert "observability/fluent-bit" in results["fluent-bit"].detail
+    assert results["flyteadmin"].status == "fail"
+    assert kube.ROLE_ANNOTATION in results["flyteadmin"].detail
+    assert results["inference"].status == "pass"
+    assert "add-on inference is off" in results["inference"].detail
+
+
+def test_an_unreachable_cluster_is_one_failure_after_one_timeout(aws_account, tmp_path: Path):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    roles = {
+        key: iam.create_role(RoleName=key, AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", key))["Role"][
+            "Arn"
+        ]
+        for key in ("flyteadmin", "flytepropeller", "datacatalog")
+    }
+    kubeconfig = _kubeconfig(tmp_path, f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    ctx = _ctx({"clusterName": cluster, "roleArns": roles}, kube=kube.load_client(str(kubeconfig), None))
+    started = time.monotonic()
+    results = aws.irsa(ctx, kube.ServiceAccountLookup(ctx))
+    results += kube.argocd_applications(ctx)
+    assert time.monotonic() - started < 30
+    by_name = _by_name(results, "irsa")
+    assert by_name["service accounts"].status == "fail"
+    assert "did not answer" in by_name["service accounts"].detail
+    assert [r.status for r in results if r.family == "argocd"] == ["fail"]
 
 
 def _nodegroup(eks, cluster: str, role: str, pool: str, *, labels: dict[str, str], taints: list[dict[str, str]]):
@@ -227,29 +276,61 @@ def plan_outputs() -> dict[str, Any]:
     return run_stack("dev").outputs
 
 
-@pytest.mark.parametrize(("age", "status"), [(timedelta(hours=5), "pass"), (timedelta(days=3), "fail"), (None, "fail")])
-def test_backups_need_a_recent_completed_recovery_point(age: timedelta | None, status: str):
-    ctx = _ctx({"backup": {"vaultName": "cdao-dev"}})
-    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+ACCOUNT = "123456789012"  # moto's account
+
+
+def _backup_ctx() -> DoctorContext:
+    return _ctx(
+        {
+            "backup": {"vaultName": "cdao-dev"},
+            "region": REGION,
+            "dbInstanceIdentifier": "cdao-dev",
+            "efsFileSystemId": "fs-0123456789abcdef0",
+        }
+    )
+
+
+def _point(arn: str, created: datetime, status: str = "COMPLETED") -> dict:
+    return {
+        "RecoveryPointArn": f"arn:aws:backup:{REGION}:{ACCOUNT}:recovery-point:{created.timestamp():.0f}",
+        "BackupVaultName": "cdao-dev",
+        "ResourceArn": arn,
+        "CreationDate": created,
+        "Status": status,
+    }
+
+
+DB_ARN = f"arn:aws:rds:{REGION}:{ACCOUNT}:db:cdao-dev"
+EFS_ARN = f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-0123456789abcdef0"
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("points", "vault_age_days", "statuses"),
+    [
+        ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(hours=6))], 30, ["pass", "pass"]),
+        # One resource stopped being backed up: the vault's newest point alone would hide it.
+        ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(days=6))], 30, ["pass", "fail"]),
+        ([_point(DB_ARN, NOW - timedelta(hours=2), status="FAILED")], 30, ["fail", "fail"]),
+        ([], 0.5, ["skip", "skip"]),  # right after the first pulumi up: the first daily run is due
+    ],
+)
+def test_backups_need_a_recent_completed_point_per_protected_resource(aws_account, points, vault_age_days, statuses):
+    ctx = _backup_ctx()
     client = ctx.client("backup")
-    points = []
-    if age is not None:
-        points = [
-            {
-                "RecoveryPointArn": "arn:aws:rds:us-east-1:111122223333:snapshot:awsbackup:job-1",
-                "BackupVaultName": "cdao-dev",
-                "ResourceArn": "arn:aws:rds:us-east-1:111122223333:db:cdao-dev",
-                "ResourceType": "RDS",
-                "CreationDate": now - age,
-                "Status": "COMPLETED",
-            }
-        ]
     with Stubber(client) as stub:
+        # Responses are validated against botocore's model of AWS Backup (moto lacks these calls).
         stub.add_response(
             "list_recovery_points_by_backup_vault", {"RecoveryPoints": points}, {"BackupVaultName": "cdao-dev"}
         )
-        (result,) = aws.backups(ctx, now=now)
-    assert result.status == status
+        stub.add_response(
+            "describe_backup_vault",
+            {"BackupVaultName": "cdao-dev", "CreationDate": NOW - timedelta(days=vault_age_days)},
+            {"BackupVaultName": "cdao-dev"},
+        )
+        results = aws.backups(ctx, now=NOW)
+    assert [r.status for r in results] == statuses
+    assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------
@@ -258,9 +339,10 @@ def test_backups_need_a_recent_completed_recovery_point(age: timedelta | None, s
 class _FakeApiServer(ThreadingHTTPServer):
     """Answers the few GETs the doctor makes, in the Kubernetes API's JSON shapes."""
 
-    def __init__(self, service_accounts: set[tuple[str, str]], nodes: list[dict], applications: list[dict]):
+    def __init__(self, service_accounts: dict, nodes: list[dict], applications: list[dict], appsets: list[dict]):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.service_accounts, self.nodes, self.applications = service_accounts, nodes, applications
+        self.appsets = appsets
         self.seen: list[str] = []
 
 
@@ -285,9 +367,9 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == ["serviceaccounts"]:
             ns, name = parts[3], parts[5]
             if (ns, name) in self.server.service_accounts:
-                self._send(
-                    200, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
-                )
+                annotations = self.server.service_accounts[(ns, name)]
+                metadata = {"name": name, "namespace": ns, "annotations": annotations}
+                self._send(200, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata})
             else:
                 self._send(
                     404,
@@ -305,6 +387,9 @@ class _Handler(BaseHTTPRequestHandler):
             key, _, value = selector.partition("=")
             items = [n for n in self.server.nodes if n["metadata"]["labels"].get(key) == value]
             self._send(200, {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+        elif url.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applicationsets":
+            items = self.server.appsets
+            self._send(200, {"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSetList", "items": items})
         elif url.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications":
             self._send(
                 200,
@@ -327,29 +412,36 @@ def api_server(tmp_path: Path):
 
     def start(**state: Any) -> tuple[_FakeApiServer, Path]:
         server = _FakeApiServer(
-            state.get("service_accounts", set()), state.get("nodes", []), state.get("applications", [])
+            state.get("service_accounts", {}),
+            state.get("nodes", []),
+            state.get("applications", []),
+            state.get("appsets", []),
         )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "ctx",
-                }
-            )
-        )
-        return server, kubeconfig
+        return server, _kubeconfig(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
 
     yield start
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def _kubeconfig(folder: Path, server: str) -> Path:
+    path = folder / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    return path
 
 
 def _node(name: str, pool: str, allocatable: dict[str, str]) -> dict:
@@ -377,11 +469,12 @@ def _application(
 
 
 def test_service_accounts_are_looked_up_in_the_cluster(api_server):
-    _, kubeconfig = api_server(service_accounts={("flyte", "flyteadmin")})
+    annotations = {kube.ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/flyteadmin"}
+    _, kubeconfig = api_server(service_accounts={("flyte", "flyteadmin"): annotations})
     ctx = _ctx({}, kube=kube.load_client(str(kubeconfig), None))
-    exists = kube.service_account_lookup(ctx)
-    assert exists("flyte", "flyteadmin") is True
-    assert exists("flyte", "missing") is False
+    lookup = kube.ServiceAccountLookup(ctx)
+    assert lookup("flyte", "flyteadmin") == annotations
+    assert lookup("flyte", "missing") is None
 
 
 def test_gpu_nodes_advertise_what_their_sharing_mode_promises(api_server):
@@ -416,10 +509,52 @@ def test_argocd_applications_must_be_synced_healthy_and_at_the_pinned_chart(api_
     assert "sync OutOfSync" in results["platform"].detail
 
 
+def test_multi_source_applications_and_failing_applicationsets(api_server):
+    pins = _config().gitops.chart_versions
+    chart = "kube-prometheus-stack"
+
+    def multi(synced: str) -> dict:
+        # The shape platform/bootstrap/appsets use: the chart plus a `ref: values` Git source, and
+        # status.sync.revisions in the same order (SyncStatus.Revisions in argo-cd's types.go).
+        chart_source = {
+            "repoURL": "https://prometheus-community.github.io/helm-charts",
+            "chart": chart,
+            "targetRevision": pins[chart],
+            "helm": {"valueFiles": ["$values/platform/x.yaml"]},
+        }
+        values_source = {"repoURL": "https://github.com/o/r.git", "targetRevision": "main", "ref": "values"}
+        return {
+            "metadata": {"name": f"observability-{synced}", "namespace": "argocd"},
+            "spec": {"sources": [chart_source, values_source]},
+            "status": {"sync": {"status": "Synced", "revisions": [synced, "0123abc"]}, "health": {"status": "Healthy"}},
+        }
+
+    failing = {
+        "metadata": {"name": "keda", "namespace": "argocd"},
+        "status": {
+            "conditions": [
+                {
+                    "type": "ErrorOccurred",
+                    "status": "True",
+                    "reason": "ApplicationGenerationFromParamsError",
+                    "message": 'map has no entry for key "cdao.io/chart-version-keda"',
+                },
+                {"type": "ResourcesUpToDate", "status": "False", "reason": "ApplicationGenerationFromParamsError"},
+            ]
+        },
+    }
+    _, kubeconfig = api_server(applications=[multi(pins[chart]), multi("70.0.0")], appsets=[failing])
+    results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
+    assert results[f"observability-{pins[chart]}"].status == "pass"
+    assert results["observability-70.0.0"].status == "fail"
+    assert results["applicationset/keda"].status == "fail"
+    assert "chart-version-keda" in results["applicationset/keda"].detail
+
+
 def test_kubernetes_checks_skip_without_a_kubeconfig():
     ctx = _ctx({})
     assert [r.status for r in kube.argocd_applications(ctx)] == ["skip"]
-    assert kube.service_account_lookup(ctx)("flyte", "flyteadmin") is None
+    assert not kube.ServiceAccountLookup(ctx).available
 
 
 # -- connectors and the CLI ---------------------------------------------------------------------
@@ -461,6 +596,29 @@ def test_an_unreachable_connector_service_fails_with_what_to_check():
     (result,) = flyte.connectors(_ctx({}, connector_endpoint=f"127.0.0.1:{_free_port()}"))
     assert result.status == "fail"
     assert "UNAVAILABLE" in result.detail
+
+
+def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs
+):
+    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "logGroups"}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    assert "logGroups is missing" in capsys.readouterr().err
+    # `pulumi stack output --json` prints a secret as "[secret]": not what any of these keys holds.
+    path.write_text(json.dumps({**good, "backup": "[secret]"}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    assert 'backup is "[secret]"' in capsys.readouterr().err
+    path.write_text(json.dumps(good))
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path), "--flyte-ca-file", str(bad_ca)]) == 2
+    assert "--flyte-ca-file" in capsys.readouterr().err
+    not_yaml = tmp_path / "kubeconfig"
+    not_yaml.write_text("just text")
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path), "--kubeconfig", str(not_yaml)]) == 2
+    assert "not a usable kubeconfig" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
