@@ -5,8 +5,10 @@
     cdao plan --all --diff origin/main [--format ...]     what this tree changes against a git ref
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
     cdao promote dev staging                               write the promotion of dev's pins to staging
+    cdao doctor --stack dev --outputs dev.json [...]       check a deployed stack (cdao_cli/doctor)
 
-Exit codes: 0 clean, 1 a mandatory policy violation, 2 bad configuration or usage.
+Exit codes: 0 clean, 1 a mandatory policy violation (plan, policy) or a failed check (doctor), 2 bad
+configuration or usage.
 Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` answers at once.
 """
 
@@ -113,6 +115,21 @@ def _plan_diff(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if any(report.mandatory_violations(p) for p in head_plans.values()) else EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from cdao_cli import doctor  # noqa: PLC0415
+    from infra.config import ConfigError  # noqa: PLC0415
+    from infra.plan.runner import StackFileError, StackNotFoundError  # noqa: PLC0415
+
+    try:
+        ctx = doctor.build_context(args, ENVIRONMENTS_DIR)
+    except (ConfigError, StackNotFoundError, StackFileError, doctor.DoctorInputError) as exc:
+        print(f"cdao doctor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text, code = doctor.render(args, doctor.run_checks(ctx))
+    sys.stdout.write(text)
+    return code
+
+
 def _policy(argv: Sequence[str]) -> int:
     import policies  # noqa: PLC0415
 
@@ -154,6 +171,15 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
     )
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a deployed stack: IRSA, node groups, Argo CD, Flyte, connectors, logs, backups",
+        description="Post-deploy checks against AWS, the cluster and Flyte (docs/doctor.md).",
+    )
+    from cdao_cli.doctor import add_arguments  # noqa: PLC0415 - argparse only; the checks load when run
+
+    add_arguments(doctor)
+
     policy = commands.add_parser("policy", help="the policy pack (policies/)")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     policy_commands.add_parser("check", help="evaluate every rule on a JSON resource list", add_help=False)
@@ -173,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage and 0 on --help
         return int(exc.code or 0)
+    if args.command == "doctor":
+        return _doctor(args)
     return _plan(args)
 
 

@@ -322,6 +322,16 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     pulumi.export("roleArns", identity.role_arns)
     pulumi.export("flyteEndpoint", f"https://{config.flyte.hostname}")
     pulumi.export("flyteCertificateValidationRecord", endpoint.validation_record)
+    pulumi.export("flyteCertificateArn", endpoint.certificate_arn)
+    # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
+    pulumi.export(
+        "logGroups",
+        {
+            "controlPlane": {"name": cluster.control_plane_log_group_name, "retentionDays": spec.log_retention_days},
+            "flowLogs": {"name": network.flow_log_group_name, "retentionDays": config.network.flow_log_retention_days},
+            "containers": {"name": container_logs.name, "retentionDays": spec.log_retention_days},
+        },
+    )
     pulumi.export(
         "serviceRoleArns",
         {

@@ -140,6 +140,7 @@ class Cluster(pulumi.ComponentResource):
         self.cluster_security_group_id = cluster.cluster_security_group_id
         self.node_role_arn = self.node_role.arn
         self.secrets_key_arn = secrets_key.arn
+        self.control_plane_log_group_name = log_group.name
         self.register_outputs(
             {
                 "name": self.name,

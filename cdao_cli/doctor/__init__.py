@@ -1,0 +1,104 @@
+"""`cdao doctor --stack <name>`: does the deployed platform really work? Check by check.
+
+Run after `pulumi up` with the stack's AWS credentials:
+
+    pulumi stack output --json --stack dev > dev-outputs.json
+    cdao doctor --stack dev --outputs dev-outputs.json --kubeconfig ~/.kube/config \
+        [--connector-endpoint 127.0.0.1:8000] [--format text|json|markdown]
+
+Exit codes follow `cdao plan`: 0 nothing failed (skips included), 1 a check failed, 2 bad input
+(the message names the option or file). docs/doctor.md lists every check, what it calls, and which
+were exercised against emulators here and which only against a real account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from cdao_cli.doctor import aws, flyte, kube
+from cdao_cli.doctor.context import DoctorContext, DoctorInputError, read_outputs
+from cdao_cli.doctor.report import CheckResult, exit_code, render_json, render_markdown, render_text
+
+RENDERERS: dict[str, Callable[[str, list[CheckResult]], str]] = {
+    "text": render_text,
+    "json": render_json,
+    "markdown": render_markdown,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="stack name (environments/Pulumi.<stack>.yaml)")
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        required=True,
+        help="the stack's outputs as `pulumi stack output --json --stack <stack>` prints them",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig of the cluster (without it, Kubernetes checks skip)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--connector-endpoint", help="host:port of the connector service, e.g. a port-forward")
+    parser.add_argument("--flyte-ca-file", type=Path, help="CA bundle for Flyte's endpoint if it is not public")
+    parser.add_argument("--format", choices=tuple(RENDERERS), default="text")
+
+
+def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext:
+    """Parse the stack file and outputs, open the clients. Raises DoctorInputError or ConfigError."""
+    import boto3  # noqa: PLC0415
+
+    from infra.config import parse_stack_config  # noqa: PLC0415
+    from infra.plan.runner import read_stack_file  # noqa: PLC0415
+
+    raw, _ = read_stack_file(args.stack, environments)
+    config, _ = parse_stack_config(args.stack, raw)
+    outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled)
+    if args.flyte_ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=str(args.flyte_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise DoctorInputError(
+                f"--flyte-ca-file {args.flyte_ca_file}: not a readable PEM CA bundle ({exc})"
+            ) from None
+    ctx = DoctorContext(
+        stack=args.stack,
+        config=config,
+        outputs=outputs,
+        session=boto3.session.Session(region_name=outputs["region"]),
+        connector_endpoint=args.connector_endpoint,
+        flyte_ca_file=args.flyte_ca_file,
+    )
+    if args.kubeconfig:
+        if not Path(args.kubeconfig).is_file():
+            raise DoctorInputError(f"--kubeconfig {args.kubeconfig}: no such file")
+        try:
+            ctx.kube = kube.load_client(args.kubeconfig, args.context)
+        except Exception as exc:  # kubernetes raises ConfigException, YAML and type errors alike
+            raise DoctorInputError(
+                f"--kubeconfig {args.kubeconfig}: not a usable kubeconfig ({type(exc).__name__}: {exc})"
+            ) from None
+    return ctx
+
+
+def run_checks(ctx: DoctorContext) -> list[CheckResult]:
+    """Every check, in the order a platform comes up: identity, nodes, GitOps, Flyte, data safety."""
+    results: list[CheckResult] = []
+    results += aws.irsa(ctx, kube.ServiceAccountLookup(ctx))
+    results += aws.node_groups(ctx)
+    results += kube.gpu_nodes(ctx)
+    results += kube.argocd_applications(ctx)
+    results += aws.certificate(ctx)
+    results += flyte.flyte_endpoint(ctx)
+    results += flyte.connectors(ctx)
+    results += aws.log_groups(ctx)
+    results += aws.backups(ctx)
+    return results
+
+
+def render(args: argparse.Namespace, results: list[CheckResult]) -> tuple[str, int]:
+    """The report in the requested format, and the exit code the results call for."""
+    return RENDERERS[args.format](args.stack, results), exit_code(results)
+
+
+__all__ = ["DoctorInputError", "add_arguments", "build_context", "render", "run_checks"]

@@ -1,0 +1,740 @@
+"""`cdao doctor`: each check against what the real systems answer.
+
+- AWS: moto (EKS, IAM, STS, ACM, CloudWatch Logs) in process; AWS Backup's recovery points, which
+  moto does not implement ("Not yet implemented"), through botocore's Stubber, which validates each
+  canned response against the service model.
+- Kubernetes: the official client against a local HTTP server answering with the shapes of the
+  Kubernetes API (core/v1 ServiceAccount, NodeList, Status) and Argo CD's Application
+  (argoproj/argo-cd pkg/apis/application/v1alpha1/types.go: spec.source(s), status.sync.status,
+  status.sync.revision(s), status.health.status).
+- Connectors: a real `pyflyte serve connector` process on 127.0.0.1, asked ListAgents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from cdao_cli import doctor
+from cdao_cli.doctor import aws, flyte, kube
+from cdao_cli.doctor.context import DoctorContext
+from cdao_cli.doctor.report import failed, passed, skipped
+from infra.cli import main
+from infra.components.node_pool import gpu_resources, pool_labels
+from infra.config import NODE_POOL_LABEL, parse_stack_config
+from infra.plan.runner import read_stack_file
+
+REGION = "us-east-1"
+TRUST_SUB = "system:serviceaccount:{ns}:{name}"
+
+
+def _config(stack: str = "dev"):
+    raw, _ = read_stack_file(stack)
+    return parse_stack_config(stack, raw)[0]
+
+
+def _ctx(outputs: dict[str, Any], **kw: Any) -> DoctorContext:
+    return DoctorContext(
+        stack="dev", config=_config(), outputs=outputs, session=boto3.session.Session(region_name=REGION), **kw
+    )
+
+
+class _Accounts:
+    """A stand-in for kube.ServiceAccountLookup: annotations by (namespace, name); the real lookup
+    is tested against the local API server below."""
+
+    available = True
+
+    def __init__(self, accounts: dict[tuple[str, str], dict[str, str]]):
+        self.accounts = accounts
+
+    def __call__(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.accounts.get((namespace, name))
+
+
+def _by_name(results, family: str) -> dict[str, Any]:
+    return {r.name: r for r in results if r.family == family}
+
+
+# -- AWS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+def _trust(provider_arn: str, key_prefix: str, ns: str, name: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{key_prefix}:sub": TRUST_SUB.format(ns=ns, name=name),
+                            f"{key_prefix}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def _cluster() -> tuple[str, str, str]:
+    """A moto EKS cluster and its IAM OIDC provider: (cluster name, issuer without scheme, provider ARN)."""
+    iam, eks = boto3.client("iam"), boto3.client("eks")
+    role = iam.create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    cluster = eks.create_cluster(name="cdao-dev", roleArn=role, resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+    issuer_url = cluster["cluster"]["identity"]["oidc"]["issuer"]
+    assert issuer_url.startswith("https://"), "EKS's issuer is a URL (botocore model: Identity.oidc.issuer)"
+    issuer = issuer_url.removeprefix("https://")
+    provider = iam.create_open_id_connect_provider(Url=issuer_url, ClientIDList=["sts.amazonaws.com"])
+    return "cdao-dev", issuer, provider["OpenIDConnectProviderArn"]
+
+
+def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_url(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    good = iam.create_role(
+        RoleName="flyteadmin", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin")
+    )
+    # The fault infra issue #13 names: condition keys built from pulumi-eks's oidcProviderUrl (with https://).
+    bad = iam.create_role(
+        RoleName="propeller",
+        AssumeRolePolicyDocument=_trust(provider_arn, f"https://{issuer}", "flyte", "flytepropeller"),
+    )
+    wrong_account = iam.create_role(
+        RoleName="datacatalog", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "someone-else")
+    )
+    roles = {
+        "flyteadmin": good["Role"]["Arn"],
+        "flytepropeller": bad["Role"]["Arn"],
+        "datacatalog": wrong_account["Role"]["Arn"],
+    }
+    ctx = _ctx({"clusterName": cluster, "roleArns": roles})
+    accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: roles["flyteadmin"]}})
+    results = _by_name(aws.irsa(ctx, accounts), "irsa")
+
+    assert results["flyteadmin"].status == "pass"
+    assert results["flytepropeller"].status == "fail"
+    assert "without https://" in results["flytepropeller"].remedy
+    assert results["datacatalog"].status == "fail"
+    assert "someone-else" in results["datacatalog"].detail
+
+
+def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_off(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+
+    def role(name: str, ns: str, account: str) -> str:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=_trust(provider_arn, issuer, ns, account))[
+            "Role"
+        ]["Arn"]
+
+    roles = {
+        "fluent-bit": role("fb", "observability", "fluent-bit"),
+        "flyteadmin": role("admin", "flyte", "flyteadmin"),
+        # dev switches inference off (environments/Pulumi.dev.yaml); the role exists all the same.
+        "inference": role("vllm", "inference", "vllm"),
+    }
+    assert not _config().addons.inference
+    accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/other"}})
+    results = _by_name(aws.irsa(_ctx({"clusterName": cluster, "roleArns": roles}), accounts), "irsa")
+    assert results["fluent-bit"].status == "fail"
+    assert "observability/fluent-bit" in results["fluent-bit"].detail
+    assert results["flyteadmin"].status == "fail"
+    assert kube.ROLE_ANNOTATION in results["flyteadmin"].detail
+    assert results["inference"].status == "pass"
+    assert "add-on inference is off" in results["inference"].detail
+
+
+def test_an_unreachable_cluster_is_one_failure_after_one_timeout(aws_account, tmp_path: Path):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    roles = {
+        key: iam.create_role(RoleName=key, AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", key))["Role"][
+            "Arn"
+        ]
+        for key in ("flyteadmin", "flytepropeller", "datacatalog")
+    }
+    kubeconfig = _kubeconfig(tmp_path, f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    ctx = _ctx({"clusterName": cluster, "roleArns": roles}, kube=kube.load_client(str(kubeconfig), None))
+    started = time.monotonic()
+    results = aws.irsa(ctx, kube.ServiceAccountLookup(ctx))
+    results += kube.argocd_applications(ctx)
+    assert time.monotonic() - started < 30
+    by_name = _by_name(results, "irsa")
+    assert by_name["service accounts"].status == "fail"
+    assert "did not answer" in by_name["service accounts"].detail
+    assert [r.status for r in results if r.family == "argocd"] == ["fail"]
+
+
+def _nodegroup(eks, cluster: str, role: str, pool: str, *, labels: dict[str, str], taints: list[dict[str, str]]):
+    eks.create_nodegroup(
+        clusterName=cluster,
+        nodegroupName=f"{pool}-20261130",
+        nodeRole=role,
+        subnets=["subnet-1"],
+        labels=labels,
+        taints=taints,
+    )
+
+
+def test_node_groups_match_the_declared_labels_and_taints(aws_account):
+    cluster, _, _ = _cluster()
+    config = _config()
+    eks, iam = boto3.client("eks"), boto3.client("iam")
+    role = iam.create_role(RoleName="nodes", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    cpu = config.node_pools["cpu"]
+    _nodegroup(eks, cluster, role, "cpu", labels=pool_labels("cpu", cpu), taints=[])
+    gpu = config.node_pools["a100-timeslice"]
+    # The GPU taint is missing on the deployed group: drift the doctor must name.
+    _nodegroup(eks, cluster, role, "a100-timeslice", labels=pool_labels("a100-timeslice", gpu), taints=[])
+
+    results = _by_name(aws.node_groups(_ctx({"clusterName": cluster})), "node-groups")
+    assert results["cpu"].status == "pass"
+    assert gpu.taints, "the dev stack's A100 pool declares a taint"
+    assert results["a100-timeslice"].status == "fail"
+    assert "taints" in results["a100-timeslice"].detail
+    enabled = {n for n, p in config.node_pools.items() if p.enabled}
+    assert set(results) == enabled
+
+
+def test_a_pending_certificate_fails_with_the_record_to_create_and_an_issued_one_passes(
+    aws_account, monkeypatch: pytest.MonkeyPatch
+):
+    acm = boto3.client("acm")
+    arn = acm.request_certificate(DomainName="flyte.dev.example.com", ValidationMethod="DNS")["CertificateArn"]
+    record = {"name": "_x.flyte.dev.example.com.", "type": "CNAME", "value": "_y.acm-validations.aws."}
+    (pending,) = aws.certificate(_ctx({"flyteCertificateArn": arn, "flyteCertificateValidationRecord": record}))
+    assert pending.status == "fail"
+    assert "PENDING_VALIDATION" in pending.detail
+    assert "_x.flyte.dev.example.com." in pending.remedy
+
+    import moto.settings  # noqa: PLC0415
+
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)  # moto issues DNS-validated certs after this
+    (issued,) = aws.certificate(_ctx({"flyteCertificateArn": arn}))
+    assert issued.status == "pass"
+
+
+def test_log_groups_exist_with_the_declared_retention(aws_account):
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName="/aws/eks/cdao-dev/cluster")
+    logs.put_retention_policy(logGroupName="/aws/eks/cdao-dev/cluster", retentionInDays=90)
+    logs.create_log_group(logGroupName="/cdao/dev/containers")  # no retention: kept forever
+    declared = {
+        "controlPlane": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": 90},
+        "containers": {"name": "/cdao/dev/containers", "retentionDays": 90},
+        "flowLogs": {"name": "/aws/vpc/vpc-1/flow-logs", "retentionDays": 14},
+    }
+    results = _by_name(aws.log_groups(_ctx({"logGroups": declared})), "logs")
+    assert results["controlPlane"].status == "pass"
+    assert results["containers"].status == "fail"
+    assert "never expire" in results["containers"].detail
+    assert results["flowLogs"].status == "fail"
+    assert "does not exist" in results["flowLogs"].detail
+
+
+def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
+    # The doctor reads these outputs by name: the program must export them.
+    assert {"clusterName", "roleArns", "flyteCertificateArn", "logGroups", "region", "flyteEndpoint"} <= set(
+        plan_outputs
+    )
+    assert all({"name", "retentionDays"} == set(v) for v in plan_outputs["logGroups"].values())
+
+
+@pytest.fixture(scope="module")
+def plan_outputs() -> dict[str, Any]:
+    from infra.plan.runner import run_stack  # noqa: PLC0415
+
+    return run_stack("dev").outputs
+
+
+ACCOUNT = "123456789012"  # moto's account
+
+
+def _backup_ctx() -> DoctorContext:
+    return _ctx(
+        {
+            "backup": {"vaultName": "cdao-dev"},
+            "region": REGION,
+            "dbInstanceIdentifier": "cdao-dev",
+            "efsFileSystemId": "fs-0123456789abcdef0",
+        }
+    )
+
+
+def _point(arn: str, created: datetime, status: str = "COMPLETED") -> dict:
+    return {
+        "RecoveryPointArn": f"arn:aws:backup:{REGION}:{ACCOUNT}:recovery-point:{created.timestamp():.0f}",
+        "BackupVaultName": "cdao-dev",
+        "ResourceArn": arn,
+        "CreationDate": created,
+        "Status": status,
+    }
+
+
+DB_ARN = f"arn:aws:rds:{REGION}:{ACCOUNT}:db:cdao-dev"
+EFS_ARN = f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-0123456789abcdef0"
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("points", "vault_age_days", "statuses"),
+    [
+        ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(hours=6))], 30, ["pass", "pass"]),
+        # One resource stopped being backed up: the vault's newest point alone would hide it.
+        ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(days=6))], 30, ["pass", "fail"]),
+        ([_point(DB_ARN, NOW - timedelta(hours=2), status="FAILED")], 30, ["fail", "fail"]),
+        ([], 0.5, ["skip", "skip"]),  # right after the first pulumi up: the first daily run is due
+    ],
+)
+def test_backups_need_a_recent_completed_point_per_protected_resource(aws_account, points, vault_age_days, statuses):
+    ctx = _backup_ctx()
+    client = ctx.client("backup")
+    with Stubber(client) as stub:
+        # Responses are validated against botocore's model of AWS Backup (moto lacks these calls).
+        stub.add_response(
+            "list_recovery_points_by_backup_vault", {"RecoveryPoints": points}, {"BackupVaultName": "cdao-dev"}
+        )
+        stub.add_response(
+            "describe_backup_vault",
+            {"BackupVaultName": "cdao-dev", "CreationDate": NOW - timedelta(days=vault_age_days)},
+            {"BackupVaultName": "cdao-dev"},
+        )
+        results = aws.backups(ctx, now=NOW)
+    assert [r.status for r in results] == statuses
+    assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
+
+
+# -- Kubernetes ---------------------------------------------------------------------------------
+
+
+class _FakeApiServer(ThreadingHTTPServer):
+    """Answers the few GETs the doctor makes, in the Kubernetes API's JSON shapes."""
+
+    def __init__(self, service_accounts: dict, nodes: list[dict], applications: list[dict], appsets: list[dict]):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.service_accounts, self.nodes, self.applications = service_accounts, nodes, applications
+        self.appsets = appsets
+        self.seen: list[str] = []
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FakeApiServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        self.server.seen.append(self.path)
+        parts = url.path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == ["serviceaccounts"]:
+            ns, name = parts[3], parts[5]
+            if (ns, name) in self.server.service_accounts:
+                annotations = self.server.service_accounts[(ns, name)]
+                metadata = {"name": name, "namespace": ns, "annotations": annotations}
+                self._send(200, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata})
+            else:
+                self._send(
+                    404,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "message": f'serviceaccounts "{name}" not found',
+                        "reason": "NotFound",
+                        "code": 404,
+                    },
+                )
+        elif url.path == "/api/v1/nodes":
+            selector = parse_qs(url.query).get("labelSelector", [""])[0]
+            key, _, value = selector.partition("=")
+            items = [n for n in self.server.nodes if n["metadata"]["labels"].get(key) == value]
+            self._send(200, {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+        elif url.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applicationsets":
+            items = self.server.appsets
+            self._send(200, {"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSetList", "items": items})
+        elif url.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications":
+            self._send(
+                200,
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "ApplicationList",
+                    "metadata": {},
+                    "items": self.server.applications,
+                },
+            )
+        else:
+            self._send(
+                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            )
+
+
+@pytest.fixture
+def api_server(tmp_path: Path):
+    servers: list[_FakeApiServer] = []
+
+    def start(**state: Any) -> tuple[_FakeApiServer, Path]:
+        server = _FakeApiServer(
+            state.get("service_accounts", {}),
+            state.get("nodes", []),
+            state.get("applications", []),
+            state.get("appsets", []),
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server, _kubeconfig(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _kubeconfig(folder: Path, server: str) -> Path:
+    path = folder / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "ctx",
+            }
+        )
+    )
+    return path
+
+
+def _node(name: str, pool: str, allocatable: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {NODE_POOL_LABEL: pool}},
+        "status": {"allocatable": {"cpu": "95", "memory": "1000Gi", **allocatable}},
+    }
+
+
+def _application(
+    name: str, chart: str | None, wanted: str, synced: str, *, sync: str = "Synced", health: str = "Healthy"
+):
+    source = {"repoURL": "https://charts.example.com", "targetRevision": wanted}
+    if chart:
+        source["chart"] = chart
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {"project": "platform", "source": source, "destination": {"name": "in-cluster", "namespace": name}},
+        "status": {"sync": {"status": sync, "revision": synced}, "health": {"status": health}},
+    }
+
+
+def test_service_accounts_are_looked_up_in_the_cluster(api_server):
+    annotations = {kube.ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/flyteadmin"}
+    _, kubeconfig = api_server(service_accounts={("flyte", "flyteadmin"): annotations})
+    ctx = _ctx({}, kube=kube.load_client(str(kubeconfig), None))
+    lookup = kube.ServiceAccountLookup(ctx)
+    assert lookup("flyte", "flyteadmin") == annotations
+    assert lookup("flyte", "missing") is None
+
+
+def test_gpu_nodes_advertise_what_their_sharing_mode_promises(api_server):
+    pool = _config().node_pools["a100-timeslice"]
+    want = gpu_resources(pool)
+    assert want == {"nvidia.com/gpu": 8 * pool.gpu_sharing.replicas}  # p4d: 8 A100s, each time-sliced
+    good = _node("ip-10-0-1-1", "a100-timeslice", {k: str(v) for k, v in want.items()})
+    unsliced = _node("ip-10-0-1-2", "a100-timeslice", {"nvidia.com/gpu": "8"})  # device plugin config not applied
+    _, kubeconfig = api_server(nodes=[good, unsliced])
+    results = _by_name(kube.gpu_nodes(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "gpu")
+    assert results["a100-timeslice/ip-10-0-1-1"].status == "pass"
+    assert results["a100-timeslice/ip-10-0-1-2"].status == "fail"
+    assert "nvidia.com/gpu=8" in results["a100-timeslice/ip-10-0-1-2"].detail
+
+
+def test_argocd_applications_must_be_synced_healthy_and_at_the_pinned_chart(api_server):
+    pins = _config().gitops.chart_versions
+    apps = [
+        _application("flyte", "flyte-core", pins["flyte-core"], pins["flyte-core"]),
+        _application("keda", "keda", pins["keda"], "2.17.0"),  # still on the old chart
+        _application("mlflow", "mlflow", pins["mlflow"], pins["mlflow"], health="Degraded"),
+        _application("platform", None, "main", "0123abc", sync="OutOfSync"),
+    ]
+    _, kubeconfig = api_server(applications=apps)
+    results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
+    assert results["flyte"].status == "pass"
+    assert results["keda"].status == "fail"
+    assert "runs 2.17.0" in results["keda"].detail
+    assert results["mlflow"].status == "fail"
+    assert "health Degraded" in results["mlflow"].detail
+    assert results["platform"].status == "fail"
+    assert "sync OutOfSync" in results["platform"].detail
+
+
+def test_multi_source_applications_and_failing_applicationsets(api_server):
+    pins = _config().gitops.chart_versions
+    chart = "kube-prometheus-stack"
+
+    def multi(synced: str) -> dict:
+        # The shape platform/bootstrap/appsets use: the chart plus a `ref: values` Git source, and
+        # status.sync.revisions in the same order (SyncStatus.Revisions in argo-cd's types.go).
+        chart_source = {
+            "repoURL": "https://prometheus-community.github.io/helm-charts",
+            "chart": chart,
+            "targetRevision": pins[chart],
+            "helm": {"valueFiles": ["$values/platform/x.yaml"]},
+        }
+        values_source = {"repoURL": "https://github.com/o/r.git", "targetRevision": "main", "ref": "values"}
+        return {
+            "metadata": {"name": f"observability-{synced}", "namespace": "argocd"},
+            "spec": {"sources": [chart_source, values_source]},
+            "status": {"sync": {"status": "Synced", "revisions": [synced, "0123abc"]}, "health": {"status": "Healthy"}},
+        }
+
+    failing = {
+        "metadata": {"name": "keda", "namespace": "argocd"},
+        "status": {
+            "conditions": [
+                {
+                    "type": "ErrorOccurred",
+                    "status": "True",
+                    "reason": "ApplicationGenerationFromParamsError",
+                    "message": 'map has no entry for key "cdao.io/chart-version-keda"',
+                },
+                {"type": "ResourcesUpToDate", "status": "False", "reason": "ApplicationGenerationFromParamsError"},
+            ]
+        },
+    }
+    _, kubeconfig = api_server(applications=[multi(pins[chart]), multi("70.0.0")], appsets=[failing])
+    results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
+    assert results[f"observability-{pins[chart]}"].status == "pass"
+    assert results["observability-70.0.0"].status == "fail"
+    assert results["applicationset/keda"].status == "fail"
+    assert "chart-version-keda" in results["applicationset/keda"].detail
+
+
+def test_kubernetes_checks_skip_without_a_kubeconfig():
+    ctx = _ctx({})
+    assert [r.status for r in kube.argocd_applications(ctx)] == ["skip"]
+    assert not kube.ServiceAccountLookup(ctx).available
+
+
+# -- connectors and the CLI ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_the_real_connector_service_serves_every_routed_task_type():
+    port = _free_port()
+    pyflyte = Path(sys.executable).parent / "pyflyte"
+    # The image's command (plugins/Dockerfile CMD), on a free local port.
+    serve = ["serve", "connector", "--port", str(port), "--prometheus_port", str(_free_port())]
+    proc = subprocess.Popen(
+        [str(pyflyte), *serve, "--modules", "cdao_connectors.service"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ctx = _ctx({}, connector_endpoint=f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 90
+        while True:
+            (result,) = flyte.connectors(ctx)
+            if result.status == "pass" or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(1)
+        assert result.status == "pass", (result, proc.poll())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert flyte.routed_task_types() >= {"cdao-aws-batch", "cdao-codeweave-gpu", "cdao-emr-spark-step"}
+
+
+def test_an_unreachable_connector_service_fails_with_what_to_check():
+    (result,) = flyte.connectors(_ctx({}, connector_endpoint=f"127.0.0.1:{_free_port()}"))
+    assert result.status == "fail"
+    assert "UNAVAILABLE" in result.detail
+
+
+def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs
+):
+    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "logGroups"}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    assert "logGroups is missing" in capsys.readouterr().err
+    # `pulumi stack output --json` prints a secret as "[secret]": not what any of these keys holds.
+    path.write_text(json.dumps({**good, "backup": "[secret]"}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    assert 'backup is "[secret]"' in capsys.readouterr().err
+    path.write_text(json.dumps(good))
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path), "--flyte-ca-file", str(bad_ca)]) == 2
+    assert "--flyte-ca-file" in capsys.readouterr().err
+    not_yaml = tmp_path / "kubeconfig"
+    not_yaml.write_text("just text")
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path), "--kubeconfig", str(not_yaml)]) == 2
+    assert "not a usable kubeconfig" in capsys.readouterr().err
+
+
+def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["doctor", "--stack", "dev", "--outputs", str(tmp_path / "none.json")]) == 2
+    assert "none.json" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["doctor", "--stack", "dev", "--outputs", str(bad)]) == 2
+    assert "bad.json: not JSON" in capsys.readouterr().err
+    assert main(["doctor", "--stack", "nope", "--outputs", str(bad)]) == 2
+    assert "unknown stack 'nope'" in capsys.readouterr().err
+
+
+def test_exit_code_and_renderings_follow_the_results():
+    results = [passed("logs", "a", "ok"), skipped("gpu", "b", "no nodes", "run a GPU task")]
+    text, code = doctor.render(argparse.Namespace(stack="dev", format="json"), results)
+    assert code == 0
+    assert json.loads(text)["checks"][1]["status"] == "skip"
+    failing = [*results, failed("argocd", "c", "OutOfSync", "argocd app get c")]
+    text, code = doctor.render(argparse.Namespace(stack="dev", format="text"), failing)
+    assert code == 1
+    assert "[SKIP] gpu b: no nodes" in text
+    assert "[FAIL] argocd c: OutOfSync" in text
+    assert "-> argocd app get c" in text
+    markdown, _ = doctor.render(argparse.Namespace(stack="dev", format="markdown"), failing)
+    assert markdown.startswith("## cdao doctor: `dev`")
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost (the test's private CA, as --flyte-ca-file takes it)."""
+    import ipaddress  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_flyte_grpc_health_is_checked_over_tls_for_the_flyteadmin_service(tls_pair):
+    from concurrent import futures  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    cert, key = tls_pair
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        ctx = _ctx({}, flyte_ca_file=cert)
+        # flyteadmin registers its health under the service name "flyteadmin" (service.go).
+        servicer.set("flyteadmin", health_pb2.HealthCheckResponse.SERVING)
+        assert flyte._grpc(ctx, "localhost", port).status == "pass"
+        servicer.set("flyteadmin", health_pb2.HealthCheckResponse.NOT_SERVING)
+        result = flyte._grpc(ctx, "localhost", port)
+        assert result.status == "fail"
+        assert "NOT_SERVING" in result.detail
+        # Without the CA the handshake fails: the check does not trust what it cannot verify.
+        assert flyte._grpc(_ctx({}), "localhost", port).status == "fail"
+    finally:
+        server.stop(None)
+
+
+def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
+    import ssl  # noqa: PLC0415
+
+    cert, key = tls_pair
+
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthcheck" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = httpd.server_address[1]
+        assert flyte._http(_ctx({}, flyte_ca_file=cert), "localhost", port).status == "pass"
+        result = flyte._http(_ctx({}), "localhost", port)
+        assert result.status == "fail", "an untrusted certificate must fail the check"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
