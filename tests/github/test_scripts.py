@@ -53,7 +53,7 @@ def _register(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "HOME": str(tmp_path),
         "STACK": "dev",
         "FLYTE_DOMAIN": "development",
-        "GITHUB_SHA": "0" * 40,
+        "REVISION": "0" * 40,
         "IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao-dev-tasks:" + "0" * 40,
         "CDAO_AWS_REGION": "us-east-1",
         "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/service-roles-sagemaker-execution",
