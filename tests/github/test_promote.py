@@ -180,7 +180,8 @@ def test_everything_but_the_pin_values_keeps_its_bytes(repo, capsys):
     staging = environments / "Pulumi.staging.yaml"
     text = staging.read_text()
     text = text.replace("  cdao:team: ml-platform\n", "  cdao:team: ml-platform      # owner, for cost reports\n")
-    text = text.replace("  cdao:network:\n", "  cdao:network:\n    availabilityZones:\n    - us-east-1a\n    - us-east-1b\n", 1)
+    zones = "    availabilityZones:\n    - us-east-1a\n    - us-east-1b\n"  # a sequence at the key's indent
+    text = text.replace("  cdao:network:\n", "  cdao:network:\n" + zones, 1)
     text = text.replace("      flyte-core: v1.15.0\n", "      flyte-core:   v1.15.0     # aligned\n")
     staging.write_bytes(text.replace("\n", "\r\n").encode())
     before = staging.read_bytes()

@@ -229,10 +229,12 @@ def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
         assert creds["with"]["role-to-assume"] == f"${{{{ vars.AWS_ECR_PUSH_ROLE_ARN_{stack.upper()} }}}}"
     domains = {"dev": "development", "staging": "staging", "prod": "production"}
     for stack, domain in domains.items():
-        (register,) = [s for s in jobs[f"register-{stack}"]["steps"] if "register-workflows.sh" in str(s.get("run", ""))]
+        steps = jobs[f"register-{stack}"]["steps"]
+        (register,) = [s for s in steps if "register-workflows.sh" in str(s.get("run", ""))]
         assert jobs[f"register-{stack}"]["env"]["STACK"] == stack
         assert register["env"]["FLYTE_DOMAIN"] == domain
-        assert register["env"]["CDAO_SAGEMAKER_ROLE_ARN"] == f"${{{{ needs.apply-{stack}.outputs.sagemaker-role-arn }}}}"
+        role = f"${{{{ needs.apply-{stack}.outputs.sagemaker-role-arn }}}}"
+        assert register["env"]["CDAO_SAGEMAKER_ROLE_ARN"] == role
 
 
 # --- OIDC only, least privilege ---------------------------------------------------------------
@@ -416,7 +418,11 @@ def test_drift_in_an_unconfigured_repository_skips_with_a_notice(tmp_path):
     assert outputs == {"ready": "false"}
     assert (tmp_path / "drift-prod" / "status").read_text().strip() == "unconfigured"
     refresh = load("drift.yml")["jobs"]["refresh"]["steps"]
-    cloud = [s for s in refresh if "aws-actions" in str(s.get("uses", "")) or str(s.get("name", "")).startswith("pulumi refresh")]
+    cloud = [
+        s
+        for s in refresh
+        if "aws-actions" in str(s.get("uses", "")) or str(s.get("name", "")).startswith("pulumi refresh")
+    ]
     assert cloud and all(s["if"] == "steps.configured.outputs.ready == 'true'" for s in cloud)
     configured = {"ROLE": "arn:aws:iam::123456789012:role/p", "BACKEND": "s3://b", "REGION": "us-east-1"}
     assert run_step(script, {**env, **configured}, tmp_path, tmp_path) == {"ready": "true"}
