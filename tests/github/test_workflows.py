@@ -302,8 +302,9 @@ def test_pull_request_checks_plan_every_stack_and_preview_only_dev():
     assert [m["stack"] for m in matrix] == ["dev"]
     assert "AWS_PREVIEW_ROLE_ARN_STAGING" not in str(workflow) and "AWS_PREVIEW_ROLE_ARN_PROD" not in str(workflow)
     assert "workflow_dispatch" not in workflow["on"]
-    for entry in matrix:
-        assert entry["role"] == f"${{{{ {PREVIEW_ROLE_VARS[entry['stack']]} }}}}"
+    # A role of its own, trusted only for `pull_request`; the main-trusted preview roles stay out.
+    assert matrix[0]["role"] == "${{ vars.AWS_PR_PREVIEW_ROLE_ARN_DEV }}"
+    assert "AWS_PREVIEW_ROLE_ARN_DEV" not in str(workflow)
     (pulumi,) = steps_using(preview, "pulumi/actions")
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["policyPacks"] == "policies"
@@ -411,6 +412,13 @@ def test_the_resolve_step_reports_each_stack_in_the_format_it_writes(tmp_path):
     assert lines["deploy"] == "true"
 
 
+def test_deploy_in_an_unconfigured_repository_deploys_nothing(tmp_path):
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env = {"CONFIGURED_DEV": "", "CONFIGURED_STAGING": "", "CONFIGURED_PROD": "", "FORCE_STACK": ""}
+    outputs = run_step(script, env, tmp_path, tmp_path)
+    assert outputs == {"dev-deploy": "false", "staging-deploy": "false", "prod-deploy": "false"}
+
+
 def test_drift_in_an_unconfigured_repository_skips_with_a_notice(tmp_path):
     script = step_script("drift.yml", "refresh", "configured")
     env = {"STACK": "prod", "RUNNER_TEMP": str(tmp_path), "ROLE": "", "BACKEND": "", "REGION": ""}
@@ -433,10 +441,10 @@ def test_drift_in_an_unconfigured_repository_skips_with_a_notice(tmp_path):
     [
         ({"GITHUB_EVENT_NAME": "pull_request", "HEAD_REPO": "someone/fork"}, "false", "forks get no OIDC token"),
         ({"GITHUB_ACTOR": "dependabot[bot]"}, "false", "Dependabot"),
-        ({"ROLE": ""}, "false", "AWS_PREVIEW_ROLE_ARN_STAGING is not set"),
+        ({"ROLE": ""}, "false", "AWS_PR_PREVIEW_ROLE_ARN_STAGING is not set"),
         ({"BACKEND": ""}, "false", "PULUMI_BACKEND_URL and AWS_REGION"),
         ({}, "true", None),
-        ({"GITHUB_EVENT_NAME": "workflow_dispatch", "HEAD_REPO": ""}, "true", None),
+        ({"GITHUB_EVENT_NAME": "pull_request", "HEAD_REPO": "org/platform"}, "true", None),
     ],
 )
 def test_preview_credentials_check(tmp_path, env, available, reason):
