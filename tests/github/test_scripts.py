@@ -4,6 +4,7 @@ registration is skipped or refused instead of failing half-way."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,3 +106,53 @@ def test_registration_needs_the_stacks_aws_values(tmp_path):
     result = _register(tmp_path, FLYTE_PLATFORM_URL="dns:///flyte.example.invalid", CDAO_SAGEMAKER_ROLE_ARN="")
     assert result.returncode != 0
     assert "CDAO_SAGEMAKER_ROLE_ARN is required" in result.stderr
+
+
+def _stub(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+
+
+def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy(tmp_path):
+    """first-deploy.sh with stand-ins for the tools that need an account: `pulumi` answers
+    `stack output ecrRepositories --json` with the shape the program exports (purpose -> repository
+    URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
+    _stub(
+        bin_dir,
+        "pulumi",
+        f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))" >> "{log}"\n'
+        'if [ "$1 $2" = "stack output" ]; then\n'
+        f'  echo \'{{"connector": "{url}/cdao-prod-connector", "tasks": "{url}/cdao-prod-tasks"}}\'\n'
+        "fi\n",
+    )
+    _stub(bin_dir, "gh", f'echo "gh $*" >> "{log}"\n')
+    # uv: `run --project P python ...` runs python; `sync` has nothing to install here.
+    _stub(
+        bin_dir,
+        "uv",
+        'if [ "$1" = run ]; then shift 3; shift; exec "' + sys.executable + '" "$@"; fi\n'
+        f'echo "uv $* in $(basename "$PWD")" >> "{log}"\n',
+    )
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "first-deploy.sh"), "prod"],
+        cwd=SCRIPTS,
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_REPO": "example-org/platform"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    pin = re.search(r"^prod runs ([0-9a-f]{40})$", result.stdout, re.M)
+    assert pin, result.stdout
+    assert f"revision: {pin.group(1)}" in (SCRIPTS.parents[1] / "environments" / "Pulumi.prod.yaml").read_text()
+    up = next(c for c in calls if c.startswith("pulumi up"))
+    assert up.startswith("pulumi up --stack prod --policy-pack policies")
+    assert calls.index(next(c for c in calls if c.startswith("uv sync --locked"))) < calls.index(up)
+    assert f"gh variable set ECR_REGISTRY_PROD --body {url}" in calls
+    assert "gh variable set ECR_ACCOUNT_ID_PROD --body 210987654321" in calls
+    assert calls[-1] == "gh workflow run deploy.yml --ref main -f stack=prod"
