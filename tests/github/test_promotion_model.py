@@ -95,6 +95,12 @@ def test_what_decides_a_deploy_is_the_script_the_model_runs():
             assert "stack_revision.py" in guard["run"] and "last-deployed.sh" in guard["run"]
             later = jobs[f"{kind}-{stack}"]["steps"][jobs[f"{kind}-{stack}"]["steps"].index(guard) + 1 :]
             assert all(s.get("if") == "steps.guard.outputs.deploy == 'true'" for s in later), (kind, stack)
+        # The registration's success is the record: it runs only after an apply that ran, and a
+        # superseded registration fails rather than record an older commit.
+        assert f"needs.apply-{stack}.outputs.applied == 'true'" in jobs[f"register-{stack}"]["if"]
+        assert jobs[f"apply-{stack}"]["outputs"]["applied"] == "${{ steps.guard.outputs.deploy }}"
+        register_guard = next(s for s in jobs[f"register-{stack}"]["steps"] if s.get("id") == "guard")["run"]
+        assert "^reason=superseded" in register_guard and "exit 1" in register_guard
     # The record read is the registration environment's: the last job of a stack's deploy.
     assert '"${stack}-workflows"' in (SCRIPTS / "last-deployed.sh").read_text()
     promote_steps = load("promote.yml")["jobs"]["promote"]["steps"]
