@@ -289,6 +289,8 @@ def test_pull_request_checks_plan_every_stack_and_preview_only_dev():
     workflow = load("pull-request.yml")
     jobs = workflow["jobs"]
     assert "bash .ci/run" in [s.get("run") for s in jobs["checks"]["steps"]]
+    # The pins of staging and prod are checked against the history (test_promotion_model.py).
+    assert steps_using(jobs["checks"], "actions/checkout")[0]["with"]["fetch-depth"] == 0
     plan_runs = " ".join(str(s.get("run", "")) for s in jobs["plan"]["steps"])
     assert "uv run cdao plan --all --format markdown" in plan_runs
     # The offline plan needs no cloud: no credentials, no environment, so it runs for forks too.
@@ -352,6 +354,19 @@ def test_promotion_workflow_pushes_what_the_source_deployed_and_opens_no_pull_re
     pushes = [line.strip() for line in text.splitlines() if line.strip().startswith(("git push", "if ! git push"))]
     assert pushes == ['if ! git push origin "$branch"; then']
     assert 'branch="promote/${FROM}-to-${TO}-${digest}"' in text
+
+
+@pytest.mark.parametrize(("ref", "allowed"), [("refs/heads/main", True), ("refs/heads/feature/x", False)])
+def test_deploy_runs_from_main_only(ref, allowed):
+    guard = next(s for s in load("deploy.yml")["jobs"]["resolve"]["steps"] if s.get("name") == "Deploy from main only")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", guard["run"]],
+        env={"PATH": os.environ["PATH"], "GITHUB_REF": ref},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode == 0) is allowed
 
 
 @pytest.mark.parametrize(("ref", "allowed"), [("refs/heads/main", True), ("refs/heads/feature/x", False)])
