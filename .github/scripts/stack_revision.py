@@ -1,6 +1,6 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
-    stack_revision.py STACK --commit C [--deployed D] [--force]
+    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -17,6 +17,11 @@ it ran at D (so a run cancelled or failed earlier is made good by any later run)
 false when nothing changed, and when D is newer than C (a re-run of an old run must not roll a stack
 back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
 commit that C contains.
+
+With --upstream-deployed (the commits of the previous stack's successful deployments, from
+`last-deployed.sh <previous> all`), staging and prod are also refused a revision the previous stack
+never ran: however their stack file was changed (by hand, or a promotion whose source failed since),
+prod only runs what staging ran and staging only what dev ran.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
+UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of infra/promote.py
 
 
 class RevisionError(Exception):
@@ -100,7 +106,38 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
     return revision
 
 
-def resolve(repo: Path, stack: str, commit: str, deployed: str | None, force: bool = False) -> Decision:
+def check_upstream_ran(repo: Path, stack: str, revision: str, upstream_deployed: list[str]) -> None:
+    upstream = UPSTREAM[stack]
+    ran = set()
+    for commit in upstream_deployed:
+        try:
+            ran.add(revision_at(repo, upstream, commit))
+        except RevisionError:
+            continue  # a record whose stack file no longer reads cannot vouch for anything
+    if revision not in ran:
+        raise RevisionError(
+            f"environments/Pulumi.{stack}.yaml: cdao:gitops.revision = {revision}: {upstream} never ran it "
+            f"in a successful deployment; only `cdao promote {upstream} {stack}` pins what {upstream} ran"
+        )
+
+
+def resolve(
+    repo: Path,
+    stack: str,
+    commit: str,
+    deployed: str | None,
+    *,
+    force: bool = False,
+    upstream_deployed: list[str] | None = None,
+) -> Decision:
+    decision = _decide(repo, stack, commit, deployed, force)
+    # Checked before any deploy, not for a stack that stays as it is.
+    if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
+        check_upstream_ran(repo, stack, decision.revision, upstream_deployed)
+    return decision
+
+
+def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bool) -> Decision:
     revision = revision_at(repo, stack, commit)
     if not deployed:
         return Decision(revision, True, f"{stack} has no successful deployment yet")
@@ -128,10 +165,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--commit", required=True, help="the commit of main this run deploys (GITHUB_SHA)")
     parser.add_argument("--deployed", default="", help="commit of the stack's last successful deployment")
     parser.add_argument("--force", action="store_true", help="deploy even when nothing changed")
+    parser.add_argument(
+        "--upstream-deployed",
+        nargs="*",
+        metavar="COMMIT",
+        help="commits of the previous stack's successful deployments: the revision must be one it ran",
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
     try:
-        decision = resolve(args.repo, args.stack, args.commit, args.deployed or None, args.force)
+        decision = resolve(
+            args.repo,
+            args.stack,
+            args.commit,
+            args.deployed or None,
+            force=args.force,
+            upstream_deployed=args.upstream_deployed,
+        )
     except RevisionError as exc:
         print(f"stack_revision.py: {exc}", file=sys.stderr)
         return 2

@@ -155,6 +155,9 @@ class Platform:
     deployed: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(STACKS))
     running: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(STACKS))
     base: str = ""
+    # GitHub's successful `<stack>-workflows` deployments, oldest first (what last-deployed.sh lists).
+    records: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    refused: list[tuple[str, str]] = field(default_factory=list)
     # Every (stack, revision) a stack ran after a complete deploy (apply and registration).
     ran: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     # Per stack, the revisions whose infra/ was applied (even where the registration then failed).
@@ -185,14 +188,26 @@ class Platform:
         return code, self.head()
 
     def _job(self, stack: str, run: Run, force: bool = False) -> Any:
-        return stack_revision.resolve(self.repo, stack, run.commit, self.deployed[stack], force)
+        return stack_revision.resolve(self.repo, stack, run.commit, self.deployed[stack], force=force)
+
+    def _resolve(self, stack: str, run: Run, force: bool) -> Any:
+        """The resolve job: with the previous stack's successful deployments (newest first)."""
+        upstream = {"staging": "dev", "prod": "staging"}.get(stack)
+        history = list(reversed(self.records[upstream])) if upstream else None
+        try:
+            return stack_revision.resolve(
+                self.repo, stack, run.commit, self.deployed[stack], force=force, upstream_deployed=history
+            )
+        except stack_revision.RevisionError as error:
+            self.refused.append((stack, str(error)))
+            return None
 
     def deploy(self, run: Run, force: str | None = None) -> None:
         """deploy.yml for one run, with every job of a stack in order: resolve, then the guarded
         apply and registration (each re-resolving against the record at that moment)."""
-        decisions = {s: self._job(s, run, force == s) for s in STACKS}
+        decisions = {s: self._resolve(s, run, force == s) for s in STACKS}
         for stack in STACKS:
-            if not decisions[stack].deploy:
+            if decisions[stack] is None or not decisions[stack].deploy:
                 continue
             guard = self._job(stack, run, force == stack)
             if not guard.deploy:
@@ -208,6 +223,7 @@ class Platform:
             self.running[stack] = guard.revision
             self.ran[stack].append(guard.revision)
             self.deployed[stack] = run.commit
+            self.records[stack].append(run.commit)
 
     def pin(self, stack: str) -> str:
         raw, _ = read_stack_file(stack, self.environments)
@@ -216,8 +232,8 @@ class Platform:
 
 @pytest.fixture
 def platform(tmp_path: Path, git_identity: None) -> Platform:
-    """main with the repository's real stack files; staging and prod pinned to the first commit,
-    which no stack has deployed yet."""
+    """main with the repository's real stack files, dev deployed, and staging and prod promoted to
+    what dev first ran (`base`)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "--quiet", "--initial-branch=main")
@@ -233,17 +249,27 @@ def platform(tmp_path: Path, git_identity: None) -> Platform:
         path.write_text(text.replace(f"revision: {current}", f"revision: {base}"))
     _git(repo, "add", "-A")
     _git(repo, "commit", "--quiet", "-m", "stack files")
-    world = Platform(repo, base=base)
+    world = Platform(repo)
+    # The first deploys (docs/github-setup.md, "First deploy"): dev first; staging and prod refuse
+    # the pins committed before any stack ran, until promotions pin what dev and staging ran.
     world.deploy(Run(world.head()))
+    assert {stack for stack, _ in world.refused} == {"staging", "prod"}
+    world.refused.clear()
+    world.base = world.head()
+    assert world.promote("dev", "staging")[0] == 0
+    world.deploy(Run(world.head()))
+    assert world.promote("staging", "prod")[0] == 0
+    world.deploy(Run(world.head()))
+    assert world.running["staging"] == world.running["prod"] == world.base, world.refused
     return world
 
 
 def assert_invariant(world: Platform) -> None:
     """Every revision staging or prod applied was run completely (applied and registered) by the
-    stack before it; the base pins of the fixture predate every stack and are the one exception."""
+    stack before it."""
     for earlier, later in (("dev", "staging"), ("staging", "prod")):
         for revision in world.applied[later]:
-            assert revision == world.base or revision in world.ran[earlier], (later, revision, world.ran[earlier])
+            assert revision in world.ran[earlier], (later, revision, world.ran[earlier])
 
 
 def test_dev_follows_main_and_staging_and_prod_run_their_pins(platform):
@@ -252,6 +278,18 @@ def test_dev_follows_main_and_staging_and_prod_run_their_pins(platform):
     a = platform.merge("A")
     platform.deploy(Run(a))
     assert platform.running == {"dev": a, "staging": base, "prod": base}  # a merge reaches dev only
+
+
+def test_a_pin_edited_by_hand_to_a_commit_staging_never_ran_is_not_deployed(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))  # dev runs A; staging still runs the base
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace(f"revision: {platform.base}", f"revision: {a}"))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod pin edited by hand")
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == platform.base
+    assert a not in platform.applied["prod"]
+    assert any(stack == "prod" and "staging never ran it" in message for stack, message in platform.refused)
 
 
 def test_a_branch_in_staging_or_prod_is_refused(platform):
