@@ -3,6 +3,7 @@ registration is skipped or refused instead of failing half-way."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -156,3 +157,67 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     assert f"gh variable set ECR_REGISTRY_PROD --body {url}" in calls
     assert "gh variable set ECR_ACCOUNT_ID_PROD --body 210987654321" in calls
     assert calls[-1] == "gh workflow run deploy.yml --ref main -f stack=prod"
+
+
+def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[int, list[dict]]) -> None:
+    """A `gh api` stand-in serving the REST shapes of "List deployments" and "List deployment
+    statuses" (docs.github.com/en/rest/deployments/deployments, /rest/deployments/statuses): arrays
+    of objects with `id`, `sha`, `environment`, `created_at`; and `state`, `created_at`. Like gh, it
+    applies --jq to the page; the order is deliberately not newest-first."""
+    data = bin_dir / "data.json"
+    data.write_text(json.dumps({"deployments": deployments, "statuses": {str(k): v for k, v in statuses.items()}}))
+    _stub(
+        bin_dir,
+        "gh",
+        'path=""; jq_filter="."; env=""\n'
+        "while [ $# -gt 0 ]; do\n"
+        '  case "$1" in\n'
+        '    --jq) jq_filter="$2"; shift 2 ;;\n'
+        '    -f) case "$2" in environment=*) env="${2#environment=}" ;; esac; shift 2 ;;\n'
+        '    repos/*) path="$1"; shift ;;\n'
+        "    *) shift ;;\n"
+        "  esac\n"
+        "done\n"
+        'case "$path" in\n'
+        f'  */statuses) id=$(basename "$(dirname "$path")"); jq ".statuses[\\"$id\\"]" "{data}" ;;\n'
+        f'  */deployments) jq --arg env "$env" \'[.deployments[] | select(.environment == $env)]\' "{data}" ;;\n'
+        'esac | jq -r "$jq_filter"\n',
+    )
+
+
+def test_last_deployed_reads_the_newest_successful_deployment_of_the_registration_environment(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    a, b, c = "a" * 40, "b" * 40, "c" * 40
+    _gh_with_deployments(
+        bin_dir,
+        [
+            {"id": 2, "sha": b, "environment": "staging-workflows", "created_at": "2026-11-02T10:00:00Z"},
+            {"id": 1, "sha": a, "environment": "staging-workflows", "created_at": "2026-11-01T10:00:00Z"},
+            {"id": 3, "sha": c, "environment": "staging-workflows", "created_at": "2026-11-03T10:00:00Z"},
+            {"id": 4, "sha": c, "environment": "staging", "created_at": "2026-11-04T10:00:00Z"},
+        ],
+        {
+            1: [{"state": "success", "created_at": "2026-11-01T10:05:00Z"}],
+            # in progress, then success: the newest status counts
+            2: [
+                {"state": "in_progress", "created_at": "2026-11-02T10:01:00Z"},
+                {"state": "success", "created_at": "2026-11-02T10:09:00Z"},
+            ],
+            3: [{"state": "failure", "created_at": "2026-11-03T10:09:00Z"}],
+            4: [{"state": "success", "created_at": "2026-11-04T10:09:00Z"}],
+        },
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+
+    def run(*args: str) -> list[str]:
+        result = subprocess.run(
+            ["bash", str(SCRIPTS / "last-deployed.sh"), *args], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    # c failed, and the `staging` environment (the apply) is not the record: b is the newest success.
+    assert run("staging") == [b]
+    assert run("staging", "all") == [b, a]
+    assert run("prod") == []
