@@ -3,7 +3,7 @@
     cdao plan --stack dev [--format text|json|markdown]   offline plan of one stack
     cdao plan --all [--format ...]                         every stack in environments/
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
-    cdao promote dev staging                               write the promotion of dev's pins to staging
+    cdao promote dev staging --source-deployed SHA        pin in staging what dev ran at its last deployment
 
 Exit codes: 0 clean, 1 a mandatory policy violation, 2 bad configuration or usage.
 Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` answers at once.
