@@ -4,7 +4,7 @@
     cdao plan --all [--format ...]                         every stack in environments/
     cdao plan --all --diff origin/main [--format ...]     what this tree changes against a git ref
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
-    cdao promote dev staging                               write the promotion of dev's pins to staging
+    cdao promote dev staging --source-deployed SHA        pin in staging what dev ran at its last deployment
     cdao doctor --stack dev --outputs dev.json [...]       check a deployed stack (cdao_cli/doctor)
 
 Exit codes: 0 clean, 1 a mandatory policy violation (plan, policy) or a failed check (doctor), 2 bad

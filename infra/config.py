@@ -641,8 +641,22 @@ def _check_gpu(key: str, pool: NodePoolConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
+# Stacks that run a promoted revision (.github/ and docs/github-setup.md, "One revision per stack"):
+# a branch there would let Argo CD and the deploy follow new commits without a promotion.
+PINNED_STACKS = ("staging", "prod")
+
+
 def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
     problems = []
+    if config.stack in PINNED_STACKS and not re.fullmatch(r"[0-9a-f]{40}", config.gitops.revision):
+        problems.append(
+            (
+                f"{NAMESPACE}:gitops.revision",
+                config.gitops.revision,
+                f"a full 40-digit commit SHA in {config.stack} (only `cdao promote` moves it; a branch follows "
+                "new commits without a promotion)",
+            )
+        )
     for chart, version in config.gitops.chart_versions.items():
         key = f"{NAMESPACE}:gitops.chartVersions.{chart}"
         if not _DNS_SUBDOMAIN.fullmatch(chart) or "." in chart:

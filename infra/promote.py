@@ -1,15 +1,17 @@
-"""`cdao promote <from> <to>`: write the promotion of one environment's pins to the next.
+"""`cdao promote <from> <to>`: write the promotion of what one stack ran to the next stack.
 
-An environment pins what it runs with two keys of its stack file (environments/Pulumi.<stack>.yaml):
+A stack runs one revision for everything (docs/github-setup.md, "One revision per stack"): the infra/
+program, platform/ as Argo CD syncs it, the registered workflows/ and the images, all at the commit of
+`cdao:gitops.revision` in environments/Pulumi.<stack>.yaml, with the chart versions of
+`cdao:gitops.chartVersions`. dev may name the branch `main` (it runs the commit each deploy is for);
+staging and prod pin a full commit SHA (infra/config.py refuses anything else there).
 
-    cdao:gitops.revision        the platform revision Argo CD syncs (a branch in dev; an immutable
-                                commit SHA or tag once promoted)
-    cdao:gitops.chartVersions   chart key -> exact chart version
-
-Promotion copies exactly those pins from <from> to <to>, one step at a time (dev -> staging -> prod),
-and leaves everything else in the target file as it was: comments, key order, quoting. A branch in
-the source is resolved to the commit it points at, so staging and prod never follow a moving branch.
-The written change is what a pull request carries, so prod changes only by a reviewed diff.
+Promotion copies what <from> last deployed, not what its file says today: `--source-deployed` is the
+commit of `main` at which <from>'s last successful deployment ran (deploy.yml records one GitHub
+deployment per stack; promote.yml reads it). The pins are read from <from>'s stack file at that
+commit; a branch there means that commit itself. A source whose file on `main` pins something else
+than it deployed has a promotion still in flight and is refused. Everything else in the target file
+stays byte for byte: only the value of each changed pin is rewritten in place.
 
 Exit codes: 0 promoted (or nothing to promote), 2 bad usage, configuration or revision.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import io
 import json
 import os
 import re
@@ -33,10 +34,7 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import CommentMark
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
-from ruamel.yaml.tokens import CommentToken
 
 from infra.config import NAMESPACE, ConfigError, parse_stack_config
 from infra.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
@@ -49,7 +47,8 @@ CHARTS_KEY = "chartVersions"
 EXIT_OK, EXIT_USAGE = 0, 2
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+# A block-mapping line `<indent><key>: <value>[  # comment]`, the value plain or quoted.
+_ENTRY = re.compile(r"""^(?P<lead>\s*(?P<key>[^\s:#][^:#]*?):[ \t]+)(?P<value>"[^"]*"|'[^']*'|[^\s#]+)(?P<rest>.*)$""")
 
 
 class PromotionError(Exception):
@@ -69,7 +68,7 @@ class Promotion:
     target_path: Path
     old: Pins
     new: Pins
-    source_revision: str  # as written in the source file, before resolving a branch
+    source_deployed: str  # the commit of main the source's last successful deployment ran at
     old_text: str
     new_text: str
     changes: list[tuple[str, str | None, str | None]] = field(default_factory=list)
@@ -86,46 +85,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage and 0 on --help
         return int(exc.code or 0)
     try:
-        promotion = plan_promotion(args.source, args.target, args.environments, revision=args.revision)
+        promotion = plan_promotion(args.source, args.target, args.environments, args.source_deployed)
     except PromotionError as exc:
         print(f"cdao promote: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     if not promotion.changed:
         print(
-            f"nothing to promote: {promotion.target} already runs {promotion.source}'s pins "
+            f"nothing to promote: {promotion.target} already runs what {promotion.source} deployed "
             f"(revision {promotion.new.revision}, {len(promotion.new.chart_versions)} chart versions)"
         )
-        if args.pr_json:
-            args.pr_json.write_text(json.dumps({"changed": False}) + "\n")
-        return EXIT_OK
+        return _write_pr_json(args.pr_json, {"changed": False})
 
     print(render_summary(promotion))
+    title, body = pull_request_text(promotion)
     if args.dry_run:
         print("\n--- diff (dry run: nothing written) ---")
         sys.stdout.write(render_diff(promotion))
     else:
+        # The pull request text first: a path that cannot be written fails before the stack file changes.
+        payload = {
+            "changed": True,
+            "title": title,
+            "body": body,
+            "revision": promotion.new.revision,
+            "changes": [{"pin": k, "old": o, "new": n} for k, o, n in promotion.changes],
+        }
+        if (code := _write_pr_json(args.pr_json, payload)) != EXIT_OK:
+            return code
         try:
             write_atomically(promotion.target_path, promotion.new_text)
         except OSError as exc:
+            if args.pr_json:
+                args.pr_json.unlink(missing_ok=True)
             print(f"cdao promote: cannot write {promotion.target_path}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         print(f"\nwrote {promotion.target_path}")
-    title, body = pull_request_text(promotion)
     print(f"\nSuggested pull request title:\n  {title}\n\nSuggested pull request body:\n{body}")
-    if args.pr_json:
-        args.pr_json.write_text(
-            json.dumps(
-                {
-                    "changed": True,
-                    "title": title,
-                    "body": body,
-                    "changes": [{"pin": k, "old": o, "new": n} for k, o, n in promotion.changes],
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    return EXIT_OK
+
+
+def _write_pr_json(path: Path | None, payload: dict[str, Any]) -> int:
+    if path is None:
+        return EXIT_OK
+    try:
+        write_atomically(path, json.dumps(payload, indent=2) + "\n")
+    except OSError as exc:
+        print(f"cdao promote: --pr-json {path}: cannot write: {exc.strerror or exc}; nothing written", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -133,28 +140,30 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdao promote",
         description=(
-            "Copy one environment's pins (cdao:gitops.revision and cdao:gitops.chartVersions) to the next "
-            f"environment ({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
+            "Pin in TO exactly what FROM last deployed: its revision and chart versions "
+            f"({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
         ),
     )
     parser.add_argument("source", metavar="FROM", help=f"environment to promote from ({', '.join(PROMOTION_ORDER)})")
     parser.add_argument("target", metavar="TO", help="the next environment in the promotion order")
     parser.add_argument(
-        "--revision",
-        help="the immutable revision (commit SHA or tag) to pin in TO; default: FROM's revision, a branch "
-        "resolved to its commit with git",
+        "--source-deployed",
+        required=True,
+        metavar="COMMIT",
+        help="full SHA of the main commit FROM's last successful deployment ran at (promote.yml reads it from "
+        "GitHub's deployments of FROM's '<stack>-workflows' environment)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the summary and the diff; write nothing")
     parser.add_argument(
         "--environments",
         type=Path,
         default=ENVIRONMENTS_DIR,
-        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
+        help="folder of Pulumi.<stack>.yaml files, inside the git repository (default: environments/)",
     )
     parser.add_argument(
         "--pr-json",
         type=Path,
-        help="also write the suggested pull request title, body and changes as JSON to this file",
+        help="also write the pull request title, body, revision and changes as JSON to this file",
     )
     return parser
 
@@ -175,44 +184,44 @@ def check_order(source: str, target: str) -> None:
         )
 
 
-def plan_promotion(source: str, target: str, environments: Path, revision: str | None = None) -> Promotion:
-    """Everything about the promotion, validated, without writing anything."""
+def plan_promotion(source: str, target: str, environments: Path, source_deployed: str) -> Promotion:
+    """Everything about the promotion, validated, without writing anything.
+
+    Raises PromotionError naming the file, key or commit at fault.
+    """
     check_order(source, target)
     source_path = environments / f"Pulumi.{source}.yaml"
     target_path = environments / f"Pulumi.{target}.yaml"
+    deployed = _deployed_commit(source_deployed, environments)
 
-    source_config = _parse(source, environments)
-    # A target that is already broken is not ours to promote into; its pins as the program reads them.
-    target_config = _parse(target, environments)
-    source_revision = source_config.gitops.revision
-    source_charts = dict(source_config.gitops.chart_versions)
-
-    if revision is not None:
-        pinned = _explicit_revision(revision, environments)
-    else:
-        pinned = _immutable_revision(source_revision, source_path, environments)
-    new = Pins(pinned, source_charts)
+    deployed_pins = _pins_at(source, deployed, environments)
+    current = _parse(source, environments)
+    if _FULL_SHA.fullmatch(current.gitops.revision):
+        current_pins = Pins(current.gitops.revision, dict(current.gitops.chart_versions))
+        if current_pins != deployed_pins:
+            raise PromotionError(
+                f"{source_path}: {source} pins revision {current_pins.revision} but its last successful deployment "
+                f"(at {deployed}) ran {deployed_pins.revision}"
+                + ("" if current_pins.revision != deployed_pins.revision else " with other chart versions")
+                + f"; deploy {source} first (Deploy workflow, stack {source}), then promote what it ran"
+            )
+    new = deployed_pins
+    _check_on_main(new.revision, f"{source}'s deployed revision", environments)
 
     old_text = _read_text(target_path)
-    document = _load_round_trip(old_text, target_path)
-    config = document.get("config") if isinstance(document, dict) else None
-    gitops = config.get(GITOPS_KEY) if isinstance(config, dict) else None
-    if not isinstance(gitops, CommentedMap):
-        raise PromotionError(f"{target_path}: config.{GITOPS_KEY} is missing or not a mapping")
-    old = Pins(target_config.gitops.revision, dict(target_config.gitops.chart_versions))
-
+    old = _target_pins(target, environments)
     changes = _changes(old, new)
-    new_text = old_text
+    new_text = _edit(old_text, target_path, old, new) if changes else old_text
     if changes:
-        _apply(gitops, new)
-        new_text = _dump_round_trip(document)
         _validate_candidate(target, new_text, target_path, new)
-    return Promotion(source, target, target_path, old, new, source_revision, old_text, new_text, changes)
+    return Promotion(source, target, target_path, old, new, deployed, old_text, new_text, changes)
 
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text()
+        # newline="" keeps CRLF line ends as they are: the file is written back with them.
+        with path.open(newline="") as handle:
+            return handle.read()
     except FileNotFoundError:
         raise PromotionError(f"{path}: no such stack file") from None
     except OSError as exc:
@@ -232,9 +241,33 @@ def _parse(stack: str, environments: Path):
     return config
 
 
+def _target_pins(target: str, environments: Path) -> Pins:
+    """The target's pins as the program reads them. A target that is broken is not ours to promote
+    into, except for the one problem a promotion repairs: a branch where a commit must be pinned."""
+    path = environments / f"Pulumi.{target}.yaml"
+    try:
+        raw, _ = read_stack_file(target, environments)
+    except (StackNotFoundError, StackFileError) as exc:
+        raise PromotionError(str(exc)) from None
+    try:
+        config, _ = parse_stack_config(target, raw)
+    except ConfigError as exc:
+        if exc.keys != [f"{GITOPS_KEY}.{REVISION_KEY}"]:
+            raise PromotionError(f"{path}: {exc}") from None
+        gitops = raw.get(GITOPS_KEY) or {}
+        return Pins(
+            str(gitops.get(REVISION_KEY, "main")), {str(k): str(v) for k, v in (gitops.get(CHARTS_KEY) or {}).items()}
+        )
+    return _pins_of(config)
+
+
+def _pins_of(config: Any) -> Pins:
+    return Pins(config.gitops.revision, dict(config.gitops.chart_versions))
+
+
 def _git(environments: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell; the ref is passed after --end-of-options
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell; refs are checked as full SHAs first
             ["git", "-C", str(environments), *args],  # noqa: S607 - git from PATH, as a developer runs it
             capture_output=True,
             text=True,
@@ -243,58 +276,55 @@ def _git(environments: Path, *args: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    return result.stdout if result.returncode == 0 else None
 
 
-def _commit_of(ref: str, environments: Path) -> str | None:
-    return _git(environments, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+def _is_commit(sha: str, environments: Path) -> bool:
+    return _git(environments, "cat-file", "-e", f"{sha}^{{commit}}") is not None
 
 
-def _is_tag(name: str, environments: Path) -> bool:
-    return _git(environments, "show-ref", "--verify", "--quiet", f"refs/tags/{name}") is not None
+def _check_on_main(sha: str, what: str, environments: Path) -> None:
+    """A pin must be a commit that exists and that `main` (the checked-out HEAD) contains: code that
+    was reviewed and merged, never a commit only a branch or a fork carries."""
+    if not _FULL_SHA.fullmatch(sha):
+        raise PromotionError(f"{what} {sha!r}: expected a full 40-digit commit SHA")
+    if not _is_commit(sha, environments):
+        raise PromotionError(f"{what} {sha}: no such commit in the repository holding {environments}")
+    if _git(environments, "merge-base", "--is-ancestor", sha, "HEAD") is None:
+        raise PromotionError(
+            f"{what} {sha}: not a commit of main (HEAD does not contain it); only merged code is pinned"
+        )
 
 
-def _immutable_revision(revision: str, source_path: Path, environments: Path) -> str:
-    """The source's revision as something that cannot move: a full commit SHA or a tag."""
-    if _FULL_SHA.fullmatch(revision):
-        return revision
-    if _is_tag(revision, environments):
-        return revision
-    # The remote branch first: Argo CD fetches from the remote, and a local branch may hold unpushed commits.
-    for ref in (f"refs/remotes/origin/{revision}", f"refs/heads/{revision}"):
-        sha = _commit_of(ref, environments)
-        if sha:
-            return sha
-    if _HEX.fullmatch(revision):
-        sha = _commit_of(revision, environments)
-        if sha:
-            return sha
-    raise PromotionError(
-        f"{source_path}: {GITOPS_KEY}.{REVISION_KEY} = {revision!r} is not a commit SHA or tag, and git cannot "
-        f"resolve it as a branch (origin/{revision} or {revision}) in the repository holding {environments}; "
-        "fetch the branch, or pass --revision <commit-sha-or-tag>"
-    )
+def _deployed_commit(sha: str, environments: Path) -> str:
+    _check_on_main(sha, "--source-deployed", environments)
+    return sha
 
 
-def _explicit_revision(revision: str, environments: Path) -> str:
-    if not revision or revision != revision.strip() or any(c.isspace() for c in revision):
-        raise PromotionError(f"--revision {revision!r}: expected a commit SHA or a tag name")
-    if _FULL_SHA.fullmatch(revision) or _is_tag(revision, environments):
-        return revision
-    if _HEX.fullmatch(revision):
-        sha = _commit_of(revision, environments)
-        if sha:
-            return sha
-        raise PromotionError(f"--revision {revision!r}: an abbreviated SHA git cannot resolve; give all 40 digits")
-    sha = _commit_of(f"refs/remotes/origin/{revision}", environments) or _commit_of(
-        f"refs/heads/{revision}", environments
-    )
-    if sha:
-        return sha
-    raise PromotionError(
-        f"--revision {revision!r}: not a 40-digit commit SHA, nor a tag or branch git knows in the repository "
-        f"holding {environments}"
-    )
+def _pins_at(stack: str, commit: str, environments: Path) -> Pins:
+    """The pins in <stack>'s file at <commit>, a branch revision resolved to <commit> itself (a stack
+    that follows main runs the commit it was deployed at)."""
+    prefix = (_git(environments, "rev-parse", "--show-prefix") or "").strip()
+    name = f"{prefix}Pulumi.{stack}.yaml"
+    text = _git(environments, "show", f"{commit}:{name}")
+    where = f"{name} at {commit}"
+    if text is None:
+        raise PromotionError(f"{where}: no such file")
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PromotionError(f"{where}: not valid YAML: {exc}") from None
+    gitops = (document.get("config") or {}).get(GITOPS_KEY) if isinstance(document, dict) else None
+    if not isinstance(gitops, dict):
+        raise PromotionError(f"{where}: config.{GITOPS_KEY} is missing or not a mapping")
+    revision = str(gitops.get(REVISION_KEY, "main"))
+    charts = gitops.get(CHARTS_KEY)
+    if not isinstance(charts, dict) or not charts:
+        # Promoting nothing would remove every chart pin from the target.
+        raise PromotionError(
+            f"{where}: {GITOPS_KEY}.{CHARTS_KEY} is missing or empty; there are no chart pins to promote"
+        )
+    return Pins(revision if _FULL_SHA.fullmatch(revision) else commit, {str(k): str(v) for k, v in charts.items()})
 
 
 def _changes(old: Pins, new: Pins) -> list[tuple[str, str | None, str | None]]:
@@ -311,82 +341,66 @@ def _changes(old: Pins, new: Pins) -> list[tuple[str, str | None, str | None]]:
 def _scalar(value: str) -> str:
     # The program reads stack files with PyYAML (YAML 1.1): a SHA of only digits, or one like 1e10...,
     # would come back as a number. Quote exactly the values that would not read back as this string.
-    return value if yaml.safe_load(value) == value else DoubleQuotedScalarString(value)
+    return value if yaml.safe_load(value) == value else json.dumps(value)
 
 
-def _apply(gitops: CommentedMap, new: Pins) -> None:
-    """Edit the target's gitops mapping in place, so every other node keeps its comments and position."""
-    if REVISION_KEY in gitops:
-        gitops[REVISION_KEY] = _scalar(new.revision)
-    else:
-        gitops.insert(len(gitops), REVISION_KEY, _scalar(new.revision))
-
-    charts = gitops.get(CHARTS_KEY)
-    if not new.chart_versions:
-        if isinstance(charts, CommentedMap) and len(charts):
-            # Comment lines after the last chart introduce whatever follows the block: keep them.
-            _give_lines(gitops, _take_lines(charts, list(charts)[-1]), after=CHARTS_KEY)
-        gitops.pop(CHARTS_KEY, None)
-        return
-    if not isinstance(charts, CommentedMap):
-        charts = CommentedMap()
-        after = list(gitops).index(REVISION_KEY) + 1
-        gitops.insert(after, CHARTS_KEY, charts)
-    # ruamel keeps the comment lines that follow an entry on that entry. Lines after the last chart
-    # belong to what follows the block, so they must stay last whichever charts come and go.
-    trailer = _take_lines(charts, list(charts)[-1]) if len(charts) else ""
-    for chart in [c for c in charts if c not in new.chart_versions]:
-        keys = list(charts)
-        position = keys.index(chart)
-        lines = _take_lines(charts, chart)
-        del charts[chart]
-        if position > 0:  # the lines introduce the next chart, which is still there
-            _give_lines(charts, lines, after=keys[position - 1])
-    for chart, version in new.chart_versions.items():
-        charts[chart] = _scalar(version)
-    _give_lines(charts, trailer, after=list(charts)[-1])
-
-
-def _take_lines(mapping: CommentedMap, key: Any) -> str:
-    """Detach the full comment lines that follow `key`'s value, keeping its end-of-line comment."""
-    entry = mapping.ca.items.get(key)
-    token = entry[2] if entry and len(entry) > 2 else None
-    if token is None or "\n" not in token.value:
-        return ""
-    cut = token.value.index("\n") + 1
-    lines, token.value = token.value[cut:], token.value[:cut]
-    return lines
-
-
-def _give_lines(mapping: CommentedMap, lines: str, after: Any) -> None:
-    if not lines:
-        return
-    entry = mapping.ca.items.setdefault(after, [None, None, None, None])
-    if entry[2] is None:
-        entry[2] = CommentToken("\n" + lines, CommentMark(0), None)
-    else:
-        entry[2].value += lines
-
-
-def _yaml() -> YAML:
-    rt = YAML(typ="rt")
-    rt.preserve_quotes = True
-    rt.width = 4096  # never re-wrap long lines or comments of the target
-    rt.indent(mapping=2, sequence=4, offset=2)
-    return rt
-
-
-def _load_round_trip(text: str, path: Path) -> Any:
+def _edit(text: str, path: Path, old: Pins, new: Pins) -> str:
+    """Rewrite only the lines of changed pins, in place: every other byte (indentation, comments,
+    quoting, line ends) stays as it was. ruamel gives each key's line; the value is replaced on it."""
     try:
-        return _yaml().load(text)
+        document = YAML(typ="rt").load(text)
     except RuamelYAMLError as exc:
         raise PromotionError(f"{path}: not valid YAML: {exc}") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    gitops = config.get(GITOPS_KEY) if isinstance(config, dict) else None
+    if not isinstance(gitops, CommentedMap) or gitops.fa.flow_style():
+        raise PromotionError(f"{path}: config.{GITOPS_KEY} is missing or not a block mapping")
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
 
+    def replace(line_no: int, key: str, value: str) -> None:
+        body = lines[line_no].rstrip("\r\n")
+        match = _ENTRY.match(body)
+        if not match or match["key"].strip("'\"") != key:
+            raise PromotionError(f"{path}:{line_no + 1}: expected `{key}: <value>` on one line")
+        lines[line_no] = match["lead"] + _scalar(value) + match["rest"] + lines[line_no][len(body) :]
 
-def _dump_round_trip(document: Any) -> str:
-    stream = io.StringIO()
-    _yaml().dump(document, stream)
-    return stream.getvalue()
+    inserts: dict[int, list[str]] = {}  # after line -> new lines
+    removals: set[int] = set()
+    if REVISION_KEY not in gitops:
+        raise PromotionError(f"{path}: {GITOPS_KEY}.{REVISION_KEY} is missing; write `{REVISION_KEY}: <commit>` first")
+    if old.revision != new.revision:
+        replace(gitops.lc.key(REVISION_KEY)[0], REVISION_KEY, new.revision)
+
+    charts = gitops.get(CHARTS_KEY)
+    if isinstance(charts, CommentedMap) and len(charts) and not charts.fa.flow_style():
+        indent = " " * charts.lc.key(next(iter(charts)))[1]
+        for chart in charts:
+            if chart not in new.chart_versions:
+                removals.add(charts.lc.key(chart)[0])
+            elif new.chart_versions[chart] != old.chart_versions.get(chart):
+                replace(charts.lc.key(chart)[0], chart, new.chart_versions[chart])
+        after = charts.lc.key(list(charts)[-1])[0]
+        added = [c for c in new.chart_versions if c not in charts]
+    elif charts is None or charts == {}:
+        at, column = gitops.lc.key(REVISION_KEY)
+        indent = " " * (column + 2)
+        after = at
+        head = " " * column + f"{CHARTS_KEY}:" + newline
+        inserts.setdefault(at, []).append(head)
+        if CHARTS_KEY in gitops:  # `chartVersions: {}` or an empty key: replaced by the block
+            removals.add(gitops.lc.key(CHARTS_KEY)[0])
+        added = list(new.chart_versions)
+    else:
+        raise PromotionError(f"{path}: {GITOPS_KEY}.{CHARTS_KEY} must be a block mapping of chart: version")
+    inserts.setdefault(after, []).extend(f"{indent}{c}: {_scalar(new.chart_versions[c])}{newline}" for c in added)
+
+    out: list[str] = []
+    for number, line in enumerate(lines):
+        if number not in removals:
+            out.append(line)
+        out.extend(inserts.get(number, []))
+    return "".join(out)
 
 
 def _validate_candidate(target: str, text: str, target_path: Path, new: Pins) -> None:
@@ -399,7 +413,7 @@ def _validate_candidate(target: str, text: str, target_path: Path, new: Pins) ->
             config, _ = parse_stack_config(target, raw)
         except (StackFileError, ConfigError) as exc:
             raise PromotionError(f"{target_path}: the promoted file would be invalid, nothing written: {exc}") from None
-    got = Pins(config.gitops.revision, dict(config.gitops.chart_versions))
+    got = _pins_of(config)
     if got != new:
         raise PromotionError(f"{target_path}: the promoted file would read back as {got}, not {new}; nothing written")
 
@@ -409,7 +423,7 @@ def write_atomically(path: Path, text: str) -> None:
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -424,10 +438,7 @@ def render_summary(promotion: Promotion) -> str:
     lines = [f"promote {promotion.source} -> {promotion.target} ({promotion.target_path}):"]
     for key, old, new in promotion.changes:
         lines.append(f"  {key}: {old if old is not None else '(unset)'} -> {new if new is not None else '(removed)'}")
-    if promotion.source_revision != promotion.new.revision:
-        lines.append(
-            f"  ({promotion.source}'s revision {promotion.source_revision!r} resolved to {promotion.new.revision})"
-        )
+    lines.append(f"  (what {promotion.source} ran in its last successful deployment, at {promotion.source_deployed})")
     return "\n".join(lines)
 
 
@@ -452,7 +463,7 @@ def render_diff(promotion: Promotion) -> str:
 
 def pull_request_text(promotion: Promotion) -> tuple[str, str]:
     revision = promotion.new.revision
-    short = revision[:12] if _FULL_SHA.fullmatch(revision) else revision
+    short = revision[:12]
     title = f"Promote {promotion.source} -> {promotion.target}: platform {short}"
     rows = "\n".join(
         f"| `{key.removeprefix(GITOPS_KEY + '.')}` | `{old or '(unset)'}` | `{new or '(removed)'}` |"
@@ -462,10 +473,10 @@ def pull_request_text(promotion: Promotion) -> tuple[str, str]:
         f"Promotes the pins `{GITOPS_KEY}.{REVISION_KEY}` and `{GITOPS_KEY}.{CHARTS_KEY}` from "
         f"`{promotion.source}` to `{promotion.target}` (`{promotion.target_path.name}`); nothing else changes.\n\n"
         f"| pin | {promotion.target} now | after merge |\n|---|---|---|\n{rows}\n\n"
-        f"`{promotion.source}` runs revision `{promotion.source_revision}`"
-        + (f", resolved to the commit `{revision}`" if promotion.source_revision != revision else "")
-        + ".\n\n"
-        f"Merging applies `{promotion.target}` with `pulumi up` after its environment's reviewers approve.\n\n"
+        f"These are the pins `{promotion.source}` ran in its last successful deployment (deployed at "
+        f"`{promotion.source_deployed}`). `{promotion.target}` will run `infra/`, `platform/`, `workflows/` and "
+        f"the images of commit `{revision}`, and nothing else.\n\n"
+        f"Merging deploys `{promotion.target}` (deploy.yml) after its environment's reviewers approve.\n\n"
         f"Written by `cdao promote {promotion.source} {promotion.target}`."
     )
     return title, body

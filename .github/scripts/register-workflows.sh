@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Registers workflows/ to one Flyte domain, in every Flyte project of the stack, at this commit.
-# Called by the deploy workflow after `pulumi up` of the stack. Inputs come from the environment:
-#   STACK, FLYTE_DOMAIN, IMAGE (the task image workflows/Dockerfile built for this commit), GITHUB_SHA,
+# Registers workflows/ to one Flyte domain, in every Flyte project of the stack, at the stack's revision.
+# Called by deploy.yml's register-<stack> job after `pulumi up` of the stack, from the checkout of the
+# revision (the working directory: its workflows/ and its locked environment); the Flyte projects come
+# from this script's own checkout, whose stack file the run deploys. Inputs come from the environment:
+#   STACK, FLYTE_DOMAIN, REVISION (the commit the stack runs: the version of every registered entity),
+#   IMAGE (the task image workflows/Dockerfile built for REVISION, in the stack's registry),
 #   FLYTE_PLATFORM_URL, FLYTE_CREDENTIALS_CLIENT_ID, FLYTE_CREDENTIALS_CLIENT_SECRET (flytekit's own
 #   variable names, read by pyflyte).
 set -euo pipefail
 
-: "${STACK:?STACK is required}" "${FLYTE_DOMAIN:?FLYTE_DOMAIN is required}" "${GITHUB_SHA:?GITHUB_SHA is required}"
-: "${IMAGE:?IMAGE is required (the image job output)}"
+: "${STACK:?STACK is required}" "${FLYTE_DOMAIN:?FLYTE_DOMAIN is required}" "${REVISION:?REVISION is required}"
+: "${IMAGE:?IMAGE is required (the task image tagged with REVISION)}"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 summary="${GITHUB_STEP_SUMMARY:-/dev/stderr}"
 
@@ -33,9 +37,9 @@ if [ -n "${FLYTE_CREDENTIALS_CLIENT_ID:-}" ]; then
   export FLYTE_CREDENTIALS_AUTH_MODE=basic
 fi
 
-projects=$(uv run python .github/scripts/flyte_projects.py "${STACK}")
+projects=$(uv run --project "${here}/../.." python "${here}/flyte_projects.py" "${STACK}")
 for project in ${projects}; do
-  echo "registering workflows/ to ${project}/${FLYTE_DOMAIN} at ${GITHUB_SHA}"
+  echo "registering workflows/ to ${project}/${FLYTE_DOMAIN} at ${REVISION}"
   # --copy auto ships only the modules the workflows import; the image carries the SDK itself.
   # Production's launch plans (the nightly schedule) must be active to run at all.
   activate=()
@@ -43,9 +47,9 @@ for project in ${projects}; do
   uv run pyflyte register workflows \
     --project "${project}" \
     --domain "${FLYTE_DOMAIN}" \
-    --version "${GITHUB_SHA}" \
+    --version "${REVISION}" \
     --image "${IMAGE}" \
     --copy auto \
     "${activate[@]}"
-  echo "registered workflows/ to ${project}/${FLYTE_DOMAIN} (version ${GITHUB_SHA})" >> "${summary}"
+  echo "registered workflows/ to ${project}/${FLYTE_DOMAIN} (version ${REVISION})" >> "${summary}"
 done

@@ -1,5 +1,6 @@
 """`cdao promote`, run through the real `cdao` entry point on temporary copies of environments/
-inside throwaway git repositories (so branch revisions resolve against real commits)."""
+inside throwaway git repositories: the source's pins are read from its stack file at the commit its
+last deployment ran (`--source-deployed`), so every test commits what a deployment would have seen."""
 
 from __future__ import annotations
 
@@ -81,19 +82,28 @@ def repo(tmp_path: Path, git_identity: None) -> Path:
     return root
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main(["promote", *args])
+def commit(root: Path, message: str = "change") -> str:
+    _git(root, "add", "-A")
+    _git(root, "commit", "--quiet", "--allow-empty", "-m", message)
+    return _git(root, "rev-parse", "HEAD")
+
+
+def run(capsys: pytest.CaptureFixture[str], repo: Path, *args: str, deployed: str | None = None):
+    """cdao promote with the source deployed at `deployed` (default: main's tip, i.e. everything
+    committed so far was deployed)."""
+    deployed = deployed or _git(repo, "rev-parse", "HEAD")
+    code = cli.main(["promote", *args, "--source-deployed", deployed, "--environments", str(repo / "environments")])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def test_dev_to_staging_pins_the_branch_commit_and_copies_chart_versions_exactly(repo, capsys):
+def test_dev_to_staging_pins_the_deployed_commit_and_copies_chart_versions_exactly(repo, capsys):
     environments = repo / "environments"
     staging = environments / "Pulumi.staging.yaml"
     before = staging.read_text()
     head = _git(repo, "rev-parse", "main")
 
-    code, out, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, out, err = run(capsys, repo, "dev", "staging")
 
     assert code == 0, err
     assert _pins(environments, "staging") == (head, DEV_CHARTS)
@@ -102,7 +112,6 @@ def test_dev_to_staging_pins_the_branch_commit_and_copies_chart_versions_exactly
     assert "cdao:gitops.chartVersions.flyte-core: v1.15.0 -> v1.16.2" in out
     assert "cdao:gitops.chartVersions.keda: (unset) -> 2.16.0" in out
     assert "cdao:gitops.chartVersions.linkerd-crds: 1.8.0 -> (removed)" in out
-    assert "Suggested pull request title:" in out
     assert f"Promote dev -> staging: platform {head[:12]}" in out
 
     # Everything outside the pins is byte-for-byte what it was: comments, order, quoting.
@@ -115,7 +124,7 @@ def test_dev_to_staging_pins_the_branch_commit_and_copies_chart_versions_exactly
     assert outside_pins(after) == outside_pins(before)
     assert "# staging: production's shape at a smaller scale" in after
     assert 'accountId: "210987654321"' in after
-    # The untouched charts keep their position; the new one is appended.
+    # The untouched charts keep their position; the new one comes where the removed last one was.
     assert _chart_lines(after) == ["flyte-core: v1.16.2", "cert-manager: v1.16.2", "keda: 2.16.0"]
 
 
@@ -130,6 +139,20 @@ def _chart_lines(text: str) -> list[str]:
     return block
 
 
+def test_it_promotes_what_dev_deployed_not_the_tip_of_main(repo, capsys):
+    environments = repo / "environments"
+    deployed = _git(repo, "rev-parse", "HEAD")
+    _set_pins(environments / "Pulumi.dev.yaml", "main", {**DEV_CHARTS, "keda": "2.17.0"})
+    tip = commit(repo, "merged after dev's last deployment")
+
+    code, out, err = run(capsys, repo, "dev", "staging", deployed=deployed)
+
+    assert code == 0, err
+    assert _pins(environments, "staging") == (deployed, DEV_CHARTS)  # neither the tip nor its keda
+    assert tip not in out
+    assert f"last successful deployment, at {deployed}" in out
+
+
 def test_comments_around_the_charts_stay_where_they_were(repo, capsys):
     environments = repo / "environments"
     staging = environments / "Pulumi.staging.yaml"
@@ -141,37 +164,115 @@ def test_comments_around_the_charts_stay_where_they_were(repo, capsys):
     text = text.replace("  cdao:codeweave:\n", "  # The external GPU cloud.\n  cdao:codeweave:\n")
     staging.write_text(text)
 
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
 
     assert code == 0, err
     after = staging.read_text()
-    # linkerd-crds, the last chart, is removed and keda appended: the comment that introduces the
-    # next section still comes right before it, after the last chart.
     assert "      keda: 2.16.0\n  # The external GPU cloud.\n  cdao:codeweave:\n" in after
     assert "      flyte-core: v1.16.2  # pinned for the 1.15 API\n" in after
     assert "      # cert-manager before linkerd\n      cert-manager: v1.16.2\n" in after
     assert _pins(environments, "staging")[1] == DEV_CHARTS
 
 
-def test_staging_to_prod_copies_an_immutable_revision_as_is(repo, capsys):
+def test_everything_but_the_pin_values_keeps_its_bytes(repo, capsys):
+    """Sequence indentation, comment spacing and CRLF line ends: the PR body says nothing else changes."""
     environments = repo / "environments"
-    assert run(capsys, "dev", "staging", "--environments", str(environments))[0] == 0
-    staging_pins = _pins(environments, "staging")
+    staging = environments / "Pulumi.staging.yaml"
+    text = staging.read_text()
+    text = text.replace("  cdao:team: ml-platform\n", "  cdao:team: ml-platform      # owner, for cost reports\n")
+    zones = "    availabilityZones:\n    - us-east-1a\n    - us-east-1b\n"  # a sequence at the key's indent
+    text = text.replace("  cdao:network:\n", "  cdao:network:\n" + zones, 1)
+    text = text.replace("      flyte-core: v1.15.0\n", "      flyte-core:   v1.15.0     # aligned\n")
+    staging.write_bytes(text.replace("\n", "\r\n").encode())
+    before = staging.read_bytes()
 
-    code, out, err = run(capsys, "staging", "prod", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
+
+    assert code == 0, err
+    after = staging.read_bytes()
+    assert after.count(b"\r\n") == after.count(b"\n")  # every line still ends in CRLF
+    old_lines, new_lines = before.split(b"\r\n"), after.split(b"\r\n")
+    changed = [line for line in new_lines if line not in old_lines]
+    assert sorted(changed) == sorted(
+        [
+            f"    revision: {_git(repo, 'rev-parse', 'HEAD')}".encode(),
+            b"      flyte-core:   v1.16.2     # aligned",
+            b"      keda: 2.16.0",
+        ]
+    )
+    assert b"    - us-east-1a\r\n    - us-east-1b\r\n" in after
+    assert b"  cdao:team: ml-platform      # owner, for cost reports\r\n" in after
+
+
+def test_staging_to_prod_copies_what_staging_deployed(repo, capsys):
+    environments = repo / "environments"
+    assert run(capsys, repo, "dev", "staging")[0] == 0
+    staging_pins = _pins(environments, "staging")
+    commit(repo, "promotion merged and deployed")
+
+    code, _, err = run(capsys, repo, "staging", "prod")
 
     assert code == 0, err
     assert _pins(environments, "prod") == staging_pins
-    assert "resolved to" not in out  # a SHA needs no resolving
+
+
+def test_a_promotion_staging_has_not_deployed_is_refused(repo, capsys):
+    environments = repo / "environments"
+    deployed = _git(repo, "rev-parse", "HEAD")
+    assert run(capsys, repo, "dev", "staging")[0] == 0
+    commit(repo, "promotion merged; its deploy failed")
+    before = (environments / "Pulumi.prod.yaml").read_bytes()
+
+    code, _, err = run(capsys, repo, "staging", "prod", deployed=deployed)
+
+    assert code == 2
+    assert "last successful deployment" in err and "deploy staging first" in err
+    assert (environments / "Pulumi.prod.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("deployed", "message"),
+    [
+        ("0123456789" * 4, "no such commit"),
+        ("abc1234", "expected a full 40-digit commit SHA"),
+        ("main", "expected a full 40-digit commit SHA"),
+    ],
+)
+def test_the_deployed_commit_must_exist_on_main(repo, capsys, deployed, message):
+    code, _, err = run(capsys, repo, "dev", "staging", deployed=deployed)
+    assert code == 2
+    assert "--source-deployed" in err and message in err
+
+
+def test_a_commit_only_a_branch_carries_is_refused(repo, capsys):
+    _git(repo, "switch", "--quiet", "--create", "feature")
+    side = commit(repo, "unmerged")
+    _git(repo, "switch", "--quiet", "main")
+
+    code, _, err = run(capsys, repo, "dev", "staging", deployed=side)
+
+    assert code == 2
+    assert "not a commit of main" in err
+
+
+def test_a_pinned_source_naming_a_missing_commit_is_refused(repo, capsys):
+    environments = repo / "environments"
+    _set_pins(environments / "Pulumi.staging.yaml", "0123456789" * 4, STAGING_CHARTS)
+    commit(repo)
+
+    code, _, err = run(capsys, repo, "staging", "prod")
+
+    assert code == 2
+    assert "0123456789" * 4 in err and "no such commit" in err
 
 
 def test_nothing_to_promote_leaves_the_file_untouched(repo, capsys):
     environments = repo / "environments"
-    assert run(capsys, "dev", "staging", "--environments", str(environments))[0] == 0
+    assert run(capsys, repo, "dev", "staging")[0] == 0
     staging = environments / "Pulumi.staging.yaml"
     before, stamp = staging.read_bytes(), staging.stat().st_mtime_ns
 
-    code, out, _ = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, out, _ = run(capsys, repo, "dev", "staging", deployed=_git(repo, "rev-parse", "HEAD"))
 
     assert code == 0
     assert out.startswith("nothing to promote")
@@ -184,7 +285,7 @@ def test_dry_run_prints_the_diff_and_writes_nothing(repo, capsys):
     staging = environments / "Pulumi.staging.yaml"
     before = staging.read_bytes()
 
-    code, out, _ = run(capsys, "dev", "staging", "--dry-run", "--environments", str(environments))
+    code, out, _ = run(capsys, repo, "dev", "staging", "--dry-run")
 
     assert code == 0
     assert staging.read_bytes() == before
@@ -210,128 +311,76 @@ def test_refuses_skipping_going_backwards_and_unknown_names(repo, capsys, source
     environments = repo / "environments"
     before = {p.name: p.read_bytes() for p in environments.iterdir()}
 
-    code, _, err = run(capsys, source, target, "--environments", str(environments))
+    code, _, err = run(capsys, repo, source, target)
 
     assert code == 2
     assert message in err
     assert {p.name: p.read_bytes() for p in environments.iterdir()} == before
 
 
-def test_unresolvable_branch_names_the_file_and_key(repo, capsys):
-    environments = repo / "environments"
-    _set_pins(environments / "Pulumi.dev.yaml", "feature/never-pushed", DEV_CHARTS)
-
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
-
-    assert code == 2
-    assert "Pulumi.dev.yaml" in err
-    assert "cdao:gitops.revision = 'feature/never-pushed'" in err
-    assert "--revision" in err
-
-
-def test_explicit_revision_tag_and_sha(repo, capsys):
-    environments = repo / "environments"
-    _git(repo, "tag", "platform-2026.11.1")
-    _set_pins(environments / "Pulumi.dev.yaml", "feature/never-pushed", DEV_CHARTS)
-
-    code, _, err = run(
-        capsys, "dev", "staging", "--revision", "platform-2026.11.1", "--environments", str(environments)
-    )
-    assert code == 0, err
-    assert _pins(environments, "staging")[0] == "platform-2026.11.1"
-
-    sha = _git(repo, "rev-parse", "HEAD")
-    code, _, err = run(capsys, "dev", "staging", "--revision", sha[:10], "--environments", str(environments))
-    assert code == 0, err
-    assert _pins(environments, "staging")[0] == sha  # an abbreviation is pinned in full
-
-    code, _, err = run(capsys, "dev", "staging", "--revision", "no-such-ref", "--environments", str(environments))
-    assert code == 2
-    assert "--revision 'no-such-ref'" in err
-
-
-def test_a_tag_in_the_source_is_kept_as_the_tag(repo, capsys):
-    environments = repo / "environments"
-    _git(repo, "tag", "v3.1.0")
-    _set_pins(environments / "Pulumi.dev.yaml", "v3.1.0", DEV_CHARTS)
-
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
-
-    assert code == 0, err
-    assert _pins(environments, "staging")[0] == "v3.1.0"
-
-
-def test_the_remote_branch_wins_over_unpushed_local_commits(repo, tmp_path, capsys, git_identity):
-    clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "--quiet", str(repo), str(clone))
-    pushed = _git(clone, "rev-parse", "origin/main")
-    (clone / "unpushed.txt").write_text("local only\n")
-    _git(clone, "add", "unpushed.txt")
-    _git(clone, "commit", "--quiet", "-m", "local only")
-    assert _git(clone, "rev-parse", "main") != pushed
-
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(clone / "environments"))
-
-    assert code == 0, err
-    assert _pins(clone / "environments", "staging")[0] == pushed
-
-
-def test_a_numeric_looking_sha_is_quoted_so_it_reads_back_as_text(repo, capsys):
-    environments = repo / "environments"
+def test_a_numeric_looking_sha_is_quoted_so_it_reads_back_as_text():
     digits = "1234567890" * 4  # valid hex, and an integer to a YAML 1.1 reader
-
-    code, _, err = run(capsys, "dev", "staging", "--revision", digits, "--environments", str(environments))
-
-    assert code == 0, err
-    assert f'revision: "{digits}"' in (environments / "Pulumi.staging.yaml").read_text()
-    assert _pins(environments, "staging")[0] == digits
+    assert promote._scalar(digits) == f'"{digits}"'
+    assert yaml.safe_load(promote._scalar(digits)) == digits
+    assert promote._scalar("c5744c9bc60f0579176881a5b84a19d2b1744090") == "c5744c9bc60f0579176881a5b84a19d2b1744090"
 
 
-def test_source_without_chart_versions_clears_the_target(repo, capsys):
+def test_a_source_without_chart_versions_is_refused_not_copied_as_no_pins(repo, capsys):
     environments = repo / "environments"
     _set_pins(environments / "Pulumi.dev.yaml", "main", None)
+    commit(repo)
+    before = (environments / "Pulumi.staging.yaml").read_bytes()
 
-    code, out, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
 
-    assert code == 0, err
-    assert _pins(environments, "staging")[1] == {}
-    assert "chartVersions" not in (environments / "Pulumi.staging.yaml").read_text()
-    assert "cdao:gitops.chartVersions.flyte-core: v1.15.0 -> (removed)" in out
+    assert code == 2
+    assert "Pulumi.dev.yaml" in err and "chartVersions is missing or empty" in err
+    assert (environments / "Pulumi.staging.yaml").read_bytes() == before
 
 
 def test_target_gains_a_chart_versions_block_it_did_not_have(repo, capsys):
     environments = repo / "environments"
     _set_pins(environments / "Pulumi.staging.yaml", _git(repo, "rev-parse", "HEAD"), None)
 
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
 
     assert code == 0, err
     assert _pins(environments, "staging")[1] == DEV_CHARTS
 
 
+def test_a_target_still_following_a_branch_is_repaired_by_the_promotion(repo, capsys):
+    environments = repo / "environments"
+    _set_pins(environments / "Pulumi.staging.yaml", "main", STAGING_CHARTS)
+
+    code, _, err = run(capsys, repo, "dev", "staging")
+
+    assert code == 0, err
+    assert _pins(environments, "staging") == (_git(repo, "rev-parse", "HEAD"), DEV_CHARTS)
+
+
 def test_missing_and_malformed_files_are_named(repo, capsys):
     environments = repo / "environments"
     (environments / "Pulumi.prod.yaml").unlink()
-    code, _, err = run(capsys, "staging", "prod", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "staging", "prod")
     assert code == 2
     assert "Pulumi.prod.yaml" in err
 
     (environments / "Pulumi.staging.yaml").write_text("config:\n  cdao:gitops: [unclosed\n")
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
     assert code == 2
     assert "Pulumi.staging.yaml" in err
     assert "not valid YAML" in err
 
 
-def test_an_invalid_source_is_refused_with_the_key(repo, capsys):
+def test_an_invalid_chart_version_is_refused_with_the_key(repo, capsys):
     environments = repo / "environments"
     _set_pins(environments / "Pulumi.dev.yaml", "main", {"flyte-core": "latest"})
+    commit(repo)
     before = (environments / "Pulumi.staging.yaml").read_bytes()
 
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
 
     assert code == 2
-    assert "Pulumi.dev.yaml" in err
     assert "cdao:gitops.chartVersions.flyte-core" in err
     assert (environments / "Pulumi.staging.yaml").read_bytes() == before
 
@@ -339,34 +388,51 @@ def test_an_invalid_source_is_refused_with_the_key(repo, capsys):
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(repo, capsys, monkeypatch):
     environments = repo / "environments"
     before = {p.name: p.read_bytes() for p in environments.iterdir()}
+    real_replace = promote.os.replace
 
-    def refuse(*_args, **_kwargs):
-        raise OSError(28, "No space left on device")
+    def refuse(src, dst, *args, **kwargs):
+        if Path(dst).name.startswith("Pulumi."):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(promote.os, "replace", refuse)
-    code, _, err = run(capsys, "dev", "staging", "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging")
 
     assert code == 2
     assert "No space left on device" in err
     assert {p.name: p.read_bytes() for p in environments.iterdir()} == before
 
 
-def test_pr_json_carries_title_body_and_changes(repo, tmp_path, capsys):
+def test_pr_json_carries_title_body_revision_and_changes(repo, tmp_path, capsys):
     environments = repo / "environments"
     target = tmp_path / "pr.json"
 
-    code, _, err = run(capsys, "dev", "staging", "--pr-json", str(target), "--environments", str(environments))
+    code, _, err = run(capsys, repo, "dev", "staging", "--pr-json", str(target))
 
     assert code == 0, err
     data = yaml.safe_load(target.read_text())
     assert data["changed"] is True
+    assert data["revision"] == _git(repo, "rev-parse", "HEAD")
     assert data["title"].startswith("Promote dev -> staging: platform ")
     assert "| `chartVersions.keda` | `(unset)` | `2.16.0` |" in data["body"]
     assert {"pin": "cdao:gitops.chartVersions.keda", "old": None, "new": "2.16.0"} in data["changes"]
 
-    code, _, _ = run(capsys, "dev", "staging", "--pr-json", str(target), "--environments", str(environments))
+    code, _, _ = run(capsys, repo, "dev", "staging", "--pr-json", str(target))
     assert code == 0
     assert yaml.safe_load(target.read_text()) == {"changed": False}
+    assert _pins(environments, "staging")[1] == DEV_CHARTS
+
+
+def test_an_unwritable_pr_json_fails_cleanly_before_the_stack_file_changes(repo, tmp_path, capsys):
+    environments = repo / "environments"
+    before = (environments / "Pulumi.staging.yaml").read_bytes()
+
+    code, _, err = run(capsys, repo, "dev", "staging", "--pr-json", str(tmp_path / "no-such-dir" / "pr.json"))
+
+    assert code == 2
+    assert "--pr-json" in err and "nothing written" in err
+    assert "Traceback" not in err
+    assert (environments / "Pulumi.staging.yaml").read_bytes() == before
 
 
 def test_file_mode_is_kept(repo, capsys):
@@ -374,11 +440,11 @@ def test_file_mode_is_kept(repo, capsys):
     staging = environments / "Pulumi.staging.yaml"
     os.chmod(staging, 0o640)
 
-    assert run(capsys, "dev", "staging", "--environments", str(environments))[0] == 0
+    assert run(capsys, repo, "dev", "staging")[0] == 0
 
     assert staging.stat().st_mode & 0o777 == 0o640
 
 
 def test_help_exits_zero(capsys):
     assert cli.main(["promote", "--help"]) == 0
-    assert "--revision" in capsys.readouterr().out
+    assert "--source-deployed" in capsys.readouterr().out

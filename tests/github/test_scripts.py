@@ -3,7 +3,9 @@ registration is skipped or refused instead of failing half-way."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +55,7 @@ def _register(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "HOME": str(tmp_path),
         "STACK": "dev",
         "FLYTE_DOMAIN": "development",
-        "GITHUB_SHA": "0" * 40,
+        "REVISION": "0" * 40,
         "IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao-dev-tasks:" + "0" * 40,
         "CDAO_AWS_REGION": "us-east-1",
         "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/service-roles-sagemaker-execution",
@@ -105,3 +107,117 @@ def test_registration_needs_the_stacks_aws_values(tmp_path):
     result = _register(tmp_path, FLYTE_PLATFORM_URL="dns:///flyte.example.invalid", CDAO_SAGEMAKER_ROLE_ARN="")
     assert result.returncode != 0
     assert "CDAO_SAGEMAKER_ROLE_ARN is required" in result.stderr
+
+
+def _stub(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+
+
+def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy(tmp_path):
+    """first-deploy.sh with stand-ins for the tools that need an account: `pulumi` answers
+    `stack output ecrRepositories --json` with the shape the program exports (purpose -> repository
+    URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
+    _stub(
+        bin_dir,
+        "pulumi",
+        f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))" >> "{log}"\n'
+        'if [ "$1 $2" = "stack output" ]; then\n'
+        f'  echo \'{{"connector": "{url}/cdao-prod-connector", "tasks": "{url}/cdao-prod-tasks"}}\'\n'
+        "fi\n",
+    )
+    _stub(bin_dir, "gh", f'echo "gh $*" >> "{log}"\n')
+    # uv: `run --project P python ...` runs python; `sync` has nothing to install here.
+    _stub(
+        bin_dir,
+        "uv",
+        'if [ "$1" = run ]; then shift 3; shift; exec "' + sys.executable + '" "$@"; fi\n'
+        f'echo "uv $* in $(basename "$PWD")" >> "{log}"\n',
+    )
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "first-deploy.sh"), "prod"],
+        cwd=SCRIPTS,
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_REPO": "example-org/platform"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    pin = re.search(r"^prod runs ([0-9a-f]{40})$", result.stdout, re.M)
+    assert pin, result.stdout
+    assert f"revision: {pin.group(1)}" in (SCRIPTS.parents[1] / "environments" / "Pulumi.prod.yaml").read_text()
+    up = next(c for c in calls if c.startswith("pulumi up"))
+    assert up.startswith("pulumi up --stack prod --policy-pack policies")
+    assert calls.index(next(c for c in calls if c.startswith("uv sync --locked"))) < calls.index(up)
+    assert f"gh variable set ECR_REGISTRY_PROD --body {url}" in calls
+    assert "gh variable set ECR_ACCOUNT_ID_PROD --body 210987654321" in calls
+    assert calls[-1] == "gh workflow run deploy.yml --ref main -f stack=prod"
+
+
+def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[int, list[dict]]) -> None:
+    """A `gh api` stand-in serving the REST shapes of "List deployments" and "List deployment
+    statuses" (docs.github.com/en/rest/deployments/deployments, /rest/deployments/statuses): arrays
+    of objects with `id`, `sha`, `environment`, `created_at`; and `state`, `created_at`. Like gh, it
+    applies --jq to the page; the order is deliberately not newest-first."""
+    data = bin_dir / "data.json"
+    data.write_text(json.dumps({"deployments": deployments, "statuses": {str(k): v for k, v in statuses.items()}}))
+    _stub(
+        bin_dir,
+        "gh",
+        'path=""; jq_filter="."; env=""\n'
+        "while [ $# -gt 0 ]; do\n"
+        '  case "$1" in\n'
+        '    --jq) jq_filter="$2"; shift 2 ;;\n'
+        '    -f) case "$2" in environment=*) env="${2#environment=}" ;; esac; shift 2 ;;\n'
+        '    repos/*) path="$1"; shift ;;\n'
+        "    *) shift ;;\n"
+        "  esac\n"
+        "done\n"
+        'case "$path" in\n'
+        f'  */statuses) id=$(basename "$(dirname "$path")"); jq ".statuses[\\"$id\\"]" "{data}" ;;\n'
+        f'  */deployments) jq --arg env "$env" \'[.deployments[] | select(.environment == $env)]\' "{data}" ;;\n'
+        'esac | jq -r "$jq_filter"\n',
+    )
+
+
+def test_last_deployed_reads_the_newest_successful_deployment_of_the_registration_environment(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    a, b, c = "a" * 40, "b" * 40, "c" * 40
+    _gh_with_deployments(
+        bin_dir,
+        [
+            {"id": 2, "sha": b, "environment": "staging-workflows", "created_at": "2026-11-02T10:00:00Z"},
+            {"id": 1, "sha": a, "environment": "staging-workflows", "created_at": "2026-11-01T10:00:00Z"},
+            {"id": 3, "sha": c, "environment": "staging-workflows", "created_at": "2026-11-03T10:00:00Z"},
+            {"id": 4, "sha": c, "environment": "staging", "created_at": "2026-11-04T10:00:00Z"},
+        ],
+        {
+            1: [{"state": "success", "created_at": "2026-11-01T10:05:00Z"}],
+            # in progress, then success: the newest status counts
+            2: [
+                {"state": "in_progress", "created_at": "2026-11-02T10:01:00Z"},
+                {"state": "success", "created_at": "2026-11-02T10:09:00Z"},
+            ],
+            3: [{"state": "failure", "created_at": "2026-11-03T10:09:00Z"}],
+            4: [{"state": "success", "created_at": "2026-11-04T10:09:00Z"}],
+        },
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+
+    def run(*args: str) -> list[str]:
+        result = subprocess.run(
+            ["bash", str(SCRIPTS / "last-deployed.sh"), *args], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    # c failed, and the `staging` environment (the apply) is not the record: b is the newest success.
+    assert run("staging") == [b]
+    assert run("staging", "all") == [b, a]
+    assert run("prod") == []

@@ -57,43 +57,54 @@ def test_the_stacks_are_the_environments_of_the_repository():
 # --- deploy: order, gates, plans -------------------------------------------------------------
 
 
-def test_deploy_runs_on_merge_to_main_only(deploy):
-    assert deploy["on"] == {"push": {"branches": ["main"]}}
+def test_deploy_runs_on_merge_to_main_and_on_demand_for_one_stack(deploy):
+    # A stack can be redeployed at its pin without a push (fault: deploys ran on push only).
+    assert deploy["on"]["push"] == {"branches": ["main"]}
+    stack = deploy["on"]["workflow_dispatch"]["inputs"]["stack"]
+    assert stack["type"] == "choice" and stack["options"] == list(STACKS)
 
 
-def test_promotion_order_dev_then_staging_then_prod(deploy):
+def test_every_stack_is_reconciled_by_every_run_not_by_the_push_diff(deploy):
+    """Whether a stack deploys is decided from its last successful deployment, never from the
+    push's own diff, so a cancelled run's promotion is deployed by the next run."""
     jobs = deploy["jobs"]
-    assert "apply-dev" in ancestors(jobs, "plan-staging")
-    assert "apply-dev" in ancestors(jobs, "apply-staging")
-    assert {"apply-dev", "apply-staging"} <= ancestors(jobs, "plan-prod")
-    assert {"apply-dev", "apply-staging", "plan-prod"} <= ancestors(jobs, "apply-prod")
-    assert not ancestors(jobs, "apply-dev") & {"apply-staging", "apply-prod", "plan-staging", "plan-prod"}
+    assert "changes" not in jobs
+    assert "github.event.before" not in str(deploy)
+    for stack in STACKS:
+        for kind in ("image", "plan"):
+            assert f"needs.resolve.outputs.{stack}-deploy == 'true'" in jobs[f"{kind}-{stack}"]["if"]
+        assert jobs["resolve"]["outputs"][f"{stack}-deploy"] == f"${{{{ steps.resolve.outputs.{stack}-deploy }}}}"
 
 
 def test_each_apply_runs_in_its_github_environment_and_plans_do_not(deploy):
     jobs = deploy["jobs"]
     for stack in STACKS:
         assert jobs[f"apply-{stack}"]["environment"] == stack
+        assert jobs[f"register-{stack}"]["environment"] == f"{stack}-workflows"
         assert "environment" not in jobs[f"plan-{stack}"]
     with_environment = {name for name, job in jobs.items() if "environment" in job}
-    assert with_environment == {f"apply-{s}" for s in STACKS}
+    assert with_environment == {f"{k}-{s}" for s in STACKS for k in ("apply", "register")}
 
 
-def test_staging_and_prod_deploy_only_when_their_pins_changed(deploy):
+def test_an_apply_needs_its_own_plan_and_images_only(deploy):
     jobs = deploy["jobs"]
-    assert "if" not in jobs["plan-dev"]  # dev: every merge
-    assert "needs.changes.outputs.staging == 'true'" in jobs["plan-staging"]["if"]
-    assert "needs.changes.outputs.prod == 'true'" in jobs["plan-prod"]["if"]
-    # A prod-only promotion still waits for dev, and never runs after a failure upstream.
-    assert "!failure()" in jobs["plan-prod"]["if"]
-    assert "needs.plan-prod.result == 'success'" in jobs["apply-prod"]["if"]
+    for stack in STACKS:
+        assert set(jobs[f"apply-{stack}"]["needs"]) == {"resolve", f"plan-{stack}", f"image-{stack}"}
+        condition = jobs[f"apply-{stack}"]["if"]
+        assert f"needs.plan-{stack}.result == 'success'" in condition
+        assert f"needs.image-{stack}.result == 'success'" in condition
+        assert set(jobs[f"register-{stack}"]["needs"]) == {"resolve", f"apply-{stack}"}
 
 
 def test_reviewers_required_on_staging_and_prod_and_only_main_deploys():
     config = YAML(typ="safe", pure=True).load((ROOT / ".github" / "environments.yml").read_text())
     environments = config["environments"]
-    assert set(environments) == set(STACKS)
+    assert set(environments) == set(STACKS) | {f"{s}-workflows" for s in STACKS}
     assert environments["dev"]["required_reviewers"] is False
+    for stack in STACKS:
+        # Registration follows an approved apply in the same run: no second approval, main only.
+        assert environments[f"{stack}-workflows"]["required_reviewers"] is False
+        assert environments[f"{stack}-workflows"]["deployment_branches"] == ["main"]
     for stack in ("staging", "prod"):
         assert environments[stack]["required_reviewers"] is True
         assert environments[stack]["prevent_self_review"] is True
@@ -118,11 +129,11 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     calls = result.stdout.splitlines()
-    assert len(calls) == 6
-    for stack in STACKS:
+    assert len(calls) == 12
+    for stack in [*STACKS, *(f"{s}-workflows" for s in STACKS)]:
         put = next(c for c in calls if c.startswith(f"PUT repos/example-org/platform/environments/{stack} "))
         reviewers = '"reviewers": []' not in put
-        assert reviewers == (stack != "dev"), put
+        assert reviewers == (stack in ("staging", "prod")), put
         assert '"custom_branch_policies": true' in put
         branch_policy = '{"name": "main", "type": "branch"}'
         assert (
@@ -139,20 +150,22 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
     assert "--reviewer" in refused.stderr
 
 
-def test_one_concurrency_group_per_stack_shared_by_plan_apply_and_drift(deploy):
+def test_one_concurrency_group_per_stack_and_drift_never_in_it(deploy):
     jobs = deploy["jobs"]
-    groups = {}
+    groups = set()
     for stack in STACKS:
-        for kind in ("plan", "apply"):
+        for kind in ("plan", "apply", "register"):
             concurrency = jobs[f"{kind}-{stack}"]["concurrency"]
-            assert concurrency["group"] == f"pulumi-{stack}"
+            assert concurrency["group"] == f"deploy-{stack}"
             # Never cancel an update half-way: a cancelled `pulumi up` leaves pending operations.
             assert concurrency["cancel-in-progress"] is False
-        groups[stack] = jobs[f"apply-{stack}"]["concurrency"]["group"]
-    assert len(set(groups.values())) == len(STACKS)
+        groups.add(jobs[f"apply-{stack}"]["concurrency"]["group"])
+    assert len(groups) == len(STACKS)
 
+    # A queued job cancels the pending one of its group (GitHub docs, "Using concurrency"): a
+    # drift check must not share a group with a deploy, or it could cancel a pending apply.
     drift = load("drift.yml")["jobs"]["refresh"]
-    assert drift["concurrency"]["group"] == "pulumi-${{ matrix.stack }}"
+    assert drift["concurrency"]["group"] == "drift-${{ matrix.stack }}"
     assert drift["concurrency"]["cancel-in-progress"] is False
 
 
@@ -166,17 +179,28 @@ def test_the_plan_saved_at_preview_is_the_plan_applied(deploy):
         assert up["with"]["command"] == "up"
         assert preview["with"]["stack-name"] == up["with"]["stack-name"] == stack
         assert preview["with"]["plan"] == up["with"]["plan"] == f"${{{{ runner.temp }}}}/plan-{stack}.json"
-        assert preview["with"]["policyPacks"] == up["with"]["policyPacks"] == "policies"
+        assert preview["with"]["policyPacks"] == up["with"]["policyPacks"] == "stack/policies"
         (upload,) = steps_using(jobs[f"plan-{stack}"], "actions/upload-artifact")
         (download,) = steps_using(jobs[f"apply-{stack}"], "actions/download-artifact")
-        assert upload["with"]["name"] == download["with"]["name"] == f"plan-{stack}"
+        # One plan per attempt: a re-run never applies a plan made before a failure.
+        assert upload["with"]["name"] == download["with"]["name"] == f"plan-{stack}-${{{{ github.run_attempt }}}}"
         assert upload["with"]["path"] == preview["with"]["plan"]
         assert download["with"]["path"] == "${{ runner.temp }}"
+        # A job may wait 30 days for approval (GitHub docs, "Reviewing deployments"): the plan outlives it.
+        assert upload["with"]["retention-days"] > 30
         assert f"plan-{stack}" in ancestors(jobs, f"apply-{stack}")
-        # Nothing between plan and apply may change the code: both run the pushed commit.
-        for job in (jobs[f"plan-{stack}"], jobs[f"apply-{stack}"]):
-            (checkout,) = steps_using(job, "actions/checkout")
-            assert "ref" not in checkout.get("with", {})
+
+
+def test_a_retried_apply_refuses_a_plan_from_an_earlier_attempt(deploy, tmp_path):
+    step = deploy["jobs"]["apply-staging"]["steps"][0]
+    assert step["env"]["PLAN_ATTEMPT"] == "${{ needs.plan-staging.outputs.attempt }}"
+    assert deploy["jobs"]["plan-staging"]["outputs"]["attempt"] == "${{ steps.attempt.outputs.attempt }}"
+    for attempt, ok in (("1", True), ("2", False)):
+        env = {"PATH": os.environ["PATH"], "PLAN_ATTEMPT": "1", "GITHUB_RUN_ATTEMPT": attempt}
+        result = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
+        assert (result.returncode == 0) is ok
+        if not ok:
+            assert "Re-run all jobs" in result.stdout
 
 
 def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
@@ -190,28 +214,27 @@ def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
         assert apply_creds["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
 
 
-def test_artifacts_image_pushed_and_workflows_registered_per_domain(deploy):
+def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
     jobs = deploy["jobs"]
-    builds = {b["with"]["file"]: b["with"] for b in steps_using(jobs["image"], "docker/build-push-action")}
-    assert set(builds) == {"plugins/Dockerfile", "workflows/Dockerfile"}
-    assert all(b["push"] is True for b in builds.values())
-    assert builds["plugins/Dockerfile"]["tags"] == "${{ steps.ref.outputs.image }}"
-    assert builds["workflows/Dockerfile"]["tags"] == "${{ steps.ref.outputs.tasks-image }}"
-    assert steps_using(jobs["image"], "aws-actions/amazon-ecr-login")
+    builds = {b["with"]["file"]: b["with"] for b in steps_using(jobs["image-dev"], "docker/build-push-action")}
+    assert set(builds) == {"stack/plugins/Dockerfile", "stack/workflows/Dockerfile"}
+    assert all(b["push"] is True and b["context"] == "stack" for b in builds.values())
+    for stack in ("staging", "prod"):
+        job = jobs[f"image-{stack}"]
+        assert not steps_using(job, "docker/build-push-action")  # never rebuilt
+        copy = "\n".join(str(s.get("run", "")) for s in job["steps"])
+        assert 'docker buildx imagetools create --tag "$target" "${SOURCE}/cdao-dev-${purpose}:${REVISION}"' in copy
+        # The stack's own registry and push role: one account per stack.
+        (creds,) = steps_using(job, "aws-actions/configure-aws-credentials")
+        assert creds["with"]["role-to-assume"] == f"${{{{ vars.AWS_ECR_PUSH_ROLE_ARN_{stack.upper()} }}}}"
     domains = {"dev": "development", "staging": "staging", "prod": "production"}
     for stack, domain in domains.items():
-        job = jobs[f"apply-{stack}"]
-        assert "image" in job["needs"]
-        (register,) = [s for s in job["steps"] if "register-workflows.sh" in str(s.get("run", ""))]
-        assert register["env"]["STACK"] == stack
+        steps = jobs[f"register-{stack}"]["steps"]
+        (register,) = [s for s in steps if "register-workflows.sh" in str(s.get("run", ""))]
+        assert jobs[f"register-{stack}"]["env"]["STACK"] == stack
         assert register["env"]["FLYTE_DOMAIN"] == domain
-        # Tasks run in the task image; the stack's own outputs give the AWS values they need.
-        assert register["env"]["IMAGE"] == "${{ needs.image.outputs.tasks-image }}"
-        assert register["env"]["CDAO_SAGEMAKER_ROLE_ARN"].startswith("${{ fromJSON(steps.up.outputs.")
-        # Registration comes after the stack is up.
-        names = [s.get("uses", s.get("run")) for s in job["steps"]]
-        up_at = next(i for i, n in enumerate(names) if str(n).startswith("pulumi/actions@"))
-        assert names.index(register["run"]) > up_at
+        role = f"${{{{ needs.apply-{stack}.outputs.sagemaker-role-arn }}}}"
+        assert register["env"]["CDAO_SAGEMAKER_ROLE_ARN"] == role
 
 
 # --- OIDC only, least privilege ---------------------------------------------------------------
@@ -253,9 +276,8 @@ def test_write_permissions_are_where_they_are_needed_and_nowhere_else():
     }
     assert writes == {
         ("pull-request-comment.yml", "comment", "pull-requests"),
+        # Pushes the promotion branch only: no workflow opens or approves a pull request.
         ("promote.yml", "promote", "contents"),
-        ("promote.yml", "promote", "pull-requests"),
-        ("promote.yml", "promote", "actions"),
         ("drift.yml", "report", "issues"),
     }
 
@@ -263,10 +285,12 @@ def test_write_permissions_are_where_they_are_needed_and_nowhere_else():
 # --- pull request checks ------------------------------------------------------------------------
 
 
-def test_pull_request_checks_plan_and_preview_every_stack():
+def test_pull_request_checks_plan_every_stack_and_preview_only_dev():
     workflow = load("pull-request.yml")
     jobs = workflow["jobs"]
     assert "bash .ci/run" in [s.get("run") for s in jobs["checks"]["steps"]]
+    # The pins of staging and prod are checked against the history (test_promotion_model.py).
+    assert steps_using(jobs["checks"], "actions/checkout")[0]["with"]["fetch-depth"] == 0
     plan_runs = " ".join(str(s.get("run", "")) for s in jobs["plan"]["steps"])
     # The comment shows what the change does against the PR's base; the summary keeps the head plan.
     assert 'uv run cdao plan --all --diff "$BASE_SHA" --format markdown' in plan_runs
@@ -275,7 +299,7 @@ def test_pull_request_checks_plan_and_preview_every_stack():
     # On pull_request the checkout is the merge commit refs/pull/N/merge, made on main's current
     # tip: its first parent is the base. The event's base.sha goes stale when main moves (GitHub
     # docs, "Events that trigger workflows": pull_request's GITHUB_SHA is the merge commit).
-    assert "BASE_SHA=$(git rev-parse HEAD^1)" in find_pr["run"]
+    assert "base-sha=$(git rev-parse HEAD^1)" in find_pr["run"]
     assert "pull_request.base.sha" not in str(find_pr)
     (checkout,) = steps_using(jobs["plan"], "actions/checkout")
     assert checkout["with"]["fetch-depth"] == 0, "the base commit must be in the clone to plan it"
@@ -286,9 +310,13 @@ def test_pull_request_checks_plan_and_preview_every_stack():
 
     preview = jobs["preview"]
     matrix = preview["strategy"]["matrix"]["include"]
-    assert [m["stack"] for m in matrix] == list(STACKS)
-    for entry in matrix:
-        assert entry["role"] == f"${{{{ {PREVIEW_ROLE_VARS[entry['stack']]} }}}}"
+    # Pull request code reaches dev only; staging and prod preview roles are never handed to it.
+    assert [m["stack"] for m in matrix] == ["dev"]
+    assert "AWS_PREVIEW_ROLE_ARN_STAGING" not in str(workflow) and "AWS_PREVIEW_ROLE_ARN_PROD" not in str(workflow)
+    assert "workflow_dispatch" not in workflow["on"]
+    # A role of its own, trusted only for `pull_request`; the main-trusted preview roles stay out.
+    assert matrix[0]["role"] == "${{ vars.AWS_PR_PREVIEW_ROLE_ARN_DEV }}"
+    assert "AWS_PREVIEW_ROLE_ARN_DEV" not in str(workflow)
     (pulumi,) = steps_using(preview, "pulumi/actions")
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["policyPacks"] == "policies"
@@ -322,18 +350,33 @@ def test_drift_refreshes_every_stack_without_writing_state():
     assert "gh issue create" in str(report) and "gh issue comment" in str(report)
 
 
-def test_promotion_workflow_runs_cdao_promote_and_opens_a_pull_request():
+def test_promotion_workflow_pushes_what_the_source_deployed_and_opens_no_pull_request():
     workflow = load("promote.yml")
     inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"from", "to"}  # no free revision: only what the source deployed is promoted
     assert inputs["from"]["options"] == ["dev", "staging"]
     assert inputs["to"]["options"] == ["staging", "prod"]
     text = "\n".join(str(s.get("run", "")) for s in workflow["jobs"]["promote"]["steps"])
-    assert 'uv run cdao promote "${args[@]}"' in text
-    assert "gh pr create --base main" in text
-    # The PR is the only way in: the workflow never pushes to main.
-    pushes = [line.strip() for line in text.splitlines() if line.strip().startswith("git push")]
-    assert pushes == ['git push origin "$branch"']
+    assert 'uv run cdao promote "$FROM" "$TO" --source-deployed "$DEPLOYED"' in text
+    # A person opens the pull request (so a second person must approve it); no workflow can.
+    assert "gh pr create" not in text and "gh pr review" not in text and "gh workflow run" not in text
+    assert "/compare/main...${branch}?" in text
+    pushes = [line.strip() for line in text.splitlines() if line.strip().startswith(("git push", "if ! git push"))]
+    assert pushes == ['if ! git push origin "$branch"; then']
     assert 'branch="promote/${FROM}-to-${TO}-${digest}"' in text
+
+
+@pytest.mark.parametrize(("ref", "allowed"), [("refs/heads/main", True), ("refs/heads/feature/x", False)])
+def test_deploy_runs_from_main_only(ref, allowed):
+    guard = next(s for s in load("deploy.yml")["jobs"]["resolve"]["steps"] if s.get("name") == "Deploy from main only")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", guard["run"]],
+        env={"PATH": os.environ["PATH"], "GITHUB_REF": ref},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode == 0) is allowed
 
 
 @pytest.mark.parametrize(("ref", "allowed"), [("refs/heads/main", True), ("refs/heads/feature/x", False)])
@@ -375,54 +418,47 @@ def run_step(script: str, env: dict[str, str], cwd: Path, tmp_path: Path) -> dic
     return dict(line.split("=", 1) for line in output.read_text().splitlines())
 
 
-@pytest.fixture
-def history(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A repository with one commit per kind of change: code, staging pins, prod pins."""
-    repo = tmp_path / "repo"
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-    }
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
-
-    repo.mkdir()
-    git("init", "--quiet", "--initial-branch=main")
-    shas = {}
-    for name, path in [
-        ("base", "environments/Pulumi.dev.yaml"),
-        ("code", "infra/x.py"),
-        ("staging", "environments/Pulumi.staging.yaml"),
-        ("prod", "environments/Pulumi.prod.yaml"),
-    ]:
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(f"{name}\n")
-        git("add", "-A")
-        git("commit", "--quiet", "-m", name)
-        shas[name] = git("rev-parse", "HEAD").strip()
-    return repo, shas
+def test_the_resolve_step_reports_each_stack_in_the_format_it_writes(tmp_path):
+    """stack_revision.py prints the `key=value` lines the resolve step prefixes with the stack."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    assert 'echo "${stack}-${line}"' in script
+    result = subprocess.run(
+        [sys.executable, str(ROOT / ".github" / "scripts" / "stack_revision.py"), "prod", "--commit", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # HEAD is not a SHA the script accepts as a record; the stack file at HEAD pins a commit.
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert set(lines) == {"revision", "deploy", "reason"}
+    assert re.fullmatch(r"[0-9a-f]{40}", lines["revision"])
+    assert lines["deploy"] == "true"
 
 
-@pytest.mark.parametrize(
-    ("before", "after", "expected"),
-    [
-        ("base", "code", {"staging": "false", "prod": "false"}),  # dev only
-        ("code", "staging", {"staging": "true", "prod": "false"}),  # a staging promotion merged
-        ("staging", "prod", {"staging": "false", "prod": "true"}),  # a prod promotion merged
-        ("base", "prod", {"staging": "true", "prod": "true"}),  # a push with both
-        ("0" * 40, "prod", {"staging": "true", "prod": "true"}),  # no usable "before": deploy all
-    ],
-)
-def test_deploy_change_detection(history, tmp_path, before, after, expected):
-    repo, shas = history
-    script = step_script("deploy.yml", "changes", "diff")
-    outputs = run_step(script, {"BEFORE": shas.get(before, before), "GITHUB_SHA": shas[after]}, repo, tmp_path)
-    assert outputs == expected
+def test_deploy_in_an_unconfigured_repository_deploys_nothing(tmp_path):
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env = {"CONFIGURED_DEV": "", "CONFIGURED_STAGING": "", "CONFIGURED_PROD": "", "FORCE_STACK": ""}
+    outputs = run_step(script, env, tmp_path, tmp_path)
+    assert outputs == {"dev-deploy": "false", "staging-deploy": "false", "prod-deploy": "false"}
+
+
+def test_drift_in_an_unconfigured_repository_skips_with_a_notice(tmp_path):
+    script = step_script("drift.yml", "refresh", "configured")
+    env = {"STACK": "prod", "RUNNER_TEMP": str(tmp_path), "ROLE": "", "BACKEND": "", "REGION": ""}
+    outputs = run_step(script, env, tmp_path, tmp_path)
+    assert outputs == {"ready": "false"}
+    assert (tmp_path / "drift-prod" / "status").read_text().strip() == "unconfigured"
+    refresh = load("drift.yml")["jobs"]["refresh"]["steps"]
+    cloud = [
+        s
+        for s in refresh
+        if "aws-actions" in str(s.get("uses", "")) or str(s.get("name", "")).startswith("pulumi refresh")
+    ]
+    assert cloud and all(s["if"] == "steps.configured.outputs.ready == 'true'" for s in cloud)
+    configured = {"ROLE": "arn:aws:iam::123456789012:role/p", "BACKEND": "s3://b", "REGION": "us-east-1"}
+    assert run_step(script, {**env, **configured}, tmp_path, tmp_path) == {"ready": "true"}
 
 
 @pytest.mark.parametrize(
@@ -430,10 +466,10 @@ def test_deploy_change_detection(history, tmp_path, before, after, expected):
     [
         ({"GITHUB_EVENT_NAME": "pull_request", "HEAD_REPO": "someone/fork"}, "false", "forks get no OIDC token"),
         ({"GITHUB_ACTOR": "dependabot[bot]"}, "false", "Dependabot"),
-        ({"ROLE": ""}, "false", "AWS_PREVIEW_ROLE_ARN_STAGING is not set"),
+        ({"ROLE": ""}, "false", "AWS_PR_PREVIEW_ROLE_ARN_STAGING is not set"),
         ({"BACKEND": ""}, "false", "PULUMI_BACKEND_URL and AWS_REGION"),
         ({}, "true", None),
-        ({"GITHUB_EVENT_NAME": "workflow_dispatch", "HEAD_REPO": ""}, "true", None),
+        ({"GITHUB_EVENT_NAME": "pull_request", "HEAD_REPO": "org/platform"}, "true", None),
     ],
 )
 def test_preview_credentials_check(tmp_path, env, available, reason):

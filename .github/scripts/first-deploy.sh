@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The first deploy of one stack, run once by an administrator (docs/github-setup.md, "First deploy").
+# deploy.yml cannot do it alone: its image jobs push to the stack's ECR registry, which the stack's
+# first `pulumi up` creates. Run from a checkout of main, with the stack account's administrator
+# credentials, `pulumi login` to the state backend, and `gh` authenticated as a repository
+# administrator; GH_REPO=ORG/REPO names the repository.
+#
+#   1. `pulumi up` of the stack at its pin, laid out as deploy.yml lays it out: the pin's code, this
+#      checkout's stack file (interactive: review the preview, then confirm).
+#   2. Repository variables ECR_REGISTRY_<STACK> and ECR_ACCOUNT_ID_<STACK>, from the stack output
+#      ecrRepositories (repository URLs <account>.dkr.ecr.<region>.amazonaws.com/<name>, the
+#      `repositoryUrl` of pulumi-aws's ecr.Repository).
+#   3. Deploy dispatched for the stack: images of the pin, a plan with no infra changes, the
+#      registration of workflows/, and the deployment record later runs and cdao promote read.
+set -euo pipefail
+
+stack="${1:?usage: first-deploy.sh dev|staging|prod}"
+: "${GH_REPO:?GH_REPO=ORG/REPO is required}"
+export GH_REPO
+
+root=$(git rev-parse --show-toplevel)
+head=$(git -C "${root}" rev-parse HEAD)
+decision=$(uv run --project "${root}" python "${root}/.github/scripts/stack_revision.py" "${stack}" \
+  --commit "${head}" --repo "${root}")
+revision=$(grep '^revision=' <<< "${decision}" | cut -d= -f2)
+echo "${stack} runs ${revision}"
+
+# The pin's tree, exported rather than checked out: the administrator's clone is left as it is.
+tree=$(mktemp -d)
+trap 'rm -rf "${tree}"' EXIT
+git -C "${root}" archive "${revision}" | tar -x -C "${tree}"
+cp "${root}/environments/Pulumi.${stack}.yaml" "${tree}/environments/Pulumi.${stack}.yaml"
+(cd "${tree}" && uv sync --locked && pulumi up --stack "${stack}" --policy-pack policies)
+
+connector=$(cd "${tree}" && pulumi stack output ecrRepositories --stack "${stack}" --json | jq -r .connector)
+registry=${connector%%/*}
+account=${registry%%.*}
+if ! [[ "${account}" =~ ^[0-9]{12}$ ]]; then
+  echo "first-deploy.sh: stack output ecrRepositories.connector = '${connector}': expected <account>.dkr.ecr.<region>.amazonaws.com/<name>" >&2
+  exit 2
+fi
+suffix=$(tr '[:lower:]' '[:upper:]' <<< "${stack}")
+gh variable set "ECR_REGISTRY_${suffix}" --body "${registry}"
+gh variable set "ECR_ACCOUNT_ID_${suffix}" --body "${account}"
+gh workflow run deploy.yml --ref main -f stack="${stack}"
+echo "${stack}: registry ${registry} recorded; Deploy dispatched for ${stack} (Actions -> Deploy)"

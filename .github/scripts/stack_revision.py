@@ -1,0 +1,195 @@
+"""Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
+
+    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...]
+
+C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
+stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
+`<stack>-workflows` environment, which deploy.yml's registration job creates; empty if none).
+
+The stack file at C says what the stack runs (docs/github-setup.md, "One revision per stack"):
+`cdao:gitops.revision` is a full commit SHA (staging, prod; infra/config.py refuses anything else
+there), or the branch `main` in dev, which then runs C itself. Every job of the stack checks out that
+revision; only the stack file itself comes from C.
+
+Printed for $GITHUB_OUTPUT: `revision=<sha>`, `deploy=true|false` and `reason=<text>`. deploy is true
+when the stack has never been deployed, when its stack file or resolved revision at C differs from what
+it ran at D (so a run cancelled or failed earlier is made good by any later run), or with --force; it is
+false when nothing changed, and when D is newer than C (a re-run of an old run must not roll a stack
+back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
+commit that C contains.
+
+With --upstream-deployed (the commits of the previous stack's successful deployments, from
+`last-deployed.sh <previous> all`), staging and prod are also refused a revision the previous stack
+never ran: however their stack file was changed (by hand, or a promotion whose source failed since),
+prod only runs what staging ran and staging only what dev ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Run as a script from anywhere: make the repository root importable for `infra`.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
+from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
+
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
+UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of infra/promote.py
+
+
+class RevisionError(Exception):
+    """The stack file at the run's commit names no revision this stack can run."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    revision: str
+    deploy: bool
+    reason: str
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell; refs are validated SHAs
+        ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH, as on the runner
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout if result.returncode == 0 else None
+
+
+def _contains(repo: Path, newer: str, older: str) -> bool:
+    return _git(repo, "merge-base", "--is-ancestor", older, newer) is not None
+
+
+def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
+    """(blob id, text) of the stack file at commit."""
+    name = f"environments/Pulumi.{stack}.yaml"
+    blob, text = _git(repo, "rev-parse", f"{commit}:{name}"), _git(repo, "show", f"{commit}:{name}")
+    if blob is None or text is None:
+        raise RevisionError(f"{name} at {commit}: no such file")
+    return blob.strip(), text
+
+
+def revision_at(repo: Path, stack: str, commit: str) -> str:
+    """The commit `stack` runs according to its stack file at `commit` (validated as the program will)."""
+    name = f"environments/Pulumi.{stack}.yaml at {commit}"
+    _, text = _stack_file(repo, stack, commit)
+    with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
+        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
+        try:
+            raw, _ = read_stack_file(stack, Path(tmp))
+            config, _ = parse_stack_config(stack, raw)
+        except (StackFileError, ConfigError) as exc:
+            raise RevisionError(f"{name}: {exc}") from None
+    revision = config.gitops.revision
+    if revision == FOLLOWED_BRANCH and stack not in PINNED_STACKS:
+        return commit
+    if not FULL_SHA.fullmatch(revision):
+        raise RevisionError(
+            f"{name}: cdao:gitops.revision = {revision!r}: expected a full commit SHA, or `{FOLLOWED_BRANCH}` "
+            f"in a stack other than {', '.join(PINNED_STACKS)}"
+        )
+    if _git(repo, "cat-file", "-e", f"{revision}^{{commit}}") is None:
+        raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: no such commit")
+    if not _contains(repo, commit, revision):
+        raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: not a commit of main (not merged)")
+    return revision
+
+
+def check_upstream_ran(repo: Path, stack: str, revision: str, upstream_deployed: list[str]) -> None:
+    upstream = UPSTREAM[stack]
+    ran = set()
+    for commit in upstream_deployed:
+        try:
+            ran.add(revision_at(repo, upstream, commit))
+        except RevisionError:
+            continue  # a record whose stack file no longer reads cannot vouch for anything
+    if revision not in ran:
+        raise RevisionError(
+            f"environments/Pulumi.{stack}.yaml: cdao:gitops.revision = {revision}: {upstream} never ran it "
+            f"in a successful deployment; only `cdao promote {upstream} {stack}` pins what {upstream} ran"
+        )
+
+
+def resolve(
+    repo: Path,
+    stack: str,
+    commit: str,
+    deployed: str | None,
+    *,
+    force: bool = False,
+    upstream_deployed: list[str] | None = None,
+) -> Decision:
+    decision = _decide(repo, stack, commit, deployed, force)
+    # Checked before any deploy, not for a stack that stays as it is.
+    if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
+        check_upstream_ran(repo, stack, decision.revision, upstream_deployed)
+    return decision
+
+
+def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bool) -> Decision:
+    revision = revision_at(repo, stack, commit)
+    if not deployed:
+        return Decision(revision, True, f"{stack} has no successful deployment yet")
+    if not FULL_SHA.fullmatch(deployed) or _git(repo, "cat-file", "-e", f"{deployed}^{{commit}}") is None:
+        raise RevisionError(f"last deployment of {stack}: {deployed!r} is not a commit of this repository")
+    if not _contains(repo, commit, deployed):
+        return Decision(
+            revision, False, f"superseded: {stack} was deployed at {deployed}, which is newer than {commit}"
+        )
+    if force:
+        return Decision(revision, True, f"deploy of {stack} requested at {revision}")
+    try:
+        ran = revision_at(repo, stack, deployed)
+        same_file = _stack_file(repo, stack, deployed)[0] == _stack_file(repo, stack, commit)[0]
+    except RevisionError:
+        ran, same_file = "", False  # what ran then no longer reads: reconcile
+    if ran == revision and same_file:
+        return Decision(revision, False, f"{stack} already runs {revision} with this stack file")
+    return Decision(revision, True, f"{stack}: {ran or 'unknown'} -> {revision}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stack_revision.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack")
+    parser.add_argument("--commit", required=True, help="the commit of main this run deploys (GITHUB_SHA)")
+    parser.add_argument("--deployed", default="", help="commit of the stack's last successful deployment")
+    parser.add_argument("--force", action="store_true", help="deploy even when nothing changed")
+    parser.add_argument(
+        "--upstream-deployed",
+        nargs="*",
+        metavar="COMMIT",
+        help="commits of the previous stack's successful deployments: the revision must be one it ran",
+    )
+    parser.add_argument("--repo", type=Path, default=Path.cwd())
+    args = parser.parse_args(argv)
+    try:
+        decision = resolve(
+            args.repo,
+            args.stack,
+            args.commit,
+            args.deployed or None,
+            force=args.force,
+            upstream_deployed=args.upstream_deployed,
+        )
+    except RevisionError as exc:
+        print(f"stack_revision.py: {exc}", file=sys.stderr)
+        return 2
+    print(f"revision={decision.revision}")
+    print(f"deploy={'true' if decision.deploy else 'false'}")
+    print(f"reason={decision.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,436 @@
+"""The promotion invariant, on the real pieces: for a sequence of merges, promotions and deploy runs
+(some cancelled, failed or re-run late), which commits each stack runs; prod only ever runs what
+staging ran, staging only what dev ran.
+
+The model executes what the workflows execute: `stack_revision.py` (deploy.yml's `resolve` job and the
+guard of every apply and registration) on a real git history, and `cdao promote` with the commit
+promote.yml reads from GitHub's deployment record. What GitHub itself does is modelled from its
+documentation: a job referencing an environment creates a deployment for the run's commit whose
+status is the job's result (docs.github.com/actions/concepts/workflows-and-actions/deployment-environments);
+a newer job queued in a concurrency group cancels the pending one (docs.github.com/actions/how-tos/
+write-workflows/choose-when-workflows-run/control-workflow-concurrency); a re-run uses the original
+run's commit (docs.github.com/actions/managing-workflow-runs/re-running-workflows-and-jobs).
+The first tests pin the wiring in the workflow files that makes the model the workflows' behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from infra import promote
+from infra.config import ConfigError, parse_stack_config
+from infra.plan.runner import read_stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+SCRIPTS = ROOT / ".github" / "scripts"
+STACKS = ("dev", "staging", "prod")
+
+_spec = importlib.util.spec_from_file_location("stack_revision", SCRIPTS / "stack_revision.py")
+assert _spec and _spec.loader
+stack_revision = importlib.util.module_from_spec(_spec)
+sys.modules["stack_revision"] = stack_revision  # dataclasses look their module up there
+_spec.loader.exec_module(stack_revision)
+
+
+def load(name: str) -> dict[str, Any]:
+    return YAML(typ="safe", pure=True).load((WORKFLOWS / name).read_text())
+
+
+# --- the wiring the model relies on ------------------------------------------------------------
+
+
+def test_every_job_of_a_stack_runs_the_code_of_the_stack_revision():
+    jobs = load("deploy.yml")["jobs"]
+    for stack in STACKS:
+        revision = f"${{{{ needs.resolve.outputs.{stack}-revision }}}}"
+        for kind in ("plan", "apply", "register"):
+            job = jobs[f"{kind}-{stack}"]
+            checkouts = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
+            pinned = [s for s in checkouts if s.get("with", {}).get("path") == "stack"]
+            assert [s["with"]["ref"] for s in pinned] == [revision], (kind, stack)
+            copy = next(s for s in job["steps"] if s.get("name") == "Put this commit's stack file into the pin's tree")
+            assert "stack/environments/Pulumi.${STACK}.yaml" in copy["run"]
+            assert job["env"]["STACK"] == stack
+            for step in job["steps"]:
+                if str(step.get("uses", "")).startswith("pulumi/actions@") and "command" in step["with"]:
+                    assert step["with"]["work-dir"] == "stack"
+                    assert step["with"]["policyPacks"] == "stack/policies"
+        steps = jobs[f"register-{stack}"]["steps"]
+        register = next(s for s in steps if s.get("name") == "Register workflows/ at the revision")
+        assert register["working-directory"] == "stack"
+        assert register["env"]["REVISION"] == revision
+        assert register["env"]["IMAGE"].endswith(f"/cdao-{stack}-tasks:{revision}")
+        assert f"vars.ECR_REGISTRY_{stack.upper()}" in register["env"]["IMAGE"]
+        image = "\n".join(str(s) for s in jobs[f"image-{stack}"]["steps"])
+        assert revision in image
+
+
+def test_registration_versions_workflows_by_the_revision_not_the_run_commit():
+    script = (SCRIPTS / "register-workflows.sh").read_text()
+    assert '--version "${REVISION}"' in script
+    assert "GITHUB_SHA" not in script
+
+
+def test_what_decides_a_deploy_is_the_script_the_model_runs():
+    jobs = load("deploy.yml")["jobs"]
+    resolve = next(s for s in jobs["resolve"]["steps"] if s.get("id") == "resolve")["run"]
+    assert ".github/scripts/stack_revision.py" in resolve
+    assert ".github/scripts/last-deployed.sh" in resolve
+    for stack in STACKS:
+        assert jobs[f"apply-{stack}"]["environment"] == stack
+        assert jobs[f"register-{stack}"]["environment"] == f"{stack}-workflows"
+        for kind in ("apply", "register"):
+            guard = next(s for s in jobs[f"{kind}-{stack}"]["steps"] if s.get("id") == "guard")
+            assert "stack_revision.py" in guard["run"] and "last-deployed.sh" in guard["run"]
+            later = jobs[f"{kind}-{stack}"]["steps"][jobs[f"{kind}-{stack}"]["steps"].index(guard) + 1 :]
+            assert all(s.get("if") == "steps.guard.outputs.deploy == 'true'" for s in later), (kind, stack)
+        # The registration's success is the record: it runs only after an apply that ran, and a
+        # superseded registration fails rather than record an older commit.
+        assert f"needs.apply-{stack}.outputs.applied == 'true'" in jobs[f"register-{stack}"]["if"]
+        assert jobs[f"apply-{stack}"]["outputs"]["applied"] == "${{ steps.guard.outputs.deploy }}"
+        register_guard = next(s for s in jobs[f"register-{stack}"]["steps"] if s.get("id") == "guard")["run"]
+        assert "^reason=superseded" in register_guard and "exit 1" in register_guard
+    # The record read is the registration environment's: the last job of a stack's deploy.
+    assert '"${stack}-workflows"' in (SCRIPTS / "last-deployed.sh").read_text()
+    promote_steps = load("promote.yml")["jobs"]["promote"]["steps"]
+    deployed = next(s for s in promote_steps if s.get("id") == "deployed")
+    assert 'last-deployed.sh "$FROM"' in deployed["run"]
+    run = next(s for s in promote_steps if s.get("id") == "promote")
+    assert '--source-deployed "$DEPLOYED"' in run["run"]
+    assert run["env"]["DEPLOYED"] == "${{ steps.deployed.outputs.sha }}"
+
+
+def test_the_stacks_deploy_independently_so_one_cannot_strand_another():
+    jobs = load("deploy.yml")["jobs"]
+    for stack in STACKS:
+        others = {f"{k}-{o}" for k in ("image", "plan", "apply", "register") for o in STACKS if o != stack}
+        for kind in ("image", "plan", "apply", "register"):
+            needs = jobs[f"{kind}-{stack}"].get("needs", [])
+            assert not set(needs) & others, (kind, stack)
+            assert "!cancelled()" in jobs[f"{kind}-{stack}"]["if"]
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(var, "cdao tests")
+    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(var, "tests@example.invalid")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@dataclass
+class Run:
+    """One deploy run: the commit it is for, and per stack whether its apply fails (a failed
+    `pulumi up`) or its registration fails."""
+
+    commit: str
+    fail: set[str] = field(default_factory=set)
+    fail_registration: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Platform:
+    """A repository with main, GitHub's deployment record per stack, and what each stack runs."""
+
+    repo: Path
+    deployed: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(STACKS))
+    running: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(STACKS))
+    base: str = ""
+    # GitHub's successful `<stack>-workflows` deployments, oldest first (what last-deployed.sh lists).
+    records: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    # Every (stack, revision) a stack ran after a complete deploy (apply and registration).
+    ran: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    # Per stack, the revisions whose infra/ was applied (even where the registration then failed).
+    applied: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
+
+    @property
+    def environments(self) -> Path:
+        return self.repo / "environments"
+
+    def head(self) -> str:
+        return _git(self.repo, "rev-parse", "HEAD")
+
+    def merge(self, name: str) -> str:
+        """A reviewed code change merged to main (infra/, workflows/, platform/...)."""
+        code = self.repo / "infra.txt"
+        code.write_text(code.read_text() + f"{name}\n")
+        _git(self.repo, "commit", "--quiet", "-am", f"merge {name}")
+        return self.head()
+
+    def promote(self, source: str, target: str) -> tuple[int, str]:
+        """promote.yml: cdao promote with what the source last deployed, then its PR merged."""
+        deployed = self.deployed[source]
+        if deployed is None:
+            return 2, f"{source} has no successful deployment"  # promote.yml stops before cdao promote
+        code = promote.main([source, target, "--source-deployed", deployed, "--environments", str(self.environments)])
+        if code == 0 and _git(self.repo, "status", "--porcelain"):
+            _git(self.repo, "commit", "--quiet", "-am", f"promote {source} -> {target}")
+        return code, self.head()
+
+    def _job(self, stack: str, run: Run, force: bool = False) -> Any:
+        return stack_revision.resolve(self.repo, stack, run.commit, self.deployed[stack], force=force)
+
+    def _resolve(self, stack: str, run: Run, force: bool) -> Any:
+        """The resolve job: with the previous stack's successful deployments (newest first)."""
+        upstream = {"staging": "dev", "prod": "staging"}.get(stack)
+        history = list(reversed(self.records[upstream])) if upstream else None
+        try:
+            return stack_revision.resolve(
+                self.repo, stack, run.commit, self.deployed[stack], force=force, upstream_deployed=history
+            )
+        except stack_revision.RevisionError as error:
+            self.refused.append((stack, str(error)))
+            return None
+
+    def deploy(self, run: Run, force: str | None = None) -> None:
+        """deploy.yml for one run, with every job of a stack in order: resolve, then the guarded
+        apply and registration (each re-resolving against the record at that moment)."""
+        decisions = {s: self._resolve(s, run, force == s) for s in STACKS}
+        for stack in STACKS:
+            if decisions[stack] is None or not decisions[stack].deploy:
+                continue
+            guard = self._job(stack, run, force == stack)
+            if not guard.deploy:
+                continue
+            if stack in run.fail:
+                continue  # pulumi up failed: no registration, no deployment record
+            self.applied[stack].append(guard.revision)
+            if stack in run.fail_registration:
+                continue
+            guard = self._job(stack, run, force == stack)
+            if not guard.deploy:
+                continue
+            self.running[stack] = guard.revision
+            self.ran[stack].append(guard.revision)
+            self.deployed[stack] = run.commit
+            self.records[stack].append(run.commit)
+
+    def pin(self, stack: str) -> str:
+        raw, _ = read_stack_file(stack, self.environments)
+        return parse_stack_config(stack, raw)[0].gitops.revision
+
+
+@pytest.fixture
+def platform(tmp_path: Path, git_identity: None) -> Platform:
+    """main with the repository's real stack files, dev deployed, and staging and prod promoted to
+    what dev first ran (`base`)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "--quiet", "--initial-branch=main")
+    (repo / "infra.txt").write_text("base\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "base")
+    base = _git(repo, "rev-parse", "HEAD")
+    shutil.copytree(ROOT / "environments", repo / "environments")
+    for stack in ("staging", "prod"):
+        path = repo / "environments" / f"Pulumi.{stack}.yaml"
+        text = path.read_text()
+        current = parse_stack_config(stack, read_stack_file(stack, ROOT / "environments")[0])[0].gitops.revision
+        path.write_text(text.replace(f"revision: {current}", f"revision: {base}"))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "stack files")
+    world = Platform(repo)
+    # The first deploys (docs/github-setup.md, "First deploy"): dev first; staging and prod refuse
+    # the pins committed before any stack ran, until promotions pin what dev and staging ran.
+    world.deploy(Run(world.head()))
+    assert {stack for stack, _ in world.refused} == {"staging", "prod"}
+    world.refused.clear()
+    world.base = world.head()
+    assert world.promote("dev", "staging")[0] == 0
+    world.deploy(Run(world.head()))
+    assert world.promote("staging", "prod")[0] == 0
+    world.deploy(Run(world.head()))
+    assert world.running["staging"] == world.running["prod"] == world.base, world.refused
+    return world
+
+
+def assert_invariant(world: Platform) -> None:
+    """Every revision staging or prod applied was run completely (applied and registered) by the
+    stack before it."""
+    for earlier, later in (("dev", "staging"), ("staging", "prod")):
+        for revision in world.applied[later]:
+            assert revision in world.ran[earlier], (later, revision, world.ran[earlier])
+
+
+def test_dev_follows_main_and_staging_and_prod_run_their_pins(platform):
+    base = platform.base
+    assert platform.running == {"dev": platform.head(), "staging": base, "prod": base}
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.running == {"dev": a, "staging": base, "prod": base}  # a merge reaches dev only
+
+
+def test_a_pin_edited_by_hand_to_a_commit_staging_never_ran_is_not_deployed(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))  # dev runs A; staging still runs the base
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace(f"revision: {platform.base}", f"revision: {a}"))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod pin edited by hand")
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == platform.base
+    assert a not in platform.applied["prod"]
+    assert any(stack == "prod" and "staging never ran it" in message for stack, message in platform.refused)
+
+
+def test_a_branch_in_staging_or_prod_is_refused(platform):
+    raw, _ = read_stack_file("prod", platform.environments)
+    raw["cdao:gitops"] = {**raw["cdao:gitops"], "revision": "main"}
+    with pytest.raises(ConfigError) as error:
+        parse_stack_config("prod", raw)
+    assert error.value.keys == ["cdao:gitops.revision"]
+    assert "full 40-digit commit SHA" in str(error.value)
+    raw["cdao:gitops"]["revision"] = "main"
+    parse_stack_config("dev", {**raw, "cdao:gitops": raw["cdao:gitops"]})  # dev may follow main
+
+
+def test_the_repository_pins_staging_and_prod_to_a_commit_of_its_history():
+    for stack in ("staging", "prod"):
+        raw, _ = read_stack_file(stack, ROOT / "environments")
+        revision = parse_stack_config(stack, raw)[0].gitops.revision
+        assert _git(ROOT, "merge-base", "--is-ancestor", revision, "HEAD") == ""
+
+
+def test_an_infra_change_merged_after_a_promotion_does_not_reach_prod(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["staging"] == a
+    b = platform.merge("B: an infra change")
+    platform.deploy(Run(b))
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == a  # not B, which staging never ran
+    assert b not in platform.applied["prod"]
+    assert_invariant(platform)
+
+
+def test_a_cancelled_promotion_run_is_done_by_the_next_run(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    promotion_run = Run(platform.head())
+    c = platform.merge("C")
+    # Three merges inside one image build: the promotion run's pending jobs are cancelled by the
+    # newer run's (one pending job per group); the newer run only pushed C.
+    del promotion_run
+    platform.deploy(Run(c))
+    assert platform.running["staging"] == a
+    assert_invariant(platform)
+
+
+def test_a_failed_staging_apply_cannot_be_promoted_and_is_redeployed_by_dispatch(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head(), fail={"staging"}))
+    assert platform.running["staging"] != a
+    code, _ = platform.promote("staging", "prod")
+    assert code == 2  # staging's file pins A, which staging never deployed
+    assert a not in platform.applied["prod"]
+    platform.deploy(Run(platform.head()), force="staging")  # "Run workflow", stack staging
+    assert platform.running["staging"] == a
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == a
+    assert_invariant(platform)
+
+
+def test_a_failed_registration_leaves_the_stack_unpromotable_until_it_succeeds(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head(), fail_registration={"staging"}))
+    assert platform.applied["staging"][-1] == a and platform.running["staging"] != a
+    assert platform.promote("staging", "prod")[0] == 2
+    platform.deploy(Run(platform.merge("D")))  # any later run reconciles staging
+    assert platform.running["staging"] == a
+    assert_invariant(platform)
+
+
+def test_a_late_rerun_of_an_old_run_does_not_roll_a_stack_back(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    old = Run(platform.head(), fail={"staging"})
+    platform.deploy(old)
+    b = platform.merge("B")
+    platform.deploy(Run(b))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["staging"] == b
+    platform.deploy(Run(old.commit))  # "Re-run failed jobs" of the old run, weeks later
+    assert platform.running["staging"] == b
+    assert platform.running["dev"] != old.commit
+
+
+def test_two_promotions_racing_pin_only_what_the_source_ran(platform):
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    # staging -> prod is computed while a dev -> staging promotion of B is merged and deployed.
+    b = platform.merge("B")
+    platform.deploy(Run(b))
+    staging_ran = platform.deployed["staging"]
+    assert platform.promote("dev", "staging")[0] == 0
+    promotion_b = platform.head()
+    # prod's promotion reads the record as it was before B's deploy finished.
+    platform.deployed["staging"], record = staging_ran, platform.deployed["staging"]
+    assert platform.promote("staging", "prod")[0] == 2  # staging's file pins B, which it has not deployed
+    platform.deployed["staging"] = record
+    platform.deploy(Run(promotion_b))
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == b
+    assert_invariant(platform)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_sequences_keep_the_invariant(platform, seed):
+    rng = random.Random(seed)  # noqa: S311 - a reproducible event sequence, not a secret
+    pending: list[Run] = []
+    for step in range(14):
+        event = rng.choice(["merge", "promote-staging", "promote-prod", "deploy", "cancel", "rerun"])
+        if event == "merge":
+            pending.append(Run(platform.merge(f"{seed}-{step}")))
+        elif event.startswith("promote"):
+            source, target = ("dev", "staging") if event.endswith("staging") else ("staging", "prod")
+            if platform.promote(source, target)[0] == 0:
+                pending.append(Run(platform.head()))
+        elif event == "cancel" and pending:
+            pending.pop(0)  # a newer run's pending job cancelled this one
+        elif pending:
+            run = pending.pop(0)
+            run.fail = {s for s in STACKS if rng.random() < 0.2}
+            run.fail_registration = {s for s in STACKS if rng.random() < 0.1}
+            platform.deploy(run)
+            if event == "rerun":
+                platform.deploy(Run(run.commit))
+        assert_invariant(platform)
+    # Whatever was lost on the way, the next run brings every stack to its pin.
+    platform.deploy(Run(platform.merge("final")))
+    assert platform.running["dev"] == platform.head()
+    assert platform.running["staging"] == platform.pin("staging")
+    assert platform.running["prod"] == platform.pin("prod")
+    assert_invariant(platform)
