@@ -143,18 +143,6 @@ class ServiceRoles(pulumi.ComponentResource):
                 )
             ),
         )
-        self.emr_service = self._role(
-            "emr-service",
-            "EMR service role for the platform's transient EMR-on-EC2 clusters",
-            iam.service_trust(
-                "elasticmapreduce.amazonaws.com",
-                account,
-                pulumi.Output.concat(f"arn:aws:elasticmapreduce:{region}:", account, ":*"),
-            ),
-            None,
-            # v2 acts only on resources tagged for-use-with-amazon-emr-managed-policies=true.
-            managed=["arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
-        )
         self.emr_instance = self._role(
             "emr-instance",
             "EC2 instances of the platform's transient EMR clusters",
@@ -163,8 +151,29 @@ class ServiceRoles(pulumi.ComponentResource):
             ),
             data_access.apply(iam.document),
         )
+        self.emr_service = self._role(
+            "emr-service",
+            "EMR service role for the platform's transient EMR-on-EC2 clusters",
+            iam.service_trust(
+                "elasticmapreduce.amazonaws.com",
+                account,
+                pulumi.Output.concat(f"arn:aws:elasticmapreduce:{region}:", account, ":*"),
+            ),
+            # AmazonEMRServicePolicy_v2's own PassRoleForEC2 names only role/EMR_EC2_DefaultRole
+            # (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html,
+            # policy v6): launching the cluster's instances with our instance profile needs this grant.
+            self.emr_instance.arn.apply(
+                lambda arn: iam.document([iam.pass_role("PassInstanceRole", [arn], "ec2.amazonaws.com")])
+            ),
+            # v2 acts only on subnets, security groups and VPCs tagged
+            # for-use-with-amazon-emr-managed-policies=true (infra/components/network.py tags them).
+            managed=["arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
+        )
         self.emr_instance_profile = aws.iam.InstanceProfile(
             f"{name}-emr-instance",
+            # EMR rejects an instance profile named differently from its role ("invalid instance
+            # profile"): https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-roles-custom.html
+            name=self.emr_instance.name,
             role=self.emr_instance.name,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self.emr_instance),
@@ -494,7 +503,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.pass_role("PassBatchJobRole", [a[3]], "ecs-tasks.amazonaws.com"),
                     iam.pass_role("PassSageMakerRole", [a[4]], "sagemaker.amazonaws.com"),
                     iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),
-                    iam.pass_role("PassEmrRoles", [a[6], a[7]], "elasticmapreduce.amazonaws.com"),
+                    # RunJobFlow passes ServiceRole to EMR and JobFlowRole (the instance profile's
+                    # role) to EC2 (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-role-for-ec2.html).
+                    iam.pass_role("PassEmrServiceRole", [a[6]], "elasticmapreduce.amazonaws.com"),
+                    iam.pass_role("PassEmrInstanceRole", [a[7]], "ec2.amazonaws.com"),
                     *_s3_read_write("TaskData", a[8]),
                     iam.use_data_key(a[9]),
                 ]
