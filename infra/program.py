@@ -92,7 +92,10 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             public_access_cidrs=[str(c) for c in spec.public_access_cidrs],
             enabled_log_types=list(spec.enabled_log_types),
             log_retention_days=spec.log_retention_days,
-            admin_role_arns=list(spec.admin_role_arns),
+            admin_role_arns=spec.declared_admin_role_arns,
+            preview_role_arns=list(spec.preview_role_arns),
+            private_access_cidrs=[str(c) for c in spec.private_access_cidrs],
+            private_access_security_group_ids=list(spec.private_access_security_group_ids),
             tags=tags,
         ),
     )
@@ -225,7 +228,12 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     )
     endpoint = FlyteEndpoint(
         "flyte-endpoint",
-        FlyteEndpointArgs(hostname=config.flyte.hostname, hosted_zone_id=config.flyte.hosted_zone_id, tags=tags),
+        FlyteEndpointArgs(
+            hostname=config.flyte.hostname,
+            validation=config.flyte.certificate_validation,
+            hosted_zone_id=config.flyte.hosted_zone_id,
+            tags=tags,
+        ),
     )
 
     values: dict[str, pulumi.Input[str]] = {
