@@ -121,6 +121,8 @@ class ClusterConfig(_Model):
         EKS_LOG_TYPES
     )
     log_retention_days: int = 90
+    # Retention of the container log group infra/ creates for fluent-bit (the one owner of it).
+    container_log_retention_days: int = 30
     # Who may administer the cluster (EKS access entries with AmazonEKSClusterAdminPolicy). Required:
     # the role(s) that run `pulumi up` for this stack (docs/github-setup.md: cdao-github-deploy-<stack>),
     # else a stack created from a laptop cannot be updated by CI and vice versa. The principal that
@@ -605,8 +607,12 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
                 "an IAM role ARN for emergency cluster admin (required when cdao:database.deletionProtection is true)",
             )
         )
-    if cluster.log_retention_days not in LOG_RETENTION_DAYS:
-        problems.append((f"{key}.logRetentionDays", cluster.log_retention_days, f"one of {list(LOG_RETENTION_DAYS)}"))
+    for field_name, days in (
+        ("logRetentionDays", cluster.log_retention_days),
+        ("containerLogRetentionDays", cluster.container_log_retention_days),
+    ):
+        if days not in LOG_RETENTION_DAYS:
+            problems.append((f"{key}.{field_name}", days, f"one of {list(LOG_RETENTION_DAYS)}"))
     roles = {
         "deployRoleArns": cluster.deploy_role_arns,
         "breakGlassRoleArn": [cluster.break_glass_role_arn] if cluster.break_glass_role_arn else [],

@@ -236,3 +236,20 @@ def test_plan_lists_the_record_the_dns_owner_creates(capsys: pytest.CaptureFixtu
     assert "flyteCertificateValidationRecord" in record["source"]
     assert main(["plan", "--stack", "dev"]) == 0
     assert f"CNAME _<token>.{hostname}." in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- container logs (fault 15)
+
+
+def test_container_log_group_has_one_owner_and_reaches_platform(stack_run: PlanRun):
+    """infra/ creates the group with the stack's retention and hands its name to platform/ through the
+    cluster Secret; fluent-bit may only write to it (no CreateLogGroup, no PutRetentionPolicy)."""
+    (group,) = [g for g in _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup") if g.name == "container-logs"]
+    assert group.inputs["retentionInDays"] == stack_run.config.cluster.container_log_retention_days
+    (secret,) = [s for s in _of_type(stack_run, "kubernetes:core/v1:Secret") if s.name == "gitops-cluster"]
+    assert secret.inputs["metadata"]["annotations"]["cdao.io/container-log-group"] == group.inputs["name"]
+    actions = {a for s in _statements(stack_run, "workload-identity-fluent-bit") for a in s["Action"]}
+    assert "logs:PutLogEvents" in actions
+    assert not actions & {"logs:CreateLogGroup", "logs:PutRetentionPolicy"}
+    resources = {r for s in _statements(stack_run, "workload-identity-fluent-bit") for r in s["Resource"]}
+    assert resources == {group.outputs["arn"], f"{group.outputs['arn']}:*"}
