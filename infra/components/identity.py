@@ -514,106 +514,266 @@ class WorkloadIdentity(pulumi.ComponentResource):
         )
 
     def _load_balancer_controller_policy(self) -> str:
-        cluster = self._args.cluster_name
-        owned = {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
-        requested = {"StringEquals": {"aws:RequestTag/elbv2.k8s.aws/cluster": cluster}}
-        return iam.document(
-            [
-                # Describe APIs of EC2, ELB, ACM and WAF take no resource ARNs.
-                iam.allow(
-                    "Discover",
-                    [
-                        "ec2:DescribeAccountAttributes",
-                        "ec2:DescribeAddresses",
-                        "ec2:DescribeAvailabilityZones",
-                        "ec2:DescribeInternetGateways",
-                        "ec2:DescribeVpcs",
-                        "ec2:DescribeSubnets",
-                        "ec2:DescribeSecurityGroups",
-                        "ec2:DescribeInstances",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DescribeTags",
-                        "ec2:DescribeRouteTables",
-                        "elasticloadbalancing:DescribeLoadBalancers",
-                        "elasticloadbalancing:DescribeLoadBalancerAttributes",
-                        "elasticloadbalancing:DescribeListeners",
-                        "elasticloadbalancing:DescribeListenerAttributes",
-                        "elasticloadbalancing:DescribeListenerCertificates",
-                        "elasticloadbalancing:DescribeRules",
-                        "elasticloadbalancing:DescribeTargetGroups",
-                        "elasticloadbalancing:DescribeTargetGroupAttributes",
-                        "elasticloadbalancing:DescribeTargetHealth",
-                        "elasticloadbalancing:DescribeTags",
-                        "elasticloadbalancing:DescribeSSLPolicies",
-                        "acm:ListCertificates",
-                    ],
-                    ["*"],
-                ),
-                iam.allow(
-                    "ReadCertificates",
-                    ["acm:DescribeCertificate"],
-                    [f"arn:aws:acm:{self._args.region}:*:certificate/*"],
-                ),
-                iam.allow(
-                    "CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup", "ec2:CreateTags"], ["*"], requested
-                ),
-                iam.allow(
-                    "ManageOwnSecurityGroups",
-                    [
-                        "ec2:AuthorizeSecurityGroupIngress",
-                        "ec2:RevokeSecurityGroupIngress",
-                        "ec2:DeleteSecurityGroup",
-                        "ec2:CreateTags",
-                        "ec2:DeleteTags",
-                    ],
-                    ["*"],
-                    owned,
-                ),
-                iam.allow(
-                    "CreateTaggedLoadBalancers",
-                    [
-                        "elasticloadbalancing:CreateLoadBalancer",
-                        "elasticloadbalancing:CreateTargetGroup",
-                        "elasticloadbalancing:AddTags",
-                    ],
-                    ["*"],
-                    requested,
-                ),
-                iam.allow(
-                    "ManageOwnLoadBalancers",
-                    [
-                        "elasticloadbalancing:ModifyLoadBalancerAttributes",
-                        "elasticloadbalancing:SetIpAddressType",
-                        "elasticloadbalancing:SetSecurityGroups",
-                        "elasticloadbalancing:SetSubnets",
-                        "elasticloadbalancing:DeleteLoadBalancer",
-                        "elasticloadbalancing:ModifyTargetGroup",
-                        "elasticloadbalancing:ModifyTargetGroupAttributes",
-                        "elasticloadbalancing:DeleteTargetGroup",
-                        "elasticloadbalancing:RegisterTargets",
-                        "elasticloadbalancing:DeregisterTargets",
-                        "elasticloadbalancing:CreateListener",
-                        "elasticloadbalancing:DeleteListener",
-                        "elasticloadbalancing:CreateRule",
-                        "elasticloadbalancing:DeleteRule",
-                        "elasticloadbalancing:ModifyListener",
-                        "elasticloadbalancing:ModifyRule",
-                        "elasticloadbalancing:AddListenerCertificates",
-                        "elasticloadbalancing:RemoveListenerCertificates",
-                        "elasticloadbalancing:AddTags",
-                        "elasticloadbalancing:RemoveTags",
-                    ],
-                    ["*"],
-                    owned,
-                ),
-                iam.allow(
-                    "ServiceLinkedRole",
-                    ["iam:CreateServiceLinkedRole"],
-                    [
-                        "arn:aws:iam::*:role/aws-service-role/elasticloadbalancing.amazonaws.com/"
-                        "AWSServiceRoleForElasticLoadBalancing"
-                    ],
-                    {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
-                ),
-            ]
-        )
+        return load_balancer_controller_policy(self._args.cluster_name, self._args.region)
+
+
+# Where this stack's policy of the AWS Load Balancer Controller is narrower than upstream's
+# (kubernetes-sigs/aws-load-balancer-controller docs/install/iam_policy.json at v2.17.1, the app of
+# chart 1.17.1; a copy is ../shared/charts/aws-load-balancer-controller/1.17.1/upstream-iam-policy.json),
+# by action, and why that costs the controller nothing. tests/infra/test_vendor_policies.py compares
+# the two and fails on any narrowing not listed here, and on any tag condition added to an action that
+# upstream grants on resources the controller did not create (e.g. the node security group it opens for
+# target-type ip: kubernetes-sigs/aws-load-balancer-controller #2578, #1312).
+_REGION_ONLY = "the same resource types, in this stack's region only (one controller per cluster, one region)"
+_OWN_TAG = (
+    "upstream requires the elbv2.k8s.aws/cluster tag to be present; here it must name this cluster, "
+    "which the controller writes on everything it creates (--cluster-name)"
+)
+_FEATURE_ARNS = (
+    "the resource types each action takes (user pools, certificates, web ACLs, Shield protections, "
+    "application load balancers), in this stack's region where the type is regional"
+)
+LOAD_BALANCER_CONTROLLER_NARROWINGS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "cognito-idp:DescribeUserPoolClient",
+            "acm:DescribeCertificate",
+            "iam:GetServerCertificate",
+            "waf-regional:GetWebACL",
+            "waf-regional:GetWebACLForResource",
+            "waf-regional:AssociateWebACL",
+            "waf-regional:DisassociateWebACL",
+            "wafv2:GetWebACL",
+            "wafv2:GetWebACLForResource",
+            "wafv2:AssociateWebACL",
+            "wafv2:DisassociateWebACL",
+            "shield:DescribeProtection",
+            "shield:CreateProtection",
+            "shield:DeleteProtection",
+        ],
+        _FEATURE_ARNS,
+    ),
+    "iam:CreateServiceLinkedRole": "only Elastic Load Balancing's service-linked role, the one it creates",
+    "ec2:AuthorizeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
+    "ec2:RevokeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
+    "ec2:CreateSecurityGroup": (
+        "only with this cluster's elbv2.k8s.aws/cluster tag in the request: the controller tags every "
+        "security group it creates on creation (upstream's own CreateTags grant for CreateSecurityGroup)"
+    ),
+    "ec2:CreateTags": _OWN_TAG,
+    "ec2:DeleteTags": _OWN_TAG,
+    "ec2:DeleteSecurityGroup": _OWN_TAG,
+    "elasticloadbalancing:CreateLoadBalancer": _OWN_TAG,
+    "elasticloadbalancing:CreateTargetGroup": _OWN_TAG,
+    "elasticloadbalancing:AddTags": _OWN_TAG + "; listeners and rules: " + _REGION_ONLY,
+    "elasticloadbalancing:RemoveTags": _OWN_TAG + "; listeners and rules: " + _REGION_ONLY,
+    "elasticloadbalancing:ModifyLoadBalancerAttributes": _OWN_TAG,
+    "elasticloadbalancing:SetIpAddressType": _OWN_TAG,
+    "elasticloadbalancing:SetSecurityGroups": _OWN_TAG,
+    "elasticloadbalancing:SetSubnets": _OWN_TAG,
+    "elasticloadbalancing:DeleteLoadBalancer": _OWN_TAG,
+    "elasticloadbalancing:ModifyTargetGroup": _OWN_TAG,
+    "elasticloadbalancing:ModifyTargetGroupAttributes": _OWN_TAG,
+    "elasticloadbalancing:DeleteTargetGroup": _OWN_TAG,
+    "elasticloadbalancing:ModifyListenerAttributes": _OWN_TAG,
+    "elasticloadbalancing:ModifyCapacityReservation": _OWN_TAG,
+    "elasticloadbalancing:ModifyIpPools": _OWN_TAG,
+    "elasticloadbalancing:CreateListener": _REGION_ONLY,
+    "elasticloadbalancing:DeleteListener": _REGION_ONLY,
+    "elasticloadbalancing:CreateRule": _REGION_ONLY,
+    "elasticloadbalancing:DeleteRule": _REGION_ONLY,
+    "elasticloadbalancing:RegisterTargets": _REGION_ONLY,
+    "elasticloadbalancing:DeregisterTargets": _REGION_ONLY,
+    "elasticloadbalancing:SetWebAcl": _REGION_ONLY,
+    "elasticloadbalancing:ModifyListener": _REGION_ONLY,
+    "elasticloadbalancing:AddListenerCertificates": _REGION_ONLY,
+    "elasticloadbalancing:RemoveListenerCertificates": _REGION_ONLY,
+    "elasticloadbalancing:ModifyRule": _REGION_ONLY,
+    "elasticloadbalancing:SetRulePriorities": _REGION_ONLY,
+}
+
+
+def load_balancer_controller_policy(cluster: str, region: str) -> str:
+    """The AWS Load Balancer Controller's IRSA policy: upstream's v2.17.1 policy with the narrowings
+    listed in LOAD_BALANCER_CONTROLLER_NARROWINGS (JSON text of an IAM policy document)."""
+    owned = {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
+    requested = {"StringEquals": {"aws:RequestTag/elbv2.k8s.aws/cluster": cluster}}
+    elb = f"arn:aws:elasticloadbalancing:{region}:*"
+    load_balancers = [f"{elb}:targetgroup/*/*", f"{elb}:loadbalancer/net/*/*", f"{elb}:loadbalancer/app/*/*"]
+    listeners = [f"{elb}:listener/net/*/*/*", f"{elb}:listener/app/*/*/*"]
+    rules = [f"{elb}:listener-rule/net/*/*/*", f"{elb}:listener-rule/app/*/*/*"]
+    security_groups = [f"arn:aws:ec2:{region}:*:security-group/*"]
+    return iam.document(
+        [
+            iam.allow(
+                "ServiceLinkedRole",
+                ["iam:CreateServiceLinkedRole"],
+                [
+                    "arn:aws:iam::*:role/aws-service-role/elasticloadbalancing.amazonaws.com/"
+                    "AWSServiceRoleForElasticLoadBalancing"
+                ],
+                {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
+            ),
+            # Describe and Get APIs of EC2 and ELB take no resource ARNs.
+            iam.allow(
+                "Discover",
+                [
+                    "ec2:DescribeAccountAttributes",
+                    "ec2:DescribeAddresses",
+                    "ec2:DescribeAvailabilityZones",
+                    "ec2:DescribeInternetGateways",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeVpcPeeringConnections",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeTags",
+                    "ec2:GetCoipPoolUsage",
+                    "ec2:DescribeCoipPools",
+                    "ec2:GetSecurityGroupsForVpc",
+                    "ec2:DescribeIpamPools",
+                    "ec2:DescribeRouteTables",
+                    "elasticloadbalancing:DescribeLoadBalancers",
+                    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                    "elasticloadbalancing:DescribeListeners",
+                    "elasticloadbalancing:DescribeListenerCertificates",
+                    "elasticloadbalancing:DescribeSSLPolicies",
+                    "elasticloadbalancing:DescribeRules",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    "elasticloadbalancing:DescribeTargetGroupAttributes",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                    "elasticloadbalancing:DescribeTags",
+                    "elasticloadbalancing:DescribeTrustStores",
+                    "elasticloadbalancing:DescribeListenerAttributes",
+                    "elasticloadbalancing:DescribeCapacityReservation",
+                ],
+                ["*"],
+            ),
+            # The controller looks these up on every ALB it reconciles (certificate discovery, WAF and
+            # Shield state) unless the chart disables each feature; the resources are not its own, so no
+            # tag condition. These two have no resource-level permissions.
+            iam.allow(
+                "IngressFeatureState",
+                ["acm:ListCertificates", "iam:ListServerCertificates", "shield:GetSubscriptionState"],
+                ["*"],
+            ),
+            iam.allow(
+                "IngressFeatures",
+                [
+                    "cognito-idp:DescribeUserPoolClient",
+                    "acm:DescribeCertificate",
+                    "iam:GetServerCertificate",
+                    "waf-regional:GetWebACL",
+                    "waf-regional:GetWebACLForResource",
+                    "waf-regional:AssociateWebACL",
+                    "waf-regional:DisassociateWebACL",
+                    "wafv2:GetWebACL",
+                    "wafv2:GetWebACLForResource",
+                    "wafv2:AssociateWebACL",
+                    "wafv2:DisassociateWebACL",
+                    "shield:DescribeProtection",
+                    "shield:CreateProtection",
+                    "shield:DeleteProtection",
+                ],
+                [
+                    f"arn:aws:cognito-idp:{region}:*:userpool/*",
+                    f"arn:aws:acm:{region}:*:certificate/*",
+                    "arn:aws:iam::*:server-certificate/*",
+                    f"arn:aws:waf-regional:{region}:*:webacl/*",
+                    f"arn:aws:wafv2:{region}:*:regional/webacl/*/*",
+                    "arn:aws:shield::*:protection/*",
+                    f"{elb}:loadbalancer/app/*/*",
+                ],
+            ),
+            # Target-type ip and instance: the controller opens the node (or pod) security group, which it
+            # did not create and which carries no elbv2.k8s.aws/cluster tag, to the load balancer's group.
+            iam.allow(
+                "OpenTargetSecurityGroups",
+                ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                security_groups,
+            ),
+            iam.allow("CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup"], ["*"], requested),
+            iam.allow(
+                "TagOnCreateSecurityGroups",
+                ["ec2:CreateTags"],
+                security_groups,
+                {"StringEquals": {**requested["StringEquals"], "ec2:CreateAction": "CreateSecurityGroup"}},
+            ),
+            # Tags of its own groups, but never the ownership tag itself (upstream's Null condition).
+            iam.allow(
+                "TagOwnSecurityGroups",
+                ["ec2:CreateTags", "ec2:DeleteTags"],
+                security_groups,
+                {**owned, "Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true"}},
+            ),
+            iam.allow("DeleteOwnSecurityGroups", ["ec2:DeleteSecurityGroup"], security_groups, owned),
+            iam.allow(
+                "CreateTaggedLoadBalancers",
+                ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"],
+                ["*"],
+                requested,
+            ),
+            iam.allow(
+                "TagOnCreateLoadBalancers",
+                ["elasticloadbalancing:AddTags"],
+                load_balancers,
+                {
+                    "StringEquals": {
+                        **requested["StringEquals"],
+                        "elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer"],
+                    }
+                },
+            ),
+            iam.allow(
+                "TagOwnLoadBalancers",
+                ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                load_balancers,
+                {**owned, "Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true"}},
+            ),
+            iam.allow(
+                "ManageOwnLoadBalancers",
+                [
+                    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                    "elasticloadbalancing:SetIpAddressType",
+                    "elasticloadbalancing:SetSecurityGroups",
+                    "elasticloadbalancing:SetSubnets",
+                    "elasticloadbalancing:DeleteLoadBalancer",
+                    "elasticloadbalancing:ModifyTargetGroup",
+                    "elasticloadbalancing:ModifyTargetGroupAttributes",
+                    "elasticloadbalancing:DeleteTargetGroup",
+                    "elasticloadbalancing:ModifyListenerAttributes",
+                    "elasticloadbalancing:ModifyCapacityReservation",
+                    "elasticloadbalancing:ModifyIpPools",
+                ],
+                ["*"],
+                owned,
+            ),
+            iam.allow(
+                "TagListenersAndRules",
+                ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                [*listeners, *rules],
+            ),
+            iam.allow(
+                "ListenersAndRules",
+                [
+                    "elasticloadbalancing:CreateListener",
+                    "elasticloadbalancing:DeleteListener",
+                    "elasticloadbalancing:CreateRule",
+                    "elasticloadbalancing:DeleteRule",
+                    "elasticloadbalancing:SetWebAcl",
+                    "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:AddListenerCertificates",
+                    "elasticloadbalancing:RemoveListenerCertificates",
+                    "elasticloadbalancing:ModifyRule",
+                    "elasticloadbalancing:SetRulePriorities",
+                ],
+                [*load_balancers, *listeners, *rules],
+            ),
+            iam.allow(
+                "Targets",
+                ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                [f"{elb}:targetgroup/*/*"],
+            ),
+        ]
+    )
