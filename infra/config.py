@@ -16,7 +16,7 @@ cdao:codeweave             CodeweaveConfig               the external GPU cloud'
 cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave presents (`config set --secret`)
 cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
 cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
-cdao:flyte                 (hostname required)           Flyte hostname; projects (a namespace, IAM role per domain)
+cdao:flyte                 (hostname, certificateValidation) Flyte name and its certificate; projects (namespace, roles)
 cdao:batch                 BatchConfig                   AWS Batch instance types and vCPU ceiling
 cdao:backup                BackupConfig                  AWS Backup of RDS, EFS and tagged EBS: retention, copy region
 
