@@ -340,7 +340,9 @@ class WorkloadIdentity(pulumi.ComponentResource):
             ),
             "cluster-autoscaler": iam.document(
                 [
-                    # Describe calls have no resource-level permissions in EC2 Auto Scaling and EKS.
+                    # Upstream's "Full Cluster Autoscaler Features Policy" at cluster-autoscaler-1.34.1
+                    # (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md), narrowed as
+                    # CLUSTER_AUTOSCALER_NARROWINGS says. Describe calls have no resource-level permissions.
                     iam.allow(
                         "Discover",
                         [
@@ -348,7 +350,6 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "autoscaling:DescribeAutoScalingInstances",
                             "autoscaling:DescribeLaunchConfigurations",
                             "autoscaling:DescribeScalingActivities",
-                            "autoscaling:DescribeTags",
                             "ec2:DescribeImages",
                             "ec2:DescribeInstanceTypes",
                             "ec2:DescribeLaunchTemplateVersions",
@@ -515,6 +516,23 @@ class WorkloadIdentity(pulumi.ComponentResource):
 
     def _load_balancer_controller_policy(self) -> str:
         return load_balancer_controller_policy(self._args.cluster_name, self._args.region)
+
+
+# Where the cluster autoscaler's policy is narrower than upstream's (see "cluster-autoscaler" above).
+# The resize actions keep a tag condition although the autoscaler did not create the groups: EKS
+# tags every managed node group's Auto Scaling group k8s.io/cluster-autoscaler/<cluster>=owned
+# (EKS user guide, managed-node-groups.html), and upstream recommends exactly this restriction.
+CLUSTER_AUTOSCALER_NARROWINGS: dict[str, str] = {
+    "autoscaling:SetDesiredCapacity": "Auto Scaling groups EKS tagged as this cluster's node groups",
+    "autoscaling:TerminateInstanceInAutoScalingGroup": "Auto Scaling groups EKS tagged as this cluster's node groups",
+    "eks:DescribeNodegroup": "this cluster's node groups, in this stack's region",
+}
+# Actions narrowed by a tag that the controller does not set itself, with who sets it.
+_EKS_ASG_TAG = "EKS managed node groups (k8s.io/cluster-autoscaler/<cluster>=owned)"
+CLUSTER_AUTOSCALER_TAGGED_BY_OTHERS: dict[str, str] = {
+    "autoscaling:SetDesiredCapacity": _EKS_ASG_TAG,
+    "autoscaling:TerminateInstanceInAutoScalingGroup": _EKS_ASG_TAG,
+}
 
 
 # Where this stack's policy of the AWS Load Balancer Controller is narrower than upstream's
