@@ -518,6 +518,24 @@ class WorkloadIdentity(pulumi.ComponentResource):
         return load_balancer_controller_policy(self._args.cluster_name, self._args.region)
 
 
+# External Secrets' read policy against upstream's (docs/provider/aws-secrets-manager.md at v1.1.0).
+# What the v1.1.0 provider calls is in providers/v1/aws/secretsmanager/secretsmanager.go at that tag.
+EXTERNAL_SECRETS_OMITTED: dict[str, str] = {
+    "secretsmanager:ListSecrets": "called only for dataFrom.find, which platform/ does not use",
+    "secretsmanager:BatchGetSecretValue": "called only for dataFrom.find, which platform/ does not use",
+    "secretsmanager:GetResourcePolicy": "called only for a PushSecret's resource policy; platform/ pushes none",
+    "secretsmanager:ListSecretVersionIds": "not called by the v1.1.0 provider",
+}
+EXTERNAL_SECRETS_NARROWINGS: dict[str, str] = {
+    "secretsmanager:GetSecretValue": "this stack's prefix cdao/<stack>/ and the RDS master secret",
+    "secretsmanager:DescribeSecret": "this stack's prefix cdao/<stack>/ and the RDS master secret",
+}
+EXTERNAL_SECRETS_ADDED: dict[str, str] = {
+    "kms:Decrypt": "the RDS master secret and platform secrets are encrypted with the stack's own KMS key, "
+    "which Secrets Manager uses with the caller's permissions on GetSecretValue",
+}
+
+
 # Where the cluster autoscaler's policy is narrower than upstream's (see "cluster-autoscaler" above).
 # The resize actions keep a tag condition although the autoscaler did not create the groups: EKS
 # tags every managed node group's Auto Scaling group k8s.io/cluster-autoscaler/<cluster>=owned

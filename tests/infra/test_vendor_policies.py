@@ -18,6 +18,9 @@ import yaml
 from infra.components.identity import (
     CLUSTER_AUTOSCALER_NARROWINGS,
     CLUSTER_AUTOSCALER_TAGGED_BY_OTHERS,
+    EXTERNAL_SECRETS_ADDED,
+    EXTERNAL_SECRETS_NARROWINGS,
+    EXTERNAL_SECRETS_OMITTED,
     LOAD_BALANCER_CONTROLLER_NARROWINGS,
 )
 from infra.plan.runner import PlanRun, read_stack_file
@@ -77,40 +80,46 @@ def _as_broad(ours: dict, upstream: dict) -> bool:
     return resources and ours["condition"] == upstream["condition"]
 
 
-VENDORS = [
-    # (chart key in cdao:gitops.chartVersions, our IRSA policy, narrowings with their reasons,
-    #  actions narrowed by a tag someone else puts on the resources, with who)
-    (
-        "aws-load-balancer-controller",
-        "workload-identity-aws-load-balancer-controller",
-        LOAD_BALANCER_CONTROLLER_NARROWINGS,
-        {},
-    ),
-    (
-        "cluster-autoscaler",
-        "workload-identity-cluster-autoscaler",
-        CLUSTER_AUTOSCALER_NARROWINGS,
-        CLUSTER_AUTOSCALER_TAGGED_BY_OTHERS,
-    ),
-]
+VENDORS = {
+    # chart key in cdao:gitops.chartVersions: our IRSA policy, and where it differs from upstream, why
+    # (narrowed: by action; tagged_by_others: tag-scoped actions whose tag someone else sets, with who;
+    # omitted: upstream actions the pinned version never calls as platform/ configures it; added: ours only)
+    "aws-load-balancer-controller": {
+        "policy": "workload-identity-aws-load-balancer-controller",
+        "narrowed": LOAD_BALANCER_CONTROLLER_NARROWINGS,
+    },
+    "cluster-autoscaler": {
+        "policy": "workload-identity-cluster-autoscaler",
+        "narrowed": CLUSTER_AUTOSCALER_NARROWINGS,
+        "tagged_by_others": CLUSTER_AUTOSCALER_TAGGED_BY_OTHERS,
+    },
+    "external-secrets": {
+        "policy": "workload-identity-external-secrets",
+        "narrowed": EXTERNAL_SECRETS_NARROWINGS,
+        "omitted": EXTERNAL_SECRETS_OMITTED,
+        "added": EXTERNAL_SECRETS_ADDED,
+    },
+}
 
 
-@pytest.mark.parametrize(
-    ("chart", "policy_name", "narrowings", "tagged_by_others"), VENDORS, ids=[v[0] for v in VENDORS]
-)
-def test_vendor_policy_keeps_every_upstream_action_and_justifies_each_narrowing(
-    chart: str, policy_name: str, narrowings: dict[str, str], tagged_by_others: dict[str, str], plan_of
-):
+@pytest.mark.parametrize("chart", list(VENDORS))
+def test_vendor_policy_keeps_every_upstream_action_and_justifies_each_narrowing(chart: str, plan_of):
+    vendor = VENDORS[chart]
+    narrowings: dict[str, str] = vendor["narrowed"]
+    tagged_by_others: dict[str, str] = vendor.get("tagged_by_others", {})
+    omitted: dict[str, str] = vendor.get("omitted", {})
+    added: dict[str, str] = vendor.get("added", {})
     upstream = _upstream(chart, _pinned(chart).removeprefix("v"))
-    ours = _ours(plan_of("prod"), policy_name)
+    ours = _ours(plan_of("prod"), vendor["policy"])
     upstream_actions = {a for s in upstream for a in s["actions"]}
     our_actions = {a for s in ours for a in s["actions"]}
-    assert upstream_actions - our_actions == set(), "actions the controller calls are missing"
-    assert our_actions - upstream_actions == set(), "actions upstream does not grant"
+    assert upstream_actions - our_actions == set(omitted), "actions the controller calls are missing"
+    assert our_actions - upstream_actions == set(added), "actions upstream does not grant"
+    assert all(reason.strip() for reasons in (narrowings, omitted, added) for reason in reasons.values())
 
     narrowed: set[str] = set()
     for up in upstream:
-        for action in up["actions"]:
+        for action in set(up["actions"]) - set(omitted):
             granting = [s for s in ours if action in s["actions"]]
             if not _requires_resource_tag(up["condition"]) and action not in tagged_by_others:
                 # Upstream grants this on resources the controller did not create: no tag condition here.
@@ -121,4 +130,16 @@ def test_vendor_policy_keeps_every_upstream_action_and_justifies_each_narrowing(
                 narrowed.add(action)
     assert sorted(narrowed - set(narrowings)) == [], "narrowings without a reason next to the policy"
     assert sorted(set(narrowings) - narrowed) == [], "reasons for narrowings that no longer exist"
-    assert all(reason.strip() for reason in narrowings.values())
+
+
+def test_external_secrets_omissions_hold_for_what_platform_asks_of_it():
+    """EXTERNAL_SECRETS_OMITTED drops what only `dataFrom.find` and PushSecret call."""
+    platform = Path(__file__).resolve().parents[2] / "platform"
+    for path in platform.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            assert doc.get("kind") != "PushSecret", path
+            if doc.get("kind") == "ExternalSecret":
+                for source in (doc.get("spec") or {}).get("dataFrom") or []:
+                    assert "find" not in source, path
