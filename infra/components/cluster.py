@@ -32,7 +32,8 @@ class ClusterArgs:
     public_access_cidrs: Sequence[str]
     enabled_log_types: Sequence[str]
     log_retention_days: int
-    # Cluster admins besides the creator, who gets its access entry from EKS (see cluster.py below).
+    # Cluster admins besides the creator, whose entry EKS creates itself (pulumi-eks sets
+    # bootstrapClusterCreatorAdminPermissions: true, nodejs/eks/cluster/cluster.ts).
     admin_role_arns: Sequence[str]
     preview_role_arns: Sequence[str] = ()
     # Clients of the private endpoint: ingress on 443 to the cluster security group.
