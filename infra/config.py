@@ -8,7 +8,7 @@ aws:region                 (required)                    region of every resourc
 cdao:team                  (required)                    `team` tag on every taggable resource
 cdao:costCenter            (required)                    `cost-center` tag on every taggable resource
 cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets per tier, NAT layout, flow logs
-cdao:cluster               ClusterConfig                 EKS version, API endpoint exposure, logging, admins
+cdao:cluster               ClusterConfig                 EKS version, API access and deploy roles (required), logs
 cdao:nodePools             DEFAULT_NODE_POOLS            per-pool overrides, merged onto the four default pools
 cdao:database              DatabaseConfig                RDS PostgreSQL for flyteadmin and datacatalog
 cdao:storage               StorageConfig                 S3 buckets (metadata, user data, workflows) and EFS
@@ -16,7 +16,7 @@ cdao:codeweave             CodeweaveConfig               the external GPU cloud'
 cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave presents (`config set --secret`)
 cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
 cdao:addons                all false                     `enable_<addon>` labels on the Argo CD cluster Secret
-cdao:flyte                 (hostname required)           Flyte hostname; projects (a namespace, IAM role per domain)
+cdao:flyte                 (hostname, certificateValidation) Flyte name and its certificate; projects (namespace, roles)
 cdao:batch                 BatchConfig                   AWS Batch instance types and vCPU ceiling
 cdao:backup                BackupConfig                  AWS Backup of RDS, EFS and tagged EBS: retention, copy region
 
@@ -106,13 +106,44 @@ class ClusterConfig(_Model):
     # EKS managed add-on versions by add-on name (vpc-cni, coredns, kube-proxy, aws-ebs-csi-driver,
     # aws-efs-csi-driver); an add-on not listed gets EKS's default build for kubernetesVersion.
     addon_versions: dict[str, str] = {}
+    # How whatever runs Pulumi (a laptop, a CI runner) reaches the Kubernetes API that `gitops`
+    # installs Argo CD through. The private endpoint is always on, but pulumi-eks's cluster security
+    # group admits 443 only from the node security group (pulumi/pulumi-eks
+    # nodejs/eks/nodes/securitygroup.ts, `eksClusterIngressRule`): every other client needs either the
+    # public endpoint restricted to `publicAccessCidrs`, or an ingress rule on that group from
+    # `privateAccessCidrs` (networks routed into the VPC: VPN, peered runner VPCs) or from
+    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). At least one is required.
     endpoint_public_access: bool = False
     public_access_cidrs: list[ipaddress.IPv4Network] = []
+    private_access_cidrs: list[ipaddress.IPv4Network] = []
+    private_access_security_group_ids: list[str] = []
     enabled_log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = list(
         EKS_LOG_TYPES
     )
     log_retention_days: int = 90
+    # Retention of the container log group infra/ creates for fluent-bit (the one owner of it).
+    container_log_retention_days: int = 30
+    # Who may administer the cluster (EKS access entries with AmazonEKSClusterAdminPolicy). Required:
+    # the role(s) that run `pulumi up` for this stack (docs/github-setup.md: cdao-github-deploy-<stack>),
+    # else a stack created from a laptop cannot be updated by CI and vice versa. The principal that
+    # creates the cluster gets its entry from EKS itself (pulumi-eks sets
+    # bootstrapClusterCreatorAdminPermissions: true), so the first deploy role listed must create it
+    # and gets no declared entry (a second entry for one principal fails with ResourceInUseException).
+    deploy_role_arns: list[str] = []
+    # Required where the stack keeps data (database.deletionProtection): an administrator's way in when
+    # the deploy roles or the identity provider behind them are broken.
+    break_glass_role_arn: str | None = None
+    # Read-only previews (pulumi-kubernetes previews by server-side dry-run apply): edit rights in the
+    # argocd namespace only.
+    preview_role_arns: list[str] = []
+    # Further administrators (a platform team's SSO role, ...).
     admin_role_arns: list[str] = []
+
+    @property
+    def declared_admin_role_arns(self) -> list[str]:
+        """Admin access entries the program declares: every admin but the cluster's creator."""
+        extra = [self.break_glass_role_arn] if self.break_glass_role_arn else []
+        return [*self.deploy_role_arns[1:], *extra, *self.admin_role_arns]
 
 
 class Taint(_Model):
@@ -183,9 +214,14 @@ class FlyteConfig(_Model):
     production), so one project's tasks cannot read another's data."""
 
     projects: list[str] = Field(default=["ml-experiments"], min_length=1)
-    # Console and API name; infra/ requests its ACM certificate, validated in DNS through
-    # hostedZoneId when given (otherwise the validation record is a stack output for the DNS owner).
+    # Console and API name; infra/ requests its ACM certificate and hands its ARN to platform/ only
+    # once ACM has issued it (no ALB ever gets a pending certificate).
     hostname: str = Field(max_length=253, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    # How the certificate's DNS validation record gets created (required, no default: ACM gives up on
+    # an unvalidated request after 72 hours): "route53", infra/ writes it into hostedZoneId;
+    # "external", the DNS owner creates the record `cdao plan` lists (stack output
+    # flyteCertificateValidationRecord) while `pulumi up` waits for the certificate.
+    certificate_validation: Literal["route53", "external"] | None = None
     hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
 
 
@@ -531,11 +567,67 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     if cluster.endpoint_public_access and not cluster.public_access_cidrs:
         # EKS opens a public endpoint to 0.0.0.0/0 when no CIDR is given: make that choice explicit.
         problems.append((f"{key}.publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true"))
-    if cluster.log_retention_days not in LOG_RETENTION_DAYS:
-        problems.append((f"{key}.logRetentionDays", cluster.log_retention_days, f"one of {list(LOG_RETENTION_DAYS)}"))
-    for arn in cluster.admin_role_arns:
-        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
-            problems.append((f"{key}.adminRoleArns", arn, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
+    if (
+        not cluster.public_access_cidrs
+        and not cluster.private_access_cidrs
+        and not cluster.private_access_security_group_ids
+    ):
+        problems.append(
+            (
+                f"{key}.endpointPublicAccess",
+                cluster.endpoint_public_access,
+                "a way for whatever runs Pulumi to reach the Kubernetes API: endpointPublicAccess: true with "
+                "publicAccessCidrs, and/or privateAccessCidrs or privateAccessSecurityGroupIds for the private "
+                "endpoint (docs/first-deploy.md)",
+            )
+        )
+    if cluster.public_access_cidrs and not cluster.endpoint_public_access:
+        problems.append(
+            (f"{key}.publicAccessCidrs", [str(c) for c in cluster.public_access_cidrs], "endpointPublicAccess: true")
+        )
+    for group in cluster.private_access_security_group_ids:
+        if not re.fullmatch(r"sg-[0-9a-f]{8}([0-9a-f]{9})?", group):
+            problems.append(
+                (f"{key}.privateAccessSecurityGroupIds", group, "a security group ID (sg-0123456789abcdef0)")
+            )
+    if not cluster.deploy_role_arns:
+        problems.append(
+            (
+                f"{key}.deployRoleArns",
+                [],
+                "the IAM role(s) that run `pulumi up` for this stack, the cluster's creator first "
+                "(docs/github-setup.md: cdao-github-deploy-<stack>)",
+            )
+        )
+    if config.database.deletion_protection and not cluster.break_glass_role_arn:
+        problems.append(
+            (
+                f"{key}.breakGlassRoleArn",
+                _MISSING,
+                "an IAM role ARN for emergency cluster admin (required when cdao:database.deletionProtection is true)",
+            )
+        )
+    for field_name, days in (
+        ("logRetentionDays", cluster.log_retention_days),
+        ("containerLogRetentionDays", cluster.container_log_retention_days),
+    ):
+        if days not in LOG_RETENTION_DAYS:
+            problems.append((f"{key}.{field_name}", days, f"one of {list(LOG_RETENTION_DAYS)}"))
+    roles = {
+        "deployRoleArns": cluster.deploy_role_arns,
+        "breakGlassRoleArn": [cluster.break_glass_role_arn] if cluster.break_glass_role_arn else [],
+        "previewRoleArns": cluster.preview_role_arns,
+        "adminRoleArns": cluster.admin_role_arns,
+    }
+    seen: set[str] = set()
+    for field_name, arns in roles.items():
+        for arn in arns:
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+                problems.append((f"{key}.{field_name}", arn, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
+            elif arn in seen:
+                # EKS keeps one access entry per principal: a second one fails with ResourceInUseException.
+                problems.append((f"{key}.{field_name}", arn, "a role listed once across the cluster's access keys"))
+            seen.add(arn)
     return problems
 
 
@@ -682,6 +774,22 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
                     f"a known instance type ({', '.join(sorted(INSTANCE_TYPES))})",
                 )
             )
+    flyte = config.flyte
+    if flyte.certificate_validation is None:
+        problems.append(
+            (
+                f"{NAMESPACE}:flyte.certificateValidation",
+                _MISSING,
+                "route53 (with hostedZoneId: infra/ creates the validation record) or external (the DNS owner "
+                "creates the record `cdao plan` lists)",
+            )
+        )
+    elif flyte.certificate_validation == "route53" and flyte.hosted_zone_id is None:
+        problems.append((f"{NAMESPACE}:flyte.hostedZoneId", _MISSING, "the Route 53 zone of hostname for route53"))
+    elif flyte.certificate_validation == "external" and flyte.hosted_zone_id is not None:
+        problems.append(
+            (f"{NAMESPACE}:flyte.hostedZoneId", flyte.hosted_zone_id, "no zone when certificateValidation is external")
+        )
     for project in config.flyte.projects:
         if not _DNS_SUBDOMAIN.fullmatch(project) or "." in project or len(project) > 40:
             problems.append(

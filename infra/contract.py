@@ -122,6 +122,11 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
     Annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)"),
     Annotation("flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"),
+    Annotation(
+        "container-log-group",
+        "CloudWatch Logs group of every container's logs: fluent-bit writes there, Flyte's task-log links "
+        "point there; infra/ creates it and owns its retention (fluent-bit must not create it)",
+    ),
     Annotation("codeweave-endpoint", "Codeweave API endpoint (empty string when Codeweave is disabled)"),
     Annotation("codeweave-api-key-secret", "Secrets Manager secret name of the Codeweave API key"),
     *(

@@ -31,6 +31,11 @@ def cluster_name(config: StackConfig) -> str:
     return f"cdao-{config.stack}"
 
 
+def container_log_group_name(config: StackConfig) -> str:
+    """The one owner of the container log group's name; platform/ reads it from the cluster Secret."""
+    return f"/cdao/{config.stack}/containers"
+
+
 def codeweave_secret_name(config: StackConfig) -> str:
     return f"cdao/{config.stack}/codeweave-api-key"
 
@@ -92,7 +97,10 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             public_access_cidrs=[str(c) for c in spec.public_access_cidrs],
             enabled_log_types=list(spec.enabled_log_types),
             log_retention_days=spec.log_retention_days,
-            admin_role_arns=list(spec.admin_role_arns),
+            admin_role_arns=spec.declared_admin_role_arns,
+            preview_role_arns=list(spec.preview_role_arns),
+            private_access_cidrs=[str(c) for c in spec.private_access_cidrs],
+            private_access_security_group_ids=list(spec.private_access_security_group_ids),
             tags=tags,
         ),
     )
@@ -178,10 +186,12 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     secrets_prefix = pulumi.Output.concat(
         f"arn:aws:secretsmanager:{config.region}:", account_id, f":secret:cdao/{config.stack}/*"
     )
+    # infra/ creates the group and sets its retention; fluent-bit only writes to it (its IRSA policy
+    # cannot create groups or set retention), so neither is decided twice.
     container_logs = aws.cloudwatch.LogGroup(
         "container-logs",
-        name=f"/cdao/{config.stack}/containers",
-        retention_in_days=spec.log_retention_days,
+        name=container_log_group_name(config),
+        retention_in_days=spec.container_log_retention_days,
         tags=tags,
     )
     identity = WorkloadIdentity(
@@ -225,7 +235,12 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
     )
     endpoint = FlyteEndpoint(
         "flyte-endpoint",
-        FlyteEndpointArgs(hostname=config.flyte.hostname, hosted_zone_id=config.flyte.hosted_zone_id, tags=tags),
+        FlyteEndpointArgs(
+            hostname=config.flyte.hostname,
+            validation=config.flyte.certificate_validation,
+            hosted_zone_id=config.flyte.hosted_zone_id,
+            tags=tags,
+        ),
     )
 
     values: dict[str, pulumi.Input[str]] = {
@@ -252,6 +267,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         "emr-security-configuration": compute.emr_security_configuration.name,
         "emr-service-role-arn": service_roles.emr_service.arn,
         "emr-instance-profile": service_roles.emr_instance_profile.name,
+        "container-log-group": container_logs.name,
         "flyte-hostname": config.flyte.hostname,
         "flyte-certificate-arn": endpoint.certificate_arn,
         "private-subnet-ids": pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
@@ -329,7 +345,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         {
             "controlPlane": {"name": cluster.control_plane_log_group_name, "retentionDays": spec.log_retention_days},
             "flowLogs": {"name": network.flow_log_group_name, "retentionDays": config.network.flow_log_retention_days},
-            "containers": {"name": container_logs.name, "retentionDays": spec.log_retention_days},
+            "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
         },
     )
     pulumi.export(

@@ -32,7 +32,13 @@ class ClusterArgs:
     public_access_cidrs: Sequence[str]
     enabled_log_types: Sequence[str]
     log_retention_days: int
+    # Cluster admins besides the creator, whose entry EKS creates itself (pulumi-eks sets
+    # bootstrapClusterCreatorAdminPermissions: true, nodejs/eks/cluster/cluster.ts).
     admin_role_arns: Sequence[str]
+    preview_role_arns: Sequence[str] = ()
+    # Clients of the private endpoint: ingress on 443 to the cluster security group.
+    private_access_cidrs: Sequence[str] = ()
+    private_access_security_group_ids: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -101,6 +107,24 @@ class Cluster(pulumi.ComponentResource):
             )
             for index, arn in enumerate(args.admin_role_arns)
         }
+        access_entries.update(
+            {
+                f"preview-{index}": eks.AccessEntryArgs(
+                    principal_arn=arn,
+                    access_policies={
+                        # pulumi-kubernetes previews by server-side dry-run apply, which needs write
+                        # RBAC; Argo CD's namespace is the only one the program writes to directly.
+                        "argocd-edit": eks.AccessPolicyAssociationArgs(
+                            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
+                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
+                                type="namespace", namespaces=["argocd"]
+                            ),
+                        )
+                    },
+                )
+                for index, arn in enumerate(args.preview_role_arns)
+            }
+        )
 
         cluster = eks.Cluster(
             f"{name}-eks",
@@ -131,6 +155,27 @@ class Cluster(pulumi.ComponentResource):
             cluster_tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
+
+        # pulumi-eks puts its own cluster security group on the control plane's ENIs and admits 443
+        # only from the node security group (pulumi/pulumi-eks nodejs/eks/cluster/cluster.ts
+        # `eksClusterSecurityGroup`, vpcConfig.securityGroupIds; nodejs/eks/nodes/securitygroup.ts
+        # `eksClusterIngressRule`, unchanged since 3328fbef, so as in 4.4.0): any other client of the
+        # private endpoint needs its own rule here.
+        api_clients = [("cidr", str(c), {"cidr_ipv4": str(c)}) for c in args.private_access_cidrs] + [
+            ("sg", g, {"referenced_security_group_id": g}) for g in args.private_access_security_group_ids
+        ]
+        for kind, source, peer in api_clients:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-{kind}-{source.replace('/', '-')}",
+                security_group_id=cluster.cluster_security_group_id,
+                description=f"Kubernetes API (private endpoint) from {source}",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+                **peer,
+            )
 
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.kubeconfig = cluster.kubeconfig

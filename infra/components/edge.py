@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -12,12 +13,14 @@ import pulumi_aws as aws
 @dataclass(frozen=True)
 class FlyteEndpointArgs:
     hostname: str
+    validation: Literal["route53", "external"]
     hosted_zone_id: str | None
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class FlyteEndpoint(pulumi.ComponentResource):
-    """An ACM certificate for the hostname, DNS-validated in Route 53 when the zone is ours.
+    """An ACM certificate for the hostname, DNS-validated in Route 53 (validation "route53") or by
+    the DNS owner from the record this component exports (validation "external").
 
     The ALB itself belongs to the AWS Load Balancer Controller (platform/), which finds this
     certificate through the cluster Secret; infra/ never creates load balancers behind its back.
@@ -38,8 +41,8 @@ class FlyteEndpoint(pulumi.ComponentResource):
         self.validation_record = pulumi.Output.all(
             option.resource_record_name, option.resource_record_type, option.resource_record_value
         ).apply(lambda r: {"name": r[0], "type": r[1], "value": r[2]})
-        self.certificate_arn = certificate.arn
-        if args.hosted_zone_id:
+        fqdns: list[pulumi.Input[str]] | None = None
+        if args.validation == "route53":
             record = aws.route53.Record(
                 f"{name}-validation",
                 zone_id=args.hosted_zone_id,
@@ -50,12 +53,16 @@ class FlyteEndpoint(pulumi.ComponentResource):
                 allow_overwrite=True,
                 opts=pulumi.ResourceOptions(parent=certificate),
             )
-            validation = aws.acm.CertificateValidation(
-                f"{name}-validation",
-                certificate_arn=certificate.arn,
-                validation_record_fqdns=[record.fqdn],
-                opts=pulumi.ResourceOptions(parent=certificate),
-            )
-            # Hand out the ARN only once ACM has issued it, so the ALB never gets a pending cert.
-            self.certificate_arn = validation.certificate_arn
+            fqdns = [record.fqdn]
+        # Both modes wait for ACM to issue the certificate and hand out the ARN only then, so the ALB
+        # never gets a pending certificate. Externally the DNS owner creates the record meanwhile;
+        # the provider's default create timeout is 75 minutes
+        # (hashicorp/terraform-provider-aws website/docs/r/acm_certificate_validation.html.markdown).
+        validation = aws.acm.CertificateValidation(
+            f"{name}-validation",
+            certificate_arn=certificate.arn,
+            validation_record_fqdns=fqdns,
+            opts=pulumi.ResourceOptions(parent=certificate),
+        )
+        self.certificate_arn = validation.certificate_arn
         self.register_outputs({"certificateArn": self.certificate_arn, "validationRecord": self.validation_record})

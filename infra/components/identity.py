@@ -143,18 +143,6 @@ class ServiceRoles(pulumi.ComponentResource):
                 )
             ),
         )
-        self.emr_service = self._role(
-            "emr-service",
-            "EMR service role for the platform's transient EMR-on-EC2 clusters",
-            iam.service_trust(
-                "elasticmapreduce.amazonaws.com",
-                account,
-                pulumi.Output.concat(f"arn:aws:elasticmapreduce:{region}:", account, ":*"),
-            ),
-            None,
-            # v2 acts only on resources tagged for-use-with-amazon-emr-managed-policies=true.
-            managed=["arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
-        )
         self.emr_instance = self._role(
             "emr-instance",
             "EC2 instances of the platform's transient EMR clusters",
@@ -163,8 +151,29 @@ class ServiceRoles(pulumi.ComponentResource):
             ),
             data_access.apply(iam.document),
         )
+        self.emr_service = self._role(
+            "emr-service",
+            "EMR service role for the platform's transient EMR-on-EC2 clusters",
+            iam.service_trust(
+                "elasticmapreduce.amazonaws.com",
+                account,
+                pulumi.Output.concat(f"arn:aws:elasticmapreduce:{region}:", account, ":*"),
+            ),
+            # AmazonEMRServicePolicy_v2's own PassRoleForEC2 names only role/EMR_EC2_DefaultRole
+            # (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html,
+            # policy v6): launching the cluster's instances with our instance profile needs this grant.
+            self.emr_instance.arn.apply(
+                lambda arn: iam.document([iam.pass_role("PassInstanceRole", [arn], "ec2.amazonaws.com")])
+            ),
+            # v2 acts only on subnets, security groups and VPCs tagged
+            # for-use-with-amazon-emr-managed-policies=true (infra/components/network.py tags them).
+            managed=["arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
+        )
         self.emr_instance_profile = aws.iam.InstanceProfile(
             f"{name}-emr-instance",
+            # EMR rejects an instance profile named differently from its role ("invalid instance
+            # profile"): https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-roles-custom.html
+            name=self.emr_instance.name,
             role=self.emr_instance.name,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self.emr_instance),
@@ -331,7 +340,9 @@ class WorkloadIdentity(pulumi.ComponentResource):
             ),
             "cluster-autoscaler": iam.document(
                 [
-                    # Describe calls have no resource-level permissions in EC2 Auto Scaling and EKS.
+                    # Upstream's "Full Cluster Autoscaler Features Policy" at cluster-autoscaler-1.34.1
+                    # (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md), narrowed as
+                    # CLUSTER_AUTOSCALER_NARROWINGS says. Describe calls have no resource-level permissions.
                     iam.allow(
                         "Discover",
                         [
@@ -339,7 +350,6 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "autoscaling:DescribeAutoScalingInstances",
                             "autoscaling:DescribeLaunchConfigurations",
                             "autoscaling:DescribeScalingActivities",
-                            "autoscaling:DescribeTags",
                             "ec2:DescribeImages",
                             "ec2:DescribeInstanceTypes",
                             "ec2:DescribeLaunchTemplateVersions",
@@ -494,7 +504,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.pass_role("PassBatchJobRole", [a[3]], "ecs-tasks.amazonaws.com"),
                     iam.pass_role("PassSageMakerRole", [a[4]], "sagemaker.amazonaws.com"),
                     iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),
-                    iam.pass_role("PassEmrRoles", [a[6], a[7]], "elasticmapreduce.amazonaws.com"),
+                    # RunJobFlow passes ServiceRole to EMR and JobFlowRole (the instance profile's
+                    # role) to EC2 (https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-role-for-ec2.html).
+                    iam.pass_role("PassEmrServiceRole", [a[6]], "elasticmapreduce.amazonaws.com"),
+                    iam.pass_role("PassEmrInstanceRole", [a[7]], "ec2.amazonaws.com"),
                     *_s3_read_write("TaskData", a[8]),
                     iam.use_data_key(a[9]),
                 ]
@@ -502,106 +515,301 @@ class WorkloadIdentity(pulumi.ComponentResource):
         )
 
     def _load_balancer_controller_policy(self) -> str:
-        cluster = self._args.cluster_name
-        owned = {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
-        requested = {"StringEquals": {"aws:RequestTag/elbv2.k8s.aws/cluster": cluster}}
-        return iam.document(
-            [
-                # Describe APIs of EC2, ELB, ACM and WAF take no resource ARNs.
-                iam.allow(
-                    "Discover",
-                    [
-                        "ec2:DescribeAccountAttributes",
-                        "ec2:DescribeAddresses",
-                        "ec2:DescribeAvailabilityZones",
-                        "ec2:DescribeInternetGateways",
-                        "ec2:DescribeVpcs",
-                        "ec2:DescribeSubnets",
-                        "ec2:DescribeSecurityGroups",
-                        "ec2:DescribeInstances",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DescribeTags",
-                        "ec2:DescribeRouteTables",
-                        "elasticloadbalancing:DescribeLoadBalancers",
-                        "elasticloadbalancing:DescribeLoadBalancerAttributes",
-                        "elasticloadbalancing:DescribeListeners",
-                        "elasticloadbalancing:DescribeListenerAttributes",
-                        "elasticloadbalancing:DescribeListenerCertificates",
-                        "elasticloadbalancing:DescribeRules",
-                        "elasticloadbalancing:DescribeTargetGroups",
-                        "elasticloadbalancing:DescribeTargetGroupAttributes",
-                        "elasticloadbalancing:DescribeTargetHealth",
-                        "elasticloadbalancing:DescribeTags",
-                        "elasticloadbalancing:DescribeSSLPolicies",
-                        "acm:ListCertificates",
-                    ],
-                    ["*"],
-                ),
-                iam.allow(
-                    "ReadCertificates",
-                    ["acm:DescribeCertificate"],
-                    [f"arn:aws:acm:{self._args.region}:*:certificate/*"],
-                ),
-                iam.allow(
-                    "CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup", "ec2:CreateTags"], ["*"], requested
-                ),
-                iam.allow(
-                    "ManageOwnSecurityGroups",
-                    [
-                        "ec2:AuthorizeSecurityGroupIngress",
-                        "ec2:RevokeSecurityGroupIngress",
-                        "ec2:DeleteSecurityGroup",
-                        "ec2:CreateTags",
-                        "ec2:DeleteTags",
-                    ],
-                    ["*"],
-                    owned,
-                ),
-                iam.allow(
-                    "CreateTaggedLoadBalancers",
-                    [
-                        "elasticloadbalancing:CreateLoadBalancer",
-                        "elasticloadbalancing:CreateTargetGroup",
-                        "elasticloadbalancing:AddTags",
-                    ],
-                    ["*"],
-                    requested,
-                ),
-                iam.allow(
-                    "ManageOwnLoadBalancers",
-                    [
-                        "elasticloadbalancing:ModifyLoadBalancerAttributes",
-                        "elasticloadbalancing:SetIpAddressType",
-                        "elasticloadbalancing:SetSecurityGroups",
-                        "elasticloadbalancing:SetSubnets",
-                        "elasticloadbalancing:DeleteLoadBalancer",
-                        "elasticloadbalancing:ModifyTargetGroup",
-                        "elasticloadbalancing:ModifyTargetGroupAttributes",
-                        "elasticloadbalancing:DeleteTargetGroup",
-                        "elasticloadbalancing:RegisterTargets",
-                        "elasticloadbalancing:DeregisterTargets",
-                        "elasticloadbalancing:CreateListener",
-                        "elasticloadbalancing:DeleteListener",
-                        "elasticloadbalancing:CreateRule",
-                        "elasticloadbalancing:DeleteRule",
-                        "elasticloadbalancing:ModifyListener",
-                        "elasticloadbalancing:ModifyRule",
-                        "elasticloadbalancing:AddListenerCertificates",
-                        "elasticloadbalancing:RemoveListenerCertificates",
-                        "elasticloadbalancing:AddTags",
-                        "elasticloadbalancing:RemoveTags",
-                    ],
-                    ["*"],
-                    owned,
-                ),
-                iam.allow(
-                    "ServiceLinkedRole",
-                    ["iam:CreateServiceLinkedRole"],
-                    [
-                        "arn:aws:iam::*:role/aws-service-role/elasticloadbalancing.amazonaws.com/"
-                        "AWSServiceRoleForElasticLoadBalancing"
-                    ],
-                    {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
-                ),
-            ]
-        )
+        return load_balancer_controller_policy(self._args.cluster_name, self._args.region)
+
+
+# External Secrets' read policy against upstream's (docs/provider/aws-secrets-manager.md at v1.1.0).
+# What the v1.1.0 provider calls is in providers/v1/aws/secretsmanager/secretsmanager.go at that tag.
+EXTERNAL_SECRETS_OMITTED: dict[str, str] = {
+    "secretsmanager:ListSecrets": "called only for dataFrom.find, which platform/ does not use",
+    "secretsmanager:BatchGetSecretValue": "called only for dataFrom.find, which platform/ does not use",
+    "secretsmanager:GetResourcePolicy": "called only for a PushSecret's resource policy; platform/ pushes none",
+    "secretsmanager:ListSecretVersionIds": "not called by the v1.1.0 provider",
+}
+EXTERNAL_SECRETS_NARROWINGS: dict[str, str] = {
+    "secretsmanager:GetSecretValue": "this stack's prefix cdao/<stack>/ and the RDS master secret",
+    "secretsmanager:DescribeSecret": "this stack's prefix cdao/<stack>/ and the RDS master secret",
+}
+EXTERNAL_SECRETS_ADDED: dict[str, str] = {
+    "kms:Decrypt": "the RDS master secret and platform secrets are encrypted with the stack's own KMS key, "
+    "which Secrets Manager uses with the caller's permissions on GetSecretValue",
+}
+
+
+# Where the cluster autoscaler's policy is narrower than upstream's (see "cluster-autoscaler" above).
+# The resize actions keep a tag condition although the autoscaler did not create the groups: EKS
+# tags every managed node group's Auto Scaling group k8s.io/cluster-autoscaler/<cluster>=owned
+# (EKS user guide, managed-node-groups.html), and upstream recommends exactly this restriction.
+CLUSTER_AUTOSCALER_NARROWINGS: dict[str, str] = {
+    "autoscaling:SetDesiredCapacity": "Auto Scaling groups EKS tagged as this cluster's node groups",
+    "autoscaling:TerminateInstanceInAutoScalingGroup": "Auto Scaling groups EKS tagged as this cluster's node groups",
+    "eks:DescribeNodegroup": "this cluster's node groups, in this stack's region",
+}
+# Actions narrowed by a tag that the controller does not set itself, with who sets it.
+_EKS_ASG_TAG = "EKS managed node groups (k8s.io/cluster-autoscaler/<cluster>=owned)"
+CLUSTER_AUTOSCALER_TAGGED_BY_OTHERS: dict[str, str] = {
+    "autoscaling:SetDesiredCapacity": _EKS_ASG_TAG,
+    "autoscaling:TerminateInstanceInAutoScalingGroup": _EKS_ASG_TAG,
+}
+
+
+# Where this stack's policy of the AWS Load Balancer Controller is narrower than upstream's
+# (kubernetes-sigs/aws-load-balancer-controller docs/install/iam_policy.json at v2.17.1, the app of
+# chart 1.17.1; a copy is ../shared/charts/aws-load-balancer-controller/1.17.1/upstream-iam-policy.json),
+# by action, and why that costs the controller nothing. tests/infra/test_vendor_policies.py compares
+# the two and fails on any narrowing not listed here, and on any tag condition added to an action that
+# upstream grants on resources the controller did not create (e.g. the node security group it opens for
+# target-type ip: kubernetes-sigs/aws-load-balancer-controller #2578, #1312).
+_REGION_ONLY = "the same resource types, in this stack's region only (one controller per cluster, one region)"
+_OWN_TAG = (
+    "upstream requires the elbv2.k8s.aws/cluster tag to be present; here it must name this cluster, "
+    "which the controller writes on everything it creates (--cluster-name)"
+)
+_FEATURE_ARNS = (
+    "the resource types each action takes (user pools, certificates, web ACLs, Shield protections, "
+    "application load balancers), in this stack's region where the type is regional"
+)
+LOAD_BALANCER_CONTROLLER_NARROWINGS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "cognito-idp:DescribeUserPoolClient",
+            "acm:DescribeCertificate",
+            "iam:GetServerCertificate",
+            "waf-regional:GetWebACL",
+            "waf-regional:GetWebACLForResource",
+            "waf-regional:AssociateWebACL",
+            "waf-regional:DisassociateWebACL",
+            "wafv2:GetWebACL",
+            "wafv2:GetWebACLForResource",
+            "wafv2:AssociateWebACL",
+            "wafv2:DisassociateWebACL",
+            "shield:DescribeProtection",
+            "shield:CreateProtection",
+            "shield:DeleteProtection",
+        ],
+        _FEATURE_ARNS,
+    ),
+    "iam:CreateServiceLinkedRole": "only Elastic Load Balancing's service-linked role, the one it creates",
+    "ec2:AuthorizeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
+    "ec2:RevokeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
+    "ec2:CreateSecurityGroup": (
+        "only with this cluster's elbv2.k8s.aws/cluster tag in the request: the controller tags every "
+        "security group it creates on creation (upstream's own CreateTags grant for CreateSecurityGroup)"
+    ),
+    "ec2:CreateTags": _OWN_TAG,
+    "ec2:DeleteTags": _OWN_TAG,
+    "ec2:DeleteSecurityGroup": _OWN_TAG,
+    "elasticloadbalancing:CreateLoadBalancer": _OWN_TAG,
+    "elasticloadbalancing:CreateTargetGroup": _OWN_TAG,
+    "elasticloadbalancing:AddTags": _OWN_TAG + "; listeners and rules: " + _REGION_ONLY,
+    "elasticloadbalancing:RemoveTags": _OWN_TAG + "; listeners and rules: " + _REGION_ONLY,
+    "elasticloadbalancing:ModifyLoadBalancerAttributes": _OWN_TAG,
+    "elasticloadbalancing:SetIpAddressType": _OWN_TAG,
+    "elasticloadbalancing:SetSecurityGroups": _OWN_TAG,
+    "elasticloadbalancing:SetSubnets": _OWN_TAG,
+    "elasticloadbalancing:DeleteLoadBalancer": _OWN_TAG,
+    "elasticloadbalancing:ModifyTargetGroup": _OWN_TAG,
+    "elasticloadbalancing:ModifyTargetGroupAttributes": _OWN_TAG,
+    "elasticloadbalancing:DeleteTargetGroup": _OWN_TAG,
+    "elasticloadbalancing:ModifyListenerAttributes": _OWN_TAG,
+    "elasticloadbalancing:ModifyCapacityReservation": _OWN_TAG,
+    "elasticloadbalancing:ModifyIpPools": _OWN_TAG,
+    "elasticloadbalancing:CreateListener": _REGION_ONLY,
+    "elasticloadbalancing:DeleteListener": _REGION_ONLY,
+    "elasticloadbalancing:CreateRule": _REGION_ONLY,
+    "elasticloadbalancing:DeleteRule": _REGION_ONLY,
+    "elasticloadbalancing:RegisterTargets": _REGION_ONLY,
+    "elasticloadbalancing:DeregisterTargets": _REGION_ONLY,
+    "elasticloadbalancing:SetWebAcl": _REGION_ONLY,
+    "elasticloadbalancing:ModifyListener": _REGION_ONLY,
+    "elasticloadbalancing:AddListenerCertificates": _REGION_ONLY,
+    "elasticloadbalancing:RemoveListenerCertificates": _REGION_ONLY,
+    "elasticloadbalancing:ModifyRule": _REGION_ONLY,
+    "elasticloadbalancing:SetRulePriorities": _REGION_ONLY,
+}
+
+
+def load_balancer_controller_policy(cluster: str, region: str) -> str:
+    """The AWS Load Balancer Controller's IRSA policy: upstream's v2.17.1 policy with the narrowings
+    listed in LOAD_BALANCER_CONTROLLER_NARROWINGS (JSON text of an IAM policy document)."""
+    owned = {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}}
+    requested = {"StringEquals": {"aws:RequestTag/elbv2.k8s.aws/cluster": cluster}}
+    elb = f"arn:aws:elasticloadbalancing:{region}:*"
+    load_balancers = [f"{elb}:targetgroup/*/*", f"{elb}:loadbalancer/net/*/*", f"{elb}:loadbalancer/app/*/*"]
+    listeners = [f"{elb}:listener/net/*/*/*", f"{elb}:listener/app/*/*/*"]
+    rules = [f"{elb}:listener-rule/net/*/*/*", f"{elb}:listener-rule/app/*/*/*"]
+    security_groups = [f"arn:aws:ec2:{region}:*:security-group/*"]
+    return iam.document(
+        [
+            iam.allow(
+                "ServiceLinkedRole",
+                ["iam:CreateServiceLinkedRole"],
+                [
+                    "arn:aws:iam::*:role/aws-service-role/elasticloadbalancing.amazonaws.com/"
+                    "AWSServiceRoleForElasticLoadBalancing"
+                ],
+                {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
+            ),
+            # Describe and Get APIs of EC2 and ELB take no resource ARNs.
+            iam.allow(
+                "Discover",
+                [
+                    "ec2:DescribeAccountAttributes",
+                    "ec2:DescribeAddresses",
+                    "ec2:DescribeAvailabilityZones",
+                    "ec2:DescribeInternetGateways",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeVpcPeeringConnections",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeTags",
+                    "ec2:GetCoipPoolUsage",
+                    "ec2:DescribeCoipPools",
+                    "ec2:GetSecurityGroupsForVpc",
+                    "ec2:DescribeIpamPools",
+                    "ec2:DescribeRouteTables",
+                    "elasticloadbalancing:DescribeLoadBalancers",
+                    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                    "elasticloadbalancing:DescribeListeners",
+                    "elasticloadbalancing:DescribeListenerCertificates",
+                    "elasticloadbalancing:DescribeSSLPolicies",
+                    "elasticloadbalancing:DescribeRules",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    "elasticloadbalancing:DescribeTargetGroupAttributes",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                    "elasticloadbalancing:DescribeTags",
+                    "elasticloadbalancing:DescribeTrustStores",
+                    "elasticloadbalancing:DescribeListenerAttributes",
+                    "elasticloadbalancing:DescribeCapacityReservation",
+                ],
+                ["*"],
+            ),
+            # The controller looks these up on every ALB it reconciles (certificate discovery, WAF and
+            # Shield state) unless the chart disables each feature; the resources are not its own, so no
+            # tag condition. These two have no resource-level permissions.
+            iam.allow(
+                "IngressFeatureState",
+                ["acm:ListCertificates", "iam:ListServerCertificates", "shield:GetSubscriptionState"],
+                ["*"],
+            ),
+            iam.allow(
+                "IngressFeatures",
+                [
+                    "cognito-idp:DescribeUserPoolClient",
+                    "acm:DescribeCertificate",
+                    "iam:GetServerCertificate",
+                    "waf-regional:GetWebACL",
+                    "waf-regional:GetWebACLForResource",
+                    "waf-regional:AssociateWebACL",
+                    "waf-regional:DisassociateWebACL",
+                    "wafv2:GetWebACL",
+                    "wafv2:GetWebACLForResource",
+                    "wafv2:AssociateWebACL",
+                    "wafv2:DisassociateWebACL",
+                    "shield:DescribeProtection",
+                    "shield:CreateProtection",
+                    "shield:DeleteProtection",
+                ],
+                [
+                    f"arn:aws:cognito-idp:{region}:*:userpool/*",
+                    f"arn:aws:acm:{region}:*:certificate/*",
+                    "arn:aws:iam::*:server-certificate/*",
+                    f"arn:aws:waf-regional:{region}:*:webacl/*",
+                    f"arn:aws:wafv2:{region}:*:regional/webacl/*/*",
+                    "arn:aws:shield::*:protection/*",
+                    f"{elb}:loadbalancer/app/*/*",
+                ],
+            ),
+            # Target-type ip and instance: the controller opens the node (or pod) security group, which it
+            # did not create and which carries no elbv2.k8s.aws/cluster tag, to the load balancer's group.
+            iam.allow(
+                "OpenTargetSecurityGroups",
+                ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                security_groups,
+            ),
+            iam.allow("CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup"], ["*"], requested),
+            iam.allow(
+                "TagOnCreateSecurityGroups",
+                ["ec2:CreateTags"],
+                security_groups,
+                {"StringEquals": {**requested["StringEquals"], "ec2:CreateAction": "CreateSecurityGroup"}},
+            ),
+            # Tags of its own groups, but never the ownership tag itself (upstream's Null condition).
+            iam.allow(
+                "TagOwnSecurityGroups",
+                ["ec2:CreateTags", "ec2:DeleteTags"],
+                security_groups,
+                {**owned, "Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true"}},
+            ),
+            iam.allow("DeleteOwnSecurityGroups", ["ec2:DeleteSecurityGroup"], security_groups, owned),
+            iam.allow(
+                "CreateTaggedLoadBalancers",
+                ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"],
+                ["*"],
+                requested,
+            ),
+            iam.allow(
+                "TagOnCreateLoadBalancers",
+                ["elasticloadbalancing:AddTags"],
+                load_balancers,
+                {
+                    "StringEquals": {
+                        **requested["StringEquals"],
+                        "elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer"],
+                    }
+                },
+            ),
+            iam.allow(
+                "TagOwnLoadBalancers",
+                ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                load_balancers,
+                {**owned, "Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true"}},
+            ),
+            iam.allow(
+                "ManageOwnLoadBalancers",
+                [
+                    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                    "elasticloadbalancing:SetIpAddressType",
+                    "elasticloadbalancing:SetSecurityGroups",
+                    "elasticloadbalancing:SetSubnets",
+                    "elasticloadbalancing:DeleteLoadBalancer",
+                    "elasticloadbalancing:ModifyTargetGroup",
+                    "elasticloadbalancing:ModifyTargetGroupAttributes",
+                    "elasticloadbalancing:DeleteTargetGroup",
+                    "elasticloadbalancing:ModifyListenerAttributes",
+                    "elasticloadbalancing:ModifyCapacityReservation",
+                    "elasticloadbalancing:ModifyIpPools",
+                ],
+                ["*"],
+                owned,
+            ),
+            iam.allow(
+                "TagListenersAndRules",
+                ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                [*listeners, *rules],
+            ),
+            iam.allow(
+                "ListenersAndRules",
+                [
+                    "elasticloadbalancing:CreateListener",
+                    "elasticloadbalancing:DeleteListener",
+                    "elasticloadbalancing:CreateRule",
+                    "elasticloadbalancing:DeleteRule",
+                    "elasticloadbalancing:SetWebAcl",
+                    "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:AddListenerCertificates",
+                    "elasticloadbalancing:RemoveListenerCertificates",
+                    "elasticloadbalancing:ModifyRule",
+                    "elasticloadbalancing:SetRulePriorities",
+                ],
+                [*load_balancers, *listeners, *rules],
+            ),
+            iam.allow(
+                "Targets",
+                ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                [f"{elb}:targetgroup/*/*"],
+            ),
+        ]
+    )

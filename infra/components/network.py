@@ -14,6 +14,11 @@ from infra.components import iam
 # Interface endpoints that keep the heaviest node traffic off the NAT gateways: image pulls (ECR API
 # and the Docker registry), IRSA token exchange (STS) and log shipping (CloudWatch Logs).
 INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs")
+# AmazonEMRServicePolicy_v2 launches instances and creates its default security groups only in
+# subnets, security groups and VPCs carrying this tag ("CreateInTaggedNetwork",
+# "CreateDefaultSecurityGroupInVPCWithEMRTags"; policy v6 of
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html).
+EMR_MANAGED_POLICY_TAGS = {"for-use-with-amazon-emr-managed-policies": "true"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ class Network(pulumi.ComponentResource):
             cidr_block=args.vpc_cidr,
             enable_dns_hostnames=True,  # required for interface endpoints' private DNS and EKS nodes
             enable_dns_support=True,
-            tags=self._tags(f"{name}-vpc"),
+            # EMR's managed service policy creates its default security groups only in a tagged VPC.
+            tags=self._tags(f"{name}-vpc", EMR_MANAGED_POLICY_TAGS),
             opts=child,
         )
         self.vpc_id = vpc.id
@@ -72,7 +78,12 @@ class Network(pulumi.ComponentResource):
             "private",
             args.private_subnet_cidrs,
             # Internal load balancers land here; Karpenter/autoscaler discovery uses the cluster tag.
-            {"kubernetes.io/role/internal-elb": "1", f"kubernetes.io/cluster/{args.cluster_name}": "shared"},
+            # EMR-on-EC2 clusters launch here (cluster Secret `private-subnet-ids`).
+            {
+                "kubernetes.io/role/internal-elb": "1",
+                f"kubernetes.io/cluster/{args.cluster_name}": "shared",
+                **EMR_MANAGED_POLICY_TAGS,
+            },
         )
         database = self._subnets(vpc, "database", args.database_subnet_cidrs, {})
         self.public_subnet_ids = [s.id for s in public]

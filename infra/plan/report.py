@@ -82,6 +82,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "cost": cost.to_dict(),
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
+        "dns_records": dns_records_to_create(run),
     }
 
 
@@ -92,6 +93,26 @@ def _sorted_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted_keys(v) for v in value]
     return value
+
+
+def dns_records_to_create(run: PlanRun) -> list[dict[str, str]]:
+    """DNS records someone outside this stack must create for it to come up: `[{purpose, name, type,
+    value, source}]`. ACM issues the validation record's tokens only when `pulumi up` requests the
+    certificate, so the name and value are given in ACM's documented form, and `source` says where
+    the real ones appear (https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html)."""
+    flyte = run.config.flyte
+    if flyte.certificate_validation != "external":
+        return []
+    return [
+        {
+            "purpose": f"ACM DNS validation of the Flyte certificate for {flyte.hostname}",
+            "name": f"_<token>.{flyte.hostname}.",
+            "type": "CNAME",
+            "value": "_<token>.acm-validations.aws.",
+            "source": "stack output flyteCertificateValidationRecord once `pulumi up` has requested the certificate; "
+            "`pulumi up` waits (at most 75 minutes) for ACM to issue it",
+        }
+    ]
 
 
 def mandatory_violations(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -124,6 +145,11 @@ def render_text(plans: Sequence[Mapping[str, Any]]) -> str:
         out.extend(_policy_text(plan["policy"]))
         out.append("")
         out.extend(_cost_text(plan["cost"]))
+        for record in plan.get("dns_records", []):
+            out.append("")
+            out.append(f"DNS record to create ({record['purpose']}):")
+            out.append(f"  {record['type']} {record['name']} -> {record['value']}")
+            out.append(f"  real name and value: {record['source']}")
         if plan["offline_secrets"]:
             out.append("")
             out.append("Offline stand-ins for secrets (not decryptable here): " + ", ".join(plan["offline_secrets"]))
@@ -201,6 +227,12 @@ def render_markdown(plans: Sequence[Mapping[str, Any]]) -> str:
             out.append(f"| `{line['resource_name']}` | {line['description']} | {idle} | {peak} |")
         for item in plan["cost"]["unpriced"]:
             out.append(f"| UNPRICED | {item} | | |")
+        for record in plan.get("dns_records", []):
+            out += [
+                "",
+                f"DNS record to create ({record['purpose']}): `{record['type']} {record['name']} -> "
+                f"{record['value']}`; real name and value: {record['source']}.",
+            ]
         out += ["", "</details>"]
     return "\n".join(out) + "\n"
 

@@ -164,6 +164,9 @@ _UNSCOPABLE = (
     "route53:GetChange",
     "tag:Get*",
     "acm:ListCertificates",
+    # No resource types in the Service Authorization Reference (IAM; AWS Shield).
+    "iam:ListServerCertificates",
+    "shield:GetSubscriptionState",
     "sqs:ListQueues",
     "sns:ListTopics",
     "dynamodb:ListTables",

@@ -128,7 +128,12 @@ def test_disabling_backup_declares_no_backup_resource():
         "cdao:team": "ml-platform",
         "cdao:costCenter": "cc-1",
         "cdao:gitops": {"repoUrl": "https://github.com/acme/platform.git"},
-        "cdao:flyte": {"hostname": "flyte.test.example.org"},
+        "cdao:flyte": {"hostname": "flyte.test.example.org", "certificateValidation": "external"},
+        "cdao:cluster": {
+            "privateAccessCidrs": ["10.255.0.0/24"],
+            "deployRoleArns": ["arn:aws:iam::111122223333:role/deploy"],
+            "breakGlassRoleArn": "arn:aws:iam::111122223333:role/break-glass",
+        },
         "cdao:backup": {"enabled": False},
     }
     registrations, error = run_program_with_config("test", "us-east-1", raw)

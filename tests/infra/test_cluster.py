@@ -90,7 +90,10 @@ def test_control_plane_is_private_encrypted_and_logged(stack_run: PlanRun):
     (cluster,) = _of_type(stack_run, "eks:index:Cluster")
     (key,) = [k for k in _of_type(stack_run, "aws:kms/key:Key") if k.name == "cluster-secrets"]
     assert cluster.inputs["endpointPrivateAccess"] is True
-    assert cluster.inputs["endpointPublicAccess"] is False
+    # Public only where the stack lists who may reach it (tests/infra/test_first_deploy.py).
+    spec = stack_run.config.cluster
+    assert cluster.inputs["endpointPublicAccess"] is spec.endpoint_public_access
+    assert cluster.inputs.get("publicAccessCidrs") == ([str(c) for c in spec.public_access_cidrs] or None)
     assert cluster.inputs["encryptionConfigKeyArn"] == key.outputs["arn"]
     assert key.inputs["enableKeyRotation"] is True
     assert set(cluster.inputs["enabledClusterLogTypes"]) == {

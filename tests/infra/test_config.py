@@ -20,7 +20,13 @@ VALID = {
     "cdao:team": "ml-platform",
     "cdao:costCenter": "cc-1",
     "cdao:gitops": {"repoUrl": "https://github.com/acme/platform.git"},
-    "cdao:flyte": {"hostname": "flyte.test.example.org"},
+    "cdao:flyte": {"hostname": "flyte.test.example.org", "certificateValidation": "external"},
+    "cdao:cluster": {
+        "endpointPublicAccess": True,
+        "publicAccessCidrs": ["203.0.113.0/28"],
+        "deployRoleArns": ["arn:aws:iam::111122223333:role/deploy"],
+        "breakGlassRoleArn": "arn:aws:iam::111122223333:role/break-glass",
+    },
 }
 
 

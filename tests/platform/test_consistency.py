@@ -31,6 +31,7 @@ from infra.contract import (
     SERVICE_ACCOUNTS,
     flyte_task_account,
 )
+from infra.program import container_log_group_name
 
 IRSA = "eks.amazonaws.com/role-arn"
 APPSET_TEXT = "\n".join(p.read_text() for p in sorted((PLATFORM / "bootstrap" / "appsets").glob("*.yaml")))
@@ -522,3 +523,13 @@ def test_connector_runs_as_the_user_its_image_creates() -> None:
     deployment = yaml.safe_load((PLATFORM / "addons/connectors/base/deployment.yaml").read_text())
     context = deployment["spec"]["template"]["spec"]["securityContext"]
     assert (str(context["runAsUser"]), str(context["runAsGroup"])) == user
+
+
+def test_fluent_bit_writes_to_the_log_group_infra_owns(stack: str, apps: dict[str, RenderedApp]) -> None:
+    """The name comes from the cluster Secret (infra/program.py container_log_group_name); fluent-bit
+    neither creates the group nor sets its retention (fluent-bit's cloudwatch_logs output applies
+    log_retention_days only to a group it creates: docs.fluentbit.io pipeline/outputs/cloudwatch)."""
+    fluent_bit = apps["aws-for-fluent-bit"].charts["aws-for-fluent-bit"][1]["cloudWatchLogs"]
+    assert fluent_bit["logGroupName"] == container_log_group_name(stack_config(stack))
+    assert fluent_bit["autoCreateGroup"] is False
+    assert not fluent_bit.get("logRetentionDays")

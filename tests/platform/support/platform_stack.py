@@ -22,6 +22,7 @@ from infra.contract import (
     stack_annotation_keys,
 )
 from infra.plan.runner import available_stacks, read_stack_file
+from infra.program import container_log_group_name
 
 STACKS = tuple(available_stacks())
 ACCOUNT_ID = "123456789012"
@@ -78,6 +79,7 @@ def _value(key: str, config: StackConfig) -> str:
         "ecr-connector-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/connector",
         "codeweave-endpoint": config.codeweave.endpoint or "",
         "codeweave-api-key-secret": f"{prefix}/codeweave-api-key",
+        "container-log-group": container_log_group_name(config),
         "flyte-hostname": config.flyte.hostname,
         "flyte-certificate-arn": f"arn:aws:acm:{config.region}:{ACCOUNT_ID}:certificate/0b1c2d3e-4f50-6172-8394",
     }

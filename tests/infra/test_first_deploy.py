@@ -1,0 +1,255 @@
+"""What the first `pulumi up` into a fresh account needs from AWS, checked against AWS's own contracts.
+
+Each test names the upstream source of the rule it checks; the rule itself is what AWS enforces at
+run time, which the mock runtime cannot.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.cli import main
+from infra.config import ConfigError, parse_stack_config
+from infra.plan.runner import PlanRun, run_program_with_config
+
+# AmazonEMRServicePolicy_v2 (AWS managed policy reference, policy version v6, edited 2026-02-12:
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html)
+# lets the EMR service role launch into subnets and security groups, and create its default security
+# groups in a VPC, only where the resource carries this tag ("CreateInTaggedNetwork",
+# "CreateDefaultSecurityGroupInVPCWithEMRTags"); its own PassRoleForEC2 statement names only
+# role/EMR_EC2_DefaultRole, so a custom instance-profile role needs its own iam:PassRole to ec2.
+EMR_MANAGED_POLICY_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+
+
+def _of_type(run: PlanRun, typ: str):
+    return [r for r in run.registrations if r.type == typ]
+
+
+def _statements(run: PlanRun, policy_name: str) -> list[dict]:
+    (policy,) = [p for p in _of_type(run, "aws:iam/rolePolicy:RolePolicy") if p.name == policy_name]
+    return json.loads(policy.inputs["policy"])["Statement"]
+
+
+def _passes(statements: list[dict], role_arn: str) -> set[str]:
+    """Services the statements allow role_arn to be passed to."""
+    services: set[str] = set()
+    for s in statements:
+        actions = [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
+        if s["Effect"] == "Allow" and "iam:PassRole" in actions and role_arn in s["Resource"]:
+            services |= set(s["Condition"]["StringEquals"]["iam:PassedToService"].split())
+    return services
+
+
+def test_emr_on_ec2_roles_are_passed_to_the_services_that_use_them(stack_run: PlanRun):
+    """RunJobFlow passes ServiceRole to EMR and JobFlowRole (the instance profile's role) to EC2."""
+    roles = {r.name: r for r in _of_type(stack_run, "aws:iam/role:Role")}
+    service_arn = roles["service-roles-emr-service"].outputs["arn"]
+    instance_arn = roles["service-roles-emr-instance"].outputs["arn"]
+    connector = _statements(stack_run, "workload-identity-connector")
+    assert _passes(connector, service_arn) == {"elasticmapreduce.amazonaws.com"}
+    assert _passes(connector, instance_arn) == {"ec2.amazonaws.com"}
+    # The service role launches the instances with the instance profile; v2 only passes EMR_EC2_DefaultRole.
+    assert _passes(_statements(stack_run, "service-roles-emr-service"), instance_arn) == {"ec2.amazonaws.com"}
+
+
+def test_emr_instance_profile_has_its_role_s_name(stack_run: PlanRun):
+    """EMR rejects an instance profile whose name differs from its role's ("invalid instance profile"):
+    https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-iam-roles-custom.html"""
+    role = next(r for r in _of_type(stack_run, "aws:iam/role:Role") if r.name == "service-roles-emr-instance")
+    (profile,) = [
+        p
+        for p in _of_type(stack_run, "aws:iam/instanceProfile:InstanceProfile")
+        if p.name == "service-roles-emr-instance"
+    ]
+    assert profile.inputs["name"] == role.outputs["name"]
+
+
+def test_emr_can_launch_into_the_private_subnets_and_vpc(stack_run: PlanRun):
+    key, value = EMR_MANAGED_POLICY_TAG
+    subnets = [s for s in _of_type(stack_run, "aws:ec2/subnet:Subnet") if s.inputs["tags"].get("tier") == "private"]
+    assert subnets
+    for subnet in subnets:
+        assert subnet.inputs["tags"].get(key) == value, subnet.name
+    (vpc,) = _of_type(stack_run, "aws:ec2/vpc:Vpc")
+    assert vpc.inputs["tags"].get(key) == value
+    # Database subnets stay untagged: EMR has no business launching there.
+    for subnet in _of_type(stack_run, "aws:ec2/subnet:Subnet"):
+        if subnet.inputs["tags"].get("tier") == "database":
+            assert key not in subnet.inputs["tags"], subnet.name
+
+
+# ---------------------------------------------------------------- Kubernetes API access (fault 2)
+
+ROLE = "arn:aws:iam::111122223333:role/"
+BASE = {
+    "aws:region": "us-east-1",
+    "cdao:team": "ml-platform",
+    "cdao:costCenter": "cc-1",
+    "cdao:gitops": {"repoUrl": "https://github.com/acme/platform.git"},
+    "cdao:flyte": {"hostname": "flyte.test.example.org", "certificateValidation": "external"},
+    "cdao:database": {"deletionProtection": False},
+}
+
+
+def _cluster(**cluster: object) -> dict:
+    return {**BASE, "cdao:cluster": {"deployRoleArns": [f"{ROLE}deploy"], **cluster}}
+
+
+def _problems(raw: dict) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", raw)
+    return {key: expected for key, _, expected in info.value.problems}
+
+
+def test_a_stack_nothing_can_reach_is_refused_saying_what_to_set():
+    problems = _problems(_cluster())
+    expected = problems["cdao:cluster.endpointPublicAccess"]
+    for key in ("publicAccessCidrs", "privateAccessCidrs", "privateAccessSecurityGroupIds"):
+        assert key in expected
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/28"]},
+        {"privateAccessCidrs": ["10.255.0.0/24"]},
+        {"privateAccessSecurityGroupIds": ["sg-0123456789abcdef0"]},
+    ],
+    ids=["public-cidrs", "private-cidrs", "private-security-groups"],
+)
+def test_each_way_in_is_enough(access: dict):
+    config, _ = parse_stack_config("dev", _cluster(**access))
+    assert config.cluster.deploy_role_arns == [f"{ROLE}deploy"]
+
+
+def test_public_cidrs_without_the_public_endpoint_are_refused():
+    assert "cdao:cluster.publicAccessCidrs" in _problems(_cluster(publicAccessCidrs=["203.0.113.0/28"]))
+
+
+def test_private_access_becomes_443_ingress_on_pulumi_eks_cluster_security_group():
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"], privateAccessSecurityGroupIds=["sg-0123456789abcdef0"])
+    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+    assert error is None
+    (cluster,) = [r for r in registrations if r.type == "eks:index:Cluster"]
+    assert cluster.inputs["endpointPrivateAccess"] is True
+    rules = [
+        r.inputs
+        for r in registrations
+        if r.type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+        and r.inputs["securityGroupId"] == cluster.outputs["clusterSecurityGroupId"]
+    ]
+    assert {(r.get("cidrIpv4"), r.get("referencedSecurityGroupId")) for r in rules} == {
+        ("10.255.0.0/24", None),
+        (None, "sg-0123456789abcdef0"),
+    }
+    assert all((r["ipProtocol"], r["fromPort"], r["toPort"]) == ("tcp", 443, 443) for r in rules)
+
+
+def test_every_stack_file_says_how_pulumi_reaches_its_api(stack_run: PlanRun):
+    cluster = stack_run.config.cluster
+    assert cluster.public_access_cidrs or cluster.private_access_cidrs or cluster.private_access_security_group_ids
+
+
+# ---------------------------------------------------------------- cluster administrators (fault 7)
+
+
+def test_deploy_roles_are_required():
+    raw = {**BASE, "cdao:cluster": {"privateAccessCidrs": ["10.255.0.0/24"]}}
+    assert "cdao-github-deploy-<stack>" in _problems(raw)["cdao:cluster.deployRoleArns"]
+
+
+def test_a_stack_that_keeps_data_requires_a_break_glass_role():
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
+    raw["cdao:database"] = {"deletionProtection": True}
+    assert "deletionProtection" in _problems(raw)["cdao:cluster.breakGlassRoleArn"]
+
+
+def test_a_role_listed_twice_is_refused():
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"], adminRoleArns=[f"{ROLE}deploy"])
+    assert "once" in _problems(raw)["cdao:cluster.adminRoleArns"]
+
+
+def test_every_admin_but_the_creator_gets_an_access_entry(stack_run: PlanRun):
+    """EKS gives the creator its own entry (pulumi-eks sets bootstrapClusterCreatorAdminPermissions: true,
+    nodejs/eks/cluster/cluster.ts), and a second entry for one principal fails: so not declared."""
+    spec = stack_run.config.cluster
+    (cluster,) = _of_type(stack_run, "eks:index:Cluster")
+    entries = cluster.inputs["accessEntries"]
+    admins = {
+        e["principalArn"]
+        for e in entries.values()
+        if any(p["policyArn"].endswith("/AmazonEKSClusterAdminPolicy") for p in e["accessPolicies"].values())
+    }
+    expected = {*spec.deploy_role_arns[1:], *spec.admin_role_arns}
+    if spec.break_glass_role_arn:
+        expected.add(spec.break_glass_role_arn)
+    assert admins == expected
+    assert spec.deploy_role_arns[0] not in {e["principalArn"] for e in entries.values()}
+    previews = {e["principalArn"]: e for e in entries.values() if e["principalArn"] in spec.preview_role_arns}
+    assert set(previews) == set(spec.preview_role_arns)
+    for entry in previews.values():
+        (policy,) = entry["accessPolicies"].values()
+        assert policy["accessScope"] == {"type": "namespace", "namespaces": ["argocd"]}
+
+
+# ---------------------------------------------------------------- Flyte certificate validation (fault 10)
+
+
+def _flyte(**flyte: object) -> dict:
+    return {**_cluster(privateAccessCidrs=["10.255.0.0/24"]), "cdao:flyte": {"hostname": "flyte.example.org", **flyte}}
+
+
+def test_certificate_validation_mode_is_required():
+    expected = _problems(_flyte())["cdao:flyte.certificateValidation"]
+    assert "route53" in expected and "external" in expected
+
+
+def test_route53_validation_needs_the_zone_and_external_refuses_one():
+    assert "cdao:flyte.hostedZoneId" in _problems(_flyte(certificateValidation="route53"))
+    assert "cdao:flyte.hostedZoneId" in _problems(_flyte(certificateValidation="external", hostedZoneId="Z123ABC"))
+
+
+@pytest.mark.parametrize("mode", ["route53", "external"])
+def test_the_certificate_arn_reaches_platform_only_once_issued(mode: str):
+    raw = _flyte(certificateValidation=mode, **({"hostedZoneId": "Z123ABC"} if mode == "route53" else {}))
+    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+    assert error is None
+    (validation,) = [r for r in registrations if r.type == "aws:acm/certificateValidation:CertificateValidation"]
+    records = [r for r in registrations if r.type == "aws:route53/record:Record"]
+    assert len(records) == (1 if mode == "route53" else 0)
+    assert bool(validation.inputs.get("validationRecordFqdns")) == (mode == "route53")
+    (secret,) = [r for r in registrations if r.type == "kubernetes:core/v1:Secret" and r.name == "gitops-cluster"]
+    assert (
+        secret.inputs["metadata"]["annotations"]["cdao.io/flyte-certificate-arn"]
+        == validation.outputs["certificateArn"]
+    )
+
+
+def test_plan_lists_the_record_the_dns_owner_creates(capsys: pytest.CaptureFixture[str]):
+    assert main(["plan", "--stack", "dev", "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    (record,) = plan["dns_records"]
+    hostname = plan["outputs"]["flyteEndpoint"].removeprefix("https://")
+    assert (record["type"], record["name"]) == ("CNAME", f"_<token>.{hostname}.")
+    assert "flyteCertificateValidationRecord" in record["source"]
+    assert main(["plan", "--stack", "dev"]) == 0
+    assert f"CNAME _<token>.{hostname}." in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- container logs (fault 15)
+
+
+def test_container_log_group_has_one_owner_and_reaches_platform(stack_run: PlanRun):
+    """infra/ creates the group with the stack's retention and hands its name to platform/ through the
+    cluster Secret; fluent-bit may only write to it (no CreateLogGroup, no PutRetentionPolicy)."""
+    (group,) = [g for g in _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup") if g.name == "container-logs"]
+    assert group.inputs["retentionInDays"] == stack_run.config.cluster.container_log_retention_days
+    (secret,) = [s for s in _of_type(stack_run, "kubernetes:core/v1:Secret") if s.name == "gitops-cluster"]
+    assert secret.inputs["metadata"]["annotations"]["cdao.io/container-log-group"] == group.inputs["name"]
+    actions = {a for s in _statements(stack_run, "workload-identity-fluent-bit") for a in s["Action"]}
+    assert "logs:PutLogEvents" in actions
+    assert not actions & {"logs:CreateLogGroup", "logs:PutRetentionPolicy"}
+    resources = {r for s in _statements(stack_run, "workload-identity-fluent-bit") for r in s["Resource"]}
+    assert resources == {group.outputs["arn"], f"{group.outputs['arn']}:*"}
