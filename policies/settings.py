@@ -43,6 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "requireRdsMultiAz": {"dev": False, "staging": False, "prod": True},
     "requireRdsDeletionProtection": {"dev": False, "staging": False, "prod": True},
     "trustedAccountIds": {s: [] for s in STACKS},
+    "publicSecurityGroups": {s: [] for s in STACKS},
 }
 
 _STR_LIST = {"type": "array", "items": {"type": "string"}}
@@ -63,6 +64,13 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "trustedAccountIds": {
         **_STR_LIST,
         "description": "AWS account ids that count as 'own' (trust from them is not cross-account).",
+    },
+    "publicSecurityGroups": {
+        **_STR_LIST,
+        "description": (
+            "Security groups (logical name, group name or id) that front an internet-facing load balancer "
+            "created outside the stack, e.g. by the AWS Load Balancer Controller."
+        ),
     },
 }
 

@@ -223,6 +223,13 @@ def public_lb(sg_ids: Any = ("sg-1",), internal: Any = False) -> dict[str, Any]:
     )
 
 
+LBC_FRONTEND = [
+    sg([], "sg-alb"),
+    ingress_rule("0.0.0.0/0", 443, "sg-alb"),
+    {**ingress_rule(None, 443, "sg-alb", cidrIpv6="::/0"), "name": "in-443-v6"},
+]
+
+
 def container(**over: Any) -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": "app",
@@ -1235,14 +1242,48 @@ CASES = [
         M("CDAO-NET-002"),
     ),
     case(
-        "CDAO-NET-002-fail-443-no-lb",
+        "CDAO-NET-008-fail-443-no-lb",
         [sg([], "sg-app"), ingress_rule("0.0.0.0/0", 443, "sg-app")],
-        M("CDAO-NET-002"),
+        A("CDAO-NET-008"),
     ),
     case(
-        "CDAO-NET-002-fail-443-internal-lb",
+        "CDAO-NET-008-fail-443-internal-lb",
         [sg([], "sg-lb"), ingress_rule("0.0.0.0/0", 443, "sg-lb"), public_lb(("sg-lb",), internal=True)],
+        A("CDAO-NET-008"),
+    ),
+    # The false positive: a frontend group made ahead of time for the AWS Load Balancer
+    # Controller, which attaches it to the ALB it creates through the Ingress annotation
+    # alb.ingress.kubernetes.io/security-groups (IDs or names; kubernetes-sigs/aws-load-balancer-controller
+    # docs/deploy/security_groups.md), so no aws:lb resource exists in the stack. 443 is an authorized
+    # port of Security Hub EC2.18 (docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html).
+    # Inputs in pulumi-aws's vpc.SecurityGroupIngressRule shape (cidrIpv4/cidrIpv6/ipProtocol).
+    case("CDAO-NET-002-pass-443-lbc-frontend-unlisted", LBC_FRONTEND, A("CDAO-NET-008")),
+    case(
+        "CDAO-NET-008-pass-lbc-frontend-listed-by-logical-name",
+        LBC_FRONTEND,
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"dev": ["sg-sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-008-pass-lbc-frontend-listed-by-id",
+        LBC_FRONTEND,
+        config={"stacks": {"dev": {"publicSecurityGroups": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-008-fail-listed-in-another-stack",
+        LBC_FRONTEND,
+        A("CDAO-NET-008"),
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"prod": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-002-fail-listed-group-opens-ssh",
+        [*LBC_FRONTEND, ingress_rule("0.0.0.0/0", 22, "sg-alb")],
         M("CDAO-NET-002"),
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"dev": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-008-unknown-group",
+        [sg([], "sg-alb"), ingress_rule("0.0.0.0/0", 443, U)],
+        A("CDAO-NET-008"),
     ),
     case(
         "CDAO-NET-002-fail-all-protocols-ipv6",
@@ -1268,7 +1309,11 @@ CASES = [
         ),
         M("CDAO-NET-002"),
     ),
-    case("CDAO-NET-002-unknown-cidr", [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")], A("CDAO-NET-002")),
+    case(
+        "CDAO-NET-002-unknown-cidr",
+        [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")],
+        A("CDAO-NET-002", "CDAO-NET-008"),
+    ),
     # ---------------------------------------------------------------- NET-003/004 IMDS
     case("CDAO-NET-003-pass", launch_template()),
     case("CDAO-NET-003-fail-optional", launch_template(metadataOptions={"httpTokens": "optional"}), M("CDAO-NET-003")),
