@@ -36,6 +36,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "gpuPoolMaxNodes": {"dev": 2, "staging": 4, "prod": 16},
     "gpuPoolMinNodes": {"dev": 0, "staging": 0, "prod": 0},
+    # Every pool, CPU included; the stacks' largest pools (environments/) are 6, 6 and 12 nodes.
+    "nodePoolMaxNodes": {"dev": 10, "staging": 20, "prod": 50},
     "allowedRdsInstanceClasses": {s: list(_RDS_CLASSES) for s in STACKS},
     "maxNatGateways": {"dev": 1, "staging": None, "prod": None},
     "requiredTags": {s: ["team", "cost-center", "environment"] for s in STACKS},
@@ -51,6 +53,7 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "allowedInstanceTypes": {**_STR_LIST, "description": "EC2 instance types (glob patterns) allowed."},
     "gpuPoolMaxNodes": {"type": "integer", "minimum": 0, "description": "Largest max size of a GPU pool."},
     "gpuPoolMinNodes": {"type": "integer", "minimum": 0, "description": "Largest min size of a GPU pool."},
+    "nodePoolMaxNodes": {"type": "integer", "minimum": 1, "description": "Largest max size of any node pool."},
     "allowedRdsInstanceClasses": {**_STR_LIST, "description": "RDS instance classes (glob patterns)."},
     "maxNatGateways": {
         "type": ["integer", "null"],

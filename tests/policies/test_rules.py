@@ -875,8 +875,46 @@ CASES = [
         ),
         M("CDAO-COST-002"),
     ),
-    case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002")),
+    case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002", "CDAO-COST-012")),
     case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002")),
+    # ---------------------------------------------------------------- COST-012 every pool's max size
+    case("CDAO-COST-012-pass", node_group(("m5.xlarge",), 2, 10)),
+    case("CDAO-COST-012-pass-prod", node_group(("m5.2xlarge",), 3, 50), stack="prod"),
+    # The case: a dev CPU pool allowed 200 nodes passed, its peak under the GPU-sized budget.
+    case("CDAO-COST-012-fail-dev-cpu-200", node_group(("m5.large",), 2, 200), M("CDAO-COST-012")),
+    case(
+        "CDAO-COST-012-fail-managed-node-group-component",
+        tagged(
+            "eks:index:ManagedNodeGroup",
+            "mng",
+            instanceTypes=["m5.large"],
+            scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 11},
+        ),
+        M("CDAO-COST-012"),
+    ),
+    case(
+        "CDAO-COST-012-fail-eks-default-pool",
+        eks_component(skipDefaultNodeGroup=False, nodeGroupOptions={"instanceType": "m5.large", "maxSize": 40}),
+        M("CDAO-COST-012"),
+    ),
+    # pulumi-eks NodeGroupV2 defaults maxSize to 2 (pulumi_eks/node_group_v2.py docstring).
+    case("CDAO-COST-012-pass-node-group-v2-default", res("eks:index:NodeGroupV2", "ng2", instanceType="m5.large")),
+    case(
+        "CDAO-COST-012-fail-node-group-v2",
+        res("eks:index:NodeGroupV2", "ng2", instanceType="m5.large", minSize=1, maxSize=64),
+        M("CDAO-COST-012"),
+    ),
+    case(
+        "CDAO-COST-012-fail-autoscaling-group",
+        res("aws:autoscaling/group:Group", "asg", minSize=0, maxSize=100, launchTemplate={"id": "lt-1"}),
+        M("CDAO-COST-012"),
+    ),
+    case(
+        "CDAO-COST-012-pass-configured-cap",
+        node_group(("m5.large",), 2, 200),
+        config={"CDAO-COST-012": {"nodePoolMaxNodes": {"dev": 250}}},
+    ),
+    case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-002", "CDAO-COST-012")),
     # ---------------------------------------------------------------- COST-003 RDS classes
     case("CDAO-COST-003-pass", rds(instanceClass="db.t4g.medium")),
     case("CDAO-COST-003-fail", rds(instanceClass="db.m5.4xlarge"), M("CDAO-COST-003")),
