@@ -459,6 +459,11 @@ def iam_007_principal_star(res: Resource, _ctx: Context) -> Iterator[str | Unkno
 
 
 _SA_SUBJECT = re.compile(r"system:serviceaccount:[^:*?\s]+:[^:*?\s]+")
+# An IAM OIDC provider's ARN ends in its URL without the scheme; one built from an issuer URL that
+# still carries "https://" is matched too, so the scheme is reported instead of the statement
+# silently not counting as IRSA.
+_EKS_PROVIDER = re.compile(r"oidc-provider/(?:https?://)?oidc\.eks\.", re.IGNORECASE)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 def _eks_issuers(st: Statement) -> list[str] | None:
@@ -466,7 +471,7 @@ def _eks_issuers(st: Statement) -> list[str] | None:
     found = principals(st)
     if found is not None:
         federated = found.get("Federated", [])
-        issuers = [f.split("oidc-provider/", 1)[1] for f in federated if "oidc-provider/oidc.eks." in f]
+        issuers = [f.split("oidc-provider/", 1)[1] for f in federated if _EKS_PROVIDER.search(f)]
         # Trust in AWS accounts, services or a non-EKS identity provider is not IRSA.
         return issuers or None
     # No Principal at all (an invalid trust policy): go by the condition keys alone.
@@ -481,11 +486,14 @@ def _eks_issuers(st: Statement) -> list[str] | None:
     description=(
         "A role trusted through an EKS OIDC provider (IRSA) must require StringEquals on '<issuer>:sub' "
         "naming exactly one 'system:serviceaccount:<namespace>:<name>' and on '<issuer>:aud' = "
-        "'sts.amazonaws.com'; otherwise any pod in the cluster can assume it."
+        "'sts.amazonaws.com'; otherwise any pod in the cluster can assume it. The issuer in the keys and "
+        "the provider ARN carries no 'https://' (EKS user guide, associate-service-account-role; pulumi-eks's "
+        "oidcProviderUrl keeps the scheme, oidcIssuer drops it): with it, no pod can assume the role."
     ),
     remediation=(
         "Condition: {'StringEquals': {'<issuer>:sub': 'system:serviceaccount:<ns>:<sa>', "
-        "'<issuer>:aud': 'sts.amazonaws.com'}} -- not StringLike, not IfExists, one subject per role."
+        "'<issuer>:aud': 'sts.amazonaws.com'}} -- not StringLike, not IfExists, one subject per role; "
+        "build '<issuer>' from pulumi-eks's oidcIssuer, not oidcProviderUrl."
     ),
     level="mandatory",
     types=TRUST_TYPES,
@@ -497,6 +505,15 @@ def iam_008_irsa(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFou
         issuers = _eks_issuers(st)
         if issuers is None:
             return None
+        # IAM names an OIDC provider, and its condition keys, by the issuer URL without "https://"
+        # ("oidc.eks.<region>.amazonaws.com/id/<id>:sub", EKS user guide, associate-service-account-role).
+        # pulumi-eks's oidcProviderUrl output keeps the scheme and oidcIssuer drops it (pulumi_eks
+        # cluster.py docstrings), so a trust built from the URL names keys no request ever carries.
+        schemed = sorted(
+            {c.key for c in st.conditions() if _SCHEME.match(c.key)} | {i for i in issuers if _SCHEME.match(i)}
+        )
+        if schemed:
+            return f"{schemed} carry a URL scheme: IAM expects the issuer without 'https://' (the role is unassumable)"
         conds = [c for c in st.conditions() if c.enforces(("StringEquals",))]
 
         def pinned(suffix: str, ok: Callable[[tuple[object, ...]], bool]) -> bool:

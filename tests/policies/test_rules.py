@@ -326,6 +326,11 @@ def case(
 
 
 SA = "system:serviceaccount:flyte:flytepropeller"
+# The shapes pulumi-eks 4.x returns (see the CDAO-IAM-008 cases), with the issuer id format of the
+# EKS user guide's example (oidc.eks.<region>.amazonaws.com/id/<32 hex>).
+EKS_OIDC_ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+EKS_OIDC_PROVIDER_URL = f"https://{EKS_OIDC_ISSUER}"
+EKS_OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCT}:oidc-provider/{EKS_OIDC_ISSUER}"
 
 CASES = [
     # ---------------------------------------------------------------- IAM-001 Action "*"
@@ -636,6 +641,37 @@ CASES = [
         M("CDAO-IAM-008"),
     ),
     case("CDAO-IAM-008-fail-no-condition", irsa(None), M("CDAO-IAM-008")),
+    # pulumi-eks 4.x outputs (installed pulumi_eks/cluster.py docstrings; nodejs/eks/cluster/cluster.ts):
+    # oidcProviderUrl is the issuer URL *with* "https://", oidcIssuer the same without it, and
+    # oidcProviderArn "arn:aws:iam::<account>:oidc-provider/<issuer>". A trust built from the URL:
+    case(
+        "CDAO-IAM-008-fail-keys-from-oidc-provider-url",
+        irsa(
+            {
+                "StringEquals": {
+                    f"{EKS_OIDC_PROVIDER_URL}:sub": SA,
+                    f"{EKS_OIDC_PROVIDER_URL}:aud": "sts.amazonaws.com",
+                }
+            },
+            federated=EKS_OIDC_PROVIDER_ARN,
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case(
+        "CDAO-IAM-008-fail-provider-arn-from-url",
+        irsa(
+            {"StringEquals": {f"{EKS_OIDC_PROVIDER_URL}:sub": SA, f"{EKS_OIDC_PROVIDER_URL}:aud": "sts.amazonaws.com"}},
+            federated=f"arn:aws:iam::{ACCT}:oidc-provider/{EKS_OIDC_PROVIDER_URL}",
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case(
+        "CDAO-IAM-008-pass-keys-from-oidc-issuer",
+        irsa(
+            {"StringEquals": {f"{EKS_OIDC_ISSUER}:sub": SA, f"{EKS_OIDC_ISSUER}:aud": "sts.amazonaws.com"}},
+            federated=EKS_OIDC_PROVIDER_ARN,
+        ),
+    ),
     case(
         "CDAO-IAM-008-unknown-subject",
         irsa({"StringEquals": {f"{ISSUER}:sub": U, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
