@@ -494,7 +494,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.pass_role("PassBatchJobRole", [a[3]], "ecs-tasks.amazonaws.com"),
                     iam.pass_role("PassSageMakerRole", [a[4]], "sagemaker.amazonaws.com"),
                     iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),
-                    iam.pass_role("PassEmrRoles", [a[6], a[7]], "elasticmapreduce.amazonaws.com"),
+                    iam.pass_role("PassEmrServiceRole", [a[6]], "elasticmapreduce.amazonaws.com"),
+                    # The instance-profile role is passed to EC2, the service its trust admits
+                    # (AmazonEMRFullAccessPolicy_v2, statement PassRoleForEC2); CDAO-IAM-012 checks it.
+                    iam.pass_role("PassEmrInstanceRole", [a[7]], "ec2.amazonaws.com"),
                     *_s3_read_write("TaskData", a[8]),
                     iam.use_data_key(a[9]),
                 ]

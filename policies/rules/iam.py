@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from policies.core import Context, Resource, Rule, UnknownValueFound, as_list, resource_rule
+from policies.core import Context, Finding, Resource, Rule, UnknownValueFound, as_list, resource_rule, stack_rule
 from policies.rules._common import (
     PolicyParseError,
     Statement,
@@ -630,3 +630,109 @@ def iam_011_notebook_root(res: Resource, _ctx: Context) -> Iterator[str | Unknow
     mode = res.get("rootAccess", default="Enabled")
     if str(mode).lower() != "disabled":
         yield f"rootAccess is {mode!r}"
+
+
+# A service that hands a role it was passed on to another service's principal: EKS managed node
+# groups take a node role trusted by ec2.amazonaws.com (EKS user guide, create-node-role) through
+# eks:CreateNodegroup, so that pass names eks.amazonaws.com.
+_PASS_HANDOFFS: dict[str, frozenset[str]] = {"eks.amazonaws.com": frozenset({"ec2.amazonaws.com"})}
+_ROLE_ARN = re.compile(r"^arn:[^:]+:iam::[^:]*:role/(?:.*/)?([^/]+)$")
+
+
+def _role_names(role: Resource) -> set[str]:
+    names = {v for v in (role.props.get("name"), role.id) if isinstance(v, str)}
+    arn = role.props.get("arn")
+    if isinstance(arn, str) and (m := _ROLE_ARN.match(arn)):
+        names.add(m.group(1))
+    return names or {role.name}
+
+
+def _trusted_services(role: Resource) -> set[str]:
+    """Service principals an Allow statement of the role's trust policy lets assume it; raises on unknowns."""
+    doc = parse_policy(role.props.get("assumeRolePolicy"), "assumeRolePolicy")
+    return {
+        service.strip().lower()
+        for st in statements(doc, "assumeRolePolicy")
+        if st.is_allow and _assumes(st)
+        for service in (principals(st) or {}).get("Service", [])
+    }
+
+
+def _passed_to(st: Statement) -> list[str] | None:
+    values = [
+        str(v).strip().lower()
+        for c in st.conditions()
+        if c.key.lower() == "iam:passedtoservice" and c.enforces(_STRING_OPS)
+        for v in c.values
+    ]
+    return values or None
+
+
+def _service_can_assume(passed_to: list[str], trusted: set[str]) -> bool:
+    for pattern in passed_to:
+        if any(glob_match(pattern, service) for service in trusted):
+            return True
+        if any(glob_match(pattern, svc) and assumers & trusted for svc, assumers in _PASS_HANDOFFS.items()):
+            return True
+    return False
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-IAM-012",
+    name="iam:PassRole to a service the role does not trust",
+    description=(
+        "An Allow statement grants iam:PassRole on a role of the stack, named without wildcards, only with "
+        "iam:PassedToService values of which none is a service principal the role's trust policy admits "
+        "(iam:PassedToService names the service the role is passed to, IAM User Guide "
+        "reference_policies_iam-condition-keys#ck_PassedToService). That service cannot assume the role: "
+        "e.g. an EMR cluster's EC2 instance-profile role is passed to ec2.amazonaws.com, not "
+        "elasticmapreduce.amazonaws.com (AWS managed policy AmazonEMRFullAccessPolicy_v2, statement "
+        "PassRoleForEC2), so RunJobFlow is denied. EKS managed node groups (eks.amazonaws.com passing an "
+        "EC2-trusted node role) are the known hand-off."
+    ),
+    remediation=(
+        "Give each role its own PassRole statement whose iam:PassedToService is the service principal in "
+        "that role's trust policy (e.g. ec2.amazonaws.com for an instance-profile role)."
+    ),
+    level="mandatory",
+)
+def iam_012_passed_to_untrusting_service(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    roles: dict[str, list[Resource]] = {}
+    for role in (r for r in resources if r.type == ROLE):
+        for name in _role_names(role):
+            roles.setdefault(name, []).append(role)
+    for res in resources:
+        if res.type not in IDENTITY_TYPES:
+            continue
+        for item in _scan(res, "identity", lambda st: _pass_mismatch(st, roles)):
+            if isinstance(item, UnknownValueFound):
+                yield Finding(f"cannot verify: {item.what}", res, unknown=True)
+            elif not item.startswith("cannot evaluate"):  # an unparsable document is CDAO-IAM-001's finding
+                yield Finding(item, res)
+
+
+def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | None:
+    if not st.allows_action("iam:PassRole"):
+        return None
+    passed_to = _passed_to(st)
+    if passed_to is None:
+        return None  # CDAO-IAM-005's finding
+    problems = []
+    for arn in st.strings("Resource"):
+        m = _ROLE_ARN.match(arn)
+        if not m or any(ch in m.group(1) for ch in "*?"):
+            continue
+        for role in roles.get(m.group(1), []):
+            try:
+                trusted = _trusted_services(role)
+            except PolicyParseError:
+                continue
+            except UnknownValueFound as exc:
+                raise UnknownValueFound(f"the trust policy of {role.name} ({exc.what})") from exc
+            if not _service_can_assume(passed_to, trusted):
+                problems.append(
+                    f"passes {role.name} only to {passed_to}, but its trust policy admits the services "
+                    f"{sorted(trusted) or 'none'}"
+                )
+    return "; ".join(problems) or None

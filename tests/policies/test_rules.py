@@ -230,6 +230,34 @@ LBC_FRONTEND = [
 ]
 
 
+def service_role(name: str, service: str, *, condition: Any = None) -> dict[str, Any]:
+    """A role as the mocks register it: the physical name is the id; the trust admits one service."""
+    st: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if condition is not None:
+        st["Condition"] = condition
+    out = role(st)
+    out["name"], out["id"] = name, f"{name}-1a2b3c4"
+    return out
+
+
+def pass_role(sid: str, role_names: list[str], service: Any, op: str = "StringEquals") -> dict[str, Any]:
+    return allow(
+        "iam:PassRole",
+        [f"arn:aws:iam::{ACCT}:role/{n}-1a2b3c4" for n in role_names],
+        Sid=sid,
+        Condition={op: {"iam:PassedToService": service}},
+    )
+
+
+SOURCE = {"StringEquals": {"aws:SourceAccount": ACCT}}
+# EMR on EC2: the service role is trusted by elasticmapreduce.amazonaws.com, the instance-profile
+# role by ec2.amazonaws.com (EMR Management Guide, emr-iam-role / emr-iam-role-for-ec2).
+EMR_ROLES = [
+    service_role("emr-service", "elasticmapreduce.amazonaws.com", condition=SOURCE),
+    service_role("emr-instance", "ec2.amazonaws.com"),
+]
+
+
 def container(**over: Any) -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": "app",
@@ -353,12 +381,12 @@ CASES = [
     case(
         "CDAO-IAM-001-unknown-action",
         policy(raw={"Statement": [{"Effect": "Allow", "Action": U, "Resource": "arn:aws:s3:::data"}]}),
-        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005"),
+        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     case(
         "CDAO-IAM-001-unknown-document",
         policy(raw=U),
-        A("CDAO-IAM-001", "CDAO-IAM-002", "CDAO-IAM-003", "CDAO-IAM-005"),
+        A("CDAO-IAM-001", "CDAO-IAM-002", "CDAO-IAM-003", "CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-002 Resource "*"
     case("CDAO-IAM-002-pass-unscopable", policy(allow(["ec2:DescribeInstances", "sts:GetCallerIdentity"], "*"))),
@@ -394,7 +422,7 @@ CASES = [
     case(
         "CDAO-IAM-003-unknown",
         policy(raw={"Statement": [allow(["iam:GetRole", U], f"arn:aws:iam::{ACCT}:user/x")]}),
-        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005"),
+        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-004 broad managed policies
     case(
@@ -482,7 +510,7 @@ CASES = [
     case(
         "CDAO-IAM-005-unknown-condition",
         policy(raw={"Statement": [allow("iam:PassRole", f"arn:aws:iam::{ACCT}:role/x", Condition=U)]}),
-        A("CDAO-IAM-005"),
+        A("CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-006 cross-account ExternalId
     case(
@@ -676,6 +704,63 @@ CASES = [
         "CDAO-IAM-008-unknown-subject",
         irsa({"StringEquals": {f"{ISSUER}:sub": U, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
         A("CDAO-IAM-008"),
+    ),
+    # ---------------------------------------------------------------- IAM-012 PassRole to the trusting service
+    # AmazonEMRFullAccessPolicy_v2 passes the EMR role to elasticmapreduce.amazonaws.com* and the EC2
+    # role to ec2.amazonaws.com* (docs.aws.amazon.com/aws-managed-policy/latest/reference/
+    # AmazonEMRFullAccessPolicy_v2.html, statements PassRoleForEMR / PassRoleForEC2).
+    case(
+        "CDAO-IAM-012-pass-emr-one-statement-per-role",
+        [
+            *EMR_ROLES,
+            policy(
+                pass_role("PassEmrServiceRole", ["emr-service"], "elasticmapreduce.amazonaws.com"),
+                pass_role("PassEmrInstanceRole", ["emr-instance"], "ec2.amazonaws.com"),
+            ),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-pass-managed-policy-stringlike",
+        [
+            *EMR_ROLES,
+            policy(
+                pass_role("PassRoleForEMR", ["emr-service"], "elasticmapreduce.amazonaws.com*", "StringLike"),
+                pass_role("PassRoleForEC2", ["emr-instance"], "ec2.amazonaws.com*", "StringLike"),
+            ),
+        ],
+    ),
+    # The fault of issue 13 (#8): both EMR roles passed only to elasticmapreduce.amazonaws.com.
+    case(
+        "CDAO-IAM-012-fail-emr-instance-role-passed-to-emr",
+        [
+            *EMR_ROLES,
+            policy(pass_role("PassEmrRoles", ["emr-service", "emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-fail-sagemaker-role-passed-to-batch",
+        [
+            service_role("sm-exec", "sagemaker.amazonaws.com", condition=SOURCE),
+            role(inlinePolicies=[{"name": "p", "policy": doc(pass_role("P", ["sm-exec"], "batch.amazonaws.com"))}]),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-pass-eks-node-role-handoff",
+        [service_role("node", "ec2.amazonaws.com"), policy(pass_role("PassNodeRole", ["node"], "eks.amazonaws.com"))],
+    ),
+    case(
+        "CDAO-IAM-012-pass-role-outside-the-stack",
+        [service_role("other", "ec2.amazonaws.com"), policy(pass_role("P", ["elsewhere"], "sagemaker.amazonaws.com"))],
+    ),
+    case(
+        "CDAO-IAM-012-unknown-trust",
+        [
+            {**service_role("emr-instance", "ec2.amazonaws.com"), "props": {"assumeRolePolicy": U, "tags": TAGS}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        A("CDAO-IAM-006", "CDAO-IAM-007", "CDAO-IAM-008", "CDAO-IAM-009", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-009 confused deputy
     case(
