@@ -548,6 +548,14 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 iam.allow(
                     "CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup", "ec2:CreateTags"], ["*"], requested
                 ),
+                # With target-type ip the controller opens the node/pod security group, which it did not
+                # create, so upstream grants these without the ownership tag (aws-load-balancer-controller
+                # docs/install/iam_policy.json v2.17.1; #2578). CDAO-IAM-013 checks it.
+                iam.allow(
+                    "ManageBackendRules",
+                    ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                    [f"arn:aws:ec2:{self._args.region}:*:security-group/*"],
+                ),
                 iam.allow(
                     "ManageOwnSecurityGroups",
                     [

@@ -8,8 +8,10 @@ but the listed principals.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from policies.core import Context, Finding, Resource, Rule, UnknownValueFound, as_list, resource_rule, stack_rule
 from policies.rules._common import (
@@ -736,3 +738,105 @@ def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | Non
                     f"{sorted(trusted) or 'none'}"
                 )
     return "; ".join(problems) or None
+
+
+# Facts of the vendor's upstream policy, recorded with their source (see the file's "source").
+_LBC = json.loads((Path(__file__).parent.parent / "data" / "aws_load_balancer_controller.json").read_text())
+_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def _irsa_subjects(role: Resource) -> list[str]:
+    doc = parse_policy(role.props.get("assumeRolePolicy"), "assumeRolePolicy")
+    return [
+        str(v)
+        for st in statements(doc, "assumeRolePolicy")
+        if st.is_allow and st.allows_action("sts:AssumeRoleWithWebIdentity")
+        for c in st.conditions()
+        if c.key.lower().endswith(":sub")
+        for v in c.values
+    ]
+
+
+def _role_documents(role: Resource, resources: list[Resource]) -> Iterator[tuple[str, object]]:
+    """(where, document) of every identity policy the stack gives `role`; raises for what it cannot see."""
+    names = _role_names(role) | ({role.urn} if role.urn else set())
+    for i, inline in enumerate(as_list(role.get("inlinePolicies"))):
+        yield f"{role.name}.inlinePolicies[{i}]", inline.get("policy") if isinstance(inline, dict) else inline
+    policies = [r for r in resources if r.type == "aws:iam/policy:Policy"]
+    for res in resources:
+        linked = res.props.get("role") in names or bool(names & set(res.deps.get("role", ())))
+        if res.type == _ROLE_POLICY and linked:
+            yield f"{res.name}.policy", res.props.get("policy")
+        elif res.type == _ATTACHMENT and linked:
+            # The engine's dependencies link the attachment even while the ARN is unknown at preview.
+            deps = set(res.deps.get("policyArn", ()))
+            found = [p for p in policies if deps & _policy_ids(p)]
+            if not found:
+                arn = res.get("policyArn")
+                found = [p for p in policies if arn in _policy_ids(p)]
+                if not found and isinstance(arn, str) and ":aws:policy/" not in arn:
+                    raise UnknownValueFound(f"the document of policy {arn} attached by {res.name} (outside the stack)")
+            for p in found:
+                yield f"{p.name}.policy", p.props.get("policy")
+
+
+def _policy_ids(policy: Resource) -> set[str]:
+    ids = {v for v in (policy.id, policy.props.get("arn"), policy.props.get("name")) if isinstance(v, str)}
+    return ids | ({policy.urn} if policy.urn else set()) | {policy.name}
+
+
+def _grants_beyond_ownership(st: Statement, action: str, tag_key: str) -> bool:
+    """Whether an Allow statement grants `action` without requiring the controller's ownership tag."""
+    if not st.allows_action(action):
+        return False
+    return not any(tag_key.lower() in c.key.lower() for c in st.conditions())
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-IAM-013",
+    name="AWS Load Balancer Controller cannot act on security groups it did not create",
+    description=(
+        "The IRSA role of the AWS Load Balancer Controller (service account 'aws-load-balancer-controller') "
+        "grants ec2:AuthorizeSecurityGroupIngress / ec2:RevokeSecurityGroupIngress only on groups carrying "
+        "its own elbv2.k8s.aws/cluster tag, or not at all. The upstream policy (kubernetes-sigs/"
+        "aws-load-balancer-controller docs/install/iam_policy.json, v2.17.1) grants both on '*' without a "
+        "condition because, with target-type ip, the controller opens the node or pod security group, which "
+        "it did not create (#2578, #1312): UnauthorizedOperation, unhealthy targets."
+    ),
+    remediation=(
+        "Grant ec2:AuthorizeSecurityGroupIngress and ec2:RevokeSecurityGroupIngress without the ownership-tag "
+        "condition (on '*' as upstream, or on the node/pod security group ARNs)."
+    ),
+    level="mandatory",
+)
+def iam_013_lbc_foreign_groups(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    sa, tag_key = _LBC["serviceAccountName"], _LBC["ownershipTagKey"]
+    for role in (r for r in resources if r.type == ROLE):
+        try:
+            subjects = _irsa_subjects(role)
+        except (UnknownValueFound, PolicyParseError):
+            continue  # CDAO-IAM-008 reports an unreadable IRSA trust
+        if not any(s.rsplit(":", 1)[-1] == sa for s in subjects if s.startswith("system:serviceaccount:")):
+            continue
+        missing = set(_LBC["foreignResourceActions"])
+        try:
+            for where, raw in _role_documents(role, resources):
+                if raw is None:
+                    continue
+                for st in statements(parse_policy(raw, where), where):
+                    if st.is_allow:
+                        missing -= {a for a in missing if _grants_beyond_ownership(st, a, tag_key)}
+        except UnknownValueFound as exc:
+            if missing:
+                yield Finding(f"cannot verify: {exc.what}", role, unknown=True)
+            continue
+        except PolicyParseError:
+            continue  # CDAO-IAM-001 reports an unparsable document
+        if missing:
+            yield Finding(
+                f"grants {sorted(missing)} only on security groups tagged {tag_key} (or not at all); the "
+                "controller needs them on node/pod groups it did not create",
+                role,
+            )

@@ -76,6 +76,14 @@ def _pass_instance_role_to_emr(rs: list[dict[str, Any]]) -> None:
     pol["props"]["policy"] = json.dumps(document)
 
 
+def _drop_lbc_backend_rules(rs: list[dict[str, Any]]) -> None:
+    # The load-balancer controller's policy as issue 13 (#13) found it: SG rules only on its own groups.
+    pol = next(r for r in rs if r["type"] == "aws:iam/rolePolicy:RolePolicy" and "ManageBackendRules" in str(r))
+    document = json.loads(pol["props"]["policy"])
+    document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "ManageBackendRules"]
+    pol["props"]["policy"] = json.dumps(document)
+
+
 MUTATIONS = {
     "bucket-without-sse": (
         _drop("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"),
@@ -88,6 +96,7 @@ MUTATIONS = {
     "eks-public-endpoint": (_set("eks:index:Cluster", endpointPublicAccess=True), "CDAO-NET-001"),
     "irsa-wildcard-subject": (_weaken_irsa, "CDAO-IAM-008"),
     "emr-instance-role-passed-to-emr": (_pass_instance_role_to_emr, "CDAO-IAM-012"),
+    "lbc-without-backend-rules": (_drop_lbc_backend_rules, "CDAO-IAM-013"),
 }
 
 

@@ -258,6 +258,21 @@ EMR_ROLES = [
 ]
 
 
+# The AWS Load Balancer Controller's IRSA role (service account name from the EKS user guide's
+# helm install, --set serviceAccount.name=aws-load-balancer-controller) and the upstream policy's
+# ownership condition shape (docs/install/iam_policy.json v2.17.1:
+# {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}).
+LBC_SA = "system:serviceaccount:kube-system:aws-load-balancer-controller"
+LBC_ROLE = irsa({"StringEquals": {f"{ISSUER}:sub": LBC_SA, f"{ISSUER}:aud": "sts.amazonaws.com"}})
+SG_RULE_ACTIONS = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+SG_ARNS = "arn:aws:ec2:us-east-1:*:security-group/*"
+OWNED = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+
+
+def role_policy(*statements: dict[str, Any], role_name: str = "role") -> dict[str, Any]:
+    return res("aws:iam/rolePolicy:RolePolicy", "lbc-policy", role=role_name, policy=doc(*statements))
+
+
 def container(**over: Any) -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": "app",
@@ -761,6 +776,67 @@ CASES = [
             policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
         ],
         A("CDAO-IAM-006", "CDAO-IAM-007", "CDAO-IAM-008", "CDAO-IAM-009", "CDAO-IAM-012"),
+    ),
+    # ---------------------------------------------------------------- IAM-013 LBC on foreign groups
+    case(
+        "CDAO-IAM-013-pass-backend-rules-without-ownership",
+        [
+            LBC_ROLE,
+            role_policy(
+                allow(SG_RULE_ACTIONS, SG_ARNS, Sid="ManageBackendRules"),
+                allow([*SG_RULE_ACTIONS, "ec2:DeleteSecurityGroup"], SG_ARNS, Sid="Own", Condition=OWNED),
+            ),
+        ],
+    ),
+    # issue 13 #13: the controller's rules on security groups restricted to those it created.
+    case(
+        "CDAO-IAM-013-fail-ownership-tag-only",
+        [LBC_ROLE, role_policy(allow([*SG_RULE_ACTIONS, "ec2:DeleteSecurityGroup"], SG_ARNS, Condition=OWNED))],
+        M("CDAO-IAM-013"),
+    ),
+    case(
+        "CDAO-IAM-013-fail-string-equals-ownership",
+        [
+            LBC_ROLE,
+            role_policy(
+                allow(
+                    SG_RULE_ACTIONS,
+                    SG_ARNS,
+                    Condition={"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "cdao-prod"}},
+                )
+            ),
+        ],
+        M("CDAO-IAM-013"),
+    ),
+    case(
+        "CDAO-IAM-013-pass-managed-policy-attachment",
+        [
+            LBC_ROLE,
+            {**policy(allow(SG_RULE_ACTIONS, SG_ARNS)), "id": f"arn:aws:iam::{ACCT}:policy/lbc"},
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "lbc-attach",
+                role="role",
+                policyArn=f"arn:aws:iam::{ACCT}:policy/lbc",
+            ),
+        ],
+    ),
+    case(
+        "CDAO-IAM-013-pass-other-service-account",
+        [irsa(IRSA_OK), role_policy(allow(SG_RULE_ACTIONS, SG_ARNS, Condition=OWNED))],
+    ),
+    case(
+        "CDAO-IAM-013-unknown-policy-outside-the-stack",
+        [
+            LBC_ROLE,
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "lbc-attach",
+                role="role",
+                policyArn=f"arn:aws:iam::{ACCT}:policy/lbc",
+            ),
+        ],
+        A("CDAO-IAM-013"),
     ),
     # ---------------------------------------------------------------- IAM-009 confused deputy
     case(
