@@ -533,3 +533,41 @@ def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValu
     hi = to_number(_pool_sizes(res)[1])
     if hi is not None and hi > cap:
         yield f"max size {hi:g} > cap {cap} for stack {ctx.stack!r}"
+
+
+# The cluster autoscaler's AWS provider treats a node carrying this label as not ready until its GPUs
+# are allocatable, so it does not add a second node while the first one's device plugin starts
+# (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/aws_cloud_provider.go, GPULabel;
+# cloudprovider/aws/README.md). The GPU operator's MIG manager reads nvidia.com/mig.config: a MIG pool
+# with the mixed strategy advertises nvidia.com/mig-* resources, never nvidia.com/gpu, so the label
+# would keep its nodes "not ready" forever (NVIDIA gpu-operator docs, GPU Operator with MIG).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+_MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+_NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-COST-013",
+    name="NVIDIA GPU node group without the autoscaler's accelerator label",
+    description=(
+        "An EKS node group of NVIDIA GPU instances (p*, g*) lacks the node label "
+        "k8s.amazonaws.com/accelerator, the label the cluster autoscaler's AWS provider uses to wait for the "
+        "GPUs to be advertised (kubernetes/autoscaler cloudprovider/aws/aws_cloud_provider.go GPULabel); "
+        "until then a pending GPU pod looks unschedulable and a second node is bought. MIG pools "
+        "(label nvidia.com/mig.config) are exempt."
+    ),
+    remediation="Add labels {'k8s.amazonaws.com/accelerator': '<gpu model, e.g. nvidia-a100>'} to the node group.",
+    level="advisory",
+    types=(NODE_GROUP, MANAGED_NODE_GROUP),
+)
+def cost_013_gpu_accelerator_label(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    ami = res.get("amiType")
+    if not (isinstance(ami, str) and re.search("NVIDIA|GPU", ami, re.IGNORECASE)):
+        _, types = instance_types(res)
+        if not any(isinstance(t, str) and _NVIDIA_FAMILY.match(t) for t in iter_known(types)):
+            return
+    labels = res.get("labels") or {}
+    if _MIG_CONFIG_LABEL in labels or ACCELERATOR_LABEL in labels:
+        return
+    yield f"GPU node group without the {ACCELERATOR_LABEL} label: the autoscaler may add a node per pending pod"

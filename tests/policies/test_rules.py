@@ -126,6 +126,8 @@ def pab_res(name: str, link: Any, **flags: Any) -> dict[str, Any]:
 
 
 def node_group(types: Any = ("m5.xlarge",), lo: Any = 0, hi: Any = 3, **props: Any) -> dict[str, Any]:
+    if isinstance(types, tuple) and any(t.startswith(("p", "g")) for t in types):
+        props.setdefault("labels", {"k8s.amazonaws.com/accelerator": "nvidia-a100"})
     return tagged(
         "aws:eks/nodeGroup:NodeGroup",
         "pool",
@@ -271,6 +273,22 @@ OWNED = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
 
 def role_policy(*statements: dict[str, Any], role_name: str = "role") -> dict[str, Any]:
     return res("aws:iam/rolePolicy:RolePolicy", "lbc-policy", role=role_name, policy=doc(*statements))
+
+
+# pulumi-aws acm.Certificate / acm.CertificateValidation inputs; the id of a certificate is its ARN.
+CERT = {
+    **tagged("aws:acm/certificate:Certificate", "cert", domainName="flyte.example.com", validationMethod="DNS"),
+    "id": f"arn:aws:acm:us-east-1:{ACCT}:certificate/0b5e2f3c-1111-2222-3333-444455556666",
+}
+
+
+def cert_validation(arn: Any) -> dict[str, Any]:
+    return res(
+        "aws:acm/certificateValidation:CertificateValidation",
+        "cert-validation",
+        certificateArn=arn,
+        validationRecordFqdns=["_x1.flyte.example.com"],
+    )
 
 
 def container(**over: Any) -> dict[str, Any]:
@@ -1038,7 +1056,7 @@ CASES = [
         config={"stacks": {"dev": {"allowedInstanceTypes": ["m5.large"]}}},
         expected=M("CDAO-COST-001"),
     ),
-    case("CDAO-COST-001-unknown", node_group(["m5.large", U], 0, 2), A("CDAO-COST-001")),
+    case("CDAO-COST-001-unknown", node_group(["m5.large", U], 0, 2), A("CDAO-COST-001", "CDAO-COST-013")),
     # ---------------------------------------------------------------- COST-002 GPU pools
     case("CDAO-COST-002-pass", node_group(("p4d.24xlarge",), 0, 2)),
     case("CDAO-COST-002-pass-cpu-min", node_group(("m5.xlarge",), 3, 10)),
@@ -1053,6 +1071,7 @@ CASES = [
             amiType="AL2023_x86_64_NVIDIA",
             instanceTypes=["p4d.24xlarge"],
             scalingConfig={"minSize": 1, "maxSize": 1, "desiredSize": 1},
+            labels={"k8s.amazonaws.com/accelerator": "nvidia-a100"},
         ),
         M("CDAO-COST-002"),
     ),
@@ -1073,7 +1092,31 @@ CASES = [
         M("CDAO-COST-002"),
     ),
     case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002", "CDAO-COST-012")),
-    case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002")),
+    case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002", "CDAO-COST-013")),
+    # ---------------------------------------------------------------- COST-013 GPU accelerator label
+    case("CDAO-COST-013-pass", node_group(("p4d.24xlarge",), 0, 2)),
+    # Labels as the real node groups carry them: the MIG pool is configured by the GPU operator's
+    # MIG manager label and must not carry the accelerator label (see the rule's description).
+    case(
+        "CDAO-COST-013-pass-mig-pool",
+        node_group(("p4de.24xlarge",), 0, 2, labels={"nvidia.com/mig.config": "all-1g.10gb"}),
+    ),
+    case(
+        "CDAO-COST-013-fail-time-sliced-pool",
+        node_group(("p4d.24xlarge",), 0, 2, labels={"nvidia.com/device-plugin.config": "a100-timeslice"}),
+        A("CDAO-COST-013"),
+    ),
+    case(
+        "CDAO-COST-013-fail-gpu-ami-launch-template",
+        node_group((), 0, 2, amiType="AL2023_x86_64_NVIDIA", launchTemplate={"name": "lt", "version": "1"}),
+        A("CDAO-COST-013"),
+    ),
+    case("CDAO-COST-013-pass-cpu", node_group(("m5.xlarge",), 0, 3)),
+    case(
+        "CDAO-COST-013-unknown-labels",
+        node_group(("p4d.24xlarge",), 0, 2, labels=U),
+        A("CDAO-COST-013"),
+    ),
     # ---------------------------------------------------------------- COST-012 every pool's max size
     case("CDAO-COST-012-pass", node_group(("m5.xlarge",), 2, 10)),
     case("CDAO-COST-012-pass-prod", node_group(("m5.2xlarge",), 3, 50), stack="prod"),
@@ -1440,6 +1483,21 @@ CASES = [
     case("CDAO-DATA-015-pass", emr_cluster()),
     case("CDAO-DATA-015-fail", emr_cluster(securityConfiguration=None), M("CDAO-DATA-015")),
     case("CDAO-DATA-015-unknown", emr_cluster(securityConfiguration=U), A("CDAO-DATA-015")),
+    # ---------------------------------------------------------------- DATA-016 RDS minor pin
+    case("CDAO-DATA-016-pass-major-only", rds(engineVersion="16")),
+    case("CDAO-DATA-016-pass-mysql-major", rds(engine="mysql", engineVersion="8.0")),
+    case("CDAO-DATA-016-pass-manual-minors", rds(engineVersion="16.8", autoMinorVersionUpgrade=False)),
+    case("CDAO-DATA-016-fail-postgres-minor", rds(engineVersion="16.8"), A("CDAO-DATA-016")),
+    case("CDAO-DATA-016-fail-mysql-patch", rds(engine="mysql", engineVersion="8.0.36"), A("CDAO-DATA-016")),
+    case("CDAO-DATA-016-unknown", rds(engineVersion=U), A("CDAO-DATA-016")),
+    # ---------------------------------------------------------------- DATA-017 ACM validation
+    case("CDAO-DATA-017-pass", [CERT, cert_validation(CERT["id"])]),
+    case(
+        "CDAO-DATA-017-pass-imported",
+        {**CERT, "props": {**CERT["props"], "privateKey": "imported", "certificateBody": "imported"}},
+    ),
+    case("CDAO-DATA-017-fail-dns-not-validated", CERT, A("CDAO-DATA-017")),
+    case("CDAO-DATA-017-unknown-link", [CERT, cert_validation(U)], A("CDAO-DATA-017")),
     # ---------------------------------------------------------------- NET-001 EKS endpoint
     case("CDAO-NET-001-pass-private", aws_eks()),
     case(
