@@ -291,6 +291,12 @@ def cert_validation(arn: Any) -> dict[str, Any]:
     )
 
 
+def role_with(**props: Any) -> dict[str, Any]:
+    """The default role with props (e.g. its physical `name`) that role()'s keywords cannot take."""
+    base = role()
+    return {**base, "props": {**base["props"], **props}}
+
+
 def container(**over: Any) -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": "app",
@@ -1719,6 +1725,36 @@ CASES = [
         M("CDAO-NET-007"),
     ),
     case("CDAO-NET-007-unknown", notebook(directInternetAccess=U), A("CDAO-NET-007")),
+    # ---------------------------------------------------------------- NAME-001 name lengths
+    # Names built the way config-derived names are: "<project>-<stack>-<pool or role>".
+    case("CDAO-NAME-001-pass", role_with(name="cdao-prod-workload-identity-flyte-propeller")),
+    case("CDAO-NAME-001-pass-prefix-at-limit", node_group(nodeGroupNamePrefix="p" * 37)),
+    case(
+        "CDAO-NAME-001-fail-role-name",
+        role_with(name="cdao-production-eu-west-1-workload-identity-flyte-propeller-irsa-v2"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-role-prefix",
+        role_with(namePrefix="cdao-production-workload-identity-flyte-"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-node-group-prefix",
+        node_group(nodeGroupNamePrefix="cdao-production-a100-timeslice-west-2-"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-bucket",
+        bucket_set("cdao-production-eu-west-1-userdata-replica-0123456789abcdef"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-rds-prefix",
+        rds(identifierPrefix="cdao-production-eu-west-1-flyte-admin-"),
+        M("CDAO-NAME-001"),
+    ),
+    case("CDAO-NAME-001-unknown", role_with(name=U), A("CDAO-NAME-001")),
     # ---------------------------------------------------------------- K8S
     case("CDAO-K8S-001-pass", deployment()),
     case(
