@@ -44,6 +44,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "budgetUsdMonth": {"dev": 100_000, "staging": 300_000, "prod": 2_500_000},
     "requireRdsMultiAz": {"dev": False, "staging": False, "prod": True},
     "requireRdsDeletionProtection": {"dev": False, "staging": False, "prod": True},
+    "requireRdsFinalSnapshot": {"dev": False, "staging": True, "prod": True},
     "trustedAccountIds": {s: [] for s in STACKS},
     "publicSecurityGroups": {s: [] for s in STACKS},
 }
@@ -64,6 +65,7 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "budgetUsdMonth": {"type": "number", "minimum": 0, "description": "Peak monthly cost budget in USD."},
     "requireRdsMultiAz": {"type": "boolean", "description": "Whether RDS instances must be Multi-AZ."},
     "requireRdsDeletionProtection": {"type": "boolean", "description": "Whether RDS needs deletion protection."},
+    "requireRdsFinalSnapshot": {"type": "boolean", "description": "Whether deleting RDS must keep a final snapshot."},
     "trustedAccountIds": {
         **_STR_LIST,
         "description": "AWS account ids that count as 'own' (trust from them is not cross-account).",

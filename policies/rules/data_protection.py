@@ -466,3 +466,32 @@ def data_017_acm_unvalidated(resources: list[Resource], _ctx: Context) -> Iterat
             yield Finding(f"cannot verify: {detail}", cert, unknown=True)
         elif status != COVERED:
             yield Finding("no CertificateValidation waits for this certificate to be issued", cert)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-018",
+    name="RDS deletion without a final snapshot",
+    description=(
+        "In stacks with requireRdsFinalSnapshot (staging, prod), an RDS instance or cluster sets "
+        "skipFinalSnapshot=true, so deleting it (a replacement, a teardown after lifting deletion protection) "
+        "keeps no snapshot. In every stack, an instance that keeps the default skipFinalSnapshot=false without a "
+        "finalSnapshotIdentifier cannot be deleted (pulumi-aws rds.Instance docstring: 'Must be provided if "
+        "skip_final_snapshot is set to false'). Read replicas are exempt."
+    ),
+    remediation=(
+        "Set skipFinalSnapshot=false with a finalSnapshotIdentifier unique per deletion (e.g. with a random or "
+        "dated suffix), and never derive skipFinalSnapshot from deletionProtection."
+    ),
+    level="mandatory",
+    types=(RDS_INSTANCE, RDS_CLUSTER),
+    settings=("requireRdsFinalSnapshot",),
+)
+def data_018_rds_final_snapshot(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.get("replicateSourceDb") is not None:
+        return
+    skip = to_bool(res.get("skipFinalSnapshot", default=False)) is True
+    if skip and ctx.setting("requireRdsFinalSnapshot"):
+        yield f"skipFinalSnapshot is true in stack {ctx.stack!r}: deleting the database keeps no snapshot"
+    elif not skip and res.type == RDS_INSTANCE and not res.get("finalSnapshotIdentifier"):
+        yield "skipFinalSnapshot is false but finalSnapshotIdentifier is unset: the instance cannot be deleted"

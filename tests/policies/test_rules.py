@@ -170,6 +170,7 @@ def rds(**props: Any) -> dict[str, Any]:
         "multiAz": True,
         "deletionProtection": True,
         "storageType": "gp3",
+        "finalSnapshotIdentifier": "cdao-prod-flyte-final-20261130",
     }
     base.update(props)
     return tagged("aws:rds/instance:Instance", "db", **base)
@@ -1489,6 +1490,19 @@ CASES = [
     case("CDAO-DATA-015-pass", emr_cluster()),
     case("CDAO-DATA-015-fail", emr_cluster(securityConfiguration=None), M("CDAO-DATA-015")),
     case("CDAO-DATA-015-unknown", emr_cluster(securityConfiguration=U), A("CDAO-DATA-015")),
+    # ---------------------------------------------------------------- DATA-018 final snapshots
+    case("CDAO-DATA-018-pass", rds(), stack="prod"),
+    case("CDAO-DATA-018-pass-dev-skips", rds(skipFinalSnapshot=True)),
+    # issue 13 #12: staging lifts deletion protection to tear down, and skipFinalSnapshot followed it.
+    case(
+        "CDAO-DATA-018-fail-staging-skips",
+        rds(skipFinalSnapshot=True, deletionProtection=False, multiAz=False),
+        M("CDAO-DATA-018"),
+        stack="staging",
+    ),
+    case("CDAO-DATA-018-fail-no-identifier", rds(finalSnapshotIdentifier=None), M("CDAO-DATA-018")),
+    case("CDAO-DATA-018-pass-read-replica", rds(replicateSourceDb="cdao-prod-flyte", finalSnapshotIdentifier=None)),
+    case("CDAO-DATA-018-unknown", rds(skipFinalSnapshot=U), A("CDAO-DATA-018")),
     # ---------------------------------------------------------------- DATA-016 RDS minor pin
     case("CDAO-DATA-016-pass-major-only", rds(engineVersion="16")),
     case("CDAO-DATA-016-pass-mysql-major", rds(engine="mysql", engineVersion="8.0")),
