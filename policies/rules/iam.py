@@ -13,11 +13,24 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from policies.core import Context, Finding, Resource, Rule, UnknownValueFound, as_list, resource_rule, stack_rule
+from policies.core import (
+    Context,
+    Finding,
+    Resource,
+    Rule,
+    UnknownValueFound,
+    as_list,
+    dig,
+    resource_rule,
+    stack_rule,
+)
 from policies.rules._common import (
+    COVERED,
+    UNKNOWN,
     PolicyParseError,
     Statement,
     arn_account,
+    coverage,
     glob_match,
     parse_policy,
     principal_account,
@@ -840,3 +853,58 @@ def iam_013_lbc_foreign_groups(resources: list[Resource], _ctx: Context) -> Iter
                 "controller needs them on node/pod groups it did not create",
                 role,
             )
+
+
+_EKS_COMPONENT = "eks:index:Cluster"
+_AWS_EKS = "aws:eks/cluster:Cluster"
+_ACCESS_ENTRY = "aws:eks/accessEntry:AccessEntry"
+
+
+def _aws_auth_configmap(resources: list[Resource]) -> bool:
+    for r in resources:
+        if r.type in ("kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:ConfigMapPatch"):
+            try:
+                if dig(r.props, "metadata", "name") == "aws-auth":
+                    return True
+            except UnknownValueFound:
+                continue  # an auto-named ConfigMap is not aws-auth, which must have that exact name
+    return False
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-IAM-014",
+    name="EKS cluster that only its creator can administer",
+    description=(
+        "An EKS cluster grants Kubernetes access to no IAM principal: no accessEntries, roleMappings or "
+        "userMappings on pulumi-eks's Cluster, no aws.eks.AccessEntry for it in the stack and no aws-auth "
+        "ConfigMap. Only the identity that created it then has cluster-admin (EKS grants the creator through "
+        "bootstrapClusterCreatorAdminPermissions, default true; EKS user guide, access-entries), so a stack "
+        "created from a laptop cannot be updated by the CI role, and the reverse (issue 13 #7). Advisory: a "
+        "stack always run by the same deploy role works, and the pack cannot see who runs Pulumi."
+    ),
+    remediation=(
+        "Add access entries (pulumi-eks accessEntries, or aws.eks.AccessEntry + AccessPolicyAssociation) for "
+        "every deploy role and a break-glass role."
+    ),
+    level="advisory",
+)
+def iam_014_creator_only_cluster(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    clusters = [r for r in resources if r.type in (_EKS_COMPONENT, _AWS_EKS)]
+    entries = [r for r in resources if r.type == _ACCESS_ENTRY]
+    aws_auth = _aws_auth_configmap(resources)
+    for cluster, status, detail in coverage(clusters, entries, "clusterName", ("name",)):
+        if status == COVERED or aws_auth:
+            continue
+        try:
+            if cluster.type == _EKS_COMPONENT and any(
+                cluster.get(prop) for prop in ("accessEntries", "roleMappings", "userMappings")
+            ):
+                continue
+        except UnknownValueFound as exc:
+            yield Finding(f"cannot verify: {exc.what}", cluster, unknown=True)
+            continue
+        if status == UNKNOWN:
+            yield Finding(f"cannot verify: {detail}", cluster, unknown=True)
+        else:
+            yield Finding("no IAM principal but the cluster's creator gets Kubernetes access", cluster)

@@ -151,13 +151,37 @@ def eks_component(**props: Any) -> dict[str, Any]:
     props.setdefault("endpointPrivateAccess", True)
     props.setdefault("encryptionConfigKeyArn", KMS)
     props.setdefault("skipDefaultNodeGroup", True)
+    props.setdefault("accessEntries", {"ci": CI_ACCESS_ENTRY})
     return tagged("eks:index:Cluster", "cluster", **props)
+
+
+# pulumi-eks AccessEntryArgs (installed pulumi_eks/_inputs.py): principalArn plus access policies.
+CI_ACCESS_ENTRY = {
+    "principalArn": f"arn:aws:iam::{ACCT}:role/cdao-deploy",
+    "accessPolicies": {
+        "admin": {
+            "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+            "accessScope": {"type": "cluster"},
+        }
+    },
+}
+# aws.eks.AccessEntry for the aws_eks() cluster, linked by its clusterName.
+AWS_ACCESS_ENTRY = res(
+    "aws:eks/accessEntry:AccessEntry",
+    "ci-access",
+    clusterName="cdao-dev",
+    principalArn=f"arn:aws:iam::{ACCT}:role/cdao-deploy",
+    type="STANDARD",
+)
 
 
 def aws_eks(**props: Any) -> dict[str, Any]:
     props.setdefault("vpcConfig", {"endpointPublicAccess": False, "endpointPrivateAccess": True, "subnetIds": ["s"]})
     props.setdefault("encryptionConfig", {"provider": {"keyArn": KMS}, "resources": ["secrets"]})
-    return tagged("aws:eks/cluster:Cluster", "eks", roleArn=f"arn:aws:iam::{ACCT}:role/eks", **props)
+    cluster_name = props.pop("cluster_name", "cdao-dev")
+    out = tagged("aws:eks/cluster:Cluster", "eks", roleArn=f"arn:aws:iam::{ACCT}:role/eks", **props)
+    out["props"]["name"] = cluster_name
+    return out
 
 
 def rds(**props: Any) -> dict[str, Any]:
@@ -863,6 +887,28 @@ CASES = [
         ],
         A("CDAO-IAM-013"),
     ),
+    # ---------------------------------------------------------------- IAM-014 creator-only cluster
+    case("CDAO-IAM-014-pass-access-entries", eks_component()),
+    case("CDAO-IAM-014-pass-aws-access-entry", [aws_eks(), AWS_ACCESS_ENTRY]),
+    case(
+        "CDAO-IAM-014-pass-role-mappings",
+        eks_component(
+            accessEntries=None,
+            authenticationMode="CONFIG_MAP",
+            roleMappings=[
+                {"roleArn": f"arn:aws:iam::{ACCT}:role/cdao-deploy", "username": "ci", "groups": ["system:masters"]}
+            ],
+        ),
+    ),
+    # issue 13 #7: adminRoleArns defaulted to [] -- API mode and no entry at all.
+    case("CDAO-IAM-014-fail-component", eks_component(accessEntries=None, authenticationMode="API"), A("CDAO-IAM-014")),
+    case("CDAO-IAM-014-fail-aws-cluster", aws_eks(), A("CDAO-IAM-014")),
+    case(
+        "CDAO-IAM-014-fail-entry-for-another-cluster",
+        [aws_eks(cluster_name="cdao-prod"), AWS_ACCESS_ENTRY],
+        A("CDAO-IAM-014"),
+    ),
+    case("CDAO-IAM-014-unknown-entries", eks_component(accessEntries=U), A("CDAO-IAM-014")),
     # ---------------------------------------------------------------- IAM-009 confused deputy
     case(
         "CDAO-IAM-009-pass",
@@ -1454,9 +1500,9 @@ CASES = [
     case("CDAO-DATA-009-unknown", rds(deletionProtection=U), A("CDAO-DATA-009"), stack="prod"),
     # ---------------------------------------------------------------- DATA-010 EKS secrets
     case("CDAO-DATA-010-pass-component", eks_component()),
-    case("CDAO-DATA-010-pass-aws", aws_eks()),
+    case("CDAO-DATA-010-pass-aws", [aws_eks(), AWS_ACCESS_ENTRY]),
     case("CDAO-DATA-010-fail-component", eks_component(encryptionConfigKeyArn=None), M("CDAO-DATA-010")),
-    case("CDAO-DATA-010-fail-aws", aws_eks(encryptionConfig=None), M("CDAO-DATA-010")),
+    case("CDAO-DATA-010-fail-aws", [aws_eks(encryptionConfig=None), AWS_ACCESS_ENTRY], M("CDAO-DATA-010")),
     case("CDAO-DATA-010-unknown", eks_component(encryptionConfigKeyArn=U), A("CDAO-DATA-010")),
     # ---------------------------------------------------------------- DATA-011 EBS
     case("CDAO-DATA-011-pass", [volume(), launch_template()]),
@@ -1519,14 +1565,17 @@ CASES = [
     case("CDAO-DATA-017-fail-dns-not-validated", CERT, A("CDAO-DATA-017")),
     case("CDAO-DATA-017-unknown-link", [CERT, cert_validation(U)], A("CDAO-DATA-017")),
     # ---------------------------------------------------------------- NET-001 EKS endpoint
-    case("CDAO-NET-001-pass-private", aws_eks()),
+    case("CDAO-NET-001-pass-private", [aws_eks(), AWS_ACCESS_ENTRY]),
     case(
         "CDAO-NET-001-pass-restricted-cidrs",
         eks_component(endpointPublicAccess=True, publicAccessCidrs=["203.0.113.0/24"]),
     ),
     case(
         "CDAO-NET-001-fail-aws-open",
-        aws_eks(vpcConfig={"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"], "subnetIds": ["s"]}),
+        [
+            aws_eks(vpcConfig={"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"], "subnetIds": ["s"]}),
+            AWS_ACCESS_ENTRY,
+        ],
         M("CDAO-NET-001"),
     ),
     case("CDAO-NET-001-fail-component-defaults", eks_component(endpointPublicAccess=None), M("CDAO-NET-001")),
