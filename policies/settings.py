@@ -45,6 +45,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "requireRdsMultiAz": {"dev": False, "staging": False, "prod": True},
     "requireRdsDeletionProtection": {"dev": False, "staging": False, "prod": True},
     "requireRdsFinalSnapshot": {"dev": False, "staging": True, "prod": True},
+    "destroyableStack": {"dev": True, "staging": False, "prod": False},
     "trustedAccountIds": {s: [] for s in STACKS},
     "publicSecurityGroups": {s: [] for s in STACKS},
 }
@@ -66,6 +67,10 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "requireRdsMultiAz": {"type": "boolean", "description": "Whether RDS instances must be Multi-AZ."},
     "requireRdsDeletionProtection": {"type": "boolean", "description": "Whether RDS needs deletion protection."},
     "requireRdsFinalSnapshot": {"type": "boolean", "description": "Whether deleting RDS must keep a final snapshot."},
+    "destroyableStack": {
+        "type": "boolean",
+        "description": "Whether the stack is disposable: `pulumi destroy` must succeed and may delete its data.",
+    },
     "trustedAccountIds": {
         **_STR_LIST,
         "description": "AWS account ids that count as 'own' (trust from them is not cross-account).",

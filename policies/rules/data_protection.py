@@ -495,3 +495,56 @@ def data_018_rds_final_snapshot(res: Resource, ctx: Context) -> Iterator[str | U
         yield f"skipFinalSnapshot is true in stack {ctx.stack!r}: deleting the database keeps no snapshot"
     elif not skip and res.type == RDS_INSTANCE and not res.get("finalSnapshotIdentifier"):
         yield "skipFinalSnapshot is false but finalSnapshotIdentifier is unset: the instance cannot be deleted"
+
+
+# Stores whose delete call fails while they hold data, and the provider flag that empties them first
+# (pulumi-aws docstrings: s3 Bucket/BucketV2 forceDestroy, ecr Repository forceDelete, backup Vault
+# forceDestroy, all default false). AWS refuses the delete otherwise: S3 DeleteBucket needs an empty
+# bucket, ECR DeleteRepository a repository without images unless forced, Backup DeleteBackupVault
+# an empty vault (the services' API references).
+_FORCE_FLAGS = {
+    "aws:s3/bucket:Bucket": "forceDestroy",
+    "aws:s3/bucketV2:BucketV2": "forceDestroy",
+    "aws:ecr/repository:Repository": "forceDelete",
+    "aws:backup/vault:Vault": "forceDestroy",
+}
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-019",
+    name="Store that blocks the teardown of a disposable stack",
+    description=(
+        "In stacks with destroyableStack (dev), an S3 bucket, ECR repository or Backup vault keeps its "
+        "force flag (forceDestroy / forceDelete) at the default false, so `pulumi destroy` stops at the first "
+        "one holding objects, images or recovery points and strands the rest (VPC, NAT) running (issue 13 #6)."
+    ),
+    remediation="Set forceDestroy=True (buckets, Backup vaults) / forceDelete=True (ECR) in disposable stacks.",
+    level="advisory",
+    types=tuple(_FORCE_FLAGS),
+    settings=("destroyableStack",),
+)
+def data_019_teardown_blocked(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    flag = _FORCE_FLAGS[res.type]
+    if ctx.setting("destroyableStack") and to_bool(res.get(flag, default=False)) is not True:
+        yield f"{flag} is not true in stack {ctx.stack!r}: destroy fails while it holds data"
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-020",
+    name="Store that a replacement or destroy empties where the stack keeps data",
+    description=(
+        "In stacks without destroyableStack (staging, prod), an S3 bucket, ECR repository or Backup vault sets "
+        "forceDestroy / forceDelete, so a replacement or `pulumi destroy` deletes every object, image or "
+        "recovery point in it without asking."
+    ),
+    remediation="Leave forceDestroy / forceDelete unset (false) outside disposable stacks.",
+    level="mandatory",
+    types=tuple(_FORCE_FLAGS),
+    settings=("destroyableStack",),
+)
+def data_020_force_delete_kept_data(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    flag = _FORCE_FLAGS[res.type]
+    if not ctx.setting("destroyableStack") and to_bool(res.get(flag, default=False)) is True:
+        yield f"{flag} is true in stack {ctx.stack!r}: deleting it deletes its data"

@@ -95,6 +95,8 @@ def bucket_set(
 ) -> list[dict[str, Any]]:
     bucket_name = f"{name}-bucket"
     link = bucket_name if link is None else link
+    # The default stack of the cases is dev, a disposable stack (CDAO-DATA-019).
+    props.setdefault("forceDestroy", True)
     out = [tagged("aws:s3/bucketV2:BucketV2", name, bucket=bucket_name, **props)]
     if sse:
         out.append(
@@ -209,6 +211,7 @@ def volume(**props: Any) -> dict[str, Any]:
 def ecr(**props: Any) -> dict[str, Any]:
     props.setdefault("imageTagMutability", "IMMUTABLE")
     props.setdefault("imageScanningConfiguration", {"scanOnPush": True})
+    props.setdefault("forceDelete", True)
     return tagged("aws:ecr/repository:Repository", "repo", **props)
 
 
@@ -320,6 +323,13 @@ def role_with(**props: Any) -> dict[str, Any]:
     """The default role with props (e.g. its physical `name`) that role()'s keywords cannot take."""
     base = role()
     return {**base, "props": {**base["props"], **props}}
+
+
+BACKUP_VAULT_DEV = {
+    "type": "aws:backup/vault:Vault",
+    "name": "vault",
+    "props": {"name": "cdao-dev", "forceDestroy": True},
+}
 
 
 def container(**over: Any) -> dict[str, Any]:
@@ -1431,6 +1441,7 @@ CASES = [
                 "aws:s3/bucket:Bucket",
                 "logs",
                 bucket="logs-bucket",
+                forceDestroy=True,
                 serverSideEncryptionConfiguration={
                     "rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}
                 },
@@ -1549,6 +1560,15 @@ CASES = [
     case("CDAO-DATA-018-fail-no-identifier", rds(finalSnapshotIdentifier=None), M("CDAO-DATA-018")),
     case("CDAO-DATA-018-pass-read-replica", rds(replicateSourceDb="cdao-prod-flyte", finalSnapshotIdentifier=None)),
     case("CDAO-DATA-018-unknown", rds(skipFinalSnapshot=U), A("CDAO-DATA-018")),
+    # ---------------------------------------------------------------- DATA-019/020 teardown and kept data
+    # issue 13 #6: dev's Backup vault and ECR repositories kept the provider defaults (false).
+    case("CDAO-DATA-019-pass", [ecr(), BACKUP_VAULT_DEV]),
+    case("CDAO-DATA-019-fail-ecr-default", ecr(forceDelete=None), A("CDAO-DATA-019")),
+    case("CDAO-DATA-019-fail-backup-vault", {**BACKUP_VAULT_DEV, "props": {"name": "cdao-dev"}}, A("CDAO-DATA-019")),
+    case("CDAO-DATA-019-unknown", ecr(forceDelete=U), A("CDAO-DATA-019")),
+    case("CDAO-DATA-020-pass-prod", ecr(forceDelete=None), stack="prod"),
+    case("CDAO-DATA-020-fail-prod-bucket", bucket_set("data"), M("CDAO-DATA-020"), stack="prod"),
+    case("CDAO-DATA-020-unknown", ecr(forceDelete=U), A("CDAO-DATA-020"), stack="prod"),
     # ---------------------------------------------------------------- DATA-016 RDS minor pin
     case("CDAO-DATA-016-pass-major-only", rds(engineVersion="16")),
     case("CDAO-DATA-016-pass-mysql-major", rds(engine="mysql", engineVersion="8.0")),
