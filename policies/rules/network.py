@@ -339,3 +339,99 @@ def net_008_unlinked_https(resources: list[Resource], ctx: Context) -> Iterator[
                     )
         except UnknownValueFound as exc:
             yield Finding(f"cannot verify: {exc.what}", res, unknown=True)
+
+
+# AmazonEMRServicePolicy_v2 lets EMR create instances and network interfaces only in subnets and
+# security groups tagged for-use-with-amazon-emr-managed-policies=true (its statement
+# CreateInTaggedNetwork; EMR Management Guide, emr-managed-iam-policies, "Tagging resources to use
+# managed policies"). EMR propagates the tag to what it creates, but not to the network it is given.
+EMR_V2_POLICY = "AmazonEMRServicePolicy_v2"
+EMR_TAG = "for-use-with-amazon-emr-managed-policies"
+_ROLE = "aws:iam/role:Role"
+_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+_SUBNET = "aws:ec2/subnet:Subnet"
+
+
+def _emr_v2_roles(resources: list[Resource]) -> set[str]:
+    """Names/ids/ARNs of roles given AmazonEMRServicePolicy_v2 (attachment or managedPolicyArns)."""
+    out: set[str] = set()
+    for res in resources:
+        if res.type == _ATTACHMENT:
+            arn, role = res.props.get("policyArn"), res.props.get("role")
+            if isinstance(arn, str) and arn.endswith(f"/{EMR_V2_POLICY}") and isinstance(role, str):
+                out.add(role)
+        elif res.type == _ROLE:
+            arns = res.props.get("managedPolicyArns")
+            if isinstance(arns, list) and any(isinstance(a, str) and a.endswith(f"/{EMR_V2_POLICY}") for a in arns):
+                out |= {
+                    v for v in (res.id, res.props.get("name"), res.props.get("arn"), res.name) if isinstance(v, str)
+                }
+    return out
+
+
+def _emr_tagged(res: Resource) -> bool:
+    return str(dig(res.get("tags") or {}, EMR_TAG)).lower() == "true"
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-009",
+    name="EMR cluster in a network its v2 service policy may not use",
+    description=(
+        "An aws.emr.Cluster whose service role has AmazonEMRServicePolicy_v2 runs in a subnet of the stack "
+        "that lacks the tag for-use-with-amazon-emr-managed-policies=true; the policy's CreateInTaggedNetwork "
+        "statement allows RunInstances/CreateNetworkInterface only in tagged subnets and security groups "
+        "(EMR Management Guide, emr-managed-iam-policies), so the cluster fails to launch."
+    ),
+    remediation="Tag the subnets (and the EMR security groups) for-use-with-amazon-emr-managed-policies=true.",
+    level="mandatory",
+)
+def net_009_emr_cluster_network(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    roles = _emr_v2_roles(resources)
+    subnets = [r for r in resources if r.type == _SUBNET]
+    for cluster in (r for r in resources if r.type == "aws:emr/cluster:Cluster"):
+        try:
+            role = cluster.get("serviceRole")
+            if not isinstance(role, str) or not (role in roles or role.rsplit("/", 1)[-1] in roles):
+                continue
+            wanted = [cluster.get("ec2Attributes", "subnetId"), *as_list(cluster.get("ec2Attributes", "subnetIds"))]
+            for subnet in subnets:
+                ids, _ = identifiers(subnet)
+                if ids & {w for w in wanted if isinstance(w, str)} and not _emr_tagged(subnet):
+                    yield Finding(f"runs in subnet {subnet.name}, which lacks {EMR_TAG}=true", cluster)
+        except UnknownValueFound as exc:
+            yield Finding(f"cannot verify: {exc.what}", cluster, unknown=True)
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-010",
+    name="EMR v2 service policy with no subnet EMR may use",
+    description=(
+        "A role of the stack has AmazonEMRServicePolicy_v2 but no subnet of the stack carries "
+        "for-use-with-amazon-emr-managed-policies=true, so an EMR cluster launched later (by a connector, a "
+        "pipeline) in this VPC fails. Advisory: the clusters may run in another stack's network, which the pack "
+        "cannot see (issue 13 #8)."
+    ),
+    remediation=(
+        "Tag the subnets EMR clusters use (and their security groups) for-use-with-amazon-emr-managed-policies=true."
+    ),
+    level="advisory",
+)
+def net_010_emr_policy_without_network(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    roles = _emr_v2_roles(resources)
+    if not roles:
+        return
+    subnets = [r for r in resources if r.type == _SUBNET]
+    unknown = None
+    for subnet in subnets:
+        try:
+            if _emr_tagged(subnet):
+                return
+        except UnknownValueFound as exc:
+            unknown = unknown or exc.what
+    holder = next((r for r in resources if r.type == _ATTACHMENT and r.props.get("role") in roles), None)
+    if unknown:
+        yield Finding(f"cannot verify: {unknown}", holder, unknown=True)
+    elif subnets:
+        yield Finding(f"no subnet of the stack is tagged {EMR_TAG}=true", holder)

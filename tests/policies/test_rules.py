@@ -332,6 +332,35 @@ BACKUP_VAULT_DEV = {
 }
 
 
+# EMR on EC2 with the v2 managed service policy: it may launch only into subnets and security groups
+# tagged for-use-with-amazon-emr-managed-policies=true (AmazonEMRServicePolicy_v2, statement
+# CreateInTaggedNetwork; EMR Management Guide, emr-managed-iam-policies).
+EMR_TAG = "for-use-with-amazon-emr-managed-policies"
+EMR_V2 = [
+    EMR_ROLES[0],
+    res(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "emr-service-v2",
+        role="emr-service-1a2b3c4",
+        policyArn="arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2",
+    ),
+]
+
+
+def emr_subnet(tag: Any = "true") -> dict[str, Any]:
+    tags = {**TAGS, "tier": "private"} if tag is None else {**TAGS, "tier": "private", EMR_TAG: tag}
+    out = tagged("aws:ec2/subnet:Subnet", "private-a", mapPublicIpOnLaunch=False, tags=tags)
+    out["id"] = "subnet-a"
+    return out
+
+
+def emr_in(subnet_id: Any) -> dict[str, Any]:
+    return emr_cluster(
+        serviceRole=f"arn:aws:iam::{ACCT}:role/emr-service-1a2b3c4",
+        ec2Attributes={"subnetId": subnet_id, "instanceProfile": f"arn:aws:iam::{ACCT}:instance-profile/emr"},
+    )
+
+
 def container(**over: Any) -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": "app",
@@ -1696,6 +1725,19 @@ CASES = [
         [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")],
         A("CDAO-NET-002", "CDAO-NET-008"),
     ),
+    # ---------------------------------------------------------------- NET-009/010 EMR v2 network tags
+    case("CDAO-NET-009-pass", [*EMR_V2, emr_subnet(), emr_in("subnet-a")]),
+    case(
+        "CDAO-NET-009-fail-untagged-subnet",
+        [*EMR_V2, emr_subnet(None), emr_in("subnet-a")],
+        M("CDAO-NET-009") | A("CDAO-NET-010"),
+    ),
+    case("CDAO-NET-009-unknown-subnet", [*EMR_V2, emr_subnet(), emr_in(U)], A("CDAO-NET-009")),
+    case("CDAO-NET-010-pass", [*EMR_V2, emr_subnet()]),
+    case("CDAO-NET-010-pass-no-v2-policy", [EMR_ROLES[0], emr_subnet(None)]),
+    # issue 13 #8: the v2 policy attached, the private subnets never tagged.
+    case("CDAO-NET-010-fail", [*EMR_V2, emr_subnet(None)], A("CDAO-NET-010")),
+    case("CDAO-NET-010-unknown-tag", [*EMR_V2, emr_subnet(U)], A("CDAO-NET-010")),
     # ---------------------------------------------------------------- NET-003/004 IMDS
     case("CDAO-NET-003-pass", launch_template()),
     case("CDAO-NET-003-fail-optional", launch_template(metadataOptions={"httpTokens": "optional"}), M("CDAO-NET-003")),
