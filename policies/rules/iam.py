@@ -647,9 +647,10 @@ def iam_011_notebook_root(res: Resource, _ctx: Context) -> Iterator[str | Unknow
         yield f"rootAccess is {mode!r}"
 
 
-# A service that hands a role it was passed on to another service's principal: EKS managed node
+# A service that hands a role it was passed on to another service's principal. EKS managed node
 # groups take a node role trusted by ec2.amazonaws.com (EKS user guide, create-node-role) through
-# eks:CreateNodegroup, so that pass names eks.amazonaws.com.
+# eks:CreateNodegroup; no source found here states which iam:PassedToService value that call
+# presents, so a pass limited to eks.amazonaws.com is given the benefit of the doubt, not reported.
 _PASS_HANDOFFS: dict[str, frozenset[str]] = {"eks.amazonaws.com": frozenset({"ec2.amazonaws.com"})}
 _ROLE_ARN = re.compile(r"^arn:[^:]+:iam::[^:]*:role/(?:.*/)?([^/]+)$")
 
@@ -703,8 +704,8 @@ def _service_can_assume(passed_to: list[str], trusted: set[str]) -> bool:
         "reference_policies_iam-condition-keys#ck_PassedToService). That service cannot assume the role: "
         "e.g. an EMR cluster's EC2 instance-profile role is passed to ec2.amazonaws.com, not "
         "elasticmapreduce.amazonaws.com (AWS managed policy AmazonEMRFullAccessPolicy_v2, statement "
-        "PassRoleForEC2), so RunJobFlow is denied. EKS managed node groups (eks.amazonaws.com passing an "
-        "EC2-trusted node role) are the known hand-off."
+        "PassRoleForEC2), so RunJobFlow is denied. A pass of an EC2-trusted role to eks.amazonaws.com "
+        "(managed node groups) is not reported."
     ),
     remediation=(
         "Give each role its own PassRole statement whose iam:PassedToService is the service principal in "
