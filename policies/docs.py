@@ -18,6 +18,7 @@ _FAMILIES = {
     "data_protection": "Data protection",
     "network": "Network",
     "kubernetes": "Kubernetes",
+    "naming": "Naming",
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.core import Context, Finding, Resource, Rule, UnknownValueFound, normalize
-from policies.rules import cost, data_protection, iam, kubernetes, network
+from policies.rules import cost, data_protection, iam, kubernetes, naming, network
 from policies.settings import ConfigError, check_config, known_stacks, resolve
 
 try:  # The analyzer's own "unknown during preview" error, raised by its props proxy.
@@ -16,7 +16,14 @@ except ImportError:  # pragma: no cover - pulumi-policy is a hard dependency of 
     _EngineUnknown = UnknownValueFound  # type: ignore[assignment,misc]
 
 #: Every rule, in the order reports list them. `__main__.py` builds the PolicyPack from this list.
-RULES: list[Rule] = [*iam.RULES, *cost.RULES, *data_protection.RULES, *network.RULES, *kubernetes.RULES]
+RULES: list[Rule] = [
+    *iam.RULES,
+    *cost.RULES,
+    *data_protection.RULES,
+    *network.RULES,
+    *kubernetes.RULES,
+    *naming.RULES,
+]
 
 STACK_RESOURCE_TYPE = "pulumi:pulumi:Stack"
 _LEVEL_OVERRIDES = {"mandatory": "mandatory", "advisory": "advisory", "remediate": "mandatory", "disabled": None}

@@ -36,13 +36,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "gpuPoolMaxNodes": {"dev": 2, "staging": 4, "prod": 16},
     "gpuPoolMinNodes": {"dev": 0, "staging": 0, "prod": 0},
+    # Every pool, CPU included; the stacks' largest pools (environments/) are 6, 6 and 12 nodes.
+    "nodePoolMaxNodes": {"dev": 10, "staging": 20, "prod": 50},
     "allowedRdsInstanceClasses": {s: list(_RDS_CLASSES) for s in STACKS},
     "maxNatGateways": {"dev": 1, "staging": None, "prod": None},
     "requiredTags": {s: ["team", "cost-center", "environment"] for s in STACKS},
     "budgetUsdMonth": {"dev": 100_000, "staging": 300_000, "prod": 2_500_000},
     "requireRdsMultiAz": {"dev": False, "staging": False, "prod": True},
     "requireRdsDeletionProtection": {"dev": False, "staging": False, "prod": True},
+    "requireRdsFinalSnapshot": {"dev": False, "staging": True, "prod": True},
+    "destroyableStack": {"dev": True, "staging": False, "prod": False},
     "trustedAccountIds": {s: [] for s in STACKS},
+    "publicSecurityGroups": {s: [] for s in STACKS},
 }
 
 _STR_LIST = {"type": "array", "items": {"type": "string"}}
@@ -50,6 +55,7 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "allowedInstanceTypes": {**_STR_LIST, "description": "EC2 instance types (glob patterns) allowed."},
     "gpuPoolMaxNodes": {"type": "integer", "minimum": 0, "description": "Largest max size of a GPU pool."},
     "gpuPoolMinNodes": {"type": "integer", "minimum": 0, "description": "Largest min size of a GPU pool."},
+    "nodePoolMaxNodes": {"type": "integer", "minimum": 1, "description": "Largest max size of any node pool."},
     "allowedRdsInstanceClasses": {**_STR_LIST, "description": "RDS instance classes (glob patterns)."},
     "maxNatGateways": {
         "type": ["integer", "null"],
@@ -60,9 +66,21 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "budgetUsdMonth": {"type": "number", "minimum": 0, "description": "Peak monthly cost budget in USD."},
     "requireRdsMultiAz": {"type": "boolean", "description": "Whether RDS instances must be Multi-AZ."},
     "requireRdsDeletionProtection": {"type": "boolean", "description": "Whether RDS needs deletion protection."},
+    "requireRdsFinalSnapshot": {"type": "boolean", "description": "Whether deleting RDS must keep a final snapshot."},
+    "destroyableStack": {
+        "type": "boolean",
+        "description": "Whether the stack is disposable: `pulumi destroy` must succeed and may delete its data.",
+    },
     "trustedAccountIds": {
         **_STR_LIST,
         "description": "AWS account ids that count as 'own' (trust from them is not cross-account).",
+    },
+    "publicSecurityGroups": {
+        **_STR_LIST,
+        "description": (
+            "Security groups (logical name, group name or id) that front an internet-facing load balancer "
+            "created outside the stack, e.g. by the AWS Load Balancer Controller."
+        ),
     },
 }
 

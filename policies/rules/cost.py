@@ -37,6 +37,10 @@ LAUNCH_CONFIGURATION = "aws:ec2/launchConfiguration:LaunchConfiguration"
 INSTANCE_LIKE = (INSTANCE, LAUNCH_CONFIGURATION)
 BATCH_CE = "aws:batch/computeEnvironment:ComputeEnvironment"
 EMR_CLUSTER = "aws:emr/cluster:Cluster"
+# Self-managed pools: pulumi-eks's NodeGroup/NodeGroupV2 components (maxSize, default 2 per the
+# installed pulumi_eks/node_group_v2.py docstring) and a plain EC2 Auto Scaling group.
+EKS_SELF_MANAGED = ("eks:index:NodeGroup", "eks:index:NodeGroupV2")
+ASG = "aws:autoscaling/group:Group"
 
 # pulumi-eks creates a default self-managed node group of t3.medium unless told otherwise; managed
 # node groups without a launch template also default to t3.medium.
@@ -118,6 +122,10 @@ def cost_001_instance_types(res: Resource, ctx: Context) -> Iterator[str | Unkno
 def _pool_sizes(res: Resource) -> tuple[Any, Any]:
     if res.type in (NODE_GROUP, MANAGED_NODE_GROUP):
         return res.get("scalingConfig", "minSize"), res.get("scalingConfig", "maxSize")
+    if res.type == ASG:
+        return res.get("minSize"), res.get("maxSize")
+    if res.type in EKS_SELF_MANAGED:
+        return res.get("minSize", default=_EKS_DEFAULT_MIN), res.get("maxSize", default=_EKS_DEFAULT_MAX)
     opts = res.get("nodeGroupOptions") or {}
     lo = dig(opts, "minSize", where="nodeGroupOptions")
     hi = dig(opts, "maxSize", where="nodeGroupOptions")
@@ -500,3 +508,66 @@ def cost_011_emr_serverless(res: Resource, _ctx: Context) -> Iterator[str | Unkn
         yield "no maximumCapacity: scaling is unbounded"
     if to_bool(res.get("autoStopConfiguration", "enabled", default=True)) is False:
         yield "autoStopConfiguration.enabled is false"
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-COST-012",
+    name="Node pool may scale past the stack's cap",
+    description=(
+        "Every node pool -- aws.eks.NodeGroup and pulumi-eks ManagedNodeGroup (scalingConfig.maxSize), "
+        "pulumi-eks NodeGroup/NodeGroupV2 (maxSize, default 2), pulumi-eks's default node group, and an EC2 "
+        "Auto Scaling group -- has a maxSize of at most nodePoolMaxNodes for the stack, CPU pools included "
+        "(GPU pools also meet gpuPoolMaxNodes). The budget rule prices the peak, but a cheap pool allowed "
+        "hundreds of nodes stays under a budget sized for GPUs."
+    ),
+    remediation="Lower the pool's maxSize to the stack's nodePoolMaxNodes, or raise the cap in the pack config.",
+    level="mandatory",
+    types=(NODE_GROUP, MANAGED_NODE_GROUP, EKS_COMPONENT, *EKS_SELF_MANAGED, ASG),
+    settings=("nodePoolMaxNodes",),
+)
+def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.type == EKS_COMPONENT and not eks_default_pool(res):
+        return
+    cap = ctx.setting("nodePoolMaxNodes")
+    hi = to_number(_pool_sizes(res)[1])
+    if hi is not None and hi > cap:
+        yield f"max size {hi:g} > cap {cap} for stack {ctx.stack!r}"
+
+
+# The cluster autoscaler's AWS provider treats a node carrying this label as not ready until its GPUs
+# are allocatable, so it does not add a second node while the first one's device plugin starts
+# (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/aws_cloud_provider.go, GPULabel;
+# cloudprovider/aws/README.md). The GPU operator's MIG manager reads nvidia.com/mig.config: a MIG pool
+# with the mixed strategy advertises nvidia.com/mig-* resources, never nvidia.com/gpu, so the label
+# would keep its nodes "not ready" forever (NVIDIA gpu-operator docs, GPU Operator with MIG).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+_MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+_NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-COST-013",
+    name="NVIDIA GPU node group without the autoscaler's accelerator label",
+    description=(
+        "An EKS node group of NVIDIA GPU instances (p*, g*) lacks the node label "
+        "k8s.amazonaws.com/accelerator, the label the cluster autoscaler's AWS provider uses to wait for the "
+        "GPUs to be advertised (kubernetes/autoscaler cloudprovider/aws/aws_cloud_provider.go GPULabel); "
+        "until then a pending GPU pod looks unschedulable and a second node is bought. MIG pools "
+        "(label nvidia.com/mig.config) are exempt."
+    ),
+    remediation="Add labels {'k8s.amazonaws.com/accelerator': '<gpu model, e.g. nvidia-a100>'} to the node group.",
+    level="advisory",
+    types=(NODE_GROUP, MANAGED_NODE_GROUP),
+)
+def cost_013_gpu_accelerator_label(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    ami = res.get("amiType")
+    if not (isinstance(ami, str) and re.search("NVIDIA|GPU", ami, re.IGNORECASE)):
+        _, types = instance_types(res)
+        if not any(isinstance(t, str) and _NVIDIA_FAMILY.match(t) for t in iter_known(types)):
+            return
+    labels = res.get("labels") or {}
+    if _MIG_CONFIG_LABEL in labels or ACCELERATOR_LABEL in labels:
+        return
+    yield f"GPU node group without the {ACCELERATOR_LABEL} label: the autoscaler may add a node per pending pod"

@@ -19,6 +19,7 @@ from policies.core import (
     to_bool,
     to_number,
 )
+from policies.rules._common import COVERED, UNKNOWN, coverage
 from policies.rules.cost import BUCKET_TYPES, EKS_COMPONENT, INSTANCE_LIKE, LAUNCH_TEMPLATE, bucket_findings
 
 RULES: list[Rule] = []
@@ -385,3 +386,165 @@ def data_014_ecr_scan(res: Resource, _ctx: Context) -> Iterator[str | UnknownVal
 def data_015_emr_security_configuration(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
     if not res.get("securityConfiguration"):
         yield "securityConfiguration is not set"
+
+
+# How many dot-separated parts name a major version, per engine (RDS user guide: PostgreSQL majors
+# from 10 on are one number, "16"; MySQL and MariaDB majors are two, "8.0", "10.11"). Engines whose
+# versions have another shape (Oracle, SQL Server, Aurora MySQL's "8.0.mysql_aurora.3.10.0") are
+# not judged.
+_MAJOR_PARTS = {"postgres": 1, "aurora-postgresql": 1, "mysql": 2, "mariadb": 2}
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-016",
+    name="RDS engine version pinned below the major while minor upgrades are automatic",
+    description=(
+        "An RDS instance pins engineVersion to a minor (postgres '16.8', mysql '8.0.36') and keeps "
+        "autoMinorVersionUpgrade at its default (true). After AWS upgrades the minor, the provider keeps "
+        "the configured value only when the actual version starts with it plus '.' "
+        "(terraform-provider-aws internal/service/rds compareActualEngineVersion; pulumi-aws rds.Instance "
+        "engine_version docstring), so every later update plans a downgrade that RDS refuses."
+    ),
+    remediation=(
+        "Pin the major only (engineVersion '16' or '8.0') and let AWS apply minors, or set "
+        "autoMinorVersionUpgrade=false and upgrade minors deliberately."
+    ),
+    level="advisory",
+    types=("aws:rds/instance:Instance",),
+)
+def data_016_rds_minor_pin(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if to_bool(res.get("autoMinorVersionUpgrade", default=True)) is False:
+        return
+    engine, version = res.get("engine"), res.get("engineVersion")
+    if not isinstance(engine, str) or not isinstance(version, str):
+        return  # a replica inherits the source's version; no version means AWS's default
+    parts = _MAJOR_PARTS.get(engine.lower())
+    if engine.lower().startswith("postgres") and version.split(".", 1)[0].isdigit() and int(version.split(".")[0]) < 10:
+        parts = 2  # PostgreSQL 9.x majors are "9.6"
+    if parts is not None and len(version.split(".")) > parts:
+        yield (
+            f"engineVersion {version!r} pins a minor of {engine} while autoMinorVersionUpgrade is on; "
+            f"pin {'.'.join(version.split('.')[:parts])!r}"
+        )
+
+
+_CERTIFICATE = "aws:acm/certificate:Certificate"
+_CERT_VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-DATA-017",
+    name="ACM certificate that the stack never validates",
+    description=(
+        "A DNS- or email-validated aws.acm.Certificate has no aws.acm.CertificateValidation whose "
+        "certificateArn names it. Nothing then waits for issuance: the certificate stays PENDING_VALIDATION "
+        "until someone creates the record, and ACM gives up after 72 hours (ACM user guide, "
+        "dns-validation / troubleshooting: 'the request times out after 72 hours'); a listener using it "
+        "cannot serve TLS."
+    ),
+    remediation=(
+        "Create the validation records (Route 53 records from domainValidationOptions) and an "
+        "aws.acm.CertificateValidation, or export the records for whoever owns the zone and validate there."
+    ),
+    level="advisory",
+)
+def data_017_acm_unvalidated(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    certs = []
+    for cert in (r for r in resources if r.type == _CERTIFICATE):
+        try:
+            # Imported (privateKey) and private-CA (certificateAuthorityArn) certificates need no validation.
+            if cert.get("privateKey") is not None or cert.get("certificateAuthorityArn") is not None:
+                continue
+        except UnknownValueFound:
+            pass
+        certs.append(cert)
+    validations = [r for r in resources if r.type == _CERT_VALIDATION]
+    for cert, status, detail in coverage(certs, validations, "certificateArn", ("arn",)):
+        if status == UNKNOWN:
+            yield Finding(f"cannot verify: {detail}", cert, unknown=True)
+        elif status != COVERED:
+            yield Finding("no CertificateValidation waits for this certificate to be issued", cert)
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-018",
+    name="RDS deletion without a final snapshot",
+    description=(
+        "In stacks with requireRdsFinalSnapshot (staging, prod), an RDS instance or cluster sets "
+        "skipFinalSnapshot=true, so deleting it (a replacement, a teardown after lifting deletion protection) "
+        "keeps no snapshot. In every stack, an instance that keeps the default skipFinalSnapshot=false without a "
+        "finalSnapshotIdentifier cannot be deleted (pulumi-aws rds.Instance docstring: 'Must be provided if "
+        "skip_final_snapshot is set to false'). Read replicas are exempt."
+    ),
+    remediation=(
+        "Set skipFinalSnapshot=false with a finalSnapshotIdentifier unique per deletion (e.g. with a random or "
+        "dated suffix), and never derive skipFinalSnapshot from deletionProtection."
+    ),
+    level="mandatory",
+    types=(RDS_INSTANCE, RDS_CLUSTER),
+    settings=("requireRdsFinalSnapshot",),
+)
+def data_018_rds_final_snapshot(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.get("replicateSourceDb") is not None:
+        return
+    skip = to_bool(res.get("skipFinalSnapshot", default=False)) is True
+    if skip and ctx.setting("requireRdsFinalSnapshot"):
+        yield f"skipFinalSnapshot is true in stack {ctx.stack!r}: deleting the database keeps no snapshot"
+    elif not skip and res.type == RDS_INSTANCE and not res.get("finalSnapshotIdentifier"):
+        yield "skipFinalSnapshot is false but finalSnapshotIdentifier is unset: the instance cannot be deleted"
+
+
+# Stores whose delete call fails while they hold data, and the provider flag that empties them first
+# (pulumi-aws docstrings: s3 Bucket/BucketV2 forceDestroy, ecr Repository forceDelete, backup Vault
+# forceDestroy, all default false). AWS refuses the delete otherwise: S3 DeleteBucket needs an empty
+# bucket, ECR DeleteRepository a repository without images unless forced, Backup DeleteBackupVault
+# an empty vault (the services' API references).
+_FORCE_FLAGS = {
+    "aws:s3/bucket:Bucket": "forceDestroy",
+    "aws:s3/bucketV2:BucketV2": "forceDestroy",
+    "aws:ecr/repository:Repository": "forceDelete",
+    "aws:backup/vault:Vault": "forceDestroy",
+}
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-019",
+    name="Store that blocks the teardown of a disposable stack",
+    description=(
+        "In stacks with destroyableStack (dev), an S3 bucket, ECR repository or Backup vault keeps its "
+        "force flag (forceDestroy / forceDelete) at the default false, so `pulumi destroy` stops at the first "
+        "one holding objects, images or recovery points and strands the rest (VPC, NAT) running (issue 13 #6)."
+    ),
+    remediation="Set forceDestroy=True (buckets, Backup vaults) / forceDelete=True (ECR) in disposable stacks.",
+    level="advisory",
+    types=tuple(_FORCE_FLAGS),
+    settings=("destroyableStack",),
+)
+def data_019_teardown_blocked(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    flag = _FORCE_FLAGS[res.type]
+    if ctx.setting("destroyableStack") and to_bool(res.get(flag, default=False)) is not True:
+        yield f"{flag} is not true in stack {ctx.stack!r}: destroy fails while it holds data"
+
+
+@resource_rule(
+    RULES,
+    id="CDAO-DATA-020",
+    name="Store that a replacement or destroy empties where the stack keeps data",
+    description=(
+        "In stacks without destroyableStack (staging, prod), an S3 bucket, ECR repository or Backup vault sets "
+        "forceDestroy / forceDelete, so a replacement or `pulumi destroy` deletes every object, image or "
+        "recovery point in it without asking."
+    ),
+    remediation="Leave forceDestroy / forceDelete unset (false) outside disposable stacks.",
+    level="mandatory",
+    types=tuple(_FORCE_FLAGS),
+    settings=("destroyableStack",),
+)
+def data_020_force_delete_kept_data(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    flag = _FORCE_FLAGS[res.type]
+    if not ctx.setting("destroyableStack") and to_bool(res.get(flag, default=False)) is True:
+        yield f"{flag} is true in stack {ctx.stack!r}: deleting it deletes its data"

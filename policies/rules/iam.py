@@ -8,14 +8,29 @@ but the listed principals.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from policies.core import Context, Resource, Rule, UnknownValueFound, as_list, resource_rule
+from policies.core import (
+    Context,
+    Finding,
+    Resource,
+    Rule,
+    UnknownValueFound,
+    as_list,
+    dig,
+    resource_rule,
+    stack_rule,
+)
 from policies.rules._common import (
+    COVERED,
+    UNKNOWN,
     PolicyParseError,
     Statement,
     arn_account,
+    coverage,
     glob_match,
     parse_policy,
     principal_account,
@@ -462,6 +477,11 @@ def iam_007_principal_star(res: Resource, _ctx: Context) -> Iterator[str | Unkno
 
 
 _SA_SUBJECT = re.compile(r"system:serviceaccount:[^:*?\s]+:[^:*?\s]+")
+# An IAM OIDC provider's ARN ends in its URL without the scheme; one built from an issuer URL that
+# still carries "https://" is matched too, so the scheme is reported instead of the statement
+# silently not counting as IRSA.
+_EKS_PROVIDER = re.compile(r"oidc-provider/(?:https?://)?oidc\.eks\.", re.IGNORECASE)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 def _eks_issuers(st: Statement) -> list[str] | None:
@@ -469,7 +489,7 @@ def _eks_issuers(st: Statement) -> list[str] | None:
     found = principals(st)
     if found is not None:
         federated = found.get("Federated", [])
-        issuers = [f.split("oidc-provider/", 1)[1] for f in federated if "oidc-provider/oidc.eks." in f]
+        issuers = [f.split("oidc-provider/", 1)[1] for f in federated if _EKS_PROVIDER.search(f)]
         # Trust in AWS accounts, services or a non-EKS identity provider is not IRSA.
         return issuers or None
     # No Principal at all (an invalid trust policy): go by the condition keys alone.
@@ -484,11 +504,14 @@ def _eks_issuers(st: Statement) -> list[str] | None:
     description=(
         "A role trusted through an EKS OIDC provider (IRSA) must require StringEquals on '<issuer>:sub' "
         "naming exactly one 'system:serviceaccount:<namespace>:<name>' and on '<issuer>:aud' = "
-        "'sts.amazonaws.com'; otherwise any pod in the cluster can assume it."
+        "'sts.amazonaws.com'; otherwise any pod in the cluster can assume it. The issuer in the keys and "
+        "the provider ARN carries no 'https://' (EKS user guide, associate-service-account-role; pulumi-eks's "
+        "oidcProviderUrl keeps the scheme, oidcIssuer drops it): with it, no pod can assume the role."
     ),
     remediation=(
         "Condition: {'StringEquals': {'<issuer>:sub': 'system:serviceaccount:<ns>:<sa>', "
-        "'<issuer>:aud': 'sts.amazonaws.com'}} -- not StringLike, not IfExists, one subject per role."
+        "'<issuer>:aud': 'sts.amazonaws.com'}} -- not StringLike, not IfExists, one subject per role; "
+        "build '<issuer>' from pulumi-eks's oidcIssuer, not oidcProviderUrl."
     ),
     level="mandatory",
     types=TRUST_TYPES,
@@ -500,6 +523,15 @@ def iam_008_irsa(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFou
         issuers = _eks_issuers(st)
         if issuers is None:
             return None
+        # IAM names an OIDC provider, and its condition keys, by the issuer URL without "https://"
+        # ("oidc.eks.<region>.amazonaws.com/id/<id>:sub", EKS user guide, associate-service-account-role).
+        # pulumi-eks's oidcProviderUrl output keeps the scheme and oidcIssuer drops it (pulumi_eks
+        # cluster.py docstrings), so a trust built from the URL names keys no request ever carries.
+        schemed = sorted(
+            {c.key for c in st.conditions() if _SCHEME.match(c.key)} | {i for i in issuers if _SCHEME.match(i)}
+        )
+        if schemed:
+            return f"{schemed} carry a URL scheme: IAM expects the issuer without 'https://' (the role is unassumable)"
         conds = [c for c in st.conditions() if c.enforces(("StringEquals",))]
 
         def pinned(suffix: str, ok: Callable[[tuple[object, ...]], bool]) -> bool:
@@ -616,3 +648,267 @@ def iam_011_notebook_root(res: Resource, _ctx: Context) -> Iterator[str | Unknow
     mode = res.get("rootAccess", default="Enabled")
     if str(mode).lower() != "disabled":
         yield f"rootAccess is {mode!r}"
+
+
+# A service that hands a role it was passed on to another service's principal. EKS managed node
+# groups take a node role trusted by ec2.amazonaws.com (EKS user guide, create-node-role) through
+# eks:CreateNodegroup; no source found here states which iam:PassedToService value that call
+# presents, so a pass limited to eks.amazonaws.com is given the benefit of the doubt, not reported.
+_PASS_HANDOFFS: dict[str, frozenset[str]] = {"eks.amazonaws.com": frozenset({"ec2.amazonaws.com"})}
+_ROLE_ARN = re.compile(r"^arn:[^:]+:iam::[^:]*:role/(?:.*/)?([^/]+)$")
+
+
+def _role_names(role: Resource) -> set[str]:
+    names = {v for v in (role.props.get("name"), role.id) if isinstance(v, str)}
+    arn = role.props.get("arn")
+    if isinstance(arn, str) and (m := _ROLE_ARN.match(arn)):
+        names.add(m.group(1))
+    return names or {role.name}
+
+
+def _trusted_services(role: Resource) -> set[str]:
+    """Service principals an Allow statement of the role's trust policy lets assume it; raises on unknowns."""
+    doc = parse_policy(role.props.get("assumeRolePolicy"), "assumeRolePolicy")
+    return {
+        service.strip().lower()
+        for st in statements(doc, "assumeRolePolicy")
+        if st.is_allow and _assumes(st)
+        for service in (principals(st) or {}).get("Service", [])
+    }
+
+
+def _passed_to(st: Statement) -> list[str] | None:
+    values = [
+        str(v).strip().lower()
+        for c in st.conditions()
+        if c.key.lower() == "iam:passedtoservice" and c.enforces(_STRING_OPS)
+        for v in c.values
+    ]
+    return values or None
+
+
+def _service_can_assume(passed_to: list[str], trusted: set[str]) -> bool:
+    for pattern in passed_to:
+        if any(glob_match(pattern, service) for service in trusted):
+            return True
+        if any(glob_match(pattern, svc) and assumers & trusted for svc, assumers in _PASS_HANDOFFS.items()):
+            return True
+    return False
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-IAM-012",
+    name="iam:PassRole to a service the role does not trust",
+    description=(
+        "An Allow statement grants iam:PassRole on a role of the stack, named without wildcards, only with "
+        "iam:PassedToService values of which none is a service principal the role's trust policy admits "
+        "(iam:PassedToService names the service the role is passed to, IAM User Guide "
+        "reference_policies_iam-condition-keys#ck_PassedToService). That service cannot assume the role: "
+        "e.g. an EMR cluster's EC2 instance-profile role is passed to ec2.amazonaws.com, not "
+        "elasticmapreduce.amazonaws.com (AWS managed policy AmazonEMRFullAccessPolicy_v2, statement "
+        "PassRoleForEC2), so RunJobFlow is denied. A pass of an EC2-trusted role to eks.amazonaws.com "
+        "(managed node groups) is not reported."
+    ),
+    remediation=(
+        "Give each role its own PassRole statement whose iam:PassedToService is the service principal in "
+        "that role's trust policy (e.g. ec2.amazonaws.com for an instance-profile role)."
+    ),
+    level="mandatory",
+)
+def iam_012_passed_to_untrusting_service(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    roles: dict[str, list[Resource]] = {}
+    for role in (r for r in resources if r.type == ROLE):
+        for name in _role_names(role):
+            roles.setdefault(name, []).append(role)
+    for res in resources:
+        if res.type not in IDENTITY_TYPES:
+            continue
+        for item in _scan(res, "identity", lambda st: _pass_mismatch(st, roles)):
+            if isinstance(item, UnknownValueFound):
+                yield Finding(f"cannot verify: {item.what}", res, unknown=True)
+            elif not item.startswith("cannot evaluate"):  # an unparsable document is CDAO-IAM-001's finding
+                yield Finding(item, res)
+
+
+def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | None:
+    if not st.allows_action("iam:PassRole"):
+        return None
+    passed_to = _passed_to(st)
+    if passed_to is None:
+        return None  # CDAO-IAM-005's finding
+    problems = []
+    for arn in st.strings("Resource"):
+        m = _ROLE_ARN.match(arn)
+        if not m or any(ch in m.group(1) for ch in "*?"):
+            continue
+        for role in roles.get(m.group(1), []):
+            try:
+                trusted = _trusted_services(role)
+            except PolicyParseError:
+                continue
+            except UnknownValueFound as exc:
+                raise UnknownValueFound(f"the trust policy of {role.name} ({exc.what})") from exc
+            if not _service_can_assume(passed_to, trusted):
+                problems.append(
+                    f"passes {role.name} only to {passed_to}, but its trust policy admits the services "
+                    f"{sorted(trusted) or 'none'}"
+                )
+    return "; ".join(problems) or None
+
+
+# Facts of the vendor's upstream policy, recorded with their source (see the file's "source").
+_LBC = json.loads((Path(__file__).parent.parent / "data" / "aws_load_balancer_controller.json").read_text())
+_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def _irsa_subjects(role: Resource) -> list[str]:
+    doc = parse_policy(role.props.get("assumeRolePolicy"), "assumeRolePolicy")
+    return [
+        str(v)
+        for st in statements(doc, "assumeRolePolicy")
+        if st.is_allow and st.allows_action("sts:AssumeRoleWithWebIdentity")
+        for c in st.conditions()
+        if c.key.lower().endswith(":sub")
+        for v in c.values
+    ]
+
+
+def _role_documents(role: Resource, resources: list[Resource]) -> Iterator[tuple[str, object]]:
+    """(where, document) of every identity policy the stack gives `role`; raises for what it cannot see."""
+    names = _role_names(role) | ({role.urn} if role.urn else set())
+    for i, inline in enumerate(as_list(role.get("inlinePolicies"))):
+        yield f"{role.name}.inlinePolicies[{i}]", inline.get("policy") if isinstance(inline, dict) else inline
+    policies = [r for r in resources if r.type == "aws:iam/policy:Policy"]
+    for res in resources:
+        linked = res.props.get("role") in names or bool(names & set(res.deps.get("role", ())))
+        if res.type == _ROLE_POLICY and linked:
+            yield f"{res.name}.policy", res.props.get("policy")
+        elif res.type == _ATTACHMENT and linked:
+            # The engine's dependencies link the attachment even while the ARN is unknown at preview.
+            deps = set(res.deps.get("policyArn", ()))
+            found = [p for p in policies if deps & _policy_ids(p)]
+            if not found:
+                arn = res.get("policyArn")
+                found = [p for p in policies if arn in _policy_ids(p)]
+                if not found and isinstance(arn, str) and ":aws:policy/" not in arn:
+                    raise UnknownValueFound(f"the document of policy {arn} attached by {res.name} (outside the stack)")
+            for p in found:
+                yield f"{p.name}.policy", p.props.get("policy")
+
+
+def _policy_ids(policy: Resource) -> set[str]:
+    ids = {v for v in (policy.id, policy.props.get("arn"), policy.props.get("name")) if isinstance(v, str)}
+    return ids | ({policy.urn} if policy.urn else set()) | {policy.name}
+
+
+def _grants_beyond_ownership(st: Statement, action: str, tag_key: str) -> bool:
+    """Whether an Allow statement grants `action` without requiring the controller's ownership tag."""
+    if not st.allows_action(action):
+        return False
+    return not any(tag_key.lower() in c.key.lower() for c in st.conditions())
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-IAM-013",
+    name="AWS Load Balancer Controller cannot act on security groups it did not create",
+    description=(
+        "The IRSA role of the AWS Load Balancer Controller (service account 'aws-load-balancer-controller') "
+        "grants ec2:AuthorizeSecurityGroupIngress / ec2:RevokeSecurityGroupIngress only on groups carrying "
+        "its own elbv2.k8s.aws/cluster tag, or not at all. The upstream policy (kubernetes-sigs/"
+        "aws-load-balancer-controller docs/install/iam_policy.json, v2.17.1) grants both on '*' without a "
+        "condition because, with target-type ip, the controller opens the node or pod security group, which "
+        "it did not create (#2578, #1312): UnauthorizedOperation, unhealthy targets."
+    ),
+    remediation=(
+        "Grant ec2:AuthorizeSecurityGroupIngress and ec2:RevokeSecurityGroupIngress without the ownership-tag "
+        "condition (on '*' as upstream, or on the node/pod security group ARNs)."
+    ),
+    level="mandatory",
+)
+def iam_013_lbc_foreign_groups(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    sa, tag_key = _LBC["serviceAccountName"], _LBC["ownershipTagKey"]
+    for role in (r for r in resources if r.type == ROLE):
+        try:
+            subjects = _irsa_subjects(role)
+        except (UnknownValueFound, PolicyParseError):
+            continue  # CDAO-IAM-008 reports an unreadable IRSA trust
+        if not any(s.rsplit(":", 1)[-1] == sa for s in subjects if s.startswith("system:serviceaccount:")):
+            continue
+        missing = set(_LBC["foreignResourceActions"])
+        try:
+            for where, raw in _role_documents(role, resources):
+                if raw is None:
+                    continue
+                for st in statements(parse_policy(raw, where), where):
+                    if st.is_allow:
+                        missing -= {a for a in missing if _grants_beyond_ownership(st, a, tag_key)}
+        except UnknownValueFound as exc:
+            if missing:
+                yield Finding(f"cannot verify: {exc.what}", role, unknown=True)
+            continue
+        except PolicyParseError:
+            continue  # CDAO-IAM-001 reports an unparsable document
+        if missing:
+            yield Finding(
+                f"grants {sorted(missing)} only on security groups tagged {tag_key} (or not at all); the "
+                "controller needs them on node/pod groups it did not create",
+                role,
+            )
+
+
+_EKS_COMPONENT = "eks:index:Cluster"
+_AWS_EKS = "aws:eks/cluster:Cluster"
+_ACCESS_ENTRY = "aws:eks/accessEntry:AccessEntry"
+
+
+def _aws_auth_configmap(resources: list[Resource]) -> bool:
+    for r in resources:
+        if r.type in ("kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:ConfigMapPatch"):
+            try:
+                if dig(r.props, "metadata", "name") == "aws-auth":
+                    return True
+            except UnknownValueFound:
+                continue  # an auto-named ConfigMap is not aws-auth, which must have that exact name
+    return False
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-IAM-014",
+    name="EKS cluster that only its creator can administer",
+    description=(
+        "An EKS cluster grants Kubernetes access to no IAM principal: no accessEntries, roleMappings or "
+        "userMappings on pulumi-eks's Cluster, no aws.eks.AccessEntry for it in the stack and no aws-auth "
+        "ConfigMap. Only the identity that created it then has cluster-admin (EKS grants the creator through "
+        "bootstrapClusterCreatorAdminPermissions, default true; EKS user guide, access-entries), so a stack "
+        "created from a laptop cannot be updated by the CI role, and the reverse (issue 13 #7). Advisory: a "
+        "stack always run by the same deploy role works, and the pack cannot see who runs Pulumi."
+    ),
+    remediation=(
+        "Add access entries (pulumi-eks accessEntries, or aws.eks.AccessEntry + AccessPolicyAssociation) for "
+        "every deploy role and a break-glass role."
+    ),
+    level="advisory",
+)
+def iam_014_creator_only_cluster(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    clusters = [r for r in resources if r.type in (_EKS_COMPONENT, _AWS_EKS)]
+    entries = [r for r in resources if r.type == _ACCESS_ENTRY]
+    aws_auth = _aws_auth_configmap(resources)
+    for cluster, status, detail in coverage(clusters, entries, "clusterName", ("name",)):
+        if status == COVERED or aws_auth:
+            continue
+        try:
+            if cluster.type == _EKS_COMPONENT and any(
+                cluster.get(prop) for prop in ("accessEntries", "roleMappings", "userMappings")
+            ):
+                continue
+        except UnknownValueFound as exc:
+            yield Finding(f"cannot verify: {exc.what}", cluster, unknown=True)
+            continue
+        if status == UNKNOWN:
+            yield Finding(f"cannot verify: {detail}", cluster, unknown=True)
+        else:
+            yield Finding("no IAM principal but the cluster's creator gets Kubernetes access", cluster)

@@ -113,55 +113,59 @@ def _public_lb_sg_ids(resources: list[Resource]) -> tuple[set[str], bool]:
     return ids, uncertain
 
 
+def _listed(owner: Resource | None, raw_id: Any, listed: list[str]) -> bool:
+    """Whether the pack config names this group in publicSecurityGroups (logical name, name or id)."""
+    if not listed:
+        return False
+    names: set[str] = set()
+    if owner is not None:
+        names |= identifiers(owner, "name")[0] | {owner.name}
+    if isinstance(raw_id, str):
+        names.add(raw_id)
+    return bool(names & set(listed))
+
+
 @stack_rule(
     RULES,
     id="CDAO-NET-002",
-    name="Security group ingress from 0.0.0.0/0 other than 443 on a public load balancer",
+    name="Security group ingress from the internet on a port other than TCP 443",
     description=(
         "Ingress from 0.0.0.0/0 or ::/0 (inline ingress, SecurityGroupRule or vpc SecurityGroupIngressRule) "
-        "is allowed only for TCP 443 on a security group attached to an internet-facing load balancer."
+        "is allowed only for TCP 443 (an authorized port of AWS Security Hub control EC2.18, "
+        "https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18); where the "
+        "443 group is attached is CDAO-NET-008's question."
     ),
     remediation="Restrict the source CIDR or security group; expose services through a public LB on 443 only.",
     level="mandatory",
 )
 def net_002_open_ingress(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
-    lb_sgs, lb_uncertain = _public_lb_sg_ids(resources)
-    sgs = [r for r in resources if r.type in SECURITY_GROUPS]
     for res in resources:
         if res.type not in (*SECURITY_GROUPS, INGRESS_RULE, SG_RULE):
             continue
         try:
-            for label, proto, lo, hi, owner in _open_ingress(res):
+            for label, proto, lo, hi, _owner in _open_ingress(res):
                 if not _only_https(proto, lo, hi):
                     yield Finding(f"{label} opens protocol {proto} ports {lo}-{hi} to the internet", res)
-                    continue
-                status = _attached_to_public_lb(res, owner, sgs, lb_sgs)
-                if status is None or (status is False and lb_uncertain):
-                    yield Finding(
-                        "cannot verify: which security group/load balancer this 443 rule belongs to", res, unknown=True
-                    )
-                elif status is False:
-                    yield Finding(
-                        f"{label} opens 443 to the internet on a security group of no public load balancer", res
-                    )
         except UnknownValueFound as exc:
             yield Finding(f"cannot verify: {exc.what}", res, unknown=True)
 
 
-def _attached_to_public_lb(res: Resource, owner: Resource | None, sgs: list[Resource], lb_sgs: set[str]) -> bool | None:
-    """True/False, or None when the owning security group cannot be identified."""
+def _attached_to_public_lb(
+    res: Resource, owner: Resource | None, sgs: list[Resource], lb_sgs: set[str]
+) -> tuple[bool | None, Resource | None]:
+    """(True/False, or None when the owning group cannot be identified; the owning group if found)."""
     if owner is None:
         candidates = [sg for sg, status, _ in coverage(sgs, [res], "securityGroupId", ()) if status == COVERED]
         if not candidates:
             raw = res.props.get("securityGroupId")
             if isinstance(raw, str):
-                return raw in lb_sgs
-            return None
+                return raw in lb_sgs, None
+            return None, None
         owner = candidates[0]
     ids, uncertain = identifiers(owner)
     if ids & lb_sgs:
-        return True
-    return None if uncertain and not (ids - {owner.urn}) else False
+        return True, owner
+    return (None if uncertain and not (ids - {owner.urn}) else False), owner
 
 
 @resource_rule(
@@ -288,3 +292,146 @@ def net_007_sagemaker_internet(res: Resource, _ctx: Context) -> Iterator[str | U
     mode = res.get("directInternetAccess", default="Enabled")
     if str(mode).lower() != "disabled":
         yield f"directInternetAccess is {mode!r}"
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-008",
+    name="TCP 443 open to the internet on a security group of no internet-facing load balancer",
+    description=(
+        "A security group that opens TCP 443 to 0.0.0.0/0 or ::/0 is attached to no internet-facing "
+        "aws:lb LoadBalancer of the stack and is not listed in publicSecurityGroups. Advisory: 443 is an "
+        "authorized port of Security Hub EC2.18, and a group the AWS Load Balancer Controller attaches "
+        "through the alb.ingress.kubernetes.io/security-groups annotation (IDs or names, "
+        "https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/security_groups/) "
+        "has no load balancer in the stack to be linked to."
+    ),
+    remediation=(
+        "Attach the group to an internet-facing load balancer of the stack, or list it (logical name, group "
+        "name or id) in publicSecurityGroups for the stack when a controller outside the stack attaches it."
+    ),
+    level="advisory",
+    settings=("publicSecurityGroups",),
+)
+def net_008_unlinked_https(resources: list[Resource], ctx: Context) -> Iterator[Finding]:
+    listed = list(ctx.setting("publicSecurityGroups"))
+    lb_sgs, lb_uncertain = _public_lb_sg_ids(resources)
+    sgs = [r for r in resources if r.type in SECURITY_GROUPS]
+    for res in resources:
+        if res.type not in (*SECURITY_GROUPS, INGRESS_RULE, SG_RULE):
+            continue
+        try:
+            for label, proto, lo, hi, owner in _open_ingress(res):
+                if not _only_https(proto, lo, hi):
+                    continue  # CDAO-NET-002's finding
+                status, group = _attached_to_public_lb(res, owner, sgs, lb_sgs)
+                if status is True or _listed(group, res.props.get("securityGroupId"), listed):
+                    continue
+                if status is None or lb_uncertain:
+                    yield Finding(
+                        "cannot verify: which security group/load balancer this 443 rule belongs to", res, unknown=True
+                    )
+                else:
+                    yield Finding(
+                        f"{label} opens 443 to the internet on a security group of no internet-facing load balancer "
+                        f"of this stack and not in publicSecurityGroups for {ctx.stack!r}",
+                        res,
+                    )
+        except UnknownValueFound as exc:
+            yield Finding(f"cannot verify: {exc.what}", res, unknown=True)
+
+
+# AmazonEMRServicePolicy_v2 lets EMR create instances and network interfaces only in subnets and
+# security groups tagged for-use-with-amazon-emr-managed-policies=true (its statement
+# CreateInTaggedNetwork; EMR Management Guide, emr-managed-iam-policies, "Tagging resources to use
+# managed policies"). EMR propagates the tag to what it creates, but not to the network it is given.
+EMR_V2_POLICY = "AmazonEMRServicePolicy_v2"
+EMR_TAG = "for-use-with-amazon-emr-managed-policies"
+_ROLE = "aws:iam/role:Role"
+_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+_SUBNET = "aws:ec2/subnet:Subnet"
+
+
+def _emr_v2_roles(resources: list[Resource]) -> set[str]:
+    """Names/ids/ARNs of roles given AmazonEMRServicePolicy_v2 (attachment or managedPolicyArns)."""
+    out: set[str] = set()
+    for res in resources:
+        if res.type == _ATTACHMENT:
+            arn, role = res.props.get("policyArn"), res.props.get("role")
+            if isinstance(arn, str) and arn.endswith(f"/{EMR_V2_POLICY}") and isinstance(role, str):
+                out.add(role)
+        elif res.type == _ROLE:
+            arns = res.props.get("managedPolicyArns")
+            if isinstance(arns, list) and any(isinstance(a, str) and a.endswith(f"/{EMR_V2_POLICY}") for a in arns):
+                out |= {
+                    v for v in (res.id, res.props.get("name"), res.props.get("arn"), res.name) if isinstance(v, str)
+                }
+    return out
+
+
+def _emr_tagged(res: Resource) -> bool:
+    return str(dig(res.get("tags") or {}, EMR_TAG)).lower() == "true"
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-009",
+    name="EMR cluster in a network its v2 service policy may not use",
+    description=(
+        "An aws.emr.Cluster whose service role has AmazonEMRServicePolicy_v2 runs in a subnet of the stack "
+        "that lacks the tag for-use-with-amazon-emr-managed-policies=true; the policy's CreateInTaggedNetwork "
+        "statement allows RunInstances/CreateNetworkInterface only in tagged subnets and security groups "
+        "(EMR Management Guide, emr-managed-iam-policies), so the cluster fails to launch."
+    ),
+    remediation="Tag the subnets (and the EMR security groups) for-use-with-amazon-emr-managed-policies=true.",
+    level="mandatory",
+)
+def net_009_emr_cluster_network(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    roles = _emr_v2_roles(resources)
+    subnets = [r for r in resources if r.type == _SUBNET]
+    for cluster in (r for r in resources if r.type == "aws:emr/cluster:Cluster"):
+        try:
+            role = cluster.get("serviceRole")
+            if not isinstance(role, str) or not (role in roles or role.rsplit("/", 1)[-1] in roles):
+                continue
+            wanted = [cluster.get("ec2Attributes", "subnetId"), *as_list(cluster.get("ec2Attributes", "subnetIds"))]
+            for subnet in subnets:
+                ids, _ = identifiers(subnet)
+                if ids & {w for w in wanted if isinstance(w, str)} and not _emr_tagged(subnet):
+                    yield Finding(f"runs in subnet {subnet.name}, which lacks {EMR_TAG}=true", cluster)
+        except UnknownValueFound as exc:
+            yield Finding(f"cannot verify: {exc.what}", cluster, unknown=True)
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-010",
+    name="EMR v2 service policy with no subnet EMR may use",
+    description=(
+        "A role of the stack has AmazonEMRServicePolicy_v2 but no subnet of the stack carries "
+        "for-use-with-amazon-emr-managed-policies=true, so an EMR cluster launched later (by a connector, a "
+        "pipeline) in this VPC fails. Advisory: the clusters may run in another stack's network, which the pack "
+        "cannot see (issue 13 #8)."
+    ),
+    remediation=(
+        "Tag the subnets EMR clusters use (and their security groups) for-use-with-amazon-emr-managed-policies=true."
+    ),
+    level="advisory",
+)
+def net_010_emr_policy_without_network(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    roles = _emr_v2_roles(resources)
+    if not roles:
+        return
+    subnets = [r for r in resources if r.type == _SUBNET]
+    unknown = None
+    for subnet in subnets:
+        try:
+            if _emr_tagged(subnet):
+                return
+        except UnknownValueFound as exc:
+            unknown = unknown or exc.what
+    holder = next((r for r in resources if r.type == _ATTACHMENT and r.props.get("role") in roles), None)
+    if unknown:
+        yield Finding(f"cannot verify: {unknown}", holder, unknown=True)
+    elif subnets:
+        yield Finding(f"no subnet of the stack is tagged {EMR_TAG}=true", holder)

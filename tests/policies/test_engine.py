@@ -52,14 +52,14 @@ def efs(encrypted: Any = True, tags: Any = None) -> dict[str, Any]:
 def test_rules_are_complete_and_stable() -> None:
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))
-    assert ids == sorted(ids, key=lambda i: (["IAM", "COST", "DATA", "NET", "K8S"].index(i.split("-")[1]), i))
+    assert ids == sorted(ids, key=lambda i: (["IAM", "COST", "DATA", "NET", "K8S", "NAME"].index(i.split("-")[1]), i))
     for rule in RULES:
-        assert re.fullmatch(r"CDAO-(IAM|COST|DATA|NET|K8S)-\d{3}", rule.id)
+        assert re.fullmatch(r"CDAO-(IAM|COST|DATA|NET|K8S|NAME)-\d{3}", rule.id)
         assert rule.name and "\n" not in rule.name
         assert rule.description and rule.remediation
         assert rule.level in ("mandatory", "advisory")
         assert rule.kind in ("resource", "stack")
-        assert rule.family in ("iam", "cost", "data_protection", "network", "kubernetes")
+        assert rule.family in ("iam", "cost", "data_protection", "network", "kubernetes", "naming")
         assert set(rule.settings) <= set(DEFAULTS)
 
 

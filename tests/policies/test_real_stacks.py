@@ -66,6 +66,24 @@ def _weaken_irsa(rs: list[dict[str, Any]]) -> None:
     role["props"]["assumeRolePolicy"] = json.dumps(trust)
 
 
+def _pass_instance_role_to_emr(rs: list[dict[str, Any]]) -> None:
+    # The connector's policy as issue 13 (#8) found it: the EMR EC2 role passed to elasticmapreduce.
+    pol = next(r for r in rs if r["type"] == "aws:iam/rolePolicy:RolePolicy" and "PassEmrInstanceRole" in str(r))
+    document = json.loads(pol["props"]["policy"])
+    for statement in document["Statement"]:
+        if statement.get("Sid") == "PassEmrInstanceRole":
+            statement["Condition"]["StringEquals"]["iam:PassedToService"] = "elasticmapreduce.amazonaws.com"
+    pol["props"]["policy"] = json.dumps(document)
+
+
+def _drop_lbc_backend_rules(rs: list[dict[str, Any]]) -> None:
+    # The load-balancer controller's policy as issue 13 (#13) found it: SG rules only on its own groups.
+    pol = next(r for r in rs if r["type"] == "aws:iam/rolePolicy:RolePolicy" and "ManageBackendRules" in str(r))
+    document = json.loads(pol["props"]["policy"])
+    document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "ManageBackendRules"]
+    pol["props"]["policy"] = json.dumps(document)
+
+
 MUTATIONS = {
     "bucket-without-sse": (
         _drop("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"),
@@ -77,6 +95,8 @@ MUTATIONS = {
     "node-group-type": (_set("aws:eks/nodeGroup:NodeGroup", instanceTypes=["x1e.32xlarge"]), "CDAO-COST-001"),
     "eks-public-endpoint": (_set("eks:index:Cluster", endpointPublicAccess=True), "CDAO-NET-001"),
     "irsa-wildcard-subject": (_weaken_irsa, "CDAO-IAM-008"),
+    "emr-instance-role-passed-to-emr": (_pass_instance_role_to_emr, "CDAO-IAM-012"),
+    "lbc-without-backend-rules": (_drop_lbc_backend_rules, "CDAO-IAM-013"),
 }
 
 

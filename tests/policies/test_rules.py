@@ -95,6 +95,8 @@ def bucket_set(
 ) -> list[dict[str, Any]]:
     bucket_name = f"{name}-bucket"
     link = bucket_name if link is None else link
+    # The default stack of the cases is dev, a disposable stack (CDAO-DATA-019).
+    props.setdefault("forceDestroy", True)
     out = [tagged("aws:s3/bucketV2:BucketV2", name, bucket=bucket_name, **props)]
     if sse:
         out.append(
@@ -126,6 +128,8 @@ def pab_res(name: str, link: Any, **flags: Any) -> dict[str, Any]:
 
 
 def node_group(types: Any = ("m5.xlarge",), lo: Any = 0, hi: Any = 3, **props: Any) -> dict[str, Any]:
+    if isinstance(types, tuple) and any(t.startswith(("p", "g")) for t in types):
+        props.setdefault("labels", {"k8s.amazonaws.com/accelerator": "nvidia-a100"})
     return tagged(
         "aws:eks/nodeGroup:NodeGroup",
         "pool",
@@ -149,13 +153,37 @@ def eks_component(**props: Any) -> dict[str, Any]:
     props.setdefault("endpointPrivateAccess", True)
     props.setdefault("encryptionConfigKeyArn", KMS)
     props.setdefault("skipDefaultNodeGroup", True)
+    props.setdefault("accessEntries", {"ci": CI_ACCESS_ENTRY})
     return tagged("eks:index:Cluster", "cluster", **props)
+
+
+# pulumi-eks AccessEntryArgs (installed pulumi_eks/_inputs.py): principalArn plus access policies.
+CI_ACCESS_ENTRY = {
+    "principalArn": f"arn:aws:iam::{ACCT}:role/cdao-deploy",
+    "accessPolicies": {
+        "admin": {
+            "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+            "accessScope": {"type": "cluster"},
+        }
+    },
+}
+# aws.eks.AccessEntry for the aws_eks() cluster, linked by its clusterName.
+AWS_ACCESS_ENTRY = res(
+    "aws:eks/accessEntry:AccessEntry",
+    "ci-access",
+    clusterName="cdao-dev",
+    principalArn=f"arn:aws:iam::{ACCT}:role/cdao-deploy",
+    type="STANDARD",
+)
 
 
 def aws_eks(**props: Any) -> dict[str, Any]:
     props.setdefault("vpcConfig", {"endpointPublicAccess": False, "endpointPrivateAccess": True, "subnetIds": ["s"]})
     props.setdefault("encryptionConfig", {"provider": {"keyArn": KMS}, "resources": ["secrets"]})
-    return tagged("aws:eks/cluster:Cluster", "eks", roleArn=f"arn:aws:iam::{ACCT}:role/eks", **props)
+    cluster_name = props.pop("cluster_name", "cdao-dev")
+    out = tagged("aws:eks/cluster:Cluster", "eks", roleArn=f"arn:aws:iam::{ACCT}:role/eks", **props)
+    out["props"]["name"] = cluster_name
+    return out
 
 
 def rds(**props: Any) -> dict[str, Any]:
@@ -168,6 +196,7 @@ def rds(**props: Any) -> dict[str, Any]:
         "multiAz": True,
         "deletionProtection": True,
         "storageType": "gp3",
+        "finalSnapshotIdentifier": "cdao-prod-flyte-final-20261130",
     }
     base.update(props)
     return tagged("aws:rds/instance:Instance", "db", **base)
@@ -182,6 +211,7 @@ def volume(**props: Any) -> dict[str, Any]:
 def ecr(**props: Any) -> dict[str, Any]:
     props.setdefault("imageTagMutability", "IMMUTABLE")
     props.setdefault("imageScanningConfiguration", {"scanOnPush": True})
+    props.setdefault("forceDelete", True)
     return tagged("aws:ecr/repository:Repository", "repo", **props)
 
 
@@ -220,6 +250,114 @@ def public_lb(sg_ids: Any = ("sg-1",), internal: Any = False) -> dict[str, Any]:
         internal=internal,
         loadBalancerType="application",
         securityGroups=list(sg_ids),
+    )
+
+
+LBC_FRONTEND = [
+    sg([], "sg-alb"),
+    ingress_rule("0.0.0.0/0", 443, "sg-alb"),
+    {**ingress_rule(None, 443, "sg-alb", cidrIpv6="::/0"), "name": "in-443-v6"},
+]
+
+
+def service_role(name: str, service: str, *, condition: Any = None) -> dict[str, Any]:
+    """A role as the mocks register it: the physical name is the id; the trust admits one service."""
+    st: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if condition is not None:
+        st["Condition"] = condition
+    out = role(st)
+    out["name"], out["id"] = name, f"{name}-1a2b3c4"
+    return out
+
+
+def pass_role(sid: str, role_names: list[str], service: Any, op: str = "StringEquals") -> dict[str, Any]:
+    return allow(
+        "iam:PassRole",
+        [f"arn:aws:iam::{ACCT}:role/{n}-1a2b3c4" for n in role_names],
+        Sid=sid,
+        Condition={op: {"iam:PassedToService": service}},
+    )
+
+
+SOURCE = {"StringEquals": {"aws:SourceAccount": ACCT}}
+# EMR on EC2: the service role is trusted by elasticmapreduce.amazonaws.com, the instance-profile
+# role by ec2.amazonaws.com (EMR Management Guide, emr-iam-role / emr-iam-role-for-ec2).
+EMR_ROLES = [
+    service_role("emr-service", "elasticmapreduce.amazonaws.com", condition=SOURCE),
+    service_role("emr-instance", "ec2.amazonaws.com"),
+]
+
+
+# The AWS Load Balancer Controller's IRSA role (service account name from the EKS user guide's
+# helm install, --set serviceAccount.name=aws-load-balancer-controller) and the upstream policy's
+# ownership condition shape (docs/install/iam_policy.json v2.17.1:
+# {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}).
+LBC_SA = "system:serviceaccount:kube-system:aws-load-balancer-controller"
+LBC_ROLE = irsa({"StringEquals": {f"{ISSUER}:sub": LBC_SA, f"{ISSUER}:aud": "sts.amazonaws.com"}})
+SG_RULE_ACTIONS = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+SG_ARNS = "arn:aws:ec2:us-east-1:*:security-group/*"
+OWNED = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+
+
+def role_policy(*statements: dict[str, Any], role_name: str = "role") -> dict[str, Any]:
+    return res("aws:iam/rolePolicy:RolePolicy", "lbc-policy", role=role_name, policy=doc(*statements))
+
+
+# pulumi-aws acm.Certificate / acm.CertificateValidation inputs; the id of a certificate is its ARN.
+CERT = {
+    **tagged("aws:acm/certificate:Certificate", "cert", domainName="flyte.example.com", validationMethod="DNS"),
+    "id": f"arn:aws:acm:us-east-1:{ACCT}:certificate/0b5e2f3c-1111-2222-3333-444455556666",
+}
+
+
+def cert_validation(arn: Any) -> dict[str, Any]:
+    return res(
+        "aws:acm/certificateValidation:CertificateValidation",
+        "cert-validation",
+        certificateArn=arn,
+        validationRecordFqdns=["_x1.flyte.example.com"],
+    )
+
+
+def role_with(**props: Any) -> dict[str, Any]:
+    """The default role with props (e.g. its physical `name`) that role()'s keywords cannot take."""
+    base = role()
+    return {**base, "props": {**base["props"], **props}}
+
+
+BACKUP_VAULT_DEV = {
+    "type": "aws:backup/vault:Vault",
+    "name": "vault",
+    "props": {"name": "cdao-dev", "forceDestroy": True},
+}
+
+
+# EMR on EC2 with the v2 managed service policy: it may launch only into subnets and security groups
+# tagged for-use-with-amazon-emr-managed-policies=true (AmazonEMRServicePolicy_v2, statement
+# CreateInTaggedNetwork; EMR Management Guide, emr-managed-iam-policies).
+EMR_TAG = "for-use-with-amazon-emr-managed-policies"
+EMR_V2 = [
+    EMR_ROLES[0],
+    res(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "emr-service-v2",
+        role="emr-service-1a2b3c4",
+        policyArn="arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2",
+    ),
+]
+
+
+def emr_subnet(tag: Any = "true") -> dict[str, Any]:
+    tags = {**TAGS, "tier": "private"} if tag is None else {**TAGS, "tier": "private", EMR_TAG: tag}
+    out = tagged("aws:ec2/subnet:Subnet", "private-a", mapPublicIpOnLaunch=False, tags=tags)
+    out["id"] = "subnet-a"
+    return out
+
+
+def emr_in(subnet_id: Any) -> dict[str, Any]:
+    return emr_cluster(
+        serviceRole=f"arn:aws:iam::{ACCT}:role/emr-service-1a2b3c4",
+        ec2Attributes={"subnetId": subnet_id, "instanceProfile": f"arn:aws:iam::{ACCT}:instance-profile/emr"},
     )
 
 
@@ -319,6 +457,11 @@ def case(
 
 
 SA = "system:serviceaccount:flyte:flytepropeller"
+# The shapes pulumi-eks 4.x returns (see the CDAO-IAM-008 cases), with the issuer id format of the
+# EKS user guide's example (oidc.eks.<region>.amazonaws.com/id/<32 hex>).
+EKS_OIDC_ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+EKS_OIDC_PROVIDER_URL = f"https://{EKS_OIDC_ISSUER}"
+EKS_OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCT}:oidc-provider/{EKS_OIDC_ISSUER}"
 
 CASES = [
     # ---------------------------------------------------------------- IAM-001 Action "*"
@@ -341,12 +484,12 @@ CASES = [
     case(
         "CDAO-IAM-001-unknown-action",
         policy(raw={"Statement": [{"Effect": "Allow", "Action": U, "Resource": "arn:aws:s3:::data"}]}),
-        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005"),
+        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     case(
         "CDAO-IAM-001-unknown-document",
         policy(raw=U),
-        A("CDAO-IAM-001", "CDAO-IAM-002", "CDAO-IAM-003", "CDAO-IAM-005"),
+        A("CDAO-IAM-001", "CDAO-IAM-002", "CDAO-IAM-003", "CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-002 Resource "*"
     case("CDAO-IAM-002-pass-unscopable", policy(allow(["ec2:DescribeInstances", "sts:GetCallerIdentity"], "*"))),
@@ -382,7 +525,7 @@ CASES = [
     case(
         "CDAO-IAM-003-unknown",
         policy(raw={"Statement": [allow(["iam:GetRole", U], f"arn:aws:iam::{ACCT}:user/x")]}),
-        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005"),
+        A("CDAO-IAM-001", "CDAO-IAM-003", "CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-004 broad managed policies
     case(
@@ -470,7 +613,7 @@ CASES = [
     case(
         "CDAO-IAM-005-unknown-condition",
         policy(raw={"Statement": [allow("iam:PassRole", f"arn:aws:iam::{ACCT}:role/x", Condition=U)]}),
-        A("CDAO-IAM-005"),
+        A("CDAO-IAM-005", "CDAO-IAM-012"),
     ),
     # ---------------------------------------------------------------- IAM-006 cross-account ExternalId
     case(
@@ -629,11 +772,182 @@ CASES = [
         M("CDAO-IAM-008"),
     ),
     case("CDAO-IAM-008-fail-no-condition", irsa(None), M("CDAO-IAM-008")),
+    # pulumi-eks 4.x outputs (installed pulumi_eks/cluster.py docstrings; nodejs/eks/cluster/cluster.ts):
+    # oidcProviderUrl is the issuer URL *with* "https://", oidcIssuer the same without it, and
+    # oidcProviderArn "arn:aws:iam::<account>:oidc-provider/<issuer>". A trust built from the URL:
+    case(
+        "CDAO-IAM-008-fail-keys-from-oidc-provider-url",
+        irsa(
+            {
+                "StringEquals": {
+                    f"{EKS_OIDC_PROVIDER_URL}:sub": SA,
+                    f"{EKS_OIDC_PROVIDER_URL}:aud": "sts.amazonaws.com",
+                }
+            },
+            federated=EKS_OIDC_PROVIDER_ARN,
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case(
+        "CDAO-IAM-008-fail-provider-arn-from-url",
+        irsa(
+            {"StringEquals": {f"{EKS_OIDC_PROVIDER_URL}:sub": SA, f"{EKS_OIDC_PROVIDER_URL}:aud": "sts.amazonaws.com"}},
+            federated=f"arn:aws:iam::{ACCT}:oidc-provider/{EKS_OIDC_PROVIDER_URL}",
+        ),
+        M("CDAO-IAM-008"),
+    ),
+    case(
+        "CDAO-IAM-008-pass-keys-from-oidc-issuer",
+        irsa(
+            {"StringEquals": {f"{EKS_OIDC_ISSUER}:sub": SA, f"{EKS_OIDC_ISSUER}:aud": "sts.amazonaws.com"}},
+            federated=EKS_OIDC_PROVIDER_ARN,
+        ),
+    ),
     case(
         "CDAO-IAM-008-unknown-subject",
         irsa({"StringEquals": {f"{ISSUER}:sub": U, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
         A("CDAO-IAM-008"),
     ),
+    # ---------------------------------------------------------------- IAM-012 PassRole to the trusting service
+    # AmazonEMRFullAccessPolicy_v2 passes the EMR role to elasticmapreduce.amazonaws.com* and the EC2
+    # role to ec2.amazonaws.com* (docs.aws.amazon.com/aws-managed-policy/latest/reference/
+    # AmazonEMRFullAccessPolicy_v2.html, statements PassRoleForEMR / PassRoleForEC2).
+    case(
+        "CDAO-IAM-012-pass-emr-one-statement-per-role",
+        [
+            *EMR_ROLES,
+            policy(
+                pass_role("PassEmrServiceRole", ["emr-service"], "elasticmapreduce.amazonaws.com"),
+                pass_role("PassEmrInstanceRole", ["emr-instance"], "ec2.amazonaws.com"),
+            ),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-pass-managed-policy-stringlike",
+        [
+            *EMR_ROLES,
+            policy(
+                pass_role("PassRoleForEMR", ["emr-service"], "elasticmapreduce.amazonaws.com*", "StringLike"),
+                pass_role("PassRoleForEC2", ["emr-instance"], "ec2.amazonaws.com*", "StringLike"),
+            ),
+        ],
+    ),
+    # The fault of issue 13 (#8): both EMR roles passed only to elasticmapreduce.amazonaws.com.
+    case(
+        "CDAO-IAM-012-fail-emr-instance-role-passed-to-emr",
+        [
+            *EMR_ROLES,
+            policy(pass_role("PassEmrRoles", ["emr-service", "emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-fail-sagemaker-role-passed-to-batch",
+        [
+            service_role("sm-exec", "sagemaker.amazonaws.com", condition=SOURCE),
+            role(inlinePolicies=[{"name": "p", "policy": doc(pass_role("P", ["sm-exec"], "batch.amazonaws.com"))}]),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-pass-eks-node-role-handoff",
+        [service_role("node", "ec2.amazonaws.com"), policy(pass_role("PassNodeRole", ["node"], "eks.amazonaws.com"))],
+    ),
+    case(
+        "CDAO-IAM-012-pass-role-outside-the-stack",
+        [service_role("other", "ec2.amazonaws.com"), policy(pass_role("P", ["elsewhere"], "sagemaker.amazonaws.com"))],
+    ),
+    case(
+        "CDAO-IAM-012-unknown-trust",
+        [
+            {**service_role("emr-instance", "ec2.amazonaws.com"), "props": {"assumeRolePolicy": U, "tags": TAGS}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        A("CDAO-IAM-006", "CDAO-IAM-007", "CDAO-IAM-008", "CDAO-IAM-009", "CDAO-IAM-012"),
+    ),
+    # ---------------------------------------------------------------- IAM-013 LBC on foreign groups
+    case(
+        "CDAO-IAM-013-pass-backend-rules-without-ownership",
+        [
+            LBC_ROLE,
+            role_policy(
+                allow(SG_RULE_ACTIONS, SG_ARNS, Sid="ManageBackendRules"),
+                allow([*SG_RULE_ACTIONS, "ec2:DeleteSecurityGroup"], SG_ARNS, Sid="Own", Condition=OWNED),
+            ),
+        ],
+    ),
+    # issue 13 #13: the controller's rules on security groups restricted to those it created.
+    case(
+        "CDAO-IAM-013-fail-ownership-tag-only",
+        [LBC_ROLE, role_policy(allow([*SG_RULE_ACTIONS, "ec2:DeleteSecurityGroup"], SG_ARNS, Condition=OWNED))],
+        M("CDAO-IAM-013"),
+    ),
+    case(
+        "CDAO-IAM-013-fail-string-equals-ownership",
+        [
+            LBC_ROLE,
+            role_policy(
+                allow(
+                    SG_RULE_ACTIONS,
+                    SG_ARNS,
+                    Condition={"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "cdao-prod"}},
+                )
+            ),
+        ],
+        M("CDAO-IAM-013"),
+    ),
+    case(
+        "CDAO-IAM-013-pass-managed-policy-attachment",
+        [
+            LBC_ROLE,
+            {**policy(allow(SG_RULE_ACTIONS, SG_ARNS)), "id": f"arn:aws:iam::{ACCT}:policy/lbc"},
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "lbc-attach",
+                role="role",
+                policyArn=f"arn:aws:iam::{ACCT}:policy/lbc",
+            ),
+        ],
+    ),
+    case(
+        "CDAO-IAM-013-pass-other-service-account",
+        [irsa(IRSA_OK), role_policy(allow(SG_RULE_ACTIONS, SG_ARNS, Condition=OWNED))],
+    ),
+    case(
+        "CDAO-IAM-013-unknown-policy-outside-the-stack",
+        [
+            LBC_ROLE,
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "lbc-attach",
+                role="role",
+                policyArn=f"arn:aws:iam::{ACCT}:policy/lbc",
+            ),
+        ],
+        A("CDAO-IAM-013"),
+    ),
+    # ---------------------------------------------------------------- IAM-014 creator-only cluster
+    case("CDAO-IAM-014-pass-access-entries", eks_component()),
+    case("CDAO-IAM-014-pass-aws-access-entry", [aws_eks(), AWS_ACCESS_ENTRY]),
+    case(
+        "CDAO-IAM-014-pass-role-mappings",
+        eks_component(
+            accessEntries=None,
+            authenticationMode="CONFIG_MAP",
+            roleMappings=[
+                {"roleArn": f"arn:aws:iam::{ACCT}:role/cdao-deploy", "username": "ci", "groups": ["system:masters"]}
+            ],
+        ),
+    ),
+    # issue 13 #7: adminRoleArns defaulted to [] -- API mode and no entry at all.
+    case("CDAO-IAM-014-fail-component", eks_component(accessEntries=None, authenticationMode="API"), A("CDAO-IAM-014")),
+    case("CDAO-IAM-014-fail-aws-cluster", aws_eks(), A("CDAO-IAM-014")),
+    case(
+        "CDAO-IAM-014-fail-entry-for-another-cluster",
+        [aws_eks(cluster_name="cdao-prod"), AWS_ACCESS_ENTRY],
+        A("CDAO-IAM-014"),
+    ),
+    case("CDAO-IAM-014-unknown-entries", eks_component(accessEntries=U), A("CDAO-IAM-014")),
     # ---------------------------------------------------------------- IAM-009 confused deputy
     case(
         "CDAO-IAM-009-pass",
@@ -834,7 +1148,7 @@ CASES = [
         config={"stacks": {"dev": {"allowedInstanceTypes": ["m5.large"]}}},
         expected=M("CDAO-COST-001"),
     ),
-    case("CDAO-COST-001-unknown", node_group(["m5.large", U], 0, 2), A("CDAO-COST-001")),
+    case("CDAO-COST-001-unknown", node_group(["m5.large", U], 0, 2), A("CDAO-COST-001", "CDAO-COST-013")),
     # ---------------------------------------------------------------- COST-002 GPU pools
     case("CDAO-COST-002-pass", node_group(("p4d.24xlarge",), 0, 2)),
     case("CDAO-COST-002-pass-cpu-min", node_group(("m5.xlarge",), 3, 10)),
@@ -849,6 +1163,7 @@ CASES = [
             amiType="AL2023_x86_64_NVIDIA",
             instanceTypes=["p4d.24xlarge"],
             scalingConfig={"minSize": 1, "maxSize": 1, "desiredSize": 1},
+            labels={"k8s.amazonaws.com/accelerator": "nvidia-a100"},
         ),
         M("CDAO-COST-002"),
     ),
@@ -868,8 +1183,70 @@ CASES = [
         ),
         M("CDAO-COST-002"),
     ),
-    case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002")),
-    case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002")),
+    case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002", "CDAO-COST-012")),
+    case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002", "CDAO-COST-013")),
+    # ---------------------------------------------------------------- COST-013 GPU accelerator label
+    case("CDAO-COST-013-pass", node_group(("p4d.24xlarge",), 0, 2)),
+    # Labels as the real node groups carry them: the MIG pool is configured by the GPU operator's
+    # MIG manager label and must not carry the accelerator label (see the rule's description).
+    case(
+        "CDAO-COST-013-pass-mig-pool",
+        node_group(("p4de.24xlarge",), 0, 2, labels={"nvidia.com/mig.config": "all-1g.10gb"}),
+    ),
+    case(
+        "CDAO-COST-013-fail-time-sliced-pool",
+        node_group(("p4d.24xlarge",), 0, 2, labels={"nvidia.com/device-plugin.config": "a100-timeslice"}),
+        A("CDAO-COST-013"),
+    ),
+    case(
+        "CDAO-COST-013-fail-gpu-ami-launch-template",
+        node_group((), 0, 2, amiType="AL2023_x86_64_NVIDIA", launchTemplate={"name": "lt", "version": "1"}),
+        A("CDAO-COST-013"),
+    ),
+    case("CDAO-COST-013-pass-cpu", node_group(("m5.xlarge",), 0, 3)),
+    case(
+        "CDAO-COST-013-unknown-labels",
+        node_group(("p4d.24xlarge",), 0, 2, labels=U),
+        A("CDAO-COST-013"),
+    ),
+    # ---------------------------------------------------------------- COST-012 every pool's max size
+    case("CDAO-COST-012-pass", node_group(("m5.xlarge",), 2, 10)),
+    case("CDAO-COST-012-pass-prod", node_group(("m5.2xlarge",), 3, 50), stack="prod"),
+    # The issue's case: a dev CPU pool allowed 200 nodes passed, its peak under the GPU-sized budget.
+    case("CDAO-COST-012-fail-dev-cpu-200", node_group(("m5.large",), 2, 200), M("CDAO-COST-012")),
+    case(
+        "CDAO-COST-012-fail-managed-node-group-component",
+        tagged(
+            "eks:index:ManagedNodeGroup",
+            "mng",
+            instanceTypes=["m5.large"],
+            scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 11},
+        ),
+        M("CDAO-COST-012"),
+    ),
+    case(
+        "CDAO-COST-012-fail-eks-default-pool",
+        eks_component(skipDefaultNodeGroup=False, nodeGroupOptions={"instanceType": "m5.large", "maxSize": 40}),
+        M("CDAO-COST-012"),
+    ),
+    # pulumi-eks NodeGroupV2 defaults maxSize to 2 (pulumi_eks/node_group_v2.py docstring).
+    case("CDAO-COST-012-pass-node-group-v2-default", res("eks:index:NodeGroupV2", "ng2", instanceType="m5.large")),
+    case(
+        "CDAO-COST-012-fail-node-group-v2",
+        res("eks:index:NodeGroupV2", "ng2", instanceType="m5.large", minSize=1, maxSize=64),
+        M("CDAO-COST-012"),
+    ),
+    case(
+        "CDAO-COST-012-fail-autoscaling-group",
+        res("aws:autoscaling/group:Group", "asg", minSize=0, maxSize=100, launchTemplate={"id": "lt-1"}),
+        M("CDAO-COST-012"),
+    ),
+    case(
+        "CDAO-COST-012-pass-configured-cap",
+        node_group(("m5.large",), 2, 200),
+        config={"CDAO-COST-012": {"nodePoolMaxNodes": {"dev": 250}}},
+    ),
+    case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-002", "CDAO-COST-012")),
     # ---------------------------------------------------------------- COST-003 RDS classes
     case("CDAO-COST-003-pass", rds(instanceClass="db.t4g.medium")),
     case("CDAO-COST-003-fail", rds(instanceClass="db.m5.4xlarge"), M("CDAO-COST-003")),
@@ -1093,6 +1470,7 @@ CASES = [
                 "aws:s3/bucket:Bucket",
                 "logs",
                 bucket="logs-bucket",
+                forceDestroy=True,
                 serverSideEncryptionConfiguration={
                     "rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}
                 },
@@ -1162,9 +1540,9 @@ CASES = [
     case("CDAO-DATA-009-unknown", rds(deletionProtection=U), A("CDAO-DATA-009"), stack="prod"),
     # ---------------------------------------------------------------- DATA-010 EKS secrets
     case("CDAO-DATA-010-pass-component", eks_component()),
-    case("CDAO-DATA-010-pass-aws", aws_eks()),
+    case("CDAO-DATA-010-pass-aws", [aws_eks(), AWS_ACCESS_ENTRY]),
     case("CDAO-DATA-010-fail-component", eks_component(encryptionConfigKeyArn=None), M("CDAO-DATA-010")),
-    case("CDAO-DATA-010-fail-aws", aws_eks(encryptionConfig=None), M("CDAO-DATA-010")),
+    case("CDAO-DATA-010-fail-aws", [aws_eks(encryptionConfig=None), AWS_ACCESS_ENTRY], M("CDAO-DATA-010")),
     case("CDAO-DATA-010-unknown", eks_component(encryptionConfigKeyArn=U), A("CDAO-DATA-010")),
     # ---------------------------------------------------------------- DATA-011 EBS
     case("CDAO-DATA-011-pass", [volume(), launch_template()]),
@@ -1198,15 +1576,55 @@ CASES = [
     case("CDAO-DATA-015-pass", emr_cluster()),
     case("CDAO-DATA-015-fail", emr_cluster(securityConfiguration=None), M("CDAO-DATA-015")),
     case("CDAO-DATA-015-unknown", emr_cluster(securityConfiguration=U), A("CDAO-DATA-015")),
+    # ---------------------------------------------------------------- DATA-018 final snapshots
+    case("CDAO-DATA-018-pass", rds(), stack="prod"),
+    case("CDAO-DATA-018-pass-dev-skips", rds(skipFinalSnapshot=True)),
+    # issue 13 #12: staging lifts deletion protection to tear down, and skipFinalSnapshot followed it.
+    case(
+        "CDAO-DATA-018-fail-staging-skips",
+        rds(skipFinalSnapshot=True, deletionProtection=False, multiAz=False),
+        M("CDAO-DATA-018"),
+        stack="staging",
+    ),
+    case("CDAO-DATA-018-fail-no-identifier", rds(finalSnapshotIdentifier=None), M("CDAO-DATA-018")),
+    case("CDAO-DATA-018-pass-read-replica", rds(replicateSourceDb="cdao-prod-flyte", finalSnapshotIdentifier=None)),
+    case("CDAO-DATA-018-unknown", rds(skipFinalSnapshot=U), A("CDAO-DATA-018")),
+    # ---------------------------------------------------------------- DATA-019/020 teardown and kept data
+    # issue 13 #6: dev's Backup vault and ECR repositories kept the provider defaults (false).
+    case("CDAO-DATA-019-pass", [ecr(), BACKUP_VAULT_DEV]),
+    case("CDAO-DATA-019-fail-ecr-default", ecr(forceDelete=None), A("CDAO-DATA-019")),
+    case("CDAO-DATA-019-fail-backup-vault", {**BACKUP_VAULT_DEV, "props": {"name": "cdao-dev"}}, A("CDAO-DATA-019")),
+    case("CDAO-DATA-019-unknown", ecr(forceDelete=U), A("CDAO-DATA-019")),
+    case("CDAO-DATA-020-pass-prod", ecr(forceDelete=None), stack="prod"),
+    case("CDAO-DATA-020-fail-prod-bucket", bucket_set("data"), M("CDAO-DATA-020"), stack="prod"),
+    case("CDAO-DATA-020-unknown", ecr(forceDelete=U), A("CDAO-DATA-020"), stack="prod"),
+    # ---------------------------------------------------------------- DATA-016 RDS minor pin
+    case("CDAO-DATA-016-pass-major-only", rds(engineVersion="16")),
+    case("CDAO-DATA-016-pass-mysql-major", rds(engine="mysql", engineVersion="8.0")),
+    case("CDAO-DATA-016-pass-manual-minors", rds(engineVersion="16.8", autoMinorVersionUpgrade=False)),
+    case("CDAO-DATA-016-fail-postgres-minor", rds(engineVersion="16.8"), A("CDAO-DATA-016")),
+    case("CDAO-DATA-016-fail-mysql-patch", rds(engine="mysql", engineVersion="8.0.36"), A("CDAO-DATA-016")),
+    case("CDAO-DATA-016-unknown", rds(engineVersion=U), A("CDAO-DATA-016")),
+    # ---------------------------------------------------------------- DATA-017 ACM validation
+    case("CDAO-DATA-017-pass", [CERT, cert_validation(CERT["id"])]),
+    case(
+        "CDAO-DATA-017-pass-imported",
+        {**CERT, "props": {**CERT["props"], "privateKey": "imported", "certificateBody": "imported"}},
+    ),
+    case("CDAO-DATA-017-fail-dns-not-validated", CERT, A("CDAO-DATA-017")),
+    case("CDAO-DATA-017-unknown-link", [CERT, cert_validation(U)], A("CDAO-DATA-017")),
     # ---------------------------------------------------------------- NET-001 EKS endpoint
-    case("CDAO-NET-001-pass-private", aws_eks()),
+    case("CDAO-NET-001-pass-private", [aws_eks(), AWS_ACCESS_ENTRY]),
     case(
         "CDAO-NET-001-pass-restricted-cidrs",
         eks_component(endpointPublicAccess=True, publicAccessCidrs=["203.0.113.0/24"]),
     ),
     case(
         "CDAO-NET-001-fail-aws-open",
-        aws_eks(vpcConfig={"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"], "subnetIds": ["s"]}),
+        [
+            aws_eks(vpcConfig={"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"], "subnetIds": ["s"]}),
+            AWS_ACCESS_ENTRY,
+        ],
         M("CDAO-NET-001"),
     ),
     case("CDAO-NET-001-fail-component-defaults", eks_component(endpointPublicAccess=None), M("CDAO-NET-001")),
@@ -1235,14 +1653,48 @@ CASES = [
         M("CDAO-NET-002"),
     ),
     case(
-        "CDAO-NET-002-fail-443-no-lb",
+        "CDAO-NET-008-fail-443-no-lb",
         [sg([], "sg-app"), ingress_rule("0.0.0.0/0", 443, "sg-app")],
-        M("CDAO-NET-002"),
+        A("CDAO-NET-008"),
     ),
     case(
-        "CDAO-NET-002-fail-443-internal-lb",
+        "CDAO-NET-008-fail-443-internal-lb",
         [sg([], "sg-lb"), ingress_rule("0.0.0.0/0", 443, "sg-lb"), public_lb(("sg-lb",), internal=True)],
+        A("CDAO-NET-008"),
+    ),
+    # The issue's false positive: a frontend group made ahead of time for the AWS Load Balancer
+    # Controller, which attaches it to the ALB it creates through the Ingress annotation
+    # alb.ingress.kubernetes.io/security-groups (IDs or names; kubernetes-sigs/aws-load-balancer-controller
+    # docs/deploy/security_groups.md), so no aws:lb resource exists in the stack. 443 is an authorized
+    # port of Security Hub EC2.18 (docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html).
+    # Inputs in pulumi-aws's vpc.SecurityGroupIngressRule shape (cidrIpv4/cidrIpv6/ipProtocol).
+    case("CDAO-NET-002-pass-443-lbc-frontend-unlisted", LBC_FRONTEND, A("CDAO-NET-008")),
+    case(
+        "CDAO-NET-008-pass-lbc-frontend-listed-by-logical-name",
+        LBC_FRONTEND,
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"dev": ["sg-sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-008-pass-lbc-frontend-listed-by-id",
+        LBC_FRONTEND,
+        config={"stacks": {"dev": {"publicSecurityGroups": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-008-fail-listed-in-another-stack",
+        LBC_FRONTEND,
+        A("CDAO-NET-008"),
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"prod": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-002-fail-listed-group-opens-ssh",
+        [*LBC_FRONTEND, ingress_rule("0.0.0.0/0", 22, "sg-alb")],
         M("CDAO-NET-002"),
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"dev": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-008-unknown-group",
+        [sg([], "sg-alb"), ingress_rule("0.0.0.0/0", 443, U)],
+        A("CDAO-NET-008"),
     ),
     case(
         "CDAO-NET-002-fail-all-protocols-ipv6",
@@ -1268,7 +1720,24 @@ CASES = [
         ),
         M("CDAO-NET-002"),
     ),
-    case("CDAO-NET-002-unknown-cidr", [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")], A("CDAO-NET-002")),
+    case(
+        "CDAO-NET-002-unknown-cidr",
+        [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")],
+        A("CDAO-NET-002", "CDAO-NET-008"),
+    ),
+    # ---------------------------------------------------------------- NET-009/010 EMR v2 network tags
+    case("CDAO-NET-009-pass", [*EMR_V2, emr_subnet(), emr_in("subnet-a")]),
+    case(
+        "CDAO-NET-009-fail-untagged-subnet",
+        [*EMR_V2, emr_subnet(None), emr_in("subnet-a")],
+        M("CDAO-NET-009") | A("CDAO-NET-010"),
+    ),
+    case("CDAO-NET-009-unknown-subnet", [*EMR_V2, emr_subnet(), emr_in(U)], A("CDAO-NET-009")),
+    case("CDAO-NET-010-pass", [*EMR_V2, emr_subnet()]),
+    case("CDAO-NET-010-pass-no-v2-policy", [EMR_ROLES[0], emr_subnet(None)]),
+    # issue 13 #8: the v2 policy attached, the private subnets never tagged.
+    case("CDAO-NET-010-fail", [*EMR_V2, emr_subnet(None)], A("CDAO-NET-010")),
+    case("CDAO-NET-010-unknown-tag", [*EMR_V2, emr_subnet(U)], A("CDAO-NET-010")),
     # ---------------------------------------------------------------- NET-003/004 IMDS
     case("CDAO-NET-003-pass", launch_template()),
     case("CDAO-NET-003-fail-optional", launch_template(metadataOptions={"httpTokens": "optional"}), M("CDAO-NET-003")),
@@ -1381,6 +1850,36 @@ CASES = [
         M("CDAO-NET-007"),
     ),
     case("CDAO-NET-007-unknown", notebook(directInternetAccess=U), A("CDAO-NET-007")),
+    # ---------------------------------------------------------------- NAME-001 name lengths
+    # Names built the way config-derived names are: "<project>-<stack>-<pool or role>".
+    case("CDAO-NAME-001-pass", role_with(name="cdao-prod-workload-identity-flyte-propeller")),
+    case("CDAO-NAME-001-pass-prefix-at-limit", node_group(nodeGroupNamePrefix="p" * 37)),
+    case(
+        "CDAO-NAME-001-fail-role-name",
+        role_with(name="cdao-production-eu-west-1-workload-identity-flyte-propeller-irsa-v2"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-role-prefix",
+        role_with(namePrefix="cdao-production-workload-identity-flyte-"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-node-group-prefix",
+        node_group(nodeGroupNamePrefix="cdao-production-a100-timeslice-west-2-"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-bucket",
+        bucket_set("cdao-production-eu-west-1-userdata-replica-0123456789abcdef"),
+        M("CDAO-NAME-001"),
+    ),
+    case(
+        "CDAO-NAME-001-fail-rds-prefix",
+        rds(identifierPrefix="cdao-production-eu-west-1-flyte-admin-"),
+        M("CDAO-NAME-001"),
+    ),
+    case("CDAO-NAME-001-unknown", role_with(name=U), A("CDAO-NAME-001")),
     # ---------------------------------------------------------------- K8S
     case("CDAO-K8S-001-pass", deployment()),
     case(
