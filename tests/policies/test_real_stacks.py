@@ -78,9 +78,9 @@ def _pass_instance_role_to_emr(rs: list[dict[str, Any]]) -> None:
 
 def _drop_lbc_backend_rules(rs: list[dict[str, Any]]) -> None:
     # The load-balancer controller's policy as issue 13 (#13) found it: SG rules only on its own groups.
-    pol = next(r for r in rs if r["type"] == "aws:iam/rolePolicy:RolePolicy" and "ManageBackendRules" in str(r))
+    pol = next(r for r in rs if r["type"] == "aws:iam/rolePolicy:RolePolicy" and "OpenTargetSecurityGroups" in str(r))
     document = json.loads(pol["props"]["policy"])
-    document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "ManageBackendRules"]
+    document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "OpenTargetSecurityGroups"]
     pol["props"]["policy"] = json.dumps(document)
 
 
