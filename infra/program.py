@@ -192,7 +192,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             account_id=account_id,
             cluster_name=name,
             oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_provider_url=cluster.oidc_provider_url,
+            oidc_issuer=cluster.oidc_issuer,
             bucket_arns=data.bucket_arns,
             data_key_arn=data.key.arn,
             flyte_projects=list(config.flyte.projects),

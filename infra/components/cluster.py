@@ -40,7 +40,7 @@ class Cluster(pulumi.ComponentResource):
     name: pulumi.Output[str]
     kubeconfig: pulumi.Output[object]
     oidc_provider_arn: pulumi.Output[str]
-    oidc_provider_url: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     node_security_group_id: pulumi.Output[str]
 
@@ -135,7 +135,9 @@ class Cluster(pulumi.ComponentResource):
         self.name = pulumi.Output.from_input(args.cluster_name)
         self.kubeconfig = cluster.kubeconfig
         self.oidc_provider_arn = cluster.oidc_provider_arn
-        self.oidc_provider_url = cluster.oidc_provider_url
+        # The issuer without `https://`: what IAM names the provider by and what IRSA trust policies
+        # key their conditions on (pulumi_eks Cluster.oidc_issuer; oidc_provider_url carries the scheme).
+        self.oidc_issuer = cluster.oidc_issuer
         self.node_security_group_id = cluster.node_security_group_id
         self.cluster_security_group_id = cluster.cluster_security_group_id
         self.node_role_arn = self.node_role.arn
@@ -144,7 +146,7 @@ class Cluster(pulumi.ComponentResource):
             {
                 "name": self.name,
                 "oidcProviderArn": self.oidc_provider_arn,
-                "oidcProviderUrl": self.oidc_provider_url,
+                "oidcIssuer": self.oidc_issuer,
                 "nodeRoleArn": self.node_role_arn,
                 "nodeSecurityGroupId": self.node_security_group_id,
                 "secretsKeyArn": self.secrets_key_arn,

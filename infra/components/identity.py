@@ -239,7 +239,7 @@ class WorkloadIdentityArgs:
     account_id: pulumi.Input[str]
     cluster_name: str
     oidc_provider_arn: pulumi.Input[str]
-    oidc_provider_url: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
     bucket_arns: Mapping[str, pulumi.Input[str]]
     data_key_arn: pulumi.Input[str]
     flyte_projects: Sequence[str]
@@ -276,7 +276,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             name,
             description=f"IRSA: {account.namespace}/{account.name} in {args.cluster_name} ({account.purpose})"[:1000],
             assume_role_policy=iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_provider_url, account.namespace, account.name
+                args.oidc_provider_arn, args.oidc_issuer, account.namespace, account.name
             ),
             tags={**args.tags, "kubernetes-service-account": f"{account.namespace}.{account.name}"},
             opts=pulumi.ResourceOptions(parent=self),
