@@ -1,8 +1,9 @@
 """Wires the platform's components together; each AWS concern is one ComponentResource.
 
-Order follows the data flow of DESIGN.md: network -> cluster and node pools -> data -> identity ->
-compute back-ends -> GitOps bootstrap. Nothing is declared at import time: `build` is called by
-infra/__main__.py under the engine and by the offline plan under mocks, with the same config.
+Order follows the data flow of DESIGN.md: network -> cluster -> data -> identity -> node networking
+add-ons -> node pools -> the other add-ons -> compute back-ends -> GitOps bootstrap. Nothing is
+declared at import time: `build` is called by infra/__main__.py under the engine and by the offline
+plan under mocks, with the same config.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components import mlops
-from infra.components.addons import ClusterAddons, ClusterAddonsArgs
+from infra.components.addons import NODE_NETWORKING_ADDONS, WORKLOAD_ADDONS, ClusterAddons, ClusterAddonsArgs
 from infra.components.backup import Backup, BackupArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.compute import Compute, ComputeArgs, Registry
@@ -96,23 +97,6 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             tags=tags,
         ),
     )
-    pools = {}
-    for pool_name, pool in config.enabled_pools.items():
-        pools[pool_name] = NodePool(
-            f"pool-{pool_name}",
-            NodePoolArgs(
-                pool_name=pool_name,
-                pool=pool,
-                cluster_name=cluster.name,
-                node_role_arn=cluster.node_role_arn,
-                node_security_group_id=cluster.node_security_group_id,
-                subnet_ids=network.private_subnet_ids,
-                tags=tags,
-            ),
-            # A node group can only join once the control plane and its access configuration exist.
-            opts=pulumi.ResourceOptions(depends_on=[cluster]),
-        )
-
     db, storage = config.database, config.storage
     data = Data(
         "data",
@@ -217,11 +201,44 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         ),
     )
 
-    ClusterAddons(
+    # The node networking add-ons, running as their own IRSA roles, exist before any node group
+    # (infra/components/addons.py says why); the other add-ons need a node to run on.
+    node_networking = ClusterAddons(
+        "cluster-addons-networking",
+        ClusterAddonsArgs(
+            cluster_name=cluster.name,
+            addons=NODE_NETWORKING_ADDONS,
+            role_arns=identity.role_arns,
+            versions=spec.addon_versions,
+            tags=tags,
+        ),
+    )
+    pools = {}
+    for pool_name, pool in config.enabled_pools.items():
+        pools[pool_name] = NodePool(
+            f"pool-{pool_name}",
+            NodePoolArgs(
+                pool_name=pool_name,
+                pool=pool,
+                cluster_name=cluster.name,
+                node_role_arn=cluster.node_role_arn,
+                node_security_group_id=cluster.node_security_group_id,
+                subnet_ids=network.private_subnet_ids,
+                depends_on=node_networking.addons,
+                tags=tags,
+            ),
+        )
+    workload_addons = ClusterAddons(
         "cluster-addons",
-        ClusterAddonsArgs(cluster_name=name, role_arns=identity.role_arns, versions=spec.addon_versions, tags=tags),
-        # CoreDNS reports healthy only once it has nodes to run on.
-        opts=pulumi.ResourceOptions(depends_on=[pools["cpu"]]),
+        ClusterAddonsArgs(
+            cluster_name=cluster.name,
+            addons=WORKLOAD_ADDONS,
+            role_arns=identity.role_arns,
+            versions=spec.addon_versions,
+            # The cpu pool hosts the system add-ons (the GPU pools are tainted and start at zero).
+            depends_on=[pools["cpu"].node_group],
+            tags=tags,
+        ),
     )
     endpoint = FlyteEndpoint(
         "flyte-endpoint",
@@ -287,10 +304,10 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             repo_path=config.gitops.path,
             labels={"environment": config.stack, **addon_labels(config.addons)},
             annotations=annotations,
+            # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it.
+            depends_on=[pools["cpu"].node_group, *workload_addons.addons],
             tags=tags,
         ),
-        # Node groups must exist before Argo CD's pods can be scheduled anywhere.
-        opts=pulumi.ResourceOptions(depends_on=[cluster]),
     )
 
     pulumi.export("region", config.region)

@@ -132,7 +132,9 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
 
-        self.name = pulumi.Output.from_input(args.cluster_name)
+        # The name as an Output of the control plane, not the plain string: node groups, add-ons and
+        # anything else that takes it then wait for the cluster instead of racing its creation.
+        self.name = cluster.urn.apply(lambda _: args.cluster_name)
         self.kubeconfig = cluster.kubeconfig
         self.oidc_provider_arn = cluster.oidc_provider_arn
         # The issuer without `https://`: what IAM names the provider by and what IRSA trust policies

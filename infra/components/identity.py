@@ -282,12 +282,14 @@ class WorkloadIdentity(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         if isinstance(policy, str) and policy.startswith("arn:aws:iam::aws:policy/"):
-            aws.iam.RolePolicyAttachment(
+            grant: pulumi.CustomResource = aws.iam.RolePolicyAttachment(
                 name, role=role.name, policy_arn=policy, opts=pulumi.ResourceOptions(parent=role)
             )
         else:
-            aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
-        return role.arn
+            grant = aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
+        # Handed out only once its permissions are attached: whatever runs as the role (the vpc-cni
+        # add-on before the first nodes boot) must never start with a role that can do nothing.
+        return pulumi.Output.all(role.arn, grant.id).apply(lambda values: values[0])
 
     def _policies(self) -> dict[str, pulumi.Input[str]]:
         args = self._args

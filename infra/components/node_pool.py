@@ -65,6 +65,9 @@ class NodePoolArgs:
     node_role_arn: pulumi.Input[str]
     node_security_group_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
+    # What the node group waits for beyond its inputs (the node networking add-ons); a dependsOn on
+    # this component would not reach its children.
+    depends_on: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -130,6 +133,7 @@ class NodePool(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=list(args.depends_on),
                 # The autoscaler owns the running size; Pulumi only sets where the pool starts.
                 ignore_changes=["scalingConfig.desiredSize"],
             ),
@@ -154,6 +158,7 @@ class NodePool(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=group),
             )
 
+        self.node_group = group
         self.node_group_name = group.node_group_name
         self.register_outputs({"nodeGroupName": group.node_group_name, "launchTemplateId": template.id})
 

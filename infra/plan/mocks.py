@@ -109,6 +109,9 @@ class Registration:
     parent_urn: str
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # URNs this resource waits for, as the engine orders it: explicit dependsOn, every input's
+    # dependencies and its provider.
+    dependencies: frozenset[str] = frozenset()
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -446,6 +449,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent_urn=request.parent,
                 inputs=_plain(inputs),
                 outputs=_plain(outputs),
+                dependencies=frozenset(request.dependencies).union(
+                    *(deps.urns for deps in request.propertyDependencies.values()),
+                    # A provider reference is "<urn>::<id>".
+                    [request.provider.rsplit("::", 1)[0]] if request.provider else [],
+                ),
             )
         return response
 
