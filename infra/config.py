@@ -149,8 +149,17 @@ class NodePoolConfig(_Model):
 
 
 class DatabaseConfig(_Model):
+    """RDS PostgreSQL. `engineVersion` is the major only: RDS applies minors in the maintenance
+    window (autoMinorVersionUpgrade), and the provider leaves a configured prefix of the running
+    version alone, while a full `16.8` would be set back after every AWS upgrade (pulumi_aws
+    rds.Instance.engine_version; terraform-provider-aws internal/service/rds/engine_version.go,
+    compareActualEngineVersion). A higher major needs `allowMajorVersionUpgrade: true` in the same
+    change; the parameter group's family follows the major. `skipFinalSnapshot` only on dev stacks."""
+
     instance_class: str = Field(default="db.r6g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
-    engine_version: str = Field(default="16.8", pattern=r"^\d+(\.\d+)?$")
+    engine_version: str = Field(default="16", pattern=r"^\d+(\.\d+)*$")
+    allow_major_version_upgrade: bool = False
+    skip_final_snapshot: bool = False
     allocated_storage_gb: int = Field(default=50, ge=20, le=65536)
     max_allocated_storage_gb: int = Field(default=200, ge=20, le=65536)
     multi_az: bool = True
@@ -159,6 +168,9 @@ class DatabaseConfig(_Model):
 
 
 class StorageConfig(_Model):
+    """`forceDestroy` (dev stacks only) lets `pulumi destroy` empty what holds data: the S3 buckets,
+    the ECR repositories and the AWS Backup vault's recovery points."""
+
     noncurrent_version_expiration_days: int = Field(default=90, ge=1)
     abort_incomplete_upload_days: int = Field(default=7, ge=1)
     replication_region: str | None = None
@@ -462,6 +474,7 @@ def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple
         *_check_cluster(config),
         *_check_pools(config),
         *_check_database(config),
+        *_check_teardown(config),
         *_check_gitops(config),
         *_check_codeweave(config, secrets),
         *_check_backup(config),
@@ -678,15 +691,43 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
 
 def _check_database(config: StackConfig) -> list[tuple[str, Any, str]]:
     db, key = config.database, f"{NAMESPACE}:database"
+    problems = []
     if db.max_allocated_storage_gb < db.allocated_storage_gb:
-        return [
+        problems.append(
             (
                 f"{key}.maxAllocatedStorageGb",
                 db.max_allocated_storage_gb,
                 f"at least allocatedStorageGb ({db.allocated_storage_gb})",
             )
-        ]
-    return []
+        )
+    if "." in db.engine_version:
+        problems.append(
+            (
+                f"{key}.engineVersion",
+                db.engine_version,
+                f"a major version only, such as {db.engine_version.split('.')[0]} (RDS applies minor versions itself)",
+            )
+        )
+    return problems
+
+
+def is_dev_stack(stack: str) -> bool:
+    """Dev stacks (`dev`, `dev-<name>`) are the only ones whose data may be thrown away on teardown."""
+    return re.fullmatch(r"dev(-[a-z0-9-]+)?", stack) is not None
+
+
+def _check_teardown(config: StackConfig) -> list[tuple[str, Any, str]]:
+    if is_dev_stack(config.stack):
+        return []
+    losing = {
+        f"{NAMESPACE}:storage.forceDestroy": config.storage.force_destroy,
+        f"{NAMESPACE}:database.skipFinalSnapshot": config.database.skip_final_snapshot,
+    }
+    return [
+        (key, True, "false outside dev stacks: a teardown of this stack must keep its data")
+        for key, value in losing.items()
+        if value
+    ]
 
 
 def _check_codeweave(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple[str, Any, str]]:

@@ -53,6 +53,7 @@ def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data:
             monthly_retention_days=spec.monthly_retention_days,
             copy_region=spec.copy_region,
             vault_lock=spec.vault_lock,
+            force_destroy=config.storage.force_destroy,
             tags=config.tags,
         ),
     )
@@ -115,6 +116,8 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             db_max_allocated_storage_gb=db.max_allocated_storage_gb,
             db_multi_az=db.multi_az,
             db_deletion_protection=db.deletion_protection,
+            db_allow_major_version_upgrade=db.allow_major_version_upgrade,
+            db_skip_final_snapshot=db.skip_final_snapshot,
             db_backup_retention_days=db.backup_retention_days,
             noncurrent_version_expiration_days=storage.noncurrent_version_expiration_days,
             abort_incomplete_upload_days=storage.abort_incomplete_upload_days,
@@ -155,7 +158,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             tags=tags,
         ),
     )
-    registry = Registry("registry", config.stack, data.key.arn, tags)
+    registry = Registry("registry", config.stack, data.key.arn, tags, force_delete=storage.force_destroy)
 
     # Platform secrets (the Codeweave API key, ...) live under this prefix in Secrets Manager and
     # reach pods only through External Secrets; the values are put there by operators, not by code.

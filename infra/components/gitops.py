@@ -137,8 +137,11 @@ class GitOps(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="cdao-platform",
                 namespace=namespace.metadata.name,
-                # Deleting the root must not cascade into deleting every platform add-on.
-                finalizers=[],
+                # Deleting the root cascades (foreground) into every ApplicationSet, their Applications
+                # and those Applications' resources, so the ALB the load-balancer controller made for
+                # Flyte's Ingress is deleted while the cluster still runs, and `pulumi destroy` can then
+                # delete the VPC. https://argo-cd.readthedocs.io/en/stable/user-guide/app_deletion/
+                finalizers=["resources-finalizer.argocd.argoproj.io"],
             ),
             spec={
                 "project": "cdao-bootstrap",

@@ -8,6 +8,7 @@ the input (see shared FACTS), which would make the plan lie.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import importlib
@@ -240,6 +241,18 @@ class AwsMocks(pulumi_mocks.Mocks):
             "arn": self.arn(typ, cluster=cluster, name=addon, uuid=_uuid(self.stack, typ, name)),
         }
 
+    def _random_id(self, typ, name, inputs, physical):
+        # pulumi_random RandomId: `hex` is "padded hexadecimal digits ... twice as long as the requested
+        # byte length"; the ID is the base64url form (terraform-provider-random, resource_id.go).
+        raw = bytes.fromhex(_hex(self.stack, typ, name, length=2 * int(inputs.get("byteLength", 4))))
+        b64url = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return b64url, {
+            "hex": raw.hex(),
+            "b64Url": b64url,
+            "b64Std": base64.b64encode(raw).decode(),
+            "dec": str(int.from_bytes(raw, "big")),
+        }
+
     def _role(self, typ, name, inputs, physical):
         arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{physical}"
         return physical, {"name": physical, "arn": arn, "uniqueId": f"AROA{_hex(self.stack, typ, name).upper()}"}
@@ -393,6 +406,7 @@ _HANDLERS = {
     "aws:ec2/eip:Eip": AwsMocks._eip,
     "aws:ec2/subnet:Subnet": AwsMocks._subnet,
     "aws:eks/addon:Addon": AwsMocks._addon,
+    "random:index/randomId:RandomId": AwsMocks._random_id,
 }
 
 
@@ -421,7 +435,7 @@ def sdk_outputs(cls: type) -> dict[str, property]:
 @functools.cache
 def _declares_arn(typ: str) -> bool:
     # A mock must not invent outputs a resource does not have.
-    return typ.split(":", maxsplit=1)[0] in {"aws", "eks"} and "arn" in sdk_outputs(sdk_resource_class(typ))
+    return typ.split(":", maxsplit=1)[0] in {"aws", "eks", "random"} and "arn" in sdk_outputs(sdk_resource_class(typ))
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
