@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from infra import eks_versions
 from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
 
 NAMESPACE = "cdao"
@@ -102,7 +103,8 @@ class NetworkConfig(_Model):
 
 
 class ClusterConfig(_Model):
-    kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d{2}$")
+    # The newest minor in EKS's calendar (infra/eks_versions.yaml): the longest standard support.
+    kubernetes_version: str = Field(default_factory=eks_versions.newest_version, pattern=r"^1\.\d{2}$")
     # EKS managed add-on versions by add-on name (vpc-cni, coredns, kube-proxy, aws-ebs-csi-driver,
     # aws-efs-csi-driver); an add-on not listed gets EKS's default build for kubernetesVersion.
     addon_versions: dict[str, str] = {}
@@ -544,6 +546,19 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     if cluster.endpoint_public_access and not cluster.public_access_cidrs:
         # EKS opens a public endpoint to 0.0.0.0/0 when no CIDR is given: make that choice explicit.
         problems.append((f"{key}.publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true"))
+    status = eks_versions.support_status(cluster.kubernetes_version)
+    if status is None or status.phase == "ended":
+        supported = sorted(
+            (v for v in eks_versions.calendar() if getattr(eks_versions.support_status(v), "phase", "") != "ended"),
+            key=lambda v: tuple(int(p) for p in v.split(".")),
+        )
+        problems.append(
+            (
+                f"{key}.kubernetesVersion",
+                cluster.kubernetes_version,
+                f"a version EKS still supports ({', '.join(supported)}; {eks_versions.CALENDAR_FILE.name})",
+            )
+        )
     if cluster.log_retention_days not in LOG_RETENTION_DAYS:
         problems.append((f"{key}.logRetentionDays", cluster.log_retention_days, f"one of {list(LOG_RETENTION_DAYS)}"))
     for arn in cluster.admin_role_arns:
