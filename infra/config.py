@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from infra import eks_versions
+from infra import eks_versions, names
 from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
 
 NAMESPACE = "cdao"
@@ -477,6 +477,7 @@ def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple
         *_check_pools(config),
         *_check_database(config),
         *_check_teardown(config),
+        *_check_names(config),
         *_check_gitops(config),
         *_check_codeweave(config, secrets),
         *_check_backup(config),
@@ -723,6 +724,40 @@ def _check_database(config: StackConfig) -> list[tuple[str, Any, str]]:
                 f"a major version only, such as {db.engine_version.split('.')[0]} (RDS applies minor versions itself)",
             )
         )
+    return problems
+
+
+def _check_names(config: StackConfig) -> list[tuple[str, Any, str]]:
+    """Every AWS name infra/ derives from a config value fits AWS's limit (infra/names.py, with its
+    source). The formulas follow how the components name things; tests/infra/test_names.py plans
+    the longest accepted values under mocks that enforce the same limits, so a drift fails there."""
+    # Imported here: both import this module.
+    from infra.components.data import BUCKET_PURPOSES  # noqa: PLC0415
+    from infra.contract import FLYTE_DOMAINS, flyte_task_account  # noqa: PLC0415
+
+    stack, problems = config.stack, []
+    derived = [
+        (f"cdao-{stack}-{purpose}{suffix}-", "s3-bucket-prefix", 0)
+        for purpose in BUCKET_PURPOSES
+        for suffix in ("", "-replica")
+        if suffix == "" or config.storage.replication_region
+    ]
+    derived += [(f"cdao-{stack}-flyte-", "rds-identifier", names.UNIQUE_ID_SUFFIX), (f"cdao-{stack}", "eks-cluster", 0)]
+    if config.backup.enabled:
+        derived += [(f"cdao-{stack}-{what}", "backup-name", 0) for what in ("rds-efs", "copy", "ebs")]
+    for name, limit, suffix in derived:
+        if problem := names.too_long(name, limit, suffix):
+            problems.append(("stack", stack, f"a shorter stack name: {problem}"))
+    for pool in config.node_pools:
+        if problem := names.too_long(f"{pool}-", "eks-nodegroup", names.UNIQUE_ID_SUFFIX):
+            problems.append((f"{NAMESPACE}:nodePools", pool, f"a shorter pool name: its node group {problem}"))
+    for project in config.flyte.projects:
+        for domain in FLYTE_DOMAINS:
+            # infra/program.py's WorkloadIdentity("workload-identity") names each role after its account.
+            role = f"workload-identity-{flyte_task_account(project, domain).role}"
+            if problem := names.too_long(role, "iam-role", names.AUTONAME_SUFFIX):
+                problems.append((f"{NAMESPACE}:flyte.projects", project, f"a shorter project name: IAM role {problem}"))
+                break
     return problems
 
 

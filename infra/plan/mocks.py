@@ -20,6 +20,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 
+from infra import names
+
 ACCOUNT_ID = "111122223333"  # AWS's documentation account: never a real one
 PARTITION = "aws"
 
@@ -210,6 +212,12 @@ class AwsMocks(pulumi_mocks.Mocks):
         typ, name = args.typ, args.name
         physical = inputs.get("name") or f"{name}-{_hex(self.stack, typ, name, length=7)}"
         handler = _HANDLERS.get(typ)
+        if typ in names.RESOURCE_NAMES:
+            key, limit, suffix = names.RESOURCE_NAMES[typ]
+            value = physical if key is None else inputs.get(key)
+            if isinstance(value, str) and (problem := names.too_long(value, limit, suffix)):
+                # What the provider (or AWS) answers to a name over the limit: the update fails.
+                raise ValueError(f"{typ} {name}: {problem}")
         if typ in _EC2_ID_PREFIX:
             rid = f"{_EC2_ID_PREFIX[typ]}-{_hex(self.stack, typ, name)}"
         else:
