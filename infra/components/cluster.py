@@ -104,7 +104,10 @@ class Cluster(pulumi.ComponentResource):
 
         cluster = eks.Cluster(
             f"{name}-eks",
-            name=args.cluster_name,
+            # The name reaches the control plane through the log group: a dependsOn on this remote
+            # component is not passed on to the aws.eks.Cluster inside it, and EKS would otherwise
+            # create the group first (retention "never expire") and ours would fail as existing.
+            name=log_group.name.apply(lambda _: args.cluster_name),
             version=args.kubernetes_version,
             vpc_id=args.vpc_id,
             private_subnet_ids=list(args.private_subnet_ids),

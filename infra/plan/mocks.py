@@ -115,6 +115,8 @@ class Registration:
     # URNs this resource waits for, as the engine orders it: explicit dependsOn, every input's
     # dependencies and its provider.
     dependencies: frozenset[str] = frozenset()
+    # Per input: the URNs its value came from (what a remote component passes on to its children).
+    property_dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -124,6 +126,8 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     # -- invokes ---------------------------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs):
+        # Results in the shape of the installed SDK's Get*Result types (pulumi_aws get_caller_identity,
+        # get_region, get_partition); values in the formats AWS documents for STS GetCallerIdentity.
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":  # noqa: S105 - an invoke token
             return {
@@ -278,6 +282,8 @@ class AwsMocks(pulumi_mocks.Mocks):
         return None, self._eks_cluster(name, inputs)
 
     def _node_group(self, typ, name, inputs, physical):
+        # pulumi_aws eks.NodeGroup: `resources` is a list of NodeGroupResource (autoscaling_groups[].name,
+        # remote_access_security_group_id); a `*_prefix` name gets a 26-character unique suffix.
         group_name = f"{inputs.get('nodeGroupNamePrefix', name + '-')}{_hex(self.stack, typ, name, length=26)}"
         cluster = inputs.get("clusterName", "cluster")
         return None, {
@@ -476,6 +482,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     # A provider reference is "<urn>::<id>".
                     [request.provider.rsplit("::", 1)[0]] if request.provider else [],
                 ),
+                property_dependencies={key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()},
             )
         return response
 

@@ -91,3 +91,12 @@ def test_argocd_installs_only_once_its_node_pool_exists(run):
     release = _one(run, "kubernetes:helm.sh/v3:Release", "gitops-argocd")
     assert cpu.urn in waits[release.urn]
     assert _addon(run, "coredns").urn in waits[release.urn]
+
+
+def test_control_plane_log_group_exists_before_the_control_plane(run):
+    """pulumi-eks is a remote component: its dependsOn does not reach the aws.eks.Cluster inside, but
+    the dependencies of an input do. The name input carries the log group, so EKS never creates the
+    group first (with no retention) and ours never fails as already existing."""
+    cluster = _one(run, "eks:index:Cluster", "cluster-eks")
+    log_group = _one(run, "aws:cloudwatch/logGroup:LogGroup", "cluster-control-plane")
+    assert log_group.urn in cluster.property_dependencies["name"]
