@@ -4,6 +4,11 @@ Every resource gets a deterministic, well-formed ID and ARN (a hash of its type 
 so two plans of the same code are identical and diff cleanly in a pull-request comment. Any output
 the program reads must come back here: a missing one silently becomes None and its dependants drop
 the input (see shared FACTS), which would make the plan lie.
+
+Each output is what the provider documents, never what infra/ expects: only outputs the installed
+SDK declares, in the format its docstring (or the upstream code or AWS reference cited next to it)
+gives; tests/infra/test_mock_contracts.py checks them against the SDKs. Names over AWS's limits
+(infra/names.py) fail here as they would in the provider.
 """
 
 from __future__ import annotations
