@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from infra import eks_versions, names
 from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
 
 NAMESPACE = "cdao"
@@ -102,7 +103,8 @@ class NetworkConfig(_Model):
 
 
 class ClusterConfig(_Model):
-    kubernetes_version: str = Field(default="1.34", pattern=r"^1\.\d{2}$")
+    # The newest minor in EKS's calendar (infra/eks_versions.yaml): the longest standard support.
+    kubernetes_version: str = Field(default_factory=eks_versions.newest_version, pattern=r"^1\.\d{2}$")
     # EKS managed add-on versions by add-on name (vpc-cni, coredns, kube-proxy, aws-ebs-csi-driver,
     # aws-efs-csi-driver); an add-on not listed gets EKS's default build for kubernetesVersion.
     addon_versions: dict[str, str] = {}
@@ -180,8 +182,17 @@ class NodePoolConfig(_Model):
 
 
 class DatabaseConfig(_Model):
+    """RDS PostgreSQL. `engineVersion` is the major only: RDS applies minors in the maintenance
+    window (autoMinorVersionUpgrade), and the provider leaves a configured prefix of the running
+    version alone, while a full `16.8` would be set back after every AWS upgrade (pulumi_aws
+    rds.Instance.engine_version; terraform-provider-aws internal/service/rds/engine_version.go,
+    compareActualEngineVersion). A higher major needs `allowMajorVersionUpgrade: true` in the same
+    change; the parameter group's family follows the major. `skipFinalSnapshot` only on dev stacks."""
+
     instance_class: str = Field(default="db.r6g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
-    engine_version: str = Field(default="16.8", pattern=r"^\d+(\.\d+)?$")
+    engine_version: str = Field(default="16", pattern=r"^\d+(\.\d+)*$")
+    allow_major_version_upgrade: bool = False
+    skip_final_snapshot: bool = False
     allocated_storage_gb: int = Field(default=50, ge=20, le=65536)
     max_allocated_storage_gb: int = Field(default=200, ge=20, le=65536)
     multi_az: bool = True
@@ -190,6 +201,9 @@ class DatabaseConfig(_Model):
 
 
 class StorageConfig(_Model):
+    """`forceDestroy` (dev stacks only) lets `pulumi destroy` empty what holds data: the S3 buckets,
+    the ECR repositories and the AWS Backup vault's recovery points."""
+
     noncurrent_version_expiration_days: int = Field(default=90, ge=1)
     abort_incomplete_upload_days: int = Field(default=7, ge=1)
     replication_region: str | None = None
@@ -498,6 +512,8 @@ def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple
         *_check_cluster(config),
         *_check_pools(config),
         *_check_database(config),
+        *_check_teardown(config),
+        *_check_names(config),
         *_check_gitops(config),
         *_check_codeweave(config, secrets),
         *_check_backup(config),
@@ -567,6 +583,19 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     if cluster.endpoint_public_access and not cluster.public_access_cidrs:
         # EKS opens a public endpoint to 0.0.0.0/0 when no CIDR is given: make that choice explicit.
         problems.append((f"{key}.publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true"))
+    status = eks_versions.support_status(cluster.kubernetes_version)
+    if status is None or status.phase == "ended":
+        supported = sorted(
+            (v for v in eks_versions.calendar() if getattr(eks_versions.support_status(v), "phase", "") != "ended"),
+            key=lambda v: tuple(int(p) for p in v.split(".")),
+        )
+        problems.append(
+            (
+                f"{key}.kubernetesVersion",
+                cluster.kubernetes_version,
+                f"a version EKS still supports ({', '.join(supported)}; {eks_versions.CALENDAR_FILE.name})",
+            )
+        )
     if (
         not cluster.public_access_cidrs
         and not cluster.private_access_cidrs
@@ -800,15 +829,77 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
 
 def _check_database(config: StackConfig) -> list[tuple[str, Any, str]]:
     db, key = config.database, f"{NAMESPACE}:database"
+    problems = []
     if db.max_allocated_storage_gb < db.allocated_storage_gb:
-        return [
+        problems.append(
             (
                 f"{key}.maxAllocatedStorageGb",
                 db.max_allocated_storage_gb,
                 f"at least allocatedStorageGb ({db.allocated_storage_gb})",
             )
-        ]
-    return []
+        )
+    if "." in db.engine_version:
+        problems.append(
+            (
+                f"{key}.engineVersion",
+                db.engine_version,
+                f"a major version only, such as {db.engine_version.split('.')[0]} (RDS applies minor versions itself)",
+            )
+        )
+    return problems
+
+
+def _check_names(config: StackConfig) -> list[tuple[str, Any, str]]:
+    """Every AWS name infra/ derives from a config value fits AWS's limit (infra/names.py, with its
+    source). The formulas follow how the components name things; tests/infra/test_names.py plans
+    the longest accepted values under mocks that enforce the same limits, so a drift fails there."""
+    # Imported here: both import this module.
+    from infra.components.data import BUCKET_PURPOSES  # noqa: PLC0415
+    from infra.contract import FLYTE_DOMAINS, flyte_task_account  # noqa: PLC0415
+
+    stack, problems = config.stack, []
+    derived = [
+        (f"cdao-{stack}-{purpose}{suffix}-", "s3-bucket-prefix", 0)
+        for purpose in BUCKET_PURPOSES
+        for suffix in ("", "-replica")
+        if suffix == "" or config.storage.replication_region
+    ]
+    derived += [(f"cdao-{stack}-flyte-", "rds-identifier", names.UNIQUE_ID_SUFFIX), (f"cdao-{stack}", "eks-cluster", 0)]
+    if config.backup.enabled:
+        derived += [(f"cdao-{stack}-{what}", "backup-name", 0) for what in ("rds-efs", "copy", "ebs")]
+    for name, limit, suffix in derived:
+        if problem := names.too_long(name, limit, suffix):
+            problems.append(("stack", stack, f"a shorter stack name: {problem}"))
+    for pool in config.node_pools:
+        if problem := names.too_long(f"{pool}-", "eks-nodegroup", names.UNIQUE_ID_SUFFIX):
+            problems.append((f"{NAMESPACE}:nodePools", pool, f"a shorter pool name: its node group {problem}"))
+    for project in config.flyte.projects:
+        for domain in FLYTE_DOMAINS:
+            # infra/program.py's WorkloadIdentity("workload-identity") names each role after its account.
+            role = f"workload-identity-{flyte_task_account(project, domain).role}"
+            if problem := names.too_long(role, "iam-role", names.AUTONAME_SUFFIX):
+                problems.append((f"{NAMESPACE}:flyte.projects", project, f"a shorter project name: IAM role {problem}"))
+                break
+    return problems
+
+
+def is_dev_stack(stack: str) -> bool:
+    """Dev stacks (`dev`, `dev-<name>`) are the only ones whose data may be thrown away on teardown."""
+    return re.fullmatch(r"dev(-[a-z0-9-]+)?", stack) is not None
+
+
+def _check_teardown(config: StackConfig) -> list[tuple[str, Any, str]]:
+    if is_dev_stack(config.stack):
+        return []
+    losing = {
+        f"{NAMESPACE}:storage.forceDestroy": config.storage.force_destroy,
+        f"{NAMESPACE}:database.skipFinalSnapshot": config.database.skip_final_snapshot,
+    }
+    return [
+        (key, True, "false outside dev stacks: a teardown of this stack must keep its data")
+        for key, value in losing.items()
+        if value
+    ]
 
 
 def _check_codeweave(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple[str, Any, str]]:

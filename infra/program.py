@@ -1,19 +1,21 @@
 """Wires the platform's components together; each AWS concern is one ComponentResource.
 
-Order follows the data flow of DESIGN.md: network -> cluster and node pools -> data -> identity ->
-compute back-ends -> GitOps bootstrap. Nothing is declared at import time: `build` is called by
-infra/__main__.py under the engine and by the offline plan under mocks, with the same config.
+Order follows the data flow of DESIGN.md: network -> cluster -> data -> identity -> node networking
+add-ons -> node pools -> the other add-ons -> compute back-ends -> GitOps bootstrap. Nothing is
+declared at import time: `build` is called by infra/__main__.py under the engine and by the offline
+plan under mocks, with the same config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.components import mlops
-from infra.components.addons import ClusterAddons, ClusterAddonsArgs
+from infra.components.addons import NODE_NETWORKING_ADDONS, WORKLOAD_ADDONS, ClusterAddons, ClusterAddonsArgs
 from infra.components.backup import Backup, BackupArgs
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.compute import Compute, ComputeArgs, Registry
@@ -57,6 +59,7 @@ def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data:
             monthly_retention_days=spec.monthly_retention_days,
             copy_region=spec.copy_region,
             vault_lock=spec.vault_lock,
+            force_destroy=config.storage.force_destroy,
             tags=config.tags,
         ),
     )
@@ -104,23 +107,6 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             tags=tags,
         ),
     )
-    pools = {}
-    for pool_name, pool in config.enabled_pools.items():
-        pools[pool_name] = NodePool(
-            f"pool-{pool_name}",
-            NodePoolArgs(
-                pool_name=pool_name,
-                pool=pool,
-                cluster_name=cluster.name,
-                node_role_arn=cluster.node_role_arn,
-                node_security_group_id=cluster.node_security_group_id,
-                subnet_ids=network.private_subnet_ids,
-                tags=tags,
-            ),
-            # A node group can only join once the control plane and its access configuration exist.
-            opts=pulumi.ResourceOptions(depends_on=[cluster]),
-        )
-
     db, storage = config.database, config.storage
     data = Data(
         "data",
@@ -139,6 +125,8 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             db_max_allocated_storage_gb=db.max_allocated_storage_gb,
             db_multi_az=db.multi_az,
             db_deletion_protection=db.deletion_protection,
+            db_allow_major_version_upgrade=db.allow_major_version_upgrade,
+            db_skip_final_snapshot=db.skip_final_snapshot,
             db_backup_retention_days=db.backup_retention_days,
             noncurrent_version_expiration_days=storage.noncurrent_version_expiration_days,
             abort_incomplete_upload_days=storage.abort_incomplete_upload_days,
@@ -179,7 +167,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             tags=tags,
         ),
     )
-    registry = Registry("registry", config.stack, data.key.arn, tags)
+    registry = Registry("registry", config.stack, data.key.arn, tags, force_delete=storage.force_destroy)
 
     # Platform secrets (the Codeweave API key, ...) live under this prefix in Secrets Manager and
     # reach pods only through External Secrets; the values are put there by operators, not by code.
@@ -202,7 +190,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             account_id=account_id,
             cluster_name=name,
             oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_provider_url=cluster.oidc_provider_url,
+            oidc_issuer=cluster.oidc_issuer,
             bucket_arns=data.bucket_arns,
             data_key_arn=data.key.arn,
             flyte_projects=list(config.flyte.projects),
@@ -227,11 +215,44 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         ),
     )
 
-    ClusterAddons(
+    # The node networking add-ons, running as their own IRSA roles, exist before any node group
+    # (infra/components/addons.py says why); the other add-ons need a node to run on.
+    node_networking = ClusterAddons(
+        "cluster-addons-networking",
+        ClusterAddonsArgs(
+            cluster_name=cluster.name,
+            addons=NODE_NETWORKING_ADDONS,
+            role_arns=identity.role_arns,
+            versions=spec.addon_versions,
+            tags=tags,
+        ),
+    )
+    pools = {}
+    for pool_name, pool in config.enabled_pools.items():
+        pools[pool_name] = NodePool(
+            f"pool-{pool_name}",
+            NodePoolArgs(
+                pool_name=pool_name,
+                pool=pool,
+                cluster_name=cluster.name,
+                node_role_arn=cluster.node_role_arn,
+                node_security_group_id=cluster.node_security_group_id,
+                subnet_ids=network.private_subnet_ids,
+                depends_on=node_networking.addons,
+                tags=tags,
+            ),
+        )
+    workload_addons = ClusterAddons(
         "cluster-addons",
-        ClusterAddonsArgs(cluster_name=name, role_arns=identity.role_arns, versions=spec.addon_versions, tags=tags),
-        # CoreDNS reports healthy only once it has nodes to run on.
-        opts=pulumi.ResourceOptions(depends_on=[pools["cpu"]]),
+        ClusterAddonsArgs(
+            cluster_name=cluster.name,
+            addons=WORKLOAD_ADDONS,
+            role_arns=identity.role_arns,
+            versions=spec.addon_versions,
+            # The cpu pool hosts the system add-ons (the GPU pools are tainted and start at zero).
+            depends_on=[pools["cpu"].node_group],
+            tags=tags,
+        ),
     )
     endpoint = FlyteEndpoint(
         "flyte-endpoint",
@@ -303,57 +324,52 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             repo_path=config.gitops.path,
             labels={"environment": config.stack, **addon_labels(config.addons)},
             annotations=annotations,
+            # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it.
+            depends_on=[pools["cpu"].node_group, *workload_addons.addons],
             tags=tags,
         ),
-        # Node groups must exist before Argo CD's pods can be scheduled anywhere.
-        opts=pulumi.ResourceOptions(depends_on=[cluster]),
     )
 
-    pulumi.export("region", config.region)
-    pulumi.export("clusterName", name)
-    pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
-    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
-    pulumi.export("vpcId", network.vpc_id)
-    pulumi.export("privateSubnetIds", network.private_subnet_ids)
-    pulumi.export("databaseSubnetIds", network.database_subnet_ids)
-    pulumi.export("dbEndpoint", data.db_endpoint)
-    pulumi.export("dbMasterSecretArn", data.db_master_secret_arn)
-    pulumi.export("bucketNames", data.bucket_names)
-    pulumi.export("efsFileSystemId", data.efs_id)
-    pulumi.export("dbInstanceIdentifier", data.db.identifier)
-    if backup is not None:
-        # What docs/disaster-recovery.md's restore commands take.
-        pulumi.export(
-            "backup",
-            {
-                "vaultName": backup.vault.name,
-                "planId": backup.plan.id,
-                "roleArn": backup.role.arn,
-                "copyVaultArn": backup.copy_vault_arn,
-            },
-        )
-    pulumi.export("batchQueues", compute.queue_names)
-    pulumi.export("emrServerlessApplicationId", compute.emr_application.id)
-    pulumi.export("ecrRepositories", registry.repository_urls)
-    pulumi.export("roleArns", identity.role_arns)
-    pulumi.export("flyteEndpoint", f"https://{config.flyte.hostname}")
-    pulumi.export("flyteCertificateValidationRecord", endpoint.validation_record)
-    pulumi.export("flyteCertificateArn", endpoint.certificate_arn)
-    # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
-    pulumi.export(
-        "logGroups",
-        {
+    outputs: dict[str, Any] = {
+        "region": config.region,
+        "clusterName": name,
+        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
+        "oidcProviderArn": cluster.oidc_provider_arn,
+        "vpcId": network.vpc_id,
+        "privateSubnetIds": network.private_subnet_ids,
+        "databaseSubnetIds": network.database_subnet_ids,
+        "dbEndpoint": data.db_endpoint,
+        "dbMasterSecretArn": data.db_master_secret_arn,
+        "bucketNames": data.bucket_names,
+        "efsFileSystemId": data.efs_id,
+        "dbInstanceIdentifier": data.db.identifier,
+        "batchQueues": compute.queue_names,
+        "emrServerlessApplicationId": compute.emr_application.id,
+        "ecrRepositories": registry.repository_urls,
+        "roleArns": identity.role_arns,
+        "flyteEndpoint": f"https://{config.flyte.hostname}",
+        "flyteCertificateValidationRecord": endpoint.validation_record,
+        "flyteCertificateArn": endpoint.certificate_arn,
+        # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
+        "logGroups": {
             "controlPlane": {"name": cluster.control_plane_log_group_name, "retentionDays": spec.log_retention_days},
             "flowLogs": {"name": network.flow_log_group_name, "retentionDays": config.network.flow_log_retention_days},
             "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
         },
-    )
-    pulumi.export(
-        "serviceRoleArns",
-        {
+        "serviceRoleArns": {
             "sagemakerExecution": service_roles.sagemaker_execution.arn,
             "batchJob": service_roles.batch_job.arn,
             "emrJob": service_roles.emr_job.arn,
             "codeweave": service_roles.codeweave.arn if service_roles.codeweave else None,
         },
-    )
+    }
+    if backup is not None:
+        # What docs/disaster-recovery.md's restore commands take.
+        outputs["backup"] = {
+            "vaultName": backup.vault.name,
+            "planId": backup.plan.id,
+            "roleArn": backup.role.arn,
+            "copyVaultArn": backup.copy_vault_arn,
+        }
+    for key, value in outputs.items():
+        pulumi.export(key, value)

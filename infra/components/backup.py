@@ -48,6 +48,8 @@ class BackupArgs:
     monthly_retention_days: int
     copy_region: str | None
     vault_lock: bool
+    # Dev stacks only (config refuses it elsewhere): destroy deletes the recovery points with the vault.
+    force_destroy: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -69,6 +71,8 @@ class Backup(pulumi.ComponentResource):
             f"{name}-vault",
             name=f"cdao-{args.stack}",
             kms_key_arn=self.key.arn,
+            # AWS refuses to delete a vault that holds recovery points.
+            force_destroy=args.force_destroy,
             tags=tags,
             opts=child,
         )
@@ -198,6 +202,7 @@ class Backup(pulumi.ComponentResource):
             f"{name}-copy-vault",
             name=f"cdao-{args.stack}-copy",
             kms_key_arn=key.arn,
+            force_destroy=args.force_destroy,
             tags=tags,
             region=region,
             opts=opts,

@@ -46,7 +46,7 @@ class Cluster(pulumi.ComponentResource):
     name: pulumi.Output[str]
     kubeconfig: pulumi.Output[object]
     oidc_provider_arn: pulumi.Output[str]
-    oidc_provider_url: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     node_security_group_id: pulumi.Output[str]
 
@@ -128,7 +128,10 @@ class Cluster(pulumi.ComponentResource):
 
         cluster = eks.Cluster(
             f"{name}-eks",
-            name=args.cluster_name,
+            # The name reaches the control plane through the log group: a dependsOn on this remote
+            # component is not passed on to the aws.eks.Cluster inside it, and EKS would otherwise
+            # create the group first (retention "never expire") and ours would fail as existing.
+            name=log_group.name.apply(lambda _: args.cluster_name),
             version=args.kubernetes_version,
             vpc_id=args.vpc_id,
             private_subnet_ids=list(args.private_subnet_ids),
@@ -177,10 +180,14 @@ class Cluster(pulumi.ComponentResource):
                 **peer,
             )
 
-        self.name = pulumi.Output.from_input(args.cluster_name)
+        # The name as an Output of the control plane, not the plain string: node groups, add-ons and
+        # anything else that takes it then wait for the cluster instead of racing its creation.
+        self.name = cluster.urn.apply(lambda _: args.cluster_name)
         self.kubeconfig = cluster.kubeconfig
         self.oidc_provider_arn = cluster.oidc_provider_arn
-        self.oidc_provider_url = cluster.oidc_provider_url
+        # The issuer without `https://`: what IAM names the provider by and what IRSA trust policies
+        # key their conditions on (pulumi_eks Cluster.oidc_issuer; oidc_provider_url carries the scheme).
+        self.oidc_issuer = cluster.oidc_issuer
         self.node_security_group_id = cluster.node_security_group_id
         self.cluster_security_group_id = cluster.cluster_security_group_id
         self.node_role_arn = self.node_role.arn
@@ -190,7 +197,7 @@ class Cluster(pulumi.ComponentResource):
             {
                 "name": self.name,
                 "oidcProviderArn": self.oidc_provider_arn,
-                "oidcProviderUrl": self.oidc_provider_url,
+                "oidcIssuer": self.oidc_issuer,
                 "nodeRoleArn": self.node_role_arn,
                 "nodeSecurityGroupId": self.node_security_group_id,
                 "secretsKeyArn": self.secrets_key_arn,

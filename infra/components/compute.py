@@ -143,6 +143,8 @@ class Registry(pulumi.ComponentResource):
         stack: str,
         data_key_arn: pulumi.Input[str],
         tags: Mapping[str, str],
+        *,
+        force_delete: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("cdao:infra:Registry", name, None, opts)
@@ -153,6 +155,8 @@ class Registry(pulumi.ComponentResource):
                 name=f"cdao-{stack}-{purpose}",
                 # Immutable tags: a promoted image tag always means the bytes that were tested.
                 image_tag_mutability="IMMUTABLE",
+                # Images are rebuilt from Git, but only a dev stack deletes a repository holding them.
+                force_delete=force_delete,
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
                 encryption_configurations=[
                     aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=data_key_arn)

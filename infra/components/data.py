@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from infra.components import iam
 from infra.components.shared import reachable_only_from, rotating_key
@@ -34,6 +35,8 @@ class DataArgs:
     db_max_allocated_storage_gb: int
     db_multi_az: bool
     db_deletion_protection: bool
+    db_allow_major_version_upgrade: bool
+    db_skip_final_snapshot: bool
     db_backup_retention_days: int
     noncurrent_version_expiration_days: int
     abort_incomplete_upload_days: int
@@ -46,6 +49,8 @@ class Data(pulumi.ComponentResource):
     def __init__(self, name: str, args: DataArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cdao:infra:Data", name, None, opts)
         self._name, self._args = name, args
+        # Each bucket's versioning, by bucket logical name: replication must wait for it.
+        self._versioning: dict[str, aws.s3.BucketVersioning] = {}
         tags = dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -93,7 +98,9 @@ class Data(pulumi.ComponentResource):
             tags=tags,
             parent=self,
         )
-        family = f"postgres{args.db_engine_version.split('.')[0]}"
+        # The family follows the major: a planned major upgrade replaces the (auto-named) group too.
+        family = f"postgres{args.db_engine_version}"
+        self.db_identifier_prefix = f"cdao-{args.stack}-flyte-"
         params = aws.rds.ParameterGroup(
             f"{name}-db",
             family=family,
@@ -107,9 +114,12 @@ class Data(pulumi.ComponentResource):
         )
         self.db = aws.rds.Instance(
             f"{name}-db",
-            identifier_prefix=f"cdao-{args.stack}-flyte-",
+            identifier_prefix=self.db_identifier_prefix,
             engine="postgres",
+            # The major only: RDS applies minors (auto_minor_version_upgrade) and the provider leaves
+            # a prefix of the running version alone (infra/config.py DatabaseConfig says why).
             engine_version=args.db_engine_version,
+            allow_major_version_upgrade=args.db_allow_major_version_upgrade,
             instance_class=args.db_instance_class,
             allocated_storage=args.db_allocated_storage_gb,
             max_allocated_storage=args.db_max_allocated_storage_gb,
@@ -134,14 +144,28 @@ class Data(pulumi.ComponentResource):
             maintenance_window="sun:04:30-sun:05:30",
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
-            skip_final_snapshot=not args.db_deletion_protection,
-            final_snapshot_identifier=None if not args.db_deletion_protection else f"cdao-{args.stack}-flyte-final",
+            skip_final_snapshot=args.db_skip_final_snapshot,
+            final_snapshot_identifier=None if args.db_skip_final_snapshot else self._final_snapshot_identifier(),
             tags=tags,
             opts=child,
         )
         self.db_endpoint = self.db.address
         self.db_port = self.db.port
         self.db_master_secret_arn = self.db.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+
+    def _final_snapshot_identifier(self) -> pulumi.Output[str]:
+        """`cdao-<stack>-flyte-final-<8 hex>`: the suffix is drawn once per instance, so a stack torn
+        down, rebuilt and torn down again does not collide with its previous final snapshot
+        (DBSnapshotAlreadyExists). As terraform-aws-modules/terraform-aws-rds modules/db_instance
+        does with random_id. RDS: a letter first, letters, digits and single hyphens, 255 at most."""
+        suffix = random.RandomId(
+            f"{self._name}-db-final-snapshot",
+            byte_length=4,
+            # A new instance (these force replacement) gets a new suffix.
+            keepers={"identifierPrefix": self.db_identifier_prefix, "dbName": DB_NAME, "username": DB_MASTER_USER},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return pulumi.Output.concat(f"cdao-{self._args.stack}-flyte-final-", suffix.hex)
 
     # -- S3 ---------------------------------------------------------------------------------------
     def _bucket(
@@ -197,6 +221,7 @@ class Data(pulumi.ComponentResource):
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
             opts=child,
         )
+        self._versioning[name] = versioning
         aws.s3.BucketLifecycleConfiguration(
             name,
             bucket=bucket.id,
@@ -320,7 +345,16 @@ class Data(pulumi.ComponentResource):
                         ),
                     )
                 ],
-                opts=pulumi.ResourceOptions(parent=source),
+                # S3 refuses a replication configuration until versioning is on at both ends; the
+                # bucket IDs alone do not make Pulumi wait for that (pulumi-aws's
+                # BucketReplicationConfig example depends on both BucketVersioning resources).
+                opts=pulumi.ResourceOptions(
+                    parent=source,
+                    depends_on=[
+                        self._versioning[f"{name}-{purpose}"],
+                        self._versioning[f"{name}-{purpose}-replica"],
+                    ],
+                ),
             )
 
     # -- EFS --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ every generated value from the cluster Secret's annotations (see infra/contract.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -30,6 +30,9 @@ class GitOpsArgs:
     repo_path: str
     labels: Mapping[str, str]
     annotations: Mapping[str, pulumi.Input[str]]
+    # The nodes Argo CD runs on (and their DNS): without them its pods stay Pending and the atomic
+    # release rolls back. A dependsOn on this component would not reach its children.
+    depends_on: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -89,7 +92,7 @@ class GitOps(pulumi.ComponentResource):
             atomic=True,
             cleanup_on_fail=True,
             timeout=900,
-            opts=in_cluster,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.depends_on)),
         )
 
         secret = k8s.core.v1.Secret(
@@ -134,8 +137,11 @@ class GitOps(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="cdao-platform",
                 namespace=namespace.metadata.name,
-                # Deleting the root must not cascade into deleting every platform add-on.
-                finalizers=[],
+                # Deleting the root cascades (foreground) into every ApplicationSet, their Applications
+                # and those Applications' resources, so the ALB the load-balancer controller made for
+                # Flyte's Ingress is deleted while the cluster still runs, and `pulumi destroy` can then
+                # delete the VPC. https://argo-cd.readthedocs.io/en/stable/user-guide/app_deletion/
+                finalizers=["resources-finalizer.argocd.argoproj.io"],
             ),
             spec={
                 "project": "cdao-bootstrap",

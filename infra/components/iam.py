@@ -35,25 +35,35 @@ def use_data_key(key_arn: str) -> dict:
     return allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn])
 
 
-def irsa_trust(oidc_provider_arn: pulumi.Input[str], oidc_provider_url: pulumi.Input[str], namespace: str, name: str):
-    """Trust exactly one Kubernetes service account: `:sub` names it, `:aud` is STS."""
-    return pulumi.Output.all(oidc_provider_arn, oidc_provider_url).apply(
-        lambda args: document(
+def irsa_trust(oidc_provider_arn: pulumi.Input[str], oidc_issuer: pulumi.Input[str], namespace: str, name: str):
+    """Trust exactly one Kubernetes service account: `:sub` names it, `:aud` is STS.
+
+    `oidc_issuer` is the cluster's OIDC issuer without `https://` (oidc.eks.<region>.amazonaws.com/id/<ID>):
+    the condition keys are `<issuer>:sub` and `<issuer>:aud`, per
+    https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html
+    """
+
+    def build(args: list[str]) -> str:
+        provider_arn, issuer = args
+        if "://" in issuer:
+            raise ValueError(f"an IRSA trust needs the OIDC issuer without its scheme, got {issuer!r}")
+        return document(
             [
                 {
                     "Effect": "Allow",
-                    "Principal": {"Federated": args[0]},
+                    "Principal": {"Federated": provider_arn},
                     "Action": "sts:AssumeRoleWithWebIdentity",
                     "Condition": {
                         "StringEquals": {
-                            f"{args[1]}:sub": f"system:serviceaccount:{namespace}:{name}",
-                            f"{args[1]}:aud": "sts.amazonaws.com",
+                            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{name}",
+                            f"{issuer}:aud": "sts.amazonaws.com",
                         }
                     },
                 }
             ]
         )
-    )
+
+    return pulumi.Output.all(oidc_provider_arn, oidc_issuer).apply(build)
 
 
 def service_trust(service: str, account_id: pulumi.Input[str], source_arn: pulumi.Input[str] | None = None):

@@ -248,7 +248,7 @@ class WorkloadIdentityArgs:
     account_id: pulumi.Input[str]
     cluster_name: str
     oidc_provider_arn: pulumi.Input[str]
-    oidc_provider_url: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
     bucket_arns: Mapping[str, pulumi.Input[str]]
     data_key_arn: pulumi.Input[str]
     flyte_projects: Sequence[str]
@@ -285,18 +285,20 @@ class WorkloadIdentity(pulumi.ComponentResource):
             name,
             description=f"IRSA: {account.namespace}/{account.name} in {args.cluster_name} ({account.purpose})"[:1000],
             assume_role_policy=iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_provider_url, account.namespace, account.name
+                args.oidc_provider_arn, args.oidc_issuer, account.namespace, account.name
             ),
             tags={**args.tags, "kubernetes-service-account": f"{account.namespace}.{account.name}"},
             opts=pulumi.ResourceOptions(parent=self),
         )
         if isinstance(policy, str) and policy.startswith("arn:aws:iam::aws:policy/"):
-            aws.iam.RolePolicyAttachment(
+            grant: pulumi.CustomResource = aws.iam.RolePolicyAttachment(
                 name, role=role.name, policy_arn=policy, opts=pulumi.ResourceOptions(parent=role)
             )
         else:
-            aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
-        return role.arn
+            grant = aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
+        # Handed out only once its permissions are attached: whatever runs as the role (the vpc-cni
+        # add-on before the first nodes boot) must never start with a role that can do nothing.
+        return pulumi.Output.all(role.arn, grant.id).apply(lambda values: values[0])
 
     def _policies(self) -> dict[str, pulumi.Input[str]]:
         args = self._args

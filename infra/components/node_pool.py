@@ -22,6 +22,10 @@ MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 # The GPU operator's device plugin picks its time-slicing config by this node label; platform/
 # names each config after the pool (replicas from the same pool config).
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+# The cluster autoscaler's AWS provider treats a node with this label as not ready until it
+# advertises nvidia.com/gpu, so it does not scale out again while the first node loads its driver
+# (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "GPU Node Groups"; #1949).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 _EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
@@ -33,6 +37,12 @@ def pool_labels(pool_name: str, pool: NodePoolConfig) -> dict[str, str]:
         labels[MIG_CONFIG_LABEL] = mig_layout_name(pool_name)
     elif pool.gpu_sharing.mode == "time-slicing":
         labels[DEVICE_PLUGIN_CONFIG_LABEL] = pool_name
+    kind = INSTANCE_TYPES[pool.instance_types[0]]
+    if kind.is_gpu and pool.gpu_sharing.mode != "mig":
+        # Not on MIG pools: the mixed strategy advertises only nvidia.com/mig-*, never nvidia.com/gpu,
+        # so with this label the autoscaler would never see the node become ready. The value names
+        # the GPU (the README's `<gpu-type>`); the autoscaler reads only that the label is there.
+        labels[ACCELERATOR_LABEL] = f"nvidia-{(kind.gpu_model or '').lower()}"
     labels.update(pool.labels)
     return labels
 
@@ -65,6 +75,9 @@ class NodePoolArgs:
     node_role_arn: pulumi.Input[str]
     node_security_group_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
+    # What the node group waits for beyond its inputs (the node networking add-ons); a dependsOn on
+    # this component would not reach its children.
+    depends_on: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -130,6 +143,7 @@ class NodePool(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=list(args.depends_on),
                 # The autoscaler owns the running size; Pulumi only sets where the pool starts.
                 ignore_changes=["scalingConfig.desiredSize"],
             ),
@@ -154,6 +168,7 @@ class NodePool(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=group),
             )
 
+        self.node_group = group
         self.node_group_name = group.node_group_name
         self.register_outputs({"nodeGroupName": group.node_group_name, "launchTemplateId": template.id})
 

@@ -9,6 +9,7 @@ Serverless, SageMaker jobs) have no idle price and are listed as such, never cou
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from infra import eks_versions
 from infra.instances import INSTANCE_TYPES
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
@@ -88,6 +90,7 @@ class _Pricer:
         self.spot_factor = float(table["spot_factor"])
         self.lines: list[CostLine] = []
         self.unpriced: list[str] = []
+        self.today: dt.date | None = None
 
     def fixed(self, key: str) -> tuple[float, str]:
         entry = self.table["fixed"][key]
@@ -104,9 +107,13 @@ class _Pricer:
         self.unpriced.append(f"{res['type']} {res['name']}: no price for {what} in {PRICES_FILE.name}")
 
 
-def estimate_cost(resources: Iterable[Mapping[str, Any]], table: Mapping[str, Any] | None = None) -> CostEstimate:
+def estimate_cost(
+    resources: Iterable[Mapping[str, Any]], table: Mapping[str, Any] | None = None, today: dt.date | None = None
+) -> CostEstimate:
+    """`today` (default: the current UTC date) decides which EKS support rate the control plane pays."""
     resources = list(resources)
     pricer = _Pricer(table or price_table())
+    pricer.today = today
     launch_templates = {
         (r.get("props") or {}).get("name"): r.get("props") or {}
         for r in resources
@@ -135,8 +142,11 @@ def _price(
     if typ in {"aws:eks/nodeGroup:NodeGroup", "eks:index:ManagedNodeGroup"}:
         _node_group(pricer, res, props, launch_templates)
     elif typ == "aws:eks/cluster:Cluster" or (typ == "eks:index:Cluster" and not has_eks_control_plane):
-        usd, src = pricer.fixed("eks_cluster_hourly")
-        pricer.add(res, "EKS control plane", usd * pricer.hours, usd * pricer.hours, src)
+        status = eks_versions.support_status(str(props.get("version", "")), pricer.today)
+        extended = status is not None and status.phase != "standard"
+        usd, src = pricer.fixed("eks_cluster_extended_hourly" if extended else "eks_cluster_hourly")
+        description = f"EKS control plane ({status.describe()})" if status else "EKS control plane"
+        pricer.add(res, description, usd * pricer.hours, usd * pricer.hours, src)
     elif typ == "aws:ec2/natGateway:NatGateway":
         usd, src = pricer.fixed("nat_gateway_hourly")
         pricer.add(

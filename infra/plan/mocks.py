@@ -4,19 +4,28 @@ Every resource gets a deterministic, well-formed ID and ARN (a hash of its type 
 so two plans of the same code are identical and diff cleanly in a pull-request comment. Any output
 the program reads must come back here: a missing one silently becomes None and its dependants drop
 the input (see shared FACTS), which would make the plan lie.
+
+Each output is what the provider documents, never what infra/ expects: only outputs the installed
+SDK declares, in the format its docstring (or the upstream code or AWS reference cited next to it)
+gives; tests/infra/test_mock_contracts.py checks them against the SDKs. Names over AWS's limits
+(infra/names.py) fail here as they would in the provider.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
+import importlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
+
+from infra import names
 
 ACCOUNT_ID = "111122223333"  # AWS's documentation account: never a real one
 PARTITION = "aws"
@@ -43,6 +52,58 @@ _EC2_ID_PREFIX = {
 }
 
 
+# The ARN of each resource type the program declares whose SDK has an `arn` output, in AWS's format:
+# the "Resource types" table of each service's page in the Service Authorization Reference,
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_<service>.html
+# (amazonec2, amazonrds, awskeymanagementservice, amazonelasticfilesystem, amazoneks, iam,
+# amazoncloudwatchlogs, awsbackup, awsbatch, amazonelasticcontainerregistry, awscertificatemanager,
+# amazonemrserverless, amazons3). `{id}` is the resource's ID, `{name}` its name.
+ARN_FORMATS = {
+    "aws:ec2/vpc:Vpc": "arn:{partition}:ec2:{region}:{account}:vpc/{id}",
+    "aws:ec2/subnet:Subnet": "arn:{partition}:ec2:{region}:{account}:subnet/{id}",
+    "aws:ec2/internetGateway:InternetGateway": "arn:{partition}:ec2:{region}:{account}:internet-gateway/{id}",
+    "aws:ec2/eip:Eip": "arn:{partition}:ec2:{region}:{account}:elastic-ip/{id}",
+    "aws:ec2/routeTable:RouteTable": "arn:{partition}:ec2:{region}:{account}:route-table/{id}",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "arn:{partition}:ec2:{region}:{account}:vpc-endpoint/{id}",
+    "aws:ec2/securityGroup:SecurityGroup": "arn:{partition}:ec2:{region}:{account}:security-group/{id}",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "arn:{partition}:ec2:{region}:{account}:security-group/{id}",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
+        "arn:{partition}:ec2:{region}:{account}:security-group-rule/{id}"
+    ),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": (
+        "arn:{partition}:ec2:{region}:{account}:security-group-rule/{id}"
+    ),
+    "aws:ec2/flowLog:FlowLog": "arn:{partition}:ec2:{region}:{account}:vpc-flow-log/{id}",
+    "aws:ec2/launchTemplate:LaunchTemplate": "arn:{partition}:ec2:{region}:{account}:launch-template/{id}",
+    "aws:efs/fileSystem:FileSystem": "arn:{partition}:elasticfilesystem:{region}:{account}:file-system/{id}",
+    "aws:efs/accessPoint:AccessPoint": "arn:{partition}:elasticfilesystem:{region}:{account}:access-point/{id}",
+    "aws:rds/instance:Instance": "arn:{partition}:rds:{region}:{account}:db:{name}",
+    "aws:rds/parameterGroup:ParameterGroup": "arn:{partition}:rds:{region}:{account}:pg:{name}",
+    "aws:rds/subnetGroup:SubnetGroup": "arn:{partition}:rds:{region}:{account}:subgrp:{name}",
+    # An alias's name already starts with "alias/".
+    "aws:kms/alias:Alias": "arn:{partition}:kms:{region}:{account}:{name}",
+    "aws:kms/key:Key": "arn:{partition}:kms:{region}:{account}:key/{id}",
+    "aws:iam/role:Role": "arn:{partition}:iam::{account}:role/{name}",
+    "aws:iam/instanceProfile:InstanceProfile": "arn:{partition}:iam::{account}:instance-profile/{name}",
+    "aws:cloudwatch/logGroup:LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}",
+    "aws:eks/nodeGroup:NodeGroup": "arn:{partition}:eks:{region}:{account}:nodegroup/{cluster}/{name}/{uuid}",
+    "aws:eks/addon:Addon": "arn:{partition}:eks:{region}:{account}:addon/{cluster}/{name}/{uuid}",
+    "aws:backup/vault:Vault": "arn:{partition}:backup:{region}:{account}:backup-vault:{name}",
+    "aws:backup/plan:Plan": "arn:{partition}:backup:{region}:{account}:backup-plan:{id}",
+    "aws:batch/computeEnvironment:ComputeEnvironment": (
+        "arn:{partition}:batch:{region}:{account}:compute-environment/{name}"
+    ),
+    "aws:batch/jobQueue:JobQueue": "arn:{partition}:batch:{region}:{account}:job-queue/{name}",
+    "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
+    "aws:acm/certificate:Certificate": "arn:{partition}:acm:{region}:{account}:certificate/{id}",
+    "aws:emrserverless/application:Application": (
+        "arn:{partition}:emr-serverless:{region}:{account}:/applications/{id}"
+    ),
+    "aws:s3/bucket:Bucket": "arn:{partition}:s3:::{name}",
+    "aws:s3/bucketV2:BucketV2": "arn:{partition}:s3:::{name}",
+}
+
+
 def _hex(*parts: str, length: int = 17) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
@@ -60,6 +121,11 @@ class Registration:
     masked_inputs: dict[str, Any] = field(default_factory=dict)
     # The `replace_on_changes` resource option: input paths whose change makes Pulumi replace it.
     replace_on_changes: list[str] = field(default_factory=list)
+    # URNs this resource waits for, as the engine orders it: explicit dependsOn, every input's
+    # dependencies and its provider.
+    dependencies: frozenset[str] = frozenset()
+    # Per input: the URNs its value came from (what a remote component passes on to its children).
+    property_dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -69,6 +135,8 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     # -- invokes ---------------------------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs):
+        # Results in the shape of the installed SDK's Get*Result types (pulumi_aws get_caller_identity,
+        # get_region, get_partition); values in the formats AWS documents for STS GetCallerIdentity.
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":  # noqa: S105 - an invoke token
             return {
@@ -97,26 +165,42 @@ class AwsMocks(pulumi_mocks.Mocks):
         )
 
     def _eks_cluster(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The outputs of pulumi-eks's Cluster component that the program reads, as pulumi-eks 4.x
+        builds them: pulumi/pulumi-eks@7bf0c1b1 nodejs/eks/cluster/cluster.ts (createCluster and
+        generateKubeconfig) and the docstrings of the installed pulumi_eks/cluster.py."""
         cluster = inputs.get("name") or name
         issuer_id = _hex(self.stack, "oidc", name, length=32).upper()
-        oidc_url = f"oidc.eks.{self.region}.amazonaws.com/id/{issuer_id}"
+        # EKS's identity.oidc.issuer, https://docs.aws.amazon.com/eks/latest/userguide/enable-iam-roles-for-service-accounts.html
+        issuer_url = f"https://oidc.eks.{self.region}.amazonaws.com/id/{issuer_id}"
         endpoint = f"https://{issuer_id}.gr7.{self.region}.eks.amazonaws.com"
         kubeconfig = {
             "apiVersion": "v1",
-            "kind": "Config",
             "clusters": [
-                {"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": "LS0tLS1CRUdJTg=="}}
+                {
+                    "cluster": {"server": endpoint, "certificate-authority-data": "LS0tLS1CRUdJTg=="},
+                    "name": "kubernetes",
+                }
             ],
-            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
-            "current-context": cluster,
+            "contexts": [{"context": {"cluster": "kubernetes", "user": "aws"}, "name": "aws"}],
+            "current-context": "aws",
+            "kind": "Config",
             "users": [
                 {
-                    "name": cluster,
+                    "name": "aws",
                     "user": {
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": "aws",
-                            "args": ["eks", "get-token", "--cluster-name", cluster, "--region", self.region],
+                            "args": [
+                                *("--region", self.region, "eks", "get-token"),
+                                *("--cluster-name", cluster, "--output", "json"),
+                            ],
+                            "env": [
+                                {
+                                    "name": "KUBERNETES_EXEC_INFO",
+                                    "value": '{"apiVersion": "client.authentication.k8s.io/v1beta1"}',
+                                }
+                            ],
                         }
                     },
                 }
@@ -125,9 +209,12 @@ class AwsMocks(pulumi_mocks.Mocks):
         return {
             "kubeconfig": kubeconfig,
             "kubeconfigJson": json.dumps(kubeconfig),
-            "oidcProviderArn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{oidc_url}",
-            "oidcProviderUrl": oidc_url,
-            "oidcIssuer": f"https://{oidc_url}",
+            # IAM names the provider by the issuer URL without its scheme.
+            "oidcProviderArn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{issuer_url.removeprefix('https://')}",
+            # cluster.ts: `oidcProviderUrl: oidcIssuerUrl` (the issuer URL, with https://) and
+            # `oidcIssuer: oidcIssuerUrl.apply((url) => url.replace("https://", ""))`.
+            "oidcProviderUrl": issuer_url,
+            "oidcIssuer": issuer_url.removeprefix("https://"),
             "clusterSecurityGroupId": f"sg-{_hex(self.stack, name, 'cluster-sg')}",
             "nodeSecurityGroupId": f"sg-{_hex(self.stack, name, 'node-sg')}",
         }
@@ -138,24 +225,54 @@ class AwsMocks(pulumi_mocks.Mocks):
         typ, name = args.typ, args.name
         physical = inputs.get("name") or f"{name}-{_hex(self.stack, typ, name, length=7)}"
         handler = _HANDLERS.get(typ)
+        if typ in names.RESOURCE_NAMES:
+            key, limit, suffix = names.RESOURCE_NAMES[typ]
+            value = physical if key is None else inputs.get(key)
+            if isinstance(value, str) and (problem := names.too_long(value, limit, suffix)):
+                # What the provider (or AWS) answers to a name over the limit: the update fails.
+                raise ValueError(f"{typ} {name}: {problem}")
         if typ in _EC2_ID_PREFIX:
             rid = f"{_EC2_ID_PREFIX[typ]}-{_hex(self.stack, typ, name)}"
-            extra = {"arn": f"arn:{PARTITION}:ec2:{self.region}:{ACCOUNT_ID}:{typ.split(':')[2].lower()}/{rid}"}
         else:
             rid = physical if "name" in inputs else f"{name}-{_hex(self.stack, typ, name, length=8)}"
-            extra = {}
-            if typ.startswith("aws:"):
-                service = typ.split(":")[1].split("/")[0]
-                extra["arn"] = f"arn:{PARTITION}:{service}:{self.region}:{ACCOUNT_ID}:{_arn_kind(typ)}/{rid}"
+        extra: dict[str, Any] = {}
         if handler is not None:
             specific_id, specific = handler(self, typ, name, inputs, physical)
             rid = specific_id or rid
             extra.update(specific)
+        if "arn" not in extra and _declares_arn(typ):
+            if typ not in ARN_FORMATS:
+                raise NotImplementedError(
+                    f"the offline plan has no ARN format for {typ!r}; add AWS's to ARN_FORMATS in infra/plan/mocks.py"
+                )
+            extra["arn"] = self.arn(typ, id=rid, name=physical)
         outputs = {**inputs, **extra}
         if "tags" in inputs:
             outputs["tagsAll"] = inputs["tags"]
         outputs["id"] = rid
         return rid, outputs
+
+    def arn(self, typ: str, **fields: str) -> str:
+        region = fields.pop("region", None) or self.region
+        return ARN_FORMATS[typ].format(partition=PARTITION, region=region, account=ACCOUNT_ID, **fields)
+
+    def _addon(self, typ, name, inputs, physical):
+        cluster, addon = inputs.get("clusterName", "cluster"), inputs.get("addonName", name)
+        return f"{cluster}:{addon}", {
+            "arn": self.arn(typ, cluster=cluster, name=addon, uuid=_uuid(self.stack, typ, name)),
+        }
+
+    def _random_id(self, typ, name, inputs, physical):
+        # pulumi_random RandomId: `hex` is "padded hexadecimal digits ... twice as long as the requested
+        # byte length"; the ID is the base64url form (terraform-provider-random, resource_id.go).
+        raw = bytes.fromhex(_hex(self.stack, typ, name, length=2 * int(inputs.get("byteLength", 4))))
+        b64url = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return b64url, {
+            "hex": raw.hex(),
+            "b64Url": b64url,
+            "b64Std": base64.b64encode(raw).decode(),
+            "dec": str(int.from_bytes(raw, "big")),
+        }
 
     def _role(self, typ, name, inputs, physical):
         arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{physical}"
@@ -174,12 +291,13 @@ class AwsMocks(pulumi_mocks.Mocks):
         return None, self._eks_cluster(name, inputs)
 
     def _node_group(self, typ, name, inputs, physical):
+        # pulumi_aws eks.NodeGroup: `resources` is a list of NodeGroupResource (autoscaling_groups[].name,
+        # remote_access_security_group_id); a `*_prefix` name gets a 26-character unique suffix.
         group_name = f"{inputs.get('nodeGroupNamePrefix', name + '-')}{_hex(self.stack, typ, name, length=26)}"
         cluster = inputs.get("clusterName", "cluster")
-        suffix = _hex(self.stack, name, length=8)
         return None, {
             "nodeGroupName": group_name,
-            "arn": f"arn:{PARTITION}:eks:{self.region}:{ACCOUNT_ID}:nodegroup/{cluster}/{group_name}/{suffix}",
+            "arn": self.arn(typ, cluster=cluster, name=group_name, uuid=_uuid(self.stack, typ, name)),
             "status": "ACTIVE",
             "resources": [{"autoscalingGroups": [{"name": f"eks-{group_name}"}], "remoteAccessSecurityGroupId": ""}],
         }
@@ -310,6 +428,8 @@ _HANDLERS = {
     "aws:acm/certificate:Certificate": AwsMocks._certificate,
     "aws:ec2/eip:Eip": AwsMocks._eip,
     "aws:ec2/subnet:Subnet": AwsMocks._subnet,
+    "aws:eks/addon:Addon": AwsMocks._addon,
+    "random:index/randomId:RandomId": AwsMocks._random_id,
 }
 
 
@@ -318,9 +438,27 @@ def _uuid(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _arn_kind(typ: str) -> str:
-    # "aws:rds/instance:Instance" -> "instance"; good enough for an ARN nobody dereferences offline.
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", typ.split(":")[2]).lower()
+def sdk_resource_class(typ: str) -> type:
+    """The installed SDK's class for a resource type token ("aws:iam/role:Role" -> pulumi_aws.iam.Role)."""
+    package, module_path, cls = typ.split(":")
+    module = module_path.split("/", maxsplit=1)[0]
+    return getattr(importlib.import_module(f"pulumi_{package}" + ("" if module == "index" else f".{module}")), cls)
+
+
+def sdk_outputs(cls: type) -> dict[str, property]:
+    """The outputs an SDK resource class declares, by their wire (camelCase) name."""
+    return {
+        value.fget._pulumi_name: value
+        for klass in reversed(cls.__mro__)
+        for value in vars(klass).values()
+        if isinstance(value, property) and hasattr(value.fget, "_pulumi_name")
+    }
+
+
+@functools.cache
+def _declares_arn(typ: str) -> bool:
+    # A mock must not invent outputs a resource does not have.
+    return typ.split(":", maxsplit=1)[0] in {"aws", "eks", "random"} and "arn" in sdk_outputs(sdk_resource_class(typ))
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -350,6 +488,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=_plain(outputs),
                 masked_inputs=_plain(inputs, mask=True),
                 replace_on_changes=list(request.replaceOnChanges),
+                dependencies=frozenset(request.dependencies).union(
+                    *(deps.urns for deps in request.propertyDependencies.values()),
+                    # A provider reference is "<urn>::<id>".
+                    [request.provider.rsplit("::", 1)[0]] if request.provider else [],
+                ),
+                property_dependencies={key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()},
             )
         return response
 

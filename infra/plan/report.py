@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from infra import eks_versions
 from infra.plan.cost import estimate_cost
 from infra.plan.mocks import Registration
 from infra.plan.runner import PlanRun
@@ -80,6 +81,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "resources": resources,
         "policy": _evaluate_policies(shared, run.stack),
         "cost": cost.to_dict(),
+        "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
         "dns_records": dns_records_to_create(run),
@@ -115,6 +117,20 @@ def dns_records_to_create(run: PlanRun) -> list[dict[str, str]]:
     ]
 
 
+def _kubernetes(version: str) -> dict[str, Any]:
+    """The cluster's Kubernetes version and where it stands in EKS's support calendar today."""
+    status = eks_versions.support_status(version)
+    if status is None:  # config validation refuses this; kept total for plans of hand-made runs
+        return {"version": version, "support": "unknown", "until": None, "source": eks_versions.source()}
+    return {
+        "version": version,
+        "support": status.phase,
+        "until": status.until.isoformat(),
+        "summary": status.describe(),
+        "source": status.source,
+    }
+
+
 def mandatory_violations(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [v for v in plan["policy"]["violations"] if v["level"] == "mandatory"]
 
@@ -143,6 +159,8 @@ def render_text(plans: Sequence[Mapping[str, Any]]) -> str:
                 out.append(f"    {typ:<{width}}  {count:>3}")
         out.append("")
         out.extend(_policy_text(plan["policy"]))
+        out.append("")
+        out.append(plan["kubernetes"].get("summary") or f"Kubernetes {plan['kubernetes']['version']}: unknown to EKS")
         out.append("")
         out.extend(_cost_text(plan["cost"]))
         for record in plan.get("dns_records", []):

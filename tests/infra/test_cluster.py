@@ -164,3 +164,26 @@ def test_flyte_certificate_reaches_the_cluster_secret(stack_run: PlanRun):
     assert annotations["cdao.io/flyte-certificate-arn"] == cert.outputs["arn"]
     assert annotations["cdao.io/flyte-hostname"] == stack_run.config.flyte.hostname
     assert stack_run.outputs["flyteCertificateValidationRecord"]["type"] == "CNAME"
+
+
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+
+
+def test_time_sliced_gpu_pools_say_they_are_gpu_nodes_to_the_autoscaler(plan_of):
+    """kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "GPU Node Groups": a
+    node labelled k8s.amazonaws.com/accelerator counts as not ready until its GPUs are advertised,
+    so the autoscaler does not add a second node while the first loads its driver (#1949). The
+    label goes on the ASG's node template too, so a pool scaled to zero says it as well."""
+    run = plan_of("prod")
+    tags = _of_type(run, "aws:autoscaling/tag:Tag")
+    for name, group in _pools(run).items():
+        mode = run.config.node_pools[name].gpu_sharing.mode
+        labels = group.inputs["labels"]
+        on_asg = {t.inputs["tag"]["key"] for t in tags if t.inputs["autoscalingGroupName"].startswith(f"eks-{name}-")}
+        if mode == "time-slicing":
+            assert labels[ACCELERATOR_LABEL].startswith("nvidia-"), name
+            assert f"{TEMPLATE}label/{ACCELERATOR_LABEL}" in on_asg, name
+        else:
+            # MIG (mixed strategy) advertises only nvidia.com/mig-*, never nvidia.com/gpu: with the
+            # label the autoscaler would wait forever for the node to look ready.
+            assert ACCELERATOR_LABEL not in labels, name

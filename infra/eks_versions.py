@@ -1,0 +1,71 @@
+"""Where a Kubernetes minor version stands in Amazon EKS's support calendar on a given day.
+
+The calendar is infra/eks_versions.yaml (dates and source). Standard support bills the control plane
+at the standard rate; extended support at the extended rate (https://aws.amazon.com/eks/pricing/);
+after extended support EKS upgrades the cluster on its own, so the config refuses such a version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+CALENDAR_FILE = Path(__file__).with_name("eks_versions.yaml")
+
+Phase = Literal["standard", "extended", "ended"]
+
+
+@dataclass(frozen=True)
+class SupportStatus:
+    version: str
+    phase: Phase
+    # The last day of the current phase (for "ended", the day extended support ended).
+    until: dt.date
+    source: str
+
+    def describe(self) -> str:
+        if self.phase == "standard":
+            return f"Kubernetes {self.version}: EKS standard support until {self.until.isoformat()}"
+        if self.phase == "extended":
+            return (
+                f"Kubernetes {self.version}: EKS extended support (higher control-plane rate)"
+                f" until {self.until.isoformat()}"
+            )
+        return f"Kubernetes {self.version}: EKS support ended on {self.until.isoformat()}"
+
+
+@functools.cache
+def calendar() -> dict[str, dict[str, dt.date]]:
+    document = yaml.safe_load(CALENDAR_FILE.read_text())
+    return {
+        version: {phase: dt.date.fromisoformat(day) for phase, day in dates.items()}
+        for version, dates in document["versions"].items()
+    }
+
+
+def source() -> str:
+    return yaml.safe_load(CALENDAR_FILE.read_text())["source"]
+
+
+def newest_version() -> str:
+    return max(calendar(), key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def support_status(version: str, today: dt.date | None = None) -> SupportStatus | None:
+    """The version's support phase on `today` (UTC date; default: now), or None when the calendar
+    does not list it."""
+    dates = calendar().get(version)
+    if dates is None:
+        return None
+    today = today or dt.datetime.now(dt.UTC).date()
+    standard, extended = dates["end_of_standard_support"], dates["end_of_extended_support"]
+    if today <= standard:
+        return SupportStatus(version, "standard", standard, source())
+    if today <= extended:
+        return SupportStatus(version, "extended", extended, source())
+    return SupportStatus(version, "ended", extended, source())

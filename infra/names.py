@@ -1,0 +1,63 @@
+"""AWS's length limits on the names infra/ derives from config values, and the suffixes added to them.
+
+Config validation (infra/config.py) checks every derived name against these at parse time, for any
+value the config accepts; the offline plan's mocks (infra/plan/mocks.py) refuse a name over its
+limit the way the provider would, so a test that plans the longest accepted values proves the two
+agree with what the program actually builds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Pulumi's autonaming appends "-" and 7 random characters to the logical name
+# (https://www.pulumi.com/docs/iac/concepts/resources/names/#autonaming).
+AUTONAME_SUFFIX = 8
+# A `*_prefix` argument gets a 26-character unique suffix (terraform-plugin-sdk helper/id
+# PrefixedUniqueId: a timestamp and a counter), as pulumi-aws's prefixed names do.
+UNIQUE_ID_SUFFIX = 26
+
+
+@dataclass(frozen=True)
+class Limit:
+    max_length: int
+    source: str
+
+
+LIMITS = {
+    "iam-role": Limit(64, "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html (RoleName)"),
+    # pulumi_aws s3.Bucket.bucket_prefix: "less than or equal to 37 characters".
+    "s3-bucket-prefix": Limit(37, "pulumi_aws s3.Bucket.bucket_prefix"),
+    "rds-identifier": Limit(
+        63, "https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html (DBInstanceIdentifier)"
+    ),
+    "eks-nodegroup": Limit(
+        63, "https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateNodegroup.html (nodegroupName)"
+    ),
+    "eks-cluster": Limit(100, "https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateCluster.html (name)"),
+    "backup-name": Limit(
+        50, "https://docs.aws.amazon.com/aws-backup/latest/devguide/API_CreateBackupVault.html (BackupVaultName)"
+    ),
+}
+
+# What the mocks enforce, by resource type: the input holding the name (None: the autonamed
+# physical name), the limit, and the characters the provider appends to that input.
+RESOURCE_NAMES: dict[str, tuple[str | None, str, int]] = {
+    "aws:iam/role:Role": (None, "iam-role", 0),
+    "aws:s3/bucket:Bucket": ("bucketPrefix", "s3-bucket-prefix", 0),
+    "aws:rds/instance:Instance": ("identifierPrefix", "rds-identifier", UNIQUE_ID_SUFFIX),
+    "aws:eks/nodeGroup:NodeGroup": ("nodeGroupNamePrefix", "eks-nodegroup", UNIQUE_ID_SUFFIX),
+    "aws:backup/vault:Vault": ("name", "backup-name", 0),
+    "aws:backup/plan:Plan": ("name", "backup-name", 0),
+    "aws:backup/selection:Selection": ("name", "backup-name", 0),
+    "eks:index:Cluster": ("name", "eks-cluster", 0),
+}
+
+
+def too_long(name: str, limit: str, suffix: int = 0) -> str | None:
+    """Why `name` (plus `suffix` generated characters) breaks `limit`, or None when it fits."""
+    rule = LIMITS[limit]
+    if len(name) + suffix <= rule.max_length:
+        return None
+    extra = f" plus {suffix} generated characters" if suffix else ""
+    return f"{name!r}{extra} is longer than {rule.max_length} characters ({rule.source})"

@@ -1,0 +1,162 @@
+"""The state-holding resources across their whole life: create, upgrade, replicate, tear down.
+
+Sources: pulumi_aws's rds.Instance docstrings (engine_version prefixes, final snapshots) and
+hashicorp/terraform-provider-aws internal/service/rds/engine_version.go `compareActualEngineVersion`
+(a configured prefix of the running version is not a diff; anything else is set back); the S3
+replication docs and pulumi-aws's BucketReplicationConfig example (versioning before replication);
+Argo CD's app-deletion and ApplicationSet deletion docs.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.config import ConfigError, parse_stack_config
+from infra.plan.runner import PlanRun, read_stack_file
+
+APPSETS = Path(__file__).resolve().parents[2] / "platform" / "bootstrap" / "appsets"
+
+
+def _of_type(run: PlanRun, typ: str):
+    return [r for r in run.registrations if r.type == typ]
+
+
+def _waits_for(run: PlanRun, urn: str) -> set[str]:
+    direct = {r.urn: r.dependencies for r in run.registrations}
+    seen: set[str] = set()
+    todo = [urn]
+    while todo:
+        for dep in direct.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def _raw(stack: str, **overrides) -> dict:
+    raw, _ = read_stack_file(stack)
+    raw = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        section, _, field = key.partition(".")
+        raw.setdefault(f"cdao:{section}", {})[field] = value
+    return raw
+
+
+# -- fault 4: the engine's major is pinned, minors follow AWS ----------------------------------------
+
+
+def test_database_pins_only_the_engine_major(stack_run: PlanRun):
+    (db,) = _of_type(stack_run, "aws:rds/instance:Instance")
+    assert re.fullmatch(r"\d+", db.inputs["engineVersion"])
+    assert db.inputs["autoMinorVersionUpgrade"] is True
+    (params,) = _of_type(stack_run, "aws:rds/parameterGroup:ParameterGroup")
+    assert params.inputs["family"] == f"postgres{db.inputs['engineVersion']}"
+
+
+def test_a_minor_pin_is_refused_naming_the_key():
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config("staging", _raw("staging", **{"database.engineVersion": "16.8"}))
+    assert err.value.keys == ["cdao:database.engineVersion"]
+    assert "major" in str(err.value)
+
+
+def test_major_upgrades_happen_only_when_asked_for(plan_of):
+    (db,) = _of_type(plan_of("prod"), "aws:rds/instance:Instance")
+    assert db.inputs["allowMajorVersionUpgrade"] is False
+    config, _ = parse_stack_config(
+        "prod", _raw("prod", **{"database.engineVersion": "17", "database.allowMajorVersionUpgrade": True})
+    )
+    assert config.database.allow_major_version_upgrade is True
+
+
+# -- fault 5: replication waits for versioning on both sides ------------------------------------------
+
+
+def test_replication_waits_for_versioning_of_source_and_replica(plan_of):
+    run = plan_of("prod")
+    versioning = {r.name: r.urn for r in _of_type(run, "aws:s3/bucketVersioning:BucketVersioning")}
+    configs = _of_type(run, "aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+    assert len(configs) == 3
+    for config in configs:
+        purpose = config.name.removeprefix("data-").removesuffix("-replication")
+        waits = _waits_for(run, config.urn)
+        assert versioning[f"data-{purpose}"] in waits, config.name
+        assert versioning[f"data-{purpose}-replica"] in waits, config.name
+
+
+# -- faults 6 and 12: dev tears down in one command, nothing else loses data --------------------------
+
+
+def test_dev_tears_down_in_one_command(plan_of):
+    run = plan_of("dev")
+    (db,) = _of_type(run, "aws:rds/instance:Instance")
+    assert db.inputs["deletionProtection"] is False and db.inputs["skipFinalSnapshot"] is True
+    assert all(b.inputs["forceDestroy"] for b in _of_type(run, "aws:s3/bucket:Bucket"))
+    assert all(v.inputs["forceDestroy"] for v in _of_type(run, "aws:backup/vault:Vault"))
+    assert all(r.inputs["forceDelete"] for r in _of_type(run, "aws:ecr/repository:Repository"))
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_other_stacks_keep_their_data_on_teardown(plan_of, stack):
+    run = plan_of(stack)
+    (db,) = _of_type(run, "aws:rds/instance:Instance")
+    assert db.inputs["skipFinalSnapshot"] is False
+    assert not any(b.inputs.get("forceDestroy") for b in _of_type(run, "aws:s3/bucket:Bucket"))
+    assert not any(v.inputs.get("forceDestroy") for v in _of_type(run, "aws:backup/vault:Vault"))
+    if stack == "prod":
+        assert not any(r.inputs.get("forceDelete") for r in _of_type(run, "aws:ecr/repository:Repository"))
+
+
+def test_lifting_deletion_protection_keeps_the_final_snapshot():
+    """Tearing staging down means lifting deletionProtection; the final snapshot must still be taken."""
+    config, _ = parse_stack_config("staging", _raw("staging", **{"database.deletionProtection": False}))
+    assert config.database.skip_final_snapshot is False
+
+
+@pytest.mark.parametrize(
+    ("stack", "key", "value"),
+    [
+        ("staging", "database.skipFinalSnapshot", True),
+        ("prod", "storage.forceDestroy", True),
+    ],
+)
+def test_data_losing_teardown_is_refused_outside_dev(stack, key, value):
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config(stack, _raw(stack, **{key: value, "database.deletionProtection": False}))
+    assert f"cdao:{key}" in err.value.keys
+
+
+def test_final_snapshot_identifiers_differ_between_incarnations(stack_run: PlanRun):
+    """A fixed identifier collides with the previous teardown's snapshot (DBSnapshotAlreadyExists):
+    the identifier carries a random suffix created with the instance."""
+    (db,) = _of_type(stack_run, "aws:rds/instance:Instance")
+    if db.inputs["skipFinalSnapshot"]:
+        return
+    (suffix,) = _of_type(stack_run, "random:index/randomId:RandomId")
+    identifier = db.inputs["finalSnapshotIdentifier"]
+    assert identifier.endswith(f"-{suffix.outputs['hex']}")
+    # RDS: starts with a letter, letters/digits/hyphens, no "--", no trailing hyphen, at most 255.
+    assert re.fullmatch(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,253}[A-Za-z0-9]", identifier)
+
+
+def test_root_application_cascades_so_the_alb_goes_before_the_vpc(plan_of):
+    """Without Argo CD's resources finalizer, deleting the root orphans every add-on, including
+    Flyte's Ingress, whose ALB then blocks deleting the VPC
+    (https://argo-cd.readthedocs.io/en/stable/user-guide/app_deletion/). Applications generated
+    by an ApplicationSet get the finalizer unless preserveResourcesOnDeletion is true
+    (https://argo-cd.readthedocs.io/en/stable/operator-manual/applicationset/Application-Deletion/)."""
+    (root,) = [
+        r for r in _of_type(plan_of("dev"), "kubernetes:argoproj.io/v1alpha1:Application") if r.name == "gitops-root"
+    ]
+    assert root.inputs["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+    # The add-ons whose objects make AWS load balancers in the VPC (Ingresses of class alb).
+    for addon in ("flyte", "mlflow", "aws-load-balancer-controller"):
+        appsets = [d for d in yaml.safe_load_all((APPSETS / f"{addon}.yaml").read_text()) if d]
+        assert appsets
+        for appset in appsets:
+            assert not (appset["spec"].get("syncPolicy") or {}).get("preserveResourcesOnDeletion"), addon

@@ -1,0 +1,58 @@
+"""EKS's Kubernetes support calendar (infra/eks_versions.yaml, from AWS's release calendar) decides
+what the plan says about the cluster's version and what its control plane costs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from infra import eks_versions
+from infra.config import ClusterConfig, ConfigError, parse_stack_config
+from infra.plan.cost import estimate_cost
+from infra.plan.report import build_plan, render_text
+from infra.plan.runner import read_stack_file
+
+CLUSTER = [{"type": "eks:index:Cluster", "name": "cluster-eks", "props": {"version": "1.34"}}]
+
+
+def test_1_34_leaves_standard_support_on_2026_12_02():
+    """The fact the issue was filed on; AWS's calendar, https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html"""
+    assert eks_versions.support_status("1.34", dt.date(2026, 12, 2)).phase == "standard"
+    assert eks_versions.support_status("1.34", dt.date(2026, 12, 3)).phase == "extended"
+    assert eks_versions.support_status("1.34", dt.date(2027, 12, 3)).phase == "ended"
+    assert eks_versions.support_status("1.99") is None
+
+
+def test_control_plane_costs_the_extended_rate_after_standard_support():
+    standard = estimate_cost(CLUSTER, today=dt.date(2026, 11, 1)).lines[0]
+    extended = estimate_cost(CLUSTER, today=dt.date(2027, 1, 1)).lines[0]
+    # https://aws.amazon.com/eks/pricing/: $0.10 per cluster hour, $0.60 in extended support.
+    assert standard.idle_usd_month == pytest.approx(0.10 * 730)
+    assert extended.idle_usd_month == pytest.approx(0.60 * 730)
+    assert "standard support until 2026-12-02" in standard.description
+    assert "extended support" in extended.description
+
+
+def test_the_default_is_the_newest_version_and_in_standard_support_today():
+    default = ClusterConfig().kubernetes_version
+    assert default == eks_versions.newest_version()
+    assert eks_versions.support_status(default).phase == "standard"
+
+
+def test_plan_reports_the_support_status_of_today(plan_of):
+    plan = build_plan(plan_of("dev"))
+    status = eks_versions.support_status(plan["kubernetes"]["version"])
+    assert plan["kubernetes"]["support"] == status.phase
+    assert plan["kubernetes"]["until"] == status.until.isoformat()
+    assert plan["kubernetes"]["source"].startswith("https://docs.aws.amazon.com/eks/")
+    assert status.describe() in render_text([plan])
+
+
+def test_a_version_eks_no_longer_supports_is_refused():
+    raw, _ = read_stack_file("staging")
+    raw = {**raw, "cdao:cluster": {"kubernetesVersion": "1.29"}}
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config("staging", raw)
+    assert err.value.keys == ["cdao:cluster.kubernetesVersion"]
+    assert "1.35" in str(err.value)
