@@ -51,7 +51,7 @@ def test_plan_reports_the_support_status_of_today(plan_of):
 
 def test_a_version_eks_no_longer_supports_is_refused():
     raw, _ = read_stack_file("staging")
-    raw = {**raw, "cdao:cluster": {"kubernetesVersion": "1.29"}}
+    raw = {**raw, "cdao:cluster": {**raw["cdao:cluster"], "kubernetesVersion": "1.29"}}
     with pytest.raises(ConfigError) as err:
         parse_stack_config("staging", raw)
     assert err.value.keys == ["cdao:cluster.kubernetesVersion"]
