@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import batch_tasks
 import boto3
 import pytest
-from aws_setup import ON_DEMAND_QUEUE, SPOT_QUEUE, provision_batch
+from aws_setup import ON_DEMAND_QUEUE, SPOT_QUEUE, provision_attempt_table, provision_batch
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.aws_batch.status_cache import JobStatusCache
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
@@ -27,7 +27,7 @@ ACCOUNT = "123456789012"
 
 @pytest.fixture
 def batch_env(aws_env, moto_endpoint, monkeypatch) -> Iterator[None]:
-    for k, v in provision_batch(moto_endpoint, REGION).items():
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
         monkeypatch.setenv(k, v)
     # Each GetTask must see moto's latest state in these tests.
     monkeypatch.setenv("CDAO_BATCH_STATUS_REFRESH_SECONDS", "0.001")

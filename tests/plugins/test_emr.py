@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import boto3
 import emr_tasks
 import pytest
+from aws_setup import provision_attempt_table
 from cdao_connectors.config import ConnectorConfigError
 from cdao_connectors.emr.connector import EMRConnector
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
@@ -33,6 +34,8 @@ def emr_env(aws_env, monkeypatch) -> Iterator[str]:
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
     monkeypatch.setenv("CDAO_EMR_ENTRYPOINT_BUCKET", "flyte-data")
+    for k, v in provision_attempt_table(REGION).items():
+        monkeypatch.setenv(k, v)
     yield cluster
 
 

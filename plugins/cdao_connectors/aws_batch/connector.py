@@ -15,6 +15,7 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase, Connector
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, attempt_ledger
 from cdao_connectors._common import (
     attempt_seed,
     aws_client,
@@ -27,7 +28,7 @@ from cdao_connectors._common import (
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors.aws_batch.status_cache import JobStatusCache
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE, BatchJob
-from cdao_connectors.config import BatchConfig
+from cdao_connectors.config import BatchConfig, attempt_table
 
 _PHASES = {
     "SUBMITTED": TaskExecution.QUEUED,
@@ -38,8 +39,6 @@ _PHASES = {
     "SUCCEEDED": TaskExecution.SUCCEEDED,
     "FAILED": TaskExecution.FAILED,
 }
-
-_SUBMIT_LOCK_STRIPES = 64
 
 # Batch's statusReason when EC2 takes a Spot instance back (AWS Batch docs, "Automated job retries").
 _SPOT_RECLAIMED_PREFIX = "Host EC2"
@@ -93,8 +92,6 @@ class BatchConnector(AsyncConnectorBase):
         super().__init__(task_type_name=task_type_name, metadata_type=BatchJobMetadata)
         self._lock = threading.Lock()
         self._job_definitions: dict[str, str] = {}
-        # Striped locks: concurrent creates of one attempt serialise, different attempts rarely wait.
-        self._submit_locks = [threading.Lock() for _ in range(_SUBMIT_LOCK_STRIPES)]
         self._caches: dict[str, JobStatusCache] = {}
         self._clients: dict[str, Any] = {}
 
@@ -176,33 +173,38 @@ class BatchConnector(AsyncConnectorBase):
         job_name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 128)
         definition = self._job_definition(cfg, image, job)
         client = self._client(cfg.region)
-        submit_lock = self._submit_locks[int(hashlib.sha256(job_name.encode()).hexdigest(), 16) % _SUBMIT_LOCK_STRIPES]
-        # SubmitJob has no client token: a retried CreateTask (lost response, connector restart)
-        # finds the job by its deterministic name instead of submitting a duplicate.
-        with submit_lock:
-            existing = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
-            summaries = existing.get("jobSummaryList") or []
-            if summaries:
-                job_id = max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]
-            else:
-                request: dict[str, Any] = {
-                    "jobName": job_name,
-                    "jobQueue": queue,
-                    "jobDefinition": definition,
-                    "containerOverrides": {
-                        "command": command,
-                        "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                    },
-                    "tags": {"flyte-task": task_template.id.name[:256]},
-                    "propagateTags": True,
-                }
-                if job.timeout_seconds:
-                    request["timeout"] = {"attemptDurationSeconds": job.timeout_seconds}
-                job_id = client.submit_job(**request)["jobId"]
-        if not summaries:
+
+        def find() -> dict[str, Any] | None:
+            listed = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
+            summaries = listed.get("jobSummaryList") or []
+            if not summaries:
+                return None
+            return {"job_id": max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]}
+
+        def submit() -> dict[str, Any]:
+            request: dict[str, Any] = {
+                "jobName": job_name,
+                "jobQueue": queue,
+                "jobDefinition": definition,
+                "containerOverrides": {
+                    "command": command,
+                    "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                },
+                "tags": {"flyte-task": task_template.id.name[:256]},
+                "propagateTags": True,
+            }
+            if job.timeout_seconds:
+                request["timeout"] = {"attemptDurationSeconds": job.timeout_seconds}
+            job_id = client.submit_job(**request)["jobId"]
             self.status_cache(cfg.region, cfg.status_refresh_seconds).seed(
                 {"jobId": job_id, "jobName": job_name, "status": "SUBMITTED"}
             )
+            return {"job_id": job_id}
+
+        # SubmitJob has no client token and accepts any number of jobs of one name: the attempt is
+        # claimed across replicas first (cdao_connectors._attempts).
+        ledger = attempt_ledger(cfg.region, attempt_table())
+        job_id = ledger.once(f"batch/{job_name}", submit, find, CREATE_WAIT_SECONDS)["job_id"]
         return BatchJobMetadata(
             job_id=job_id,
             job_name=job_name,

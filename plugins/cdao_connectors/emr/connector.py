@@ -8,7 +8,6 @@ error into a non-zero exit); YARN runs driver and executors in the task's image.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase, Connector
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, attempt_ledger
 from cdao_connectors._common import (
     attempt_seed,
     aws_client,
@@ -30,7 +30,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors.config import EMRConfig
+from cdao_connectors.config import EMRConfig, attempt_table
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
 
 _ENTRYPOINT = Path(emr_serverless_plugin.__file__).with_name("_entrypoint.py")
@@ -80,7 +80,6 @@ class EMRConnector(AsyncConnectorBase):
 
     def __init__(self) -> None:
         super().__init__(task_type_name=EMR_SPARK_TASK_TYPE, metadata_type=EMRStepMetadata)
-        self._create_lock = threading.Lock()
         self._uploaded: set[str] = set()
 
     def _entrypoint_uri(self, cfg: EMRConfig) -> str:
@@ -123,19 +122,34 @@ class EMRConnector(AsyncConnectorBase):
         }
         emr = aws_client("emr", cfg.region)
         has_outputs = bool(task_template.interface.outputs)
-        # Neither AddJobFlowSteps nor RunJobFlow takes a client token: a retried CreateTask finds
-        # the step (or transient cluster) by its deterministic name instead of starting another.
-        with self._create_lock:
-            if transient:
-                cluster_id = self._find_cluster(emr, name) or self._run_transient(emr, cfg, spark, name, step)
-                step_id = self._find_step(emr, cluster_id, name)
-                if step_id is None:
-                    raise RuntimeError(f"EMR cluster {cluster_id} was created without its step {name}")
-            else:
-                step_id = (
-                    self._find_step(emr, cluster_id, name)
-                    or emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
-                )
+        ledger = attempt_ledger(cfg.region, attempt_table())
+        # Neither AddJobFlowSteps nor RunJobFlow takes a client token and both accept any number of
+        # steps or clusters of one name: the attempt is claimed across replicas first
+        # (cdao_connectors._attempts); a dead claimant's step or cluster is found by its name.
+        if transient:
+
+            def find_cluster() -> dict[str, Any] | None:
+                found = self._find_cluster(emr, name)
+                return {"cluster_id": found} if found else None
+
+            def run() -> dict[str, Any]:
+                return {"cluster_id": self._run_transient(emr, cfg, spark, name, step)}
+
+            cluster_id = ledger.once(f"emr-cluster/{name}", run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
+            step_id = self._find_step(emr, cluster_id, name)
+            if step_id is None:
+                raise RuntimeError(f"EMR cluster {cluster_id} was created without its step {name}")
+        else:
+            on = cluster_id
+
+            def find_step() -> dict[str, Any] | None:
+                found = self._find_step(emr, on, name)
+                return {"step_id": found} if found else None
+
+            def add() -> dict[str, Any]:
+                return {"step_id": emr.add_job_flow_steps(JobFlowId=on, Steps=[step])["StepIds"][0]}
+
+            step_id = ledger.once(f"emr-step/{on}/{name}", add, find_step, CREATE_WAIT_SECONDS)["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
 
     @staticmethod
