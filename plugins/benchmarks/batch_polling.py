@@ -57,7 +57,7 @@ class NaiveBatchConnector(BatchConnector):
 
     name = "Benchmark naive Batch connector"
 
-    def get(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> Resource:
+    def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         jobs = self._client(resource_meta.region).describe_jobs(jobs=[resource_meta.job_id])["jobs"]
         return self.resource_for(jobs[0] if jobs else None, resource_meta)
 

@@ -31,12 +31,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cdao_connectors._common import aws_client
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
 
 # An owner must finish creating within this; creates are bounded by the connector's own deadline
@@ -166,9 +164,3 @@ class AttemptLedger:
                 return json.loads(item["resource"]["S"])
             raise AttemptInProgress(f"attempt {attempt} was taken over by another CreateTask; retry later") from exc
         return resource
-
-
-@lru_cache(maxsize=8)
-def attempt_ledger(region: str, table: str) -> AttemptLedger:
-    """The process's ledger of ``table`` in ``region``; boto3 clients are thread-safe and shared."""
-    return AttemptLedger(aws_client("dynamodb", region), table)

@@ -15,6 +15,7 @@ from cdao_connectors.emr.connector import EMRConnector
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
 from moto.emr.models import emr_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
+from throttling_proxy import ThrottlingProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +119,7 @@ def test_transient_cluster_terminates_itself_and_delete_terminates_it(emr_env, g
 def test_transient_cluster_without_roles_names_the_variables(emr_env, monkeypatch):
     monkeypatch.delenv("CDAO_EMR_SERVICE_ROLE", raising=False)
     with pytest.raises(ConnectorConfigError, match="CDAO_EMR_SERVICE_ROLE"):
-        EMRConnector().create(serialize(emr_tasks.on_transient), "s3://flyte-data/x", None, None)
+        EMRConnector().create_sync(serialize(emr_tasks.on_transient), "s3://flyte-data/x", None, None)
 
 
 def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_stubs):
@@ -147,3 +148,63 @@ def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_
     assert tokens[0] == tokens[1], "a repeated create of one attempt must be deduplicated by AWS"
     assert tokens[2] != tokens[0], "a new attempt is a new job run"
     assert all(len(t) <= 64 for t in tokens)
+
+
+@pytest.fixture
+def serverless_run(aws_env, grpc_stubs):
+    """A RUNNING EMR Serverless job run created through CreateTask; its resource_meta."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-test-spark2", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    template.custom["sync_image"] = False
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    meta = create_task(
+        stub, template, prefix, write_inputs(emr_tasks.on_serverless, prefix, rows=1), execution_metadata("emrs2")
+    )
+    run_id = json.loads(meta)["job_run_id"]
+    run = next(r for r in emrserverless_backends[ACCOUNT][REGION].job_runs[app] if r.id == run_id)
+    run.state = "RUNNING"
+    return stub, meta, run
+
+
+def test_emr_serverless_throttling_is_an_error_not_a_failed_job_and_cancel_is_not_lost(
+    serverless_run, moto_endpoint, monkeypatch
+):
+    """botocore retries throttling (TooManyRequestsException is one of the codes in
+    botocore/retries/standard.py ``_THROTTLED_ERROR_CODES``) and then raises; the job's state is
+    unknown, not FAILED. Propeller retries a GetTask or DeleteTask that answers with an error
+    (flyteplugins webapi cache.go counts it as a sync failure; DeleteTask's error fails the abort,
+    which is retried), so the connector must answer with one."""
+    import grpc  # noqa: PLC0415
+
+    stub, meta, run = serverless_run
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=10_000).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    try:
+        with pytest.raises(grpc.RpcError) as got:
+            get_task(stub, "emr_serverless", meta)
+        assert "Throttl" in got.value.details() or "TooManyRequests" in got.value.details()
+        with pytest.raises(grpc.RpcError) as cancelled:
+            delete_task(stub, "emr_serverless", meta)
+        assert "TooManyRequests" in cancelled.value.details()
+    finally:
+        proxy.stop()
+    assert proxy.throttled > 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    assert get_task(stub, "emr_serverless", meta).phase == PHASE.RUNNING
+    assert run.state == "RUNNING"
+
+
+def test_emr_serverless_run_deleted_outside_flyte_is_failed_with_the_reason(serverless_run, monkeypatch):
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    stub, meta, run = serverless_run
+    app = json.loads(meta)["application_id"]
+    emrserverless_backends[ACCOUNT][REGION].job_runs[app].remove(run)
+    gone = get_task(stub, "emr_serverless", meta)
+    assert gone.phase == PHASE.FAILED
+    assert run.id in gone.message

@@ -210,13 +210,14 @@ def test_a_repeated_create_accepts_sagemakers_already_exists(aws_env, monkeypatc
         "Job name must be unique within an AWS account and region, and a job with this name already exists",
     )
     stubber.add_client_error("create_model", "ValidationException", "Could not access model data at s3://x")
-    monkeypatch.setattr(sagemaker_connector, "aws_client", lambda service, region: sm)
     inputs = write_inputs(
         score, "s3://flyte-data/metadata/again", model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv")
     )
     connector = sagemaker_connector.BatchTransformConnector()
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region: sm)
     with stubber:
-        meta = connector.create(serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+        again = (serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+        meta = connector.create_sync(*again)
         assert meta.job_name.startswith("flyte-again-n0-0-")
         with pytest.raises(ClientError, match="Could not access model data"):
-            connector.create(serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+            connector.create_sync(*again)

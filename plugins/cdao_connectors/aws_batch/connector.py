@@ -11,14 +11,14 @@ from typing import Any
 from urllib.parse import quote
 
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, attempt_ledger
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
+from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
-    aws_client,
     deterministic_name,
     log_link,
     outcome_after_exit,
@@ -85,30 +85,24 @@ def _log_links(job: dict[str, Any], region: str) -> list[Any]:
     return links
 
 
-class BatchConnector(AsyncConnectorBase):
+class BatchConnector(BulkheadConnector):
     name = "CDAO AWS Batch Connector"
 
     def __init__(self, task_type_name: str = BATCH_TASK_TYPE) -> None:
         super().__init__(task_type_name=task_type_name, metadata_type=BatchJobMetadata)
+        self.backend = Backend("AWS Batch")
         self._lock = threading.Lock()
         self._job_definitions: dict[str, str] = {}
         self._caches: dict[str, JobStatusCache] = {}
-        self._clients: dict[str, Any] = {}
 
-    # boto3 clients are thread-safe; one per region is shared by every request.
     def _client(self, region: str) -> Any:
-        with self._lock:
-            if region not in self._clients:
-                self._clients[region] = aws_client("batch", region)
-            return self._clients[region]
+        return self.backend.aws("batch", region)
 
     def status_cache(self, region: str, max_age: float) -> JobStatusCache:
         with self._lock:
             cache = self._caches.get(region)
             if cache is None or cache.max_age != max_age:
-                if region not in self._clients:
-                    self._clients[region] = aws_client("batch", region)
-                client = self._clients[region]
+                client = self._client(region)
                 cache = JobStatusCache(lambda ids: client.describe_jobs(jobs=ids)["jobs"], max_age=max_age)
                 self._caches[region] = cache
             return cache
@@ -157,13 +151,12 @@ class BatchConnector(AsyncConnectorBase):
             self._job_definitions[name] = arn
         return arn
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> BatchJobMetadata:
         cfg = BatchConfig.from_env()
         job = config_from_custom(BatchJob, task_template.custom, task_template.id.name)
@@ -203,7 +196,7 @@ class BatchConnector(AsyncConnectorBase):
 
         # SubmitJob has no client token and accepts any number of jobs of one name: the attempt is
         # claimed across replicas first (cdao_connectors._attempts).
-        ledger = attempt_ledger(cfg.region, attempt_table())
+        ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
         job_id = ledger.once(f"batch/{job_name}", submit, find, CREATE_WAIT_SECONDS)["job_id"]
         return BatchJobMetadata(
             job_id=job_id,
@@ -214,7 +207,7 @@ class BatchConnector(AsyncConnectorBase):
             has_outputs=bool(task_template.interface.outputs),
         )
 
-    def get(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> Resource:
+    def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         cfg = BatchConfig.from_env()
         cache = self.status_cache(resource_meta.region, cfg.status_refresh_seconds)
         job, _age = cache.get(resource_meta.job_id)
@@ -250,7 +243,7 @@ class BatchConnector(AsyncConnectorBase):
         )
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
-    def delete(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> None:
+    def delete_sync(self, resource_meta: BatchJobMetadata) -> None:
         # TerminateJob also cancels jobs that have not started, and is a no-op on finished ones.
         self._client(resource_meta.region).terminate_job(
             jobId=resource_meta.job_id, reason="Aborted by Flyte (DeleteTask)"

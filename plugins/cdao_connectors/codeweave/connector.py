@@ -7,10 +7,11 @@ from typing import Any
 
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.core.context_manager import SecretsManager
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -57,19 +58,19 @@ def _client() -> CodeweaveClient:
     return CodeweaveClient(cfg.endpoint, api_key, cfg.timeout_seconds)
 
 
-class CodeweaveConnector(AsyncConnectorBase):
+class CodeweaveConnector(BulkheadConnector):
     name = "CDAO Codeweave Connector"
 
     def __init__(self) -> None:
         super().__init__(task_type_name=CODEWEAVE_TASK_TYPE, metadata_type=CodeweaveJobMetadata)
+        self.backend = Backend("Codeweave")
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> CodeweaveJobMetadata:
         gpu = config_from_custom(CodeweaveGPU, task_template.custom, task_template.id.name)
         image, command, env = rendered_container(task_template, output_prefix)
@@ -97,7 +98,7 @@ class CodeweaveConnector(AsyncConnectorBase):
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
 
-    def get(self, resource_meta: CodeweaveJobMetadata, **kwargs: Any) -> Resource:
+    def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
         client = _client()
         try:
             job = client.get_job(resource_meta.job_id)
@@ -122,7 +123,7 @@ class CodeweaveConnector(AsyncConnectorBase):
         )
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
-    def delete(self, resource_meta: CodeweaveJobMetadata, **kwargs: Any) -> None:
+    def delete_sync(self, resource_meta: CodeweaveJobMetadata) -> None:
         client = _client()
         try:
             client.cancel_job(resource_meta.job_id)

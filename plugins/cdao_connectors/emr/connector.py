@@ -15,14 +15,14 @@ from typing import Any
 import flytekitplugins.awsemrserverless as emr_serverless_plugin
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, attempt_ledger
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
+from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
-    aws_client,
     deterministic_name,
     log_link,
     outcome_after_exit,
@@ -75,11 +75,12 @@ def _spark_submit_args(image: str, env: dict[str, str], spark_conf: dict[str, st
     return args
 
 
-class EMRConnector(AsyncConnectorBase):
+class EMRConnector(BulkheadConnector):
     name = "CDAO EMR on EC2 Spark Connector"
 
     def __init__(self) -> None:
         super().__init__(task_type_name=EMR_SPARK_TASK_TYPE, metadata_type=EMRStepMetadata)
+        self.backend = Backend("EMR")
         self._uploaded: set[str] = set()
 
     def _entrypoint_uri(self, cfg: EMRConfig) -> str:
@@ -89,7 +90,7 @@ class EMRConnector(AsyncConnectorBase):
         key = f"flyte/emr/entrypoint-{hashlib.sha256(content).hexdigest()[:12]}.py"
         uri = f"s3://{bucket}/{key}"
         if uri not in self._uploaded:
-            s3 = aws_client("s3", cfg.region)
+            s3 = self.backend.aws("s3", cfg.region)
             try:
                 s3.head_object(Bucket=bucket, Key=key)
             except ClientError:
@@ -97,13 +98,12 @@ class EMRConnector(AsyncConnectorBase):
             self._uploaded.add(uri)
         return uri
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> EMRStepMetadata:
         cfg = EMRConfig.from_env()
         spark = config_from_custom(EMRSpark, task_template.custom, task_template.id.name)
@@ -120,9 +120,9 @@ class EMRConnector(AsyncConnectorBase):
                 "Args": [*_spark_submit_args(image, env, spark.spark_conf), self._entrypoint_uri(cfg), *command],
             },
         }
-        emr = aws_client("emr", cfg.region)
+        emr = self.backend.aws("emr", cfg.region)
         has_outputs = bool(task_template.interface.outputs)
-        ledger = attempt_ledger(cfg.region, attempt_table())
+        ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
         # Neither AddJobFlowSteps nor RunJobFlow takes a client token and both accept any number of
         # steps or clusters of one name: the attempt is claimed across replicas first
         # (cdao_connectors._attempts); a dead claimant's step or cluster is found by its name.
@@ -197,8 +197,8 @@ class EMRConnector(AsyncConnectorBase):
             request["LogUri"] = cfg.log_uri
         return emr.run_job_flow(**request)["JobFlowId"]
 
-    def get(self, resource_meta: EMRStepMetadata, **kwargs: Any) -> Resource:
-        emr = aws_client("emr", resource_meta.region)
+    def get_sync(self, resource_meta: EMRStepMetadata) -> Resource:
+        emr = self.backend.aws("emr", resource_meta.region)
         step = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]
         status = step["Status"]
         state = status.get("State")
@@ -228,8 +228,8 @@ class EMRConnector(AsyncConnectorBase):
         )
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
-    def delete(self, resource_meta: EMRStepMetadata, **kwargs: Any) -> None:
-        emr = aws_client("emr", resource_meta.region)
+    def delete_sync(self, resource_meta: EMRStepMetadata) -> None:
+        emr = self.backend.aws("emr", resource_meta.region)
         if resource_meta.transient:
             emr.terminate_job_flows(JobFlowIds=[resource_meta.cluster_id])
             return
