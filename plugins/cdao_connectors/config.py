@@ -37,7 +37,7 @@ Variables (connector that reads them, meaning):
     name of the connector secret holding the API key; flytekit's secrets manager reads it from
     the mounted directory ``FLYTE_SECRETS_DEFAULT_DIR`` (``/etc/secrets``) or ``_FSEC_<NAME>``.
 ``CDAO_CODEWEAVE_TIMEOUT_SECONDS`` (Codeweave, default 30)
-    per-request HTTP timeout.
+    per-request HTTP timeout; never more than what is left of propeller's deadline for the call.
 
 AWS credentials come from the pod's IRSA web identity; ``AWS_ENDPOINT_URL`` (honoured by boto3
 itself) points every client at an emulator in tests.

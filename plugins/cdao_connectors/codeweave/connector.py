@@ -21,6 +21,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS, MARGIN_SECONDS
 from cdao_connectors.codeweave.contract import CodeweaveClient
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
 from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
@@ -45,7 +46,8 @@ class CodeweaveJobMetadata(ResourceMeta):
     has_outputs: bool
 
 
-def _client() -> CodeweaveClient:
+def _client(deadline: float) -> CodeweaveClient:
+    """A client whose every request gives up before propeller's ``deadline`` for the call does."""
     cfg = CodeweaveConfig.from_env()
     try:
         # A fresh manager reads the secret directory from the environment now, so a rotated or
@@ -55,7 +57,7 @@ def _client() -> CodeweaveClient:
         raise ConnectorConfigError(
             f"the Codeweave API key secret {cfg.api_key_secret!r} is not mounted on the connector service: {e}"
         ) from e
-    return CodeweaveClient(cfg.endpoint, api_key, cfg.timeout_seconds)
+    return CodeweaveClient(cfg.endpoint, api_key, min(cfg.timeout_seconds, deadline - MARGIN_SECONDS))
 
 
 class CodeweaveConnector(BulkheadConnector):
@@ -89,7 +91,7 @@ class CodeweaveConnector(BulkheadConnector):
             },
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
-        client = _client()
+        client = _client(CREATE_TASK_SECONDS)
         try:
             job = client.create_job(spec)
         finally:
@@ -99,7 +101,7 @@ class CodeweaveConnector(BulkheadConnector):
         )
 
     def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
-        client = _client()
+        client = _client(GET_TASK_SECONDS)
         try:
             job = client.get_job(resource_meta.job_id)
         finally:
@@ -124,7 +126,7 @@ class CodeweaveConnector(BulkheadConnector):
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
     def delete_sync(self, resource_meta: CodeweaveJobMetadata) -> None:
-        client = _client()
+        client = _client(DELETE_TASK_SECONDS)
         try:
             client.cancel_job(resource_meta.job_id)
         finally:
