@@ -11,7 +11,7 @@ import emr_tasks
 import pytest
 from aws_setup import provision_attempt_table
 from cdao_connectors.config import ConnectorConfigError
-from cdao_connectors.emr.connector import EMRConnector
+from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
 from moto.emr.models import emr_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
@@ -208,3 +208,30 @@ def test_emr_serverless_run_deleted_outside_flyte_is_failed_with_the_reason(serv
     gone = get_task(stub, "emr_serverless", meta)
     assert gone.phase == PHASE.FAILED
     assert run.id in gone.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [({"StepId": "s-1", "Status": "SUBMITTED"}, False), ({"StepId": "s-1", "Status": "FAILED", "Reason": "x"}, True)],
+)
+def test_emr_delete_reads_cancel_steps_answer(aws_env, answer, refused):
+    """CancelSteps answers per step SUBMITTED or FAILED with a Reason (botocore emr/2009-03-31
+    CancelStepsInfo); moto does not implement it, so botocore's Stubber plays EMR, checked against
+    that model. A refused cancel is an error propeller retries, never a silent success."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+
+    connector = EMRConnector()
+    emr = connector.backend.aws("emr", REGION)
+    answer = {**answer, "Reason": "Step s-1 cannot be cancelled: it is COMPLETED"} if refused else answer
+    with Stubber(emr) as stubber:
+        stubber.add_response(
+            "cancel_steps",
+            {"CancelStepsInfoList": [answer]},
+            {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
+        )
+        meta = EMRStepMetadata("j-1", "s-1", False, REGION, "s3://flyte-data/x", False)
+        if refused:
+            with pytest.raises(RuntimeError, match=r"s-1.*cannot be cancelled"):
+                connector.delete_sync(meta)
+        else:
+            connector.delete_sync(meta)

@@ -233,11 +233,20 @@ class EMRConnector(BulkheadConnector):
         if resource_meta.transient:
             emr.terminate_job_flows(JobFlowIds=[resource_meta.cluster_id])
             return
-        emr.cancel_steps(
+        answer = emr.cancel_steps(
             ClusterId=resource_meta.cluster_id,
             StepIds=[resource_meta.step_id],
             StepCancellationOption="TERMINATE_PROCESS",
         )
+        # CancelSteps succeeds as a call and answers per step: SUBMITTED, or FAILED with the reason
+        # (botocore emr/2009-03-31 CancelStepsInfo). A refused cancel must reach propeller as an
+        # error so it retries the abort, never as a cancelled step that keeps running.
+        for info in answer.get("CancelStepsInfoList") or []:
+            if info.get("Status") != "SUBMITTED":
+                raise RuntimeError(
+                    f"EMR refused to cancel step {info.get('StepId')} on cluster {resource_meta.cluster_id}: "
+                    f"{info.get('Reason') or info.get('Status')}"
+                )
 
 
 ConnectorRegistry.register(EMRConnector())

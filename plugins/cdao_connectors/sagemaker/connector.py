@@ -18,6 +18,7 @@ from flytekit.interaction.string_literals import literal_map_string_repr
 from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 from flytekit.models.task import TaskTemplate
+from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
@@ -28,9 +29,36 @@ from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
 
+def job_is_gone(error: BaseException) -> bool:
+    """SageMaker's answer to Describe* of a job that does not exist (any more).
+
+    The API model declares ``ResourceNotFound``, but DescribeTrainingJob (and its siblings) answer
+    ``ValidationException`` "Requested resource not found." (https://github.com/aws/aws-sdk/issues/165);
+    moto says "Could not find training job '...'".
+    """
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code == "ResourceNotFound" or (
+        code == "ValidationException" and ("Requested resource not found" in message or "Could not find" in message)
+    )
+
+
 class SpotTrainingConnector(SageMakerTrainingTaskConnector):
     name = "CDAO SageMaker Spot Training Connector"
     task_type_name = SAGEMAKER_TRAINING_TASK_TYPE
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
+        try:
+            return await super().get(resource_meta, **kwargs)
+        except CustomException as exc:
+            if not job_is_gone(exc.original_exception):
+                raise
+        return Resource(
+            phase=TaskExecution.FAILED,
+            message=f"SageMaker has no training job {resource_meta.job_name} (deleted outside Flyte?)",
+        )
 
     def _build_request(self, *, container: Any, config: dict[str, Any], job_name: str, output_prefix: str):
         request = super()._build_request(
@@ -66,12 +94,19 @@ class SafeEndpointConnector(SageMakerEndpointConnector):
     """Same task type and name as the plugin's endpoint connector, replacing it in the registry."""
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
-        described, _ = await self._call(
-            method="describe_endpoint",
-            config={"EndpointName": resource_meta.config.get("EndpointName")},
-            inputs=resource_meta.inputs,
-            region=resource_meta.region,
-        )
+        try:
+            described, _ = await self._call(
+                method="describe_endpoint",
+                config={"EndpointName": resource_meta.config.get("EndpointName")},
+                inputs=resource_meta.inputs,
+                region=resource_meta.region,
+            )
+        except CustomException as exc:
+            if not job_is_gone(exc.original_exception):
+                raise
+            name = resource_meta.config.get("EndpointName")
+            message = f"SageMaker has no endpoint {name} (deleted outside Flyte?)"
+            return Resource(phase=TaskExecution.FAILED, message=message)
         status = described.get("EndpointStatus")
         phase = _ENDPOINT_PHASES.get(status)
         if phase is None:
@@ -203,7 +238,14 @@ class BatchTransformConnector(BulkheadConnector):
 
     def get_sync(self, resource_meta: BatchTransformMetadata) -> Resource:
         region, job = resource_meta.region, resource_meta.job_name
-        described = self.backend.aws("sagemaker", region).describe_transform_job(TransformJobName=job)
+        try:
+            described = self.backend.aws("sagemaker", region).describe_transform_job(TransformJobName=job)
+        except ClientError as exc:
+            if not job_is_gone(exc):
+                raise
+            return Resource(
+                phase=TaskExecution.FAILED, message=f"SageMaker has no transform job {job} (deleted outside Flyte?)"
+            )
         status = described.get("TransformJobStatus")
         group = "$252Faws$252Fsagemaker$252FTransformJobs"
         links = [
