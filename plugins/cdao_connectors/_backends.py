@@ -42,6 +42,18 @@ class BackendDeadlineExceeded(RuntimeError):
     """The backend did not answer within propeller's deadline for the call; the call is retryable."""
 
 
+async def within_deadline(awaitable: Any, *, deadline: float, what: str, backend: str) -> Any:
+    """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin passed."""
+    budget = deadline - MARGIN_SECONDS
+    try:
+        return await asyncio.wait_for(awaitable, budget)
+    except TimeoutError:
+        raise BackendDeadlineExceeded(
+            f"{backend} did not answer {what} within {budget:.0f}s (propeller's deadline is {deadline:.0f}s); "
+            "nothing was decided, the call is safe to retry"
+        ) from None
+
+
 class Backend:
     """One external system's threads and AWS clients."""
 
@@ -65,15 +77,8 @@ class Backend:
 
         Raises :class:`BackendDeadlineExceeded` when it is not; the thread finishes on its own.
         """
-        budget = deadline - MARGIN_SECONDS
         future = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        try:
-            return await asyncio.wait_for(future, budget)
-        except TimeoutError:
-            raise BackendDeadlineExceeded(
-                f"{self.name} did not answer {what} within {budget:.0f}s (propeller's deadline is {deadline:.0f}s); "
-                "nothing was decided, the call is safe to retry"
-            ) from None
+        return await within_deadline(future, deadline=deadline, what=what, backend=self.name)
 
 
 class BulkheadConnector(AsyncConnectorBase):

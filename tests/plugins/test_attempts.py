@@ -215,3 +215,24 @@ def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(
     statements = [s for s in json.loads(policy.inputs["policy"])["Statement"] if "dynamodb" in json.dumps(s)]
     assert [set(s["Action"]) for s in statements] == [made]
     assert statements[0]["Resource"] == [f"arn:aws:dynamodb:{REGION}:111122223333:table/{table.inputs['name']}"]
+
+
+def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas):
+    """StartJobRun's ``clientToken`` is its idempotency token (botocore emr-serverless/2021-07-13
+    marks it ``idempotencyToken``): AWS starts one run per token. moto stores the token but does not
+    deduplicate, so what is checked is the part the connector owns: both replicas send the same one."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-dup-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    template.custom["sync_image"] = False
+    differing = []
+    for trial in range(TRIALS["emr-step"]):
+        a, b = _race(replicas, emr_tasks.on_serverless, template, f"dup-emrs-{trial}-{uuid.uuid4().hex[:6]}")
+        runs = {r.id: r for r in emrserverless_backends["123456789012"][REGION].job_runs[app]}
+        tokens = {runs[a["job_run_id"]].client_token, runs[b["job_run_id"]].client_token}
+        if len(tokens) != 1:
+            differing.append((trial, tokens))
+    assert differing == [], f"replicas sent different client tokens for one attempt: {differing}"

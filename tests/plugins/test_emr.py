@@ -235,3 +235,24 @@ def test_emr_delete_reads_cancel_steps_answer(aws_env, answer, refused):
                 connector.delete_sync(meta)
         else:
             connector.delete_sync(meta)
+
+
+def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_run, moto_endpoint, monkeypatch):
+    """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
+    (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
+    import grpc  # noqa: PLC0415
+    from flyteidl.admin import agent_pb2  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    stub, meta, _ = serverless_run
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    try:
+        req = agent_pb2.GetTaskRequest(task_category=category("emr_serverless"), resource_meta=meta)
+        with pytest.raises(grpc.RpcError) as got:
+            stub.GetTask(req, timeout=10)
+    finally:
+        proxy.stop()
+    assert got.value.code() == grpc.StatusCode.INTERNAL, got.value
+    assert "EMR Serverless did not answer GetTask" in got.value.details()

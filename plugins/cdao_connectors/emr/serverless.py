@@ -27,7 +27,13 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.models.task import TaskTemplate
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 
+from cdao_connectors._backends import within_deadline
 from cdao_connectors._common import attempt_seed
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
+
+# The plugin's blocking calls run on asyncio's shared default pool (its boto_handler); the deadline
+# at least bounds what each request costs propeller.
+_BACKEND = "EMR Serverless"
 
 # Set for the duration of one create(): asyncio gives every request its own context, so
 # concurrent creates never see each other's token.
@@ -112,7 +118,12 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
         reset = _CLIENT_TOKEN.set(token)
         try:
-            resource_meta = await super().create(task_template, inputs, task_execution_metadata, **kwargs)
+            resource_meta = await within_deadline(
+                super().create(task_template, inputs, task_execution_metadata, **kwargs),
+                deadline=CREATE_TASK_SECONDS,
+                what="CreateTask",
+                backend=_BACKEND,
+            )
         finally:
             _CLIENT_TOKEN.reset(reset)
         # While the application is still starting, the plugin defers the submission to get() with
@@ -123,7 +134,12 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         return resource_meta
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
-        resource = await _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id)
+        resource = await within_deadline(
+            _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
+            deadline=GET_TASK_SECONDS,
+            what="GetTask",
+            backend=_BACKEND,
+        )
         if resource.phase == TaskExecution.FAILED and resource.message.startswith("Job not found"):
             # Only ResourceNotFoundException gets here: the run was deleted outside Flyte.
             resource.message = (
@@ -133,7 +149,12 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         return resource
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
-        await _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id)
+        await within_deadline(
+            _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id),
+            deadline=DELETE_TASK_SECONDS,
+            what="DeleteTask",
+            backend=_BACKEND,
+        )
 
 
 ConnectorRegistry.register(IdempotentEMRServerlessConnector(), override=True)

@@ -22,9 +22,10 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
-from cdao_connectors._backends import Backend, BulkheadConnector
+from cdao_connectors._backends import Backend, BulkheadConnector, within_deadline
 from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
@@ -49,9 +50,25 @@ class SpotTrainingConnector(SageMakerTrainingTaskConnector):
     name = "CDAO SageMaker Spot Training Connector"
     task_type_name = SAGEMAKER_TRAINING_TASK_TYPE
 
+    # The plugin's calls are aioboto3 coroutines: bounded by propeller's deadlines, they are cancelled.
+    async def create(self, task_template: Any, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
+        return await within_deadline(
+            super().create(task_template, output_prefix, inputs, **kwargs),
+            deadline=CREATE_TASK_SECONDS,
+            what="CreateTask",
+            backend=self.name,
+        )
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        await within_deadline(
+            super().delete(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=self.name
+        )
+
     async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
         try:
-            return await super().get(resource_meta, **kwargs)
+            return await within_deadline(
+                super().get(resource_meta, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask", backend=self.name
+            )
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
@@ -95,11 +112,16 @@ class SafeEndpointConnector(SageMakerEndpointConnector):
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
-            described, _ = await self._call(
-                method="describe_endpoint",
-                config={"EndpointName": resource_meta.config.get("EndpointName")},
-                inputs=resource_meta.inputs,
-                region=resource_meta.region,
+            described, _ = await within_deadline(
+                self._call(
+                    method="describe_endpoint",
+                    config={"EndpointName": resource_meta.config.get("EndpointName")},
+                    inputs=resource_meta.inputs,
+                    region=resource_meta.region,
+                ),
+                deadline=GET_TASK_SECONDS,
+                what="GetTask",
+                backend=self.name,
             )
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
