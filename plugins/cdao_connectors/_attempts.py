@@ -93,6 +93,9 @@ class AttemptLedger:
             now = self._clock()
             if item is not None and "resource" in item:
                 return json.loads(item["resource"]["S"])
+            if item is not None and item["owner"]["S"] == token:
+                # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
+                return self._create_and_record(attempt, token, lambda: find() or create())
             try:
                 if item is None:
                     self._db.put_item(

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 from flytekit.extend.backend.base_connector import AsyncConnectorBase
 
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS, MARGIN_SECONDS
@@ -35,7 +38,31 @@ T = TypeVar("T")
 AWS_CLIENT_CONFIG = Config(
     connect_timeout=3, read_timeout=8, retries={"max_attempts": 4, "mode": "adaptive"}, max_pool_connections=32
 )
+# Creates that AWS does not deduplicate (SubmitJob, RunJobFlow, AddJobFlowSteps) are never re-sent
+# after an ambiguous failure: a timeout or a dropped connection may hide a request AWS carried out,
+# and botocore's retry would then start a second job. Their client does not retry at all; only
+# throttling, an explicit refusal, is retried by create_once.
+AWS_CREATE_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32
+)
 WORKERS_PER_BACKEND = 32
+_THROTTLING = ThrottledRetryableChecker()  # botocore's own list of throttling error codes
+
+
+def create_once(call: Callable[[], T], give_up_after: float) -> T:
+    """``call()``, repeated with backoff only while AWS answers with a throttling error code
+    (botocore/retries/standard.py ``ThrottledRetryableChecker``) and ``give_up_after`` seconds allow."""
+    give_up = time.monotonic() + give_up_after
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            throttled = _THROTTLING.is_retryable(RetryContext(attempt_number=1, parsed_response=exc.response))
+            if not throttled or time.monotonic() + delay > give_up:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)
 
 
 class BackendDeadlineExceeded(RuntimeError):
@@ -61,15 +88,18 @@ class Backend:
         self.name = name
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str, bool], Any] = {}
 
-    def aws(self, service: str, region: str) -> Any:
-        """The shared boto3 client of ``service`` in ``region`` (created on first use)."""
+    def aws(self, service: str, region: str, *, for_creates: bool = False) -> Any:
+        """The shared boto3 client of ``service`` in ``region`` (created on first use); with
+        ``for_creates``, the one that never retries (see :data:`AWS_CREATE_CLIENT_CONFIG`)."""
+        key = (service, region, for_creates)
         with self._lock:
-            client = self._clients.get((service, region))
+            client = self._clients.get(key)
             if client is None:
-                client = boto3.client(service, region_name=region, config=AWS_CLIENT_CONFIG)
-                self._clients[(service, region)] = client
+                config = AWS_CREATE_CLIENT_CONFIG if for_creates else AWS_CLIENT_CONFIG
+                client = boto3.client(service, region_name=region, config=config)
+                self._clients[key] = client
             return client
 
     async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:

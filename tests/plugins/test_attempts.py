@@ -236,3 +236,34 @@ def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas
         if len(tokens) != 1:
             differing.append((trial, tokens))
     assert differing == [], f"replicas sent different client tokens for one attempt: {differing}"
+
+
+def test_a_submit_whose_answer_is_lost_is_never_sent_again(aws_env, moto_endpoint, monkeypatch):
+    """A timeout or dropped connection may hide a SubmitJob that AWS carried out; botocore would
+    re-send it and start a second job. The create is not re-sent: the next CreateTask of the
+    attempt finds the job by its name."""
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.lose_answers_to = ("/v1/submitjob",)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    execution = f"lost-{uuid.uuid4().hex[:6]}"
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(batch_tasks.preprocess)
+    connector = BatchConnector()
+    try:
+        with pytest.raises(Exception, match=r"(?i)connection|closed|aborted|reset"):
+            connector.create_sync(template, prefix, None, execution_metadata(execution))
+        proxy.lose_answers_to = ()
+        meta = connector.create_sync(template, prefix, None, execution_metadata(execution))
+    finally:
+        proxy.stop()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    assert proxy.lost == 1
+    listed = boto3.client("batch", region_name=REGION).list_jobs(
+        jobQueue=SPOT_QUEUE, filters=[{"name": "JOB_NAME", "values": [meta.job_name]}]
+    )
+    assert [j["jobId"] for j in listed["jobSummaryList"]] == [meta.job_id]

@@ -16,7 +16,7 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
-from cdao_connectors._backends import Backend, BulkheadConnector
+from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -188,7 +188,8 @@ class BatchConnector(BulkheadConnector):
             }
             if job.timeout_seconds:
                 request["timeout"] = {"attemptDurationSeconds": job.timeout_seconds}
-            job_id = client.submit_job(**request)["jobId"]
+            creates = self.backend.aws("batch", cfg.region, for_creates=True)
+            job_id = create_once(lambda: creates.submit_job(**request), CREATE_WAIT_SECONDS)["jobId"]
             self.status_cache(cfg.region, cfg.status_refresh_seconds).seed(
                 {"jobId": job_id, "jobName": job_name, "status": "SUBMITTED"}
             )

@@ -20,7 +20,7 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
-from cdao_connectors._backends import Backend, BulkheadConnector
+from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -123,6 +123,7 @@ class EMRConnector(BulkheadConnector):
         emr = self.backend.aws("emr", cfg.region)
         has_outputs = bool(task_template.interface.outputs)
         ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
+        creates = self.backend.aws("emr", cfg.region, for_creates=True)
         # Neither AddJobFlowSteps nor RunJobFlow takes a client token and both accept any number of
         # steps or clusters of one name: the attempt is claimed across replicas first
         # (cdao_connectors._attempts); a dead claimant's step or cluster is found by its name.
@@ -133,7 +134,11 @@ class EMRConnector(BulkheadConnector):
                 return {"cluster_id": found} if found else None
 
             def run() -> dict[str, Any]:
-                return {"cluster_id": self._run_transient(emr, cfg, spark, name, step)}
+                return {
+                    "cluster_id": create_once(
+                        lambda: self._run_transient(creates, cfg, spark, name, step), CREATE_WAIT_SECONDS
+                    )
+                }
 
             cluster_id = ledger.once(f"emr-cluster/{name}", run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
             step_id = self._find_step(emr, cluster_id, name)
@@ -147,7 +152,8 @@ class EMRConnector(BulkheadConnector):
                 return {"step_id": found} if found else None
 
             def add() -> dict[str, Any]:
-                return {"step_id": emr.add_job_flow_steps(JobFlowId=on, Steps=[step])["StepIds"][0]}
+                added = create_once(lambda: creates.add_job_flow_steps(JobFlowId=on, Steps=[step]), CREATE_WAIT_SECONDS)
+                return {"step_id": added["StepIds"][0]}
 
             step_id = ledger.once(f"emr-step/{on}/{name}", add, find_step, CREATE_WAIT_SECONDS)["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)

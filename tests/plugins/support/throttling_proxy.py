@@ -17,6 +17,10 @@ class ThrottlingProxy:
         self.throttled = 0
         self.forwarded = 0
         self.hanging = False  # accept requests and never answer until stop()
+        # Forward requests whose path contains one of these to AWS, then drop the connection
+        # unanswered: the request took effect but the caller cannot know.
+        self.lose_answers_to: tuple[str, ...] = ()
+        self.lost = 0
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -57,6 +61,12 @@ class ThrottlingProxy:
                 )
                 with proxy._lock:
                     proxy.forwarded += 1
+                if any(p in self.path for p in proxy.lose_answers_to):
+                    with proxy._lock:
+                        proxy.lost += 1
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
                     if k.lower() not in _HOP:
