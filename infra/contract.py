@@ -118,6 +118,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     ),
     Annotation("private-subnet-ids", "comma-separated private subnets (EMR-on-EC2 clusters, Batch)"),
     Annotation("sagemaker-output-uri", "S3 prefix for SageMaker job outputs"),
+    Annotation("connector-attempts-table", "DynamoDB table where connector replicas claim task attempts"),
     Annotation("ecr-tasks-repository", "ECR repository URL for task images"),
     Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
     Annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)"),

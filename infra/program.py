@@ -197,6 +197,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             flyte_domains=list(FLYTE_DOMAINS),
             batch_queue_arns=list(compute.queue_arns.values()),
             emr_serverless_application_arn=compute.emr_application.arn,
+            connector_attempts_table_arn=compute.attempt_table.arn,
             passable_roles={
                 "batch": service_roles.batch_job.arn,
                 "sagemaker": service_roles.sagemaker_execution.arn,
@@ -293,6 +294,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         "flyte-certificate-arn": endpoint.certificate_arn,
         "private-subnet-ids": pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
         "sagemaker-output-uri": compute.sagemaker_output_uri,
+        "connector-attempts-table": compute.attempt_table.name,
         "ecr-tasks-repository": registry.repository_urls["tasks"],
         "ecr-connector-repository": registry.repository_urls["connector"],
         "codeweave-endpoint": codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",

@@ -122,6 +122,24 @@ class Compute(pulumi.ComponentResource):
             opts=child,
         )
 
+        # Connector replicas claim a task attempt here before creating its Batch job or EMR step or
+        # cluster (plugins/cdao_connectors/_attempts.py): those APIs take no idempotency token.
+        # Items carry their own expiry in expires_at (epoch seconds), which DynamoDB's TTL deletes.
+        self.attempt_table = aws.dynamodb.Table(
+            f"{name}-connector-attempts",
+            name=f"cdao-{args.stack}-connector-attempts",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="attempt",
+            attributes=[aws.dynamodb.TableAttributeArgs(name="attempt", type="S")],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name="expires_at", enabled=True),
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
+                enabled=True, kms_key_arn=args.data_key_arn
+            ),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            tags=tags,
+            opts=child,
+        )
+
         self.emr_log_uri = pulumi.Output.concat("s3://", args.userdata_bucket, "/emr-logs/")
         self.sagemaker_output_uri = pulumi.Output.concat("s3://", args.userdata_bucket, "/sagemaker/")
         self.register_outputs(
@@ -130,6 +148,7 @@ class Compute(pulumi.ComponentResource):
                 "emrServerlessApplicationId": self.emr_application.id,
                 "emrSecurityConfiguration": self.emr_security_configuration.name,
                 "sagemakerOutputUri": self.sagemaker_output_uri,
+                "connectorAttemptsTable": self.attempt_table.name,
             }
         )
 

@@ -255,6 +255,7 @@ class WorkloadIdentityArgs:
     flyte_domains: Sequence[str]
     batch_queue_arns: Sequence[pulumi.Input[str]]
     emr_serverless_application_arn: pulumi.Input[str]
+    connector_attempts_table_arn: pulumi.Input[str]
     passable_roles: Mapping[str, pulumi.Input[str]]  # role ARN by service it may be passed to
     secrets_prefix_arn: pulumi.Input[str]
     db_master_secret_arn: pulumi.Input[str]
@@ -416,9 +417,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
             roles["emr-instance"],
             [args.bucket_arns["metadata"], args.bucket_arns["userdata"]],
             args.data_key_arn,
+            args.connector_attempts_table_arn,
         ).apply(
             lambda a: iam.document(
                 [
+                    # Claims of task attempts (plugins/cdao_connectors/_attempts.py): read, claim,
+                    # record; never scan, delete or reach any other table.
+                    iam.allow(
+                        "AttemptClaims", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [a[10]]
+                    ),
                     iam.allow(
                         "BatchSubmit",
                         ["batch:SubmitJob"],

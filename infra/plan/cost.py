@@ -32,6 +32,7 @@ USAGE_BASED_TYPES = {
     "aws:ecr/repository:Repository": "ECR image storage",
     "aws:batch/jobQueue:JobQueue": "AWS Batch jobs (priced through compute environments)",
     "aws:backup/vault:Vault": "AWS Backup recovery-point storage",
+    "aws:dynamodb/table:Table": "DynamoDB on-demand requests and storage",
 }
 
 

@@ -41,6 +41,7 @@ from moto.server import ThreadedMotoServer
 # The propeller stand-in and the example task live with the tests; the benchmark reuses them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
 import batch_tasks
+from aws_setup import provision_attempt_table
 from grpc_connector_server import ConnectorServer
 from propeller import execution_metadata, render_task_template, serialize
 
@@ -56,7 +57,7 @@ class NaiveBatchConnector(BatchConnector):
 
     name = "Benchmark naive Batch connector"
 
-    def get(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> Resource:
+    def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         jobs = self._client(resource_meta.region).describe_jobs(jobs=[resource_meta.job_id])["jobs"]
         return self.resource_for(jobs[0] if jobs else None, resource_meta)
 
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ConnectorRegistry.register(BatchConnector(), override=True)
     ConnectorRegistry.register(NaiveBatchConnector(NAIVE_TASK_TYPE), override=True)
     _provision(endpoint)
+    os.environ.update(provision_attempt_table(REGION))
 
     server = ConnectorServer().start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")

@@ -1,4 +1,4 @@
-"""Pieces every connector here needs: deterministic names, reading the task's outcome, AWS clients."""
+"""Pieces every connector here needs: deterministic names, reading the task's outcome, log links."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from flyteidl.core import errors_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.configuration import DataConfig
@@ -19,14 +17,6 @@ from flytekit.core.data_persistence import FileAccessProvider
 from flytekit.extend.backend.utils import render_task_template
 from flytekit.models.core.execution import TaskLog
 from flytekit.models.task import TaskTemplate
-
-# Adaptive mode adds client-side rate limiting on top of exponential backoff, so a throttled
-# account slows the connector down instead of failing tasks.
-AWS_RETRY_CONFIG = Config(retries={"max_attempts": 10, "mode": "adaptive"})
-
-
-def aws_client(service: str, region: str) -> Any:
-    return boto3.client(service, region_name=region, config=AWS_RETRY_CONFIG)
 
 
 def attempt_seed(task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any) -> str:

@@ -1,26 +1,101 @@
-"""Rebuild a task config dataclass from ``TaskTemplate.custom``.
+"""Rebuild a task config dataclass from ``TaskTemplate.custom``, checking every field's type.
 
 ``custom`` travels as a protobuf Struct, whose only number type is double: an ``int`` field comes
-back as ``2.0`` and must be turned back into ``2`` before the config's own validation runs.
+back as ``2.0`` and is turned back into ``2``. Everything else must already have the field's type:
+a config written by another SDK version, or by hand, fails here with the task and field named,
+instead of as a bare ``TypeError`` deep inside a connector or a botocore parameter error.
+Hand-written because the configs are plain dataclasses shared with the SDK; a validation library
+would add a second definition of each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def config_from_custom(cls: type[T], custom: dict[str, Any] | None, task_name: str) -> T:
+class _Mismatch(Exception):
+    def __init__(self, expected: str):
+        self.expected = expected
+
+
+def _scalar(value: Any, hint: Any) -> Any:
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    raise _Mismatch(_EXPECTED[hint])
+
+
+_EXPECTED = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` (str, int, float, bool, X | None, dict/Mapping[str, V], tuple[V, ...], list[V])."""
+    origin = typing.get_origin(hint)
+    if hint in _EXPECTED:
+        return _scalar(value, hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        expected = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option)
+            except _Mismatch as wrong:
+                expected.append(wrong.expected)
+        raise _Mismatch(" or ".join(expected + (["null"] if type(None) in options else [])))
+    if origin in (dict, Mapping):
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise _Mismatch(f"a mapping of {_name(key_hint)} to {_name(value_hint)}")
+        return {_coerce(k, key_hint): _coerce(v, value_hint) for k, v in value.items()}
+    if origin in (tuple, list):
+        item_hint = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch(f"a list of {_name(item_hint)}")
+        items = [_coerce(v, item_hint) for v in value]
+        return tuple(items) if origin is tuple else items
+    raise TypeError(f"config field type {hint!r} is not supported by config_from_custom")
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def config_from_custom(cls: type[T], custom: Mapping[str, Any] | None, task_name: str) -> T:
+    """``cls`` built from ``custom``; raises ValueError naming the task and the field that is wrong
+    (unknown, missing, or of the wrong type), or the config's own validation message."""
     if not custom:
         raise ValueError(f"task {task_name}: the template carries no {cls.__name__} config in 'custom'")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
     unknown = sorted(set(custom) - set(fields))
     if unknown:
         raise ValueError(f"task {task_name}: unknown {cls.__name__} fields {unknown} (SDK/connector version skew?)")
+    missing = sorted(
+        n
+        for n, f in fields.items()
+        if n not in custom and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise ValueError(f"task {task_name}: {cls.__name__} fields {missing} are missing")
     values = {}
     for name, raw in custom.items():
-        is_int_field = "int" in str(fields[name].type)
-        values[name] = int(raw) if isinstance(raw, float) and raw.is_integer() and is_int_field else raw
+        try:
+            values[name] = _coerce(raw, hints[name])
+        except _Mismatch as wrong:
+            raise ValueError(
+                f"task {task_name}: {cls.__name__}.{name} = {raw!r} must be {wrong.expected}, not {type(raw).__name__}"
+            ) from None
     return cls(**values)

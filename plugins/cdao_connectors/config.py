@@ -18,6 +18,9 @@ Variables (connector that reads them, meaning):
     IAM role the job's container assumes (it needs Flyte's bucket).
 ``CDAO_BATCH_STATUS_REFRESH_SECONDS`` (Batch, default 5)
     oldest cached job status served; keep it <= propeller's polling interval.
+``CDAO_ATTEMPT_TABLE`` (Batch, EMR)
+    DynamoDB table where replicas claim a task attempt before creating its job
+    (:mod:`cdao_connectors._attempts`), so one attempt never starts two jobs.
 ``CDAO_EMR_CLUSTER_ID`` (EMR, optional)
     default long-running cluster for Spark steps; unset means transient clusters.
 ``CDAO_EMR_RELEASE_LABEL`` (EMR, default ``emr-7.5.0``)
@@ -34,7 +37,7 @@ Variables (connector that reads them, meaning):
     name of the connector secret holding the API key; flytekit's secrets manager reads it from
     the mounted directory ``FLYTE_SECRETS_DEFAULT_DIR`` (``/etc/secrets``) or ``_FSEC_<NAME>``.
 ``CDAO_CODEWEAVE_TIMEOUT_SECONDS`` (Codeweave, default 30)
-    per-request HTTP timeout.
+    per-request HTTP timeout; never more than what is left of propeller's deadline for the call.
 
 AWS credentials come from the pod's IRSA web identity; ``AWS_ENDPOINT_URL`` (honoured by boto3
 itself) points every client at an emulator in tests.
@@ -86,6 +89,10 @@ def aws_region() -> str:
             "it is needed for every AWS connector"
         )
     return region
+
+
+def attempt_table() -> str:
+    return _required("CDAO_ATTEMPT_TABLE", "AWS Batch and EMR tasks (one job per task attempt across replicas)")
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,7 @@ def test_connector_sets_exactly_the_documented_settings(apps: dict[str, Rendered
     assert env["CDAO_EMR_SUBNET_ID"] in a["cdao.io/private-subnet-ids"].split(",")
     assert env["CDAO_EMR_LOG_URI"] == a["cdao.io/emr-log-uri"]
     assert env["CDAO_EMR_ENTRYPOINT_BUCKET"] == a["cdao.io/bucket-userdata"]
+    assert env["CDAO_ATTEMPT_TABLE"] == a["cdao.io/connector-attempts-table"]
     assert env["CDAO_CODEWEAVE_ENDPOINT"] == a["cdao.io/codeweave-endpoint"]
     # The API key file flytekit reads is the one the ExternalSecret writes and the pod mounts.
     secret_name = env["CDAO_CODEWEAVE_API_KEY_SECRET"]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import batch_tasks
 import boto3
 import pytest
-from aws_setup import ON_DEMAND_QUEUE, SPOT_QUEUE, provision_batch
+from aws_setup import ON_DEMAND_QUEUE, SPOT_QUEUE, provision_attempt_table, provision_batch
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.aws_batch.status_cache import JobStatusCache
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
@@ -27,7 +27,7 @@ ACCOUNT = "123456789012"
 
 @pytest.fixture
 def batch_env(aws_env, moto_endpoint, monkeypatch) -> Iterator[None]:
-    for k, v in provision_batch(moto_endpoint, REGION).items():
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
         monkeypatch.setenv(k, v)
     # Each GetTask must see moto's latest state in these tests.
     monkeypatch.setenv("CDAO_BATCH_STATUS_REFRESH_SECONDS", "0.001")
@@ -105,7 +105,7 @@ def test_success_needs_outputs_and_restarted_connector_resumes(batch_env, grpc_s
         CopySource={"Bucket": "flyte-data", "Key": prefix.removeprefix("s3://flyte-data/") + "-o/inputs.pb"},
     )
     fresh = BatchConnector()
-    resumed = fresh.get(BatchJobMetadata.decode(meta))
+    resumed = fresh.get_sync(BatchJobMetadata.decode(meta))
     assert resumed.phase == PHASE.SUCCEEDED
     links = [link.uri for link in resumed.log_links]
     assert any(f"#jobs/detail/{decoded['job_id']}" in u for u in links)
@@ -135,7 +135,7 @@ def test_unknown_status_waits_instead_of_crashing(batch_env):
         lambda ids: [{"jobId": i, "status": "PAUSED_FOR_MAINTENANCE"} for i in ids], max_age=0.001
     )
     meta = BatchJobMetadata("job-1", "flyte-x", SPOT_QUEUE, REGION, "s3://flyte-data/p", True)
-    unknown = connector.get(meta)
+    unknown = connector.get_sync(meta)
     assert unknown.phase == PHASE.RUNNING
     assert "PAUSED_FOR_MAINTENANCE" in unknown.message
 
@@ -157,13 +157,13 @@ def test_throttling_is_backed_off_not_failed(batch_env, moto_endpoint, monkeypat
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         connector = BatchConnector()  # fresh clients pick up the proxy endpoint
         prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
-        meta = connector.create(serialize(batch_tasks.featurize), prefix, None, None)
+        meta = connector.create_sync(serialize(batch_tasks.featurize), prefix, None, None)
         assert proxy.throttled == 3
         assert _moto_job(meta.job_id).job_name == meta.job_name
         proxy.throttle_next = 2
         time.sleep(0.01)  # older than the 1 ms cache age set for these tests: GetTask must call AWS
         # moto finished the job without outputs.pb: FAILED, but answered rather than raised.
-        assert connector.get(meta).phase == PHASE.FAILED
+        assert connector.get_sync(meta).phase == PHASE.FAILED
         assert proxy.throttled == 5
     finally:
         proxy.stop()
@@ -172,4 +172,4 @@ def test_throttling_is_backed_off_not_failed(batch_env, moto_endpoint, monkeypat
 def test_missing_queue_config_names_the_variable(batch_env, monkeypatch):
     monkeypatch.delenv("CDAO_BATCH_ON_DEMAND_QUEUE")
     with pytest.raises(ConnectorConfigError, match="CDAO_BATCH_ON_DEMAND_QUEUE"):
-        BatchConnector().create(serialize(batch_tasks.etl), "s3://flyte-data/x", None, None)
+        BatchConnector().create_sync(serialize(batch_tasks.etl), "s3://flyte-data/x", None, None)

@@ -129,7 +129,7 @@ def test_restarted_connector_resumes_and_unknown_status_does_not_crash(codeweave
     # A brand-new connector instance (the pod restarted) only has the resource metadata.
     fresh = CodeweaveConnector()
     resumed = wait_for(
-        lambda: r if (r := fresh.get(CodeweaveJobMetadata.decode(meta))).phase == PHASE.SUCCEEDED else None,
+        lambda: r if (r := fresh.get_sync(CodeweaveJobMetadata.decode(meta))).phase == PHASE.SUCCEEDED else None,
         timeout=60,
     )
     assert resumed.phase == PHASE.SUCCEEDED
@@ -139,10 +139,10 @@ def test_restarted_connector_resumes_and_unknown_status_does_not_crash(codeweave
 def test_missing_api_key_secret_is_a_clear_error(codeweave, monkeypatch, tmp_path):
     monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path / "nothing-mounted"))
     with pytest.raises(ConnectorConfigError, match="codeweave_api_key"):
-        CodeweaveConnector().get(CodeweaveJobMetadata("x", "s3://b/p", False))
+        CodeweaveConnector().get_sync(CodeweaveJobMetadata("x", "s3://b/p", False))
     monkeypatch.delenv("CDAO_CODEWEAVE_ENDPOINT")
     with pytest.raises(ConnectorConfigError, match="CDAO_CODEWEAVE_ENDPOINT"):
-        CodeweaveConnector().get(CodeweaveJobMetadata("x", "s3://b/p", False))
+        CodeweaveConnector().get_sync(CodeweaveJobMetadata("x", "s3://b/p", False))
 
 
 def test_local_run_through_the_connector_when_asked(codeweave, monkeypatch):

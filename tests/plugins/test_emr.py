@@ -9,11 +9,13 @@ from collections.abc import Iterator
 import boto3
 import emr_tasks
 import pytest
+from aws_setup import provision_attempt_table
 from cdao_connectors.config import ConnectorConfigError
-from cdao_connectors.emr.connector import EMRConnector
+from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
 from moto.emr.models import emr_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
+from throttling_proxy import ThrottlingProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +35,8 @@ def emr_env(aws_env, monkeypatch) -> Iterator[str]:
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
     monkeypatch.setenv("CDAO_EMR_ENTRYPOINT_BUCKET", "flyte-data")
+    for k, v in provision_attempt_table(REGION).items():
+        monkeypatch.setenv(k, v)
     yield cluster
 
 
@@ -115,7 +119,7 @@ def test_transient_cluster_terminates_itself_and_delete_terminates_it(emr_env, g
 def test_transient_cluster_without_roles_names_the_variables(emr_env, monkeypatch):
     monkeypatch.delenv("CDAO_EMR_SERVICE_ROLE", raising=False)
     with pytest.raises(ConnectorConfigError, match="CDAO_EMR_SERVICE_ROLE"):
-        EMRConnector().create(serialize(emr_tasks.on_transient), "s3://flyte-data/x", None, None)
+        EMRConnector().create_sync(serialize(emr_tasks.on_transient), "s3://flyte-data/x", None, None)
 
 
 def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_stubs):
@@ -144,3 +148,111 @@ def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_
     assert tokens[0] == tokens[1], "a repeated create of one attempt must be deduplicated by AWS"
     assert tokens[2] != tokens[0], "a new attempt is a new job run"
     assert all(len(t) <= 64 for t in tokens)
+
+
+@pytest.fixture
+def serverless_run(aws_env, grpc_stubs):
+    """A RUNNING EMR Serverless job run created through CreateTask; its resource_meta."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-test-spark2", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    template.custom["sync_image"] = False
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    meta = create_task(
+        stub, template, prefix, write_inputs(emr_tasks.on_serverless, prefix, rows=1), execution_metadata("emrs2")
+    )
+    run_id = json.loads(meta)["job_run_id"]
+    run = next(r for r in emrserverless_backends[ACCOUNT][REGION].job_runs[app] if r.id == run_id)
+    run.state = "RUNNING"
+    return stub, meta, run
+
+
+def test_emr_serverless_throttling_is_an_error_not_a_failed_job_and_cancel_is_not_lost(
+    serverless_run, moto_endpoint, monkeypatch
+):
+    """botocore retries throttling (TooManyRequestsException is one of the codes in
+    botocore/retries/standard.py ``_THROTTLED_ERROR_CODES``) and then raises; the job's state is
+    unknown, not FAILED. Propeller retries a GetTask or DeleteTask that answers with an error
+    (flyteplugins webapi cache.go counts it as a sync failure; DeleteTask's error fails the abort,
+    which is retried), so the connector must answer with one."""
+    import grpc  # noqa: PLC0415
+
+    stub, meta, run = serverless_run
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=10_000).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    try:
+        with pytest.raises(grpc.RpcError) as got:
+            get_task(stub, "emr_serverless", meta)
+        assert "Throttl" in got.value.details() or "TooManyRequests" in got.value.details()
+        with pytest.raises(grpc.RpcError) as cancelled:
+            delete_task(stub, "emr_serverless", meta)
+        assert "TooManyRequests" in cancelled.value.details()
+    finally:
+        proxy.stop()
+    assert proxy.throttled > 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    assert get_task(stub, "emr_serverless", meta).phase == PHASE.RUNNING
+    assert run.state == "RUNNING"
+
+
+def test_emr_serverless_run_deleted_outside_flyte_is_failed_with_the_reason(serverless_run, monkeypatch):
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    stub, meta, run = serverless_run
+    app = json.loads(meta)["application_id"]
+    emrserverless_backends[ACCOUNT][REGION].job_runs[app].remove(run)
+    gone = get_task(stub, "emr_serverless", meta)
+    assert gone.phase == PHASE.FAILED
+    assert run.id in gone.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [({"StepId": "s-1", "Status": "SUBMITTED"}, False), ({"StepId": "s-1", "Status": "FAILED", "Reason": "x"}, True)],
+)
+def test_emr_delete_reads_cancel_steps_answer(aws_env, answer, refused):
+    """CancelSteps answers per step SUBMITTED or FAILED with a Reason (botocore emr/2009-03-31
+    CancelStepsInfo); moto does not implement it, so botocore's Stubber plays EMR, checked against
+    that model. A refused cancel is an error propeller retries, never a silent success."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+
+    connector = EMRConnector()
+    emr = connector.backend.aws("emr", REGION)
+    answer = {**answer, "Reason": "Step s-1 cannot be cancelled: it is COMPLETED"} if refused else answer
+    with Stubber(emr) as stubber:
+        stubber.add_response(
+            "cancel_steps",
+            {"CancelStepsInfoList": [answer]},
+            {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
+        )
+        meta = EMRStepMetadata("j-1", "s-1", False, REGION, "s3://flyte-data/x", False)
+        if refused:
+            with pytest.raises(RuntimeError, match=r"s-1.*cannot be cancelled"):
+                connector.delete_sync(meta)
+        else:
+            connector.delete_sync(meta)
+
+
+def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_run, moto_endpoint, monkeypatch):
+    """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
+    (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
+    import grpc  # noqa: PLC0415
+    from flyteidl.admin import agent_pb2  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    stub, meta, _ = serverless_run
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    try:
+        req = agent_pb2.GetTaskRequest(task_category=category("emr_serverless"), resource_meta=meta)
+        with pytest.raises(grpc.RpcError) as got:
+            stub.GetTask(req, timeout=10)
+    finally:
+        proxy.stop()
+    assert got.value.code() == grpc.StatusCode.INTERNAL, got.value
+    assert "EMR Serverless did not answer GetTask" in got.value.details()

@@ -210,13 +210,48 @@ def test_a_repeated_create_accepts_sagemakers_already_exists(aws_env, monkeypatc
         "Job name must be unique within an AWS account and region, and a job with this name already exists",
     )
     stubber.add_client_error("create_model", "ValidationException", "Could not access model data at s3://x")
-    monkeypatch.setattr(sagemaker_connector, "aws_client", lambda service, region: sm)
     inputs = write_inputs(
         score, "s3://flyte-data/metadata/again", model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv")
     )
     connector = sagemaker_connector.BatchTransformConnector()
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region: sm)
     with stubber:
-        meta = connector.create(serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+        again = (serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+        meta = connector.create_sync(*again)
         assert meta.job_name.startswith("flyte-again-n0-0-")
         with pytest.raises(ClientError, match="Could not access model data"):
-            connector.create(serialize(score), "s3://flyte-data/metadata/again", inputs, execution_metadata("again"))
+            connector.create_sync(*again)
+
+
+def test_training_job_deleted_outside_flyte_is_failed_with_the_reason(aws_env, grpc_stubs):
+    """SageMaker answers Describe* of a job that no longer exists with ValidationException
+    "Requested resource not found." although the model declares ResourceNotFound
+    (https://github.com/aws/aws-sdk/issues/165); moto says "Could not find training job"."""
+    import sm_tasks  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(sm_tasks.fit, prefix, epochs=1)
+    meta = create_task(stub, serialize(sm_tasks.fit), prefix, lm, execution_metadata(f"gone-{uuid.uuid4().hex[:6]}"))
+    jobs = sagemaker_backends[ACCOUNT][REGION].training_jobs
+    name = next(n for n in jobs if n in str(meta))
+    del jobs[name]
+    gone = get_task(stub, SAGEMAKER_TRAINING_TASK_TYPE, meta)
+    assert gone.phase == PHASE.FAILED
+    assert name in gone.message and "deleted outside Flyte" in gone.message
+
+
+def test_transform_job_deleted_outside_flyte_is_failed_with_the_reason(aws_env, grpc_stubs):
+    stub, _ = grpc_stubs
+    meta = sagemaker_connector.BatchTransformMetadata(
+        job_name="flyte-deleted-elsewhere", region=REGION, output_uri="s3://flyte-data/transform/x"
+    ).encode()
+    gone = get_task(stub, BATCH_TRANSFORM_TASK_TYPE, meta)
+    assert gone.phase == PHASE.FAILED
+    assert "flyte-deleted-elsewhere" in gone.message and "deleted outside Flyte" in gone.message
+
+
+def test_endpoint_deleted_outside_flyte_is_failed_with_the_reason(aws_env):
+    meta = SageMakerEndpointMetadata(config={"EndpointName": "cdao-deleted-endpoint"}, region=REGION)
+    gone = _run(SafeEndpointConnector().get(meta))
+    assert gone.phase == PHASE.FAILED and "cdao-deleted-endpoint" in gone.message

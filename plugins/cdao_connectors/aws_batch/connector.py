@@ -11,13 +11,14 @@ from typing import Any
 from urllib.parse import quote
 
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
+from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
-    aws_client,
     deterministic_name,
     log_link,
     outcome_after_exit,
@@ -27,7 +28,7 @@ from cdao_connectors._common import (
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors.aws_batch.status_cache import JobStatusCache
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE, BatchJob
-from cdao_connectors.config import BatchConfig
+from cdao_connectors.config import BatchConfig, attempt_table
 
 _PHASES = {
     "SUBMITTED": TaskExecution.QUEUED,
@@ -38,8 +39,6 @@ _PHASES = {
     "SUCCEEDED": TaskExecution.SUCCEEDED,
     "FAILED": TaskExecution.FAILED,
 }
-
-_SUBMIT_LOCK_STRIPES = 64
 
 # Batch's statusReason when EC2 takes a Spot instance back (AWS Batch docs, "Automated job retries").
 _SPOT_RECLAIMED_PREFIX = "Host EC2"
@@ -86,32 +85,24 @@ def _log_links(job: dict[str, Any], region: str) -> list[Any]:
     return links
 
 
-class BatchConnector(AsyncConnectorBase):
+class BatchConnector(BulkheadConnector):
     name = "CDAO AWS Batch Connector"
 
     def __init__(self, task_type_name: str = BATCH_TASK_TYPE) -> None:
         super().__init__(task_type_name=task_type_name, metadata_type=BatchJobMetadata)
+        self.backend = Backend("AWS Batch")
         self._lock = threading.Lock()
         self._job_definitions: dict[str, str] = {}
-        # Striped locks: concurrent creates of one attempt serialise, different attempts rarely wait.
-        self._submit_locks = [threading.Lock() for _ in range(_SUBMIT_LOCK_STRIPES)]
         self._caches: dict[str, JobStatusCache] = {}
-        self._clients: dict[str, Any] = {}
 
-    # boto3 clients are thread-safe; one per region is shared by every request.
     def _client(self, region: str) -> Any:
-        with self._lock:
-            if region not in self._clients:
-                self._clients[region] = aws_client("batch", region)
-            return self._clients[region]
+        return self.backend.aws("batch", region)
 
     def status_cache(self, region: str, max_age: float) -> JobStatusCache:
         with self._lock:
             cache = self._caches.get(region)
             if cache is None or cache.max_age != max_age:
-                if region not in self._clients:
-                    self._clients[region] = aws_client("batch", region)
-                client = self._clients[region]
+                client = self._client(region)
                 cache = JobStatusCache(lambda ids: client.describe_jobs(jobs=ids)["jobs"], max_age=max_age)
                 self._caches[region] = cache
             return cache
@@ -160,13 +151,12 @@ class BatchConnector(AsyncConnectorBase):
             self._job_definitions[name] = arn
         return arn
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> BatchJobMetadata:
         cfg = BatchConfig.from_env()
         job = config_from_custom(BatchJob, task_template.custom, task_template.id.name)
@@ -176,33 +166,39 @@ class BatchConnector(AsyncConnectorBase):
         job_name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 128)
         definition = self._job_definition(cfg, image, job)
         client = self._client(cfg.region)
-        submit_lock = self._submit_locks[int(hashlib.sha256(job_name.encode()).hexdigest(), 16) % _SUBMIT_LOCK_STRIPES]
-        # SubmitJob has no client token: a retried CreateTask (lost response, connector restart)
-        # finds the job by its deterministic name instead of submitting a duplicate.
-        with submit_lock:
-            existing = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
-            summaries = existing.get("jobSummaryList") or []
-            if summaries:
-                job_id = max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]
-            else:
-                request: dict[str, Any] = {
-                    "jobName": job_name,
-                    "jobQueue": queue,
-                    "jobDefinition": definition,
-                    "containerOverrides": {
-                        "command": command,
-                        "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                    },
-                    "tags": {"flyte-task": task_template.id.name[:256]},
-                    "propagateTags": True,
-                }
-                if job.timeout_seconds:
-                    request["timeout"] = {"attemptDurationSeconds": job.timeout_seconds}
-                job_id = client.submit_job(**request)["jobId"]
-        if not summaries:
+
+        def find() -> dict[str, Any] | None:
+            listed = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
+            summaries = listed.get("jobSummaryList") or []
+            if not summaries:
+                return None
+            return {"job_id": max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]}
+
+        def submit() -> dict[str, Any]:
+            request: dict[str, Any] = {
+                "jobName": job_name,
+                "jobQueue": queue,
+                "jobDefinition": definition,
+                "containerOverrides": {
+                    "command": command,
+                    "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                },
+                "tags": {"flyte-task": task_template.id.name[:256]},
+                "propagateTags": True,
+            }
+            if job.timeout_seconds:
+                request["timeout"] = {"attemptDurationSeconds": job.timeout_seconds}
+            creates = self.backend.aws("batch", cfg.region, for_creates=True)
+            job_id = create_once(lambda: creates.submit_job(**request), CREATE_WAIT_SECONDS)["jobId"]
             self.status_cache(cfg.region, cfg.status_refresh_seconds).seed(
                 {"jobId": job_id, "jobName": job_name, "status": "SUBMITTED"}
             )
+            return {"job_id": job_id}
+
+        # SubmitJob has no client token and accepts any number of jobs of one name: the attempt is
+        # claimed across replicas first (cdao_connectors._attempts).
+        ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
+        job_id = ledger.once(f"batch/{job_name}", submit, find, CREATE_WAIT_SECONDS)["job_id"]
         return BatchJobMetadata(
             job_id=job_id,
             job_name=job_name,
@@ -212,7 +208,7 @@ class BatchConnector(AsyncConnectorBase):
             has_outputs=bool(task_template.interface.outputs),
         )
 
-    def get(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> Resource:
+    def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         cfg = BatchConfig.from_env()
         cache = self.status_cache(resource_meta.region, cfg.status_refresh_seconds)
         job, _age = cache.get(resource_meta.job_id)
@@ -248,7 +244,7 @@ class BatchConnector(AsyncConnectorBase):
         )
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
-    def delete(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> None:
+    def delete_sync(self, resource_meta: BatchJobMetadata) -> None:
         # TerminateJob also cancels jobs that have not started, and is a no-op on finished ones.
         self._client(resource_meta.region).terminate_job(
             jobId=resource_meta.job_id, reason="Aborted by Flyte (DeleteTask)"

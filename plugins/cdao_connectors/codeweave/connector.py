@@ -7,10 +7,11 @@ from typing import Any
 
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.core.context_manager import SecretsManager
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -20,6 +21,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS, MARGIN_SECONDS
 from cdao_connectors.codeweave.contract import CodeweaveClient
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
 from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
@@ -44,7 +46,8 @@ class CodeweaveJobMetadata(ResourceMeta):
     has_outputs: bool
 
 
-def _client() -> CodeweaveClient:
+def _client(deadline: float) -> CodeweaveClient:
+    """A client whose every request gives up before propeller's ``deadline`` for the call does."""
     cfg = CodeweaveConfig.from_env()
     try:
         # A fresh manager reads the secret directory from the environment now, so a rotated or
@@ -54,22 +57,22 @@ def _client() -> CodeweaveClient:
         raise ConnectorConfigError(
             f"the Codeweave API key secret {cfg.api_key_secret!r} is not mounted on the connector service: {e}"
         ) from e
-    return CodeweaveClient(cfg.endpoint, api_key, cfg.timeout_seconds)
+    return CodeweaveClient(cfg.endpoint, api_key, min(cfg.timeout_seconds, deadline - MARGIN_SECONDS))
 
 
-class CodeweaveConnector(AsyncConnectorBase):
+class CodeweaveConnector(BulkheadConnector):
     name = "CDAO Codeweave Connector"
 
     def __init__(self) -> None:
         super().__init__(task_type_name=CODEWEAVE_TASK_TYPE, metadata_type=CodeweaveJobMetadata)
+        self.backend = Backend("Codeweave")
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> CodeweaveJobMetadata:
         gpu = config_from_custom(CodeweaveGPU, task_template.custom, task_template.id.name)
         image, command, env = rendered_container(task_template, output_prefix)
@@ -88,7 +91,7 @@ class CodeweaveConnector(AsyncConnectorBase):
             },
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
-        client = _client()
+        client = _client(CREATE_TASK_SECONDS)
         try:
             job = client.create_job(spec)
         finally:
@@ -97,8 +100,8 @@ class CodeweaveConnector(AsyncConnectorBase):
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
 
-    def get(self, resource_meta: CodeweaveJobMetadata, **kwargs: Any) -> Resource:
-        client = _client()
+    def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
+        client = _client(GET_TASK_SECONDS)
         try:
             job = client.get_job(resource_meta.job_id)
         finally:
@@ -122,8 +125,8 @@ class CodeweaveConnector(AsyncConnectorBase):
         )
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
-    def delete(self, resource_meta: CodeweaveJobMetadata, **kwargs: Any) -> None:
-        client = _client()
+    def delete_sync(self, resource_meta: CodeweaveJobMetadata) -> None:
+        client = _client(DELETE_TASK_SECONDS)
         try:
             client.cancel_job(resource_meta.job_id)
         finally:

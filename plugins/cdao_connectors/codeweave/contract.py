@@ -29,7 +29,10 @@ Authentication: every request carries ``Authorization: Bearer <api key>``.
 Job object: ``{"id", "name", "status", "message", "log_url", "created_at"}`` where ``status`` is
 one of :data:`JOB_STATUSES`.
 
-``429`` (with ``Retry-After`` seconds) and ``5xx`` answers are retried with backoff by the client.
+``429`` (with ``Retry-After`` seconds) and ``5xx`` answers are retried with backoff by the client, a
+few times and never waiting more than :data:`MAX_RETRY_AFTER_SECONDS` for one ``Retry-After``: the
+connector must answer inside propeller's deadline, and a CreateTask or GetTask that fails is
+retried by propeller anyway.
 
 Data: the command reads ``inputs.pb`` from and writes ``outputs.pb`` to Flyte's S3 bucket. The
 connector sends no AWS credentials; Codeweave's job runtime assumes the cross-account role the
@@ -48,6 +51,8 @@ from urllib3.util.retry import Retry
 JOB_STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 GPU_TYPES = ("nvidia-tesla-v100", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-l40s")
 MAX_GPUS_PER_JOB = 8
+MAX_RETRY_AFTER_SECONDS = 2.0
+MAX_RETRIES = 3
 
 
 class CodeweaveError(RuntimeError):
@@ -78,18 +83,27 @@ class Job:
             raise CodeweaveError(200, f"job object without {missing}: {body!r}") from None
 
 
+class _BoundedRetry(Retry):
+    """urllib3's Retry, with a server's ``Retry-After`` capped: a 429 asking for an hour must not hold
+    one of the connector's threads for an hour."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, MAX_RETRY_AFTER_SECONDS)
+
+
 class CodeweaveClient:
-    def __init__(self, endpoint: str, api_key: str, timeout_seconds: float = 30.0, max_retries: int = 8):
+    def __init__(self, endpoint: str, api_key: str, timeout_seconds: float = 30.0, max_retries: int = MAX_RETRIES):
         self._endpoint = endpoint.rstrip("/")
         self._timeout = timeout_seconds
         self._session = requests.Session()
         self._session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
         # urllib3's Retry does the backoff (honouring Retry-After on 429). POST is included because
         # the idempotency key makes a repeated create return the first job instead of a new one.
-        retry = Retry(
+        retry = _BoundedRetry(
             total=max_retries,
             backoff_factor=0.2,
-            backoff_max=20,
+            backoff_max=MAX_RETRY_AFTER_SECONDS,
             status_forcelist=(429, 500, 502, 503, 504),
             allowed_methods=None,
             respect_retry_after_header=True,

@@ -8,7 +8,6 @@ error into a non-zero exit); YARN runs driver and executors in the task's image.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ from typing import Any
 import flytekitplugins.awsemrserverless as emr_serverless_plugin
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
+from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
-    aws_client,
     deterministic_name,
     log_link,
     outcome_after_exit,
@@ -30,7 +30,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors.config import EMRConfig
+from cdao_connectors.config import EMRConfig, attempt_table
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
 
 _ENTRYPOINT = Path(emr_serverless_plugin.__file__).with_name("_entrypoint.py")
@@ -75,12 +75,12 @@ def _spark_submit_args(image: str, env: dict[str, str], spark_conf: dict[str, st
     return args
 
 
-class EMRConnector(AsyncConnectorBase):
+class EMRConnector(BulkheadConnector):
     name = "CDAO EMR on EC2 Spark Connector"
 
     def __init__(self) -> None:
         super().__init__(task_type_name=EMR_SPARK_TASK_TYPE, metadata_type=EMRStepMetadata)
-        self._create_lock = threading.Lock()
+        self.backend = Backend("EMR")
         self._uploaded: set[str] = set()
 
     def _entrypoint_uri(self, cfg: EMRConfig) -> str:
@@ -90,7 +90,7 @@ class EMRConnector(AsyncConnectorBase):
         key = f"flyte/emr/entrypoint-{hashlib.sha256(content).hexdigest()[:12]}.py"
         uri = f"s3://{bucket}/{key}"
         if uri not in self._uploaded:
-            s3 = aws_client("s3", cfg.region)
+            s3 = self.backend.aws("s3", cfg.region)
             try:
                 s3.head_object(Bucket=bucket, Key=key)
             except ClientError:
@@ -98,13 +98,12 @@ class EMRConnector(AsyncConnectorBase):
             self._uploaded.add(uri)
         return uri
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> EMRStepMetadata:
         cfg = EMRConfig.from_env()
         spark = config_from_custom(EMRSpark, task_template.custom, task_template.id.name)
@@ -121,21 +120,42 @@ class EMRConnector(AsyncConnectorBase):
                 "Args": [*_spark_submit_args(image, env, spark.spark_conf), self._entrypoint_uri(cfg), *command],
             },
         }
-        emr = aws_client("emr", cfg.region)
+        emr = self.backend.aws("emr", cfg.region)
         has_outputs = bool(task_template.interface.outputs)
-        # Neither AddJobFlowSteps nor RunJobFlow takes a client token: a retried CreateTask finds
-        # the step (or transient cluster) by its deterministic name instead of starting another.
-        with self._create_lock:
-            if transient:
-                cluster_id = self._find_cluster(emr, name) or self._run_transient(emr, cfg, spark, name, step)
-                step_id = self._find_step(emr, cluster_id, name)
-                if step_id is None:
-                    raise RuntimeError(f"EMR cluster {cluster_id} was created without its step {name}")
-            else:
-                step_id = (
-                    self._find_step(emr, cluster_id, name)
-                    or emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
-                )
+        ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
+        creates = self.backend.aws("emr", cfg.region, for_creates=True)
+        # Neither AddJobFlowSteps nor RunJobFlow takes a client token and both accept any number of
+        # steps or clusters of one name: the attempt is claimed across replicas first
+        # (cdao_connectors._attempts); a dead claimant's step or cluster is found by its name.
+        if transient:
+
+            def find_cluster() -> dict[str, Any] | None:
+                found = self._find_cluster(emr, name)
+                return {"cluster_id": found} if found else None
+
+            def run() -> dict[str, Any]:
+                return {
+                    "cluster_id": create_once(
+                        lambda: self._run_transient(creates, cfg, spark, name, step), CREATE_WAIT_SECONDS
+                    )
+                }
+
+            cluster_id = ledger.once(f"emr-cluster/{name}", run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
+            step_id = self._find_step(emr, cluster_id, name)
+            if step_id is None:
+                raise RuntimeError(f"EMR cluster {cluster_id} was created without its step {name}")
+        else:
+            on = cluster_id
+
+            def find_step() -> dict[str, Any] | None:
+                found = self._find_step(emr, on, name)
+                return {"step_id": found} if found else None
+
+            def add() -> dict[str, Any]:
+                added = create_once(lambda: creates.add_job_flow_steps(JobFlowId=on, Steps=[step]), CREATE_WAIT_SECONDS)
+                return {"step_id": added["StepIds"][0]}
+
+            step_id = ledger.once(f"emr-step/{on}/{name}", add, find_step, CREATE_WAIT_SECONDS)["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
 
     @staticmethod
@@ -183,8 +203,8 @@ class EMRConnector(AsyncConnectorBase):
             request["LogUri"] = cfg.log_uri
         return emr.run_job_flow(**request)["JobFlowId"]
 
-    def get(self, resource_meta: EMRStepMetadata, **kwargs: Any) -> Resource:
-        emr = aws_client("emr", resource_meta.region)
+    def get_sync(self, resource_meta: EMRStepMetadata) -> Resource:
+        emr = self.backend.aws("emr", resource_meta.region)
         step = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]
         status = step["Status"]
         state = status.get("State")
@@ -214,16 +234,25 @@ class EMRConnector(AsyncConnectorBase):
         )
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
-    def delete(self, resource_meta: EMRStepMetadata, **kwargs: Any) -> None:
-        emr = aws_client("emr", resource_meta.region)
+    def delete_sync(self, resource_meta: EMRStepMetadata) -> None:
+        emr = self.backend.aws("emr", resource_meta.region)
         if resource_meta.transient:
             emr.terminate_job_flows(JobFlowIds=[resource_meta.cluster_id])
             return
-        emr.cancel_steps(
+        answer = emr.cancel_steps(
             ClusterId=resource_meta.cluster_id,
             StepIds=[resource_meta.step_id],
             StepCancellationOption="TERMINATE_PROCESS",
         )
+        # CancelSteps succeeds as a call and answers per step: SUBMITTED, or FAILED with the reason
+        # (botocore emr/2009-03-31 CancelStepsInfo). A refused cancel must reach propeller as an
+        # error so it retries the abort, never as a cancelled step that keeps running.
+        for info in answer.get("CancelStepsInfoList") or []:
+            if info.get("Status") != "SUBMITTED":
+                raise RuntimeError(
+                    f"EMR refused to cancel step {info.get('StepId')} on cluster {resource_meta.cluster_id}: "
+                    f"{info.get('Reason') or info.get('Status')}"
+                )
 
 
 ConnectorRegistry.register(EMRConnector())

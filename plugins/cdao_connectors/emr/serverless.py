@@ -1,9 +1,17 @@
-"""EMR Serverless: flytekitplugins-awsemrserverless's connector, made idempotent on a retried create.
+"""EMR Serverless: flytekitplugins-awsemrserverless's connector, idempotent and honest about errors.
 
 The plugin draws a fresh uuid4 as StartJobRun's clientToken on every create, so a CreateTask that
 propeller repeats (lost response, connector restart) starts a second, duplicate job run. EMR
 Serverless deduplicates StartJobRun by clientToken; this subclass derives the token from the task
-attempt instead, and changes nothing else of the plugin's behaviour.
+attempt instead.
+
+The plugin's ``get()`` also turns every GetJobRun error into ``FAILED "Job not found"`` and its
+``delete()`` logs and swallows every error (flytekitplugins/awsemrserverless/connector.py, 1.16.31):
+a throttled poll would fail a running job, and a refused cancel would be reported done while the
+job runs on. Here only ``ResourceNotFoundException`` means the run is gone; any other error of
+those calls is raised, which propeller retries (a GetTask error counts as a sync failure in
+flyteplugins ``pluginmachinery/internal/webapi/cache.go``; a DeleteTask error fails the abort,
+which propeller repeats).
 """
 
 from __future__ import annotations
@@ -13,11 +21,19 @@ import hashlib
 from contextvars import ContextVar
 from typing import Any
 
+from botocore.exceptions import ClientError
+from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.models.task import TaskTemplate
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 
+from cdao_connectors._backends import within_deadline
 from cdao_connectors._common import attempt_seed
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
+
+# The plugin's blocking calls run on asyncio's shared default pool (its boto_handler); the deadline
+# at least bounds what each request costs propeller.
+_BACKEND = "EMR Serverless"
 
 # Set for the duration of one create(): asyncio gives every request its own context, so
 # concurrent creates never see each other's token.
@@ -31,11 +47,36 @@ def client_token(task_template: TaskTemplate, output_prefix: str, task_execution
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
+# Errors of the current get()/delete() that the plugin would swallow; None outside those calls.
+_SWALLOWED: ContextVar[list[Exception] | None] = ContextVar("emr_serverless_swallowed_errors", default=None)
+
+
+def _run_is_gone(error: Exception) -> bool:
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+
+
+def _noting_errors(call: Any) -> Any:
+    async def noted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await call(*args, **kwargs)
+        except Exception as exc:
+            swallowed = _SWALLOWED.get()
+            if swallowed is not None and not _run_is_gone(exc):
+                swallowed.append(exc)
+            raise
+
+    return noted
+
+
 class _TokenPinningHandler:
-    """The plugin's boto handler, with StartJobRun's clientToken taken from the current create."""
+    """The plugin's boto handler, with StartJobRun's clientToken taken from the current create, and
+    the errors of the calls whose failure the plugin hides noted for :func:`_raise_swallowed`."""
 
     def __init__(self, handler: Any):
         self._handler = handler
+        self.get_job_run = _noting_errors(handler.get_job_run)
+        self.cancel_job_run = _noting_errors(handler.cancel_job_run)
+        self.start_application_if_needed = _noting_errors(handler.start_application_if_needed)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handler, name)
@@ -44,7 +85,20 @@ class _TokenPinningHandler:
         token = _CLIENT_TOKEN.get()
         if token is not None:
             kwargs["client_token"] = token
-        return await self._handler.start_job_run(*args, **kwargs)
+        return await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
+
+
+async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:
+    swallowed: list[Exception] = []
+    reset = _SWALLOWED.set(swallowed)
+    try:
+        result = await call
+    finally:
+        _SWALLOWED.reset(reset)
+    if swallowed:
+        error = swallowed[0]
+        raise RuntimeError(f"EMR Serverless {what} of job run {job_run_id or '(pending)'} failed: {error}") from error
+    return result
 
 
 class IdempotentEMRServerlessConnector(EMRServerlessConnector):
@@ -64,7 +118,12 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
         reset = _CLIENT_TOKEN.set(token)
         try:
-            resource_meta = await super().create(task_template, inputs, task_execution_metadata, **kwargs)
+            resource_meta = await within_deadline(
+                super().create(task_template, inputs, task_execution_metadata, **kwargs),
+                deadline=CREATE_TASK_SECONDS,
+                what="CreateTask",
+                backend=_BACKEND,
+            )
         finally:
             _CLIENT_TOKEN.reset(reset)
         # While the application is still starting, the plugin defers the submission to get() with
@@ -73,6 +132,29 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         if pending:
             resource_meta = dataclasses.replace(resource_meta, pending_job_request={**pending, "client_token": token})
         return resource_meta
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        resource = await within_deadline(
+            _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
+            deadline=GET_TASK_SECONDS,
+            what="GetTask",
+            backend=_BACKEND,
+        )
+        if resource.phase == TaskExecution.FAILED and resource.message.startswith("Job not found"):
+            # Only ResourceNotFoundException gets here: the run was deleted outside Flyte.
+            resource.message = (
+                f"EMR Serverless has no job run {resource_meta.job_run_id} on application "
+                f"{resource_meta.application_id} (deleted outside Flyte?)"
+            )
+        return resource
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        await within_deadline(
+            _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id),
+            deadline=DELETE_TASK_SECONDS,
+            what="DeleteTask",
+            backend=_BACKEND,
+        )
 
 
 ConnectorRegistry.register(IdempotentEMRServerlessConnector(), override=True)

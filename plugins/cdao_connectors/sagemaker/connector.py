@@ -13,23 +13,69 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.interaction.string_literals import literal_map_string_repr
 from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 from flytekit.models.task import TaskTemplate
+from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
-from cdao_connectors._common import attempt_seed, aws_client, deterministic_name, log_link, readable_execution_name
+from cdao_connectors._backends import Backend, BulkheadConnector, within_deadline
+from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
+
+
+def job_is_gone(error: BaseException) -> bool:
+    """SageMaker's answer to Describe* of a job that does not exist (any more).
+
+    The API model declares ``ResourceNotFound``, but DescribeTrainingJob (and its siblings) answer
+    ``ValidationException`` "Requested resource not found." (https://github.com/aws/aws-sdk/issues/165);
+    moto says "Could not find training job '...'".
+    """
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code == "ResourceNotFound" or (
+        code == "ValidationException" and ("Requested resource not found" in message or "Could not find" in message)
+    )
 
 
 class SpotTrainingConnector(SageMakerTrainingTaskConnector):
     name = "CDAO SageMaker Spot Training Connector"
     task_type_name = SAGEMAKER_TRAINING_TASK_TYPE
+
+    # The plugin's calls are aioboto3 coroutines: bounded by propeller's deadlines, they are cancelled.
+    async def create(self, task_template: Any, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
+        return await within_deadline(
+            super().create(task_template, output_prefix, inputs, **kwargs),
+            deadline=CREATE_TASK_SECONDS,
+            what="CreateTask",
+            backend=self.name,
+        )
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        await within_deadline(
+            super().delete(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=self.name
+        )
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
+        try:
+            return await within_deadline(
+                super().get(resource_meta, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask", backend=self.name
+            )
+        except CustomException as exc:
+            if not job_is_gone(exc.original_exception):
+                raise
+        return Resource(
+            phase=TaskExecution.FAILED,
+            message=f"SageMaker has no training job {resource_meta.job_name} (deleted outside Flyte?)",
+        )
 
     def _build_request(self, *, container: Any, config: dict[str, Any], job_name: str, output_prefix: str):
         request = super()._build_request(
@@ -65,12 +111,24 @@ class SafeEndpointConnector(SageMakerEndpointConnector):
     """Same task type and name as the plugin's endpoint connector, replacing it in the registry."""
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
-        described, _ = await self._call(
-            method="describe_endpoint",
-            config={"EndpointName": resource_meta.config.get("EndpointName")},
-            inputs=resource_meta.inputs,
-            region=resource_meta.region,
-        )
+        try:
+            described, _ = await within_deadline(
+                self._call(
+                    method="describe_endpoint",
+                    config={"EndpointName": resource_meta.config.get("EndpointName")},
+                    inputs=resource_meta.inputs,
+                    region=resource_meta.region,
+                ),
+                deadline=GET_TASK_SECONDS,
+                what="GetTask",
+                backend=self.name,
+            )
+        except CustomException as exc:
+            if not job_is_gone(exc.original_exception):
+                raise
+            name = resource_meta.config.get("EndpointName")
+            message = f"SageMaker has no endpoint {name} (deleted outside Flyte?)"
+            return Resource(phase=TaskExecution.FAILED, message=message)
         status = described.get("EndpointStatus")
         phase = _ENDPOINT_PHASES.get(status)
         if phase is None:
@@ -119,7 +177,7 @@ def _s3_location(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-class BatchTransformConnector(AsyncConnectorBase):
+class BatchTransformConnector(BulkheadConnector):
     """A SageMaker model of the task's model package, and a transform job of it over the data.
 
     Names derive from the task attempt, so a repeated CreateTask finds the model and job it made
@@ -131,14 +189,14 @@ class BatchTransformConnector(AsyncConnectorBase):
 
     def __init__(self) -> None:
         super().__init__(task_type_name=BATCH_TRANSFORM_TASK_TYPE, metadata_type=BatchTransformMetadata)
+        self.backend = Backend("SageMaker batch transform")
 
-    def create(
+    def create_sync(
         self,
         task_template: TaskTemplate,
         output_prefix: str,
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
-        **kwargs: Any,
     ) -> BatchTransformMetadata:
         task = task_template.id.name
         custom = task_template.custom or {}
@@ -155,7 +213,7 @@ class BatchTransformConnector(AsyncConnectorBase):
         output_uri = f"{config.output_s3_path.rstrip('/')}/{job}"
         environment = {**config.environment, **{env_var(n): str(values[n]) for n in config.env_inputs}}
         tags = [{"Key": "flyte-task", "Value": task[:256]}]
-        sm = aws_client("sagemaker", config.region)
+        sm = self.backend.aws("sagemaker", config.region)
         try:
             sm.create_model(
                 ModelName=job,
@@ -200,9 +258,16 @@ class BatchTransformConnector(AsyncConnectorBase):
                 raise
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
 
-    def get(self, resource_meta: BatchTransformMetadata, **kwargs: Any) -> Resource:
+    def get_sync(self, resource_meta: BatchTransformMetadata) -> Resource:
         region, job = resource_meta.region, resource_meta.job_name
-        described = aws_client("sagemaker", region).describe_transform_job(TransformJobName=job)
+        try:
+            described = self.backend.aws("sagemaker", region).describe_transform_job(TransformJobName=job)
+        except ClientError as exc:
+            if not job_is_gone(exc):
+                raise
+            return Resource(
+                phase=TaskExecution.FAILED, message=f"SageMaker has no transform job {job} (deleted outside Flyte?)"
+            )
         status = described.get("TransformJobStatus")
         group = "$252Faws$252Fsagemaker$252FTransformJobs"
         links = [
@@ -226,7 +291,7 @@ class BatchTransformConnector(AsyncConnectorBase):
             return Resource(phase=phase, message=status, log_links=links)
         # A completed job wrote one <object>.out per input object; none means nothing to hand on.
         bucket, prefix = _s3_location(resource_meta.output_uri)
-        listed = aws_client("s3", region).list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", MaxKeys=1)
+        listed = self.backend.aws("s3", region).list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/", MaxKeys=1)
         if not listed.get("KeyCount"):
             return Resource(
                 phase=TaskExecution.FAILED,
@@ -240,9 +305,10 @@ class BatchTransformConnector(AsyncConnectorBase):
             phase=phase, message=status, outputs=LiteralMap(literals={"predictions": directory}), log_links=links
         )
 
-    def delete(self, resource_meta: BatchTransformMetadata, **kwargs: Any) -> None:
+    def delete_sync(self, resource_meta: BatchTransformMetadata) -> None:
         try:
-            aws_client("sagemaker", resource_meta.region).stop_transform_job(TransformJobName=resource_meta.job_name)
+            sm = self.backend.aws("sagemaker", resource_meta.region)
+            sm.stop_transform_job(TransformJobName=resource_meta.job_name)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             # Stopping a job that already ended (or never started) leaves nothing to clean up.

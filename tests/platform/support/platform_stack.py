@@ -75,6 +75,7 @@ def _value(key: str, config: StackConfig) -> str:
         "emr-instance-profile": f"{prefix}-emr-ec2",
         "private-subnet-ids": "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002",
         "sagemaker-output-uri": f"s3://{prefix}-userdata-{ACCOUNT_ID}/sagemaker/",
+        "connector-attempts-table": f"{prefix}-connector-attempts",
         "ecr-tasks-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/tasks",
         "ecr-connector-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/connector",
         "codeweave-endpoint": config.codeweave.endpoint or "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import boto3
@@ -43,3 +44,19 @@ def provision_batch(endpoint: str, region: str) -> dict[str, str]:
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
             )
     return {"CDAO_BATCH_SPOT_QUEUE": SPOT_QUEUE, "CDAO_BATCH_ON_DEMAND_QUEUE": ON_DEMAND_QUEUE}
+
+
+ATTEMPT_TABLE = "cdao-test-connector-attempts"
+
+
+def provision_attempt_table(region: str) -> dict[str, str]:
+    """The table infra/components/compute.py declares: partition key ``attempt`` (string), on demand."""
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        dynamodb.create_table(
+            TableName=ATTEMPT_TABLE,
+            AttributeDefinitions=[{"AttributeName": "attempt", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "attempt", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    return {"CDAO_ATTEMPT_TABLE": ATTEMPT_TABLE}

@@ -36,6 +36,9 @@ class CodeweaveFake:
     by_key: dict[str, str] = field(default_factory=dict)
     throttle_next: int = 0
     throttled: int = 0
+    retry_after: str = "0"  # the Retry-After of a 429
+    hanging: bool = False  # accept requests and never answer until stop()
+    released: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -94,6 +97,9 @@ class CodeweaveFake:
 
             def _gate(self) -> bool:
                 fake.requests.append((self.command, self.path))
+                if fake.hanging:
+                    fake.released.wait()
+                    return False
                 if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     self._send(401, {"error": "bad API key"})
                     return False
@@ -101,7 +107,7 @@ class CodeweaveFake:
                     if fake.throttle_next > 0:
                         fake.throttle_next -= 1
                         fake.throttled += 1
-                        self._send(429, {"error": "slow down"}, {"Retry-After": "0"})
+                        self._send(429, {"error": "slow down"}, {"Retry-After": fake.retry_after})
                         return False
                 return True
 
@@ -166,6 +172,7 @@ class CodeweaveFake:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.released.set()
         for proc in self.running_processes():
             proc.kill()
         if self.server is not None:

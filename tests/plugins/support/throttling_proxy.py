@@ -1,4 +1,4 @@
-"""An HTTP proxy in front of moto that answers the next N requests with AWS throttling errors."""
+"""An HTTP proxy in front of moto that answers the next N requests with AWS throttling errors, or hangs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ class ThrottlingProxy:
         self.throttle_next = throttle_next
         self.throttled = 0
         self.forwarded = 0
+        self.hanging = False  # accept requests and never answer until stop()
+        # Forward requests whose path contains one of these to AWS, then drop the connection
+        # unanswered: the request took effect but the caller cannot know.
+        self.lose_answers_to: tuple[str, ...] = ()
+        self.lost = 0
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
 
@@ -32,6 +38,9 @@ class ThrottlingProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.hanging:
+                    proxy._released.wait()
+                    return
                 with proxy._lock:
                     throttle = proxy.throttle_next > 0
                     if throttle:
@@ -52,6 +61,12 @@ class ThrottlingProxy:
                 )
                 with proxy._lock:
                     proxy.forwarded += 1
+                if any(p in self.path for p in proxy.lose_answers_to):
+                    with proxy._lock:
+                        proxy.lost += 1
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
                     if k.lower() not in _HOP:
@@ -69,5 +84,6 @@ class ThrottlingProxy:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()

@@ -1,0 +1,246 @@
+"""GetTask latency with many tasks in flight per backend, and Batch's while Codeweave hangs.
+
+    uv run python plugins/benchmarks/get_task_latency.py --tasks 1000
+
+Starts moto and the Codeweave fake in this process on 127.0.0.1 and the connector service as its own
+``pyflyte serve connector`` process (as the Deployment runs it), so the load generator does not
+share the service's interpreter. Puts ``--tasks`` running jobs in each backend (AWS Batch via
+CreateTask, EMR steps and SageMaker transform jobs via boto3, Codeweave jobs in the fake), then
+polls every task ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with
+propeller's deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and
+polls Batch again while ``--workers`` callers keep polling Codeweave. Prints one line per
+measurement: ``<backend>: p50_ms=.. p99_ms=.. max_ms=.. errors=..``. A measurement, not a test:
+nothing here passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from moto.batch.models import batch_backends
+from moto.server import ThreadedMotoServer
+
+# The propeller stand-in, the fakes and the provisioning live with the tests; the benchmark reuses them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
+import batch_tasks
+from aws_setup import provision_attempt_table, provision_batch
+from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
+from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
+from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
+from cdao_connectors.emr.connector import EMRStepMetadata
+from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
+from cdao_connectors.sagemaker.connector import BatchTransformMetadata
+from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE
+from codeweave_fake import CodeweaveFake, FakeJob
+from connector_processes import ConnectorProcess
+from propeller import category, execution_metadata, render_task_template, serialize
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+API_KEY = "bench-key"
+GET_TASK_DEADLINE = 10.0  # platform/addons/flyte/flyte-core/values.yaml
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _batch_tasks(stub, n: int) -> list[bytes]:
+    template = serialize(batch_tasks.preprocess)
+    metas = []
+    for i in range(n):
+        prefix = f"s3://flyte-data/metadata/bench/b{i}"
+        req = agent_pb2.CreateTaskRequest(
+            template=render_task_template(template, prefix).to_flyte_idl(),
+            output_prefix=prefix,
+            task_execution_metadata=execution_metadata("bench", node=f"b{i}"),
+        )
+        metas.append(stub.CreateTask(req, timeout=60).resource_meta)
+    backend = batch_backends[ACCOUNT][REGION]
+    for job in backend._jobs.values():
+        job.status, job.job_stopped, job.job_stopped_reason = "RUNNING", False, None
+    return metas
+
+
+def _emr_tasks(n: int) -> list[bytes]:
+    emr = boto3.client("emr", region_name=REGION)
+    cluster = emr.run_job_flow(
+        Name="bench",
+        ReleaseLabel="emr-7.5.0",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    metas = []
+    for i in range(0, n, 200):
+        steps = [
+            {"Name": f"s{j}", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}
+            for j in range(i, min(n, i + 200))
+        ]
+        for step_id in emr.add_job_flow_steps(JobFlowId=cluster, Steps=steps)["StepIds"]:
+            metas.append(EMRStepMetadata(cluster, step_id, False, REGION, "s3://flyte-data/x", False).encode())
+    return metas
+
+
+def _transform_tasks(n: int) -> list[bytes]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    sm.create_model(
+        ModelName="bench",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
+    )
+    metas = []
+    for i in range(n):
+        name = f"bench-{i}"
+        sm.create_transform_job(
+            TransformJobName=name,
+            ModelName="bench",
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/in"}}},
+            TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        )
+        metas.append(BatchTransformMetadata(name, REGION, f"s3://flyte-data/out/{name}").encode())
+    return metas
+
+
+def _codeweave_tasks(fake: CodeweaveFake, n: int) -> list[bytes]:
+    metas = []
+    with fake.lock:
+        for _ in range(n):
+            job = FakeJob(id=uuid.uuid4().hex[:12], spec={"name": "bench"}, status="RUNNING")
+            fake.jobs[job.id] = job
+            metas.append(CodeweaveJobMetadata(job.id, "s3://flyte-data/x", False).encode())
+    return metas
+
+
+class Poller:
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._stub = AsyncAgentServiceStub(self._channel)
+
+    def get(self, task_type: str, meta: bytes) -> tuple[float, bool]:
+        req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=meta)
+        start = time.monotonic()
+        try:
+            self._stub.GetTask(req, timeout=GET_TASK_DEADLINE)
+            ok = True
+        except grpc.RpcError:
+            ok = False
+        return time.monotonic() - start, ok
+
+    def rounds(self, task_type: str, metas: list[bytes], rounds: int, workers: int) -> tuple[list[float], int]:
+        latencies: list[float] = []
+        errors = 0
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in range(rounds):
+                for took, ok in pool.map(lambda m: self.get(task_type, m), metas):
+                    latencies.append(took)
+                    errors += not ok
+        return latencies, errors
+
+
+def _report(label: str, latencies: list[float], errors: int) -> None:
+    print(
+        f"{label}: p50_ms={1000 * _percentile(latencies, 0.5):.1f} p99_ms={1000 * _percentile(latencies, 0.99):.1f} "
+        f"max_ms={1000 * max(latencies):.1f} calls={len(latencies)} errors={errors}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks in flight per backend")
+    parser.add_argument("--rounds", type=int, default=2, help="GetTasks per task")
+    parser.add_argument("--workers", type=int, default=32, help="concurrent GetTask callers (propeller workers)")
+    args = parser.parse_args(argv)
+    if args.tasks < 1 or args.rounds < 1 or args.workers < 1:
+        parser.error("--tasks, --rounds and --workers must be >= 1")
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    secrets = tempfile.mkdtemp(prefix="bench-secrets-")
+    Path(secrets, "codeweave_api_key").write_text(API_KEY)
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "CDAO_AWS_REGION": REGION,
+            "FLYTE_AWS_ENDPOINT": endpoint,
+            "FLYTE_AWS_ACCESS_KEY_ID": "bench",
+            "FLYTE_AWS_SECRET_ACCESS_KEY": "bench",
+            "FLYTE_SECRETS_DEFAULT_DIR": secrets,
+        }
+    )
+    fake = CodeweaveFake(api_key=API_KEY, base_env={})
+    fake.serve()
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="flyte-data")
+    env = {
+        **provision_batch(endpoint, REGION),
+        **provision_attempt_table(REGION),
+        "CDAO_CODEWEAVE_ENDPOINT": fake.url,
+        # Propeller's polling interval (flytepropeller's default resync) bounds how stale a status may be.
+        "CDAO_BATCH_STATUS_REFRESH_SECONDS": "5",
+    }
+    service = ConnectorProcess(env)
+    try:
+        service.wait_ready()
+        poller = Poller(service.target)
+        with grpc.insecure_channel(service.target) as channel:
+            batch = _batch_tasks(AsyncAgentServiceStub(channel), args.tasks)
+        backends = {
+            BATCH_TASK_TYPE: batch,
+            EMR_SPARK_TASK_TYPE: _emr_tasks(args.tasks),
+            BATCH_TRANSFORM_TASK_TYPE: _transform_tasks(args.tasks),
+            CODEWEAVE_TASK_TYPE: _codeweave_tasks(fake, args.tasks),
+        }
+        print(f"{args.tasks} tasks in flight per backend, {args.workers} concurrent callers, {args.rounds} rounds")
+        for task_type, metas in backends.items():
+            _report(task_type, *poller.rounds(task_type, metas, args.rounds, args.workers))
+
+        fake.hanging = True
+        stop = threading.Event()
+
+        def hammer_codeweave() -> None:
+            hung = Poller(service.target)
+            metas = backends[CODEWEAVE_TASK_TYPE]
+            i = 0
+            while not stop.is_set():
+                hung.get(CODEWEAVE_TASK_TYPE, metas[i % len(metas)])
+                i += 1
+
+        hammers = [threading.Thread(target=hammer_codeweave, daemon=True) for _ in range(args.workers)]
+        for t in hammers:
+            t.start()
+        time.sleep(2.0)  # the Codeweave calls are in and hanging
+        _report(
+            f"{BATCH_TASK_TYPE} while Codeweave hangs",
+            *poller.rounds(BATCH_TASK_TYPE, batch, args.rounds, args.workers),
+        )
+        stop.set()
+        return 0
+    finally:
+        fake.stop()
+        service.stop()
+        moto.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

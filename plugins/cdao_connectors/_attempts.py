@@ -1,0 +1,169 @@
+"""One backend job per task attempt, across connector replicas, retried CreateTasks and restarts.
+
+Propeller may send one attempt's CreateTask twice, to any replica (its CreateTask deadline passed
+while the first call was still submitting, or it restarted before recording the answer). Where the
+AWS API deduplicates by itself nothing is needed here: EMR Serverless ``StartJobRun`` takes a
+``clientToken`` and SageMaker refuses a second job of one name. AWS Batch ``SubmitJob`` and EMR's
+``RunJobFlow`` / ``AddJobFlowSteps`` have no idempotency field (botocore's service models
+``batch/2016-08-10`` and ``emr/2009-03-31`` carry no ``idempotencyToken`` member for them) and
+accept any number of jobs, steps and clusters with one name. For those, the attempt is claimed in a
+DynamoDB table (``infra/components/compute.py`` declares it) with a conditional write, which
+DynamoDB applies atomically ("Condition expressions", DynamoDB developer guide,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html):
+
+* the first replica to ``PutItem`` with ``attribute_not_exists(attempt)`` owns the attempt for a
+  lease, creates the job and records its identifiers in the item;
+* every other CreateTask of the attempt reads the item (strongly consistent) and returns the
+  recorded job, or waits for it while the owner's lease runs;
+* an owner that died mid-create leaves an expired lease: the next CreateTask takes the claim over
+  with a conditional update, looks the job up by its deterministic name first (the dead owner may
+  have created it) and creates it only when it is not there.
+
+A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`,
+an error propeller retries, never a second job. Items expire through DynamoDB's TTL long after the
+attempt can have ended. Hand-written because no maintained library offers this on DynamoDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS
+
+# An owner must finish creating within this; creates are bounded by the connector's own deadline
+# (far shorter), so an expired lease means the owner is gone, not slow.
+LEASE_SECONDS = 300.0
+# Claims outlive any attempt: Flyte's task timeouts and Batch/EMR job lifetimes are far shorter.
+RETENTION_SECONDS = 90 * 24 * 3600
+_POLL_SECONDS = 0.1
+# A CreateTask finding another one creating the attempt's job waits this long for its answer, then
+# gives up well inside propeller's CreateTask deadline; the owner's own create is bounded by it too.
+CREATE_WAIT_SECONDS = CREATE_TASK_SECONDS / 2
+
+
+class AttemptInProgress(RuntimeError):
+    """Another CreateTask of this attempt is creating its job; retry the request later."""
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class AttemptLedger:
+    """Claims of task attempts in the DynamoDB table ``table`` (partition key ``attempt``, string).
+
+    ``clock`` is wall-clock epoch seconds: leases are compared across replicas.
+    """
+
+    def __init__(self, dynamodb: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._clock = clock
+        self._owner = uuid.uuid4().hex
+
+    def _read(self, attempt: str) -> dict[str, Any] | None:
+        item = self._db.get_item(TableName=self._table, Key={"attempt": {"S": attempt}}, ConsistentRead=True)
+        return item.get("Item")
+
+    def once(
+        self,
+        attempt: str,
+        create: Callable[[], dict[str, Any]],
+        find: Callable[[], dict[str, Any] | None],
+        wait_seconds: float,
+    ) -> dict[str, Any]:
+        """The job of ``attempt``: the one recorded, else ``create()``'s, created by exactly one caller.
+
+        ``create`` returns the job's identifiers (a JSON-serialisable dict); ``find`` looks the job up
+        by its deterministic name and is called only when taking over from a dead owner.
+        Raises :class:`AttemptInProgress` when another caller still holds the claim after
+        ``wait_seconds``.
+        """
+        token = f"{self._owner}-{uuid.uuid4().hex}"
+        give_up = time.monotonic() + wait_seconds
+        while True:
+            item = self._read(attempt)
+            now = self._clock()
+            if item is not None and "resource" in item:
+                return json.loads(item["resource"]["S"])
+            if item is not None and item["owner"]["S"] == token:
+                # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
+                return self._create_and_record(attempt, token, lambda: find() or create())
+            try:
+                if item is None:
+                    self._db.put_item(
+                        TableName=self._table,
+                        Item={
+                            "attempt": {"S": attempt},
+                            "owner": {"S": token},
+                            "lease_until": {"N": str(now + LEASE_SECONDS)},
+                            "expires_at": {"N": str(int(now + RETENTION_SECONDS))},
+                        },
+                        ConditionExpression="attribute_not_exists(attempt)",
+                    )
+                    return self._create_and_record(attempt, token, create)
+                if float(item["lease_until"]["N"]) < now:
+                    self._db.update_item(
+                        TableName=self._table,
+                        Key={"attempt": {"S": attempt}},
+                        UpdateExpression="SET #o = :me, lease_until = :lease",
+                        ConditionExpression="#o = :was AND attribute_not_exists(#r)",
+                        ExpressionAttributeNames={"#o": "owner", "#r": "resource"},
+                        ExpressionAttributeValues={
+                            ":me": {"S": token},
+                            ":was": item["owner"],
+                            ":lease": {"N": str(now + LEASE_SECONDS)},
+                        },
+                    )
+                    return self._create_and_record(attempt, token, lambda: find() or create())
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+                continue  # someone else claimed or recorded in between: read again
+            if time.monotonic() >= give_up:
+                raise AttemptInProgress(
+                    f"another CreateTask of attempt {attempt} is still creating its job; retry later"
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def _create_and_record(self, attempt: str, token: str, create: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        try:
+            resource = create()
+        except BaseException:
+            # The create may have reached AWS before failing: expire the lease rather than delete
+            # the claim, so the next CreateTask takes over and looks the job up before creating.
+            with contextlib.suppress(ClientError):  # else the lease runs out by itself
+                self._db.update_item(
+                    TableName=self._table,
+                    Key={"attempt": {"S": attempt}},
+                    UpdateExpression="SET lease_until = :now",
+                    ConditionExpression="#o = :me",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
+                )
+            raise
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET #r = :r",
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner", "#r": "resource"},
+                ExpressionAttributeValues={":me": {"S": token}, ":r": {"S": json.dumps(resource, sort_keys=True)}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            # Our lease ran out and another caller took over: its record is the attempt's job.
+            item = self._read(attempt)
+            if item is not None and "resource" in item:
+                return json.loads(item["resource"]["S"])
+            raise AttemptInProgress(f"attempt {attempt} was taken over by another CreateTask; retry later") from exc
+        return resource

@@ -1,0 +1,153 @@
+"""Bulkheads: each backend's blocking calls run on its own threads, inside propeller's deadline.
+
+flytekit runs a connector's synchronous ``create``/``get``/``delete`` on asyncio's default thread
+pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_executor(None, ...)``),
+which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
+holding those threads stalls all the others. Here each connector has its own pool and its own AWS
+clients, and every call is bounded by propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
+A call that cannot finish in time raises :class:`BackendDeadlineExceeded`, which propeller retries,
+instead of answering after propeller has stopped listening. Hand-written: flytekit has no per-
+connector executor or deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
+from flytekit.extend.backend.base_connector import AsyncConnectorBase
+
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS, MARGIN_SECONDS
+
+T = TypeVar("T")
+
+# Adaptive mode adds client-side rate limiting on top of exponential backoff, so a throttled
+# account slows the connector down instead of failing tasks; the limiter lives in the client, so
+# clients are shared (boto3 clients are thread-safe), one per service and region per backend.
+# Timeouts and attempts keep a call's own retrying near propeller's deadlines; the deadline itself
+# is enforced around the call.
+AWS_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=8, retries={"max_attempts": 4, "mode": "adaptive"}, max_pool_connections=32
+)
+# Creates that AWS does not deduplicate (SubmitJob, RunJobFlow, AddJobFlowSteps) are never re-sent
+# after an ambiguous failure: a timeout or a dropped connection may hide a request AWS carried out,
+# and botocore's retry would then start a second job. Their client does not retry at all; only
+# throttling, an explicit refusal, is retried by create_once.
+AWS_CREATE_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32
+)
+WORKERS_PER_BACKEND = 32
+_THROTTLING = ThrottledRetryableChecker()  # botocore's own list of throttling error codes
+
+
+def create_once(call: Callable[[], T], give_up_after: float) -> T:
+    """``call()``, repeated with backoff only while AWS answers with a throttling error code
+    (botocore/retries/standard.py ``ThrottledRetryableChecker``) and ``give_up_after`` seconds allow."""
+    give_up = time.monotonic() + give_up_after
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            throttled = _THROTTLING.is_retryable(RetryContext(attempt_number=1, parsed_response=exc.response))
+            if not throttled or time.monotonic() + delay > give_up:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)
+
+
+class BackendDeadlineExceeded(RuntimeError):
+    """The backend did not answer within propeller's deadline for the call; the call is retryable."""
+
+
+async def within_deadline(awaitable: Any, *, deadline: float, what: str, backend: str) -> Any:
+    """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin passed."""
+    budget = deadline - MARGIN_SECONDS
+    try:
+        return await asyncio.wait_for(awaitable, budget)
+    except TimeoutError:
+        raise BackendDeadlineExceeded(
+            f"{backend} did not answer {what} within {budget:.0f}s (propeller's deadline is {deadline:.0f}s); "
+            "nothing was decided, the call is safe to retry"
+        ) from None
+
+
+class Backend:
+    """One external system's threads and AWS clients."""
+
+    def __init__(self, name: str, workers: int = WORKERS_PER_BACKEND) -> None:
+        self.name = name
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str, bool], Any] = {}
+
+    def aws(self, service: str, region: str, *, for_creates: bool = False) -> Any:
+        """The shared boto3 client of ``service`` in ``region`` (created on first use); with
+        ``for_creates``, the one that never retries (see :data:`AWS_CREATE_CLIENT_CONFIG`)."""
+        key = (service, region, for_creates)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                config = AWS_CREATE_CLIENT_CONFIG if for_creates else AWS_CLIENT_CONFIG
+                client = boto3.client(service, region_name=region, config=config)
+                self._clients[key] = client
+            return client
+
+    async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
+
+        Raises :class:`BackendDeadlineExceeded` when it is not; the thread finishes on its own.
+        """
+        future = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await within_deadline(future, deadline=deadline, what=what, backend=self.name)
+
+
+class BulkheadConnector(AsyncConnectorBase):
+    """An async connector whose synchronous ``create_sync``/``get_sync``/``delete_sync`` run on its
+    own :class:`Backend` within propeller's CreateTask, GetTask and DeleteTask deadlines."""
+
+    backend: Backend
+
+    async def create(
+        self,
+        task_template: Any,
+        output_prefix: str,
+        inputs: Any = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        return await self.backend.call(
+            self.create_sync,
+            task_template,
+            output_prefix,
+            inputs,
+            task_execution_metadata,
+            deadline=CREATE_TASK_SECONDS,
+            what="CreateTask",
+        )
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        return await self.backend.call(self.get_sync, resource_meta, deadline=GET_TASK_SECONDS, what="GetTask")
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        await self.backend.call(self.delete_sync, resource_meta, deadline=DELETE_TASK_SECONDS, what="DeleteTask")
+
+    def create_sync(
+        self, task_template: Any, output_prefix: str, inputs: Any = None, task_execution_metadata: Any = None
+    ) -> Any:
+        raise NotImplementedError
+
+    def get_sync(self, resource_meta: Any) -> Any:
+        raise NotImplementedError
+
+    def delete_sync(self, resource_meta: Any) -> None:
+        raise NotImplementedError

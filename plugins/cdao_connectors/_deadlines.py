@@ -1,0 +1,18 @@
+"""Propeller's deadline for each connector RPC, and the budgets the connectors keep inside them.
+
+Propeller cancels a CreateTask, GetTask or DeleteTask when its deadline passes
+(flyteplugins ``go/tasks/plugins/webapi/connector/plugin.go``, ``getFinalContext``, per operation
+from ``timeouts`` else ``defaultTimeout``). ``platform/addons/flyte/flyte-core/values.yaml``
+(``plugins.connector-service.defaultConnector``) sets them; ``tests/plugins`` checks these numbers
+against that file. An answer after the deadline is wasted work, so every backend call is given
+what is left of it, less a margin for the answer to travel back.
+"""
+
+from __future__ import annotations
+
+CREATE_TASK_SECONDS = 30.0
+GET_TASK_SECONDS = 10.0
+DELETE_TASK_SECONDS = 10.0
+
+# Time kept back for gRPC and propeller's own work around the call.
+MARGIN_SECONDS = 1.0

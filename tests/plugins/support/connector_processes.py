@@ -1,0 +1,75 @@
+"""Connector service replicas as production runs them: separate ``pyflyte serve connector`` processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
+
+PYFLYTE = Path(sys.executable).with_name("pyflyte")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ConnectorProcess:
+    """``pyflyte serve connector --modules cdao_connectors.service`` (the Deployment's command)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self._log = tempfile.NamedTemporaryFile(prefix="connector-", suffix=".log", delete=False)  # noqa: SIM115
+        command = [
+            str(PYFLYTE),
+            "serve",
+            "connector",
+            "--port",
+            str(self.port),
+            "--prometheus_port",
+            str(_free_port()),
+            "--worker",
+            "10",
+            "--modules",
+            "cdao_connectors.service",
+        ]
+        self._process = subprocess.Popen(command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120.0) -> ConnectorProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"connector process exited {self._process.returncode}:\n{self.log()}")
+            with grpc.insecure_channel(self.target) as channel:
+                try:
+                    AgentMetadataServiceStub(channel).ListAgents(agent_pb2.ListAgentsRequest(), timeout=2)
+                    return self
+                except grpc.RpcError:
+                    time.sleep(0.5)
+        raise RuntimeError(f"connector process not ready within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+        os.unlink(self._log.name)

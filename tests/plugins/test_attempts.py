@@ -1,0 +1,269 @@
+"""One job per task attempt across connector replicas (issue: two replicas, two jobs).
+
+Two real ``pyflyte serve connector`` processes receive the same CreateTask at the same moment, as
+propeller's re-send after its CreateTask deadline reaches whichever replica; AWS (moto as a server)
+must then hold exactly one job, step or cluster for the attempt, and both answers must name it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import batch_tasks
+import boto3
+import emr_tasks
+import grpc
+import pytest
+from aws_setup import ATTEMPT_TABLE, SPOT_QUEUE, provision_attempt_table, provision_batch
+from botocore.exceptions import ClientError
+from cdao_connectors._attempts import AttemptInProgress, AttemptLedger
+from connector_processes import ConnectorProcess
+from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from propeller import create_task, execution_metadata, serialize, write_inputs
+
+pytestmark = pytest.mark.e2e
+
+REGION = "us-east-1"
+TRIALS = {"batch": 15, "emr-step": 15, "emr-cluster": 8}
+
+
+@pytest.fixture(scope="module")
+def replicas(aws_env, moto_endpoint) -> Iterator[tuple[ConnectorProcess, ConnectorProcess]]:
+    env = {
+        **provision_batch(moto_endpoint, REGION),
+        **provision_attempt_table(REGION),
+        "CDAO_EMR_ENTRYPOINT_BUCKET": "flyte-data",
+        "CDAO_EMR_SERVICE_ROLE": "EMR_DefaultRole",
+        "CDAO_EMR_INSTANCE_PROFILE": "EMR_EC2_DefaultRole",
+    }
+    started = [ConnectorProcess(env), ConnectorProcess(env)]
+    try:
+        yield tuple(p.wait_ready() for p in started)  # type: ignore[misc]
+    finally:
+        for p in started:
+            p.stop()
+
+
+def _race(replicas, task, template, execution: str) -> list[dict]:
+    """The same CreateTask to both replicas at once; their decoded answers."""
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(
+        task, prefix, **({"path": "s3://x/raw.csv"} if "path" in task.python_interface.inputs else {"rows": 1})
+    )
+    barrier = threading.Barrier(len(replicas))
+    answers: list[dict | BaseException] = [None] * len(replicas)  # type: ignore[list-item]
+
+    def send(i: int) -> None:
+        with grpc.insecure_channel(replicas[i].target) as channel:
+            barrier.wait()
+            try:
+                answers[i] = json.loads(
+                    create_task(AsyncAgentServiceStub(channel), template, prefix, lm, execution_metadata(execution))
+                )
+            except BaseException as exc:
+                answers[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(replicas))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    failed = [(i, a) for i, a in enumerate(answers) if not isinstance(a, dict)]
+    assert not failed, f"{failed}\n{replicas[failed[0][0]].log()}"
+    return answers  # type: ignore[return-value]
+
+
+def test_batch_one_job_per_attempt_across_two_replicas(replicas):
+    batch = boto3.client("batch", region_name=REGION)
+    template = serialize(batch_tasks.preprocess)
+    duplicates = []
+    for trial in range(TRIALS["batch"]):
+        a, b = _race(replicas, batch_tasks.preprocess, template, f"dup-batch-{trial}-{uuid.uuid4().hex[:6]}")
+        listed = batch.list_jobs(jobQueue=SPOT_QUEUE, filters=[{"name": "JOB_NAME", "values": [a["job_name"]]}])
+        jobs = [j["jobId"] for j in listed["jobSummaryList"]]
+        if a["job_id"] != b["job_id"] or len(jobs) != 1:
+            duplicates.append((trial, a["job_id"], b["job_id"], jobs))
+    assert duplicates == [], f"{len(duplicates)}/{TRIALS['batch']} attempts started more than one job: {duplicates}"
+
+
+def test_emr_one_step_per_attempt_across_two_replicas(replicas):
+    emr = boto3.client("emr", region_name=REGION)
+    cluster = emr.run_job_flow(
+        Name="cdao-shared-spark-dup",
+        ReleaseLabel="emr-7.5.0",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    template = serialize(emr_tasks.on_cluster)
+    template.custom["cluster_id"] = cluster
+    duplicates = []
+    for trial in range(TRIALS["emr-step"]):
+        a, b = _race(replicas, emr_tasks.on_cluster, template, f"dup-step-{trial}-{uuid.uuid4().hex[:6]}")
+        steps = len(emr.list_steps(ClusterId=cluster)["Steps"])
+        if a["step_id"] != b["step_id"] or steps != trial + 1 + len(duplicates):
+            duplicates.append((trial, a["step_id"], b["step_id"], steps))
+    assert duplicates == [], f"{len(duplicates)}/{TRIALS['emr-step']} attempts added more than one step: {duplicates}"
+
+
+def test_emr_one_transient_cluster_per_attempt_across_two_replicas(replicas):
+    emr = boto3.client("emr", region_name=REGION)
+    template = serialize(emr_tasks.on_transient)
+    duplicates = []
+    for trial in range(TRIALS["emr-cluster"]):
+        a, b = _race(replicas, emr_tasks.on_transient, template, f"dup-cluster-{trial}-{uuid.uuid4().hex[:6]}")
+        name = emr.describe_cluster(ClusterId=a["cluster_id"])["Cluster"]["Name"]
+        named = [
+            c["Id"] for p in emr.get_paginator("list_clusters").paginate() for c in p["Clusters"] if c["Name"] == name
+        ]
+        if a["cluster_id"] != b["cluster_id"] or len(named) != 1:
+            duplicates.append((trial, a["cluster_id"], b["cluster_id"], named))
+    assert duplicates == [], (
+        f"{len(duplicates)}/{TRIALS['emr-cluster']} attempts started more than one cluster: {duplicates}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The claim protocol's other paths, against DynamoDB in moto.
+@pytest.fixture
+def ledger_table(aws_env) -> str:
+    provision_attempt_table(REGION)
+    return ATTEMPT_TABLE
+
+
+def _ledger(table: str, clock=time.time) -> AttemptLedger:
+    return AttemptLedger(boto3.client("dynamodb", region_name=REGION), table, clock=clock)
+
+
+def test_a_repeated_create_returns_the_recorded_job_without_creating(ledger_table):
+    attempt = f"t/{uuid.uuid4().hex}"
+    first = _ledger(ledger_table).once(attempt, lambda: {"job_id": "j-1"}, lambda: None, 1)
+    again = _ledger(ledger_table).once(attempt, lambda: pytest.fail("created twice"), lambda: None, 1)
+    assert first == again == {"job_id": "j-1"}
+
+
+def test_a_create_waiting_on_a_live_claim_gets_a_retryable_error_not_a_job(ledger_table):
+    attempt = f"t/{uuid.uuid4().hex}"
+    started, release = threading.Event(), threading.Event()
+
+    def slow_create():
+        started.set()
+        release.wait(10)
+        return {"job_id": "j-slow"}
+
+    owner = threading.Thread(target=lambda: _ledger(ledger_table).once(attempt, slow_create, lambda: None, 1))
+    owner.start()
+    started.wait(10)
+    with pytest.raises(AttemptInProgress, match=attempt):
+        _ledger(ledger_table).once(attempt, lambda: pytest.fail("second job"), lambda: None, 0.3)
+    release.set()
+    owner.join(10)
+    assert _ledger(ledger_table).once(attempt, lambda: pytest.fail("second job"), lambda: None, 1) == {
+        "job_id": "j-slow"
+    }
+
+
+def test_a_dead_owners_claim_is_taken_over_and_its_job_found_by_name(ledger_table):
+    attempt = f"t/{uuid.uuid4().hex}"
+    dead = _ledger(ledger_table)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    # The owner claimed, created the job, and died before recording it.
+    dynamodb.put_item(
+        TableName=ledger_table,
+        Item={"attempt": {"S": attempt}, "owner": {"S": "gone"}, "lease_until": {"N": str(time.time() - 1)}},
+    )
+    del dead
+    found = _ledger(ledger_table).once(attempt, lambda: pytest.fail("second job"), lambda: {"job_id": "j-dead"}, 1)
+    assert found == {"job_id": "j-dead"}
+
+
+def test_a_failed_create_lets_the_next_create_try_again_after_looking_first(ledger_table):
+    attempt = f"t/{uuid.uuid4().hex}"
+
+    def throttled():
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "SubmitJob")
+
+    with pytest.raises(ClientError):
+        _ledger(ledger_table).once(attempt, throttled, lambda: None, 1)
+    looked = []
+    result = _ledger(ledger_table).once(attempt, lambda: {"job_id": "j-2"}, lambda: looked.append(1), 1)
+    assert result == {"job_id": "j-2"} and looked == [1]
+
+
+def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(ledger_table):
+    from infra.plan.runner import run_stack  # noqa: PLC0415  (plans the stack only for this test)
+
+    client = boto3.client("dynamodb", region_name=REGION)
+    made: set[str] = set()
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: made.add(f"dynamodb:{model.name}"))
+    ledger = AttemptLedger(client, ledger_table)
+    attempt = f"t/{uuid.uuid4().hex}"
+    with pytest.raises(RuntimeError):
+        ledger.once(attempt, lambda: (_ for _ in ()).throw(RuntimeError("create failed")), lambda: None, 1)
+    ledger.once(attempt, lambda: {"job_id": "j"}, lambda: None, 1)
+
+    run = run_stack("dev")
+    table = next(r for r in run.registrations if r.type == "aws:dynamodb/table:Table")
+    assert table.inputs["hashKey"] == "attempt"
+    assert {"name": "attempt", "type": "S"} in table.inputs["attributes"]
+    assert table.inputs["ttl"] == {"enabled": True, "attributeName": "expires_at"}
+    policy = next(r for r in run.registrations if r.name == "workload-identity-connector" and "policy" in r.inputs)
+    statements = [s for s in json.loads(policy.inputs["policy"])["Statement"] if "dynamodb" in json.dumps(s)]
+    assert [set(s["Action"]) for s in statements] == [made]
+    assert statements[0]["Resource"] == [f"arn:aws:dynamodb:{REGION}:111122223333:table/{table.inputs['name']}"]
+
+
+def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas):
+    """StartJobRun's ``clientToken`` is its idempotency token (botocore emr-serverless/2021-07-13
+    marks it ``idempotencyToken``): AWS starts one run per token. moto stores the token but does not
+    deduplicate, so what is checked is the part the connector owns: both replicas send the same one."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-dup-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    template.custom["sync_image"] = False
+    differing = []
+    for trial in range(TRIALS["emr-step"]):
+        a, b = _race(replicas, emr_tasks.on_serverless, template, f"dup-emrs-{trial}-{uuid.uuid4().hex[:6]}")
+        runs = {r.id: r for r in emrserverless_backends["123456789012"][REGION].job_runs[app]}
+        tokens = {runs[a["job_run_id"]].client_token, runs[b["job_run_id"]].client_token}
+        if len(tokens) != 1:
+            differing.append((trial, tokens))
+    assert differing == [], f"replicas sent different client tokens for one attempt: {differing}"
+
+
+def test_a_submit_whose_answer_is_lost_is_never_sent_again(aws_env, moto_endpoint, monkeypatch):
+    """A timeout or dropped connection may hide a SubmitJob that AWS carried out; botocore would
+    re-send it and start a second job. The create is not re-sent: the next CreateTask of the
+    attempt finds the job by its name."""
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.lose_answers_to = ("/v1/submitjob",)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    execution = f"lost-{uuid.uuid4().hex[:6]}"
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(batch_tasks.preprocess)
+    connector = BatchConnector()
+    try:
+        with pytest.raises(Exception, match=r"(?i)connection|closed|aborted|reset"):
+            connector.create_sync(template, prefix, None, execution_metadata(execution))
+        proxy.lose_answers_to = ()
+        meta = connector.create_sync(template, prefix, None, execution_metadata(execution))
+    finally:
+        proxy.stop()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    assert proxy.lost == 1
+    listed = boto3.client("batch", region_name=REGION).list_jobs(
+        jobQueue=SPOT_QUEUE, filters=[{"name": "JOB_NAME", "values": [meta.job_name]}]
+    )
+    assert [j["jobId"] for j in listed["jobSummaryList"]] == [meta.job_id]

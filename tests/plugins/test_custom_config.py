@@ -1,0 +1,76 @@
+"""Every connector checks its whole custom config: a wrong type names the task and the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import emr_tasks
+import grpc
+import pytest
+from cdao_connectors._custom import config_from_custom
+from cdao_connectors.aws_batch.task import BatchJob
+from cdao_connectors.codeweave.task import CodeweaveGPU
+from cdao_connectors.emr.task import EMRSpark
+from cdao_connectors.sagemaker.transform import BatchTransform
+from propeller import create_task, execution_metadata, serialize, write_inputs
+
+VALID = {
+    BatchJob: {"spot": True, "vcpus": 2.0, "memory": "4Gi", "gpus": 0.0, "timeout_seconds": None},
+    CodeweaveGPU: {"gpu_type": "nvidia-a100-80gb", "gpus": 1.0, "cpu": "8", "memory": "64Gi"},
+    EMRSpark: {
+        "cluster_id": "j-2AXXXXXXGAPLF",
+        "instance_type": "m5.xlarge",
+        "instance_count": 2.0,
+        "spark_conf": {"a": "b"},
+    },
+    BatchTransform: {
+        "execution_role_arn": "arn:aws:iam::1:role/r",
+        "region": "us-east-1",
+        "output_s3_path": "s3://b/p",
+        "environment": {"A": "1"},
+        "env_inputs": ["threshold"],
+    },
+}
+
+
+def _cases():
+    for cls, valid in VALID.items():
+        for f in dataclasses.fields(cls):
+            if f.name in valid:
+                yield pytest.param(cls, valid, f.name, id=f"{cls.__name__}.{f.name}")
+
+
+@pytest.mark.parametrize(("cls", "valid", "field"), _cases())
+def test_a_wrong_type_in_any_field_names_the_field(cls, valid, field):
+    assert config_from_custom(cls, valid, "t.ok")  # the valid config itself is accepted
+    wrong = {**valid, field: [["not", "this"]]}
+    with pytest.raises(ValueError, match=rf"task t\.bad: {cls.__name__}\.{field} = .* must be "):
+        config_from_custom(cls, wrong, "t.bad")
+
+
+def test_integers_from_protobuf_doubles_are_integers_and_fractions_are_not():
+    assert config_from_custom(BatchJob, {"vcpus": 2.0}, "t").vcpus == 2
+    with pytest.raises(ValueError, match=r"BatchJob\.vcpus = 2\.5 must be an integer"):
+        config_from_custom(BatchJob, {"vcpus": 2.5}, "t")
+    with pytest.raises(ValueError, match=r"BatchJob\.spot = 1\.0 must be a boolean"):
+        config_from_custom(BatchJob, {"spot": 1.0}, "t")
+
+
+def test_missing_required_and_unknown_fields_are_named():
+    with pytest.raises(ValueError, match=r"CodeweaveGPU fields \['gpu_type'\] are missing"):
+        config_from_custom(CodeweaveGPU, {"gpus": 1.0}, "t")
+    with pytest.raises(ValueError, match=r"unknown EMRSpark fields \['executor_cores'\].*version skew"):
+        config_from_custom(EMRSpark, {"executor_cores": 4.0}, "t")
+
+
+def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env, grpc_stubs, monkeypatch):
+    stub, _ = grpc_stubs
+    monkeypatch.setenv("CDAO_EMR_ENTRYPOINT_BUCKET", "flyte-data")
+    monkeypatch.setenv("CDAO_ATTEMPT_TABLE", "unused-before-validation")
+    template = serialize(emr_tasks.on_cluster)
+    template.custom["cluster_id"] = ["j-1", "j-2"]
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    with pytest.raises(grpc.RpcError) as err:
+        create_task(stub, template, prefix, write_inputs(emr_tasks.on_cluster, prefix, rows=1), execution_metadata("t"))
+    assert "EMRSpark.cluster_id = ['j-1', 'j-2'] must be a string or null" in err.value.details()
