@@ -57,7 +57,7 @@ _EC2_ID_PREFIX = {
 # https://docs.aws.amazon.com/service-authorization/latest/reference/list_<service>.html
 # (amazonec2, amazonrds, awskeymanagementservice, amazonelasticfilesystem, amazoneks, iam,
 # amazoncloudwatchlogs, awsbackup, awsbatch, amazonelasticcontainerregistry, awscertificatemanager,
-# amazonemrserverless, amazons3). `{id}` is the resource's ID, `{name}` its name.
+# amazonemrserverless, amazons3, amazondynamodb). `{id}` is the resource's ID, `{name}` its name.
 ARN_FORMATS = {
     "aws:ec2/vpc:Vpc": "arn:{partition}:ec2:{region}:{account}:vpc/{id}",
     "aws:ec2/subnet:Subnet": "arn:{partition}:ec2:{region}:{account}:subnet/{id}",
@@ -101,6 +101,7 @@ ARN_FORMATS = {
     ),
     "aws:s3/bucket:Bucket": "arn:{partition}:s3:::{name}",
     "aws:s3/bucketV2:BucketV2": "arn:{partition}:s3:::{name}",
+    "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
 }
 
 
