@@ -90,19 +90,43 @@ def configure(
         mlflow_tracking_uri=mlflow_tracking_uri,
     )
     if remote is None:
-        # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
-        # running tasks locally never need.
-        from flytekit.configuration import Config  # noqa: PLC0415
-        from flytekit.remote import FlyteRemote  # noqa: PLC0415
-
-        remote = FlyteRemote(
-            config=Config.for_endpoint(endpoint=host.rstrip("/"), insecure=insecure),
-            default_project=project,
-            default_domain=domain,
-        )
+        remote = _flyte_remote(host.rstrip("/"), insecure, project, domain)
     _remote = remote
     _connect_timeout = float(connect_timeout_seconds)
     return remote
+
+
+def _flyte_remote(endpoint: str, insecure: bool, project: str, domain: str) -> Any:
+    # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
+    # running tasks locally never need.
+    from flytekit.configuration import Config  # noqa: PLC0415
+    from flytekit.remote import FlyteRemote  # noqa: PLC0415
+
+    return FlyteRemote(
+        config=Config.for_endpoint(endpoint=endpoint, insecure=insecure), default_project=project, default_domain=domain
+    )
+
+
+def configure_sagemaker(
+    *,
+    sagemaker_role: str | None = None,
+    default_bucket: str | None = None,
+    region: str | None = None,
+    default_image: str | None = None,
+) -> None:
+    """Record the SageMaker settings alone (the control plane stays as ``configure`` set it).
+
+    They are read when a SageMaker task is registered: ``sagemaker_role`` (the job's execution role
+    ARN), ``default_bucket`` (``s3://<bucket>/sagemaker/...`` outputs and checkpoints), ``region``,
+    ``default_image``. See :mod:`cdao_sdk.settings`.
+    """
+    if sagemaker_role is not None and not re.fullmatch(r"arn:aws[a-z-]*:iam::[^:]*:role/\S+", sagemaker_role):
+        raise ValueError(f"configure_sagemaker sagemaker_role={sagemaker_role!r}: expected an IAM role ARN")
+    if default_bucket is not None and ("/" in default_bucket or default_bucket.startswith("s3:")):
+        raise ValueError(f"configure_sagemaker default_bucket={default_bucket!r}: expected a bucket name, not a URI")
+    settings.update(
+        sagemaker_role=sagemaker_role, default_bucket=default_bucket, region=region, default_image=default_image
+    )
 
 
 def _require_remote() -> Any:
@@ -233,4 +257,4 @@ def monitor_sagemaker_jobs(execution: Any, *, report: Callable[[str], None] = pr
     return nodes
 
 
-__all__ = ["TaskExecution", "configure", "monitor", "monitor_sagemaker_jobs", "run"]
+__all__ = ["TaskExecution", "configure", "configure_sagemaker", "monitor", "monitor_sagemaker_jobs", "run"]

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import cdao_sdk
 import pytest
-from cdao_sdk import cpu_task, settings
+from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
+from cdao_sdk import cpu_task, gpu_task, sagemaker_training_task, settings, spark_task
 from flyteidl.core.execution_pb2 import WorkflowExecution
 from flytekit import workflow
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
@@ -161,3 +162,131 @@ def test_cpu_refuses_what_is_not_a_positive_quantity(value, message):
 
 def _primary_requests(t) -> dict:
     return next(c for c in _pod(t)["containers"] if c["name"] == "primary")["resources"]["requests"]
+
+
+# --- 9: an accepted keyword changes what runs, or is refused with the reason ---------------------
+
+
+def test_inference_on_codeweave_picks_the_inference_gpu_and_is_never_silently_dropped():
+    train = gpu_task(_f)
+    infer = gpu_task(inference=True)(_f)
+    assert serialize(train).type == serialize(infer).type == CODEWEAVE_TASK_TYPE
+    assert serialize(train).custom["gpu_type"] == "nvidia-a100-80gb"
+    assert serialize(infer).custom["gpu_type"] == "nvidia-l40s"
+    # The Codeweave job body has no inference field (cdao_connectors/codeweave/contract.py).
+    assert "inference" not in serialize(infer).custom
+    with pytest.raises(ValueError, match=r"gpu_task inference=True: on Codeweave it only picks the default GPU"):
+        gpu_task(gpu_type="nvidia-h100-80gb", inference=True)(_f)
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        (
+            lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", execution_role_arn=ROLE),
+            r"\{'execution_role_arn': .*\} are EMR Serverless settings",
+        ),
+        (lambda: spark_task(instance_type="m5.xlarge", application_id="00fabc123"), "are EMR Serverless settings"),
+        (
+            lambda: sagemaker_training_task(use_spot_instances=False, max_wait_seconds=7200),
+            r"max_wait_seconds=7200: the wait budget is for managed spot",
+        ),
+        (lambda: sagemaker_training_task(framework="xgboost"), r"framework='xgboost': the job runs this Python"),
+        (lambda: cdao_sdk.sagemaker_processing_task(framework_version="0.23-1"), "framework_version='0.23-1'"),
+        (lambda: spark_task(ml=True), r"spark_task ml=True: Spark MLlib ships with every EMR release"),
+        (lambda: cdao_sdk.batch_task(instance_type="c5.4xlarge"), r"batch_task instance_type='c5.4xlarge'"),
+        (lambda: cdao_sdk.batch_task(spot=True, on_demand=True), "spot=True, on_demand=True disagree"),
+        (lambda: cdao_sdk.batch_task(platform="emr"), "runs on 'aws-batch' only"),
+        (lambda: sagemaker_training_task(instance_count=2), "instance_count=1"),
+    ],
+)
+def test_keywords_that_would_be_ignored_are_refused_with_the_reason(decorate, message):
+    with pytest.raises(ValueError, match=message):
+        decorate()(_f)
+
+
+@pytest.mark.parametrize(
+    ("decorator", "name"),
+    [
+        (cdao_sdk.task, "task"),
+        (cpu_task, "cpu_task"),
+        (cdao_sdk.batch_task, "batch_task"),
+        (spark_task, "spark_task"),
+        (sagemaker_training_task, "sagemaker_training_task"),
+        (cdao_sdk.sagemaker_processing_task, "sagemaker_processing_task"),
+    ],
+)
+def test_an_unknown_keyword_names_the_decorator(decorator, name):
+    with pytest.raises(TypeError, match=rf"^{name} got unknown keyword\(s\) \['colour'\]; it takes"):
+        decorator(colour="blue")(_f)
+    with pytest.raises(TypeError, match=r"^gpu_task got unknown keyword\(s\) \['gpu_count'\]"):
+        gpu_task(gpu_type="a100", gpu_count=2)(_f)
+
+
+def test_seed_spellings_change_the_queue():
+    on_demand = serialize(cdao_sdk.batch_task(platform="aws-batch", spot_instances=False)(_f))
+    assert (on_demand.custom["spot"], on_demand.metadata.retries.retries) == (False, 0)
+    assert serialize(cdao_sdk.batch_task(on_demand=True)(_f)).custom["spot"] is False
+    assert serialize(cdao_sdk.batch_task(spot_instances=True)(_f)).custom["spot"] is True
+
+
+def test_instance_count_reaches_the_sagemaker_job():
+    cdao_sdk.configure_sagemaker(sagemaker_role=ROLE, default_bucket="ml-art", region="us-east-1")
+    custom = serialize(sagemaker_training_task(instance_count=1, container_image="img:1")(_f)).custom
+    assert custom["instance_count"] == 1 and custom["execution_role_arn"] == ROLE
+
+
+# --- 10: routing never contradicts the request ----------------------------------------------------
+
+
+def test_inference_on_the_training_only_h100_pool_is_refused():
+    with pytest.raises(ValueError, match=r"pool h100-timeslice runs no inference .*use gpu_type='a100'"):
+        gpu_task(gpu_type="h100", inference=True)(_f)
+
+
+def test_training_on_mig_slices_is_refused_and_inference_lands_on_inference_pools():
+    with pytest.raises(ValueError, match=r"inference=False: pool a100-mig runs no training"):
+        gpu_task(gpu_type="a100", mig_profile="1g.10gb", inference=False)(_f)
+    assert _pod(gpu_task(gpu_type="a100", inference=True)(_f))["nodeSelector"] == {
+        "cdao.io/node-pool": "a100-timeslice",
+        "workload-type.cdao.io/batch-inference": "true",
+    }
+    assert (
+        _pod(gpu_task(gpu_type="a100", mig_profile="1g.10gb")(_f))["nodeSelector"][
+            "workload-type.cdao.io/production-inference"
+        ]
+        == "true"
+    )
+    with pytest.raises(ValueError, match=r"inference=True contradicts workload_type='training'"):
+        gpu_task(gpu_type="a100", inference=True, workload_type="training")(_f)
+
+
+# --- 11: EMR Serverless registration needs its application ----------------------------------------
+
+
+def test_registering_serverless_spark_without_an_application_names_the_setting(monkeypatch):
+    monkeypatch.delenv("CDAO_EMR_SERVERLESS_APPLICATION_ID", raising=False)
+    t = spark_task()(_f)
+    cdao_sdk.configure(
+        "flyte.example.com", "ml", region="eu-west-1", emr_serverless_role="arn:aws:iam::123456789012:role/emr"
+    )
+    with pytest.raises(ValueError, match=r"needs the 'emr_serverless_application_id' setting"):
+        serialize(t)
+    assert serialize(spark_task(application_id="00fabc123")(_f)).custom["application_id"] == "00fabc123"
+
+
+# --- 14: the batch transform is not a decorator, and says so --------------------------------------
+
+
+def test_batch_transform_used_as_a_decorator_says_how_to_write_it():
+    with pytest.raises(TypeError, match=r"sagemaker_batch_transform_task is not a decorator.*score = sagemaker_batch"):
+
+        @cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.m5.large", strategy="SingleRecord")
+        def batch_inference(model_path: str, input_data_path: str) -> str:
+            return "s3://bucket/batch-predictions.csv"
+
+    with pytest.raises(TypeError, match=r"never a function body such as batch_inference\(\)"):
+
+        @cdao_sdk.sagemaker_batch_transform_task
+        def batch_inference(model_path: str, input_data_path: str) -> str:
+            return "s3://bucket/batch-predictions.csv"
