@@ -37,14 +37,17 @@ def _decorate(fn: Callable | None, build: Callable[[Callable], Any]) -> Any:
     return build
 
 
-# flytekit.task's own keywords. It also takes **kwargs, which it hands to the task class's
-# constructor, so an unknown keyword surfaces there as a TypeError naming no decorator
-# (flytekit/core/task.py, 1.16.31); the SDK's decorators refuse it first, naming themselves.
+# flytekit.task's keywords: its named parameters, plus the three it still pops from **kwargs before
+# refusing the rest with "Unrecognized argument(s) for task", an error naming no decorator
+# (flytekit/core/task.py ``task``, 1.16.31). The SDK's decorators refuse an unknown one first, naming themselves.
 _FLYTEKIT_TASK_KEYWORDS = frozenset(
-    name
-    for name, p in inspect.signature(flytekit.task).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY
-    or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and name != "_task_function")
+    {
+        name
+        for name, p in inspect.signature(flytekit.task).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and name != "_task_function")
+    }
+    | {"cache_serialize", "cache_version", "cache_ignore_input_vars"}
 )
 
 
