@@ -309,3 +309,15 @@ def test_sagemaker_examples(remote, seed_module):
         "s3://bsingh-ml-workflows/sagemaker/checkpoints",
     )
     # Cell 4 monitors that execution by its id, as test_sdk_contracts shows with a launched one.
+
+
+def test_user_flow_diagram_names(remote, seed_module):
+    section = _section(_seed("000"), "### SDK Architecture & User Flow")
+    named = set(re.findall(r"@cdao_sdk\.(\w+)", section))
+    assert named == {"task", "workflow"}
+    ns = seed_module(
+        "import cdao_sdk\n\n\n@cdao_sdk.task\ndef step(x: int) -> int:\n    return x * 2\n\n\n"
+        "@cdao_sdk.workflow\ndef flow(x: int) -> int:\n    return step(x=x)\n"
+    )
+    assert _run_cells(ns) == set()
+    assert ns["flow"](x=4) == 8
