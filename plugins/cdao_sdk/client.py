@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,26 @@ def configure(
     return remote
 
 
+@contextmanager
+def _naming_the_admin() -> Iterator[None]:
+    """flytekit's admin errors name neither the endpoint nor the gRPC status ("SYSTEM:Unknown:
+    error=None"); the gRPC error is their ``__cause__`` (flytekit/clients/grpc_utils/
+    wrap_exception_interceptor.py, 1.16.31). Re-raise them saying which admin answered what."""
+    from flytekit.exceptions.base import FlyteException  # noqa: PLC0415
+    from flytekit.exceptions.system import FlyteSystemUnavailableException  # noqa: PLC0415
+
+    try:
+        yield
+    except FlyteException as error:
+        cause = error.__cause__
+        code = getattr(cause, "code", None)
+        status = f"{code().name}: {cause.details()}" if callable(code) else str(error)  # type: ignore[union-attr]
+        project, domain = settings.get("project"), settings.get("domain")
+        where = f"Flyte admin at {settings.get('admin_endpoint')} (project {project}, domain {domain})"
+        kind = ConnectionError if isinstance(error, FlyteSystemUnavailableException) else RuntimeError
+        raise kind(f"{where} answered {status}") from error
+
+
 def _flyte_remote(endpoint: str, insecure: bool, project: str, domain: str) -> Any:
     # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
     # running tasks locally never need.
@@ -169,14 +190,15 @@ def run(workflow: Any, inputs: dict[str, Any] | None = None, *, wait: bool = Fal
     if tracking_uri:
         # Execution-level environment variables reach every task container of the execution.
         execute_kwargs["envs"] = {"MLFLOW_TRACKING_URI": tracking_uri, **(execute_kwargs.get("envs") or {})}
-    return remote.execute(
-        workflow,
-        inputs=inputs or {},
-        project=settings.get("project"),
-        domain=settings.get("domain"),
-        wait=wait,
-        **execute_kwargs,
-    )
+    with _naming_the_admin():
+        return remote.execute(
+            workflow,
+            inputs=inputs or {},
+            project=settings.get("project"),
+            domain=settings.get("domain"),
+            wait=wait,
+            **execute_kwargs,
+        )
 
 
 @dataclass(frozen=True)
@@ -192,13 +214,14 @@ def _fetch(execution: Any) -> Any:
     """``execution``: a ``FlyteWorkflowExecution``, its ``.id`` (a ``WorkflowExecutionIdentifier``,
     flytekit/models/execution.py ``Execution.id``), or an execution name in the configured project and domain."""
     remote = _require_remote()
-    if isinstance(execution, str):
-        execution = remote.fetch_execution(
-            project=settings.get("project"), domain=settings.get("domain"), name=execution
-        )
-    elif isinstance(execution, WorkflowExecutionIdentifier):
-        execution = remote.fetch_execution(project=execution.project, domain=execution.domain, name=execution.name)
-    return remote.sync_execution(execution, sync_nodes=True)
+    with _naming_the_admin():
+        if isinstance(execution, str):
+            execution = remote.fetch_execution(
+                project=settings.get("project"), domain=settings.get("domain"), name=execution
+            )
+        elif isinstance(execution, WorkflowExecutionIdentifier):
+            execution = remote.fetch_execution(project=execution.project, domain=execution.domain, name=execution.name)
+        return remote.sync_execution(execution, sync_nodes=True)
 
 
 def _node_statuses(execution: Any) -> list[NodeStatus]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from types import SimpleNamespace
 
 import cdao_sdk
+import grpc
 import pytest
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_sdk import cpu_task, gpu_task, sagemaker_training_task, settings, spark_task
@@ -290,3 +292,21 @@ def test_batch_transform_used_as_a_decorator_says_how_to_write_it():
         @cdao_sdk.sagemaker_batch_transform_task
         def batch_inference(model_path: str, input_data_path: str) -> str:
             return "s3://bucket/batch-predictions.csv"
+
+
+@pytest.fixture
+def not_an_admin() -> Iterator[str]:
+    """A real gRPC server on 127.0.0.1 serving no Flyte service: every admin call is UNIMPLEMENTED."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def test_an_admin_error_names_the_endpoint_and_the_grpc_status(not_an_admin):
+    cdao_sdk.configure(f"http://{not_an_admin}", "ml", connect_timeout_seconds=5)
+    with pytest.raises(RuntimeError, match=rf"Flyte admin at http://{not_an_admin} .* answered UNIMPLEMENTED"):
+        cdao_sdk.monitor(WorkflowExecutionIdentifier("ml", "development", "f3a9c1"))
