@@ -150,8 +150,13 @@ def digits(seed: int, *, images: bool) -> Digits:
     )
 
 
-def load_table(uri: str, required: tuple[str, ...] = (TARGET,)) -> pd.DataFrame:
-    """Read a data set by URI and check it has the columns the pipeline needs."""
+# Fewest rows a training pipeline accepts: enough for a stratified train/test split to hold both classes.
+MIN_TRAINING_ROWS = 50
+
+
+def load_table(uri: str, required: tuple[str, ...] = (TARGET,), min_rows: int = 1) -> pd.DataFrame:
+    """Read a data set by URI and check it has the columns the pipeline needs and at least
+    ``min_rows`` rows (pipelines that train pass ``MIN_TRAINING_ROWS``); ``ValueError`` naming the URI."""
     if not uri:
         raise ValueError("data path is empty: give a CSV path or URI, or one of " + ", ".join(_builtin_uris()))
     if uri.startswith(BUILTIN):
@@ -170,8 +175,8 @@ def load_table(uri: str, required: tuple[str, ...] = (TARGET,)) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"data set {uri!r} lacks required columns {missing}; it has {list(df.columns)}")
-    if len(df) < 50:
-        raise ValueError(f"data set {uri!r} has {len(df)} rows; at least 50 are needed to train and test")
+    if len(df) < min_rows:
+        raise ValueError(f"data set {uri!r} has {len(df)} rows; this pipeline needs at least {min_rows}")
     return df
 
 

@@ -18,7 +18,7 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from workflows import _platform
-from workflows._data import TARGET, load_table
+from workflows._data import MIN_TRAINING_ROWS, TARGET, load_table
 
 CACHE_VERSION = "1.0"
 RANDOM_STATE = 7
@@ -41,7 +41,7 @@ def preprocess_data(data_path: str) -> HashedDirectory:
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    df = load_table(data_path)
+    df = load_table(data_path, min_rows=MIN_TRAINING_ROWS)
     features = [c for c in df.columns if c != TARGET]
     non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
     if non_numeric:

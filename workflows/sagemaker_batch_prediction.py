@@ -32,7 +32,7 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import CSVFile, FlyteFile, JoblibSerializedFile
 
 from workflows import _credit_scoring_inference, _platform
-from workflows._data import CREDIT_CATEGORICAL, CREDIT_NUMERIC, TARGET, load_table
+from workflows._data import CREDIT_CATEGORICAL, CREDIT_NUMERIC, MIN_TRAINING_ROWS, TARGET, load_table
 
 ID = "application_id"
 PREDICTION = "predicted_default"
@@ -68,7 +68,9 @@ class Evaluation(typing.NamedTuple):
 )
 def ingest_raw_data(raw_data_path: str) -> HashedCSV:
     """Copy the raw table into Flyte's store, so every later step reads one immutable snapshot."""
-    df = load_table(raw_data_path, required=(ID, TARGET, *CREDIT_NUMERIC, *CREDIT_CATEGORICAL))
+    df = load_table(
+        raw_data_path, required=(ID, TARGET, *CREDIT_NUMERIC, *CREDIT_CATEGORICAL), min_rows=MIN_TRAINING_ROWS
+    )
     if df[ID].duplicated().any():
         raise ValueError(f"{raw_data_path!r}: {ID} must be unique; {int(df[ID].duplicated().sum())} duplicates")
     out = _platform.work_dir() / "raw_credit_applications.csv"

@@ -19,7 +19,7 @@ from flytekit import map_task
 from flytekit.types.file import CSVFile, JoblibSerializedFile
 
 from workflows import _platform
-from workflows._data import CREDIT_CATEGORICAL, CREDIT_NUMERIC, TARGET, load_table
+from workflows._data import CREDIT_CATEGORICAL, CREDIT_NUMERIC, MIN_TRAINING_ROWS, TARGET, load_table
 
 CACHE_VERSION = "1.0"
 HOLDOUT_EVERY = 4  # every 4th application (by id) is held out for scoring
@@ -44,7 +44,11 @@ class Prepared(typing.NamedTuple):
 def prepare_segments(raw_data_path: str, segment_column: str) -> Prepared:
     """Training rows, and one hold-out file per value of ``segment_column``. Not cached: the path's
     contents may change between runs."""
-    df = load_table(raw_data_path, required=("application_id", TARGET, *CREDIT_NUMERIC, *CREDIT_CATEGORICAL))
+    df = load_table(
+        raw_data_path,
+        required=("application_id", TARGET, *CREDIT_NUMERIC, *CREDIT_CATEGORICAL),
+        min_rows=MIN_TRAINING_ROWS,
+    )
     if segment_column not in CREDIT_CATEGORICAL:
         raise ValueError(f"segment_column={segment_column!r}: choose one of {CREDIT_CATEGORICAL}")
     holdout = df["application_id"] % HOLDOUT_EVERY == 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from flyteidl.core.execution_pb2 import NodeExecution, TaskExecution, WorkflowExecution
+from flytekit.models.core.identifier import WorkflowExecutionIdentifier
 
 from cdao_sdk import settings
 
@@ -16,6 +18,11 @@ from cdao_sdk import settings
 SAGEMAKER_TASK_TYPE_PREFIXES = ("sagemaker", "cdao-sagemaker")
 
 _remote: Any = None
+# How long run/monitor wait for the admin's gRPC channel to come up before naming the endpoint in an
+# error. flytekit's own client waits for gRPC's connect timeout (20 s), then raises an exception that
+# does not name the endpoint (flytekit/clients/grpc_utils/wrap_exception_interceptor.py, 1.16.31).
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
+_connect_timeout = DEFAULT_CONNECT_TIMEOUT_SECONDS
 
 
 def configure(
@@ -23,7 +30,7 @@ def configure(
     project: str,
     domain: str = "development",
     *,
-    insecure: bool = False,
+    insecure: bool | None = None,
     region: str | None = None,
     sagemaker_role: str | None = None,
     emr_serverless_role: str | None = None,
@@ -31,18 +38,39 @@ def configure(
     default_bucket: str | None = None,
     default_image: str | None = None,
     mlflow_tracking_uri: str | None = None,
+    connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
     remote: Any = None,
 ) -> Any:
     """Point the SDK at a Flyte deployment and record this platform's defaults.
 
+    ``admin_endpoint`` is ``host[:port]``, ``https://host[:port]`` (TLS) or ``http://host[:port]``
+    (plaintext gRPC, e.g. a sandbox's ``http://localhost:30080``); the scheme sets ``insecure``,
+    and an ``insecure=`` that contradicts it is a ``ValueError``. Without a scheme, ``insecure``
+    defaults to False (TLS), as flytekit's ``PlatformConfig`` does.
+    ``connect_timeout_seconds``: how long ``run``/``monitor`` wait for the admin to answer before a
+    ``ConnectionError`` naming the endpoint.
     ``remote`` accepts a ready ``FlyteRemote`` (e.g. one built from a config file with SSO).
     ``mlflow_tracking_uri`` (http(s)://host[:port][/prefix]) reaches every task ``run`` launches as
     ``MLFLOW_TRACKING_URI``.
     """
-    global _remote  # noqa: PLW0603  (one control-plane connection per notebook session)
+    global _remote, _connect_timeout  # noqa: PLW0603  (one control-plane connection per notebook session)
+    scheme_insecure = {"http://": True, "https://": False}.get(
+        next((p for p in ("http://", "https://") if admin_endpoint.startswith(p)), "")
+    )
+    if scheme_insecure is not None and insecure is not None and insecure != scheme_insecure:
+        raise ValueError(
+            f"configure admin_endpoint={admin_endpoint!r} with insecure={insecure}: the scheme says "
+            f"insecure={scheme_insecure}; drop one of them"
+        )
+    insecure = scheme_insecure if scheme_insecure is not None else bool(insecure)
     host = admin_endpoint.removeprefix("dns:///").removeprefix("https://").removeprefix("http://")
     if not host or "://" in host or "/" in host.rstrip("/"):
-        raise ValueError(f"configure admin_endpoint={admin_endpoint!r}: expected host[:port] or https://host[:port]")
+        raise ValueError(
+            f"configure admin_endpoint={admin_endpoint!r}: expected host[:port], https://host[:port] "
+            "or http://host[:port]"
+        )
+    if not (isinstance(connect_timeout_seconds, int | float) and connect_timeout_seconds > 0):
+        raise ValueError(f"configure connect_timeout_seconds={connect_timeout_seconds!r} must be a number > 0")
     if not project or not domain:
         raise ValueError("configure needs a non-empty project and domain")
     if mlflow_tracking_uri is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", mlflow_tracking_uri):
@@ -63,24 +91,96 @@ def configure(
         mlflow_tracking_uri=mlflow_tracking_uri,
     )
     if remote is None:
-        # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
-        # running tasks locally never need.
-        from flytekit.configuration import Config  # noqa: PLC0415
-        from flytekit.remote import FlyteRemote  # noqa: PLC0415
-
-        remote = FlyteRemote(
-            config=Config.for_endpoint(endpoint=host.rstrip("/"), insecure=insecure),
-            default_project=project,
-            default_domain=domain,
-        )
+        remote = _flyte_remote(host.rstrip("/"), insecure, project, domain)
     _remote = remote
+    _connect_timeout = float(connect_timeout_seconds)
     return remote
+
+
+@contextmanager
+def _naming_the_admin() -> Iterator[None]:
+    """flytekit's admin errors name neither the endpoint nor the gRPC status ("SYSTEM:Unknown:
+    error=None"); the gRPC error is their ``__cause__`` (flytekit/clients/grpc_utils/
+    wrap_exception_interceptor.py, 1.16.31). Re-raise them saying which admin answered what."""
+    from flytekit.exceptions.base import FlyteException  # noqa: PLC0415
+    from flytekit.exceptions.system import FlyteSystemUnavailableException  # noqa: PLC0415
+
+    try:
+        yield
+    except FlyteException as error:
+        cause = error.__cause__
+        code = getattr(cause, "code", None)
+        status = f"{code().name}: {cause.details()}" if callable(code) else str(error)  # type: ignore[union-attr]
+        project, domain = settings.get("project"), settings.get("domain")
+        where = f"Flyte admin at {settings.get('admin_endpoint')} (project {project}, domain {domain})"
+        kind = ConnectionError if isinstance(error, FlyteSystemUnavailableException) else RuntimeError
+        raise kind(f"{where} answered {status}") from error
+
+
+def _flyte_remote(endpoint: str, insecure: bool, project: str, domain: str) -> Any:
+    # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
+    # running tasks locally never need.
+    from flytekit.configuration import Config  # noqa: PLC0415
+    from flytekit.remote import FlyteRemote  # noqa: PLC0415
+
+    return FlyteRemote(
+        config=Config.for_endpoint(endpoint=endpoint, insecure=insecure), default_project=project, default_domain=domain
+    )
+
+
+def configure_sagemaker(
+    *,
+    sagemaker_role: str | None = None,
+    default_bucket: str | None = None,
+    region: str | None = None,
+    default_image: str | None = None,
+) -> None:
+    """Record the SageMaker settings alone (the control plane stays as ``configure`` set it).
+
+    They are read when a SageMaker task is registered: ``sagemaker_role`` (the job's execution role
+    ARN), ``default_bucket`` (``s3://<bucket>/sagemaker/...`` outputs and checkpoints), ``region``,
+    ``default_image``. See :mod:`cdao_sdk.settings`.
+    """
+    if sagemaker_role is not None and not re.fullmatch(r"arn:aws[a-z-]*:iam::[^:]*:role/\S+", sagemaker_role):
+        raise ValueError(f"configure_sagemaker sagemaker_role={sagemaker_role!r}: expected an IAM role ARN")
+    if default_bucket is not None and ("/" in default_bucket or default_bucket.startswith("s3:")):
+        raise ValueError(f"configure_sagemaker default_bucket={default_bucket!r}: expected a bucket name, not a URI")
+    settings.update(
+        sagemaker_role=sagemaker_role, default_bucket=default_bucket, region=region, default_image=default_image
+    )
 
 
 def _require_remote() -> Any:
     if _remote is None:
         raise RuntimeError("call cdao_sdk.configure(admin_endpoint=..., project=..., domain=...) first")
+    from flytekit.remote import FlyteRemote  # noqa: PLC0415  (see configure)
+
+    if isinstance(_remote, FlyteRemote):
+        _check_reachable(_remote.config.platform)
     return _remote
+
+
+def _check_reachable(platform: Any) -> None:
+    """Wait up to the connect timeout for the admin's gRPC channel, built the way flytekit builds it.
+
+    A channel is READY once its transport (TCP, TLS when not insecure, HTTP/2) is up, so an endpoint
+    that never answers, or a TLS/plaintext mismatch, fails here with the endpoint named instead of in
+    the first RPC (flytekit/clients/auth_helper.py ``get_channel``; grpc ``channel_ready_future``).
+    """
+    import grpc  # noqa: PLC0415
+    from flytekit.clients.auth_helper import get_channel  # noqa: PLC0415
+
+    channel = get_channel(platform)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=_connect_timeout)
+    except grpc.FutureTimeoutError:
+        transport = "plaintext (insecure=True)" if platform.insecure else "TLS (insecure=False)"
+        raise ConnectionError(
+            f"Flyte admin at {platform.endpoint} did not answer over {transport} within {_connect_timeout:g}s; "
+            "check cdao_sdk.configure(admin_endpoint=...) and that the endpoint is reachable"
+        ) from None
+    finally:
+        channel.close()
 
 
 def run(workflow: Any, inputs: dict[str, Any] | None = None, *, wait: bool = False, **execute_kwargs: Any) -> Any:
@@ -90,14 +190,15 @@ def run(workflow: Any, inputs: dict[str, Any] | None = None, *, wait: bool = Fal
     if tracking_uri:
         # Execution-level environment variables reach every task container of the execution.
         execute_kwargs["envs"] = {"MLFLOW_TRACKING_URI": tracking_uri, **(execute_kwargs.get("envs") or {})}
-    return remote.execute(
-        workflow,
-        inputs=inputs or {},
-        project=settings.get("project"),
-        domain=settings.get("domain"),
-        wait=wait,
-        **execute_kwargs,
-    )
+    with _naming_the_admin():
+        return remote.execute(
+            workflow,
+            inputs=inputs or {},
+            project=settings.get("project"),
+            domain=settings.get("domain"),
+            wait=wait,
+            **execute_kwargs,
+        )
 
 
 @dataclass(frozen=True)
@@ -110,12 +211,17 @@ class NodeStatus:
 
 
 def _fetch(execution: Any) -> Any:
+    """``execution``: a ``FlyteWorkflowExecution``, its ``.id`` (a ``WorkflowExecutionIdentifier``,
+    flytekit/models/execution.py ``Execution.id``), or an execution name in the configured project and domain."""
     remote = _require_remote()
-    if isinstance(execution, str):
-        execution = remote.fetch_execution(
-            project=settings.get("project"), domain=settings.get("domain"), name=execution
-        )
-    return remote.sync_execution(execution, sync_nodes=True)
+    with _naming_the_admin():
+        if isinstance(execution, str):
+            execution = remote.fetch_execution(
+                project=settings.get("project"), domain=settings.get("domain"), name=execution
+            )
+        elif isinstance(execution, WorkflowExecutionIdentifier):
+            execution = remote.fetch_execution(project=execution.project, domain=execution.domain, name=execution.name)
+        return remote.sync_execution(execution, sync_nodes=True)
 
 
 def _node_statuses(execution: Any) -> list[NodeStatus]:
@@ -174,4 +280,4 @@ def monitor_sagemaker_jobs(execution: Any, *, report: Callable[[str], None] = pr
     return nodes
 
 
-__all__ = ["TaskExecution", "configure", "monitor", "monitor_sagemaker_jobs", "run"]
+__all__ = ["TaskExecution", "configure", "configure_sagemaker", "monitor", "monitor_sagemaker_jobs", "run"]

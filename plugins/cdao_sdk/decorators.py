@@ -4,6 +4,7 @@ mistake fails in the notebook cell that defines the task, not an hour later on t
 from __future__ import annotations
 
 import datetime
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -34,6 +35,36 @@ def _decorate(fn: Callable | None, build: Callable[[Callable], Any]) -> Any:
     if fn is not None:
         return build(fn)
     return build
+
+
+# flytekit.task's keywords: its named parameters, plus the three it still pops from **kwargs before
+# refusing the rest with "Unrecognized argument(s) for task", an error naming no decorator
+# (flytekit/core/task.py ``task``, 1.16.31). The SDK's decorators refuse an unknown one first, naming themselves.
+_FLYTEKIT_TASK_KEYWORDS = frozenset(
+    {
+        name
+        for name, p in inspect.signature(flytekit.task).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and name != "_task_function")
+    }
+    | {"cache_serialize", "cache_version", "cache_ignore_input_vars"}
+)
+
+
+def _check_task_keywords(task_kwargs: dict[str, Any], decorator: str, own: tuple[str, ...]) -> None:
+    unknown = sorted(set(task_kwargs) - _FLYTEKIT_TASK_KEYWORDS)
+    if unknown:
+        raise TypeError(
+            f"{decorator} got unknown keyword(s) {unknown}; it takes {', '.join(own)} and flytekit.task's "
+            f"keywords ({', '.join(sorted(_FLYTEKIT_TASK_KEYWORDS))})"
+        )
+
+
+def _refuse(decorator: str, given: dict[str, Any], reasons: dict[str, str]) -> None:
+    """Refuse keywords that would be accepted and ignored, each with the reason (``ValueError``)."""
+    for name, reason in reasons.items():
+        if name in given:
+            raise ValueError(f"{decorator} {name}={given[name]!r}: {reason}")
 
 
 def _check_count(value: Any, what: str, minimum: int) -> int:
@@ -79,6 +110,7 @@ def _workload_pod_template(workload_type: str) -> PodTemplate:
 
 def task(_fn: Callable | None = None, *, workload_type: str | None = None, **task_kwargs: Any) -> Any:
     """flytekit's ``@task``; ``workload_type`` additionally pins the pod to the pools serving it."""
+    _check_task_keywords(task_kwargs, "task", ("workload_type",))
     if workload_type is not None:
         _check_not_given(task_kwargs, ("pod_template",), "task(workload_type=...)")
         task_kwargs["pod_template"] = _workload_pod_template(workload_type)
@@ -93,7 +125,11 @@ def cpu_task(
     workload_type: str = "mlops",
     **task_kwargs: Any,
 ) -> Any:
-    """A pod on the EKS ``cpu`` pool with these requests (and equal limits, for predictable QoS)."""
+    """A pod on the EKS ``cpu`` pool with these requests (and equal limits, for predictable QoS).
+
+    ``cpu`` and ``memory`` are Kubernetes quantities (``"500m"``, ``"2"``, ``"4Gi"``).
+    """
+    _check_task_keywords(task_kwargs, "cpu_task", ("cpu", "memory", "workload_type"))
     check_quantity(cpu, "cpu_task cpu")
     check_quantity(memory, "cpu_task memory")
     if workload_type not in CPU.workload_types:
@@ -107,29 +143,53 @@ def cpu_task(
 def gpu_task(
     _fn: Callable | None = None,
     *,
-    gpu_type: str,
+    gpu_type: str | None = None,
     platform: str | None = None,
     gpus: int = 1,
     memory: str = "32Gi",
     cpu: str = "4",
     mig_profile: str | None = None,
-    inference: bool = False,
+    inference: bool | None = None,
     workload_type: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
-    """A GPU task on an EKS GPU pool or on Codeweave (see :mod:`cdao_sdk.routing`)."""
+    """A GPU task on an EKS GPU pool or on Codeweave (see :mod:`cdao_sdk.routing`).
+
+    Without ``gpu_type`` the task runs on Codeweave's default GPU for its kind of work
+    (``routing.CODEWEAVE_DEFAULT_GPU``), which is all ``inference`` decides there. On EKS,
+    ``inference`` picks the pool's inference workload type; a request a pool cannot serve (inference on
+    ``h100``, training on MIG slices) is a ``ValueError`` naming the pool.
+    """
+    _check_task_keywords(
+        task_kwargs,
+        "gpu_task",
+        ("gpu_type", "platform", "gpus", "memory", "cpu", "mig_profile", "inference", "workload_type"),
+    )
     _check_count(gpus, "gpu_task gpus", 1)
     check_quantity(memory, "gpu_task memory")
     check_quantity(cpu, "gpu_task cpu")
-    chosen = routing.choose_gpu_platform(platform, gpu_type, mig_profile)
+    if inference is not None and not isinstance(inference, bool):
+        raise ValueError(f"gpu_task inference={inference!r} must be True or False")
     _check_not_given(task_kwargs, ("requests", "limits", "resources", "pod_template", "task_config"), "gpu_task")
+
+    if gpu_type is None:
+        if platform not in (None, "codeweave") or mig_profile is not None:
+            raise ValueError("gpu_task needs gpu_type on EKS: 'a100' or 'h100' (a MIG slice needs 'a100')")
+        gpu_type = routing.CODEWEAVE_DEFAULT_GPU[bool(inference)]
+    elif inference is not None and routing.choose_gpu_platform(platform, gpu_type, mig_profile) == "codeweave":
+        raise ValueError(
+            f"gpu_task inference={inference}: on Codeweave it only picks the default GPU "
+            f"({routing.CODEWEAVE_DEFAULT_GPU[True]} for inference) and gpu_type={gpu_type!r} is given, "
+            "so it would change nothing; drop it"
+        )
+    chosen = routing.choose_gpu_platform(platform, gpu_type, mig_profile)
 
     if chosen == "codeweave":
         if mig_profile is not None:
             raise ValueError("gpu_task mig_profile is an EKS a100-mig feature; Codeweave rents whole GPUs")
         if workload_type is not None:
             raise ValueError("gpu_task workload_type selects EKS node pools; it has no meaning on Codeweave")
-        config = CodeweaveGPU(gpu_type=gpu_type, gpus=gpus, cpu=cpu, memory=memory, inference=inference)
+        config = CodeweaveGPU(gpu_type=gpu_type, gpus=gpus, cpu=cpu, memory=memory)
         return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
     pool = routing.choose_eks_gpu_pool(gpu_type, mig_profile)
@@ -140,9 +200,7 @@ def gpu_task(
         resources[mig_resource(mig_profile)] = str(gpus)
     else:
         resources[GPU_RESOURCE] = str(gpus)
-    wt = workload_type or routing.default_gpu_workload(pool, inference)
-    if wt not in pool.workload_types:
-        raise ValueError(f"gpu_task workload_type={wt!r}: pool {pool.name} serves {pool.workload_types}")
+    wt = routing.gpu_workload(pool, inference, workload_type)
     tolerations = [pool.taint.toleration()] if pool.taint is not None else []
     template = _pod_template({NODE_POOL_LABEL: pool.name, workload_label(wt): "true"}, tolerations, resources)
     return _decorate(_fn, lambda fn: flytekit.task(fn, pod_template=template, **task_kwargs))
@@ -156,26 +214,61 @@ def _timeout_seconds(timeout: int | datetime.timedelta | None, what: str) -> int
     return _check_count(timeout, what, 1)
 
 
+BATCH_PLATFORM = "aws-batch"
+
+
 def batch_task(
     _fn: Callable | None = None,
     *,
-    spot: bool = True,
+    spot: bool | None = None,
     vcpus: int = 1,
     memory: str = "2Gi",
     gpus: int = 0,
     retries: int | None = None,
     timeout: int | datetime.timedelta | None = None,
+    platform: str = BATCH_PLATFORM,
+    spot_instances: bool | None = None,
+    on_demand: bool | None = None,
     **task_kwargs: Any,
 ) -> Any:
     """An AWS Batch job on the spot (default) or on-demand queue.
 
+    ``spot_instances=`` (the seeds' name) is ``spot=``; ``on_demand=True`` is ``spot=False``; giving
+    two that disagree is a ``ValueError``. ``platform`` may only be ``"aws-batch"``. AWS Batch places
+    a job on its compute environments' instance types (the stack's ``cdao:batch.instanceTypes``), so
+    a job states ``vcpus`` and ``memory`` and ``instance_type`` is refused with that reason.
     Spot tasks default to 3 retries because a reclaimed instance ends the attempt through no fault
     of the code; the connector reports reclamation as retryable.
     """
+    _refuse(
+        "batch_task",
+        task_kwargs,
+        {
+            "instance_type": "AWS Batch runs a job on its compute environment's instance types "
+            "(stack setting cdao:batch.instanceTypes), never on one the job names; "
+            "ask for the job's size with vcpus= and memory= instead",
+        },
+    )
+    _check_task_keywords(
+        task_kwargs,
+        "batch_task",
+        ("spot", "spot_instances", "on_demand", "vcpus", "memory", "gpus", "retries", "timeout", "platform"),
+    )
+    if platform != BATCH_PLATFORM:
+        raise ValueError(f"batch_task platform={platform!r}: batch_task runs on {BATCH_PLATFORM!r} only")
+    given = {"spot": spot, "spot_instances": spot_instances, "on_demand": on_demand}
+    for name, value in given.items():
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"batch_task {name}={value!r} must be True or False")
+    wants_spot = {name: (not v if name == "on_demand" else v) for name, v in given.items() if v is not None}
+    if len(set(wants_spot.values())) > 1:
+        said = ", ".join(f"{name}={given[name]}" for name in wants_spot)
+        raise ValueError(f"batch_task: {said} disagree on the queue (spot or on-demand)")
+    chosen_spot = next(iter(wants_spot.values()), True)
     _check_not_given(task_kwargs, ("task_config", "timeout_seconds"), "batch_task")
     seconds = _timeout_seconds(timeout, "batch_task timeout")
-    config = BatchJob(spot=spot, vcpus=vcpus, memory=memory, gpus=gpus, timeout_seconds=seconds)
-    n_retries = _check_count(retries if retries is not None else (3 if spot else 0), "batch_task retries", 0)
+    config = BatchJob(spot=chosen_spot, vcpus=vcpus, memory=memory, gpus=gpus, timeout_seconds=seconds)
+    n_retries = _check_count(retries if retries is not None else (3 if config.spot else 0), "batch_task retries", 0)
     if seconds is not None:
         task_kwargs["timeout"] = datetime.timedelta(seconds=seconds)
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, retries=n_retries, **task_kwargs))
@@ -215,9 +308,10 @@ class _StackServerless(ServerlessSpark):
 class _StackServerlessTask(ServerlessSparkTask):
     def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
         cfg = self.task_config
-        values = _stack_values(cfg, f"spark_task(platform='emr-serverless') {self.name}", "emr_serverless_role")
-        if cfg.application_id is None:
-            values["application_id"] = settings.get("emr_serverless_application_id")
+        where = f"spark_task(platform='emr-serverless') {self.name}"
+        values = _stack_values(cfg, where, "emr_serverless_role")
+        if cfg.application_id == _AT_REGISTRATION:
+            values["application_id"] = settings.require("emr_serverless_application_id", where)
         return replace(cfg, **values).to_dict()
 
 
@@ -242,12 +336,44 @@ def spark_task(
     application_id: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
-    """A Spark task on EMR on EC2 (existing or transient cluster) or on EMR Serverless."""
+    """A Spark task on EMR on EC2 (existing or transient cluster) or on EMR Serverless.
+
+    ``execution_role_arn`` and ``application_id`` are EMR Serverless's; on EMR on EC2 a step runs
+    as the cluster's instance profile, so giving them there is a ``ValueError``.
+    """
+    _refuse(
+        "spark_task",
+        task_kwargs,
+        {"ml": "Spark MLlib ships with every EMR release and EMR Serverless, so ml=True would change nothing"},
+    )
+    _check_task_keywords(
+        task_kwargs,
+        "spark_task",
+        (
+            "platform",
+            "cluster_id",
+            "instance_type",
+            "instance_count",
+            "spark_conf",
+            "execution_role_arn",
+            "application_id",
+        ),
+    )
     _check_not_given(task_kwargs, ("task_config",), "spark_task")
     conf = dict(spark_conf or {})
     shape_given = instance_type is not None or instance_count is not None
     chosen = routing.choose_spark_platform(platform, cluster_id, shape_given)
     if chosen == "emr":
+        serverless_only = {
+            k: v
+            for k, v in (("execution_role_arn", execution_role_arn), ("application_id", application_id))
+            if v is not None
+        }
+        if serverless_only:
+            raise ValueError(
+                f"spark_task {serverless_only} are EMR Serverless settings; on EMR on EC2 "
+                "(cluster_id/instance_type/instance_count) the step runs as the cluster's EC2 instance profile"
+            )
         if cluster_id is not None and shape_given:
             raise ValueError(
                 "spark_task: give cluster_id (existing cluster) or instance_type/count (transient), not both"
@@ -266,7 +392,7 @@ def spark_task(
         EMRSpark(spark_conf=conf)  # same validation of spark_conf
         config = _StackServerless(
             execution_role_arn=execution_role_arn or _AT_REGISTRATION,
-            application_id=application_id,
+            application_id=application_id or _AT_REGISTRATION,
             spark_submit_parameters=_spark_submit_parameters(conf),
         )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
@@ -305,10 +431,21 @@ TaskPlugins.register_pythontask_plugin(_StackTraining, _StackTrainingTask)
 TaskPlugins.register_pythontask_plugin(_StackProcessing, _StackProcessingTask)
 
 
+_FRAMEWORK_REASONS = {
+    "framework": "the job runs this Python function in the task image (flytekit and the workflow's "
+    "libraries, see workflows/README.md); SageMaker's framework and built-in-algorithm containers "
+    "cannot run a Flyte function, so a framework choice would change nothing: put the library in the image",
+    "framework_version": "see framework: the library's version is the task image's",
+    "algorithm": "see framework: built-in algorithms run SageMaker's code, not this function",
+    "python_version": "the job runs the task image's Python",
+}
+
+
 def sagemaker_training_task(
     _fn: Callable | None = None,
     *,
     instance_type: str = "ml.m5.xlarge",
+    instance_count: int = 1,
     use_spot_instances: bool = True,
     max_runtime_seconds: int = 3600,
     max_wait_seconds: int | None = None,
@@ -322,13 +459,38 @@ def sagemaker_training_task(
 
     Unless given, the role and region are the settings' at registration, and so are the output
     and checkpoint paths under ``s3://<default_bucket>/sagemaker/`` when a bucket is set.
+    ``instance_count`` is the job's; flytekitplugins-awssagemaker runs a Python function on exactly
+    one instance and refuses others (``PythonicJobConfig.__post_init__``). ``max_wait_seconds`` is
+    the spot wait budget, so it needs ``use_spot_instances=True``.
     """
+    _refuse("sagemaker_training_task", task_kwargs, _FRAMEWORK_REASONS)
+    _check_task_keywords(
+        task_kwargs,
+        "sagemaker_training_task",
+        (
+            "instance_type",
+            "instance_count",
+            "use_spot_instances",
+            "max_runtime_seconds",
+            "max_wait_seconds",
+            "volume_size_gb",
+            "execution_role_arn",
+            "output_s3_path",
+            "checkpoint_s3_uri",
+        ),
+    )
+    if max_wait_seconds is not None and not use_spot_instances:
+        raise ValueError(
+            f"sagemaker_training_task max_wait_seconds={max_wait_seconds!r}: the wait budget is for managed spot "
+            "training (MaxWaitTimeInSeconds) and use_spot_instances=False; drop it or use spot"
+        )
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_training_task")
     _managed_image(task_kwargs)
     config = _StackTraining(
         execution_role_arn=execution_role_arn or _AT_REGISTRATION,
         region=_AT_REGISTRATION,
         instance_type=instance_type,
+        instance_count=instance_count,
         volume_size_in_gb=volume_size_gb,
         max_runtime_in_seconds=max_runtime_seconds,
         output_s3_path=output_s3_path,
@@ -343,6 +505,7 @@ def sagemaker_processing_task(
     _fn: Callable | None = None,
     *,
     instance_type: str = "ml.m5.xlarge",
+    instance_count: int = 1,
     max_runtime_seconds: int = 3600,
     volume_size_gb: int = 30,
     execution_role_arn: str | None = None,
@@ -350,18 +513,42 @@ def sagemaker_processing_task(
 ) -> Any:
     """Runs the function inside a SageMaker processing job (the plugin's Pythonic mode).
 
-    Unless given, the role and region are the settings' at registration.
+    Unless given, the role and region are the settings' at registration. ``instance_count`` as in
+    :func:`sagemaker_training_task`.
     """
+    _refuse("sagemaker_processing_task", task_kwargs, _FRAMEWORK_REASONS)
+    _check_task_keywords(
+        task_kwargs,
+        "sagemaker_processing_task",
+        ("instance_type", "instance_count", "max_runtime_seconds", "volume_size_gb", "execution_role_arn"),
+    )
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_processing_task")
     _managed_image(task_kwargs)
     config = _StackProcessing(
         execution_role_arn=execution_role_arn or _AT_REGISTRATION,
         region=_AT_REGISTRATION,
         instance_type=instance_type,
+        instance_count=instance_count,
         volume_size_in_gb=volume_size_gb,
         max_runtime_in_seconds=max_runtime_seconds,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
+
+
+SAGEMAKER_JOB_TYPES = ("training", "processing")
+
+
+def sagemaker_task(_fn: Callable | None = None, *, job_type: str, **kwargs: Any) -> Any:
+    """``@sagemaker_task(job_type="training"|"processing", ...)``: :func:`sagemaker_training_task` or
+    :func:`sagemaker_processing_task` with the same keywords. A batch transform is not a function
+    task (see :func:`sagemaker_batch_transform_task`), so ``job_type="batch_transform"`` is refused."""
+    decorators = {"training": sagemaker_training_task, "processing": sagemaker_processing_task}
+    if job_type not in decorators:
+        raise ValueError(
+            f"sagemaker_task job_type={job_type!r}: expected one of {SAGEMAKER_JOB_TYPES}; a batch transform is "
+            'score = sagemaker_batch_transform_task("<module>.score", ...)'
+        )
+    return decorators[job_type](_fn, **kwargs)
 
 
 class _SettingsTransformTask(BatchTransformTask):
@@ -380,7 +567,7 @@ class _SettingsTransformTask(BatchTransformTask):
 
 
 def sagemaker_batch_transform_task(
-    name: str,
+    name: str | None = None,
     *,
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
@@ -412,7 +599,19 @@ def sagemaker_batch_transform_task(
     is one more task input, handed to the inference code as the upper-cased environment variable.
     Registered, the task creates a SageMaker model of the package served by the registered image and
     runs the transform job; under ``pyflyte run`` the same code serves the package on 127.0.0.1.
+
+    It is not a decorator: a transform runs the package's inference code, not a Python function,
+    so ``@sagemaker_batch_transform_task(...)`` raises a ``TypeError`` saying how to write it.
     """
+    if not isinstance(name, str):
+        given = getattr(name, "__name__", None)
+        raise TypeError(
+            "sagemaker_batch_transform_task is not a decorator: a batch transform runs a model package's "
+            "inference code (cdao_sdk.package_model), never a function body"
+            + (f" such as {given}()" if given else "")
+            + '. Write score = sagemaker_batch_transform_task("<module>.score", instance_type=...) and call '
+            "score(model=<package>, data=<headerless file>) in the workflow"
+        )
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
         raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
     if output_s3_path is not None and not output_s3_path.startswith("s3://"):

@@ -6,6 +6,8 @@
   cluster's own GPU models run on its pools.
 * ``@gpu_task(gpu_type="nvidia-...")`` -> Codeweave: the external GPU cloud's catalogue
   (deep-learning training, GPU inference).
+* ``@gpu_task`` / ``@gpu_task(inference=True)`` (no ``gpu_type``) -> Codeweave's default GPU for
+  training (``nvidia-a100-80gb``) / for inference (``nvidia-l40s``), the seeds' decision matrix.
 * ``@batch_task(spot=True)`` (default) -> AWS Batch spot queue: cost-sensitive, fault-tolerant
   preprocessing; reclaimed jobs are retried.
 * ``@batch_task(spot=False)`` -> AWS Batch on-demand queue: time-critical work, guaranteed capacity.
@@ -20,7 +22,9 @@ error at decoration.
 
 Workload types pick the EKS node pool through the ``workload-type.cdao.io/<type>`` label; a GPU
 task's default workload type is ``training`` (``batch-inference`` with ``inference=True``, and
-``production-inference`` on MIG slices).
+``production-inference`` on MIG slices). ``inference`` and ``workload_type`` must agree with each
+other and with the pool: ``inference=True`` on ``h100`` (a training pool) and ``inference=False``
+on MIG slices (inference pools) are errors, never a silently different label.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from cdao_sdk.pools import A100_MIG, A100_TIMESLICE, H100_TIMESLICE, NodePool
 GPU_PLATFORMS = ("eks", "codeweave")
 SPARK_PLATFORMS = ("emr", "emr-serverless")
 EKS_GPU_POOLS: dict[str, NodePool] = {"a100": A100_TIMESLICE, "h100": H100_TIMESLICE}
+# Codeweave GPU when none is named, by inference: large-memory training GPU / inference GPU.
+CODEWEAVE_DEFAULT_GPU: dict[bool, str] = {False: "nvidia-a100-80gb", True: "nvidia-l40s"}
+INFERENCE_WORKLOAD_TYPES = ("batch-inference", "production-inference")
 
 
 def choose_gpu_platform(platform: str | None, gpu_type: str, mig_profile: str | None) -> str:
@@ -59,12 +66,28 @@ def choose_eks_gpu_pool(gpu_type: str, mig_profile: str | None) -> NodePool:
     return EKS_GPU_POOLS[gpu_type]
 
 
-def default_gpu_workload(pool: NodePool, inference: bool) -> str:
-    if pool is A100_MIG:
-        return "production-inference"
-    if inference and "batch-inference" in pool.workload_types:
-        return "batch-inference"
-    return "training"
+def gpu_workload(pool: NodePool, inference: bool | None, workload_type: str | None) -> str:
+    """The workload type an EKS GPU task runs as; ``inference`` None means "not said"."""
+    if workload_type is not None:
+        if workload_type not in pool.workload_types:
+            raise ValueError(f"gpu_task workload_type={workload_type!r}: pool {pool.name} serves {pool.workload_types}")
+        if inference is not None and inference != (workload_type in INFERENCE_WORKLOAD_TYPES):
+            raise ValueError(
+                f"gpu_task inference={inference} contradicts workload_type={workload_type!r} "
+                f"(inference workload types: {INFERENCE_WORKLOAD_TYPES})"
+            )
+        return workload_type
+    if inference is None:
+        inference = not any(w == "training" for w in pool.workload_types)
+    wanted = [w for w in pool.workload_types if (w in INFERENCE_WORKLOAD_TYPES) == inference]
+    wanted = [w for w in wanted if w in (*INFERENCE_WORKLOAD_TYPES, "training")]
+    if not wanted:
+        kind = "inference" if inference else "training"
+        raise ValueError(
+            f"gpu_task inference={inference}: pool {pool.name} runs no {kind} (it serves {pool.workload_types}); "
+            + ("use gpu_type='a100' for inference" if inference else "drop mig_profile to train on a100-timeslice")
+        )
+    return wanted[0]
 
 
 def choose_spark_platform(platform: str | None, cluster_id: str | None, transient_shape_given: bool) -> str:

@@ -72,13 +72,13 @@ def test_gpu_task_on_mig_slice_and_h100():
 
 
 def test_gpu_task_routes_catalogue_gpus_to_codeweave():
-    @gpu_task(gpu_type="nvidia-h100-80gb", gpus=4, inference=True)
+    @gpu_task(gpu_type="nvidia-h100-80gb", gpus=4)
     def infer(x: int) -> int:
         return x
 
     tmpl = serialize(infer)
     assert tmpl.type == CODEWEAVE_TASK_TYPE
-    assert tmpl.custom == {"gpu_type": "nvidia-h100-80gb", "gpus": 4, "cpu": "4", "memory": "32Gi", "inference": True}
+    assert tmpl.custom == {"gpu_type": "nvidia-h100-80gb", "gpus": 4, "cpu": "4", "memory": "32Gi"}
 
 
 def test_cpu_task_and_task_with_workload_type():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
@@ -56,13 +57,38 @@ def test_the_issue_pipelines_are_all_there() -> None:
     assert expected <= names
 
 
+def workflows_run_by_tests(source: str) -> set[str]:
+    """Names called inside a ``test_*`` function of ``source`` (its code, not its comments or strings)."""
+    called: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call):
+                    func = call.func
+                    called.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return called
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "# ml_pipeline(\n",
+        'def helper():\n    ml_pipeline()\n\n\nTEXT = "ml_pipeline()"\n',
+        "def test_nothing():\n    assert 'ml_pipeline(' \n",
+    ],
+)
+def test_a_test_file_that_never_calls_the_workflow_is_not_a_test_of_it(source: str) -> None:
+    assert "ml_pipeline" not in workflows_run_by_tests(source)
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_every_workflow_has_a_local_test(module: str) -> None:
     test_file = TESTS / f"test_{module}.py"
     assert test_file.exists(), f"workflows/{module}.py has no local test: add {test_file.relative_to(ROOT)}"
+    called = workflows_run_by_tests(test_file.read_text())
     for wf in workflows_of(module):
         short = wf.name.rsplit(".", 1)[-1]
-        assert f"{short}(" in test_file.read_text(), f"{test_file.name} never runs {short}(...)"
+        assert short in called, f"no test_* function in {test_file.name} calls {short}(...)"
 
 
 @pytest.mark.parametrize("module", MODULES)

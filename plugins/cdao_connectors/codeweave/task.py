@@ -25,7 +25,6 @@ class CodeweaveGPU:
     gpus: int = 1
     cpu: str = "4"
     memory: str = "32Gi"
-    inference: bool = False
 
     def __post_init__(self) -> None:
         if self.gpu_type not in GPU_TYPES:

@@ -1,0 +1,312 @@
+"""The SDK's surface does what it says: every accepted keyword changes what runs or is refused with
+the reason, routing never contradicts the request, and the control-plane calls name the endpoint."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from types import SimpleNamespace
+
+import cdao_sdk
+import grpc
+import pytest
+from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
+from cdao_sdk import cpu_task, gpu_task, sagemaker_training_task, settings, spark_task
+from flyteidl.core.execution_pb2 import WorkflowExecution
+from flytekit import workflow
+from flytekit.models.core.identifier import WorkflowExecutionIdentifier
+from propeller import serialize
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+
+
+@pytest.fixture(autouse=True)
+def clean_settings() -> Iterator[None]:
+    settings.reset()
+    cdao_sdk.client._remote = None
+    yield
+    settings.reset()
+    cdao_sdk.client._remote = None
+
+
+def _pod(t) -> dict:
+    return serialize(t).k8s_pod.pod_spec
+
+
+def _f(x: int) -> int:
+    return x
+
+
+# --- 8: monitor(execution.id) -------------------------------------------------------------------
+
+
+class _Remote:
+    """FlyteRemote's calls as flytekit 1.16.31 defines them (flytekit/remote/remote.py): ``execute``
+    returns a FlyteWorkflowExecution whose ``.id`` is a WorkflowExecutionIdentifier
+    (flytekit/models/execution.py), ``fetch_execution(project, domain, name)``, ``sync_execution``."""
+
+    def __init__(self) -> None:
+        self.fetched: list[tuple[str, str, str]] = []
+
+    def execute(self, entity, inputs, project, domain, wait, **kwargs):
+        return SimpleNamespace(id=WorkflowExecutionIdentifier(project, domain, "f3a9c1"))
+
+    def fetch_execution(self, project, domain, name):
+        self.fetched.append((project, domain, name))
+        return SimpleNamespace(name=name)
+
+    def sync_execution(self, execution, sync_nodes):
+        return SimpleNamespace(
+            id=WorkflowExecutionIdentifier("ml", "staging", execution.name),
+            closure=SimpleNamespace(phase=WorkflowExecution.SUCCEEDED),
+            is_done=True,
+            node_executions={},
+        )
+
+
+def test_monitor_accepts_the_execution_id_as_the_seeds_pass_it():
+    remote = _Remote()
+    cdao_sdk.configure("flyte.example.com", "ml", "staging", remote=remote)
+    execution = cdao_sdk.run(workflow="wf", inputs={})
+    lines: list[str] = []
+    cdao_sdk.monitor(execution.id, report=lines.append)
+    cdao_sdk.monitor_sagemaker_jobs(execution.id, report=lines.append)
+    assert remote.fetched == [("ml", "staging", "f3a9c1")] * 2
+    assert "f3a9c1: SUCCEEDED" in lines[0]
+
+
+# --- 12: the endpoint's scheme, and an admin that never answers ---------------------------------
+
+
+def test_an_http_endpoint_is_plaintext_and_a_contradiction_is_refused():
+    remote = cdao_sdk.configure("http://localhost:30080", "ml")
+    assert (remote.config.platform.endpoint, remote.config.platform.insecure) == ("localhost:30080", True)
+    assert cdao_sdk.configure("https://flyte.example.com", "ml").config.platform.insecure is False
+    with pytest.raises(ValueError, match=r"scheme says insecure=False"):
+        cdao_sdk.configure("https://flyte.example.com", "ml", insecure=True)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP port on 127.0.0.1 that accepts connections and never answers (a hung admin)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize("call", ["run", "monitor"])
+def test_an_admin_that_never_answers_is_named(silent_endpoint, call):
+    @workflow
+    def wf(x: int) -> int:
+        return _f_task(x=x)
+
+    cdao_sdk.configure(f"http://{silent_endpoint}", "ml", connect_timeout_seconds=0.5)
+    with pytest.raises(ConnectionError, match=rf"Flyte admin at {silent_endpoint} did not answer over plaintext"):
+        if call == "run":
+            cdao_sdk.run(wf, {"x": 1})
+        else:
+            cdao_sdk.monitor(WorkflowExecutionIdentifier("ml", "development", "f3a9c1"))
+
+
+@cdao_sdk.task
+def _f_task(x: int) -> int:
+    return x
+
+
+# --- 13: Kubernetes quantities --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cpu", ["500m", "0.5", "2", "1.5", "+1", "1e3", "2E0", ".5"])
+def test_cpu_takes_every_quantity_kubernetes_documents(cpu):
+    t = cpu_task(cpu=cpu, memory="512Mi")(_f)
+    assert _primary_requests(t)["cpu"] == cpu
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2 cores", "not a Kubernetes quantity"),
+        ("1K", "not a Kubernetes quantity"),
+        ("1ki", "not a Kubernetes"),
+        ("-1", "greater than 0"),
+        ("0", "greater than 0"),
+        ("", "not a Kubernetes quantity"),
+        ("NaN", "not a Kuber"),
+    ],
+)
+def test_cpu_refuses_what_is_not_a_positive_quantity(value, message):
+    with pytest.raises(ValueError, match=rf"cpu_task cpu='{value}'.*{message}"):
+        cpu_task(cpu=value)(_f)
+
+
+def _primary_requests(t) -> dict:
+    return next(c for c in _pod(t)["containers"] if c["name"] == "primary")["resources"]["requests"]
+
+
+# --- 9: an accepted keyword changes what runs, or is refused with the reason ---------------------
+
+
+def test_inference_on_codeweave_picks_the_inference_gpu_and_is_never_silently_dropped():
+    train = gpu_task(_f)
+    infer = gpu_task(inference=True)(_f)
+    assert serialize(train).type == serialize(infer).type == CODEWEAVE_TASK_TYPE
+    assert serialize(train).custom["gpu_type"] == "nvidia-a100-80gb"
+    assert serialize(infer).custom["gpu_type"] == "nvidia-l40s"
+    # The Codeweave job body has no inference field (cdao_connectors/codeweave/contract.py).
+    assert "inference" not in serialize(infer).custom
+    with pytest.raises(ValueError, match=r"gpu_task inference=True: on Codeweave it only picks the default GPU"):
+        gpu_task(gpu_type="nvidia-h100-80gb", inference=True)(_f)
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        (
+            lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", execution_role_arn=ROLE),
+            r"\{'execution_role_arn': .*\} are EMR Serverless settings",
+        ),
+        (lambda: spark_task(instance_type="m5.xlarge", application_id="00fabc123"), "are EMR Serverless settings"),
+        (
+            lambda: sagemaker_training_task(use_spot_instances=False, max_wait_seconds=7200),
+            r"max_wait_seconds=7200: the wait budget is for managed spot",
+        ),
+        (lambda: sagemaker_training_task(framework="xgboost"), r"framework='xgboost': the job runs this Python"),
+        (lambda: cdao_sdk.sagemaker_processing_task(framework_version="0.23-1"), "framework_version='0.23-1'"),
+        (lambda: spark_task(ml=True), r"spark_task ml=True: Spark MLlib ships with every EMR release"),
+        (lambda: cdao_sdk.batch_task(instance_type="c5.4xlarge"), r"batch_task instance_type='c5.4xlarge'"),
+        (lambda: cdao_sdk.batch_task(spot=True, on_demand=True), "spot=True, on_demand=True disagree"),
+        (lambda: cdao_sdk.batch_task(platform="emr"), "runs on 'aws-batch' only"),
+        (lambda: sagemaker_training_task(instance_count=2), "instance_count=1"),
+    ],
+)
+def test_keywords_that_would_be_ignored_are_refused_with_the_reason(decorate, message):
+    with pytest.raises(ValueError, match=message):
+        decorate()(_f)
+
+
+@pytest.mark.parametrize(
+    ("decorator", "name"),
+    [
+        (cdao_sdk.task, "task"),
+        (cpu_task, "cpu_task"),
+        (cdao_sdk.batch_task, "batch_task"),
+        (spark_task, "spark_task"),
+        (sagemaker_training_task, "sagemaker_training_task"),
+        (cdao_sdk.sagemaker_processing_task, "sagemaker_processing_task"),
+    ],
+)
+def test_an_unknown_keyword_names_the_decorator(decorator, name):
+    with pytest.raises(TypeError, match=rf"^{name} got unknown keyword\(s\) \['colour'\]; it takes"):
+        decorator(colour="blue")(_f)
+    with pytest.raises(TypeError, match=r"^gpu_task got unknown keyword\(s\) \['gpu_count'\]"):
+        gpu_task(gpu_type="a100", gpu_count=2)(_f)
+
+
+def test_seed_spellings_change_the_queue():
+    on_demand = serialize(cdao_sdk.batch_task(platform="aws-batch", spot_instances=False)(_f))
+    assert (on_demand.custom["spot"], on_demand.metadata.retries.retries) == (False, 0)
+    assert serialize(cdao_sdk.batch_task(on_demand=True)(_f)).custom["spot"] is False
+    assert serialize(cdao_sdk.batch_task(spot_instances=True)(_f)).custom["spot"] is True
+
+
+def test_instance_count_reaches_the_sagemaker_job():
+    cdao_sdk.configure_sagemaker(sagemaker_role=ROLE, default_bucket="ml-art", region="us-east-1")
+    custom = serialize(sagemaker_training_task(instance_count=1, container_image="img:1")(_f)).custom
+    assert custom["instance_count"] == 1 and custom["execution_role_arn"] == ROLE
+
+
+# --- 10: routing never contradicts the request ----------------------------------------------------
+
+
+def test_inference_on_the_training_only_h100_pool_is_refused():
+    with pytest.raises(ValueError, match=r"pool h100-timeslice runs no inference .*use gpu_type='a100'"):
+        gpu_task(gpu_type="h100", inference=True)(_f)
+
+
+def test_training_on_mig_slices_is_refused_and_inference_lands_on_inference_pools():
+    with pytest.raises(ValueError, match=r"inference=False: pool a100-mig runs no training"):
+        gpu_task(gpu_type="a100", mig_profile="1g.10gb", inference=False)(_f)
+    assert _pod(gpu_task(gpu_type="a100", inference=True)(_f))["nodeSelector"] == {
+        "cdao.io/node-pool": "a100-timeslice",
+        "workload-type.cdao.io/batch-inference": "true",
+    }
+    assert (
+        _pod(gpu_task(gpu_type="a100", mig_profile="1g.10gb")(_f))["nodeSelector"][
+            "workload-type.cdao.io/production-inference"
+        ]
+        == "true"
+    )
+    with pytest.raises(ValueError, match=r"inference=True contradicts workload_type='training'"):
+        gpu_task(gpu_type="a100", inference=True, workload_type="training")(_f)
+
+
+# --- 11: EMR Serverless registration needs its application ----------------------------------------
+
+
+def test_registering_serverless_spark_without_an_application_names_the_setting(monkeypatch):
+    monkeypatch.delenv("CDAO_EMR_SERVERLESS_APPLICATION_ID", raising=False)
+    t = spark_task()(_f)
+    cdao_sdk.configure(
+        "flyte.example.com", "ml", region="eu-west-1", emr_serverless_role="arn:aws:iam::123456789012:role/emr"
+    )
+    with pytest.raises(ValueError, match=r"needs the 'emr_serverless_application_id' setting"):
+        serialize(t)
+    assert serialize(spark_task(application_id="00fabc123")(_f)).custom["application_id"] == "00fabc123"
+
+
+# --- 14: the batch transform is not a decorator, and says so --------------------------------------
+
+
+def test_batch_transform_used_as_a_decorator_says_how_to_write_it():
+    with pytest.raises(TypeError, match=r"sagemaker_batch_transform_task is not a decorator.*score = sagemaker_batch"):
+
+        @cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.m5.large", strategy="SingleRecord")
+        def batch_inference(model_path: str, input_data_path: str) -> str:
+            return "s3://bucket/batch-predictions.csv"
+
+    with pytest.raises(TypeError, match=r"never a function body such as batch_inference\(\)"):
+
+        @cdao_sdk.sagemaker_batch_transform_task
+        def batch_inference(model_path: str, input_data_path: str) -> str:
+            return "s3://bucket/batch-predictions.csv"
+
+
+@pytest.fixture
+def not_an_admin() -> Iterator[str]:
+    """A real gRPC server on 127.0.0.1 serving no Flyte service: every admin call is UNIMPLEMENTED."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def test_an_admin_error_names_the_endpoint_and_the_grpc_status(not_an_admin):
+    cdao_sdk.configure(f"http://{not_an_admin}", "ml", connect_timeout_seconds=5)
+    with pytest.raises(RuntimeError, match=rf"Flyte admin at http://{not_an_admin} .* answered UNIMPLEMENTED"):
+        cdao_sdk.monitor(WorkflowExecutionIdentifier("ml", "development", "f3a9c1"))
