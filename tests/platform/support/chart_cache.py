@@ -4,8 +4,10 @@
 the chart has one), its plain CRDs under `crds/` and `charts/<subchart>/crds/`, and, for charts whose
 CRDs are Helm templates, the same CRDs as published upstream under `crds-upstream/` (see
 ../shared/charts/SOURCES.md). The cache is `$CDAO_CHART_CACHE`, else `../shared/charts` beside the
-repository. Under CI (`CI` set) a missing chart fails the test and names the chart and version; on a
-laptop it skips the test with the command that fills the cache (README, "Tests").
+repository. A chart missing from an existing cache fails the test and names the chart and version
+(filling the cache pulls every pin, so a missing one is a pin that does not exist upstream); so does
+a missing cache under CI (`CI` set). On a laptop without a cache the test is skipped with a pointer to
+platform/README.md ("Tests"), which says how to fill it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from platform_render import REPO_ROOT
 CACHE = Path(os.environ.get("CDAO_CHART_CACHE") or REPO_ROOT.parent / "shared" / "charts")
 
 
-class _YamlLoader(yaml.SafeLoader):
+class _YamlLoader(yaml.CSafeLoader):
     """SafeLoader that also reads the `=` value tag (`tag:yaml.org,2002:value`) that valid YAML may
     carry, as kube-prometheus-stack 79.12.0's crd-alertmanagerconfigs.yaml does (SOURCES.md)."""
 
@@ -37,7 +39,7 @@ def chart_dir(chart: str, version: str) -> Path:
     path = CACHE / chart / version
     if not (path / "values.yaml").is_file():
         message = f"chart {chart} {version} is not in the chart cache {CACHE}"
-        if os.environ.get("CI"):
+        if os.environ.get("CI") or CACHE.is_dir():
             pytest.fail(message, pytrace=False)
         pytest.skip(f"{message}; fill it as platform/README.md says (Tests)")
     return path
@@ -63,6 +65,7 @@ def _crd_files(root: Path) -> Iterator[Path]:
             yield path
 
 
+@functools.cache
 def crd_schemas(chart: str, version: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> openAPIV3Schema of every served version of every CRD the chart ships."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
