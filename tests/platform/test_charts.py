@@ -114,3 +114,52 @@ def test_sprig_merge_keeps_the_destination() -> None:
         "b": "3",
         "m": {"x": 1, "y": 3},
     }
+
+
+def _flyte_loaded(raw: Any, *, in_list: bool = False) -> Any:
+    """A config file as flytestdlib's viper loader hands it to the code (flyte-config-loader.yaml)."""
+    loader = facts("flyte-config-loader")["loader"]
+    if isinstance(raw, list):
+        return [_flyte_loaded(v, in_list=True) for v in raw]
+    if not isinstance(raw, dict):
+        return raw
+    out = {}
+    for key, value in raw.items():
+        keep = (in_list and loader["keeps_case_inside_lists"]) or ("." in str(key) and loader["keeps_dotted_keys"])
+        name = key if keep or not loader["lowercases_map_keys"] else str(key).lower()
+        out[name] = _flyte_loaded(value, in_list=in_list)
+    return out
+
+
+def test_flyte_config_map_keys_survive_the_loader(apps: dict[str, RenderedApp]) -> None:
+    """Each Go map we set in Flyte's config keeps the keys the code looks up after the loader
+    lowercases them: a `timeouts: {CreateTask: 30s}` becomes `createtask` and is never used."""
+    maps = facts("flyte-config-loader")["maps"]
+    problems = []
+    values = _values(apps["flyte"], "flyte-core")
+    files = {f"configmap.{f}": doc for f, doc in values["configmap"].items()}
+    files["cluster_resource_manager.config"] = values["cluster_resource_manager"]["config"]
+    for file, doc in files.items():
+        if not isinstance(doc, dict):
+            continue
+        loaded = _flyte_loaded(doc)
+        for path, entry in maps.items():
+            raw = at(doc, path)
+            if not isinstance(raw, dict):
+                continue
+            kept = at(loaded, path.lower()) or {}
+            lost = sorted(set(raw) - set(kept))
+            if lost:
+                problems.append(f"{file}: {path} keys {lost} reach the code as {sorted(kept)}")
+            unused = sorted(set(kept) - set(entry.get("lookups", kept)))
+            if unused:
+                problems.append(f"{file}: {path} keys {unused} are never looked up ({entry['lookup']})")
+    assert problems == []
+
+
+def test_flyte_loader_lowercases_map_keys_but_not_in_lists_or_dotted() -> None:
+    assert _flyte_loaded({"Timeouts": {"CreateTask": "30s"}, "L": [{"Keep": 1}], "nvidia.com/GPU": 1}) == {
+        "timeouts": {"createtask": "30s"},
+        "l": [{"Keep": 1}],
+        "nvidia.com/GPU": 1,
+    }
