@@ -92,20 +92,22 @@ def test_meshed_init_containers_reach_what_they_connect_to(apps: dict[str, Rende
         for chart in app.charts:
             if chart not in recorded_charts:
                 continue
-            for where, annotations, ports in _chart_pods(app, chart):
-                if _meshed(namespace, annotations):
-                    missing = {d: p for d, p in ports.items() if p not in _skipped_ports(namespace, annotations)}
+            for where, pod_annotations, ports in _chart_pods(app, chart):
+                if _meshed(namespace, pod_annotations):
+                    skipped = _skipped_ports(namespace, pod_annotations)
+                    missing = {d: p for d, p in ports.items() if p not in skipped}
                     if missing:
                         unhandled.append(f"{name}: {chart} {where} cannot reach {missing} before the proxy starts")
-        for ns, workload, annotations, inits in _own_pods(app):
-            if not _meshed(ns, annotations):
+        for ns, workload, pod_annotations, inits in _own_pods(app):
+            if not _meshed(ns, pod_annotations):
                 continue
             for init in inits:
                 entry = next((i for i in own.get(workload, []) if i["name"] == init), None)
                 if entry is None:
-                    unhandled.append(f"{name}: {workload} init container {init} is not recorded in init-containers.yaml")
+                    unhandled.append(f"{name}: {workload} init container {init} is not in init-containers.yaml")
                     continue
-                missing = {d: p for d, p in _ports(entry["connects"], {}).items() if p not in _skipped_ports(ns, annotations)}
+                skipped = _skipped_ports(ns, pod_annotations)
+                missing = {d: p for d, p in _ports(entry["connects"], {}).items() if p not in skipped}
                 if missing:
                     unhandled.append(f"{name}: {workload}/{init} cannot reach {missing} before the proxy starts")
     assert unhandled == []
