@@ -52,6 +52,29 @@ def default_values(chart: str, version: str) -> dict[str, Any]:
 
 
 @functools.cache
+def default_values_with_subcharts(chart: str, version: str) -> dict[str, Any]:
+    """values.yaml with each packaged subchart's values.yaml under its name or alias, as Helm
+    coalesces them (the parent's settings win)."""
+    root = chart_dir(chart, version)
+    meta = yaml.safe_load((root / "Chart.yaml").read_text()) if (root / "Chart.yaml").is_file() else {}
+    aliases = {d["name"]: d.get("alias", d["name"]) for d in (meta or {}).get("dependencies", [])}
+    values = default_values(chart, version)
+    merged: dict[str, Any] = {}
+    for sub in sorted((root / "charts").glob("*/values.yaml")) if (root / "charts").is_dir() else []:
+        sub_meta = yaml.safe_load((sub.parent / "Chart.yaml").read_text())
+        key = aliases.get(sub_meta["name"], sub_meta["name"])
+        merged[key] = yaml.load(sub.read_text(), Loader=_YamlLoader) or {}  # noqa: S506 (a SafeLoader)
+    return _coalesce(merged, values)
+
+
+def _coalesce(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _coalesce(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+@functools.cache
 def values_schema(chart: str, version: str) -> dict[str, Any] | None:
     """The chart's values.schema.json, or None where the chart has none."""
     path = chart_dir(chart, version) / "values.schema.json"
