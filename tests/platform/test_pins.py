@@ -39,3 +39,22 @@ def test_a_missing_pin_of_an_enabled_add_on_is_refused(tmp_path: Path, capsys: p
     code = main(["plan", "--stack", "dev", "--environments", str(tmp_path)])
     assert code == 2
     assert "cdao:gitops.chartVersions.keda" in capsys.readouterr().err
+
+
+def _readme_annotations() -> set[str]:
+    text = (REPO_ROOT / "platform" / "README.md").read_text()
+    section = text.split("## Annotations read", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for token in re.findall(r"`([a-z0-9<>{}, -]+)`", section):
+        braces = re.fullmatch(r"([a-z-]*)\{([a-z0-9,-]+)\}", token)
+        names |= {braces.group(1) + part for part in braces.group(2).split(",")} if braces else {token}
+    return names
+
+
+def test_readme_lists_exactly_the_annotations_read() -> None:
+    """platform/README.md "Annotations read" names what the ApplicationSets read, nothing pending."""
+    text = "\n".join(p.read_text() for p in APPSETS_DIR.glob("*.yaml"))
+    read = set(re.findall(r'index \.metadata\.annotations "cdao\.io/([a-z0-9-]+)"', text))
+    read = {"chart-version-<chart key>" if r.startswith("chart-version-") else r for r in read}
+    read |= {"role-arn-flyte-tasks-<project>-<domain>"} if "cdao.io/role-arn-flyte-tasks-%s-%s" in text else set()
+    assert _readme_annotations() == read
