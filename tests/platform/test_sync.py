@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from platform_render import RenderedApp
-from upstream import facts
+from chart_cache import crd_schemas, default_values
+from platform_render import RenderedApp, _merge, application_sets
+from upstream import facts, holds
 
 PHASES = {"PreSync": 0, "Sync": 1, "PostSync": 2}
 WAVE = "argocd.argoproj.io/sync-wave"
@@ -77,3 +78,78 @@ def test_nothing_waits_for_a_later_wave_or_hook(apps: dict[str, RenderedApp]) ->
 def test_order_of_phases_and_waves() -> None:
     hook = {"metadata": {"annotations": {HOOK: "PreSync", WAVE: "5"}}}
     assert _order(hook) < _order({"metadata": {"annotations": {WAVE: "-5"}}}) < _order({})
+
+
+def _shipped_kinds(app: RenderedApp) -> set[tuple[str, str]]:
+    """(apiVersion, kind) of every CRD this Application installs (its charts' and remote sources')."""
+    kinds: set[tuple[str, str]] = set()
+    for chart, (source, _) in app.charts.items():
+        kinds |= set(crd_schemas(chart, source["targetRevision"]))
+    for remote in app.remote_sources:
+        kinds |= set(crd_schemas(_remote_name(remote), remote["targetRevision"]))
+    for doc in app.manifests:
+        if doc["kind"] == "CustomResourceDefinition":
+            spec = doc["spec"]
+            kinds |= {(f"{spec['group']}/{v['name']}", spec["names"]["kind"]) for v in spec["versions"]}
+    return kinds
+
+
+def _remote_name(source: dict[str, Any]) -> str:
+    return source["repoURL"].rstrip("/").removesuffix(".git").rsplit("/", 1)[1]
+
+
+def test_custom_resources_of_another_add_on_skip_the_dry_run(apps: dict[str, RenderedApp]) -> None:
+    """Argo CD dry-runs every object before applying any; a custom resource whose CRD another
+    Application installs fails that dry run until the CRD exists, unless the Application (or the
+    object) carries SkipDryRunOnMissingResource=true (Argo CD docs, "Sync Options")."""
+    problems = []
+    for name, app in apps.items():
+        options = app.app["spec"].get("syncPolicy", {}).get("syncOptions", [])
+        if "SkipDryRunOnMissingResource=true" in options:
+            continue
+        own = _shipped_kinds(app)
+        recorded = facts("chart-custom-resources")["charts"]
+        for chart, (source, ours) in app.charts.items():
+            if chart not in recorded:
+                continue
+            assert recorded[chart]["version"] == source["targetRevision"], f"re-read {recorded[chart]['source']}"
+            values = _merge(default_values(chart, source["targetRevision"]), ours)
+            for resource in recorded[chart]["renders"]:
+                key = (resource["apiVersion"], resource["kind"])
+                if holds(values, resource["when"]) and key not in own:
+                    problems.append(f"{name}: chart {chart} renders a {resource['kind']} of another add-on's CRD")
+        for doc in app.manifests:
+            key = (doc["apiVersion"], doc["kind"])
+            if "/" not in doc["apiVersion"] or key in own or doc["apiVersion"].endswith(".k8s.io/v1"):
+                continue
+            if _is_custom(doc["apiVersion"]):
+                annotations = doc["metadata"].get("annotations", {})
+                if "SkipDryRunOnMissingResource=true" not in annotations.get("argocd.argoproj.io/sync-options", ""):
+                    problems.append(f"{name}: {doc['kind']}/{doc['metadata']['name']} needs another add-on's CRD")
+    assert problems == []
+
+
+def _is_custom(api_version: str) -> bool:
+    group = api_version.split("/", maxsplit=1)[0]
+    return "." in group and not group.endswith(".k8s.io") and group not in {"apps", "batch", "policy"}
+
+
+def test_add_ons_that_install_crds_preserve_their_resources(apps: dict[str, RenderedApp]) -> None:
+    """Switching an add-on off deletes its Applications; without preserveResourcesOnDeletion Argo CD
+    deletes what they created, CRDs included, and with a CRD every object of its kind (every
+    TargetGroupBinding, ExternalSecret, ScaledObject...). Argo CD docs, "ApplicationSet: Application
+    Pruning & Resource Deletion"."""
+    owners = {app.app["metadata"]["name"] for app in apps.values() if _shipped_kinds(app)}
+    problems = []
+    for appset in application_sets():
+        generated = {a for a in owners if _generated_by(appset, apps[a])}
+        if generated and not appset["spec"].get("syncPolicy", {}).get("preserveResourcesOnDeletion"):
+            problems.append(f"ApplicationSet {appset['metadata']['name']} ({sorted(generated)}) installs CRDs")
+    assert problems == []
+
+
+def _generated_by(appset: dict[str, Any], app: RenderedApp) -> bool:
+    template = appset["spec"]["template"]["metadata"]["name"]
+    fixed = template.split("{{")[0]
+    name = app.app["metadata"]["name"]
+    return name == template or ("{{" in template and bool(fixed) and name.startswith(fixed))
