@@ -391,6 +391,8 @@ def test_time_slicing_configs_match_the_stack(stack: str, apps: dict[str, Render
         config = yaml.safe_load(data[name])
         resources = config["sharing"]["timeSlicing"]["resources"]
         assert resources == [{"name": "nvidia.com/gpu", "replicas": pool.gpu_sharing.replicas}]
+        # One pod gets at most one slice: a 2-GPU request would otherwise be two slices of one GPU.
+        assert config["sharing"]["timeSlicing"]["failRequestsGreaterThanOne"] is True
         assert set(gpu_resources(pool)) == {"nvidia.com/gpu"}
         assert config["flags"]["migStrategy"] == values["mig"]["strategy"] == "mixed"
     exclusive = yaml.safe_load(data[values["devicePlugin"]["config"]["default"]])
@@ -448,6 +450,7 @@ def test_sdk_pools_agree_with_the_stack_config(stack: str) -> None:
             [(sdk.taint.key, sdk.taint.value, sdk.taint.effect)] if sdk.taint else []
         ), name
         resources = set(gpu_resources(pool))
+        assert sdk.time_sliced == (pool.gpu_sharing.mode == "time-slicing"), name
         if pool.gpu_sharing.mode == "mig":
             assert resources == {mig_resource(p) for p in sdk.mig_profiles}, name
         elif resources:

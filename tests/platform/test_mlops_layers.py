@@ -323,3 +323,17 @@ def test_scaled_object_crd_rejects_a_trigger_without_its_type() -> None:
     del scaled["spec"]["triggers"][0]["type"]
     with pytest.raises(Exception, match="'type' is a required property"):
         validate(scaled)
+
+
+def test_sdk_refuses_more_than_one_gpu_on_a_time_sliced_pool() -> None:
+    """Time-slicing hands out replicas of a GPU: a 2-GPU request would be two slices of one GPU
+    (NVIDIA/gpu-operator #386), which the device plugin refuses (failRequestsGreaterThanOne), so the
+    SDK says so when the task is declared; Codeweave rents whole GPUs and takes any count."""
+    from cdao_sdk import gpu_task  # noqa: PLC0415
+
+    def train() -> None: ...
+
+    with pytest.raises(ValueError, match="time-sliced"):
+        gpu_task(gpu_type="a100", gpus=2)(train)
+    gpu_task(gpu_type="a100", gpus=1)(train)
+    gpu_task(platform="codeweave", gpu_type="nvidia-a100-80gb", gpus=2)(train)
