@@ -4,6 +4,7 @@ MLflow, backups of volumes and the priority order. Every expected value is compu
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import pytest
@@ -337,3 +338,41 @@ def test_sdk_refuses_more_than_one_gpu_on_a_time_sliced_pool() -> None:
         gpu_task(gpu_type="a100", gpus=2)(train)
     gpu_task(gpu_type="a100", gpus=1)(train)
     gpu_task(platform="codeweave", gpu_type="nvidia-a100-80gb", gpus=2)(train)
+
+
+def _mlflow_accepts(allowed: list[str], host: str) -> bool:
+    """MLflow's Host-header check (tests/platform/upstream/mlflow-server.yaml)."""
+    return "*" in allowed or any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)
+
+
+def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[str, RenderedApp]) -> None:
+    """Every client reaches MLflow under a name its Host check accepts: tasks and notebooks through
+    the in-cluster URI the SDK documents, browsers through Flyte's ALB host, and the kubelet's probes
+    and the ALB's health checks by pod IP. MLflow's default accepts no DNS name at all."""
+    from platform_stack import cluster_secret  # noqa: PLC0415
+
+    if "mlflow" not in apps:
+        pytest.skip(f"mlflow is off in {stack}")
+    from upstream import facts  # noqa: PLC0415
+
+    facts_ = facts("mlflow-server")
+    values = apps["mlflow"].charts["mlflow"][1]
+    option = values["extraArgs"].get(facts_["option"])
+    assert option is not None or facts_["default_accepts_dns_names"], "MLflow would refuse every DNS name"
+    allowed = [h.strip() for h in str(option).split(",")]
+    release = apps["mlflow"].charts["mlflow"][0]["helm"]["releaseName"]
+    namespace = apps["mlflow"].app["spec"]["destination"]["namespace"]
+    from cdao_sdk.settings import __doc__ as settings_doc  # noqa: PLC0415
+    from chart_cache import default_values  # noqa: PLC0415
+    from platform_render import _merge  # noqa: PLC0415
+
+    source = apps["mlflow"].charts["mlflow"][0]
+    port = _merge(default_values("mlflow", source["targetRevision"]), values)["service"]["port"]
+    # The port the SDK's URI names is the Service's (the chart's default is 80, not MLflow's 5000).
+    assert f"{release}.{namespace}.svc:{port}/" in (settings_doc or "")
+    hosts = {
+        f"{release}.{namespace}.svc:{port}",  # the SDK's MLFLOW_TRACKING_URI (cdao_sdk.settings)
+        _annotation(cluster_secret(stack), "flyte-hostname"),  # the ALB's HTTPS listener, port 443
+        f"10.0.12.34:{port}",  # a pod IP of the VPC (probes, the ALB's health check)
+    }
+    assert {h for h in hosts if not _mlflow_accepts(allowed, h)} == set()
