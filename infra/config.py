@@ -269,6 +269,27 @@ class AddonsConfig(_Model):
     mlflow: bool = False
 
 
+# The cdao:gitops.chartVersions keys each add-on's ApplicationSets read (platform/bootstrap/appsets,
+# as `cdao.io/chart-version-<key>`; tests/platform/test_pins.py keeps the two equal). Go's `index`
+# renders a missing annotation as "", so an enabled add-on without its pin is refused here instead
+# of reaching Argo CD as `targetRevision: ''`.
+ADDON_CHART_KEYS: dict[str, tuple[str, ...]] = {
+    "flyte": ("flyte-core",),
+    "connectors": ("cdao-connector",),
+    "linkerd": ("cert-manager", "trust-manager", "linkerd2-cni", "linkerd-crds", "linkerd-control-plane"),
+    "observability": ("kube-prometheus-stack", "aws-for-fluent-bit", "opentelemetry-collector"),
+    "gpu_operator": ("gpu-operator",),
+    "cluster_autoscaler": ("cluster-autoscaler",),
+    "keda": ("keda", "metrics-server"),
+    "external_secrets": ("external-secrets",),
+    "aws_load_balancer_controller": ("aws-load-balancer-controller",),
+    "security_baseline": (),
+    "training_operator": ("training-operator",),
+    "inference": ("vllm", "aws-cli"),
+    "mlflow": ("mlflow",),
+}
+
+
 class BackupConfig(_Model):
     """AWS Backup of the stack's state that Git cannot rebuild: the RDS instance, the EFS file system
     and EBS volumes the `gp3-backup` StorageClass creates (tagged cdao.io/backup=true and the cluster).
@@ -778,6 +799,13 @@ def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
                 "new commits without a promotion)",
             )
         )
+    for addon, chart_keys in ADDON_CHART_KEYS.items():
+        if getattr(config.addons, addon):
+            problems += [
+                (f"{NAMESPACE}:gitops.chartVersions.{chart}", _MISSING, f"the version add-on {addon} (enabled) runs")
+                for chart in chart_keys
+                if chart not in config.gitops.chart_versions
+            ]
     for chart, version in config.gitops.chart_versions.items():
         key = f"{NAMESPACE}:gitops.chartVersions.{chart}"
         if not _DNS_SUBDOMAIN.fullmatch(chart) or "." in chart:

@@ -193,6 +193,13 @@ def gpu_task(
         return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
     pool = routing.choose_eks_gpu_pool(gpu_type, mig_profile)
+    if pool.time_sliced and gpus > 1:
+        # The device plugin hands out slices, so 2 would be two slices of one GPU; it refuses such a
+        # pod (failRequestsGreaterThanOne, platform/addons/gpu-operator), and so do we, earlier.
+        raise ValueError(
+            f"gpu_task gpus={gpus}: pool {pool.name} is time-sliced and gives a task at most 1 GPU; "
+            "use platform='codeweave' for several whole GPUs"
+        )
     # All resources go in the pod template: flytekit replaces a template's container resources
     # with the task's requests/limits, which cannot name nvidia.com/mig-* resources.
     resources = {"cpu": cpu, "memory": memory}

@@ -44,6 +44,8 @@ class NodePool:
     taint: Taint | None
     gpu_model: str | None  # the value users pass as gpu_type for this pool
     mig_profiles: tuple[str, ...] = ()
+    # Each nvidia.com/gpu is a time-slice of a GPU (infra/config.py gpuSharing.mode time-slicing).
+    time_sliced: bool = False
 
     @property
     def node_labels(self) -> dict[str, str]:
@@ -58,6 +60,7 @@ A100_TIMESLICE = NodePool(
     workload_types=("research", "training", "development", "batch-inference"),
     taint=Taint("gpu", "true"),
     gpu_model="a100",
+    time_sliced=True,
 )
 A100_MIG = NodePool(
     name="a100-mig",
@@ -71,6 +74,7 @@ H100_TIMESLICE = NodePool(
     workload_types=("training", "fine-tuning"),
     taint=Taint("gpu", "h100"),
     gpu_model="h100",
+    time_sliced=True,
 )
 
 NODE_POOLS: dict[str, NodePool] = {p.name: p for p in (CPU, A100_TIMESLICE, A100_MIG, H100_TIMESLICE)}

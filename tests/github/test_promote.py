@@ -49,6 +49,18 @@ def _set_pins(path: Path, revision: str, charts: dict[str, str] | None) -> None:
     path.write_text("\n".join([*lines[: gitops + 1], *block, *lines[end:]]) + "\n")
 
 
+def _switch_add_ons_off(path: Path) -> None:
+    """These pins are made up: with every add-on off, the stack parser needs none of them (an enabled
+    add-on must have each chart pin its ApplicationSets read, infra/config.py ADDON_CHART_KEYS)."""
+    lines = path.read_text().splitlines()
+    start = lines.index("  cdao:addons:")
+    for i in range(start + 1, len(lines)):
+        if not lines[i].startswith("    "):
+            break
+        lines[i] = re.sub(r": true$", ": false", lines[i])
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _pins(environments: Path, stack: str) -> tuple[str, dict[str, str]]:
     raw, _ = read_stack_file(stack, environments)
     config, _ = parse_stack_config(stack, raw)
@@ -70,6 +82,8 @@ def repo(tmp_path: Path, git_identity: None) -> Path:
     dev on branch `main` with DEV_CHARTS, staging on an older commit with STAGING_CHARTS."""
     root = tmp_path / "repo"
     shutil.copytree(REPO_ENVIRONMENTS, root / "environments")
+    for path in (root / "environments").glob("Pulumi.*.yaml"):
+        _switch_add_ons_off(path)
     _git(root.parent, "init", "--quiet", "--initial-branch=main", str(root))
     _git(root, "add", "-A")
     _git(root, "commit", "--quiet", "-m", "first")

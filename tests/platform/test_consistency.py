@@ -263,21 +263,30 @@ def test_flyte_disruption_budgets_select_the_release(apps: dict[str, RenderedApp
         }
 
 
-def test_flyte_database_user_is_the_rds_master_user(apps: dict[str, RenderedApp], secret: dict) -> None:
-    """The contract carries no user name: infra/ creates the instance with a fixed master user and
-    RDS manages its password (the secret flyte-db-pass is copied from)."""
-    master = DB_MASTER_USER
+def test_flyte_database_password_does_not_rotate_under_the_pods(apps: dict[str, RenderedApp], secret: dict) -> None:
+    """flyteadmin and datacatalog read /etc/db/pass.txt once (flytestdlib database passwordPath at
+    v1.16.8), so their password must not come from the RDS-managed master secret, which RDS rotates:
+    they log in as their own user with a generated password that is never refreshed, and the master
+    secret only reaches the database-init Job that creates that user."""
     a = secret["metadata"]["annotations"]
     for component in ("admin", "datacatalog"):
         database = apps["flyte"].charts["flyte-core"][1]["db"][component]["database"]
-        assert database["username"] == master
+        assert database["username"] != DB_MASTER_USER
         assert database["host"] == a["cdao.io/db-endpoint"]
         assert str(database["port"]) == a["cdao.io/db-port"]
         assert database["dbname"] == a["cdao.io/db-name"]
-    external = next(m for m in apps["flyte"].manifests if m["metadata"]["name"] == "flyte-db-pass")
-    assert external["spec"]["data"] == [
-        {"secretKey": "pass.txt", "remoteRef": {"key": a["cdao.io/db-master-secret-arn"], "property": "password"}}
-    ]
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in apps["flyte"].manifests}
+    name = apps["flyte"].charts["flyte-core"][1]["common"]["databaseSecret"]["name"]
+    password = manifests[("ExternalSecret", name)]["spec"]
+    assert password["refreshInterval"] == "0"
+    assert [s["sourceRef"]["generatorRef"]["kind"] for s in password["dataFrom"]] == ["Password"]
+    master = a["cdao.io/db-master-secret-arn"]
+    readers = {k for k, m in manifests.items() if m["kind"] == "ExternalSecret" and master in str(m["spec"])}
+    assert readers == {("ExternalSecret", "flyte-db-admin")}
+    job = manifests[("Job", "flyte-database-init")]["spec"]["template"]["spec"]["containers"][0]
+    sql = job["args"][0]
+    assert "CREATE ROLE flyte" in sql
+    assert f"ALTER ROLE {database['username']} WITH LOGIN PASSWORD" in sql
 
 
 # --------------------------------------------------------------------------- connectors
@@ -393,6 +402,8 @@ def test_time_slicing_configs_match_the_stack(stack: str, apps: dict[str, Render
         config = yaml.safe_load(data[name])
         resources = config["sharing"]["timeSlicing"]["resources"]
         assert resources == [{"name": "nvidia.com/gpu", "replicas": pool.gpu_sharing.replicas}]
+        # One pod gets at most one slice: a 2-GPU request would otherwise be two slices of one GPU.
+        assert config["sharing"]["timeSlicing"]["failRequestsGreaterThanOne"] is True
         assert set(gpu_resources(pool)) == {"nvidia.com/gpu"}
         assert config["flags"]["migStrategy"] == values["mig"]["strategy"] == "mixed"
     exclusive = yaml.safe_load(data[values["devicePlugin"]["config"]["default"]])
@@ -450,6 +461,7 @@ def test_sdk_pools_agree_with_the_stack_config(stack: str) -> None:
             [(sdk.taint.key, sdk.taint.value, sdk.taint.effect)] if sdk.taint else []
         ), name
         resources = set(gpu_resources(pool))
+        assert sdk.time_sliced == (pool.gpu_sharing.mode == "time-slicing"), name
         if pool.gpu_sharing.mode == "mig":
             assert resources == {mig_resource(p) for p in sdk.mig_profiles}, name
         elif resources:

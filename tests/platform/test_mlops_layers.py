@@ -4,6 +4,7 @@ MLflow, backups of volumes and the priority order. Every expected value is compu
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import pytest
@@ -312,12 +313,66 @@ def test_task_namespaces_may_reach_mlflow_and_vllm(apps: dict[str, RenderedApp])
         assert {("inference", p["port"]) for p in service["spec"]["ports"]} <= allowed
 
 
-def test_scaled_object_schema_rejects_a_prometheus_trigger_without_its_query() -> None:
+def test_scaled_object_crd_rejects_a_trigger_without_its_type() -> None:
+    """KEDA's CRD (kedacore/keda v2.18.2 config/crd/bases) requires each trigger's type; a trigger's
+    metadata is a free string map that only the scaler checks at run time."""
     from platform_checks import validate  # noqa: PLC0415
     from platform_render import load_yaml_documents  # noqa: PLC0415
 
     (scaled,) = load_yaml_documents(PLATFORM / "addons/inference/envs/prod/scaled-object.yaml")
-    validate(scaled, "crds.schema.json", "ScaledObject")
-    del scaled["spec"]["triggers"][0]["metadata"]["query"]
-    with pytest.raises(Exception, match="'query' is a required property"):
-        validate(scaled, "crds.schema.json", "ScaledObject")
+    validate(scaled)
+    del scaled["spec"]["triggers"][0]["type"]
+    with pytest.raises(Exception, match="'type' is a required property"):
+        validate(scaled)
+
+
+def test_sdk_refuses_more_than_one_gpu_on_a_time_sliced_pool() -> None:
+    """Time-slicing hands out replicas of a GPU: a 2-GPU request would be two slices of one GPU
+    (NVIDIA/gpu-operator #386), which the device plugin refuses (failRequestsGreaterThanOne), so the
+    SDK says so when the task is declared; Codeweave rents whole GPUs and takes any count."""
+    from cdao_sdk import gpu_task  # noqa: PLC0415
+
+    def train() -> None: ...
+
+    with pytest.raises(ValueError, match="time-sliced"):
+        gpu_task(gpu_type="a100", gpus=2)(train)
+    gpu_task(gpu_type="a100", gpus=1)(train)
+    gpu_task(platform="codeweave", gpu_type="nvidia-a100-80gb", gpus=2)(train)
+
+
+def _mlflow_accepts(allowed: list[str], host: str) -> bool:
+    """MLflow's Host-header check (tests/platform/upstream/mlflow-server.yaml)."""
+    return "*" in allowed or any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)
+
+
+def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[str, RenderedApp]) -> None:
+    """Every client reaches MLflow under a name its Host check accepts: tasks and notebooks through
+    the in-cluster URI the SDK documents, browsers through Flyte's ALB host, and the kubelet's probes
+    and the ALB's health checks by pod IP. MLflow's default accepts no DNS name at all."""
+    from platform_stack import cluster_secret  # noqa: PLC0415
+
+    if "mlflow" not in apps:
+        pytest.skip(f"mlflow is off in {stack}")
+    from upstream import facts  # noqa: PLC0415
+
+    facts_ = facts("mlflow-server")
+    values = apps["mlflow"].charts["mlflow"][1]
+    option = values["extraArgs"].get(facts_["option"])
+    assert option is not None or facts_["default_accepts_dns_names"], "MLflow would refuse every DNS name"
+    allowed = [h.strip() for h in str(option).split(",")]
+    release = apps["mlflow"].charts["mlflow"][0]["helm"]["releaseName"]
+    namespace = apps["mlflow"].app["spec"]["destination"]["namespace"]
+    from cdao_sdk.settings import __doc__ as settings_doc  # noqa: PLC0415
+    from chart_cache import default_values  # noqa: PLC0415
+    from platform_render import _merge  # noqa: PLC0415
+
+    source = apps["mlflow"].charts["mlflow"][0]
+    port = _merge(default_values("mlflow", source["targetRevision"]), values)["service"]["port"]
+    # The port the SDK's URI names is the Service's (the chart's default is 80, not MLflow's 5000).
+    assert f"{release}.{namespace}.svc:{port}/" in (settings_doc or "")
+    hosts = {
+        f"{release}.{namespace}.svc:{port}",  # the SDK's MLFLOW_TRACKING_URI (cdao_sdk.settings)
+        _annotation(cluster_secret(stack), "flyte-hostname"),  # the ALB's HTTPS listener, port 443
+        f"10.0.12.34:{port}",  # a pod IP of the VPC (probes, the ALB's health check)
+    }
+    assert {h for h in hosts if not _mlflow_accepts(allowed, h)} == set()

@@ -45,7 +45,7 @@ def test_every_stack_renders_every_enabled_add_on(stack: str, apps: dict[str, Re
 
 def test_rendered_applications_match_schema_and_are_fully_rendered(apps: dict[str, RenderedApp]) -> None:
     for name, rendered_app in apps.items():
-        validate(rendered_app.app, "argocd.schema.json", "Application")
+        validate(rendered_app.app)
         leftovers = [s for s in walk_strings(rendered_app.app) if "{{" in s or "}}" in s]
         assert leftovers == [], f"{name}: unrendered template text"
 

@@ -41,14 +41,14 @@ def _primary(pod: dict) -> dict:
 
 
 def test_gpu_task_on_a100_timeslice():
-    @gpu_task(gpu_type="a100", gpus=2, memory="64Gi")
+    @gpu_task(gpu_type="a100", gpus=1, memory="64Gi")
     def train(x: int) -> int:
         return x
 
     pod = _pod(train)
     assert pod["nodeSelector"] == {"cdao.io/node-pool": "a100-timeslice", "workload-type.cdao.io/training": "true"}
     assert pod["tolerations"] == [{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
-    assert _primary(pod)["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert _primary(pod)["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
 def test_gpu_task_on_mig_slice_and_h100():

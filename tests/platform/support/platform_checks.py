@@ -1,27 +1,84 @@
-"""Shared helpers of the platform tests: JSON schemas, and every stack's rendered Applications."""
+"""Shared helpers of the platform tests: custom-resource schemas from the real CRDs, and every stack's
+rendered Applications."""
 
 from __future__ import annotations
 
 import functools
-import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
+from chart_cache import crd_schemas
 from platform_render import GoTemplate, RenderedApp, application_sets, render_application, render_application_set
-from platform_stack import cluster_secret, stack_config
+from platform_stack import STACKS, cluster_secret, stack_config
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+from infra.config import GitOpsConfig
+
+# Argo CD's own chart, which infra/ installs (its CRDs: Application, ApplicationSet, AppProject).
+ARGOCD = ("argo-cd", GitOpsConfig.model_fields["argocd_chart_version"].default)
+
+
+def _structural(schema: Any) -> Any:
+    """A CRD's openAPIV3Schema as JSON Schema, with the API server's rules: `nullable` admits null,
+    `x-kubernetes-int-or-string` admits both, and unknown fields are refused (kubectl's strict field
+    validation) except under `x-kubernetes-preserve-unknown-fields`."""
+    if isinstance(schema, list):
+        return [_structural(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: _structural(v)
+        for k, v in schema.items()
+        if not k.startswith("x-kubernetes-") and k not in {"nullable", "properties"}
+    }
+    if "properties" in schema:
+        out["properties"] = {k: _structural(v) for k, v in schema["properties"].items()}
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if isinstance(schema.get("pattern"), str) and "(?i)" in schema["pattern"]:
+        # Go's RE2 takes an inline flag anywhere; Python's re only at the start.
+        out["pattern"] = "(?i)" + schema["pattern"].replace("(?i)", "")
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
 
 
 @functools.cache
-def schema(file: str, definition: str) -> dict[str, Any]:
-    document = json.loads((SCHEMAS / file).read_text())
-    return {"$schema": document["$schema"], "$defs": document["$defs"], "$ref": f"#/$defs/{definition}"}
+def custom_resource_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> JSON Schema of every CRD that a chart or remote source pinned by any
+    stack ships, and Argo CD's, from the chart cache."""
+    found = dict(crd_schemas(*ARGOCD))
+    for stack in STACKS:
+        for app in rendered(stack).values():
+            for chart, (source, _) in app.charts.items():
+                found.update(crd_schemas(chart, source["targetRevision"]))
+            for remote in app.remote_sources:
+                found.update(
+                    crd_schemas(
+                        remote["repoURL"].rstrip("/").removesuffix(".git").rsplit("/", 1)[1], remote["targetRevision"]
+                    )
+                )
+    return {key: _structural(schema) for key, schema in found.items()}
 
 
-def validate(instance: Any, file: str, definition: str) -> None:
-    jsonschema.validate(instance, schema(file, definition), cls=jsonschema.Draft202012Validator)
+def validate(doc: dict[str, Any]) -> None:
+    """Validate a custom resource against its CRD's schema (KeyError when no pinned chart ships it)."""
+    error = jsonschema.exceptions.best_match(_validator(doc["apiVersion"], doc["kind"]).iter_errors(doc))
+    if error is not None:
+        raise error
+
+
+@functools.cache
+def _validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    schema = custom_resource_schemas()[(api_version, kind)]
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 @functools.cache

@@ -1,0 +1,145 @@
+"""What Linkerd's CNI plugin does to meshed pods: init containers run before the proxy, behind its
+iptables redirect, so each of their destinations must be a skipped outbound port
+(tests/platform/upstream/init-containers.yaml and linkerd.yaml record the upstream facts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chart_cache import default_values
+from platform_render import PLATFORM, RenderedApp, _merge, load_yaml_documents
+from upstream import at, facts, holds
+
+# The Kubernetes API behind the `kubernetes` Service, S3 and the AWS APIs: HTTPS.
+HTTPS = 443
+# flyte-core v1.16.8 templates/common/ingress.yaml `grpcRoutes`: flyteadmin's gRPC Service port
+# without configmap.adminServer.server.security.secure.
+FLYTEADMIN_GRPC_PORT = 81
+
+
+def _namespace_annotations() -> dict[str, dict[str, str]]:
+    docs = load_yaml_documents(PLATFORM / "addons" / "security-baseline" / "base" / "namespaces.yaml")
+    return {d["metadata"]["name"]: d["metadata"].get("annotations", {}) for d in docs if d["kind"] == "Namespace"}
+
+
+def _meshed(namespace: str, pod_annotations: dict[str, str]) -> bool:
+    inject = facts("linkerd")["inject_annotation"]
+    value = pod_annotations.get(inject) or _namespace_annotations().get(namespace, {}).get(inject)
+    return value == "enabled"
+
+
+def _skipped_ports(namespace: str, pod_annotations: dict[str, str]) -> set[int]:
+    """The outbound ports the CNI plugin leaves alone: the pod's annotation, else the namespace's."""
+    key = facts("linkerd")["skip_outbound_ports_annotation"]
+    value = pod_annotations.get(key) or _namespace_annotations().get(namespace, {}).get(key, "")
+    ports: set[int] = set()
+    for part in filter(None, (p.strip() for p in str(value).split(","))):
+        low, _, high = part.partition("-")
+        ports |= set(range(int(low), int(high or low) + 1))
+    return ports
+
+
+def _ports(destinations: list[str], values: dict[str, Any]) -> dict[str, int]:
+    resolved = {
+        "kube-api": HTTPS,
+        "s3": HTTPS,
+        "flyteadmin": FLYTEADMIN_GRPC_PORT,
+        "database": int(at(values, "db.admin.database.port") or 0),
+    }
+    return {d: resolved[d] for d in destinations}
+
+
+def _chart_pods(app: RenderedApp, chart: str) -> list[tuple[str, dict[str, str], dict[str, int]]]:
+    """(workload/init container, pod annotations, destination ports) of a recorded chart's init
+    containers that the chart renders with this Application's values."""
+    entry = facts("init-containers")["charts"][chart]
+    source, ours = app.charts[chart]
+    values = _merge(default_values(chart, source["targetRevision"]), ours)
+    found = []
+    for workload in entry["workloads"]:
+        if not holds(values, workload["when"]):
+            continue
+        annotations = at(values, workload["pod_annotations"]) or {}
+        for init in workload["init_containers"]:
+            if holds(values, init.get("when", [])):
+                found.append((f"{workload['name']}/{init['name']}", annotations, _ports(init["connects"], values)))
+    return found
+
+
+def _own_pods(app: RenderedApp) -> list[tuple[str, str, dict[str, str], list[str]]]:
+    """(namespace/workload, init container, pod annotations, init container names) of this
+    repository's manifests."""
+    found = []
+    for doc in app.manifests:
+        template = doc.get("spec", {}).get("template", {})
+        inits = template.get("spec", {}).get("initContainers", [])
+        if inits:
+            namespace = doc["metadata"].get("namespace", app.app["spec"]["destination"]["namespace"])
+            annotations = template.get("metadata", {}).get("annotations", {})
+            found.append((namespace, f"{namespace}/{doc['metadata']['name']}", annotations, [i["name"] for i in inits]))
+    return found
+
+
+def test_meshed_init_containers_reach_what_they_connect_to(apps: dict[str, RenderedApp]) -> None:
+    """Every init container of a meshed pod (charts' and ours) has each destination port skipped, so
+    Flyte's migrations, secret generation and cluster-resource sync, and vLLM's weight download, run."""
+    recorded_charts = facts("init-containers")["charts"]
+    own = facts("init-containers")["own"]
+    unhandled = []
+    for name, app in apps.items():
+        namespace = app.app["spec"]["destination"]["namespace"]
+        for chart in app.charts:
+            if chart not in recorded_charts:
+                continue
+            for where, pod_annotations, ports in _chart_pods(app, chart):
+                if _meshed(namespace, pod_annotations):
+                    skipped = _skipped_ports(namespace, pod_annotations)
+                    missing = {d: p for d, p in ports.items() if p not in skipped}
+                    if missing:
+                        unhandled.append(f"{name}: {chart} {where} cannot reach {missing} before the proxy starts")
+        for ns, workload, pod_annotations, inits in _own_pods(app):
+            if not _meshed(ns, pod_annotations):
+                continue
+            for init in inits:
+                entry = next((i for i in own.get(workload, []) if i["name"] == init), None)
+                if entry is None:
+                    unhandled.append(f"{name}: {workload} init container {init} is not in init-containers.yaml")
+                    continue
+                skipped = _skipped_ports(ns, pod_annotations)
+                missing = {d: p for d, p in _ports(entry["connects"], {}).items() if p not in skipped}
+                if missing:
+                    unhandled.append(f"{name}: {workload}/{init} cannot reach {missing} before the proxy starts")
+    assert unhandled == []
+
+
+def test_every_chart_in_a_meshed_namespace_has_its_init_containers_recorded(apps: dict[str, RenderedApp]) -> None:
+    """A chart deployed into a meshed namespace is recorded at its pinned version; a new chart or a
+    version bump fails here until its templates' init containers are read and written down."""
+    recorded = facts("init-containers")["charts"]
+    for name, app in apps.items():
+        namespace = app.app["spec"]["destination"]["namespace"]
+        if not _meshed(namespace, {}):
+            continue
+        for chart, (source, _) in app.charts.items():
+            assert chart in recorded, f"{name}: record {chart}'s init containers in init-containers.yaml"
+            assert recorded[chart]["version"] == source["targetRevision"], (
+                f"{name}: init-containers.yaml records {chart} {recorded[chart]['version']}, "
+                f"the stack pins {source['targetRevision']}: read the new templates"
+            )
+
+
+def test_skipped_ports_read_lists_and_ranges_as_linkerd_does() -> None:
+    assert _skipped_ports("flyte", {}) == set()
+    assert _skipped_ports("x", {facts("linkerd")["skip_outbound_ports_annotation"]: "443,5432,6000-6002"}) == {
+        443,
+        5432,
+        6000,
+        6001,
+        6002,
+    }
+
+
+@pytest.mark.parametrize("namespace", ["flyte", "inference"])
+def test_meshed_namespaces_are_the_documented_ones(namespace: str) -> None:
+    assert _meshed(namespace, {})
