@@ -43,6 +43,9 @@ def _plan(args: argparse.Namespace) -> int:
         except (ConfigError, PolicyConfigError, StackNotFoundError, StackFileError) as exc:
             print(f"cdao plan: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except Exception as exc:  # a failing program is not a policy violation (exit 1)
+            print(f"cdao plan: stack {stack!r}: the program failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.format == "json":
         sys.stdout.write(report.render_json(plans, single=not args.all))
     elif args.format == "markdown":
@@ -87,6 +90,8 @@ def _plan_diff(args: argparse.Namespace) -> int:
                 pass  # a stack this change removes: the base may still have it
             except (ConfigError, PolicyConfigError, StackFileError) as exc:
                 head_errors[stack] = " ".join(str(exc).split())
+            except Exception as exc:  # a bug in the changed program: that stack's error, not exit 1
+                head_errors[stack] = f"the program failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
         base = planner.result()
     if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)

@@ -169,7 +169,8 @@ class BasePlanner:
             # file and line), or a traceback's last line.
             lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
             message = " ".join(lines if code == 2 else lines[-1:]) if lines else f"exit {code}"
-            plans.errors[stack] = message.removeprefix("cdao plan: ")
+            # Paths name the temporary tree; say them as the repository does, so output is stable.
+            plans.errors[stack] = message.removeprefix("cdao plan: ").replace(f"{self._tree}/", "")
         return plans
 
     def __enter__(self) -> BasePlanner:

@@ -12,6 +12,7 @@ byte-equal output.
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
 from collections import Counter, defaultdict
@@ -136,9 +137,13 @@ def _as_sets(inputs: Any, paths: Iterable[str]) -> Any:
 def _resource_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, Any] | None:
     patterns = [parse_path(p) for p in head.get("replace_on_changes", [])]
     patterns += [parse_path(p) for p in FORCE_NEW_INPUTS.get(head["type"], ())]
+    # Pulumi leaves these out of updates and replacements alike (pulumi/resource.py, ignore_changes).
+    ignored = [parse_path(p) for p in head.get("ignore_changes", [])]
     sets = SET_INPUTS.get(head["type"], ())
     changes = []
     for path, before, after in _changes(_as_sets(base.get("inputs", {}), sets), _as_sets(head.get("inputs", {}), sets)):
+        if any(_covers(p, path) for p in ignored):
+            continue
         changes.append(
             {
                 "path": format_path(path),
@@ -172,18 +177,25 @@ def _findings(plan: Mapping[str, Any] | None) -> dict[tuple[str, ...], list[Mapp
 
 
 def _policy_diff(base: Mapping[str, Any] | None, head: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """Findings new, cleared and reworded. A rule may report a resource several times (one finding
+    per item), so each (rule, level, resource) holds a multiset of messages: messages only in the
+    head are new, only in the base cleared, and as many of each as pair up are one finding reworded."""
     before, after = _findings(base), _findings(head)
-    changed = []
-    for key in sorted(set(before) & set(after)):
-        old = sorted(v["message"] for v in before[key])
-        new = sorted(v["message"] for v in after[key])
-        if old != new:
-            changed.append({**after[key][0], "base_messages": old, "head_messages": new})
-    return {
-        "new": [v for key in sorted(set(after) - set(before)) for v in after[key]],
-        "cleared": [v for key in sorted(set(before) - set(after)) for v in before[key]],
-        "changed": changed,
-    }
+    new: list[Any] = []
+    cleared: list[Any] = []
+    changed: list[Any] = []
+    for key in sorted(set(before) | set(after)):
+        old_messages = Counter(v["message"] for v in before.get(key, []))
+        new_messages = Counter(v["message"] for v in after.get(key, []))
+        added = sorted((new_messages - old_messages).elements())
+        removed = sorted((old_messages - new_messages).elements())
+        pairs = min(len(added), len(removed))
+        template = (after.get(key) or before[key])[0]
+        for old_message, new_message in zip(removed[:pairs], added[:pairs], strict=True):
+            changed.append({**template, "base_messages": [old_message], "head_messages": [new_message]})
+        new += [{**after[key][0], "message": m} for m in added[pairs:]]
+        cleared += [{**before[key][0], "message": m} for m in removed[pairs:]]
+    return {"new": new, "cleared": cleared, "changed": changed}
 
 
 def _cost_lines(plan: Mapping[str, Any] | None) -> dict[tuple[str, str, int], Mapping[str, Any]]:
@@ -195,6 +207,10 @@ def _cost_lines(plan: Mapping[str, Any] | None) -> dict[tuple[str, str, int], Ma
         keyed[(*owner, seen[owner])] = line
         seen[owner] += 1
     return keyed
+
+
+def _secret_config(plan: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return plan.get("secret_config", {}) if plan else {}
 
 
 def _unpriced(plan: Mapping[str, Any] | None) -> list[str]:
@@ -289,7 +305,12 @@ def diff_stack(
         "lines": moved,
         "unpriced": {"new": sorted(set(_unpriced(head)) - set(_unpriced(base)))},
     }
-    anything = any(resources.values()) or any(policy.values()) or moved or cost["unpriced"]["new"]
+    secrets_changed = sorted(
+        key
+        for key in set(_secret_config(base)) | set(_secret_config(head))
+        if base and head and "secret_config" in base and _secret_config(base).get(key) != _secret_config(head).get(key)
+    )
+    anything = any(resources.values()) or any(policy.values()) or moved or cost["unpriced"]["new"] or secrets_changed
     if base is None:
         status = "added"
     elif head is None:
@@ -299,6 +320,9 @@ def diff_stack(
     result.update(
         status=status,
         inputs_compared=inputs_compared,
+        # Secret config whose committed ciphertext differs: set, rotated or removed. The offline plan
+        # sees the same stand-in on both sides, so this is the only sign of it.
+        secret_config_changed=secrets_changed,
         resources=resources,
         policy=policy,
         cost=cost,
@@ -335,8 +359,19 @@ def _signed_usd(value: float) -> str:
     return f"{sign}${abs(value):,.2f}"
 
 
+def _whole(value: Any) -> Any:
+    """Pulumi sends every number as a double (pulumi/runtime/rpc.py); print 2.0 as 2."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = json.dumps(_whole(value), sort_keys=True, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -394,6 +429,8 @@ def summary_line(diff: Mapping[str, Any]) -> str:
         return f"{stack}: no change" + (" to resources, policy or cost" + caveat if caveat else "")
     prefix = {"added": "new stack, ", "removed": "stack removed, "}.get(status, "")
     idle, peak = diff["cost"]["idle_usd_month"], diff["cost"]["peak_usd_month"]
+    if diff["secret_config_changed"]:
+        prefix += f"secret config changed ({', '.join(diff['secret_config_changed'])}), "
     return (
         f"{stack}: {prefix}resources {_resource_counts(diff)}; policy {_policy_counts(diff)}; "
         f"idle {_signed_usd(idle['delta'])} ({_usd(idle['base'])} -> {_usd(idle['head'])}), "
@@ -442,6 +479,8 @@ def _detail_lines(diff: Mapping[str, Any]) -> list[str]:
         )
     for item in diff["cost"]["unpriced"]["new"]:
         out.append(f"  UNPRICED {item}")
+    for key in diff["secret_config_changed"]:
+        out.append(f"  secret config {key}: its ciphertext changed (set, rotated or removed)")
     return out
 
 
@@ -472,7 +511,8 @@ def _code(text: str) -> str:
 
 
 def _markdown_details(diff: Mapping[str, Any]) -> list[str]:
-    out = ["", f"<details><summary><b>{_md(diff['stack'])}</b>: {_resource_counts(diff)}</summary>", ""]
+    # Inside raw HTML, Markdown escapes would print literally: escape as HTML instead.
+    out = ["", f"<details><summary><b>{html.escape(diff['stack'])}</b>: {_resource_counts(diff)}</summary>", ""]
     res = diff["resources"]
     rows = [("+", r["type"], r["name"], "") for r in res["added"]]
     rows += [("-", r["type"], r["name"], "") for r in res["removed"]]
@@ -515,6 +555,8 @@ def _markdown_details(diff: Mapping[str, Any]) -> list[str]:
         out.append("")
     for item in diff["cost"]["unpriced"]["new"]:
         out.append(f"UNPRICED: {_md(item)}")
+    for key in diff["secret_config_changed"]:
+        out.append(f"Secret config `{key}`: its ciphertext changed (set, rotated or removed).")
     out.append("</details>")
     return out
 

@@ -122,6 +122,8 @@ class Registration:
     masked_inputs: dict[str, Any] = field(default_factory=dict)
     # The `replace_on_changes` resource option: input paths whose change makes Pulumi replace it.
     replace_on_changes: list[str] = field(default_factory=list)
+    # The `ignore_changes` resource option: input paths Pulumi ignores for updates and replacements.
+    ignore_changes: list[str] = field(default_factory=list)
     # URNs this resource waits for, as the engine orders it: explicit dependsOn, every input's
     # dependencies and its provider.
     dependencies: frozenset[str] = frozenset()
@@ -489,6 +491,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=_plain(outputs),
                 masked_inputs=_plain(inputs, mask=True),
                 replace_on_changes=list(request.replaceOnChanges),
+                ignore_changes=list(request.ignoreChanges),
                 dependencies=frozenset(request.dependencies).union(
                     *(deps.urns for deps in request.propertyDependencies.values()),
                     # A provider reference is "<urn>::<id>".
@@ -525,8 +528,9 @@ def _masked(value: Any) -> str:
     """SECRET_MASK with a short fingerprint, so a diff can see that a secret changed.
 
     What reaches the offline plan as a secret is a stand-in (runner.OFFLINE_SECRET) or a value the
-    program derived from committed config and wrapped with Output.secret (a trust policy, ...);
-    32 bits of SHA-256 tell two values apart without being able to confirm a guess of one.
+    program derived from committed config and wrapped with Output.secret (a trust policy, ...), so
+    nothing here is secret in fact; an unsalted digest of a real secret would let a guess of it be
+    confirmed, which is why real secret config never reaches the plan (runner.read_stack_file).
     """
     digest = hashlib.sha256(json.dumps(_plain(value), sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{SECRET_MASK[:-1]} {digest}]"

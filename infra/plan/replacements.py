@@ -48,5 +48,5 @@ FORCE_NEW_INPUTS: dict[str, tuple[str, ...]] = {
 # Inputs the provider treats as sets (TypeSet in the same sources): their order means nothing, so
 # the diff compares them sorted instead of claiming a reordering as a change.
 SET_INPUTS: dict[str, tuple[str, ...]] = {
-    "aws:eks/nodeGroup:NodeGroup": ("subnetIds", "remoteAccess.sourceSecurityGroupIds"),
+    "aws:eks/nodeGroup:NodeGroup": ("subnetIds", "remoteAccess.sourceSecurityGroupIds", "taints"),
 }

@@ -68,6 +68,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
                 # Inputs as the engine receives them, secrets masked: what `cdao plan --diff` compares.
                 "inputs": _sorted_keys(r.masked_inputs),
                 "replace_on_changes": sorted(r.replace_on_changes),
+                "ignore_changes": sorted(r.ignore_changes),
             }
             for r in listed
         ),
@@ -84,6 +85,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
+        "secret_config": dict(sorted(run.secret_ciphertexts.items())),
         "dns_records": dns_records_to_create(run),
     }
 

@@ -9,9 +9,10 @@ config in context variables: a second stack in the same process must not see the
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import runpy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ class PlanRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     substituted_secrets: list[str]
+    # Per secret config key in the stack file: a digest of its ciphertext (not of the secret), so a
+    # diff can say a secret was rotated; None where the key is not set in the file.
+    secret_ciphertexts: dict[str, str | None] = field(default_factory=dict)
 
 
 def available_stacks(environments_dir: Path = ENVIRONMENTS_DIR) -> list[str]:
@@ -85,12 +89,28 @@ def read_stack_file(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> tu
     return raw, sorted(substituted)
 
 
+def secret_ciphertexts(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> dict[str, str | None]:
+    """For each secret config key (every `secure:` value in the file, and SECRET_KEYS): the first 12
+    hex digits of the SHA-256 of its ciphertext as committed, or None when the file does not set it.
+
+    The ciphertext is already public in Git; its digest lets a diff say a secret was rotated even
+    though the offline plan can only ever see the same stand-in on both sides.
+    """
+    document = yaml.safe_load((environments_dir / f"Pulumi.{stack}.yaml").read_text()) or {}
+    found = {
+        key: hashlib.sha256(str(value["secure"]).encode()).hexdigest()[:12]
+        for key, value in (document.get("config") or {}).items()
+        if isinstance(value, dict) and set(value) == {"secure"}
+    }
+    return {**{f"{NAMESPACE}:{k}": None for k in SECRET_KEYS}, **found}
+
+
 def run_stack(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> PlanRun:
     """Parse the stack's config (ConfigError stops here, before anything is declared), then run."""
     raw, substituted = read_stack_file(stack, environments_dir)
     config, _ = parse_stack_config(stack, raw)
     registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
-    return PlanRun(stack, config, registrations, outputs, substituted)
+    return PlanRun(stack, config, registrations, outputs, substituted, secret_ciphertexts(stack, environments_dir))
 
 
 def run_program_with_config(

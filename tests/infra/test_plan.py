@@ -27,7 +27,7 @@ def test_json_plan_has_the_documented_shape(capsys: pytest.CaptureFixture[str]):
     assert plan["stack"] == "dev"
     assert plan["resources"], "a plan with no resources planned nothing"
     assert all(
-        set(r) == {"type", "name", "component", "urn", "parent", "inputs", "replace_on_changes"}
+        set(r) == {"type", "name", "component", "urn", "parent", "inputs", "replace_on_changes", "ignore_changes"}
         for r in plan["resources"]
     )
     assert isinstance(plan["policy"]["violations"], list)

@@ -391,3 +391,79 @@ def _cmdline(proc_dir: Path) -> str:
         return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_inputs_the_program_tells_pulumi_to_ignore_are_not_changes(edited):
+    # infra/components/node_pool.py sets ignore_changes=["scalingConfig.desiredSize"]: the autoscaler
+    # owns the size, and a real preview shows nothing for it.
+    base, head = edited("dev", lambda t: t.replace("      minSize: 2\n", "      minSize: 2\n      desiredSize: 3\n", 1))
+    result = diff.diff_stack("dev", base, head)
+    changed = {c["name"]: c for c in result["resources"]["changed"]}
+    group = changed.get("pool-cpu-ng")
+    assert group is None or all("desiredSize" not in c["path"] for c in group["changes"])
+
+
+def test_taints_are_a_set_and_numbers_print_as_the_config_wrote_them():
+    group = "aws:eks/nodeGroup:NodeGroup"
+    a, b = {"key": "a", "value": "x", "effect": "NO_SCHEDULE"}, {"key": "b", "value": "y", "effect": "NO_SCHEDULE"}
+    swapped = diff.diff_stack("t", _plan(_res({"taints": [a, b]}, group)), _plan(_res({"taints": [b, a]}, group)))
+    assert swapped["status"] == "unchanged"
+    resized = diff.diff_stack("t", _plan(_res({"diskSize": 50.0}, group)), _plan(_res({"diskSize": 100.0}, group)))
+    assert "diskSize: 50 -> 100" in diff.render_text(BASE, [resized])
+
+
+def test_a_rotated_secret_config_value_is_a_change(edited):
+    def rotate(text: str) -> str:
+        return text + "  cdao:codeweaveExternalId:\n    secure: v1:BBBBBBBBBBBBBBBBBBBBBBBB\n"
+
+    base, head = edited("staging", rotate)
+    result = diff.diff_stack("staging", base, head)
+    assert result["status"] == "changed"
+    assert result["secret_config_changed"] == ["cdao:codeweaveExternalId"]
+    assert "BBBB" not in json.dumps(result)
+    assert "secret config changed (cdao:codeweaveExternalId)" in diff.summary_line(result)
+
+
+def test_a_second_finding_of_a_rule_on_a_resource_is_new_not_reworded():
+    finding = {"rule": "CDAO-IAM-001", "level": "mandatory", "resource_type": "t", "resource_name": "role"}
+    one = _plan(violations=[{**finding, "message": "Statement[0] allows *"}])
+    two = _plan(violations=[{**finding, "message": m} for m in ("Statement[0] allows *", "Statement[1] allows iam:*")])
+    forward = diff.diff_stack("t", one, two)
+    assert [v["message"] for v in forward["policy"]["new"]] == ["Statement[1] allows iam:*"]
+    assert forward["policy"]["changed"] == []
+    backward = diff.diff_stack("t", two, one)
+    assert [v["message"] for v in backward["policy"]["cleared"]] == ["Statement[1] allows iam:*"]
+
+
+def test_the_fold_header_escapes_the_stack_name_as_html():
+    result = diff.diff_stack("prod_eu<1>", _plan(_res({"v": 1})), _plan(_res({"v": 2})))
+    assert "<summary><b>prod_eu&lt;1&gt;</b>" in diff.render_markdown(BASE, [result])
+
+
+def test_a_failing_program_is_exit_2_not_a_policy_violation(monkeypatch, capsys: pytest.CaptureFixture[str]):
+    import infra.plan.baseline  # noqa: PLC0415
+    import infra.plan.runner  # noqa: PLC0415
+
+    def broken(stack: str, environments=None):
+        raise RuntimeError("program bug")
+
+    class NoBase:
+        def __init__(self, base, repo_root, stacks):
+            self.base = base
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def result(self):
+            return infra.plan.baseline.BasePlans(base=self.base, stacks=[])
+
+    monkeypatch.setattr(infra.plan.runner, "run_stack", broken)
+    assert main(["plan", "--stack", "dev"]) == 2
+    assert "the program failed: RuntimeError: program bug" in capsys.readouterr().err
+    monkeypatch.setattr(infra.plan.baseline, "BasePlanner", NoBase)
+    assert main(["plan", "--stack", "dev", "--diff", "HEAD", "--format", "json"]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert "program bug" in out["stacks"][0]["head_error"]
