@@ -7,7 +7,7 @@ Key                        Default                       Meaning
 aws:region                 (required)                    region of every resource
 cdao:team                  (required)                    `team` tag on every taggable resource
 cdao:costCenter            (required)                    `cost-center` tag on every taggable resource
-cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets per tier, NAT layout, flow logs
+cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets, NAT layout, flow logs, transit gateway
 cdao:cluster               ClusterConfig                 EKS version, API access and deploy roles (required), logs
 cdao:nodePools             DEFAULT_NODE_POOLS            per-pool overrides, merged onto the four default pools
 cdao:database              DatabaseConfig                RDS PostgreSQL for flyteadmin and datacatalog
@@ -100,6 +100,12 @@ class NetworkConfig(_Model):
     nat_gateways: Literal["single", "one-per-az"] = "one-per-az"
     flow_log_retention_days: int = 90
     interface_endpoints: bool = False
+    # The transit gateway (already shared with this account and accepting attachments) through which
+    # the networks in cdao:cluster.privateAccessCidrs reach this VPC: the program attaches the private
+    # subnets to it and routes each of those CIDRs to it from every private route table, so the
+    # control plane's ENIs can answer them (EKS user guide, cluster-endpoint.html, "Accessing a
+    # private only API server": a connected network needs a route to the VPC, and back).
+    transit_gateway_id: str | None = Field(default=None, pattern=r"^tgw-[0-9a-f]{8}([0-9a-f]{9})?$")
 
 
 class ClusterConfig(_Model):
@@ -629,6 +635,18 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
                 "a way for whatever runs Pulumi to reach the Kubernetes API: endpointPublicAccess: true with "
                 "publicAccessCidrs, and/or privateAccessCidrs or privateAccessSecurityGroupIds for the private "
                 "endpoint (docs/first-deploy.md)",
+            )
+        )
+    unrouted = [str(c) for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]
+    if unrouted and config.network.transit_gateway_id is None:
+        # The VPC this program creates has only local and NAT routes: replies to a network outside
+        # it would be lost, and an ingress rule alone opens nothing (cluster-endpoint.html).
+        problems.append(
+            (
+                f"{key}.privateAccessCidrs",
+                unrouted,
+                f"CIDRs inside vpcCidr {config.network.vpc_cidr}, or {NAMESPACE}:network.transitGatewayId set to the "
+                "transit gateway that routes them into this VPC (docs/first-deploy.md, step 3)",
             )
         )
     if cluster.public_access_cidrs and not cluster.endpoint_public_access:

@@ -84,6 +84,10 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             flow_log_retention_days=net.flow_log_retention_days,
             interface_endpoints=net.interface_endpoints,
             cluster_name=name,
+            transit_gateway_id=net.transit_gateway_id,
+            transit_gateway_cidrs=[
+                str(c) for c in config.cluster.private_access_cidrs if not c.subnet_of(net.vpc_cidr)
+            ],
             tags=tags,
         ),
     )
@@ -326,8 +330,14 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             repo_path=config.gitops.path,
             labels={"environment": config.stack, **addon_labels(config.addons)},
             annotations=annotations,
-            # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it.
-            depends_on=[pools["cpu"].node_group, *workload_addons.addons],
+            # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it;
+            # whatever runs Pulumi reaches the API only once its ingress rules and routes exist.
+            depends_on=[
+                pools["cpu"].node_group,
+                *workload_addons.addons,
+                *cluster.api_access_rules,
+                *network.api_access_routes,
+            ],
             tags=tags,
         ),
     )

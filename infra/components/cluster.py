@@ -167,7 +167,7 @@ class Cluster(pulumi.ComponentResource):
         api_clients = [("cidr", str(c), {"cidr_ipv4": str(c)}) for c in args.private_access_cidrs] + [
             ("sg", g, {"referenced_security_group_id": g}) for g in args.private_access_security_group_ids
         ]
-        for kind, source, peer in api_clients:
+        self.api_access_rules = [
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-api-from-{kind}-{source.replace('/', '-')}",
                 security_group_id=cluster.cluster_security_group_id,
@@ -179,6 +179,8 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
                 **peer,
             )
+            for kind, source, peer in api_clients
+        ]
 
         # The name as an Output of the control plane, not the plain string: node groups, add-ons and
         # anything else that takes it then wait for the cluster instead of racing its creation.

@@ -46,6 +46,7 @@ _EC2_ID_PREFIX = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
     "aws:ec2/flowLog:FlowLog": "fl",
     "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": "tgw-attach",
     "aws:efs/fileSystem:FileSystem": "fs",
     "aws:efs/mountTarget:MountTarget": "fsmt",
     "aws:efs/accessPoint:AccessPoint": "fsap",
@@ -75,6 +76,9 @@ ARN_FORMATS = {
     ),
     "aws:ec2/flowLog:FlowLog": "arn:{partition}:ec2:{region}:{account}:vpc-flow-log/{id}",
     "aws:ec2/launchTemplate:LaunchTemplate": "arn:{partition}:ec2:{region}:{account}:launch-template/{id}",
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": (
+        "arn:{partition}:ec2:{region}:{account}:transit-gateway-attachment/{id}"
+    ),
     "aws:efs/fileSystem:FileSystem": "arn:{partition}:elasticfilesystem:{region}:{account}:file-system/{id}",
     "aws:efs/accessPoint:AccessPoint": "arn:{partition}:elasticfilesystem:{region}:{account}:access-point/{id}",
     "aws:rds/instance:Instance": "arn:{partition}:rds:{region}:{account}:db:{name}",
