@@ -131,6 +131,9 @@ class Registration:
     dependencies: frozenset[str] = frozenset()
     # Per input: the URNs its value came from (what a remote component passes on to its children).
     property_dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The `protect` and `retain_on_delete` resource options (pulumi's RegisterResourceRequest).
+    protect: bool = False
+    retain_on_delete: bool = False
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -499,6 +502,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     [request.provider.rsplit("::", 1)[0]] if request.provider else [],
                 ),
                 property_dependencies={key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()},
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
             )
         return response
 
