@@ -731,19 +731,31 @@ def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
         for wtype in pool.workload_types:
             if not _LABEL_NAME.fullmatch(wtype) or "." in wtype:
                 problems.append((f"{key}.workloadTypes", wtype, "a label-safe name such as batch-inference"))
+            elif problem := names.too_long(f"{WORKLOAD_LABEL_PREFIX}{wtype}", "eks-label-key"):
+                problems.append((f"{key}.workloadTypes", wtype, f"a shorter workload type: its node label {problem}"))
+        # EKS limits each whole label key and value, and taint key and value, to 63 characters.
         for label, value in pool.labels.items():
+            if problem := names.too_long(label, "eks-label-key"):
+                problems.append((f"{key}.labels", label, f"a shorter label key: {problem}"))
             prefix, _, name_part = label.rpartition("/")
             if (prefix and not _DNS_SUBDOMAIN.fullmatch(prefix)) or not _LABEL_NAME.fullmatch(name_part):
                 problems.append((f"{key}.labels", label, "a Kubernetes label key ([prefix/]name)"))
             elif prefix.endswith(("kubernetes.io", "k8s.io")):
                 problems.append((f"{key}.labels", label, "a label outside the reserved kubernetes.io/k8s.io prefixes"))
-            if not _LABEL_VALUE.fullmatch(value):
+            if not value or names.too_long(value, "eks-label-value"):
+                rule = names.LIMITS["eks-label-value"]
                 problems.append(
-                    (f"{key}.labels.{label}", value, "a Kubernetes label value (63 chars, alphanumeric ends)")
+                    (f"{key}.labels.{label}", value, f"a value of 1-{rule.max_length} characters ({rule.source})")
                 )
+            elif not _LABEL_VALUE.fullmatch(value):
+                problems.append((f"{key}.labels.{label}", value, "a Kubernetes label value (alphanumeric ends)"))
         for i, taint in enumerate(pool.taints):
             if not _LABEL_NAME.fullmatch(taint.key.rpartition("/")[2]):
                 problems.append((f"{key}.taints[{i}].key", taint.key, "a Kubernetes taint key"))
+            elif problem := names.too_long(taint.key, "eks-taint-key"):
+                problems.append((f"{key}.taints[{i}].key", taint.key, f"a shorter taint key: {problem}"))
+            if problem := names.too_long(taint.value, "eks-taint-value"):
+                problems.append((f"{key}.taints[{i}].value", taint.value, f"a shorter taint value: {problem}"))
     return problems
 
 
@@ -904,6 +916,15 @@ def _check_names(config: StackConfig) -> list[tuple[str, Any, str]]:
     from infra.contract import FLYTE_DOMAINS, flyte_task_account  # noqa: PLC0415
 
     stack, problems = config.stack, []
+    if not re.fullmatch(names.STACK_NAME, stack):
+        problems.append(
+            (
+                "stack",
+                stack,
+                "a stack name of lowercase letters and digits joined by single hyphens: it becomes part of "
+                f"AWS names that allow no other characters ({names.STACK_NAME_SOURCES})",
+            )
+        )
     derived = [
         (f"cdao-{stack}-{purpose}{suffix}-", "s3-bucket-prefix", 0)
         for purpose in BUCKET_PURPOSES
