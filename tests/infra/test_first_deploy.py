@@ -7,6 +7,7 @@ run time, which the mock runtime cannot.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,16 @@ def test_container_log_group_has_one_owner_and_reaches_platform(stack_run: PlanR
     assert not actions & {"logs:CreateLogGroup", "logs:PutRetentionPolicy"}
     resources = {r for s in _statements(stack_run, "workload-identity-fluent-bit") for r in s["Resource"]}
     assert resources == {group.outputs["arn"], f"{group.outputs['arn']}:*"}
+
+
+def test_the_documented_certificate_lookup_finds_the_certificate_the_program_requests(plan_of):
+    """ACM's ListCertificates returns only RSA_1024 and RSA_2048 certificates unless Includes.keyTypes
+    names others (https://docs.aws.amazon.com/acm/latest/APIReference/API_Filters.html, keyTypes), so
+    the command docs/first-deploy.md gives the DNS owner must ask for the key type infra/ requests."""
+    (cert,) = [r for r in plan_of("prod").registrations if r.type == "aws:acm/certificate:Certificate"]
+    key_type = cert.inputs["keyAlgorithm"]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "first-deploy.md").read_text()
+    commands = [line for line in doc.splitlines() if "aws acm list-certificates" in line]
+    assert commands
+    for line in commands:
+        assert f"--includes keyTypes={key_type}" in line, line
