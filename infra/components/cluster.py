@@ -114,6 +114,9 @@ class Cluster(pulumi.ComponentResource):
                     access_policies={
                         # pulumi-kubernetes previews by server-side dry-run apply, which needs write
                         # RBAC; Argo CD's namespace is the only one the program writes to directly.
+                        # This covers the cluster Secret only: the Namespace, the chart's cluster-scoped
+                        # objects and argoproj.io kinds are outside AmazonEKSEditPolicy (EKS user guide,
+                        # access-policy-permissions; README, "What the offline plan cannot prove").
                         "argocd-edit": eks.AccessPolicyAssociationArgs(
                             policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
                             access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
