@@ -7,7 +7,7 @@ Key                        Default                       Meaning
 aws:region                 (required)                    region of every resource
 cdao:team                  (required)                    `team` tag on every taggable resource
 cdao:costCenter            (required)                    `cost-center` tag on every taggable resource
-cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets per tier, NAT layout, flow logs
+cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets, NAT layout, flow logs, transit gateway
 cdao:cluster               ClusterConfig                 EKS version, API access and deploy roles (required), logs
 cdao:nodePools             DEFAULT_NODE_POOLS            per-pool overrides, merged onto the four default pools
 cdao:database              DatabaseConfig                RDS PostgreSQL for flyteadmin and datacatalog
@@ -100,6 +100,12 @@ class NetworkConfig(_Model):
     nat_gateways: Literal["single", "one-per-az"] = "one-per-az"
     flow_log_retention_days: int = 90
     interface_endpoints: bool = False
+    # The transit gateway (already shared with this account and accepting attachments) through which
+    # the networks in cdao:cluster.privateAccessCidrs reach this VPC: the program attaches the private
+    # subnets to it and routes each of those CIDRs to it from every private route table, so the
+    # control plane's ENIs can answer them (EKS user guide, cluster-endpoint.html, "Accessing a
+    # private only API server": a connected network needs a route to the VPC, and back).
+    transit_gateway_id: str | None = Field(default=None, pattern=r"^tgw-[0-9a-f]{8}([0-9a-f]{9})?$")
 
 
 class ClusterConfig(_Model):
@@ -631,6 +637,18 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
                 "endpoint (docs/first-deploy.md)",
             )
         )
+    unrouted = [str(c) for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]
+    if unrouted and config.network.transit_gateway_id is None:
+        # The VPC this program creates has only local and NAT routes: replies to a network outside
+        # it would be lost, and an ingress rule alone opens nothing (cluster-endpoint.html).
+        problems.append(
+            (
+                f"{key}.privateAccessCidrs",
+                unrouted,
+                f"CIDRs inside vpcCidr {config.network.vpc_cidr}, or {NAMESPACE}:network.transitGatewayId set to the "
+                "transit gateway that routes them into this VPC (docs/first-deploy.md, step 3)",
+            )
+        )
     if cluster.public_access_cidrs and not cluster.endpoint_public_access:
         problems.append(
             (f"{key}.publicAccessCidrs", [str(c) for c in cluster.public_access_cidrs], "endpointPublicAccess: true")
@@ -713,19 +731,31 @@ def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
         for wtype in pool.workload_types:
             if not _LABEL_NAME.fullmatch(wtype) or "." in wtype:
                 problems.append((f"{key}.workloadTypes", wtype, "a label-safe name such as batch-inference"))
+            elif problem := names.too_long(f"{WORKLOAD_LABEL_PREFIX}{wtype}", "eks-label-key"):
+                problems.append((f"{key}.workloadTypes", wtype, f"a shorter workload type: its node label {problem}"))
+        # EKS limits each whole label key and value, and taint key and value, to 63 characters.
         for label, value in pool.labels.items():
+            if problem := names.too_long(label, "eks-label-key"):
+                problems.append((f"{key}.labels", label, f"a shorter label key: {problem}"))
             prefix, _, name_part = label.rpartition("/")
             if (prefix and not _DNS_SUBDOMAIN.fullmatch(prefix)) or not _LABEL_NAME.fullmatch(name_part):
                 problems.append((f"{key}.labels", label, "a Kubernetes label key ([prefix/]name)"))
             elif prefix.endswith(("kubernetes.io", "k8s.io")):
                 problems.append((f"{key}.labels", label, "a label outside the reserved kubernetes.io/k8s.io prefixes"))
-            if not _LABEL_VALUE.fullmatch(value):
+            if not value or names.too_long(value, "eks-label-value"):
+                rule = names.LIMITS["eks-label-value"]
                 problems.append(
-                    (f"{key}.labels.{label}", value, "a Kubernetes label value (63 chars, alphanumeric ends)")
+                    (f"{key}.labels.{label}", value, f"a value of 1-{rule.max_length} characters ({rule.source})")
                 )
+            elif not _LABEL_VALUE.fullmatch(value):
+                problems.append((f"{key}.labels.{label}", value, "a Kubernetes label value (alphanumeric ends)"))
         for i, taint in enumerate(pool.taints):
             if not _LABEL_NAME.fullmatch(taint.key.rpartition("/")[2]):
                 problems.append((f"{key}.taints[{i}].key", taint.key, "a Kubernetes taint key"))
+            elif problem := names.too_long(taint.key, "eks-taint-key"):
+                problems.append((f"{key}.taints[{i}].key", taint.key, f"a shorter taint key: {problem}"))
+            if problem := names.too_long(taint.value, "eks-taint-value"):
+                problems.append((f"{key}.taints[{i}].value", taint.value, f"a shorter taint value: {problem}"))
     return problems
 
 
@@ -886,6 +916,15 @@ def _check_names(config: StackConfig) -> list[tuple[str, Any, str]]:
     from infra.contract import FLYTE_DOMAINS, flyte_task_account  # noqa: PLC0415
 
     stack, problems = config.stack, []
+    if not re.fullmatch(names.STACK_NAME, stack):
+        problems.append(
+            (
+                "stack",
+                stack,
+                "a stack name of lowercase letters and digits joined by single hyphens: it becomes part of "
+                f"AWS names that allow no other characters ({names.STACK_NAME_SOURCES})",
+            )
+        )
     derived = [
         (f"cdao-{stack}-{purpose}{suffix}-", "s3-bucket-prefix", 0)
         for purpose in BUCKET_PURPOSES

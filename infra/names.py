@@ -40,6 +40,30 @@ LIMITS = {
     ),
 }
 
+# Kubernetes labels and taints of an EKS managed node group, each whole key with its prefix.
+EKS_API = "https://docs.aws.amazon.com/eks/latest/APIReference"
+LIMITS.update(
+    {
+        "eks-label-key": Limit(63, f"{EKS_API}/API_UpdateLabelsPayload.html (addOrUpdateLabels key)"),
+        # A value may not be empty either (minimum length 1).
+        "eks-label-value": Limit(63, f"{EKS_API}/API_UpdateLabelsPayload.html (addOrUpdateLabels value, 1-63)"),
+        "eks-taint-key": Limit(63, f"{EKS_API}/API_Taint.html (key)"),
+        "eks-taint-value": Limit(63, f"{EKS_API}/API_Taint.html (value)"),
+    }
+)
+
+# The characters a stack name may use: it becomes part of S3 bucket names (lowercase letters, digits,
+# '.' and '-'), RDS identifiers (letters, digits, single hyphens, no trailing hyphen), ECR repository
+# names (lowercase), the EKS cluster name and Backup vault names ([A-Za-z0-9_-]); only lowercase
+# letters and digits joined by single hyphens fit all of them.
+STACK_NAME = r"[a-z0-9]+(-[a-z0-9]+)*"
+STACK_NAME_SOURCES = (
+    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html, "
+    "https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html (DBInstanceIdentifier), "
+    "https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html (repositoryName), "
+    "https://docs.aws.amazon.com/aws-backup/latest/devguide/API_CreateBackupVault.html (BackupVaultName)"
+)
+
 # What the mocks enforce, by resource type: the input holding the name (None: the autonamed
 # physical name), the limit, and the characters the provider appends to that input.
 RESOURCE_NAMES: dict[str, tuple[str | None, str, int]] = {

@@ -25,7 +25,7 @@ from infra.components.gitops import GitOps, GitOpsArgs
 from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
-from infra.config import StackConfig
+from infra.config import StackConfig, is_dev_stack
 from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
 
 
@@ -61,6 +61,7 @@ def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data:
             vault_lock=spec.vault_lock,
             force_destroy=config.storage.force_destroy,
             tags=config.tags,
+            keep_on_teardown=not is_dev_stack(config.stack),
         ),
     )
 
@@ -84,6 +85,10 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             flow_log_retention_days=net.flow_log_retention_days,
             interface_endpoints=net.interface_endpoints,
             cluster_name=name,
+            transit_gateway_id=net.transit_gateway_id,
+            transit_gateway_cidrs=[
+                str(c) for c in config.cluster.private_access_cidrs if not c.subnet_of(net.vpc_cidr)
+            ],
             tags=tags,
         ),
     )
@@ -133,6 +138,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             replication_region=storage.replication_region,
             force_destroy=storage.force_destroy,
             tags=tags,
+            keep_on_teardown=not is_dev_stack(config.stack),
         ),
     )
 
@@ -326,8 +332,14 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
             repo_path=config.gitops.path,
             labels={"environment": config.stack, **addon_labels(config.addons)},
             annotations=annotations,
-            # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it.
-            depends_on=[pools["cpu"].node_group, *workload_addons.addons],
+            # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it;
+            # whatever runs Pulumi reaches the API only once its ingress rules and routes exist.
+            depends_on=[
+                pools["cpu"].node_group,
+                *workload_addons.addons,
+                *cluster.api_access_rules,
+                *network.api_access_routes,
+            ],
             tags=tags,
         ),
     )

@@ -51,6 +51,8 @@ class BackupArgs:
     # Dev stacks only (config refuses it elsewhere): destroy deletes the recovery points with the vault.
     force_destroy: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Every stack but dev: the vaults and their keys survive `pulumi destroy` (shared.kept_on_teardown).
+    keep_on_teardown: bool = False
 
 
 class Backup(pulumi.ComponentResource):
@@ -65,6 +67,7 @@ class Backup(pulumi.ComponentResource):
             f"cdao-{args.stack}-backup",
             {**tags, "Name": f"cdao-{args.stack}-backup"},
             child,
+            keep=args.keep_on_teardown,
         )
         # A vault of its own, not the account's Default vault: its key, lock and access are this stack's.
         self.vault = aws.backup.Vault(
@@ -74,7 +77,7 @@ class Backup(pulumi.ComponentResource):
             # AWS refuses to delete a vault that holds recovery points.
             force_destroy=args.force_destroy,
             tags=tags,
-            opts=child,
+            opts=shared.kept_on_teardown(child, args.keep_on_teardown),
         )
         if args.vault_lock:
             # Governance mode: recovery points cannot be deleted early, nor retention shortened, except
@@ -196,7 +199,7 @@ class Backup(pulumi.ComponentResource):
             deletion_window_in_days=30,
             tags={**tags, "Name": f"cdao-{args.stack}-backup-copy"},
             region=region,
-            opts=opts,
+            opts=shared.kept_on_teardown(opts, args.keep_on_teardown, retain=True),
         )
         vault = aws.backup.Vault(
             f"{name}-copy-vault",
@@ -205,6 +208,6 @@ class Backup(pulumi.ComponentResource):
             force_destroy=args.force_destroy,
             tags=tags,
             region=region,
-            opts=opts,
+            opts=shared.kept_on_teardown(opts, args.keep_on_teardown),
         )
         return vault.arn

@@ -114,6 +114,9 @@ class Cluster(pulumi.ComponentResource):
                     access_policies={
                         # pulumi-kubernetes previews by server-side dry-run apply, which needs write
                         # RBAC; Argo CD's namespace is the only one the program writes to directly.
+                        # This covers the cluster Secret only: the Namespace, the chart's cluster-scoped
+                        # objects and argoproj.io kinds are outside AmazonEKSEditPolicy (EKS user guide,
+                        # access-policy-permissions; README, "What the offline plan cannot prove").
                         "argocd-edit": eks.AccessPolicyAssociationArgs(
                             policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
                             access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
@@ -167,7 +170,7 @@ class Cluster(pulumi.ComponentResource):
         api_clients = [("cidr", str(c), {"cidr_ipv4": str(c)}) for c in args.private_access_cidrs] + [
             ("sg", g, {"referenced_security_group_id": g}) for g in args.private_access_security_group_ids
         ]
-        for kind, source, peer in api_clients:
+        self.api_access_rules = [
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-api-from-{kind}-{source.replace('/', '-')}",
                 security_group_id=cluster.cluster_security_group_id,
@@ -179,6 +182,8 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
                 **peer,
             )
+            for kind, source, peer in api_clients
+        ]
 
         # The name as an Output of the control plane, not the plain string: node groups, add-ons and
         # anything else that takes it then wait for the cluster instead of racing its creation.

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.components import iam
-from infra.components.shared import reachable_only_from, rotating_key
+from infra.components.shared import kept_on_teardown, reachable_only_from, rotating_key
 
 BUCKET_PURPOSES = ("metadata", "userdata", "workflows")
 DB_PORT = 5432
@@ -43,6 +43,9 @@ class DataArgs:
     replication_region: str | None
     force_destroy: bool
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Every stack but dev: the database, EFS, the buckets and their keys survive `pulumi destroy`
+    # (infra/components/shared.py kept_on_teardown).
+    keep_on_teardown: bool = False
 
 
 class Data(pulumi.ComponentResource):
@@ -60,6 +63,7 @@ class Data(pulumi.ComponentResource):
             f"cdao-{args.stack}-data",
             {**tags, "Name": f"cdao-{args.stack}-data"},
             child,
+            keep=args.keep_on_teardown,
         )
 
         self._database(tags)
@@ -147,7 +151,7 @@ class Data(pulumi.ComponentResource):
             skip_final_snapshot=args.db_skip_final_snapshot,
             final_snapshot_identifier=None if args.db_skip_final_snapshot else self._final_snapshot_identifier(),
             tags=tags,
-            opts=child,
+            opts=kept_on_teardown(child, args.keep_on_teardown),
         )
         self.db_endpoint = self.db.address
         self.db_port = self.db.port
@@ -182,7 +186,7 @@ class Data(pulumi.ComponentResource):
             bucket_prefix=f"cdao-{args.stack}-{purpose}{suffix}-",
             force_destroy=args.force_destroy,
             tags={**tags, "purpose": purpose},
-            opts=opts,
+            opts=kept_on_teardown(opts, args.keep_on_teardown),
         )
         child = pulumi.ResourceOptions(parent=bucket, provider=opts.provider)
         aws.s3.BucketOwnershipControls(
@@ -277,6 +281,7 @@ class Data(pulumi.ComponentResource):
             None,
             tags,
             replica_opts,
+            keep=args.keep_on_teardown,
         )
         replicas = {
             p: self._bucket(p, replica_key, tags, opts=replica_opts, suffix="-replica") for p in BUCKET_PURPOSES
@@ -369,7 +374,7 @@ class Data(pulumi.ComponentResource):
             throughput_mode="elastic",
             lifecycle_policies=[aws.efs.FileSystemLifecyclePolicyArgs(transition_to_ia="AFTER_30_DAYS")],
             tags={**tags, "Name": f"cdao-{args.stack}-shared"},
-            opts=child,
+            opts=kept_on_teardown(child, args.keep_on_teardown),
         )
         sg = reachable_only_from(
             f"{name}-efs",

@@ -48,8 +48,6 @@ class GitOps(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        in_cluster = pulumi.ResourceOptions(parent=self, provider=provider)
-
         namespace = k8s.core.v1.Namespace(
             f"{name}-argocd",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -60,7 +58,8 @@ class GitOps(pulumi.ComponentResource):
                     "environment": args.stack,
                 },
             ),
-            opts=in_cluster,
+            # The first call to the API: it waits for what lets Pulumi reach it (args.depends_on).
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(args.depends_on)),
         )
         release = k8s.helm.v3.Release(
             f"{name}-argocd",

@@ -33,6 +33,9 @@ class NetworkArgs:
     flow_log_retention_days: int
     interface_endpoints: bool
     cluster_name: str
+    # Networks outside the VPC that reach the cluster's private endpoint through this transit gateway.
+    transit_gateway_id: str | None = None
+    transit_gateway_cidrs: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -125,6 +128,7 @@ class Network(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=subnet),
             )
             private_rts.append(rt)
+        self.api_access_routes = self._transit_gateway_routes(vpc, private, private_rts)
 
         database_rt = aws.ec2.RouteTable(
             f"{name}-database-rt", vpc_id=vpc.id, tags=self._tags(f"{name}-database"), opts=vpc_child
@@ -166,6 +170,37 @@ class Network(pulumi.ComponentResource):
                 "flowLogGroupName": self.flow_log_group_name,
             }
         )
+
+    def _transit_gateway_routes(
+        self, vpc: aws.ec2.Vpc, private: list[aws.ec2.Subnet], tables: list[aws.ec2.RouteTable]
+    ) -> list[aws.ec2.Route]:
+        """Attach the private subnets (where EKS puts the control plane's ENIs) to the transit gateway
+        and route each connected network's CIDR to it, so the private endpoint can answer them (EKS
+        user guide, cluster-endpoint.html, "Accessing a private only API server"). The transit
+        gateway's own route tables (association, propagation) belong to its owner."""
+        args = self._args
+        if args.transit_gateway_id is None or not args.transit_gateway_cidrs:
+            return []
+        attachment = aws.ec2transitgateway.VpcAttachment(
+            f"{self._name}-tgw",
+            transit_gateway_id=args.transit_gateway_id,
+            vpc_id=vpc.id,
+            subnet_ids=[s.id for s in private],
+            tags=self._tags(f"{self._name}-tgw"),
+            opts=pulumi.ResourceOptions(parent=vpc),
+        )
+        return [
+            aws.ec2.Route(
+                f"{self._name}-api-access-{az}-{cidr.replace('/', '-')}",
+                route_table_id=table.id,
+                destination_cidr_block=cidr,
+                transit_gateway_id=args.transit_gateway_id,
+                # CreateRoute to a transit gateway the VPC is not attached to yet is refused.
+                opts=pulumi.ResourceOptions(parent=table, depends_on=[attachment]),
+            )
+            for az, table in zip(args.availability_zones, tables, strict=True)
+            for cidr in args.transit_gateway_cidrs
+        ]
 
     def _tags(self, name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**self._args.tags, "Name": name, **(extra or {})}

@@ -8,18 +8,36 @@ import pulumi
 import pulumi_aws as aws
 
 
+def kept_on_teardown(opts: pulumi.ResourceOptions, keep: bool, *, retain: bool = False) -> pulumi.ResourceOptions:
+    """`opts` for a resource that holds data: with `keep` (every stack but dev), `protect` makes the
+    engine refuse to delete it, so `pulumi destroy` fails before deleting anything until someone
+    lifts protection on purpose (https://www.pulumi.com/docs/iac/concepts/options/protect/); `retain`
+    also leaves it in AWS when it is deleted from the stack
+    (https://www.pulumi.com/docs/iac/concepts/options/retainondelete/)."""
+    if not keep:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True, retain_on_delete=retain))
+
+
 def rotating_key(
-    name: str, description: str, alias: str | None, tags: Mapping[str, str], opts: pulumi.ResourceOptions
+    name: str,
+    description: str,
+    alias: str | None,
+    tags: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+    *,
+    keep: bool = False,
 ) -> aws.kms.Key:
     """A customer-managed KMS key with yearly rotation and the longest deletion window: a key
-    deleted by mistake takes every object it encrypted with it."""
+    deleted by mistake takes every object it encrypted with it. With `keep` it is protected and
+    retained on teardown: what it encrypts (RDS final snapshots, recovery points) outlives the stack."""
     key = aws.kms.Key(
         name,
         description=description,
         enable_key_rotation=True,
         deletion_window_in_days=30,
         tags=dict(tags),
-        opts=opts,
+        opts=kept_on_teardown(opts, keep, retain=True),
     )
     if alias:
         aws.kms.Alias(

@@ -157,6 +157,10 @@ def _price(
             usd * pricer.hours,
             src,
         )
+    elif typ == "aws:ec2transitgateway/vpcAttachment:VpcAttachment":
+        usd, src = pricer.fixed("transit_gateway_attachment_hourly")
+        hourly = usd * pricer.hours
+        pricer.add(res, "transit gateway VPC attachment (data processed is usage-based)", hourly, hourly, src)
     elif typ == "aws:ec2/eip:Eip":
         usd, src = pricer.fixed("public_ipv4_hourly")
         pricer.add(res, "public IPv4 address", usd * pricer.hours, usd * pricer.hours, src)

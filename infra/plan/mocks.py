@@ -46,6 +46,7 @@ _EC2_ID_PREFIX = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
     "aws:ec2/flowLog:FlowLog": "fl",
     "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": "tgw-attach",
     "aws:efs/fileSystem:FileSystem": "fs",
     "aws:efs/mountTarget:MountTarget": "fsmt",
     "aws:efs/accessPoint:AccessPoint": "fsap",
@@ -75,6 +76,9 @@ ARN_FORMATS = {
     ),
     "aws:ec2/flowLog:FlowLog": "arn:{partition}:ec2:{region}:{account}:vpc-flow-log/{id}",
     "aws:ec2/launchTemplate:LaunchTemplate": "arn:{partition}:ec2:{region}:{account}:launch-template/{id}",
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": (
+        "arn:{partition}:ec2:{region}:{account}:transit-gateway-attachment/{id}"
+    ),
     "aws:efs/fileSystem:FileSystem": "arn:{partition}:elasticfilesystem:{region}:{account}:file-system/{id}",
     "aws:efs/accessPoint:AccessPoint": "arn:{partition}:elasticfilesystem:{region}:{account}:access-point/{id}",
     "aws:rds/instance:Instance": "arn:{partition}:rds:{region}:{account}:db:{name}",
@@ -129,6 +133,9 @@ class Registration:
     dependencies: frozenset[str] = frozenset()
     # Per input: the URNs its value came from (what a remote component passes on to its children).
     property_dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The `protect` and `retain_on_delete` resource options (pulumi's RegisterResourceRequest).
+    protect: bool = False
+    retain_on_delete: bool = False
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -498,6 +505,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     [request.provider.rsplit("::", 1)[0]] if request.provider else [],
                 ),
                 property_dependencies={key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()},
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
             )
         return response
 

@@ -135,6 +135,7 @@ def test_disabling_backup_declares_no_backup_resource():
             "breakGlassRoleArn": "arn:aws:iam::111122223333:role/break-glass",
         },
         "cdao:backup": {"enabled": False},
+        "cdao:network": {"transitGatewayId": "tgw-0123456789abcdef0"},
     }
     registrations, error = run_program_with_config("test", "us-east-1", raw)
     assert error is None

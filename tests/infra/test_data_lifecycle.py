@@ -160,3 +160,38 @@ def test_root_application_cascades_so_the_alb_goes_before_the_vpc(plan_of):
         assert appsets
         for appset in appsets:
             assert not (appset["spec"].get("syncPolicy") or {}).get("preserveResourcesOnDeletion"), addon
+
+
+# Resources whose deletion loses data: the database, the shared file system, the buckets (and their
+# replicas), the Backup vaults, and the keys that encrypt them. A key outlives its stack's teardown:
+# the RDS final snapshot and RDS recovery points stay encrypted under the source instance's key
+# (https://docs.aws.amazon.com/aws-backup/latest/devguide/encryption.html: backups of resource types
+# not fully managed by AWS Backup, RDS among them, inherit the source's encryption), so a key
+# scheduled for deletion takes them with it after its deletion window.
+STATEFUL_TYPES = {
+    "aws:rds/instance:Instance",
+    "aws:efs/fileSystem:FileSystem",
+    "aws:s3/bucket:Bucket",
+    "aws:backup/vault:Vault",
+}
+
+
+def _data_keys(run: PlanRun):
+    # The cluster's secrets key encrypts only etcd, which goes with the cluster.
+    return [k for k in _of_type(run, "aws:kms/key:Key") if k.name != "cluster-secrets"]
+
+
+def test_outside_dev_pulumi_destroy_stops_before_any_data(stack_run: PlanRun):
+    """`protect` makes the engine refuse to delete the resource (and so `pulumi destroy` fails before
+    deleting anything) until someone lifts it on purpose (https://www.pulumi.com/docs/iac/concepts/
+    options/protect/); `retainOnDelete` leaves the key in AWS when it is deleted from the stack
+    (https://www.pulumi.com/docs/iac/concepts/options/retainondelete/). Dev stays one command."""
+    keep = stack_run.stack != "dev"
+    stateful = [r for r in stack_run.registrations if r.type in STATEFUL_TYPES]
+    assert {r.type for r in stateful} == STATEFUL_TYPES
+    for resource in stateful:
+        assert resource.protect is keep, resource.name
+    keys = _data_keys(stack_run)
+    assert len(keys) >= 2  # the data key and the Backup vault's key
+    for key in keys:
+        assert (key.protect, key.retain_on_delete) == (keep, keep), key.name

@@ -7,6 +7,7 @@ run time, which the mock runtime cannot.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,7 +84,10 @@ def test_emr_can_launch_into_the_private_subnets_and_vpc(stack_run: PlanRun):
 # ---------------------------------------------------------------- Kubernetes API access (fault 2)
 
 ROLE = "arn:aws:iam::111122223333:role/"
+# The transit gateway that routes the test's operations network (10.255.0.0/24) into the VPC.
+TGW = "tgw-0123456789abcdef0"
 BASE = {
+    "cdao:network": {"transitGatewayId": TGW},
     "aws:region": "us-east-1",
     "cdao:team": "ml-platform",
     "cdao:costCenter": "cc-1",
@@ -115,13 +119,48 @@ def test_a_stack_nothing_can_reach_is_refused_saying_what_to_set():
     [
         {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/28"]},
         {"privateAccessCidrs": ["10.255.0.0/24"]},
+        {"privateAccessCidrs": ["10.0.250.0/24"]},
         {"privateAccessSecurityGroupIds": ["sg-0123456789abcdef0"]},
     ],
-    ids=["public-cidrs", "private-cidrs", "private-security-groups"],
+    ids=["public-cidrs", "private-cidrs-routed", "private-cidrs-in-vpc", "private-security-groups"],
 )
 def test_each_way_in_is_enough(access: dict):
-    config, _ = parse_stack_config("dev", _cluster(**access))
+    raw = _cluster(**access)
+    if access.get("privateAccessCidrs") != ["10.255.0.0/24"]:
+        del raw["cdao:network"]
+    config, _ = parse_stack_config("dev", raw)
     assert config.cluster.deploy_role_arns == [f"{ROLE}deploy"]
+
+
+def test_a_private_cidr_outside_the_vpc_needs_a_declared_route():
+    """The control plane's ENIs answer a connected network only if the VPC's route tables send
+    replies back to it (EKS user guide, cluster-endpoint.html, "Accessing a private only API server":
+    the connected network must be routed to the VPC and admitted by the cluster security group); a
+    VPC that this `pulumi up` creates has no such route unless the program declares it."""
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
+    del raw["cdao:network"]
+    problems = _problems(raw)
+    assert "transitGatewayId" in problems["cdao:cluster.privateAccessCidrs"]
+
+
+def test_routed_private_cidrs_get_a_transit_gateway_route_in_every_private_route_table():
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
+    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+    assert error is None
+    (attachment,) = [r for r in registrations if r.type == "aws:ec2transitgateway/vpcAttachment:VpcAttachment"]
+    (vpc,) = [r for r in registrations if r.type == "aws:ec2/vpc:Vpc"]
+    private = [r for r in registrations if r.type == "aws:ec2/subnet:Subnet" and r.inputs["tags"]["tier"] == "private"]
+    assert attachment.inputs["transitGatewayId"] == TGW and attachment.inputs["vpcId"] == vpc.outputs["id"]
+    assert sorted(attachment.inputs["subnetIds"]) == sorted(s.outputs["id"] for s in private)
+    tables = [
+        r for r in registrations if r.type == "aws:ec2/routeTable:RouteTable" and r.name.startswith("network-private-")
+    ]
+    routes = [r for r in registrations if r.type == "aws:ec2/route:Route"]
+    keys = ("routeTableId", "destinationCidrBlock", "transitGatewayId")
+    declared = {tuple(r.inputs[k] for k in keys) for r in routes}
+    assert declared == {(t.outputs["id"], "10.255.0.0/24", TGW) for t in tables}
+    # A route to a transit gateway the VPC is not yet attached to fails (InvalidTransitGatewayID.NotFound).
+    assert all(attachment.urn in r.dependencies for r in routes)
 
 
 def test_public_cidrs_without_the_public_endpoint_are_refused():
@@ -253,3 +292,16 @@ def test_container_log_group_has_one_owner_and_reaches_platform(stack_run: PlanR
     assert not actions & {"logs:CreateLogGroup", "logs:PutRetentionPolicy"}
     resources = {r for s in _statements(stack_run, "workload-identity-fluent-bit") for r in s["Resource"]}
     assert resources == {group.outputs["arn"], f"{group.outputs['arn']}:*"}
+
+
+def test_the_documented_certificate_lookup_finds_the_certificate_the_program_requests(plan_of):
+    """ACM's ListCertificates returns only RSA_1024 and RSA_2048 certificates unless Includes.keyTypes
+    names others (https://docs.aws.amazon.com/acm/latest/APIReference/API_Filters.html, keyTypes), so
+    the command docs/first-deploy.md gives the DNS owner must ask for the key type infra/ requests."""
+    (cert,) = [r for r in plan_of("prod").registrations if r.type == "aws:acm/certificate:Certificate"]
+    key_type = cert.inputs["keyAlgorithm"]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "first-deploy.md").read_text()
+    commands = [line for line in doc.splitlines() if "aws acm list-certificates" in line]
+    assert commands
+    for line in commands:
+        assert f"--includes keyTypes={key_type}" in line, line

@@ -93,6 +93,24 @@ def test_argocd_installs_only_once_its_node_pool_exists(run):
     assert _addon(run, "coredns").urn in waits[release.urn]
 
 
+def test_argocd_installs_only_once_pulumi_can_reach_the_api(run):
+    """The ingress rules (and routes) that admit whatever runs Pulumi to the private endpoint must
+    exist before the first call to the Kubernetes API, or the namespace create times out."""
+    waits = _waits_for(run)
+    access = [
+        r
+        for r in run.registrations
+        if r.type in {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/route:Route"}
+        and r.name.startswith(("cluster-api-from-", "network-api-access-"))
+    ]
+    if run.config.cluster.private_access_cidrs or run.config.cluster.private_access_security_group_ids:
+        assert access
+    for kind in ("kubernetes:core/v1:Namespace", "kubernetes:helm.sh/v3:Release"):
+        target = _one(run, kind, "gitops-argocd")
+        for resource in access:
+            assert resource.urn in waits[target.urn], (kind, resource.name)
+
+
 def test_control_plane_log_group_exists_before_the_control_plane(run):
     """pulumi-eks is a remote component: its dependsOn does not reach the aws.eks.Cluster inside, but
     the dependencies of an input do. The name input carries the log group, so EKS never creates the
