@@ -84,6 +84,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
+        "offline_revision_commit": run.revision_commit_stand_in,
         "dns_records": dns_records_to_create(run),
     }
 
@@ -171,6 +172,12 @@ def render_text(plans: Sequence[Mapping[str, Any]]) -> str:
         if plan["offline_secrets"]:
             out.append("")
             out.append("Offline stand-ins for secrets (not decryptable here): " + ", ".join(plan["offline_secrets"]))
+        if plan.get("offline_revision_commit"):
+            out.append("")
+            out.append(
+                f"Offline CDAO_REVISION_COMMIT stand-in {plan['offline_revision_commit']} (no commit): the revision "
+                "is a branch, and only a deploy knows the commit whose images the connector runs"
+            )
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import os
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, parse_stack_config
+from infra.images import FULL_SHA, REVISION_COMMIT_ENV
 from infra.plan.mocks import AwsMocks, RecordingMonitor, Registration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +31,12 @@ PROJECT = "cdao"
 # provider) or that is not set on this machine. It satisfies the program's checks, never leaves
 # the process, and the report lists which keys were stood in for.
 OFFLINE_SECRET = "offline-plan-stand-in"  # noqa: S105 - deliberately not a secret
+
+# The stand-in for the commit a branch revision (dev's `main`) resolves to, which only a deploy knows
+# (infra/images.py; deploy.yml passes it in CDAO_REVISION_COMMIT). Git's null object id, the all-zero
+# name git itself uses for "no object" (git-scm.com/docs/githooks, pre-receive): it names no commit,
+# so no image, and the report says it was stood in.
+OFFLINE_COMMIT = "0" * 40
 
 
 class StackNotFoundError(LookupError):
@@ -50,6 +58,8 @@ class PlanRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     substituted_secrets: list[str]
+    # The commit stood in for CDAO_REVISION_COMMIT (OFFLINE_COMMIT), or None when the plan had one.
+    revision_commit_stand_in: str | None = None
 
 
 def available_stacks(environments_dir: Path = ENVIRONMENTS_DIR) -> list[str]:
@@ -89,8 +99,19 @@ def run_stack(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> PlanRun:
     """Parse the stack's config (ConfigError stops here, before anything is declared), then run."""
     raw, substituted = read_stack_file(stack, environments_dir)
     config, _ = parse_stack_config(stack, raw)
-    registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
-    return PlanRun(stack, config, registrations, outputs, substituted)
+    stand_in = None
+    if not FULL_SHA.fullmatch(config.gitops.revision) and REVISION_COMMIT_ENV not in os.environ:
+        stand_in = OFFLINE_COMMIT
+    # The program reads the commit where a deploy puts it, the environment (infra/__main__.py); it is
+    # set only for this run and removed after, so no later run can take it for a real one.
+    if stand_in:
+        os.environ[REVISION_COMMIT_ENV] = stand_in
+    try:
+        registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
+    finally:
+        if stand_in:
+            del os.environ[REVISION_COMMIT_ENV]
+    return PlanRun(stack, config, registrations, outputs, substituted, stand_in)
 
 
 def run_program_with_config(

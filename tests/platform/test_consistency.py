@@ -371,9 +371,11 @@ def test_connector_sets_exactly_the_documented_settings(apps: dict[str, Rendered
     )
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
     assert mount["mountPath"] == env["FLYTE_SECRETS_DEFAULT_DIR"]
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        f"{a['cdao.io/ecr-connector-repository']}:{a['cdao.io/chart-version-cdao-connector']}"
-    )
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"{a['cdao.io/ecr-connector-repository']}:{a['cdao.io/connector-image-tag']}"
+    # What deploy.yml's image-<stack> job pushes for the stack's revision: its own registry, the commit.
+    stack = secret["metadata"]["labels"]["environment"]
+    assert re.fullmatch(rf"\d{{12}}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/cdao-{stack}-connector:[0-9a-f]{{40}}", image)
 
 
 # --------------------------------------------------------------------------- node pools and GPUs
