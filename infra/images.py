@@ -10,8 +10,10 @@ revision:
 - a stack that follows a branch (dev: `main`) runs the commit its deploy resolved the branch to. The
   program cannot know it from the stack file, so the deploy hands it over in the environment variable
   CDAO_REVISION_COMMIT (deploy.yml: `needs.resolve.outputs.<stack>-revision`, the commit it checked
-  out; first-deploy.sh: the same resolution). The Pulumi CLI runs the program as a child process that
-  inherits the CLI's environment, so a step's `env:` reaches it.
+  out; first-deploy.sh: the same resolution). The Python language host starts the program with its
+  own environment plus PULUMI_CONFIG (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go,
+  `Run`: `cmd.Env = append(os.Environ(), ...)`, seen at commit 0064624b), so a workflow step's `env:`
+  reaches it, and the value is the same at `preview --save-plan` and `up --plan`.
 """
 
 from __future__ import annotations

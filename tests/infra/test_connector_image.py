@@ -42,7 +42,7 @@ def test_branch_stack_runs_the_image_of_the_commit_its_deploy_resolved(monkeypat
 def test_branch_stack_without_the_commit_is_refused_before_anything_is_declared(monkeypatch) -> None:
     monkeypatch.delenv(REVISION_COMMIT_ENV, raising=False)
     raw, _ = read_stack_file("dev")
-    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+    registrations, error = run_program_with_config("dev", "us-east-1", raw, stand_in_revision_commit=False)
     assert error is not None
     assert REVISION_COMMIT_ENV in str(error)
     assert "cdao:gitops.revision = 'main'" in str(error)
