@@ -84,9 +84,9 @@ def test_offline_plan_stands_in_with_git_s_null_commit_and_says_so(monkeypatch) 
 def test_the_connector_has_no_chart_version_pin() -> None:
     """The image tag is the revision's commit; a version pin beside it would be a second, unused owner.
 
-    staging and prod keep the key until a promotion moves their pin past this change: the code of their
-    current pin still refuses an enabled connector add-on without it (docs/github-setup.md, "Why this
-    stays compatible"), and `cdao promote` drops it with dev's chart versions.
+    staging and prod keep the key until a promotion moves their pin past this change: platform/ at their
+    current pin still builds the connector's image tag from it (docs/github-setup.md, "Images built once,
+    promoted by tag"), and `cdao promote` drops it with dev's chart versions.
     """
     assert ADDON_CHART_KEYS["connectors"] == ()
     raw, _ = read_stack_file("dev")
