@@ -258,6 +258,8 @@ def render_markdown(plans: Sequence[Mapping[str, Any]]) -> str:
                 f"DNS record to create ({record['purpose']}): `{record['type']} {record['name']} -> "
                 f"{record['value']}`; real name and value: {record['source']}.",
             ]
+        if plan.get("offline_revision_commit"):
+            out += ["", f"Connector image tag: offline stand-in `{plan['offline_revision_commit']}` (no commit)."]
         out += ["", "</details>"]
     return "\n".join(out) + "\n"
 

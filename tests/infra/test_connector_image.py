@@ -73,8 +73,9 @@ def test_offline_plan_stands_in_with_git_s_null_commit_and_says_so(monkeypatch) 
     run = run_stack("dev")
     assert _annotations(run)["cdao.io/connector-image-tag"] == OFFLINE_COMMIT == "0" * 40
     assert run.revision_commit_stand_in == OFFLINE_COMMIT
-    text = report.render_text([report.build_plan(run)])
-    assert f"{REVISION_COMMIT_ENV} stand-in" in text
+    plan = report.build_plan(run)
+    assert f"{REVISION_COMMIT_ENV} stand-in {OFFLINE_COMMIT}" in report.render_text([plan])
+    assert f"offline stand-in `{OFFLINE_COMMIT}`" in report.render_markdown([plan])
     # The stand-in never outlives the plan.
     import os  # noqa: PLC0415
 
