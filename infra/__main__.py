@@ -1,14 +1,18 @@
 """Pulumi entry point (`main: infra/` in Pulumi.yaml): parse the stack's config, then build."""
 
+import os
+
 import pulumi
 
 from infra.config import ConfigError, load_stack_config
+from infra.images import RevisionCommitError, revision_commit
 from infra.program import build
 
 try:
     config, secrets = load_stack_config()
-except ConfigError as exc:
+    commit = revision_commit(config, os.environ)
+except (ConfigError, RevisionCommitError) as exc:
     # RunError prints the message without a Python traceback: the message already names the key.
     raise pulumi.RunError(str(exc)) from None
 
-build(config, secrets)
+build(config, secrets, revision_commit=commit)

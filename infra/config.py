@@ -281,7 +281,8 @@ class AddonsConfig(_Model):
 # of reaching Argo CD as `targetRevision: ''`.
 ADDON_CHART_KEYS: dict[str, tuple[str, ...]] = {
     "flyte": ("flyte-core",),
-    "connectors": ("cdao-connector",),
+    # The connector's image tag is not a pin: it is the revision's commit (infra/images.py).
+    "connectors": (),
     "linkerd": ("cert-manager", "trust-manager", "linkerd2-cni", "linkerd-crds", "linkerd-control-plane"),
     "observability": ("kube-prometheus-stack", "aws-for-fluent-bit", "opentelemetry-collector"),
     "gpu_operator": ("gpu-operator",),

@@ -121,6 +121,11 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("connector-attempts-table", "DynamoDB table where connector replicas claim task attempts"),
     Annotation("ecr-tasks-repository", "ECR repository URL for task images"),
     Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
+    Annotation(
+        "connector-image-tag",
+        "tag of the connector image the stack runs: the commit of its revision, which deploy.yml built "
+        "and copied into ecr-connector-repository (infra/images.py)",
+    ),
     Annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)"),
     Annotation("flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"),
     Annotation(

@@ -66,7 +66,7 @@ def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data:
     )
 
 
-def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
+def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str) -> None:
     name = cluster_name(config)
     tags = config.tags
     account_id = aws.get_caller_identity_output().account_id
@@ -303,6 +303,7 @@ def build(config: StackConfig, secrets: Mapping[str, str]) -> None:
         "connector-attempts-table": compute.attempt_table.name,
         "ecr-tasks-repository": registry.repository_urls["tasks"],
         "ecr-connector-repository": registry.repository_urls["connector"],
+        "connector-image-tag": revision_commit,
         "codeweave-endpoint": codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",
         "codeweave-api-key-secret": codeweave_secret_name(config) if codeweave.enabled else "",
         "role-arn-sagemaker-execution": service_roles.sagemaker_execution.arn,

@@ -30,7 +30,9 @@ tree=$(mktemp -d)
 trap 'rm -rf "${tree}"' EXIT
 git -C "${root}" archive "${revision}" | tar -x -C "${tree}"
 cp "${root}/environments/Pulumi.${stack}.yaml" "${tree}/environments/Pulumi.${stack}.yaml"
-(cd "${tree}" && uv sync --locked && pulumi up --stack "${stack}" --policy-pack policies)
+# The program tags the connector image with the commit it runs (infra/images.py), as deploy.yml does.
+(cd "${tree}" && uv sync --locked \
+  && CDAO_REVISION_COMMIT="${revision}" pulumi up --stack "${stack}" --policy-pack policies)
 
 connector=$(cd "${tree}" && pulumi stack output ecrRepositories --stack "${stack}" --json | jq -r .connector)
 registry=${connector%%/*}

@@ -86,6 +86,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
         "secret_config": dict(sorted(run.secret_ciphertexts.items())),
+        "offline_revision_commit": run.revision_commit_stand_in,
         "dns_records": dns_records_to_create(run),
     }
 
@@ -173,6 +174,12 @@ def render_text(plans: Sequence[Mapping[str, Any]]) -> str:
         if plan["offline_secrets"]:
             out.append("")
             out.append("Offline stand-ins for secrets (not decryptable here): " + ", ".join(plan["offline_secrets"]))
+        if plan.get("offline_revision_commit"):
+            out.append("")
+            out.append(
+                f"Offline CDAO_REVISION_COMMIT stand-in {plan['offline_revision_commit']} (no commit): the revision "
+                "is a branch, and only a deploy knows the commit whose images the connector runs"
+            )
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -253,6 +260,8 @@ def render_markdown(plans: Sequence[Mapping[str, Any]]) -> str:
                 f"DNS record to create ({record['purpose']}): `{record['type']} {record['name']} -> "
                 f"{record['value']}`; real name and value: {record['source']}.",
             ]
+        if plan.get("offline_revision_commit"):
+            out += ["", f"Connector image tag: offline stand-in `{plan['offline_revision_commit']}` (no commit)."]
         out += ["", "</details>"]
     return "\n".join(out) + "\n"
 

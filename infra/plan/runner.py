@@ -8,17 +8,21 @@ config in context variables: a second stack in the same process must not see the
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import json
+import os
 import runpy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, parse_stack_config
+from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, GitOpsConfig, StackConfig, parse_stack_config
+from infra.images import FULL_SHA, REVISION_COMMIT_ENV
 from infra.plan.mocks import AwsMocks, RecordingMonitor, Registration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +34,12 @@ PROJECT = "cdao"
 # provider) or that is not set on this machine. It satisfies the program's checks, never leaves
 # the process, and the report lists which keys were stood in for.
 OFFLINE_SECRET = "offline-plan-stand-in"  # noqa: S105 - deliberately not a secret
+
+# The stand-in for the commit a branch revision (dev's `main`) resolves to, which only a deploy knows
+# (infra/images.py; deploy.yml passes it in CDAO_REVISION_COMMIT). Git's null object id, the all-zero
+# name git itself uses for "no object" (git-scm.com/docs/githooks, pre-receive): it names no commit,
+# so no image, and the report says it was stood in.
+OFFLINE_COMMIT = "0" * 40
 
 
 class StackNotFoundError(LookupError):
@@ -51,6 +61,8 @@ class PlanRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     substituted_secrets: list[str]
+    # The commit stood in for CDAO_REVISION_COMMIT (OFFLINE_COMMIT), or None when the plan had one.
+    revision_commit_stand_in: str | None = None
     # Per secret config key in the stack file: a digest of its ciphertext (not of the secret), so a
     # diff can say a secret was rotated; None where the key is not set in the file.
     secret_ciphertexts: dict[str, str | None] = field(default_factory=dict)
@@ -109,16 +121,51 @@ def run_stack(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> PlanRun:
     """Parse the stack's config (ConfigError stops here, before anything is declared), then run."""
     raw, substituted = read_stack_file(stack, environments_dir)
     config, _ = parse_stack_config(stack, raw)
-    registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
-    return PlanRun(stack, config, registrations, outputs, substituted, secret_ciphertexts(stack, environments_dir))
+    stand_in = _revision_commit_stand_in(raw)
+    with _environment(REVISION_COMMIT_ENV, stand_in):
+        registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
+    return PlanRun(
+        stack, config, registrations, outputs, substituted, stand_in, secret_ciphertexts(stack, environments_dir)
+    )
+
+
+def _revision_commit_stand_in(raw: dict[str, Any]) -> str | None:
+    """OFFLINE_COMMIT when the stack follows a branch and no commit was given, else None."""
+    gitops = raw.get(f"{NAMESPACE}:gitops", {})
+    if isinstance(gitops, str):
+        try:
+            gitops = json.loads(gitops)
+        except ValueError:
+            gitops = {}
+    revision = gitops.get("revision") if isinstance(gitops, dict) else None
+    revision = revision if isinstance(revision, str) else GitOpsConfig.model_fields["revision"].default
+    if FULL_SHA.fullmatch(revision) or REVISION_COMMIT_ENV in os.environ:
+        return None
+    return OFFLINE_COMMIT
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """The program reads the commit where a deploy puts it, the environment (infra/__main__.py): set
+    the stand-in only for this run and remove it after, so no later run takes it for a real one."""
+    if value is None:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 def run_program_with_config(
-    stack: str, region: str, raw: dict[str, Any]
+    stack: str, region: str, raw: dict[str, Any], *, stand_in_revision_commit: bool = True
 ) -> tuple[list[Registration], Exception | None]:
     """Run the program with arbitrary raw config: what it registered, and the error it raised.
 
-    Used to prove the program itself declares nothing when its config is bad.
+    Used to prove the program itself declares nothing when its config is bad. With
+    stand_in_revision_commit=False a branch revision gets no OFFLINE_COMMIT (what a deploy without
+    CDAO_REVISION_COMMIT sees).
     """
     registrations: list[Registration] = []
     error: Exception | None = None
@@ -130,7 +177,8 @@ def run_program_with_config(
         except Exception as exc:
             error = exc
 
-    contextvars.Context().run(run)
+    with _environment(REVISION_COMMIT_ENV, _revision_commit_stand_in(raw) if stand_in_revision_commit else None):
+        contextvars.Context().run(run)
     return registrations, error
 
 

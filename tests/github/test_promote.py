@@ -462,3 +462,23 @@ def test_file_mode_is_kept(repo, capsys):
 def test_help_exits_zero(capsys):
     assert cli.main(["promote", "--help"]) == 0
     assert "--source-deployed" in capsys.readouterr().out
+
+
+def test_promoting_the_committed_dev_pins_drops_staging_s_connector_version(tmp_path, git_identity, capsys):
+    """The committed files: dev has no `cdao-connector` pin (its image tag is the revision's commit,
+    infra/images.py), so the promotion that moves staging onto that code also removes staging's, line
+    and comment together, and staging's file then reads with every add-on as committed."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_ENVIRONMENTS, root / "environments")
+    _git(root.parent, "init", "--quiet", "--initial-branch=main", str(root))
+    head = commit(root, "committed environments/")
+    assert "cdao-connector" in (root / "environments" / "Pulumi.staging.yaml").read_text()
+
+    code, out, err = run(capsys, root, "dev", "staging", deployed=head)
+
+    assert code == 0, err
+    assert "cdao:gitops.chartVersions.cdao-connector: 0.1.0 -> (removed)" in out
+    text = (root / "environments" / "Pulumi.staging.yaml").read_text()
+    assert "cdao-connector" not in text
+    revision, charts = _pins(root / "environments", "staging")
+    assert (revision, charts) == (head, _pins(root / "environments", "dev")[1])

@@ -125,7 +125,8 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     _stub(
         bin_dir,
         "pulumi",
-        f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))" >> "{log}"\n'
+        f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))'
+        f' commit=${{CDAO_REVISION_COMMIT:-unset}}" >> "{log}"\n'
         'if [ "$1 $2" = "stack output" ]; then\n'
         f'  echo \'{{"connector": "{url}/cdao-prod-connector", "tasks": "{url}/cdao-prod-tasks"}}\'\n'
         "fi\n",
@@ -153,6 +154,8 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     assert f"revision: {pin.group(1)}" in (SCRIPTS.parents[1] / "environments" / "Pulumi.prod.yaml").read_text()
     up = next(c for c in calls if c.startswith("pulumi up"))
     assert up.startswith("pulumi up --stack prod --policy-pack policies")
+    # The program tags the connector image with the commit it runs, as deploy.yml passes it.
+    assert up.endswith(f" commit={pin.group(1)}")
     assert calls.index(next(c for c in calls if c.startswith("uv sync --locked"))) < calls.index(up)
     assert f"gh variable set ECR_REGISTRY_PROD --body {url}" in calls
     assert "gh variable set ECR_ACCOUNT_ID_PROD --body 210987654321" in calls

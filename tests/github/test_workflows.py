@@ -237,6 +237,30 @@ def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
         assert register["env"]["CDAO_SAGEMAKER_ROLE_ARN"] == role
 
 
+def test_every_program_run_gets_the_commit_it_runs_as_the_connector_image_tag(deploy):
+    """dev's revision is the branch `main`; the program tags the connector image with the commit the
+    deploy resolved (infra/images.py, CDAO_REVISION_COMMIT), which must be the commit checked out in
+    stack/ and whose images image-<stack> built or copied, identically at preview and at `up --plan`.
+    A step's `env` reaches the action's process and the programs it starts (docs.github.com/actions/
+    reference/workflows-and-actions/workflow-syntax, jobs.<job_id>.steps[*].env)."""
+    jobs = deploy["jobs"]
+    for stack in STACKS:
+        revision = f"${{{{ needs.resolve.outputs.{stack}-revision }}}}"
+        for job in (f"plan-{stack}", f"apply-{stack}"):
+            (pulumi,) = steps_using(jobs[job], "pulumi/actions")
+            assert pulumi["env"]["CDAO_REVISION_COMMIT"] == revision, job
+            (checkout,) = [c for c in steps_using(jobs[job], "actions/checkout") if c["with"].get("path") == "stack"]
+            assert checkout["with"]["ref"] == revision
+        image = "\n".join(str(s.get("run", "")) for s in jobs[f"image-{stack}"]["steps"])
+        assert f"cdao-{stack}-${{purpose}}:${{REVISION}}" in image
+        assert any(s.get("env", {}).get("REVISION") == revision for s in jobs[f"image-{stack}"]["steps"])
+    preview = load("pull-request.yml")["jobs"]["preview"]
+    (pulumi,) = steps_using(preview, "pulumi/actions")
+    # The merge commit GitHub checks out for pull_request (GITHUB_SHA), i.e. the code previewed.
+    assert pulumi["env"]["CDAO_REVISION_COMMIT"] == "${{ github.sha }}"
+    assert "ref" not in steps_using(preview, "actions/checkout")[0]["with"]
+
+
 # --- OIDC only, least privilege ---------------------------------------------------------------
 
 

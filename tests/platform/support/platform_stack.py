@@ -77,7 +77,9 @@ def _value(key: str, config: StackConfig) -> str:
         "sagemaker-output-uri": f"s3://{prefix}-userdata-{ACCOUNT_ID}/sagemaker/",
         "connector-attempts-table": f"{prefix}-connector-attempts",
         "ecr-tasks-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/tasks",
-        "ecr-connector-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}/connector",
+        # compute.py's repository name, the one deploy.yml's image-<stack> job pushes to.
+        "ecr-connector-repository": f"{ACCOUNT_ID}.dkr.ecr.{config.region}.amazonaws.com/{prefix}-connector",
+        "connector-image-tag": config.gitops.revision if config.gitops.revision != "main" else "1" * 40,
         "codeweave-endpoint": config.codeweave.endpoint or "",
         "codeweave-api-key-secret": f"{prefix}/codeweave-api-key",
         "container-log-group": container_log_group_name(config),
