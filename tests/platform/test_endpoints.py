@@ -9,6 +9,7 @@ records how the charts name their Services and what their servers accept, with i
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_cache import default_values_with_subcharts
-from platform_render import PLATFORM, RenderedApp, _merge, load_yaml_documents
+from platform_render import PLATFORM, REPO_ROOT, RenderedApp, _merge, load_yaml_documents
 from upstream import at, facts
 
 # `<service>.<namespace>[.svc[.cluster.local]]:<port>[/path]` behind a scheme: http(s), gRPC's dns:///
@@ -258,14 +259,11 @@ def _endpoints(apps: dict[str, RenderedApp], namespaces: dict[str, dict[str, Any
             found += _endpoints_in(doc, caller)
         for chart, (_, ours) in app.charts.items():
             found += _endpoints_in(ours, Caller(f"{name}: {chart} values", app_ns, {}, meshed(app_ns, {})))
-    # The SDK hands its documented in-cluster tracking URI to every task (cdao_sdk.settings).
-    from cdao_sdk import settings  # noqa: PLC0415
-
-    task_labels = _task_namespace(apps)["labels"]
-    found += _endpoints_in(
-        settings.__doc__ or "", Caller("cdao_sdk.settings", TASK_NAMESPACE, {}, meshed(TASK_NAMESPACE, {}))
-    )
-    assert task_labels  # the task namespace template is what the policies select on
+    # The SDK hands its documented in-cluster tracking URI to every task (cdao_sdk.settings); read
+    # without importing the SDK, which would load flytekit.
+    settings_doc = ast.get_docstring(ast.parse((REPO_ROOT / "plugins" / "cdao_sdk" / "settings.py").read_text()))
+    task = Caller("cdao_sdk.settings", TASK_NAMESPACE, {}, meshed(TASK_NAMESPACE, {}))
+    found += _endpoints_in(settings_doc or "", task)
     return found
 
 
@@ -334,14 +332,14 @@ def _problems(apps: dict[str, RenderedApp], endpoint: Endpoint) -> list[str]:
     if prefix and not (e.path == prefix or e.path.startswith(prefix + "/")):
         problems.append(f"{where}: the server serves only under {prefix}")
     if server.host_check is not None:
-        host = f"{e.service}.{e.namespace}{m_suffix(e.url)}:{e.port}"
+        host = f"{e.service}.{e.namespace}{_url_suffix(e.url)}:{e.port}"
         allowed = server.host_check
         if not ("*" in allowed or any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)):
             problems.append(f"{where}: the server's Host check refuses {host} (allowed: {allowed})")
     return problems
 
 
-def m_suffix(url: str) -> str:
+def _url_suffix(url: str) -> str:
     match = URL.search(url)
     return (match and match["suffix"]) or ""
 
