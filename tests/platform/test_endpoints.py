@@ -10,7 +10,6 @@ records how the charts name their Services and what their servers accept, with i
 from __future__ import annotations
 
 import ast
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import yaml
 from chart_cache import default_values_with_subcharts
 from platform_render import PLATFORM, REPO_ROOT, RenderedApp, _merge, load_yaml_documents
-from upstream import at, facts
+from upstream import at, facts, mlflow_accepts_host
 
 # `<service>.<namespace>[.svc[.cluster.local]]:<port>[/path]` behind a scheme: http(s), gRPC's dns:///
 # and Flyte's k8s:// resolver (flytestdlib resolver: `k8s://<service>.<namespace>:<port>`).
@@ -334,7 +333,7 @@ def _problems(apps: dict[str, RenderedApp], endpoint: Endpoint) -> list[str]:
     if server.host_check is not None:
         host = f"{e.service}.{e.namespace}{_url_suffix(e.url)}:{e.port}"
         allowed = server.host_check
-        if not ("*" in allowed or any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)):
+        if not mlflow_accepts_host(allowed, host):
             problems.append(f"{where}: the server's Host check refuses {host} (allowed: {allowed})")
     return problems
 
