@@ -10,6 +10,7 @@ records how the charts name their Services and what their servers accept, with i
 from __future__ import annotations
 
 import ast
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -441,3 +442,75 @@ def test_a_task_url_is_refused_for_the_right_reason(
         endpoint.caller = Caller("a kube-system pod", "kube-system", {})
     problems = _problems(apps, endpoint)
     assert (refused is None and problems == []) or any(refused in p for p in problems), problems
+
+
+def _values_at(values: Any, path: str) -> list[Any]:
+    """Values at a dotted path where `*` spans a list's items."""
+    head, star, tail = path.partition(".*.")
+    if not star:
+        return [at(values, path)]
+    return [at(item, tail) for item in at(values, head) or []]
+
+
+def _ip_admits(policies: list[dict[str, Any]], namespace: str, cidr: str, port: int) -> bool:
+    """Ingress from an address range (the ALB's subnets) to a pod port of the namespace, by the
+    policies' ipBlock peers (a range is admitted when it lies inside a block and outside its excepts)."""
+    network = ipaddress.ip_network(cidr)
+    selecting = [
+        p["spec"]
+        for p in policies
+        if p["metadata"]["namespace"] == namespace
+        and "Ingress" in (p["spec"].get("policyTypes") or ["Ingress"])
+        and not (p["spec"].get("podSelector") or {}).get("matchLabels")
+    ]
+    if not selecting:
+        return True
+    for spec in selecting:
+        for rule in spec.get("ingress") or []:
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") == port for p in ports):
+                continue
+            for peer in rule.get("from") or [{"ipBlock": {"cidr": "0.0.0.0/0"}}]:
+                block = peer.get("ipBlock")
+                if block and network.subnet_of(ipaddress.ip_network(block["cidr"])):
+                    excepts = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                    if not any(network.overlaps(e) for e in excepts):
+                        return True
+    return False
+
+
+def test_flyte_alb_serves_its_host_over_tls_and_reaches_its_pods(stack: str, apps: dict[str, RenderedApp]) -> None:
+    """The SDK reaches flyteadmin (and browsers flyteconsole and MLflow) at `<flyte-hostname>:443`
+    through Flyte's internal ALB: every Ingress on it names that host, listens on HTTPS:443 with a
+    certificate, and the ALB's subnets may reach each backend pod port (target-type ip)."""
+    from platform_stack import cluster_secret, stack_config  # noqa: PLC0415
+
+    annotations = cluster_secret(stack)["metadata"]["annotations"]
+    hostname = annotations["cdao.io/flyte-hostname"]
+    policies = _policies(apps)
+    private = stack_config(stack).subnet_cidrs("private")
+    problems = []
+    for name, app in apps.items():
+        ns = app.app["spec"]["destination"]["namespace"]
+        for chart, (source, ours) in app.charts.items():
+            entry = facts("endpoints")["ingresses"].get(chart)
+            values = _merge(default_values_with_subcharts(chart, source["targetRevision"]), ours)
+            if entry is None or not at(values, entry["enabled"]):
+                continue
+            ingress = at(values, entry["annotations"]) or {}
+            hosts = [h for path in entry["hosts"] for h in _values_at(values, path)]
+            if hosts != [hostname] * len(hosts) or not hosts:
+                problems.append(f"{name}: {chart} Ingress hosts {hosts}, the SDK and browsers use {hostname}")
+            listen = ingress.get("alb.ingress.kubernetes.io/listen-ports")
+            certificate = ingress.get("alb.ingress.kubernetes.io/certificate-arn")
+            listeners = yaml.safe_load(listen) if listen else [{"HTTPS": 443} if certificate else {"HTTP": 80}]
+            if {"HTTPS": 443} not in listeners or not certificate:
+                problems.append(f"{name}: {chart} Ingress has no HTTPS:443 listener with a certificate ({listeners})")
+            if ingress.get("alb.ingress.kubernetes.io/scheme") != "internal":
+                problems.append(f"{name}: {chart} Ingress is not on the internal ALB")
+            for port_path in entry["backend_pod_ports"]:
+                port = port_path if isinstance(port_path, int) else int(at(values, port_path))
+                for cidr in private:
+                    if not _ip_admits(policies, ns, cidr, port):
+                        problems.append(f"{name}: {ns}'s NetworkPolicies keep the ALB ({cidr}) from pod port {port}")
+    assert problems == [], "\n".join(problems)
