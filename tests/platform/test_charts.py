@@ -5,23 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from chart_cache import chart_dir, crd_schemas, default_values
+from chart_cache import chart_dir, crd_schemas, default_values_with_subcharts
 from platform_render import RenderedApp, _merge
 from upstream import at, facts, holds
 
 
 def _values(app: RenderedApp, chart: str) -> dict[str, Any]:
+    """Our values over the chart's defaults and its packaged subcharts' (as Helm coalesces them)."""
     source, ours = app.charts[chart]
-    return _merge(default_values(chart, source["targetRevision"]), ours)
+    return _merge(default_values_with_subcharts(chart, source["targetRevision"]), ours)
+
+
+def _is_enabling(key: str) -> bool:
+    """A values key that switches a chart feature on, by the charts' naming conventions: `enabled`,
+    `create` (serviceAccount.create), `enable*`/`*Enabled` (Linkerd's enablePodDisruptionBudget,
+    cniEnabled), `install*` (installCRDs) and `create*` (createIngressClassResource)."""
+    return key in ("enabled", "create") or key.startswith(("enable", "install", "create")) or key.endswith("Enabled")
 
 
 def _enabled_keys(values: Any, prefix: str = "") -> list[str]:
-    """Every `...enabled` key set to true in our values (dotted paths)."""
+    """Every enabling key (`_is_enabling`) set to true in our values (dotted paths)."""
     found = []
     if isinstance(values, dict):
         for key, value in values.items():
             path = f"{prefix}{key}"
-            if key == "enabled" and value is True:
+            if _is_enabling(str(key)) and value is True:
                 found.append(path)
             found += _enabled_keys(value, f"{path}.")
     return found
@@ -54,14 +62,18 @@ def test_every_pinned_chart_version_exists(apps: dict[str, RenderedApp]) -> None
 
 
 def test_features_we_enable_are_not_gated_off(apps: dict[str, RenderedApp]) -> None:
-    """Every `enabled: true` we set in a recorded chart renders: its template's other gates hold
-    (flyte-core's propeller ServiceMonitor also needs flytepropeller.service.enabled)."""
+    """Every enabling key we set in a chart renders: the chart is recorded in chart-gates.yaml and the
+    key's other gates in its template hold (flyte-core's propeller ServiceMonitor also needs
+    flytepropeller.service.enabled)."""
     gates = facts("chart-gates")["charts"]
     apis = _installed_apis(apps)
     problems = []
     for name, app in apps.items():
         for chart, (source, ours) in app.charts.items():
             if chart not in gates:
+                keys = _enabled_keys(ours)
+                if keys:
+                    problems.append(f"{name}: {chart} sets {keys}; record their gates in chart-gates.yaml")
                 continue
             assert gates[chart]["version"] == source["targetRevision"], (
                 f"chart-gates.yaml records {chart} {gates[chart]['version']}; the stack pins "
@@ -76,7 +88,7 @@ def test_features_we_enable_are_not_gated_off(apps: dict[str, RenderedApp]) -> N
                 off = [c for c in gate["requires"] if not _gate_holds(values, c, apis)]
                 if off:
                     problems.append(f"{name}: {chart} {key} has no effect unless {off} ({gate['template']})")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def _sprig_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +166,7 @@ def test_flyte_config_map_keys_survive_the_loader(apps: dict[str, RenderedApp]) 
             unused = sorted(set(kept) - set(entry.get("lookups", kept)))
             if unused:
                 problems.append(f"{file}: {path} keys {unused} are never looked up ({entry['lookup']})")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def test_flyte_loader_lowercases_map_keys_but_not_in_lists_or_dotted() -> None:

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_cache import default_values
 from platform_checks import all_manifests, rendered
 from platform_render import PLATFORM, REPO_ROOT, RenderedApp, app_projects, application_sets, sources
 from platform_stack import STACKS, stack_config, written_annotations
+from upstream import facts
 
 from infra.components.data import DB_MASTER_USER
 from infra.components.node_pool import (
@@ -419,13 +421,21 @@ def test_time_slicing_configs_match_the_stack(stack: str, apps: dict[str, Render
     values = apps["gpu-operator"].charts["gpu-operator"][1]
     data = values["devicePlugin"]["config"]["data"]
     sliced = {n: p for n, p in _gpu_pools(stack).items() if p.gpu_sharing.mode == "time-slicing"}
+    # The device plugin the chart deploys is the one whose config API device-plugin.yaml records.
+    plugin = facts("device-plugin")
+    source = apps["gpu-operator"].charts["gpu-operator"][0]
+    deployed = (
+        values["devicePlugin"].get("version")
+        or default_values("gpu-operator", source["targetRevision"])["devicePlugin"]["version"]
+    )
+    assert deployed == plugin["version"], f"gpu-operator deploys device plugin {deployed}: read its config API"
     assert set(data) == {*sliced, values["devicePlugin"]["config"]["default"]}
     for name, pool in sliced.items():
         config = yaml.safe_load(data[name])
         resources = config["sharing"]["timeSlicing"]["resources"]
         assert resources == [{"name": "nvidia.com/gpu", "replicas": pool.gpu_sharing.replicas}]
         # One pod gets at most one slice: a 2-GPU request would otherwise be two slices of one GPU.
-        assert config["sharing"]["timeSlicing"]["failRequestsGreaterThanOne"] is True
+        assert config["sharing"]["timeSlicing"][plugin["time_slicing"]["fail_requests_greater_than_one_key"]] is True
         assert set(gpu_resources(pool)) == {"nvidia.com/gpu"}
         assert config["flags"]["migStrategy"] == values["mig"]["strategy"] == "mixed"
     exclusive = yaml.safe_load(data[values["devicePlugin"]["config"]["default"]])

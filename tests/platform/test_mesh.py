@@ -113,20 +113,42 @@ def test_meshed_init_containers_reach_what_they_connect_to(apps: dict[str, Rende
     assert unhandled == []
 
 
+def _opts_into_mesh(values: Any) -> bool:
+    """Our values for a chart set `linkerd.io/inject: enabled` somewhere (a pod annotation)."""
+    inject = facts("linkerd")["inject_annotation"]
+    if isinstance(values, dict):
+        return values.get(inject) == "enabled" or any(_opts_into_mesh(v) for v in values.values())
+    if isinstance(values, list):
+        return any(_opts_into_mesh(v) for v in values)
+    return False
+
+
+def _chart_meshed(namespace: str, chart: str, ours: dict[str, Any]) -> bool:
+    """Some pod of the chart may be meshed: its namespace is, our values opt a pod in, or the chart
+    renders Linkerd's proxy into its own pods."""
+    return _meshed(namespace, {}) or _opts_into_mesh(ours) or chart in facts("linkerd")["charts_that_mesh_themselves"]
+
+
 def test_every_chart_in_a_meshed_namespace_has_its_init_containers_recorded(apps: dict[str, RenderedApp]) -> None:
-    """A chart deployed into a meshed namespace is recorded at its pinned version; a new chart or a
-    version bump fails here until its templates' init containers are read and written down."""
+    """A chart whose pods may be meshed (its namespace, a pod annotation in our values, or the chart
+    itself) is recorded at its pinned version; a new chart or a version bump fails here until its
+    templates' init containers are read and written down."""
     recorded = facts("init-containers")["charts"]
     for name, app in apps.items():
         namespace = app.app["spec"]["destination"]["namespace"]
-        if not _meshed(namespace, {}):
-            continue
-        for chart, (source, _) in app.charts.items():
+        for chart, (source, ours) in app.charts.items():
+            if not _chart_meshed(namespace, chart, ours):
+                continue
             assert chart in recorded, f"{name}: record {chart}'s init containers in init-containers.yaml"
             assert recorded[chart]["version"] == source["targetRevision"], (
                 f"{name}: init-containers.yaml records {chart} {recorded[chart]['version']}, "
                 f"the stack pins {source['targetRevision']}: read the new templates"
             )
+
+
+def test_a_pod_annotation_in_values_opts_a_chart_into_the_mesh() -> None:
+    assert _opts_into_mesh({"server": {"podAnnotations": {"linkerd.io/inject": "enabled"}}})
+    assert not _opts_into_mesh({"podAnnotations": {"linkerd.io/inject": "disabled"}, "l": [1]})
 
 
 def test_skipped_ports_read_lists_and_ranges_as_linkerd_does() -> None:

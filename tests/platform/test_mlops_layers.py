@@ -4,7 +4,6 @@ MLflow, backups of volumes and the priority order. Every expected value is compu
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
 
 import pytest
@@ -340,11 +339,6 @@ def test_sdk_refuses_more_than_one_gpu_on_a_time_sliced_pool() -> None:
     gpu_task(platform="codeweave", gpu_type="nvidia-a100-80gb", gpus=2)(train)
 
 
-def _mlflow_accepts(allowed: list[str], host: str) -> bool:
-    """MLflow's Host-header check (tests/platform/upstream/mlflow-server.yaml)."""
-    return "*" in allowed or any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)
-
-
 def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[str, RenderedApp]) -> None:
     """Every client reaches MLflow under a name its Host check accepts: tasks and notebooks through
     the in-cluster URI the SDK documents, browsers through Flyte's ALB host, and the kubelet's probes
@@ -353,7 +347,7 @@ def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[s
 
     if "mlflow" not in apps:
         pytest.skip(f"mlflow is off in {stack}")
-    from upstream import facts  # noqa: PLC0415
+    from upstream import facts, mlflow_accepts_host  # noqa: PLC0415
 
     facts_ = facts("mlflow-server")
     values = apps["mlflow"].charts["mlflow"][1]
@@ -375,4 +369,4 @@ def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[s
         _annotation(cluster_secret(stack), "flyte-hostname"),  # the ALB's HTTPS listener, port 443
         f"10.0.12.34:{port}",  # a pod IP of the VPC (probes, the ALB's health check)
     }
-    assert {h for h in hosts if not _mlflow_accepts(allowed, h)} == set()
+    assert {h for h in hosts if not mlflow_accepts_host(allowed, h)} == set()

@@ -6,6 +6,7 @@ path and tag) and holds only the small facts a test needs, so a chart bump shows
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from pathlib import Path
 from typing import Any
@@ -40,3 +41,9 @@ def holds(values: Any, conditions: list[str]) -> bool:
         if value == negate:
             return False
     return True
+
+
+def mlflow_accepts_host(allowed: list[str], host: str) -> bool:
+    """MLflow's Host-header check (upstream/mlflow-server.yaml `matching`): a pattern with `*` is
+    matched with fnmatch, any other must equal the Host header, port included."""
+    return "*" in allowed or any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)
