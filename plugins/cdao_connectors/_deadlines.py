@@ -3,9 +3,12 @@
 Propeller cancels a CreateTask, GetTask or DeleteTask when its deadline passes
 (flyteplugins ``go/tasks/plugins/webapi/connector/plugin.go``, ``getFinalContext``, per operation
 from ``timeouts`` else ``defaultTimeout``). ``platform/addons/flyte/flyte-core/values.yaml``
-(``plugins.connector-service.defaultConnector``) sets them; ``tests/plugins`` checks these numbers
-against that file. An answer after the deadline is wasted work, so every backend call is given
-what is left of it, less a margin for the answer to travel back.
+(``plugins.connector-service.defaultConnector``) can only set ``defaultTimeout`` (30 s), because
+flytestdlib's loader lowercases the per-call keys; ``tests/plugins`` checks these budgets fit inside
+it. GetTask and DeleteTask keep a tighter budget than propeller's so that a hung backend answers a
+retryable error in seconds and the next poll tries again. An answer after the deadline is wasted
+work, so every backend call is given what is left of its budget, less a margin for the answer to
+travel back.
 """
 
 from __future__ import annotations
