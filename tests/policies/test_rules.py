@@ -259,6 +259,9 @@ LBC_FRONTEND = [
     {**ingress_rule(None, 443, "sg-alb", cidrIpv6="::/0"), "name": "in-443-v6"},
 ]
 
+# An ALB frontend group as the AWS Load Balancer Controller's HTTP->HTTPS setup needs it: 443 and 80.
+ALB_80_443 = [*LBC_FRONTEND, {**ingress_rule(None, 80, "sg-alb", cidrIpv6="::/0"), "name": "in-80-v6"}]
+
 
 def service_role(name: str, service: str, *, condition: Any = None) -> dict[str, Any]:
     """A role as the mocks register it: the physical name is the id; the trust admits one service."""
@@ -1696,6 +1699,59 @@ CASES = [
         [sg([], "sg-alb"), ingress_rule("0.0.0.0/0", 443, U)],
         A("CDAO-NET-008"),
     ),
+    # review 18 #1: the controller's ALB listens on 80 (redirect to HTTPS) and 443; both are EC2.18's
+    # default authorized ports (docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18).
+    case(
+        "CDAO-NET-008-pass-alb-80-443-listed",
+        [*ALB_80_443, ingress_rule("0.0.0.0/0", 80, "sg-alb")],
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"dev": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-002-pass-80-public-lb",
+        [sg([], "sg-lb"), ingress_rule("0.0.0.0/0", 80, "sg-lb"), public_lb(("sg-lb",))],
+    ),
+    case(
+        "CDAO-NET-008-fail-80-unlinked-unlisted",
+        [sg([], "sg-app"), ingress_rule("0.0.0.0/0", 80, "sg-app")],
+        A("CDAO-NET-008"),
+    ),
+    case(
+        "CDAO-NET-002-fail-port-range-80-443",
+        sg([{"protocol": "tcp", "fromPort": 80, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}]),
+        M("CDAO-NET-002"),
+    ),
+    # review 18 #13: the controller's security-groups annotation resolves a name against the group's
+    # Name tag (kubernetes-sigs/aws-load-balancer-controller docs/guide/ingress/annotations.md).
+    case(
+        "CDAO-NET-008-pass-listed-by-name-tag",
+        [
+            {**sg([], "sg-alb"), "props": {**sg([], "sg-alb")["props"], "tags": {**TAGS, "Name": "flyte-alb"}}},
+            *ALB_80_443[1:],
+        ],
+        config={"stacks": {"dev": {"publicSecurityGroups": ["flyte-alb"]}}},
+    ),
+    # review 18 #7: an unknown CIDR in one ingress entry must not hide a world-open 22 in another.
+    case(
+        "CDAO-NET-002-fail-ssh-beside-unknown-cidr",
+        sg(
+            [
+                {"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": [U]},
+                {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]},
+            ]
+        ),
+        M("CDAO-NET-002") | A("CDAO-NET-002"),
+    ),
+    case(
+        "CDAO-NET-008-fail-443-world-beside-preview-cidr",
+        sg([{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": [U, "0.0.0.0/0"]}], "sg-lb"),
+        A("CDAO-NET-008"),
+    ),
+    # review 18 #11: world access split into halves is still world access.
+    case(
+        "CDAO-NET-002-fail-ssh-world-halves",
+        sg([{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/1", "128.0.0.0/1"]}]),
+        M("CDAO-NET-002"),
+    ),
     case(
         "CDAO-NET-002-fail-all-protocols-ipv6",
         res(
@@ -1723,7 +1779,7 @@ CASES = [
     case(
         "CDAO-NET-002-unknown-cidr",
         [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")],
-        A("CDAO-NET-002", "CDAO-NET-008"),
+        A("CDAO-NET-002"),
     ),
     # ---------------------------------------------------------------- NET-009/010 EMR v2 network tags
     case("CDAO-NET-009-pass", [*EMR_V2, emr_subnet(), emr_in("subnet-a")]),
