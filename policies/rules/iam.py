@@ -12,12 +12,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from policies.core import (
     Context,
     Finding,
     Resource,
     Rule,
+    UnknownValue,
     UnknownValueFound,
     as_list,
     dig,
@@ -761,6 +763,7 @@ def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | Non
 _LBC = json.loads((Path(__file__).parent.parent / "data" / "aws_load_balancer_controller.json").read_text())
 _ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 _ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+_POLICY_ATTACHMENT = "aws:iam/policyAttachment:PolicyAttachment"
 
 
 def _irsa_subjects(role: Resource) -> list[str]:
@@ -776,26 +779,67 @@ def _irsa_subjects(role: Resource) -> list[str]:
 
 
 def _role_documents(role: Resource, resources: list[Resource]) -> Iterator[tuple[str, object]]:
-    """(where, document) of every identity policy the stack gives `role`; raises for what it cannot see."""
+    """(where, document) of every identity policy the stack gives `role`; raises for what it cannot see.
+
+    pulumi-aws attaches a policy to a role four ways: the role's inlinePolicies and managedPolicyArns,
+    iam.RolePolicy, iam.RolePolicyAttachment, and iam.PolicyAttachment (its `roles` list); all count.
+    Documents that are found are yielded before an unknown is raised, so a rule can still pass on them.
+    """
     names = _role_names(role) | ({role.urn} if role.urn else set())
     for i, inline in enumerate(as_list(role.get("inlinePolicies"))):
         yield f"{role.name}.inlinePolicies[{i}]", inline.get("policy") if isinstance(inline, dict) else inline
     policies = [r for r in resources if r.type == "aws:iam/policy:Policy"]
+    pending: UnknownValueFound | None = None
+    managed = role.props.get("managedPolicyArns")
+    arns = [managed] if isinstance(managed, UnknownValue) else as_list(managed)
+    try:
+        yield from _attached(arns, role.deps.get("managedPolicyArns", ()), policies, f"{role.name}.managedPolicyArns")
+    except UnknownValueFound as exc:
+        pending = exc
     for res in resources:
-        linked = res.props.get("role") in names or bool(names & set(res.deps.get("role", ())))
+        if res.type == _POLICY_ATTACHMENT:
+            roles = res.props.get("roles")
+            targets = set() if isinstance(roles, UnknownValue) else {r for r in as_list(roles) if isinstance(r, str)}
+            linked = bool(names & (targets | set(res.deps.get("roles", ()))))
+            if not linked and isinstance(roles, UnknownValue):
+                pending = pending or UnknownValueFound(f"the roles of {res.name}")
+                continue
+        else:
+            linked = res.props.get("role") in names or bool(names & set(res.deps.get("role", ())))
         if res.type == _ROLE_POLICY and linked:
             yield f"{res.name}.policy", res.props.get("policy")
-        elif res.type == _ATTACHMENT and linked:
-            # The engine's dependencies link the attachment even while the ARN is unknown at preview.
-            deps = set(res.deps.get("policyArn", ()))
-            found = [p for p in policies if deps & _policy_ids(p)]
-            if not found:
-                arn = res.get("policyArn")
-                found = [p for p in policies if arn in _policy_ids(p)]
-                if not found and isinstance(arn, str) and ":aws:policy/" not in arn:
-                    raise UnknownValueFound(f"the document of policy {arn} attached by {res.name} (outside the stack)")
-            for p in found:
-                yield f"{p.name}.policy", p.props.get("policy")
+        elif res.type in (_ATTACHMENT, _POLICY_ATTACHMENT) and linked:
+            try:
+                yield from _attached([res.props.get("policyArn")], res.deps.get("policyArn", ()), policies, res.name)
+            except UnknownValueFound as exc:
+                pending = pending or exc
+    if pending is not None:
+        raise pending
+
+
+def _attached(
+    arns: list[Any], deps: tuple[str, ...] | list[str], policies: list[Resource], holder: str
+) -> Iterator[tuple[str, object]]:
+    """Documents of the policies `arns` name: matched by the engine's dependencies (which link them
+    even while an ARN is unknown at preview) or by ARN/id; AWS managed policies are skipped (their
+    documents are AWS's, not the stack's). Raises UnknownValueFound for an ARN it cannot resolve."""
+    by_deps = [p for p in policies if set(deps) & _policy_ids(p)]
+    unresolved = None
+    for arn in arns:
+        found = [p for p in policies if isinstance(arn, str) and arn in _policy_ids(p)]
+        if found:
+            by_deps = [p for p in by_deps if p not in found]
+        elif isinstance(arn, UnknownValue):
+            if not by_deps:
+                unresolved = unresolved or f"a policy ARN of {holder}"
+        elif isinstance(arn, str) and ":aws:policy/" not in arn and not by_deps:
+            unresolved = unresolved or f"the document of policy {arn} attached by {holder} (outside the stack)"
+        for p in found:
+            yield f"{p.name}.policy", p.props.get("policy")
+    for p in by_deps:
+        yield f"{p.name}.policy", p.props.get("policy")
+    if unresolved:
+        raise UnknownValueFound(unresolved)
 
 
 def _policy_ids(policy: Resource) -> set[str]:

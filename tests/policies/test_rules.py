@@ -8,8 +8,10 @@ compliant with the whole pack; each case changes only what it is about.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -304,6 +306,23 @@ OWNED = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
 
 def role_policy(*statements: dict[str, Any], role_name: str = "role") -> dict[str, Any]:
     return res("aws:iam/rolePolicy:RolePolicy", "lbc-policy", role=role_name, policy=doc(*statements))
+
+
+# The controller's upstream policy, unmodified, from the pinned chart's data in shared/ (see
+# shared/charts/SOURCES.md; located as tests/platform/support/chart_cache.py does), read at test time.
+_CHARTS = Path(os.environ.get("CDAO_CHART_CACHE") or Path(__file__).resolve().parents[2].parent / "shared" / "charts")
+_UPSTREAM_LBC = _CHARTS / "aws-load-balancer-controller" / "1.17.1" / "upstream-iam-policy.json"
+LBC_POLICY_ARN = f"arn:aws:iam::{ACCT}:policy/AWSLoadBalancerControllerIAMPolicy"
+LBC_POLICY_URN = "urn:pulumi:dev::cdao::aws:iam/policy:Policy::lbc-policy"
+LBC_POLICY = {
+    **policy(raw=_UPSTREAM_LBC.read_text()),
+    "id": LBC_POLICY_ARN,
+    "urn": LBC_POLICY_URN,
+}
+
+
+def lbc_role_with(**props: Any) -> dict[str, Any]:
+    return {**LBC_ROLE, "props": {**LBC_ROLE["props"], **props}}
 
 
 # pulumi-aws acm.Certificate / acm.CertificateValidation inputs; the id of a certificate is its ARN.
@@ -911,6 +930,41 @@ CASES = [
                 policyArn=f"arn:aws:iam::{ACCT}:policy/lbc",
             ),
         ],
+    ),
+    # review 18 #2: the unmodified upstream policy (shared/charts/aws-load-balancer-controller/1.17.1/
+    # upstream-iam-policy.json, the chart's docs/install/iam_policy.json) attached the two other ways
+    # pulumi-aws offers: the role's managedPolicyArns, and iam.PolicyAttachment's `roles` list.
+    case(
+        "CDAO-IAM-013-pass-upstream-policy-managed-arn",
+        [lbc_role_with(managedPolicyArns=[LBC_POLICY_ARN]), LBC_POLICY],
+        A("CDAO-IAM-002"),  # advisory on the upstream policy's Resource "*" grants (policies/README.md)
+    ),
+    case(
+        "CDAO-IAM-013-pass-upstream-policy-managed-arn-at-preview",
+        [
+            {**lbc_role_with(managedPolicyArns=[U]), "propertyDependencies": {"managedPolicyArns": [LBC_POLICY_URN]}},
+            LBC_POLICY,
+        ],
+        A("CDAO-IAM-002", "CDAO-IAM-004"),
+    ),
+    case(
+        "CDAO-IAM-013-pass-upstream-policy-attachment",
+        [
+            LBC_ROLE,
+            LBC_POLICY,
+            res(
+                "aws:iam/policyAttachment:PolicyAttachment",
+                "lbc-attach",
+                roles=["role"],
+                policyArn=LBC_POLICY_ARN,
+            ),
+        ],
+        A("CDAO-IAM-002"),
+    ),
+    case(
+        "CDAO-IAM-013-unknown-managed-arn",
+        lbc_role_with(managedPolicyArns=[U]),
+        A("CDAO-IAM-004", "CDAO-IAM-013"),
     ),
     case(
         "CDAO-IAM-013-pass-other-service-account",
