@@ -652,11 +652,22 @@ def iam_011_notebook_root(res: Resource, _ctx: Context) -> Iterator[str | Unknow
         yield f"rootAccess is {mode!r}"
 
 
-# A service that hands a role it was passed on to another service's principal. EKS managed node
-# groups take a node role trusted by ec2.amazonaws.com (EKS user guide, create-node-role) through
-# eks:CreateNodegroup; no source found here states which iam:PassedToService value that call
-# presents, so a pass limited to eks.amazonaws.com is given the benefit of the doubt, not reported.
-_PASS_HANDOFFS: dict[str, frozenset[str]] = {"eks.amazonaws.com": frozenset({"ec2.amazonaws.com"})}
+# Services that take a role through their own API and hand it on to another service's principal,
+# so the role's trust names that principal, not the service the role is passed to:
+# - EKS: a managed node group's node role is trusted by ec2.amazonaws.com (EKS User Guide,
+#   create-node-role.html) and a Fargate profile's pod execution role by eks-fargate-pods.amazonaws.com
+#   (pod-execution-role.html); both are given to EKS (CreateNodegroup / CreateFargateProfile).
+# - AWS Batch: a job definition's job and execution roles are trusted by ecs-tasks.amazonaws.com
+#   (Batch User Guide, execution-IAM-role.html), a compute environment's instance role by
+#   ec2.amazonaws.com (instance_IAM_role.html) and its Spot Fleet role by spotfleet.amazonaws.com
+#   (spot_fleet_IAM_role.html); all are given to Batch (RegisterJobDefinition /
+#   CreateComputeEnvironment), and passed with iam:PassedToService batch.amazonaws.com (the Seqera
+#   Platform docs' least-privilege AWS Batch policy, statement PassRolesToBatch, passes execution
+#   roles exactly so).
+_PASS_HANDOFFS: dict[str, frozenset[str]] = {
+    "eks.amazonaws.com": frozenset({"ec2.amazonaws.com", "eks-fargate-pods.amazonaws.com"}),
+    "batch.amazonaws.com": frozenset({"ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "spotfleet.amazonaws.com"}),
+}
 _ROLE_ARN = re.compile(r"^arn:[^:]+:iam::[^:]*:role/(?:.*/)?([^/]+)$")
 
 
@@ -709,8 +720,9 @@ def _service_can_assume(passed_to: list[str], trusted: set[str]) -> bool:
         "reference_policies_iam-condition-keys#ck_PassedToService). That service cannot assume the role: "
         "e.g. an EMR cluster's EC2 instance-profile role is passed to ec2.amazonaws.com, not "
         "elasticmapreduce.amazonaws.com (AWS managed policy AmazonEMRFullAccessPolicy_v2, statement "
-        "PassRoleForEC2), so RunJobFlow is denied. A pass of an EC2-trusted role to eks.amazonaws.com "
-        "(managed node groups) is not reported."
+        "PassRoleForEC2), so RunJobFlow is denied. Documented hand-offs are not reported: EKS passes node "
+        "(EC2) and Fargate pod execution roles on, AWS Batch its job/execution (ECS tasks), instance (EC2) and "
+        "Spot Fleet roles. A role is matched by its full ARN when the role's ARN is known, else by name."
     ),
     remediation=(
         "Give each role its own PassRole statement whose iam:PassedToService is the service principal in "
@@ -733,6 +745,14 @@ def iam_012_passed_to_untrusting_service(resources: list[Resource], _ctx: Contex
                 yield Finding(item, res)
 
 
+def _same_role(role: Resource, arn: str) -> bool:
+    """Whether `arn` names `role`: by its full ARN (account and path) when known, else by name."""
+    own = role.props.get("arn")
+    if isinstance(own, UnknownValue):
+        raise UnknownValueFound(f"the ARN of {role.name}")
+    return own == arn if isinstance(own, str) and own else True
+
+
 def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | None:
     if not st.allows_action("iam:PassRole"):
         return None
@@ -742,9 +762,11 @@ def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | Non
     problems = []
     for arn in st.strings("Resource"):
         m = _ROLE_ARN.match(arn)
-        if not m or any(ch in m.group(1) for ch in "*?"):
+        if not m or any(ch in arn for ch in "*?"):
             continue
         for role in roles.get(m.group(1), []):
+            if not _same_role(role, arn):
+                continue
             try:
                 trusted = _trusted_services(role)
             except PolicyParseError:

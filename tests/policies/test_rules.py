@@ -285,6 +285,7 @@ def pass_role(sid: str, role_names: list[str], service: Any, op: str = "StringEq
 
 
 SOURCE = {"StringEquals": {"aws:SourceAccount": ACCT}}
+ROLE_ARN = f"arn:aws:iam::{ACCT}:role/emr-instance-1a2b3c4"
 # EMR on EC2: the service role is trusted by elasticmapreduce.amazonaws.com, the instance-profile
 # role by ec2.amazonaws.com (EMR Management Guide, emr-iam-role / emr-iam-role-for-ec2).
 EMR_ROLES = [
@@ -874,6 +875,60 @@ CASES = [
     case(
         "CDAO-IAM-012-pass-eks-node-role-handoff",
         [service_role("node", "ec2.amazonaws.com"), policy(pass_role("PassNodeRole", ["node"], "eks.amazonaws.com"))],
+    ),
+    # review 18 #3: AWS Batch's documented hand-offs (Batch User Guide execution-IAM-role,
+    # instance_IAM_role, spot_fleet_IAM_role) and EKS Fargate's pod execution role (pod-execution-role).
+    case(
+        "CDAO-IAM-012-pass-batch-execution-role",
+        [
+            service_role("batch-exec", "ecs-tasks.amazonaws.com", condition=SOURCE),
+            policy(pass_role("PassToBatch", ["batch-exec"], "batch.amazonaws.com")),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-pass-batch-instance-and-spot-fleet-roles",
+        [
+            service_role("batch-instance", "ec2.amazonaws.com"),
+            service_role("batch-spot", "spotfleet.amazonaws.com"),
+            policy(pass_role("PassToBatch", ["batch-instance", "batch-spot"], "batch.amazonaws.com")),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-pass-fargate-pod-execution-role",
+        [
+            service_role("fargate-pods", "eks-fargate-pods.amazonaws.com"),
+            policy(pass_role("PassToEks", ["fargate-pods"], "eks.amazonaws.com")),
+        ],
+    ),
+    # review 18 #4: a role of another account with the same name is not this stack's role.
+    case(
+        "CDAO-IAM-012-pass-same-name-other-account",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": ROLE_ARN}},
+            policy(
+                allow(
+                    "iam:PassRole",
+                    f"arn:aws:iam::{OTHER}:role/emr-instance-1a2b3c4",
+                    Condition={"StringEquals": {"iam:PassedToService": "elasticmapreduce.amazonaws.com"}},
+                )
+            ),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-fail-same-name-same-account",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": ROLE_ARN}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-unknown-role-arn",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": U}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        A("CDAO-IAM-012"),
     ),
     case(
         "CDAO-IAM-012-pass-role-outside-the-stack",
