@@ -377,10 +377,14 @@ def emr_subnet(tag: Any = "true") -> dict[str, Any]:
     return out
 
 
-def emr_in(subnet_id: Any) -> dict[str, Any]:
+def emr_in(subnet_id: Any, **ec2_attributes: Any) -> dict[str, Any]:
     return emr_cluster(
         serviceRole=f"arn:aws:iam::{ACCT}:role/emr-service-1a2b3c4",
-        ec2Attributes={"subnetId": subnet_id, "instanceProfile": f"arn:aws:iam::{ACCT}:instance-profile/emr"},
+        ec2Attributes={
+            "subnetId": subnet_id,
+            "instanceProfile": f"arn:aws:iam::{ACCT}:instance-profile/emr",
+            **ec2_attributes,
+        },
     )
 
 
@@ -1898,6 +1902,35 @@ CASES = [
         M("CDAO-NET-009") | A("CDAO-NET-010"),
     ),
     case("CDAO-NET-009-unknown-subnet", [*EMR_V2, emr_subnet(), emr_in(U)], A("CDAO-NET-009")),
+    # review 18 #5: CreateInTaggedNetwork's StringEquals is case-sensitive, "True" is not "true".
+    case(
+        "CDAO-NET-009-fail-tag-value-case",
+        [*EMR_V2, emr_subnet("True"), emr_in("subnet-a")],
+        M("CDAO-NET-009") | A("CDAO-NET-010"),
+    ),
+    # review 18 #6: the statement covers security-group/* too; EMR-managed groups in the stack.
+    case(
+        "CDAO-NET-009-fail-untagged-emr-managed-group",
+        [
+            *EMR_V2,
+            emr_subnet(),
+            sg([], "sg-emr-master"),
+            emr_in("subnet-a", emrManagedMasterSecurityGroup="sg-emr-master"),
+        ],
+        M("CDAO-NET-009"),
+    ),
+    case(
+        "CDAO-NET-009-pass-tagged-emr-managed-group",
+        [
+            *EMR_V2,
+            emr_subnet(),
+            {
+                **sg([], "sg-emr-master"),
+                "props": {**sg([], "sg-emr-master")["props"], "tags": {**TAGS, EMR_TAG: "true"}},
+            },
+            emr_in("subnet-a", emrManagedMasterSecurityGroup="sg-emr-master"),
+        ],
+    ),
     case("CDAO-NET-010-pass", [*EMR_V2, emr_subnet()]),
     case("CDAO-NET-010-pass-no-v2-policy", [EMR_ROLES[0], emr_subnet(None)]),
     # issue 13 #8: the v2 policy attached, the private subnets never tagged.
