@@ -449,7 +449,27 @@ def _emr_v2_roles(resources: list[Resource]) -> set[str]:
 
 
 def _emr_tagged(res: Resource) -> bool:
-    return str(dig(res.get("tags") or {}, EMR_TAG)).lower() == "true"
+    # CreateInTaggedNetwork's condition is StringEquals, which is case-sensitive (IAM User Guide,
+    # reference_policies_elements_condition_operators): only the exact value "true" counts.
+    return dig(res.get("tags") or {}, EMR_TAG) == "true"
+
+
+# The ec2Attributes of pulumi-aws's emr.Cluster that name the groups EMR's instances and network
+# interfaces use (pulumi_aws/emr/_inputs.py, ClusterEc2AttributesArgs); the additional ones are
+# comma-separated lists.
+_EMR_GROUP_ATTRS = ("emrManagedMasterSecurityGroup", "emrManagedSlaveSecurityGroup", "serviceAccessSecurityGroup")
+_EMR_EXTRA_GROUP_ATTRS = ("additionalMasterSecurityGroups", "additionalSlaveSecurityGroups")
+
+
+def _emr_network(cluster: Resource) -> set[str]:
+    """Ids of the subnets and security groups `cluster` runs in; raises UnknownValueFound."""
+    wanted = [cluster.get("ec2Attributes", "subnetId"), *as_list(cluster.get("ec2Attributes", "subnetIds"))]
+    wanted += [cluster.get("ec2Attributes", attr) for attr in _EMR_GROUP_ATTRS]
+    for attr in _EMR_EXTRA_GROUP_ATTRS:
+        extra = cluster.get("ec2Attributes", attr)
+        if isinstance(extra, str):
+            wanted += [g.strip() for g in extra.split(",")]
+    return {w for w in wanted if isinstance(w, str) and w}
 
 
 @stack_rule(
@@ -458,7 +478,8 @@ def _emr_tagged(res: Resource) -> bool:
     name="EMR cluster in a network its v2 service policy may not use",
     description=(
         "An aws.emr.Cluster whose service role has AmazonEMRServicePolicy_v2 runs in a subnet of the stack "
-        "that lacks the tag for-use-with-amazon-emr-managed-policies=true; the policy's CreateInTaggedNetwork "
+        "or security group that lacks the tag for-use-with-amazon-emr-managed-policies=true (exactly 'true': the "
+        "condition is a case-sensitive StringEquals); the policy's CreateInTaggedNetwork "
         "statement allows RunInstances/CreateNetworkInterface only in tagged subnets and security groups "
         "(EMR Management Guide, emr-managed-iam-policies), so the cluster fails to launch."
     ),
@@ -467,17 +488,18 @@ def _emr_tagged(res: Resource) -> bool:
 )
 def net_009_emr_cluster_network(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
     roles = _emr_v2_roles(resources)
-    subnets = [r for r in resources if r.type == _SUBNET]
+    subnets = [r for r in resources if r.type in (_SUBNET, *SECURITY_GROUPS)]
     for cluster in (r for r in resources if r.type == "aws:emr/cluster:Cluster"):
         try:
             role = cluster.get("serviceRole")
             if not isinstance(role, str) or not (role in roles or role.rsplit("/", 1)[-1] in roles):
                 continue
-            wanted = [cluster.get("ec2Attributes", "subnetId"), *as_list(cluster.get("ec2Attributes", "subnetIds"))]
-            for subnet in subnets:
-                ids, _ = identifiers(subnet)
-                if ids & {w for w in wanted if isinstance(w, str)} and not _emr_tagged(subnet):
-                    yield Finding(f"runs in subnet {subnet.name}, which lacks {EMR_TAG}=true", cluster)
+            wanted = _emr_network(cluster)
+            for net in subnets:
+                ids, _ = identifiers(net)
+                if ids & wanted and not _emr_tagged(net):
+                    kind = "subnet" if net.type == _SUBNET else "security group"
+                    yield Finding(f"runs in {kind} {net.name}, which lacks {EMR_TAG}=true", cluster)
         except UnknownValueFound as exc:
             yield Finding(f"cannot verify: {exc.what}", cluster, unknown=True)
 
