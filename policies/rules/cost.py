@@ -167,13 +167,23 @@ def cost_002_gpu_pool(res: Resource, ctx: Context) -> Iterator[str | UnknownValu
         return
     if res.type == EKS_COMPONENT and not eks_default_pool(res):
         return
+    # GPU-ness first: an unknown size of a pool known to be CPU-only is none of this rule's business,
+    # and an unknown GPU-ness matters only if the sizes break a GPU cap.
+    unknown_gpu: UnknownValueFound | None = None
+    try:
+        if not _is_gpu_pool(res):
+            return
+    except UnknownValueFound as exc:
+        unknown_gpu = exc
     lo, hi = (to_number(v) for v in _pool_sizes(res))
     problems = []
     if lo is not None and lo > floor:
         problems.append(f"min size {lo:g} > {floor}")
     if hi is not None and hi > cap:
         problems.append(f"max size {hi:g} > cap {cap} for stack {ctx.stack!r}")
-    if problems and _is_gpu_pool(res):
+    if problems and unknown_gpu is not None:
+        raise unknown_gpu
+    if problems:
         yield "GPU pool " + ", ".join(problems)
 
 

@@ -830,6 +830,12 @@ CASES = [
             federated=EKS_OIDC_PROVIDER_ARN,
         ),
     ),
+    # review 18 #12: a trust built from an unknown issuer at preview: keys "<unknown>:sub"/":aud".
+    case(
+        "CDAO-IAM-008-unknown-issuer-in-keys",
+        irsa({"StringEquals": {f"{U}:sub": SA, f"{U}:aud": "sts.amazonaws.com"}}),
+        A("CDAO-IAM-008"),
+    ),
     case(
         "CDAO-IAM-008-unknown-subject",
         irsa({"StringEquals": {f"{ISSUER}:sub": U, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
@@ -1300,6 +1306,8 @@ CASES = [
         M("CDAO-COST-002"),
     ),
     case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002", "CDAO-COST-012")),
+    # review 18 #12: an unknown size of a CPU pool is COST-012's question (the cap of every pool), not 002's.
+    case("CDAO-COST-002-pass-cpu-pool-unknown-max", node_group(("m5.xlarge",), 0, U), A("CDAO-COST-012")),
     case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002", "CDAO-COST-013")),
     # ---------------------------------------------------------------- COST-013 GPU accelerator label
     case("CDAO-COST-013-pass", node_group(("p4d.24xlarge",), 0, 2)),
@@ -1362,7 +1370,7 @@ CASES = [
         node_group(("m5.large",), 2, 200),
         config={"CDAO-COST-012": {"nodePoolMaxNodes": {"dev": 250}}},
     ),
-    case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-002", "CDAO-COST-012")),
+    case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-012")),
     # ---------------------------------------------------------------- COST-003 RDS classes
     case("CDAO-COST-003-pass", rds(instanceClass="db.t4g.medium")),
     case("CDAO-COST-003-fail", rds(instanceClass="db.m5.4xlarge"), M("CDAO-COST-003")),
