@@ -294,6 +294,16 @@ def cost_005_tags(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFou
         except UnknownValueFound as exc:
             pending = exc
             continue
+        if isinstance(tags, list):
+            # aws.autoscaling.Group's `tags` is a list of {key, value, propagateAtLaunch}
+            # (pulumi_aws/autoscaling/_inputs.py, GroupTagArgs), not a map.
+            pairs: dict[Any, Any] = {}
+            for i, item in enumerate(tags):
+                if isinstance(item, dict) and isinstance(item.get("key"), str):
+                    pairs[item["key"]] = item.get("value")
+                elif item is not None:
+                    pending = pending or UnknownValueFound(f"{prop}[{i}]")
+            tags = pairs
         if isinstance(tags, dict):
             for key, value in tags.items():
                 if isinstance(value, str) and value.strip():
@@ -554,6 +564,16 @@ def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValu
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 _MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
+# G4ad carries AMD Radeon Pro V520 GPUs, not NVIDIA (EC2 accelerated computing instance types,
+# https://aws.amazon.com/ec2/instance-types/g4/); Inferentia/Trainium (inf*, trn*) run EKS's AL2 "GPU"
+# AMI too (EKS User Guide, eks-optimized-ami: AL2_x86_64_GPU is the accelerated AMI for NVIDIA and
+# Neuron), so neither that AMI type nor the g* prefix alone says NVIDIA.
+_NON_NVIDIA_FAMILY = re.compile(r"^(g4ad)\b", re.IGNORECASE)
+
+
+def _nvidia_type(instance_type: str) -> bool:
+    family = instance_type.split(".", 1)[0]
+    return bool(_NVIDIA_FAMILY.match(family)) and not _NON_NVIDIA_FAMILY.match(family)
 
 
 @resource_rule(
@@ -561,7 +581,8 @@ _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
     id="CDAO-COST-013",
     name="NVIDIA GPU node group without the autoscaler's accelerator label",
     description=(
-        "An EKS node group of NVIDIA GPU instances (p*, g*) lacks the node label "
+        "An EKS node group of NVIDIA GPU instances (p*, g* but g4ad, which is AMD; or an *_NVIDIA AMI type; "
+        "AL2_x86_64_GPU also serves Inferentia/Trainium, so it counts only with NVIDIA types) lacks the node label "
         "k8s.amazonaws.com/accelerator, the label the cluster autoscaler's AWS provider uses to wait for the "
         "GPUs to be advertised (kubernetes/autoscaler cloudprovider/aws/aws_cloud_provider.go GPULabel); "
         "until then a pending GPU pod looks unschedulable and a second node is bought. MIG pools "
@@ -572,10 +593,12 @@ _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
     types=(NODE_GROUP, MANAGED_NODE_GROUP),
 )
 def cost_013_gpu_accelerator_label(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    # Only NVIDIA pools: the label makes the autoscaler wait for nvidia.com/gpu, which AMD (g4ad) and
+    # Neuron (inf*, trn*) nodes never advertise, so there it would block scale-up for good.
     ami = res.get("amiType")
-    if not (isinstance(ami, str) and re.search("NVIDIA|GPU", ami, re.IGNORECASE)):
+    if not (isinstance(ami, str) and re.search("NVIDIA", ami, re.IGNORECASE)):
         _, types = instance_types(res)
-        if not any(isinstance(t, str) and _NVIDIA_FAMILY.match(t) for t in iter_known(types)):
+        if not any(isinstance(t, str) and _nvidia_type(t) for t in iter_known(types)):
             return
     labels = res.get("labels") or {}
     if _MIG_CONFIG_LABEL in labels or ACCELERATOR_LABEL in labels:

@@ -332,6 +332,8 @@ CERT = {
     "id": f"arn:aws:acm:us-east-1:{ACCT}:certificate/0b5e2f3c-1111-2222-3333-444455556666",
 }
 
+ACCELERATORS_ALLOWED = {"stacks": {"dev": {"allowedInstanceTypes": ["g4ad.xlarge", "inf2.xlarge", "g5.xlarge"]}}}
+
 
 def cert_validation(arn: Any) -> dict[str, Any]:
     return res(
@@ -1328,6 +1330,20 @@ CASES = [
         A("CDAO-COST-013"),
     ),
     case("CDAO-COST-013-pass-cpu", node_group(("m5.xlarge",), 0, 3)),
+    # review 18 #14: the label makes the autoscaler wait for nvidia.com/gpu; AMD (g4ad) and Inferentia
+    # nodes on EKS's accelerated AL2 AMI (AL2_x86_64_GPU) never advertise it.
+    case("CDAO-COST-013-pass-amd-g4ad", node_group(("g4ad.xlarge",), 0, 2, labels={}), config=ACCELERATORS_ALLOWED),
+    case(
+        "CDAO-COST-013-pass-inferentia-gpu-ami",
+        node_group(("inf2.xlarge",), 0, 2, amiType="AL2_x86_64_GPU", labels={}),
+        config=ACCELERATORS_ALLOWED,
+    ),
+    case(
+        "CDAO-COST-013-fail-nvidia-gpu-ami",
+        node_group(("g5.xlarge",), 0, 2, amiType="AL2_x86_64_GPU", labels={}),
+        A("CDAO-COST-013"),
+        config=ACCELERATORS_ALLOWED,
+    ),
     case(
         "CDAO-COST-013-unknown-labels",
         node_group(("p4d.24xlarge",), 0, 2, labels=U),
@@ -1397,6 +1413,28 @@ CASES = [
     case(
         "CDAO-COST-005-pass",
         tagged("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30),
+    ),
+    # review 18 #14: aws.autoscaling.Group's tags are a list of {key, value, propagateAtLaunch}.
+    case(
+        "CDAO-COST-005-pass-asg-tag-list",
+        res(
+            "aws:autoscaling/group:Group",
+            "asg",
+            maxSize=3,
+            minSize=0,
+            tags=[{"key": k, "value": v, "propagateAtLaunch": True} for k, v in TAGS.items()],
+        ),
+    ),
+    case(
+        "CDAO-COST-005-fail-asg-tag-list-missing",
+        res(
+            "aws:autoscaling/group:Group",
+            "asg",
+            maxSize=3,
+            minSize=0,
+            tags=[{"key": "team", "value": "ml", "propagateAtLaunch": True}],
+        ),
+        M("CDAO-COST-005"),
     ),
     case("CDAO-COST-005-pass-not-taggable", deployment()),
     case(
