@@ -335,6 +335,11 @@ CERT = {
 ACCELERATORS_ALLOWED = {"stacks": {"dev": {"allowedInstanceTypes": ["g4ad.xlarge", "inf2.xlarge", "g5.xlarge"]}}}
 
 
+def with_props(resource: dict[str, Any], **props: Any) -> dict[str, Any]:
+    """`resource` with `props` set, for props its builder's keywords cannot take (e.g. `name`)."""
+    return {**resource, "props": {**resource["props"], **props}}
+
+
 def cert_validation(arn: Any) -> dict[str, Any]:
     return res(
         "aws:acm/certificateValidation:CertificateValidation",
@@ -2121,6 +2126,23 @@ CASES = [
     case(
         "CDAO-NAME-001-fail-rds-prefix",
         rds(identifierPrefix="cdao-production-eu-west-1-flyte-admin-"),
+        M("CDAO-NAME-001"),
+    ),
+    # review 18 #9: pulumi-eks's components, load balancer prefixes and target groups.
+    case(
+        "CDAO-NAME-001-fail-pulumi-eks-managed-node-group",
+        tagged("eks:index:ManagedNodeGroup", "mng", nodeGroupName="n" * 70),
+        M("CDAO-NAME-001"),
+    ),
+    case("CDAO-NAME-001-fail-pulumi-eks-cluster", with_props(eks_component(), name="c" * 120), M("CDAO-NAME-001")),
+    case("CDAO-NAME-001-pass-pulumi-eks-cluster", with_props(eks_component(), name="cdao-prod")),
+    case("CDAO-NAME-001-fail-lb-name-prefix", with_props(public_lb(()), namePrefix="flyte-a"), M("CDAO-NAME-001")),
+    case("CDAO-NAME-001-pass-lb-name-prefix", with_props(public_lb(()), namePrefix="flyte-")),
+    case(
+        "CDAO-NAME-001-fail-target-group-name",
+        with_props(
+            res("aws:lb/targetGroup:TargetGroup", "tg", port=443, protocol="HTTPS", vpcId="vpc-1"), name="t" * 33
+        ),
         M("CDAO-NAME-001"),
     ),
     case("CDAO-NAME-001-unknown", role_with(name=U), A("CDAO-NAME-001")),
