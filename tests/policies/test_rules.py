@@ -204,6 +204,13 @@ def rds(**props: Any) -> dict[str, Any]:
     return tagged("aws:rds/instance:Instance", "db", **base)
 
 
+def aurora(**props: Any) -> dict[str, Any]:
+    props.setdefault("engine", "aurora-postgresql")
+    props.setdefault("storageEncrypted", True)
+    props.setdefault("finalSnapshotIdentifier", "cdao-prod-aurora-final-20261130")
+    return tagged("aws:rds/cluster:Cluster", "aurora", **{k: v for k, v in props.items() if v is not None})
+
+
 def volume(**props: Any) -> dict[str, Any]:
     props.setdefault("type", "gp3")
     props.setdefault("encrypted", True)
@@ -1683,12 +1690,12 @@ CASES = [
     case("CDAO-DATA-005-fail", rds(storageEncrypted=False), M("CDAO-DATA-005")),
     case(
         "CDAO-DATA-005-fail-aurora-cluster",
-        tagged("aws:rds/cluster:Cluster", "aurora", engine="aurora-postgresql", backupRetentionPeriod=7),
+        aurora(backupRetentionPeriod=7, storageEncrypted=None),
         M("CDAO-DATA-005"),
     ),
     case(
         "CDAO-DATA-005-pass-aurora-serverless-v1",
-        tagged("aws:rds/cluster:Cluster", "aurora", engine="aurora-postgresql", engineMode="serverless"),
+        aurora(engineMode="serverless", storageEncrypted=None),
     ),
     case("CDAO-DATA-005-unknown", rds(storageEncrypted=U), A("CDAO-DATA-005")),
     case("CDAO-DATA-006-pass", rds(publiclyAccessible=False)),
@@ -1772,6 +1779,16 @@ CASES = [
     case("CDAO-DATA-016-fail-postgres-minor", rds(engineVersion="16.8"), A("CDAO-DATA-016")),
     case("CDAO-DATA-016-fail-mysql-patch", rds(engine="mysql", engineVersion="8.0.36"), A("CDAO-DATA-016")),
     case("CDAO-DATA-016-unknown", rds(engineVersion=U), A("CDAO-DATA-016")),
+    # review 18 #10: Aurora clusters pin and delete the same way (pulumi-aws rds.Cluster docstrings).
+    case("CDAO-DATA-016-fail-aurora-minor", aurora(engineVersion="16.4"), A("CDAO-DATA-016")),
+    case("CDAO-DATA-016-pass-aurora-major", aurora(engineVersion="16")),
+    case("CDAO-DATA-018-fail-aurora-no-identifier", aurora(finalSnapshotIdentifier=None), M("CDAO-DATA-018")),
+    case(
+        "CDAO-DATA-018-pass-aurora-replica",
+        aurora(
+            finalSnapshotIdentifier=None, replicationSourceIdentifier="arn:aws:rds:us-west-2:111111111111:cluster:src"
+        ),
+    ),
     # ---------------------------------------------------------------- DATA-017 ACM validation
     case("CDAO-DATA-017-pass", [CERT, cert_validation(CERT["id"])]),
     case(
