@@ -530,6 +530,12 @@ def cost_011_emr_serverless(res: Resource, _ctx: Context) -> Iterator[str | Unkn
         yield "autoStopConfiguration.enabled is false"
 
 
+# pulumi-kubernetes registers a CustomResource as f"kubernetes:{apiVersion}:{kind}"
+# (pulumi_kubernetes/apiextensions/CustomResource.py); Karpenter's NodePool is karpenter.sh v1 (and
+# v1beta1 before Karpenter 1.0).
+KARPENTER_NODE_POOLS = ("kubernetes:karpenter.sh/v1:NodePool", "kubernetes:karpenter.sh/v1beta1:NodePool")
+
+
 @resource_rule(
     RULES,
     id="CDAO-COST-012",
@@ -539,14 +545,23 @@ def cost_011_emr_serverless(res: Resource, _ctx: Context) -> Iterator[str | Unkn
         "pulumi-eks NodeGroup/NodeGroupV2 (maxSize, default 2), pulumi-eks's default node group, and an EC2 "
         "Auto Scaling group -- has a maxSize of at most nodePoolMaxNodes for the stack, CPU pools included "
         "(GPU pools also meet gpuPoolMaxNodes). The budget rule prices the peak, but a cheap pool allowed "
-        "hundreds of nodes stays under a budget sized for GPUs."
+        "hundreds of nodes stays under a budget sized for GPUs. A Karpenter NodePool declared with "
+        "pulumi-kubernetes has no node count; it must at least set spec.limits (cpu, memory), without which "
+        "it provisions without bound (https://karpenter.sh/docs/concepts/nodepools/, 'spec.limits')."
     ),
-    remediation="Lower the pool's maxSize to the stack's nodePoolMaxNodes, or raise the cap in the pack config.",
+    remediation=(
+        "Lower the pool's maxSize to the stack's nodePoolMaxNodes, or raise the cap in the pack config; give a "
+        "Karpenter NodePool spec.limits."
+    ),
     level="mandatory",
-    types=(NODE_GROUP, MANAGED_NODE_GROUP, EKS_COMPONENT, *EKS_SELF_MANAGED, ASG),
+    types=(NODE_GROUP, MANAGED_NODE_GROUP, EKS_COMPONENT, *EKS_SELF_MANAGED, ASG, *KARPENTER_NODE_POOLS),
     settings=("nodePoolMaxNodes",),
 )
 def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.type in KARPENTER_NODE_POOLS:
+        if not res.get("spec", "limits"):
+            yield "Karpenter NodePool without spec.limits: it may launch nodes without bound"
+        return
     if res.type == EKS_COMPONENT and not eks_default_pool(res):
         return
     cap = ctx.setting("nodePoolMaxNodes")

@@ -211,6 +211,24 @@ def aurora(**props: Any) -> dict[str, Any]:
     return tagged("aws:rds/cluster:Cluster", "aurora", **{k: v for k, v in props.items() if v is not None})
 
 
+def karpenter_node_pool(limits: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "template": {
+            "spec": {"nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}}
+        }
+    }
+    if limits is not None:
+        spec["limits"] = limits
+    return res(
+        "kubernetes:karpenter.sh/v1:NodePool",
+        "default",
+        apiVersion="karpenter.sh/v1",
+        kind="NodePool",
+        metadata={"name": "default"},
+        spec=spec,
+    )
+
+
 def volume(**props: Any) -> dict[str, Any]:
     props.setdefault("type", "gp3")
     props.setdefault("encrypted", True)
@@ -1398,6 +1416,9 @@ CASES = [
         node_group(("m5.large",), 2, 200),
         config={"CDAO-COST-012": {"nodePoolMaxNodes": {"dev": 250}}},
     ),
+    # review 18 #8: a Karpenter NodePool (pulumi-kubernetes CustomResource) has no maxSize; spec.limits bounds it.
+    case("CDAO-COST-012-fail-karpenter-no-limits", karpenter_node_pool(None), M("CDAO-COST-012")),
+    case("CDAO-COST-012-pass-karpenter-limits", karpenter_node_pool({"cpu": "1000", "memory": "1000Gi"})),
     case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-012")),
     # ---------------------------------------------------------------- COST-003 RDS classes
     case("CDAO-COST-003-pass", rds(instanceClass="db.t4g.medium")),
