@@ -411,9 +411,9 @@ def net_008_unlinked_https(resources: list[Resource], ctx: Context) -> Iterator[
                     )
                 else:
                     yield Finding(
-                        f"{label} opens port {lo} to the internet on a security group of no internet-facing load "
-                        "balancer "
-                        f"of this stack and not in publicSecurityGroups for {ctx.stack!r}",
+                        f"{label} opens port {to_number(lo):g} to the internet on a security group of no "
+                        "internet-facing load balancer of this stack and not in publicSecurityGroups for "
+                        f"{ctx.stack!r}",
                         res,
                     )
         except UnknownValueFound as exc:
@@ -451,7 +451,8 @@ def _emr_v2_roles(resources: list[Resource]) -> set[str]:
 def _emr_tagged(res: Resource) -> bool:
     # CreateInTaggedNetwork's condition is StringEquals, which is case-sensitive (IAM User Guide,
     # reference_policies_elements_condition_operators): only the exact value "true" counts.
-    return dig(res.get("tags") or {}, EMR_TAG) == "true"
+    # tagsAll carries the provider's default tags as well (pulumi-aws `tags_all` docstrings).
+    return any(dig(res.get(prop) or {}, EMR_TAG) == "true" for prop in ("tags", "tagsAll"))
 
 
 # The ec2Attributes of pulumi-aws's emr.Cluster that name the groups EMR's instances and network

@@ -297,6 +297,8 @@ def service_role(name: str, service: str, *, condition: Any = None) -> dict[str,
         st["Condition"] = condition
     out = role(st)
     out["name"], out["id"] = name, f"{name}-1a2b3c4"
+    # The ARN a real engine and the offline plan's mocks give a role (infra/plan/mocks.py).
+    out["props"]["arn"] = f"arn:aws:iam::{ACCT}:role/{name}-1a2b3c4"
     return out
 
 
@@ -963,6 +965,14 @@ CASES = [
             policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
         ],
         M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-unknown-role-arn-absent",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": None}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        A("CDAO-IAM-012"),
     ),
     case(
         "CDAO-IAM-012-unknown-role-arn",
@@ -1996,6 +2006,11 @@ CASES = [
         "CDAO-NET-009-fail-tag-value-case",
         [*EMR_V2, emr_subnet("True"), emr_in("subnet-a")],
         M("CDAO-NET-009") | A("CDAO-NET-010"),
+    ),
+    # The provider's default tags reach tagsAll, not tags (pulumi-aws ec2.Subnet tags_all docstring).
+    case(
+        "CDAO-NET-009-pass-tag-from-provider-default-tags",
+        [*EMR_V2, with_props(emr_subnet(None), tagsAll={**TAGS, EMR_TAG: "true"}), emr_in("subnet-a")],
     ),
     # review 18 #6: the statement covers security-group/* too; EMR-managed groups in the stack.
     case(
