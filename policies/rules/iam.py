@@ -722,8 +722,8 @@ def _service_can_assume(passed_to: list[str], trusted: set[str]) -> bool:
         "elasticmapreduce.amazonaws.com (AWS managed policy AmazonEMRFullAccessPolicy_v2, statement "
         "PassRoleForEC2), so RunJobFlow is denied. Documented hand-offs are not reported: EKS passes node "
         "(EC2) and Fargate pod execution roles on, AWS Batch its job/execution (ECS tasks), instance (EC2) and "
-        "Spot Fleet roles. A role is matched by its full ARN (account and path); while its ARN is unknown "
-        "or absent the statement cannot be verified."
+        "Spot Fleet roles. A role is matched by its full ARN (account and path) when the input has it, by name "
+        "when it has not, and cannot be verified while its ARN is unknown."
     ),
     remediation=(
         "Give each role its own PassRole statement whose iam:PassedToService is the service principal in "
@@ -747,15 +747,13 @@ def iam_012_passed_to_untrusting_service(resources: list[Resource], _ctx: Contex
 
 
 def _same_role(role: Resource, arn: str) -> bool:
-    """Whether `arn` (same role name) names `role`: by its full ARN, account and path included.
-
-    Raises UnknownValueFound when the role's ARN is unknown (a preview) or absent (a hand-written
-    resource list): a same-named role of another account is not this stack's role.
-    """
+    """Whether `arn` (same role name) names `role`: by its full ARN, account and path included, when
+    the role's `arn` is in the input; by name when it is absent (the offline plan and hand-written
+    lists carry inputs only). Raises UnknownValueFound while the ARN is unknown (a preview)."""
     own = role.props.get("arn")
-    if isinstance(own, UnknownValue) or not isinstance(own, str) or not own:
+    if isinstance(own, UnknownValue):
         raise UnknownValueFound(f"the ARN of {role.name}, to tell whether {arn} is it")
-    return own == arn
+    return own == arn if isinstance(own, str) and own else True
 
 
 def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | None:

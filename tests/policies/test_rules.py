@@ -967,12 +967,12 @@ CASES = [
         M("CDAO-IAM-012"),
     ),
     case(
-        "CDAO-IAM-012-unknown-role-arn-absent",
+        "CDAO-IAM-012-fail-role-arn-absent-matched-by-name",
         [
             {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": None}},
             policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
         ],
-        A("CDAO-IAM-012"),
+        M("CDAO-IAM-012"),
     ),
     case(
         "CDAO-IAM-012-unknown-role-arn",
