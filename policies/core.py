@@ -65,7 +65,8 @@ class UnknownValue:
         return UNKNOWN_TOKEN
 
 
-def _is_sentinel_string(value: str) -> bool:
+def is_unknown_string(value: str) -> bool:
+    """Whether a string (not a JSON document) is, or interpolates, a value unknown at preview."""
     if value in _ENGINE_SENTINELS or value == UNKNOWN_TOKEN:
         return True
     # A JSON document (a policy) keeps its text: parsing it later localises the unknowns inside.
@@ -93,7 +94,7 @@ def normalize(value: Any, path: str = "") -> Any:
     if isinstance(value, UnknownValue):
         return value
     if isinstance(value, str):
-        return UnknownValue(path) if _is_sentinel_string(value) else value
+        return UnknownValue(path) if is_unknown_string(value) else value
     if isinstance(value, Mapping):
         return {str(k): normalize(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -78,7 +78,8 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "publicSecurityGroups": {
         **_STR_LIST,
         "description": (
-            "Security groups (logical name, group name or id) that front an internet-facing load balancer "
+            "Security groups (Pulumi logical name, group id, group name, or the Name tag the AWS Load Balancer "
+            "Controller's security-groups annotation matches) that front an internet-facing load balancer "
             "created outside the stack, e.g. by the AWS Load Balancer Controller."
         ),
     },

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from policies.core import Resource, UnknownValue, UnknownValueFound, as_list, normalize
+from policies.core import Resource, UnknownValue, UnknownValueFound, as_list, is_unknown_string, normalize
 
 # ---------------------------------------------------------------------------------------------
 # Globs. IAM wildcards are only `*` and `?` (no character classes), matched case-insensitively
@@ -108,6 +108,9 @@ class Statement:
             if not isinstance(body, dict):
                 continue
             for key, values in body.items():
+                # A key built from an unknown output (f"{issuer}:sub" at preview) names no key yet.
+                if is_unknown_string(key):
+                    raise UnknownValueFound(f"{self.label}.Condition.{op} key {key}")
                 vals = []
                 for v in as_list(values):
                     if isinstance(v, UnknownValue):

@@ -167,13 +167,23 @@ def cost_002_gpu_pool(res: Resource, ctx: Context) -> Iterator[str | UnknownValu
         return
     if res.type == EKS_COMPONENT and not eks_default_pool(res):
         return
+    # GPU-ness first: an unknown size of a pool known to be CPU-only is none of this rule's business,
+    # and an unknown GPU-ness matters only if the sizes break a GPU cap.
+    unknown_gpu: UnknownValueFound | None = None
+    try:
+        if not _is_gpu_pool(res):
+            return
+    except UnknownValueFound as exc:
+        unknown_gpu = exc
     lo, hi = (to_number(v) for v in _pool_sizes(res))
     problems = []
     if lo is not None and lo > floor:
         problems.append(f"min size {lo:g} > {floor}")
     if hi is not None and hi > cap:
         problems.append(f"max size {hi:g} > cap {cap} for stack {ctx.stack!r}")
-    if problems and _is_gpu_pool(res):
+    if problems and unknown_gpu is not None:
+        raise unknown_gpu
+    if problems:
         yield "GPU pool " + ", ".join(problems)
 
 
@@ -284,6 +294,16 @@ def cost_005_tags(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFou
         except UnknownValueFound as exc:
             pending = exc
             continue
+        if isinstance(tags, list):
+            # aws.autoscaling.Group's `tags` is a list of {key, value, propagateAtLaunch}
+            # (pulumi_aws/autoscaling/_inputs.py, GroupTagArgs), not a map.
+            pairs: dict[Any, Any] = {}
+            for i, item in enumerate(tags):
+                if isinstance(item, dict) and isinstance(item.get("key"), str):
+                    pairs[item["key"]] = item.get("value")
+                elif item is not None:
+                    pending = pending or UnknownValueFound(f"{prop}[{i}]")
+            tags = pairs
         if isinstance(tags, dict):
             for key, value in tags.items():
                 if isinstance(value, str) and value.strip():
@@ -510,6 +530,12 @@ def cost_011_emr_serverless(res: Resource, _ctx: Context) -> Iterator[str | Unkn
         yield "autoStopConfiguration.enabled is false"
 
 
+# pulumi-kubernetes registers a CustomResource as f"kubernetes:{apiVersion}:{kind}"
+# (pulumi_kubernetes/apiextensions/CustomResource.py); Karpenter's NodePool is karpenter.sh v1 (and
+# v1beta1 before Karpenter 1.0).
+KARPENTER_NODE_POOLS = ("kubernetes:karpenter.sh/v1:NodePool", "kubernetes:karpenter.sh/v1beta1:NodePool")
+
+
 @resource_rule(
     RULES,
     id="CDAO-COST-012",
@@ -519,14 +545,23 @@ def cost_011_emr_serverless(res: Resource, _ctx: Context) -> Iterator[str | Unkn
         "pulumi-eks NodeGroup/NodeGroupV2 (maxSize, default 2), pulumi-eks's default node group, and an EC2 "
         "Auto Scaling group -- has a maxSize of at most nodePoolMaxNodes for the stack, CPU pools included "
         "(GPU pools also meet gpuPoolMaxNodes). The budget rule prices the peak, but a cheap pool allowed "
-        "hundreds of nodes stays under a budget sized for GPUs."
+        "hundreds of nodes stays under a budget sized for GPUs. A Karpenter NodePool declared with "
+        "pulumi-kubernetes has no node count; it must at least set spec.limits (cpu, memory), without which "
+        "it provisions without bound (https://karpenter.sh/docs/concepts/nodepools/, 'spec.limits')."
     ),
-    remediation="Lower the pool's maxSize to the stack's nodePoolMaxNodes, or raise the cap in the pack config.",
+    remediation=(
+        "Lower the pool's maxSize to the stack's nodePoolMaxNodes, or raise the cap in the pack config; give a "
+        "Karpenter NodePool spec.limits."
+    ),
     level="mandatory",
-    types=(NODE_GROUP, MANAGED_NODE_GROUP, EKS_COMPONENT, *EKS_SELF_MANAGED, ASG),
+    types=(NODE_GROUP, MANAGED_NODE_GROUP, EKS_COMPONENT, *EKS_SELF_MANAGED, ASG, *KARPENTER_NODE_POOLS),
     settings=("nodePoolMaxNodes",),
 )
 def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
+    if res.type in KARPENTER_NODE_POOLS:
+        if not res.get("spec", "limits"):
+            yield "Karpenter NodePool without spec.limits: it may launch nodes without bound"
+        return
     if res.type == EKS_COMPONENT and not eks_default_pool(res):
         return
     cap = ctx.setting("nodePoolMaxNodes")
@@ -544,6 +579,16 @@ def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValu
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 _MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
+# G4ad carries AMD Radeon Pro V520 GPUs, not NVIDIA (EC2 accelerated computing instance types,
+# https://aws.amazon.com/ec2/instance-types/g4/); Inferentia/Trainium (inf*, trn*) run EKS's AL2 "GPU"
+# AMI too (EKS User Guide, eks-optimized-ami: AL2_x86_64_GPU is the accelerated AMI for NVIDIA and
+# Neuron), so neither that AMI type nor the g* prefix alone says NVIDIA.
+_NON_NVIDIA_FAMILY = re.compile(r"^(g4ad)\b", re.IGNORECASE)
+
+
+def _nvidia_type(instance_type: str) -> bool:
+    family = instance_type.split(".", 1)[0]
+    return bool(_NVIDIA_FAMILY.match(family)) and not _NON_NVIDIA_FAMILY.match(family)
 
 
 @resource_rule(
@@ -551,7 +596,8 @@ _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
     id="CDAO-COST-013",
     name="NVIDIA GPU node group without the autoscaler's accelerator label",
     description=(
-        "An EKS node group of NVIDIA GPU instances (p*, g*) lacks the node label "
+        "An EKS node group of NVIDIA GPU instances (p*, g* but g4ad, which is AMD; or an *_NVIDIA AMI type; "
+        "AL2_x86_64_GPU also serves Inferentia/Trainium, so it counts only with NVIDIA types) lacks the node label "
         "k8s.amazonaws.com/accelerator, the label the cluster autoscaler's AWS provider uses to wait for the "
         "GPUs to be advertised (kubernetes/autoscaler cloudprovider/aws/aws_cloud_provider.go GPULabel); "
         "until then a pending GPU pod looks unschedulable and a second node is bought. MIG pools "
@@ -562,10 +608,12 @@ _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
     types=(NODE_GROUP, MANAGED_NODE_GROUP),
 )
 def cost_013_gpu_accelerator_label(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
+    # Only NVIDIA pools: the label makes the autoscaler wait for nvidia.com/gpu, which AMD (g4ad) and
+    # Neuron (inf*, trn*) nodes never advertise, so there it would block scale-up for good.
     ami = res.get("amiType")
-    if not (isinstance(ami, str) and re.search("NVIDIA|GPU", ami, re.IGNORECASE)):
+    if not (isinstance(ami, str) and re.search("NVIDIA", ami, re.IGNORECASE)):
         _, types = instance_types(res)
-        if not any(isinstance(t, str) and _NVIDIA_FAMILY.match(t) for t in iter_known(types)):
+        if not any(isinstance(t, str) and _nvidia_type(t) for t in iter_known(types)):
             return
     labels = res.get("labels") or {}
     if _MIG_CONFIG_LABEL in labels or ACCELERATOR_LABEL in labels:

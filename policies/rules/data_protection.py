@@ -400,8 +400,9 @@ _MAJOR_PARTS = {"postgres": 1, "aurora-postgresql": 1, "mysql": 2, "mariadb": 2}
     id="CDAO-DATA-016",
     name="RDS engine version pinned below the major while minor upgrades are automatic",
     description=(
-        "An RDS instance pins engineVersion to a minor (postgres '16.8', mysql '8.0.36') and keeps "
-        "autoMinorVersionUpgrade at its default (true). After AWS upgrades the minor, the provider keeps "
+        "An RDS instance or cluster (Aurora, Multi-AZ DB cluster) pins engineVersion to a minor (postgres "
+        "'16.8', mysql '8.0.36') and keeps autoMinorVersionUpgrade at its default (true; pulumi-aws rds.Cluster "
+        "docstring: 'Defaults to true'). After AWS upgrades the minor, the provider keeps "
         "the configured value only when the actual version starts with it plus '.' "
         "(terraform-provider-aws internal/service/rds compareActualEngineVersion; pulumi-aws rds.Instance "
         "engine_version docstring), so every later update plans a downgrade that RDS refuses."
@@ -411,7 +412,7 @@ _MAJOR_PARTS = {"postgres": 1, "aurora-postgresql": 1, "mysql": 2, "mariadb": 2}
         "autoMinorVersionUpgrade=false and upgrade minors deliberately."
     ),
     level="advisory",
-    types=("aws:rds/instance:Instance",),
+    types=(RDS_INSTANCE, RDS_CLUSTER),
 )
 def data_016_rds_minor_pin(res: Resource, _ctx: Context) -> Iterator[str | UnknownValueFound]:
     if to_bool(res.get("autoMinorVersionUpgrade", default=True)) is False:
@@ -477,7 +478,9 @@ def data_017_acm_unvalidated(resources: list[Resource], _ctx: Context) -> Iterat
         "skipFinalSnapshot=true, so deleting it (a replacement, a teardown after lifting deletion protection) "
         "keeps no snapshot. In every stack, an instance that keeps the default skipFinalSnapshot=false without a "
         "finalSnapshotIdentifier cannot be deleted (pulumi-aws rds.Instance docstring: 'Must be provided if "
-        "skip_final_snapshot is set to false'). Read replicas are exempt."
+        "skip_final_snapshot is set to false'), and neither can a cluster (terraform-provider-aws "
+        "internal/service/rds cluster.go delete: 'RDS Cluster FinalSnapshotIdentifier is required when a final "
+        "snapshot is required'). Read replicas (replicateSourceDb, replicationSourceIdentifier) are exempt."
     ),
     remediation=(
         "Set skipFinalSnapshot=false with a finalSnapshotIdentifier unique per deletion (e.g. with a random or "
@@ -488,13 +491,14 @@ def data_017_acm_unvalidated(resources: list[Resource], _ctx: Context) -> Iterat
     settings=("requireRdsFinalSnapshot",),
 )
 def data_018_rds_final_snapshot(res: Resource, ctx: Context) -> Iterator[str | UnknownValueFound]:
-    if res.get("replicateSourceDb") is not None:
+    if res.get("replicateSourceDb") is not None or res.get("replicationSourceIdentifier") is not None:
         return
     skip = to_bool(res.get("skipFinalSnapshot", default=False)) is True
     if skip and ctx.setting("requireRdsFinalSnapshot"):
         yield f"skipFinalSnapshot is true in stack {ctx.stack!r}: deleting the database keeps no snapshot"
-    elif not skip and res.type == RDS_INSTANCE and not res.get("finalSnapshotIdentifier"):
-        yield "skipFinalSnapshot is false but finalSnapshotIdentifier is unset: the instance cannot be deleted"
+    elif not skip and not res.get("finalSnapshotIdentifier"):
+        kind = "instance" if res.type == RDS_INSTANCE else "cluster"
+        yield f"skipFinalSnapshot is false but finalSnapshotIdentifier is unset: the {kind} cannot be deleted"
 
 
 # Stores whose delete call fails while they hold data, and the provider flag that empties them first

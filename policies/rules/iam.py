@@ -12,12 +12,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from policies.core import (
     Context,
     Finding,
     Resource,
     Rule,
+    UnknownValue,
     UnknownValueFound,
     as_list,
     dig,
@@ -650,11 +652,22 @@ def iam_011_notebook_root(res: Resource, _ctx: Context) -> Iterator[str | Unknow
         yield f"rootAccess is {mode!r}"
 
 
-# A service that hands a role it was passed on to another service's principal. EKS managed node
-# groups take a node role trusted by ec2.amazonaws.com (EKS user guide, create-node-role) through
-# eks:CreateNodegroup; no source found here states which iam:PassedToService value that call
-# presents, so a pass limited to eks.amazonaws.com is given the benefit of the doubt, not reported.
-_PASS_HANDOFFS: dict[str, frozenset[str]] = {"eks.amazonaws.com": frozenset({"ec2.amazonaws.com"})}
+# Services that take a role through their own API and hand it on to another service's principal,
+# so the role's trust names that principal, not the service the role is passed to:
+# - EKS: a managed node group's node role is trusted by ec2.amazonaws.com (EKS User Guide,
+#   create-node-role.html) and a Fargate profile's pod execution role by eks-fargate-pods.amazonaws.com
+#   (pod-execution-role.html); both are given to EKS (CreateNodegroup / CreateFargateProfile).
+# - AWS Batch: a job definition's job and execution roles are trusted by ecs-tasks.amazonaws.com
+#   (Batch User Guide, execution-IAM-role.html), a compute environment's instance role by
+#   ec2.amazonaws.com (instance_IAM_role.html) and its Spot Fleet role by spotfleet.amazonaws.com
+#   (spot_fleet_IAM_role.html); all are given to Batch (RegisterJobDefinition /
+#   CreateComputeEnvironment), and passed with iam:PassedToService batch.amazonaws.com (the Seqera
+#   Platform docs' least-privilege AWS Batch policy, statement PassRolesToBatch, passes execution
+#   roles exactly so).
+_PASS_HANDOFFS: dict[str, frozenset[str]] = {
+    "eks.amazonaws.com": frozenset({"ec2.amazonaws.com", "eks-fargate-pods.amazonaws.com"}),
+    "batch.amazonaws.com": frozenset({"ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "spotfleet.amazonaws.com"}),
+}
 _ROLE_ARN = re.compile(r"^arn:[^:]+:iam::[^:]*:role/(?:.*/)?([^/]+)$")
 
 
@@ -707,8 +720,10 @@ def _service_can_assume(passed_to: list[str], trusted: set[str]) -> bool:
         "reference_policies_iam-condition-keys#ck_PassedToService). That service cannot assume the role: "
         "e.g. an EMR cluster's EC2 instance-profile role is passed to ec2.amazonaws.com, not "
         "elasticmapreduce.amazonaws.com (AWS managed policy AmazonEMRFullAccessPolicy_v2, statement "
-        "PassRoleForEC2), so RunJobFlow is denied. A pass of an EC2-trusted role to eks.amazonaws.com "
-        "(managed node groups) is not reported."
+        "PassRoleForEC2), so RunJobFlow is denied. Documented hand-offs are not reported: EKS passes node "
+        "(EC2) and Fargate pod execution roles on, AWS Batch its job/execution (ECS tasks), instance (EC2) and "
+        "Spot Fleet roles. A role is matched by its full ARN (account and path) when the input has it, by name "
+        "when it has not, and cannot be verified while its ARN is unknown."
     ),
     remediation=(
         "Give each role its own PassRole statement whose iam:PassedToService is the service principal in "
@@ -731,6 +746,16 @@ def iam_012_passed_to_untrusting_service(resources: list[Resource], _ctx: Contex
                 yield Finding(item, res)
 
 
+def _same_role(role: Resource, arn: str) -> bool:
+    """Whether `arn` (same role name) names `role`: by its full ARN, account and path included, when
+    the role's `arn` is in the input; by name when it is absent (the offline plan and hand-written
+    lists carry inputs only). Raises UnknownValueFound while the ARN is unknown (a preview)."""
+    own = role.props.get("arn")
+    if isinstance(own, UnknownValue):
+        raise UnknownValueFound(f"the ARN of {role.name}, to tell whether {arn} is it")
+    return own == arn if isinstance(own, str) and own else True
+
+
 def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | None:
     if not st.allows_action("iam:PassRole"):
         return None
@@ -740,9 +765,11 @@ def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | Non
     problems = []
     for arn in st.strings("Resource"):
         m = _ROLE_ARN.match(arn)
-        if not m or any(ch in m.group(1) for ch in "*?"):
+        if not m or any(ch in arn for ch in "*?"):
             continue
         for role in roles.get(m.group(1), []):
+            if not _same_role(role, arn):
+                continue
             try:
                 trusted = _trusted_services(role)
             except PolicyParseError:
@@ -761,6 +788,7 @@ def _pass_mismatch(st: Statement, roles: dict[str, list[Resource]]) -> str | Non
 _LBC = json.loads((Path(__file__).parent.parent / "data" / "aws_load_balancer_controller.json").read_text())
 _ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 _ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+_POLICY_ATTACHMENT = "aws:iam/policyAttachment:PolicyAttachment"
 
 
 def _irsa_subjects(role: Resource) -> list[str]:
@@ -776,26 +804,67 @@ def _irsa_subjects(role: Resource) -> list[str]:
 
 
 def _role_documents(role: Resource, resources: list[Resource]) -> Iterator[tuple[str, object]]:
-    """(where, document) of every identity policy the stack gives `role`; raises for what it cannot see."""
+    """(where, document) of every identity policy the stack gives `role`; raises for what it cannot see.
+
+    pulumi-aws attaches a policy to a role four ways: the role's inlinePolicies and managedPolicyArns,
+    iam.RolePolicy, iam.RolePolicyAttachment, and iam.PolicyAttachment (its `roles` list); all count.
+    Documents that are found are yielded before an unknown is raised, so a rule can still pass on them.
+    """
     names = _role_names(role) | ({role.urn} if role.urn else set())
     for i, inline in enumerate(as_list(role.get("inlinePolicies"))):
         yield f"{role.name}.inlinePolicies[{i}]", inline.get("policy") if isinstance(inline, dict) else inline
     policies = [r for r in resources if r.type == "aws:iam/policy:Policy"]
+    pending: UnknownValueFound | None = None
+    managed = role.props.get("managedPolicyArns")
+    arns = [managed] if isinstance(managed, UnknownValue) else as_list(managed)
+    try:
+        yield from _attached(arns, role.deps.get("managedPolicyArns", ()), policies, f"{role.name}.managedPolicyArns")
+    except UnknownValueFound as exc:
+        pending = exc
     for res in resources:
-        linked = res.props.get("role") in names or bool(names & set(res.deps.get("role", ())))
+        if res.type == _POLICY_ATTACHMENT:
+            roles = res.props.get("roles")
+            targets = set() if isinstance(roles, UnknownValue) else {r for r in as_list(roles) if isinstance(r, str)}
+            linked = bool(names & (targets | set(res.deps.get("roles", ()))))
+            if not linked and isinstance(roles, UnknownValue):
+                pending = pending or UnknownValueFound(f"the roles of {res.name}")
+                continue
+        else:
+            linked = res.props.get("role") in names or bool(names & set(res.deps.get("role", ())))
         if res.type == _ROLE_POLICY and linked:
             yield f"{res.name}.policy", res.props.get("policy")
-        elif res.type == _ATTACHMENT and linked:
-            # The engine's dependencies link the attachment even while the ARN is unknown at preview.
-            deps = set(res.deps.get("policyArn", ()))
-            found = [p for p in policies if deps & _policy_ids(p)]
-            if not found:
-                arn = res.get("policyArn")
-                found = [p for p in policies if arn in _policy_ids(p)]
-                if not found and isinstance(arn, str) and ":aws:policy/" not in arn:
-                    raise UnknownValueFound(f"the document of policy {arn} attached by {res.name} (outside the stack)")
-            for p in found:
-                yield f"{p.name}.policy", p.props.get("policy")
+        elif res.type in (_ATTACHMENT, _POLICY_ATTACHMENT) and linked:
+            try:
+                yield from _attached([res.props.get("policyArn")], res.deps.get("policyArn", ()), policies, res.name)
+            except UnknownValueFound as exc:
+                pending = pending or exc
+    if pending is not None:
+        raise pending
+
+
+def _attached(
+    arns: list[Any], deps: tuple[str, ...] | list[str], policies: list[Resource], holder: str
+) -> Iterator[tuple[str, object]]:
+    """Documents of the policies `arns` name: matched by the engine's dependencies (which link them
+    even while an ARN is unknown at preview) or by ARN/id; AWS managed policies are skipped (their
+    documents are AWS's, not the stack's). Raises UnknownValueFound for an ARN it cannot resolve."""
+    by_deps = [p for p in policies if set(deps) & _policy_ids(p)]
+    unresolved = None
+    for arn in arns:
+        found = [p for p in policies if isinstance(arn, str) and arn in _policy_ids(p)]
+        if found:
+            by_deps = [p for p in by_deps if p not in found]
+        elif isinstance(arn, UnknownValue):
+            if not by_deps:
+                unresolved = unresolved or f"a policy ARN of {holder}"
+        elif isinstance(arn, str) and ":aws:policy/" not in arn and not by_deps:
+            unresolved = unresolved or f"the document of policy {arn} attached by {holder} (outside the stack)"
+        for p in found:
+            yield f"{p.name}.policy", p.props.get("policy")
+    for p in by_deps:
+        yield f"{p.name}.policy", p.props.get("policy")
+    if unresolved:
+        raise UnknownValueFound(unresolved)
 
 
 def _policy_ids(policy: Resource) -> set[str]:

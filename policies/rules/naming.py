@@ -17,6 +17,19 @@ RULES: list[Rule] = []
 
 _SUFFIX = 26  # terraform-plugin-sdk helper/id.UniqueIDSuffixLength
 
+_LB = (
+    ("name", 32, "ELB API reference, CreateLoadBalancer: Name at most 32 characters"),
+    (
+        "namePrefix",
+        32 - _SUFFIX,
+        "terraform-provider-aws internal/service/elbv2 load_balancer.go, 32 - UniqueIDSuffixLength",
+    ),
+)
+_TARGET_GROUP = (
+    ("name", 32, "terraform-provider-aws internal/service/elbv2 validate.go validTargetGroupName (32)"),
+    ("namePrefix", 32 - _SUFFIX, "validate.go validTargetGroupNamePrefix: 32 - id.UniqueIDSuffixLength"),
+)
+
 #: type -> ((prop, longest accepted length, source), ...)
 NAME_LIMITS: dict[str, tuple[tuple[str, int, str], ...]] = {
     "aws:iam/role:Role": (
@@ -41,11 +54,14 @@ NAME_LIMITS: dict[str, tuple[tuple[str, int, str], ...]] = {
         ("identifierPrefix", 63 - _SUFFIX, "the identifier limit minus the 26-character unique suffix"),
         ("finalSnapshotIdentifier", 255, "RDS API reference, CreateDBSnapshot: DBSnapshotIdentifier 1 to 255"),
     ),
-    "aws:lb/loadBalancer:LoadBalancer": (
-        ("name", 32, "ELB API reference, CreateLoadBalancer: Name at most 32 characters"),
-    ),
-    "aws:alb/loadBalancer:LoadBalancer": (
-        ("name", 32, "ELB API reference, CreateLoadBalancer: Name at most 32 characters"),
+    **dict.fromkeys(("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer"), _LB),
+    **dict.fromkeys(("aws:lb/targetGroup:TargetGroup", "aws:alb/targetGroup:TargetGroup"), _TARGET_GROUP),
+    # pulumi-eks components pass these names through to aws.eks.Cluster / aws.eks.NodeGroup
+    # (pulumi_eks cluster.py `name`, managed_node_group.py `node_group_name(_prefix)`).
+    "eks:index:Cluster": (("name", 100, "EKS API reference, CreateCluster: name 1-100 characters"),),
+    "eks:index:ManagedNodeGroup": (
+        ("nodeGroupName", 63, "terraform-provider-aws internal/service/eks/node_group.go StringLenBetween(0, 63)"),
+        ("nodeGroupNamePrefix", 63 - _SUFFIX, "node_group.go StringLenBetween(0, 63-id.UniqueIDSuffixLength)"),
     ),
 }
 
@@ -57,7 +73,8 @@ NAME_LIMITS: dict[str, tuple[tuple[str, int, str], ...]] = {
     description=(
         "An explicit name or name prefix exceeds the service's limit: IAM role name 64 (prefix 38), S3 bucket "
         "63 (prefix 37), EKS node group 63 (prefix 37), EKS cluster 100, RDS identifier 63 (prefix 37) and "
-        "final snapshot identifier 255, load balancer 32. A prefix is completed by terraform-provider-aws's "
+        "final snapshot identifier 255, load balancer and target group 32 (prefix 6); pulumi-eks's Cluster and "
+        "ManagedNodeGroup like the EKS resources they create. A prefix is completed by terraform-provider-aws's "
         "26-character unique suffix. Sources per limit in policies/rules/naming.py (AWS API references, "
         "terraform-provider-aws validators). The create call fails mid-deploy."
     ),

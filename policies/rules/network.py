@@ -11,6 +11,7 @@ from policies.core import (
     Finding,
     Resource,
     Rule,
+    UnknownValue,
     UnknownValueFound,
     as_list,
     dig,
@@ -71,28 +72,87 @@ SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 _LB_TYPES = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 
 
-def _open_ingress(res: Resource) -> Iterator[tuple[str, Any, Any, Any, Resource | None]]:
-    """(label, protocol, from, to, owning SG or None) for each world-open ingress of `res`."""
-    if res.type in SECURITY_GROUPS:
-        for i, rule in enumerate(iter_known(as_list(res.get("ingress")))):
-            if not isinstance(rule, dict):
+def _world_open(cidrs: list[Any]) -> bool | None:
+    """Whether the known CIDRs together cover all of IPv4 or IPv6 (0.0.0.0/0, or halves such as
+    0.0.0.0/1 + 128.0.0.0/1); None when they do not but an unknown CIDR might complete them."""
+    known: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    unknown = False
+    for c in cidrs:
+        if isinstance(c, UnknownValue):
+            unknown = True
+        elif isinstance(c, str):
+            try:
+                known.append(ipaddress.ip_network(c.strip(), strict=False))
+            except ValueError:
                 continue
-            cidrs = [*as_list(dig(rule, "cidrBlocks")), *as_list(dig(rule, "ipv6CidrBlocks"))]
-            if any(isinstance(c, str) and _is_world(c) for c in iter_known(cidrs)):
-                yield f"ingress[{i}]", dig(rule, "protocol"), dig(rule, "fromPort"), dig(rule, "toPort"), res
-    elif res.type == INGRESS_RULE:
-        cidrs = [res.get("cidrIpv4"), res.get("cidrIpv6")]
-        if any(isinstance(c, str) and _is_world(c) for c in cidrs):
-            yield "rule", res.get("ipProtocol"), res.get("fromPort"), res.get("toPort"), None
-    elif res.type == SG_RULE and str(res.get("type", default="")).lower() == "ingress":
-        cidrs = [*as_list(res.get("cidrBlocks")), *as_list(res.get("ipv6CidrBlocks"))]
-        if any(isinstance(c, str) and _is_world(c) for c in iter_known(cidrs)):
-            yield "rule", res.get("protocol"), res.get("fromPort"), res.get("toPort"), None
+    for version, world in ((4, ipaddress.ip_network("0.0.0.0/0")), (6, ipaddress.ip_network("::/0"))):
+        nets = [n for n in known if n.version == version]
+        if world in ipaddress.collapse_addresses(nets):  # type: ignore[arg-type]
+            return True
+    return None if unknown else False
 
 
-def _only_https(protocol: Any, lo: Any, hi: Any) -> bool:
+# (label, protocol, from, to, owning SG or None, what is unknown or None) for each ingress of a group
+# that is world-open, or that may be (an unknown CIDR); one unknown entry never hides the others.
+_Ingress = tuple[str, Any, Any, Any, "Resource | None", "str | None"]
+
+
+def _open_ingress(res: Resource) -> Iterator[_Ingress]:
+    """World-open (or possibly world-open) ingress entries of `res`; see _Ingress."""
+    entries: list[tuple[str, Any, Any, Any, list[Any], Resource | None]] = []
+    try:
+        if res.type in SECURITY_GROUPS:
+            rules = res.props.get("ingress")
+            if isinstance(rules, UnknownValue):
+                yield "ingress", None, None, None, res, rules.path or "ingress"
+                return
+            for i, rule in enumerate(as_list(rules)):
+                if isinstance(rule, UnknownValue):
+                    yield f"ingress[{i}]", None, None, None, res, rule.path or f"ingress[{i}]"
+                    continue
+                if not isinstance(rule, dict):
+                    continue
+                cidrs = [*_cidr_list(rule.get("cidrBlocks")), *_cidr_list(rule.get("ipv6CidrBlocks"))]
+                entries.append(
+                    (f"ingress[{i}]", rule.get("protocol"), rule.get("fromPort"), rule.get("toPort"), cidrs, res)
+                )
+        elif res.type == INGRESS_RULE:
+            cidrs = [res.props.get("cidrIpv4"), res.props.get("cidrIpv6")]
+            entries.append(
+                ("rule", res.props.get("ipProtocol"), res.props.get("fromPort"), res.props.get("toPort"), cidrs, None)
+            )
+        elif res.type == SG_RULE and str(res.get("type", default="")).lower() == "ingress":
+            cidrs = [*_cidr_list(res.props.get("cidrBlocks")), *_cidr_list(res.props.get("ipv6CidrBlocks"))]
+            entries.append(
+                ("rule", res.props.get("protocol"), res.props.get("fromPort"), res.props.get("toPort"), cidrs, None)
+            )
+    except UnknownValueFound as exc:
+        yield "rule", None, None, None, None, exc.what
+        return
+    for label, proto, lo, hi, cidrs, owner in entries:
+        world = _world_open(cidrs)
+        if world is None:
+            yield label, proto, lo, hi, owner, f"{label} source CIDR"
+        elif world:
+            yield label, proto, lo, hi, owner, None
+
+
+def _cidr_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, UnknownValue) else as_list(value)
+
+
+# Security Hub EC2.18's default authorizedTcpPorts: 80 (an ALB's HTTP listener, which redirects to
+# HTTPS) and 443. https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18
+AUTHORIZED_TCP_PORTS = (80, 443)
+
+
+def _authorized_port(protocol: Any, lo: Any, hi: Any) -> bool:
+    """TCP on exactly one of AUTHORIZED_TCP_PORTS; raises UnknownValueFound on an unknown field."""
+    if isinstance(protocol, UnknownValue):
+        raise UnknownValueFound(protocol.path or "protocol")
     proto = str(protocol).lower() if protocol is not None else ""
-    return proto in ("tcp", "6") and to_number(lo) == 443 and to_number(hi) == 443
+    low, high = to_number(lo), to_number(hi)
+    return proto in ("tcp", "6") and low == high and low in AUTHORIZED_TCP_PORTS
 
 
 def _public_lb_sg_ids(resources: list[Resource]) -> tuple[set[str], bool]:
@@ -114,12 +174,19 @@ def _public_lb_sg_ids(resources: list[Resource]) -> tuple[set[str], bool]:
 
 
 def _listed(owner: Resource | None, raw_id: Any, listed: list[str]) -> bool:
-    """Whether the pack config names this group in publicSecurityGroups (logical name, name or id)."""
+    """Whether the pack config names this group in publicSecurityGroups: its Pulumi logical name,
+    id, group name, or its `Name` tag, the name the AWS Load Balancer Controller's
+    alb.ingress.kubernetes.io/security-groups annotation resolves ("Name matches a Name tag, not the
+    groupName attribute": kubernetes-sigs/aws-load-balancer-controller docs/guide/ingress/annotations.md)."""
     if not listed:
         return False
     names: set[str] = set()
     if owner is not None:
         names |= identifiers(owner, "name")[0] | {owner.name}
+        tag = owner.props.get("tags")
+        name_tag = tag.get("Name") if isinstance(tag, dict) else None
+        if isinstance(name_tag, str):
+            names.add(name_tag)
     if isinstance(raw_id, str):
         names.add(raw_id)
     return bool(names & set(listed))
@@ -128,26 +195,33 @@ def _listed(owner: Resource | None, raw_id: Any, listed: list[str]) -> bool:
 @stack_rule(
     RULES,
     id="CDAO-NET-002",
-    name="Security group ingress from the internet on a port other than TCP 443",
+    name="Security group ingress from the internet on a port other than TCP 80 or 443",
     description=(
-        "Ingress from 0.0.0.0/0 or ::/0 (inline ingress, SecurityGroupRule or vpc SecurityGroupIngressRule) "
-        "is allowed only for TCP 443 (an authorized port of AWS Security Hub control EC2.18, "
-        "https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18); where the "
-        "443 group is attached is CDAO-NET-008's question."
+        "Ingress from the whole IPv4 or IPv6 space (0.0.0.0/0, ::/0, or CIDRs that together cover it, such "
+        "as 0.0.0.0/1 + 128.0.0.0/1; inline ingress, SecurityGroupRule or vpc SecurityGroupIngressRule) is "
+        "allowed only for TCP 80 and 443, the default authorized ports of AWS Security Hub control EC2.18 "
+        "(https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18); where an 80/443 "
+        "group is attached is CDAO-NET-008's question. An ingress entry whose CIDR is unknown at preview is "
+        "reported as 'cannot verify' without hiding the group's other entries."
     ),
-    remediation="Restrict the source CIDR or security group; expose services through a public LB on 443 only.",
+    remediation="Restrict the source CIDR or security group; expose services through a public LB on 80/443 only.",
     level="mandatory",
 )
 def net_002_open_ingress(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
     for res in resources:
         if res.type not in (*SECURITY_GROUPS, INGRESS_RULE, SG_RULE):
             continue
-        try:
-            for label, proto, lo, hi, _owner in _open_ingress(res):
-                if not _only_https(proto, lo, hi):
-                    yield Finding(f"{label} opens protocol {proto} ports {lo}-{hi} to the internet", res)
-        except UnknownValueFound as exc:
-            yield Finding(f"cannot verify: {exc.what}", res, unknown=True)
+        for label, proto, lo, hi, _owner, unknown_cidr in _open_ingress(res):
+            unknown = unknown_cidr
+            try:
+                if _authorized_port(proto, lo, hi):
+                    continue
+            except UnknownValueFound as exc:
+                unknown = unknown or exc.what
+            if unknown:
+                yield Finding(f"cannot verify: {unknown}", res, unknown=True)
+            else:
+                yield Finding(f"{label} opens protocol {proto} ports {lo}-{hi} to the internet", res)
 
 
 def _attached_to_public_lb(
@@ -297,18 +371,20 @@ def net_007_sagemaker_internet(res: Resource, _ctx: Context) -> Iterator[str | U
 @stack_rule(
     RULES,
     id="CDAO-NET-008",
-    name="TCP 443 open to the internet on a security group of no internet-facing load balancer",
+    name="TCP 80/443 open to the internet on a security group of no internet-facing load balancer",
     description=(
-        "A security group that opens TCP 443 to 0.0.0.0/0 or ::/0 is attached to no internet-facing "
-        "aws:lb LoadBalancer of the stack and is not listed in publicSecurityGroups. Advisory: 443 is an "
-        "authorized port of Security Hub EC2.18, and a group the AWS Load Balancer Controller attaches "
-        "through the alb.ingress.kubernetes.io/security-groups annotation (IDs or names, "
-        "https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/security_groups/) "
+        "A security group that opens TCP 80 or 443 to the internet is attached to no internet-facing "
+        "aws:lb LoadBalancer of the stack and is not listed in publicSecurityGroups. Advisory: 80 and 443 are "
+        "the default authorized ports of Security Hub EC2.18, and a group the AWS Load Balancer Controller "
+        "attaches through the alb.ingress.kubernetes.io/security-groups annotation (IDs, or names matched "
+        "against the group's Name tag, "
+        "https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/annotations/) "
         "has no load balancer in the stack to be linked to."
     ),
     remediation=(
-        "Attach the group to an internet-facing load balancer of the stack, or list it (logical name, group "
-        "name or id) in publicSecurityGroups for the stack when a controller outside the stack attaches it."
+        "Attach the group to an internet-facing load balancer of the stack, or list it (Pulumi logical name, "
+        "group id, group name or Name tag) in publicSecurityGroups for the stack when a controller outside the stack "
+        "attaches it."
     ),
     level="advisory",
     settings=("publicSecurityGroups",),
@@ -321,20 +397,23 @@ def net_008_unlinked_https(resources: list[Resource], ctx: Context) -> Iterator[
         if res.type not in (*SECURITY_GROUPS, INGRESS_RULE, SG_RULE):
             continue
         try:
-            for label, proto, lo, hi, owner in _open_ingress(res):
-                if not _only_https(proto, lo, hi):
+            for label, proto, lo, hi, owner, unknown in _open_ingress(res):
+                if unknown or not _authorized_port(proto, lo, hi):
                     continue  # CDAO-NET-002's finding
                 status, group = _attached_to_public_lb(res, owner, sgs, lb_sgs)
                 if status is True or _listed(group, res.props.get("securityGroupId"), listed):
                     continue
                 if status is None or lb_uncertain:
                     yield Finding(
-                        "cannot verify: which security group/load balancer this 443 rule belongs to", res, unknown=True
+                        "cannot verify: which security group/load balancer this 80/443 rule belongs to",
+                        res,
+                        unknown=True,
                     )
                 else:
                     yield Finding(
-                        f"{label} opens 443 to the internet on a security group of no internet-facing load balancer "
-                        f"of this stack and not in publicSecurityGroups for {ctx.stack!r}",
+                        f"{label} opens port {to_number(lo):g} to the internet on a security group of no "
+                        "internet-facing load balancer of this stack and not in publicSecurityGroups for "
+                        f"{ctx.stack!r}",
                         res,
                     )
         except UnknownValueFound as exc:
@@ -370,7 +449,28 @@ def _emr_v2_roles(resources: list[Resource]) -> set[str]:
 
 
 def _emr_tagged(res: Resource) -> bool:
-    return str(dig(res.get("tags") or {}, EMR_TAG)).lower() == "true"
+    # CreateInTaggedNetwork's condition is StringEquals, which is case-sensitive (IAM User Guide,
+    # reference_policies_elements_condition_operators): only the exact value "true" counts.
+    # tagsAll carries the provider's default tags as well (pulumi-aws `tags_all` docstrings).
+    return any(dig(res.get(prop) or {}, EMR_TAG) == "true" for prop in ("tags", "tagsAll"))
+
+
+# The ec2Attributes of pulumi-aws's emr.Cluster that name the groups EMR's instances and network
+# interfaces use (pulumi_aws/emr/_inputs.py, ClusterEc2AttributesArgs); the additional ones are
+# comma-separated lists.
+_EMR_GROUP_ATTRS = ("emrManagedMasterSecurityGroup", "emrManagedSlaveSecurityGroup", "serviceAccessSecurityGroup")
+_EMR_EXTRA_GROUP_ATTRS = ("additionalMasterSecurityGroups", "additionalSlaveSecurityGroups")
+
+
+def _emr_network(cluster: Resource) -> set[str]:
+    """Ids of the subnets and security groups `cluster` runs in; raises UnknownValueFound."""
+    wanted = [cluster.get("ec2Attributes", "subnetId"), *as_list(cluster.get("ec2Attributes", "subnetIds"))]
+    wanted += [cluster.get("ec2Attributes", attr) for attr in _EMR_GROUP_ATTRS]
+    for attr in _EMR_EXTRA_GROUP_ATTRS:
+        extra = cluster.get("ec2Attributes", attr)
+        if isinstance(extra, str):
+            wanted += [g.strip() for g in extra.split(",")]
+    return {w for w in wanted if isinstance(w, str) and w}
 
 
 @stack_rule(
@@ -379,7 +479,8 @@ def _emr_tagged(res: Resource) -> bool:
     name="EMR cluster in a network its v2 service policy may not use",
     description=(
         "An aws.emr.Cluster whose service role has AmazonEMRServicePolicy_v2 runs in a subnet of the stack "
-        "that lacks the tag for-use-with-amazon-emr-managed-policies=true; the policy's CreateInTaggedNetwork "
+        "or security group that lacks the tag for-use-with-amazon-emr-managed-policies=true (exactly 'true': the "
+        "condition is a case-sensitive StringEquals); the policy's CreateInTaggedNetwork "
         "statement allows RunInstances/CreateNetworkInterface only in tagged subnets and security groups "
         "(EMR Management Guide, emr-managed-iam-policies), so the cluster fails to launch."
     ),
@@ -388,17 +489,18 @@ def _emr_tagged(res: Resource) -> bool:
 )
 def net_009_emr_cluster_network(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
     roles = _emr_v2_roles(resources)
-    subnets = [r for r in resources if r.type == _SUBNET]
+    subnets = [r for r in resources if r.type in (_SUBNET, *SECURITY_GROUPS)]
     for cluster in (r for r in resources if r.type == "aws:emr/cluster:Cluster"):
         try:
             role = cluster.get("serviceRole")
             if not isinstance(role, str) or not (role in roles or role.rsplit("/", 1)[-1] in roles):
                 continue
-            wanted = [cluster.get("ec2Attributes", "subnetId"), *as_list(cluster.get("ec2Attributes", "subnetIds"))]
-            for subnet in subnets:
-                ids, _ = identifiers(subnet)
-                if ids & {w for w in wanted if isinstance(w, str)} and not _emr_tagged(subnet):
-                    yield Finding(f"runs in subnet {subnet.name}, which lacks {EMR_TAG}=true", cluster)
+            wanted = _emr_network(cluster)
+            for net in subnets:
+                ids, _ = identifiers(net)
+                if ids & wanted and not _emr_tagged(net):
+                    kind = "subnet" if net.type == _SUBNET else "security group"
+                    yield Finding(f"runs in {kind} {net.name}, which lacks {EMR_TAG}=true", cluster)
         except UnknownValueFound as exc:
             yield Finding(f"cannot verify: {exc.what}", cluster, unknown=True)
 

@@ -8,8 +8,10 @@ compliant with the whole pack; each case changes only what it is about.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -202,6 +204,31 @@ def rds(**props: Any) -> dict[str, Any]:
     return tagged("aws:rds/instance:Instance", "db", **base)
 
 
+def aurora(**props: Any) -> dict[str, Any]:
+    props.setdefault("engine", "aurora-postgresql")
+    props.setdefault("storageEncrypted", True)
+    props.setdefault("finalSnapshotIdentifier", "cdao-prod-aurora-final-20261130")
+    return tagged("aws:rds/cluster:Cluster", "aurora", **{k: v for k, v in props.items() if v is not None})
+
+
+def karpenter_node_pool(limits: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "template": {
+            "spec": {"nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}}
+        }
+    }
+    if limits is not None:
+        spec["limits"] = limits
+    return res(
+        "kubernetes:karpenter.sh/v1:NodePool",
+        "default",
+        apiVersion="karpenter.sh/v1",
+        kind="NodePool",
+        metadata={"name": "default"},
+        spec=spec,
+    )
+
+
 def volume(**props: Any) -> dict[str, Any]:
     props.setdefault("type", "gp3")
     props.setdefault("encrypted", True)
@@ -259,6 +286,9 @@ LBC_FRONTEND = [
     {**ingress_rule(None, 443, "sg-alb", cidrIpv6="::/0"), "name": "in-443-v6"},
 ]
 
+# An ALB frontend group as the AWS Load Balancer Controller's HTTP->HTTPS setup needs it: 443 and 80.
+ALB_80_443 = [*LBC_FRONTEND, {**ingress_rule(None, 80, "sg-alb", cidrIpv6="::/0"), "name": "in-80-v6"}]
+
 
 def service_role(name: str, service: str, *, condition: Any = None) -> dict[str, Any]:
     """A role as the mocks register it: the physical name is the id; the trust admits one service."""
@@ -267,6 +297,8 @@ def service_role(name: str, service: str, *, condition: Any = None) -> dict[str,
         st["Condition"] = condition
     out = role(st)
     out["name"], out["id"] = name, f"{name}-1a2b3c4"
+    # The ARN a real engine and the offline plan's mocks give a role (infra/plan/mocks.py).
+    out["props"]["arn"] = f"arn:aws:iam::{ACCT}:role/{name}-1a2b3c4"
     return out
 
 
@@ -280,6 +312,7 @@ def pass_role(sid: str, role_names: list[str], service: Any, op: str = "StringEq
 
 
 SOURCE = {"StringEquals": {"aws:SourceAccount": ACCT}}
+ROLE_ARN = f"arn:aws:iam::{ACCT}:role/emr-instance-1a2b3c4"
 # EMR on EC2: the service role is trusted by elasticmapreduce.amazonaws.com, the instance-profile
 # role by ec2.amazonaws.com (EMR Management Guide, emr-iam-role / emr-iam-role-for-ec2).
 EMR_ROLES = [
@@ -303,11 +336,35 @@ def role_policy(*statements: dict[str, Any], role_name: str = "role") -> dict[st
     return res("aws:iam/rolePolicy:RolePolicy", "lbc-policy", role=role_name, policy=doc(*statements))
 
 
+# The controller's upstream policy, unmodified, from the pinned chart's data in shared/ (see
+# shared/charts/SOURCES.md; located as tests/platform/support/chart_cache.py does), read at test time.
+_CHARTS = Path(os.environ.get("CDAO_CHART_CACHE") or Path(__file__).resolve().parents[2].parent / "shared" / "charts")
+_UPSTREAM_LBC = _CHARTS / "aws-load-balancer-controller" / "1.17.1" / "upstream-iam-policy.json"
+LBC_POLICY_ARN = f"arn:aws:iam::{ACCT}:policy/AWSLoadBalancerControllerIAMPolicy"
+LBC_POLICY_URN = "urn:pulumi:dev::cdao::aws:iam/policy:Policy::lbc-policy"
+LBC_POLICY = {
+    **policy(raw=_UPSTREAM_LBC.read_text()),
+    "id": LBC_POLICY_ARN,
+    "urn": LBC_POLICY_URN,
+}
+
+
+def lbc_role_with(**props: Any) -> dict[str, Any]:
+    return {**LBC_ROLE, "props": {**LBC_ROLE["props"], **props}}
+
+
 # pulumi-aws acm.Certificate / acm.CertificateValidation inputs; the id of a certificate is its ARN.
 CERT = {
     **tagged("aws:acm/certificate:Certificate", "cert", domainName="flyte.example.com", validationMethod="DNS"),
     "id": f"arn:aws:acm:us-east-1:{ACCT}:certificate/0b5e2f3c-1111-2222-3333-444455556666",
 }
+
+ACCELERATORS_ALLOWED = {"stacks": {"dev": {"allowedInstanceTypes": ["g4ad.xlarge", "inf2.xlarge", "g5.xlarge"]}}}
+
+
+def with_props(resource: dict[str, Any], **props: Any) -> dict[str, Any]:
+    """`resource` with `props` set, for props its builder's keywords cannot take (e.g. `name`)."""
+    return {**resource, "props": {**resource["props"], **props}}
 
 
 def cert_validation(arn: Any) -> dict[str, Any]:
@@ -354,10 +411,14 @@ def emr_subnet(tag: Any = "true") -> dict[str, Any]:
     return out
 
 
-def emr_in(subnet_id: Any) -> dict[str, Any]:
+def emr_in(subnet_id: Any, **ec2_attributes: Any) -> dict[str, Any]:
     return emr_cluster(
         serviceRole=f"arn:aws:iam::{ACCT}:role/emr-service-1a2b3c4",
-        ec2Attributes={"subnetId": subnet_id, "instanceProfile": f"arn:aws:iam::{ACCT}:instance-profile/emr"},
+        ec2Attributes={
+            "subnetId": subnet_id,
+            "instanceProfile": f"arn:aws:iam::{ACCT}:instance-profile/emr",
+            **ec2_attributes,
+        },
     )
 
 
@@ -803,6 +864,12 @@ CASES = [
             federated=EKS_OIDC_PROVIDER_ARN,
         ),
     ),
+    # review 18 #12: a trust built from an unknown issuer at preview: keys "<unknown>:sub"/":aud".
+    case(
+        "CDAO-IAM-008-unknown-issuer-in-keys",
+        irsa({"StringEquals": {f"{U}:sub": SA, f"{U}:aud": "sts.amazonaws.com"}}),
+        A("CDAO-IAM-008"),
+    ),
     case(
         "CDAO-IAM-008-unknown-subject",
         irsa({"StringEquals": {f"{ISSUER}:sub": U, f"{ISSUER}:aud": "sts.amazonaws.com"}}),
@@ -852,6 +919,68 @@ CASES = [
     case(
         "CDAO-IAM-012-pass-eks-node-role-handoff",
         [service_role("node", "ec2.amazonaws.com"), policy(pass_role("PassNodeRole", ["node"], "eks.amazonaws.com"))],
+    ),
+    # review 18 #3: AWS Batch's documented hand-offs (Batch User Guide execution-IAM-role,
+    # instance_IAM_role, spot_fleet_IAM_role) and EKS Fargate's pod execution role (pod-execution-role).
+    case(
+        "CDAO-IAM-012-pass-batch-execution-role",
+        [
+            service_role("batch-exec", "ecs-tasks.amazonaws.com", condition=SOURCE),
+            policy(pass_role("PassToBatch", ["batch-exec"], "batch.amazonaws.com")),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-pass-batch-instance-and-spot-fleet-roles",
+        [
+            service_role("batch-instance", "ec2.amazonaws.com"),
+            service_role("batch-spot", "spotfleet.amazonaws.com"),
+            policy(pass_role("PassToBatch", ["batch-instance", "batch-spot"], "batch.amazonaws.com")),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-pass-fargate-pod-execution-role",
+        [
+            service_role("fargate-pods", "eks-fargate-pods.amazonaws.com"),
+            policy(pass_role("PassToEks", ["fargate-pods"], "eks.amazonaws.com")),
+        ],
+    ),
+    # review 18 #4: a role of another account with the same name is not this stack's role.
+    case(
+        "CDAO-IAM-012-pass-same-name-other-account",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": ROLE_ARN}},
+            policy(
+                allow(
+                    "iam:PassRole",
+                    f"arn:aws:iam::{OTHER}:role/emr-instance-1a2b3c4",
+                    Condition={"StringEquals": {"iam:PassedToService": "elasticmapreduce.amazonaws.com"}},
+                )
+            ),
+        ],
+    ),
+    case(
+        "CDAO-IAM-012-fail-same-name-same-account",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": ROLE_ARN}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-fail-role-arn-absent-matched-by-name",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": None}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        M("CDAO-IAM-012"),
+    ),
+    case(
+        "CDAO-IAM-012-unknown-role-arn",
+        [
+            {**(r := service_role("emr-instance", "ec2.amazonaws.com")), "props": {**r["props"], "arn": U}},
+            policy(pass_role("P", ["emr-instance"], "elasticmapreduce.amazonaws.com")),
+        ],
+        A("CDAO-IAM-012"),
     ),
     case(
         "CDAO-IAM-012-pass-role-outside-the-stack",
@@ -908,6 +1037,41 @@ CASES = [
                 policyArn=f"arn:aws:iam::{ACCT}:policy/lbc",
             ),
         ],
+    ),
+    # review 18 #2: the unmodified upstream policy (shared/charts/aws-load-balancer-controller/1.17.1/
+    # upstream-iam-policy.json, the chart's docs/install/iam_policy.json) attached the two other ways
+    # pulumi-aws offers: the role's managedPolicyArns, and iam.PolicyAttachment's `roles` list.
+    case(
+        "CDAO-IAM-013-pass-upstream-policy-managed-arn",
+        [lbc_role_with(managedPolicyArns=[LBC_POLICY_ARN]), LBC_POLICY],
+        A("CDAO-IAM-002"),  # advisory on the upstream policy's Resource "*" grants (policies/README.md)
+    ),
+    case(
+        "CDAO-IAM-013-pass-upstream-policy-managed-arn-at-preview",
+        [
+            {**lbc_role_with(managedPolicyArns=[U]), "propertyDependencies": {"managedPolicyArns": [LBC_POLICY_URN]}},
+            LBC_POLICY,
+        ],
+        A("CDAO-IAM-002", "CDAO-IAM-004"),
+    ),
+    case(
+        "CDAO-IAM-013-pass-upstream-policy-attachment",
+        [
+            LBC_ROLE,
+            LBC_POLICY,
+            res(
+                "aws:iam/policyAttachment:PolicyAttachment",
+                "lbc-attach",
+                roles=["role"],
+                policyArn=LBC_POLICY_ARN,
+            ),
+        ],
+        A("CDAO-IAM-002"),
+    ),
+    case(
+        "CDAO-IAM-013-unknown-managed-arn",
+        lbc_role_with(managedPolicyArns=[U]),
+        A("CDAO-IAM-004", "CDAO-IAM-013"),
     ),
     case(
         "CDAO-IAM-013-pass-other-service-account",
@@ -1184,6 +1348,8 @@ CASES = [
         M("CDAO-COST-002"),
     ),
     case("CDAO-COST-002-unknown-max", node_group(("p4d.24xlarge",), 0, U), A("CDAO-COST-002", "CDAO-COST-012")),
+    # review 18 #12: an unknown size of a CPU pool is COST-012's question (the cap of every pool), not 002's.
+    case("CDAO-COST-002-pass-cpu-pool-unknown-max", node_group(("m5.xlarge",), 0, U), A("CDAO-COST-012")),
     case("CDAO-COST-002-unknown-types", node_group(U, 1, 2), A("CDAO-COST-001", "CDAO-COST-002", "CDAO-COST-013")),
     # ---------------------------------------------------------------- COST-013 GPU accelerator label
     case("CDAO-COST-013-pass", node_group(("p4d.24xlarge",), 0, 2)),
@@ -1204,6 +1370,20 @@ CASES = [
         A("CDAO-COST-013"),
     ),
     case("CDAO-COST-013-pass-cpu", node_group(("m5.xlarge",), 0, 3)),
+    # review 18 #14: the label makes the autoscaler wait for nvidia.com/gpu; AMD (g4ad) and Inferentia
+    # nodes on EKS's accelerated AL2 AMI (AL2_x86_64_GPU) never advertise it.
+    case("CDAO-COST-013-pass-amd-g4ad", node_group(("g4ad.xlarge",), 0, 2, labels={}), config=ACCELERATORS_ALLOWED),
+    case(
+        "CDAO-COST-013-pass-inferentia-gpu-ami",
+        node_group(("inf2.xlarge",), 0, 2, amiType="AL2_x86_64_GPU", labels={}),
+        config=ACCELERATORS_ALLOWED,
+    ),
+    case(
+        "CDAO-COST-013-fail-nvidia-gpu-ami",
+        node_group(("g5.xlarge",), 0, 2, amiType="AL2_x86_64_GPU", labels={}),
+        A("CDAO-COST-013"),
+        config=ACCELERATORS_ALLOWED,
+    ),
     case(
         "CDAO-COST-013-unknown-labels",
         node_group(("p4d.24xlarge",), 0, 2, labels=U),
@@ -1246,7 +1426,10 @@ CASES = [
         node_group(("m5.large",), 2, 200),
         config={"CDAO-COST-012": {"nodePoolMaxNodes": {"dev": 250}}},
     ),
-    case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-002", "CDAO-COST-012")),
+    # review 18 #8: a Karpenter NodePool (pulumi-kubernetes CustomResource) has no maxSize; spec.limits bounds it.
+    case("CDAO-COST-012-fail-karpenter-no-limits", karpenter_node_pool(None), M("CDAO-COST-012")),
+    case("CDAO-COST-012-pass-karpenter-limits", karpenter_node_pool({"cpu": "1000", "memory": "1000Gi"})),
+    case("CDAO-COST-012-unknown-max", node_group(("m5.large",), 2, U), A("CDAO-COST-012")),
     # ---------------------------------------------------------------- COST-003 RDS classes
     case("CDAO-COST-003-pass", rds(instanceClass="db.t4g.medium")),
     case("CDAO-COST-003-fail", rds(instanceClass="db.m5.4xlarge"), M("CDAO-COST-003")),
@@ -1273,6 +1456,28 @@ CASES = [
     case(
         "CDAO-COST-005-pass",
         tagged("aws:cloudwatch/logGroup:LogGroup", "lg", retentionInDays=30),
+    ),
+    # review 18 #14: aws.autoscaling.Group's tags are a list of {key, value, propagateAtLaunch}.
+    case(
+        "CDAO-COST-005-pass-asg-tag-list",
+        res(
+            "aws:autoscaling/group:Group",
+            "asg",
+            maxSize=3,
+            minSize=0,
+            tags=[{"key": k, "value": v, "propagateAtLaunch": True} for k, v in TAGS.items()],
+        ),
+    ),
+    case(
+        "CDAO-COST-005-fail-asg-tag-list-missing",
+        res(
+            "aws:autoscaling/group:Group",
+            "asg",
+            maxSize=3,
+            minSize=0,
+            tags=[{"key": "team", "value": "ml", "propagateAtLaunch": True}],
+        ),
+        M("CDAO-COST-005"),
     ),
     case("CDAO-COST-005-pass-not-taggable", deployment()),
     case(
@@ -1516,12 +1721,12 @@ CASES = [
     case("CDAO-DATA-005-fail", rds(storageEncrypted=False), M("CDAO-DATA-005")),
     case(
         "CDAO-DATA-005-fail-aurora-cluster",
-        tagged("aws:rds/cluster:Cluster", "aurora", engine="aurora-postgresql", backupRetentionPeriod=7),
+        aurora(backupRetentionPeriod=7, storageEncrypted=None),
         M("CDAO-DATA-005"),
     ),
     case(
         "CDAO-DATA-005-pass-aurora-serverless-v1",
-        tagged("aws:rds/cluster:Cluster", "aurora", engine="aurora-postgresql", engineMode="serverless"),
+        aurora(engineMode="serverless", storageEncrypted=None),
     ),
     case("CDAO-DATA-005-unknown", rds(storageEncrypted=U), A("CDAO-DATA-005")),
     case("CDAO-DATA-006-pass", rds(publiclyAccessible=False)),
@@ -1605,6 +1810,16 @@ CASES = [
     case("CDAO-DATA-016-fail-postgres-minor", rds(engineVersion="16.8"), A("CDAO-DATA-016")),
     case("CDAO-DATA-016-fail-mysql-patch", rds(engine="mysql", engineVersion="8.0.36"), A("CDAO-DATA-016")),
     case("CDAO-DATA-016-unknown", rds(engineVersion=U), A("CDAO-DATA-016")),
+    # review 18 #10: Aurora clusters pin and delete the same way (pulumi-aws rds.Cluster docstrings).
+    case("CDAO-DATA-016-fail-aurora-minor", aurora(engineVersion="16.4"), A("CDAO-DATA-016")),
+    case("CDAO-DATA-016-pass-aurora-major", aurora(engineVersion="16")),
+    case("CDAO-DATA-018-fail-aurora-no-identifier", aurora(finalSnapshotIdentifier=None), M("CDAO-DATA-018")),
+    case(
+        "CDAO-DATA-018-pass-aurora-replica",
+        aurora(
+            finalSnapshotIdentifier=None, replicationSourceIdentifier="arn:aws:rds:us-west-2:111111111111:cluster:src"
+        ),
+    ),
     # ---------------------------------------------------------------- DATA-017 ACM validation
     case("CDAO-DATA-017-pass", [CERT, cert_validation(CERT["id"])]),
     case(
@@ -1696,6 +1911,59 @@ CASES = [
         [sg([], "sg-alb"), ingress_rule("0.0.0.0/0", 443, U)],
         A("CDAO-NET-008"),
     ),
+    # review 18 #1: the controller's ALB listens on 80 (redirect to HTTPS) and 443; both are EC2.18's
+    # default authorized ports (docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18).
+    case(
+        "CDAO-NET-008-pass-alb-80-443-listed",
+        [*ALB_80_443, ingress_rule("0.0.0.0/0", 80, "sg-alb")],
+        config={"CDAO-NET-008": {"publicSecurityGroups": {"dev": ["sg-alb"]}}},
+    ),
+    case(
+        "CDAO-NET-002-pass-80-public-lb",
+        [sg([], "sg-lb"), ingress_rule("0.0.0.0/0", 80, "sg-lb"), public_lb(("sg-lb",))],
+    ),
+    case(
+        "CDAO-NET-008-fail-80-unlinked-unlisted",
+        [sg([], "sg-app"), ingress_rule("0.0.0.0/0", 80, "sg-app")],
+        A("CDAO-NET-008"),
+    ),
+    case(
+        "CDAO-NET-002-fail-port-range-80-443",
+        sg([{"protocol": "tcp", "fromPort": 80, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}]),
+        M("CDAO-NET-002"),
+    ),
+    # review 18 #13: the controller's security-groups annotation resolves a name against the group's
+    # Name tag (kubernetes-sigs/aws-load-balancer-controller docs/guide/ingress/annotations.md).
+    case(
+        "CDAO-NET-008-pass-listed-by-name-tag",
+        [
+            {**sg([], "sg-alb"), "props": {**sg([], "sg-alb")["props"], "tags": {**TAGS, "Name": "flyte-alb"}}},
+            *ALB_80_443[1:],
+        ],
+        config={"stacks": {"dev": {"publicSecurityGroups": ["flyte-alb"]}}},
+    ),
+    # review 18 #7: an unknown CIDR in one ingress entry must not hide a world-open 22 in another.
+    case(
+        "CDAO-NET-002-fail-ssh-beside-unknown-cidr",
+        sg(
+            [
+                {"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": [U]},
+                {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]},
+            ]
+        ),
+        M("CDAO-NET-002") | A("CDAO-NET-002"),
+    ),
+    case(
+        "CDAO-NET-008-fail-443-world-beside-preview-cidr",
+        sg([{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": [U, "0.0.0.0/0"]}], "sg-lb"),
+        A("CDAO-NET-008"),
+    ),
+    # review 18 #11: world access split into halves is still world access.
+    case(
+        "CDAO-NET-002-fail-ssh-world-halves",
+        sg([{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/1", "128.0.0.0/1"]}]),
+        M("CDAO-NET-002"),
+    ),
     case(
         "CDAO-NET-002-fail-all-protocols-ipv6",
         res(
@@ -1723,7 +1991,7 @@ CASES = [
     case(
         "CDAO-NET-002-unknown-cidr",
         [sg([], "sg-app"), ingress_rule(U, 22, "sg-app")],
-        A("CDAO-NET-002", "CDAO-NET-008"),
+        A("CDAO-NET-002"),
     ),
     # ---------------------------------------------------------------- NET-009/010 EMR v2 network tags
     case("CDAO-NET-009-pass", [*EMR_V2, emr_subnet(), emr_in("subnet-a")]),
@@ -1733,6 +2001,40 @@ CASES = [
         M("CDAO-NET-009") | A("CDAO-NET-010"),
     ),
     case("CDAO-NET-009-unknown-subnet", [*EMR_V2, emr_subnet(), emr_in(U)], A("CDAO-NET-009")),
+    # review 18 #5: CreateInTaggedNetwork's StringEquals is case-sensitive, "True" is not "true".
+    case(
+        "CDAO-NET-009-fail-tag-value-case",
+        [*EMR_V2, emr_subnet("True"), emr_in("subnet-a")],
+        M("CDAO-NET-009") | A("CDAO-NET-010"),
+    ),
+    # The provider's default tags reach tagsAll, not tags (pulumi-aws ec2.Subnet tags_all docstring).
+    case(
+        "CDAO-NET-009-pass-tag-from-provider-default-tags",
+        [*EMR_V2, with_props(emr_subnet(None), tagsAll={**TAGS, EMR_TAG: "true"}), emr_in("subnet-a")],
+    ),
+    # review 18 #6: the statement covers security-group/* too; EMR-managed groups in the stack.
+    case(
+        "CDAO-NET-009-fail-untagged-emr-managed-group",
+        [
+            *EMR_V2,
+            emr_subnet(),
+            sg([], "sg-emr-master"),
+            emr_in("subnet-a", emrManagedMasterSecurityGroup="sg-emr-master"),
+        ],
+        M("CDAO-NET-009"),
+    ),
+    case(
+        "CDAO-NET-009-pass-tagged-emr-managed-group",
+        [
+            *EMR_V2,
+            emr_subnet(),
+            {
+                **sg([], "sg-emr-master"),
+                "props": {**sg([], "sg-emr-master")["props"], "tags": {**TAGS, EMR_TAG: "true"}},
+            },
+            emr_in("subnet-a", emrManagedMasterSecurityGroup="sg-emr-master"),
+        ],
+    ),
     case("CDAO-NET-010-pass", [*EMR_V2, emr_subnet()]),
     case("CDAO-NET-010-pass-no-v2-policy", [EMR_ROLES[0], emr_subnet(None)]),
     # issue 13 #8: the v2 policy attached, the private subnets never tagged.
@@ -1877,6 +2179,23 @@ CASES = [
     case(
         "CDAO-NAME-001-fail-rds-prefix",
         rds(identifierPrefix="cdao-production-eu-west-1-flyte-admin-"),
+        M("CDAO-NAME-001"),
+    ),
+    # review 18 #9: pulumi-eks's components, load balancer prefixes and target groups.
+    case(
+        "CDAO-NAME-001-fail-pulumi-eks-managed-node-group",
+        tagged("eks:index:ManagedNodeGroup", "mng", nodeGroupName="n" * 70),
+        M("CDAO-NAME-001"),
+    ),
+    case("CDAO-NAME-001-fail-pulumi-eks-cluster", with_props(eks_component(), name="c" * 120), M("CDAO-NAME-001")),
+    case("CDAO-NAME-001-pass-pulumi-eks-cluster", with_props(eks_component(), name="cdao-prod")),
+    case("CDAO-NAME-001-fail-lb-name-prefix", with_props(public_lb(()), namePrefix="flyte-a"), M("CDAO-NAME-001")),
+    case("CDAO-NAME-001-pass-lb-name-prefix", with_props(public_lb(()), namePrefix="flyte-")),
+    case(
+        "CDAO-NAME-001-fail-target-group-name",
+        with_props(
+            res("aws:lb/targetGroup:TargetGroup", "tg", port=443, protocol="HTTPS", vpcId="vpc-1"), name="t" * 33
+        ),
         M("CDAO-NAME-001"),
     ),
     case("CDAO-NAME-001-unknown", role_with(name=U), A("CDAO-NAME-001")),
