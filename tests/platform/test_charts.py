@@ -175,3 +175,52 @@ def test_flyte_loader_lowercases_map_keys_but_not_in_lists_or_dotted() -> None:
         "l": [{"Keep": 1}],
         "nvidia.com/GPU": 1,
     }
+
+
+def _port_names(values: dict[str, Any], names: list[str]) -> set[str]:
+    return {str(at(values, n.removeprefix("values:"))) if n.startswith("values:") else n for n in names}
+
+
+def test_chart_service_monitors_name_a_port_that_exists(apps: dict[str, RenderedApp]) -> None:
+    """Each ServiceMonitor a chart renders for us names, in `port`, a port of its Service, or in
+    `targetPort` a container port of the Service's pods (service-monitors.yaml): otherwise Prometheus
+    finds no target and the dashboards stay empty (mlflow's default targetPort `http` is the Service's
+    port name; the container's is `mlflow`)."""
+    monitors = facts("service-monitors")["charts"]
+    problems = []
+    for name, app in apps.items():
+        for chart, (source, ours) in app.charts.items():
+            keys = [k for k in _enabled_keys(ours) if k.endswith("serviceMonitor.enabled")]
+            if not keys:
+                continue
+            if chart not in monitors or monitors[chart]["version"] != source["targetRevision"]:
+                problems.append(f"{name}: record {chart} {source['targetRevision']} in service-monitors.yaml")
+                continue
+            values = _values(app, chart)
+            for key in keys:
+                monitor = monitors[chart]["monitors"].get(key)
+                if monitor is None:
+                    problems.append(f"{name}: {chart} {key} is not recorded in service-monitors.yaml")
+                    continue
+                if "endpoints_from" in monitor:
+                    endpoints = at(values, monitor["endpoints_from"]) or []
+                    ports = at(values, monitor["service_ports_from"]) or {}
+                    service_ports = {k for k, p in ports.items() if p.get("enabled")}
+                else:
+                    endpoints = [e for e in monitor["endpoints"] if holds(values, [e["when"]] if "when" in e else [])]
+                    service_ports = _port_names(values, monitor["service_ports"])
+                container_ports = _port_names(values, monitor.get("container_ports", []))
+                if not endpoints:
+                    problems.append(f"{name}: {chart} {key} renders a ServiceMonitor without endpoints")
+                for endpoint in endpoints:
+                    for field, existing, side in (
+                        ("port", service_ports, "the Service's ports"),
+                        ("targetPort", container_ports, "the pods' container ports"),
+                    ):
+                        named = _port_names(values, [endpoint[field]]) if field in endpoint else set()
+                        if named - existing:
+                            problems.append(
+                                f"{name}: {chart} {key}: endpoint {field} {sorted(named)} is not one of "
+                                f"{side} {sorted(existing)}"
+                            )
+    assert problems == [], "\n".join(problems)

@@ -578,3 +578,38 @@ def test_fluent_bit_writes_to_the_log_group_infra_owns(stack: str, apps: dict[st
     assert fluent_bit["logGroupName"] == container_log_group_name(stack_config(stack))
     assert fluent_bit["autoCreateGroup"] is False
     assert not fluent_bit.get("logRetentionDays")
+
+
+def test_cluster_secret_store_namespaces_match_their_users_and_the_readme(stack: str) -> None:
+    """The ClusterSecretStore admits exactly the namespaces whose ExternalSecrets read it (least
+    privilege, and none left unable to sync), and platform/README.md names the same namespaces."""
+    manifests = all_manifests(stack)
+    stores = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "ClusterSecretStore"}
+    for name, store in stores.items():
+        allowed = {
+            ns
+            for condition in store["spec"].get("conditions", [])
+            for expression in condition["namespaceSelector"]["matchExpressions"]
+            if expression["key"] == "kubernetes.io/metadata.name" and expression["operator"] == "In"
+            for ns in expression["values"]
+        }
+        ref = {"kind": "ClusterSecretStore", "name": name}
+        # external-secrets.io/v1 ExternalSecret: spec.secretStoreRef, or a per-entry sourceRef.storeRef.
+        users = {
+            d["metadata"]["namespace"]
+            for d in manifests
+            if d["kind"] == "ExternalSecret"
+            and ref
+            in [d["spec"].get("secretStoreRef")]
+            + [
+                e.get("sourceRef", {}).get("storeRef")
+                for e in d["spec"].get("data", []) + d["spec"].get("dataFrom", [])
+            ]
+        }
+        assert allowed == users, f"{name} admits {sorted(allowed)}; its ExternalSecrets live in {sorted(users)}"
+        readme = (REPO_ROOT / "platform" / "README.md").read_text()
+        said = re.search(
+            rf"`{name}` ClusterSecretStore \([^)]*only the ((?:`[^`]+`(?:, | and )?)+) namespaces? may", readme
+        )
+        assert said, f"platform/README.md does not say which namespaces may use {name}"
+        assert set(re.findall(r"`([^`]+)`", said.group(1))) == allowed, said.group(0)

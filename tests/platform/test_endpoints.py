@@ -514,3 +514,27 @@ def test_flyte_alb_serves_its_host_over_tls_and_reaches_its_pods(stack: str, app
                     if not _ip_admits(policies, ns, cidr, port):
                         problems.append(f"{name}: {ns}'s NetworkPolicies keep the ALB ({cidr}) from pod port {port}")
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review-14 item 1, open: the mlflow chart's fixed /health probes miss --static-prefix /mlflow",
+)
+def test_kubelet_probes_ask_for_a_path_the_server_serves(stack: str, apps: dict[str, RenderedApp]) -> None:
+    """A chart's fixed probe paths (endpoints.yaml `probe_paths`) are under the server's path prefix:
+    otherwise readiness never passes and liveness restarts the pod (MLflow's --static-prefix moves
+    /health too: mlflow 3.14.0 mlflow/server/__init__.py `_add_static_prefix("/health")`)."""
+    servers = _servers(apps, _namespaces(apps))
+    problems = []
+    for app in apps.values():
+        for chart, (source, _) in app.charts.items():
+            entry = facts("endpoints")["services"].get(chart)
+            if not entry or not entry.get("probe_paths"):
+                continue
+            ns = app.app["spec"]["destination"]["namespace"]
+            name = entry["name"].format(release=source.get("helm", {}).get("releaseName", chart))
+            prefix = servers[(ns, name)].path_prefix.rstrip("/")
+            for path in entry["probe_paths"]:
+                if prefix and not (path == prefix or path.startswith(prefix + "/")):
+                    problems.append(f"{chart}: the kubelet probes {path}; the server serves only under {prefix}")
+    assert problems == [], "\n".join(problems)

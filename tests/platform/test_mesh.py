@@ -165,3 +165,54 @@ def test_skipped_ports_read_lists_and_ranges_as_linkerd_does() -> None:
 @pytest.mark.parametrize("namespace", ["flyte", "inference"])
 def test_meshed_namespaces_are_the_documented_ones(namespace: str) -> None:
     assert _meshed(namespace, {})
+
+
+def _label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes' LabelSelector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist), as
+    k8s.io/apimachinery pkg/labels evaluates it; no maintained Python library evaluates one."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def test_meshed_pods_are_refused_until_the_proxy_injector_answers(apps: dict[str, RenderedApp]) -> None:
+    """The root Application moves past linkerd-control-plane before it is healthy, so a meshed pod
+    created early must be refused (failurePolicy Fail), not started without a proxy; the injector
+    selects every namespace with a meshed pod and none of the namespaces it needs to start itself."""
+    injector = facts("linkerd")["injector"]
+    (app,) = [a for a in apps.values() if "linkerd-control-plane" in a.charts]
+    source, ours = app.charts["linkerd-control-plane"]
+    values = _merge(default_values("linkerd-control-plane", source["targetRevision"]), ours)
+    assert at(values, injector["failure_policy"]) == "Fail"
+    selector = at(values, injector["namespace_selector"])
+    docs = load_yaml_documents(PLATFORM / "addons" / "security-baseline" / "base" / "namespaces.yaml")
+    # The API server labels every namespace with kubernetes.io/metadata.name.
+    labels = {
+        d["metadata"]["name"]: {**d["metadata"].get("labels", {}), "kubernetes.io/metadata.name": d["metadata"]["name"]}
+        for d in docs
+        if d["kind"] == "Namespace"
+    }
+    meshed = {ns for ns in labels if _meshed(ns, {})}
+    for a in apps.values():
+        for doc in a.manifests:
+            template = doc.get("spec", {}).get("template", {})
+            ns = doc["metadata"].get("namespace", a.app["spec"]["destination"]["namespace"])
+            if _meshed(ns, (template.get("metadata") or {}).get("annotations") or {}):
+                meshed.add(ns)
+    unselected = sorted(ns for ns in meshed if not _label_selector_matches(selector, labels.get(ns, {})))
+    assert unselected == [], f"the proxy injector does not see the meshed namespaces {unselected}"
+    # With Fail, a selected namespace that is not meshed would wait for the injector for nothing.
+    idle = sorted(ns for ns in labels if _label_selector_matches(selector, labels[ns]) and ns not in meshed)
+    assert idle == [], f"the proxy injector selects namespaces without meshed pods: {idle}"
+    for ns in ("kube-system", app.app["spec"]["destination"]["namespace"], "cert-manager", "linkerd-cni"):
+        assert not _label_selector_matches(selector, labels.get(ns, {"kubernetes.io/metadata.name": ns})), ns
