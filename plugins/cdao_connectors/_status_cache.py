@@ -1,0 +1,152 @@
+"""One shared view of many jobs' status, refreshed in batches and ahead of time.
+
+Propeller asks GetTask for every running task every polling round; one Describe call per GetTask
+would cost N API calls per round, hit AWS's rate limits at a few hundred tasks, and make each
+GetTask wait for a round trip. Here every tracked job is refreshed in one pass of batched calls
+(``describe`` takes up to ``batch`` keys: DescribeJobs' 100 ids, ListSteps' 10 step ids, ...)
+and GetTasks read the result.
+
+With ``period`` set, a background thread refreshes every tracked entry older than ``period`` each
+``period`` seconds, so a GetTask of a tracked job normally never waits for AWS: it reads an entry
+at most about ``period`` plus one refresh old. Only a job seen for the first time, or one whose
+entry is older than ``max_age`` (the background refresh failed or fell behind), makes its GetTask
+refresh inline; callers arriving meanwhile share that one refresh, and a failure reaches them as
+an error (propeller retries), never as a status. Entries are never served older than ``max_age``,
+so with ``max_age`` <= propeller's polling interval no status is staler than one round.
+Nothing maintained does this (boto3 has no request coalescing), hence the hand-written class.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    fetched_at: float
+    value: Any  # None: the backend did not return the key (the job is gone)
+
+
+class StatusCache:
+    def __init__(
+        self,
+        describe: Callable[[list[Any]], Mapping[Hashable, Any]],
+        max_age: float,
+        *,
+        batch: int,
+        period: float | None = None,
+        idle_after: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        parallel: int = 8,
+        name: str = "status",
+    ):
+        self._describe = describe
+        self.max_age = max_age
+        self.batch = batch
+        # A job nobody asked about for this long is finished from propeller's point of view
+        # (terminal, aborted, or handled by another replica) and stops costing API calls.
+        self._idle_after = idle_after if idle_after is not None else max(60.0, 10 * max_age)
+        self._clock = clock
+        self._parallel = parallel
+        self._entries: dict[Hashable, _Entry] = {}
+        self._last_asked: dict[Hashable, float] = {}
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self.describe_calls = 0
+        # An inline refresh also takes every entry the background pass would refresh next, so one
+        # pass serves the whole round, but not the ones it just refreshed.
+        self._inline_older_than = period if period is not None else 0.0
+        if period is not None:
+            # The thread holds the cache weakly: a cache nobody uses any more lets it end.
+            threading.Thread(
+                target=_refresh_ahead, args=(weakref.ref(self), period), name=f"cdao-{name}-refresh", daemon=True
+            ).start()
+
+    def get(self, key: Hashable) -> tuple[Any, float]:
+        """The key's latest description (None when the backend does not know it) and its age in seconds."""
+        asked = self._clock()
+        with self._lock:
+            self._last_asked[key] = asked
+            entry = self._entries.get(key)
+            if entry is not None and asked - entry.fetched_at <= self.max_age:
+                return entry.value, asked - entry.fetched_at
+        with self._refresh_lock:
+            with self._lock:
+                entry = self._entries.get(key)
+                # Another thread refreshed while we waited for the lock: its answer is fresh enough.
+                now = self._clock()
+                if entry is not None and now - entry.fetched_at <= self.max_age:
+                    return entry.value, now - entry.fetched_at
+            self._refresh(self._inline_older_than)
+            with self._lock:
+                entry = self._entries[key]
+                return entry.value, self._clock() - entry.fetched_at
+
+    def seed(self, key: Hashable, value: Any) -> None:
+        """Record what a create call just told us, so a new job's first GetTask costs no API call
+        and hundreds of tasks starting together do not each trigger a refresh."""
+        now = self._clock()
+        with self._lock:
+            self._entries[key] = _Entry(now, value)
+            self._last_asked[key] = now
+
+    def forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+            self._last_asked.pop(key, None)
+
+    def refresh_ahead(self, older_than: float) -> None:
+        """Refresh every tracked entry older than ``older_than`` seconds (the background pass)."""
+        with self._refresh_lock:
+            self._refresh(older_than)
+
+    def _refresh(self, older_than: float) -> None:
+        now = self._clock()
+        with self._lock:
+            for key, asked in list(self._last_asked.items()):
+                if now - asked > self._idle_after:
+                    del self._last_asked[key]
+                    self._entries.pop(key, None)
+            # Refresh everything not fresh, so one pass serves the whole round.
+            stale = [
+                k for k in self._last_asked if k not in self._entries or now - self._entries[k].fetched_at > older_than
+            ]
+        chunks = [stale[i : i + self.batch] for i in range(0, len(stale), self.batch)]
+        # Chunks go out in parallel so a refresh of thousands of jobs costs one round trip of
+        # latency for the pollers waiting on it, not ten.
+        if len(chunks) > 1:
+            with ThreadPoolExecutor(min(len(chunks), self._parallel)) as pool:
+                list(pool.map(self._refresh_chunk, chunks))
+        elif chunks:
+            self._refresh_chunk(chunks[0])
+
+    def _refresh_chunk(self, chunk: list[Hashable]) -> None:
+        started = self._clock()
+        found = self._describe(chunk)
+        with self._lock:
+            self.describe_calls += 1
+            for key in chunk:
+                # Stamp with the request start: the answer is at least that fresh.
+                self._entries[key] = _Entry(started, found.get(key))
+
+
+def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
+    while True:
+        time.sleep(period)
+        cache = ref()
+        if cache is None:
+            return
+        try:
+            cache.refresh_ahead(older_than=period)
+        except Exception:
+            _log.warning("background %s refresh failed; GetTasks refresh inline", cache, exc_info=True)
+        del cache
