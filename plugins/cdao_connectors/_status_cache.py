@@ -150,3 +150,26 @@ def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
         except Exception:
             _log.warning("background %s refresh failed; GetTasks refresh inline", cache, exc_info=True)
         del cache
+
+
+def refresh_period(max_age: float) -> float | None:
+    """The background refresh period for ``max_age``: half of it, so an entry is refreshed before
+    it expires; none below one second, where the caller wants near-synchronous status and
+    refreshing ahead would only add calls."""
+    return max_age / 2 if max_age >= 1.0 else None
+
+
+class StatusCaches:
+    """One :class:`StatusCache` per key (a region), rebuilt when ``max_age`` changes."""
+
+    def __init__(self, factory: Callable[[Hashable, float], StatusCache]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._caches: dict[Hashable, StatusCache] = {}
+
+    def __call__(self, key: Hashable, max_age: float) -> StatusCache:
+        with self._lock:
+            cache = self._caches.get(key)
+            if cache is None or cache.max_age != max_age:
+                cache = self._caches[key] = self._factory(key, max_age)
+            return cache

@@ -26,7 +26,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache
+from cdao_connectors._status_cache import StatusCache, refresh_period
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE, BatchJob
 from cdao_connectors.config import BatchConfig, attempt_table
 
@@ -108,9 +108,7 @@ class BatchConnector(BulkheadConnector):
                     lambda ids: {j["jobId"]: j for j in client.describe_jobs(jobs=ids)["jobs"]},
                     max_age=max_age,
                     batch=DESCRIBE_JOBS_BATCH,
-                    # Below half a second the caller wants near-synchronous status: refreshing
-                    # ahead would only add calls.
-                    period=max_age / 2 if max_age >= 1.0 else None,
+                    period=refresh_period(max_age),
                     name="batch",
                 )
                 self._caches[region] = cache
