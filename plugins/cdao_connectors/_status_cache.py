@@ -12,7 +12,8 @@ at most about ``period`` plus one refresh old. Only a job seen for the first tim
 entry is older than ``max_age`` (the background refresh failed or fell behind), makes its GetTask
 refresh inline; callers arriving meanwhile share that one refresh, and a failure reaches them as
 an error (propeller retries), never as a status. Entries are never served older than ``max_age``,
-so with ``max_age`` <= propeller's polling interval no status is staler than one round.
+so with ``max_age`` <= propeller's polling interval no status is staler than one round; an entry
+``final`` says is terminal is the exception, as it cannot change.
 Nothing maintained does this (boto3 has no request coalescing), hence the hand-written class.
 """
 
@@ -48,6 +49,7 @@ class StatusCache:
         clock: Callable[[], float] = time.monotonic,
         parallel: int = 8,
         name: str = "status",
+        final: Callable[[Any], bool] | None = None,
     ):
         self._describe = describe
         self.max_age = max_age
@@ -57,6 +59,8 @@ class StatusCache:
         self._idle_after = idle_after if idle_after is not None else max(60.0, 10 * max_age)
         self._clock = clock
         self._parallel = parallel
+        # A job in a terminal state stays in it: its entry is served at any age and never refreshed.
+        self._final = final or (lambda value: False)
         self._entries: dict[Hashable, _Entry] = {}
         self._last_asked: dict[Hashable, float] = {}
         self._lock = threading.Lock()
@@ -77,19 +81,22 @@ class StatusCache:
         with self._lock:
             self._last_asked[key] = asked
             entry = self._entries.get(key)
-            if entry is not None and asked - entry.fetched_at <= self.max_age:
+            if entry is not None and (asked - entry.fetched_at <= self.max_age or self._is_final(entry)):
                 return entry.value, asked - entry.fetched_at
         with self._refresh_lock:
             with self._lock:
                 entry = self._entries.get(key)
                 # Another thread refreshed while we waited for the lock: its answer is fresh enough.
                 now = self._clock()
-                if entry is not None and now - entry.fetched_at <= self.max_age:
+                if entry is not None and (now - entry.fetched_at <= self.max_age or self._is_final(entry)):
                     return entry.value, now - entry.fetched_at
             self._refresh(self._inline_older_than)
             with self._lock:
                 entry = self._entries[key]
                 return entry.value, self._clock() - entry.fetched_at
+
+    def _is_final(self, entry: _Entry) -> bool:
+        return entry.value is not None and self._final(entry.value)
 
     def seed(self, key: Hashable, value: Any) -> None:
         """Record what a create call just told us, so a new job's first GetTask costs no API call
@@ -118,7 +125,10 @@ class StatusCache:
                     self._entries.pop(key, None)
             # Refresh everything not fresh, so one pass serves the whole round.
             stale = [
-                k for k in self._last_asked if k not in self._entries or now - self._entries[k].fetched_at > older_than
+                k
+                for k in self._last_asked
+                if k not in self._entries
+                or (now - self._entries[k].fetched_at > older_than and not self._is_final(self._entries[k]))
             ]
         chunks = [stale[i : i + self.batch] for i in range(0, len(stale), self.batch)]
         # Chunks go out in parallel so a refresh of thousands of jobs costs one round trip of
