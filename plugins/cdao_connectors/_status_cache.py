@@ -50,8 +50,12 @@ class StatusCache:
         parallel: int = 8,
         name: str = "status",
         final: Callable[[Any], bool] | None = None,
+        describe_all: Callable[[list[Any]], Mapping[Hashable, Any]] | None = None,
     ):
         self._describe = describe
+        # A backend with no batched Describe (SageMaker transform) lists in the background pass
+        # instead; a list covers the whole tracked set, so it is one call, not one per chunk.
+        self._describe_all = describe_all
         self.max_age = max_age
         self.batch = batch
         # A job nobody asked about for this long is finished from propeller's point of view
@@ -114,9 +118,9 @@ class StatusCache:
     def refresh_ahead(self, older_than: float) -> None:
         """Refresh every tracked entry older than ``older_than`` seconds (the background pass)."""
         with self._refresh_lock:
-            self._refresh(older_than)
+            self._refresh(older_than, background=True)
 
-    def _refresh(self, older_than: float) -> None:
+    def _refresh(self, older_than: float, background: bool = False) -> None:
         now = self._clock()
         with self._lock:
             for key, asked in list(self._last_asked.items()):
@@ -130,6 +134,9 @@ class StatusCache:
                 if k not in self._entries
                 or (now - self._entries[k].fetched_at > older_than and not self._is_final(self._entries[k]))
             ]
+        if background and self._describe_all is not None and stale:
+            self._refresh_chunk(stale, self._describe_all)
+            return
         chunks = [stale[i : i + self.batch] for i in range(0, len(stale), self.batch)]
         # Chunks go out in parallel so a refresh of thousands of jobs costs one round trip of
         # latency for the pollers waiting on it, not ten.
@@ -139,9 +146,9 @@ class StatusCache:
         elif chunks:
             self._refresh_chunk(chunks[0])
 
-    def _refresh_chunk(self, chunk: list[Hashable]) -> None:
+    def _refresh_chunk(self, chunk: list[Hashable], describe: Callable[[list[Any]], Mapping] | None = None) -> None:
         started = self._clock()
-        found = self._describe(chunk)
+        found = (describe or self._describe)(chunk)
         with self._lock:
             self.describe_calls += 1
             for key in chunk:

@@ -171,17 +171,17 @@ _TRANSFORM_PHASES = {
 # TransformJobSummary, with TransformJobStatus and FailureReason, all GetTask reads (botocore
 # sagemaker/2017-07-24 ListTransformJobsRequest.MaxResults, TransformJobSummary). A refresh lists
 # the account's InProgress jobs; a tracked job not among them has ended (or is Stopping, or gone)
-# and is described once: once terminal, it is never asked again. A few jobs alone are described.
+# and is described once: once terminal, it is never asked again. A job new to this replica is
+# described at once, as listing every InProgress job for it would cost more.
 _LIST_PAGE = 100
-_DESCRIBE_EACH_UP_TO = 10
 _TERMINAL_TRANSFORM = frozenset({"Completed", "Failed", "Stopped"})
 
 
-def _transform_statuses(sm: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+def _transform_statuses(sm: Any, names: list[str], *, listing: bool) -> dict[str, dict[str, Any]]:
     """The TransformJobSummary (or DescribeTransformJob answer) of each named job SageMaker knows."""
     wanted = set(names)
     found: dict[str, dict[str, Any]] = {}
-    if len(wanted) > _DESCRIBE_EACH_UP_TO:
+    if listing:
         pages = sm.get_paginator("list_transform_jobs").paginate(
             StatusEquals="InProgress", PaginationConfig={"PageSize": _LIST_PAGE}
         )
@@ -228,10 +228,11 @@ class BatchTransformConnector(BulkheadConnector):
     def _new_cache(self, region: str, max_age: float) -> StatusCache:
         sm = self.backend.aws("sagemaker", region)
         return StatusCache(
-            lambda names: _transform_statuses(sm, names),
+            lambda names: _transform_statuses(sm, names, listing=False),
+            describe_all=lambda names: _transform_statuses(sm, names, listing=True),
             max_age=max_age,
-            # One ListTransformJobs pass serves every tracked job; its pages are the batches.
-            batch=10_000,
+            batch=1,  # DescribeTransformJob takes one name; new jobs are described in parallel
+            parallel=16,
             period=refresh_period(max_age),
             name="sagemaker-transform",
             final=lambda job: job.get("TransformJobStatus") in _TERMINAL_TRANSFORM,

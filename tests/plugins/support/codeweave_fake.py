@@ -177,7 +177,10 @@ class CodeweaveFake:
         return Handler
 
     def serve(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        # socketserver listens with a backlog of 5: dozens of connector threads connecting at once
+        # would wait out a SYN retransmit (1 s), which a real API's listener does not make them do.
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        self.server = server_class(("127.0.0.1", 0), self.handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
