@@ -6,7 +6,7 @@ GetTask wait for a round trip. Here every tracked job is refreshed in one pass o
 (``describe`` takes up to ``batch`` keys: DescribeJobs' 100 ids, ListSteps' 10 step ids, ...)
 and GetTasks read the result.
 
-With ``period`` set, a background thread refreshes every tracked entry older than ``period`` each
+With ``period`` set, a background thread refreshes every tracked entry older than half of it each
 ``period`` seconds, so a GetTask of a tracked job normally never waits for AWS: it reads an entry
 at most about ``period`` plus one refresh old. Only a job seen for the first time, or one whose
 entry is older than ``max_age`` (the background refresh failed or fell behind), makes its GetTask
@@ -70,9 +70,11 @@ class StatusCache:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.describe_calls = 0
-        # An inline refresh also takes every entry the background pass would refresh next, so one
-        # pass serves the whole round, but not the ones it just refreshed.
-        self._inline_older_than = period if period is not None else 0.0
+        # Without a background pass, an inline refresh takes every entry not fresh, so one pass
+        # serves the whole round. With one, it takes only what cannot be served (new or expired
+        # entries): the rest is the background's, and re-describing it would make the GetTask wait
+        # (one call per job where the backend has no batched Describe).
+        self._inline_older_than = max_age if period is not None else 0.0
         if period is not None:
             # The thread holds the cache weakly: a cache nobody uses any more lets it end.
             threading.Thread(
@@ -157,14 +159,18 @@ class StatusCache:
 
 
 def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
+    # Passes start every ``period`` (not ``period`` after the last one ended) and take every entry
+    # older than half of it, so an entry is at most about ``period`` plus one pass old.
+    started = time.monotonic()
     while True:
-        time.sleep(period)
+        time.sleep(max(0.0, started + period - time.monotonic()))
+        started = time.monotonic()
         cache = ref()
         if cache is None:
             return
         try:
-            cache.refresh_ahead(older_than=period)
-        except Exception:
+            cache.refresh_ahead(older_than=period / 2)
+        except Exception:  # the next GetTask of an expired entry refreshes inline and reports it
             _log.warning("background %s refresh failed; GetTasks refresh inline", cache, exc_info=True)
         del cache
 
