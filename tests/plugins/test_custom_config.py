@@ -104,3 +104,29 @@ def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change,
                 template, None, execution_metadata("emrs-bad"), output_prefix="s3://flyte-data/metadata/x"
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # The plugin reads its config with .get(): a misspelt key would run on-demand at full price.
+        ({"use_spot_instance": False}, r"unknown SpotTraining fields \['use_spot_instance'\]"),
+        ({"instance_count": "2"}, r"SpotTraining\.instance_count = '2' must be an integer"),
+        ({"environment": ["A=1"]}, r"SpotTraining\.environment = \['A=1'\] must be "),
+        ({"max_wait_in_seconds": 7200.5}, r"SpotTraining\.max_wait_in_seconds = 7200\.5 must be an integer"),
+    ],
+)
+def test_sagemaker_training_config_is_checked_whole_before_any_call(aws_env, change, message):
+    import asyncio  # noqa: PLC0415
+
+    import sm_tasks  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+
+    template = serialize(sm_tasks.fit)
+    template.custom.update(change)
+    with pytest.raises(ValueError, match=rf"task .*fit: {message}"):
+        asyncio.run(
+            SpotTrainingConnector().create(
+                template, "s3://flyte-data/metadata/x", None, task_execution_metadata=execution_metadata("sm-bad")
+            )
+        )

@@ -28,7 +28,7 @@ from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
 from cdao_connectors.config import status_refresh_seconds
-from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
 
@@ -54,6 +54,9 @@ class SpotTrainingConnector(SageMakerTrainingTaskConnector):
 
     # The plugin's calls are aioboto3 coroutines: bounded by propeller's deadlines, they are cancelled.
     async def create(self, task_template: Any, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
+        # The plugin reads the config dict with .get(): an unknown key (a typo, version skew) is
+        # dropped and a wrong type reaches botocore naming no task field. The config is checked whole.
+        config_from_custom(SpotTraining, task_template.custom, task_template.id.name)
         return await within_deadline(
             super().create(task_template, output_prefix, inputs, **kwargs),
             deadline=CREATE_TASK_SECONDS,
