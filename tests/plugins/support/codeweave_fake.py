@@ -108,6 +108,7 @@ class CodeweaveFake:
                 self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fake.hanging:
                     fake.released.wait()
+                    self.close_connection = True  # a server going away drops its connections
                     return False
                 if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     self._send(401, {"error": "bad API key"})
