@@ -510,6 +510,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             )
                         ],
                     ),
+                    # The transform connector's status refresh lists InProgress jobs; List* actions
+                    # name no resource type, so "*" (Service Authorization Reference, Amazon SageMaker:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
+                    iam.allow("SageMakerListTransformJobs", ["sagemaker:ListTransformJobs"], ["*"]),
                     iam.pass_role("PassBatchJobRole", [a[3]], "ecs-tasks.amazonaws.com"),
                     iam.pass_role("PassSageMakerRole", [a[4]], "sagemaker.amazonaws.com"),
                     iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),

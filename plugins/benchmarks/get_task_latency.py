@@ -6,8 +6,9 @@ Starts moto and the Codeweave fake in this process on 127.0.0.1 and the connecto
 ``pyflyte serve connector`` process (as the Deployment runs it), so the load generator does not
 share the service's interpreter. Puts ``--tasks`` running jobs in each backend (AWS Batch via
 CreateTask, EMR steps and SageMaker transform jobs via boto3, Codeweave jobs in the fake), then
-polls every task ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with
-propeller's deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and
+polls every task once (``first sight``: the connector has not seen it, as after a restart) and
+then ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with propeller's
+deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and
 polls Batch again while ``--workers`` callers keep polling Codeweave. Prints one line per
 measurement: ``<backend>: p50_ms=.. p99_ms=.. max_ms=.. errors=..``. A measurement, not a test:
 nothing here passes or fails on time.
@@ -30,6 +31,7 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
 from moto.batch.models import batch_backends
+from moto.sagemaker.models import sagemaker_backends
 from moto.server import ThreadedMotoServer
 
 # The propeller stand-in, the fakes and the provisioning live with the tests; the benchmark reuses them.
@@ -112,6 +114,8 @@ def _transform_tasks(n: int) -> list[bytes]:
             TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
             TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
         )
+        # moto completes a transform job at once; these are in flight.
+        sagemaker_backends[ACCOUNT][REGION].transform_jobs[name].transform_job_status = "InProgress"
         metas.append(BatchTransformMetadata(name, REGION, f"s3://flyte-data/out/{name}").encode())
     return metas
 
@@ -198,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "CDAO_CODEWEAVE_ENDPOINT": fake.url,
         # Propeller's polling interval (flytepropeller's default resync) bounds how stale a status may be.
         "CDAO_BATCH_STATUS_REFRESH_SECONDS": "5",
+        "CDAO_STATUS_REFRESH_SECONDS": "5",
     }
     service = ConnectorProcess(env)
     try:
@@ -213,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{args.tasks} tasks in flight per backend, {args.workers} concurrent callers, {args.rounds} rounds")
         for task_type, metas in backends.items():
+            # The first GetTask of a job this replica has not seen (after a restart) waits for a
+            # Describe; propeller's later polls of it are the steady state. Both are reported.
+            _report(f"{task_type} first sight", *poller.rounds(task_type, metas, 1, args.workers))
             _report(task_type, *poller.rounds(task_type, metas, args.rounds, args.workers))
 
+        # Batch's jobs were not polled while the others were measured, as propeller would have.
+        _report(f"{BATCH_TASK_TYPE} polled again", *poller.rounds(BATCH_TASK_TYPE, batch, 1, args.workers))
         fake.hanging = True
         stop = threading.Event()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -39,11 +39,14 @@ def _scalar(value: Any, hint: Any) -> Any:
 _EXPECTED = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` as ``hint`` (str, int, float, bool, X | None, dict/Mapping[str, V], tuple[V, ...], list[V])."""
+def _coerce(value: Any, hint: Any, task_name: str = "", key: Callable[[str], str] = str) -> Any:
+    """``value`` as ``hint`` (str, int, float, bool, X | None, dict/Mapping[str, V], tuple[V, ...], list[V],
+    a nested dataclass whose fields travel under ``key(field name)``, Any: a JSON value, as is)."""
     origin = typing.get_origin(hint)
-    if hint in _EXPECTED:
-        return _scalar(value, hint)
+    if dataclasses.is_dataclass(hint):
+        return _nested(value, hint, task_name, key)
+    if hint is Any or hint in _EXPECTED:
+        return value if hint is Any else _scalar(value, hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -51,7 +54,7 @@ def _coerce(value: Any, hint: Any) -> Any:
         expected = []
         for option in (o for o in options if o is not type(None)):
             try:
-                return _coerce(value, option)
+                return _coerce(value, option, task_name, key)
             except _Mismatch as wrong:
                 expected.append(wrong.expected)
         raise _Mismatch(" or ".join(expected + (["null"] if type(None) in options else [])))
@@ -59,25 +62,51 @@ def _coerce(value: Any, hint: Any) -> Any:
         key_hint, value_hint = typing.get_args(hint)
         if not isinstance(value, Mapping):
             raise _Mismatch(f"a mapping of {_name(key_hint)} to {_name(value_hint)}")
-        return {_coerce(k, key_hint): _coerce(v, value_hint) for k, v in value.items()}
+        return {_coerce(k, key_hint): _coerce(v, value_hint, task_name, key) for k, v in value.items()}
     if origin in (tuple, list):
         item_hint = typing.get_args(hint)[0]
         if not isinstance(value, (list, tuple)):
             raise _Mismatch(f"a list of {_name(item_hint)}")
-        items = [_coerce(v, item_hint) for v in value]
+        items = [_coerce(v, item_hint, task_name, key) for v in value]
         return tuple(items) if origin is tuple else items
     raise TypeError(f"config field type {hint!r} is not supported by config_from_custom")
+
+
+def _nested(value: Any, hint: Any, task_name: str, key: Callable[[str], str]) -> Any:
+    if not isinstance(value, Mapping):
+        raise _Mismatch(f"a {_name(hint)} mapping")
+    names = _field_of(hint, key)
+    unknown = sorted(k for k in value if k not in names)
+    if unknown:
+        raise ValueError(
+            f"task {task_name}: unknown {_name(hint)} fields {unknown}, expected some of {sorted(names)} "
+            "(SDK/connector version skew?)"
+        )
+    return _build(hint, {names[k]: v for k, v in value.items()}, task_name, key)
 
 
 def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def config_from_custom(cls: type[T], custom: Mapping[str, Any] | None, task_name: str) -> T:
+def _field_of(cls: Any, key: Callable[[str], str]) -> dict[str, str]:
+    return {key(f.name): f.name for f in dataclasses.fields(cls)}
+
+
+def config_from_custom(
+    cls: type[T], custom: Mapping[str, Any] | None, task_name: str, nested_key: Callable[[str], str] = str
+) -> T:
     """``cls`` built from ``custom``; raises ValueError naming the task and the field that is wrong
-    (unknown, missing, or of the wrong type), or the config's own validation message."""
+    (unknown, missing, or of the wrong type), or the config's own validation message.
+
+    A field whose type is itself a dataclass is checked the same way; its fields travel under
+    ``nested_key(field name)`` (the form the owner's serializer writes them in)."""
     if not custom:
         raise ValueError(f"task {task_name}: the template carries no {cls.__name__} config in 'custom'")
+    return _build(cls, custom, task_name, nested_key)
+
+
+def _build(cls: Any, custom: Mapping[str, Any], task_name: str, key: Callable[[str], str]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(custom) - set(fields))
@@ -93,7 +122,7 @@ def config_from_custom(cls: type[T], custom: Mapping[str, Any] | None, task_name
     values = {}
     for name, raw in custom.items():
         try:
-            values[name] = _coerce(raw, hints[name])
+            values[name] = _coerce(raw, hints[name], task_name, key)
         except _Mismatch as wrong:
             raise ValueError(
                 f"task {task_name}: {cls.__name__}.{name} = {raw!r} must be {wrong.expected}, not {type(raw).__name__}"

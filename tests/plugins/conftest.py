@@ -53,6 +53,8 @@ def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
         "FLYTE_AWS_ACCESS_KEY_ID": "testing",
         "FLYTE_AWS_SECRET_ACCESS_KEY": "testing",
         "FLYTE_AWS_S3_BUCKET": BUCKET,
+        # Tests change a job's state in moto and expect the next GetTask to see it.
+        "CDAO_STATUS_REFRESH_SECONDS": "0.001",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

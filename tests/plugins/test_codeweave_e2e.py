@@ -14,7 +14,7 @@ import pytest
 from cdao_connectors.codeweave.connector import CodeweaveConnector, CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.config import ConnectorConfigError
-from codeweave_fake import CodeweaveFake
+from codeweave_fake import CodeweaveFake, FakeJob
 from propeller import (
     PHASE,
     create_task,
@@ -151,3 +151,15 @@ def test_local_run_through_the_connector_when_asked(codeweave, monkeypatch):
     before = len(codeweave.jobs)
     assert cw_tasks.scale(values=[2, 2], factor=2.0) == (8.0, "scaled 2 values")
     assert len(codeweave.jobs) == before + 1
+
+
+def test_get_tasks_reuse_one_http_connection(codeweave):
+    # A new HTTP session per call paid a TCP (TLS, against the real API) handshake per GetTask.
+    connector = CodeweaveConnector()
+    with codeweave.lock:
+        codeweave.jobs["reused"] = FakeJob(id="reused", spec={"name": "reused"}, status="RUNNING")
+    meta = CodeweaveJobMetadata("reused", _prefix(), False)
+    for _ in range(20):
+        assert connector.get_sync(meta).phase == PHASE.RUNNING
+    assert len(codeweave.requests) == 20
+    assert len(codeweave.connections) == 1

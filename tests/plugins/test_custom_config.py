@@ -74,3 +74,59 @@ def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env,
     with pytest.raises(grpc.RpcError) as err:
         create_task(stub, template, prefix, write_inputs(emr_tasks.on_cluster, prefix, rows=1), execution_metadata("t"))
     assert "EMRSpark.cluster_id = ['j-1', 'j-2'] must be a string or null" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # The plugin's from_dict drops an unknown key: a typo would run on the default application.
+        ({"applicaton_id": "00f0abc"}, r"unknown EMRServerless fields \['applicaton_id'\]"),
+        ({"application_id": ["00f0abc"]}, r"EMRServerless\.application_id = \['00f0abc'\] must be a string"),
+        ({"execution_timeout_minutes": "sixty"}, r"EMRServerless\.execution_timeout_minutes = 'sixty' must be an"),
+        ({"tags": {"team": 7.0}}, r"EMRServerless\.tags = .* must be "),
+        (
+            {"spark_job_driver": {"entryPoint": "s3://b/job.py", "entryPointArguments": "--x"}},
+            r"EMRServerlessSparkJobDriver\.entry_point_arguments = '--x' must be a list of str",
+        ),
+        ({"spark_job_driver": {"entry_point": "s3://b/job.py"}}, r"unknown EMRServerlessSparkJobDriver fields"),
+    ],
+)
+def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change, message):
+    import asyncio  # noqa: PLC0415
+
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+
+    template = serialize(emr_tasks.on_serverless)
+    template.custom.update(change)
+    with pytest.raises(ValueError, match=rf"task .*on_serverless: {message}"):
+        asyncio.run(
+            IdempotentEMRServerlessConnector().create(
+                template, None, execution_metadata("emrs-bad"), output_prefix="s3://flyte-data/metadata/x"
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # The plugin reads its config with .get(): a misspelt key would run on-demand at full price.
+        ({"use_spot_instance": False}, r"unknown SpotTraining fields \['use_spot_instance'\]"),
+        ({"instance_count": "2"}, r"SpotTraining\.instance_count = '2' must be an integer"),
+        ({"environment": ["A=1"]}, r"SpotTraining\.environment = \['A=1'\] must be "),
+        ({"max_wait_in_seconds": 7200.5}, r"SpotTraining\.max_wait_in_seconds = 7200\.5 must be an integer"),
+    ],
+)
+def test_sagemaker_training_config_is_checked_whole_before_any_call(aws_env, change, message):
+    import asyncio  # noqa: PLC0415
+
+    import sm_tasks  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+
+    template = serialize(sm_tasks.fit)
+    template.custom.update(change)
+    with pytest.raises(ValueError, match=rf"task .*fit: {message}"):
+        asyncio.run(
+            SpotTrainingConnector().create(
+                template, "s3://flyte-data/metadata/x", None, task_execution_metadata=execution_metadata("sm-bad")
+            )
+        )

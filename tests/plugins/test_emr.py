@@ -256,3 +256,27 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_ru
         proxy.stop()
     assert got.value.code() == grpc.StatusCode.INTERNAL, got.value
     assert "EMR Serverless did not answer GetTask" in got.value.details()
+
+
+def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
+    # One DescribeStep per GetTask cost N calls per polling round (p99 447-568 ms at 1000 steps).
+    # ListSteps answers ten step ids per call (botocore emr/2009-03-31 ListStepsInput.StepIds).
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    emr = boto3.client("emr", region_name=REGION)
+    steps = [{"Name": f"s{i}", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}} for i in range(25)]
+    step_ids = emr.add_job_flow_steps(JobFlowId=emr_env, Steps=steps)["StepIds"]
+    metas = [EMRStepMetadata(emr_env, s, False, REGION, "s3://flyte-data/x", False) for s in step_ids]
+    connector = EMRConnector()
+    calls: list[str] = []
+    connector.backend.aws("emr", REGION).meta.events.register(
+        "before-call.emr.*", lambda model, **_: calls.append(model.name)
+    )
+    assert {connector.get_sync(m).phase for m in metas} <= {PHASE.QUEUED, PHASE.RUNNING}
+    calls.clear()
+    for s in step_ids:
+        _step(emr_env, s).state = "RUNNING"
+    connector.status_cache(REGION, 60.0).refresh_ahead(older_than=0.0)  # one polling round's refresh
+    assert calls == ["ListSteps"] * 3
+    calls.clear()
+    assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 25
+    assert calls == []  # the round's 25 GetTasks read the shared view

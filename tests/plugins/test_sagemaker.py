@@ -255,3 +255,46 @@ def test_endpoint_deleted_outside_flyte_is_failed_with_the_reason(aws_env):
     meta = SageMakerEndpointMetadata(config={"EndpointName": "cdao-deleted-endpoint"}, region=REGION)
     gone = _run(SafeEndpointConnector().get(meta))
     assert gone.phase == PHASE.FAILED and "cdao-deleted-endpoint" in gone.message
+
+
+def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeypatch):
+    # One DescribeTransformJob per GetTask cost N calls per round (p99 655-940 ms at 1000 jobs).
+    # ListTransformJobs pages carry TransformJobStatus and FailureReason (botocore sagemaker/2017-07-24).
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    sm = boto3.client("sagemaker", region_name=REGION)
+    sm.create_model(
+        ModelName="shared-view",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
+    )
+    names = [f"shared-view-{i}" for i in range(15)]
+    for name in names:
+        sm.create_transform_job(
+            TransformJobName=name,
+            ModelName="shared-view",
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/in"}}},
+            TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        )
+        # moto completes a transform job at once; these are still running.
+        sagemaker_backends[ACCOUNT][REGION].transform_jobs[name].transform_job_status = "InProgress"
+    metas = [sagemaker_connector.BatchTransformMetadata(n, REGION, f"s3://flyte-data/out/{n}") for n in names]
+    connector = sagemaker_connector.BatchTransformConnector()
+    calls: list[str] = []
+    connector.backend.aws("sagemaker", REGION).meta.events.register(
+        "before-call.sagemaker.*", lambda model, **_: calls.append(model.name)
+    )
+    assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 15
+    cache = connector.status_cache(REGION, 60.0)
+    calls.clear()
+    failed = sagemaker_backends[ACCOUNT][REGION].transform_jobs[names[0]]
+    failed.transform_job_status, failed.failure_reason = "Failed", "ClientError: out of memory"
+    cache.refresh_ahead(older_than=0.0)  # one polling round's refresh
+    assert calls == ["ListTransformJobs", "DescribeTransformJob"]  # the one that left InProgress
+    calls.clear()
+    phases = [connector.get_sync(m) for m in metas]
+    assert calls == []  # the round's GetTasks read the shared view
+    assert phases[0].phase == PHASE.FAILED and "out of memory" in phases[0].message
+    assert [p.phase for p in phases[1:]] == [PHASE.RUNNING] * 14
+    cache.refresh_ahead(older_than=0.0)
+    assert calls == ["ListTransformJobs"]  # a failed job stays failed: never asked again

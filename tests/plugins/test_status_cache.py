@@ -1,4 +1,4 @@
-"""The shared Batch status cache: batching, freshness bound, single refresh per round."""
+"""The shared status cache (Batch, EMR steps, SageMaker transform): batching, freshness, one refresh per round."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from cdao_connectors.aws_batch.status_cache import DESCRIBE_BATCH, JobStatusCache
+from cdao_connectors._status_cache import StatusCache
+from cdao_connectors.aws_batch.connector import DESCRIBE_JOBS_BATCH as DESCRIBE_BATCH
 
 
 class Clock:
@@ -25,18 +26,18 @@ class Describer:
         self.status = "RUNNING"
         self.lock = threading.Lock()
 
-    def __call__(self, ids: list[str]) -> list[dict[str, str]]:
+    def __call__(self, ids: list[str]) -> dict[str, dict[str, str]]:
         with self.lock:
             self.calls.append(list(ids))
-        return [{"jobId": i, "status": self.status} for i in ids if not i.startswith("gone")]
+        return {i: {"jobId": i, "status": self.status} for i in ids if not i.startswith("gone")}
 
 
 def test_one_pass_refreshes_every_tracked_job_in_batches_of_100():
     clock, describe = Clock(), Describer()
-    cache = JobStatusCache(describe, max_age=5.0, clock=clock)
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=5.0, clock=clock)
     ids = [f"job-{i}" for i in range(250)]
     for i in ids:
-        cache.seed({"jobId": i, "status": "SUBMITTED"})
+        cache.seed(i, {"jobId": i, "status": "SUBMITTED"})
     assert all(cache.get(i)[0]["status"] == "SUBMITTED" for i in ids)
     assert describe.calls == []
 
@@ -48,7 +49,7 @@ def test_one_pass_refreshes_every_tracked_job_in_batches_of_100():
 
 def test_answers_are_never_older_than_max_age():
     clock, describe = Clock(), Describer()
-    cache = JobStatusCache(describe, max_age=5.0, clock=clock)
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=5.0, clock=clock)
     cache.get("a")
     for step in (1.0, 2.0, 1.9, 0.5, 4.9, 0.2):
         clock.now += step
@@ -66,7 +67,7 @@ class SlowDescriber(Describer):
         super().__init__()
         self.clock = clock
 
-    def __call__(self, ids: list[str]) -> list[dict[str, str]]:
+    def __call__(self, ids: list[str]) -> dict[str, dict[str, str]]:
         with self.lock:
             self.clock.now += 0.1
         time.sleep(0.05)
@@ -76,10 +77,10 @@ class SlowDescriber(Describer):
 def test_concurrent_pollers_share_one_refresh():
     clock = Clock()
     describe = SlowDescriber(clock)
-    cache = JobStatusCache(describe, max_age=5.0, clock=clock, parallel=1)
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=5.0, clock=clock, parallel=1)
     ids = [f"j{i}" for i in range(300)]
     for i in ids:
-        cache.seed({"jobId": i, "status": "SUBMITTED"})
+        cache.seed(i, {"jobId": i, "status": "SUBMITTED"})
     clock.now += 6
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda i: cache.get(i)[0]["status"], ids))
@@ -89,7 +90,7 @@ def test_concurrent_pollers_share_one_refresh():
 
 def test_unknown_ids_and_idle_jobs():
     clock, describe = Clock(), Describer()
-    cache = JobStatusCache(describe, max_age=5.0, idle_after=60, clock=clock)
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=5.0, idle_after=60, clock=clock)
     assert cache.get("gone-1")[0] is None  # Batch no longer knows it
     cache.get("busy")
     clock.now += 61

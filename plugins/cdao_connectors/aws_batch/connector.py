@@ -26,7 +26,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors.aws_batch.status_cache import JobStatusCache
+from cdao_connectors._status_cache import StatusCache, refresh_period
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE, BatchJob
 from cdao_connectors.config import BatchConfig, attempt_table
 
@@ -42,6 +42,7 @@ _PHASES = {
 
 # Batch's statusReason when EC2 takes a Spot instance back (AWS Batch docs, "Automated job retries").
 _SPOT_RECLAIMED_PREFIX = "Host EC2"
+DESCRIBE_JOBS_BATCH = 100  # DescribeJobs' maximum number of ids per call (botocore batch/2016-08-10)
 
 
 @dataclass
@@ -93,17 +94,23 @@ class BatchConnector(BulkheadConnector):
         self.backend = Backend("AWS Batch")
         self._lock = threading.Lock()
         self._job_definitions: dict[str, str] = {}
-        self._caches: dict[str, JobStatusCache] = {}
+        self._caches: dict[str, StatusCache] = {}
 
     def _client(self, region: str) -> Any:
         return self.backend.aws("batch", region)
 
-    def status_cache(self, region: str, max_age: float) -> JobStatusCache:
+    def status_cache(self, region: str, max_age: float) -> StatusCache:
         with self._lock:
             cache = self._caches.get(region)
             if cache is None or cache.max_age != max_age:
                 client = self._client(region)
-                cache = JobStatusCache(lambda ids: client.describe_jobs(jobs=ids)["jobs"], max_age=max_age)
+                cache = StatusCache(
+                    lambda ids: {j["jobId"]: j for j in client.describe_jobs(jobs=ids)["jobs"]},
+                    max_age=max_age,
+                    batch=DESCRIBE_JOBS_BATCH,
+                    period=refresh_period(max_age),
+                    name="batch",
+                )
                 self._caches[region] = cache
             return cache
 
@@ -191,7 +198,7 @@ class BatchConnector(BulkheadConnector):
             creates = self.backend.aws("batch", cfg.region, for_creates=True)
             job_id = create_once(lambda: creates.submit_job(**request), CREATE_WAIT_SECONDS)["jobId"]
             self.status_cache(cfg.region, cfg.status_refresh_seconds).seed(
-                {"jobId": job_id, "jobName": job_name, "status": "SUBMITTED"}
+                job_id, {"jobId": job_id, "jobName": job_name, "status": "SUBMITTED"}
             )
             return {"job_id": job_id}
 

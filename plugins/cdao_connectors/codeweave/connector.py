@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._backends import Backend, BulkheadConnector
+from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -46,26 +47,41 @@ class CodeweaveJobMetadata(ResourceMeta):
     has_outputs: bool
 
 
-def _client(deadline: float) -> CodeweaveClient:
-    """A client whose every request gives up before propeller's ``deadline`` for the call does."""
-    cfg = CodeweaveConfig.from_env()
-    try:
-        # A fresh manager reads the secret directory from the environment now, so a rotated or
-        # newly mounted key is picked up without restarting the service.
-        api_key = SecretsManager().get(key=cfg.api_key_secret).strip()
-    except ValueError as e:
-        raise ConnectorConfigError(
-            f"the Codeweave API key secret {cfg.api_key_secret!r} is not mounted on the connector service: {e}"
-        ) from e
-    return CodeweaveClient(cfg.endpoint, api_key, min(cfg.timeout_seconds, deadline - MARGIN_SECONDS))
-
-
 class CodeweaveConnector(BulkheadConnector):
     name = "CDAO Codeweave Connector"
 
     def __init__(self) -> None:
         super().__init__(task_type_name=CODEWEAVE_TASK_TYPE, metadata_type=CodeweaveJobMetadata)
         self.backend = Backend("Codeweave")
+        self._clients_lock = threading.Lock()
+        self._clients: dict[tuple[str, str, float], CodeweaveClient] = {}
+
+    def _client(self, deadline: float) -> CodeweaveClient:
+        """The shared client whose every request gives up before propeller's ``deadline`` for the call does.
+
+        Clients are kept per endpoint, key and timeout: a new HTTP session per call paid a TCP (and in
+        production TLS) handshake per GetTask. requests' Session is shared by the backend's threads
+        as urllib3's connection pool is thread-safe.
+        """
+        cfg = CodeweaveConfig.from_env()
+        try:
+            # A fresh manager reads the secret directory from the environment now, so a rotated or
+            # newly mounted key is picked up without restarting the service.
+            api_key = SecretsManager().get(key=cfg.api_key_secret).strip()
+        except ValueError as e:
+            raise ConnectorConfigError(
+                f"the Codeweave API key secret {cfg.api_key_secret!r} is not mounted on the connector service: {e}"
+            ) from e
+        key = (cfg.endpoint, api_key, min(cfg.timeout_seconds, deadline - MARGIN_SECONDS))
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                # A rotated key or a moved endpoint retires the old clients; requests in flight on
+                # them finish, and their sessions close when dropped.
+                for old in [k for k in self._clients if k[:2] != key[:2]]:
+                    del self._clients[old]
+                client = self._clients[key] = CodeweaveClient(*key, pool_maxsize=WORKERS_PER_BACKEND)
+            return client
 
     def create_sync(
         self,
@@ -91,21 +107,13 @@ class CodeweaveConnector(BulkheadConnector):
             },
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
-        client = _client(CREATE_TASK_SECONDS)
-        try:
-            job = client.create_job(spec)
-        finally:
-            client.close()
+        job = self._client(CREATE_TASK_SECONDS).create_job(spec)
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
 
     def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
-        client = _client(GET_TASK_SECONDS)
-        try:
-            job = client.get_job(resource_meta.job_id)
-        finally:
-            client.close()
+        job = self._client(GET_TASK_SECONDS).get_job(resource_meta.job_id)
         if job is None:
             return Resource(phase=TaskExecution.FAILED, message=f"Codeweave has no job {resource_meta.job_id}")
         links = [log_link("Codeweave logs", job.log_url)] if job.log_url else None
@@ -126,11 +134,7 @@ class CodeweaveConnector(BulkheadConnector):
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
     def delete_sync(self, resource_meta: CodeweaveJobMetadata) -> None:
-        client = _client(DELETE_TASK_SECONDS)
-        try:
-            client.cancel_job(resource_meta.job_id)
-        finally:
-            client.close()
+        self._client(DELETE_TASK_SECONDS).cancel_job(resource_meta.job_id)
 
 
 ConnectorRegistry.register(CodeweaveConnector())

@@ -93,7 +93,14 @@ class _BoundedRetry(Retry):
 
 
 class CodeweaveClient:
-    def __init__(self, endpoint: str, api_key: str, timeout_seconds: float = 30.0, max_retries: int = MAX_RETRIES):
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str,
+        timeout_seconds: float = 30.0,
+        max_retries: int = MAX_RETRIES,
+        pool_maxsize: int = 10,
+    ):
         self._endpoint = endpoint.rstrip("/")
         self._timeout = timeout_seconds
         self._session = requests.Session()
@@ -109,7 +116,9 @@ class CodeweaveClient:
             respect_retry_after_header=True,
             raise_on_status=False,
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        # pool_maxsize: connections kept alive for reuse, one per thread calling concurrently
+        # (requests' HTTPAdapter; urllib3 opens and drops extra ones beyond it).
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_maxsize)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 

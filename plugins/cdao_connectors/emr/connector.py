@@ -8,6 +8,7 @@ error into a non-zero exit); YARN runs driver and executors in the task's image.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors.config import EMRConfig, attempt_table
+from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors.config import EMRConfig, attempt_table, status_refresh_seconds
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
 
 _ENTRYPOINT = Path(emr_serverless_plugin.__file__).with_name("_entrypoint.py")
@@ -46,6 +48,23 @@ _STEP_PHASES = {
     "INTERRUPTED": TaskExecution.RETRYABLE_FAILED,
 }
 _LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERMINATING"]
+# ListSteps takes at most ten step ids (botocore emr/2009-03-31 ListStepsInput.StepIds) and
+# answers each with the StepSummary's Status, all GetTask reads: one call serves ten GetTasks
+# instead of a DescribeStep each.
+LIST_STEPS_IDS = 10
+
+
+def _list_steps(emr: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The StepSummary of each (cluster id, step id) EMR knows."""
+    by_cluster: dict[str, list[str]] = defaultdict(list)
+    for cluster_id, step_id in keys:
+        by_cluster[cluster_id].append(step_id)
+    found = {}
+    for cluster_id, step_ids in by_cluster.items():
+        for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepIds=step_ids):
+            for step in page["Steps"]:
+                found[(cluster_id, step["Id"])] = step
+    return found
 
 
 @dataclass
@@ -82,6 +101,17 @@ class EMRConnector(BulkheadConnector):
         super().__init__(task_type_name=EMR_SPARK_TASK_TYPE, metadata_type=EMRStepMetadata)
         self.backend = Backend("EMR")
         self._uploaded: set[str] = set()
+        self.status_cache = StatusCaches(self._new_cache)
+
+    def _new_cache(self, region: str, max_age: float) -> StatusCache:
+        emr = self.backend.aws("emr", region)
+        return StatusCache(
+            lambda keys: _list_steps(emr, keys),
+            max_age=max_age,
+            batch=LIST_STEPS_IDS,
+            period=refresh_period(max_age),
+            name="emr-steps",
+        )
 
     def _entrypoint_uri(self, cfg: EMRConfig) -> str:
         content = _ENTRYPOINT.read_bytes()
@@ -204,8 +234,13 @@ class EMRConnector(BulkheadConnector):
         return emr.run_job_flow(**request)["JobFlowId"]
 
     def get_sync(self, resource_meta: EMRStepMetadata) -> Resource:
-        emr = self.backend.aws("emr", resource_meta.region)
-        step = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]
+        cache = self.status_cache(resource_meta.region, status_refresh_seconds())
+        step, _age = cache.get((resource_meta.cluster_id, resource_meta.step_id))
+        if step is None:
+            return Resource(
+                phase=TaskExecution.FAILED,
+                message=f"EMR has no step {resource_meta.step_id} on cluster {resource_meta.cluster_id}",
+            )
         status = step["Status"]
         state = status.get("State")
         region = resource_meta.region

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from contextvars import ContextVar
 from typing import Any
 
@@ -26,9 +27,11 @@ from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.models.task import TaskTemplate
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
+from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors._backends import within_deadline
 from cdao_connectors._common import attempt_seed
+from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 
 # The plugin's blocking calls run on asyncio's shared default pool (its boto_handler); the deadline
@@ -101,6 +104,20 @@ async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:
     return result
 
 
+def _camel(field_name: str) -> str:
+    """The key a job driver's field travels under: flytekitplugins-awsemrserverless ``task.py``
+    ``EMRServerlessSparkJobDriver.to_dict`` / ``EMRServerlessHiveJobDriver.to_dict`` write the
+    EMR Serverless API's camelCase names (``entryPoint``, ``initQueryFile``)."""
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), field_name)
+
+
+def checked_config(task_template: TaskTemplate) -> EMRServerless:
+    """The task's :class:`EMRServerless` config, every field checked against the plugin's own
+    dataclass: the plugin's ``EMRServerless.from_dict`` ignores unknown keys (a typo or version
+    skew is silently dropped) and fails on a wrong type with a bare error naming no field."""
+    return config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
+
+
 class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     def _get_handler(self, region: str | None = None) -> Any:
         return _TokenPinningHandler(super()._get_handler(region))
@@ -112,6 +129,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        checked_config(task_template)
         metadata = (
             task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")
         )

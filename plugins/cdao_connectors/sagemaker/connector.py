@@ -26,7 +26,9 @@ from cdao_connectors._backends import Backend, BulkheadConnector, within_deadlin
 from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
-from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
+from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors.config import status_refresh_seconds
+from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
 
@@ -52,6 +54,9 @@ class SpotTrainingConnector(SageMakerTrainingTaskConnector):
 
     # The plugin's calls are aioboto3 coroutines: bounded by propeller's deadlines, they are cancelled.
     async def create(self, task_template: Any, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
+        # The plugin reads the config dict with .get(): an unknown key (a typo, version skew) is
+        # dropped and a wrong type reaches botocore naming no task field. The config is checked whole.
+        config_from_custom(SpotTraining, task_template.custom, task_template.id.name)
         return await within_deadline(
             super().create(task_template, output_prefix, inputs, **kwargs),
             deadline=CREATE_TASK_SECONDS,
@@ -165,6 +170,37 @@ _TRANSFORM_PHASES = {
 }
 
 
+# SageMaker has no batched DescribeTransformJob. ListTransformJobs answers a page of up to 100
+# TransformJobSummary, with TransformJobStatus and FailureReason, all GetTask reads (botocore
+# sagemaker/2017-07-24 ListTransformJobsRequest.MaxResults, TransformJobSummary). A refresh lists
+# the account's InProgress jobs; a tracked job not among them has ended (or is Stopping, or gone)
+# and is described once: once terminal, it is never asked again. A job new to this replica is
+# described at once, as listing every InProgress job for it would cost more.
+_LIST_PAGE = 100
+_TERMINAL_TRANSFORM = frozenset({"Completed", "Failed", "Stopped"})
+
+
+def _transform_statuses(sm: Any, names: list[str], *, listing: bool) -> dict[str, dict[str, Any]]:
+    """The TransformJobSummary (or DescribeTransformJob answer) of each named job SageMaker knows."""
+    wanted = set(names)
+    found: dict[str, dict[str, Any]] = {}
+    if listing:
+        pages = sm.get_paginator("list_transform_jobs").paginate(
+            StatusEquals="InProgress", PaginationConfig={"PageSize": _LIST_PAGE}
+        )
+        for page in pages:
+            for summary in page["TransformJobSummaries"]:
+                if summary["TransformJobName"] in wanted:
+                    found[summary["TransformJobName"]] = summary
+    for name in wanted - found.keys():
+        try:
+            found[name] = sm.describe_transform_job(TransformJobName=name)
+        except ClientError as exc:
+            if not job_is_gone(exc):
+                raise
+    return found
+
+
 def _already_exists(error: ClientError) -> bool:
     """SageMaker's answer to a create repeated for one attempt (a retried CreateTask)."""
     code = error.response.get("Error", {}).get("Code", "")
@@ -190,6 +226,20 @@ class BatchTransformConnector(BulkheadConnector):
     def __init__(self) -> None:
         super().__init__(task_type_name=BATCH_TRANSFORM_TASK_TYPE, metadata_type=BatchTransformMetadata)
         self.backend = Backend("SageMaker batch transform")
+        self.status_cache = StatusCaches(self._new_cache)
+
+    def _new_cache(self, region: str, max_age: float) -> StatusCache:
+        sm = self.backend.aws("sagemaker", region)
+        return StatusCache(
+            lambda names: _transform_statuses(sm, names, listing=False),
+            describe_all=lambda names: _transform_statuses(sm, names, listing=True),
+            max_age=max_age,
+            batch=1,  # DescribeTransformJob takes one name; new jobs are described in parallel
+            parallel=16,
+            period=refresh_period(max_age),
+            name="sagemaker-transform",
+            final=lambda job: job.get("TransformJobStatus") in _TERMINAL_TRANSFORM,
+        )
 
     def create_sync(
         self,
@@ -260,11 +310,8 @@ class BatchTransformConnector(BulkheadConnector):
 
     def get_sync(self, resource_meta: BatchTransformMetadata) -> Resource:
         region, job = resource_meta.region, resource_meta.job_name
-        try:
-            described = self.backend.aws("sagemaker", region).describe_transform_job(TransformJobName=job)
-        except ClientError as exc:
-            if not job_is_gone(exc):
-                raise
+        described, _age = self.status_cache(region, status_refresh_seconds()).get(job)
+        if described is None:
             return Resource(
                 phase=TaskExecution.FAILED, message=f"SageMaker has no transform job {job} (deleted outside Flyte?)"
             )

@@ -40,6 +40,7 @@ class CodeweaveFake:
     hanging: bool = False  # accept requests and never answer until stop()
     released: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    connections: set[tuple[str, int]] = field(default_factory=set)  # client (host, port) of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -82,6 +83,10 @@ class CodeweaveFake:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # A JSON API over HTTPS keeps connections alive (HTTP/1.1); http.server needs it asked for
+            # and a Content-Length on every answer, which _send gives.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -97,8 +102,13 @@ class CodeweaveFake:
 
             def _gate(self) -> bool:
                 fake.requests.append((self.command, self.path))
+                fake.connections.add(self.client_address)
+                # Read the body whatever the answer: on a kept-alive connection, an unread body
+                # would be parsed as the next request.
+                self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fake.hanging:
                     fake.released.wait()
+                    self.close_connection = True  # a server going away drops its connections
                     return False
                 if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     self._send(401, {"error": "bad API key"})
@@ -121,7 +131,7 @@ class CodeweaveFake:
             def do_POST(self) -> None:
                 if not self._gate():
                     return
-                spec = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                spec = json.loads(self.body)
                 missing = [k for k in ("image", "command", "resources", "idempotency_key") if k not in spec]
                 if missing or self.path != "/jobs":
                     self._send(400, {"error": f"missing {missing}"})
@@ -168,7 +178,10 @@ class CodeweaveFake:
         return Handler
 
     def serve(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        # socketserver listens with a backlog of 5: dozens of connector threads connecting at once
+        # would wait out a SYN retransmit (1 s), which a real API's listener does not make them do.
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        self.server = server_class(("127.0.0.1", 0), self.handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
