@@ -578,30 +578,30 @@ _OWN_TAG = (
     "upstream requires the elbv2.k8s.aws/cluster tag to be present; here it must name this cluster, "
     "which the controller writes on everything it creates (--cluster-name)"
 )
+# The Ingress features (Cognito auth, certificates, WAF, Shield) the controller acts on by ARN of the
+# feature's resource type; granted and justified (LOAD_BALANCER_CONTROLLER_NARROWINGS) from one list.
+_INGRESS_FEATURE_ACTIONS = (
+    "cognito-idp:DescribeUserPoolClient",
+    "acm:DescribeCertificate",
+    "iam:GetServerCertificate",
+    "waf-regional:GetWebACL",
+    "waf-regional:GetWebACLForResource",
+    "waf-regional:AssociateWebACL",
+    "waf-regional:DisassociateWebACL",
+    "wafv2:GetWebACL",
+    "wafv2:GetWebACLForResource",
+    "wafv2:AssociateWebACL",
+    "wafv2:DisassociateWebACL",
+    "shield:DescribeProtection",
+    "shield:CreateProtection",
+    "shield:DeleteProtection",
+)
 _FEATURE_ARNS = (
     "the resource types each action takes (user pools, certificates, web ACLs, Shield protections, "
     "application load balancers), in this stack's region where the type is regional"
 )
 LOAD_BALANCER_CONTROLLER_NARROWINGS: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "cognito-idp:DescribeUserPoolClient",
-            "acm:DescribeCertificate",
-            "iam:GetServerCertificate",
-            "waf-regional:GetWebACL",
-            "waf-regional:GetWebACLForResource",
-            "waf-regional:AssociateWebACL",
-            "waf-regional:DisassociateWebACL",
-            "wafv2:GetWebACL",
-            "wafv2:GetWebACLForResource",
-            "wafv2:AssociateWebACL",
-            "wafv2:DisassociateWebACL",
-            "shield:DescribeProtection",
-            "shield:CreateProtection",
-            "shield:DeleteProtection",
-        ],
-        _FEATURE_ARNS,
-    ),
+    **dict.fromkeys(_INGRESS_FEATURE_ACTIONS, _FEATURE_ARNS),
     "iam:CreateServiceLinkedRole": "only Elastic Load Balancing's service-linked role, the one it creates",
     "ec2:AuthorizeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
     "ec2:RevokeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
@@ -709,22 +709,7 @@ def load_balancer_controller_policy(cluster: str, region: str) -> str:
             ),
             iam.allow(
                 "IngressFeatures",
-                [
-                    "cognito-idp:DescribeUserPoolClient",
-                    "acm:DescribeCertificate",
-                    "iam:GetServerCertificate",
-                    "waf-regional:GetWebACL",
-                    "waf-regional:GetWebACLForResource",
-                    "waf-regional:AssociateWebACL",
-                    "waf-regional:DisassociateWebACL",
-                    "wafv2:GetWebACL",
-                    "wafv2:GetWebACLForResource",
-                    "wafv2:AssociateWebACL",
-                    "wafv2:DisassociateWebACL",
-                    "shield:DescribeProtection",
-                    "shield:CreateProtection",
-                    "shield:DeleteProtection",
-                ],
+                list(_INGRESS_FEATURE_ACTIONS),
                 [
                     f"arn:aws:cognito-idp:{region}:*:userpool/*",
                     f"arn:aws:acm:{region}:*:certificate/*",
