@@ -8,6 +8,7 @@ config in context variables: a second stack in the same process must not see the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hashlib
@@ -182,6 +183,18 @@ def run_program_with_config(
     return registrations, error
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mock runtime builds its futures on this thread's current event loop. asyncio.run()
+    (in any library a process used before) leaves the thread with none, and a closed loop cannot
+    run them: give the thread a fresh loop in either case."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def _run_program(
     stack: str,
     region: str,
@@ -194,6 +207,7 @@ def _run_program(
     from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
     from pulumi.runtime.sync_await import _sync_await  # noqa: PLC0415
 
+    _ensure_event_loop()
     mocks = AwsMocks(region=region, stack=stack)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

@@ -147,3 +147,13 @@ def test_vpc_flow_logs_go_to_a_retained_log_group(stack_run: PlanRun):
 def test_default_security_group_allows_nothing(stack_run: PlanRun):
     (sg,) = _of_type(stack_run, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert not sg.inputs.get("ingress") and not sg.inputs.get("egress")
+
+
+def test_a_plan_runs_after_asyncio_run_left_the_thread_without_a_loop():
+    import asyncio  # noqa: PLC0415
+
+    async def nothing() -> None:
+        return None
+
+    asyncio.run(nothing())  # as any library may have done before: it leaves no current loop
+    assert build_plan(run_stack("dev"))["resources"]
