@@ -64,6 +64,9 @@ def api_calls(
         body: dict[str, Any] = {
             "wait_timer": int(rules.get("wait_timer_minutes", 0)),
             "prevent_self_review": bool(rules.get("prevent_self_review", False)),
+            # Administrators may otherwise bypass the reviewers and start a waiting deploy alone
+            # (REST "Create or update an environment": can_admins_bypass, default true).
+            "can_admins_bypass": False,
             "reviewers": reviewers if rules.get("required_reviewers") else [],
             "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True},
         }

@@ -27,7 +27,11 @@ while read -r _ id sha; do
   # awk reads all of its input (no SIGPIPE upstream) and keeps the newest status.
   state=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments/${id}/statuses" -f per_page=100 \
     --jq '.[] | "\(.created_at) \(.state)"' | sort -r | awk 'NR == 1 { print $2 }')
-  if [ "${state}" = success ]; then
+  # `inactive` counts too: GitHub marks earlier deployments inactive once a newer status is created
+  # (`auto_inactive`, true by default) and only ever adds it to a deployment that had succeeded
+  # (docs.github.com/en/rest/deployments/statuses, "Create a deployment status"). Without it, `all`
+  # would see only the newest success, and a stack that moved on would disown what it ran before.
+  if [ "${state}" = success ] || [ "${state}" = inactive ]; then
     echo "${sha}"
     if [ "${mode}" != all ]; then
       break

@@ -199,6 +199,7 @@ def test_last_deployed_reads_the_newest_successful_deployment_of_the_registratio
             {"id": 1, "sha": a, "environment": "staging-workflows", "created_at": "2026-11-01T10:00:00Z"},
             {"id": 3, "sha": c, "environment": "staging-workflows", "created_at": "2026-11-03T10:00:00Z"},
             {"id": 4, "sha": c, "environment": "staging", "created_at": "2026-11-04T10:00:00Z"},
+            {"id": 5, "sha": "e" * 40, "environment": "staging-workflows", "created_at": "2026-10-30T10:00:00Z"},
         ],
         {
             1: [{"state": "success", "created_at": "2026-11-01T10:05:00Z"}],
@@ -208,6 +209,11 @@ def test_last_deployed_reads_the_newest_successful_deployment_of_the_registratio
                 {"state": "success", "created_at": "2026-11-02T10:09:00Z"},
             ],
             3: [{"state": "failure", "created_at": "2026-11-03T10:09:00Z"}],
+            # succeeded, then marked inactive when a newer deployment got a status (auto_inactive)
+            5: [
+                {"state": "success", "created_at": "2026-10-30T10:05:00Z"},
+                {"state": "inactive", "created_at": "2026-11-01T10:05:00Z"},
+            ],
             4: [{"state": "success", "created_at": "2026-11-04T10:09:00Z"}],
         },
     )
@@ -222,5 +228,5 @@ def test_last_deployed_reads_the_newest_successful_deployment_of_the_registratio
 
     # c failed, and the `staging` environment (the apply) is not the record: b is the newest success.
     assert run("staging") == [b]
-    assert run("staging", "all") == [b, a]
+    assert run("staging", "all") == [b, a, "e" * 40]
     assert run("prod") == []

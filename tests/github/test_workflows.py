@@ -135,6 +135,8 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
         reviewers = '"reviewers": []' not in put
         assert reviewers == (stack in ("staging", "prod")), put
         assert '"custom_branch_policies": true' in put
+        # No administrator bypasses the reviewers (GitHub's default lets them).
+        assert '"can_admins_bypass": false' in put
         branch_policy = '{"name": "main", "type": "branch"}'
         assert (
             f"POST repos/example-org/platform/environments/{stack}/deployment-branch-policies {branch_policy}" in calls
