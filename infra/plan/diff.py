@@ -305,10 +305,12 @@ def diff_stack(
         "lines": moved,
         "unpriced": {"new": sorted(set(_unpriced(head)) - set(_unpriced(base)))},
     }
-    secrets_changed = sorted(
-        key
-        for key in set(_secret_config(base)) | set(_secret_config(head))
-        if base and head and "secret_config" in base and _secret_config(base).get(key) != _secret_config(head).get(key)
+    # Only when both sides are plans that record it (a base from before secret_config has none).
+    base_secrets, head_secrets = _secret_config(base), _secret_config(head)
+    secrets_changed = (
+        sorted(k for k in set(base_secrets) | set(head_secrets) if base_secrets.get(k) != head_secrets.get(k))
+        if base and head and "secret_config" in base
+        else []
     )
     anything = any(resources.values()) or any(policy.values()) or moved or cost["unpriced"]["new"] or secrets_changed
     if base is None:
