@@ -141,8 +141,8 @@ class ClusterConfig(_Model):
     # Required where the stack keeps data (database.deletionProtection): an administrator's way in when
     # the deploy roles or the identity provider behind them are broken.
     break_glass_role_arn: str | None = None
-    # Read-only previews (pulumi-kubernetes previews by server-side dry-run apply): edit rights in the
-    # argocd namespace only.
+    # Roles that run `pulumi preview`: an access entry with no access policy (authenticated only), so
+    # in-cluster objects preview client-side (infra/components/cluster.py says why).
     preview_role_arns: list[str] = []
     # Further administrators (a platform team's SSO role, ...).
     admin_role_arns: list[str] = []

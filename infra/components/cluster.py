@@ -107,24 +107,16 @@ class Cluster(pulumi.ComponentResource):
             )
             for index, arn in enumerate(args.admin_role_arns)
         }
+        # Preview roles get an entry and no access policy: authenticated, they read discovery and
+        # OpenAPI (ClusterRole system:discovery), and nothing else. pulumi-kubernetes previews objects
+        # by server-side dry run, which Kubernetes authorizes like the write itself, and falls back to a
+        # client-side preview when it is Forbidden (pulumi/pulumi-kubernetes
+        # provider/pkg/provider/provider.go, Create/Update); a Helm release previews without the cluster
+        # (helm_release.go). Write rights in `argocd` would let a pull request's code rewrite Argo CD,
+        # or act as its service accounts (Kubernetes `edit`), and so administer the whole cluster.
         access_entries.update(
             {
-                f"preview-{index}": eks.AccessEntryArgs(
-                    principal_arn=arn,
-                    access_policies={
-                        # pulumi-kubernetes previews by server-side dry-run apply, which needs write
-                        # RBAC; Argo CD's namespace is the only one the program writes to directly.
-                        # This covers the cluster Secret only: the Namespace, the chart's cluster-scoped
-                        # objects and argoproj.io kinds are outside AmazonEKSEditPolicy (EKS user guide,
-                        # access-policy-permissions; README, "What the offline plan cannot prove").
-                        "argocd-edit": eks.AccessPolicyAssociationArgs(
-                            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
-                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
-                                type="namespace", namespaces=["argocd"]
-                            ),
-                        )
-                    },
-                )
+                f"preview-{index}": eks.AccessEntryArgs(principal_arn=arn)
                 for index, arn in enumerate(args.preview_role_arns)
             }
         )
