@@ -301,12 +301,21 @@ class Network(pulumi.ComponentResource):
             role=role.id,
             policy=group.arn.apply(
                 lambda arn: iam.document(
+                    # What the VPC user guide says the role needs "at least" (flow-logs-iam-role.html;
+                    # tests/infra/data/upstream_controller_policies.yaml), narrowed to this group
+                    # except DescribeLogGroups, a list call that names no group.
                     [
                         iam.allow(
                             "DeliverFlowLogs",
-                            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                            [
+                                "logs:CreateLogGroup",
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
                             [arn, f"{arn}:*"],
-                        )
+                        ),
+                        iam.allow("FindFlowLogGroup", ["logs:DescribeLogGroups"], ["*"]),
                     ]
                 )
             ),
