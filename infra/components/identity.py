@@ -317,11 +317,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             "flytepropeller": with_data([metadata, userdata]),
             "datacatalog": with_data([metadata]),
             "fluent-bit": pulumi.Output.from_input(args.container_log_group_arn).apply(
-                lambda arn: iam.document(
-                    [
-                        iam.allow("ShipLogs", sorted(FLUENT_BIT_NARROWINGS), [arn, f"{arn}:*"])
-                    ]
-                )
+                lambda arn: iam.document([iam.allow("ShipLogs", sorted(FLUENT_BIT_NARROWINGS), [arn, f"{arn}:*"])])
             ),
             "external-secrets": pulumi.Output.all(
                 args.secrets_prefix_arn, args.db_master_secret_arn, args.data_key_arn
