@@ -120,7 +120,8 @@ class ClusterConfig(_Model):
     # nodejs/eks/nodes/securitygroup.ts, `eksClusterIngressRule`): every other client needs either the
     # public endpoint restricted to `publicAccessCidrs`, or an ingress rule on that group from
     # `privateAccessCidrs` (networks routed into the VPC: VPN, peered runner VPCs) or from
-    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). At least one is required.
+    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). The public CIDRs or the
+    # private CIDRs are required: the security groups cannot exist before the VPC does.
     endpoint_public_access: bool = False
     public_access_cidrs: list[ipaddress.IPv4Network] = []
     private_access_cidrs: list[ipaddress.IPv4Network] = []
@@ -627,15 +628,29 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     if (
         not cluster.public_access_cidrs
         and not cluster.private_access_cidrs
-        and not cluster.private_access_security_group_ids
+        and cluster.private_access_security_group_ids
     ):
+        # A rule can reference a group of this VPC, or of a peered VPC or one behind a transit gateway
+        # only with routes to it (VPC peering guide, vpc-peering-security-groups.html); this program
+        # creates the VPC, no peering, and routes only privateAccessCidrs. So the group cannot exist
+        # before the first `pulumi up` (nor when the stack is re-created), and nothing reaches the API.
+        problems.append(
+            (
+                f"{key}.privateAccessSecurityGroupIds",
+                cluster.private_access_security_group_ids,
+                "a way in that exists before this stack creates its VPC, besides these security groups: "
+                "endpointPublicAccess: true with publicAccessCidrs, or privateAccessCidrs (EKS user guide, "
+                "https://docs.aws.amazon.com/eks/latest/userguide/cluster-endpoint.html; docs/first-deploy.md, step 3)",
+            )
+        )
+    elif not cluster.public_access_cidrs and not cluster.private_access_cidrs:
         problems.append(
             (
                 f"{key}.endpointPublicAccess",
                 cluster.endpoint_public_access,
                 "a way for whatever runs Pulumi to reach the Kubernetes API: endpointPublicAccess: true with "
-                "publicAccessCidrs, and/or privateAccessCidrs or privateAccessSecurityGroupIds for the private "
-                "endpoint (docs/first-deploy.md)",
+                "publicAccessCidrs, and/or privateAccessCidrs for the private endpoint (privateAccessSecurityGroupIds "
+                "only besides one of these: docs/first-deploy.md, step 3)",
             )
         )
     unrouted = [str(c) for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]

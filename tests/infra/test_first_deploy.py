@@ -120,9 +120,9 @@ def test_a_stack_nothing_can_reach_is_refused_saying_what_to_set():
         {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/28"]},
         {"privateAccessCidrs": ["10.255.0.0/24"]},
         {"privateAccessCidrs": ["10.0.250.0/24"]},
-        {"privateAccessSecurityGroupIds": ["sg-0123456789abcdef0"]},
+        {"privateAccessCidrs": ["10.0.250.0/24"], "privateAccessSecurityGroupIds": ["sg-0123456789abcdef0"]},
     ],
-    ids=["public-cidrs", "private-cidrs-routed", "private-cidrs-in-vpc", "private-security-groups"],
+    ids=["public-cidrs", "private-cidrs-routed", "private-cidrs-in-vpc", "private-cidrs-and-security-groups"],
 )
 def test_each_way_in_is_enough(access: dict):
     raw = _cluster(**access)
@@ -130,6 +130,17 @@ def test_each_way_in_is_enough(access: dict):
         del raw["cdao:network"]
     config, _ = parse_stack_config("dev", raw)
     assert config.cluster.deploy_role_arns == [f"{ROLE}deploy"]
+
+
+def test_security_groups_alone_are_no_way_in_for_the_first_deploy():
+    """An ingress rule can reference only a security group of the same VPC or a peered one (Amazon VPC
+    user guide, security-group-rules.html, "Security group referencing"); this program creates the VPC
+    and no peering, so such a group cannot exist before the first `pulumi up`, nor when the stack is
+    re-created (docs/disaster-recovery.md). The run would create the cluster and then fail at Argo CD."""
+    problems = _problems(_cluster(privateAccessSecurityGroupIds=["sg-0123456789abcdef0"]))
+    expected = problems["cdao:cluster.privateAccessSecurityGroupIds"]
+    assert "publicAccessCidrs" in expected and "privateAccessCidrs" in expected
+    assert "cluster-endpoint.html" in expected
 
 
 def test_a_private_cidr_outside_the_vpc_needs_a_declared_route():
