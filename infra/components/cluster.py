@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
-from infra.components.shared import rotating_key
+from infra.components.shared import kept_on_teardown, rotating_key
 
 # AWS-managed policies every EKS worker needs to join the cluster and pull images. The VPC CNI's
 # policy is deliberately absent: it goes to the aws-node service account through IRSA instead, so a
@@ -40,6 +40,8 @@ class ClusterArgs:
     private_access_cidrs: Sequence[str] = ()
     private_access_security_group_ids: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Every stack but dev: the control-plane log group (audit records) is protected.
+    keep_on_teardown: bool = False
 
 
 class Cluster(pulumi.ComponentResource):
@@ -70,7 +72,7 @@ class Cluster(pulumi.ComponentResource):
             name=f"/aws/eks/{args.cluster_name}/cluster",
             retention_in_days=args.log_retention_days,
             tags=tags,
-            opts=child,
+            opts=kept_on_teardown(child, args.keep_on_teardown),
         )
 
         self.node_role = aws.iam.Role(

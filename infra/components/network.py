@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components import iam
+from infra.components.shared import kept_on_teardown
 
 # Interface endpoints that keep the heaviest node traffic off the NAT gateways: image pulls (ECR API
 # and the Docker registry), IRSA token exchange (STS) and log shipping (CloudWatch Logs).
@@ -37,6 +38,8 @@ class NetworkArgs:
     transit_gateway_id: str | None = None
     transit_gateway_cidrs: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Every stack but dev: the flow-log group is protected (infra/components/shared.py kept_on_teardown).
+    keep_on_teardown: bool = False
 
 
 class Network(pulumi.ComponentResource):
@@ -285,7 +288,7 @@ class Network(pulumi.ComponentResource):
             name=pulumi.Output.concat("/aws/vpc/", vpc.id, "/flow-logs"),
             retention_in_days=self._args.flow_log_retention_days,
             tags=self._tags(f"{self._name}-flow-logs"),
-            opts=opts,
+            opts=kept_on_teardown(opts, self._args.keep_on_teardown),
         )
         role = aws.iam.Role(
             f"{self._name}-flow-logs",
