@@ -180,7 +180,14 @@ class Network(pulumi.ComponentResource):
         """Attach the private subnets (where EKS puts the control plane's ENIs) to the transit gateway
         and route each connected network's CIDR to it, so the private endpoint can answer them (EKS
         user guide, cluster-endpoint.html, "Accessing a private only API server"). The transit
-        gateway's own route tables (association, propagation) belong to its owner."""
+        gateway's own route tables (association, propagation) belong to its owner: a RAM-shared gateway
+        refuses both settings from this account (pulumi_aws ec2transitgateway.VpcAttachment docs).
+
+        A gateway of another account that does not auto-accept shared attachments leaves this one
+        `pendingAcceptance` until its owner accepts it, and pulumi-aws counts that as created
+        (hashicorp/terraform-provider-aws internal/service/ec2 wait.go,
+        waitTransitGatewayVPCAttachmentCreated): `pulumi up` goes on without waiting, and traffic
+        flows only once the owner accepts (docs/first-deploy.md, step 4)."""
         args = self._args
         if args.transit_gateway_id is None or not args.transit_gateway_cidrs:
             return []

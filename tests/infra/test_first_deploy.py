@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pulumi_aws.ec2transitgateway import vpc_attachment
 
 from infra.cli import main
 from infra.config import ConfigError, parse_stack_config
@@ -172,6 +173,38 @@ def test_routed_private_cidrs_get_a_transit_gateway_route_in_every_private_route
     assert declared == {(t.outputs["id"], "10.255.0.0/24", TGW) for t in tables}
     # A route to a transit gateway the VPC is not yet attached to fails (InvalidTransitGatewayID.NotFound).
     assert all(attachment.urn in r.dependencies for r in routes)
+
+
+def test_transit_gateway_attachment_leaves_the_owner_s_route_tables_alone():
+    """A transit gateway shared through RAM belongs to another account: its default route-table
+    association and propagation cannot be set from this one (installed pulumi_aws
+    ec2transitgateway.VpcAttachment docstring), so the attachment must leave both unset."""
+    doc = Path(vpc_attachment.__file__).read_text()
+    assert "cannot be configured or perform drift detection with Resource Access Manager shared" in doc
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
+    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+    assert error is None
+    (attachment,) = [r for r in registrations if r.type == "aws:ec2transitgateway/vpcAttachment:VpcAttachment"]
+    assert "transitGatewayDefaultRouteTableAssociation" not in attachment.inputs
+    assert "transitGatewayDefaultRouteTablePropagation" not in attachment.inputs
+
+
+def test_the_attachment_is_requested_long_before_pulumi_first_calls_the_api():
+    """pulumi-aws's VpcAttachment is created once the attachment is `available` or
+    `pendingAcceptance` (hashicorp/terraform-provider-aws internal/service/ec2 wait.go,
+    waitTransitGatewayVPCAttachmentCreated), so `pulumi up` does not wait for a cross-account owner to
+    accept it. The program asks for it with the VPC, before the cluster, and the first call to the API
+    (Argo CD's namespace) waits for the routes through it: the owner's acceptance window is the
+    cluster's and the cpu pool's creation (docs/first-deploy.md, step 4)."""
+    raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
+    registrations, error = run_program_with_config("dev", "us-east-1", raw)
+    assert error is None
+    by_urn = {r.urn: r for r in registrations}
+    (attachment,) = [r for r in registrations if r.type == "aws:ec2transitgateway/vpcAttachment:VpcAttachment"]
+    assert {by_urn[d].type for d in attachment.dependencies} <= {"aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet"}
+    (namespace,) = [r for r in registrations if r.type == "kubernetes:core/v1:Namespace"]
+    routes = [r for r in registrations if r.type == "aws:ec2/route:Route" and attachment.urn in r.dependencies]
+    assert routes and all(r.urn in namespace.dependencies for r in routes)
 
 
 def test_public_cidrs_without_the_public_endpoint_are_refused():
