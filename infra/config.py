@@ -613,7 +613,16 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
         # EKS opens a public endpoint to 0.0.0.0/0 when no CIDR is given: make that choice explicit.
         problems.append((f"{key}.publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true"))
     status = eks_versions.support_status(cluster.kubernetes_version)
-    if status is None or status.phase == "ended":
+    if status is None and cluster.kubernetes_version in eks_versions.unlisted():
+        problems.append(
+            (
+                f"{key}.kubernetesVersion",
+                cluster.kubernetes_version,
+                f"a version with its support dates in infra/{eks_versions.CALENDAR_FILE.name}: EKS has "
+                f"{cluster.kubernetes_version}, but its row is missing; add both dates from {eks_versions.source()}",
+            )
+        )
+    elif status is None or status.phase == "ended":
         supported = sorted(
             (v for v in eks_versions.calendar() if getattr(eks_versions.support_status(v), "phase", "") != "ended"),
             key=lambda v: tuple(int(p) for p in v.split(".")),
