@@ -120,8 +120,8 @@ class ClusterConfig(_Model):
     # nodejs/eks/nodes/securitygroup.ts, `eksClusterIngressRule`): every other client needs either the
     # public endpoint restricted to `publicAccessCidrs`, or an ingress rule on that group from
     # `privateAccessCidrs` (networks routed into the VPC: VPN, peered runner VPCs) or from
-    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). The public CIDRs or the
-    # private CIDRs are required: the security groups cannot exist before the VPC does.
+    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). The public CIDRs or a
+    # private CIDR outside vpcCidr are required: hosts inside the VPC cannot exist before it does.
     endpoint_public_access: bool = False
     public_access_cidrs: list[ipaddress.IPv4Network] = []
     private_access_cidrs: list[ipaddress.IPv4Network] = []
@@ -634,21 +634,26 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
                 f"a version EKS still supports ({', '.join(supported)}; {eks_versions.CALENDAR_FILE.name})",
             )
         )
+    # Clients that exist before this stack's first `pulumi up`: public CIDRs, or networks routed in
+    # from outside the VPC. Hosts inside the VPC (its CIDRs, its security groups) come only after it.
+    outside = [c for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]
+    inside_key = "privateAccessCidrs" if cluster.private_access_cidrs else "privateAccessSecurityGroupIds"
     if (
         not cluster.public_access_cidrs
-        and not cluster.private_access_cidrs
-        and cluster.private_access_security_group_ids
+        and not outside
+        and (cluster.private_access_cidrs or cluster.private_access_security_group_ids)
     ):
         # A rule can reference a group of this VPC, or of a peered VPC or one behind a transit gateway
         # only with routes to it (VPC peering guide, vpc-peering-security-groups.html); this program
-        # creates the VPC, no peering, and routes only privateAccessCidrs. So the group cannot exist
-        # before the first `pulumi up` (nor when the stack is re-created), and nothing reaches the API.
+        # creates the VPC, no peering, and routes only privateAccessCidrs outside vpcCidr. So nothing
+        # listed can exist before the first `pulumi up` (nor when the stack is re-created).
         problems.append(
             (
-                f"{key}.privateAccessSecurityGroupIds",
-                cluster.private_access_security_group_ids,
-                "a way in that exists before this stack creates its VPC, besides these security groups: "
-                "endpointPublicAccess: true with publicAccessCidrs, or privateAccessCidrs (EKS user guide, "
+                f"{key}.{inside_key}",
+                [str(c) for c in cluster.private_access_cidrs] or cluster.private_access_security_group_ids,
+                "a way in that exists before this stack creates its VPC, besides clients inside it: "
+                "endpointPublicAccess: true with publicAccessCidrs, or privateAccessCidrs outside vpcCidr "
+                f"routed through {NAMESPACE}:network.transitGatewayId (EKS user guide, "
                 "https://docs.aws.amazon.com/eks/latest/userguide/cluster-endpoint.html; docs/first-deploy.md, step 3)",
             )
         )

@@ -120,10 +120,14 @@ def test_a_stack_nothing_can_reach_is_refused_saying_what_to_set():
     [
         {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/28"]},
         {"privateAccessCidrs": ["10.255.0.0/24"]},
-        {"privateAccessCidrs": ["10.0.250.0/24"]},
-        {"privateAccessCidrs": ["10.0.250.0/24"], "privateAccessSecurityGroupIds": ["sg-0123456789abcdef0"]},
+        {
+            "endpointPublicAccess": True,
+            "publicAccessCidrs": ["203.0.113.0/28"],
+            "privateAccessCidrs": ["10.0.250.0/24"],
+            "privateAccessSecurityGroupIds": ["sg-0123456789abcdef0"],
+        },
     ],
-    ids=["public-cidrs", "private-cidrs-routed", "private-cidrs-in-vpc", "private-cidrs-and-security-groups"],
+    ids=["public-cidrs", "private-cidrs-routed", "public-then-from-inside-the-vpc"],
 )
 def test_each_way_in_is_enough(access: dict):
     raw = _cluster(**access)
@@ -142,6 +146,15 @@ def test_security_groups_alone_are_no_way_in_for_the_first_deploy():
     expected = problems["cdao:cluster.privateAccessSecurityGroupIds"]
     assert "publicAccessCidrs" in expected and "privateAccessCidrs" in expected
     assert "cluster-endpoint.html" in expected
+
+
+def test_clients_inside_the_vpc_alone_are_no_way_in_for_the_first_deploy():
+    """Same reason for a private CIDR inside vpcCidr: only hosts of this VPC hold such addresses, and
+    there are none before the first `pulumi up` creates it."""
+    raw = _cluster(privateAccessCidrs=["10.0.250.0/24"])
+    del raw["cdao:network"]
+    expected = _problems(raw)["cdao:cluster.privateAccessCidrs"]
+    assert "publicAccessCidrs" in expected and "transitGatewayId" in expected
 
 
 def test_a_private_cidr_outside_the_vpc_needs_a_declared_route():
