@@ -6,9 +6,10 @@ previews in-cluster objects by server-side dry run, which the API server authori
 write itself (tests/infra/data/eks_access_policies.yaml cites the Kubernetes docs), so no access policy
 can allow the dry run without allowing the write. The provider does not need it: when the dry run is
 refused (Forbidden) it previews the object client-side from its inputs instead (pulumi/pulumi-kubernetes
-provider/pkg/provider/provider.go, `Create` and `Update`, `apierrors.IsForbidden` in preview, commit
-94977969, the newest stored, 4.34.x line), and a Helm release is previewed without the cluster at all
-(provider/pkg/provider/helm_release.go, `Create`/`Update` call Helm only `if !req.GetPreview()`).
+provider/pkg/provider/provider.go, `Create` and `Update`, `apierrors.IsForbidden` in preview, at commit
+94977969 of 2026-07-01, after 4.32.0: the newest stored, the pinned 4.34.2 is not), and a Helm release
+is previewed without the cluster at all (provider/pkg/provider/helm_release.go, `Create`/`Update` call
+Helm only `if !req.GetPreview()`).
 """
 
 from __future__ import annotations
