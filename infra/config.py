@@ -120,7 +120,8 @@ class ClusterConfig(_Model):
     # nodejs/eks/nodes/securitygroup.ts, `eksClusterIngressRule`): every other client needs either the
     # public endpoint restricted to `publicAccessCidrs`, or an ingress rule on that group from
     # `privateAccessCidrs` (networks routed into the VPC: VPN, peered runner VPCs) or from
-    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). At least one is required.
+    # `privateAccessSecurityGroupIds` (security groups of hosts inside the VPC). The public CIDRs or a
+    # private CIDR outside vpcCidr are required: hosts inside the VPC cannot exist before it does.
     endpoint_public_access: bool = False
     public_access_cidrs: list[ipaddress.IPv4Network] = []
     private_access_cidrs: list[ipaddress.IPv4Network] = []
@@ -141,8 +142,8 @@ class ClusterConfig(_Model):
     # Required where the stack keeps data (database.deletionProtection): an administrator's way in when
     # the deploy roles or the identity provider behind them are broken.
     break_glass_role_arn: str | None = None
-    # Read-only previews (pulumi-kubernetes previews by server-side dry-run apply): edit rights in the
-    # argocd namespace only.
+    # Roles that run `pulumi preview`: an access entry with no access policy (authenticated only), so
+    # in-cluster objects preview client-side (infra/components/cluster.py says why).
     preview_role_arns: list[str] = []
     # Further administrators (a platform team's SSO role, ...).
     admin_role_arns: list[str] = []
@@ -612,7 +613,16 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
         # EKS opens a public endpoint to 0.0.0.0/0 when no CIDR is given: make that choice explicit.
         problems.append((f"{key}.publicAccessCidrs", [], "at least one CIDR when endpointPublicAccess is true"))
     status = eks_versions.support_status(cluster.kubernetes_version)
-    if status is None or status.phase == "ended":
+    if status is None and cluster.kubernetes_version in eks_versions.unlisted():
+        problems.append(
+            (
+                f"{key}.kubernetesVersion",
+                cluster.kubernetes_version,
+                f"a version with its support dates in infra/{eks_versions.CALENDAR_FILE.name}: EKS has "
+                f"{cluster.kubernetes_version}, but its row is missing; add both dates from {eks_versions.source()}",
+            )
+        )
+    elif status is None or status.phase == "ended":
         supported = sorted(
             (v for v in eks_versions.calendar() if getattr(eks_versions.support_status(v), "phase", "") != "ended"),
             key=lambda v: tuple(int(p) for p in v.split(".")),
@@ -624,18 +634,37 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
                 f"a version EKS still supports ({', '.join(supported)}; {eks_versions.CALENDAR_FILE.name})",
             )
         )
+    # Clients that exist before this stack's first `pulumi up`: public CIDRs, or networks routed in
+    # from outside the VPC. Hosts inside the VPC (its CIDRs, its security groups) come only after it.
+    outside = [c for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]
+    inside_key = "privateAccessCidrs" if cluster.private_access_cidrs else "privateAccessSecurityGroupIds"
     if (
         not cluster.public_access_cidrs
-        and not cluster.private_access_cidrs
-        and not cluster.private_access_security_group_ids
+        and not outside
+        and (cluster.private_access_cidrs or cluster.private_access_security_group_ids)
     ):
+        # A rule can reference a group of this VPC, or of a peered VPC or one behind a transit gateway
+        # only with routes to it (VPC peering guide, vpc-peering-security-groups.html); this program
+        # creates the VPC, no peering, and routes only privateAccessCidrs outside vpcCidr. So nothing
+        # listed can exist before the first `pulumi up` (nor when the stack is re-created).
+        problems.append(
+            (
+                f"{key}.{inside_key}",
+                [str(c) for c in cluster.private_access_cidrs] or cluster.private_access_security_group_ids,
+                "a way in that exists before this stack creates its VPC, besides clients inside it: "
+                "endpointPublicAccess: true with publicAccessCidrs, or privateAccessCidrs outside vpcCidr "
+                f"routed through {NAMESPACE}:network.transitGatewayId (EKS user guide, "
+                "https://docs.aws.amazon.com/eks/latest/userguide/cluster-endpoint.html; docs/first-deploy.md, step 3)",
+            )
+        )
+    elif not cluster.public_access_cidrs and not cluster.private_access_cidrs:
         problems.append(
             (
                 f"{key}.endpointPublicAccess",
                 cluster.endpoint_public_access,
                 "a way for whatever runs Pulumi to reach the Kubernetes API: endpointPublicAccess: true with "
-                "publicAccessCidrs, and/or privateAccessCidrs or privateAccessSecurityGroupIds for the private "
-                "endpoint (docs/first-deploy.md)",
+                "publicAccessCidrs, and/or privateAccessCidrs for the private endpoint (privateAccessSecurityGroupIds "
+                "only besides one of these: docs/first-deploy.md, step 3)",
             )
         )
     unrouted = [str(c) for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]

@@ -48,6 +48,11 @@ def calendar() -> dict[str, dict[str, dt.date]]:
     }
 
 
+def unlisted() -> dict[str, str]:
+    """Versions EKS has released that the calendar cannot date yet: version -> why, and what was read."""
+    return dict(yaml.safe_load(CALENDAR_FILE.read_text()).get("unlisted") or {})
+
+
 def source() -> str:
     return yaml.safe_load(CALENDAR_FILE.read_text())["source"]
 

@@ -25,6 +25,7 @@ from infra.components.gitops import GitOps, GitOpsArgs
 from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
+from infra.components.shared import kept_on_teardown
 from infra.config import StackConfig, is_dev_stack
 from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
 
@@ -90,6 +91,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
                 str(c) for c in config.cluster.private_access_cidrs if not c.subnet_of(net.vpc_cidr)
             ],
             tags=tags,
+            keep_on_teardown=not is_dev_stack(config.stack),
         ),
     )
 
@@ -110,6 +112,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             private_access_cidrs=[str(c) for c in spec.private_access_cidrs],
             private_access_security_group_ids=list(spec.private_access_security_group_ids),
             tags=tags,
+            keep_on_teardown=not is_dev_stack(config.stack),
         ),
     )
     db, storage = config.database, config.storage
@@ -187,6 +190,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         name=container_log_group_name(config),
         retention_in_days=spec.container_log_retention_days,
         tags=tags,
+        opts=kept_on_teardown(pulumi.ResourceOptions(), not is_dev_stack(config.stack)),
     )
     identity = WorkloadIdentity(
         "workload-identity",

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
-from infra.components.shared import rotating_key
+from infra.components.shared import kept_on_teardown, rotating_key
 
 # AWS-managed policies every EKS worker needs to join the cluster and pull images. The VPC CNI's
 # policy is deliberately absent: it goes to the aws-node service account through IRSA instead, so a
@@ -40,6 +40,8 @@ class ClusterArgs:
     private_access_cidrs: Sequence[str] = ()
     private_access_security_group_ids: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Every stack but dev: the control-plane log group (audit records) is protected.
+    keep_on_teardown: bool = False
 
 
 class Cluster(pulumi.ComponentResource):
@@ -70,7 +72,7 @@ class Cluster(pulumi.ComponentResource):
             name=f"/aws/eks/{args.cluster_name}/cluster",
             retention_in_days=args.log_retention_days,
             tags=tags,
-            opts=child,
+            opts=kept_on_teardown(child, args.keep_on_teardown),
         )
 
         self.node_role = aws.iam.Role(
@@ -107,24 +109,16 @@ class Cluster(pulumi.ComponentResource):
             )
             for index, arn in enumerate(args.admin_role_arns)
         }
+        # Preview roles get an entry and no access policy: authenticated, they read discovery and
+        # OpenAPI (ClusterRole system:discovery), and nothing else. pulumi-kubernetes previews objects
+        # by server-side dry run, which Kubernetes authorizes like the write itself, and falls back to a
+        # client-side preview when it is Forbidden (pulumi/pulumi-kubernetes
+        # provider/pkg/provider/provider.go, Create/Update); a Helm release previews without the cluster
+        # (helm_release.go). Write rights in `argocd` would let a pull request's code rewrite Argo CD,
+        # or act as its service accounts (Kubernetes `edit`), and so administer the whole cluster.
         access_entries.update(
             {
-                f"preview-{index}": eks.AccessEntryArgs(
-                    principal_arn=arn,
-                    access_policies={
-                        # pulumi-kubernetes previews by server-side dry-run apply, which needs write
-                        # RBAC; Argo CD's namespace is the only one the program writes to directly.
-                        # This covers the cluster Secret only: the Namespace, the chart's cluster-scoped
-                        # objects and argoproj.io kinds are outside AmazonEKSEditPolicy (EKS user guide,
-                        # access-policy-permissions; README, "What the offline plan cannot prove").
-                        "argocd-edit": eks.AccessPolicyAssociationArgs(
-                            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
-                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
-                                type="namespace", namespaces=["argocd"]
-                            ),
-                        )
-                    },
-                )
+                f"preview-{index}": eks.AccessEntryArgs(principal_arn=arn)
                 for index, arn in enumerate(args.preview_role_arns)
             }
         )

@@ -317,15 +317,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             "flytepropeller": with_data([metadata, userdata]),
             "datacatalog": with_data([metadata]),
             "fluent-bit": pulumi.Output.from_input(args.container_log_group_arn).apply(
-                lambda arn: iam.document(
-                    [
-                        iam.allow(
-                            "ShipLogs",
-                            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                            [arn, f"{arn}:*"],
-                        )
-                    ]
-                )
+                lambda arn: iam.document([iam.allow("ShipLogs", sorted(FLUENT_BIT_NARROWINGS), [arn, f"{arn}:*"])])
             ),
             "external-secrets": pulumi.Output.all(
                 args.secrets_prefix_arn, args.db_master_secret_arn, args.data_key_arn
@@ -546,6 +538,19 @@ EXTERNAL_SECRETS_NARROWINGS: dict[str, str] = {
 EXTERNAL_SECRETS_ADDED: dict[str, str] = {
     "kms:Decrypt": "the RDS master secret and platform secrets are encrypted with the stack's own KMS key, "
     "which Secrets Manager uses with the caller's permissions on GetSecretValue",
+}
+
+
+# Fluent Bit's output plugin `cloudwatch_logs` (the one the aws-for-fluent-bit chart enables; upstream
+# policy and source in tests/infra/data/upstream_controller_policies.yaml) against the one group infra/
+# creates for it. It needs no logs:DescribeLogStreams: only the Go plugin `cloudwatch` calls that.
+FLUENT_BIT_NARROWINGS: dict[str, str] = {
+    "logs:CreateLogStream": "the stack's container log group only (cdao.io/container-log-group)",
+    "logs:PutLogEvents": "the streams of the stack's container log group only",
+}
+FLUENT_BIT_OMITTED: dict[str, str] = {
+    "logs:CreateLogGroup": "infra/ creates the group; platform/ sets cloudWatchLogs.autoCreateGroup: false",
+    "logs:PutRetentionPolicy": "called only for a group the plugin creates; infra/ owns the retention",
 }
 
 

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components import iam
+from infra.components.shared import kept_on_teardown
 
 # Interface endpoints that keep the heaviest node traffic off the NAT gateways: image pulls (ECR API
 # and the Docker registry), IRSA token exchange (STS) and log shipping (CloudWatch Logs).
@@ -37,6 +38,8 @@ class NetworkArgs:
     transit_gateway_id: str | None = None
     transit_gateway_cidrs: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Every stack but dev: the flow-log group is protected (infra/components/shared.py kept_on_teardown).
+    keep_on_teardown: bool = False
 
 
 class Network(pulumi.ComponentResource):
@@ -177,7 +180,14 @@ class Network(pulumi.ComponentResource):
         """Attach the private subnets (where EKS puts the control plane's ENIs) to the transit gateway
         and route each connected network's CIDR to it, so the private endpoint can answer them (EKS
         user guide, cluster-endpoint.html, "Accessing a private only API server"). The transit
-        gateway's own route tables (association, propagation) belong to its owner."""
+        gateway's own route tables (association, propagation) belong to its owner: a RAM-shared gateway
+        refuses both settings from this account (pulumi_aws ec2transitgateway.VpcAttachment docs).
+
+        A gateway of another account that does not auto-accept shared attachments leaves this one
+        `pendingAcceptance` until its owner accepts it, and pulumi-aws counts that as created
+        (hashicorp/terraform-provider-aws internal/service/ec2 wait.go,
+        waitTransitGatewayVPCAttachmentCreated): `pulumi up` goes on without waiting, and traffic
+        flows only once the owner accepts (docs/first-deploy.md, step 4)."""
         args = self._args
         if args.transit_gateway_id is None or not args.transit_gateway_cidrs:
             return []
@@ -285,7 +295,7 @@ class Network(pulumi.ComponentResource):
             name=pulumi.Output.concat("/aws/vpc/", vpc.id, "/flow-logs"),
             retention_in_days=self._args.flow_log_retention_days,
             tags=self._tags(f"{self._name}-flow-logs"),
-            opts=opts,
+            opts=kept_on_teardown(opts, self._args.keep_on_teardown),
         )
         role = aws.iam.Role(
             f"{self._name}-flow-logs",
@@ -301,12 +311,21 @@ class Network(pulumi.ComponentResource):
             role=role.id,
             policy=group.arn.apply(
                 lambda arn: iam.document(
+                    # What the VPC user guide says the role needs "at least" (flow-logs-iam-role.html;
+                    # tests/infra/data/upstream_controller_policies.yaml), narrowed to this group
+                    # except DescribeLogGroups, a list call that names no group.
                     [
                         iam.allow(
                             "DeliverFlowLogs",
-                            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                            [
+                                "logs:CreateLogGroup",
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
                             [arn, f"{arn}:*"],
-                        )
+                        ),
+                        iam.allow("FindFlowLogGroup", ["logs:DescribeLogGroups"], ["*"]),
                     ]
                 )
             ),

@@ -198,3 +198,23 @@ def test_outside_dev_pulumi_destroy_stops_before_any_data(stack_run: PlanRun):
     assert len(keys) >= 2  # the data key and the Backup vault's key
     for key in keys:
         assert (key.protect, key.retain_on_delete) == (keep, keep), key.name
+
+
+# Every log group that holds audit or application records: EKS control-plane logs (audit,
+# authenticator, ...), every container's logs, the VPC's flow logs. The program creates each one
+# itself (EKS would otherwise create the control-plane group on first write, outside the stack, with
+# retention "never expire": cluster.py); groups AWS services create on their own (/aws/batch/job,
+# /aws/sagemaker/*) are not the stack's and outlive it anyway.
+LOG_GROUP_PURPOSES = ("cluster-control-plane", "container-logs", "network-flow-logs")
+
+
+def test_outside_dev_pulumi_destroy_stops_before_any_log_group(stack_run: PlanRun):
+    """Same rule as the data above: protected outside dev. Deleting a log group deletes its records
+    at once, whatever its retention (pulumi-aws cloudwatch.LogGroup: only `skipDestroy` would keep
+    it, and then a re-created stack collides with the fixed name)."""
+    keep = stack_run.stack != "dev"
+    groups = {r.name: r for r in _of_type(stack_run, "aws:cloudwatch/logGroup:LogGroup")}
+    assert set(LOG_GROUP_PURPOSES) <= set(groups)
+    for group in groups.values():
+        assert group.protect is keep, group.name
+        assert group.inputs.get("skipDestroy") in (None, False), group.name

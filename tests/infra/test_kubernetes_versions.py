@@ -56,3 +56,19 @@ def test_a_version_eks_no_longer_supports_is_refused():
         parse_stack_config("staging", raw)
     assert err.value.keys == ["cdao:cluster.kubernetesVersion"]
     assert "1.35" in str(err.value)
+
+
+def test_a_released_version_without_its_dates_is_refused_saying_what_to_add():
+    """EKS has 1.36 (its user guide's current copies use it as the example minor), but no stored
+    source gives its dates: the calendar records it as known and unlisted, with the sources checked,
+    and a stack asking for it is told to add the row, not that EKS no longer supports it."""
+    assert "1.36" in eks_versions.unlisted()
+    assert "1.36" not in eks_versions.calendar()
+    raw, _ = read_stack_file("staging")
+    raw = {**raw, "cdao:cluster": {**raw["cdao:cluster"], "kubernetesVersion": "1.36"}}
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config("staging", raw)
+    (problem,) = err.value.problems
+    assert problem[0] == "cdao:cluster.kubernetesVersion"
+    assert "eks_versions.yaml" in problem[2] and "no longer" not in problem[2]
+    assert eks_versions.source() in problem[2]

@@ -21,6 +21,8 @@ from infra.components.identity import (
     EXTERNAL_SECRETS_ADDED,
     EXTERNAL_SECRETS_NARROWINGS,
     EXTERNAL_SECRETS_OMITTED,
+    FLUENT_BIT_NARROWINGS,
+    FLUENT_BIT_OMITTED,
     LOAD_BALANCER_CONTROLLER_NARROWINGS,
 )
 from infra.plan.runner import PlanRun, read_stack_file
@@ -99,6 +101,11 @@ VENDORS = {
         "omitted": EXTERNAL_SECRETS_OMITTED,
         "added": EXTERNAL_SECRETS_ADDED,
     },
+    "aws-for-fluent-bit": {
+        "policy": "workload-identity-fluent-bit",
+        "narrowed": FLUENT_BIT_NARROWINGS,
+        "omitted": FLUENT_BIT_OMITTED,
+    },
 }
 
 
@@ -143,3 +150,28 @@ def test_external_secrets_omissions_hold_for_what_platform_asks_of_it():
             if doc.get("kind") == "ExternalSecret":
                 for source in (doc.get("spec") or {}).get("dataFrom") or []:
                     assert "find" not in source, path
+
+
+def test_fluent_bit_omissions_hold_for_what_platform_asks_of_it():
+    """FLUENT_BIT_OMITTED drops what only a group fluent-bit creates itself needs, and the upstream list
+    is the C plugin's: platform/ must configure that plugin, without group creation or retention.
+    The chart's defaults are ../shared/charts/aws-for-fluent-bit/<version>/values.yaml."""
+    version = _pinned("aws-for-fluent-bit")
+    defaults = yaml.safe_load((SHARED_CHARTS / "aws-for-fluent-bit" / version / "values.yaml").read_text())
+    platform = Path(__file__).resolve().parents[2] / "platform" / "addons" / "observability" / "aws-for-fluent-bit"
+    ours = yaml.safe_load((platform / "values.yaml").read_text())
+    merged = {key: {**(defaults.get(key) or {}), **(ours.get(key) or {})} for key in ("cloudWatch", "cloudWatchLogs")}
+    assert merged["cloudWatchLogs"]["enabled"] is True
+    assert merged["cloudWatch"]["enabled"] is False, "the Go plugin needs logs:DescribeLogStreams"
+    assert merged["cloudWatchLogs"]["autoCreateGroup"] is False
+    assert not merged["cloudWatchLogs"].get("logRetentionDays")
+
+
+def test_flow_log_role_keeps_every_action_the_vpc_guide_requires(plan_of):
+    """A delivery role short of AWS's list fails silently: the flow log shows deliverLogsStatus FAILED
+    and no records arrive. Resources may be narrowed to the stack's flow-log group."""
+    upstream = yaml.safe_load(RECORDED.read_text())["vpc-flow-logs"]["statements"]
+    ours = _ours(plan_of("prod"), "network-flow-logs")
+    required = {a for s in upstream for a in s["actions"]}
+    granted = {a for s in ours for a in s["actions"]}
+    assert required - granted == set(), "actions the VPC user guide requires are missing"
