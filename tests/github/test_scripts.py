@@ -72,11 +72,16 @@ def _register(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_registration_is_skipped_with_a_notice_until_flyte_has_an_endpoint(tmp_path):
+def test_registration_fails_clearly_without_flyte_endpoint(tmp_path):
+    """The registration job's success is the record of what the stack runs (last-deployed.sh): a
+    skipped registration must not count as a deployment that staging or prod could be promoted from."""
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "__init__.py").write_text("")
     result = _register(tmp_path, FLYTE_PLATFORM_URL="")
-    assert result.returncode == 0
-    assert "::notice title=Flyte registration skipped::" in result.stdout
-    assert "FLYTE_ENDPOINT is not set on the dev environment" in (tmp_path / "summary").read_text()
+    assert result.returncode == 2
+    assert "::error title=Flyte registration impossible::" in result.stdout
+    assert "variable FLYTE_ENDPOINT is not set on the dev-workflows environment" in result.stdout
+    assert "FLYTE_ENDPOINT" in (tmp_path / "summary").read_text()
 
 
 def test_registration_refuses_a_workflows_folder_that_is_not_a_package(tmp_path):
