@@ -6,7 +6,9 @@
 # `<stack>-workflows` and is the last job of a stack's deploy, so GitHub's deployment record of that
 # environment (one per job, with the run's commit as `sha` and the job's result as its status;
 # docs.github.com/en/rest/deployments/deployments and /rest/deployments/statuses) is the record of
-# what the stack ran. The order of either list is not relied on: both are sorted here by created_at.
+# what the stack ran. The order of either list is not relied on: both are sorted here by created_at,
+# then by id (numerically): two records of the same second are told apart by their ids, which GitHub
+# assigns in creation order.
 # Needs GH_TOKEN with `deployments: read`, and GITHUB_REPOSITORY.
 set -euo pipefail
 
@@ -26,7 +28,7 @@ while read -r _ id sha; do
   fi
   # awk reads all of its input (no SIGPIPE upstream) and keeps the newest status.
   state=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments/${id}/statuses" -f per_page=100 \
-    --jq '.[] | "\(.created_at) \(.state)"' | sort -r | awk 'NR == 1 { print $2 }')
+    --jq '.[] | "\(.created_at) \(.id) \(.state)"' | sort -k1,1r -k2,2nr | awk 'NR == 1 { print $3 }')
   # `inactive` counts too: GitHub marks earlier deployments inactive once a newer status is created
   # (`auto_inactive`, true by default) and only ever adds it to a deployment that had succeeded
   # (docs.github.com/en/rest/deployments/statuses, "Create a deployment status"). Without it, `all`
@@ -37,4 +39,4 @@ while read -r _ id sha; do
       break
     fi
   fi
-done < <(sort -r <<< "${deployments}")
+done < <(sort -k1,1r -k2,2nr <<< "${deployments}")

@@ -156,6 +156,10 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
         ran, same_file = "", False  # what ran then no longer reads: reconcile
     if ran == revision and same_file:
         return Decision(revision, False, f"{stack} already runs {revision} with this stack file")
+    if ran == revision:
+        return Decision(
+            revision, True, f"{stack}: environments/Pulumi.{stack}.yaml changed, revision {revision} unchanged"
+        )
     return Decision(revision, True, f"{stack}: {ran or 'unknown'} -> {revision}")
 
 

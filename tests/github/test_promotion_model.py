@@ -434,3 +434,14 @@ def test_random_sequences_keep_the_invariant(platform, seed):
     assert platform.running["staging"] == platform.pin("staging")
     assert platform.running["prod"] == platform.pin("prod")
     assert_invariant(platform)
+
+
+def test_a_stack_file_change_at_the_same_revision_names_what_changed(platform):
+    """The reason printed in the run summary says why the stack is deployed, never `X -> X`."""
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("maxSize: 12", "maxSize: 13"))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod: bigger cpu pool")
+    decision = stack_revision.resolve(platform.repo, "prod", platform.head(), platform.deployed["prod"])
+    assert decision.deploy
+    assert f"{platform.base} -> {platform.base}" not in decision.reason
+    assert decision.reason == f"prod: environments/Pulumi.prod.yaml changed, revision {platform.base} unchanged"

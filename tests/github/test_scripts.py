@@ -235,3 +235,33 @@ def test_last_deployed_reads_the_newest_successful_deployment_of_the_registratio
     assert run("staging") == [b]
     assert run("staging", "all") == [b, a, "e" * 40]
     assert run("prod") == []
+
+
+def test_last_deployed_orders_statuses_of_the_same_second_by_id(tmp_path):
+    """Statuses created in the same second: the later one has the higher `id` (the REST shape of
+    "List deployment statuses", docs.github.com/en/rest/deployments/statuses), and it decides. Same
+    for deployments of the same second, whose ids must compare as numbers (10 after 9)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    a, b = "a" * 40, "b" * 40
+    second = "2026-11-02T10:00:00Z"
+    _gh_with_deployments(
+        bin_dir,
+        [
+            {"id": 9, "sha": a, "environment": "prod-workflows", "created_at": second},
+            {"id": 10, "sha": b, "environment": "prod-workflows", "created_at": second},
+        ],
+        {
+            9: [{"id": 90, "state": "success", "created_at": "2026-11-02T10:05:00Z"}],
+            10: [
+                {"id": 100, "state": "success", "created_at": "2026-11-02T10:09:00Z"},
+                {"id": 101, "state": "failure", "created_at": "2026-11-02T10:09:00Z"},
+            ],
+        },
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "last-deployed.sh"), "prod", "all"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [a]

@@ -534,3 +534,32 @@ def test_runners_fetch_the_torch_build_the_lock_pins():
             fetch = names.index("Provide PyTorch's CPU wheel where uv.lock expects it")
             assert fetch < names.index("Install the locked environment"), f"{name}:{job_name}"
             assert steps[fetch]["env"]["TORCH_VERSION"] == version, f"{name}:{job_name}"
+
+
+@pytest.mark.parametrize("missing", ["BACKEND", "REGION"])
+def test_deploy_refuses_a_configured_stack_without_backend_or_region(tmp_path, missing):
+    """pulumi/actions logs in to Pulumi Cloud when `cloud-url` is empty (pulumi/actions README,
+    input `cloud-url`): a configured stack without PULUMI_BACKEND_URL must stop before any job."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env = {
+        "CONFIGURED_DEV": "arn:aws:iam::123456789012:role/p",
+        "CONFIGURED_STAGING": "",
+        "CONFIGURED_PROD": "",
+        "FORCE_STACK": "",
+        "BACKEND": "s3://cdao-pulumi-state/cdao",
+        "REGION": "us-east-1",
+        missing: "",
+    }
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GITHUB_OUTPUT": str(output), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "::error::repository variables PULUMI_BACKEND_URL and AWS_REGION must be set" in result.stdout
+    assert "deploy=true" not in output.read_text()
