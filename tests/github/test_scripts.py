@@ -120,10 +120,14 @@ def _stub(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy(tmp_path):
+def _first_deploy(
+    tmp_path: Path, stack: str, upstream_records: list[str], *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """first-deploy.sh with stand-ins for the tools that need an account: `pulumi` answers
     `stack output ecrRepositories --json` with the shape the program exports (purpose -> repository
-    URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>)."""
+    URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>);
+    `gh api` serves the upstream stack's successful deployments (`upstream_records`, commits of this
+    repository) in the REST shapes of docs.github.com/en/rest/deployments/deployments and /statuses."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
@@ -133,10 +137,29 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
         f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))'
         f' commit=${{CDAO_REVISION_COMMIT:-unset}}" >> "{log}"\n'
         'if [ "$1 $2" = "stack output" ]; then\n'
-        f'  echo \'{{"connector": "{url}/cdao-prod-connector", "tasks": "{url}/cdao-prod-tasks"}}\'\n'
+        f'  echo \'{{"connector": "{url}/cdao-{stack}-connector", "tasks": "{url}/cdao-{stack}-tasks"}}\'\n'
         "fi\n",
     )
-    _stub(bin_dir, "gh", f'echo "gh $*" >> "{log}"\n')
+    upstream = {"staging": "dev", "prod": "staging"}.get(stack, "none")
+    _gh_with_deployments(
+        bin_dir,
+        [
+            {
+                "id": n + 1,
+                "sha": sha,
+                "environment": f"{upstream}-workflows",
+                "created_at": f"2026-11-0{n + 1}T10:00:00Z",
+            }
+            for n, sha in enumerate(upstream_records)
+        ],
+        {
+            n + 1: [{"id": 10 * (n + 1), "state": "success", "created_at": f"2026-11-0{n + 1}T10:09:00Z"}]
+            for n in range(len(upstream_records))
+        },
+    )
+    gh_api = bin_dir / "gh-api"
+    (bin_dir / "gh").rename(gh_api)
+    _stub(bin_dir, "gh", f'if [ "$1" = api ]; then shift; exec "{gh_api}" "$@"; fi\necho "gh $*" >> "{log}"\n')
     # uv: `run --project P python ...` runs python; `sync` has nothing to install here.
     _stub(
         bin_dir,
@@ -145,15 +168,27 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
         f'echo "uv $* in $(basename "$PWD")" >> "{log}"\n',
     )
     result = subprocess.run(
-        ["bash", str(SCRIPTS / "first-deploy.sh"), "prod"],
+        ["bash", str(SCRIPTS / "first-deploy.sh"), stack, *args],
         cwd=SCRIPTS,
         env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_REPO": "example-org/platform"},
         capture_output=True,
         text=True,
         check=False,
     )
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def _head() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy(tmp_path):
+    # staging deployed at this checkout's commit, whose staging file pins what prod's file pins.
+    result, calls = _first_deploy(tmp_path, "prod", [_head()])
+    url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
     assert result.returncode == 0, result.stderr
-    calls = log.read_text().splitlines()
     pin = re.search(r"^prod runs ([0-9a-f]{40})$", result.stdout, re.M)
     assert pin, result.stdout
     assert f"revision: {pin.group(1)}" in (SCRIPTS.parents[1] / "environments" / "Pulumi.prod.yaml").read_text()
@@ -165,6 +200,30 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     assert f"gh variable set ECR_REGISTRY_PROD --body {url}" in calls
     assert "gh variable set ECR_ACCOUNT_ID_PROD --body 210987654321" in calls
     assert calls[-1] == "gh workflow run deploy.yml --ref main -f stack=prod"
+
+
+def test_first_deploy_of_prod_refuses_what_staging_never_ran(tmp_path):
+    """The same rule as deploy.yml's resolve job: prod only runs what staging deployed."""
+    result, calls = _first_deploy(tmp_path, "prod", [])
+    assert result.returncode == 2
+    assert "staging never ran it" in result.stderr
+    assert "--without-upstream" in result.stderr
+    assert not any(c.startswith(("pulumi", "gh ")) for c in calls)
+
+
+def test_first_deploy_without_upstream_is_explicit_and_warned(tmp_path):
+    """Rebuilding prod when staging is gone (docs/disaster-recovery.md) is allowed only when asked."""
+    result, calls = _first_deploy(tmp_path, "prod", [], "--without-upstream")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: prod's revision is not checked against what staging deployed" in result.stderr
+    assert any(c.startswith("pulumi up --stack prod") for c in calls)
+
+
+def test_first_deploy_refuses_an_unknown_option(tmp_path):
+    result, calls = _first_deploy(tmp_path, "prod", [_head()], "--force")
+    assert result.returncode == 2
+    assert "unknown option '--force'" in result.stderr
+    assert calls == []
 
 
 def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[int, list[dict]]) -> None:
