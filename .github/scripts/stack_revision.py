@@ -19,8 +19,9 @@ back). Exit 2, with the file and key named, when the stack file at C is invalid 
 commit that C contains.
 
 With --upstream-deployed (the commits of the previous stack's successful deployments, from
-`last-deployed.sh <previous> all`), staging and prod are also refused a revision the previous stack
-never ran: however their stack file was changed (by hand, or a promotion whose source failed since),
+`last-deployed.sh <previous> all`), staging and prod are also refused promoted values (infra/pins.py:
+the revision and every chart version) that the previous stack never ran together in one deployment:
+however their stack file was changed (by hand, or a promotion whose source failed since),
 prod only runs what staging ran and staging only what dev ran.
 """
 
@@ -39,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
+from infra.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of  # noqa: E402
 from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -82,6 +84,12 @@ def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
 
 def revision_at(repo: Path, stack: str, commit: str) -> str:
     """The commit `stack` runs according to its stack file at `commit` (validated as the program will)."""
+    return pins_at(repo, stack, commit).revision
+
+
+def pins_at(repo: Path, stack: str, commit: str) -> Pins:
+    """The promoted values (infra/pins.py) of `stack`'s file at `commit`, its revision validated as a
+    commit of main (a branch resolved to `commit`). Raises RevisionError naming the file and key."""
     name = f"environments/Pulumi.{stack}.yaml at {commit}"
     _, text = _stack_file(repo, stack, commit)
     with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
@@ -93,7 +101,7 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
             raise RevisionError(f"{name}: {exc}") from None
     revision = config.gitops.revision
     if revision == FOLLOWED_BRANCH and stack not in PINNED_STACKS:
-        return commit
+        return pins_of(config, commit)
     if not FULL_SHA.fullmatch(revision):
         raise RevisionError(
             f"{name}: cdao:gitops.revision = {revision!r}: expected a full commit SHA, or `{FOLLOWED_BRANCH}` "
@@ -103,22 +111,41 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: no such commit")
     if not _contains(repo, commit, revision):
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: not a commit of main (not merged)")
-    return revision
+    return pins_of(config)
 
 
-def check_upstream_ran(repo: Path, stack: str, revision: str, upstream_deployed: list[str]) -> None:
+def check_upstream_ran(repo: Path, stack: str, pins: Pins, upstream_deployed: list[str]) -> None:
+    """Refuse `pins` unless the upstream stack ran all of them (every key of infra/pins.py's
+    PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`."""
     upstream = UPSTREAM[stack]
-    ran = set()
+    ran: list[Pins] = []
     for commit in upstream_deployed:
         try:
-            ran.add(revision_at(repo, upstream, commit))
+            ran.append(pins_at(repo, upstream, commit))
         except RevisionError:
             continue  # a record whose stack file no longer reads cannot vouch for anything
-    if revision not in ran:
+    if pins in ran:
+        return
+    promote = f"only `cdao promote {upstream} {stack}` pins what {upstream} ran"
+    where = f"environments/Pulumi.{stack}.yaml"
+    same_revision = [p for p in ran if p.revision == pins.revision]
+    if not same_revision:
         raise RevisionError(
-            f"environments/Pulumi.{stack}.yaml: cdao:gitops.revision = {revision}: {upstream} never ran it "
-            f"in a successful deployment; only `cdao promote {upstream} {stack}` pins what {upstream} ran"
+            f"{where}: {GITOPS_KEY}.{REVISION_KEY} = {pins.revision}: {upstream} never ran it in a successful "
+            f"deployment; {promote}"
         )
+    # The revision ran upstream, with other chart versions: name the keys that differ from the newest.
+    closest = same_revision[0].chart_versions
+    charts = [*pins.chart_versions, *(chart for chart in closest if chart not in pins.chart_versions)]
+    keys = ", ".join(
+        f"{GITOPS_KEY}.{CHARTS_KEY}.{chart} = {pins.chart_versions.get(chart, '(unset)')}"
+        for chart in charts
+        if pins.chart_versions.get(chart) != closest.get(chart)
+    )
+    raise RevisionError(
+        f"{where}: {keys}: {upstream} never ran these chart versions with revision {pins.revision} in a "
+        f"successful deployment; {promote}"
+    )
 
 
 def resolve(
@@ -133,7 +160,7 @@ def resolve(
     decision = _decide(repo, stack, commit, deployed, force)
     # Checked before any deploy, not for a stack that stays as it is.
     if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
-        check_upstream_ran(repo, stack, decision.revision, upstream_deployed)
+        check_upstream_ran(repo, stack, pins_at(repo, stack, commit), upstream_deployed)
     return decision
 
 

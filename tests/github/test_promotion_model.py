@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from infra import promote
+from infra import pins, promote
 from infra.config import ConfigError, parse_stack_config
 from infra.plan.runner import read_stack_file
 
@@ -290,6 +290,54 @@ def test_a_pin_edited_by_hand_to_a_commit_staging_never_ran_is_not_deployed(plat
     assert platform.running["prod"] == platform.base
     assert a not in platform.applied["prod"]
     assert any(stack == "prod" and "staging never ran it" in message for stack, message in platform.refused)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_chart_version_edited_by_hand_is_not_deployed(platform, stack):
+    """The chart pins are promoted with the revision (infra/pins.py, PROMOTED_KEYS): a stack may run
+    only the revision *and* chart versions its upstream stack ran together in one deployment."""
+    path = platform.environments / f"Pulumi.{stack}.yaml"
+    text = path.read_text()
+    assert text.count("      flyte-core: v1.16.8\n") == 1
+    path.write_text(text.replace("      flyte-core: v1.16.8\n", "      flyte-core: v1.16.9\n"))
+    _git(platform.repo, "commit", "--quiet", "-am", f"{stack}: flyte-core bumped by hand")
+    before = platform.deployed[stack]
+    platform.refused.clear()
+    platform.deploy(Run(platform.head()))
+    assert platform.deployed[stack] == before
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    refusal = [message for name, message in platform.refused if name == stack]
+    assert refusal and "chartVersions.flyte-core = v1.16.9" in refusal[0], refusal
+    assert f"{upstream} never ran" in refusal[0]
+
+
+def test_promotion_writes_only_the_promoted_keys(platform):
+    """Everything else in a stack file is per stack (infra/pins.py): a promotion leaves it as it is."""
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    yaml_ = YAML(typ="safe")
+    before = yaml_.load((platform.environments / "Pulumi.staging.yaml").read_text())["config"]
+    dev = platform.environments / "Pulumi.dev.yaml"
+    dev.write_text(dev.read_text().replace("      flyte-core: v1.16.8\n", "      flyte-core: v1.16.9\n"))
+    _git(platform.repo, "commit", "--quiet", "-am", "dev: flyte-core v1.16.9")
+    charts = platform.head()
+    platform.deploy(Run(charts))
+    assert platform.promote("dev", "staging")[0] == 0
+    after = yaml_.load((platform.environments / "Pulumi.staging.yaml").read_text())["config"]
+
+    def flat(config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            f"{key}.{sub}": value
+            for key, body in config.items()
+            if isinstance(body, dict)
+            for sub, value in body.items()
+        } | {key: body for key, body in config.items() if not isinstance(body, dict)}
+
+    changed = {key for key in flat(before).keys() | flat(after).keys() if flat(before).get(key) != flat(after).get(key)}
+    assert changed == set(pins.PROMOTED_KEYS)
+    platform.deploy(Run(platform.head()))
+    assert platform.running["staging"] == charts
+    assert not [m for name, m in platform.refused if name == "staging"]
 
 
 def test_a_branch_in_staging_or_prod_is_refused(platform):
