@@ -1,6 +1,6 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
-    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...]
+    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...] [--main M]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -17,6 +17,12 @@ it ran at D (so a run cancelled or failed earlier is made good by any later run)
 false when nothing changed, and when D is newer than C (a re-run of an old run must not roll a stack
 back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
 commit that C contains.
+
+With --main (main's tip when an apply or registration job starts), a job whose stack state (resolved
+revision and stack file) differs from main's does nothing (`reason=superseded by main ...`), and
+`reconcile=true` is printed when main's state is not what the stack last deployed: deploy.yml then
+dispatches a Deploy run, since GitHub may have cancelled the newer run's pending job in favour of
+this older one (resolve()).
 
 With --upstream-deployed (the commits of the previous stack's successful deployments, from
 `last-deployed.sh <previous> all`), staging and prod are also refused promoted values (infra/pins.py:
@@ -57,6 +63,10 @@ class Decision:
     revision: str
     deploy: bool
     reason: str
+    # main has work for this stack that this job does not do, and that no deployment has done yet:
+    # deploy.yml then dispatches a Deploy run, because the job that would have done it may have been
+    # cancelled by this older one (see resolve(), `main`).
+    reconcile: bool = False
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -156,12 +166,50 @@ def resolve(
     *,
     force: bool = False,
     upstream_deployed: list[str] | None = None,
+    main: str | None = None,
 ) -> Decision:
+    """Decide for the job of run `commit`; see the module docstring.
+
+    `main` is main's tip when the job starts (the apply and registration guards pass it). GitHub keeps
+    one pending job per concurrency group and cancels it when another job is queued, whatever run
+    either belongs to (docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/
+    control-workflow-concurrency): an older run's job queued last can cancel a newer run's. So a job
+    whose stack state (revision and stack file) differs from main's does nothing, and says
+    `reconcile` when main's state is not what the stack last deployed.
+    """
     decision = _decide(repo, stack, commit, deployed, force)
+    if main is not None and main != commit:
+        decision = _against_main(repo, stack, commit, deployed, main=main, decision=decision)
     # Checked before any deploy, not for a stack that stays as it is.
     if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
         check_upstream_ran(repo, stack, pins_at(repo, stack, commit), upstream_deployed)
     return decision
+
+
+def _state(repo: Path, stack: str, commit: str) -> tuple[str, str]:
+    """What a deploy at `commit` makes the stack run: its resolved revision and stack file."""
+    return revision_at(repo, stack, commit), _stack_file(repo, stack, commit)[0]
+
+
+def _against_main(
+    repo: Path, stack: str, commit: str, deployed: str | None, *, main: str, decision: Decision
+) -> Decision:
+    if not FULL_SHA.fullmatch(main) or not _contains(repo, main, commit):
+        raise RevisionError(f"main {main!r}: not a commit containing this run's commit {commit}")
+    wanted = _state(repo, stack, main)
+    try:
+        done = _state(repo, stack, deployed) if deployed else None
+    except RevisionError:
+        done = None  # what ran then no longer reads
+    reconcile = done != wanted
+    if _state(repo, stack, commit) != wanted:
+        return Decision(
+            decision.revision,
+            False,
+            f"superseded by main at {main}: {stack} should run {wanted[0]} with its stack file there",
+            reconcile,
+        )
+    return Decision(decision.revision, decision.deploy, decision.reason, reconcile and not decision.deploy)
 
 
 def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bool) -> Decision:
@@ -202,6 +250,9 @@ def main(argv: list[str]) -> int:
         metavar="COMMIT",
         help="commits of the previous stack's successful deployments: the revision must be one it ran",
     )
+    parser.add_argument(
+        "--main", default=None, help="main's tip when the job starts: a job behind main's state does nothing"
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
     try:
@@ -212,6 +263,7 @@ def main(argv: list[str]) -> int:
             args.deployed or None,
             force=args.force,
             upstream_deployed=args.upstream_deployed,
+            main=args.main,
         )
     except RevisionError as exc:
         print(f"stack_revision.py: {exc}", file=sys.stderr)
@@ -219,6 +271,8 @@ def main(argv: list[str]) -> int:
     print(f"revision={decision.revision}")
     print(f"deploy={'true' if decision.deploy else 'false'}")
     print(f"reason={decision.reason}")
+    if args.main is not None:
+        print(f"reconcile={'true' if decision.reconcile else 'false'}")
     return 0
 
 

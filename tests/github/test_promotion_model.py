@@ -158,6 +158,8 @@ class Platform:
     # GitHub's successful `<stack>-workflows` deployments, oldest first (what last-deployed.sh lists).
     records: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     refused: list[tuple[str, str]] = field(default_factory=list)
+    # Deploy runs the guards dispatched (workflow_dispatch at main's tip), oldest first.
+    dispatched: list[str] = field(default_factory=list)
     # Every (stack, revision) a stack ran after a complete deploy (apply and registration).
     ran: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     # Per stack, the revisions whose infra/ was applied (even where the registration then failed).
@@ -188,7 +190,14 @@ class Platform:
         return code, self.head()
 
     def _job(self, stack: str, run: Run, force: bool = False) -> Any:
-        return stack_revision.resolve(self.repo, stack, run.commit, self.deployed[stack], force=force)
+        """The `Still needed?` guard of an apply or registration: main's tip is what the job's
+        checkout (fetch-depth: 0) sees when it starts. A `reconcile` is a dispatched Deploy run."""
+        guard = stack_revision.resolve(
+            self.repo, stack, run.commit, self.deployed[stack], force=force, main=self.head()
+        )
+        if guard.reconcile:
+            self.dispatched.append(self.head())
+        return guard
 
     def _resolve(self, stack: str, run: Run, force: bool) -> Any:
         """The resolve job: with the previous stack's successful deployments (newest first)."""
@@ -202,11 +211,12 @@ class Platform:
             self.refused.append((stack, str(error)))
             return None
 
-    def deploy(self, run: Run, force: str | None = None) -> None:
+    def deploy(self, run: Run, force: str | None = None, only: set[str] | None = None) -> None:
         """deploy.yml for one run, with every job of a stack in order: resolve, then the guarded
-        apply and registration (each re-resolving against the record at that moment)."""
+        apply and registration (each re-resolving against the record at that moment). `only`: the
+        stacks whose jobs get to run now (the others' are still queued, or cancelled)."""
         decisions = {s: self._resolve(s, run, force == s) for s in STACKS}
-        for stack in STACKS:
+        for stack in only or STACKS:
             if decisions[stack] is None or not decisions[stack].deploy:
                 continue
             guard = self._job(stack, run, force == stack)
@@ -493,3 +503,68 @@ def test_a_stack_file_change_at_the_same_revision_names_what_changed(platform):
     assert decision.deploy
     assert f"{platform.base} -> {platform.base}" not in decision.reason
     assert decision.reason == f"prod: environments/Pulumi.prod.yaml changed, revision {platform.base} unchanged"
+
+
+class ConcurrencyGroup:
+    """GitHub's rule for one concurrency group with `cancel-in-progress: false`: one running job,
+    at most one pending; a job queued while another is pending cancels that one and takes its place,
+    whichever run either belongs to (docs.github.com/actions/how-tos/write-workflows/
+    choose-when-workflows-run/control-workflow-concurrency)."""
+
+    def __init__(self) -> None:
+        self.pending: Run | None = None
+        self.cancelled: list[Run] = []
+
+    def queue(self, run: Run) -> None:
+        if self.pending is not None:
+            self.cancelled.append(self.pending)
+        self.pending = run
+
+    def start(self) -> Run:
+        run, self.pending = self.pending, None
+        assert run is not None
+        return run
+
+
+def test_an_older_runs_job_queued_last_cannot_strand_the_newer_pin(platform):
+    """Promotions of A then B to prod; B's run's apply-prod is queued first (its plan was faster), A's
+    second: GitHub cancels B's. A's job must not deploy A, and B must still reach prod."""
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.promote("staging", "prod")[0] == 0
+    promotion_a = Run(platform.head())  # its prod jobs are in flight
+    platform.deploy(promotion_a, only={"dev", "staging"})
+    b = platform.merge("B")
+    platform.deploy(Run(b), only={"dev"})
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()), only={"dev", "staging"})
+    assert platform.running["staging"] == b
+    assert platform.promote("staging", "prod")[0] == 0
+    promotion_b = Run(platform.head())
+    platform.deploy(promotion_b, only={"dev", "staging"})
+
+    group = ConcurrencyGroup()  # deploy-prod, while an earlier job of the group runs
+    group.queue(promotion_b)
+    group.queue(promotion_a)
+    assert group.cancelled == [promotion_b]
+    platform.deploy(group.start(), only={"prod"})
+    assert a not in platform.applied["prod"]  # A's job saw main pin B and did nothing
+    assert platform.dispatched == [promotion_b.commit]
+    platform.deploy(Run(platform.dispatched.pop()), only={"prod"})  # Deploy dispatched at main's tip
+    assert platform.running["prod"] == b
+    assert_invariant(platform)
+
+
+def test_a_job_at_mains_state_needs_no_reconcile(platform):
+    """An infra merge after a promotion leaves prod's state as it was: the promotion's job deploys."""
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    promotion = Run(platform.head())
+    platform.deploy(promotion, only={"dev"})
+    platform.merge("B")  # main moves on; staging's file stays as the promotion wrote it
+    platform.deploy(promotion, only={"staging"})
+    assert platform.running["staging"] == a
+    assert platform.dispatched == []

@@ -61,7 +61,8 @@ def test_deploy_runs_on_merge_to_main_and_on_demand_for_one_stack(deploy):
     # A stack can be redeployed at its pin without a push (fault: deploys ran on push only).
     assert deploy["on"]["push"] == {"branches": ["main"]}
     stack = deploy["on"]["workflow_dispatch"]["inputs"]["stack"]
-    assert stack["type"] == "choice" and stack["options"] == list(STACKS)
+    # `all` forces nothing: it reconciles every stack that is behind (what a stale job dispatches).
+    assert stack["type"] == "choice" and stack["options"] == ["all", *STACKS]
 
 
 def test_every_stack_is_reconciled_by_every_run_not_by_the_push_diff(deploy):
@@ -169,6 +170,38 @@ def test_one_concurrency_group_per_stack_and_drift_never_in_it(deploy):
     drift = load("drift.yml")["jobs"]["refresh"]
     assert drift["concurrency"]["group"] == "drift-${{ matrix.stack }}"
     assert drift["concurrency"]["cancel-in-progress"] is False
+
+
+def test_a_stale_job_compares_with_main_and_dispatches_a_reconcile(deploy):
+    """GitHub cancels a group's pending job when another is queued, whichever run it belongs to
+    (docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/control-workflow-concurrency),
+    so an older run's job can replace a newer one's. Each apply and registration compares its stack
+    with main's tip as its checkout sees it (fetch-depth: 0 fetches +refs/heads/*:refs/remotes/origin/*,
+    actions/checkout src/ref-helper.ts getRefSpecForAllHistory) and, when main is ahead of what the
+    stack deployed, a Deploy run is dispatched (a workflow_dispatch made with GITHUB_TOKEN does start
+    a run: docs.github.com/actions/concepts/security/github_token). The model is
+    test_promotion_model.py::test_an_older_runs_job_queued_last_cannot_strand_the_newer_pin."""
+    jobs = deploy["jobs"]
+    stack_input = deploy["on"]["workflow_dispatch"]["inputs"]["stack"]
+    assert "all" in stack_input["options"]
+    for stack in STACKS:
+        for kind in ("apply", "register"):
+            job = jobs[f"{kind}-{stack}"]
+            checkout = steps_using(job, "actions/checkout")[0]
+            assert checkout["with"]["fetch-depth"] == 0 and "ref" not in checkout["with"]
+            guard = next(s for s in job["steps"] if s.get("id") == "guard")
+            assert '--main "$(git rev-parse refs/remotes/origin/main)"' in guard["run"]
+        assert jobs[f"apply-{stack}"]["outputs"]["reconcile"] == "${{ steps.guard.outputs.reconcile }}"
+        reconcile = jobs[f"reconcile-{stack}"]
+        assert reconcile["needs"] == [f"apply-{stack}"]
+        assert reconcile["if"] == f"${{{{ !cancelled() && needs.apply-{stack}.outputs.reconcile == 'true' }}}}"
+        assert reconcile["permissions"] == {"actions": "write"}
+        assert "gh workflow run deploy.yml --ref main -f stack=all" in reconcile["steps"][-1]["run"]
+        # A registration superseded by main fails (its success would be a false record), so it
+        # dispatches itself before failing.
+        register_guard = next(s for s in jobs[f"register-{stack}"]["steps"] if s.get("id") == "guard")["run"]
+        dispatch = register_guard.index("gh workflow run deploy.yml --ref main -f stack=all")
+        assert dispatch < register_guard.index("exit 1")
 
 
 def test_the_plan_saved_at_preview_is_the_plan_applied(deploy):
@@ -305,6 +338,8 @@ def test_write_permissions_are_where_they_are_needed_and_nowhere_else():
         # Pushes the promotion branch only: no workflow opens or approves a pull request.
         ("promote.yml", "promote", "contents"),
         ("drift.yml", "report", "issues"),
+        # Dispatch Deploy when an older run's job found main ahead of it (test_a_stale_job_...).
+        *(("deploy.yml", f"{kind}-{stack}", "actions") for kind in ("reconcile", "register") for stack in STACKS),
     }
 
 
