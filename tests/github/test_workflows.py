@@ -4,6 +4,7 @@ executed here on real inputs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -129,7 +130,8 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    calls = result.stdout.splitlines()
+    checks, *calls = result.stdout.splitlines()
+    assert checks.startswith("GET repos/example-org/platform/actions/variables/{PULUMI_PR_RUNNER,PULUMI_RUNNER}")
     assert len(calls) == 12
     for stack in [*STACKS, *(f"{s}-workflows" for s in STACKS)]:
         put = next(c for c in calls if c.startswith(f"PUT repos/example-org/platform/environments/{stack} "))
@@ -598,3 +600,143 @@ def test_deploy_refuses_a_configured_stack_without_backend_or_region(tmp_path, m
     assert result.returncode == 1
     assert "::error::repository variables PULUMI_BACKEND_URL and AWS_REGION must be set" in result.stdout
     assert "deploy=true" not in output.read_text()
+
+
+def test_pull_request_code_never_runs_on_the_deploy_runners():
+    """A self-hosted runner can be persistently compromised by untrusted code in a workflow
+    (docs.github.com/en/actions/hosting-your-own-runners/managing-self-hosted-runners/
+    about-self-hosted-runners#self-hosted-runner-security):
+    pull request code (untrusted) runs on its own label, never on the runners that later deploy."""
+    runs_on: dict[tuple[str, str], str] = {
+        (name, job_name): str(job["runs-on"])
+        for name, workflow in all_workflows().items()
+        for job_name, job in workflow["jobs"].items()
+    }
+    pr_label = "${{ vars.PULUMI_PR_RUNNER || 'ubuntu-24.04' }}"
+    deploy_label = "${{ vars.PULUMI_RUNNER || 'ubuntu-24.04' }}"
+    for (name, job_name), label in runs_on.items():
+        if name in ("pull-request.yml", "pull-request-comment.yml"):
+            assert "PULUMI_RUNNER" not in label, (name, job_name)
+        else:
+            assert "PULUMI_PR_RUNNER" not in label, (name, job_name)
+    assert runs_on[("pull-request.yml", "preview")] == pr_label
+    assert {label for label in runs_on.values() if "vars." in label} == {pr_label, deploy_label}
+
+
+def test_the_preview_refuses_to_share_a_label_with_the_deploy_runners(tmp_path):
+    """Checked in the preview's first step, before any pull request code is checked out."""
+    steps = load("pull-request.yml")["jobs"]["preview"]["steps"]
+    assert steps[0].get("id") == "creds"
+    env = {
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_REPOSITORY": "org/platform",
+        "HEAD_REPO": "org/platform",
+        "GITHUB_ACTOR": "alice",
+        "ROLE": "arn:aws:iam::123456789012:role/cdao-github-pr-preview-dev",
+        "BACKEND": "s3://cdao-pulumi-state/cdao",
+        "REGION": "us-east-1",
+        "STACK": "dev",
+        "PR_RUNNER": "cdao-deploy",
+        "DEPLOY_RUNNER": "cdao-deploy",
+    }
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step_script("pull-request.yml", "preview", "creds")],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "::error::variables PULUMI_PR_RUNNER and PULUMI_RUNNER name the same runner label" in result.stdout
+    assert "available=true" not in output.read_text()
+    distinct = run_step(
+        step_script("pull-request.yml", "preview", "creds"), {**env, "PR_RUNNER": "cdao-pr"}, tmp_path, tmp_path
+    )
+    assert distinct == {"available": "true"}
+
+
+def _configure_with_gh(tmp_path: Path, variables: dict[str, str], runners: list[dict[str, Any]]):
+    """configure_environments.py (not a dry run) against a `gh api` stand-in: "Get a repository
+    variable" answers {"name", "value", ...} or 404 (docs.github.com/en/rest/actions/variables),
+    "List self-hosted runners for a repository" answers {"total_count", "runners": [{"id", "name",
+    "labels": [{"id", "name", "type"}]}]} (docs.github.com/en/rest/actions/self-hosted-runners);
+    every other call succeeds with {}."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    data = tmp_path / "gh.json"
+    data.write_text(json.dumps({"variables": variables, "runners": {"total_count": len(runners), "runners": runners}}))
+    gh = bin_dir / "gh"
+    gh.write_text(
+        "#!/usr/bin/env bash\n"
+        'path=""; for a in "$@"; do case "$a" in repos/*|orgs/*) path="$a" ;; esac; done\n'
+        'case "$path" in\n'
+        '  */actions/variables/*) name="${path##*/}"\n'
+        f'    v=$(jq -r --arg n "$name" \'.variables[$n] // empty\' "{data}")\n'
+        '    if [ -z "$v" ]; then\n'
+        '      echo \'{"message":"Not Found","status":"404"}\'; echo "gh: Not Found (HTTP 404)" >&2; exit 1\n'
+        "    fi\n"
+        '    jq -n --arg n "$name" --arg v "$v" \'{name: $n, value: $v}\' ;;\n'
+        f'  */actions/runners[?]*|*/actions/runners) jq .runners "{data}" ;;\n'
+        "  orgs/*) echo '{\"id\": 7}' ;;\n"
+        "  *) cat > /dev/null; echo '{}' ;;\n"
+        "esac\n"
+    )
+    gh.chmod(0o755)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / ".github" / "scripts" / "configure_environments.py"),
+            "--repo",
+            "example-org/platform",
+            "--reviewer",
+            "team:platform-leads",
+        ],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _runner(name: str, *labels: str) -> dict[str, Any]:
+    return {
+        "id": len(name),
+        "name": name,
+        "os": "linux",
+        "status": "online",
+        "busy": False,
+        "labels": [{"id": n, "name": label, "type": "custom"} for n, label in enumerate(["self-hosted", *labels])],
+    }
+
+
+@pytest.mark.parametrize(
+    ("variables", "runners", "error"),
+    [
+        ({"PULUMI_RUNNER": "cdao-deploy", "PULUMI_PR_RUNNER": "cdao-deploy"}, [], "name the same label"),
+        (
+            {"PULUMI_RUNNER": "cdao-deploy", "PULUMI_PR_RUNNER": "cdao-pr"},
+            [_runner("ops-1", "cdao-deploy"), _runner("ops-2", "cdao-pr", "cdao-deploy")],
+            "runner ops-2 carries both",
+        ),
+        ({"PULUMI_RUNNER": "cdao-deploy", "PULUMI_PR_RUNNER": "cdao-pr"}, [_runner("ops-1", "cdao-deploy")], None),
+        ({}, [], None),  # GitHub-hosted runners for both
+    ],
+)
+def test_configure_environments_refuses_a_runner_shared_by_pull_requests_and_deploys(
+    tmp_path, variables, runners, error
+):
+    result = _configure_with_gh(tmp_path, variables, runners)
+    if error:
+        assert result.returncode == 2
+        assert error in result.stderr
+        assert "PUT" not in result.stdout  # checked before any environment is changed
+    else:
+        assert result.returncode == 0, result.stderr
