@@ -324,3 +324,75 @@ def test_last_deployed_orders_statuses_of_the_same_second_by_id(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [a]
+
+
+def _git_in(cwd: Path, *args: str) -> str:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(cwd),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _promotion_clone(tmp_path: Path, name: str, pin: str) -> Path:
+    """A clone of the shared bare `origin` with main plus one promotion commit (what promote.yml has
+    when it pushes)."""
+    origin = tmp_path / "origin.git"
+    if not origin.exists():
+        seed = tmp_path / "seed"
+        seed.mkdir()
+        _git_in(seed, "init", "--quiet", "--initial-branch=main")
+        (seed / "environments").mkdir()
+        (seed / "environments" / "Pulumi.prod.yaml").write_text("revision: " + "a" * 40 + "\n")
+        _git_in(seed, "add", "-A")
+        _git_in(seed, "commit", "--quiet", "-m", "main")
+        _git_in(tmp_path, "clone", "--quiet", "--bare", str(seed), str(origin))
+    clone = tmp_path / name
+    _git_in(tmp_path, "clone", "--quiet", str(origin), str(clone))
+    (clone / "environments" / "Pulumi.prod.yaml").write_text(f"revision: {pin}\n")
+    _git_in(clone, "commit", "--quiet", "-am", f"Promote staging -> prod (run {name})")
+    return clone
+
+
+def _push_promotion(clone: Path, branch: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPTS / "push-promotion.sh"), branch],
+        cwd=clone,
+        env={"PATH": os.environ["PATH"], "HOME": str(clone), "GIT_CONFIG_NOSYSTEM": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_push_promotion_pushes_then_reuses_only_an_identical_branch(tmp_path):
+    branch = "promote/staging-to-prod-0123456789ab"
+    first = _promotion_clone(tmp_path, "run-1", "b" * 40)
+    assert _push_promotion(first, branch).returncode == 0
+    again = _promotion_clone(tmp_path, "run-2", "b" * 40)  # the same pins, a new commit
+    result = _push_promotion(again, branch)
+    assert result.returncode == 0, result.stderr
+    assert "exists with exactly this promotion" in result.stdout
+
+
+def test_push_promotion_refuses_a_branch_with_other_content(tmp_path):
+    """Someone created the branch under the promotion's name first, with more than the promotion."""
+    branch = "promote/staging-to-prod-0123456789ab"
+    squatter = _promotion_clone(tmp_path, "squatter", "b" * 40)
+    (squatter / "infra.py").write_text("print('not reviewed')\n")
+    _git_in(squatter, "add", "-A")
+    _git_in(squatter, "commit", "--quiet", "-m", "extra")
+    _git_in(squatter, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+    before = _git_in(tmp_path / "origin.git", "rev-parse", f"refs/heads/{branch}")
+
+    result = _push_promotion(_promotion_clone(tmp_path, "run", "b" * 40), branch)
+    assert result.returncode == 1
+    assert f"::error::branch {branch} exists with other content than this promotion" in result.stdout
+    assert _git_in(tmp_path / "origin.git", "rev-parse", f"refs/heads/{branch}") == before

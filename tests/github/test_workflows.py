@@ -424,8 +424,12 @@ def test_promotion_workflow_pushes_what_the_source_deployed_and_opens_no_pull_re
     # A person opens the pull request (so a second person must approve it); no workflow can.
     assert "gh pr create" not in text and "gh pr review" not in text and "gh workflow run" not in text
     assert "/compare/main...${branch}?" in text
-    pushes = [line.strip() for line in text.splitlines() if line.strip().startswith(("git push", "if ! git push"))]
-    assert pushes == ['if ! git push origin "$branch"; then']
+    # The only push: push-promotion.sh, which refuses to reuse a branch holding anything else
+    # (test_scripts.py::test_push_promotion_refuses_a_branch_with_other_content).
+    assert "git push" not in text
+    assert text.count('bash .github/scripts/push-promotion.sh "$branch"') == 1
+    # The requester is told to open the pull request, so GitHub keeps them from approving it.
+    assert "Open this pull request as @%s, and have someone else approve it" in text
     assert 'branch="promote/${FROM}-to-${TO}-${digest}"' in text
 
 
