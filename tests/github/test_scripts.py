@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / ".github" / "scripts"
 
@@ -226,13 +228,53 @@ def test_first_deploy_refuses_an_unknown_option(tmp_path):
     assert calls == []
 
 
-def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[int, list[dict]]) -> None:
+BOT = {"login": "github-actions[bot]", "type": "Bot"}
+SERVER = "https://github.com/example-org/platform"
+
+
+def _gh_with_deployments(
+    bin_dir: Path,
+    deployments: list[dict],
+    statuses: dict[int, list[dict]],
+    runs: dict[int, dict] | None = None,
+    jobs: dict[int, list[dict]] | None = None,
+) -> None:
     """A `gh api` stand-in serving the REST shapes of "List deployments" and "List deployment
     statuses" (docs.github.com/en/rest/deployments/deployments, /rest/deployments/statuses): arrays
-    of objects with `id`, `sha`, `environment`, `created_at`; and `state`, `created_at`. Like gh, it
-    applies --jq to the page; the order is deliberately not newest-first."""
+    of objects with `id`, `sha`, `environment`, `creator`, `created_at`; and `id`, `state`, `creator`,
+    `log_url`, `created_at`; "Get a workflow run" (docs.github.com/en/rest/actions/workflow-runs:
+    `path`, `head_branch`, `head_sha`) and "List jobs for a workflow run" (docs.github.com/en/rest/
+    actions/workflow-jobs: `{"jobs": [{"name", "conclusion"}]}`). What a test leaves out is what
+    GitHub Actions itself writes for deploy.yml's registration job: creator github-actions[bot], a
+    `success` status whose log_url is run 1000+<deployment id>, that run of deploy.yml on main at the
+    deployment's sha, and its successful `Register workflows/ to Flyte (<stack>, ...)` job. Like gh,
+    it applies --jq to the page; the order is deliberately not newest-first."""
+    runs = dict(runs or {})
+    jobs = dict(jobs or {})
+    for deployment in deployments:
+        deployment.setdefault("creator", BOT)
+        run_id = 1000 + deployment["id"]
+        for status in statuses.get(deployment["id"], []):
+            status.setdefault("creator", BOT)
+            status.setdefault("log_url", f"{SERVER}/actions/runs/{run_id}/job/{run_id * 10}")
+        runs.setdefault(
+            run_id, {"path": ".github/workflows/deploy.yml", "head_branch": "main", "head_sha": deployment["sha"]}
+        )
+        stack = deployment["environment"].removesuffix("-workflows")
+        jobs.setdefault(
+            run_id, [{"name": f"Register workflows/ to Flyte ({stack}, domain d)", "conclusion": "success"}]
+        )
     data = bin_dir / "data.json"
-    data.write_text(json.dumps({"deployments": deployments, "statuses": {str(k): v for k, v in statuses.items()}}))
+    data.write_text(
+        json.dumps(
+            {
+                "deployments": deployments,
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "runs": {str(k): v for k, v in runs.items()},
+                "jobs": {str(k): {"total_count": len(v), "jobs": v} for k, v in jobs.items()},
+            }
+        )
+    )
     _stub(
         bin_dir,
         "gh",
@@ -245,9 +287,12 @@ def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[
         "    *) shift ;;\n"
         "  esac\n"
         "done\n"
+        'path="${path%%\\?*}"\n'
         'case "$path" in\n'
         f'  */statuses) id=$(basename "$(dirname "$path")"); jq ".statuses[\\"$id\\"]" "{data}" ;;\n'
         f'  */deployments) jq --arg env "$env" \'[.deployments[] | select(.environment == $env)]\' "{data}" ;;\n'
+        f'  */jobs) id=$(basename "$(dirname "$path")"); jq ".jobs[\\"$id\\"]" "{data}" ;;\n'
+        f'  */actions/runs/*) jq ".runs[\\"$(basename "$path")\\"]" "{data}" ;;\n'
         'esac | jq -r "$jq_filter"\n',
     )
 
@@ -396,3 +441,58 @@ def test_push_promotion_refuses_a_branch_with_other_content(tmp_path):
     assert result.returncode == 1
     assert f"::error::branch {branch} exists with other content than this promotion" in result.stdout
     assert _git_in(tmp_path / "origin.git", "rev-parse", f"refs/heads/{branch}") == before
+
+
+ALICE = {"login": "alice", "type": "User"}
+
+
+@pytest.mark.parametrize(
+    ("forged", "reason"),
+    [
+        ({"deployment": {"creator": ALICE}}, "deployment 2 was created by alice"),
+        ({"status": {"creator": ALICE}}, "the success status of deployment 2 was created by alice"),
+        (
+            {"status": {"log_url": "https://github.com/someone/fork/actions/runs/1002"}},
+            "not a run of example-org/platform",
+        ),
+        ({"status": {"log_url": ""}}, "points to ''"),
+        ({"run": {"path": ".github/workflows/pull-request.yml"}}, "not deploy.yml on main"),
+        ({"run": {"head_branch": "promote/dev-to-staging-0123"}}, "not deploy.yml on main"),
+        ({"run": {"head_sha": "a" * 40}}, "not deploy.yml on main"),
+        (
+            {"jobs": [{"name": "Register workflows/ to Flyte (prod, domain production)", "conclusion": "failure"}]},
+            "no successful registration job of prod",
+        ),
+    ],
+)
+def test_last_deployed_ignores_a_record_github_actions_did_not_write(tmp_path, forged, reason):
+    """Anyone with push access can create a deployment and a `success` status through the REST API
+    (docs.github.com/en/rest/deployments); only a record of deploy.yml's own registration job counts."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    a, b = "a" * 40, "b" * 40
+    deployments = [
+        {"id": 1, "sha": a, "environment": "prod-workflows", "created_at": "2026-11-01T10:00:00Z"},
+        {
+            "id": 2,
+            "sha": b,
+            "environment": "prod-workflows",
+            "created_at": "2026-11-02T10:00:00Z",
+            **forged.get("deployment", {}),
+        },
+    ]
+    statuses = {
+        1: [{"id": 10, "state": "success", "created_at": "2026-11-01T10:05:00Z"}],
+        2: [{"id": 20, "state": "success", "created_at": "2026-11-02T10:05:00Z", **forged.get("status", {})}],
+    }
+    run = {"path": ".github/workflows/deploy.yml", "head_branch": "main", "head_sha": b, **forged.get("run", {})}
+    jobs = {1002: forged["jobs"]} if "jobs" in forged else None
+    _gh_with_deployments(bin_dir, deployments, statuses, runs={1002: run}, jobs=jobs)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "last-deployed.sh"), "prod"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [a]  # b's record is not trusted; the one before it is
+    assert "::warning title=Deployment record of prod not trusted::" in result.stderr
+    assert reason in result.stderr
