@@ -744,3 +744,31 @@ def test_configure_environments_refuses_a_runner_shared_by_pull_requests_and_dep
         assert "PUT" not in result.stdout  # checked before any environment is changed
     else:
         assert result.returncode == 0, result.stderr
+
+
+def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
+    """A job with `id-token: write` can mint its AWS role's credentials from any step (every step
+    gets ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN: docs.github.com/en/actions/deployment/
+    security-hardening-your-deployments/configuring-openid-connect-in-cloud-providers), so it runs no
+    code of main: only
+    the workflow file itself (which GitHub takes from main for a push or dispatch run) and the code of
+    the revision it deploys, checked out in stack/ before anything runs. main's checkout is data
+    there: the stack file and the git history the guard compares."""
+    scripts = re.compile(r"(\S*)\.github/scripts/")
+    for job_name, job in deploy["jobs"].items():
+        if job["permissions"].get("id-token") != "write":
+            continue
+        steps = job["steps"]
+        pinned = [i for i, s in enumerate(steps) if s.get("with", {}).get("path") == "stack"]
+        for index, step in enumerate(steps):
+            run = str(step.get("run", ""))
+            if re.search(r"\buv (sync|run)\b", run) or "pulumi/actions@" in str(step.get("uses", "")):
+                assert pinned and index > pinned[0], (job_name, step.get("name"))
+            if re.search(r"\buv sync\b", run):
+                assert step.get("working-directory") == "stack", (job_name, step.get("name"))
+            for match in re.finditer(r"\buv run\b[^\n]*", run):
+                assert "--project stack" in match.group(0), (job_name, match.group(0))
+            for prefix in scripts.findall(run):
+                assert prefix == "stack/", (job_name, step.get("name"), prefix)
+            if "pulumi/actions@" in str(step.get("uses", "")):
+                assert step["with"]["pulumi-version-file"] == "stack/.github/pulumi-version", job_name
