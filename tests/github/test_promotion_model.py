@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -568,3 +569,79 @@ def test_a_job_at_mains_state_needs_no_reconcile(platform):
     platform.deploy(promotion, only={"staging"})
     assert platform.running["staging"] == a
     assert platform.dispatched == []
+
+
+# --- the promotion pull request's check (pull-request.yml, job `promotion`) ----------------------
+
+_check_spec = importlib.util.spec_from_file_location("check_promotion", SCRIPTS / "check_promotion.py")
+assert _check_spec and _check_spec.loader
+check_promotion = importlib.util.module_from_spec(_check_spec)
+_check_spec.loader.exec_module(check_promotion)
+
+
+def _promotion_pr(platform: Platform, requester: str = "alice", edit=None) -> tuple[str, str]:
+    """promote.yml's commit on a branch: cdao promote dev -> staging, committed with the message
+    promote.yml writes (title, body, `Requested by @<actor> in <run URL>.`); (base, head)."""
+    base = platform.head()
+    _git(platform.repo, "switch", "--quiet", "--create", "promote/dev-to-staging-0123")
+    code = promote.main(
+        ["dev", "staging", "--source-deployed", platform.deployed["dev"], "--environments", str(platform.environments)]
+    )
+    assert code == 0
+    if edit:
+        edit(platform.repo)
+    _git(platform.repo, "add", "-A")
+    message = f"Promote dev -> staging\n\nRequested by @{requester} in https://github.com/o/r/actions/runs/1.\n"
+    _git(platform.repo, "commit", "--quiet", "-m", message)
+    head = platform.head()
+    _git(platform.repo, "switch", "--quiet", "main")
+    return base, head
+
+
+def _check(platform: Platform, base: str, head: str, author: str = "alice") -> str:
+    deployed = {stack: list(reversed(platform.records[stack])) for stack in ("dev", "staging")}
+    return check_promotion.check(platform.repo, base, head, author, deployed)
+
+
+def test_a_promotion_pull_request_opened_by_its_requester_passes(platform):
+    platform.deploy(Run(platform.merge("A")))
+    base, head = _promotion_pr(platform)
+    assert _check(platform, base, head) == "staging"
+
+
+def test_a_promotion_pull_request_opened_by_someone_else_is_refused(platform):
+    """The requester must be the author, whom GitHub never lets approve; otherwise the requester
+    could approve a promotion a colleague opened for them."""
+    platform.deploy(Run(platform.merge("A")))
+    base, head = _promotion_pr(platform, requester="alice")
+    with pytest.raises(
+        check_promotion.PromotionCheckError, match="requested by @alice but this pull request was opened by @bob"
+    ):
+        _check(platform, base, head, author="bob")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda repo: (repo / "infra.txt").write_text("unreviewed\n"), "this pull request changes: environments/"),
+        (
+            lambda repo: (repo / "environments" / "Pulumi.staging.yaml").write_text(
+                (repo / "environments" / "Pulumi.staging.yaml").read_text().replace("maxSize: 6", "maxSize: 60")
+            ),
+            "cdao:nodePools.cpu changed; a promotion changes only cdao:gitops.revision, cdao:gitops.chartVersions",
+        ),
+        (
+            lambda repo: (repo / "environments" / "Pulumi.staging.yaml").write_text(
+                (repo / "environments" / "Pulumi.staging.yaml")
+                .read_text()
+                .replace("flyte-core: v1.16.8", "flyte-core: v1.17.0")
+            ),
+            "chartVersions.flyte-core = v1.17.0: dev never ran these chart versions",
+        ),
+    ],
+)
+def test_a_promotion_pull_request_that_carries_more_than_the_promotion_is_refused(platform, edit, message):
+    platform.deploy(Run(platform.merge("A")))
+    base, head = _promotion_pr(platform, edit=edit)
+    with pytest.raises(check_promotion.PromotionCheckError, match=re.escape(message)):
+        _check(platform, base, head)

@@ -772,3 +772,20 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
                 assert prefix == "stack/", (job_name, step.get("name"), prefix)
             if "pulumi/actions@" in str(step.get("uses", "")):
                 assert step["with"]["pulumi-version-file"] == "stack/.github/pulumi-version", job_name
+
+
+def test_a_promotion_pull_request_is_checked_with_mains_rule():
+    """The check runs the base's code (a promote/ branch is pushed by a workflow, but anyone with
+    push access can push one): the head commit is only read. The rule itself is tested on a real
+    history: test_promotion_model.py::test_a_promotion_pull_request_*."""
+    job = load("pull-request.yml")["jobs"]["promotion"]
+    assert job["if"] == "${{ startsWith(github.head_ref, 'promote/') }}"
+    checkout = steps_using(job, "actions/checkout")[0]
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert checkout["with"]["fetch-depth"] == 0
+    run = job["steps"][-1]["run"]
+    assert "bash .github/scripts/last-deployed.sh dev all" in run
+    assert "bash .github/scripts/last-deployed.sh staging all" in run
+    assert '--head "$HEAD_SHA"' in run and '--author "$AUTHOR"' in run
+    assert job["steps"][-1]["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
+    assert job["permissions"] == {"actions": "read", "contents": "read", "deployments": "read"}
