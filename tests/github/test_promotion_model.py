@@ -7,8 +7,8 @@ guard of every apply and registration) on a real git history, and `cdao promote`
 promote.yml reads from GitHub's deployment record. What GitHub itself does is modelled from its
 documentation: a job referencing an environment creates a deployment for the run's commit whose
 status is the job's result (docs.github.com/actions/concepts/workflows-and-actions/deployment-environments);
-a newer job queued in a concurrency group cancels the pending one (docs.github.com/actions/how-tos/
-write-workflows/choose-when-workflows-run/control-workflow-concurrency); a re-run uses the original
+a job queued in a concurrency group cancels the pending one, whichever run either belongs to
+(docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/control-workflow-concurrency); a re-run uses the original
 run's commit (docs.github.com/actions/managing-workflow-runs/re-running-workflows-and-jobs).
 The first tests pin the wiring in the workflow files that makes the model the workflows' behaviour.
 """
