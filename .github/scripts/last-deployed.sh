@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # last-deployed.sh STACK [all]
 # Prints the commit of main at which STACK's last successful deployment ran, or nothing if it never
-# succeeded; with `all`, the commits of its successful deployments, newest first (the newest 100
-# deployments are looked at). deploy.yml's `register-<stack>` job runs in the GitHub environment
+# succeeded; with `all`, the commits of its successful deployments, newest first (the newest 30
+# deployments are looked at: each trusted record costs three REST calls, and GITHUB_TOKEN gets 1,000
+# requests per hour per repository, docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api;
+# a promotion pins the source's last deployment, so the record it needs is among the newest few). deploy.yml's `register-<stack>` job runs in the GitHub environment
 # `<stack>-workflows` and is the last job of a stack's deploy, so GitHub's deployment record of that
 # environment (one per job, with the run's commit as `sha` and the job's result as its status;
 # docs.github.com/en/rest/deployments/deployments and /rest/deployments/statuses) is the record of
@@ -66,7 +68,7 @@ looked=0
 while read -r _ id sha creator; do
   [ -n "${id:-}" ] || continue
   looked=$((looked + 1))
-  if [ "${looked}" -gt 100 ]; then
+  if [ "${looked}" -gt 30 ]; then
     break
   fi
   statuses=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments/${id}/statuses" -f per_page=100 \
