@@ -8,8 +8,8 @@ promote.yml reads from GitHub's deployment record. What GitHub itself does is mo
 documentation: a job referencing an environment creates a deployment for the run's commit whose
 status is the job's result (docs.github.com/actions/concepts/workflows-and-actions/deployment-environments);
 a job queued in a concurrency group cancels the pending one, whichever run either belongs to
-(docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/control-workflow-concurrency); a re-run uses the original
-run's commit (docs.github.com/actions/managing-workflow-runs/re-running-workflows-and-jobs).
+(docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/control-workflow-concurrency);
+a re-run uses the original run's commit (docs.github.com/actions/managing-workflow-runs/re-running-workflows-and-jobs).
 The first tests pin the wiring in the workflow files that makes the model the workflows' behaviour.
 """
 
