@@ -36,13 +36,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
-from infra.config import NAMESPACE, ConfigError, parse_stack_config
+from infra.config import ConfigError, parse_stack_config
+from infra.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
 from infra.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 
 PROMOTION_ORDER = ("dev", "staging", "prod")
-GITOPS_KEY = f"{NAMESPACE}:gitops"
-REVISION_KEY = "revision"
-CHARTS_KEY = "chartVersions"
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -53,12 +51,6 @@ _ENTRY = re.compile(r"""^(?P<lead>\s*(?P<key>[^\s:#][^:#]*?):[ \t]+)(?P<value>"[
 
 class PromotionError(Exception):
     """A promotion that must not be written; the message names the file, key or value at fault."""
-
-
-@dataclass(frozen=True)
-class Pins:
-    revision: str
-    chart_versions: dict[str, str]
 
 
 @dataclass
@@ -258,11 +250,7 @@ def _target_pins(target: str, environments: Path) -> Pins:
         return Pins(
             str(gitops.get(REVISION_KEY, "main")), {str(k): str(v) for k, v in (gitops.get(CHARTS_KEY) or {}).items()}
         )
-    return _pins_of(config)
-
-
-def _pins_of(config: Any) -> Pins:
-    return Pins(config.gitops.revision, dict(config.gitops.chart_versions))
+    return pins_of(config)
 
 
 def _git(environments: Path, *args: str) -> str | None:
@@ -413,7 +401,7 @@ def _validate_candidate(target: str, text: str, target_path: Path, new: Pins) ->
             config, _ = parse_stack_config(target, raw)
         except (StackFileError, ConfigError) as exc:
             raise PromotionError(f"{target_path}: the promoted file would be invalid, nothing written: {exc}") from None
-    got = _pins_of(config)
+    got = pins_of(config)
     if got != new:
         raise PromotionError(f"{target_path}: the promoted file would read back as {got}, not {new}; nothing written")
 

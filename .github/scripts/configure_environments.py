@@ -7,6 +7,14 @@ Uses the `gh` CLI (authenticated as a repository administrator). With --dry-run 
 calls and changes nothing; reviewer IDs are then shown as the names they would be looked up from.
 Each environment is limited to the branches it lists, so the deploy roles, which trust only
 `environment:<name>`, can only ever be assumed by a run from those branches.
+
+Before changing anything it also checks the runner split of docs/github-setup.md: pull request
+previews run on the label of the repository variable PULUMI_PR_RUNNER, deploys on PULUMI_RUNNER
+(either unset: GitHub-hosted), and no self-hosted runner of the repository may carry both labels,
+because a self-hosted runner can be persistently compromised by the code it runs
+(docs.github.com/en/actions/hosting-your-own-runners/managing-self-hosted-runners/
+about-self-hosted-runners#self-hosted-runner-security). Runners of organization runner groups are
+not listed by the repository endpoint; keep those groups separate too.
 """
 
 from __future__ import annotations
@@ -82,6 +90,44 @@ def api_calls(
     return calls
 
 
+PR_RUNNER_VARIABLE, DEPLOY_RUNNER_VARIABLE = "PULUMI_PR_RUNNER", "PULUMI_RUNNER"
+
+
+def runner_conflicts(pr_label: str, deploy_label: str, runners: list[dict[str, Any]]) -> list[str]:
+    """Why pull request code could run on a deploy runner, if it could. `runners` is the `runners`
+    array of REST "List self-hosted runners for a repository" (docs.github.com/en/rest/actions/
+    self-hosted-runners): objects with `name` and `labels`, each label an object with `name`."""
+    if not pr_label or not deploy_label:
+        return []  # one of them is GitHub-hosted: a fresh machine per job
+    if pr_label == deploy_label:
+        return [f"variables {PR_RUNNER_VARIABLE} and {DEPLOY_RUNNER_VARIABLE} name the same label {pr_label!r}"]
+    return [
+        f"self-hosted runner {runner.get('name')} carries both labels {pr_label!r} ({PR_RUNNER_VARIABLE}) and "
+        f"{deploy_label!r} ({DEPLOY_RUNNER_VARIABLE})"
+        for runner in runners
+        if {pr_label, deploy_label} <= {label.get("name") for label in runner.get("labels", [])}
+    ]
+
+
+def _variable(repo: str, name: str) -> str:
+    """A repository variable's value (REST "Get a repository variable"), "" when it is not set."""
+    try:
+        return str(_gh("GET", f"repos/{repo}/actions/variables/{name}").get("value", ""))
+    except SetupError as exc:
+        if "404" in str(exc) or "Not Found" in str(exc):
+            return ""
+        raise
+
+
+def check_runners(repo: str) -> None:
+    pr_label, deploy_label = _variable(repo, PR_RUNNER_VARIABLE), _variable(repo, DEPLOY_RUNNER_VARIABLE)
+    runners = _gh("GET", f"repos/{repo}/actions/runners?per_page=100").get("runners", []) if pr_label else []
+    if problems := runner_conflicts(pr_label, deploy_label, runners):
+        raise SetupError(
+            "pull request code must not run on the deploy runners: " + "; ".join(problems) + " (docs/github-setup.md)"
+        )
+
+
 def _gh(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     command = ["gh", "api", "--method", method, path]
     if body is not None:
@@ -113,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SetupError("environments require reviewers: pass at least one --reviewer team:<slug> or user:<login>")
         if not args.dry_run and shutil.which("gh") is None:
             raise SetupError("the gh CLI is not on PATH (https://cli.github.com)")
+        if args.dry_run:
+            variables = f"{{{PR_RUNNER_VARIABLE},{DEPLOY_RUNNER_VARIABLE}}}"
+            print(f"GET repos/{args.repo}/actions/variables/{variables} and runners: refuse a shared runner")
+        else:
+            check_runners(args.repo)
         owner = args.repo.split("/")[0]
         reviewers = []
         for kind, name in wanted:

@@ -12,16 +12,47 @@
 #      `repositoryUrl` of pulumi-aws's ecr.Repository).
 #   3. Deploy dispatched for the stack: images of the pin, a plan with no infra changes, the
 #      registration of workflows/, and the deployment record later runs and cdao promote read.
+#
+# staging and prod are held to the rule deploy.yml's resolve job applies: their pins must be what the
+# stack before them ran in a successful deployment (stack_revision.py --upstream-deployed, the records
+# last-deployed.sh reads), checked before anything is applied. `--without-upstream` skips that check,
+# for rebuilding a stack whose upstream is gone (docs/disaster-recovery.md); it says so on stderr.
 set -euo pipefail
 
-stack="${1:?usage: first-deploy.sh dev|staging|prod}"
+usage="usage: first-deploy.sh dev|staging|prod [--without-upstream]"
+stack="${1:?${usage}}"
+shift
+without_upstream=false
+for option in "$@"; do
+  case "${option}" in
+    --without-upstream) without_upstream=true ;;
+    *) echo "first-deploy.sh: unknown option '${option}'; ${usage}" >&2; exit 2 ;;
+  esac
+done
 : "${GH_REPO:?GH_REPO=ORG/REPO is required}"
 export GH_REPO
 
 root=$(git rev-parse --show-toplevel)
 head=$(git -C "${root}" rev-parse HEAD)
-decision=$(uv run --project "${root}" python "${root}/.github/scripts/stack_revision.py" "${stack}" \
-  --commit "${head}" --repo "${root}")
+upstream=()
+case "${stack}" in
+  staging) previous=dev ;;
+  prod) previous=staging ;;
+  *) previous="" ;;
+esac
+if [ -n "${previous}" ] && [ "${without_upstream}" = true ]; then
+  echo "first-deploy.sh: WARNING: ${stack}'s revision is not checked against what ${previous} deployed (--without-upstream)" >&2
+elif [ -n "${previous}" ]; then
+  mapfile -t ran < <(GITHUB_REPOSITORY="${GH_REPO}" bash "${root}/.github/scripts/last-deployed.sh" "${previous}" all)
+  upstream=(--upstream-deployed "${ran[@]}")
+fi
+if ! decision=$(uv run --project "${root}" python "${root}/.github/scripts/stack_revision.py" "${stack}" \
+  --commit "${head}" --repo "${root}" "${upstream[@]}"); then
+  if [ -n "${previous}" ]; then
+    echo "first-deploy.sh: nothing applied; deploy and promote ${previous} first, or pass --without-upstream to rebuild ${stack} alone" >&2
+  fi
+  exit 2
+fi
 revision=$(grep '^revision=' <<< "${decision}" | cut -d= -f2)
 echo "${stack} runs ${revision}"
 

@@ -16,12 +16,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 summary="${GITHUB_STEP_SUMMARY:-/dev/stderr}"
 
 # The first deploy of a stack creates the cluster before Flyte exists; its endpoint is set on the
-# GitHub environment once Argo CD has synced Flyte (docs/github-setup.md).
+# GitHub environment once Argo CD has synced Flyte (docs/github-setup.md). Until then the job fails:
+# its success is the record that the stack runs the revision (last-deployed.sh), which promotion reads.
 if [ -z "${FLYTE_PLATFORM_URL:-}" ]; then
-  msg="Flyte registration for ${STACK} skipped: variable FLYTE_ENDPOINT is not set on the ${STACK} environment"
-  echo "::notice title=Flyte registration skipped::${msg}"
-  echo "${msg}" >> "${summary}"
-  exit 0
+  msg="variable FLYTE_ENDPOINT is not set on the ${STACK}-workflows environment: set it once Argo CD has synced Flyte, then re-run this job (docs/github-setup.md, first deploy)"
+  echo "::error title=Flyte registration impossible::${msg}"
+  echo "Flyte registration for ${STACK} failed: ${msg}" >> "${summary}"
+  exit 2
 fi
 # The stack's real AWS values, which workflows/ refuses to register without (workflows/_platform.py).
 : "${CDAO_AWS_REGION:?CDAO_AWS_REGION is required}" "${CDAO_SAGEMAKER_ROLE_ARN:?CDAO_SAGEMAKER_ROLE_ARN is required}"

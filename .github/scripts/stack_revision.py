@@ -1,6 +1,6 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
-    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...]
+    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...] [--main M]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -18,9 +18,16 @@ false when nothing changed, and when D is newer than C (a re-run of an old run m
 back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
 commit that C contains.
 
+With --main (main's tip when an apply or registration job starts), a job whose stack state (resolved
+revision and stack file) differs from main's does nothing (`reason=superseded by main ...`), and
+`reconcile=true` is printed when main's state is not what the stack last deployed: deploy.yml then
+dispatches a Deploy run, since GitHub may have cancelled the newer run's pending job in favour of
+this older one (resolve()).
+
 With --upstream-deployed (the commits of the previous stack's successful deployments, from
-`last-deployed.sh <previous> all`), staging and prod are also refused a revision the previous stack
-never ran: however their stack file was changed (by hand, or a promotion whose source failed since),
+`last-deployed.sh <previous> all`), staging and prod are also refused promoted values (infra/pins.py:
+the revision and every chart version) that the previous stack never ran together in one deployment:
+however their stack file was changed (by hand, or a promotion whose source failed since),
 prod only runs what staging ran and staging only what dev ran.
 """
 
@@ -39,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
+from infra.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of  # noqa: E402
 from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -55,6 +63,10 @@ class Decision:
     revision: str
     deploy: bool
     reason: str
+    # main has work for this stack that this job does not do, and that no deployment has done yet:
+    # deploy.yml then dispatches a Deploy run, because the job that would have done it may have been
+    # cancelled by this older one (see resolve(), `main`).
+    reconcile: bool = False
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -82,6 +94,12 @@ def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
 
 def revision_at(repo: Path, stack: str, commit: str) -> str:
     """The commit `stack` runs according to its stack file at `commit` (validated as the program will)."""
+    return pins_at(repo, stack, commit).revision
+
+
+def pins_at(repo: Path, stack: str, commit: str) -> Pins:
+    """The promoted values (infra/pins.py) of `stack`'s file at `commit`, its revision validated as a
+    commit of main (a branch resolved to `commit`). Raises RevisionError naming the file and key."""
     name = f"environments/Pulumi.{stack}.yaml at {commit}"
     _, text = _stack_file(repo, stack, commit)
     with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
@@ -93,7 +111,7 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
             raise RevisionError(f"{name}: {exc}") from None
     revision = config.gitops.revision
     if revision == FOLLOWED_BRANCH and stack not in PINNED_STACKS:
-        return commit
+        return pins_of(config, commit)
     if not FULL_SHA.fullmatch(revision):
         raise RevisionError(
             f"{name}: cdao:gitops.revision = {revision!r}: expected a full commit SHA, or `{FOLLOWED_BRANCH}` "
@@ -103,22 +121,41 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: no such commit")
     if not _contains(repo, commit, revision):
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: not a commit of main (not merged)")
-    return revision
+    return pins_of(config)
 
 
-def check_upstream_ran(repo: Path, stack: str, revision: str, upstream_deployed: list[str]) -> None:
+def check_upstream_ran(repo: Path, stack: str, pins: Pins, upstream_deployed: list[str]) -> None:
+    """Refuse `pins` unless the upstream stack ran all of them (every key of infra/pins.py's
+    PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`."""
     upstream = UPSTREAM[stack]
-    ran = set()
+    ran: list[Pins] = []
     for commit in upstream_deployed:
         try:
-            ran.add(revision_at(repo, upstream, commit))
+            ran.append(pins_at(repo, upstream, commit))
         except RevisionError:
             continue  # a record whose stack file no longer reads cannot vouch for anything
-    if revision not in ran:
+    if pins in ran:
+        return
+    promote = f"only `cdao promote {upstream} {stack}` pins what {upstream} ran"
+    where = f"environments/Pulumi.{stack}.yaml"
+    same_revision = [p for p in ran if p.revision == pins.revision]
+    if not same_revision:
         raise RevisionError(
-            f"environments/Pulumi.{stack}.yaml: cdao:gitops.revision = {revision}: {upstream} never ran it "
-            f"in a successful deployment; only `cdao promote {upstream} {stack}` pins what {upstream} ran"
+            f"{where}: {GITOPS_KEY}.{REVISION_KEY} = {pins.revision}: {upstream} never ran it in a successful "
+            f"deployment; {promote}"
         )
+    # The revision ran upstream, with other chart versions: name the keys that differ from the newest.
+    closest = same_revision[0].chart_versions
+    charts = [*pins.chart_versions, *(chart for chart in closest if chart not in pins.chart_versions)]
+    keys = ", ".join(
+        f"{GITOPS_KEY}.{CHARTS_KEY}.{chart} = {pins.chart_versions.get(chart, '(unset)')}"
+        for chart in charts
+        if pins.chart_versions.get(chart) != closest.get(chart)
+    )
+    raise RevisionError(
+        f"{where}: {keys}: {upstream} never ran these chart versions with revision {pins.revision} in a "
+        f"successful deployment; {promote}"
+    )
 
 
 def resolve(
@@ -129,12 +166,50 @@ def resolve(
     *,
     force: bool = False,
     upstream_deployed: list[str] | None = None,
+    main: str | None = None,
 ) -> Decision:
+    """Decide for the job of run `commit`; see the module docstring.
+
+    `main` is main's tip when the job starts (the apply and registration guards pass it). GitHub keeps
+    one pending job per concurrency group and cancels it when another job is queued, whatever run
+    either belongs to (docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/
+    control-workflow-concurrency): an older run's job queued last can cancel a newer run's. So a job
+    whose stack state (revision and stack file) differs from main's does nothing, and says
+    `reconcile` when main's state is not what the stack last deployed.
+    """
     decision = _decide(repo, stack, commit, deployed, force)
+    if main is not None and main != commit:
+        decision = _against_main(repo, stack, commit, deployed, main=main, decision=decision)
     # Checked before any deploy, not for a stack that stays as it is.
     if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
-        check_upstream_ran(repo, stack, decision.revision, upstream_deployed)
+        check_upstream_ran(repo, stack, pins_at(repo, stack, commit), upstream_deployed)
     return decision
+
+
+def _state(repo: Path, stack: str, commit: str) -> tuple[str, str]:
+    """What a deploy at `commit` makes the stack run: its resolved revision and stack file."""
+    return revision_at(repo, stack, commit), _stack_file(repo, stack, commit)[0]
+
+
+def _against_main(
+    repo: Path, stack: str, commit: str, deployed: str | None, *, main: str, decision: Decision
+) -> Decision:
+    if not FULL_SHA.fullmatch(main) or not _contains(repo, main, commit):
+        raise RevisionError(f"main {main!r}: not a commit containing this run's commit {commit}")
+    wanted = _state(repo, stack, main)
+    try:
+        done = _state(repo, stack, deployed) if deployed else None
+    except RevisionError:
+        done = None  # what ran then no longer reads
+    reconcile = done != wanted
+    if _state(repo, stack, commit) != wanted:
+        return Decision(
+            decision.revision,
+            False,
+            f"superseded by main at {main}: {stack} should run {wanted[0]} with its stack file there",
+            reconcile,
+        )
+    return Decision(decision.revision, decision.deploy, decision.reason, reconcile and not decision.deploy)
 
 
 def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bool) -> Decision:
@@ -156,6 +231,10 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
         ran, same_file = "", False  # what ran then no longer reads: reconcile
     if ran == revision and same_file:
         return Decision(revision, False, f"{stack} already runs {revision} with this stack file")
+    if ran == revision:
+        return Decision(
+            revision, True, f"{stack}: environments/Pulumi.{stack}.yaml changed, revision {revision} unchanged"
+        )
     return Decision(revision, True, f"{stack}: {ran or 'unknown'} -> {revision}")
 
 
@@ -171,6 +250,9 @@ def main(argv: list[str]) -> int:
         metavar="COMMIT",
         help="commits of the previous stack's successful deployments: the revision must be one it ran",
     )
+    parser.add_argument(
+        "--main", default=None, help="main's tip when the job starts: a job behind main's state does nothing"
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
     try:
@@ -181,6 +263,7 @@ def main(argv: list[str]) -> int:
             args.deployed or None,
             force=args.force,
             upstream_deployed=args.upstream_deployed,
+            main=args.main,
         )
     except RevisionError as exc:
         print(f"stack_revision.py: {exc}", file=sys.stderr)
@@ -188,6 +271,8 @@ def main(argv: list[str]) -> int:
     print(f"revision={decision.revision}")
     print(f"deploy={'true' if decision.deploy else 'false'}")
     print(f"reason={decision.reason}")
+    if args.main is not None:
+        print(f"reconcile={'true' if decision.reconcile else 'false'}")
     return 0
 
 

@@ -7,9 +7,9 @@ guard of every apply and registration) on a real git history, and `cdao promote`
 promote.yml reads from GitHub's deployment record. What GitHub itself does is modelled from its
 documentation: a job referencing an environment creates a deployment for the run's commit whose
 status is the job's result (docs.github.com/actions/concepts/workflows-and-actions/deployment-environments);
-a newer job queued in a concurrency group cancels the pending one (docs.github.com/actions/how-tos/
-write-workflows/choose-when-workflows-run/control-workflow-concurrency); a re-run uses the original
-run's commit (docs.github.com/actions/managing-workflow-runs/re-running-workflows-and-jobs).
+a job queued in a concurrency group cancels the pending one, whichever run either belongs to
+(docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/control-workflow-concurrency);
+a re-run uses the original run's commit (docs.github.com/actions/managing-workflow-runs/re-running-workflows-and-jobs).
 The first tests pin the wiring in the workflow files that makes the model the workflows' behaviour.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from infra import promote
+from infra import pins, promote
 from infra.config import ConfigError, parse_stack_config
 from infra.plan.runner import read_stack_file
 
@@ -158,6 +159,8 @@ class Platform:
     # GitHub's successful `<stack>-workflows` deployments, oldest first (what last-deployed.sh lists).
     records: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     refused: list[tuple[str, str]] = field(default_factory=list)
+    # Deploy runs the guards dispatched (workflow_dispatch at main's tip), oldest first.
+    dispatched: list[str] = field(default_factory=list)
     # Every (stack, revision) a stack ran after a complete deploy (apply and registration).
     ran: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     # Per stack, the revisions whose infra/ was applied (even where the registration then failed).
@@ -188,7 +191,14 @@ class Platform:
         return code, self.head()
 
     def _job(self, stack: str, run: Run, force: bool = False) -> Any:
-        return stack_revision.resolve(self.repo, stack, run.commit, self.deployed[stack], force=force)
+        """The `Still needed?` guard of an apply or registration: main's tip is what the job's
+        checkout (fetch-depth: 0) sees when it starts. A `reconcile` is a dispatched Deploy run."""
+        guard = stack_revision.resolve(
+            self.repo, stack, run.commit, self.deployed[stack], force=force, main=self.head()
+        )
+        if guard.reconcile:
+            self.dispatched.append(self.head())
+        return guard
 
     def _resolve(self, stack: str, run: Run, force: bool) -> Any:
         """The resolve job: with the previous stack's successful deployments (newest first)."""
@@ -202,11 +212,12 @@ class Platform:
             self.refused.append((stack, str(error)))
             return None
 
-    def deploy(self, run: Run, force: str | None = None) -> None:
+    def deploy(self, run: Run, force: str | None = None, only: set[str] | None = None) -> None:
         """deploy.yml for one run, with every job of a stack in order: resolve, then the guarded
-        apply and registration (each re-resolving against the record at that moment)."""
+        apply and registration (each re-resolving against the record at that moment). `only`: the
+        stacks whose jobs get to run now (the others' are still queued, or cancelled)."""
         decisions = {s: self._resolve(s, run, force == s) for s in STACKS}
-        for stack in STACKS:
+        for stack in only or STACKS:
             if decisions[stack] is None or not decisions[stack].deploy:
                 continue
             guard = self._job(stack, run, force == stack)
@@ -290,6 +301,54 @@ def test_a_pin_edited_by_hand_to_a_commit_staging_never_ran_is_not_deployed(plat
     assert platform.running["prod"] == platform.base
     assert a not in platform.applied["prod"]
     assert any(stack == "prod" and "staging never ran it" in message for stack, message in platform.refused)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_chart_version_edited_by_hand_is_not_deployed(platform, stack):
+    """The chart pins are promoted with the revision (infra/pins.py, PROMOTED_KEYS): a stack may run
+    only the revision *and* chart versions its upstream stack ran together in one deployment."""
+    path = platform.environments / f"Pulumi.{stack}.yaml"
+    text = path.read_text()
+    assert text.count("      flyte-core: v1.16.8\n") == 1
+    path.write_text(text.replace("      flyte-core: v1.16.8\n", "      flyte-core: v1.16.9\n"))
+    _git(platform.repo, "commit", "--quiet", "-am", f"{stack}: flyte-core bumped by hand")
+    before = platform.deployed[stack]
+    platform.refused.clear()
+    platform.deploy(Run(platform.head()))
+    assert platform.deployed[stack] == before
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    refusal = [message for name, message in platform.refused if name == stack]
+    assert refusal and "chartVersions.flyte-core = v1.16.9" in refusal[0], refusal
+    assert f"{upstream} never ran" in refusal[0]
+
+
+def test_promotion_writes_only_the_promoted_keys(platform):
+    """Everything else in a stack file is per stack (infra/pins.py): a promotion leaves it as it is."""
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    yaml_ = YAML(typ="safe")
+    before = yaml_.load((platform.environments / "Pulumi.staging.yaml").read_text())["config"]
+    dev = platform.environments / "Pulumi.dev.yaml"
+    dev.write_text(dev.read_text().replace("      flyte-core: v1.16.8\n", "      flyte-core: v1.16.9\n"))
+    _git(platform.repo, "commit", "--quiet", "-am", "dev: flyte-core v1.16.9")
+    charts = platform.head()
+    platform.deploy(Run(charts))
+    assert platform.promote("dev", "staging")[0] == 0
+    after = yaml_.load((platform.environments / "Pulumi.staging.yaml").read_text())["config"]
+
+    def flat(config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            f"{key}.{sub}": value
+            for key, body in config.items()
+            if isinstance(body, dict)
+            for sub, value in body.items()
+        } | {key: body for key, body in config.items() if not isinstance(body, dict)}
+
+    changed = {key for key in flat(before).keys() | flat(after).keys() if flat(before).get(key) != flat(after).get(key)}
+    assert changed == set(pins.PROMOTED_KEYS)
+    platform.deploy(Run(platform.head()))
+    assert platform.running["staging"] == charts
+    assert not [m for name, m in platform.refused if name == "staging"]
 
 
 def test_a_branch_in_staging_or_prod_is_refused(platform):
@@ -434,3 +493,155 @@ def test_random_sequences_keep_the_invariant(platform, seed):
     assert platform.running["staging"] == platform.pin("staging")
     assert platform.running["prod"] == platform.pin("prod")
     assert_invariant(platform)
+
+
+def test_a_stack_file_change_at_the_same_revision_names_what_changed(platform):
+    """The reason printed in the run summary says why the stack is deployed, never `X -> X`."""
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("maxSize: 12", "maxSize: 13"))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod: bigger cpu pool")
+    decision = stack_revision.resolve(platform.repo, "prod", platform.head(), platform.deployed["prod"])
+    assert decision.deploy
+    assert f"{platform.base} -> {platform.base}" not in decision.reason
+    assert decision.reason == f"prod: environments/Pulumi.prod.yaml changed, revision {platform.base} unchanged"
+
+
+class ConcurrencyGroup:
+    """GitHub's rule for one concurrency group with `cancel-in-progress: false`: one running job,
+    at most one pending; a job queued while another is pending cancels that one and takes its place,
+    whichever run either belongs to (docs.github.com/actions/how-tos/write-workflows/
+    choose-when-workflows-run/control-workflow-concurrency)."""
+
+    def __init__(self) -> None:
+        self.pending: Run | None = None
+        self.cancelled: list[Run] = []
+
+    def queue(self, run: Run) -> None:
+        if self.pending is not None:
+            self.cancelled.append(self.pending)
+        self.pending = run
+
+    def start(self) -> Run:
+        run, self.pending = self.pending, None
+        assert run is not None
+        return run
+
+
+def test_an_older_runs_job_queued_last_cannot_strand_the_newer_pin(platform):
+    """Promotions of A then B to prod; B's run's apply-prod is queued first (its plan was faster), A's
+    second: GitHub cancels B's. A's job must not deploy A, and B must still reach prod."""
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.promote("staging", "prod")[0] == 0
+    promotion_a = Run(platform.head())  # its prod jobs are in flight
+    platform.deploy(promotion_a, only={"dev", "staging"})
+    b = platform.merge("B")
+    platform.deploy(Run(b), only={"dev"})
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()), only={"dev", "staging"})
+    assert platform.running["staging"] == b
+    assert platform.promote("staging", "prod")[0] == 0
+    promotion_b = Run(platform.head())
+    platform.deploy(promotion_b, only={"dev", "staging"})
+
+    group = ConcurrencyGroup()  # deploy-prod, while an earlier job of the group runs
+    group.queue(promotion_b)
+    group.queue(promotion_a)
+    assert group.cancelled == [promotion_b]
+    platform.deploy(group.start(), only={"prod"})
+    assert a not in platform.applied["prod"]  # A's job saw main pin B and did nothing
+    assert platform.dispatched == [promotion_b.commit]
+    platform.deploy(Run(platform.dispatched.pop()), only={"prod"})  # Deploy dispatched at main's tip
+    assert platform.running["prod"] == b
+    assert_invariant(platform)
+
+
+def test_a_job_at_mains_state_needs_no_reconcile(platform):
+    """An infra merge after a promotion leaves prod's state as it was: the promotion's job deploys."""
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    promotion = Run(platform.head())
+    platform.deploy(promotion, only={"dev"})
+    platform.merge("B")  # main moves on; staging's file stays as the promotion wrote it
+    platform.deploy(promotion, only={"staging"})
+    assert platform.running["staging"] == a
+    assert platform.dispatched == []
+
+
+# --- the promotion pull request's check (pull-request.yml, job `promotion`) ----------------------
+
+_check_spec = importlib.util.spec_from_file_location("check_promotion", SCRIPTS / "check_promotion.py")
+assert _check_spec and _check_spec.loader
+check_promotion = importlib.util.module_from_spec(_check_spec)
+_check_spec.loader.exec_module(check_promotion)
+
+
+def _promotion_pr(platform: Platform, requester: str = "alice", edit=None) -> tuple[str, str]:
+    """promote.yml's commit on a branch: cdao promote dev -> staging, committed with the message
+    promote.yml writes (title, body, `Requested by @<actor> in <run URL>.`); (base, head)."""
+    base = platform.head()
+    _git(platform.repo, "switch", "--quiet", "--create", "promote/dev-to-staging-0123")
+    code = promote.main(
+        ["dev", "staging", "--source-deployed", platform.deployed["dev"], "--environments", str(platform.environments)]
+    )
+    assert code == 0
+    if edit:
+        edit(platform.repo)
+    _git(platform.repo, "add", "-A")
+    message = f"Promote dev -> staging\n\nRequested by @{requester} in https://github.com/o/r/actions/runs/1.\n"
+    _git(platform.repo, "commit", "--quiet", "-m", message)
+    head = platform.head()
+    _git(platform.repo, "switch", "--quiet", "main")
+    return base, head
+
+
+def _check(platform: Platform, base: str, head: str, author: str = "alice") -> str:
+    deployed = {stack: list(reversed(platform.records[stack])) for stack in ("dev", "staging")}
+    return check_promotion.check(platform.repo, base, head, author, deployed)
+
+
+def test_a_promotion_pull_request_opened_by_its_requester_passes(platform):
+    platform.deploy(Run(platform.merge("A")))
+    base, head = _promotion_pr(platform)
+    assert _check(platform, base, head) == "staging"
+
+
+def test_a_promotion_pull_request_opened_by_someone_else_is_refused(platform):
+    """The requester must be the author, whom GitHub never lets approve; otherwise the requester
+    could approve a promotion a colleague opened for them."""
+    platform.deploy(Run(platform.merge("A")))
+    base, head = _promotion_pr(platform, requester="alice")
+    with pytest.raises(
+        check_promotion.PromotionCheckError, match="requested by @alice but this pull request was opened by @bob"
+    ):
+        _check(platform, base, head, author="bob")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda repo: (repo / "infra.txt").write_text("unreviewed\n"), "this pull request changes: environments/"),
+        (
+            lambda repo: (repo / "environments" / "Pulumi.staging.yaml").write_text(
+                (repo / "environments" / "Pulumi.staging.yaml").read_text().replace("maxSize: 6", "maxSize: 60")
+            ),
+            "cdao:nodePools.cpu changed; a promotion changes only cdao:gitops.revision, cdao:gitops.chartVersions",
+        ),
+        (
+            lambda repo: (repo / "environments" / "Pulumi.staging.yaml").write_text(
+                (repo / "environments" / "Pulumi.staging.yaml")
+                .read_text()
+                .replace("flyte-core: v1.16.8", "flyte-core: v1.17.0")
+            ),
+            "chartVersions.flyte-core = v1.17.0: dev never ran these chart versions",
+        ),
+    ],
+)
+def test_a_promotion_pull_request_that_carries_more_than_the_promotion_is_refused(platform, edit, message):
+    platform.deploy(Run(platform.merge("A")))
+    base, head = _promotion_pr(platform, edit=edit)
+    with pytest.raises(check_promotion.PromotionCheckError, match=re.escape(message)):
+        _check(platform, base, head)

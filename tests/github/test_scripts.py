@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / ".github" / "scripts"
 
@@ -72,11 +74,16 @@ def _register(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_registration_is_skipped_with_a_notice_until_flyte_has_an_endpoint(tmp_path):
+def test_registration_fails_clearly_without_flyte_endpoint(tmp_path):
+    """The registration job's success is the record of what the stack runs (last-deployed.sh): a
+    skipped registration must not count as a deployment that staging or prod could be promoted from."""
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "__init__.py").write_text("")
     result = _register(tmp_path, FLYTE_PLATFORM_URL="")
-    assert result.returncode == 0
-    assert "::notice title=Flyte registration skipped::" in result.stdout
-    assert "FLYTE_ENDPOINT is not set on the dev environment" in (tmp_path / "summary").read_text()
+    assert result.returncode == 2
+    assert "::error title=Flyte registration impossible::" in result.stdout
+    assert "variable FLYTE_ENDPOINT is not set on the dev-workflows environment" in result.stdout
+    assert "FLYTE_ENDPOINT" in (tmp_path / "summary").read_text()
 
 
 def test_registration_refuses_a_workflows_folder_that_is_not_a_package(tmp_path):
@@ -115,10 +122,14 @@ def _stub(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy(tmp_path):
+def _first_deploy(
+    tmp_path: Path, stack: str, upstream_records: list[str], *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """first-deploy.sh with stand-ins for the tools that need an account: `pulumi` answers
     `stack output ecrRepositories --json` with the shape the program exports (purpose -> repository
-    URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>)."""
+    URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>);
+    `gh api` serves the upstream stack's successful deployments (`upstream_records`, commits of this
+    repository) in the REST shapes of docs.github.com/en/rest/deployments/deployments and /statuses."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
@@ -128,10 +139,29 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
         f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))'
         f' commit=${{CDAO_REVISION_COMMIT:-unset}}" >> "{log}"\n'
         'if [ "$1 $2" = "stack output" ]; then\n'
-        f'  echo \'{{"connector": "{url}/cdao-prod-connector", "tasks": "{url}/cdao-prod-tasks"}}\'\n'
+        f'  echo \'{{"connector": "{url}/cdao-{stack}-connector", "tasks": "{url}/cdao-{stack}-tasks"}}\'\n'
         "fi\n",
     )
-    _stub(bin_dir, "gh", f'echo "gh $*" >> "{log}"\n')
+    upstream = {"staging": "dev", "prod": "staging"}.get(stack, "none")
+    _gh_with_deployments(
+        bin_dir,
+        [
+            {
+                "id": n + 1,
+                "sha": sha,
+                "environment": f"{upstream}-workflows",
+                "created_at": f"2026-11-0{n + 1}T10:00:00Z",
+            }
+            for n, sha in enumerate(upstream_records)
+        ],
+        {
+            n + 1: [{"id": 10 * (n + 1), "state": "success", "created_at": f"2026-11-0{n + 1}T10:09:00Z"}]
+            for n in range(len(upstream_records))
+        },
+    )
+    gh_api = bin_dir / "gh-api"
+    (bin_dir / "gh").rename(gh_api)
+    _stub(bin_dir, "gh", f'if [ "$1" = api ]; then shift; exec "{gh_api}" "$@"; fi\necho "gh $*" >> "{log}"\n')
     # uv: `run --project P python ...` runs python; `sync` has nothing to install here.
     _stub(
         bin_dir,
@@ -140,15 +170,27 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
         f'echo "uv $* in $(basename "$PWD")" >> "{log}"\n',
     )
     result = subprocess.run(
-        ["bash", str(SCRIPTS / "first-deploy.sh"), "prod"],
+        ["bash", str(SCRIPTS / "first-deploy.sh"), stack, *args],
         cwd=SCRIPTS,
         env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_REPO": "example-org/platform"},
         capture_output=True,
         text=True,
         check=False,
     )
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def _head() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy(tmp_path):
+    # staging deployed at this checkout's commit, whose staging file pins what prod's file pins.
+    result, calls = _first_deploy(tmp_path, "prod", [_head()])
+    url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
     assert result.returncode == 0, result.stderr
-    calls = log.read_text().splitlines()
     pin = re.search(r"^prod runs ([0-9a-f]{40})$", result.stdout, re.M)
     assert pin, result.stdout
     assert f"revision: {pin.group(1)}" in (SCRIPTS.parents[1] / "environments" / "Pulumi.prod.yaml").read_text()
@@ -162,13 +204,77 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     assert calls[-1] == "gh workflow run deploy.yml --ref main -f stack=prod"
 
 
-def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[int, list[dict]]) -> None:
+def test_first_deploy_of_prod_refuses_what_staging_never_ran(tmp_path):
+    """The same rule as deploy.yml's resolve job: prod only runs what staging deployed."""
+    result, calls = _first_deploy(tmp_path, "prod", [])
+    assert result.returncode == 2
+    assert "staging never ran it" in result.stderr
+    assert "--without-upstream" in result.stderr
+    assert not any(c.startswith(("pulumi", "gh ")) for c in calls)
+
+
+def test_first_deploy_without_upstream_is_explicit_and_warned(tmp_path):
+    """Rebuilding prod when staging is gone (docs/disaster-recovery.md) is allowed only when asked."""
+    result, calls = _first_deploy(tmp_path, "prod", [], "--without-upstream")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: prod's revision is not checked against what staging deployed" in result.stderr
+    assert any(c.startswith("pulumi up --stack prod") for c in calls)
+
+
+def test_first_deploy_refuses_an_unknown_option(tmp_path):
+    result, calls = _first_deploy(tmp_path, "prod", [_head()], "--force")
+    assert result.returncode == 2
+    assert "unknown option '--force'" in result.stderr
+    assert calls == []
+
+
+BOT = {"login": "github-actions[bot]", "type": "Bot"}
+SERVER = "https://github.com/example-org/platform"
+
+
+def _gh_with_deployments(
+    bin_dir: Path,
+    deployments: list[dict],
+    statuses: dict[int, list[dict]],
+    runs: dict[int, dict] | None = None,
+    jobs: dict[int, list[dict]] | None = None,
+) -> None:
     """A `gh api` stand-in serving the REST shapes of "List deployments" and "List deployment
     statuses" (docs.github.com/en/rest/deployments/deployments, /rest/deployments/statuses): arrays
-    of objects with `id`, `sha`, `environment`, `created_at`; and `state`, `created_at`. Like gh, it
-    applies --jq to the page; the order is deliberately not newest-first."""
+    of objects with `id`, `sha`, `environment`, `creator`, `created_at`; and `id`, `state`, `creator`,
+    `log_url`, `created_at`; "Get a workflow run" (docs.github.com/en/rest/actions/workflow-runs:
+    `path`, `head_branch`, `head_sha`) and "List jobs for a workflow run" (docs.github.com/en/rest/
+    actions/workflow-jobs: `{"jobs": [{"name", "conclusion"}]}`). What a test leaves out is what
+    GitHub Actions itself writes for deploy.yml's registration job: creator github-actions[bot], a
+    `success` status whose log_url is run 1000+<deployment id>, that run of deploy.yml on main at the
+    deployment's sha, and its successful `Register workflows/ to Flyte (<stack>, ...)` job. Like gh,
+    it applies --jq to the page; the order is deliberately not newest-first."""
+    runs = dict(runs or {})
+    jobs = dict(jobs or {})
+    for deployment in deployments:
+        deployment.setdefault("creator", BOT)
+        run_id = 1000 + deployment["id"]
+        for status in statuses.get(deployment["id"], []):
+            status.setdefault("creator", BOT)
+            status.setdefault("log_url", f"{SERVER}/actions/runs/{run_id}/job/{run_id * 10}")
+        runs.setdefault(
+            run_id, {"path": ".github/workflows/deploy.yml", "head_branch": "main", "head_sha": deployment["sha"]}
+        )
+        stack = deployment["environment"].removesuffix("-workflows")
+        jobs.setdefault(
+            run_id, [{"name": f"Register workflows/ to Flyte ({stack}, domain d)", "conclusion": "success"}]
+        )
     data = bin_dir / "data.json"
-    data.write_text(json.dumps({"deployments": deployments, "statuses": {str(k): v for k, v in statuses.items()}}))
+    data.write_text(
+        json.dumps(
+            {
+                "deployments": deployments,
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "runs": {str(k): v for k, v in runs.items()},
+                "jobs": {str(k): {"total_count": len(v), "jobs": v} for k, v in jobs.items()},
+            }
+        )
+    )
     _stub(
         bin_dir,
         "gh",
@@ -181,9 +287,12 @@ def _gh_with_deployments(bin_dir: Path, deployments: list[dict], statuses: dict[
         "    *) shift ;;\n"
         "  esac\n"
         "done\n"
+        'path="${path%%\\?*}"\n'
         'case "$path" in\n'
         f'  */statuses) id=$(basename "$(dirname "$path")"); jq ".statuses[\\"$id\\"]" "{data}" ;;\n'
         f'  */deployments) jq --arg env "$env" \'[.deployments[] | select(.environment == $env)]\' "{data}" ;;\n'
+        f'  */jobs) id=$(basename "$(dirname "$path")"); jq ".jobs[\\"$id\\"]" "{data}" ;;\n'
+        f'  */actions/runs/*) jq ".runs[\\"$(basename "$path")\\"]" "{data}" ;;\n'
         'esac | jq -r "$jq_filter"\n',
     )
 
@@ -230,3 +339,160 @@ def test_last_deployed_reads_the_newest_successful_deployment_of_the_registratio
     assert run("staging") == [b]
     assert run("staging", "all") == [b, a, "e" * 40]
     assert run("prod") == []
+
+
+def test_last_deployed_orders_statuses_of_the_same_second_by_id(tmp_path):
+    """Statuses created in the same second: the later one has the higher `id` (the REST shape of
+    "List deployment statuses", docs.github.com/en/rest/deployments/statuses), and it decides. Same
+    for deployments of the same second, whose ids must compare as numbers (10 after 9)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    a, b = "a" * 40, "b" * 40
+    second = "2026-11-02T10:00:00Z"
+    _gh_with_deployments(
+        bin_dir,
+        [
+            {"id": 9, "sha": a, "environment": "prod-workflows", "created_at": second},
+            {"id": 10, "sha": b, "environment": "prod-workflows", "created_at": second},
+        ],
+        {
+            9: [{"id": 90, "state": "success", "created_at": "2026-11-02T10:05:00Z"}],
+            10: [
+                {"id": 100, "state": "success", "created_at": "2026-11-02T10:09:00Z"},
+                {"id": 101, "state": "failure", "created_at": "2026-11-02T10:09:00Z"},
+            ],
+        },
+    )
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "last-deployed.sh"), "prod", "all"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [a]
+
+
+def _git_in(cwd: Path, *args: str) -> str:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(cwd),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _promotion_clone(tmp_path: Path, name: str, pin: str) -> Path:
+    """A clone of the shared bare `origin` with main plus one promotion commit (what promote.yml has
+    when it pushes)."""
+    origin = tmp_path / "origin.git"
+    if not origin.exists():
+        seed = tmp_path / "seed"
+        seed.mkdir()
+        _git_in(seed, "init", "--quiet", "--initial-branch=main")
+        (seed / "environments").mkdir()
+        (seed / "environments" / "Pulumi.prod.yaml").write_text("revision: " + "a" * 40 + "\n")
+        _git_in(seed, "add", "-A")
+        _git_in(seed, "commit", "--quiet", "-m", "main")
+        _git_in(tmp_path, "clone", "--quiet", "--bare", str(seed), str(origin))
+    clone = tmp_path / name
+    _git_in(tmp_path, "clone", "--quiet", str(origin), str(clone))
+    (clone / "environments" / "Pulumi.prod.yaml").write_text(f"revision: {pin}\n")
+    _git_in(clone, "commit", "--quiet", "-am", f"Promote staging -> prod (run {name})")
+    return clone
+
+
+def _push_promotion(clone: Path, branch: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPTS / "push-promotion.sh"), branch],
+        cwd=clone,
+        env={"PATH": os.environ["PATH"], "HOME": str(clone), "GIT_CONFIG_NOSYSTEM": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_push_promotion_pushes_then_reuses_only_an_identical_branch(tmp_path):
+    branch = "promote/staging-to-prod-0123456789ab"
+    first = _promotion_clone(tmp_path, "run-1", "b" * 40)
+    assert _push_promotion(first, branch).returncode == 0
+    again = _promotion_clone(tmp_path, "run-2", "b" * 40)  # the same pins, a new commit
+    result = _push_promotion(again, branch)
+    assert result.returncode == 0, result.stderr
+    assert "exists with exactly this promotion" in result.stdout
+
+
+def test_push_promotion_refuses_a_branch_with_other_content(tmp_path):
+    """Someone created the branch under the promotion's name first, with more than the promotion."""
+    branch = "promote/staging-to-prod-0123456789ab"
+    squatter = _promotion_clone(tmp_path, "squatter", "b" * 40)
+    (squatter / "infra.py").write_text("print('not reviewed')\n")
+    _git_in(squatter, "add", "-A")
+    _git_in(squatter, "commit", "--quiet", "-m", "extra")
+    _git_in(squatter, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+    before = _git_in(tmp_path / "origin.git", "rev-parse", f"refs/heads/{branch}")
+
+    result = _push_promotion(_promotion_clone(tmp_path, "run", "b" * 40), branch)
+    assert result.returncode == 1
+    assert f"::error::branch {branch} exists with other content than this promotion" in result.stdout
+    assert _git_in(tmp_path / "origin.git", "rev-parse", f"refs/heads/{branch}") == before
+
+
+ALICE = {"login": "alice", "type": "User"}
+
+
+@pytest.mark.parametrize(
+    ("forged", "reason"),
+    [
+        ({"deployment": {"creator": ALICE}}, "deployment 2 was created by alice"),
+        ({"status": {"creator": ALICE}}, "the success status of deployment 2 was created by alice"),
+        (
+            {"status": {"log_url": "https://github.com/someone/fork/actions/runs/1002"}},
+            "not a run of example-org/platform",
+        ),
+        ({"status": {"log_url": ""}}, "points to ''"),
+        ({"run": {"path": ".github/workflows/pull-request.yml"}}, "not deploy.yml on main"),
+        ({"run": {"head_branch": "promote/dev-to-staging-0123"}}, "not deploy.yml on main"),
+        ({"run": {"head_sha": "a" * 40}}, "not deploy.yml on main"),
+        (
+            {"jobs": [{"name": "Register workflows/ to Flyte (prod, domain production)", "conclusion": "failure"}]},
+            "no successful registration job of prod",
+        ),
+    ],
+)
+def test_last_deployed_ignores_a_record_github_actions_did_not_write(tmp_path, forged, reason):
+    """Anyone with push access can create a deployment and a `success` status through the REST API
+    (docs.github.com/en/rest/deployments); only a record of deploy.yml's own registration job counts."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    a, b = "a" * 40, "b" * 40
+    deployments = [
+        {"id": 1, "sha": a, "environment": "prod-workflows", "created_at": "2026-11-01T10:00:00Z"},
+        {
+            "id": 2,
+            "sha": b,
+            "environment": "prod-workflows",
+            "created_at": "2026-11-02T10:00:00Z",
+            **forged.get("deployment", {}),
+        },
+    ]
+    statuses = {
+        1: [{"id": 10, "state": "success", "created_at": "2026-11-01T10:05:00Z"}],
+        2: [{"id": 20, "state": "success", "created_at": "2026-11-02T10:05:00Z", **forged.get("status", {})}],
+    }
+    run = {"path": ".github/workflows/deploy.yml", "head_branch": "main", "head_sha": b, **forged.get("run", {})}
+    jobs = {1002: forged["jobs"]} if "jobs" in forged else None
+    _gh_with_deployments(bin_dir, deployments, statuses, runs={1002: run}, jobs=jobs)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "last-deployed.sh"), "prod"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [a]  # b's record is not trusted; the one before it is
+    assert "::warning title=Deployment record of prod not trusted::" in result.stderr
+    assert reason in result.stderr

@@ -4,6 +4,7 @@ executed here on real inputs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -61,7 +62,8 @@ def test_deploy_runs_on_merge_to_main_and_on_demand_for_one_stack(deploy):
     # A stack can be redeployed at its pin without a push (fault: deploys ran on push only).
     assert deploy["on"]["push"] == {"branches": ["main"]}
     stack = deploy["on"]["workflow_dispatch"]["inputs"]["stack"]
-    assert stack["type"] == "choice" and stack["options"] == list(STACKS)
+    # `all` forces nothing: it reconciles every stack that is behind (what a stale job dispatches).
+    assert stack["type"] == "choice" and stack["options"] == ["all", *STACKS]
 
 
 def test_every_stack_is_reconciled_by_every_run_not_by_the_push_diff(deploy):
@@ -128,7 +130,8 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    calls = result.stdout.splitlines()
+    checks, *calls = result.stdout.splitlines()
+    assert checks.startswith("GET repos/example-org/platform/actions/variables/{PULUMI_PR_RUNNER,PULUMI_RUNNER}")
     assert len(calls) == 12
     for stack in [*STACKS, *(f"{s}-workflows" for s in STACKS)]:
         put = next(c for c in calls if c.startswith(f"PUT repos/example-org/platform/environments/{stack} "))
@@ -169,6 +172,38 @@ def test_one_concurrency_group_per_stack_and_drift_never_in_it(deploy):
     drift = load("drift.yml")["jobs"]["refresh"]
     assert drift["concurrency"]["group"] == "drift-${{ matrix.stack }}"
     assert drift["concurrency"]["cancel-in-progress"] is False
+
+
+def test_a_stale_job_compares_with_main_and_dispatches_a_reconcile(deploy):
+    """GitHub cancels a group's pending job when another is queued, whichever run it belongs to
+    (docs.github.com/actions/how-tos/write-workflows/choose-when-workflows-run/control-workflow-concurrency),
+    so an older run's job can replace a newer one's. Each apply and registration compares its stack
+    with main's tip as its checkout sees it (fetch-depth: 0 fetches +refs/heads/*:refs/remotes/origin/*,
+    actions/checkout src/ref-helper.ts getRefSpecForAllHistory) and, when main is ahead of what the
+    stack deployed, a Deploy run is dispatched (a workflow_dispatch made with GITHUB_TOKEN does start
+    a run: docs.github.com/actions/concepts/security/github_token). The model is
+    test_promotion_model.py::test_an_older_runs_job_queued_last_cannot_strand_the_newer_pin."""
+    jobs = deploy["jobs"]
+    stack_input = deploy["on"]["workflow_dispatch"]["inputs"]["stack"]
+    assert "all" in stack_input["options"]
+    for stack in STACKS:
+        for kind in ("apply", "register"):
+            job = jobs[f"{kind}-{stack}"]
+            checkout = steps_using(job, "actions/checkout")[0]
+            assert checkout["with"]["fetch-depth"] == 0 and "ref" not in checkout["with"]
+            guard = next(s for s in job["steps"] if s.get("id") == "guard")
+            assert '--main "$(git rev-parse refs/remotes/origin/main)"' in guard["run"]
+        assert jobs[f"apply-{stack}"]["outputs"]["reconcile"] == "${{ steps.guard.outputs.reconcile }}"
+        reconcile = jobs[f"reconcile-{stack}"]
+        assert reconcile["needs"] == [f"apply-{stack}"]
+        assert reconcile["if"] == f"${{{{ !cancelled() && needs.apply-{stack}.outputs.reconcile == 'true' }}}}"
+        assert reconcile["permissions"] == {"actions": "write"}
+        assert "gh workflow run deploy.yml --ref main -f stack=all" in reconcile["steps"][-1]["run"]
+        # A registration superseded by main fails (its success would be a false record), so it
+        # dispatches itself before failing.
+        register_guard = next(s for s in jobs[f"register-{stack}"]["steps"] if s.get("id") == "guard")["run"]
+        dispatch = register_guard.index("gh workflow run deploy.yml --ref main -f stack=all")
+        assert dispatch < register_guard.index("exit 1")
 
 
 def test_the_plan_saved_at_preview_is_the_plan_applied(deploy):
@@ -305,6 +340,8 @@ def test_write_permissions_are_where_they_are_needed_and_nowhere_else():
         # Pushes the promotion branch only: no workflow opens or approves a pull request.
         ("promote.yml", "promote", "contents"),
         ("drift.yml", "report", "issues"),
+        # Dispatch Deploy when an older run's job found main ahead of it (test_a_stale_job_...).
+        *(("deploy.yml", f"{kind}-{stack}", "actions") for kind in ("reconcile", "register") for stack in STACKS),
     }
 
 
@@ -387,8 +424,12 @@ def test_promotion_workflow_pushes_what_the_source_deployed_and_opens_no_pull_re
     # A person opens the pull request (so a second person must approve it); no workflow can.
     assert "gh pr create" not in text and "gh pr review" not in text and "gh workflow run" not in text
     assert "/compare/main...${branch}?" in text
-    pushes = [line.strip() for line in text.splitlines() if line.strip().startswith(("git push", "if ! git push"))]
-    assert pushes == ['if ! git push origin "$branch"; then']
+    # The only push: push-promotion.sh, which refuses to reuse a branch holding anything else
+    # (test_scripts.py::test_push_promotion_refuses_a_branch_with_other_content).
+    assert "git push" not in text
+    assert text.count('bash .github/scripts/push-promotion.sh "$branch"') == 1
+    # The requester is told to open the pull request, so GitHub keeps them from approving it.
+    assert "Open this pull request as @%s, and have someone else approve it" in text
     assert 'branch="promote/${FROM}-to-${TO}-${digest}"' in text
 
 
@@ -534,3 +575,217 @@ def test_runners_fetch_the_torch_build_the_lock_pins():
             fetch = names.index("Provide PyTorch's CPU wheel where uv.lock expects it")
             assert fetch < names.index("Install the locked environment"), f"{name}:{job_name}"
             assert steps[fetch]["env"]["TORCH_VERSION"] == version, f"{name}:{job_name}"
+
+
+@pytest.mark.parametrize("missing", ["BACKEND", "REGION"])
+def test_deploy_refuses_a_configured_stack_without_backend_or_region(tmp_path, missing):
+    """pulumi/actions logs in to Pulumi Cloud when `cloud-url` is empty (pulumi/actions README,
+    input `cloud-url`): a configured stack without PULUMI_BACKEND_URL must stop before any job."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env = {
+        "CONFIGURED_DEV": "arn:aws:iam::123456789012:role/p",
+        "CONFIGURED_STAGING": "",
+        "CONFIGURED_PROD": "",
+        "FORCE_STACK": "",
+        "BACKEND": "s3://cdao-pulumi-state/cdao",
+        "REGION": "us-east-1",
+        missing: "",
+    }
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GITHUB_OUTPUT": str(output), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "::error::repository variables PULUMI_BACKEND_URL and AWS_REGION must be set" in result.stdout
+    assert "deploy=true" not in output.read_text()
+
+
+def test_pull_request_code_never_runs_on_the_deploy_runners():
+    """A self-hosted runner can be persistently compromised by untrusted code in a workflow
+    (docs.github.com/en/actions/hosting-your-own-runners/managing-self-hosted-runners/
+    about-self-hosted-runners#self-hosted-runner-security):
+    pull request code (untrusted) runs on its own label, never on the runners that later deploy."""
+    runs_on: dict[tuple[str, str], str] = {
+        (name, job_name): str(job["runs-on"])
+        for name, workflow in all_workflows().items()
+        for job_name, job in workflow["jobs"].items()
+    }
+    pr_label = "${{ vars.PULUMI_PR_RUNNER || 'ubuntu-24.04' }}"
+    deploy_label = "${{ vars.PULUMI_RUNNER || 'ubuntu-24.04' }}"
+    for (name, job_name), label in runs_on.items():
+        if name in ("pull-request.yml", "pull-request-comment.yml"):
+            assert "PULUMI_RUNNER" not in label, (name, job_name)
+        else:
+            assert "PULUMI_PR_RUNNER" not in label, (name, job_name)
+    assert runs_on[("pull-request.yml", "preview")] == pr_label
+    assert {label for label in runs_on.values() if "vars." in label} == {pr_label, deploy_label}
+
+
+def test_the_preview_refuses_to_share_a_label_with_the_deploy_runners(tmp_path):
+    """Checked in the preview's first step, before any pull request code is checked out."""
+    steps = load("pull-request.yml")["jobs"]["preview"]["steps"]
+    assert steps[0].get("id") == "creds"
+    env = {
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_REPOSITORY": "org/platform",
+        "HEAD_REPO": "org/platform",
+        "GITHUB_ACTOR": "alice",
+        "ROLE": "arn:aws:iam::123456789012:role/cdao-github-pr-preview-dev",
+        "BACKEND": "s3://cdao-pulumi-state/cdao",
+        "REGION": "us-east-1",
+        "STACK": "dev",
+        "PR_RUNNER": "cdao-deploy",
+        "DEPLOY_RUNNER": "cdao-deploy",
+    }
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step_script("pull-request.yml", "preview", "creds")],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "::error::variables PULUMI_PR_RUNNER and PULUMI_RUNNER name the same runner label" in result.stdout
+    assert "available=true" not in output.read_text()
+    distinct = run_step(
+        step_script("pull-request.yml", "preview", "creds"), {**env, "PR_RUNNER": "cdao-pr"}, tmp_path, tmp_path
+    )
+    assert distinct == {"available": "true"}
+
+
+def _configure_with_gh(tmp_path: Path, variables: dict[str, str], runners: list[dict[str, Any]]):
+    """configure_environments.py (not a dry run) against a `gh api` stand-in: "Get a repository
+    variable" answers {"name", "value", ...} or 404 (docs.github.com/en/rest/actions/variables),
+    "List self-hosted runners for a repository" answers {"total_count", "runners": [{"id", "name",
+    "labels": [{"id", "name", "type"}]}]} (docs.github.com/en/rest/actions/self-hosted-runners);
+    every other call succeeds with {}."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    data = tmp_path / "gh.json"
+    data.write_text(json.dumps({"variables": variables, "runners": {"total_count": len(runners), "runners": runners}}))
+    gh = bin_dir / "gh"
+    gh.write_text(
+        "#!/usr/bin/env bash\n"
+        'path=""; for a in "$@"; do case "$a" in repos/*|orgs/*) path="$a" ;; esac; done\n'
+        'case "$path" in\n'
+        '  */actions/variables/*) name="${path##*/}"\n'
+        f'    v=$(jq -r --arg n "$name" \'.variables[$n] // empty\' "{data}")\n'
+        '    if [ -z "$v" ]; then\n'
+        '      echo \'{"message":"Not Found","status":"404"}\'; echo "gh: Not Found (HTTP 404)" >&2; exit 1\n'
+        "    fi\n"
+        '    jq -n --arg n "$name" --arg v "$v" \'{name: $n, value: $v}\' ;;\n'
+        f'  */actions/runners[?]*|*/actions/runners) jq .runners "{data}" ;;\n'
+        "  orgs/*) echo '{\"id\": 7}' ;;\n"
+        "  *) cat > /dev/null; echo '{}' ;;\n"
+        "esac\n"
+    )
+    gh.chmod(0o755)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / ".github" / "scripts" / "configure_environments.py"),
+            "--repo",
+            "example-org/platform",
+            "--reviewer",
+            "team:platform-leads",
+        ],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _runner(name: str, *labels: str) -> dict[str, Any]:
+    return {
+        "id": len(name),
+        "name": name,
+        "os": "linux",
+        "status": "online",
+        "busy": False,
+        "labels": [{"id": n, "name": label, "type": "custom"} for n, label in enumerate(["self-hosted", *labels])],
+    }
+
+
+@pytest.mark.parametrize(
+    ("variables", "runners", "error"),
+    [
+        ({"PULUMI_RUNNER": "cdao-deploy", "PULUMI_PR_RUNNER": "cdao-deploy"}, [], "name the same label"),
+        (
+            {"PULUMI_RUNNER": "cdao-deploy", "PULUMI_PR_RUNNER": "cdao-pr"},
+            [_runner("ops-1", "cdao-deploy"), _runner("ops-2", "cdao-pr", "cdao-deploy")],
+            "runner ops-2 carries both",
+        ),
+        ({"PULUMI_RUNNER": "cdao-deploy", "PULUMI_PR_RUNNER": "cdao-pr"}, [_runner("ops-1", "cdao-deploy")], None),
+        ({}, [], None),  # GitHub-hosted runners for both
+    ],
+)
+def test_configure_environments_refuses_a_runner_shared_by_pull_requests_and_deploys(
+    tmp_path, variables, runners, error
+):
+    result = _configure_with_gh(tmp_path, variables, runners)
+    if error:
+        assert result.returncode == 2
+        assert error in result.stderr
+        assert "PUT" not in result.stdout  # checked before any environment is changed
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
+    """A job with `id-token: write` can mint its AWS role's credentials from any step (every step
+    gets ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN: docs.github.com/en/actions/deployment/
+    security-hardening-your-deployments/configuring-openid-connect-in-cloud-providers), so it runs no
+    code of main: only
+    the workflow file itself (which GitHub takes from main for a push or dispatch run) and the code of
+    the revision it deploys, checked out in stack/ before anything runs. main's checkout is data
+    there: the stack file and the git history the guard compares."""
+    scripts = re.compile(r"(\S*)\.github/scripts/")
+    for job_name, job in deploy["jobs"].items():
+        if job["permissions"].get("id-token") != "write":
+            continue
+        steps = job["steps"]
+        pinned = [i for i, s in enumerate(steps) if s.get("with", {}).get("path") == "stack"]
+        for index, step in enumerate(steps):
+            run = str(step.get("run", ""))
+            if re.search(r"\buv (sync|run)\b", run) or "pulumi/actions@" in str(step.get("uses", "")):
+                assert pinned and index > pinned[0], (job_name, step.get("name"))
+            if re.search(r"\buv sync\b", run):
+                assert step.get("working-directory") == "stack", (job_name, step.get("name"))
+            for match in re.finditer(r"\buv run\b[^\n]*", run):
+                assert "--project stack" in match.group(0), (job_name, match.group(0))
+            for prefix in scripts.findall(run):
+                assert prefix == "stack/", (job_name, step.get("name"), prefix)
+            if "pulumi/actions@" in str(step.get("uses", "")):
+                assert step["with"]["pulumi-version-file"] == "stack/.github/pulumi-version", job_name
+
+
+def test_a_promotion_pull_request_is_checked_with_mains_rule():
+    """The check runs the base's code (a promote/ branch is pushed by a workflow, but anyone with
+    push access can push one): the head commit is only read. The rule itself is tested on a real
+    history: test_promotion_model.py::test_a_promotion_pull_request_*."""
+    job = load("pull-request.yml")["jobs"]["promotion"]
+    assert job["if"] == "${{ startsWith(github.head_ref, 'promote/') }}"
+    checkout = steps_using(job, "actions/checkout")[0]
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert checkout["with"]["fetch-depth"] == 0
+    run = job["steps"][-1]["run"]
+    assert "bash .github/scripts/last-deployed.sh dev all" in run
+    assert "bash .github/scripts/last-deployed.sh staging all" in run
+    assert '--head "$HEAD_SHA"' in run and '--author "$AUTHOR"' in run
+    assert job["steps"][-1]["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
+    assert job["permissions"] == {"actions": "read", "contents": "read", "deployments": "read"}

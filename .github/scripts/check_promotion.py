@@ -1,0 +1,127 @@
+"""Check a promotion pull request: it promotes exactly what the upstream stack ran, nothing else.
+
+    check_promotion.py --base B --head H --author LOGIN --deployed-dev D ... --deployed-staging S ...
+
+B and H are the pull request's base and head commits (both in the repository at --repo, default the
+working directory); LOGIN is the pull request's author; D and S are the commits of dev's and
+staging's successful deployments, newest first (`last-deployed.sh <stack> all`, which trusts only
+records deploy.yml's registration job wrote): the target's upstream stack's list is used.
+pull-request.yml runs this, from the base's checkout, for every pull request from a `promote/...`
+branch, as a required status check (docs/github-setup.md, "Approvals people can trust"). It
+refuses, naming what is wrong (exit 1; 2 for bad usage):
+
+- a change to anything but one stack file of a pinned stack (staging or prod);
+- a change to a key of that file that is not promoted (infra/pins.py, PROMOTED_KEYS);
+- promoted values the upstream stack never ran together in one successful deployment
+  (stack_revision.check_upstream_ran, the rule deploy.yml applies before deploying);
+- an author other than the person who requested the promotion (`Requested by @<login>` in the head
+  commit, which promote.yml writes): GitHub never lets an author approve their own pull request, so
+  the requester then needs someone else's approval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+# The sibling script stack_revision.py (which puts the repository root on sys.path for `infra`).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import stack_revision
+
+from infra.pins import PROMOTED_KEYS
+from infra.plan.runner import StackFileError, read_stack_file
+
+PINNED = tuple(stack_revision.UPSTREAM)  # the stacks a promotion targets
+REQUESTED = re.compile(r"^Requested by @(?P<login>[A-Za-z0-9-]+(?:\[bot\])?) in ", re.MULTILINE)
+
+
+class PromotionCheckError(Exception):
+    pass
+
+
+def _flat(raw: dict) -> dict[str, object]:
+    """Stack config keys as `namespace:key.sub`, one level down (where PROMOTED_KEYS live)."""
+    flat: dict[str, object] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            for sub, inner in value.items():
+                flat[f"{key}.{sub}"] = inner
+        else:
+            flat[key] = value
+    return flat
+
+
+def _config_at(repo: Path, stack: str, commit: str) -> dict[str, object]:
+    _, text = stack_revision._stack_file(repo, stack, commit)
+    with tempfile.TemporaryDirectory(prefix="check-promotion-") as tmp:
+        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
+        try:
+            raw, _ = read_stack_file(stack, Path(tmp))
+        except StackFileError as exc:
+            raise PromotionCheckError(f"environments/Pulumi.{stack}.yaml at {commit}: {exc}") from None
+    return _flat(raw)
+
+
+def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, list[str]]) -> str:
+    """The target stack of a valid promotion; raises PromotionCheckError naming what is wrong."""
+    changed = (stack_revision._git(repo, "diff", "--name-only", f"{base}...{head}") or "").split()
+    targets = [s for s in PINNED if f"environments/Pulumi.{s}.yaml" in changed]
+    if len(targets) != 1 or len(changed) != 1:
+        raise PromotionCheckError(
+            f"a promotion changes exactly one of {', '.join(f'environments/Pulumi.{s}.yaml' for s in PINNED)}; "
+            f"this pull request changes: {', '.join(changed) or 'nothing'}"
+        )
+    target = targets[0]
+    before, after = _config_at(repo, target, base), _config_at(repo, target, head)
+    other = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and k not in PROMOTED_KEYS)
+    if other:
+        raise PromotionCheckError(
+            f"environments/Pulumi.{target}.yaml: {', '.join(other)} changed; a promotion changes only "
+            f"{', '.join(PROMOTED_KEYS)} (change per-stack keys in their own pull request)"
+        )
+    try:
+        stack_revision.check_upstream_ran(
+            repo, target, stack_revision.pins_at(repo, target, head), deployed[stack_revision.UPSTREAM[target]]
+        )
+    except stack_revision.RevisionError as exc:
+        raise PromotionCheckError(str(exc)) from None
+    message = stack_revision._git(repo, "log", "-1", "--format=%B", head) or ""
+    requested = REQUESTED.search(message)
+    if requested is None:
+        raise PromotionCheckError(
+            f"the head commit {head} does not say who requested the promotion (`Requested by @<login>`, "
+            "written by promote.yml); run Promote instead of pushing a promote/ branch by hand"
+        )
+    if requested["login"].lower() != author.lower():
+        raise PromotionCheckError(
+            f"the promotion was requested by @{requested['login']} but this pull request was opened by @{author}: "
+            f"the requester opens it, so that someone else must approve it"
+        )
+    return target
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="check_promotion.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--head", required=True)
+    parser.add_argument("--author", required=True)
+    parser.add_argument("--deployed-dev", nargs="*", default=[], metavar="COMMIT")
+    parser.add_argument("--deployed-staging", nargs="*", default=[], metavar="COMMIT")
+    parser.add_argument("--repo", type=Path, default=Path.cwd())
+    args = parser.parse_args(argv)
+    try:
+        deployed = {"dev": args.deployed_dev, "staging": args.deployed_staging}
+        target = check(args.repo, args.base, args.head, args.author, deployed)
+    except PromotionCheckError as exc:
+        print(f"::error::check_promotion.py: {exc}")
+        return 1
+    print(f"promotion of {target} checked: it pins what {stack_revision.UPSTREAM[target]} ran, and nothing else")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

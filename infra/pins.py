@@ -1,0 +1,52 @@
+"""What promotion moves from one stack to the next, and what stays per stack.
+
+A stack file (environments/Pulumi.<stack>.yaml) holds two kinds of keys:
+
+- promoted (PROMOTED_KEYS): `cdao:gitops.revision`, the one commit the stack runs (infra/, platform/,
+  workflows/, the images), and `cdao:gitops.chartVersions`, the chart version of every add-on. They
+  travel together: `cdao promote` copies them from what the upstream stack last deployed, and
+  .github/scripts/stack_revision.py refuses to deploy staging or prod unless the upstream stack ran
+  exactly these values together in one successful deployment.
+- per stack: every other key (account, network, cluster access, node pool sizes, database, backup,
+  Flyte hostname, add-on switches...). They describe where and how big a stack is, are reviewed in
+  the stack's own pull requests, and are never copied by a promotion.
+
+This module is the one owner of that split (docs/github-setup.md, "One revision per stack").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from infra.config import NAMESPACE
+
+GITOPS_KEY = f"{NAMESPACE}:gitops"
+REVISION_KEY = "revision"
+CHARTS_KEY = "chartVersions"
+PROMOTED_KEYS = (f"{GITOPS_KEY}.{REVISION_KEY}", f"{GITOPS_KEY}.{CHARTS_KEY}")
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class Pins:
+    """The promoted values of one stack: `revision` a 40-hex commit (or a branch as written in a
+    stack file that follows one), `chart_versions` chart key -> version."""
+
+    revision: str
+    chart_versions: dict[str, str]
+
+
+def pins_of(config: Any, commit: str | None = None) -> Pins:
+    """The promoted values of a parsed stack config (infra.config.StackConfig). With `commit`, a
+    branch revision resolves to that commit: a stack following a branch ran the commit it was
+    deployed at."""
+    revision = config.gitops.revision
+    if commit is not None and not _FULL_SHA.fullmatch(revision):
+        revision = commit
+    return Pins(revision, dict(config.gitops.chart_versions))
+
+
+__all__ = ["CHARTS_KEY", "GITOPS_KEY", "PROMOTED_KEYS", "REVISION_KEY", "Pins", "pins_of"]
