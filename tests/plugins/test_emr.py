@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ import pytest
 from aws_setup import provision_attempt_table
 from cdao_connectors.config import ConnectorConfigError
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
+from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
 from moto.emr.models import emr_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
@@ -171,30 +173,37 @@ def serverless_run(aws_env, grpc_stubs):
     return stub, meta, run
 
 
+_THROTTLED_OR_UNANSWERED = r"Throttl|TooManyRequests|EMR Serverless did not answer (GetTask|DeleteTask)"
+
+
 def test_emr_serverless_throttling_is_an_error_not_a_failed_job_and_cancel_is_not_lost(
-    serverless_run, moto_endpoint, monkeypatch
+    serverless_run, moto_endpoint, monkeypatch, fresh_connectors
 ):
     """botocore retries throttling (TooManyRequestsException is one of the codes in
     botocore/retries/standard.py ``_THROTTLED_ERROR_CODES``) and then raises; the job's state is
     unknown, not FAILED. Propeller retries a GetTask or DeleteTask that answers with an error
     (flyteplugins webapi cache.go counts it as a sync failure; DeleteTask's error fails the abort,
-    which is retried), so the connector must answer with one."""
+    which is retried), so the connector must answer with one: AWS's throttling error, or, when
+    botocore's adaptive backoff outlasts propeller's deadline, the connector's retryable
+    "did not answer"."""
     import grpc  # noqa: PLC0415
 
     stub, meta, run = serverless_run
     proxy = ThrottlingProxy(moto_endpoint, throttle_next=10_000).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    fresh_connectors(IdempotentEMRServerlessConnector())  # its AWS clients are made on the proxy
     try:
         with pytest.raises(grpc.RpcError) as got:
             get_task(stub, "emr_serverless", meta)
-        assert "Throttl" in got.value.details() or "TooManyRequests" in got.value.details()
+        assert re.search(_THROTTLED_OR_UNANSWERED, got.value.details()), got.value.details()
         with pytest.raises(grpc.RpcError) as cancelled:
             delete_task(stub, "emr_serverless", meta)
-        assert "TooManyRequests" in cancelled.value.details()
+        assert re.search(_THROTTLED_OR_UNANSWERED, cancelled.value.details()), cancelled.value.details()
     finally:
         proxy.stop()
     assert proxy.throttled > 0
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    fresh_connectors(IdempotentEMRServerlessConnector())
     assert get_task(stub, "emr_serverless", meta).phase == PHASE.RUNNING
     assert run.state == "RUNNING"
 
@@ -237,7 +246,9 @@ def test_emr_delete_reads_cancel_steps_answer(aws_env, answer, refused):
             connector.delete_sync(meta)
 
 
-def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_run, moto_endpoint, monkeypatch):
+def test_emr_serverless_hanging_answers_inside_propellers_deadline(
+    serverless_run, moto_endpoint, monkeypatch, fresh_connectors
+):
     """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
     (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
     import grpc  # noqa: PLC0415
@@ -248,6 +259,7 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_ru
     proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
     proxy.hanging = True
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    fresh_connectors(IdempotentEMRServerlessConnector())
     try:
         req = agent_pb2.GetTaskRequest(task_category=category("emr_serverless"), resource_meta=meta)
         with pytest.raises(grpc.RpcError) as got:
