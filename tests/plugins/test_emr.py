@@ -56,7 +56,7 @@ def _create(stub, task, cluster: str | None, name: str):
     return template, prefix, lm, meta
 
 
-def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs):
+def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs, fresh_connectors):
     stub, _ = grpc_stubs
     template, prefix, lm, meta = _create(stub, emr_tasks.on_cluster, emr_env, "emr1")
     decoded = json.loads(meta)
@@ -87,12 +87,16 @@ def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs):
     assert f"#/clusterDetails/{emr_env}" in running.log_links[0].uri
     moto_step.state = "SOMETHING_NEW"
     assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.RUNNING
+    # A step in a terminal state stays in it, and the connector never asks again: each terminal
+    # state is read by a replica that has not seen the step yet.
     moto_step.state = "INTERRUPTED"
     assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.RETRYABLE_FAILED
     moto_step.state = "FAILED"
+    fresh_connectors(EMRConnector())
     assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.FAILED
     # COMPLETED without outputs.pb: the step "succeeded" but the task did not deliver.
     moto_step.state = "COMPLETED"
+    fresh_connectors(EMRConnector())
     done = get_task(stub, EMR_SPARK_TASK_TYPE, meta)
     assert done.phase == PHASE.FAILED
     assert "outputs.pb" in done.message
@@ -271,8 +275,9 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(
 
 
 def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
-    # One DescribeStep per GetTask cost N calls per polling round (p99 447-568 ms at 1000 steps).
-    # ListSteps answers ten step ids per call (botocore emr/2009-03-31 ListStepsInput.StepIds).
+    # One DescribeStep per GetTask cost N calls per polling round (p99 447-568 ms at 1000 steps);
+    # ListSteps by step ids answers ten a call, by states 50 a page (botocore emr/2009-03-31
+    # ListStepsInput.StepIds, .Marker).
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
     emr = boto3.client("emr", region_name=REGION)
     steps = [{"Name": f"s{i}", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}} for i in range(25)]
@@ -281,14 +286,29 @@ def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
     connector = EMRConnector()
     calls: list[str] = []
     connector.backend.aws("emr", REGION).meta.events.register(
-        "before-call.emr.*", lambda model, **_: calls.append(model.name)
+        "provide-client-params.emr.*",
+        lambda model, params, **_: calls.append(
+            (model.name, tuple(params.get("StepStates", ())), tuple(params.get("StepIds", ())))
+        ),
     )
     assert {connector.get_sync(m).phase for m in metas} <= {PHASE.QUEUED, PHASE.RUNNING}
     calls.clear()
     for s in step_ids:
         _step(emr_env, s).state = "RUNNING"
-    connector.status_cache(REGION, 60.0).refresh_ahead(older_than=0.0)  # one polling round's refresh
-    assert calls == ["ListSteps"] * 3
+    cache = connector.status_cache(REGION, 60.0)
+    cache.refresh_ahead(older_than=0.0)  # one polling round's refresh
+    # The cluster's live steps, 50 a page (ListStepsInput.Marker): not one call per ten step ids.
+    assert calls == [("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ())]
     calls.clear()
     assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 25
     assert calls == []  # the round's 25 GetTasks read the shared view
+    # A step that left the live states is read by id, once: a terminal step never changes.
+    _step(emr_env, step_ids[0]).state = "COMPLETED"
+    cache.refresh_ahead(older_than=0.0)
+    assert calls == [
+        ("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ()),
+        ("ListSteps", (), (step_ids[0],)),
+    ]
+    calls.clear()
+    cache.refresh_ahead(older_than=0.0)
+    assert calls == [("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ())]
