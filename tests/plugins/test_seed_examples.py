@@ -68,13 +68,23 @@ def _section(text: str, heading: str) -> str:
 
 
 # (decorator, keyword) -> the reason the SDK gives, as a regex.
+# Each reason says why nothing can honour the keyword and what to write instead:
+# * instance_type: a Batch job states its size; instance types are its compute environments'
+#   (AWS Batch API ComputeResource.instanceTypes; the job definition has no instance type), and
+#   infra/components/compute.py gives each queue one environment of the stack's types;
+# * ml: MLlib is part of Spark itself, in every EMR release (no separate component,
+#   https://docs.aws.amazon.com/emr/latest/ReleaseGuide/Spark-release-history.html);
+# * framework, framework_version: a SageMaker job of the SDK runs pyflyte-execute in the task
+#   image (flytekitplugins-awssagemaker pythonic_base.py ``_container_entrypoint``); SageMaker's
+#   framework images have no flytekit, so only the task image can run the function.
 REFUSED: dict[tuple[str, str], str] = {
-    ("batch_task", "instance_type"): r"AWS Batch runs a job on its compute environment's instance types",
-    ("spark_task", "ml"): r"Spark MLlib ships with every EMR release",
-    ("sagemaker_training_task", "framework"): r"cannot run a Flyte function",
-    ("sagemaker_training_task", "framework_version"): r"the library's version is the task image's",
-    ("sagemaker_processing_task", "framework"): r"cannot run a Flyte function",
-    ("sagemaker_processing_task", "framework_version"): r"the library's version is the task image's",
+    ("batch_task", "instance_type"): r"AWS Batch runs a job on its compute environment's instance types.*"
+    r"vcpus= and memory= instead",
+    ("spark_task", "ml"): r"Spark MLlib ships with every EMR release.*import pyspark\.ml in the task instead",
+    ("sagemaker_training_task", "framework"): r"cannot run a Flyte function.*put the library in the image",
+    ("sagemaker_training_task", "framework_version"): r"the library's version is the task image's; pin it there",
+    ("sagemaker_processing_task", "framework"): r"cannot run a Flyte function.*put the library in the image",
+    ("sagemaker_processing_task", "framework_version"): r"the library's version is the task image's; pin it there",
 }
 # Not a keyword but a form: a batch transform serves a model package, so it is not a decorator.
 NOT_A_DECORATOR = {"sagemaker_batch_transform_task": r"is not a decorator: a batch transform runs a model package"}
