@@ -248,3 +248,35 @@ def test_plugin_connectors_make_aws_clients_once_not_per_call(aws_env, grpc_stub
             assert isinstance(answer, agent_pb2.Resource), answer
     assert made.count("sagemaker") <= 1, f"{made.count('sagemaker')} SageMaker clients for 10 GetTasks"
     assert made.count("emr-serverless") <= 1, f"{made.count('emr-serverless')} EMR Serverless clients for 10 GetTasks"
+
+
+def test_a_hung_sagemaker_costs_the_others_nothing_and_answers_inside_the_deadline(
+    backends, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
+):
+    """SageMaker's calls run on the SageMaker connectors' own threads
+    (cdao_connectors.sagemaker._plugin_clients), each RPC bounded by propeller's deadline."""
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    batch_meta, serverless_meta, training_meta = _batch_meta(stub), _serverless_run(stub), _training_job(stub)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+    fresh_connectors(SpotTrainingConnector())
+    try:
+        with ThreadPoolExecutor(48) as pool:
+            hung = [pool.submit(_get, stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(40)]
+            time.sleep(0.5)  # the SageMaker calls are in and hanging
+            others = [_get(stub, "emr_serverless", serverless_meta) for _ in range(3)]
+            others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
+            sagemaker = [f.result() for f in hung]
+    finally:
+        proxy.stop()
+    for took, answer in others:
+        assert isinstance(answer, agent_pb2.Resource), f"a GetTask failed while SageMaker hangs: {answer}"
+        assert took < 2.0, f"a GetTask took {took:.1f}s while SageMaker hangs"
+    codes = {a.code() for _, a in sagemaker if isinstance(a, grpc.RpcError)}
+    assert codes == {grpc.StatusCode.INTERNAL}, codes
+    assert all("did not answer GetTask" in a.details() for _, a in sagemaker)
