@@ -280,3 +280,45 @@ def test_a_hung_sagemaker_costs_the_others_nothing_and_answers_inside_the_deadli
     codes = {a.code() for _, a in sagemaker if isinstance(a, grpc.RpcError)}
     assert codes == {grpc.StatusCode.INTERNAL}, codes
     assert all("did not answer GetTask" in a.details() for _, a in sagemaker)
+
+
+def test_every_plugin_connector_the_service_serves_is_bulkheaded():
+    """platform/addons/flyte/flyte-core/values.yaml routes every flytekitplugins-awssagemaker task
+    type (tuning, recommender, processing and training jobs, transform jobs...) to the service; each
+    async one runs on a backend of its own, every RPC within propeller's deadline."""
+    from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import SyncConnectorBase as SyncBase  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMixin  # noqa: PLC0415
+
+    served = {
+        c.name: ConnectorRegistry.get_connector(c.name, c.version)
+        for agent in ConnectorRegistry.list_connectors()
+        for c in agent.supported_task_categories
+    }
+    plugin = {t: x for t, x in served.items() if isinstance(x, Boto3ConnectorMixin) and not isinstance(x, SyncBase)}
+    assert "sagemaker-hyperparameter-tuning-job" in plugin, sorted(served)
+    unbounded = sorted(t for t, c in plugin.items() if not isinstance(c, BulkheadPluginConnector))
+    assert unbounded == [], f"plugin connectors without a bulkhead or deadline: {unbounded}"
+
+
+def test_a_hung_sagemaker_transform_job_of_the_plugin_answers_inside_the_deadline(
+    aws_env, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
+):
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_batch_transform.connector import SageMakerTransformJobMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+    fresh_connectors(type(ConnectorRegistry.get_connector("sagemaker-transform-job"))())
+    meta = SageMakerTransformJobMetadata(config={"TransformJobName": "hung"}, region=REGION).encode()
+    try:
+        took, answer = _get(stub, "sagemaker-transform-job", meta)
+    finally:
+        proxy.stop()
+    assert isinstance(answer, grpc.RpcError) and answer.code() == grpc.StatusCode.INTERNAL, answer
+    assert "did not answer GetTask" in answer.details()
+    assert took < _deadlines.GET_TASK_SECONDS

@@ -1,11 +1,11 @@
 """SageMaker connectors written here: spot training, a safe status map for endpoints, and the
 batch transform of a model package (see :mod:`cdao_connectors.sagemaker.transform`).
 
-Everything else (the plugin's transform of a registered model, tuning, models, endpoint configs)
-is served by the connectors flytekitplugins-awssagemaker registers through its entry points;
-processing, which the SDK maps ``@sagemaker_processing_task`` onto, is the plugin's connector on a
-backend of its own. Every plugin connector's AWS calls go through
-:mod:`cdao_connectors.sagemaker._plugin_clients` (shared clients, the backends' own threads).
+Everything else (processing, the plugin's transform of a registered model, tuning, models,
+endpoint configs) is served by the connectors flytekitplugins-awssagemaker registers through its entry points, each
+re-registered on a backend of its own (:func:`bulkhead_plugin_connectors`). Every plugin
+connector's AWS calls go through :mod:`cdao_connectors.sagemaker._plugin_clients` (shared clients,
+the backends' own threads).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
 from flytekit.interaction.string_literals import literal_map_string_repr
 from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 from flytekit.models.task import TaskTemplate
-from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
+from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMixin, CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
-from flytekitplugins.awssagemaker_processing.connector import SageMakerProcessingTaskConnector
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
 from cdao_connectors._backends import Backend, BulkheadConnector
@@ -141,13 +140,31 @@ class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector)
         )
 
 
-class ProcessingConnector(BulkheadPluginConnector, SageMakerProcessingTaskConnector):
-    """The plugin's Pythonic processing connector (same task type and name), on its own backend."""
-
-
 ConnectorRegistry.register(SpotTrainingConnector())
 ConnectorRegistry.register(SafeEndpointConnector(), override=True)
-ConnectorRegistry.register(ProcessingConnector(), override=True)
+
+
+def bulkhead_plugin_connectors() -> None:
+    """Re-registers every other async connector of flytekitplugins-awssagemaker (processing,
+    training, tuning, recommender and transform jobs; platform/addons/flyte/flyte-core/values.yaml
+    routes all their task types to this service) as a subclass with :class:`BulkheadPluginConnector`
+    first: same task type and name, its own backend, every RPC within propeller's deadline."""
+    agents = ConnectorRegistry.list_connectors()
+    served = [(c.name, c.version) for agent in agents for c in agent.supported_task_categories]
+    for name, version in served:
+        connector = ConnectorRegistry.get_connector(name, version)
+        if (
+            isinstance(connector, Boto3ConnectorMixin)
+            and isinstance(connector, AsyncConnectorBase)
+            and not isinstance(connector, BulkheadPluginConnector)
+        ):
+            plugin_class = type(connector)
+            bases = (BulkheadPluginConnector, plugin_class)
+            bounded = type(plugin_class.__name__, bases, {"__doc__": plugin_class.__doc__})
+            ConnectorRegistry.register(bounded(), override=True)
+
+
+bulkhead_plugin_connectors()
 
 
 @dataclass
