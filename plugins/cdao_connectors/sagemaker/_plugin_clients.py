@@ -15,8 +15,9 @@ bounded by propeller's deadline. The plugin's request building (input placeholde
 idempotence tokens) is left as it is. Hand-written: the plugin offers no way to pass a client in.
 
 A connector deriving from :class:`BulkheadPluginConnector` gets a backend of its own and has every
-RPC bounded by propeller's deadline for it; the plugin's other connectors share one backend per
-AWS service, bounded per AWS call.
+RPC bounded by propeller's deadline for it (the service re-registers every async connector of the
+plugin so, :func:`cdao_connectors.sagemaker.connector.bulkhead_plugin_connectors`); the plugin's
+synchronous ``boto`` connector shares one backend per AWS service, bounded per AWS call.
 """
 
 from __future__ import annotations
