@@ -2,10 +2,10 @@
 batch transform of a model package (see :mod:`cdao_connectors.sagemaker.transform`).
 
 Everything else (processing, the plugin's transform of a registered model, tuning, models,
-endpoint configs) is served by the connectors flytekitplugins-awssagemaker registers through its entry points, each
-re-registered on a backend of its own (:func:`bulkhead_plugin_connectors`). Every plugin
-connector's AWS calls go through :mod:`cdao_connectors.sagemaker._plugin_clients` (shared clients,
-the backends' own threads).
+endpoint configs) is served by the connectors flytekitplugins-awssagemaker registers through its
+entry points, each re-registered on a backend of its own (:func:`bulkhead_plugin_connectors`).
+Every plugin connector's AWS calls go through :mod:`cdao_connectors.sagemaker._plugin_clients`
+(shared clients, the backends' own threads).
 """
 
 from __future__ import annotations
