@@ -61,6 +61,24 @@ def _python_block(text: str, heading: str) -> str:
     return match.group(1)
 
 
+# The SDK blocks the tests below run; every python block of the seeds that uses the SDK must be one.
+RUN_BLOCKS = {
+    "000": ["### CDAO SDK Example Usage"],
+    "003": ["### Enhanced CDAO SDK with SageMaker Support", "### CDAO SDK Usage Examples in Jupyter"],
+}
+
+
+def test_every_sdk_block_of_the_seeds_is_run():
+    """A seed block that uses the SDK and that no test runs would have no status at all."""
+    for prefix, headings in RUN_BLOCKS.items():
+        text = _seed(prefix)
+        run = {_python_block(text, heading) for heading in headings}
+        for match in re.finditer(r"```python\n(.*?)```", text, re.S):
+            if "cdao_sdk" in match.group(1):
+                heading = text[: match.start()].rstrip().splitlines()[-1]
+                assert match.group(1) in run, f"seed {prefix}: the SDK block after {heading!r} is not run by a test"
+
+
 def _section(text: str, heading: str) -> str:
     start = text.index(heading)
     end = text.find("\n## ", start + len(heading))
@@ -203,7 +221,7 @@ def _run_cells(namespace: dict[str, Any], missing: frozenset[str] = frozenset())
 
 
 def test_cdao_sdk_example_usage(remote, seed_module):
-    ns = seed_module(_python_block(_seed("000"), "### CDAO SDK Example Usage"))
+    ns = seed_module(_python_block(_seed("000"), RUN_BLOCKS["000"][0]))
     met = _run_cells(ns)
     assert met == {("batch_task", "instance_type")}
 
@@ -279,7 +297,7 @@ def test_sagemaker_examples(remote, seed_module):
     # calls batch_inference, which the refused transform decorator leaves undefined; the Jupyter
     # block then launches that pipeline.
     missing = frozenset({"workflow", "batch_inference", "end_to_end_sagemaker_pipeline", "execution"})
-    ns = seed_module(_python_block(text, "### Enhanced CDAO SDK with SageMaker Support"))
+    ns = seed_module(_python_block(text, RUN_BLOCKS["003"][0]))
     met = _run_cells(ns, missing)
     assert met == {
         ("sagemaker_training_task", "framework"),
@@ -302,7 +320,7 @@ def test_sagemaker_examples(remote, seed_module):
     assert "batch_inference" not in ns
 
     # The next cells of the same notebook: one namespace.
-    jupyter = seed_module(_python_block(text, "### CDAO SDK Usage Examples in Jupyter"))
+    jupyter = seed_module(_python_block(text, RUN_BLOCKS["003"][1]))
     jupyter.update({k: v for k, v in ns.items() if not k.startswith("__")})
     met = _run_cells(jupyter, missing)
     ns = jupyter
