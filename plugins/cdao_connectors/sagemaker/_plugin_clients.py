@@ -4,9 +4,9 @@ Every connector of flytekitplugins-awssagemaker calls AWS through ``Boto3Connect
 (flytekitplugins/awssagemaker_inference/boto3_mixin.py, 1.16.31), which opens
 ``aioboto3.Session().client(...)`` for each call: a new aiobotocore client (its service model and
 endpoint rules loaded on the event loop, milliseconds every connector of the service waits for), a
-new aiohttp session (one is reported "Unclosed client session" at exit when a call is cut off), host
-names resolved on asyncio's default thread pool that other work shares, and a retry rate limiter
-that lives for one call, so adaptive retry mode never slows a throttled connector down.
+new aiohttp session and connection, host names resolved on asyncio's default thread pool that other
+work shares, and a retry rate limiter that lives for one call, so adaptive retry mode never slows a
+throttled connector down.
 
 ``_call`` finds ``aioboto3`` as a global of its module. :func:`install` puts :data:`SESSIONS` under
 that name: its clients run each method of a shared boto3 client (configured like every other
