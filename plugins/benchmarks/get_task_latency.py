@@ -2,21 +2,28 @@
 
     uv run python plugins/benchmarks/get_task_latency.py --tasks 1000
 
-Starts moto and the Codeweave fake in this process on 127.0.0.1 and the connector service as its own
-``pyflyte serve connector`` process (as the Deployment runs it), so the load generator does not
-share the service's interpreter. Puts ``--tasks`` running jobs in each backend (AWS Batch via
-CreateTask, EMR steps and SageMaker transform jobs via boto3, Codeweave jobs in the fake), then
-polls every task once (``first sight``: the connector has not seen it, as after a restart) and
-then ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with propeller's
-deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and
-polls Batch again while ``--workers`` callers keep polling Codeweave. Prints one line per
-measurement: ``<backend>: p50_ms=.. p99_ms=.. max_ms=.. errors=..``. A measurement, not a test:
+Starts the connector service as its own ``pyflyte serve connector`` process (as the Deployment
+runs it), and moto and the Codeweave fake on 127.0.0.1 in another child process (``--backends
+process``, the default) or in this one (``--backends in-process``): in-process, the stand-ins for
+AWS and Codeweave share an interpreter (and its GIL) with the ``--workers`` polling threads, which
+adds their waits to the measured tail; comparing the two shows how much.
+
+Puts ``--tasks`` running jobs in each backend (AWS Batch via CreateTask, EMR steps and SageMaker
+transform jobs via boto3, Codeweave jobs in the fake), then polls every task once (``first
+sight``: the connector has not seen it, as after a restart) and then ``--rounds`` times from
+``--workers`` concurrent callers, each GetTask with propeller's deadline (10 s). Then makes
+Codeweave hang (requests accepted, never answered) and polls Batch again while ``--workers``
+callers keep polling Codeweave. Prints one line per measurement: ``<backend>: p50_ms=..
+p99_ms=.. max_ms=.. service_cpu_ms_per_call=.. errors=.. load_avg=..``; the service's CPU time
+per GetTask (the hammering Codeweave callers included, in the last line) does not depend on how
+busy the machine's other processes keep its cores, the latency does. A measurement, not a test:
 nothing here passes or fails on time.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -25,6 +32,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import grpc
@@ -71,9 +79,6 @@ def _batch_tasks(stub, n: int) -> list[bytes]:
             task_execution_metadata=execution_metadata("bench", node=f"b{i}"),
         )
         metas.append(stub.CreateTask(req, timeout=60).resource_meta)
-    backend = batch_backends[ACCOUNT][REGION]
-    for job in backend._jobs.values():
-        job.status, job.job_stopped, job.job_stopped_reason = "RUNNING", False, None
     return metas
 
 
@@ -114,20 +119,89 @@ def _transform_tasks(n: int) -> list[bytes]:
             TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
             TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
         )
-        # moto completes a transform job at once; these are in flight.
-        sagemaker_backends[ACCOUNT][REGION].transform_jobs[name].transform_job_status = "InProgress"
         metas.append(BatchTransformMetadata(name, REGION, f"s3://flyte-data/out/{name}").encode())
     return metas
 
 
-def _codeweave_tasks(fake: CodeweaveFake, n: int) -> list[bytes]:
-    metas = []
-    with fake.lock:
-        for _ in range(n):
-            job = FakeJob(id=uuid.uuid4().hex[:12], spec={"name": "bench"}, status="RUNNING")
-            fake.jobs[job.id] = job
-            metas.append(CodeweaveJobMetadata(job.id, "s3://flyte-data/x", False).encode())
-    return metas
+class Backends:
+    """moto and the Codeweave fake, and the changes to their state that no API offers: the jobs are
+    put in flight (moto finishes Batch and transform jobs at once) and Codeweave made to hang."""
+
+    def __init__(self) -> None:
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.fake = CodeweaveFake(api_key=API_KEY, base_env={})
+        self.fake.serve()
+        self.codeweave_url = self.fake.url
+
+    def in_flight(self) -> None:
+        for job in batch_backends[ACCOUNT][REGION]._jobs.values():
+            job.status, job.job_stopped, job.job_stopped_reason = "RUNNING", False, None
+        for job in sagemaker_backends[ACCOUNT][REGION].transform_jobs.values():
+            job.transform_job_status = "InProgress"
+
+    def codeweave_jobs(self, n: int) -> list[str]:
+        ids = []
+        with self.fake.lock:
+            for _ in range(n):
+                job = FakeJob(id=uuid.uuid4().hex[:12], spec={"name": "bench"}, status="RUNNING")
+                self.fake.jobs[job.id] = job
+                ids.append(job.id)
+        return ids
+
+    def hang_codeweave(self) -> None:
+        self.fake.hanging = True
+
+    def stop(self) -> None:
+        self.fake.stop()
+        self.moto.stop()
+
+
+def _serve_backends(conn: Any) -> None:
+    """The child process of ``--backends process``: runs :class:`Backends`' methods on request."""
+    backends = Backends()
+    conn.send((backends.endpoint, backends.codeweave_url))
+    while True:
+        method, args = conn.recv()
+        if method == "stop":
+            backends.stop()
+            conn.send(None)
+            return
+        conn.send(getattr(backends, method)(*args))
+
+
+class RemoteBackends:
+    """:class:`Backends` in a child process, so that they do not share this one's interpreter."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_backends, args=(child,), daemon=True)
+        self._process.start()
+        self.endpoint, self.codeweave_url = self._conn.recv()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        self._conn.send((method, args))
+        return self._conn.recv()
+
+    def in_flight(self) -> None:
+        self._call("in_flight")
+
+    def codeweave_jobs(self, n: int) -> list[str]:
+        return self._call("codeweave_jobs", n)
+
+    def hang_codeweave(self) -> None:
+        self._call("hang_codeweave")
+
+    def stop(self) -> None:
+        self._call("stop")
+        self._process.join(10)
+
+
+def _codeweave_tasks(backends: Backends | RemoteBackends, n: int) -> list[bytes]:
+    return [CodeweaveJobMetadata(i, "s3://flyte-data/x", False).encode() for i in backends.codeweave_jobs(n)]
 
 
 class Poller:
@@ -156,12 +230,33 @@ class Poller:
         return latencies, errors
 
 
-def _report(label: str, latencies: list[float], errors: int) -> None:
-    print(
-        f"{label}: p50_ms={1000 * _percentile(latencies, 0.5):.1f} p99_ms={1000 * _percentile(latencies, 0.99):.1f} "
-        f"max_ms={1000 * max(latencies):.1f} calls={len(latencies)} errors={errors}",
-        flush=True,
-    )
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux ``/proc/<pid>/stat`` utime and stime,
+    fields 14 and 15, in clock ticks; proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Measured:
+    """Latency, and the connector service's CPU time per call: on a machine whose cores are shared,
+    the tail follows the load, while the CPU a GetTask costs the service does not."""
+
+    def __init__(self, poller: Poller, service_pid: int, workers: int) -> None:
+        self._poller = poller
+        self._pid = service_pid
+        self._workers = workers
+
+    def report(self, label: str, task_type: str, metas: list[bytes], rounds: int) -> None:
+        cpu = _cpu_seconds(self._pid)
+        latencies, errors = self._poller.rounds(task_type, metas, rounds, self._workers)
+        cpu_ms = 1000 * (_cpu_seconds(self._pid) - cpu) / len(latencies)
+        print(
+            f"{label}: p50_ms={1000 * _percentile(latencies, 0.5):.1f} "
+            f"p99_ms={1000 * _percentile(latencies, 0.99):.1f} max_ms={1000 * max(latencies):.1f} "
+            f"service_cpu_ms_per_call={cpu_ms:.2f} calls={len(latencies)} errors={errors} "
+            f"load_avg={os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,14 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=1000, help="tasks in flight per backend")
     parser.add_argument("--rounds", type=int, default=2, help="GetTasks per task")
     parser.add_argument("--workers", type=int, default=32, help="concurrent GetTask callers (propeller workers)")
+    parser.add_argument(
+        "--backends",
+        choices=("process", "in-process"),
+        default="process",
+        help="run moto and the Codeweave fake in a child process or in this one",
+    )
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.rounds < 1 or args.workers < 1:
         parser.error("--tasks, --rounds and --workers must be >= 1")
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    backends = RemoteBackends() if args.backends == "process" else Backends()
+    endpoint = backends.endpoint
     secrets = tempfile.mkdtemp(prefix="bench-secrets-")
     Path(secrets, "codeweave_api_key").write_text(API_KEY)
     os.environ.update(
@@ -193,13 +292,11 @@ def main(argv: list[str] | None = None) -> int:
             "FLYTE_SECRETS_DEFAULT_DIR": secrets,
         }
     )
-    fake = CodeweaveFake(api_key=API_KEY, base_env={})
-    fake.serve()
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="flyte-data")
     env = {
         **provision_batch(endpoint, REGION),
         **provision_attempt_table(REGION),
-        "CDAO_CODEWEAVE_ENDPOINT": fake.url,
+        "CDAO_CODEWEAVE_ENDPOINT": backends.codeweave_url,
         # Propeller's polling interval (flytepropeller's default resync) bounds how stale a status may be.
         "CDAO_BATCH_STATUS_REFRESH_SECONDS": "5",
         "CDAO_STATUS_REFRESH_SECONDS": "5",
@@ -208,29 +305,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         service.wait_ready()
         poller = Poller(service.target)
+        measured = Measured(poller, service.pid, args.workers)
         with grpc.insecure_channel(service.target) as channel:
             batch = _batch_tasks(AsyncAgentServiceStub(channel), args.tasks)
-        backends = {
+        tasks = {
             BATCH_TASK_TYPE: batch,
             EMR_SPARK_TASK_TYPE: _emr_tasks(args.tasks),
             BATCH_TRANSFORM_TASK_TYPE: _transform_tasks(args.tasks),
-            CODEWEAVE_TASK_TYPE: _codeweave_tasks(fake, args.tasks),
+            CODEWEAVE_TASK_TYPE: _codeweave_tasks(backends, args.tasks),
         }
-        print(f"{args.tasks} tasks in flight per backend, {args.workers} concurrent callers, {args.rounds} rounds")
-        for task_type, metas in backends.items():
+        backends.in_flight()
+        print(
+            f"{args.tasks} tasks in flight per backend, {args.workers} concurrent callers, {args.rounds} rounds, "
+            f"backends {args.backends}"
+        )
+        for task_type, metas in tasks.items():
             # The first GetTask of a job this replica has not seen (after a restart) waits for a
             # Describe; propeller's later polls of it are the steady state. Both are reported.
-            _report(f"{task_type} first sight", *poller.rounds(task_type, metas, 1, args.workers))
-            _report(task_type, *poller.rounds(task_type, metas, args.rounds, args.workers))
+            measured.report(f"{task_type} first sight", task_type, metas, 1)
+            measured.report(task_type, task_type, metas, args.rounds)
 
         # Batch's jobs were not polled while the others were measured, as propeller would have.
-        _report(f"{BATCH_TASK_TYPE} polled again", *poller.rounds(BATCH_TASK_TYPE, batch, 1, args.workers))
-        fake.hanging = True
+        measured.report(f"{BATCH_TASK_TYPE} polled again", BATCH_TASK_TYPE, batch, 1)
+        backends.hang_codeweave()
         stop = threading.Event()
 
         def hammer_codeweave() -> None:
             hung = Poller(service.target)
-            metas = backends[CODEWEAVE_TASK_TYPE]
+            metas = tasks[CODEWEAVE_TASK_TYPE]
             i = 0
             while not stop.is_set():
                 hung.get(CODEWEAVE_TASK_TYPE, metas[i % len(metas)])
@@ -240,16 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         for t in hammers:
             t.start()
         time.sleep(2.0)  # the Codeweave calls are in and hanging
-        _report(
-            f"{BATCH_TASK_TYPE} while Codeweave hangs",
-            *poller.rounds(BATCH_TASK_TYPE, batch, args.rounds, args.workers),
-        )
+        measured.report(f"{BATCH_TASK_TYPE} while Codeweave hangs", BATCH_TASK_TYPE, batch, args.rounds)
         stop.set()
         return 0
     finally:
-        fake.stop()
         service.stop()
-        moto.stop()
+        backends.stop()
 
 
 if __name__ == "__main__":

@@ -351,7 +351,13 @@ def spark_task(
     _refuse(
         "spark_task",
         task_kwargs,
-        {"ml": "Spark MLlib ships with every EMR release and EMR Serverless, so ml=True would change nothing"},
+        {
+            # MLlib is part of Apache Spark itself (pyspark.ml; https://spark.apache.org/docs/latest/ml-guide.html);
+            # EMR lists no separate ML component for Spark in any release
+            # (https://docs.aws.amazon.com/emr/latest/ReleaseGuide/Spark-release-history.html).
+            "ml": "Spark MLlib ships with every EMR release and EMR Serverless, so ml=True would change nothing; "
+            "drop it and import pyspark.ml in the task instead"
+        },
     )
     _check_task_keywords(
         task_kwargs,
@@ -442,7 +448,7 @@ _FRAMEWORK_REASONS = {
     "framework": "the job runs this Python function in the task image (flytekit and the workflow's "
     "libraries, see workflows/README.md); SageMaker's framework and built-in-algorithm containers "
     "cannot run a Flyte function, so a framework choice would change nothing: put the library in the image",
-    "framework_version": "see framework: the library's version is the task image's",
+    "framework_version": "see framework: the library's version is the task image's; pin it there instead",
     "algorithm": "see framework: built-in algorithms run SageMaker's code, not this function",
     "python_version": "the job runs the task image's Python",
 }

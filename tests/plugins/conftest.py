@@ -85,3 +85,24 @@ def grpc_stubs(connector_server: int):
         yield AsyncAgentServiceStub(channel), AgentMetadataServiceStub(channel)
     finally:
         channel.close()
+
+
+@pytest.fixture
+def fresh_connectors():
+    """``register(*connectors)`` puts new connector instances in the service's registry for one
+    test (their shared AWS clients are then made from the endpoints the test sets); the service's
+    own instances are back afterwards."""
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+
+    saved: list = []
+
+    def register(*connectors) -> None:
+        for connector in connectors:
+            saved.append(ConnectorRegistry.get_connector(connector.task_category.name))
+            ConnectorRegistry.register(connector, override=True)
+
+    try:
+        yield register
+    finally:
+        for connector in reversed(saved):  # the first saved is the service's own
+            ConnectorRegistry.register(connector, override=True)

@@ -154,3 +154,171 @@ def test_aws_clients_are_made_once_per_backend_not_per_call(aws_env, grpc_stubs,
         _took, answer = _get(stub, "cdao-emr-spark-step", meta)
         assert isinstance(answer, agent_pb2.Resource), answer
     assert made.count("emr") <= 1, f"{made.count('emr')} EMR clients for 20 GetTasks"
+
+
+# The connectors built on flytekit's plugins (flytekitplugins-awsemrserverless, -awssagemaker) rather
+# than on cdao_connectors._backends: their AWS calls must be bulkheaded and share clients too.
+
+
+def _serverless_run(stub) -> bytes:
+    """A RUNNING EMR Serverless job run created through CreateTask; its resource_meta."""
+    import emr_tasks  # noqa: PLC0415
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name=f"cdao-{uuid.uuid4().hex[:6]}", releaseLabel="emr-7.5.0", type="SPARK")
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app["applicationId"]
+    template.custom["sync_image"] = False
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    meta = create_task(stub, template, prefix, lm, execution_metadata(f"emrs-{uuid.uuid4().hex[:6]}"))
+    for run in emrserverless_backends["123456789012"][REGION].job_runs[app["applicationId"]]:
+        run.state = "RUNNING"
+    return meta
+
+
+def _training_job(stub) -> bytes:
+    import sm_tasks  # noqa: PLC0415
+
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(sm_tasks.fit, prefix, epochs=1)
+    return create_task(stub, serialize(sm_tasks.fit), prefix, lm, execution_metadata(f"sm-{uuid.uuid4().hex[:6]}"))
+
+
+def test_a_hung_emr_serverless_costs_sagemaker_and_batch_nothing(
+    backends, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
+):
+    """The plugin's EMR Serverless calls ran on asyncio's default pool (flytekitplugins
+    awsemrserverless/boto_handler.py ``_call``: ``run_in_executor(None, ...)``, min(32, cpus + 4)
+    threads), which also resolves host names for every aiohttp connection (asyncio
+    ``loop.getaddrinfo``): with it hung, the SageMaker connectors could not reach AWS. AWS endpoints
+    are host names, hence ``localhost`` for SageMaker here."""
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    batch_meta, serverless_meta, training_meta = _batch_meta(stub), _serverless_run(stub), _training_job(stub)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", proxy.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", moto_endpoint.replace("127.0.0.1", "localhost"))
+    fresh_connectors(IdempotentEMRServerlessConnector(), SpotTrainingConnector())
+    try:
+        with ThreadPoolExecutor(48) as pool:
+            hung = [pool.submit(_get, stub, "emr_serverless", serverless_meta) for _ in range(40)]
+            time.sleep(0.5)  # the EMR Serverless calls are in and hanging
+            others = [_get(stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(3)]
+            others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
+            serverless = [f.result() for f in hung]
+    finally:
+        proxy.stop()
+    for took, answer in others:
+        assert isinstance(answer, agent_pb2.Resource), f"a GetTask failed while EMR Serverless hangs: {answer}"
+        assert took < 2.0, f"a GetTask took {took:.1f}s while EMR Serverless hangs"
+    codes = {a.code() for _, a in serverless if isinstance(a, grpc.RpcError)}
+    assert codes == {grpc.StatusCode.INTERNAL}, codes
+    assert all("EMR Serverless did not answer GetTask" in a.details() for _, a in serverless)
+
+
+def test_plugin_connectors_make_aws_clients_once_not_per_call(aws_env, grpc_stubs, monkeypatch):
+    """flytekitplugins-awssagemaker opens an aioboto3 client (and an aiohttp session) for every call
+    (awssagemaker_inference/boto3_mixin.py ``Boto3ConnectorMixin._call``), the EMR Serverless
+    plugin a boto3 client per request (awsemrserverless/connector.py ``_get_handler``)."""
+    import aiobotocore.session  # noqa: PLC0415
+    import botocore.session  # noqa: PLC0415
+    from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    serverless_meta, training_meta = _serverless_run(stub), _training_job(stub)
+    made: list[str] = []
+    for cls in (botocore.session.Session, aiobotocore.session.AioSession):
+        original = cls.create_client
+
+        def counting(self, service_name, *args, _original=original, **kwargs):
+            made.append(service_name)
+            return _original(self, service_name, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "create_client", counting)
+    for _ in range(10):
+        for task_type, meta in (("emr_serverless", serverless_meta), (SAGEMAKER_TRAINING_TASK_TYPE, training_meta)):
+            _took, answer = _get(stub, task_type, meta)
+            assert isinstance(answer, agent_pb2.Resource), answer
+    assert made.count("sagemaker") <= 1, f"{made.count('sagemaker')} SageMaker clients for 10 GetTasks"
+    assert made.count("emr-serverless") <= 1, f"{made.count('emr-serverless')} EMR Serverless clients for 10 GetTasks"
+
+
+def test_a_hung_sagemaker_costs_the_others_nothing_and_answers_inside_the_deadline(
+    backends, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
+):
+    """SageMaker's calls run on the SageMaker connectors' own threads
+    (cdao_connectors.sagemaker._plugin_clients), each RPC bounded by propeller's deadline."""
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    batch_meta, serverless_meta, training_meta = _batch_meta(stub), _serverless_run(stub), _training_job(stub)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+    fresh_connectors(SpotTrainingConnector())
+    try:
+        with ThreadPoolExecutor(48) as pool:
+            hung = [pool.submit(_get, stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(40)]
+            time.sleep(0.5)  # the SageMaker calls are in and hanging
+            others = [_get(stub, "emr_serverless", serverless_meta) for _ in range(3)]
+            others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
+            sagemaker = [f.result() for f in hung]
+    finally:
+        proxy.stop()
+    for took, answer in others:
+        assert isinstance(answer, agent_pb2.Resource), f"a GetTask failed while SageMaker hangs: {answer}"
+        assert took < 2.0, f"a GetTask took {took:.1f}s while SageMaker hangs"
+    codes = {a.code() for _, a in sagemaker if isinstance(a, grpc.RpcError)}
+    assert codes == {grpc.StatusCode.INTERNAL}, codes
+    assert all("did not answer GetTask" in a.details() for _, a in sagemaker)
+
+
+def test_every_plugin_connector_the_service_serves_is_bulkheaded():
+    """platform/addons/flyte/flyte-core/values.yaml routes every flytekitplugins-awssagemaker task
+    type (tuning, recommender, processing and training jobs, transform jobs...) to the service; each
+    async one runs on a backend of its own, every RPC within propeller's deadline."""
+    from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import SyncConnectorBase as SyncBase  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMixin  # noqa: PLC0415
+
+    served = {
+        c.name: ConnectorRegistry.get_connector(c.name, c.version)
+        for agent in ConnectorRegistry.list_connectors()
+        for c in agent.supported_task_categories
+    }
+    plugin = {t: x for t, x in served.items() if isinstance(x, Boto3ConnectorMixin) and not isinstance(x, SyncBase)}
+    assert "sagemaker-hyperparameter-tuning-job" in plugin, sorted(served)
+    unbounded = sorted(t for t, c in plugin.items() if not isinstance(c, BulkheadPluginConnector))
+    assert unbounded == [], f"plugin connectors without a bulkhead or deadline: {unbounded}"
+
+
+def test_a_hung_sagemaker_transform_job_of_the_plugin_answers_inside_the_deadline(
+    aws_env, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
+):
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_batch_transform.connector import SageMakerTransformJobMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.hanging = True
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+    fresh_connectors(type(ConnectorRegistry.get_connector("sagemaker-transform-job"))())
+    meta = SageMakerTransformJobMetadata(config={"TransformJobName": "hung"}, region=REGION).encode()
+    try:
+        took, answer = _get(stub, "sagemaker-transform-job", meta)
+    finally:
+        proxy.stop()
+    assert isinstance(answer, grpc.RpcError) and answer.code() == grpc.StatusCode.INTERNAL, answer
+    assert "did not answer GetTask" in answer.details()
+    assert took < _deadlines.GET_TASK_SECONDS

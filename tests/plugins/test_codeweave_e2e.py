@@ -163,3 +163,37 @@ def test_get_tasks_reuse_one_http_connection(codeweave):
         assert connector.get_sync(meta).phase == PHASE.RUNNING
     assert len(codeweave.requests) == 20
     assert len(codeweave.connections) == 1
+
+
+def test_the_environment_is_read_once_per_client_not_per_request(codeweave, monkeypatch):
+    """requests reads proxies (scanning every environment variable) and the CA bundle from the
+    environment on every request of a Session that trusts it (requests 2.34 sessions.py
+    ``merge_environment_settings``): a quarter of a Codeweave GetTask's CPU, more in a pod whose
+    environment lists its namespace's Services. The client reads it once; a proxy set there
+    still carries every request."""
+    import requests.sessions  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveClient  # noqa: PLC0415
+
+    reads: list[str] = []
+    original = requests.sessions.get_environ_proxies
+
+    def counting(url, no_proxy=None):
+        reads.append(url)
+        return original(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    with codeweave.lock:
+        codeweave.jobs["env-once"] = FakeJob(id="env-once", spec={"name": "env-once"}, status="RUNNING")
+    client = CodeweaveClient(codeweave.url, API_KEY)
+    for _ in range(20):
+        assert client.get_job("env-once").status == "RUNNING"
+    assert len(reads) <= 1, f"the environment was read {len(reads)} times for 20 requests"
+
+    # The fake as the forward proxy: it receives the request line with the absolute URL.
+    monkeypatch.setenv("HTTP_PROXY", codeweave.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = CodeweaveClient("http://codeweave.invalid", API_KEY, max_retries=0)
+    codeweave.requests.clear()
+    proxied.get_job("env-once")
+    assert codeweave.requests == [("GET", "http://codeweave.invalid/jobs/env-once")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ import pytest
 from aws_setup import provision_attempt_table
 from cdao_connectors.config import ConnectorConfigError
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
+from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
 from moto.emr.models import emr_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
@@ -54,7 +56,7 @@ def _create(stub, task, cluster: str | None, name: str):
     return template, prefix, lm, meta
 
 
-def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs):
+def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs, fresh_connectors):
     stub, _ = grpc_stubs
     template, prefix, lm, meta = _create(stub, emr_tasks.on_cluster, emr_env, "emr1")
     decoded = json.loads(meta)
@@ -85,12 +87,16 @@ def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs):
     assert f"#/clusterDetails/{emr_env}" in running.log_links[0].uri
     moto_step.state = "SOMETHING_NEW"
     assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.RUNNING
+    # A step in a terminal state stays in it, and the connector never asks again: each terminal
+    # state is read by a replica that has not seen the step yet.
     moto_step.state = "INTERRUPTED"
     assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.RETRYABLE_FAILED
     moto_step.state = "FAILED"
+    fresh_connectors(EMRConnector())
     assert get_task(stub, EMR_SPARK_TASK_TYPE, meta).phase == PHASE.FAILED
     # COMPLETED without outputs.pb: the step "succeeded" but the task did not deliver.
     moto_step.state = "COMPLETED"
+    fresh_connectors(EMRConnector())
     done = get_task(stub, EMR_SPARK_TASK_TYPE, meta)
     assert done.phase == PHASE.FAILED
     assert "outputs.pb" in done.message
@@ -171,30 +177,37 @@ def serverless_run(aws_env, grpc_stubs):
     return stub, meta, run
 
 
+_THROTTLED_OR_UNANSWERED = r"Throttl|TooManyRequests|EMR Serverless did not answer (GetTask|DeleteTask)"
+
+
 def test_emr_serverless_throttling_is_an_error_not_a_failed_job_and_cancel_is_not_lost(
-    serverless_run, moto_endpoint, monkeypatch
+    serverless_run, moto_endpoint, monkeypatch, fresh_connectors
 ):
     """botocore retries throttling (TooManyRequestsException is one of the codes in
     botocore/retries/standard.py ``_THROTTLED_ERROR_CODES``) and then raises; the job's state is
     unknown, not FAILED. Propeller retries a GetTask or DeleteTask that answers with an error
     (flyteplugins webapi cache.go counts it as a sync failure; DeleteTask's error fails the abort,
-    which is retried), so the connector must answer with one."""
+    which is retried), so the connector must answer with one: AWS's throttling error, or, when
+    botocore's adaptive backoff outlasts propeller's deadline, the connector's retryable
+    "did not answer"."""
     import grpc  # noqa: PLC0415
 
     stub, meta, run = serverless_run
     proxy = ThrottlingProxy(moto_endpoint, throttle_next=10_000).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    fresh_connectors(IdempotentEMRServerlessConnector())  # its AWS clients are made on the proxy
     try:
         with pytest.raises(grpc.RpcError) as got:
             get_task(stub, "emr_serverless", meta)
-        assert "Throttl" in got.value.details() or "TooManyRequests" in got.value.details()
+        assert re.search(_THROTTLED_OR_UNANSWERED, got.value.details()), got.value.details()
         with pytest.raises(grpc.RpcError) as cancelled:
             delete_task(stub, "emr_serverless", meta)
-        assert "TooManyRequests" in cancelled.value.details()
+        assert re.search(_THROTTLED_OR_UNANSWERED, cancelled.value.details()), cancelled.value.details()
     finally:
         proxy.stop()
     assert proxy.throttled > 0
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    fresh_connectors(IdempotentEMRServerlessConnector())
     assert get_task(stub, "emr_serverless", meta).phase == PHASE.RUNNING
     assert run.state == "RUNNING"
 
@@ -237,7 +250,9 @@ def test_emr_delete_reads_cancel_steps_answer(aws_env, answer, refused):
             connector.delete_sync(meta)
 
 
-def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_run, moto_endpoint, monkeypatch):
+def test_emr_serverless_hanging_answers_inside_propellers_deadline(
+    serverless_run, moto_endpoint, monkeypatch, fresh_connectors
+):
     """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
     (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
     import grpc  # noqa: PLC0415
@@ -248,6 +263,7 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_ru
     proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
     proxy.hanging = True
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    fresh_connectors(IdempotentEMRServerlessConnector())
     try:
         req = agent_pb2.GetTaskRequest(task_category=category("emr_serverless"), resource_meta=meta)
         with pytest.raises(grpc.RpcError) as got:
@@ -259,8 +275,9 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(serverless_ru
 
 
 def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
-    # One DescribeStep per GetTask cost N calls per polling round (p99 447-568 ms at 1000 steps).
-    # ListSteps answers ten step ids per call (botocore emr/2009-03-31 ListStepsInput.StepIds).
+    # One DescribeStep per GetTask cost N calls per polling round (p99 447-568 ms at 1000 steps);
+    # ListSteps by step ids answers ten a call, by states 50 a page (botocore emr/2009-03-31
+    # ListStepsInput.StepIds, .Marker).
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
     emr = boto3.client("emr", region_name=REGION)
     steps = [{"Name": f"s{i}", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}} for i in range(25)]
@@ -269,14 +286,29 @@ def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
     connector = EMRConnector()
     calls: list[str] = []
     connector.backend.aws("emr", REGION).meta.events.register(
-        "before-call.emr.*", lambda model, **_: calls.append(model.name)
+        "provide-client-params.emr.*",
+        lambda model, params, **_: calls.append(
+            (model.name, tuple(params.get("StepStates", ())), tuple(params.get("StepIds", ())))
+        ),
     )
     assert {connector.get_sync(m).phase for m in metas} <= {PHASE.QUEUED, PHASE.RUNNING}
     calls.clear()
     for s in step_ids:
         _step(emr_env, s).state = "RUNNING"
-    connector.status_cache(REGION, 60.0).refresh_ahead(older_than=0.0)  # one polling round's refresh
-    assert calls == ["ListSteps"] * 3
+    cache = connector.status_cache(REGION, 60.0)
+    cache.refresh_ahead(older_than=0.0)  # one polling round's refresh
+    # The cluster's live steps, 50 a page (ListStepsInput.Marker): not one call per ten step ids.
+    assert calls == [("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ())]
     calls.clear()
     assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 25
     assert calls == []  # the round's 25 GetTasks read the shared view
+    # A step that left the live states is read by id, once: a terminal step never changes.
+    _step(emr_env, step_ids[0]).state = "COMPLETED"
+    cache.refresh_ahead(older_than=0.0)
+    assert calls == [
+        ("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ()),
+        ("ListSteps", (), (step_ids[0],)),
+    ]
+    calls.clear()
+    cache.refresh_ahead(older_than=0.0)
+    assert calls == [("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ())]

@@ -61,6 +61,24 @@ def _python_block(text: str, heading: str) -> str:
     return match.group(1)
 
 
+# The SDK blocks the tests below run; every python block of the seeds that uses the SDK must be one.
+RUN_BLOCKS = {
+    "000": ["### CDAO SDK Example Usage"],
+    "003": ["### Enhanced CDAO SDK with SageMaker Support", "### CDAO SDK Usage Examples in Jupyter"],
+}
+
+
+def test_every_sdk_block_of_the_seeds_is_run():
+    """A seed block that uses the SDK and that no test runs would have no status at all."""
+    for prefix, headings in RUN_BLOCKS.items():
+        text = _seed(prefix)
+        run = {_python_block(text, heading) for heading in headings}
+        for match in re.finditer(r"```python\n(.*?)```", text, re.S):
+            if "cdao_sdk" in match.group(1):
+                heading = text[: match.start()].rstrip().splitlines()[-1]
+                assert match.group(1) in run, f"seed {prefix}: the SDK block after {heading!r} is not run by a test"
+
+
 def _section(text: str, heading: str) -> str:
     start = text.index(heading)
     end = text.find("\n## ", start + len(heading))
@@ -68,13 +86,23 @@ def _section(text: str, heading: str) -> str:
 
 
 # (decorator, keyword) -> the reason the SDK gives, as a regex.
+# Each reason says why nothing can honour the keyword and what to write instead:
+# * instance_type: a Batch job states its size; instance types are its compute environments'
+#   (AWS Batch API ComputeResource.instanceTypes; the job definition has no instance type), and
+#   infra/components/compute.py gives each queue one environment of the stack's types;
+# * ml: MLlib is part of Spark itself, in every EMR release (no separate component,
+#   https://docs.aws.amazon.com/emr/latest/ReleaseGuide/Spark-release-history.html);
+# * framework, framework_version: a SageMaker job of the SDK runs pyflyte-execute in the task
+#   image (flytekitplugins-awssagemaker pythonic_base.py ``_container_entrypoint``); SageMaker's
+#   framework images have no flytekit, so only the task image can run the function.
 REFUSED: dict[tuple[str, str], str] = {
-    ("batch_task", "instance_type"): r"AWS Batch runs a job on its compute environment's instance types",
-    ("spark_task", "ml"): r"Spark MLlib ships with every EMR release",
-    ("sagemaker_training_task", "framework"): r"cannot run a Flyte function",
-    ("sagemaker_training_task", "framework_version"): r"the library's version is the task image's",
-    ("sagemaker_processing_task", "framework"): r"cannot run a Flyte function",
-    ("sagemaker_processing_task", "framework_version"): r"the library's version is the task image's",
+    ("batch_task", "instance_type"): r"AWS Batch runs a job on its compute environment's instance types.*"
+    r"vcpus= and memory= instead",
+    ("spark_task", "ml"): r"Spark MLlib ships with every EMR release.*import pyspark\.ml in the task instead",
+    ("sagemaker_training_task", "framework"): r"cannot run a Flyte function.*put the library in the image",
+    ("sagemaker_training_task", "framework_version"): r"the library's version is the task image's; pin it there",
+    ("sagemaker_processing_task", "framework"): r"cannot run a Flyte function.*put the library in the image",
+    ("sagemaker_processing_task", "framework_version"): r"the library's version is the task image's; pin it there",
 }
 # Not a keyword but a form: a batch transform serves a model package, so it is not a decorator.
 NOT_A_DECORATOR = {"sagemaker_batch_transform_task": r"is not a decorator: a batch transform runs a model package"}
@@ -193,7 +221,7 @@ def _run_cells(namespace: dict[str, Any], missing: frozenset[str] = frozenset())
 
 
 def test_cdao_sdk_example_usage(remote, seed_module):
-    ns = seed_module(_python_block(_seed("000"), "### CDAO SDK Example Usage"))
+    ns = seed_module(_python_block(_seed("000"), RUN_BLOCKS["000"][0]))
     met = _run_cells(ns)
     assert met == {("batch_task", "instance_type")}
 
@@ -269,7 +297,7 @@ def test_sagemaker_examples(remote, seed_module):
     # calls batch_inference, which the refused transform decorator leaves undefined; the Jupyter
     # block then launches that pipeline.
     missing = frozenset({"workflow", "batch_inference", "end_to_end_sagemaker_pipeline", "execution"})
-    ns = seed_module(_python_block(text, "### Enhanced CDAO SDK with SageMaker Support"))
+    ns = seed_module(_python_block(text, RUN_BLOCKS["003"][0]))
     met = _run_cells(ns, missing)
     assert met == {
         ("sagemaker_training_task", "framework"),
@@ -292,7 +320,7 @@ def test_sagemaker_examples(remote, seed_module):
     assert "batch_inference" not in ns
 
     # The next cells of the same notebook: one namespace.
-    jupyter = seed_module(_python_block(text, "### CDAO SDK Usage Examples in Jupyter"))
+    jupyter = seed_module(_python_block(text, RUN_BLOCKS["003"][1]))
     jupyter.update({k: v for k, v in ns.items() if not k.startswith("__")})
     met = _run_cells(jupyter, missing)
     ns = jupyter

@@ -105,6 +105,14 @@ class CodeweaveClient:
         self._timeout = timeout_seconds
         self._session = requests.Session()
         self._session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        # A Session that trusts the environment reads it again on every request (requests 2.34
+        # sessions.py ``merge_environment_settings``: proxies by scanning every variable, the CA
+        # bundle; ``prepare_request``: ~/.netrc): a quarter of a GetTask's CPU, more in a pod whose
+        # environment lists its namespace's Services. The endpoint is fixed, so requests' own
+        # merge runs once here and the session keeps its answer.
+        found = self._session.merge_environment_settings(self._endpoint, {}, None, None, None)
+        self._session.proxies, self._session.verify = found["proxies"], found["verify"]
+        self._session.trust_env = False
         # urllib3's Retry does the backoff (honouring Retry-After on 429). POST is included because
         # the idempotency key makes a repeated create return the first job instead of a new one.
         retry = _BoundedRetry(

@@ -48,22 +48,38 @@ _STEP_PHASES = {
     "INTERRUPTED": TaskExecution.RETRYABLE_FAILED,
 }
 _LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERMINATING"]
-# ListSteps takes at most ten step ids (botocore emr/2009-03-31 ListStepsInput.StepIds) and
-# answers each with the StepSummary's Status, all GetTask reads: one call serves ten GetTasks
-# instead of a DescribeStep each.
+# ListSteps answers StepSummaries, with the Status GetTask reads, either for at most ten step ids
+# or for the cluster's steps in the given states, 50 a page (botocore emr/2009-03-31 ListSteps,
+# ListStepsInput.StepIds and .Marker). A refresh pass lists each cluster's live steps (1000 running
+# steps: 20 calls instead of 100 by id); a tracked step not among them has ended and is read by id
+# (ten a call) once: a step in a terminal state never changes, so it is never asked again.
 LIST_STEPS_IDS = 10
+_LIVE_STEP_STATES = ["PENDING", "CANCEL_PENDING", "RUNNING"]
+_TERMINAL_STEP_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
 
 
-def _list_steps(emr: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The StepSummary of each (cluster id, step id) EMR knows."""
-    by_cluster: dict[str, list[str]] = defaultdict(list)
+def _list_steps(
+    emr: Any, keys: list[tuple[str, str]], *, listing: bool = False
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The StepSummary of each (cluster id, step id) EMR knows; with ``listing``, from the
+    clusters' live steps first."""
+    by_cluster: dict[str, set[str]] = defaultdict(set)
     for cluster_id, step_id in keys:
-        by_cluster[cluster_id].append(step_id)
+        by_cluster[cluster_id].add(step_id)
     found = {}
-    for cluster_id, step_ids in by_cluster.items():
-        for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepIds=step_ids):
-            for step in page["Steps"]:
-                found[(cluster_id, step["Id"])] = step
+    for cluster_id, wanted in by_cluster.items():
+        if listing:
+            for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=_LIVE_STEP_STATES):
+                for step in page["Steps"]:
+                    if step["Id"] in wanted:
+                        found[(cluster_id, step["Id"])] = step
+        rest = sorted(step_id for step_id in wanted if (cluster_id, step_id) not in found)
+        for i in range(0, len(rest), LIST_STEPS_IDS):
+            for page in emr.get_paginator("list_steps").paginate(
+                ClusterId=cluster_id, StepIds=rest[i : i + LIST_STEPS_IDS]
+            ):
+                for step in page["Steps"]:
+                    found[(cluster_id, step["Id"])] = step
     return found
 
 
@@ -107,10 +123,12 @@ class EMRConnector(BulkheadConnector):
         emr = self.backend.aws("emr", region)
         return StatusCache(
             lambda keys: _list_steps(emr, keys),
+            describe_all=lambda keys: _list_steps(emr, keys, listing=True),
             max_age=max_age,
             batch=LIST_STEPS_IDS,
             period=refresh_period(max_age),
             name="emr-steps",
+            final=lambda step: step["Status"].get("State") in _TERMINAL_STEP_STATES,
         )
 
     def _entrypoint_uri(self, cfg: EMRConfig) -> str:

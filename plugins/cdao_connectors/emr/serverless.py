@@ -12,6 +12,13 @@ job runs on. Here only ``ResourceNotFoundException`` means the run is gone; any 
 those calls is raised, which propeller retries (a GetTask error counts as a sync failure in
 flyteplugins ``pluginmachinery/internal/webapi/cache.go``; a DeleteTask error fails the abort,
 which propeller repeats).
+
+The plugin runs its blocking boto3 calls on asyncio's default thread pool (``boto_handler.py``
+``_call``/``_paginate``: ``run_in_executor(None, ...)``, ``min(32, cpus + 4)`` threads), which also
+resolves host names for every aiohttp connection in the service (asyncio ``loop.getaddrinfo``), and
+makes a new boto3 client for every request (``connector.py`` ``_get_handler``) and a new S3 client
+for every create (``_ensure_entrypoint_on_s3``, on the event loop itself). Here they run on the EMR
+Serverless :class:`~cdao_connectors._backends.Backend`'s own threads with its shared clients.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import threading
 from contextvars import ContextVar
 from typing import Any
 
@@ -26,16 +34,16 @@ from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.models.task import TaskTemplate
+from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
-from cdao_connectors._backends import within_deadline
+from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._common import attempt_seed
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
+from cdao_connectors.config import aws_region
 
-# The plugin's blocking calls run on asyncio's shared default pool (its boto_handler); the deadline
-# at least bounds what each request costs propeller.
 _BACKEND = "EMR Serverless"
 
 # Set for the duration of one create(): asyncio gives every request its own context, so
@@ -69,6 +77,30 @@ def _noting_errors(call: Any) -> Any:
             raise
 
     return noted
+
+
+class _BulkheadHandler(EMRServerlessHandler):
+    """The plugin's handler with its two chokepoints (``_call``, ``_paginate``: every AWS call it
+    makes) on the backend's threads and shared client."""
+
+    def __init__(self, backend: Backend, region: str | None):
+        super().__init__(region or aws_region())
+        self._backend = backend
+
+    @property
+    def client(self) -> Any:
+        return self._backend.aws("emr-serverless", self.region)
+
+    async def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        call = getattr(self.client, method)
+        return await self._backend.call(call, deadline=CREATE_TASK_SECONDS, what=method, **params)
+
+    async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
+        def collect() -> list[dict[str, Any]]:
+            pages = self.client.get_paginator(method).paginate(**params)
+            return [item for page in pages for item in page.get(result_key, [])]
+
+        return await self._backend.call(collect, deadline=CREATE_TASK_SECONDS, what=method)
 
 
 class _TokenPinningHandler:
@@ -119,8 +151,34 @@ def checked_config(task_template: TaskTemplate) -> EMRServerless:
 
 
 class IdempotentEMRServerlessConnector(EMRServerlessConnector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = Backend(_BACKEND)
+        self._uploaded: set[str] = set()
+        self._uploaded_lock = threading.Lock()
+
     def _get_handler(self, region: str | None = None) -> Any:
-        return _TokenPinningHandler(super()._get_handler(region))
+        return _TokenPinningHandler(_BulkheadHandler(self.backend, region))
+
+    def _ensure_entrypoint_on_s3(self, handler: Any, config: EMRServerless) -> str:
+        # Same content-addressed key and bucket as the plugin's; uploaded once per connector,
+        # with the backend's shared S3 client (create() calls this first on the backend's threads,
+        # so the plugin's own call from the event loop finds it done).
+        content = self._read_entrypoint_bytes()
+        key = f"flyte/emr-serverless/entrypoint-{hashlib.sha256(content).hexdigest()[:12]}.py"
+        bucket = self._resolve_entrypoint_bucket(config)
+        uri = f"s3://{bucket}/{key}"
+        with self._uploaded_lock:
+            if uri in self._uploaded:
+                return uri
+        s3 = self.backend.aws("s3", handler.region)
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except ClientError:
+            s3.put_object(Bucket=bucket, Key=key, Body=content, ContentType="text/x-python")
+        with self._uploaded_lock:
+            self._uploaded.add(uri)
+        return uri
 
     async def create(
         self,
@@ -129,7 +187,15 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
-        checked_config(task_template)
+        config = checked_config(task_template)
+        if not (config.spark_job_driver or config.hive_job_driver):  # Pythonic mode: the uploaded entrypoint
+            await self.backend.call(
+                self._ensure_entrypoint_on_s3,
+                self._get_handler(config.region),
+                config,
+                deadline=CREATE_TASK_SECONDS,
+                what="entrypoint upload",
+            )
         metadata = (
             task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")
         )

@@ -3,7 +3,9 @@ batch transform of a model package (see :mod:`cdao_connectors.sagemaker.transfor
 
 Everything else (processing, the plugin's transform of a registered model, tuning, models,
 endpoint configs) is served by the connectors flytekitplugins-awssagemaker registers through its
-entry points.
+entry points, each re-registered on a backend of its own (:func:`bulkhead_plugin_connectors`).
+Every plugin connector's AWS calls go through :mod:`cdao_connectors.sagemaker._plugin_clients`
+(shared clients, the backends' own threads).
 """
 
 from __future__ import annotations
@@ -13,23 +15,26 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
 from flytekit.interaction.string_literals import literal_map_string_repr
 from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 from flytekit.models.task import TaskTemplate
-from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
+from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMixin, CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
-from cdao_connectors._backends import Backend, BulkheadConnector, within_deadline
+from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
+from cdao_connectors._deadlines import GET_TASK_SECONDS
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
 from cdao_connectors.config import status_refresh_seconds
+from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, install
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
+
+install()
 
 
 def job_is_gone(error: BaseException) -> bool:
@@ -48,32 +53,19 @@ def job_is_gone(error: BaseException) -> bool:
     )
 
 
-class SpotTrainingConnector(SageMakerTrainingTaskConnector):
+class SpotTrainingConnector(BulkheadPluginConnector, SageMakerTrainingTaskConnector):
     name = "CDAO SageMaker Spot Training Connector"
     task_type_name = SAGEMAKER_TRAINING_TASK_TYPE
 
-    # The plugin's calls are aioboto3 coroutines: bounded by propeller's deadlines, they are cancelled.
     async def create(self, task_template: Any, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
         # The plugin reads the config dict with .get(): an unknown key (a typo, version skew) is
         # dropped and a wrong type reaches botocore naming no task field. The config is checked whole.
         config_from_custom(SpotTraining, task_template.custom, task_template.id.name)
-        return await within_deadline(
-            super().create(task_template, output_prefix, inputs, **kwargs),
-            deadline=CREATE_TASK_SECONDS,
-            what="CreateTask",
-            backend=self.name,
-        )
-
-    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
-        await within_deadline(
-            super().delete(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=self.name
-        )
+        return await super().create(task_template, output_prefix, inputs, **kwargs)
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
         try:
-            return await within_deadline(
-                super().get(resource_meta, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask", backend=self.name
-            )
+            return await super().get(resource_meta, **kwargs)
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
@@ -112,22 +104,20 @@ _ENDPOINT_PHASES = {
 }
 
 
-class SafeEndpointConnector(SageMakerEndpointConnector):
+class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector):
     """Same task type and name as the plugin's endpoint connector, replacing it in the registry."""
+
+    async def _describe(self, resource_meta: SageMakerEndpointMetadata) -> Any:
+        return await self._call(
+            method="describe_endpoint",
+            config={"EndpointName": resource_meta.config.get("EndpointName")},
+            inputs=resource_meta.inputs,
+            region=resource_meta.region,
+        )
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
-            described, _ = await within_deadline(
-                self._call(
-                    method="describe_endpoint",
-                    config={"EndpointName": resource_meta.config.get("EndpointName")},
-                    inputs=resource_meta.inputs,
-                    region=resource_meta.region,
-                ),
-                deadline=GET_TASK_SECONDS,
-                what="GetTask",
-                backend=self.name,
-            )
+            described, _ = await self._bounded(self._describe(resource_meta), deadline=GET_TASK_SECONDS, what="GetTask")
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
@@ -152,6 +142,29 @@ class SafeEndpointConnector(SageMakerEndpointConnector):
 
 ConnectorRegistry.register(SpotTrainingConnector())
 ConnectorRegistry.register(SafeEndpointConnector(), override=True)
+
+
+def bulkhead_plugin_connectors() -> None:
+    """Re-registers every other async connector of flytekitplugins-awssagemaker (processing,
+    training, tuning, recommender and transform jobs; platform/addons/flyte/flyte-core/values.yaml
+    routes all their task types to this service) as a subclass with :class:`BulkheadPluginConnector`
+    first: same task type and name, its own backend, every RPC within propeller's deadline."""
+    agents = ConnectorRegistry.list_connectors()
+    served = [(c.name, c.version) for agent in agents for c in agent.supported_task_categories]
+    for name, version in served:
+        connector = ConnectorRegistry.get_connector(name, version)
+        if (
+            isinstance(connector, Boto3ConnectorMixin)
+            and isinstance(connector, AsyncConnectorBase)
+            and not isinstance(connector, BulkheadPluginConnector)
+        ):
+            plugin_class = type(connector)
+            bases = (BulkheadPluginConnector, plugin_class)
+            bounded = type(plugin_class.__name__, bases, {"__doc__": plugin_class.__doc__})
+            ConnectorRegistry.register(bounded(), override=True)
+
+
+bulkhead_plugin_connectors()
 
 
 @dataclass

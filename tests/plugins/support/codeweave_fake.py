@@ -86,6 +86,12 @@ class CodeweaveFake:
             # A JSON API over HTTPS keeps connections alive (HTTP/1.1); http.server needs it asked for
             # and a Content-Length on every answer, which _send gives.
             protocol_version = "HTTP/1.1"
+            # http.server writes the headers and the body of an answer separately; on a kept-alive
+            # connection Nagle's algorithm holds the body until the client's delayed ACK of the
+            # headers (~40 ms a request on Linux). Servers answering in one segment do not pay
+            # it; TCP_NODELAY (socketserver.StreamRequestHandler.disable_nagle_algorithm) makes
+            # the fake answer like one.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass

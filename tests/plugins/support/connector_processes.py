@@ -45,6 +45,10 @@ class ConnectorProcess:
         self._process = subprocess.Popen(command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 

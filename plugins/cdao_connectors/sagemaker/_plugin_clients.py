@@ -1,0 +1,127 @@
+"""flytekitplugins-awssagemaker's AWS calls, on a backend's own threads and shared boto3 clients.
+
+Every connector of flytekitplugins-awssagemaker calls AWS through ``Boto3ConnectorMixin._call``
+(flytekitplugins/awssagemaker_inference/boto3_mixin.py, 1.16.31), which opens
+``aioboto3.Session().client(...)`` for each call: a new aiobotocore client (its service model and
+endpoint rules loaded on the event loop, milliseconds every connector of the service waits for), a
+new aiohttp session and connection, host names resolved on asyncio's default thread pool that other
+work shares, and a retry rate limiter that lives for one call, so adaptive retry mode never slows a
+throttled connector down.
+
+``_call`` finds ``aioboto3`` as a global of its module. :func:`install` puts :data:`SESSIONS` under
+that name: its clients run each method of a shared boto3 client (configured like every other
+connector's, :data:`cdao_connectors._backends.AWS_CLIENT_CONFIG`) on a :class:`Backend`'s threads,
+bounded by propeller's deadline. The plugin's request building (input placeholders, images,
+idempotence tokens) is left as it is. Hand-written: the plugin offers no way to pass a client in.
+
+A connector deriving from :class:`BulkheadPluginConnector` gets a backend of its own and has every
+RPC bounded by propeller's deadline for it (the service re-registers every async connector of the
+plugin so, :func:`cdao_connectors.sagemaker.connector.bulkhead_plugin_connectors`); the plugin's
+synchronous ``boto`` connector shares one backend per AWS service, bounded per AWS call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from typing import Any
+
+from flytekitplugins.awssagemaker_inference import boto3_mixin
+
+from cdao_connectors._backends import Backend, within_deadline
+from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
+from cdao_connectors.config import aws_region
+
+# The backend of the connector whose RPC is running; None for the plugin's connectors used as
+# they are, which share one backend per service.
+_CURRENT: ContextVar[Backend | None] = ContextVar("sagemaker_plugin_backend", default=None)
+_SHARED: dict[str, Backend] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _backend_for(service: str) -> Backend:
+    backend = _CURRENT.get()
+    if backend is not None:
+        return backend
+    with _SHARED_LOCK:
+        if service not in _SHARED:
+            _SHARED[service] = Backend(f"AWS {service} (plugin connectors)")
+        return _SHARED[service]
+
+
+class _Client:
+    """Stands in for an aiobotocore client inside ``async with``: each method is the shared boto3
+    client's, run on the backend's threads; closing it keeps the shared client open."""
+
+    def __init__(self, backend: Backend, service: str, region: str) -> None:
+        self._backend = backend
+        self._service = service
+        self._region = region
+
+    async def __aenter__(self) -> _Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __getattr__(self, method: str) -> Any:
+        backend, service, region = self._backend, self._service, self._region
+
+        def blocking(**params: Any) -> Any:
+            return getattr(backend.aws(service, region), method)(**params)
+
+        async def call(**params: Any) -> Any:
+            # Bounded by the widest of propeller's deadlines; an RPC of a BulkheadPluginConnector
+            # is bounded tighter around the whole.
+            return await backend.call(blocking, deadline=CREATE_TASK_SECONDS, what=f"{service} {method}", **params)
+
+        return call
+
+
+class _Session:
+    def client(self, service_name: str, region_name: str | None = None) -> _Client:
+        return _Client(_backend_for(service_name), service_name, region_name or aws_region())
+
+
+class _Sessions:
+    """What ``boto3_mixin`` reads as ``aioboto3``: only ``Session`` is used there."""
+
+    Session = _Session
+
+
+SESSIONS = _Sessions
+
+
+def install() -> None:
+    """Routes every flytekitplugins-awssagemaker connector's AWS calls through :data:`SESSIONS`."""
+    boto3_mixin.aioboto3 = SESSIONS
+
+
+class BulkheadPluginConnector:
+    """Mixin before a flytekitplugins-awssagemaker connector class: its AWS calls run on its own
+    :class:`Backend`, and CreateTask, GetTask and DeleteTask answer within propeller's deadlines
+    (:class:`cdao_connectors._backends.BackendDeadlineExceeded`, retryable, when they cannot)."""
+
+    name: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = Backend(self.name)
+
+    async def _bounded(self, call: Awaitable[Any], *, deadline: float, what: str) -> Any:
+        # Set before wait_for wraps the call in a task, which copies this context.
+        reset = _CURRENT.set(self.backend)
+        try:
+            return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
+        finally:
+            _CURRENT.reset(reset)
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded(super().create(*args, **kwargs), deadline=CREATE_TASK_SECONDS, what="CreateTask")
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded(super().get(*args, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask")
+
+    async def delete(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded(super().delete(*args, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask")
