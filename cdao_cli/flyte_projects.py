@@ -1,36 +1,42 @@
-"""Print the Flyte projects of a stack, one a line, as infra/ creates them (cdao:flyte.projects).
+"""`cdao flyte-projects --stack <s>`: the Flyte projects of a stack, one a line, as infra/ creates them
+(cdao:flyte.projects).
 
-The registration step registers workflows/ into exactly these projects, so CI and the
-namespaces and IAM roles infra/ made for each project-domain can never disagree.
+The registration step (.github/scripts/register-workflows.sh) registers workflows/ into exactly
+these projects, so CI and the namespaces and IAM roles infra/ made for each project-domain can never
+disagree.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-# Run as a script from anywhere: make the repository root importable for `infra`.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+from cdao_cli import EXIT_OK, EXIT_USAGE
 
-from infra.config import ConfigError, parse_stack_config  # noqa: E402
-from infra.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file  # noqa: E402
+DESCRIPTION = "Print the Flyte projects of a stack (cdao:flyte.projects), one a line."
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        print("usage: flyte_projects.py STACK [ENVIRONMENTS_DIR]", file=sys.stderr)
-        return 2
-    environments = Path(argv[1]) if len(argv) == 2 else ENVIRONMENTS_DIR
+def add_arguments(parser: argparse.ArgumentParser, environments: Path) -> None:
+    parser.add_argument("--stack", required=True, help="stack name (environments/Pulumi.<stack>.yaml)")
+    parser.add_argument(
+        "--environments",
+        type=Path,
+        default=environments,
+        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """EXIT_OK with the projects on stdout; EXIT_USAGE (message on stderr) for a bad stack or file."""
+    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, read_stack_file  # noqa: PLC0415
+    from infra.config import ConfigError, parse_stack_config  # noqa: PLC0415
+
     try:
-        raw, _ = read_stack_file(argv[0], environments)
-        config, _ = parse_stack_config(argv[0], raw)
+        raw, _ = read_stack_file(args.stack, args.environments)
+        config, _ = parse_stack_config(args.stack, raw)
     except (StackNotFoundError, StackFileError, ConfigError) as exc:
-        print(f"flyte_projects.py: {exc}", file=sys.stderr)
-        return 2
+        print(f"cdao flyte-projects: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print("\n".join(config.flyte.projects))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return EXIT_OK

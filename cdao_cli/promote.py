@@ -13,7 +13,7 @@ commit; a branch there means that commit itself. A source whose file on `main` p
 than it deployed has a promotion still in flight and is refused. Everything else in the target file
 stays byte for byte: only the value of each changed pin is rewritten in place.
 
-Exit codes: 0 promoted (or nothing to promote), 2 bad usage, configuration or revision.
+Exit codes (cdao_cli.EXIT_*): 0 promoted (or nothing to promote), 2 bad usage, configuration or revision.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,14 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
+from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 from infra.config import NAMESPACE, ConfigError, parse_stack_config
-from infra.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 
 PROMOTION_ORDER = ("dev", "staging", "prod")
 GITOPS_KEY = f"{NAMESPACE}:gitops"
 REVISION_KEY = "revision"
 CHARTS_KEY = "chartVersions"
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 # A block-mapping line `<indent><key>: <value>[  # comment]`, the value plain or quoted.
@@ -78,12 +76,8 @@ class Promotion:
         return bool(self.changes)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:  # argparse exits 2 on bad usage and 0 on --help
-        return int(exc.code or 0)
+def run(args: argparse.Namespace) -> int:
+    """`cdao promote FROM TO`: EXIT_OK promoted or nothing to promote, EXIT_USAGE anything refused."""
     try:
         promotion = plan_promotion(args.source, args.target, args.environments, args.source_deployed)
     except PromotionError as exc:
@@ -136,14 +130,13 @@ def _write_pr_json(path: Path | None, payload: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cdao promote",
-        description=(
-            "Pin in TO exactly what FROM last deployed: its revision and chart versions "
-            f"({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
-        ),
-    )
+DESCRIPTION = (
+    "Pin in TO exactly what FROM last deployed: its revision and chart versions "
+    f"({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser, environments: Path = ENVIRONMENTS_DIR) -> None:
     parser.add_argument("source", metavar="FROM", help=f"environment to promote from ({', '.join(PROMOTION_ORDER)})")
     parser.add_argument("target", metavar="TO", help="the next environment in the promotion order")
     parser.add_argument(
@@ -157,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--environments",
         type=Path,
-        default=ENVIRONMENTS_DIR,
+        default=environments,
         help="folder of Pulumi.<stack>.yaml files, inside the git repository (default: environments/)",
     )
     parser.add_argument(
@@ -165,7 +158,6 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write the pull request title, body, revision and changes as JSON to this file",
     )
-    return parser
 
 
 def check_order(source: str, target: str) -> None:
@@ -482,4 +474,13 @@ def pull_request_text(promotion: Promotion) -> tuple[str, str]:
     return title, body
 
 
-__all__ = ["PROMOTION_ORDER", "Pins", "Promotion", "PromotionError", "check_order", "main", "plan_promotion"]
+__all__ = [
+    "PROMOTION_ORDER",
+    "Pins",
+    "Promotion",
+    "PromotionError",
+    "add_arguments",
+    "check_order",
+    "plan_promotion",
+    "run",
+]

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from infra import eks_versions
-from infra.instances import INSTANCE_TYPES
+from cdao_catalog import eks_versions
+from cdao_catalog.instances import INSTANCE_TYPES
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 

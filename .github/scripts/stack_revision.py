@@ -38,12 +38,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from cdao_cli.plan.runner import StackFileError, read_stack_file  # noqa: E402
 from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
-from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
-UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of infra/promote.py
+UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of cdao_cli/promote.py
 
 
 class RevisionError(Exception):

@@ -11,10 +11,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from infra import eks_versions
-from infra.plan.cost import estimate_cost
-from infra.plan.mocks import Registration
-from infra.plan.runner import PlanRun
+from cdao_catalog import eks_versions
+from cdao_cli.plan.mocks import Registration
+from cdao_cli.plan.runner import PlanRun
+from cdao_cost.estimate import estimate_cost
 
 COMPONENT_PREFIX = "cdao:"
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
+from cdao_cli.plan.mocks import AwsMocks, RecordingMonitor, Registration
 from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, GitOpsConfig, StackConfig, parse_stack_config
 from infra.images import FULL_SHA, REVISION_COMMIT_ENV
-from infra.plan.mocks import AwsMocks, RecordingMonitor, Registration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS_DIR = REPO_ROOT / "environments"

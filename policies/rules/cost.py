@@ -446,7 +446,7 @@ def cost_008_bucket_lifecycle(resources: list[Resource], _ctx: Context) -> Itera
 def _default_estimator() -> Callable[[list[dict[str, Any]]], Any]:
     # Imported lazily: the plan's price table lives in infra/, which the policy pack must not import
     # at load time (and which a stripped-down pack environment may not have).
-    from infra.plan.cost import estimate_cost  # noqa: PLC0415
+    from cdao_cost.estimate import estimate_cost  # noqa: PLC0415
 
     return estimate_cost
 

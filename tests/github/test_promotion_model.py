@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from infra import promote
+from cdao_cli.main import main
+from cdao_cli.plan.runner import read_stack_file
 from infra.config import ConfigError, parse_stack_config
-from infra.plan.runner import read_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -182,7 +182,9 @@ class Platform:
         deployed = self.deployed[source]
         if deployed is None:
             return 2, f"{source} has no successful deployment"  # promote.yml stops before cdao promote
-        code = promote.main([source, target, "--source-deployed", deployed, "--environments", str(self.environments)])
+        code = main(
+            ["promote", source, target, "--source-deployed", deployed, "--environments", str(self.environments)]
+        )
         if code == 0 and _git(self.repo, "status", "--porcelain"):
             _git(self.repo, "commit", "--quiet", "-am", f"promote {source} -> {target}")
         return code, self.head()

@@ -24,7 +24,7 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
     staging.write_text(text.replace("  cdao:flyte:\n", "  cdao:flyte:\n    projects: [ml-experiments, fraud-models]\n"))
 
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "staging", str(environments)],
+        [sys.executable, "-m", "cdao_cli", "flyte-projects", "--stack", "staging", "--environments", str(environments)],
         capture_output=True,
         text=True,
         check=False,
@@ -33,7 +33,7 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
     assert result.stdout.split() == ["ml-experiments", "fraud-models"]
 
     default = subprocess.run(
-        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "dev", str(environments)],
+        [sys.executable, "-m", "cdao_cli", "flyte-projects", "--stack", "dev", "--environments", str(environments)],
         capture_output=True,
         text=True,
         check=False,
@@ -43,7 +43,11 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
 
 def test_flyte_projects_names_a_bad_stack(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "qa"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "cdao_cli", "flyte-projects", "--stack", "qa"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 2
     assert "unknown stack 'qa'" in result.stderr

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from infra.cli import main
-from infra.plan.report import build_plan
-from infra.plan.runner import PlanRun, run_stack
+from cdao_cli.main import main
+from cdao_cli.plan.report import build_plan
+from cdao_cli.plan.runner import PlanRun, run_stack
 
 REQUIRED_TAGS = {"environment", "team", "cost-center", "managed-by"}
 
