@@ -145,3 +145,20 @@ def test_a_cycle_is_found(tmp_path: Path) -> None:
     (tmp_path / "policies" / "a.py").write_text("import cdao_cost\n")
     (tmp_path / "cdao_cost" / "b.py").write_text("def f():\n    import policies.rules\n")
     assert cycles(tmp_path) == [["cdao_cost", "policies", "cdao_cost"]]
+
+
+def test_rule_families_share_helpers_through_common_only() -> None:
+    """A family (policies/rules/<family>.py) imports shared helpers from _common.py, never from another
+    family, so one family's rules can change without moving another's."""
+    rules = ROOT / "policies" / "rules"
+    families = {p.stem for p in rules.glob("*.py")} - {"__init__", "_common"}
+    crossings = [
+        f"policies/rules/{path.name}:{node.lineno}: {ast.unparse(node)}"
+        for path in sorted(rules.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.module.startswith("policies.rules.")
+        and node.module.removeprefix("policies.rules.") in families - {path.stem}
+    ]
+    assert not crossings, "rule families importing each other:\n" + "\n".join(crossings)

@@ -157,3 +157,20 @@ def test_a_plan_runs_after_asyncio_run_left_the_thread_without_a_loop():
 
     asyncio.run(nothing())  # as any library may have done before: it leaves no current loop
     assert build_plan(run_stack("dev"))["resources"]
+
+
+def test_a_plan_prices_its_stack_once_and_the_budget_rule_reads_that_estimate(plan_of, monkeypatch):
+    """The report's cost and the pack's budget rule (CDAO-COST-009) are one estimate, computed once."""
+    from cdao_cost import estimate  # noqa: PLC0415
+
+    priced: list[int] = []
+    real_pricer = estimate._Pricer  # one per estimate_cost() call
+
+    def counting(table):
+        priced.append(1)
+        return real_pricer(table)
+
+    monkeypatch.setattr(estimate, "_Pricer", counting)
+    plan = build_plan(plan_of("prod"))
+    assert len(priced) == 1
+    assert plan["policy"]["installed"] and plan["cost"]["peak_usd_month"] > 0
