@@ -27,7 +27,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 site = sysconfig.get_paths()["purelib"]
 mods = sorted(n for n, m in list(sys.modules.items())
               if getattr(m, "__file__", None) and m.__file__.startswith(site)
-              and not n.startswith(("infra", "policies", "cdao_sdk")))
+              and not n.startswith(("infra", "policies", "cdao_")))
 print(json.dumps({"code": code, "modules": mods}))
 """
 

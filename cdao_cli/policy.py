@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from policies.core import UNKNOWN_TOKEN
-from policies.engine import evaluate
-from policies.settings import ConfigError
+from cdao_resources import UNKNOWN_TOKEN
 
 DESCRIPTION = (
     "Evaluate the CDAO policy pack on a JSON list of resources [{type, name, props}] of one stack "
@@ -27,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_json(path: str, what: str) -> Any:
+    from policies import ConfigError  # noqa: PLC0415 - the pack loads when the command runs, not for --help
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -41,6 +41,8 @@ def _load_json(path: str, what: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """`cdao policy check`: EXIT_FAILED on a mandatory violation, EXIT_USAGE on unreadable input."""
+    from policies import ConfigError, evaluate  # noqa: PLC0415 - the pack loads when the command runs
+
     try:
         resources = _load_json(args.file, "resource file")
         if not isinstance(resources, list):

@@ -31,9 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 from cdao_cli import EXIT_OK, EXIT_USAGE
 from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
@@ -336,9 +333,14 @@ def _scalar(value: str) -> str:
     return value if yaml.safe_load(value) == value else json.dumps(value)
 
 
-def _edit(text: str, path: Path, old: Pins, new: Pins) -> str:
+def _edit(text: str, path: Path, old: Pins, new: Pins) -> str:  # noqa: PLR0915 - the lazy imports count as statements
     """Rewrite only the lines of changed pins, in place: every other byte (indentation, comments,
     quoting, line ends) stays as it was. ruamel gives each key's line; the value is replaced on it."""
+    # Loaded here, not at import: `cdao --help` builds this command's parser without it.
+    from ruamel.yaml import YAML  # noqa: PLC0415
+    from ruamel.yaml.comments import CommentedMap  # noqa: PLC0415
+    from ruamel.yaml.error import YAMLError as RuamelYAMLError  # noqa: PLC0415
+
     try:
         document = YAML(typ="rt").load(text)
     except RuamelYAMLError as exc:

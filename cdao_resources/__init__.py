@@ -5,7 +5,7 @@ One element per resource of one stack, as JSON-ready data:
     type                  the Pulumi type token, e.g. "aws:eks/nodeGroup:NodeGroup" (required)
     name                  the resource's logical name (required)
     props                 its inputs as a preview shows them, values unknown at preview written as
-                          the string policies.UNKNOWN_TOKEN (an object; missing or null is {})
+                          the string UNKNOWN_TOKEN, "<unknown>" (an object; missing or null is {})
     urn                   the resource's URN (optional)
     id                    its physical id once known (optional; the offline plan's mocks give one)
     propertyDependencies  {input name: [URN, ...]} of the resources that input depends on (optional)
@@ -23,6 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
+
+#: How a value unknown at preview is written in props (`cdao policy check`, the offline plan).
+#: The Pulumi engine's own sentinels are opaque UUID strings; policies.core accepts those too.
+UNKNOWN_TOKEN = "<unknown>"  # noqa: S105 - a sentinel, not a secret
 
 
 class PolicyResource(TypedDict):
@@ -81,4 +85,4 @@ def check(raw: Any) -> PolicyResource:
     }
 
 
-__all__ = ["PolicyResource", "ResourceFormatError", "check", "resource"]
+__all__ = ["UNKNOWN_TOKEN", "PolicyResource", "ResourceFormatError", "check", "resource"]

@@ -174,3 +174,22 @@ def test_a_plan_prices_its_stack_once_and_the_budget_rule_reads_that_estimate(pl
     plan = build_plan(plan_of("prod"))
     assert len(priced) == 1
     assert plan["policy"]["installed"] and plan["cost"]["peak_usd_month"] > 0
+
+
+def test_a_plan_parses_its_stack_config_once_and_reports_what_the_program_parsed(monkeypatch):
+    import infra.config  # noqa: PLC0415
+    from cdao_cli.plan import runner  # noqa: PLC0415
+
+    parsed: list[str] = []
+    real_parse = infra.config.parse_stack_config
+
+    def counting(stack, raw):
+        parsed.append(stack)
+        return real_parse(stack, raw)
+
+    monkeypatch.setattr(infra.config, "parse_stack_config", counting)  # the program's parse
+    monkeypatch.setattr(runner, "parse_stack_config", counting, raising=False)  # any of the runner's own
+    run = run_stack("staging")
+    assert parsed == ["staging"]
+    raw, _ = runner.read_stack_file("staging")
+    assert run.config == real_parse("staging", raw)[0]
