@@ -7,6 +7,7 @@
     cdao promote dev staging --source-deployed SHA        pin in staging what dev ran at its last deployment
     cdao doctor --stack dev --outputs dev.json [...]       check a deployed stack (cdao_cli/doctor)
     cdao flyte-projects --stack dev                        the stack's Flyte projects, one a line
+    cdao stack-revision dev --commit SHA [--deployed SHA]  which commit a stack runs; deploy it or not (CI)
 
 Exit codes (cdao_cli.EXIT_*), the same for every subcommand: 0 clean, 1 a mandatory policy
 violation (plan, policy check) or a failed check (doctor), 2 bad configuration or usage (argparse's
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, flyte_projects, policy, promote
+from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, flyte_projects, policy, promote, stack_revision
 from cdao_cli.doctor import add_arguments as add_doctor_arguments
 
 # The repository's stack folder, resolved from this file so `cdao` works from any directory.
@@ -193,6 +194,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     flyte_projects.add_arguments(projects, ENVIRONMENTS_DIR)
     projects.set_defaults(run=flyte_projects.run)
+
+    revision = commands.add_parser(
+        "stack-revision",
+        help="which commit a stack runs and whether a deploy must reconcile it (deploy.yml, first-deploy.sh)",
+        description=stack_revision.DESCRIPTION,
+    )
+    stack_revision.add_arguments(revision)
+    revision.set_defaults(run=stack_revision.run)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
-    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...]
+    cdao stack-revision STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -34,12 +34,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script from anywhere: make the repository root importable for `infra`.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-
-from cdao_cli.plan.runner import StackFileError, read_stack_file  # noqa: E402
-from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
+from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli.plan.runner import StackFileError, read_stack_file
+from infra.config import PINNED_STACKS, ConfigError, parse_stack_config
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
@@ -159,8 +156,10 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
     return Decision(revision, True, f"{stack}: {ran or 'unknown'} -> {revision}")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stack_revision.py", description=__doc__.split("\n\n")[0])
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stack")
     parser.add_argument("--commit", required=True, help="the commit of main this run deploys (GITHUB_SHA)")
     parser.add_argument("--deployed", default="", help="commit of the stack's last successful deployment")
@@ -172,7 +171,10 @@ def main(argv: list[str]) -> int:
         help="commits of the previous stack's successful deployments: the revision must be one it ran",
     )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print revision=, deploy= and reason= lines (EXIT_OK), or name what is wrong (EXIT_USAGE)."""
     try:
         decision = resolve(
             args.repo,
@@ -183,13 +185,9 @@ def main(argv: list[str]) -> int:
             upstream_deployed=args.upstream_deployed,
         )
     except RevisionError as exc:
-        print(f"stack_revision.py: {exc}", file=sys.stderr)
-        return 2
+        print(f"cdao stack-revision: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"revision={decision.revision}")
     print(f"deploy={'true' if decision.deploy else 'false'}")
     print(f"reason={decision.reason}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return EXIT_OK

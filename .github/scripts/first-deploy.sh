@@ -20,7 +20,7 @@ export GH_REPO
 
 root=$(git rev-parse --show-toplevel)
 head=$(git -C "${root}" rev-parse HEAD)
-decision=$(uv run --project "${root}" python "${root}/.github/scripts/stack_revision.py" "${stack}" \
+decision=$(uv run --project "${root}" cdao stack-revision "${stack}" \
   --commit "${head}" --repo "${root}")
 revision=$(grep '^revision=' <<< "${decision}" | cut -d= -f2)
 echo "${stack} runs ${revision}"

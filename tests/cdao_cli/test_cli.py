@@ -22,6 +22,7 @@ from cdao_cli.main import main
         (["promote", "dev", "staging"], "cdao promote"),
         (["doctor", "--stack", "dev"], "cdao doctor"),
         (["flyte-projects"], "cdao flyte-projects"),
+        (["stack-revision", "dev"], "cdao stack-revision"),
     ],
 )
 def test_bad_usage_exits_2_with_the_usage_on_stderr(

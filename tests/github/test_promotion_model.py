@@ -2,7 +2,7 @@
 (some cancelled, failed or re-run late), which commits each stack runs; prod only ever runs what
 staging ran, staging only what dev ran.
 
-The model executes what the workflows execute: `stack_revision.py` (deploy.yml's `resolve` job and the
+The model executes what the workflows execute: `cdao stack-revision` (deploy.yml's `resolve` job and the
 guard of every apply and registration) on a real git history, and `cdao promote` with the commit
 promote.yml reads from GitHub's deployment record. What GitHub itself does is modelled from its
 documentation: a job referencing an environment creates a deployment for the run's commit whose
@@ -15,11 +15,9 @@ The first tests pin the wiring in the workflow files that makes the model the wo
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from cdao_cli import stack_revision
 from cdao_cli.main import main
 from cdao_cli.plan.runner import read_stack_file
 from infra.config import ConfigError, parse_stack_config
@@ -35,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 SCRIPTS = ROOT / ".github" / "scripts"
 STACKS = ("dev", "staging", "prod")
-
-_spec = importlib.util.spec_from_file_location("stack_revision", SCRIPTS / "stack_revision.py")
-assert _spec and _spec.loader
-stack_revision = importlib.util.module_from_spec(_spec)
-sys.modules["stack_revision"] = stack_revision  # dataclasses look their module up there
-_spec.loader.exec_module(stack_revision)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -85,14 +78,14 @@ def test_registration_versions_workflows_by_the_revision_not_the_run_commit():
 def test_what_decides_a_deploy_is_the_script_the_model_runs():
     jobs = load("deploy.yml")["jobs"]
     resolve = next(s for s in jobs["resolve"]["steps"] if s.get("id") == "resolve")["run"]
-    assert ".github/scripts/stack_revision.py" in resolve
+    assert "uv run cdao stack-revision" in resolve
     assert ".github/scripts/last-deployed.sh" in resolve
     for stack in STACKS:
         assert jobs[f"apply-{stack}"]["environment"] == stack
         assert jobs[f"register-{stack}"]["environment"] == f"{stack}-workflows"
         for kind in ("apply", "register"):
             guard = next(s for s in jobs[f"{kind}-{stack}"]["steps"] if s.get("id") == "guard")
-            assert "stack_revision.py" in guard["run"] and "last-deployed.sh" in guard["run"]
+            assert "uv run cdao stack-revision" in guard["run"] and "last-deployed.sh" in guard["run"]
             later = jobs[f"{kind}-{stack}"]["steps"][jobs[f"{kind}-{stack}"]["steps"].index(guard) + 1 :]
             assert all(s.get("if") == "steps.guard.outputs.deploy == 'true'" for s in later), (kind, stack)
         # The registration's success is the record: it runs only after an apply that ran, and a

@@ -136,11 +136,11 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
         "fi\n",
     )
     _stub(bin_dir, "gh", f'echo "gh $*" >> "{log}"\n')
-    # uv: `run --project P python ...` runs python; `sync` has nothing to install here.
+    # uv: `run --project P cdao ...` runs this environment's cdao; `sync` has nothing to install here.
     _stub(
         bin_dir,
         "uv",
-        'if [ "$1" = run ]; then shift 3; shift; exec "' + sys.executable + '" "$@"; fi\n'
+        'if [ "$1" = run ]; then shift 3; shift; exec "' + sys.executable + '" -m cdao_cli "$@"; fi\n'
         f'echo "uv $* in $(basename "$PWD")" >> "{log}"\n',
     )
     result = subprocess.run(
