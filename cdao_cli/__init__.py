@@ -1,8 +1,9 @@
 """Tooling around the Pulumi program: the `cdao` command (cdao_cli.main) and its subcommands.
 
 `plan` (cdao_cli.plan), `policy check` (cdao_cli.policy), `promote` (cdao_cli.promote), `doctor`
-(cdao_cli.doctor) and `flyte-projects` (cdao_cli.flyte_projects). infra/ holds only what `pulumi up`
-runs; this package drives it under Pulumi's mock runtime and calls policies/ and cdao_cost/.
+(cdao_cli.doctor), and for CI `flyte-projects` (cdao_cli.flyte_projects) and `stack-revision`
+(cdao_cli.stack_revision). infra/ holds only what `pulumi up` runs; this package drives it under
+Pulumi's mock runtime and calls policies/ and cdao_cost/ (tests/test_layers.py keeps it so).
 """
 
 #: The exit codes of every `cdao` subcommand: clean; a mandatory policy violation or a failed
