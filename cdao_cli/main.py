@@ -26,9 +26,7 @@ from pathlib import Path
 
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, flyte_projects, policy, promote, stack_revision
 from cdao_cli.doctor import add_arguments as add_doctor_arguments
-
-# The repository's stack folder, resolved from this file so `cdao` works from any directory.
-ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "environments"
+from cdao_cli.plan.runner import ENVIRONMENTS_DIR
 
 
 def _plan(args: argparse.Namespace) -> int:
