@@ -205,9 +205,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; returns its exit code (EXIT_OK, EXIT_FAILED or EXIT_USAGE)."""
+    # argparse exits 2 (EXIT_USAGE) on bad usage and 0 on --help
+    # (docs.python.org/3/library/argparse.html#argparse.ArgumentParser.error).
     try:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:  # argparse exits 2 (EXIT_USAGE) on bad usage and 0 on --help
+    except SystemExit as exc:
         return int(exc.code or 0)
     return args.run(args)
 

@@ -135,7 +135,8 @@ def run_stack(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> PlanRun:
             )
     except Exception as exc:
         # infra/__main__.py turns a ConfigError into pulumi.RunError (no traceback under the engine);
-        # the error it came from is the exception's context. Raise it as such: bad input, exit 2.
+        # `raise ... from None` hides the ConfigError but keeps it as __context__
+        # (docs.python.org/3/library/exceptions.html#exception-context). Raise it: bad input, exit 2.
         if isinstance(exc.__context__, ConfigError):
             raise exc.__context__ from None
         raise
@@ -243,7 +244,8 @@ def _run_program(
     parsed: list[StackConfig] = []
 
     def program() -> None:
-        # run_path returns the entry point's globals: `config` is the StackConfig it parsed and built.
+        # run_path returns the module's globals (docs.python.org/3/library/runpy.html#runpy.run_path):
+        # `config` is the StackConfig infra/__main__.py parsed and built from.
         parsed.append(runpy.run_path(str(PROGRAM), run_name="__main__")["config"])
         root = settings.get_root_resource()
         for name, value in root.outputs.items():
