@@ -36,8 +36,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from infra import eks_versions, names
-from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
+from cdao_catalog import eks_versions
+from cdao_catalog.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
+from infra import names
 
 NAMESPACE = "cdao"
 SECRET_KEYS = ("codeweaveExternalId",)
@@ -109,7 +110,7 @@ class NetworkConfig(_Model):
 
 
 class ClusterConfig(_Model):
-    # The newest minor in EKS's calendar (infra/eks_versions.yaml): the longest standard support.
+    # The newest minor in EKS's calendar (cdao_catalog/eks_versions.yaml): the longest standard support.
     kubernetes_version: str = Field(default_factory=eks_versions.newest_version, pattern=r"^1\.\d{2}$")
     # EKS managed add-on versions by add-on name (vpc-cni, coredns, kube-proxy, aws-ebs-csi-driver,
     # aws-efs-csi-driver); an add-on not listed gets EKS's default build for kubernetesVersion.

@@ -1,7 +1,7 @@
 """AWS's length limits on the names infra/ derives from config values, and the suffixes added to them.
 
 Config validation (infra/config.py) checks every derived name against these at parse time, for any
-value the config accepts; the offline plan's mocks (infra/plan/mocks.py) refuse a name over its
+value the config accepts; the offline plan's mocks (cdao_cli/plan/mocks.py) refuse a name over its
 limit the way the provider would, so a test that plans the longest accepted values proves the two
 agree with what the program actually builds.
 """

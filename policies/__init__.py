@@ -3,9 +3,8 @@
 Importing this package never starts the policy server: only `__main__.py` builds the PolicyPack.
 """
 
-from policies.cli import check_main
 from policies.core import UNKNOWN_TOKEN, Rule
 from policies.engine import RULES, Violation, evaluate
 from policies.settings import ConfigError
 
-__all__ = ["RULES", "UNKNOWN_TOKEN", "ConfigError", "Rule", "Violation", "check_main", "evaluate"]
+__all__ = ["RULES", "UNKNOWN_TOKEN", "ConfigError", "Rule", "Violation", "evaluate"]

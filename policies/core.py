@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: The sentinel for "unknown at preview" in plain JSON input (`cdao policy check`, the offline plan).
-UNKNOWN_TOKEN = "<unknown>"  # noqa: S105 - a sentinel, not a secret
+# The sentinel for "unknown at preview" in plain JSON input (`cdao policy check`, the offline plan)
+# belongs to the resource format.
+from cdao_resources import UNKNOWN_TOKEN
 
 # The Pulumi engine's own sentinels (pulumi_policy.proxy / pulumi.runtime). Mock runtimes and plan
 # writers can leak them into JSON, so they are treated exactly like UNKNOWN_TOKEN.

@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cdao_cost import CostEstimate
+from cdao_resources import PolicyResource, ResourceFormatError
+from cdao_resources import check as check_resource
 from policies.core import Context, Finding, Resource, Rule, UnknownValueFound, normalize
 from policies.rules import cost, data_protection, iam, kubernetes, naming, network
 from policies.settings import ConfigError, check_config, known_stacks, resolve
@@ -47,29 +50,19 @@ class Violation:
         }
 
 
-def to_resource(raw: Mapping[str, Any]) -> Resource:
-    """A rule-ready Resource from `{"type", "name", "props", ["urn"], ["id"], ["propertyDependencies"]}`."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"each resource must be an object, got {type(raw).__name__}")
-    rtype, name, props = raw.get("type"), raw.get("name"), raw.get("props", {})
-    if not isinstance(rtype, str) or not rtype:
-        raise ConfigError(f"resource {raw.get('name')!r}: 'type' must be a non-empty string")
-    if not isinstance(name, str):
-        raise ConfigError(f"resource of type {rtype}: 'name' must be a string")
-    if props is None:
-        props = {}
-    if not isinstance(props, Mapping):
-        raise ConfigError(f"resource {name!r} ({rtype}): 'props' must be an object")
-    deps_raw = raw.get("propertyDependencies") or {}
-    deps = {str(k): tuple(str(u) for u in v) for k, v in deps_raw.items() if isinstance(v, (list, tuple))}
-    urn = raw.get("urn")
+def to_resource(raw: Any) -> Resource:
+    """A rule-ready Resource from one element of a cdao_resources list. Raises ConfigError naming the field."""
+    try:
+        checked = check_resource(raw)
+    except ResourceFormatError as exc:
+        raise ConfigError(str(exc)) from None
     return Resource(
-        type=rtype,
-        name=name,
-        props=normalize(props),
-        urn=urn if isinstance(urn, str) else None,
-        id=normalize(raw.get("id"), "id"),
-        deps=deps,
+        type=checked["type"],
+        name=checked["name"],
+        props=normalize(checked["props"]),
+        urn=checked.get("urn"),
+        id=normalize(checked.get("id"), "id"),
+        deps={k: tuple(v) for k, v in checked.get("propertyDependencies", {}).items()},
     )
 
 
@@ -140,14 +133,17 @@ def run_stack_rule(rule: Rule, resources: list[Resource], ctx: Context) -> list[
 
 
 def evaluate(
-    resources: Iterable[Mapping[str, Any]],
+    resources: Iterable[PolicyResource],
     stack: str,
     config: Mapping[str, Any] | None = None,
     *,
     rules: Iterable[Rule] | None = None,
-    cost_estimator: Callable[[list[dict[str, Any]]], Any] | None = None,
+    cost_estimator: Callable[[list[PolicyResource]], CostEstimate] | None = None,
 ) -> list[Violation]:
-    """Every violation of `rules` (default RULES) on one stack's resources.
+    """Every violation of `rules` (default RULES) on one stack's resources (a cdao_resources list).
+
+    `cost_estimator` prices the stack for the budget rule (default: cdao_cost.estimate_cost); a
+    caller that already priced the same list (`cdao plan`) passes its estimate so it is computed once.
 
     `config` overrides the per-stack defaults (see policies.settings) and enforcement levels
     (`{"<rule id>": {"enforcementLevel": "advisory"|"mandatory"|"disabled"}}`). Findings on values

@@ -26,7 +26,7 @@ _GPU_TYPES_DEV = ["p4d.24xlarge", "p4de.24xlarge"]
 _GPU_TYPES = [*_GPU_TYPES_DEV, "p5.48xlarge"]
 _RDS_CLASSES = ["db.t4g.*", "db.r6g.large", "db.r6g.xlarge", "db.r7g.large", "db.r7g.xlarge"]
 
-# Peak USD/month: every pool at its max size, priced with infra.plan.cost's table. Sized for the
+# Peak USD/month: every pool at its max size, priced with cdao_cost.estimate's table. Sized for the
 # GPU caps below (a p4d.24xlarge is ~24k USD/month on demand, a p5.48xlarge ~72k).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "allowedInstanceTypes": {

@@ -14,7 +14,7 @@
 #      registration of workflows/, and the deployment record later runs and cdao promote read.
 #
 # staging and prod are held to the rule deploy.yml's resolve job applies: their pins must be what the
-# stack before them ran in a successful deployment (stack_revision.py --upstream-deployed, the records
+# stack before them ran in a successful deployment (cdao stack-revision --upstream-deployed, the records
 # last-deployed.sh reads), checked before anything is applied. `--without-upstream` skips that check,
 # for rebuilding a stack whose upstream is gone (docs/disaster-recovery.md); it says so on stderr.
 set -euo pipefail
@@ -46,7 +46,7 @@ elif [ -n "${previous}" ]; then
   mapfile -t ran < <(GITHUB_REPOSITORY="${GH_REPO}" bash "${root}/.github/scripts/last-deployed.sh" "${previous}" all)
   upstream=(--upstream-deployed "${ran[@]}")
 fi
-if ! decision=$(uv run --project "${root}" python "${root}/.github/scripts/stack_revision.py" "${stack}" \
+if ! decision=$(uv run --project "${root}" cdao stack-revision "${stack}" \
   --commit "${head}" --repo "${root}" "${upstream[@]}"); then
   if [ -n "${previous}" ]; then
     echo "first-deploy.sh: nothing applied; deploy and promote ${previous} first, or pass --without-upstream to rebuild ${stack} alone" >&2

@@ -38,7 +38,7 @@ if [ -n "${FLYTE_CREDENTIALS_CLIENT_ID:-}" ]; then
   export FLYTE_CREDENTIALS_AUTH_MODE=basic
 fi
 
-projects=$(uv run --project "${here}/../.." python "${here}/flyte_projects.py" "${STACK}")
+projects=$(uv run --project "${here}/../.." cdao flyte-projects --stack "${STACK}")
 for project in ${projects}; do
   echo "registering workflows/ to ${project}/${FLYTE_DOMAIN} at ${REVISION}"
   # --copy auto ships only the modules the workflows import; the image carries the SDK itself.

@@ -48,8 +48,8 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
     """Parse the stack file and outputs, open the clients. Raises DoctorInputError or ConfigError."""
     import boto3  # noqa: PLC0415
 
+    from cdao_cli.plan.runner import read_stack_file  # noqa: PLC0415
     from infra.config import parse_stack_config  # noqa: PLC0415
-    from infra.plan.runner import read_stack_file  # noqa: PLC0415
 
     raw, _ = read_stack_file(args.stack, environments)
     config, _ = parse_stack_config(args.stack, raw)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from cdao_cli import EXIT_FAILED, EXIT_OK
+
 Status = Literal["pass", "fail", "skip"]
 
 
@@ -37,7 +39,7 @@ def skipped(family: str, name: str, detail: str, remedy: str) -> CheckResult:
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
-    return 1 if any(r.status == "fail" for r in results) else 0
+    return EXIT_FAILED if any(r.status == "fail" for r in results) else EXIT_OK
 
 
 def _counts(results: Sequence[CheckResult]) -> str:

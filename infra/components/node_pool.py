@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from cdao_catalog.instances import INSTANCE_TYPES
 from infra.config import GPU_SHARING_LABEL, NODE_POOL_LABEL, WORKLOAD_LABEL_PREFIX, NodePoolConfig
-from infra.instances import INSTANCE_TYPES
 
 # The NVIDIA MIG manager applies the layout named by this node label (the GPU stack in platform/
 # defines a layout of that name from the same pool config).

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from policies.core import Resource, UnknownValue, UnknownValueFound, as_list, is_unknown_string, normalize
+from policies.core import (
+    Finding,
+    Resource,
+    UnknownValue,
+    UnknownValueFound,
+    as_list,
+    is_unknown_string,
+    normalize,
+    to_bool,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Globs. IAM wildcards are only `*` and `?` (no character classes), matched case-insensitively
@@ -289,3 +298,65 @@ def coverage(
             st, dt = UNKNOWN, f"the identifier of {target.name}"
         out.append((target, st, dt))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Resource types and shapes several families check: EC2 instance shapes, EKS's default pool, buckets.
+
+EKS_COMPONENT = "eks:index:Cluster"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+INSTANCE = "aws:ec2/instance:Instance"
+LAUNCH_CONFIGURATION = "aws:ec2/launchConfiguration:LaunchConfiguration"
+# Resources that describe one EC2 instance shape with root/ebs block devices and metadataOptions.
+INSTANCE_LIKE = (INSTANCE, LAUNCH_CONFIGURATION)
+
+
+def eks_default_pool(res: Resource) -> bool:
+    # No default node group when it is skipped or when Fargate / Auto Mode provides compute.
+    skip = to_bool(res.get("skipDefaultNodeGroup"))
+    return not (skip or res.get("fargate") or to_bool(res.get("autoMode", "enabled")))
+
+
+BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+
+
+def buckets(resources: list[Resource]) -> list[Resource]:
+    return [r for r in resources if r.type in BUCKET_TYPES]
+
+
+def children(resources: list[Resource], suffix: str) -> list[Resource]:
+    """Resources of `aws:s3/<suffix>:<Suffix>` and its `...V2` twin."""
+    wanted = {
+        f"aws:s3/{suffix}:{suffix[0].upper()}{suffix[1:]}",
+        f"aws:s3/{suffix}V2:{suffix[0].upper()}{suffix[1:]}V2",
+    }
+    return [r for r in resources if r.type in wanted]
+
+
+def bucket_findings(
+    resources: list[Resource],
+    child_suffix: str,
+    inline_ok: Callable[[Resource], bool],
+    child_ok: Callable[[Resource], bool],
+    missing_message: str,
+) -> Iterator[Finding]:
+    """Shared shape of the bucket-level stack rules: inline config first, then separate resources."""
+    pending: list[Resource] = []
+    inline_unknown: dict[str, str] = {}
+    for bucket in buckets(resources):
+        try:
+            if inline_ok(bucket):
+                continue
+        except UnknownValueFound as exc:
+            # A separate configuration resource may still settle it; decide after matching.
+            inline_unknown[bucket.name] = exc.what
+        pending.append(bucket)
+    for bucket, status, detail in coverage(pending, children(resources, child_suffix), "bucket", ("bucket",), child_ok):
+        if status == COVERED:
+            continue
+        if status == UNKNOWN:
+            yield Finding(f"cannot verify: {detail}", bucket, unknown=True)
+        elif bucket.name in inline_unknown:
+            yield Finding(f"cannot verify: {inline_unknown[bucket.name]}", bucket, unknown=True)
+        else:
+            yield Finding(missing_message + (f" ({detail})" if detail else ""), bucket)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+from cdao_cost import estimate_cost
+from cdao_resources import resource
 from policies.core import (
     UNKNOWN_TOKEN,
     Context,
@@ -23,18 +25,19 @@ from policies.core import (
     to_bool,
     to_number,
 )
-from policies.rules._common import COVERED, UNKNOWN, coverage, matches_any
+from policies.rules._common import (
+    EKS_COMPONENT,
+    INSTANCE_LIKE,
+    LAUNCH_TEMPLATE,
+    bucket_findings,
+    eks_default_pool,
+    matches_any,
+)
 
 RULES: list[Rule] = []
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 MANAGED_NODE_GROUP = "eks:index:ManagedNodeGroup"
-EKS_COMPONENT = "eks:index:Cluster"
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-INSTANCE = "aws:ec2/instance:Instance"
-LAUNCH_CONFIGURATION = "aws:ec2/launchConfiguration:LaunchConfiguration"
-# Resources that describe one EC2 instance shape with root/ebs block devices and metadataOptions.
-INSTANCE_LIKE = (INSTANCE, LAUNCH_CONFIGURATION)
 BATCH_CE = "aws:batch/computeEnvironment:ComputeEnvironment"
 EMR_CLUSTER = "aws:emr/cluster:Cluster"
 # Self-managed pools: pulumi-eks's NodeGroup/NodeGroupV2 components (maxSize, default 2 per the
@@ -53,12 +56,6 @@ _GPU_AMI = re.compile(r"GPU|NVIDIA|NEURON", re.IGNORECASE)
 
 def is_gpu_type(instance_type: str) -> bool:
     return bool(_GPU_FAMILY.match(instance_type.split(".", 1)[0]))
-
-
-def eks_default_pool(res: Resource) -> bool:
-    # No default node group when it is skipped or when Fargate / Auto Mode provides compute.
-    skip = to_bool(res.get("skipDefaultNodeGroup"))
-    return not (skip or res.get("fargate") or to_bool(res.get("autoMode", "enabled")))
 
 
 def instance_types(res: Resource) -> tuple[str, list[Any]]:  # noqa: PLR0911 - one branch per shape
@@ -367,51 +364,6 @@ def cost_007_log_retention(res: Resource, _ctx: Context) -> Iterator[str | Unkno
         yield "retentionInDays is not set: logs are kept forever"
 
 
-BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
-
-
-def buckets(resources: list[Resource]) -> list[Resource]:
-    return [r for r in resources if r.type in BUCKET_TYPES]
-
-
-def children(resources: list[Resource], suffix: str) -> list[Resource]:
-    """Resources of `aws:s3/<suffix>:<Suffix>` and its `...V2` twin."""
-    wanted = {
-        f"aws:s3/{suffix}:{suffix[0].upper()}{suffix[1:]}",
-        f"aws:s3/{suffix}V2:{suffix[0].upper()}{suffix[1:]}V2",
-    }
-    return [r for r in resources if r.type in wanted]
-
-
-def bucket_findings(
-    resources: list[Resource],
-    child_suffix: str,
-    inline_ok: Callable[[Resource], bool],
-    child_ok: Callable[[Resource], bool],
-    missing_message: str,
-) -> Iterator[Finding]:
-    """Shared shape of the bucket-level stack rules: inline config first, then separate resources."""
-    pending: list[Resource] = []
-    inline_unknown: dict[str, str] = {}
-    for bucket in buckets(resources):
-        try:
-            if inline_ok(bucket):
-                continue
-        except UnknownValueFound as exc:
-            # A separate configuration resource may still settle it; decide after matching.
-            inline_unknown[bucket.name] = exc.what
-        pending.append(bucket)
-    for bucket, status, detail in coverage(pending, children(resources, child_suffix), "bucket", ("bucket",), child_ok):
-        if status == COVERED:
-            continue
-        if status == UNKNOWN:
-            yield Finding(f"cannot verify: {detail}", bucket, unknown=True)
-        elif bucket.name in inline_unknown:
-            yield Finding(f"cannot verify: {inline_unknown[bucket.name]}", bucket, unknown=True)
-        else:
-            yield Finding(missing_message + (f" ({detail})" if detail else ""), bucket)
-
-
 def _enabled_rules(rules: Any, status_key: str) -> bool:
     for rule in iter_known(as_list(rules)):
         if not isinstance(rule, dict):
@@ -443,14 +395,6 @@ def cost_008_bucket_lifecycle(resources: list[Resource], _ctx: Context) -> Itera
     )
 
 
-def _default_estimator() -> Callable[[list[dict[str, Any]]], Any]:
-    # Imported lazily: the plan's price table lives in infra/, which the policy pack must not import
-    # at load time (and which a stripped-down pack environment may not have).
-    from infra.plan.cost import estimate_cost  # noqa: PLC0415
-
-    return estimate_cost
-
-
 @stack_rule(
     RULES,
     id="CDAO-COST-009",
@@ -465,12 +409,8 @@ def _default_estimator() -> Callable[[list[dict[str, Any]]], Any]:
 )
 def cost_009_budget(resources: list[Resource], ctx: Context) -> Iterator[Finding]:
     budget = ctx.setting("budgetUsdMonth")
-    try:
-        estimator = ctx.estimator or _default_estimator()
-    except ImportError as exc:
-        yield Finding(f"cannot verify: cost estimator unavailable ({exc})", None, unknown=True)
-        return
-    plain = [{"type": r.type, "name": r.name, "props": denormalize(r.props)} for r in resources]
+    estimator = ctx.estimator or estimate_cost
+    plain = [resource(r.type, r.name, denormalize(r.props)) for r in resources]
     try:
         estimate = estimator(plain)
     except (TypeError, ValueError) as exc:

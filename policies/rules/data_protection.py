@@ -19,8 +19,16 @@ from policies.core import (
     to_bool,
     to_number,
 )
-from policies.rules._common import COVERED, UNKNOWN, coverage
-from policies.rules.cost import BUCKET_TYPES, EKS_COMPONENT, INSTANCE_LIKE, LAUNCH_TEMPLATE, bucket_findings
+from policies.rules._common import (
+    BUCKET_TYPES,
+    COVERED,
+    EKS_COMPONENT,
+    INSTANCE_LIKE,
+    LAUNCH_TEMPLATE,
+    UNKNOWN,
+    bucket_findings,
+    coverage,
+)
 
 RULES: list[Rule] = []
 

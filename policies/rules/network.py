@@ -21,8 +21,16 @@ from policies.core import (
     to_bool,
     to_number,
 )
-from policies.rules._common import COVERED, UNKNOWN, coverage, identifiers
-from policies.rules.cost import EKS_COMPONENT, INSTANCE_LIKE, LAUNCH_TEMPLATE, eks_default_pool
+from policies.rules._common import (
+    COVERED,
+    EKS_COMPONENT,
+    INSTANCE_LIKE,
+    LAUNCH_TEMPLATE,
+    UNKNOWN,
+    coverage,
+    eks_default_pool,
+    identifiers,
+)
 
 RULES: list[Rule] = []
 

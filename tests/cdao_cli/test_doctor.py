@@ -35,10 +35,10 @@ from cdao_cli import doctor
 from cdao_cli.doctor import aws, flyte, kube
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.report import failed, passed, skipped
-from infra.cli import main
+from cdao_cli.main import main
+from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import NODE_POOL_LABEL, parse_stack_config
-from infra.plan.runner import read_stack_file
 
 REGION = "us-east-1"
 TRUST_SUB = "system:serviceaccount:{ns}:{name}"
@@ -271,7 +271,7 @@ def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
 
 @pytest.fixture(scope="module")
 def plan_outputs() -> dict[str, Any]:
-    from infra.plan.runner import run_stack  # noqa: PLC0415
+    from cdao_cli.plan.runner import run_stack  # noqa: PLC0415
 
     return run_stack("dev").outputs
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import cli, promote
+from cdao_cli import main as cli
+from cdao_cli import promote
+from cdao_cli.plan.runner import read_stack_file
 from infra.config import parse_stack_config
-from infra.plan.runner import read_stack_file
 
 REPO_ENVIRONMENTS = Path(__file__).resolve().parents[2] / "environments"
 

@@ -2,7 +2,7 @@
 (some cancelled, failed or re-run late), which commits each stack runs; prod only ever runs what
 staging ran, staging only what dev ran.
 
-The model executes what the workflows execute: `stack_revision.py` (deploy.yml's `resolve` job and the
+The model executes what the workflows execute: `cdao stack-revision` (deploy.yml's `resolve` job and the
 guard of every apply and registration) on a real git history, and `cdao promote` with the commit
 promote.yml reads from GitHub's deployment record. What GitHub itself does is modelled from its
 documentation: a job referencing an environment creates a deployment for the run's commit whose
@@ -15,12 +15,10 @@ The first tests pin the wiring in the workflow files that makes the model the wo
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,20 +26,15 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from infra import pins, promote
+from cdao_cli import check_promotion, pins, stack_revision
+from cdao_cli.main import main
+from cdao_cli.plan.runner import read_stack_file
 from infra.config import ConfigError, parse_stack_config
-from infra.plan.runner import read_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 SCRIPTS = ROOT / ".github" / "scripts"
 STACKS = ("dev", "staging", "prod")
-
-_spec = importlib.util.spec_from_file_location("stack_revision", SCRIPTS / "stack_revision.py")
-assert _spec and _spec.loader
-stack_revision = importlib.util.module_from_spec(_spec)
-sys.modules["stack_revision"] = stack_revision  # dataclasses look their module up there
-_spec.loader.exec_module(stack_revision)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -86,14 +79,14 @@ def test_registration_versions_workflows_by_the_revision_not_the_run_commit():
 def test_what_decides_a_deploy_is_the_script_the_model_runs():
     jobs = load("deploy.yml")["jobs"]
     resolve = next(s for s in jobs["resolve"]["steps"] if s.get("id") == "resolve")["run"]
-    assert ".github/scripts/stack_revision.py" in resolve
+    assert "uv run cdao stack-revision" in resolve
     assert ".github/scripts/last-deployed.sh" in resolve
     for stack in STACKS:
         assert jobs[f"apply-{stack}"]["environment"] == stack
         assert jobs[f"register-{stack}"]["environment"] == f"{stack}-workflows"
         for kind in ("apply", "register"):
             guard = next(s for s in jobs[f"{kind}-{stack}"]["steps"] if s.get("id") == "guard")
-            assert "stack_revision.py" in guard["run"] and "last-deployed.sh" in guard["run"]
+            assert "cdao stack-revision" in guard["run"] and "last-deployed.sh" in guard["run"]
             later = jobs[f"{kind}-{stack}"]["steps"][jobs[f"{kind}-{stack}"]["steps"].index(guard) + 1 :]
             assert all(s.get("if") == "steps.guard.outputs.deploy == 'true'" for s in later), (kind, stack)
         # The registration's success is the record: it runs only after an apply that ran, and a
@@ -185,7 +178,9 @@ class Platform:
         deployed = self.deployed[source]
         if deployed is None:
             return 2, f"{source} has no successful deployment"  # promote.yml stops before cdao promote
-        code = promote.main([source, target, "--source-deployed", deployed, "--environments", str(self.environments)])
+        code = main(
+            ["promote", source, target, "--source-deployed", deployed, "--environments", str(self.environments)]
+        )
         if code == 0 and _git(self.repo, "status", "--porcelain"):
             _git(self.repo, "commit", "--quiet", "-am", f"promote {source} -> {target}")
         return code, self.head()
@@ -305,7 +300,7 @@ def test_a_pin_edited_by_hand_to_a_commit_staging_never_ran_is_not_deployed(plat
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_a_chart_version_edited_by_hand_is_not_deployed(platform, stack):
-    """The chart pins are promoted with the revision (infra/pins.py, PROMOTED_KEYS): a stack may run
+    """The chart pins are promoted with the revision (cdao_cli/pins.py, PROMOTED_KEYS): a stack may run
     only the revision *and* chart versions its upstream stack ran together in one deployment."""
     path = platform.environments / f"Pulumi.{stack}.yaml"
     text = path.read_text()
@@ -323,7 +318,7 @@ def test_a_chart_version_edited_by_hand_is_not_deployed(platform, stack):
 
 
 def test_promotion_writes_only_the_promoted_keys(platform):
-    """Everything else in a stack file is per stack (infra/pins.py): a promotion leaves it as it is."""
+    """Everything else in a stack file is per stack (cdao_cli/pins.py): a promotion leaves it as it is."""
     a = platform.merge("A")
     platform.deploy(Run(a))
     yaml_ = YAML(typ="safe")
@@ -573,19 +568,22 @@ def test_a_job_at_mains_state_needs_no_reconcile(platform):
 
 # --- the promotion pull request's check (pull-request.yml, job `promotion`) ----------------------
 
-_check_spec = importlib.util.spec_from_file_location("check_promotion", SCRIPTS / "check_promotion.py")
-assert _check_spec and _check_spec.loader
-check_promotion = importlib.util.module_from_spec(_check_spec)
-_check_spec.loader.exec_module(check_promotion)
-
 
 def _promotion_pr(platform: Platform, requester: str = "alice", edit=None) -> tuple[str, str]:
     """promote.yml's commit on a branch: cdao promote dev -> staging, committed with the message
     promote.yml writes (title, body, `Requested by @<actor> in <run URL>.`); (base, head)."""
     base = platform.head()
     _git(platform.repo, "switch", "--quiet", "--create", "promote/dev-to-staging-0123")
-    code = promote.main(
-        ["dev", "staging", "--source-deployed", platform.deployed["dev"], "--environments", str(platform.environments)]
+    code = main(
+        [
+            "promote",
+            "dev",
+            "staging",
+            "--source-deployed",
+            platform.deployed["dev"],
+            "--environments",
+            str(platform.environments),
+        ]
     )
     assert code == 0
     if edit:

@@ -26,7 +26,7 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
     staging.write_text(text.replace("  cdao:flyte:\n", "  cdao:flyte:\n    projects: [ml-experiments, fraud-models]\n"))
 
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "staging", str(environments)],
+        [sys.executable, "-m", "cdao_cli", "flyte-projects", "--stack", "staging", "--environments", str(environments)],
         capture_output=True,
         text=True,
         check=False,
@@ -35,7 +35,7 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
     assert result.stdout.split() == ["ml-experiments", "fraud-models"]
 
     default = subprocess.run(
-        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "dev", str(environments)],
+        [sys.executable, "-m", "cdao_cli", "flyte-projects", "--stack", "dev", "--environments", str(environments)],
         capture_output=True,
         text=True,
         check=False,
@@ -45,7 +45,11 @@ def test_flyte_projects_are_the_stack_config_projects(tmp_path):
 
 def test_flyte_projects_names_a_bad_stack(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "flyte_projects.py"), "qa"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "cdao_cli", "flyte-projects", "--stack", "qa"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 2
     assert "unknown stack 'qa'" in result.stderr
@@ -162,11 +166,11 @@ def _first_deploy(
     gh_api = bin_dir / "gh-api"
     (bin_dir / "gh").rename(gh_api)
     _stub(bin_dir, "gh", f'if [ "$1" = api ]; then shift; exec "{gh_api}" "$@"; fi\necho "gh $*" >> "{log}"\n')
-    # uv: `run --project P python ...` runs python; `sync` has nothing to install here.
+    # uv: `run --project P cdao ...` runs this environment's cdao; `sync` has nothing to install here.
     _stub(
         bin_dir,
         "uv",
-        'if [ "$1" = run ]; then shift 3; shift; exec "' + sys.executable + '" "$@"; fi\n'
+        'if [ "$1" = run ]; then shift 3; shift; exec "' + sys.executable + '" -m cdao_cli "$@"; fi\n'
         f'echo "uv $* in $(basename "$PWD")" >> "{log}"\n',
     )
     result = subprocess.run(

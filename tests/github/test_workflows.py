@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from infra.plan.runner import available_stacks
+from cdao_cli.plan.runner import available_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -486,11 +486,11 @@ def run_step(script: str, env: dict[str, str], cwd: Path, tmp_path: Path) -> dic
 
 
 def test_the_resolve_step_reports_each_stack_in_the_format_it_writes(tmp_path):
-    """stack_revision.py prints the `key=value` lines the resolve step prefixes with the stack."""
+    """`cdao stack-revision` prints the `key=value` lines the resolve step prefixes with the stack."""
     script = step_script("deploy.yml", "resolve", "resolve")
     assert 'echo "${stack}-${line}"' in script
     result = subprocess.run(
-        [sys.executable, str(ROOT / ".github" / "scripts" / "stack_revision.py"), "prod", "--commit", "HEAD"],
+        [sys.executable, "-m", "cdao_cli", "stack-revision", "prod", "--commit", "HEAD"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """The one mock-runtime fixture every infra test uses.
 
-Pulumi's mock settings are process-global context variables; infra.plan.runner runs each program in
+Pulumi's mock settings are process-global context variables; cdao_cli.plan.runner runs each program in
 a fresh contextvars.Context, so stacks planned by different tests never see each other's state.
 Each stack is planned once per session and shared (a run takes ~2 s cold, ~0.1 s warm).
 """
@@ -11,7 +11,7 @@ import functools
 
 import pytest
 
-from infra.plan.runner import PlanRun, available_stacks, run_stack
+from cdao_cli.plan.runner import PlanRun, available_stacks, run_stack
 
 STACKS = available_stacks()
 

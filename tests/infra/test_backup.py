@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from cdao_cli.plan.runner import PlanRun, run_program_with_config
 from infra.components.backup import BACKUP_MANAGED_POLICIES, BACKUP_TAG, CLUSTER_TAG
-from infra.plan.runner import PlanRun, run_program_with_config
 from infra.program import cluster_name
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from infra.cli import main
+from cdao_cli.main import main
+from cdao_cli.plan.runner import PlanRun
 from infra.components.node_pool import gpu_resources, pool_labels
-from infra.plan.runner import PlanRun
 
 TEMPLATE = "k8s.io/cluster-autoscaler/node-template/"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from infra.cli import main
+from cdao_cli.main import main
+from cdao_cli.plan.runner import read_stack_file, run_program_with_config
 from infra.config import ConfigError, parse_stack_config
-from infra.plan.runner import read_stack_file, run_program_with_config
 
 BAD_CONFIGS = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
 VALID = {

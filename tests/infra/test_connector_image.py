@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from cdao_cli.plan import report
+from cdao_cli.plan.runner import OFFLINE_COMMIT, PlanRun, read_stack_file, run_program_with_config, run_stack
 from infra.config import ADDON_CHART_KEYS
 from infra.images import REVISION_COMMIT_ENV
-from infra.plan import report
-from infra.plan.runner import OFFLINE_COMMIT, PlanRun, read_stack_file, run_program_with_config, run_stack
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cdao_cli.plan.runner import PlanRun, read_stack_file
 from infra.config import ConfigError, parse_stack_config
-from infra.plan.runner import PlanRun, read_stack_file
 
 APPSETS = Path(__file__).resolve().parents[2] / "platform" / "bootstrap" / "appsets"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pulumi_aws.ec2transitgateway import vpc_attachment
 
-from infra.cli import main
+from cdao_cli.main import main
+from cdao_cli.plan.runner import PlanRun, run_program_with_config
 from infra.config import ConfigError, parse_stack_config
-from infra.plan.runner import PlanRun, run_program_with_config
 
 # AmazonEMRServicePolicy_v2 (AWS managed policy reference, policy version v6, edited 2026-02-12:
 # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html)

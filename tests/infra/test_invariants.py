@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from cdao_cli.plan.report import build_plan, policy_resources
+from cdao_cli.plan.runner import PlanRun
 from infra.contract import ANNOTATION_PREFIX, LABEL_KEYS, SECRET_NAME, SERVICE_ACCOUNTS, stack_annotation_keys
-from infra.plan.report import build_plan, policy_resources
-from infra.plan.runner import PlanRun
 from policies import evaluate
 
 IRSA_ACTION = "sts:AssumeRoleWithWebIdentity"

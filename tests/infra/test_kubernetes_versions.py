@@ -1,4 +1,4 @@
-"""EKS's Kubernetes support calendar (infra/eks_versions.yaml, from AWS's release calendar) decides
+"""EKS's Kubernetes support calendar (cdao_catalog/eks_versions.yaml, from AWS's release calendar) decides
 what the plan says about the cluster's version and what its control plane costs."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import datetime as dt
 
 import pytest
 
-from infra import eks_versions
+from cdao_catalog import eks_versions
+from cdao_cli.plan.report import build_plan, render_text
+from cdao_cli.plan.runner import read_stack_file
+from cdao_cost.estimate import estimate_cost
 from infra.config import ClusterConfig, ConfigError, parse_stack_config
-from infra.plan.cost import estimate_cost
-from infra.plan.report import build_plan, render_text
-from infra.plan.runner import read_stack_file
 
 CLUSTER = [{"type": "eks:index:Cluster", "name": "cluster-eks", "props": {"version": "1.34"}}]
 

@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from infra.plan import mocks
-from infra.plan.mocks import sdk_outputs, sdk_resource_class
-from infra.plan.runner import PlanRun
+from cdao_cli.plan import mocks
+from cdao_cli.plan.mocks import sdk_outputs, sdk_resource_class
+from cdao_cli.plan.runner import PlanRun
 
 
 def _first(run: PlanRun, token: str):

@@ -11,8 +11,8 @@ import copy
 
 import pytest
 
+from cdao_cli.plan.runner import read_stack_file, run_program_with_config
 from infra.config import ConfigError, parse_stack_config
-from infra.plan.runner import read_stack_file, run_program_with_config
 
 
 def _raw(stack_file: str, pool: str | None = None, project: str | None = None) -> dict:

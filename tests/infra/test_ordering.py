@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.plan.runner import PlanRun
+from cdao_cli.plan.runner import PlanRun
 
 
 def _waits_for(run: PlanRun) -> dict[str, set[str]]:

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from infra.cli import main
-from infra.plan.report import build_plan
-from infra.plan.runner import PlanRun, run_stack
+from cdao_cli.main import main
+from cdao_cli.plan.report import build_plan
+from cdao_cli.plan.runner import PlanRun, run_stack
 
 REQUIRED_TAGS = {"environment", "team", "cost-center", "managed-by"}
 
@@ -157,3 +157,39 @@ def test_a_plan_runs_after_asyncio_run_left_the_thread_without_a_loop():
 
     asyncio.run(nothing())  # as any library may have done before: it leaves no current loop
     assert build_plan(run_stack("dev"))["resources"]
+
+
+def test_a_plan_prices_its_stack_once_and_the_budget_rule_reads_that_estimate(plan_of, monkeypatch):
+    """The report's cost and the pack's budget rule (CDAO-COST-009) are one estimate, computed once."""
+    from cdao_cost import estimate  # noqa: PLC0415
+
+    priced: list[int] = []
+    real_pricer = estimate._Pricer  # one per estimate_cost() call
+
+    def counting(table):
+        priced.append(1)
+        return real_pricer(table)
+
+    monkeypatch.setattr(estimate, "_Pricer", counting)
+    plan = build_plan(plan_of("prod"))
+    assert len(priced) == 1
+    assert plan["policy"]["installed"] and plan["cost"]["peak_usd_month"] > 0
+
+
+def test_a_plan_parses_its_stack_config_once_and_reports_what_the_program_parsed(monkeypatch):
+    import infra.config  # noqa: PLC0415
+    from cdao_cli.plan import runner  # noqa: PLC0415
+
+    parsed: list[str] = []
+    real_parse = infra.config.parse_stack_config
+
+    def counting(stack, raw):
+        parsed.append(stack)
+        return real_parse(stack, raw)
+
+    monkeypatch.setattr(infra.config, "parse_stack_config", counting)  # the program's parse
+    monkeypatch.setattr(runner, "parse_stack_config", counting, raising=False)  # any of the runner's own
+    run = run_stack("staging")
+    assert parsed == ["staging"]
+    raw, _ = runner.read_stack_file("staging")
+    assert run.config == real_parse("staging", raw)[0]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import main
-from infra.plan import diff
-from infra.plan.mocks import SECRET_MASK
-from infra.plan.report import build_plan
-from infra.plan.runner import ENVIRONMENTS_DIR, OFFLINE_SECRET, REPO_ROOT, run_stack
+from cdao_cli.main import main
+from cdao_cli.plan import diff
+from cdao_cli.plan.mocks import SECRET_MASK
+from cdao_cli.plan.report import build_plan
+from cdao_cli.plan.runner import ENVIRONMENTS_DIR, OFFLINE_SECRET, REPO_ROOT, run_stack
 
 BASE = diff.Base(ref="main", commit="0123456789abcdef0123456789abcdef01234567")
 
@@ -87,7 +87,7 @@ def test_a_changed_instance_type_shows_the_input_the_replacement_and_the_cost_mo
     by_path = {c["path"]: c for c in group["changes"]}
     assert by_path["instanceTypes[0]"]["base"] == "m5.large"
     assert by_path["instanceTypes[0]"]["head"] == "m5.xlarge"
-    # instance_types is ForceNew in the provider (infra/plan/replacements.py cites the source).
+    # instance_types is ForceNew in the provider (cdao_cli/plan/replacements.py cites the source).
     assert by_path["instanceTypes[0]"]["forces_replacement"]
     assert group["replace"]
     assert "instanceTypes[1]" not in by_path
@@ -281,7 +281,7 @@ def _git(repo: Path, *args: str) -> str:
 def test_a_base_whose_config_no_longer_parses_is_reported_not_fatal(tmp_path: Path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("infra", "policies", "environments"):
+    for name in ("infra", "cdao_cli", "cdao_cost", "cdao_catalog", "cdao_resources", "policies", "environments"):
         shutil.copytree(REPO_ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "Pulumi.yaml"):
         shutil.copy(REPO_ROOT / name, repo / name)
@@ -298,7 +298,7 @@ def test_a_base_whose_config_no_longer_parses_is_reported_not_fatal(tmp_path: Pa
     status_before = _git(repo, "status", "--porcelain")
 
     proc = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "plan", "--stack", "dev", "--diff", "HEAD~1", "--format", "json"],
+        [sys.executable, "-m", "cdao_cli", "plan", "--stack", "dev", "--diff", "HEAD~1", "--format", "json"],
         cwd=repo,
         env={**os.environ, "PYTHONPATH": str(repo)},
         capture_output=True,
@@ -325,7 +325,7 @@ def test_the_programs_own_replace_on_changes_is_recorded_and_marks_replacements(
     from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
     from pulumi.runtime.sync_await import _sync_await  # noqa: PLC0415
 
-    from infra.plan.mocks import AwsMocks, RecordingMonitor  # noqa: PLC0415
+    from cdao_cli.plan.mocks import AwsMocks, RecordingMonitor  # noqa: PLC0415
 
     mocks = AwsMocks(region="us-east-1", stack="t")
     monitor = RecordingMonitor(mocks)
@@ -368,7 +368,7 @@ def test_sigterm_removes_the_base_tree_and_its_planner(tmp_path: Path):
     temp = tmp_path / "tmp"
     temp.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "plan", "--all", "--diff", "HEAD"],
+        [sys.executable, "-m", "cdao_cli", "plan", "--all", "--diff", "HEAD"],
         cwd=REPO_ROOT,
         env={**os.environ, "TMPDIR": str(temp)},
         stdout=subprocess.DEVNULL,
@@ -441,8 +441,8 @@ def test_the_fold_header_escapes_the_stack_name_as_html():
 
 
 def test_a_failing_program_is_exit_2_not_a_policy_violation(monkeypatch, capsys: pytest.CaptureFixture[str]):
-    import infra.plan.baseline  # noqa: PLC0415
-    import infra.plan.runner  # noqa: PLC0415
+    import cdao_cli.plan.baseline  # noqa: PLC0415
+    import cdao_cli.plan.runner  # noqa: PLC0415
 
     def broken(stack: str, environments=None):
         raise RuntimeError("program bug")
@@ -458,12 +458,12 @@ def test_a_failing_program_is_exit_2_not_a_policy_violation(monkeypatch, capsys:
             return None
 
         def result(self):
-            return infra.plan.baseline.BasePlans(base=self.base, stacks=[])
+            return cdao_cli.plan.baseline.BasePlans(base=self.base, stacks=[])
 
-    monkeypatch.setattr(infra.plan.runner, "run_stack", broken)
+    monkeypatch.setattr(cdao_cli.plan.runner, "run_stack", broken)
     assert main(["plan", "--stack", "dev"]) == 2
     assert "the program failed: RuntimeError: program bug" in capsys.readouterr().err
-    monkeypatch.setattr(infra.plan.baseline, "BasePlanner", NoBase)
+    monkeypatch.setattr(cdao_cli.plan.baseline, "BasePlanner", NoBase)
     assert main(["plan", "--stack", "dev", "--diff", "HEAD", "--format", "json"]) == 2
     out = json.loads(capsys.readouterr().out)
     assert "program bug" in out["stacks"][0]["head_error"]

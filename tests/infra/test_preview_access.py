@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.plan.runner import PlanRun
+from cdao_cli.plan.runner import PlanRun
 
 # Writing these in a namespace lets a client act as the namespace's service accounts (run a pod as
 # one, exec into one, mint its token, impersonate it): Kubernetes docs, RBAC, "User-facing roles", edit.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cdao_cli.plan.runner import PlanRun, read_stack_file
 from infra.components.identity import (
     CLUSTER_AUTOSCALER_NARROWINGS,
     CLUSTER_AUTOSCALER_TAGGED_BY_OTHERS,
@@ -25,7 +26,6 @@ from infra.components.identity import (
     FLUENT_BIT_OMITTED,
     LOAD_BALANCER_CONTROLLER_NARROWINGS,
 )
-from infra.plan.runner import PlanRun, read_stack_file
 
 SHARED_CHARTS = Path(__file__).resolve().parents[3] / "shared" / "charts"
 RECORDED = Path(__file__).parent / "data" / "upstream_controller_policies.yaml"

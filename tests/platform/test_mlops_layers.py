@@ -12,12 +12,12 @@ from platform_checks import all_manifests
 from platform_render import PLATFORM, RenderedApp, app_projects, application_sets
 from platform_stack import STACKS, stack_config
 
+from cdao_catalog.instances import INSTANCE_TYPES
 from infra.components.backup import BACKUP_TAG, CLUSTER_TAG
 from infra.components.mlops import MLFLOW_ARTIFACTS_PREFIX, MODELS_PREFIX
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import NODE_POOL_LABEL
 from infra.contract import ANNOTATION_PREFIX, SERVICE_ACCOUNTS
-from infra.instances import INSTANCE_TYPES
 from infra.program import cluster_name
 
 IRSA = "eks.amazonaws.com/role-arn"

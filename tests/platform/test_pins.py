@@ -11,7 +11,7 @@ import pytest
 import yaml
 from platform_render import APPSETS_DIR, REPO_ROOT
 
-from infra.cli import main
+from cdao_cli.main import main
 from infra.config import ADDON_CHART_KEYS, AddonsConfig
 
 

@@ -195,7 +195,7 @@ def test_a_failed_create_lets_the_next_create_try_again_after_looking_first(ledg
 
 
 def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(ledger_table):
-    from infra.plan.runner import run_stack  # noqa: PLC0415  (plans the stack only for this test)
+    from cdao_cli.plan.runner import run_stack  # noqa: PLC0415  (plans the stack only for this test)
 
     client = boto3.client("dynamodb", region_name=REGION)
     made: set[str] = set()

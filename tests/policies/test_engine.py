@@ -28,7 +28,8 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 import policies
-from policies import RULES, ConfigError, Violation, check_main, evaluate
+from cdao_cli.main import main
+from policies import RULES, ConfigError, Violation, evaluate
 from policies.core import Resource, Rule, UnknownValue, UnknownValueFound, normalize
 from policies.engine import run_resource_rule
 from policies.settings import DEFAULTS, STACKS
@@ -191,7 +192,7 @@ def test_budget_estimator_errors_fail_closed_unless_caused_by_unknowns() -> None
 
 
 def test_budget_with_the_plan_price_table() -> None:
-    cost = pytest.importorskip("infra.plan.cost")
+    cost = pytest.importorskip("cdao_cost.estimate")
     pool = {
         "type": "aws:eks/nodeGroup:NodeGroup",
         "name": "gpu",
@@ -262,7 +263,7 @@ def write(tmp_path: Path, name: str, data: Any) -> str:
 def test_check_json_output_and_exit_1_on_mandatory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "r.json", [efs(encrypted=False)])
     config = write(tmp_path, "c.json", {"CDAO-COST-009": {"enforcementLevel": "disabled"}})
-    assert check_main([path, "--stack", "dev", "--format", "json", "--config", config]) == 1
+    assert main(["policy", "check", path, "--stack", "dev", "--format", "json", "--config", config]) == 1
     assert json.loads(capsys.readouterr().out) == [
         {
             "rule": "CDAO-DATA-012",
@@ -277,7 +278,7 @@ def test_check_json_output_and_exit_1_on_mandatory(tmp_path: Path, capsys: pytes
 def test_check_text_output_exit_0_with_only_advisories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "r.json", [efs(encrypted="<unknown>")])
     config = write(tmp_path, "c.json", {"CDAO-COST-009": {"enforcementLevel": "disabled"}})
-    assert check_main([path, "--stack", "prod", "--config", config]) == 0
+    assert main(["policy", "check", path, "--stack", "prod", "--config", config]) == 0
     out = capsys.readouterr().out
     assert "[advisory] CDAO-DATA-012 aws:efs/fileSystem:FileSystem shared: cannot verify" in out
     assert "1 violation(s) in stack 'prod': 0 mandatory, 1 advisory" in out
@@ -286,7 +287,7 @@ def test_check_text_output_exit_0_with_only_advisories(tmp_path: Path, capsys: p
 def test_check_clean_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "r.json", [])
     config = write(tmp_path, "c.json", {"CDAO-COST-009": {"enforcementLevel": "disabled"}})
-    assert check_main([path, "--stack", "staging", "--format", "json", "--config", config]) == 0
+    assert main(["policy", "check", path, "--stack", "staging", "--format", "json", "--config", config]) == 0
     assert json.loads(capsys.readouterr().out) == []
 
 
@@ -307,8 +308,8 @@ def test_check_exit_2_on_unreadable_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, args: list[str], message: str
 ) -> None:
     path = str(tmp_path / "missing.json") if content is None else write(tmp_path, "r.json", content)
-    assert check_main([path, *args]) == 2
-    assert message in capsys.readouterr().out
+    assert main(["policy", "check", path, *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ Pulumi pack

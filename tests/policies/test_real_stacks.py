@@ -18,8 +18,8 @@ import pytest
 import policies
 from policies import evaluate
 
-runner = pytest.importorskip("infra.plan.runner")
-report = pytest.importorskip("infra.plan.report")
+runner = pytest.importorskip("cdao_cli.plan.runner")
+report = pytest.importorskip("cdao_cli.plan.report")
 
 STACKS = ("dev", "staging", "prod")
 README = Path(policies.__file__).with_name("README.md").read_text()

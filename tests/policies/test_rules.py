@@ -297,7 +297,7 @@ def service_role(name: str, service: str, *, condition: Any = None) -> dict[str,
         st["Condition"] = condition
     out = role(st)
     out["name"], out["id"] = name, f"{name}-1a2b3c4"
-    # The ARN a real engine and the offline plan's mocks give a role (infra/plan/mocks.py).
+    # The ARN a real engine and the offline plan's mocks give a role (cdao_cli/plan/mocks.py).
     out["props"]["arn"] = f"arn:aws:iam::{ACCT}:role/{name}-1a2b3c4"
     return out
 

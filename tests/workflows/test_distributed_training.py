@@ -24,9 +24,9 @@ from flytekit.core.checkpointer import SyncCheckpoint
 from flytekitplugins.kfpytorch.task import PytorchElasticFunctionTask
 from workflow_test_support import task_templates
 
+from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import parse_stack_config
-from infra.plan.runner import read_stack_file
 from workflows import distributed_training as dt
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from cdao_cli.plan.runner import available_stacks, read_stack_file
 from infra.config import StackConfig, parse_stack_config
 from infra.contract import (
     ANNOTATION_PREFIX,
@@ -21,7 +22,6 @@ from infra.contract import (
     addon_labels,
     stack_annotation_keys,
 )
-from infra.plan.runner import available_stacks, read_stack_file
 from infra.program import container_log_group_name
 
 STACKS = tuple(available_stacks())

@@ -5,7 +5,7 @@ on a machine with two or more cores the diff should cost well under twice the pl
 the median wall time of each over `--repeat` alternating runs and their ratio. It measures; it
 does not pass or fail.
 
-    uv run python infra/benchmarks/plan_diff.py [--ref HEAD~1] [--repeat 3]
+    uv run python benchmarks/plan_diff.py [--ref HEAD~1] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command (default 3)")
     args = parser.parse_args()
 
-    plan_cmd = [sys.executable, "-m", "infra.cli", "plan", "--all", "--format", "json"]
+    plan_cmd = [sys.executable, "-m", "cdao_cli", "plan", "--all", "--format", "json"]
     diff_cmd = [*plan_cmd, "--diff", args.ref]
     plan_times: list[float] = []
     diff_times: list[float] = []

@@ -11,24 +11,22 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from infra import eks_versions
-from infra.plan.cost import estimate_cost
-from infra.plan.mocks import Registration
-from infra.plan.runner import PlanRun
+from cdao_catalog import eks_versions
+from cdao_cli.plan.mocks import Registration
+from cdao_cli.plan.runner import PlanRun
+from cdao_cost import CostEstimate, estimate_cost
+from cdao_resources import PolicyResource, resource
 
 COMPONENT_PREFIX = "cdao:"
 
 
-def policy_resources(registrations: Sequence[Registration]) -> list[dict[str, Any]]:
-    """The `[{type, name, props}]` list the policy pack and the cost estimate both read.
+def policy_resources(registrations: Sequence[Registration]) -> list[PolicyResource]:
+    """The cdao_resources list the policy pack and the cost estimate both read.
 
     props are the inputs, as a preview shows them; the (mocked) physical id rides alongside so
     stack rules can relate resources (a flow log to its VPC) the way they would after an update.
     """
-    return [
-        {"type": r.type, "name": r.name, "urn": r.urn, "id": r.outputs.get("id"), "props": r.inputs}
-        for r in registrations
-    ]
+    return [resource(r.type, r.name, r.inputs, urn=r.urn, id=r.outputs.get("id")) for r in registrations]
 
 
 def _component_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:
@@ -40,14 +38,15 @@ def _component_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:
     return "stack"
 
 
-def _evaluate_policies(resources: list[dict[str, Any]], stack: str) -> dict[str, Any]:
+def _evaluate_policies(resources: list[PolicyResource], stack: str, cost: CostEstimate) -> dict[str, Any]:
     import policies  # noqa: PLC0415 - keeps `cdao --help` fast
 
     evaluate: Callable[..., list[Any]] | None = getattr(policies, "evaluate", None)
     rules = getattr(policies, "RULES", [])
     if evaluate is None or not rules:
         return {"installed": False, "rules": 0, "violations": []}
-    violations = [v.to_dict() for v in evaluate(resources, stack)]
+    # The budget rule prices the same list: hand it the plan's estimate rather than pricing twice.
+    violations = [v.to_dict() for v in evaluate(resources, stack, cost_estimator=lambda _resources: cost)]
     return {"installed": True, "rules": len(rules), "violations": violations}
 
 
@@ -80,7 +79,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "stack": run.stack,
         "region": run.config.region,
         "resources": resources,
-        "policy": _evaluate_policies(shared, run.stack),
+        "policy": _evaluate_policies(shared, run.stack, cost),
         "cost": cost.to_dict(),
         "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
         "outputs": dict(sorted(run.outputs.items())),

@@ -1,4 +1,4 @@
-"""`cdao`: the platform's command line.
+"""`cdao`: the platform's command line, one parser for every subcommand.
 
     cdao plan --stack dev [--format text|json|markdown]   offline plan of one stack
     cdao plan --all [--format ...]                         every stack in environments/
@@ -6,9 +6,13 @@
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
     cdao promote dev staging --source-deployed SHA        pin in staging what dev ran at its last deployment
     cdao doctor --stack dev --outputs dev.json [...]       check a deployed stack (cdao_cli/doctor)
+    cdao flyte-projects --stack dev                        the stack's Flyte projects, one a line
+    cdao stack-revision dev --commit SHA [--deployed SHA]  which commit a stack runs; deploy it or not (CI)
+    cdao check-promotion --base B --head H --author LOGIN  a promotion PR pins only what upstream ran (CI)
 
-Exit codes: 0 clean, 1 a mandatory policy violation (plan, policy) or a failed check (doctor), 2 bad
-configuration or usage.
+Exit codes (cdao_cli.EXIT_*), the same for every subcommand: 0 clean, 1 a mandatory policy
+violation (plan, policy check) or a failed check (doctor), 2 bad configuration or usage (argparse's
+own code for a usage error).
 Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` answers at once.
 """
 
@@ -21,16 +25,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# The repository's stack folder, resolved from this file so `cdao` works from any directory.
-ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "environments"
-
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, check_promotion, flyte_projects, policy, promote, stack_revision
+from cdao_cli.doctor import add_arguments as add_doctor_arguments
+from cdao_cli.plan.runner import ENVIRONMENTS_DIR
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from cdao_cli.plan import report  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
-    from infra.plan import report  # noqa: PLC0415
-    from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
     if args.diff is not None:
@@ -52,14 +55,14 @@ def _plan(args: argparse.Namespace) -> int:
         sys.stdout.write(report.render_markdown(plans))
     else:
         sys.stdout.write(report.render_text(plans))
-    return EXIT_VIOLATION if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
+    return EXIT_FAILED if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
 
 
 def _plan_diff(args: argparse.Namespace) -> int:
+    from cdao_cli.plan import diff, report  # noqa: PLC0415
+    from cdao_cli.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
-    from infra.plan import diff, report  # noqa: PLC0415
-    from infra.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
-    from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
     repo_root = ENVIRONMENTS_DIR.parent
@@ -117,13 +120,13 @@ def _plan_diff(args: argparse.Namespace) -> int:
         for message in head_errors.values():
             print(f"cdao plan: {message}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_VIOLATION if any(report.mandatory_violations(p) for p in head_plans.values()) else EXIT_OK
+    return EXIT_FAILED if any(report.mandatory_violations(p) for p in head_plans.values()) else EXIT_OK
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from cdao_cli import doctor  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError, StackNotFoundError  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
-    from infra.plan.runner import StackFileError, StackNotFoundError  # noqa: PLC0415
 
     try:
         ctx = doctor.build_context(args, ENVIRONMENTS_DIR)
@@ -133,22 +136,6 @@ def _doctor(args: argparse.Namespace) -> int:
     text, code = doctor.render(args, doctor.run_checks(ctx))
     sys.stdout.write(text)
     return code
-
-
-def _policy(argv: Sequence[str]) -> int:
-    import policies  # noqa: PLC0415
-
-    check_main = getattr(policies, "check_main", None)
-    if check_main is None:
-        print("cdao policy: no policy pack is installed in policies/", file=sys.stderr)
-        return EXIT_USAGE
-    return check_main(list(argv))
-
-
-def _promote(argv: Sequence[str]) -> int:
-    from infra import promote  # noqa: PLC0415
-
-    return promote.main(list(argv))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     target = plan.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="stack name (environments/Pulumi.<stack>.yaml)")
     target.add_argument("--all", action="store_true", help="every stack in environments/, in promotion order")
+    plan.set_defaults(run=_plan)
     plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     plan.add_argument(
         "--diff",
@@ -181,32 +169,58 @@ def _parser() -> argparse.ArgumentParser:
         help="check a deployed stack: IRSA, node groups, Argo CD, Flyte, connectors, logs, backups",
         description="Post-deploy checks against AWS, the cluster and Flyte (docs/doctor.md).",
     )
-    from cdao_cli.doctor import add_arguments  # noqa: PLC0415 - argparse only; the checks load when run
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(run=_doctor)
 
-    add_arguments(doctor)
+    policy_parser = commands.add_parser("policy", help="the policy pack (policies/)")
+    policy_commands = policy_parser.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser(
+        "check", help="evaluate every rule on a JSON resource list", description=policy.DESCRIPTION
+    )
+    policy.add_arguments(check)
+    check.set_defaults(run=policy.run)
 
-    policy = commands.add_parser("policy", help="the policy pack (policies/)")
-    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
-    policy_commands.add_parser("check", help="evaluate every rule on a JSON resource list", add_help=False)
-    commands.add_parser("promote", help="promote one environment's pins to the next", add_help=False)
+    promote_parser = commands.add_parser(
+        "promote", help="promote one environment's pins to the next", description=promote.DESCRIPTION
+    )
+    promote.add_arguments(promote_parser, ENVIRONMENTS_DIR)
+    promote_parser.set_defaults(run=promote.run)
+
+    projects = commands.add_parser(
+        "flyte-projects",
+        help="print the stack's Flyte projects, one a line (what CI registers workflows/ into)",
+        description=flyte_projects.DESCRIPTION,
+    )
+    flyte_projects.add_arguments(projects, ENVIRONMENTS_DIR)
+    projects.set_defaults(run=flyte_projects.run)
+
+    revision = commands.add_parser(
+        "stack-revision",
+        help="which commit a stack runs and whether a deploy must reconcile it (deploy.yml, first-deploy.sh)",
+        description=stack_revision.DESCRIPTION,
+    )
+    stack_revision.add_arguments(revision)
+    revision.set_defaults(run=stack_revision.run)
+
+    promotion = commands.add_parser(
+        "check-promotion",
+        help="check a promotion pull request pins only what the upstream stack ran (pull-request.yml)",
+        description=check_promotion.DESCRIPTION,
+    )
+    check_promotion.add_arguments(promotion)
+    promotion.set_defaults(run=check_promotion.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["policy", "check"]:
-        # The pack owns its own argument parsing (`cdao policy check --help`).
-        return _policy(argv[2:])
-    if argv[:1] == ["promote"]:
-        # `cdao promote` owns its own argument parsing too (`cdao promote --help`).
-        return _promote(argv[1:])
+    """Run one subcommand; returns its exit code (EXIT_OK, EXIT_FAILED or EXIT_USAGE)."""
+    # argparse exits 2 (EXIT_USAGE) on bad usage and 0 on --help
+    # (docs.python.org/3/library/argparse.html#argparse.ArgumentParser.error).
     try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on bad usage and 0 on --help
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
         return int(exc.code or 0)
-    if args.command == "doctor":
-        return _doctor(args)
-    return _plan(args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where a Kubernetes minor version stands in Amazon EKS's support calendar on a given day.
 
-The calendar is infra/eks_versions.yaml (dates and source). Standard support bills the control plane
+The calendar is cdao_catalog/eks_versions.yaml (dates and source). Standard support bills the control plane
 at the standard rate; extended support at the extended rate (https://aws.amazon.com/eks/pricing/);
 after extended support EKS upgrades the cluster on its own, so the config refuses such a version.
 """

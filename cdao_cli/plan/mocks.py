@@ -170,7 +170,7 @@ class AwsMocks(pulumi_mocks.Mocks):
                 "reverseDnsPrefix": "com.amazonaws",
             }, []
         raise NotImplementedError(
-            f"the offline plan has no mock for invoke {token!r}; add one to infra/plan/mocks.py "
+            f"the offline plan has no mock for invoke {token!r}; add one to cdao_cli/plan/mocks.py "
             "returning what AWS would, or the dependent inputs would silently vanish"
         )
 
@@ -253,7 +253,8 @@ class AwsMocks(pulumi_mocks.Mocks):
         if "arn" not in extra and _declares_arn(typ):
             if typ not in ARN_FORMATS:
                 raise NotImplementedError(
-                    f"the offline plan has no ARN format for {typ!r}; add AWS's to ARN_FORMATS in infra/plan/mocks.py"
+                    f"the offline plan has no ARN format for {typ!r}; "
+                    "add AWS's to ARN_FORMATS in cdao_cli/plan/mocks.py"
                 )
             extra["arn"] = self.arn(typ, id=rid, name=physical)
         outputs = {**inputs, **extra}

@@ -13,7 +13,7 @@ commit; a branch there means that commit itself. A source whose file on `main` p
 than it deployed has a promotion still in flight and is refused. Everything else in the target file
 stays byte for byte: only the value of each changed pin is rewritten in place.
 
-Exit codes: 0 promoted (or nothing to promote), 2 bad usage, configuration or revision.
+Exit codes (cdao_cli.EXIT_*): 0 promoted (or nothing to promote), 2 bad usage, configuration or revision.
 """
 
 from __future__ import annotations
@@ -26,23 +26,18 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
+from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
+from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 from infra.config import ConfigError, parse_stack_config
-from infra.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
-from infra.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 
 PROMOTION_ORDER = ("dev", "staging", "prod")
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 # A block-mapping line `<indent><key>: <value>[  # comment]`, the value plain or quoted.
@@ -70,12 +65,8 @@ class Promotion:
         return bool(self.changes)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:  # argparse exits 2 on bad usage and 0 on --help
-        return int(exc.code or 0)
+def run(args: argparse.Namespace) -> int:
+    """`cdao promote FROM TO`: EXIT_OK promoted or nothing to promote, EXIT_USAGE anything refused."""
     try:
         promotion = plan_promotion(args.source, args.target, args.environments, args.source_deployed)
     except PromotionError as exc:
@@ -128,14 +119,13 @@ def _write_pr_json(path: Path | None, payload: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cdao promote",
-        description=(
-            "Pin in TO exactly what FROM last deployed: its revision and chart versions "
-            f"({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
-        ),
-    )
+DESCRIPTION = (
+    "Pin in TO exactly what FROM last deployed: its revision and chart versions "
+    f"({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser, environments: Path = ENVIRONMENTS_DIR) -> None:
     parser.add_argument("source", metavar="FROM", help=f"environment to promote from ({', '.join(PROMOTION_ORDER)})")
     parser.add_argument("target", metavar="TO", help="the next environment in the promotion order")
     parser.add_argument(
@@ -149,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--environments",
         type=Path,
-        default=ENVIRONMENTS_DIR,
+        default=environments,
         help="folder of Pulumi.<stack>.yaml files, inside the git repository (default: environments/)",
     )
     parser.add_argument(
@@ -157,7 +147,6 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write the pull request title, body, revision and changes as JSON to this file",
     )
-    return parser
 
 
 def check_order(source: str, target: str) -> None:
@@ -332,9 +321,14 @@ def _scalar(value: str) -> str:
     return value if yaml.safe_load(value) == value else json.dumps(value)
 
 
-def _edit(text: str, path: Path, old: Pins, new: Pins) -> str:
+def _edit(text: str, path: Path, old: Pins, new: Pins) -> str:  # noqa: PLR0915 - the lazy imports count as statements
     """Rewrite only the lines of changed pins, in place: every other byte (indentation, comments,
     quoting, line ends) stays as it was. ruamel gives each key's line; the value is replaced on it."""
+    # Loaded here, not at import: `cdao --help` builds this command's parser without it.
+    from ruamel.yaml import YAML  # noqa: PLC0415
+    from ruamel.yaml.comments import CommentedMap  # noqa: PLC0415
+    from ruamel.yaml.error import YAMLError as RuamelYAMLError  # noqa: PLC0415
+
     try:
         document = YAML(typ="rt").load(text)
     except RuamelYAMLError as exc:
@@ -470,4 +464,13 @@ def pull_request_text(promotion: Promotion) -> tuple[str, str]:
     return title, body
 
 
-__all__ = ["PROMOTION_ORDER", "Pins", "Promotion", "PromotionError", "check_order", "main", "plan_promotion"]
+__all__ = [
+    "PROMOTION_ORDER",
+    "Pins",
+    "Promotion",
+    "PromotionError",
+    "add_arguments",
+    "check_order",
+    "plan_promotion",
+    "run",
+]

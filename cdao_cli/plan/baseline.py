@@ -10,7 +10,7 @@ the parent ends (an exception, Ctrl-C, or SIGTERM, which `cdao` turns into an ex
 
 Each stack is planned on its own, so a base whose configuration no longer parses (exit 2) is a
 per-stack error the diff reports, not a crash. A base from before plans carried resource inputs
-shows added and removed resources but no changed inputs (see `infra.plan.diff`).
+shows added and removed resources but no changed inputs (see `cdao_cli.plan.diff`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.plan.diff import Base
+from cdao_cli.plan.diff import Base
 
 # Runs inside the base's tree. It finds the base's `cdao` entry point in the base's own
 # pyproject.toml, so it keeps working when the CLI moves, and writes one JSON document:

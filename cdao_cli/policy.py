@@ -1,4 +1,4 @@
-"""`cdao policy check FILE.json --stack <s> [--format text|json] [--config FILE]`."""
+"""`cdao policy check FILE.json --stack <s> [--format text|json] [--config FILE]`: the pack on a resource list."""
 
 from __future__ import annotations
 
@@ -8,37 +8,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policies.core import UNKNOWN_TOKEN
-from policies.engine import evaluate
-from policies.settings import ConfigError
+from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from cdao_resources import UNKNOWN_TOKEN
 
-EXIT_OK, EXIT_MANDATORY, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse exits with 2 on usage errors already; keep that but print to stdout like the rest.
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stdout)
-        print(f"{self.prog}: error: {message}")
-        raise SystemExit(EXIT_BAD_INPUT)
+DESCRIPTION = (
+    "Evaluate the CDAO policy pack on a JSON list of resources [{type, name, props}] of one stack "
+    f"(cdao_resources). Values unknown at preview are written as the string {UNKNOWN_TOKEN!r}."
+)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="cdao policy check",
-        description=(
-            "Evaluate the CDAO policy pack on a JSON list of resources [{type, name, props}] of one stack. "
-            f"Values unknown at preview are written as the string {UNKNOWN_TOKEN!r}."
-        ),
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="JSON file: a list of {type, name, props[, urn, id, propertyDependencies]}")
     p.add_argument("--stack", required=True, help="stack whose settings apply (dev, staging, prod)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--config", help="JSON file overriding per-stack settings and enforcement levels")
-    return p
 
 
 def _load_json(path: str, what: str) -> Any:
+    from policies import ConfigError  # noqa: PLC0415 - the pack loads when the command runs, not for --help
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -51,11 +39,10 @@ def _load_json(path: str, what: str) -> Any:
         ) from exc
 
 
-def check_main(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+def run(args: argparse.Namespace) -> int:
+    """`cdao policy check`: EXIT_FAILED on a mandatory violation, EXIT_USAGE on unreadable input."""
+    from policies import ConfigError, evaluate  # noqa: PLC0415 - the pack loads when the command runs
+
     try:
         resources = _load_json(args.file, "resource file")
         if not isinstance(resources, list):
@@ -65,8 +52,8 @@ def check_main(argv: list[str]) -> int:
             raise ConfigError(f"config file {args.config} must hold a JSON object")
         violations = evaluate(resources, args.stack, config)
     except ConfigError as exc:
-        print(f"cdao policy check: error: {exc}")
-        return EXIT_BAD_INPUT
+        print(f"cdao policy check: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     if args.format == "json":
         print(json.dumps([v.to_dict() for v in violations], indent=2))
@@ -78,4 +65,4 @@ def check_main(argv: list[str]) -> int:
             f"{len(violations)} violation(s) in stack {args.stack!r}: {mandatory} mandatory, "
             f"{len(violations) - mandatory} advisory"
         )
-    return EXIT_MANDATORY if any(v.level == "mandatory" for v in violations) else EXIT_OK
+    return EXIT_FAILED if any(v.level == "mandatory" for v in violations) else EXIT_OK

@@ -1,6 +1,6 @@
 """Monthly cost of a stack at idle (every autoscaling group at its minimum) and at peak (maximum).
 
-Works on the resource list shape shared with the policy pack, `[{"type", "name", "props"}]`, so the
+Works on the resource list the policy pack reads (cdao_resources: `[{type, name, props}]`), so the
 plan, `cdao policy check` and the pack's budget rule price the same resources the same way, whether
 the props come from the mock runtime or from a real preview.
 Usage-billed services (S3 storage and requests, EFS bytes, log ingestion, data transfer, EMR
@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from infra import eks_versions
-from infra.instances import INSTANCE_TYPES
+from cdao_catalog import eks_versions
+from cdao_catalog.instances import INSTANCE_TYPES
+from cdao_resources import PolicyResource
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 
@@ -109,9 +110,13 @@ class _Pricer:
 
 
 def estimate_cost(
-    resources: Iterable[Mapping[str, Any]], table: Mapping[str, Any] | None = None, today: dt.date | None = None
+    resources: Iterable[PolicyResource], table: Mapping[str, Any] | None = None, today: dt.date | None = None
 ) -> CostEstimate:
-    """`today` (default: the current UTC date) decides which EKS support rate the control plane pays."""
+    """Idle and peak USD/month of a cdao_resources list, priced from `table` (default: prices.yaml).
+
+    `today` (default: the current UTC date) decides which EKS support rate the control plane pays.
+    A value the price needs that is unknown at preview leaves that resource in `unpriced`.
+    """
     resources = list(resources)
     pricer = _Pricer(table or price_table())
     pricer.today = today

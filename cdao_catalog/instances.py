@@ -3,7 +3,7 @@
 The stack config is validated against this catalogue (a typo in an instance type must stop the
 program before anything is declared, not fail 20 minutes into an EKS node-group create), and the
 GPU facts here decide which sharing modes a pool may use: MIG exists only on A100/H100-class GPUs.
-Prices live in infra/plan/prices.yaml, not here: this file is hardware, that one is money.
+Prices live in cdao_cost/prices.yaml, not here: this file is hardware, that one is money.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A stack file (environments/Pulumi.<stack>.yaml) holds two kinds of keys:
 - promoted (PROMOTED_KEYS): `cdao:gitops.revision`, the one commit the stack runs (infra/, platform/,
   workflows/, the images), and `cdao:gitops.chartVersions`, the chart version of every add-on. They
   travel together: `cdao promote` copies them from what the upstream stack last deployed, and
-  .github/scripts/stack_revision.py refuses to deploy staging or prod unless the upstream stack ran
+  `cdao stack-revision` refuses to deploy staging or prod unless the upstream stack ran
   exactly these values together in one successful deployment.
 - per stack: every other key (account, network, cluster access, node pool sizes, database, backup,
   Flyte hostname, add-on switches...). They describe where and how big a stack is, are reviewed in

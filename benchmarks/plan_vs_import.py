@@ -6,7 +6,7 @@ Runs, in one invocation and on the same machine state:
      (the exact list is recorded from a plan run, so the baseline tracks the code), `--repeat` times.
 Prints the median wall time of each and their ratio. It measures; it does not pass or fail.
 
-    uv run python infra/benchmarks/plan_vs_import.py [--repeat 5]
+    uv run python benchmarks/plan_vs_import.py [--repeat 5]
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import time
 
 _RECORD_MODULES = """
 import json, sys, sysconfig, contextlib, io
-from infra.cli import main
+from cdao_cli.main import main
 with contextlib.redirect_stdout(io.StringIO()):
     code = main(["plan", "--all"])
 site = sysconfig.get_paths()["purelib"]
 mods = sorted(n for n, m in list(sys.modules.items())
               if getattr(m, "__file__", None) and m.__file__.startswith(site)
-              and not n.startswith(("infra", "policies", "cdao_sdk")))
+              and not n.startswith(("infra", "policies", "cdao_")))
 print(json.dumps({"code": code, "modules": mods}))
 """
 
@@ -49,7 +49,7 @@ def main() -> None:
     modules = recorded["modules"]
     import_only = "import importlib\nfor m in %r:\n    importlib.import_module(m)\n" % (modules,)  # noqa: UP031
 
-    plan_cmd = [sys.executable, "-m", "infra.cli", "plan", "--all"]
+    plan_cmd = [sys.executable, "-m", "cdao_cli", "plan", "--all"]
     import_cmd = [sys.executable, "-c", import_only]
     plan_times = [_time(plan_cmd) for _ in range(args.repeat)]
     import_times = [_time(import_cmd) for _ in range(args.repeat)]

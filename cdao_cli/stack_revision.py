@@ -1,6 +1,6 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
-    stack_revision.py STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...] [--main M]
+    cdao stack-revision STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...] [--main M]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -25,7 +25,7 @@ dispatches a Deploy run, since GitHub may have cancelled the newer run's pending
 this older one (resolve()).
 
 With --upstream-deployed (the commits of the previous stack's successful deployments, from
-`last-deployed.sh <previous> all`), staging and prod are also refused promoted values (infra/pins.py:
+`last-deployed.sh <previous> all`), staging and prod are also refused promoted values (cdao_cli/pins.py:
 the revision and every chart version) that the previous stack never ran together in one deployment:
 however their stack file was changed (by hand, or a promotion whose source failed since),
 prod only runs what staging ran and staging only what dev ran.
@@ -41,17 +41,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script from anywhere: make the repository root importable for `infra`.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-
-from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
-from infra.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of  # noqa: E402
-from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
+from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
+from cdao_cli.plan.runner import StackFileError, read_stack_file
+from infra.config import PINNED_STACKS, ConfigError, parse_stack_config
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
-UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of infra/promote.py
+UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of cdao_cli/promote.py
 
 
 class RevisionError(Exception):
@@ -98,7 +95,7 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
 
 
 def pins_at(repo: Path, stack: str, commit: str) -> Pins:
-    """The promoted values (infra/pins.py) of `stack`'s file at `commit`, its revision validated as a
+    """The promoted values (cdao_cli/pins.py) of `stack`'s file at `commit`, its revision validated as a
     commit of main (a branch resolved to `commit`). Raises RevisionError naming the file and key."""
     name = f"environments/Pulumi.{stack}.yaml at {commit}"
     _, text = _stack_file(repo, stack, commit)
@@ -125,7 +122,7 @@ def pins_at(repo: Path, stack: str, commit: str) -> Pins:
 
 
 def check_upstream_ran(repo: Path, stack: str, pins: Pins, upstream_deployed: list[str]) -> None:
-    """Refuse `pins` unless the upstream stack ran all of them (every key of infra/pins.py's
+    """Refuse `pins` unless the upstream stack ran all of them (every key of cdao_cli/pins.py's
     PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`."""
     upstream = UPSTREAM[stack]
     ran: list[Pins] = []
@@ -238,8 +235,10 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
     return Decision(revision, True, f"{stack}: {ran or 'unknown'} -> {revision}")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stack_revision.py", description=__doc__.split("\n\n")[0])
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stack")
     parser.add_argument("--commit", required=True, help="the commit of main this run deploys (GITHUB_SHA)")
     parser.add_argument("--deployed", default="", help="commit of the stack's last successful deployment")
@@ -254,7 +253,10 @@ def main(argv: list[str]) -> int:
         "--main", default=None, help="main's tip when the job starts: a job behind main's state does nothing"
     )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print revision=, deploy= and reason= lines (EXIT_OK), or name what is wrong (EXIT_USAGE)."""
     try:
         decision = resolve(
             args.repo,
@@ -266,15 +268,11 @@ def main(argv: list[str]) -> int:
             main=args.main,
         )
     except RevisionError as exc:
-        print(f"stack_revision.py: {exc}", file=sys.stderr)
-        return 2
+        print(f"cdao stack-revision: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"revision={decision.revision}")
     print(f"deploy={'true' if decision.deploy else 'false'}")
     print(f"reason={decision.reason}")
     if args.main is not None:
         print(f"reconcile={'true' if decision.reconcile else 'false'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return EXIT_OK

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.instances import INSTANCE_TYPES
-from infra.plan.cost import estimate_cost, price_table
+from cdao_catalog.instances import INSTANCE_TYPES
+from cdao_cost.estimate import estimate_cost, price_table
 
 
 def _node_group(capacity: str = "ON_DEMAND", itype: str = "m5.large", low: object = 1, high: object = 3) -> dict:

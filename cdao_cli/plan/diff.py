@@ -3,7 +3,7 @@
 `diff_stack` compares two plans as `report.build_plan` makes them (the JSON of `cdao plan`):
 resources added, removed and changed (by URN; for a changed one, every input path that differs),
 the replacements the program's own `replace_on_changes` or the provider's replace-on-change
-inputs (`infra.plan.replacements`) make visible, policy findings new and cleared, and the monthly
+inputs (`cdao_cli.plan.replacements`) make visible, policy findings new and cleared, and the monthly
 cost at idle and at peak with the lines that moved. The renderers turn a list of stack diffs into
 text, Markdown (the pull-request comment) and JSON, with a stable order so equal inputs give
 byte-equal output.
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.plan.replacements import FORCE_NEW_INPUTS, SET_INPUTS
+from cdao_cli.plan.replacements import FORCE_NEW_INPUTS, SET_INPUTS
 
 # One segment of a property path: a key of a mapping or an index into a list.
 Segment = str | int

@@ -18,13 +18,15 @@ import runpy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, GitOpsConfig, StackConfig, parse_stack_config
+from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, GitOpsConfig, StackConfig
 from infra.images import FULL_SHA, REVISION_COMMIT_ENV
-from infra.plan.mocks import AwsMocks, RecordingMonitor, Registration
+
+if TYPE_CHECKING:
+    from cdao_cli.plan.mocks import Registration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS_DIR = REPO_ROOT / "environments"
@@ -119,15 +121,35 @@ def secret_ciphertexts(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) ->
 
 
 def run_stack(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> PlanRun:
-    """Parse the stack's config (ConfigError stops here, before anything is declared), then run."""
+    """Run the program on the stack file's config; the program's own parse is the only one.
+
+    Raises StackNotFoundError or StackFileError for the file, and the program's ConfigError (which
+    it raises before declaring anything, infra/__main__.py) for a bad value.
+    """
     raw, substituted = read_stack_file(stack, environments_dir)
-    config, _ = parse_stack_config(stack, raw)
     stand_in = _revision_commit_stand_in(raw)
-    with _environment(REVISION_COMMIT_ENV, stand_in):
-        registrations, outputs = contextvars.Context().run(_run_program, stack, config.region, raw, substituted)
+    try:
+        with _environment(REVISION_COMMIT_ENV, stand_in):
+            registrations, outputs, config = contextvars.Context().run(
+                _run_program, stack, _mock_region(raw), raw, substituted
+            )
+    except Exception as exc:
+        # infra/__main__.py turns a ConfigError into pulumi.RunError (no traceback under the engine);
+        # `raise ... from None` hides the ConfigError but keeps it as __context__
+        # (docs.python.org/3/library/exceptions.html#exception-context). Raise it: bad input, exit 2.
+        if isinstance(exc.__context__, ConfigError):
+            raise exc.__context__ from None
+        raise
     return PlanRun(
         stack, config, registrations, outputs, substituted, stand_in, secret_ciphertexts(stack, environments_dir)
     )
+
+
+def _mock_region(raw: dict[str, Any]) -> str:
+    """The region the mocks answer with (ARNs, get_region). The program refuses a missing or invalid
+    aws:region before it declares anything, so the mocks never answer with one."""
+    region = raw.get("aws:region")
+    return region if isinstance(region, str) else ""
 
 
 def _revision_commit_stand_in(raw: dict[str, Any]) -> str | None:
@@ -201,11 +223,14 @@ def _run_program(
     raw: dict[str, Any],
     secret_keys: list[str],
     sink: list[Registration] | None = None,
-) -> tuple[list[Registration], dict[str, Any]]:
+) -> tuple[list[Registration], dict[str, Any], StackConfig]:
+    """Run infra/__main__.py under the mocks: what it registered, its outputs, and the config it parsed."""
     import pulumi  # noqa: PLC0415 - the Pulumi SDK loads only when a plan actually runs
     from pulumi.runtime import settings  # noqa: PLC0415
     from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
     from pulumi.runtime.sync_await import _sync_await  # noqa: PLC0415
+
+    from cdao_cli.plan.mocks import AwsMocks, RecordingMonitor  # noqa: PLC0415 - they import the Pulumi SDK
 
     _ensure_event_loop()
     mocks = AwsMocks(region=region, stack=stack)
@@ -216,9 +241,12 @@ def _run_program(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, secret_keys=secret_keys
     )
     collected: dict[str, Any] = {}
+    parsed: list[StackConfig] = []
 
     def program() -> None:
-        runpy.run_path(str(PROGRAM), run_name="__main__")
+        # run_path returns the module's globals (docs.python.org/3/library/runpy.html#runpy.run_path):
+        # `config` is the StackConfig infra/__main__.py parsed and built from.
+        parsed.append(runpy.run_path(str(PROGRAM), run_name="__main__")["config"])
         root = settings.get_root_resource()
         for name, value in root.outputs.items():
             pulumi.Output.from_input(value).apply(lambda v, n=name: collected.__setitem__(n, v))
@@ -228,7 +256,7 @@ def _run_program(
     finally:
         if sink is not None:
             sink.extend(monitor.registrations.values())
-    return list(monitor.registrations.values()), collected
+    return list(monitor.registrations.values()), collected, parsed[0]
 
 
 __all__ = [

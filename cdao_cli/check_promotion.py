@@ -1,6 +1,6 @@
 """Check a promotion pull request: it promotes exactly what the upstream stack ran, nothing else.
 
-    check_promotion.py --base B --head H --author LOGIN --deployed-dev D ... --deployed-staging S ...
+    cdao check-promotion --base B --head H --author LOGIN --deployed-dev D ... --deployed-staging S ...
 
 B and H are the pull request's base and head commits (both in the repository at --repo, default the
 working directory); LOGIN is the pull request's author; D and S are the commits of dev's and
@@ -11,7 +11,7 @@ branch, as a required status check (docs/github-setup.md, "Approvals people can 
 refuses, naming what is wrong (exit 1; 2 for bad usage):
 
 - a change to anything but one stack file of a pinned stack (staging or prod);
-- a change to a key of that file that is not promoted (infra/pins.py, PROMOTED_KEYS);
+- a change to a key of that file that is not promoted (cdao_cli/pins.py, PROMOTED_KEYS);
 - promoted values the upstream stack never ran together in one successful deployment
   (stack_revision.check_upstream_ran, the rule deploy.yml applies before deploying);
 - an author other than the person who requested the promotion (`Requested by @<login>` in the head
@@ -23,17 +23,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-# The sibling script stack_revision.py (which puts the repository root on sys.path for `infra`).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import stack_revision
-
-from infra.pins import PROMOTED_KEYS
-from infra.plan.runner import StackFileError, read_stack_file
+from cdao_cli import EXIT_FAILED, EXIT_OK, stack_revision
+from cdao_cli.pins import PROMOTED_KEYS
+from cdao_cli.plan.runner import StackFileError, read_stack_file
 
 PINNED = tuple(stack_revision.UPSTREAM)  # the stacks a promotion targets
 REQUESTED = re.compile(r"^Requested by @(?P<login>[A-Za-z0-9-]+(?:\[bot\])?) in ", re.MULTILINE)
@@ -104,24 +99,25 @@ def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, lis
     return target
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="check_promotion.py", description=__doc__.split("\n\n")[0])
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", required=True)
     parser.add_argument("--author", required=True)
     parser.add_argument("--deployed-dev", nargs="*", default=[], metavar="COMMIT")
     parser.add_argument("--deployed-staging", nargs="*", default=[], metavar="COMMIT")
     parser.add_argument("--repo", type=Path, default=Path.cwd())
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the checked target (EXIT_OK), or a GitHub error annotation naming the fault (EXIT_FAILED)."""
     try:
         deployed = {"dev": args.deployed_dev, "staging": args.deployed_staging}
         target = check(args.repo, args.base, args.head, args.author, deployed)
     except PromotionCheckError as exc:
-        print(f"::error::check_promotion.py: {exc}")
-        return 1
+        print(f"::error::cdao check-promotion: {exc}")
+        return EXIT_FAILED
     print(f"promotion of {target} checked: it pins what {stack_revision.UPSTREAM[target]} ran, and nothing else")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return EXIT_OK
