@@ -21,8 +21,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# The repository's stack folder, resolved from this file so `cdao` works from any directory.
-ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "environments"
+import cdao_stacks
+
+ENVIRONMENTS_DIR = cdao_stacks.ENVIRONMENTS_DIR
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 
@@ -30,12 +31,17 @@ EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 def _plan(args: argparse.Namespace) -> int:
     from infra.config import ConfigError  # noqa: PLC0415
     from infra.plan import report  # noqa: PLC0415
-    from infra.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from infra.plan.runner import StackFileError, StackNotFoundError, run_stack  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
     if args.diff is not None:
         return _plan_diff(args)
-    stacks = available_stacks(args.environments) if args.all else [args.stack]
+    try:
+        registry = cdao_stacks.load(args.environments)
+        stacks = registry.names if args.all else [registry.get(args.stack).name]
+    except cdao_stacks.StackRegistryError as exc:
+        print(f"cdao plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     plans = []
     for stack in stacks:
         try:
@@ -68,7 +74,12 @@ def _plan_diff(args: argparse.Namespace) -> int:
         # two unrelated sets of stack files.
         print("cdao plan: --diff compares this repository's environments/; drop --environments", file=sys.stderr)
         return EXIT_USAGE
-    head_stacks = available_stacks(args.environments) if args.all else [args.stack]
+    try:
+        order = available_stacks(args.environments)
+    except cdao_stacks.StackRegistryError as exc:
+        print(f"cdao plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    head_stacks = order if args.all else [args.stack]
     try:
         base_ref = resolve(args.diff, repo_root)
         planner = BasePlanner(base_ref, repo_root, None if args.all else [args.stack])
@@ -96,7 +107,6 @@ def _plan_diff(args: argparse.Namespace) -> int:
     if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)
         return EXIT_USAGE
-    order = available_stacks(args.environments)
     stacks = sorted(
         set(head_plans) | set(head_errors) | set(base.stacks),
         key=lambda s: (order.index(s) if s in order else len(order), s),
@@ -123,11 +133,12 @@ def _plan_diff(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from cdao_cli import doctor  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
-    from infra.plan.runner import StackFileError, StackNotFoundError  # noqa: PLC0415
+    from infra.plan.runner import StackFileError  # noqa: PLC0415
 
     try:
-        ctx = doctor.build_context(args, ENVIRONMENTS_DIR)
-    except (ConfigError, StackNotFoundError, StackFileError, doctor.DoctorInputError) as exc:
+        cdao_stacks.load(args.environments).get(args.stack)
+        ctx = doctor.build_context(args, args.environments)
+    except (ConfigError, StackFileError, doctor.DoctorInputError, cdao_stacks.StackRegistryError) as exc:
         print(f"cdao doctor: {exc}", file=sys.stderr)
         return EXIT_USAGE
     text, code = doctor.render(args, doctor.run_checks(ctx))
@@ -184,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     from cdao_cli.doctor import add_arguments  # noqa: PLC0415 - argparse only; the checks load when run
 
     add_arguments(doctor)
+    doctor.add_argument(
+        "--environments",
+        type=Path,
+        default=ENVIRONMENTS_DIR,
+        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
+    )
 
     policy = commands.add_parser("policy", help="the policy pack (policies/)")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

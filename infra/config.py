@@ -1,10 +1,16 @@
 """The stack configuration: every key the program reads, documented once, with its default.
 
 A stack file (environments/Pulumi.<stack>.yaml) holds only what differs from the defaults below.
-Keys live in the `cdao:` namespace; the AWS region is the provider's own `aws:region`.
+Keys live in the `cdao:` namespace; the AWS region is the provider's own `aws:region`. The stack
+registry's keys (cdao_stacks, which reads them from every stack file for `cdao`) have their own
+namespace, `cdao-stack:`, which the infra/ code of an older pin ignores instead of refusing.
 
 Key                        Default                       Meaning
 aws:region                 (required)                    region of every resource
+cdao-stack:profile         (required)                    the policy profile the stack follows: dev, staging, prod
+                                                         (teardown may delete data only under dev's)
+cdao-stack:promotesFrom    (none)                        the stack this one is promoted from (`cdao promote`); a
+                                                         stack that has one pins gitops.revision to a commit
 cdao:team                  (required)                    `team` tag on every taggable resource
 cdao:costCenter            (required)                    `cost-center` tag on every taggable resource
 cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets, NAT layout, flow logs, transit gateway
@@ -36,6 +42,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from cdao_stacks import NAMESPACE as REGISTRY_NAMESPACE
+from cdao_stacks import EntryError, StackEntry, parse_entry
 from infra import eks_versions, names
 from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
 
@@ -317,6 +325,8 @@ class BackupConfig(_Model):
 
 class StackConfig(_Model):
     stack: str
+    # `cdao-stack:*`: the policy profile and the place in promotion (cdao_stacks owns the keys).
+    entry: StackEntry
     region: str
     team: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
     cost_center: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
@@ -347,6 +357,11 @@ class StackConfig(_Model):
             "cost-center": self.cost_center,
             "managed-by": "pulumi",
         }
+
+    @property
+    def destroyable(self) -> bool:
+        """Whether a teardown may delete the stack's data (its profile's, cdao_stacks.DESTROYABLE_PROFILES)."""
+        return self.entry.destroyable
 
     @property
     def enabled_pools(self) -> dict[str, NodePoolConfig]:
@@ -426,6 +441,8 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> tuple[StackConfig,
         if namespace == "aws" and key == "region":
             values["region"] = value
             continue
+        if namespace == REGISTRY_NAMESPACE:
+            continue  # parse_entry below
         if namespace != NAMESPACE:
             continue  # provider and engine settings (aws:*, pulumi:*) are not ours to judge
         decoded = _decode(value)
@@ -440,6 +457,10 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> tuple[StackConfig,
             known = ", ".join(f"{NAMESPACE}:{k}" for k in [*_SECTIONS, *SECRET_KEYS])
             problems.append((full_key, decoded, f"a known key ({known})"))
 
+    try:
+        values["entry"] = parse_entry(raw, f"stack {stack!r}")
+    except EntryError as exc:
+        problems.append((exc.key, _MISSING if exc.value is None else exc.value, exc.expected))
     if "region" not in values:
         problems.append(("aws:region", _MISSING, "an AWS region such as us-east-1"))
     elif not isinstance(values["region"], str) or not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", values["region"]):
@@ -814,14 +835,12 @@ def _check_gpu(key: str, pool: NodePoolConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
-# Stacks that run a promoted revision (.github/ and docs/github-setup.md, "One revision per stack"):
-# a branch there would let Argo CD and the deploy follow new commits without a promotion.
-PINNED_STACKS = ("staging", "prod")
-
-
 def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
     problems = []
-    if config.stack in PINNED_STACKS and not re.fullmatch(r"[0-9a-f]{40}", config.gitops.revision):
+    # A stack promoted from another runs a promoted revision (.github/ and docs/github-setup.md, "One
+    # revision per stack"): a branch there would let Argo CD and the deploy follow new commits without
+    # a promotion.
+    if config.entry.promotes_from is not None and not re.fullmatch(r"[0-9a-f]{40}", config.gitops.revision):
         problems.append(
             (
                 f"{NAMESPACE}:gitops.revision",
@@ -951,13 +970,8 @@ def _check_names(config: StackConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
-def is_dev_stack(stack: str) -> bool:
-    """Dev stacks (`dev`, `dev-<name>`) are the only ones whose data may be thrown away on teardown."""
-    return re.fullmatch(r"dev(-[a-z0-9-]+)?", stack) is not None
-
-
 def _check_teardown(config: StackConfig) -> list[tuple[str, Any, str]]:
-    if is_dev_stack(config.stack):
+    if config.destroyable:
         return []
     losing = {
         f"{NAMESPACE}:storage.forceDestroy": config.storage.force_destroy,

@@ -25,7 +25,7 @@ from infra.components.gitops import GitOps, GitOpsArgs
 from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
-from infra.config import StackConfig, is_dev_stack
+from infra.config import StackConfig
 from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
 
 
@@ -61,7 +61,7 @@ def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data:
             vault_lock=spec.vault_lock,
             force_destroy=config.storage.force_destroy,
             tags=config.tags,
-            keep_on_teardown=not is_dev_stack(config.stack),
+            keep_on_teardown=not config.destroyable,
         ),
     )
 
@@ -138,7 +138,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             replication_region=storage.replication_region,
             force_destroy=storage.force_destroy,
             tags=tags,
-            keep_on_teardown=not is_dev_stack(config.stack),
+            keep_on_teardown=not config.destroyable,
         ),
     )
 

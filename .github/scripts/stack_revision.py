@@ -7,9 +7,9 @@ stack's last successful deployment ran (the newest successful GitHub deployment 
 `<stack>-workflows` environment, which deploy.yml's registration job creates; empty if none).
 
 The stack file at C says what the stack runs (docs/github-setup.md, "One revision per stack"):
-`cdao:gitops.revision` is a full commit SHA (staging, prod; infra/config.py refuses anything else
-there), or the branch `main` in dev, which then runs C itself. Every job of the stack checks out that
-revision; only the stack file itself comes from C.
+`cdao:gitops.revision` is a full commit SHA (in a stack promoted from another, `cdao-stack:promotesFrom`:
+staging, prod; infra/config.py refuses anything else there), or the branch `main` in dev, which then
+runs C itself. Every job of the stack checks out that revision; only the stack file itself comes from C.
 
 Printed for $GITHUB_OUTPUT: `revision=<sha>`, `deploy=true|false` and `reason=<text>`. deploy is true
 when the stack has never been deployed, when its stack file or resolved revision at C differs from what
@@ -19,9 +19,10 @@ back). Exit 2, with the file and key named, when the stack file at C is invalid 
 commit that C contains.
 
 With --upstream-deployed (the commits of the previous stack's successful deployments, from
-`last-deployed.sh <previous> all`), staging and prod are also refused a revision the previous stack
-never ran: however their stack file was changed (by hand, or a promotion whose source failed since),
-prod only runs what staging ran and staging only what dev ran.
+`last-deployed.sh <previous> all`), a stack promoted from another (`cdao-stack:promotesFrom` in its
+file: staging, prod) is also refused a revision the previous stack never ran: however their stack file
+was changed (by hand, or a promotion whose source failed since), prod only runs what staging ran and
+staging only what dev ran.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from infra.config import PINNED_STACKS, ConfigError, parse_stack_config  # noqa: E402
+from infra.config import ConfigError, StackConfig, parse_stack_config  # noqa: E402
 from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
-UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of infra/promote.py
 
 
 class RevisionError(Exception):
@@ -80,8 +80,8 @@ def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     return blob.strip(), text
 
 
-def revision_at(repo: Path, stack: str, commit: str) -> str:
-    """The commit `stack` runs according to its stack file at `commit` (validated as the program will)."""
+def config_at(repo: Path, stack: str, commit: str) -> StackConfig:
+    """The stack's configuration in its stack file at `commit` (validated as the program will)."""
     name = f"environments/Pulumi.{stack}.yaml at {commit}"
     _, text = _stack_file(repo, stack, commit)
     with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
@@ -91,13 +91,21 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
             config, _ = parse_stack_config(stack, raw)
         except (StackFileError, ConfigError) as exc:
             raise RevisionError(f"{name}: {exc}") from None
+    return config
+
+
+def revision_at(repo: Path, stack: str, commit: str) -> str:
+    """The commit `stack` runs according to its stack file at `commit` (validated as the program will)."""
+    name = f"environments/Pulumi.{stack}.yaml at {commit}"
+    config = config_at(repo, stack, commit)
     revision = config.gitops.revision
-    if revision == FOLLOWED_BRANCH and stack not in PINNED_STACKS:
+    # A stack promoted from another (its cdao-stack:promotesFrom, the stack registry) pins a commit.
+    if revision == FOLLOWED_BRANCH and config.entry.promotes_from is None:
         return commit
     if not FULL_SHA.fullmatch(revision):
         raise RevisionError(
             f"{name}: cdao:gitops.revision = {revision!r}: expected a full commit SHA, or `{FOLLOWED_BRANCH}` "
-            f"in a stack other than {', '.join(PINNED_STACKS)}"
+            "in a stack not promoted from another (cdao-stack:promotesFrom)"
         )
     if _git(repo, "cat-file", "-e", f"{revision}^{{commit}}") is None:
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: no such commit")
@@ -106,8 +114,7 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
     return revision
 
 
-def check_upstream_ran(repo: Path, stack: str, revision: str, upstream_deployed: list[str]) -> None:
-    upstream = UPSTREAM[stack]
+def check_upstream_ran(repo: Path, stack: str, upstream: str, revision: str, upstream_deployed: list[str]) -> None:
     ran = set()
     for commit in upstream_deployed:
         try:
@@ -132,8 +139,10 @@ def resolve(
 ) -> Decision:
     decision = _decide(repo, stack, commit, deployed, force)
     # Checked before any deploy, not for a stack that stays as it is.
-    if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
-        check_upstream_ran(repo, stack, decision.revision, upstream_deployed)
+    if decision.deploy and upstream_deployed is not None:
+        upstream = config_at(repo, stack, commit).entry.promotes_from
+        if upstream is not None:
+            check_upstream_ran(repo, stack, upstream, decision.revision, upstream_deployed)
     return decision
 
 

@@ -40,14 +40,14 @@ def _component_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:
     return "stack"
 
 
-def _evaluate_policies(resources: list[dict[str, Any]], stack: str) -> dict[str, Any]:
+def _evaluate_policies(resources: list[dict[str, Any]], stack: str, profile: str) -> dict[str, Any]:
     import policies  # noqa: PLC0415 - keeps `cdao --help` fast
 
     evaluate: Callable[..., list[Any]] | None = getattr(policies, "evaluate", None)
     rules = getattr(policies, "RULES", [])
     if evaluate is None or not rules:
         return {"installed": False, "rules": 0, "violations": []}
-    violations = [v.to_dict() for v in evaluate(resources, stack)]
+    violations = [v.to_dict() for v in evaluate(resources, stack, profile=profile)]
     return {"installed": True, "rules": len(rules), "violations": violations}
 
 
@@ -78,9 +78,10 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
     cost = estimate_cost(shared)
     return {
         "stack": run.stack,
+        "profile": run.config.entry.profile,
         "region": run.config.region,
         "resources": resources,
-        "policy": _evaluate_policies(shared, run.stack),
+        "policy": _evaluate_policies(shared, run.stack, run.config.entry.profile),
         "cost": cost.to_dict(),
         "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
         "outputs": dict(sorted(run.outputs.items())),

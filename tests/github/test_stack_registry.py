@@ -1,0 +1,57 @@
+"""The workflows that spell out one job or choice per stack agree with the stack registry
+(cdao_stacks: the `cdao-stack:` keys of each environments/Pulumi.<name>.yaml).
+
+GitHub Actions cannot compute `workflow_dispatch` choices or job ids at run time (a choice input's
+`options` and a job id are static YAML: https://docs.github.com/en/actions/reference/workflows-and-actions/workflow-syntax,
+`on.workflow_dispatch.inputs.<input_id>.options`, `jobs.<job_id>`), so these are the places a new stack
+in the promotion chain needs a hand edit; this test names each one that is missing. A stack outside the
+chain (a sandbox) is planned and checked by `cdao` alone and deployed by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import cdao_stacks
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+CHAIN = cdao_stacks.load().promotion_order
+
+
+def _workflow(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def _dispatch_options(name: str, input_id: str) -> list[str]:
+    # PyYAML reads the key `on` as True (YAML 1.1); GitHub reads it as the string "on".
+    on = _workflow(name)[True]
+    return on["workflow_dispatch"]["inputs"][input_id]["options"]
+
+
+def test_the_registry_has_a_promotion_chain():
+    assert len(CHAIN) >= 2, "no two stacks are linked by cdao-stack:promotesFrom in environments/"
+
+
+def test_deploy_offers_and_runs_every_stack_of_the_chain():
+    assert _dispatch_options("deploy.yml", "stack") == list(CHAIN), (
+        "deploy.yml: on.workflow_dispatch.inputs.stack.options must list the promotion chain "
+        f"{list(CHAIN)} (environments/*: cdao-stack:promotesFrom)"
+    )
+    jobs = set(_workflow("deploy.yml")["jobs"])
+    missing = sorted(f"{job}-{stack}" for stack in CHAIN for job in ("image", "plan", "apply", "register"))
+    missing = [job for job in missing if job not in jobs]
+    assert not missing, f"deploy.yml: no job(s) {missing} for the registry's promotion chain {list(CHAIN)}"
+
+
+def test_promote_offers_each_step_of_the_chain():
+    assert _dispatch_options("promote.yml", "from") == list(CHAIN[:-1])
+    assert _dispatch_options("promote.yml", "to") == list(CHAIN[1:])
+
+
+@pytest.mark.parametrize("workflow", ["drift.yml"])
+def test_drift_checks_every_stack_of_the_chain(workflow):
+    matrix = [entry["stack"] for entry in _workflow(workflow)["jobs"]["refresh"]["strategy"]["matrix"]["include"]]
+    assert matrix == list(CHAIN), f"{workflow}: jobs.refresh.strategy.matrix.include must list {list(CHAIN)}"
