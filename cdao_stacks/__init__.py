@@ -157,8 +157,10 @@ def load(environments_dir: Path = ENVIRONMENTS_DIR) -> Registry:
         where = f"{environments_dir.name}/{path.name}"
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise StackRegistryError(f"{where}: cannot read as YAML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StackRegistryError(f"{where}: cannot read: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise StackRegistryError(f"{where}: not valid YAML: {exc}") from None
         config = document.get("config") if isinstance(document, Mapping) else None
         if not isinstance(config, Mapping):
             raise StackRegistryError(f"{where}: expected a mapping with a 'config:' mapping of key: value")
