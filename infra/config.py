@@ -39,6 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from cdao_pools import NODE_POOLS, workload_label
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -50,9 +51,6 @@ from infra.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
 NAMESPACE = "cdao"
 SECRET_KEYS = ("codeweaveExternalId",)
 
-WORKLOAD_LABEL_PREFIX = "workload-type.cdao.io/"
-NODE_POOL_LABEL = "cdao.io/node-pool"
-GPU_SHARING_LABEL = "cdao.io/gpu-sharing"
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
@@ -369,44 +367,29 @@ class StackConfig(_Model):
 
 
 # The seeds' node-pool architecture (CPU for control and MLOps; A100 time-sliced for research and
-# training; A100 MIG for production inference; H100 time-sliced for training). GPU pools start at
-# zero: an idle p4d costs about $16,000 a month.
-DEFAULT_NODE_POOLS: dict[str, dict[str, Any]] = {
+# training; A100 MIG for production inference; H100 time-sliced for training). Workload types, taints
+# and GPU sharing are cdao_pools' (the SDK routes tasks by them); the sizes and instance types are
+# this program's. GPU pools start at zero: an idle p4d costs about $16,000 a month.
+_POOL_SHAPES: dict[str, dict[str, Any]] = {
     "cpu": {
         "instanceTypes": ["m5.2xlarge", "m5.4xlarge"],
         "capacityType": "ON_DEMAND",
         "minSize": 2,
         "maxSize": 10,
         "diskSizeGb": 100,
-        "workloadTypes": ["control", "mlops"],
     },
-    "a100-timeslice": {
-        "instanceTypes": ["p4d.24xlarge"],
-        "minSize": 0,
-        "maxSize": 4,
-        "diskSizeGb": 500,
-        "workloadTypes": ["research", "training", "development", "batch-inference"],
-        "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
-        "gpuSharing": {"mode": "time-slicing", "replicas": 4},
-    },
-    "a100-mig": {
-        "instanceTypes": ["p4de.24xlarge"],
-        "minSize": 0,
-        "maxSize": 2,
-        "diskSizeGb": 500,
-        "workloadTypes": ["production-inference", "critical-agents"],
-        "taints": [{"key": "gpu", "value": "mig", "effect": "NoSchedule"}],
-        "gpuSharing": {"mode": "mig", "migProfiles": ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]},
-    },
-    "h100-timeslice": {
-        "instanceTypes": ["p5.48xlarge"],
-        "minSize": 0,
-        "maxSize": 2,
-        "diskSizeGb": 1000,
-        "workloadTypes": ["training", "fine-tuning"],
-        "taints": [{"key": "gpu", "value": "h100", "effect": "NoSchedule"}],
-        "gpuSharing": {"mode": "time-slicing", "replicas": 3},
-    },
+    "a100-timeslice": {"instanceTypes": ["p4d.24xlarge"], "minSize": 0, "maxSize": 4, "diskSizeGb": 500},
+    "a100-mig": {"instanceTypes": ["p4de.24xlarge"], "minSize": 0, "maxSize": 2, "diskSizeGb": 500},
+    "h100-timeslice": {"instanceTypes": ["p5.48xlarge"], "minSize": 0, "maxSize": 2, "diskSizeGb": 1000},
+}
+DEFAULT_NODE_POOLS: dict[str, dict[str, Any]] = {
+    name: {
+        **shape,
+        "workloadTypes": list(NODE_POOLS[name].workload_types),
+        **({"taints": [{"key": t.key, "value": t.value, "effect": t.effect}]} if (t := NODE_POOLS[name].taint) else {}),
+        **({"gpuSharing": NODE_POOLS[name].gpu_sharing} if NODE_POOLS[name].gpu_model else {}),
+    }
+    for name, shape in _POOL_SHAPES.items()
 }
 
 _SECTIONS = {
@@ -753,7 +736,7 @@ def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
         for wtype in pool.workload_types:
             if not _LABEL_NAME.fullmatch(wtype) or "." in wtype:
                 problems.append((f"{key}.workloadTypes", wtype, "a label-safe name such as batch-inference"))
-            elif problem := names.too_long(f"{WORKLOAD_LABEL_PREFIX}{wtype}", "eks-label-key"):
+            elif problem := names.too_long(workload_label(wtype), "eks-label-key"):
                 problems.append((f"{key}.workloadTypes", wtype, f"a shorter workload type: its node label {problem}"))
         # EKS limits each whole label key and value, and taint key and value, to 63 characters.
         for label, value in pool.labels.items():

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cdao_pools import NODE_POOL_LABEL
 from platform_checks import all_manifests
 from platform_render import PLATFORM, RenderedApp, app_projects, application_sets
 from platform_stack import STACKS, stack_config
@@ -15,7 +16,6 @@ from platform_stack import STACKS, stack_config
 from infra.components.backup import BACKUP_TAG, CLUSTER_TAG
 from infra.components.mlops import MLFLOW_ARTIFACTS_PREFIX, MODELS_PREFIX
 from infra.components.node_pool import gpu_resources, pool_labels
-from infra.config import NODE_POOL_LABEL
 from infra.contract import ANNOTATION_PREFIX, SERVICE_ACCOUNTS
 from infra.instances import INSTANCE_TYPES
 from infra.program import cluster_name
