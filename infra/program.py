@@ -26,7 +26,7 @@ from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadId
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.config import StackConfig
-from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
+from infra.contract import FLYTE_DOMAINS, ClusterSecret
 
 
 def cluster_name(config: StackConfig) -> str:
@@ -271,56 +271,51 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         ),
     )
 
-    values: dict[str, pulumi.Input[str]] = {
-        "aws-region": config.region,
-        "aws-account-id": account_id,
-        "cluster-name": name,
-        "vpc-id": network.vpc_id,
-        "repo-url": config.gitops.repo_url,
-        "repo-revision": config.gitops.revision,
-        "repo-path": config.gitops.path,
-        "bucket-metadata": data.bucket_names["metadata"],
-        "bucket-userdata": data.bucket_names["userdata"],
-        "bucket-workflows": data.bucket_names["workflows"],
-        "db-endpoint": data.db_endpoint,
-        "db-port": data.db_port.apply(str),
-        "db-name": DB_NAME,
-        "db-master-secret-arn": data.db_master_secret_arn,
-        "efs-file-system-id": data.efs_id,
-        "models-uri": mlops.s3_uri(data.bucket_names["userdata"], mlops.MODELS_PREFIX),
-        "batch-queue-spot": compute.queue_names["spot"],
-        "batch-queue-ondemand": compute.queue_names["ondemand"],
-        "emr-serverless-application-id": compute.emr_application.id,
-        "emr-log-uri": compute.emr_log_uri,
-        "emr-security-configuration": compute.emr_security_configuration.name,
-        "emr-service-role-arn": service_roles.emr_service.arn,
-        "emr-instance-profile": service_roles.emr_instance_profile.name,
-        "container-log-group": container_logs.name,
-        "flyte-hostname": config.flyte.hostname,
-        "flyte-certificate-arn": endpoint.certificate_arn,
-        "private-subnet-ids": pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
-        "sagemaker-output-uri": compute.sagemaker_output_uri,
-        "connector-attempts-table": compute.attempt_table.name,
-        "ecr-tasks-repository": registry.repository_urls["tasks"],
-        "ecr-connector-repository": registry.repository_urls["connector"],
-        "connector-image-tag": revision_commit,
-        "codeweave-endpoint": codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",
-        "codeweave-api-key-secret": codeweave_secret_name(config) if codeweave.enabled else "",
-        "role-arn-sagemaker-execution": service_roles.sagemaker_execution.arn,
-        "role-arn-batch-job": service_roles.batch_job.arn,
-        "role-arn-emr-job": service_roles.emr_job.arn,
-        "role-arn-codeweave": service_roles.codeweave.arn if service_roles.codeweave else "",
-        **{f"role-arn-{role}": arn for role, arn in identity.role_arns.items()},
-        **{
-            f"{CHART_VERSION_PREFIX.removeprefix(ANNOTATION_PREFIX)}{c}": v
-            for c, v in config.gitops.chart_versions.items()
-        },
-    }
-    annotations = {f"{ANNOTATION_PREFIX}{key}": value for key, value in values.items()}
-    expected = set(stack_annotation_keys(list(config.gitops.chart_versions), list(config.flyte.projects)))
-    if set(annotations) != expected:
-        # A programming error, not a config one: the contract and the wiring disagree.
-        raise AssertionError(f"cluster Secret annotations differ from the contract: {set(annotations) ^ expected}")
+    secret = ClusterSecret(
+        environment=config.stack,
+        addons=config.addons,
+        aws_region=config.region,
+        aws_account_id=account_id,
+        cluster_name=name,
+        vpc_id=network.vpc_id,
+        repo_url=config.gitops.repo_url,
+        repo_revision=config.gitops.revision,
+        repo_path=config.gitops.path,
+        bucket_metadata=data.bucket_names["metadata"],
+        bucket_userdata=data.bucket_names["userdata"],
+        bucket_workflows=data.bucket_names["workflows"],
+        db_endpoint=data.db_endpoint,
+        db_port=data.db_port.apply(str),
+        db_name=DB_NAME,
+        db_master_secret_arn=data.db_master_secret_arn,
+        efs_file_system_id=data.efs_id,
+        models_uri=mlops.s3_uri(data.bucket_names["userdata"], mlops.MODELS_PREFIX),
+        batch_queue_spot=compute.queue_names["spot"],
+        batch_queue_ondemand=compute.queue_names["ondemand"],
+        emr_serverless_application_id=compute.emr_application.id,
+        emr_log_uri=compute.emr_log_uri,
+        emr_security_configuration=compute.emr_security_configuration.name,
+        emr_service_role_arn=service_roles.emr_service.arn,
+        emr_instance_profile=service_roles.emr_instance_profile.name,
+        container_log_group=container_logs.name,
+        flyte_hostname=config.flyte.hostname,
+        flyte_certificate_arn=endpoint.certificate_arn,
+        private_subnet_ids=pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
+        sagemaker_output_uri=compute.sagemaker_output_uri,
+        connector_attempts_table=compute.attempt_table.name,
+        ecr_tasks_repository=registry.repository_urls["tasks"],
+        ecr_connector_repository=registry.repository_urls["connector"],
+        connector_image_tag=revision_commit,
+        codeweave_endpoint=codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",
+        codeweave_api_key_secret=codeweave_secret_name(config) if codeweave.enabled else "",
+        role_arns=identity.role_arns,
+        flyte_projects=list(config.flyte.projects),
+        role_arn_sagemaker_execution=service_roles.sagemaker_execution.arn,
+        role_arn_batch_job=service_roles.batch_job.arn,
+        role_arn_emr_job=service_roles.emr_job.arn,
+        role_arn_codeweave=service_roles.codeweave.arn if service_roles.codeweave else "",
+        chart_versions=dict(config.gitops.chart_versions),
+    )
 
     GitOps(
         "gitops",
@@ -331,8 +326,8 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             repo_url=config.gitops.repo_url,
             repo_revision=config.gitops.revision,
             repo_path=config.gitops.path,
-            labels={"environment": config.stack, **addon_labels(config.addons)},
-            annotations=annotations,
+            labels=secret.labels(),
+            annotations=secret.annotations(),
             # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it;
             # whatever runs Pulumi reaches the API only once its ingress rules and routes exist.
             depends_on=[

@@ -281,7 +281,7 @@ def _git(repo: Path, *args: str) -> str:
 def test_a_base_whose_config_no_longer_parses_is_reported_not_fatal(tmp_path: Path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("infra", "policies", "environments"):
+    for name in ("infra", "policies", "environments", "cdao_stacks"):
         shutil.copytree(REPO_ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "Pulumi.yaml"):
         shutil.copy(REPO_ROOT / name, repo / name)
