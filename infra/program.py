@@ -14,7 +14,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import mlops
 from infra.components.addons import NODE_NETWORKING_ADDONS, WORKLOAD_ADDONS, ClusterAddons, ClusterAddonsArgs
 from infra.components.backup import Backup, BackupArgs
 from infra.components.cluster import Cluster, ClusterArgs
@@ -27,6 +26,7 @@ from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.config import StackConfig
 from infra.contract import FLYTE_DOMAINS, ClusterSecret
+from infra.lib import mlops
 
 
 def cluster_name(config: StackConfig) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import iam, shared
+from infra.lib import iam, shared
 
 # EBS volumes are chosen by tag rather than by ARN: the EBS CSI driver creates them at run time from
 # the `gp3-backup` StorageClass (platform/addons/security-baseline), which stamps both tags on them.

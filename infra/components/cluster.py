@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
-from infra.components.shared import rotating_key
+from infra.lib.shared import rotating_key
 
 # AWS-managed policies every EKS worker needs to join the cluster and pull images. The VPC CNI's
 # policy is deliberately absent: it goes to the aws-node service account through IRSA instead, so a

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.shared import https_egress_only
+from infra.lib.shared import https_egress_only
 
 EMR_RELEASE = "emr-7.5.0"  # Spark 3.5; EMR Serverless and EMR-on-EC2 share the release line
 

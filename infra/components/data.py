@@ -9,8 +9,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra.components import iam
-from infra.components.shared import kept_on_teardown, reachable_only_from, rotating_key
+from infra.lib import iam
+from infra.lib.shared import kept_on_teardown, reachable_only_from, rotating_key
 
 BUCKET_PURPOSES = ("metadata", "userdata", "workflows")
 DB_PORT = 5432
@@ -44,7 +44,7 @@ class DataArgs:
     force_destroy: bool
     tags: Mapping[str, str] = field(default_factory=dict)
     # Every stack but dev: the database, EFS, the buckets and their keys survive `pulumi destroy`
-    # (infra/components/shared.py kept_on_teardown).
+    # (infra/lib/shared.py kept_on_teardown).
     keep_on_teardown: bool = False
 
 

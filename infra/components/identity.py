@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import iam
 from infra.contract import SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
+from infra.lib import iam
 
 # Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
 # conditions; rewriting them would only drift from what the drivers need release to release.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import iam
+from infra.lib import iam
 
 # Interface endpoints that keep the heaviest node traffic off the NAT gateways: image pulls (ECR API
 # and the Docker registry), IRSA token exchange (STS) and log shipping (CloudWatch Logs).
