@@ -340,46 +340,16 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         ),
     )
 
-    outputs: dict[str, Any] = {
-        "region": config.region,
-        "clusterName": name,
-        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
-        "oidcProviderArn": cluster.oidc_provider_arn,
-        "vpcId": network.vpc_id,
-        "privateSubnetIds": network.private_subnet_ids,
-        "databaseSubnetIds": network.database_subnet_ids,
-        "dbEndpoint": data.db_endpoint,
-        "dbMasterSecretArn": data.db_master_secret_arn,
-        "bucketNames": data.bucket_names,
-        "efsFileSystemId": data.efs_id,
-        "dbInstanceIdentifier": data.db.identifier,
-        "batchQueues": compute.queue_names,
-        "emrServerlessApplicationId": compute.emr_application.id,
-        "ecrRepositories": registry.repository_urls,
-        "roleArns": identity.role_arns,
-        "flyteEndpoint": f"https://{config.flyte.hostname}",
-        "flyteCertificateValidationRecord": endpoint.validation_record,
-        "flyteCertificateArn": endpoint.certificate_arn,
-        # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
-        "logGroups": {
-            "controlPlane": {"name": cluster.control_plane_log_group_name, "retentionDays": spec.log_retention_days},
-            "flowLogs": {"name": network.flow_log_group_name, "retentionDays": config.network.flow_log_retention_days},
-            "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
-        },
-        "serviceRoleArns": {
-            "sagemakerExecution": service_roles.sagemaker_execution.arn,
-            "batchJob": service_roles.batch_job.arn,
-            "emrJob": service_roles.emr_job.arn,
-            "codeweave": service_roles.codeweave.arn if service_roles.codeweave else None,
-        },
+    # Every stack output, in one place: each component contributes its own (`stack_outputs`).
+    outputs: dict[str, Any] = {"region": config.region}
+    for part in (network, cluster, data, compute, registry, service_roles, identity, endpoint, backup):
+        if part is not None:
+            outputs |= part.stack_outputs
+    # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
+    outputs["logGroups"] = {
+        **cluster.log_groups,
+        **network.log_groups,
+        "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
     }
-    if backup is not None:
-        # What docs/disaster-recovery.md's restore commands take.
-        outputs["backup"] = {
-            "vaultName": backup.vault.name,
-            "planId": backup.plan.id,
-            "roleArn": backup.role.arn,
-            "copyVaultArn": backup.copy_vault_arn,
-        }
     for key, value in outputs.items():
         pulumi.export(key, value)

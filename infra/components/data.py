@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -74,6 +75,15 @@ class Data(pulumi.ComponentResource):
             self._replicate(args.replication_region, tags)
         self._efs(tags)
 
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "dbEndpoint": self.db_endpoint,
+            "dbMasterSecretArn": self.db_master_secret_arn,
+            "bucketNames": self.bucket_names,
+            "efsFileSystemId": self.efs_id,
+            "dbInstanceIdentifier": self.db.identifier,
+        }
         self.register_outputs(
             {
                 "dbEndpoint": self.db_endpoint,
