@@ -14,7 +14,7 @@
 #      registration of workflows/, and the deployment record later runs and cdao promote read.
 set -euo pipefail
 
-stack="${1:?usage: first-deploy.sh dev|staging|prod}"
+stack="${1:?usage: first-deploy.sh <stack> (a Pulumi.<stack>.yaml in environments/)}"
 : "${GH_REPO:?GH_REPO=ORG/REPO is required}"
 export GH_REPO
 

@@ -55,3 +55,11 @@ def test_promote_offers_each_step_of_the_chain():
 def test_drift_checks_every_stack_of_the_chain(workflow):
     matrix = [entry["stack"] for entry in _workflow(workflow)["jobs"]["refresh"]["strategy"]["matrix"]["include"]]
     assert matrix == list(CHAIN), f"{workflow}: jobs.refresh.strategy.matrix.include must list {list(CHAIN)}"
+
+
+def test_every_stack_of_the_chain_has_its_github_environments():
+    # deploy.yml's apply-<stack> and register-<stack> jobs run in these environments
+    # (docs/github-setup.md); configure_environments.py creates them from this file.
+    environments = yaml.safe_load((WORKFLOWS.parent / "environments.yml").read_text())["environments"]
+    missing = [name for stack in CHAIN for name in (stack, f"{stack}-workflows") if name not in environments]
+    assert not missing, f".github/environments.yml: no environment(s) {missing} for the promotion chain {list(CHAIN)}"
