@@ -39,6 +39,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+import cdao_stacks  # noqa: E402
 from infra.config import ConfigError, StackConfig, parse_stack_config  # noqa: E402
 from infra.plan.runner import StackFileError, read_stack_file  # noqa: E402
 
@@ -88,8 +89,15 @@ def config_at(repo: Path, stack: str, commit: str) -> StackConfig:
         (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
         try:
             raw, _ = read_stack_file(stack, Path(tmp))
+            if not any(key.startswith(f"{cdao_stacks.NAMESPACE}:") for key in raw):
+                # A file from before the stack registry: the stack is what the registry at the run's
+                # checkout says it is.
+                entry = cdao_stacks.load(repo / "environments").get(stack).entry
+                raw[cdao_stacks.PROFILE_KEY] = entry.profile
+                if entry.promotes_from is not None:
+                    raw[cdao_stacks.PROMOTES_FROM_KEY] = entry.promotes_from
             config, _ = parse_stack_config(stack, raw)
-        except (StackFileError, ConfigError) as exc:
+        except (StackFileError, ConfigError, cdao_stacks.StackRegistryError) as exc:
             raise RevisionError(f"{name}: {exc}") from None
     return config
 

@@ -10,6 +10,11 @@ chain (a sandbox) is planned and checked by `cdao` alone and deployed by hand.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +68,39 @@ def test_every_stack_of_the_chain_has_its_github_environments():
     environments = yaml.safe_load((WORKFLOWS.parent / "environments.yml").read_text())["environments"]
     missing = [name for stack in CHAIN for name in (stack, f"{stack}-workflows") if name not in environments]
     assert not missing, f".github/environments.yml: no environment(s) {missing} for the promotion chain {list(CHAIN)}"
+
+
+def _stack_revision():
+    spec = importlib.util.spec_from_file_location("stack_revision", WORKFLOWS.parent / "scripts" / "stack_revision.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("stack_revision", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_CONFIG_NOSYSTEM": "1"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid", "PATH": os.environ["PATH"]}
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def test_deployments_recorded_before_the_registry_still_vouch_for_what_they_ran(tmp_path):
+    """stack_revision.py reads each stack file at the commits a stack was deployed at; those from
+    before the `cdao-stack:` keys existed take the stack's entry from the registry at the run's commit."""
+    stack_revision = _stack_revision()
+    repo = tmp_path / "repo"
+    shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, repo / "environments")
+    _git(tmp_path, "init", "--quiet", "--initial-branch=main", str(repo))
+    for path in (repo / "environments").glob("Pulumi.*.yaml"):
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(line for line in lines if not line.startswith("  cdao-stack:")) + "\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "before the registry")
+    before = _git(repo, "rev-parse", "HEAD").strip()
+    shutil.rmtree(repo / "environments")
+    shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, repo / "environments")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "the registry")
+
+    assert stack_revision.revision_at(repo, "dev", before) == before  # dev follows main
+    stack_revision.check_upstream_ran(repo, "staging", "dev", before, [before])
