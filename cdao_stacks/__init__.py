@@ -9,7 +9,10 @@ A stack is one file, `environments/Pulumi.<name>.yaml`, and the file says what i
 
 The keys have their own namespace, not `cdao:`, because staging and prod run the infra/ code of their
 pinned revision against the stack file on main (docs/github-setup.md, "Why this stays compatible"):
-that code refuses unknown `cdao:` keys and ignores other namespaces.
+that code refuses unknown `cdao:` keys and ignores other namespaces. Pulumi takes a stack file's keys
+as `<namespace>:<name>` in any namespace and hands them all to the program (pulumi/pulumi#2228,
+pkg/resource/config/key.go); only a project that declares `config:` in Pulumi.yaml validates them
+against it (pulumi/pulumi#11127), and this one declares none.
 
 Nothing else lists stacks: `cdao plan --all`, `cdao policy check`, `cdao promote`, `cdao doctor`, the
 policy pack and .github/scripts read this registry. The promotion order is the chain the
