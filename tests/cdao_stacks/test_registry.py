@@ -32,11 +32,11 @@ def _with_entry(text: str, entry: dict[str, str]) -> str:
 
 @pytest.fixture
 def environments(tmp_path: Path) -> Path:
-    """A copy of the real environments/ plus `sandbox`: dev's file with only its entry changed."""
+    """A copy of the real environments/ plus `sandbox`: a plain copy of dev's file (profile dev, no
+    promotesFrom), the one new file a new stack needs."""
     folder = tmp_path / "environments"
     shutil.copytree(REPO_ENVIRONMENTS, folder)
-    dev = (folder / "Pulumi.dev.yaml").read_text()
-    (folder / "Pulumi.sandbox.yaml").write_text(_with_entry(dev, {"cdao-stack:profile": "dev"}))
+    shutil.copy(folder / "Pulumi.dev.yaml", folder / "Pulumi.sandbox.yaml")
     return folder
 
 
