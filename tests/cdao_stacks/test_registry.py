@@ -202,3 +202,23 @@ def test_the_registry_is_importable_without_pulumi_infra_or_policies():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ENVIRONMENTS.parent)
+
+
+def test_the_policy_pack_applies_the_profile_the_stack_file_declares(environments, monkeypatch):
+    """Under `pulumi preview --policy-pack policies` the engine names the stack (PULUMI_STACK); the
+    pack takes its profile from the registry, CDAO_POLICY_STACK overriding it."""
+    pack = pytest.importorskip("policies.pack")
+    path = environments / "Pulumi.sandbox.yaml"
+    path.write_text(_with_entry(path.read_text(), {"cdao-stack:profile": "staging"}))
+    real_load = cdao_stacks.load
+    monkeypatch.setattr(pack.cdao_stacks, "load", lambda: real_load(environments))
+    monkeypatch.setattr(pack, "_registered_profile", pack._registered_profile.__wrapped__)
+    monkeypatch.delenv(pack.STACK_ENV, raising=False)
+    monkeypatch.setenv("PULUMI_STACK", "acme/cdao/sandbox")
+    assert pack._stack_for({}) == ("sandbox", "staging")
+    monkeypatch.setenv(pack.STACK_ENV, "prod")
+    assert pack._stack_for({}) == ("sandbox", "prod")
+    monkeypatch.delenv(pack.STACK_ENV)
+    monkeypatch.setenv("PULUMI_STACK", "nosuch")
+    with pytest.raises(pack.ConfigError, match=re.escape("cdao-stack:profile in environments/Pulumi.nosuch.yaml")):
+        pack._stack_for({})
