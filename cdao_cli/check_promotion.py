@@ -26,11 +26,11 @@ import re
 import tempfile
 from pathlib import Path
 
+import cdao_stacks
 from cdao_cli import EXIT_FAILED, EXIT_OK, stack_revision
 from cdao_cli.pins import PROMOTED_KEYS
 from cdao_cli.plan.runner import StackFileError, read_stack_file
 
-PINNED = tuple(stack_revision.UPSTREAM)  # the stacks a promotion targets
 REQUESTED = re.compile(r"^Requested by @(?P<login>[A-Za-z0-9-]+(?:\[bot\])?) in ", re.MULTILINE)
 
 
@@ -61,13 +61,27 @@ def _config_at(repo: Path, stack: str, commit: str) -> dict[str, object]:
     return _flat(raw)
 
 
+def upstreams(repo: Path) -> dict[str, str]:
+    """Each stack a promotion targets -> the stack it is promoted from (its cdao-stack:promotesFrom in
+    the stack registry of `repo`'s checkout, the pull request's base)."""
+    try:
+        registry = cdao_stacks.load(repo / "environments")
+    except cdao_stacks.StackRegistryError as exc:
+        raise PromotionCheckError(str(exc)) from None
+    return {stack.name: stack.promotes_from for stack in registry.stacks if stack.promotes_from}
+
+
 def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, list[str]]) -> str:
-    """The target stack of a valid promotion; raises PromotionCheckError naming what is wrong."""
+    """The target stack of a valid promotion; raises PromotionCheckError naming what is wrong.
+
+    `deployed` maps an upstream stack to its successful deployments' commits, newest first."""
+    upstream_of = upstreams(repo)
+    pinned = tuple(upstream_of)  # the stacks a promotion targets
     changed = (stack_revision._git(repo, "diff", "--name-only", f"{base}...{head}") or "").split()
-    targets = [s for s in PINNED if f"environments/Pulumi.{s}.yaml" in changed]
+    targets = [s for s in pinned if f"environments/Pulumi.{s}.yaml" in changed]
     if len(targets) != 1 or len(changed) != 1:
         raise PromotionCheckError(
-            f"a promotion changes exactly one of {', '.join(f'environments/Pulumi.{s}.yaml' for s in PINNED)}; "
+            f"a promotion changes exactly one of {', '.join(f'environments/Pulumi.{s}.yaml' for s in pinned)}; "
             f"this pull request changes: {', '.join(changed) or 'nothing'}"
         )
     target = targets[0]
@@ -80,7 +94,11 @@ def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, lis
         )
     try:
         stack_revision.check_upstream_ran(
-            repo, target, stack_revision.pins_at(repo, target, head), deployed[stack_revision.UPSTREAM[target]]
+            repo,
+            target,
+            upstream_of[target],
+            stack_revision.pins_at(repo, target, head),
+            deployed.get(upstream_of[target], []),
         )
     except stack_revision.RevisionError as exc:
         raise PromotionCheckError(str(exc)) from None
@@ -119,5 +137,5 @@ def run(args: argparse.Namespace) -> int:
     except PromotionCheckError as exc:
         print(f"::error::cdao check-promotion: {exc}")
         return EXIT_FAILED
-    print(f"promotion of {target} checked: it pins what {stack_revision.UPSTREAM[target]} ran, and nothing else")
+    print(f"promotion of {target} checked: it pins what {upstreams(args.repo)[target]} ran, and nothing else")
     return EXIT_OK

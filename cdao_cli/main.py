@@ -9,6 +9,7 @@
     cdao flyte-projects --stack dev                        the stack's Flyte projects, one a line
     cdao stack-revision dev --commit SHA [--deployed SHA]  which commit a stack runs; deploy it or not (CI)
     cdao check-promotion --base B --head H --author LOGIN  a promotion PR pins only what upstream ran (CI)
+    cdao stacks                                            the stack registry: name, profile, promotesFrom
 
 Exit codes (cdao_cli.EXIT_*), the same for every subcommand: 0 clean, 1 a mandatory policy
 violation (plan, policy check) or a failed check (doctor), 2 bad configuration or usage (argparse's
@@ -25,20 +26,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import cdao_stacks
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, check_promotion, flyte_projects, policy, promote, stack_revision
 from cdao_cli.doctor import add_arguments as add_doctor_arguments
-from cdao_cli.plan.runner import ENVIRONMENTS_DIR
+
+ENVIRONMENTS_DIR = cdao_stacks.ENVIRONMENTS_DIR
 
 
 def _plan(args: argparse.Namespace) -> int:
     from cdao_cli.plan import report  # noqa: PLC0415
-    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, run_stack  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
     if args.diff is not None:
         return _plan_diff(args)
-    stacks = available_stacks(args.environments) if args.all else [args.stack]
+    try:
+        registry = cdao_stacks.load(args.environments)
+        stacks = registry.names if args.all else [registry.get(args.stack).name]
+    except cdao_stacks.StackRegistryError as exc:
+        print(f"cdao plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     plans = []
     for stack in stacks:
         try:
@@ -71,7 +79,12 @@ def _plan_diff(args: argparse.Namespace) -> int:
         # two unrelated sets of stack files.
         print("cdao plan: --diff compares this repository's environments/; drop --environments", file=sys.stderr)
         return EXIT_USAGE
-    head_stacks = available_stacks(args.environments) if args.all else [args.stack]
+    try:
+        order = available_stacks(args.environments)
+    except cdao_stacks.StackRegistryError as exc:
+        print(f"cdao plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    head_stacks = order if args.all else [args.stack]
     try:
         base_ref = resolve(args.diff, repo_root)
         planner = BasePlanner(base_ref, repo_root, None if args.all else [args.stack])
@@ -99,7 +112,6 @@ def _plan_diff(args: argparse.Namespace) -> int:
     if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)
         return EXIT_USAGE
-    order = available_stacks(args.environments)
     stacks = sorted(
         set(head_plans) | set(head_errors) | set(base.stacks),
         key=lambda s: (order.index(s) if s in order else len(order), s),
@@ -125,17 +137,31 @@ def _plan_diff(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from cdao_cli import doctor  # noqa: PLC0415
-    from cdao_cli.plan.runner import StackFileError, StackNotFoundError  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
 
     try:
-        ctx = doctor.build_context(args, ENVIRONMENTS_DIR)
-    except (ConfigError, StackNotFoundError, StackFileError, doctor.DoctorInputError) as exc:
+        cdao_stacks.load(args.environments).get(args.stack)
+        ctx = doctor.build_context(args, args.environments)
+    except (ConfigError, StackFileError, doctor.DoctorInputError, cdao_stacks.StackRegistryError) as exc:
         print(f"cdao doctor: {exc}", file=sys.stderr)
         return EXIT_USAGE
     text, code = doctor.render(args, doctor.run_checks(ctx))
     sys.stdout.write(text)
     return code
+
+
+def _stacks(args: argparse.Namespace) -> int:
+    """`cdao stacks`: the stack registry, one `<name> <profile> <promotesFrom or ->` line a stack, in
+    promotion order (what scripts such as first-deploy.sh read instead of a list of their own)."""
+    try:
+        registry = cdao_stacks.load(args.environments)
+    except cdao_stacks.StackRegistryError as exc:
+        print(f"cdao stacks: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for stack in registry.stacks:
+        print(f"{stack.name} {stack.profile} {stack.promotes_from or '-'}")
+    return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,6 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     add_doctor_arguments(doctor)
     doctor.set_defaults(run=_doctor)
 
+    doctor.add_argument(
+        "--environments",
+        type=Path,
+        default=ENVIRONMENTS_DIR,
+        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
+    )
+
     policy_parser = commands.add_parser("policy", help="the policy pack (policies/)")
     policy_commands = policy_parser.add_subparsers(dest="policy_command", required=True)
     check = policy_commands.add_parser(
@@ -179,6 +212,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     policy.add_arguments(check)
     check.set_defaults(run=policy.run)
+
+    stacks = commands.add_parser(
+        "stacks",
+        help="list the stack registry: name, policy profile, the stack it is promoted from (cdao_stacks)",
+        description=_stacks.__doc__,
+    )
+    stacks.add_argument(
+        "--environments", type=Path, default=ENVIRONMENTS_DIR, help="folder of Pulumi.<stack>.yaml files"
+    )
+    stacks.set_defaults(run=_stacks)
 
     promote_parser = commands.add_parser(
         "promote", help="promote one environment's pins to the next", description=promote.DESCRIPTION

@@ -1,4 +1,4 @@
-"""`cdao policy check FILE.json --stack <s> [--format text|json] [--config FILE]`: the pack on a resource list."""
+"""`cdao policy check FILE.json --stack <s> [--format text|json] [--config FILE] [--environments DIR]`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cdao_stacks
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from cdao_resources import UNKNOWN_TOKEN
 
@@ -19,9 +20,17 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="JSON file: a list of {type, name, props[, urn, id, propertyDependencies]}")
-    p.add_argument("--stack", required=True, help="stack whose settings apply (dev, staging, prod)")
+    p.add_argument(
+        "--stack", required=True, help="stack whose policy profile applies (its cdao-stack:profile in environments/)"
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--config", help="JSON file overriding per-stack settings and enforcement levels")
+    p.add_argument("--config", help="JSON file overriding per-profile settings and enforcement levels")
+    p.add_argument(
+        "--environments",
+        type=Path,
+        default=cdao_stacks.ENVIRONMENTS_DIR,
+        help="folder of Pulumi.<stack>.yaml files, the stack registry (default: the repository's environments/)",
+    )
 
 
 def _load_json(path: str, what: str) -> Any:
@@ -50,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         config = _load_json(args.config, "config file") if args.config else None
         if config is not None and not isinstance(config, dict):
             raise ConfigError(f"config file {args.config} must hold a JSON object")
-        violations = evaluate(resources, args.stack, config)
-    except ConfigError as exc:
+        profile = cdao_stacks.load(args.environments).get(args.stack).profile
+        violations = evaluate(resources, args.stack, config, profile=profile)
+    except (ConfigError, cdao_stacks.StackRegistryError) as exc:
         print(f"cdao policy check: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

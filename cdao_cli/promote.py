@@ -32,12 +32,11 @@ from typing import Any
 
 import yaml
 
+import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
 from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
 from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 from infra.config import ConfigError, parse_stack_config
-
-PROMOTION_ORDER = ("dev", "staging", "prod")
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 # A block-mapping line `<indent><key>: <value>[  # comment]`, the value plain or quoted.
@@ -120,13 +119,13 @@ def _write_pr_json(path: Path | None, payload: dict[str, Any]) -> int:
 
 
 DESCRIPTION = (
-    "Pin in TO exactly what FROM last deployed: its revision and chart versions "
-    f"({' -> '.join(PROMOTION_ORDER)}), preserving everything else in the target file."
+    "Pin in TO exactly what FROM last deployed: its revision and chart versions (TO's stack file names "
+    "FROM in cdao-stack:promotesFrom), preserving everything else in the target file."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser, environments: Path = ENVIRONMENTS_DIR) -> None:
-    parser.add_argument("source", metavar="FROM", help=f"environment to promote from ({', '.join(PROMOTION_ORDER)})")
+    parser.add_argument("source", metavar="FROM", help="environment to promote from")
     parser.add_argument("target", metavar="TO", help="the next environment in the promotion order")
     parser.add_argument(
         "--source-deployed",
@@ -149,16 +148,28 @@ def add_arguments(parser: argparse.ArgumentParser, environments: Path = ENVIRONM
     )
 
 
-def check_order(source: str, target: str) -> None:
+def check_order(source: str, target: str, environments: Path = ENVIRONMENTS_DIR) -> None:
+    """Refuse anything but one step along the registry's promotion chain (cdao_stacks: each stack
+    file's `cdao-stack:promotesFrom`). Raises PromotionError naming the stacks and the order."""
+    try:
+        registry = cdao_stacks.load(environments)
+    except cdao_stacks.StackRegistryError as exc:
+        raise PromotionError(str(exc)) from None
     for name in (source, target):
-        if name not in PROMOTION_ORDER:
-            raise PromotionError(f"unknown environment {name!r}: expected one of {', '.join(PROMOTION_ORDER)}")
-    step = PROMOTION_ORDER.index(target) - PROMOTION_ORDER.index(source)
-    order = " -> ".join(PROMOTION_ORDER)
-    if step <= 0:
+        if name not in registry.names:
+            raise PromotionError(
+                f"unknown environment {name!r}: no {environments.name}/Pulumi.{name}.yaml "
+                f"(stacks here: {', '.join(registry.names)})"
+            )
+    successor = {s.promotes_from: s.name for s in registry.stacks if s.promotes_from}
+    chain = [source]
+    while chain[-1] in successor and chain[-1] != target:
+        chain.append(successor[chain[-1]])
+    order = " -> ".join(registry.promotion_order) or "none: no stack file sets promotesFrom"
+    if chain[-1] != target or len(chain) == 1:
         raise PromotionError(f"cannot promote {source} -> {target}: promotions only go forward ({order})")
-    if step > 1:
-        skipped = PROMOTION_ORDER[PROMOTION_ORDER.index(source) + 1]
+    if len(chain) > 2:
+        skipped = chain[1]
         raise PromotionError(
             f"cannot promote {source} -> {target}: it would skip {skipped}; promotions go one step at a time "
             f"({order}), so promote {source} -> {skipped} first"
@@ -170,7 +181,7 @@ def plan_promotion(source: str, target: str, environments: Path, source_deployed
 
     Raises PromotionError naming the file, key or commit at fault.
     """
-    check_order(source, target)
+    check_order(source, target, environments)
     source_path = environments / f"Pulumi.{source}.yaml"
     target_path = environments / f"Pulumi.{target}.yaml"
     deployed = _deployed_commit(source_deployed, environments)
@@ -465,7 +476,6 @@ def pull_request_text(promotion: Promotion) -> tuple[str, str]:
 
 
 __all__ = [
-    "PROMOTION_ORDER",
     "Pins",
     "Promotion",
     "PromotionError",

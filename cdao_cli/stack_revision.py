@@ -7,9 +7,9 @@ stack's last successful deployment ran (the newest successful GitHub deployment 
 `<stack>-workflows` environment, which deploy.yml's registration job creates; empty if none).
 
 The stack file at C says what the stack runs (docs/github-setup.md, "One revision per stack"):
-`cdao:gitops.revision` is a full commit SHA (staging, prod; infra/config.py refuses anything else
-there), or the branch `main` in dev, which then runs C itself. Every job of the stack checks out that
-revision; only the stack file itself comes from C.
+`cdao:gitops.revision` is a full commit SHA (in a stack promoted from another, `cdao-stack:promotesFrom`:
+staging, prod; infra/config.py refuses anything else there), or the branch `main` in dev, which then
+runs C itself. Every job of the stack checks out that revision; only the stack file itself comes from C.
 
 Printed for $GITHUB_OUTPUT: `revision=<sha>`, `deploy=true|false` and `reason=<text>`. deploy is true
 when the stack has never been deployed, when its stack file or resolved revision at C differs from what
@@ -25,10 +25,11 @@ dispatches a Deploy run, since GitHub may have cancelled the newer run's pending
 this older one (resolve()).
 
 With --upstream-deployed (the commits of the previous stack's successful deployments, from
-`last-deployed.sh <previous> all`), staging and prod are also refused promoted values (cdao_cli/pins.py:
-the revision and every chart version) that the previous stack never ran together in one deployment:
-however their stack file was changed (by hand, or a promotion whose source failed since),
-prod only runs what staging ran and staging only what dev ran.
+`last-deployed.sh <previous> all`), a stack promoted from another (`cdao-stack:promotesFrom` in its
+file: staging, prod) is also refused promoted values (cdao_cli/pins.py: the revision and every chart
+version) that the previous stack never ran together in one deployment: however their stack file was
+changed (by hand, or a promotion whose source failed since), prod only runs what staging ran and
+staging only what dev ran.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
 from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
 from cdao_cli.plan.runner import StackFileError, read_stack_file
-from infra.config import PINNED_STACKS, ConfigError, parse_stack_config
+from infra.config import ConfigError, StackConfig, parse_stack_config
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 FOLLOWED_BRANCH = "main"  # the one branch deploy.yml runs on, so the only one a stack can follow
-UPSTREAM = {"staging": "dev", "prod": "staging"}  # the promotion order of cdao_cli/promote.py
 
 
 class RevisionError(Exception):
@@ -89,6 +90,27 @@ def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     return blob.strip(), text
 
 
+def config_at(repo: Path, stack: str, commit: str) -> StackConfig:
+    """The stack's configuration in its stack file at `commit` (validated as the program will)."""
+    name = f"environments/Pulumi.{stack}.yaml at {commit}"
+    _, text = _stack_file(repo, stack, commit)
+    with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
+        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
+        try:
+            raw, _ = read_stack_file(stack, Path(tmp))
+            if not any(key.startswith(f"{cdao_stacks.NAMESPACE}:") for key in raw):
+                # A file from before the stack registry: the stack is what the registry at the run's
+                # checkout says it is.
+                entry = cdao_stacks.load(repo / "environments").get(stack).entry
+                raw[cdao_stacks.PROFILE_KEY] = entry.profile
+                if entry.promotes_from is not None:
+                    raw[cdao_stacks.PROMOTES_FROM_KEY] = entry.promotes_from
+            config, _ = parse_stack_config(stack, raw)
+        except (StackFileError, ConfigError, cdao_stacks.StackRegistryError) as exc:
+            raise RevisionError(f"{name}: {exc}") from None
+    return config
+
+
 def revision_at(repo: Path, stack: str, commit: str) -> str:
     """The commit `stack` runs according to its stack file at `commit` (validated as the program will)."""
     return pins_at(repo, stack, commit).revision
@@ -98,21 +120,15 @@ def pins_at(repo: Path, stack: str, commit: str) -> Pins:
     """The promoted values (cdao_cli/pins.py) of `stack`'s file at `commit`, its revision validated as a
     commit of main (a branch resolved to `commit`). Raises RevisionError naming the file and key."""
     name = f"environments/Pulumi.{stack}.yaml at {commit}"
-    _, text = _stack_file(repo, stack, commit)
-    with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
-        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
-        try:
-            raw, _ = read_stack_file(stack, Path(tmp))
-            config, _ = parse_stack_config(stack, raw)
-        except (StackFileError, ConfigError) as exc:
-            raise RevisionError(f"{name}: {exc}") from None
+    config = config_at(repo, stack, commit)
     revision = config.gitops.revision
-    if revision == FOLLOWED_BRANCH and stack not in PINNED_STACKS:
+    # A stack promoted from another (its cdao-stack:promotesFrom, the stack registry) pins a commit.
+    if revision == FOLLOWED_BRANCH and config.entry.promotes_from is None:
         return pins_of(config, commit)
     if not FULL_SHA.fullmatch(revision):
         raise RevisionError(
             f"{name}: cdao:gitops.revision = {revision!r}: expected a full commit SHA, or `{FOLLOWED_BRANCH}` "
-            f"in a stack other than {', '.join(PINNED_STACKS)}"
+            "in a stack not promoted from another (cdao-stack:promotesFrom)"
         )
     if _git(repo, "cat-file", "-e", f"{revision}^{{commit}}") is None:
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: no such commit")
@@ -121,10 +137,9 @@ def pins_at(repo: Path, stack: str, commit: str) -> Pins:
     return pins_of(config)
 
 
-def check_upstream_ran(repo: Path, stack: str, pins: Pins, upstream_deployed: list[str]) -> None:
-    """Refuse `pins` unless the upstream stack ran all of them (every key of cdao_cli/pins.py's
-    PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`."""
-    upstream = UPSTREAM[stack]
+def check_upstream_ran(repo: Path, stack: str, upstream: str, pins: Pins, upstream_deployed: list[str]) -> None:
+    """Refuse `pins` unless `upstream` (the stack's cdao-stack:promotesFrom) ran all of them (every key
+    of cdao_cli/pins.py's PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`."""
     ran: list[Pins] = []
     for commit in upstream_deployed:
         try:
@@ -178,8 +193,10 @@ def resolve(
     if main is not None and main != commit:
         decision = _against_main(repo, stack, commit, deployed, main=main, decision=decision)
     # Checked before any deploy, not for a stack that stays as it is.
-    if decision.deploy and upstream_deployed is not None and stack in UPSTREAM:
-        check_upstream_ran(repo, stack, pins_at(repo, stack, commit), upstream_deployed)
+    if decision.deploy and upstream_deployed is not None:
+        upstream = config_at(repo, stack, commit).entry.promotes_from
+        if upstream is not None:
+            check_upstream_ran(repo, stack, upstream, pins_at(repo, stack, commit), upstream_deployed)
     return decision
 
 

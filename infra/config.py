@@ -1,10 +1,16 @@
 """The stack configuration: every key the program reads, documented once, with its default.
 
 A stack file (environments/Pulumi.<stack>.yaml) holds only what differs from the defaults below.
-Keys live in the `cdao:` namespace; the AWS region is the provider's own `aws:region`.
+Keys live in the `cdao:` namespace; the AWS region is the provider's own `aws:region`. The stack
+registry's keys (cdao_stacks, which reads them from every stack file for `cdao`) have their own
+namespace, `cdao-stack:`, which the infra/ code of an older pin ignores instead of refusing.
 
 Key                        Default                       Meaning
 aws:region                 (required)                    region of every resource
+cdao-stack:profile         (required)                    the policy profile the stack follows: dev, staging, prod
+                                                         (teardown may delete data only under dev's)
+cdao-stack:promotesFrom    (none)                        the stack this one is promoted from (`cdao promote`); a
+                                                         stack that has one pins gitops.revision to a commit
 cdao:team                  (required)                    `team` tag on every taggable resource
 cdao:costCenter            (required)                    `cost-center` tag on every taggable resource
 cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets, NAT layout, flow logs, transit gateway
@@ -33,19 +39,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from cdao_pools import NODE_POOLS, workload_label
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from cdao_catalog import eks_versions
 from cdao_catalog.instances import INSTANCE_TYPES, MIG_PROFILES, MIG_SLICES_PER_GPU
+from cdao_stacks import NAMESPACE as REGISTRY_NAMESPACE
+from cdao_stacks import EntryError, StackEntry, parse_entry
 from infra import names
 
 NAMESPACE = "cdao"
 SECRET_KEYS = ("codeweaveExternalId",)
 
-WORKLOAD_LABEL_PREFIX = "workload-type.cdao.io/"
-NODE_POOL_LABEL = "cdao.io/node-pool"
-GPU_SHARING_LABEL = "cdao.io/gpu-sharing"
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
@@ -319,6 +325,8 @@ class BackupConfig(_Model):
 
 class StackConfig(_Model):
     stack: str
+    # `cdao-stack:*`: the policy profile and the place in promotion (cdao_stacks owns the keys).
+    entry: StackEntry
     region: str
     team: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
     cost_center: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
@@ -351,49 +359,39 @@ class StackConfig(_Model):
         }
 
     @property
+    def destroyable(self) -> bool:
+        """Whether a teardown may delete the stack's data (its profile's, cdao_stacks.DESTROYABLE_PROFILES)."""
+        return self.entry.destroyable
+
+    @property
     def enabled_pools(self) -> dict[str, NodePoolConfig]:
         return {name: pool for name, pool in self.node_pools.items() if pool.enabled}
 
 
 # The seeds' node-pool architecture (CPU for control and MLOps; A100 time-sliced for research and
-# training; A100 MIG for production inference; H100 time-sliced for training). GPU pools start at
-# zero: an idle p4d costs about $16,000 a month.
-DEFAULT_NODE_POOLS: dict[str, dict[str, Any]] = {
+# training; A100 MIG for production inference; H100 time-sliced for training). Workload types, taints
+# and GPU sharing are cdao_pools' (the SDK routes tasks by them); the sizes and instance types are
+# this program's. GPU pools start at zero: an idle p4d costs about $16,000 a month.
+_POOL_SHAPES: dict[str, dict[str, Any]] = {
     "cpu": {
         "instanceTypes": ["m5.2xlarge", "m5.4xlarge"],
         "capacityType": "ON_DEMAND",
         "minSize": 2,
         "maxSize": 10,
         "diskSizeGb": 100,
-        "workloadTypes": ["control", "mlops"],
     },
-    "a100-timeslice": {
-        "instanceTypes": ["p4d.24xlarge"],
-        "minSize": 0,
-        "maxSize": 4,
-        "diskSizeGb": 500,
-        "workloadTypes": ["research", "training", "development", "batch-inference"],
-        "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
-        "gpuSharing": {"mode": "time-slicing", "replicas": 4},
-    },
-    "a100-mig": {
-        "instanceTypes": ["p4de.24xlarge"],
-        "minSize": 0,
-        "maxSize": 2,
-        "diskSizeGb": 500,
-        "workloadTypes": ["production-inference", "critical-agents"],
-        "taints": [{"key": "gpu", "value": "mig", "effect": "NoSchedule"}],
-        "gpuSharing": {"mode": "mig", "migProfiles": ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]},
-    },
-    "h100-timeslice": {
-        "instanceTypes": ["p5.48xlarge"],
-        "minSize": 0,
-        "maxSize": 2,
-        "diskSizeGb": 1000,
-        "workloadTypes": ["training", "fine-tuning"],
-        "taints": [{"key": "gpu", "value": "h100", "effect": "NoSchedule"}],
-        "gpuSharing": {"mode": "time-slicing", "replicas": 3},
-    },
+    "a100-timeslice": {"instanceTypes": ["p4d.24xlarge"], "minSize": 0, "maxSize": 4, "diskSizeGb": 500},
+    "a100-mig": {"instanceTypes": ["p4de.24xlarge"], "minSize": 0, "maxSize": 2, "diskSizeGb": 500},
+    "h100-timeslice": {"instanceTypes": ["p5.48xlarge"], "minSize": 0, "maxSize": 2, "diskSizeGb": 1000},
+}
+DEFAULT_NODE_POOLS: dict[str, dict[str, Any]] = {
+    name: {
+        **shape,
+        "workloadTypes": list(NODE_POOLS[name].workload_types),
+        **({"taints": [{"key": t.key, "value": t.value, "effect": t.effect}]} if (t := NODE_POOLS[name].taint) else {}),
+        **({"gpuSharing": NODE_POOLS[name].gpu_sharing} if NODE_POOLS[name].gpu_model else {}),
+    }
+    for name, shape in _POOL_SHAPES.items()
 }
 
 _SECTIONS = {
@@ -428,6 +426,8 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> tuple[StackConfig,
         if namespace == "aws" and key == "region":
             values["region"] = value
             continue
+        if namespace == REGISTRY_NAMESPACE:
+            continue  # parse_entry below
         if namespace != NAMESPACE:
             continue  # provider and engine settings (aws:*, pulumi:*) are not ours to judge
         decoded = _decode(value)
@@ -442,6 +442,10 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> tuple[StackConfig,
             known = ", ".join(f"{NAMESPACE}:{k}" for k in [*_SECTIONS, *SECRET_KEYS])
             problems.append((full_key, decoded, f"a known key ({known})"))
 
+    try:
+        values["entry"] = parse_entry(raw, f"stack {stack!r}")
+    except EntryError as exc:
+        problems.append((exc.key, _MISSING if exc.value is None else exc.value, exc.expected))
     if "region" not in values:
         problems.append(("aws:region", _MISSING, "an AWS region such as us-east-1"))
     elif not isinstance(values["region"], str) or not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", values["region"]):
@@ -762,7 +766,7 @@ def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
         for wtype in pool.workload_types:
             if not _LABEL_NAME.fullmatch(wtype) or "." in wtype:
                 problems.append((f"{key}.workloadTypes", wtype, "a label-safe name such as batch-inference"))
-            elif problem := names.too_long(f"{WORKLOAD_LABEL_PREFIX}{wtype}", "eks-label-key"):
+            elif problem := names.too_long(workload_label(wtype), "eks-label-key"):
                 problems.append((f"{key}.workloadTypes", wtype, f"a shorter workload type: its node label {problem}"))
         # EKS limits each whole label key and value, and taint key and value, to 63 characters.
         for label, value in pool.labels.items():
@@ -844,14 +848,12 @@ def _check_gpu(key: str, pool: NodePoolConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
-# Stacks that run a promoted revision (.github/ and docs/github-setup.md, "One revision per stack"):
-# a branch there would let Argo CD and the deploy follow new commits without a promotion.
-PINNED_STACKS = ("staging", "prod")
-
-
 def _check_gitops(config: StackConfig) -> list[tuple[str, Any, str]]:
     problems = []
-    if config.stack in PINNED_STACKS and not re.fullmatch(r"[0-9a-f]{40}", config.gitops.revision):
+    # A stack promoted from another runs a promoted revision (.github/ and docs/github-setup.md, "One
+    # revision per stack"): a branch there would let Argo CD and the deploy follow new commits without
+    # a promotion.
+    if config.entry.promotes_from is not None and not re.fullmatch(r"[0-9a-f]{40}", config.gitops.revision):
         problems.append(
             (
                 f"{NAMESPACE}:gitops.revision",
@@ -981,13 +983,8 @@ def _check_names(config: StackConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
-def is_dev_stack(stack: str) -> bool:
-    """Dev stacks (`dev`, `dev-<name>`) are the only ones whose data may be thrown away on teardown."""
-    return re.fullmatch(r"dev(-[a-z0-9-]+)?", stack) is not None
-
-
 def _check_teardown(config: StackConfig) -> list[tuple[str, Any, str]]:
-    if is_dev_stack(config.stack):
+    if config.destroyable:
         return []
     losing = {
         f"{NAMESPACE}:storage.forceDestroy": config.storage.force_destroy,

@@ -11,9 +11,14 @@ tests assert that both sides use exactly these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from infra.config import AddonsConfig
+
+if TYPE_CHECKING:
+    from pulumi import Input
 
 SECRET_NAME = "in-cluster-cdao"  # noqa: S105 - a Kubernetes object name, not a credential
 ARGOCD_NAMESPACE = "argocd"
@@ -89,61 +94,197 @@ class Annotation:
     meaning: str
 
 
-ANNOTATIONS: tuple[Annotation, ...] = (
-    Annotation("aws-region", "region of every AWS resource of the stack"),
-    Annotation("aws-account-id", "account that owns the stack"),
-    Annotation("cluster-name", "EKS cluster name (cluster autoscaler, load balancer controller)"),
-    Annotation("vpc-id", "VPC of the cluster (load balancer controller; IMDS is closed to pods)"),
-    Annotation("repo-url", "Git repository Argo CD reads platform/ from"),
-    Annotation("repo-revision", "Git revision of platform/ this environment runs (promoted dev->staging->prod)"),
-    Annotation("repo-path", "folder of the platform manifests in the repository"),
-    Annotation("bucket-metadata", "S3 bucket for Flyte metadata (raw output of flyteadmin)"),
-    Annotation("bucket-userdata", "S3 bucket for task data: inputs, outputs, offloaded literals"),
-    Annotation("bucket-workflows", "S3 bucket for registered workflow packages (fast-register)"),
-    Annotation("db-endpoint", "RDS PostgreSQL host name for flyteadmin and datacatalog"),
-    Annotation("db-port", "RDS PostgreSQL port"),
-    Annotation("db-name", "database flyteadmin and datacatalog share"),
-    Annotation("db-master-secret-arn", "Secrets Manager secret RDS manages with the master password"),
-    Annotation("efs-file-system-id", "EFS file system for shared datasets and models"),
-    Annotation("models-uri", "S3 prefix of model weights vLLM serves (read by role inference)"),
-    Annotation("batch-queue-spot", "AWS Batch job queue on spot capacity"),
-    Annotation("batch-queue-ondemand", "AWS Batch job queue on on-demand capacity"),
-    Annotation("emr-serverless-application-id", "EMR Serverless Spark application"),
-    Annotation("emr-log-uri", "S3 prefix for EMR logs"),
-    Annotation("emr-security-configuration", "EMR security configuration for transient EMR-on-EC2 clusters"),
-    Annotation("emr-service-role-arn", "EMR service role for transient EMR-on-EC2 clusters"),
-    Annotation(
-        "emr-instance-profile",
-        "EC2 instance profile (name, as RunJobFlow's JobFlowRole takes it) of EMR-on-EC2 clusters",
-    ),
-    Annotation("private-subnet-ids", "comma-separated private subnets (EMR-on-EC2 clusters, Batch)"),
-    Annotation("sagemaker-output-uri", "S3 prefix for SageMaker job outputs"),
-    Annotation("connector-attempts-table", "DynamoDB table where connector replicas claim task attempts"),
-    Annotation("ecr-tasks-repository", "ECR repository URL for task images"),
-    Annotation("ecr-connector-repository", "ECR repository URL for the connector-service image"),
-    Annotation(
-        "connector-image-tag",
-        "tag of the connector image the stack runs: the commit of its revision, which deploy.yml built "
-        "and copied into ecr-connector-repository (infra/images.py)",
-    ),
-    Annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)"),
-    Annotation("flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"),
-    Annotation(
-        "container-log-group",
-        "CloudWatch Logs group of every container's logs: fluent-bit writes there, Flyte's task-log links "
-        "point there; infra/ creates it and owns its retention (fluent-bit must not create it)",
-    ),
-    Annotation("codeweave-endpoint", "Codeweave API endpoint (empty string when Codeweave is disabled)"),
-    Annotation("codeweave-api-key-secret", "Secrets Manager secret name of the Codeweave API key"),
-    *(
-        Annotation(f"role-arn-{sa.role}", f"IRSA role of {sa.namespace}/{sa.name}: {sa.purpose}")
-        for sa in SERVICE_ACCOUNTS
-    ),
-    Annotation("role-arn-sagemaker-execution", "role SageMaker jobs run as"),
-    Annotation("role-arn-batch-job", "role AWS Batch containers run as (ecs-tasks)"),
-    Annotation("role-arn-emr-job", "runtime role of EMR Serverless and EMR-on-EC2 Spark jobs"),
-    Annotation("role-arn-codeweave", "cross-account role Codeweave assumes (empty string when disabled)"),
-)
+def _annotation(key: str, meaning: str) -> dict[str, str]:
+    """The field metadata of a ClusterSecret field written as annotation `cdao.io/<key>`."""
+    return {"annotation": key, "meaning": meaning}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSecret:
+    """The Argo CD cluster Secret infra/ writes, field by field: its labels and every annotation.
+
+    Each annotation field is a `pulumi.Input[str]` (a plain string or an Output). Construction
+    fails where the Secret is built: a field left out is a TypeError naming it, a None value or a
+    role map that does not cover exactly the IRSA roles (SERVICE_ACCOUNTS and the Flyte task
+    accounts of `flyte_projects`) a ValueError naming the annotation.
+    """
+
+    # Labels.
+    environment: str
+    addons: AddonsConfig
+
+    aws_region: Input[str] = field(metadata=_annotation("aws-region", "region of every AWS resource of the stack"))
+    aws_account_id: Input[str] = field(metadata=_annotation("aws-account-id", "account that owns the stack"))
+    cluster_name: Input[str] = field(
+        metadata=_annotation("cluster-name", "EKS cluster name (cluster autoscaler, load balancer controller)")
+    )
+    vpc_id: Input[str] = field(
+        metadata=_annotation("vpc-id", "VPC of the cluster (load balancer controller; IMDS is closed to pods)")
+    )
+    repo_url: Input[str] = field(metadata=_annotation("repo-url", "Git repository Argo CD reads platform/ from"))
+    repo_revision: Input[str] = field(
+        metadata=_annotation(
+            "repo-revision", "Git revision of platform/ this environment runs (promoted dev->staging->prod)"
+        )
+    )
+    repo_path: Input[str] = field(
+        metadata=_annotation("repo-path", "folder of the platform manifests in the repository")
+    )
+    bucket_metadata: Input[str] = field(
+        metadata=_annotation("bucket-metadata", "S3 bucket for Flyte metadata (raw output of flyteadmin)")
+    )
+    bucket_userdata: Input[str] = field(
+        metadata=_annotation("bucket-userdata", "S3 bucket for task data: inputs, outputs, offloaded literals")
+    )
+    bucket_workflows: Input[str] = field(
+        metadata=_annotation("bucket-workflows", "S3 bucket for registered workflow packages (fast-register)")
+    )
+    db_endpoint: Input[str] = field(
+        metadata=_annotation("db-endpoint", "RDS PostgreSQL host name for flyteadmin and datacatalog")
+    )
+    db_port: Input[str] = field(metadata=_annotation("db-port", "RDS PostgreSQL port"))
+    db_name: Input[str] = field(metadata=_annotation("db-name", "database flyteadmin and datacatalog share"))
+    db_master_secret_arn: Input[str] = field(
+        metadata=_annotation("db-master-secret-arn", "Secrets Manager secret RDS manages with the master password")
+    )
+    efs_file_system_id: Input[str] = field(
+        metadata=_annotation("efs-file-system-id", "EFS file system for shared datasets and models")
+    )
+    models_uri: Input[str] = field(
+        metadata=_annotation("models-uri", "S3 prefix of model weights vLLM serves (read by role inference)")
+    )
+    batch_queue_spot: Input[str] = field(
+        metadata=_annotation("batch-queue-spot", "AWS Batch job queue on spot capacity")
+    )
+    batch_queue_ondemand: Input[str] = field(
+        metadata=_annotation("batch-queue-ondemand", "AWS Batch job queue on on-demand capacity")
+    )
+    emr_serverless_application_id: Input[str] = field(
+        metadata=_annotation("emr-serverless-application-id", "EMR Serverless Spark application")
+    )
+    emr_log_uri: Input[str] = field(metadata=_annotation("emr-log-uri", "S3 prefix for EMR logs"))
+    emr_security_configuration: Input[str] = field(
+        metadata=_annotation(
+            "emr-security-configuration", "EMR security configuration for transient EMR-on-EC2 clusters"
+        )
+    )
+    emr_service_role_arn: Input[str] = field(
+        metadata=_annotation("emr-service-role-arn", "EMR service role for transient EMR-on-EC2 clusters")
+    )
+    emr_instance_profile: Input[str] = field(
+        metadata=_annotation(
+            "emr-instance-profile",
+            "EC2 instance profile (name, as RunJobFlow's JobFlowRole takes it) of EMR-on-EC2 clusters",
+        )
+    )
+    private_subnet_ids: Input[str] = field(
+        metadata=_annotation("private-subnet-ids", "comma-separated private subnets (EMR-on-EC2 clusters, Batch)")
+    )
+    sagemaker_output_uri: Input[str] = field(
+        metadata=_annotation("sagemaker-output-uri", "S3 prefix for SageMaker job outputs")
+    )
+    connector_attempts_table: Input[str] = field(
+        metadata=_annotation("connector-attempts-table", "DynamoDB table where connector replicas claim task attempts")
+    )
+    ecr_tasks_repository: Input[str] = field(
+        metadata=_annotation("ecr-tasks-repository", "ECR repository URL for task images")
+    )
+    ecr_connector_repository: Input[str] = field(
+        metadata=_annotation("ecr-connector-repository", "ECR repository URL for the connector-service image")
+    )
+    connector_image_tag: Input[str] = field(
+        metadata=_annotation(
+            "connector-image-tag",
+            "tag of the connector image the stack runs: the commit of its revision, which deploy.yml built "
+            "and copied into ecr-connector-repository (infra/images.py)",
+        )
+    )
+    flyte_hostname: Input[str] = field(
+        metadata=_annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)")
+    )
+    flyte_certificate_arn: Input[str] = field(
+        metadata=_annotation(
+            "flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"
+        )
+    )
+    container_log_group: Input[str] = field(
+        metadata=_annotation(
+            "container-log-group",
+            "CloudWatch Logs group of every container's logs: fluent-bit writes there, Flyte's task-log links "
+            "point there; infra/ creates it and owns its retention (fluent-bit must not create it)",
+        )
+    )
+    codeweave_endpoint: Input[str] = field(
+        metadata=_annotation("codeweave-endpoint", "Codeweave API endpoint (empty string when Codeweave is disabled)")
+    )
+    codeweave_api_key_secret: Input[str] = field(
+        metadata=_annotation("codeweave-api-key-secret", "Secrets Manager secret name of the Codeweave API key")
+    )
+    # `cdao.io/role-arn-<role>` per IRSA role: every SERVICE_ACCOUNTS role and each Flyte task account.
+    role_arns: Mapping[str, Input[str]]
+    flyte_projects: Sequence[str]
+    role_arn_sagemaker_execution: Input[str] = field(
+        metadata=_annotation("role-arn-sagemaker-execution", "role SageMaker jobs run as")
+    )
+    role_arn_batch_job: Input[str] = field(
+        metadata=_annotation("role-arn-batch-job", "role AWS Batch containers run as (ecs-tasks)")
+    )
+    role_arn_emr_job: Input[str] = field(
+        metadata=_annotation("role-arn-emr-job", "runtime role of EMR Serverless and EMR-on-EC2 Spark jobs")
+    )
+    role_arn_codeweave: Input[str] = field(
+        metadata=_annotation("role-arn-codeweave", "cross-account role Codeweave assumes (empty string when disabled)")
+    )
+    # `cdao.io/chart-version-<key>` per chart pin (infra/config.py GitOpsConfig.chart_versions).
+    chart_versions: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if "annotation" in f.metadata and getattr(self, f.name) is None:
+                raise ValueError(
+                    f"cluster Secret annotation {ANNOTATION_PREFIX}{f.metadata['annotation']} ({f.name}): no value"
+                )
+        expected = {sa.role for sa in SERVICE_ACCOUNTS} | {
+            flyte_task_account(p, d).role for p in self.flyte_projects for d in FLYTE_DOMAINS
+        }
+        missing, unknown = sorted(expected - set(self.role_arns)), sorted(set(self.role_arns) - expected)
+        if missing or unknown:
+            raise ValueError(f"cluster Secret role_arns: missing {missing}, unknown {unknown}")
+        empty = sorted(role for role, arn in self.role_arns.items() if arn is None)
+        if empty:
+            raise ValueError(f"cluster Secret role_arns: no value for {empty}")
+
+    def labels(self) -> dict[str, str]:
+        """The Secret's labels: the environment and `enable_<addon>` per add-on (LABEL_KEYS)."""
+        return {"environment": self.environment, **addon_labels(self.addons)}
+
+    def annotations(self) -> dict[str, Input[str]]:
+        """Every annotation, keyed `cdao.io/...` (stack_annotation_keys of its pins and projects)."""
+        values: dict[str, Input[str]] = {
+            f.metadata["annotation"]: getattr(self, f.name) for f in fields(self) if "annotation" in f.metadata
+        }
+        values |= {f"role-arn-{role}": arn for role, arn in self.role_arns.items()}
+        values |= {
+            f"{CHART_VERSION_PREFIX.removeprefix(ANNOTATION_PREFIX)}{c}": v for c, v in self.chart_versions.items()
+        }
+        return {f"{ANNOTATION_PREFIX}{key}": value for key, value in values.items()}
+
+
+def _fixed_annotations() -> tuple[Annotation, ...]:
+    out: list[Annotation] = []
+    for f in fields(ClusterSecret):
+        if f.name == "role_arns":
+            out += [
+                Annotation(f"role-arn-{sa.role}", f"IRSA role of {sa.namespace}/{sa.name}: {sa.purpose}")
+                for sa in SERVICE_ACCOUNTS
+            ]
+        elif "annotation" in f.metadata:
+            out.append(Annotation(f.metadata["annotation"], f.metadata["meaning"]))
+    return tuple(out)
+
+
+# Every annotation whose name does not depend on the stack, with its meaning (from ClusterSecret).
+ANNOTATIONS: tuple[Annotation, ...] = _fixed_annotations()
 
 ANNOTATION_KEYS: tuple[str, ...] = tuple(f"{ANNOTATION_PREFIX}{a.key}" for a in ANNOTATIONS)
 

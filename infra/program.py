@@ -14,7 +14,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import mlops
 from infra.components.addons import NODE_NETWORKING_ADDONS, WORKLOAD_ADDONS, ClusterAddons, ClusterAddonsArgs
 from infra.components.backup import Backup, BackupArgs
 from infra.components.cluster import Cluster, ClusterArgs
@@ -25,9 +24,10 @@ from infra.components.gitops import GitOps, GitOpsArgs
 from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
-from infra.components.shared import kept_on_teardown
-from infra.config import StackConfig, is_dev_stack
-from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
+from infra.config import StackConfig
+from infra.contract import FLYTE_DOMAINS, ClusterSecret
+from infra.lib import mlops
+from infra.lib.shared import kept_on_teardown
 
 
 def cluster_name(config: StackConfig) -> str:
@@ -62,8 +62,71 @@ def _backup(config: StackConfig, name: str, account_id: pulumi.Input[str], data:
             vault_lock=spec.vault_lock,
             force_destroy=config.storage.force_destroy,
             tags=config.tags,
-            keep_on_teardown=not is_dev_stack(config.stack),
+            keep_on_teardown=not config.destroyable,
         ),
+    )
+
+
+def _cluster_secret(
+    config: StackConfig,
+    *,
+    account_id: pulumi.Input[str],
+    revision_commit: str,
+    network: Network,
+    data: Data,
+    compute: Compute,
+    registry: Registry,
+    service_roles: ServiceRoles,
+    identity: WorkloadIdentity,
+    endpoint: FlyteEndpoint,
+    container_logs: aws.cloudwatch.LogGroup,
+) -> ClusterSecret:
+    """The Argo CD cluster Secret's contract (infra/contract.py), filled from the components."""
+    codeweave = config.codeweave
+    return ClusterSecret(
+        environment=config.stack,
+        addons=config.addons,
+        aws_region=config.region,
+        aws_account_id=account_id,
+        cluster_name=cluster_name(config),
+        vpc_id=network.vpc_id,
+        repo_url=config.gitops.repo_url,
+        repo_revision=config.gitops.revision,
+        repo_path=config.gitops.path,
+        bucket_metadata=data.bucket_names["metadata"],
+        bucket_userdata=data.bucket_names["userdata"],
+        bucket_workflows=data.bucket_names["workflows"],
+        db_endpoint=data.db_endpoint,
+        db_port=data.db_port.apply(str),
+        db_name=DB_NAME,
+        db_master_secret_arn=data.db_master_secret_arn,
+        efs_file_system_id=data.efs_id,
+        models_uri=mlops.s3_uri(data.bucket_names["userdata"], mlops.MODELS_PREFIX),
+        batch_queue_spot=compute.queue_names["spot"],
+        batch_queue_ondemand=compute.queue_names["ondemand"],
+        emr_serverless_application_id=compute.emr_application.id,
+        emr_log_uri=compute.emr_log_uri,
+        emr_security_configuration=compute.emr_security_configuration.name,
+        emr_service_role_arn=service_roles.emr_service.arn,
+        emr_instance_profile=service_roles.emr_instance_profile.name,
+        container_log_group=container_logs.name,
+        flyte_hostname=config.flyte.hostname,
+        flyte_certificate_arn=endpoint.certificate_arn,
+        private_subnet_ids=pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
+        sagemaker_output_uri=compute.sagemaker_output_uri,
+        connector_attempts_table=compute.attempt_table.name,
+        ecr_tasks_repository=registry.repository_urls["tasks"],
+        ecr_connector_repository=registry.repository_urls["connector"],
+        connector_image_tag=revision_commit,
+        codeweave_endpoint=codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",
+        codeweave_api_key_secret=codeweave_secret_name(config) if codeweave.enabled else "",
+        role_arns=identity.role_arns,
+        flyte_projects=list(config.flyte.projects),
+        role_arn_sagemaker_execution=service_roles.sagemaker_execution.arn,
+        role_arn_batch_job=service_roles.batch_job.arn,
+        role_arn_emr_job=service_roles.emr_job.arn,
+        role_arn_codeweave=service_roles.codeweave.arn if service_roles.codeweave else "",
+        chart_versions=dict(config.gitops.chart_versions),
     )
 
 
@@ -91,7 +154,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
                 str(c) for c in config.cluster.private_access_cidrs if not c.subnet_of(net.vpc_cidr)
             ],
             tags=tags,
-            keep_on_teardown=not is_dev_stack(config.stack),
+            keep_on_teardown=not config.destroyable,
         ),
     )
 
@@ -112,7 +175,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             private_access_cidrs=[str(c) for c in spec.private_access_cidrs],
             private_access_security_group_ids=list(spec.private_access_security_group_ids),
             tags=tags,
-            keep_on_teardown=not is_dev_stack(config.stack),
+            keep_on_teardown=not config.destroyable,
         ),
     )
     db, storage = config.database, config.storage
@@ -141,7 +204,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             replication_region=storage.replication_region,
             force_destroy=storage.force_destroy,
             tags=tags,
-            keep_on_teardown=not is_dev_stack(config.stack),
+            keep_on_teardown=not config.destroyable,
         ),
     )
 
@@ -190,7 +253,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         name=container_log_group_name(config),
         retention_in_days=spec.container_log_retention_days,
         tags=tags,
-        opts=kept_on_teardown(pulumi.ResourceOptions(), not is_dev_stack(config.stack)),
+        opts=kept_on_teardown(pulumi.ResourceOptions(), not config.destroyable),
     )
     identity = WorkloadIdentity(
         "workload-identity",
@@ -275,56 +338,19 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         ),
     )
 
-    values: dict[str, pulumi.Input[str]] = {
-        "aws-region": config.region,
-        "aws-account-id": account_id,
-        "cluster-name": name,
-        "vpc-id": network.vpc_id,
-        "repo-url": config.gitops.repo_url,
-        "repo-revision": config.gitops.revision,
-        "repo-path": config.gitops.path,
-        "bucket-metadata": data.bucket_names["metadata"],
-        "bucket-userdata": data.bucket_names["userdata"],
-        "bucket-workflows": data.bucket_names["workflows"],
-        "db-endpoint": data.db_endpoint,
-        "db-port": data.db_port.apply(str),
-        "db-name": DB_NAME,
-        "db-master-secret-arn": data.db_master_secret_arn,
-        "efs-file-system-id": data.efs_id,
-        "models-uri": mlops.s3_uri(data.bucket_names["userdata"], mlops.MODELS_PREFIX),
-        "batch-queue-spot": compute.queue_names["spot"],
-        "batch-queue-ondemand": compute.queue_names["ondemand"],
-        "emr-serverless-application-id": compute.emr_application.id,
-        "emr-log-uri": compute.emr_log_uri,
-        "emr-security-configuration": compute.emr_security_configuration.name,
-        "emr-service-role-arn": service_roles.emr_service.arn,
-        "emr-instance-profile": service_roles.emr_instance_profile.name,
-        "container-log-group": container_logs.name,
-        "flyte-hostname": config.flyte.hostname,
-        "flyte-certificate-arn": endpoint.certificate_arn,
-        "private-subnet-ids": pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
-        "sagemaker-output-uri": compute.sagemaker_output_uri,
-        "connector-attempts-table": compute.attempt_table.name,
-        "ecr-tasks-repository": registry.repository_urls["tasks"],
-        "ecr-connector-repository": registry.repository_urls["connector"],
-        "connector-image-tag": revision_commit,
-        "codeweave-endpoint": codeweave.endpoint if codeweave.enabled and codeweave.endpoint else "",
-        "codeweave-api-key-secret": codeweave_secret_name(config) if codeweave.enabled else "",
-        "role-arn-sagemaker-execution": service_roles.sagemaker_execution.arn,
-        "role-arn-batch-job": service_roles.batch_job.arn,
-        "role-arn-emr-job": service_roles.emr_job.arn,
-        "role-arn-codeweave": service_roles.codeweave.arn if service_roles.codeweave else "",
-        **{f"role-arn-{role}": arn for role, arn in identity.role_arns.items()},
-        **{
-            f"{CHART_VERSION_PREFIX.removeprefix(ANNOTATION_PREFIX)}{c}": v
-            for c, v in config.gitops.chart_versions.items()
-        },
-    }
-    annotations = {f"{ANNOTATION_PREFIX}{key}": value for key, value in values.items()}
-    expected = set(stack_annotation_keys(list(config.gitops.chart_versions), list(config.flyte.projects)))
-    if set(annotations) != expected:
-        # A programming error, not a config one: the contract and the wiring disagree.
-        raise AssertionError(f"cluster Secret annotations differ from the contract: {set(annotations) ^ expected}")
+    secret = _cluster_secret(
+        config,
+        account_id=account_id,
+        revision_commit=revision_commit,
+        network=network,
+        data=data,
+        compute=compute,
+        registry=registry,
+        service_roles=service_roles,
+        identity=identity,
+        endpoint=endpoint,
+        container_logs=container_logs,
+    )
 
     GitOps(
         "gitops",
@@ -335,8 +361,8 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             repo_url=config.gitops.repo_url,
             repo_revision=config.gitops.revision,
             repo_path=config.gitops.path,
-            labels={"environment": config.stack, **addon_labels(config.addons)},
-            annotations=annotations,
+            labels=secret.labels(),
+            annotations=secret.annotations(),
             # Argo CD tolerates no GPU taint: the cpu pool hosts it, and CoreDNS must resolve for it;
             # whatever runs Pulumi reaches the API only once its ingress rules and routes exist.
             depends_on=[
@@ -349,46 +375,16 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         ),
     )
 
-    outputs: dict[str, Any] = {
-        "region": config.region,
-        "clusterName": name,
-        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
-        "oidcProviderArn": cluster.oidc_provider_arn,
-        "vpcId": network.vpc_id,
-        "privateSubnetIds": network.private_subnet_ids,
-        "databaseSubnetIds": network.database_subnet_ids,
-        "dbEndpoint": data.db_endpoint,
-        "dbMasterSecretArn": data.db_master_secret_arn,
-        "bucketNames": data.bucket_names,
-        "efsFileSystemId": data.efs_id,
-        "dbInstanceIdentifier": data.db.identifier,
-        "batchQueues": compute.queue_names,
-        "emrServerlessApplicationId": compute.emr_application.id,
-        "ecrRepositories": registry.repository_urls,
-        "roleArns": identity.role_arns,
-        "flyteEndpoint": f"https://{config.flyte.hostname}",
-        "flyteCertificateValidationRecord": endpoint.validation_record,
-        "flyteCertificateArn": endpoint.certificate_arn,
-        # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
-        "logGroups": {
-            "controlPlane": {"name": cluster.control_plane_log_group_name, "retentionDays": spec.log_retention_days},
-            "flowLogs": {"name": network.flow_log_group_name, "retentionDays": config.network.flow_log_retention_days},
-            "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
-        },
-        "serviceRoleArns": {
-            "sagemakerExecution": service_roles.sagemaker_execution.arn,
-            "batchJob": service_roles.batch_job.arn,
-            "emrJob": service_roles.emr_job.arn,
-            "codeweave": service_roles.codeweave.arn if service_roles.codeweave else None,
-        },
+    # Every stack output, in one place: each component contributes its own (`stack_outputs`).
+    outputs: dict[str, Any] = {"region": config.region}
+    for part in (network, cluster, data, compute, registry, service_roles, identity, endpoint, backup):
+        if part is not None:
+            outputs |= part.stack_outputs
+    # Each log group the program owns with its retention: what `cdao doctor` checks the account against.
+    outputs["logGroups"] = {
+        **cluster.log_groups,
+        **network.log_groups,
+        "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
     }
-    if backup is not None:
-        # What docs/disaster-recovery.md's restore commands take.
-        outputs["backup"] = {
-            "vaultName": backup.vault.name,
-            "planId": backup.plan.id,
-            "roleArn": backup.role.arn,
-            "copyVaultArn": backup.copy_vault_arn,
-        }
     for key, value in outputs.items():
         pulumi.export(key, value)

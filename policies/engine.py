@@ -85,9 +85,16 @@ def rule_level(rule: Rule, config: Mapping[str, Any] | None) -> str | None:
 
 
 def context_for(
-    rule: Rule, stack: str, config: Mapping[str, Any] | None, estimator: Callable[..., Any] | None = None
+    rule: Rule,
+    stack: str,
+    config: Mapping[str, Any] | None,
+    estimator: Callable[..., Any] | None = None,
+    *,
+    profile: str | None = None,
 ) -> Context:
-    return Context(stack=stack, settings=resolve(rule.id, rule.settings, stack, config), estimator=estimator)
+    """The rule's context on `stack`, its settings resolved for `profile` (default: the stack's name)."""
+    settings = resolve(rule.id, rule.settings, profile or stack, config)
+    return Context(stack=stack, settings=settings, estimator=estimator)
 
 
 def unknown_message(rule: Rule, what: str) -> str:
@@ -139,12 +146,15 @@ def evaluate(
     *,
     rules: Iterable[Rule] | None = None,
     cost_estimator: Callable[[list[PolicyResource]], CostEstimate] | None = None,
+    profile: str | None = None,
 ) -> list[Violation]:
     """Every violation of `rules` (default RULES) on one stack's resources (a cdao_resources list).
 
     `cost_estimator` prices the stack for the budget rule (default: cdao_cost.estimate_cost); a
     caller that already priced the same list (`cdao plan`) passes its estimate so it is computed once.
 
+    Settings are those of `profile`, the policy profile the stack follows (its `cdao-stack:profile` in
+    the stack registry, cdao_stacks); without one, the stack's name is taken as its profile.
     `config` overrides the per-stack defaults (see policies.settings) and enforcement levels
     (`{"<rule id>": {"enforcementLevel": "advisory"|"mandatory"|"disabled"}}`). Findings on values
     unknown at preview are always advisory. Raises ConfigError for an unknown stack, a bad config
@@ -152,15 +162,20 @@ def evaluate(
     """
     rules = list(rules) if rules is not None else RULES
     check_config(config, {r.id: r.settings for r in RULES} | {r.id: r.settings for r in rules})
-    if stack not in known_stacks(config):
+    if profile is None and stack not in known_stacks(config):
         raise ConfigError(f"unknown stack {stack!r}; configured stacks: {sorted(known_stacks(config))}")
+    profile = profile or stack
+    if profile not in known_stacks(config):
+        raise ConfigError(
+            f"stack {stack!r}: unknown policy profile {profile!r}; configured profiles: {sorted(known_stacks(config))}"
+        )
     parsed = [to_resource(r) for r in resources]
     violations: list[Violation] = []
     for rule in rules:
         level = rule_level(rule, config)
         if level is None:
             continue
-        ctx = context_for(rule, stack, config, cost_estimator)
+        ctx = context_for(rule, stack, config, cost_estimator, profile=profile)
         if rule.kind == "stack":
             findings = run_stack_rule(rule, parsed, ctx)
         else:

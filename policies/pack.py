@@ -3,6 +3,7 @@ PolicyPack(...) starts the analyzer server, and that happens in __main__.py alon
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,19 +20,20 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
+import cdao_stacks
 from policies.core import Finding, Resource, Rule, normalize
 from policies.engine import RULES, context_for, run_resource_rule, run_stack_rule
 from policies.settings import ConfigError, config_schema_properties, known_stacks
 
 PACK_NAME = "cdao-platform"
 _LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
-#: Set to pick the stack profile explicitly (e.g. a personal stack "dev-alice" -> "dev").
+#: Set to pick the policy profile explicitly, over the stack file's `cdao-stack:profile`.
 STACK_ENV = "CDAO_POLICY_STACK"
 
 
 def current_stack() -> str:
-    """The stack being previewed: CDAO_POLICY_STACK, else the engine's PULUMI_STACK."""
-    name = os.environ.get(STACK_ENV) or os.environ.get("PULUMI_STACK", "")
+    """The stack being previewed: the engine's PULUMI_STACK (an `org/project/` prefix dropped)."""
+    name = os.environ.get("PULUMI_STACK", "")
     if not name:
         import pulumi  # noqa: PLC0415 - only needed when the engine did not export PULUMI_STACK
 
@@ -39,14 +41,28 @@ def current_stack() -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def _stack_for(config: Mapping[str, Any]) -> str:
+@functools.cache
+def _registered_profile(stack: str) -> str | None:
+    """The profile the stack registry gives `stack`, None if it has no file there. Read once per
+    analyzer process: the stack files do not change during a preview."""
+    try:
+        return cdao_stacks.load().get(stack).profile
+    except cdao_stacks.UnknownStackError:
+        return None
+    except cdao_stacks.StackRegistryError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _stack_for(config: Mapping[str, Any]) -> tuple[str, str]:
+    """(stack, policy profile): CDAO_POLICY_STACK, else the stack's entry in the stack registry."""
     stack = current_stack()
-    if stack not in known_stacks(config):
+    profile = os.environ.get(STACK_ENV) or _registered_profile(stack) or stack
+    if profile not in known_stacks(config):
         raise ConfigError(
-            f"stack {stack!r} has no policy profile (known: {sorted(known_stacks(config))}); set "
-            f"{STACK_ENV} to one of them"
+            f"stack {stack!r} has no policy profile (known: {sorted(known_stacks(config))}); give it a "
+            f"{cdao_stacks.PROFILE_KEY} in environments/Pulumi.{stack}.yaml or set {STACK_ENV} to one of them"
         )
-    return stack
+    return stack, profile
 
 
 def _report(findings: list[Finding], report: ReportViolation, *, with_urn: bool) -> None:
@@ -103,7 +119,8 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
         config = _policy_config(rule, args.get_config())
         props = _with_default_tags(normalize(args.props), args.provider)
         res = Resource(type=args.resource_type, name=args.name, props=props, urn=args.urn)
-        ctx = context_for(rule, _stack_for(config), config)
+        stack, profile = _stack_for(config)
+        ctx = context_for(rule, stack, config, profile=profile)
         _report(run_resource_rule(rule, res, ctx), report, with_urn=False)
 
     return ResourceValidationPolicy(validate=validate, **_policy_fields(rule))
@@ -122,7 +139,8 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
             )
             for r in args.resources
         ]
-        ctx = context_for(rule, _stack_for(config), config)
+        stack, profile = _stack_for(config)
+        ctx = context_for(rule, stack, config, profile=profile)
         _report(run_stack_rule(rule, resources, ctx), report, with_urn=True)
 
     return StackValidationPolicy(validate=validate, **_policy_fields(rule))

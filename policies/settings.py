@@ -1,8 +1,9 @@
-"""Per-stack settings: defaults, JSON schemas for the pack's config, and how overrides resolve.
+"""Per-profile settings: defaults, JSON schemas for the pack's config, and how overrides resolve.
 
-A setting's value is always a map from stack name to the value for that stack, so one config file
-(or Pulumi policy config) describes dev, staging and prod side by side. Resolution for a rule R,
-setting S and stack T, first hit wins:
+A stack follows one policy profile (its `cdao-stack:profile` in the stack registry, cdao_stacks): a
+sandbox stack can follow dev's. A setting's value is always a map from profile to the value for that
+profile, so one config file (or Pulumi policy config) describes dev, staging and prod side by side.
+Resolution for a rule R, setting S and profile T, first hit wins:
 
 1. config[R.id][S][T]        -- per-rule override, the shape Pulumi's policy config uses
 2. config["stacks"][T][S]    -- shared override for every rule that reads S (`--config` files)
@@ -14,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-STACKS: tuple[str, ...] = ("dev", "staging", "prod")
+from cdao_stacks import DESTROYABLE_PROFILES, PROFILES
+
+STACKS: tuple[str, ...] = PROFILES
 
 _CPU_TYPES = [
     *(f"{fam}.{size}" for fam in ("m5", "m6i", "m7i") for size in ("large", "xlarge", "2xlarge", "4xlarge")),
@@ -45,7 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "requireRdsMultiAz": {"dev": False, "staging": False, "prod": True},
     "requireRdsDeletionProtection": {"dev": False, "staging": False, "prod": True},
     "requireRdsFinalSnapshot": {"dev": False, "staging": True, "prod": True},
-    "destroyableStack": {"dev": True, "staging": False, "prod": False},
+    "destroyableStack": {s: s in DESTROYABLE_PROFILES for s in STACKS},
     "trustedAccountIds": {s: [] for s in STACKS},
     "publicSecurityGroups": {s: [] for s in STACKS},
 }

@@ -21,14 +21,20 @@ LAYERS: dict[str, tuple[str, frozenset[str]]] = {
     "cdao_catalog": ("cdao_catalog", frozenset()),
     "cdao_resources": ("cdao_resources", frozenset()),
     "cdao_cost": ("cdao_cost", frozenset({"cdao_catalog", "cdao_resources"})),
+    # The stack registry (names, order, policy profile) and the node-pool facts: one owner each.
+    "cdao_stacks": ("cdao_stacks", frozenset()),
+    "cdao_pools": ("plugins/cdao_pools", frozenset()),
     # The Pulumi program knows its config and components, and the shared facts.
-    "infra": ("infra", frozenset({"cdao_catalog"})),
+    "infra": ("infra", frozenset({"cdao_catalog", "cdao_stacks", "cdao_pools"})),
     # The pack knows the resource format and the cost package, never the program or the CLI.
-    "policies": ("policies", frozenset({"cdao_cost", "cdao_resources"})),
+    "policies": ("policies", frozenset({"cdao_cost", "cdao_resources", "cdao_stacks"})),
     # The CLI drives the program under mocks and calls the pack and the cost package.
-    "cdao_cli": ("cdao_cli", frozenset({"infra", "policies", "cdao_cost", "cdao_resources", "cdao_catalog"})),
+    "cdao_cli": (
+        "cdao_cli",
+        frozenset({"infra", "policies", "cdao_cost", "cdao_resources", "cdao_catalog", "cdao_stacks", "cdao_pools"}),
+    ),
     # The SDK ships to notebooks without Pulumi, the pack or the CLI; it builds the connectors' task configs.
-    "cdao_sdk": ("plugins/cdao_sdk", frozenset({"cdao_connectors"})),
+    "cdao_sdk": ("plugins/cdao_sdk", frozenset({"cdao_connectors", "cdao_pools"})),
     "cdao_connectors": ("plugins/cdao_connectors", frozenset()),
     # Pipelines know the SDK only.
     "workflows": ("workflows", frozenset({"cdao_sdk"})),

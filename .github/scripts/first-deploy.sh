@@ -19,7 +19,7 @@
 # for rebuilding a stack whose upstream is gone (docs/disaster-recovery.md); it says so on stderr.
 set -euo pipefail
 
-usage="usage: first-deploy.sh dev|staging|prod [--without-upstream]"
+usage="usage: first-deploy.sh <stack> [--without-upstream] (a Pulumi.<stack>.yaml in environments/)"
 stack="${1:?${usage}}"
 shift
 without_upstream=false
@@ -35,11 +35,12 @@ export GH_REPO
 root=$(git rev-parse --show-toplevel)
 head=$(git -C "${root}" rev-parse HEAD)
 upstream=()
-case "${stack}" in
-  staging) previous=dev ;;
-  prod) previous=staging ;;
-  *) previous="" ;;
-esac
+# The stack it is promoted from, per the stack registry (cdao-stack:promotesFrom in its file).
+registry=$(uv run --project "${root}" cdao stacks --environments "${root}/environments") || exit 2
+previous=$(awk -v s="${stack}" '$1 == s { print ($3 == "-" ? "" : $3); found = 1 } END { exit !found }' <<< "${registry}") || {
+  echo "first-deploy.sh: no environments/Pulumi.${stack}.yaml; ${usage}" >&2
+  exit 2
+}
 if [ -n "${previous}" ] && [ "${without_upstream}" = true ]; then
   echo "first-deploy.sh: WARNING: ${stack}'s revision is not checked against what ${previous} deployed (--without-upstream)" >&2
 elif [ -n "${previous}" ]; then

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdao_pools import NODE_POOL_LABEL
+
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
-from infra.config import NODE_POOL_LABEL
 from infra.contract import ARGOCD_NAMESPACE
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"

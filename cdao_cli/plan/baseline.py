@@ -99,6 +99,8 @@ class BasePlanner:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
         environments = self._tree / "environments"
+        # The base's stack files by name, not through the stack registry: a base from before the
+        # registry has no `cdao-stack:` keys, and its own code (the driver) judges its files.
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in environments.glob("Pulumi.*.yaml"))
         # With --stack, a stack the base does not have is simply absent there (a new stack).
         self.stacks = [s for s in stacks if s in known] if stacks is not None else known

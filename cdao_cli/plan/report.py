@@ -38,7 +38,7 @@ def _component_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:
     return "stack"
 
 
-def _evaluate_policies(resources: list[PolicyResource], stack: str, cost: CostEstimate) -> dict[str, Any]:
+def _evaluate_policies(resources: list[PolicyResource], stack: str, profile: str, cost: CostEstimate) -> dict[str, Any]:
     import policies  # noqa: PLC0415 - keeps `cdao --help` fast
 
     evaluate: Callable[..., list[Any]] | None = getattr(policies, "evaluate", None)
@@ -46,7 +46,9 @@ def _evaluate_policies(resources: list[PolicyResource], stack: str, cost: CostEs
     if evaluate is None or not rules:
         return {"installed": False, "rules": 0, "violations": []}
     # The budget rule prices the same list: hand it the plan's estimate rather than pricing twice.
-    violations = [v.to_dict() for v in evaluate(resources, stack, cost_estimator=lambda _resources: cost)]
+    violations = [
+        v.to_dict() for v in evaluate(resources, stack, profile=profile, cost_estimator=lambda _resources: cost)
+    ]
     return {"installed": True, "rules": len(rules), "violations": violations}
 
 
@@ -77,9 +79,10 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
     cost = estimate_cost(shared)
     return {
         "stack": run.stack,
+        "profile": run.config.entry.profile,
         "region": run.config.region,
         "resources": resources,
-        "policy": _evaluate_policies(shared, run.stack, cost),
+        "policy": _evaluate_policies(shared, run.stack, run.config.entry.profile, cost),
         "cost": cost.to_dict(),
         "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
         "outputs": dict(sorted(run.outputs.items())),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+import cdao_stacks
 from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, GitOpsConfig, StackConfig
 from infra.images import FULL_SHA, REVISION_COMMIT_ENV
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from cdao_cli.plan.mocks import Registration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENVIRONMENTS_DIR = REPO_ROOT / "environments"
+ENVIRONMENTS_DIR = cdao_stacks.ENVIRONMENTS_DIR
 PROGRAM = REPO_ROOT / "infra" / "__main__.py"
 PROJECT = "cdao"
 
@@ -45,12 +46,9 @@ OFFLINE_SECRET = "offline-plan-stand-in"  # noqa: S105 - deliberately not a secr
 OFFLINE_COMMIT = "0" * 40
 
 
-class StackNotFoundError(LookupError):
+class StackNotFoundError(cdao_stacks.UnknownStackError):
     def __init__(self, stack: str, environments_dir: Path):
-        known = ", ".join(available_stacks(environments_dir)) or "none"
-        super().__init__(
-            f"unknown stack {stack!r}: no {environments_dir.name}/Pulumi.{stack}.yaml (stacks here: {known})"
-        )
+        super().__init__(stack, environments_dir, available_stacks(environments_dir))
 
 
 class StackFileError(ValueError):
@@ -72,9 +70,10 @@ class PlanRun:
 
 
 def available_stacks(environments_dir: Path = ENVIRONMENTS_DIR) -> list[str]:
-    order = {"dev": 0, "staging": 1, "prod": 2}
-    names = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in environments_dir.glob("Pulumi.*.yaml")]
-    return sorted(names, key=lambda n: (order.get(n, 99), n))
+    """The registry's stacks (cdao_stacks): the promotion chain in order, then the others by name.
+
+    Raises cdao_stacks.StackRegistryError naming the file and key of a bad registry entry."""
+    return cdao_stacks.load(environments_dir).names
 
 
 def read_stack_file(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> tuple[dict[str, Any], list[str]]:

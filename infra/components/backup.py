@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import iam, shared
+from infra.lib import iam, shared
 
 # EBS volumes are chosen by tag rather than by ARN: the EBS CSI driver creates them at run time from
 # the `gp3-backup` StorageClass (platform/addons/security-baseline), which stamps both tags on them.
@@ -152,6 +153,17 @@ class Backup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self.plan),
         )
 
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        # What docs/disaster-recovery.md's restore commands take.
+        self.stack_outputs: dict[str, Any] = {
+            "backup": {
+                "vaultName": self.vault.name,
+                "planId": self.plan.id,
+                "roleArn": self.role.arn,
+                "copyVaultArn": copy_vault_arn,
+            }
+        }
         self.register_outputs(
             {
                 "vaultName": self.vault.name,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 
-from infra.components.shared import kept_on_teardown, rotating_key
+from infra.lib.shared import kept_on_teardown, rotating_key
 
 # AWS-managed policies every EKS worker needs to join the cluster and pull images. The VPC CNI's
 # policy is deliberately absent: it goes to the aws-node service account through IRSA instead, so a
@@ -192,6 +193,17 @@ class Cluster(pulumi.ComponentResource):
         self.node_role_arn = self.node_role.arn
         self.secrets_key_arn = secrets_key.arn
         self.control_plane_log_group_name = log_group.name
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "clusterName": args.cluster_name,
+            "kubeconfig": pulumi.Output.secret(self.kubeconfig),
+            "oidcProviderArn": self.oidc_provider_arn,
+        }
+        # Its entry in the stack output `logGroups` (what `cdao doctor` checks retention against).
+        self.log_groups = {
+            "controlPlane": {"name": self.control_plane_log_group_name, "retentionDays": args.log_retention_days}
+        }
         self.register_outputs(
             {
                 "name": self.name,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.shared import https_egress_only
+from infra.lib.shared import https_egress_only
 
 EMR_RELEASE = "emr-7.5.0"  # Spark 3.5; EMR Serverless and EMR-on-EC2 share the release line
 
@@ -142,6 +143,12 @@ class Compute(pulumi.ComponentResource):
 
         self.emr_log_uri = pulumi.Output.concat("s3://", args.userdata_bucket, "/emr-logs/")
         self.sagemaker_output_uri = pulumi.Output.concat("s3://", args.userdata_bucket, "/sagemaker/")
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "batchQueues": self.queue_names,
+            "emrServerlessApplicationId": self.emr_application.id,
+        }
         self.register_outputs(
             {
                 "batchQueues": self.queue_names,
@@ -216,4 +223,7 @@ class Registry(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=repo),
             )
             self.repository_urls[purpose] = repo.repository_url
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {"ecrRepositories": self.repository_urls}
         self.register_outputs({"repositoryUrls": self.repository_urls})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra.components import iam
-from infra.components.shared import kept_on_teardown, reachable_only_from, rotating_key
+from infra.lib import iam
+from infra.lib.shared import kept_on_teardown, reachable_only_from, rotating_key
 
 BUCKET_PURPOSES = ("metadata", "userdata", "workflows")
 DB_PORT = 5432
@@ -44,7 +45,7 @@ class DataArgs:
     force_destroy: bool
     tags: Mapping[str, str] = field(default_factory=dict)
     # Every stack but dev: the database, EFS, the buckets and their keys survive `pulumi destroy`
-    # (infra/components/shared.py kept_on_teardown).
+    # (infra/lib/shared.py kept_on_teardown).
     keep_on_teardown: bool = False
 
 
@@ -74,6 +75,15 @@ class Data(pulumi.ComponentResource):
             self._replicate(args.replication_region, tags)
         self._efs(tags)
 
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "dbEndpoint": self.db_endpoint,
+            "dbMasterSecretArn": self.db_master_secret_arn,
+            "bucketNames": self.bucket_names,
+            "efsFileSystemId": self.efs_id,
+            "dbInstanceIdentifier": self.db.identifier,
+        }
         self.register_outputs(
             {
                 "dbEndpoint": self.db_endpoint,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -65,4 +65,11 @@ class FlyteEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=certificate),
         )
         self.certificate_arn = validation.certificate_arn
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "flyteEndpoint": f"https://{args.hostname}",
+            "flyteCertificateValidationRecord": self.validation_record,
+            "flyteCertificateArn": self.certificate_arn,
+        }
         self.register_outputs({"certificateArn": self.certificate_arn, "validationRecord": self.validation_record})

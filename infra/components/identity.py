@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import iam
 from infra.contract import SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
+from infra.lib import iam
 
 # Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
 # conditions; rewriting them would only drift from what the drivers need release to release.
@@ -201,6 +202,16 @@ class ServiceRoles(pulumi.ComponentResource):
                 max_session_seconds=3600 * 12,
             )
 
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "serviceRoleArns": {
+                "sagemakerExecution": self.sagemaker_execution.arn,
+                "batchJob": self.batch_job.arn,
+                "emrJob": self.emr_job.arn,
+                "codeweave": self.codeweave.arn if self.codeweave else None,
+            }
+        }
         self.register_outputs(
             {
                 "sagemakerExecutionRoleArn": self.sagemaker_execution.arn,
@@ -277,6 +288,9 @@ class WorkloadIdentity(pulumi.ComponentResource):
         accounts += [flyte_task_account(p, d) for p in args.flyte_projects for d in args.flyte_domains]
         for account in accounts:
             self.role_arns[account.role] = self._irsa_role(account, policies[account.role])
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {"roleArns": self.role_arns}
         self.register_outputs({"roleArns": self.role_arns})
 
     def _irsa_role(self, account: ServiceAccount, policy: pulumi.Input[str] | str) -> pulumi.Output[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components import iam
-from infra.components.shared import kept_on_teardown
+from infra.lib import iam
+from infra.lib.shared import kept_on_teardown
 
 # Interface endpoints that keep the heaviest node traffic off the NAT gateways: image pulls (ECR API
 # and the Docker registry), IRSA token exchange (STS) and log shipping (CloudWatch Logs).
@@ -162,6 +163,17 @@ class Network(pulumi.ComponentResource):
 
         self.flow_log_group_name = self._flow_logs(vpc)
 
+        # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
+        # tests/infra and cdao doctor read them).
+        self.stack_outputs: dict[str, Any] = {
+            "vpcId": self.vpc_id,
+            "privateSubnetIds": self.private_subnet_ids,
+            "databaseSubnetIds": self.database_subnet_ids,
+        }
+        # Its entry in the stack output `logGroups` (what `cdao doctor` checks retention against).
+        self.log_groups = {
+            "flowLogs": {"name": self.flow_log_group_name, "retentionDays": args.flow_log_retention_days}
+        }
         self.register_outputs(
             {
                 "vpcId": self.vpc_id,

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+from cdao_pools import GPU_RESOURCE, GPU_SHARING_LABEL, NODE_POOL_LABEL, mig_resource_name, workload_label
 
 from cdao_catalog.instances import INSTANCE_TYPES
-from infra.config import GPU_SHARING_LABEL, NODE_POOL_LABEL, WORKLOAD_LABEL_PREFIX, NodePoolConfig
+from infra.config import NodePoolConfig
 
 # The NVIDIA MIG manager applies the layout named by this node label (the GPU stack in platform/
 # defines a layout of that name from the same pool config).
@@ -32,7 +33,7 @@ _EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "Pr
 def pool_labels(pool_name: str, pool: NodePoolConfig) -> dict[str, str]:
     """Every Kubernetes label a pool's nodes carry; the SDK, Flyte and the GPU stack select on these."""
     labels = {NODE_POOL_LABEL: pool_name, GPU_SHARING_LABEL: pool.gpu_sharing.mode}
-    labels.update({f"{WORKLOAD_LABEL_PREFIX}{w}": "true" for w in pool.workload_types})
+    labels.update({workload_label(w): "true" for w in pool.workload_types})
     if pool.gpu_sharing.mode == "mig":
         labels[MIG_CONFIG_LABEL] = mig_layout_name(pool_name)
     elif pool.gpu_sharing.mode == "time-slicing":
@@ -58,13 +59,13 @@ def gpu_resources(pool: NodePoolConfig) -> dict[str, int]:
         return {}
     sharing = pool.gpu_sharing
     if sharing.mode == "time-slicing":
-        return {"nvidia.com/gpu": kind.gpu_count * (sharing.replicas or 1)}
+        return {GPU_RESOURCE: kind.gpu_count * (sharing.replicas or 1)}
     if sharing.mode == "mig":
         counts: dict[str, int] = {}
         for profile in sharing.mig_profiles:
-            counts[f"nvidia.com/mig-{profile}"] = counts.get(f"nvidia.com/mig-{profile}", 0) + kind.gpu_count
+            counts[mig_resource_name(profile)] = counts.get(mig_resource_name(profile), 0) + kind.gpu_count
         return counts
-    return {"nvidia.com/gpu": kind.gpu_count}
+    return {GPU_RESOURCE: kind.gpu_count}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class NodePool(pulumi.ComponentResource):
         super().__init__("cdao:infra:NodePool", name, None, opts)
         pool, pool_name = args.pool, args.pool_name
         kind = INSTANCE_TYPES[pool.instance_types[0]]
-        tags = {**args.tags, "cdao.io/node-pool": pool_name}
+        tags = {**args.tags, NODE_POOL_LABEL: pool_name}
 
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 import boto3
 import pytest
 from botocore.stub import Stubber
+from cdao_pools import NODE_POOL_LABEL
 from moto import mock_aws
 
 from cdao_cli import doctor
@@ -38,7 +39,7 @@ from cdao_cli.doctor.report import failed, passed, skipped
 from cdao_cli.main import main
 from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
-from infra.config import NODE_POOL_LABEL, parse_stack_config
+from infra.config import parse_stack_config
 
 REGION = "us-east-1"
 TRUST_SUB = "system:serviceaccount:{ns}:{name}"

@@ -124,6 +124,7 @@ def test_stack_output_names_what_the_restore_runbook_needs(stack_run: PlanRun):
 
 def test_disabling_backup_declares_no_backup_resource():
     raw = {
+        "cdao-stack:profile": "staging",
         "aws:region": "us-east-1",
         "cdao:team": "ml-platform",
         "cdao:costCenter": "cc-1",

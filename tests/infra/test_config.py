@@ -16,6 +16,7 @@ from infra.config import ConfigError, parse_stack_config
 
 BAD_CONFIGS = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
 VALID = {
+    "cdao-stack:profile": "dev",
     "aws:region": "us-east-1",
     "cdao:team": "ml-platform",
     "cdao:costCenter": "cc-1",
@@ -97,6 +98,33 @@ def test_secret_value_is_never_echoed():
         parse_stack_config("dev", raw)
     assert "bad id!" not in str(info.value)
     assert "cdao:codeweaveExternalId = <secret>" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({}, "cdao-stack:profile = <missing>: expected the policy profile the stack follows: dev, staging, prod"),
+        ({"cdao-stack:profile": "qa"}, 'cdao-stack:profile = "qa": expected the policy profile'),
+        ({"cdao-stack:profile": "prod", "cdao-stack:tier": 1}, "cdao-stack:tier = 1: expected no such key"),
+    ],
+)
+def test_the_program_refuses_a_missing_or_bad_registry_entry(entry, message):
+    # `pulumi up` runs the program without the registry: the program checks the keys itself.
+    raw = {k: v for k, v in VALID.items() if not k.startswith("cdao-stack:")} | entry
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("qa", raw)
+    assert f"stack 'qa': {message}" in str(info.value)
+
+
+def test_the_profile_decides_teardown_and_promotes_from_decides_pinning():
+    disposable = {**VALID, "cdao:storage": {"forceDestroy": True}}
+    assert parse_stack_config("qa", disposable)[0].destroyable
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", {**disposable, "cdao-stack:profile": "staging"})
+    assert info.value.keys == ["cdao:storage.forceDestroy"]
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("qa", {**VALID, "cdao-stack:promotesFrom": "dev"})
+    assert info.value.keys == ["cdao:gitops.revision"]
 
 
 def test_engine_json_strings_parse_like_objects():

@@ -88,6 +88,7 @@ ROLE = "arn:aws:iam::111122223333:role/"
 # The transit gateway that routes the test's operations network (10.255.0.0/24) into the VPC.
 TGW = "tgw-0123456789abcdef0"
 BASE = {
+    "cdao-stack:profile": "dev",
     "cdao:network": {"transitGatewayId": TGW},
     "aws:region": "us-east-1",
     "cdao:team": "ml-platform",

@@ -281,7 +281,16 @@ def _git(repo: Path, *args: str) -> str:
 def test_a_base_whose_config_no_longer_parses_is_reported_not_fatal(tmp_path: Path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("infra", "cdao_cli", "cdao_cost", "cdao_catalog", "cdao_resources", "policies", "environments"):
+    for name in (
+        "infra",
+        "cdao_cli",
+        "cdao_cost",
+        "cdao_catalog",
+        "cdao_resources",
+        "cdao_stacks",
+        "policies",
+        "environments",
+    ):
         shutil.copytree(REPO_ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "Pulumi.yaml"):
         shutil.copy(REPO_ROOT / name, repo / name)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cdao_pools import NODE_POOL_LABEL
 from chart_cache import default_values
 from platform_checks import all_manifests, rendered
 from platform_render import PLATFORM, REPO_ROOT, RenderedApp, app_projects, application_sets, sources
@@ -25,7 +26,7 @@ from infra.components.node_pool import (
     mig_layout_name,
     pool_labels,
 )
-from infra.config import NODE_POOL_LABEL, NodePoolConfig
+from infra.config import NodePoolConfig
 from infra.contract import (
     ADDONS,
     ANNOTATION_PREFIX,
@@ -484,7 +485,7 @@ def test_flyte_gpu_settings_match_the_pools(stack: str, apps: dict[str, Rendered
 
 
 def test_sdk_pools_agree_with_the_stack_config(stack: str) -> None:
-    from cdao_sdk.pools import GPU_RESOURCE, NODE_POOLS, mig_resource  # noqa: PLC0415
+    from cdao_pools import GPU_RESOURCE, NODE_POOLS, mig_resource  # noqa: PLC0415
 
     for name, pool in stack_config(stack).enabled_pools.items():
         sdk = NODE_POOLS[name]

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
+from cdao_pools import NODE_POOL_LABEL
 from platform_checks import all_manifests
 from platform_render import PLATFORM, RenderedApp, app_projects, application_sets
 from platform_stack import STACKS, stack_config
 
 from cdao_catalog.instances import INSTANCE_TYPES
 from infra.components.backup import BACKUP_TAG, CLUSTER_TAG
-from infra.components.mlops import MLFLOW_ARTIFACTS_PREFIX, MODELS_PREFIX
 from infra.components.node_pool import gpu_resources, pool_labels
-from infra.config import NODE_POOL_LABEL
 from infra.contract import ANNOTATION_PREFIX, SERVICE_ACCOUNTS
+from infra.lib.mlops import MLFLOW_ARTIFACTS_PREFIX, MODELS_PREFIX
 from infra.program import cluster_name
 
 IRSA = "eks.amazonaws.com/role-arn"
@@ -244,7 +244,7 @@ def test_mlflow_uses_its_own_database_user_and_artifact_prefix(stack: str, apps:
     assert job_env["PGHOST"] == postgres["host"] and job_env["PGDATABASE"] == _annotation(secret, "db-name")
     admin = _one(app.manifests, "ExternalSecret", "mlflow-db-admin")
     assert {d["remoteRef"]["key"] for d in admin["spec"]["data"]} == {_annotation(secret, "db-master-secret-arn")}
-    # Artifacts: the prefix the IRSA role `mlflow` can reach (infra/components/mlops.py), served by the server.
+    # Artifacts: the prefix the IRSA role `mlflow` can reach (infra/lib/mlops.py), served by the server.
     s3 = values["artifactRoot"]["s3"]
     assert s3["bucket"] == _annotation(secret, "bucket-userdata")
     assert f"{s3['path']}/" == MLFLOW_ARTIFACTS_PREFIX

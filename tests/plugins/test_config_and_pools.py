@@ -1,10 +1,16 @@
-"""The connector environment contract and the node-pool facts other folders import."""
+"""The connector environment contract and the node-pool facts other folders import (plugins/cdao_pools)."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cdao_pools as pools
 import pytest
 from cdao_connectors.config import BatchConfig, CodeweaveConfig, ConnectorConfigError, EMRConfig, aws_region
-from cdao_sdk import pools
 
 
 def test_batch_config_reads_and_validates(monkeypatch):
@@ -65,3 +71,47 @@ def test_pool_facts_match_the_platform_contract():
         "nvidia.com/mig-3g.40gb",
     ]
     assert pools.workload_label("fine-tuning") == "workload-type.cdao.io/fine-tuning"
+
+
+# Where the node-pool facts must not be written again: the program, the SDK, the connectors, the CLI and
+# the pack import them from cdao_pools.
+_POOL_FACT_READERS = ("infra", "plugins/cdao_sdk", "plugins/cdao_connectors", "cdao_cli", "policies")
+
+
+def _string_literals(path: Path) -> Iterator[tuple[int, str]]:
+    """String constants of a module, f-string parts included, docstrings and comments left out."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def test_the_node_pool_facts_have_one_owner():
+    root = Path(__file__).resolve().parents[2]
+    keys = (pools.NODE_POOL_LABEL, pools.WORKLOAD_TYPE_LABEL_PREFIX, pools.GPU_SHARING_LABEL, pools.GPU_RESOURCE)
+    found = []
+    for folder in _POOL_FACT_READERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            for line, text in _string_literals(path):
+                if text in keys or text.startswith(pools.MIG_RESOURCE_PREFIX):
+                    found.append(f"{path.relative_to(root)}:{line}: {text!r}")
+                elif path.name in {"config.py", "node_pool.py"} and text in pools.WORKLOAD_TYPES:
+                    found.append(f"{path.relative_to(root)}:{line}: {text!r} (a pool's workload type)")
+    assert not found, "node-pool facts written outside plugins/cdao_pools:\n" + "\n".join(found)
+
+
+def test_the_owner_imports_neither_pulumi_nor_flytekit():
+    code = (
+        "import sys, cdao_pools; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'pulumi', 'flytekit', 'infra', 'cdao_sdk'}); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

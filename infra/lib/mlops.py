@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.components import iam
+from infra.lib import iam
 
 # MLflow serves artifacts through its own server (--serve-artifacts), so only the server's role
 # touches this prefix; clients never need S3 credentials for it.

@@ -9,11 +9,11 @@ import pulumi_aws as aws
 
 
 def kept_on_teardown(opts: pulumi.ResourceOptions, keep: bool, *, retain: bool = False) -> pulumi.ResourceOptions:
-    """`opts` for a resource that holds data: with `keep` (every stack but dev), `protect` makes the
-    engine refuse to delete it, so `pulumi destroy` fails before deleting anything until someone
-    lifts protection on purpose (https://www.pulumi.com/docs/iac/concepts/options/protect/); `retain`
-    also leaves it in AWS when it is deleted from the stack
-    (https://www.pulumi.com/docs/iac/concepts/options/retainondelete/)."""
+    """`opts` for a resource that holds data: with `keep` (every stack whose profile is not
+    disposable, StackConfig.destroyable), `protect` makes the engine refuse to delete it, so
+    `pulumi destroy` fails before deleting anything until someone lifts protection on purpose
+    (https://www.pulumi.com/docs/iac/concepts/options/protect/); `retain` also leaves it in AWS when
+    it is deleted from the stack (https://www.pulumi.com/docs/iac/concepts/options/retainondelete/)."""
     if not keep:
         return opts
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True, retain_on_delete=retain))

@@ -1,0 +1,219 @@
+"""The stack registry: which stacks exist, the policy profile each follows, and the promotion order.
+
+A stack is one file, `environments/Pulumi.<name>.yaml`, and the file says what it is in the
+`cdao-stack:` keys of its `config:` mapping (documented with every other key in infra/config.py):
+
+    config:
+      cdao-stack:profile: staging      # the policy profile it follows: one of PROFILES
+      cdao-stack:promotesFrom: dev     # optional: `cdao promote dev <name>` writes this stack's pins
+
+The keys have their own namespace, not `cdao:`, because staging and prod run the infra/ code of their
+pinned revision against the stack file on main (docs/github-setup.md, "Why this stays compatible"):
+that code refuses unknown `cdao:` keys and ignores other namespaces. Pulumi takes a stack file's keys
+as `<namespace>:<name>` in any namespace and hands them all to the program (pulumi/pulumi#2228,
+pkg/resource/config/key.go); only a project that declares `config:` in Pulumi.yaml validates them
+against it (pulumi/pulumi#11127), and this one declares none.
+
+Nothing else lists stacks: `cdao plan --all`, `cdao policy check`, `cdao promote`, `cdao doctor`, the
+policy pack and .github/scripts read this registry. The promotion order is the chain the
+`promotesFrom` links form (dev -> staging -> prod); a stack outside it (a sandbox) is planned after
+the chain's stacks, by name.
+
+This module is a leaf: it imports neither Pulumi, nor infra/, nor policies/, so the policy pack and
+scripts can import it (../shared/DESIGN.md, "Layers"). Errors are StackRegistryError, whose message
+names the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The stack file's config namespace of the registry entry, and its keys.
+NAMESPACE = "cdao-stack"
+PROFILE_KEY = f"{NAMESPACE}:profile"
+PROMOTES_FROM_KEY = f"{NAMESPACE}:promotesFrom"
+#: Policy profiles: the columns of the pack's per-profile settings (policies/settings.py DEFAULTS).
+PROFILES: tuple[str, ...] = ("dev", "staging", "prod")
+#: Profiles whose stacks are disposable: a teardown may delete their data (infra/config.py's
+#: teardown check, the pack's destroyableStack setting).
+DESTROYABLE_PROFILES: frozenset[str] = frozenset({"dev"})
+#: The repository's stack folder, resolved from this file so every tool works from any directory.
+ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "environments"
+
+_FILE = re.compile(r"^Pulumi\.(?P<name>[^/]+)\.yaml$")
+
+
+class StackRegistryError(ValueError):
+    """A stack file or stack name the registry cannot use; the message names the file and the key."""
+
+
+class EntryError(StackRegistryError):
+    """A bad registry entry: `key` (e.g. `cdao-stack:profile`), the `value` found (None when
+    missing) and what was `expected`, so infra/config.py can report it like every other key."""
+
+    def __init__(self, where: str, key: str, value: Any, expected: str):
+        shown = "missing" if value is None else repr(value)
+        super().__init__(f"{where}: {key} = {shown}: expected {expected}")
+        self.key, self.value, self.expected = key, value, expected
+
+
+class UnknownStackError(StackRegistryError, LookupError):
+    """A stack name with no `Pulumi.<name>.yaml` in the environments folder."""
+
+    def __init__(self, stack: str, environments_dir: Path, known: list[str]):
+        super().__init__(
+            f"unknown stack {stack!r}: no {environments_dir.name}/Pulumi.{stack}.yaml "
+            f"(stacks here: {', '.join(known) or 'none'})"
+        )
+        self.stack = stack
+
+
+@dataclass(frozen=True)
+class StackEntry:
+    """What a stack file's `cdao-stack:` keys say: its policy profile and the stack it is promoted from."""
+
+    profile: str
+    promotes_from: str | None = None
+
+    @property
+    def destroyable(self) -> bool:
+        """Whether a teardown may delete the stack's data (DESTROYABLE_PROFILES)."""
+        return self.profile in DESTROYABLE_PROFILES
+
+
+def parse_entry(config: Mapping[str, Any], where: str) -> StackEntry:
+    """The registry entry in a stack's config mapping (`{"cdao-stack:profile": "dev", ...}`, as the
+    stack file's `config:` or the engine holds it). `where` names the file (or stack) for the error.
+
+    Raises EntryError naming the key: a missing or unknown profile, an empty promotesFrom, or another
+    key in the `cdao-stack:` namespace.
+    """
+    for key in config:
+        if isinstance(key, str) and key.startswith(f"{NAMESPACE}:") and key not in (PROFILE_KEY, PROMOTES_FROM_KEY):
+            raise EntryError(where, key, config[key], f"no such key (only {PROFILE_KEY}, {PROMOTES_FROM_KEY})")
+    profile = config.get(PROFILE_KEY)
+    if profile not in PROFILES:
+        raise EntryError(where, PROFILE_KEY, profile, f"the policy profile the stack follows: {', '.join(PROFILES)}")
+    source = config.get(PROMOTES_FROM_KEY)
+    if source is not None and (not isinstance(source, str) or not source):
+        raise EntryError(where, PROMOTES_FROM_KEY, source, "the name of the stack this one is promoted from")
+    return StackEntry(profile, source)
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    path: Path
+    entry: StackEntry
+
+    @property
+    def profile(self) -> str:
+        return self.entry.profile
+
+    @property
+    def promotes_from(self) -> str | None:
+        return self.entry.promotes_from
+
+
+@dataclass(frozen=True)
+class Registry:
+    environments_dir: Path
+    stacks: tuple[Stack, ...]  # the promotion chain first, in order, then the other stacks by name
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stacks]
+
+    def get(self, name: str) -> Stack:
+        """The stack called `name`; UnknownStackError (naming the folder and the known stacks) if none."""
+        for stack in self.stacks:
+            if stack.name == name:
+                return stack
+        raise UnknownStackError(name, self.environments_dir, self.names)
+
+    @property
+    def promotion_order(self) -> tuple[str, ...]:
+        """The stacks of the promotion chain, first to last (empty when no stack declares promotesFrom)."""
+        sources = {s.promotes_from for s in self.stacks if s.promotes_from}
+        return tuple(s.name for s in self.stacks if s.promotes_from or s.name in sources)
+
+
+def load(environments_dir: Path = ENVIRONMENTS_DIR) -> Registry:
+    """Read every `Pulumi.<name>.yaml` in `environments_dir`.
+
+    Raises StackRegistryError naming the file and key: unreadable YAML, a missing or bad `cdao-stack:` key,
+    a `promotesFrom` naming no stack here, two stacks promoted from the same one, or a cycle.
+    """
+    if not environments_dir.is_dir():
+        raise StackRegistryError(f"{environments_dir}: no such folder of stack files")
+    found: dict[str, Stack] = {}
+    for path in sorted(environments_dir.iterdir()):
+        match = _FILE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        where = f"{environments_dir.name}/{path.name}"
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StackRegistryError(f"{where}: cannot read: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise StackRegistryError(f"{where}: not valid YAML: {exc}") from None
+        config = document.get("config") if isinstance(document, Mapping) else None
+        if not isinstance(config, Mapping):
+            raise StackRegistryError(f"{where}: expected a mapping with a 'config:' mapping of key: value")
+        found[match["name"]] = Stack(match["name"], path, parse_entry(config, where))
+    return Registry(environments_dir, _ordered(found, environments_dir))
+
+
+def _ordered(found: dict[str, Stack], environments_dir: Path) -> tuple[Stack, ...]:
+    successor: dict[str, str] = {}
+    for stack in found.values():
+        source = stack.promotes_from
+        if source is None:
+            continue
+        where = f"{environments_dir.name}/{stack.path.name}: {PROMOTES_FROM_KEY} = {source!r}"
+        if source not in found:
+            raise StackRegistryError(f"{where}: no stack of that name (stacks here: {', '.join(sorted(found))})")
+        if source in successor:
+            # One successor per stack: `cdao promote` and the promotion workflow follow one chain.
+            both = " and ".join(f"{environments_dir.name}/Pulumi.{n}.yaml" for n in (successor[source], stack.name))
+            raise StackRegistryError(f"{where}: {both} are both promoted from {source!r}; a stack has one successor")
+        successor[source] = stack.name
+    chain: list[str] = []
+    for head in sorted(name for name in successor if found[name].promotes_from is None):
+        name: str | None = head
+        while name is not None:
+            chain.append(name)
+            name = successor.get(name)
+    cyclic = sorted((set(successor) | set(successor.values())) - set(chain))
+    if cyclic:
+        raise StackRegistryError(
+            f"{environments_dir.name}/Pulumi.{cyclic[0]}.yaml: {PROMOTES_FROM_KEY}: the stacks "
+            f"{', '.join(cyclic)} promote from each other in a cycle"
+        )
+    rest = sorted(set(found) - set(chain))
+    return tuple(found[name] for name in [*chain, *rest])
+
+
+__all__ = [
+    "DESTROYABLE_PROFILES",
+    "ENVIRONMENTS_DIR",
+    "NAMESPACE",
+    "PROFILES",
+    "PROFILE_KEY",
+    "PROMOTES_FROM_KEY",
+    "EntryError",
+    "Registry",
+    "Stack",
+    "StackEntry",
+    "StackRegistryError",
+    "UnknownStackError",
+    "load",
+    "parse_entry",
+]
