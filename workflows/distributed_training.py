@@ -10,7 +10,7 @@ plain call) runs the same code as a one-node job on the CPU with the gloo backen
 
 ``log_to_mlflow`` then records parameters, per-epoch losses and test metrics in the platform's MLflow
 (``MLFLOW_TRACKING_URI``, which ``cdao_sdk.run`` sets from ``configure(mlflow_tracking_uri=...)``;
-inside the cluster the mlflow add-on at ``http://mlflow.mlflow.svc:5000/mlflow``), uploads the
+inside the cluster the mlflow add-on, ``cdao_sdk.settings.IN_CLUSTER_MLFLOW_TRACKING_URI``), uploads the
 weights through MLflow's artifact proxy and registers them as a new version of a registered model.
 It speaks MLflow's REST API with the standard library, so tasks need no MLflow client in the image.
 
@@ -45,9 +45,7 @@ from workflows._data import Digits
 CACHE_VERSION = "1.0"
 SEED = 7
 N_CLASSES = 10
-# The mlflow add-on's Service (release mlflow, port 5000) under its static prefix; tests/platform
-# checks this against platform/addons/mlflow.
-IN_CLUSTER_MLFLOW = "http://mlflow.mlflow.svc:5000/mlflow"
+IN_CLUSTER_MLFLOW = settings.IN_CLUSTER_MLFLOW_TRACKING_URI
 
 # One GPU per worker pod: with time-slicing a "GPU" is a 1/replicas share, so one process per pod
 # keeps a worker's memory to one share.
