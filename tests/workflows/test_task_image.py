@@ -43,7 +43,7 @@ def test_the_exports_the_image_installs_resolve_from_the_lock():
 
     training = export("--only-group", "training", "--no-emit-package", "torch")
     assert not re.search(r"^torch==", training, re.MULTILINE)
-    for name in ("scikit-learn", "xgboost-cpu"):
+    for name in ("scikit-learn", "xgboost-cpu", "mlflow-skinny"):  # what the tasks import
         (version,) = _lock_version(name)
         assert f"{name}=={version}" in training
     plugins = export("--no-dev", "--package", "cdao-plugins", "--no-emit-workspace")
