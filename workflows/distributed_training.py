@@ -20,7 +20,6 @@ Data: scikit-learn's bundled 8x8 digits (1,797 images), so nothing is downloaded
 from __future__ import annotations
 
 import datetime
-import io
 import os
 import shutil
 import tempfile
@@ -36,7 +35,7 @@ from flytekit.types.file import FlyteFile
 from flytekitplugins.kfpytorch import Elastic
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
-from workflows import _data
+from workflows import _checkpoint, _data
 from workflows._data import Digits
 
 CACHE_VERSION = "1.0"
@@ -92,32 +91,6 @@ class EpochLog(typing.NamedTuple):
     losses: list[float]  # mean training loss of every epoch, including restored ones
 
 
-def _restore(checkpoint: Any | None, model: Any, optimizer: Any, device: Any, *, lr: float, batch_size: int):
-    """The epoch to start from and the losses so far, from a previous attempt's checkpoint if any."""
-    import torch  # noqa: PLC0415
-
-    saved = checkpoint.read() if checkpoint is not None else None
-    if not saved:
-        return 0, []
-    state = torch.load(io.BytesIO(saved), map_location=device, weights_only=True)
-    if (state["lr"], state["batch_size"]) != (lr, batch_size):
-        raise ValueError(
-            f"checkpoint was written with lr={state['lr']}, batch_size={state['batch_size']}; "
-            f"resuming with lr={lr}, batch_size={batch_size} would mix two different runs"
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return state["next_epoch"], list(state["losses"])
-
-
-def _save(checkpoint: Any, model: Any, optimizer: Any, state: dict[str, Any]) -> None:
-    import torch  # noqa: PLC0415
-
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, buf)
-    checkpoint.write(buf.getvalue())
-
-
 def train_data_parallel(
     data: Digits, *, epochs: int, lr: float, batch_size: int, checkpoint: Any | None
 ) -> tuple[Any, EpochLog]:
@@ -146,7 +119,7 @@ def train_data_parallel(
         model = build_model().to(device)
         ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=0.9)
-        start, losses = _restore(checkpoint, model, optimizer, device, lr=lr, batch_size=batch_size)
+        start, losses = _checkpoint.restore(checkpoint, model, optimizer, device, lr=lr, batch_size=batch_size)
 
         x, y = data.x_train.to(device), data.y_train.to(device)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -166,8 +139,9 @@ def train_data_parallel(
             losses.append(float(total[0] / total[1]))
             trained.append(epoch + 1)
             if checkpoint is not None and rank == 0:
-                state = {"next_epoch": epoch + 1, "losses": losses, "lr": lr, "batch_size": batch_size}
-                _save(checkpoint, model, optimizer, state)
+                _checkpoint.save(
+                    checkpoint, model, optimizer, next_epoch=epoch + 1, losses=losses, lr=lr, batch_size=batch_size
+                )
         return model, EpochLog(trained, losses)
     finally:
         if started_group:
