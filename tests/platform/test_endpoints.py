@@ -518,21 +518,34 @@ def test_flyte_alb_serves_its_host_over_tls_and_reaches_its_pods(stack: str, app
                 continue
             ingress = at(values, entry["annotations"]) or {}
             hosts = [h for path in entry["hosts"] for h in _values_at(values, path)]
-            if hosts != [hostname] * len(hosts) or not hosts:
-                problems.append(f"{name}: {chart} Ingress hosts {hosts}, the SDK and browsers use {hostname}")
-            listen = ingress.get("alb.ingress.kubernetes.io/listen-ports")
-            certificate = ingress.get("alb.ingress.kubernetes.io/certificate-arn")
-            listeners = yaml.safe_load(listen) if listen else [{"HTTPS": 443} if certificate else {"HTTP": 80}]
-            if {"HTTPS": 443} not in listeners or not certificate:
-                problems.append(f"{name}: {chart} Ingress has no HTTPS:443 listener with a certificate ({listeners})")
-            if ingress.get("alb.ingress.kubernetes.io/scheme") != "internal":
-                problems.append(f"{name}: {chart} Ingress is not on the internal ALB")
+            problems += _alb_ingress_problems(f"{name}: {chart} Ingress", ingress, hosts, hostname)
             for port_path in entry["backend_pod_ports"]:
                 port = port_path if isinstance(port_path, int) else int(at(values, port_path))
                 for cidr in private:
                     if not _ip_admits(policies, ns, cidr, port):
                         problems.append(f"{name}: {ns}'s NetworkPolicies keep the ALB ({cidr}) from pod port {port}")
+        # Our own Ingresses on Flyte's ALB (an action without a backend, such as a redirect).
+        for doc in app.manifests:
+            annotations = doc["metadata"].get("annotations") or {}
+            if doc["kind"] == "Ingress" and annotations.get(facts("endpoints")["alb"]["group_annotation"]) == "flyte":
+                hosts = [rule.get("host") for rule in doc["spec"]["rules"]]
+                where = f"{name}: Ingress {doc['metadata']['name']}"
+                problems += _alb_ingress_problems(where, annotations, hosts, hostname)
     assert problems == [], "\n".join(problems)
+
+
+def _alb_ingress_problems(where: str, annotations: dict[str, str], hosts: list[Any], hostname: str) -> list[str]:
+    problems = []
+    if hosts != [hostname] * len(hosts) or not hosts:
+        problems.append(f"{where} hosts {hosts}, the SDK and browsers use {hostname}")
+    listen = annotations.get("alb.ingress.kubernetes.io/listen-ports")
+    certificate = annotations.get("alb.ingress.kubernetes.io/certificate-arn")
+    listeners = yaml.safe_load(listen) if listen else [{"HTTPS": 443} if certificate else {"HTTP": 80}]
+    if {"HTTPS": 443} not in listeners or not certificate:
+        problems.append(f"{where} has no HTTPS:443 listener with a certificate ({listeners})")
+    if annotations.get("alb.ingress.kubernetes.io/scheme") != "internal":
+        problems.append(f"{where} is not on the internal ALB")
+    return problems
 
 
 def test_kubelet_probes_ask_for_a_path_the_server_serves(stack: str, apps: dict[str, RenderedApp]) -> None:
@@ -575,6 +588,27 @@ def _alb_rewrite(transforms: list[dict[str, Any]], url: str) -> str:
     return url
 
 
+def _redirects(apps: dict[str, RenderedApp], group: str | None, path: str, to: str) -> bool:
+    """Some Ingress of the ALB group answers `path` with a redirect to `to` (endpoints.yaml `alb`)."""
+    alb = facts("endpoints")["alb"]
+    for app in apps.values():
+        for doc in app.manifests:
+            annotations = doc["metadata"].get("annotations") or {}
+            if doc["kind"] != "Ingress" or annotations.get(alb["group_annotation"]) != group:
+                continue
+            for rule in doc["spec"]["rules"]:
+                for item in rule["http"]["paths"]:
+                    service = item["backend"]["service"]
+                    patterns = _alb_patterns(item["path"], item.get("pathType", "ImplementationSpecific"))
+                    if service["port"].get("name") != "use-annotation" or path not in patterns:
+                        continue
+                    key = alb["actions_annotation"].format(service=service["name"])
+                    action = json.loads(annotations.get(key, "{}"))
+                    if action.get("type") == "redirect" and action["redirectConfig"].get("path") == to:
+                        return True
+    return False
+
+
 def test_alb_paths_reach_the_server_routes(stack: str, apps: dict[str, RenderedApp]) -> None:
     """What reaches a server through Flyte's ALB lands on one of its routes: MLflow's client at the
     tracking URI `https://<flyte-hostname><ingress path>` (mlflow-server.yaml `routes.rest_api`), the web
@@ -605,8 +639,10 @@ def test_alb_paths_reach_the_server_routes(stack: str, apps: dict[str, RenderedA
             for paths in _values_at(values, entry["paths"]):
                 for item in paths or []:
                     patterns = _alb_patterns(item["path"], item.get("pathType", "ImplementationSpecific"))
-                    base = item["path"].rstrip("/")
+                    base = re.sub(r"/\*?$", "", item["path"])
                     page = f"https://alb{base}/"
+                    if not _redirects(apps, annotations.get(alb["group_annotation"]), base, f"{base}/"):
+                        problems.append(f"{name}: nothing on the ALB sends {base} to {base}/, where the UI works")
                     wanted = [base + routes["routes"]["rest_api"]] + [
                         urlsplit(urljoin(page, ref)).path for ref in [page, *routes["ui"]["relative_refs"]]
                     ]

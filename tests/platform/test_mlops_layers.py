@@ -273,7 +273,7 @@ def test_mlflow_is_behind_the_internal_ingress_at_the_sdk_uri(stack: str, apps: 
     # The server serves at its root (no static prefix); the ALB strips /mlflow (test_endpoints.py
     # test_alb_paths_reach_the_server_routes follows the paths).
     assert "staticPrefix" not in values["extraArgs"]
-    assert [p["path"] for p in host["paths"]] == ["/mlflow"]
+    assert [p["path"] for p in host["paths"]] == ["/mlflow/*"]
     release = apps["mlflow"].charts["mlflow"][0]["helm"]["releaseName"]
     in_cluster = f"http://{release}.{apps['mlflow'].app['spec']['destination']['namespace']}.svc:5000"
     assert in_cluster == IN_CLUSTER_MLFLOW_TRACKING_URI
