@@ -41,7 +41,6 @@ from workflows._data import Digits
 CACHE_VERSION = "1.0"
 SEED = 7
 N_CLASSES = 10
-IN_CLUSTER_MLFLOW = settings.IN_CLUSTER_MLFLOW_TRACKING_URI
 
 # One GPU per worker pod: with time-slicing a "GPU" is a 1/replicas share, so one process per pod
 # keeps a worker's memory to one share.
@@ -194,7 +193,7 @@ class MlflowError(RuntimeError):
 
 
 def tracking_uri() -> str:
-    return settings.get("mlflow_tracking_uri") or IN_CLUSTER_MLFLOW
+    return settings.get("mlflow_tracking_uri") or settings.IN_CLUSTER_MLFLOW_TRACKING_URI
 
 
 def _experiment_id(client: Any, name: str) -> str:
@@ -210,7 +209,7 @@ def _experiment_id(client: Any, name: str) -> str:
         raise MlflowError(
             f"no MLflow tracking server answers at {client.tracking_uri} ({exc.message}): set "
             f"MLFLOW_TRACKING_URI (or cdao_sdk.configure(mlflow_tracking_uri=...)) to a reachable one; "
-            f"the default {IN_CLUSTER_MLFLOW} exists only inside the platform's cluster"
+            f"the default {settings.IN_CLUSTER_MLFLOW_TRACKING_URI} exists only inside the platform's cluster"
         ) from exc
     if experiment is not None:
         return experiment.experiment_id
