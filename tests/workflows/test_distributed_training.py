@@ -27,7 +27,7 @@ import pytest
 import torch
 from flytekit.core.checkpointer import SyncCheckpoint
 from flytekitplugins.kfpytorch.task import PytorchElasticFunctionTask
-from google.protobuf.json_format import ParseDict
+from google.protobuf.json_format import ParseDict, ParseError
 from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS
 from mlflow.protos.model_registry_pb2 import ModelRegistryService
 from mlflow.protos.service_pb2 import MlflowService
@@ -61,6 +61,7 @@ class FakeMlflow:
         self.runs: dict[str, dict[str, Any]] = {}
         self.artifacts: dict[str, bytes] = {}
         self.models: dict[str, list[dict[str, str]]] = {}
+        self.problems: list[str] = []  # messages that are not MLflow's shapes, reported on exit
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -91,13 +92,23 @@ class FakeMlflow:
                     return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path}"})
                 query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
                 body = json.loads(raw) if raw else query
-                ParseDict(body, request())  # what the client sent is a message MLflow defines
+                try:
+                    ParseDict(body, request())  # what the client sent is a message MLflow defines
+                except ParseError as exc:
+                    fake.problems.append(f"{method} {path}: the client sent no {request.__name__}: {exc}")
+                    return self._reply(*fake._error("INVALID_PARAMETER_VALUE", fake.problems[-1]))
                 fake.calls.append((method, path, body))
                 if fake.fail_on and path.endswith(fake.fail_on):
                     return self._reply(*fake._error("INVALID_PARAMETER_VALUE", "injected"))
                 status, answer = fake.answer(path.removeprefix(f"{_REST_API_PATH_PREFIX}/mlflow"), body)
                 if status == 200:
-                    ParseDict(answer, request.Response())  # and so is what we answer
+                    # And so is what we answer; a shape MLflow does not define is the fake's bug.
+                    try:
+                        ParseDict(answer, request.Response())
+                    except ParseError as exc:
+                        wrong = f"{method} {path}: the fake's answer is no {request.__name__}.Response: {exc}"
+                        fake.problems.append(wrong)
+                        status, answer = 500, {"error_code": "INTERNAL_ERROR", "message": fake.problems[-1]}
                 self._reply(status, answer)
 
             def do_GET(self) -> None:
@@ -188,6 +199,7 @@ class FakeMlflow:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+        assert self.problems == [], "\n".join(self.problems)
 
 
 @pytest.fixture(autouse=True)
