@@ -10,9 +10,9 @@ plain call) runs the same code as a one-node job on the CPU with the gloo backen
 
 ``log_to_mlflow`` then records parameters, per-epoch losses and test metrics in the platform's MLflow
 (``MLFLOW_TRACKING_URI``, which ``cdao_sdk.run`` sets from ``configure(mlflow_tracking_uri=...)``;
-inside the cluster the mlflow add-on at ``http://mlflow.mlflow.svc:5000/mlflow``), uploads the
-weights through MLflow's artifact proxy and registers them as a new version of a registered model.
-It speaks MLflow's REST API with the standard library, so tasks need no MLflow client in the image.
+inside the cluster the mlflow add-on, ``cdao_sdk.settings.IN_CLUSTER_MLFLOW_TRACKING_URI``), uploads the
+weights through MLflow's artifact proxy and registers them as a new version of a registered model,
+with MLflow's own client (``mlflow-skinny``, the training dependency group, so in the task image).
 
 Data: scikit-learn's bundled 8x8 digits (1,797 images), so nothing is downloaded.
 """
@@ -20,15 +20,11 @@ Data: scikit-learn's bundled 8x8 digits (1,797 images), so nothing is downloaded
 from __future__ import annotations
 
 import datetime
-import io
-import json
 import os
+import shutil
 import tempfile
 import time
 import typing
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import flytekit
@@ -39,15 +35,12 @@ from flytekit.types.file import FlyteFile
 from flytekitplugins.kfpytorch import Elastic
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
-from workflows import _data
+from workflows import _checkpoint, _data
 from workflows._data import Digits
 
 CACHE_VERSION = "1.0"
 SEED = 7
 N_CLASSES = 10
-# The mlflow add-on's Service (release mlflow, port 5000) under its static prefix; tests/platform
-# checks this against platform/addons/mlflow.
-IN_CLUSTER_MLFLOW = "http://mlflow.mlflow.svc:5000/mlflow"
 
 # One GPU per worker pod: with time-slicing a "GPU" is a 1/replicas share, so one process per pod
 # keeps a worker's memory to one share.
@@ -97,32 +90,6 @@ class EpochLog(typing.NamedTuple):
     losses: list[float]  # mean training loss of every epoch, including restored ones
 
 
-def _restore(checkpoint: Any | None, model: Any, optimizer: Any, device: Any, *, lr: float, batch_size: int):
-    """The epoch to start from and the losses so far, from a previous attempt's checkpoint if any."""
-    import torch  # noqa: PLC0415
-
-    saved = checkpoint.read() if checkpoint is not None else None
-    if not saved:
-        return 0, []
-    state = torch.load(io.BytesIO(saved), map_location=device, weights_only=True)
-    if (state["lr"], state["batch_size"]) != (lr, batch_size):
-        raise ValueError(
-            f"checkpoint was written with lr={state['lr']}, batch_size={state['batch_size']}; "
-            f"resuming with lr={lr}, batch_size={batch_size} would mix two different runs"
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return state["next_epoch"], list(state["losses"])
-
-
-def _save(checkpoint: Any, model: Any, optimizer: Any, state: dict[str, Any]) -> None:
-    import torch  # noqa: PLC0415
-
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, buf)
-    checkpoint.write(buf.getvalue())
-
-
 def train_data_parallel(
     data: Digits, *, epochs: int, lr: float, batch_size: int, checkpoint: Any | None
 ) -> tuple[Any, EpochLog]:
@@ -151,7 +118,7 @@ def train_data_parallel(
         model = build_model().to(device)
         ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=0.9)
-        start, losses = _restore(checkpoint, model, optimizer, device, lr=lr, batch_size=batch_size)
+        start, losses = _checkpoint.restore(checkpoint, model, optimizer, device, lr=lr, batch_size=batch_size)
 
         x, y = data.x_train.to(device), data.y_train.to(device)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -171,8 +138,9 @@ def train_data_parallel(
             losses.append(float(total[0] / total[1]))
             trained.append(epoch + 1)
             if checkpoint is not None and rank == 0:
-                state = {"next_epoch": epoch + 1, "losses": losses, "lr": lr, "batch_size": batch_size}
-                _save(checkpoint, model, optimizer, state)
+                _checkpoint.save(
+                    checkpoint, model, optimizer, next_epoch=epoch + 1, losses=losses, lr=lr, batch_size=batch_size
+                )
         return model, EpochLog(trained, losses)
     finally:
         if started_group:
@@ -217,99 +185,52 @@ def train_ddp(epochs: int, lr: float, batch_size: int) -> Trained:
     return Trained(FlyteFile(out), log.losses, accuracy(model.cpu(), data.x_test, data.y_test))
 
 
-# --------------------------------------------------------------------------- MLflow over REST
+# --------------------------------------------------------------------------- MLflow
 
 
 class MlflowError(RuntimeError):
     pass
 
 
-class MlflowRest:
-    """The handful of MLflow REST calls a pipeline needs (tracking, proxied artifacts, registry)."""
-
-    def __init__(self, tracking_uri: str, timeout: float = 30.0):
-        if not tracking_uri.startswith(("http://", "https://")):
-            raise ValueError(f"MLflow tracking URI {tracking_uri!r}: expected http(s)://host[:port][/prefix]")
-        self.base = tracking_uri.rstrip("/")
-        self.timeout = timeout
-
-    def _call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None) -> dict:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method)  # noqa: S310 - http(s) checked in __init__
-        request.add_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked above
-                text = response.read().decode() or "{}"
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            try:
-                code = json.loads(detail).get("error_code", "")
-            except json.JSONDecodeError:
-                code = ""
-            raise MlflowError(f"{method} {path}: HTTP {exc.code} {code} {detail[:300]}") from exc
-        except urllib.error.URLError as exc:
-            raise MlflowError(
-                f"no MLflow tracking server answers at {self.base} ({exc.reason}): set MLFLOW_TRACKING_URI "
-                f"(or cdao_sdk.configure(mlflow_tracking_uri=...)) to a reachable one; the default "
-                f"{IN_CLUSTER_MLFLOW} exists only inside the platform's cluster"
-            ) from exc
-        return json.loads(text)
-
-    def experiment_id(self, name: str) -> str:
-        query = urllib.parse.urlencode({"experiment_name": name})
-        try:
-            return self._call("GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]["experiment_id"]
-        except MlflowError as exc:
-            if "RESOURCE_DOES_NOT_EXIST" not in str(exc):
-                raise
-        return self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": name})["experiment_id"]
-
-    def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> dict:
-        body = {
-            "experiment_id": experiment_id,
-            "run_name": run_name,
-            "start_time": int(time.time() * 1000),
-            "tags": [{"key": k, "value": v} for k, v in tags.items()],
-        }
-        return self._call("POST", "/api/2.0/mlflow/runs/create", body)["run"]["info"]
-
-    def log_batch(self, run_id: str, params: dict[str, Any], metrics: list[tuple[str, float, int]]) -> None:
-        now = int(time.time() * 1000)
-        # The REST API takes at most 1000 metrics per call; a pipeline's handful fits in one.
-        self._call(
-            "POST",
-            "/api/2.0/mlflow/runs/log-batch",
-            {
-                "run_id": run_id,
-                "params": [{"key": k, "value": str(v)} for k, v in params.items()],
-                "metrics": [{"key": k, "value": v, "timestamp": now, "step": s} for k, v, s in metrics],
-            },
-        )
-
-    def upload_artifact(self, artifact_uri: str, path: str, content: bytes) -> None:
-        # Proxied artifact storage: the run's URI is mlflow-artifacts:/<experiment>/<run>/artifacts.
-        prefix = "mlflow-artifacts:"
-        if not artifact_uri.startswith(prefix):
-            raise MlflowError(f"artifact URI {artifact_uri!r} is not served by the tracking server (--serve-artifacts)")
-        location = artifact_uri.removeprefix(prefix).lstrip("/")
-        self._call("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{location}/{path}", raw=content)
-
-    def register_version(self, model_name: str, source: str, run_id: str) -> str:
-        try:
-            self._call("POST", "/api/2.0/mlflow/registered-models/create", {"name": model_name})
-        except MlflowError as exc:
-            if "RESOURCE_ALREADY_EXISTS" not in str(exc):
-                raise
-        body = {"name": model_name, "source": source, "run_id": run_id}
-        return self._call("POST", "/api/2.0/mlflow/model-versions/create", body)["model_version"]["version"]
-
-    def end_run(self, run_id: str, status: str) -> None:
-        body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
-        self._call("POST", "/api/2.0/mlflow/runs/update", body)
-
-
 def tracking_uri() -> str:
-    return settings.get("mlflow_tracking_uri") or IN_CLUSTER_MLFLOW
+    return settings.get("mlflow_tracking_uri") or settings.IN_CLUSTER_MLFLOW_TRACKING_URI
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    """The experiment's id, created if missing (a concurrent run may create it first)."""
+    from mlflow.exceptions import MlflowException, RestException  # noqa: PLC0415
+
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except RestException:
+        raise
+    except MlflowException as exc:
+        # No HTTP answer at all (mlflow/utils/rest_utils.py http_request wraps the transport error).
+        raise MlflowError(
+            f"no MLflow tracking server answers at {client.tracking_uri} ({exc.message}): set "
+            f"MLFLOW_TRACKING_URI (or cdao_sdk.configure(mlflow_tracking_uri=...)) to a reachable one; "
+            f"the default {settings.IN_CLUSTER_MLFLOW_TRACKING_URI} exists only inside the platform's cluster"
+        ) from exc
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except RestException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _register_version(client: Any, model_name: str, source: str, run_id: str) -> str:
+    """A new version of the registered model (created on first use) from the run's artifacts."""
+    from mlflow.exceptions import RestException  # noqa: PLC0415
+
+    try:
+        client.create_registered_model(model_name)
+    except RestException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return client.create_model_version(model_name, source, run_id=run_id).version
 
 
 @cpu_task(cpu="1", memory="1Gi", workload_type="mlops", retries=2, timeout=datetime.timedelta(minutes=15))
@@ -323,27 +244,37 @@ def log_to_mlflow(  # noqa: PLR0917 - a Flyte task's inputs are its parameters; 
     experiment: str,
     registered_model: str,
 ) -> str:
-    """One MLflow run per training: parameters, loss per epoch, test accuracy, the weights, and a new
-    version of the registered model. Returns that version number."""
-    client = MlflowRest(tracking_uri())
+    """One MLflow run per training: parameters, loss per epoch, test accuracy, the weights (through the
+    server's artifact proxy, so the task needs no S3 rights), and a new version of the registered
+    model. Returns that version number. Talks to MLflow with its own client (mlflow-skinny)."""
+    # MLflow's maintained client (mlflow-skinny, the training group), imported here so that loading the
+    # workflow for registration does not load it; workflows/README.md has the measurements behind it.
+    from mlflow import MlflowClient  # noqa: PLC0415
+    from mlflow.entities import Metric, Param, RunStatus  # noqa: PLC0415
+
+    uri = tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     ctx = flytekit.current_context()
-    run = client.start_run(
-        client.experiment_id(experiment),
+    run = client.create_run(
+        _experiment_id(client, experiment),
         run_name=f"{ctx.execution_id.name}-ddp",
         tags={"flyte.execution": ctx.execution_id.name, "cdao.io/pipeline": "distributed_training"},
-    )
+    ).info
     try:
-        metrics = [("train_loss", loss, step) for step, loss in enumerate(losses, start=1)]
-        metrics.append(("test_accuracy", test_accuracy, len(losses)))
+        now = int(time.time() * 1000)
+        metrics = [Metric("train_loss", loss, now, step) for step, loss in enumerate(losses, start=1)]
+        metrics.append(Metric("test_accuracy", test_accuracy, now, len(losses)))
         params = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "nnodes": ELASTIC.nnodes}
-        client.log_batch(run["run_id"], params, metrics)
-        with open(model.download(), "rb") as weights:
-            client.upload_artifact(run["artifact_uri"], "model/digits_mlp.pt", weights.read())
-        version = client.register_version(registered_model, f"{run['artifact_uri']}/model", run["run_id"])
+        client.log_batch(run.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+        # The artifact takes the local file's name, which a downloaded FlyteFile does not promise.
+        weights = os.path.join(tempfile.mkdtemp(prefix="mlflow-"), "digits_mlp.pt")
+        shutil.copyfile(model.download(), weights)
+        client.log_artifact(run.run_id, weights, artifact_path="model")
+        version = _register_version(client, registered_model, f"{run.artifact_uri}/model", run.run_id)
     except Exception:
-        client.end_run(run["run_id"], "FAILED")
+        client.set_terminated(run.run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
-    client.end_run(run["run_id"], "FINISHED")
+    client.set_terminated(run.run_id, RunStatus.to_string(RunStatus.FINISHED))
     return version
 
 

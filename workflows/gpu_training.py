@@ -10,7 +10,6 @@ downloaded; locally PyTorch's CPU build runs the same code.
 from __future__ import annotations
 
 import datetime
-import io
 import typing
 from typing import Any
 
@@ -18,7 +17,7 @@ import flytekit
 from cdao_sdk import gpu_task, workflow
 from flytekit.types.file import FlyteFile
 
-from workflows import _data, _platform
+from workflows import _checkpoint, _data, _platform
 from workflows._data import Digits
 
 CACHE_VERSION = "1.0"
@@ -69,19 +68,7 @@ def fit(data: Digits, *, epochs: int, lr: float, batch_size: int, checkpoint: An
     torch.manual_seed(SEED)
     model = build_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    start, losses = 0, []
-
-    saved = checkpoint.read() if checkpoint is not None else None
-    if saved:
-        state = torch.load(io.BytesIO(saved), map_location=device, weights_only=True)
-        if (state["lr"], state["batch_size"]) != (lr, batch_size):
-            raise ValueError(
-                f"checkpoint was written with lr={state['lr']}, batch_size={state['batch_size']}; "
-                f"resuming with lr={lr}, batch_size={batch_size} would mix two different runs"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, losses = state["next_epoch"], list(state["losses"])
+    start, losses = _checkpoint.restore(checkpoint, model, optimizer, device, lr=lr, batch_size=batch_size)
 
     x, y = data.x_train.to(device), data.y_train.to(device)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -100,19 +87,9 @@ def fit(data: Digits, *, epochs: int, lr: float, batch_size: int, checkpoint: An
         losses.append(total / len(x))
         trained.append(epoch + 1)
         if checkpoint is not None:
-            buf = io.BytesIO()
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "next_epoch": epoch + 1,
-                    "losses": losses,
-                    "lr": lr,
-                    "batch_size": batch_size,
-                },
-                buf,
+            _checkpoint.save(
+                checkpoint, model, optimizer, next_epoch=epoch + 1, losses=losses, lr=lr, batch_size=batch_size
             )
-            checkpoint.write(buf.getvalue())
     return FitResult(model, trained, losses)
 
 

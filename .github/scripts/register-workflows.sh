@@ -4,7 +4,7 @@
 # revision (the working directory: its workflows/ and its locked environment); the Flyte projects come
 # from this script's own checkout, whose stack file the run deploys. Inputs come from the environment:
 #   STACK, FLYTE_DOMAIN, REVISION (the commit the stack runs: the version of every registered entity),
-#   IMAGE (the task image workflows/Dockerfile built for REVISION, in the stack's registry),
+#   IMAGE (the task image, plugins/Dockerfile's tasks target, built for REVISION, in the stack's registry),
 #   FLYTE_PLATFORM_URL, FLYTE_CREDENTIALS_CLIENT_ID, FLYTE_CREDENTIALS_CLIENT_SECRET (flytekit's own
 #   variable names, read by pyflyte).
 set -euo pipefail

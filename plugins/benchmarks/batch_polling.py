@@ -28,7 +28,6 @@ from typing import Any
 
 import boto3
 import grpc
-import requests
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from flyteidl.admin import agent_pb2
@@ -41,14 +40,12 @@ from moto.server import ThreadedMotoServer
 # The propeller stand-in and the example task live with the tests; the benchmark reuses them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
 import batch_tasks
-from aws_setup import provision_attempt_table
+from aws_setup import provision_attempt_table, provision_batch
 from grpc_connector_server import ConnectorServer
 from propeller import execution_metadata, render_task_template, serialize
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-SPOT_QUEUE = "bench-spot"
-ON_DEMAND_QUEUE = "bench-on-demand"
 NAIVE_TASK_TYPE = "benchmark-naive-batch"
 
 
@@ -60,33 +57,6 @@ class NaiveBatchConnector(BatchConnector):
     def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         jobs = self._client(resource_meta.region).describe_jobs(jobs=[resource_meta.job_id])["jobs"]
         return self.resource_for(jobs[0] if jobs else None, resource_meta)
-
-
-def _provision(endpoint: str) -> None:
-    requests.post(f"{endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-    }
-    role = boto3.client("iam", region_name=REGION).create_role(
-        RoleName="bench-batch", AssumeRolePolicyDocument=json.dumps(trust)
-    )["Role"]["Arn"]
-    batch = boto3.client("batch", region_name=REGION)
-    ce = batch.create_compute_environment(
-        computeEnvironmentName="bench", type="UNMANAGED", state="ENABLED", serviceRole=role
-    )["computeEnvironmentArn"]
-    for q in (SPOT_QUEUE, ON_DEMAND_QUEUE):
-        batch.create_job_queue(
-            jobQueueName=q,
-            state="ENABLED",
-            priority=1,
-            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-        )
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -145,10 +115,11 @@ def _run_mode(
             durations.append(time.monotonic() - began)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
         "calls_per_round": statistics.mean(per_round),
-        "p50_ms": 1000 * _percentile(latencies, 0.50),
-        "p99_ms": 1000 * _percentile(latencies, 0.99),
+        "p50_ms": 1000 * percentiles[49],
+        "p99_ms": 1000 * percentiles[98],
         "peak_mib": peak / 2**20,
         "slowest_round_s": max(durations),
         "oldest_outdated_s": max(polling.outdated_ages, default=0.0),
@@ -177,8 +148,6 @@ def main(argv: list[str] | None = None) -> int:
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_REGION": REGION,
             "CDAO_AWS_REGION": REGION,
-            "CDAO_BATCH_SPOT_QUEUE": SPOT_QUEUE,
-            "CDAO_BATCH_ON_DEMAND_QUEUE": ON_DEMAND_QUEUE,
             # The connector's freshness bound is the polling interval: no answer older than that.
             "CDAO_BATCH_STATUS_REFRESH_SECONDS": str(args.interval),
         }
@@ -191,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ConnectorRegistry.register(BatchConnector(), override=True)
     ConnectorRegistry.register(NaiveBatchConnector(NAIVE_TASK_TYPE), override=True)
-    _provision(endpoint)
+    # The same Batch set-up as the connector tests (queues, service role, moto's simple Batch).
+    os.environ.update(provision_batch(endpoint, REGION))
     os.environ.update(provision_attempt_table(REGION))
 
     server = ConnectorServer().start()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -61,11 +62,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 API_KEY = "bench-key"
 GET_TASK_DEADLINE = 10.0  # platform/addons/flyte/flyte-core/values.yaml
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _batch_tasks(stub, n: int) -> list[bytes]:
@@ -250,11 +246,11 @@ class Measured:
         cpu = _cpu_seconds(self._pid)
         latencies, errors = self._poller.rounds(task_type, metas, rounds, self._workers)
         cpu_ms = 1000 * (_cpu_seconds(self._pid) - cpu) / len(latencies)
+        percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
         print(
-            f"{label}: p50_ms={1000 * _percentile(latencies, 0.5):.1f} "
-            f"p99_ms={1000 * _percentile(latencies, 0.99):.1f} max_ms={1000 * max(latencies):.1f} "
-            f"service_cpu_ms_per_call={cpu_ms:.2f} calls={len(latencies)} errors={errors} "
-            f"load_avg={os.getloadavg()[0]:.1f}",
+            f"{label}: p50_ms={1000 * percentiles[49]:.1f} p99_ms={1000 * percentiles[98]:.1f} "
+            f"max_ms={1000 * max(latencies):.1f} service_cpu_ms_per_call={cpu_ms:.2f} calls={len(latencies)} "
+            f"errors={errors} load_avg={os.getloadavg()[0]:.1f}",
             flush=True,
         )
 

@@ -13,14 +13,19 @@
 | MLflow tracking server | ``mlflow_tracking_uri`` | ``MLFLOW_TRACKING_URI`` (what MLflow's own client reads) |
 
 ``run`` hands the MLflow tracking URI to every task of the execution as ``MLFLOW_TRACKING_URI``, so
-tasks log to the platform's MLflow (the mlflow add-on, ``http://mlflow.mlflow.svc:5000/mlflow`` inside
-the cluster) without naming it.
+tasks log to the platform's MLflow without naming it. Inside the cluster that is the mlflow add-on at
+``IN_CLUSTER_MLFLOW_TRACKING_URI``; from outside, ``https://<flyte-hostname>/mlflow`` (Flyte's ALB
+strips ``/mlflow``, platform/addons/mlflow).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+
+# The mlflow add-on's Service (release mlflow, namespace mlflow, port 5000); the server serves at its
+# root. tests/platform/test_endpoints.py checks this URL against platform/.
+IN_CLUSTER_MLFLOW_TRACKING_URI = "http://mlflow.mlflow.svc:5000"
 
 _ENV = {
     "admin_endpoint": "CDAO_ADMIN_ENDPOINT",

@@ -253,8 +253,9 @@ def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
 
 def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
     jobs = deploy["jobs"]
-    builds = {b["with"]["file"]: b["with"] for b in steps_using(jobs["image-dev"], "docker/build-push-action")}
-    assert set(builds) == {"stack/plugins/Dockerfile", "stack/workflows/Dockerfile"}
+    builds = {b["with"]["target"]: b["with"] for b in steps_using(jobs["image-dev"], "docker/build-push-action")}
+    assert set(builds) == {"connector", "tasks"}  # plugins/Dockerfile's targets, one base stage
+    assert {b["file"] for b in builds.values()} == {"stack/plugins/Dockerfile"}
     assert all(b["push"] is True and b["context"] == "stack" for b in builds.values())
     for stack in ("staging", "prod"):
         job = jobs[f"image-{stack}"]

@@ -565,7 +565,9 @@ def test_readme_lists_every_add_on_and_chart_version() -> None:
 def test_connector_runs_as_the_user_its_image_creates() -> None:
     """The Deployment's runAsUser/runAsGroup must be the image's own non-root user (plugins/Dockerfile)."""
     dockerfile = (REPO_ROOT / "plugins" / "Dockerfile").read_text()
-    (user,) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    # The file builds two targets; the connector's stage runs from `FROM ... AS connector` to the next FROM.
+    (connector,) = re.findall(r"^FROM \S+ AS connector$(.*?)(?=^FROM |\Z)", dockerfile, re.MULTILINE | re.DOTALL)
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", connector, re.MULTILINE)
     deployment = yaml.safe_load((PLATFORM / "addons/connectors/base/deployment.yaml").read_text())
     context = deployment["spec"]["template"]["spec"]["securityContext"]
     assert (str(context["runAsUser"]), str(context["runAsGroup"])) == user

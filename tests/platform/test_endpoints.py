@@ -10,10 +10,13 @@ records how the charts name their Services and what their servers accept, with i
 from __future__ import annotations
 
 import ast
+import fnmatch
 import ipaddress
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import yaml
@@ -164,6 +167,7 @@ class Server:
     tls: bool
     path_prefix: str
     host_check: list[str] | None = None  # MLflow's allowed Host patterns
+    path_roots: list[str] | None = None  # first segments of the routes under path_prefix (None: any)
 
 
 def _container_port(apps: dict[str, RenderedApp], namespace: str, selector: dict[str, str], name: Any) -> int:
@@ -226,6 +230,7 @@ def _servers(apps: dict[str, RenderedApp], namespaces: dict[str, dict[str, Any]]
                 bool(at(values, entry["tls"])) if isinstance(entry["tls"], str) else entry["tls"],
                 str(at(values, entry["path_prefix"]) or ""),
                 host_check,
+                facts(entry["path_roots"])["routes"]["roots"] if entry.get("path_roots") else None,
             )
     return out
 
@@ -259,11 +264,11 @@ def _endpoints(apps: dict[str, RenderedApp], namespaces: dict[str, dict[str, Any
             found += _endpoints_in(doc, caller)
         for chart, (_, ours) in app.charts.items():
             found += _endpoints_in(ours, Caller(f"{name}: {chart} values", app_ns, {}, meshed(app_ns, {})))
-    # The SDK hands its documented in-cluster tracking URI to every task (cdao_sdk.settings); read
-    # without importing the SDK, which would load flytekit.
-    settings_doc = ast.get_docstring(ast.parse((REPO_ROOT / "plugins" / "cdao_sdk" / "settings.py").read_text()))
+    # The SDK's in-cluster tracking URI, which tasks use by default (cdao_sdk.settings
+    # IN_CLUSTER_MLFLOW_TRACKING_URI); read without importing the SDK, which would load flytekit.
+    settings_py = ast.parse((REPO_ROOT / "plugins" / "cdao_sdk" / "settings.py").read_text())
     task = Caller("cdao_sdk.settings", TASK_NAMESPACE, {}, meshed(TASK_NAMESPACE, {}))
-    found += _endpoints_in(settings_doc or "", task)
+    found += _endpoints_in([n.value for n in ast.walk(settings_py) if isinstance(n, ast.Constant)], task)
     return found
 
 
@@ -328,15 +333,25 @@ def _problems(apps: dict[str, RenderedApp], endpoint: Endpoint) -> list[str]:
         caller_tls = "expects" if e.tls_expected else "does not use"
         server_tls = "serves" if server.tls else "does not serve"
         problems.append(f"{where}: the caller {caller_tls} TLS, the server {server_tls} it")
-    prefix = server.path_prefix.rstrip("/")
-    if prefix and not (e.path == prefix or e.path.startswith(prefix + "/")):
-        problems.append(f"{where}: the server serves only under {prefix}")
+    problems += [f"{where}: {p}" for p in _path_problems(server, e.path)]
     if server.host_check is not None:
         host = f"{e.service}.{e.namespace}{_url_suffix(e.url)}:{e.port}"
         allowed = server.host_check
         if not mlflow_accepts_host(allowed, host):
             problems.append(f"{where}: the server's Host check refuses {host} (allowed: {allowed})")
     return problems
+
+
+def _path_problems(server: Server, path: str) -> list[str]:
+    """Why the server answers a request for `path` (without query) with a 404: outside its path
+    prefix, or under it but outside every route it has."""
+    prefix = server.path_prefix.rstrip("/")
+    if prefix and not (path == prefix or path.startswith(prefix + "/")):
+        return [f"the server serves only under {prefix}"]
+    root = path.removeprefix(prefix).lstrip("/").split("/")[0]
+    if server.path_roots is not None and root not in server.path_roots:
+        return [f"the server serves nothing at {path} (its routes under {prefix or '/'}: {server.path_roots})"]
+    return []
 
 
 def _url_suffix(url: str) -> str:
@@ -346,7 +361,7 @@ def _url_suffix(url: str) -> str:
 
 def test_every_in_cluster_url_reaches_a_server_that_accepts_it(stack: str, apps: dict[str, RenderedApp]) -> None:
     endpoints = _endpoints(apps, _namespaces(apps))
-    assert {e.service for e in endpoints} >= {"cdao-connector"}, "the URL search found no propeller endpoint"
+    assert {e.service for e in endpoints} >= {"cdao-connector", "mlflow"}, "the URL search missed a known caller"
     problems = [p for e in endpoints for p in _problems(apps, e)]
     assert problems == [], "\n".join(problems)
 
@@ -422,11 +437,12 @@ def _enabled(values: Any, prefix: str = "") -> list[str]:
 @pytest.mark.parametrize(
     ("url", "refused"),
     [
-        ("http://mlflow.mlflow.svc:5000/mlflow", None),
-        ("http://mlflow.mlflow.svc:5000/api/2.0/mlflow/runs/get", "serves only under /mlflow"),
-        ("http://mlflow.mlflow.svc.cluster.local:5000/mlflow", "Host check refuses"),
-        ("https://mlflow.mlflow.svc:5000/mlflow", "expects TLS"),
-        ("http://mlflow.mlflow.svc:80/mlflow", "no Service mlflow/mlflow with port 80"),
+        ("http://mlflow.mlflow.svc:5000", None),
+        ("http://mlflow.mlflow.svc:5000/api/2.0/mlflow/runs/get", None),
+        ("http://mlflow.mlflow.svc:5000/mlflow", "serves nothing at /mlflow"),
+        ("http://mlflow.mlflow.svc.cluster.local:5000", "Host check refuses"),
+        ("https://mlflow.mlflow.svc:5000", "expects TLS"),
+        ("http://mlflow.mlflow.svc:80", "no Service mlflow/mlflow with port 80"),
         ("http://vllm.inference.svc:8000/v1", "do not let it in"),
     ],
 )
@@ -441,7 +457,10 @@ def test_a_task_url_is_refused_for_the_right_reason(
         # Not a task: a pod of a namespace that vLLM's allow-callers policy does not list.
         endpoint.caller = Caller("a kube-system pod", "kube-system", {})
     problems = _problems(apps, endpoint)
-    assert (refused is None and problems == []) or any(refused in p for p in problems), problems
+    if refused is None:
+        assert problems == []
+    else:
+        assert any(refused in p for p in problems), problems
 
 
 def _values_at(values: Any, path: str) -> list[Any]:
@@ -499,27 +518,36 @@ def test_flyte_alb_serves_its_host_over_tls_and_reaches_its_pods(stack: str, app
                 continue
             ingress = at(values, entry["annotations"]) or {}
             hosts = [h for path in entry["hosts"] for h in _values_at(values, path)]
-            if hosts != [hostname] * len(hosts) or not hosts:
-                problems.append(f"{name}: {chart} Ingress hosts {hosts}, the SDK and browsers use {hostname}")
-            listen = ingress.get("alb.ingress.kubernetes.io/listen-ports")
-            certificate = ingress.get("alb.ingress.kubernetes.io/certificate-arn")
-            listeners = yaml.safe_load(listen) if listen else [{"HTTPS": 443} if certificate else {"HTTP": 80}]
-            if {"HTTPS": 443} not in listeners or not certificate:
-                problems.append(f"{name}: {chart} Ingress has no HTTPS:443 listener with a certificate ({listeners})")
-            if ingress.get("alb.ingress.kubernetes.io/scheme") != "internal":
-                problems.append(f"{name}: {chart} Ingress is not on the internal ALB")
+            problems += _alb_ingress_problems(f"{name}: {chart} Ingress", ingress, hosts, hostname)
             for port_path in entry["backend_pod_ports"]:
                 port = port_path if isinstance(port_path, int) else int(at(values, port_path))
                 for cidr in private:
                     if not _ip_admits(policies, ns, cidr, port):
                         problems.append(f"{name}: {ns}'s NetworkPolicies keep the ALB ({cidr}) from pod port {port}")
+        # Our own Ingresses on Flyte's ALB (an action without a backend, such as a redirect).
+        for doc in app.manifests:
+            annotations = doc["metadata"].get("annotations") or {}
+            if doc["kind"] == "Ingress" and annotations.get(facts("endpoints")["alb"]["group_annotation"]) == "flyte":
+                hosts = [rule.get("host") for rule in doc["spec"]["rules"]]
+                where = f"{name}: Ingress {doc['metadata']['name']}"
+                problems += _alb_ingress_problems(where, annotations, hosts, hostname)
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review-14 item 1, open: the mlflow chart's fixed /health probes miss --static-prefix /mlflow",
-)
+def _alb_ingress_problems(where: str, annotations: dict[str, str], hosts: list[Any], hostname: str) -> list[str]:
+    problems = []
+    if hosts != [hostname] * len(hosts) or not hosts:
+        problems.append(f"{where} hosts {hosts}, the SDK and browsers use {hostname}")
+    listen = annotations.get("alb.ingress.kubernetes.io/listen-ports")
+    certificate = annotations.get("alb.ingress.kubernetes.io/certificate-arn")
+    listeners = yaml.safe_load(listen) if listen else [{"HTTPS": 443} if certificate else {"HTTP": 80}]
+    if {"HTTPS": 443} not in listeners or not certificate:
+        problems.append(f"{where} has no HTTPS:443 listener with a certificate ({listeners})")
+    if annotations.get("alb.ingress.kubernetes.io/scheme") != "internal":
+        problems.append(f"{where} is not on the internal ALB")
+    return problems
+
+
 def test_kubelet_probes_ask_for_a_path_the_server_serves(stack: str, apps: dict[str, RenderedApp]) -> None:
     """A chart's fixed probe paths (endpoints.yaml `probe_paths`) are under the server's path prefix:
     otherwise readiness never passes and liveness restarts the pod (MLflow's --static-prefix moves
@@ -533,8 +561,95 @@ def test_kubelet_probes_ask_for_a_path_the_server_serves(stack: str, apps: dict[
                 continue
             ns = app.app["spec"]["destination"]["namespace"]
             name = entry["name"].format(release=source.get("helm", {}).get("releaseName", chart))
-            prefix = servers[(ns, name)].path_prefix.rstrip("/")
+            server = servers[(ns, name)]
             for path in entry["probe_paths"]:
-                if prefix and not (path == prefix or path.startswith(prefix + "/")):
-                    problems.append(f"{chart}: the kubelet probes {path}; the server serves only under {prefix}")
+                problems += [f"{chart}: the kubelet probes {path}: {p}" for p in _path_problems(server, path)]
+    assert problems == [], "\n".join(problems)
+
+
+def _alb_patterns(path: str, path_type: str) -> list[str]:
+    """The path patterns of the ALB rule the controller builds for an Ingress path (endpoints.yaml `alb`)."""
+    if path_type != "Prefix":
+        return [path]
+    if path == "/":
+        return ["/*"]
+    return [p.format(path=path.rstrip("/")) for p in facts("endpoints")["alb"]["prefix_patterns"]]
+
+
+def _alb_rewrite(transforms: list[dict[str, Any]], url: str) -> str:
+    """The URL the ALB sends on after a rule's url-rewrite transform: the first match of the regex is
+    replaced, `$n` naming a capture group; no match leaves the URL as it came."""
+    for transform in transforms:
+        if transform["type"] != "url-rewrite":
+            continue
+        for rewrite in transform["urlRewriteConfig"]["rewrites"]:
+            if re.search(rewrite["regex"], url):
+                return re.sub(rewrite["regex"], re.sub(r"\$(\d+)", r"\\g<\1>", rewrite["replace"]), url, count=1)
+    return url
+
+
+def _redirects(apps: dict[str, RenderedApp], group: str | None, path: str, to: str) -> bool:
+    """Some Ingress of the ALB group answers `path` with a redirect to `to` (endpoints.yaml `alb`)."""
+    alb = facts("endpoints")["alb"]
+    for app in apps.values():
+        for doc in app.manifests:
+            annotations = doc["metadata"].get("annotations") or {}
+            if doc["kind"] != "Ingress" or annotations.get(alb["group_annotation"]) != group:
+                continue
+            for rule in doc["spec"]["rules"]:
+                for item in rule["http"]["paths"]:
+                    service = item["backend"]["service"]
+                    patterns = _alb_patterns(item["path"], item.get("pathType", "ImplementationSpecific"))
+                    if service["port"].get("name") != "use-annotation" or path not in patterns:
+                        continue
+                    key = alb["actions_annotation"].format(service=service["name"])
+                    action = json.loads(annotations.get(key, "{}"))
+                    if action.get("type") == "redirect" and action["redirectConfig"].get("path") == to:
+                        return True
+    return False
+
+
+def test_alb_paths_reach_the_server_routes(stack: str, apps: dict[str, RenderedApp]) -> None:
+    """What reaches a server through Flyte's ALB lands on one of its routes: MLflow's client at the
+    tracking URI `https://<flyte-hostname><ingress path>` (mlflow-server.yaml `routes.rest_api`), the web
+    UI at `<ingress path>/` with every file and API call it makes by relative URL (`ui.relative_refs`),
+    each matched by the Ingress's ALB rule and rewritten by its transform (endpoints.yaml `alb`); and the
+    target group's health check, which the ALB sends straight to the pods, asks for the server's health
+    route (`routes.health`)."""
+    alb = facts("endpoints")["alb"]
+    servers = _servers(apps, _namespaces(apps))
+    problems = []
+    for name, app in apps.items():
+        ns = app.app["spec"]["destination"]["namespace"]
+        for chart, (source, ours) in app.charts.items():
+            entry = facts("endpoints")["ingresses"].get(chart)
+            values = _merge(default_values_with_subcharts(chart, source["targetRevision"]), ours)
+            if entry is None or "service" not in entry or not at(values, entry["enabled"]):
+                continue
+            release = source.get("helm", {}).get("releaseName", chart)
+            service = facts("endpoints")["services"][entry["service"]]["name"].format(release=release)
+            server = servers[(ns, service)]
+            routes = facts(facts("endpoints")["services"][entry["service"]]["path_roots"])
+            annotations = at(values, entry["annotations"]) or {}
+            transforms = json.loads(annotations.get(alb["transforms_annotation"].format(service=service), "[]"))
+            health = annotations.get(alb["healthcheck_annotation"], alb["healthcheck_default"])
+            problems += [f"{name}: ALB health check {health}: {p}" for p in _path_problems(server, health)]
+            if health != server.path_prefix.rstrip("/") + routes["routes"]["health"]:
+                problems.append(f"{name}: the ALB health check asks for {health}, not the health route")
+            for paths in _values_at(values, entry["paths"]):
+                for item in paths or []:
+                    patterns = _alb_patterns(item["path"], item.get("pathType", "ImplementationSpecific"))
+                    base = re.sub(r"/\*?$", "", item["path"])
+                    page = f"https://alb{base}/"
+                    if not _redirects(apps, annotations.get(alb["group_annotation"]), base, f"{base}/"):
+                        problems.append(f"{name}: nothing on the ALB sends {base} to {base}/, where the UI works")
+                    wanted = [base + routes["routes"]["rest_api"]] + [
+                        urlsplit(urljoin(page, ref)).path for ref in [page, *routes["ui"]["relative_refs"]]
+                    ]
+                    for request in wanted:
+                        if not any(fnmatch.fnmatchcase(request, p) for p in patterns):
+                            problems.append(f"{name}: the ALB does not send {request} to {service} ({patterns})")
+                            continue
+                        sent = _alb_rewrite(transforms, request)
+                        problems += [f"{name}: {request} -> {sent}: {p}" for p in _path_problems(server, sent)]
     assert problems == [], "\n".join(problems)

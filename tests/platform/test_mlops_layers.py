@@ -256,7 +256,7 @@ def test_mlflow_uses_its_own_database_user_and_artifact_prefix(stack: str, apps:
 
 
 def test_mlflow_is_behind_the_internal_ingress_at_the_sdk_uri(stack: str, apps: dict[str, RenderedApp]) -> None:
-    from cdao_sdk.settings import __doc__ as settings_doc  # noqa: PLC0415
+    from cdao_sdk.settings import IN_CLUSTER_MLFLOW_TRACKING_URI  # noqa: PLC0415
     from platform_stack import cluster_secret  # noqa: PLC0415
 
     secret = cluster_secret(stack)
@@ -270,13 +270,13 @@ def test_mlflow_is_behind_the_internal_ingress_at_the_sdk_uri(stack: str, apps: 
     )
     (host,) = ingress["hosts"]
     assert host["host"] == _annotation(secret, "flyte-hostname")
-    prefix = values["extraArgs"]["staticPrefix"]
-    assert [p["path"] for p in host["paths"]] == [prefix]
+    # The server serves at its root (no static prefix); the ALB strips /mlflow (test_endpoints.py
+    # test_alb_paths_reach_the_server_routes follows the paths).
+    assert "staticPrefix" not in values["extraArgs"]
+    assert [p["path"] for p in host["paths"]] == ["/mlflow/*"]
     release = apps["mlflow"].charts["mlflow"][0]["helm"]["releaseName"]
-    in_cluster = f"http://{release}.{apps['mlflow'].app['spec']['destination']['namespace']}.svc:5000{prefix}"
-    assert in_cluster in (settings_doc or "")
-    workflow_uri = (PLATFORM.parent / "workflows" / "distributed_training.py").read_text()
-    assert in_cluster in workflow_uri
+    in_cluster = f"http://{release}.{apps['mlflow'].app['spec']['destination']['namespace']}.svc:5000"
+    assert in_cluster == IN_CLUSTER_MLFLOW_TRACKING_URI
 
 
 # --------------------------------------------------------------------------- backups of volumes
@@ -356,14 +356,14 @@ def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[s
     allowed = [h.strip() for h in str(option).split(",")]
     release = apps["mlflow"].charts["mlflow"][0]["helm"]["releaseName"]
     namespace = apps["mlflow"].app["spec"]["destination"]["namespace"]
-    from cdao_sdk.settings import __doc__ as settings_doc  # noqa: PLC0415
+    from cdao_sdk.settings import IN_CLUSTER_MLFLOW_TRACKING_URI  # noqa: PLC0415
     from chart_cache import default_values  # noqa: PLC0415
     from platform_render import _merge  # noqa: PLC0415
 
     source = apps["mlflow"].charts["mlflow"][0]
     port = _merge(default_values("mlflow", source["targetRevision"]), values)["service"]["port"]
     # The port the SDK's URI names is the Service's (the chart's default is 80, not MLflow's 5000).
-    assert f"{release}.{namespace}.svc:{port}/" in (settings_doc or "")
+    assert f"http://{release}.{namespace}.svc:{port}" == IN_CLUSTER_MLFLOW_TRACKING_URI
     hosts = {
         f"{release}.{namespace}.svc:{port}",  # the SDK's MLFLOW_TRACKING_URI (cdao_sdk.settings)
         _annotation(cluster_secret(stack), "flyte-hostname"),  # the ALB's HTTPS listener, port 443

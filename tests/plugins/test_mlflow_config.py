@@ -28,7 +28,7 @@ def clean_settings(monkeypatch):
 
 def test_tracking_uri_is_passed_to_tasks_as_mlflow_tracking_uri():
     remote = EnvRecordingRemote()
-    uri = "http://mlflow.mlflow.svc:5000/mlflow"
+    uri = settings.IN_CLUSTER_MLFLOW_TRACKING_URI
     cdao_sdk.configure("flyte.example.com", "ml-experiments", mlflow_tracking_uri=uri, remote=remote)
     cdao_sdk.run("wf", envs={"OTHER": "1"})
     assert remote.kwargs == [{"envs": {"MLFLOW_TRACKING_URI": uri, "OTHER": "1"}}]

@@ -1,9 +1,13 @@
 """The elastic PyTorch pipeline: local runs (one and two processes), resume after an interruption,
 the PyTorchJob it serialises to, and what it records in MLflow.
 
-mlflow is not a dependency of this repository, so MLflow is a small fake implementing the REST
-endpoints the pipeline calls (tracking, proxied artifacts, registry), served on 127.0.0.1 under the
-add-on's /mlflow prefix for the length of a test.
+The pipeline talks to MLflow with MLflow's own client (mlflow-skinny). mlflow-skinny has no tracking
+server, and the full `mlflow` that has one adds ~310 MB to the environment and took 40-80 s to
+become ready on these machines (workflows/README.md), so the server here is a small fake on
+127.0.0.1. It routes by MLflow's own endpoint table (`extract_api_info_for_service` over the
+MlflowService and ModelRegistryService protos of the installed mlflow-skinny, what its REST stores
+call) and parses every request and answer into those protos strictly, so a shape MLflow does not
+define fails the test; only the state it keeps is ours.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import socket
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +27,11 @@ import pytest
 import torch
 from flytekit.core.checkpointer import SyncCheckpoint
 from flytekitplugins.kfpytorch.task import PytorchElasticFunctionTask
+from google.protobuf.json_format import ParseDict, ParseError
+from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS
+from mlflow.protos.model_registry_pb2 import ModelRegistryService
+from mlflow.protos.service_pb2 import MlflowService
+from mlflow.utils.rest_utils import _REST_API_PATH_PREFIX, extract_api_info_for_service
 from workflow_test_support import task_templates
 
 from cdao_cli.plan.runner import read_stack_file
@@ -29,11 +39,21 @@ from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import parse_stack_config
 from workflows import distributed_training as dt
 
+# (HTTP method, path) -> the request proto, as MLflow's REST stores call them.
+ROUTES = {
+    (method, path): request
+    for service in (MlflowService, ModelRegistryService)
+    for request, (path, method) in extract_api_info_for_service(service, _REST_API_PATH_PREFIX).items()
+}
+# mlflow/protos/mlflow_artifacts.proto UploadArtifact: PUT /mlflow-artifacts/artifacts/<path>, the
+# file as the body (mlflow/store/artifact/http_artifact_repo.py log_artifact).
+ARTIFACTS = f"{_REST_API_PATH_PREFIX}/mlflow-artifacts/artifacts/"
+
 
 class FakeMlflow:
-    """Records every call; answers like MLflow 3's REST API does for the calls the pipeline makes."""
+    """Records every call; answers the calls the pipeline makes as MLflow 3's tracking server does."""
 
-    def __init__(self, prefix: str = "/mlflow", fail_on: str | None = None):
+    def __init__(self, prefix: str = "", fail_on: str | None = None):
         self.prefix = prefix
         self.fail_on = fail_on
         self.calls: list[tuple[str, str, Any]] = []
@@ -41,6 +61,7 @@ class FakeMlflow:
         self.runs: dict[str, dict[str, Any]] = {}
         self.artifacts: dict[str, bytes] = {}
         self.models: dict[str, list[dict[str, str]]] = {}
+        self.problems: list[str] = []  # messages that are not MLflow's shapes, reported on exit
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,11 +83,32 @@ class FakeMlflow:
                 if not url.path.startswith(fake.prefix + "/"):
                     return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND"})
                 path = url.path.removeprefix(fake.prefix)
-                body = json.loads(raw) if raw and method != "PUT" else raw
+                if method == "PUT" and path.startswith(ARTIFACTS):
+                    fake.calls.append((method, path, raw))
+                    fake.artifacts[path.removeprefix(ARTIFACTS)] = raw
+                    return self._reply(200, {})
+                request = ROUTES.get((method, path))
+                if request is None:
+                    return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path}"})
+                query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+                body = json.loads(raw) if raw else query
+                try:
+                    ParseDict(body, request())  # what the client sent is a message MLflow defines
+                except ParseError as exc:
+                    fake.problems.append(f"{method} {path}: the client sent no {request.__name__}: {exc}")
+                    return self._reply(*fake._error("INVALID_PARAMETER_VALUE", fake.problems[-1]))
                 fake.calls.append((method, path, body))
                 if fake.fail_on and path.endswith(fake.fail_on):
-                    return self._reply(500, {"error_code": "INTERNAL_ERROR", "message": "injected"})
-                status, answer = fake.answer(method, path, urllib.parse.parse_qs(url.query), body)
+                    return self._reply(*fake._error("INVALID_PARAMETER_VALUE", "injected"))
+                status, answer = fake.answer(path.removeprefix(f"{_REST_API_PATH_PREFIX}/mlflow"), body)
+                if status == 200:
+                    # And so is what we answer; a shape MLflow does not define is the fake's bug.
+                    try:
+                        ParseDict(answer, request.Response())
+                    except ParseError as exc:
+                        wrong = f"{method} {path}: the fake's answer is no {request.__name__}.Response: {exc}"
+                        fake.problems.append(wrong)
+                        status, answer = 500, {"error_code": "INTERNAL_ERROR", "message": fake.problems[-1]}
                 self._reply(status, answer)
 
             def do_GET(self) -> None:
@@ -75,53 +117,80 @@ class FakeMlflow:
             def do_POST(self) -> None:
                 self._handle("POST")
 
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
             def do_PUT(self) -> None:
                 self._handle("PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.uri = f"http://127.0.0.1:{self.server.server_port}{prefix}"
 
-    def answer(self, method: str, path: str, query: dict, body: Any) -> tuple[int, dict]:  # noqa: PLR0911 - one return per endpoint
-        api = "/api/2.0/mlflow"
-        if (method, path) == ("GET", f"{api}/experiments/get-by-name"):
-            name = query["experiment_name"][0]
+    @staticmethod
+    def _error(code: str, message: str) -> tuple[int, dict]:
+        """An error as MLflow answers it: its code, and the HTTP status MLflow maps the code to."""
+        return ERROR_CODE_TO_HTTP_STATUS[code], {"error_code": code, "message": message}
+
+    def _run(self, run_id: str) -> dict:
+        run = self.runs[run_id]
+        return {
+            "info": run["info"],
+            "data": {
+                "params": [{"key": k, "value": v} for k, v in run["params"].items()],
+                "metrics": run["metrics"],
+                "tags": run["tags"],
+            },
+        }
+
+    def answer(self, endpoint: str, body: dict) -> tuple[int, dict]:  # noqa: PLR0911 - one return per endpoint
+        if endpoint == "/experiments/get-by-name":
+            name = body["experiment_name"]
             if name not in self.experiments:
-                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No experiment '{name}'"}
+                return self._error("RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with name '{name}'")
             return 200, {"experiment": {"experiment_id": self.experiments[name], "name": name}}
-        if (method, path) == ("POST", f"{api}/experiments/create"):
+        if endpoint == "/experiments/create":
+            if body["name"] in self.experiments:
+                return self._error("RESOURCE_ALREADY_EXISTS", f"Experiment '{body['name']}' already exists.")
             self.experiments[body["name"]] = str(len(self.experiments) + 1)
             return 200, {"experiment_id": self.experiments[body["name"]]}
-        if (method, path) == ("POST", f"{api}/runs/create"):
-            run_id = f"run{len(self.runs) + 1:032d}"
+        if endpoint == "/runs/create":
+            # MLflow's run ids are uuid4 hex (its client caches artifact repositories by run id).
+            run_id = uuid.uuid4().hex
             info = {
                 "run_id": run_id,
+                "run_uuid": run_id,
+                "run_name": body.get("run_name", ""),
                 "experiment_id": body["experiment_id"],
                 "status": "RUNNING",
+                "start_time": body.get("start_time", 0),
                 "artifact_uri": f"mlflow-artifacts:/{body['experiment_id']}/{run_id}/artifacts",
+                "lifecycle_stage": "active",
             }
             self.runs[run_id] = {"info": info, "params": {}, "metrics": [], "tags": body.get("tags", [])}
-            return 200, {"run": {"info": info}}
-        if (method, path) == ("POST", f"{api}/runs/log-batch"):
+            return 200, {"run": self._run(run_id)}
+        if endpoint == "/runs/get":
+            return 200, {"run": self._run(body["run_id"])}
+        if endpoint == "/runs/log-batch":
             run = self.runs[body["run_id"]]
             run["params"].update({p["key"]: p["value"] for p in body.get("params", [])})
             run["metrics"] += body.get("metrics", [])
             return 200, {}
-        if method == "PUT" and path.startswith("/api/2.0/mlflow-artifacts/artifacts/"):
-            self.artifacts[path.removeprefix("/api/2.0/mlflow-artifacts/artifacts/")] = body
-            return 200, {}
-        if (method, path) == ("POST", f"{api}/registered-models/create"):
+        if endpoint == "/registered-models/create":
             if body["name"] in self.models:
-                return 400, {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "exists"}
+                return self._error("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={body['name']}) already exists.")
             self.models[body["name"]] = []
             return 200, {"registered_model": {"name": body["name"]}}
-        if (method, path) == ("POST", f"{api}/model-versions/create"):
+        if endpoint == "/model-versions/create":
             versions = self.models[body["name"]]
-            versions.append({"source": body["source"], "run_id": body["run_id"], "version": str(len(versions) + 1)})
-            return 200, {"model_version": versions[-1]}
-        if (method, path) == ("POST", f"{api}/runs/update"):
-            self.runs[body["run_id"]]["info"]["status"] = body["status"]
-            return 200, {"run_info": self.runs[body["run_id"]]["info"]}
-        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path}"}
+            version = str(len(versions) + 1)
+            versions.append({"source": body["source"], "run_id": body["run_id"], "version": version})
+            # The tracking server's registry creates a version READY (no asynchronous copy).
+            return 200, {"model_version": {**versions[-1], "name": body["name"], "status": "READY"}}
+        if endpoint == "/runs/update":
+            info = self.runs[body["run_id"]]["info"]
+            info.update(status=body["status"], end_time=body.get("end_time", 0))
+            return 200, {"run_info": info}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": endpoint}
 
     def __enter__(self) -> FakeMlflow:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -130,6 +199,14 @@ class FakeMlflow:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+        assert self.problems == [], "\n".join(self.problems)
+
+
+@pytest.fixture(autouse=True)
+def _fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLflow's client retries a failed connection 7 times with backoff (MLFLOW_HTTP_REQUEST_MAX_RETRIES):
+    # minutes before a broken test says so.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
 @pytest.fixture
@@ -149,7 +226,7 @@ def test_distributed_training_pipeline_trains_and_registers_the_model_in_mlflow(
     assert mlflow.experiments == {"digits-test": run["info"]["experiment_id"]}
     assert run["params"] == {"epochs": "12", "lr": "0.05", "batch_size": "64", "nnodes": "1:2"}
     losses = [m for m in run["metrics"] if m["key"] == "train_loss"]
-    assert [m["step"] for m in losses] == list(range(1, 13))
+    assert [int(m["step"]) for m in losses] == list(range(1, 13))
     assert losses[-1]["value"] < losses[0]["value"] * 0.5
     (acc,) = [m["value"] for m in run["metrics"] if m["key"] == "test_accuracy"]
     assert acc == pytest.approx(result.test_accuracy)
@@ -163,21 +240,28 @@ def test_distributed_training_pipeline_trains_and_registers_the_model_in_mlflow(
     ]
 
 
-def test_a_second_run_adds_a_version_to_the_registered_model(mlflow: FakeMlflow) -> None:
-    client = dt.MlflowRest(mlflow.uri)
-    for _ in range(2):
-        info = client.start_run(client.experiment_id("e"), "r", {})
-        client.register_version("m", f"{info['artifact_uri']}/model", info["run_id"])
-    assert [v["version"] for v in mlflow.models["m"]] == ["1", "2"]
-    assert len(mlflow.experiments) == 1
+def test_a_second_run_adds_a_version_behind_the_albs_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From outside the cluster the tracking URI is `https://<flyte-hostname>/mlflow`: the client keeps
+    the path for the REST API and the artifact proxy alike (mlflow-artifacts URIs resolve under it)."""
+    with FakeMlflow(prefix="/mlflow") as fake:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", fake.uri)
+        model = _saved(dt.build_model(), Path("w.pt"))
+        args = {"losses": [1.0], "test_accuracy": 0.5, "epochs": 1, "lr": 0.1, "batch_size": 8}
+        for _ in range(2):
+            dt.log_to_mlflow(model=model, **args, experiment="e", registered_model="m")
+    assert [v["version"] for v in fake.models["m"]] == ["1", "2"]
+    assert len(fake.experiments) == 1
+    assert len(fake.artifacts) == 2
 
 
 def test_an_mlflow_failure_fails_the_task_and_marks_the_run_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import RestException  # noqa: PLC0415
+
     with FakeMlflow(fail_on="/runs/log-batch") as fake:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", fake.uri)
         model = dt.build_model()
         weights = Path(fake.server.server_address[0].replace(".", "_") + ".pt")
-        with pytest.raises(Exception, match="HTTP 500"):
+        with pytest.raises(RestException, match="INVALID_PARAMETER_VALUE"):
             dt.log_to_mlflow(
                 model=_saved(model, weights),
                 losses=[1.0],
@@ -280,6 +364,8 @@ def test_training_serialises_to_an_elastic_pytorch_job_on_the_a100_pool() -> Non
 
 def test_an_unreachable_tracking_server_is_named_with_what_to_set() -> None:
     # A laptop without MLFLOW_TRACKING_URI gets the in-cluster default, which does not resolve there.
-    client = dt.MlflowRest("http://mlflow.invalid:5000/mlflow", timeout=5)
-    with pytest.raises(dt.MlflowError, match=r"no MLflow tracking server answers at http://mlflow.invalid:5000/mlflow"):
-        client.experiment_id("digits")
+    from mlflow import MlflowClient  # noqa: PLC0415
+
+    client = MlflowClient(tracking_uri="http://mlflow.invalid:5000")
+    with pytest.raises(dt.MlflowError, match=r"no MLflow tracking server answers at http://mlflow.invalid:5000"):
+        dt._experiment_id(client, "digits")
