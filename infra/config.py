@@ -241,8 +241,9 @@ class FlyteConfig(_Model):
     hostname: str = Field(max_length=253, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     # How the certificate's DNS validation record gets created (required, no default: ACM gives up on
     # an unvalidated request after 72 hours): "route53", infra/ writes it into hostedZoneId;
-    # "external", the DNS owner creates the record `cdao plan` lists (stack output
-    # flyteCertificateValidationRecord) while `pulumi up` waits for the certificate.
+    # "external", the DNS owner creates the record `cdao plan` lists while `pulumi up` waits for the
+    # certificate, reading it from ACM (docs/first-deploy.md, step 5): the stack output
+    # flyteCertificateValidationRecord appears only once the run has ended.
     certificate_validation: Literal["route53", "external"] | None = None
     hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
 
