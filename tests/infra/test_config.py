@@ -220,3 +220,16 @@ def test_a_tag_value_aws_refuses_is_refused(key: str, value: str):
 def test_the_longest_tag_value_is_accepted(key: str):
     config, _ = parse_stack_config("dev", {**VALID, key: "t" * 256})
     assert len(config.tags["team" if key == "cdao:team" else "cost-center"]) == 256
+
+
+def test_every_label_the_program_sets_is_in_a_namespace_users_may_not_set():
+    """A label pool_labels adds later in a new namespace must join the reserved ones, or a user
+    label could override it (pool_labels applies the user's labels last)."""
+    from infra.components.node_pool import pool_labels  # noqa: PLC0415
+    from infra.config import _in_domain, _reserved_label_domains  # noqa: PLC0415
+
+    config, _ = parse_stack_config("dev", VALID)
+    reserved = _reserved_label_domains()
+    for name, pool in config.node_pools.items():
+        for key in pool_labels(name, pool):
+            assert _in_domain(key.partition("/")[0], reserved), (name, key)
