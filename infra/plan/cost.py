@@ -44,7 +44,7 @@ USAGE_BASED_TYPES = {
 ALB_GROUPS: dict[str, tuple[str, ...]] = {"flyte": ("flyte", "mlflow")}
 LB_CONTROLLER_ADDON = "aws_load_balancer_controller"
 CLUSTER_SECRET_LABEL = ("argocd.argoproj.io/secret-type", "cluster")
-ALB_USAGE = "ALB load balancer capacity units (LCU-hours follow traffic)"
+ALB_USAGE = "Application Load Balancer capacity units (LCU-hours follow traffic)"
 
 
 @dataclass(frozen=True)
