@@ -36,6 +36,17 @@ USAGE_BASED_TYPES = {
     "aws:dynamodb/table:Table": "DynamoDB on-demand requests and storage",
 }
 
+# Application Load Balancers that platform/'s add-ons make through the AWS Load Balancer Controller:
+# no Pulumi resource declares them, so they are priced from the Argo CD cluster Secret's
+# `enable_<addon>` labels (infra/contract.py). The controller serves all Ingresses of one IngressGroup
+# (`alb.ingress.kubernetes.io/group.name`) with a single ALB (kubernetes-sigs/aws-load-balancer-controller
+# docs/guide/ingress/annotations.md, "IngressGroup"). Group -> the add-ons whose Ingresses join it;
+# tests/infra/test_cost.py keeps this equal to platform/addons/*/**/values.yaml.
+ALB_GROUPS: dict[str, tuple[str, ...]] = {"flyte": ("flyte", "mlflow")}
+LB_CONTROLLER_ADDON = "aws_load_balancer_controller"
+CLUSTER_SECRET_LABEL = ("argocd.argoproj.io/secret-type", "cluster")
+ALB_USAGE = "Application Load Balancer capacity units (LCU-hours follow traffic)"
+
 
 @dataclass(frozen=True)
 class CostLine:
@@ -126,7 +137,7 @@ def estimate_cost(
         if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate"
     }
     has_eks_control_plane = any(r["type"] == "aws:eks/cluster:Cluster" for r in resources)
-    usage_based = sorted({USAGE_BASED_TYPES[r["type"]] for r in resources if r["type"] in USAGE_BASED_TYPES})
+    usage_based = {USAGE_BASED_TYPES[r["type"]] for r in resources if r["type"] in USAGE_BASED_TYPES}
 
     for res in resources:
         try:
@@ -135,9 +146,11 @@ def estimate_cost(
             # Never price an unknown as zero: list it, so the total is visibly incomplete.
             pricer.missing(res, f"a value unknown at preview ({exc})")
 
+    if any(line.description.startswith("Application Load Balancer") for line in pricer.lines):
+        usage_based.add(ALB_USAGE)
     idle = round(sum(line.idle_usd_month for line in pricer.lines), 2)
     peak = round(sum(line.peak_usd_month for line in pricer.lines), 2)
-    return CostEstimate(idle, peak, pricer.lines, pricer.unpriced, usage_based)
+    return CostEstimate(idle, peak, pricer.lines, pricer.unpriced, sorted(usage_based))
 
 
 def _price(
@@ -193,6 +206,22 @@ def _price(
         pricer.add(res, f"EBS volume {size:g} GB", usd * size, usd * size, src)
     elif typ == "aws:batch/computeEnvironment:ComputeEnvironment":
         _batch(pricer, res, props)
+    elif typ == "kubernetes:core/v1:Secret":
+        _platform_load_balancers(pricer, res, props)
+
+
+def _platform_load_balancers(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
+    """One ALB per IngressGroup with an enabled member, on a cluster whose controller is enabled."""
+    labels = (props.get("metadata") or {}).get("labels") or {}
+    key, value = CLUSTER_SECRET_LABEL
+    if labels.get(key) != value or labels.get(f"enable_{LB_CONTROLLER_ADDON}") != "true":
+        return
+    usd, src = pricer.fixed("alb_hourly")
+    for group, addons in sorted(ALB_GROUPS.items()):
+        enabled = [a for a in addons if labels.get(f"enable_{a}") == "true"]
+        if enabled:
+            description = f"Application Load Balancer, IngressGroup {group} ({', '.join(enabled)})"
+            pricer.add(res, description, usd * pricer.hours, usd * pricer.hours, src)
 
 
 def _node_group(

@@ -220,7 +220,8 @@ class StorageConfig(_Model):
 
     noncurrent_version_expiration_days: int = Field(default=90, ge=1)
     abort_incomplete_upload_days: int = Field(default=7, ge=1)
-    replication_region: str | None = None
+    # The replica buckets' region (pulumi_aws's provider for it); another region than the stack's.
+    replication_region: str | None = Field(default=None, pattern=f"^{names.AWS_REGION}$")
     force_destroy: bool = False
 
 
@@ -247,8 +248,9 @@ class FlyteConfig(_Model):
     hostname: str = Field(max_length=253, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     # How the certificate's DNS validation record gets created (required, no default: ACM gives up on
     # an unvalidated request after 72 hours): "route53", infra/ writes it into hostedZoneId;
-    # "external", the DNS owner creates the record `cdao plan` lists (stack output
-    # flyteCertificateValidationRecord) while `pulumi up` waits for the certificate.
+    # "external", the DNS owner creates the record `cdao plan` lists while `pulumi up` waits for the
+    # certificate, reading it from ACM (docs/first-deploy.md, step 5): the stack output
+    # flyteCertificateValidationRecord appears only once the run has ended.
     certificate_validation: Literal["route53", "external"] | None = None
     hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
 
@@ -315,7 +317,7 @@ class BackupConfig(_Model):
     enabled: bool = True
     daily_retention_days: int = Field(default=35, ge=1, le=36500)
     monthly_retention_days: int = Field(default=0, ge=0, le=36500)
-    copy_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    copy_region: str | None = Field(default=None, pattern=f"^{names.AWS_REGION}$")
     vault_lock: bool = False
 
     @property
@@ -323,13 +325,18 @@ class BackupConfig(_Model):
         return max(self.daily_retention_days, self.monthly_retention_days)
 
 
+# Letters, digits, spaces and _ . : / = + - @ (names.TAGS_SOURCE); the reserved prefix in _check_tags.
+_TAG_VALUE = r"^[A-Za-z0-9_.:/=+\-@ ]+$"
+
+
 class StackConfig(_Model):
     stack: str
     # `cdao-stack:*`: the policy profile and the place in promotion (cdao_stacks owns the keys).
     entry: StackEntry
     region: str
-    team: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
-    cost_center: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/=+\-@ ]+$")
+    # Both become tag values on every taggable resource: AWS's characters and length (infra/names.py).
+    team: str = Field(min_length=1, max_length=names.LIMITS["aws-tag-value"].max_length, pattern=_TAG_VALUE)
+    cost_center: str = Field(min_length=1, max_length=names.LIMITS["aws-tag-value"].max_length, pattern=_TAG_VALUE)
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
     node_pools: dict[str, NodePoolConfig]
@@ -448,7 +455,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> tuple[StackConfig,
         problems.append((exc.key, _MISSING if exc.value is None else exc.value, exc.expected))
     if "region" not in values:
         problems.append(("aws:region", _MISSING, "an AWS region such as us-east-1"))
-    elif not isinstance(values["region"], str) or not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", values["region"]):
+    elif not isinstance(values["region"], str) or not re.fullmatch(names.AWS_REGION, values["region"]):
         problems.append(("aws:region", values["region"], "an AWS region such as us-east-1"))
 
     pools, pool_problems = _merge_pools(values.get("node_pools"))
@@ -551,6 +558,18 @@ def _cross_checks(config: StackConfig, secrets: Mapping[str, str]) -> list[tuple
         *_check_gitops(config),
         *_check_codeweave(config, secrets),
         *_check_backup(config),
+        *_check_storage(config),
+        *_check_tags(config),
+    ]
+
+
+def _check_tags(config: StackConfig) -> list[tuple[str, Any, str]]:
+    """The tag values the config sets on every taggable resource; the pattern and length are the
+    fields' own (names.TAGS_SOURCE)."""
+    return [
+        (f"{NAMESPACE}:{key}", value, f"a value not starting with {names.RESERVED_TAG_PREFIX} ({names.TAGS_SOURCE})")
+        for key, value in (("team", config.team), ("costCenter", config.cost_center))
+        if value.lower().startswith(names.RESERVED_TAG_PREFIX)
     ]
 
 
@@ -565,10 +584,18 @@ def _check_backup(config: StackConfig) -> list[tuple[str, Any, str]]:
                 f"0 (no monthly backups) or at least dailyRetentionDays ({backup.daily_retention_days})",
             )
         )
-    if backup.copy_region == config.region:
-        # A copy in the same region survives no regional outage and doubles the storage bill.
-        problems.append((f"{key}.copyRegion", backup.copy_region, f"a region other than {config.region}"))
+    problems += _check_other_region(config, f"{key}.copyRegion", backup.copy_region)
     return problems
+
+
+def _check_other_region(config: StackConfig, key: str, region: str | None) -> list[tuple[str, Any, str]]:
+    """A copy (backups, replica buckets) in the stack's own region survives no regional outage and
+    doubles the storage bill; the region's format is checked by the field's names.AWS_REGION pattern."""
+    return [(key, region, f"a region other than {config.region}")] if region == config.region else []
+
+
+def _check_storage(config: StackConfig) -> list[tuple[str, Any, str]]:
+    return _check_other_region(config, f"{NAMESPACE}:storage.replicationRegion", config.storage.replication_region)
 
 
 def _check_network(config: StackConfig) -> list[tuple[str, Any, str]]:
@@ -734,10 +761,57 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     return problems
 
 
+def _reserved_label_domains() -> tuple[str, ...]:
+    """Label-key prefixes whose keys someone else sets on the nodes: the program's own labels
+    (infra/components/node_pool.py, pool_labels), the GPU operator's feature discovery (NVIDIA/gpu-operator
+    v25.10.0 values.yaml: node-feature-discovery.master.config.extraLabelNs ["nvidia.com"]) and
+    Kubernetes (kubernetes.io, k8s.io: https://kubernetes.io/docs/reference/labels-annotations-taints/).
+    A user label there would win over the program's (pool_labels applies it last) and relabel the
+    node group and its autoscaler node template."""
+    # Imported here: node_pool imports this module.
+    from infra.components.node_pool import ACCELERATOR_LABEL, DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL  # noqa: PLC0415
+
+    owned = (NODE_POOL_LABEL, GPU_SHARING_LABEL, WORKLOAD_LABEL_PREFIX, MIG_CONFIG_LABEL, DEVICE_PLUGIN_CONFIG_LABEL)
+    return tuple(
+        dict.fromkeys([*(key.partition("/")[0] for key in (*owned, ACCELERATOR_LABEL)), "kubernetes.io", "k8s.io"])
+    )
+
+
+def _in_domain(prefix: str, domains: tuple[str, ...]) -> bool:
+    return any(prefix == d or prefix.endswith(f".{d}") for d in domains)
+
+
 def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
     problems = []
     if "cpu" not in config.enabled_pools:
         problems.append((f"{NAMESPACE}:nodePools.cpu", "disabled", "an enabled cpu pool (system add-ons run there)"))
+    else:
+        # The first `pulumi up` installs CoreDNS, the CSI controllers (Deployments: EKS reports them
+        # DEGRADED on a cluster with no node) and Argo CD's atomic Helm release (no tolerations,
+        # infra/components/gitops.py) onto this pool before any autoscaler exists: the cluster
+        # autoscaler is itself installed later by Argo CD. So the pool starts with a node and takes
+        # pods that tolerate nothing.
+        cpu, cpu_key = config.node_pools["cpu"], f"{NAMESPACE}:nodePools.cpu"
+        if cpu.min_size < 1:
+            problems.append(
+                (
+                    f"{cpu_key}.minSize",
+                    cpu.min_size,
+                    "at least 1: CoreDNS, the CSI controllers and Argo CD run on the cpu pool before the cluster "
+                    "autoscaler (installed by Argo CD) could add a node",
+                )
+            )
+        for i, taint in enumerate(cpu.taints):
+            if taint.effect != "PreferNoSchedule":
+                problems.append(
+                    (
+                        f"{cpu_key}.taints[{i}]",
+                        taint.model_dump(),
+                        "no NoSchedule/NoExecute taint on the cpu pool (PreferNoSchedule at most): Argo CD's pods "
+                        "tolerate none, and it is installed there on the first `pulumi up`",
+                    )
+                )
+    reserved = _reserved_label_domains()
     for name, pool in config.node_pools.items():
         key = f"{NAMESPACE}:nodePools.{name}"
         if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 40:
@@ -775,8 +849,15 @@ def _check_pools(config: StackConfig) -> list[tuple[str, Any, str]]:
             prefix, _, name_part = label.rpartition("/")
             if (prefix and not _DNS_SUBDOMAIN.fullmatch(prefix)) or not _LABEL_NAME.fullmatch(name_part):
                 problems.append((f"{key}.labels", label, "a Kubernetes label key ([prefix/]name)"))
-            elif prefix.endswith(("kubernetes.io", "k8s.io")):
-                problems.append((f"{key}.labels", label, "a label outside the reserved kubernetes.io/k8s.io prefixes"))
+            elif _in_domain(prefix, reserved):
+                problems.append(
+                    (
+                        f"{key}.labels",
+                        label,
+                        "a label outside the prefixes the program, the GPU stack and Kubernetes set "
+                        f"({', '.join(reserved)})",
+                    )
+                )
             if not value or names.too_long(value, "eks-label-value"):
                 rule = names.LIMITS["eks-label-value"]
                 problems.append(

@@ -52,6 +52,23 @@ LIMITS.update(
     }
 )
 
+# Tags the config sets on every taggable resource (cdao:team, cdao:costCenter, the stack name) and
+# on node groups and their Auto Scaling groups (pool names, labels, taints).
+TAGS_SOURCE = "https://docs.aws.amazon.com/batch/latest/userguide/tag-restrictions.html"
+LIMITS.update(
+    {
+        # EC2 allows 127 (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Tag.html).
+        "aws-tag-key": Limit(127, "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Tag.html (Key)"),
+        "aws-tag-value": Limit(256, f"{TAGS_SOURCE} (maximum value length)"),
+    }
+)
+# Neither a tag key nor a value may start with aws: in any case: AWS reserves it (TAGS_SOURCE).
+RESERVED_TAG_PREFIX = "aws:"
+
+# An AWS region code: area, optional -gov, direction, number (us-east-1, us-gov-west-1, ap-southeast-7),
+# https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-regions.html
+AWS_REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
+
 # The characters a stack name may use: it becomes part of S3 bucket names (lowercase letters, digits,
 # '.' and '-'), RDS identifiers (letters, digits, single hyphens, no trailing hyphen), ECR repository
 # names (lowercase), the EKS cluster name and Backup vault names ([A-Za-z0-9_-]); only lowercase

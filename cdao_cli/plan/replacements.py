@@ -29,6 +29,26 @@ FORCE_NEW_INPUTS: dict[str, tuple[str, ...]] = {
         "remoteAccess",
         "subnetIds",
     ),
+    # hashicorp/terraform-provider-aws internal/service/rds/instance.go (commit 00e4b238): the
+    # top-level attributes with ForceNew (s3Import's are all ForceNew below it). The program keys
+    # the final snapshot's suffix on these (infra/components/data.py).
+    "aws:rds/instance:Instance": (
+        "availabilityZone",
+        "characterSetName",
+        "customIamInstanceProfile",
+        "dbName",
+        "engine",
+        "identifier",
+        "identifierPrefix",
+        "kmsKeyId",
+        "ncharCharacterSetName",
+        "restoreToPointInTime",
+        "s3Import",
+        "snapshotIdentifier",
+        "storageEncrypted",
+        "timezone",
+        "username",
+    ),
     # hashicorp/terraform-provider-aws internal/service/ec2/vpc_subnet.go (commit 00cda125).
     "aws:ec2/subnet:Subnet": (
         "availabilityZone",

@@ -116,8 +116,14 @@ def dns_records_to_create(run: PlanRun) -> list[dict[str, str]]:
             "name": f"_<token>.{flyte.hostname}.",
             "type": "CNAME",
             "value": "_<token>.acm-validations.aws.",
-            "source": "stack output flyteCertificateValidationRecord once `pulumi up` has requested the certificate; "
-            "`pulumi up` waits (at most 75 minutes) for ACM to issue it",
+            # Not the stack output flyteCertificateValidationRecord: the SDK registers stack outputs
+            # only once all of them resolved (pulumi sdk/python/lib/pulumi/runtime/stack.py,
+            # Stack._finish), the certificate's ARN among them, which waits for this very record.
+            "source": "ACM, while `pulumi up` waits (at most 75 minutes) for the certificate: `aws acm "
+            "describe-certificate --certificate-arn <arn> --query "
+            "'Certificate.DomainValidationOptions[0].ResourceRecord'` (the ARN from `aws acm list-certificates "
+            "--includes keyTypes=EC_prime256v1`; docs/first-deploy.md, step 5); the stack output "
+            "flyteCertificateValidationRecord exists only after the run",
         }
     ]
 

@@ -161,19 +161,22 @@ class Cluster(pulumi.ComponentResource):
         # only from the node security group (pulumi/pulumi-eks nodejs/eks/cluster/cluster.ts
         # `eksClusterSecurityGroup`, vpcConfig.securityGroupIds; nodejs/eks/nodes/securitygroup.ts
         # `eksClusterIngressRule`, unchanged since 3328fbef, so as in 4.4.0): any other client of the
-        # private endpoint needs its own rule here.
-        api_clients = [("cidr", str(c), {"cidr_ipv4": str(c)}) for c in args.private_access_cidrs] + [
-            ("sg", g, {"referenced_security_group_id": g}) for g in args.private_access_security_group_ids
+        # private endpoint needs its own rule here. Of pulumi-eks's kind, aws.ec2.SecurityGroupRule
+        # (as its eksClusterIngressRule and cluster.ts eksClusterInternetEgressRule on this group):
+        # pulumi_aws's ec2.SecurityGroupRule warns that mixing it with vpc.SecurityGroupIngressRule
+        # on one group causes rule conflicts and overwritten rules. One source per rule, as it advises.
+        api_clients = [("cidr", str(c), {"cidr_blocks": [str(c)]}) for c in args.private_access_cidrs] + [
+            ("sg", g, {"source_security_group_id": g}) for g in args.private_access_security_group_ids
         ]
         self.api_access_rules = [
-            aws.vpc.SecurityGroupIngressRule(
+            aws.ec2.SecurityGroupRule(
                 f"{name}-api-from-{kind}-{source.replace('/', '-')}",
+                type="ingress",
                 security_group_id=cluster.cluster_security_group_id,
                 description=f"Kubernetes API (private endpoint) from {source}",
-                ip_protocol="tcp",
+                protocol="tcp",
                 from_port=443,
                 to_port=443,
-                tags=tags,
                 opts=pulumi.ResourceOptions(parent=self),
                 **peer,
             )

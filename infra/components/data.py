@@ -126,10 +126,20 @@ class Data(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # Every input of these that changes replaces the instance (terraform-provider-aws ForceNew,
+        # cdao_cli/plan/replacements.py): the final snapshot's suffix is drawn anew with them.
+        replace_forcing: dict[str, pulumi.Input[str] | bool] = {
+            "identifierPrefix": self.db_identifier_prefix,
+            "engine": "postgres",
+            "dbName": DB_NAME,
+            "username": DB_MASTER_USER,
+            "storageEncrypted": True,
+            "kmsKeyId": self.key.arn,
+        }
         self.db = aws.rds.Instance(
             f"{name}-db",
-            identifier_prefix=self.db_identifier_prefix,
-            engine="postgres",
+            identifier_prefix=replace_forcing["identifierPrefix"],
+            engine=replace_forcing["engine"],
             # The major only: RDS applies minors (auto_minor_version_upgrade) and the provider leaves
             # a prefix of the running version alone (infra/config.py DatabaseConfig says why).
             engine_version=args.db_engine_version,
@@ -138,10 +148,10 @@ class Data(pulumi.ComponentResource):
             allocated_storage=args.db_allocated_storage_gb,
             max_allocated_storage=args.db_max_allocated_storage_gb,
             storage_type="gp3",
-            storage_encrypted=True,
-            kms_key_id=self.key.arn,
-            db_name=DB_NAME,
-            username=DB_MASTER_USER,
+            storage_encrypted=replace_forcing["storageEncrypted"],
+            kms_key_id=replace_forcing["kmsKeyId"],
+            db_name=replace_forcing["dbName"],
+            username=replace_forcing["username"],
             # RDS generates and rotates the password in Secrets Manager: it never passes through
             # Pulumi state or this repository.
             manage_master_user_password=True,
@@ -159,7 +169,9 @@ class Data(pulumi.ComponentResource):
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
             skip_final_snapshot=args.db_skip_final_snapshot,
-            final_snapshot_identifier=None if args.db_skip_final_snapshot else self._final_snapshot_identifier(),
+            final_snapshot_identifier=(
+                None if args.db_skip_final_snapshot else self._final_snapshot_identifier(replace_forcing)
+            ),
             tags=tags,
             opts=kept_on_teardown(child, args.keep_on_teardown),
         )
@@ -167,16 +179,18 @@ class Data(pulumi.ComponentResource):
         self.db_port = self.db.port
         self.db_master_secret_arn = self.db.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
 
-    def _final_snapshot_identifier(self) -> pulumi.Output[str]:
+    def _final_snapshot_identifier(self, replace_forcing: Mapping[str, pulumi.Input[str] | bool]) -> pulumi.Output[str]:
         """`cdao-<stack>-flyte-final-<8 hex>`: the suffix is drawn once per instance, so a stack torn
-        down, rebuilt and torn down again does not collide with its previous final snapshot
-        (DBSnapshotAlreadyExists). As terraform-aws-modules/terraform-aws-rds modules/db_instance
-        does with random_id. RDS: a letter first, letters, digits and single hyphens, 255 at most."""
+        down, rebuilt and torn down again, or an instance replaced, does not collide with a previous
+        final snapshot (DBSnapshotAlreadyExists). As terraform-aws-modules/terraform-aws-rds
+        modules/db_instance does with random_id. `replace_forcing`: the instance's inputs that force
+        its replacement, by Pulumi property name; each becomes a keeper, so a new instance gets a new
+        suffix. RDS: a letter first, letters, digits and single hyphens, 255 at most."""
         suffix = random.RandomId(
             f"{self._name}-db-final-snapshot",
             byte_length=4,
-            # A new instance (these force replacement) gets a new suffix.
-            keepers={"identifierPrefix": self.db_identifier_prefix, "dbName": DB_NAME, "username": DB_MASTER_USER},
+            # Keepers are strings (pulumi_random RandomId.keepers): booleans as the engine shows them.
+            keepers={k: str(v).lower() if isinstance(v, bool) else v for k, v in replace_forcing.items()},
             opts=pulumi.ResourceOptions(parent=self),
         )
         return pulumi.Output.concat(f"cdao-{self._args.stack}-flyte-final-", suffix.hex)

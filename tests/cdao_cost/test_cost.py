@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from cdao_catalog.instances import INSTANCE_TYPES
-from cdao_cost.estimate import estimate_cost, price_table
+from cdao_cli.main import main
+from cdao_cost.estimate import ALB_GROUPS, estimate_cost, price_table
 
 
 def _node_group(capacity: str = "ON_DEMAND", itype: str = "m5.large", low: object = 1, high: object = 3) -> dict:
@@ -63,3 +68,50 @@ def test_usage_billed_services_are_named_not_priced():
     estimate = estimate_cost([{"type": "aws:s3/bucket:Bucket", "name": "b", "props": {}}])
     assert estimate.idle_usd_month == 0
     assert estimate.usage_based == ["S3 storage and requests"]
+
+
+# ---------------------------------------------------------------- load balancers platform/ creates
+PLATFORM = Path(__file__).resolve().parents[2] / "platform"
+
+
+def _cluster_secret(**enabled: bool) -> dict:
+    labels = {"argocd.argoproj.io/secret-type": "cluster", "environment": "dev"}
+    labels.update({f"enable_{addon}": str(on).lower() for addon, on in enabled.items()})
+    return {"type": "kubernetes:core/v1:Secret", "name": "gitops-cluster", "props": {"metadata": {"labels": labels}}}
+
+
+def test_alb_groups_match_the_ingresses_platform_declares():
+    """Each ALB the load-balancer controller makes is one Ingress group
+    (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/annotations/#group.name):
+    the table the estimate prices must name every add-on whose values put an Ingress in a group."""
+    declared: dict[str, set[str]] = {}
+    for values in PLATFORM.glob("addons/*/**/values.yaml"):
+        text = values.read_text()
+        assert "type: LoadBalancer" not in text, f"{values}: a Service load balancer the estimate does not price"
+        for group in re.findall(r"alb\.ingress\.kubernetes\.io/group\.name:\s*(\S+)", text):
+            addon = values.relative_to(PLATFORM / "addons").parts[0].replace("-", "_")
+            declared.setdefault(group, set()).add(addon)
+    assert declared
+    assert {group: set(addons) for group, addons in ALB_GROUPS.items()} == declared
+
+
+def test_the_flyte_alb_is_priced_by_the_hour_whenever_an_addon_of_its_group_is_on():
+    hourly = price_table()["fixed"]["alb_hourly"]["usd"] * 730
+    both = estimate_cost([_cluster_secret(aws_load_balancer_controller=True, flyte=True, mlflow=True)])
+    (line,) = both.lines
+    assert (line.idle_usd_month, line.peak_usd_month) == (pytest.approx(hourly, abs=0.01),) * 2
+    assert "flyte" in line.description
+    assert any("LCU" in u for u in both.usage_based)
+    # One group, one ALB, however many of its add-ons are on; none without the controller or the add-ons.
+    assert estimate_cost([_cluster_secret(aws_load_balancer_controller=True, mlflow=True)]).idle_usd_month == (
+        pytest.approx(hourly, abs=0.01)
+    )
+    assert estimate_cost([_cluster_secret(aws_load_balancer_controller=True, flyte=False)]).lines == []
+    assert estimate_cost([_cluster_secret(aws_load_balancer_controller=False, flyte=True)]).lines == []
+
+
+def test_dev_plan_counts_the_flyte_alb(capsys: pytest.CaptureFixture[str]):
+    assert main(["plan", "--stack", "dev", "--format", "json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    (alb,) = [line for line in cost["lines"] if line["resource_type"] == "kubernetes:core/v1:Secret"]
+    assert alb["idle_usd_month"] > 0

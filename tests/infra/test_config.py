@@ -162,3 +162,102 @@ def test_stack_files_hold_only_known_keys_and_parse(stack: str):
     # The only value the offline plan invents is the secret it cannot decrypt.
     assert stood_in == ["cdao:codeweaveExternalId"]
     assert set(secrets) == {"codeweaveExternalId"}
+
+
+# ---------------------------------------------------------------- what the first `pulumi up` needs of the cpu pool
+def _with_pool(pool: str, **override) -> dict:
+    return {**VALID, "cdao:nodePools": {pool: override}}
+
+
+def test_a_cpu_pool_that_keeps_one_node_and_only_prefers_no_schedule_is_accepted():
+    """The floor is what the first `pulumi up` needs: the cluster autoscaler arrives later through
+    Argo CD, which itself must schedule on this pool (no tolerations in infra/components/gitops.py)."""
+    config, _ = parse_stack_config(
+        "dev",
+        _with_pool("cpu", minSize=1, taints=[{"key": "spot", "value": "avoid", "effect": "PreferNoSchedule"}]),
+    )
+    assert config.node_pools["cpu"].min_size == 1
+
+
+@pytest.mark.parametrize("effect", ["NoSchedule", "NoExecute"])
+def test_a_cpu_pool_taint_that_keeps_argocd_off_is_refused(effect: str):
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", _with_pool("cpu", taints=[{"key": "dedicated", "value": "x", "effect": effect}]))
+    assert info.value.keys == ["cdao:nodePools.cpu.taints[0]"]
+    assert "Argo CD" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "cdao.io/node-pool",
+        "cdao.io/gpu-sharing",
+        "workload-type.cdao.io/training",
+        "nvidia.com/mig.config",
+        "nvidia.com/device-plugin.config",
+        "nvidia.com/gpu.product",
+        "k8s.amazonaws.com/accelerator",
+    ],
+)
+def test_a_label_in_a_namespace_the_program_or_gpu_stack_owns_is_refused(label: str):
+    """infra/components/node_pool.py's pool_labels sets these (and the GPU operator's feature
+    discovery owns nvidia.com/*): a user label there would relabel the node group and the
+    autoscaler's node template."""
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", _with_pool("a100-timeslice", labels={label: "other"}))
+    assert info.value.keys == ["cdao:nodePools.a100-timeslice.labels"]
+
+
+def test_a_label_in_the_users_own_namespace_is_kept():
+    config, _ = parse_stack_config("dev", _with_pool("a100-timeslice", labels={"team.example.com/owner": "ml"}))
+    assert config.node_pools["a100-timeslice"].labels == {"team.example.com/owner": "ml"}
+
+
+# ---------------------------------------------------------------- regions and tags
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cdao:storage", {"replicationRegion": "mars-1"}),
+        ("cdao:storage", {"replicationRegion": "us-east-1"}),
+        ("cdao:backup", {"copyRegion": "mars-1"}),
+        ("cdao:backup", {"copyRegion": "us-east-1"}),
+    ],
+)
+def test_a_second_region_must_be_an_aws_region_other_than_the_stacks(key: str, value: dict):
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", {**VALID, key: value})
+    assert info.value.keys == [f"{key}.{next(iter(value))}"]
+
+
+def test_a_second_region_elsewhere_is_accepted():
+    config, _ = parse_stack_config("dev", {**VALID, "cdao:storage": {"replicationRegion": "us-west-2"}})
+    assert config.storage.replication_region == "us-west-2"
+
+
+@pytest.mark.parametrize("key", ["cdao:team", "cdao:costCenter"])
+@pytest.mark.parametrize("value", ["t" * 257, "aws:cc-1", "AWS:cc-1"])
+def test_a_tag_value_aws_refuses_is_refused(key: str, value: str):
+    """Tag values are at most 256 characters and may not start with aws: in any case
+    (https://docs.aws.amazon.com/batch/latest/userguide/tag-restrictions.html)."""
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", {**VALID, key: value})
+    assert info.value.keys == [key]
+
+
+@pytest.mark.parametrize("key", ["cdao:team", "cdao:costCenter"])
+def test_the_longest_tag_value_is_accepted(key: str):
+    config, _ = parse_stack_config("dev", {**VALID, key: "t" * 256})
+    assert len(config.tags["team" if key == "cdao:team" else "cost-center"]) == 256
+
+
+def test_every_label_the_program_sets_is_in_a_namespace_users_may_not_set():
+    """A label pool_labels adds later in a new namespace must join the reserved ones, or a user
+    label could override it (pool_labels applies the user's labels last)."""
+    from infra.components.node_pool import pool_labels  # noqa: PLC0415
+    from infra.config import _in_domain, _reserved_label_domains  # noqa: PLC0415
+
+    config, _ = parse_stack_config("dev", VALID)
+    reserved = _reserved_label_domains()
+    for name, pool in config.node_pools.items():
+        for key in pool_labels(name, pool):
+            assert _in_domain(key.partition("/")[0], reserved), (name, key)

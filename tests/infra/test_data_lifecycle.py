@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cdao_cli.plan.replacements import FORCE_NEW_INPUTS
 from cdao_cli.plan.runner import PlanRun, read_stack_file
 from infra.config import ConfigError, parse_stack_config
 
@@ -142,6 +143,23 @@ def test_final_snapshot_identifiers_differ_between_incarnations(stack_run: PlanR
     assert identifier.endswith(f"-{suffix.outputs['hex']}")
     # RDS: starts with a letter, letters/digits/hyphens, no "--", no trailing hyphen, at most 255.
     assert re.fullmatch(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,253}[A-Za-z0-9]", identifier)
+
+
+def test_final_snapshot_suffix_is_redrawn_by_every_input_that_replaces_the_instance(stack_run: PlanRun):
+    """A replacement reuses the old instance's final_snapshot_identifier unless the suffix changes
+    with it: the new instance's teardown then fails with DBSnapshotAlreadyExists. The suffix's
+    keepers carry every replace-forcing input (cdao_cli/plan/replacements.py, from terraform-provider-aws
+    internal/service/rds/instance.go) the program sets, with the same value."""
+    (db,) = _of_type(stack_run, "aws:rds/instance:Instance")
+    if db.inputs["skipFinalSnapshot"]:
+        return
+    (suffix,) = _of_type(stack_run, "random:index/randomId:RandomId")
+    forcing = {k: db.inputs[k] for k in FORCE_NEW_INPUTS["aws:rds/instance:Instance"] if k in db.inputs}
+    assert {"identifierPrefix", "kmsKeyId", "storageEncrypted", "engine"} <= set(forcing)
+    keepers = suffix.inputs["keepers"]
+    assert {k: keepers.get(k) for k in forcing} == {
+        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in forcing.items()
+    }
 
 
 def test_root_application_cascades_so_the_alb_goes_before_the_vpc(plan_of):

@@ -28,6 +28,10 @@ def test_no_ingress_from_anywhere(stack_run: PlanRun):
     for rule in _of_type(stack_run, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
         assert rule.inputs.get("cidrIpv4") != "0.0.0.0/0", rule.name
         assert rule.inputs.get("cidrIpv6") != "::/0", rule.name
+    for rule in _of_type(stack_run, "aws:ec2/securityGroupRule:SecurityGroupRule"):
+        if rule.inputs["type"] == "ingress":
+            assert "0.0.0.0/0" not in (rule.inputs.get("cidrBlocks") or []), rule.name
+            assert "::/0" not in (rule.inputs.get("ipv6CidrBlocks") or []), rule.name
     for group in _of_type(stack_run, "aws:ec2/securityGroup:SecurityGroup"):
         for ingress in group.inputs.get("ingress") or []:
             assert "0.0.0.0/0" not in (ingress.get("cidrBlocks") or []), group.name

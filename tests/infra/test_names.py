@@ -12,6 +12,7 @@ import copy
 import pytest
 
 from cdao_cli.plan.runner import read_stack_file, run_program_with_config
+from infra import names
 from infra.config import ConfigError, parse_stack_config
 
 
@@ -118,7 +119,7 @@ def test_the_longest_accepted_labels_and_taints_plan_as_node_group_inputs_within
     raw = _pool_raw(
         workloadTypes=["w" * 41],
         labels={"team.example.com/" + "o" * 46: "v" * 63},
-        taints=[{"key": "t.example.com/" + "k" * 49, "value": "v" * 63, "effect": "NoSchedule"}],
+        taints=[{"key": "t.example.com/" + "k" * 49, "value": "v" * 63, "effect": "PreferNoSchedule"}],
     )
     registrations, error = run_program_with_config("dev", "us-east-1", raw)
     assert error is None, error
@@ -126,6 +127,11 @@ def test_the_longest_accepted_labels_and_taints_plan_as_node_group_inputs_within
     assert max(len(k) for k in group.inputs["labels"]) == 63
     assert all(1 <= len(v) <= 63 for v in group.inputs["labels"].values())
     assert [(len(t["key"]), len(t["value"])) for t in group.inputs["taints"]] == [(63, 63)]
+    # The autoscaler's node-template tags carry each label and taint key in their own key
+    # (infra/components/node_pool.py): AWS's tag-key limit, infra/names.py.
+    tag_keys = [r.inputs["tag"]["key"] for r in registrations if r.type == "aws:autoscaling/tag:Tag"]
+    assert tag_keys
+    assert max(len(k) for k in tag_keys) <= names.LIMITS["aws-tag-key"].max_length
 
 
 # ---------------------------------------------------------------- stack-name characters

@@ -100,7 +100,7 @@ def test_argocd_installs_only_once_pulumi_can_reach_the_api(run):
     access = [
         r
         for r in run.registrations
-        if r.type in {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/route:Route"}
+        if r.type in {"aws:ec2/securityGroupRule:SecurityGroupRule", "aws:ec2/route:Route"}
         and r.name.startswith(("cluster-api-from-", "network-api-access-"))
     ]
     if run.config.cluster.private_access_cidrs or run.config.cluster.private_access_security_group_ids:
