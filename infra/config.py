@@ -39,6 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import cdao_pools
 from cdao_pools import NODE_POOLS, workload_label
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -768,12 +769,17 @@ def _reserved_label_domains() -> tuple[str, ...]:
     Kubernetes (kubernetes.io, k8s.io: https://kubernetes.io/docs/reference/labels-annotations-taints/).
     A user label there would win over the program's (pool_labels applies it last) and relabel the
     node group and its autoscaler node template."""
-    # Imported here: node_pool imports this module.
-    from infra.components.node_pool import ACCELERATOR_LABEL, DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL  # noqa: PLC0415
-
-    owned = (NODE_POOL_LABEL, GPU_SHARING_LABEL, WORKLOAD_LABEL_PREFIX, MIG_CONFIG_LABEL, DEVICE_PLUGIN_CONFIG_LABEL)
+    owned = (
+        cdao_pools.NODE_POOL_LABEL,
+        cdao_pools.GPU_SHARING_LABEL,
+        cdao_pools.WORKLOAD_TYPE_LABEL_PREFIX,
+        cdao_pools.MIG_CONFIG_LABEL,
+        cdao_pools.DEVICE_PLUGIN_CONFIG_LABEL,
+    )
     return tuple(
-        dict.fromkeys([*(key.partition("/")[0] for key in (*owned, ACCELERATOR_LABEL)), "kubernetes.io", "k8s.io"])
+        dict.fromkeys(
+            [*(key.partition("/")[0] for key in (*owned, cdao_pools.ACCELERATOR_LABEL)), "kubernetes.io", "k8s.io"]
+        )
     )
 
 

@@ -12,21 +12,20 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
-from cdao_pools import GPU_RESOURCE, GPU_SHARING_LABEL, NODE_POOL_LABEL, mig_resource_name, workload_label
+from cdao_pools import (
+    ACCELERATOR_LABEL,
+    DEVICE_PLUGIN_CONFIG_LABEL,
+    GPU_RESOURCE,
+    GPU_SHARING_LABEL,
+    MIG_CONFIG_LABEL,
+    NODE_POOL_LABEL,
+    mig_resource_name,
+    workload_label,
+)
 
 from cdao_catalog.instances import INSTANCE_TYPES
 from infra.config import NodePoolConfig
 
-# The NVIDIA MIG manager applies the layout named by this node label (the GPU stack in platform/
-# defines a layout of that name from the same pool config).
-MIG_CONFIG_LABEL = "nvidia.com/mig.config"
-# The GPU operator's device plugin picks its time-slicing config by this node label; platform/
-# names each config after the pool (replicas from the same pool config).
-DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
-# The cluster autoscaler's AWS provider treats a node with this label as not ready until it
-# advertises nvidia.com/gpu, so it does not scale out again while the first node loads its driver
-# (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "GPU Node Groups"; #1949).
-ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 _EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 

@@ -22,6 +22,16 @@ WORKLOAD_TYPE_LABEL_PREFIX = "workload-type.cdao.io/"
 GPU_SHARING_LABEL = "cdao.io/gpu-sharing"
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# The NVIDIA MIG manager applies the layout named by this node label (the GPU stack in platform/
+# defines a layout of that name from the same pool config).
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+# The GPU operator's device plugin picks its time-slicing config by this node label; platform/
+# names each config after the pool (replicas from the same pool config).
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+# The cluster autoscaler's AWS provider treats a node with this label as not ready until it
+# advertises nvidia.com/gpu, so it does not scale out again while the first node loads its driver
+# (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "GPU Node Groups"; #1949).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 
 

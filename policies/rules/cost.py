@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from cdao_pools import ACCELERATOR_LABEL, MIG_CONFIG_LABEL
+
 from cdao_cost import estimate_cost
 from cdao_resources import resource
 from policies.core import (
@@ -516,8 +518,6 @@ def cost_012_pool_cap(res: Resource, ctx: Context) -> Iterator[str | UnknownValu
 # cloudprovider/aws/README.md). The GPU operator's MIG manager reads nvidia.com/mig.config: a MIG pool
 # with the mixed strategy advertises nvidia.com/mig-* resources, never nvidia.com/gpu, so the label
 # would keep its nodes "not ready" forever (NVIDIA gpu-operator docs, GPU Operator with MIG).
-ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
-_MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 _NVIDIA_FAMILY = re.compile(r"^(p\d|g\d|gr\d)", re.IGNORECASE)
 # G4ad carries AMD Radeon Pro V520 GPUs, not NVIDIA (EC2 accelerated computing instance types,
 # https://aws.amazon.com/ec2/instance-types/g4/); Inferentia/Trainium (inf*, trn*) run EKS's AL2 "GPU"
@@ -556,6 +556,6 @@ def cost_013_gpu_accelerator_label(res: Resource, _ctx: Context) -> Iterator[str
         if not any(isinstance(t, str) and _nvidia_type(t) for t in iter_known(types)):
             return
     labels = res.get("labels") or {}
-    if _MIG_CONFIG_LABEL in labels or ACCELERATOR_LABEL in labels:
+    if MIG_CONFIG_LABEL in labels or ACCELERATOR_LABEL in labels:
         return
     yield f"GPU node group without the {ACCELERATOR_LABEL} label: the autoscaler may add a node per pending pod"
