@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,16 @@ async def within_deadline(awaitable: Any, *, deadline: float, what: str, backend
         ) from None
 
 
+def _endpoint_override(service: str) -> str | None:
+    """The endpoint boto3 gives a new ``service`` client from the environment, if any:
+    ``AWS_ENDPOINT_URL_<SERVICE ID>`` (upper case, spaces and hyphens as underscores), else
+    ``AWS_ENDPOINT_URL`` (AWS SDKs and Tools Reference Guide, "Service-specific endpoints",
+    https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html). A shared client is kept
+    per endpoint, so one made for an earlier endpoint is never used for another."""
+    specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}")
+    return specific or os.environ.get("AWS_ENDPOINT_URL")
+
+
 class Backend:
     """One external system's threads and AWS clients."""
 
@@ -88,12 +99,12 @@ class Backend:
         self.name = name
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str, bool], Any] = {}
+        self._clients: dict[tuple[str, str, bool, str | None], Any] = {}
 
     def aws(self, service: str, region: str, *, for_creates: bool = False) -> Any:
         """The shared boto3 client of ``service`` in ``region`` (created on first use); with
         ``for_creates``, the one that never retries (see :data:`AWS_CREATE_CLIENT_CONFIG`)."""
-        key = (service, region, for_creates)
+        key = (service, region, for_creates, _endpoint_override(service))
         with self._lock:
             client = self._clients.get(key)
             if client is None:

@@ -322,3 +322,20 @@ def test_a_hung_sagemaker_transform_job_of_the_plugin_answers_inside_the_deadlin
     assert isinstance(answer, grpc.RpcError) and answer.code() == grpc.StatusCode.INTERNAL, answer
     assert "did not answer GetTask" in answer.details()
     assert took < _deadlines.GET_TASK_SECONDS
+
+
+def test_a_shared_client_follows_the_endpoint_the_environment_names(monkeypatch):
+    """boto3 reads AWS_ENDPOINT_URL[_<SERVICE>] when a client is made: a client shared across calls is
+    kept per endpoint, so a connector never keeps calling an endpoint the environment no longer names
+    (the tests' moto servers come and go; an operator may repoint the service at a VPC endpoint)."""
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+
+    backend = Backend("endpoint-test", workers=1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    first = backend.aws("batch", "us-east-1")
+    assert backend.aws("batch", "us-east-1") is first
+    assert first.meta.endpoint_url == "http://127.0.0.1:1"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", "http://127.0.0.1:2")
+    assert backend.aws("batch", "us-east-1").meta.endpoint_url == "http://127.0.0.1:2"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", "http://127.0.0.1:3")
+    assert backend.aws("emr-serverless", "us-east-1").meta.endpoint_url == "http://127.0.0.1:3"

@@ -103,9 +103,10 @@ class BatchConnector(BulkheadConnector):
         with self._lock:
             cache = self._caches.get(region)
             if cache is None or cache.max_age != max_age:
-                client = self._client(region)
+                # The client is looked up per refresh: it is the backend's shared one for the
+                # endpoint the environment names now (Backend.aws).
                 cache = StatusCache(
-                    lambda ids: {j["jobId"]: j for j in client.describe_jobs(jobs=ids)["jobs"]},
+                    lambda ids: {j["jobId"]: j for j in self._client(region).describe_jobs(jobs=ids)["jobs"]},
                     max_age=max_age,
                     batch=DESCRIBE_JOBS_BATCH,
                     period=refresh_period(max_age),

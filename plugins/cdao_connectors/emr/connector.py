@@ -120,10 +120,11 @@ class EMRConnector(BulkheadConnector):
         self.status_cache = StatusCaches(self._new_cache)
 
     def _new_cache(self, region: str, max_age: float) -> StatusCache:
-        emr = self.backend.aws("emr", region)
+        # The client is looked up per refresh: the backend's shared one for the endpoint the
+        # environment names now (Backend.aws).
         return StatusCache(
-            lambda keys: _list_steps(emr, keys),
-            describe_all=lambda keys: _list_steps(emr, keys, listing=True),
+            lambda keys: _list_steps(self.backend.aws("emr", region), keys),
+            describe_all=lambda keys: _list_steps(self.backend.aws("emr", region), keys, listing=True),
             max_age=max_age,
             batch=LIST_STEPS_IDS,
             period=refresh_period(max_age),

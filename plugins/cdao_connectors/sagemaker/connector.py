@@ -242,10 +242,11 @@ class BatchTransformConnector(BulkheadConnector):
         self.status_cache = StatusCaches(self._new_cache)
 
     def _new_cache(self, region: str, max_age: float) -> StatusCache:
-        sm = self.backend.aws("sagemaker", region)
+        # The client is looked up per refresh: the backend's shared one for the endpoint the
+        # environment names now (Backend.aws).
         return StatusCache(
-            lambda names: _transform_statuses(sm, names, listing=False),
-            describe_all=lambda names: _transform_statuses(sm, names, listing=True),
+            lambda names: _transform_statuses(self.backend.aws("sagemaker", region), names, listing=False),
+            describe_all=lambda names: _transform_statuses(self.backend.aws("sagemaker", region), names, listing=True),
             max_age=max_age,
             batch=1,  # DescribeTransformJob takes one name; new jobs are described in parallel
             parallel=16,
