@@ -78,14 +78,18 @@ def test_every_stack_is_reconciled_by_every_run_not_by_the_push_diff(deploy):
         assert jobs["resolve"]["outputs"][f"{stack}-deploy"] == f"${{{{ steps.resolve.outputs.{stack}-deploy }}}}"
 
 
-def test_each_apply_runs_in_its_github_environment_and_plans_do_not(deploy):
+def test_each_job_of_a_stack_runs_in_its_github_environment(deploy):
     jobs = deploy["jobs"]
     for stack in STACKS:
         assert jobs[f"apply-{stack}"]["environment"] == stack
         assert jobs[f"register-{stack}"]["environment"] == f"{stack}-workflows"
-        assert "environment" not in jobs[f"plan-{stack}"]
+        # No reviewers there; the environment only gives the token the subject the stack's role
+        # trusts (tests/github/test_oidc_trust.py).
+        assert jobs[f"plan-{stack}"]["environment"] == f"{stack}-preview"
+        assert jobs[f"image-{stack}"]["environment"] == f"{stack}-images"
     with_environment = {name for name, job in jobs.items() if "environment" in job}
-    assert with_environment == {f"{k}-{s}" for s in STACKS for k in ("apply", "register")}
+    kinds = ("apply", "register", "plan", "image")
+    assert with_environment == {f"{k}-{s}" for s in STACKS for k in kinds}
 
 
 def test_an_apply_needs_its_own_plan_and_images_only(deploy):
@@ -101,12 +105,15 @@ def test_an_apply_needs_its_own_plan_and_images_only(deploy):
 def test_reviewers_required_on_staging_and_prod_and_only_main_deploys():
     config = YAML(typ="safe", pure=True).load((ROOT / ".github" / "environments.yml").read_text())
     environments = config["environments"]
-    assert set(environments) == set(STACKS) | {f"{s}-workflows" for s in STACKS}
+    unreviewed = ("workflows", "preview", "images")
+    assert set(environments) == set(STACKS) | {f"{s}-{kind}" for s in STACKS for kind in unreviewed}
     assert environments["dev"]["required_reviewers"] is False
     for stack in STACKS:
         # Registration follows an approved apply in the same run: no second approval, main only.
-        assert environments[f"{stack}-workflows"]["required_reviewers"] is False
-        assert environments[f"{stack}-workflows"]["deployment_branches"] == ["main"]
+        # Plans, drift and images read or copy only; their environment gives the OIDC subject.
+        for kind in unreviewed:
+            assert environments[f"{stack}-{kind}"]["required_reviewers"] is False
+            assert environments[f"{stack}-{kind}"]["deployment_branches"] == ["main"]
     for stack in ("staging", "prod"):
         assert environments[stack]["required_reviewers"] is True
         assert environments[stack]["prevent_self_review"] is True
@@ -132,8 +139,8 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
     assert result.returncode == 0, result.stderr
     checks, *calls = result.stdout.splitlines()
     assert checks.startswith("GET repos/example-org/platform/actions/variables/{PULUMI_PR_RUNNER,PULUMI_RUNNER}")
-    assert len(calls) == 12
-    for stack in [*STACKS, *(f"{s}-workflows" for s in STACKS)]:
+    assert len(calls) == 2 * 12
+    for stack in [*STACKS, *(f"{s}-{kind}" for s in STACKS for kind in ("workflows", "preview", "images"))]:
         put = next(c for c in calls if c.startswith(f"PUT repos/example-org/platform/environments/{stack} "))
         reviewers = '"reviewers": []' not in put
         assert reviewers == (stack in ("staging", "prod")), put
@@ -259,8 +266,7 @@ def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
     for stack in ("staging", "prod"):
         job = jobs[f"image-{stack}"]
         assert not steps_using(job, "docker/build-push-action")  # never rebuilt
-        copy = "\n".join(str(s.get("run", "")) for s in job["steps"])
-        assert 'docker buildx imagetools create --tag "$target" "${SOURCE}/cdao-dev-${purpose}:${REVISION}"' in copy
+        # What is copied from where: test_an_image_is_copied_from_the_upstream_and_its_digest_checked.
         # The stack's own registry and push role: one account per stack.
         (creds,) = steps_using(job, "aws-actions/configure-aws-credentials")
         assert creds["with"]["role-to-assume"] == f"${{{{ vars.AWS_ECR_PUSH_ROLE_ARN_{stack.upper()} }}}}"
@@ -289,7 +295,8 @@ def test_every_program_run_gets_the_commit_it_runs_as_the_connector_image_tag(de
             (checkout,) = [c for c in steps_using(jobs[job], "actions/checkout") if c["with"].get("path") == "stack"]
             assert checkout["with"]["ref"] == revision
         image = "\n".join(str(s.get("run", "")) for s in jobs[f"image-{stack}"]["steps"])
-        assert f"cdao-{stack}-${{purpose}}:${{REVISION}}" in image
+        tagged = f"cdao-{stack}-${{purpose}}:${{REVISION}}" in image
+        assert tagged or ("cdao-${STACK}-${purpose}:${REVISION}" in image and jobs[f"image-{stack}"]["env"]["STACK"] == stack)
         assert any(s.get("env", {}).get("REVISION") == revision for s in jobs[f"image-{stack}"]["steps"])
     preview = load("pull-request.yml")["jobs"]["preview"]
     (pulumi,) = steps_using(preview, "pulumi/actions")
@@ -746,7 +753,8 @@ def test_configure_environments_refuses_a_runner_shared_by_pull_requests_and_dep
         assert result.returncode == 0, result.stderr
 
 
-def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
+@pytest.mark.parametrize("workflow", ["deploy.yml", "drift.yml"])
+def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(workflow):
     """A job with `id-token: write` can mint its AWS role's credentials from any step (every step
     gets ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN: docs.github.com/en/actions/deployment/
     security-hardening-your-deployments/configuring-openid-connect-in-cloud-providers), so it runs no
@@ -755,7 +763,7 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
     the revision it deploys, checked out in stack/ before anything runs. main's checkout is data
     there: the stack file and the git history the guard compares."""
     scripts = re.compile(r"(\S*)\.github/scripts/")
-    for job_name, job in deploy["jobs"].items():
+    for job_name, job in load(workflow)["jobs"].items():
         if job["permissions"].get("id-token") != "write":
             continue
         steps = job["steps"]
@@ -772,6 +780,11 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
                 assert prefix == "stack/", (job_name, step.get("name"), prefix)
             if "pulumi/actions@" in str(step.get("uses", "")):
                 assert step["with"]["pulumi-version-file"] == "stack/.github/pulumi-version", job_name
+            # The program, Pulumi.yaml and plugins of the pin, not of main.
+            for match in re.finditer(r"^\s*pulumi (?:refresh|preview|up)\b[^\n]*", run, re.M):
+                assert "--cwd stack" in match.group(0), (job_name, match.group(0))
+        for checkout in pinned:
+            assert "needs." in steps[checkout]["with"]["ref"], (job_name, steps[checkout]["with"]["ref"])
 
 
 def test_a_promotion_pull_request_is_checked_with_mains_rule():
@@ -789,3 +802,128 @@ def test_a_promotion_pull_request_is_checked_with_mains_rule():
     assert '--head "$HEAD_SHA"' in run and '--author "$AUTHOR"' in run
     assert job["steps"][-1]["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
     assert job["permissions"] == {"actions": "read", "contents": "read", "deployments": "read"}
+
+
+# --- images: promoted from the upstream stack's registry, by digest -----------------------------
+
+# A stand-in for `docker buildx imagetools`: images live in $REGISTRY_DIR/<ref with / and : as _>,
+# each file the raw manifest bytes `inspect --raw` prints (docker/buildx util/imagetools/printer.go:
+# `--raw` writes the bytes unchanged, "avoid newline to keep digest", so their sha256 is the digest);
+# without it, a summary; `create --tag T S` copies S's manifest as it is; `inspect` of a missing image fails.
+_FAKE_DOCKER = r"""#!/usr/bin/env bash
+set -eu
+[ "$1 $2" = "buildx imagetools" ] || { echo "unexpected docker $*" >&2; exit 64; }
+shift 2
+file() { printf '%s/%s' "$REGISTRY_DIR" "$(printf '%s' "$1" | tr '/:' '__')"; }
+case "$1" in
+  inspect)
+    if [ "$2" = --raw ]; then
+      [ -f "$(file "$3")" ] || { echo "ERROR: $3: not found" >&2; exit 1; }
+      cat "$(file "$3")"
+    else
+      [ -f "$(file "$2")" ] || { echo "ERROR: $2: not found" >&2; exit 1; }
+      echo "Name: $2"
+    fi ;;
+  create)
+    [ "$2" = --tag ] || exit 64
+    [ -f "$(file "$4")" ] || { echo "ERROR: $4: not found" >&2; exit 1; }
+    echo "$3" >> "$REGISTRY_DIR/created"
+    cp "$(file "$4")" "$(file "$3")" ;;
+  *) exit 64 ;;
+esac
+"""
+
+
+def _copy_images(tmp_path: Path, deploy: dict[str, Any], stack: str, images: dict[str, str]):
+    job = deploy["jobs"][f"image-{stack}"]
+    (step,) = [s for s in job["steps"] if "imagetools create" in str(s.get("run", ""))]
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for ref, manifest in images.items():
+        (registry / ref.replace("/", "_").replace(":", "_")).write_text(manifest)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(_FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    summary = tmp_path / "summary"
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "REGISTRY_DIR": str(registry),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        **{k: str(v) for k, v in job.get("env", {}).items()},
+        "REVISION": "a" * 40,
+        "SOURCE": "src.example",
+        "TARGET": "dst.example",
+    }
+    # The shell GitHub runs a `shell: bash` step with (workflow syntax, jobs.<job_id>.steps[*].shell:
+    # `bash --noprofile --norc -eo pipefail {0}`).
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    created = (registry / "created").read_text().split() if (registry / "created").exists() else []
+    return result, created
+
+
+def test_each_stack_copies_its_images_from_the_stack_it_is_promoted_from(deploy):
+    """prod's images come from staging's registry (what staging ran), not dev's, whose lifecycle
+    rule expires old images (infra/components/compute.py): the upstream is the stack file's
+    `cdao-stack:promotesFrom` (cdao_stacks), the registry variable that stack's."""
+    import cdao_stacks
+
+    registry = cdao_stacks.load()
+    for stack in ("staging", "prod"):
+        upstream = registry.get(stack).promotes_from
+        job = deploy["jobs"][f"image-{stack}"]
+        assert job["env"] == {"STACK": stack, "UPSTREAM": upstream}
+        (step,) = [s for s in job["steps"] if "imagetools create" in str(s.get("run", ""))]
+        assert step["env"]["SOURCE"] == f"${{{{ vars.ECR_REGISTRY_{upstream.upper()} }}}}"
+        assert step["env"]["TARGET"] == f"${{{{ vars.ECR_REGISTRY_{stack.upper()} }}}}"
+        (login,) = steps_using(job, "aws-actions/amazon-ecr-login")
+        accounts = f"${{{{ vars.ECR_ACCOUNT_ID_{upstream.upper()} }}}},${{{{ vars.ECR_ACCOUNT_ID_{stack.upper()} }}}}"
+        assert login["with"]["registries"] == accounts
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_an_image_is_copied_from_the_upstream_and_its_digest_checked(tmp_path, deploy, stack):
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    sha = "a" * 40
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    result, created = _copy_images(tmp_path, deploy, stack, images)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert created == [f"dst.example/cdao-{stack}-connector:{sha}", f"dst.example/cdao-{stack}-tasks:{sha}"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_an_existing_tag_with_another_digest_fails_instead_of_being_skipped(tmp_path, deploy, stack):
+    """Tags are immutable: a tag pushed by anyone else first (a planted image) is never run."""
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    sha = "a" * 40
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images[f"dst.example/cdao-{stack}-connector:{sha}"] = '{"index":"planted"}'
+    result, created = _copy_images(tmp_path, deploy, stack, images)
+    assert result.returncode != 0
+    assert f"dst.example/cdao-{stack}-connector:{sha} exists with digest sha256:" in result.stdout
+    assert created == []
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_an_existing_tag_with_the_same_digest_is_kept(tmp_path, deploy, stack):
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    sha = "a" * 40
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images[f"dst.example/cdao-{stack}-connector:{sha}"] = '{"index":"connector"}'
+    result, created = _copy_images(tmp_path, deploy, stack, images)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert created == [f"dst.example/cdao-{stack}-tasks:{sha}"]
+
+
+def test_a_revision_the_upstream_never_ran_fails_with_its_name(tmp_path, deploy):
+    result, created = _copy_images(tmp_path, deploy, "prod", {})
+    assert result.returncode != 0
+    assert f"src.example/cdao-staging-connector:{'a' * 40}" in result.stdout
+    assert "staging never ran" in result.stdout
+    assert created == []
