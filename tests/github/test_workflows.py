@@ -927,3 +927,46 @@ def test_a_revision_the_upstream_never_ran_fails_with_its_name(tmp_path, deploy)
     assert f"src.example/cdao-staging-connector:{'a' * 40}" in result.stdout
     assert "staging never ran" in result.stdout
     assert created == []
+
+
+# --- drift: the issue's advice ------------------------------------------------------------------
+
+
+def test_a_drift_issue_tells_how_to_reapply_the_stack_at_its_pin(tmp_path):
+    """Re-running a deploy run does nothing here: its resolve sees its own commit already deployed
+    (cdao stack-revision: deploy=false when nothing changed). Only Deploy dispatched with
+    `stack: <stack>` forces the stack (deploy.yml's workflow_dispatch input)."""
+    (step,) = [s for s in load("drift.yml")["jobs"]["report"]["steps"] if "gh issue" in str(s.get("run", ""))]
+    drift = tmp_path / "drift" / "drift-prod"
+    drift.mkdir(parents=True)
+    (drift / "status").write_text("drift\n")
+    (drift / "output.txt").write_text("~ aws:s3/bucketV2:BucketV2 changed\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # gh stand-in: `issue list` finds no open issue; `issue create` keeps the body it was given.
+    (bin_dir / "gh").write_text(
+        '#!/usr/bin/env bash\ncase "$1 $2" in\n'
+        '  "issue create") while [ $# -gt 0 ]; do [ "$1" = --body-file ] && cp "$2" "$OUT/body"; shift; done;'
+        ' echo https://example.invalid/1 ;;\n'
+        "  *) ;;\nesac\n"
+    )
+    (bin_dir / "gh").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "RUNNER_TEMP": str(tmp_path),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+            "RUN_URL": "https://example.invalid/run",
+            "OUT": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    body = (tmp_path / "body").read_text()
+    assert "**Actions -> Deploy -> Run workflow** with `stack: prod`" in body
+    assert "re-run" not in body.lower()
+    dispatch = load("deploy.yml")["on"]["workflow_dispatch"]["inputs"]["stack"]
+    assert "prod" in dispatch["options"]
