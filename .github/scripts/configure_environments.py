@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             rules = environments.get(args.trust_policy)
             if rules is None or "aws_role" not in rules:
                 named = sorted(n for n, r in environments.items() if "aws_role" in r)
-                raise SetupError(f"--trust-policy {args.trust_policy!r}: no aws_role there; environments with one: {named}")
+                raise SetupError(
+                    f"--trust-policy {args.trust_policy!r}: no aws_role there; environments with one: {named}"
+                )
             if not args.account or not args.account.isdigit() or len(args.account) != 12:
                 raise SetupError(f"--account {args.account!r}: expected the 12-digit AWS account ID of the role")
             print(f"# {rules['aws_role']}: its ARN goes into variable {rules['aws_role_variable']}")

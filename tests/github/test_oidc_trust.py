@@ -80,7 +80,8 @@ def documented_trust() -> dict[str, str]:
     """role name -> trusted subject (without `repo:ORG/REPO:`), from docs/github-setup.md's role table,
     `<stack>` expanded."""
     text = (ROOT / "docs" / "github-setup.md").read_text()
-    rows = re.findall(r"^\| `(cdao-github-[a-z-]+(?:<stack>)?)`[^|]*\|[^|]*\| exactly `repo:ORG/REPO:([^`]+)`", text, re.M)
+    row = r"^\| `(cdao-github-[a-z-]+(?:<stack>)?)`[^|]*\|[^|]*\| exactly `repo:ORG/REPO:([^`]+)`"
+    rows = re.findall(row, text, re.M)
     trust = {}
     for role, sub in rows:
         for stack in STACKS if "<stack>" in role else ("",):
@@ -176,7 +177,10 @@ def test_configure_environments_prints_the_trust_policy_of_an_environments_role(
 
 @pytest.mark.parametrize(
     ("args", "error"),
-    [(["--trust-policy", "prod-workflows", "--account", "210987654321"], "no aws_role there"), (["--trust-policy", "prod"], "--account")],
+    [
+        (["--trust-policy", "prod-workflows", "--account", "210987654321"], "no aws_role there"),
+        (["--trust-policy", "prod"], "--account"),
+    ],
 )
 def test_trust_policy_refuses_what_it_cannot_print(args, error):
     result = subprocess.run(

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+import cdao_stacks
+from cdao_cli import stack_revision
 from cdao_cli.plan.runner import available_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,7 +298,8 @@ def test_every_program_run_gets_the_commit_it_runs_as_the_connector_image_tag(de
             assert checkout["with"]["ref"] == revision
         image = "\n".join(str(s.get("run", "")) for s in jobs[f"image-{stack}"]["steps"])
         tagged = f"cdao-{stack}-${{purpose}}:${{REVISION}}" in image
-        assert tagged or ("cdao-${STACK}-${purpose}:${REVISION}" in image and jobs[f"image-{stack}"]["env"]["STACK"] == stack)
+        by_env = "cdao-${STACK}-${purpose}:${REVISION}" in image and jobs[f"image-{stack}"]["env"]["STACK"] == stack
+        assert tagged or by_env
         assert any(s.get("env", {}).get("REVISION") == revision for s in jobs[f"image-{stack}"]["steps"])
     preview = load("pull-request.yml")["jobs"]["preview"]
     (pulumi,) = steps_using(preview, "pulumi/actions")
@@ -797,8 +800,8 @@ def test_a_promotion_pull_request_is_checked_with_mains_rule():
     assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
     assert checkout["with"]["fetch-depth"] == 0
     run = job["steps"][-1]["run"]
-    assert "bash .github/scripts/last-deployed.sh dev all" in run
-    assert "bash .github/scripts/last-deployed.sh staging all" in run
+    assert 'bash .github/scripts/last-deployed.sh "$from" --at "${candidates[@]}"' in run
+    assert "mapfile -t dev < <(vouching staging)" in run and "mapfile -t staging < <(vouching prod)" in run
     assert '--head "$HEAD_SHA"' in run and '--author "$AUTHOR"' in run
     assert job["steps"][-1]["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
     assert job["permissions"] == {"actions": "read", "contents": "read", "deployments": "read"}
@@ -872,8 +875,6 @@ def test_each_stack_copies_its_images_from_the_stack_it_is_promoted_from(deploy)
     """prod's images come from staging's registry (what staging ran), not dev's, whose lifecycle
     rule expires old images (infra/components/compute.py): the upstream is the stack file's
     `cdao-stack:promotesFrom` (cdao_stacks), the registry variable that stack's."""
-    import cdao_stacks
-
     registry = cdao_stacks.load()
     for stack in ("staging", "prod"):
         upstream = registry.get(stack).promotes_from
@@ -947,7 +948,7 @@ def test_a_drift_issue_tells_how_to_reapply_the_stack_at_its_pin(tmp_path):
     (bin_dir / "gh").write_text(
         '#!/usr/bin/env bash\ncase "$1 $2" in\n'
         '  "issue create") while [ $# -gt 0 ]; do [ "$1" = --body-file ] && cp "$2" "$OUT/body"; shift; done;'
-        ' echo https://example.invalid/1 ;;\n'
+        " echo https://example.invalid/1 ;;\n"
         "  *) ;;\nesac\n"
     )
     (bin_dir / "gh").chmod(0o755)
@@ -970,3 +971,88 @@ def test_a_drift_issue_tells_how_to_reapply_the_stack_at_its_pin(tmp_path):
     assert "re-run" not in body.lower()
     dispatch = load("deploy.yml")["on"]["workflow_dispatch"]["inputs"]["stack"]
     assert "prod" in dispatch["options"]
+
+
+# --- resolve: the upstream check is applied (executed with stand-ins) ----------------------------
+
+
+def _resolve_with_records(tmp_path: Path, records: dict[str, list[str]]) -> tuple[int, dict[str, str], str]:
+    """deploy.yml's resolve step, run at this repository's HEAD: `uv run` runs this environment's
+    cdao; `bash .github/scripts/last-deployed.sh` is replaced by a stand-in answering from `records`
+    (stack -> commits with a trusted successful record): the script itself is tested on GitHub's REST
+    shapes in test_scripts.py. Returns (exit code, outputs, stderr+stdout)."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    assert script.count("bash .github/scripts/last-deployed.sh") >= 2
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    data = tmp_path / "records.json"
+    data.write_text(json.dumps(records))
+    stand_in = tmp_path / "last-deployed.py"
+    stand_in.write_text(
+        "import json, sys\n"
+        f"records = json.load(open({str(data)!r}))\n"
+        "stack, *rest = sys.argv[1:]\n"
+        "ran = records.get(stack, [])\n"
+        # Like the script: the commit, or no output at all.
+        "found = (ran[-1:] if not rest else [c for c in rest[1:] if c in ran][:1])\n"
+        "assert not rest or rest[0] == '--at', rest\n"
+        "sys.stdout.write(''.join(f'{c}\\n' for c in found))\n"
+    )
+    script = script.replace("bash .github/scripts/last-deployed.sh", f"{sys.executable} {stand_in}")
+    # `uv run cdao ARGS`: this environment's cdao.
+    uv = f'#!/usr/bin/env bash\n[ "$1" = run ] && shift\nshift\nexec {sys.executable} -m cdao_cli "$@"\n'
+    (bin_dir / "uv").write_text(uv)
+    (bin_dir / "uv").chmod(0o755)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+            "GITHUB_SHA": head.stdout.strip(),
+            "FORCE_STACK": "",
+            "CONFIGURED_DEV": "arn:dev",
+            "CONFIGURED_STAGING": "arn:staging",
+            "CONFIGURED_PROD": "arn:prod",
+            "BACKEND": "s3://b",
+            "REGION": "us-east-1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return result.returncode, outputs, result.stdout + result.stderr
+
+
+def _pin(stack: str) -> str:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    return stack_revision.revision_at(ROOT, stack, head.stdout.strip())
+
+
+def test_resolve_refuses_pins_the_upstream_never_ran(tmp_path):
+    """Replacing the upstream check in deploy.yml (say `upstream=()`) makes this fail: staging and prod
+    would be deployed at pins no upstream record vouches for."""
+    code, outputs, log = _resolve_with_records(tmp_path, {})
+    assert code == 1
+    assert outputs["dev-deploy"] == "true"
+    assert outputs["staging-deploy"] == outputs["prod-deploy"] == "false"
+    assert "dev never ran it" in log and "staging never ran it" in log
+
+
+def test_resolve_deploys_pins_the_upstream_ran(tmp_path):
+    """With a record of staging at one of the commits whose staging file holds prod's pins (the
+    candidates cdao stack-revision names), prod deploys; staging, whose pin dev never ran, does not."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    upstream, staging_at = stack_revision.upstream_candidates(ROOT, "prod", head.stdout.strip())
+    assert upstream == "staging" and staging_at
+    code, outputs, log = _resolve_with_records(tmp_path, {"staging": staging_at[:1]})
+    assert code == 1, log
+    assert outputs["prod-revision"] == _pin("prod")
+    assert outputs["prod-deploy"] == "true"
+    assert outputs["staging-deploy"] == "false"
