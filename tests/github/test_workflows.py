@@ -767,7 +767,9 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(workflow):
     there: the stack file and the git history the guard compares."""
     scripts = re.compile(r"(\S*)\.github/scripts/")
     for job_name, job in load(workflow)["jobs"].items():
-        if job["permissions"].get("id-token") != "write":
+        # Same for a job holding a stack's secret (register-<stack>: the Flyte client of the stack's
+        # domain): code of main run in an earlier step of the job can change what a later one runs.
+        if job["permissions"].get("id-token") != "write" and "secrets." not in str(job):
             continue
         steps = job["steps"]
         pinned = [i for i, s in enumerate(steps) if s.get("with", {}).get("path") == "stack"]
@@ -777,10 +779,11 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(workflow):
                 assert pinned and index > pinned[0], (job_name, step.get("name"))
             if re.search(r"\buv sync\b", run):
                 assert step.get("working-directory") == "stack", (job_name, step.get("name"))
+            in_pin = step.get("working-directory") == "stack"
             for match in re.finditer(r"\buv run\b[^\n]*", run):
-                assert "--project stack" in match.group(0), (job_name, match.group(0))
+                assert in_pin or "--project stack" in match.group(0), (job_name, match.group(0))
             for prefix in scripts.findall(run):
-                assert prefix == "stack/", (job_name, step.get("name"), prefix)
+                assert prefix == ("" if in_pin else "stack/"), (job_name, step.get("name"), prefix)
             if "pulumi/actions@" in str(step.get("uses", "")):
                 assert step["with"]["pulumi-version-file"] == "stack/.github/pulumi-version", job_name
             # The program, Pulumi.yaml and plugins of the pin, not of main.
