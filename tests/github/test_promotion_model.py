@@ -665,3 +665,22 @@ def test_a_promotion_pull_request_that_carries_more_than_the_promotion_is_refuse
     base, head = _promotion_pr(platform, edit=edit)
     with pytest.raises(check_promotion.PromotionCheckError, match=re.escape(message)):
         _check(platform, base, head)
+
+
+def test_a_record_whose_old_stack_file_todays_config_refuses_still_counts(platform):
+    """dev ran commit R with a stack file that today's config code refuses (a key since removed, or a
+    check tightened since): the record still proves dev ran R's promoted values, which are compared as
+    the file wrote them (stack_revision.raw_pins_at), never parsed with today's code."""
+    dev = platform.environments / "Pulumi.dev.yaml"
+    dev.write_text(dev.read_text().replace("config:\n", "config:\n  cdao:keyRemovedSince: true\n", 1))
+    _git(platform.repo, "commit", "--quiet", "-am", "dev's file as an older config knew it")
+    ran = platform.head()
+    with pytest.raises(stack_revision.RevisionError, match="keyRemovedSince"):
+        stack_revision.config_at(platform.repo, "dev", ran)
+    staging = platform.environments / "Pulumi.staging.yaml"
+    staging.write_text(staging.read_text().replace(platform.pin("staging"), ran))
+    _git(platform.repo, "commit", "--quiet", "-am", "staging pins what dev ran")
+    head = platform.head()
+    pins_now = stack_revision.pins_at(platform.repo, "staging", head)
+    assert stack_revision.upstream_candidates(platform.repo, "staging", head) == ("dev", [ran])
+    stack_revision.check_upstream_ran(platform.repo, "staging", "dev", pins_now, [ran], at=head)
