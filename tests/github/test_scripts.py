@@ -555,3 +555,20 @@ def test_last_deployed_refuses_what_it_cannot_look_up(tmp_path, args):
     )
     assert result.returncode == 2
     assert "usage: last-deployed.sh STACK [--at COMMIT...]" in result.stderr
+
+
+def test_the_runbook_says_what_without_upstream_does():
+    """first-deploy.sh's refusal and docs/github-setup.md send `--without-upstream` users to the
+    disaster-recovery runbook: the section must exist and say what the option skips and what still holds."""
+    setup = (ROOT / "docs" / "github-setup.md").read_text()
+    anchor = "disaster-recovery.md#6-rebuilding-a-stack-whose-upstream-is-gone-first-deploysh---without-upstream"
+    assert anchor in setup
+    runbook = (ROOT / "docs" / "disaster-recovery.md").read_text()
+    section = runbook.split("## 6. Rebuilding a stack whose upstream is gone (`first-deploy.sh --without-upstream`)")[1]
+    section = section.split("\n## ")[0]
+    script = (SCRIPTS / "first-deploy.sh").read_text()
+    # The warning the script prints is the one the runbook quotes.
+    assert "is not checked against what ${previous} deployed (--without-upstream)" in script
+    assert "is not checked against what staging deployed\n   (--without-upstream)" in section
+    assert "first-deploy.sh prod --without-upstream" in section
+    assert "still holds prod to the rule" in section
