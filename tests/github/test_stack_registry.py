@@ -10,17 +10,16 @@ chain (a sandbox) is planned and checked by `cdao` alone and deployed by hand.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 import cdao_stacks
+from cdao_cli import stack_revision
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 CHAIN = cdao_stacks.load().promotion_order
@@ -41,8 +40,9 @@ def test_the_registry_has_a_promotion_chain():
 
 
 def test_deploy_offers_and_runs_every_stack_of_the_chain():
-    assert _dispatch_options("deploy.yml", "stack") == list(CHAIN), (
-        "deploy.yml: on.workflow_dispatch.inputs.stack.options must list the promotion chain "
+    # `all` first: every stack that is behind, nothing forced (docs/github-setup.md).
+    assert _dispatch_options("deploy.yml", "stack") == ["all", *CHAIN], (
+        "deploy.yml: on.workflow_dispatch.inputs.stack.options must list `all` and the promotion chain "
         f"{list(CHAIN)} (environments/*: cdao-stack:promotesFrom)"
     )
     jobs = set(_workflow("deploy.yml")["jobs"])
@@ -70,14 +70,6 @@ def test_every_stack_of_the_chain_has_its_github_environments():
     assert not missing, f".github/environments.yml: no environment(s) {missing} for the promotion chain {list(CHAIN)}"
 
 
-def _stack_revision():
-    spec = importlib.util.spec_from_file_location("stack_revision", WORKFLOWS.parent / "scripts" / "stack_revision.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("stack_revision", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def _git(cwd: Path, *args: str) -> str:
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_CONFIG_NOSYSTEM": "1"}
     env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid", "PATH": os.environ["PATH"]}
@@ -87,7 +79,6 @@ def _git(cwd: Path, *args: str) -> str:
 def test_deployments_recorded_before_the_registry_still_vouch_for_what_they_ran(tmp_path):
     """stack_revision.py reads each stack file at the commits a stack was deployed at; those from
     before the `cdao-stack:` keys existed take the stack's entry from the registry at the run's commit."""
-    stack_revision = _stack_revision()
     repo = tmp_path / "repo"
     shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, repo / "environments")
     _git(tmp_path, "init", "--quiet", "--initial-branch=main", str(repo))
@@ -103,4 +94,6 @@ def test_deployments_recorded_before_the_registry_still_vouch_for_what_they_ran(
     _git(repo, "commit", "--quiet", "-m", "the registry")
 
     assert stack_revision.revision_at(repo, "dev", before) == before  # dev follows main
-    stack_revision.check_upstream_ran(repo, "staging", "dev", before, [before])
+    ran = stack_revision.raw_pins_at(repo, "dev", before)
+    assert ran.revision == before
+    stack_revision.check_upstream_ran(repo, "staging", "dev", ran, [before])
