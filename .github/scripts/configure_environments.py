@@ -5,8 +5,10 @@
 
 Uses the `gh` CLI (authenticated as a repository administrator). With --dry-run it prints the API
 calls and changes nothing; reviewer IDs are then shown as the names they would be looked up from.
-Each environment is limited to the branches it lists, so the deploy roles, which trust only
-`environment:<name>`, can only ever be assumed by a run from those branches.
+Each environment is limited to the branches it lists, so the roles, each trusting only its
+environment's `environment:<name>` subject, can only ever be assumed by a run from those branches.
+With --trust-policy ENVIRONMENT --account ID it prints the trust policy of the role the environment
+names (`aws_role`) and changes nothing.
 
 Before changing anything it also checks the runner split of docs/github-setup.md: pull request
 previews run on the label of the repository variable PULUMI_PR_RUNNER, deploys on PULUMI_RUNNER
