@@ -154,8 +154,9 @@ def pins_at(repo: Path, stack: str, commit: str) -> Pins:
 def raw_pins_at(repo: Path, stack: str, commit: str) -> Pins:
     """The promoted values as written in the stack file at `commit`, without the config code: what a
     record of that commit ran, whatever keys the file's other parts hold that today's code would
-    refuse. A branch revision resolves to `commit` (pins_of). Values compare as text, as YAML wrote
-    them; a file without them yields an empty revision (it matches nothing)."""
+    refuse. `main` in a stack promoted from none resolves to `commit` (pins_at). Values compare as
+    text, as YAML wrote them; a file without them, or with a revision its stack could not run, yields
+    an empty revision (it matches nothing)."""
     return _raw_pins(_stack_file(repo, stack, commit)[1], commit)
 
 
@@ -164,13 +165,19 @@ def _raw_pins(text: str, commit: str) -> Pins:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError:
         return Pins("", {})
-    gitops = (document.get("config") or {}).get(GITOPS_KEY) if isinstance(document, dict) else None
+    config = (document.get("config") or {}) if isinstance(document, dict) else {}
+    gitops = config.get(GITOPS_KEY) if isinstance(config, dict) else None
     if not isinstance(gitops, dict):
         return Pins("", {})
     revision = str(gitops.get(REVISION_KEY, ""))
     charts = gitops.get(CHARTS_KEY) or {}
     charts = {str(k): str(v) for k, v in charts.items()} if isinstance(charts, dict) else {}
-    return Pins(revision if FULL_SHA.fullmatch(revision) else commit, charts)
+    if FULL_SHA.fullmatch(revision):
+        return Pins(revision, charts)
+    # Only a stack promoted from none may follow a branch (pins_at): it ran the commit itself.
+    if revision == FOLLOWED_BRANCH and cdao_stacks.PROMOTES_FROM_KEY not in config:
+        return Pins(commit, charts)
+    return Pins("", {})
 
 
 def _wanted(pins: Pins) -> Pins:
