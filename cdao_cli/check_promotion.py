@@ -3,9 +3,10 @@
     cdao check-promotion --base B --head H --author LOGIN --deployed-dev D ... --deployed-staging S ...
 
 B and H are the pull request's base and head commits (both in the repository at --repo, default the
-working directory); LOGIN is the pull request's author; D and S are the commits of dev's and
-staging's successful deployments, newest first (`last-deployed.sh <stack> all`, which trusts only
-records deploy.yml's registration job wrote): the target's upstream stack's list is used.
+working directory); LOGIN is the pull request's author; D and S are commits of dev's and
+staging's successful deployments (`last-deployed.sh <stack> --at <candidates>`, the record found at a
+commit whose upstream file holds the head's pins, trusted only if deploy.yml's registration job
+wrote it): the target's upstream stack's list is used.
 pull-request.yml runs this, from the base's checkout, for every pull request from a `promote/...`
 branch, as a required status check (docs/github-setup.md, "Approvals people can trust"). It
 refuses, naming what is wrong (exit 1; 2 for bad usage):
@@ -74,7 +75,7 @@ def upstreams(repo: Path) -> dict[str, str]:
 def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, list[str]]) -> str:
     """The target stack of a valid promotion; raises PromotionCheckError naming what is wrong.
 
-    `deployed` maps an upstream stack to its successful deployments' commits, newest first."""
+    `deployed` maps an upstream stack to commits of its successful deployments."""
     upstream_of = upstreams(repo)
     pinned = tuple(upstream_of)  # the stacks a promotion targets
     changed = (stack_revision._git(repo, "diff", "--name-only", f"{base}...{head}") or "").split()
@@ -99,6 +100,7 @@ def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, lis
             upstream_of[target],
             stack_revision.pins_at(repo, target, head),
             deployed.get(upstream_of[target], []),
+            at=head,
         )
     except stack_revision.RevisionError as exc:
         raise PromotionCheckError(str(exc)) from None

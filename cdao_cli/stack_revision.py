@@ -24,12 +24,24 @@ revision and stack file) differs from main's does nothing (`reason=superseded by
 dispatches a Deploy run, since GitHub may have cancelled the newer run's pending job in favour of
 this older one (resolve()).
 
-With --upstream-deployed (the commits of the previous stack's successful deployments, from
-`last-deployed.sh <previous> all`), a stack promoted from another (`cdao-stack:promotesFrom` in its
-file: staging, prod) is also refused promoted values (cdao_cli/pins.py: the revision and every chart
-version) that the previous stack never ran together in one deployment: however their stack file was
-changed (by hand, or a promotion whose source failed since), prod only runs what staging ran and
+With --upstream-deployed (commits of the previous stack's successful deployments, from
+`last-deployed.sh <previous> --at <candidates>`), a stack promoted from another (`cdao-stack:promotesFrom`
+in its file: staging, prod) is also refused promoted values (cdao_cli/pins.py: the revision and every
+chart version) that the previous stack never ran together in one deployment: however their stack file
+was changed (by hand, or a promotion whose source failed since), prod only runs what staging ran and
 staging only what dev ran.
+
+    cdao stack-revision STACK --commit C --upstream-candidates
+
+prints `upstream=<stack it is promoted from>` (empty for none) and `candidates=<sha> ...`: the commits
+of main up to C, oldest first, at which the upstream's stack file holds exactly STACK's promoted values
+at C (a stack following `main` ran the commit itself, so for dev that is the pinned commit alone). A
+deployment record of the upstream at any of them proves it ran those values, so last-deployed.sh
+looks each up by commit (REST "List deployments", `sha` and `environment` filters,
+docs.github.com/en/rest/deployments/deployments) and stops at the first: no window of recent
+deployments to fall out of, and a few API calls instead of hundreds. Promoted values are compared as
+written in the files (raw YAML), so an upstream record whose file today's config code would refuse
+(a key added or tightened since) still counts.
 """
 
 from __future__ import annotations
@@ -41,6 +53,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
@@ -137,21 +151,100 @@ def pins_at(repo: Path, stack: str, commit: str) -> Pins:
     return pins_of(config)
 
 
-def check_upstream_ran(repo: Path, stack: str, upstream: str, pins: Pins, upstream_deployed: list[str]) -> None:
+def raw_pins_at(repo: Path, stack: str, commit: str) -> Pins:
+    """The promoted values as written in the stack file at `commit`, without the config code: what a
+    record of that commit ran, whatever keys the file's other parts hold that today's code would
+    refuse. `main` in a stack promoted from none resolves to `commit` (pins_at). Values compare as
+    text, as YAML wrote them; a file without them, or with a revision its stack could not run, yields
+    an empty revision (it matches nothing)."""
+    return _raw_pins(_stack_file(repo, stack, commit)[1], commit)
+
+
+def _raw_pins(text: str, commit: str) -> Pins:
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return Pins("", {})
+    config = (document.get("config") or {}) if isinstance(document, dict) else {}
+    gitops = config.get(GITOPS_KEY) if isinstance(config, dict) else None
+    if not isinstance(gitops, dict):
+        return Pins("", {})
+    revision = str(gitops.get(REVISION_KEY, ""))
+    charts = gitops.get(CHARTS_KEY) or {}
+    charts = {str(k): str(v) for k, v in charts.items()} if isinstance(charts, dict) else {}
+    if FULL_SHA.fullmatch(revision):
+        return Pins(revision, charts)
+    # Only a stack promoted from none may follow a branch (pins_at): it ran the commit itself.
+    if revision == FOLLOWED_BRANCH and cdao_stacks.PROMOTES_FROM_KEY not in config:
+        return Pins(commit, charts)
+    return Pins("", {})
+
+
+def _wanted(pins: Pins) -> Pins:
+    return Pins(pins.revision, {str(k): str(v) for k, v in pins.chart_versions.items()})
+
+
+def _history_pins(repo: Path, stack: str, commit: str) -> list[tuple[str, Pins]]:
+    """(c, promoted values of `stack`'s file at c, as written) for every commit c of `commit`'s history
+    that has the file, oldest first. One git process finds the file's blob at every commit
+    (`<rev>:<path>` objects, `git cat-file --batch-check`: "<sha> blob <size>", or "... missing"),
+    and each distinct blob is read once."""
+    history = (_git(repo, "rev-list", "--reverse", commit) or "").split()
+    name = f"environments/Pulumi.{stack}.yaml"
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        ["git", "-C", str(repo), "cat-file", "--batch-check"],  # noqa: S607 - git from PATH
+        input="".join(f"{c}:{name}\n" for c in history),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    blobs = [parts[0] if parts[1:2] == ["blob"] else "" for parts in map(str.split, result.stdout.splitlines())]
+    texts: dict[str, str] = {}
+    found = []
+    for candidate, blob in zip(history, blobs, strict=True):
+        if blob:
+            if blob not in texts:
+                texts[blob] = _git(repo, "cat-file", "-p", blob) or ""
+            found.append((candidate, _raw_pins(texts[blob], candidate)))
+    return found
+
+
+def upstream_candidates(repo: Path, stack: str, commit: str) -> tuple[str | None, list[str]]:
+    """(upstream, commits): the stack's `cdao-stack:promotesFrom` and the commits of main up to
+    `commit`, oldest first, at which the upstream's file holds exactly `stack`'s promoted values at
+    `commit` (see the module docstring). (None, []) for a stack promoted from none."""
+    upstream = config_at(repo, stack, commit).entry.promotes_from
+    if upstream is None:
+        return None, []
+    wanted = _wanted(pins_at(repo, stack, commit))
+    return upstream, [c for c, pins in _history_pins(repo, upstream, commit) if pins == wanted]
+
+
+def check_upstream_ran(
+    repo: Path, stack: str, upstream: str, pins: Pins, upstream_deployed: list[str], *, at: str | None = None
+) -> None:
     """Refuse `pins` unless `upstream` (the stack's cdao-stack:promotesFrom) ran all of them (every key
-    of cdao_cli/pins.py's PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`."""
+    of cdao_cli/pins.py's PROMOTED_KEYS) together in one of its successful deployments, `upstream_deployed`,
+    as its stack file at that commit wrote them (raw_pins_at: no config code involved). `at`: the
+    commit whose history the refusal's message compares with, to name the keys that differ."""
     ran: list[Pins] = []
     for commit in upstream_deployed:
+        if not FULL_SHA.fullmatch(commit):
+            continue  # not a record's commit (an empty line of a lookup that found none, say)
         try:
-            ran.append(pins_at(repo, upstream, commit))
+            ran.append(raw_pins_at(repo, upstream, commit))
         except RevisionError:
-            continue  # a record whose stack file no longer reads cannot vouch for anything
+            continue  # no stack file of the upstream at that commit: it vouches for nothing
+    pins = _wanted(pins)
     if pins in ran:
         return
     promote = f"only `cdao promote {upstream} {stack}` pins what {upstream} ran"
     where = f"environments/Pulumi.{stack}.yaml"
-    same_revision = [p for p in ran if p.revision == pins.revision]
-    if not same_revision:
+    # Which keys to name: compared with what the upstream's file held with this revision (newest
+    # first), read from git; a record is what proves a run, this only makes the message precise.
+    held = [p for _, p in reversed(_history_pins(repo, upstream, at))] if at else []
+    same_revision = [p for p in [*ran, *held] if p.revision == pins.revision and p != pins]
+    if not same_revision or pins in held:  # the upstream's file held exactly these: no record of a run
         raise RevisionError(
             f"{where}: {GITOPS_KEY}.{REVISION_KEY} = {pins.revision}: {upstream} never ran it in a successful "
             f"deployment; {promote}"
@@ -196,7 +289,7 @@ def resolve(
     if decision.deploy and upstream_deployed is not None:
         upstream = config_at(repo, stack, commit).entry.promotes_from
         if upstream is not None:
-            check_upstream_ran(repo, stack, upstream, pins_at(repo, stack, commit), upstream_deployed)
+            check_upstream_ran(repo, stack, upstream, pins_at(repo, stack, commit), upstream_deployed, at=commit)
     return decision
 
 
@@ -269,11 +362,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--main", default=None, help="main's tip when the job starts: a job behind main's state does nothing"
     )
+    parser.add_argument(
+        "--upstream-candidates",
+        action="store_true",
+        help="print upstream= and candidates=: the commits whose upstream record would prove the pins ran",
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
 
 
 def run(args: argparse.Namespace) -> int:
     """Print revision=, deploy= and reason= lines (EXIT_OK), or name what is wrong (EXIT_USAGE)."""
+    if args.upstream_candidates:
+        try:
+            upstream, candidates = upstream_candidates(args.repo, args.stack, args.commit)
+        except RevisionError as exc:
+            print(f"cdao stack-revision: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"upstream={upstream or ''}")
+        print(f"candidates={' '.join(candidates)}")
+        return EXIT_OK
     try:
         decision = resolve(
             args.repo,

@@ -91,7 +91,9 @@ def _cluster_secret(
         cluster_name=cluster_name(config),
         vpc_id=network.vpc_id,
         repo_url=config.gitops.repo_url,
-        repo_revision=config.gitops.revision,
+        # The commit this deploy runs (infra/images.py): a branch-following stack's platform/ must not
+        # move with the branch's tip, only with a deploy that recorded the commit.
+        repo_revision=revision_commit,
         repo_path=config.gitops.path,
         bucket_metadata=data.bucket_names["metadata"],
         bucket_userdata=data.bucket_names["userdata"],
@@ -359,7 +361,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             kubeconfig=cluster.kubeconfig,
             argocd_chart_version=config.gitops.argocd_chart_version,
             repo_url=config.gitops.repo_url,
-            repo_revision=config.gitops.revision,
+            repo_revision=revision_commit,  # as the cluster Secret's repo-revision (_cluster_secret)
             repo_path=config.gitops.path,
             labels=secret.labels(),
             annotations=secret.annotations(),

@@ -5,8 +5,10 @@
 
 Uses the `gh` CLI (authenticated as a repository administrator). With --dry-run it prints the API
 calls and changes nothing; reviewer IDs are then shown as the names they would be looked up from.
-Each environment is limited to the branches it lists, so the deploy roles, which trust only
-`environment:<name>`, can only ever be assumed by a run from those branches.
+Each environment is limited to the branches it lists, so the roles, each trusting only its
+environment's `environment:<name>` subject, can only ever be assumed by a run from those branches.
+With --trust-policy ENVIRONMENT --account ID it prints the trust policy of the role the environment
+names (`aws_role`) and changes nothing.
 
 Before changing anything it also checks the runner split of docs/github-setup.md: pull request
 previews run on the label of the repository variable PULUMI_PR_RUNNER, deploys on PULUMI_RUNNER
@@ -30,7 +32,16 @@ from typing import Any
 import yaml
 
 CONFIG = Path(__file__).resolve().parents[1] / "environments.yml"
-ALLOWED_KEYS = {"required_reviewers", "prevent_self_review", "wait_timer_minutes", "deployment_branches"}
+ALLOWED_KEYS = {
+    "required_reviewers",
+    "prevent_self_review",
+    "wait_timer_minutes",
+    "deployment_branches",
+    # Not environment rules: the IAM role that trusts this environment's OIDC subject, and the
+    # variable the workflows read its ARN from (see the file's header; --trust-policy prints it).
+    "aws_role",
+    "aws_role_variable",
+}
 
 
 class SetupError(Exception):
@@ -53,7 +64,34 @@ def load_environments(path: Path = CONFIG) -> dict[str, dict[str, Any]]:
         branches = rules.get("deployment_branches")
         if not isinstance(branches, list) or not branches or not all(isinstance(b, str) for b in branches):
             raise SetupError(f"{path}: environments.{name}.deployment_branches: expected a list of branch names")
+    roles = [rules["aws_role"] for rules in environments.values() if "aws_role" in rules]
+    if duplicated := sorted({role for role in roles if roles.count(role) > 1}):
+        raise SetupError(f"{path}: aws_role {duplicated} named by more than one environment; a role trusts one")
     return environments
+
+
+def trust_policy(repo: str, account: str, environment: str) -> dict[str, Any]:
+    """The trust policy of the role an environment names: GitHub's OIDC provider, audience
+    `sts.amazonaws.com`, subject exactly `repo:<repo>:environment:<environment>`, the subject of a
+    job that references the environment (docs.github.com/en/actions/reference/security/oidc;
+    audience: aws-actions/configure-aws-credentials' default)."""
+    provider = "token.actions.githubusercontent.com"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{provider}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{provider}:aud": "sts.amazonaws.com",
+                        f"{provider}:sub": f"repo:{repo}:environment:{environment}",
+                    }
+                },
+            }
+        ],
+    }
 
 
 def parse_reviewer(text: str) -> tuple[str, str]:
@@ -149,11 +187,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviewer", action="append", default=[], help="team:<slug> or user:<login>, repeatable")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--dry-run", action="store_true", help="print the API calls; change nothing")
+    parser.add_argument(
+        "--trust-policy",
+        metavar="ENVIRONMENT",
+        help="print the trust policy of the IAM role ENVIRONMENT names (aws_role) and change nothing",
+    )
+    parser.add_argument("--account", help="with --trust-policy: the AWS account ID of the role")
     args = parser.parse_args(argv)
     try:
         if "/" not in args.repo:
             raise SetupError(f"--repo {args.repo!r}: expected OWNER/REPO")
         environments = load_environments(args.config)
+        if args.trust_policy is not None:
+            rules = environments.get(args.trust_policy)
+            if rules is None or "aws_role" not in rules:
+                named = sorted(n for n, r in environments.items() if "aws_role" in r)
+                raise SetupError(
+                    f"--trust-policy {args.trust_policy!r}: no aws_role there; environments with one: {named}"
+                )
+            if not args.account or not args.account.isdigit() or len(args.account) != 12:
+                raise SetupError(f"--account {args.account!r}: expected the 12-digit AWS account ID of the role")
+            print(f"# {rules['aws_role']}: its ARN goes into variable {rules['aws_role_variable']}")
+            print(json.dumps(trust_policy(args.repo, args.account, args.trust_policy), indent=2))
+            return 0
         wanted = [parse_reviewer(r) for r in args.reviewer]
         if any(rules.get("required_reviewers") for rules in environments.values()) and not wanted:
             raise SetupError("environments require reviewers: pass at least one --reviewer team:<slug> or user:<login>")

@@ -14,8 +14,8 @@
 #      registration of workflows/, and the deployment record later runs and cdao promote read.
 #
 # staging and prod are held to the rule deploy.yml's resolve job applies: their pins must be what the
-# stack before them ran in a successful deployment (cdao stack-revision --upstream-deployed, the records
-# last-deployed.sh reads), checked before anything is applied. `--without-upstream` skips that check,
+# stack before them ran in a successful deployment (cdao stack-revision --upstream-deployed, the record
+# last-deployed.sh --at finds), checked before anything is applied. `--without-upstream` skips that check,
 # for rebuilding a stack whose upstream is gone (docs/disaster-recovery.md); it says so on stderr.
 set -euo pipefail
 
@@ -44,7 +44,12 @@ previous=$(awk -v s="${stack}" '$1 == s { print ($3 == "-" ? "" : $3); found = 1
 if [ -n "${previous}" ] && [ "${without_upstream}" = true ]; then
   echo "first-deploy.sh: WARNING: ${stack}'s revision is not checked against what ${previous} deployed (--without-upstream)" >&2
 elif [ -n "${previous}" ]; then
-  mapfile -t ran < <(GITHUB_REPOSITORY="${GH_REPO}" bash "${root}/.github/scripts/last-deployed.sh" "${previous}" all)
+  # The commits whose upstream file holds this stack's pins; a record of the upstream at one of them.
+  found=$(uv run --project "${root}" cdao stack-revision "${stack}" --commit "${head}" --repo "${root}" \
+    --upstream-candidates) || exit 2
+  read -ra candidates <<< "$(sed -n 's/^candidates=//p' <<< "${found}")"
+  mapfile -t ran < <(GITHUB_REPOSITORY="${GH_REPO}" bash "${root}/.github/scripts/last-deployed.sh" "${previous}" \
+    --at "${candidates[@]}")
   upstream=(--upstream-deployed "${ran[@]}")
 fi
 if ! decision=$(uv run --project "${root}" cdao stack-revision "${stack}" \

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# last-deployed.sh STACK [all]
+# last-deployed.sh STACK
+# last-deployed.sh STACK --at COMMIT...
 # Prints the commit of main at which STACK's last successful deployment ran, or nothing if it never
-# succeeded; with `all`, the commits of its successful deployments, newest first (the newest 30
-# deployments are looked at: each trusted record costs three REST calls, and GITHUB_TOKEN gets 1,000
-# requests per hour per repository, docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api;
-# a promotion pins the source's last deployment, so the record it needs is among the newest few). deploy.yml's `register-<stack>` job runs in the GitHub environment
+# succeeded. With --at (the candidates `cdao stack-revision <next> --upstream-candidates` prints, oldest
+# first), the first COMMIT at which STACK has a successful deployment, or nothing: each is looked up by
+# commit (REST "List deployments" with the `sha` and `environment` filters,
+# docs.github.com/en/rest/deployments/deployments), or, for more than 5 candidates, the environment's
+# whole list (100 a call) is matched against them; only matching records are then checked (below),
+# and the first trusted one ends the search. So no record falls out of a window however many
+# deployments came since, and a lookup costs a few calls of the 1,000 an hour GITHUB_TOKEN gets per
+# repository (docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api).
+# deploy.yml's `register-<stack>` job runs in the GitHub environment
 # `<stack>-workflows` and is the last job of a stack's deploy, so GitHub's deployment record of that
 # environment (one per job, with the run's commit as `sha` and the job's result as its status;
 # docs.github.com/en/rest/deployments/deployments and /rest/deployments/statuses) is the record of
@@ -26,8 +32,26 @@
 # Needs GH_TOKEN with `deployments: read` and `actions: read`, and GITHUB_REPOSITORY.
 set -euo pipefail
 
-stack="${1:?usage: last-deployed.sh STACK [all]}"
-mode="${2:-last}"
+usage="usage: last-deployed.sh STACK [--at COMMIT...]"
+stack="${1:?${usage}}"
+shift
+at=()
+if [ $# -gt 0 ]; then
+  if [ "$1" != --at ]; then
+    echo "last-deployed.sh: unknown argument '$1'; ${usage}" >&2
+    exit 2
+  fi
+  shift
+  for commit in "$@"; do
+    if ! [[ "${commit}" =~ ^[0-9a-f]{40}$ ]]; then
+      echo "last-deployed.sh: --at '${commit}': expected full commit SHAs; ${usage}" >&2
+      exit 2
+    fi
+  done
+  at=("$@")
+  # No candidate: nothing can prove the values ran (and no API call is needed to say so).
+  [ ${#at[@]} -gt 0 ] || exit 0
+fi
 : "${GITHUB_REPOSITORY:?GITHUB_REPOSITORY is required}"
 server="${GITHUB_SERVER_URL:-https://github.com}"
 bot="github-actions[bot]"
@@ -61,24 +85,38 @@ untrusted() {
   fi
 }
 
-deployments=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments" \
-  -f environment="${stack}-workflows" -f per_page=100 --jq '.[] | "\(.created_at) \(.id) \(.sha) \(.creator.login)"')
-looked=0
+list='.[] | "\(.created_at) \(.id) \(.sha) \(.creator.login)"'
+if [ ${#at[@]} -gt 0 ] && [ ${#at[@]} -le 5 ]; then
+  deployments=""
+  for commit in "${at[@]}"; do
+    deployments+=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments" \
+      -f environment="${stack}-workflows" -f sha="${commit}" -f per_page=100 --jq "${list}")$'\n'
+  done
+else
+  deployments=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments" \
+    -f environment="${stack}-workflows" -f per_page=100 --jq "${list}")
+fi
+if [ ${#at[@]} -gt 0 ]; then
+  # The candidates' order (oldest first: a stack is usually deployed where its pins were set), each
+  # commit's records newest first; records of other commits dropped.
+  ordered=""
+  for commit in "${at[@]}"; do
+    ordered+=$(awk -v sha="${commit}" '$3 == sha' <<< "${deployments}" | sort -k1,1r -k2,2nr)$'\n'
+  done
+else
+  ordered=$(sort -k1,1r -k2,2nr <<< "${deployments}")
+fi
 # Read from a process substitution, not a pipe: leaving the loop early must not fail under pipefail.
 while read -r _ id sha creator; do
   [ -n "${id:-}" ] || continue
-  looked=$((looked + 1))
-  if [ "${looked}" -gt 30 ]; then
-    break
-  fi
   statuses=$(gh api --paginate -X GET "repos/${GITHUB_REPOSITORY}/deployments/${id}/statuses" -f per_page=100 \
     --jq '.[] | "\(.created_at) \(.id) \(.state) \(.creator.login) \(.log_url // .target_url // "")"' | sort -k1,1r -k2,2nr)
   # The newest status decides (awk reads all its input: no SIGPIPE upstream).
   state=$(awk 'NR == 1 { print $3 }' <<< "${statuses}")
   # `inactive` counts too: GitHub marks earlier deployments inactive once a newer status is created
   # (`auto_inactive`, true by default) and only ever adds it to a deployment that had succeeded
-  # (docs.github.com/en/rest/deployments/statuses, "Create a deployment status"). Without it, `all`
-  # would see only the newest success, and a stack that moved on would disown what it ran before.
+  # (docs.github.com/en/rest/deployments/statuses, "Create a deployment status"). Without it, --at
+  # would not find a record of what a stack ran before it moved on.
   if [ "${state}" != success ] && [ "${state}" != inactive ]; then
     continue
   fi
@@ -89,7 +127,5 @@ while read -r _ id sha creator; do
     continue
   fi
   echo "${sha}"
-  if [ "${mode}" != all ]; then
-    break
-  fi
-done < <(sort -k1,1r -k2,2nr <<< "${deployments}")
+  break
+done < <(printf '%s\n' "${ordered}")

@@ -195,13 +195,26 @@ class Platform:
             self.dispatched.append(self.head())
         return guard
 
+    def lookup(self, stack: str, commit: str) -> list[str] | None:
+        """What the resolve step passes as --upstream-deployed: the candidates `cdao stack-revision
+        --upstream-candidates` names, given to `last-deployed.sh <upstream> --at`, which prints the
+        first one (in the order given) with a successful record of the upstream (test_scripts.py runs
+        the script itself on GitHub's REST shapes). None for a stack promoted from none."""
+        upstream, candidates = stack_revision.upstream_candidates(self.repo, stack, commit)
+        if upstream is None:
+            return None
+        return [c for c in candidates if c in self.records[upstream]][:1]
+
     def _resolve(self, stack: str, run: Run, force: bool) -> Any:
-        """The resolve job: with the previous stack's successful deployments (newest first)."""
-        upstream = {"staging": "dev", "prod": "staging"}.get(stack)
-        history = list(reversed(self.records[upstream])) if upstream else None
+        """The resolve job: with the upstream's record the lookup finds (lookup())."""
         try:
             return stack_revision.resolve(
-                self.repo, stack, run.commit, self.deployed[stack], force=force, upstream_deployed=history
+                self.repo,
+                stack,
+                run.commit,
+                self.deployed[stack],
+                force=force,
+                upstream_deployed=self.lookup(stack, run.commit),
             )
         except stack_revision.RevisionError as error:
             self.refused.append((stack, str(error)))
@@ -598,7 +611,15 @@ def _promotion_pr(platform: Platform, requester: str = "alice", edit=None) -> tu
 
 
 def _check(platform: Platform, base: str, head: str, author: str = "alice") -> str:
-    deployed = {stack: list(reversed(platform.records[stack])) for stack in ("dev", "staging")}
+    """pull-request.yml's promotion step: the record vouching for staging's and prod's pins at the head."""
+
+    def vouching(stack: str) -> list[str]:
+        try:
+            return platform.lookup(stack, head) or []
+        except stack_revision.RevisionError:
+            return []  # the step's lookup yields nothing; check-promotion names what is wrong
+
+    deployed = {"dev": vouching("staging"), "staging": vouching("prod")}
     return check_promotion.check(platform.repo, base, head, author, deployed)
 
 
@@ -644,3 +665,22 @@ def test_a_promotion_pull_request_that_carries_more_than_the_promotion_is_refuse
     base, head = _promotion_pr(platform, edit=edit)
     with pytest.raises(check_promotion.PromotionCheckError, match=re.escape(message)):
         _check(platform, base, head)
+
+
+def test_a_record_whose_old_stack_file_todays_config_refuses_still_counts(platform):
+    """dev ran commit R with a stack file that today's config code refuses (a key since removed, or a
+    check tightened since): the record still proves dev ran R's promoted values, which are compared as
+    the file wrote them (stack_revision.raw_pins_at), never parsed with today's code."""
+    dev = platform.environments / "Pulumi.dev.yaml"
+    dev.write_text(dev.read_text().replace("config:\n", "config:\n  cdao:keyRemovedSince: true\n", 1))
+    _git(platform.repo, "commit", "--quiet", "-am", "dev's file as an older config knew it")
+    ran = platform.head()
+    with pytest.raises(stack_revision.RevisionError, match="keyRemovedSince"):
+        stack_revision.config_at(platform.repo, "dev", ran)
+    staging = platform.environments / "Pulumi.staging.yaml"
+    staging.write_text(staging.read_text().replace(platform.pin("staging"), ran))
+    _git(platform.repo, "commit", "--quiet", "-am", "staging pins what dev ran")
+    head = platform.head()
+    pins_now = stack_revision.pins_at(platform.repo, "staging", head)
+    assert stack_revision.upstream_candidates(platform.repo, "staging", head) == ("dev", [ran])
+    stack_revision.check_upstream_ran(platform.repo, "staging", "dev", pins_now, [ran], at=head)

@@ -282,11 +282,12 @@ def _gh_with_deployments(
     _stub(
         bin_dir,
         "gh",
-        'path=""; jq_filter="."; env=""\n'
+        f'echo "$*" >> "{bin_dir}/api-calls"\n'
+        'path=""; jq_filter="."; env=""; sha=""\n'
         "while [ $# -gt 0 ]; do\n"
         '  case "$1" in\n'
         '    --jq) jq_filter="$2"; shift 2 ;;\n'
-        '    -f) case "$2" in environment=*) env="${2#environment=}" ;; esac; shift 2 ;;\n'
+        '    -f) case "$2" in environment=*) env="${2#environment=}" ;; sha=*) sha="${2#sha=}" ;; esac; shift 2 ;;\n'
         '    repos/*) path="$1"; shift ;;\n'
         "    *) shift ;;\n"
         "  esac\n"
@@ -294,7 +295,8 @@ def _gh_with_deployments(
         'path="${path%%\\?*}"\n'
         'case "$path" in\n'
         f'  */statuses) id=$(basename "$(dirname "$path")"); jq ".statuses[\\"$id\\"]" "{data}" ;;\n'
-        f'  */deployments) jq --arg env "$env" \'[.deployments[] | select(.environment == $env)]\' "{data}" ;;\n'
+        f'  */deployments) jq --arg env "$env" --arg sha "$sha" \'[.deployments[] | select(.environment == $env)'
+        f' | select($sha == "" or .sha == $sha)]\' "{data}" ;;\n'
         f'  */jobs) id=$(basename "$(dirname "$path")"); jq ".jobs[\\"$id\\"]" "{data}" ;;\n'
         f'  */actions/runs/*) jq ".runs[\\"$(basename "$path")\\"]" "{data}" ;;\n'
         'esac | jq -r "$jq_filter"\n',
@@ -341,7 +343,10 @@ def test_last_deployed_reads_the_newest_successful_deployment_of_the_registratio
 
     # c failed, and the `staging` environment (the apply) is not the record: b is the newest success.
     assert run("staging") == [b]
-    assert run("staging", "all") == [b, a, "e" * 40]
+    # --at: the first candidate with a successful (or since inactive) record, in the order given.
+    assert run("staging", "--at", c, a, b) == [a]
+    assert run("staging", "--at", "e" * 40, b) == ["e" * 40]
+    assert run("staging", "--at", c) == []
     assert run("prod") == []
 
 
@@ -369,7 +374,7 @@ def test_last_deployed_orders_statuses_of_the_same_second_by_id(tmp_path):
     )
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
     result = subprocess.run(
-        ["bash", str(SCRIPTS / "last-deployed.sh"), "prod", "all"], env=env, capture_output=True, text=True, check=False
+        ["bash", str(SCRIPTS / "last-deployed.sh"), "prod"], env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [a]
@@ -500,3 +505,70 @@ def test_last_deployed_ignores_a_record_github_actions_did_not_write(tmp_path, f
     assert result.stdout.split() == [a]  # b's record is not trusted; the one before it is
     assert "::warning title=Deployment record of prod not trusted::" in result.stderr
     assert reason in result.stderr
+
+
+def test_last_deployed_finds_a_commits_record_however_many_deployments_came_since(tmp_path):
+    """The record proving dev ran a pin, behind 250 newer dev deployments: looked up by commit (REST
+    "List deployments", `sha` and `environment` filters, docs.github.com/en/rest/deployments/
+    deployments), not in a window of the newest, and in a handful of calls (GITHUB_TOKEN: 1,000 an
+    hour per repository, docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pin = "a" * 40
+    newer = [f"{n:040x}" for n in range(1, 251)]
+    deployments = [{"id": 1, "sha": pin, "environment": "dev-workflows", "created_at": "2026-10-01T10:00:00Z"}]
+    deployments += [
+        {
+            "id": n + 2,
+            "sha": sha,
+            "environment": "dev-workflows",
+            "created_at": f"2026-11-01T1{n // 60}:{n % 60:02d}:00Z",
+        }
+        for n, sha in enumerate(newer)
+    ]
+    statuses = {d["id"]: [{"id": 10 * d["id"], "state": "success", "created_at": d["created_at"]}] for d in deployments}
+    _gh_with_deployments(bin_dir, deployments, statuses)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "example-org/platform"}
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "last-deployed.sh"), "dev", "--at", pin],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [pin]
+    calls = (bin_dir / "api-calls").read_text().splitlines()
+    # The lookup by commit, the record's statuses, its run and the run's jobs.
+    assert len(calls) == 4, calls
+    assert f"sha={pin}" in calls[0]
+
+
+@pytest.mark.parametrize("args", [["dev", "all"], ["dev", "--at", "main"]])
+def test_last_deployed_refuses_what_it_cannot_look_up(tmp_path, args):
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "last-deployed.sh"), *args],
+        env={"PATH": os.environ["PATH"], "GITHUB_REPOSITORY": "example-org/platform"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "usage: last-deployed.sh STACK [--at COMMIT...]" in result.stderr
+
+
+def test_the_runbook_says_what_without_upstream_does():
+    """first-deploy.sh's refusal and docs/github-setup.md send `--without-upstream` users to the
+    disaster-recovery runbook: the section must exist and say what the option skips and what still holds."""
+    setup = (ROOT / "docs" / "github-setup.md").read_text()
+    anchor = "disaster-recovery.md#6-rebuilding-a-stack-whose-upstream-is-gone-first-deploysh---without-upstream"
+    assert anchor in setup
+    runbook = (ROOT / "docs" / "disaster-recovery.md").read_text()
+    section = runbook.split("## 6. Rebuilding a stack whose upstream is gone (`first-deploy.sh --without-upstream`)")[1]
+    section = section.split("\n## ")[0]
+    script = (SCRIPTS / "first-deploy.sh").read_text()
+    # The warning the script prints is the one the runbook quotes.
+    assert "is not checked against what ${previous} deployed (--without-upstream)" in script
+    assert "is not checked against what staging deployed\n   (--without-upstream)" in section
+    assert "first-deploy.sh prod --without-upstream" in section
+    assert "still holds prod to the rule" in section

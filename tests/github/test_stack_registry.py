@@ -40,9 +40,9 @@ def test_the_registry_has_a_promotion_chain():
 
 
 def test_deploy_offers_and_runs_every_stack_of_the_chain():
-    # `all`: a non-forcing run of every stack (the reconcile dispatch); the rest, one stack each.
-    assert [o for o in _dispatch_options("deploy.yml", "stack") if o != "all"] == list(CHAIN), (
-        "deploy.yml: on.workflow_dispatch.inputs.stack.options must list the promotion chain "
+    # `all` first: every stack that is behind, nothing forced (docs/github-setup.md).
+    assert _dispatch_options("deploy.yml", "stack") == ["all", *CHAIN], (
+        "deploy.yml: on.workflow_dispatch.inputs.stack.options must list `all` and the promotion chain "
         f"{list(CHAIN)} (environments/*: cdao-stack:promotesFrom)"
     )
     jobs = set(_workflow("deploy.yml")["jobs"])
@@ -94,5 +94,6 @@ def test_deployments_recorded_before_the_registry_still_vouch_for_what_they_ran(
     _git(repo, "commit", "--quiet", "-m", "the registry")
 
     assert stack_revision.revision_at(repo, "dev", before) == before  # dev follows main
-    # what dev ran at `before` vouches for the same revision and chart versions in staging
-    stack_revision.check_upstream_ran(repo, "staging", "dev", stack_revision.pins_at(repo, "dev", before), [before])
+    ran = stack_revision.raw_pins_at(repo, "dev", before)
+    assert ran.revision == before
+    stack_revision.check_upstream_ran(repo, "staging", "dev", ran, [before])

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+import cdao_stacks
+from cdao_cli import stack_revision
 from cdao_cli.plan.runner import available_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,14 +80,18 @@ def test_every_stack_is_reconciled_by_every_run_not_by_the_push_diff(deploy):
         assert jobs["resolve"]["outputs"][f"{stack}-deploy"] == f"${{{{ steps.resolve.outputs.{stack}-deploy }}}}"
 
 
-def test_each_apply_runs_in_its_github_environment_and_plans_do_not(deploy):
+def test_each_job_of_a_stack_runs_in_its_github_environment(deploy):
     jobs = deploy["jobs"]
     for stack in STACKS:
         assert jobs[f"apply-{stack}"]["environment"] == stack
         assert jobs[f"register-{stack}"]["environment"] == f"{stack}-workflows"
-        assert "environment" not in jobs[f"plan-{stack}"]
+        # No reviewers there; the environment only gives the token the subject the stack's role
+        # trusts (tests/github/test_oidc_trust.py).
+        assert jobs[f"plan-{stack}"]["environment"] == f"{stack}-preview"
+        assert jobs[f"image-{stack}"]["environment"] == f"{stack}-images"
     with_environment = {name for name, job in jobs.items() if "environment" in job}
-    assert with_environment == {f"{k}-{s}" for s in STACKS for k in ("apply", "register")}
+    kinds = ("apply", "register", "plan", "image")
+    assert with_environment == {f"{k}-{s}" for s in STACKS for k in kinds}
 
 
 def test_an_apply_needs_its_own_plan_and_images_only(deploy):
@@ -101,12 +107,15 @@ def test_an_apply_needs_its_own_plan_and_images_only(deploy):
 def test_reviewers_required_on_staging_and_prod_and_only_main_deploys():
     config = YAML(typ="safe", pure=True).load((ROOT / ".github" / "environments.yml").read_text())
     environments = config["environments"]
-    assert set(environments) == set(STACKS) | {f"{s}-workflows" for s in STACKS}
+    unreviewed = ("workflows", "preview", "images")
+    assert set(environments) == set(STACKS) | {f"{s}-{kind}" for s in STACKS for kind in unreviewed}
     assert environments["dev"]["required_reviewers"] is False
     for stack in STACKS:
         # Registration follows an approved apply in the same run: no second approval, main only.
-        assert environments[f"{stack}-workflows"]["required_reviewers"] is False
-        assert environments[f"{stack}-workflows"]["deployment_branches"] == ["main"]
+        # Plans, drift and images read or copy only; their environment gives the OIDC subject.
+        for kind in unreviewed:
+            assert environments[f"{stack}-{kind}"]["required_reviewers"] is False
+            assert environments[f"{stack}-{kind}"]["deployment_branches"] == ["main"]
     for stack in ("staging", "prod"):
         assert environments[stack]["required_reviewers"] is True
         assert environments[stack]["prevent_self_review"] is True
@@ -132,8 +141,8 @@ def test_configure_environments_dry_run_sets_those_rules(tmp_path):
     assert result.returncode == 0, result.stderr
     checks, *calls = result.stdout.splitlines()
     assert checks.startswith("GET repos/example-org/platform/actions/variables/{PULUMI_PR_RUNNER,PULUMI_RUNNER}")
-    assert len(calls) == 12
-    for stack in [*STACKS, *(f"{s}-workflows" for s in STACKS)]:
+    assert len(calls) == 2 * 12
+    for stack in [*STACKS, *(f"{s}-{kind}" for s in STACKS for kind in ("workflows", "preview", "images"))]:
         put = next(c for c in calls if c.startswith(f"PUT repos/example-org/platform/environments/{stack} "))
         reviewers = '"reviewers": []' not in put
         assert reviewers == (stack in ("staging", "prod")), put
@@ -260,8 +269,7 @@ def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
     for stack in ("staging", "prod"):
         job = jobs[f"image-{stack}"]
         assert not steps_using(job, "docker/build-push-action")  # never rebuilt
-        copy = "\n".join(str(s.get("run", "")) for s in job["steps"])
-        assert 'docker buildx imagetools create --tag "$target" "${SOURCE}/cdao-dev-${purpose}:${REVISION}"' in copy
+        # What is copied from where: test_an_image_is_copied_from_the_upstream_and_its_digest_checked.
         # The stack's own registry and push role: one account per stack.
         (creds,) = steps_using(job, "aws-actions/configure-aws-credentials")
         assert creds["with"]["role-to-assume"] == f"${{{{ vars.AWS_ECR_PUSH_ROLE_ARN_{stack.upper()} }}}}"
@@ -290,7 +298,9 @@ def test_every_program_run_gets_the_commit_it_runs_as_the_connector_image_tag(de
             (checkout,) = [c for c in steps_using(jobs[job], "actions/checkout") if c["with"].get("path") == "stack"]
             assert checkout["with"]["ref"] == revision
         image = "\n".join(str(s.get("run", "")) for s in jobs[f"image-{stack}"]["steps"])
-        assert f"cdao-{stack}-${{purpose}}:${{REVISION}}" in image
+        tagged = f"cdao-{stack}-${{purpose}}:${{REVISION}}" in image
+        by_env = "cdao-${STACK}-${purpose}:${REVISION}" in image and jobs[f"image-{stack}"]["env"]["STACK"] == stack
+        assert tagged or by_env
         assert any(s.get("env", {}).get("REVISION") == revision for s in jobs[f"image-{stack}"]["steps"])
     preview = load("pull-request.yml")["jobs"]["preview"]
     (pulumi,) = steps_using(preview, "pulumi/actions")
@@ -747,7 +757,8 @@ def test_configure_environments_refuses_a_runner_shared_by_pull_requests_and_dep
         assert result.returncode == 0, result.stderr
 
 
-def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
+@pytest.mark.parametrize("workflow", ["deploy.yml", "drift.yml"])
+def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(workflow):
     """A job with `id-token: write` can mint its AWS role's credentials from any step (every step
     gets ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN: docs.github.com/en/actions/deployment/
     security-hardening-your-deployments/configuring-openid-connect-in-cloud-providers), so it runs no
@@ -756,8 +767,10 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
     the revision it deploys, checked out in stack/ before anything runs. main's checkout is data
     there: the stack file and the git history the guard compares."""
     scripts = re.compile(r"(\S*)\.github/scripts/")
-    for job_name, job in deploy["jobs"].items():
-        if job["permissions"].get("id-token") != "write":
+    for job_name, job in load(workflow)["jobs"].items():
+        # Same for a job holding a stack's secret (register-<stack>: the Flyte client of the stack's
+        # domain): code of main run in an earlier step of the job can change what a later one runs.
+        if job["permissions"].get("id-token") != "write" and "secrets." not in str(job):
             continue
         steps = job["steps"]
         pinned = [i for i, s in enumerate(steps) if s.get("with", {}).get("path") == "stack"]
@@ -767,12 +780,18 @@ def test_jobs_holding_an_aws_token_run_only_the_code_of_the_revision(deploy):
                 assert pinned and index > pinned[0], (job_name, step.get("name"))
             if re.search(r"\buv sync\b", run):
                 assert step.get("working-directory") == "stack", (job_name, step.get("name"))
+            in_pin = step.get("working-directory") == "stack"
             for match in re.finditer(r"\buv run\b[^\n]*", run):
-                assert "--project stack" in match.group(0), (job_name, match.group(0))
+                assert in_pin or "--project stack" in match.group(0), (job_name, match.group(0))
             for prefix in scripts.findall(run):
-                assert prefix == "stack/", (job_name, step.get("name"), prefix)
+                assert prefix == ("" if in_pin else "stack/"), (job_name, step.get("name"), prefix)
             if "pulumi/actions@" in str(step.get("uses", "")):
                 assert step["with"]["pulumi-version-file"] == "stack/.github/pulumi-version", job_name
+            # The program, Pulumi.yaml and plugins of the pin, not of main.
+            for match in re.finditer(r"^\s*pulumi (?:refresh|preview|up)\b[^\n]*", run, re.M):
+                assert "--cwd stack" in match.group(0), (job_name, match.group(0))
+        for checkout in pinned:
+            assert "needs." in steps[checkout]["with"]["ref"], (job_name, steps[checkout]["with"]["ref"])
 
 
 def test_a_promotion_pull_request_is_checked_with_mains_rule():
@@ -785,8 +804,260 @@ def test_a_promotion_pull_request_is_checked_with_mains_rule():
     assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
     assert checkout["with"]["fetch-depth"] == 0
     run = job["steps"][-1]["run"]
-    assert "bash .github/scripts/last-deployed.sh dev all" in run
-    assert "bash .github/scripts/last-deployed.sh staging all" in run
+    assert 'bash .github/scripts/last-deployed.sh "$from" --at "${candidates[@]}"' in run
+    assert "mapfile -t dev < <(vouching staging)" in run and "mapfile -t staging < <(vouching prod)" in run
     assert '--head "$HEAD_SHA"' in run and '--author "$AUTHOR"' in run
     assert job["steps"][-1]["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
     assert job["permissions"] == {"actions": "read", "contents": "read", "deployments": "read"}
+
+
+# --- images: promoted from the upstream stack's registry, by digest -----------------------------
+
+# A stand-in for `docker buildx imagetools`: images live in $REGISTRY_DIR/<ref with / and : as _>,
+# each file the raw manifest bytes `inspect --raw` prints (docker/buildx util/imagetools/printer.go:
+# `--raw` writes the bytes unchanged, "avoid newline to keep digest", so their sha256 is the digest);
+# without it, a summary; `create --tag T S` copies S's manifest as it is; `inspect` of a missing image fails.
+_FAKE_DOCKER = r"""#!/usr/bin/env bash
+set -eu
+[ "$1 $2" = "buildx imagetools" ] || { echo "unexpected docker $*" >&2; exit 64; }
+shift 2
+file() { printf '%s/%s' "$REGISTRY_DIR" "$(printf '%s' "$1" | tr '/:' '__')"; }
+case "$1" in
+  inspect)
+    if [ "$2" = --raw ]; then
+      [ -f "$(file "$3")" ] || { echo "ERROR: $3: not found" >&2; exit 1; }
+      cat "$(file "$3")"
+    else
+      [ -f "$(file "$2")" ] || { echo "ERROR: $2: not found" >&2; exit 1; }
+      echo "Name: $2"
+    fi ;;
+  create)
+    [ "$2" = --tag ] || exit 64
+    [ -f "$(file "$4")" ] || { echo "ERROR: $4: not found" >&2; exit 1; }
+    echo "$3" >> "$REGISTRY_DIR/created"
+    cp "$(file "$4")" "$(file "$3")" ;;
+  *) exit 64 ;;
+esac
+"""
+
+
+def _copy_images(tmp_path: Path, deploy: dict[str, Any], stack: str, images: dict[str, str]):
+    job = deploy["jobs"][f"image-{stack}"]
+    (step,) = [s for s in job["steps"] if "imagetools create" in str(s.get("run", ""))]
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for ref, manifest in images.items():
+        (registry / ref.replace("/", "_").replace(":", "_")).write_text(manifest)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(_FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    summary = tmp_path / "summary"
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "REGISTRY_DIR": str(registry),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        **{k: str(v) for k, v in job.get("env", {}).items()},
+        "REVISION": "a" * 40,
+        "SOURCE": "src.example",
+        "TARGET": "dst.example",
+    }
+    # The shell GitHub runs a `shell: bash` step with (workflow syntax, jobs.<job_id>.steps[*].shell:
+    # `bash --noprofile --norc -eo pipefail {0}`).
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    created = (registry / "created").read_text().split() if (registry / "created").exists() else []
+    return result, created
+
+
+def test_each_stack_copies_its_images_from_the_stack_it_is_promoted_from(deploy):
+    """prod's images come from staging's registry (what staging ran), not dev's, whose lifecycle
+    rule expires old images (infra/components/compute.py): the upstream is the stack file's
+    `cdao-stack:promotesFrom` (cdao_stacks), the registry variable that stack's."""
+    registry = cdao_stacks.load()
+    for stack in ("staging", "prod"):
+        upstream = registry.get(stack).promotes_from
+        job = deploy["jobs"][f"image-{stack}"]
+        assert job["env"] == {"STACK": stack, "UPSTREAM": upstream}
+        (step,) = [s for s in job["steps"] if "imagetools create" in str(s.get("run", ""))]
+        assert step["env"]["SOURCE"] == f"${{{{ vars.ECR_REGISTRY_{upstream.upper()} }}}}"
+        assert step["env"]["TARGET"] == f"${{{{ vars.ECR_REGISTRY_{stack.upper()} }}}}"
+        (login,) = steps_using(job, "aws-actions/amazon-ecr-login")
+        accounts = f"${{{{ vars.ECR_ACCOUNT_ID_{upstream.upper()} }}}},${{{{ vars.ECR_ACCOUNT_ID_{stack.upper()} }}}}"
+        assert login["with"]["registries"] == accounts
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_an_image_is_copied_from_the_upstream_and_its_digest_checked(tmp_path, deploy, stack):
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    sha = "a" * 40
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    result, created = _copy_images(tmp_path, deploy, stack, images)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert created == [f"dst.example/cdao-{stack}-connector:{sha}", f"dst.example/cdao-{stack}-tasks:{sha}"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_an_existing_tag_with_another_digest_fails_instead_of_being_skipped(tmp_path, deploy, stack):
+    """Tags are immutable: a tag pushed by anyone else first (a planted image) is never run."""
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    sha = "a" * 40
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images[f"dst.example/cdao-{stack}-connector:{sha}"] = '{"index":"planted"}'
+    result, created = _copy_images(tmp_path, deploy, stack, images)
+    assert result.returncode != 0
+    assert f"dst.example/cdao-{stack}-connector:{sha} exists with digest sha256:" in result.stdout
+    assert created == []
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_an_existing_tag_with_the_same_digest_is_kept(tmp_path, deploy, stack):
+    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    sha = "a" * 40
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images[f"dst.example/cdao-{stack}-connector:{sha}"] = '{"index":"connector"}'
+    result, created = _copy_images(tmp_path, deploy, stack, images)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert created == [f"dst.example/cdao-{stack}-tasks:{sha}"]
+
+
+def test_a_revision_the_upstream_never_ran_fails_with_its_name(tmp_path, deploy):
+    result, created = _copy_images(tmp_path, deploy, "prod", {})
+    assert result.returncode != 0
+    assert f"src.example/cdao-staging-connector:{'a' * 40}" in result.stdout
+    assert "staging never ran" in result.stdout
+    assert created == []
+
+
+# --- drift: the issue's advice ------------------------------------------------------------------
+
+
+def test_a_drift_issue_tells_how_to_reapply_the_stack_at_its_pin(tmp_path):
+    """Re-running a deploy run does nothing here: its resolve sees its own commit already deployed
+    (cdao stack-revision: deploy=false when nothing changed). Only Deploy dispatched with
+    `stack: <stack>` forces the stack (deploy.yml's workflow_dispatch input)."""
+    (step,) = [s for s in load("drift.yml")["jobs"]["report"]["steps"] if "gh issue" in str(s.get("run", ""))]
+    drift = tmp_path / "drift" / "drift-prod"
+    drift.mkdir(parents=True)
+    (drift / "status").write_text("drift\n")
+    (drift / "output.txt").write_text("~ aws:s3/bucketV2:BucketV2 changed\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # gh stand-in: `issue list` finds no open issue; `issue create` keeps the body it was given.
+    (bin_dir / "gh").write_text(
+        '#!/usr/bin/env bash\ncase "$1 $2" in\n'
+        '  "issue create") while [ $# -gt 0 ]; do [ "$1" = --body-file ] && cp "$2" "$OUT/body"; shift; done;'
+        " echo https://example.invalid/1 ;;\n"
+        "  *) ;;\nesac\n"
+    )
+    (bin_dir / "gh").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "RUNNER_TEMP": str(tmp_path),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+            "RUN_URL": "https://example.invalid/run",
+            "OUT": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    body = (tmp_path / "body").read_text()
+    assert "**Actions -> Deploy -> Run workflow** with `stack: prod`" in body
+    assert "re-run" not in body.lower()
+    dispatch = load("deploy.yml")["on"]["workflow_dispatch"]["inputs"]["stack"]
+    assert "prod" in dispatch["options"]
+
+
+# --- resolve: the upstream check is applied (executed with stand-ins) ----------------------------
+
+
+def _resolve_with_records(tmp_path: Path, records: dict[str, list[str]]) -> tuple[int, dict[str, str], str]:
+    """deploy.yml's resolve step, run at this repository's HEAD: `uv run` runs this environment's
+    cdao; `bash .github/scripts/last-deployed.sh` is replaced by a stand-in answering from `records`
+    (stack -> commits with a trusted successful record): the script itself is tested on GitHub's REST
+    shapes in test_scripts.py. Returns (exit code, outputs, stderr+stdout)."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    assert script.count("bash .github/scripts/last-deployed.sh") >= 2
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    data = tmp_path / "records.json"
+    data.write_text(json.dumps(records))
+    stand_in = tmp_path / "last-deployed.py"
+    stand_in.write_text(
+        "import json, sys\n"
+        f"records = json.load(open({str(data)!r}))\n"
+        "stack, *rest = sys.argv[1:]\n"
+        "ran = records.get(stack, [])\n"
+        # Like the script: the commit, or no output at all.
+        "found = (ran[-1:] if not rest else [c for c in rest[1:] if c in ran][:1])\n"
+        "assert not rest or rest[0] == '--at', rest\n"
+        "sys.stdout.write(''.join(f'{c}\\n' for c in found))\n"
+    )
+    script = script.replace("bash .github/scripts/last-deployed.sh", f"{sys.executable} {stand_in}")
+    # `uv run cdao ARGS`: this environment's cdao.
+    uv = f'#!/usr/bin/env bash\n[ "$1" = run ] && shift\nshift\nexec {sys.executable} -m cdao_cli "$@"\n'
+    (bin_dir / "uv").write_text(uv)
+    (bin_dir / "uv").chmod(0o755)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+            "GITHUB_SHA": head.stdout.strip(),
+            "FORCE_STACK": "",
+            "CONFIGURED_DEV": "arn:dev",
+            "CONFIGURED_STAGING": "arn:staging",
+            "CONFIGURED_PROD": "arn:prod",
+            "BACKEND": "s3://b",
+            "REGION": "us-east-1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return result.returncode, outputs, result.stdout + result.stderr
+
+
+def _pin(stack: str) -> str:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    return stack_revision.revision_at(ROOT, stack, head.stdout.strip())
+
+
+def test_resolve_refuses_pins_the_upstream_never_ran(tmp_path):
+    """Replacing the upstream check in deploy.yml (say `upstream=()`) makes this fail: staging and prod
+    would be deployed at pins no upstream record vouches for."""
+    code, outputs, log = _resolve_with_records(tmp_path, {})
+    assert code == 1
+    assert outputs["dev-deploy"] == "true"
+    assert outputs["staging-deploy"] == outputs["prod-deploy"] == "false"
+    # dev's file held staging's revision with other chart versions: the refusal names those keys.
+    assert "dev never ran" in log and "staging never ran it" in log
+
+
+def test_resolve_deploys_pins_the_upstream_ran(tmp_path):
+    """With a record of staging at one of the commits whose staging file holds prod's pins (the
+    candidates cdao stack-revision names), prod deploys; staging, whose pin dev never ran, does not."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    upstream, staging_at = stack_revision.upstream_candidates(ROOT, "prod", head.stdout.strip())
+    assert upstream == "staging" and staging_at
+    code, outputs, log = _resolve_with_records(tmp_path, {"staging": staging_at[:1]})
+    assert code == 1, log
+    assert outputs["prod-revision"] == _pin("prod")
+    assert outputs["prod-deploy"] == "true"
+    assert outputs["staging-deploy"] == "false"

@@ -93,3 +93,24 @@ def test_the_connector_has_no_chart_version_pin() -> None:
     raw, _ = read_stack_file("dev")
     assert raw["cdao:addons"]["connectors"] is True
     assert "cdao-connector" not in raw["cdao:gitops"]["chartVersions"]
+
+
+def test_branch_stack_runs_platform_at_the_commit_its_deploy_resolved(monkeypatch) -> None:
+    """dev follows `main`, but what it runs is the commit its deploy resolved and recorded: Argo CD's
+    root Application (`spec.source.targetRevision`, argo-cd.readthedocs.io/en/stable/user-guide/
+    tracking_strategies/: a commit SHA pins the manifests, a branch follows its tip) and the cluster
+    Secret's `repo-revision` annotation name that commit, so a failed deploy of dev leaves dev's
+    platform/ where its last successful deploy put it instead of following main's tip."""
+    monkeypatch.setenv(REVISION_COMMIT_ENV, COMMIT)
+    run = run_stack("dev")
+    assert run.config.gitops.revision == "main"
+    assert _annotations(run)["cdao.io/repo-revision"] == COMMIT
+    (root,) = [r for r in run.registrations if r.type == "kubernetes:argoproj.io/v1alpha1:Application"]
+    assert root.inputs["spec"]["source"]["targetRevision"] == COMMIT
+
+
+def test_pinned_stack_runs_platform_at_its_pin(plan_of) -> None:
+    run = plan_of("prod")
+    assert _annotations(run)["cdao.io/repo-revision"] == run.config.gitops.revision
+    (root,) = [r for r in run.registrations if r.type == "kubernetes:argoproj.io/v1alpha1:Application"]
+    assert root.inputs["spec"]["source"]["targetRevision"] == run.config.gitops.revision

@@ -161,7 +161,11 @@ def test_cluster_secret_carries_the_whole_contract(stack_run: PlanRun):
     assert set(metadata["labels"]) == {"argocd.argoproj.io/secret-type", *LABEL_KEYS}
     assert metadata["labels"]["environment"] == stack_run.stack
     annotations = metadata["annotations"]
-    assert annotations[f"{ANNOTATION_PREFIX}repo-revision"] == config.gitops.revision
+    # The commit the stack runs: its pin, or for dev the commit its deploy resolved (here the offline
+    # stand-in); tests/infra/test_connector_image.py checks both.
+    assert annotations[f"{ANNOTATION_PREFIX}repo-revision"] == stack_run.revision_commit_stand_in or (
+        annotations[f"{ANNOTATION_PREFIX}repo-revision"] == config.gitops.revision
+    )
     for account in SERVICE_ACCOUNTS:
         assert annotations[f"{ANNOTATION_PREFIX}role-arn-{account.role}"].startswith("arn:aws:iam::")
 
