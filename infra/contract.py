@@ -92,6 +92,11 @@ class Annotation:
 ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("aws-region", "region of every AWS resource of the stack"),
     Annotation("aws-account-id", "account that owns the stack"),
+    Annotation(
+        "stack",
+        "Pulumi stack name: the connector names and tags what it creates with it, which its IAM policy is "
+        "scoped to (cdao_connectors.aws_resources)",
+    ),
     Annotation("cluster-name", "EKS cluster name (cluster autoscaler, load balancer controller)"),
     Annotation("vpc-id", "VPC of the cluster (load balancer controller; IMDS is closed to pods)"),
     Annotation("repo-url", "Git repository Argo CD reads platform/ from"),

@@ -278,6 +278,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
     values: dict[str, pulumi.Input[str]] = {
         "aws-region": config.region,
         "aws-account-id": account_id,
+        "stack": config.stack,
         "cluster-name": name,
         "vpc-id": network.vpc_id,
         "repo-url": config.gitops.repo_url,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+from cdao_connectors.aws_resources import STACK_TAG, name_prefix
 
 from infra.components import iam
 from infra.contract import SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
@@ -398,6 +399,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
         args = self._args
         region, stack = args.region, args.stack
         roles = args.passable_roles
+
+        def job_definitions(account: str) -> str:
+            return f"arn:aws:batch:{region}:{account}:job-definition/{name_prefix(stack)}*"
+
         return pulumi.Output.all(
             list(args.batch_queue_arns),
             args.emr_serverless_application_arn,
@@ -418,21 +423,25 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.allow(
                         "AttemptClaims", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [a[10]]
                     ),
-                    iam.allow(
-                        "BatchSubmit",
-                        ["batch:SubmitJob"],
-                        [*a[0], f"arn:aws:batch:{region}:{a[2]}:job-definition/cdao-{stack}-*"],
-                    ),
+                    # Job definitions are named by cdao_connectors.aws_resources.name_prefix, the
+                    # connector's own naming. SubmitJob needs the queue and the definition
+                    # (Service Authorization Reference, AWS Batch:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbatch.html).
+                    iam.allow("BatchSubmit", ["batch:SubmitJob"], [*a[0], job_definitions(a[2])]),
                     iam.allow(
                         "BatchJobDefinitions",
                         ["batch:RegisterJobDefinition", "batch:DeregisterJobDefinition"],
-                        [f"arn:aws:batch:{region}:{a[2]}:job-definition/cdao-{stack}-*"],
+                        [job_definitions(a[2])],
                     ),
+                    # RegisterJobDefinition and SubmitJob with tags are also authorized as
+                    # batch:TagResource on the new definition or job ("Grant permission to tag
+                    # resources on creation", https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html).
                     iam.allow(
-                        "BatchTerminate",
-                        ["batch:TerminateJob", "batch:TagResource"],
-                        [f"arn:aws:batch:{region}:{a[2]}:job/*"],
+                        "BatchTagOnCreate",
+                        ["batch:TagResource"],
+                        [job_definitions(a[2]), f"arn:aws:batch:{region}:{a[2]}:job/*"],
                     ),
+                    iam.allow("BatchTerminate", ["batch:TerminateJob"], [f"arn:aws:batch:{region}:{a[2]}:job/*"]),
                     # Batch's Describe and List calls have no resource-level permissions.
                     iam.allow(
                         "BatchDescribe", ["batch:DescribeJobs", "batch:DescribeJobDefinitions", "batch:ListJobs"], ["*"]
@@ -459,14 +468,27 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "elasticmapreduce:ListSteps",
                         ],
                         [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
-                        {"StringEquals": {"aws:ResourceTag/cdao.io/stack": stack}},
+                        {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}},
                     ),
+                    # The connector tags every cluster it creates with STACK_TAG (cdao_connectors.aws_resources).
+                    # RunJobFlow names no resource type, so only "*" matches it; the request tag is what
+                    # scopes it (Service Authorization Reference, Amazon EMR, see EmrListClusters).
                     iam.allow(
                         "EmrOnEc2Create",
-                        ["elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"],
-                        [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
-                        {"StringEquals": {"aws:RequestTag/cdao.io/stack": stack}},
+                        ["elasticmapreduce:RunJobFlow"],
+                        ["*"],
+                        {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack}},
                     ),
+                    iam.allow(
+                        "EmrOnEc2Tag",
+                        ["elasticmapreduce:AddTags"],
+                        [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
+                        {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack}},
+                    ),
+                    # A dead replica's transient cluster is found by name (ListClusters), which
+                    # names no resource type, so "*" (Service Authorization Reference, Amazon EMR:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticmapreduce.html).
+                    iam.allow("EmrListClusters", ["elasticmapreduce:ListClusters"], ["*"]),
                     iam.allow(
                         "SageMakerJobs",
                         [

@@ -28,6 +28,7 @@ from cdao_connectors._common import (
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, refresh_period
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE, BatchJob
+from cdao_connectors.aws_resources import name_prefix, resource_tags
 from cdao_connectors.config import BatchConfig, attempt_table
 
 _PHASES = {
@@ -123,7 +124,9 @@ class BatchConnector(BulkheadConnector):
             "job_role": cfg.job_role_arn,
         }
         digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:20]
-        name = f"cdao-flyte-{digest}"
+        # The stack's prefix is what the connector's IAM policy grants RegisterJobDefinition and
+        # SubmitJob on (cdao_connectors.aws_resources); a definition outside it is AccessDenied.
+        name = f"{name_prefix(cfg.stack)}{digest}"
         with self._lock:
             if name in self._job_definitions:
                 return self._job_definitions[name]
@@ -152,7 +155,7 @@ class BatchConnector(BulkheadConnector):
                 # Flyte owns retries (a reclaimed spot job comes back as RETRYABLE_FAILED), so
                 # Batch must not retry behind its back and double the attempts.
                 retryStrategy={"attempts": 1},
-                tags={"managed-by": "cdao-flyte-connector"},
+                tags=resource_tags(cfg.stack),
             )["jobDefinitionArn"]
         with self._lock:
             self._job_definitions[name] = arn
@@ -190,7 +193,7 @@ class BatchConnector(BulkheadConnector):
                     "command": command,
                     "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
                 },
-                "tags": {"flyte-task": task_template.id.name[:256]},
+                "tags": {**resource_tags(cfg.stack), "flyte-task": task_template.id.name[:256]},
                 "propagateTags": True,
             }
             if job.timeout_seconds:

@@ -32,6 +32,7 @@ from cdao_connectors._common import (
 )
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors.aws_resources import resource_tags
 from cdao_connectors.config import EMRConfig, attempt_table, status_refresh_seconds
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
 
@@ -227,7 +228,9 @@ class EMRConnector(BulkheadConnector):
             "ServiceRole": service_role,
             "JobFlowRole": instance_profile,
             "VisibleToAllUsers": True,
-            "Tags": [{"Key": "managed-by", "Value": "cdao-flyte-connector"}],
+            # The policy allows RunJobFlow only with the stack tag in the request, and every later
+            # call only on clusters carrying it (cdao_connectors.aws_resources).
+            "Tags": [{"Key": k, "Value": v} for k, v in resource_tags(cfg.stack).items()],
         }
         if cfg.log_uri:
             request["LogUri"] = cfg.log_uri

@@ -55,6 +55,7 @@ def _value(key: str, config: StackConfig) -> str:
     fixed = {
         "aws-region": config.region,
         "aws-account-id": ACCOUNT_ID,
+        "stack": config.stack,
         "cluster-name": prefix,
         "vpc-id": "vpc-0a1b2c3d4e5f60718",
         "repo-url": config.gitops.repo_url,
