@@ -71,6 +71,8 @@ SERVICE_ACCOUNTS: tuple[ServiceAccount, ...] = (
 # Flyte runs each project-domain's tasks in namespace `<project>-<domain>` as this service account;
 # infra/ creates one role per project-domain (role key `flyte-tasks-<project>-<domain>`).
 FLYTE_TASK_SERVICE_ACCOUNT = "default"
+# Key prefix in the metadata bucket (flyteadmin's storage container) of fast-registered code.
+FAST_REGISTER_PREFIX = "fast-register"
 FLYTE_DOMAINS = ("development", "staging", "production")
 
 
@@ -104,7 +106,16 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation("repo-path", "folder of the platform manifests in the repository"),
     Annotation("bucket-metadata", "S3 bucket for Flyte metadata (raw output of flyteadmin)"),
     Annotation("bucket-userdata", "S3 bucket for task data: inputs, outputs, offloaded literals"),
-    Annotation("bucket-workflows", "S3 bucket for registered workflow packages (fast-register)"),
+    Annotation(
+        "bucket-workflows",
+        "S3 bucket for workflow packages published outside flyteadmin's data proxy (flyteadmin may write it); "
+        "fast-register uploads are not here: the data proxy writes them to bucket-metadata (see fast-register-prefix)",
+    ),
+    Annotation(
+        "fast-register-prefix",
+        "flyteadmin's dataProxy.upload.storagePrefix: `pyflyte register --copy auto` uploads land in bucket-metadata "
+        "at <prefix>/<project>/<domain>/<hash>/<file>, which each project-domain's task role may read",
+    ),
     Annotation("db-endpoint", "RDS PostgreSQL host name for flyteadmin and datacatalog"),
     Annotation("db-port", "RDS PostgreSQL port"),
     Annotation("db-name", "database flyteadmin and datacatalog share"),

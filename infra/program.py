@@ -27,7 +27,14 @@ from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.components.shared import kept_on_teardown
 from infra.config import StackConfig, is_dev_stack
-from infra.contract import ANNOTATION_PREFIX, CHART_VERSION_PREFIX, FLYTE_DOMAINS, addon_labels, stack_annotation_keys
+from infra.contract import (
+    ANNOTATION_PREFIX,
+    CHART_VERSION_PREFIX,
+    FAST_REGISTER_PREFIX,
+    FLYTE_DOMAINS,
+    addon_labels,
+    stack_annotation_keys,
+)
 
 
 def cluster_name(config: StackConfig) -> str:
@@ -287,6 +294,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         "bucket-metadata": data.bucket_names["metadata"],
         "bucket-userdata": data.bucket_names["userdata"],
         "bucket-workflows": data.bucket_names["workflows"],
+        "fast-register-prefix": FAST_REGISTER_PREFIX,
         "db-endpoint": data.db_endpoint,
         "db-port": data.db_port.apply(str),
         "db-name": DB_NAME,

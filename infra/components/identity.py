@@ -14,7 +14,7 @@ import pulumi_aws as aws
 from cdao_connectors.aws_resources import STACK_TAG, name_prefix
 
 from infra.components import iam
-from infra.contract import SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
+from infra.contract import FAST_REGISTER_PREFIX, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
 
 # Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
 # conditions; rewriting them would only drift from what the drivers need release to release.
@@ -378,7 +378,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 # Propeller writes each execution's metadata under metadata/propeller/<project>-<domain>-<id>;
                 # the task role reaches only its own project-domain's part of it.
                 policies[f"flyte-tasks-{namespace}"] = pulumi.Output.all(metadata, userdata, args.data_key_arn).apply(
-                    lambda a, ns=namespace: iam.document(
+                    lambda a, ns=namespace, p=project, d=domain: iam.document(
                         [
                             iam.allow("ListBuckets", ["s3:ListBucket", "s3:GetBucketLocation"], [a[0], a[1]]),
                             iam.allow(
@@ -388,6 +388,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             ),
                             iam.allow(
                                 "RawData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{a[1]}/*"]
+                            ),
+                            # The code `pyflyte register --copy auto` uploaded through flyteadmin's data
+                            # proxy: <storagePrefix>/<project>/<domain>/<hash>/<file> in flyteadmin's
+                            # storage container, the metadata bucket (flyteorg/flyte v1.16.8
+                            # flyteadmin/dataproxy/service.go createStorageLocation).
+                            iam.allow(
+                                "FastRegisteredCode",
+                                ["s3:GetObject"],
+                                [f"{a[0]}/{FAST_REGISTER_PREFIX}/{p}/{d}/*"],
                             ),
                             iam.use_data_key(a[2]),
                         ]
