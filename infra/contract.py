@@ -76,6 +76,8 @@ SERVICE_ACCOUNTS: tuple[ServiceAccount, ...] = (
 # Flyte runs each project-domain's tasks in namespace `<project>-<domain>` as this service account;
 # infra/ creates one role per project-domain (role key `flyte-tasks-<project>-<domain>`).
 FLYTE_TASK_SERVICE_ACCOUNT = "default"
+# Key prefix in the metadata bucket (flyteadmin's storage container) of fast-registered code.
+FAST_REGISTER_PREFIX = "fast-register"
 FLYTE_DOMAINS = ("development", "staging", "production")
 
 
@@ -115,6 +117,13 @@ class ClusterSecret:
 
     aws_region: Input[str] = field(metadata=_annotation("aws-region", "region of every AWS resource of the stack"))
     aws_account_id: Input[str] = field(metadata=_annotation("aws-account-id", "account that owns the stack"))
+    stack: Input[str] = field(
+        metadata=_annotation(
+            "stack",
+            "Pulumi stack name: the connector names and tags what it creates with it, which its IAM policy is "
+            "scoped to (cdao_connector_resources)",
+        )
+    )
     cluster_name: Input[str] = field(
         metadata=_annotation("cluster-name", "EKS cluster name (cluster autoscaler, load balancer controller)")
     )
@@ -137,7 +146,20 @@ class ClusterSecret:
         metadata=_annotation("bucket-userdata", "S3 bucket for task data: inputs, outputs, offloaded literals")
     )
     bucket_workflows: Input[str] = field(
-        metadata=_annotation("bucket-workflows", "S3 bucket for registered workflow packages (fast-register)")
+        metadata=_annotation(
+            "bucket-workflows",
+            "S3 bucket for workflow packages published outside flyteadmin's data proxy (flyteadmin may write it); "
+            "fast-register uploads are not here: the data proxy writes them to bucket-metadata (see "
+            "fast-register-prefix)",
+        )
+    )
+    fast_register_prefix: Input[str] = field(
+        metadata=_annotation(
+            "fast-register-prefix",
+            "flyteadmin's dataProxy.upload.storagePrefix: `pyflyte register --copy auto` uploads land in "
+            "bucket-metadata at <prefix>/<project>/<domain>/<hash>/<file>, which each project-domain's task role "
+            "may read",
+        )
     )
     db_endpoint: Input[str] = field(
         metadata=_annotation("db-endpoint", "RDS PostgreSQL host name for flyteadmin and datacatalog")

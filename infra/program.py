@@ -25,7 +25,7 @@ from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadId
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.config import StackConfig
-from infra.contract import FLYTE_DOMAINS, ClusterSecret
+from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS, ClusterSecret
 from infra.lib import mlops
 from infra.lib.shared import kept_on_teardown
 
@@ -88,6 +88,7 @@ def _cluster_secret(
         addons=config.addons,
         aws_region=config.region,
         aws_account_id=account_id,
+        stack=config.stack,
         cluster_name=cluster_name(config),
         vpc_id=network.vpc_id,
         repo_url=config.gitops.repo_url,
@@ -98,6 +99,7 @@ def _cluster_secret(
         bucket_metadata=data.bucket_names["metadata"],
         bucket_userdata=data.bucket_names["userdata"],
         bucket_workflows=data.bucket_names["workflows"],
+        fast_register_prefix=FAST_REGISTER_PREFIX,
         db_endpoint=data.db_endpoint,
         db_port=data.db_port.apply(str),
         db_name=DB_NAME,

@@ -24,8 +24,10 @@ LAYERS: dict[str, tuple[str, frozenset[str]]] = {
     # The stack registry (names, order, policy profile) and the node-pool facts: one owner each.
     "cdao_stacks": ("cdao_stacks", frozenset()),
     "cdao_pools": ("plugins/cdao_pools", frozenset()),
+    # How the connectors name and tag what they create, which infra's IAM policy scopes to.
+    "cdao_connector_resources": ("plugins/cdao_connector_resources", frozenset()),
     # The Pulumi program knows its config and components, and the shared facts.
-    "infra": ("infra", frozenset({"cdao_catalog", "cdao_stacks", "cdao_pools"})),
+    "infra": ("infra", frozenset({"cdao_catalog", "cdao_stacks", "cdao_pools", "cdao_connector_resources"})),
     # The pack knows the resource format and the cost package, never the program or the CLI.
     "policies": ("policies", frozenset({"cdao_cost", "cdao_resources", "cdao_stacks", "cdao_pools"})),
     # The CLI drives the program under mocks and calls the pack and the cost package.
@@ -35,7 +37,7 @@ LAYERS: dict[str, tuple[str, frozenset[str]]] = {
     ),
     # The SDK ships to notebooks without Pulumi, the pack or the CLI; it builds the connectors' task configs.
     "cdao_sdk": ("plugins/cdao_sdk", frozenset({"cdao_connectors", "cdao_pools"})),
-    "cdao_connectors": ("plugins/cdao_connectors", frozenset()),
+    "cdao_connectors": ("plugins/cdao_connectors", frozenset({"cdao_connector_resources"})),
     # Pipelines know the SDK only.
     "workflows": ("workflows", frozenset({"cdao_sdk"})),
 }

@@ -12,8 +12,9 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+from cdao_connector_resources import STACK_TAG, name_prefix
 
-from infra.contract import SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
+from infra.contract import FAST_REGISTER_PREFIX, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
 from infra.lib import iam
 
 # Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
@@ -391,7 +392,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 # Propeller writes each execution's metadata under metadata/propeller/<project>-<domain>-<id>;
                 # the task role reaches only its own project-domain's part of it.
                 policies[f"flyte-tasks-{namespace}"] = pulumi.Output.all(metadata, userdata, args.data_key_arn).apply(
-                    lambda a, ns=namespace: iam.document(
+                    lambda a, ns=namespace, p=project, d=domain: iam.document(
                         [
                             iam.allow("ListBuckets", ["s3:ListBucket", "s3:GetBucketLocation"], [a[0], a[1]]),
                             iam.allow(
@@ -401,6 +402,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             ),
                             iam.allow(
                                 "RawData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{a[1]}/*"]
+                            ),
+                            # The code `pyflyte register --copy auto` uploaded through flyteadmin's data
+                            # proxy: <storagePrefix>/<project>/<domain>/<hash>/<file> in flyteadmin's
+                            # storage container, the metadata bucket (flyteorg/flyte v1.16.8
+                            # flyteadmin/dataproxy/service.go createStorageLocation).
+                            iam.allow(
+                                "FastRegisteredCode",
+                                ["s3:GetObject"],
+                                [f"{a[0]}/{FAST_REGISTER_PREFIX}/{p}/{d}/*"],
                             ),
                             iam.use_data_key(a[2]),
                         ]
@@ -412,6 +422,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
         args = self._args
         region, stack = args.region, args.stack
         roles = args.passable_roles
+
+        def job_definitions(account: str) -> str:
+            return f"arn:aws:batch:{region}:{account}:job-definition/{name_prefix(stack)}*"
+
         return pulumi.Output.all(
             list(args.batch_queue_arns),
             args.emr_serverless_application_arn,
@@ -432,21 +446,25 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.allow(
                         "AttemptClaims", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [a[10]]
                     ),
-                    iam.allow(
-                        "BatchSubmit",
-                        ["batch:SubmitJob"],
-                        [*a[0], f"arn:aws:batch:{region}:{a[2]}:job-definition/cdao-{stack}-*"],
-                    ),
+                    # Job definitions are named by cdao_connector_resources.name_prefix, the
+                    # connector's own naming. SubmitJob needs the queue and the definition
+                    # (Service Authorization Reference, AWS Batch:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbatch.html).
+                    iam.allow("BatchSubmit", ["batch:SubmitJob"], [*a[0], job_definitions(a[2])]),
                     iam.allow(
                         "BatchJobDefinitions",
                         ["batch:RegisterJobDefinition", "batch:DeregisterJobDefinition"],
-                        [f"arn:aws:batch:{region}:{a[2]}:job-definition/cdao-{stack}-*"],
+                        [job_definitions(a[2])],
                     ),
+                    # RegisterJobDefinition and SubmitJob with tags are also authorized as
+                    # batch:TagResource on the new definition or job ("Grant permission to tag
+                    # resources on creation", https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html).
                     iam.allow(
-                        "BatchTerminate",
-                        ["batch:TerminateJob", "batch:TagResource"],
-                        [f"arn:aws:batch:{region}:{a[2]}:job/*"],
+                        "BatchTagOnCreate",
+                        ["batch:TagResource"],
+                        [job_definitions(a[2]), f"arn:aws:batch:{region}:{a[2]}:job/*"],
                     ),
+                    iam.allow("BatchTerminate", ["batch:TerminateJob"], [f"arn:aws:batch:{region}:{a[2]}:job/*"]),
                     # Batch's Describe and List calls have no resource-level permissions.
                     iam.allow(
                         "BatchDescribe", ["batch:DescribeJobs", "batch:DescribeJobDefinitions", "batch:ListJobs"], ["*"]
@@ -473,14 +491,27 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "elasticmapreduce:ListSteps",
                         ],
                         [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
-                        {"StringEquals": {"aws:ResourceTag/cdao.io/stack": stack}},
+                        {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}},
                     ),
+                    # The connector tags every cluster it creates with STACK_TAG (cdao_connector_resources).
+                    # RunJobFlow names no resource type, so only "*" matches it; the request tag is what
+                    # scopes it (Service Authorization Reference, Amazon EMR, see EmrListClusters).
                     iam.allow(
                         "EmrOnEc2Create",
-                        ["elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"],
-                        [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
-                        {"StringEquals": {"aws:RequestTag/cdao.io/stack": stack}},
+                        ["elasticmapreduce:RunJobFlow"],
+                        ["*"],
+                        {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack}},
                     ),
+                    iam.allow(
+                        "EmrOnEc2Tag",
+                        ["elasticmapreduce:AddTags"],
+                        [f"arn:aws:elasticmapreduce:{region}:{a[2]}:cluster/*"],
+                        {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack}},
+                    ),
+                    # A dead replica's transient cluster is found by name (ListClusters), which
+                    # names no resource type, so "*" (Service Authorization Reference, Amazon EMR:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticmapreduce.html).
+                    iam.allow("EmrListClusters", ["elasticmapreduce:ListClusters"], ["*"]),
                     iam.allow(
                         "SageMakerJobs",
                         [

@@ -10,6 +10,9 @@ Variables (connector that reads them, meaning):
 
 ``CDAO_AWS_REGION`` (Batch, EMR)
     AWS region of the platform's account; falls back to ``AWS_REGION``.
+``CDAO_STACK`` (Batch, EMR)
+    the Pulumi stack's name: it names and tags the job definitions and clusters the connector
+    creates (:mod:`cdao_connector_resources`), which its IAM policy is scoped to.
 ``CDAO_BATCH_SPOT_QUEUE`` (Batch)
     job queue backed by the Spot compute environment (``@batch_task(spot=True)``).
 ``CDAO_BATCH_ON_DEMAND_QUEUE`` (Batch)
@@ -98,6 +101,11 @@ def aws_region() -> str:
     return region
 
 
+def stack() -> str:
+    """``CDAO_STACK``: the stack whose resources the connector creates (names and tags)."""
+    return _required("CDAO_STACK", "AWS Batch and EMR tasks (their job definitions and clusters are named by stack)")
+
+
 def attempt_table() -> str:
     return _required("CDAO_ATTEMPT_TABLE", "AWS Batch and EMR tasks (one job per task attempt across replicas)")
 
@@ -105,6 +113,7 @@ def attempt_table() -> str:
 @dataclass(frozen=True)
 class BatchConfig:
     region: str
+    stack: str
     spot_queue: str
     on_demand_queue: str
     job_role_arn: str | None
@@ -114,6 +123,7 @@ class BatchConfig:
     def from_env(cls) -> BatchConfig:
         return cls(
             region=aws_region(),
+            stack=stack(),
             spot_queue=_required("CDAO_BATCH_SPOT_QUEUE", "AWS Batch tasks with spot=True"),
             on_demand_queue=_required("CDAO_BATCH_ON_DEMAND_QUEUE", "AWS Batch tasks with spot=False"),
             job_role_arn=_optional("CDAO_BATCH_JOB_ROLE_ARN"),
@@ -124,6 +134,7 @@ class BatchConfig:
 @dataclass(frozen=True)
 class EMRConfig:
     region: str
+    stack: str
     default_cluster_id: str | None
     release_label: str
     log_uri: str | None
@@ -135,6 +146,7 @@ class EMRConfig:
         bucket = _optional("CDAO_EMR_ENTRYPOINT_BUCKET") or _optional("FLYTE_AWS_S3_BUCKET")
         return cls(
             region=aws_region(),
+            stack=stack(),
             default_cluster_id=_optional("CDAO_EMR_CLUSTER_ID"),
             release_label=_optional("CDAO_EMR_RELEASE_LABEL") or "emr-7.5.0",
             log_uri=_optional("CDAO_EMR_LOG_URI"),

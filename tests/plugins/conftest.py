@@ -49,6 +49,7 @@ def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "CDAO_AWS_REGION": REGION,
+        "CDAO_STACK": "test",
         "FLYTE_AWS_ENDPOINT": moto_endpoint,
         "FLYTE_AWS_ACCESS_KEY_ID": "testing",
         "FLYTE_AWS_SECRET_ACCESS_KEY": "testing",

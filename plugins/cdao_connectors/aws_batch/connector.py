@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from cdao_connector_resources import name_prefix, resource_tags
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
@@ -124,7 +125,9 @@ class BatchConnector(BulkheadConnector):
             "job_role": cfg.job_role_arn,
         }
         digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:20]
-        name = f"cdao-flyte-{digest}"
+        # The stack's prefix is what the connector's IAM policy grants RegisterJobDefinition and
+        # SubmitJob on (cdao_connector_resources); a definition outside it is AccessDenied.
+        name = f"{name_prefix(cfg.stack)}{digest}"
         with self._lock:
             if name in self._job_definitions:
                 return self._job_definitions[name]
@@ -153,7 +156,7 @@ class BatchConnector(BulkheadConnector):
                 # Flyte owns retries (a reclaimed spot job comes back as RETRYABLE_FAILED), so
                 # Batch must not retry behind its back and double the attempts.
                 retryStrategy={"attempts": 1},
-                tags={"managed-by": "cdao-flyte-connector"},
+                tags=resource_tags(cfg.stack),
             )["jobDefinitionArn"]
         with self._lock:
             self._job_definitions[name] = arn
@@ -191,7 +194,7 @@ class BatchConnector(BulkheadConnector):
                     "command": command,
                     "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
                 },
-                "tags": {"flyte-task": task_template.id.name[:256]},
+                "tags": {**resource_tags(cfg.stack), "flyte-task": task_template.id.name[:256]},
                 "propagateTags": True,
             }
             if job.timeout_seconds:

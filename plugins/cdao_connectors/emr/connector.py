@@ -15,6 +15,7 @@ from typing import Any
 
 import flytekitplugins.awsemrserverless as emr_serverless_plugin
 from botocore.exceptions import ClientError
+from cdao_connector_resources import resource_tags
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
 from flytekit.models.literals import LiteralMap
@@ -246,7 +247,9 @@ class EMRConnector(BulkheadConnector):
             "ServiceRole": service_role,
             "JobFlowRole": instance_profile,
             "VisibleToAllUsers": True,
-            "Tags": [{"Key": "managed-by", "Value": "cdao-flyte-connector"}],
+            # The policy allows RunJobFlow only with the stack tag in the request, and every later
+            # call only on clusters carrying it (cdao_connector_resources).
+            "Tags": [{"Key": k, "Value": v} for k, v in resource_tags(cfg.stack).items()],
         }
         if cfg.log_uri:
             request["LogUri"] = cfg.log_uri

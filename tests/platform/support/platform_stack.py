@@ -18,6 +18,7 @@ from infra.contract import (
     ANNOTATION_PREFIX,
     ARGOCD_NAMESPACE,
     CHART_VERSION_PREFIX,
+    FAST_REGISTER_PREFIX,
     SECRET_NAME,
     addon_labels,
     stack_annotation_keys,
@@ -55,6 +56,8 @@ def _value(key: str, config: StackConfig) -> str:
     fixed = {
         "aws-region": config.region,
         "aws-account-id": ACCOUNT_ID,
+        "stack": config.stack,
+        "fast-register-prefix": FAST_REGISTER_PREFIX,
         "cluster-name": prefix,
         "vpc-id": "vpc-0a1b2c3d4e5f60718",
         "repo-url": config.gitops.repo_url,
