@@ -552,6 +552,40 @@ def test_multi_source_applications_and_failing_applicationsets(api_server):
     assert "chart-version-keda" in results["applicationset/keda"].detail
 
 
+def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision(api_server):
+    """The review's case: two Applications, both Synced and Healthy, one of them the training operator
+    synced from Git at v1.7.0 while the stack pins another tag; every other enabled add-on's
+    Application is missing."""
+    config = _config()
+    pins = config.gitops.chart_versions
+    assert pins["training-operator"] != "v1.7.0"
+    operator = _application("training-operator", None, "v1.7.0", "0123abc")
+    operator["spec"]["source"]["repoURL"] = "https://github.com/kubeflow/training-operator.git"
+    _, kubeconfig = api_server(
+        applications=[operator, _application("flyte", "flyte-core", pins["flyte-core"], pins["flyte-core"])]
+    )
+    results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
+    assert results["training-operator"].status == "fail"
+    assert f"wants v1.7.0, stack pins {pins['training-operator']}" in results["training-operator"].detail
+    expected = kube.expected_applications(config)
+    enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
+    assert {e.label for e in expected.values()} == enabled
+    missing = set(expected) - {"training-operator", "flyte"}
+    assert {"keda", "cert-manager", "kube-prometheus-stack", "flyte-tasks-ml-experiments-production"} <= missing
+    for name in missing:
+        assert results[name].status == "fail", name
+        assert results[name].detail.startswith(f"missing: ApplicationSet {expected[name].appset}")
+        assert f"describe applicationset {expected[name].appset}" in results[name].remedy
+
+
+def test_the_expected_applications_follow_the_enable_labels():
+    config = _config()
+    addons = config.addons.model_copy(update={"keda": False})
+    names = set(kube.expected_applications(config.model_copy(update={"addons": addons})))
+    assert {"keda", "metrics-server"} & names == set()
+    assert {"keda", "metrics-server"} <= set(kube.expected_applications(config))
+
+
 def test_kubernetes_checks_skip_without_a_kubeconfig():
     ctx = _ctx({})
     assert [r.status for r in kube.argocd_applications(ctx)] == ["skip"]
