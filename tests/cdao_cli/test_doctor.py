@@ -40,9 +40,10 @@ from cdao_cli.main import main
 from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import parse_stack_config
+from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, flyte_task_account
+from infra.lib.iam import irsa_trust_document
 
 REGION = "us-east-1"
-TRUST_SUB = "system:serviceaccount:{ns}:{name}"
 
 
 def _config(stack: str = "dev"):
@@ -85,25 +86,9 @@ def aws_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def _trust(provider_arn: str, key_prefix: str, ns: str, name: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{key_prefix}:sub": TRUST_SUB.format(ns=ns, name=name),
-                            f"{key_prefix}:aud": "sts.amazonaws.com",
-                        }
-                    },
-                }
-            ],
-        }
-    )
+def _trust(provider_arn: str, issuer: str, ns: str, name: str) -> str:
+    """The trust the program gives an IRSA role (infra/lib/iam.py), so the tests and the program agree."""
+    return irsa_trust_document(provider_arn, issuer, ns, name)
 
 
 def _cluster() -> tuple[str, str, str]:
@@ -127,7 +112,9 @@ def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_
     # The fault infra issue #13 names: condition keys built from pulumi-eks's oidcProviderUrl (with https://).
     bad = iam.create_role(
         RoleName="propeller",
-        AssumeRolePolicyDocument=_trust(provider_arn, f"https://{issuer}", "flyte", "flytepropeller"),
+        AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flytepropeller").replace(
+            f'"{issuer}:', f'"https://{issuer}:'
+        ),
     )
     wrong_account = iam.create_role(
         RoleName="datacatalog", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "someone-else")
@@ -172,6 +159,55 @@ def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_o
     assert kube.ROLE_ANNOTATION in results["flyteadmin"].detail
     assert results["inference"].status == "pass"
     assert "add-on inference is off" in results["inference"].detail
+
+
+def test_irsa_fails_without_the_iam_oidc_provider(aws_account):
+    """With no provider in IAM, a role whose trust names the computed provider ARN is worthless: STS
+    refuses every token (IAM GetOpenIDConnectProvider answers NoSuchEntity, botocore's iam model)."""
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    arn = iam.create_role(RoleName="a", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn["Role"]["Arn"]}})
+    assert _by_name(aws.irsa(ctx, _Accounts({})), "irsa")["oidc-provider"].status == "pass"
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
+    result = _by_name(aws.irsa(_ctx(ctx.outputs), _Accounts({})), "irsa")["oidc-provider"]
+    assert result.status == "fail"
+    assert provider_arn in result.detail
+
+
+def test_irsa_reports_each_expected_role_missing_from_the_outputs_and_each_deleted_role(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    admin = iam.create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin")
+    )["Role"]["Arn"]
+    gone = admin.replace("role/admin", "role/propeller")  # deleted outside Pulumi
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": admin, "flytepropeller": gone}})
+    accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: admin}})
+    results = _by_name(aws.irsa(ctx, accounts), "irsa")
+    assert results["flyteadmin"].status == "pass"  # the deleted role hides no other
+    assert results["flytepropeller"].status == "fail"
+    assert "does not exist" in results["flytepropeller"].detail
+    assert "credentials" not in results["flytepropeller"].remedy
+    expected = {a.role for a in SERVICE_ACCOUNTS} | {
+        flyte_task_account(p, d).role for p in _config().flyte.projects for d in FLYTE_DOMAINS
+    }
+    for key in expected - {"flyteadmin", "flytepropeller"}:
+        assert results[key].status == "fail", key
+        assert f"has no {key} role" in results[key].detail
+    empty = _by_name(aws.irsa(_ctx({"clusterName": cluster, "roleArns": {}}), accounts), "irsa")
+    assert {k for k, r in empty.items() if r.status == "fail"} == expected
+
+
+def test_irsa_skips_the_account_check_without_a_kubeconfig(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    arn = iam.create_role(RoleName="a", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn["Role"]["Arn"]}})
+    result = _by_name(aws.irsa(ctx, kube.ServiceAccountLookup(ctx)), "irsa")["flyteadmin"]
+    assert result.status == "skip"
+    assert "no kubeconfig" in result.detail
 
 
 def test_an_unreachable_cluster_is_one_failure_after_one_timeout(aws_account, tmp_path: Path):
