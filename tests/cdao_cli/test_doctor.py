@@ -809,3 +809,14 @@ def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_first_deploy_checks_with_the_doctor_using_options_it_has():
+    """docs/first-deploy.md's post-deploy step is `cdao doctor`, written with options the parser takes."""
+    from cdao_cli.main import _parser  # noqa: PLC0415
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "first-deploy.md").read_text()
+    section = text.split("## 5. What to check afterwards", 1)[1]
+    (line,) = [line for line in section.splitlines() if line.startswith("uv run cdao doctor")]
+    args = _parser().parse_args(line.replace("<stack>", "dev").split()[3:])
+    assert (args.command, args.stack, args.kubeconfig) == ("doctor", "dev", "dev.kubeconfig")
