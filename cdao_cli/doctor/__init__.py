@@ -50,10 +50,11 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
 
     from cdao_cli.plan.runner import read_stack_file  # noqa: PLC0415
     from infra.config import parse_stack_config  # noqa: PLC0415
+    from infra.program import cluster_name  # noqa: PLC0415 - the one owner of the naming rule
 
     raw, _ = read_stack_file(args.stack, environments)
     config, _ = parse_stack_config(args.stack, raw)
-    outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled)
+    outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled, cluster_name=cluster_name(config))
     if args.flyte_ca_file is not None:
         try:
             ssl.create_default_context(cafile=str(args.flyte_ca_file))

@@ -681,6 +681,16 @@ def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
     path.write_text(json.dumps({**good, "backup": "[secret]"}))
     assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
     assert 'backup is "[secret]"' in capsys.readouterr().err
+    # The review's cases: a string output saved as the placeholder, or naming another stack's cluster.
+    bad_strings = {
+        "region": "[secret]",
+        "clusterName": "[secret]",
+        "flyteEndpoint": "",
+    }
+    for key, value in [*bad_strings.items(), ("region", "us-east"), ("clusterName", "cdao-prod")]:
+        path.write_text(json.dumps({**good, key: value}))
+        assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2, key
+        assert f"{key} is " in capsys.readouterr().err, key
     path.write_text(json.dumps(good))
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
