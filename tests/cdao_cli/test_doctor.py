@@ -830,3 +830,34 @@ def test_first_deploy_checks_with_the_doctor_using_options_it_has():
     (line,) = [line for line in section.splitlines() if line.startswith("uv run cdao doctor")]
     args = _parser().parse_args(line.replace("<stack>", "dev").split()[3:])
     assert (args.command, args.stack, args.kubeconfig) == ("doctor", "dev", "dev.kubeconfig")
+
+
+def test_a_pinned_stack_is_judged_only_from_a_checkout_of_its_revision(tmp_path: Path):
+    """prod runs the commit its stack file pins: the doctor's facts (platform/'s routed task types,
+    node-pool labels, the service-account contract) must come from that commit, not from whatever is
+    checked out."""
+    repo = tmp_path / "repo"
+    (repo / "platform").mkdir(parents=True)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (repo / "platform" / "values.yaml").write_text("a: 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pinned")
+    pinned = git("rev-parse", "HEAD")
+    prod = _config().model_copy(update={"stack": "prod"})
+    at = prod.model_copy(update={"gitops": prod.gitops.model_copy(update={"revision": pinned})})
+    doctor.check_checkout(at, repo)  # HEAD is the pinned commit: fine
+
+    (repo / "platform" / "values.yaml").write_text("a: 2\n")  # main added a task type, uncommitted here
+    with pytest.raises(doctor.DoctorInputError, match=r"uncommitted changes \(platform/values.yaml\)"):
+        doctor.check_checkout(at, repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "newer")
+    with pytest.raises(doctor.DoctorInputError, match=f"the stack runs {pinned}.*git worktree add"):
+        doctor.check_checkout(at, repo)
+    # A stack following a branch (dev: main) runs its tip: nothing to compare.
+    assert _config().gitops.revision == "main"
+    doctor.check_checkout(_config(), repo)
