@@ -15,7 +15,7 @@ IRSA condition keys are the issuer without its scheme, `<issuer>:sub` and `<issu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,9 +28,6 @@ from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, ServiceAccount, flyt
 
 # Kubernetes taint effects (config) -> the EKS API's enum (EKS API reference, "Taint").
 EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
-# A daily backup plan's newest recovery point is at most a day old, plus the start and completion
-# windows the plan allows (infra/components/backup.py: start 60 min, completion 480 min).
-RECOVERY_POINT_MAX_AGE = timedelta(hours=24 + 1 + 8)
 
 
 def _aws_error(exc: Exception) -> str:
@@ -353,6 +350,9 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
     the plan's windows; a vault younger than that may have none yet (the first daily run)."""
     if not ctx.config.backup.enabled:
         return [skipped("backup", "vault", "cdao:backup is off for this stack", "")]
+    # The plan's own schedule and windows decide how old the newest point may be.
+    from infra.components.backup import RECOVERY_POINT_MAX_AGE  # noqa: PLC0415
+
     vault = ctx.output("backup")["vaultName"]
     now = now or datetime.now(UTC)
     region = ctx.output("region")

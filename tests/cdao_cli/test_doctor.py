@@ -370,6 +370,27 @@ def test_backups_need_a_recent_completed_point_per_protected_resource(aws_accoun
     assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
 
 
+def test_the_backup_check_allows_the_age_the_backup_plan_allows(aws_account, monkeypatch: pytest.MonkeyPatch):
+    """One owner of the plan's schedule and windows (infra/components/backup.py): a plan given a
+    shorter completion window makes a point of the same age stale."""
+    from infra.components import backup  # noqa: PLC0415
+
+    points = [_point(DB_ARN, NOW - timedelta(hours=30)), _point(EFS_ARN, NOW - timedelta(hours=2))]
+
+    def statuses() -> list[str]:
+        ctx = _backup_ctx()
+        client = ctx.client("backup")
+        with Stubber(client) as stub:
+            stub.add_response("list_recovery_points_by_backup_vault", {"RecoveryPoints": points})
+            stub.add_response("describe_backup_vault", {"BackupVaultName": "cdao-dev", "CreationDate": NOW})
+            return [r.status for r in aws.backups(ctx, now=NOW)]
+
+    assert timedelta(hours=30) < backup.RECOVERY_POINT_MAX_AGE
+    assert statuses() == ["pass", "pass"]
+    monkeypatch.setattr(backup, "RECOVERY_POINT_MAX_AGE", timedelta(days=1, minutes=backup.START_WINDOW_MINUTES))
+    assert statuses() == ["fail", "pass"]
+
+
 # -- Kubernetes ---------------------------------------------------------------------------------
 
 
