@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
+import yaml
 from botocore.stub import Stubber
 from cdao_pools import NODE_POOL_LABEL
 from moto import mock_aws
@@ -809,6 +810,42 @@ def test_flyte_grpc_health_is_checked_over_tls_for_the_flyteadmin_service(tls_pa
         assert "NOT_SERVING" in result.detail
         # Without the CA the handshake fails: the check does not trust what it cannot verify.
         assert flyte._grpc(_ctx({}), "localhost", port).status == "fail"
+    finally:
+        server.stop(None)
+
+
+def test_an_unauthenticated_health_answer_passes_only_when_flyteadmin_uses_auth(tls_pair, tmp_path: Path):
+    """flyteadmin with useAuth chains its auth interceptor in front of the health service too
+    (flyteorg/flyte v1.16.8 flyteadmin/pkg/server/service.go): UNAUTHENTICATED is then its answer.
+    Without useAuth (this platform) the same answer came from something in front of it."""
+    from concurrent import futures  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health, health_pb2_grpc  # noqa: PLC0415
+
+    class RequireToken(grpc.ServerInterceptor):
+        def intercept_service(self, continuation, handler_call_details):
+            def refuse(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "token parse error")
+
+            return grpc.unary_unary_rpc_method_handler(refuse)
+
+    cert, key = tls_pair
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[RequireToken()])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        ctx = _ctx({}, flyte_ca_file=cert)
+        assert not flyte.flyteadmin_uses_auth()
+        result = flyte._grpc(ctx, "localhost", port)
+        assert result.status == "fail"
+        assert "UNAUTHENTICATED" in result.detail
+        with_auth = tmp_path / "values.yaml"
+        with_auth.write_text(
+            yaml.safe_dump({"configmap": {"adminServer": {"server": {"security": {"useAuth": True}}}}})
+        )
+        assert flyte._grpc(ctx, "localhost", port, with_auth).status == "pass"
     finally:
         server.stop(None)
 
