@@ -33,6 +33,7 @@ from botocore.stub import Stubber
 from cdao_pools import NODE_POOL_LABEL
 from moto import mock_aws
 
+import cdao_stacks
 from cdao_cli import doctor
 from cdao_cli.doctor import aws, flyte, kube
 from cdao_cli.doctor.context import DoctorContext
@@ -634,6 +635,20 @@ def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision
         assert results[name].status == "fail", name
         assert results[name].detail.startswith(f"missing: ApplicationSet {expected[name].appset}")
         assert f"describe applicationset {expected[name].appset}" in results[name].remedy
+
+
+@pytest.mark.parametrize("stack", cdao_stacks.load().names)
+def test_every_stack_expects_an_application_per_enabled_addon_at_its_pins(stack: str):
+    """Every ApplicationSet in platform/ is read (no template this reading does not understand), and
+    each enabled add-on has its Applications, each source pinned to a value the stack declares."""
+    raw, _ = read_stack_file(stack)
+    config = parse_stack_config(stack, raw)[0]
+    expected = kube.expected_applications(config)
+    enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
+    assert {e.label for e in expected.values()} == enabled
+    declared = {*config.gitops.chart_versions.values(), config.gitops.revision}
+    for app in expected.values():
+        assert set(app.revisions) <= declared, app
 
 
 def test_the_expected_applications_follow_the_enable_labels():
