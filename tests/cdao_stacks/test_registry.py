@@ -264,3 +264,13 @@ def test_the_policy_pack_applies_the_profile_the_stack_file_declares(environment
     monkeypatch.setenv("PULUMI_STACK", "nosuch")
     with pytest.raises(pack.ConfigError, match=re.escape("cdao-stack:profile in environments/Pulumi.nosuch.yaml")):
         pack._stack_for({})
+
+
+def test_a_promotion_cycle_holds_back_its_members_only(environments):
+    path = environments / "Pulumi.dev.yaml"
+    path.write_text(_with_entry(path.read_text(), {"cdao-stack:profile": "dev", "cdao-stack:promotesFrom": "prod"}))
+    registry = cdao_stacks.load(environments)
+    assert set(registry.broken) == {"dev", "staging", "prod"}
+    assert "promote from each other in a cycle" in str(registry.broken["dev"])
+    assert registry.names == ["sandbox"]
+    assert registry.get("sandbox").profile == "dev"
