@@ -514,15 +514,41 @@ def stand_in_tools(tmp_path: Path, registry: str) -> tuple[dict[str, str], Path]
     bin_dir.mkdir()
     scripts.mkdir(parents=True)
     (tmp_path / "registry").write_text(registry)
+    (tmp_path / "registry-rc").write_text("0")
     (bin_dir / "uv").write_text(
         "#!/usr/bin/env bash\n"
-        f'if [ "$3" = stacks ]; then cat {tmp_path}/registry; exit 0; fi\n'
+        f'if [ "$3" = stacks ]; then cat {tmp_path}/registry; exit "$(cat {tmp_path}/registry-rc)"; fi\n'
         f'echo "$*" >> {log}\n'
         'printf "revision=%040d\\ndeploy=true\\nreason=stand-in\\n" 0\n'
     )
     (bin_dir / "uv").chmod(0o755)
     (scripts / "last-deployed.sh").write_text(f'echo "last-deployed $*" >> {log}\necho "ran-by-$1"\n')
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
+
+
+def test_a_broken_stack_file_holds_back_no_other_stack_and_fails_the_step(tmp_path):
+    """`cdao stacks` prints the usable stacks and exits 2 when a file is broken (cdao_cli/main.py):
+    the step decides those stacks, then fails."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env, log = stand_in_tools(tmp_path, "dev dev -\n")
+    (tmp_path / "registry-rc").write_text("2")
+    role = "arn:aws:iam::123456789012:role/p"
+    env |= {"CONFIGURED_DEV": role, "CONFIGURED_STAGING": role, "CONFIGURED_PROD": role, "FORCE_STACK": ""}
+    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "GITHUB_SHA": "0" * 40}
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={"HOME": str(tmp_path), "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "s"), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "::error::no revision for: (the stack registry" in result.stdout
+    assert "dev-deploy=true" in output.read_text()
+    assert [line.split()[3] for line in log.read_text().splitlines() if "stack-revision" in line] == ["dev"]
 
 
 def test_deploy_in_an_unconfigured_repository_deploys_nothing(tmp_path):
