@@ -21,7 +21,8 @@ the chain's stacks, by name.
 
 This module is a leaf: it imports neither Pulumi, nor infra/, nor policies/, so the policy pack and
 scripts can import it (../shared/DESIGN.md, "Layers"). Errors are StackRegistryError, whose message
-names the file and the key.
+names the file and the key; a bad file holds back only its own stack and the stacks of its broken
+promotion chain (`Registry.broken`), so every other stack keeps working.
 """
 
 from __future__ import annotations
