@@ -47,6 +47,9 @@ def _plan(args: argparse.Namespace) -> int:
     except cdao_stacks.StackRegistryError as exc:
         print(f"cdao plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # --all plans every usable stack; a broken one is reported and makes the run exit 2.
+    for error in registry.broken.values() if args.all else ():
+        print(f"cdao plan: {error}", file=sys.stderr)
     plans = []
     for stack in stacks:
         try:
@@ -63,13 +66,15 @@ def _plan(args: argparse.Namespace) -> int:
         sys.stdout.write(report.render_markdown(plans))
     else:
         sys.stdout.write(report.render_text(plans))
+    if args.all and registry.broken:
+        return EXIT_USAGE
     return EXIT_FAILED if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
 
 
 def _plan_diff(args: argparse.Namespace) -> int:
     from cdao_cli.plan import diff, report  # noqa: PLC0415
     from cdao_cli.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
-    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, available_stacks, run_stack  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, run_stack  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
@@ -80,10 +85,11 @@ def _plan_diff(args: argparse.Namespace) -> int:
         print("cdao plan: --diff compares this repository's environments/; drop --environments", file=sys.stderr)
         return EXIT_USAGE
     try:
-        order = available_stacks(args.environments)
+        registry = cdao_stacks.load(args.environments)
     except cdao_stacks.StackRegistryError as exc:
         print(f"cdao plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    order = [*registry.names, *sorted(registry.broken)]
     head_stacks = order if args.all else [args.stack]
     try:
         base_ref = resolve(args.diff, repo_root)
@@ -100,6 +106,9 @@ def _plan_diff(args: argparse.Namespace) -> int:
         restore.enter_context(planner)
         # The base plans in a child process meanwhile: the two sides cost about one plan's time.
         for stack in head_stacks:
+            if stack in registry.broken:
+                head_errors[stack] = " ".join(str(registry.broken[stack]).split())
+                continue
             try:
                 head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
             except StackNotFoundError:
@@ -153,7 +162,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _stacks(args: argparse.Namespace) -> int:
     """`cdao stacks`: the stack registry, one `<name> <profile> <promotesFrom or ->` line a stack, in
-    promotion order (what scripts such as first-deploy.sh read instead of a list of their own)."""
+    promotion order (what scripts such as first-deploy.sh read instead of a list of their own).
+    A broken stack is left out and named on stderr, and the exit code is then 2: the usable stacks
+    are still printed, so one bad file holds back no other stack."""
     try:
         registry = cdao_stacks.load(args.environments)
     except cdao_stacks.StackRegistryError as exc:
@@ -161,7 +172,9 @@ def _stacks(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for stack in registry.stacks:
         print(f"{stack.name} {stack.profile} {stack.promotes_from or '-'}")
-    return EXIT_OK
+    for error in registry.broken.values():
+        print(f"cdao stacks: {error}", file=sys.stderr)
+    return EXIT_USAGE if registry.broken else EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:

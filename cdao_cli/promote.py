@@ -156,6 +156,8 @@ def check_order(source: str, target: str, environments: Path = ENVIRONMENTS_DIR)
     except cdao_stacks.StackRegistryError as exc:
         raise PromotionError(str(exc)) from None
     for name in (source, target):
+        if name in registry.broken:
+            raise PromotionError(str(registry.broken[name]))
         if name not in registry.names:
             raise PromotionError(
                 f"unknown environment {name!r}: no {environments.name}/Pulumi.{name}.yaml "

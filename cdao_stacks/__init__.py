@@ -21,14 +21,15 @@ the chain's stacks, by name.
 
 This module is a leaf: it imports neither Pulumi, nor infra/, nor policies/, so the policy pack and
 scripts can import it (../shared/DESIGN.md, "Layers"). Errors are StackRegistryError, whose message
-names the file and the key.
+names the file and the key; a bad file holds back only its own stack and the stacks of its broken
+promotion chain (`Registry.broken`), so every other stack keeps working.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,13 @@ DESTROYABLE_PROFILES: frozenset[str] = frozenset({"dev"})
 #: The repository's stack folder, resolved from this file so every tool works from any directory.
 ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "environments"
 
-_FILE = re.compile(r"^Pulumi\.(?P<name>[^/]+)\.yaml$")
+_FILE = re.compile(r"^Pulumi\.(?P<name>.+)\.yaml$")
+#: A stack name: lowercase letters and digits joined by single hyphens. Pulumi itself accepts
+#: `^[A-Za-z0-9_.-]{1,100}$` (pulumi/pulumi pkg/backend/filestate/backend.go, validateStackName); the
+#: name also becomes part of S3, RDS, ECR, EKS and Backup names, which allow only this subset
+#: (infra/names.py STACK_NAME_SOURCES), and `cdao stacks` prints it in a space-separated line.
+STACK_NAME = r"[a-z0-9]+(-[a-z0-9]+)*"
+STACK_NAME_MAX = 100
 
 
 class StackRegistryError(ValueError):
@@ -125,17 +132,25 @@ class Stack:
 class Registry:
     environments_dir: Path
     stacks: tuple[Stack, ...]  # the promotion chain first, in order, then the other stacks by name
+    # Stacks whose own file is bad, or whose promotion chain is (a promotesFrom naming a missing or
+    # broken stack, two stacks promoted from one, a cycle), with the error: one bad file holds back
+    # only its own stack and the stacks promoted from it, never the others.
+    broken: Mapping[str, StackRegistryError] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
+        """The usable stacks' names (broken ones aside)."""
         return [s.name for s in self.stacks]
 
     def get(self, name: str) -> Stack:
-        """The stack called `name`; UnknownStackError (naming the folder and the known stacks) if none."""
+        """The stack called `name`. Raises its StackRegistryError if it is broken, UnknownStackError
+        (naming the folder and the known stacks) if there is no such file."""
+        if name in self.broken:
+            raise self.broken[name]
         for stack in self.stacks:
             if stack.name == name:
                 return stack
-        raise UnknownStackError(name, self.environments_dir, self.names)
+        raise UnknownStackError(name, self.environments_dir, [*self.names, *sorted(self.broken)])
 
     @property
     def promotion_order(self) -> tuple[str, ...]:
@@ -147,58 +162,101 @@ class Registry:
 def load(environments_dir: Path = ENVIRONMENTS_DIR) -> Registry:
     """Read every `Pulumi.<name>.yaml` in `environments_dir`.
 
-    Raises StackRegistryError naming the file and key: unreadable YAML, a missing or bad `cdao-stack:` key,
-    a `promotesFrom` naming no stack here, two stacks promoted from the same one, or a cycle.
+    A file's own faults (a name outside STACK_NAME, unreadable YAML, a missing or bad `cdao-stack:`
+    key) and the chain's (a `promotesFrom` naming no usable stack here, two stacks promoted from the
+    same one, a cycle) put the stacks involved in `Registry.broken`, each with a StackRegistryError
+    naming the file and key; the other stacks stay usable. Raises StackRegistryError only when the
+    folder does not exist.
     """
     if not environments_dir.is_dir():
         raise StackRegistryError(f"{environments_dir}: no such folder of stack files")
     found: dict[str, Stack] = {}
+    broken: dict[str, StackRegistryError] = {}
     for path in sorted(environments_dir.iterdir()):
         match = _FILE.match(path.name)
         if not match or not path.is_file():
             continue
-        where = f"{environments_dir.name}/{path.name}"
+        name, where = match["name"], f"{environments_dir.name}/{path.name}"
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StackRegistryError(f"{where}: cannot read: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise StackRegistryError(f"{where}: not valid YAML: {exc}") from None
-        config = document.get("config") if isinstance(document, Mapping) else None
-        if not isinstance(config, Mapping):
-            raise StackRegistryError(f"{where}: expected a mapping with a 'config:' mapping of key: value")
-        found[match["name"]] = Stack(match["name"], path, parse_entry(config, where))
-    return Registry(environments_dir, _ordered(found, environments_dir))
+            found[name] = Stack(name, path, _read_entry(path, name, where))
+        except StackRegistryError as exc:
+            broken[name] = exc
+    stacks = _ordered(found, broken, environments_dir)
+    return Registry(environments_dir, stacks, broken)
 
 
-def _ordered(found: dict[str, Stack], environments_dir: Path) -> tuple[Stack, ...]:
-    successor: dict[str, str] = {}
+def _read_entry(path: Path, name: str, where: str) -> StackEntry:
+    if len(name) > STACK_NAME_MAX or not re.fullmatch(STACK_NAME, name):
+        raise StackRegistryError(
+            f"{where}: stack name {name!r}: expected lowercase letters and digits joined by single hyphens, "
+            f"at most {STACK_NAME_MAX} characters (it becomes part of AWS names; rename the file)"
+        )
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StackRegistryError(f"{where}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise StackRegistryError(f"{where}: not valid YAML: {exc}") from None
+    config = document.get("config") if isinstance(document, Mapping) else None
+    if not isinstance(config, Mapping):
+        raise StackRegistryError(f"{where}: expected a mapping with a 'config:' mapping of key: value")
+    return parse_entry(config, where)
+
+
+def _ordered(
+    found: dict[str, Stack], broken: dict[str, StackRegistryError], environments_dir: Path
+) -> tuple[Stack, ...]:
+    """The usable stacks in promotion order; moves the stacks of a broken chain from `found` to `broken`."""
+    folder = environments_dir.name
+    sources: dict[str, list[str]] = {}
     for stack in found.values():
-        source = stack.promotes_from
-        if source is None:
-            continue
-        where = f"{environments_dir.name}/{stack.path.name}: {PROMOTES_FROM_KEY} = {source!r}"
-        if source not in found:
-            raise StackRegistryError(f"{where}: no stack of that name (stacks here: {', '.join(sorted(found))})")
-        if source in successor:
+        if stack.promotes_from is not None:
+            sources.setdefault(stack.promotes_from, []).append(stack.name)
+    for source, successors in sources.items():
+        if len(successors) > 1:
             # One successor per stack: `cdao promote` and the promotion workflow follow one chain.
-            both = " and ".join(f"{environments_dir.name}/Pulumi.{n}.yaml" for n in (successor[source], stack.name))
-            raise StackRegistryError(f"{where}: {both} are both promoted from {source!r}; a stack has one successor")
-        successor[source] = stack.name
+            both = " and ".join(f"{folder}/Pulumi.{n}.yaml" for n in sorted(successors))
+            for name in successors:
+                broken[name] = StackRegistryError(
+                    f"{folder}/Pulumi.{name}.yaml: {PROMOTES_FROM_KEY} = {source!r}: {both} are both promoted "
+                    f"from {source!r}; a stack has one successor"
+                )
+    # A cycle: following promotesFrom from a stack comes back to it.
+    for stack in found.values():
+        seen, name = [], stack.name
+        while name in found and name not in seen and found[name].promotes_from is not None:
+            seen.append(name)
+            name = found[name].promotes_from
+        if seen and name == stack.name:
+            cycle = sorted(seen)
+            broken[stack.name] = StackRegistryError(
+                f"{folder}/Pulumi.{stack.name}.yaml: {PROMOTES_FROM_KEY}: the stacks {', '.join(cycle)} "
+                "promote from each other in a cycle"
+            )
+    # A stack promoted from a missing or broken stack is held back too, down the chain.
+    changed = True
+    while changed:
+        changed = False
+        for stack in found.values():
+            source = stack.promotes_from
+            if stack.name in broken or source is None or (source in found and source not in broken):
+                continue
+            why = "no stack of that name" if source not in found and source not in broken else "that stack is broken"
+            known = ", ".join(sorted(n for n in found if n not in broken))
+            broken[stack.name] = StackRegistryError(
+                f"{folder}/{stack.path.name}: {PROMOTES_FROM_KEY} = {source!r}: {why} (usable stacks here: {known})"
+            )
+            changed = True
+    usable = {name: stack for name, stack in found.items() if name not in broken}
+    successor = {s.promotes_from: s.name for s in usable.values() if s.promotes_from}
     chain: list[str] = []
-    for head in sorted(name for name in successor if found[name].promotes_from is None):
+    for head in sorted(name for name in successor if usable[name].promotes_from is None):
         name: str | None = head
         while name is not None:
             chain.append(name)
             name = successor.get(name)
-    cyclic = sorted((set(successor) | set(successor.values())) - set(chain))
-    if cyclic:
-        raise StackRegistryError(
-            f"{environments_dir.name}/Pulumi.{cyclic[0]}.yaml: {PROMOTES_FROM_KEY}: the stacks "
-            f"{', '.join(cyclic)} promote from each other in a cycle"
-        )
-    rest = sorted(set(found) - set(chain))
-    return tuple(found[name] for name in [*chain, *rest])
+    rest = sorted(set(usable) - set(chain))
+    return tuple(usable[name] for name in [*chain, *rest])
 
 
 __all__ = [
@@ -208,6 +266,7 @@ __all__ = [
     "PROFILES",
     "PROFILE_KEY",
     "PROMOTES_FROM_KEY",
+    "STACK_NAME",
     "EntryError",
     "Registry",
     "Stack",

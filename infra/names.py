@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cdao_stacks
+
 # Pulumi's autonaming appends "-" and 7 random characters to the logical name
 # (https://www.pulumi.com/docs/iac/concepts/resources/names/#autonaming).
 AUTONAME_SUFFIX = 8
@@ -73,7 +75,8 @@ AWS_REGION = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 # '.' and '-'), RDS identifiers (letters, digits, single hyphens, no trailing hyphen), ECR repository
 # names (lowercase), the EKS cluster name and Backup vault names ([A-Za-z0-9_-]); only lowercase
 # letters and digits joined by single hyphens fit all of them.
-STACK_NAME = r"[a-z0-9]+(-[a-z0-9]+)*"
+# The rule is the stack registry's (cdao_stacks.STACK_NAME), which refuses such a file up front.
+STACK_NAME = cdao_stacks.STACK_NAME
 STACK_NAME_SOURCES = (
     "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html, "
     "https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html (DBInstanceIdentifier), "

@@ -36,7 +36,8 @@ root=$(git rev-parse --show-toplevel)
 head=$(git -C "${root}" rev-parse HEAD)
 upstream=()
 # The stack it is promoted from, per the stack registry (cdao-stack:promotesFrom in its file).
-registry=$(uv run --project "${root}" cdao stacks --environments "${root}/environments") || exit 2
+# A broken stack file is named on stderr and left out; the other stacks are still listed.
+registry=$(uv run --project "${root}" cdao stacks --environments "${root}/environments") || true
 previous=$(awk -v s="${stack}" '$1 == s { print ($3 == "-" ? "" : $3); found = 1 } END { exit !found }' <<< "${registry}") || {
   echo "first-deploy.sh: no environments/Pulumi.${stack}.yaml; ${usage}" >&2
   exit 2

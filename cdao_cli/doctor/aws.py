@@ -15,7 +15,7 @@ IRSA condition keys are the issuer without its scheme, `<issuer>:sub` and `<issu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,9 +28,6 @@ from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, ServiceAccount, flyt
 
 # Kubernetes taint effects (config) -> the EKS API's enum (EKS API reference, "Taint").
 EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
-# A daily backup plan's newest recovery point is at most a day old, plus the start and completion
-# windows the plan allows (infra/components/backup.py: start 60 min, completion 480 min).
-RECOVERY_POINT_MAX_AGE = timedelta(hours=24 + 1 + 8)
 
 
 def _aws_error(exc: Exception) -> str:
@@ -40,19 +37,17 @@ def _aws_error(exc: Exception) -> str:
     return str(exc)
 
 
+_CREDENTIALS_REMEDY = (
+    "check the credentials (aws sts get-caller-identity) and that they may read this stack's resources"
+)
+
+
 def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResult]:
     """Run a family's calls; an AWS error becomes one failed check that says which call and why."""
     try:
         return check()
     except (ClientError, BotoCoreError) as exc:
-        return [
-            failed(
-                family,
-                name,
-                f"AWS refused or failed: {_aws_error(exc)}",
-                "check the credentials (aws sts get-caller-identity) and that they may read this stack's resources",
-            )
-        ]
+        return [failed(family, name, f"AWS refused or failed: {_aws_error(exc)}", _CREDENTIALS_REMEDY)]
 
 
 def _expected_accounts(ctx: DoctorContext) -> dict[str, ServiceAccount]:
@@ -65,36 +60,96 @@ def _expected_accounts(ctx: DoctorContext) -> dict[str, ServiceAccount]:
 
 
 def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
-    """Each IRSA role trusts the cluster's real OIDC issuer and exactly the service account it
-    serves; that account exists (unless its add-on is off) and carries the role's ARN in the
-    `eks.amazonaws.com/role-arn` annotation, without which pods get no AWS credentials (EKS user
-    guide, "Configure Kubernetes service accounts to assume an IAM role").
+    """The cluster's IAM OIDC provider exists and lists `sts.amazonaws.com` as a client ID (without it
+    STS refuses every web identity: EKS user guide, "Create an IAM OIDC provider for your cluster");
+    every role the contract expects is in the `roleArns` output; each IRSA role exists, trusts the
+    cluster's real OIDC issuer and exactly the service account it serves; that account exists (unless
+    its add-on is off) and carries the role's ARN in the `eks.amazonaws.com/role-arn` annotation,
+    without which pods get no AWS credentials (EKS user guide, "Configure Kubernetes service accounts
+    to assume an IAM role"). Each role is its own result: one deleted role hides none of the others.
     """
     roles: dict[str, str] = ctx.output("roleArns")
     cluster_name = ctx.output("clusterName")
+    expected = _expected_accounts(ctx)
+    found: dict[str, str] = {}
 
-    def check() -> list[CheckResult]:
+    def cluster() -> list[CheckResult]:
         issuer_url = ctx.client("eks").describe_cluster(name=cluster_name)["cluster"]["identity"]["oidc"]["issuer"]
-        issuer = issuer_url.removeprefix("https://")
         account_id = ctx.client("sts").get_caller_identity()["Account"]
-        provider_arn = f"arn:aws:iam::{account_id}:oidc-provider/{issuer}"
-        expected = _expected_accounts(ctx)
-        results, unreachable = [], None
-        for key, arn in sorted(roles.items()):
-            account = expected.get(key)
-            result, trusted = _check_trust(ctx, key, arn, issuer=issuer, provider_arn=provider_arn, account=account)
-            if result is None:
-                result, unreachable = _check_account(
-                    ctx, key, arn, trusted=trusted, account=account, lookup=lookup, unreachable=unreachable
-                )
-            results.append(result)
-        if unreachable is not None:
-            results.append(
-                failed("irsa", "service accounts", f"not looked up: {unreachable}", "fix access to the cluster, re-run")
-            )
-        return results
+        found["issuer"] = issuer_url.removeprefix("https://")
+        found["provider_arn"] = f"arn:aws:iam::{account_id}:oidc-provider/{found['issuer']}"
+        return []
 
-    return _guard("irsa", "roles", check)
+    results = _guard("irsa", "cluster issuer", cluster)
+    if results:
+        return results
+    issuer, provider_arn = found["issuer"], found["provider_arn"]
+    results.append(_oidc_provider(ctx, provider_arn))
+    for key in sorted(set(expected) - set(roles)):
+        results.append(
+            failed(
+                "irsa",
+                key,
+                f"the roleArns output has no {key} role, which the contract expects (infra/contract.py)",
+                "run pulumi up from the revision this stack runs, then save the outputs again",
+            )
+        )
+    unreachable = None
+    for key, arn in sorted(roles.items()):
+        account = expected.get(key)
+        try:
+            result, trusted = _check_trust(ctx, key, arn, issuer=issuer, provider_arn=provider_arn, account=account)
+        except ClientError as exc:
+            results.append(_role_error(key, arn, exc))
+            continue
+        except BotoCoreError as exc:
+            results.append(failed("irsa", key, f"AWS failed: {exc}", "check the network and re-run"))
+            continue
+        if result is None:
+            result, unreachable = _check_account(
+                ctx, key, arn, trusted=trusted, account=account, lookup=lookup, unreachable=unreachable
+            )
+        results.append(result)
+    if unreachable is not None:
+        results.append(
+            failed("irsa", "service accounts", f"not looked up: {unreachable}", "fix access to the cluster, re-run")
+        )
+    return results
+
+
+def _oidc_provider(ctx: DoctorContext, provider_arn: str) -> CheckResult:
+    """IAM GetOpenIDConnectProvider (`ClientIDList`; NoSuchEntity when absent), per the botocore model."""
+    try:
+        provider = ctx.client("iam").get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+            return failed(
+                "irsa",
+                "oidc-provider",
+                f"IAM has no OIDC provider {provider_arn}: no pod can assume its role",
+                "run pulumi up (the cluster component creates it); `aws iam list-open-id-connect-providers` lists them",
+            )
+        return failed("irsa", "oidc-provider", f"AWS refused: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
+    if "sts.amazonaws.com" not in provider.get("ClientIDList", []):
+        return failed(
+            "irsa",
+            "oidc-provider",
+            f"{provider_arn} does not list sts.amazonaws.com as a client ID (the `aud` of IRSA tokens)",
+            "run pulumi up",
+        )
+    return passed("irsa", "oidc-provider", f"{provider_arn} exists for sts.amazonaws.com")
+
+
+def _role_error(key: str, arn: str, exc: ClientError) -> CheckResult:
+    role_name = arn.rsplit("/", 1)[-1]
+    if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+        return failed(
+            "irsa",
+            key,
+            f"role {role_name} ({arn}) does not exist",
+            "it was deleted outside Pulumi, or the outputs are another stack's: pulumi refresh, then pulumi up",
+        )
+    return failed("irsa", key, f"cannot read role {role_name}: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
 
 
 def _check_trust(
@@ -158,11 +213,14 @@ def _check_account(
     if account is not None and account.addon and not getattr(ctx.config.addons, account.addon):
         return passed("irsa", key, f"{trust}; add-on {account.addon} is off, so no account is expected"), unreachable
     if not lookup.available or unreachable is not None:
-        return passed("irsa", key, f"{trust}; the account was not looked up"), unreachable
+        why = ctx.skipped_kube_reason if unreachable is None else "the cluster did not answer"
+        return skipped(
+            "irsa", key, f"{trust}; account not looked up: {why}", "pass a working --kubeconfig"
+        ), unreachable
     try:
         annotations = lookup(namespace, name)
     except KubeUnavailable as exc:
-        return passed("irsa", key, f"{trust}; the account was not looked up"), exc
+        return skipped("irsa", key, f"{trust}; account not looked up: {exc}", "fix access to the cluster"), exc
     if annotations is None:
         return failed(
             "irsa",
@@ -292,6 +350,9 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
     the plan's windows; a vault younger than that may have none yet (the first daily run)."""
     if not ctx.config.backup.enabled:
         return [skipped("backup", "vault", "cdao:backup is off for this stack", "")]
+    # The plan's own schedule and windows decide how old the newest point may be.
+    from infra.components.backup import RECOVERY_POINT_MAX_AGE  # noqa: PLC0415
+
     vault = ctx.output("backup")["vaultName"]
     now = now or datetime.now(UTC)
     region = ctx.output("region")

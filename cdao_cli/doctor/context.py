@@ -10,11 +10,13 @@ stack's region; Kubernetes through a kubeconfig (optional: its checks are skippe
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.config import StackConfig
+from infra.names import AWS_REGION
 
 
 class DoctorInputError(ValueError):
@@ -51,10 +53,11 @@ class DoctorContext:
 # The outputs the checks read, with their shapes (infra/program.py exports them). `pulumi stack
 # output --json` prints a secret output as the string "[secret]" unless --show-secrets is given;
 # none of these is secret, so that string in one of them means the file is not this stack's.
-_STR = (str, "a string")
+MASKED_OUTPUT = "[secret]"
+_STR = (str, "a non-empty string")
 _STR_MAP = (dict, "an object of strings")
 REQUIRED_OUTPUTS: dict[str, tuple[type, str]] = {
-    "region": _STR,
+    "region": (str, "an AWS region code such as us-east-1"),
     "clusterName": _STR,
     "roleArns": _STR_MAP,
     "flyteEndpoint": _STR,
@@ -66,11 +69,13 @@ REQUIRED_OUTPUTS: dict[str, tuple[type, str]] = {
 BACKUP_OUTPUT = ("backup", (dict, "an object with vaultName"))
 
 
-def read_outputs(path: Path, backup_enabled: bool) -> dict[str, Any]:
+def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = None) -> dict[str, Any]:
     """Parse `pulumi stack output --json` saved to a file and check the keys the doctor reads.
 
     Raises DoctorInputError naming the file and the key: every output the current program exports
-    is required (`backup` only when the stack enables AWS Backup).
+    is required (`backup` only when the stack enables AWS Backup); no string output may be empty or
+    the secret placeholder; `region` must be an AWS region code (infra/names.py AWS_REGION) and
+    `clusterName`, when `cluster_name` is given, the stack's cluster (infra/program.py cluster_name).
     """
     try:
         data = json.loads(path.read_text())
@@ -88,8 +93,12 @@ def read_outputs(path: Path, backup_enabled: bool) -> dict[str, Any]:
         value = data.get(key)
         if value is None:
             problems.append(f"{key} is missing")
+        elif value == MASKED_OUTPUT:
+            problems.append(f"{key} is {json.dumps(value)}, the placeholder Pulumi prints for a secret")
         elif not isinstance(value, kind) or not _well_formed(key, value):
             problems.append(f"{key} is {json.dumps(value)[:60]}, expected {described}")
+        elif key == "clusterName" and cluster_name is not None and value != cluster_name:
+            problems.append(f"clusterName is {value!r}, this stack's cluster is {cluster_name!r}")
     if problems:
         raise DoctorInputError(
             f"--outputs {path}: " + "; ".join(problems) + " (save `pulumi stack output --json --stack <stack>` "
@@ -99,6 +108,8 @@ def read_outputs(path: Path, backup_enabled: bool) -> dict[str, Any]:
 
 
 def _well_formed(key: str, value: Any) -> bool:
+    if isinstance(value, str):
+        return re.fullmatch(AWS_REGION, value) is not None if key == "region" else value.strip() != ""
     if key == "roleArns":
         return all(isinstance(v, str) for v in value.values())
     if key == "logGroups":

@@ -3,8 +3,14 @@
 - flyteadmin serves `GET /healthcheck` (200) on HTTP and registers the standard gRPC health service
   with the service name "flyteadmin" (flyteorg/flyte flyteadmin/pkg/server/service.go,
   `healthServer.SetServingStatus("flyteadmin", SERVING)` and `mux.HandleFunc("/healthcheck", ...)`).
-  With auth on, the gRPC call may be refused as UNAUTHENTICATED, which still proves the ALB routes
-  gRPC to flyteadmin.
+  With `configmap.adminServer.server.security.useAuth` on, flyteadmin chains its authentication
+  interceptor in front of every unary call on that server, the health service included, and answers
+  UNAUTHENTICATED without a token (flyteorg/flyte v1.16.8 flyteadmin/pkg/server/service.go
+  `grpcauth.UnaryServerInterceptor(auth.GetAuthenticationInterceptor(authCtx))` under
+  `cfg.Security.UseAuth`, flyteadmin/auth/handlers.go GetAuthenticationInterceptor): then that answer
+  proves the ALB routes gRPC to flyteadmin, and passes. With it off (flyte-core's default,
+  charts/flyte-core/values.yaml `useAuth: false`, and this platform's values), flyteadmin answers
+  anyone, so UNAUTHENTICATED came from something in front of it, and fails.
 - Propeller discovers connectors with `AgentMetadataService.ListAgents` (flyteidl
   service/agent.proto); each agent lists `supported_task_categories` (name, version). The task
   types propeller sends to the connector service are the `connector-service` routes of
@@ -62,7 +68,20 @@ def _http(ctx: DoctorContext, host: str, port: int) -> CheckResult:
     return passed("flyte", "http", f"{url} answered 200")
 
 
-def _grpc(ctx: DoctorContext, host: str, port: int) -> CheckResult:
+#: flyte-core v1.16.8 charts/flyte-core/values.yaml `configmap.adminServer.server.security.useAuth`.
+CHART_USE_AUTH_DEFAULT = False
+
+
+def flyteadmin_uses_auth(values_path: Path = FLYTE_VALUES) -> bool:
+    """Whether this platform's flyte-core values turn flyteadmin's authentication on."""
+    values = yaml.safe_load(values_path.read_text(encoding="utf-8")) or {}
+    node: Any = values
+    for key in ("configmap", "adminServer", "server", "security", "useAuth"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return CHART_USE_AUTH_DEFAULT if node is None else bool(node)
+
+
+def _grpc(ctx: DoctorContext, host: str, port: int, values_path: Path = FLYTE_VALUES) -> CheckResult:
     import grpc  # noqa: PLC0415
     from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
 
@@ -73,9 +92,11 @@ def _grpc(ctx: DoctorContext, host: str, port: int) -> CheckResult:
         try:
             answer = stub.Check(health_pb2.HealthCheckRequest(service="flyteadmin"), timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED and flyteadmin_uses_auth(values_path):
+                return passed(
+                    "flyte", "grpc", f"{target}: flyteadmin answered UNAUTHENTICATED (useAuth is on): gRPC is routed"
+                )
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                # flyte-core's values here leave flyteadmin's auth off, so its health answers anyone;
-                # UNAUTHENTICATED (gRPC's mapping of an HTTP 401) came from something in front of it.
                 return failed(
                     "flyte",
                     "grpc",

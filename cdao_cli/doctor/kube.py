@@ -13,13 +13,18 @@ including the `aws eks get-token` exec credential pulumi-eks writes. Shapes reli
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from cdao_pools import NODE_POOL_LABEL
 
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
-from infra.contract import ARGOCD_NAMESPACE
+from infra.config import StackConfig
+from infra.contract import ARGOCD_NAMESPACE, addon_labels
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -170,8 +175,114 @@ def _applicationset_errors(appsets: list[dict[str, Any]]) -> list[CheckResult]:
     return results
 
 
-def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
-    """Every Application is Synced and Healthy, and each chart runs the version its stack pins."""
+#: The ApplicationSets the root Application syncs (platform/bootstrap/appsets): what Argo CD generates.
+APPSETS_DIR = Path(__file__).resolve().parents[2] / "platform" / "bootstrap" / "appsets"
+_CHART_PIN = re.compile(r'^\{\{ index \.metadata\.annotations "cdao\.io/chart-version-(?P<key>[^"]+)" \}\}$')
+_REPO_REVISION = '{{ index .metadata.annotations "cdao.io/repo-revision" }}'
+_PARAMETER = re.compile(r"\{\{ \.(?P<key>\w+) \}\}")
+
+
+@dataclass(frozen=True)
+class ExpectedApplication:
+    """An Application an enabled add-on's ApplicationSet generates: its name, the ApplicationSet, the
+    add-on's `enable_<addon>` label, and per source (in the template's order, which is the order of
+    the Application's `spec.sources` and `status.sync.revisions`) the targetRevision the stack pins
+    (None where the template fixes none)."""
+
+    name: str
+    appset: str
+    label: str
+    revisions: tuple[str | None, ...]
+
+
+def expected_applications(config: StackConfig, appsets_dir: Path = APPSETS_DIR) -> dict[str, ExpectedApplication]:
+    """The Applications Argo CD should generate for this stack, by name.
+
+    An ApplicationSet's cluster generator selects the cluster Secret by `matchLabels`; this stack's
+    Secret carries `enable_<addon>` per add-on (infra/contract.py addon_labels), so the Applications of
+    enabled add-ons are expected. Shapes from Argo CD's ApplicationSet CRD (argoproj/argo-cd v2.14.1
+    manifests/crds/applicationset-crd.yaml, ../shared/charts/argo-cd/7.8.0/crds-upstream):
+    `spec.generators[].clusters.selector.matchLabels`, `spec.generators[].matrix.generators[]` (a
+    clusters and a `list.elements` generator) and `spec.template.metadata.name` /
+    `spec.template.spec.source(s)[].targetRevision`. The templates' revisions are the cluster Secret's
+    `cdao.io/chart-version-<key>` (cdao:gitops.chartVersions) and `cdao.io/repo-revision`
+    (cdao:gitops.revision) annotations, resolved here from the stack's config. Names use only
+    `{{ .<element key> }}` of a list generator, substituted by hand: there is no maintained Go
+    template renderer for Python, and tests/cdao_cli keeps this equal to every ApplicationSet here.
+
+    Raises ValueError naming the file for a template this reading does not understand.
+    """
+    labels = addon_labels(config.addons)
+    pins = config.gitops.chart_versions
+    expected: dict[str, ExpectedApplication] = {}
+    for path in sorted(appsets_dir.glob("*.yaml")):
+        for appset in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not appset or appset.get("kind") != "ApplicationSet":
+                continue
+            where = f"{path.name}: ApplicationSet {appset['metadata']['name']}"
+            selectors, elements = [], [{}]
+            for generator in appset["spec"]["generators"]:
+                for inner in generator.get("matrix", {}).get("generators", [generator]):
+                    if "clusters" in inner:
+                        selectors.append(inner["clusters"]["selector"]["matchLabels"])
+                    elif "list" in inner:
+                        elements = inner["list"]["elements"]
+            if len(selectors) != 1 or len(selectors[0]) != 1 or next(iter(selectors[0])) not in labels:
+                raise ValueError(f"{where}: expected one clusters generator selecting one enable_<addon> label")
+            ((label, value),) = selectors[0].items()
+            if labels[label] != value:
+                continue
+            template = appset["spec"]["template"]
+            spec = template["spec"]
+            sources = spec.get("sources") or [spec["source"]]
+            revisions = []
+            for source in sources:
+                revision = source.get("targetRevision")
+                pin = _CHART_PIN.match(revision or "")
+                if pin:
+                    revisions.append(pins.get(pin["key"]))
+                elif revision == _REPO_REVISION:
+                    revisions.append(config.gitops.revision)
+                elif revision is None or "{{" not in revision:
+                    revisions.append(revision)
+                else:
+                    raise ValueError(f"{where}: targetRevision {revision!r} is not a stack pin")
+            for element in elements:
+                name = _PARAMETER.sub(lambda m, e=element: str(e[m["key"]]), template["metadata"]["name"])
+                expected[name] = ExpectedApplication(name, appset["metadata"]["name"], label, tuple(revisions))
+    return expected
+
+
+def _revision_problems(app: dict[str, Any], expected: ExpectedApplication | None, pins: dict[str, str]) -> list[str]:
+    """Each source's targetRevision against the stack's pin (a Git source: tag or commit; a Helm
+    source: the chart version), and for a Helm chart the version it synced (`status.sync.revision(s)`:
+    for Git, the commit the branch or tag resolved to, so only a Helm source's can be compared)."""
+    problems = []
+    synced = _synced_revisions(app)
+    for i, source in enumerate(_sources(app)):
+        chart = source.get("chart")
+        if expected is not None:
+            if i >= len(expected.revisions):
+                problems.append(f"source {i} is not in ApplicationSet {expected.appset}'s template")
+                continue
+            pinned = expected.revisions[i]
+        elif chart in pins:
+            pinned = pins[chart]
+        else:
+            continue
+        wanted = source.get("targetRevision")
+        what = f"chart {chart}" if chart else f"source {source.get('repoURL')}"
+        running = synced[i] if i < len(synced) else None
+        if wanted != pinned or (chart and running != pinned):
+            shown = f", runs {running}" if chart else ""
+            problems.append(f"{what} wants {wanted}{shown}, stack pins {pinned}")
+    return problems
+
+
+def argocd_applications(ctx: DoctorContext, appsets_dir: Path = APPSETS_DIR) -> list[CheckResult]:
+    """Every Application an enabled add-on's ApplicationSet generates exists (expected_applications),
+    every Application is Synced and Healthy, and each source's targetRevision (and a Helm chart's
+    synced version) is the one its stack pins."""
     if ctx.kube is None:
         return [skipped("argocd", "applications", ctx.skipped_kube_reason, "pass --kubeconfig")]
     from kubernetes.client import CustomObjectsApi  # noqa: PLC0415
@@ -195,7 +306,20 @@ def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
         ]
     results = _applicationset_errors(appsets)
     if not apps:
-        return [*results, failed("argocd", "applications", "no Application exists", "check the root Application")]
+        results.append(failed("argocd", "applications", "no Application exists", "check the root Application"))
+    expected = expected_applications(ctx.config, appsets_dir)
+    present = {app["metadata"]["name"] for app in apps}
+    for name, want in sorted(expected.items()):
+        if name not in present:
+            results.append(
+                failed(
+                    "argocd",
+                    name,
+                    f"missing: ApplicationSet {want.appset} should generate it ({want.label}=true in this stack)",
+                    f"kubectl -n {ARGOCD_NAMESPACE} describe applicationset {want.appset} (its conditions say why), "
+                    f"and check the cluster Secret's {want.label} label",
+                )
+            )
     pins = ctx.config.gitops.chart_versions
     for app in sorted(apps, key=lambda a: a["metadata"]["name"]):
         name = app["metadata"]["name"]
@@ -208,15 +332,7 @@ def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
         if health != "Healthy":
             message = status.get("health", {}).get("message")
             problems.append(f"health {health}" + (f" ({message})" if message else ""))
-        synced = _synced_revisions(app)
-        for i, source in enumerate(_sources(app)):
-            chart = source.get("chart")
-            if not chart or chart not in pins:
-                continue
-            wanted = source.get("targetRevision")
-            running = synced[i] if i < len(synced) else None
-            if wanted != pins[chart] or running != pins[chart]:
-                problems.append(f"chart {chart} wants {wanted}, runs {running}, stack pins {pins[chart]}")
+        problems += _revision_problems(app, expected.get(name), pins)
         if problems:
             results.append(
                 failed(

@@ -72,7 +72,7 @@ class PlanRun:
 def available_stacks(environments_dir: Path = ENVIRONMENTS_DIR) -> list[str]:
     """The registry's stacks (cdao_stacks): the promotion chain in order, then the others by name.
 
-    Raises cdao_stacks.StackRegistryError naming the file and key of a bad registry entry."""
+    A broken stack (cdao_stacks.Registry.broken) is not among them."""
     return cdao_stacks.load(environments_dir).names
 
 

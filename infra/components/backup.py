@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pulumi
@@ -35,6 +36,9 @@ MONTHLY_SCHEDULE = "cron(0 6 1 * ? *)"
 START_WINDOW_MINUTES = 60
 # EFS's first full backup of a large file system can take hours; later ones are incremental.
 COMPLETION_WINDOW_MINUTES = 8 * 60
+# The oldest the newest recovery point may be (`cdao doctor`'s backup check): DAILY_SCHEDULE fires
+# every 24 h, and a job may start up to START_WINDOW_MINUTES late and run COMPLETION_WINDOW_MINUTES.
+RECOVERY_POINT_MAX_AGE = timedelta(days=1, minutes=START_WINDOW_MINUTES + COMPLETION_WINDOW_MINUTES)
 
 
 @dataclass(frozen=True)

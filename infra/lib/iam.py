@@ -43,27 +43,32 @@ def irsa_trust(oidc_provider_arn: pulumi.Input[str], oidc_issuer: pulumi.Input[s
     https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html
     """
 
-    def build(args: list[str]) -> str:
-        provider_arn, issuer = args
-        if "://" in issuer:
-            raise ValueError(f"an IRSA trust needs the OIDC issuer without its scheme, got {issuer!r}")
-        return document(
-            [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{name}",
-                            f"{issuer}:aud": "sts.amazonaws.com",
-                        }
-                    },
-                }
-            ]
-        )
+    return pulumi.Output.all(oidc_provider_arn, oidc_issuer).apply(
+        lambda args: irsa_trust_document(args[0], args[1], namespace, name)
+    )
 
-    return pulumi.Output.all(oidc_provider_arn, oidc_issuer).apply(build)
+
+def irsa_trust_document(provider_arn: str, issuer: str, namespace: str, name: str) -> str:
+    """irsa_trust's policy JSON for resolved values (what `cdao doctor`'s tests create roles with).
+
+    Raises ValueError when `issuer` carries a scheme."""
+    if "://" in issuer:
+        raise ValueError(f"an IRSA trust needs the OIDC issuer without its scheme, got {issuer!r}")
+    return document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{name}",
+                        f"{issuer}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ]
+    )
 
 
 def service_trust(service: str, account_id: pulumi.Input[str], source_arn: pulumi.Input[str] | None = None):

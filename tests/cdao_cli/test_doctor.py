@@ -28,10 +28,12 @@ from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
+import yaml
 from botocore.stub import Stubber
 from cdao_pools import NODE_POOL_LABEL
 from moto import mock_aws
 
+import cdao_stacks
 from cdao_cli import doctor
 from cdao_cli.doctor import aws, flyte, kube
 from cdao_cli.doctor.context import DoctorContext
@@ -40,9 +42,10 @@ from cdao_cli.main import main
 from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import parse_stack_config
+from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, flyte_task_account
+from infra.lib.iam import irsa_trust_document
 
 REGION = "us-east-1"
-TRUST_SUB = "system:serviceaccount:{ns}:{name}"
 
 
 def _config(stack: str = "dev"):
@@ -85,25 +88,9 @@ def aws_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def _trust(provider_arn: str, key_prefix: str, ns: str, name: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{key_prefix}:sub": TRUST_SUB.format(ns=ns, name=name),
-                            f"{key_prefix}:aud": "sts.amazonaws.com",
-                        }
-                    },
-                }
-            ],
-        }
-    )
+def _trust(provider_arn: str, issuer: str, ns: str, name: str) -> str:
+    """The trust the program gives an IRSA role (infra/lib/iam.py), so the tests and the program agree."""
+    return irsa_trust_document(provider_arn, issuer, ns, name)
 
 
 def _cluster() -> tuple[str, str, str]:
@@ -127,7 +114,9 @@ def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_
     # The fault infra issue #13 names: condition keys built from pulumi-eks's oidcProviderUrl (with https://).
     bad = iam.create_role(
         RoleName="propeller",
-        AssumeRolePolicyDocument=_trust(provider_arn, f"https://{issuer}", "flyte", "flytepropeller"),
+        AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flytepropeller").replace(
+            f'"{issuer}:', f'"https://{issuer}:'
+        ),
     )
     wrong_account = iam.create_role(
         RoleName="datacatalog", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "someone-else")
@@ -172,6 +161,55 @@ def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_o
     assert kube.ROLE_ANNOTATION in results["flyteadmin"].detail
     assert results["inference"].status == "pass"
     assert "add-on inference is off" in results["inference"].detail
+
+
+def test_irsa_fails_without_the_iam_oidc_provider(aws_account):
+    """With no provider in IAM, a role whose trust names the computed provider ARN is worthless: STS
+    refuses every token (IAM GetOpenIDConnectProvider answers NoSuchEntity, botocore's iam model)."""
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    arn = iam.create_role(RoleName="a", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn["Role"]["Arn"]}})
+    assert _by_name(aws.irsa(ctx, _Accounts({})), "irsa")["oidc-provider"].status == "pass"
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
+    result = _by_name(aws.irsa(_ctx(ctx.outputs), _Accounts({})), "irsa")["oidc-provider"]
+    assert result.status == "fail"
+    assert provider_arn in result.detail
+
+
+def test_irsa_reports_each_expected_role_missing_from_the_outputs_and_each_deleted_role(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    admin = iam.create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin")
+    )["Role"]["Arn"]
+    gone = admin.replace("role/admin", "role/propeller")  # deleted outside Pulumi
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": admin, "flytepropeller": gone}})
+    accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: admin}})
+    results = _by_name(aws.irsa(ctx, accounts), "irsa")
+    assert results["flyteadmin"].status == "pass"  # the deleted role hides no other
+    assert results["flytepropeller"].status == "fail"
+    assert "does not exist" in results["flytepropeller"].detail
+    assert "credentials" not in results["flytepropeller"].remedy
+    expected = {a.role for a in SERVICE_ACCOUNTS} | {
+        flyte_task_account(p, d).role for p in _config().flyte.projects for d in FLYTE_DOMAINS
+    }
+    for key in expected - {"flyteadmin", "flytepropeller"}:
+        assert results[key].status == "fail", key
+        assert f"has no {key} role" in results[key].detail
+    empty = _by_name(aws.irsa(_ctx({"clusterName": cluster, "roleArns": {}}), accounts), "irsa")
+    assert {k for k, r in empty.items() if r.status == "fail"} == expected
+
+
+def test_irsa_skips_the_account_check_without_a_kubeconfig(aws_account):
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    arn = iam.create_role(RoleName="a", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn["Role"]["Arn"]}})
+    result = _by_name(aws.irsa(ctx, kube.ServiceAccountLookup(ctx)), "irsa")["flyteadmin"]
+    assert result.status == "skip"
+    assert "no kubeconfig" in result.detail
 
 
 def test_an_unreachable_cluster_is_one_failure_after_one_timeout(aws_account, tmp_path: Path):
@@ -332,6 +370,27 @@ def test_backups_need_a_recent_completed_point_per_protected_resource(aws_accoun
         results = aws.backups(ctx, now=NOW)
     assert [r.status for r in results] == statuses
     assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
+
+
+def test_the_backup_check_allows_the_age_the_backup_plan_allows(aws_account, monkeypatch: pytest.MonkeyPatch):
+    """One owner of the plan's schedule and windows (infra/components/backup.py): a plan given a
+    shorter completion window makes a point of the same age stale."""
+    from infra.components import backup  # noqa: PLC0415
+
+    points = [_point(DB_ARN, NOW - timedelta(hours=30)), _point(EFS_ARN, NOW - timedelta(hours=2))]
+
+    def statuses() -> list[str]:
+        ctx = _backup_ctx()
+        client = ctx.client("backup")
+        with Stubber(client) as stub:
+            stub.add_response("list_recovery_points_by_backup_vault", {"RecoveryPoints": points})
+            stub.add_response("describe_backup_vault", {"BackupVaultName": "cdao-dev", "CreationDate": NOW})
+            return [r.status for r in aws.backups(ctx, now=NOW)]
+
+    assert timedelta(hours=30) < backup.RECOVERY_POINT_MAX_AGE
+    assert statuses() == ["pass", "pass"]
+    monkeypatch.setattr(backup, "RECOVERY_POINT_MAX_AGE", timedelta(days=1, minutes=backup.START_WINDOW_MINUTES))
+    assert statuses() == ["fail", "pass"]
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------
@@ -552,6 +611,54 @@ def test_multi_source_applications_and_failing_applicationsets(api_server):
     assert "chart-version-keda" in results["applicationset/keda"].detail
 
 
+def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision(api_server):
+    """The review's case: two Applications, both Synced and Healthy, one of them the training operator
+    synced from Git at v1.7.0 while the stack pins another tag; every other enabled add-on's
+    Application is missing."""
+    config = _config()
+    pins = config.gitops.chart_versions
+    assert pins["training-operator"] != "v1.7.0"
+    operator = _application("training-operator", None, "v1.7.0", "0123abc")
+    operator["spec"]["source"]["repoURL"] = "https://github.com/kubeflow/training-operator.git"
+    _, kubeconfig = api_server(
+        applications=[operator, _application("flyte", "flyte-core", pins["flyte-core"], pins["flyte-core"])]
+    )
+    results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
+    assert results["training-operator"].status == "fail"
+    assert f"wants v1.7.0, stack pins {pins['training-operator']}" in results["training-operator"].detail
+    expected = kube.expected_applications(config)
+    enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
+    assert {e.label for e in expected.values()} == enabled
+    missing = set(expected) - {"training-operator", "flyte"}
+    assert {"keda", "cert-manager", "kube-prometheus-stack", "flyte-tasks-ml-experiments-production"} <= missing
+    for name in missing:
+        assert results[name].status == "fail", name
+        assert results[name].detail.startswith(f"missing: ApplicationSet {expected[name].appset}")
+        assert f"describe applicationset {expected[name].appset}" in results[name].remedy
+
+
+@pytest.mark.parametrize("stack", cdao_stacks.load().names)
+def test_every_stack_expects_an_application_per_enabled_addon_at_its_pins(stack: str):
+    """Every ApplicationSet in platform/ is read (no template this reading does not understand), and
+    each enabled add-on has its Applications, each source pinned to a value the stack declares."""
+    raw, _ = read_stack_file(stack)
+    config = parse_stack_config(stack, raw)[0]
+    expected = kube.expected_applications(config)
+    enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
+    assert {e.label for e in expected.values()} == enabled
+    declared = {*config.gitops.chart_versions.values(), config.gitops.revision}
+    for app in expected.values():
+        assert set(app.revisions) <= declared, app
+
+
+def test_the_expected_applications_follow_the_enable_labels():
+    config = _config()
+    addons = config.addons.model_copy(update={"keda": False})
+    names = set(kube.expected_applications(config.model_copy(update={"addons": addons})))
+    assert {"keda", "metrics-server"} & names == set()
+    assert {"keda", "metrics-server"} <= set(kube.expected_applications(config))
+
+
 def test_kubernetes_checks_skip_without_a_kubeconfig():
     ctx = _ctx({})
     assert [r.status for r in kube.argocd_applications(ctx)] == ["skip"]
@@ -611,6 +718,16 @@ def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
     path.write_text(json.dumps({**good, "backup": "[secret]"}))
     assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
     assert 'backup is "[secret]"' in capsys.readouterr().err
+    # The review's cases: a string output saved as the placeholder, or naming another stack's cluster.
+    bad_strings = {
+        "region": "[secret]",
+        "clusterName": "[secret]",
+        "flyteEndpoint": "",
+    }
+    for key, value in [*bad_strings.items(), ("region", "us-east"), ("clusterName", "cdao-prod")]:
+        path.write_text(json.dumps({**good, key: value}))
+        assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2, key
+        assert f"{key} is " in capsys.readouterr().err, key
     path.write_text(json.dumps(good))
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
@@ -712,6 +829,42 @@ def test_flyte_grpc_health_is_checked_over_tls_for_the_flyteadmin_service(tls_pa
         server.stop(None)
 
 
+def test_an_unauthenticated_health_answer_passes_only_when_flyteadmin_uses_auth(tls_pair, tmp_path: Path):
+    """flyteadmin with useAuth chains its auth interceptor in front of the health service too
+    (flyteorg/flyte v1.16.8 flyteadmin/pkg/server/service.go): UNAUTHENTICATED is then its answer.
+    Without useAuth (this platform) the same answer came from something in front of it."""
+    from concurrent import futures  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health, health_pb2_grpc  # noqa: PLC0415
+
+    class RequireToken(grpc.ServerInterceptor):
+        def intercept_service(self, continuation, handler_call_details):
+            def refuse(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "token parse error")
+
+            return grpc.unary_unary_rpc_method_handler(refuse)
+
+    cert, key = tls_pair
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[RequireToken()])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        ctx = _ctx({}, flyte_ca_file=cert)
+        assert not flyte.flyteadmin_uses_auth()
+        result = flyte._grpc(ctx, "localhost", port)
+        assert result.status == "fail"
+        assert "UNAUTHENTICATED" in result.detail
+        with_auth = tmp_path / "values.yaml"
+        with_auth.write_text(
+            yaml.safe_dump({"configmap": {"adminServer": {"server": {"security": {"useAuth": True}}}}})
+        )
+        assert flyte._grpc(ctx, "localhost", port, with_auth).status == "pass"
+    finally:
+        server.stop(None)
+
+
 def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
     import ssl  # noqa: PLC0415
 
@@ -739,3 +892,45 @@ def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_first_deploy_checks_with_the_doctor_using_options_it_has():
+    """docs/first-deploy.md's post-deploy step is `cdao doctor`, written with options the parser takes."""
+    from cdao_cli.main import _parser  # noqa: PLC0415
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "first-deploy.md").read_text()
+    section = text.split("## 5. What to check afterwards", 1)[1]
+    (line,) = [line for line in section.splitlines() if line.startswith("uv run cdao doctor")]
+    args = _parser().parse_args(line.replace("<stack>", "dev").split()[3:])
+    assert (args.command, args.stack, args.kubeconfig) == ("doctor", "dev", "dev.kubeconfig")
+
+
+def test_a_pinned_stack_is_judged_only_from_a_checkout_of_its_revision(tmp_path: Path):
+    """prod runs the commit its stack file pins: the doctor's facts (platform/'s routed task types,
+    node-pool labels, the service-account contract) must come from that commit, not from whatever is
+    checked out."""
+    repo = tmp_path / "repo"
+    (repo / "platform").mkdir(parents=True)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (repo / "platform" / "values.yaml").write_text("a: 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pinned")
+    pinned = git("rev-parse", "HEAD")
+    prod = _config().model_copy(update={"stack": "prod"})
+    at = prod.model_copy(update={"gitops": prod.gitops.model_copy(update={"revision": pinned})})
+    doctor.check_checkout(at, repo)  # HEAD is the pinned commit: fine
+
+    (repo / "platform" / "values.yaml").write_text("a: 2\n")  # main added a task type, uncommitted here
+    with pytest.raises(doctor.DoctorInputError, match=r"uncommitted changes \(platform/values.yaml\)"):
+        doctor.check_checkout(at, repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "newer")
+    with pytest.raises(doctor.DoctorInputError, match=f"the stack runs {pinned}.*git worktree add"):
+        doctor.check_checkout(at, repo)
+    # A stack following a branch (dev: main) runs its tip: nothing to compare.
+    assert _config().gitops.revision == "main"
+    doctor.check_checkout(_config(), repo)

@@ -160,11 +160,12 @@ BAD_ENTRIES = [
     [
         ["plan", "--stack", "sandbox"],
         ["plan", "--all"],
-        ["policy", "check", "resources.json", "--stack", "dev"],
-        ["promote", "dev", "staging", "--source-deployed", "0" * 40, "--dry-run"],
+        ["policy", "check", "resources.json", "--stack", "sandbox"],
+        ["promote", "dev", "sandbox", "--source-deployed", "0" * 40, "--dry-run"],
         ["doctor", "--stack", "sandbox", "--outputs", "outputs.json"],
+        ["stacks"],
     ],
-    ids=["plan", "plan-all", "policy", "promote", "doctor"],
+    ids=["plan", "plan-all", "policy", "promote", "doctor", "stacks"],
 )
 def test_a_bad_registry_entry_exits_2_naming_the_file_and_key(environments, capsys, entry, message, command):
     resources = environments.parent / "resources.json"
@@ -176,6 +177,47 @@ def test_a_bad_registry_entry_exits_2_naming_the_file_and_key(environments, caps
     out, err = capsys.readouterr()
     assert "environments/Pulumi.sandbox.yaml" in out + err and message in out + err
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(("entry", "message"), BAD_ENTRIES)
+def test_a_bad_stack_file_holds_back_only_its_own_stack_and_its_chain(environments, capsys, entry, message):
+    """deploy.yml's rule: one stack's bad file must not hold the others back. A fault of the file
+    alone stays with its stack; a fault of the chain (here: two stacks promoted from dev) also holds
+    back the other stack it names and the stacks promoted from it (prod, from staging)."""
+    path = environments / "Pulumi.sandbox.yaml"
+    path.write_text(_with_entry(path.read_text(), entry))
+    chain = entry.get("cdao-stack:promotesFrom") == "dev" and "cdao-stack:profile" in entry
+    registry = cdao_stacks.load(environments)
+    assert set(registry.broken) == ({"sandbox", "staging", "prod"} if chain else {"sandbox"})
+    with pytest.raises(cdao_stacks.StackRegistryError, match=re.escape(message)):
+        registry.get("sandbox")
+    usable = ["dev"] if chain else ["dev", "staging", "prod"]
+    assert registry.names == usable
+    assert cdao_main(["stacks", "--environments", str(environments)]) == 2
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()] == usable
+    assert message in err
+    resources = environments.parent / "resources.json"
+    resources.write_text("[]")
+    argv = ["policy", "check", str(resources), "--environments", str(environments)]
+    assert cdao_main([*argv, "--stack", "dev"]) == 0
+    assert cdao_main([*argv, "--stack", "staging"]) == (2 if chain else 0)
+    capsys.readouterr()
+
+
+def test_a_stack_name_outside_the_aws_safe_rule_is_refused_naming_the_file(environments, capsys):
+    """Pulumi accepts `^[A-Za-z0-9_.-]{1,100}$` (pulumi/pulumi pkg/backend/filestate/backend.go,
+    validateStackName); a space would also break `cdao stacks`' space-separated lines."""
+    shutil.copy(environments / "Pulumi.dev.yaml", environments / "Pulumi.a b.yaml")
+    shutil.copy(environments / "Pulumi.dev.yaml", environments / "Pulumi.Dev_2.yaml")
+    registry = cdao_stacks.load(environments)
+    assert set(registry.broken) == {"a b", "Dev_2"}
+    assert cdao_main(["stacks", "--environments", str(environments)]) == 2
+    out, err = capsys.readouterr()
+    assert "a b" not in out
+    assert "environments/Pulumi.a b.yaml: stack name 'a b'" in err
+    assert "environments/Pulumi.Dev_2.yaml" in err
+    assert cdao_main(["plan", "--stack", "a b", "--environments", str(environments)]) == 2
 
 
 @pytest.mark.parametrize(
@@ -222,3 +264,13 @@ def test_the_policy_pack_applies_the_profile_the_stack_file_declares(environment
     monkeypatch.setenv("PULUMI_STACK", "nosuch")
     with pytest.raises(pack.ConfigError, match=re.escape("cdao-stack:profile in environments/Pulumi.nosuch.yaml")):
         pack._stack_for({})
+
+
+def test_a_promotion_cycle_holds_back_its_members_only(environments):
+    path = environments / "Pulumi.dev.yaml"
+    path.write_text(_with_entry(path.read_text(), {"cdao-stack:profile": "dev", "cdao-stack:promotesFrom": "prod"}))
+    registry = cdao_stacks.load(environments)
+    assert set(registry.broken) == {"dev", "staging", "prod"}
+    assert "promote from each other in a cycle" in str(registry.broken["dev"])
+    assert registry.names == ["sandbox"]
+    assert registry.get("sandbox").profile == "dev"

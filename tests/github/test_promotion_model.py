@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+import cdao_stacks
 from cdao_cli import check_promotion, pins, stack_revision
 from cdao_cli.main import main
 from cdao_cli.plan.runner import read_stack_file
@@ -34,7 +35,7 @@ from infra.config import ConfigError, parse_stack_config
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 SCRIPTS = ROOT / ".github" / "scripts"
-STACKS = ("dev", "staging", "prod")
+STACKS = cdao_stacks.load().promotion_order  # the registry's chain, not a list of the tests' own
 
 
 def load(name: str) -> dict[str, Any]:
@@ -324,7 +325,7 @@ def test_a_chart_version_edited_by_hand_is_not_deployed(platform, stack):
     platform.refused.clear()
     platform.deploy(Run(platform.head()))
     assert platform.deployed[stack] == before
-    upstream = {"staging": "dev", "prod": "staging"}[stack]
+    upstream = cdao_stacks.load().get(stack).promotes_from
     refusal = [message for name, message in platform.refused if name == stack]
     assert refusal and "chartVersions.flyte-core = v1.16.9" in refusal[0], refusal
     assert f"{upstream} never ran" in refusal[0]

@@ -22,7 +22,7 @@ from cdao_cli.plan.runner import available_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-STACKS = ("dev", "staging", "prod")
+STACKS = cdao_stacks.load().promotion_order  # the registry's chain, not a list of the tests' own
 PREVIEW_ROLE_VARS = {s: f"vars.AWS_PREVIEW_ROLE_ARN_{s.upper()}" for s in STACKS}
 
 
@@ -515,11 +515,79 @@ def test_the_resolve_step_reports_each_stack_in_the_format_it_writes(tmp_path):
     assert lines["deploy"] == "true"
 
 
+def stand_in_tools(tmp_path: Path, registry: str) -> tuple[dict[str, str], Path]:
+    """Stand-ins for what the resolve step calls: `uv run cdao stacks` prints `registry` (the format
+    cdao_cli/main.py's `_stacks` writes), `uv run cdao stack-revision` and last-deployed.sh record
+    their arguments, one call a line, in the returned log."""
+    bin_dir, scripts, log = tmp_path / "bin", tmp_path / ".github" / "scripts", tmp_path / "calls"
+    bin_dir.mkdir()
+    scripts.mkdir(parents=True)
+    (tmp_path / "registry").write_text(registry)
+    (tmp_path / "registry-rc").write_text("0")
+    (bin_dir / "uv").write_text(
+        "#!/usr/bin/env bash\n"
+        f'if [ "$3" = stacks ]; then cat {tmp_path}/registry; exit "$(cat {tmp_path}/registry-rc)"; fi\n'
+        f'echo "$*" >> {log}\n'
+        'printf "revision=%040d\\ndeploy=true\\nreason=stand-in\\n" 0\n'
+    )
+    (bin_dir / "uv").chmod(0o755)
+    (scripts / "last-deployed.sh").write_text(f'echo "last-deployed $*" >> {log}\necho "ran-by-$1"\n')
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
+
+
+def test_a_broken_stack_file_holds_back_no_other_stack_and_fails_the_step(tmp_path):
+    """`cdao stacks` prints the usable stacks and exits 2 when a file is broken (cdao_cli/main.py):
+    the step decides those stacks, then fails."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env, log = stand_in_tools(tmp_path, "dev dev -\n")
+    (tmp_path / "registry-rc").write_text("2")
+    role = "arn:aws:iam::123456789012:role/p"
+    env |= {"CONFIGURED_DEV": role, "CONFIGURED_STAGING": role, "CONFIGURED_PROD": role, "FORCE_STACK": ""}
+    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "GITHUB_SHA": "0" * 40}
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={"HOME": str(tmp_path), "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "s"), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "::error::no revision for: (the stack registry" in result.stdout
+    assert "dev-deploy=true" in output.read_text()
+    assert [line.split()[3] for line in log.read_text().splitlines() if "stack-revision" in line] == ["dev"]
+
+
 def test_deploy_in_an_unconfigured_repository_deploys_nothing(tmp_path):
     script = step_script("deploy.yml", "resolve", "resolve")
-    env = {"CONFIGURED_DEV": "", "CONFIGURED_STAGING": "", "CONFIGURED_PROD": "", "FORCE_STACK": ""}
+    env, _ = stand_in_tools(tmp_path, "dev dev -\nstaging staging dev\nprod prod staging\n")
+    env |= {"CONFIGURED_DEV": "", "CONFIGURED_STAGING": "", "CONFIGURED_PROD": "", "FORCE_STACK": ""}
     outputs = run_step(script, env, tmp_path, tmp_path)
     assert outputs == {"dev-deploy": "false", "staging-deploy": "false", "prod-deploy": "false"}
+
+
+def test_the_resolve_step_takes_the_stacks_and_their_upstreams_from_the_registry(tmp_path):
+    """The order and each stack's upstream are the registry's (`cdao stacks`), not the workflow's:
+    a registry where prod is promoted from dev makes prod's revision checked against dev's."""
+    script = step_script("deploy.yml", "resolve", "resolve")
+    env, log = stand_in_tools(tmp_path, "dev dev -\nprod prod dev\nstaging staging -\n")
+    role = "arn:aws:iam::123456789012:role/p"
+    env |= {"CONFIGURED_DEV": role, "CONFIGURED_STAGING": role, "CONFIGURED_PROD": role, "FORCE_STACK": ""}
+    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "GITHUB_SHA": "0" * 40}
+    outputs = run_step(script, env, tmp_path, tmp_path)
+    assert {k: v for k, v in outputs.items() if k.endswith("-deploy")} == {
+        "dev-deploy": "true",
+        "prod-deploy": "true",
+        "staging-deploy": "true",
+    }
+    revisions = [line.split()[3] for line in log.read_text().splitlines() if "stack-revision" in line]
+    assert revisions == ["dev", "prod", "staging"]
+    calls = {line.split()[3]: line for line in log.read_text().splitlines() if "stack-revision" in line}
+    assert calls["prod"].endswith("--upstream-deployed ran-by-dev")
+    assert "--upstream-deployed" not in calls["staging"]
+    assert "--upstream-deployed" not in calls["dev"]
 
 
 def test_drift_in_an_unconfigured_repository_skips_with_a_notice(tmp_path):

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
+import cdao_stacks
 import policies
 from policies import evaluate
 
 runner = pytest.importorskip("cdao_cli.plan.runner")
 report = pytest.importorskip("cdao_cli.plan.report")
 
-STACKS = ("dev", "staging", "prod")
+STACKS = cdao_stacks.load().names  # the registry's stacks, not a list of the tests' own
 README = Path(policies.__file__).with_name("README.md").read_text()
 _ADVISORY_SECTION = README.split("## Advisory rules and the three stacks", 1)[1].split("\n## ", 1)[0]
 
