@@ -309,7 +309,16 @@ def _stack_values(config: Any, where: str, role_setting: str = "sagemaker_role")
 
 @dataclass
 class _StackServerless(ServerlessSpark):
-    """EMR Serverless whose job role, application and region come from the settings at registration."""
+    """EMR Serverless whose job role, application and region come from the settings at registration.
+
+    ``sync_image`` is off: the image is the stack's application's (infra/components/compute.py), one
+    application shared by every task. The plugin's default (on) calls UpdateApplication whenever the
+    task image differs, which EMR Serverless refuses while the application is STARTED
+    (https://docs.aws.amazon.com/emr-serverless/latest/APIReference/API_UpdateApplication.html) and
+    which would switch the image under the other tasks' runs; the connector refuses it.
+    """
+
+    sync_image: bool = False
 
 
 class _StackServerlessTask(ServerlessSparkTask):

@@ -139,9 +139,6 @@ def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_
     app = client.create_application(name="cdao-test-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app
-    # The plugin's image sync updates the application, which AWS refuses once it has started
-    # (as the first create starts it); the token, not the image, is under test here.
-    template.custom["sync_image"] = False
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     inputs = write_inputs(emr_tasks.on_serverless, prefix, rows=10)
 
@@ -166,7 +163,6 @@ def serverless_run(aws_env, grpc_stubs):
     app = client.create_application(name="cdao-test-spark2", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app
-    template.custom["sync_image"] = False
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     meta = create_task(
         stub, template, prefix, write_inputs(emr_tasks.on_serverless, prefix, rows=1), execution_metadata("emrs2")

@@ -42,7 +42,7 @@ from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._common import attempt_seed
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
-from cdao_connectors.config import aws_region
+from cdao_connectors.config import EMRConfig, aws_region
 
 _BACKEND = "EMR Serverless"
 
@@ -146,8 +146,18 @@ def _camel(field_name: str) -> str:
 def checked_config(task_template: TaskTemplate) -> EMRServerless:
     """The task's :class:`EMRServerless` config, every field checked against the plugin's own
     dataclass: the plugin's ``EMRServerless.from_dict`` ignores unknown keys (a typo or version
-    skew is silently dropped) and fails on a wrong type with a bare error naming no field."""
-    return config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
+    skew is silently dropped) and fails on a wrong type with a bare error naming no field.
+    ``sync_image = True`` is refused (ValueError)."""
+    config = config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
+    if config.sync_image:
+        # One application serves every task of the stack (infra/components/compute.py); a task may
+        # not change its image (UpdateApplication is refused while it is STARTED, API_UpdateApplication,
+        # and the connector's role is not granted it).
+        raise ValueError(
+            f"task {task_template.id.name}: EMRServerless.sync_image = True would change the shared "
+            "application's image; the image is the application's (set it in infra/), send sync_image = False"
+        )
+    return config
 
 
 class IdempotentEMRServerlessConnector(EMRServerlessConnector):
@@ -159,6 +169,16 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     def _get_handler(self, region: str | None = None) -> Any:
         return _TokenPinningHandler(_BulkheadHandler(self.backend, region))
+
+    @staticmethod
+    def _resolve_entrypoint_bucket(config: EMRServerless) -> str:
+        """The bucket of EMR on EC2's entrypoint, ``CDAO_EMR_ENTRYPOINT_BUCKET`` (the stack's
+        userdata bucket, which the connector's role may write: infra/components/identity.py
+        ``TaskData``). The plugin's own order (``FLYTE_EMR_ENTRYPOINT_S3_BUCKET``, the task's log
+        URI, ``FLYTE_AWS_S3_BUCKET``) names variables the Deployment does not set and a bucket the
+        task picks, which the connector may not be allowed to write; one setting owns it here.
+        Raises ConnectorConfigError naming the variable when it is not set."""
+        return EMRConfig.from_env().require_entrypoint_bucket()
 
     def _ensure_entrypoint_on_s3(self, handler: Any, config: EMRServerless) -> str:
         # Same content-addressed key and bucket as the plugin's; uploaded once per connector,
