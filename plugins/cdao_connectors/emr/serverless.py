@@ -123,6 +123,15 @@ class _TokenPinningHandler:
         return await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
 
 
+class _CallRefused(RuntimeError):
+    """An error of a call the plugin would have swallowed."""
+
+
+# JobRunState values (botocore emr-serverless/2021-07-13) after which there is nothing to cancel:
+# ended, or already being cancelled.
+_NOTHING_TO_CANCEL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "CANCELLING"})
+
+
 async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:
     swallowed: list[Exception] = []
     reset = _SWALLOWED.set(swallowed)
@@ -132,7 +141,7 @@ async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:
         _SWALLOWED.reset(reset)
     if swallowed:
         error = swallowed[0]
-        raise RuntimeError(f"EMR Serverless {what} of job run {job_run_id or '(pending)'} failed: {error}") from error
+        raise _CallRefused(f"EMR Serverless {what} of job run {job_run_id or '(pending)'} failed: {error}") from error
     return result
 
 
@@ -254,11 +263,26 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await within_deadline(
-            _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id),
-            deadline=DELETE_TASK_SECONDS,
-            what="DeleteTask",
-            backend=_BACKEND,
+            self._cancel(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=_BACKEND
         )
+
+    async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:
+        """The plugin's cancel; a refused CancelJobRun is an error only while the run still goes on.
+
+        The plugin reads the run's state first and skips a run that has ended, but a run can end
+        between that read and CancelJobRun (an abort racing completion), which EMR Serverless then
+        refuses; re-reading the state tells that case from a refusal of a running job."""
+        try:
+            await _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id)
+        except _CallRefused:
+            if not resource_meta.job_run_id:
+                raise
+            handler = self._get_handler(resource_meta.region)
+            run = await handler.get_job_run(
+                application_id=resource_meta.application_id, job_run_id=resource_meta.job_run_id
+            )
+            if run.get("state") not in _NOTHING_TO_CANCEL:
+                raise
 
 
 ConnectorRegistry.register(IdempotentEMRServerlessConnector(), override=True)
