@@ -4,6 +4,7 @@ mistake fails in the notebook cell that defines the task, not an hour later on t
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from flytekitplugins.awssagemaker_inference import create_sagemaker_deployment
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
 from cdao_sdk import routing, settings
+from cdao_sdk._keywords import check, checked
 from cdao_sdk.pools import CPU, GPU_RESOURCE, NODE_POOL_LABEL, NODE_POOLS, NodePool, mig_resource, workload_label
 
 _PRIMARY = "primary"  # flytekit's default primary container name in pod templates
@@ -73,6 +75,26 @@ def _check_count(value: Any, what: str, minimum: int) -> int:
     return value
 
 
+@functools.cache
+def _sagemaker_instance_types(shape: str) -> frozenset[str]:
+    import botocore.session  # noqa: PLC0415  (the service model loads only when a SageMaker task is defined)
+
+    return frozenset(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
+
+
+def _check_sagemaker_instance_type(where: str, value: str, shape: str) -> None:
+    """``value`` must be one of the SageMaker API's ``shape`` enum (botocore ``sagemaker/2017-07-24``
+    service model: TrainingInstanceType, ProcessingInstanceType, TransformInstanceType,
+    ProductionVariantInstanceType): SageMaker names its instance types ``ml.<EC2 type>``."""
+    check(
+        where,
+        "instance_type",
+        value,
+        value in _sagemaker_instance_types(shape),
+        f"one of the SageMaker API's {shape} values (ml.<type>, e.g. 'ml.m5.xlarge')",
+    )
+
+
 def _check_not_given(task_kwargs: dict[str, Any], names: tuple[str, ...], decorator: str) -> None:
     clash = [n for n in names if n in task_kwargs]
     if clash:
@@ -108,6 +130,7 @@ def _workload_pod_template(workload_type: str) -> PodTemplate:
     return _pod_template({workload_label(workload_type): "true"}, tolerations)
 
 
+@checked("task")
 def task(_fn: Callable | None = None, *, workload_type: str | None = None, **task_kwargs: Any) -> Any:
     """flytekit's ``@task``; ``workload_type`` additionally pins the pod to the pools serving it."""
     _check_task_keywords(task_kwargs, "task", ("workload_type",))
@@ -117,6 +140,7 @@ def task(_fn: Callable | None = None, *, workload_type: str | None = None, **tas
     return _decorate(_fn, lambda fn: flytekit.task(fn, **task_kwargs))
 
 
+@checked("cpu_task")
 def cpu_task(
     _fn: Callable | None = None,
     *,
@@ -140,6 +164,7 @@ def cpu_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, requests=res, limits=res, pod_template=template, **task_kwargs))
 
 
+@checked("gpu_task")
 def gpu_task(
     _fn: Callable | None = None,
     *,
@@ -224,6 +249,7 @@ def _timeout_seconds(timeout: int | datetime.timedelta | None, what: str) -> int
 BATCH_PLATFORM = "aws-batch"
 
 
+@checked("batch_task")
 def batch_task(
     _fn: Callable | None = None,
     *,
@@ -340,6 +366,7 @@ def _spark_submit_parameters(spark_conf: dict[str, str]) -> str | None:
     return " ".join(f"--conf {k}={v}" for k, v in sorted(spark_conf.items()))
 
 
+@checked("spark_task")
 def spark_task(
     _fn: Callable | None = None,
     *,
@@ -412,6 +439,19 @@ def spark_task(
                 "spark_task(platform='emr-serverless') takes no cluster_id, instance_type or instance_count"
             )
         EMRSpark(spark_conf=conf)  # same validation of spark_conf
+        # EMR Serverless takes sparkSubmitParameters as one string split on whitespace, with no
+        # quoting (flytekitplugins-awsemrserverless connector.py _UNSAFE_ENV_VALUE_CHARS: "EMR
+        # Serverless does not support quoting values here"): a key or value with whitespace or a
+        # quote, or '=' in a key, cannot be passed as written.
+        for key, value in conf.items():
+            check(
+                "spark_task",
+                "spark_conf",
+                {key: value},
+                not re.search(r"[\s'\"=]", key) and not re.search(r"[\s'\"]", value),
+                "keys without whitespace, quotes or '=' and values without whitespace or quotes on EMR "
+                "Serverless (its sparkSubmitParameters cannot quote them)",
+            )
         config = _StackServerless(
             execution_role_arn=execution_role_arn or _AT_REGISTRATION,
             application_id=application_id or _AT_REGISTRATION,
@@ -463,6 +503,7 @@ _FRAMEWORK_REASONS = {
 }
 
 
+@checked("sagemaker_training_task")
 def sagemaker_training_task(
     _fn: Callable | None = None,
     *,
@@ -501,6 +542,7 @@ def sagemaker_training_task(
             "checkpoint_s3_uri",
         ),
     )
+    _check_sagemaker_instance_type("sagemaker_training_task", instance_type, "TrainingInstanceType")
     if max_wait_seconds is not None and not use_spot_instances:
         raise ValueError(
             f"sagemaker_training_task max_wait_seconds={max_wait_seconds!r}: the wait budget is for managed spot "
@@ -523,6 +565,7 @@ def sagemaker_training_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
 
+@checked("sagemaker_processing_task")
 def sagemaker_processing_task(
     _fn: Callable | None = None,
     *,
@@ -544,6 +587,7 @@ def sagemaker_processing_task(
         "sagemaker_processing_task",
         ("instance_type", "instance_count", "max_runtime_seconds", "volume_size_gb", "execution_role_arn"),
     )
+    _check_sagemaker_instance_type("sagemaker_processing_task", instance_type, "ProcessingInstanceType")
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_processing_task")
     _managed_image(task_kwargs)
     config = _StackProcessing(
@@ -588,6 +632,7 @@ class _SettingsTransformTask(BatchTransformTask):
         return replace(cfg, **values)
 
 
+@checked("sagemaker_batch_transform_task", unchecked=("name",))
 def sagemaker_batch_transform_task(
     name: str | None = None,
     *,
@@ -636,8 +681,7 @@ def sagemaker_batch_transform_task(
         )
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
         raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
-    if output_s3_path is not None and not output_s3_path.startswith("s3://"):
-        raise ValueError(f"sagemaker_batch_transform_task output_s3_path={output_s3_path!r} must be an s3:// URI")
+    _check_sagemaker_instance_type("sagemaker_batch_transform_task", instance_type, "TransformInstanceType")
     _check_count(retries, "sagemaker_batch_transform_task retries", 0)
     if cache and not cache_version:
         raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
@@ -670,6 +714,7 @@ def sagemaker_batch_transform_task(
     )
 
 
+@checked("sagemaker_endpoint")
 def sagemaker_endpoint(
     name: str,
     *,
@@ -686,6 +731,7 @@ def sagemaker_endpoint(
     if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", name):
         raise ValueError(f"sagemaker_endpoint name={name!r}: letters, digits and '-', at most 41 characters")
     _check_count(instance_count, "sagemaker_endpoint instance_count", 1)
+    _check_sagemaker_instance_type("sagemaker_endpoint", instance_type, "ProductionVariantInstanceType")
     role = execution_role_arn or settings.require("sagemaker_role", "sagemaker_endpoint")
     return create_sagemaker_deployment(
         name=name,
