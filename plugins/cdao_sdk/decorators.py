@@ -13,7 +13,7 @@ from typing import Any
 
 import flytekit
 from cdao_connectors._quantity import check_quantity
-from cdao_connectors.aws_batch.task import BatchJob
+from cdao_connectors.aws_batch.task import BatchJob, BatchTask
 from cdao_connectors.codeweave.task import CodeweaveGPU
 from cdao_connectors.emr.task import EMRSpark, ServerlessSpark, ServerlessSparkTask
 from cdao_connectors.sagemaker.task import Processing, ProcessingTask, SpotTraining, SpotTrainingTask
@@ -273,15 +273,9 @@ def batch_task(
     Spot tasks default to 3 retries because a reclaimed instance ends the attempt through no fault
     of the code; the connector reports reclamation as retryable.
     """
-    _refuse(
-        "batch_task",
-        task_kwargs,
-        {
-            "instance_type": "AWS Batch runs a job on its compute environment's instance types "
-            "(stack setting cdao:batch.instanceTypes), never on one the job names; "
-            "ask for the job's size with vcpus= and memory= instead",
-        },
-    )
+    instance_type = task_kwargs.pop("instance_type", None)
+    if instance_type is not None:
+        check("batch_task", "instance_type", instance_type, isinstance(instance_type, str), "str")
     _check_task_keywords(
         task_kwargs,
         "batch_task",
@@ -300,11 +294,42 @@ def batch_task(
     chosen_spot = next(iter(wants_spot.values()), True)
     _check_not_given(task_kwargs, ("task_config", "timeout_seconds"), "batch_task")
     seconds = _timeout_seconds(timeout, "batch_task timeout")
-    config = BatchJob(spot=chosen_spot, vcpus=vcpus, memory=memory, gpus=gpus, timeout_seconds=seconds)
+    shape = {"spot": chosen_spot, "vcpus": vcpus, "memory": memory, "gpus": gpus, "timeout_seconds": seconds}
+    config = (
+        BatchJob(**shape)
+        if instance_type is None
+        else _BatchJobNamingInstanceType(**shape, instance_type=instance_type)
+    )
     n_retries = _check_count(retries if retries is not None else (3 if config.spot else 0), "batch_task retries", 0)
     if seconds is not None:
         task_kwargs["timeout"] = datetime.timedelta(seconds=seconds)
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, retries=n_retries, **task_kwargs))
+
+
+@dataclass(frozen=True)
+class _BatchJobNamingInstanceType(BatchJob):
+    """A Batch job whose author named an instance type (seed 000's ``preprocess_data``): it runs
+    locally as written; registering it fails with the reason, since nothing can honour it remotely."""
+
+    instance_type: str = ""
+
+
+class _BatchTaskNamingInstanceType(BatchTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        # AWS Batch places a job on its compute environment's instance types (ComputeResource.instanceTypes;
+        # ContainerProperties.instanceType is for multi-node parallel jobs only, botocore batch/2016-08-10),
+        # and infra/components/compute.py gives each queue one environment of the stack's
+        # cdao:batch.instanceTypes; a job sized to a type the environment lacks stays RUNNABLE
+        # ("Jobs stuck in a RUNNABLE status", AWS Batch user guide).
+        raise ValueError(
+            f"batch_task {self.name} instance_type={self.task_config.instance_type!r}: AWS Batch runs a job on its "
+            "compute environment's instance types (stack setting cdao:batch.instanceTypes), never on one the job "
+            "names, so it cannot be registered; ask for the job's size with vcpus= and memory= instead "
+            "(it runs locally as written)"
+        )
+
+
+TaskPlugins.register_pythontask_plugin(_BatchJobNamingInstanceType, _BatchTaskNamingInstanceType)
 
 
 # A managed job's role, region and buckets belong to a stack. Registration reads them from the
@@ -460,9 +485,29 @@ def spark_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
 
+# The framework an author declares (seed 003: framework="xgboost", framework_version="1.2-1") is
+# recorded on the SageMaker job as these tags; the job runs the task image, which must carry it.
+FRAMEWORK_TAGS = {"framework": "cdao.io/framework", "framework_version": "cdao.io/framework-version"}
+
+
+def _custom_with_framework_tags(cfg: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with ``values`` as ``custom``: framework fields moved into the job's tags (the
+    plugin's config has no such field; its ``tags`` become CreateTrainingJob/CreateProcessingJob Tags,
+    flytekitplugins-awssagemaker ``_build_request``)."""
+    declared = {FRAMEWORK_TAGS[k]: getattr(cfg, k) for k in FRAMEWORK_TAGS if getattr(cfg, k) is not None}
+    tags = {**(cfg.tags or {}), **declared} or None
+    custom = replace(cfg, **values, tags=tags).to_dict()
+    for name in FRAMEWORK_TAGS:
+        custom.pop(name, None)
+    return custom
+
+
 @dataclass
 class _StackTraining(SpotTraining):
     """Spot training whose role, region and default S3 paths come from the settings at registration."""
+
+    framework: str | None = None
+    framework_version: str | None = None
 
 
 class _StackTrainingTask(SpotTrainingTask):
@@ -475,18 +520,21 @@ class _StackTrainingTask(SpotTrainingTask):
             values["output_s3_path"] = f"s3://{bucket}/sagemaker/training"
         if bucket and cfg.checkpoint_s3_uri is None and cfg.use_spot_instances:
             values["checkpoint_s3_uri"] = f"s3://{bucket}/sagemaker/checkpoints"
-        return replace(cfg, **values).to_dict()
+        return _custom_with_framework_tags(cfg, values)
 
 
 @dataclass
 class _StackProcessing(Processing):
     """Processing whose role and region come from the settings at registration."""
 
+    framework: str | None = None
+    framework_version: str | None = None
+
 
 class _StackProcessingTask(ProcessingTask):
     def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
         cfg = self.task_config
-        return replace(cfg, **_stack_values(cfg, f"sagemaker_processing_task {self.name}")).to_dict()
+        return _custom_with_framework_tags(cfg, _stack_values(cfg, f"sagemaker_processing_task {self.name}"))
 
 
 TaskPlugins.register_pythontask_plugin(_StackTraining, _StackTrainingTask)
@@ -494,10 +542,6 @@ TaskPlugins.register_pythontask_plugin(_StackProcessing, _StackProcessingTask)
 
 
 _FRAMEWORK_REASONS = {
-    "framework": "the job runs this Python function in the task image (flytekit and the workflow's "
-    "libraries, see workflows/README.md); SageMaker's framework and built-in-algorithm containers "
-    "cannot run a Flyte function, so a framework choice would change nothing: put the library in the image",
-    "framework_version": "see framework: the library's version is the task image's; pin it there instead",
     "algorithm": "see framework: built-in algorithms run SageMaker's code, not this function",
     "python_version": "the job runs the task image's Python",
 }
@@ -516,9 +560,16 @@ def sagemaker_training_task(
     execution_role_arn: str | None = None,
     output_s3_path: str | None = None,
     checkpoint_s3_uri: str | None = None,
+    framework: str | None = None,
+    framework_version: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
     """Runs the function inside a SageMaker training job (spot by default, with checkpoints).
+
+    ``framework`` / ``framework_version`` (seed 003) are recorded on the job as the tags
+    :data:`FRAMEWORK_TAGS`; the job runs the function in the task image (flytekitplugins-awssagemaker
+    ``pythonic_base.py`` ``_container_entrypoint``), so the library must be in that image: SageMaker's
+    framework images carry no flytekit and cannot run a Flyte function.
 
     Unless given, the role and region are the settings' at registration, and so are the output
     and checkpoint paths under ``s3://<default_bucket>/sagemaker/`` when a bucket is set.
@@ -540,6 +591,8 @@ def sagemaker_training_task(
             "execution_role_arn",
             "output_s3_path",
             "checkpoint_s3_uri",
+            "framework",
+            "framework_version",
         ),
     )
     _check_sagemaker_instance_type("sagemaker_training_task", instance_type, "TrainingInstanceType")
@@ -561,6 +614,8 @@ def sagemaker_training_task(
         use_spot_instances=use_spot_instances,
         max_wait_in_seconds=max_wait_seconds,
         checkpoint_s3_uri=checkpoint_s3_uri,
+        framework=framework,
+        framework_version=framework_version,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
@@ -574,18 +629,28 @@ def sagemaker_processing_task(
     max_runtime_seconds: int = 3600,
     volume_size_gb: int = 30,
     execution_role_arn: str | None = None,
+    framework: str | None = None,
+    framework_version: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
     """Runs the function inside a SageMaker processing job (the plugin's Pythonic mode).
 
-    Unless given, the role and region are the settings' at registration. ``instance_count`` as in
-    :func:`sagemaker_training_task`.
+    Unless given, the role and region are the settings' at registration. ``instance_count``,
+    ``framework`` and ``framework_version`` as in :func:`sagemaker_training_task`.
     """
     _refuse("sagemaker_processing_task", task_kwargs, _FRAMEWORK_REASONS)
     _check_task_keywords(
         task_kwargs,
         "sagemaker_processing_task",
-        ("instance_type", "instance_count", "max_runtime_seconds", "volume_size_gb", "execution_role_arn"),
+        (
+            "instance_type",
+            "instance_count",
+            "max_runtime_seconds",
+            "volume_size_gb",
+            "execution_role_arn",
+            "framework",
+            "framework_version",
+        ),
     )
     _check_sagemaker_instance_type("sagemaker_processing_task", instance_type, "ProcessingInstanceType")
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_processing_task")
@@ -597,6 +662,8 @@ def sagemaker_processing_task(
         instance_count=instance_count,
         volume_size_in_gb=volume_size_gb,
         max_runtime_in_seconds=max_runtime_seconds,
+        framework=framework,
+        framework_version=framework_version,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
@@ -632,9 +699,29 @@ class _SettingsTransformTask(BatchTransformTask):
         return replace(cfg, **values)
 
 
+@dataclass(frozen=True)
+class _TransformOfAFunction:
+    """``@sagemaker_batch_transform_task(...)`` on a function: runs the body locally, refused at registration."""
+
+    instance_type: str
+
+
+class _TransformOfAFunctionTask(flytekit.PythonFunctionTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        raise ValueError(
+            f"@sagemaker_batch_transform_task on {self.name} runs the function locally, but SageMaker batch "
+            "transform runs a model package's inference code (cdao_sdk.package_model), never a function body, "
+            'so it cannot be registered. Write score = sagemaker_batch_transform_task("<module>.score", '
+            "instance_type=...) and call score(model=<package>, data=<headerless file>) in the workflow"
+        )
+
+
+TaskPlugins.register_pythontask_plugin(_TransformOfAFunction, _TransformOfAFunctionTask)
+
+
 @checked("sagemaker_batch_transform_task", unchecked=("name",))
 def sagemaker_batch_transform_task(
-    name: str | None = None,
+    name: str | Callable | None = None,
     *,
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
@@ -658,7 +745,7 @@ def sagemaker_batch_transform_task(
     cache_version: str = "",
     retries: int = 0,
     timeout: datetime.timedelta | None = None,
-) -> BatchTransformTask:
+) -> Any:
     """A SageMaker batch transform: ``(model: FlyteFile, data: FlyteFile, **env_inputs) -> predictions``.
 
     ``model`` is a package from :func:`cdao_sdk.package_model`; ``predictions`` is the directory of
@@ -667,19 +754,13 @@ def sagemaker_batch_transform_task(
     Registered, the task creates a SageMaker model of the package served by the registered image and
     runs the transform job; under ``pyflyte run`` the same code serves the package on 127.0.0.1.
 
-    It is not a decorator: a transform runs the package's inference code, not a Python function,
-    so ``@sagemaker_batch_transform_task(...)`` raises a ``TypeError`` saying how to write it.
+    Used as a decorator (seed 003's ``@sagemaker_batch_transform_task(...)`` on ``batch_inference``),
+    the function runs locally as written, but registering it is a ``ValueError`` saying how to write
+    a transform: SageMaker runs a model package's inference code, never a function body.
     """
-    if not isinstance(name, str):
-        given = getattr(name, "__name__", None)
-        raise TypeError(
-            "sagemaker_batch_transform_task is not a decorator: a batch transform runs a model package's "
-            "inference code (cdao_sdk.package_model), never a function body"
-            + (f" such as {given}()" if given else "")
-            + '. Write score = sagemaker_batch_transform_task("<module>.score", instance_type=...) and call '
-            "score(model=<package>, data=<headerless file>) in the workflow"
-        )
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
+    if name is not None and not isinstance(name, str) and not callable(name):
+        raise TypeError(f"sagemaker_batch_transform_task name={name!r}: expected str (the task's name)")
+    if isinstance(name, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
         raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
     _check_sagemaker_instance_type("sagemaker_batch_transform_task", instance_type, "TransformInstanceType")
     _check_count(retries, "sagemaker_batch_transform_task retries", 0)
@@ -704,6 +785,14 @@ def sagemaker_batch_transform_task(
         environment=dict(environment or {}),
         env_inputs=tuple(env_inputs or ()),
     )
+    if not isinstance(name, str):  # the decorator form
+        refused = _TransformOfAFunction(instance_type=instance_type)
+        return _decorate(
+            name,
+            lambda fn: flytekit.task(
+                fn, task_config=refused, cache=cache, cache_version=cache_version, retries=retries, timeout=timeout
+            ),
+        )
     metadata = TaskMetadata(cache=cache, cache_version=cache_version, retries=retries, timeout=timeout)
     return _SettingsTransformTask(
         name=name,
