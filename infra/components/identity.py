@@ -476,6 +476,11 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "emr-serverless:GetJobRun",
                             "emr-serverless:CancelJobRun",
                             "emr-serverless:GetApplication",
+                            # flytekitplugins-awsemrserverless starts an application that auto-stop
+                            # stopped (boto_handler.py start_application_if_needed); the action's
+                            # resource is the application (Service Authorization Reference:
+                            # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonemrserverless.html).
+                            "emr-serverless:StartApplication",
                             "emr-serverless:TagResource",
                         ],
                         [a[1], f"{a[1]}/jobruns/*"],

@@ -8,11 +8,11 @@ process``, the default) or in this one (``--backends in-process``): in-process, 
 AWS and Codeweave share an interpreter (and its GIL) with the ``--workers`` polling threads, which
 adds their waits to the measured tail; comparing the two shows how much.
 
-Puts ``--tasks`` running jobs in each backend (AWS Batch via CreateTask, EMR steps and SageMaker
-transform jobs via boto3, Codeweave jobs in the fake), then polls every task once (``first
-sight``: the connector has not seen it, as after a restart) and then ``--rounds`` times from
-``--workers`` concurrent callers, each GetTask with propeller's deadline (10 s). Then makes
-Codeweave hang (requests accepted, never answered) and polls Batch again while ``--workers``
+Puts ``--tasks`` running jobs in each backend (AWS Batch via CreateTask; EMR steps, EMR Serverless
+job runs, SageMaker transform, training and processing jobs via boto3; Codeweave jobs in the fake),
+then polls every task once (``first sight``: the connector has not seen it, as after a restart)
+and then ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with propeller's
+deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and polls Batch again while ``--workers``
 callers keep polling Codeweave. Prints one line per measurement: ``<backend>: p50_ms=..
 p99_ms=.. max_ms=.. service_cpu_ms_per_call=.. errors=.. load_avg=..``; the service's CPU time
 per GetTask (the hammering Codeweave callers included, in the last line) does not depend on how
@@ -39,7 +39,10 @@ import boto3
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata
+from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata
 from moto.batch.models import batch_backends
+from moto.emrserverless.models import emrserverless_backends
 from moto.sagemaker.models import sagemaker_backends
 from moto.server import ThreadedMotoServer
 
@@ -51,9 +54,13 @@ from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.emr.connector import EMRStepMetadata
-from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
+from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE
 from cdao_connectors.sagemaker.connector import BatchTransformMetadata
-from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE
+from cdao_connectors.sagemaker.task import (
+    BATCH_TRANSFORM_TASK_TYPE,
+    SAGEMAKER_PROCESSING_TASK_TYPE,
+    SAGEMAKER_TRAINING_TASK_TYPE,
+)
 from codeweave_fake import CodeweaveFake, FakeJob
 from connector_processes import ConnectorProcess
 from propeller import category, execution_metadata, render_task_template, serialize
@@ -119,6 +126,55 @@ def _transform_tasks(n: int) -> list[bytes]:
     return metas
 
 
+def _serverless_tasks(n: int) -> list[bytes]:
+    """Job runs of one EMR Serverless application (the stack has one; infra/components/compute.py)."""
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="bench", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    metas = []
+    for i in range(n):
+        run = client.start_job_run(
+            applicationId=app,
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/emr-serverless",
+            jobDriver={"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+            name=f"bench-{i}",
+        )
+        meta = EMRServerlessJobMetadata(application_id=app, job_run_id=run["jobRunId"], region=REGION)
+        metas.append(meta.encode())
+    return metas
+
+
+def _sagemaker_job_tasks(n: int, kind: str) -> list[bytes]:
+    """Training or processing jobs as the SDK's Pythonic tasks start them; their GetTask describes one."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    role, image = f"arn:aws:iam::{ACCOUNT}:role/sm", f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/m:1"
+    metas = []
+    for i in range(n):
+        name = f"bench-{kind}-{i}"
+        if kind == "training":
+            sm.create_training_job(
+                TrainingJobName=name,
+                RoleArn=role,
+                AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+                OutputDataConfig={"S3OutputPath": "s3://flyte-data/out"},
+                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+                StoppingCondition={"MaxRuntimeInSeconds": 3600},
+            )
+        else:
+            sm.create_processing_job(
+                ProcessingJobName=name,
+                RoleArn=role,
+                AppSpecification={"ImageUri": image},
+                ProcessingResources={
+                    "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
+                },
+                StoppingCondition={"MaxRuntimeInSeconds": 3600},
+            )
+        metas.append(
+            PythonicJobMetadata(job_name=name, output_prefix=f"s3://flyte-data/{name}", region=REGION).encode()
+        )
+    return metas
+
+
 class Backends:
     """moto and the Codeweave fake, and the changes to their state that no API offers: the jobs are
     put in flight (moto finishes Batch and transform jobs at once) and Codeweave made to hang."""
@@ -135,8 +191,16 @@ class Backends:
     def in_flight(self) -> None:
         for job in batch_backends[ACCOUNT][REGION]._jobs.values():
             job.status, job.job_stopped, job.job_stopped_reason = "RUNNING", False, None
-        for job in sagemaker_backends[ACCOUNT][REGION].transform_jobs.values():
+        sagemaker = sagemaker_backends[ACCOUNT][REGION]
+        for job in sagemaker.transform_jobs.values():
             job.transform_job_status = "InProgress"
+        for job in sagemaker.training_jobs.values():
+            job.training_job_status = "InProgress"
+        for job in sagemaker.processing_jobs.values():
+            job.processing_job_status = "InProgress"
+        for runs in emrserverless_backends[ACCOUNT][REGION].job_runs.values():
+            for run in runs:
+                run.state = "RUNNING"
 
     def codeweave_jobs(self, n: int) -> list[str]:
         ids = []
@@ -309,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
             EMR_SPARK_TASK_TYPE: _emr_tasks(args.tasks),
             BATCH_TRANSFORM_TASK_TYPE: _transform_tasks(args.tasks),
             CODEWEAVE_TASK_TYPE: _codeweave_tasks(backends, args.tasks),
+            EMR_SERVERLESS_TASK_TYPE: _serverless_tasks(args.tasks),
+            SAGEMAKER_TRAINING_TASK_TYPE: _sagemaker_job_tasks(args.tasks, "training"),
+            SAGEMAKER_PROCESSING_TASK_TYPE: _sagemaker_job_tasks(args.tasks, "processing"),
         }
         backends.in_flight()
         print(

@@ -34,8 +34,9 @@ Variables (connector that reads them, meaning):
     service role and EC2 instance profile of transient clusters (required for them).
 ``CDAO_EMR_SUBNET_ID`` / ``CDAO_EMR_LOG_URI`` (EMR, optional)
     private subnet and ``s3://`` log prefix of transient clusters.
-``CDAO_EMR_ENTRYPOINT_BUCKET`` (EMR)
-    bucket receiving the Spark entrypoint script; falls back to ``FLYTE_AWS_S3_BUCKET``.
+``CDAO_EMR_ENTRYPOINT_BUCKET`` (EMR on EC2 and EMR Serverless)
+    bucket receiving the Spark entrypoint script (the ApplicationSet sets the stack's userdata
+    bucket, which the connector's role may write); falls back to ``FLYTE_AWS_S3_BUCKET``.
 ``CDAO_CODEWEAVE_ENDPOINT`` (Codeweave)
     base URL of the Codeweave jobs API, e.g. ``https://api.codeweave.com``.
 ``CDAO_CODEWEAVE_API_KEY_SECRET`` (Codeweave, default ``codeweave_api_key``)

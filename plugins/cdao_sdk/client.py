@@ -13,6 +13,7 @@ from flyteidl.core.execution_pb2 import NodeExecution, TaskExecution, WorkflowEx
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
 
 from cdao_sdk import settings
+from cdao_sdk._keywords import checked
 
 # Task types whose jobs run in SageMaker: the plugin's and ours.
 SAGEMAKER_TASK_TYPE_PREFIXES = ("sagemaker", "cdao-sagemaker")
@@ -25,6 +26,7 @@ DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 _connect_timeout = DEFAULT_CONNECT_TIMEOUT_SECONDS
 
 
+@checked("configure")
 def configure(
     admin_endpoint: str,
     project: str,
@@ -128,6 +130,7 @@ def _flyte_remote(endpoint: str, insecure: bool, project: str, domain: str) -> A
     )
 
 
+@checked("configure_sagemaker")
 def configure_sagemaker(
     *,
     sagemaker_role: str | None = None,

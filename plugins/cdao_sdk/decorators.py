@@ -4,6 +4,7 @@ mistake fails in the notebook cell that defines the task, not an hour later on t
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from typing import Any
 
 import flytekit
 from cdao_connectors._quantity import check_quantity
-from cdao_connectors.aws_batch.task import BatchJob
+from cdao_connectors.aws_batch.task import BatchJob, BatchTask
 from cdao_connectors.codeweave.task import CodeweaveGPU
 from cdao_connectors.emr.task import EMRSpark, ServerlessSpark, ServerlessSparkTask
 from cdao_connectors.sagemaker.task import Processing, ProcessingTask, SpotTraining, SpotTrainingTask
@@ -25,6 +26,7 @@ from flytekitplugins.awssagemaker_inference import create_sagemaker_deployment
 from kubernetes.client import V1Container, V1PodSpec, V1ResourceRequirements, V1Toleration
 
 from cdao_sdk import routing, settings
+from cdao_sdk._keywords import check, checked
 from cdao_sdk.pools import CPU, GPU_RESOURCE, NODE_POOL_LABEL, NODE_POOLS, NodePool, mig_resource, workload_label
 
 _PRIMARY = "primary"  # flytekit's default primary container name in pod templates
@@ -73,6 +75,26 @@ def _check_count(value: Any, what: str, minimum: int) -> int:
     return value
 
 
+@functools.cache
+def _sagemaker_instance_types(shape: str) -> frozenset[str]:
+    import botocore.session  # noqa: PLC0415  (the service model loads only when a SageMaker task is defined)
+
+    return frozenset(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
+
+
+def _check_sagemaker_instance_type(where: str, value: str, shape: str) -> None:
+    """``value`` must be one of the SageMaker API's ``shape`` enum (botocore ``sagemaker/2017-07-24``
+    service model: TrainingInstanceType, ProcessingInstanceType, TransformInstanceType,
+    ProductionVariantInstanceType): SageMaker names its instance types ``ml.<EC2 type>``."""
+    check(
+        where,
+        "instance_type",
+        value,
+        value in _sagemaker_instance_types(shape),
+        f"one of the SageMaker API's {shape} values (ml.<type>, e.g. 'ml.m5.xlarge')",
+    )
+
+
 def _check_not_given(task_kwargs: dict[str, Any], names: tuple[str, ...], decorator: str) -> None:
     clash = [n for n in names if n in task_kwargs]
     if clash:
@@ -108,6 +130,7 @@ def _workload_pod_template(workload_type: str) -> PodTemplate:
     return _pod_template({workload_label(workload_type): "true"}, tolerations)
 
 
+@checked("task")
 def task(_fn: Callable | None = None, *, workload_type: str | None = None, **task_kwargs: Any) -> Any:
     """flytekit's ``@task``; ``workload_type`` additionally pins the pod to the pools serving it."""
     _check_task_keywords(task_kwargs, "task", ("workload_type",))
@@ -117,6 +140,7 @@ def task(_fn: Callable | None = None, *, workload_type: str | None = None, **tas
     return _decorate(_fn, lambda fn: flytekit.task(fn, **task_kwargs))
 
 
+@checked("cpu_task")
 def cpu_task(
     _fn: Callable | None = None,
     *,
@@ -140,6 +164,7 @@ def cpu_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, requests=res, limits=res, pod_template=template, **task_kwargs))
 
 
+@checked("gpu_task")
 def gpu_task(
     _fn: Callable | None = None,
     *,
@@ -224,6 +249,7 @@ def _timeout_seconds(timeout: int | datetime.timedelta | None, what: str) -> int
 BATCH_PLATFORM = "aws-batch"
 
 
+@checked("batch_task")
 def batch_task(
     _fn: Callable | None = None,
     *,
@@ -247,15 +273,9 @@ def batch_task(
     Spot tasks default to 3 retries because a reclaimed instance ends the attempt through no fault
     of the code; the connector reports reclamation as retryable.
     """
-    _refuse(
-        "batch_task",
-        task_kwargs,
-        {
-            "instance_type": "AWS Batch runs a job on its compute environment's instance types "
-            "(stack setting cdao:batch.instanceTypes), never on one the job names; "
-            "ask for the job's size with vcpus= and memory= instead",
-        },
-    )
+    instance_type = task_kwargs.pop("instance_type", None)
+    if instance_type is not None:
+        check("batch_task", "instance_type", instance_type, isinstance(instance_type, str), "str")
     _check_task_keywords(
         task_kwargs,
         "batch_task",
@@ -274,11 +294,42 @@ def batch_task(
     chosen_spot = next(iter(wants_spot.values()), True)
     _check_not_given(task_kwargs, ("task_config", "timeout_seconds"), "batch_task")
     seconds = _timeout_seconds(timeout, "batch_task timeout")
-    config = BatchJob(spot=chosen_spot, vcpus=vcpus, memory=memory, gpus=gpus, timeout_seconds=seconds)
+    shape = {"spot": chosen_spot, "vcpus": vcpus, "memory": memory, "gpus": gpus, "timeout_seconds": seconds}
+    config = (
+        BatchJob(**shape)
+        if instance_type is None
+        else _BatchJobNamingInstanceType(**shape, instance_type=instance_type)
+    )
     n_retries = _check_count(retries if retries is not None else (3 if config.spot else 0), "batch_task retries", 0)
     if seconds is not None:
         task_kwargs["timeout"] = datetime.timedelta(seconds=seconds)
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, retries=n_retries, **task_kwargs))
+
+
+@dataclass(frozen=True)
+class _BatchJobNamingInstanceType(BatchJob):
+    """A Batch job whose author named an instance type (seed 000's ``preprocess_data``): it runs
+    locally as written; registering it fails with the reason, since nothing can honour it remotely."""
+
+    instance_type: str = ""
+
+
+class _BatchTaskNamingInstanceType(BatchTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        # AWS Batch places a job on its compute environment's instance types (ComputeResource.instanceTypes;
+        # ContainerProperties.instanceType is for multi-node parallel jobs only, botocore batch/2016-08-10),
+        # and infra/components/compute.py gives each queue one environment of the stack's
+        # cdao:batch.instanceTypes; a job sized to a type the environment lacks stays RUNNABLE
+        # ("Jobs stuck in a RUNNABLE status", AWS Batch user guide).
+        raise ValueError(
+            f"batch_task {self.name} instance_type={self.task_config.instance_type!r}: AWS Batch runs a job on its "
+            "compute environment's instance types (stack setting cdao:batch.instanceTypes), never on one the job "
+            "names, so it cannot be registered; ask for the job's size with vcpus= and memory= instead "
+            "(it runs locally as written)"
+        )
+
+
+TaskPlugins.register_pythontask_plugin(_BatchJobNamingInstanceType, _BatchTaskNamingInstanceType)
 
 
 # A managed job's role, region and buckets belong to a stack. Registration reads them from the
@@ -309,7 +360,16 @@ def _stack_values(config: Any, where: str, role_setting: str = "sagemaker_role")
 
 @dataclass
 class _StackServerless(ServerlessSpark):
-    """EMR Serverless whose job role, application and region come from the settings at registration."""
+    """EMR Serverless whose job role, application and region come from the settings at registration.
+
+    ``sync_image`` is off: the image is the stack's application's (infra/components/compute.py), one
+    application shared by every task. The plugin's default (on) calls UpdateApplication whenever the
+    task image differs, which EMR Serverless refuses while the application is STARTED
+    (https://docs.aws.amazon.com/emr-serverless/latest/APIReference/API_UpdateApplication.html) and
+    which would switch the image under the other tasks' runs; the connector refuses it.
+    """
+
+    sync_image: bool = False
 
 
 class _StackServerlessTask(ServerlessSparkTask):
@@ -331,6 +391,7 @@ def _spark_submit_parameters(spark_conf: dict[str, str]) -> str | None:
     return " ".join(f"--conf {k}={v}" for k, v in sorted(spark_conf.items()))
 
 
+@checked("spark_task")
 def spark_task(
     _fn: Callable | None = None,
     *,
@@ -403,6 +464,19 @@ def spark_task(
                 "spark_task(platform='emr-serverless') takes no cluster_id, instance_type or instance_count"
             )
         EMRSpark(spark_conf=conf)  # same validation of spark_conf
+        # EMR Serverless takes sparkSubmitParameters as one string split on whitespace, with no
+        # quoting (flytekitplugins-awsemrserverless connector.py _UNSAFE_ENV_VALUE_CHARS: "EMR
+        # Serverless does not support quoting values here"): a key or value with whitespace or a
+        # quote, or '=' in a key, cannot be passed as written.
+        for key, value in conf.items():
+            check(
+                "spark_task",
+                "spark_conf",
+                {key: value},
+                not re.search(r"[\s'\"=]", key) and not re.search(r"[\s'\"]", value),
+                "keys without whitespace, quotes or '=' and values without whitespace or quotes on EMR "
+                "Serverless (its sparkSubmitParameters cannot quote them)",
+            )
         config = _StackServerless(
             execution_role_arn=execution_role_arn or _AT_REGISTRATION,
             application_id=application_id or _AT_REGISTRATION,
@@ -411,9 +485,29 @@ def spark_task(
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
 
+# The framework an author declares (seed 003: framework="xgboost", framework_version="1.2-1") is
+# recorded on the SageMaker job as these tags; the job runs the task image, which must carry it.
+FRAMEWORK_TAGS = {"framework": "cdao.io/framework", "framework_version": "cdao.io/framework-version"}
+
+
+def _custom_with_framework_tags(cfg: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with ``values`` as ``custom``: framework fields moved into the job's tags (the
+    plugin's config has no such field; its ``tags`` become CreateTrainingJob/CreateProcessingJob Tags,
+    flytekitplugins-awssagemaker ``_build_request``)."""
+    declared = {FRAMEWORK_TAGS[k]: getattr(cfg, k) for k in FRAMEWORK_TAGS if getattr(cfg, k) is not None}
+    tags = {**(cfg.tags or {}), **declared} or None
+    custom = replace(cfg, **values, tags=tags).to_dict()
+    for name in FRAMEWORK_TAGS:
+        custom.pop(name, None)
+    return custom
+
+
 @dataclass
 class _StackTraining(SpotTraining):
     """Spot training whose role, region and default S3 paths come from the settings at registration."""
+
+    framework: str | None = None
+    framework_version: str | None = None
 
 
 class _StackTrainingTask(SpotTrainingTask):
@@ -426,18 +520,21 @@ class _StackTrainingTask(SpotTrainingTask):
             values["output_s3_path"] = f"s3://{bucket}/sagemaker/training"
         if bucket and cfg.checkpoint_s3_uri is None and cfg.use_spot_instances:
             values["checkpoint_s3_uri"] = f"s3://{bucket}/sagemaker/checkpoints"
-        return replace(cfg, **values).to_dict()
+        return _custom_with_framework_tags(cfg, values)
 
 
 @dataclass
 class _StackProcessing(Processing):
     """Processing whose role and region come from the settings at registration."""
 
+    framework: str | None = None
+    framework_version: str | None = None
+
 
 class _StackProcessingTask(ProcessingTask):
     def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
         cfg = self.task_config
-        return replace(cfg, **_stack_values(cfg, f"sagemaker_processing_task {self.name}")).to_dict()
+        return _custom_with_framework_tags(cfg, _stack_values(cfg, f"sagemaker_processing_task {self.name}"))
 
 
 TaskPlugins.register_pythontask_plugin(_StackTraining, _StackTrainingTask)
@@ -445,15 +542,12 @@ TaskPlugins.register_pythontask_plugin(_StackProcessing, _StackProcessingTask)
 
 
 _FRAMEWORK_REASONS = {
-    "framework": "the job runs this Python function in the task image (flytekit and the workflow's "
-    "libraries, see workflows/README.md); SageMaker's framework and built-in-algorithm containers "
-    "cannot run a Flyte function, so a framework choice would change nothing: put the library in the image",
-    "framework_version": "see framework: the library's version is the task image's; pin it there instead",
     "algorithm": "see framework: built-in algorithms run SageMaker's code, not this function",
     "python_version": "the job runs the task image's Python",
 }
 
 
+@checked("sagemaker_training_task")
 def sagemaker_training_task(
     _fn: Callable | None = None,
     *,
@@ -466,9 +560,16 @@ def sagemaker_training_task(
     execution_role_arn: str | None = None,
     output_s3_path: str | None = None,
     checkpoint_s3_uri: str | None = None,
+    framework: str | None = None,
+    framework_version: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
     """Runs the function inside a SageMaker training job (spot by default, with checkpoints).
+
+    ``framework`` / ``framework_version`` (seed 003) are recorded on the job as the tags
+    :data:`FRAMEWORK_TAGS`; the job runs the function in the task image (flytekitplugins-awssagemaker
+    ``pythonic_base.py`` ``_container_entrypoint``), so the library must be in that image: SageMaker's
+    framework images carry no flytekit and cannot run a Flyte function.
 
     Unless given, the role and region are the settings' at registration, and so are the output
     and checkpoint paths under ``s3://<default_bucket>/sagemaker/`` when a bucket is set.
@@ -490,8 +591,11 @@ def sagemaker_training_task(
             "execution_role_arn",
             "output_s3_path",
             "checkpoint_s3_uri",
+            "framework",
+            "framework_version",
         ),
     )
+    _check_sagemaker_instance_type("sagemaker_training_task", instance_type, "TrainingInstanceType")
     if max_wait_seconds is not None and not use_spot_instances:
         raise ValueError(
             f"sagemaker_training_task max_wait_seconds={max_wait_seconds!r}: the wait budget is for managed spot "
@@ -510,10 +614,13 @@ def sagemaker_training_task(
         use_spot_instances=use_spot_instances,
         max_wait_in_seconds=max_wait_seconds,
         checkpoint_s3_uri=checkpoint_s3_uri,
+        framework=framework,
+        framework_version=framework_version,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
 
+@checked("sagemaker_processing_task")
 def sagemaker_processing_task(
     _fn: Callable | None = None,
     *,
@@ -522,19 +629,30 @@ def sagemaker_processing_task(
     max_runtime_seconds: int = 3600,
     volume_size_gb: int = 30,
     execution_role_arn: str | None = None,
+    framework: str | None = None,
+    framework_version: str | None = None,
     **task_kwargs: Any,
 ) -> Any:
     """Runs the function inside a SageMaker processing job (the plugin's Pythonic mode).
 
-    Unless given, the role and region are the settings' at registration. ``instance_count`` as in
-    :func:`sagemaker_training_task`.
+    Unless given, the role and region are the settings' at registration. ``instance_count``,
+    ``framework`` and ``framework_version`` as in :func:`sagemaker_training_task`.
     """
     _refuse("sagemaker_processing_task", task_kwargs, _FRAMEWORK_REASONS)
     _check_task_keywords(
         task_kwargs,
         "sagemaker_processing_task",
-        ("instance_type", "instance_count", "max_runtime_seconds", "volume_size_gb", "execution_role_arn"),
+        (
+            "instance_type",
+            "instance_count",
+            "max_runtime_seconds",
+            "volume_size_gb",
+            "execution_role_arn",
+            "framework",
+            "framework_version",
+        ),
     )
+    _check_sagemaker_instance_type("sagemaker_processing_task", instance_type, "ProcessingInstanceType")
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_processing_task")
     _managed_image(task_kwargs)
     config = _StackProcessing(
@@ -544,6 +662,8 @@ def sagemaker_processing_task(
         instance_count=instance_count,
         volume_size_in_gb=volume_size_gb,
         max_runtime_in_seconds=max_runtime_seconds,
+        framework=framework,
+        framework_version=framework_version,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
@@ -579,8 +699,29 @@ class _SettingsTransformTask(BatchTransformTask):
         return replace(cfg, **values)
 
 
+@dataclass(frozen=True)
+class _TransformOfAFunction:
+    """``@sagemaker_batch_transform_task(...)`` on a function: runs the body locally, refused at registration."""
+
+    instance_type: str
+
+
+class _TransformOfAFunctionTask(flytekit.PythonFunctionTask):
+    def get_custom(self, settings_: SerializationSettings) -> dict[str, Any]:
+        raise ValueError(
+            f"@sagemaker_batch_transform_task on {self.name} runs the function locally, but SageMaker batch "
+            "transform runs a model package's inference code (cdao_sdk.package_model), never a function body, "
+            'so it cannot be registered. Write score = sagemaker_batch_transform_task("<module>.score", '
+            "instance_type=...) and call score(model=<package>, data=<headerless file>) in the workflow"
+        )
+
+
+TaskPlugins.register_pythontask_plugin(_TransformOfAFunction, _TransformOfAFunctionTask)
+
+
+@checked("sagemaker_batch_transform_task", unchecked=("name",))
 def sagemaker_batch_transform_task(
-    name: str | None = None,
+    name: str | Callable | None = None,
     *,
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
@@ -604,7 +745,7 @@ def sagemaker_batch_transform_task(
     cache_version: str = "",
     retries: int = 0,
     timeout: datetime.timedelta | None = None,
-) -> BatchTransformTask:
+) -> Any:
     """A SageMaker batch transform: ``(model: FlyteFile, data: FlyteFile, **env_inputs) -> predictions``.
 
     ``model`` is a package from :func:`cdao_sdk.package_model`; ``predictions`` is the directory of
@@ -613,22 +754,15 @@ def sagemaker_batch_transform_task(
     Registered, the task creates a SageMaker model of the package served by the registered image and
     runs the transform job; under ``pyflyte run`` the same code serves the package on 127.0.0.1.
 
-    It is not a decorator: a transform runs the package's inference code, not a Python function,
-    so ``@sagemaker_batch_transform_task(...)`` raises a ``TypeError`` saying how to write it.
+    Used as a decorator (seed 003's ``@sagemaker_batch_transform_task(...)`` on ``batch_inference``),
+    the function runs locally as written, but registering it is a ``ValueError`` saying how to write
+    a transform: SageMaker runs a model package's inference code, never a function body.
     """
-    if not isinstance(name, str):
-        given = getattr(name, "__name__", None)
-        raise TypeError(
-            "sagemaker_batch_transform_task is not a decorator: a batch transform runs a model package's "
-            "inference code (cdao_sdk.package_model), never a function body"
-            + (f" such as {given}()" if given else "")
-            + '. Write score = sagemaker_batch_transform_task("<module>.score", instance_type=...) and call '
-            "score(model=<package>, data=<headerless file>) in the workflow"
-        )
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
+    if name is not None and not isinstance(name, str) and not callable(name):
+        raise TypeError(f"sagemaker_batch_transform_task name={name!r}: expected str (the task's name)")
+    if isinstance(name, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
         raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
-    if output_s3_path is not None and not output_s3_path.startswith("s3://"):
-        raise ValueError(f"sagemaker_batch_transform_task output_s3_path={output_s3_path!r} must be an s3:// URI")
+    _check_sagemaker_instance_type("sagemaker_batch_transform_task", instance_type, "TransformInstanceType")
     _check_count(retries, "sagemaker_batch_transform_task retries", 0)
     if cache and not cache_version:
         raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
@@ -651,6 +785,14 @@ def sagemaker_batch_transform_task(
         environment=dict(environment or {}),
         env_inputs=tuple(env_inputs or ()),
     )
+    if not isinstance(name, str):  # the decorator form
+        refused = _TransformOfAFunction(instance_type=instance_type)
+        return _decorate(
+            name,
+            lambda fn: flytekit.task(
+                fn, task_config=refused, cache=cache, cache_version=cache_version, retries=retries, timeout=timeout
+            ),
+        )
     metadata = TaskMetadata(cache=cache, cache_version=cache_version, retries=retries, timeout=timeout)
     return _SettingsTransformTask(
         name=name,
@@ -661,6 +803,7 @@ def sagemaker_batch_transform_task(
     )
 
 
+@checked("sagemaker_endpoint")
 def sagemaker_endpoint(
     name: str,
     *,
@@ -677,6 +820,7 @@ def sagemaker_endpoint(
     if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", name):
         raise ValueError(f"sagemaker_endpoint name={name!r}: letters, digits and '-', at most 41 characters")
     _check_count(instance_count, "sagemaker_endpoint instance_count", 1)
+    _check_sagemaker_instance_type("sagemaker_endpoint", instance_type, "ProductionVariantInstanceType")
     role = execution_role_arn or settings.require("sagemaker_role", "sagemaker_endpoint")
     return create_sagemaker_deployment(
         name=name,

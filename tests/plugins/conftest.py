@@ -53,7 +53,9 @@ def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
         "FLYTE_AWS_ENDPOINT": moto_endpoint,
         "FLYTE_AWS_ACCESS_KEY_ID": "testing",
         "FLYTE_AWS_SECRET_ACCESS_KEY": "testing",
-        "FLYTE_AWS_S3_BUCKET": BUCKET,
+        # Set on the connector Deployment by platform/bootstrap/appsets/connectors.yaml (the stack's
+        # userdata bucket); test_emr_serverless_production.py uses the rendered Deployment's own.
+        "CDAO_EMR_ENTRYPOINT_BUCKET": BUCKET,
         # Tests change a job's state in moto and expect the next GetTask to see it.
         "CDAO_STATUS_REFRESH_SECONDS": "0.001",
     }

@@ -227,7 +227,6 @@ def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas
     app = client.create_application(name="cdao-dup-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app
-    template.custom["sync_image"] = False
     differing = []
     for trial in range(TRIALS["emr-step"]):
         a, b = _race(replicas, emr_tasks.on_serverless, template, f"dup-emrs-{trial}-{uuid.uuid4().hex[:6]}")

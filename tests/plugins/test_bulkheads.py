@@ -169,7 +169,6 @@ def _serverless_run(stub) -> bytes:
     app = client.create_application(name=f"cdao-{uuid.uuid4().hex[:6]}", releaseLabel="emr-7.5.0", type="SPARK")
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app["applicationId"]
-    template.custom["sync_image"] = False
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
     meta = create_task(stub, template, prefix, lm, execution_metadata(f"emrs-{uuid.uuid4().hex[:6]}"))

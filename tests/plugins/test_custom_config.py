@@ -89,6 +89,8 @@ def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env,
             r"EMRServerlessSparkJobDriver\.entry_point_arguments = '--x' must be a list of str",
         ),
         ({"spark_job_driver": {"entry_point": "s3://b/job.py"}}, r"unknown EMRServerlessSparkJobDriver fields"),
+        # One application serves every task: a task may not switch its image (UpdateApplication).
+        ({"sync_image": True}, r"EMRServerless\.sync_image = True would change the shared application's image"),
     ],
 )
 def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change, message):

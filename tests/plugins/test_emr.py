@@ -139,9 +139,6 @@ def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_
     app = client.create_application(name="cdao-test-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app
-    # The plugin's image sync updates the application, which AWS refuses once it has started
-    # (as the first create starts it); the token, not the image, is under test here.
-    template.custom["sync_image"] = False
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     inputs = write_inputs(emr_tasks.on_serverless, prefix, rows=10)
 
@@ -166,7 +163,6 @@ def serverless_run(aws_env, grpc_stubs):
     app = client.create_application(name="cdao-test-spark2", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app
-    template.custom["sync_image"] = False
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     meta = create_task(
         stub, template, prefix, write_inputs(emr_tasks.on_serverless, prefix, rows=1), execution_metadata("emrs2")
@@ -224,30 +220,53 @@ def test_emr_serverless_run_deleted_outside_flyte_is_failed_with_the_reason(serv
 
 
 @pytest.mark.parametrize(
-    ("answer", "refused"),
-    [({"StepId": "s-1", "Status": "SUBMITTED"}, False), ({"StepId": "s-1", "Status": "FAILED", "Reason": "x"}, True)],
+    ("status", "state_after", "refused"),
+    [
+        ("SUBMITTED", None, False),
+        # An abort racing the step's end: nothing is left to cancel.
+        ("FAILED", "COMPLETED", False),
+        ("FAILED", "FAILED", False),
+        ("FAILED", "CANCELLED", False),
+        ("FAILED", "INTERRUPTED", False),
+        ("FAILED", "CANCEL_PENDING", False),
+        # Refused while it still runs: propeller must retry the abort.
+        ("FAILED", "RUNNING", True),
+        ("FAILED", "PENDING", True),
+    ],
 )
-def test_emr_delete_reads_cancel_steps_answer(aws_env, answer, refused):
+def test_emr_delete_reads_cancel_steps_answer(aws_env, status, state_after, refused):
     """CancelSteps answers per step SUBMITTED or FAILED with a Reason (botocore emr/2009-03-31
-    CancelStepsInfo); moto does not implement it, so botocore's Stubber plays EMR, checked against
-    that model. A refused cancel is an error propeller retries, never a silent success."""
+    CancelStepsInfo) and acts only on PENDING or RUNNING steps (API_CancelSteps); moto implements
+    neither answer, so botocore's Stubber plays EMR, checked against that model. A refused cancel is
+    an error propeller retries only while the step is still PENDING or RUNNING."""
     from botocore.stub import Stubber  # noqa: PLC0415
 
     connector = EMRConnector()
     emr = connector.backend.aws("emr", REGION)
-    answer = {**answer, "Reason": "Step s-1 cannot be cancelled: it is COMPLETED"} if refused else answer
+    answer = {"StepId": "s-1", "Status": status}
+    if status == "FAILED":
+        answer["Reason"] = f"Step s-1 cannot be cancelled: it is {state_after}"
     with Stubber(emr) as stubber:
         stubber.add_response(
             "cancel_steps",
             {"CancelStepsInfoList": [answer]},
             {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
         )
+        if state_after is not None:
+            stubber.add_response(
+                "describe_step",
+                {"Step": {"Id": "s-1", "Status": {"State": state_after}}},
+                {"ClusterId": "j-1", "StepId": "s-1"},
+            )
         meta = EMRStepMetadata("j-1", "s-1", False, REGION, "s3://flyte-data/x", False)
         if refused:
-            with pytest.raises(RuntimeError, match=r"s-1.*cannot be cancelled"):
+            with pytest.raises(
+                RuntimeError, match=rf"s-1 on cluster j-1, which is {state_after}: .*cannot be cancelled"
+            ):
                 connector.delete_sync(meta)
         else:
             connector.delete_sync(meta)
+        stubber.assert_no_pending_responses()
 
 
 def test_emr_serverless_hanging_answers_inside_propellers_deadline(
@@ -312,3 +331,53 @@ def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
     calls.clear()
     cache.refresh_ahead(older_than=0.0)
     assert calls == [("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ())]
+
+
+def _job_run(state: str) -> dict:
+    """A GetJobRun answer with the members botocore emr-serverless/2021-07-13 marks required in JobRun."""
+    return {
+        "jobRun": {
+            "applicationId": "00f0000000000000",
+            "jobRunId": "00f0000000000001",
+            "arn": f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/00f0000000000000/jobruns/00f0000000000001",
+            "createdBy": "arn:aws:iam::123456789012:role/cdao-connector",
+            "createdAt": "2026-01-01T00:00:00Z",
+            "updatedAt": "2026-01-01T00:00:00Z",
+            "executionRole": "arn:aws:iam::123456789012:role/cdao-emr-job",
+            "state": state,
+            "stateDetails": f"Job run is {state}",
+            "releaseLabel": "emr-7.5.0",
+            "jobDriver": {"sparkSubmit": {"entryPoint": "s3://b/e.py"}},
+        }
+    }
+
+
+@pytest.mark.parametrize(("state_after", "refused"), [("SUCCESS", False), ("CANCELLING", False), ("RUNNING", True)])
+def test_emr_serverless_cancel_refused_because_the_run_just_ended_is_not_an_error(aws_env, state_after, refused):
+    """The plugin reads the run's state, then sends CancelJobRun (boto_handler.py cancel_job_run);
+    a run ending between the two makes CancelJobRun fail (ValidationException, one of the errors
+    botocore's model declares for it; the message is not relied on). Only a run still going on
+    makes that an error; moto cannot end a run between two calls, so botocore's Stubber plays EMR
+    Serverless, checked against its model."""
+    import asyncio  # noqa: PLC0415
+
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+
+    connector = IdempotentEMRServerlessConnector()
+    ids = {"applicationId": "00f0000000000000", "jobRunId": "00f0000000000001"}
+    meta = EMRServerlessJobMetadata(application_id=ids["applicationId"], job_run_id=ids["jobRunId"], region=REGION)
+    with Stubber(connector.backend.aws("emr-serverless", REGION)) as stubber:
+        stubber.add_response("get_job_run", _job_run("RUNNING"), ids)
+        stubber.add_client_error("cancel_job_run", service_error_code="ValidationException", expected_params=ids)
+        stubber.add_response("get_job_run", _job_run(state_after), ids)
+        loop = asyncio.new_event_loop()
+        try:
+            if refused:
+                with pytest.raises(RuntimeError, match="EMR Serverless cancel of job run 00f0000000000001 failed"):
+                    loop.run_until_complete(connector.delete(meta))
+            else:
+                loop.run_until_complete(connector.delete(meta))
+        finally:
+            loop.close()
+        stubber.assert_no_pending_responses()

@@ -317,3 +317,61 @@ def test_pyflyte_run_executes_a_codeweave_task_body_locally():
     )
     assert result.returncode == 0, result.stderr
     assert "o0=12.0" in result.stdout and "scaled 3 values" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: cdao_sdk.sagemaker_training_task(max_runtime_seconds="3600"),
+            r"max_runtime_seconds='3600': expected an integer",
+        ),
+        (
+            lambda: cdao_sdk.spark_task(spark_conf=["a"]),
+            r"spark_task spark_conf=\['a'\]: expected a mapping of str to str",
+        ),
+        (lambda: cdao_sdk.configure(admin_endpoint=123, project="p"), r"configure admin_endpoint=123: expected str"),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(output_s3_path="bucket/x"),
+            r"output_s3_path='bucket/x': expected an s3://<bucket>/<prefix> URI",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_batch_transform_task("score.m", output_s3_path="bucket/x"),
+            r"sagemaker_batch_transform_task output_s3_path='bucket/x': expected an s3://",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(instance_type="m5.xlarge"),
+            r"sagemaker_training_task instance_type='m5.xlarge': expected one of the SageMaker API's "
+            r"TrainingInstanceType values",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_processing_task(instance_type="m5.xlarge"),
+            r"ProcessingInstanceType values",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_batch_transform_task("score.m", instance_type="m5.large"),
+            r"TransformInstanceType values",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(use_spot_instances=None),
+            r"use_spot_instances=None: expected True or False",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(execution_role_arn="cdao-role"),
+            r"execution_role_arn='cdao-role': expected an IAM role ARN",
+        ),
+        (lambda: cdao_sdk.batch_task(vcpus="4"), r"batch_task vcpus='4': expected an integer"),
+        (lambda: cdao_sdk.gpu_task(gpu_type=100), r"gpu_task gpu_type=100: expected str or None"),
+        (
+            lambda: cdao_sdk.spark_task(
+                platform="emr-serverless", spark_conf={"spark.driver.extraJavaOptions": "-Da=1 -Db=2"}
+            ),
+            r"spark_task spark_conf=.*values without whitespace or quotes on EMR Serverless",
+        ),
+    ],
+)
+def test_every_sdk_keyword_of_the_wrong_type_or_shape_names_the_decorator_and_the_form(call, message):
+    """The SageMaker instance types are the API's enums in botocore's service model
+    (botocore data/sagemaker/2017-07-24/service-2.json TrainingInstanceType and siblings)."""
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -193,10 +193,7 @@ def test_inference_on_codeweave_picks_the_inference_gpu_and_is_never_silently_dr
             lambda: sagemaker_training_task(use_spot_instances=False, max_wait_seconds=7200),
             r"max_wait_seconds=7200: the wait budget is for managed spot",
         ),
-        (lambda: sagemaker_training_task(framework="xgboost"), r"framework='xgboost': the job runs this Python"),
-        (lambda: cdao_sdk.sagemaker_processing_task(framework_version="0.23-1"), "framework_version='0.23-1'"),
         (lambda: spark_task(ml=True), r"spark_task ml=True: Spark MLlib ships with every EMR release"),
-        (lambda: cdao_sdk.batch_task(instance_type="c5.4xlarge"), r"batch_task instance_type='c5.4xlarge'"),
         (lambda: cdao_sdk.batch_task(spot=True, on_demand=True), "spot=True, on_demand=True disagree"),
         (lambda: cdao_sdk.batch_task(platform="emr"), "runs on 'aws-batch' only"),
         (lambda: sagemaker_training_task(instance_count=2), "instance_count=1"),
@@ -280,18 +277,30 @@ def test_registering_serverless_spark_without_an_application_names_the_setting(m
 # --- 14: the batch transform is not a decorator, and says so --------------------------------------
 
 
-def test_batch_transform_used_as_a_decorator_says_how_to_write_it():
-    with pytest.raises(TypeError, match=r"sagemaker_batch_transform_task is not a decorator.*score = sagemaker_batch"):
+def test_batch_transform_used_as_a_decorator_runs_locally_and_is_refused_at_registration():
+    @cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.m5.large", strategy="SingleRecord")
+    def batch_inference(model_path: str, input_data_path: str) -> str:
+        return "s3://bucket/batch-predictions.csv"
 
-        @cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.m5.large", strategy="SingleRecord")
-        def batch_inference(model_path: str, input_data_path: str) -> str:
-            return "s3://bucket/batch-predictions.csv"
+    @cdao_sdk.sagemaker_batch_transform_task
+    def bare(model_path: str) -> str:
+        return model_path
 
-    with pytest.raises(TypeError, match=r"never a function body such as batch_inference\(\)"):
+    assert batch_inference(model_path="m", input_data_path="d") == "s3://bucket/batch-predictions.csv"
+    assert bare(model_path="m") == "m"
+    for decorated in (batch_inference, bare):
+        with pytest.raises(ValueError, match=r"never a function body, so it cannot be registered.*score = sagemaker"):
+            serialize(decorated)
 
-        @cdao_sdk.sagemaker_batch_transform_task
-        def batch_inference(model_path: str, input_data_path: str) -> str:
-            return "s3://bucket/batch-predictions.csv"
+
+def test_a_batch_job_naming_an_instance_type_runs_locally_and_is_refused_at_registration():
+    @cdao_sdk.batch_task(instance_type="c5.4xlarge", spot_instances=True)
+    def prep(raw: str) -> str:
+        return raw.upper()
+
+    assert prep(raw="a") == "A"
+    with pytest.raises(ValueError, match=r"batch_task .*prep instance_type='c5\.4xlarge'.*vcpus= and memory="):
+        serialize(prep)
 
 
 @pytest.fixture

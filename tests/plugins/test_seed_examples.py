@@ -13,10 +13,13 @@ Each example runs cell by cell in one namespace, as a notebook would. What is su
   name)``; ``sync_execution``), and the workflows the examples launch are also run in-process;
 * no data path: the examples' tasks return strings and read nothing, so ``s3://...`` stays as written.
 
-The SDK refuses, with the reason, a few keywords the seeds use that no platform here can honour (an
-accepted keyword must change what runs). :data:`REFUSED` lists each with the reason; the test
-checks the statement fails with exactly that reason, then runs it without the keyword and goes on.
-An entry that stops being needed, or a new refusal, fails the test.
+Every block runs as written, statement by statement, and any error fails the test. Keywords that
+only say where a task runs remotely and that nothing can honour there (``batch_task(instance_type=)``,
+``@sagemaker_batch_transform_task`` on a function) run locally and are refused when the task is
+registered, with the reason and what to write; the tests check those refusals by serialising the
+seeds' own tasks. Seed 003's first block uses ``@workflow`` without importing it, and its Jupyter
+block launches that block's pipeline: the seeds write them as later cells of one notebook, so they
+run after seed 000's example in its namespace (whose Cell 1 imports ``workflow``).
 """
 
 from __future__ import annotations
@@ -85,27 +88,13 @@ def _section(text: str, heading: str) -> str:
     return text[start : end if end != -1 else None]
 
 
-# (decorator, keyword) -> the reason the SDK gives, as a regex.
-# Each reason says why nothing can honour the keyword and what to write instead:
-# * instance_type: a Batch job states its size; instance types are its compute environments'
-#   (AWS Batch API ComputeResource.instanceTypes; the job definition has no instance type), and
-#   infra/components/compute.py gives each queue one environment of the stack's types;
-# * ml: MLlib is part of Spark itself, in every EMR release (no separate component,
-#   https://docs.aws.amazon.com/emr/latest/ReleaseGuide/Spark-release-history.html);
-# * framework, framework_version: a SageMaker job of the SDK runs pyflyte-execute in the task
-#   image (flytekitplugins-awssagemaker pythonic_base.py ``_container_entrypoint``); SageMaker's
-#   framework images have no flytekit, so only the task image can run the function.
-REFUSED: dict[tuple[str, str], str] = {
-    ("batch_task", "instance_type"): r"AWS Batch runs a job on its compute environment's instance types.*"
-    r"vcpus= and memory= instead",
-    ("spark_task", "ml"): r"Spark MLlib ships with every EMR release.*import pyspark\.ml in the task instead",
-    ("sagemaker_training_task", "framework"): r"cannot run a Flyte function.*put the library in the image",
-    ("sagemaker_training_task", "framework_version"): r"the library's version is the task image's; pin it there",
-    ("sagemaker_processing_task", "framework"): r"cannot run a Flyte function.*put the library in the image",
-    ("sagemaker_processing_task", "framework_version"): r"the library's version is the task image's; pin it there",
+# What registering the seeds' tasks that cannot run remotely answers, as a regex.
+REFUSED_AT_REGISTRATION = {
+    "preprocess_data": r"instance_type='c5\.4xlarge': AWS Batch runs a job on its compute environment's instance "
+    r"types.*ask for the job's size with vcpus= and memory= instead",
+    "batch_inference": r"SageMaker batch transform runs a model package's inference code.*cannot be registered\. "
+    r"Write score = sagemaker_batch_transform_task",
 }
-# Not a keyword but a form: a batch transform serves a model package, so it is not a decorator.
-NOT_A_DECORATOR = {"sagemaker_batch_transform_task": r"is not a decorator: a batch transform runs a model package"}
 
 
 class _Remote:
@@ -144,11 +133,6 @@ def remote(monkeypatch) -> Iterator[_Remote]:
     cdao_sdk.client._remote = None
 
 
-def _decorator_name(call: ast.expr) -> str:
-    func = call.func if isinstance(call, ast.Call) else call
-    return func.attr if isinstance(func, ast.Attribute) else func.id  # type: ignore[union-attr]
-
-
 _modules = itertools.count()
 
 
@@ -169,66 +153,22 @@ def seed_module(tmp_path, monkeypatch):
     return make
 
 
-def _run_cells(namespace: dict[str, Any], missing: frozenset[str] = frozenset()) -> set[tuple[str, str]]:
-    """Run the module's code statement by statement; returns the refusals met (each checked against its reason).
-
-    A statement failing on a name in ``missing`` (one the seed never defines, or one a refusal left
-    undefined) is recorded as ``("NameError", name)`` and skipped.
-    """
-    met: set[tuple[str, str]] = set()
+def _run_cells(namespace: dict[str, Any]) -> None:
+    """Run the module's code statement by statement, as notebook cells; any error fails the test."""
     filename = namespace["__file__"]
     for stmt in ast.parse(Path(filename).read_text(encoding="utf-8")).body:
-        while True:
-            try:
-                exec(compile(ast.Module([stmt], []), filename, "exec"), namespace)  # noqa: S102  (the seed's own code)
-                break
-            except NameError as error:
-                if error.name not in missing:
-                    raise
-                met.add(("NameError", error.name))
-                break
-            except (ValueError, TypeError) as error:
-                calls = [d for d in getattr(stmt, "decorator_list", []) if isinstance(d, ast.Call)]
-                hit = next(
-                    (
-                        (call, kw)
-                        for call in calls
-                        for kw in call.keywords
-                        if (_decorator_name(call), kw.arg) in REFUSED
-                    ),
-                    None,
-                )
-                if hit is None:
-                    name = (
-                        next(
-                            (_decorator_name(d) for d in stmt.decorator_list if _decorator_name(d) in NOT_A_DECORATOR),
-                            None,
-                        )
-                        if hasattr(stmt, "decorator_list")
-                        else None
-                    )
-                    if name is None:
-                        raise
-                    assert re.search(NOT_A_DECORATOR[name], str(error)), error
-                    met.add((name, "@"))
-                    break
-                call, kw = hit
-                key = (_decorator_name(call), kw.arg or "")
-                assert re.search(REFUSED[key], str(error)), (key, error)
-                met.add(key)
-                call.keywords.remove(kw)
-    return met
+        exec(compile(ast.Module([stmt], []), filename, "exec"), namespace)  # noqa: S102  (the seed's own code)
 
 
 def test_cdao_sdk_example_usage(remote, seed_module):
     ns = seed_module(_python_block(_seed("000"), RUN_BLOCKS["000"][0]))
-    met = _run_cells(ns)
-    assert met == {("batch_task", "instance_type")}
+    _run_cells(ns)
 
     assert serialize(ns["train_model"]).type == CODEWEAVE_TASK_TYPE
     assert serialize(ns["train_model"]).custom["gpu_type"] == "nvidia-tesla-v100"
-    prep = serialize(ns["preprocess_data"])
-    assert (prep.type, prep.custom["spot"]) == (BATCH_TASK_TYPE, True)
+    assert ns["preprocess_data"].task_config.spot is True
+    with pytest.raises(ValueError, match=REFUSED_AT_REGISTRATION["preprocess_data"]):
+        serialize(ns["preprocess_data"])
     # Launched on the configured project/domain, and monitored by execution.id.
     ((entity, inputs, project, domain),) = remote.executed
     assert (entity, inputs, project, domain) == (
@@ -266,9 +206,14 @@ def _matrix_rows() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("decorator", "platform"), _matrix_rows())
 def test_decision_matrix(remote, seed_module, decorator, platform):
     ns = seed_module(f"from cdao_sdk import *\n{decorator}\ndef step(x: int) -> int:\n    return x + 1\n")
-    met = _run_cells(ns)
-    if met:
-        assert met == {("spark_task", "ml")}
+    if "ml=True" in decorator:
+        # A table cell, not a block: MLlib ships with Spark on every EMR release, so ml=True could never
+        # change what runs and is refused when decorating (https://docs.aws.amazon.com/emr/latest/
+        # ReleaseGuide/Spark-release-history.html lists no separate ML component).
+        with pytest.raises(ValueError, match=r"spark_task ml=True: Spark MLlib ships with every EMR release"):
+            _run_cells(ns)
+        return
+    _run_cells(ns)
     assert ns["step"](x=1) == 2
     # Registering reads the stack's values (CI exports them); the matrix is about where the task runs.
     settings.update(
@@ -285,6 +230,10 @@ def test_platform_diagram_decorators(remote, seed_module):
     assert {"@batch_task(spot=True)", "@batch_task(on_demand=True)"} <= found
     for decorator in sorted(found):
         ns = seed_module(f"from cdao_sdk import *\n{decorator}\ndef step(x: int) -> int:\n    return x\n")
+        if "ml=True" in decorator:  # as in the decision matrix
+            with pytest.raises(ValueError, match=r"spark_task ml=True: Spark MLlib ships with every EMR release"):
+                _run_cells(ns)
+            continue
         _run_cells(ns)
         assert ns["step"](x=3) == 3
         if decorator.startswith("@batch_task"):
@@ -293,21 +242,17 @@ def test_platform_diagram_decorators(remote, seed_module):
 
 def test_sagemaker_examples(remote, seed_module):
     text = _seed("003")
-    # The block's pipeline cannot be built: it uses `workflow`, which the block never imports, and
-    # calls batch_inference, which the refused transform decorator leaves undefined; the Jupyter
-    # block then launches that pipeline.
-    missing = frozenset({"workflow", "batch_inference", "end_to_end_sagemaker_pipeline", "execution"})
+    # Later cells of seed 000's notebook: one namespace (see the module docstring).
+    notebook = seed_module(_python_block(_seed("000"), RUN_BLOCKS["000"][0]))
+    _run_cells(notebook)
+    settings.reset()
     ns = seed_module(_python_block(text, RUN_BLOCKS["003"][0]))
-    met = _run_cells(ns, missing)
-    assert met == {
-        ("sagemaker_training_task", "framework"),
-        ("sagemaker_training_task", "framework_version"),
-        ("sagemaker_processing_task", "framework"),
-        ("sagemaker_processing_task", "framework_version"),
-        ("sagemaker_batch_transform_task", "@"),
-        ("NameError", "workflow"),
-    }
+    ns.update({k: v for k, v in notebook.items() if not k.startswith("__")})
+    _run_cells(ns)
     assert settings.get("sagemaker_role") == "arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole"
+    # The pipeline runs here, in-process, as written: every task body, the transform's included.
+    assert ns["end_to_end_sagemaker_pipeline"](data_path="s3://bucket/raw.csv") == "s3://bucket/batch-predictions.csv"
+
     settings.update(region="us-east-1")  # the seed's configure names no region; registration needs one
     train = serialize(ns["train_xgboost_model"])
     assert (train.type, train.custom["use_spot_instances"], train.custom["instance_count"]) == (
@@ -315,28 +260,34 @@ def test_sagemaker_examples(remote, seed_module):
         True,
         1,
     )
-    assert serialize(ns["preprocess_features"]).custom["instance_type"] == "ml.m5.2xlarge"
-    assert serialize(ns["preprocess_features"]).type == SAGEMAKER_PROCESSING_TASK_TYPE
-    assert "batch_inference" not in ns
+    # The declared framework is recorded on the job; the job runs the task image.
+    assert train.custom["tags"] == {"cdao.io/framework": "xgboost", "cdao.io/framework-version": "1.2-1"}
+    processing = serialize(ns["preprocess_features"])
+    assert (processing.type, processing.custom["instance_type"]) == (SAGEMAKER_PROCESSING_TASK_TYPE, "ml.m5.2xlarge")
+    assert processing.custom["tags"] == {"cdao.io/framework": "sklearn", "cdao.io/framework-version": "0.23-1"}
+    with pytest.raises(ValueError, match=REFUSED_AT_REGISTRATION["batch_inference"]):
+        serialize(ns["batch_inference"])
 
     # The next cells of the same notebook: one namespace.
     jupyter = seed_module(_python_block(text, RUN_BLOCKS["003"][1]))
     jupyter.update({k: v for k, v in ns.items() if not k.startswith("__")})
-    met = _run_cells(jupyter, missing)
-    ns = jupyter
-    assert met == {
-        ("sagemaker_training_task", "framework"),
-        ("NameError", "end_to_end_sagemaker_pipeline"),
-        ("NameError", "execution"),
-    }
-    assert ns["sagemaker_workflow"] is cdao_sdk.workflow
+    launched = len(remote.executed)
+    _run_cells(jupyter)
+    assert jupyter["sagemaker_workflow"] is cdao_sdk.workflow
     assert settings.get("default_bucket") == "bsingh-ml-workflows"
-    pytorch = serialize(ns["train_pytorch_model"]).custom
-    assert (pytorch["instance_type"], pytorch["checkpoint_s3_uri"]) == (
+    pytorch = serialize(jupyter["train_pytorch_model"]).custom
+    assert (pytorch["instance_type"], pytorch["checkpoint_s3_uri"], pytorch["tags"]) == (
         "ml.p3.2xlarge",
         "s3://bsingh-ml-workflows/sagemaker/checkpoints",
+        {"cdao.io/framework": "pytorch"},
     )
-    # Cell 4 monitors that execution by its id, as test_sdk_contracts shows with a launched one.
+    # Cell 3 launched the pipeline, Cell 4 monitored that execution by its id.
+    (entity, inputs, _, _) = remote.executed[launched]
+    assert (entity, inputs) == (
+        ns["end_to_end_sagemaker_pipeline"],
+        {"data_path": "s3://bsingh-ml-workflows/raw/dataset.csv"},
+    )
+    assert remote.fetched[-1][2] == jupyter["execution"].id.name
 
 
 def test_user_flow_diagram_names(remote, seed_module):
@@ -347,5 +298,5 @@ def test_user_flow_diagram_names(remote, seed_module):
         "import cdao_sdk\n\n\n@cdao_sdk.task\ndef step(x: int) -> int:\n    return x * 2\n\n\n"
         "@cdao_sdk.workflow\ndef flow(x: int) -> int:\n    return step(x=x)\n"
     )
-    assert _run_cells(ns) == set()
+    _run_cells(ns)
     assert ns["flow"](x=4) == 8

@@ -36,3 +36,11 @@ def _local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
     yield
+
+
+# Every workflow must be executed by its tests (tests/workflows/test_registration.py): recorded at run time.
+from workflow_runs import record_workflow_runs, reorder  # noqa: E402, F401  (record_workflow_runs: autouse fixture)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    reorder(items)

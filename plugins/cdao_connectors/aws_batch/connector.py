@@ -169,8 +169,9 @@ class BatchConnector(BulkheadConnector):
         inputs: LiteralMap | None = None,
         task_execution_metadata: Any = None,
     ) -> BatchJobMetadata:
-        cfg = BatchConfig.from_env()
+        # The task's own config first: its fault is named even where the service lacks a setting.
         job = config_from_custom(BatchJob, task_template.custom, task_template.id.name)
+        cfg = BatchConfig.from_env()
         image, command, env = rendered_container(task_template, output_prefix)
         queue = cfg.spot_queue if job.spot else cfg.on_demand_queue
         seed = attempt_seed(task_template, output_prefix, task_execution_metadata)

@@ -111,6 +111,11 @@ def _spark_submit_args(image: str, env: dict[str, str], spark_conf: dict[str, st
     return args
 
 
+# The step states CancelSteps acts on (API_CancelSteps); every other StepState (botocore
+# emr/2009-03-31) has ended or is already being cancelled.
+_CANCELLABLE_STEP_STATES = frozenset({"PENDING", "RUNNING"})
+
+
 class EMRConnector(BulkheadConnector):
     name = "CDAO EMR on EC2 Spark Connector"
 
@@ -302,13 +307,21 @@ class EMRConnector(BulkheadConnector):
             StepCancellationOption="TERMINATE_PROCESS",
         )
         # CancelSteps succeeds as a call and answers per step: SUBMITTED, or FAILED with the reason
-        # (botocore emr/2009-03-31 CancelStepsInfo). A refused cancel must reach propeller as an
-        # error so it retries the abort, never as a cancelled step that keeps running.
+        # (botocore emr/2009-03-31 CancelStepsInfo); only PENDING and RUNNING steps can be cancelled
+        # (https://docs.aws.amazon.com/emr/latest/APIReference/API_CancelSteps.html). A refusal for a
+        # step that has ended meanwhile (an abort racing the step's completion) leaves nothing to
+        # cancel; a refusal for a step still PENDING or RUNNING must reach propeller as an error so
+        # it retries the abort, never as a cancelled step that keeps running.
         for info in answer.get("CancelStepsInfoList") or []:
-            if info.get("Status") != "SUBMITTED":
+            if info.get("Status") == "SUBMITTED":
+                continue
+            step_id = info.get("StepId") or resource_meta.step_id
+            step = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=step_id)["Step"]
+            state = step["Status"]["State"]
+            if state in _CANCELLABLE_STEP_STATES:
                 raise RuntimeError(
-                    f"EMR refused to cancel step {info.get('StepId')} on cluster {resource_meta.cluster_id}: "
-                    f"{info.get('Reason') or info.get('Status')}"
+                    f"EMR refused to cancel step {step_id} on cluster {resource_meta.cluster_id}, which is "
+                    f"{state}: {info.get('Reason') or info.get('Status')}"
                 )
 
 

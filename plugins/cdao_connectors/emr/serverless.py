@@ -42,7 +42,7 @@ from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._common import attempt_seed
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
-from cdao_connectors.config import aws_region
+from cdao_connectors.config import EMRConfig, aws_region
 
 _BACKEND = "EMR Serverless"
 
@@ -123,6 +123,15 @@ class _TokenPinningHandler:
         return await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
 
 
+class _CallRefused(RuntimeError):
+    """An error of a call the plugin would have swallowed."""
+
+
+# JobRunState values (botocore emr-serverless/2021-07-13) after which there is nothing to cancel:
+# ended, or already being cancelled.
+_NOTHING_TO_CANCEL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "CANCELLING"})
+
+
 async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:
     swallowed: list[Exception] = []
     reset = _SWALLOWED.set(swallowed)
@@ -132,7 +141,7 @@ async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:
         _SWALLOWED.reset(reset)
     if swallowed:
         error = swallowed[0]
-        raise RuntimeError(f"EMR Serverless {what} of job run {job_run_id or '(pending)'} failed: {error}") from error
+        raise _CallRefused(f"EMR Serverless {what} of job run {job_run_id or '(pending)'} failed: {error}") from error
     return result
 
 
@@ -146,8 +155,18 @@ def _camel(field_name: str) -> str:
 def checked_config(task_template: TaskTemplate) -> EMRServerless:
     """The task's :class:`EMRServerless` config, every field checked against the plugin's own
     dataclass: the plugin's ``EMRServerless.from_dict`` ignores unknown keys (a typo or version
-    skew is silently dropped) and fails on a wrong type with a bare error naming no field."""
-    return config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
+    skew is silently dropped) and fails on a wrong type with a bare error naming no field.
+    ``sync_image = True`` is refused (ValueError)."""
+    config = config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
+    if config.sync_image:
+        # One application serves every task of the stack (infra/components/compute.py); a task may
+        # not change its image (UpdateApplication is refused while it is STARTED, API_UpdateApplication,
+        # and the connector's role is not granted it).
+        raise ValueError(
+            f"task {task_template.id.name}: EMRServerless.sync_image = True would change the shared "
+            "application's image; the image is the application's (set it in infra/), send sync_image = False"
+        )
+    return config
 
 
 class IdempotentEMRServerlessConnector(EMRServerlessConnector):
@@ -159,6 +178,16 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     def _get_handler(self, region: str | None = None) -> Any:
         return _TokenPinningHandler(_BulkheadHandler(self.backend, region))
+
+    @staticmethod
+    def _resolve_entrypoint_bucket(config: EMRServerless) -> str:
+        """The bucket of EMR on EC2's entrypoint, ``CDAO_EMR_ENTRYPOINT_BUCKET`` (the stack's
+        userdata bucket, which the connector's role may write: infra/components/identity.py
+        ``TaskData``). The plugin's own order (``FLYTE_EMR_ENTRYPOINT_S3_BUCKET``, the task's log
+        URI, ``FLYTE_AWS_S3_BUCKET``) names variables the Deployment does not set and a bucket the
+        task picks, which the connector may not be allowed to write; one setting owns it here.
+        Raises ConnectorConfigError naming the variable when it is not set."""
+        return EMRConfig.from_env().require_entrypoint_bucket()
 
     def _ensure_entrypoint_on_s3(self, handler: Any, config: EMRServerless) -> str:
         # Same content-addressed key and bucket as the plugin's; uploaded once per connector,
@@ -234,11 +263,26 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await within_deadline(
-            _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id),
-            deadline=DELETE_TASK_SECONDS,
-            what="DeleteTask",
-            backend=_BACKEND,
+            self._cancel(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=_BACKEND
         )
+
+    async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:
+        """The plugin's cancel; a refused CancelJobRun is an error only while the run still goes on.
+
+        The plugin reads the run's state first and skips a run that has ended, but a run can end
+        between that read and CancelJobRun (an abort racing completion), which EMR Serverless then
+        refuses; re-reading the state tells that case from a refusal of a running job."""
+        try:
+            await _raise_swallowed(super().delete(resource_meta, **kwargs), "cancel", resource_meta.job_run_id)
+        except _CallRefused:
+            if not resource_meta.job_run_id:
+                raise
+            handler = self._get_handler(resource_meta.region)
+            run = await handler.get_job_run(
+                application_id=resource_meta.application_id, job_run_id=resource_meta.job_run_id
+            )
+            if run.get("state") not in _NOTHING_TO_CANCEL:
+                raise
 
 
 ConnectorRegistry.register(IdempotentEMRServerlessConnector(), override=True)

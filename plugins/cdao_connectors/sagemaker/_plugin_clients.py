@@ -14,7 +14,8 @@ connector's, :data:`cdao_connectors._backends.AWS_CLIENT_CONFIG`) on a :class:`B
 bounded by propeller's deadline. The plugin's request building (input placeholders, images,
 idempotence tokens) is left as it is. Hand-written: the plugin offers no way to pass a client in.
 
-A connector deriving from :class:`BulkheadPluginConnector` gets a backend of its own and has every
+A connector deriving from :class:`BulkheadPluginConnector` gets a backend of its own, has its whole
+custom config checked before any call, reports a job deleted outside Flyte as FAILED, and has every
 RPC bounded by propeller's deadline for it (the service re-registers every async connector of the
 plugin so, :func:`cdao_connectors.sagemaker.connector.bulkhead_plugin_connectors`); the plugin's
 synchronous ``boto`` connector shares one backend per AWS service, bounded per AWS call.
@@ -27,9 +28,14 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
+from botocore.exceptions import ClientError
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import Resource
 from flytekitplugins.awssagemaker_inference import boto3_mixin
+from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors._backends import Backend, within_deadline
+from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 from cdao_connectors.config import aws_region
 
@@ -98,12 +104,58 @@ def install() -> None:
     boto3_mixin.aioboto3 = SESSIONS
 
 
+def job_is_gone(error: BaseException) -> bool:
+    """SageMaker's answer to Describe* of a job that does not exist (any more).
+
+    The API model declares ``ResourceNotFound`` (botocore ``sagemaker/2017-07-24`` service model,
+    DescribeTrainingJob, DescribeProcessingJob, DescribeHyperParameterTuningJob,
+    DescribeTransformJob, DescribeInferenceRecommendationsJob), but DescribeTrainingJob (and its
+    siblings) answer ``ValidationException`` "Requested resource not found."
+    (https://github.com/aws/aws-sdk/issues/165); moto says "Could not find training job '...'".
+    """
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code == "ResourceNotFound" or (
+        code == "ValidationException" and ("Requested resource not found" in message or "Could not find" in message)
+    )
+
+
+# Where each plugin metadata keeps the job's name: the Pythonic connectors' ``job_name``, or the
+# create request's name field (flytekitplugins-awssagemaker ``*/connector.py`` ``get``).
+_NAME_FIELDS = (
+    "TrainingJobName",
+    "ProcessingJobName",
+    "HyperParameterTuningJobName",
+    "TransformJobName",
+    "JobName",
+    "EndpointName",
+)
+
+
+def _job_name(resource_meta: Any) -> str:
+    name = getattr(resource_meta, "job_name", None)
+    if name:
+        return name
+    config = getattr(resource_meta, "config", None) or {}
+    return next((str(config[k]) for k in _NAME_FIELDS if config.get(k)), "(unnamed)")
+
+
 class BulkheadPluginConnector:
     """Mixin before a flytekitplugins-awssagemaker connector class: its AWS calls run on its own
     :class:`Backend`, and CreateTask, GetTask and DeleteTask answer within propeller's deadlines
-    (:class:`cdao_connectors._backends.BackendDeadlineExceeded`, retryable, when they cannot)."""
+    (:class:`cdao_connectors._backends.BackendDeadlineExceeded`, retryable, when they cannot).
+
+    ``custom_config`` is the dataclass the task's whole ``custom`` must match (the plugins read it
+    with ``.get()``: an unknown key is dropped, a wrong type reaches botocore naming an API
+    parameter, not the task's field); CreateTask refuses a mismatch with a ValueError naming the
+    task and the field. A job SageMaker no longer knows is FAILED with a message naming it, not an
+    error on every GetTask.
+    """
 
     name: str
+    custom_config: type | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,10 +170,22 @@ class BulkheadPluginConnector:
             _CURRENT.reset(reset)
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
+        template = kwargs["task_template"] if "task_template" in kwargs else args[0]
+        if self.custom_config is None:
+            raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
+        config_from_custom(self.custom_config, template.custom, template.id.name)
         return await self._bounded(super().create(*args, **kwargs), deadline=CREATE_TASK_SECONDS, what="CreateTask")
 
-    async def get(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._bounded(super().get(*args, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask")
+    async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._bounded(super().get(resource_meta, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask")
+        except CustomException as exc:
+            if not job_is_gone(exc.original_exception):
+                raise
+        return Resource(
+            phase=TaskExecution.FAILED,
+            message=f"{self.name}: SageMaker has no job {_job_name(resource_meta)} (deleted outside Flyte?)",
+        )
 
     async def delete(self, *args: Any, **kwargs: Any) -> Any:
         return await self._bounded(super().delete(*args, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask")

@@ -20,9 +20,11 @@ from flytekit.interaction.string_literals import literal_map_string_repr
 from flytekit.models.core.types import BlobType
 from flytekit.models.literals import Blob, BlobMetadata, Literal, LiteralMap, Scalar
 from flytekit.models.task import TaskTemplate
+from flytekitplugins.awssagemaker_inference.boto3_connector import BotoConnector
 from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMixin, CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
-from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
+from flytekitplugins.awssagemaker_processing import SageMakerProcessing
+from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTaskConnector
 
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
@@ -30,49 +32,17 @@ from cdao_connectors._custom import config_from_custom
 from cdao_connectors._deadlines import GET_TASK_SECONDS
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
 from cdao_connectors.config import status_refresh_seconds
-from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, install
+from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, install, job_is_gone
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
 install()
 
 
-def job_is_gone(error: BaseException) -> bool:
-    """SageMaker's answer to Describe* of a job that does not exist (any more).
-
-    The API model declares ``ResourceNotFound``, but DescribeTrainingJob (and its siblings) answer
-    ``ValidationException`` "Requested resource not found." (https://github.com/aws/aws-sdk/issues/165);
-    moto says "Could not find training job '...'".
-    """
-    if not isinstance(error, ClientError):
-        return False
-    code = error.response.get("Error", {}).get("Code", "")
-    message = error.response.get("Error", {}).get("Message", "")
-    return code == "ResourceNotFound" or (
-        code == "ValidationException" and ("Requested resource not found" in message or "Could not find" in message)
-    )
-
-
 class SpotTrainingConnector(BulkheadPluginConnector, SageMakerTrainingTaskConnector):
     name = "CDAO SageMaker Spot Training Connector"
     task_type_name = SAGEMAKER_TRAINING_TASK_TYPE
-
-    async def create(self, task_template: Any, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
-        # The plugin reads the config dict with .get(): an unknown key (a typo, version skew) is
-        # dropped and a wrong type reaches botocore naming no task field. The config is checked whole.
-        config_from_custom(SpotTraining, task_template.custom, task_template.id.name)
-        return await super().create(task_template, output_prefix, inputs, **kwargs)
-
-    async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
-        try:
-            return await super().get(resource_meta, **kwargs)
-        except CustomException as exc:
-            if not job_is_gone(exc.original_exception):
-                raise
-        return Resource(
-            phase=TaskExecution.FAILED,
-            message=f"SageMaker has no training job {resource_meta.job_name} (deleted outside Flyte?)",
-        )
+    custom_config = SpotTraining
 
     def _build_request(self, *, container: Any, config: dict[str, Any], job_name: str, output_prefix: str):
         request = super()._build_request(
@@ -104,8 +74,44 @@ _ENDPOINT_PHASES = {
 }
 
 
+@dataclass
+class BotoRequestCustom:
+    """``custom`` of the plugin's boto-request tasks without images (flytekitplugins-awssagemaker
+    ``awssagemaker_inference/task.py`` SageMakerEndpointTask, ``awssagemaker_batch_transform/task.py``,
+    ``awssagemaker_inference_recommender/task.py`` ``get_custom``): the API request, with input
+    placeholders, and the region."""
+
+    config: dict[str, Any]
+    region: str | None = None
+
+
+@dataclass
+class BotoJobCustom(BotoRequestCustom):
+    """``custom`` of the plugin's training, processing and tuning job tasks (``get_custom`` of
+    ``awssagemaker_training/task.py``, ``awssagemaker_processing/task.py``,
+    ``awssagemaker_hyperparameter_tuning/task.py``): also the images the request's placeholders name."""
+
+    images: dict[str, str] | None = None
+
+
+# The config each plugin connector's tasks carry in ``custom`` (task type -> dataclass). A plugin
+# connector of a task type missing here stops the service at start: nothing would check its config.
+CUSTOM_CONFIGS: dict[str, type] = {
+    "sagemaker-training-task": SageMakerTraining,
+    "sagemaker-processing-task": SageMakerProcessing,
+    "sagemaker-training-job": BotoJobCustom,
+    "sagemaker-processing-job": BotoJobCustom,
+    "sagemaker-hyperparameter-tuning-job": BotoJobCustom,
+    "sagemaker-transform-job": BotoRequestCustom,
+    "sagemaker-inference-recommender-job": BotoRequestCustom,
+    "sagemaker-endpoint": BotoRequestCustom,
+}
+
+
 class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector):
     """Same task type and name as the plugin's endpoint connector, replacing it in the registry."""
+
+    custom_config = BotoRequestCustom
 
     async def _describe(self, resource_meta: SageMakerEndpointMetadata) -> Any:
         return await self._call(
@@ -140,8 +146,29 @@ class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector)
         )
 
 
+@dataclass
+class BotoCallCustom:
+    """``custom`` of the plugin's ``boto`` tasks (``awssagemaker_inference/boto3_task.py``
+    ``BotoTask.get_custom``): one AWS call."""
+
+    service: str
+    method: str
+    config: dict[str, Any]
+    region: str | None = None
+    images: dict[str, str] | None = None
+
+
+class CheckedBotoConnector(BotoConnector):
+    """The plugin's synchronous ``boto`` connector, with its whole custom config checked first."""
+
+    async def do(self, task_template: TaskTemplate, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
+        config_from_custom(BotoCallCustom, task_template.custom, task_template.id.name)
+        return await super().do(task_template, output_prefix, inputs, **kwargs)
+
+
 ConnectorRegistry.register(SpotTrainingConnector())
 ConnectorRegistry.register(SafeEndpointConnector(), override=True)
+ConnectorRegistry.register(CheckedBotoConnector(), override=True)
 
 
 def bulkhead_plugin_connectors() -> None:
@@ -159,8 +186,14 @@ def bulkhead_plugin_connectors() -> None:
             and not isinstance(connector, BulkheadPluginConnector)
         ):
             plugin_class = type(connector)
+            if name not in CUSTOM_CONFIGS:
+                raise RuntimeError(
+                    f"{plugin_class.__name__} serves task type {name!r}, which has no entry in "
+                    "cdao_connectors.sagemaker.connector.CUSTOM_CONFIGS: its config would go unchecked"
+                )
             bases = (BulkheadPluginConnector, plugin_class)
-            bounded = type(plugin_class.__name__, bases, {"__doc__": plugin_class.__doc__})
+            attributes = {"__doc__": plugin_class.__doc__, "custom_config": CUSTOM_CONFIGS[name]}
+            bounded = type(plugin_class.__name__, bases, attributes)
             ConnectorRegistry.register(bounded(), override=True)
 
 
@@ -226,6 +259,14 @@ def _s3_location(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+@dataclass
+class BatchTransformCustom:
+    """The whole ``custom`` of a batch transform task (written by ``BatchTransformTask.get_custom``)."""
+
+    transform: BatchTransform
+    image: str
+
+
 class BatchTransformConnector(BulkheadConnector):
     """A SageMaker model of the task's model package, and a transform job of it over the data.
 
@@ -263,9 +304,8 @@ class BatchTransformConnector(BulkheadConnector):
         task_execution_metadata: Any = None,
     ) -> BatchTransformMetadata:
         task = task_template.id.name
-        custom = task_template.custom or {}
-        config = config_from_custom(BatchTransform, custom.get("transform"), task)
-        image = custom.get("image")
+        custom = config_from_custom(BatchTransformCustom, task_template.custom, task)
+        config, image = custom.transform, custom.image
         if not image:
             raise ValueError(f"task {task}: the template names no image to serve the model")
         values = literal_map_string_repr(inputs) if inputs else {}

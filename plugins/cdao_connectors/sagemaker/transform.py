@@ -377,6 +377,7 @@ class BatchTransformTask(AsyncConnectorExecutorMixin, PythonTask):
         return self.task_config
 
     def get_custom(self, settings: SerializationSettings) -> dict[str, Any]:
+        """``custom`` in the shape of :class:`BatchTransformCustom`."""
         config = self.registration_config()
         missing = [n for n in ("execution_role_arn", "region", "output_s3_path") if not getattr(config, n)]
         if missing:

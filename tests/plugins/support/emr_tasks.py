@@ -22,3 +22,9 @@ def on_transient(rows: int) -> int:
 )
 def on_serverless(rows: int) -> int:
     return rows
+
+
+@spark_task()
+def on_default_serverless(rows: int) -> int:
+    """``@spark_task()`` as a workflow author writes it: EMR Serverless, every setting from the stack."""
+    return rows

@@ -1,0 +1,116 @@
+"""Every task type propeller routes to the connector service (platform/addons/flyte/flyte-core/
+values.yaml, ``connector-service.supportedTaskTypes``) is served by a connector that checks its whole
+custom config before any call, and every SageMaker plugin connector reports a job deleted outside
+Flyte as FAILED with its name, on moto (or, where moto has no such job, botocore's Stubber answering
+with the error the API model declares)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from botocore.stub import Stubber
+from flytekit.extend.backend.base_connector import ConnectorRegistry, SyncConnectorBase
+from flytekit.models.core.identifier import Identifier, ResourceType
+from flytekit.models.task import TaskTemplate
+from propeller import PHASE, serialize
+
+pytestmark = pytest.mark.e2e
+
+REGION = "us-east-1"
+VALUES = Path(__file__).resolve().parents[2] / "platform" / "addons" / "flyte" / "flyte-core" / "values.yaml"
+# flytekit's own sensor engine: its custom is a sensor's module/class, not an AWS job's config, and it
+# tracks no job that could be deleted outside Flyte.
+NOT_A_JOB = {"sensor"}
+
+
+def _routed() -> list[str]:
+    values = yaml.safe_load(VALUES.read_text())
+    plugins = values["configmap"]["enabled_plugins"]["tasks"]["task-plugins"]
+    routed = sorted(t for t, plugin in plugins["default-for-task-types"].items() if plugin == "connector-service")
+    assert routed, "values.yaml routes no task type to the connector service"
+    return routed
+
+
+def _run(coro):
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def _template(task_type: str, custom: dict) -> TaskTemplate:
+    """A template of ``task_type`` named ``t.<task_type>`` carrying ``custom``, on a real serialised task."""
+    import emr_tasks  # noqa: PLC0415
+
+    base = serialize(emr_tasks.on_cluster)
+    task_id = Identifier(ResourceType.TASK, "ml", "development", f"t.{task_type}", "v1")
+    return TaskTemplate(task_id, task_type, base.metadata, base.interface, custom, container=base.container)
+
+
+@pytest.mark.parametrize("task_type", [t for t in _routed() if t not in NOT_A_JOB])
+def test_every_routed_connector_refuses_an_unknown_config_field_naming_it(aws_env, task_type):
+    import cdao_connectors.service  # noqa: F401, PLC0415  (registers the connectors, as --modules does)
+
+    connector = ConnectorRegistry.get_connector(task_type)
+    template = _template(task_type, {"bogus_field": 1})
+    call = (
+        connector.do(task_template=template, output_prefix="s3://flyte-data/x", inputs=None)
+        if isinstance(connector, SyncConnectorBase)
+        else connector.create(task_template=template, output_prefix="s3://flyte-data/x", inputs=None)
+    )
+    with pytest.raises(ValueError, match=rf"task t\.{task_type}: unknown \w+ fields \['bogus_field'\]"):
+        _run(call)
+
+
+def test_processing_task_field_of_the_wrong_type_is_named(aws_env):
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    connector = ConnectorRegistry.get_connector("sagemaker-processing-task")
+    custom = {"execution_role_arn": "arn:aws:iam::1:role/r", "region": REGION, "instance_count": "one"}
+    with pytest.raises(ValueError, match=r"SageMakerProcessing\.instance_count = 'one' must be an integer"):
+        _run(connector.create(task_template=_template("sagemaker-processing-task", custom), output_prefix="s3://b/x"))
+
+
+# Where each plugin's metadata names its job (flytekitplugins-awssagemaker */connector.py ``get``).
+_NAME_FIELD = {
+    "sagemaker-training-job": "TrainingJobName",
+    "sagemaker-processing-job": "ProcessingJobName",
+    "sagemaker-hyperparameter-tuning-job": "HyperParameterTuningJobName",
+    "sagemaker-transform-job": "TransformJobName",
+    "sagemaker-inference-recommender-job": "JobName",
+    "sagemaker-endpoint": "EndpointName",
+}
+# moto has no DescribeInferenceRecommendationsJob; the API model declares ResourceNotFound for it
+# (botocore data/sagemaker/2017-07-24/service-2.json).
+_STUBBED = {"sagemaker-inference-recommender-job": "describe_inference_recommendations_job"}
+
+
+@pytest.mark.parametrize(
+    "task_type",
+    [t for t in _routed() if t.startswith("sagemaker-") or t == "cdao-sagemaker-training"],
+)
+def test_every_sagemaker_job_deleted_outside_flyte_is_failed_with_its_name(aws_env, task_type):
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    connector = ConnectorRegistry.get_connector(task_type)
+    name = f"flyte-gone-{uuid.uuid4().hex[:8]}"
+    fields = set(connector.metadata_type.__dataclass_fields__)
+    if "job_name" in fields:
+        meta = connector.metadata_type(job_name=name, output_prefix="s3://flyte-data/x", region=REGION)
+    else:
+        meta = connector.metadata_type(config={_NAME_FIELD[task_type]: name}, region=REGION)
+    if task_type in _STUBBED:
+        with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+            stub.add_client_error(
+                _STUBBED[task_type], service_error_code="ResourceNotFound", service_message="", http_status_code=400
+            )
+            gone = _run(connector.get(meta))
+    else:
+        gone = _run(connector.get(meta))
+    assert gone.phase == PHASE.FAILED
+    assert name in gone.message and "deleted outside Flyte" in gone.message
