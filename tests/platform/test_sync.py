@@ -4,11 +4,12 @@ Waves"), so whatever an object needs must come from an earlier phase or wave."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from chart_cache import crd_schemas, default_values
-from platform_render import RenderedApp, _merge, application_sets
-from upstream import facts, holds
+from chart_cache import crd_schemas, default_values, default_values_with_subcharts
+from platform_render import REPO_ROOT, RenderedApp, _merge, application_sets
+from upstream import at, facts, holds
 
 PHASES = {"PreSync": 0, "Sync": 1, "PostSync": 2}
 WAVE = "argocd.argoproj.io/sync-wave"
@@ -146,6 +147,42 @@ def test_add_ons_that_install_crds_preserve_their_resources(apps: dict[str, Rend
         if generated and not appset["spec"].get("syncPolicy", {}).get("preserveResourcesOnDeletion"):
             problems.append(f"ApplicationSet {appset['metadata']['name']} ({sorted(generated)}) installs CRDs")
     assert problems == []
+
+
+def _makes_an_ingress(app: RenderedApp) -> bool:
+    """The Application renders an Ingress: ours, or a chart's behind its enabling value (endpoints.yaml
+    `ingresses`, read from each chart's ingress template)."""
+    if any(doc["kind"] == "Ingress" for doc in app.manifests):
+        return True
+    for chart, (source, ours) in app.charts.items():
+        entry = facts("endpoints")["ingresses"].get(chart)
+        values = _merge(default_values_with_subcharts(chart, source["targetRevision"]), ours)
+        if entry is not None and at(values, entry["enabled"]):
+            return True
+    return False
+
+
+def test_add_ons_with_an_ingress_delete_it_and_the_readme_names_them(apps: dict[str, RenderedApp]) -> None:
+    """An ApplicationSet whose Applications make an Ingress (so an ALB, which keeps ENIs in the VPC's
+    subnets) must not preserve its resources: deleting the Application deletes the Ingress and the
+    load-balancer controller its ALB before `pulumi destroy` reaches the VPC. platform/README.md names
+    exactly those ApplicationSets."""
+    with_ingress = {
+        appset["metadata"]["name"]
+        for appset in application_sets()
+        if any(_generated_by(appset, app) and _makes_an_ingress(app) for app in apps.values())
+    }
+    assert with_ingress, "no ApplicationSet makes an Ingress"
+    preserving = [
+        a["metadata"]["name"]
+        for a in application_sets()
+        if a["metadata"]["name"] in with_ingress and a["spec"].get("syncPolicy", {}).get("preserveResourcesOnDeletion")
+    ]
+    assert preserving == []
+    readme = " ".join((REPO_ROOT / "platform" / "README.md").read_text().split())
+    said = re.search(r"not those whose Ingress makes an ALB \(((?:`[^`]+`(?:, | and )?)+)\)", readme)
+    assert said, "platform/README.md does not say which ApplicationSets make an ALB"
+    assert set(re.findall(r"`([^`]+)`", said.group(1))) == with_ingress, said.group(0)
 
 
 def _generated_by(appset: dict[str, Any], app: RenderedApp) -> bool:
