@@ -35,8 +35,8 @@ def lines() -> list[tuple[str, ...]]:
     crds = facts("templated-crds")
     out: list[tuple[str, ...]] = []
     for chart, repo, version, kind in pins():
-        source = crds.get(chart, {}).get(version) if kind == "helm" else None
-        extra = (source["repository"], source["tag"], *source["paths"]) if source else ()
+        source = crds.get(chart, {}).get(version, {}) if kind == "helm" else {}
+        extra = (source["repository"], source["tag"], *source["paths"]) if "repository" in source else ()
         out.append((chart, repo, version, kind, *extra))
     return out
 
