@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from chart_cache import default_values
 from platform_render import RenderedApp, _merge
 from upstream import at, facts
@@ -86,8 +87,6 @@ def test_the_plugins_propeller_runs_are_granted(apps: dict[str, RenderedApp]) ->
 
 
 def test_flyteadmin_may_create_what_its_cluster_resource_templates_hold(apps: dict[str, RenderedApp]) -> None:
-    import yaml  # noqa: PLC0415
-
     values, _ = _flyte(apps)
     assert at(values, "cluster_resource_manager.service_account_name") == "flyteadmin"
     kinds = {
