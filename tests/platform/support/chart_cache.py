@@ -3,7 +3,8 @@
 `<cache>/<chart>/<version>/` holds the chart's Chart.yaml, values.yaml, values.schema.json (where
 the chart has one), its plain CRDs under `crds/` and `charts/<subchart>/crds/`, and, for charts whose
 CRDs are Helm templates, the same CRDs as published upstream under `crds-upstream/` (see
-../shared/charts/SOURCES.md). The cache is `$CDAO_CHART_CACHE`, else `../shared/charts` beside the
+../shared/charts/SOURCES.md and tests/platform/upstream/templated-crds.yaml); files under a chart's
+`templates/` are never read as CRDs. The cache is `$CDAO_CHART_CACHE`, else `../shared/charts` beside the
 repository. A chart missing from an existing cache fails the test and names the chart and version
 (filling the cache pulls every pin, so a missing one is a pin that does not exist upstream); so does
 a missing cache under CI (`CI` set). On a laptop without a cache the test is skipped with a pointer to
