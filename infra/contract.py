@@ -11,6 +11,7 @@ tests assert that both sides use exactly these.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
@@ -88,6 +89,24 @@ def flyte_task_account(project: str, domain: str) -> ServiceAccount:
         FLYTE_TASK_SERVICE_ACCOUNT,
         f"Flyte tasks of {project}/{domain}: its own S3 prefix, pass roles to Batch/SageMaker/EMR",
     )
+
+
+def pod_host_patterns(vpc_cidr: ipaddress.IPv4Network) -> str:
+    """Comma-separated fnmatch patterns that match `<ip>:<port>` for every address of `vpc_cidr` and
+    no other, e.g. `100.64.*` for 100.64.0.0/16, `10.1.16.*,...,10.1.31.*` for 10.1.16.0/20.
+
+    Pods take their IPs from the VPC's subnets (the VPC CNI), so a client that calls a pod by IP sends
+    `Host: <pod IP>:<port>`. The format is MLflow's `--allowed-hosts`: a pattern with `*` is matched with
+    fnmatch against the Host header (mlflow 3.14.0 mlflow/server/security_utils.py
+    is_allowed_host_header). fnmatch has no numeric ranges, so a prefix that ends inside an octet is
+    written as one pattern per value of that octet (at most 128 for the /17 to /28 VPCs AWS allows).
+    """
+    octets = -(-vpc_cidr.prefixlen // 8)  # the whole octets the prefix touches
+    patterns = []
+    for block in vpc_cidr.subnets(new_prefix=octets * 8):
+        fixed = ".".join(str(block.network_address).split(".")[:octets])
+        patterns.append(f"{fixed}:*" if octets == 4 else f"{fixed}.*")
+    return ",".join(patterns)
 
 
 @dataclass(frozen=True)
@@ -223,6 +242,13 @@ class ClusterSecret:
     )
     flyte_hostname: Input[str] = field(
         metadata=_annotation("flyte-hostname", "DNS name of Flyte's console and API (HTTPS and gRPC on one ALB)")
+    )
+    pod_host_patterns: Input[str] = field(
+        metadata=_annotation(
+            "pod-host-patterns",
+            "comma-separated Host-header patterns matching every pod IP (the VPC CIDR) with any port "
+            "(MLflow's allowed hosts for Prometheus's scrape); pod_host_patterns()",
+        )
     )
     flyte_certificate_arn: Input[str] = field(
         metadata=_annotation(

@@ -25,7 +25,7 @@ from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadId
 from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs
 from infra.config import StackConfig
-from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS, ClusterSecret
+from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS, ClusterSecret, pod_host_patterns
 from infra.lib import mlops
 from infra.lib.shared import kept_on_teardown
 
@@ -115,6 +115,7 @@ def _cluster_secret(
         emr_instance_profile=service_roles.emr_instance_profile.name,
         container_log_group=container_logs.name,
         flyte_hostname=config.flyte.hostname,
+        pod_host_patterns=pod_host_patterns(config.network.vpc_cidr),
         flyte_certificate_arn=endpoint.certificate_arn,
         private_subnet_ids=pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
         sagemaker_output_uri=compute.sagemaker_output_uri,

@@ -9,6 +9,7 @@ import pytest
 from cdao_cli.main import main
 from cdao_cli.plan.runner import PlanRun
 from infra.components.node_pool import gpu_resources, pool_labels
+from infra.contract import pod_host_patterns
 
 TEMPLATE = "k8s.io/cluster-autoscaler/node-template/"
 
@@ -164,6 +165,12 @@ def test_flyte_certificate_reaches_the_cluster_secret(stack_run: PlanRun):
     assert annotations["cdao.io/flyte-certificate-arn"] == cert.outputs["arn"]
     assert annotations["cdao.io/flyte-hostname"] == stack_run.config.flyte.hostname
     assert stack_run.outputs["flyteCertificateValidationRecord"]["type"] == "CNAME"
+
+
+def test_pod_host_patterns_follow_the_vpc_cidr(stack_run: PlanRun):
+    (secret,) = _of_type(stack_run, "kubernetes:core/v1:Secret")
+    patterns = secret.inputs["metadata"]["annotations"]["cdao.io/pod-host-patterns"]
+    assert patterns == pod_host_patterns(stack_run.config.network.vpc_cidr)
 
 
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"

@@ -527,11 +527,17 @@ def test_system_workloads_land_on_the_cpu_pool(stack: str, apps: dict[str, Rende
 
 def test_network_policies_use_the_stack_subnets(stack: str) -> None:
     config = stack_config(stack)
-    policies = {m["metadata"]["name"]: m for m in all_manifests(stack) if m["kind"] == "NetworkPolicy"}
-    database = policies["allow-database-egress"]["spec"]["egress"][0]["to"]
-    assert [p["ipBlock"]["cidr"] for p in database] == config.subnet_cidrs("database")
-    vpc = policies["allow-from-vpc-private-subnets"]["spec"]["ingress"][0]["from"]
-    assert [p["ipBlock"]["cidr"] for p in vpc] == config.subnet_cidrs("private")
+    policies = {
+        (m["metadata"]["namespace"], m["metadata"]["name"]): m
+        for m in all_manifests(stack)
+        if m["kind"] == "NetworkPolicy"
+    }
+    # The namespaces whose servers use RDS and sit behind Flyte's internal ALB.
+    for namespace in ("flyte", "mlflow"):
+        database = policies[namespace, "allow-database-egress"]["spec"]["egress"][0]["to"]
+        assert [p["ipBlock"]["cidr"] for p in database] == config.subnet_cidrs("database"), namespace
+        vpc = policies[namespace, "allow-from-vpc-private-subnets"]["spec"]["ingress"][0]["from"]
+        assert [p["ipBlock"]["cidr"] for p in vpc] == config.subnet_cidrs("private"), namespace
 
 
 def test_flyte_task_logs_point_at_fluent_bit_log_group(apps: dict[str, RenderedApp]) -> None:

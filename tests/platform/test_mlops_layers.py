@@ -341,8 +341,11 @@ def test_sdk_refuses_more_than_one_gpu_on_a_time_sliced_pool() -> None:
 
 def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[str, RenderedApp]) -> None:
     """Every client reaches MLflow under a name its Host check accepts: tasks and notebooks through
-    the in-cluster URI the SDK documents, browsers through Flyte's ALB host, and the kubelet's probes
-    and the ALB's health checks by pod IP. MLflow's default accepts no DNS name at all."""
+    the in-cluster URI the SDK documents, browsers through Flyte's ALB host, and Prometheus's scrape of
+    /metrics by pod IP and container port (any address of the stack's VPC CIDR, where the VPC CNI takes
+    pod IPs from). The kubelet's probes and the ALB's health checks ask /health, which MLflow exempts
+    from the check (mlflow-3.14.0 wheel, mlflow/server/security_utils.py HEALTH_ENDPOINTS, used by
+    fastapi_security.py). MLflow's default accepts no DNS name at all."""
     from platform_stack import cluster_secret  # noqa: PLC0415
 
     if "mlflow" not in apps:
@@ -364,9 +367,35 @@ def test_mlflow_accepts_the_host_headers_of_its_clients(stack: str, apps: dict[s
     port = _merge(default_values("mlflow", source["targetRevision"]), values)["service"]["port"]
     # The port the SDK's URI names is the Service's (the chart's default is 80, not MLflow's 5000).
     assert f"http://{release}.{namespace}.svc:{port}" == IN_CLUSTER_MLFLOW_TRACKING_URI
+    from platform_stack import stack_config  # noqa: PLC0415
+
+    vpc = stack_config(stack).network.vpc_cidr
+    container_port = _merge(default_values("mlflow", source["targetRevision"]), values)["service"]["containerPort"]
     hosts = {
         f"{release}.{namespace}.svc:{port}",  # the SDK's MLFLOW_TRACKING_URI (cdao_sdk.settings)
         _annotation(cluster_secret(stack), "flyte-hostname"),  # the ALB's HTTPS listener, port 443
-        f"10.0.12.34:{port}",  # a pod IP of the VPC (probes, the ALB's health check)
+        *(f"{vpc[i]}:{container_port}" for i in (0, vpc.num_addresses // 2, -1)),  # Prometheus, by pod IP
     }
     assert {h for h in hosts if not mlflow_accepts_host(allowed, h)} == set()
+    # Nothing more: the pod-IP patterns are the stack's VPC CIDR's, through the cluster Secret.
+    pod_patterns = _annotation(cluster_secret(stack), "pod-host-patterns").split(",")
+    assert sorted(allowed) == sorted(
+        [f"{release}.{namespace}.svc:{port}", _annotation(cluster_secret(stack), "flyte-hostname"), *pod_patterns]
+    )
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/16", "100.64.0.0/16", "172.31.128.0/17", "10.1.16.0/20", "192.168.4.0/26"])
+def test_pod_host_patterns_match_exactly_the_vpc_cidr(cidr: str) -> None:
+    """The cluster Secret's `cdao.io/pod-host-patterns` (MLflow's Host patterns for pod IPs) matches
+    every address of any VPC CIDR the stack may have, and nothing next to it."""
+    import ipaddress  # noqa: PLC0415
+
+    from upstream import mlflow_accepts_host  # noqa: PLC0415
+
+    from infra.contract import pod_host_patterns  # noqa: PLC0415
+
+    vpc = ipaddress.IPv4Network(cidr)
+    allowed = pod_host_patterns(vpc).split(",")
+    assert all(mlflow_accepts_host(allowed, f"{vpc[i]}:5000") for i in (0, 1, vpc.num_addresses // 2, -1))
+    assert not mlflow_accepts_host(allowed, f"{vpc[0] - 1}:5000")
+    assert not mlflow_accepts_host(allowed, f"{vpc[-1] + 1}:5000")

@@ -4,11 +4,12 @@ Waves"), so whatever an object needs must come from an earlier phase or wave."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from chart_cache import crd_schemas, default_values
-from platform_render import RenderedApp, _merge, application_sets
-from upstream import facts, holds
+from chart_cache import crd_schemas, default_values, default_values_with_subcharts
+from platform_render import REPO_ROOT, RenderedApp, _merge, application_sets
+from upstream import at, facts, holds
 
 PHASES = {"PreSync": 0, "Sync": 1, "PostSync": 2}
 WAVE = "argocd.argoproj.io/sync-wave"
@@ -83,8 +84,12 @@ def test_order_of_phases_and_waves() -> None:
 def _shipped_kinds(app: RenderedApp) -> set[tuple[str, str]]:
     """(apiVersion, kind) of every CRD this Application installs (its charts' and remote sources')."""
     kinds: set[tuple[str, str]] = set()
-    for chart, (source, _) in app.charts.items():
+    for chart, (source, ours) in app.charts.items():
         kinds |= set(crd_schemas(chart, source["targetRevision"]))
+        # Templated CRDs with no plain upstream copy are not in the cache; their kinds are recorded.
+        recorded = facts("templated-crds").get(chart, {}).get(source["targetRevision"], {}).get("kinds", [])
+        values = _merge(default_values(chart, source["targetRevision"]), ours)
+        kinds |= {(k["apiVersion"], k["kind"]) for k in recorded if holds(values, k.get("when", []))}
     for remote in app.remote_sources:
         kinds |= set(crd_schemas(_remote_name(remote), remote["targetRevision"]))
     for doc in app.manifests:
@@ -143,9 +148,56 @@ def test_add_ons_that_install_crds_preserve_their_resources(apps: dict[str, Rend
     problems = []
     for appset in application_sets():
         generated = {a for a in owners if _generated_by(appset, apps[a])}
+        # One whose Applications make an ALB must let them go (the next test says why): its custom
+        # resources go with it, a choice its ApplicationSet states.
+        if any(_makes_an_ingress(app) for app in apps.values() if _generated_by(appset, app)):
+            continue
         if generated and not appset["spec"].get("syncPolicy", {}).get("preserveResourcesOnDeletion"):
             problems.append(f"ApplicationSet {appset['metadata']['name']} ({sorted(generated)}) installs CRDs")
     assert problems == []
+
+
+def test_flyte_is_known_to_own_its_templated_crd(apps: dict[str, RenderedApp]) -> None:
+    """flyte-core's FlyteWorkflow CRD is a Helm template absent from the chart cache; the recorded fact
+    (upstream/templated-crds.yaml) makes the Flyte Application its owner all the same."""
+    flyte = next(app for app in apps.values() if "flyte-core" in app.charts)
+    assert ("flyte.lyft.com/v1alpha1", "FlyteWorkflow") in _shipped_kinds(flyte)
+
+
+def _makes_an_ingress(app: RenderedApp) -> bool:
+    """The Application renders an Ingress: ours, or a chart's behind its enabling value (endpoints.yaml
+    `ingresses`, read from each chart's ingress template)."""
+    if any(doc["kind"] == "Ingress" for doc in app.manifests):
+        return True
+    for chart, (source, ours) in app.charts.items():
+        entry = facts("endpoints")["ingresses"].get(chart)
+        values = _merge(default_values_with_subcharts(chart, source["targetRevision"]), ours)
+        if entry is not None and at(values, entry["enabled"]):
+            return True
+    return False
+
+
+def test_add_ons_with_an_ingress_delete_it_and_the_readme_names_them(apps: dict[str, RenderedApp]) -> None:
+    """An ApplicationSet whose Applications make an Ingress (so an ALB, which keeps ENIs in the VPC's
+    subnets) must not preserve its resources: deleting the Application deletes the Ingress and the
+    load-balancer controller its ALB before `pulumi destroy` reaches the VPC. platform/README.md names
+    exactly those ApplicationSets."""
+    with_ingress = {
+        appset["metadata"]["name"]
+        for appset in application_sets()
+        if any(_generated_by(appset, app) and _makes_an_ingress(app) for app in apps.values())
+    }
+    assert with_ingress, "no ApplicationSet makes an Ingress"
+    preserving = [
+        a["metadata"]["name"]
+        for a in application_sets()
+        if a["metadata"]["name"] in with_ingress and a["spec"].get("syncPolicy", {}).get("preserveResourcesOnDeletion")
+    ]
+    assert preserving == []
+    readme = " ".join((REPO_ROOT / "platform" / "README.md").read_text().split())
+    said = re.search(r"not those whose Ingress makes an ALB \(((?:`[^`]+`(?:, | and )?)+)\)", readme)
+    assert said, "platform/README.md does not say which ApplicationSets make an ALB"
+    assert set(re.findall(r"`([^`]+)`", said.group(1))) == with_ingress, said.group(0)
 
 
 def _generated_by(appset: dict[str, Any], app: RenderedApp) -> bool:

@@ -3,7 +3,8 @@
 `<cache>/<chart>/<version>/` holds the chart's Chart.yaml, values.yaml, values.schema.json (where
 the chart has one), its plain CRDs under `crds/` and `charts/<subchart>/crds/`, and, for charts whose
 CRDs are Helm templates, the same CRDs as published upstream under `crds-upstream/` (see
-../shared/charts/SOURCES.md). The cache is `$CDAO_CHART_CACHE`, else `../shared/charts` beside the
+../shared/charts/SOURCES.md and tests/platform/upstream/templated-crds.yaml); files under a chart's
+`templates/` are never read as CRDs. The cache is `$CDAO_CHART_CACHE`, else `../shared/charts` beside the
 repository. A chart missing from an existing cache fails the test and names the chart and version
 (filling the cache pulls every pin, so a missing one is a pin that does not exist upstream); so does
 a missing cache under CI (`CI` set). On a laptop without a cache the test is skipped with a pointer to
@@ -82,17 +83,33 @@ def values_schema(chart: str, version: str) -> dict[str, Any] | None:
 
 
 def _crd_files(root: Path) -> Iterator[Path]:
+    # Helm installs a chart's plain CRDs from its `crds/` folder and each subchart's (`charts/<sub>/crds/`,
+    # nested alike), and never templates them; CRDs under `templates/` (argo-cd's `templates/crds/`,
+    # keda's, external-secrets') are Helm templates, not YAML, so they are read only through the plain
+    # upstream copy in `crds-upstream/` (tests/platform/upstream/templated-crds.yaml).
+    # https://helm.sh/docs/chart_best_practices/custom_resource_definitions/ (Helm 3, "Let Helm do it
+    # for you": plain CRD files in the chart's crds/ directory, which Helm does not template).
     for path in sorted(root.rglob("*.yaml")):
         rel = path.relative_to(root).parts
-        if "crds" in rel or "crds-upstream" in rel or rel[0] == "manifests":
+        if rel[0] in ("crds-upstream", "manifests"):
+            yield path
+            continue
+        while len(rel) > 2 and rel[0] == "charts":
+            rel = rel[2:]
+        if rel[0] == "crds":
             yield path
 
 
 @functools.cache
 def crd_schemas(chart: str, version: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> openAPIV3Schema of every served version of every CRD the chart ships."""
+    return crd_schemas_in(chart_dir(chart, version))
+
+
+def crd_schemas_in(root: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """crd_schemas() of the chart folder `root`."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in _crd_files(chart_dir(chart, version)):
+    for path in _crd_files(root):
         for doc in yaml.load_all(path.read_text(), Loader=_YamlLoader):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue

@@ -1,6 +1,8 @@
 """Print every chart (and remote kustomize source) that any stack's Applications pull, one per line:
-`<chart> <repository URL> <version> <helm|git>`, plus Argo CD's own chart. The GitHub workflow fills
-the chart cache from this list (.github/scripts/fill-chart-cache.sh)."""
+`<chart> <repository URL> <version> <helm|git>`, plus Argo CD's own chart. A chart whose CRDs are
+templates and have a plain upstream copy (tests/platform/upstream/templated-crds.yaml) carries three
+more fields: `<git repository URL> <tag> <path glob>[ <path glob>...]`. The GitHub workflow fills the
+chart cache from this list (.github/scripts/fill-chart-cache.sh)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from platform_checks import ARGOCD, rendered
 from platform_stack import STACKS
+from upstream import facts
 
 from infra.components.gitops import ARGOCD_CHART_REPO
 
@@ -27,6 +30,17 @@ def pins() -> list[tuple[str, str, str, str]]:
     return sorted(found)
 
 
+def lines() -> list[tuple[str, ...]]:
+    """pins(), each helm chart with the plain upstream source of its templated CRDs where there is one."""
+    crds = facts("templated-crds")
+    out: list[tuple[str, ...]] = []
+    for chart, repo, version, kind in pins():
+        source = crds.get(chart, {}).get(version, {}) if kind == "helm" else {}
+        extra = (source["repository"], source["tag"], *source["paths"]) if "repository" in source else ()
+        out.append((chart, repo, version, kind, *extra))
+    return out
+
+
 if __name__ == "__main__":
-    for line in pins():
+    for line in lines():
         print(*line)

@@ -21,6 +21,7 @@ from infra.contract import (
     FAST_REGISTER_PREFIX,
     SECRET_NAME,
     addon_labels,
+    pod_host_patterns,
     stack_annotation_keys,
 )
 from infra.program import container_log_group_name
@@ -87,6 +88,7 @@ def _value(key: str, config: StackConfig) -> str:
         "codeweave-api-key-secret": f"{prefix}/codeweave-api-key",
         "container-log-group": container_log_group_name(config),
         "flyte-hostname": config.flyte.hostname,
+        "pod-host-patterns": pod_host_patterns(config.network.vpc_cidr),
         "flyte-certificate-arn": f"arn:aws:acm:{config.region}:{ACCOUNT_ID}:certificate/0b1c2d3e-4f50-6172-8394",
     }
     if name not in fixed:
