@@ -93,13 +93,16 @@ def flyte_task_account(project: str, domain: str) -> ServiceAccount:
 
 def pod_host_patterns(vpc_cidr: ipaddress.IPv4Network) -> str:
     """Comma-separated fnmatch patterns that match `<ip>:<port>` for every address of `vpc_cidr` and
-    no other, e.g. `100.64.*` for 100.64.0.0/16, `10.1.16.*,...,10.1.31.*` for 10.1.16.0/20.
+    no other IP address, e.g. `100.64.*` for 100.64.0.0/16, `10.1.16.*,...,10.1.31.*` for 10.1.16.0/20.
 
     Pods take their IPs from the VPC's subnets (the VPC CNI), so a client that calls a pod by IP sends
     `Host: <pod IP>:<port>`. The format is MLflow's `--allowed-hosts`: a pattern with `*` is matched with
     fnmatch against the Host header (mlflow 3.14.0 mlflow/server/security_utils.py
     is_allowed_host_header). fnmatch has no numeric ranges, so a prefix that ends inside an octet is
     written as one pattern per value of that octet (at most 128 for the /17 to /28 VPCs AWS allows).
+    fnmatch's `*` also matches a DNS name that starts like an address (`10.0.1.example.com`), as
+    MLflow's own default `10.*` does; only clients inside the VPC reach MLflow (internal ALB,
+    NetworkPolicy), so a Host header is not what keeps others out.
     """
     octets = -(-vpc_cidr.prefixlen // 8)  # the whole octets the prefix touches
     patterns = []

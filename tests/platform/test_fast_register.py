@@ -16,9 +16,9 @@ import json
 import re
 
 import pytest
-from infra.plan.runner import PlanRun, run_stack
 from platform_checks import rendered
 
+from cdao_cli.plan.runner import PlanRun, run_stack
 from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS
 
 STACK = "dev"

@@ -99,3 +99,19 @@ def test_flyteadmin_may_create_what_its_cluster_resource_templates_hold(apps: di
     for kind in kinds:
         need = by_kind[kind]
         assert {(need["group"], need["resource"], v, ()) for v in ("create", "get", "patch")} <= granted, kind
+
+
+def test_every_init_container_that_calls_the_kubernetes_api_has_its_calls_granted() -> None:
+    """An init container that talks to the API server (init-containers.yaml `connects: [kube-api]`)
+    runs as its workload's service account: the calls it makes are recorded among that account's
+    needs (flyte-rbac.yaml `init_containers`), so a narrowed role cannot leave the pod stuck in Init."""
+    needs = facts("flyte-rbac")["needs"]
+    for workload in facts("init-containers")["charts"]["flyte-core"]["workloads"]:
+        for init in workload.get("init_containers", []):
+            if "kube-api" not in init.get("connects", []):
+                continue
+            account = needs.get(workload["name"], [])
+            assert any(init["name"] in n.get("init_containers", []) for n in account), (
+                f"{workload['name']}'s init container {init['name']} calls the Kubernetes API, but no need of "
+                f"service account {workload['name']} in flyte-rbac.yaml names it"
+            )

@@ -46,8 +46,9 @@ import yaml
 from cdao_connector_resources import STACK_TAG
 from cdao_connectors.aws_batch.connector import BatchConnector
 from cdao_connectors.emr.connector import EMRConnector
-from infra.plan.runner import PlanRun, run_stack
 from propeller import create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
+
+from cdao_cli.plan.runner import PlanRun, run_stack
 
 pytestmark = pytest.mark.e2e
 
