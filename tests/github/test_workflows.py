@@ -582,9 +582,15 @@ def test_the_resolve_step_takes_the_stacks_and_their_upstreams_from_the_registry
         "prod-deploy": "true",
         "staging-deploy": "true",
     }
-    revisions = [line.split()[3] for line in log.read_text().splitlines() if "stack-revision" in line]
-    assert revisions == ["dev", "prod", "staging"]
-    calls = {line.split()[3]: line for line in log.read_text().splitlines() if "stack-revision" in line}
+    # The decisions (the candidate lookups of promoted stacks aside), in the registry's order.
+    decisions = [
+        line
+        for line in log.read_text().splitlines()
+        if "stack-revision" in line and "--upstream-candidates" not in line
+    ]
+    assert [line.split()[3] for line in decisions] == ["dev", "prod", "staging"]
+    assert "last-deployed dev --at" in log.read_text() and "last-deployed staging --at" not in log.read_text()
+    calls = {line.split()[3]: line for line in decisions}
     assert calls["prod"].endswith("--upstream-deployed ran-by-dev")
     assert "--upstream-deployed" not in calls["staging"]
     assert "--upstream-deployed" not in calls["dev"]

@@ -11,6 +11,7 @@ import batch_tasks
 import boto3
 import pytest
 from aws_setup import ON_DEMAND_QUEUE, SPOT_QUEUE, provision_attempt_table, provision_batch
+from cdao_connectors._backends import _endpoint_override
 from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
@@ -194,7 +195,8 @@ def test_get_task_of_a_tracked_job_never_waits_for_a_status_refresh(batch_env, m
     monkeypatch.setenv("CDAO_BATCH_STATUS_REFRESH_SECONDS", "1.2")
     connector = BatchConnector()
     slow = _SlowDescribeJobs()
-    connector.backend._clients[("batch", REGION, False)] = slow
+    # Backend.aws keeps a client per (service, region, for_creates, endpoint the environment names).
+    connector.backend._clients[("batch", REGION, False, _endpoint_override("batch"))] = slow
     metas = [
         BatchJobMetadata(f"job-{i}", f"flyte-{i}", SPOT_QUEUE, REGION, "s3://flyte-data/p", True) for i in range(20)
     ]
