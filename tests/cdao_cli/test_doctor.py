@@ -934,3 +934,22 @@ def test_a_pinned_stack_is_judged_only_from_a_checkout_of_its_revision(tmp_path:
     # A stack following a branch (dev: main) runs its tip: nothing to compare.
     assert _config().gitops.revision == "main"
     doctor.check_checkout(_config(), repo)
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:notaport", "::::", "127.0.0.1", "127.0.0.1:0", "h:70000", ":8000", "[::1:8000"])
+def test_a_connector_endpoint_that_is_not_host_port_exits_2_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str
+):
+    outputs = tmp_path / "outputs.json"  # never read: the parser refuses first
+    assert main(["doctor", "--stack", "dev", "--outputs", str(outputs), "--connector-endpoint", endpoint]) == 2
+    err = capsys.readouterr().err
+    assert "--connector-endpoint" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "cdao-connector.flyte:8000"])
+def test_a_host_port_connector_endpoint_is_kept_as_given(endpoint: str):
+    parser = argparse.ArgumentParser()
+    doctor.add_arguments(parser)
+    args = parser.parse_args(["--stack", "dev", "--outputs", "o.json", "--connector-endpoint", endpoint])
+    assert args.connector_endpoint == endpoint
