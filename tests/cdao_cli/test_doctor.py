@@ -936,7 +936,9 @@ def test_a_pinned_stack_is_judged_only_from_a_checkout_of_its_revision(tmp_path:
     doctor.check_checkout(_config(), repo)
 
 
-@pytest.mark.parametrize("endpoint", ["127.0.0.1:notaport", "::::", "127.0.0.1", "127.0.0.1:0", "h:70000", ":8000", "[::1:8000"])
+@pytest.mark.parametrize(
+    "endpoint", ["127.0.0.1:notaport", "::::", "127.0.0.1", "127.0.0.1:0", "h:70000", ":8000", "[::1:8000"]
+)
 def test_a_connector_endpoint_that_is_not_host_port_exits_2_naming_the_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str
 ):
