@@ -955,3 +955,31 @@ def test_a_host_port_connector_endpoint_is_kept_as_given(endpoint: str):
     doctor.add_arguments(parser)
     args = parser.parse_args(["--stack", "dev", "--outputs", "o.json", "--connector-endpoint", endpoint])
     assert args.connector_endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("flyteEndpoint", "https://flyte.dev.example.com:abc"),
+        ("flyteEndpoint", "https://flyte.dev.example.com:70000"),
+        ("flyteEndpoint", "http://flyte.dev.example.com"),
+        ("flyteEndpoint", "flyte.dev.example.com"),
+        ("backup", {"vaultName": ""}),
+        ("backup", {"vaultName": "a vault"}),
+        ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": "seven"}}),
+        ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": 8}}),
+        ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": True}}),
+        ("logGroups", {"cluster": {"name": "", "retentionDays": 7}}),
+    ],
+)
+def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs, key: str, value: Any
+):
+    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    assert "backup" in good  # dev enables AWS Backup, so its vault name is read
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**good, key: value}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key} is " in err
+    assert "Traceback" not in err
