@@ -1,15 +1,17 @@
 """Check a promotion pull request: it promotes exactly what the upstream stack ran, nothing else.
 
-    cdao check-promotion --base B --head H --author LOGIN --deployed-dev D ... --deployed-staging S ...
+    cdao check-promotion --base B --head H --author LOGIN [--deployed STACK COMMIT... ...]
 
 B and H are the pull request's base and head commits (both in the repository at --repo, default the
-working directory); LOGIN is the pull request's author; D and S are commits of dev's and
-staging's successful deployments (`last-deployed.sh <stack> --at <candidates>`, the record found at a
-commit whose upstream file holds the head's pins, trusted only if deploy.yml's registration job
-wrote it): the target's upstream stack's list is used.
+working directory); LOGIN is the pull request's author; each `--deployed STACK COMMIT...` gives
+commits of STACK's successful deployments (`last-deployed.sh <stack> --at <candidates>`, the record
+found at a commit whose upstream file holds the head's pins, trusted only if deploy.yml's
+registration job wrote it). STACK is any stack of the base's registry (cdao_stacks); a stack given
+twice gets the commits of both. The target's upstream stack's commits are used.
 pull-request.yml runs this, from the base's checkout, for every pull request from a `promote/...`
 branch, as a required status check (docs/github-setup.md, "Approvals people can trust"). It
-refuses, naming what is wrong (exit 1; 2 for bad usage):
+refuses, naming what is wrong (exit 1; 2 for bad usage: a ref that names no commit, a STACK the
+registry does not know):
 
 - a change to anything but one stack file of a pinned stack (staging or prod);
 - a change to a key of that file that is not promoted (cdao_cli/pins.py, PROMOTED_KEYS);
@@ -28,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import cdao_stacks
-from cdao_cli import EXIT_FAILED, EXIT_OK, stack_revision
+from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, stack_revision
 from cdao_cli.pins import PROMOTED_KEYS
 from cdao_cli.plan.runner import StackFileError, read_stack_file
 
@@ -126,15 +128,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", required=True)
     parser.add_argument("--author", required=True)
-    parser.add_argument("--deployed-dev", nargs="*", default=[], metavar="COMMIT")
-    parser.add_argument("--deployed-staging", nargs="*", default=[], metavar="COMMIT")
+    parser.add_argument(
+        "--deployed",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("STACK", "COMMIT"),
+        help="commits of STACK's successful deployments (repeat per stack; no COMMIT: none found)",
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the checked target (EXIT_OK), or a GitHub error annotation naming the fault (EXIT_FAILED)."""
+def _usage(args: argparse.Namespace) -> tuple[dict[str, list[str]] | None, str | None]:
+    """(deployed commits by stack, None), or (None, what is wrong) for a ref that names no commit or
+    a --deployed STACK the base's registry does not know."""
+    for option, ref in (("--base", args.base), ("--head", args.head)):
+        # A leading '-' would reach git as an option.
+        if (
+            ref.startswith("-")
+            or stack_revision._git(args.repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}") is None
+        ):
+            return None, f"{option} {ref}: no such commit in {args.repo}"
     try:
-        deployed = {"dev": args.deployed_dev, "staging": args.deployed_staging}
+        registry = cdao_stacks.load(args.repo / "environments")
+    except cdao_stacks.StackRegistryError as exc:
+        return None, str(exc)
+    deployed: dict[str, list[str]] = {}
+    for stack, *commits in args.deployed:
+        try:
+            registry.get(stack)
+        except cdao_stacks.StackRegistryError as exc:
+            return None, f"--deployed {stack}: {exc}"
+        deployed.setdefault(stack, []).extend(commits)
+    return deployed, None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the checked target (EXIT_OK), or a GitHub error annotation naming the fault (EXIT_FAILED;
+    EXIT_USAGE for a bad ref or an unknown --deployed stack)."""
+    deployed, problem = _usage(args)
+    if deployed is None:
+        print(f"::error::cdao check-promotion: {problem}")
+        return EXIT_USAGE
+    try:
         target = check(args.repo, args.base, args.head, args.author, deployed)
     except PromotionCheckError as exc:
         print(f"::error::cdao check-promotion: {exc}")

@@ -29,13 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser, environments: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """EXIT_OK with the projects on stdout; EXIT_USAGE (message on stderr) for a bad stack or file."""
-    from cdao_cli.plan.runner import StackFileError, StackNotFoundError, read_stack_file  # noqa: PLC0415
+    import cdao_stacks  # noqa: PLC0415
+    from cdao_cli.plan.runner import StackFileError, read_stack_file  # noqa: PLC0415
     from infra.config import ConfigError, parse_stack_config  # noqa: PLC0415
 
     try:
+        # The registry first, as every other subcommand: a missing folder or a broken or unknown
+        # stack is a StackRegistryError (StackNotFoundError is one), never a traceback.
+        cdao_stacks.load(args.environments).get(args.stack)
         raw, _ = read_stack_file(args.stack, args.environments)
         config, _ = parse_stack_config(args.stack, raw)
-    except (StackNotFoundError, StackFileError, ConfigError) as exc:
+    except (cdao_stacks.StackRegistryError, StackFileError, ConfigError) as exc:
         print(f"cdao flyte-projects: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print("\n".join(config.flyte.projects))

@@ -42,6 +42,11 @@ LIMITS = {
     ),
 }
 
+# An AWS Backup vault name, as the service model gives it (botocore 1.40.61,
+# botocore/data/backup/2018-11-15/service-2.json, shape BackupVaultName; the same rule as
+# https://docs.aws.amazon.com/aws-backup/latest/devguide/API_CreateBackupVault.html).
+BACKUP_VAULT_NAME = r"[a-zA-Z0-9\-\_]{2,50}"
+
 # Kubernetes labels and taints of an EKS managed node group, each whole key with its prefix.
 EKS_API = "https://docs.aws.amazon.com/eks/latest/APIReference"
 LIMITS.update(

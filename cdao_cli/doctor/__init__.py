@@ -42,9 +42,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kubeconfig", help="kubeconfig of the cluster (without it, Kubernetes checks skip)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
-    parser.add_argument("--connector-endpoint", help="host:port of the connector service, e.g. a port-forward")
+    parser.add_argument(
+        "--connector-endpoint",
+        type=host_port,
+        help="host:port of the connector service, e.g. a port-forward ([::1]:8000 for an IPv6 address)",
+    )
     parser.add_argument("--flyte-ca-file", type=Path, help="CA bundle for Flyte's endpoint if it is not public")
     parser.add_argument("--format", choices=tuple(RENDERERS), default="text")
+
+
+def host_port(value: str) -> str:
+    """`value` unchanged if it is a gRPC `host:port` target with an explicit port in 1-65535 (an IPv6
+    host in brackets, grpc/grpc doc/naming.md); argparse.ArgumentTypeError otherwise, which argparse
+    reports naming the option and exits 2."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    # urlsplit parses an authority (RFC 3986 section 3.2: host, bracketed IPv6, port) as gRPC does.
+    try:
+        parts = urlsplit(f"//{value}")
+        host, port, user = parts.hostname, parts.port, parts.username
+    except ValueError:  # an unclosed bracket, a port that is not a number or out of range
+        host = port = user = None
+    if not host or user is not None or port is None or not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not host:port (a host, then a port 1-65535)")
+    return value
 
 
 def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext:

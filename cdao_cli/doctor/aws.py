@@ -19,15 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cdao_pools import NODE_POOL_LABEL
+from cdao_pools import EKS_TAINT_EFFECT, NODE_POOL_LABEL
 
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
-
-# Kubernetes taint effects (config) -> the EKS API's enum (EKS API reference, "Taint").
-EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
 def _aws_error(exc: Exception) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import StackConfig
-from infra.names import AWS_REGION
+from infra.config import LOG_RETENTION_DAYS, StackConfig
+from infra.names import AWS_REGION, BACKUP_VAULT_NAME
 
 
 class DoctorInputError(ValueError):
@@ -60,13 +61,13 @@ REQUIRED_OUTPUTS: dict[str, tuple[type, str]] = {
     "region": (str, "an AWS region code such as us-east-1"),
     "clusterName": _STR,
     "roleArns": _STR_MAP,
-    "flyteEndpoint": _STR,
+    "flyteEndpoint": (str, "an https:// URL of a host with an optional port 1-65535"),
     "flyteCertificateArn": _STR,
-    "logGroups": (dict, "an object of {name, retentionDays}"),
+    "logGroups": (dict, "an object of {name, retentionDays}: a non-empty name, days one of LOG_RETENTION_DAYS"),
     "dbInstanceIdentifier": _STR,
     "efsFileSystemId": _STR,
 }
-BACKUP_OUTPUT = ("backup", (dict, "an object with vaultName"))
+BACKUP_OUTPUT = ("backup", (dict, "an object with vaultName, an AWS Backup vault name ([a-zA-Z0-9_-]{2,50})"))
 
 
 def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = None) -> dict[str, Any]:
@@ -75,7 +76,10 @@ def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = No
     Raises DoctorInputError naming the file and the key: every output the current program exports
     is required (`backup` only when the stack enables AWS Backup); no string output may be empty or
     the secret placeholder; `region` must be an AWS region code (infra/names.py AWS_REGION) and
-    `clusterName`, when `cluster_name` is given, the stack's cluster (infra/program.py cluster_name).
+    `clusterName`, when `cluster_name` is given, the stack's cluster (infra/program.py cluster_name);
+    `flyteEndpoint` an https URL with a host and a valid port, `backup.vaultName` an AWS Backup vault
+    name (infra/names.py BACKUP_VAULT_NAME) and each `logGroups[*].retentionDays` a retention
+    CloudWatch Logs accepts (infra/config.py LOG_RETENTION_DAYS).
     """
     try:
         data = json.loads(path.read_text())
@@ -108,12 +112,42 @@ def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = No
 
 
 def _well_formed(key: str, value: Any) -> bool:
-    if isinstance(value, str):
-        return re.fullmatch(AWS_REGION, value) is not None if key == "region" else value.strip() != ""
-    if key == "roleArns":
-        return all(isinstance(v, str) for v in value.values())
-    if key == "logGroups":
-        return all(isinstance(v, dict) and {"name", "retentionDays"} <= set(v) for v in value.values())
-    if key == "backup":
-        return isinstance(value.get("vaultName"), str)
-    return True
+    check = _SHAPES.get(key)
+    if check is not None:
+        return check(value)
+    return value.strip() != "" if isinstance(value, str) else True
+
+
+def _log_group(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("name"), str)
+        and value["name"].strip() != ""
+        # bool is an int in Python; JSON's true is no number of days
+        and type(value.get("retentionDays")) is int
+        and value["retentionDays"] in LOG_RETENTION_DAYS
+    )
+
+
+def _https_url(value: str) -> bool:
+    """An https URL with a host and, if any, a port 1-65535 (urlsplit's .port raises ValueError on a
+    port that is not a number or out of range, which the checks would otherwise meet)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        return False
+    return url.scheme == "https" and bool(url.hostname) and port != 0
+
+
+_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "region": lambda v: re.fullmatch(AWS_REGION, v) is not None,
+    "flyteEndpoint": _https_url,
+    "roleArns": lambda v: all(isinstance(arn, str) for arn in v.values()),
+    "logGroups": lambda v: all(_log_group(group) for group in v.values()),
+    "backup": lambda v: (
+        isinstance(v.get("vaultName"), str) and re.fullmatch(BACKUP_VAULT_NAME, v["vaultName"]) is not None
+    ),
+}

@@ -48,7 +48,11 @@ OFFLINE_COMMIT = "0" * 40
 
 class StackNotFoundError(cdao_stacks.UnknownStackError):
     def __init__(self, stack: str, environments_dir: Path):
-        super().__init__(stack, environments_dir, available_stacks(environments_dir))
+        try:
+            known = available_stacks(environments_dir)
+        except cdao_stacks.StackRegistryError:
+            known = []  # no usable folder: raising that here would replace this error with another
+        super().__init__(stack, environments_dir, known)
 
 
 class StackFileError(ValueError):

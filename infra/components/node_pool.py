@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from cdao_pools import (
     ACCELERATOR_LABEL,
     DEVICE_PLUGIN_CONFIG_LABEL,
+    EKS_TAINT_EFFECT,
     GPU_RESOURCE,
     GPU_SHARING_LABEL,
     MIG_CONFIG_LABEL,
@@ -25,8 +26,6 @@ from cdao_pools import (
 
 from cdao_catalog.instances import INSTANCE_TYPES
 from infra.config import NodePoolConfig
-
-_EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
 def pool_labels(pool_name: str, pool: NodePoolConfig) -> dict[str, str]:
@@ -134,7 +133,7 @@ class NodePool(pulumi.ComponentResource):
             ),
             labels=labels,
             taints=[
-                aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_TAINT_EFFECT[t.effect])
+                aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=EKS_TAINT_EFFECT[t.effect])
                 for t in pool.taints
             ],
             tags={

@@ -1,5 +1,5 @@
 """The EKS node pools' facts, owned here once: label keys, GPU resource names, and each default pool's
-workload types, taint and GPU sharing.
+workload types, taint and GPU sharing, and how a taint effect is spelled in the EKS API.
 
 infra/config.py builds its default pools (`DEFAULT_NODE_POOLS`) and infra/components/node_pool.py
 the node labels and advertised resources from this module; the SDK (cdao_sdk) routes tasks with it.
@@ -33,6 +33,12 @@ DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 # (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "GPU Node Groups"; #1949).
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
+
+# A Kubernetes taint effect (core/v1 TaintEffect, what a pool's taint declares) -> the EKS API's
+# TaintEffect enum, which CreateNodegroup takes and DescribeNodegroup returns
+# (https://docs.aws.amazon.com/eks/latest/APIReference/API_Taint.html; botocore
+# data/eks/2017-11-01/service-2.json, shape TaintEffect).
+EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
 def workload_label(workload_type: str) -> str:

@@ -39,3 +39,61 @@ def test_bad_usage_exits_2_with_the_usage_on_stderr(
 def test_help_exits_0(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("usage: cdao")
+
+
+def _subcommands_with_environments() -> set[str]:
+    """Every (nested) subcommand whose parser has an --environments option, as `cdao <words>`."""
+    import argparse  # noqa: PLC0415
+
+    from cdao_cli.main import _parser  # noqa: PLC0415
+
+    found: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:  # argparse has no public walk over subparsers
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif "--environments" in action.option_strings:
+                found.add(parser.prog)
+
+    walk(_parser())
+    return found
+
+
+# One argv per subcommand that reads the stack registry; the test below fails when a new one is added
+# without being listed here, so the missing-folder answer stays the same for all of them.
+_WITH_ENVIRONMENTS = {
+    "cdao plan": ["plan", "--stack", "dev"],
+    "cdao doctor": ["doctor", "--stack", "dev", "--outputs", "dev-outputs.json"],
+    "cdao policy check": ["policy", "check", "{resources}", "--stack", "dev"],
+    "cdao stacks": ["stacks"],
+    "cdao promote": ["promote", "dev", "staging", "--source-deployed", "0" * 40],
+    "cdao flyte-projects": ["flyte-projects", "--stack", "dev"],
+}
+
+
+def test_every_subcommand_with_environments_is_covered() -> None:
+    assert _subcommands_with_environments() == set(_WITH_ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("prog", sorted(_WITH_ENVIRONMENTS))
+def test_a_missing_environments_folder_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path, prog: str
+) -> None:
+    missing = tmp_path / "nonexistent"
+    resources = tmp_path / "resources.json"
+    resources.write_text("[]")  # a readable, empty resource list: only the folder is wrong
+    argv = [word.format(resources=resources) for word in _WITH_ENVIRONMENTS[prog]]
+    assert main([*argv, "--environments", str(missing)]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert str(missing) in err
+    assert "Traceback" not in err
+
+
+def test_stack_not_found_in_a_missing_folder_is_still_that_error(tmp_path) -> None:
+    from cdao_cli.plan.runner import StackNotFoundError, read_stack_file  # noqa: PLC0415
+
+    with pytest.raises(StackNotFoundError, match="dev"):
+        read_stack_file("dev", tmp_path / "nonexistent")

@@ -1,13 +1,15 @@
 """`cdao doctor`: each check against what the real systems answer.
 
 - AWS: moto (EKS, IAM, STS, ACM, CloudWatch Logs) in process; AWS Backup's recovery points, which
-  moto does not implement ("Not yet implemented"), through botocore's Stubber, which validates each
-  canned response against the service model.
+  moto does not implement ("Not yet implemented"), and a node group that is not ACTIVE, which moto
+  never reports, through botocore's Stubber, which validates each canned response against the
+  service model.
 - Kubernetes: the official client against a local HTTP server answering with the shapes of the
   Kubernetes API (core/v1 ServiceAccount, NodeList, Status) and Argo CD's Application
   (argoproj/argo-cd pkg/apis/application/v1alpha1/types.go: spec.source(s), status.sync.status,
   status.sync.revision(s), status.health.status).
-- Connectors: a real `pyflyte serve connector` process on 127.0.0.1, asked ListAgents.
+- Connectors: a real `pyflyte serve connector` process on 127.0.0.1, asked ListAgents; a gRPC
+  AgentMetadataService on 127.0.0.1 answering as flytekit does but lacking one task type.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -262,6 +265,47 @@ def test_node_groups_match_the_declared_labels_and_taints(aws_account):
     assert "taints" in results["a100-timeslice"].detail
     enabled = {n for n, p in config.node_pools.items() if p.enabled}
     assert set(results) == enabled
+
+
+def test_a_node_group_missing_a_declared_label_fails_naming_it(aws_account):
+    cluster, _, _ = _cluster()
+    eks, iam = boto3.client("eks"), boto3.client("iam")
+    role = iam.create_role(RoleName="nodes", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    labels = pool_labels("cpu", _config().node_pools["cpu"])
+    dropped = next(k for k in sorted(labels) if k != NODE_POOL_LABEL)
+    _nodegroup(eks, cluster, role, "cpu", labels={k: v for k, v in labels.items() if k != dropped}, taints=[])
+
+    result = _by_name(aws.node_groups(_ctx({"clusterName": cluster})), "node-groups")["cpu"]
+    assert result.status == "fail"
+    assert "labels missing or different" in result.detail
+    assert dropped in result.detail
+
+
+def test_a_node_group_that_is_not_active_fails_with_its_health_issues(aws_account):
+    cluster, _, _ = _cluster()
+    eks, iam = boto3.client("eks"), boto3.client("iam")
+    role = iam.create_role(RoleName="nodes", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    _nodegroup(eks, cluster, role, "cpu", labels=pool_labels("cpu", _config().node_pools["cpu"]), taints=[])
+    group = eks.describe_nodegroup(clusterName=cluster, nodegroupName="cpu-20261130")["nodegroup"]
+    # moto keeps every node group ACTIVE; a degraded one is moto's answer with the status and health
+    # DescribeNodegroup gives then (botocore model: Nodegroup.status DEGRADED, health.issues[] of
+    # Issue {code (NodegroupIssueCode), message, resourceIds}), which the Stubber validates.
+    issue = {
+        "code": "AsgInstanceLaunchFailures",
+        "message": "Could not launch On-Demand Instances. InsufficientInstanceCapacity",
+        "resourceIds": ["eks-cpu-20261130-asg"],
+    }
+    degraded = {**group, "status": "DEGRADED", "health": {"issues": [issue]}}
+    ctx = _ctx({"clusterName": cluster})
+    with Stubber(ctx.client("eks")) as stub:
+        stub.add_response("list_nodegroups", {"nodegroups": ["cpu-20261130"]}, {"clusterName": cluster})
+        stub.add_response(
+            "describe_nodegroup", {"nodegroup": degraded}, {"clusterName": cluster, "nodegroupName": "cpu-20261130"}
+        )
+        result = _by_name(aws.node_groups(ctx), "node-groups")["cpu"]
+    assert result.status == "fail"
+    assert "cpu-20261130 is DEGRADED" in result.detail
+    assert "AsgInstanceLaunchFailures" in result.detail
 
 
 def test_a_pending_certificate_fails_with_the_record_to_create_and_an_issued_one_passes(
@@ -700,6 +744,37 @@ def test_the_real_connector_service_serves_every_routed_task_type():
     assert flyte.routed_task_types() >= {"cdao-aws-batch", "cdao-codeweave-gpu", "cdao-emr-spark-step"}
 
 
+def test_a_connector_service_lacking_a_routed_task_type_fails_naming_it():
+    import grpc  # noqa: PLC0415
+    from flyteidl.admin.agent_pb2 import Agent, ListAgentsResponse, TaskCategory  # noqa: PLC0415
+    from flyteidl.service import agent_pb2_grpc  # noqa: PLC0415
+
+    routed = sorted(flyte.routed_task_types())
+    assert len(routed) > 1
+    lacking, served = routed[0], routed[1:]
+
+    class Metadata(agent_pb2_grpc.AgentMetadataServiceServicer):
+        # ListAgents' answer as flytekit's connector service builds it, each task type in both
+        # supported_task_types and supported_task_categories (flytekit 1.16.31
+        # flytekit/extend/backend/base_connector.py, ConnectorRegistry.register), one type missing.
+        def ListAgents(self, request, context):
+            categories = [TaskCategory(name=t, version=0) for t in served]
+            agent = Agent(name="cdao", supported_task_types=served, supported_task_categories=categories)
+            return ListAgentsResponse(agents=[agent])
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(Metadata(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        (result,) = flyte.connectors(_ctx({}, connector_endpoint=f"127.0.0.1:{port}"))
+    finally:
+        server.stop(None)
+    assert result.status == "fail"
+    assert lacking in result.detail
+    assert not any(t in result.detail for t in served)
+
+
 def test_an_unreachable_connector_service_fails_with_what_to_check():
     (result,) = flyte.connectors(_ctx({}, connector_endpoint=f"127.0.0.1:{_free_port()}"))
     assert result.status == "fail"
@@ -934,3 +1009,52 @@ def test_a_pinned_stack_is_judged_only_from_a_checkout_of_its_revision(tmp_path:
     # A stack following a branch (dev: main) runs its tip: nothing to compare.
     assert _config().gitops.revision == "main"
     doctor.check_checkout(_config(), repo)
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["127.0.0.1:notaport", "::::", "127.0.0.1", "127.0.0.1:0", "h:70000", ":8000", "[::1:8000"]
+)
+def test_a_connector_endpoint_that_is_not_host_port_exits_2_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str
+):
+    outputs = tmp_path / "outputs.json"  # never read: the parser refuses first
+    assert main(["doctor", "--stack", "dev", "--outputs", str(outputs), "--connector-endpoint", endpoint]) == 2
+    err = capsys.readouterr().err
+    assert "--connector-endpoint" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "cdao-connector.flyte:8000"])
+def test_a_host_port_connector_endpoint_is_kept_as_given(endpoint: str):
+    parser = argparse.ArgumentParser()
+    doctor.add_arguments(parser)
+    args = parser.parse_args(["--stack", "dev", "--outputs", "o.json", "--connector-endpoint", endpoint])
+    assert args.connector_endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("flyteEndpoint", "https://flyte.dev.example.com:abc"),
+        ("flyteEndpoint", "https://flyte.dev.example.com:70000"),
+        ("flyteEndpoint", "http://flyte.dev.example.com"),
+        ("flyteEndpoint", "flyte.dev.example.com"),
+        ("backup", {"vaultName": ""}),
+        ("backup", {"vaultName": "a vault"}),
+        ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": "seven"}}),
+        ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": 8}}),
+        ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": True}}),
+        ("logGroups", {"cluster": {"name": "", "retentionDays": 7}}),
+    ],
+)
+def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs, key: str, value: Any
+):
+    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    assert "backup" in good  # dev enables AWS Backup, so its vault name is read
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**good, key: value}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key} is " in err
+    assert "Traceback" not in err

@@ -620,8 +620,17 @@ def _check(platform: Platform, base: str, head: str, author: str = "alice") -> s
         except stack_revision.RevisionError:
             return []  # the step's lookup yields nothing; check-promotion names what is wrong
 
-    deployed = {"dev": vouching("staging"), "staging": vouching("prod")}
-    return check_promotion.check(platform.repo, base, head, author, deployed)
+    return check_promotion.check(platform.repo, base, head, author, _deployed(platform, head, vouching))
+
+
+def _deployed(platform: Platform, head: str, vouching) -> dict[str, list[str]]:
+    """The step's loop over the base's registry (`cdao stacks`): per promoted stack, its upstream's
+    records vouching for its pins at the head, merged by upstream (`--deployed UPSTREAM COMMIT...`)."""
+    deployed: dict[str, list[str]] = {}
+    for stack in cdao_stacks.load(platform.environments).stacks:
+        if stack.promotes_from:
+            deployed.setdefault(stack.promotes_from, []).extend(vouching(stack.name))
+    return deployed
 
 
 def test_a_promotion_pull_request_opened_by_its_requester_passes(platform):
@@ -685,3 +694,60 @@ def test_a_record_whose_old_stack_file_todays_config_refuses_still_counts(platfo
     pins_now = stack_revision.pins_at(platform.repo, "staging", head)
     assert stack_revision.upstream_candidates(platform.repo, "staging", head) == ("dev", [ran])
     stack_revision.check_upstream_ran(platform.repo, "staging", "dev", pins_now, [ran], at=head)
+
+
+def test_a_promotion_from_prod_to_a_stack_the_registry_adds_passes_through_the_cli(platform, capsys):
+    """A stack promoted from prod (a disaster-recovery copy, say) gets prod's records: the step keys
+    --deployed by the registry, never by a list of stack names of its own."""
+    root = _git(platform.repo, "rev-list", "--max-parents=0", "HEAD")
+    prod = (platform.environments / "Pulumi.prod.yaml").read_text()
+    dr = prod.replace("cdao-stack:promotesFrom: staging", "cdao-stack:promotesFrom: prod")
+    (platform.environments / "Pulumi.dr.yaml").write_text(dr.replace(platform.pin("prod"), root))
+    _git(platform.repo, "add", "-A")
+    _git(platform.repo, "commit", "--quiet", "-m", "dr, promoted from prod")
+    base = platform.head()
+    _git(platform.repo, "switch", "--quiet", "--create", "promote/prod-to-dr-0123")
+    code = main(
+        [
+            "promote",
+            "prod",
+            "dr",
+            "--source-deployed",
+            platform.deployed["prod"],
+            "--environments",
+            str(platform.environments),
+        ]
+    )
+    assert code == 0
+    message = "Promote prod -> dr\n\nRequested by @alice in https://github.com/o/r/actions/runs/1.\n"
+    _git(platform.repo, "commit", "--quiet", "-am", message)
+    head = platform.head()
+    _git(platform.repo, "switch", "--quiet", "main")
+
+    def vouching(stack: str) -> list[str]:
+        upstream, candidates = stack_revision.upstream_candidates(platform.repo, stack, head)
+        return [c for c in candidates if c in platform.records[upstream]][:1]
+
+    deployed = _deployed(platform, head, vouching)
+    assert deployed["prod"], "prod's record vouches for dr's pins"
+    argv = ["check-promotion", "--base", base, "--head", head, "--author", "alice", "--repo", str(platform.repo)]
+    for upstream, commits in deployed.items():
+        argv += ["--deployed", upstream, *commits]
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr()
+    assert "promotion of dr checked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--base", "nope", "--head", "HEAD", "--author", "x"], "--base nope"),
+        (["--base", "HEAD", "--head", "nope2", "--author", "x"], "--head nope2"),
+        (["--base", "HEAD", "--head", "HEAD", "--author", "x", "--deployed", "qa", "0" * 40], "--deployed qa"),
+    ],
+)
+def test_check_promotion_exits_2_on_a_bad_ref_or_an_unknown_stack(platform, capsys, args, named):
+    assert main(["check-promotion", *args, "--repo", str(platform.repo)]) == 2
+    out, err = capsys.readouterr()
+    assert named in out + err
+    assert "this pull request changes" not in out + err

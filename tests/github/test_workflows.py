@@ -879,10 +879,44 @@ def test_a_promotion_pull_request_is_checked_with_mains_rule():
     assert checkout["with"]["fetch-depth"] == 0
     run = job["steps"][-1]["run"]
     assert 'bash .github/scripts/last-deployed.sh "$from" --at "${candidates[@]}"' in run
-    assert "mapfile -t dev < <(vouching staging)" in run and "mapfile -t staging < <(vouching prod)" in run
     assert '--head "$HEAD_SHA"' in run and '--author "$AUTHOR"' in run
     assert job["steps"][-1]["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
     assert job["permissions"] == {"actions": "read", "contents": "read", "deployments": "read"}
+
+
+def test_the_promotion_check_gets_the_records_of_every_upstream_in_the_registry(tmp_path):
+    """The step passes `--deployed <upstream> <records>...` for every promoted stack `cdao stacks`
+    lists (its `<name> <profile> <promotesFrom or ->` lines, cdao_cli/main.py `_stacks`), so a stack
+    promoted from prod gets prod's records; the records are last-deployed.sh's lines for the
+    candidates `cdao stack-revision --upstream-candidates` prints (`upstream=`, `candidates=`)."""
+    run = load("pull-request.yml")["jobs"]["promotion"]["steps"][-1]["run"]
+    bin_dir, scripts, log = tmp_path / "bin", tmp_path / ".github" / "scripts", tmp_path / "calls"
+    bin_dir.mkdir()
+    scripts.mkdir(parents=True)
+    registry = "dev dev -\nstaging staging dev\nprod prod staging\ndr prod prod\n"
+    (tmp_path / "registry").write_text(registry)
+    (bin_dir / "uv").write_text(
+        "#!/usr/bin/env bash\n"
+        f'case "$3" in stacks) cat {tmp_path}/registry ;;\n'
+        '  stack-revision) awk -v s="$4" '
+        f'\'$1 == s {{print "upstream=" $3; print "candidates=c1-" s " c2-" s}}\' {tmp_path}/registry ;;\n'
+        f'  *) echo "$*" >> {log} ;;\n'
+        "esac\n"
+    )
+    (bin_dir / "uv").chmod(0o755)
+    # Prints the first candidate it finds a record for, as the real script does (test_scripts.py).
+    (scripts / "last-deployed.sh").write_text('echo "$3"\n')
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_TOKEN": "t"}
+    env |= {"BASE_SHA": "b" * 40, "HEAD_SHA": "h" * 40, "AUTHOR": "alice"}
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", run], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    (call,) = log.read_text().splitlines()
+    assert call.split() == [
+        *["run", "cdao", "check-promotion", "--base", "b" * 40, "--head", "h" * 40, "--author", "alice"],
+        *["--deployed", "dev", "c1-staging", "--deployed", "staging", "c1-prod", "--deployed", "prod", "c1-dr"],
+    ]
 
 
 # --- images: promoted from the upstream stack's registry, by digest -----------------------------

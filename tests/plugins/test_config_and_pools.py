@@ -115,3 +115,28 @@ def test_the_owner_imports_neither_pulumi_nor_flytekit():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_eks_taint_effect_map_covers_both_enums():
+    """Kubernetes' taint effects (core/v1 TaintEffect, what infra/config.py's Taint accepts) map onto
+    the EKS API's TaintEffect enum, read from botocore's service model (data/eks/2017-11-01)."""
+    import typing  # noqa: PLC0415
+
+    import botocore.session  # noqa: PLC0415
+
+    from infra.config import Taint  # noqa: PLC0415
+
+    eks = botocore.session.get_session().get_service_model("eks")
+    assert sorted(pools.EKS_TAINT_EFFECT.values()) == sorted(eks.shape_for("TaintEffect").enum)
+    assert sorted(pools.EKS_TAINT_EFFECT) == sorted(typing.get_args(Taint.model_fields["effect"].annotation))
+
+
+def test_the_eks_taint_effect_map_has_one_owner():
+    root = Path(__file__).resolve().parents[2]
+    owners = [
+        path.relative_to(root).as_posix()
+        for folder in ("infra", "cdao_cli", "plugins", "policies", "cdao_stacks")
+        for path in (root / folder).rglob("*.py")
+        if '"PREFER_NO_SCHEDULE"' in path.read_text()
+    ]
+    assert owners == ["plugins/cdao_pools/__init__.py"]
