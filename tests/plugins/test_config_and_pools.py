@@ -14,11 +14,13 @@ from cdao_connectors.config import BatchConfig, CodeweaveConfig, ConnectorConfig
 
 
 def test_batch_config_reads_and_validates(monkeypatch):
+    monkeypatch.setenv("CDAO_STACK", "dev")
     monkeypatch.setenv("CDAO_AWS_REGION", "eu-west-1")
     monkeypatch.setenv("CDAO_BATCH_SPOT_QUEUE", "spot-q")
     monkeypatch.setenv("CDAO_BATCH_ON_DEMAND_QUEUE", "od-q")
     monkeypatch.delenv("CDAO_BATCH_STATUS_REFRESH_SECONDS", raising=False)
     cfg = BatchConfig.from_env()
+    assert cfg.stack == "dev"
     assert (cfg.region, cfg.spot_queue, cfg.on_demand_queue, cfg.status_refresh_seconds) == (
         "eu-west-1",
         "spot-q",
@@ -44,6 +46,7 @@ def test_missing_region_and_bad_codeweave_endpoint(monkeypatch):
 
 
 def test_emr_config_falls_back_to_flyte_bucket(monkeypatch):
+    monkeypatch.setenv("CDAO_STACK", "dev")
     monkeypatch.setenv("CDAO_AWS_REGION", "us-east-1")
     monkeypatch.delenv("CDAO_EMR_ENTRYPOINT_BUCKET", raising=False)
     monkeypatch.setenv("FLYTE_AWS_S3_BUCKET", "s3://flyte-bucket/prefix")
