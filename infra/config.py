@@ -54,8 +54,12 @@ NAMESPACE = "cdao"
 SECRET_KEYS = ("codeweaveExternalId",)
 
 
-# CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+# CloudWatch Logs accepts only these retention periods (days): botocore's logs 2014-03-28 model, shape
+# `Days` (PutRetentionPolicy retentionInDays), which lists up to 3653.
+LOG_RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557),
+    *(2922, 3288, 3653),
+)
 EKS_ADDON_NAMES = ("vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "aws-efs-csi-driver")
 EKS_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 

@@ -261,3 +261,18 @@ def test_every_label_the_program_sets_is_in_a_namespace_users_may_not_set():
     for name, pool in config.node_pools.items():
         for key in pool_labels(name, pool):
             assert _in_domain(key.partition("/")[0], reserved), (name, key)
+
+
+def test_log_retention_days_are_what_cloudwatch_accepts():
+    """The retention periods config accepts are the ones botocore's CloudWatch Logs model lists
+    (shape `Days`, the type of PutRetentionPolicy's retentionInDays): none missing, none extra."""
+    import re  # noqa: PLC0415
+
+    import botocore.session  # noqa: PLC0415
+
+    from infra.config import LOG_RETENTION_DAYS  # noqa: PLC0415
+
+    model = botocore.session.get_session().get_service_model("logs")
+    text = model.shape_for("Days").documentation
+    listed = {int(n) for n in re.findall(r"\d+", text.split("Possible values are:")[1].split("</p>")[0])}
+    assert set(LOG_RETENTION_DAYS) == listed
