@@ -6,6 +6,23 @@
 Pulumi's mock runtime and calls policies/ and cdao_cost/ (tests/test_layers.py keeps it so).
 """
 
+import argparse
+from pathlib import Path
+
+import cdao_stacks
+
 #: The exit codes of every `cdao` subcommand: clean; a mandatory policy violation or a failed
 #: check; bad configuration or usage (argparse's own code for a usage error).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_environments_argument(parser: argparse.ArgumentParser, where: str = "") -> None:
+    """`--environments DIR`, which every subcommand that reads stack files takes: the folder of
+    `Pulumi.<stack>.yaml` files, whose `cdao-stack:` keys are the stack registry (cdao_stacks)."""
+    parser.add_argument(
+        "--environments",
+        type=Path,
+        default=cdao_stacks.ENVIRONMENTS_DIR,
+        help=f"folder of Pulumi.<stack>.yaml files, the stack registry{where} "
+        "(default: the repository's environments/)",
+    )

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli import EXIT_OK, EXIT_USAGE, add_environments_argument
 
 DESCRIPTION = "Print the Flyte projects of a stack (cdao:flyte.projects), one a line."
 
 
-def add_arguments(parser: argparse.ArgumentParser, environments: Path) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name (environments/Pulumi.<stack>.yaml)")
-    parser.add_argument(
-        "--environments",
-        type=Path,
-        default=environments,
-        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
-    )
+    add_environments_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

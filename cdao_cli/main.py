@@ -24,10 +24,19 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import cdao_stacks
-from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, check_promotion, flyte_projects, policy, promote, stack_revision
+from cdao_cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_environments_argument,
+    check_promotion,
+    flyte_projects,
+    policy,
+    promote,
+    stack_revision,
+)
 from cdao_cli.doctor import add_arguments as add_doctor_arguments
 
 ENVIRONMENTS_DIR = cdao_stacks.ENVIRONMENTS_DIR
@@ -196,12 +205,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="GIT_REF",
         help="compare with the plan of GIT_REF's own code and stack files: resources, inputs, policy, cost",
     )
-    plan.add_argument(
-        "--environments",
-        type=Path,
-        default=ENVIRONMENTS_DIR,
-        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
-    )
+    add_environments_argument(plan)
 
     doctor = commands.add_parser(
         "doctor",
@@ -210,13 +214,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_doctor_arguments(doctor)
     doctor.set_defaults(run=_doctor)
-
-    doctor.add_argument(
-        "--environments",
-        type=Path,
-        default=ENVIRONMENTS_DIR,
-        help="folder of Pulumi.<stack>.yaml files (default: the repository's environments/)",
-    )
 
     policy_parser = commands.add_parser("policy", help="the policy pack (policies/)")
     policy_commands = policy_parser.add_subparsers(dest="policy_command", required=True)
@@ -231,15 +228,13 @@ def _parser() -> argparse.ArgumentParser:
         help="list the stack registry: name, policy profile, the stack it is promoted from (cdao_stacks)",
         description=_stacks.__doc__,
     )
-    stacks.add_argument(
-        "--environments", type=Path, default=ENVIRONMENTS_DIR, help="folder of Pulumi.<stack>.yaml files"
-    )
+    add_environments_argument(stacks)
     stacks.set_defaults(run=_stacks)
 
     promote_parser = commands.add_parser(
         "promote", help="promote one environment's pins to the next", description=promote.DESCRIPTION
     )
-    promote.add_arguments(promote_parser, ENVIRONMENTS_DIR)
+    promote.add_arguments(promote_parser)
     promote_parser.set_defaults(run=promote.run)
 
     projects = commands.add_parser(
@@ -247,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the stack's Flyte projects, one a line (what CI registers workflows/ into)",
         description=flyte_projects.DESCRIPTION,
     )
-    flyte_projects.add_arguments(projects, ENVIRONMENTS_DIR)
+    flyte_projects.add_arguments(projects)
     projects.set_defaults(run=flyte_projects.run)
 
     revision = commands.add_parser(

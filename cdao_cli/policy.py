@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import cdao_stacks
-from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_environments_argument
 from cdao_resources import UNKNOWN_TOKEN
 
 DESCRIPTION = (
@@ -25,12 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--config", help="JSON file overriding per-profile settings and enforcement levels")
-    p.add_argument(
-        "--environments",
-        type=Path,
-        default=cdao_stacks.ENVIRONMENTS_DIR,
-        help="folder of Pulumi.<stack>.yaml files, the stack registry (default: the repository's environments/)",
-    )
+    add_environments_argument(p)
 
 
 def _load_json(path: str, what: str) -> Any:

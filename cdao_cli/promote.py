@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 import cdao_stacks
-from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli import EXIT_OK, EXIT_USAGE, add_environments_argument
 from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
 from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 from infra.config import ConfigError, parse_stack_config
@@ -124,7 +124,7 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser, environments: Path = ENVIRONMENTS_DIR) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="FROM", help="environment to promote from")
     parser.add_argument("target", metavar="TO", help="the next environment in the promotion order")
     parser.add_argument(
@@ -135,12 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser, environments: Path = ENVIRONM
         "GitHub's deployments of FROM's '<stack>-workflows' environment)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the summary and the diff; write nothing")
-    parser.add_argument(
-        "--environments",
-        type=Path,
-        default=environments,
-        help="folder of Pulumi.<stack>.yaml files, inside the git repository (default: environments/)",
-    )
+    add_environments_argument(parser, ", inside the git repository")
     parser.add_argument(
         "--pr-json",
         type=Path,

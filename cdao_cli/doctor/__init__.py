@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from cdao_cli import add_environments_argument
 from cdao_cli.doctor import aws, flyte, kube
 from cdao_cli.doctor.context import DoctorContext, DoctorInputError, read_outputs
 from cdao_cli.doctor.report import CheckResult, exit_code, render_json, render_markdown, render_text
@@ -34,6 +35,7 @@ RENDERERS: dict[str, Callable[[str, list[CheckResult]], str]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name (environments/Pulumi.<stack>.yaml)")
+    add_environments_argument(parser)
     parser.add_argument(
         "--outputs",
         type=Path,
