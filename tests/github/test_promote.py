@@ -69,15 +69,6 @@ def _pins(environments: Path, stack: str) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture
-def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-        monkeypatch.setenv(var, "cdao tests")
-    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(var, "tests@example.invalid")
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-@pytest.fixture
 def repo(tmp_path: Path, git_identity: None) -> Path:
     """A git repository whose environments/ is a copy of the real one, with known pins:
     dev on branch `main` with DEV_CHARTS, staging on an older commit with STAGING_CHARTS."""

@@ -123,15 +123,6 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-@pytest.fixture
-def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-        monkeypatch.setenv(var, "cdao tests")
-    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(var, "tests@example.invalid")
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
 @dataclass
 class Run:
     """One deploy run: the commit it is for, and per stack whether its apply fails (a failed
