@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_REGION": REGION,
             "CDAO_AWS_REGION": REGION,
+            # The stack the connector names and tags its job definitions by (cdao_connectors.config).
+            "CDAO_STACK": "bench",
             # The connector's freshness bound is the polling interval: no answer older than that.
             "CDAO_BATCH_STATUS_REFRESH_SECONDS": str(args.interval),
         }

@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "CDAO_AWS_REGION": REGION,
+            # The stack the connector names and tags its job definitions and clusters by (cdao_connectors.config).
+            "CDAO_STACK": "bench",
             "FLYTE_AWS_ENDPOINT": endpoint,
             "FLYTE_AWS_ACCESS_KEY_ID": "bench",
             "FLYTE_AWS_SECRET_ACCESS_KEY": "bench",

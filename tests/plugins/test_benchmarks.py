@@ -45,7 +45,7 @@ def test_batch_polling_runs_small(capsys: pytest.CaptureFixture[str], monkeypatc
     for key in (
         *("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "CDAO_AWS_REGION"),
         *("CDAO_BATCH_SPOT_QUEUE", "CDAO_BATCH_ON_DEMAND_QUEUE", "CDAO_BATCH_STATUS_REFRESH_SECONDS"),
-        "CDAO_ATTEMPT_TABLE",
+        *("CDAO_ATTEMPT_TABLE", "CDAO_STACK"),
     ):
         monkeypatch.setenv(key, "unset")
     assert module.main(["--jobs", "4", "--rounds", "2", "--interval", "0.2", "--workers", "2"]) == 0
