@@ -49,7 +49,7 @@ from moto.server import ThreadedMotoServer
 # The propeller stand-in, the fakes and the provisioning live with the tests; the benchmark reuses them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
 import batch_tasks
-from aws_setup import provision_attempt_table, provision_batch
+from aws_setup import create_transform_jobs, provision_attempt_table, provision_batch
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
@@ -106,24 +106,9 @@ def _emr_tasks(n: int) -> list[bytes]:
 
 
 def _transform_tasks(n: int) -> list[bytes]:
-    sm = boto3.client("sagemaker", region_name=REGION)
-    sm.create_model(
-        ModelName="bench",
-        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
-    )
-    metas = []
-    for i in range(n):
-        name = f"bench-{i}"
-        sm.create_transform_job(
-            TransformJobName=name,
-            ModelName="bench",
-            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/in"}}},
-            TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
-            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        )
-        metas.append(BatchTransformMetadata(name, REGION, f"s3://flyte-data/out/{name}").encode())
-    return metas
+    names = [f"bench-{i}" for i in range(n)]
+    create_transform_jobs(REGION, "bench", names)
+    return [BatchTransformMetadata(name, REGION, f"s3://flyte-data/out/{name}").encode() for name in names]
 
 
 def _serverless_tasks(n: int) -> list[bytes]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aws_setup import create_transform_jobs
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
@@ -261,21 +262,9 @@ def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeyp
     # One DescribeTransformJob per GetTask cost N calls per round (p99 655-940 ms at 1000 jobs).
     # ListTransformJobs pages carry TransformJobStatus and FailureReason (botocore sagemaker/2017-07-24).
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
-    sm = boto3.client("sagemaker", region_name=REGION)
-    sm.create_model(
-        ModelName="shared-view",
-        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
-    )
     names = [f"shared-view-{i}" for i in range(15)]
+    create_transform_jobs(REGION, "shared-view", names)
     for name in names:
-        sm.create_transform_job(
-            TransformJobName=name,
-            ModelName="shared-view",
-            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/in"}}},
-            TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
-            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        )
         # moto completes a transform job at once; these are still running.
         sagemaker_backends[ACCOUNT][REGION].transform_jobs[name].transform_job_status = "InProgress"
     metas = [sagemaker_connector.BatchTransformMetadata(n, REGION, f"s3://flyte-data/out/{n}") for n in names]

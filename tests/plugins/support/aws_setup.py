@@ -60,3 +60,22 @@ def provision_attempt_table(region: str) -> dict[str, str]:
             BillingMode="PAY_PER_REQUEST",
         )
     return {"CDAO_ATTEMPT_TABLE": ATTEMPT_TABLE}
+
+
+def create_transform_jobs(region: str, model: str, names: list[str]) -> None:
+    """A SageMaker model and one batch transform job per name on it, each writing to
+    ``s3://flyte-data/out/<name>`` (what the transform connector's metadata points at)."""
+    sm = boto3.client("sagemaker", region_name=region)
+    sm.create_model(
+        ModelName=model,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
+    )
+    for name in names:
+        sm.create_transform_job(
+            TransformJobName=name,
+            ModelName=model,
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/in"}}},
+            TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        )
