@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -80,6 +81,14 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
 
 
+class _Terminated(SystemExit):
+    """Raised in the main thread by a SIGTERM during `plan --diff`; its code is 128 + the signal."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise _Terminated(128 + signum)
+
+
 def _plan_diff(args: argparse.Namespace) -> int:
     from cdao_cli.plan import diff, report  # noqa: PLC0415
     from cdao_cli.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
@@ -109,24 +118,32 @@ def _plan_diff(args: argparse.Namespace) -> int:
     head_plans, head_errors = {}, {}
     # A SIGTERM (CI cancelling the job, `timeout`) exits through the planner's cleanup, which kills
     # the base's process group and removes its temporary tree.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    with contextlib.ExitStack() as restore:
-        restore.callback(signal.signal, signal.SIGTERM, previous)
-        restore.enter_context(planner)
-        # The base plans in a child process meanwhile: the two sides cost about one plan's time.
-        for stack in head_stacks:
-            if stack in registry.broken:
-                head_errors[stack] = " ".join(str(registry.broken[stack]).split())
-                continue
-            try:
-                head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
-            except StackNotFoundError:
-                pass  # a stack this change removes: the base may still have it
-            except (ConfigError, PolicyConfigError, StackFileError) as exc:
-                head_errors[stack] = " ".join(str(exc).split())
-            except Exception as exc:  # a bug in the changed program: that stack's error, not exit 1
-                head_errors[stack] = f"the program failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
-        base = planner.result()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with contextlib.ExitStack() as restore:
+            restore.callback(signal.signal, signal.SIGTERM, previous)
+            restore.enter_context(planner)
+            # The base plans in a child process meanwhile: the two sides cost about one plan's time.
+            for stack in head_stacks:
+                if stack in registry.broken:
+                    head_errors[stack] = " ".join(str(registry.broken[stack]).split())
+                    continue
+                try:
+                    head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
+                except StackNotFoundError:
+                    pass  # a stack this change removes: the base may still have it
+                except (ConfigError, PolicyConfigError, StackFileError) as exc:
+                    head_errors[stack] = " ".join(str(exc).split())
+                except Exception as exc:  # a bug in the changed program: that stack's error, not exit 1
+                    head_errors[stack] = f"the program failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            base = planner.result()
+    except _Terminated as exc:
+        # The cleanup has run. The interrupted program's pending calls sit on its event loop's default
+        # executor, whose threads interpreter exit joins (concurrent.futures.thread, _python_exit)
+        # although the loop awaiting them is gone: leave without waiting for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code)
     if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)
         return EXIT_USAGE
