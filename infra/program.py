@@ -85,6 +85,7 @@ def _cluster_secret(
     codeweave = config.codeweave
     return ClusterSecret(
         environment=config.stack,
+        profile=config.entry.profile,
         addons=config.addons,
         aws_region=config.region,
         aws_account_id=account_id,
@@ -116,6 +117,8 @@ def _cluster_secret(
         container_log_group=container_logs.name,
         flyte_hostname=config.flyte.hostname,
         pod_host_patterns=pod_host_patterns(config.network.vpc_cidr),
+        private_subnet_cidrs=",".join(config.subnet_cidrs("private")),
+        database_subnet_cidrs=",".join(config.subnet_cidrs("database")),
         flyte_certificate_arn=endpoint.certificate_arn,
         private_subnet_ids=pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
         sagemaker_output_uri=compute.sagemaker_output_uri,

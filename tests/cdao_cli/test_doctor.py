@@ -344,12 +344,40 @@ def test_log_groups_exist_with_the_declared_retention(aws_account):
     assert "does not exist" in results["flowLogs"].detail
 
 
+def test_log_group_retention_is_judged_against_the_stack_config_not_the_outputs(aws_account):
+    """The outputs say what the last `pulumi up` set; the stack file says what the stack must keep.
+    A stack file changed since (dev's containerLogRetentionDays: 7) is drift the doctor names."""
+    config = _config()
+    logs = boto3.client("logs")
+    name = "/cdao/dev/containers"
+    logs.create_log_group(logGroupName=name)
+    # CloudWatch Logs PutRetentionPolicy sets retentionInDays, which DescribeLogGroups returns (moto, botocore's model).
+    logs.put_retention_policy(logGroupName=name, retentionInDays=30)
+    assert config.cluster.container_log_retention_days == 7
+    stale = {"containers": {"name": name, "retentionDays": 30}}
+    results = _by_name(aws.log_groups(_ctx({"logGroups": stale})), "logs")
+    result = results["containers"]
+    assert result.status == "fail", result
+    assert "30 days" in result.detail and "cdao:cluster.containerLogRetentionDays" in result.detail
+    assert "7" in result.detail and "pulumi up" in result.remedy
+    logs.put_retention_policy(logGroupName=name, retentionInDays=7)
+    results = _by_name(aws.log_groups(_ctx({"logGroups": stale})), "logs")
+    assert results["containers"].status == "pass", results["containers"]
+    # A group the config declares but the outputs lack is named with its key, not skipped.
+    assert results["flowLogs"].status == "fail" and "cdao:network.flowLogRetentionDays" in results["flowLogs"].detail
+
+
 def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
     # The doctor reads these outputs by name: the program must export them.
     assert {"clusterName", "roleArns", "flyteCertificateArn", "logGroups", "region", "flyteEndpoint"} <= set(
         plan_outputs
     )
     assert all({"name", "retentionDays"} == set(v) for v in plan_outputs["logGroups"].values())
+    # Every group the program exports is one whose retention the stack config declares, and the same days.
+    declared = _config().log_retention_days()
+    assert {k: v["retentionDays"] for k, v in plan_outputs["logGroups"].items()} == {
+        k: days for k, (_, days) in declared.items()
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,76 @@
+"""A new stack is one new file for platform/ too: Argo CD picks overlays and values files by the
+stack's policy profile (the cluster Secret's `profile` label, from the registry), and every fact of
+the stack itself reaches the templates through the Secret's annotations. tests/cdao_stacks covers
+plan, policy check, promote, doctor and bad registry input for the same new file.
+
+What the cluster generator exposes to a template (`metadata.labels.<key>`, `metadata.annotations.<key>`):
+https://argo-cd.readthedocs.io/en/release-2.14/operator-manual/applicationset/Generators-Cluster/
+(the repo pins Argo CD chart 7.8.0 = v2.14.1, infra/config.py GitOpsConfig.argocd_chart_version).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from platform_checks import render_for_secret
+from platform_render import REPO_ROOT, sources
+from platform_stack import cluster_secret, stack_config
+
+import cdao_stacks
+
+SANDBOX_VPC = "10.9.0.0/16"
+
+
+@pytest.fixture(scope="module")
+def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real environments/ plus `sandbox`: dev's file with its own VPC range, so a fact the
+    stack owns (its subnets) differs from every overlay's."""
+    folder = tmp_path_factory.mktemp("new-stack") / "environments"
+    shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, folder)
+    text = (folder / "Pulumi.dev.yaml").read_text()
+    assert "  cdao:network:\n" in text
+    (folder / "Pulumi.sandbox.yaml").write_text(
+        text.replace("  cdao:network:\n", f"  cdao:network:\n    vpcCidr: {SANDBOX_VPC}\n", 1)
+    )
+    return folder
+
+
+def _rendered(stack: str, environments: Path):
+    secret = cluster_secret(stack, environments_dir=environments)
+    return secret, render_for_secret(secret, stack_config(stack, environments).gitops.repo_url)
+
+
+def test_a_new_stack_file_renders_every_add_on_from_its_profile(environments: Path) -> None:
+    secret, sandbox = _rendered("sandbox", environments)
+    _, dev = _rendered("dev", environments)
+    assert secret["metadata"]["labels"]["profile"] == "dev"
+    assert sandbox.keys() == dev.keys()
+    for name, app in sandbox.items():
+        for src in sources(app.app):
+            # Nothing in platform/ is keyed by the stack's name: a new name has no folder or file there.
+            assert "sandbox" not in str(src.get("path", "")), (name, src["path"])
+            assert not [f for f in src.get("helm", {}).get("valueFiles", []) if "sandbox" in f], name
+            if "path" in src and src["repoURL"] == secret["metadata"]["annotations"]["cdao.io/repo-url"]:
+                assert (REPO_ROOT / src["path"] / "kustomization.yaml").is_file(), (name, src["path"])
+        # The same values files as the stack whose profile it follows (dev's time-slicing config, ...).
+        assert app.value_files == dev[name].value_files, name
+
+
+def test_a_new_stack_file_gets_its_own_network_ranges(environments: Path) -> None:
+    """The subnets are the stack's own (its vpcCidr): carried by the Secret, not by an overlay."""
+    config = stack_config("sandbox", environments)
+    assert str(config.network.vpc_cidr) == SANDBOX_VPC
+    _, sandbox = _rendered("sandbox", environments)
+    policies = {
+        (m["metadata"]["namespace"], m["metadata"]["name"]): m["spec"]
+        for app in sandbox.values()
+        for m in app.manifests
+        if m["kind"] == "NetworkPolicy"
+    }
+    for namespace in ("flyte", "mlflow"):
+        egress = policies[namespace, "allow-database-egress"]["egress"][0]["to"]
+        assert [p["ipBlock"]["cidr"] for p in egress] == config.subnet_cidrs("database"), namespace
+        ingress = policies[namespace, "allow-from-vpc-private-subnets"]["ingress"][0]["from"]
+        assert [p["ipBlock"]["cidr"] for p in ingress] == config.subnet_cidrs("private"), namespace
