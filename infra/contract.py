@@ -270,6 +270,20 @@ class ClusterSecret:
             "comma-separated CIDRs of the database subnets, in AZ order (NetworkPolicies letting RDS clients out)",
         )
     )
+    gpu_time_slicing: Input[str] = field(
+        metadata=_annotation(
+            "gpu-time-slicing",
+            "the device plugin's time-slicing config per time-sliced pool: `<config>=<replicas>`, comma-separated "
+            "(infra/components/node_pool.py time_slicing_configs); empty when the stack has none",
+        )
+    )
+    gpu_mig_layouts: Input[str] = field(
+        metadata=_annotation(
+            "gpu-mig-layouts",
+            "the MIG manager's layout per MIG pool: `<layout>=<profile>:<count>;...`, comma-separated "
+            "(infra/components/node_pool.py mig_layouts); empty when the stack has none",
+        )
+    )
     flyte_certificate_arn: Input[str] = field(
         metadata=_annotation(
             "flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from platform_checks import render_for_secret
 from platform_render import REPO_ROOT, sources
 from platform_stack import cluster_secret, stack_config
@@ -25,15 +26,15 @@ SANDBOX_VPC = "10.9.0.0/16"
 
 @pytest.fixture(scope="module")
 def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real environments/ plus `sandbox`: dev's file with its own VPC range, so a fact the
-    stack owns (its subnets) differs from every overlay's."""
+    """The real environments/ plus `sandbox`: dev's file with its own VPC range and the H100 pool
+    dev leaves off, so facts the stack owns (its subnets, its GPU pools) differ from its profile's."""
     folder = tmp_path_factory.mktemp("new-stack") / "environments"
     shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, folder)
     text = (folder / "Pulumi.dev.yaml").read_text()
-    assert "  cdao:network:\n" in text
-    (folder / "Pulumi.sandbox.yaml").write_text(
-        text.replace("  cdao:network:\n", f"  cdao:network:\n    vpcCidr: {SANDBOX_VPC}\n", 1)
-    )
+    h100_off = "    h100-timeslice:\n      enabled: false\n"
+    assert "  cdao:network:\n" in text and h100_off in text
+    text = text.replace("  cdao:network:\n", f"  cdao:network:\n    vpcCidr: {SANDBOX_VPC}\n", 1)
+    (folder / "Pulumi.sandbox.yaml").write_text(text.replace(h100_off, "    h100-timeslice:\n      maxSize: 1\n", 1))
     return folder
 
 
@@ -74,3 +75,16 @@ def test_a_new_stack_file_gets_its_own_network_ranges(environments: Path) -> Non
         assert [p["ipBlock"]["cidr"] for p in egress] == config.subnet_cidrs("database"), namespace
         ingress = policies[namespace, "allow-from-vpc-private-subnets"]["ingress"][0]["from"]
         assert [p["ipBlock"]["cidr"] for p in ingress] == config.subnet_cidrs("private"), namespace
+
+
+def test_a_new_stack_file_gets_the_device_plugin_configs_of_its_own_gpu_pools(environments: Path) -> None:
+    """dev has no H100 pool; the sandbox that follows dev's profile does, and its time-slicing config
+    (replicas from its own stack file) reaches the GPU operator through the Secret."""
+    config = stack_config("sandbox", environments)
+    (h100,) = [p for n, p in config.enabled_pools.items() if n == "h100-timeslice"]
+    _, sandbox = _rendered("sandbox", environments)
+    _, dev = _rendered("dev", environments)
+    data = sandbox["gpu-operator"].charts["gpu-operator"][1]["devicePlugin"]["config"]["data"]
+    assert "h100-timeslice" not in dev["gpu-operator"].charts["gpu-operator"][1]["devicePlugin"]["config"]["data"]
+    sharing = yaml.safe_load(data["h100-timeslice"])["sharing"]["timeSlicing"]
+    assert sharing["resources"] == [{"name": "nvidia.com/gpu", "replicas": h100.gpu_sharing.replicas}]

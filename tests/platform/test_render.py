@@ -98,6 +98,10 @@ def test_range_over_split_list_trims_like_go() -> None:
         GoTemplate().render('{{ range $c := splitList "," .x }}', {"x": "a"})
     with pytest.raises(TemplateError, match="undefined variable"):
         GoTemplate().render("{{ $c }}", {})
+    # splitList of an empty string is one empty element: `if` skips it, as an empty string is false.
+    guarded = '{{- range $c := splitList "," .x }}{{- if $c }}[{{ $c }}]{{- end }}{{- end }}'
+    assert GoTemplate().render(guarded, {"x": ""}) == ""
+    assert GoTemplate().render(guarded, {"x": "a,b"}) == "[a][b]"
 
 
 def test_template_subset_rejects_pipelines() -> None:

@@ -14,6 +14,7 @@ Go templates (ApplicationSet `goTemplate: true`, `missingkey=error`), the subset
                                       range is an error, as in Go)
   {{ range $v := LIST }}..{{ end }}   range over a list, the element read as `$v` (Go also sets `.`
                                       to it, which the subset does not: `.` stays the parameters)
+  {{ if X }}..{{ end }}               X's truth as text/template has it (no else)
   "literal"                           string literals, also as arguments
 Argo CD renders every string of the template separately (metadata, spec, helm.values, patches), so
 that is what `render_template` does.
@@ -133,6 +134,13 @@ class GoTemplate:
             kind, value = nodes[i]
             if kind == "action" and value == "end":
                 return out, i
+            if kind == "action" and value.split(None, 1)[0] == "if":
+                inner, end = self._block(nodes, i + 1)
+                if end == len(nodes):
+                    raise TemplateError(f"{{{{ {value} }}}} has no {{{{ end }}}}")
+                out.append(("if", _Parser(_tokens(value[2:])).parse_command(), inner))
+                i = end + 1
+                continue
             if kind == "action" and value.split(None, 1)[0] == "range":
                 m = re.fullmatch(r"range\s+(\$\w+)\s*:=\s*(.+)", value, re.S)
                 if not m:
@@ -154,6 +162,11 @@ class GoTemplate:
                 out.append(node[1])
             elif node[0] == "action":
                 out.append(_show(self._eval_command(node[1], params, variables)))
+            elif node[0] == "if":
+                _, command, inner = node
+                # text/template: false, 0, nil and empty strings, lists and maps are false.
+                if self._eval_command(command, params, variables) not in (False, 0, None, "", [], {}):
+                    out.append(self._run(inner, params, variables))
             else:
                 _, name, command, inner = node
                 items = self._eval_command(command, params, variables)

@@ -15,6 +15,7 @@ from typing import Any
 
 from cdao_cli.plan.runner import available_stacks, read_stack_file
 from cdao_stacks import ENVIRONMENTS_DIR
+from infra.components.node_pool import mig_layouts, time_slicing_configs
 from infra.config import StackConfig, parse_stack_config
 from infra.contract import (
     ANNOTATION_PREFIX,
@@ -93,6 +94,8 @@ def _value(key: str, config: StackConfig) -> str:
         "pod-host-patterns": pod_host_patterns(config.network.vpc_cidr),
         "private-subnet-cidrs": ",".join(config.subnet_cidrs("private")),
         "database-subnet-cidrs": ",".join(config.subnet_cidrs("database")),
+        "gpu-time-slicing": time_slicing_configs(config.enabled_pools),
+        "gpu-mig-layouts": mig_layouts(config.enabled_pools),
         "flyte-certificate-arn": f"arn:aws:acm:{config.region}:{ACCOUNT_ID}:certificate/0b1c2d3e-4f50-6172-8394",
     }
     if name not in fixed:
