@@ -350,21 +350,20 @@ def test_log_groups_exist_with_the_declared_retention(aws_account):
 def test_log_group_retention_is_judged_against_the_stack_config_not_the_outputs(aws_account):
     """The outputs say what the last `pulumi up` set; the stack file says what the stack must keep.
     A stack file changed since (dev's containerLogRetentionDays: 7) is drift the doctor names."""
-    config = _config()
     logs = boto3.client("logs")
     name = "/cdao/dev/containers"
     logs.create_log_group(logGroupName=name)
     # CloudWatch Logs PutRetentionPolicy sets retentionInDays, which DescribeLogGroups returns (moto, botocore's model).
     logs.put_retention_policy(logGroupName=name, retentionInDays=30)
-    assert config.cluster.container_log_retention_days == 7
-    stale = {"containers": {"name": name, "retentionDays": 30}}
-    results = _by_name(aws.log_groups(_ctx({"logGroups": stale})), "logs")
+    ctx = _ctx({"logGroups": {"containers": {"name": name, "retentionDays": 30}}})
+    assert ctx.config.cluster.container_log_retention_days == 7
+    results = _by_name(aws.log_groups(ctx), "logs")
     result = results["containers"]
     assert result.status == "fail", result
     assert "30 days" in result.detail and "cdao:cluster.containerLogRetentionDays" in result.detail
     assert "7" in result.detail and "pulumi up" in result.remedy
     logs.put_retention_policy(logGroupName=name, retentionInDays=7)
-    results = _by_name(aws.log_groups(_ctx({"logGroups": stale})), "logs")
+    results = _by_name(aws.log_groups(ctx), "logs")
     assert results["containers"].status == "pass", results["containers"]
     # A group the config declares but the outputs lack is named with its key, not skipped.
     assert results["flowLogs"].status == "fail" and "cdao:network.flowLogRetentionDays" in results["flowLogs"].detail

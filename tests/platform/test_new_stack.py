@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from platform_checks import render_for_secret
-from platform_render import REPO_ROOT, sources
+from platform_checks import render_for_secret, rendered
+from platform_render import REPO_ROOT, RenderedApp, sources
 from platform_stack import cluster_secret, stack_config
 
 import cdao_stacks
@@ -38,14 +38,16 @@ def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _rendered(stack: str, environments: Path):
-    secret = cluster_secret(stack, environments_dir=environments)
-    return secret, render_for_secret(secret, stack_config(stack, environments).gitops.repo_url)
+@pytest.fixture(scope="module")
+def sandbox(environments: Path) -> tuple[dict, dict[str, RenderedApp]]:
+    """The sandbox's cluster Secret and every Application rendered for it (once per module)."""
+    secret = cluster_secret("sandbox", environments_dir=environments)
+    return secret, render_for_secret(secret, stack_config("sandbox", environments).gitops.repo_url)
 
 
-def test_a_new_stack_file_renders_every_add_on_from_its_profile(environments: Path) -> None:
-    secret, sandbox = _rendered("sandbox", environments)
-    _, dev = _rendered("dev", environments)
+def test_a_new_stack_file_renders_every_add_on_from_its_profile(sandbox) -> None:
+    secret, sandbox = sandbox
+    dev = rendered("dev")  # the real dev file, which the sandbox copies
     assert secret["metadata"]["labels"]["profile"] == "dev"
     assert sandbox.keys() == dev.keys()
     for name, app in sandbox.items():
@@ -59,11 +61,11 @@ def test_a_new_stack_file_renders_every_add_on_from_its_profile(environments: Pa
         assert app.value_files == dev[name].value_files, name
 
 
-def test_a_new_stack_file_gets_its_own_network_ranges(environments: Path) -> None:
+def test_a_new_stack_file_gets_its_own_network_ranges(environments: Path, sandbox) -> None:
     """The subnets are the stack's own (its vpcCidr): carried by the Secret, not by an overlay."""
     config = stack_config("sandbox", environments)
     assert str(config.network.vpc_cidr) == SANDBOX_VPC
-    _, sandbox = _rendered("sandbox", environments)
+    _, sandbox = sandbox
     policies = {
         (m["metadata"]["namespace"], m["metadata"]["name"]): m["spec"]
         for app in sandbox.values()
@@ -77,13 +79,13 @@ def test_a_new_stack_file_gets_its_own_network_ranges(environments: Path) -> Non
         assert [p["ipBlock"]["cidr"] for p in ingress] == config.subnet_cidrs("private"), namespace
 
 
-def test_a_new_stack_file_gets_the_device_plugin_configs_of_its_own_gpu_pools(environments: Path) -> None:
+def test_a_new_stack_file_gets_the_device_plugin_configs_of_its_own_gpu_pools(environments: Path, sandbox) -> None:
     """dev has no H100 pool; the sandbox that follows dev's profile does, and its time-slicing config
     (replicas from its own stack file) reaches the GPU operator through the Secret."""
     config = stack_config("sandbox", environments)
     (h100,) = [p for n, p in config.enabled_pools.items() if n == "h100-timeslice"]
-    _, sandbox = _rendered("sandbox", environments)
-    _, dev = _rendered("dev", environments)
+    _, sandbox = sandbox
+    dev = rendered("dev")
     data = sandbox["gpu-operator"].charts["gpu-operator"][1]["devicePlugin"]["config"]["data"]
     assert "h100-timeslice" not in dev["gpu-operator"].charts["gpu-operator"][1]["devicePlugin"]["config"]["data"]
     sharing = yaml.safe_load(data["h100-timeslice"])["sharing"]["timeSlicing"]
