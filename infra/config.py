@@ -361,6 +361,16 @@ class StackConfig(_Model):
     def subnet_cidrs(self, tier: Literal["public", "private", "database"]) -> list[str]:
         return [str(c) for c in getattr(self.network, f"{tier}_subnet_cidrs")]
 
+    def log_retention_days(self) -> dict[str, tuple[str, int]]:
+        """The retention (days) each log group the program owns must keep, by the group's key in the
+        stack output `logGroups`, with the stack-file key that declares it:
+        `{"controlPlane": ("cdao:cluster.logRetentionDays", 90), ...}`."""
+        return {
+            "controlPlane": ("cdao:cluster.logRetentionDays", self.cluster.log_retention_days),
+            "containers": ("cdao:cluster.containerLogRetentionDays", self.cluster.container_log_retention_days),
+            "flowLogs": ("cdao:network.flowLogRetentionDays", self.network.flow_log_retention_days),
+        }
+
     @property
     def tags(self) -> dict[str, str]:
         return {

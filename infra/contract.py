@@ -2,8 +2,10 @@
 that IAM roles trust.
 
 infra/ writes one Argo CD cluster Secret per stack. Its labels switch add-ons on
-(`enable_<addon>`) and name the environment; its annotations carry every generated value the
-platform needs (role ARNs, bucket names, the database endpoint, queue names, ...). ApplicationSets in
+(`enable_<addon>`), name the environment (the stack) and its policy profile (the stack registry's
+`cdao-stack:profile`, cdao_stacks): platform/ picks overlays and values files by the profile only, so a
+new stack file needs no folder or file in platform/. Its annotations carry every value of the stack
+itself the platform needs (role ARNs, bucket names, the database endpoint, its subnets, ...). ApplicationSets in
 platform/ read them with Go templates and `missingkey=error`, so a missing value fails loudly in
 Argo CD instead of rendering an empty string. This module is the only place the names are defined;
 tests assert that both sides use exactly these.
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
+from cdao_stacks import PROFILES
 from infra.config import AddonsConfig
 
 if TYPE_CHECKING:
@@ -135,6 +138,7 @@ class ClusterSecret:
 
     # Labels.
     environment: str
+    profile: str
     addons: AddonsConfig
 
     aws_region: Input[str] = field(metadata=_annotation("aws-region", "region of every AWS resource of the stack"))
@@ -253,6 +257,33 @@ class ClusterSecret:
             "(MLflow's allowed hosts for Prometheus's scrape); pod_host_patterns()",
         )
     )
+    private_subnet_cidrs: Input[str] = field(
+        metadata=_annotation(
+            "private-subnet-cidrs",
+            "comma-separated CIDRs of the private subnets, in AZ order (NetworkPolicies admitting the internal "
+            "ALB and the EKS control plane's ENIs)",
+        )
+    )
+    database_subnet_cidrs: Input[str] = field(
+        metadata=_annotation(
+            "database-subnet-cidrs",
+            "comma-separated CIDRs of the database subnets, in AZ order (NetworkPolicies letting RDS clients out)",
+        )
+    )
+    gpu_time_slicing: Input[str] = field(
+        metadata=_annotation(
+            "gpu-time-slicing",
+            "the device plugin's time-slicing config per time-sliced pool: `<config>=<replicas>`, comma-separated "
+            "(infra/components/node_pool.py time_slicing_configs); empty when the stack has none",
+        )
+    )
+    gpu_mig_layouts: Input[str] = field(
+        metadata=_annotation(
+            "gpu-mig-layouts",
+            "the MIG manager's layout per MIG pool: `<layout>=<profile>:<count>;...`, comma-separated "
+            "(infra/components/node_pool.py mig_layouts); empty when the stack has none",
+        )
+    )
     flyte_certificate_arn: Input[str] = field(
         metadata=_annotation(
             "flyte-certificate-arn", "ACM certificate for flyte-hostname, for the ALB's HTTPS listener"
@@ -290,6 +321,7 @@ class ClusterSecret:
     chart_versions: Mapping[str, str]
 
     def __post_init__(self) -> None:
+        cluster_labels(self.environment, self.profile, self.addons)  # raises for a profile outside PROFILES
         for f in fields(self):
             if "annotation" in f.metadata and getattr(self, f.name) is None:
                 raise ValueError(
@@ -306,8 +338,8 @@ class ClusterSecret:
             raise ValueError(f"cluster Secret role_arns: no value for {empty}")
 
     def labels(self) -> dict[str, str]:
-        """The Secret's labels: the environment and `enable_<addon>` per add-on (LABEL_KEYS)."""
-        return {"environment": self.environment, **addon_labels(self.addons)}
+        """The Secret's labels (LABEL_KEYS): cluster_labels of its stack, profile and add-ons."""
+        return cluster_labels(self.environment, self.profile, self.addons)
 
     def annotations(self) -> dict[str, Input[str]]:
         """Every annotation, keyed `cdao.io/...` (stack_annotation_keys of its pins and projects)."""
@@ -352,8 +384,17 @@ def stack_annotation_keys(chart_keys: list[str], flyte_projects: list[str]) -> t
 
 
 ADDONS: tuple[str, ...] = tuple(AddonsConfig.model_fields)
-LABEL_KEYS: tuple[str, ...] = ("environment", *(f"enable_{addon}" for addon in ADDONS))
+LABEL_KEYS: tuple[str, ...] = ("environment", "profile", *(f"enable_{addon}" for addon in ADDONS))
 
 
 def addon_labels(addons: AddonsConfig) -> dict[str, str]:
     return {f"enable_{name}": str(getattr(addons, name)).lower() for name in ADDONS}
+
+
+def cluster_labels(environment: str, profile: str, addons: AddonsConfig) -> dict[str, str]:
+    """The cluster Secret's labels: `environment` (the stack name), `profile` (its policy profile,
+    one of cdao_stacks.PROFILES, which platform/'s overlays and values files are named by) and
+    `enable_<addon>` per add-on. Raises ValueError for a profile outside cdao_stacks.PROFILES."""
+    if profile not in PROFILES:
+        raise ValueError(f"cluster Secret label profile = {profile!r}: expected one of {', '.join(PROFILES)}")
+    return {"environment": environment, "profile": profile, **addon_labels(addons)}

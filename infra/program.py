@@ -23,7 +23,7 @@ from infra.components.edge import FlyteEndpoint, FlyteEndpointArgs
 from infra.components.gitops import GitOps, GitOpsArgs
 from infra.components.identity import ServiceRoles, ServiceRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from infra.components.network import Network, NetworkArgs
-from infra.components.node_pool import NodePool, NodePoolArgs
+from infra.components.node_pool import NodePool, NodePoolArgs, mig_layouts, time_slicing_configs
 from infra.config import StackConfig
 from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS, ClusterSecret, pod_host_patterns
 from infra.lib import mlops
@@ -85,6 +85,7 @@ def _cluster_secret(
     codeweave = config.codeweave
     return ClusterSecret(
         environment=config.stack,
+        profile=config.entry.profile,
         addons=config.addons,
         aws_region=config.region,
         aws_account_id=account_id,
@@ -116,6 +117,10 @@ def _cluster_secret(
         container_log_group=container_logs.name,
         flyte_hostname=config.flyte.hostname,
         pod_host_patterns=pod_host_patterns(config.network.vpc_cidr),
+        private_subnet_cidrs=",".join(config.subnet_cidrs("private")),
+        database_subnet_cidrs=",".join(config.subnet_cidrs("database")),
+        gpu_time_slicing=time_slicing_configs(config.enabled_pools),
+        gpu_mig_layouts=mig_layouts(config.enabled_pools),
         flyte_certificate_arn=endpoint.certificate_arn,
         private_subnet_ids=pulumi.Output.all(*network.private_subnet_ids).apply(",".join),
         sagemaker_output_uri=compute.sagemaker_output_uri,

@@ -14,17 +14,14 @@ were exercised against emulators here and which only against a real account.
 from __future__ import annotations
 
 import argparse
-import re
 import ssl
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from cdao_cli import add_environments_argument
 from cdao_cli.doctor import aws, flyte, kube
-from cdao_cli.doctor.context import DoctorContext, DoctorInputError, read_outputs
+from cdao_cli.doctor.context import DoctorContext, DoctorInputError, platform_files, read_outputs
 from cdao_cli.doctor.report import CheckResult, exit_code, render_json, render_markdown, render_text
-from infra.config import StackConfig
 
 RENDERERS: dict[str, Callable[[str, list[CheckResult]], str]] = {
     "text": render_text,
@@ -80,7 +77,7 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
 
     raw, _ = read_stack_file(args.stack, environments)
     config, _ = parse_stack_config(args.stack, raw)
-    check_checkout(config)
+    platform = platform_files(args.stack, config.gitops.revision)
     outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled, cluster_name=cluster_name(config))
     if args.flyte_ca_file is not None:
         try:
@@ -96,6 +93,7 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
         session=boto3.session.Session(region_name=outputs["region"]),
         connector_endpoint=args.connector_endpoint,
         flyte_ca_file=args.flyte_ca_file,
+        platform=platform,
     )
     if args.kubeconfig:
         if not Path(args.kubeconfig).is_file():
@@ -107,55 +105,6 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
                 f"--kubeconfig {args.kubeconfig}: not a usable kubeconfig ({type(exc).__name__}: {exc})"
             ) from None
     return ctx
-
-
-#: The checkout whose code the doctor runs: the expected Applications, the task types flyte-core
-#: routes to the connector, node-pool labels and the service-account contract come from its files.
-REPO = Path(__file__).resolve().parents[2]
-# What those facts are read from: a change there in the checkout but not in the stack's revision
-# would judge the stack by code it does not run.
-_FACT_PATHS = ("platform", "infra", "plugins", "cdao_cli")
-
-
-def check_checkout(config: StackConfig, repo: Path = REPO) -> None:
-    """A stack pinned to a commit (`cdao:gitops.revision`, a full SHA in every promoted stack) runs
-    that commit's platform/ and infra/; the doctor must read its facts from the same commit.
-
-    Raises DoctorInputError when `repo` is not a git checkout, its HEAD is not the pinned commit, or
-    it has uncommitted changes under the facts' folders. A stack following a branch (dev: `main`)
-    runs the branch's tip, which the doctor cannot tell from here, so it is not checked.
-    """
-    revision = config.gitops.revision
-    if not re.fullmatch(r"[0-9a-f]{40}", revision):
-        return
-
-    def git(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise DoctorInputError(f"{repo}: cannot ask git ({' '.join(args)}): {done.stderr.strip()}")
-        return done.stdout.rstrip("\n")  # porcelain lines start with a space: keep it
-
-    how = (
-        f"run the doctor from a checkout of it (git worktree add ../cdao-{config.stack} {revision}), "
-        f"with --environments pointing at main's environments/"
-    )
-    head = git("rev-parse", "HEAD")
-    if head != revision:
-        raise DoctorInputError(
-            f"--stack {config.stack}: the stack runs {revision} (cdao:gitops.revision), this checkout is at "
-            f"{head}; {how}"
-        )
-    dirty = git("status", "--porcelain", "--", *_FACT_PATHS)
-    if dirty:
-        changed = ", ".join(line[3:] for line in dirty.splitlines()[:5])
-        raise DoctorInputError(
-            f"--stack {config.stack}: this checkout of {revision} has uncommitted changes ({changed}); {how}"
-        )
 
 
 def run_checks(ctx: DoctorContext) -> list[CheckResult]:

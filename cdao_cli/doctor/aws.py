@@ -317,26 +317,58 @@ def certificate(ctx: DoctorContext) -> list[CheckResult]:
 
 
 def log_groups(ctx: DoctorContext) -> list[CheckResult]:
-    """Each log group the program declares exists with its declared retention (stack output logGroups)."""
-    declared: dict[str, dict[str, Any]] = ctx.output("logGroups")
+    """Each log group the program owns exists (its name from the stack output logGroups) and keeps the
+    retention the stack file declares (infra/config.py StackConfig.log_retention_days), not the one
+    the last `pulumi up` wrote into the outputs: a stack file changed since is drift to apply."""
+    deployed: dict[str, dict[str, Any]] = ctx.output("logGroups")
+    declared = ctx.config.log_retention_days()
 
     def check() -> list[CheckResult]:
         logs = ctx.client("logs")
         results = []
-        for purpose, want in sorted(declared.items()):
-            name, days = want["name"], want["retentionDays"]
+        for purpose in sorted(set(declared) - set(deployed)):
+            key, _ = declared[purpose]
+            results.append(
+                failed(
+                    "logs",
+                    purpose,
+                    f"the stack output logGroups has no {purpose} group ({key} declares its retention)",
+                    "run pulumi up with this revision, then save the outputs again",
+                )
+            )
+        for purpose, group in sorted(deployed.items()):
+            name = group["name"]
+            if purpose not in declared:
+                results.append(
+                    failed(
+                        "logs",
+                        purpose,
+                        f"{name}: no retention for a {purpose} group in this revision's config",
+                        "run the doctor from the revision the stack was deployed with",
+                    )
+                )
+                continue
+            key, days = declared[purpose]
+            # DescribeLogGroups: retentionInDays is absent when the group never expires (botocore's logs model).
             found = [
                 g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"] if g["logGroupName"] == name
             ]
             if not found:
                 results.append(failed("logs", purpose, f"{name} does not exist", "run pulumi up"))
             elif found[0].get("retentionInDays") != days:
-                have = found[0].get("retentionInDays", "never expire")
+                have = found[0].get("retentionInDays")
+                kept = "never expires" if have is None else f"keeps {have} days"
                 results.append(
-                    failed("logs", purpose, f"{name} keeps {have} days, declared {days}", "run pulumi up (drift)")
+                    failed(
+                        "logs",
+                        purpose,
+                        f"{name} {kept}; {key} declares {days}",
+                        "run pulumi up to apply the stack file's retention (drift), or change "
+                        f"{key} if the account is right",
+                    )
                 )
             else:
-                results.append(passed("logs", purpose, f"{name} keeps {days} days"))
+                results.append(passed("logs", purpose, f"{name} keeps {days} days ({key})"))
         return results
 
     return _guard("logs", "log groups", check)

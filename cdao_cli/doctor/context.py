@@ -5,12 +5,25 @@ Declared facts (labels, taints, retention, chart pins) come from the stack file 
 outputs, which `pulumi stack output --json --stack <name>` prints (secrets print as "[secret]";
 the doctor needs none of them). AWS is reached through boto3's default credential chain in the
 stack's region; Kubernetes through a kubeconfig (optional: its checks are skipped without one).
+
+platform/'s files are read as the stack runs them (PlatformFiles, platform_files): a stack pinned
+to a commit (`cdao:gitops.revision`, a full SHA in every promoted stack) runs that commit's
+platform/, since Argo CD syncs `cdao.io/repo-revision` (infra/contract.py). The doctor's platform
+facts (the ApplicationSets that say which Applications exist, the task types flyte-core's values
+route to the connector, whether flyteadmin uses auth) are read with `git show <commit>:<path>` and
+`git ls-tree <commit> <folder>/` from the repository this code lives in, so an engineer on main can
+doctor prod pinned at an older commit. A stack following a branch (dev: `main`) runs the branch's
+tip at its last deploy, which cannot be told from here: its files are read from the working tree.
+Facts the doctor takes from Python code (the service-account contract, node-pool labels and GPU
+arithmetic, the backup plan's windows) are the code it runs, so CODE_FACT_PATHS must be the same at
+the pin as in the checkout, or platform_files refuses.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +37,103 @@ class DoctorInputError(ValueError):
     """Bad input to `cdao doctor` (exit 2): names the file or option and what was wrong."""
 
 
+#: The repository this code is part of: where the stack's commit is looked up.
+REPO = Path(__file__).resolve().parents[2]
+#: The modules whose facts the doctor imports rather than reads (see the module docstring).
+CODE_FACT_PATHS = (
+    "infra/contract.py",
+    "infra/components/node_pool.py",
+    "infra/components/backup.py",
+    "plugins/cdao_pools",
+)
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class PlatformFiles:
+    """The repository's files at `commit`, or in the working tree of `repo` when `commit` is None.
+    Paths are relative to the repository's root, with `/` (`platform/bootstrap/appsets`)."""
+
+    repo: Path = REPO
+    commit: str | None = None
+
+    @property
+    def where(self) -> str:
+        """How a message names the source: `<commit>` or `the working tree of <repo>`."""
+        return self.commit if self.commit else f"the working tree of {self.repo}"
+
+    def read(self, path: str) -> str:
+        """The file's text. Raises DoctorInputError naming the path and the revision if it is absent."""
+        if self.commit is None:
+            try:
+                return (self.repo / path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise DoctorInputError(f"{path} in {self.where}: cannot read it ({exc.strerror})") from None
+        return _git(self.repo, "show", f"{self.commit}:{path}", what=f"{path} at {self.commit}")
+
+    def list(self, folder: str, suffix: str) -> list[str]:
+        """The paths of the files directly in `folder` whose names end in `suffix`, sorted."""
+        if self.commit is None:
+            return sorted(f"{folder}/{p.name}" for p in (self.repo / folder).glob(f"*{suffix}") if p.is_file())
+        # ls-tree lists a folder's entries given `<folder>/`; --name-only prints full paths.
+        names = _git(self.repo, "ls-tree", "--name-only", self.commit, f"{folder}/", what=f"{folder}/ at {self.commit}")
+        return sorted(n for n in names.splitlines() if n.endswith(suffix))
+
+
+def platform_files(stack: str, revision: str, repo: Path = REPO) -> PlatformFiles:
+    """Where the doctor reads platform/ for a stack whose `cdao:gitops.revision` is `revision`.
+
+    A full commit SHA: that commit of the local repository. Raises DoctorInputError (exit 2) if `repo`
+    is not a Git repository, if the commit is not in it (fetch it), or if CODE_FACT_PATHS differ
+    between the commit and the working tree (run from a checkout of the commit). Anything else (a
+    branch): the working tree.
+    """
+    if not _COMMIT.fullmatch(revision):
+        return PlatformFiles(repo, None)
+    pinned = f"--stack {stack}: the stack runs {revision} (cdao:gitops.revision)"
+
+    def git_ok(*args: str) -> bool:
+        return (
+            subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
+
+    if not git_ok("rev-parse", "--git-dir"):
+        raise DoctorInputError(f"{pinned}; {repo} is not a Git repository to read it from (clone the repository)")
+    # `cat-file -e <sha>^{commit}` exits non-zero when the object is absent or not a commit (git-cat-file(1)).
+    if not git_ok("cat-file", "-e", f"{revision}^{{commit}}"):
+        raise DoctorInputError(
+            f"{pinned}, which is not in the local repository {repo}: fetch it (git -C {repo} fetch origin), "
+            "then run the doctor again"
+        )
+    # Against the working tree, so uncommitted edits count too.
+    changed = _git(repo, "diff", "--name-only", revision, "--", *CODE_FACT_PATHS, what=f"the diff against {revision}")
+    if changed:
+        files = ", ".join(changed.splitlines()[:5])
+        raise DoctorInputError(
+            f"{pinned}; the checks' code facts differ between it and this checkout ({files}): run the doctor "
+            f"from a checkout of it (git worktree add ../cdao-{stack} {revision}) with --environments pointing "
+            "at this checkout's environments/"
+        )
+    return PlatformFiles(repo, revision)
+
+
+def _git(repo: Path, *args: str, what: str) -> str:
+    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise DoctorInputError(f"{what}: git {args[0]} failed: {' '.join(done.stderr.split())}")
+    return done.stdout.rstrip("\n")
+
+
 @dataclass
 class DoctorContext:
     stack: str
@@ -34,6 +144,7 @@ class DoctorContext:
     connector_endpoint: str | None = None  # host:port of the connector service (e.g. a port-forward)
     flyte_ca_file: Path | None = None  # a private CA for the Flyte endpoint; None trusts the system roots
     skipped_kube_reason: str = "no kubeconfig given (--kubeconfig)"
+    platform: PlatformFiles = field(default_factory=PlatformFiles)  # platform/ as the stack runs it
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:

@@ -22,16 +22,15 @@ from __future__ import annotations
 import ssl
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import yaml
 
-from cdao_cli.doctor.context import DoctorContext
+from cdao_cli.doctor.context import DoctorContext, PlatformFiles
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 
-FLYTE_VALUES = Path(__file__).resolve().parents[2] / "platform" / "addons" / "flyte" / "flyte-core" / "values.yaml"
+FLYTE_VALUES = "platform/addons/flyte/flyte-core/values.yaml"
 TIMEOUT_S = 10
 
 
@@ -72,16 +71,17 @@ def _http(ctx: DoctorContext, host: str, port: int) -> CheckResult:
 CHART_USE_AUTH_DEFAULT = False
 
 
-def flyteadmin_uses_auth(values_path: Path = FLYTE_VALUES) -> bool:
-    """Whether this platform's flyte-core values turn flyteadmin's authentication on."""
-    values = yaml.safe_load(values_path.read_text(encoding="utf-8")) or {}
+def flyteadmin_uses_auth(files: PlatformFiles | None = None) -> bool:
+    """Whether the platform's flyte-core values (FLYTE_VALUES of `files`: platform/ at the stack's
+    revision; the working tree when None) turn flyteadmin's authentication on."""
+    values = yaml.safe_load((files or PlatformFiles()).read(FLYTE_VALUES)) or {}
     node: Any = values
     for key in ("configmap", "adminServer", "server", "security", "useAuth"):
         node = node.get(key) if isinstance(node, dict) else None
     return CHART_USE_AUTH_DEFAULT if node is None else bool(node)
 
 
-def _grpc(ctx: DoctorContext, host: str, port: int, values_path: Path = FLYTE_VALUES) -> CheckResult:
+def _grpc(ctx: DoctorContext, host: str, port: int) -> CheckResult:
     import grpc  # noqa: PLC0415
     from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
 
@@ -92,7 +92,7 @@ def _grpc(ctx: DoctorContext, host: str, port: int, values_path: Path = FLYTE_VA
         try:
             answer = stub.Check(health_pb2.HealthCheckRequest(service="flyteadmin"), timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAUTHENTICATED and flyteadmin_uses_auth(values_path):
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED and flyteadmin_uses_auth(ctx.platform):
                 return passed(
                     "flyte", "grpc", f"{target}: flyteadmin answered UNAUTHENTICATED (useAuth is on): gRPC is routed"
                 )
@@ -115,8 +115,9 @@ def _grpc(ctx: DoctorContext, host: str, port: int, values_path: Path = FLYTE_VA
     return passed("flyte", "grpc", f"{target}: flyteadmin SERVING")
 
 
-def routed_task_types(values_path: Path = FLYTE_VALUES) -> set[str]:
-    """The task types flyte-core's values route to the connector-service plugin."""
+def routed_task_types(files: PlatformFiles | None = None) -> set[str]:
+    """The task types flyte-core's values (FLYTE_VALUES of `files`: platform/ at the stack's revision;
+    the working tree when None) route to the connector-service plugin."""
 
     def walk(node: Any) -> set[str]:
         found: set[str] = set()
@@ -131,7 +132,7 @@ def routed_task_types(values_path: Path = FLYTE_VALUES) -> set[str]:
                 found |= walk(item)
         return found
 
-    return walk(yaml.safe_load(values_path.read_text()))
+    return walk(yaml.safe_load((files or PlatformFiles()).read(FLYTE_VALUES)))
 
 
 def connectors(ctx: DoctorContext) -> list[CheckResult]:
@@ -162,7 +163,8 @@ def connectors(ctx: DoctorContext) -> list[CheckResult]:
             ]
     served = {c.name for agent in answer.agents for c in agent.supported_task_categories}
     served |= {t for agent in answer.agents for t in agent.supported_task_types}
-    missing = sorted(routed_task_types() - served)
+    routed = routed_task_types(ctx.platform)
+    missing = sorted(routed - served)
     if missing:
         return [
             failed(
@@ -172,4 +174,4 @@ def connectors(ctx: DoctorContext) -> list[CheckResult]:
                 "deploy the connector image built from the platform's revision (its --modules must register them)",
             )
         ]
-    return [passed("connectors", "ListAgents", f"serves all {len(routed_task_types())} routed task types")]
+    return [passed("connectors", "ListAgents", f"serves all {len(routed)} routed task types")]

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 from cdao_pools import NODE_POOL_LABEL
 
-from cdao_cli.doctor.context import DoctorContext
+from cdao_cli.doctor.context import DoctorContext, PlatformFiles
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 from infra.config import StackConfig
 from infra.contract import ARGOCD_NAMESPACE, addon_labels
@@ -176,7 +175,7 @@ def _applicationset_errors(appsets: list[dict[str, Any]]) -> list[CheckResult]:
 
 
 #: The ApplicationSets the root Application syncs (platform/bootstrap/appsets): what Argo CD generates.
-APPSETS_DIR = Path(__file__).resolve().parents[2] / "platform" / "bootstrap" / "appsets"
+APPSETS_DIR = "platform/bootstrap/appsets"
 _CHART_PIN = re.compile(r'^\{\{ index \.metadata\.annotations "cdao\.io/chart-version-(?P<key>[^"]+)" \}\}$')
 _REPO_REVISION = '{{ index .metadata.annotations "cdao.io/repo-revision" }}'
 _PARAMETER = re.compile(r"\{\{ \.(?P<key>\w+) \}\}")
@@ -195,8 +194,9 @@ class ExpectedApplication:
     revisions: tuple[str | None, ...]
 
 
-def expected_applications(config: StackConfig, appsets_dir: Path = APPSETS_DIR) -> dict[str, ExpectedApplication]:
-    """The Applications Argo CD should generate for this stack, by name.
+def expected_applications(config: StackConfig, files: PlatformFiles | None = None) -> dict[str, ExpectedApplication]:
+    """The Applications Argo CD should generate for this stack, by name, from the ApplicationSets in
+    APPSETS_DIR of `files` (platform/ at the stack's revision; the working tree when None).
 
     An ApplicationSet's cluster generator selects the cluster Secret by `matchLabels`; this stack's
     Secret carries `enable_<addon>` per add-on (infra/contract.py addon_labels), so the Applications of
@@ -210,16 +210,18 @@ def expected_applications(config: StackConfig, appsets_dir: Path = APPSETS_DIR) 
     `{{ .<element key> }}` of a list generator, substituted by hand: there is no maintained Go
     template renderer for Python, and tests/cdao_cli keeps this equal to every ApplicationSet here.
 
-    Raises ValueError naming the file for a template this reading does not understand.
+    Raises ValueError naming the file for a template this reading does not understand, and
+    DoctorInputError when a file cannot be read at the revision.
     """
+    files = files or PlatformFiles()
     labels = addon_labels(config.addons)
     pins = config.gitops.chart_versions
     expected: dict[str, ExpectedApplication] = {}
-    for path in sorted(appsets_dir.glob("*.yaml")):
-        for appset in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+    for path in files.list(APPSETS_DIR, ".yaml"):
+        for appset in yaml.safe_load_all(files.read(path)):
             if not appset or appset.get("kind") != "ApplicationSet":
                 continue
-            where = f"{path.name}: ApplicationSet {appset['metadata']['name']}"
+            where = f"{path} at {files.where}: ApplicationSet {appset['metadata']['name']}"
             selectors, elements = [], [{}]
             for generator in appset["spec"]["generators"]:
                 for inner in generator.get("matrix", {}).get("generators", [generator]):
@@ -279,7 +281,7 @@ def _revision_problems(app: dict[str, Any], expected: ExpectedApplication | None
     return problems
 
 
-def argocd_applications(ctx: DoctorContext, appsets_dir: Path = APPSETS_DIR) -> list[CheckResult]:
+def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
     """Every Application an enabled add-on's ApplicationSet generates exists (expected_applications),
     every Application is Synced and Healthy, and each source's targetRevision (and a Helm chart's
     synced version) is the one its stack pins."""
@@ -307,7 +309,7 @@ def argocd_applications(ctx: DoctorContext, appsets_dir: Path = APPSETS_DIR) -> 
     results = _applicationset_errors(appsets)
     if not apps:
         results.append(failed("argocd", "applications", "no Application exists", "check the root Application"))
-    expected = expected_applications(ctx.config, appsets_dir)
+    expected = expected_applications(ctx.config, ctx.platform)
     present = {app["metadata"]["name"] for app in apps}
     for name, want in sorted(expected.items()):
         if name not in present:

@@ -7,6 +7,7 @@ policy pack and the cost estimate.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,32 @@ def pool_labels(pool_name: str, pool: NodePoolConfig) -> dict[str, str]:
 
 def mig_layout_name(pool_name: str) -> str:
     return f"cdao-{pool_name}"
+
+
+def time_slicing_configs(pools: Mapping[str, NodePoolConfig]) -> str:
+    """The device-plugin configs the GPU operator must hold, as the cluster Secret annotation
+    `cdao.io/gpu-time-slicing` carries them: `<config>=<replicas>` per time-sliced pool, comma-separated
+    (`a100-timeslice=4,h100-timeslice=3`; "" for none). `<config>` is the pool's
+    nvidia.com/device-plugin.config label (pool_labels), `<replicas>` its gpuSharing.replicas."""
+    return ",".join(
+        f"{pool_labels(name, pool)[DEVICE_PLUGIN_CONFIG_LABEL]}={pool.gpu_sharing.replicas}"
+        for name, pool in sorted(pools.items())
+        if pool.gpu_sharing.mode == "time-slicing"
+    )
+
+
+def mig_layouts(pools: Mapping[str, NodePoolConfig]) -> str:
+    """The MIG layouts the MIG manager must hold, as the cluster Secret annotation
+    `cdao.io/gpu-mig-layouts` carries them: `<layout>=<profile>:<count>;...` per MIG pool,
+    comma-separated (`cdao-a100-mig=1g.10gb:2;2g.20gb:1;3g.40gb:1`; "" for none). `<layout>` is the
+    pool's nvidia.com/mig.config label (pool_labels); the counts are of gpuSharing.migProfiles per GPU."""
+    layouts = []
+    for name, pool in sorted(pools.items()):
+        if pool.gpu_sharing.mode == "mig":
+            counts = Counter(pool.gpu_sharing.mig_profiles)
+            slices = ";".join(f"{profile}:{count}" for profile, count in counts.items())
+            layouts.append(f"{pool_labels(name, pool)[MIG_CONFIG_LABEL]}={slices}")
+    return ",".join(layouts)
 
 
 def gpu_resources(pool: NodePoolConfig) -> dict[str, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +41,7 @@ from moto import mock_aws
 import cdao_stacks
 from cdao_cli import doctor
 from cdao_cli.doctor import aws, flyte, kube
+from cdao_cli.doctor import context as doctor_context
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.report import failed, passed, skipped
 from cdao_cli.main import main
@@ -344,12 +347,39 @@ def test_log_groups_exist_with_the_declared_retention(aws_account):
     assert "does not exist" in results["flowLogs"].detail
 
 
+def test_log_group_retention_is_judged_against_the_stack_config_not_the_outputs(aws_account):
+    """The outputs say what the last `pulumi up` set; the stack file says what the stack must keep.
+    A stack file changed since (dev's containerLogRetentionDays: 7) is drift the doctor names."""
+    logs = boto3.client("logs")
+    name = "/cdao/dev/containers"
+    logs.create_log_group(logGroupName=name)
+    # CloudWatch Logs PutRetentionPolicy sets retentionInDays, which DescribeLogGroups returns (moto, botocore's model).
+    logs.put_retention_policy(logGroupName=name, retentionInDays=30)
+    ctx = _ctx({"logGroups": {"containers": {"name": name, "retentionDays": 30}}})
+    assert ctx.config.cluster.container_log_retention_days == 7
+    results = _by_name(aws.log_groups(ctx), "logs")
+    result = results["containers"]
+    assert result.status == "fail", result
+    assert "30 days" in result.detail and "cdao:cluster.containerLogRetentionDays" in result.detail
+    assert "7" in result.detail and "pulumi up" in result.remedy
+    logs.put_retention_policy(logGroupName=name, retentionInDays=7)
+    results = _by_name(aws.log_groups(ctx), "logs")
+    assert results["containers"].status == "pass", results["containers"]
+    # A group the config declares but the outputs lack is named with its key, not skipped.
+    assert results["flowLogs"].status == "fail" and "cdao:network.flowLogRetentionDays" in results["flowLogs"].detail
+
+
 def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
     # The doctor reads these outputs by name: the program must export them.
     assert {"clusterName", "roleArns", "flyteCertificateArn", "logGroups", "region", "flyteEndpoint"} <= set(
         plan_outputs
     )
     assert all({"name", "retentionDays"} == set(v) for v in plan_outputs["logGroups"].values())
+    # Every group the program exports is one whose retention the stack config declares, and the same days.
+    declared = _config().log_retention_days()
+    assert {k: v["retentionDays"] for k, v in plan_outputs["logGroups"].items()} == {
+        k: days for k, (_, days) in declared.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -931,11 +961,13 @@ def test_an_unauthenticated_health_answer_passes_only_when_flyteadmin_uses_auth(
         result = flyte._grpc(ctx, "localhost", port)
         assert result.status == "fail"
         assert "UNAUTHENTICATED" in result.detail
-        with_auth = tmp_path / "values.yaml"
+        with_auth = tmp_path / flyte.FLYTE_VALUES
+        with_auth.parent.mkdir(parents=True)
         with_auth.write_text(
             yaml.safe_dump({"configmap": {"adminServer": {"server": {"security": {"useAuth": True}}}}})
         )
-        assert flyte._grpc(ctx, "localhost", port, with_auth).status == "pass"
+        ctx = _ctx({}, flyte_ca_file=cert, platform=doctor_context.PlatformFiles(tmp_path))
+        assert flyte._grpc(ctx, "localhost", port).status == "pass"
     finally:
         server.stop(None)
 
@@ -980,35 +1012,96 @@ def test_first_deploy_checks_with_the_doctor_using_options_it_has():
     assert (args.command, args.stack, args.kubeconfig) == ("doctor", "dev", "dev.kubeconfig")
 
 
-def test_a_pinned_stack_is_judged_only_from_a_checkout_of_its_revision(tmp_path: Path):
-    """prod runs the commit its stack file pins: the doctor's facts (platform/'s routed task types,
-    node-pool labels, the service-account contract) must come from that commit, not from whatever is
-    checked out."""
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _commit(repo: Path, message: str) -> str:
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def pinned_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A real Git repository holding this checkout's ApplicationSets, flyte-core values and the
+    doctor's code facts at a commit prod pins, then a newer commit (main) that drops the keda
+    ApplicationSet and routes one more task type to the connector."""
     repo = tmp_path / "repo"
-    (repo / "platform").mkdir(parents=True)
+    root = Path(__file__).resolve().parents[2]
+    for rel in [kube.APPSETS_DIR, flyte.FLYTE_VALUES, *doctor_context.CODE_FACT_PATHS]:
+        source = root / rel
+        target = repo / rel
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            for f in source.iterdir():
+                if f.is_file():
+                    (target / f.name).write_bytes(f.read_bytes())
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    _git(repo, "init", "-q")
+    pinned = _commit(repo, "what prod runs")
+    (repo / kube.APPSETS_DIR / "keda.yaml").unlink()
+    values = yaml.safe_load((repo / flyte.FLYTE_VALUES).read_text())
+    routes = values["configmap"]["enabled_plugins"]["tasks"]["task-plugins"]["default-for-task-types"]
+    routes["cdao-newer-type"] = "connector-service"
+    (repo / flyte.FLYTE_VALUES).write_text(yaml.safe_dump(values))
+    _commit(repo, "main moved on")
+    return repo, pinned
 
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
-        return done.stdout.strip()
 
-    git("init", "-q")
-    (repo / "platform" / "values.yaml").write_text("a: 1\n")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pinned")
-    pinned = git("rev-parse", "HEAD")
-    prod = _config().model_copy(update={"stack": "prod"})
-    at = prod.model_copy(update={"gitops": prod.gitops.model_copy(update={"revision": pinned})})
-    doctor.check_checkout(at, repo)  # HEAD is the pinned commit: fine
+def _prod_at(revision: str):
+    prod = _config("prod")
+    return prod.model_copy(update={"gitops": prod.gitops.model_copy(update={"revision": revision})})
 
-    (repo / "platform" / "values.yaml").write_text("a: 2\n")  # main added a task type, uncommitted here
-    with pytest.raises(doctor.DoctorInputError, match=r"uncommitted changes \(platform/values.yaml\)"):
-        doctor.check_checkout(at, repo)
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "newer")
-    with pytest.raises(doctor.DoctorInputError, match=f"the stack runs {pinned}.*git worktree add"):
-        doctor.check_checkout(at, repo)
-    # A stack following a branch (dev: main) runs its tip: nothing to compare.
-    assert _config().gitops.revision == "main"
-    doctor.check_checkout(_config(), repo)
+
+def test_a_pinned_stack_is_judged_by_platform_at_its_revision_from_any_checkout(pinned_repo):
+    """prod runs the commit its stack file pins: the expected Applications and the routed task types
+    come from `git show <commit>:<path>`, while the checkout (HEAD, working tree) is main's."""
+    repo, pinned = pinned_repo
+    files = doctor_context.platform_files("prod", pinned, repo)
+    assert (files.repo, files.commit) == (repo, pinned)
+    prod = _prod_at(pinned)
+    assert "keda" in kube.expected_applications(prod, files)
+    assert "keda" not in kube.expected_applications(prod, doctor_context.PlatformFiles(repo))
+    assert "cdao-newer-type" not in flyte.routed_task_types(files)
+    assert "cdao-newer-type" in flyte.routed_task_types(doctor_context.PlatformFiles(repo))
+    assert not flyte.flyteadmin_uses_auth(files)
+    # A stack following a branch (dev: main) runs its tip: the working tree.
+    assert doctor_context.platform_files("dev", "main", repo) == doctor_context.PlatformFiles(repo, None)
+
+
+def test_a_pinned_commit_missing_locally_or_code_facts_that_moved_exit_2(pinned_repo, tmp_path: Path):
+    repo, pinned = pinned_repo
+    missing = "0123456789abcdef" * 2 + "01234567"
+    with pytest.raises(doctor.DoctorInputError, match=rf"runs {missing} .*not in the local repository.*fetch"):
+        doctor_context.platform_files("prod", missing, repo)
+    with pytest.raises(doctor.DoctorInputError, match="not a Git repository"):
+        doctor_context.platform_files("prod", pinned, tmp_path / "nowhere")
+    # The checks import the service-account contract: a change to it since the pin, even uncommitted,
+    # would judge prod by code it does not run.
+    contract = repo / "infra" / "contract.py"
+    contract.write_text(contract.read_text() + "\n# changed on main\n")
+    with pytest.raises(doctor.DoctorInputError, match=r"code facts differ .*infra/contract.py.*git worktree add"):
+        doctor_context.platform_files("prod", pinned, repo)
+
+
+def test_the_doctor_exits_2_telling_to_fetch_a_pinned_commit_it_lacks(tmp_path: Path, capsys):
+    environments = tmp_path / "environments"
+    shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, environments)
+    prod = environments / "Pulumi.prod.yaml"
+    missing = "0123456789abcdef" * 2 + "01234567"
+    text = re.sub(r"(?m)^(    revision: )[0-9a-f]{40}$", rf"\g<1>{missing}", prod.read_text())
+    assert missing in text
+    prod.write_text(text)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text("{}")
+    code = main(["doctor", "--stack", "prod", "--environments", str(environments), "--outputs", str(outputs)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"the stack runs {missing}" in err and "fetch" in err
 
 
 @pytest.mark.parametrize(

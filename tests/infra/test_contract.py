@@ -34,6 +34,7 @@ def _values() -> dict[str, object]:
     }
     return values | {
         "environment": "dev",
+        "profile": "dev",
         "addons": AddonsConfig(),
         "role_arns": dict(ROLES),
         "flyte_projects": PROJECTS,
@@ -69,3 +70,12 @@ def test_role_arns_must_cover_every_service_account_and_no_more():
         ClusterSecret(**(_values() | {"role_arns": roles}))
     with pytest.raises(ValueError, match=re.escape("unknown ['nosuch']")):
         ClusterSecret(**(_values() | {"role_arns": ROLES | {"nosuch": "arn"}}))
+
+
+def test_the_profile_label_is_a_registered_policy_profile():
+    """platform/ names its overlays and values files by profile: a label outside cdao_stacks.PROFILES
+    would select none of them."""
+    secret = ClusterSecret(**(_values() | {"environment": "sandbox", "profile": "staging"}))
+    assert (secret.labels()["environment"], secret.labels()["profile"]) == ("sandbox", "staging")
+    with pytest.raises(ValueError, match="label profile = 'sandbox'"):
+        ClusterSecret(**(_values() | {"profile": "sandbox"}))

@@ -318,7 +318,7 @@ def test_scaled_object_crd_rejects_a_trigger_without_its_type() -> None:
     from platform_checks import validate  # noqa: PLC0415
     from platform_render import load_yaml_documents  # noqa: PLC0415
 
-    (scaled,) = load_yaml_documents(PLATFORM / "addons/inference/envs/prod/scaled-object.yaml")
+    (scaled,) = load_yaml_documents(PLATFORM / "addons/inference/profiles/prod/scaled-object.yaml")
     validate(scaled)
     del scaled["spec"]["triggers"][0]["type"]
     with pytest.raises(Exception, match="'type' is a required property"):

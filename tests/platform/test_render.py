@@ -88,6 +88,22 @@ def test_missing_field_is_an_error_even_for_go() -> None:
         GoTemplate().render("{{ .metadata.labels.environment }}", {"metadata": {"labels": {}}})
 
 
+def test_range_over_split_list_trims_like_go() -> None:
+    """text/template: `{{-` trims the whitespace before an action, `-}}` after; range runs its body
+    once per element (https://pkg.go.dev/text/template, "Text and spaces", "Actions")."""
+    text = 'value:\n{{- range $c := splitList "," (index .a "k") }}\n  - cidr: "{{ $c }}"\n{{- end }}\nnext'
+    out = GoTemplate(strict_index=True).render(text, {"a": {"k": "10.0.0.0/19,10.0.32.0/19"}})
+    assert out == 'value:\n  - cidr: "10.0.0.0/19"\n  - cidr: "10.0.32.0/19"\nnext'
+    with pytest.raises(TemplateError, match=re.escape("no {{ end }}")):
+        GoTemplate().render('{{ range $c := splitList "," .x }}', {"x": "a"})
+    with pytest.raises(TemplateError, match="undefined variable"):
+        GoTemplate().render("{{ $c }}", {})
+    # splitList of an empty string is one empty element: `if` skips it, as an empty string is false.
+    guarded = '{{- range $c := splitList "," .x }}{{- if $c }}[{{ $c }}]{{- end }}{{- end }}'
+    assert GoTemplate().render(guarded, {"x": ""}) == ""
+    assert GoTemplate().render(guarded, {"x": "a,b"}) == "[a][b]"
+
+
 def test_template_subset_rejects_pipelines() -> None:
     with pytest.raises(TemplateError, match="pipelines"):
         GoTemplate().render("{{ .name | quote }}", {"name": "x"})

@@ -84,7 +84,11 @@ def _validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
 @functools.cache
 def rendered(stack: str) -> dict[str, RenderedApp]:
     """Every Application generated for the stack's cluster Secret, by name, with what it deploys."""
-    secret = cluster_secret(stack)
+    return render_for_secret(cluster_secret(stack), stack_config(stack).gitops.repo_url)
+
+
+def render_for_secret(secret: dict[str, Any], repo_url: str) -> dict[str, RenderedApp]:
+    """Every Application the ApplicationSets generate for one cluster Secret, by name."""
     engine = GoTemplate(strict_index=True)
     apps: dict[str, RenderedApp] = {}
     for appset in application_sets():
@@ -92,7 +96,7 @@ def rendered(stack: str) -> dict[str, RenderedApp]:
             name = app["metadata"]["name"]
             if name in apps:
                 raise AssertionError(f"two ApplicationSets generate Application {name}")
-            apps[name] = render_application(app, stack_config(stack).gitops.repo_url)
+            apps[name] = render_application(app, repo_url)
     return apps
 
 

@@ -12,6 +12,9 @@ Go templates (ApplicationSet `goTemplate: true`, `missingkey=error`), the subset
   {{ index X (printf "f-%s" .p) }}   parenthesised calls and printf with %s / %d
   {{ index (splitList "," X) 0 }}     Sprig's splitList, and index of a list by position (out of
                                       range is an error, as in Go)
+  {{ range $v := LIST }}..{{ end }}   range over a list, the element read as `$v` (Go also sets `.`
+                                      to it, which the subset does not: `.` stays the parameters)
+  {{ if X }}..{{ end }}               X's truth as text/template has it (no else)
   "literal"                           string literals, also as arguments
 Argo CD renders every string of the template separately (metadata, spec, helm.values, patches), so
 that is what `render_template` does.
@@ -85,6 +88,8 @@ class _Parser:
                 args.append(("lit", bytes(value[1:-1], "utf-8").decode("unicode_escape")))
             elif value.startswith("."):
                 args.append(("field", value))
+            elif re.fullmatch(r"\$\w+", value):
+                args.append(("var", value))
             elif re.fullmatch(r"-?[0-9]+", value):
                 args.append(("lit", int(value)))
             elif value == "|":
@@ -103,40 +108,97 @@ class GoTemplate:
     strict_index: bool = False
 
     def render(self, text: str, params: Mapping[str, Any]) -> str:
-        out, pos = [], 0
+        # Go's lexer trims first: `{{-` eats the whitespace before the action, `-}}` the whitespace after.
+        nodes: list[tuple[str, str]] = []
+        pos, trim_next = 0, False
         for m in _ACTION.finditer(text):
             left = text[pos : m.start()]
+            if trim_next:
+                left = left.lstrip()
             if m.group(1):
                 left = left.rstrip()
-            out.append(left)
-            value = self._eval_command(_Parser(_tokens(m.group(2))).parse_command(), params)
-            out.append(_show(value))
-            pos = m.end()
-            if m.group(3):
-                while pos < len(text) and text[pos].isspace():
-                    pos += 1
-        out.append(text[pos:])
+            nodes += [("text", left), ("action", m.group(2).strip())]
+            pos, trim_next = m.end(), bool(m.group(3))
+        tail = text[pos:]
+        nodes.append(("text", tail.lstrip() if trim_next else tail))
+        body, end = self._block(nodes, 0)
+        if end != len(nodes):
+            raise TemplateError("{{ end }} without a {{ range }}")
+        return self._run(body, params, {})
+
+    def _block(self, nodes: list[tuple[str, str]], start: int) -> tuple[list[Any], int]:
+        """Nodes up to the matching `{{ end }}` (or the text's end), with `range` blocks nested."""
+        out: list[Any] = []
+        i = start
+        while i < len(nodes):
+            kind, value = nodes[i]
+            if kind == "action" and value == "end":
+                return out, i
+            if kind == "action" and value.split(None, 1)[0] == "if":
+                inner, end = self._block(nodes, i + 1)
+                if end == len(nodes):
+                    raise TemplateError(f"{{{{ {value} }}}} has no {{{{ end }}}}")
+                out.append(("if", _Parser(_tokens(value[2:])).parse_command(), inner))
+                i = end + 1
+                continue
+            if kind == "action" and value.split(None, 1)[0] == "range":
+                m = re.fullmatch(r"range\s+(\$\w+)\s*:=\s*(.+)", value, re.S)
+                if not m:
+                    raise TemplateError(f"only `range $var := ...` is in the supported subset: {value!r}")
+                inner, end = self._block(nodes, i + 1)
+                if end == len(nodes):
+                    raise TemplateError(f"{{{{ {value} }}}} has no {{{{ end }}}}")
+                out.append(("range", m[1], _Parser(_tokens(m[2])).parse_command(), inner))
+                i = end + 1
+                continue
+            out.append((kind, value if kind == "text" else _Parser(_tokens(value)).parse_command()))
+            i += 1
+        return out, i
+
+    def _run(self, body: list[Any], params: Mapping[str, Any], variables: Mapping[str, Any]) -> str:
+        out = []
+        for node in body:
+            if node[0] == "text":
+                out.append(node[1])
+            elif node[0] == "action":
+                out.append(_show(self._eval_command(node[1], params, variables)))
+            elif node[0] == "if":
+                _, command, inner = node
+                # text/template: false, 0, nil and empty strings, lists and maps are false.
+                if self._eval_command(command, params, variables) not in (False, 0, None, "", [], {}):
+                    out.append(self._run(inner, params, variables))
+            else:
+                _, name, command, inner = node
+                items = self._eval_command(command, params, variables)
+                if not isinstance(items, list):
+                    raise TemplateError(f"range over a {type(items).__name__}: only lists are in the subset")
+                # Go also rebinds `.` to the element; this subset keeps `.` and reads the element by name.
+                out += [self._run(inner, params, {**variables, name: item}) for item in items]
         return "".join(out)
 
-    def _eval_arg(self, arg: tuple[str, Any], params: Mapping[str, Any]) -> Any:
+    def _eval_arg(self, arg: tuple[str, Any], params: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
         kind, value = arg
         if kind == "lit":
             return value
         if kind == "field":
             return _field(params, value)
+        if kind == "var":
+            if value not in variables:
+                raise TemplateError(f"undefined variable {value}")
+            return variables[value]
         if kind == "call":
-            return self._eval_command(value, params)
+            return self._eval_command(value, params, variables)
         raise TemplateError(f"unsupported argument {value!r}")
 
-    def _eval_command(self, args: list[Any], params: Mapping[str, Any]) -> Any:
+    def _eval_command(self, args: list[Any], params: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
         if not args:
             raise TemplateError("empty action")
         head_kind, head = args[0]
         if head_kind != "ident":
             if len(args) != 1:
                 raise TemplateError(f"{head!r} is not a function")
-            return self._eval_arg(args[0], params)
-        values = [self._eval_arg(a, params) for a in args[1:]]
+            return self._eval_arg(args[0], params, variables)
+        values = [self._eval_arg(a, params, variables) for a in args[1:]]
         function = self._functions().get(head)
         if function is None:
             raise TemplateError(f"function {head!r} is outside the supported subset")
@@ -387,10 +449,16 @@ def kustomize_source(source: Mapping[str, Any]) -> list[dict[str, Any]]:
             _set_image(doc, name, new)
     for patch in options.get("patches", []):
         target = patch["target"]
+        if set(target) - {"kind", "name"}:
+            raise TemplateError(f"{path}: patch target fields outside the supported subset: {sorted(target)}")
+        # A patch applies to every resource its target selects
+        # (https://kubectl.docs.kubernetes.io/references/kustomize/kustomization/patches/); one that
+        # selects none is refused here, so a renamed resource cannot silently go unpatched.
         matches = [d for d in docs if d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]]
-        if len(matches) != 1:
-            raise TemplateError(f"{path}: patch target {target} matches {len(matches)} resources")
-        apply_json6902(matches[0], yaml.safe_load(patch["patch"]))
+        if not matches:
+            raise TemplateError(f"{path}: patch target {target} matches no resource")
+        for match in matches:
+            apply_json6902(match, yaml.safe_load(patch["patch"]))
     return docs
 
 

@@ -10,9 +10,12 @@ YAML are exercised with realistic strings.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 from cdao_cli.plan.runner import available_stacks, read_stack_file
+from cdao_stacks import ENVIRONMENTS_DIR
+from infra.components.node_pool import mig_layouts, time_slicing_configs
 from infra.config import StackConfig, parse_stack_config
 from infra.contract import (
     ANNOTATION_PREFIX,
@@ -20,7 +23,7 @@ from infra.contract import (
     CHART_VERSION_PREFIX,
     FAST_REGISTER_PREFIX,
     SECRET_NAME,
-    addon_labels,
+    cluster_labels,
     pod_host_patterns,
     stack_annotation_keys,
 )
@@ -32,8 +35,8 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 
 
 @functools.cache
-def stack_config(stack: str) -> StackConfig:
-    raw, _ = read_stack_file(stack)
+def stack_config(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> StackConfig:
+    raw, _ = read_stack_file(stack, environments_dir)
     config, _ = parse_stack_config(stack, raw)
     return config
 
@@ -89,6 +92,10 @@ def _value(key: str, config: StackConfig) -> str:
         "container-log-group": container_log_group_name(config),
         "flyte-hostname": config.flyte.hostname,
         "pod-host-patterns": pod_host_patterns(config.network.vpc_cidr),
+        "private-subnet-cidrs": ",".join(config.subnet_cidrs("private")),
+        "database-subnet-cidrs": ",".join(config.subnet_cidrs("database")),
+        "gpu-time-slicing": time_slicing_configs(config.enabled_pools),
+        "gpu-mig-layouts": mig_layouts(config.enabled_pools),
         "flyte-certificate-arn": f"arn:aws:acm:{config.region}:{ACCOUNT_ID}:certificate/0b1c2d3e-4f50-6172-8394",
     }
     if name not in fixed:
@@ -96,9 +103,10 @@ def _value(key: str, config: StackConfig) -> str:
     return fixed[name]
 
 
-def cluster_secret(stack: str, *, drop: str | None = None) -> dict[str, Any]:
-    """The in-cluster Argo CD cluster Secret for a stack (optionally without one annotation)."""
-    config = stack_config(stack)
+def cluster_secret(stack: str, *, drop: str | None = None, environments_dir: Path = ENVIRONMENTS_DIR) -> dict[str, Any]:
+    """The in-cluster Argo CD cluster Secret for a stack (optionally without one annotation), from
+    the stack file in `environments_dir`."""
+    config = stack_config(stack, environments_dir)
     annotations = {
         key: config.gitops.chart_versions[key.removeprefix(CHART_VERSION_PREFIX)]
         if key.startswith(CHART_VERSION_PREFIX)
@@ -115,8 +123,7 @@ def cluster_secret(stack: str, *, drop: str | None = None) -> dict[str, Any]:
             "namespace": ARGOCD_NAMESPACE,
             "labels": {
                 "argocd.argoproj.io/secret-type": "cluster",
-                "environment": stack,
-                **addon_labels(config.addons),
+                **cluster_labels(stack, config.entry.profile, config.addons),
             },
             "annotations": annotations,
         },
