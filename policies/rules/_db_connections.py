@@ -191,11 +191,12 @@ def mlflow_consumers(values: Mapping[str, Any], where: str) -> list[Consumer]:
             f"{where}: extraEnvVars.MLFLOW_SERVER_ENABLE_JOB_EXECUTION is not 'false': the job runner's "
             "processes open pools this budget cannot bound"
         )
-    size = _count(env.get("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE") or _SQLALCHEMY_POOL_SIZE, f"{where}: POOL_SIZE")
-    overflow = _count(
-        env.get("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW") or _SQLALCHEMY_MAX_OVERFLOW, f"{where}: MAX_OVERFLOW"
+    # Parsed first, then tested for truth, as MLflow's _EnvironmentVariable.get() and `if pool_size:` do.
+    size = _count(env.get("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", 0), f"{where}: POOL_SIZE") or _SQLALCHEMY_POOL_SIZE
+    overflow = (
+        _count(env.get("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", 0), f"{where}: MAX_OVERFLOW") or _SQLALCHEMY_MAX_OVERFLOW
     )
-    workers = _count(_dig(values, "extraArgs", "workers") or _MLFLOW_WORKERS, f"{where}: extraArgs.workers")
+    workers = _count(_dig(values, "extraArgs", "workers", default=0), f"{where}: extraArgs.workers") or _MLFLOW_WORKERS
     replicas = _count(_dig(values, "replicaCount", default=_MLFLOW_CHART_REPLICAS), f"{where}: replicaCount")
     pods = _peak_pods(values, replicas, _MLFLOW_CHART_MAX_SURGE, where)
     return [Consumer("mlflow", "mlflow", pods, workers * _MLFLOW_ENGINES_PER_PROCESS, size + overflow)]
