@@ -218,6 +218,10 @@ def consumers(environment: str, enabled: Mapping[str, bool], platform_dir: Path 
     for addon, (chart, read) in SHARED_DATABASE_ADDONS.items():
         if enabled.get(addon):
             chart_dir = platform_dir / "addons" / chart
+            if not (chart_dir / "values.yaml").is_file():
+                raise ConnectionBudgetError(
+                    f"{chart_dir / 'values.yaml'} is missing: the {addon} pools cannot be counted"
+                )
             where = f"platform/addons/{chart}/values(-{environment}).yaml"
             out.extend(read(chart_values(chart_dir, environment), where))
     return out

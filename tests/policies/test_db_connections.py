@@ -88,6 +88,11 @@ def test_autoscaling_counts_the_maximum(tmp_path: Path) -> None:
     assert _total(platform, mlflow=True) == 5 * 4 * 3 * 15
 
 
+def test_a_missing_values_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(dbc.ConnectionBudgetError, match=r"flyte-core/values\.yaml is missing"):
+        _total(tmp_path, flyte=True)
+
+
 def test_disabled_addons_hold_nothing(tmp_path: Path) -> None:
     platform = _platform(tmp_path, {"flyte/flyte-core/values.yaml": {}, "mlflow/mlflow/values.yaml": {}})
     assert _total(platform, flyte=False, mlflow=False) == 0
