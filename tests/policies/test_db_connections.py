@@ -123,3 +123,11 @@ def test_chart_defaults_match_the_pinned_charts() -> None:
 def test_every_priced_db_class_has_a_memory_figure() -> None:
     prices = yaml.safe_load((Path(__file__).resolve().parents[2] / "cdao_cost" / "prices.yaml").read_text())
     assert set(prices["rds_hourly"]) <= set(rds.DB_INSTANCE_MEMORY_GIB)
+
+
+def test_every_addon_on_the_shared_database_is_counted() -> None:
+    """An ApplicationSet that hands an add-on the database endpoint (cdao.io/db-endpoint) puts its
+    pools on the shared instance: the budget must know how to count them."""
+    appsets = Path(__file__).resolve().parents[2] / "platform" / "bootstrap" / "appsets"
+    on_db = {p.stem for p in appsets.glob("*.yaml") if "cdao.io/db-endpoint" in p.read_text()}
+    assert on_db == set(dbc.SHARED_DATABASE_ADDONS)
