@@ -16,6 +16,7 @@ container opens its pool.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,19 +210,36 @@ SHARED_DATABASE_ADDONS = {
 }
 
 
-def consumers(environment: str, enabled: Mapping[str, bool], platform_dir: Path = PLATFORM_DIR) -> list[Consumer]:
-    """Every enabled add-on's workloads on the shared database, for one environment's values files.
+def values_label(addon: str, chart: str, platform_dir: Path = PLATFORM_DIR) -> str:
+    """The cluster-Secret label whose value names the add-on's second values file, read from its
+    ApplicationSet (`.../addons/<chart>/values-{{ .metadata.labels.<label> }}.yaml`), which owns that choice."""
+    appset = platform_dir / "bootstrap" / "appsets" / f"{addon}.yaml"
+    text = appset.read_text() if appset.is_file() else ""
+    found = re.search(rf"/addons/{re.escape(chart)}/values-\{{\{{ \.metadata\.labels\.(\w+) \}}\}}\.yaml", text)
+    if found is None:
+        raise ConnectionBudgetError(
+            f"{appset} names no values-<label>.yaml of {chart}: the {addon} pools cannot be counted"
+        )
+    return found.group(1)
 
-    Raises ConnectionBudgetError when a values file sets a pool this model cannot bound.
+
+def consumers(labels: Mapping[str, Any], platform_dir: Path = PLATFORM_DIR) -> list[Consumer]:
+    """Every enabled add-on's workloads on the shared database, from the values files the cluster
+    Secret's `labels` (`enable_<addon>`, and the label each ApplicationSet picks values files by) select.
+
+    Raises ConnectionBudgetError when a values file is missing or sets a pool this model cannot bound.
     """
     out: list[Consumer] = []
     for addon, (chart, read) in SHARED_DATABASE_ADDONS.items():
-        if enabled.get(addon):
-            chart_dir = platform_dir / "addons" / chart
-            if not (chart_dir / "values.yaml").is_file():
-                raise ConnectionBudgetError(
-                    f"{chart_dir / 'values.yaml'} is missing: the {addon} pools cannot be counted"
-                )
-            where = f"platform/addons/{chart}/values(-{environment}).yaml"
-            out.extend(read(chart_values(chart_dir, environment), where))
+        if labels.get(f"enable_{addon}") != "true":
+            continue
+        chart_dir = platform_dir / "addons" / chart
+        if not (chart_dir / "values.yaml").is_file():
+            raise ConnectionBudgetError(f"{chart_dir / 'values.yaml'} is missing: the {addon} pools cannot be counted")
+        label = values_label(addon, chart, platform_dir)
+        suffix = labels.get(label)
+        if not isinstance(suffix, str):
+            raise ConnectionBudgetError(f"the cluster Secret has no {label!r} label, which picks {chart}'s values file")
+        where = f"platform/addons/{chart}/values(-{suffix}).yaml"
+        out.extend(read(chart_values(chart_dir, suffix), where))
     return out

@@ -588,8 +588,8 @@ def _cluster_secret_labels(resources: list[Resource]) -> dict[str, Any] | None:
     name="RDS PostgreSQL instance that cannot hold the connections platform/'s services may open",
     description=(
         "Flyte (flyteadmin, datacatalog, cluster-resource sync) and MLflow share the stack's RDS PostgreSQL "
-        "instance. The connections their pools may hold at the peak of a rolling update (read from "
-        "platform/'s values files for the cluster Secret's environment and enabled add-ons) must fit the "
+        "instance. The connections their pools may hold at the peak of a rolling update (read from the "
+        "values files each add-on's ApplicationSet picks by the cluster Secret's labels) must fit the "
         "instance class's default max_connections, LEAST(DBInstanceClassMemory/9531392, 5000) (Amazon RDS "
         "User Guide, CHAP_Limits.html#RDS_Limits.MaxConnections), less PostgreSQL's "
         "superuser_reserved_connections; beyond it new connections fail with 'too many clients already'."
@@ -606,18 +606,10 @@ def data_021_db_connection_budget(resources: list[Resource], _ctx: Context) -> I
     if labels is None:
         return
     environment = labels.get("environment")
-    enabled = {addon: labels.get(f"enable_{addon}") == "true" for addon in _db_connections.SHARED_DATABASE_ADDONS}
     for db in (r for r in resources if r.type == RDS_INSTANCE):
         engine, cls = db.get("engine"), db.get("instanceClass")
-        unknown = [
-            what
-            for what, v in (
-                ("engine", engine),
-                ("instanceClass", cls),
-                ("the cluster Secret's environment label", environment),
-            )
-            if isinstance(v, UnknownValue)
-        ]
+        unknown = [what for what, v in (("engine", engine), ("instanceClass", cls)) if isinstance(v, UnknownValue)]
+        unknown += [f"the cluster Secret's label {k}" for k, v in labels.items() if isinstance(v, UnknownValue)]
         if unknown:
             yield Finding(f"cannot verify: {', '.join(unknown)} unknown at preview", db, unknown=True)
             continue
@@ -629,7 +621,7 @@ def data_021_db_connection_budget(resources: list[Resource], _ctx: Context) -> I
             yield Finding(f"instanceClass {cls!r} has no memory figure in cdao_catalog/rds.py to bound it", db)
             continue
         try:
-            consumers = _db_connections.consumers(environment, enabled)
+            consumers = _db_connections.consumers(labels)
         except _db_connections.ConnectionBudgetError as exc:
             yield Finding(str(exc), db)
             continue

@@ -21,11 +21,19 @@ def _platform(tmp_path: Path, files: dict[str, Any]) -> Path:
         path = tmp_path / "addons" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(values))
+    # The ApplicationSets' choice of the second values file, as platform/bootstrap/appsets writes it.
+    appsets = tmp_path / "bootstrap" / "appsets"
+    appsets.mkdir(parents=True)
+    for addon, (chart, _) in dbc.SHARED_DATABASE_ADDONS.items():
+        (appsets / f"{addon}.yaml").write_text(
+            f"- '$values/x/addons/{chart}/values-{{{{ .metadata.labels.stage }}}}.yaml'\n"
+        )
     return tmp_path
 
 
-def _total(platform: Path, environment: str = "dev", **enabled: bool) -> int:
-    return sum(c.connections for c in dbc.consumers(environment, enabled, platform))
+def _total(platform: Path, stage: str = "dev", **enabled: bool) -> int:
+    labels = {"stage": stage, **{f"enable_{a}": "true" if on else "false" for a, on in enabled.items()}}
+    return sum(c.connections for c in dbc.consumers(labels, platform))
 
 
 MLFLOW_OK = {"extraEnvVars": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}}
@@ -91,6 +99,19 @@ def test_autoscaling_counts_the_maximum(tmp_path: Path) -> None:
 def test_a_missing_values_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(dbc.ConnectionBudgetError, match=r"flyte-core/values\.yaml is missing"):
         _total(tmp_path, flyte=True)
+
+
+def test_the_values_file_follows_the_label_the_application_set_names(tmp_path: Path) -> None:
+    platform = _platform(tmp_path, {"flyte/flyte-core/values.yaml": {}})
+    with pytest.raises(dbc.ConnectionBudgetError, match="no 'stage' label"):
+        dbc.consumers({"enable_flyte": "true", "environment": "dev"}, platform)
+
+
+def test_the_application_sets_pick_values_files_by_a_label_infra_writes() -> None:
+    from infra.contract import LABEL_KEYS  # noqa: PLC0415
+
+    for addon, (chart, _) in dbc.SHARED_DATABASE_ADDONS.items():
+        assert dbc.values_label(addon, chart) in LABEL_KEYS, addon
 
 
 def test_disabled_addons_hold_nothing(tmp_path: Path) -> None:

@@ -206,7 +206,8 @@ def rds(**props: Any) -> dict[str, Any]:
 
 def cluster_secret(environment: Any, **enabled: bool) -> dict[str, Any]:
     """The Argo CD cluster Secret infra/ writes (infra/contract.py), with its labels only."""
-    labels = {"argocd.argoproj.io/secret-type": "cluster", "environment": environment}
+    # Both labels that may pick platform/'s values files (the ApplicationSets say which one they read).
+    labels = {"argocd.argoproj.io/secret-type": "cluster", "environment": environment, "profile": environment}
     labels |= {f"enable_{addon}": "true" if on else "false" for addon, on in enabled.items()}
     return res(
         "kubernetes:core/v1:Secret", "gitops-cluster-secret", metadata={"name": "in-cluster-cdao", "labels": labels}
