@@ -288,9 +288,10 @@ def _sagemaker(call: Call, w: Where) -> list[Authorization]:
     op, p = call.operation, call.params
     if op.startswith("List"):  # List* actions name no resource type: "*"
         return [Authorization(f"sagemaker:{op}", "*")]
-    verb, kind = re.fullmatch(r"(Create|Describe|Stop|Delete)(\w+)", op).groups()
-    if kind not in _SAGEMAKER_RESOURCES:
+    parsed = re.fullmatch(r"(Create|Describe|Stop|Delete)(\w+)", op)
+    if parsed is None or parsed.group(2) not in _SAGEMAKER_RESOURCES:
         raise LookupError
+    verb, kind = parsed.groups()
     resource_type, name_field = _SAGEMAKER_RESOURCES[kind]
     arn = f"arn:aws:sagemaker:{w.region}:{w.account}"
     resource = f"{arn}:{resource_type}/{p[name_field]}"
