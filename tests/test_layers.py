@@ -29,7 +29,7 @@ LAYERS: dict[str, tuple[str, frozenset[str]]] = {
     # The Pulumi program knows its config and components, and the shared facts.
     "infra": ("infra", frozenset({"cdao_catalog", "cdao_stacks", "cdao_pools", "cdao_connector_resources"})),
     # The pack knows the resource format and the cost package, never the program or the CLI.
-    "policies": ("policies", frozenset({"cdao_cost", "cdao_resources", "cdao_stacks", "cdao_pools"})),
+    "policies": ("policies", frozenset({"cdao_catalog", "cdao_cost", "cdao_resources", "cdao_stacks", "cdao_pools"})),
     # The CLI drives the program under mocks and calls the pack and the cost package.
     "cdao_cli": (
         "cdao_cli",

@@ -136,6 +136,9 @@ class Registration:
     # The `protect` and `retain_on_delete` resource options (pulumi's RegisterResourceRequest).
     protect: bool = False
     retain_on_delete: bool = False
+    # The `custom_timeouts` resource option: operation ("create", "update", "delete") -> duration
+    # string ("60m"); what the provider waits for instead of its own default.
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 class AwsMocks(pulumi_mocks.Mocks):
@@ -508,6 +511,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={key: frozenset(deps.urns) for key, deps in request.propertyDependencies.items()},
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
+                custom_timeouts={
+                    op: value for op in ("create", "update", "delete") if (value := getattr(request.customTimeouts, op))
+                },
             )
         return response
 

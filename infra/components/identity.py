@@ -529,6 +529,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "sagemaker:CreateTransformJob",
                             "sagemaker:DescribeTransformJob",
                             "sagemaker:StopTransformJob",
+                            # Task types sagemaker-hyperparameter-tuning-job and
+                            # sagemaker-inference-recommender-job (flytekitplugins-awssagemaker's
+                            # connectors, which platform/'s flyte-core values route to the service).
+                            "sagemaker:CreateHyperParameterTuningJob",
+                            "sagemaker:DescribeHyperParameterTuningJob",
+                            "sagemaker:StopHyperParameterTuningJob",
+                            "sagemaker:CreateInferenceRecommendationsJob",
+                            "sagemaker:DescribeInferenceRecommendationsJob",
+                            "sagemaker:StopInferenceRecommendationsJob",
                             "sagemaker:CreateModel",
                             "sagemaker:DescribeModel",
                             "sagemaker:DeleteModel",
@@ -540,12 +549,18 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "sagemaker:DeleteEndpoint",
                             "sagemaker:AddTags",
                         ],
+                        # Resource ARN formats: Service Authorization Reference, Amazon SageMaker,
+                        # "Resource types" (https://docs.aws.amazon.com/service-authorization/latest/
+                        # reference/list_amazonsagemaker.html); tests/plugins/test_iam_contract.py runs
+                        # every routed SageMaker connector against them.
                         [
                             f"arn:aws:sagemaker:{region}:{a[2]}:{kind}/*"
                             for kind in (
                                 "training-job",
                                 "processing-job",
                                 "transform-job",
+                                "hyper-parameter-tuning-job",
+                                "inference-recommendations-job",
                                 "model",
                                 "endpoint-config",
                                 "endpoint",

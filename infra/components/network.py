@@ -22,6 +22,11 @@ INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs")
 # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEMRServicePolicy_v2.html).
 EMR_MANAGED_POLICY_TAGS = {"for-use-with-amazon-emr-managed-policies": "true"}
 
+# How long each route through the transit gateway keeps retrying CreateRoute while AWS answers
+# InvalidTransitGatewayID.NotFound (see _transit_gateway_routes): the cluster's and the cpu pool's
+# creation (about 20 minutes), which nothing through the routes needs, plus the owner's acceptance.
+ROUTE_ACCEPTANCE_TIMEOUT = "60m"
+
 
 @dataclass(frozen=True)
 class NetworkArgs:
@@ -199,7 +204,16 @@ class Network(pulumi.ComponentResource):
         `pendingAcceptance` until its owner accepts it, and pulumi-aws counts that as created
         (hashicorp/terraform-provider-aws internal/service/ec2 wait.go,
         waitTransitGatewayVPCAttachmentCreated): `pulumi up` goes on without waiting, and traffic
-        flows only once the owner accepts (docs/first-deploy.md, step 4)."""
+        flows only once the owner accepts (docs/first-deploy.md, step 4).
+
+        Whether CreateRoute accepts a gateway whose attachment to this VPC is still pending, no AWS
+        document says (the Transit Gateway guide, tgw-vpc-attachments.html, says only that a gateway
+        needs a VPC attachment before a route table can name it). The provider retries CreateRoute
+        while AWS answers InvalidTransitGatewayID.NotFound, for the route's create timeout
+        (terraform-provider-aws internal/service/ec2/vpc_route.go at 0128541e, resourceRouteCreate),
+        and users of shared gateways saw exactly that error until the attachment was accepted
+        (terraform-provider-aws #10025). The routes' timeout is therefore the owner's window:
+        ROUTE_ACCEPTANCE_TIMEOUT instead of the provider's 5 minutes."""
         args = self._args
         if args.transit_gateway_id is None or not args.transit_gateway_cidrs:
             return []
@@ -218,7 +232,11 @@ class Network(pulumi.ComponentResource):
                 destination_cidr_block=cidr,
                 transit_gateway_id=args.transit_gateway_id,
                 # CreateRoute to a transit gateway the VPC is not attached to yet is refused.
-                opts=pulumi.ResourceOptions(parent=table, depends_on=[attachment]),
+                opts=pulumi.ResourceOptions(
+                    parent=table,
+                    depends_on=[attachment],
+                    custom_timeouts=pulumi.CustomTimeouts(create=ROUTE_ACCEPTANCE_TIMEOUT),
+                ),
             )
             for az, table in zip(args.availability_zones, tables, strict=True)
             for cidr in args.transit_gateway_cidrs

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from cdao_catalog import rds
 from policies.core import (
     Context,
     Finding,
     Resource,
     Rule,
+    UnknownValue,
     UnknownValueFound,
     as_list,
     dig,
@@ -19,6 +21,7 @@ from policies.core import (
     to_bool,
     to_number,
 )
+from policies.rules import _db_connections
 from policies.rules._common import (
     BUCKET_TYPES,
     COVERED,
@@ -560,3 +563,75 @@ def data_020_force_delete_kept_data(res: Resource, ctx: Context) -> Iterator[str
     flag = _FORCE_FLAGS[res.type]
     if not ctx.setting("destroyableStack") and to_bool(res.get(flag, default=False)) is True:
         yield f"{flag} is true in stack {ctx.stack!r}: deleting it deletes its data"
+
+
+# The Argo CD cluster Secret infra/ writes (infra/contract.py): its `environment` label picks
+# platform/'s values-<environment>.yaml and its `enable_<addon>` labels switch the add-ons on.
+_K8S_SECRET = "kubernetes:core/v1:Secret"  # noqa: S105 - a resource type, not a secret
+_CLUSTER_SECRET_LABEL = ("argocd.argoproj.io/secret-type", "cluster")
+
+
+def _cluster_secret_labels(resources: list[Resource]) -> dict[str, Any] | None:
+    for res in resources:
+        if res.type != _K8S_SECRET:
+            continue
+        labels = res.get("metadata", "labels", default={})
+        key, value = _CLUSTER_SECRET_LABEL
+        if isinstance(labels, dict) and not isinstance(labels.get(key), UnknownValue) and labels.get(key) == value:
+            return labels
+    return None
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-DATA-021",
+    name="RDS PostgreSQL instance that cannot hold the connections platform/'s services may open",
+    description=(
+        "Flyte (flyteadmin, datacatalog, cluster-resource sync) and MLflow share the stack's RDS PostgreSQL "
+        "instance. The connections their pools may hold at the peak of a rolling update (read from the "
+        "values files each add-on's ApplicationSet picks by the cluster Secret's labels) must fit the "
+        "instance class's default max_connections, LEAST(DBInstanceClassMemory/9531392, 5000) (Amazon RDS "
+        "User Guide, CHAP_Limits.html#RDS_Limits.MaxConnections), less PostgreSQL's "
+        "superuser_reserved_connections; beyond it new connections fail with 'too many clients already'."
+    ),
+    remediation=(
+        "Lower the pools in platform/addons/<add-on>/<chart>/values-<stack>.yaml (Flyte's "
+        "db.<admin|datacatalog>.database.maxOpenConnections; MLflow's MLFLOW_SQLALCHEMYSTORE_POOL_SIZE / "
+        "_MAX_OVERFLOW and extraArgs.workers) or replicas, or pick a DB instance class with more memory."
+    ),
+    level="mandatory",
+)
+def data_021_db_connection_budget(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    labels = _cluster_secret_labels(resources)
+    if labels is None:
+        return
+    environment = labels.get("environment")
+    for db in (r for r in resources if r.type == RDS_INSTANCE):
+        engine, cls = db.get("engine"), db.get("instanceClass")
+        unknown = [what for what, v in (("engine", engine), ("instanceClass", cls)) if isinstance(v, UnknownValue)]
+        unknown += [f"the cluster Secret's label {k}" for k, v in labels.items() if isinstance(v, UnknownValue)]
+        if unknown:
+            yield Finding(f"cannot verify: {', '.join(unknown)} unknown at preview", db, unknown=True)
+            continue
+        if not (isinstance(engine, str) and engine.startswith("postgres")) or not isinstance(cls, str):
+            continue
+        try:
+            bound = rds.max_connections_bound(cls)
+        except rds.UnknownDbInstanceClassError:
+            yield Finding(f"instanceClass {cls!r} has no memory figure in cdao_catalog/rds.py to bound it", db)
+            continue
+        try:
+            consumers = _db_connections.consumers(labels)
+        except _db_connections.ConnectionBudgetError as exc:
+            yield Finding(str(exc), db)
+            continue
+        available = bound - rds.SUPERUSER_RESERVED_CONNECTIONS
+        total = sum(c.connections for c in consumers)
+        if total > available:
+            shares = "; ".join(c.describe() for c in consumers)
+            yield Finding(
+                f"platform/'s services in {environment!r} may open {total} connections ({shares}), more than the "
+                f"{available} instanceClass {cls!r} accepts at most ({bound} max_connections less "
+                f"{rds.SUPERUSER_RESERVED_CONNECTIONS} reserved)",
+                db,
+            )

@@ -7,6 +7,7 @@ run time, which the mock runtime cannot.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -208,8 +209,15 @@ def test_the_attachment_is_requested_long_before_pulumi_first_calls_the_api():
     `pendingAcceptance` (hashicorp/terraform-provider-aws internal/service/ec2 wait.go,
     waitTransitGatewayVPCAttachmentCreated), so `pulumi up` does not wait for a cross-account owner to
     accept it. The program asks for it with the VPC, before the cluster, and the first call to the API
-    (Argo CD's namespace) waits for the routes through it: the owner's acceptance window is the
-    cluster's and the cpu pool's creation (docs/first-deploy.md, step 4)."""
+    (Argo CD's namespace) waits for the routes through it.
+
+    Whether CreateRoute succeeds while the attachment is still `pendingAcceptance` no AWS document
+    says; the provider retries it while AWS answers InvalidTransitGatewayID.NotFound, for the
+    route's create timeout, 5 minutes by default (terraform-provider-aws internal/service/ec2/vpc_route.go
+    at 0128541e, resourceRouteCreate: RetryWhenAWSErrCodeEquals(... errCodeInvalidTransitGatewayIDNotFound)).
+    With that default a route refused while pending would fail the run 5 minutes in, long before the
+    owner can act: the routes' create timeout must cover the cluster's and the cpu pool's creation
+    (about 20 minutes) and the owner's acceptance (docs/first-deploy.md, step 4)."""
     raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
     registrations, error = run_program_with_config("dev", "us-east-1", raw)
     assert error is None
@@ -219,6 +227,16 @@ def test_the_attachment_is_requested_long_before_pulumi_first_calls_the_api():
     (namespace,) = [r for r in registrations if r.type == "kubernetes:core/v1:Namespace"]
     routes = [r for r in registrations if r.type == "aws:ec2/route:Route" and attachment.urn in r.dependencies]
     assert routes and all(r.urn in namespace.dependencies for r in routes)
+    # An hour: the ~20 minutes of cluster and cpu pool, and the rest for the owner (step 4 says so).
+    assert all(_minutes(r.custom_timeouts.get("create", "5m")) >= 60 for r in routes), routes
+
+
+def _minutes(duration: str) -> float:
+    """A Go duration as Pulumi's customTimeouts carry it ("1h30m", "60m", "90s"), in minutes."""
+    units = {"h": 60.0, "m": 1.0, "s": 1 / 60}
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 def test_public_cidrs_without_the_public_endpoint_are_refused():

