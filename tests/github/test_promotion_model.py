@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ruamel.yaml import YAML
 
 import cdao_stacks
@@ -496,15 +497,46 @@ def test_random_sequences_keep_the_invariant(platform, seed):
     assert_invariant(platform)
 
 
-def test_a_stack_file_change_at_the_same_revision_names_what_changed(platform):
-    """The reason printed in the run summary says why the stack is deployed, never `X -> X`."""
+def test_a_per_stack_edit_on_main_reaches_a_pinned_stack_with_the_first_pin_that_contains_it(platform):
+    """prod runs its own stack file as of its pin (cdao stack-revision's deployed_stack_file): the pin's
+    config code parses it, so an edit on main that the pin may not know waits for a promotion. The
+    edit is not deployed on its own (nothing prod runs changed), and prod gets it, with the code
+    staging ran, once staging->prod pins a commit that contains it."""
     prod = platform.environments / "Pulumi.prod.yaml"
     prod.write_text(prod.read_text().replace("maxSize: 12", "maxSize: 13"))
     _git(platform.repo, "commit", "--quiet", "-am", "prod: bigger cpu pool")
+    edit = platform.head()
+    decision = stack_revision.resolve(platform.repo, "prod", edit, platform.deployed["prod"])
+    assert not decision.deploy, decision.reason
+    assert "maxSize: 12" in stack_revision.deployed_stack_file(platform.repo, "prod", edit)
+
+    platform.deploy(Run(edit))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == edit
+    assert "maxSize: 13" in stack_revision.deployed_stack_file(platform.repo, "prod", platform.head())
+
+
+def test_a_secret_rotated_on_main_redeploys_the_pinned_stack_and_names_the_stack_file(platform):
+    """The stack's secrets (Pulumi's encryptedkey and `secure:` values) follow its key, not its code: a
+    rotation on main reaches prod at its current pin, and the run summary says why, never `X -> X`."""
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text() + "encryptedkey: AQICAHh0ZXN0\n")
+    ciphertext = "config:\n  cdao:codeweaveExternalId:\n    secure: v1:abc\n"
+    prod.write_text(prod.read_text().replace("config:\n", ciphertext, 1))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod: secrets provider key and external ID")
     decision = stack_revision.resolve(platform.repo, "prod", platform.head(), platform.deployed["prod"])
     assert decision.deploy
     assert f"{platform.base} -> {platform.base}" not in decision.reason
-    assert decision.reason == f"prod: environments/Pulumi.prod.yaml changed, revision {platform.base} unchanged"
+    assert decision.reason == (
+        f"prod: the stack file it runs (environments/Pulumi.prod.yaml) changed, revision {platform.base} unchanged"
+    )
+    deployed = yaml.safe_load(stack_revision.deployed_stack_file(platform.repo, "prod", platform.head()))
+    assert deployed["encryptedkey"] == "AQICAHh0ZXN0"
+    assert deployed["config"]["cdao:codeweaveExternalId"] == {"secure": "v1:abc"}
+    assert deployed["config"]["cdao:gitops"]["revision"] == platform.base
 
 
 class ConcurrencyGroup:
