@@ -1,6 +1,7 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
     cdao stack-revision STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...] [--main M]
+                        [--stack-file PATH]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -9,11 +10,13 @@ stack's last successful deployment ran (the newest successful GitHub deployment 
 The stack file at C says what the stack runs (docs/github-setup.md, "One revision per stack"):
 `cdao:gitops.revision` is a full commit SHA (in a stack promoted from another, `cdao-stack:promotesFrom`:
 staging, prod; infra/config.py refuses anything else there), or the branch `main` in dev, which then
-runs C itself. Every job of the stack checks out that revision; only the stack file itself comes from C.
+runs C itself. Every job of the stack checks out that revision, with the stack file a deploy at C
+gives it (deployed_stack_file: a pinned stack's own file at its pin, with C's promoted keys and
+secrets), which --stack-file PATH writes.
 
 Printed for $GITHUB_OUTPUT: `revision=<sha>`, `deploy=true|false` and `reason=<text>`. deploy is true
-when the stack has never been deployed, when its stack file or resolved revision at C differs from what
-it ran at D (so a run cancelled or failed earlier is made good by any later run), or with --force; it is
+when the stack has never been deployed, when that stack file or the resolved revision at C differs from
+what it ran at D (so a run cancelled or failed earlier is made good by any later run), or with --force; it is
 false when nothing changed, and when D is newer than C (a re-run of an old run must not roll a stack
 back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
 commit that C contains.

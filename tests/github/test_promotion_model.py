@@ -55,8 +55,12 @@ def test_every_job_of_a_stack_runs_the_code_of_the_stack_revision():
             checkouts = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
             pinned = [s for s in checkouts if s.get("with", {}).get("path") == "stack"]
             assert [s["with"]["ref"] for s in pinned] == [revision], (kind, stack)
-            copy = next(s for s in job["steps"] if s.get("name") == "Put this commit's stack file into the pin's tree")
-            assert "stack/environments/Pulumi.${STACK}.yaml" in copy["run"]
+            # The stack file resolve composed for the pin (cdao stack-revision --stack-file), never
+            # this commit's own: the pin's config code refuses keys main added since.
+            copy = next(s for s in job["steps"] if "STACK_FILE" in s.get("env", {}))
+            assert copy["env"]["STACK_FILE"] == f"${{{{ needs.resolve.outputs.{stack}-stack-file }}}}"
+            assert 'base64 --decode <<< "$STACK_FILE" > "stack/environments/Pulumi.${STACK}.yaml"' in copy["run"]
+            assert not any("cp " in str(step.get("run", "")) for step in job["steps"]), (kind, stack)
             assert job["env"]["STACK"] == stack
             for step in job["steps"]:
                 if str(step.get("uses", "")).startswith("pulumi/actions@") and "command" in step["with"]:
@@ -70,6 +74,26 @@ def test_every_job_of_a_stack_runs_the_code_of_the_stack_revision():
         assert f"vars.ECR_REGISTRY_{stack.upper()}" in register["env"]["IMAGE"]
         image = "\n".join(str(s) for s in jobs[f"image-{stack}"]["steps"])
         assert revision in image
+
+
+def test_resolve_hands_each_stack_the_file_cdao_stack_revision_composed():
+    resolve = load("deploy.yml")["jobs"]["resolve"]
+    run = next(s for s in resolve["steps"] if s.get("id") == "resolve")["run"]
+    assert '--stack-file "${RUNNER_TEMP}/Pulumi.${stack}.yaml"' in run
+    assert 'stack_file=$(base64 --wrap=0 "${RUNNER_TEMP}/Pulumi.${stack}.yaml")' in run
+    assert 'echo "${stack}-stack-file=${stack_file}"' in run
+    for stack in STACKS:
+        assert resolve["outputs"][f"{stack}-stack-file"] == f"${{{{ steps.resolve.outputs.{stack}-stack-file }}}}"
+    drift = load("drift.yml")["jobs"]
+    revisions = next(s for s in drift["revisions"]["steps"] if s.get("id") == "revisions")["run"]
+    assert "--stack-file" in revisions and "-stack-file=$(base64 --wrap=0" in revisions
+    refresh = next(s for s in drift["refresh"]["steps"] if "STACK_FILE" in s.get("env", {}))
+    assert refresh["env"]["STACK_FILE"] == "${{ needs.revisions.outputs[format('{0}-stack-file', matrix.stack)] }}"
+    assert 'base64 --decode <<< "$STACK_FILE" > "stack/environments/Pulumi.${STACK}.yaml"' in refresh["run"]
+    for stack in STACKS:
+        assert drift["revisions"]["outputs"][f"{stack}-stack-file"] == (
+            f"${{{{ steps.revisions.outputs.{stack}-stack-file }}}}"
+        )
 
 
 def test_registration_versions_workflows_by_the_revision_not_the_run_commit():
