@@ -1,0 +1,164 @@
+"""A staging or prod deployment needs the approval of someone who neither opened, merged nor
+requested the change it deploys, also in a Deploy run a guard dispatched, which GitHub's "prevent
+self-review" does not cover (it excludes only whoever initiated the run: github-actions[bot] there;
+docs.github.com/actions/managing-workflow-runs/reviewing-deployments).
+
+deploy.yml's step `second-person` runs here with git on a real repository and a `gh api` stand-in
+serving GitHub's REST shapes: "List pull requests associated with a commit"
+(docs.github.com/en/rest/commits/commits: pull-request-simple `number`, `user.login`, `merged_at`,
+`base.ref`), "Get a pull request" (docs.github.com/en/rest/pulls/pulls: `user.login`,
+`merged_by.login`) and "Get the review history for a workflow run"
+(docs.github.com/en/rest/actions/workflow-runs; github/rest-api-description
+components/schemas/environment-approvals: `environments[].name`, `state`, `user.login`). Like gh, the
+stand-in applies --jq to the response (with jq).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
+REPO = "example-org/platform"
+RUN_ID = "4242"
+AUTHOR, MERGER, REVIEWER = "requester", "lead-who-merged", "second-reviewer"
+
+
+def _jobs() -> dict:
+    return YAML(typ="safe", pure=True).load(DEPLOY.read_text())["jobs"]
+
+
+def _step(job: str) -> dict:
+    return next(s for s in _jobs()[job]["steps"] if s.get("id") == "second-person")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def promotion(tmp_path: Path, git_identity: None) -> tuple[Path, str]:
+    """main with a merged promotion of prod (promote.yml's commit message) and a later code merge."""
+    repo = tmp_path / "repo"
+    (repo / "environments").mkdir(parents=True)
+    _git(repo, "init", "--quiet", "--initial-branch=main")
+    (repo / "environments" / "Pulumi.prod.yaml").write_text("config: {}\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "prod stack file")
+    (repo / "environments" / "Pulumi.prod.yaml").write_text("config: {cdao:gitops: {revision: abc}}\n")
+    message = f"Promote staging -> prod\n\nRequested by @{AUTHOR} in https://github.com/{REPO}/actions/runs/1."
+    _git(repo, "commit", "--quiet", "-am", message)
+    change = _git(repo, "rev-parse", "HEAD")
+    (repo / "code.txt").write_text("a later merge\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "--quiet", "-m", "a later merge")
+    return repo, change
+
+
+def _run(tmp_path: Path, repo: Path, change: str, approvals: list[dict], *, pulls_fail: bool = False):
+    responses = {
+        f"repos/{REPO}/commits/{change}/pulls": [
+            {"number": 7, "user": {"login": AUTHOR}, "merged_at": "2026-11-30T10:00:00Z", "base": {"ref": "main"}}
+        ],
+        f"repos/{REPO}/pulls/7": {"number": 7, "user": {"login": AUTHOR}, "merged_by": {"login": MERGER}},
+        f"repos/{REPO}/actions/runs/{RUN_ID}/approvals": approvals,
+    }
+    if pulls_fail:
+        del responses[f"repos/{REPO}/pulls/7"]
+    data = tmp_path / "responses.json"
+    data.write_text(json.dumps(responses))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gh = bin_dir / "gh"
+    # `gh api PATH --jq EXPR`: the response for PATH through `jq -r EXPR`; an unknown path fails
+    # like gh does on HTTP 404 (exit 1).
+    gh.write_text(
+        "#!/usr/bin/env bash\n"
+        '[ "$1" = api ] && [ "$3" = --jq ] || { echo "unexpected gh call: $*" >&2; exit 2; }\n'
+        f'jq -e --arg p "$2" \'has($p)\' {data} > /dev/null || {{ echo "gh: Not Found (HTTP 404)" >&2; exit 1; }}\n'
+        f'jq -c --arg p "$2" \'.[$p]\' {data} | jq -r "$4"\n'
+    )
+    gh.chmod(0o755)
+    summary = tmp_path / "summary"
+    step = _step("apply-prod")
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "GITHUB_SHA": _git(repo, "rev-parse", "HEAD"),
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "STACK": "prod",
+        "RUN_ID": RUN_ID,
+        "GH_TOKEN": "t",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, summary.read_text() if summary.exists() else ""
+
+
+def _approval(login: str, environment: str = "prod", state: str = "approved") -> dict:
+    return {
+        "environments": [{"id": 1, "name": environment}],
+        "state": state,
+        "user": {"login": login},
+        "comment": "",
+    }
+
+
+@pytest.mark.parametrize("login", [MERGER, AUTHOR, AUTHOR.upper()])
+def test_an_approval_by_whoever_opened_merged_or_requested_the_change_is_refused(tmp_path, promotion, login):
+    repo, change = promotion
+    result, _ = _run(tmp_path, repo, change, [_approval(login)])
+    assert result.returncode == 1, result.stderr
+    assert "::error::prod was approved only by people of #7" in result.stdout
+    assert MERGER in result.stdout and AUTHOR in result.stdout
+
+
+def test_an_approval_by_a_second_person_lets_the_apply_go_on(tmp_path, promotion):
+    repo, change = promotion
+    result, summary = _run(tmp_path, repo, change, [_approval(MERGER), _approval(REVIEWER)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"prod approved by {REVIEWER}" in summary
+
+
+@pytest.mark.parametrize(
+    "approval", [_approval(REVIEWER, environment="staging"), _approval(REVIEWER, state="rejected")]
+)
+def test_only_an_approval_of_this_environment_counts(tmp_path, promotion, approval):
+    repo, change = promotion
+    result, _ = _run(tmp_path, repo, change, [_approval(MERGER), approval])
+    assert result.returncode == 1
+
+
+def test_a_failed_lookup_fails_closed(tmp_path, promotion):
+    """Without the pull request's people nobody can be told apart from them: no deploy."""
+    repo, change = promotion
+    result, _ = _run(tmp_path, repo, change, [_approval(REVIEWER)], pulls_fail=True)
+    assert result.returncode != 0
+    assert "approved by" not in result.stdout
+
+
+def test_every_reviewed_apply_checks_before_any_credential_and_may_read_what_it_needs():
+    jobs = _jobs()
+    for job in ("apply-staging", "apply-prod"):
+        steps = jobs[job]["steps"]
+        check = steps.index(_step(job))
+        credentials = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in str(s.get("uses", "")))
+        assert check < credentials, job
+        permissions = jobs[job]["permissions"]
+        assert permissions["actions"] == "read" and permissions["pull-requests"] == "read"
+    # dev has no reviewers: nothing to check, nothing more to read.
+    assert "pull-requests" not in jobs["apply-dev"]["permissions"]
