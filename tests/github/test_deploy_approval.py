@@ -42,31 +42,48 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+EDITOR, EDIT_MERGER = "editor", "edit-merger"
+
+
 @pytest.fixture
-def promotion(tmp_path: Path, git_identity: None) -> tuple[Path, str]:
-    """main with a merged promotion of prod (promote.yml's commit message) and a later code merge."""
+def promotion(tmp_path: Path, git_identity: None) -> dict[str, str]:
+    """main: prod's file, then a merged promotion of prod (promote.yml's commit message), then a
+    per-stack edit of prod's file by other people, then a code merge. Returns the commits by name."""
     repo = tmp_path / "repo"
     (repo / "environments").mkdir(parents=True)
     _git(repo, "init", "--quiet", "--initial-branch=main")
-    (repo / "environments" / "Pulumi.prod.yaml").write_text("config: {}\n")
+    prod = repo / "environments" / "Pulumi.prod.yaml"
+    prod.write_text("config:\n  cdao:gitops:\n    revision: " + "a" * 40 + "\n")
     _git(repo, "add", "-A")
     _git(repo, "commit", "--quiet", "-m", "prod stack file")
-    (repo / "environments" / "Pulumi.prod.yaml").write_text("config: {cdao:gitops: {revision: abc}}\n")
+    commits = {"deployed": _git(repo, "rev-parse", "HEAD")}
+    prod.write_text(prod.read_text().replace("a" * 40, "b" * 40))
     message = f"Promote staging -> prod\n\nRequested by @{AUTHOR} in https://github.com/{REPO}/actions/runs/1."
     _git(repo, "commit", "--quiet", "-am", message)
-    change = _git(repo, "rev-parse", "HEAD")
+    commits["promotion"] = _git(repo, "rev-parse", "HEAD")
+    prod.write_text(prod.read_text() + "  cdao:team: ml-platform\n")
+    _git(repo, "commit", "--quiet", "-am", "prod: a per-stack edit")
+    commits["edit"] = _git(repo, "rev-parse", "HEAD")
     (repo / "code.txt").write_text("a later merge\n")
     _git(repo, "add", "-A")
     _git(repo, "commit", "--quiet", "-m", "a later merge")
-    return repo, change
+    commits["head"] = _git(repo, "rev-parse", "HEAD")
+    commits["repo"] = str(repo)
+    return commits
 
 
-def _run(tmp_path: Path, repo: Path, change: str, approvals: list[dict], *, pulls_fail: bool = False):
+def _run(
+    tmp_path: Path, commits: dict[str, str], approvals: list[dict], *, deployed: str = "", pulls_fail: bool = False
+):
     responses = {
-        f"repos/{REPO}/commits/{change}/pulls": [
+        f"repos/{REPO}/commits/{commits['promotion']}/pulls": [
             {"number": 7, "user": {"login": AUTHOR}, "merged_at": "2026-11-30T10:00:00Z", "base": {"ref": "main"}}
         ],
         f"repos/{REPO}/pulls/7": {"number": 7, "user": {"login": AUTHOR}, "merged_by": {"login": MERGER}},
+        f"repos/{REPO}/commits/{commits['edit']}/pulls": [
+            {"number": 8, "user": {"login": EDITOR}, "merged_at": "2026-11-30T11:00:00Z", "base": {"ref": "main"}}
+        ],
+        f"repos/{REPO}/pulls/8": {"number": 8, "user": {"login": EDITOR}, "merged_by": {"login": EDIT_MERGER}},
         f"repos/{REPO}/actions/runs/{RUN_ID}/approvals": approvals,
     }
     if pulls_fail:
@@ -90,17 +107,18 @@ def _run(tmp_path: Path, repo: Path, change: str, approvals: list[dict], *, pull
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
-        "GITHUB_SHA": _git(repo, "rev-parse", "HEAD"),
+        "GITHUB_SHA": commits["head"],
         "GITHUB_REPOSITORY": REPO,
         "GITHUB_STEP_SUMMARY": str(summary),
         "STACK": "prod",
         "RUN_ID": RUN_ID,
+        "DEPLOYED": deployed,
         "GH_TOKEN": "t",
         "GIT_CONFIG_NOSYSTEM": "1",
     }
     result = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-        cwd=repo,
+        cwd=commits["repo"],
         env=env,
         capture_output=True,
         text=True,
@@ -120,16 +138,26 @@ def _approval(login: str, environment: str = "prod", state: str = "approved") ->
 
 @pytest.mark.parametrize("login", [MERGER, AUTHOR, AUTHOR.upper()])
 def test_an_approval_by_whoever_opened_merged_or_requested_the_change_is_refused(tmp_path, promotion, login):
-    repo, change = promotion
-    result, _ = _run(tmp_path, repo, change, [_approval(login)])
+    """A first deploy: the last change to the file and the one that set its revision count."""
+    result, _ = _run(tmp_path, promotion, [_approval(login)])
     assert result.returncode == 1, result.stderr
-    assert "::error::prod was approved only by people of #7" in result.stdout
+    assert "::error::prod was approved only by people of" in result.stdout
     assert MERGER in result.stdout and AUTHOR in result.stdout
 
 
+@pytest.mark.parametrize("login", [MERGER, AUTHOR, EDITOR, EDIT_MERGER])
+def test_a_later_edit_does_not_hide_the_promotion_s_people(tmp_path, promotion, login):
+    """Since the last deployment, prod's file changed twice (the promotion, then an edit by others):
+    the people of both are excluded, whichever change was last."""
+    result, _ = _run(tmp_path, promotion, [_approval(login)], deployed=promotion["deployed"])
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "#7" in result.stdout and "#8" in result.stdout
+
+
 def test_an_approval_by_a_second_person_lets_the_apply_go_on(tmp_path, promotion):
-    repo, change = promotion
-    result, summary = _run(tmp_path, repo, change, [_approval(MERGER), _approval(REVIEWER)])
+    result, summary = _run(
+        tmp_path, promotion, [_approval(MERGER), _approval(REVIEWER)], deployed=promotion["deployed"]
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"prod approved by {REVIEWER}" in summary
 
@@ -138,15 +166,13 @@ def test_an_approval_by_a_second_person_lets_the_apply_go_on(tmp_path, promotion
     "approval", [_approval(REVIEWER, environment="staging"), _approval(REVIEWER, state="rejected")]
 )
 def test_only_an_approval_of_this_environment_counts(tmp_path, promotion, approval):
-    repo, change = promotion
-    result, _ = _run(tmp_path, repo, change, [_approval(MERGER), approval])
+    result, _ = _run(tmp_path, promotion, [_approval(MERGER), approval])
     assert result.returncode == 1
 
 
 def test_a_failed_lookup_fails_closed(tmp_path, promotion):
     """Without the pull request's people nobody can be told apart from them: no deploy."""
-    repo, change = promotion
-    result, _ = _run(tmp_path, repo, change, [_approval(REVIEWER)], pulls_fail=True)
+    result, _ = _run(tmp_path, promotion, [_approval(REVIEWER)], pulls_fail=True)
     assert result.returncode != 0
     assert "approved by" not in result.stdout
 
@@ -160,5 +186,8 @@ def test_every_reviewed_apply_checks_before_any_credential_and_may_read_what_it_
         assert check < credentials, job
         permissions = jobs[job]["permissions"]
         assert permissions["actions"] == "read" and permissions["pull-requests"] == "read"
+        guard = next(s for s in steps if s.get("id") == "guard")
+        assert 'echo "deployed=${deployed}" >> "$GITHUB_OUTPUT"' in guard["run"]
+        assert _step(job)["env"]["DEPLOYED"] == "${{ steps.guard.outputs.deployed }}"
     # dev has no reviewers: nothing to check, nothing more to read.
     assert "pull-requests" not in jobs["apply-dev"]["permissions"]
