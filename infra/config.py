@@ -66,6 +66,8 @@ EKS_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "schedule
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# An IAM role ARN (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+"
 
 
 class ConfigError(ValueError):
@@ -231,7 +233,7 @@ class StorageConfig(_Model):
     # Roles of other accounts that copy this stack's images into their own registry: the ECR push role
     # of each stack promoted from this one (deploy.yml's image-<stack>, docs/github-setup.md step 3).
     # The ECR repositories' policy allows them to pull, and nothing else (infra/components/compute.py).
-    image_pull_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]] = []
+    image_pull_role_arns: list[Annotated[str, Field(pattern=f"^{_ROLE_ARN}$")]] = []
 
 
 class CodeweaveConfig(_Model):
@@ -761,7 +763,7 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     seen: set[str] = set()
     for field_name, arns in roles.items():
         for arn in arns:
-            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+            if not re.fullmatch(_ROLE_ARN, arn):
                 problems.append((f"{key}.{field_name}", arn, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
             elif arn in seen:
                 # EKS keeps one access entry per principal: a second one fails with ResourceInUseException.
