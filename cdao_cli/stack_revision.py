@@ -55,9 +55,13 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
@@ -195,11 +199,22 @@ def _is_secure(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {SECURE}
 
 
-def _document(text: str, name: str) -> dict:
+def _round_trip() -> YAML:
+    """ruamel's round-trip YAML 1.2, as Pulumi's Go YAML reads stack files (a YAML 1.1 loader would
+    turn `on` into true and re-quote values); comments, order and quoting survive."""
+    loader = YAML(typ="rt")
+    loader.preserve_quotes = True
+    loader.width = 1 << 20
+    return loader
+
+
+def _document(text: str, name: str) -> CommentedMap:
     try:
-        document = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
+        document = _round_trip().load(text)
+    except RuamelYAMLError as exc:
         raise RevisionError(f"{name}: not valid YAML: {exc}") from None
+    if document is None:
+        document = CommentedMap()
     if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
         raise RevisionError(f"{name}: expected a mapping with a 'config:' mapping of key: value")
     return document
@@ -215,7 +230,8 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     the promoted keys (cdao_cli/pins.py: `cdao:gitops.revision`, `cdao:gitops.chartVersions`, as
     written), and the stack's secrets (Pulumi's `secretsprovider`, `encryptedkey`, `encryptionsalt`
     and every top-level `secure:` value, which follow the stack's key, never its code). Every other
-    per-stack key edited on `main` reaches the stack with the first pin that contains the edit.
+    per-stack key edited on `main` reaches the stack with the first pin that contains the edit. The
+    pin's text is kept as written (comments, order, quoting) but for those keys.
 
     Raises RevisionError naming the file and key: the file at `commit` is invalid (pins_at), or the
     stack has no file at its pin (promote a commit that has one).
@@ -233,28 +249,38 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
             f"{name} at {commit}: {GITOPS_KEY}.{REVISION_KEY} = {pins.revision}: that commit has no {name}, "
             "whose keys its code would read; promote a commit that has it"
         ) from None
-    pinned = _document(pinned_text, f"{name} at {pins.revision}")
+    document = _document(pinned_text, f"{name} at {pins.revision}")
     # A secret nested in an object never gets here: the config (pins_at above) refuses it.
-    current_config = current.get("config") or {}
-    settings = {key: value for key, value in current.items() if key != "config"}
-    config = {key: value for key, value in (pinned.get("config") or {}).items() if not _is_secure(value)}
-    gitops = dict(config.get(GITOPS_KEY) or {})
+    current_config = current.get("config") or CommentedMap()
+    for key in [k for k in document if k != "config" and k not in current]:
+        del document[key]
+    for key in [k for k in current if k != "config"]:
+        document[key] = current[key]
+    if document.get("config") is None:
+        document["config"] = CommentedMap()
+    config = document["config"]
+    for key in [k for k, value in config.items() if _is_secure(value)]:
+        del config[key]
+    if config.get(GITOPS_KEY) is None:
+        config[GITOPS_KEY] = CommentedMap()
+    gitops = config[GITOPS_KEY]
     promoted = current_config.get(GITOPS_KEY) or {}
     for key in (REVISION_KEY, CHARTS_KEY):
         if key in promoted:
             gitops[key] = promoted[key]
-        else:
-            gitops.pop(key, None)
-    config[GITOPS_KEY] = gitops
-    config.update({key: value for key, value in current_config.items() if _is_secure(value)})
+        elif key in gitops:
+            del gitops[key]
+    for key, value in current_config.items():
+        if _is_secure(value):
+            config[key] = value
+    out = StringIO()
+    _round_trip().dump(document, out)
     # The header names nothing of `commit`: two runs whose deploy gives the same file compare equal.
     header = (
         f"# {name} at {pins.revision} (the pin), with {GITOPS_KEY}.{REVISION_KEY}, {GITOPS_KEY}.{CHARTS_KEY} "
         "and the stack's secrets from main (cdao stack-revision).\n"
     )
-    return header + yaml.safe_dump(
-        {**settings, "config": config}, sort_keys=False, default_flow_style=False, width=1 << 20
-    )
+    return header + out.getvalue()
 
 
 def _wanted(pins: Pins) -> Pins:

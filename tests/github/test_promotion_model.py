@@ -540,7 +540,10 @@ def test_a_per_stack_edit_on_main_reaches_a_pinned_stack_with_the_first_pin_that
     assert platform.promote("staging", "prod")[0] == 0
     platform.deploy(Run(platform.head()))
     assert platform.running["prod"] == edit
-    assert "maxSize: 13" in stack_revision.deployed_stack_file(platform.repo, "prod", platform.head())
+    deployed = stack_revision.deployed_stack_file(platform.repo, "prod", platform.head())
+    assert "maxSize: 13" in deployed
+    # The pin's own text, comments included, but for the promoted keys.
+    assert "\n# prod: every node pool, a NAT gateway per AZ" in deployed
 
 
 def test_a_secret_rotated_on_main_redeploys_the_pinned_stack_and_names_the_stack_file(platform):
