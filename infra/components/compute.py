@@ -165,7 +165,9 @@ class Compute(pulumi.ComponentResource):
 # `imagetools create` of one source). buildx reads the source through containerd's fetcher
 # (docker/buildx util/imagetools/create.go CopyWithIngester, v0.36.0; vendored containerd v2.3.3
 # core/remotes/docker/fetcher.go): manifests by HEAD and GET (ecr:BatchGetImage), blobs by HEAD
-# (createGetReq: ecr:BatchCheckLayerAvailability) and GET (ecr:GetDownloadUrlForLayer). ECR names
+# (createGetReq: ecr:BatchCheckLayerAvailability) and GET (ecr:GetDownloadUrlForLayer); the source's
+# referrers (referrers.go FetchReferrers) fall back from the referrers API, whatever its error, to the
+# `sha256-<hex>` tag's manifest (BatchGetImage again), whose 404 means none. ECR names
 # BatchGetImage and GetDownloadUrlForLayer as what a pull needs
 # (https://docs.aws.amazon.com/AmazonECR/latest/userguide/ECR_on_ECS.html); ecr:GetAuthorizationToken
 # is the pulling role's own IAM permission, never a repository's.
