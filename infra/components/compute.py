@@ -163,7 +163,7 @@ class Compute(pulumi.ComponentResource):
 # What copying an image out of a repository reads, for the repository policy that lets another
 # account's role do it (deploy.yml's image-<stack>: `docker buildx imagetools inspect --raw` and
 # `imagetools create` of one source). buildx reads the source through containerd's fetcher
-# (docker/buildx util/imagetools/create.go CopyWithIngester, v0.36.0; vendored containerd v2.3.3
+# (docker/buildx util/imagetools/create.go CopyWithIngester at 461836ba0, v0.36.0+54; containerd v2.3.3
 # core/remotes/docker/fetcher.go): manifests by HEAD and GET (ecr:BatchGetImage), blobs by HEAD
 # (createGetReq: ecr:BatchCheckLayerAvailability) and GET (ecr:GetDownloadUrlForLayer); the source's
 # referrers (referrers.go FetchReferrers) fall back from the referrers API, whatever its error, to the
