@@ -9,7 +9,8 @@ A stack file (environments/Pulumi.<stack>.yaml) holds two kinds of keys:
   exactly these values together in one successful deployment.
 - per stack: every other key (account, network, cluster access, node pool sizes, database, backup,
   Flyte hostname, add-on switches...). They describe where and how big a stack is, are reviewed in
-  the stack's own pull requests, and are never copied by a promotion.
+  the stack's own pull requests, and are never copied by a promotion; a pinned stack runs them as
+  its file held them at its pin (cdao_cli/stack_revision.py, deployed_stack_file).
 
 This module is the one owner of that split (docs/github-setup.md, "One revision per stack").
 """

@@ -1,6 +1,7 @@
 """Which commit a stack runs, and whether a deploy run must reconcile the stack to it.
 
     cdao stack-revision STACK --commit C [--deployed D] [--force] [--upstream-deployed U ...] [--main M]
+                        [--stack-file PATH]
 
 C is the commit of `main` the deploy run is for (GITHUB_SHA); D is the commit of `main` at which the
 stack's last successful deployment ran (the newest successful GitHub deployment of the stack's
@@ -9,11 +10,13 @@ stack's last successful deployment ran (the newest successful GitHub deployment 
 The stack file at C says what the stack runs (docs/github-setup.md, "One revision per stack"):
 `cdao:gitops.revision` is a full commit SHA (in a stack promoted from another, `cdao-stack:promotesFrom`:
 staging, prod; infra/config.py refuses anything else there), or the branch `main` in dev, which then
-runs C itself. Every job of the stack checks out that revision; only the stack file itself comes from C.
+runs C itself. Every job of the stack checks out that revision, with the stack file a deploy at C
+gives it (deployed_stack_file: a pinned stack's own file at its pin, with C's promoted keys and
+secrets), which --stack-file PATH writes.
 
 Printed for $GITHUB_OUTPUT: `revision=<sha>`, `deploy=true|false` and `reason=<text>`. deploy is true
-when the stack has never been deployed, when its stack file or resolved revision at C differs from what
-it ran at D (so a run cancelled or failed earlier is made good by any later run), or with --force; it is
+when the stack has never been deployed, when that stack file or the resolved revision at C differs from
+what it ran at D (so a run cancelled or failed earlier is made good by any later run), or with --force; it is
 false when nothing changed, and when D is newer than C (a re-run of an old run must not roll a stack
 back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
 commit that C contains.
@@ -52,14 +55,19 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
 from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
 from cdao_cli.plan.runner import StackFileError, read_stack_file
+from cdao_cli.promote import write_atomically
 from infra.config import ConfigError, StackConfig, parse_stack_config
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -180,6 +188,101 @@ def _raw_pins(text: str, commit: str) -> Pins:
     return Pins("", {})
 
 
+# Pulumi's stack settings besides `config` (pulumi/automation/_stack_settings.py, StackSettings, pulumi
+# 3.272.0: `secretsprovider`, `encryptedkey`, `encryptionsalt`) and every `{secure: <ciphertext>}`
+# config value (StackSettingsSecureConfigValue) belong to the stack's state and key, not to a commit's
+# code: a pin's file may predate `pulumi stack init`, or hold ciphertext of a data key rotated since.
+SECURE = "secure"
+
+
+def _is_secure(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {SECURE}
+
+
+def _round_trip() -> YAML:
+    """ruamel's round-trip YAML 1.2, as Pulumi's Go YAML reads stack files (a YAML 1.1 loader would
+    turn `on` into true and re-quote values); comments, order and quoting survive."""
+    loader = YAML(typ="rt")
+    loader.preserve_quotes = True
+    loader.width = 1 << 20
+    return loader
+
+
+def _document(text: str, name: str) -> CommentedMap:
+    try:
+        document = _round_trip().load(text)
+    except RuamelYAMLError as exc:
+        raise RevisionError(f"{name}: not valid YAML: {exc}") from None
+    if document is None:
+        document = CommentedMap()
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise RevisionError(f"{name}: expected a mapping with a 'config:' mapping of key: value")
+    return document
+
+
+def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
+    """The stack file (YAML text) a deploy of `stack` at run commit `commit` gives the program of its
+    revision (docs/github-setup.md, "Which stack file a deploy runs").
+
+    A stack following `main` (dev) runs `commit` itself: its file at `commit`, byte for byte. A pinned
+    stack (staging, prod) runs the code of its pin, which parses the file with the pin's config schema
+    (unknown keys refused), so it gets its own file *as of the pin*, with from `commit` only:
+    the promoted keys (cdao_cli/pins.py: `cdao:gitops.revision`, `cdao:gitops.chartVersions`, as
+    written), and the stack's secrets (Pulumi's `secretsprovider`, `encryptedkey`, `encryptionsalt`
+    and every top-level `secure:` value, which follow the stack's key, never its code). Every other
+    per-stack key edited on `main` reaches the stack with the first pin that contains the edit. The
+    pin's text is kept as written (comments, order, quoting) but for those keys.
+
+    Raises RevisionError naming the file and key: the file at `commit` is invalid (pins_at), or the
+    stack has no file at its pin (promote a commit that has one).
+    """
+    pins = pins_at(repo, stack, commit)
+    name = f"environments/Pulumi.{stack}.yaml"
+    _, text = _stack_file(repo, stack, commit)
+    if pins.revision == commit:
+        return text
+    current = _document(text, f"{name} at {commit}")
+    try:
+        _, pinned_text = _stack_file(repo, stack, pins.revision)
+    except RevisionError:
+        raise RevisionError(
+            f"{name} at {commit}: {GITOPS_KEY}.{REVISION_KEY} = {pins.revision}: that commit has no {name}, "
+            "whose keys its code would read; promote a commit that has it"
+        ) from None
+    document = _document(pinned_text, f"{name} at {pins.revision}")
+    # A secret nested in an object never gets here: the config (pins_at above) refuses it.
+    current_config = current.get("config") or CommentedMap()
+    for key in [k for k in document if k != "config" and k not in current]:
+        del document[key]
+    for key in [k for k in current if k != "config"]:
+        document[key] = current[key]
+    if document.get("config") is None:
+        document["config"] = CommentedMap()
+    config = document["config"]
+    for key in [k for k, value in config.items() if _is_secure(value)]:
+        del config[key]
+    if config.get(GITOPS_KEY) is None:
+        config[GITOPS_KEY] = CommentedMap()
+    gitops = config[GITOPS_KEY]
+    promoted = current_config.get(GITOPS_KEY) or {}
+    for key in (REVISION_KEY, CHARTS_KEY):
+        if key in promoted:
+            gitops[key] = promoted[key]
+        elif key in gitops:
+            del gitops[key]
+    for key, value in current_config.items():
+        if _is_secure(value):
+            config[key] = value
+    out = StringIO()
+    _round_trip().dump(document, out)
+    # The header names nothing of `commit`: two runs whose deploy gives the same file compare equal.
+    header = (
+        f"# {name} at {pins.revision} (the pin), with {GITOPS_KEY}.{REVISION_KEY}, {GITOPS_KEY}.{CHARTS_KEY} "
+        "and the stack's secrets from main (cdao stack-revision).\n"
+    )
+    return header + out.getvalue()
+
+
 def _wanted(pins: Pins) -> Pins:
     return Pins(pins.revision, {str(k): str(v) for k, v in pins.chart_versions.items()})
 
@@ -294,8 +397,9 @@ def resolve(
 
 
 def _state(repo: Path, stack: str, commit: str) -> tuple[str, str]:
-    """What a deploy at `commit` makes the stack run: its resolved revision and stack file."""
-    return revision_at(repo, stack, commit), _stack_file(repo, stack, commit)[0]
+    """What a deploy at `commit` makes the stack run: its resolved revision and the stack file the
+    program reads (deployed_stack_file)."""
+    return revision_at(repo, stack, commit), deployed_stack_file(repo, stack, commit)
 
 
 def _against_main(
@@ -333,14 +437,17 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
         return Decision(revision, True, f"deploy of {stack} requested at {revision}")
     try:
         ran = revision_at(repo, stack, deployed)
-        same_file = _stack_file(repo, stack, deployed)[0] == _stack_file(repo, stack, commit)[0]
+        same_file = deployed_stack_file(repo, stack, deployed) == deployed_stack_file(repo, stack, commit)
     except RevisionError:
         ran, same_file = "", False  # what ran then no longer reads: reconcile
     if ran == revision and same_file:
         return Decision(revision, False, f"{stack} already runs {revision} with this stack file")
     if ran == revision:
         return Decision(
-            revision, True, f"{stack}: environments/Pulumi.{stack}.yaml changed, revision {revision} unchanged"
+            revision,
+            True,
+            f"{stack}: the stack file it runs (environments/Pulumi.{stack}.yaml) changed, "
+            f"revision {revision} unchanged",
         )
     return Decision(revision, True, f"{stack}: {ran or 'unknown'} -> {revision}")
 
@@ -367,6 +474,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print upstream= and candidates=: the commits whose upstream record would prove the pins ran",
     )
+    parser.add_argument(
+        "--stack-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the stack file a deploy at --commit gives the program of the stack's revision",
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd())
 
 
@@ -391,9 +505,16 @@ def run(args: argparse.Namespace) -> int:
             upstream_deployed=args.upstream_deployed,
             main=args.main,
         )
+        stack_file = deployed_stack_file(args.repo, args.stack, args.commit) if args.stack_file else None
     except RevisionError as exc:
         print(f"cdao stack-revision: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if stack_file is not None:
+        try:
+            write_atomically(args.stack_file, stack_file)
+        except OSError as exc:
+            print(f"cdao stack-revision: --stack-file {args.stack_file}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
     print(f"revision={decision.revision}")
     print(f"deploy={'true' if decision.deploy else 'false'}")
     print(f"reason={decision.reason}")

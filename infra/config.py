@@ -17,7 +17,7 @@ cdao:network               NetworkConfig                 VPC CIDR, AZs, subnets,
 cdao:cluster               ClusterConfig                 EKS version, API access and deploy roles (required), logs
 cdao:nodePools             DEFAULT_NODE_POOLS            per-pool overrides, merged onto the four default pools
 cdao:database              DatabaseConfig                RDS PostgreSQL for flyteadmin and datacatalog
-cdao:storage               StorageConfig                 S3 buckets (metadata, user data, workflows) and EFS
+cdao:storage               StorageConfig                 S3 buckets, EFS, and who may copy the ECR images
 cdao:codeweave             CodeweaveConfig               the external GPU cloud's account (cross-account role)
 cdao:codeweaveExternalId   (secret; required if enabled) external ID Codeweave presents (`config set --secret`)
 cdao:gitops                GitOpsConfig                  Argo CD chart and the Git source of platform/
@@ -37,7 +37,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import cdao_pools
 from cdao_pools import NODE_POOLS, workload_label
@@ -66,6 +66,8 @@ EKS_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "schedule
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# An IAM role ARN (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+"
 
 
 class ConfigError(ValueError):
@@ -228,6 +230,10 @@ class StorageConfig(_Model):
     # The replica buckets' region (pulumi_aws's provider for it); another region than the stack's.
     replication_region: str | None = Field(default=None, pattern=f"^{names.AWS_REGION}$")
     force_destroy: bool = False
+    # Roles of other accounts that copy this stack's images into their own registry: the ECR push role
+    # of each stack promoted from this one (deploy.yml's image-<stack>, docs/github-setup.md step 3).
+    # The ECR repositories' policy allows them to pull, and nothing else (infra/components/compute.py).
+    image_pull_role_arns: list[Annotated[str, Field(pattern=f"^{_ROLE_ARN}$")]] = []
 
 
 class CodeweaveConfig(_Model):
@@ -767,7 +773,7 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
     seen: set[str] = set()
     for field_name, arns in roles.items():
         for arn in arns:
-            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+            if not re.fullmatch(_ROLE_ARN, arn):
                 problems.append((f"{key}.{field_name}", arn, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
             elif arn in seen:
                 # EKS keeps one access entry per principal: a second one fails with ResourceInUseException.

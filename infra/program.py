@@ -249,7 +249,14 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             tags=tags,
         ),
     )
-    registry = Registry("registry", config.stack, data.key.arn, tags, force_delete=storage.force_destroy)
+    registry = Registry(
+        "registry",
+        config.stack,
+        data.key.arn,
+        tags,
+        force_delete=storage.force_destroy,
+        pull_role_arns=storage.image_pull_role_arns,
+    )
 
     # Platform secrets (the Codeweave API key, ...) live under this prefix in Secrets Manager and
     # reach pods only through External Secrets; the values are put there by operators, not by code.

@@ -5,8 +5,8 @@
 # credentials, `pulumi login` to the state backend, and `gh` authenticated as a repository
 # administrator; GH_REPO=ORG/REPO names the repository.
 #
-#   1. `pulumi up` of the stack at its pin, laid out as deploy.yml lays it out: the pin's code, this
-#      checkout's stack file (interactive: review the preview, then confirm).
+#   1. `pulumi up` of the stack at its pin, laid out as deploy.yml lays it out: the pin's code, the
+#      stack file `cdao stack-revision --stack-file` writes (interactive: review the preview, then confirm).
 #   2. Repository variables ECR_REGISTRY_<STACK> and ECR_ACCOUNT_ID_<STACK>, from the stack output
 #      ecrRepositories (repository URLs <account>.dkr.ecr.<region>.amazonaws.com/<name>, the
 #      `repositoryUrl` of pulumi-aws's ecr.Repository).
@@ -53,8 +53,12 @@ elif [ -n "${previous}" ]; then
     --at "${candidates[@]}")
   upstream=(--upstream-deployed "${ran[@]}")
 fi
+# The stack file the pin's code reads: the pin's own, with this checkout's promoted keys and secrets
+# (docs/github-setup.md, "Which stack file a deploy runs"), as deploy.yml's resolve job writes it.
+work=$(mktemp -d)
+trap 'rm -rf "${work}"' EXIT
 if ! decision=$(uv run --project "${root}" cdao stack-revision "${stack}" \
-  --commit "${head}" --repo "${root}" "${upstream[@]}"); then
+  --commit "${head}" --repo "${root}" "${upstream[@]}" --stack-file "${work}/Pulumi.${stack}.yaml"); then
   if [ -n "${previous}" ]; then
     echo "first-deploy.sh: nothing applied; deploy and promote ${previous} first, or pass --without-upstream to rebuild ${stack} alone" >&2
   fi
@@ -64,10 +68,10 @@ revision=$(grep '^revision=' <<< "${decision}" | cut -d= -f2)
 echo "${stack} runs ${revision}"
 
 # The pin's tree, exported rather than checked out: the administrator's clone is left as it is.
-tree=$(mktemp -d)
-trap 'rm -rf "${tree}"' EXIT
+tree="${work}/tree"
+mkdir "${tree}"
 git -C "${root}" archive "${revision}" | tar -x -C "${tree}"
-cp "${root}/environments/Pulumi.${stack}.yaml" "${tree}/environments/Pulumi.${stack}.yaml"
+cp "${work}/Pulumi.${stack}.yaml" "${tree}/environments/Pulumi.${stack}.yaml"
 # The program tags the connector image with the commit it runs (infra/images.py), as deploy.yml does.
 (cd "${tree}" && uv sync --locked \
   && CDAO_REVISION_COMMIT="${revision}" pulumi up --stack "${stack}" --policy-pack policies)

@@ -160,8 +160,29 @@ class Compute(pulumi.ComponentResource):
         )
 
 
+# What copying an image out of a repository reads, for the repository policy that lets another
+# account's role do it (deploy.yml's image-<stack>: `docker buildx imagetools inspect --raw` and
+# `imagetools create` of one source). buildx reads the source through containerd's fetcher
+# (docker/buildx util/imagetools/create.go CopyWithIngester at 461836ba0, v0.36.0+54; containerd v2.3.3
+# core/remotes/docker/fetcher.go): manifests by HEAD and GET (ecr:BatchGetImage), blobs by HEAD
+# (createGetReq: ecr:BatchCheckLayerAvailability) and GET (ecr:GetDownloadUrlForLayer); the source's
+# referrers (referrers.go FetchReferrers) fall back from the referrers API, whatever its error, to the
+# `sha256-<hex>` tag's manifest (BatchGetImage again), whose 404 means none. ECR names
+# BatchGetImage and GetDownloadUrlForLayer as what a pull needs
+# (https://docs.aws.amazon.com/AmazonECR/latest/userguide/ECR_on_ECS.html); ecr:GetAuthorizationToken
+# is the pulling role's own IAM permission, never a repository's.
+IMAGE_COPY_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+
+
 class Registry(pulumi.ComponentResource):
-    """ECR repositories for task images and the connector-service image."""
+    """ECR repositories for task images and the connector-service image.
+
+    `pull_role_arns`: IAM roles of other accounts allowed to read every image here (IMAGE_COPY_ACTIONS
+    in a repository policy), the ECR push roles of the stacks promoted from this one, which copy its
+    images by tag. A cross-account pull needs the repository's policy as well as the role's own
+    (https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policies.html). None: no
+    repository policy, only this account's principals with IAM permissions may pull.
+    """
 
     def __init__(
         self,
@@ -171,6 +192,7 @@ class Registry(pulumi.ComponentResource):
         tags: Mapping[str, str],
         *,
         force_delete: bool = False,
+        pull_role_arns: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("cdao:infra:Registry", name, None, opts)
@@ -222,6 +244,25 @@ class Registry(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=repo),
             )
+            if pull_role_arns:
+                aws.ecr.RepositoryPolicy(
+                    f"{name}-{purpose}-pull",
+                    repository=repo.name,
+                    policy=json.dumps(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "CopyByPromotedStacks",
+                                    "Effect": "Allow",
+                                    "Principal": {"AWS": list(pull_role_arns)},
+                                    "Action": list(IMAGE_COPY_ACTIONS),
+                                }
+                            ],
+                        }
+                    ),
+                    opts=pulumi.ResourceOptions(parent=repo),
+                )
             self.repository_urls[purpose] = repo.repository_url
         # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
         # tests/infra and cdao doctor read them).

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ruamel.yaml import YAML
 
 import cdao_stacks
@@ -54,8 +55,12 @@ def test_every_job_of_a_stack_runs_the_code_of_the_stack_revision():
             checkouts = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
             pinned = [s for s in checkouts if s.get("with", {}).get("path") == "stack"]
             assert [s["with"]["ref"] for s in pinned] == [revision], (kind, stack)
-            copy = next(s for s in job["steps"] if s.get("name") == "Put this commit's stack file into the pin's tree")
-            assert "stack/environments/Pulumi.${STACK}.yaml" in copy["run"]
+            # The stack file resolve composed for the pin (cdao stack-revision --stack-file), never
+            # this commit's own: the pin's config code refuses keys main added since.
+            copy = next(s for s in job["steps"] if "STACK_FILE" in s.get("env", {}))
+            assert copy["env"]["STACK_FILE"] == f"${{{{ needs.resolve.outputs.{stack}-stack-file }}}}"
+            assert 'base64 --decode <<< "$STACK_FILE" > "stack/environments/Pulumi.${STACK}.yaml"' in copy["run"]
+            assert not any("cp " in str(step.get("run", "")) for step in job["steps"]), (kind, stack)
             assert job["env"]["STACK"] == stack
             for step in job["steps"]:
                 if str(step.get("uses", "")).startswith("pulumi/actions@") and "command" in step["with"]:
@@ -69,6 +74,26 @@ def test_every_job_of_a_stack_runs_the_code_of_the_stack_revision():
         assert f"vars.ECR_REGISTRY_{stack.upper()}" in register["env"]["IMAGE"]
         image = "\n".join(str(s) for s in jobs[f"image-{stack}"]["steps"])
         assert revision in image
+
+
+def test_resolve_hands_each_stack_the_file_cdao_stack_revision_composed():
+    resolve = load("deploy.yml")["jobs"]["resolve"]
+    run = next(s for s in resolve["steps"] if s.get("id") == "resolve")["run"]
+    assert '--stack-file "${RUNNER_TEMP}/Pulumi.${stack}.yaml"' in run
+    assert 'stack_file=$(base64 --wrap=0 "${RUNNER_TEMP}/Pulumi.${stack}.yaml")' in run
+    assert 'echo "${stack}-stack-file=${stack_file}"' in run
+    for stack in STACKS:
+        assert resolve["outputs"][f"{stack}-stack-file"] == f"${{{{ steps.resolve.outputs.{stack}-stack-file }}}}"
+    drift = load("drift.yml")["jobs"]
+    revisions = next(s for s in drift["revisions"]["steps"] if s.get("id") == "revisions")["run"]
+    assert "--stack-file" in revisions and "-stack-file=$(base64 --wrap=0" in revisions
+    refresh = next(s for s in drift["refresh"]["steps"] if "STACK_FILE" in s.get("env", {}))
+    assert refresh["env"]["STACK_FILE"] == "${{ needs.revisions.outputs[format('{0}-stack-file', matrix.stack)] }}"
+    assert 'base64 --decode <<< "$STACK_FILE" > "stack/environments/Pulumi.${STACK}.yaml"' in refresh["run"]
+    for stack in STACKS:
+        assert drift["revisions"]["outputs"][f"{stack}-stack-file"] == (
+            f"${{{{ steps.revisions.outputs.{stack}-stack-file }}}}"
+        )
 
 
 def test_registration_versions_workflows_by_the_revision_not_the_run_commit():
@@ -496,15 +521,49 @@ def test_random_sequences_keep_the_invariant(platform, seed):
     assert_invariant(platform)
 
 
-def test_a_stack_file_change_at_the_same_revision_names_what_changed(platform):
-    """The reason printed in the run summary says why the stack is deployed, never `X -> X`."""
+def test_a_per_stack_edit_on_main_reaches_a_pinned_stack_with_the_first_pin_that_contains_it(platform):
+    """prod runs its own stack file as of its pin (cdao stack-revision's deployed_stack_file): the pin's
+    config code parses it, so an edit on main that the pin may not know waits for a promotion. The
+    edit is not deployed on its own (nothing prod runs changed), and prod gets it, with the code
+    staging ran, once staging->prod pins a commit that contains it."""
     prod = platform.environments / "Pulumi.prod.yaml"
     prod.write_text(prod.read_text().replace("maxSize: 12", "maxSize: 13"))
     _git(platform.repo, "commit", "--quiet", "-am", "prod: bigger cpu pool")
+    edit = platform.head()
+    decision = stack_revision.resolve(platform.repo, "prod", edit, platform.deployed["prod"])
+    assert not decision.deploy, decision.reason
+    assert "maxSize: 12" in stack_revision.deployed_stack_file(platform.repo, "prod", edit)
+
+    platform.deploy(Run(edit))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["prod"] == edit
+    deployed = stack_revision.deployed_stack_file(platform.repo, "prod", platform.head())
+    assert "maxSize: 13" in deployed
+    # The pin's own text, comments included, but for the promoted keys.
+    assert "\n# prod: every node pool, a NAT gateway per AZ" in deployed
+
+
+def test_a_secret_rotated_on_main_redeploys_the_pinned_stack_and_names_the_stack_file(platform):
+    """The stack's secrets (Pulumi's encryptedkey and `secure:` values) follow its key, not its code: a
+    rotation on main reaches prod at its current pin, and the run summary says why, never `X -> X`."""
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text() + "encryptedkey: AQICAHh0ZXN0\n")
+    ciphertext = "config:\n  cdao:codeweaveExternalId:\n    secure: v1:abc\n"
+    prod.write_text(prod.read_text().replace("config:\n", ciphertext, 1))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod: secrets provider key and external ID")
     decision = stack_revision.resolve(platform.repo, "prod", platform.head(), platform.deployed["prod"])
     assert decision.deploy
     assert f"{platform.base} -> {platform.base}" not in decision.reason
-    assert decision.reason == f"prod: environments/Pulumi.prod.yaml changed, revision {platform.base} unchanged"
+    assert decision.reason == (
+        f"prod: the stack file it runs (environments/Pulumi.prod.yaml) changed, revision {platform.base} unchanged"
+    )
+    deployed = yaml.safe_load(stack_revision.deployed_stack_file(platform.repo, "prod", platform.head()))
+    assert deployed["encryptedkey"] == "AQICAHh0ZXN0"
+    assert deployed["config"]["cdao:codeweaveExternalId"] == {"secure": "v1:abc"}
+    assert deployed["config"]["cdao:gitops"]["revision"] == platform.base
 
 
 class ConcurrencyGroup:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cdao_cli import stack_revision
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / ".github" / "scripts"
 
@@ -142,6 +144,7 @@ def _first_deploy(
         "pulumi",
         f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))'
         f' commit=${{CDAO_REVISION_COMMIT:-unset}}" >> "{log}"\n'
+        f'if [ "$1" = up ]; then cp "environments/Pulumi.{stack}.yaml" "{tmp_path}/stack-file-seen.yaml"; fi\n'
         'if [ "$1 $2" = "stack output" ]; then\n'
         f'  echo \'{{"connector": "{url}/cdao-{stack}-connector", "tasks": "{url}/cdao-{stack}-tasks"}}\'\n'
         "fi\n",
@@ -203,6 +206,9 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     # The program tags the connector image with the commit it runs, as deploy.yml passes it.
     assert up.endswith(f" commit={pin.group(1)}")
     assert calls.index(next(c for c in calls if c.startswith("uv sync --locked"))) < calls.index(up)
+    # The stack file the pin's code reads is the one deploy.yml's resolve composes, not main's own.
+    seen = (tmp_path / "stack-file-seen.yaml").read_text()
+    assert seen == stack_revision.deployed_stack_file(ROOT, "prod", _head())
     assert f"gh variable set ECR_REGISTRY_PROD --body {url}" in calls
     assert "gh variable set ECR_ACCOUNT_ID_PROD --body 210987654321" in calls
     assert calls[-1] == "gh workflow run deploy.yml --ref main -f stack=prod"

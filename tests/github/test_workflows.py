@@ -4,6 +4,7 @@ executed here on real inputs."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -518,7 +519,8 @@ def test_the_resolve_step_reports_each_stack_in_the_format_it_writes(tmp_path):
 def stand_in_tools(tmp_path: Path, registry: str) -> tuple[dict[str, str], Path]:
     """Stand-ins for what the resolve step calls: `uv run cdao stacks` prints `registry` (the format
     cdao_cli/main.py's `_stacks` writes), `uv run cdao stack-revision` and last-deployed.sh record
-    their arguments, one call a line, in the returned log."""
+    their arguments, one call a line, in the returned log; stack-revision writes `stack file of
+    <stack>` to its --stack-file path, as cdao_cli/stack_revision.py run() does with the composed file."""
     bin_dir, scripts, log = tmp_path / "bin", tmp_path / ".github" / "scripts", tmp_path / "calls"
     bin_dir.mkdir()
     scripts.mkdir(parents=True)
@@ -528,11 +530,16 @@ def stand_in_tools(tmp_path: Path, registry: str) -> tuple[dict[str, str], Path]
         "#!/usr/bin/env bash\n"
         f'if [ "$3" = stacks ]; then cat {tmp_path}/registry; exit "$(cat {tmp_path}/registry-rc)"; fi\n'
         f'echo "$*" >> {log}\n'
+        'args=("$@")\n'
+        'for i in "${!args[@]}"; do\n'
+        '  if [ "${args[$i]}" = --stack-file ]; then echo "stack file of $4" > "${args[$((i + 1))]}"; fi\n'
+        "done\n"
         'printf "revision=%040d\\ndeploy=true\\nreason=stand-in\\n" 0\n'
     )
     (bin_dir / "uv").chmod(0o755)
     (scripts / "last-deployed.sh").write_text(f'echo "last-deployed $*" >> {log}\necho "ran-by-$1"\n')
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
+    (tmp_path / "runner-temp").mkdir()
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path / "runner-temp")}, log
 
 
 def test_a_broken_stack_file_holds_back_no_other_stack_and_fails_the_step(tmp_path):
@@ -591,7 +598,10 @@ def test_the_resolve_step_takes_the_stacks_and_their_upstreams_from_the_registry
     assert [line.split()[3] for line in decisions] == ["dev", "prod", "staging"]
     assert "last-deployed dev --at" in log.read_text() and "last-deployed staging --at" not in log.read_text()
     calls = {line.split()[3]: line for line in decisions}
-    assert calls["prod"].endswith("--upstream-deployed ran-by-dev")
+    assert "--upstream-deployed ran-by-dev --stack-file" in calls["prod"]
+    # Each stack's jobs get the file stack-revision wrote for it (base64: one output line).
+    for stack in ("dev", "prod", "staging"):
+        assert base64.b64decode(outputs[f"{stack}-stack-file"]).decode() == f"stack file of {stack}\n"
     assert "--upstream-deployed" not in calls["staging"]
     assert "--upstream-deployed" not in calls["dev"]
 
@@ -1127,6 +1137,7 @@ def _resolve_with_records(tmp_path: Path, records: dict[str, list[str]]) -> tupl
             "GITHUB_OUTPUT": str(output),
             "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
             "GITHUB_SHA": head.stdout.strip(),
+            "RUNNER_TEMP": str(tmp_path),
             "FORCE_STACK": "",
             "CONFIGURED_DEV": "arn:dev",
             "CONFIGURED_STAGING": "arn:staging",
@@ -1160,12 +1171,18 @@ def test_resolve_refuses_pins_the_upstream_never_ran(tmp_path):
 
 def test_resolve_deploys_pins_the_upstream_ran(tmp_path):
     """With a record of staging at one of the commits whose staging file holds prod's pins (the
-    candidates cdao stack-revision names), prod deploys; staging, whose pin dev never ran, does not."""
+    candidates cdao stack-revision names), prod deploys. The stand-in answers that same record as
+    staging's own last deployment: staging ran its pin with the stack file a deploy now gives it (its
+    own at the pin, unchanged since), so it is left alone and its upstream is not asked."""
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     upstream, staging_at = stack_revision.upstream_candidates(ROOT, "prod", head.stdout.strip())
     assert upstream == "staging" and staging_at
     code, outputs, log = _resolve_with_records(tmp_path, {"staging": staging_at[:1]})
-    assert code == 1, log
+    assert code == 0, log
     assert outputs["prod-revision"] == _pin("prod")
     assert outputs["prod-deploy"] == "true"
     assert outputs["staging-deploy"] == "false"
+    assert outputs["staging-reason"] == f"staging already runs {_pin('staging')} with this stack file"
+    # prod's jobs get the file its pin's code can read (cdao stack-revision --stack-file).
+    deployed = stack_revision.deployed_stack_file(ROOT, "prod", head.stdout.strip())
+    assert base64.b64decode(outputs["prod-stack-file"]).decode() == deployed
