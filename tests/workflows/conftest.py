@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# One OpenMP thread per process, set before torch or xgboost is imported (libgomp reads the variable
+# when it loads; `pyflyte` subprocesses inherit it). The pipelines' batches are tiny (64 images of 8x8
+# pixels), so a second intra-op thread only adds synchronisation: fitting gpu_training's CNN for 8
+# epochs took 14.1 s of CPU with torch's default 2 threads and 4.8 s with 1 on a 2-core machine. The
+# results do not depend on it; a user's environment that sets the variable keeps its value.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The helpers module must import by a name of its own: this folder cannot be a package, because
 # under --import-mode=importlib it would be named `workflows` and shadow the package under test.
