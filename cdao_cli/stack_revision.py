@@ -57,6 +57,7 @@ import tempfile
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
@@ -169,9 +170,19 @@ def raw_pins_at(repo: Path, stack: str, commit: str) -> Pins:
 
 
 def _raw_pins(text: str, commit: str) -> Pins:
+    return _document_pins(_load(text), commit)
+
+
+def _load(text: str) -> Any:
+    """The stack file's YAML document, or None when it does not parse."""
     try:
-        document = yaml.safe_load(text) or {}
+        return yaml.safe_load(text) or {}
     except yaml.YAMLError:
+        return None
+
+
+def _document_pins(document: Any, commit: str) -> Pins:
+    if document is None:
         return Pins("", {})
     config = (document.get("config") or {}) if isinstance(document, dict) else {}
     gitops = config.get(GITOPS_KEY) if isinstance(config, dict) else None
@@ -291,7 +302,8 @@ def _history_pins(repo: Path, stack: str, commit: str) -> list[tuple[str, Pins]]
     """(c, promoted values of `stack`'s file at c, as written) for every commit c of `commit`'s history
     that has the file, oldest first. One git process finds the file's blob at every commit
     (`<rev>:<path>` objects, `git cat-file --batch-check`: "<sha> blob <size>", or "... missing"),
-    and each distinct blob is read once."""
+    and each distinct blob is read and parsed once (a file unchanged over hundreds of commits took
+    seconds to parse again at each)."""
     history = (_git(repo, "rev-list", "--reverse", commit) or "").split()
     name = f"environments/Pulumi.{stack}.yaml"
     result = subprocess.run(  # noqa: S603 - fixed argv, no shell
@@ -302,13 +314,13 @@ def _history_pins(repo: Path, stack: str, commit: str) -> list[tuple[str, Pins]]
         check=True,
     )
     blobs = [parts[0] if parts[1:2] == ["blob"] else "" for parts in map(str.split, result.stdout.splitlines())]
-    texts: dict[str, str] = {}
+    documents: dict[str, Any] = {}
     found = []
     for candidate, blob in zip(history, blobs, strict=True):
         if blob:
-            if blob not in texts:
-                texts[blob] = _git(repo, "cat-file", "-p", blob) or ""
-            found.append((candidate, _raw_pins(texts[blob], candidate)))
+            if blob not in documents:
+                documents[blob] = _load(_git(repo, "cat-file", "-p", blob) or "")
+            found.append((candidate, _document_pins(documents[blob], candidate)))
     return found
 
 
