@@ -112,6 +112,13 @@ class StatusCache:
             self._entries[key] = _Entry(now, value)
             self._last_asked[key] = now
 
+    def peek(self, key: Hashable) -> Any:
+        """The key's last description, however old, without refreshing (None when there is none):
+        what a listing may narrow its request by (a creation time), never what GetTask answers."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry.value if entry is not None else None
+
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._entries.pop(key, None)

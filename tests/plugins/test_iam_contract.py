@@ -45,7 +45,10 @@ import requests
 import yaml
 from cdao_connector_resources import STACK_TAG
 from cdao_connectors.aws_batch.connector import BatchConnector
+from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.emr.connector import EMRConnector
+from flytekit.extend.backend.base_connector import ConnectorRegistry
+from moto.emrserverless.models import emrserverless_backends
 from propeller import create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
 
 from cdao_cli.plan.runner import PlanRun, run_stack
@@ -245,7 +248,7 @@ def _emr_serverless(call: Call, w: Where) -> list[Authorization]:
         ]
     if op in ("GetJobRun", "CancelJobRun"):
         return [Authorization(f"emr-serverless:{op}", f"{application}/jobruns/{p['jobRunId']}")]
-    if op in ("StartApplication", "UpdateApplication"):
+    if op in ("StartApplication", "UpdateApplication", "ListJobRuns"):
         return [Authorization(f"emr-serverless:{op}", application)]
     raise LookupError
 
@@ -519,7 +522,12 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     meta = create_task(
         stub, template, prefix, write_inputs(emr_tasks.on_serverless, prefix, rows=1), execution_metadata("iam")
     )
+    for run in emrserverless_backends[MOTO_ACCOUNT][stack_env["CDAO_AWS_REGION"]].job_runs[app]:
+        run.state = "RUNNING"  # moto ends a run at once; a running one is polled and cancelled
     get_task(stub, "emr_serverless", meta)
+    # The status refresh that serves propeller's later polls lists the application's live runs.
+    connector = ConnectorRegistry.get_connector("emr_serverless")
+    connector.status_cache(stack_env["CDAO_AWS_REGION"], status_refresh_seconds()).refresh_ahead(older_than=0.0)
     delete_task(stub, "emr_serverless", meta)
-    assert {"StartJobRun", "GetJobRun"} <= {c.operation for c in recorded}
+    assert {"StartJobRun", "GetJobRun", "ListJobRuns", "CancelJobRun"} <= {c.operation for c in recorded}
     assert _denied(planned, stack_env, recorded) == []

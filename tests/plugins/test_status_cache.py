@@ -1,4 +1,4 @@
-"""The shared status cache (Batch, EMR steps, SageMaker transform): batching, freshness, one refresh per round."""
+"""The shared status cache (Batch, EMR, SageMaker jobs): batching, freshness, one refresh per round."""
 
 from __future__ import annotations
 
