@@ -270,7 +270,7 @@ def test_emr_delete_reads_cancel_steps_answer(aws_env, status, state_after, refu
 
 
 def test_emr_serverless_hanging_answers_inside_propellers_deadline(
-    serverless_run, moto_endpoint, monkeypatch, fresh_connectors
+    serverless_run, moto_endpoint, monkeypatch, fresh_connectors, short_deadlines
 ):
     """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
     (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
@@ -286,7 +286,7 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(
     try:
         req = agent_pb2.GetTaskRequest(task_category=category("emr_serverless"), resource_meta=meta)
         with pytest.raises(grpc.RpcError) as got:
-            stub.GetTask(req, timeout=10)
+            stub.GetTask(req, timeout=short_deadlines)
     finally:
         proxy.stop()
     assert got.value.code() == grpc.StatusCode.INTERNAL, got.value

@@ -44,10 +44,10 @@ from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._common import attempt_seed
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 
@@ -164,14 +164,14 @@ class _BulkheadHandler(EMRServerlessHandler):
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         call = getattr(self.client, method)
-        return await self._backend.call(call, deadline=CREATE_TASK_SECONDS, what=method, **params)
+        return await self._backend.call(call, deadline=_deadlines.CREATE_TASK_SECONDS, what=method, **params)
 
     async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
         def collect() -> list[dict[str, Any]]:
             pages = self.client.get_paginator(method).paginate(**params)
             return [item for page in pages for item in page.get(result_key, [])]
 
-        return await self._backend.call(collect, deadline=CREATE_TASK_SECONDS, what=method)
+        return await self._backend.call(collect, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
 
 
 class _TokenPinningHandler:
@@ -277,7 +277,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         """The run's status from the shared view (at most ``CDAO_STATUS_REFRESH_SECONDS`` old)."""
         cache = self.status_cache(region or aws_region(), status_refresh_seconds())
         run, _age = await self.backend.call(
-            cache.get, (application_id, job_run_id), deadline=GET_TASK_SECONDS, what="GetJobRun"
+            cache.get, (application_id, job_run_id), deadline=_deadlines.GET_TASK_SECONDS, what="GetJobRun"
         )
         if run is None:
             raise _RunGone(job_run_id)
@@ -329,7 +329,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 self._ensure_entrypoint_on_s3,
                 self._get_handler(config.region),
                 config,
-                deadline=CREATE_TASK_SECONDS,
+                deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="entrypoint upload",
             )
         metadata = (
@@ -340,7 +340,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         try:
             resource_meta = await within_deadline(
                 super().create(task_template, inputs, task_execution_metadata, **kwargs),
-                deadline=CREATE_TASK_SECONDS,
+                deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="CreateTask",
                 backend=_BACKEND,
             )
@@ -358,7 +358,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         try:
             resource = await within_deadline(
                 _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
-                deadline=GET_TASK_SECONDS,
+                deadline=_deadlines.GET_TASK_SECONDS,
                 what="GetTask",
                 backend=_BACKEND,
             )
@@ -374,7 +374,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await within_deadline(
-            self._cancel(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=_BACKEND
+            self._cancel(resource_meta, **kwargs),
+            deadline=_deadlines.DELETE_TASK_SECONDS,
+            what="DeleteTask",
+            backend=_BACKEND,
         )
 
     async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:

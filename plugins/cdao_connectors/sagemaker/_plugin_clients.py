@@ -35,9 +35,9 @@ from flytekit.extend.backend.base_connector import Resource
 from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import aws_region, status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import LISTED_KINDS, JobKind, job_is_gone, job_status_cache
@@ -92,7 +92,9 @@ class _Client:
         async def call(**params: Any) -> Any:
             # Bounded by the widest of propeller's deadlines; an RPC of a BulkheadPluginConnector
             # is bounded tighter around the whole.
-            return await backend.call(blocking, deadline=CREATE_TASK_SECONDS, what=f"{service} {method}", **params)
+            return await backend.call(
+                blocking, deadline=_deadlines.CREATE_TASK_SECONDS, what=f"{service} {method}", **params
+            )
 
         return call
 
@@ -187,12 +189,17 @@ class BulkheadPluginConnector:
         if self.custom_config is None:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
         config_from_custom(self.custom_config, template.custom, template.id.name)
-        return await self._bounded(super().create(*args, **kwargs), deadline=CREATE_TASK_SECONDS, what="CreateTask")
+        return await self._bounded(
+            super().create(*args, **kwargs), deadline=_deadlines.CREATE_TASK_SECONDS, what="CreateTask"
+        )
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:
             return await self._bounded(
-                super().get(resource_meta, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask", statuses=True
+                super().get(resource_meta, **kwargs),
+                deadline=_deadlines.GET_TASK_SECONDS,
+                what="GetTask",
+                statuses=True,
             )
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
@@ -205,4 +212,6 @@ class BulkheadPluginConnector:
         )
 
     async def delete(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._bounded(super().delete(*args, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask")
+        return await self._bounded(
+            super().delete(*args, **kwargs), deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"
+        )

@@ -26,10 +26,10 @@ from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointCo
 from flytekitplugins.awssagemaker_processing import SageMakerProcessing
 from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTaskConnector
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import GET_TASK_SECONDS
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
@@ -124,7 +124,9 @@ class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector)
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
-            described, _ = await self._bounded(self._describe(resource_meta), deadline=GET_TASK_SECONDS, what="GetTask")
+            described, _ = await self._bounded(
+                self._describe(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
+            )
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
