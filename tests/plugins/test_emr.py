@@ -176,6 +176,7 @@ def serverless_run(aws_env, grpc_stubs):
 _THROTTLED_OR_UNANSWERED = r"Throttl|TooManyRequests|EMR Serverless did not answer (GetTask|DeleteTask)"
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_emr_serverless_throttling_is_an_error_not_a_failed_job_and_cancel_is_not_lost(
     serverless_run, moto_endpoint, monkeypatch, fresh_connectors
 ):
