@@ -265,8 +265,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             describe,
             describe_all=lambda keys: describe(keys, listing=True),
             max_age=max_age,
-            batch=1,  # GetJobRun takes one run; new runs are read in parallel
-            parallel=16,
+            batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
             period=refresh_period(max_age),
             name="emr-serverless-runs",
             final=lambda run: run.get("state") in _ENDED_RUN_STATES,

@@ -127,8 +127,7 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         describe,
         describe_all=describe_all,
         max_age=max_age,
-        batch=1,  # Describe takes one name; new jobs are described in parallel
-        parallel=16,
+        batch=1,  # Describe takes one name: a new job is read by its own GetTask
         period=refresh_period(max_age),
         name=f"sagemaker-{kind.describe}",
         final=kind.is_final,
