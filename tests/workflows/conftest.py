@@ -15,12 +15,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 
-# What CI exports when it registers to a stack; the SDK reads them only to serialise tasks.
-STACK_ENV = {
-    "CDAO_AWS_REGION": "us-east-1",
-    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-dev-sagemaker-exec",
-    "CDAO_DEFAULT_BUCKET": "cdao-dev-ml-artifacts",
-}
+from workflow_test_support import STACK_ENV  # noqa: E402  (lives in HERE, added above)
 
 
 @pytest.fixture(autouse=True)
