@@ -86,7 +86,7 @@ class _Client:
             if kind is not None and caches is not None:
                 # A GetTask's Describe, answered from the shared view of the jobs' statuses.
                 cache = caches((kind, region), status_refresh_seconds())
-                return _described(cache, kind, params[kind.name_field])
+                return _described(cache, params[kind.name_field])
             return getattr(backend.aws(service, region), method)(**params)
 
         async def call(**params: Any) -> Any:
@@ -103,7 +103,7 @@ class JobGone(LookupError):
     """SageMaker does not know the job a GetTask asks about (deleted outside Flyte)."""
 
 
-def _described(cache: StatusCache, kind: JobKind, name: str) -> dict[str, Any]:
+def _described(cache: StatusCache, name: str) -> dict[str, Any]:
     described, _age = cache.get(name)
     if described is None:
         raise JobGone(name)
