@@ -474,6 +474,11 @@ class WorkloadIdentity(pulumi.ComponentResource):
                         [
                             "emr-serverless:StartJobRun",
                             "emr-serverless:GetJobRun",
+                            # The status refresh lists the application's live runs; the action's
+                            # resource is the application (AWS's own policy in the SageMaker guide,
+                            # https://docs.aws.amazon.com/sagemaker/latest/dg/autopilot-create-experiment-timeseries-forecasting.html,
+                            # grants it on arn:aws:emr-serverless:*:*:/applications/*).
+                            "emr-serverless:ListJobRuns",
                             "emr-serverless:CancelJobRun",
                             "emr-serverless:GetApplication",
                             # flytekitplugins-awsemrserverless starts an application that auto-stop
@@ -567,10 +572,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             )
                         ],
                     ),
-                    # The transform connector's status refresh lists InProgress jobs; List* actions
-                    # name no resource type, so "*" (Service Authorization Reference, Amazon SageMaker:
+                    # The connectors' status refresh lists InProgress training, processing and
+                    # transform jobs; List* actions name no resource type, so "*" (Service
+                    # Authorization Reference, Amazon SageMaker:
                     # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html).
-                    iam.allow("SageMakerListTransformJobs", ["sagemaker:ListTransformJobs"], ["*"]),
+                    iam.allow(
+                        "SageMakerListJobs",
+                        ["sagemaker:ListTrainingJobs", "sagemaker:ListProcessingJobs", "sagemaker:ListTransformJobs"],
+                        ["*"],
+                    ),
                     iam.pass_role("PassBatchJobRole", [a[3]], "ecs-tasks.amazonaws.com"),
                     iam.pass_role("PassSageMakerRole", [a[4]], "sagemaker.amazonaws.com"),
                     iam.pass_role("PassEmrServerlessRole", [a[5]], "emr-serverless.amazonaws.com"),

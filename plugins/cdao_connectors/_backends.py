@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 from flytekit.extend.backend.base_connector import AsyncConnectorBase
 
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS, MARGIN_SECONDS
+from cdao_connectors import _deadlines
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ class BackendDeadlineExceeded(RuntimeError):
 
 async def within_deadline(awaitable: Any, *, deadline: float, what: str, backend: str) -> Any:
     """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin passed."""
-    budget = deadline - MARGIN_SECONDS
+    budget = deadline - _deadlines.MARGIN_SECONDS
     try:
         return await asyncio.wait_for(awaitable, budget)
     except TimeoutError:
@@ -142,15 +142,19 @@ class BulkheadConnector(AsyncConnectorBase):
             output_prefix,
             inputs,
             task_execution_metadata,
-            deadline=CREATE_TASK_SECONDS,
+            deadline=_deadlines.CREATE_TASK_SECONDS,
             what="CreateTask",
         )
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
-        return await self.backend.call(self.get_sync, resource_meta, deadline=GET_TASK_SECONDS, what="GetTask")
+        return await self.backend.call(
+            self.get_sync, resource_meta, deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
+        )
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
-        await self.backend.call(self.delete_sync, resource_meta, deadline=DELETE_TASK_SECONDS, what="DeleteTask")
+        await self.backend.call(
+            self.delete_sync, resource_meta, deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"
+        )
 
     def create_sync(
         self, task_template: Any, output_prefix: str, inputs: Any = None, task_execution_metadata: Any = None

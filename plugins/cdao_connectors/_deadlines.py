@@ -8,7 +8,8 @@ flytestdlib's loader lowercases the per-call keys; ``tests/plugins`` checks thes
 it. GetTask and DeleteTask keep a tighter budget than propeller's so that a hung backend answers a
 retryable error in seconds and the next poll tries again. An answer after the deadline is wasted
 work, so every backend call is given what is left of its budget, less a margin for the answer to
-travel back.
+travel back. The connectors read these at call time (``_deadlines.GET_TASK_SECONDS``), so that a
+test waiting for a hung backend to run out of its deadline can set a shorter one.
 """
 
 from __future__ import annotations

@@ -109,3 +109,16 @@ def fresh_connectors():
     finally:
         for connector in reversed(saved):  # the first saved is the service's own
             ConnectorRegistry.register(connector, override=True)
+
+
+@pytest.fixture
+def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Propeller's GetTask and DeleteTask deadlines cut from 10 s to 3 s for one test, as the
+    connectors read them at call time (cdao_connectors._deadlines). For tests that wait for a hung
+    or throttled backend to run out of the deadline: what they prove (an error inside the
+    deadline, other backends unaffected) holds for any deadline, and each waits 2 s instead of 9."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", 3.0)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 3.0)
+    return 3.0

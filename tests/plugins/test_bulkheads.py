@@ -95,6 +95,7 @@ def _batch_meta(stub) -> bytes:
     return create_task(stub, serialize(batch_tasks.preprocess), prefix, lm, execution_metadata("bulkhead"))
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_a_hung_codeweave_costs_batch_nothing_and_answers_inside_the_deadline(backends, grpc_stubs):
     stub, _ = grpc_stubs
     batch_meta = _batch_meta(stub)
@@ -114,6 +115,7 @@ def test_a_hung_codeweave_costs_batch_nothing_and_answers_inside_the_deadline(ba
     assert all("Codeweave did not answer GetTask" in a.details() for _, a in codeweave)
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_codeweave_throttling_forever_answers_inside_the_deadline(backends, grpc_stubs):
     stub, _ = grpc_stubs
     backends.throttle_next = 10**6
@@ -185,6 +187,7 @@ def _training_job(stub) -> bytes:
     return create_task(stub, serialize(sm_tasks.fit), prefix, lm, execution_metadata(f"sm-{uuid.uuid4().hex[:6]}"))
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_a_hung_emr_serverless_costs_sagemaker_and_batch_nothing(
     backends, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
 ):
@@ -249,6 +252,7 @@ def test_plugin_connectors_make_aws_clients_once_not_per_call(aws_env, grpc_stub
     assert made.count("emr-serverless") <= 1, f"{made.count('emr-serverless')} EMR Serverless clients for 10 GetTasks"
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_a_hung_sagemaker_costs_the_others_nothing_and_answers_inside_the_deadline(
     backends, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
 ):
@@ -301,6 +305,7 @@ def test_every_plugin_connector_the_service_serves_is_bulkheaded():
     assert unbounded == [], f"plugin connectors without a bulkhead or deadline: {unbounded}"
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_a_hung_sagemaker_transform_job_of_the_plugin_answers_inside_the_deadline(
     aws_env, grpc_stubs, moto_endpoint, monkeypatch, fresh_connectors
 ):

@@ -176,6 +176,7 @@ def serverless_run(aws_env, grpc_stubs):
 _THROTTLED_OR_UNANSWERED = r"Throttl|TooManyRequests|EMR Serverless did not answer (GetTask|DeleteTask)"
 
 
+@pytest.mark.usefixtures("short_deadlines")
 def test_emr_serverless_throttling_is_an_error_not_a_failed_job_and_cancel_is_not_lost(
     serverless_run, moto_endpoint, monkeypatch, fresh_connectors
 ):
@@ -270,7 +271,7 @@ def test_emr_delete_reads_cancel_steps_answer(aws_env, status, state_after, refu
 
 
 def test_emr_serverless_hanging_answers_inside_propellers_deadline(
-    serverless_run, moto_endpoint, monkeypatch, fresh_connectors
+    serverless_run, moto_endpoint, monkeypatch, fresh_connectors, short_deadlines
 ):
     """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
     (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
@@ -286,7 +287,7 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(
     try:
         req = agent_pb2.GetTaskRequest(task_category=category("emr_serverless"), resource_meta=meta)
         with pytest.raises(grpc.RpcError) as got:
-            stub.GetTask(req, timeout=10)
+            stub.GetTask(req, timeout=short_deadlines)
     finally:
         proxy.stop()
     assert got.value.code() == grpc.StatusCode.INTERNAL, got.value

@@ -52,11 +52,14 @@ import yaml
 from botocore.stub import Stubber
 from cdao_connector_resources import STACK_TAG
 from cdao_connectors.aws_batch.connector import BatchConnector
+from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.emr.connector import EMRConnector
+from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.extend.backend.utils import render_task_template
 from flytekit.models.core.identifier import Identifier, ResourceType
 from flytekit.models.task import TaskTemplate
+from moto.emrserverless.models import emrserverless_backends
 from propeller import create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
 
 from cdao_cli.plan.runner import PlanRun, run_stack
@@ -257,7 +260,7 @@ def _emr_serverless(call: Call, w: Where) -> list[Authorization]:
         ]
     if op in ("GetJobRun", "CancelJobRun"):
         return [Authorization(f"emr-serverless:{op}", f"{application}/jobruns/{p['jobRunId']}")]
-    if op in ("StartApplication", "UpdateApplication"):
+    if op in ("StartApplication", "UpdateApplication", "ListJobRuns"):
         return [Authorization(f"emr-serverless:{op}", application)]
     raise LookupError
 
@@ -564,10 +567,13 @@ def test_a_missing_request_tag_does_not_match_string_equals():
     assert not allowed(policy, Authorization("elasticmapreduce:RunJobFlow", "arn:aws:elasticmapreduce:x", {}))
 
 
-def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stubs):
+def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stubs, fresh_connectors):
     """A task on the stack's application (moto's stands in for it) with the stack's job role, as
     the SDK's defaults give it, through CreateTask/GetTask/DeleteTask like propeller."""
     stub, _ = grpc_stubs
+    # A connector of its own: the service's tracks other tests' runs, on applications not the stack's.
+    connector = IdempotentEMRServerlessConnector()
+    fresh_connectors(connector)
     annotations = _annotations(planned)
     client = boto3.client("emr-serverless", region_name=stack_env["CDAO_AWS_REGION"])
     app = client.create_application(name="cdao-dev-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
@@ -586,9 +592,13 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     meta = create_task(
         stub, template, prefix, write_inputs(emr_tasks.on_serverless, prefix, rows=1), execution_metadata("iam")
     )
+    for run in emrserverless_backends[MOTO_ACCOUNT][stack_env["CDAO_AWS_REGION"]].job_runs[app]:
+        run.state = "RUNNING"  # moto ends a run at once; a running one is polled and cancelled
     get_task(stub, "emr_serverless", meta)
+    # The status refresh that serves propeller's later polls lists the application's live runs.
+    connector.status_cache(stack_env["CDAO_AWS_REGION"], status_refresh_seconds()).refresh_ahead(older_than=0.0)
     delete_task(stub, "emr_serverless", meta)
-    assert {"StartJobRun", "GetJobRun"} <= {c.operation for c in recorded}
+    assert {"StartJobRun", "GetJobRun", "ListJobRuns", "CancelJobRun"} <= {c.operation for c in recorded}
     assert _denied(planned, stack_env, recorded) == []
 
 

@@ -33,12 +33,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 
-# What CI exports when it registers to a stack; the SDK reads them only to serialise tasks.
-STACK_ENV = {
-    "CDAO_AWS_REGION": "us-east-1",
-    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-dev-sagemaker-exec",
-    "CDAO_DEFAULT_BUCKET": "cdao-dev-ml-artifacts",
-}
+from workflow_test_support import STACK_ENV  # noqa: E402  (lives in HERE, added above)
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +48,17 @@ def _local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(settings, "_current", settings.Settings())
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
+    # One intra-op thread for torch, here and in the workers it spawns (they read OMP_NUM_THREADS,
+    # as torchrun sets it for them): on two shared cores its OpenMP threads spin against each other,
+    # and 12 epochs of the digits model took 6.2 s with two threads, 0.4 s with one.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
     yield
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 # Every workflow must be executed by its tests (tests/workflows/test_registration.py): recorded at run time.

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 import re
 import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import flytekit
@@ -14,7 +15,7 @@ from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE
 from flytekit.core.workflow import WorkflowBase
 from flytekit.models.task import TaskSpec
 from workflow_runs import COLLECTED, EXECUTED
-from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize
+from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, STACK_ENV, serialize, start_cli
 
 WORKFLOWS = ROOT / "workflows"
 TESTS = Path(__file__).parent
@@ -144,19 +145,62 @@ def test_deterministic_steps_are_cached() -> None:
     assert not cached & {"ingest_raw_data", "preprocess_data", "export_applications", "prepare_segments"}
 
 
-def _package(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[int, str, list[str]]:
-    out = tmp_path / "flyte-package.tgz"
-    args = ["--pkgs", "workflows", "package", "--image", f"{IMAGE_FQN}:{IMAGE_TAG}", "--output", str(out), "-f"]
-    proc = run_cli(args, cwd=ROOT, env=env)
-    names: list[str] = []
-    if out.exists():
-        with tarfile.open(out) as tar:
-            names = tar.getnames()
-    return proc.returncode, proc.stdout + proc.stderr, names
+PRODUCTION_ENV = {
+    "FLYTE_DOMAIN": "production",
+    "CDAO_AWS_REGION": "us-east-1",
+    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-prod-sagemaker-exec",
+    "CDAO_DEFAULT_BUCKET": "cdao-prod-ml-artifacts",
+}
+_NO_SETTINGS = {
+    "FLYTE_DOMAIN": "staging",
+    "CDAO_AWS_REGION": "",
+    "CDAO_SAGEMAKER_ROLE_ARN": "",
+    "CDAO_DEFAULT_BUCKET": "",
+}
+# The `pyflyte package` runs the tests below read, by name, and the environment of each.
+PACKAGE_RUNS = {
+    "development": {},
+    "production": PRODUCTION_ENV,
+    "no settings": _NO_SETTINGS,
+    "no role": {**_NO_SETTINGS, "CDAO_DEFAULT_BUCKET": "cdao-staging-ml-artifacts"},
+}
 
 
-def test_pyflyte_package_contains_every_workflow(tmp_path: Path) -> None:
-    code, log, names = _package(tmp_path)
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], tuple[int, str, list[str]]]]:
+    """``packages(run)``: the exit code, output and archive members of one of :data:`PACKAGE_RUNS`.
+    Each runs in the stack's environment as CI exports it (tests/workflows/conftest.py), with the
+    run's changes. The four runs start together at first use: each spends seconds importing every pipeline, and
+    waited for one after another they took 17 s of the suite."""
+    started = {}
+    for name, env in PACKAGE_RUNS.items():
+        out = tmp_path_factory.mktemp("package") / "flyte-package.tgz"
+        args = ["--pkgs", "workflows", "package", "--image", f"{IMAGE_FQN}:{IMAGE_TAG}", "--output", str(out), "-f"]
+        started[name] = (start_cli(args, cwd=ROOT, env={**STACK_ENV, **env}), out)
+    results: dict[str, tuple[int, str, list[str]]] = {}
+
+    def result(name: str) -> tuple[int, str, list[str]]:
+        if name not in results:
+            proc, out = started[name]
+            stdout, stderr = proc.communicate(timeout=240)
+            names: list[str] = []
+            if out.exists():
+                with tarfile.open(out) as tar:
+                    names = tar.getnames()
+            results[name] = (proc.returncode, stdout + stderr, names)
+        return results[name]
+
+    try:
+        yield result
+    finally:
+        for proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def test_pyflyte_package_contains_every_workflow(packages: Callable[[str], tuple[int, str, list[str]]]) -> None:
+    code, log, names = packages("development")
     assert code == 0, log
     for wf in all_workflows():
         assert any(f"_{wf.name}_2.pb" in n for n in names), f"{wf.name} missing from the package: {names}"
@@ -165,26 +209,18 @@ def test_pyflyte_package_contains_every_workflow(tmp_path: Path) -> None:
     assert not any("credit_scoring_nightly" in n for n in names)
 
 
-PRODUCTION_ENV = {
-    "FLYTE_DOMAIN": "production",
-    "CDAO_AWS_REGION": "us-east-1",
-    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-prod-sagemaker-exec",
-    "CDAO_DEFAULT_BUCKET": "cdao-prod-ml-artifacts",
-}
-
-
-def test_production_package_adds_the_nightly_schedule(tmp_path: Path) -> None:
-    code, log, names = _package(tmp_path, PRODUCTION_ENV)
+def test_production_package_adds_the_nightly_schedule(packages: Callable[[str], tuple[int, str, list[str]]]) -> None:
+    code, log, names = packages("production")
     assert code == 0, log
     assert any("credit_scoring_nightly" in n for n in names), names
 
 
-def test_registration_without_the_stacks_aws_settings_fails_naming_them(tmp_path: Path) -> None:
-    env = {"FLYTE_DOMAIN": "staging", "CDAO_AWS_REGION": "", "CDAO_SAGEMAKER_ROLE_ARN": "", "CDAO_DEFAULT_BUCKET": ""}
-    code, log, _ = _package(tmp_path, env)
+def test_registration_without_the_stacks_aws_settings_fails_naming_them(
+    packages: Callable[[str], tuple[int, str, list[str]]],
+) -> None:
+    code, log, _ = packages("no settings")
     assert code != 0
     assert "CDAO_DEFAULT_BUCKET" in log
-    env["CDAO_DEFAULT_BUCKET"] = "cdao-staging-ml-artifacts"
-    code, log, _ = _package(tmp_path, env)
+    code, log, _ = packages("no role")
     assert code != 0
     assert "CDAO_SAGEMAKER_ROLE_ARN" in log

@@ -16,6 +16,12 @@ from flytekit.tools.translator import get_serializable
 ROOT = Path(__file__).resolve().parents[2]
 PYFLYTE = str(Path(sys.executable).parent / "pyflyte")
 IMAGE_FQN, IMAGE_TAG = "111122223333.dkr.ecr.us-east-1.amazonaws.com/cdao/ml", "abc1234"
+# What CI exports when it registers to a stack; the SDK reads them only to serialise tasks.
+STACK_ENV = {
+    "CDAO_AWS_REGION": "us-east-1",
+    "CDAO_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/cdao-dev-sagemaker-exec",
+    "CDAO_DEFAULT_BUCKET": "cdao-dev-ml-artifacts",
+}
 
 
 def serialization_settings(domain: str = "development") -> SerializationSettings:
@@ -42,9 +48,21 @@ def task_templates(entity: Any) -> dict[str, Any]:
     }
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 120) -> Any:
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if k != "FLYTE_DOMAIN"}
     full_env.update({"FLYTE_LOCAL_CACHE_ENABLED": "false", **(env or {})})
+    return full_env
+
+
+def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``pyflyte <args>`` started, not waited for: runs that do not depend on each other share the
+    machine's cores instead of waiting in line (each spends seconds importing the pipelines)."""
+    return subprocess.Popen(
+        [PYFLYTE, *args], cwd=cwd, env=_cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 120) -> Any:
     return subprocess.run(
-        [PYFLYTE, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+        [PYFLYTE, *args], cwd=cwd, env=_cli_env(env), capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -12,6 +12,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -22,7 +23,6 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS, MARGIN_SECONDS
 from cdao_connectors.codeweave.contract import CodeweaveClient
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
 from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
@@ -72,7 +72,7 @@ class CodeweaveConnector(BulkheadConnector):
             raise ConnectorConfigError(
                 f"the Codeweave API key secret {cfg.api_key_secret!r} is not mounted on the connector service: {e}"
             ) from e
-        key = (cfg.endpoint, api_key, min(cfg.timeout_seconds, deadline - MARGIN_SECONDS))
+        key = (cfg.endpoint, api_key, min(cfg.timeout_seconds, deadline - _deadlines.MARGIN_SECONDS))
         with self._clients_lock:
             client = self._clients.get(key)
             if client is None:
@@ -107,13 +107,13 @@ class CodeweaveConnector(BulkheadConnector):
             },
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
-        job = self._client(CREATE_TASK_SECONDS).create_job(spec)
+        job = self._client(_deadlines.CREATE_TASK_SECONDS).create_job(spec)
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
 
     def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
-        job = self._client(GET_TASK_SECONDS).get_job(resource_meta.job_id)
+        job = self._client(_deadlines.GET_TASK_SECONDS).get_job(resource_meta.job_id)
         if job is None:
             return Resource(phase=TaskExecution.FAILED, message=f"Codeweave has no job {resource_meta.job_id}")
         links = [log_link("Codeweave logs", job.log_url)] if job.log_url else None
@@ -134,7 +134,7 @@ class CodeweaveConnector(BulkheadConnector):
         return Resource(phase=outcome.phase, message=outcome.message, log_links=links)
 
     def delete_sync(self, resource_meta: CodeweaveJobMetadata) -> None:
-        self._client(DELETE_TASK_SECONDS).cancel_job(resource_meta.job_id)
+        self._client(_deadlines.DELETE_TASK_SECONDS).cancel_job(resource_meta.job_id)
 
 
 ConnectorRegistry.register(CodeweaveConnector())

@@ -19,6 +19,9 @@ resolves host names for every aiohttp connection in the service (asyncio ``loop.
 makes a new boto3 client for every request (``connector.py`` ``_get_handler``) and a new S3 client
 for every create (``_ensure_entrypoint_on_s3``, on the event loop itself). Here they run on the EMR
 Serverless :class:`~cdao_connectors._backends.Backend`'s own threads with its shared clients.
+
+The plugin's ``get()`` reads each run with its own GetJobRun; here a GetTask reads the run from
+one shared view of the application's runs, refreshed by ListJobRuns (:func:`job_runs`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import dataclasses
 import hashlib
 import re
 import threading
+from collections import defaultdict
+from collections.abc import Callable
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -38,11 +44,12 @@ from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._common import attempt_seed
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
-from cdao_connectors.config import EMRConfig, aws_region
+from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 
 _BACKEND = "EMR Serverless"
 
@@ -58,12 +65,76 @@ def client_token(task_template: TaskTemplate, output_prefix: str, task_execution
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
+# Set for the duration of one get(): reads a run's status from the connector's shared view.
+_STATUS_READ: ContextVar[Callable[..., Any] | None] = ContextVar("emr_serverless_status_read", default=None)
+
 # Errors of the current get()/delete() that the plugin would swallow; None outside those calls.
 _SWALLOWED: ContextVar[list[Exception] | None] = ContextVar("emr_serverless_swallowed_errors", default=None)
 
 
+class _RunGone(LookupError):
+    """EMR Serverless does not know the job run a GetTask asks about."""
+
+
 def _run_is_gone(error: Exception) -> bool:
-    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+    return isinstance(error, _RunGone) or (
+        isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+    )
+
+
+# GetJobRun takes one run; ListJobRuns answers an application's runs in the given states created
+# after ``createdAtAfter``, up to 50 a page, each JobRunSummary with the ``state`` and
+# ``stateDetails`` that the plugin's get() reads (botocore emr-serverless/2021-07-13 ListJobRuns,
+# ListJobRunsRequest.states/.createdAtAfter/.maxResults, JobRunSummary; flytekitplugins-
+# awsemrserverless connector.py ``get``). A refresh pass lists each application's runs still in a
+# live JobRunState (1000 runs: 20 calls instead of 1000) and reads each other tracked run once by
+# id: a run that ended never changes, so it is never asked again.
+_LIST_PAGE = 50
+_LIVE_RUN_STATES = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
+_ENDED_RUN_STATES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+# createdAtAfter is a lower bound; a second of slack keeps the oldest tracked run in the answer.
+_CREATION_SLACK = timedelta(seconds=1)
+
+
+def job_runs(
+    client: Any, keys: list[tuple[str, str]], *, listing: bool, known: Callable[[Any], Any] = lambda key: None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The JobRunSummary (listing) or GetJobRun ``jobRun`` of each (application id, job run id)
+    EMR Serverless knows; a run it does not know is left out, any other error is raised.
+    ``known(key)`` is the run's last description, whose ``createdAt`` narrows the listing."""
+    by_application: dict[str, set[str]] = defaultdict(set)
+    for application_id, run_id in keys:
+        by_application[application_id].add(run_id)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for application_id, wanted in by_application.items():
+        if listing:
+            params: dict[str, Any] = {
+                "applicationId": application_id,
+                "states": _LIVE_RUN_STATES,
+                "PaginationConfig": {"PageSize": _LIST_PAGE},
+            }
+            created = [
+                d["createdAt"]
+                for d in (known((application_id, run_id)) for run_id in wanted)
+                if isinstance(d, dict) and d.get("createdAt")
+            ]
+            if created:
+                params["createdAtAfter"] = min(created) - _CREATION_SLACK
+            for page in client.get_paginator("list_job_runs").paginate(**params):
+                for run in page["jobRuns"]:
+                    if run["id"] in wanted:
+                        found[(application_id, run["id"])] = run
+        for run_id in sorted(wanted):
+            if (application_id, run_id) in found:
+                continue
+            try:
+                found[(application_id, run_id)] = client.get_job_run(applicationId=application_id, jobRunId=run_id)[
+                    "jobRun"
+                ]
+            except ClientError as exc:
+                if not _run_is_gone(exc):
+                    raise
+    return found
 
 
 def _noting_errors(call: Any) -> Any:
@@ -93,14 +164,14 @@ class _BulkheadHandler(EMRServerlessHandler):
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         call = getattr(self.client, method)
-        return await self._backend.call(call, deadline=CREATE_TASK_SECONDS, what=method, **params)
+        return await self._backend.call(call, deadline=_deadlines.CREATE_TASK_SECONDS, what=method, **params)
 
     async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
         def collect() -> list[dict[str, Any]]:
             pages = self.client.get_paginator(method).paginate(**params)
             return [item for page in pages for item in page.get(result_key, [])]
 
-        return await self._backend.call(collect, deadline=CREATE_TASK_SECONDS, what=method)
+        return await self._backend.call(collect, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
 
 
 class _TokenPinningHandler:
@@ -109,12 +180,18 @@ class _TokenPinningHandler:
 
     def __init__(self, handler: Any):
         self._handler = handler
-        self.get_job_run = _noting_errors(handler.get_job_run)
+        self.get_job_run = _noting_errors(self._get_job_run)
         self.cancel_job_run = _noting_errors(handler.cancel_job_run)
         self.start_application_if_needed = _noting_errors(handler.start_application_if_needed)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handler, name)
+
+    async def _get_job_run(self, application_id: str, job_run_id: str) -> dict[str, Any]:
+        read = _STATUS_READ.get()
+        if read is None:  # cancel's reads go to EMR Serverless itself
+            return await self._handler.get_job_run(application_id, job_run_id)
+        return await read(self._handler.region, application_id, job_run_id)
 
     async def start_job_run(self, *args: Any, **kwargs: Any) -> Any:
         token = _CLIENT_TOKEN.get()
@@ -175,6 +252,35 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         self.backend = Backend(_BACKEND)
         self._uploaded: set[str] = set()
         self._uploaded_lock = threading.Lock()
+        self.status_cache = StatusCaches(self._new_cache)
+
+    def _new_cache(self, region: str, max_age: float) -> StatusCache:
+        cache: StatusCache
+
+        def describe(keys: list[tuple[str, str]], listing: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+            # The backend's shared client for the endpoint the environment names now (Backend.aws).
+            return job_runs(self.backend.aws("emr-serverless", region), keys, listing=listing, known=cache.peek)
+
+        cache = StatusCache(
+            describe,
+            describe_all=lambda keys: describe(keys, listing=True),
+            max_age=max_age,
+            batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
+            period=refresh_period(max_age),
+            name="emr-serverless-runs",
+            final=lambda run: run.get("state") in _ENDED_RUN_STATES,
+        )
+        return cache
+
+    async def _read_status(self, region: str | None, application_id: str, job_run_id: str) -> dict[str, Any]:
+        """The run's status from the shared view (at most ``CDAO_STATUS_REFRESH_SECONDS`` old)."""
+        cache = self.status_cache(region or aws_region(), status_refresh_seconds())
+        run, _age = await self.backend.call(
+            cache.get, (application_id, job_run_id), deadline=_deadlines.GET_TASK_SECONDS, what="GetJobRun"
+        )
+        if run is None:
+            raise _RunGone(job_run_id)
+        return run
 
     def _get_handler(self, region: str | None = None) -> Any:
         return _TokenPinningHandler(_BulkheadHandler(self.backend, region))
@@ -222,7 +328,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 self._ensure_entrypoint_on_s3,
                 self._get_handler(config.region),
                 config,
-                deadline=CREATE_TASK_SECONDS,
+                deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="entrypoint upload",
             )
         metadata = (
@@ -233,7 +339,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         try:
             resource_meta = await within_deadline(
                 super().create(task_template, inputs, task_execution_metadata, **kwargs),
-                deadline=CREATE_TASK_SECONDS,
+                deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="CreateTask",
                 backend=_BACKEND,
             )
@@ -247,12 +353,16 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         return resource_meta
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
-        resource = await within_deadline(
-            _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
-            deadline=GET_TASK_SECONDS,
-            what="GetTask",
-            backend=_BACKEND,
-        )
+        reset = _STATUS_READ.set(self._read_status)
+        try:
+            resource = await within_deadline(
+                _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
+                deadline=_deadlines.GET_TASK_SECONDS,
+                what="GetTask",
+                backend=_BACKEND,
+            )
+        finally:
+            _STATUS_READ.reset(reset)
         if resource.phase == TaskExecution.FAILED and resource.message.startswith("Job not found"):
             # Only ResourceNotFoundException gets here: the run was deleted outside Flyte.
             resource.message = (
@@ -263,7 +373,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await within_deadline(
-            self._cancel(resource_meta, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask", backend=_BACKEND
+            self._cancel(resource_meta, **kwargs),
+            deadline=_deadlines.DELETE_TASK_SECONDS,
+            what="DeleteTask",
+            backend=_BACKEND,
         )
 
     async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:

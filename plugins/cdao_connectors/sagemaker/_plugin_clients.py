@@ -18,7 +18,9 @@ A connector deriving from :class:`BulkheadPluginConnector` gets a backend of its
 custom config checked before any call, reports a job deleted outside Flyte as FAILED, and has every
 RPC bounded by propeller's deadline for it (the service re-registers every async connector of the
 plugin so, :func:`cdao_connectors.sagemaker.connector.bulkhead_plugin_connectors`); the plugin's
-synchronous ``boto`` connector shares one backend per AWS service, bounded per AWS call.
+synchronous ``boto`` connector shares one backend per AWS service, bounded per AWS call. Within a
+GetTask of such a connector, a Describe of a training, processing or transform job is answered
+from the connector's shared view of those jobs (:mod:`cdao_connectors.sagemaker._job_statuses`).
 """
 
 from __future__ import annotations
@@ -28,20 +30,24 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any
 
-from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import Resource
 from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, within_deadline
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import CREATE_TASK_SECONDS, DELETE_TASK_SECONDS, GET_TASK_SECONDS
-from cdao_connectors.config import aws_region
+from cdao_connectors._status_cache import StatusCache, StatusCaches
+from cdao_connectors.config import aws_region, status_refresh_seconds
+from cdao_connectors.sagemaker._job_statuses import LISTED_KINDS, JobKind, job_is_gone, job_status_cache
 
 # The backend of the connector whose RPC is running; None for the plugin's connectors used as
 # they are, which share one backend per service.
 _CURRENT: ContextVar[Backend | None] = ContextVar("sagemaker_plugin_backend", default=None)
+# Set for the duration of a GetTask of a BulkheadPluginConnector: the status caches its job
+# Describe calls are answered from (:mod:`cdao_connectors.sagemaker._job_statuses`).
+_STATUS_CACHES: ContextVar[StatusCaches | None] = ContextVar("sagemaker_status_caches", default=None)
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -73,16 +79,35 @@ class _Client:
 
     def __getattr__(self, method: str) -> Any:
         backend, service, region = self._backend, self._service, self._region
+        kind = LISTED_KINDS.get(method) if service == "sagemaker" else None
+        caches = _STATUS_CACHES.get() if kind is not None else None
 
         def blocking(**params: Any) -> Any:
+            if kind is not None and caches is not None:
+                # A GetTask's Describe, answered from the shared view of the jobs' statuses.
+                cache = caches((kind, region), status_refresh_seconds())
+                return _described(cache, params[kind.name_field])
             return getattr(backend.aws(service, region), method)(**params)
 
         async def call(**params: Any) -> Any:
             # Bounded by the widest of propeller's deadlines; an RPC of a BulkheadPluginConnector
             # is bounded tighter around the whole.
-            return await backend.call(blocking, deadline=CREATE_TASK_SECONDS, what=f"{service} {method}", **params)
+            return await backend.call(
+                blocking, deadline=_deadlines.CREATE_TASK_SECONDS, what=f"{service} {method}", **params
+            )
 
         return call
+
+
+class JobGone(LookupError):
+    """SageMaker does not know the job a GetTask asks about (deleted outside Flyte)."""
+
+
+def _described(cache: StatusCache, name: str) -> dict[str, Any]:
+    described, _age = cache.get(name)
+    if described is None:
+        raise JobGone(name)
+    return described
 
 
 class _Session:
@@ -102,24 +127,6 @@ SESSIONS = _Sessions
 def install() -> None:
     """Routes every flytekitplugins-awssagemaker connector's AWS calls through :data:`SESSIONS`."""
     boto3_mixin.aioboto3 = SESSIONS
-
-
-def job_is_gone(error: BaseException) -> bool:
-    """SageMaker's answer to Describe* of a job that does not exist (any more).
-
-    The API model declares ``ResourceNotFound`` (botocore ``sagemaker/2017-07-24`` service model,
-    DescribeTrainingJob, DescribeProcessingJob, DescribeHyperParameterTuningJob,
-    DescribeTransformJob, DescribeInferenceRecommendationsJob), but DescribeTrainingJob (and its
-    siblings) answer ``ValidationException`` "Requested resource not found."
-    (https://github.com/aws/aws-sdk/issues/165); moto says "Could not find training job '...'".
-    """
-    if not isinstance(error, ClientError):
-        return False
-    code = error.response.get("Error", {}).get("Code", "")
-    message = error.response.get("Error", {}).get("Message", "")
-    return code == "ResourceNotFound" or (
-        code == "ValidationException" and ("Requested resource not found" in message or "Could not find" in message)
-    )
 
 
 # Where each plugin metadata keeps the job's name: the Pythonic connectors' ``job_name``, or the
@@ -160,13 +167,21 @@ class BulkheadPluginConnector:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend = Backend(self.name)
+        # By (job kind, region): the statuses this connector's GetTasks read.
+        self.status_caches = StatusCaches(self._new_status_cache)
 
-    async def _bounded(self, call: Awaitable[Any], *, deadline: float, what: str) -> Any:
+    def _new_status_cache(self, key: tuple[JobKind, str], max_age: float) -> StatusCache:
+        kind, region = key
+        return job_status_cache(kind, lambda: self.backend.aws("sagemaker", region), max_age)
+
+    async def _bounded(self, call: Awaitable[Any], *, deadline: float, what: str, statuses: bool = False) -> Any:
         # Set before wait_for wraps the call in a task, which copies this context.
         reset = _CURRENT.set(self.backend)
+        reset_statuses = _STATUS_CACHES.set(self.status_caches if statuses else None)
         try:
             return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
         finally:
+            _STATUS_CACHES.reset(reset_statuses)
             _CURRENT.reset(reset)
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
@@ -174,18 +189,29 @@ class BulkheadPluginConnector:
         if self.custom_config is None:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
         config_from_custom(self.custom_config, template.custom, template.id.name)
-        return await self._bounded(super().create(*args, **kwargs), deadline=CREATE_TASK_SECONDS, what="CreateTask")
+        return await self._bounded(
+            super().create(*args, **kwargs), deadline=_deadlines.CREATE_TASK_SECONDS, what="CreateTask"
+        )
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:
-            return await self._bounded(super().get(resource_meta, **kwargs), deadline=GET_TASK_SECONDS, what="GetTask")
+            return await self._bounded(
+                super().get(resource_meta, **kwargs),
+                deadline=_deadlines.GET_TASK_SECONDS,
+                what="GetTask",
+                statuses=True,
+            )
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
+        except JobGone:
+            pass
         return Resource(
             phase=TaskExecution.FAILED,
             message=f"{self.name}: SageMaker has no job {_job_name(resource_meta)} (deleted outside Flyte?)",
         )
 
     async def delete(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._bounded(super().delete(*args, **kwargs), deadline=DELETE_TASK_SECONDS, what="DeleteTask")
+        return await self._bounded(
+            super().delete(*args, **kwargs), deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"
+        )

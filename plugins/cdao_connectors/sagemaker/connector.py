@@ -26,13 +26,14 @@ from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointCo
 from flytekitplugins.awssagemaker_processing import SageMakerProcessing
 from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTaskConnector
 
+from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._deadlines import GET_TASK_SECONDS
-from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
-from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, install, job_is_gone
+from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
+from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, install
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
@@ -123,7 +124,9 @@ class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector)
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
-            described, _ = await self._bounded(self._describe(resource_meta), deadline=GET_TASK_SECONDS, what="GetTask")
+            described, _ = await self._bounded(
+                self._describe(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
+            )
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
@@ -216,37 +219,6 @@ _TRANSFORM_PHASES = {
 }
 
 
-# SageMaker has no batched DescribeTransformJob. ListTransformJobs answers a page of up to 100
-# TransformJobSummary, with TransformJobStatus and FailureReason, all GetTask reads (botocore
-# sagemaker/2017-07-24 ListTransformJobsRequest.MaxResults, TransformJobSummary). A refresh lists
-# the account's InProgress jobs; a tracked job not among them has ended (or is Stopping, or gone)
-# and is described once: once terminal, it is never asked again. A job new to this replica is
-# described at once, as listing every InProgress job for it would cost more.
-_LIST_PAGE = 100
-_TERMINAL_TRANSFORM = frozenset({"Completed", "Failed", "Stopped"})
-
-
-def _transform_statuses(sm: Any, names: list[str], *, listing: bool) -> dict[str, dict[str, Any]]:
-    """The TransformJobSummary (or DescribeTransformJob answer) of each named job SageMaker knows."""
-    wanted = set(names)
-    found: dict[str, dict[str, Any]] = {}
-    if listing:
-        pages = sm.get_paginator("list_transform_jobs").paginate(
-            StatusEquals="InProgress", PaginationConfig={"PageSize": _LIST_PAGE}
-        )
-        for page in pages:
-            for summary in page["TransformJobSummaries"]:
-                if summary["TransformJobName"] in wanted:
-                    found[summary["TransformJobName"]] = summary
-    for name in wanted - found.keys():
-        try:
-            found[name] = sm.describe_transform_job(TransformJobName=name)
-        except ClientError as exc:
-            if not job_is_gone(exc):
-                raise
-    return found
-
-
 def _already_exists(error: ClientError) -> bool:
     """SageMaker's answer to a create repeated for one attempt (a retried CreateTask)."""
     code = error.response.get("Error", {}).get("Code", "")
@@ -283,18 +255,7 @@ class BatchTransformConnector(BulkheadConnector):
         self.status_cache = StatusCaches(self._new_cache)
 
     def _new_cache(self, region: str, max_age: float) -> StatusCache:
-        # The client is looked up per refresh: the backend's shared one for the endpoint the
-        # environment names now (Backend.aws).
-        return StatusCache(
-            lambda names: _transform_statuses(self.backend.aws("sagemaker", region), names, listing=False),
-            describe_all=lambda names: _transform_statuses(self.backend.aws("sagemaker", region), names, listing=True),
-            max_age=max_age,
-            batch=1,  # DescribeTransformJob takes one name; new jobs are described in parallel
-            parallel=16,
-            period=refresh_period(max_age),
-            name="sagemaker-transform",
-            final=lambda job: job.get("TransformJobStatus") in _TERMINAL_TRANSFORM,
-        )
+        return job_status_cache(TRANSFORM, lambda: self.backend.aws("sagemaker", region), max_age)
 
     def create_sync(
         self,

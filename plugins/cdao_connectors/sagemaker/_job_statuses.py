@@ -1,0 +1,135 @@
+"""SageMaker job statuses for GetTask from one shared listing, not a Describe per job and poll.
+
+SageMaker has no batched Describe for training, processing or transform jobs; one Describe per
+GetTask costs N API calls per polling round and makes every GetTask wait for a round trip (p99
+200-470 ms at 200 jobs in flight against moto). Each ``List*Jobs`` answers pages of up to 100
+summaries (botocore ``sagemaker/2017-07-24`` ``MaxResults``, max 100) filtered by ``StatusEquals``
+and ``CreationTimeAfter``, and each summary carries the job's status
+(``TrainingJobSummary.TrainingJobStatus`` and ``.SecondaryStatus``, ``ProcessingJobSummary.
+ProcessingJobStatus``, ``TransformJobSummary.TransformJobStatus``): everything flytekitplugins-
+awssagemaker's ``get()`` reads of a job in progress (``awssagemaker_training/connector.py``,
+``awssagemaker_processing/connector.py``, ``awssagemaker_batch_transform/connector.py``,
+``awssagemaker_inference/pythonic_base.py``, 1.16.31). A finished job's GetTask also reads what
+only Describe returns (model artifacts, outputs, and for training the ``FailureReason`` the
+summary lacks), so a refresh pass lists the tracked jobs still ``InProgress`` and describes each
+of the others once: a job in a terminal status never changes, so it is never asked again. A job
+new to this replica is described at once, as listing for it would cost more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cdao_connectors._status_cache import StatusCache, refresh_period
+
+LIST_PAGE = 100  # ListTrainingJobs/ListProcessingJobs/ListTransformJobs MaxResults' maximum
+_LISTED_STATUS = "InProgress"
+# CreationTimeAfter keeps jobs created after the time; a second of slack keeps a job created at
+# the oldest tracked job's instant in the answer whatever the comparison.
+_CREATION_SLACK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One SageMaker job type's Describe and List calls (boto3 method names) and fields."""
+
+    describe: str
+    list: str
+    name_field: str
+    summaries_field: str
+    status_field: str
+    # TrainingJobStatus, ProcessingJobStatus, TransformJobStatus values after which nothing changes.
+    terminal: frozenset[str] = frozenset({"Completed", "Failed", "Stopped"})
+
+    def is_final(self, described: dict[str, Any]) -> bool:
+        return described.get(self.status_field) in self.terminal
+
+
+TRAINING = JobKind(
+    "describe_training_job", "list_training_jobs", "TrainingJobName", "TrainingJobSummaries", "TrainingJobStatus"
+)
+PROCESSING = JobKind(
+    "describe_processing_job",
+    "list_processing_jobs",
+    "ProcessingJobName",
+    "ProcessingJobSummaries",
+    "ProcessingJobStatus",
+)
+TRANSFORM = JobKind(
+    "describe_transform_job", "list_transform_jobs", "TransformJobName", "TransformJobSummaries", "TransformJobStatus"
+)
+# By boto3 Describe method: the calls a GetTask may answer from a listing.
+LISTED_KINDS = {kind.describe: kind for kind in (TRAINING, PROCESSING, TRANSFORM)}
+
+
+def job_is_gone(error: BaseException) -> bool:
+    """SageMaker's answer to Describe* of a job that does not exist (any more).
+
+    The API model declares ``ResourceNotFound`` (botocore ``sagemaker/2017-07-24`` service model,
+    DescribeTrainingJob, DescribeProcessingJob, DescribeHyperParameterTuningJob,
+    DescribeTransformJob, DescribeInferenceRecommendationsJob), but DescribeTrainingJob (and its
+    siblings) answer ``ValidationException`` "Requested resource not found."
+    (https://github.com/aws/aws-sdk/issues/165); moto says "Could not find training job '...'".
+    """
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code == "ResourceNotFound" or (
+        code == "ValidationException" and ("Requested resource not found" in message or "Could not find" in message)
+    )
+
+
+def job_statuses(
+    sm: Any, kind: JobKind, names: list[str], *, listing: bool, known: Callable[[str], Any] = lambda name: None
+) -> dict[str, dict[str, Any]]:
+    """The summary (from the listing) or Describe answer of each named job SageMaker knows; a job
+    it does not know is left out. ``known(name)`` is the job's last description, whose
+    ``CreationTime`` narrows the listing to jobs no older than the oldest tracked one.
+    Any other error (throttling included) is raised: it is never a status."""
+    wanted = set(names)
+    found: dict[str, dict[str, Any]] = {}
+    if listing:
+        params: dict[str, Any] = {"StatusEquals": _LISTED_STATUS, "PaginationConfig": {"PageSize": LIST_PAGE}}
+        created = [d["CreationTime"] for d in map(known, wanted) if isinstance(d, dict) and d.get("CreationTime")]
+        if created:
+            params["CreationTimeAfter"] = min(created) - _CREATION_SLACK
+        for page in sm.get_paginator(kind.list).paginate(**params):
+            for summary in page[kind.summaries_field]:
+                if summary[kind.name_field] in wanted:
+                    found[summary[kind.name_field]] = summary
+    for name in sorted(wanted - found.keys()):
+        try:
+            found[name] = getattr(sm, kind.describe)(**{kind.name_field: name})
+        except ClientError as exc:
+            if not job_is_gone(exc):
+                raise
+    return found
+
+
+def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -> StatusCache:
+    """A :class:`StatusCache` of ``kind``'s jobs by name; ``client()`` is the SageMaker client to
+    use for each refresh (looked up per refresh, so it follows the endpoint the environment names)."""
+    cache: StatusCache
+
+    def describe(names: list[str]) -> dict[str, dict[str, Any]]:
+        return job_statuses(client(), kind, names, listing=False)
+
+    def describe_all(names: list[str]) -> dict[str, dict[str, Any]]:
+        return job_statuses(client(), kind, names, listing=True, known=cache.peek)
+
+    cache = StatusCache(
+        describe,
+        describe_all=describe_all,
+        max_age=max_age,
+        batch=1,  # Describe takes one name: a new job is read by its own GetTask
+        period=refresh_period(max_age),
+        name=f"sagemaker-{kind.describe}",
+        final=kind.is_final,
+    )
+    return cache
