@@ -374,8 +374,15 @@ def log_groups(ctx: DoctorContext) -> list[CheckResult]:
     return _guard("logs", "log groups", check)
 
 
+#: The RecoveryPointStatus values of a point a restore can use (botocore 1.40.61
+#: data/backup/2018-11-15/service-2.json, RecoveryPointStatus and DescribeRecoveryPointOutput.Status:
+#: AVAILABLE "successfully created ... ready for use"; COMPLETED, the status a finished point reports).
+#: CREATING, PARTIAL, EXPIRED, STOPPED and DELETING are not a recent usable backup.
+USABLE_RECOVERY_POINT = frozenset({"COMPLETED", "AVAILABLE"})
+
+
 def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult]:
-    """The database and the file system each have a COMPLETED recovery point newer than a day plus
+    """The database and the file system each have a usable (USABLE_RECOVERY_POINT) recovery point newer than a day plus
     the plan's windows; a vault younger than that may have none yet (the first daily run)."""
     if not ctx.config.backup.enabled:
         return [skipped("backup", "vault", "cdao:backup is off for this stack", "")]
@@ -396,7 +403,7 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
         newest: dict[str, datetime] = {}
         for page in client.get_paginator("list_recovery_points_by_backup_vault").paginate(BackupVaultName=vault):
             for point in page["RecoveryPoints"]:
-                if point.get("Status") == "COMPLETED":
+                if point.get("Status") in USABLE_RECOVERY_POINT:
                     arn = point["ResourceArn"]
                     newest[arn] = max(newest.get(arn, point["CreationDate"]), point["CreationDate"])
         created = client.describe_backup_vault(BackupVaultName=vault)["CreationDate"]
@@ -413,7 +420,7 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
                         failed(
                             "backup",
                             name,
-                            f"no completed recovery point for {arn}",
+                            f"no usable (COMPLETED or AVAILABLE) recovery point for {arn}",
                             "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
                         )
                     )
@@ -424,12 +431,12 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
                     failed(
                         "backup",
                         name,
-                        f"newest completed recovery point is {age.days} d {age.seconds // 3600} h old",
+                        f"newest usable recovery point is {age.days} d {age.seconds // 3600} h old",
                         "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
                     )
                 )
             else:
-                results.append(passed("backup", name, f"newest completed recovery point {newest[arn].isoformat()}"))
+                results.append(passed("backup", name, f"newest usable recovery point {newest[arn].isoformat()}"))
         return results
 
     return _guard("backup", vault, check)

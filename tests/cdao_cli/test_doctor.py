@@ -424,7 +424,15 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
         ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(hours=6))], 30, ["pass", "pass"]),
         # One resource stopped being backed up: the vault's newest point alone would hide it.
         ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(days=6))], 30, ["pass", "fail"]),
-        ([_point(DB_ARN, NOW - timedelta(hours=2), status="FAILED")], 30, ["fail", "fail"]),
+        # botocore 1.40.61 backup/2018-11-15/service-2.json RecoveryPointStatus: no FAILED; AVAILABLE is
+        # "successfully created ... ready for use" (DescribeRecoveryPointOutput.Status), as COMPLETED is.
+        (
+            [_point(DB_ARN, NOW - timedelta(hours=5), "AVAILABLE"), _point(EFS_ARN, NOW, "COMPLETED")],
+            30,
+            ["pass", "pass"],
+        ),
+        ([_point(DB_ARN, NOW - timedelta(hours=2), "CREATING"), _point(EFS_ARN, NOW, "PARTIAL")], 30, ["fail", "fail"]),
+        ([_point(DB_ARN, NOW - timedelta(hours=2), "EXPIRED"), _point(EFS_ARN, NOW, "STOPPED")], 30, ["fail", "fail"]),
         ([], 0.5, ["skip", "skip"]),  # right after the first pulumi up: the first daily run is due
     ],
 )
