@@ -149,41 +149,91 @@ def _role_error(key: str, arn: str, exc: ClientError) -> CheckResult:
     return failed("irsa", key, f"cannot read role {role_name}: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
 
 
+def _as_list(value: Any) -> list[Any]:
+    """IAM lets Principal's values, Action and each condition's value be a string or an array (IAM user
+    guide, "IAM JSON policy elements: Principal / Action / Condition"): both as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+_WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
+#: The condition operators whose values the trust's `sub` and `aud` are compared with (IAM user guide,
+#: "Condition operators": StringEquals exact, StringLike with `*` and `?` wildcards).
+_STRING_OPERATORS = ("StringEquals", "StringLike")
+
+
+def _web_identity_trust(document: dict[str, Any]) -> tuple[set[str], bool, dict[str, set[str]], dict[str, set[str]]]:
+    """From a trust policy: the federated principals of its Allow statements for web identity, whether
+    one allows any principal ("*"), and their StringEquals and StringLike values by condition key.
+    Deny statements grant nothing, so they are not trust; an action `sts:*` or `*` includes web identity."""
+    federated: set[str] = set()
+    anyone = False
+    equals: dict[str, set[str]] = {}
+    like: dict[str, set[str]] = {}
+    for statement in _as_list(document.get("Statement")):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        if not {_WEB_IDENTITY, "sts:*", "*"} & set(_as_list(statement.get("Action"))):
+            continue
+        principal = statement.get("Principal")
+        if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
+            anyone = True
+        elif isinstance(principal, dict):
+            federated.update(_as_list(principal.get("Federated")))
+        conditions = statement.get("Condition") or {}
+        for operator, into in zip(_STRING_OPERATORS, (equals, like), strict=True):
+            for key, values in (conditions.get(operator) or {}).items():
+                into.setdefault(key, set()).update(str(v) for v in _as_list(values))
+    return federated, anyone, equals, like
+
+
 def _check_trust(
     ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: ServiceAccount | None
 ) -> tuple[CheckResult | None, tuple[str, str]]:
     """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
     document = ctx.client("iam").get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
-    statements = document.get("Statement", [])
-    statements = statements if isinstance(statements, list) else [statements]
-    web = [s for s in statements if s.get("Action") == "sts:AssumeRoleWithWebIdentity"]
-    if not web:
-        return failed("irsa", key, f"{role_name} has no sts:AssumeRoleWithWebIdentity statement", "run pulumi up"), (
-            "",
-            "",
-        )
-    federated = {s.get("Principal", {}).get("Federated") for s in web}
-    conditions: dict[str, Any] = {}
-    for s in web:
-        conditions.update(s.get("Condition", {}).get("StringEquals", {}))
+    federated, anyone, equals, like = _web_identity_trust(document)
+    none = ("", "")
+    if anyone or not federated:
+        return failed(
+            "irsa",
+            key,
+            f'{role_name} lets any principal ("*") assume it with a web identity'
+            if anyone
+            else f"{role_name} has no Allow statement for {_WEB_IDENTITY}",
+            "trust only the cluster's OIDC provider (Principal.Federated), then run pulumi up",
+        ), none
     if provider_arn not in federated:
         return failed(
             "irsa",
             key,
-            f"{role_name} trusts {sorted(filter(None, federated))}, not this cluster's provider {provider_arn}",
+            f"{role_name} trusts {sorted(federated)}, not this cluster's provider {provider_arn}",
             "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
-        ), ("", "")
-    sub, aud = conditions.get(f"{issuer}:sub"), conditions.get(f"{issuer}:aud")
-    if sub is None or aud != "sts.amazonaws.com":
-        keys = ", ".join(sorted(conditions)) or "none"
+        ), none
+    sub_key, aud_key = f"{issuer}:sub", f"{issuer}:aud"
+    subs = equals.get(sub_key, set()) | like.get(sub_key, set())
+    auds = equals.get(aud_key, set()) | like.get(aud_key, set())
+    if not subs or auds != {"sts.amazonaws.com"}:
+        keys = ", ".join(sorted(set(equals) | set(like))) or "none"
+        found = f"; {aud_key} is {sorted(auds)}" if auds else ""
         return failed(
             "irsa",
             key,
-            f"{role_name}'s conditions ({keys}) do not pin {issuer}:sub and {issuer}:aud = sts.amazonaws.com",
+            f"{role_name}'s conditions ({keys}) do not pin {sub_key} and {aud_key} = sts.amazonaws.com{found}",
             "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
-        ), ("", "")
-    namespace, _, name = str(sub).removeprefix("system:serviceaccount:").partition(":")
+        ), none
+    # StringLike's `*` and `?` match many accounts, and several values trust each of them (IAM ORs them).
+    patterns = sorted(s for s in like.get(sub_key, set()) if "*" in s or "?" in s)
+    if len(subs) != 1 or patterns:
+        return failed(
+            "irsa",
+            key,
+            f"{role_name} trusts more than one service account: {sorted(subs)}",
+            "trust exactly system:serviceaccount:<namespace>:<name> (StringEquals), then run pulumi up",
+        ), none
+    namespace, _, name = next(iter(subs)).removeprefix("system:serviceaccount:").partition(":")
     if account is not None and (namespace, name) != (account.namespace, account.name):
         return failed(
             "irsa",

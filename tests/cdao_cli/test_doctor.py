@@ -184,6 +184,102 @@ def test_irsa_fails_without_the_iam_oidc_provider(aws_account):
     assert provider_arn in result.detail
 
 
+def _trust_variant(provider_arn: str, issuer: str, change: str) -> str:
+    """The program's trust for flyte/flyteadmin with one element rewritten. IAM allows each of
+    Principal's values, Action and a condition's value to be a string or an array, Principal to be
+    "*", and conditions to use StringLike (IAM user guide, "IAM JSON policy elements: Principal",
+    "...: Action", "...: Condition operators", "Multivalued context keys")."""
+    doc = json.loads(_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    statement = doc["Statement"][0]
+    equals = statement["Condition"]["StringEquals"]
+    sub, aud = f"{issuer}:sub", f"{issuer}:aud"
+    if change == "federated-list":
+        statement["Principal"]["Federated"] = [provider_arn]
+    elif change == "action-list":
+        statement["Action"] = ["sts:AssumeRoleWithWebIdentity"]
+    elif change == "values-lists":
+        equals[sub], equals[aud] = [equals[sub]], [equals[aud]]
+    elif change == "string-like-exact":
+        statement["Condition"]["StringLike"] = {sub: equals.pop(sub)}
+    elif change == "string-like-wildcard":
+        equals.pop(sub)
+        statement["Condition"]["StringLike"] = {sub: "system:serviceaccount:flyte:*"}
+    elif change == "principal-star":
+        statement["Principal"] = "*"
+    elif change == "deny":
+        statement["Effect"] = "Deny"
+    elif change == "aud-wrong":
+        equals[aud] = "other.example.com"
+    elif change == "aud-missing":
+        equals.pop(aud)
+    elif change == "sub-two-accounts":
+        equals[sub] = [equals[sub], "system:serviceaccount:flyte:other"]
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        ("federated-list", "pass", "trusts flyte/flyteadmin"),
+        ("action-list", "pass", "trusts flyte/flyteadmin"),
+        ("values-lists", "pass", "trusts flyte/flyteadmin"),
+        ("string-like-exact", "pass", "trusts flyte/flyteadmin"),
+        ("string-like-wildcard", "fail", "flyte:*"),
+        ("principal-star", "fail", "any principal"),
+        ("deny", "fail", "no Allow"),
+        ("aud-wrong", "fail", "other.example.com"),
+        ("aud-missing", "fail", ":aud"),
+        ("sub-two-accounts", "fail", "flyte:other"),
+    ],
+)
+def test_irsa_reads_every_trust_shape_iam_allows(aws_account, change: str, status: str, detail: str):
+    cluster, issuer, provider_arn = _cluster()
+    arn = boto3.client("iam").create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_trust_variant(provider_arn, issuer, change)
+    )["Role"]["Arn"]
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn}})
+    result = _by_name(aws.irsa(ctx, _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+    assert (result["flyteadmin"].status, detail in result["flyteadmin"].detail) == (status, True), result
+
+
+def test_irsa_fails_an_oidc_provider_without_the_sts_client_id(aws_account):
+    """IRSA tokens carry aud sts.amazonaws.com; a provider whose ClientIDList lacks it makes STS refuse
+    them (EKS user guide, "Create an IAM OIDC provider for your cluster": Audience sts.amazonaws.com)."""
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    url = f"https://{issuer}"
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    assert iam.create_open_id_connect_provider(Url=url, ClientIDList=["other"])["OpenIDConnectProviderArn"] == (
+        provider_arn
+    )
+    ctx = _ctx({"clusterName": cluster, "roleArns": {}})
+    result = _by_name(aws.irsa(ctx, _Accounts({})), "irsa")["oidc-provider"]
+    assert result.status == "fail"
+    assert "sts.amazonaws.com" in result.detail
+
+
+def test_a_check_family_that_crashes_is_reported_by_name_and_exits_2(monkeypatch: pytest.MonkeyPatch):
+    """A bug or an unforeseen answer inside one family is that family's error result; the other
+    families still run, and the exit code says the doctor could not judge (2), not a failed check (1)."""
+    for family in ("irsa", "node_groups", "certificate", "log_groups", "backups"):
+        monkeypatch.setattr(aws, family, lambda *_a, **_k: [])
+    monkeypatch.setattr(kube, "gpu_nodes", lambda _ctx: [passed("gpu", "pools", "ok")])
+    monkeypatch.setattr(kube, "argocd_applications", lambda _ctx: [])
+    monkeypatch.setattr(flyte, "flyte_endpoint", lambda _ctx: [])
+    monkeypatch.setattr(flyte, "connectors", lambda _ctx: [])
+
+    def crash(_ctx):
+        raise AttributeError("'str' object has no attribute 'get'")
+
+    monkeypatch.setattr(aws, "log_groups", crash)
+    results = doctor.run_checks(_ctx({}))
+    assert [(r.family, r.status) for r in results] == [("gpu", "pass"), ("logs", "error")]
+    assert "AttributeError" in results[1].detail
+    text, code = doctor.render(argparse.Namespace(stack="dev", format="text"), results)
+    assert code == 2
+    assert "[ERROR] logs" in text
+
+
 def test_irsa_reports_each_expected_role_missing_from_the_outputs_and_each_deleted_role(aws_account):
     cluster, issuer, provider_arn = _cluster()
     iam = boto3.client("iam")
