@@ -60,23 +60,27 @@ def _plan(args: argparse.Namespace) -> int:
     # --all plans every usable stack; a broken one is reported and makes the run exit 2.
     for error in registry.broken.values() if args.all else ():
         print(f"cdao plan: {error}", file=sys.stderr)
-    plans = []
+    # A stack whose file or program fails is named on stderr and makes the run exit 2; the other
+    # stacks are still planned and printed (a fault of one file holds back only that stack).
+    plans, failed = [], False
     for stack in stacks:
         try:
             plans.append(report.build_plan(run_stack(stack, args.environments)))
         except (ConfigError, PolicyConfigError, StackNotFoundError, StackFileError) as exc:
             print(f"cdao plan: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            failed = True
         except Exception as exc:  # a failing program is not a policy violation (exit 1)
             print(f"cdao plan: stack {stack!r}: the program failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            failed = True
+    if failed and not plans:
+        return EXIT_USAGE
     if args.format == "json":
         sys.stdout.write(report.render_json(plans, single=not args.all))
     elif args.format == "markdown":
         sys.stdout.write(report.render_markdown(plans))
     else:
         sys.stdout.write(report.render_text(plans))
-    if args.all and registry.broken:
+    if failed or (args.all and registry.broken):
         return EXIT_USAGE
     return EXIT_FAILED if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
 
