@@ -181,7 +181,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     try:
         cdao_stacks.load(args.environments).get(args.stack)
-        ctx = doctor.build_context(args, args.environments)
+        ctx = doctor.build_context(args)
     except (ConfigError, StackFileError, doctor.DoctorInputError, cdao_stacks.StackRegistryError) as exc:
         print(f"cdao doctor: {exc}", file=sys.stderr)
         return EXIT_USAGE

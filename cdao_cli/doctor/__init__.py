@@ -67,18 +67,14 @@ def host_port(value: str) -> str:
     return value
 
 
-def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext:
-    """Parse the stack file and outputs, open the clients. Raises DoctorInputError or ConfigError."""
+def build_context(args: argparse.Namespace) -> DoctorContext:
+    """Read the outputs (with the `declared` record the checks judge by) and open the clients.
+    Raises DoctorInputError. The stack file is not read (the caller looks the stack up in the
+    registry): its defaults are this checkout's, not necessarily what the deployment ran."""
     import boto3  # noqa: PLC0415
 
-    from cdao_cli.plan.runner import read_stack_file  # noqa: PLC0415
-    from infra.config import parse_stack_config  # noqa: PLC0415
-    from infra.program import cluster_name  # noqa: PLC0415 - the one owner of the naming rule
-
-    raw, _ = read_stack_file(args.stack, environments)
-    config, _ = parse_stack_config(args.stack, raw)
-    platform = platform_files(args.stack, config.gitops.revision)
-    outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled, cluster_name=cluster_name(config))
+    outputs = read_outputs(args.outputs, args.stack)
+    platform = platform_files(args.stack, outputs["declared"]["repoRevision"])
     if args.flyte_ca_file is not None:
         try:
             ssl.create_default_context(cafile=str(args.flyte_ca_file))
@@ -88,7 +84,6 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
             ) from None
     ctx = DoctorContext(
         stack=args.stack,
-        config=config,
         outputs=outputs,
         session=boto3.session.Session(region_name=outputs["region"]),
         connector_endpoint=args.connector_endpoint,

@@ -15,16 +15,15 @@ IRSA condition keys are the issuer without its scheme, `<issuer>:sub` and `<issu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cdao_pools import EKS_TAINT_EFFECT, NODE_POOL_LABEL
 
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
-from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
 
 
 def _aws_error(exc: Exception) -> str:
@@ -47,13 +46,24 @@ def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> li
         return [failed(family, name, f"AWS refused or failed: {_aws_error(exc)}", _CREDENTIALS_REMEDY)]
 
 
-def _expected_accounts(ctx: DoctorContext) -> dict[str, ServiceAccount]:
-    accounts = {a.role: a for a in SERVICE_ACCOUNTS}
-    for project in ctx.config.flyte.projects:
-        for domain in FLYTE_DOMAINS:
-            account = flyte_task_account(project, domain)
-            accounts[account.role] = account
-    return accounts
+@dataclass(frozen=True)
+class DeclaredAccount:
+    """The service account an IRSA role trusts, as the deployment declared it (`declared.serviceAccounts`)."""
+
+    namespace: str
+    name: str
+    addon: str | None  # the add-on whose Application creates it; None when the platform always does
+
+
+def _expected_accounts(ctx: DoctorContext) -> dict[str, DeclaredAccount]:
+    return {
+        role: DeclaredAccount(a["namespace"], a["name"], a.get("addon"))
+        for role, a in ctx.declared["serviceAccounts"].items()
+    }
+
+
+def _addon_on(ctx: DoctorContext, addon: str) -> bool:
+    return ctx.declared["clusterLabels"].get(f"enable_{addon}") == "true"
 
 
 def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
@@ -87,7 +97,7 @@ def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
             failed(
                 "irsa",
                 key,
-                f"the roleArns output has no {key} role, which the contract expects (infra/contract.py)",
+                f"the roleArns output has no {key} role, which the deployment declares (declared.serviceAccounts)",
                 "run pulumi up from the revision this stack runs, then save the outputs again",
             )
         )
@@ -189,7 +199,7 @@ def _web_identity_trust(document: dict[str, Any]) -> tuple[set[str], bool, dict[
 
 
 def _check_trust(
-    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: ServiceAccount | None
+    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: DeclaredAccount | None
 ) -> tuple[CheckResult | None, tuple[str, str]]:
     """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
@@ -238,7 +248,7 @@ def _check_trust(
         return failed(
             "irsa",
             key,
-            f"{role_name} trusts {namespace}/{name}, the contract says {account.namespace}/{account.name}",
+            f"{role_name} trusts {namespace}/{name}, the deployment declares {account.namespace}/{account.name}",
             "run pulumi up from the commit the platform runs",
         ), (namespace, name)
     return None, (namespace, name)
@@ -250,14 +260,14 @@ def _check_account(
     arn: str,
     *,
     trusted: tuple[str, str],
-    account: ServiceAccount | None,
+    account: DeclaredAccount | None,
     lookup: ServiceAccountLookup,
     unreachable: KubeUnavailable | None,
 ) -> tuple[CheckResult, KubeUnavailable | None]:
     namespace, name = trusted
     role_name = arn.rsplit("/", 1)[-1]
     trust = f"{role_name} trusts {namespace}/{name}"
-    if account is not None and account.addon and not getattr(ctx.config.addons, account.addon):
+    if account is not None and account.addon and not _addon_on(ctx, account.addon):
         return passed("irsa", key, f"{trust}; add-on {account.addon} is off, so no account is expected"), unreachable
     if not lookup.available or unreachable is not None:
         why = ctx.skipped_kube_reason if unreachable is None else "the cluster did not answer"
@@ -286,10 +296,10 @@ def _check_account(
 
 
 def node_groups(ctx: DoctorContext) -> list[CheckResult]:
-    """Each enabled pool has an ACTIVE node group with the labels and taints the config declares."""
-    from infra.components.node_pool import pool_labels  # noqa: PLC0415 - the program's own label set
-
+    """Each pool the deployment enabled has an ACTIVE node group with the labels and taints it declared
+    (`declared.nodePools`, found by its `declared.nodePoolLabel` label)."""
     cluster_name = ctx.output("clusterName")
+    pool_label = ctx.declared["nodePoolLabel"]
 
     def check() -> list[CheckResult]:
         eks = ctx.client("eks")
@@ -299,29 +309,29 @@ def node_groups(ctx: DoctorContext) -> list[CheckResult]:
             for n in page["nodegroups"]
         ]
         groups = [eks.describe_nodegroup(clusterName=cluster_name, nodegroupName=n)["nodegroup"] for n in names]
-        by_pool = {g.get("labels", {}).get(NODE_POOL_LABEL): g for g in groups}
+        by_pool = {g.get("labels", {}).get(pool_label): g for g in groups}
         results = []
-        for pool_name, pool in sorted(ctx.config.node_pools.items()):
-            if not pool.enabled:
-                continue
+        for pool_name, pool in sorted(ctx.declared["nodePools"].items()):
             group = by_pool.get(pool_name)
             if group is None:
                 results.append(
                     failed(
                         "node-groups",
                         pool_name,
-                        f"no node group of {cluster_name} carries {NODE_POOL_LABEL}={pool_name}",
+                        f"no node group of {cluster_name} carries {pool_label}={pool_name}",
                         "run pulumi up; if it fails, read the node group's health in the EKS console",
                     )
                 )
                 continue
-            results.append(_check_group(pool_name, group, pool_labels(pool_name, pool), pool.taints))
+            results.append(_check_group(pool_name, group, pool["labels"], pool["taints"]))
         return results
 
     return _guard("node-groups", "pools", check)
 
 
-def _check_group(pool_name: str, group: dict[str, Any], labels: dict[str, str], taints: Iterable[Any]) -> CheckResult:
+def _check_group(
+    pool_name: str, group: dict[str, Any], labels: dict[str, str], taints: Iterable[dict[str, str]]
+) -> CheckResult:
     name = group["nodegroupName"]
     if group.get("status") != "ACTIVE":
         issues = "; ".join(f"{i.get('code')}: {i.get('message')}" for i in group.get("health", {}).get("issues", []))
@@ -332,7 +342,7 @@ def _check_group(pool_name: str, group: dict[str, Any], labels: dict[str, str], 
             "read the node group's health issues (aws eks describe-nodegroup) and fix what they name",
         )
     missing = {k: v for k, v in labels.items() if group.get("labels", {}).get(k) != v}
-    want = {(t.key, t.value or None, EKS_TAINT_EFFECT[t.effect]) for t in taints}
+    want = {(t["key"], t.get("value") or None, t["effect"]) for t in taints}
     have = {(t["key"], t.get("value") or None, t["effect"]) for t in group.get("taints", [])}
     if missing or want != have:
         parts = []
@@ -367,38 +377,17 @@ def certificate(ctx: DoctorContext) -> list[CheckResult]:
 
 
 def log_groups(ctx: DoctorContext) -> list[CheckResult]:
-    """Each log group the program owns exists (its name from the stack output logGroups) and keeps the
-    retention the stack file declares (infra/config.py StackConfig.log_retention_days), not the one
-    the last `pulumi up` wrote into the outputs: a stack file changed since is drift to apply."""
+    """Each log group the program owns (the stack output logGroups) exists and keeps the retention the
+    deployment declared for it (its `retentionDays`, from the stack file as that program read it). A
+    stack file changed since the deploy is not drift of the account: `cdao plan` / `pulumi preview`
+    show it."""
     deployed: dict[str, dict[str, Any]] = ctx.output("logGroups")
-    declared = ctx.config.log_retention_days()
 
     def check() -> list[CheckResult]:
         logs = ctx.client("logs")
         results = []
-        for purpose in sorted(set(declared) - set(deployed)):
-            key, _ = declared[purpose]
-            results.append(
-                failed(
-                    "logs",
-                    purpose,
-                    f"the stack output logGroups has no {purpose} group ({key} declares its retention)",
-                    "run pulumi up with this revision, then save the outputs again",
-                )
-            )
         for purpose, group in sorted(deployed.items()):
-            name = group["name"]
-            if purpose not in declared:
-                results.append(
-                    failed(
-                        "logs",
-                        purpose,
-                        f"{name}: no retention for a {purpose} group in this revision's config",
-                        "run the doctor from the revision the stack was deployed with",
-                    )
-                )
-                continue
-            key, days = declared[purpose]
+            name, days = group["name"], group["retentionDays"]
             # DescribeLogGroups: retentionInDays is absent when the group never expires (botocore's logs model).
             found = [
                 g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"] if g["logGroupName"] == name
@@ -412,13 +401,12 @@ def log_groups(ctx: DoctorContext) -> list[CheckResult]:
                     failed(
                         "logs",
                         purpose,
-                        f"{name} {kept}; {key} declares {days}",
-                        "run pulumi up to apply the stack file's retention (drift), or change "
-                        f"{key} if the account is right",
+                        f"{name} {kept}; the deployment declared {days}",
+                        "changed outside Pulumi (drift): run pulumi up to apply the declared retention",
                     )
                 )
             else:
-                results.append(passed("logs", purpose, f"{name} keeps {days} days ({key})"))
+                results.append(passed("logs", purpose, f"{name} keeps {days} days"))
         return results
 
     return _guard("logs", "log groups", check)
@@ -434,10 +422,11 @@ USABLE_RECOVERY_POINT = frozenset({"COMPLETED", "AVAILABLE"})
 def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult]:
     """The database and the file system each have a usable (USABLE_RECOVERY_POINT) recovery point newer than a day plus
     the plan's windows; a vault younger than that may have none yet (the first daily run)."""
-    if not ctx.config.backup.enabled:
-        return [skipped("backup", "vault", "cdao:backup is off for this stack", "")]
-    # The plan's own schedule and windows decide how old the newest point may be.
-    from infra.components.backup import RECOVERY_POINT_MAX_AGE  # noqa: PLC0415
+    hours = ctx.declared["backupMaxAgeHours"]
+    if hours is None:
+        return [skipped("backup", "vault", "the deployment declares AWS Backup off (cdao:backup)", "")]
+    # The deployed plan's own schedule and windows decide how old the newest point may be.
+    max_age = timedelta(hours=hours)
 
     vault = ctx.output("backup")["vaultName"]
     now = now or datetime.now(UTC)
@@ -461,7 +450,7 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
         for what, arn in protected.items():
             name = f"{vault}: {what}"
             if arn not in newest:
-                if now - created < RECOVERY_POINT_MAX_AGE:
+                if now - created < max_age:
                     results.append(
                         skipped("backup", name, f"no recovery point yet for {arn}", "the first daily run is due")
                     )
@@ -476,7 +465,7 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
                     )
                 continue
             age = now - newest[arn]
-            if age > RECOVERY_POINT_MAX_AGE:
+            if age > max_age:
                 results.append(
                     failed(
                         "backup",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -49,6 +47,7 @@ from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import parse_stack_config
 from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, flyte_task_account
+from infra.declared import declared as program_declared
 from infra.lib.iam import irsa_trust_document
 
 REGION = "us-east-1"
@@ -59,10 +58,18 @@ def _config(stack: str = "dev"):
     return parse_stack_config(stack, raw)[0]
 
 
-def _ctx(outputs: dict[str, Any], **kw: Any) -> DoctorContext:
-    return DoctorContext(
-        stack="dev", config=_config(), outputs=outputs, session=boto3.session.Session(region_name=REGION), **kw
-    )
+#: The commit a test deployment ran (platform/ is read from the working tree in these tests).
+REVISION = "0123456789abcdef" * 2 + "01234567"
+
+
+def _declared(stack: str = "dev", revision: str = REVISION, config=None) -> dict[str, Any]:
+    """The `declared` output the program records for the stack (infra/declared.py), as JSON prints it."""
+    return json.loads(json.dumps(program_declared(config or _config(stack), revision_commit=revision)))
+
+
+def _ctx(outputs: dict[str, Any], declared: dict[str, Any] | None = None, **kw: Any) -> DoctorContext:
+    outputs = {"declared": declared or _declared(), **outputs}
+    return DoctorContext(stack="dev", outputs=outputs, session=boto3.session.Session(region_name=REGION), **kw)
 
 
 class _Accounts:
@@ -158,7 +165,7 @@ def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_o
         # dev switches inference off (environments/Pulumi.dev.yaml); the role exists all the same.
         "inference": role("vllm", "inference", "vllm"),
     }
-    assert not _config().addons.inference
+    assert _declared()["clusterLabels"]["enable_inference"] == "false"
     accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/other"}})
     results = _by_name(aws.irsa(_ctx({"clusterName": cluster, "roleArns": roles}), accounts), "irsa")
     assert results["fluent-bit"].status == "fail"
@@ -443,26 +450,20 @@ def test_log_groups_exist_with_the_declared_retention(aws_account):
     assert "does not exist" in results["flowLogs"].detail
 
 
-def test_log_group_retention_is_judged_against_the_stack_config_not_the_outputs(aws_account):
-    """The outputs say what the last `pulumi up` set; the stack file says what the stack must keep.
-    A stack file changed since (dev's containerLogRetentionDays: 7) is drift the doctor names."""
+def test_log_group_retention_is_judged_against_what_the_deployment_declared(aws_account):
+    """The outputs' retentionDays is what the deploying program read from the stack file at its commit;
+    the account keeping another retention is drift outside Pulumi."""
     logs = boto3.client("logs")
     name = "/cdao/dev/containers"
     logs.create_log_group(logGroupName=name)
     # CloudWatch Logs PutRetentionPolicy sets retentionInDays, which DescribeLogGroups returns (moto, botocore's model).
     logs.put_retention_policy(logGroupName=name, retentionInDays=30)
-    ctx = _ctx({"logGroups": {"containers": {"name": name, "retentionDays": 30}}})
-    assert ctx.config.cluster.container_log_retention_days == 7
-    results = _by_name(aws.log_groups(ctx), "logs")
-    result = results["containers"]
+    ctx = _ctx({"logGroups": {"containers": {"name": name, "retentionDays": 7}}})
+    result = _by_name(aws.log_groups(ctx), "logs")["containers"]
     assert result.status == "fail", result
-    assert "30 days" in result.detail and "cdao:cluster.containerLogRetentionDays" in result.detail
-    assert "7" in result.detail and "pulumi up" in result.remedy
+    assert "keeps 30 days; the deployment declared 7" in result.detail and "pulumi up" in result.remedy
     logs.put_retention_policy(logGroupName=name, retentionInDays=7)
-    results = _by_name(aws.log_groups(ctx), "logs")
-    assert results["containers"].status == "pass", results["containers"]
-    # A group the config declares but the outputs lack is named with its key, not skipped.
-    assert results["flowLogs"].status == "fail" and "cdao:network.flowLogRetentionDays" in results["flowLogs"].detail
+    assert _by_name(aws.log_groups(ctx), "logs")["containers"].status == "pass"
 
 
 def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
@@ -471,11 +472,25 @@ def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
         plan_outputs
     )
     assert all({"name", "retentionDays"} == set(v) for v in plan_outputs["logGroups"].values())
+    assert plan_outputs["declared"] == _declared(revision=plan_outputs["declared"]["repoRevision"])
     # Every group the program exports is one whose retention the stack config declares, and the same days.
     declared = _config().log_retention_days()
     assert {k: v["retentionDays"] for k, v in plan_outputs["logGroups"].items()} == {
         k: days for k, (_, days) in declared.items()
     }
+
+
+def _saved(plan_outputs: dict[str, Any]) -> dict[str, Any]:
+    """The plan's outputs as `pulumi stack output --json` saves them after a deploy of this checkout's
+    HEAD (the offline plan records no real commit)."""
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parents[2]), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outputs = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    return {**outputs, "declared": {**outputs["declared"], "repoRevision": head}}
 
 
 @pytest.fixture(scope="module")
@@ -550,25 +565,27 @@ def test_backups_need_a_recent_completed_point_per_protected_resource(aws_accoun
     assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
 
 
-def test_the_backup_check_allows_the_age_the_backup_plan_allows(aws_account, monkeypatch: pytest.MonkeyPatch):
-    """One owner of the plan's schedule and windows (infra/components/backup.py): a plan given a
-    shorter completion window makes a point of the same age stale."""
+def test_the_backup_check_allows_the_age_the_deployed_backup_plan_allows(aws_account):
+    """The deploying program records its plan's schedule and windows (infra/components/backup.py
+    RECOVERY_POINT_MAX_AGE) as declared.backupMaxAgeHours; a plan with a shorter completion window
+    makes a point of the same age stale."""
     from infra.components import backup  # noqa: PLC0415
 
     points = [_point(DB_ARN, NOW - timedelta(hours=30)), _point(EFS_ARN, NOW - timedelta(hours=2))]
 
-    def statuses() -> list[str]:
+    def statuses(hours: float) -> list[str]:
         ctx = _backup_ctx()
+        ctx.declared["backupMaxAgeHours"] = hours
         client = ctx.client("backup")
         with Stubber(client) as stub:
             stub.add_response("list_recovery_points_by_backup_vault", {"RecoveryPoints": points})
             stub.add_response("describe_backup_vault", {"BackupVaultName": "cdao-dev", "CreationDate": NOW})
             return [r.status for r in aws.backups(ctx, now=NOW)]
 
-    assert timedelta(hours=30) < backup.RECOVERY_POINT_MAX_AGE
-    assert statuses() == ["pass", "pass"]
-    monkeypatch.setattr(backup, "RECOVERY_POINT_MAX_AGE", timedelta(days=1, minutes=backup.START_WINDOW_MINUTES))
-    assert statuses() == ["fail", "pass"]
+    hours = _declared()["backupMaxAgeHours"]
+    assert hours == backup.RECOVERY_POINT_MAX_AGE / timedelta(hours=1) > 30
+    assert statuses(hours) == ["pass", "pass"]
+    assert statuses(24 + backup.START_WINDOW_MINUTES / 60) == ["fail", "pass"]
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------
@@ -804,7 +821,7 @@ def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision
     results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
     assert results["training-operator"].status == "fail"
     assert f"wants v1.7.0, stack pins {pins['training-operator']}" in results["training-operator"].detail
-    expected = kube.expected_applications(config)
+    expected = kube.expected_applications(_declared())
     enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
     assert {e.label for e in expected.values()} == enabled
     missing = set(expected) - {"training-operator", "flyte"}
@@ -819,22 +836,20 @@ def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision
 def test_every_stack_expects_an_application_per_enabled_addon_at_its_pins(stack: str):
     """Every ApplicationSet in platform/ is read (no template this reading does not understand), and
     each enabled add-on has its Applications, each source pinned to a value the stack declares."""
-    raw, _ = read_stack_file(stack)
-    config = parse_stack_config(stack, raw)[0]
-    expected = kube.expected_applications(config)
+    config = _config(stack)
+    expected = kube.expected_applications(_declared(stack))
     enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
     assert {e.label for e in expected.values()} == enabled
-    declared = {*config.gitops.chart_versions.values(), config.gitops.revision}
+    declared = {*config.gitops.chart_versions.values(), REVISION}
     for app in expected.values():
         assert set(app.revisions) <= declared, app
 
 
 def test_the_expected_applications_follow_the_enable_labels():
-    config = _config()
-    addons = config.addons.model_copy(update={"keda": False})
-    names = set(kube.expected_applications(config.model_copy(update={"addons": addons})))
-    assert {"keda", "metrics-server"} & names == set()
-    assert {"keda", "metrics-server"} <= set(kube.expected_applications(config))
+    declared = _declared()
+    assert {"keda", "metrics-server"} <= set(kube.expected_applications(declared))
+    declared["clusterLabels"]["enable_keda"] = "false"
+    assert {"keda", "metrics-server"} & set(kube.expected_applications(declared)) == set()
 
 
 def test_kubernetes_checks_skip_without_a_kubeconfig():
@@ -918,7 +933,7 @@ def test_an_unreachable_connector_service_fails_with_what_to_check():
 def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs
 ):
-    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    good = _saved(plan_outputs)
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "logGroups"}))
     assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
@@ -933,10 +948,12 @@ def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
         "clusterName": "[secret]",
         "flyteEndpoint": "",
     }
-    for key, value in [*bad_strings.items(), ("region", "us-east"), ("clusterName", "cdao-prod")]:
+    another = {**good["declared"], "stack": "prod"}
+    for key, value in [*bad_strings.items(), ("region", "us-east"), ("declared", another), ("declared", "[secret]")]:
         path.write_text(json.dumps({**good, key: value}))
         assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2, key
-        assert f"{key} is " in capsys.readouterr().err, key
+        err = capsys.readouterr().err
+        assert f"{key} is " in err or "declared.stack is 'prod'" in err, key
     path.write_text(json.dumps(good))
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
@@ -1129,12 +1146,12 @@ def _commit(repo: Path, message: str) -> str:
 
 @pytest.fixture
 def pinned_repo(tmp_path: Path) -> tuple[Path, str]:
-    """A real Git repository holding this checkout's ApplicationSets, flyte-core values and the
-    doctor's code facts at a commit prod pins, then a newer commit (main) that drops the keda
-    ApplicationSet and routes one more task type to the connector."""
+    """A real Git repository holding this checkout's ApplicationSets and flyte-core values at a commit
+    prod pins, then a newer commit (main) that drops the keda ApplicationSet, routes one more task
+    type to the connector and adds infra/declared.py (the first commit recording `declared`)."""
     repo = tmp_path / "repo"
     root = Path(__file__).resolve().parents[2]
-    for rel in [kube.APPSETS_DIR, flyte.FLYTE_VALUES, *doctor_context.CODE_FACT_PATHS]:
+    for rel in [kube.APPSETS_DIR, flyte.FLYTE_VALUES]:
         source = root / rel
         target = repo / rel
         if source.is_dir():
@@ -1152,60 +1169,72 @@ def pinned_repo(tmp_path: Path) -> tuple[Path, str]:
     routes = values["configmap"]["enabled_plugins"]["tasks"]["task-plugins"]["default-for-task-types"]
     routes["cdao-newer-type"] = "connector-service"
     (repo / flyte.FLYTE_VALUES).write_text(yaml.safe_dump(values))
+    (repo / "infra").mkdir()
+    (repo / "infra" / "declared.py").write_text("# the program's record\n")
     _commit(repo, "main moved on")
     return repo, pinned
 
 
-def _prod_at(revision: str):
-    prod = _config("prod")
-    return prod.model_copy(update={"gitops": prod.gitops.model_copy(update={"revision": revision})})
-
-
 def test_a_pinned_stack_is_judged_by_platform_at_its_revision_from_any_checkout(pinned_repo):
-    """prod runs the commit its stack file pins: the expected Applications and the routed task types
-    come from `git show <commit>:<path>`, while the checkout (HEAD, working tree) is main's."""
+    """prod runs the commit its deployment recorded: the expected Applications and the routed task
+    types come from `git show <commit>:<path>`, while the checkout (HEAD, working tree) is main's."""
     repo, pinned = pinned_repo
     files = doctor_context.platform_files("prod", pinned, repo)
     assert (files.repo, files.commit) == (repo, pinned)
-    prod = _prod_at(pinned)
+    prod = _declared("prod", pinned)
     assert "keda" in kube.expected_applications(prod, files)
     assert "keda" not in kube.expected_applications(prod, doctor_context.PlatformFiles(repo))
     assert "cdao-newer-type" not in flyte.routed_task_types(files)
     assert "cdao-newer-type" in flyte.routed_task_types(doctor_context.PlatformFiles(repo))
     assert not flyte.flyteadmin_uses_auth(files)
-    # A stack following a branch (dev: main) runs its tip: the working tree.
-    assert doctor_context.platform_files("dev", "main", repo) == doctor_context.PlatformFiles(repo, None)
+    with pytest.raises(doctor.DoctorInputError, match=r"'main'.*not a full commit SHA"):
+        doctor_context.platform_files("dev", "main", repo)
 
 
-def test_a_pinned_commit_missing_locally_or_code_facts_that_moved_exit_2(pinned_repo, tmp_path: Path):
+def test_a_pinned_commit_missing_locally_exits_2(pinned_repo, tmp_path: Path):
     repo, pinned = pinned_repo
-    missing = "0123456789abcdef" * 2 + "01234567"
-    with pytest.raises(doctor.DoctorInputError, match=rf"runs {missing} .*not in the local repository.*fetch"):
-        doctor_context.platform_files("prod", missing, repo)
+    with pytest.raises(doctor.DoctorInputError, match=rf"at '{REVISION}'.*not in the local repository.*fetch"):
+        doctor_context.platform_files("prod", REVISION, repo)
     with pytest.raises(doctor.DoctorInputError, match="not a Git repository"):
         doctor_context.platform_files("prod", pinned, tmp_path / "nowhere")
-    # The checks import the service-account contract: a change to it since the pin, even uncommitted,
-    # would judge prod by code it does not run.
-    contract = repo / "infra" / "contract.py"
-    contract.write_text(contract.read_text() + "\n# changed on main\n")
-    with pytest.raises(doctor.DoctorInputError, match=r"code facts differ .*infra/contract.py.*git worktree add"):
-        doctor_context.platform_files("prod", pinned, repo)
 
 
-def test_the_doctor_exits_2_telling_to_fetch_a_pinned_commit_it_lacks(tmp_path: Path, capsys):
-    environments = tmp_path / "environments"
-    shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, environments)
-    prod = environments / "Pulumi.prod.yaml"
-    missing = "0123456789abcdef" * 2 + "01234567"
-    text = re.sub(r"(?m)^(    revision: )[0-9a-f]{40}$", rf"\g<1>{missing}", prod.read_text())
-    assert missing in text
-    prod.write_text(text)
+def test_outputs_of_a_program_older_than_the_declared_record_exit_2_naming_the_first_commit(pinned_repo, tmp_path):
+    """staging and prod pin a commit whose program exports no `declared`: the doctor has nothing of
+    that deployment's to judge by, and says which commit first records it."""
+    repo, _ = pinned_repo
+    first = _git(repo, "rev-parse", "HEAD")
     outputs = tmp_path / "outputs.json"
-    outputs.write_text("{}")
-    code = main(["doctor", "--stack", "prod", "--environments", str(environments), "--outputs", str(outputs)])
+    outputs.write_text(json.dumps({"region": REGION, "clusterName": "cdao-prod"}))
+    with pytest.raises(doctor.DoctorInputError, match=rf"no `declared` output.*commit {first} first exports"):
+        doctor_context.read_outputs(outputs, "prod", repo)
+
+
+def test_the_checks_judge_by_the_deployments_record_not_this_checkouts_code(aws_account, monkeypatch):
+    """The review's case: main changes the contract after prod's commit was deployed. The deployment's
+    record, not the checkout's Python, says which account each role trusts and which pools exist."""
+    from infra import contract  # noqa: PLC0415
+
+    monkeypatch.setattr(contract, "SERVICE_ACCOUNTS", ())  # this checkout's code says something else
+    cluster, issuer, provider_arn = _cluster()
+    declared = _declared()
+    declared["serviceAccounts"] = {"flyteadmin": {"namespace": "flyte-old", "name": "admin", "addon": None}}
+    arn = boto3.client("iam").create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte-old", "admin")
+    )["Role"]["Arn"]
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn}}, declared=declared)
+    results = _by_name(aws.irsa(ctx, _Accounts({("flyte-old", "admin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+    assert {k: r.status for k, r in results.items()} == {"oidc-provider": "pass", "flyteadmin": "pass"}
+
+
+def test_the_doctor_exits_2_telling_to_fetch_a_pinned_commit_it_lacks(tmp_path: Path, capsys, plan_outputs):
+    outputs = tmp_path / "outputs.json"
+    recorded = {**plan_outputs, "declared": {**plan_outputs["declared"], "repoRevision": REVISION}}
+    outputs.write_text(json.dumps({k: v for k, v in recorded.items() if k != "kubeconfig"}))
+    code = main(["doctor", "--stack", "dev", "--outputs", str(outputs)])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"the stack runs {missing}" in err and "fetch" in err
+    assert f"platform/ at '{REVISION}'" in err and "fetch" in err
 
 
 @pytest.mark.parametrize(
@@ -1247,7 +1276,7 @@ def test_a_host_port_connector_endpoint_is_kept_as_given(endpoint: str):
 def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs, key: str, value: Any
 ):
-    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    good = _saved(plan_outputs)
     assert "backup" in good  # dev enables AWS Backup, so its vault name is read
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({**good, key: value}))
