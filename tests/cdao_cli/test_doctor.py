@@ -147,7 +147,7 @@ def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_
     assert results["flytepropeller"].status == "fail"
     assert "without https://" in results["flytepropeller"].remedy
     assert results["datacatalog"].status == "fail"
-    assert "someone-else" in results["datacatalog"].detail
+    assert "trusts flyte/someone-else, the deployment declares flyte/datacatalog" in results["datacatalog"].detail
 
 
 def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_off(aws_account):
@@ -188,7 +188,7 @@ def test_irsa_fails_without_the_iam_oidc_provider(aws_account):
     assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
     result = _by_name(aws.irsa(_ctx(ctx.outputs), _Accounts({})), "irsa")["oidc-provider"]
     assert result.status == "fail"
-    assert provider_arn in result.detail
+    assert f"IAM has no OIDC provider {provider_arn}" in result.detail
 
 
 def _trust_variant(provider_arn: str, issuer: str, change: str) -> str:
@@ -200,7 +200,9 @@ def _trust_variant(provider_arn: str, issuer: str, change: str) -> str:
     statement = doc["Statement"][0]
     equals = statement["Condition"]["StringEquals"]
     sub, aud = f"{issuer}:sub", f"{issuer}:aud"
-    if change == "federated-list":
+    if change == "another-provider":
+        statement["Principal"]["Federated"] = provider_arn.replace(issuer, "oidc.eks.example.com/id/OTHER")
+    elif change == "federated-list":
         statement["Principal"]["Federated"] = [provider_arn]
     elif change == "action-list":
         statement["Action"] = ["sts:AssumeRoleWithWebIdentity"]
@@ -228,6 +230,7 @@ def _trust_variant(provider_arn: str, issuer: str, change: str) -> str:
     ("change", "status", "detail"),
     [
         ("federated-list", "pass", "trusts flyte/flyteadmin"),
+        ("another-provider", "fail", "not this cluster's provider"),
         ("action-list", "pass", "trusts flyte/flyteadmin"),
         ("values-lists", "pass", "trusts flyte/flyteadmin"),
         ("string-like-exact", "pass", "trusts flyte/flyteadmin"),
@@ -1097,13 +1100,14 @@ def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
     import ssl  # noqa: PLC0415
 
     cert, key = tls_pair
+    answer = {"/healthcheck": 200}
 
     class Health(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/healthcheck" else 404)
+            self.send_response(answer.get(self.path, 404))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -1117,6 +1121,9 @@ def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
         assert flyte._http(_ctx({}, flyte_ca_file=cert), "localhost", port).status == "pass"
         result = flyte._http(_ctx({}), "localhost", port)
         assert result.status == "fail", "an untrusted certificate must fail the check"
+        answer["/healthcheck"] = 503  # an ALB with no healthy target answers 503
+        result = flyte._http(_ctx({}, flyte_ca_file=cert), "localhost", port)
+        assert (result.status, "HTTP 503" in result.detail) == ("fail", True)
     finally:
         httpd.shutdown()
         httpd.server_close()
