@@ -29,8 +29,6 @@ from typing import Any
 
 from cdao_pools import EKS_TAINT_EFFECT, NODE_POOL_LABEL
 
-from infra.components.backup import RECOVERY_POINT_MAX_AGE
-from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import StackConfig
 from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, cluster_labels, flyte_task_account
 
@@ -41,6 +39,11 @@ DECLARED_VERSION = 1
 
 def declared(config: StackConfig, *, revision_commit: str) -> dict[str, Any]:
     """The `declared` output of `config`'s stack (module docstring), platform/ at `revision_commit`."""
+    # Imported here: the components import Pulumi, and `cdao doctor` (which reads DECLARED_OUTPUT and
+    # DECLARED_VERSION from this module) must not load it for `cdao --help`.
+    from infra.components.backup import RECOVERY_POINT_MAX_AGE  # noqa: PLC0415
+    from infra.components.node_pool import gpu_resources, pool_labels  # noqa: PLC0415
+
     accounts = list(SERVICE_ACCOUNTS) + [flyte_task_account(p, d) for p in config.flyte.projects for d in FLYTE_DOMAINS]
     return {
         "version": DECLARED_VERSION,
