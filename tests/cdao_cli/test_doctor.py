@@ -1291,3 +1291,26 @@ def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     err = capsys.readouterr().err
     assert f"{key} is " in err
     assert "Traceback" not in err
+
+
+def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
+    """The review's kind (issue #17 items 1 and 5): a stack pinned to an older commit was built by that
+    commit's defaults, contract and pool arithmetic. The doctor may import from infra/ only the output's
+    name and version and AWS's own rules (region code, vault name, CloudWatch retentions) and the
+    Argo CD namespace of the platform contract, never a module that computes what a stack declares."""
+    import ast  # noqa: PLC0415
+
+    allowed = {
+        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION"},
+        "infra.config": {"LOG_RETENTION_DAYS"},
+        "infra.names": {"AWS_REGION", "BACKUP_VAULT_NAME"},
+        "infra.contract": {"ARGOCD_NAMESPACE"},
+    }
+    found: dict[str, set[str]] = {}
+    for path in Path(doctor.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"infra", "cdao_pools"}:
+                found.setdefault(node.module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.split(".")[0] in {"infra", "cdao_pools"}], path
+    assert {m: names - allowed.get(m, set()) for m, names in found.items() if names - allowed.get(m, set())} == {}
