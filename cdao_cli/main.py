@@ -1,6 +1,7 @@
 """`cdao`: the platform's command line, one parser for every subcommand.
 
     cdao plan --stack dev [--format text|json|markdown]   offline plan of one stack
+    cdao plan --stack dev --format resources               its resource list, the input of `cdao policy check`
     cdao plan --all [--format ...]                         every stack in environments/
     cdao plan --all --diff origin/main [--format ...]     what this tree changes against a git ref
     cdao policy check FILE.json --stack dev                 the policy pack on a resource list
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -49,6 +51,12 @@ def _plan(args: argparse.Namespace) -> int:
     from infra.config import ConfigError  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
 
+    if args.format == "resources" and (args.all or args.diff is not None):
+        print(
+            "cdao plan: --format resources writes one stack's resource list: use --stack without --diff",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.diff is not None:
         return _plan_diff(args)
     try:
@@ -60,23 +68,31 @@ def _plan(args: argparse.Namespace) -> int:
     # --all plans every usable stack; a broken one is reported and makes the run exit 2.
     for error in registry.broken.values() if args.all else ():
         print(f"cdao plan: {error}", file=sys.stderr)
-    plans = []
+    # A stack whose file or program fails is named on stderr and makes the run exit 2; the other
+    # stacks are still planned and printed (a fault of one file holds back only that stack).
+    plans, runs, failed = [], [], False
     for stack in stacks:
         try:
-            plans.append(report.build_plan(run_stack(stack, args.environments)))
+            runs.append(run_stack(stack, args.environments))
+            plans.append(report.build_plan(runs[-1]))
         except (ConfigError, PolicyConfigError, StackNotFoundError, StackFileError) as exc:
             print(f"cdao plan: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            failed = True
         except Exception as exc:  # a failing program is not a policy violation (exit 1)
             print(f"cdao plan: stack {stack!r}: the program failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    if args.format == "json":
+            failed = True
+    if failed and not plans:
+        return EXIT_USAGE
+    if args.format == "resources":
+        # The cdao_resources list `cdao policy check` reads, as the plan's own policy evaluation saw it.
+        sys.stdout.write(json.dumps(report.policy_resources(runs[0].registrations), indent=2) + "\n")
+    elif args.format == "json":
         sys.stdout.write(report.render_json(plans, single=not args.all))
     elif args.format == "markdown":
         sys.stdout.write(report.render_markdown(plans))
     else:
         sys.stdout.write(report.render_text(plans))
-    if args.all and registry.broken:
+    if failed or (args.all and registry.broken):
         return EXIT_USAGE
     return EXIT_FAILED if any(report.mandatory_violations(p) for p in plans) else EXIT_OK
 
@@ -177,7 +193,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     try:
         cdao_stacks.load(args.environments).get(args.stack)
-        ctx = doctor.build_context(args, args.environments)
+        ctx = doctor.build_context(args)
     except (ConfigError, StackFileError, doctor.DoctorInputError, cdao_stacks.StackRegistryError) as exc:
         print(f"cdao doctor: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -216,7 +232,12 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--stack", help="stack name (environments/Pulumi.<stack>.yaml)")
     target.add_argument("--all", action="store_true", help="every stack in environments/, in promotion order")
     plan.set_defaults(run=_plan)
-    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument(
+        "--format",
+        choices=("text", "json", "markdown", "resources"),
+        default="text",
+        help="resources: one stack's [{type, name, props, urn, id}] list, the input of `cdao policy check`",
+    )
     plan.add_argument(
         "--diff",
         metavar="GIT_REF",

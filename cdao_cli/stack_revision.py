@@ -109,6 +109,13 @@ def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     name = f"environments/Pulumi.{stack}.yaml"
     blob, text = _git(repo, "rev-parse", f"{commit}:{name}"), _git(repo, "show", f"{commit}:{name}")
     if blob is None or text is None:
+        # `git show <commit>:<path>` fails alike for an absent commit and an absent file: say which.
+        if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}") is None:
+            raise RevisionError(f"--commit {commit}: no such commit in {repo} (fetch it: git -C {repo} fetch origin)")
+        try:
+            cdao_stacks.load(repo / "environments").get(stack)
+        except cdao_stacks.StackRegistryError as exc:
+            raise RevisionError(str(exc)) from None
         raise RevisionError(f"{name} at {commit}: no such file")
     return blob.strip(), text
 

@@ -12,9 +12,13 @@ One element per resource of one stack, as JSON-ready data:
 
 The fields are pulumi_policy's PolicyResource (resource_type, name, props, urn,
 property_dependencies: pulumi-policy 1.21.0, pulumi_policy/policy.py) flattened into JSON, so a
-list written by `cdao plan` (from the mock runtime), by hand for `cdao policy check`, or read from a
-real preview by the pack means the same thing. The plan produces it (`resource`), the pack and
-`cdao policy check` read it (`check`), cdao_cost prices it.
+list from the offline plan, written by hand, or read from a real preview by the pack means the same
+thing. `cdao plan --stack <s> --format resources` writes exactly the list its own policy evaluation
+read (props unmasked: a secret there is the offline plan's stand-in, never the real value; with
+the mocks' ids), which `cdao policy check FILE --stack <s>` takes as is.
+`cdao plan --format json` is another shape (a report): its `resources[].inputs` have secrets masked
+and no `id`, so it is not this list. The plan produces it (`resource`), the pack and `cdao policy
+check` read it (`check`), cdao_cost prices it.
 
 A leaf: it imports nothing from this repository.
 """

@@ -26,6 +26,7 @@ from infra.components.network import Network, NetworkArgs
 from infra.components.node_pool import NodePool, NodePoolArgs, mig_layouts, time_slicing_configs
 from infra.config import StackConfig
 from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS, ClusterSecret, pod_host_patterns
+from infra.declared import DECLARED_OUTPUT, declared
 from infra.lib import mlops
 from infra.lib.shared import kept_on_teardown
 
@@ -403,5 +404,7 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         **network.log_groups,
         "containers": {"name": container_logs.name, "retentionDays": spec.container_log_retention_days},
     }
+    # What this deployment promised, for `cdao doctor` to judge it by (infra/declared.py).
+    outputs[DECLARED_OUTPUT] = declared(config, revision_commit=revision_commit)
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -21,7 +21,7 @@ from pathlib import Path
 from cdao_cli import add_environments_argument
 from cdao_cli.doctor import aws, flyte, kube
 from cdao_cli.doctor.context import DoctorContext, DoctorInputError, platform_files, read_outputs
-from cdao_cli.doctor.report import CheckResult, exit_code, render_json, render_markdown, render_text
+from cdao_cli.doctor.report import CheckResult, errored, exit_code, render_json, render_markdown, render_text
 
 RENDERERS: dict[str, Callable[[str, list[CheckResult]], str]] = {
     "text": render_text,
@@ -67,18 +67,14 @@ def host_port(value: str) -> str:
     return value
 
 
-def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext:
-    """Parse the stack file and outputs, open the clients. Raises DoctorInputError or ConfigError."""
+def build_context(args: argparse.Namespace) -> DoctorContext:
+    """Read the outputs (with the `declared` record the checks judge by) and open the clients.
+    Raises DoctorInputError. The stack file is not read (the caller looks the stack up in the
+    registry): its defaults are this checkout's, not necessarily what the deployment ran."""
     import boto3  # noqa: PLC0415
 
-    from cdao_cli.plan.runner import read_stack_file  # noqa: PLC0415
-    from infra.config import parse_stack_config  # noqa: PLC0415
-    from infra.program import cluster_name  # noqa: PLC0415 - the one owner of the naming rule
-
-    raw, _ = read_stack_file(args.stack, environments)
-    config, _ = parse_stack_config(args.stack, raw)
-    platform = platform_files(args.stack, config.gitops.revision)
-    outputs = read_outputs(args.outputs, backup_enabled=config.backup.enabled, cluster_name=cluster_name(config))
+    outputs = read_outputs(args.outputs, args.stack)
+    platform = platform_files(args.stack, outputs["declared"]["repoRevision"])
     if args.flyte_ca_file is not None:
         try:
             ssl.create_default_context(cafile=str(args.flyte_ca_file))
@@ -88,7 +84,6 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
             ) from None
     ctx = DoctorContext(
         stack=args.stack,
-        config=config,
         outputs=outputs,
         session=boto3.session.Session(region_name=outputs["region"]),
         connector_endpoint=args.connector_endpoint,
@@ -108,17 +103,27 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
 
 
 def run_checks(ctx: DoctorContext) -> list[CheckResult]:
-    """Every check, in the order a platform comes up: identity, nodes, GitOps, Flyte, data safety."""
+    """Every check, in the order a platform comes up: identity, nodes, GitOps, Flyte, data safety.
+
+    A family that raises (a bug, or an answer no source led us to expect) becomes one `error` result
+    naming the family and the exception; the other families still run, and exit_code makes it 2."""
+    families: list[tuple[str, Callable[[], list[CheckResult]]]] = [
+        ("irsa", lambda: aws.irsa(ctx, kube.ServiceAccountLookup(ctx))),
+        ("node-groups", lambda: aws.node_groups(ctx)),
+        ("gpu", lambda: kube.gpu_nodes(ctx)),
+        ("argocd", lambda: kube.argocd_applications(ctx)),
+        ("certificate", lambda: aws.certificate(ctx)),
+        ("flyte", lambda: flyte.flyte_endpoint(ctx)),
+        ("connectors", lambda: flyte.connectors(ctx)),
+        ("logs", lambda: aws.log_groups(ctx)),
+        ("backup", lambda: aws.backups(ctx)),
+    ]
     results: list[CheckResult] = []
-    results += aws.irsa(ctx, kube.ServiceAccountLookup(ctx))
-    results += aws.node_groups(ctx)
-    results += kube.gpu_nodes(ctx)
-    results += kube.argocd_applications(ctx)
-    results += aws.certificate(ctx)
-    results += flyte.flyte_endpoint(ctx)
-    results += flyte.connectors(ctx)
-    results += aws.log_groups(ctx)
-    results += aws.backups(ctx)
+    for family, check in families:
+        try:
+            results += check()
+        except Exception as exc:  # reported as the family's result, never a traceback
+            results.append(errored(family, f"the check crashed: {type(exc).__name__}: {exc}"))
     return results
 
 

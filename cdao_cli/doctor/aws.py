@@ -15,16 +15,15 @@ IRSA condition keys are the issuer without its scheme, `<issuer>:sub` and `<issu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cdao_pools import EKS_TAINT_EFFECT, NODE_POOL_LABEL
 
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
-from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
 
 
 def _aws_error(exc: Exception) -> str:
@@ -47,13 +46,24 @@ def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> li
         return [failed(family, name, f"AWS refused or failed: {_aws_error(exc)}", _CREDENTIALS_REMEDY)]
 
 
-def _expected_accounts(ctx: DoctorContext) -> dict[str, ServiceAccount]:
-    accounts = {a.role: a for a in SERVICE_ACCOUNTS}
-    for project in ctx.config.flyte.projects:
-        for domain in FLYTE_DOMAINS:
-            account = flyte_task_account(project, domain)
-            accounts[account.role] = account
-    return accounts
+@dataclass(frozen=True)
+class DeclaredAccount:
+    """The service account an IRSA role trusts, as the deployment declared it (`declared.serviceAccounts`)."""
+
+    namespace: str
+    name: str
+    addon: str | None  # the add-on whose Application creates it; None when the platform always does
+
+
+def _expected_accounts(ctx: DoctorContext) -> dict[str, DeclaredAccount]:
+    return {
+        role: DeclaredAccount(a["namespace"], a["name"], a.get("addon"))
+        for role, a in ctx.declared["serviceAccounts"].items()
+    }
+
+
+def _addon_on(ctx: DoctorContext, addon: str) -> bool:
+    return ctx.declared["clusterLabels"].get(f"enable_{addon}") == "true"
 
 
 def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
@@ -87,7 +97,7 @@ def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
             failed(
                 "irsa",
                 key,
-                f"the roleArns output has no {key} role, which the contract expects (infra/contract.py)",
+                f"the roleArns output has no {key} role, which the deployment declares (declared.serviceAccounts)",
                 "run pulumi up from the revision this stack runs, then save the outputs again",
             )
         )
@@ -149,46 +159,96 @@ def _role_error(key: str, arn: str, exc: ClientError) -> CheckResult:
     return failed("irsa", key, f"cannot read role {role_name}: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
 
 
+def _as_list(value: Any) -> list[Any]:
+    """IAM lets Principal's values, Action and each condition's value be a string or an array (IAM user
+    guide, "IAM JSON policy elements: Principal / Action / Condition"): both as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+_WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
+#: The condition operators whose values the trust's `sub` and `aud` are compared with (IAM user guide,
+#: "Condition operators": StringEquals exact, StringLike with `*` and `?` wildcards).
+_STRING_OPERATORS = ("StringEquals", "StringLike")
+
+
+def _web_identity_trust(document: dict[str, Any]) -> tuple[set[str], bool, dict[str, set[str]], dict[str, set[str]]]:
+    """From a trust policy: the federated principals of its Allow statements for web identity, whether
+    one allows any principal ("*"), and their StringEquals and StringLike values by condition key.
+    Deny statements grant nothing, so they are not trust; an action `sts:*` or `*` includes web identity."""
+    federated: set[str] = set()
+    anyone = False
+    equals: dict[str, set[str]] = {}
+    like: dict[str, set[str]] = {}
+    for statement in _as_list(document.get("Statement")):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        if not {_WEB_IDENTITY, "sts:*", "*"} & set(_as_list(statement.get("Action"))):
+            continue
+        principal = statement.get("Principal")
+        if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
+            anyone = True
+        elif isinstance(principal, dict):
+            federated.update(_as_list(principal.get("Federated")))
+        conditions = statement.get("Condition") or {}
+        for operator, into in zip(_STRING_OPERATORS, (equals, like), strict=True):
+            for key, values in (conditions.get(operator) or {}).items():
+                into.setdefault(key, set()).update(str(v) for v in _as_list(values))
+    return federated, anyone, equals, like
+
+
 def _check_trust(
-    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: ServiceAccount | None
+    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: DeclaredAccount | None
 ) -> tuple[CheckResult | None, tuple[str, str]]:
     """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
     document = ctx.client("iam").get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
-    statements = document.get("Statement", [])
-    statements = statements if isinstance(statements, list) else [statements]
-    web = [s for s in statements if s.get("Action") == "sts:AssumeRoleWithWebIdentity"]
-    if not web:
-        return failed("irsa", key, f"{role_name} has no sts:AssumeRoleWithWebIdentity statement", "run pulumi up"), (
-            "",
-            "",
-        )
-    federated = {s.get("Principal", {}).get("Federated") for s in web}
-    conditions: dict[str, Any] = {}
-    for s in web:
-        conditions.update(s.get("Condition", {}).get("StringEquals", {}))
+    federated, anyone, equals, like = _web_identity_trust(document)
+    none = ("", "")
+    if anyone or not federated:
+        return failed(
+            "irsa",
+            key,
+            f'{role_name} lets any principal ("*") assume it with a web identity'
+            if anyone
+            else f"{role_name} has no Allow statement for {_WEB_IDENTITY}",
+            "trust only the cluster's OIDC provider (Principal.Federated), then run pulumi up",
+        ), none
     if provider_arn not in federated:
         return failed(
             "irsa",
             key,
-            f"{role_name} trusts {sorted(filter(None, federated))}, not this cluster's provider {provider_arn}",
+            f"{role_name} trusts {sorted(federated)}, not this cluster's provider {provider_arn}",
             "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
-        ), ("", "")
-    sub, aud = conditions.get(f"{issuer}:sub"), conditions.get(f"{issuer}:aud")
-    if sub is None or aud != "sts.amazonaws.com":
-        keys = ", ".join(sorted(conditions)) or "none"
+        ), none
+    sub_key, aud_key = f"{issuer}:sub", f"{issuer}:aud"
+    subs = equals.get(sub_key, set()) | like.get(sub_key, set())
+    auds = equals.get(aud_key, set()) | like.get(aud_key, set())
+    if not subs or auds != {"sts.amazonaws.com"}:
+        keys = ", ".join(sorted(set(equals) | set(like))) or "none"
+        found = f"; {aud_key} is {sorted(auds)}" if auds else ""
         return failed(
             "irsa",
             key,
-            f"{role_name}'s conditions ({keys}) do not pin {issuer}:sub and {issuer}:aud = sts.amazonaws.com",
+            f"{role_name}'s conditions ({keys}) do not pin {sub_key} and {aud_key} = sts.amazonaws.com{found}",
             "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
-        ), ("", "")
-    namespace, _, name = str(sub).removeprefix("system:serviceaccount:").partition(":")
+        ), none
+    # StringLike's `*` and `?` match many accounts, and several values trust each of them (IAM ORs them).
+    patterns = sorted(s for s in like.get(sub_key, set()) if "*" in s or "?" in s)
+    if len(subs) != 1 or patterns:
+        return failed(
+            "irsa",
+            key,
+            f"{role_name} trusts more than one service account: {sorted(subs)}",
+            "trust exactly system:serviceaccount:<namespace>:<name> (StringEquals), then run pulumi up",
+        ), none
+    namespace, _, name = next(iter(subs)).removeprefix("system:serviceaccount:").partition(":")
     if account is not None and (namespace, name) != (account.namespace, account.name):
         return failed(
             "irsa",
             key,
-            f"{role_name} trusts {namespace}/{name}, the contract says {account.namespace}/{account.name}",
+            f"{role_name} trusts {namespace}/{name}, the deployment declares {account.namespace}/{account.name}",
             "run pulumi up from the commit the platform runs",
         ), (namespace, name)
     return None, (namespace, name)
@@ -200,14 +260,14 @@ def _check_account(
     arn: str,
     *,
     trusted: tuple[str, str],
-    account: ServiceAccount | None,
+    account: DeclaredAccount | None,
     lookup: ServiceAccountLookup,
     unreachable: KubeUnavailable | None,
 ) -> tuple[CheckResult, KubeUnavailable | None]:
     namespace, name = trusted
     role_name = arn.rsplit("/", 1)[-1]
     trust = f"{role_name} trusts {namespace}/{name}"
-    if account is not None and account.addon and not getattr(ctx.config.addons, account.addon):
+    if account is not None and account.addon and not _addon_on(ctx, account.addon):
         return passed("irsa", key, f"{trust}; add-on {account.addon} is off, so no account is expected"), unreachable
     if not lookup.available or unreachable is not None:
         why = ctx.skipped_kube_reason if unreachable is None else "the cluster did not answer"
@@ -236,10 +296,10 @@ def _check_account(
 
 
 def node_groups(ctx: DoctorContext) -> list[CheckResult]:
-    """Each enabled pool has an ACTIVE node group with the labels and taints the config declares."""
-    from infra.components.node_pool import pool_labels  # noqa: PLC0415 - the program's own label set
-
+    """Each pool the deployment enabled has an ACTIVE node group with the labels and taints it declared
+    (`declared.nodePools`, found by its `declared.nodePoolLabel` label)."""
     cluster_name = ctx.output("clusterName")
+    pool_label = ctx.declared["nodePoolLabel"]
 
     def check() -> list[CheckResult]:
         eks = ctx.client("eks")
@@ -249,29 +309,29 @@ def node_groups(ctx: DoctorContext) -> list[CheckResult]:
             for n in page["nodegroups"]
         ]
         groups = [eks.describe_nodegroup(clusterName=cluster_name, nodegroupName=n)["nodegroup"] for n in names]
-        by_pool = {g.get("labels", {}).get(NODE_POOL_LABEL): g for g in groups}
+        by_pool = {g.get("labels", {}).get(pool_label): g for g in groups}
         results = []
-        for pool_name, pool in sorted(ctx.config.node_pools.items()):
-            if not pool.enabled:
-                continue
+        for pool_name, pool in sorted(ctx.declared["nodePools"].items()):
             group = by_pool.get(pool_name)
             if group is None:
                 results.append(
                     failed(
                         "node-groups",
                         pool_name,
-                        f"no node group of {cluster_name} carries {NODE_POOL_LABEL}={pool_name}",
+                        f"no node group of {cluster_name} carries {pool_label}={pool_name}",
                         "run pulumi up; if it fails, read the node group's health in the EKS console",
                     )
                 )
                 continue
-            results.append(_check_group(pool_name, group, pool_labels(pool_name, pool), pool.taints))
+            results.append(_check_group(pool_name, group, pool["labels"], pool["taints"]))
         return results
 
     return _guard("node-groups", "pools", check)
 
 
-def _check_group(pool_name: str, group: dict[str, Any], labels: dict[str, str], taints: Iterable[Any]) -> CheckResult:
+def _check_group(
+    pool_name: str, group: dict[str, Any], labels: dict[str, str], taints: Iterable[dict[str, str]]
+) -> CheckResult:
     name = group["nodegroupName"]
     if group.get("status") != "ACTIVE":
         issues = "; ".join(f"{i.get('code')}: {i.get('message')}" for i in group.get("health", {}).get("issues", []))
@@ -282,7 +342,7 @@ def _check_group(pool_name: str, group: dict[str, Any], labels: dict[str, str], 
             "read the node group's health issues (aws eks describe-nodegroup) and fix what they name",
         )
     missing = {k: v for k, v in labels.items() if group.get("labels", {}).get(k) != v}
-    want = {(t.key, t.value or None, EKS_TAINT_EFFECT[t.effect]) for t in taints}
+    want = {(t["key"], t.get("value") or None, t["effect"]) for t in taints}
     have = {(t["key"], t.get("value") or None, t["effect"]) for t in group.get("taints", [])}
     if missing or want != have:
         parts = []
@@ -317,38 +377,17 @@ def certificate(ctx: DoctorContext) -> list[CheckResult]:
 
 
 def log_groups(ctx: DoctorContext) -> list[CheckResult]:
-    """Each log group the program owns exists (its name from the stack output logGroups) and keeps the
-    retention the stack file declares (infra/config.py StackConfig.log_retention_days), not the one
-    the last `pulumi up` wrote into the outputs: a stack file changed since is drift to apply."""
+    """Each log group the program owns (the stack output logGroups) exists and keeps the retention the
+    deployment declared for it (its `retentionDays`, from the stack file as that program read it). A
+    stack file changed since the deploy is not drift of the account: `cdao plan` / `pulumi preview`
+    show it."""
     deployed: dict[str, dict[str, Any]] = ctx.output("logGroups")
-    declared = ctx.config.log_retention_days()
 
     def check() -> list[CheckResult]:
         logs = ctx.client("logs")
         results = []
-        for purpose in sorted(set(declared) - set(deployed)):
-            key, _ = declared[purpose]
-            results.append(
-                failed(
-                    "logs",
-                    purpose,
-                    f"the stack output logGroups has no {purpose} group ({key} declares its retention)",
-                    "run pulumi up with this revision, then save the outputs again",
-                )
-            )
         for purpose, group in sorted(deployed.items()):
-            name = group["name"]
-            if purpose not in declared:
-                results.append(
-                    failed(
-                        "logs",
-                        purpose,
-                        f"{name}: no retention for a {purpose} group in this revision's config",
-                        "run the doctor from the revision the stack was deployed with",
-                    )
-                )
-                continue
-            key, days = declared[purpose]
+            name, days = group["name"], group["retentionDays"]
             # DescribeLogGroups: retentionInDays is absent when the group never expires (botocore's logs model).
             found = [
                 g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"] if g["logGroupName"] == name
@@ -362,25 +401,32 @@ def log_groups(ctx: DoctorContext) -> list[CheckResult]:
                     failed(
                         "logs",
                         purpose,
-                        f"{name} {kept}; {key} declares {days}",
-                        "run pulumi up to apply the stack file's retention (drift), or change "
-                        f"{key} if the account is right",
+                        f"{name} {kept}; the deployment declared {days}",
+                        "changed outside Pulumi (drift): run pulumi up to apply the declared retention",
                     )
                 )
             else:
-                results.append(passed("logs", purpose, f"{name} keeps {days} days ({key})"))
+                results.append(passed("logs", purpose, f"{name} keeps {days} days"))
         return results
 
     return _guard("logs", "log groups", check)
 
 
+#: The RecoveryPointStatus values of a point a restore can use (botocore 1.40.61
+#: data/backup/2018-11-15/service-2.json, RecoveryPointStatus and DescribeRecoveryPointOutput.Status:
+#: AVAILABLE "successfully created ... ready for use"; COMPLETED, the status a finished point reports).
+#: CREATING, PARTIAL, EXPIRED, STOPPED and DELETING are not a recent usable backup.
+USABLE_RECOVERY_POINT = frozenset({"COMPLETED", "AVAILABLE"})
+
+
 def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult]:
-    """The database and the file system each have a COMPLETED recovery point newer than a day plus
+    """The database and the file system each have a usable (USABLE_RECOVERY_POINT) recovery point newer than a day plus
     the plan's windows; a vault younger than that may have none yet (the first daily run)."""
-    if not ctx.config.backup.enabled:
-        return [skipped("backup", "vault", "cdao:backup is off for this stack", "")]
-    # The plan's own schedule and windows decide how old the newest point may be.
-    from infra.components.backup import RECOVERY_POINT_MAX_AGE  # noqa: PLC0415
+    hours = ctx.declared["backupMaxAgeHours"]
+    if hours is None:
+        return [skipped("backup", "vault", "the deployment declares AWS Backup off (cdao:backup)", "")]
+    # The deployed plan's own schedule and windows decide how old the newest point may be.
+    max_age = timedelta(hours=hours)
 
     vault = ctx.output("backup")["vaultName"]
     now = now or datetime.now(UTC)
@@ -396,7 +442,7 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
         newest: dict[str, datetime] = {}
         for page in client.get_paginator("list_recovery_points_by_backup_vault").paginate(BackupVaultName=vault):
             for point in page["RecoveryPoints"]:
-                if point.get("Status") == "COMPLETED":
+                if point.get("Status") in USABLE_RECOVERY_POINT:
                     arn = point["ResourceArn"]
                     newest[arn] = max(newest.get(arn, point["CreationDate"]), point["CreationDate"])
         created = client.describe_backup_vault(BackupVaultName=vault)["CreationDate"]
@@ -404,7 +450,7 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
         for what, arn in protected.items():
             name = f"{vault}: {what}"
             if arn not in newest:
-                if now - created < RECOVERY_POINT_MAX_AGE:
+                if now - created < max_age:
                     results.append(
                         skipped("backup", name, f"no recovery point yet for {arn}", "the first daily run is due")
                     )
@@ -413,23 +459,23 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
                         failed(
                             "backup",
                             name,
-                            f"no completed recovery point for {arn}",
+                            f"no usable (COMPLETED or AVAILABLE) recovery point for {arn}",
                             "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
                         )
                     )
                 continue
             age = now - newest[arn]
-            if age > RECOVERY_POINT_MAX_AGE:
+            if age > max_age:
                 results.append(
                     failed(
                         "backup",
                         name,
-                        f"newest completed recovery point is {age.days} d {age.seconds // 3600} h old",
+                        f"newest usable recovery point is {age.days} d {age.seconds // 3600} h old",
                         "list the plan's backup jobs (aws backup list-backup-jobs) and fix the failing ones",
                     )
                 )
             else:
-                results.append(passed("backup", name, f"newest completed recovery point {newest[arn].isoformat()}"))
+                results.append(passed("backup", name, f"newest usable recovery point {newest[arn].isoformat()}"))
         return results
 
     return _guard("backup", vault, check)

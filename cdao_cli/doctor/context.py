@@ -1,22 +1,19 @@
-"""What one doctor run knows: the stack's declared config, the deployed stack's outputs, and clients.
+"""What one doctor run knows: what the deployment declared, the deployed stack's outputs, and clients.
 
-Declared facts (labels, taints, retention, chart pins) come from the stack file parsed by
-`infra/config.py`, exactly as the program reads it. Deployed names and ARNs come from the stack's
-outputs, which `pulumi stack output --json --stack <name>` prints (secrets print as "[secret]";
-the doctor needs none of them). AWS is reached through boto3's default credential chain in the
-stack's region; Kubernetes through a kubeconfig (optional: its checks are skipped without one).
-
-platform/'s files are read as the stack runs them (PlatformFiles, platform_files): a stack pinned
-to a commit (`cdao:gitops.revision`, a full SHA in every promoted stack) runs that commit's
-platform/, since Argo CD syncs `cdao.io/repo-revision` (infra/contract.py). The doctor's platform
-facts (the ApplicationSets that say which Applications exist, the task types flyte-core's values
-route to the connector, whether flyteadmin uses auth) are read with `git show <commit>:<path>` and
-`git ls-tree <commit> <folder>/` from the repository this code lives in, so an engineer on main can
-doctor prod pinned at an older commit. A stack following a branch (dev: `main`) runs the branch's
-tip at its last deploy, which cannot be told from here: its files are read from the working tree.
-Facts the doctor takes from Python code (the service-account contract, node-pool labels and GPU
-arithmetic, the backup plan's windows) are the code it runs, so CODE_FACT_PATHS must be the same at
-the pin as in the checkout, or platform_files refuses.
+The doctor judges a stack by facts of its own deployment, never by this checkout's Python (whose
+defaults and contract may have moved on since the stack's commit was deployed):
+- the `declared` stack output (infra/declared.py, written by the program that deployed the stack):
+  service accounts, cluster labels, chart pins, the platform/ commit, node-pool labels, taints and
+  GPU resources, the backup age; and `logGroups` with each group's declared retention;
+- platform/ at the commit the deployment recorded (`declared.repoRevision`, the commit Argo CD syncs
+  as the cluster Secret's `cdao.io/repo-revision`), read with `git show <commit>:<path>` and
+  `git ls-tree` from the repository this code lives in (fetch first), so an engineer on main can
+  doctor prod pinned at an older commit.
+Outputs come from `pulumi stack output --json --stack <name>` (secrets print as "[secret]"; the doctor
+needs none of them). A stack deployed by a program older than the `declared` output cannot be
+doctored: read_outputs exits 2 naming the missing output and the first commit that records it.
+AWS is reached through boto3's default credential chain in the stack's region; Kubernetes through a
+kubeconfig (optional: its checks are skipped without one).
 """
 
 from __future__ import annotations
@@ -29,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import LOG_RETENTION_DAYS, StackConfig
+from infra.config import LOG_RETENTION_DAYS
+from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION
 from infra.names import AWS_REGION, BACKUP_VAULT_NAME
 
 
@@ -39,13 +37,6 @@ class DoctorInputError(ValueError):
 
 #: The repository this code is part of: where the stack's commit is looked up.
 REPO = Path(__file__).resolve().parents[2]
-#: The modules whose facts the doctor imports rather than reads (see the module docstring).
-CODE_FACT_PATHS = (
-    "infra/contract.py",
-    "infra/components/node_pool.py",
-    "infra/components/backup.py",
-    "plugins/cdao_pools",
-)
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -81,16 +72,13 @@ class PlatformFiles:
 
 
 def platform_files(stack: str, revision: str, repo: Path = REPO) -> PlatformFiles:
-    """Where the doctor reads platform/ for a stack whose `cdao:gitops.revision` is `revision`.
+    """platform/ at `revision`, the full commit SHA the stack's deployment recorded (`declared.repoRevision`).
 
-    A full commit SHA: that commit of the local repository. Raises DoctorInputError (exit 2) if `repo`
-    is not a Git repository, if the commit is not in it (fetch it), or if CODE_FACT_PATHS differ
-    between the commit and the working tree (run from a checkout of the commit). Anything else (a
-    branch): the working tree.
-    """
+    Raises DoctorInputError (exit 2) if `revision` is not a full SHA, if `repo` is not a Git
+    repository, or if the commit is not in it (fetch it)."""
+    pinned = f"--stack {stack}: the deployment runs platform/ at {revision!r} (declared.repoRevision)"
     if not _COMMIT.fullmatch(revision):
-        return PlatformFiles(repo, None)
-    pinned = f"--stack {stack}: the stack runs {revision} (cdao:gitops.revision)"
+        raise DoctorInputError(f"{pinned}: not a full commit SHA")
 
     def git_ok(*args: str) -> bool:
         return (
@@ -110,16 +98,20 @@ def platform_files(stack: str, revision: str, repo: Path = REPO) -> PlatformFile
             f"{pinned}, which is not in the local repository {repo}: fetch it (git -C {repo} fetch origin), "
             "then run the doctor again"
         )
-    # Against the working tree, so uncommitted edits count too.
-    changed = _git(repo, "diff", "--name-only", revision, "--", *CODE_FACT_PATHS, what=f"the diff against {revision}")
-    if changed:
-        files = ", ".join(changed.splitlines()[:5])
-        raise DoctorInputError(
-            f"{pinned}; the checks' code facts differ between it and this checkout ({files}): run the doctor "
-            f"from a checkout of it (git worktree add ../cdao-{stack} {revision}) with --environments pointing "
-            "at this checkout's environments/"
-        )
     return PlatformFiles(repo, revision)
+
+
+def first_declaring_commit(repo: Path = REPO) -> str | None:
+    """The first commit of HEAD's history that adds infra/declared.py (the program's `declared`
+    output), or None when the history here does not hold it (a shallow clone)."""
+    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        ["git", "-C", str(repo), "log", "--diff-filter=A", "--format=%H", "--reverse", "--", "infra/declared.py"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    commits = done.stdout.split() if done.returncode == 0 else []
+    return commits[0] if commits else None
 
 
 def _git(repo: Path, *args: str, what: str) -> str:
@@ -137,7 +129,6 @@ def _git(repo: Path, *args: str, what: str) -> str:
 @dataclass
 class DoctorContext:
     stack: str
-    config: StackConfig
     outputs: dict[str, Any]
     session: Any  # boto3.session.Session in the stack's region
     kube: Any | None = None  # kubernetes.client.ApiClient, or None when no kubeconfig was given
@@ -156,6 +147,11 @@ class DoctorContext:
             config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
             self._clients[service] = self.session.client(service, config=config)
         return self._clients[service]
+
+    @property
+    def declared(self) -> dict[str, Any]:
+        """The `declared` output (infra/declared.py): what the deployment promised."""
+        return self.outputs[DECLARED_OUTPUT]
 
     def output(self, key: str) -> Any:
         """A stack output (read_outputs has checked the ones the checks need), or None."""
@@ -181,16 +177,17 @@ REQUIRED_OUTPUTS: dict[str, tuple[type, str]] = {
 BACKUP_OUTPUT = ("backup", (dict, "an object with vaultName, an AWS Backup vault name ([a-zA-Z0-9_-]{2,50})"))
 
 
-def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = None) -> dict[str, Any]:
+def read_outputs(path: Path, stack: str, repo: Path = REPO) -> dict[str, Any]:
     """Parse `pulumi stack output --json` saved to a file and check the keys the doctor reads.
 
-    Raises DoctorInputError naming the file and the key: every output the current program exports
-    is required (`backup` only when the stack enables AWS Backup); no string output may be empty or
-    the secret placeholder; `region` must be an AWS region code (infra/names.py AWS_REGION) and
-    `clusterName`, when `cluster_name` is given, the stack's cluster (infra/program.py cluster_name);
-    `flyteEndpoint` an https URL with a host and a valid port, `backup.vaultName` an AWS Backup vault
-    name (infra/names.py BACKUP_VAULT_NAME) and each `logGroups[*].retentionDays` a retention
-    CloudWatch Logs accepts (infra/config.py LOG_RETENTION_DAYS).
+    Raises DoctorInputError naming the file and the key: the `declared` output (infra/declared.py)
+    must be there, of DECLARED_VERSION and of `stack` (a program older than it records nothing to
+    judge by: the message names the first commit that records it); every output in
+    REQUIRED_OUTPUTS is required, `backup` when `declared.backupMaxAgeHours` says AWS Backup is on;
+    no string output may be empty or the secret placeholder; `region` must be an AWS region code
+    (infra/names.py AWS_REGION), `flyteEndpoint` an https URL with a host and a valid port,
+    `backup.vaultName` an AWS Backup vault name (infra/names.py BACKUP_VAULT_NAME) and each
+    `logGroups[*].retentionDays` a retention CloudWatch Logs accepts (infra/config.py LOG_RETENTION_DAYS).
     """
     try:
         data = json.loads(path.read_text())
@@ -200,10 +197,19 @@ def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = No
         raise DoctorInputError(f"--outputs {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
         raise DoctorInputError(f"--outputs {path}: expected the JSON object `pulumi stack output --json` prints")
+    declared = data.get(DECLARED_OUTPUT)
+    if declared is None:
+        first = first_declaring_commit(repo)
+        since = f"commit {first}" if first else "the commit that adds infra/declared.py"
+        raise DoctorInputError(
+            f"--outputs {path}: no `{DECLARED_OUTPUT}` output: the program that deployed stack {stack!r} predates "
+            f"the record the doctor judges a deployment by, which {since} first exports. Deploy that commit "
+            "or a later one to this stack (promote it, pulumi up), then save the outputs again"
+        )
+    problems = _declared_problems(declared, stack)
     required = dict(REQUIRED_OUTPUTS)
-    if backup_enabled:
+    if not problems and declared.get("backupMaxAgeHours") is not None:
         required[BACKUP_OUTPUT[0]] = BACKUP_OUTPUT[1]
-    problems = []
     for key, (kind, described) in required.items():
         value = data.get(key)
         if value is None:
@@ -212,14 +218,44 @@ def read_outputs(path: Path, backup_enabled: bool, cluster_name: str | None = No
             problems.append(f"{key} is {json.dumps(value)}, the placeholder Pulumi prints for a secret")
         elif not isinstance(value, kind) or not _well_formed(key, value):
             problems.append(f"{key} is {json.dumps(value)[:60]}, expected {described}")
-        elif key == "clusterName" and cluster_name is not None and value != cluster_name:
-            problems.append(f"clusterName is {value!r}, this stack's cluster is {cluster_name!r}")
     if problems:
         raise DoctorInputError(
             f"--outputs {path}: " + "; ".join(problems) + " (save `pulumi stack output --json --stack <stack>` "
             "after a `pulumi up` of this revision)"
         )
     return data
+
+
+#: The `declared` output's keys and their JSON types (infra/declared.py's docstring gives the shape).
+_DECLARED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "clusterLabels": dict,
+    "chartVersions": dict,
+    "repoRevision": str,
+    "serviceAccounts": dict,
+    "nodePoolLabel": str,
+    "nodePools": dict,
+    "backupMaxAgeHours": (int, float, type(None)),
+}
+
+
+def _declared_problems(declared: Any, stack: str) -> list[str]:
+    if not isinstance(declared, dict):
+        return [f"{DECLARED_OUTPUT} is {json.dumps(declared)[:60]}, expected the object infra/declared.py exports"]
+    if declared.get("version") != DECLARED_VERSION:
+        return [
+            f"{DECLARED_OUTPUT}.version is {declared.get('version')!r}; this doctor reads version {DECLARED_VERSION} "
+            "(run the doctor from the commit that deployed the stack or a later one)"
+        ]
+    problems = [
+        f"{DECLARED_OUTPUT}.{key} is {json.dumps(declared.get(key))[:60]}, expected {kind}"
+        for key, kind in _DECLARED_KEYS.items()
+        if key not in declared or not isinstance(declared[key], kind)
+    ]
+    if declared.get("stack") != stack:
+        problems.append(
+            f"{DECLARED_OUTPUT}.stack is {declared.get('stack')!r}: these are not stack {stack!r}'s outputs"
+        )
+    return problems
 
 
 def _well_formed(key: str, value: Any) -> bool:

@@ -35,7 +35,7 @@ TIMEOUT_S = 10
 
 
 def _endpoint(ctx: DoctorContext) -> tuple[str, int]:
-    url = urlparse(ctx.output("flyteEndpoint") or f"https://{ctx.config.flyte.hostname}")
+    url = urlparse(ctx.output("flyteEndpoint"))
     return url.hostname or "", url.port or 443
 
 

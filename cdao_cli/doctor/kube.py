@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from cdao_pools import NODE_POOL_LABEL
 
 from cdao_cli.doctor.context import DoctorContext, PlatformFiles
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
-from infra.config import StackConfig
-from infra.contract import ARGOCD_NAMESPACE, addon_labels
+from infra.contract import ARGOCD_NAMESPACE
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -99,11 +97,11 @@ class ServiceAccountLookup:
 
 
 def gpu_nodes(ctx: DoctorContext) -> list[CheckResult]:
-    """GPU nodes advertise what their pool's sharing mode promises (time-slicing: replicas x GPUs as
-    nvidia.com/gpu; MIG mixed strategy: nvidia.com/mig-<profile> per GPU)."""
-    from infra.components.node_pool import gpu_resources  # noqa: PLC0415 - the program's own arithmetic
-
-    pools = {n: p for n, p in ctx.config.enabled_pools.items() if gpu_resources(p)}
+    """GPU nodes advertise what their pool's sharing mode promises, as the deployment declared it
+    (`declared.nodePools[*].gpuResources`; time-slicing: replicas x GPUs as nvidia.com/gpu; MIG mixed
+    strategy: nvidia.com/mig-<profile> per GPU)."""
+    pools = {n: p["gpuResources"] for n, p in ctx.declared["nodePools"].items() if p["gpuResources"]}
+    pool_label = ctx.declared["nodePoolLabel"]
     if not pools:
         return [skipped("gpu", "pools", "no GPU pool is enabled in this stack", "")]
     if ctx.kube is None:
@@ -112,11 +110,9 @@ def gpu_nodes(ctx: DoctorContext) -> list[CheckResult]:
 
     core = CoreV1Api(ctx.kube)
     results = []
-    for pool_name, pool in sorted(pools.items()):
+    for pool_name, want in sorted(pools.items()):
         try:
-            nodes = core.list_node(
-                label_selector=f"{NODE_POOL_LABEL}={pool_name}", _request_timeout=REQUEST_TIMEOUT
-            ).items
+            nodes = core.list_node(label_selector=f"{pool_label}={pool_name}", _request_timeout=REQUEST_TIMEOUT).items
         except Exception as exc:  # ApiException, or urllib3's connection and timeout errors
             return [*results, failed("gpu", pool_name, f"cannot list nodes: {_unavailable(exc)}", "fix access, re-run")]
         if not nodes:
@@ -124,7 +120,6 @@ def gpu_nodes(ctx: DoctorContext) -> list[CheckResult]:
                 skipped("gpu", pool_name, "no node is running (the pool scales from zero)", "run a GPU task, re-run")
             )
             continue
-        want = gpu_resources(pool)
         for node in nodes:
             have = node.status.allocatable or {}
             wrong = {r: (have.get(r, "0"), n) for r, n in want.items() if str(have.get(r, "0")) != str(n)}
@@ -194,19 +189,22 @@ class ExpectedApplication:
     revisions: tuple[str | None, ...]
 
 
-def expected_applications(config: StackConfig, files: PlatformFiles | None = None) -> dict[str, ExpectedApplication]:
+def expected_applications(
+    declared: dict[str, Any], files: PlatformFiles | None = None
+) -> dict[str, ExpectedApplication]:
     """The Applications Argo CD should generate for this stack, by name, from the ApplicationSets in
-    APPSETS_DIR of `files` (platform/ at the stack's revision; the working tree when None).
+    APPSETS_DIR of `files` (platform/ at the deployment's revision; the working tree when None) and the
+    deployment's `declared` output (infra/declared.py).
 
-    An ApplicationSet's cluster generator selects the cluster Secret by `matchLabels`; this stack's
-    Secret carries `enable_<addon>` per add-on (infra/contract.py addon_labels), so the Applications of
-    enabled add-ons are expected. Shapes from Argo CD's ApplicationSet CRD (argoproj/argo-cd v2.14.1
+    An ApplicationSet's cluster generator selects the cluster Secret by `matchLabels`; the Secret
+    carries `enable_<addon>` per add-on (`declared.clusterLabels`), so the Applications of enabled
+    add-ons are expected. Shapes from Argo CD's ApplicationSet CRD (argoproj/argo-cd v2.14.1
     manifests/crds/applicationset-crd.yaml, ../shared/charts/argo-cd/7.8.0/crds-upstream):
     `spec.generators[].clusters.selector.matchLabels`, `spec.generators[].matrix.generators[]` (a
     clusters and a `list.elements` generator) and `spec.template.metadata.name` /
     `spec.template.spec.source(s)[].targetRevision`. The templates' revisions are the cluster Secret's
-    `cdao.io/chart-version-<key>` (cdao:gitops.chartVersions) and `cdao.io/repo-revision`
-    (cdao:gitops.revision) annotations, resolved here from the stack's config. Names use only
+    `cdao.io/chart-version-<key>` (`declared.chartVersions`) and `cdao.io/repo-revision`
+    (`declared.repoRevision`) annotations, resolved here from the deployment's record. Names use only
     `{{ .<element key> }}` of a list generator, substituted by hand: there is no maintained Go
     template renderer for Python, and tests/cdao_cli keeps this equal to every ApplicationSet here.
 
@@ -214,8 +212,8 @@ def expected_applications(config: StackConfig, files: PlatformFiles | None = Non
     DoctorInputError when a file cannot be read at the revision.
     """
     files = files or PlatformFiles()
-    labels = addon_labels(config.addons)
-    pins = config.gitops.chart_versions
+    labels = {k: v for k, v in declared["clusterLabels"].items() if k.startswith("enable_")}
+    pins = declared["chartVersions"]
     expected: dict[str, ExpectedApplication] = {}
     for path in files.list(APPSETS_DIR, ".yaml"):
         for appset in yaml.safe_load_all(files.read(path)):
@@ -244,7 +242,7 @@ def expected_applications(config: StackConfig, files: PlatformFiles | None = Non
                 if pin:
                     revisions.append(pins.get(pin["key"]))
                 elif revision == _REPO_REVISION:
-                    revisions.append(config.gitops.revision)
+                    revisions.append(declared["repoRevision"])
                 elif revision is None or "{{" not in revision:
                     revisions.append(revision)
                 else:
@@ -309,7 +307,7 @@ def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
     results = _applicationset_errors(appsets)
     if not apps:
         results.append(failed("argocd", "applications", "no Application exists", "check the root Application"))
-    expected = expected_applications(ctx.config, ctx.platform)
+    expected = expected_applications(ctx.declared, ctx.platform)
     present = {app["metadata"]["name"] for app in apps}
     for name, want in sorted(expected.items()):
         if name not in present:
@@ -322,7 +320,7 @@ def argocd_applications(ctx: DoctorContext) -> list[CheckResult]:
                     f"and check the cluster Secret's {want.label} label",
                 )
             )
-    pins = ctx.config.gitops.chart_versions
+    pins = ctx.declared["chartVersions"]
     for app in sorted(apps, key=lambda a: a["metadata"]["name"]):
         name = app["metadata"]["name"]
         status = app.get("status", {})

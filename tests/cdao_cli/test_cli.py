@@ -3,6 +3,8 @@ nothing on stdout, where a JSON or Markdown report would go)."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from cdao_cli import EXIT_USAGE
@@ -97,3 +99,19 @@ def test_stack_not_found_in_a_missing_folder_is_still_that_error(tmp_path) -> No
 
     with pytest.raises(StackNotFoundError, match="dev"):
         read_stack_file("dev", tmp_path / "nonexistent")
+
+
+def test_stack_revision_names_a_commit_missing_locally_and_an_unknown_stack(capsys: pytest.CaptureFixture[str]):
+    """`git show <commit>:<path>` fails alike for an absent commit and an absent file: the message
+    must say which, and an unknown stack is the registry's answer (exit 2 for both)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    repo = Path(__file__).resolve().parents[2]
+    missing = "0123456789abcdef" * 2 + "01234567"
+    assert main(["stack-revision", "dev", "--commit", missing, "--repo", str(repo)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--commit {missing}: no such commit" in err and "fetch" in err
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert main(["stack-revision", "nosuch", "--commit", head.stdout.strip(), "--repo", str(repo)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unknown stack 'nosuch'" in err and "no such file" not in err

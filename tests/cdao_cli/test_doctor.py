@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -49,6 +47,7 @@ from cdao_cli.plan.runner import read_stack_file
 from infra.components.node_pool import gpu_resources, pool_labels
 from infra.config import parse_stack_config
 from infra.contract import FLYTE_DOMAINS, SERVICE_ACCOUNTS, flyte_task_account
+from infra.declared import declared as program_declared
 from infra.lib.iam import irsa_trust_document
 
 REGION = "us-east-1"
@@ -59,10 +58,18 @@ def _config(stack: str = "dev"):
     return parse_stack_config(stack, raw)[0]
 
 
-def _ctx(outputs: dict[str, Any], **kw: Any) -> DoctorContext:
-    return DoctorContext(
-        stack="dev", config=_config(), outputs=outputs, session=boto3.session.Session(region_name=REGION), **kw
-    )
+#: The commit a test deployment ran (platform/ is read from the working tree in these tests).
+REVISION = "0123456789abcdef" * 2 + "01234567"
+
+
+def _declared(stack: str = "dev", revision: str = REVISION, config=None) -> dict[str, Any]:
+    """The `declared` output the program records for the stack (infra/declared.py), as JSON prints it."""
+    return json.loads(json.dumps(program_declared(config or _config(stack), revision_commit=revision)))
+
+
+def _ctx(outputs: dict[str, Any], declared: dict[str, Any] | None = None, **kw: Any) -> DoctorContext:
+    outputs = {"declared": declared or _declared(), **outputs}
+    return DoctorContext(stack="dev", outputs=outputs, session=boto3.session.Session(region_name=REGION), **kw)
 
 
 class _Accounts:
@@ -140,7 +147,7 @@ def test_irsa_passes_a_role_that_trusts_the_issuer_and_fails_one_keyed_with_the_
     assert results["flytepropeller"].status == "fail"
     assert "without https://" in results["flytepropeller"].remedy
     assert results["datacatalog"].status == "fail"
-    assert "someone-else" in results["datacatalog"].detail
+    assert "trusts flyte/someone-else, the deployment declares flyte/datacatalog" in results["datacatalog"].detail
 
 
 def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_off(aws_account):
@@ -158,7 +165,7 @@ def test_irsa_checks_the_account_exists_and_names_the_role_unless_its_addon_is_o
         # dev switches inference off (environments/Pulumi.dev.yaml); the role exists all the same.
         "inference": role("vllm", "inference", "vllm"),
     }
-    assert not _config().addons.inference
+    assert _declared()["clusterLabels"]["enable_inference"] == "false"
     accounts = _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/other"}})
     results = _by_name(aws.irsa(_ctx({"clusterName": cluster, "roleArns": roles}), accounts), "irsa")
     assert results["fluent-bit"].status == "fail"
@@ -181,7 +188,106 @@ def test_irsa_fails_without_the_iam_oidc_provider(aws_account):
     assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
     result = _by_name(aws.irsa(_ctx(ctx.outputs), _Accounts({})), "irsa")["oidc-provider"]
     assert result.status == "fail"
-    assert provider_arn in result.detail
+    assert f"IAM has no OIDC provider {provider_arn}" in result.detail
+
+
+def _trust_variant(provider_arn: str, issuer: str, change: str) -> str:
+    """The program's trust for flyte/flyteadmin with one element rewritten. IAM allows each of
+    Principal's values, Action and a condition's value to be a string or an array, Principal to be
+    "*", and conditions to use StringLike (IAM user guide, "IAM JSON policy elements: Principal",
+    "...: Action", "...: Condition operators", "Multivalued context keys")."""
+    doc = json.loads(_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    statement = doc["Statement"][0]
+    equals = statement["Condition"]["StringEquals"]
+    sub, aud = f"{issuer}:sub", f"{issuer}:aud"
+    if change == "another-provider":
+        statement["Principal"]["Federated"] = provider_arn.replace(issuer, "oidc.eks.example.com/id/OTHER")
+    elif change == "federated-list":
+        statement["Principal"]["Federated"] = [provider_arn]
+    elif change == "action-list":
+        statement["Action"] = ["sts:AssumeRoleWithWebIdentity"]
+    elif change == "values-lists":
+        equals[sub], equals[aud] = [equals[sub]], [equals[aud]]
+    elif change == "string-like-exact":
+        statement["Condition"]["StringLike"] = {sub: equals.pop(sub)}
+    elif change == "string-like-wildcard":
+        equals.pop(sub)
+        statement["Condition"]["StringLike"] = {sub: "system:serviceaccount:flyte:*"}
+    elif change == "principal-star":
+        statement["Principal"] = "*"
+    elif change == "deny":
+        statement["Effect"] = "Deny"
+    elif change == "aud-wrong":
+        equals[aud] = "other.example.com"
+    elif change == "aud-missing":
+        equals.pop(aud)
+    elif change == "sub-two-accounts":
+        equals[sub] = [equals[sub], "system:serviceaccount:flyte:other"]
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        ("federated-list", "pass", "trusts flyte/flyteadmin"),
+        ("another-provider", "fail", "not this cluster's provider"),
+        ("action-list", "pass", "trusts flyte/flyteadmin"),
+        ("values-lists", "pass", "trusts flyte/flyteadmin"),
+        ("string-like-exact", "pass", "trusts flyte/flyteadmin"),
+        ("string-like-wildcard", "fail", "flyte:*"),
+        ("principal-star", "fail", "any principal"),
+        ("deny", "fail", "no Allow"),
+        ("aud-wrong", "fail", "other.example.com"),
+        ("aud-missing", "fail", ":aud"),
+        ("sub-two-accounts", "fail", "flyte:other"),
+    ],
+)
+def test_irsa_reads_every_trust_shape_iam_allows(aws_account, change: str, status: str, detail: str):
+    cluster, issuer, provider_arn = _cluster()
+    arn = boto3.client("iam").create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_trust_variant(provider_arn, issuer, change)
+    )["Role"]["Arn"]
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn}})
+    result = _by_name(aws.irsa(ctx, _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+    assert (result["flyteadmin"].status, detail in result["flyteadmin"].detail) == (status, True), result
+
+
+def test_irsa_fails_an_oidc_provider_without_the_sts_client_id(aws_account):
+    """IRSA tokens carry aud sts.amazonaws.com; a provider whose ClientIDList lacks it makes STS refuse
+    them (EKS user guide, "Create an IAM OIDC provider for your cluster": Audience sts.amazonaws.com)."""
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    url = f"https://{issuer}"
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    assert iam.create_open_id_connect_provider(Url=url, ClientIDList=["other"])["OpenIDConnectProviderArn"] == (
+        provider_arn
+    )
+    ctx = _ctx({"clusterName": cluster, "roleArns": {}})
+    result = _by_name(aws.irsa(ctx, _Accounts({})), "irsa")["oidc-provider"]
+    assert result.status == "fail"
+    assert "sts.amazonaws.com" in result.detail
+
+
+def test_a_check_family_that_crashes_is_reported_by_name_and_exits_2(monkeypatch: pytest.MonkeyPatch):
+    """A bug or an unforeseen answer inside one family is that family's error result; the other
+    families still run, and the exit code says the doctor could not judge (2), not a failed check (1)."""
+    for family in ("irsa", "node_groups", "certificate", "log_groups", "backups"):
+        monkeypatch.setattr(aws, family, lambda *_a, **_k: [])
+    monkeypatch.setattr(kube, "gpu_nodes", lambda _ctx: [passed("gpu", "pools", "ok")])
+    monkeypatch.setattr(kube, "argocd_applications", lambda _ctx: [])
+    monkeypatch.setattr(flyte, "flyte_endpoint", lambda _ctx: [])
+    monkeypatch.setattr(flyte, "connectors", lambda _ctx: [])
+
+    def crash(_ctx):
+        raise AttributeError("'str' object has no attribute 'get'")
+
+    monkeypatch.setattr(aws, "log_groups", crash)
+    results = doctor.run_checks(_ctx({}))
+    assert [(r.family, r.status) for r in results] == [("gpu", "pass"), ("logs", "error")]
+    assert "AttributeError" in results[1].detail
+    text, code = doctor.render(argparse.Namespace(stack="dev", format="text"), results)
+    assert code == 2
+    assert "[ERROR] logs" in text
 
 
 def test_irsa_reports_each_expected_role_missing_from_the_outputs_and_each_deleted_role(aws_account):
@@ -347,26 +453,20 @@ def test_log_groups_exist_with_the_declared_retention(aws_account):
     assert "does not exist" in results["flowLogs"].detail
 
 
-def test_log_group_retention_is_judged_against_the_stack_config_not_the_outputs(aws_account):
-    """The outputs say what the last `pulumi up` set; the stack file says what the stack must keep.
-    A stack file changed since (dev's containerLogRetentionDays: 7) is drift the doctor names."""
+def test_log_group_retention_is_judged_against_what_the_deployment_declared(aws_account):
+    """The outputs' retentionDays is what the deploying program read from the stack file at its commit;
+    the account keeping another retention is drift outside Pulumi."""
     logs = boto3.client("logs")
     name = "/cdao/dev/containers"
     logs.create_log_group(logGroupName=name)
     # CloudWatch Logs PutRetentionPolicy sets retentionInDays, which DescribeLogGroups returns (moto, botocore's model).
     logs.put_retention_policy(logGroupName=name, retentionInDays=30)
-    ctx = _ctx({"logGroups": {"containers": {"name": name, "retentionDays": 30}}})
-    assert ctx.config.cluster.container_log_retention_days == 7
-    results = _by_name(aws.log_groups(ctx), "logs")
-    result = results["containers"]
+    ctx = _ctx({"logGroups": {"containers": {"name": name, "retentionDays": 7}}})
+    result = _by_name(aws.log_groups(ctx), "logs")["containers"]
     assert result.status == "fail", result
-    assert "30 days" in result.detail and "cdao:cluster.containerLogRetentionDays" in result.detail
-    assert "7" in result.detail and "pulumi up" in result.remedy
+    assert "keeps 30 days; the deployment declared 7" in result.detail and "pulumi up" in result.remedy
     logs.put_retention_policy(logGroupName=name, retentionInDays=7)
-    results = _by_name(aws.log_groups(ctx), "logs")
-    assert results["containers"].status == "pass", results["containers"]
-    # A group the config declares but the outputs lack is named with its key, not skipped.
-    assert results["flowLogs"].status == "fail" and "cdao:network.flowLogRetentionDays" in results["flowLogs"].detail
+    assert _by_name(aws.log_groups(ctx), "logs")["containers"].status == "pass"
 
 
 def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
@@ -375,11 +475,25 @@ def test_the_plan_exports_what_the_doctor_reads(plan_outputs):
         plan_outputs
     )
     assert all({"name", "retentionDays"} == set(v) for v in plan_outputs["logGroups"].values())
+    assert plan_outputs["declared"] == _declared(revision=plan_outputs["declared"]["repoRevision"])
     # Every group the program exports is one whose retention the stack config declares, and the same days.
     declared = _config().log_retention_days()
     assert {k: v["retentionDays"] for k, v in plan_outputs["logGroups"].items()} == {
         k: days for k, (_, days) in declared.items()
     }
+
+
+def _saved(plan_outputs: dict[str, Any]) -> dict[str, Any]:
+    """The plan's outputs as `pulumi stack output --json` saves them after a deploy of this checkout's
+    HEAD (the offline plan records no real commit)."""
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parents[2]), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outputs = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    return {**outputs, "declared": {**outputs["declared"], "repoRevision": head}}
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +538,15 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
         ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(hours=6))], 30, ["pass", "pass"]),
         # One resource stopped being backed up: the vault's newest point alone would hide it.
         ([_point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW - timedelta(days=6))], 30, ["pass", "fail"]),
-        ([_point(DB_ARN, NOW - timedelta(hours=2), status="FAILED")], 30, ["fail", "fail"]),
+        # botocore 1.40.61 backup/2018-11-15/service-2.json RecoveryPointStatus: no FAILED; AVAILABLE is
+        # "successfully created ... ready for use" (DescribeRecoveryPointOutput.Status), as COMPLETED is.
+        (
+            [_point(DB_ARN, NOW - timedelta(hours=5), "AVAILABLE"), _point(EFS_ARN, NOW, "COMPLETED")],
+            30,
+            ["pass", "pass"],
+        ),
+        ([_point(DB_ARN, NOW - timedelta(hours=2), "CREATING"), _point(EFS_ARN, NOW, "PARTIAL")], 30, ["fail", "fail"]),
+        ([_point(DB_ARN, NOW - timedelta(hours=2), "EXPIRED"), _point(EFS_ARN, NOW, "STOPPED")], 30, ["fail", "fail"]),
         ([], 0.5, ["skip", "skip"]),  # right after the first pulumi up: the first daily run is due
     ],
 )
@@ -446,25 +568,27 @@ def test_backups_need_a_recent_completed_point_per_protected_resource(aws_accoun
     assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
 
 
-def test_the_backup_check_allows_the_age_the_backup_plan_allows(aws_account, monkeypatch: pytest.MonkeyPatch):
-    """One owner of the plan's schedule and windows (infra/components/backup.py): a plan given a
-    shorter completion window makes a point of the same age stale."""
+def test_the_backup_check_allows_the_age_the_deployed_backup_plan_allows(aws_account):
+    """The deploying program records its plan's schedule and windows (infra/components/backup.py
+    RECOVERY_POINT_MAX_AGE) as declared.backupMaxAgeHours; a plan with a shorter completion window
+    makes a point of the same age stale."""
     from infra.components import backup  # noqa: PLC0415
 
     points = [_point(DB_ARN, NOW - timedelta(hours=30)), _point(EFS_ARN, NOW - timedelta(hours=2))]
 
-    def statuses() -> list[str]:
+    def statuses(hours: float) -> list[str]:
         ctx = _backup_ctx()
+        ctx.declared["backupMaxAgeHours"] = hours
         client = ctx.client("backup")
         with Stubber(client) as stub:
             stub.add_response("list_recovery_points_by_backup_vault", {"RecoveryPoints": points})
             stub.add_response("describe_backup_vault", {"BackupVaultName": "cdao-dev", "CreationDate": NOW})
             return [r.status for r in aws.backups(ctx, now=NOW)]
 
-    assert timedelta(hours=30) < backup.RECOVERY_POINT_MAX_AGE
-    assert statuses() == ["pass", "pass"]
-    monkeypatch.setattr(backup, "RECOVERY_POINT_MAX_AGE", timedelta(days=1, minutes=backup.START_WINDOW_MINUTES))
-    assert statuses() == ["fail", "pass"]
+    hours = _declared()["backupMaxAgeHours"]
+    assert hours == backup.RECOVERY_POINT_MAX_AGE / timedelta(hours=1) > 30
+    assert statuses(hours) == ["pass", "pass"]
+    assert statuses(24 + backup.START_WINDOW_MINUTES / 60) == ["fail", "pass"]
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------
@@ -700,7 +824,7 @@ def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision
     results = _by_name(kube.argocd_applications(_ctx({}, kube=kube.load_client(str(kubeconfig), None))), "argocd")
     assert results["training-operator"].status == "fail"
     assert f"wants v1.7.0, stack pins {pins['training-operator']}" in results["training-operator"].detail
-    expected = kube.expected_applications(config)
+    expected = kube.expected_applications(_declared())
     enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
     assert {e.label for e in expected.values()} == enabled
     missing = set(expected) - {"training-operator", "flyte"}
@@ -715,22 +839,20 @@ def test_every_application_of_an_enabled_addon_must_exist_at_its_pinned_revision
 def test_every_stack_expects_an_application_per_enabled_addon_at_its_pins(stack: str):
     """Every ApplicationSet in platform/ is read (no template this reading does not understand), and
     each enabled add-on has its Applications, each source pinned to a value the stack declares."""
-    raw, _ = read_stack_file(stack)
-    config = parse_stack_config(stack, raw)[0]
-    expected = kube.expected_applications(config)
+    config = _config(stack)
+    expected = kube.expected_applications(_declared(stack))
     enabled = {f"enable_{name}" for name, on in config.addons.model_dump().items() if on}
     assert {e.label for e in expected.values()} == enabled
-    declared = {*config.gitops.chart_versions.values(), config.gitops.revision}
+    declared = {*config.gitops.chart_versions.values(), REVISION}
     for app in expected.values():
         assert set(app.revisions) <= declared, app
 
 
 def test_the_expected_applications_follow_the_enable_labels():
-    config = _config()
-    addons = config.addons.model_copy(update={"keda": False})
-    names = set(kube.expected_applications(config.model_copy(update={"addons": addons})))
-    assert {"keda", "metrics-server"} & names == set()
-    assert {"keda", "metrics-server"} <= set(kube.expected_applications(config))
+    declared = _declared()
+    assert {"keda", "metrics-server"} <= set(kube.expected_applications(declared))
+    declared["clusterLabels"]["enable_keda"] = "false"
+    assert {"keda", "metrics-server"} & set(kube.expected_applications(declared)) == set()
 
 
 def test_kubernetes_checks_skip_without_a_kubeconfig():
@@ -814,7 +936,7 @@ def test_an_unreachable_connector_service_fails_with_what_to_check():
 def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs
 ):
-    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    good = _saved(plan_outputs)
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "logGroups"}))
     assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
@@ -829,10 +951,12 @@ def test_outputs_that_lack_or_misshape_a_key_exit_2_naming_it(
         "clusterName": "[secret]",
         "flyteEndpoint": "",
     }
-    for key, value in [*bad_strings.items(), ("region", "us-east"), ("clusterName", "cdao-prod")]:
+    another = {**good["declared"], "stack": "prod"}
+    for key, value in [*bad_strings.items(), ("region", "us-east"), ("declared", another), ("declared", "[secret]")]:
         path.write_text(json.dumps({**good, key: value}))
         assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2, key
-        assert f"{key} is " in capsys.readouterr().err, key
+        err = capsys.readouterr().err
+        assert f"{key} is " in err or "declared.stack is 'prod'" in err, key
     path.write_text(json.dumps(good))
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
@@ -976,13 +1100,14 @@ def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
     import ssl  # noqa: PLC0415
 
     cert, key = tls_pair
+    answer = {"/healthcheck": 200}
 
     class Health(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/healthcheck" else 404)
+            self.send_response(answer.get(self.path, 404))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -996,6 +1121,9 @@ def test_flyte_http_healthcheck_is_checked_over_tls(tls_pair):
         assert flyte._http(_ctx({}, flyte_ca_file=cert), "localhost", port).status == "pass"
         result = flyte._http(_ctx({}), "localhost", port)
         assert result.status == "fail", "an untrusted certificate must fail the check"
+        answer["/healthcheck"] = 503  # an ALB with no healthy target answers 503
+        result = flyte._http(_ctx({}, flyte_ca_file=cert), "localhost", port)
+        assert (result.status, "HTTP 503" in result.detail) == ("fail", True)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -1025,12 +1153,12 @@ def _commit(repo: Path, message: str) -> str:
 
 @pytest.fixture
 def pinned_repo(tmp_path: Path) -> tuple[Path, str]:
-    """A real Git repository holding this checkout's ApplicationSets, flyte-core values and the
-    doctor's code facts at a commit prod pins, then a newer commit (main) that drops the keda
-    ApplicationSet and routes one more task type to the connector."""
+    """A real Git repository holding this checkout's ApplicationSets and flyte-core values at a commit
+    prod pins, then a newer commit (main) that drops the keda ApplicationSet, routes one more task
+    type to the connector and adds infra/declared.py (the first commit recording `declared`)."""
     repo = tmp_path / "repo"
     root = Path(__file__).resolve().parents[2]
-    for rel in [kube.APPSETS_DIR, flyte.FLYTE_VALUES, *doctor_context.CODE_FACT_PATHS]:
+    for rel in [kube.APPSETS_DIR, flyte.FLYTE_VALUES]:
         source = root / rel
         target = repo / rel
         if source.is_dir():
@@ -1048,60 +1176,72 @@ def pinned_repo(tmp_path: Path) -> tuple[Path, str]:
     routes = values["configmap"]["enabled_plugins"]["tasks"]["task-plugins"]["default-for-task-types"]
     routes["cdao-newer-type"] = "connector-service"
     (repo / flyte.FLYTE_VALUES).write_text(yaml.safe_dump(values))
+    (repo / "infra").mkdir()
+    (repo / "infra" / "declared.py").write_text("# the program's record\n")
     _commit(repo, "main moved on")
     return repo, pinned
 
 
-def _prod_at(revision: str):
-    prod = _config("prod")
-    return prod.model_copy(update={"gitops": prod.gitops.model_copy(update={"revision": revision})})
-
-
 def test_a_pinned_stack_is_judged_by_platform_at_its_revision_from_any_checkout(pinned_repo):
-    """prod runs the commit its stack file pins: the expected Applications and the routed task types
-    come from `git show <commit>:<path>`, while the checkout (HEAD, working tree) is main's."""
+    """prod runs the commit its deployment recorded: the expected Applications and the routed task
+    types come from `git show <commit>:<path>`, while the checkout (HEAD, working tree) is main's."""
     repo, pinned = pinned_repo
     files = doctor_context.platform_files("prod", pinned, repo)
     assert (files.repo, files.commit) == (repo, pinned)
-    prod = _prod_at(pinned)
+    prod = _declared("prod", pinned)
     assert "keda" in kube.expected_applications(prod, files)
     assert "keda" not in kube.expected_applications(prod, doctor_context.PlatformFiles(repo))
     assert "cdao-newer-type" not in flyte.routed_task_types(files)
     assert "cdao-newer-type" in flyte.routed_task_types(doctor_context.PlatformFiles(repo))
     assert not flyte.flyteadmin_uses_auth(files)
-    # A stack following a branch (dev: main) runs its tip: the working tree.
-    assert doctor_context.platform_files("dev", "main", repo) == doctor_context.PlatformFiles(repo, None)
+    with pytest.raises(doctor.DoctorInputError, match=r"'main'.*not a full commit SHA"):
+        doctor_context.platform_files("dev", "main", repo)
 
 
-def test_a_pinned_commit_missing_locally_or_code_facts_that_moved_exit_2(pinned_repo, tmp_path: Path):
+def test_a_pinned_commit_missing_locally_exits_2(pinned_repo, tmp_path: Path):
     repo, pinned = pinned_repo
-    missing = "0123456789abcdef" * 2 + "01234567"
-    with pytest.raises(doctor.DoctorInputError, match=rf"runs {missing} .*not in the local repository.*fetch"):
-        doctor_context.platform_files("prod", missing, repo)
+    with pytest.raises(doctor.DoctorInputError, match=rf"at '{REVISION}'.*not in the local repository.*fetch"):
+        doctor_context.platform_files("prod", REVISION, repo)
     with pytest.raises(doctor.DoctorInputError, match="not a Git repository"):
         doctor_context.platform_files("prod", pinned, tmp_path / "nowhere")
-    # The checks import the service-account contract: a change to it since the pin, even uncommitted,
-    # would judge prod by code it does not run.
-    contract = repo / "infra" / "contract.py"
-    contract.write_text(contract.read_text() + "\n# changed on main\n")
-    with pytest.raises(doctor.DoctorInputError, match=r"code facts differ .*infra/contract.py.*git worktree add"):
-        doctor_context.platform_files("prod", pinned, repo)
 
 
-def test_the_doctor_exits_2_telling_to_fetch_a_pinned_commit_it_lacks(tmp_path: Path, capsys):
-    environments = tmp_path / "environments"
-    shutil.copytree(cdao_stacks.ENVIRONMENTS_DIR, environments)
-    prod = environments / "Pulumi.prod.yaml"
-    missing = "0123456789abcdef" * 2 + "01234567"
-    text = re.sub(r"(?m)^(    revision: )[0-9a-f]{40}$", rf"\g<1>{missing}", prod.read_text())
-    assert missing in text
-    prod.write_text(text)
+def test_outputs_of_a_program_older_than_the_declared_record_exit_2_naming_the_first_commit(pinned_repo, tmp_path):
+    """staging and prod pin a commit whose program exports no `declared`: the doctor has nothing of
+    that deployment's to judge by, and says which commit first records it."""
+    repo, _ = pinned_repo
+    first = _git(repo, "rev-parse", "HEAD")
     outputs = tmp_path / "outputs.json"
-    outputs.write_text("{}")
-    code = main(["doctor", "--stack", "prod", "--environments", str(environments), "--outputs", str(outputs)])
+    outputs.write_text(json.dumps({"region": REGION, "clusterName": "cdao-prod"}))
+    with pytest.raises(doctor.DoctorInputError, match=rf"no `declared` output.*commit {first} first exports"):
+        doctor_context.read_outputs(outputs, "prod", repo)
+
+
+def test_the_checks_judge_by_the_deployments_record_not_this_checkouts_code(aws_account, monkeypatch):
+    """The review's case: main changes the contract after prod's commit was deployed. The deployment's
+    record, not the checkout's Python, says which account each role trusts and which pools exist."""
+    from infra import contract  # noqa: PLC0415
+
+    monkeypatch.setattr(contract, "SERVICE_ACCOUNTS", ())  # this checkout's code says something else
+    cluster, issuer, provider_arn = _cluster()
+    declared = _declared()
+    declared["serviceAccounts"] = {"flyteadmin": {"namespace": "flyte-old", "name": "admin", "addon": None}}
+    arn = boto3.client("iam").create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_trust(provider_arn, issuer, "flyte-old", "admin")
+    )["Role"]["Arn"]
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn}}, declared=declared)
+    results = _by_name(aws.irsa(ctx, _Accounts({("flyte-old", "admin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+    assert {k: r.status for k, r in results.items()} == {"oidc-provider": "pass", "flyteadmin": "pass"}
+
+
+def test_the_doctor_exits_2_telling_to_fetch_a_pinned_commit_it_lacks(tmp_path: Path, capsys, plan_outputs):
+    outputs = tmp_path / "outputs.json"
+    recorded = {**plan_outputs, "declared": {**plan_outputs["declared"], "repoRevision": REVISION}}
+    outputs.write_text(json.dumps({k: v for k, v in recorded.items() if k != "kubeconfig"}))
+    code = main(["doctor", "--stack", "dev", "--outputs", str(outputs)])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"the stack runs {missing}" in err and "fetch" in err
+    assert f"platform/ at '{REVISION}'" in err and "fetch" in err
 
 
 @pytest.mark.parametrize(
@@ -1143,7 +1283,7 @@ def test_a_host_port_connector_endpoint_is_kept_as_given(endpoint: str):
 def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs, key: str, value: Any
 ):
-    good = {k: v for k, v in plan_outputs.items() if k != "kubeconfig"}
+    good = _saved(plan_outputs)
     assert "backup" in good  # dev enables AWS Backup, so its vault name is read
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({**good, key: value}))
@@ -1151,3 +1291,26 @@ def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     err = capsys.readouterr().err
     assert f"{key} is " in err
     assert "Traceback" not in err
+
+
+def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
+    """The review's kind (issue #17 items 1 and 5): a stack pinned to an older commit was built by that
+    commit's defaults, contract and pool arithmetic. The doctor may import from infra/ only the output's
+    name and version and AWS's own rules (region code, vault name, CloudWatch retentions) and the
+    Argo CD namespace of the platform contract, never a module that computes what a stack declares."""
+    import ast  # noqa: PLC0415
+
+    allowed = {
+        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION"},
+        "infra.config": {"LOG_RETENTION_DAYS"},
+        "infra.names": {"AWS_REGION", "BACKUP_VAULT_NAME"},
+        "infra.contract": {"ARGOCD_NAMESPACE"},
+    }
+    found: dict[str, set[str]] = {}
+    for path in Path(doctor.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"infra", "cdao_pools"}:
+                found.setdefault(node.module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.split(".")[0] in {"infra", "cdao_pools"}], path
+    assert {m: names - allowed.get(m, set()) for m, names in found.items() if names - allowed.get(m, set())} == {}

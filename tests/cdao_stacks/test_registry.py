@@ -65,6 +65,22 @@ def test_a_new_stack_file_is_planned_with_the_profile_it_declares(environments, 
     assert [p["stack"] for p in json.loads(capsys.readouterr().out)] == ["dev", "staging", "prod", "sandbox"]
 
 
+def test_plan_all_prints_every_good_stack_when_one_stack_file_has_a_bad_value(tmp_path, capsys):
+    """One bad value holds back only its own stack: the others' plans are printed, the bad one is
+    named on stderr, and the exit code is 2. Only dev and the bad copy, so one stack is planned."""
+    folder = tmp_path / "environments"
+    folder.mkdir()
+    dev = (REPO_ENVIRONMENTS / "Pulumi.dev.yaml").read_text()
+    (folder / "Pulumi.dev.yaml").write_text(dev)
+    assert "  cdao:team: ml-platform\n" in dev
+    (folder / "Pulumi.sandbox.yaml").write_text(dev.replace("  cdao:team: ml-platform\n", '  cdao:team: "aws:bad"\n'))
+    code = cdao_main(["plan", "--all", "--environments", str(folder), "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert [p["stack"] for p in json.loads(out)] == ["dev"]
+    assert "sandbox" in err and "cdao:team" in err
+
+
 def test_a_new_stack_following_the_prod_profile_gets_prods_policies(environments, capsys):
     path = environments / "Pulumi.sandbox.yaml"
     # dev's layout (single-AZ database, disposable data) under prod's profile breaks prod's rules; the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cdao_stacks
 from cdao_cli.plan.runner import PlanRun, run_program_with_config
 from infra.components.backup import BACKUP_MANAGED_POLICIES, BACKUP_TAG, CLUSTER_TAG
 from infra.program import cluster_name
@@ -42,10 +43,11 @@ def test_rules_keep_recovery_points_for_the_stacks_retention(stack_run: PlanRun)
         assert rule["startWindow"] < rule["completionWindow"]
 
 
-def test_retention_differs_per_stack(plan_of):
-    days = {s: plan_of(s).config.backup for s in ("dev", "staging", "prod")}
-    assert days["dev"].daily_retention_days < days["staging"].daily_retention_days < days["prod"].daily_retention_days
-    assert days["prod"].monthly_retention_days >= 365
+def test_retention_grows_along_the_promotion_order(plan_of):
+    specs = [plan_of(s).config.backup for s in cdao_stacks.load().promotion_order]
+    daily = [spec.daily_retention_days for spec in specs]
+    assert daily == sorted(set(daily)), daily  # each stack keeps its backups longer than the one before
+    assert specs[-1].monthly_retention_days >= 365
 
 
 def test_copies_go_to_a_vault_in_the_copy_region_only_where_configured(stack_run: PlanRun):
@@ -110,7 +112,7 @@ def test_only_prod_locks_its_vault_for_its_longest_retention(plan_of):
     (lock,) = _of_type(plan_of("prod"), "aws:backup/vaultLockConfiguration:VaultLockConfiguration")
     assert lock.inputs["maxRetentionDays"] == plan_of("prod").config.backup.max_retention_days
     assert lock.inputs["backupVaultName"] == "cdao-prod"
-    for stack in ("dev", "staging"):
+    for stack in (s.name for s in cdao_stacks.load().stacks if s.profile != "prod"):
         assert not _of_type(plan_of(stack), "aws:backup/vaultLockConfiguration:VaultLockConfiguration")
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import cdao_stacks
 from cdao_cli.main import main
 from cdao_cli.plan.runner import PlanRun
 from infra.components.node_pool import gpu_resources, pool_labels
@@ -120,7 +121,7 @@ def test_node_role_does_not_carry_the_cni_policy(stack_run: PlanRun):
     assert "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy" in attached
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack", cdao_stacks.load().names)
 def test_gpu_pools_cost_nothing_at_idle(stack: str, capsys: pytest.CaptureFixture[str]):
     assert main(["plan", "--stack", stack, "--format", "json"]) in (0, 1)
     plan = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
+import cdao_stacks
 from cdao_cli.main import main
 from cdao_cli.plan.runner import read_stack_file, run_program_with_config
 from infra.config import ConfigError, parse_stack_config
@@ -154,7 +155,7 @@ def test_derived_subnets_are_disjoint_and_inside_the_vpc():
     assert not any(a.overlaps(b) for i, a in enumerate(cidrs) for b in cidrs[i + 1 :])
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack", cdao_stacks.load().names)
 def test_stack_files_hold_only_known_keys_and_parse(stack: str):
     raw, stood_in = read_stack_file(stack)
     config, secrets = parse_stack_config(stack, raw)

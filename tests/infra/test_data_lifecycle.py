@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cdao_stacks
 from cdao_cli.plan.replacements import FORCE_NEW_INPUTS
 from cdao_cli.plan.runner import PlanRun, read_stack_file
 from infra.config import ConfigError, parse_stack_config
@@ -102,7 +103,7 @@ def test_dev_tears_down_in_one_command(plan_of):
     assert all(r.inputs["forceDelete"] for r in _of_type(run, "aws:ecr/repository:Repository"))
 
 
-@pytest.mark.parametrize("stack", ["staging", "prod"])
+@pytest.mark.parametrize("stack", [s.name for s in cdao_stacks.load().stacks if not s.entry.destroyable])
 def test_other_stacks_keep_their_data_on_teardown(plan_of, stack):
     run = plan_of(stack)
     (db,) = _of_type(run, "aws:rds/instance:Instance")

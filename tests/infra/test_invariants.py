@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import cdao_stacks
 from cdao_cli.plan.report import build_plan, policy_resources
 from cdao_cli.plan.runner import PlanRun
 from infra.contract import ANNOTATION_PREFIX, LABEL_KEYS, SECRET_NAME, SERVICE_ACCOUNTS, stack_annotation_keys
@@ -178,7 +179,7 @@ def test_stack_outputs_give_users_what_they_need(stack_run: PlanRun):
     assert set(outputs["batchQueues"]) == {"spot", "ondemand"}
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack", cdao_stacks.load().names)
 def test_dev_fits_its_budget_and_no_stack_breaks_a_mandatory_policy(stack: str, plan_of):
     plan = build_plan(plan_of(stack))
     if stack == "dev":

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+import cdao_stacks
 from cdao_cli.plan import mocks
 from cdao_cli.plan.mocks import sdk_outputs, sdk_resource_class
 from cdao_cli.plan.runner import PlanRun
@@ -24,7 +25,7 @@ def _first(run: PlanRun, token: str):
 def test_every_mocked_output_is_one_the_provider_declares(plan_of):
     """A mock may not invent outputs: a key the SDK does not declare is a belief, not a contract."""
     invented = set()
-    for stack in ("dev", "prod"):
+    for stack in cdao_stacks.load().names:
         for reg in plan_of(stack).registrations:
             if not reg.custom or reg.type.split(":")[0] not in {"aws", "eks", "random"}:
                 continue
@@ -88,7 +89,7 @@ def test_every_arn_output_has_a_sourced_format(plan_of):
     """Each ARN the mocks mint follows the format in mocks.ARN_FORMATS, which cites AWS's Service
     Authorization Reference per service; a type whose SDK declares an `arn` output must be listed."""
     wildcard = {"partition": "aws", "region": r"[a-z]{2}-[a-z]+-\d", "account": r"\d{12}"}
-    for stack in ("dev", "prod"):
+    for stack in cdao_stacks.load().names:
         for reg in plan_of(stack).registrations:
             if not reg.custom or not reg.type.startswith("aws:"):
                 continue

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+import cdao_stacks
 from cdao_cli.main import main
 from cdao_cli.plan.report import build_plan
 from cdao_cli.plan.runner import PlanRun, run_stack
@@ -40,22 +41,18 @@ def test_json_plan_has_the_documented_shape(capsys: pytest.CaptureFixture[str]):
 def test_plan_all_covers_every_stack_in_promotion_order(capsys: pytest.CaptureFixture[str]):
     code, plans = _json_plan(capsys, "--all")
     assert code == 0
-    assert [p["stack"] for p in plans] == ["dev", "staging", "prod"]
+    assert [p["stack"] for p in plans] == cdao_stacks.load().names
 
 
 def test_text_and_markdown_name_every_stack(capsys: pytest.CaptureFixture[str]):
     assert main(["plan", "--all"]) == 0
     text = capsys.readouterr().out
-    assert [line.split()[1] for line in text.splitlines() if line.startswith("Stack ")] == [
-        "dev",
-        "staging",
-        "prod",
-    ]
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("Stack ")] == cdao_stacks.load().names
     assert "Estimated monthly cost: idle $" in text
     assert main(["plan", "--all", "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out
     assert markdown.startswith("## Offline plan")
-    assert all(f"| {s} |" in markdown for s in ("dev", "staging", "prod"))
+    assert all(f"| {s} |" in markdown for s in cdao_stacks.load().names)
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]):
@@ -193,3 +190,18 @@ def test_a_plan_parses_its_stack_config_once_and_reports_what_the_program_parsed
     assert parsed == ["staging"]
     raw, _ = runner.read_stack_file("staging")
     assert run.config == real_parse("staging", raw)[0]
+
+
+def test_plan_writes_the_resource_list_policy_check_reads(capsys: pytest.CaptureFixture[str], tmp_path, plan_of):
+    """cdao_resources promises one list format for `plan` and `policy check`: the list `plan --format
+    resources` writes gets the same verdicts from `policy check` as the plan's own evaluation."""
+    assert main(["plan", "--stack", "dev", "--format", "resources"]) == 0
+    resources = tmp_path / "dev.json"
+    resources.write_text(capsys.readouterr().out)
+    planned = build_plan(plan_of("dev"))["policy"]["violations"]
+    assert main(["policy", "check", str(resources), "--stack", "dev", "--format", "json"]) == 0
+    checked = json.loads(capsys.readouterr().out)
+    key = lambda v: (v["rule"], v.get("resource"), v["message"])  # noqa: E731
+    assert sorted(map(key, checked)) == sorted(map(key, planned))
+    assert main(["plan", "--all", "--format", "resources"]) == 2
+    assert "use --stack" in capsys.readouterr().err
