@@ -20,8 +20,8 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from cdao_cli.plan.runner import read_stack_file, run_program_with_config
 from cdao_cli.plan.mocks import ACCOUNT_ID
+from cdao_cli.plan.runner import read_stack_file, run_program_with_config
 from infra.components.compute import EMR_SERVERLESS_PULL_ACTIONS, IMAGE_COPY_ACTIONS
 
 POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
