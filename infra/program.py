@@ -140,7 +140,7 @@ def _cluster_secret(
     )
 
 
-def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str) -> None:
+def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str, images_pushed: bool = True) -> None:
     name = cluster_name(config)
     tags = config.tags
     account_id = aws.get_caller_identity_output().account_id
@@ -256,7 +256,8 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             batch_max_vcpus=config.batch.max_vcpus,
             data_key_arn=data.key.arn,
             userdata_bucket=data.bucket_names["userdata"],
-            emr_serverless_image_uri=registry.image_uri("emr-serverless", revision_commit),
+            # Before the first deploy pushed it, the application starts on AWS's image (infra/images.py).
+            emr_serverless_image_uri=registry.image_uri("emr-serverless", revision_commit) if images_pushed else None,
             emr_serverless_image_ready=[registry.emr_serverless_pull_policy],
             tags=tags,
         ),

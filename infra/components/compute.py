@@ -26,8 +26,9 @@ class ComputeArgs:
     data_key_arn: pulumi.Input[str]
     userdata_bucket: pulumi.Input[str]
     # `<registry>/cdao-<stack>-emr-serverless:<revision commit>` (Registry.image_uri): the image the
-    # Spark application runs, with flytekit for the plugin's Pythonic mode.
-    emr_serverless_image_uri: pulumi.Input[str]
+    # Spark application runs, with flytekit for the plugin's Pythonic mode. None: AWS's image of the
+    # release, only until the stack's first deploy pushed its own (infra/images.py).
+    emr_serverless_image_uri: pulumi.Input[str] | None
     # What must exist before the application: EMR Serverless checks that it can pull the image when
     # the application is created or updated (Registry.emr_serverless_pull_policy).
     emr_serverless_image_ready: Sequence[pulumi.Resource] = ()
@@ -102,7 +103,9 @@ class Compute(pulumi.ComponentResource):
             # (flytekitplugins-awsemrserverless connector.py `_build_pythonic_job_driver`).
             image_configuration=aws.emrserverless.ApplicationImageConfigurationArgs(
                 image_uri=args.emr_serverless_image_uri
-            ),
+            )
+            if args.emr_serverless_image_uri is not None
+            else None,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.emr_serverless_image_ready)),
         )

@@ -21,8 +21,9 @@ from fnmatch import fnmatchcase
 import pytest
 
 from cdao_cli.plan.mocks import ACCOUNT_ID
-from cdao_cli.plan.runner import read_stack_file, run_program_with_config
+from cdao_cli.plan.runner import read_stack_file, run_program_with_config, run_stack
 from infra.components.compute import EMR_SERVERLESS_PULL_ACTIONS, IMAGE_COPY_ACTIONS
+from infra.images import IMAGES_PUSHED_ENV
 
 POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -113,4 +114,29 @@ def test_a_pull_principal_that_is_not_a_role_arn_is_refused_with_its_key(arn):
     registrations, error = run_program_with_config("dev", "us-east-1", raw)
     assert error is not None
     assert "cdao:storage.imagePullRoleArns" in str(error)
+    assert registrations == []
+
+
+def test_the_first_up_creates_the_application_on_aws_s_image_until_the_stack_s_image_is_pushed(monkeypatch):
+    """The stack's first `pulumi up` creates its registry, so its images cannot be there yet and
+    EMR Serverless would refuse an application naming one: first-deploy.sh says so with
+    CDAO_IMAGES_PUSHED=false, and the deploy it dispatches pushes the images and sets the image."""
+    monkeypatch.setenv(IMAGES_PUSHED_ENV, "false")
+    run = run_stack("prod")
+    (app,) = [r for r in run.registrations if r.type == "aws:emrserverless/application:Application"]
+    assert "imageConfiguration" not in app.inputs
+    assert {r.inputs["name"] for r in run.registrations if r.type == REPOSITORY} == {
+        "cdao-prod-tasks",
+        "cdao-prod-connector",
+        "cdao-prod-emr-serverless",
+    }
+
+
+@pytest.mark.parametrize("value", ["no", "0", "False"])
+def test_an_images_pushed_value_other_than_true_or_false_is_refused(monkeypatch, value):
+    monkeypatch.setenv(IMAGES_PUSHED_ENV, value)
+    raw, _ = read_stack_file("prod")
+    registrations, error = run_program_with_config("prod", "us-east-1", raw)
+    assert error is not None
+    assert f"{IMAGES_PUSHED_ENV}={value!r}" in str(error) and "'true' or 'false'" in str(error)
     assert registrations == []
