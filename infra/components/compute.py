@@ -100,7 +100,11 @@ class Compute(pulumi.ComponentResource):
                 subnet_ids=list(args.private_subnet_ids), security_group_ids=[emr_sg.id]
             ),
             # The stock image has no flytekit, which a Python @spark_task runs under
-            # (flytekitplugins-awsemrserverless connector.py `_build_pythonic_job_driver`).
+            # (flytekitplugins-awsemrserverless connector.py `_build_pythonic_job_driver`). Each new
+            # commit changes the tag, and the provider applies that with a plain UpdateApplication
+            # (terraform-provider-aws internal/service/emrserverless/application.go
+            # resourceApplicationUpdate at 0620f2a6), which AWS refuses unless the application is
+            # CREATED or STOPPED (API_UpdateApplication): an apply while a Spark job runs fails there.
             image_configuration=aws.emrserverless.ApplicationImageConfigurationArgs(
                 image_uri=args.emr_serverless_image_uri
             )
