@@ -140,7 +140,7 @@ def _cluster_secret(
     )
 
 
-def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str, images_pushed: bool = True) -> None:
+def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str, images_pushed: bool) -> None:
     name = cluster_name(config)
     tags = config.tags
     account_id = aws.get_caller_identity_output().account_id

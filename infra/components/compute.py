@@ -233,7 +233,8 @@ class Registry(pulumi.ComponentResource):
     ):
         super().__init__("cdao:infra:Registry", name, None, opts)
         self.repository_urls: dict[str, pulumi.Output[str]] = {}
-        self.emr_serverless_pull_policy: aws.ecr.RepositoryPolicy | None = None
+        # Set for the `emr-serverless` purpose, which always has a policy (below).
+        self.emr_serverless_pull_policy: aws.ecr.RepositoryPolicy
         for purpose in IMAGE_PURPOSES:
             repo = aws.ecr.Repository(
                 f"{name}-{purpose}",
