@@ -14,6 +14,12 @@ revision:
   own environment plus PULUMI_CONFIG (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go,
   `Run`: `cmd.Env = append(os.Environ(), ...)`, seen at commit 0064624b), so a workflow step's `env:`
   reaches it, and the value is the same at `preview --save-plan` and `up --plan`.
+
+One run is different: a stack's first `pulumi up` (first-deploy.sh) creates the registry its images
+go to, so they cannot be there yet, and EMR Serverless refuses an application whose image it cannot
+pull. That run says so with CDAO_IMAGES_PUSHED=false; the Spark application is then created on AWS's
+own image, and the deploy first-deploy.sh dispatches pushes the images before its `up` sets the
+application's image.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Mapping
 from infra.config import NAMESPACE, StackConfig
 
 REVISION_COMMIT_ENV = "CDAO_REVISION_COMMIT"
+IMAGES_PUSHED_ENV = "CDAO_IMAGES_PUSHED"
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
@@ -55,3 +62,17 @@ def revision_commit(config: StackConfig, environ: Mapping[str, str]) -> str:
     if not FULL_SHA.fullmatch(given):
         raise RevisionCommitError(f"{where}: {REVISION_COMMIT_ENV}={given!r}: expected a full 40-digit commit SHA")
     return given
+
+
+def images_pushed(environ: Mapping[str, str]) -> bool:
+    """Whether the stack's registry holds the images of its revision commit: CDAO_IMAGES_PUSHED is
+    unset or "true" (every deploy.yml run: image-<stack> precedes apply-<stack>), or "false"
+    (first-deploy.sh's first `up`, which creates the registry). RevisionCommitError for any other value.
+    """
+    value = environ.get(IMAGES_PUSHED_ENV, "true")
+    if value not in ("true", "false"):
+        raise RevisionCommitError(
+            f"{IMAGES_PUSHED_ENV}={value!r}: expected 'true' or 'false' (only a stack's first `pulumi up`, "
+            "which creates its registry, runs with 'false')"
+        )
+    return value == "true"

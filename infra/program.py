@@ -141,7 +141,7 @@ def _cluster_secret(
     )
 
 
-def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str) -> None:
+def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: str, images_pushed: bool) -> None:
     name = cluster_name(config)
     tags = config.tags
     account_id = aws.get_caller_identity_output().account_id
@@ -236,6 +236,16 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
         ),
     )
 
+    registry = Registry(
+        "registry",
+        config.stack,
+        data.key.arn,
+        tags,
+        region=config.region,
+        account_id=account_id,
+        force_delete=storage.force_destroy,
+        pull_role_arns=storage.image_pull_role_arns,
+    )
     compute = Compute(
         "compute",
         ComputeArgs(
@@ -247,16 +257,11 @@ def build(config: StackConfig, secrets: Mapping[str, str], *, revision_commit: s
             batch_max_vcpus=config.batch.max_vcpus,
             data_key_arn=data.key.arn,
             userdata_bucket=data.bucket_names["userdata"],
+            # Before the first deploy pushed it, the application starts on AWS's image (infra/images.py).
+            emr_serverless_image_uri=registry.image_uri("emr-serverless", revision_commit) if images_pushed else None,
+            emr_serverless_image_ready=[registry.emr_serverless_pull_policy],
             tags=tags,
         ),
-    )
-    registry = Registry(
-        "registry",
-        config.stack,
-        data.key.arn,
-        tags,
-        force_delete=storage.force_destroy,
-        pull_role_arns=storage.image_pull_role_arns,
     )
 
     # Platform secrets (the Codeweave API key, ...) live under this prefix in Secrets Manager and

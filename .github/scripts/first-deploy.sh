@@ -10,7 +10,8 @@
 #   2. Repository variables ECR_REGISTRY_<STACK> and ECR_ACCOUNT_ID_<STACK>, from the stack output
 #      ecrRepositories (repository URLs <account>.dkr.ecr.<region>.amazonaws.com/<name>, the
 #      `repositoryUrl` of pulumi-aws's ecr.Repository).
-#   3. Deploy dispatched for the stack: images of the pin, a plan with no infra changes, the
+#   3. Deploy dispatched for the stack: images of the pin, a plan whose only infra change is the EMR
+#      Serverless application's image (the step-1 `up` ran before any image was pushed), the
 #      registration of workflows/, and the deployment record later runs and cdao promote read.
 #
 # staging and prod are held to the rule deploy.yml's resolve job applies: their pins must be what the
@@ -73,8 +74,11 @@ mkdir "${tree}"
 git -C "${root}" archive "${revision}" | tar -x -C "${tree}"
 cp "${work}/Pulumi.${stack}.yaml" "${tree}/environments/Pulumi.${stack}.yaml"
 # The program tags the connector image with the commit it runs (infra/images.py), as deploy.yml does.
+# This `up` creates the registry, so no image is in it yet: the EMR Serverless application starts on
+# AWS's image (CDAO_IMAGES_PUSHED=false), and the deploy dispatched below pushes the stack's images
+# before its `up` sets the application's.
 (cd "${tree}" && uv sync --locked \
-  && CDAO_REVISION_COMMIT="${revision}" pulumi up --stack "${stack}" --policy-pack policies)
+  && CDAO_REVISION_COMMIT="${revision}" CDAO_IMAGES_PUSHED=false pulumi up --stack "${stack}" --policy-pack policies)
 
 connector=$(cd "${tree}" && pulumi stack output ecrRepositories --stack "${stack}" --json | jq -r .connector)
 registry=${connector%%/*}

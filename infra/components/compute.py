@@ -25,6 +25,13 @@ class ComputeArgs:
     batch_max_vcpus: int
     data_key_arn: pulumi.Input[str]
     userdata_bucket: pulumi.Input[str]
+    # `<registry>/cdao-<stack>-emr-serverless:<revision commit>` (Registry.image_uri): the image the
+    # Spark application runs, with flytekit for the plugin's Pythonic mode. None: AWS's image of the
+    # release, only until the stack's first deploy pushed its own (infra/images.py).
+    emr_serverless_image_uri: pulumi.Input[str] | None
+    # What must exist before the application: EMR Serverless checks that it can pull the image when
+    # the application is created or updated (Registry.emr_serverless_pull_policy).
+    emr_serverless_image_ready: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -92,8 +99,19 @@ class Compute(pulumi.ComponentResource):
             network_configuration=aws.emrserverless.ApplicationNetworkConfigurationArgs(
                 subnet_ids=list(args.private_subnet_ids), security_group_ids=[emr_sg.id]
             ),
+            # The stock image has no flytekit, which a Python @spark_task runs under
+            # (flytekitplugins-awsemrserverless connector.py `_build_pythonic_job_driver`). Each new
+            # commit changes the tag, and the provider applies that with a plain UpdateApplication
+            # (terraform-provider-aws internal/service/emrserverless/application.go
+            # resourceApplicationUpdate at 0620f2a6), which AWS refuses unless the application is
+            # CREATED or STOPPED (API_UpdateApplication): an apply while a Spark job runs fails there.
+            image_configuration=aws.emrserverless.ApplicationImageConfigurationArgs(
+                image_uri=args.emr_serverless_image_uri
+            )
+            if args.emr_serverless_image_uri is not None
+            else None,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.emr_serverless_image_ready)),
         )
 
         # EMR-on-EC2 transient clusters: data at rest encrypted in S3 and on local disks with the
@@ -173,15 +191,31 @@ class Compute(pulumi.ComponentResource):
 # is the pulling role's own IAM permission, never a repository's.
 IMAGE_COPY_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
+# What EMR Serverless's service principal needs on a repository to run an application's custom image
+# ("Customizing an EMR Serverless image",
+# https://docs.aws.amazon.com/emr/latest/EMR-Serverless-UserGuide/application-custom-image.html; the
+# same policy in aws-samples/emr-serverless-samples examples/pyspark/custom-images/README.md at 7dd33070).
+EMR_SERVERLESS_PRINCIPAL = "emr-serverless.amazonaws.com"
+EMR_SERVERLESS_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer")
+
+# One repository per image deploy.yml builds from plugins/Dockerfile (the target of the same name).
+IMAGE_PURPOSES = ("tasks", "connector", "emr-serverless")
+
 
 class Registry(pulumi.ComponentResource):
-    """ECR repositories for task images and the connector-service image.
+    """ECR repositories for the task image, the connector-service image and the EMR Serverless image.
 
     `pull_role_arns`: IAM roles of other accounts allowed to read every image here (IMAGE_COPY_ACTIONS
     in a repository policy), the ECR push roles of the stacks promoted from this one, which copy its
     images by tag. A cross-account pull needs the repository's policy as well as the role's own
     (https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policies.html). None: no
     repository policy, only this account's principals with IAM permissions may pull.
+
+    The `emr-serverless` repository also lets EMR Serverless pull (EMR_SERVERLESS_PULL_ACTIONS) for
+    the applications of `account_id` in `region`: `aws:SourceAccount` equal to the account and
+    `aws:SourceArn` like `arn:aws:emr-serverless:<region>:<account>:/applications/*`. Not the
+    application's own ARN: it exists only once the application is created, and EMR Serverless checks
+    the image when it creates the application, so a policy naming the ARN could never come first.
     """
 
     def __init__(
@@ -191,13 +225,17 @@ class Registry(pulumi.ComponentResource):
         data_key_arn: pulumi.Input[str],
         tags: Mapping[str, str],
         *,
+        region: str,
+        account_id: pulumi.Input[str],
         force_delete: bool = False,
         pull_role_arns: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("cdao:infra:Registry", name, None, opts)
         self.repository_urls: dict[str, pulumi.Output[str]] = {}
-        for purpose in ("tasks", "connector"):
+        # Set for the `emr-serverless` purpose, which always has a policy (below).
+        self.emr_serverless_pull_policy: aws.ecr.RepositoryPolicy
+        for purpose in IMAGE_PURPOSES:
             repo = aws.ecr.Repository(
                 f"{name}-{purpose}",
                 name=f"cdao-{stack}-{purpose}",
@@ -244,27 +282,51 @@ class Registry(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=repo),
             )
+            statements: list[Any] = []
             if pull_role_arns:
-                aws.ecr.RepositoryPolicy(
+                statements.append(
+                    {
+                        "Sid": "CopyByPromotedStacks",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": list(pull_role_arns)},
+                        "Action": list(IMAGE_COPY_ACTIONS),
+                    }
+                )
+            if purpose == "emr-serverless":
+                statements.append(
+                    pulumi.Output.from_input(account_id).apply(
+                        lambda account: {
+                            "Sid": "EmrServerlessApplicationImage",
+                            "Effect": "Allow",
+                            "Principal": {"Service": EMR_SERVERLESS_PRINCIPAL},
+                            "Action": list(EMR_SERVERLESS_PULL_ACTIONS),
+                            "Condition": {
+                                "StringEquals": {"aws:SourceAccount": account},
+                                "StringLike": {
+                                    "aws:SourceArn": f"arn:aws:emr-serverless:{region}:{account}:/applications/*"
+                                },
+                            },
+                        }
+                    )
+                )
+            if statements:
+                policy = aws.ecr.RepositoryPolicy(
                     f"{name}-{purpose}-pull",
                     repository=repo.name,
-                    policy=json.dumps(
-                        {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Sid": "CopyByPromotedStacks",
-                                    "Effect": "Allow",
-                                    "Principal": {"AWS": list(pull_role_arns)},
-                                    "Action": list(IMAGE_COPY_ACTIONS),
-                                }
-                            ],
-                        }
+                    policy=pulumi.Output.all(*statements).apply(
+                        lambda s: json.dumps({"Version": "2012-10-17", "Statement": s})
                     ),
                     opts=pulumi.ResourceOptions(parent=repo),
                 )
+                if purpose == "emr-serverless":
+                    self.emr_serverless_pull_policy = policy
             self.repository_urls[purpose] = repo.repository_url
         # The stack outputs this component contributes (infra/program.py exports them; the names are stable:
         # tests/infra and cdao doctor read them).
         self.stack_outputs: dict[str, Any] = {"ecrRepositories": self.repository_urls}
         self.register_outputs({"repositoryUrls": self.repository_urls})
+
+    def image_uri(self, purpose: str, commit: str) -> pulumi.Output[str]:
+        """`<repository URL>:<commit>`: the image of `purpose` (IMAGE_PURPOSES) that deploy.yml built or
+        copied for the 40-hex `commit` (infra/images.py). KeyError for an unknown purpose."""
+        return pulumi.Output.concat(self.repository_urls[purpose], ":", commit)

@@ -15,7 +15,13 @@ import flytekit
 from cdao_connectors._quantity import check_quantity
 from cdao_connectors.aws_batch.task import BatchJob, BatchTask
 from cdao_connectors.codeweave.task import CodeweaveGPU
-from cdao_connectors.emr.task import EMRSpark, ServerlessSpark, ServerlessSparkTask
+from cdao_connectors.emr.task import (
+    EMR_SERVERLESS_PYTHON,
+    PYSPARK_PYTHON_KEYS,
+    EMRSpark,
+    ServerlessSpark,
+    ServerlessSparkTask,
+)
 from cdao_connectors.sagemaker.task import Processing, ProcessingTask, SpotTraining, SpotTrainingTask
 from cdao_connectors.sagemaker.transform import BatchTransform, BatchTransformTask
 from flytekit import PodTemplate, Resources
@@ -477,10 +483,12 @@ def spark_task(
                 "keys without whitespace, quotes or '=' and values without whitespace or quotes on EMR "
                 "Serverless (its sparkSubmitParameters cannot quote them)",
             )
+        # The application's image has flytekit only under its own Python; an author's value wins.
+        python = dict.fromkeys(PYSPARK_PYTHON_KEYS, EMR_SERVERLESS_PYTHON)
         config = _StackServerless(
             execution_role_arn=execution_role_arn or _AT_REGISTRATION,
             application_id=application_id or _AT_REGISTRATION,
-            spark_submit_parameters=_spark_submit_parameters(conf),
+            spark_submit_parameters=_spark_submit_parameters({**python, **conf}),
         )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 

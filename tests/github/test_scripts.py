@@ -143,10 +143,11 @@ def _first_deploy(
         bin_dir,
         "pulumi",
         f'echo "pulumi $* (in $(basename "$PWD"): $(grep -c revision: environments/Pulumi.prod.yaml))'
-        f' commit=${{CDAO_REVISION_COMMIT:-unset}}" >> "{log}"\n'
+        f' commit=${{CDAO_REVISION_COMMIT:-unset}} images-pushed=${{CDAO_IMAGES_PUSHED:-unset}}" >> "{log}"\n'
         f'if [ "$1" = up ]; then cp "environments/Pulumi.{stack}.yaml" "{tmp_path}/stack-file-seen.yaml"; fi\n'
         'if [ "$1 $2" = "stack output" ]; then\n'
-        f'  echo \'{{"connector": "{url}/cdao-{stack}-connector", "tasks": "{url}/cdao-{stack}-tasks"}}\'\n'
+        f'  echo \'{{"connector": "{url}/cdao-{stack}-connector", "tasks": "{url}/cdao-{stack}-tasks", '
+        f'"emr-serverless": "{url}/cdao-{stack}-emr-serverless"}}\'\n'
         "fi\n",
     )
     upstream = {"staging": "dev", "prod": "staging"}.get(stack, "none")
@@ -203,8 +204,10 @@ def test_first_deploy_applies_the_pin_records_the_registry_and_dispatches_deploy
     assert f"revision: {pin.group(1)}" in (SCRIPTS.parents[1] / "environments" / "Pulumi.prod.yaml").read_text()
     up = next(c for c in calls if c.startswith("pulumi up"))
     assert up.startswith("pulumi up --stack prod --policy-pack policies")
-    # The program tags the connector image with the commit it runs, as deploy.yml passes it.
-    assert up.endswith(f" commit={pin.group(1)}")
+    # The program tags the connector image with the commit it runs, as deploy.yml passes it; the
+    # registry this `up` creates holds no image yet, so the Spark application starts on AWS's
+    # (infra/images.py, CDAO_IMAGES_PUSHED) until the dispatched deploy pushed the stack's own.
+    assert up.endswith(f" commit={pin.group(1)} images-pushed=false")
     assert calls.index(next(c for c in calls if c.startswith("uv sync --locked"))) < calls.index(up)
     # The stack file the pin's code reads is the one deploy.yml's resolve composes, not main's own.
     seen = (tmp_path / "stack-file-seen.yaml").read_text()

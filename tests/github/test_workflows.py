@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 import cdao_stacks
 from cdao_cli import stack_revision
 from cdao_cli.plan.runner import available_stacks
+from infra.components.compute import IMAGE_PURPOSES
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -264,12 +265,19 @@ def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
 def test_images_built_once_in_dev_and_promoted_by_tag(deploy):
     jobs = deploy["jobs"]
     builds = {b["with"]["target"]: b["with"] for b in steps_using(jobs["image-dev"], "docker/build-push-action")}
-    assert set(builds) == {"connector", "tasks"}  # plugins/Dockerfile's targets, one base stage
+    # plugins/Dockerfile's targets, one base stage; one ECR repository each (infra's Registry).
+    assert set(builds) == set(IMAGE_PURPOSES) == {"connector", "tasks", "emr-serverless"}
+    (ref,) = [s for s in jobs["image-dev"]["steps"] if s.get("id") == "ref"]
+    assert set(re.search(r"for purpose in ([^;]+); do", ref["run"])[1].split()) == set(IMAGE_PURPOSES)
+    for target, build in builds.items():
+        assert build["tags"] == f"${{{{ steps.ref.outputs.{target} }}}}"
     assert {b["file"] for b in builds.values()} == {"stack/plugins/Dockerfile"}
     assert all(b["push"] is True and b["context"] == "stack" for b in builds.values())
     for stack in ("staging", "prod"):
         job = jobs[f"image-{stack}"]
         assert not steps_using(job, "docker/build-push-action")  # never rebuilt
+        (copy,) = [s for s in job["steps"] if "imagetools create" in str(s.get("run", ""))]
+        assert set(re.search(r"for purpose in ([^;]+); do", copy["run"])[1].split()) == set(IMAGE_PURPOSES)
         # What is copied from where: test_an_image_is_copied_from_the_upstream_and_its_digest_checked.
         # The stack's own registry and push role: one account per stack.
         (creds,) = steps_using(job, "aws-actions/configure-aws-credentials")
@@ -1014,10 +1022,10 @@ def test_each_stack_copies_its_images_from_the_stack_it_is_promoted_from(deploy)
 def test_an_image_is_copied_from_the_upstream_and_its_digest_checked(tmp_path, deploy, stack):
     upstream = {"staging": "dev", "prod": "staging"}[stack]
     sha = "a" * 40
-    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in IMAGE_PURPOSES}
     result, created = _copy_images(tmp_path, deploy, stack, images)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert created == [f"dst.example/cdao-{stack}-connector:{sha}", f"dst.example/cdao-{stack}-tasks:{sha}"]
+    assert sorted(created) == sorted(f"dst.example/cdao-{stack}-{p}:{sha}" for p in IMAGE_PURPOSES)
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -1025,7 +1033,7 @@ def test_an_existing_tag_with_another_digest_fails_instead_of_being_skipped(tmp_
     """Tags are immutable: a tag pushed by anyone else first (a planted image) is never run."""
     upstream = {"staging": "dev", "prod": "staging"}[stack]
     sha = "a" * 40
-    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in IMAGE_PURPOSES}
     images[f"dst.example/cdao-{stack}-connector:{sha}"] = '{"index":"planted"}'
     result, created = _copy_images(tmp_path, deploy, stack, images)
     assert result.returncode != 0
@@ -1037,11 +1045,11 @@ def test_an_existing_tag_with_another_digest_fails_instead_of_being_skipped(tmp_
 def test_an_existing_tag_with_the_same_digest_is_kept(tmp_path, deploy, stack):
     upstream = {"staging": "dev", "prod": "staging"}[stack]
     sha = "a" * 40
-    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in ("connector", "tasks")}
+    images = {f"src.example/cdao-{upstream}-{p}:{sha}": f'{{"index":"{p}"}}' for p in IMAGE_PURPOSES}
     images[f"dst.example/cdao-{stack}-connector:{sha}"] = '{"index":"connector"}'
     result, created = _copy_images(tmp_path, deploy, stack, images)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert created == [f"dst.example/cdao-{stack}-tasks:{sha}"]
+    assert sorted(created) == sorted(f"dst.example/cdao-{stack}-{p}:{sha}" for p in IMAGE_PURPOSES if p != "connector")
 
 
 def test_a_revision_the_upstream_never_ran_fails_with_its_name(tmp_path, deploy):

@@ -382,3 +382,26 @@ def test_emr_serverless_cancel_refused_because_the_run_just_ended_is_not_an_erro
         finally:
             loop.close()
         stubber.assert_no_pending_responses()
+
+
+def test_every_emr_release_label_is_infra_s() -> None:
+    """The transient EMR-on-EC2 clusters the connector creates use the same release line as the
+    application (infra/components/compute.py EMR_RELEASE): the connector Deployment's
+    CDAO_EMR_RELEASE_LABEL and the connector's own default must not drift from it."""
+    from pathlib import Path  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+    from cdao_connectors.config import EMRConfig  # noqa: PLC0415
+
+    from infra.components.compute import EMR_RELEASE  # noqa: PLC0415
+
+    path = Path(__file__).resolve().parents[2] / "platform/addons/connectors/base/deployment.yaml"
+    deployment = yaml.safe_load(path.read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CDAO_EMR_RELEASE_LABEL"] == EMR_RELEASE
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CDAO_EMR_RELEASE_LABEL", raising=False)
+        mp.setenv("CDAO_AWS_REGION", "us-east-1")
+        mp.setenv("CDAO_STACK", "dev")
+        assert EMRConfig.from_env().release_label == EMR_RELEASE

@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import emr_tasks
 import pytest
+from cdao_connectors.emr.task import EMR_SERVERLESS_PYTHON, PYSPARK_PYTHON_KEYS
 from propeller import PHASE, create_task, execution_metadata, get_task, serialize, write_inputs
 
 # The platform tests' offline Argo CD renderer: the Deployment's environment is read from the
@@ -95,4 +96,10 @@ def test_default_spark_task_runs_with_the_deployments_environment(
     assert entry_point.startswith(f"s3://{bucket}/flyte/emr-serverless/entrypoint-")
     key = entry_point.removeprefix(f"s3://{bucket}/")
     assert boto3.client("s3", region_name=region).head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+    # The task runs under the application image's Python, which has flytekit (plugins/Dockerfile target
+    # emr-serverless), not the plugin's default /usr/bin/python3 of AWS's base image.
+    submitted = run.job_driver["sparkSubmit"]["sparkSubmitParameters"].split()
+    for key in PYSPARK_PYTHON_KEYS:
+        assert f"{key}={EMR_SERVERLESS_PYTHON}" in submitted
+    assert not [p for p in submitted if p.endswith("=/usr/bin/python3")]
     assert json.loads(meta)["application_id"] == app

@@ -598,8 +598,29 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     # The status refresh that serves propeller's later polls lists the application's live runs.
     connector.status_cache(stack_env["CDAO_AWS_REGION"], status_refresh_seconds()).refresh_ahead(older_than=0.0)
     delete_task(stub, "emr_serverless", meta)
-    assert {"StartJobRun", "GetJobRun", "ListJobRuns", "CancelJobRun"} <= {c.operation for c in recorded}
+    operations = {c.operation for c in recorded}
+    assert {"StartJobRun", "GetJobRun", "ListJobRuns", "CancelJobRun"} <= operations
     assert _denied(planned, stack_env, recorded) == []
+    # The application already runs the stack's image (infra/components/compute.py): the connector
+    # never changes it, so its role needs no UpdateApplication and no ECR permission.
+    assert "UpdateApplication" not in operations
+    assert not [c for c in recorded if c.service == "ecr"]
+    assert not [s for s in _connector_policy(planned)["Statement"] if any("ecr:" in a for a in _listify(s["Action"]))]
+
+    # What the job run then reads and writes as the stack's job role: the plugin's entrypoint script,
+    # the task's inputs and the fast-registered code under Flyte's prefix, and its outputs.
+    (run,) = emrserverless_backends[MOTO_ACCOUNT][stack_env["CDAO_AWS_REGION"]].job_runs[app]
+    submit = run.job_driver["sparkSubmit"]
+    args = submit["entryPointArguments"]
+    reads = [submit["entryPoint"], args[args.index("--inputs") + 1]]
+    writes = [args[args.index("--output-prefix") + 1] + "/outputs.pb"]
+    (job_policy,) = [
+        p for p in planned.registrations if p.type == "aws:iam/rolePolicy:RolePolicy" and p.name.endswith("-emr-job")
+    ]
+    job = json.loads(job_policy.inputs["policy"])
+    arn = lambda uri: "arn:aws:s3:::" + uri.removeprefix("s3://")  # noqa: E731
+    assert all(allowed(job, Authorization("s3:GetObject", arn(u))) for u in reads), reads
+    assert all(allowed(job, Authorization("s3:PutObject", arn(u))) for u in writes), writes
 
 
 # --- SageMaker ------------------------------------------------------------------------------------------

@@ -13,7 +13,12 @@ import propeller
 import pytest
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
-from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE
+from cdao_connectors.emr.task import (
+    EMR_SERVERLESS_PYTHON,
+    EMR_SERVERLESS_TASK_TYPE,
+    EMR_SPARK_TASK_TYPE,
+    PYSPARK_PYTHON_KEYS,
+)
 from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE
 from cdao_sdk import batch_task, cpu_task, gpu_task, settings, spark_task, task
 from cdao_sdk.pools import NODE_POOLS
@@ -153,6 +158,28 @@ def test_spark_task_routing():
     assert tmpl.type == EMR_SERVERLESS_TASK_TYPE
     assert tmpl.custom["execution_role_arn"] == "arn:aws:iam::123456789012:role/emr"
     assert "--conf spark.executor.cores=4" in tmpl.custom["spark_submit_parameters"]
+    # Driver and executors run the image's Python (flytekitplugins-awsemrserverless connector.py
+    # _PYTHONIC_SPARK_DEFAULTS names these keys; its _merge_spark_submit_params keeps a task's own).
+    for key in PYSPARK_PYTHON_KEYS:
+        assert f"--conf {key}={EMR_SERVERLESS_PYTHON}" in tmpl.custom["spark_submit_parameters"]
+
+
+def test_spark_task_keeps_an_author_s_own_python_on_emr_serverless():
+    @spark_task(platform="emr-serverless", spark_conf={"spark.executorEnv.PYSPARK_PYTHON": "/opt/other/bin/python"})
+    def own(x: int) -> int:
+        return x
+
+    cdao_sdk.configure(
+        "flyte.example.com:443",
+        "ml",
+        emr_serverless_role="arn:aws:iam::123456789012:role/emr",
+        emr_serverless_application_id="00fabc123",
+        region="eu-west-1",
+        remote=object(),
+    )
+    params = serialize(own).custom["spark_submit_parameters"].split()
+    assert "spark.executorEnv.PYSPARK_PYTHON=/opt/other/bin/python" in params
+    assert f"spark.executorEnv.PYSPARK_PYTHON={EMR_SERVERLESS_PYTHON}" not in params
 
 
 def test_sagemaker_decorators_apply_platform_defaults():

@@ -66,6 +66,18 @@ TaskPlugins.register_pythontask_plugin(EMRSpark, EMRSparkTask)
 
 EMR_SERVERLESS_TASK_TYPE: str = EMRServerlessTask._TASK_TYPE
 
+# The interpreter of the stack's EMR Serverless image (plugins/Dockerfile target `emr-serverless`, its
+# /opt/venv: flytekit, the SDK and the tasks' libraries). The plugin's Pythonic mode runs the task's
+# `pyflyte-execute` on the driver and its Python workers on the executors under /usr/bin/python3 unless
+# the task's sparkSubmitParameters name another (flytekitplugins-awsemrserverless 1.16.31 connector.py
+# `_PYTHONIC_SPARK_DEFAULTS` and `_merge_spark_submit_params`: a key the task already sets is kept).
+EMR_SERVERLESS_PYTHON = "/opt/venv/bin/python"
+PYSPARK_PYTHON_KEYS = (
+    "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+    "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+    "spark.executorEnv.PYSPARK_PYTHON",
+)
+
 
 @dataclass
 class ServerlessSpark(EMRServerless):
