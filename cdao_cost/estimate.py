@@ -20,6 +20,7 @@ import yaml
 
 from cdao_catalog import eks_versions
 from cdao_catalog.instances import INSTANCE_TYPES
+from cdao_cost import volumes
 from cdao_resources import PolicyResource
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
@@ -205,6 +206,7 @@ def _price(
         _batch(pricer, res, props)
     elif typ == "kubernetes:core/v1:Secret":
         _platform_load_balancers(pricer, res, props)
+        _platform_volumes(pricer, res, props)
 
 
 def _eks_control_plane(pricer: _Pricer, res: Mapping[str, Any], version: str) -> None:
@@ -244,6 +246,22 @@ def _platform_load_balancers(pricer: _Pricer, res: Mapping[str, Any], props: Map
         if enabled:
             description = f"Application Load Balancer, IngressGroup {group} ({', '.join(enabled)})"
             pricer.add(res, description, usd * pricer.hours, usd * pricer.hours, src)
+
+
+def _platform_volumes(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
+    """The gp3 volumes the enabled add-ons' StatefulSets claim (cdao_cost.volumes), per replica."""
+    labels = (props.get("metadata") or {}).get("labels") or {}
+    key, value = CLUSTER_SECRET_LABEL
+    if labels.get(key) != value:
+        return
+    for volume in volumes.claimed_volumes(labels):
+        if volume.storage_class not in (None, "gp3"):
+            pricer.missing(res, f"{volume.workload} volume of storage class {volume.storage_class}")
+            continue
+        usd, src = pricer.fixed("ebs_gp3_gb_month")
+        cost = usd * volume.gib * volume.replicas
+        description = f"{volume.workload} volume, {volume.replicas} x {volume.gib:g} GiB gp3 (PersistentVolumeClaim)"
+        pricer.add(res, description, cost, cost, src)
 
 
 def _node_group(
