@@ -676,8 +676,10 @@ LOAD_BALANCER_CONTROLLER_NARROWINGS: dict[str, str] = {
     "ec2:AuthorizeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
     "ec2:RevokeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
     "ec2:CreateSecurityGroup": (
-        "only with this cluster's elbv2.k8s.aws/cluster tag in the request: the controller tags every "
-        "security group it creates on creation (upstream's own CreateTags grant for CreateSecurityGroup)"
+        "the new group only with this cluster's elbv2.k8s.aws/cluster tag in the request: the controller tags "
+        "every security group it creates on creation (upstream's own CreateTags grant for CreateSecurityGroup); "
+        "the VPC it goes in (a resource the action is also authorized on) without a tag condition, in this "
+        "region"
     ),
     "ec2:CreateTags": _OWN_TAG,
     "ec2:DeleteTags": _OWN_TAG,
@@ -797,7 +799,11 @@ def load_balancer_controller_policy(cluster: str, region: str) -> str:
                 ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
                 security_groups,
             ),
-            iam.allow("CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup"], ["*"], requested),
+            # CreateSecurityGroup is authorized against the new group and the VPC it goes in (Service
+            # Authorization Reference, Amazon EC2); the request's tags are the group's, so the tag
+            # condition may cover only the group: on the VPC it would not hold and deny every create.
+            iam.allow("CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup"], security_groups, requested),
+            iam.allow("CreateSecurityGroupsInVpcs", ["ec2:CreateSecurityGroup"], [f"arn:aws:ec2:{region}:*:vpc/*"]),
             iam.allow(
                 "TagOnCreateSecurityGroups",
                 ["ec2:CreateTags"],
