@@ -251,7 +251,10 @@ class BatchConfig(_Model):
 
 class FlyteConfig(_Model):
     """Flyte projects; each gets a namespace and an IRSA role per domain (development, staging,
-    production), so one project's tasks cannot read another's data."""
+    production), which reaches only its own project-domain's Flyte metadata and fast-registered code.
+    Raw data in the `userdata` bucket is still shared by every project-domain (Flyte writes it under
+    one prefix for all); no task role reaches MLflow's artifacts, and only production's publish model
+    weights (infra/lib/mlops.py)."""
 
     projects: list[str] = Field(default=["ml-experiments"], min_length=1)
     # Console and API name; infra/ requests its ACM certificate and hands its ARN to platform/ only
