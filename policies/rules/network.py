@@ -596,6 +596,18 @@ _INLINE_VS_MEMBER: tuple[tuple[tuple[str, ...], str, tuple[str, ...], str], ...]
     ),
     ((_ROLE,), "inlinePolicies", ("aws:iam/rolePolicy:RolePolicy",), "role"),
     ((_ROLE,), "managedPolicyArns", (_ATTACHMENT,), "role"),
+    # iam.PolicyAttachment owns every attachment of its policy in the account (pulumi_aws/iam/
+    # policy_attachment.py, "creates exclusive attachments"): matched by the policy, not the role.
+    (
+        ("aws:iam/policyAttachment:PolicyAttachment",),
+        "policyArn",
+        (
+            _ATTACHMENT,
+            "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+            "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+        ),
+        "policyArn",
+    ),
 )
 
 
@@ -624,7 +636,9 @@ def net_011_inline_and_members(resources: list[Resource], _ctx: Context) -> Iter
         owners = [r for r in resources if r.type in owner_types and r.props.get(prop) is not None]
         if not owners:
             continue
-        handles = [(owner, identifiers(owner, "name", "arn")[0]) for owner in owners]
+        handles = [
+            (owner, {owner.props[prop]} if prop == ref else identifiers(owner, "name", "arn")[0]) for owner in owners
+        ]
         for member in (r for r in resources if r.type in member_types):
             target = member.props.get(ref)
             linked = set(member.deps.get(ref, ()))

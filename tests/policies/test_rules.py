@@ -2146,6 +2146,24 @@ CASES = [
         M("CDAO-NET-011"),
     ),
     case(
+        "CDAO-NET-011-fail-exclusive-policy-attachment",
+        [
+            res(
+                "aws:iam/policyAttachment:PolicyAttachment",
+                "all",
+                policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+                roles=["r1"],
+            ),
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "one",
+                role="r2",
+                policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+            ),
+        ],
+        M("CDAO-NET-011"),
+    ),
+    case(
         "CDAO-NET-011-fail-role-inline-policies",
         [
             role(inlinePolicies=[{"name": "a", "policy": doc(allow("s3:GetObject"))}], id="r1"),
