@@ -254,6 +254,10 @@ def _platform_volumes(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[st
     key, value = CLUSTER_SECRET_LABEL
     if labels.get(key) != value:
         return
+    if not volumes.PLATFORM.is_dir():
+        # Installed away from the repository: the values that size the claims are not here.
+        pricer.missing(res, f"volumes platform/'s add-ons claim ({volumes.PLATFORM} not found)")
+        return
     for volume in volumes.claimed_volumes(labels):
         if volume.storage_class not in (None, "gp3"):
             pricer.missing(res, f"{volume.workload} volume of storage class {volume.storage_class}")

@@ -651,5 +651,7 @@ def net_011_inline_and_members(resources: list[Resource], _ctx: Context) -> Iter
                     f"{owner.name} manages `{prop}` inline and {kind} {member.name} adds to the same collection",
                     owner,
                 )
-            if not hits and isinstance(target, UnknownValue):
+            # An unknown reference with a dependency names its owner through the dependency; only
+            # one with neither could be on an inline-managed owner unseen.
+            if not hits and isinstance(target, UnknownValue) and not member.deps.get(ref):
                 yield Finding(f"cannot verify: {ref}", member, unknown=True)

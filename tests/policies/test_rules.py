@@ -498,10 +498,12 @@ def estimate(peak: Any) -> Callable[[list[dict[str, Any]]], Any]:
 
 
 NAT_ROUTE = {"cidrBlock": "0.0.0.0/0", "natGatewayId": "nat-1"}
+TABLE_URN = "urn:pulumi:prod::cdao::aws:ec2/routeTable:RouteTable::private-a"
 
 
 def route_table(**props: Any) -> dict[str, Any]:
-    return tagged("aws:ec2/routeTable:RouteTable", "private-a", id="rtb-1", vpcId="vpc-1", **props)
+    props.setdefault("id", "rtb-1")
+    return tagged("aws:ec2/routeTable:RouteTable", "private-a", vpcId="vpc-1", **props)
 
 
 def route(table: str) -> dict[str, Any]:
@@ -2110,6 +2112,23 @@ CASES = [
     case("CDAO-NET-011-fail-route-table", [route_table(routes=[NAT_ROUTE]), route("rtb-1")], M("CDAO-NET-011")),
     case("CDAO-NET-011-fail-empty-inline-list", [route_table(routes=[]), route("rtb-1")], M("CDAO-NET-011")),
     case("CDAO-NET-011-unknown-table", [route_table(routes=[NAT_ROUTE]), route(U)], A("CDAO-NET-011")),
+    # At preview a new table's id is unknown: the route names its table through its dependency.
+    case(
+        "CDAO-NET-011-pass-unknown-id-linked-to-a-table-without-inline-routes",
+        [
+            {**route_table(id=U), "urn": TABLE_URN},
+            {**route_table(id="rtb-2", routes=[NAT_ROUTE]), "name": "public"},
+            {**route(U), "propertyDependencies": {"routeTableId": [TABLE_URN]}},
+        ],
+    ),
+    case(
+        "CDAO-NET-011-fail-unknown-id-linked-to-an-inline-table",
+        [
+            {**route_table(id=U, routes=[NAT_ROUTE]), "urn": TABLE_URN},
+            {**route(U), "propertyDependencies": {"routeTableId": [TABLE_URN]}},
+        ],
+        M("CDAO-NET-011"),
+    ),
     case(
         "CDAO-NET-011-fail-security-group",
         [
