@@ -110,6 +110,7 @@ def build_context(args: argparse.Namespace, environments: Path) -> DoctorContext
 def run_checks(ctx: DoctorContext) -> list[CheckResult]:
     """Every check, in the order a platform comes up: identity, nodes, GitOps, Flyte, data safety."""
     results: list[CheckResult] = []
+    results += aws.access_entries(ctx)
     results += aws.irsa(ctx, kube.ServiceAccountLookup(ctx))
     results += aws.node_groups(ctx)
     results += kube.gpu_nodes(ctx)
