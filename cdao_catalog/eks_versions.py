@@ -74,3 +74,33 @@ def support_status(version: str, today: dt.date | None = None) -> SupportStatus 
     if today <= extended:
         return SupportStatus(version, "extended", extended, source())
     return SupportStatus(version, "ended", extended, source())
+
+
+# The span a monthly estimate prices, from its day on: a month as a calendar would bill it, so a
+# phase change inside it is prorated rather than ignored until the day it happens.
+BILLING_WINDOW_DAYS = 30
+
+
+def days_by_phase(version: str, start: dt.date, days: int = BILLING_WINDOW_DAYS) -> dict[Phase, int] | None:
+    """How many of the `days` days from `start` (inclusive) fall in each support phase, or None when
+    the calendar does not list `version`. A phase's last day is its `until` date (AWS's calendar
+    names the end date of each phase)."""
+    dates = calendar().get(version)
+    if dates is None:
+        return None
+    standard, extended = dates["end_of_standard_support"], dates["end_of_extended_support"]
+    counts: dict[Phase, int] = {"standard": 0, "extended": 0, "ended": 0}
+    for offset in range(days):
+        day = start + dt.timedelta(days=offset)
+        counts["standard" if day <= standard else "extended" if day <= extended else "ended"] += 1
+    return counts
+
+
+def standard_support_ending(version: str, start: dt.date, days: int = BILLING_WINDOW_DAYS) -> dt.date | None:
+    """The last day of standard support when it falls inside the `days` days from `start` but not on
+    their last day (the day after is then billed at the extended rate); else None."""
+    dates = calendar().get(version)
+    if dates is None:
+        return None
+    end = dates["end_of_standard_support"]
+    return end if start <= end < start + dt.timedelta(days=days - 1) else None

@@ -20,6 +20,7 @@ import yaml
 
 from cdao_catalog import eks_versions
 from cdao_catalog.instances import INSTANCE_TYPES
+from cdao_cost import volumes
 from cdao_resources import PolicyResource
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
@@ -125,7 +126,8 @@ def estimate_cost(
 ) -> CostEstimate:
     """Idle and peak USD/month of a cdao_resources list, priced from `table` (default: prices.yaml).
 
-    `today` (default: the current UTC date) decides which EKS support rate the control plane pays.
+    `today` (default: the current UTC date) starts the 30 days priced: each day of the EKS control plane
+    pays the rate of its support phase (cdao_catalog.eks_versions.days_by_phase).
     A value the price needs that is unknown at preview leaves that resource in `unpriced`.
     """
     resources = list(resources)
@@ -161,11 +163,7 @@ def _price(
     if typ in {"aws:eks/nodeGroup:NodeGroup", "eks:index:ManagedNodeGroup"}:
         _node_group(pricer, res, props, launch_templates)
     elif typ == "aws:eks/cluster:Cluster" or (typ == "eks:index:Cluster" and not has_eks_control_plane):
-        status = eks_versions.support_status(str(props.get("version", "")), pricer.today)
-        extended = status is not None and status.phase != "standard"
-        usd, src = pricer.fixed("eks_cluster_extended_hourly" if extended else "eks_cluster_hourly")
-        description = f"EKS control plane ({status.describe()})" if status else "EKS control plane"
-        pricer.add(res, description, usd * pricer.hours, usd * pricer.hours, src)
+        _eks_control_plane(pricer, res, str(props.get("version", "")))
     elif typ == "aws:ec2/natGateway:NatGateway":
         usd, src = pricer.fixed("nat_gateway_hourly")
         pricer.add(
@@ -208,6 +206,32 @@ def _price(
         _batch(pricer, res, props)
     elif typ == "kubernetes:core/v1:Secret":
         _platform_load_balancers(pricer, res, props)
+        _platform_volumes(pricer, res, props)
+
+
+def _eks_control_plane(pricer: _Pricer, res: Mapping[str, Any], version: str) -> None:
+    """The control plane over the next eks_versions.BILLING_WINDOW_DAYS days, each day at the rate of
+    its support phase (https://aws.amazon.com/eks/pricing/: standard, or extended once the version
+    left standard support), so a version leaving standard support this month is not priced at the
+    standard rate for all of it. A day past extended support counts at the extended rate: the config
+    refuses such a version, and EKS then upgrades the cluster on its own."""
+    today = pricer.today or dt.datetime.now(dt.UTC).date()
+    status = eks_versions.support_status(version, today)
+    counts = eks_versions.days_by_phase(version, today)
+    standard_usd, src = pricer.fixed("eks_cluster_hourly")
+    if status is None or counts is None:
+        pricer.add(res, "EKS control plane", standard_usd * pricer.hours, standard_usd * pricer.hours, src)
+        return
+    extended_usd, extended_src = pricer.fixed("eks_cluster_extended_hourly")
+    window = sum(counts.values())
+    extended_days = window - counts["standard"]
+    hourly = (standard_usd * counts["standard"] + extended_usd * extended_days) / window
+    description = f"EKS control plane ({status.describe()}"
+    if 0 < extended_days < window:
+        description += f"; {extended_days} of the next {window} days at the extended-support rate"
+    pricer.add(
+        res, description + ")", hourly * pricer.hours, hourly * pricer.hours, src if not extended_days else extended_src
+    )
 
 
 def _platform_load_balancers(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
@@ -222,6 +246,26 @@ def _platform_load_balancers(pricer: _Pricer, res: Mapping[str, Any], props: Map
         if enabled:
             description = f"Application Load Balancer, IngressGroup {group} ({', '.join(enabled)})"
             pricer.add(res, description, usd * pricer.hours, usd * pricer.hours, src)
+
+
+def _platform_volumes(pricer: _Pricer, res: Mapping[str, Any], props: Mapping[str, Any]) -> None:
+    """The gp3 volumes the enabled add-ons' StatefulSets claim (cdao_cost.volumes), per replica."""
+    labels = (props.get("metadata") or {}).get("labels") or {}
+    key, value = CLUSTER_SECRET_LABEL
+    if labels.get(key) != value:
+        return
+    if not volumes.PLATFORM.is_dir():
+        # Installed away from the repository: the values that size the claims are not here.
+        pricer.missing(res, f"volumes platform/'s add-ons claim ({volumes.PLATFORM} not found)")
+        return
+    for volume in volumes.claimed_volumes(labels):
+        if volume.storage_class not in (None, "gp3"):
+            pricer.missing(res, f"{volume.workload} volume of storage class {volume.storage_class}")
+            continue
+        usd, src = pricer.fixed("ebs_gp3_gb_month")
+        cost = usd * volume.gib * volume.replicas
+        description = f"{volume.workload} volume, {volume.replicas} x {volume.gib:g} GiB gp3 (PersistentVolumeClaim)"
+        pricer.add(res, description, cost, cost, src)
 
 
 def _node_group(

@@ -251,7 +251,10 @@ class BatchConfig(_Model):
 
 class FlyteConfig(_Model):
     """Flyte projects; each gets a namespace and an IRSA role per domain (development, staging,
-    production), so one project's tasks cannot read another's data."""
+    production), which reaches only its own project-domain's Flyte metadata and fast-registered code.
+    Raw data in the `userdata` bucket is still shared by every project-domain (Flyte writes it under
+    one prefix for all); no task role reaches MLflow's artifacts, and only production's publish model
+    weights (infra/lib/mlops.py)."""
 
     projects: list[str] = Field(default=["ml-experiments"], min_length=1)
     # Console and API name; infra/ requests its ACM certificate and hands its ARN to platform/ only
@@ -524,6 +527,18 @@ def _merge_pools(overrides: Any) -> tuple[dict[str, Any], list[tuple[str, Any, s
     return pools, problems
 
 
+def _expected_network(value: Any) -> str:
+    """What to write instead of `value` for an IPv4Network field. Pydantic parses it with
+    ipaddress.IPv4Network(strict=True) (pydantic docs, "Network Types"), which refuses host bits set
+    as AWS does (e.g. EKS's publicAccessCidrs, EC2's CreateSubnet); its message ("Input is not a valid
+    IPv4 network") says neither which part is wrong nor what to write."""
+    try:
+        network = ipaddress.IPv4Network(str(value), strict=False)
+    except ValueError:
+        return "an IPv4 network in CIDR notation, such as 10.0.0.0/16 (four octets 0-255, a prefix length 0-32)"
+    return f"an IPv4 network with no host bits set after the /{network.prefixlen}: write {network}"
+
+
 def _describe(err: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, Any, str]:
     loc = [str(p) for p in err["loc"]]
     section = next((k for k, v in _SECTIONS.items() if v == loc[0]), loc[0]) if loc else ""
@@ -539,8 +554,11 @@ def _describe(err: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, A
         expected = "no such key (it is not part of the schema; check its spelling)"
     elif err["type"] == "literal_error":
         expected = message.removeprefix("Input should be ")
+    elif err["type"] == "ip_v4_network":
+        expected = _expected_network(value)
     else:
-        expected = message.removeprefix("Input should be ").removeprefix("Input is ")
+        # "Input is not a valid X" must read "expected a valid X", not "expected not a valid X".
+        expected = message.removeprefix("Input should be ").removeprefix("Input is not ").removeprefix("Input is ")
         expected = expected[0].lower() + expected[1:]
     return key, value, expected
 

@@ -90,7 +90,8 @@ def flyte_task_account(project: str, domain: str) -> ServiceAccount:
         f"flyte-tasks-{project}-{domain}",
         f"{project}-{domain}",
         FLYTE_TASK_SERVICE_ACCOUNT,
-        f"Flyte tasks of {project}/{domain}: its own S3 prefix, pass roles to Batch/SageMaker/EMR",
+        f"Flyte tasks of {project}/{domain}: its own metadata and code prefixes, the shared raw data "
+        "(not MLflow's artifacts; model weights written from production only), pass roles to Batch/SageMaker/EMR",
     )
 
 

@@ -17,7 +17,8 @@ Shape (DECLARED_OUTPUT, version DECLARED_VERSION):
      "nodePoolLabel": "cdao.io/node-pool",
      "nodePools": {"<enabled pool>": {"labels": {...}, "taints": [{"key", "value", "effect"}],
                                       "gpuResources": {"<extended resource>": <count per node>}}},
-     "backupMaxAgeHours": <hours> | null}                 # null: AWS Backup is off
+     "backupMaxAgeHours": <hours> | null,                 # null: AWS Backup is off
+     "adminRoleArns": ["<role ARN>", ...]}                # deploy roles first, then break-glass and admins
 
 Taint effects are EKS's enum (NO_SCHEDULE, NO_EXECUTE, PREFER_NO_SCHEDULE: botocore's eks model,
 Taint.effect), as DescribeNodegroup returns them.
@@ -62,4 +63,9 @@ def declared(config: StackConfig, *, revision_commit: str) -> dict[str, Any]:
             for name, pool in sorted(config.enabled_pools.items())
         },
         "backupMaxAgeHours": RECOVERY_POINT_MAX_AGE.total_seconds() / 3600 if config.backup.enabled else None,
+        # The first deploy role is the cluster's creator (EKS makes it admin, so the program declares
+        # no access entry for it); the doctor checks every one of these has a cluster-admin entry.
+        "adminRoleArns": list(
+            dict.fromkeys([*config.cluster.deploy_role_arns, *config.cluster.declared_admin_role_arns])
+        ),
     }

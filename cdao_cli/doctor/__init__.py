@@ -108,6 +108,7 @@ def run_checks(ctx: DoctorContext) -> list[CheckResult]:
     A family that raises (a bug, or an answer no source led us to expect) becomes one `error` result
     naming the family and the exception; the other families still run, and exit_code makes it 2."""
     families: list[tuple[str, Callable[[], list[CheckResult]]]] = [
+        ("access", lambda: aws.access_entries(ctx)),
         ("irsa", lambda: aws.irsa(ctx, kube.ServiceAccountLookup(ctx))),
         ("node-groups", lambda: aws.node_groups(ctx)),
         ("gpu", lambda: kube.gpu_nodes(ctx)),

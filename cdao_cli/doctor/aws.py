@@ -1,6 +1,9 @@
-"""Checks answered by AWS APIs: IRSA trust, node groups, the Flyte certificate, log groups, backups.
+"""Checks answered by AWS APIs: cluster-admin access entries, IRSA trust, node groups, the Flyte
+certificate, log groups, backups.
 
 Response shapes are botocore's service models (the installed botocore's `data/<service>/*/service-2.json`):
+- EKS ListAccessEntries gives `accessEntries`, the entries' principal ARNs (EKS API reference,
+  API_ListAccessEntries);
 - EKS DescribeCluster `cluster.identity.oidc.issuer` is the issuer URL with `https://`;
   DescribeNodegroup gives `status`, `labels` and `taints` (effects `NO_SCHEDULE`, `NO_EXECUTE`,
   `PREFER_NO_SCHEDULE`).
@@ -479,3 +482,42 @@ def backups(ctx: DoctorContext, now: datetime | None = None) -> list[CheckResult
         return results
 
     return _guard("backup", vault, check)
+
+
+# The access policy EKS associates with the creator's entry (bootstrapClusterCreatorAdminPermissions)
+# and the program with every other administrator's (infra/components/cluster.py).
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def access_entries(ctx: DoctorContext) -> list[CheckResult]:
+    """Every administrator the deployment recorded (`declared.adminRoleArns`: the stack file's deploy
+    roles, break-glass role and further admins) has an access entry with AmazonEKSClusterAdminPolicy.
+    The program declares none for the first deploy role, which EKS makes admin as the cluster's
+    creator: a cluster created by any other principal leaves CI's deploy role without one (EKS
+    ListAccessEntries with associatedPolicyArn: the principal ARNs of the entries associated with that
+    policy)."""
+    cluster_name = ctx.output("clusterName")
+    wanted = list(ctx.declared.get("adminRoleArns") or [])
+
+    def check() -> list[CheckResult]:
+        paginator = ctx.client("eks").get_paginator("list_access_entries")
+        pages = paginator.paginate(clusterName=cluster_name, associatedPolicyArn=CLUSTER_ADMIN_POLICY)
+        admins = {arn for page in pages for arn in page["accessEntries"]}
+        missing = [arn for arn in wanted if arn not in admins]
+        if not missing:
+            return [passed("access", "admins", f"{len(wanted)} administrators have cluster-admin entries")]
+        creator = wanted[0] if wanted else None
+        why = (
+            f" ({creator} is deployRoleArns[0], which the program expects to have created the cluster)"
+            if creator in missing
+            else ""
+        )
+        fixes = "; ".join(
+            f"aws eks create-access-entry --cluster-name {cluster_name} --principal-arn {arn} && aws eks "
+            f"associate-access-policy --cluster-name {cluster_name} --principal-arn {arn} --policy-arn "
+            f"{CLUSTER_ADMIN_POLICY} --access-scope type=cluster"
+            for arn in missing
+        )
+        return [failed("access", "admins", f"no cluster-admin access entry for {', '.join(missing)}{why}", fixes)]
+
+    return _guard("access", "admins", check)

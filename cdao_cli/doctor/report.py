@@ -20,7 +20,9 @@ Status = Literal["pass", "fail", "skip", "error"]
 
 @dataclass(frozen=True)
 class CheckResult:
-    family: str  # "irsa", "node-groups", "gpu", "argocd", "flyte", "certificate", "connectors", "logs", "backup"
+    family: (
+        str  # "access", "irsa", "node-groups", "gpu", "argocd", "flyte", "certificate", "connectors", "logs", "backup"
+    )
     name: str  # what was checked, e.g. the role key or node-group name
     status: Status
     detail: str

@@ -6,6 +6,7 @@ the PR comment, the terminal and machines never disagree.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -52,7 +53,9 @@ def _evaluate_policies(resources: list[PolicyResource], stack: str, profile: str
     return {"installed": True, "rules": len(rules), "violations": violations}
 
 
-def build_plan(run: PlanRun) -> dict[str, Any]:
+def build_plan(run: PlanRun, today: dt.date | None = None) -> dict[str, Any]:
+    """The plan of one stack run; `today` (UTC date, default now) dates the EKS support status and
+    starts the 30 days the cost estimate prices."""
     # Registration order depends on when outputs resolve; sort so equal programs give equal plans.
     registrations = sorted(run.registrations, key=lambda r: (r.type, r.name))
     by_urn = {r.urn: r for r in registrations}
@@ -76,7 +79,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         key=lambda r: (r["component"], r["type"], r["name"]),
     )
     shared = policy_resources(registrations)
-    cost = estimate_cost(shared)
+    cost = estimate_cost(shared, today=today)
     return {
         "stack": run.stack,
         "profile": run.config.entry.profile,
@@ -84,7 +87,7 @@ def build_plan(run: PlanRun) -> dict[str, Any]:
         "resources": resources,
         "policy": _evaluate_policies(shared, run.stack, run.config.entry.profile, cost),
         "cost": cost.to_dict(),
-        "kubernetes": _kubernetes(run.config.cluster.kubernetes_version),
+        "kubernetes": _kubernetes(run.config.cluster.kubernetes_version, today),
         "outputs": dict(sorted(run.outputs.items())),
         "offline_secrets": run.substituted_secrets,
         "secret_config": dict(sorted(run.secret_ciphertexts.items())),
@@ -128,18 +131,30 @@ def dns_records_to_create(run: PlanRun) -> list[dict[str, str]]:
     ]
 
 
-def _kubernetes(version: str) -> dict[str, Any]:
-    """The cluster's Kubernetes version and where it stands in EKS's support calendar today."""
-    status = eks_versions.support_status(version)
+def _kubernetes(version: str, today: dt.date | None = None) -> dict[str, Any]:
+    """The cluster's Kubernetes version and where it stands in EKS's support calendar `today` (UTC;
+    default now), with a `warning` when standard support ends within the days the cost estimate
+    prices (the control plane then bills at the extended-support rate)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    status = eks_versions.support_status(version, today)
     if status is None:  # config validation refuses this; kept total for plans of hand-made runs
         return {"version": version, "support": "unknown", "until": None, "source": eks_versions.source()}
-    return {
+    out = {
         "version": version,
         "support": status.phase,
         "until": status.until.isoformat(),
         "summary": status.describe(),
         "source": status.source,
     }
+    ending = eks_versions.standard_support_ending(version, today)
+    if ending is not None:
+        out["warning"] = (
+            f"Kubernetes {version} leaves EKS standard support after {ending.isoformat()}, within the "
+            f"{eks_versions.BILLING_WINDOW_DAYS} days the estimate prices: the control plane bills at the "
+            "extended-support rate from the next day; set cdao:cluster.kubernetesVersion to "
+            f"{eks_versions.newest_version()} (and upgrade) before then."
+        )
+    return out
 
 
 def mandatory_violations(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -172,6 +187,8 @@ def render_text(plans: Sequence[Mapping[str, Any]]) -> str:
         out.extend(_policy_text(plan["policy"]))
         out.append("")
         out.append(plan["kubernetes"].get("summary") or f"Kubernetes {plan['kubernetes']['version']}: unknown to EKS")
+        if plan["kubernetes"].get("warning"):
+            out.append(f"WARNING: {plan['kubernetes']['warning']}")
         out.append("")
         out.extend(_cost_text(plan["cost"]))
         for record in plan.get("dns_records", []):

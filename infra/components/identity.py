@@ -15,7 +15,7 @@ import pulumi_aws as aws
 from cdao_connector_resources import STACK_TAG, name_prefix
 
 from infra.contract import FAST_REGISTER_PREFIX, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
-from infra.lib import iam
+from infra.lib import iam, mlops
 
 # Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
 # conditions; rewriting them would only drift from what the drivers need release to release.
@@ -56,8 +56,15 @@ class ServiceRoles(pulumi.ComponentResource):
         self._name, self._args = name, args
         region, account = args.region, args.account_id
         buckets = [args.bucket_arns["userdata"], args.bucket_arns["metadata"]]
+        # The jobs' roles serve every project and domain: MLflow's artifacts stay the server's alone.
+        # Model weights: a production SageMaker/Batch job may publish them, and these roles cannot
+        # tell production from other domains, so they keep write access there.
         data_access = pulumi.Output.all(buckets, args.data_key_arn).apply(
-            lambda a: [*_s3_read_write("TaskData", a[0]), iam.use_data_key(a[1])]
+            lambda a: [
+                *_s3_read_write("TaskData", a[0]),
+                iam.use_data_key(a[1]),
+                *mlops.guard_statements(a[0][0], publishes_models=True),
+            ]
         )
 
         self.sagemaker_execution = self._role(
@@ -323,8 +330,16 @@ class WorkloadIdentity(pulumi.ComponentResource):
         workflows = args.bucket_arns["workflows"]
 
         def with_data(bucket_list: list, extra=lambda a: []):
-            return pulumi.Output.all(bucket_list, args.data_key_arn, args.account_id).apply(
-                lambda a: iam.document([*_s3_read_write("Data", a[0]), iam.use_data_key(a[1]), *extra(a)])
+            # Flyte's own services reach userdata for raw data only: never MLflow's artifacts or model weights.
+            return pulumi.Output.all(bucket_list, args.data_key_arn, args.account_id, userdata).apply(
+                lambda a: iam.document(
+                    [
+                        *_s3_read_write("Data", a[0]),
+                        iam.use_data_key(a[1]),
+                        *extra(a),
+                        *(mlops.guard_statements(a[3], publishes_models=False) if a[3] in a[0] else []),
+                    ]
+                )
             )
 
         policies: dict[str, pulumi.Input[str]] = {
@@ -403,6 +418,8 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             iam.allow(
                                 "RawData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{a[1]}/*"]
                             ),
+                            # Not MLflow's artifacts; model weights only from production (infra/lib/mlops.py).
+                            *mlops.guard_statements(a[1], publishes_models=d == "production"),
                             # The code `pyflyte register --copy auto` uploaded through flyteadmin's data
                             # proxy: <storagePrefix>/<project>/<domain>/<hash>/<file> in flyteadmin's
                             # storage container, the metadata bucket (flyteorg/flyte v1.16.8
@@ -590,6 +607,8 @@ class WorkloadIdentity(pulumi.ComponentResource):
                     iam.pass_role("PassEmrInstanceRole", [a[7]], "ec2.amazonaws.com"),
                     *_s3_read_write("TaskData", a[8]),
                     iam.use_data_key(a[9]),
+                    # Shared by every project and domain: no model publishing, no MLflow artifacts.
+                    *mlops.guard_statements(a[8][1], publishes_models=False),
                 ]
             )
         )
@@ -686,8 +705,10 @@ LOAD_BALANCER_CONTROLLER_NARROWINGS: dict[str, str] = {
     "ec2:AuthorizeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
     "ec2:RevokeSecurityGroupIngress": "security groups (any, including the node group's) in this region only",
     "ec2:CreateSecurityGroup": (
-        "only with this cluster's elbv2.k8s.aws/cluster tag in the request: the controller tags every "
-        "security group it creates on creation (upstream's own CreateTags grant for CreateSecurityGroup)"
+        "the new group only with this cluster's elbv2.k8s.aws/cluster tag in the request: the controller tags "
+        "every security group it creates on creation (upstream's own CreateTags grant for CreateSecurityGroup); "
+        "the VPC it goes in (a resource the action is also authorized on) without a tag condition, in this "
+        "region"
     ),
     "ec2:CreateTags": _OWN_TAG,
     "ec2:DeleteTags": _OWN_TAG,
@@ -807,7 +828,11 @@ def load_balancer_controller_policy(cluster: str, region: str) -> str:
                 ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
                 security_groups,
             ),
-            iam.allow("CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup"], ["*"], requested),
+            # CreateSecurityGroup is authorized against the new group and the VPC it goes in (Service
+            # Authorization Reference, Amazon EC2); the request's tags are the group's, so the tag
+            # condition may cover only the group: on the VPC it would not hold and deny every create.
+            iam.allow("CreateTaggedSecurityGroups", ["ec2:CreateSecurityGroup"], security_groups, requested),
+            iam.allow("CreateSecurityGroupsInVpcs", ["ec2:CreateSecurityGroup"], [f"arn:aws:ec2:{region}:*:vpc/*"]),
             iam.allow(
                 "TagOnCreateSecurityGroups",
                 ["ec2:CreateTags"],

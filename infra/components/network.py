@@ -102,12 +102,20 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = [s.id for s in private]
         self.database_subnet_ids = [s.id for s in database]
 
+        # Every route is a standalone aws.ec2.Route and no table sets `routes`: pulumi-aws forbids
+        # mixing the two on one table (pulumi_aws/ec2/route_table.py, "NOTE on Route Tables and
+        # Routes"; terraform-provider-aws internal/service/ec2/vpc_route_table.go, whose Update deletes
+        # every stored route missing from the inline list), and the transit-gateway routes of
+        # _transit_gateway_routes must be standalone. Policy CDAO-NET-011 refuses the mix.
         public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt",
-            vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
-            tags=self._tags(f"{name}-public"),
-            opts=vpc_child,
+            f"{name}-public-rt", vpc_id=vpc.id, tags=self._tags(f"{name}-public"), opts=vpc_child
+        )
+        aws.ec2.Route(
+            f"{name}-public-default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=pulumi.ResourceOptions(parent=public_rt),
         )
         for az, subnet in zip(args.availability_zones, public, strict=True):
             aws.ec2.RouteTableAssociation(
@@ -124,11 +132,14 @@ class Network(pulumi.ComponentResource):
             # outage there cuts egress for all. That is the dev trade-off; prod uses one per AZ.
             nat_id = nat_ids[0] if args.single_nat_gateway else nat_ids[index]
             rt = aws.ec2.RouteTable(
-                f"{name}-private-{az}",
-                vpc_id=vpc.id,
-                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat_id)],
-                tags=self._tags(f"{name}-private-{az}"),
-                opts=vpc_child,
+                f"{name}-private-{az}", vpc_id=vpc.id, tags=self._tags(f"{name}-private-{az}"), opts=vpc_child
+            )
+            aws.ec2.Route(
+                f"{name}-private-{az}-default",
+                route_table_id=rt.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nat_id,
+                opts=pulumi.ResourceOptions(parent=rt),
             )
             aws.ec2.RouteTableAssociation(
                 f"{name}-private-{az}",

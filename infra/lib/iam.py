@@ -30,6 +30,12 @@ def allow(
     return statement
 
 
+def deny(sid: str, actions: Sequence[str], resources: Sequence[str]) -> dict:
+    """An explicit Deny: it overrides every Allow of the same principal, from any policy (IAM User
+    Guide, "Policy evaluation logic")."""
+    return {"Sid": sid, "Effect": "Deny", "Action": list(actions), "Resource": list(resources)}
+
+
 def use_data_key(key_arn: str) -> dict:
     """Read and write objects encrypted with the stack's data key (S3 SSE-KMS, EFS, secrets)."""
     return allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn])

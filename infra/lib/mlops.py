@@ -2,7 +2,8 @@
 
 Both keep their data in the stack's `userdata` bucket under a prefix of their own, so each IRSA role
 (infra/contract.py: `mlflow`, `inference`) reaches only that prefix. WorkloadIdentity creates the
-roles; this module only writes their policies, next to the prefixes platform/ is told about.
+roles; this module only writes their policies, next to the prefixes platform/ is told about, and the
+Deny statements (guard_statements) every other role that reaches the bucket carries.
 """
 
 from __future__ import annotations
@@ -12,11 +13,34 @@ import pulumi
 from infra.lib import iam
 
 # MLflow serves artifacts through its own server (--serve-artifacts), so only the server's role
-# touches this prefix; clients never need S3 credentials for it.
+# touches this prefix; clients never need S3 credentials for it. Every other role that reaches the
+# bucket carries guard_statements' Deny for it.
 MLFLOW_ARTIFACTS_PREFIX = "mlflow/"
-# Model weights vLLM loads at start-up; training pipelines publish here (their task roles can write
-# the whole bucket), the serving role can only read.
+# Model weights vLLM loads at start-up: production-domain pipelines publish here (their task roles),
+# every other domain's task role and the platform's own roles may only read; the serving role reads.
 MODELS_PREFIX = "models/"
+
+
+def guard_statements(bucket_arn: str, *, publishes_models: bool) -> list[dict]:
+    """Deny statements for a role whose other statements reach the whole `userdata` bucket: nothing
+    of MLflow's artifacts, and no writes of model weights unless `publishes_models`. An explicit Deny
+    wins over the role's Allow (IAM User Guide, "Policy evaluation logic")."""
+    statements = [
+        iam.deny(
+            "NoMlflowArtifacts",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            [f"{bucket_arn}/{MLFLOW_ARTIFACTS_PREFIX}*"],
+        )
+    ]
+    if not publishes_models:
+        statements.append(
+            iam.deny(
+                "NoModelPublishing",
+                ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                [f"{bucket_arn}/{MODELS_PREFIX}*"],
+            )
+        )
+    return statements
 
 
 def s3_uri(bucket: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:

@@ -545,3 +545,113 @@ def net_010_emr_policy_without_network(resources: list[Resource], _ctx: Context)
         yield Finding(f"cannot verify: {unknown}", holder, unknown=True)
     elif subnets:
         yield Finding(f"no subnet of the stack is tagged {EMR_TAG}=true", holder)
+
+
+# Resources whose inline property manages a whole collection, paired with the standalone resource
+# that manages one member of the same collection. The provider reconciles the inline property
+# against everything it reads back, so each side deletes or re-adds what the other declared:
+# a drift every refresh and, after any update of the owner, members deleted. Each pair is one the
+# installed pulumi-aws 7.x documents as not to be combined:
+#   ec2.RouteTable `routes` / ec2.Route: pulumi_aws/ec2/route_table.py, "NOTE on Route Tables and
+#     Routes" (terraform-provider-aws internal/service/ec2/vpc_route_table.go: Read stores every
+#     route of the table, Update deletes each stored route missing from the inline config);
+#   ec2.SecurityGroup `ingress`/`egress` / ec2.SecurityGroupRule, vpc.SecurityGroup{In,E}gressRule:
+#     pulumi_aws/ec2/security_group.py, "WARNING: You should not use ... in conjunction";
+#   ec2.NetworkAcl `ingress`/`egress` / ec2.NetworkAclRule: pulumi_aws/ec2/network_acl.py;
+#   ec2.NatGateway `secondaryAllocationIds` / ec2.NatGatewayEipAssociation: pulumi_aws/ec2/nat_gateway.py;
+#   iam.Role `inlinePolicies` / iam.RolePolicy and `managedPolicyArns` / iam.RolePolicyAttachment:
+#     pulumi_aws/iam/role.py ("an exclusive set ... Pulumi will align the role's managed policy
+#     attachments with this set by attaching or detaching").
+# The default route table, security group and network ACL take the same inline blocks.
+_INLINE_VS_MEMBER: tuple[tuple[tuple[str, ...], str, tuple[str, ...], str], ...] = (
+    (
+        ("aws:ec2/routeTable:RouteTable", "aws:ec2/defaultRouteTable:DefaultRouteTable"),
+        "routes",
+        ("aws:ec2/route:Route",),
+        "routeTableId",
+    ),
+    *(
+        (
+            SECURITY_GROUPS,
+            prop,
+            (SG_RULE, INGRESS_RULE, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"),
+            "securityGroupId",
+        )
+        for prop in ("ingress", "egress")
+    ),
+    *(
+        (
+            ("aws:ec2/networkAcl:NetworkAcl", "aws:ec2/defaultNetworkAcl:DefaultNetworkAcl"),
+            prop,
+            ("aws:ec2/networkAclRule:NetworkAclRule",),
+            "networkAclId",
+        )
+        for prop in ("ingress", "egress")
+    ),
+    (
+        ("aws:ec2/natGateway:NatGateway",),
+        "secondaryAllocationIds",
+        ("aws:ec2/natGatewayEipAssociation:NatGatewayEipAssociation",),
+        "natGatewayId",
+    ),
+    ((_ROLE,), "inlinePolicies", ("aws:iam/rolePolicy:RolePolicy",), "role"),
+    ((_ROLE,), "managedPolicyArns", (_ATTACHMENT,), "role"),
+    # iam.PolicyAttachment owns every attachment of its policy in the account (pulumi_aws/iam/
+    # policy_attachment.py, "creates exclusive attachments"): matched by the policy, not the role.
+    (
+        ("aws:iam/policyAttachment:PolicyAttachment",),
+        "policyArn",
+        (
+            _ATTACHMENT,
+            "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+            "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+        ),
+        "policyArn",
+    ),
+)
+
+
+@stack_rule(
+    RULES,
+    id="CDAO-NET-011",
+    name="Inline collection combined with standalone members on one resource",
+    description=(
+        "A route table's inline routes with aws.ec2.Route resources on the same table (likewise a security "
+        "group's inline ingress/egress with rule resources, a network ACL's inline rules with NetworkAclRule, a "
+        "NAT gateway's secondaryAllocationIds with NatGatewayEipAssociation, a role's inlinePolicies with "
+        "RolePolicy or managedPolicyArns with RolePolicyAttachment). pulumi-aws documents each pair as not to be "
+        "combined: the inline property is reconciled against everything the provider reads back, so refresh "
+        "reports drift every time and an update of the owner deletes the standalone members. An inline property "
+        "set to an empty list counts: it means 'manage and remove all'. A member whose owner is unknown at "
+        "preview is reported as 'cannot verify'."
+    ),
+    remediation=(
+        "Declare every member as a standalone resource and leave the inline property unset (omitted, not []), "
+        "or declare them all inline."
+    ),
+    level="mandatory",
+)
+def net_011_inline_and_members(resources: list[Resource], _ctx: Context) -> Iterator[Finding]:
+    for owner_types, prop, member_types, ref in _INLINE_VS_MEMBER:
+        owners = [r for r in resources if r.type in owner_types and r.props.get(prop) is not None]
+        if not owners:
+            continue
+        handles = [
+            (owner, {owner.props[prop]} if prop == ref else identifiers(owner, "name", "arn")[0]) for owner in owners
+        ]
+        for member in (r for r in resources if r.type in member_types):
+            target = member.props.get(ref)
+            linked = set(member.deps.get(ref, ()))
+            if isinstance(target, str):
+                linked.add(target)
+            hits = [owner for owner, ids in handles if ids & linked]
+            for owner in hits:
+                kind = member.type.rsplit(":", 1)[-1]
+                yield Finding(
+                    f"{owner.name} manages `{prop}` inline and {kind} {member.name} adds to the same collection",
+                    owner,
+                )
+            # An unknown reference with a dependency names its owner through the dependency; only
+            # one with neither could be on an inline-managed owner unseen.
+            if not hits and isinstance(target, UnknownValue) and not member.deps.get(ref):
+                yield Finding(f"cannot verify: {ref}", member, unknown=True)

@@ -271,7 +271,7 @@ def test_irsa_fails_an_oidc_provider_without_the_sts_client_id(aws_account):
 def test_a_check_family_that_crashes_is_reported_by_name_and_exits_2(monkeypatch: pytest.MonkeyPatch):
     """A bug or an unforeseen answer inside one family is that family's error result; the other
     families still run, and the exit code says the doctor could not judge (2), not a failed check (1)."""
-    for family in ("irsa", "node_groups", "certificate", "log_groups", "backups"):
+    for family in ("access_entries", "irsa", "node_groups", "certificate", "log_groups", "backups"):
         monkeypatch.setattr(aws, family, lambda *_a, **_k: [])
     monkeypatch.setattr(kube, "gpu_nodes", lambda _ctx: [passed("gpu", "pools", "ok")])
     monkeypatch.setattr(kube, "argocd_applications", lambda _ctx: [])

@@ -115,3 +115,26 @@ def test_dev_plan_counts_the_flyte_alb(capsys: pytest.CaptureFixture[str]):
     cost = json.loads(capsys.readouterr().out)["cost"]
     (alb,) = [line for line in cost["lines"] if line["resource_type"] == "kubernetes:core/v1:Secret"]
     assert alb["idle_usd_month"] > 0
+
+
+# ---------------------------------------------------------------- volumes platform/'s add-ons claim
+def _profiled_secret(profile: str, **enabled: bool) -> dict:
+    secret = _cluster_secret(**enabled)
+    secret["props"]["metadata"]["labels"]["profile"] = profile
+    return secret
+
+
+def test_volumes_the_addons_claim_are_priced_from_the_values_of_the_stack_s_profile():
+    """Review of issue 13 #3: kube-prometheus-stack's values give Prometheus a gp3 claim per replica
+    (platform/addons/observability/kube-prometheus-stack/values.yaml, values-<profile>.yaml; the
+    ApplicationSet picks the profile's file by the cluster Secret's `profile` label), which no Pulumi
+    resource declares. A profile without its own file gets the base claim (50 Gi, 1 replica: the
+    chart's default prometheusSpec.replicas, kube-prometheus-stack 79.12.0 values.yaml)."""
+    gb_month = price_table()["fixed"]["ebs_gp3_gb_month"]["usd"]
+    base = estimate_cost([_profiled_secret("no-such-profile", observability=True)])
+    (line,) = base.lines
+    assert line.idle_usd_month == line.peak_usd_month == pytest.approx(50 * gb_month)
+    assert "Prometheus" in line.description and "gp3" in line.description
+    (prod,) = estimate_cost([_profiled_secret("prod", observability=True)]).lines
+    assert prod.idle_usd_month == pytest.approx(2 * 200 * gb_month)
+    assert estimate_cost([_profiled_secret("prod", observability=False)]).lines == []

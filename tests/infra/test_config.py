@@ -277,3 +277,31 @@ def test_log_retention_days_are_what_cloudwatch_accepts():
     text = model.shape_for("Days").documentation
     listed = {int(n) for n in re.findall(r"\d+", text.split("Possible values are:")[1].split("</p>")[0])}
     assert set(LOG_RETENTION_DAYS) == listed
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "written"),
+    [
+        ("cdao:cluster", "publicAccessCidrs", ["203.0.113.1/28"], "203.0.113.0/28"),
+        ("cdao:cluster", "privateAccessCidrs", ["10.255.0.7/24"], "10.255.0.0/24"),
+        ("cdao:network", "vpcCidr", "10.0.0.1/16", "10.0.0.0/16"),
+        ("cdao:network", "publicSubnetCidrs", ["10.0.200.1/24", "10.0.201.0/24"], "10.0.200.0/24"),
+    ],
+)
+def test_cidr_with_host_bits_says_what_to_write(section: str, key: str, value, written: str):
+    """A CIDR with host bits set (Python's ipaddress, strict=True, refuses it as AWS does) must name
+    the network the user meant, not echo pydantic's "Input is not ..." as "expected not ..."."""
+    raw = {**VALID, section: {**VALID.get(section, {}), key: value}}
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", raw)
+    message = str(info.value)
+    assert "expected not" not in message
+    assert "host bits" in message and written in message, message
+
+
+def test_malformed_cidr_says_what_a_cidr_looks_like():
+    raw = {**VALID, "cdao:cluster": {**VALID["cdao:cluster"], "publicAccessCidrs": ["203.0.113.0/33"]}}
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config("dev", raw)
+    message = str(info.value)
+    assert "expected not" not in message and "CIDR notation" in message, message

@@ -72,3 +72,27 @@ def test_a_released_version_without_its_dates_is_refused_saying_what_to_add():
     assert problem[0] == "cdao:cluster.kubernetesVersion"
     assert "eks_versions.yaml" in problem[2] and "no longer" not in problem[2]
     assert eks_versions.source() in problem[2]
+
+
+def test_control_plane_is_prorated_over_the_next_30_days_by_the_calendar():
+    """Review of issue 13 #5: on 2026-12-01, 1.34 has two days of standard support left (until
+    2026-12-02 inclusive); the 30 days the estimate prices (2026-12-01..2026-12-30) bill 2 days at the
+    standard rate and 28 at the extended one (https://aws.amazon.com/eks/pricing/: $0.10 and $0.60 per
+    cluster hour), not 30 at the standard rate."""
+    (line,) = estimate_cost(CLUSTER, today=dt.date(2026, 12, 1)).lines
+    assert line.idle_usd_month == pytest.approx(730 * (0.10 * 2 + 0.60 * 28) / 30, abs=0.01)
+    assert "28 of the next 30 days at the extended-support rate" in line.description
+    # Wholly inside one phase, nothing changes.
+    assert estimate_cost(CLUSTER, today=dt.date(2026, 11, 2)).lines[0].idle_usd_month == pytest.approx(73.0)
+
+
+def test_plan_warns_when_standard_support_ends_within_the_priced_window(plan_of):
+    run = plan_of("dev")
+    version = run.config.cluster.kubernetes_version
+    end = eks_versions.calendar()[version]["end_of_standard_support"]
+    soon = build_plan(run, today=end - dt.timedelta(days=3))
+    later = build_plan(run, today=end - dt.timedelta(days=60))
+    assert f"leaves EKS standard support after {end.isoformat()}" in soon["kubernetes"]["warning"]
+    assert soon["kubernetes"]["warning"] in render_text([soon])
+    assert "warning" not in later["kubernetes"]
+    assert soon["cost"]["idle_usd_month"] > later["cost"]["idle_usd_month"]

@@ -101,13 +101,31 @@ def test_nat_layout_follows_the_stack(plan_of):
 
 
 def test_database_subnets_have_no_route_out(stack_run: PlanRun):
-    tables = {r.outputs["id"]: r for r in _of_type(stack_run, "aws:ec2/routeTable:RouteTable")}
     subnets = {r.outputs["id"]: r for r in _of_type(stack_run, "aws:ec2/subnet:Subnet")}
+    routes = _of_type(stack_run, "aws:ec2/route:Route")
     for assoc in _of_type(stack_run, "aws:ec2/routeTableAssociation:RouteTableAssociation"):
         tier = subnets[assoc.inputs["subnetId"]].inputs["tags"]["tier"]
-        routes = tables[assoc.inputs["routeTableId"]].inputs.get("routes") or []
-        targets = {k for route in routes for k in ("gatewayId", "natGatewayId") if route.get(k)}
+        defaults = [r for r in routes if r.inputs["routeTableId"] == assoc.inputs["routeTableId"]]
+        targets = {
+            k
+            for r in defaults
+            if r.inputs["destinationCidrBlock"] == "0.0.0.0/0"
+            for k in ("gatewayId", "natGatewayId", "transitGatewayId")
+            if r.inputs.get(k)
+        }
         assert targets == {"public": {"gatewayId"}, "private": {"natGatewayId"}, "database": set()}[tier]
+
+
+def test_every_route_is_a_standalone_resource(stack_run: PlanRun):
+    """pulumi-aws: a route table's inline `routes` cannot be combined with aws.ec2.Route resources on
+    the same table (installed pulumi_aws/ec2/route_table.py, "NOTE on Route Tables and Routes"):
+    terraform-provider-aws internal/service/ec2/vpc_route_table.go reads every route of the table into
+    state and its Update deletes each one missing from the inline config, so prod's transit-gateway
+    routes (standalone) would show as drift every refresh and be deleted by the next table update.
+    The policy pack's CDAO-NET-011 refuses the combination in any program; here no table manages
+    routes inline at all, so adding a standalone route can never meet an inline one."""
+    tables = _of_type(stack_run, "aws:ec2/routeTable:RouteTable")
+    assert tables and all("routes" not in t.inputs for t in tables), [t.name for t in tables]
 
 
 def test_s3_gateway_endpoint_serves_private_and_database_tiers(stack_run: PlanRun):

@@ -175,3 +175,39 @@ def test_flow_log_role_keeps_every_action_the_vpc_guide_requires(plan_of):
     required = {a for s in upstream for a in s["actions"]}
     granted = {a for s in ours for a in s["actions"]}
     assert required - granted == set(), "actions the VPC user guide requires are missing"
+
+
+REQUEST_TAG_TYPES = Path(__file__).parent / "data" / "request_tag_resource_types.yaml"
+
+
+def _resource_types(arn: str, action: str, known: dict) -> set[str]:
+    """The resource types an ARN pattern of a statement covers for `action` ("*": all of them)."""
+    if arn == "*":
+        return set(known[action]["authorized"])
+    resource = arn.split(":", 5)[5]
+    return {t for t in known[action]["authorized"] if resource == t or resource.startswith(t + "/")}
+
+
+@pytest.mark.parametrize("chart", list(VENDORS))
+def test_request_tag_conditions_cover_only_resource_types_the_action_creates(chart: str, plan_of):
+    """Review of issue 13 #6: an aws:RequestTag condition is evaluated against every resource the
+    action is authorized on; on a type the tags are not for (CreateSecurityGroup's VPC) it does not
+    hold, and the call is denied. So a statement with one may cover only the types the request's
+    tags are for, and each type the action needs must be granted by some statement."""
+    known = yaml.safe_load(REQUEST_TAG_TYPES.read_text())["actions"]
+    ours = _ours(plan_of("prod"), VENDORS[chart]["policy"])
+    for statement in ours:
+        keys = {key for pairs in statement["condition"].values() for key in pairs}
+        if not any(k.startswith("aws:RequestTag/") for k in keys):
+            continue
+        for action in statement["actions"]:
+            assert action in known, f"{action}: record its resource types in {REQUEST_TAG_TYPES.name}"
+            covered = set().union(*(_resource_types(r, action, known) for r in statement["resources"]))
+            untagged = covered - set(known[action]["tagged"])
+            assert not untagged, f"{action}: request-tag condition on {sorted(untagged)}, which it does not create"
+    for action, types in known.items():
+        granting = [s for s in ours if action in s["actions"]]
+        if not granting:
+            continue
+        granted = set().union(*(_resource_types(r, action, known) for s in granting for r in s["resources"]))
+        assert set(types["authorized"]) <= granted, f"{action}: nothing grants {set(types['authorized']) - granted}"

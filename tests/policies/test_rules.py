@@ -262,7 +262,10 @@ def vpc_set(with_log: bool = True, log_vpc: Any = "vpc-1") -> list[dict[str, Any
 
 
 def sg(ingress: list[dict[str, Any]], sg_id: str = "sg-1") -> dict[str, Any]:
-    out = tagged("aws:ec2/securityGroup:SecurityGroup", f"sg-{sg_id}", vpcId="vpc-1", ingress=ingress)
+    # No inline rules means `ingress` left unset: an explicit [] manages (and empties) the group's
+    # rules, which standalone rule resources on it would contradict (CDAO-NET-011).
+    inline = {"ingress": ingress} if ingress else {}
+    out = tagged("aws:ec2/securityGroup:SecurityGroup", f"sg-{sg_id}", vpcId="vpc-1", **inline)
     out["id"] = sg_id
     return out
 
@@ -492,6 +495,25 @@ def emr_serverless(**props: Any) -> dict[str, Any]:
 
 def estimate(peak: Any) -> Callable[[list[dict[str, Any]]], Any]:
     return lambda _resources: SimpleNamespace(idle_usd_month=0.0, peak_usd_month=peak, lines=[])
+
+
+NAT_ROUTE = {"cidrBlock": "0.0.0.0/0", "natGatewayId": "nat-1"}
+TABLE_URN = "urn:pulumi:prod::cdao::aws:ec2/routeTable:RouteTable::private-a"
+
+
+def route_table(**props: Any) -> dict[str, Any]:
+    props.setdefault("id", "rtb-1")
+    return tagged("aws:ec2/routeTable:RouteTable", "private-a", vpcId="vpc-1", **props)
+
+
+def route(table: str) -> dict[str, Any]:
+    return res(
+        "aws:ec2/route:Route",
+        "api-access",
+        routeTableId=table,
+        destinationCidrBlock="10.255.0.0/24",
+        transitGatewayId="tgw-1",
+    )
 
 
 NO_COST = estimate(0.0)
@@ -2082,6 +2104,92 @@ CASES = [
     # issue 13 #8: the v2 policy attached, the private subnets never tagged.
     case("CDAO-NET-010-fail", [*EMR_V2, emr_subnet(None)], A("CDAO-NET-010")),
     case("CDAO-NET-010-unknown-tag", [*EMR_V2, emr_subnet(U)], A("CDAO-NET-010")),
+    # ---------------------------------------------------------------- NET-011 inline collection + members
+    # Review of issue 13 #1: prod's private tables carried the default route inline while the
+    # transit-gateway routes were aws.ec2.Route resources on the same tables.
+    case("CDAO-NET-011-pass-all-standalone", [route_table(), route("rtb-1")]),
+    case("CDAO-NET-011-pass-all-inline", [route_table(routes=[NAT_ROUTE]), route("rtb-other")]),
+    case("CDAO-NET-011-fail-route-table", [route_table(routes=[NAT_ROUTE]), route("rtb-1")], M("CDAO-NET-011")),
+    case("CDAO-NET-011-fail-empty-inline-list", [route_table(routes=[]), route("rtb-1")], M("CDAO-NET-011")),
+    case("CDAO-NET-011-unknown-table", [route_table(routes=[NAT_ROUTE]), route(U)], A("CDAO-NET-011")),
+    # At preview a new table's id is unknown: the route names its table through its dependency.
+    case(
+        "CDAO-NET-011-pass-unknown-id-linked-to-a-table-without-inline-routes",
+        [
+            {**route_table(id=U), "urn": TABLE_URN},
+            {**route_table(id="rtb-2", routes=[NAT_ROUTE]), "name": "public"},
+            {**route(U), "propertyDependencies": {"routeTableId": [TABLE_URN]}},
+        ],
+    ),
+    case(
+        "CDAO-NET-011-fail-unknown-id-linked-to-an-inline-table",
+        [
+            {**route_table(id=U, routes=[NAT_ROUTE]), "urn": TABLE_URN},
+            {**route(U), "propertyDependencies": {"routeTableId": [TABLE_URN]}},
+        ],
+        M("CDAO-NET-011"),
+    ),
+    case(
+        "CDAO-NET-011-fail-security-group",
+        [
+            tagged("aws:ec2/securityGroup:SecurityGroup", "sg", id="sg-1", egress=[]),
+            tagged(
+                "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+                "out",
+                securityGroupId="sg-1",
+                cidrIpv4="10.0.0.0/16",
+                ipProtocol="-1",
+            ),
+        ],
+        M("CDAO-NET-011"),
+    ),
+    case(
+        "CDAO-NET-011-fail-network-acl",
+        [
+            tagged("aws:ec2/networkAcl:NetworkAcl", "acl", id="acl-1", ingress=[]),
+            res("aws:ec2/networkAclRule:NetworkAclRule", "r", networkAclId="acl-1", ruleNumber=100),
+        ],
+        M("CDAO-NET-011"),
+    ),
+    case(
+        "CDAO-NET-011-fail-role-managed-policy-arns",
+        [
+            role(managedPolicyArns=["arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"], id="nodes"),
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "ecr",
+                role="nodes",
+                policyArn="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+            ),
+        ],
+        M("CDAO-NET-011"),
+    ),
+    case(
+        "CDAO-NET-011-fail-exclusive-policy-attachment",
+        [
+            res(
+                "aws:iam/policyAttachment:PolicyAttachment",
+                "all",
+                policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+                roles=["r1"],
+            ),
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "one",
+                role="r2",
+                policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess",
+            ),
+        ],
+        M("CDAO-NET-011"),
+    ),
+    case(
+        "CDAO-NET-011-fail-role-inline-policies",
+        [
+            role(inlinePolicies=[{"name": "a", "policy": doc(allow("s3:GetObject"))}], id="r1"),
+            res("aws:iam/rolePolicy:RolePolicy", "b", role="r1", policy=doc(allow("s3:PutObject"))),
+        ],
+        M("CDAO-NET-011"),
+    ),
     # ---------------------------------------------------------------- NET-003/004 IMDS
     case("CDAO-NET-003-pass", launch_template()),
     case("CDAO-NET-003-fail-optional", launch_template(metadataOptions={"httpTokens": "optional"}), M("CDAO-NET-003")),
