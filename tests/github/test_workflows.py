@@ -213,7 +213,7 @@ def test_a_stale_job_compares_with_main_and_dispatches_a_reconcile(deploy):
         # dispatches itself before failing.
         register_guard = next(s for s in jobs[f"register-{stack}"]["steps"] if s.get("id") == "guard")["run"]
         dispatch = register_guard.index("gh workflow run deploy.yml --ref main -f stack=all")
-        assert dispatch < register_guard.index("exit 1")
+        assert dispatch < register_guard.index("exit 1", register_guard.index("superseded by a newer deployment"))
 
 
 def test_the_plan_saved_at_preview_is_the_plan_applied(deploy):
