@@ -70,7 +70,7 @@ from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
-from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
+from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, PULUMI_SECRETS_KEYS, REVISION_KEY, Pins, is_secure, pins_of
 from cdao_cli.plan.runner import StackFileError, read_stack_file
 from cdao_cli.promote import write_atomically
 from infra.config import ConfigError, StackConfig, parse_stack_config
@@ -244,18 +244,6 @@ def _document_pins(document: Any, commit: str) -> Pins:
     return Pins("", {})
 
 
-# Pulumi's stack settings besides `config` (pulumi/automation/_stack_settings.py, StackSettings, pulumi
-# 3.272.0: `secretsprovider`, `encryptedkey`, `encryptionsalt`) and every `{secure: <ciphertext>}`
-# config value (StackSettingsSecureConfigValue) belong to the stack's state and key, not to a commit's
-# code: a pin's file may predate `pulumi stack init`, or hold ciphertext of a data key rotated since.
-SECURE = "secure"
-PULUMI_SECRETS_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
-
-
-def _is_secure(value: object) -> bool:
-    return isinstance(value, dict) and set(value) == {SECURE}
-
-
 def _round_trip() -> YAML:
     """ruamel's round-trip YAML 1.2, as Pulumi's Go YAML reads stack files (a YAML 1.1 loader would
     turn `on` into true and re-quote values); comments, order and quoting survive."""
@@ -321,7 +309,7 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     if document.get("config") is None:
         document["config"] = CommentedMap()
     config = document["config"]
-    for key in [k for k, value in config.items() if _is_secure(value)]:
+    for key in [k for k, value in config.items() if is_secure(value)]:
         del config[key]
     if config.get(GITOPS_KEY) is None:
         config[GITOPS_KEY] = CommentedMap()
@@ -333,7 +321,7 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
         elif key in gitops:
             del gitops[key]
     for key, value in current_config.items():
-        if _is_secure(value):
+        if is_secure(value):
             config[key] = value
     out = StringIO()
     _round_trip().dump(document, out)
