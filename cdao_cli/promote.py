@@ -237,9 +237,10 @@ def _per_stack_keys(text: str) -> dict[str, str]:
     for key, value in document.items():
         if key == "config" and isinstance(value, dict):
             for name, item in value.items():
+                own = item
                 if name == GITOPS_KEY and isinstance(item, dict):
-                    item = {k: v for k, v in item.items() if k not in (REVISION_KEY, CHARTS_KEY)}
-                _flatten(item, str(name), out)
+                    own = {k: v for k, v in item.items() if k not in (REVISION_KEY, CHARTS_KEY)}
+                _flatten(own, str(name), out)
         elif key not in PULUMI_SECRETS_KEYS and key != "config":
             _flatten(value, f"(top level) {key}", out)
     return out

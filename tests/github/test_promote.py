@@ -483,8 +483,8 @@ def test_the_pull_request_lists_the_per_stack_edits_that_go_live_with_the_new_pi
     staging = repo / "environments" / "Pulumi.staging.yaml"
     text = staging.read_text()
     text = text.replace("  cdao:backup:\n    dailyRetentionDays: 14\n", "")
-    secret = "  cdao:codeweaveExternalId:\n    secure: v1:c2VjcmV0\n"
-    text = text.replace("  cdao:team: ml-platform\n", "  cdao:team: ml-research\n" + secret)
+    ciphertext = "  cdao:codeweaveExternalId:\n    secure: v1:c2VjcmV0\n"
+    text = text.replace("  cdao:team: ml-platform\n", "  cdao:team: ml-research\n" + ciphertext)
     text = text.replace("      maxSize: 6\n", "      maxSize: 7\n", 1)
     staging.write_text(text)
     commit(repo, "staging: per-stack edits")
