@@ -70,7 +70,16 @@ from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
-from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, PULUMI_SECRETS_KEYS, REVISION_KEY, Pins, is_secure, pins_of
+from cdao_cli.pins import (
+    CHARTS_KEY,
+    GITOPS_KEY,
+    PULUMI_SECRETS_KEYS,
+    REVISION_KEY,
+    Pins,
+    code_keys_set,
+    is_secure,
+    pins_of,
+)
 from cdao_cli.plan.runner import StackFileError, read_stack_file
 from cdao_cli.promote import write_atomically
 from infra.config import ConfigError, StackConfig, parse_stack_config
@@ -265,6 +274,18 @@ def _document(text: str, name: str) -> CommentedMap:
     return document
 
 
+def _refuse_code_keys(document: CommentedMap, where: str) -> None:
+    """A stack file must not set a key that is code (cdao_cli/pins.py CODE_KEYS): it would run an Argo
+    CD chart or a platform folder the stack before it never ran."""
+    keys = code_keys_set(document.get("config") or {})
+    if keys:
+        raise RevisionError(
+            f"{where}: {', '.join(keys)}: code, not a per-stack setting (cdao_cli/pins.py): every stack runs "
+            "infra/config.py's default at its revision, promoted with it; remove the key and change the "
+            "default in a pull request instead"
+        )
+
+
 def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     """The stack file (YAML text) a deploy of `stack` at run commit `commit` gives the program of its
     revision (docs/github-setup.md, "Which stack file a deploy runs").
@@ -281,13 +302,15 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     which may use keys newer than the pin): only the revision is checked (_revision).
 
     Raises RevisionError naming the file and key: the file at `commit` is not a YAML mapping or its
-    revision is not one the stack can run (_checked_revision), or the stack has no file at its pin
-    (promote a commit that has one).
+    revision is not one the stack can run (_checked_revision), the stack has no file at its pin
+    (promote a commit that has one), or either file sets a key that is code (cdao_cli/pins.py
+    CODE_KEYS).
     """
     name = f"environments/Pulumi.{stack}.yaml"
     _, text = _stack_file(repo, stack, commit)
     current = _document(text, f"{name} at {commit}")
     revision = _revision(repo, stack, commit, current)
+    _refuse_code_keys(current, f"{name} at {commit}")
     if revision == commit:
         return text
     try:
@@ -298,6 +321,7 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
             "whose keys its code would read; promote a commit that has it"
         ) from None
     document = _document(pinned_text, f"{name} at {revision}")
+    _refuse_code_keys(document, f"{name} at {revision} (the pin)")
     current_config = current.get("config") or CommentedMap()
     # Every other top-level key (an ESC `environment:` import, say, which feeds config to the
     # program: pulumi.com/docs/esc/guides/pulumi-iac/) stays as the pin wrote it.
@@ -483,6 +507,8 @@ def _against_main(
 
 def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bool) -> Decision:
     revision = _revision_of_file(repo, stack, commit)
+    # What a deploy at `commit` would run: refused here (a key that is code, say) before any decision.
+    stack_file = deployed_stack_file(repo, stack, commit)
     if not deployed:
         return Decision(revision, True, f"{stack} has no successful deployment yet")
     if not FULL_SHA.fullmatch(deployed) or _git(repo, "cat-file", "-e", f"{deployed}^{{commit}}") is None:
@@ -495,7 +521,7 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
         return Decision(revision, True, f"deploy of {stack} requested at {revision}")
     try:
         ran = _revision_of_file(repo, stack, deployed)
-        same_file = deployed_stack_file(repo, stack, deployed) == deployed_stack_file(repo, stack, commit)
+        same_file = deployed_stack_file(repo, stack, deployed) == stack_file
     except RevisionError:
         ran, same_file = "", False  # what ran then no longer reads: reconcile
     if ran == revision and same_file:

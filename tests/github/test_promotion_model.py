@@ -177,6 +177,9 @@ class Platform:
     ran: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     # Per stack, the revisions whose infra/ was applied (even where the registration then failed).
     applied: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    # The same for the code-bearing values of the stack file each apply ran (pins.code_values).
+    ran_code: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    applied_code: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STACKS})
 
     @property
     def environments(self) -> Path:
@@ -253,6 +256,9 @@ class Platform:
             if stack in run.fail:
                 continue  # pulumi up failed: no registration, no deployment record
             self.applied[stack].append(guard.revision)
+            # What the apply runs: the composed file resolve handed it (its guard compares the pin's).
+            code = pins.code_values(yaml.safe_load(stack_revision.deployed_stack_file(self.repo, stack, run.commit)))
+            self.applied_code[stack].append(code)
             if stack in run.fail_registration:
                 continue
             guard = self._job(stack, run, force == stack)
@@ -260,6 +266,7 @@ class Platform:
                 continue
             self.running[stack] = guard.revision
             self.ran[stack].append(guard.revision)
+            self.ran_code[stack].append(code)
             self.deployed[stack] = run.commit
             self.records[stack].append(run.commit)
 
@@ -304,10 +311,13 @@ def platform(tmp_path: Path, git_identity: None) -> Platform:
 
 def assert_invariant(world: Platform) -> None:
     """Every revision staging or prod applied was run completely (applied and registered) by the
-    stack before it."""
+    stack before it, and so were the code-bearing values of the stack file it applied (the promoted
+    keys and the keys that are code, cdao_cli/pins.py code_values)."""
     for earlier, later in (("dev", "staging"), ("staging", "prod")):
         for revision in world.applied[later]:
             assert revision in world.ran[earlier], (later, revision, world.ran[earlier])
+        for values in world.applied_code[later]:
+            assert values in world.ran_code[earlier], (later, values, world.ran_code[earlier])
 
 
 def test_dev_follows_main_and_staging_and_prod_run_their_pins(platform):
@@ -922,3 +932,28 @@ def test_the_apply_recomputes_the_stack_file_with_the_pins_code_and_refuses_anot
     compare = compare[: compare.index("\nfi\n")]
     for job, guard in _guards().items():
         assert compare in guard, job
+
+
+def test_argo_cds_chart_and_the_synced_folder_cannot_differ_from_what_staging_ran(platform):
+    """`cdao:gitops.argocdChartVersion` (the Argo CD chart infra/ installs) and `cdao:gitops.path` (the
+    folder the root Application syncs) are code: set in prod's file alone, they would give prod an
+    Argo CD and manifests staging never ran. cdao_cli/pins.py classifies them as code (infra/config.py's
+    default at the stack's revision, the same for every stack): a stack file setting one is refused
+    with the key named, and prod keeps running what staging ran."""
+    _add_to_prod_on_main(
+        platform,
+        "    repoUrl:",
+        "    argocdChartVersion: 9.9.9\n    path: platform-prod-only\n    repoUrl:",
+        "prod: its own Argo CD and folder",
+    )
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["staging"] == a
+    assert platform.running["prod"] == platform.base
+    refusals = [message for stack, message in platform.refused if stack == "prod"]
+    assert refusals and "cdao:gitops.argocdChartVersion" in refusals[-1] and "cdao:gitops.path" in refusals[-1]
+    assert_invariant(platform)
