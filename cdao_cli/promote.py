@@ -34,7 +34,7 @@ import yaml
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE, add_environments_argument
-from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
+from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, PULUMI_SECRETS_KEYS, REVISION_KEY, Pins, is_secure, pins_of
 from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 from infra.config import ConfigError, parse_stack_config
 
@@ -58,6 +58,9 @@ class Promotion:
     old_text: str
     new_text: str
     changes: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    # The target's own keys that go live with the new pin (file_changes), None when the old pin is
+    # not a commit holding the target's file (a branch being repaired): then all of the new one does.
+    file_changes: list[tuple[str, str | None, str | None]] | None = None
 
     @property
     def changed(self) -> bool:
@@ -203,7 +206,66 @@ def plan_promotion(source: str, target: str, environments: Path, source_deployed
     new_text = _edit(old_text, target_path, old, new) if changes else old_text
     if changes:
         _validate_candidate(target, new_text, target_path, new)
-    return Promotion(source, target, target_path, old, new, deployed, old_text, new_text, changes)
+    file_changes = file_changes_between(target, old.revision, new.revision, environments)
+    return Promotion(source, target, target_path, old, new, deployed, old_text, new_text, changes, file_changes)
+
+
+def _file_at(stack: str, commit: str, environments: Path) -> str | None:
+    """The text of <stack>'s file at <commit> (git, from the repository holding `environments`)."""
+    prefix = (_git(environments, "rev-parse", "--show-prefix") or "").strip()
+    return _git(environments, "show", f"{commit}:{prefix}Pulumi.{stack}.yaml")
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
+    if is_secure(value):
+        out[prefix] = "(secret)"
+    elif isinstance(value, dict) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}", out)
+    else:
+        out[prefix] = value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _per_stack_keys(text: str) -> dict[str, str]:
+    """Dotted key -> value (as text; `(secret)` for a `secure:` value) of a stack file's keys that a
+    pinned stack takes from its pin (cdao_cli/pins.py): every key but the promoted ones and Pulumi's
+    secrets settings."""
+    document = yaml.safe_load(text) or {}
+    out: dict[str, str] = {}
+    if not isinstance(document, dict):
+        return out
+    for key, value in document.items():
+        if key == "config" and isinstance(value, dict):
+            for name, item in value.items():
+                own = item
+                if name == GITOPS_KEY and isinstance(item, dict):
+                    own = {k: v for k, v in item.items() if k not in (REVISION_KEY, CHARTS_KEY)}
+                _flatten(own, str(name), out)
+        elif key not in PULUMI_SECRETS_KEYS and key != "config":
+            _flatten(value, f"(top level) {key}", out)
+    return out
+
+
+def file_changes_between(
+    target: str, old_revision: str, new_revision: str, environments: Path
+) -> list[tuple[str, str | None, str | None]] | None:
+    """The per-stack keys of <target>'s file that differ between its file at `old_revision` (the old pin)
+    and at `new_revision` (the new pin), as (dotted key, old, new); None (added/removed) for a missing
+    key. A pinned stack runs its own file as of its pin (cdao_cli/stack_revision.py deployed_stack_file),
+    so these go live with the promotion. None when the old pin is no commit holding the file."""
+    old_text = _file_at(target, old_revision, environments) if _FULL_SHA.fullmatch(old_revision) else None
+    new_text = _file_at(target, new_revision, environments)
+    if old_text is None or new_text is None:
+        return None
+    try:
+        before, after = _per_stack_keys(old_text), _per_stack_keys(new_text)
+    except yaml.YAMLError:
+        return None
+    return [
+        (key, before.get(key), after.get(key))
+        for key in [*before, *(k for k in after if k not in before)]
+        if before.get(key) != after.get(key)
+    ]
 
 
 def _read_text(path: Path) -> str:
@@ -459,13 +521,37 @@ def pull_request_text(promotion: Promotion) -> tuple[str, str]:
         f"| `{key.removeprefix(GITOPS_KEY + '.')}` | `{old or '(unset)'}` | `{new or '(removed)'}` |"
         for key, old, new in promotion.changes
     )
+    name = promotion.target_path.name
+    if promotion.file_changes is None:
+        per_stack = (
+            f"The old pin `{promotion.old.revision}` is not a commit holding `{name}`: `{promotion.target}` "
+            f"will run its whole file as of `{revision}`."
+        )
+    elif promotion.file_changes:
+        edits = "\n".join(
+            f"| `{key}` | `{old if old is not None else '(unset)'}` | `{new if new is not None else '(removed)'}` |"
+            for key, old, new in promotion.file_changes
+        )
+        per_stack = (
+            f"A pinned stack runs its own `{name}` as of its pin, so these per-stack edits, merged since the "
+            f"old pin `{promotion.old.revision}`, also go live with this merge:\n\n"
+            f"| key | at the old pin | at the new pin |\n|---|---|---|\n{edits}"
+        )
+    else:
+        per_stack = (
+            f"No other key of `{name}` changed between its old pin `{promotion.old.revision}` and the new one: "
+            "no per-stack edit goes live with this merge."
+        )
     body = (
         f"Promotes the pins `{GITOPS_KEY}.{REVISION_KEY}` and `{GITOPS_KEY}.{CHARTS_KEY}` from "
-        f"`{promotion.source}` to `{promotion.target}` (`{promotion.target_path.name}`); nothing else changes.\n\n"
+        f"`{promotion.source}` to `{promotion.target}` (`{name}`); this pull request changes only their "
+        "values in the file.\n\n"
         f"| pin | {promotion.target} now | after merge |\n|---|---|---|\n{rows}\n\n"
         f"These are the pins `{promotion.source}` ran in its last successful deployment (deployed at "
         f"`{promotion.source_deployed}`). `{promotion.target}` will run `infra/`, `platform/`, `workflows/` and "
-        f"the images of commit `{revision}`, and nothing else.\n\n"
+        f"the images of commit `{revision}`, with its stack file as of that commit (the stack's secrets "
+        "from main).\n\n"
+        f"{per_stack}\n\n"
         f"Merging deploys `{promotion.target}` (deploy.yml) after its environment's reviewers approve.\n\n"
         f"Written by `cdao promote {promotion.source} {promotion.target}`."
     )

@@ -18,14 +18,18 @@ Printed for $GITHUB_OUTPUT: `revision=<sha>`, `deploy=true|false` and `reason=<t
 when the stack has never been deployed, when that stack file or the resolved revision at C differs from
 what it ran at D (so a run cancelled or failed earlier is made good by any later run), or with --force; it is
 false when nothing changed, and when D is newer than C (a re-run of an old run must not roll a stack
-back). Exit 2, with the file and key named, when the stack file at C is invalid or its revision is not a
-commit that C contains.
+back). Exit 2, with the file and key named, when the stack file at C is invalid (without --main: this
+code's config refuses it) or its revision is not a commit that C contains.
 
 With --main (main's tip when an apply or registration job starts), a job whose stack state (resolved
 revision and stack file) differs from main's does nothing (`reason=superseded by main ...`), and
 `reconcile=true` is printed when main's state is not what the stack last deployed: deploy.yml then
 dispatches a Deploy run, since GitHub may have cancelled the newer run's pending job in favour of
-this older one (resolve()).
+this older one (resolve()). The guards that pass it run the *pin's* code on main's history, so in
+that mode no stack file is parsed with the config schema (main's file may use keys newer than the
+pin; resolve, with main's code, validated it): only resolved revisions and composed files
+(deployed_stack_file) are compared, and --stack-file writes the file this code composes, which the
+guard compares with the one resolve handed the job.
 
 With --upstream-deployed (commits of the previous stack's successful deployments, from
 `last-deployed.sh <previous> --at <candidates>`), a stack promoted from another (`cdao-stack:promotesFrom`
@@ -66,7 +70,16 @@ from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
-from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, REVISION_KEY, Pins, pins_of
+from cdao_cli.pins import (
+    CHARTS_KEY,
+    GITOPS_KEY,
+    PULUMI_SECRETS_KEYS,
+    REVISION_KEY,
+    Pins,
+    code_keys_set,
+    is_secure,
+    pins_of,
+)
 from cdao_cli.plan.runner import StackFileError, read_stack_file
 from cdao_cli.promote import write_atomically
 from infra.config import ConfigError, StackConfig, parse_stack_config
@@ -147,14 +160,23 @@ def revision_at(repo: Path, stack: str, commit: str) -> str:
 
 
 def pins_at(repo: Path, stack: str, commit: str) -> Pins:
-    """The promoted values (cdao_cli/pins.py) of `stack`'s file at `commit`, its revision validated as a
-    commit of main (a branch resolved to `commit`). Raises RevisionError naming the file and key."""
-    name = f"environments/Pulumi.{stack}.yaml at {commit}"
+    """The promoted values (cdao_cli/pins.py) of `stack`'s file at `commit`, validated with this
+    checkout's config code, its revision a commit of main (a branch resolved to `commit`). Raises
+    RevisionError naming the file and key. For the code that runs a pin (the guards), which must not
+    parse main's newer file with its older schema, see _revision."""
     config = config_at(repo, stack, commit)
-    revision = config.gitops.revision
+    _checked_revision(repo, stack, commit, config.gitops.revision, config.entry.promotes_from)
+    return pins_of(config, commit)
+
+
+def _checked_revision(repo: Path, stack: str, commit: str, revision: str, promotes_from: str | None) -> str:
+    """The commit a deploy at `commit` runs for a stack file whose `cdao:gitops.revision` is
+    `revision`: `main` (a stack promoted from none: `commit` itself) or a full SHA that `commit`
+    contains. Raises RevisionError naming the file and key."""
+    name = f"environments/Pulumi.{stack}.yaml at {commit}"
     # A stack promoted from another (its cdao-stack:promotesFrom, the stack registry) pins a commit.
-    if revision == FOLLOWED_BRANCH and config.entry.promotes_from is None:
-        return pins_of(config, commit)
+    if revision == FOLLOWED_BRANCH and promotes_from is None:
+        return commit
     if not FULL_SHA.fullmatch(revision):
         raise RevisionError(
             f"{name}: cdao:gitops.revision = {revision!r}: expected a full commit SHA, or `{FOLLOWED_BRANCH}` "
@@ -164,7 +186,39 @@ def pins_at(repo: Path, stack: str, commit: str) -> Pins:
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: no such commit")
     if not _contains(repo, commit, revision):
         raise RevisionError(f"{name}: cdao:gitops.revision = {revision}: not a commit of main (not merged)")
-    return pins_of(config)
+    return revision
+
+
+def _promotes_from(repo: Path, stack: str, config: dict[str, Any]) -> str | None:
+    """The stack's `cdao-stack:promotesFrom` as its file's `config:` mapping writes it; a file from
+    before the stack registry (no `cdao-stack:` key) is what the registry at `repo`'s checkout says
+    (as config_at reads it)."""
+    if not any(str(key).startswith(f"{cdao_stacks.NAMESPACE}:") for key in config):
+        try:
+            return cdao_stacks.load(repo / "environments").get(stack).entry.promotes_from
+        except cdao_stacks.StackRegistryError as exc:
+            raise RevisionError(f"environments/Pulumi.{stack}.yaml: {exc}") from None
+    source = config.get(cdao_stacks.PROMOTES_FROM_KEY)
+    return None if source is None else str(source)
+
+
+def _revision_of_file(repo: Path, stack: str, commit: str) -> str:
+    """_revision of `stack`'s file at `commit` (no config schema)."""
+    name = f"environments/Pulumi.{stack}.yaml at {commit}"
+    return _revision(repo, stack, commit, _document(_stack_file(repo, stack, commit)[1], name))
+
+
+def _revision(repo: Path, stack: str, commit: str, document: Any) -> str:
+    """_checked_revision of a stack file's parsed document, read without the config schema: the guards
+    run a pin's code on main's file, which may use keys the pin's config has never heard of
+    (docs/github-setup.md, "Which stack file a deploy runs"); resolve, with main's code, validated it."""
+    name = f"environments/Pulumi.{stack}.yaml at {commit}"
+    config = document.get("config") or {}
+    gitops = config.get(GITOPS_KEY)
+    revision = gitops.get(REVISION_KEY) if isinstance(gitops, dict) else None
+    if revision is None:
+        raise RevisionError(f"{name}: {GITOPS_KEY}.{REVISION_KEY}: missing")
+    return _checked_revision(repo, stack, commit, str(revision), _promotes_from(repo, stack, config))
 
 
 def raw_pins_at(repo: Path, stack: str, commit: str) -> Pins:
@@ -206,17 +260,6 @@ def _document_pins(document: Any, commit: str) -> Pins:
     return Pins("", {})
 
 
-# Pulumi's stack settings besides `config` (pulumi/automation/_stack_settings.py, StackSettings, pulumi
-# 3.272.0: `secretsprovider`, `encryptedkey`, `encryptionsalt`) and every `{secure: <ciphertext>}`
-# config value (StackSettingsSecureConfigValue) belong to the stack's state and key, not to a commit's
-# code: a pin's file may predate `pulumi stack init`, or hold ciphertext of a data key rotated since.
-SECURE = "secure"
-
-
-def _is_secure(value: object) -> bool:
-    return isinstance(value, dict) and set(value) == {SECURE}
-
-
 def _round_trip() -> YAML:
     """ruamel's round-trip YAML 1.2, as Pulumi's Go YAML reads stack files (a YAML 1.1 loader would
     turn `on` into true and re-quote values); comments, order and quoting survive."""
@@ -238,6 +281,18 @@ def _document(text: str, name: str) -> CommentedMap:
     return document
 
 
+def _refuse_code_keys(document: CommentedMap, where: str) -> None:
+    """A stack file must not set a key that is code (cdao_cli/pins.py CODE_KEYS): it would run an Argo
+    CD chart or a platform folder the stack before it never ran."""
+    keys = code_keys_set(document.get("config") or {})
+    if keys:
+        raise RevisionError(
+            f"{where}: {', '.join(keys)}: code, not a per-stack setting (cdao_cli/pins.py): every stack runs "
+            "infra/config.py's default at its revision, promoted with it; remove the key and change the "
+            "default in a pull request instead"
+        )
+
+
 def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     """The stack file (YAML text) a deploy of `stack` at run commit `commit` gives the program of its
     revision (docs/github-setup.md, "Which stack file a deploy runs").
@@ -247,37 +302,45 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     (unknown keys refused), so it gets its own file *as of the pin*, with from `commit` only:
     the promoted keys (cdao_cli/pins.py: `cdao:gitops.revision`, `cdao:gitops.chartVersions`, as
     written), and the stack's secrets (Pulumi's `secretsprovider`, `encryptedkey`, `encryptionsalt`
-    and every top-level `secure:` value, which follow the stack's key, never its code). Every other
-    per-stack key edited on `main` reaches the stack with the first pin that contains the edit. The
-    pin's text is kept as written (comments, order, quoting) but for those keys.
+    and every top-level `secure:` value of `config`, which follow the stack's key, never its code).
+    Every other key, top-level ones included, edited on `main` reaches the stack with the first pin
+    that contains the edit. The pin's text is kept as written (comments, order, quoting) but for
+    those keys. No config schema is involved (the guards run this with a pin's code on main's file,
+    which may use keys newer than the pin): only the revision is checked (_revision).
 
-    Raises RevisionError naming the file and key: the file at `commit` is invalid (pins_at), or the
-    stack has no file at its pin (promote a commit that has one).
+    Raises RevisionError naming the file and key: the file at `commit` is not a YAML mapping or its
+    revision is not one the stack can run (_checked_revision), the stack has no file at its pin
+    (promote a commit that has one), or either file sets a key that is code (cdao_cli/pins.py
+    CODE_KEYS).
     """
-    pins = pins_at(repo, stack, commit)
     name = f"environments/Pulumi.{stack}.yaml"
     _, text = _stack_file(repo, stack, commit)
-    if pins.revision == commit:
-        return text
     current = _document(text, f"{name} at {commit}")
+    revision = _revision(repo, stack, commit, current)
+    _refuse_code_keys(current, f"{name} at {commit}")
+    if revision == commit:
+        return text
     try:
-        _, pinned_text = _stack_file(repo, stack, pins.revision)
+        _, pinned_text = _stack_file(repo, stack, revision)
     except RevisionError:
         raise RevisionError(
-            f"{name} at {commit}: {GITOPS_KEY}.{REVISION_KEY} = {pins.revision}: that commit has no {name}, "
+            f"{name} at {commit}: {GITOPS_KEY}.{REVISION_KEY} = {revision}: that commit has no {name}, "
             "whose keys its code would read; promote a commit that has it"
         ) from None
-    document = _document(pinned_text, f"{name} at {pins.revision}")
-    # A secret nested in an object never gets here: the config (pins_at above) refuses it.
+    document = _document(pinned_text, f"{name} at {revision}")
+    _refuse_code_keys(document, f"{name} at {revision} (the pin)")
     current_config = current.get("config") or CommentedMap()
-    for key in [k for k in document if k != "config" and k not in current]:
-        del document[key]
-    for key in [k for k in current if k != "config"]:
-        document[key] = current[key]
+    # Every other top-level key (an ESC `environment:` import, say, which feeds config to the
+    # program: pulumi.com/docs/esc/guides/pulumi-iac/) stays as the pin wrote it.
+    for key in PULUMI_SECRETS_KEYS:
+        if key in current:
+            document[key] = current[key]
+        elif key in document:
+            del document[key]
     if document.get("config") is None:
         document["config"] = CommentedMap()
     config = document["config"]
-    for key in [k for k, value in config.items() if _is_secure(value)]:
+    for key in [k for k, value in config.items() if is_secure(value)]:
         del config[key]
     if config.get(GITOPS_KEY) is None:
         config[GITOPS_KEY] = CommentedMap()
@@ -289,13 +352,13 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
         elif key in gitops:
             del gitops[key]
     for key, value in current_config.items():
-        if _is_secure(value):
+        if is_secure(value):
             config[key] = value
     out = StringIO()
     _round_trip().dump(document, out)
     # The header names nothing of `commit`: two runs whose deploy gives the same file compare equal.
     header = (
-        f"# {name} at {pins.revision} (the pin), with {GITOPS_KEY}.{REVISION_KEY}, {GITOPS_KEY}.{CHARTS_KEY} "
+        f"# {name} at {revision} (the pin), with {GITOPS_KEY}.{REVISION_KEY}, {GITOPS_KEY}.{CHARTS_KEY} "
         "and the stack's secrets from main (cdao stack-revision).\n"
     )
     return header + out.getvalue()
@@ -404,21 +467,28 @@ def resolve(
     whose stack state (revision and stack file) differs from main's does nothing, and says
     `reconcile` when main's state is not what the stack last deployed.
     """
+    if main is None:
+        # The resolve job (main's code): the file at `commit` must be one main's config reads, named
+        # with its key if not. A guard (`main` given) runs a pin's older code, whose schema may not
+        # know main's keys: it compares revisions and composed files only (_revision).
+        pins_at(repo, stack, commit)
     decision = _decide(repo, stack, commit, deployed, force)
     if main is not None and main != commit:
         decision = _against_main(repo, stack, commit, deployed, main=main, decision=decision)
     # Checked before any deploy, not for a stack that stays as it is.
     if decision.deploy and upstream_deployed is not None:
-        upstream = config_at(repo, stack, commit).entry.promotes_from
+        name = f"environments/Pulumi.{stack}.yaml at {commit}"
+        document = _document(_stack_file(repo, stack, commit)[1], name)
+        upstream = _promotes_from(repo, stack, document.get("config") or {})
         if upstream is not None:
-            check_upstream_ran(repo, stack, upstream, pins_at(repo, stack, commit), upstream_deployed, at=commit)
+            check_upstream_ran(repo, stack, upstream, raw_pins_at(repo, stack, commit), upstream_deployed, at=commit)
     return decision
 
 
 def _state(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     """What a deploy at `commit` makes the stack run: its resolved revision and the stack file the
     program reads (deployed_stack_file)."""
-    return revision_at(repo, stack, commit), deployed_stack_file(repo, stack, commit)
+    return _revision_of_file(repo, stack, commit), deployed_stack_file(repo, stack, commit)
 
 
 def _against_main(
@@ -443,7 +513,9 @@ def _against_main(
 
 
 def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bool) -> Decision:
-    revision = revision_at(repo, stack, commit)
+    revision = _revision_of_file(repo, stack, commit)
+    # What a deploy at `commit` would run: refused here (a key that is code, say) before any decision.
+    stack_file = deployed_stack_file(repo, stack, commit)
     if not deployed:
         return Decision(revision, True, f"{stack} has no successful deployment yet")
     if not FULL_SHA.fullmatch(deployed) or _git(repo, "cat-file", "-e", f"{deployed}^{{commit}}") is None:
@@ -455,8 +527,8 @@ def _decide(repo: Path, stack: str, commit: str, deployed: str | None, force: bo
     if force:
         return Decision(revision, True, f"deploy of {stack} requested at {revision}")
     try:
-        ran = revision_at(repo, stack, deployed)
-        same_file = deployed_stack_file(repo, stack, deployed) == deployed_stack_file(repo, stack, commit)
+        ran = _revision_of_file(repo, stack, deployed)
+        same_file = deployed_stack_file(repo, stack, deployed) == stack_file
     except RevisionError:
         ran, same_file = "", False  # what ran then no longer reads: reconcile
     if ran == revision and same_file:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The first deploy of one stack, run once by an administrator (docs/github-setup.md, "First deploy").
 # deploy.yml cannot do it alone: its image jobs push to the stack's ECR registry, which the stack's
-# first `pulumi up` creates. Run from a checkout of main, with the stack account's administrator
-# credentials, `pulumi login` to the state backend, and `gh` authenticated as a repository
-# administrator; GH_REPO=ORG/REPO names the repository.
+# first `pulumi up` creates. Run from a checkout of main's tip on origin (checked), with the stack
+# account's administrator credentials, `pulumi login` to the state backend, and `gh` authenticated as
+# a repository administrator; GH_REPO=ORG/REPO names the repository.
 #
 #   1. `pulumi up` of the stack at its pin, laid out as deploy.yml lays it out: the pin's code, the
 #      stack file `cdao stack-revision --stack-file` writes (interactive: review the preview, then confirm).
@@ -35,6 +35,17 @@ export GH_REPO
 
 root=$(git rev-parse --show-toplevel)
 head=$(git -C "${root}" rev-parse HEAD)
+# Only merged code reaches a stack (dev follows main and runs this very commit): HEAD must be main's
+# tip as origin has it now, asked of origin itself (git ls-remote), not a local branch or a stale
+# remote-tracking ref.
+if ! tip=$(git -C "${root}" ls-remote --exit-code origin refs/heads/main | cut -f1) || [ -z "${tip}" ]; then
+  echo "first-deploy.sh: cannot read main's tip from the remote 'origin' (git ls-remote origin refs/heads/main); nothing applied" >&2
+  exit 2
+fi
+if [ "${head}" != "${tip}" ]; then
+  echo "first-deploy.sh: HEAD ${head} is not main's tip on origin (${tip}); run from it (git fetch origin && git switch --detach origin/main); nothing applied" >&2
+  exit 2
+fi
 upstream=()
 # The stack it is promoted from, per the stack registry (cdao-stack:promotesFrom in its file).
 # A broken stack file is named on stderr and left out; the other stacks are still listed.

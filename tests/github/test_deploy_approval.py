@@ -196,6 +196,19 @@ def test_a_failed_lookup_fails_closed(tmp_path, promotion):
     assert "approved by" not in result.stdout
 
 
+def test_every_reviewed_apply_runs_the_second_person_check_that_is_executed_here():
+    """The tests above execute apply-prod's step; every other reviewed apply (apply-staging) must run
+    that very step (same script, inputs and condition) for its own stack, or a check edited in one job
+    alone (say `if true; then`) would pass unexecuted."""
+    jobs = _jobs()
+    executed = _step("apply-prod")
+    reviewed = [job for job in jobs if job.startswith("apply-") and job != "apply-dev"]
+    assert sorted(reviewed) == ["apply-prod", "apply-staging"]
+    for job in reviewed:
+        assert _step(job) == executed, job
+        assert jobs[job]["env"]["STACK"] == job.removeprefix("apply-")
+
+
 def test_every_reviewed_apply_checks_before_any_credential_and_may_read_what_it_needs():
     jobs = _jobs()
     for job in ("apply-staging", "apply-prod"):

@@ -78,7 +78,7 @@ def test_the_stack_file_each_deploy_writes_parses_with_the_config_code_of_its_pi
     for stack in cdao_stacks.load(ROOT / "environments").promotion_order:
         revision = stack_revision.revision_at(ROOT, stack, head)
         by_pin.setdefault(revision, {})[stack] = stack_revision.deployed_stack_file(ROOT, stack, head)
-    # dev runs `head` itself, whose parser pins_at (inside deployed_stack_file) just ran.
+    # dev runs `head` itself, whose parser revision_at (pins_at) just ran.
     by_pin.pop(head, None)
     assert by_pin, "no stack is pinned: nothing to check against an older revision's code"
     problems = {}

@@ -181,7 +181,7 @@ def test_comments_around_the_charts_stay_where_they_were(repo, capsys):
 
 
 def test_everything_but_the_pin_values_keeps_its_bytes(repo, capsys):
-    """Sequence indentation, comment spacing and CRLF line ends: the PR body says nothing else changes."""
+    """Sequence indentation, comment spacing and CRLF line ends: the PR body says only the pins change in the file."""
     environments = repo / "environments"
     staging = environments / "Pulumi.staging.yaml"
     text = staging.read_text()
@@ -474,3 +474,37 @@ def test_promoting_the_committed_dev_pins_drops_staging_s_connector_version(tmp_
     assert "cdao-connector" not in text
     revision, charts = _pins(root / "environments", "staging")
     assert (revision, charts) == (head, _pins(root / "environments", "dev")[1])
+
+
+def test_the_pull_request_lists_the_per_stack_edits_that_go_live_with_the_new_pin(repo, tmp_path, capsys):
+    """A pinned stack runs its own file as of its pin (cdao_cli/stack_revision.py deployed_stack_file):
+    every per-stack edit merged into staging's file since its old pin goes live with this merge, and the
+    body says which (values of secrets never shown)."""
+    staging = repo / "environments" / "Pulumi.staging.yaml"
+    text = staging.read_text()
+    text = text.replace("  cdao:backup:\n    dailyRetentionDays: 14\n", "")
+    ciphertext = "  cdao:codeweaveExternalId:\n    secure: v1:c2VjcmV0\n"
+    text = text.replace("  cdao:team: ml-platform\n", "  cdao:team: ml-research\n" + ciphertext)
+    text = text.replace("      maxSize: 6\n", "      maxSize: 7\n", 1)
+    staging.write_text(text)
+    commit(repo, "staging: per-stack edits")
+    target = tmp_path / "pr.json"
+
+    code, _, err = run(capsys, repo, "dev", "staging", "--pr-json", str(target))
+
+    assert code == 0, err
+    body = yaml.safe_load(target.read_text())["body"]
+    assert "nothing else changes" not in body
+    assert "| `cdao:team` | `ml-platform` | `ml-research` |" in body
+    assert "| `cdao:backup.dailyRetentionDays` | `14` | `(removed)` |" in body
+    assert "| `cdao:nodePools.cpu.maxSize` | `6` | `7` |" in body
+    assert "| `cdao:codeweaveExternalId` | `(unset)` | `(secret)` |" in body
+    assert "c2VjcmV0" not in body
+
+
+def test_the_pull_request_says_when_no_per_stack_edit_goes_live(repo, tmp_path, capsys):
+    target = tmp_path / "pr.json"
+    code, _, err = run(capsys, repo, "dev", "staging", "--pr-json", str(target))
+    assert code == 0, err
+    body = yaml.safe_load(target.read_text())["body"]
+    assert "No other key of `Pulumi.staging.yaml` changed between its old pin" in body

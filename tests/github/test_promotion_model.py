@@ -15,10 +15,12 @@ The first tests pin the wiring in the workflow files that makes the model the wo
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,9 @@ class Platform:
     ran: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
     # Per stack, the revisions whose infra/ was applied (even where the registration then failed).
     applied: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    # The same for the code-bearing values of the stack file each apply ran (pins.code_values).
+    ran_code: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STACKS})
+    applied_code: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STACKS})
 
     @property
     def environments(self) -> Path:
@@ -251,6 +256,9 @@ class Platform:
             if stack in run.fail:
                 continue  # pulumi up failed: no registration, no deployment record
             self.applied[stack].append(guard.revision)
+            # What the apply runs: the composed file resolve handed it (its guard compares the pin's).
+            code = pins.code_values(yaml.safe_load(stack_revision.deployed_stack_file(self.repo, stack, run.commit)))
+            self.applied_code[stack].append(code)
             if stack in run.fail_registration:
                 continue
             guard = self._job(stack, run, force == stack)
@@ -258,6 +266,7 @@ class Platform:
                 continue
             self.running[stack] = guard.revision
             self.ran[stack].append(guard.revision)
+            self.ran_code[stack].append(code)
             self.deployed[stack] = run.commit
             self.records[stack].append(run.commit)
 
@@ -302,10 +311,13 @@ def platform(tmp_path: Path, git_identity: None) -> Platform:
 
 def assert_invariant(world: Platform) -> None:
     """Every revision staging or prod applied was run completely (applied and registered) by the
-    stack before it."""
+    stack before it, and so were the code-bearing values of the stack file it applied (the promoted
+    keys and the keys that are code, cdao_cli/pins.py code_values)."""
     for earlier, later in (("dev", "staging"), ("staging", "prod")):
         for revision in world.applied[later]:
             assert revision in world.ran[earlier], (later, revision, world.ran[earlier])
+        for values in world.applied_code[later]:
+            assert values in world.ran_code[earlier], (later, values, world.ran_code[earlier])
 
 
 def test_dev_follows_main_and_staging_and_prod_run_their_pins(platform):
@@ -801,3 +813,147 @@ def test_check_promotion_exits_2_on_a_bad_ref_or_an_unknown_stack(platform, caps
     out, err = capsys.readouterr()
     assert named in out + err
     assert "this pull request changes" not in out + err
+
+
+# --- the guards run the pin's code on main's newer stack file ------------------------------------
+
+
+def _add_to_prod_on_main(platform: Platform, old: str, new: str, message: str) -> str:
+    prod = platform.environments / "Pulumi.prod.yaml"
+    text = prod.read_text()
+    assert old in text
+    prod.write_text(text.replace(old, new, 1))
+    _git(platform.repo, "commit", "--quiet", "-am", message)
+    return platform.head()
+
+
+def test_the_pins_guard_redeploys_when_mains_stack_file_uses_a_key_newer_than_the_pin(platform, tmp_path, capsys):
+    """The apply's and registration's guards run the *pin's* `cdao stack-revision` (this checkout's
+    code, whose config refuses `cdao:newFeature`, plays a pin older than main): main's file may carry
+    keys written for main's code, which the pin's config refuses. The guard compares raw promoted values
+    and the composed file, so "Run workflow stack: prod" and a secret rotation still deploy prod at
+    its pin, with its file as of the pin."""
+    head = _add_to_prod_on_main(
+        platform, "config:\n", "config:\n  cdao:newFeature:\n    enabled: true\n", "prod: a key of main's code"
+    )
+    with pytest.raises(ConfigError, match="cdao:newFeature"):
+        parse_stack_config("prod", read_stack_file("prod", platform.environments)[0])
+    composed = tmp_path / "Pulumi.prod.yaml"
+    code = main(
+        ["stack-revision", "prod", "--repo", str(platform.repo), "--commit", head, "--deployed",
+         str(platform.deployed["prod"]), "--force", "--main", head, "--stack-file", str(composed)]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "deploy=true" in out.out.splitlines()
+    assert f"revision={platform.base}" in out.out.splitlines()
+    assert "newFeature" not in composed.read_text()  # the pin's own file: its code never sees the key
+
+
+def test_a_top_level_key_edited_on_main_waits_for_a_pin_that_contains_it(platform):
+    """Only Pulumi's secrets settings (secretsprovider, encryptedkey, encryptionsalt) follow main; any
+    other top-level key of a stack file (an ESC `environment:` import, pulumi.com/docs/esc/guides/
+    pulumi-iac/, which feeds config to the program) is per-stack code input, taken from the pin."""
+    head = _add_to_prod_on_main(platform, "config:\n", "environment:\n  - prod-overrides\nconfig:\n", "prod: ESC")
+    decision = stack_revision.resolve(platform.repo, "prod", head, platform.deployed["prod"])
+    assert not decision.deploy, decision.reason
+    assert "environment" not in yaml.safe_load(stack_revision.deployed_stack_file(platform.repo, "prod", head))
+
+
+def _guards() -> dict[str, str]:
+    """The `Still needed?` step of every apply and registration job, by job."""
+    jobs = load("deploy.yml")["jobs"]
+    return {
+        job: next(s for s in spec["steps"] if s.get("id") == "guard")["run"]
+        for job, spec in jobs.items()
+        if job.startswith(("apply-", "register-"))
+    }
+
+
+def _run_guard(platform: Platform, tmp_path: Path, job: str, stack_file: str) -> tuple[int, str]:
+    """deploy.yml's guard of `job`, executed in the model's repository (main's tip as origin/main),
+    with `stack_file` where resolve's output put it; the pin's `uv run --project stack --locked cdao`
+    is this checkout's cdao, its last-deployed.sh a stand-in printing the record."""
+    repo = platform.repo
+    _git(repo, "update-ref", "refs/remotes/origin/main", platform.head())
+    scripts = tmp_path / "pin" / ".github" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "last-deployed.sh").write_text(f"echo {platform.deployed['prod']}\n")
+    (tmp_path / "pin" / "environments").mkdir()
+    (tmp_path / "pin" / "environments" / "Pulumi.prod.yaml").write_text(stack_file)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    uv = (
+        '#!/usr/bin/env bash\n[ "$1 $2 $3 $4 $5" = "run --project stack --locked cdao" ] || exit 9\n'
+        f'shift 5\nexec {sys.executable} -m cdao_cli "$@"\n'
+    )
+    (bin_dir / "uv").write_text(uv)
+    (bin_dir / "uv").chmod(0o755)
+    script = _guards()[job].replace("stack/", f"{tmp_path / 'pin'}/")
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=repo,
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_SHA": platform.head(),
+            "GITHUB_REPOSITORY": "example-org/platform",
+            "RUNNER_TEMP": str(tmp_path),
+            "STACK": "prod",
+            "FORCE": "true",
+            "GH_TOKEN": "t",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr + output.read_text()
+
+
+def test_the_apply_recomputes_the_stack_file_with_the_pins_code_and_refuses_another(platform, tmp_path):
+    """resolve composes the file with main's code and hands it over as an output; the apply, before any
+    credential, composes it again with the pin's code and refuses a file that differs (one resolve
+    wrote with a top-level key the pin's composition leaves out, say). One guard is executed (a
+    subprocess running cdao, about a second); every apply and registration guard must carry the same
+    comparison."""
+    head = platform.head()
+    composed = stack_revision.deployed_stack_file(platform.repo, "prod", head)
+    code, log = _run_guard(platform, tmp_path / "same", "apply-prod", composed)
+    assert code == 0, log
+    assert "deploy=true" in log.splitlines()
+    code, log = _run_guard(platform, tmp_path / "other", "apply-prod", "environment:\n  - prod-overrides\n" + composed)
+    assert code == 1, log
+    assert "::error::the stack file resolve composed for prod is not the one its pin's code composes" in log
+    compare = _guards()["apply-prod"]
+    compare = compare[compare.index('--stack-file "${RUNNER_TEMP}/composed-${STACK}.yaml"') :]
+    compare = compare[: compare.index("\nfi\n")]
+    for job, guard in _guards().items():
+        assert compare in guard, job
+
+
+def test_argo_cds_chart_and_the_synced_folder_cannot_differ_from_what_staging_ran(platform):
+    """`cdao:gitops.argocdChartVersion` (the Argo CD chart infra/ installs) and `cdao:gitops.path` (the
+    folder the root Application syncs) are code: set in prod's file alone, they would give prod an
+    Argo CD and manifests staging never ran. cdao_cli/pins.py classifies them as code (infra/config.py's
+    default at the stack's revision, the same for every stack): a stack file setting one is refused
+    with the key named, and prod keeps running what staging ran."""
+    _add_to_prod_on_main(
+        platform,
+        "    repoUrl:",
+        "    argocdChartVersion: 9.9.9\n    path: platform-prod-only\n    repoUrl:",
+        "prod: its own Argo CD and folder",
+    )
+    a = platform.merge("A")
+    platform.deploy(Run(a))
+    assert platform.promote("dev", "staging")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.promote("staging", "prod")[0] == 0
+    platform.deploy(Run(platform.head()))
+    assert platform.running["staging"] == a
+    assert platform.running["prod"] == platform.base
+    refusals = [message for stack, message in platform.refused if stack == "prod"]
+    assert refusals and "cdao:gitops.argocdChartVersion" in refusals[-1] and "cdao:gitops.path" in refusals[-1]
+    assert_invariant(platform)

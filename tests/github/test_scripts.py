@@ -128,14 +128,32 @@ def _stub(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
+def _origin(tmp_path: Path, main: str) -> dict[str, str]:
+    """Git settings (GIT_CONFIG_COUNT/KEY/VALUE, git-config(1) "ENVIRONMENT") naming as `origin` a bare
+    repository whose `main` is `main`: it borrows this checkout's objects (objects/info/alternates,
+    gitrepository-layout(5)), so nothing is copied and this checkout's refs are never written."""
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(bare)], check=True)
+    common = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (bare / "objects" / "info" / "alternates").write_text(f"{common}/objects\n")
+    subprocess.run(["git", "-C", str(bare), "update-ref", "refs/heads/main", main], check=True)
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "remote.origin.url", "GIT_CONFIG_VALUE_0": str(bare)}
+
+
 def _first_deploy(
-    tmp_path: Path, stack: str, upstream_records: list[str], *args: str
+    tmp_path: Path, stack: str, upstream_records: list[str], *args: str, origin_main: str | None = None
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """first-deploy.sh with stand-ins for the tools that need an account: `pulumi` answers
     `stack output ecrRepositories --json` with the shape the program exports (purpose -> repository
     URL, pulumi-aws ecr.Repository.repositoryUrl: <account>.dkr.ecr.<region>.amazonaws.com/<name>);
     `gh api` serves the upstream stack's successful deployments (`upstream_records`, commits of this
-    repository) in the REST shapes of docs.github.com/en/rest/deployments/deployments and /statuses."""
+    repository) in the REST shapes of docs.github.com/en/rest/deployments/deployments and /statuses.
+    `origin`'s main is this checkout's HEAD unless `origin_main` says otherwise."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     url = "210987654321.dkr.ecr.us-east-1.amazonaws.com"
@@ -180,7 +198,12 @@ def _first_deploy(
     result = subprocess.run(
         ["bash", str(SCRIPTS / "first-deploy.sh"), stack, *args],
         cwd=SCRIPTS,
-        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_REPO": "example-org/platform"},
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "GH_REPO": "example-org/platform",
+            **_origin(tmp_path, origin_main or _head()),
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -232,6 +255,18 @@ def test_first_deploy_without_upstream_is_explicit_and_warned(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "WARNING: prod's revision is not checked against what staging deployed" in result.stderr
     assert any(c.startswith("pulumi up --stack prod") for c in calls)
+
+
+def test_first_deploy_refuses_a_checkout_that_is_not_mains_tip_on_origin(tmp_path):
+    """dev follows main: its first deploy runs HEAD itself, so an unmerged or stale checkout would reach
+    the stack. The script asks origin for main's tip and refuses anything else, before any tool runs."""
+    parent = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD~1"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    result, calls = _first_deploy(tmp_path, "dev", [], origin_main=parent)
+    assert result.returncode == 2
+    assert f"HEAD {_head()} is not main's tip on origin ({parent})" in result.stderr
+    assert calls == []
 
 
 def test_first_deploy_refuses_an_unknown_option(tmp_path):

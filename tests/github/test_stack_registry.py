@@ -51,6 +51,35 @@ def test_deploy_offers_and_runs_every_stack_of_the_chain():
     assert not missing, f"deploy.yml: no job(s) {missing} for the registry's promotion chain {list(CHAIN)}"
 
 
+def test_deploy_resolves_every_stack_of_the_chain_with_its_configuration_and_outputs():
+    """resolve reads the stacks from the registry, but a stack whose `CONFIGURED_<STACK>` it is not
+    given is reported "not configured" and never deployed, and a job reads only outputs declared by
+    name (docs.github.com/en/actions/reference/workflows-and-actions/workflow-syntax, `jobs.<job_id>.outputs`)."""
+    resolve = _workflow("deploy.yml")["jobs"]["resolve"]
+    step = next(s for s in resolve["steps"] if s.get("id") == "resolve")
+    problems = []
+    for stack in CHAIN:
+        variable = f"CONFIGURED_{stack.upper().replace('-', '_')}"
+        if step["env"].get(variable) != f"${{{{ vars.AWS_PREVIEW_ROLE_ARN_{stack.upper()} }}}}":
+            problems.append(f"jobs.resolve.steps[resolve].env.{variable}")
+        for output in ("revision", "deploy", "stack-file"):
+            if f"{stack}-{output}" not in resolve["outputs"]:
+                problems.append(f"jobs.resolve.outputs.{stack}-{output}")
+        if f"reconcile-{stack}" not in _workflow("deploy.yml")["jobs"]:
+            problems.append(f"jobs.reconcile-{stack}")
+    assert not problems, f"deploy.yml: missing for the registry's promotion chain {list(CHAIN)}: {problems}"
+
+
+def test_drift_takes_the_stacks_from_the_registry_and_outputs_each():
+    revisions = _workflow("drift.yml")["jobs"]["revisions"]
+    step = next(s for s in revisions["steps"] if s.get("id") == "revisions")
+    assert "uv run cdao stacks" in step["run"], "drift.yml: the revisions step must read the stack registry"
+    assert not [stack for stack in CHAIN if f" {stack} " in step["run"].replace("\n", " ")], step["run"]
+    missing = [f"{stack}{suffix}" for stack in CHAIN for suffix in ("", "-stack-file")]
+    missing = [output for output in missing if output not in revisions["outputs"]]
+    assert not missing, f"drift.yml: jobs.revisions.outputs lacks {missing}"
+
+
 def test_promote_offers_each_step_of_the_chain():
     assert _dispatch_options("promote.yml", "from") == list(CHAIN[:-1])
     assert _dispatch_options("promote.yml", "to") == list(CHAIN[1:])

@@ -214,7 +214,7 @@ def test_a_stale_job_compares_with_main_and_dispatches_a_reconcile(deploy):
         # dispatches itself before failing.
         register_guard = next(s for s in jobs[f"register-{stack}"]["steps"] if s.get("id") == "guard")["run"]
         dispatch = register_guard.index("gh workflow run deploy.yml --ref main -f stack=all")
-        assert dispatch < register_guard.index("exit 1")
+        assert dispatch < register_guard.index("exit 1", register_guard.index("superseded by a newer deployment"))
 
 
 def test_the_plan_saved_at_preview_is_the_plan_applied(deploy):
@@ -239,10 +239,12 @@ def test_the_plan_saved_at_preview_is_the_plan_applied(deploy):
         assert f"plan-{stack}" in ancestors(jobs, f"apply-{stack}")
 
 
-def test_a_retried_apply_refuses_a_plan_from_an_earlier_attempt(deploy, tmp_path):
-    step = deploy["jobs"]["apply-staging"]["steps"][0]
-    assert step["env"]["PLAN_ATTEMPT"] == "${{ needs.plan-staging.outputs.attempt }}"
-    assert deploy["jobs"]["plan-staging"]["outputs"]["attempt"] == "${{ steps.attempt.outputs.attempt }}"
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_a_retried_apply_refuses_a_plan_from_an_earlier_attempt(deploy, tmp_path, stack):
+    """Executed for every stack's apply: each job carries its own copy of the step."""
+    step = deploy["jobs"][f"apply-{stack}"]["steps"][0]
+    assert step["env"]["PLAN_ATTEMPT"] == f"${{{{ needs.plan-{stack}.outputs.attempt }}}}"
+    assert deploy["jobs"][f"plan-{stack}"]["outputs"]["attempt"] == "${{ steps.attempt.outputs.attempt }}"
     for attempt, ok in (("1", True), ("2", False)):
         env = {"PATH": os.environ["PATH"], "PLAN_ATTEMPT": "1", "GITHUB_RUN_ATTEMPT": attempt}
         result = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
