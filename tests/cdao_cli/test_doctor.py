@@ -548,6 +548,18 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
         ([_point(DB_ARN, NOW - timedelta(hours=2), "CREATING"), _point(EFS_ARN, NOW, "PARTIAL")], 30, ["fail", "fail"]),
         ([_point(DB_ARN, NOW - timedelta(hours=2), "EXPIRED"), _point(EFS_ARN, NOW, "STOPPED")], 30, ["fail", "fail"]),
         ([], 0.5, ["skip", "skip"]),  # right after the first pulumi up: the first daily run is due
+        # ListRecoveryPointsByBackupVault documents no order (botocore 1.40.61 backup/2018-11-15/service-2.json):
+        # the newest point of a resource counts wherever it is listed, old one first or last.
+        (
+            [_point(DB_ARN, NOW - timedelta(hours=5)), _point(DB_ARN, NOW - timedelta(days=6)), _point(EFS_ARN, NOW)],
+            30,
+            ["pass", "pass"],
+        ),
+        (
+            [_point(DB_ARN, NOW - timedelta(days=6)), _point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW)],
+            30,
+            ["pass", "pass"],
+        ),
     ],
 )
 def test_backups_need_a_recent_completed_point_per_protected_resource(aws_account, points, vault_age_days, statuses):
@@ -566,6 +578,31 @@ def test_backups_need_a_recent_completed_point_per_protected_resource(aws_accoun
         results = aws.backups(ctx, now=NOW)
     assert [r.status for r in results] == statuses
     assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_the_newest_point_counts_on_whichever_page_it_is_listed(aws_account, newest_first: bool):
+    """The check pages the listing (NextToken, botocore's backup paginators-1.json); a resource's old
+    point on a later page must not hide its new one on an earlier page, nor the reverse."""
+    new, old = _point(DB_ARN, NOW - timedelta(hours=5)), _point(DB_ARN, NOW - timedelta(days=6))
+    first, second = (new, old) if newest_first else (old, new)
+    ctx = _backup_ctx()
+    client = ctx.client("backup")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_recovery_points_by_backup_vault",
+            {"RecoveryPoints": [first, _point(EFS_ARN, NOW)], "NextToken": "page-2"},
+            {"BackupVaultName": "cdao-dev"},
+        )
+        stub.add_response(
+            "list_recovery_points_by_backup_vault",
+            {"RecoveryPoints": [second]},
+            {"BackupVaultName": "cdao-dev", "NextToken": "page-2"},
+        )
+        stub.add_response("describe_backup_vault", {"BackupVaultName": "cdao-dev", "CreationDate": NOW})
+        results = aws.backups(ctx, now=NOW)
+    assert [r.status for r in results] == ["pass", "pass"]
+    assert (NOW - timedelta(hours=5)).isoformat() in results[0].detail
 
 
 def test_the_backup_check_allows_the_age_the_deployed_backup_plan_allows(aws_account):
