@@ -14,6 +14,7 @@ IRSA condition keys are the issuer without its scheme, `<issuer>:sub` and `<issu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -171,31 +172,84 @@ _WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
 #: The condition operators whose values the trust's `sub` and `aud` are compared with (IAM user guide,
 #: "Condition operators": StringEquals exact, StringLike with `*` and `?` wildcards).
 _STRING_OPERATORS = ("StringEquals", "StringLike")
+_FIX_TRUST = "trust only this cluster's OIDC provider for sts:AssumeRoleWithWebIdentity, then run pulumi up"
 
 
-def _web_identity_trust(document: dict[str, Any]) -> tuple[set[str], bool, dict[str, set[str]], dict[str, set[str]]]:
-    """From a trust policy: the federated principals of its Allow statements for web identity, whether
-    one allows any principal ("*"), and their StringEquals and StringLike values by condition key.
-    Deny statements grant nothing, so they are not trust; an action `sts:*` or `*` includes web identity."""
-    federated: set[str] = set()
-    anyone = False
-    equals: dict[str, set[str]] = {}
-    like: dict[str, set[str]] = {}
-    for statement in _as_list(document.get("Statement")):
+@dataclass(frozen=True)
+class _Grant:
+    """One Allow statement of a trust policy, judged on its own: `problem` says how it grants more than
+    one service account of this cluster the role (None when it does not); `sub` is the account it pins."""
+
+    where: str  # `Statement[<index>]`, with its Sid when it has one
+    problem: str | None
+    remedy: str
+    sub: str | None
+
+
+def _grants(document: dict[str, Any], *, issuer: str, provider_arn: str) -> list[_Grant]:
+    """The Allow statements of a trust policy, each judged alone: IAM allows a request when any one Allow
+    statement allows it and no Deny denies it (IAM user guide, "Policy evaluation logic",
+    docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-basics.html),
+    so values merged across statements would let a safe statement vouch for an open one. Deny
+    statements grant nothing and are skipped."""
+    grants = []
+    for index, statement in enumerate(_as_list(document.get("Statement"))):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
-        if not {_WEB_IDENTITY, "sts:*", "*"} & set(_as_list(statement.get("Action"))):
-            continue
-        principal = statement.get("Principal")
-        if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
-            anyone = True
-        elif isinstance(principal, dict):
-            federated.update(_as_list(principal.get("Federated")))
-        conditions = statement.get("Condition") or {}
-        for operator, into in zip(_STRING_OPERATORS, (equals, like), strict=True):
-            for key, values in (conditions.get(operator) or {}).items():
-                into.setdefault(key, set()).update(str(v) for v in _as_list(values))
-    return federated, anyone, equals, like
+        sid = statement.get("Sid")
+        where = f"Statement[{index}]" + (f" (Sid {sid})" if sid else "")
+        problem, remedy, sub = _judge_statement(statement, issuer=issuer, provider_arn=provider_arn)
+        grants.append(_Grant(where, problem, remedy, sub))
+    return grants
+
+
+def _judge_statement(  # noqa: PLR0911 - one return per way a statement grants too much
+    statement: dict[str, Any], *, issuer: str, provider_arn: str
+) -> tuple[str | None, str, str | None]:
+    """(problem or None, remedy, the one `sub` it pins) for one Allow statement."""
+    negated = [k for k in ("NotPrincipal", "NotAction") if k in statement]
+    if negated:
+        return f"uses {', '.join(negated)}, which grants all but what it names", _FIX_TRUST, None
+    principal = statement.get("Principal")
+    if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
+        return 'lets any principal ("*") assume it', _FIX_TRUST, None
+    if not isinstance(principal, dict) or set(principal) != {"Federated"}:
+        return f"grants {json.dumps(principal)}, not only this cluster's OIDC provider", _FIX_TRUST, None
+    federated = _as_list(principal["Federated"])
+    if set(federated) != {provider_arn}:
+        return (
+            f"trusts {sorted(federated)}, not this cluster's provider {provider_arn} alone",
+            "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
+            None,
+        )
+    actions = set(_as_list(statement.get("Action")))
+    if actions != {_WEB_IDENTITY}:
+        return f"allows {sorted(actions)}; an IRSA trust allows only {_WEB_IDENTITY}", _FIX_TRUST, None
+    conditions = statement.get("Condition") or {}
+    values: dict[str, dict[str, set[str]]] = {
+        op: {k: {str(v) for v in _as_list(vs)} for k, vs in (conditions.get(op) or {}).items()}
+        for op in _STRING_OPERATORS
+    }
+    sub_key, aud_key = f"{issuer}:sub", f"{issuer}:aud"
+    subs = set().union(*(values[op].get(sub_key, set()) for op in _STRING_OPERATORS))
+    auds = set().union(*(values[op].get(aud_key, set()) for op in _STRING_OPERATORS))
+    if not subs or auds != {"sts.amazonaws.com"}:
+        keys = ", ".join(sorted({k for op in _STRING_OPERATORS for k in values[op]})) or "none"
+        found = f"; {aud_key} is {sorted(auds)}" if auds else ""
+        return (
+            f"has conditions ({keys}) that do not pin {sub_key} and {aud_key} = sts.amazonaws.com{found}",
+            "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
+            None,
+        )
+    # StringLike's `*` and `?` match many accounts, and several values trust each of them (IAM ORs them).
+    patterns = [s for s in values["StringLike"].get(sub_key, set()) if "*" in s or "?" in s]
+    if len(subs) != 1 or patterns:
+        return (
+            f"trusts more than one service account: {sorted(subs)}",
+            "trust exactly system:serviceaccount:<namespace>:<name> (StringEquals), then run pulumi up",
+            None,
+        )
+    return None, "", next(iter(subs))
 
 
 def _check_trust(
@@ -204,46 +258,22 @@ def _check_trust(
     """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
     document = ctx.client("iam").get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
-    federated, anyone, equals, like = _web_identity_trust(document)
+    grants = _grants(document, issuer=issuer, provider_arn=provider_arn)
     none = ("", "")
-    if anyone or not federated:
+    if not grants:
+        return failed("irsa", key, f"{role_name} has no Allow statement for {_WEB_IDENTITY}", _FIX_TRUST), none
+    bad = [g for g in grants if g.problem]
+    if bad:
+        return failed("irsa", key, "; ".join(f"{role_name} {g.where} {g.problem}" for g in bad), bad[0].remedy), none
+    subs = {g.sub for g in grants}
+    if len(subs) != 1:
         return failed(
             "irsa",
             key,
-            f'{role_name} lets any principal ("*") assume it with a web identity'
-            if anyone
-            else f"{role_name} has no Allow statement for {_WEB_IDENTITY}",
-            "trust only the cluster's OIDC provider (Principal.Federated), then run pulumi up",
-        ), none
-    if provider_arn not in federated:
-        return failed(
-            "irsa",
-            key,
-            f"{role_name} trusts {sorted(federated)}, not this cluster's provider {provider_arn}",
-            "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
-        ), none
-    sub_key, aud_key = f"{issuer}:sub", f"{issuer}:aud"
-    subs = equals.get(sub_key, set()) | like.get(sub_key, set())
-    auds = equals.get(aud_key, set()) | like.get(aud_key, set())
-    if not subs or auds != {"sts.amazonaws.com"}:
-        keys = ", ".join(sorted(set(equals) | set(like))) or "none"
-        found = f"; {aud_key} is {sorted(auds)}" if auds else ""
-        return failed(
-            "irsa",
-            key,
-            f"{role_name}'s conditions ({keys}) do not pin {sub_key} and {aud_key} = sts.amazonaws.com{found}",
-            "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
-        ), none
-    # StringLike's `*` and `?` match many accounts, and several values trust each of them (IAM ORs them).
-    patterns = sorted(s for s in like.get(sub_key, set()) if "*" in s or "?" in s)
-    if len(subs) != 1 or patterns:
-        return failed(
-            "irsa",
-            key,
-            f"{role_name} trusts more than one service account: {sorted(subs)}",
+            f"{role_name} trusts more than one service account across its statements: {sorted(subs)}",
             "trust exactly system:serviceaccount:<namespace>:<name> (StringEquals), then run pulumi up",
         ), none
-    namespace, _, name = next(iter(subs)).removeprefix("system:serviceaccount:").partition(":")
+    namespace, _, name = str(next(iter(subs))).removeprefix("system:serviceaccount:").partition(":")
     if account is not None and (namespace, name) != (account.namespace, account.name):
         return failed(
             "irsa",

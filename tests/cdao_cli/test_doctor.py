@@ -252,6 +252,69 @@ def test_irsa_reads_every_trust_shape_iam_allows(aws_account, change: str, statu
     assert (result["flyteadmin"].status, detail in result["flyteadmin"].detail) == (status, True), result
 
 
+def _with_statement(provider_arn: str, issuer: str, extra: str) -> str:
+    """The program's trust for flyte/flyteadmin plus a second statement. IAM allows a request when any
+    one Allow statement allows it and no Deny denies it (IAM user guide, "Policy evaluation logic",
+    docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-basics.html),
+    so each statement must be safe on its own."""
+    doc = json.loads(_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    pinned = doc["Statement"][0]
+    sub = f"{issuer}:sub"
+    other_provider = provider_arn.replace(issuer, "oidc.eks.us-east-1.amazonaws.com/id/OTHERCLUSTER")
+    web = {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity"}
+    statement = {
+        "same-provider-no-condition": {**web, "Sid": "Open", "Principal": {"Federated": provider_arn}},
+        "other-provider-no-condition": {**web, "Principal": {"Federated": other_provider}},
+        "account-root": {
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+            "Action": "sts:AssumeRole",
+        },
+        "second-account": {
+            **pinned,
+            "Condition": {
+                "StringEquals": {**pinned["Condition"]["StringEquals"], sub: "system:serviceaccount:flyte:other"}
+            },
+        },
+        "string-like-wildcard": {
+            **pinned,
+            "Condition": {
+                "StringLike": {sub: "system:serviceaccount:*"},
+                "StringEquals": {f"{issuer}:aud": "sts.amazonaws.com"},
+            },
+        },
+        "assume-role-too": {**pinned, "Action": ["sts:AssumeRoleWithWebIdentity", "sts:AssumeRole"]},
+        "deny-other": {"Effect": "Deny", "Principal": "*", "Action": "sts:*"},
+        "same-again": {**pinned, "Sid": "Again"},
+    }[extra]
+    doc["Statement"].append(statement)
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "detail"),
+    [
+        ("same-provider-no-condition", "fail", "Statement[1] (Sid Open)"),
+        ("other-provider-no-condition", "fail", "OTHERCLUSTER"),
+        ("account-root", "fail", "arn:aws:iam::999999999999:root"),
+        ("second-account", "fail", "flyte:other"),
+        ("string-like-wildcard", "fail", "system:serviceaccount:*"),
+        ("assume-role-too", "fail", "sts:AssumeRole'"),
+        # A Deny grants nothing, and a second statement as narrow as the first widens nothing.
+        ("deny-other", "pass", "trusts flyte/flyteadmin"),
+        ("same-again", "pass", "trusts flyte/flyteadmin"),
+    ],
+)
+def test_irsa_judges_each_allow_statement_on_its_own(aws_account, extra: str, status: str, detail: str):
+    cluster, issuer, provider_arn = _cluster()
+    arn = boto3.client("iam").create_role(
+        RoleName="admin", AssumeRolePolicyDocument=_with_statement(provider_arn, issuer, extra)
+    )["Role"]["Arn"]
+    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn}})
+    result = _by_name(aws.irsa(ctx, _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+    assert (result["flyteadmin"].status, detail in result["flyteadmin"].detail) == (status, True), result
+
+
 def test_irsa_fails_an_oidc_provider_without_the_sts_client_id(aws_account):
     """IRSA tokens carry aud sts.amazonaws.com; a provider whose ClientIDList lacks it makes STS refuse
     them (EKS user guide, "Create an IAM OIDC provider for your cluster": Audience sts.amazonaws.com)."""
