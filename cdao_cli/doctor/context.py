@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cdao_cli.files import NotUtf8Error, read_utf8
 from infra.config import LOG_RETENTION_DAYS
 from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION
 from infra.names import AWS_REGION, BACKUP_VAULT_NAME
@@ -190,9 +191,11 @@ def read_outputs(path: Path, stack: str, repo: Path = REPO) -> dict[str, Any]:
     `logGroups[*].retentionDays` a retention CloudWatch Logs accepts (infra/config.py LOG_RETENTION_DAYS).
     """
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_utf8(path, f"--outputs {path}"))
     except OSError as exc:
         raise DoctorInputError(f"--outputs {path}: cannot read it ({exc.strerror})") from None
+    except NotUtf8Error as exc:
+        raise DoctorInputError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise DoctorInputError(f"--outputs {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
