@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
 
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
@@ -37,6 +38,21 @@ def _aws_error(exc: Exception) -> str:
 _CREDENTIALS_REMEDY = (
     "check the credentials (aws sts get-caller-identity) and that they may read this stack's resources"
 )
+_NETWORK_REMEDY = "check the network, a proxy (HTTPS_PROXY) or VPN on the way, and the stack's region; then re-run"
+
+
+def _aws_failure(exc: ClientError | BotoCoreError) -> tuple[str, str]:
+    """(detail, remedy) of an AWS call that failed. botocore raises a ConnectionError subclass
+    (EndpointConnectionError, ConnectTimeoutError, SSLError, ProxyConnectionError) when no connection
+    is made and an HTTPClientError (ReadTimeoutError, ConnectionClosedError) when one breaks, each
+    with the endpoint URL in its message (botocore 1.40.61 botocore/exceptions.py): the network, not
+    the credentials. A ClientError is AWS's answer; NoCredentialsError and the other BotoCoreErrors
+    are the local credential chain or configuration."""
+    if isinstance(exc, AwsConnectionError | HTTPClientError):
+        return f"AWS not reached: {exc}", _NETWORK_REMEDY
+    if isinstance(exc, ClientError):
+        return f"AWS refused: {_aws_error(exc)}", _CREDENTIALS_REMEDY
+    return f"AWS call failed: {exc}", _CREDENTIALS_REMEDY
 
 
 def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResult]:
@@ -44,7 +60,7 @@ def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> li
     try:
         return check()
     except (ClientError, BotoCoreError) as exc:
-        return [failed(family, name, f"AWS refused or failed: {_aws_error(exc)}", _CREDENTIALS_REMEDY)]
+        return [failed(family, name, *_aws_failure(exc))]
 
 
 @dataclass(frozen=True)
@@ -111,7 +127,7 @@ def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
             results.append(_role_error(key, arn, exc))
             continue
         except BotoCoreError as exc:
-            results.append(failed("irsa", key, f"AWS failed: {exc}", "check the network and re-run"))
+            results.append(failed("irsa", key, *_aws_failure(exc)))
             continue
         if result is None:
             result, unreachable = _check_account(
@@ -129,6 +145,8 @@ def _oidc_provider(ctx: DoctorContext, provider_arn: str) -> CheckResult:
     """IAM GetOpenIDConnectProvider (`ClientIDList`; NoSuchEntity when absent), per the botocore model."""
     try:
         provider = ctx.client("iam").get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    except BotoCoreError as exc:
+        return failed("irsa", "oidc-provider", *_aws_failure(exc))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
             return failed(
@@ -137,7 +155,7 @@ def _oidc_provider(ctx: DoctorContext, provider_arn: str) -> CheckResult:
                 f"IAM has no OIDC provider {provider_arn}: no pod can assume its role",
                 "run pulumi up (the cluster component creates it); `aws iam list-open-id-connect-providers` lists them",
             )
-        return failed("irsa", "oidc-provider", f"AWS refused: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
+        return failed("irsa", "oidc-provider", *_aws_failure(exc))
     if "sts.amazonaws.com" not in provider.get("ClientIDList", []):
         return failed(
             "irsa",
@@ -157,7 +175,8 @@ def _role_error(key: str, arn: str, exc: ClientError) -> CheckResult:
             f"role {role_name} ({arn}) does not exist",
             "it was deleted outside Pulumi, or the outputs are another stack's: pulumi refresh, then pulumi up",
         )
-    return failed("irsa", key, f"cannot read role {role_name}: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
+    detail, remedy = _aws_failure(exc)
+    return failed("irsa", key, f"cannot read role {role_name}: {detail}", remedy)
 
 
 def _as_list(value: Any) -> list[Any]:

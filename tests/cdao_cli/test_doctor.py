@@ -1414,3 +1414,38 @@ def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
             elif isinstance(node, ast.Import):
                 assert not [a.name for a in node.names if a.name.split(".")[0] in {"infra", "cdao_pools"}], path
     assert {m: names - allowed.get(m, set()) for m, names in found.items() if names - allowed.get(m, set())} == {}
+
+
+def test_an_unreachable_aws_endpoint_is_reported_as_the_network_not_the_credentials(aws_account):
+    """botocore raises EndpointConnectionError (a ConnectionError naming the endpoint URL) when no
+    connection is made (botocore 1.40.61 botocore/exceptions.py): the remedy is the network, and the
+    message names the endpoint. A real client against a closed port on 127.0.0.1, one attempt."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    ctx = _ctx({"flyteCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/x", "clusterName": "c"})
+    once = Config(connect_timeout=2, retries={"mode": "standard", "max_attempts": 1})
+    for service in ("acm", "eks"):
+        ctx._clients[service] = boto3.client(service, region_name=REGION, endpoint_url=endpoint, config=once)
+    for result in [*aws.certificate(ctx), *aws.irsa(ctx, _Accounts({}))]:
+        assert result.status == "fail"
+        assert endpoint in result.detail and "network" in result.remedy, result
+        assert "credentials" not in result.remedy, result
+
+
+def test_missing_credentials_are_reported_as_the_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """NoCredentialsError: botocore's chain found nothing (no variables, no files, no instance
+    metadata), before any connection."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE", raising=False)
+    (result,) = aws.certificate(_ctx({"flyteCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/x"}))
+    assert result.status == "fail" and "Unable to locate credentials" in result.detail
+    assert "credentials" in result.remedy and "network" not in result.remedy
