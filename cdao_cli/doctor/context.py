@@ -28,7 +28,7 @@ from typing import Any
 
 from cdao_cli.files import NotUtf8Error, read_utf8
 from infra.config import LOG_RETENTION_DAYS
-from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION
+from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION, Declared
 from infra.names import AWS_REGION, BACKUP_VAULT_NAME
 
 
@@ -229,18 +229,6 @@ def read_outputs(path: Path, stack: str, repo: Path = REPO) -> dict[str, Any]:
     return data
 
 
-#: The `declared` output's keys and their JSON types (infra/declared.py's docstring gives the shape).
-_DECLARED_KEYS: dict[str, type | tuple[type, ...]] = {
-    "clusterLabels": dict,
-    "chartVersions": dict,
-    "repoRevision": str,
-    "serviceAccounts": dict,
-    "nodePoolLabel": str,
-    "nodePools": dict,
-    "backupMaxAgeHours": (int, float, type(None)),
-}
-
-
 def _declared_problems(declared: Any, stack: str) -> list[str]:
     if not isinstance(declared, dict):
         return [f"{DECLARED_OUTPUT} is {json.dumps(declared)[:60]}, expected the object infra/declared.py exports"]
@@ -249,11 +237,17 @@ def _declared_problems(declared: Any, stack: str) -> list[str]:
             f"{DECLARED_OUTPUT}.version is {declared.get('version')!r}; this doctor reads version {DECLARED_VERSION} "
             "(run the doctor from the commit that deployed the stack or a later one)"
         ]
-    problems = [
-        f"{DECLARED_OUTPUT}.{key} is {json.dumps(declared.get(key))[:60]}, expected {kind}"
-        for key, kind in _DECLARED_KEYS.items()
-        if key not in declared or not isinstance(declared[key], kind)
-    ]
+    from pydantic import ValidationError  # noqa: PLC0415 - loaded when outputs are read, not for --help
+
+    problems = []
+    try:
+        # The model the deploying program built the output with (infra/declared.py): every key, at every depth.
+        Declared.model_validate(declared)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join([DECLARED_OUTPUT, *(str(part) for part in error["loc"])])
+            got = "missing" if error["type"] == "missing" else f"{json.dumps(error['input'], default=str)[:60]}"
+            problems.append(f"{where} is {got}: {error['msg']}")
     if declared.get("stack") != stack:
         problems.append(
             f"{DECLARED_OUTPUT}.stack is {declared.get('stack')!r}: these are not stack {stack!r}'s outputs"

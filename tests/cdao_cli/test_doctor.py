@@ -1393,6 +1393,52 @@ def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     assert "Traceback" not in err
 
 
+def _misshape(declared: dict[str, Any], change: str) -> dict[str, Any]:
+    declared = json.loads(json.dumps(declared))
+    pool = next(iter(declared["nodePools"]))
+    if change == "service-account-as-string":  # the review's case: crashed the irsa check with a TypeError
+        declared["serviceAccounts"]["flyteadmin"] = "flyte/flyteadmin"
+    elif change == "taint-without-effect":
+        declared["nodePools"][pool]["taints"] = [{"key": "k", "value": ""}]
+    elif change == "taint-kubernetes-effect":  # Kubernetes' spelling, not EKS's enum DescribeNodegroup returns
+        declared["nodePools"][pool]["taints"] = [{"key": "k", "value": "", "effect": "NoSchedule"}]
+    elif change == "gpu-count-as-string":
+        declared["nodePools"][pool]["gpuResources"] = {"nvidia.com/gpu": "1"}
+    elif change == "label-as-bool":
+        declared["clusterLabels"]["enable_flyte"] = True
+    elif change == "backup-hours-as-string":
+        declared["backupMaxAgeHours"] = "33"
+    elif change == "unknown-key":
+        declared["nodePoolLabels"] = {}
+    return declared
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ("service-account-as-string", 'declared.serviceAccounts.flyteadmin is "flyte/flyteadmin"'),
+        ("taint-without-effect", ".taints.0.effect is missing"),
+        ("taint-kubernetes-effect", '.taints.0.effect is "NoSchedule"'),
+        ("gpu-count-as-string", '.gpuResources.nvidia.com/gpu is "1"'),
+        ("label-as-bool", "declared.clusterLabels.enable_flyte is true"),
+        ("backup-hours-as-string", 'declared.backupMaxAgeHours is "33"'),
+        ("unknown-key", "declared.nodePoolLabels is {}"),
+    ],
+)
+def test_a_misshapen_declared_output_exits_2_naming_the_key_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs, change: str, where: str
+):
+    """Every depth of `declared` is checked at load against the model the program exports it with
+    (infra/declared.py Declared), so no check meets a shape it cannot read."""
+    good = _saved(plan_outputs)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**good, "declared": _misshape(good["declared"], change)}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--outputs {path}: " in err and where in err, err
+    assert "Traceback" not in err and "crashed" not in err
+
+
 def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
     """The review's kind (issue #17 items 1 and 5): a stack pinned to an older commit was built by that
     commit's defaults, contract and pool arithmetic. The doctor may import from infra/ only the output's
@@ -1401,7 +1447,8 @@ def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
     import ast  # noqa: PLC0415
 
     allowed = {
-        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION"},
+        # Declared is the output's shape (the model the program builds it with), not a computation.
+        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION", "Declared"},
         "infra.config": {"LOG_RETENTION_DAYS"},
         "infra.names": {"AWS_REGION", "BACKUP_VAULT_NAME"},
         "infra.contract": {"ARGOCD_NAMESPACE"},
