@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdao_cli.files import NotUtf8Error, read_utf8
+from cdao_cli.files import NotUtf8Error, decode_utf8, read_utf8
 from infra.config import LOG_RETENTION_DAYS
 from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION, Declared
 from infra.names import AWS_REGION, BACKUP_VAULT_NAME
@@ -58,9 +58,11 @@ class PlatformFiles:
         """The file's text. Raises DoctorInputError naming the path and the revision if it is absent."""
         if self.commit is None:
             try:
-                return (self.repo / path).read_text(encoding="utf-8")
+                return read_utf8(self.repo / path, f"{path} in {self.where}")
             except OSError as exc:
                 raise DoctorInputError(f"{path} in {self.where}: cannot read it ({exc.strerror})") from None
+            except NotUtf8Error as exc:
+                raise DoctorInputError(str(exc)) from None
         return _git(self.repo, "show", f"{self.commit}:{path}", what=f"{path} at {self.commit}")
 
     def list(self, folder: str, suffix: str) -> list[str]:
@@ -119,12 +121,16 @@ def _git(repo: Path, *args: str, what: str) -> str:
     done = subprocess.run(  # noqa: S603 - fixed argv, no shell
         ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH
         capture_output=True,
-        text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise DoctorInputError(f"{what}: git {args[0]} failed: {' '.join(done.stderr.split())}")
-    return done.stdout.rstrip("\n")
+        stderr = done.stderr.decode("utf-8", errors="replace")
+        raise DoctorInputError(f"{what}: git {args[0]} failed: {' '.join(stderr.split())}")
+    # A file's content (git show) is bytes in whatever encoding it was committed in.
+    try:
+        return decode_utf8(done.stdout, what).rstrip("\n")
+    except NotUtf8Error as exc:
+        raise DoctorInputError(str(exc)) from None
 
 
 @dataclass

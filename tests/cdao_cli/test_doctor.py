@@ -1496,3 +1496,16 @@ def test_missing_credentials_are_reported_as_the_credentials(monkeypatch: pytest
     (result,) = aws.certificate(_ctx({"flyteCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/x"}))
     assert result.status == "fail" and "Unable to locate credentials" in result.detail
     assert "credentials" in result.remedy and "network" not in result.remedy
+
+
+def test_platform_files_not_utf8_at_the_pinned_commit_are_bad_input_naming_them(pinned_repo):
+    """platform/ is read with `git show <commit>:<path>`, whose bytes are the file as committed: a file
+    in another encoding is named with its commit (exit 2), not a UnicodeDecodeError in a check."""
+    repo, _ = pinned_repo
+    values = repo / flyte.FLYTE_VALUES
+    values.write_bytes(values.read_text(encoding="utf-8").encode("utf-16"))
+    commit = _commit(repo, "values saved as UTF-16")
+    with pytest.raises(doctor_context.DoctorInputError, match=f"{flyte.FLYTE_VALUES} at {commit}: not UTF-8"):
+        doctor_context.PlatformFiles(repo, commit).read(flyte.FLYTE_VALUES)
+    with pytest.raises(doctor_context.DoctorInputError, match=f"{flyte.FLYTE_VALUES} in the working tree"):
+        doctor_context.PlatformFiles(repo).read(flyte.FLYTE_VALUES)
