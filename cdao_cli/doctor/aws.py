@@ -26,6 +26,7 @@ from botocore.exceptions import ConnectionError as AwsConnectionError
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
+from infra.declared import DeclaredServiceAccount
 
 
 def _aws_error(exc: Exception) -> str:
@@ -63,20 +64,10 @@ def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> li
         return [failed(family, name, *_aws_failure(exc))]
 
 
-@dataclass(frozen=True)
-class DeclaredAccount:
-    """The service account an IRSA role trusts, as the deployment declared it (`declared.serviceAccounts`)."""
-
-    namespace: str
-    name: str
-    addon: str | None  # the add-on whose Application creates it; None when the platform always does
-
-
-def _expected_accounts(ctx: DoctorContext) -> dict[str, DeclaredAccount]:
-    return {
-        role: DeclaredAccount(a["namespace"], a["name"], a.get("addon"))
-        for role, a in ctx.declared["serviceAccounts"].items()
-    }
+def _expected_accounts(ctx: DoctorContext) -> dict[str, DeclaredServiceAccount]:
+    """`declared.serviceAccounts` by role key: the service account each IRSA role trusts, as the deployment
+    declared it (read_outputs has validated the shape)."""
+    return {role: DeclaredServiceAccount.model_validate(a) for role, a in ctx.declared["serviceAccounts"].items()}
 
 
 def _addon_on(ctx: DoctorContext, addon: str) -> bool:
@@ -272,7 +263,7 @@ def _judge_statement(  # noqa: PLR0911 - one return per way a statement grants t
 
 
 def _check_trust(
-    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: DeclaredAccount | None
+    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: DeclaredServiceAccount | None
 ) -> tuple[CheckResult | None, tuple[str, str]]:
     """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
@@ -309,7 +300,7 @@ def _check_account(
     arn: str,
     *,
     trusted: tuple[str, str],
-    account: DeclaredAccount | None,
+    account: DeclaredServiceAccount | None,
     lookup: ServiceAccountLookup,
     unreachable: KubeUnavailable | None,
 ) -> tuple[CheckResult, KubeUnavailable | None]:

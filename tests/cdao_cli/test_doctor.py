@@ -1448,7 +1448,7 @@ def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
 
     allowed = {
         # Declared is the output's shape (the model the program builds it with), not a computation.
-        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION", "Declared"},
+        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION", "Declared", "DeclaredServiceAccount"},
         "infra.config": {"LOG_RETENTION_DAYS"},
         "infra.names": {"AWS_REGION", "BACKUP_VAULT_NAME"},
         "infra.contract": {"ARGOCD_NAMESPACE"},
