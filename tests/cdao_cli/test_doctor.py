@@ -291,28 +291,36 @@ def _with_statement(provider_arn: str, issuer: str, extra: str) -> str:
     return json.dumps(doc)
 
 
-@pytest.mark.parametrize(
-    ("extra", "status", "detail"),
-    [
-        ("same-provider-no-condition", "fail", "Statement[1] (Sid Open)"),
-        ("other-provider-no-condition", "fail", "OTHERCLUSTER"),
-        ("account-root", "fail", "arn:aws:iam::999999999999:root"),
-        ("second-account", "fail", "flyte:other"),
-        ("string-like-wildcard", "fail", "system:serviceaccount:*"),
-        ("assume-role-too", "fail", "sts:AssumeRole'"),
-        # A Deny grants nothing, and a second statement as narrow as the first widens nothing.
-        ("deny-other", "pass", "trusts flyte/flyteadmin"),
-        ("same-again", "pass", "trusts flyte/flyteadmin"),
-    ],
-)
-def test_irsa_judges_each_allow_statement_on_its_own(aws_account, extra: str, status: str, detail: str):
+#: (second statement, status, what the detail names): each of the second review's shapes.
+_SECOND_STATEMENTS = [
+    ("same-provider-no-condition", "fail", "Statement[1] (Sid Open)"),
+    ("other-provider-no-condition", "fail", "OTHERCLUSTER"),
+    ("account-root", "fail", "arn:aws:iam::999999999999:root"),
+    ("second-account", "fail", "flyte:other"),
+    ("string-like-wildcard", "fail", "system:serviceaccount:*"),
+    ("assume-role-too", "fail", "sts:AssumeRole'"),
+    # A Deny grants nothing, and a second statement as narrow as the first widens nothing.
+    ("deny-other", "pass", "trusts flyte/flyteadmin"),
+    ("same-again", "pass", "trusts flyte/flyteadmin"),
+]
+
+
+def test_irsa_judges_each_allow_statement_on_its_own(aws_account):
+    # One moto cluster for every shape (a cluster per case would cost the suite seconds).
     cluster, issuer, provider_arn = _cluster()
-    arn = boto3.client("iam").create_role(
-        RoleName="admin", AssumeRolePolicyDocument=_with_statement(provider_arn, issuer, extra)
-    )["Role"]["Arn"]
-    ctx = _ctx({"clusterName": cluster, "roleArns": {"flyteadmin": arn}})
-    result = _by_name(aws.irsa(ctx, _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
-    assert (result["flyteadmin"].status, detail in result["flyteadmin"].detail) == (status, True), result
+    iam = boto3.client("iam")
+    found = {}
+    ctx = _ctx({"clusterName": cluster})  # one context: its boto3 clients are made once
+    for extra, _, _ in _SECOND_STATEMENTS:
+        arn = iam.create_role(RoleName=extra, AssumeRolePolicyDocument=_with_statement(provider_arn, issuer, extra))[
+            "Role"
+        ]["Arn"]
+        ctx.outputs["roleArns"] = {"flyteadmin": arn}
+        result = _by_name(aws.irsa(ctx, _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+        found[extra] = (result["flyteadmin"].status, result["flyteadmin"].detail)
+    assert {e: (found[e][0], d in found[e][1]) for e, _, d in _SECOND_STATEMENTS} == {
+        e: (status, True) for e, status, _ in _SECOND_STATEMENTS
+    }, found
 
 
 def test_irsa_fails_an_oidc_provider_without_the_sts_client_id(aws_account):
