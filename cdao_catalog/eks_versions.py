@@ -41,7 +41,7 @@ class SupportStatus:
 
 @functools.cache
 def calendar() -> dict[str, dict[str, dt.date]]:
-    document = yaml.safe_load(CALENDAR_FILE.read_text())
+    document = yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8"))
     return {
         version: {phase: dt.date.fromisoformat(day) for phase, day in dates.items()}
         for version, dates in document["versions"].items()
@@ -50,11 +50,11 @@ def calendar() -> dict[str, dict[str, dt.date]]:
 
 def unlisted() -> dict[str, str]:
     """Versions EKS has released that the calendar cannot date yet: version -> why, and what was read."""
-    return dict(yaml.safe_load(CALENDAR_FILE.read_text()).get("unlisted") or {})
+    return dict(yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8")).get("unlisted") or {})
 
 
 def source() -> str:
-    return yaml.safe_load(CALENDAR_FILE.read_text())["source"]
+    return yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8"))["source"]
 
 
 def newest_version() -> str:

@@ -54,9 +54,12 @@ def _flat(raw: dict) -> dict[str, object]:
 
 
 def _config_at(repo: Path, stack: str, commit: str) -> dict[str, object]:
-    _, text = stack_revision._stack_file(repo, stack, commit)
+    try:
+        _, text = stack_revision._stack_file(repo, stack, commit)
+    except stack_revision.RevisionError as exc:
+        raise PromotionCheckError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="check-promotion-") as tmp:
-        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
+        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text, encoding="utf-8")
         try:
             raw, _ = read_stack_file(stack, Path(tmp))
         except StackFileError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 import cdao_stacks
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_environments_argument
+from cdao_cli.files import NotUtf8Error, read_utf8
 from cdao_resources import UNKNOWN_TOKEN
 
 DESCRIPTION = (
@@ -32,9 +33,11 @@ def _load_json(path: str, what: str) -> Any:
     from policies import ConfigError  # noqa: PLC0415 - the pack loads when the command runs, not for --help
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_utf8(Path(path), f"{what} {path}")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except NotUtf8Error as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

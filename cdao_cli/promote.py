@@ -34,6 +34,7 @@ import yaml
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE, add_environments_argument
+from cdao_cli.files import NotUtf8Error, read_utf8
 from cdao_cli.pins import CHARTS_KEY, GITOPS_KEY, PULUMI_SECRETS_KEYS, REVISION_KEY, Pins, is_secure, pins_of
 from cdao_cli.plan.runner import ENVIRONMENTS_DIR, StackFileError, StackNotFoundError, read_stack_file
 from infra.config import ConfigError, parse_stack_config
@@ -270,9 +271,10 @@ def file_changes_between(
 
 def _read_text(path: Path) -> str:
     try:
-        # newline="" keeps CRLF line ends as they are: the file is written back with them.
-        with path.open(newline="") as handle:
-            return handle.read()
+        # Bytes decoded as they are keep CRLF line ends and a byte order mark: the file is written back.
+        return read_utf8(path, strip_bom=False)
+    except NotUtf8Error as exc:
+        raise PromotionError(str(exc)) from None
     except FileNotFoundError:
         raise PromotionError(f"{path}: no such stack file") from None
     except OSError as exc:
@@ -459,7 +461,7 @@ def _validate_candidate(target: str, text: str, target_path: Path, new: Pins) ->
     """Parse the promoted file exactly as the program will, before anything touches the real file."""
     with tempfile.TemporaryDirectory(prefix="cdao-promote-") as tmp:
         candidate = Path(tmp) / f"Pulumi.{target}.yaml"
-        candidate.write_text(text)
+        candidate.write_text(text, encoding="utf-8")
         try:
             raw, _ = read_stack_file(target, Path(tmp))
             config, _ = parse_stack_config(target, raw)
@@ -475,7 +477,7 @@ def write_atomically(path: Path, text: str) -> None:
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -70,6 +70,7 @@ from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 import cdao_stacks
 from cdao_cli import EXIT_OK, EXIT_USAGE
+from cdao_cli.files import NotUtf8Error, decode_utf8
 from cdao_cli.pins import (
     CHARTS_KEY,
     GITOPS_KEY,
@@ -103,14 +104,19 @@ class Decision:
     reconcile: bool = False
 
 
-def _git(repo: Path, *args: str) -> str | None:
+def _git_bytes(repo: Path, *args: str) -> bytes | None:
     result = subprocess.run(  # noqa: S603 - fixed argv, no shell; refs are validated SHAs
         ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH, as on the runner
         capture_output=True,
-        text=True,
         check=False,
     )
     return result.stdout if result.returncode == 0 else None
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    """git's own output (object names, refs): ASCII, unlike a file's content (_git_bytes)."""
+    out = _git_bytes(repo, *args)
+    return None if out is None else out.decode("utf-8", errors="replace")
 
 
 def _contains(repo: Path, newer: str, older: str) -> bool:
@@ -120,8 +126,8 @@ def _contains(repo: Path, newer: str, older: str) -> bool:
 def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     """(blob id, text) of the stack file at commit."""
     name = f"environments/Pulumi.{stack}.yaml"
-    blob, text = _git(repo, "rev-parse", f"{commit}:{name}"), _git(repo, "show", f"{commit}:{name}")
-    if blob is None or text is None:
+    blob, data = _git(repo, "rev-parse", f"{commit}:{name}"), _git_bytes(repo, "show", f"{commit}:{name}")
+    if blob is None or data is None:
         # `git show <commit>:<path>` fails alike for an absent commit and an absent file: say which.
         if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}") is None:
             raise RevisionError(f"--commit {commit}: no such commit in {repo} (fetch it: git -C {repo} fetch origin)")
@@ -130,7 +136,10 @@ def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
         except cdao_stacks.StackRegistryError as exc:
             raise RevisionError(str(exc)) from None
         raise RevisionError(f"{name} at {commit}: no such file")
-    return blob.strip(), text
+    try:
+        return blob.strip(), decode_utf8(data, f"{name} at {commit}")
+    except NotUtf8Error as exc:
+        raise RevisionError(str(exc)) from None
 
 
 def config_at(repo: Path, stack: str, commit: str) -> StackConfig:
@@ -138,7 +147,7 @@ def config_at(repo: Path, stack: str, commit: str) -> StackConfig:
     name = f"environments/Pulumi.{stack}.yaml at {commit}"
     _, text = _stack_file(repo, stack, commit)
     with tempfile.TemporaryDirectory(prefix="stack-revision-") as tmp:
-        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text)
+        (Path(tmp) / f"Pulumi.{stack}.yaml").write_text(text, encoding="utf-8")
         try:
             raw, _ = read_stack_file(stack, Path(tmp))
             if not any(key.startswith(f"{cdao_stacks.NAMESPACE}:") for key in raw):

@@ -94,7 +94,7 @@ def _num(value: Any, default: float = 0.0) -> float:
 
 @functools.cache
 def price_table(path: Path = PRICES_FILE) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 class _Pricer:

@@ -193,8 +193,14 @@ def _read_entry(path: Path, name: str, where: str) -> StackEntry:
         )
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StackRegistryError(f"{where}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise StackRegistryError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        # Pulumi reads stack files as UTF-8 YAML; the CLI's other inputs say the same (cdao_cli/files.py,
+        # which this leaf cannot import).
+        raise StackRegistryError(
+            f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise StackRegistryError(f"{where}: not valid YAML: {exc}") from None
     config = document.get("config") if isinstance(document, Mapping) else None

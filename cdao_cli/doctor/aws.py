@@ -17,16 +17,19 @@ IRSA condition keys are the issuer without its scheme, `<issuer>:sub` and `<issu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
 
 from cdao_cli.doctor.context import DoctorContext
 from cdao_cli.doctor.kube import ROLE_ANNOTATION, KubeUnavailable, ServiceAccountLookup
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
+from infra.declared import DeclaredServiceAccount
 
 
 def _aws_error(exc: Exception) -> str:
@@ -39,6 +42,21 @@ def _aws_error(exc: Exception) -> str:
 _CREDENTIALS_REMEDY = (
     "check the credentials (aws sts get-caller-identity) and that they may read this stack's resources"
 )
+_NETWORK_REMEDY = "check the network, a proxy (HTTPS_PROXY) or VPN on the way, and the stack's region; then re-run"
+
+
+def _aws_failure(exc: ClientError | BotoCoreError) -> tuple[str, str]:
+    """(detail, remedy) of an AWS call that failed. botocore raises a ConnectionError subclass
+    (EndpointConnectionError, ConnectTimeoutError, SSLError, ProxyConnectionError) when no connection
+    is made and an HTTPClientError (ReadTimeoutError, ConnectionClosedError) when one breaks, each
+    with the endpoint URL in its message (botocore 1.40.61 botocore/exceptions.py): the network, not
+    the credentials. A ClientError is AWS's answer; NoCredentialsError and the other BotoCoreErrors
+    are the local credential chain or configuration."""
+    if isinstance(exc, AwsConnectionError | HTTPClientError):
+        return f"AWS not reached: {exc}", _NETWORK_REMEDY
+    if isinstance(exc, ClientError):
+        return f"AWS refused: {_aws_error(exc)}", _CREDENTIALS_REMEDY
+    return f"AWS call failed: {exc}", _CREDENTIALS_REMEDY
 
 
 def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResult]:
@@ -46,23 +64,13 @@ def _guard(family: str, name: str, check: Callable[[], list[CheckResult]]) -> li
     try:
         return check()
     except (ClientError, BotoCoreError) as exc:
-        return [failed(family, name, f"AWS refused or failed: {_aws_error(exc)}", _CREDENTIALS_REMEDY)]
+        return [failed(family, name, *_aws_failure(exc))]
 
 
-@dataclass(frozen=True)
-class DeclaredAccount:
-    """The service account an IRSA role trusts, as the deployment declared it (`declared.serviceAccounts`)."""
-
-    namespace: str
-    name: str
-    addon: str | None  # the add-on whose Application creates it; None when the platform always does
-
-
-def _expected_accounts(ctx: DoctorContext) -> dict[str, DeclaredAccount]:
-    return {
-        role: DeclaredAccount(a["namespace"], a["name"], a.get("addon"))
-        for role, a in ctx.declared["serviceAccounts"].items()
-    }
+def _expected_accounts(ctx: DoctorContext) -> dict[str, DeclaredServiceAccount]:
+    """`declared.serviceAccounts` by role key: the service account each IRSA role trusts, as the deployment
+    declared it (read_outputs has validated the shape)."""
+    return {role: DeclaredServiceAccount.model_validate(a) for role, a in ctx.declared["serviceAccounts"].items()}
 
 
 def _addon_on(ctx: DoctorContext, addon: str) -> bool:
@@ -113,7 +121,7 @@ def irsa(ctx: DoctorContext, lookup: ServiceAccountLookup) -> list[CheckResult]:
             results.append(_role_error(key, arn, exc))
             continue
         except BotoCoreError as exc:
-            results.append(failed("irsa", key, f"AWS failed: {exc}", "check the network and re-run"))
+            results.append(failed("irsa", key, *_aws_failure(exc)))
             continue
         if result is None:
             result, unreachable = _check_account(
@@ -131,6 +139,8 @@ def _oidc_provider(ctx: DoctorContext, provider_arn: str) -> CheckResult:
     """IAM GetOpenIDConnectProvider (`ClientIDList`; NoSuchEntity when absent), per the botocore model."""
     try:
         provider = ctx.client("iam").get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    except BotoCoreError as exc:
+        return failed("irsa", "oidc-provider", *_aws_failure(exc))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
             return failed(
@@ -139,7 +149,7 @@ def _oidc_provider(ctx: DoctorContext, provider_arn: str) -> CheckResult:
                 f"IAM has no OIDC provider {provider_arn}: no pod can assume its role",
                 "run pulumi up (the cluster component creates it); `aws iam list-open-id-connect-providers` lists them",
             )
-        return failed("irsa", "oidc-provider", f"AWS refused: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
+        return failed("irsa", "oidc-provider", *_aws_failure(exc))
     if "sts.amazonaws.com" not in provider.get("ClientIDList", []):
         return failed(
             "irsa",
@@ -159,7 +169,8 @@ def _role_error(key: str, arn: str, exc: ClientError) -> CheckResult:
             f"role {role_name} ({arn}) does not exist",
             "it was deleted outside Pulumi, or the outputs are another stack's: pulumi refresh, then pulumi up",
         )
-    return failed("irsa", key, f"cannot read role {role_name}: {_aws_error(exc)}", _CREDENTIALS_REMEDY)
+    detail, remedy = _aws_failure(exc)
+    return failed("irsa", key, f"cannot read role {role_name}: {detail}", remedy)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -174,79 +185,108 @@ _WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
 #: The condition operators whose values the trust's `sub` and `aud` are compared with (IAM user guide,
 #: "Condition operators": StringEquals exact, StringLike with `*` and `?` wildcards).
 _STRING_OPERATORS = ("StringEquals", "StringLike")
+_FIX_TRUST = "trust only this cluster's OIDC provider for sts:AssumeRoleWithWebIdentity, then run pulumi up"
 
 
-def _web_identity_trust(document: dict[str, Any]) -> tuple[set[str], bool, dict[str, set[str]], dict[str, set[str]]]:
-    """From a trust policy: the federated principals of its Allow statements for web identity, whether
-    one allows any principal ("*"), and their StringEquals and StringLike values by condition key.
-    Deny statements grant nothing, so they are not trust; an action `sts:*` or `*` includes web identity."""
-    federated: set[str] = set()
-    anyone = False
-    equals: dict[str, set[str]] = {}
-    like: dict[str, set[str]] = {}
-    for statement in _as_list(document.get("Statement")):
+@dataclass(frozen=True)
+class _Grant:
+    """One Allow statement of a trust policy, judged on its own: `problem` says how it grants more than
+    one service account of this cluster the role (None when it does not); `sub` is the account it pins."""
+
+    where: str  # `Statement[<index>]`, with its Sid when it has one
+    problem: str | None
+    remedy: str
+    sub: str | None
+
+
+def _grants(document: dict[str, Any], *, issuer: str, provider_arn: str) -> list[_Grant]:
+    """The Allow statements of a trust policy, each judged alone: IAM allows a request when any one Allow
+    statement allows it and no Deny denies it (IAM user guide, "Policy evaluation logic",
+    docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-basics.html),
+    so values merged across statements would let a safe statement vouch for an open one. Deny
+    statements grant nothing and are skipped."""
+    grants = []
+    for index, statement in enumerate(_as_list(document.get("Statement"))):
         if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
             continue
-        if not {_WEB_IDENTITY, "sts:*", "*"} & set(_as_list(statement.get("Action"))):
-            continue
-        principal = statement.get("Principal")
-        if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
-            anyone = True
-        elif isinstance(principal, dict):
-            federated.update(_as_list(principal.get("Federated")))
-        conditions = statement.get("Condition") or {}
-        for operator, into in zip(_STRING_OPERATORS, (equals, like), strict=True):
-            for key, values in (conditions.get(operator) or {}).items():
-                into.setdefault(key, set()).update(str(v) for v in _as_list(values))
-    return federated, anyone, equals, like
+        sid = statement.get("Sid")
+        where = f"Statement[{index}]" + (f" (Sid {sid})" if sid else "")
+        problem, remedy, sub = _judge_statement(statement, issuer=issuer, provider_arn=provider_arn)
+        grants.append(_Grant(where, problem, remedy, sub))
+    return grants
+
+
+def _judge_statement(  # noqa: PLR0911 - one return per way a statement grants too much
+    statement: dict[str, Any], *, issuer: str, provider_arn: str
+) -> tuple[str | None, str, str | None]:
+    """(problem or None, remedy, the one `sub` it pins) for one Allow statement."""
+    negated = [k for k in ("NotPrincipal", "NotAction") if k in statement]
+    if negated:
+        return f"uses {', '.join(negated)}, which grants all but what it names", _FIX_TRUST, None
+    principal = statement.get("Principal")
+    if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
+        return 'lets any principal ("*") assume it', _FIX_TRUST, None
+    if not isinstance(principal, dict) or set(principal) != {"Federated"}:
+        return f"grants {json.dumps(principal)}, not only this cluster's OIDC provider", _FIX_TRUST, None
+    federated = _as_list(principal["Federated"])
+    if set(federated) != {provider_arn}:
+        return (
+            f"trusts {sorted(federated)}, not this cluster's provider {provider_arn} alone",
+            "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
+            None,
+        )
+    actions = set(_as_list(statement.get("Action")))
+    if actions != {_WEB_IDENTITY}:
+        return f"allows {sorted(actions)}; an IRSA trust allows only {_WEB_IDENTITY}", _FIX_TRUST, None
+    conditions = statement.get("Condition") or {}
+    values: dict[str, dict[str, set[str]]] = {
+        op: {k: {str(v) for v in _as_list(vs)} for k, vs in (conditions.get(op) or {}).items()}
+        for op in _STRING_OPERATORS
+    }
+    sub_key, aud_key = f"{issuer}:sub", f"{issuer}:aud"
+    subs = set().union(*(values[op].get(sub_key, set()) for op in _STRING_OPERATORS))
+    auds = set().union(*(values[op].get(aud_key, set()) for op in _STRING_OPERATORS))
+    if not subs or auds != {"sts.amazonaws.com"}:
+        keys = ", ".join(sorted({k for op in _STRING_OPERATORS for k in values[op]})) or "none"
+        found = f"; {aud_key} is {sorted(auds)}" if auds else ""
+        return (
+            f"has conditions ({keys}) that do not pin {sub_key} and {aud_key} = sts.amazonaws.com{found}",
+            "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
+            None,
+        )
+    # StringLike's `*` and `?` match many accounts, and several values trust each of them (IAM ORs them).
+    patterns = [s for s in values["StringLike"].get(sub_key, set()) if "*" in s or "?" in s]
+    if len(subs) != 1 or patterns:
+        return (
+            f"trusts more than one service account: {sorted(subs)}",
+            "trust exactly system:serviceaccount:<namespace>:<name> (StringEquals), then run pulumi up",
+            None,
+        )
+    return None, "", next(iter(subs))
 
 
 def _check_trust(
-    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: DeclaredAccount | None
+    ctx: DoctorContext, key: str, arn: str, *, issuer: str, provider_arn: str, account: DeclaredServiceAccount | None
 ) -> tuple[CheckResult | None, tuple[str, str]]:
     """A failed result, or None and the (namespace, name) the trust pins."""
     role_name = arn.rsplit("/", 1)[-1]
     document = ctx.client("iam").get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
-    federated, anyone, equals, like = _web_identity_trust(document)
+    grants = _grants(document, issuer=issuer, provider_arn=provider_arn)
     none = ("", "")
-    if anyone or not federated:
+    if not grants:
+        return failed("irsa", key, f"{role_name} has no Allow statement for {_WEB_IDENTITY}", _FIX_TRUST), none
+    bad = [g for g in grants if g.problem]
+    if bad:
+        return failed("irsa", key, "; ".join(f"{role_name} {g.where} {g.problem}" for g in bad), bad[0].remedy), none
+    subs = {g.sub for g in grants}
+    if len(subs) != 1:
         return failed(
             "irsa",
             key,
-            f'{role_name} lets any principal ("*") assume it with a web identity'
-            if anyone
-            else f"{role_name} has no Allow statement for {_WEB_IDENTITY}",
-            "trust only the cluster's OIDC provider (Principal.Federated), then run pulumi up",
-        ), none
-    if provider_arn not in federated:
-        return failed(
-            "irsa",
-            key,
-            f"{role_name} trusts {sorted(federated)}, not this cluster's provider {provider_arn}",
-            "run pulumi up (the cluster was replaced, or the role belongs to another stack)",
-        ), none
-    sub_key, aud_key = f"{issuer}:sub", f"{issuer}:aud"
-    subs = equals.get(sub_key, set()) | like.get(sub_key, set())
-    auds = equals.get(aud_key, set()) | like.get(aud_key, set())
-    if not subs or auds != {"sts.amazonaws.com"}:
-        keys = ", ".join(sorted(set(equals) | set(like))) or "none"
-        found = f"; {aud_key} is {sorted(auds)}" if auds else ""
-        return failed(
-            "irsa",
-            key,
-            f"{role_name}'s conditions ({keys}) do not pin {sub_key} and {aud_key} = sts.amazonaws.com{found}",
-            "condition keys must be the issuer without https:// (EKS user guide); fix the trust and run pulumi up",
-        ), none
-    # StringLike's `*` and `?` match many accounts, and several values trust each of them (IAM ORs them).
-    patterns = sorted(s for s in like.get(sub_key, set()) if "*" in s or "?" in s)
-    if len(subs) != 1 or patterns:
-        return failed(
-            "irsa",
-            key,
-            f"{role_name} trusts more than one service account: {sorted(subs)}",
+            f"{role_name} trusts more than one service account across its statements: {sorted(subs)}",
             "trust exactly system:serviceaccount:<namespace>:<name> (StringEquals), then run pulumi up",
         ), none
-    namespace, _, name = next(iter(subs)).removeprefix("system:serviceaccount:").partition(":")
+    namespace, _, name = str(next(iter(subs))).removeprefix("system:serviceaccount:").partition(":")
     if account is not None and (namespace, name) != (account.namespace, account.name):
         return failed(
             "irsa",
@@ -263,7 +303,7 @@ def _check_account(
     arn: str,
     *,
     trusted: tuple[str, str],
-    account: DeclaredAccount | None,
+    account: DeclaredServiceAccount | None,
     lookup: ServiceAccountLookup,
     unreachable: KubeUnavailable | None,
 ) -> tuple[CheckResult, KubeUnavailable | None]:
@@ -497,7 +537,7 @@ def access_entries(ctx: DoctorContext) -> list[CheckResult]:
     ListAccessEntries with associatedPolicyArn: the principal ARNs of the entries associated with that
     policy)."""
     cluster_name = ctx.output("clusterName")
-    wanted = list(ctx.declared.get("adminRoleArns") or [])
+    wanted = list(ctx.declared["adminRoleArns"])
 
     def check() -> list[CheckResult]:
         paginator = ctx.client("eks").get_paginator("list_access_entries")

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cdao_cli.files import NotUtf8Error, decode_utf8, read_utf8
 from infra.config import LOG_RETENTION_DAYS
-from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION
+from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION, Declared
 from infra.names import AWS_REGION, BACKUP_VAULT_NAME
 
 
@@ -57,9 +58,11 @@ class PlatformFiles:
         """The file's text. Raises DoctorInputError naming the path and the revision if it is absent."""
         if self.commit is None:
             try:
-                return (self.repo / path).read_text(encoding="utf-8")
+                return read_utf8(self.repo / path, f"{path} in {self.where}")
             except OSError as exc:
                 raise DoctorInputError(f"{path} in {self.where}: cannot read it ({exc.strerror})") from None
+            except NotUtf8Error as exc:
+                raise DoctorInputError(str(exc)) from None
         return _git(self.repo, "show", f"{self.commit}:{path}", what=f"{path} at {self.commit}")
 
     def list(self, folder: str, suffix: str) -> list[str]:
@@ -118,12 +121,16 @@ def _git(repo: Path, *args: str, what: str) -> str:
     done = subprocess.run(  # noqa: S603 - fixed argv, no shell
         ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH
         capture_output=True,
-        text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise DoctorInputError(f"{what}: git {args[0]} failed: {' '.join(done.stderr.split())}")
-    return done.stdout.rstrip("\n")
+        stderr = done.stderr.decode("utf-8", errors="replace")
+        raise DoctorInputError(f"{what}: git {args[0]} failed: {' '.join(stderr.split())}")
+    # A file's content (git show) is bytes in whatever encoding it was committed in.
+    try:
+        return decode_utf8(done.stdout, what).rstrip("\n")
+    except NotUtf8Error as exc:
+        raise DoctorInputError(str(exc)) from None
 
 
 @dataclass
@@ -190,9 +197,11 @@ def read_outputs(path: Path, stack: str, repo: Path = REPO) -> dict[str, Any]:
     `logGroups[*].retentionDays` a retention CloudWatch Logs accepts (infra/config.py LOG_RETENTION_DAYS).
     """
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_utf8(path, f"--outputs {path}"))
     except OSError as exc:
         raise DoctorInputError(f"--outputs {path}: cannot read it ({exc.strerror})") from None
+    except NotUtf8Error as exc:
+        raise DoctorInputError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise DoctorInputError(f"--outputs {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
@@ -226,18 +235,6 @@ def read_outputs(path: Path, stack: str, repo: Path = REPO) -> dict[str, Any]:
     return data
 
 
-#: The `declared` output's keys and their JSON types (infra/declared.py's docstring gives the shape).
-_DECLARED_KEYS: dict[str, type | tuple[type, ...]] = {
-    "clusterLabels": dict,
-    "chartVersions": dict,
-    "repoRevision": str,
-    "serviceAccounts": dict,
-    "nodePoolLabel": str,
-    "nodePools": dict,
-    "backupMaxAgeHours": (int, float, type(None)),
-}
-
-
 def _declared_problems(declared: Any, stack: str) -> list[str]:
     if not isinstance(declared, dict):
         return [f"{DECLARED_OUTPUT} is {json.dumps(declared)[:60]}, expected the object infra/declared.py exports"]
@@ -246,11 +243,17 @@ def _declared_problems(declared: Any, stack: str) -> list[str]:
             f"{DECLARED_OUTPUT}.version is {declared.get('version')!r}; this doctor reads version {DECLARED_VERSION} "
             "(run the doctor from the commit that deployed the stack or a later one)"
         ]
-    problems = [
-        f"{DECLARED_OUTPUT}.{key} is {json.dumps(declared.get(key))[:60]}, expected {kind}"
-        for key, kind in _DECLARED_KEYS.items()
-        if key not in declared or not isinstance(declared[key], kind)
-    ]
+    from pydantic import ValidationError  # noqa: PLC0415 - loaded when outputs are read, not for --help
+
+    problems = []
+    try:
+        # The model the deploying program built the output with (infra/declared.py): every key, at every depth.
+        Declared.model_validate(declared)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join([DECLARED_OUTPUT, *(str(part) for part in error["loc"])])
+            got = "missing" if error["type"] == "missing" else f"{json.dumps(error['input'], default=str)[:60]}"
+            problems.append(f"{where} is {got}: {error['msg']}")
     if declared.get("stack") != stack:
         problems.append(
             f"{DECLARED_OUTPUT}.stack is {declared.get('stack')!r}: these are not stack {stack!r}'s outputs"

@@ -48,7 +48,7 @@ for stack in sys.argv[2:]:
             code = None
             traceback.print_exc()
     results[stack] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
-with open(sys.argv[1], "w") as fh:
+with open(sys.argv[1], "w", encoding="utf-8") as fh:
     json.dump(results, fh)
 """
 
@@ -159,7 +159,7 @@ class BasePlanner:
             for stack in self.stacks:
                 plans.errors[stack] = f"the base's planner failed: {detail[0]}"
             return plans
-        for stack, res in json.loads(self._out.read_text()).items():
+        for stack, res in json.loads(self._out.read_text(encoding="utf-8")).items():
             code, out, err = res["code"], res["stdout"], res["stderr"]
             if code in (0, 1):  # 1 is a mandatory violation: the plan itself is complete
                 try:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 import cdao_stacks
+from cdao_cli.files import NotUtf8Error, read_utf8
 from infra.config import NAMESPACE, SECRET_KEYS, ConfigError, GitOpsConfig, StackConfig
 from infra.images import FULL_SHA, REVISION_COMMIT_ENV
 
@@ -86,7 +87,9 @@ def read_stack_file(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> tu
     if not path.is_file():
         raise StackNotFoundError(stack, environments_dir)
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yaml.safe_load(read_utf8(path)) or {}
+    except NotUtf8Error as exc:
+        raise StackFileError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise StackFileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
@@ -114,7 +117,8 @@ def secret_ciphertexts(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) ->
     The ciphertext is already public in Git; its digest lets a diff say a secret was rotated even
     though the offline plan can only ever see the same stand-in on both sides.
     """
-    document = yaml.safe_load((environments_dir / f"Pulumi.{stack}.yaml").read_text()) or {}
+    # read_stack_file has read this file; a caller gets here only once it has.
+    document = yaml.safe_load(read_utf8(environments_dir / f"Pulumi.{stack}.yaml")) or {}
     found = {
         key: hashlib.sha256(str(value["secure"]).encode()).hexdigest()[:12]
         for key, value in (document.get("config") or {}).items()

@@ -252,6 +252,77 @@ def test_irsa_reads_every_trust_shape_iam_allows(aws_account, change: str, statu
     assert (result["flyteadmin"].status, detail in result["flyteadmin"].detail) == (status, True), result
 
 
+def _with_statement(provider_arn: str, issuer: str, extra: str) -> str:
+    """The program's trust for flyte/flyteadmin plus a second statement. IAM allows a request when any
+    one Allow statement allows it and no Deny denies it (IAM user guide, "Policy evaluation logic",
+    docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-basics.html),
+    so each statement must be safe on its own."""
+    doc = json.loads(_trust(provider_arn, issuer, "flyte", "flyteadmin"))
+    pinned = doc["Statement"][0]
+    sub = f"{issuer}:sub"
+    other_provider = provider_arn.replace(issuer, "oidc.eks.us-east-1.amazonaws.com/id/OTHERCLUSTER")
+    web = {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity"}
+    statement = {
+        "same-provider-no-condition": {**web, "Sid": "Open", "Principal": {"Federated": provider_arn}},
+        "other-provider-no-condition": {**web, "Principal": {"Federated": other_provider}},
+        "account-root": {
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+            "Action": "sts:AssumeRole",
+        },
+        "second-account": {
+            **pinned,
+            "Condition": {
+                "StringEquals": {**pinned["Condition"]["StringEquals"], sub: "system:serviceaccount:flyte:other"}
+            },
+        },
+        "string-like-wildcard": {
+            **pinned,
+            "Condition": {
+                "StringLike": {sub: "system:serviceaccount:*"},
+                "StringEquals": {f"{issuer}:aud": "sts.amazonaws.com"},
+            },
+        },
+        "assume-role-too": {**pinned, "Action": ["sts:AssumeRoleWithWebIdentity", "sts:AssumeRole"]},
+        "deny-other": {"Effect": "Deny", "Principal": "*", "Action": "sts:*"},
+        "same-again": {**pinned, "Sid": "Again"},
+    }[extra]
+    doc["Statement"].append(statement)
+    return json.dumps(doc)
+
+
+#: (second statement, status, what the detail names): each of the second review's shapes.
+_SECOND_STATEMENTS = [
+    ("same-provider-no-condition", "fail", "Statement[1] (Sid Open)"),
+    ("other-provider-no-condition", "fail", "OTHERCLUSTER"),
+    ("account-root", "fail", "arn:aws:iam::999999999999:root"),
+    ("second-account", "fail", "flyte:other"),
+    ("string-like-wildcard", "fail", "system:serviceaccount:*"),
+    ("assume-role-too", "fail", "sts:AssumeRole'"),
+    # A Deny grants nothing, and a second statement as narrow as the first widens nothing.
+    ("deny-other", "pass", "trusts flyte/flyteadmin"),
+    ("same-again", "pass", "trusts flyte/flyteadmin"),
+]
+
+
+def test_irsa_judges_each_allow_statement_on_its_own(aws_account):
+    # One moto cluster for every shape (a cluster per case would cost the suite seconds).
+    cluster, issuer, provider_arn = _cluster()
+    iam = boto3.client("iam")
+    found = {}
+    ctx = _ctx({"clusterName": cluster})  # one context: its boto3 clients are made once
+    for extra, _, _ in _SECOND_STATEMENTS:
+        arn = iam.create_role(RoleName=extra, AssumeRolePolicyDocument=_with_statement(provider_arn, issuer, extra))[
+            "Role"
+        ]["Arn"]
+        ctx.outputs["roleArns"] = {"flyteadmin": arn}
+        result = _by_name(aws.irsa(ctx, _Accounts({("flyte", "flyteadmin"): {kube.ROLE_ANNOTATION: arn}})), "irsa")
+        found[extra] = (result["flyteadmin"].status, result["flyteadmin"].detail)
+    assert {e: (found[e][0], d in found[e][1]) for e, _, d in _SECOND_STATEMENTS} == {
+        e: (status, True) for e, status, _ in _SECOND_STATEMENTS
+    }, found
+
+
 def test_irsa_fails_an_oidc_provider_without_the_sts_client_id(aws_account):
     """IRSA tokens carry aud sts.amazonaws.com; a provider whose ClientIDList lacks it makes STS refuse
     them (EKS user guide, "Create an IAM OIDC provider for your cluster": Audience sts.amazonaws.com)."""
@@ -548,6 +619,18 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
         ([_point(DB_ARN, NOW - timedelta(hours=2), "CREATING"), _point(EFS_ARN, NOW, "PARTIAL")], 30, ["fail", "fail"]),
         ([_point(DB_ARN, NOW - timedelta(hours=2), "EXPIRED"), _point(EFS_ARN, NOW, "STOPPED")], 30, ["fail", "fail"]),
         ([], 0.5, ["skip", "skip"]),  # right after the first pulumi up: the first daily run is due
+        # ListRecoveryPointsByBackupVault documents no order (botocore 1.40.61 backup/2018-11-15/service-2.json):
+        # the newest point of a resource counts wherever it is listed, old one first or last.
+        (
+            [_point(DB_ARN, NOW - timedelta(hours=5)), _point(DB_ARN, NOW - timedelta(days=6)), _point(EFS_ARN, NOW)],
+            30,
+            ["pass", "pass"],
+        ),
+        (
+            [_point(DB_ARN, NOW - timedelta(days=6)), _point(DB_ARN, NOW - timedelta(hours=5)), _point(EFS_ARN, NOW)],
+            30,
+            ["pass", "pass"],
+        ),
     ],
 )
 def test_backups_need_a_recent_completed_point_per_protected_resource(aws_account, points, vault_age_days, statuses):
@@ -566,6 +649,31 @@ def test_backups_need_a_recent_completed_point_per_protected_resource(aws_accoun
         results = aws.backups(ctx, now=NOW)
     assert [r.status for r in results] == statuses
     assert [r.name for r in results] == ["cdao-dev: database", "cdao-dev: file system"]
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_the_newest_point_counts_on_whichever_page_it_is_listed(aws_account, newest_first: bool):
+    """The check pages the listing (NextToken, botocore's backup paginators-1.json); a resource's old
+    point on a later page must not hide its new one on an earlier page, nor the reverse."""
+    new, old = _point(DB_ARN, NOW - timedelta(hours=5)), _point(DB_ARN, NOW - timedelta(days=6))
+    first, second = (new, old) if newest_first else (old, new)
+    ctx = _backup_ctx()
+    client = ctx.client("backup")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_recovery_points_by_backup_vault",
+            {"RecoveryPoints": [first, _point(EFS_ARN, NOW)], "NextToken": "page-2"},
+            {"BackupVaultName": "cdao-dev"},
+        )
+        stub.add_response(
+            "list_recovery_points_by_backup_vault",
+            {"RecoveryPoints": [second]},
+            {"BackupVaultName": "cdao-dev", "NextToken": "page-2"},
+        )
+        stub.add_response("describe_backup_vault", {"BackupVaultName": "cdao-dev", "CreationDate": NOW})
+        results = aws.backups(ctx, now=NOW)
+    assert [r.status for r in results] == ["pass", "pass"]
+    assert (NOW - timedelta(hours=5)).isoformat() in results[0].detail
 
 
 def test_the_backup_check_allows_the_age_the_deployed_backup_plan_allows(aws_account):
@@ -1293,6 +1401,52 @@ def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     assert "Traceback" not in err
 
 
+def _misshape(declared: dict[str, Any], change: str) -> dict[str, Any]:
+    declared = json.loads(json.dumps(declared))
+    pool = next(iter(declared["nodePools"]))
+    if change == "service-account-as-string":  # the review's case: crashed the irsa check with a TypeError
+        declared["serviceAccounts"]["flyteadmin"] = "flyte/flyteadmin"
+    elif change == "taint-without-effect":
+        declared["nodePools"][pool]["taints"] = [{"key": "k", "value": ""}]
+    elif change == "taint-kubernetes-effect":  # Kubernetes' spelling, not EKS's enum DescribeNodegroup returns
+        declared["nodePools"][pool]["taints"] = [{"key": "k", "value": "", "effect": "NoSchedule"}]
+    elif change == "gpu-count-as-string":
+        declared["nodePools"][pool]["gpuResources"] = {"nvidia.com/gpu": "1"}
+    elif change == "label-as-bool":
+        declared["clusterLabels"]["enable_flyte"] = True
+    elif change == "backup-hours-as-string":
+        declared["backupMaxAgeHours"] = "33"
+    elif change == "unknown-key":
+        declared["nodePoolLabels"] = {}
+    return declared
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ("service-account-as-string", 'declared.serviceAccounts.flyteadmin is "flyte/flyteadmin"'),
+        ("taint-without-effect", ".taints.0.effect is missing"),
+        ("taint-kubernetes-effect", '.taints.0.effect is "NoSchedule"'),
+        ("gpu-count-as-string", '.gpuResources.nvidia.com/gpu is "1"'),
+        ("label-as-bool", "declared.clusterLabels.enable_flyte is true"),
+        ("backup-hours-as-string", 'declared.backupMaxAgeHours is "33"'),
+        ("unknown-key", "declared.nodePoolLabels is {}"),
+    ],
+)
+def test_a_misshapen_declared_output_exits_2_naming_the_key_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plan_outputs, change: str, where: str
+):
+    """Every depth of `declared` is checked at load against the model the program exports it with
+    (infra/declared.py Declared), so no check meets a shape it cannot read."""
+    good = _saved(plan_outputs)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({**good, "declared": _misshape(good["declared"], change)}))
+    assert main(["doctor", "--stack", "dev", "--outputs", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--outputs {path}: " in err and where in err, err
+    assert "Traceback" not in err and "crashed" not in err
+
+
 def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
     """The review's kind (issue #17 items 1 and 5): a stack pinned to an older commit was built by that
     commit's defaults, contract and pool arithmetic. The doctor may import from infra/ only the output's
@@ -1301,7 +1455,8 @@ def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
     import ast  # noqa: PLC0415
 
     allowed = {
-        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION"},
+        # Declared is the output's shape (the model the program builds it with), not a computation.
+        "infra.declared": {"DECLARED_OUTPUT", "DECLARED_VERSION", "Declared", "DeclaredServiceAccount"},
         "infra.config": {"LOG_RETENTION_DAYS"},
         "infra.names": {"AWS_REGION", "BACKUP_VAULT_NAME"},
         "infra.contract": {"ARGOCD_NAMESPACE"},
@@ -1314,3 +1469,51 @@ def test_the_doctor_takes_no_fact_of_a_deployment_from_this_checkouts_code():
             elif isinstance(node, ast.Import):
                 assert not [a.name for a in node.names if a.name.split(".")[0] in {"infra", "cdao_pools"}], path
     assert {m: names - allowed.get(m, set()) for m, names in found.items() if names - allowed.get(m, set())} == {}
+
+
+def test_an_unreachable_aws_endpoint_is_reported_as_the_network_not_the_credentials(aws_account):
+    """botocore raises EndpointConnectionError (a ConnectionError naming the endpoint URL) when no
+    connection is made (botocore 1.40.61 botocore/exceptions.py): the remedy is the network, and the
+    message names the endpoint. A real client against a closed port on 127.0.0.1, one attempt."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    ctx = _ctx({"flyteCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/x", "clusterName": "c"})
+    once = Config(connect_timeout=2, retries={"mode": "standard", "max_attempts": 1})
+    for service in ("acm", "eks"):
+        ctx._clients[service] = boto3.client(service, region_name=REGION, endpoint_url=endpoint, config=once)
+    for result in [*aws.certificate(ctx), *aws.irsa(ctx, _Accounts({}))]:
+        assert result.status == "fail"
+        assert endpoint in result.detail and "network" in result.remedy, result
+        assert "credentials" not in result.remedy, result
+
+
+def test_missing_credentials_are_reported_as_the_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """NoCredentialsError: botocore's chain found nothing (no variables, no files, no instance
+    metadata), before any connection."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE", raising=False)
+    (result,) = aws.certificate(_ctx({"flyteCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/x"}))
+    assert result.status == "fail" and "Unable to locate credentials" in result.detail
+    assert "credentials" in result.remedy and "network" not in result.remedy
+
+
+def test_platform_files_not_utf8_at_the_pinned_commit_are_bad_input_naming_them(pinned_repo):
+    """platform/ is read with `git show <commit>:<path>`, whose bytes are the file as committed: a file
+    in another encoding is named with its commit (exit 2), not a UnicodeDecodeError in a check."""
+    repo, _ = pinned_repo
+    values = repo / flyte.FLYTE_VALUES
+    values.write_bytes(values.read_text(encoding="utf-8").encode("utf-16"))
+    commit = _commit(repo, "values saved as UTF-16")
+    with pytest.raises(doctor_context.DoctorInputError, match=f"{flyte.FLYTE_VALUES} at {commit}: not UTF-8"):
+        doctor_context.PlatformFiles(repo, commit).read(flyte.FLYTE_VALUES)
+    with pytest.raises(doctor_context.DoctorInputError, match=f"{flyte.FLYTE_VALUES} in the working tree"):
+        doctor_context.PlatformFiles(repo).read(flyte.FLYTE_VALUES)
