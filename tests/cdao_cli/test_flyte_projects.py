@@ -1,61 +1,20 @@
 """`cdao flyte-projects --set-raw-data-prefix`: the request flyteadmin gets, through flytekit's real
-gRPC client, against a local server implementing flyteidl's AdminService (the installed flyteidl is
-the source of the messages). The server answers as flyteadmin v1.16.8 does: GetProjectDomainAttributes
-is NotFound until an attribute is set (flyteadmin/pkg/repositories/gormimpl/resource_repo.go `Get`),
-UpdateProjectDomainAttributes replaces the stored attribute (resources/resource_manager.go, CreateOrUpdate),
-an unknown project is InvalidArgument (validation.ValidateProjectDomainAttributesUpdateRequest ->
-ValidateProjectAndDomain)."""
+gRPC client, against a local AdminService answering as flyteadmin does (support/flyteadmin.py)."""
 
 from __future__ import annotations
 
-from concurrent import futures
-
-import grpc
 import pytest
 from flyteidl.admin import matchable_resource_pb2, project_domain_attributes_pb2
-from flyteidl.service import admin_pb2_grpc
-from flytekit.configuration import PlatformConfig
 
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, flyte_projects
 from cdao_cli.main import main
-
-KIND = matchable_resource_pb2.MatchableResource.WORKFLOW_EXECUTION_CONFIG
-
-
-class _Admin(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, projects: set[str]):
-        self.projects = projects
-        self.stored: dict[tuple[str, str, int], project_domain_attributes_pb2.ProjectDomainAttributes] = {}
-        self.updates: list[project_domain_attributes_pb2.ProjectDomainAttributesUpdateRequest] = []
-
-    def GetProjectDomainAttributes(self, request, context):
-        stored = self.stored.get((request.project, request.domain, request.resource_type))
-        if stored is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource [{request.project} {request.domain}] not found")
-        return project_domain_attributes_pb2.ProjectDomainAttributesGetResponse(attributes=stored)
-
-    def UpdateProjectDomainAttributes(self, request, context):
-        self.updates.append(request)
-        attributes = request.attributes
-        if attributes.project not in self.projects:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"project [{attributes.project}] does not exist")
-        kind = attributes.matching_attributes.WhichOneof("target")
-        self.stored[(attributes.project, attributes.domain, KIND if kind == "workflow_execution_config" else -1)] = (
-            attributes
-        )
-        return project_domain_attributes_pb2.ProjectDomainAttributesUpdateResponse()
+from tests.cdao_cli.support.flyteadmin import KIND, serve
 
 
 @pytest.fixture
 def admin():
-    """One server per test on 127.0.0.1: starting it takes a few milliseconds."""
-    servicer = _Admin({"ml-experiments"})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, PlatformConfig(endpoint=f"127.0.0.1:{port}", insecure=True)
-    server.stop(None)
+    with serve({"ml-experiments"}) as running:
+        yield running
 
 
 def test_sets_the_project_domain_raw_output_location(admin):
