@@ -14,7 +14,7 @@ from flytekit import LaunchPlan, WorkflowExecutionPhase
 from flytekit.models.core.execution import WorkflowExecutionPhase as Phase
 from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize, task_templates
 
-from infra.contract import SHARED_INPUTS_PREFIX
+from infra.contract import SAGEMAKER_OUTPUTS_PREFIX, SHARED_INPUTS_PREFIX
 from workflows._data import credit_scoring
 from workflows.sagemaker_batch_prediction import launch_plans_for, sagemaker_batch_prediction_pipeline
 
@@ -81,12 +81,16 @@ def test_steps_run_as_sagemaker_jobs() -> None:
     )
     assert request["env_inputs"] == ["batch_size"]
     assert request["execution_role_arn"] == settings.get("sagemaker_role")
-    assert request["output_s3_path"] == f"s3://{settings.get('default_bucket')}/sagemaker/transform"
+    # SageMaker's outputs land where every task role may read them (infra/contract.py).
+    outputs = f"s3://{settings.get('default_bucket')}/{SAGEMAKER_OUTPUTS_PREFIX}"
+    assert request["output_s3_path"] == f"{outputs}transform"
     assert templates["evaluate_predictions_sagemaker"].type == SAGEMAKER_PROCESSING_TASK_TYPE
     training = templates["train_model_sagemaker"]
     assert training.type == SAGEMAKER_TRAINING_TASK_TYPE
     assert training.custom["use_spot_instances"] is True
     assert training.custom["instance_type"] == "ml.m5.xlarge"
+    assert training.custom["output_s3_path"].startswith(outputs)
+    assert training.custom["checkpoint_s3_uri"].startswith(outputs)
 
 
 @pytest.fixture
