@@ -12,7 +12,11 @@ WORKFLOW_EXECUTION_CONFIG, which flyteadmin merges into every execution it creat
 --remote` and schedules alike; an execution's own `raw_output_data_config` (`--raw-output-data-prefix`)
 and a launch plan's win over it (first set wins: flyteorg/flyte v1.16.8
 flyteadmin/pkg/manager/impl/execution_manager.go `getExecutionConfig`, util/shared.go
-`MergeIntoExecConfig`), and propeller's `rawoutput-prefix` applies only when none is set. flyteadmin
+`MergeIntoExecConfig`), and propeller's `rawoutput-prefix` applies only when none is set. Neither
+`pyflyte run --remote` nor `pyflyte register`'s launch plans set one unless asked with
+`--raw-output-data-prefix` / `--raw-data-prefix` (flytekit 1.16.31 clis/sdk_in_container/run.py
+`options_from_run_params`, core/options.py `Options.default_from`, tools/translator.py: an empty
+prefix, which flyteadmin skips). flyteadmin
 replaces the whole attribute on update (resources/resource_manager.go `UpdateProjectDomainAttributes`,
 CreateOrUpdate), so the other fields of an existing one are read first and kept.
 """
