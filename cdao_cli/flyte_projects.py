@@ -27,8 +27,6 @@ import argparse
 import re
 import sys
 
-import grpc
-
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_environments_argument
 
 DESCRIPTION = (
@@ -103,6 +101,7 @@ def set_raw_data_prefix(project: str, domain: str, bucket: str, platform=None) -
     flyteadmin and return it. `platform` is a flytekit PlatformConfig (default: PlatformConfig.auto(),
     which reads FLYTE_PLATFORM_URL and FLYTE_CREDENTIALS_* as pyflyte does). Raises RawDataPrefixError
     when flyteadmin refuses (e.g. an unknown project) or cannot be reached."""
+    import grpc  # noqa: PLC0415
     from flyteidl.admin import common_pb2, matchable_resource_pb2, project_domain_attributes_pb2  # noqa: PLC0415
     from flytekit.clients.raw import RawSynchronousFlyteClient  # noqa: PLC0415
     from flytekit.configuration import PlatformConfig  # noqa: PLC0415
