@@ -8,13 +8,15 @@
     cdao promote dev staging --source-deployed SHA        pin in staging what dev ran at its last deployment
     cdao doctor --stack dev --outputs dev.json [...]       check a deployed stack (cdao_cli/doctor)
     cdao flyte-projects --stack dev                        the stack's Flyte projects, one a line
+    cdao flyte-projects --stack dev --domain development --set-raw-data-prefix BUCKET
+                                                           first set each one's raw output location (CI)
     cdao stack-revision dev --commit SHA [--deployed SHA]  which commit a stack runs; deploy it or not (CI)
     cdao check-promotion --base B --head H --author LOGIN  a promotion PR pins only what upstream ran (CI)
     cdao stacks                                            the stack registry: name, profile, promotesFrom
 
 Exit codes (cdao_cli.EXIT_*), the same for every subcommand: 0 clean, 1 a mandatory policy
-violation (plan, policy check) or a failed check (doctor), 2 bad configuration or usage (argparse's
-own code for a usage error).
+violation (plan, policy check), a failed check (doctor) or an update flyteadmin refused
+(flyte-projects), 2 bad configuration or usage (argparse's own code for a usage error).
 Heavy imports (Pulumi, the AWS SDK) happen inside the commands so `cdao --help` answers at once.
 """
 
@@ -277,7 +279,8 @@ def _parser() -> argparse.ArgumentParser:
 
     projects = commands.add_parser(
         "flyte-projects",
-        help="print the stack's Flyte projects, one a line (what CI registers workflows/ into)",
+        help="print the stack's Flyte projects, one a line (what CI registers workflows/ into); "
+        "--set-raw-data-prefix first sets each project-domain's raw output location in flyteadmin",
         description=flyte_projects.DESCRIPTION,
     )
     flyte_projects.add_arguments(projects)

@@ -251,10 +251,11 @@ class BatchConfig(_Model):
 
 class FlyteConfig(_Model):
     """Flyte projects; each gets a namespace and an IRSA role per domain (development, staging,
-    production), which reaches only its own project-domain's Flyte metadata and fast-registered code.
-    Raw data in the `userdata` bucket is still shared by every project-domain (Flyte writes it under
-    one prefix for all); no task role reaches MLflow's artifacts, and only production's publish model
-    weights (infra/lib/mlops.py)."""
+    production), which reaches only its own project-domain's Flyte metadata, fast-registered code and
+    raw data (`userdata`'s `data/<project>/<domain>/`, set as every execution's raw output location at
+    registration: cdao_cli/flyte_projects.py); it only reads the shared inputs and SageMaker outputs,
+    no task role reaches MLflow's artifacts, and only production's publish model weights
+    (infra/lib/mlops.py)."""
 
     projects: list[str] = Field(default=["ml-experiments"], min_length=1)
     # Console and API name; infra/ requests its ACM certificate and hands its ARN to platform/ only

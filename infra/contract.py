@@ -83,6 +83,23 @@ FLYTE_TASK_SERVICE_ACCOUNT = "default"
 # Key prefix in the metadata bucket (flyteadmin's storage container) of fast-registered code.
 FAST_REGISTER_PREFIX = "fast-register"
 FLYTE_DOMAINS = ("development", "staging", "production")
+# Key prefix in the `userdata` bucket under which each project-domain's raw data (offloaded outputs:
+# files, directories, data frames) lives: `<RAW_DATA_PREFIX>/<project>/<domain>/`. `cdao flyte-projects
+# --set-raw-data-prefix` makes it every execution's raw output location (flyteadmin's
+# WORKFLOW_EXECUTION_CONFIG), and that project-domain's task role reaches nothing else of the bucket
+# but the read-only prefixes below.
+RAW_DATA_PREFIX = "data"
+# Inputs every project-domain reads and no task role writes (e.g. the credit-scoring applications the
+# nightly launch plan scores, workflows/README.md), delivered by whoever owns the data set.
+SHARED_INPUTS_PREFIX = "inputs/"
+# Outputs of SageMaker jobs (plugins/cdao_sdk/decorators.py's defaults under `sagemaker/`), written by
+# the shared SageMaker execution role; the tasks downstream read them.
+SAGEMAKER_OUTPUTS_PREFIX = "sagemaker/"
+
+
+def raw_data_prefix(project: str, domain: str) -> str:
+    """`data/<project>/<domain>`: the key prefix, without a trailing slash, of the project-domain's raw data."""
+    return f"{RAW_DATA_PREFIX}/{project}/{domain}"
 
 
 def flyte_task_account(project: str, domain: str) -> ServiceAccount:
@@ -90,8 +107,8 @@ def flyte_task_account(project: str, domain: str) -> ServiceAccount:
         f"flyte-tasks-{project}-{domain}",
         f"{project}-{domain}",
         FLYTE_TASK_SERVICE_ACCOUNT,
-        f"Flyte tasks of {project}/{domain}: its own metadata and code prefixes, the shared raw data "
-        "(not MLflow's artifacts; model weights written from production only), pass roles to Batch/SageMaker/EMR",
+        f"Flyte tasks of {project}/{domain}: its own metadata, code and raw-data prefixes, shared inputs and "
+        "SageMaker outputs read-only, model weights (written from production only), pass roles to Batch/SageMaker/EMR",
     )
 
 

@@ -303,7 +303,9 @@ def _domain_inputs(domain: str) -> dict[str, object]:
     if domain == "development":
         return {"raw_data_path": "builtin://credit_scoring", "compute_shap": False}
     bucket = settings.require("default_bucket", f"the {domain} credit-scoring launch plan")
-    return {"raw_data_path": f"s3://{bucket}/credit-scoring/raw/applications.csv", "compute_shap": True}
+    # Under the bucket's shared inputs (`inputs/`, infra/contract.py SHARED_INPUTS_PREFIX), the one
+    # prefix outside its own raw data that every task role may read (workflows/README.md).
+    return {"raw_data_path": f"s3://{bucket}/inputs/credit-scoring/applications.csv", "compute_shap": True}
 
 
 def launch_plans_for(domain: str) -> list[LaunchPlan]:

@@ -6,7 +6,8 @@
 #   STACK, FLYTE_DOMAIN, REVISION (the commit the stack runs: the version of every registered entity),
 #   IMAGE (the task image, plugins/Dockerfile's tasks target, built for REVISION, in the stack's registry),
 #   FLYTE_PLATFORM_URL, FLYTE_CREDENTIALS_CLIENT_ID, FLYTE_CREDENTIALS_CLIENT_SECRET (flytekit's own
-#   variable names, read by pyflyte).
+#   variable names, read by pyflyte and by cdao flyte-projects), CDAO_DEFAULT_BUCKET (the stack's
+#   userdata bucket: the SDK's default bucket and each project-domain's raw output location).
 set -euo pipefail
 
 : "${STACK:?STACK is required}" "${FLYTE_DOMAIN:?FLYTE_DOMAIN is required}" "${REVISION:?REVISION is required}"
@@ -38,7 +39,11 @@ if [ -n "${FLYTE_CREDENTIALS_CLIENT_ID:-}" ]; then
   export FLYTE_CREDENTIALS_AUTH_MODE=basic
 fi
 
-projects=$(uv run --project "${here}/../.." cdao flyte-projects --stack "${STACK}")
+# Before anything of a project-domain is registered (production's schedules start on activation), its
+# executions' raw output location becomes s3://<userdata>/data/<project>/<domain>, the only part of the
+# bucket its task role may write (cdao_cli/flyte_projects.py).
+projects=$(uv run --project "${here}/../.." cdao flyte-projects --stack "${STACK}" \
+  --domain "${FLYTE_DOMAIN}" --set-raw-data-prefix "${CDAO_DEFAULT_BUCKET}")
 for project in ${projects}; do
   echo "registering workflows/ to ${project}/${FLYTE_DOMAIN} at ${REVISION}"
   # --copy auto ships only the modules the workflows import; the image carries the SDK itself.

@@ -14,7 +14,15 @@ import pulumi
 import pulumi_aws as aws
 from cdao_connector_resources import STACK_TAG, name_prefix
 
-from infra.contract import FAST_REGISTER_PREFIX, SERVICE_ACCOUNTS, ServiceAccount, flyte_task_account
+from infra.contract import (
+    FAST_REGISTER_PREFIX,
+    SAGEMAKER_OUTPUTS_PREFIX,
+    SERVICE_ACCOUNTS,
+    SHARED_INPUTS_PREFIX,
+    ServiceAccount,
+    flyte_task_account,
+    raw_data_prefix,
+)
 from infra.lib import iam, mlops
 
 # Managed policies that AWS maintains for its own controllers, scoped by AWS through tags and
@@ -415,10 +423,24 @@ class WorkloadIdentity(pulumi.ComponentResource):
                                 ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                                 [f"{a[0]}/metadata/propeller/{ns}-*"],
                             ),
+                            # Every execution's raw output location, set in flyteadmin per
+                            # project-domain (cdao_cli/flyte_projects.py): no other project-domain's.
                             iam.allow(
-                                "RawData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [f"{a[1]}/*"]
+                                "RawData",
+                                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                                [f"{a[1]}/{raw_data_prefix(p, d)}/*"],
                             ),
-                            # Not MLflow's artifacts; model weights only from production (infra/lib/mlops.py).
+                            # Written by others, read by every project-domain: shared inputs
+                            # (workflows/README.md) and the SageMaker jobs' outputs (their own role).
+                            iam.allow(
+                                "SharedReads",
+                                ["s3:GetObject"],
+                                [f"{a[1]}/{SHARED_INPUTS_PREFIX}*", f"{a[1]}/{SAGEMAKER_OUTPUTS_PREFIX}*"],
+                            ),
+                            # Model weights: every domain reads, only production publishes (infra/lib/mlops.py).
+                            *mlops.model_statements(a[1], publishes=d == "production"),
+                            # Kept although no Allow above reaches them: a later, wider Allow still
+                            # may not touch MLflow's artifacts or publish weights outside production.
                             *mlops.guard_statements(a[1], publishes_models=d == "production"),
                             # The code `pyflyte register --copy auto` uploaded through flyteadmin's data
                             # proxy: <storagePrefix>/<project>/<domain>/<hash>/<file> in flyteadmin's

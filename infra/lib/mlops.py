@@ -2,8 +2,9 @@
 
 Both keep their data in the stack's `userdata` bucket under a prefix of their own, so each IRSA role
 (infra/contract.py: `mlflow`, `inference`) reaches only that prefix. WorkloadIdentity creates the
-roles; this module only writes their policies, next to the prefixes platform/ is told about, and the
-Deny statements (guard_statements) every other role that reaches the bucket carries.
+roles; this module only writes their policies, next to the prefixes platform/ is told about, the
+Deny statements (guard_statements) every other role that reaches the bucket carries, and the Flyte
+task roles' access to model weights (model_statements).
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def guard_statements(bucket_arn: str, *, publishes_models: bool) -> list[dict]:
             )
         )
     return statements
+
+
+def model_statements(bucket_arn: str, *, publishes: bool) -> list[dict]:
+    """Allow statements for a Flyte task role, which reaches only named prefixes of `userdata`: read the
+    published model weights, and write them too when `publishes` (production's pipelines)."""
+    actions = ["s3:GetObject", *(["s3:PutObject", "s3:AbortMultipartUpload"] if publishes else [])]
+    return [iam.allow("ModelWeights", actions, [f"{bucket_arn}/{MODELS_PREFIX}*"])]
 
 
 def s3_uri(bucket: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:

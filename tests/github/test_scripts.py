@@ -122,6 +122,27 @@ def test_registration_needs_the_stacks_aws_values(tmp_path):
     assert "CDAO_SAGEMAKER_ROLE_ARN is required" in result.stderr
 
 
+def test_registration_sets_each_raw_output_location_before_registering(tmp_path):
+    """The task role may write only s3://<userdata>/data/<project>/<domain> (infra/components/identity.py):
+    flyteadmin must hold that location before pyflyte registers (and production activates) anything.
+    `uv` records its calls; what `cdao flyte-projects --set-raw-data-prefix` sends to flyteadmin is
+    tested in tests/cdao_cli/test_flyte_projects.py."""
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "__init__.py").write_text("")
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    _stub(bin_dir, "uv", f'echo "$*" >> {log}\ncase "$*" in *flyte-projects*) echo ml-experiments;; esac\n')
+    result = _register(
+        tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", FLYTE_PLATFORM_URL="dns:///flyte.example.invalid"
+    )
+    assert result.returncode == 0, result.stderr
+    set_prefix, register = log.read_text().splitlines()
+    assert set_prefix.endswith(
+        "cdao flyte-projects --stack dev --domain development --set-raw-data-prefix cdao-dev-userdata-0123"
+    )
+    assert register.startswith("run pyflyte register workflows --project ml-experiments --domain development")
+
+
 def _stub(bin_dir: Path, name: str, body: str) -> None:
     path = bin_dir / name
     path.write_text("#!/usr/bin/env bash\n" + body)

@@ -12,6 +12,7 @@ import re
 import pytest
 
 from cdao_cli.plan.runner import PlanRun
+from infra.contract import raw_data_prefix
 from infra.lib import mlops
 
 TASKS = "workload-identity-flyte-tasks-ml-experiments-{}"
@@ -76,4 +77,5 @@ def test_only_production_pipelines_publish_model_weights(prod: PlanRun, domain: 
     assert _allowed(statements, "s3:PutObject", weights) == (domain == "production")
     # Every domain still reads what production published, and writes its raw data elsewhere.
     assert _allowed(statements, "s3:GetObject", weights)
-    assert _allowed(statements, "s3:PutObject", f"{bucket}/ab/f1a2b3c4-n0-0/output.parquet")
+    raw = f"{bucket}/{raw_data_prefix('ml-experiments', domain)}/ab/f1a2b3c4-n0-0/output.parquet"
+    assert _allowed(statements, "s3:PutObject", raw)

@@ -14,6 +14,7 @@ from flytekit import LaunchPlan, WorkflowExecutionPhase
 from flytekit.models.core.execution import WorkflowExecutionPhase as Phase
 from workflow_test_support import IMAGE_FQN, IMAGE_TAG, ROOT, run_cli, serialize, task_templates
 
+from infra.contract import SAGEMAKER_OUTPUTS_PREFIX, SHARED_INPUTS_PREFIX
 from workflows._data import credit_scoring
 from workflows.sagemaker_batch_prediction import launch_plans_for, sagemaker_batch_prediction_pipeline
 
@@ -80,12 +81,16 @@ def test_steps_run_as_sagemaker_jobs() -> None:
     )
     assert request["env_inputs"] == ["batch_size"]
     assert request["execution_role_arn"] == settings.get("sagemaker_role")
-    assert request["output_s3_path"] == f"s3://{settings.get('default_bucket')}/sagemaker/transform"
+    # SageMaker's outputs land where every task role may read them (infra/contract.py).
+    outputs = f"s3://{settings.get('default_bucket')}/{SAGEMAKER_OUTPUTS_PREFIX}"
+    assert request["output_s3_path"] == f"{outputs}transform"
     assert templates["evaluate_predictions_sagemaker"].type == SAGEMAKER_PROCESSING_TASK_TYPE
     training = templates["train_model_sagemaker"]
     assert training.type == SAGEMAKER_TRAINING_TASK_TYPE
     assert training.custom["use_spot_instances"] is True
     assert training.custom["instance_type"] == "ml.m5.xlarge"
+    assert training.custom["output_s3_path"].startswith(outputs)
+    assert training.custom["checkpoint_s3_uri"].startswith(outputs)
 
 
 @pytest.fixture
@@ -105,7 +110,7 @@ def test_production_runs_nightly_with_failure_and_success_notifications() -> Non
     assert ("Email", Phase.SUCCEEDED) in phases
     bucket = settings.get("default_bucket")
     assert nightly.fixed_inputs.literals["raw_data_path"].scalar.primitive.string_value == (
-        f"s3://{bucket}/credit-scoring/raw/applications.csv"
+        f"s3://{bucket}/{SHARED_INPUTS_PREFIX}credit-scoring/applications.csv"
     )
     for lp in plans.values():
         assert serialize(lp, domain="production")
@@ -119,7 +124,9 @@ def test_other_domains_have_no_schedule(domain: str) -> None:
     (lp,) = plans
     assert lp.schedule is None
     path = lp.fixed_inputs.literals["raw_data_path"].scalar.primitive.string_value
-    assert path.startswith("builtin://" if domain == "development" else "s3://")
+    # Staging's task role reads the bucket's shared inputs only (infra/components/identity.py).
+    bucket = settings.get("default_bucket")
+    assert path.startswith("builtin://" if domain == "development" else f"s3://{bucket}/{SHARED_INPUTS_PREFIX}")
     assert bool(lp.notifications) == (domain == "staging")
     assert serialize(lp, domain=domain)
 
