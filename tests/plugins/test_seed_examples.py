@@ -3,7 +3,7 @@
 Sources: ``../shared/seeds/000_*`` ("CDAO SDK Example Usage", the decision matrix and the platform
 diagram of "Multi-Compute Execution") and ``003_*`` ("Enhanced CDAO SDK with SageMaker Support",
 "CDAO SDK Usage Examples in Jupyter"). Set ``CDAO_SEEDS_DIR`` when the seeds live elsewhere; without
-them the module is skipped, saying where it looked.
+them the module fails in CI and is skipped elsewhere, saying where it looked (support/seeds.py).
 
 Each example runs cell by cell in one namespace, as a notebook would. What is substituted, and why:
 
@@ -45,10 +45,9 @@ from cdao_sdk import settings
 from flyteidl.core.execution_pb2 import WorkflowExecution
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
 from propeller import serialize
+from seeds import seeds_dir
 
-SEEDS = Path(os.environ.get("CDAO_SEEDS_DIR") or Path(__file__).resolve().parents[3] / "shared" / "seeds")
-if not SEEDS.is_dir():
-    pytest.skip(f"the seeds are not at {SEEDS} (set CDAO_SEEDS_DIR)", allow_module_level=True)
+SEEDS = seeds_dir(os.environ)
 
 
 def _seed(prefix: str) -> str:
