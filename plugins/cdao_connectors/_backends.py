@@ -5,7 +5,8 @@ pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_e
 which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
 holding those threads stalls all the others. Here each connector has its own pool and its own AWS
 clients, and every call is bounded by propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
-A call that cannot finish in time raises :class:`BackendDeadlineExceeded`, which propeller retries,
+A call that cannot finish in time raises :class:`BackendDeadlineExceeded`, which propeller retries
+(a GetTask error spends one of the task's ``maxSystemFailures``, :mod:`cdao_connectors._deadlines`),
 instead of answering after propeller has stopped listening. Hand-written: flytekit has no per-
 connector executor or deadline.
 """

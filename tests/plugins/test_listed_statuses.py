@@ -12,6 +12,7 @@ ListJobRunsResponse: ``jobRuns`` of JobRunSummary, ``nextToken``).
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+from cdao_connectors import _deadlines
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector, job_runs
 from cdao_connectors.sagemaker import _job_statuses
 from cdao_connectors.sagemaker.connector import SpotTrainingConnector
@@ -242,3 +244,49 @@ def test_a_throttled_listing_keeps_the_last_status_and_a_throttled_first_read_is
         with pytest.raises(Exception, match="ThrottlingException"):
             _run(connector.get(second))
         stub.assert_no_pending_responses()
+
+
+# More failed refreshes than propeller tolerates GetTask errors in a task's life (test_error_budget.py).
+_FAILURES = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
+
+
+def _throttled_client(service: str, method: str) -> tuple[Any, Stubber]:
+    client = boto3.client(service, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    stub = Stubber(client)
+    for _ in range(_FAILURES):
+        stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400)
+    return client, stub
+
+
+def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, monkeypatch):
+    """The plugin-based GetTasks (SageMaker training, EMR Serverless) answer the last known status,
+    saying it is stale and why, for more failed refreshes than propeller tolerates errors."""
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
+    _training_jobs(["budget-0"])
+    training = SpotTrainingConnector()
+    training_meta = PythonicJobMetadata(job_name="budget-0", output_prefix="s3://flyte-data/b0", region=REGION)
+    assert _run(training.get(training_meta)).phase == TaskExecution.RUNNING  # known, from moto
+
+    emr = boto3.client("emr-serverless", region_name=REGION)
+    app = emr.create_application(name="budget", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    run_id = emr.start_job_run(
+        applicationId=app, executionRoleArn=ROLE, jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}}
+    )["jobRunId"]
+    emrserverless_backends[ACCOUNT][REGION].job_runs[app][-1].state = "RUNNING"
+    serverless = IdempotentEMRServerlessConnector()
+    run_meta = EMRServerlessJobMetadata(application_id=app, job_run_id=run_id, region=REGION)
+    assert _run(serverless.get(run_meta)).phase == TaskExecution.RUNNING
+
+    for connector, meta, service, method in (
+        (training, training_meta, "sagemaker", "describe_training_job"),
+        (serverless, run_meta, "emr-serverless", "get_job_run"),
+    ):
+        client, stub = _throttled_client(service, method)
+        monkeypatch.setattr(connector.backend, "aws", lambda service, region, client=client, **_: client)
+        with stub:
+            for _ in range(_FAILURES):
+                time.sleep(0.002)  # past max_age (1 ms): the GetTask refreshes, and fails
+                resource = _run(connector.get(meta))
+                assert resource.phase == TaskExecution.RUNNING, resource.message
+                assert "last known status" in resource.message and "ThrottlingException" in resource.message
+            stub.assert_no_pending_responses()
