@@ -51,6 +51,13 @@ WORKERS_PER_BACKEND = 32
 _THROTTLING = ThrottledRetryableChecker()  # botocore's own list of throttling error codes
 
 
+def is_transient(error: ClientError) -> bool:
+    """Whether AWS refused for now (a throttling code of botocore/retries/standard.py
+    ``ThrottledRetryableChecker``, or a 5xx) rather than about the request's resources."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or _THROTTLING.is_retryable(RetryContext(attempt_number=1, parsed_response=error.response))
+
+
 def create_once(call: Callable[[], T], give_up_after: float) -> T:
     """``call()``, repeated with backoff only while AWS answers with a throttling error code
     (botocore/retries/standard.py ``ThrottledRetryableChecker``) and ``give_up_after`` seconds allow."""

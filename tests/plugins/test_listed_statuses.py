@@ -290,3 +290,32 @@ def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, mo
                 assert resource.phase == TaskExecution.RUNNING, resource.message
                 assert "last known status" in resource.message and "ThrottlingException" in resource.message
             stub.assert_no_pending_responses()
+
+
+def test_a_deleted_application_neither_stalls_the_other_runs_nor_keeps_its_own_running(aws_env, monkeypatch):
+    """One refresh pass lists every application's live runs; an application deleted outside Flyte
+    makes its ListJobRuns fail (moto emrserverless/models.py ``list_job_runs``:
+    ResourceNotFoundException). Its runs are then read by GetJobRun, which declares
+    ResourceNotFoundException for a run that is gone (botocore emr-serverless/2021-07-13), and the
+    other applications' runs are refreshed as usual."""
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    client = boto3.client("emr-serverless", region_name=REGION)
+    backend = emrserverless_backends[ACCOUNT][REGION]
+    metas = []
+    for name in ("kept", "deleted"):
+        app = client.create_application(name=name, releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+        run_id = client.start_job_run(
+            applicationId=app, executionRoleArn=ROLE, jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}}
+        )["jobRunId"]
+        backend.job_runs[app][-1].state = "RUNNING"
+        metas.append(EMRServerlessJobMetadata(application_id=app, job_run_id=run_id, region=REGION))
+    connector = IdempotentEMRServerlessConnector()
+    assert [_run(connector.get(m)).phase for m in metas] == [TaskExecution.RUNNING] * 2
+    kept, deleted = metas
+    backend.job_runs[kept.application_id][-1].state = "SUCCESS"
+    del backend.job_runs[deleted.application_id], backend.applications[deleted.application_id]
+
+    connector.status_cache(REGION, 60.0).refresh_ahead(older_than=0.0)
+    gone = _run(connector.get(deleted))
+    assert gone.phase == TaskExecution.FAILED and deleted.application_id in gone.message
+    assert _run(connector.get(kept)).phase != TaskExecution.RUNNING  # refreshed despite the other

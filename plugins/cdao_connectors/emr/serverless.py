@@ -49,7 +49,7 @@ from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import Backend, BackendDeadlineExceeded, within_deadline
+from cdao_connectors._backends import Backend, BackendDeadlineExceeded, is_transient, within_deadline
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
@@ -127,10 +127,20 @@ def job_runs(
             ]
             if created:
                 params["createdAtAfter"] = min(created) - _CREATION_SLACK
-            for page in client.get_paginator("list_job_runs").paginate(**params):
-                for run in page["jobRuns"]:
-                    if run["id"] in wanted:
-                        found[(application_id, run["id"])] = run
+            try:
+                for page in client.get_paginator("list_job_runs").paginate(**params):
+                    for run in page["jobRuns"]:
+                        if run["id"] in wanted:
+                            found[(application_id, run["id"])] = run
+            except ClientError as exc:
+                # One application's listing refused (deleted outside Flyte: moto answers
+                # ResourceNotFoundException, a code botocore's model does not declare for
+                # ListJobRuns) must not stall every other application's runs: its runs are read
+                # by GetJobRun below, which tells a gone run (ResourceNotFoundException, declared)
+                # from a failed call (raised). Throttling is raised: a GetJobRun per run would
+                # multiply the calls of a throttled account.
+                if is_transient(exc):
+                    raise
         for run_id in sorted(wanted):
             if (application_id, run_id) in found:
                 continue
