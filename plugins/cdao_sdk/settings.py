@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
+from cdao_sdk._keywords import shape_error
+
 # The mlflow add-on's Service (release mlflow, namespace mlflow, port 5000); the server serves at its
 # root. tests/platform/test_endpoints.py checks this URL against platform/.
 IN_CLUSTER_MLFLOW_TRACKING_URI = "http://mlflow.mlflow.svc:5000"
@@ -75,9 +77,20 @@ def reset() -> None:
 
 
 def get(name: str) -> str | None:
+    """The setting: ``configure``'s value (checked there), else its environment variable's, checked
+    here against the same shape (``cdao_sdk._keywords.SHAPES``): ValueError naming the variable and
+    the setting when it is malformed."""
     value = getattr(_current, name)
     if value is None and name in _ENV:
-        value = os.environ.get(_ENV[name]) or (os.environ.get("AWS_REGION") if name == "region" else None)
+        variable = _ENV[name]
+        value = os.environ.get(variable)
+        if not value and name == "region" and os.environ.get("AWS_REGION"):
+            variable, value = "AWS_REGION", os.environ["AWS_REGION"]
+        if value:
+            form = shape_error(name, value)
+            if form is not None:
+                raise ValueError(f"environment variable {variable}={value!r} (the {name!r} setting): expected {form}")
+        value = value or None
         if value is None and name == "domain":
             value = "development"
     return value
