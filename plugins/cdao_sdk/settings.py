@@ -12,6 +12,10 @@
 | image of managed jobs | ``default_image`` | ``CDAO_DEFAULT_IMAGE`` |
 | MLflow tracking server | ``mlflow_tracking_uri`` | ``MLFLOW_TRACKING_URI`` (what MLflow's own client reads) |
 
+A role, bucket or region, from ``configure`` or from its variable, has the one shape
+``cdao_sdk._keywords.SHAPES`` gives it; a malformed one is a ValueError naming the setting and the
+argument or variable it came from.
+
 ``run`` hands the MLflow tracking URI to every task of the execution as ``MLFLOW_TRACKING_URI``, so
 tasks log to the platform's MLflow without naming it. Inside the cluster that is the mlflow add-on at
 ``IN_CLUSTER_MLFLOW_TRACKING_URI``; from outside, ``https://<flyte-hostname>/mlflow`` (Flyte's ALB
