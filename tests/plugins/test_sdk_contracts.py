@@ -381,3 +381,22 @@ def test_a_misconfigured_environment_fails_registration_not_the_job(monkeypatch)
     monkeypatch.setenv("CDAO_DEFAULT_BUCKET", "ml-art")
     with pytest.raises(ValueError, match=r"CDAO_SAGEMAKER_ROLE_ARN='not-an-arn'"):
         serialize(sagemaker_training_task(container_image="img:1")(_f))
+
+
+# --- review of #16, 6: a config's own check names the decorator and the keyword written -----------
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        (lambda: sagemaker_training_task(max_runtime_seconds=-1), "sagemaker_training_task: max_runtime_seconds "),
+        (lambda: sagemaker_training_task(volume_size_gb=0), "sagemaker_training_task: volume_size_gb "),
+        (lambda: cdao_sdk.sagemaker_processing_task(instance_count=3), "sagemaker_processing_task: .*instance_count"),
+        (lambda: spark_task(instance_type="m5.xlarge", instance_count=-1), "spark_task: instance_count=-1"),
+        (lambda: cdao_sdk.batch_task(vcpus=0), "batch_task: vcpus=0"),
+    ],
+)
+def test_a_configs_own_check_names_the_decorator_and_keyword(decorate, message):
+    with pytest.raises(ValueError, match=message) as refused:
+        decorate()
+    assert "_in_seconds" not in str(refused.value) and "_in_gb" not in str(refused.value)
