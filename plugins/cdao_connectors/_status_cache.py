@@ -36,9 +36,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from prometheus_client import Counter
+
 from cdao_connectors import _deadlines
 
 _log = logging.getLogger(__name__)
+
+# Exported on the service's Prometheus port (``pyflyte serve connector --prometheus_port``; the
+# client is flytekit[connector]'s): how often a GetTask waited for the backend, and how often it was
+# answered a stale status. plugins/benchmarks/get_task_latency.py reports both per measurement.
+INLINE_REFRESHES = Counter(
+    "cdao_status_inline_refreshes", "GetTasks that waited for the backend (an inline status refresh)", ["cache"]
+)
+STALE_ANSWERS = Counter(
+    "cdao_status_stale_answers", "GetTasks answered a job's last known status older than max_age", ["cache"]
+)
 
 
 @dataclass
@@ -97,6 +109,7 @@ class StatusCache:
         # GetTasks that waited for AWS (an inline refresh): what the latency benchmark reports.
         self.inline_refreshes = 0
         self._background = period is not None
+        self._name = name
         # Why the last background pass failed (None after one succeeded): a stale answer's reason.
         self._background_error: str | None = None
         # Without a background pass, an inline refresh takes every entry not fresh, so one pass
@@ -134,10 +147,12 @@ class StatusCache:
             return self._stale(entry, self._clock(), f"refreshing it failed: {type(exc).__name__}: {exc}")
 
     def _stale(self, entry: _Entry, now: float, why: str) -> Known:
+        STALE_ANSWERS.labels(self._name).inc()
         age = now - entry.fetched_at
         return Known(entry.value, age, f"last known status, {age:.0f} s old ({why})")
 
     def _refresh_inline(self, key: Hashable) -> Known:
+        INLINE_REFRESHES.labels(self._name).inc()
         with self._lock:
             self.inline_refreshes += 1
             if self.batch == 1:  # no pass over the tracked jobs here: forget the idle ones now

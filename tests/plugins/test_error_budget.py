@@ -143,3 +143,19 @@ def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_
         _assert_stale_answers(lambda: connector.get_sync(meta), phase)
     finally:
         stub.deactivate()
+
+
+def test_gettasks_that_wait_for_aws_and_stale_answers_are_counted_for_prometheus():
+    """The service exports both on its Prometheus port; plugins/benchmarks/get_task_latency.py
+    reads them to report how often a GetTask waited for AWS."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    def sample(metric: str) -> float:
+        return REGISTRY.get_sample_value(f"{metric}_total", {"cache": "budget-counted"}) or 0.0
+
+    clock = Clock()
+    cache = StatusCache(_throttled, max_age=5.0, batch=100, clock=clock, name="budget-counted")
+    cache.seed("job-1", {"status": "RUNNING"})
+    clock.now += 30.0
+    assert cache.get("job-1").stale
+    assert (sample("cdao_status_inline_refreshes"), sample("cdao_status_stale_answers")) == (1.0, 1.0)
