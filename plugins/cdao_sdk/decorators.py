@@ -484,7 +484,7 @@ def spark_task(
             raise ValueError(
                 "spark_task(platform='emr-serverless') takes no cluster_id, instance_type or instance_count"
             )
-        _built("spark_task", lambda: EMRSpark(spark_conf=conf))  # same validation of spark_conf
+        EMRSpark(spark_conf=conf)  # same validation of spark_conf
         # EMR Serverless takes sparkSubmitParameters as one string split on whitespace, with no
         # quoting (flytekitplugins-awsemrserverless connector.py _UNSAFE_ENV_VALUE_CHARS: "EMR
         # Serverless does not support quoting values here"): a key or value with whitespace or a
