@@ -339,7 +339,10 @@ _ADMIN = "http://localhost:30080"
         ("region", "mars-1", "AWS region"),
     ],
 )
-def test_configure_and_configure_sagemaker_refuse_a_malformed_setting_naming_it(setting, bad, expected):
+def test_configure_and_configure_sagemaker_refuse_a_malformed_setting_naming_it(monkeypatch, setting, bad, expected):
+    for variable in ("CDAO_AWS_REGION", "AWS_REGION", "CDAO_SAGEMAKER_ROLE_ARN", "CDAO_EMR_SERVERLESS_ROLE_ARN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("CDAO_DEFAULT_BUCKET", raising=False)
     with pytest.raises(ValueError, match=rf"configure {setting}={bad!r}: expected .*{expected}"):
         cdao_sdk.configure(_ADMIN, "p", remote=object(), **{setting: bad})
     if setting in ("sagemaker_role", "default_bucket", "region"):
