@@ -14,7 +14,11 @@ then polls every task once (``first sight``: the connector has not seen it, as a
 and then ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with propeller's
 deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and polls Batch again while ``--workers``
 callers keep polling Codeweave. Prints one line per measurement: ``<backend>: p50_ms=..
-p99_ms=.. max_ms=.. service_cpu_ms_per_call=.. errors=.. load_avg=..``; the service's CPU time
+p99_ms=.. max_ms=.. service_cpu_ms_per_call=.. errors=.. inline_waits=.. stale=.. load_avg=..``
+(``inline_waits``: GetTasks that waited for the backend, from the service's
+``cdao_status_inline_refreshes`` Prometheus counter; ``stale``: answered a last known status older
+than the refresh bound, ``cdao_status_stale_answers``; Codeweave has no batched read, so every
+Codeweave GetTask waits for it by design); the service's CPU time
 per GetTask (the hammering Codeweave callers included, in the last line) does not depend on how
 busy the machine's other processes keep its cores, the latency does. A measurement, not a test:
 nothing here passes or fails on time.
@@ -286,20 +290,25 @@ class Measured:
     """Latency, and the connector service's CPU time per call: on a machine whose cores are shared,
     the tail follows the load, while the CPU a GetTask costs the service does not."""
 
-    def __init__(self, poller: Poller, service_pid: int, workers: int) -> None:
+    def __init__(self, poller: Poller, service: ConnectorProcess, workers: int) -> None:
         self._poller = poller
-        self._pid = service_pid
+        self._service = service
+        self._pid = service.pid
         self._workers = workers
 
     def report(self, label: str, task_type: str, metas: list[bytes], rounds: int) -> None:
         cpu = _cpu_seconds(self._pid)
+        inline = self._service.counter("cdao_status_inline_refreshes")
+        stale = self._service.counter("cdao_status_stale_answers")
         latencies, errors = self._poller.rounds(task_type, metas, rounds, self._workers)
         cpu_ms = 1000 * (_cpu_seconds(self._pid) - cpu) / len(latencies)
+        inline = self._service.counter("cdao_status_inline_refreshes") - inline
+        stale = self._service.counter("cdao_status_stale_answers") - stale
         percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
         print(
             f"{label}: p50_ms={1000 * percentiles[49]:.1f} p99_ms={1000 * percentiles[98]:.1f} "
             f"max_ms={1000 * max(latencies):.1f} service_cpu_ms_per_call={cpu_ms:.2f} calls={len(latencies)} "
-            f"errors={errors} load_avg={os.getloadavg()[0]:.1f}",
+            f"errors={errors} inline_waits={inline:.0f} stale={stale:.0f} load_avg={os.getloadavg()[0]:.1f}",
             flush=True,
         )
 
@@ -352,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         service.wait_ready()
         poller = Poller(service.target)
-        measured = Measured(poller, service.pid, args.workers)
+        measured = Measured(poller, service, args.workers)
         with grpc.insecure_channel(service.target) as channel:
             batch = _batch_tasks(AsyncAgentServiceStub(channel), args.tasks)
         tasks = {

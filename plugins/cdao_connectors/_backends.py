@@ -5,7 +5,8 @@ pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_e
 which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
 holding those threads stalls all the others. Here each connector has its own pool and its own AWS
 clients, and every call is bounded by propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
-A call that cannot finish in time raises :class:`BackendDeadlineExceeded`, which propeller retries,
+A call that cannot finish in time raises :class:`BackendDeadlineExceeded`, which propeller retries
+(a GetTask error spends one of the task's ``maxSystemFailures``, :mod:`cdao_connectors._deadlines`),
 instead of answering after propeller has stopped listening. Hand-written: flytekit has no per-
 connector executor or deadline.
 """
@@ -48,6 +49,13 @@ AWS_CREATE_CLIENT_CONFIG = Config(
 )
 WORKERS_PER_BACKEND = 32
 _THROTTLING = ThrottledRetryableChecker()  # botocore's own list of throttling error codes
+
+
+def is_transient(error: ClientError) -> bool:
+    """Whether AWS refused for now (a throttling code of botocore/retries/standard.py
+    ``ThrottledRetryableChecker``, or a 5xx) rather than about the request's resources."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or _THROTTLING.is_retryable(RetryContext(attempt_number=1, parsed_response=error.response))
 
 
 def create_once(call: Callable[[], T], give_up_after: float) -> T:

@@ -115,3 +115,11 @@ def outcome_after_exit(
 def log_link(name: str, uri: str) -> Any:
     """A log link in the protobuf form ``Resource.log_links`` carries over gRPC."""
     return TaskLog(uri=uri, name=name).to_flyte_idl()
+
+
+def noting_staleness(resource: Any, stale: str | None) -> Any:
+    """``resource`` (a flytekit ``Resource``) with ``stale`` (``StatusCache``'s reason a status is
+    its last known one) appended to its message, so the user sees why the status may lag."""
+    if stale:
+        resource.message = f"{resource.message}; {stale}" if resource.message else stale
+    return resource

@@ -19,9 +19,20 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+_WHOLE = object()  # a _Mismatch about the value being coerced, not one of its items
+
+
 class _Mismatch(Exception):
-    def __init__(self, expected: str):
+    """``value`` (``_WHOLE``: the field's own) at ``path`` inside the field is not ``expected``."""
+
+    def __init__(self, expected: str, path: str = "", value: Any = _WHOLE):
         self.expected = expected
+        self.path = path
+        self.value = value
+
+    def inside(self, step: str, item: Any) -> _Mismatch:
+        """This mismatch, seen from the container holding ``item`` at ``step``."""
+        return _Mismatch(self.expected, step + self.path, item if self.value is _WHOLE else self.value)
 
 
 def _scalar(value: Any, hint: Any) -> Any:
@@ -52,22 +63,41 @@ def _coerce(value: Any, hint: Any, task_name: str = "", key: Callable[[str], str
         if value is None and type(None) in options:
             return None
         expected = []
-        for option in (o for o in options if o is not type(None)):
+        non_null = [o for o in options if o is not type(None)]
+        for option in non_null:
             try:
                 return _coerce(value, option, task_name, key)
             except _Mismatch as wrong:
+                if wrong.path and len(non_null) == 1:
+                    raise  # the value has the option's form; one of its items is what is wrong
                 expected.append(wrong.expected)
         raise _Mismatch(" or ".join(expected + (["null"] if type(None) in options else [])))
     if origin in (dict, Mapping):
         key_hint, value_hint = typing.get_args(hint)
         if not isinstance(value, Mapping):
             raise _Mismatch(f"a mapping of {_name(key_hint)} to {_name(value_hint)}")
-        return {_coerce(k, key_hint): _coerce(v, value_hint, task_name, key) for k, v in value.items()}
+        coerced = {}
+        # A wrong key or value is named by its key: the whole mapping's repr does not say which.
+        for k, v in value.items():
+            try:
+                ck = _coerce(k, key_hint)
+            except _Mismatch as wrong:
+                raise wrong.inside(f" key {k!r}", k) from None
+            try:
+                coerced[ck] = _coerce(v, value_hint, task_name, key)
+            except _Mismatch as wrong:
+                raise wrong.inside(f"[{k!r}]", v) from None
+        return coerced
     if origin in (tuple, list):
         item_hint = typing.get_args(hint)[0]
         if not isinstance(value, (list, tuple)):
             raise _Mismatch(f"a list of {_name(item_hint)}")
-        items = [_coerce(v, item_hint, task_name, key) for v in value]
+        items = []
+        for i, v in enumerate(value):
+            try:
+                items.append(_coerce(v, item_hint, task_name, key))
+            except _Mismatch as wrong:
+                raise wrong.inside(f"[{i}]", v) from None
         return tuple(items) if origin is tuple else items
     raise TypeError(f"config field type {hint!r} is not supported by config_from_custom")
 
@@ -124,7 +154,9 @@ def _build(cls: Any, custom: Mapping[str, Any], task_name: str, key: Callable[[s
         try:
             values[name] = _coerce(raw, hints[name], task_name, key)
         except _Mismatch as wrong:
+            bad = raw if wrong.value is _WHOLE else wrong.value
             raise ValueError(
-                f"task {task_name}: {cls.__name__}.{name} = {raw!r} must be {wrong.expected}, not {type(raw).__name__}"
+                f"task {task_name}: {cls.__name__}.{name}{wrong.path} = {bad!r} must be {wrong.expected}, "
+                f"not {type(bad).__name__}"
             ) from None
     return cls(**values)

@@ -20,3 +20,13 @@ DELETE_TASK_SECONDS = 10.0
 
 # Time kept back for gRPC and propeller's own work around the call.
 MARGIN_SECONDS = 1.0
+
+# Propeller's error budget for a task's GetTasks (values.yaml ``plugins.connector-service.webApi
+# .caching``): it polls every PROPELLER_RESYNC_SECONDS and fails the task with a system failure
+# once more than PROPELLER_MAX_SYSTEM_FAILURES GetTasks errored in the task's whole life, never
+# reset by a success (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go`` at
+# flyteplugins/v1.16.8). The connectors therefore answer a known job's last status, marked stale,
+# instead of an error (``_status_cache.StatusCache.get``); the budget is spent only where nothing is
+# known about the job yet, which it covers for PROPELLER_RESYNC_SECONDS * PROPELLER_MAX_SYSTEM_FAILURES.
+PROPELLER_RESYNC_SECONDS = 30.0
+PROPELLER_MAX_SYSTEM_FAILURES = 10

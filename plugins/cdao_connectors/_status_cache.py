@@ -7,14 +7,21 @@ GetTask wait for a round trip. Here every tracked job is refreshed in one pass o
 and GetTasks read the result.
 
 With ``period`` set, a background thread refreshes every tracked entry older than half of it each
-``period`` seconds, so a GetTask of a tracked job normally never waits for AWS: it reads an entry
-at most about ``period`` plus one refresh old. Only a job seen for the first time, or one whose
-entry is older than ``max_age`` (the background refresh failed or fell behind), makes its GetTask
-refresh inline; callers arriving meanwhile share that one refresh (where ``batch`` is 1 there is
-nothing to share: each reads its own job), and a failure reaches them as an error (propeller
-retries), never as a status. Entries are never served older than ``max_age``,
-so with ``max_age`` <= propeller's polling interval no status is staler than one round; an entry
-``final`` says is terminal is the exception, as it cannot change.
+``period`` seconds, so a GetTask of a tracked job never waits for AWS: it reads an entry normally
+at most about ``period`` plus one refresh old. Only a job seen for the first time (or, without a
+background thread, one whose entry is older than ``max_age``) makes its GetTask refresh inline;
+callers arriving meanwhile share that one refresh (where ``batch`` is 1 there is nothing to
+share: each reads its own job).
+
+A status call that fails is never a status, and, once a job's status is known, never an error
+either: :meth:`StatusCache.get` then answers the last known status, marked ``stale`` with its age
+and why it could not be refreshed (the refresh failed, or the background pass has not reached it
+yet). Propeller fails a task after ``webApi.caching.maxSystemFailures`` GetTask errors in its whole
+life, never reset by a success (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``
+at flyteplugins/v1.16.8, ``SyncFailureCount``), so transient AWS trouble must cost that budget
+nothing; only a job nothing is known about yet makes GetTask an error (see
+``_deadlines.PROPELLER_MAX_SYSTEM_FAILURES``). An entry ``final`` says is terminal cannot change
+and is served at any age.
 Nothing maintained does this (boto3 has no request coalescing), hence the hand-written class.
 """
 
@@ -27,15 +34,39 @@ import weakref
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from prometheus_client import Counter
+
+from cdao_connectors import _deadlines
 
 _log = logging.getLogger(__name__)
+
+# Exported on the service's Prometheus port (``pyflyte serve connector --prometheus_port``; the
+# client is flytekit[connector]'s): how often a GetTask waited for the backend, and how often it was
+# answered a stale status. plugins/benchmarks/get_task_latency.py reports both per measurement.
+INLINE_REFRESHES = Counter(
+    "cdao_status_inline_refreshes", "GetTasks that waited for the backend (an inline status refresh)", ["cache"]
+)
+STALE_ANSWERS = Counter(
+    "cdao_status_stale_answers", "GetTasks answered a job's last known status older than max_age", ["cache"]
+)
 
 
 @dataclass
 class _Entry:
     fetched_at: float
     value: Any  # None: the backend did not return the key (the job is gone)
+
+
+class Known(NamedTuple):
+    """A job's last known description (None: the backend does not know the job), its age in
+    seconds, and, when it is older than ``max_age``, why it is (``stale``), for the GetTask's
+    message."""
+
+    value: Any
+    age: float
+    stale: str | None = None
 
 
 class StatusCache:
@@ -60,8 +91,12 @@ class StatusCache:
         self.max_age = max_age
         self.batch = batch
         # A job nobody asked about for this long is finished from propeller's point of view
-        # (terminal, aborted, or handled by another replica) and stops costing API calls.
-        self._idle_after = idle_after if idle_after is not None else max(60.0, 10 * max_age)
+        # (terminal, aborted, or handled by another replica) and stops costing API calls. Propeller
+        # asks every resync interval, alternating between replicas: ten intervals keep a live job's
+        # last known status (what spares propeller's error budget) on every replica.
+        self._idle_after = (
+            idle_after if idle_after is not None else max(10 * _deadlines.PROPELLER_RESYNC_SECONDS, 10 * max_age)
+        )
         self._clock = clock
         self._parallel = parallel
         # A job in a terminal state stays in it: its entry is served at any age and never refreshed.
@@ -71,6 +106,12 @@ class StatusCache:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.describe_calls = 0
+        # GetTasks that waited for AWS (an inline refresh): what the latency benchmark reports.
+        self.inline_refreshes = 0
+        self._background = period is not None
+        self._name = name
+        # Why the last background pass failed (None after one succeeded): a stale answer's reason.
+        self._background_error: str | None = None
         # Without a background pass, an inline refresh takes every entry not fresh, so one pass
         # serves the whole round. With one, it takes only what cannot be served (new or expired
         # entries): the rest is the background's, and re-describing it would make the GetTask wait
@@ -82,14 +123,40 @@ class StatusCache:
                 target=_refresh_ahead, args=(weakref.ref(self), period), name=f"cdao-{name}-refresh", daemon=True
             ).start()
 
-    def get(self, key: Hashable) -> tuple[Any, float]:
-        """The key's latest description (None when the backend does not know it) and its age in seconds."""
+    def get(self, key: Hashable) -> Known:
+        """The key's latest description, its age, and why it is stale when it is (:class:`Known`).
+
+        Raises what the backend's describe raised only when nothing is known about the key yet."""
         asked = self._clock()
         with self._lock:
             self._last_asked[key] = asked
             entry = self._entries.get(key)
             if entry is not None and (asked - entry.fetched_at <= self.max_age or self._is_final(entry)):
-                return entry.value, asked - entry.fetched_at
+                return Known(entry.value, asked - entry.fetched_at)
+            if entry is not None and self._background:
+                # Tracked: the background pass refreshes it; waiting for AWS here is what made
+                # GetTasks slow and a failed refresh an error propeller counts.
+                return self._stale(entry, asked, self._background_error or "the background refresh has not reached it")
+        try:
+            return self._refresh_inline(key)
+        except Exception as exc:
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is None:
+                raise
+            return self._stale(entry, self._clock(), f"refreshing it failed: {type(exc).__name__}: {exc}")
+
+    def _stale(self, entry: _Entry, now: float, why: str) -> Known:
+        STALE_ANSWERS.labels(self._name).inc()
+        age = now - entry.fetched_at
+        return Known(entry.value, age, f"last known status, {age:.0f} s old ({why})")
+
+    def _refresh_inline(self, key: Hashable) -> Known:
+        INLINE_REFRESHES.labels(self._name).inc()
+        with self._lock:
+            self.inline_refreshes += 1
+            if self.batch == 1:  # no pass over the tracked jobs here: forget the idle ones now
+                self._drop_idle(self._clock())
         if self.batch == 1:
             # Nothing to batch (one Describe per job): the GetTask reads its own job at once rather
             # than wait for a pass over every job new to this replica (after a restart, 1000 jobs
@@ -97,18 +164,18 @@ class StatusCache:
             self._refresh_chunk([key])
             with self._lock:
                 entry = self._entries[key]
-                return entry.value, self._clock() - entry.fetched_at
+                return Known(entry.value, self._clock() - entry.fetched_at)
         with self._refresh_lock:
             with self._lock:
                 entry = self._entries.get(key)
                 # Another thread refreshed while we waited for the lock: its answer is fresh enough.
                 now = self._clock()
                 if entry is not None and (now - entry.fetched_at <= self.max_age or self._is_final(entry)):
-                    return entry.value, now - entry.fetched_at
+                    return Known(entry.value, now - entry.fetched_at)
             self._refresh(self._inline_older_than)
             with self._lock:
                 entry = self._entries[key]
-                return entry.value, self._clock() - entry.fetched_at
+                return Known(entry.value, self._clock() - entry.fetched_at)
 
     def _is_final(self, entry: _Entry) -> bool:
         return entry.value is not None and self._final(entry.value)
@@ -136,15 +203,17 @@ class StatusCache:
     def refresh_ahead(self, older_than: float) -> None:
         """Refresh every tracked entry older than ``older_than`` seconds (the background pass)."""
         with self._refresh_lock:
-            self._refresh(older_than, background=True)
+            try:
+                self._refresh(older_than, background=True)
+            except Exception as exc:
+                self._background_error = f"the last refresh failed: {type(exc).__name__}: {exc}"
+                raise
+            self._background_error = None
 
     def _refresh(self, older_than: float, background: bool = False) -> None:
         now = self._clock()
         with self._lock:
-            for key, asked in list(self._last_asked.items()):
-                if now - asked > self._idle_after:
-                    del self._last_asked[key]
-                    self._entries.pop(key, None)
+            self._drop_idle(now)
             # Refresh everything not fresh, so one pass serves the whole round.
             stale = [
                 k
@@ -163,6 +232,13 @@ class StatusCache:
                 list(pool.map(self._refresh_chunk, chunks))
         elif chunks:
             self._refresh_chunk(chunks[0])
+
+    def _drop_idle(self, now: float) -> None:
+        """Forget the jobs nobody asked about for ``idle_after`` seconds (caller holds ``_lock``)."""
+        for key, asked in list(self._last_asked.items()):
+            if now - asked > self._idle_after:
+                del self._last_asked[key]
+                self._entries.pop(key, None)
 
     def _refresh_chunk(self, chunk: list[Hashable], describe: Callable[[list[Any]], Mapping] | None = None) -> None:
         started = self._clock()

@@ -16,18 +16,70 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
-_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
+# IAM's role ARN: arn:<partition>:iam::<12-digit account>:role<path><name>, the path "/" or
+# "/.../" of printable ASCII and the name [\w+=,.@-]{1,64} (IAM User Guide, "IAM identifiers",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns;
+# botocore iam/2010-05-08 pathType and roleNameType patterns).
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role(/|/[\x21-\x7e]+/)[\w+=,.@-]{1,64}")
+_ROLE_FORM = "an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>"
+# General purpose bucket naming rules
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html): 3-63 characters
+# of lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit, no
+# two adjacent dots, not shaped like an IP address, and none of the reserved prefixes and suffixes.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+_BUCKET_FORM = "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens; no s3:// or /)"
 
-# Keyword name -> (check, expected form): the shape every SDK function asks of that keyword.
+
+def _bucket_ok(name: str) -> bool:
+    return bool(
+        _BUCKET.fullmatch(name)
+        and ".." not in name
+        and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name)
+        and not name.startswith(_BUCKET_RESERVED_PREFIXES)
+        and not name.endswith(_BUCKET_RESERVED_SUFFIXES)
+    )
+
+
+def _s3_uri_ok(uri: str) -> bool:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return uri.startswith("s3://") and _bucket_ok(bucket) and not re.search(r"\s", key)
+
+
+@functools.lru_cache(maxsize=1)
+def _region_patterns() -> tuple[re.Pattern[str], ...]:
+    # Every partition's region shape as botocore itself knows it (botocore/data/endpoints.json
+    # ``partitions[].regionRegex``), so a region AWS opens later is accepted without a release here.
+    from botocore.loaders import Loader  # noqa: PLC0415  (read once, on the first region checked)
+
+    return tuple(re.compile(p["regionRegex"]) for p in Loader().load_data("endpoints")["partitions"])
+
+
+def _region_ok(region: str) -> bool:
+    return any(p.match(region) for p in _region_patterns())
+
+
+# Keyword or setting name -> (check, expected form): the one shape of that value, asked by every SDK
+# function with a keyword of that name (``checked``) and by the settings read from the environment
+# (``cdao_sdk.settings.get``).
 SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "execution_role_arn": (
-        lambda v: bool(_ROLE_ARN.fullmatch(v)),
-        "an IAM role ARN, arn:aws:iam::<account>:role/<name>",
-    ),
-    "output_s3_path": (lambda v: bool(_S3_URI.fullmatch(v)), "an s3://<bucket>/<prefix> URI"),
-    "checkpoint_s3_uri": (lambda v: bool(_S3_URI.fullmatch(v)), "an s3://<bucket>/<prefix> URI"),
+    "execution_role_arn": (lambda v: bool(_ROLE_ARN.fullmatch(v)), _ROLE_FORM),
+    "sagemaker_role": (lambda v: bool(_ROLE_ARN.fullmatch(v)), _ROLE_FORM),
+    "emr_serverless_role": (lambda v: bool(_ROLE_ARN.fullmatch(v)), _ROLE_FORM),
+    "default_bucket": (_bucket_ok, _BUCKET_FORM),
+    "region": (_region_ok, "an AWS region such as us-east-1 (botocore's partitions' region shapes)"),
+    "output_s3_path": (_s3_uri_ok, "an s3://<bucket>/<prefix> URI"),
+    "checkpoint_s3_uri": (_s3_uri_ok, "an s3://<bucket>/<prefix> URI"),
 }
+
+
+def shape_error(name: str, value: Any) -> str | None:
+    """The expected form when ``value`` does not have the shape :data:`SHAPES` gives ``name``."""
+    if name not in SHAPES or not isinstance(value, str):
+        return None
+    shape, form = SHAPES[name]
+    return None if shape(value) else form
 
 
 def _matches(value: Any, hint: Any) -> bool:  # noqa: PLR0911  (one answer per kind of annotation)
@@ -104,9 +156,8 @@ def checked(where: str, *, unchecked: tuple[str, ...] = ()) -> Callable[[Callabl
                 ):
                     continue
                 check(where, name, value, _matches(value, hints[name]), _describe(hints[name]))
-                if name in SHAPES and value is not None:
-                    shape, form = SHAPES[name]
-                    check(where, name, value, shape(value), form)
+                form = shape_error(name, value)
+                check(where, name, value, form is None, form or "")
             return fn(*args, **kwargs)
 
         return call

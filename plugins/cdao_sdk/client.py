@@ -142,12 +142,9 @@ def configure_sagemaker(
 
     They are read when a SageMaker task is registered: ``sagemaker_role`` (the job's execution role
     ARN), ``default_bucket`` (``s3://<bucket>/sagemaker/...`` outputs and checkpoints), ``region``,
-    ``default_image``. See :mod:`cdao_sdk.settings`.
+    ``default_image``. Each is checked by ``@checked`` against the one shape of that setting
+    (``cdao_sdk._keywords.SHAPES``, as ``configure`` does). See :mod:`cdao_sdk.settings`.
     """
-    if sagemaker_role is not None and not re.fullmatch(r"arn:aws[a-z-]*:iam::[^:]*:role/\S+", sagemaker_role):
-        raise ValueError(f"configure_sagemaker sagemaker_role={sagemaker_role!r}: expected an IAM role ARN")
-    if default_bucket is not None and ("/" in default_bucket or default_bucket.startswith("s3:")):
-        raise ValueError(f"configure_sagemaker default_bucket={default_bucket!r}: expected a bucket name, not a URI")
     settings.update(
         sagemaker_role=sagemaker_role, default_bucket=default_bucket, region=region, default_image=default_image
     )

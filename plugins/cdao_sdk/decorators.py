@@ -45,6 +45,20 @@ def _decorate(fn: Callable | None, build: Callable[[Callable], Any]) -> Any:
     return build
 
 
+def _built(decorator: str, make: Callable[[], Any], keywords: dict[str, str] | None = None) -> Any:
+    """``make()``, a task config whose own checks (its ``__post_init__``: ours, or a plugin's such as
+    flytekitplugins-awssagemaker ``PythonicJobConfig``) raise a ValueError naming only the config's
+    field (``max_runtime_in_seconds must be at least 1``): re-raised naming the decorator and the
+    keyword the user wrote (``keywords`` maps config fields to keywords where they differ)."""
+    try:
+        return make()
+    except ValueError as exc:
+        message = str(exc)
+        for config_field, keyword in (keywords or {}).items():
+            message = re.sub(rf"\b{re.escape(config_field)}\b", keyword, message)
+        raise ValueError(f"{decorator}: {message}") from exc
+
+
 # flytekit.task's keywords: its named parameters, plus the three it still pops from **kwargs before
 # refusing the rest with "Unrecognized argument(s) for task", an error naming no decorator
 # (flytekit/core/task.py ``task``, 1.16.31). The SDK's decorators refuse an unknown one first, naming themselves.
@@ -220,7 +234,7 @@ def gpu_task(
             raise ValueError("gpu_task mig_profile is an EKS a100-mig feature; Codeweave rents whole GPUs")
         if workload_type is not None:
             raise ValueError("gpu_task workload_type selects EKS node pools; it has no meaning on Codeweave")
-        config = CodeweaveGPU(gpu_type=gpu_type, gpus=gpus, cpu=cpu, memory=memory)
+        config = _built("gpu_task", lambda: CodeweaveGPU(gpu_type=gpu_type, gpus=gpus, cpu=cpu, memory=memory))
         return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
     pool = routing.choose_eks_gpu_pool(gpu_type, mig_profile)
@@ -301,10 +315,14 @@ def batch_task(
     _check_not_given(task_kwargs, ("task_config", "timeout_seconds"), "batch_task")
     seconds = _timeout_seconds(timeout, "batch_task timeout")
     shape = {"spot": chosen_spot, "vcpus": vcpus, "memory": memory, "gpus": gpus, "timeout_seconds": seconds}
-    config = (
-        BatchJob(**shape)
-        if instance_type is None
-        else _BatchJobNamingInstanceType(**shape, instance_type=instance_type)
+    config = _built(
+        "batch_task",
+        lambda: (
+            BatchJob(**shape)
+            if instance_type is None
+            else _BatchJobNamingInstanceType(**shape, instance_type=instance_type)
+        ),
+        {"timeout_seconds": "timeout"},
     )
     n_retries = _check_count(retries if retries is not None else (3 if config.spot else 0), "batch_task retries", 0)
     if seconds is not None:
@@ -458,11 +476,14 @@ def spark_task(
             raise ValueError(
                 "spark_task: give cluster_id (existing cluster) or instance_type/count (transient), not both"
             )
-        config: Any = EMRSpark(
-            cluster_id=cluster_id,
-            instance_type=instance_type or "m5.xlarge",
-            instance_count=instance_count if instance_count is not None else 3,
-            spark_conf=conf,
+        config: Any = _built(
+            "spark_task",
+            lambda: EMRSpark(
+                cluster_id=cluster_id,
+                instance_type=instance_type or "m5.xlarge",
+                instance_count=instance_count if instance_count is not None else 3,
+                spark_conf=conf,
+            ),
         )
     else:
         if cluster_id is not None or shape_given:
@@ -508,6 +529,14 @@ def _custom_with_framework_tags(cfg: Any, values: dict[str, Any]) -> dict[str, A
     for name in FRAMEWORK_TAGS:
         custom.pop(name, None)
     return custom
+
+
+# flytekitplugins-awssagemaker's config fields (``PythonicJobConfig``) -> the SDK keywords they come from.
+_SAGEMAKER_KEYWORDS = {
+    "max_runtime_in_seconds": "max_runtime_seconds",
+    "volume_size_in_gb": "volume_size_gb",
+    "max_wait_in_seconds": "max_wait_seconds",
+}
 
 
 @dataclass
@@ -611,19 +640,23 @@ def sagemaker_training_task(
         )
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_training_task")
     _managed_image(task_kwargs)
-    config = _StackTraining(
-        execution_role_arn=execution_role_arn or _AT_REGISTRATION,
-        region=_AT_REGISTRATION,
-        instance_type=instance_type,
-        instance_count=instance_count,
-        volume_size_in_gb=volume_size_gb,
-        max_runtime_in_seconds=max_runtime_seconds,
-        output_s3_path=output_s3_path,
-        use_spot_instances=use_spot_instances,
-        max_wait_in_seconds=max_wait_seconds,
-        checkpoint_s3_uri=checkpoint_s3_uri,
-        framework=framework,
-        framework_version=framework_version,
+    config = _built(
+        "sagemaker_training_task",
+        lambda: _StackTraining(
+            execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+            region=_AT_REGISTRATION,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            volume_size_in_gb=volume_size_gb,
+            max_runtime_in_seconds=max_runtime_seconds,
+            output_s3_path=output_s3_path,
+            use_spot_instances=use_spot_instances,
+            max_wait_in_seconds=max_wait_seconds,
+            checkpoint_s3_uri=checkpoint_s3_uri,
+            framework=framework,
+            framework_version=framework_version,
+        ),
+        _SAGEMAKER_KEYWORDS,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
@@ -663,15 +696,19 @@ def sagemaker_processing_task(
     _check_sagemaker_instance_type("sagemaker_processing_task", instance_type, "ProcessingInstanceType")
     _check_not_given(task_kwargs, ("task_config",), "sagemaker_processing_task")
     _managed_image(task_kwargs)
-    config = _StackProcessing(
-        execution_role_arn=execution_role_arn or _AT_REGISTRATION,
-        region=_AT_REGISTRATION,
-        instance_type=instance_type,
-        instance_count=instance_count,
-        volume_size_in_gb=volume_size_gb,
-        max_runtime_in_seconds=max_runtime_seconds,
-        framework=framework,
-        framework_version=framework_version,
+    config = _built(
+        "sagemaker_processing_task",
+        lambda: _StackProcessing(
+            execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+            region=_AT_REGISTRATION,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            volume_size_in_gb=volume_size_gb,
+            max_runtime_in_seconds=max_runtime_seconds,
+            framework=framework,
+            framework_version=framework_version,
+        ),
+        _SAGEMAKER_KEYWORDS,
     )
     return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
 
@@ -774,24 +811,27 @@ def sagemaker_batch_transform_task(
     _check_count(retries, "sagemaker_batch_transform_task retries", 0)
     if cache and not cache_version:
         raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
-    config = BatchTransform(
-        execution_role_arn=execution_role_arn or _AT_REGISTRATION,
-        region=region or _AT_REGISTRATION,
-        output_s3_path=output_s3_path or "",  # filled from default_bucket at registration
-        instance_type=instance_type,
-        instance_count=instance_count,
-        max_payload_mb=max_payload_mb,
-        max_concurrent_transforms=max_concurrent_transforms,
-        strategy=strategy,
-        content_type=content_type,
-        accept=accept,
-        split_type=split_type,
-        input_filter=input_filter,
-        join_source=join_source,
-        output_filter=output_filter,
-        invocation_timeout_seconds=invocation_timeout_seconds,
-        environment=dict(environment or {}),
-        env_inputs=tuple(env_inputs or ()),
+    config = _built(
+        "sagemaker_batch_transform_task",
+        lambda: BatchTransform(
+            execution_role_arn=execution_role_arn or _AT_REGISTRATION,
+            region=region or _AT_REGISTRATION,
+            output_s3_path=output_s3_path or "",  # filled from default_bucket at registration
+            instance_type=instance_type,
+            instance_count=instance_count,
+            max_payload_mb=max_payload_mb,
+            max_concurrent_transforms=max_concurrent_transforms,
+            strategy=strategy,
+            content_type=content_type,
+            accept=accept,
+            split_type=split_type,
+            input_filter=input_filter,
+            join_source=join_source,
+            output_filter=output_filter,
+            invocation_timeout_seconds=invocation_timeout_seconds,
+            environment=dict(environment or {}),
+            env_inputs=tuple(env_inputs or ()),
+        ),
     )
     if not isinstance(name, str):  # the decorator form
         refused = _TransformOfAFunction(instance_type=instance_type)

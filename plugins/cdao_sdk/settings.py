@@ -12,6 +12,10 @@
 | image of managed jobs | ``default_image`` | ``CDAO_DEFAULT_IMAGE`` |
 | MLflow tracking server | ``mlflow_tracking_uri`` | ``MLFLOW_TRACKING_URI`` (what MLflow's own client reads) |
 
+A role, bucket or region, from ``configure`` or from its variable, has the one shape
+``cdao_sdk._keywords.SHAPES`` gives it; a malformed one is a ValueError naming the setting and the
+argument or variable it came from.
+
 ``run`` hands the MLflow tracking URI to every task of the execution as ``MLFLOW_TRACKING_URI``, so
 tasks log to the platform's MLflow without naming it. Inside the cluster that is the mlflow add-on at
 ``IN_CLUSTER_MLFLOW_TRACKING_URI``; from outside, ``https://<flyte-hostname>/mlflow`` (Flyte's ALB
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+
+from cdao_sdk._keywords import shape_error
 
 # The mlflow add-on's Service (release mlflow, namespace mlflow, port 5000); the server serves at its
 # root. tests/platform/test_endpoints.py checks this URL against platform/.
@@ -75,9 +81,20 @@ def reset() -> None:
 
 
 def get(name: str) -> str | None:
+    """The setting: ``configure``'s value (checked there), else its environment variable's, checked
+    here against the same shape (``cdao_sdk._keywords.SHAPES``): ValueError naming the variable and
+    the setting when it is malformed."""
     value = getattr(_current, name)
     if value is None and name in _ENV:
-        value = os.environ.get(_ENV[name]) or (os.environ.get("AWS_REGION") if name == "region" else None)
+        variable = _ENV[name]
+        value = os.environ.get(variable)
+        if not value and name == "region" and os.environ.get("AWS_REGION"):
+            variable, value = "AWS_REGION", os.environ["AWS_REGION"]
+        if value:
+            form = shape_error(name, value)
+            if form is not None:
+                raise ValueError(f"environment variable {variable}={value!r} (the {name!r} setting): expected {form}")
+        value = value or None
         if value is None and name == "domain":
             value = "development"
     return value

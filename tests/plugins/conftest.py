@@ -20,6 +20,7 @@ if str(SUPPORT) not in sys.path:
 
 import cdao_connectors.service  # noqa: E402, F401  (registers the connectors, as --modules does)
 from grpc_connector_server import ConnectorServer  # noqa: E402  (lives in SUPPORT, added above)
+from moto_atomic import make_conditional_writes_atomic  # noqa: E402  (lives in SUPPORT, added above)
 
 REGION = "us-east-1"
 BUCKET = "flyte-data"
@@ -30,6 +31,7 @@ BUCKET = "flyte-data"
 
 @pytest.fixture(scope="package")
 def moto_endpoint() -> Iterator[str]:
+    make_conditional_writes_atomic()  # as DynamoDB's are (support/moto_atomic.py)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

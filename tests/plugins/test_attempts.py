@@ -139,6 +139,49 @@ def _ledger(table: str, clock=time.time) -> AttemptLedger:
     return AttemptLedger(boto3.client("dynamodb", region_name=REGION), table, clock=clock)
 
 
+def test_the_moto_server_applies_a_conditional_write_atomically_as_dynamodb_does(ledger_table):
+    """The harness must be as atomic as DynamoDB (support/moto_atomic.py): of 8 simultaneous
+    ``attribute_not_exists`` claims of one attempt, exactly one wins. Without the lock, moto's
+    read-check-write lost 8 of 200 such rounds to a second winner with a short thread switch
+    interval, the interleaving a loaded 2-core machine gives; the interval is shortened here so the
+    race shows within 60 rounds (about 3 s: fewer rounds let a broken harness pass too often; it
+    failed 2 runs of 2 without the lock, with 1 and 5 doubled rounds)."""
+    import sys  # noqa: PLC0415
+
+    clients = [boto3.client("dynamodb", region_name=REGION) for _ in range(8)]
+    doubled = 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for trial in range(60):
+            attempt = f"atomic-{uuid.uuid4().hex}-{trial}"
+            won: list[int] = []
+            start = threading.Barrier(len(clients))
+
+            def claim(i: int, attempt: str = attempt, won: list[int] = won, start: threading.Barrier = start) -> None:
+                start.wait()
+                try:
+                    clients[i].put_item(
+                        TableName=ledger_table,
+                        Item={"attempt": {"S": attempt}, "owner": {"S": str(i)}},
+                        ConditionExpression="attribute_not_exists(attempt)",
+                    )
+                    won.append(i)
+                except ClientError as exc:
+                    assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+            threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(clients))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert won, "no claim won"
+            doubled += len(won) > 1
+    finally:
+        sys.setswitchinterval(interval)
+    assert doubled == 0, f"{doubled}/60 rounds had more than one winning conditional write"
+
+
 def test_a_repeated_create_returns_the_recorded_job_without_creating(ledger_table):
     attempt = f"t/{uuid.uuid4().hex}"
     first = _ledger(ledger_table).once(attempt, lambda: {"job_id": "j-1"}, lambda: None, 1)

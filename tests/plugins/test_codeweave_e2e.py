@@ -197,3 +197,18 @@ def test_the_environment_is_read_once_per_client_not_per_request(codeweave, monk
     codeweave.requests.clear()
     proxied.get_job("env-once")
     assert codeweave.requests == [("GET", "http://codeweave.invalid/jobs/env-once")]
+
+
+def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave):
+    """Propeller fails a task after ``maxSystemFailures`` GetTask errors in its life (flyteplugins
+    go/tasks/pluginmachinery/internal/webapi/cache.go at v1.16.8): a job whose status is known is
+    answered with it, marked stale, while Codeweave answers 429 to every retry. One read: the
+    client's own backoff makes each about 1.4 s, and test_error_budget.py proves the count."""
+    codeweave.jobs["cw-known"] = FakeJob(id="cw-known", spec={"name": "known"}, status="RUNNING")
+    connector = CodeweaveConnector()
+    meta = CodeweaveJobMetadata(job_id="cw-known", output_prefix=_prefix(), has_outputs=False)
+    assert connector.get_sync(meta).phase == PHASE.RUNNING
+    codeweave.throttle_next = 10_000
+    stale = connector.get_sync(meta)
+    assert stale.phase == PHASE.RUNNING
+    assert "last known status" in stale.message and "429" in stale.message

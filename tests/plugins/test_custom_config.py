@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 
 import emr_tasks
@@ -45,8 +46,21 @@ def _cases():
 def test_a_wrong_type_in_any_field_names_the_field(cls, valid, field):
     assert config_from_custom(cls, valid, "t.ok")  # the valid config itself is accepted
     wrong = {**valid, field: [["not", "this"]]}
-    with pytest.raises(ValueError, match=rf"task t\.bad: {cls.__name__}\.{field} = .* must be "):
+    # A list where a list belongs is named by its wrong item ([0]), anything else as the field.
+    with pytest.raises(ValueError, match=rf"task t\.bad: {cls.__name__}\.{field}(\[0\])? = .* must be "):
         config_from_custom(cls, wrong, "t.bad")
+
+
+@pytest.mark.parametrize(
+    ("custom", "message"),
+    [
+        ({"spark_conf": {"a": 1}}, "EMRSpark.spark_conf['a'] = 1 must be a string, not int"),
+        ({"spark_conf": {"ok": "1", "b": [2]}}, "EMRSpark.spark_conf['b'] = [2] must be a string, not list"),
+    ],
+)
+def test_a_wrong_item_inside_a_mapping_is_named_by_its_key(custom, message):
+    with pytest.raises(ValueError, match=re.escape(f"task t: {message}")):
+        config_from_custom(EMRSpark, custom, "t")
 
 
 def test_integers_from_protobuf_doubles_are_integers_and_fractions_are_not():
@@ -83,7 +97,7 @@ def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env,
         ({"applicaton_id": "00f0abc"}, r"unknown EMRServerless fields \['applicaton_id'\]"),
         ({"application_id": ["00f0abc"]}, r"EMRServerless\.application_id = \['00f0abc'\] must be a string"),
         ({"execution_timeout_minutes": "sixty"}, r"EMRServerless\.execution_timeout_minutes = 'sixty' must be an"),
-        ({"tags": {"team": 7.0}}, r"EMRServerless\.tags = .* must be "),
+        ({"tags": {"team": 7.0}}, r"EMRServerless\.tags\['team'\] = 7\.0 must be a string"),
         (
             {"spark_job_driver": {"entryPoint": "s3://b/job.py", "entryPointArguments": "--x"}},
             r"EMRServerlessSparkJobDriver\.entry_point_arguments = '--x' must be a list of str",

@@ -405,3 +405,40 @@ def test_every_emr_release_label_is_infra_s() -> None:
         mp.setenv("CDAO_AWS_REGION", "us-east-1")
         mp.setenv("CDAO_STACK", "dev")
         assert EMRConfig.from_env().release_label == EMR_RELEASE
+
+
+@pytest.mark.parametrize("application", ["terminated", "deleted"])
+def test_emr_serverless_run_pending_on_an_application_that_is_gone_fails_naming_it(aws_env, application):
+    """A run created while the shared application was stopped is pending (the plugin keeps the
+    request and submits it once the application is STARTED: connector.py ``get``). If the
+    application is then terminated or deleted, the plugin's start_application_if_needed raises
+    RuntimeError for a TERMINATED one (boto_handler.py, ``_APP_TERMINAL``) and GetApplication raises
+    ResourceNotFoundException for one that is gone (moto emrserverless/models.py ``get_application``;
+    AWS API_GetApplication's errors): the run will never start, so GetTask is FAILED naming the
+    application, and DeleteTask has nothing to cancel."""
+    import asyncio  # noqa: PLC0415
+
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-gone", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    client.stop_application(applicationId=app)
+    client.delete_application(applicationId=app)  # TERMINATED, as AWS shows a deleted application
+    if application == "deleted":
+        del emrserverless_backends[ACCOUNT][REGION].applications[app]  # no longer listed at all
+    pending = {
+        "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/r",
+        "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+        "client_token": "t",
+    }
+    meta = EMRServerlessJobMetadata(application_id=app, job_run_id="", region=REGION, pending_job_request=pending)
+    connector = IdempotentEMRServerlessConnector()
+    loop = asyncio.new_event_loop()
+    try:
+        resource = loop.run_until_complete(connector.get(meta))
+        assert resource.phase == PHASE.FAILED
+        assert app in resource.message and "never" in resource.message
+        loop.run_until_complete(connector.delete(meta))  # nothing to cancel: not an error
+    finally:
+        loop.close()

@@ -12,6 +12,7 @@ ListJobRunsResponse: ``jobRuns`` of JobRunSummary, ``nextToken``).
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+from cdao_connectors import _deadlines
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector, job_runs
 from cdao_connectors.sagemaker import _job_statuses
 from cdao_connectors.sagemaker.connector import SpotTrainingConnector
@@ -242,3 +244,78 @@ def test_a_throttled_listing_keeps_the_last_status_and_a_throttled_first_read_is
         with pytest.raises(Exception, match="ThrottlingException"):
             _run(connector.get(second))
         stub.assert_no_pending_responses()
+
+
+# More failed refreshes than propeller tolerates GetTask errors in a task's life (test_error_budget.py).
+_FAILURES = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
+
+
+def _throttled_client(service: str, method: str) -> tuple[Any, Stubber]:
+    client = boto3.client(service, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    stub = Stubber(client)
+    for _ in range(_FAILURES):
+        stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400)
+    return client, stub
+
+
+def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, monkeypatch):
+    """The plugin-based GetTasks (SageMaker training, EMR Serverless) answer the last known status,
+    saying it is stale and why, for more failed refreshes than propeller tolerates errors."""
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
+    _training_jobs(["budget-0"])
+    training = SpotTrainingConnector()
+    training_meta = PythonicJobMetadata(job_name="budget-0", output_prefix="s3://flyte-data/b0", region=REGION)
+    assert _run(training.get(training_meta)).phase == TaskExecution.RUNNING  # known, from moto
+
+    emr = boto3.client("emr-serverless", region_name=REGION)
+    app = emr.create_application(name="budget", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    run_id = emr.start_job_run(
+        applicationId=app, executionRoleArn=ROLE, jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}}
+    )["jobRunId"]
+    emrserverless_backends[ACCOUNT][REGION].job_runs[app][-1].state = "RUNNING"
+    serverless = IdempotentEMRServerlessConnector()
+    run_meta = EMRServerlessJobMetadata(application_id=app, job_run_id=run_id, region=REGION)
+    assert _run(serverless.get(run_meta)).phase == TaskExecution.RUNNING
+
+    for connector, meta, service, method in (
+        (training, training_meta, "sagemaker", "describe_training_job"),
+        (serverless, run_meta, "emr-serverless", "get_job_run"),
+    ):
+        client, stub = _throttled_client(service, method)
+        monkeypatch.setattr(connector.backend, "aws", lambda service, region, client=client, **_: client)
+        with stub:
+            for _ in range(_FAILURES):
+                time.sleep(0.002)  # past max_age (1 ms): the GetTask refreshes, and fails
+                resource = _run(connector.get(meta))
+                assert resource.phase == TaskExecution.RUNNING, resource.message
+                assert "last known status" in resource.message and "ThrottlingException" in resource.message
+            stub.assert_no_pending_responses()
+
+
+def test_a_deleted_application_neither_stalls_the_other_runs_nor_keeps_its_own_running(aws_env, monkeypatch):
+    """One refresh pass lists every application's live runs; an application deleted outside Flyte
+    makes its ListJobRuns fail (moto emrserverless/models.py ``list_job_runs``:
+    ResourceNotFoundException). Its runs are then read by GetJobRun, which declares
+    ResourceNotFoundException for a run that is gone (botocore emr-serverless/2021-07-13), and the
+    other applications' runs are refreshed as usual."""
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    client = boto3.client("emr-serverless", region_name=REGION)
+    backend = emrserverless_backends[ACCOUNT][REGION]
+    metas = []
+    for name in ("kept", "deleted"):
+        app = client.create_application(name=name, releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+        run_id = client.start_job_run(
+            applicationId=app, executionRoleArn=ROLE, jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}}
+        )["jobRunId"]
+        backend.job_runs[app][-1].state = "RUNNING"
+        metas.append(EMRServerlessJobMetadata(application_id=app, job_run_id=run_id, region=REGION))
+    connector = IdempotentEMRServerlessConnector()
+    assert [_run(connector.get(m)).phase for m in metas] == [TaskExecution.RUNNING] * 2
+    kept, deleted = metas
+    backend.job_runs[kept.application_id][-1].state = "SUCCESS"
+    del backend.job_runs[deleted.application_id], backend.applications[deleted.application_id]
+
+    connector.status_cache(REGION, 60.0).refresh_ahead(older_than=0.0)
+    gone = _run(connector.get(deleted))
+    assert gone.phase == TaskExecution.FAILED and deleted.application_id in gone.message
+    assert _run(connector.get(kept)).phase != TaskExecution.RUNNING  # refreshed despite the other

@@ -319,3 +319,87 @@ def test_an_admin_error_names_the_endpoint_and_the_grpc_status(not_an_admin):
     cdao_sdk.configure(f"http://{not_an_admin}", "ml", connect_timeout_seconds=5)
     with pytest.raises(RuntimeError, match=rf"Flyte admin at http://{not_an_admin} .* answered UNIMPLEMENTED"):
         cdao_sdk.monitor(WorkflowExecutionIdentifier("ml", "development", "f3a9c1"))
+
+
+# --- review of #16, 3: one shape per setting, wherever it comes from ------------------------------
+
+_ADMIN = "http://localhost:30080"
+
+
+@pytest.mark.parametrize(
+    ("setting", "bad", "expected"),
+    [
+        ("sagemaker_role", "not-an-arn", "IAM role ARN"),
+        ("sagemaker_role", "arn:aws:iam::acct:role/x", "IAM role ARN"),  # the account is 12 digits
+        ("emr_serverless_role", "bogus", "IAM role ARN"),
+        ("default_bucket", "s3://mybucket", "S3 bucket name"),
+        ("default_bucket", "My_Bucket", "S3 bucket name"),
+        ("default_bucket", "a..b", "S3 bucket name"),
+        ("default_bucket", "192.168.5.4", "S3 bucket name"),
+        ("region", "mars-1", "AWS region"),
+    ],
+)
+def test_configure_and_configure_sagemaker_refuse_a_malformed_setting_naming_it(monkeypatch, setting, bad, expected):
+    for variable in ("CDAO_AWS_REGION", "AWS_REGION", "CDAO_SAGEMAKER_ROLE_ARN", "CDAO_EMR_SERVERLESS_ROLE_ARN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("CDAO_DEFAULT_BUCKET", raising=False)
+    with pytest.raises(ValueError, match=rf"configure {setting}={bad!r}: expected .*{expected}"):
+        cdao_sdk.configure(_ADMIN, "p", remote=object(), **{setting: bad})
+    if setting in ("sagemaker_role", "default_bucket", "region"):
+        with pytest.raises(ValueError, match=rf"configure_sagemaker {setting}={bad!r}: expected .*{expected}"):
+            cdao_sdk.configure_sagemaker(**{setting: bad})
+    assert settings.get(setting) is None  # nothing half-recorded
+
+
+def test_the_same_role_arn_rule_holds_for_configure_sagemaker_and_the_decorators():
+    partitioned = "arn:aws-us-gov:iam::123456789012:role/service-role/exec"
+    cdao_sdk.configure_sagemaker(sagemaker_role=partitioned, default_bucket="ml-art.v2", region="us-gov-west-1")
+    cdao_sdk.configure(_ADMIN, "p", remote=object(), emr_serverless_role=partitioned, region="eu-west-1")
+    with pytest.raises(ValueError, match=r"execution_role_arn='arn:aws:iam::acct:role/x': expected .*IAM role ARN"):
+        sagemaker_training_task(execution_role_arn="arn:aws:iam::acct:role/x")
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting", "bad"),
+    [
+        ("CDAO_SAGEMAKER_ROLE_ARN", "sagemaker_role", "not-an-arn"),
+        ("CDAO_DEFAULT_BUCKET", "default_bucket", "s3://mybucket"),
+        ("CDAO_AWS_REGION", "region", "mars-1"),
+        ("AWS_REGION", "region", "mars-1"),
+    ],
+)
+def test_an_environment_fallback_is_checked_naming_the_variable(monkeypatch, variable, setting, bad):
+    for name in ("CDAO_AWS_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, bad)
+    with pytest.raises(ValueError, match=rf"environment variable {variable}={bad!r} \(the {setting!r} setting\)"):
+        settings.require(setting, "test")
+    with pytest.raises(ValueError, match=rf"{variable}={bad!r}"):
+        settings.get(setting)
+
+
+def test_a_misconfigured_environment_fails_registration_not_the_job(monkeypatch):
+    monkeypatch.setenv("CDAO_SAGEMAKER_ROLE_ARN", "not-an-arn")
+    monkeypatch.setenv("CDAO_AWS_REGION", "us-east-1")
+    monkeypatch.setenv("CDAO_DEFAULT_BUCKET", "ml-art")
+    with pytest.raises(ValueError, match=r"CDAO_SAGEMAKER_ROLE_ARN='not-an-arn'"):
+        serialize(sagemaker_training_task(container_image="img:1")(_f))
+
+
+# --- review of #16, 6: a config's own check names the decorator and the keyword written -----------
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        (lambda: sagemaker_training_task(max_runtime_seconds=-1), "sagemaker_training_task: max_runtime_seconds "),
+        (lambda: sagemaker_training_task(volume_size_gb=0), "sagemaker_training_task: volume_size_gb "),
+        (lambda: cdao_sdk.sagemaker_processing_task(instance_count=3), "sagemaker_processing_task: .*instance_count"),
+        (lambda: spark_task(instance_type="m5.xlarge", instance_count=-1), "spark_task: instance_count=-1"),
+        (lambda: cdao_sdk.batch_task(vcpus=0), "batch_task: vcpus=0"),
+    ],
+)
+def test_a_configs_own_check_names_the_decorator_and_keyword(decorate, message):
+    with pytest.raises(ValueError, match=message) as refused:
+        decorate()
+    assert "_in_seconds" not in str(refused.value) and "_in_gb" not in str(refused.value)

@@ -3,7 +3,7 @@
 Sources: ``../shared/seeds/000_*`` ("CDAO SDK Example Usage", the decision matrix and the platform
 diagram of "Multi-Compute Execution") and ``003_*`` ("Enhanced CDAO SDK with SageMaker Support",
 "CDAO SDK Usage Examples in Jupyter"). Set ``CDAO_SEEDS_DIR`` when the seeds live elsewhere; without
-them the module is skipped, saying where it looked.
+them the module fails in CI and is skipped elsewhere, saying where it looked (support/seeds.py).
 
 Each example runs cell by cell in one namespace, as a notebook would. What is substituted, and why:
 
@@ -11,7 +11,9 @@ Each example runs cell by cell in one namespace, as a notebook would. What is su
   builds is replaced by a double with flytekit 1.16.31's signatures (``execute`` returns an
   execution whose ``.id`` is a ``WorkflowExecutionIdentifier``; ``fetch_execution(project, domain,
   name)``; ``sync_execution``), and the workflows the examples launch are also run in-process;
-* no data path: the examples' tasks return strings and read nothing, so ``s3://...`` stays as written.
+* no data path: the examples' tasks return strings and read nothing, so ``s3://...`` stays as written;
+* seed 003's role ``arn:aws:iam::ACCOUNT:role/...``: ``ACCOUNT`` is a placeholder, not an account,
+  and is refused as written (see ``_SEED_ROLE``); the examples run with AWS's documentation account.
 
 Every block runs as written, statement by statement, and any error fails the test. Keywords that
 only say where a task runs remotely and that nothing can honour there (``batch_task(instance_type=)``,
@@ -45,10 +47,9 @@ from cdao_sdk import settings
 from flyteidl.core.execution_pb2 import WorkflowExecution
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
 from propeller import serialize
+from seeds import seeds_dir
 
-SEEDS = Path(os.environ.get("CDAO_SEEDS_DIR") or Path(__file__).resolve().parents[3] / "shared" / "seeds")
-if not SEEDS.is_dir():
-    pytest.skip(f"the seeds are not at {SEEDS} (set CDAO_SEEDS_DIR)", allow_module_level=True)
+SEEDS = seeds_dir(os.environ)
 
 
 def _seed(prefix: str) -> str:
@@ -240,8 +241,23 @@ def test_platform_diagram_decorators(remote, seed_module):
             assert serialize(ns["step"]).custom["spot"] is ("on_demand" not in decorator)
 
 
+# Seed 003 writes its role as ``arn:aws:iam::ACCOUNT:role/...``, a placeholder for the reader's
+# account: not a role ARN (IAM's format has a 12-digit account, as SageMaker's own RoleArn pattern
+# does: botocore sagemaker/2017-07-24 ``RoleArn``), so configure_sagemaker refuses it as written
+# (test_the_seeds_placeholder_role_is_refused_naming_the_setting). The examples run with AWS's
+# documentation account (111122223333) in its place, the one substitution besides the control plane.
+_SEED_ROLE = "arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole"
+_EXAMPLE_ROLE = _SEED_ROLE.replace("ACCOUNT", "111122223333")
+
+
+def test_the_seeds_placeholder_role_is_refused_naming_the_setting(remote):
+    assert _SEED_ROLE in _python_block(_seed("003"), RUN_BLOCKS["003"][0])
+    with pytest.raises(ValueError, match=r"configure_sagemaker sagemaker_role='arn:aws:iam::ACCOUNT:.*IAM role ARN"):
+        cdao_sdk.configure_sagemaker(sagemaker_role=_SEED_ROLE)
+
+
 def test_sagemaker_examples(remote, seed_module):
-    text = _seed("003")
+    text = _seed("003").replace(_SEED_ROLE, _EXAMPLE_ROLE)
     # Later cells of seed 000's notebook: one namespace (see the module docstring).
     notebook = seed_module(_python_block(_seed("000"), RUN_BLOCKS["000"][0]))
     _run_cells(notebook)
@@ -249,7 +265,7 @@ def test_sagemaker_examples(remote, seed_module):
     ns = seed_module(_python_block(text, RUN_BLOCKS["003"][0]))
     ns.update({k: v for k, v in notebook.items() if not k.startswith("__")})
     _run_cells(ns)
-    assert settings.get("sagemaker_role") == "arn:aws:iam::ACCOUNT:role/SageMakerExecutionRole"
+    assert settings.get("sagemaker_role") == _EXAMPLE_ROLE
     # The pipeline runs here, in-process, as written: every task body, the transform's included.
     assert ns["end_to_end_sagemaker_pipeline"](data_path="s3://bucket/raw.csv") == "s3://bucket/batch-predictions.csv"
 

@@ -22,6 +22,7 @@ from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
     log_link,
+    noting_staleness,
     outcome_after_exit,
     readable_execution_name,
     rendered_container,
@@ -223,8 +224,8 @@ class BatchConnector(BulkheadConnector):
     def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         cfg = BatchConfig.from_env()
         cache = self.status_cache(resource_meta.region, cfg.status_refresh_seconds)
-        job, _age = cache.get(resource_meta.job_id)
-        return self.resource_for(job, resource_meta)
+        known = cache.get(resource_meta.job_id)
+        return noting_staleness(self.resource_for(known.value, resource_meta), known.stale)
 
     @staticmethod
     def resource_for(job: dict[str, Any] | None, resource_meta: BatchJobMetadata) -> Resource:

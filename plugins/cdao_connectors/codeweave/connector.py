@@ -18,11 +18,13 @@ from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
     log_link,
+    noting_staleness,
     outcome_after_exit,
     readable_execution_name,
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.codeweave.contract import CodeweaveClient
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
 from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
@@ -55,6 +57,20 @@ class CodeweaveConnector(BulkheadConnector):
         self.backend = Backend("Codeweave")
         self._clients_lock = threading.Lock()
         self._clients: dict[tuple[str, str, float], CodeweaveClient] = {}
+        # Codeweave has no batched read: every GetTask reads its job (max_age 0), and the last
+        # answer is kept so that a failed read answers it, marked stale, instead of an error that
+        # spends propeller's error budget (_status_cache, _deadlines.PROPELLER_MAX_SYSTEM_FAILURES).
+        self.statuses = StatusCache(
+            self._read_jobs,
+            max_age=0.0,
+            batch=1,
+            name="codeweave-jobs",
+            final=lambda job: job.status in _TERMINAL,
+        )
+
+    def _read_jobs(self, job_ids: list[str]) -> dict[str, Any]:
+        (job_id,) = job_ids
+        return {job_id: self._client(_deadlines.GET_TASK_SECONDS).get_job(job_id)}
 
     def _client(self, deadline: float) -> CodeweaveClient:
         """The shared client whose every request gives up before propeller's ``deadline`` for the call does.
@@ -113,7 +129,11 @@ class CodeweaveConnector(BulkheadConnector):
         )
 
     def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
-        job = self._client(_deadlines.GET_TASK_SECONDS).get_job(resource_meta.job_id)
+        known = self.statuses.get(resource_meta.job_id)
+        return noting_staleness(self._resource_for(known.value, resource_meta), known.stale)
+
+    @staticmethod
+    def _resource_for(job: Any, resource_meta: CodeweaveJobMetadata) -> Resource:
         if job is None:
             return Resource(phase=TaskExecution.FAILED, message=f"Codeweave has no job {resource_meta.job_id}")
         links = [log_link("Codeweave logs", job.log_url)] if job.log_url else None
@@ -135,6 +155,7 @@ class CodeweaveConnector(BulkheadConnector):
 
     def delete_sync(self, resource_meta: CodeweaveJobMetadata) -> None:
         self._client(_deadlines.DELETE_TASK_SECONDS).cancel_job(resource_meta.job_id)
+        self.statuses.forget(resource_meta.job_id)
 
 
 ConnectorRegistry.register(CodeweaveConnector())

@@ -27,6 +27,7 @@ from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
     log_link,
+    noting_staleness,
     outcome_after_exit,
     readable_execution_name,
     rendered_container,
@@ -262,7 +263,11 @@ class EMRConnector(BulkheadConnector):
 
     def get_sync(self, resource_meta: EMRStepMetadata) -> Resource:
         cache = self.status_cache(resource_meta.region, status_refresh_seconds())
-        step, _age = cache.get((resource_meta.cluster_id, resource_meta.step_id))
+        known = cache.get((resource_meta.cluster_id, resource_meta.step_id))
+        return noting_staleness(self._resource_for(known.value, resource_meta), known.stale)
+
+    @staticmethod
+    def _resource_for(step: dict[str, Any] | None, resource_meta: EMRStepMetadata) -> Resource:
         if step is None:
             return Resource(
                 phase=TaskExecution.FAILED,

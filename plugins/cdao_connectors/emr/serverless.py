@@ -8,10 +8,14 @@ attempt instead.
 The plugin's ``get()`` also turns every GetJobRun error into ``FAILED "Job not found"`` and its
 ``delete()`` logs and swallows every error (flytekitplugins/awsemrserverless/connector.py, 1.16.31):
 a throttled poll would fail a running job, and a refused cancel would be reported done while the
-job runs on. Here only ``ResourceNotFoundException`` means the run is gone; any other error of
-those calls is raised, which propeller retries (a GetTask error counts as a sync failure in
-flyteplugins ``pluginmachinery/internal/webapi/cache.go``; a DeleteTask error fails the abort,
-which propeller repeats).
+job runs on. Here only ``ResourceNotFoundException`` of the run means it is gone; an application
+that is gone or terminal fails the task naming it; any other error of those calls is raised.
+A GetTask error is not free: propeller counts each one and fails the task after
+``webApi.caching.maxSystemFailures`` of them in its whole life (flyteplugins
+``go/tasks/pluginmachinery/internal/webapi/cache.go`` at flyteplugins/v1.16.8,
+:mod:`cdao_connectors._deadlines`), so a run whose status is known is answered from the shared view
+(stale, saying why) rather than with an error; a DeleteTask error fails the abort, which propeller
+repeats.
 
 The plugin runs its blocking boto3 calls on asyncio's default thread pool (``boto_handler.py``
 ``_call``/``_paginate``: ``run_in_executor(None, ...)``, ``min(32, cpus + 4)`` threads), which also
@@ -45,8 +49,8 @@ from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import Backend, within_deadline
-from cdao_connectors._common import attempt_seed
+from cdao_connectors._backends import Backend, BackendDeadlineExceeded, is_transient, within_deadline
+from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
@@ -70,6 +74,9 @@ _STATUS_READ: ContextVar[Callable[..., Any] | None] = ContextVar("emr_serverless
 
 # Errors of the current get()/delete() that the plugin would swallow; None outside those calls.
 _SWALLOWED: ContextVar[list[Exception] | None] = ContextVar("emr_serverless_swallowed_errors", default=None)
+
+# Why the status the current get() read is its run's last known one (StatusCache.get); None outside get().
+_STALE: ContextVar[list[str] | None] = ContextVar("emr_serverless_stale_statuses", default=None)
 
 
 class _RunGone(LookupError):
@@ -120,10 +127,20 @@ def job_runs(
             ]
             if created:
                 params["createdAtAfter"] = min(created) - _CREATION_SLACK
-            for page in client.get_paginator("list_job_runs").paginate(**params):
-                for run in page["jobRuns"]:
-                    if run["id"] in wanted:
-                        found[(application_id, run["id"])] = run
+            try:
+                for page in client.get_paginator("list_job_runs").paginate(**params):
+                    for run in page["jobRuns"]:
+                        if run["id"] in wanted:
+                            found[(application_id, run["id"])] = run
+            except ClientError as exc:
+                # One application's listing refused (deleted outside Flyte: moto answers
+                # ResourceNotFoundException, a code botocore's model does not declare for
+                # ListJobRuns) must not stall every other application's runs: its runs are read
+                # by GetJobRun below, which tells a gone run (ResourceNotFoundException, declared)
+                # from a failed call (raised). Throttling is raised: a GetJobRun per run would
+                # multiply the calls of a throttled account.
+                if is_transient(exc):
+                    raise
         for run_id in sorted(wanted):
             if (application_id, run_id) in found:
                 continue
@@ -143,7 +160,7 @@ def _noting_errors(call: Any) -> Any:
             return await call(*args, **kwargs)
         except Exception as exc:
             swallowed = _SWALLOWED.get()
-            if swallowed is not None and not _run_is_gone(exc):
+            if swallowed is not None and not _run_is_gone(exc) and not isinstance(exc, _ApplicationGone):
                 swallowed.append(exc)
             raise
 
@@ -182,10 +199,35 @@ class _TokenPinningHandler:
         self._handler = handler
         self.get_job_run = _noting_errors(self._get_job_run)
         self.cancel_job_run = _noting_errors(handler.cancel_job_run)
-        self.start_application_if_needed = _noting_errors(handler.start_application_if_needed)
+        self.start_application_if_needed = _noting_errors(self._start_application_if_needed)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handler, name)
+
+    async def _start_application_if_needed(self, application_id: str) -> bool:
+        """The plugin's, with an application that is gone told apart from a failed call.
+
+        The plugin raises RuntimeError for a TERMINATED application (boto_handler.py
+        ``start_application_if_needed``, ``_APP_TERMINAL``) and lets GetApplication's
+        ResourceNotFoundException through for one that no longer exists, which its get() does not
+        catch. Both mean a pending run will never start: :class:`_ApplicationGone` (a RuntimeError,
+        which the plugin's get() turns into FAILED with its message, and its delete() into nothing
+        to cancel) names the application. Every other error stays an error."""
+        try:
+            return await self._handler.start_application_if_needed(application_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            raise _ApplicationGone(
+                f"EMR Serverless application {application_id} no longer exists (deleted outside Flyte?): "
+                "the pending job run was never submitted"
+            ) from exc
+        except BackendDeadlineExceeded:
+            raise
+        except RuntimeError as exc:  # the plugin's only RuntimeError there: a TERMINATED application
+            raise _ApplicationGone(
+                f"EMR Serverless application {application_id} is terminated: the pending job run was never submitted"
+            ) from exc
 
     async def _get_job_run(self, application_id: str, job_run_id: str) -> dict[str, Any]:
         read = _STATUS_READ.get()
@@ -202,6 +244,10 @@ class _TokenPinningHandler:
 
 class _CallRefused(RuntimeError):
     """An error of a call the plugin would have swallowed."""
+
+
+class _ApplicationGone(RuntimeError):
+    """The application a pending run waits for is terminated or no longer exists: the run never starts."""
 
 
 # JobRunState values (botocore emr-serverless/2021-07-13) after which there is nothing to cancel:
@@ -275,12 +321,15 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     async def _read_status(self, region: str | None, application_id: str, job_run_id: str) -> dict[str, Any]:
         """The run's status from the shared view (at most ``CDAO_STATUS_REFRESH_SECONDS`` old)."""
         cache = self.status_cache(region or aws_region(), status_refresh_seconds())
-        run, _age = await self.backend.call(
+        known = await self.backend.call(
             cache.get, (application_id, job_run_id), deadline=_deadlines.GET_TASK_SECONDS, what="GetJobRun"
         )
-        if run is None:
+        if known.value is None:
             raise _RunGone(job_run_id)
-        return run
+        stale = _STALE.get()
+        if known.stale and stale is not None:
+            stale.append(known.stale)
+        return known.value
 
     def _get_handler(self, region: str | None = None) -> Any:
         return _TokenPinningHandler(_BulkheadHandler(self.backend, region))
@@ -354,6 +403,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         reset = _STATUS_READ.set(self._read_status)
+        stale: list[str] = []
+        reset_stale = _STALE.set(stale)
         try:
             resource = await within_deadline(
                 _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
@@ -362,7 +413,9 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 backend=_BACKEND,
             )
         finally:
+            _STALE.reset(reset_stale)
             _STATUS_READ.reset(reset)
+        noting_staleness(resource, "; ".join(stale))
         if resource.phase == TaskExecution.FAILED and resource.message.startswith("Job not found"):
             # Only ResourceNotFoundException gets here: the run was deleted outside Flyte.
             resource.message = (

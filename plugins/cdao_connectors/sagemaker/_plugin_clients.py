@@ -37,6 +37,7 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, within_deadline
+from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import aws_region, status_refresh_seconds
@@ -48,6 +49,9 @@ _CURRENT: ContextVar[Backend | None] = ContextVar("sagemaker_plugin_backend", de
 # Set for the duration of a GetTask of a BulkheadPluginConnector: the status caches its job
 # Describe calls are answered from (:mod:`cdao_connectors.sagemaker._job_statuses`).
 _STATUS_CACHES: ContextVar[StatusCaches | None] = ContextVar("sagemaker_status_caches", default=None)
+# Set for one GetTask: why the status it read is its job's last known one (StatusCache.get), for
+# the GetTask's message. A list, so the backend thread's answer reaches the GetTask's context.
+_STALE: ContextVar[list[str] | None] = ContextVar("sagemaker_stale_statuses", default=None)
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -81,12 +85,13 @@ class _Client:
         backend, service, region = self._backend, self._service, self._region
         kind = LISTED_KINDS.get(method) if service == "sagemaker" else None
         caches = _STATUS_CACHES.get() if kind is not None else None
+        stale = _STALE.get()
 
         def blocking(**params: Any) -> Any:
             if kind is not None and caches is not None:
                 # A GetTask's Describe, answered from the shared view of the jobs' statuses.
                 cache = caches((kind, region), status_refresh_seconds())
-                return _described(cache, params[kind.name_field])
+                return _described(cache, params[kind.name_field], stale)
             return getattr(backend.aws(service, region), method)(**params)
 
         async def call(**params: Any) -> Any:
@@ -103,11 +108,13 @@ class JobGone(LookupError):
     """SageMaker does not know the job a GetTask asks about (deleted outside Flyte)."""
 
 
-def _described(cache: StatusCache, name: str) -> dict[str, Any]:
-    described, _age = cache.get(name)
-    if described is None:
+def _described(cache: StatusCache, name: str, stale: list[str] | None) -> dict[str, Any]:
+    known = cache.get(name)
+    if known.value is None:
         raise JobGone(name)
-    return described
+    if known.stale and stale is not None:
+        stale.append(known.stale)
+    return known.value
 
 
 class _Session:
@@ -194,18 +201,23 @@ class BulkheadPluginConnector:
         )
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        stale: list[str] = []
+        reset = _STALE.set(stale)
         try:
-            return await self._bounded(
+            resource = await self._bounded(
                 super().get(resource_meta, **kwargs),
                 deadline=_deadlines.GET_TASK_SECONDS,
                 what="GetTask",
                 statuses=True,
             )
+            return noting_staleness(resource, "; ".join(stale))
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
         except JobGone:
             pass
+        finally:
+            _STALE.reset(reset)
         return Resource(
             phase=TaskExecution.FAILED,
             message=f"{self.name}: SageMaker has no job {_job_name(resource_meta)} (deleted outside Flyte?)",

@@ -28,7 +28,13 @@ from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTr
 
 from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, BulkheadConnector
-from cdao_connectors._common import attempt_seed, deterministic_name, log_link, readable_execution_name
+from cdao_connectors._common import (
+    attempt_seed,
+    deterministic_name,
+    log_link,
+    noting_staleness,
+    readable_execution_name,
+)
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
@@ -324,8 +330,11 @@ class BatchTransformConnector(BulkheadConnector):
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
 
     def get_sync(self, resource_meta: BatchTransformMetadata) -> Resource:
+        known = self.status_cache(resource_meta.region, status_refresh_seconds()).get(resource_meta.job_name)
+        return noting_staleness(self._resource_for(known.value, resource_meta), known.stale)
+
+    def _resource_for(self, described: dict[str, Any] | None, resource_meta: BatchTransformMetadata) -> Resource:
         region, job = resource_meta.region, resource_meta.job_name
-        described, _age = self.status_cache(region, status_refresh_seconds()).get(job)
         if described is None:
             return Resource(
                 phase=TaskExecution.FAILED, message=f"SageMaker has no transform job {job} (deleted outside Flyte?)"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import requests
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
 
@@ -28,6 +29,7 @@ class ConnectorProcess:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = _free_port()
+        self.prometheus_port = _free_port()
         self._log = tempfile.NamedTemporaryFile(prefix="connector-", suffix=".log", delete=False)  # noqa: SIM115
         command = [
             str(PYFLYTE),
@@ -36,7 +38,7 @@ class ConnectorProcess:
             "--port",
             str(self.port),
             "--prometheus_port",
-            str(_free_port()),
+            str(self.prometheus_port),
             "--worker",
             "10",
             "--modules",
@@ -64,6 +66,20 @@ class ConnectorProcess:
                 except grpc.RpcError:
                     time.sleep(0.5)
         raise RuntimeError(f"connector process not ready within {timeout}s:\n{self.log()}")
+
+    def counter(self, name: str) -> float:
+        """The sum over its labels of the service's Prometheus counter ``name`` (without ``_total``),
+        read from its exposition (prometheus_client's text format parser)."""
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+        text = requests.get(f"http://127.0.0.1:{self.prometheus_port}/metrics", timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == name
+            for sample in family.samples
+            if sample.name == f"{name}_total"
+        )
 
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")[-4000:]

@@ -1,0 +1,161 @@
+"""A job whose status is known never spends propeller's error budget on transient AWS trouble.
+
+Propeller fails a task once more than ``webApi.caching.maxSystemFailures`` of its GetTasks errored in
+its whole life, never reset by a success (flyteplugins
+``go/tasks/pluginmachinery/internal/webapi/cache.go`` at flyteplugins/v1.16.8: ``SyncFailureCount++``
+on every ``client.Get`` error; PhaseSystemFailure past ``MaxSystemFailures``). So a GetTask of a
+known job answers its last status, marked stale with the reason, however many refreshes fail; only a
+job nothing is known about is an error. AWS's refusals are botocore Stubber errors with AWS's own
+throttling code (``ThrottlingException``, botocore ``retries/standard.py``
+``ThrottledRetryableChecker``), answered by a client that does not retry so one answer is one call.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from cdao_connectors import _deadlines
+from cdao_connectors._status_cache import StatusCache
+from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
+from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
+from cdao_connectors.sagemaker.connector import BatchTransformConnector, BatchTransformMetadata
+from flyteidl.core.execution_pb2 import TaskExecution
+
+REGION = "us-east-1"
+FLYTE_VALUES = Path(__file__).parents[2] / "platform" / "addons" / "flyte" / "flyte-core" / "values.yaml"
+# More failed refreshes than propeller tolerates GetTask errors: each would have been one.
+FAILURES = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
+
+
+def _connector_service_config() -> dict[str, Any]:
+    values = yaml.safe_load(FLYTE_VALUES.read_text())
+    return values["configmap"]["enabled_plugins"]["plugins"]["connector-service"]
+
+
+def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
+    caching = _connector_service_config()["webApi"]["caching"]
+    assert caching["maxSystemFailures"] == _deadlines.PROPELLER_MAX_SYSTEM_FAILURES
+    assert caching["resyncInterval"] == f"{_deadlines.PROPELLER_RESYNC_SECONDS:g}s"
+    # The section is decoded as a whole: size and workers stay at flyteplugins' defaults
+    # (go/tasks/plugins/webapi/connector/config.go at flyteplugins/v1.16.8).
+    assert (caching["size"], caching["workers"]) == (500000, 10)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _throttled(ids: list[str]) -> dict[str, Any]:
+    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeJobs")
+
+
+def test_a_known_status_outlives_more_failed_refreshes_than_propeller_tolerates():
+    clock = Clock()
+    cache = StatusCache(_throttled, max_age=5.0, batch=100, clock=clock)
+    cache.seed("job-1", {"status": "RUNNING"})
+    for _ in range(FAILURES):
+        clock.now += 30.0  # propeller's resync interval
+        known = cache.get("job-1")
+        assert known.value == {"status": "RUNNING"}
+        assert known.stale is not None and "ThrottlingException" in known.stale and "s old" in known.stale
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        cache.get("never-seen")  # nothing known: an error is the only honest answer
+
+
+def test_with_a_background_refresh_a_tracked_job_never_waits_for_aws():
+    clock = Clock()
+    calls: list[list[str]] = []
+
+    def describe(ids: list[str]) -> dict[str, Any]:
+        calls.append(ids)
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeJobs")
+
+    cache = StatusCache(describe, max_age=5.0, batch=100, period=3600.0, clock=clock)
+    cache.seed("job-1", {"status": "RUNNING"})
+    clock.now += 1.0
+    with pytest.raises(ClientError):
+        cache.refresh_ahead(older_than=0.0)  # the background pass fails
+    clock.now += 60.0
+    known = cache.get("job-1")
+    assert known.value == {"status": "RUNNING"} and "ThrottlingException" in (known.stale or "")
+    assert len(calls) == 1 and cache.inline_refreshes == 0
+
+
+def _stubbed(service: str, method: str, n: int) -> tuple[Any, Stubber]:
+    client = boto3.client(service, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    stub = Stubber(client)
+    for _ in range(n):
+        stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400)
+    stub.activate()
+    return client, stub
+
+
+def _assert_stale_answers(get: Any, phase: int) -> None:
+    for _ in range(FAILURES):
+        time.sleep(0.002)  # past max_age (1 ms): every GetTask refreshes, and fails
+        resource = get()
+        assert resource.phase == phase
+        assert "last known status" in resource.message and "ThrottlingException" in resource.message
+
+
+@pytest.mark.parametrize("kind", ["batch", "emr", "transform"])
+def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_env, monkeypatch, kind):
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
+    monkeypatch.setenv("CDAO_BATCH_STATUS_REFRESH_SECONDS", "0.001")
+    monkeypatch.setenv("CDAO_BATCH_SPOT_QUEUE", "spot")
+    monkeypatch.setenv("CDAO_BATCH_ON_DEMAND_QUEUE", "on-demand")
+    if kind == "batch":
+        connector: Any = BatchConnector()
+        meta: Any = BatchJobMetadata("job-1", "flyte-x", "q", REGION, "s3://flyte-data/p", False)
+        # What SubmitJob's answer seeds (BatchConnector.create_sync), then a DescribeJobs shape.
+        connector.status_cache(REGION, 0.001).seed("job-1", {"jobId": "job-1", "status": "RUNNING"})
+        client, stub = _stubbed("batch", "describe_jobs", FAILURES)
+        phase = TaskExecution.RUNNING
+    elif kind == "emr":
+        connector = EMRConnector()
+        meta = EMRStepMetadata("j-1", "s-1", False, REGION, "s3://flyte-data/p", False)
+        # A ListSteps StepSummary (botocore emr/2009-03-31): Id, Name, Status.State.
+        step = {"Id": "s-1", "Name": "flyte", "Status": {"State": "RUNNING"}}
+        connector.status_cache(REGION, 0.001).seed(("j-1", "s-1"), step)
+        client, stub = _stubbed("emr", "list_steps", FAILURES)
+        phase = TaskExecution.RUNNING
+    else:
+        connector = BatchTransformConnector()
+        meta = BatchTransformMetadata("tj-1", REGION, "s3://flyte-data/out")
+        described = {"TransformJobName": "tj-1", "TransformJobStatus": "InProgress"}  # DescribeTransformJob's
+        connector.status_cache(REGION, 0.001).seed("tj-1", described)
+        client, stub = _stubbed("sagemaker", "describe_transform_job", FAILURES)
+        phase = TaskExecution.RUNNING
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region, **_: client)
+    try:
+        _assert_stale_answers(lambda: connector.get_sync(meta), phase)
+    finally:
+        stub.deactivate()
+
+
+def test_gettasks_that_wait_for_aws_and_stale_answers_are_counted_for_prometheus():
+    """The service exports both on its Prometheus port; plugins/benchmarks/get_task_latency.py
+    reads them to report how often a GetTask waited for AWS."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    def sample(metric: str) -> float:
+        return REGISTRY.get_sample_value(f"{metric}_total", {"cache": "budget-counted"}) or 0.0
+
+    clock = Clock()
+    cache = StatusCache(_throttled, max_age=5.0, batch=100, clock=clock, name="budget-counted")
+    cache.seed("job-1", {"status": "RUNNING"})
+    clock.now += 30.0
+    assert cache.get("job-1").stale
+    assert (sample("cdao_status_inline_refreshes"), sample("cdao_status_stale_answers")) == (1.0, 1.0)
