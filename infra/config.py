@@ -739,6 +739,21 @@ def _check_cluster(config: StackConfig) -> list[tuple[str, Any, str]]:
                 "only besides one of these: docs/first-deploy.md, step 3)",
             )
         )
+    if outside and cluster.endpoint_public_access:
+        # With both endpoints on, only requests from within the VPC use the private endpoint; a client
+        # outside it resolves the cluster's name to the public IPs and is judged by publicAccessCidrs
+        # (EKS user guide, cluster-endpoint.html, the endpoint access table): the route and the ingress
+        # rule built for these networks would never be used.
+        problems.append(
+            (
+                f"{key}.privateAccessCidrs",
+                [str(c) for c in outside],
+                "no networks outside vpcCidr while endpointPublicAccess is true: those clients resolve the "
+                "endpoint to its public IPs; set endpointPublicAccess: false (a private-only endpoint is "
+                "resolved by public DNS to the VPC's private IPs), or list their egress addresses in "
+                "publicAccessCidrs instead (https://docs.aws.amazon.com/eks/latest/userguide/cluster-endpoint.html)",
+            )
+        )
     unrouted = [str(c) for c in cluster.private_access_cidrs if not c.subnet_of(config.network.vpc_cidr)]
     if unrouted and config.network.transit_gateway_id is None:
         # The VPC this program creates has only local and NAT routes: replies to a network outside

@@ -170,6 +170,20 @@ def test_a_private_cidr_outside_the_vpc_needs_a_declared_route():
     assert "transitGatewayId" in problems["cdao:cluster.privateAccessCidrs"]
 
 
+def test_a_network_outside_the_vpc_never_takes_the_private_path_while_the_public_endpoint_is_on():
+    """With both endpoints on, only requests from within the VPC use the private endpoint: a client
+    outside it (behind a transit gateway or VPN) resolves the cluster's name to the public IPs and is
+    judged by publicAccessCidrs, so the route and ingress rule built for it are never used; only a
+    private-only endpoint is resolved by public DNS to the VPC's private IPs (EKS user guide,
+    cluster-endpoint.html, the endpoint access table; awsdocs/amazon-eks-user-guide
+    latest/ug/clusters/cluster-endpoint.adoc at 0ce90ef1)."""
+    raw = _cluster(
+        endpointPublicAccess=True, publicAccessCidrs=["203.0.113.0/28"], privateAccessCidrs=["10.255.0.0/24"]
+    )
+    expected = _problems(raw)["cdao:cluster.privateAccessCidrs"]
+    assert "endpointPublicAccess: false" in expected and "cluster-endpoint.html" in expected
+
+
 def test_routed_private_cidrs_get_a_transit_gateway_route_in_every_private_route_table():
     raw = _cluster(privateAccessCidrs=["10.255.0.0/24"])
     registrations, error = run_program_with_config("dev", "us-east-1", raw)
