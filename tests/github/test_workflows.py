@@ -560,7 +560,7 @@ def test_a_broken_stack_file_holds_back_no_other_stack_and_fails_the_step(tmp_pa
     (tmp_path / "registry-rc").write_text("2")
     role = "arn:aws:iam::123456789012:role/p"
     env |= {"CONFIGURED_DEV": role, "CONFIGURED_STAGING": role, "CONFIGURED_PROD": role, "FORCE_STACK": ""}
-    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "GITHUB_SHA": "0" * 40}
+    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "RUNNER": "cdao-deploy", "GITHUB_SHA": "0" * 40}
     output = tmp_path / "output"
     output.write_text("")
     result = subprocess.run(
@@ -592,7 +592,7 @@ def test_the_resolve_step_takes_the_stacks_and_their_upstreams_from_the_registry
     env, log = stand_in_tools(tmp_path, "dev dev -\nprod prod dev\nstaging staging -\n")
     role = "arn:aws:iam::123456789012:role/p"
     env |= {"CONFIGURED_DEV": role, "CONFIGURED_STAGING": role, "CONFIGURED_PROD": role, "FORCE_STACK": ""}
-    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "GITHUB_SHA": "0" * 40}
+    env |= {"BACKEND": "s3://b", "REGION": "us-east-1", "RUNNER": "cdao-deploy", "GITHUB_SHA": "0" * 40}
     outputs = run_step(script, env, tmp_path, tmp_path)
     assert {k: v for k, v in outputs.items() if k.endswith("-deploy")} == {
         "dev-deploy": "true",
@@ -682,10 +682,11 @@ def test_runners_fetch_the_torch_build_the_lock_pins():
             assert steps[fetch]["env"]["TORCH_VERSION"] == version, f"{name}:{job_name}"
 
 
-@pytest.mark.parametrize("missing", ["BACKEND", "REGION"])
-def test_deploy_refuses_a_configured_stack_without_backend_or_region(tmp_path, missing):
+@pytest.mark.parametrize("missing", ["BACKEND", "REGION", "RUNNER"])
+def test_deploy_refuses_a_configured_stack_without_backend_region_or_runner(tmp_path, missing):
     """pulumi/actions logs in to Pulumi Cloud when `cloud-url` is empty (pulumi/actions README,
-    input `cloud-url`): a configured stack without PULUMI_BACKEND_URL must stop before any job."""
+    input `cloud-url`): a configured stack without PULUMI_BACKEND_URL must stop before any job. So must
+    one without PULUMI_RUNNER: the jobs' GitHub-hosted fallback reaches no stack's Kubernetes API."""
     script = step_script("deploy.yml", "resolve", "resolve")
     env = {
         "CONFIGURED_DEV": "arn:aws:iam::123456789012:role/p",
@@ -694,6 +695,7 @@ def test_deploy_refuses_a_configured_stack_without_backend_or_region(tmp_path, m
         "FORCE_STACK": "",
         "BACKEND": "s3://cdao-pulumi-state/cdao",
         "REGION": "us-east-1",
+        "RUNNER": "cdao-deploy",
         missing: "",
     }
     output = tmp_path / "output"
@@ -707,7 +709,7 @@ def test_deploy_refuses_a_configured_stack_without_backend_or_region(tmp_path, m
         check=False,
     )
     assert result.returncode == 1
-    assert "::error::repository variables PULUMI_BACKEND_URL and AWS_REGION must be set" in result.stdout
+    assert "::error::repository variables PULUMI_BACKEND_URL, AWS_REGION and PULUMI_RUNNER must be set" in result.stdout
     assert "deploy=true" not in output.read_text()
 
 
@@ -1154,6 +1156,7 @@ def _resolve_with_records(tmp_path: Path, records: dict[str, list[str]]) -> tupl
             "CONFIGURED_PROD": "arn:prod",
             "BACKEND": "s3://b",
             "REGION": "us-east-1",
+            "RUNNER": "cdao-deploy",
         },
         capture_output=True,
         text=True,
