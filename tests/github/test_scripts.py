@@ -163,7 +163,20 @@ def _origin(tmp_path: Path, main: str) -> dict[str, str]:
     ).stdout.strip()
     (bare / "objects" / "info" / "alternates").write_text(f"{common}/objects\n")
     subprocess.run(["git", "-C", str(bare), "update-ref", "refs/heads/main", main], check=True)
-    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "remote.origin.url", "GIT_CONFIG_VALUE_0": str(bare)}
+    settings = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "remote.origin.url", "GIT_CONFIG_VALUE_0": str(bare)}
+    # A clone already names its own origin, and git reads the repository's value of a multi-valued key
+    # before the environment's (git-config(1), "FILES" order, then GIT_CONFIG_COUNT): rewrite that URL
+    # to the bare repository too (`url.<base>.insteadOf`, git-config(1)), or the script would ask it.
+    existing = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if existing:
+        settings |= {
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_1": f"url.{bare}.insteadOf",
+            "GIT_CONFIG_VALUE_1": existing,
+        }
+    return settings
 
 
 def _first_deploy(
