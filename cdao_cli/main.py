@@ -29,6 +29,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import cdao_stacks
 from cdao_cli import (
@@ -100,16 +102,52 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 class _Terminated(SystemExit):
-    """Raised in the main thread by a SIGTERM during `plan --diff`; its code is 128 + the signal."""
+    """Raised in the main thread by a SIGTERM while `plan --diff` exports the base; its code is 128 + the signal."""
 
 
 def _terminate(signum: int, _frame: object) -> None:
     raise _Terminated(128 + signum)
 
 
+def _start_base_planner(args: argparse.Namespace, repo_root: Path) -> tuple[Any, Any] | None:
+    """Start planning `--diff`'s base in the background: (the planner, the SIGTERM handler to restore
+    after it), or None when the ref is no commit (said on stderr).
+
+    A SIGTERM (CI cancelling the job, `timeout`) must leave no base tree and no base planner. While
+    the base is exported it unwinds through BasePlanner's own cleanup; from then on the handler
+    cleans up and exits itself."""
+    from cdao_cli.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        try:
+            base_ref = resolve(args.diff, repo_root)
+            planner = BasePlanner(base_ref, repo_root, None if args.all else [args.stack])
+        except BaseRefError as exc:
+            signal.signal(signal.SIGTERM, previous)
+            print(f"cdao plan: {exc}", file=sys.stderr)
+            return None
+    except _Terminated as exc:
+        if "planner" in locals():  # it arrived after the planner started, before _abort took over
+            planner.abort()
+        os._exit(exc.code)
+
+    def _abort(signum: int, _frame: object) -> None:
+        # Once the head is planned, an exception would not unwind promptly: Pulumi's runtime catches
+        # BaseException around the program and first awaits every outstanding resource call
+        # (pulumi 3.x sdk/python/lib/pulumi/runtime/stack.py, run_pulumi_func), a whole plan's time
+        # under load. So the handler cleans up and leaves itself.
+        planner.abort()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _abort)
+    return planner, previous
+
+
 def _plan_diff(args: argparse.Namespace) -> int:
     from cdao_cli.plan import diff, report  # noqa: PLC0415
-    from cdao_cli.plan.baseline import BasePlanner, BaseRefError, resolve  # noqa: PLC0415
     from cdao_cli.plan.runner import StackFileError, StackNotFoundError, run_stack  # noqa: PLC0415
     from infra.config import ConfigError  # noqa: PLC0415
     from policies import ConfigError as PolicyConfigError  # noqa: PLC0415
@@ -127,41 +165,28 @@ def _plan_diff(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     order = [*registry.names, *sorted(registry.broken)]
     head_stacks = order if args.all else [args.stack]
-    try:
-        base_ref = resolve(args.diff, repo_root)
-        planner = BasePlanner(base_ref, repo_root, None if args.all else [args.stack])
-    except BaseRefError as exc:
-        print(f"cdao plan: {exc}", file=sys.stderr)
+    started = _start_base_planner(args, repo_root)
+    if started is None:
         return EXIT_USAGE
+    planner, previous = started
     head_plans, head_errors = {}, {}
-    # A SIGTERM (CI cancelling the job, `timeout`) exits through the planner's cleanup, which kills
-    # the base's process group and removes its temporary tree.
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with contextlib.ExitStack() as restore:
-            restore.callback(signal.signal, signal.SIGTERM, previous)
-            restore.enter_context(planner)
-            # The base plans in a child process meanwhile: the two sides cost about one plan's time.
-            for stack in head_stacks:
-                if stack in registry.broken:
-                    head_errors[stack] = " ".join(str(registry.broken[stack]).split())
-                    continue
-                try:
-                    head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
-                except StackNotFoundError:
-                    pass  # a stack this change removes: the base may still have it
-                except (ConfigError, PolicyConfigError, StackFileError) as exc:
-                    head_errors[stack] = " ".join(str(exc).split())
-                except Exception as exc:  # a bug in the changed program: that stack's error, not exit 1
-                    head_errors[stack] = f"the program failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
-            base = planner.result()
-    except _Terminated as exc:
-        # The cleanup has run. The interrupted program's pending calls sit on its event loop's default
-        # executor, whose threads interpreter exit joins (concurrent.futures.thread, _python_exit)
-        # although the loop awaiting them is gone: leave without waiting for them.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(exc.code)
+    with contextlib.ExitStack() as restore:
+        restore.callback(signal.signal, signal.SIGTERM, previous)
+        restore.enter_context(planner)
+        # The base plans in a child process meanwhile: the two sides cost about one plan's time.
+        for stack in head_stacks:
+            if stack in registry.broken:
+                head_errors[stack] = " ".join(str(registry.broken[stack]).split())
+                continue
+            try:
+                head_plans[stack] = report.build_plan(run_stack(stack, args.environments))
+            except StackNotFoundError:
+                pass  # a stack this change removes: the base may still have it
+            except (ConfigError, PolicyConfigError, StackFileError) as exc:
+                head_errors[stack] = " ".join(str(exc).split())
+            except Exception as exc:  # a bug in the changed program: that stack's error, not exit 1
+                head_errors[stack] = f"the program failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        base = planner.result()
     if not args.all and not {args.stack} & (set(head_plans) | set(head_errors) | set(base.stacks)):
         print(f"cdao plan: {StackNotFoundError(args.stack, args.environments)}", file=sys.stderr)
         return EXIT_USAGE
@@ -180,7 +205,7 @@ def _plan_diff(args: argparse.Namespace) -> int:
         for stack in stacks
     ]
     render = {"json": diff.render_json, "markdown": diff.render_markdown}.get(args.format, diff.render_text)
-    sys.stdout.write(render(base_ref, diffs))
+    sys.stdout.write(render(planner.base, diffs))
     if head_errors:
         for message in head_errors.values():
             print(f"cdao plan: {message}", file=sys.stderr)

@@ -184,3 +184,13 @@ class BasePlanner:
                 os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.communicate()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Kill the base's process group and remove the temporary tree, from a signal handler: it may
+        interrupt this object's own `communicate()`/`wait()`, whose lock it would wait for, so it reaps
+        the child with os.waitpid instead of through Popen."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._proc.pid, 0)
+        shutil.rmtree(self._tmp, ignore_errors=True)
