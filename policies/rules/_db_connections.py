@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from cdao_cost.volumes import merge_values
+
 PLATFORM_DIR = Path(__file__).resolve().parents[2] / "platform"
 
 # A Deployment's spec.strategy.rollingUpdate.maxSurge when the chart leaves strategy empty: 25%,
@@ -77,26 +79,13 @@ class Consumer:
         return f"{self.workload} {self.pods} pods x {self.pools} pools x {self.pool_size} = {self.connections}"
 
 
-def _merge(base: Any, override: Any) -> Any:
-    """Helm's merge of values files: maps merge key by key, anything else is replaced, null deletes."""
-    if not isinstance(base, dict) or not isinstance(override, dict):
-        return override
-    out = dict(base)
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
-
-
 def chart_values(chart_dir: Path, environment: str) -> dict[str, Any]:
     """values.yaml merged with values-<environment>.yaml (missing: ignored, as the ApplicationSets'
     ignoreMissingValueFiles says)."""
     values: dict[str, Any] = {}
     for path in (chart_dir / "values.yaml", chart_dir / f"values-{environment}.yaml"):
         if path.is_file():
-            values = _merge(values, yaml.safe_load(path.read_text()) or {})
+            values = merge_values(values, yaml.safe_load(path.read_text()) or {})
     return values
 
 
