@@ -578,6 +578,35 @@ def test_a_secret_rotated_on_main_redeploys_the_pinned_stack_and_names_the_stack
     assert deployed["config"]["cdao:gitops"]["revision"] == platform.base
 
 
+@pytest.mark.parametrize(
+    ("where", "key"), [("main", "aws:endpoints"), ("main", "cdao:team"), ("main", "cdao:network"), ("pin", "cdao:team")]
+)
+def test_a_secure_value_on_a_key_not_declared_secret_is_refused_naming_key_and_file(platform, key, where, capsys):
+    """Only declared secrets (infra/config.py SECRET_KEYS) follow the stack's key from main: a `secure:`
+    value on any other key (a provider setting, a plain `cdao:` key) would otherwise reach the pinned
+    stack at its next deploy with no promotion. Refused, exit 2, naming the key and the file."""
+    prod = platform.environments / "Pulumi.prod.yaml"
+    document = yaml.safe_load(prod.read_text())
+    document["config"][key] = {"secure": "v1:abc"}
+    prod.write_text(yaml.safe_dump(document))
+    _git(platform.repo, "commit", "--quiet", "-am", f"prod: {key} as a secret")
+    if where == "pin":
+        # The secret in the pin's file itself; main's file (the pin moved past it) carries it too.
+        pin = platform.head()
+        document["config"]["cdao:gitops"]["revision"] = pin
+        prod.write_text(yaml.safe_dump(document))
+        _git(platform.repo, "commit", "--quiet", "-am", "prod: pinned")
+    with pytest.raises(stack_revision.RevisionError) as error:
+        stack_revision.deployed_stack_file(platform.repo, "prod", platform.head())
+    assert key in str(error.value)
+    assert "environments/Pulumi.prod.yaml" in str(error.value)
+    assert "secret" in str(error.value)
+    stack_file = str(platform.repo.parent / "deployed.yaml")
+    args = ["stack-revision", "prod", "--commit", platform.head(), "--repo", str(platform.repo)]
+    assert main([*args, "--stack-file", stack_file]) == 2
+    assert key in capsys.readouterr().err
+
+
 class ConcurrencyGroup:
     """GitHub's rule for one concurrency group with `cancel-in-progress: false`: one running job,
     at most one pending; a job queued while another is pending cancels that one and takes its place,
