@@ -768,6 +768,48 @@ def test_a_promotion_pull_request_that_carries_more_than_the_promotion_is_refuse
         _check(platform, base, head)
 
 
+def _feature_pr(platform: Platform, stack: str, old: str, new: str) -> tuple[str, str]:
+    """A pull request from an ordinary branch editing `stack`'s file (old -> new); (base, head)."""
+    base = platform.head()
+    _git(platform.repo, "switch", "--quiet", "--create", "feature/edit")
+    path = platform.environments / f"Pulumi.{stack}.yaml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    _git(platform.repo, "commit", "--quiet", "-am", f"{stack}: an edit")
+    head = platform.head()
+    _git(platform.repo, "switch", "--quiet", "main")
+    return base, head
+
+
+@pytest.mark.parametrize(
+    ("stack", "edit", "key"),
+    [
+        ("prod", ("revision: ", "revision: " + "0" * 40 + "\n    # was: "), "cdao:gitops.revision"),
+        ("staging", ("flyte-core: v1.16.8", "flyte-core: v1.17.0"), "cdao:gitops.chartVersions"),
+        ("prod", ("  cdao:gitops:\n", "  cdao:gitops:\n    path: platform-next\n"), "cdao:gitops.path"),
+    ],
+)
+def test_a_pull_request_not_from_promote_that_changes_a_promoted_or_code_key_is_refused(
+    platform, capsys, stack, edit, key
+):
+    """A skipped job reports Success and does not block a merge even when required (docs.github.com/en/
+    actions/how-tos/write-workflows/choose-when-workflows-run/control-jobs-with-conditions): so the
+    promotion check runs on every pull request, and on one not from a promote/ branch it refuses a
+    change to a promoted or code key of a promoted-to stack, which `resolve` would refuse after merge."""
+    base, head = _feature_pr(platform, stack, *edit)
+    args = ["check-promotion", "--non-promotion", "--base", base, "--head", head, "--repo", str(platform.repo)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert f"environments/Pulumi.{stack}.yaml: {key}" in out
+    assert "Promote" in out
+
+
+def test_a_pull_request_not_from_promote_may_change_per_stack_keys(platform, capsys):
+    base, head = _feature_pr(platform, "prod", "maxSize: 12", "maxSize: 13")
+    args = ["check-promotion", "--non-promotion", "--base", base, "--head", head, "--repo", str(platform.repo)]
+    assert main(args) == 0, capsys.readouterr().out
+
+
 def test_a_record_whose_old_stack_file_todays_config_refuses_still_counts(platform):
     """dev ran commit R with a stack file that today's config code refuses (a key since removed, or a
     check tightened since): the record still proves dev ran R's promoted values, which are compared as

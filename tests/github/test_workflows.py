@@ -893,7 +893,10 @@ def test_a_promotion_pull_request_is_checked_with_mains_rule():
     push access can push one): the head commit is only read. The rule itself is tested on a real
     history: test_promotion_model.py::test_a_promotion_pull_request_*."""
     job = load("pull-request.yml")["jobs"]["promotion"]
-    assert job["if"] == "${{ startsWith(github.head_ref, 'promote/') }}"
+    # Every pull request: a skipped job reports Success and blocks no merge even when required
+    # (docs.github.com/en/actions/how-tos/write-workflows/choose-when-workflows-run/control-jobs-with-conditions).
+    assert "if" not in job
+    assert job["steps"][-1]["env"]["HEAD_REF"] == "${{ github.head_ref }}"
     checkout = steps_using(job, "actions/checkout")[0]
     assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
     assert checkout["with"]["fetch-depth"] == 0
@@ -928,15 +931,29 @@ def test_the_promotion_check_gets_the_records_of_every_upstream_in_the_registry(
     (scripts / "last-deployed.sh").write_text('echo "$3"\n')
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_TOKEN": "t"}
     env |= {"BASE_SHA": "b" * 40, "HEAD_SHA": "h" * 40, "AUTHOR": "alice"}
-    result = subprocess.run(
-        ["bash", "-eo", "pipefail", "-c", run], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    (call,) = log.read_text().splitlines()
-    assert call.split() == [
-        *["run", "cdao", "check-promotion", "--base", "b" * 40, "--head", "h" * 40, "--author", "alice"],
-        *["--deployed", "dev", "c1-staging", "--deployed", "staging", "c1-prod", "--deployed", "prod", "c1-dr"],
-    ]
+    for head_ref in ("promote/dev-to-staging-0123", "feature/bigger-pool"):
+        log.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", run],
+            cwd=tmp_path,
+            env=env | {"HEAD_REF": head_ref},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        (call,) = log.read_text().splitlines()
+        if head_ref.startswith("promote/"):
+            assert call.split() == [
+                *["run", "cdao", "check-promotion", "--base", "b" * 40, "--head", "h" * 40, "--author", "alice"],
+                *["--deployed", "dev", "c1-staging", "--deployed", "staging", "c1-prod", "--deployed", "prod", "c1-dr"],
+            ]
+        else:
+            # Any other pull request may not touch what only a promotion moves (test_promotion_model.py::
+            # test_a_pull_request_not_from_promote_*).
+            assert call.split() == [
+                *["run", "cdao", "check-promotion", "--non-promotion", "--base", "b" * 40, "--head", "h" * 40]
+            ]
 
 
 # --- images: promoted from the upstream stack's registry, by digest -----------------------------
