@@ -253,6 +253,36 @@ def test_a_retried_apply_refuses_a_plan_from_an_earlier_attempt(deploy, tmp_path
             assert f"run Deploy with stack {stack}" in result.stdout
 
 
+# Each stack name, and its upstream's, where a job of staging names them (`vars.ECR_REGISTRY_DEV`,
+# `cdao-staging-tasks`); prod's job names prod and staging there. Not after "/" (/dev/null) nor
+# inside a word.
+_STAGING_NAMES = re.compile(r"(?<![/A-Za-z0-9])(dev|staging|DEV|STAGING)(?![A-Za-z0-9])")
+_AS_PROD = {"dev": "staging", "staging": "prod", "DEV": "STAGING", "STAGING": "PROD"}
+
+
+_PER_STACK_JOBS = ("image", "plan", "apply", "register", "reconcile")
+
+
+@pytest.mark.parametrize("kind", _PER_STACK_JOBS)
+def test_staging_and_prod_run_the_same_jobs_but_for_their_stack_names(deploy, kind):
+    """GitHub computes no job ids, so each stack has its own copy of each job (README, "stack
+    registry"): a guard fixed in apply-staging alone would leave prod without it. staging's job, with
+    its stack and upstream names swapped for prod's (staging -> prod, dev -> staging), must be prod's
+    job; the one per-stack fact allowed to differ is the Flyte domain a stack registers into."""
+    jobs = deploy["jobs"]
+    assert {job.removesuffix("-prod") for job in jobs if job.endswith("-prod")} == set(_PER_STACK_JOBS)
+
+    def text(job: dict[str, Any]) -> str:
+        out = json.dumps(job, indent=1, sort_keys=True)
+        for domain in {str(step.get("env", {}).get("FLYTE_DOMAIN")) for step in job["steps"]} - {"None"}:
+            out = out.replace(f'"FLYTE_DOMAIN": "{domain}"', '"FLYTE_DOMAIN": "<domain>"')
+            out = out.replace(f"domain {domain})", "domain <domain>)")
+        return out
+
+    staging_as_prod = _STAGING_NAMES.sub(lambda m: _AS_PROD[m.group(0)], text(jobs[f"{kind}-staging"]))
+    assert staging_as_prod == text(jobs[f"{kind}-prod"])
+
+
 def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
     jobs = deploy["jobs"]
     for stack in STACKS:
