@@ -1,6 +1,7 @@
 """Check a promotion pull request: it promotes exactly what the upstream stack ran, nothing else.
 
     cdao check-promotion --base B --head H --author LOGIN [--deployed STACK COMMIT... ...]
+    cdao check-promotion --non-promotion --base B --head H
 
 B and H are the pull request's base and head commits (both in the repository at --repo, default the
 working directory); LOGIN is the pull request's author; each `--deployed STACK COMMIT...` gives
@@ -20,6 +21,12 @@ registry does not know):
 - an author other than the person who requested the promotion (`Requested by @<login>` in the head
   commit, which promote.yml writes): GitHub never lets an author approve their own pull request, so
   the requester then needs someone else's approval.
+
+With --non-promotion (every other pull request: the job always runs, since a skipped job reports
+Success and does not block a merge even when required, docs.github.com/en/actions/how-tos/
+write-workflows/choose-when-workflows-run/control-jobs-with-conditions), it refuses (exit 1) a change
+to a promoted or code key (cdao_cli/pins.py PROMOTED_KEYS, CODE_KEYS) in the file of a stack promoted
+to (staging, prod), naming the key: merged, it would make `resolve` refuse that stack at every deploy.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import cdao_stacks
 from cdao_cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, stack_revision
-from cdao_cli.pins import PROMOTED_KEYS
+from cdao_cli.pins import CODE_KEYS, PROMOTED_KEYS
 from cdao_cli.plan.runner import StackFileError, read_stack_file
 
 REQUESTED = re.compile(r"^Requested by @(?P<login>[A-Za-z0-9-]+(?:\[bot\])?) in ", re.MULTILINE)
@@ -124,13 +131,47 @@ def check(repo: Path, base: str, head: str, author: str, deployed: dict[str, lis
     return target
 
 
+def check_not_a_promotion(repo: Path, base: str, head: str) -> None:
+    """Raise PromotionCheckError naming every promoted or code key (cdao_cli/pins.py) of a promoted-to
+    stack's file that changed from `base` to `head` (a file added or removed counts as every key of
+    it changed): those move only through `cdao promote`'s pull request."""
+    changed = set((stack_revision._git(repo, "diff", "--name-only", f"{base}...{head}") or "").split())
+    guarded = (*PROMOTED_KEYS, *CODE_KEYS)
+    problems = []
+    for target in upstreams(repo):
+        name = f"environments/Pulumi.{target}.yaml"
+        if name not in changed:
+            continue
+        before, after = (_config_or_nothing(repo, target, commit) for commit in (base, head))
+        keys = [k for k in guarded if before.get(k) != after.get(k)]
+        if keys:
+            problems.append(f"{name}: {', '.join(keys)} changed")
+    if problems:
+        raise PromotionCheckError(
+            f"{'; '.join(problems)}: what a promoted stack runs changes only through a promotion "
+            "(Actions -> Promote), never in another pull request; revert these keys here"
+        )
+
+
+def _config_or_nothing(repo: Path, stack: str, commit: str) -> dict[str, object]:
+    """_config_at, or {} when `commit` has no file for `stack` (added or removed by the diff)."""
+    if stack_revision._git(repo, "cat-file", "-e", f"{commit}:environments/Pulumi.{stack}.yaml") is None:
+        return {}
+    return _config_at(repo, stack, commit)
+
+
 DESCRIPTION = __doc__.split("\n\n")[0]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", required=True)
-    parser.add_argument("--author", required=True)
+    parser.add_argument("--author", help="the pull request's author (required unless --non-promotion)")
+    parser.add_argument(
+        "--non-promotion",
+        action="store_true",
+        help="the pull request is not from a promote/ branch: refuse a change to a promoted or code key",
+    )
     parser.add_argument(
         "--deployed",
         nargs="+",
@@ -172,6 +213,17 @@ def run(args: argparse.Namespace) -> int:
     deployed, problem = _usage(args)
     if deployed is None:
         print(f"::error::cdao check-promotion: {problem}")
+        return EXIT_USAGE
+    if args.non_promotion:
+        try:
+            check_not_a_promotion(args.repo, args.base, args.head)
+        except PromotionCheckError as exc:
+            print(f"::error::cdao check-promotion: {exc}")
+            return EXIT_FAILED
+        print("not a promotion: no promoted stack's promoted or code key changed")
+        return EXIT_OK
+    if not args.author:
+        print("::error::cdao check-promotion: --author: required for a promotion (or pass --non-promotion)")
         return EXIT_USAGE
     try:
         target = check(args.repo, args.base, args.head, args.author, deployed)

@@ -12,7 +12,9 @@ A stack file (environments/Pulumi.<stack>.yaml) holds two kinds of keys:
   the stack's own pull requests, and are never copied by a promotion; a pinned stack runs them as
   its file held them at its pin (cdao_cli/stack_revision.py, deployed_stack_file), so they go live
   with the promotion that moves the pin past them (the promotion's pull request lists them).
-- the stack's secrets (PULUMI_SECRETS_KEYS and `secure:` values): taken from main at every deploy.
+- the stack's secrets (PULUMI_SECRETS_KEYS and the `secure:` values of SECRET_CONFIG_KEYS): taken
+  from main at every deploy. A `secure:` value on any other key is refused (a setting encrypted on
+  main would otherwise reach a pinned stack with no promotion).
 - code (CODE_KEYS): keys whose value is code a promotion must carry, but which no promotion copies:
   `cdao:gitops.argocdChartVersion` (the Argo CD chart infra/ installs) and `cdao:gitops.path` (the
   folder of this repository the root Application syncs, infra/components/gitops.py). Set in one
@@ -37,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config import NAMESPACE
+from infra.config import NAMESPACE, SECRET_KEYS
 
 GITOPS_KEY = f"{NAMESPACE}:gitops"
 REVISION_KEY = "revision"
@@ -55,6 +57,10 @@ _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 # pulumi.com/docs/esc/guides/pulumi-iac/) is per stack and comes from the pin.
 SECURE = "secure"
 PULUMI_SECRETS_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
+# The `config:` keys that are secrets by declaration (infra/config.py SECRET_KEYS): the only ones whose
+# `secure:` value follows the stack's key from main. Any other key's value is settings, promoted with
+# the pin, whether or not someone encrypted it.
+SECRET_CONFIG_KEYS = tuple(f"{NAMESPACE}:{key}" for key in SECRET_KEYS)
 
 
 CODE_KEYS = (f"{NAMESPACE}:gitops.argocdChartVersion", f"{NAMESPACE}:gitops.path")
@@ -116,6 +122,7 @@ __all__ = [
     "PROMOTED_KEYS",
     "PULUMI_SECRETS_KEYS",
     "REVISION_KEY",
+    "SECRET_CONFIG_KEYS",
     "SECURE",
     "Pins",
     "code_keys_set",

@@ -76,6 +76,7 @@ from cdao_cli.pins import (
     GITOPS_KEY,
     PULUMI_SECRETS_KEYS,
     REVISION_KEY,
+    SECRET_CONFIG_KEYS,
     Pins,
     code_keys_set,
     is_secure,
@@ -302,6 +303,20 @@ def _refuse_code_keys(document: CommentedMap, where: str) -> None:
         )
 
 
+def _refuse_undeclared_secrets(document: CommentedMap, where: str) -> None:
+    """Only a key declared secret (cdao_cli/pins.py SECRET_CONFIG_KEYS) may hold a `secure:` value:
+    deployed_stack_file takes such values from main, so an encrypted setting (`aws:endpoints`, a
+    `cdao:` section) would reach a pinned stack with no promotion."""
+    keys = [str(k) for k, value in (document.get("config") or {}).items() if is_secure(value)]
+    undeclared = [k for k in keys if k not in SECRET_CONFIG_KEYS]
+    if undeclared:
+        raise RevisionError(
+            f"{where}: {', '.join(undeclared)}: a `secure:` value on a key that is not a secret "
+            f"(secrets: {', '.join(SECRET_CONFIG_KEYS)}, infra/config.py SECRET_KEYS); set it in plain text "
+            "(`pulumi config set` without --secret), so it is promoted with the pin like every other setting"
+        )
+
+
 def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     """The stack file (YAML text) a deploy of `stack` at run commit `commit` gives the program of its
     revision (docs/github-setup.md, "Which stack file a deploy runs").
@@ -311,7 +326,8 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
     (unknown keys refused), so it gets its own file *as of the pin*, with from `commit` only:
     the promoted keys (cdao_cli/pins.py: `cdao:gitops.revision`, `cdao:gitops.chartVersions`, as
     written), and the stack's secrets (Pulumi's `secretsprovider`, `encryptedkey`, `encryptionsalt`
-    and every top-level `secure:` value of `config`, which follow the stack's key, never its code).
+    and the `secure:` values of the keys declared secret, cdao_cli/pins.py SECRET_CONFIG_KEYS, which
+    follow the stack's key, never its code).
     Every other key, top-level ones included, edited on `main` reaches the stack with the first pin
     that contains the edit. The pin's text is kept as written (comments, order, quoting) but for
     those keys. No config schema is involved (the guards run this with a pin's code on main's file,
@@ -319,14 +335,15 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
 
     Raises RevisionError naming the file and key: the file at `commit` is not a YAML mapping or its
     revision is not one the stack can run (_checked_revision), the stack has no file at its pin
-    (promote a commit that has one), or either file sets a key that is code (cdao_cli/pins.py
-    CODE_KEYS).
+    (promote a commit that has one), either file sets a key that is code (cdao_cli/pins.py
+    CODE_KEYS), or either file holds a `secure:` value on a key not declared secret.
     """
     name = f"environments/Pulumi.{stack}.yaml"
     _, text = _stack_file(repo, stack, commit)
     current = _document(text, f"{name} at {commit}")
     revision = _revision(repo, stack, commit, current)
     _refuse_code_keys(current, f"{name} at {commit}")
+    _refuse_undeclared_secrets(current, f"{name} at {commit}")
     if revision == commit:
         return text
     try:
@@ -338,6 +355,7 @@ def deployed_stack_file(repo: Path, stack: str, commit: str) -> str:
         ) from None
     document = _document(pinned_text, f"{name} at {revision}")
     _refuse_code_keys(document, f"{name} at {revision} (the pin)")
+    _refuse_undeclared_secrets(document, f"{name} at {revision} (the pin)")
     current_config = current.get("config") or CommentedMap()
     # Every other top-level key (an ESC `environment:` import, say, which feeds config to the
     # program: pulumi.com/docs/esc/guides/pulumi-iac/) stays as the pin wrote it.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -92,7 +93,13 @@ def promotion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _run(
-    tmp_path: Path, commits: dict[str, str], approvals: list[dict], *, deployed: str = "", pulls_fail: bool = False
+    tmp_path: Path,
+    commits: dict[str, str],
+    approvals: list[dict],
+    *,
+    deployed: str = "",
+    pulls_fail: bool = False,
+    attempt: str = "1",
 ):
     responses = {
         f"repos/{REPO}/commits/{commits['promotion']}/pulls": [
@@ -127,6 +134,7 @@ def _run(
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
         "GITHUB_SHA": commits["head"],
+        "GITHUB_RUN_ATTEMPT": attempt,
         "GITHUB_REPOSITORY": REPO,
         "GITHUB_STEP_SUMMARY": str(summary),
         "STACK": "prod",
@@ -187,6 +195,40 @@ def test_an_approval_by_a_second_person_lets_the_apply_go_on(tmp_path, promotion
 def test_only_an_approval_of_this_environment_counts(tmp_path, promotion, approval):
     result, _ = _run(tmp_path, promotion, [_approval(MERGER), approval])
     assert result.returncode == 1
+
+
+def test_an_approval_of_an_earlier_attempt_does_not_vouch_for_a_re_run(tmp_path, promotion):
+    """Attempt 1 was approved by a second person and failed; "Re-run all jobs" plans afresh and attempt 2
+    is approved only by the merger. The review history is the whole run's (environment-approvals has
+    no attempt nor time), so the reviewer's approval of attempt 1 is in the list but vouches for a plan
+    they never saw: a re-run is refused, naming what works instead."""
+    history = [_approval(REVIEWER), _approval(MERGER)]
+    (tmp_path / "attempt-2").mkdir()
+    result, summary = _run(tmp_path / "attempt-2", promotion, history, deployed=promotion["deployed"], attempt="2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "approved by" not in summary
+    assert "::error::" in result.stdout and "attempt 2" in result.stdout
+    assert "run Deploy with stack prod" in result.stdout
+    # The same history in a first attempt is a second person's approval.
+    (tmp_path / "attempt-1").mkdir()
+    result, summary = _run(tmp_path / "attempt-1", promotion, history, deployed=promotion["deployed"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_error_of_a_plan_or_apply_sends_the_user_to_a_re_run():
+    """A re-run cannot deploy staging or prod (the check above refuses attempt > 1), and "Re-run failed
+    jobs" keeps the earlier attempt's plan, which every apply refuses (step `guard`): an error that
+    recommends either sends the user into a certain failure. Registration jobs may still say "Re-run
+    failed jobs": they hold no approval and plan nothing."""
+    rerun = re.compile(r"re-run (failed|all) jobs", re.IGNORECASE)
+    jobs = _jobs()
+    checked = [job for job in jobs if job.startswith(("plan-", "apply-"))]
+    assert {"plan-dev", "apply-dev", "plan-prod", "apply-prod"} <= set(checked)
+    for job in checked:
+        for step in jobs[job]["steps"]:
+            errors = [line for line in str(step.get("run", "")).splitlines() if "::error::" in line]
+            assert not [line for line in errors if rerun.search(line)], (job, step.get("name"))
+    assert "run Deploy with stack ${STACK}" in _step("apply-prod")["run"]
 
 
 def test_a_failed_lookup_fails_closed(tmp_path, promotion):

@@ -578,6 +578,40 @@ def test_a_secret_rotated_on_main_redeploys_the_pinned_stack_and_names_the_stack
     assert deployed["config"]["cdao:gitops"]["revision"] == platform.base
 
 
+def test_a_secure_value_on_a_key_not_declared_secret_is_refused_naming_key_and_file(platform, capsys):
+    """Only declared secrets (infra/config.py SECRET_KEYS) follow the stack's key from main: a `secure:`
+    value on any other key (a provider setting, a plain `cdao:` key) would otherwise reach the pinned
+    stack at its next deploy with no promotion. Refused, exit 2, naming the key and the file, whether
+    main's file or the pin's holds it. One platform for every case (its set-up is the slow part)."""
+    prod = platform.environments / "Pulumi.prod.yaml"
+    original = prod.read_text()
+    for where, key in (
+        ("main", "aws:endpoints"),
+        ("main", "cdao:team"),
+        ("main", "cdao:network"),
+        ("pin", "cdao:team"),
+    ):
+        document = yaml.safe_load(original)
+        document["config"][key] = {"secure": "v1:abc"}
+        prod.write_text(yaml.safe_dump(document))
+        _git(platform.repo, "commit", "--quiet", "-am", f"prod: {key} as a secret")
+        if where == "pin":
+            # The secret in the pin's file itself; main's file (the pin moved past it) carries it too.
+            document["config"]["cdao:gitops"]["revision"] = platform.head()
+            prod.write_text(yaml.safe_dump(document))
+            _git(platform.repo, "commit", "--quiet", "-am", "prod: pinned")
+        with pytest.raises(stack_revision.RevisionError) as error:
+            stack_revision.deployed_stack_file(platform.repo, "prod", platform.head())
+        assert key in str(error.value) and "secret" in str(error.value)
+        assert "environments/Pulumi.prod.yaml" in str(error.value)
+        stack_file = str(platform.repo.parent / "deployed.yaml")
+        args = ["stack-revision", "prod", "--commit", platform.head(), "--repo", str(platform.repo)]
+        assert main([*args, "--stack-file", stack_file]) == 2
+        assert key in capsys.readouterr().err
+        prod.write_text(original)
+        _git(platform.repo, "commit", "--quiet", "-am", f"prod: {key} back")
+
+
 class ConcurrencyGroup:
     """GitHub's rule for one concurrency group with `cancel-in-progress: false`: one running job,
     at most one pending; a job queued while another is pending cancels that one and takes its place,
@@ -737,6 +771,43 @@ def test_a_promotion_pull_request_that_carries_more_than_the_promotion_is_refuse
     base, head = _promotion_pr(platform, edit=edit)
     with pytest.raises(check_promotion.PromotionCheckError, match=re.escape(message)):
         _check(platform, base, head)
+
+
+def _feature_pr(platform: Platform, branch: str, stack: str, old: str, new: str) -> tuple[str, str]:
+    """A pull request from the ordinary branch `branch` editing `stack`'s file (old -> new) on main's
+    tip; (base, head)."""
+    base = platform.head()
+    _git(platform.repo, "switch", "--quiet", "--create", branch)
+    path = platform.environments / f"Pulumi.{stack}.yaml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    _git(platform.repo, "commit", "--quiet", "-am", f"{stack}: an edit")
+    head = platform.head()
+    _git(platform.repo, "switch", "--quiet", "main")
+    return base, head
+
+
+def test_a_pull_request_not_from_promote_that_changes_a_promoted_or_code_key_is_refused(platform, capsys):
+    """A skipped job reports Success and does not block a merge even when required (docs.github.com/en/
+    actions/how-tos/write-workflows/choose-when-workflows-run/control-jobs-with-conditions): so the
+    promotion check runs on every pull request, and on one not from a promote/ branch it refuses a
+    change to a promoted or code key of a promoted-to stack, which `resolve` would refuse after merge.
+    Per-stack keys stay free. One platform for every case (its set-up is the slow part)."""
+    refused = [
+        ("prod", ("revision: ", "revision: " + "0" * 40 + "\n    # was: "), "cdao:gitops.revision"),
+        ("staging", ("flyte-core: v1.16.8", "flyte-core: v1.17.0"), "cdao:gitops.chartVersions"),
+        ("prod", ("  cdao:gitops:\n", "  cdao:gitops:\n    path: platform-next\n"), "cdao:gitops.path"),
+    ]
+    for number, (stack, edit, key) in enumerate(refused):
+        base, head = _feature_pr(platform, f"feature/{number}", stack, *edit)
+        args = ["check-promotion", "--non-promotion", "--base", base, "--head", head, "--repo", str(platform.repo)]
+        assert main(args) == 1, key
+        out = capsys.readouterr().out
+        assert f"environments/Pulumi.{stack}.yaml: {key}" in out
+        assert "Promote" in out
+    base, head = _feature_pr(platform, "feature/sizes", "prod", "maxSize: 12", "maxSize: 13")
+    args = ["check-promotion", "--non-promotion", "--base", base, "--head", head, "--repo", str(platform.repo)]
+    assert main(args) == 0, capsys.readouterr().out
 
 
 def test_a_record_whose_old_stack_file_todays_config_refuses_still_counts(platform):

@@ -250,7 +250,37 @@ def test_a_retried_apply_refuses_a_plan_from_an_earlier_attempt(deploy, tmp_path
         result = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
         assert (result.returncode == 0) is ok
         if not ok:
-            assert "Re-run all jobs" in result.stdout
+            assert f"run Deploy with stack {stack}" in result.stdout
+
+
+# Each stack name, and its upstream's, where a job of staging names them (`vars.ECR_REGISTRY_DEV`,
+# `cdao-staging-tasks`); prod's job names prod and staging there. Not after "/" (/dev/null) nor
+# inside a word.
+_STAGING_NAMES = re.compile(r"(?<![/A-Za-z0-9])(dev|staging|DEV|STAGING)(?![A-Za-z0-9])")
+_AS_PROD = {"dev": "staging", "staging": "prod", "DEV": "STAGING", "STAGING": "PROD"}
+
+
+_PER_STACK_JOBS = ("image", "plan", "apply", "register", "reconcile")
+
+
+@pytest.mark.parametrize("kind", _PER_STACK_JOBS)
+def test_staging_and_prod_run_the_same_jobs_but_for_their_stack_names(deploy, kind):
+    """GitHub computes no job ids, so each stack has its own copy of each job (README, "stack
+    registry"): a guard fixed in apply-staging alone would leave prod without it. staging's job, with
+    its stack and upstream names swapped for prod's (staging -> prod, dev -> staging), must be prod's
+    job; the one per-stack fact allowed to differ is the Flyte domain a stack registers into."""
+    jobs = deploy["jobs"]
+    assert {job.removesuffix("-prod") for job in jobs if job.endswith("-prod")} == set(_PER_STACK_JOBS)
+
+    def text(job: dict[str, Any]) -> str:
+        out = json.dumps(job, indent=1, sort_keys=True)
+        for domain in {str(step.get("env", {}).get("FLYTE_DOMAIN")) for step in job["steps"]} - {"None"}:
+            out = out.replace(f'"FLYTE_DOMAIN": "{domain}"', '"FLYTE_DOMAIN": "<domain>"')
+            out = out.replace(f"domain {domain})", "domain <domain>)")
+        return out
+
+    staging_as_prod = _STAGING_NAMES.sub(lambda m: _AS_PROD[m.group(0)], text(jobs[f"{kind}-staging"]))
+    assert staging_as_prod == text(jobs[f"{kind}-prod"])
 
 
 def test_apply_uses_the_environment_role_and_plan_the_read_only_role(deploy):
@@ -895,7 +925,10 @@ def test_a_promotion_pull_request_is_checked_with_mains_rule():
     push access can push one): the head commit is only read. The rule itself is tested on a real
     history: test_promotion_model.py::test_a_promotion_pull_request_*."""
     job = load("pull-request.yml")["jobs"]["promotion"]
-    assert job["if"] == "${{ startsWith(github.head_ref, 'promote/') }}"
+    # Every pull request: a skipped job reports Success and blocks no merge even when required
+    # (docs.github.com/en/actions/how-tos/write-workflows/choose-when-workflows-run/control-jobs-with-conditions).
+    assert "if" not in job
+    assert job["steps"][-1]["env"]["HEAD_REF"] == "${{ github.head_ref }}"
     checkout = steps_using(job, "actions/checkout")[0]
     assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
     assert checkout["with"]["fetch-depth"] == 0
@@ -930,15 +963,29 @@ def test_the_promotion_check_gets_the_records_of_every_upstream_in_the_registry(
     (scripts / "last-deployed.sh").write_text('echo "$3"\n')
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GH_TOKEN": "t"}
     env |= {"BASE_SHA": "b" * 40, "HEAD_SHA": "h" * 40, "AUTHOR": "alice"}
-    result = subprocess.run(
-        ["bash", "-eo", "pipefail", "-c", run], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    (call,) = log.read_text().splitlines()
-    assert call.split() == [
-        *["run", "cdao", "check-promotion", "--base", "b" * 40, "--head", "h" * 40, "--author", "alice"],
-        *["--deployed", "dev", "c1-staging", "--deployed", "staging", "c1-prod", "--deployed", "prod", "c1-dr"],
-    ]
+    for head_ref in ("promote/dev-to-staging-0123", "feature/bigger-pool"):
+        log.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", run],
+            cwd=tmp_path,
+            env=env | {"HEAD_REF": head_ref},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        (call,) = log.read_text().splitlines()
+        if head_ref.startswith("promote/"):
+            assert call.split() == [
+                *["run", "cdao", "check-promotion", "--base", "b" * 40, "--head", "h" * 40, "--author", "alice"],
+                *["--deployed", "dev", "c1-staging", "--deployed", "staging", "c1-prod", "--deployed", "prod", "c1-dr"],
+            ]
+        else:
+            # Any other pull request may not touch what only a promotion moves (test_promotion_model.py::
+            # test_a_pull_request_not_from_promote_*).
+            assert call.split() == [
+                *["run", "cdao", "check-promotion", "--non-promotion", "--base", "b" * 40, "--head", "h" * 40]
+            ]
 
 
 # --- images: promoted from the upstream stack's registry, by digest -----------------------------
