@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import batch_tasks
@@ -83,6 +82,22 @@ def _get(stub, task_type: str, meta: bytes) -> tuple[float, agent_pb2.Resource |
     return time.monotonic() - start, answer
 
 
+def _get_future(stub, task_type: str, meta: bytes) -> Callable[[], tuple[float, agent_pb2.Resource | grpc.RpcError]]:
+    """GetTask sent as a gRPC future with propeller's deadline; calling the result waits for it."""
+    req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=meta)
+    start = time.monotonic()
+    future = stub.GetTask.future(req, timeout=_deadlines.GET_TASK_SECONDS)
+
+    def wait() -> tuple[float, agent_pb2.Resource | grpc.RpcError]:
+        try:
+            answer = future.result().resource
+        except grpc.RpcError as exc:
+            answer = exc
+        return time.monotonic() - start, answer
+
+    return wait
+
+
 def _codeweave_meta() -> bytes:
     return CodeweaveJobMetadata(
         job_id=uuid.uuid4().hex[:12], output_prefix="s3://flyte-data/x", has_outputs=False
@@ -100,11 +115,10 @@ def test_a_hung_codeweave_costs_batch_nothing_and_answers_inside_the_deadline(ba
     stub, _ = grpc_stubs
     batch_meta = _batch_meta(stub)
     backends.hanging = True
-    with ThreadPoolExecutor(48) as pool:
-        hung = [pool.submit(_get, stub, CODEWEAVE_TASK_TYPE, _codeweave_meta()) for _ in range(40)]
-        time.sleep(0.5)  # the Codeweave calls are in and hanging
-        batch = [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(5)]
-        codeweave = [f.result() for f in hung]
+    hung = [_get_future(stub, CODEWEAVE_TASK_TYPE, _codeweave_meta()) for _ in range(40)]
+    time.sleep(0.5)  # the Codeweave calls are in and hanging
+    batch = [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(5)]
+    codeweave = [wait() for wait in hung]
     for _took, answer in batch:
         assert isinstance(answer, agent_pb2.Resource), f"Batch GetTask failed while Codeweave hangs: {answer}"
         assert answer.phase == PHASE.QUEUED
@@ -209,12 +223,11 @@ def test_a_hung_emr_serverless_costs_sagemaker_and_batch_nothing(
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", moto_endpoint.replace("127.0.0.1", "localhost"))
     fresh_connectors(IdempotentEMRServerlessConnector(), SpotTrainingConnector())
     try:
-        with ThreadPoolExecutor(48) as pool:
-            hung = [pool.submit(_get, stub, "emr_serverless", serverless_meta) for _ in range(40)]
-            time.sleep(0.5)  # the EMR Serverless calls are in and hanging
-            others = [_get(stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(3)]
-            others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
-            serverless = [f.result() for f in hung]
+        hung = [_get_future(stub, "emr_serverless", serverless_meta) for _ in range(40)]
+        time.sleep(0.5)  # the EMR Serverless calls are in and hanging
+        others = [_get(stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(3)]
+        others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
+        serverless = [wait() for wait in hung]
     finally:
         proxy.stop()
     for took, answer in others:
@@ -269,12 +282,13 @@ def test_a_hung_sagemaker_costs_the_others_nothing_and_answers_inside_the_deadli
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
     fresh_connectors(SpotTrainingConnector())
     try:
-        with ThreadPoolExecutor(48) as pool:
-            hung = [pool.submit(_get, stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(40)]
-            time.sleep(0.5)  # the SageMaker calls are in and hanging
-            others = [_get(stub, "emr_serverless", serverless_meta) for _ in range(3)]
-            others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
-            sagemaker = [f.result() for f in hung]
+        # gRPC futures, not 40 client threads: propeller is no Python process, and client threads here
+        # would share the GIL with the in-process service they are timing.
+        hung = [_get_future(stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta) for _ in range(40)]
+        time.sleep(0.5)  # the SageMaker calls are in and hanging
+        others = [_get(stub, "emr_serverless", serverless_meta) for _ in range(3)]
+        others += [_get(stub, BATCH_TASK_TYPE, batch_meta) for _ in range(3)]
+        sagemaker = [wait() for wait in hung]
     finally:
         proxy.stop()
     for took, answer in others:
