@@ -53,7 +53,7 @@ from moto.server import ThreadedMotoServer
 # The propeller stand-in, the fakes and the provisioning live with the tests; the benchmark reuses them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
 import batch_tasks
-from aws_setup import create_transform_jobs, provision_attempt_table, provision_batch
+from aws_setup import create_sagemaker_jobs, create_transform_jobs, provision_attempt_table, provision_batch
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
@@ -134,30 +134,10 @@ def _serverless_tasks(n: int) -> list[bytes]:
 
 def _sagemaker_job_tasks(n: int, kind: str) -> list[bytes]:
     """Training or processing jobs as the SDK's Pythonic tasks start them; their GetTask describes one."""
-    sm = boto3.client("sagemaker", region_name=REGION)
-    role, image = f"arn:aws:iam::{ACCOUNT}:role/sm", f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/m:1"
+    names = [f"bench-{kind}-{i}" for i in range(n)]
+    create_sagemaker_jobs(REGION, kind, names)
     metas = []
-    for i in range(n):
-        name = f"bench-{kind}-{i}"
-        if kind == "training":
-            sm.create_training_job(
-                TrainingJobName=name,
-                RoleArn=role,
-                AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
-                OutputDataConfig={"S3OutputPath": "s3://flyte-data/out"},
-                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
-                StoppingCondition={"MaxRuntimeInSeconds": 3600},
-            )
-        else:
-            sm.create_processing_job(
-                ProcessingJobName=name,
-                RoleArn=role,
-                AppSpecification={"ImageUri": image},
-                ProcessingResources={
-                    "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
-                },
-                StoppingCondition={"MaxRuntimeInSeconds": 3600},
-            )
+    for name in names:
         metas.append(
             PythonicJobMetadata(job_name=name, output_prefix=f"s3://flyte-data/{name}", region=REGION).encode()
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_setup import create_sagemaker_jobs
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -36,7 +37,6 @@ from moto.sagemaker.models import sagemaker_backends
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/r"
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/m:1"
 
 
 def _run(coro: Any) -> Any:
@@ -150,31 +150,14 @@ def test_emr_serverless_listing_pages_and_narrows_by_the_oldest_tracked_run(aws_
 
 
 def _training_jobs(names: list[str]) -> None:
-    sm = boto3.client("sagemaker", region_name=REGION)
+    create_sagemaker_jobs(REGION, "training", names)
     for name in names:
-        sm.create_training_job(
-            TrainingJobName=name,
-            RoleArn=ROLE,
-            AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-            OutputDataConfig={"S3OutputPath": "s3://flyte-data/out"},
-            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
-            StoppingCondition={"MaxRuntimeInSeconds": 3600},
-        )
         sagemaker_backends[ACCOUNT][REGION].training_jobs[name].training_job_status = "InProgress"
 
 
 def _processing_jobs(names: list[str]) -> None:
-    sm = boto3.client("sagemaker", region_name=REGION)
+    create_sagemaker_jobs(REGION, "processing", names)
     for name in names:
-        sm.create_processing_job(
-            ProcessingJobName=name,
-            RoleArn=ROLE,
-            AppSpecification={"ImageUri": IMAGE},
-            ProcessingResources={
-                "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
-            },
-            StoppingCondition={"MaxRuntimeInSeconds": 3600},
-        )
         sagemaker_backends[ACCOUNT][REGION].processing_jobs[name].processing_job_status = "InProgress"
 
 

@@ -79,3 +79,29 @@ def create_transform_jobs(region: str, model: str, names: list[str]) -> None:
             TransformOutput={"S3OutputPath": f"s3://flyte-data/out/{name}"},
             TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
         )
+
+
+def create_sagemaker_jobs(region: str, kind: str, names: list[str]) -> None:
+    """One SageMaker `kind` ("training" or "processing") job per name, shaped as the SDK's Pythonic
+    tasks start them: one ml.m5.large, 30 GB, an hour's limit."""
+    sm = boto3.client("sagemaker", region_name=region)
+    role, image = "arn:aws:iam::123456789012:role/sm", f"123456789012.dkr.ecr.{region}.amazonaws.com/m:1"
+    resources = {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    for name in names:
+        if kind == "training":
+            sm.create_training_job(
+                TrainingJobName=name,
+                RoleArn=role,
+                AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+                OutputDataConfig={"S3OutputPath": "s3://flyte-data/out"},
+                ResourceConfig=resources,
+                StoppingCondition={"MaxRuntimeInSeconds": 3600},
+            )
+        else:
+            sm.create_processing_job(
+                ProcessingJobName=name,
+                RoleArn=role,
+                AppSpecification={"ImageUri": image},
+                ProcessingResources={"ClusterConfig": resources},
+                StoppingCondition={"MaxRuntimeInSeconds": 3600},
+            )
