@@ -1,27 +1,38 @@
-"""GetTask latency with many tasks in flight per backend, and Batch's while Codeweave hangs.
+"""GetTask driven the way propeller drives it, with many tasks in flight per backend, healthy and
+while Codeweave hangs; and, separately, what the connector service sustains per CPU second.
 
-    uv run python plugins/benchmarks/get_task_latency.py --tasks 1000
+    uv run python plugins/benchmarks/get_task_latency.py --tasks 1000 [--replicas 2]
 
-Starts the connector service as its own ``pyflyte serve connector`` process (as the Deployment
-runs it), and moto and the Codeweave fake on 127.0.0.1 in another child process (``--backends
-process``, the default) or in this one (``--backends in-process``): in-process, the stand-ins for
-AWS and Codeweave share an interpreter (and its GIL) with the ``--workers`` polling threads, which
-adds their waits to the measured tail; comparing the two shows how much.
+Starts ``--replicas`` connector service processes (``pyflyte serve connector``, as the Deployment runs
+it) and moto and the Codeweave fake on 127.0.0.1 in a child process (``--backends process``, the
+default) or in this one (``--backends in-process``: they then share this interpreter's GIL with the
+polling threads, which adds their waits to the measured tail). Puts ``--tasks`` running jobs in each
+backend (AWS Batch via CreateTask; EMR steps, EMR Serverless job runs, SageMaker transform, training
+and processing jobs via boto3; Codeweave jobs in the fake). Then, in order:
 
-Puts ``--tasks`` running jobs in each backend (AWS Batch via CreateTask; EMR steps, EMR Serverless
-job runs, SageMaker transform, training and processing jobs via boto3; Codeweave jobs in the fake),
-then polls every task once (``first sight``: the connector has not seen it, as after a restart)
-and then ``--rounds`` times from ``--workers`` concurrent callers, each GetTask with propeller's
-deadline (10 s). Then makes Codeweave hang (requests accepted, never answered) and polls Batch again while ``--workers``
-callers keep polling Codeweave. Prints one line per measurement: ``<backend>: p50_ms=..
-p99_ms=.. max_ms=.. service_cpu_ms_per_call=.. errors=.. inline_waits=.. stale=.. load_avg=..``
-(``inline_waits``: GetTasks that waited for the backend, from the service's
-``cdao_status_inline_refreshes`` Prometheus counter; ``stale``: answered a last known status older
-than the refresh bound, ``cdao_status_stale_answers``; Codeweave has no batched read, so every
-Codeweave GetTask waits for it by design); the service's CPU time
-per GetTask (the hammering Codeweave callers included, in the last line) does not depend on how
-busy the machine's other processes keep its cores, the latency does. A measurement, not a test:
-nothing here passes or fails on time.
+1. ``propeller``: every task polled as propeller's connector plugin polls it
+   (``tests/plugins/support/propeller_polling.py``, which cites flyteplugins/v1.16.8): one queue for
+   every task type, ``webApi.caching.workers`` callers, a ``webApi.readRateLimiter`` token bucket, every
+   task re-enqueued each ``resyncInterval``, each GetTask with the ``defaultTimeout`` deadline, all read
+   from platform/addons/flyte/flyte-core/values.yaml (connector/config.go's defaults for unset keys;
+   ``--workers/--qps/--burst/--resync`` try others), over one gRPC channel that round-robins the
+   replicas as propeller's does. Reported for the first pass (every task once, as after a restart)
+   and for ``--duration`` seconds of steady polling (default three resync intervals).
+2. ``background refresh``: ``--idle`` seconds with nothing polling: the service CPU the replicas'
+   background status passes cost (``CDAO_*_STATUS_REFRESH_SECONDS``, the Deployment's by default).
+3. ``capacity (closed loop)``: NOT propeller's load. ``--capacity-callers`` threads call GetTask back
+   to back over one backend's tasks; GetTasks per second and per service CPU second (less the
+   background CPU of step 2): what sizes propeller's read rate limiter.
+4. ``propeller, Codeweave hanging``: the fake accepts requests and never answers, and step 1 again.
+
+Each ``propeller`` report has a line for the window (``service_cpu_ms_per_s`` over every replica;
+``inline_waits``: GetTasks that waited for the backend, the ``cdao_status_inline_refreshes`` counter;
+``stale``: answers of a last known status older than its bound, ``cdao_status_stale_answers``;
+``max_in_flight``: propeller workers busy at once) and one per backend: ``p50_ms/p99_ms/max_ms``
+GetTask latency, ``errors``, and the status age propeller sees, ``status_age_*_s``: the interval
+between two answered GetTasks of one task (``refreshed_twice``: tasks that had one in the window).
+The service's CPU per call does not depend on how busy the machine's other processes keep its cores;
+the latency does. A measurement, not a test: nothing here passes or fails on time.
 """
 
 from __future__ import annotations
@@ -32,7 +43,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -66,13 +76,13 @@ from cdao_connectors.sagemaker.task import (
     SAGEMAKER_TRAINING_TASK_TYPE,
 )
 from codeweave_fake import CodeweaveFake, FakeJob
-from connector_processes import ConnectorProcess
+from connector_processes import REFRESH_SETTINGS, ConnectorProcess, deployment_env
 from propeller import category, execution_metadata, render_task_template, serialize
+from propeller_polling import DEFAULT_SERVICE_CONFIG, AutoRefreshPoller, PollingSettings, Sync
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 API_KEY = "bench-key"
-GET_TASK_DEADLINE = 10.0  # platform/addons/flyte/flyte-core/values.yaml
 
 
 def _batch_tasks(stub, n: int) -> list[bytes]:
@@ -233,30 +243,10 @@ def _codeweave_tasks(backends: Backends | RemoteBackends, n: int) -> list[bytes]
     return [CodeweaveJobMetadata(i, "s3://flyte-data/x", False).encode() for i in backends.codeweave_jobs(n)]
 
 
-class Poller:
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(target)
-        self._stub = AsyncAgentServiceStub(self._channel)
-
-    def get(self, task_type: str, meta: bytes) -> tuple[float, bool]:
-        req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=meta)
-        start = time.monotonic()
-        try:
-            self._stub.GetTask(req, timeout=GET_TASK_DEADLINE)
-            ok = True
-        except grpc.RpcError:
-            ok = False
-        return time.monotonic() - start, ok
-
-    def rounds(self, task_type: str, metas: list[bytes], rounds: int, workers: int) -> tuple[list[float], int]:
-        latencies: list[float] = []
-        errors = 0
-        with ThreadPoolExecutor(workers) as pool:
-            for _ in range(rounds):
-                for took, ok in pool.map(lambda m: self.get(task_type, m), metas):
-                    latencies.append(took)
-                    errors += not ok
-        return latencies, errors
+def _percentile(values: list[float], q: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -266,38 +256,170 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Measured:
-    """Latency, and the connector service's CPU time per call: on a machine whose cores are shared,
-    the tail follows the load, while the CPU a GetTask costs the service does not."""
+class Service:
+    """The connector service's replicas, as propeller's channel reaches them: one gRPC channel over
+    every replica's address with the connector plugin's ``DefaultServiceConfig`` (``round_robin``: each
+    call goes to the next replica), as its ``k8s://`` resolver gives it the Service's endpoints."""
 
-    def __init__(self, poller: Poller, service: ConnectorProcess, workers: int) -> None:
-        self._poller = poller
+    def __init__(self, replicas: list[ConnectorProcess]) -> None:
+        self.replicas = replicas
+        addresses = ",".join(r.target for r in replicas)
+        # gRPC's ipv4: scheme lists several addresses (https://github.com/grpc/grpc/blob/master/doc/naming.md).
+        self.channel = grpc.insecure_channel(
+            f"ipv4:{addresses}", options=[("grpc.service_config", DEFAULT_SERVICE_CONFIG)]
+        )
+        self.stub = AsyncAgentServiceStub(self.channel)
+
+    def cpu_seconds(self) -> float:
+        return sum(_cpu_seconds(r.pid) for r in self.replicas)
+
+    def counter(self, name: str) -> float:
+        return sum(r.counter(name) for r in self.replicas)
+
+    def get(self, task_type: str, meta: bytes, timeout: float) -> bool:
+        req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=meta)
+        try:
+            self.stub.GetTask(req, timeout=timeout)
+            return True
+        except grpc.RpcError:
+            return False
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class Window:
+    """The service's CPU time and status-cache counters over a measurement window."""
+
+    def __init__(self, service: Service) -> None:
         self._service = service
-        self._pid = service.pid
-        self._workers = workers
+        self.started = time.monotonic()
+        self._cpu = service.cpu_seconds()
+        self._inline = service.counter("cdao_status_inline_refreshes")
+        self._stale = service.counter("cdao_status_stale_answers")
 
-    def report(self, label: str, task_type: str, metas: list[bytes], rounds: int) -> None:
-        cpu = _cpu_seconds(self._pid)
-        inline = self._service.counter("cdao_status_inline_refreshes")
-        stale = self._service.counter("cdao_status_stale_answers")
-        latencies, errors = self._poller.rounds(task_type, metas, rounds, self._workers)
-        cpu_ms = 1000 * (_cpu_seconds(self._pid) - cpu) / len(latencies)
-        inline = self._service.counter("cdao_status_inline_refreshes") - inline
-        stale = self._service.counter("cdao_status_stale_answers") - stale
-        percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.started
+        cpu = self._service.cpu_seconds() - self._cpu
+        inline = self._service.counter("cdao_status_inline_refreshes") - self._inline
+        stale = self._service.counter("cdao_status_stale_answers") - self._stale
+        return (
+            f"seconds={elapsed:.0f} service_cpu_ms_per_s={1000 * cpu / elapsed:.0f} inline_waits={inline:.0f} "
+            f"stale={stale:.0f} load_avg={os.getloadavg()[0]:.1f}"
+        )
+
+    def cpu_seconds(self) -> float:
+        return self._service.cpu_seconds() - self._cpu
+
+
+def _report(label: str, syncs: list[Sync], keys: dict[str, int], window: Window, poller: AutoRefreshPoller) -> None:
+    """Per backend: GetTask latency and errors, and the status age propeller sees (the interval
+    between two answered GetTasks of one task); ``refreshed_twice``: tasks with such an interval."""
+    print(f"{label}: {window.summary()} max_in_flight={poller.max_in_flight}", flush=True)
+    for task_type, total in keys.items():
+        mine = [s for s in syncs if s.key[0] == task_type]
+        if not mine:
+            print(f"  {task_type}: calls=0 (never polled in this window)", flush=True)
+            continue
+        latencies = [s.ended - s.started for s in mine]
+        answered: dict[Any, list[float]] = {}
+        for s in mine:
+            if s.ok:
+                answered.setdefault(s.key, []).append(s.ended)
+        ages = [b - a for ends in answered.values() for a, b in zip(sorted(ends), sorted(ends)[1:], strict=False)]
+        age = (
+            f"status_age_p50_s={_percentile(ages, 50):.1f} status_age_p99_s={_percentile(ages, 99):.1f} "
+            f"status_age_max_s={max(ages):.1f}"
+            if ages
+            else "status_age=never-refreshed-twice"
+        )
+        twice = sum(1 for ends in answered.values() if len(ends) > 1)
         print(
-            f"{label}: p50_ms={1000 * percentiles[49]:.1f} p99_ms={1000 * percentiles[98]:.1f} "
-            f"max_ms={1000 * max(latencies):.1f} service_cpu_ms_per_call={cpu_ms:.2f} calls={len(latencies)} "
-            f"errors={errors} inline_waits={inline:.0f} stale={stale:.0f} load_avg={os.getloadavg()[0]:.1f}",
+            f"  {task_type}: calls={len(mine)} p50_ms={1000 * _percentile(latencies, 50):.1f} "
+            f"p99_ms={1000 * _percentile(latencies, 99):.1f} max_ms={1000 * max(latencies):.1f} "
+            f"errors={sum(not s.ok for s in mine)} {age} refreshed_twice={twice}/{total}",
             flush=True,
         )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _poll_as_propeller(
+    service: Service, tasks: dict[str, list[bytes]], settings: PollingSettings, duration: float, label: str
+) -> None:
+    """Drive every task's GetTask as propeller's webapi cache does (:class:`AutoRefreshPoller`):
+    report the first pass (every task once) and then ``duration`` seconds of steady polling."""
+    counts = {task_type: len(metas) for task_type, metas in tasks.items()}
+    # Interleaved, as tasks of every type are launched over time in production (the queue is FIFO).
+    keys = [(t, i) for i in range(max(counts.values())) for t in tasks if i < counts[t]]
+    poller = AutoRefreshPoller(
+        keys, lambda key: service.get(key[0], tasks[key[0]][key[1]], settings.timeout_seconds), settings
+    )
+    window = Window(service)
+    poller.start()
+    try:
+        first_pass_limit = len(keys) / settings.qps + 2 * settings.timeout_seconds + 60
+        while len({s.key for s in poller.syncs_between(window.started, time.monotonic())}) < len(keys):
+            if time.monotonic() - window.started > first_pass_limit:
+                break
+            time.sleep(0.5)
+        first: dict[Any, Sync] = {}
+        for s in poller.syncs_between(window.started, time.monotonic()):
+            first.setdefault(s.key, s)
+        _report(f"{label}, first pass", list(first.values()), counts, window, poller)
+        steady = Window(service)
+        time.sleep(duration)
+        _report(f"{label}, steady", poller.syncs_between(steady.started, time.monotonic()), counts, steady, poller)
+    finally:
+        poller.stop()
+
+
+def _capacity(
+    service: Service, tasks: dict[str, list[bytes]], callers: int, timeout: float, background_cpu_per_s: float
+) -> None:
+    """Closed loop, NOT propeller's load: ``callers`` threads call GetTask back to back over every
+    task of one backend; GetTasks per second and per second of service CPU (less the background
+    refresh passes' CPU measured while idle): what sizes propeller's read rate limiter."""
+    for task_type, metas in tasks.items():
+        window = Window(service)
+
+        def call(meta: bytes, task_type: str = task_type) -> tuple[float, bool]:
+            start = time.monotonic()
+            ok = service.get(task_type, meta, timeout)
+            return time.monotonic() - start, ok
+
+        with ThreadPoolExecutor(callers) as pool:
+            results = list(pool.map(call, metas))
+        elapsed = time.monotonic() - window.started
+        latencies = [took for took, _ in results]
+        net_cpu = max(window.cpu_seconds() - background_cpu_per_s * elapsed, 1e-9)
+        print(
+            f"capacity (closed loop, {callers} callers) {task_type}: get_tasks_per_s={len(metas) / elapsed:.0f} "
+            f"get_tasks_per_cpu_s={len(metas) / net_cpu:.0f} p50_ms={1000 * _percentile(latencies, 50):.1f} "
+            f"p99_ms={1000 * _percentile(latencies, 99):.1f} errors={sum(not ok for _, ok in results)} "
+            f"{window.summary()}",
+            flush=True,
+        )
+
+
+def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, PollingSettings, dict[str, str]]:
+    """The command line; propeller's polling settings and the replicas' refresh settings default to
+    what platform/ deploys (flyte-core values.yaml, the connector Deployment)."""
+    polling = PollingSettings.from_values()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=1000, help="tasks in flight per backend")
-    parser.add_argument("--rounds", type=int, default=2, help="GetTasks per task")
-    parser.add_argument("--workers", type=int, default=32, help="concurrent GetTask callers (propeller workers)")
+    parser.add_argument("--replicas", type=int, default=1, help="connector service processes (round robin)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of each steady window (3 resyncs)")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of the background-refresh CPU window")
+    parser.add_argument("--capacity-callers", type=int, default=32, help="closed-loop callers of the capacity run")
+    parser.add_argument("--workers", type=int, default=polling.workers, help="webApi.caching.workers")
+    parser.add_argument("--qps", type=float, default=polling.qps, help="webApi.readRateLimiter.qps")
+    parser.add_argument("--burst", type=int, default=polling.burst, help="webApi.readRateLimiter.burst")
+    parser.add_argument("--resync", type=float, default=polling.resync_seconds, help="webApi.caching.resyncInterval")
+    parser.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=None,
+        help="CDAO_STATUS_REFRESH_SECONDS and CDAO_BATCH_STATUS_REFRESH_SECONDS (default: the Deployment's)",
+    )
     parser.add_argument(
         "--backends",
         choices=("process", "in-process"),
@@ -305,8 +427,22 @@ def main(argv: list[str] | None = None) -> int:
         help="run moto and the Codeweave fake in a child process or in this one",
     )
     args = parser.parse_args(argv)
-    if args.tasks < 1 or args.rounds < 1 or args.workers < 1:
-        parser.error("--tasks, --rounds and --workers must be >= 1")
+    numbers = (args.tasks, args.replicas, args.capacity_callers, args.workers, args.qps, args.burst, args.resync)
+    if min(numbers) <= 0 or (args.duration is not None and args.duration <= 0) or args.idle < 0:
+        parser.error("every count, rate and duration must be > 0 (--idle >= 0)")
+    if args.duration is None:
+        args.duration = 3 * args.resync
+    settings = PollingSettings(args.workers, args.qps, args.burst, args.resync, polling.timeout_seconds)
+    if args.refresh_seconds is not None:
+        refresh = dict.fromkeys(REFRESH_SETTINGS, f"{args.refresh_seconds:g}")
+    else:
+        refresh = deployment_env(REFRESH_SETTINGS)
+    return args, settings, refresh
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings, refresh = _arguments(argv)
+    duration = args.duration
 
     backends = RemoteBackends() if args.backends == "process" else Backends()
     endpoint = backends.endpoint
@@ -333,19 +469,16 @@ def main(argv: list[str] | None = None) -> int:
         **provision_batch(endpoint, REGION),
         **provision_attempt_table(REGION),
         "CDAO_CODEWEAVE_ENDPOINT": backends.codeweave_url,
-        # Propeller's polling interval (flytepropeller's default resync) bounds how stale a status may be.
-        "CDAO_BATCH_STATUS_REFRESH_SECONDS": "5",
-        "CDAO_STATUS_REFRESH_SECONDS": "5",
+        **refresh,
     }
-    service = ConnectorProcess(env)
+    replicas = [ConnectorProcess(env) for _ in range(args.replicas)]
+    service: Service | None = None
     try:
-        service.wait_ready()
-        poller = Poller(service.target)
-        measured = Measured(poller, service, args.workers)
-        with grpc.insecure_channel(service.target) as channel:
-            batch = _batch_tasks(AsyncAgentServiceStub(channel), args.tasks)
+        for replica in replicas:
+            replica.wait_ready()
+        service = Service(replicas)
         tasks = {
-            BATCH_TASK_TYPE: batch,
+            BATCH_TASK_TYPE: _batch_tasks(service.stub, args.tasks),
             EMR_SPARK_TASK_TYPE: _emr_tasks(args.tasks),
             BATCH_TRANSFORM_TASK_TYPE: _transform_tasks(args.tasks),
             CODEWEAVE_TASK_TYPE: _codeweave_tasks(backends, args.tasks),
@@ -354,38 +487,36 @@ def main(argv: list[str] | None = None) -> int:
             SAGEMAKER_PROCESSING_TASK_TYPE: _sagemaker_job_tasks(args.tasks, "processing"),
         }
         backends.in_flight()
+        total = sum(len(m) for m in tasks.values())
         print(
-            f"{args.tasks} tasks in flight per backend, {args.workers} concurrent callers, {args.rounds} rounds, "
-            f"backends {args.backends}"
+            f"{args.tasks} tasks in flight per backend ({total} in all), {args.replicas} connector replica(s), "
+            f"{' '.join(f'{k}={v}' for k, v in refresh.items())}; propeller: workers={settings.workers} "
+            f"qps={settings.qps:g} burst={settings.burst} resync_s={settings.resync_seconds:g} "
+            f"timeout_s={settings.timeout_seconds:g} (a pass over every task takes >= "
+            f"{max(0.0, total - settings.burst) / settings.qps:.0f} s); backends {args.backends}",
+            flush=True,
         )
-        for task_type, metas in tasks.items():
-            # The first GetTask of a job this replica has not seen (after a restart) waits for a
-            # Describe; propeller's later polls of it are the steady state. Both are reported.
-            measured.report(f"{task_type} first sight", task_type, metas, 1)
-            measured.report(task_type, task_type, metas, args.rounds)
+        _poll_as_propeller(service, tasks, settings, duration, "propeller")
 
-        # Batch's jobs were not polled while the others were measured, as propeller would have.
-        measured.report(f"{BATCH_TASK_TYPE} polled again", BATCH_TASK_TYPE, batch, 1)
+        # Nothing polls: what is left is the background refresh passes over every tracked task.
+        idle = Window(service)
+        time.sleep(args.idle)
+        background = idle.cpu_seconds() / max(args.idle, 1e-9)
+        print(
+            f"background refresh, nothing polling: {idle.summary()} "
+            f"(service CPU for {total} tracked tasks on {args.replicas} replica(s))",
+            flush=True,
+        )
+        _capacity(service, tasks, args.capacity_callers, settings.timeout_seconds, background)
+
         backends.hang_codeweave()
-        stop = threading.Event()
-
-        def hammer_codeweave() -> None:
-            hung = Poller(service.target)
-            metas = tasks[CODEWEAVE_TASK_TYPE]
-            i = 0
-            while not stop.is_set():
-                hung.get(CODEWEAVE_TASK_TYPE, metas[i % len(metas)])
-                i += 1
-
-        hammers = [threading.Thread(target=hammer_codeweave, daemon=True) for _ in range(args.workers)]
-        for t in hammers:
-            t.start()
-        time.sleep(2.0)  # the Codeweave calls are in and hanging
-        measured.report(f"{BATCH_TASK_TYPE} while Codeweave hangs", BATCH_TASK_TYPE, batch, args.rounds)
-        stop.set()
+        _poll_as_propeller(service, tasks, settings, duration, "propeller, Codeweave hanging")
         return 0
     finally:
-        service.stop()
+        if service is not None:
+            service.close()
+        for replica in replicas:
+            replica.stop()
         backends.stop()
 
 

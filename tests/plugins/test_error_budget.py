@@ -13,12 +13,10 @@ throttling code (``ThrottlingException``, botocore ``retries/standard.py``
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -28,20 +26,15 @@ from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.sagemaker.connector import BatchTransformConnector, BatchTransformMetadata
 from flyteidl.core.execution_pb2 import TaskExecution
+from propeller_polling import connector_service_values
 
 REGION = "us-east-1"
-FLYTE_VALUES = Path(__file__).parents[2] / "platform" / "addons" / "flyte" / "flyte-core" / "values.yaml"
 # More failed refreshes than propeller tolerates GetTask errors: each would have been one.
 FAILURES = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
 
 
-def _connector_service_config() -> dict[str, Any]:
-    values = yaml.safe_load(FLYTE_VALUES.read_text())
-    return values["configmap"]["enabled_plugins"]["plugins"]["connector-service"]
-
-
 def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
-    caching = _connector_service_config()["webApi"]["caching"]
+    caching = connector_service_values()["webApi"]["caching"]
     assert caching["maxSystemFailures"] == _deadlines.PROPELLER_MAX_SYSTEM_FAILURES
     assert caching["resyncInterval"] == f"{_deadlines.PROPELLER_RESYNC_SECONDS:g}s"
     # The section is decoded as a whole: size and workers stay at flyteplugins' defaults

@@ -12,10 +12,25 @@ from pathlib import Path
 
 import grpc
 import requests
+import yaml
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
 
 PYFLYTE = Path(sys.executable).with_name("pyflyte")
+DEPLOYMENT = Path(__file__).parents[3] / "platform" / "addons" / "connectors" / "base" / "deployment.yaml"
+# How old a cached status a replica serves, and so how often its background passes refresh them
+# (plugins/cdao_connectors/config.py); the Deployment sets both.
+REFRESH_SETTINGS = ("CDAO_BATCH_STATUS_REFRESH_SECONDS", "CDAO_STATUS_REFRESH_SECONDS")
+
+
+def deployment_env(names: tuple[str, ...], path: Path = DEPLOYMENT) -> dict[str, str]:
+    """The connector Deployment's static ``env`` values of ``names``; KeyError naming one it lacks."""
+    deployment = yaml.safe_load(path.read_text())
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    missing = [n for n in names if env.get(n) is None]
+    if missing:
+        raise KeyError(f"{path} sets no value for {', '.join(missing)}")
+    return {n: env[n] for n in names}
 
 
 def _free_port() -> int:
