@@ -121,7 +121,7 @@ def test_a_pass_releases_at_most_a_second_of_polling_at_once():
 
 def test_the_minimum_replicas_serve_propellers_polling_and_their_own_refresh():
     replicas = _min_replicas()
-    refresh = min(float(v) for v in deployment_env(REFRESH_SETTINGS).values())
+    refresh = _refresh_seconds()
     # Every replica tracks every task (round robin), and passes every refresh / 2 seconds
     # (plugins/cdao_connectors/_status_cache.refresh_period).
     background = TASKS_IN_FLIGHT * MEASURED_BACKGROUND_CPU_SECONDS_PER_TASK_PASS / (refresh / 2)
@@ -132,8 +132,30 @@ def test_the_minimum_replicas_serve_propellers_polling_and_their_own_refresh():
     )
 
 
+def _refresh_seconds() -> float:
+    return min(float(v) for v in deployment_env(REFRESH_SETTINGS).values())
+
+
 def test_a_connector_refreshes_a_status_at_least_as_often_as_propeller_asks():
     """plugins/cdao_connectors/config.py: keep the refresh at or under propeller's interval, or
     propeller reads the same old status twice."""
     for name, value in deployment_env(REFRESH_SETTINGS).items():
         assert float(value) <= SETTINGS.resync_seconds, f"{name}={value} in {DEPLOYMENT}"
+
+
+def test_a_finished_job_is_seen_at_most_a_third_of_propellers_interval_late():
+    # A background pass every refresh / 2 s (_status_cache.refresh_period): a status is at most that
+    # old (plus the pass) when propeller reads it.
+    assert _refresh_seconds() / 2 <= SETTINGS.resync_seconds / 3
+
+
+def test_the_background_refresh_takes_at_most_a_quarter_of_a_replicas_cpu_request():
+    """Every replica refreshes every task in flight, whether propeller asks it or another replica;
+    those passes must leave the replica's CPU request to the GetTasks."""
+    deployment = yaml.safe_load(DEPLOYMENT.read_text())
+    request = _cpu_cores(str(deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]))
+    background = TASKS_IN_FLIGHT * MEASURED_BACKGROUND_CPU_SECONDS_PER_TASK_PASS / (_refresh_seconds() / 2)
+    assert background <= request / 4, (
+        f"background refresh passes every {_refresh_seconds() / 2:g} s over {TASKS_IN_FLIGHT} tasks cost "
+        f"{background:.2f} CPU per replica, over a quarter of its {request:g} CPU request"
+    )
