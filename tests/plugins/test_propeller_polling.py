@@ -40,13 +40,14 @@ FAMILIES = {
 IN_FLIGHT_PER_FAMILY = 1000
 # A healthy GetTask's latency budget (issue #16's p99 target).
 HEALTHY_GET_TASK_SECONDS = 0.1
-# Measured with `uv run python plugins/benchmarks/get_task_latency.py --tasks 1000 --replicas 2`
-# (capacity lines: GetTasks per second of the service's CPU in a closed loop, less the background
-# refresh CPU; the lowest backend's), on 2 shared cores under load average 7-17.
-MEASURED_GET_TASKS_PER_CPU_SECOND = 400
-# Same run, "background refresh" line: service CPU seconds per tracked task per background pass
-# (427 ms/s on 2 replicas tracking 7000 tasks each, passes every 2.5 s at refresh 5 s).
-MEASURED_BACKGROUND_CPU_SECONDS_PER_TASK_PASS = 76e-6
+# Measured with `uv run python plugins/benchmarks/get_task_latency.py --tasks 1000 --replicas 2` on
+# 2 shared cores under load average 26-38: GetTasks per second of the service's CPU in the closed
+# loop ("capacity" lines), the lowest backend's (Codeweave, which waits for its backend on every call).
+MEASURED_GET_TASKS_PER_CPU_SECOND = 550
+# Service CPU seconds per tracked task per background pass ("background refresh" line: 427 ms/s on 2
+# replicas tracking 7000 tasks each with passes every 2.5 s, i.e. 76 us; 135 ms/s with passes every
+# 10 s, i.e. 96 us, under heavier load): the higher one.
+MEASURED_BACKGROUND_CPU_SECONDS_PER_TASK_PASS = 96e-6
 
 # core.go validateConfig at flyteplugins/v1.16.8: propeller refuses to load the plugin outside these.
 RANGES = {
@@ -141,12 +142,6 @@ def test_a_connector_refreshes_a_status_at_least_as_often_as_propeller_asks():
     propeller reads the same old status twice."""
     for name, value in deployment_env(REFRESH_SETTINGS).items():
         assert float(value) <= SETTINGS.resync_seconds, f"{name}={value} in {DEPLOYMENT}"
-
-
-def test_a_finished_job_is_seen_at_most_a_third_of_propellers_interval_late():
-    # A background pass every refresh / 2 s (_status_cache.refresh_period): a status is at most that
-    # old (plus the pass) when propeller reads it.
-    assert _refresh_seconds() / 2 <= SETTINGS.resync_seconds / 3
 
 
 def test_the_background_refresh_takes_at_most_a_quarter_of_a_replicas_cpu_request():
