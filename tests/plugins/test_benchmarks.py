@@ -84,7 +84,7 @@ def test_polling_settings_are_our_values_with_the_connector_plugins_defaults(tmp
 def test_a_duration_that_is_not_gos_is_refused_naming_where() -> None:
     from propeller_polling import go_duration  # noqa: PLC0415
 
-    assert go_duration("1m30s", "x") == 90.0 and go_duration("500ms", "x") == 0.5
+    assert go_duration("1m30s", "x") == 90.0 and go_duration("500ms", "x") == 0.5 and go_duration("0", "x") == 0
     with pytest.raises(ValueError, match=r"webApi.caching.resyncInterval: '30' is not a Go duration"):
         go_duration("30", "webApi.caching.resyncInterval")
 

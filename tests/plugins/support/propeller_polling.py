@@ -54,6 +54,8 @@ _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 def go_duration(text: str, where: str) -> float:
     """Seconds in a Go duration string (``30s``, ``1m30s``, ``500ms``), as flytestdlib's
     ``config.Duration`` decodes it with ``time.ParseDuration``; ValueError naming ``where`` otherwise."""
+    if text == "0":  # the one unit-less duration Go accepts
+        return 0.0
     parts = list(_GO_PART.finditer(text))
     if not parts or "".join(p.group(0) for p in parts) != text:
         raise ValueError(f"{where}: {text!r} is not a Go duration (https://pkg.go.dev/time#ParseDuration)")
