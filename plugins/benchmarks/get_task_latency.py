@@ -16,8 +16,9 @@ and processing jobs via boto3; Codeweave jobs in the fake). Then, in order:
    task re-enqueued each ``resyncInterval``, each GetTask with the ``defaultTimeout`` deadline, all read
    from platform/addons/flyte/flyte-core/values.yaml (connector/config.go's defaults for unset keys;
    ``--workers/--qps/--burst/--resync`` try others), over one gRPC channel that round-robins the
-   replicas as propeller's does. Reported for the first pass (every task once, as after a restart)
-   and for ``--duration`` seconds of steady polling (default three resync intervals).
+   replicas as propeller's does. Reported for the first pass (every task once, as after a restart
+   of every replica) and, once every replica has been asked for every task directly, for
+   ``--duration`` seconds of steady polling (default three resync intervals).
 2. ``background refresh``: ``--idle`` seconds with nothing polling: the service CPU the replicas'
    background status passes cost (``CDAO_*_STATUS_REFRESH_SECONDS``, the Deployment's by default).
 3. ``capacity (closed loop)``: NOT propeller's load. ``--capacity-callers`` threads call GetTask back
@@ -352,7 +353,8 @@ def _poll_as_propeller(
     service: Service, tasks: dict[str, list[bytes]], settings: PollingSettings, duration: float, label: str
 ) -> None:
     """Drive every task's GetTask as propeller's webapi cache does (:class:`AutoRefreshPoller`):
-    report the first pass (every task once) and then ``duration`` seconds of steady polling."""
+    report the first pass (every task once) and, once every replica knows every task, ``duration``
+    seconds of steady polling."""
     counts = {task_type: len(metas) for task_type, metas in tasks.items()}
     # Interleaved, as tasks of every type are launched over time in production (the queue is FIFO).
     keys = [(t, i) for i in range(max(counts.values())) for t in tasks if i < counts[t]]
@@ -371,11 +373,25 @@ def _poll_as_propeller(
         for s in poller.syncs_between(window.started, time.monotonic()):
             first.setdefault(s.key, s)
         _report(f"{label}, first pass", list(first.values()), counts, window, poller)
+        # Round robin sends a task's later GetTasks to other replicas, each its first sight there;
+        # the steady state starts once every replica knows every task.
+        _prime(service, tasks, 32, settings.timeout_seconds)
         steady = Window(service)
         time.sleep(duration)
         _report(f"{label}, steady", poller.syncs_between(steady.started, time.monotonic()), counts, steady, poller)
     finally:
         poller.stop()
+
+
+def _prime(service: Service, tasks: dict[str, list[bytes]], callers: int, timeout: float) -> None:
+    """Ask every replica directly, once, for every task (unmeasured), so that each knows them all,
+    as every replica does once propeller's round robin has reached it with each task."""
+    for task_type, metas in tasks.items():
+        requests = [agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=m) for m in metas]
+        for replica in service.replicas:
+            with grpc.insecure_channel(replica.target) as channel, ThreadPoolExecutor(callers) as pool:
+                stub = AsyncAgentServiceStub(channel)
+                list(pool.map(partial(_answered, stub, timeout=timeout), requests))
 
 
 def _capacity(
@@ -388,11 +404,7 @@ def _capacity(
     asked once for every task, directly and unmeasured, so that steady GetTasks are measured rather
     than a replica's first sight of a task."""
     for task_type, metas in tasks.items():
-        requests = [agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=m) for m in metas]
-        for replica in service.replicas:
-            with grpc.insecure_channel(replica.target) as channel, ThreadPoolExecutor(callers) as pool:
-                stub = AsyncAgentServiceStub(channel)
-                list(pool.map(partial(_answered, stub, timeout=timeout), requests))
+        _prime(service, {task_type: metas}, callers, timeout)
         window = Window(service)
 
         def call(meta: bytes, task_type: str = task_type) -> tuple[float, bool]:
