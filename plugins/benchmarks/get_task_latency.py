@@ -350,11 +350,17 @@ def _report(label: str, syncs: list[Sync], keys: dict[str, int], window: Window,
 
 
 def _poll_as_propeller(
-    service: Service, tasks: dict[str, list[bytes]], settings: PollingSettings, duration: float, label: str
+    service: Service,
+    tasks: dict[str, list[bytes]],
+    settings: PollingSettings,
+    duration: float,
+    label: str,
+    *,
+    prime: bool = True,
 ) -> None:
     """Drive every task's GetTask as propeller's webapi cache does (:class:`AutoRefreshPoller`):
-    report the first pass (every task once) and, once every replica knows every task, ``duration``
-    seconds of steady polling."""
+    report the first pass (every task once) and, once every replica knows every task (``prime``:
+    asked directly; without it, they already do), ``duration`` seconds of steady polling."""
     counts = {task_type: len(metas) for task_type, metas in tasks.items()}
     # Interleaved, as tasks of every type are launched over time in production (the queue is FIFO).
     keys = [(t, i) for i in range(max(counts.values())) for t in tasks if i < counts[t]]
@@ -375,7 +381,8 @@ def _poll_as_propeller(
         _report(f"{label}, first pass", list(first.values()), counts, window, poller)
         # Round robin sends a task's later GetTasks to other replicas, each its first sight there;
         # the steady state starts once every replica knows every task.
-        _prime(service, tasks, 32, settings.timeout_seconds)
+        if prime:
+            _prime(service, tasks, 32, settings.timeout_seconds)
         steady = Window(service)
         time.sleep(duration)
         _report(f"{label}, steady", poller.syncs_between(steady.started, time.monotonic()), counts, steady, poller)
@@ -538,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         _capacity(service, tasks, args.capacity_callers, settings.timeout_seconds, background)
 
         backends.hang_codeweave()
-        _poll_as_propeller(service, tasks, settings, duration, "propeller, Codeweave hanging")
+        # Every replica knows every task by now (the capacity run asked each of them directly).
+        _poll_as_propeller(service, tasks, settings, duration, "propeller, Codeweave hanging", prime=False)
         return 0
     finally:
         if service is not None:
