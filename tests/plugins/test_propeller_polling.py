@@ -24,6 +24,7 @@ from cdao_connectors.sagemaker.task import (
     SAGEMAKER_TRAINING_TASK_TYPE,
 )
 from connector_processes import DEPLOYMENT, REFRESH_SETTINGS, deployment_env
+from kubernetes.utils import parse_quantity
 from propeller_polling import PollingSettings, connector_service_values
 
 # The connector task families the SDK starts, each with its own backend (issue #16's benchmark).
@@ -62,8 +63,8 @@ AUTOSCALING = DEPLOYMENT.parent / "autoscaling.yaml"
 
 
 def _cpu_cores(quantity: str) -> float:
-    """A Kubernetes CPU quantity (``250m``, ``2``) in cores."""
-    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    """A Kubernetes CPU quantity (``250m``, ``2``) in cores (the Kubernetes client's parser)."""
+    return float(parse_quantity(quantity))
 
 
 def _min_replicas(path: Path = AUTOSCALING) -> int:
