@@ -12,10 +12,20 @@ from pathlib import Path
 
 import grpc
 import requests
+import yaml
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
 
 PYFLYTE = Path(sys.executable).with_name("pyflyte")
+DEPLOYMENT = Path(__file__).resolve().parents[3] / "platform" / "addons" / "connectors" / "base" / "deployment.yaml"
+
+
+def deployment_logging_env() -> dict[str, str]:
+    """The connector Deployment's settings of flytekit's loggers (``FLYTE_SDK_*``), so that a replica
+    here logs, and pays for logging, as production's do."""
+    pod = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]
+    (container,) = (c for c in pod["containers"] if c["name"] == "connector")
+    return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("FLYTE_SDK_")}
 
 
 def _free_port() -> int:
@@ -44,7 +54,9 @@ class ConnectorProcess:
             "--modules",
             "cdao_connectors.service",
         ]
-        self._process = subprocess.Popen(command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            command, env={**os.environ, **deployment_logging_env(), **env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     @property
     def pid(self) -> int:
@@ -81,8 +93,10 @@ class ConnectorProcess:
             if sample.name == f"{name}_total"
         )
 
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")[-4000:]
+    def log(self, tail: int | None = 4000) -> str:
+        """What the process wrote to stdout and stderr: the last ``tail`` characters, or all with None."""
+        text = Path(self._log.name).read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def stop(self) -> None:
         self._process.terminate()
