@@ -38,15 +38,15 @@ from cdao_sdk.pools import CPU, GPU_RESOURCE, NODE_POOL_LABEL, NODE_POOLS, NodeP
 _PRIMARY = "primary"  # flytekit's default primary container name in pod templates
 
 
-def _naming(error: BaseException, fn: Callable) -> None:
-    """``error`` made to name ``fn`` by module and qualified name: appended to the message of our own
+def _naming(error: BaseException, what: str) -> None:
+    """``error`` made to say ``what`` was being defined: appended to the message of our own
     ValueError/TypeError (one string argument), else a PEP 678 note, which tracebacks print (flytekit's
     exceptions compute ``__str__`` from their own fields, e.g. ``FlyteMissingTypeException``,
     flytekit/exceptions/user.py)."""
-    where = f"(decorating {getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)!s})"
+    where = f"({what})"
     notes = getattr(error, "__notes__", [])
     if where in notes or (error.args and where in str(error.args[0])):
-        return  # a decorator delegating to another (sagemaker_task) names it once
+        return  # a decorator delegating to another (sagemaker_task) says it once
     if type(error) in (ValueError, TypeError) and len(error.args) == 1 and isinstance(error.args[0], str):
         error.args = (f"{error.args[0]} {where}",)
     else:
@@ -57,13 +57,13 @@ def _task_decorator(
     where: str, *, unchecked: tuple[str, ...] = (), function: str = "_fn"
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """An SDK task decorator usable bare (``@dec``) and with keywords (``@dec(...)``), whose every
-    error names the decorated function.
+    error names the decorated function by module and qualified name.
 
     ``function`` is the parameter that receives the decorated function (the first one). With keywords
     the function is not known yet, so the checks (:func:`cdao_sdk._keywords.checked`, then the body)
     run when the returned decorator is applied; when ``function`` holds a string instead
     (``sagemaker_batch_transform_task("module.score")``, a task made without a function) they run at
-    once. Errors keep their type."""
+    once and name that task. Errors keep their type."""
 
     def wrap(body: Callable[..., Any]) -> Callable[..., Any]:
         run = checked(where, unchecked=unchecked)(body)
@@ -73,12 +73,14 @@ def _task_decorator(
             target = args[0] if args else kwargs.pop(function, None)
             if target is None:
                 return lambda fn: decorator(fn, *args[1:], **kwargs)
-            if not callable(target):
-                return run(target, *args[1:], **kwargs)
+            if callable(target):
+                what = f"decorating {getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)!s}"
+            else:
+                what = f"defining task {target!r}"
             try:
                 return run(target, *args[1:], **kwargs)
             except Exception as exc:
-                _naming(exc, target)
+                _naming(exc, what)
                 raise
 
         return decorator

@@ -458,3 +458,10 @@ def test_a_bare_decorators_error_names_the_decorated_function():
     # PEP 678 note, which every traceback prints.
     printed = "".join(traceback.format_exception(raised.value))
     assert f"{__name__}.{Pipelines.untyped.__qualname__}" in printed
+
+
+def test_a_transform_definitions_error_names_the_task():
+    """``sagemaker_batch_transform_task("<name>", ...)`` defines a task without a function: its errors
+    name the task being defined instead."""
+    with pytest.raises(ValueError, match=r"strategy='Bulk'.*\(defining task 'pipelines\.score'\)$"):
+        cdao_sdk.sagemaker_batch_transform_task("pipelines.score", strategy="Bulk")
