@@ -10,6 +10,16 @@ retryable error in seconds and the next poll tries again. An answer after the de
 work, so every backend call is given what is left of its budget, less a margin for the answer to
 travel back. The connectors read these at call time (``_deadlines.GET_TASK_SECONDS``), so that a
 test waiting for a hung backend to run out of its deadline can set a shorter one.
+
+A budget starts when the connector's method runs, not when the RPC arrived: time the call spent
+queued in the service (the asyncio loop behind other calls) is not counted. The RPC's own deadline
+(``grpc.aio.ServicerContext.time_remaining``) never reaches a connector: flytekit 1.16.31's
+``AsyncConnectorService.GetTask`` (``flytekit/extend/backend/connector_service.py``) passes the
+connector only the decoded ``resource_meta``, and ``pyflyte serve connector`` builds the server itself
+with no interceptor (``flytekit/clis/sdk_in_container/serve.py``, ``_start_grpc_server``:
+``grpc.aio.server(...)`` and ``AsyncConnectorService()``), so nothing a ``--modules`` module does can
+see the servicer context short of patching flytekit. GetTask's and DeleteTask's budgets sit 20 s
+inside propeller's 30 s, which absorbs such queueing; CreateTask's only ``MARGIN_SECONDS`` inside it.
 """
 
 from __future__ import annotations

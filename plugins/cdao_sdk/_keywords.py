@@ -1,5 +1,5 @@
-"""Every SDK keyword checked against its annotation and shape when the decorator (or ``configure``)
-is called, so a wrong value fails naming the decorator, the keyword and the expected form, instead
+"""Every SDK keyword checked against its annotation and shape when the decorator is applied (or
+``configure`` is called), so a wrong value fails naming the decorator, the keyword and the expected form, instead
 of as a bare TypeError deep in flytekit or botocore, or not at all.
 
 Hand-written: the values are plain Python arguments (not a config file), and the checks read the

@@ -38,11 +38,54 @@ from cdao_sdk.pools import CPU, GPU_RESOURCE, NODE_POOL_LABEL, NODE_POOLS, NodeP
 _PRIMARY = "primary"  # flytekit's default primary container name in pod templates
 
 
-def _decorate(fn: Callable | None, build: Callable[[Callable], Any]) -> Any:
-    """Support both ``@dec`` and ``@dec(...)``."""
-    if fn is not None:
-        return build(fn)
-    return build
+def _naming(error: BaseException, what: str) -> None:
+    """``error`` made to say ``what`` was being defined: appended to the message of our own
+    ValueError/TypeError (one string argument), else a PEP 678 note, which tracebacks print (flytekit's
+    exceptions compute ``__str__`` from their own fields, e.g. ``FlyteMissingTypeException``,
+    flytekit/exceptions/user.py)."""
+    where = f"({what})"
+    notes = getattr(error, "__notes__", [])
+    if where in notes or (error.args and where in str(error.args[0])):
+        return  # a decorator delegating to another (sagemaker_task) says it once
+    if type(error) in (ValueError, TypeError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        error.args = (f"{error.args[0]} {where}",)
+    else:
+        error.add_note(where)
+
+
+def _task_decorator(
+    where: str, *, unchecked: tuple[str, ...] = (), function: str = "_fn"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An SDK task decorator usable bare (``@dec``) and with keywords (``@dec(...)``), whose every
+    error names the decorated function by module and qualified name.
+
+    ``function`` is the parameter that receives the decorated function (the first one). With keywords
+    the function is not known yet, so the checks (:func:`cdao_sdk._keywords.checked`, then the body)
+    run when the returned decorator is applied; when ``function`` holds a string instead
+    (``sagemaker_batch_transform_task("module.score")``, a task made without a function) they run at
+    once and name that task. Errors keep their type."""
+
+    def wrap(body: Callable[..., Any]) -> Callable[..., Any]:
+        run = checked(where, unchecked=unchecked)(body)
+
+        @functools.wraps(body)
+        def decorator(*args: Any, **kwargs: Any) -> Any:
+            target = args[0] if args else kwargs.pop(function, None)
+            if target is None:
+                return lambda fn: decorator(fn, *args[1:], **kwargs)
+            if callable(target):
+                what = f"decorating {getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)!s}"
+            else:
+                what = f"defining task {target!r}"
+            try:
+                return run(target, *args[1:], **kwargs)
+            except Exception as exc:
+                _naming(exc, what)
+                raise
+
+        return decorator
+
+    return wrap
 
 
 def _built(decorator: str, make: Callable[[], Any], keywords: dict[str, str] | None = None) -> Any:
@@ -150,17 +193,17 @@ def _workload_pod_template(workload_type: str) -> PodTemplate:
     return _pod_template({workload_label(workload_type): "true"}, tolerations)
 
 
-@checked("task")
+@_task_decorator("task")
 def task(_fn: Callable | None = None, *, workload_type: str | None = None, **task_kwargs: Any) -> Any:
     """flytekit's ``@task``; ``workload_type`` additionally pins the pod to the pools serving it."""
     _check_task_keywords(task_kwargs, "task", ("workload_type",))
     if workload_type is not None:
         _check_not_given(task_kwargs, ("pod_template",), "task(workload_type=...)")
         task_kwargs["pod_template"] = _workload_pod_template(workload_type)
-    return _decorate(_fn, lambda fn: flytekit.task(fn, **task_kwargs))
+    return flytekit.task(_fn, **task_kwargs)
 
 
-@checked("cpu_task")
+@_task_decorator("cpu_task")
 def cpu_task(
     _fn: Callable | None = None,
     *,
@@ -181,10 +224,10 @@ def cpu_task(
     _check_not_given(task_kwargs, ("requests", "limits", "resources", "pod_template"), "cpu_task")
     res = Resources(cpu=cpu, mem=memory)
     template = _pod_template({NODE_POOL_LABEL: CPU.name, workload_label(workload_type): "true"}, [])
-    return _decorate(_fn, lambda fn: flytekit.task(fn, requests=res, limits=res, pod_template=template, **task_kwargs))
+    return flytekit.task(_fn, requests=res, limits=res, pod_template=template, **task_kwargs)
 
 
-@checked("gpu_task")
+@_task_decorator("gpu_task")
 def gpu_task(
     _fn: Callable | None = None,
     *,
@@ -235,7 +278,7 @@ def gpu_task(
         if workload_type is not None:
             raise ValueError("gpu_task workload_type selects EKS node pools; it has no meaning on Codeweave")
         config = _built("gpu_task", lambda: CodeweaveGPU(gpu_type=gpu_type, gpus=gpus, cpu=cpu, memory=memory))
-        return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
+        return flytekit.task(_fn, task_config=config, **task_kwargs)
 
     pool = routing.choose_eks_gpu_pool(gpu_type, mig_profile)
     if pool.time_sliced and gpus > 1:
@@ -255,7 +298,7 @@ def gpu_task(
     wt = routing.gpu_workload(pool, inference, workload_type)
     tolerations = [pool.taint.toleration()] if pool.taint is not None else []
     template = _pod_template({NODE_POOL_LABEL: pool.name, workload_label(wt): "true"}, tolerations, resources)
-    return _decorate(_fn, lambda fn: flytekit.task(fn, pod_template=template, **task_kwargs))
+    return flytekit.task(_fn, pod_template=template, **task_kwargs)
 
 
 def _timeout_seconds(timeout: int | datetime.timedelta | None, what: str) -> int | None:
@@ -269,7 +312,7 @@ def _timeout_seconds(timeout: int | datetime.timedelta | None, what: str) -> int
 BATCH_PLATFORM = "aws-batch"
 
 
-@checked("batch_task")
+@_task_decorator("batch_task")
 def batch_task(
     _fn: Callable | None = None,
     *,
@@ -327,7 +370,7 @@ def batch_task(
     n_retries = _check_count(retries if retries is not None else (3 if config.spot else 0), "batch_task retries", 0)
     if seconds is not None:
         task_kwargs["timeout"] = datetime.timedelta(seconds=seconds)
-    return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, retries=n_retries, **task_kwargs))
+    return flytekit.task(_fn, task_config=config, retries=n_retries, **task_kwargs)
 
 
 @dataclass(frozen=True)
@@ -415,7 +458,7 @@ def _spark_submit_parameters(spark_conf: dict[str, str]) -> str | None:
     return " ".join(f"--conf {k}={v}" for k, v in sorted(spark_conf.items()))
 
 
-@checked("spark_task")
+@_task_decorator("spark_task")
 def spark_task(
     _fn: Callable | None = None,
     *,
@@ -511,7 +554,7 @@ def spark_task(
             application_id=application_id or _AT_REGISTRATION,
             spark_submit_parameters=_spark_submit_parameters({**python, **conf}),
         )
-    return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
+    return flytekit.task(_fn, task_config=config, **task_kwargs)
 
 
 # The framework an author declares (seed 003: framework="xgboost", framework_version="1.2-1") is
@@ -584,7 +627,7 @@ _FRAMEWORK_REASONS = {
 }
 
 
-@checked("sagemaker_training_task")
+@_task_decorator("sagemaker_training_task")
 def sagemaker_training_task(
     _fn: Callable | None = None,
     *,
@@ -658,10 +701,10 @@ def sagemaker_training_task(
         ),
         _SAGEMAKER_KEYWORDS,
     )
-    return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
+    return flytekit.task(_fn, task_config=config, **task_kwargs)
 
 
-@checked("sagemaker_processing_task")
+@_task_decorator("sagemaker_processing_task")
 def sagemaker_processing_task(
     _fn: Callable | None = None,
     *,
@@ -710,12 +753,13 @@ def sagemaker_processing_task(
         ),
         _SAGEMAKER_KEYWORDS,
     )
-    return _decorate(_fn, lambda fn: flytekit.task(fn, task_config=config, **task_kwargs))
+    return flytekit.task(_fn, task_config=config, **task_kwargs)
 
 
 SAGEMAKER_JOB_TYPES = ("training", "processing")
 
 
+@_task_decorator("sagemaker_task")
 def sagemaker_task(_fn: Callable | None = None, *, job_type: str, **kwargs: Any) -> Any:
     """``@sagemaker_task(job_type="training"|"processing", ...)``: :func:`sagemaker_training_task` or
     :func:`sagemaker_processing_task` with the same keywords. A batch transform is not a function
@@ -764,7 +808,7 @@ class _TransformOfAFunctionTask(flytekit.PythonFunctionTask):
 TaskPlugins.register_pythontask_plugin(_TransformOfAFunction, _TransformOfAFunctionTask)
 
 
-@checked("sagemaker_batch_transform_task", unchecked=("name",))
+@_task_decorator("sagemaker_batch_transform_task", unchecked=("name",), function="name")
 def sagemaker_batch_transform_task(
     name: str | Callable | None = None,
     *,
@@ -835,11 +879,8 @@ def sagemaker_batch_transform_task(
     )
     if not isinstance(name, str):  # the decorator form
         refused = _TransformOfAFunction(instance_type=instance_type)
-        return _decorate(
-            name,
-            lambda fn: flytekit.task(
-                fn, task_config=refused, cache=cache, cache_version=cache_version, retries=retries, timeout=timeout
-            ),
+        return flytekit.task(
+            name, task_config=refused, cache=cache, cache_version=cache_version, retries=retries, timeout=timeout
         )
     metadata = TaskMetadata(cache=cache, cache_version=cache_version, retries=retries, timeout=timeout)
     return _SettingsTransformTask(

@@ -21,9 +21,11 @@ import pytest
 from aws_setup import ATTEMPT_TABLE, SPOT_QUEUE, provision_attempt_table, provision_batch
 from botocore.exceptions import ClientError
 from cdao_connectors._attempts import AttemptInProgress, AttemptLedger
+from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from connector_processes import ConnectorProcess
+from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
-from propeller import create_task, execution_metadata, serialize, write_inputs
+from propeller import category, create_task, execution_metadata, serialize, write_inputs
 
 pytestmark = pytest.mark.e2e
 
@@ -309,3 +311,26 @@ def test_a_submit_whose_answer_is_lost_is_never_sent_again(aws_env, moto_endpoin
         jobQueue=SPOT_QUEUE, filters=[{"name": "JOB_NAME", "values": [meta.job_name]}]
     )
     assert [j["jobId"] for j in listed["jobSummaryList"]] == [meta.job_id]
+
+
+# ---------------------------------------------------------------------------------------------
+# What a replica logs when a call fails, as the Deployment configures flytekit's loggers.
+
+
+def test_a_failed_get_task_is_logged_as_one_json_line(replicas):
+    """``pyflyte serve connector`` without ``-v`` sets flytekit's logger to CRITICAL unless
+    FLYTE_SDK_LOGGING_LEVEL says otherwise (flytekit 1.16.31 clis/sdk_in_container/utils.py
+    ``ErrorHandlingCommand.invoke``, loggers.py ``get_level_from_cli_verbosity``), which drops the
+    error ``connector_service._handle_exception`` logs for every failed call; and outside a task
+    execution flytekit logs through rich (loggers.py ``initialize_global_loggers``), wrapped at 80
+    columns over many lines, unless FLYTE_SDK_RICH_TRACEBACKS=0 picks its JSON formatter. The
+    replicas run with the Deployment's settings (connector_processes.deployment_logging_env)."""
+    request = agent_pb2.GetTaskRequest(task_category=category(BATCH_TASK_TYPE), resource_meta=b"not json")
+    with grpc.insecure_channel(replicas[0].target) as channel, pytest.raises(grpc.RpcError) as failed:
+        AsyncAgentServiceStub(channel).GetTask(request, timeout=10)
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    records = [json.loads(line) for line in replicas[0].log(tail=None).splitlines() if line.startswith("{")]
+    logged = [r for r in records if f"failed to get {BATCH_TASK_TYPE} task" in r.get("message", "")]
+    assert logged, replicas[0].log()
+    assert logged[-1]["levelname"] == "ERROR" and logged[-1]["name"] == "flytekit"
+    assert "Traceback" in logged[-1]["message"]  # the whole error, in one record

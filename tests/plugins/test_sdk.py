@@ -346,6 +346,10 @@ def test_pyflyte_run_executes_a_codeweave_task_body_locally():
     assert "o0=12.0" in result.stdout and "scaled 3 values" in result.stdout
 
 
+def _typed(x: int) -> int:
+    return x
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -401,4 +405,5 @@ def test_every_sdk_keyword_of_the_wrong_type_or_shape_names_the_decorator_and_th
     """The SageMaker instance types are the API's enums in botocore's service model
     (botocore data/sagemaker/2017-07-24/service-2.json TrainingInstanceType and siblings)."""
     with pytest.raises(ValueError, match=message):
-        call()
+        made = call()
+        made(_typed)  # a decorator with keywords checks them on the function it decorates

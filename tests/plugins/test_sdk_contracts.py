@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import traceback
 from collections.abc import Iterator
 from concurrent import futures
 from types import SimpleNamespace
@@ -356,7 +357,7 @@ def test_the_same_role_arn_rule_holds_for_configure_sagemaker_and_the_decorators
     cdao_sdk.configure_sagemaker(sagemaker_role=partitioned, default_bucket="ml-art.v2", region="us-gov-west-1")
     cdao_sdk.configure(_ADMIN, "p", remote=object(), emr_serverless_role=partitioned, region="eu-west-1")
     with pytest.raises(ValueError, match=r"execution_role_arn='arn:aws:iam::acct:role/x': expected .*IAM role ARN"):
-        sagemaker_training_task(execution_role_arn="arn:aws:iam::acct:role/x")
+        sagemaker_training_task(execution_role_arn="arn:aws:iam::acct:role/x")(_f)
 
 
 @pytest.mark.parametrize(
@@ -401,5 +402,66 @@ def test_a_misconfigured_environment_fails_registration_not_the_job(monkeypatch)
 )
 def test_a_configs_own_check_names_the_decorator_and_keyword(decorate, message):
     with pytest.raises(ValueError, match=message) as refused:
-        decorate()
+        decorate()(_f)
     assert "_in_seconds" not in str(refused.value) and "_in_gb" not in str(refused.value)
+
+
+# --- a decorator's error names the function it decorates ----------------------------------------
+
+
+def _fit(x: int) -> int:
+    return x
+
+
+@pytest.mark.parametrize(
+    ("decorate", "message"),
+    [
+        # a keyword's annotation, its shape, an unknown keyword, a refused one
+        (lambda: gpu_task(gpus="2"), r"gpu_task gpus='2': expected an integer"),
+        (lambda: spark_task(execution_role_arn="arn:aws:iam::acct:role/x"), r"expected an IAM role ARN"),
+        (lambda: gpu_task(gpu_type="a100", gpu_count=2), r"^gpu_task got unknown keyword\(s\) \['gpu_count'\]"),
+        (lambda: spark_task(ml=True), r"spark_task ml=True: Spark MLlib ships"),
+        # routing, pools, quantities, a config's own check
+        (lambda: gpu_task(gpu_type="tpu-v5"), r"neither an EKS pool GPU"),
+        (lambda: gpu_task(gpu_type="h100", inference=True), r"pool h100-timeslice runs no inference"),
+        (lambda: cpu_task(cpu="lots"), r"cpu_task cpu='lots'"),
+        (lambda: cdao_sdk.task(workload_type="gaming"), r"not served by any node pool"),
+        (lambda: cdao_sdk.batch_task(spot=True, on_demand=True), r"disagree on the queue"),
+        (lambda: spark_task(instance_type="m5.xlarge", instance_count=-1), r"spark_task: instance_count=-1"),
+        (lambda: sagemaker_training_task(max_runtime_seconds=-1), r"sagemaker_training_task: max_runtime_seconds"),
+        (lambda: cdao_sdk.sagemaker_processing_task(instance_type="m5.xlarge"), r"instance_type='m5.xlarge'"),
+        (lambda: cdao_sdk.sagemaker_task(job_type="tuning"), r"sagemaker_task job_type='tuning'"),
+        (lambda: cdao_sdk.sagemaker_task(job_type="training", volume_size_gb=0), r"volume_size_gb"),
+        (lambda: cdao_sdk.sagemaker_batch_transform_task(instance_type="ml.nope"), r"instance_type='ml.nope'"),
+    ],
+)
+def test_a_decorators_error_names_the_decorated_function(decorate, message):
+    """A notebook or a package defines many tasks: the error says which one, by module and qualified name."""
+    with pytest.raises((ValueError, TypeError), match=message) as raised:
+        decorate()(_fit)
+    assert f"{__name__}._fit" in str(raised.value)
+
+
+def test_a_bare_decorators_error_names_the_decorated_function():
+    """``@gpu_task`` without parentheses, on a function flytekit cannot type (an input without an
+    annotation: flytekit/core/interface.py ``transform_function_to_interface`` raises
+    FlyteMissingTypeException naming only the input)."""
+
+    class Pipelines:
+        @staticmethod
+        def untyped(x):
+            return x
+
+    with pytest.raises(Exception, match="'x' has no type") as raised:
+        gpu_task(Pipelines.untyped)
+    # flytekit's exception computes its message from its fields, so the function is named in a
+    # PEP 678 note, which every traceback prints.
+    printed = "".join(traceback.format_exception(raised.value))
+    assert f"{__name__}.{Pipelines.untyped.__qualname__}" in printed
+
+
+def test_a_transform_definitions_error_names_the_task():
+    """``sagemaker_batch_transform_task("<name>", ...)`` defines a task without a function: its errors
+    name the task being defined instead."""
+    with pytest.raises(ValueError, match=r"strategy='Bulk'.*\(defining task 'pipelines\.score'\)$"):
+        cdao_sdk.sagemaker_batch_transform_task("pipelines.score", strategy="Bulk")

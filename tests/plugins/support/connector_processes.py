@@ -17,20 +17,31 @@ from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
 
 PYFLYTE = Path(sys.executable).with_name("pyflyte")
-DEPLOYMENT = Path(__file__).parents[3] / "platform" / "addons" / "connectors" / "base" / "deployment.yaml"
+DEPLOYMENT = Path(__file__).resolve().parents[3] / "platform" / "addons" / "connectors" / "base" / "deployment.yaml"
 # How old a cached status a replica serves, and so how often its background passes refresh them
 # (plugins/cdao_connectors/config.py); the Deployment sets both.
 REFRESH_SETTINGS = ("CDAO_BATCH_STATUS_REFRESH_SECONDS", "CDAO_STATUS_REFRESH_SECONDS")
 
 
+def _connector_env(path: Path) -> dict[str, str | None]:
+    pod = yaml.safe_load(path.read_text())["spec"]["template"]["spec"]
+    (container,) = (c for c in pod["containers"] if c["name"] == "connector")
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
 def deployment_env(names: tuple[str, ...], path: Path = DEPLOYMENT) -> dict[str, str]:
     """The connector Deployment's static ``env`` values of ``names``; KeyError naming one it lacks."""
-    deployment = yaml.safe_load(path.read_text())
-    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = _connector_env(path)
     missing = [n for n in names if env.get(n) is None]
     if missing:
         raise KeyError(f"{path} sets no value for {', '.join(missing)}")
     return {n: env[n] for n in names}
+
+
+def deployment_logging_env() -> dict[str, str]:
+    """The connector Deployment's settings of flytekit's loggers (``FLYTE_SDK_*``), so that a replica
+    here logs, and pays for logging, as production's do."""
+    return {k: v for k, v in _connector_env(DEPLOYMENT).items() if k.startswith("FLYTE_SDK_") and v is not None}
 
 
 def _free_port() -> int:
@@ -59,7 +70,9 @@ class ConnectorProcess:
             "--modules",
             "cdao_connectors.service",
         ]
-        self._process = subprocess.Popen(command, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            command, env={**os.environ, **deployment_logging_env(), **env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     @property
     def pid(self) -> int:
@@ -96,8 +109,10 @@ class ConnectorProcess:
             if sample.name == f"{name}_total"
         )
 
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")[-4000:]
+    def log(self, tail: int | None = 4000) -> str:
+        """What the process wrote to stdout and stderr: the last ``tail`` characters, or all with None."""
+        text = Path(self._log.name).read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def stop(self) -> None:
         self._process.terminate()
