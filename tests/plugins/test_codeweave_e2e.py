@@ -4,6 +4,7 @@ Codeweave fake that runs its pyflyte-execute command, with outputs in moto's S3.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,7 @@ def test_get_tasks_reuse_one_http_connection(codeweave):
         codeweave.jobs["reused"] = FakeJob(id="reused", spec={"name": "reused"}, status="RUNNING")
     meta = CodeweaveJobMetadata("reused", _prefix(), False)
     for _ in range(20):
+        time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here): every GetTask reads the job
         assert connector.get_sync(meta).phase == PHASE.RUNNING
     assert len(codeweave.requests) == 20
     assert len(codeweave.connections) == 1
@@ -203,12 +205,16 @@ def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave):
     """Propeller fails a task after ``maxSystemFailures`` GetTask errors in its life (flyteplugins
     go/tasks/pluginmachinery/internal/webapi/cache.go at v1.16.8): a job whose status is known is
     answered with it, marked stale, while Codeweave answers 429 to every retry. One read: the
-    client's own backoff makes each about 1.4 s, and test_error_budget.py proves the count."""
+    client's own backoff makes it about 1.4 s, and test_error_budget.py proves the count."""
     codeweave.jobs["cw-known"] = FakeJob(id="cw-known", spec={"name": "known"}, status="RUNNING")
     connector = CodeweaveConnector()
     meta = CodeweaveJobMetadata(job_id="cw-known", output_prefix=_prefix(), has_outputs=False)
     assert connector.get_sync(meta).phase == PHASE.RUNNING
     codeweave.throttle_next = 10_000
+    time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
     stale = connector.get_sync(meta)
-    assert stale.phase == PHASE.RUNNING
-    assert "last known status" in stale.message and "429" in stale.message
+    # The read is still backing off: the GetTask answered without waiting for it.
+    assert stale.phase == PHASE.RUNNING and "last known status" in stale.message, stale.message
+    # Once it has failed, the stale answer says why.
+    stale = wait_for(lambda: r if "429" in (r := connector.get_sync(meta)).message else None, timeout=10)
+    assert stale.phase == PHASE.RUNNING and "last known status" in stale.message

@@ -22,7 +22,7 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from cdao_connectors import _deadlines
+from cdao_connectors import _deadlines, _status_cache
 from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
@@ -47,6 +47,21 @@ def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
     # The section is decoded as a whole: size and workers stay at flyteplugins' defaults
     # (go/tasks/plugins/webapi/connector/config.go at flyteplugins/v1.16.8).
     assert (caching["size"], caching["workers"]) == (500000, 10)
+
+
+def test_waiting_for_a_hung_backend_holds_at_most_half_of_propellers_workers():
+    """Propeller's GetTask callers are ``caching.workers`` goroutines shared by every connector task
+    type, started at most ``readRateLimiter.qps`` times a second (flyteplugins
+    go/tasks/pluginmachinery/internal/webapi/cache.go ``NewResourceCache``; defaults workers 10 and
+    qps 10 in go/tasks/plugins/webapi/connector/config.go, both at flyteplugins/v1.16.8). A known
+    job's GetTask waits at most KNOWN_STATUS_WAIT_SECONDS for its backend: with every task on a hung
+    backend, that must leave half of the workers to the others."""
+    web_api = _connector_service_config()["webApi"]
+    workers = web_api["caching"].get("workers", 10)
+    qps = (web_api.get("readRateLimiter") or {}).get("qps", 10)
+    assert _status_cache.KNOWN_STATUS_WAIT_SECONDS * qps <= workers / 2
+    # A first sight waits longer, but less than propeller's deadline for the GetTask.
+    assert _status_cache.FIRST_SIGHT_WAIT_SECONDS < _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS
 
 
 class Clock:

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.core.context_manager import SecretsManager
 from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
@@ -24,10 +25,10 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache
-from cdao_connectors.codeweave.contract import CodeweaveClient
+from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
-from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
+from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError, status_refresh_seconds
 
 # Every status of the contract, plus a default for anything new: unknown means "not finished",
 # never success. CANCELLED was not asked for by Flyte (Flyte's own aborts end the task before
@@ -40,6 +41,19 @@ _PHASES = {
     "CANCELLED": TaskExecution.FAILED,
 }
 _TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+# Reads of job statuses in flight at once: Codeweave's share of the service's attention (its
+# client keeps WORKERS_PER_BACKEND connections), on the status cache's own threads.
+STATUS_READERS = 16
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether Codeweave said "not now": 429 or a 5xx (the statuses its client already retries,
+    :mod:`cdao_connectors.codeweave.contract`), or no answer at all (a connection error or
+    timeout, requests' ``ConnectionError``/``Timeout``). A 401, 403 or 400 stays until someone
+    changes the key or the request."""
+    if isinstance(error, CodeweaveError):
+        return error.status == 429 or error.status >= 500
+    return isinstance(error, (requests.ConnectionError, requests.Timeout))
 
 
 @dataclass
@@ -57,15 +71,27 @@ class CodeweaveConnector(BulkheadConnector):
         self.backend = Backend("Codeweave")
         self._clients_lock = threading.Lock()
         self._clients: dict[tuple[str, str, float], CodeweaveClient] = {}
-        # Codeweave has no batched read: every GetTask reads its job (max_age 0), and the last
-        # answer is kept so that a failed read answers it, marked stale, instead of an error that
-        # spends propeller's error budget (_status_cache, _deadlines.PROPELLER_MAX_SYSTEM_FAILURES).
-        self.statuses = StatusCache(
+        # Codeweave has no batched read: each job is read on its own, ahead of propeller's polls
+        # by a background pass (STATUS_READERS at a time), so a GetTask answers what is known and
+        # never holds one of propeller's shared workers while Codeweave is slow or hung
+        # (_status_cache). One cache, rebuilt when CDAO_STATUS_REFRESH_SECONDS changes.
+        self._statuses = StatusCaches(self._new_cache)
+
+    @property
+    def statuses(self) -> StatusCache:
+        return self._statuses(None, status_refresh_seconds())
+
+    def _new_cache(self, _key: None, max_age: float) -> StatusCache:
+        return StatusCache(
             self._read_jobs,
-            max_age=0.0,
+            max_age=max_age,
             batch=1,
+            period=refresh_period(max_age),
+            parallel=STATUS_READERS,
             name="codeweave-jobs",
+            backend="Codeweave",
             final=lambda job: job.status in _TERMINAL,
+            transient=is_transient,
         )
 
     def _read_jobs(self, job_ids: list[str]) -> dict[str, Any]:
@@ -124,6 +150,8 @@ class CodeweaveConnector(BulkheadConnector):
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
         job = self._client(_deadlines.CREATE_TASK_SECONDS).create_job(spec)
+        # The created job's first GetTask reads what Codeweave just said instead of asking again.
+        self.statuses.seed(job.id, job)
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )

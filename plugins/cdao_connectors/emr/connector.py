@@ -136,6 +136,7 @@ class EMRConnector(BulkheadConnector):
             batch=LIST_STEPS_IDS,
             period=refresh_period(max_age),
             name="emr-steps",
+            backend="EMR",
             final=lambda step: step["Status"].get("State") in _TERMINAL_STEP_STATES,
         )
 

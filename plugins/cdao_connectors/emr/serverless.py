@@ -314,6 +314,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
             period=refresh_period(max_age),
             name="emr-serverless-runs",
+            backend=_BACKEND,
             final=lambda run: run.get("state") in _ENDED_RUN_STATES,
         )
         return cache

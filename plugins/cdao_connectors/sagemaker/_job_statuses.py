@@ -130,6 +130,7 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         batch=1,  # Describe takes one name: a new job is read by its own GetTask
         period=refresh_period(max_age),
         name=f"sagemaker-{kind.describe}",
+        backend="SageMaker",
         final=kind.is_final,
     )
     return cache
