@@ -218,3 +218,23 @@ def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave):
     # Once it has failed, the stale answer says why.
     stale = wait_for(lambda: r if "429" in (r := connector.get_sync(meta)).message else None, timeout=10)
     assert stale.phase == PHASE.RUNNING and "last known status" in stale.message
+
+
+def test_a_refused_key_ends_the_stale_answers_with_an_error_naming_it(codeweave, monkeypatch):
+    """A 401 (the API key was revoked) is not Codeweave being busy: past the grace the GetTask is
+    an error naming it, so propeller's error budget drains and the task fails with that message
+    instead of reading RUNNING until its timeout (cdao_connectors._status_cache)."""
+    from cdao_connectors import _status_cache  # noqa: PLC0415
+
+    monkeypatch.setattr(_status_cache, "REFUSAL_GRACE_SECONDS", 0.2)
+    codeweave.jobs["cw-revoked"] = FakeJob(id="cw-revoked", spec={"name": "revoked"}, status="RUNNING")
+    connector = CodeweaveConnector()
+    meta = CodeweaveJobMetadata(job_id="cw-revoked", output_prefix=_prefix(), has_outputs=False)
+    assert connector.get_sync(meta).phase == PHASE.RUNNING
+    codeweave.api_key = "revoked"  # every request of the mounted key now answers 401
+    time.sleep(0.002)
+    stale = connector.get_sync(meta)
+    assert stale.phase == PHASE.RUNNING and "HTTP 401" in stale.message, stale.message
+    time.sleep(0.25)
+    with pytest.raises(_status_cache.StatusRefused, match="HTTP 401"):
+        connector.get_sync(meta)

@@ -22,7 +22,7 @@ from aws_setup import create_sagemaker_jobs
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from cdao_connectors import _deadlines
+from cdao_connectors import _deadlines, _status_cache
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector, job_runs
 from cdao_connectors.sagemaker import _job_statuses
 from cdao_connectors.sagemaker.connector import SpotTrainingConnector
@@ -233,17 +233,19 @@ def test_a_throttled_listing_keeps_the_last_status_and_a_throttled_first_read_is
 _FAILURES = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
 
 
-def _throttled_client(service: str, method: str) -> tuple[Any, Stubber]:
+def _throttled_client(service: str, method: str, code: str = "ThrottlingException") -> tuple[Any, Stubber]:
     client = boto3.client(service, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
     stub = Stubber(client)
     for _ in range(_FAILURES):
-        stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400)
+        # HTTP 400 for both, as AWS's "Common Errors" list them (ThrottlingException,
+        # AccessDeniedException; e.g. https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html).
+        stub.add_client_error(method, code, "Rate exceeded" if code == "ThrottlingException" else "Not authorized", 400)
     return client, stub
 
 
-def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, monkeypatch):
-    """The plugin-based GetTasks (SageMaker training, EMR Serverless) answer the last known status,
-    saying it is stale and why, for more failed refreshes than propeller tolerates errors."""
+def _known_plugin_jobs(monkeypatch) -> list[tuple[Any, Any, str, str]]:
+    """A RUNNING SageMaker training job and EMR Serverless run whose status the plugin-based
+    connectors know: (connector, metadata, AWS service, the status call) of each."""
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
     _training_jobs(["budget-0"])
     training = SpotTrainingConnector()
@@ -259,11 +261,16 @@ def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, mo
     serverless = IdempotentEMRServerlessConnector()
     run_meta = EMRServerlessJobMetadata(application_id=app, job_run_id=run_id, region=REGION)
     assert _run(serverless.get(run_meta)).phase == TaskExecution.RUNNING
-
-    for connector, meta, service, method in (
+    return [
         (training, training_meta, "sagemaker", "describe_training_job"),
         (serverless, run_meta, "emr-serverless", "get_job_run"),
-    ):
+    ]
+
+
+def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, monkeypatch):
+    """The plugin-based GetTasks (SageMaker training, EMR Serverless) answer the last known status,
+    saying it is stale and why, for more failed refreshes than propeller tolerates errors."""
+    for connector, meta, service, method in _known_plugin_jobs(monkeypatch):
         client, stub = _throttled_client(service, method)
         monkeypatch.setattr(connector.backend, "aws", lambda service, region, client=client, **_: client)
         with stub:
@@ -273,6 +280,22 @@ def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, mo
                 assert resource.phase == TaskExecution.RUNNING, resource.message
                 assert "last known status" in resource.message and "ThrottlingException" in resource.message
             stub.assert_no_pending_responses()
+
+
+def test_plugin_connectors_end_stale_answers_once_a_refusal_outlasts_the_grace(aws_env, monkeypatch):
+    """AccessDenied (a role change) is no transient trouble: past the grace every GetTask is an
+    error naming it, so propeller's error budget drains and the task fails with that message."""
+    monkeypatch.setattr(_status_cache, "REFUSAL_GRACE_SECONDS", 0.2)
+    for connector, meta, service, method in _known_plugin_jobs(monkeypatch):
+        client, stub = _throttled_client(service, method, "AccessDeniedException")
+        monkeypatch.setattr(connector.backend, "aws", lambda service, region, client=client, **_: client)
+        with stub:
+            time.sleep(0.002)
+            resource = _run(connector.get(meta))
+            assert resource.phase == TaskExecution.RUNNING and "AccessDeniedException" in resource.message
+            time.sleep(0.25)
+            with pytest.raises(Exception, match=r"refused for .*AccessDeniedException"):
+                _run(connector.get(meta))
 
 
 def test_a_deleted_application_neither_stalls_the_other_runs_nor_keeps_its_own_running(aws_env, monkeypatch):
