@@ -325,3 +325,97 @@ def test_a_deleted_application_neither_stalls_the_other_runs_nor_keeps_its_own_r
     gone = _run(connector.get(deleted))
     assert gone.phase == TaskExecution.FAILED and deleted.application_id in gone.message
     assert _run(connector.get(kept)).phase != TaskExecution.RUNNING  # refreshed despite the other
+
+
+# One bad key fails only its own jobs: a batched refresh answers Unreadable for the keys it could not
+# read and the others' statuses as usual (cdao_connectors._status_cache). Every refusal below is an
+# error code the API reference lists for the call.
+
+
+def test_one_clusters_failed_list_steps_leaves_the_other_clusters_steps_refreshed(aws_env):
+    """ListSteps of an unknown cluster id is InvalidRequestException (HTTP 400,
+    https://docs.aws.amazon.com/emr/latest/APIReference/API_ListSteps.html); the review found it
+    failed the background pass for every cluster."""
+    from cdao_connectors.emr.connector import _list_steps  # noqa: PLC0415
+
+    client = boto3.client("emr", region_name=REGION)
+    step = {"Id": "s-good", "Name": "flyte-x", "Status": {"State": "RUNNING"}}  # a StepSummary
+    live = ["PENDING", "CANCEL_PENDING", "RUNNING"]
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "list_steps", "InvalidRequestException", "Cluster id 'j-gone' is not valid.", 400, None,
+            {"ClusterId": "j-gone", "StepStates": live},
+        )  # fmt: skip
+        stub.add_response("list_steps", {"Steps": [step]}, {"ClusterId": "j-good", "StepStates": live})
+        found = _list_steps(client, [("j-gone", "s-1"), ("j-good", "s-good")], listing=True)
+        stub.assert_no_pending_responses()
+    assert found[("j-good", "s-good")] == step
+    assert isinstance(found[("j-gone", "s-1")], _status_cache.Unreadable)
+    assert "InvalidRequestException" in str(found[("j-gone", "s-1")].error)
+
+
+def test_one_applications_throttled_listing_or_one_refused_run_leaves_the_others_refreshed(aws_env):
+    client = boto3.client("emr-serverless", region_name=REGION)
+    created = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    live = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "list_job_runs", "ThrottlingException", "Rate exceeded", 400, None,
+            {"applicationId": "app0", "states": live, "maxResults": 50},
+        )  # fmt: skip
+        stub.add_response(
+            "list_job_runs", {"jobRuns": [_summary("r1", "RUNNING", created)]},
+            {"applicationId": "app1", "states": live, "maxResults": 50},
+        )  # fmt: skip
+        stub.add_client_error(
+            "get_job_run", "AccessDeniedException", "Not authorized", 400, None,
+            {"applicationId": "app1", "jobRunId": "r2"},
+        )  # fmt: skip
+        found = job_runs(client, [("app0", "r0"), ("app1", "r1"), ("app1", "r2")], listing=True)
+        stub.assert_no_pending_responses()
+    assert found[("app1", "r1")]["state"] == "RUNNING"
+    assert isinstance(found[("app0", "r0")], _status_cache.Unreadable)
+    assert isinstance(found[("app1", "r2")], _status_cache.Unreadable)
+
+
+def test_one_sagemaker_jobs_refused_describe_leaves_the_other_jobs_refreshed(aws_env):
+    client = boto3.client("sagemaker", region_name=REGION)
+    created = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    # Every member DescribeTransformJob's output marks required (botocore sagemaker/2017-07-24).
+    described = {
+        "TransformJobName": "tj-good",
+        "TransformJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/tj-good",
+        "TransformJobStatus": "Completed",
+        "ModelName": "m",
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "CreationTime": created,
+    }
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_transform_jobs", {"TransformJobSummaries": []}, {"StatusEquals": "InProgress", "MaxResults": 100}
+        )
+        stub.add_client_error(
+            "describe_transform_job", "ValidationException", "1 validation error detected", 400, None,
+            {"TransformJobName": "tj-bad"},
+        )  # fmt: skip
+        stub.add_response("describe_transform_job", described, {"TransformJobName": "tj-good"})
+        found = _job_statuses.job_statuses(client, _job_statuses.TRANSFORM, ["tj-bad", "tj-good"], listing=True)
+        stub.assert_no_pending_responses()
+    assert found["tj-good"]["TransformJobStatus"] == "Completed"
+    assert isinstance(found["tj-bad"], _status_cache.Unreadable)
+
+
+def test_an_unreadable_key_keeps_its_last_status_while_the_others_are_refreshed():
+    refused = ClientError({"Error": {"Code": "InvalidRequestException", "Message": "not valid"}}, "ListSteps")
+
+    def describe(keys: list[str]) -> dict[str, Any]:
+        return {k: _status_cache.Unreadable(refused) if k == "bad" else {"state": "COMPLETED"} for k in keys}
+
+    cache = _status_cache.StatusCache(describe, max_age=60.0, batch=10)
+    for key in ("bad", "good"):
+        cache.seed(key, {"state": "RUNNING"})
+    with pytest.raises(ClientError):  # the pass reports what it could not read
+        cache.refresh_ahead(older_than=0.0)
+    assert cache.peek("good") == {"state": "COMPLETED"}
+    assert cache.peek("bad") == {"state": "RUNNING"}
