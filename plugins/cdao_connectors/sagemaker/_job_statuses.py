@@ -135,3 +135,31 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         final=kind.is_final,
     )
     return cache
+
+
+def describe_status_cache(method: str, client: Callable[[], Any], max_age: float) -> StatusCache:
+    """A :class:`StatusCache` of one SageMaker Describe with no listing (``describe_endpoint``,
+    ``describe_hyper_parameter_tuning_job``, ``describe_inference_recommendations_job``: what the
+    endpoint, tuning and inference recommender connectors' ``get()`` reads, flytekitplugins-
+    awssagemaker 1.16.31), keyed by the call's parameters as ``(name, value)`` pairs. A resource
+    SageMaker does not know is left out (gone); any other refusal is :class:`Unreadable`."""
+
+    def describe(keys: list[tuple[tuple[str, Any], ...]]) -> dict[Any, Any]:
+        sm = client()
+        found: dict[Any, Any] = {}
+        for key in keys:
+            try:
+                found[key] = getattr(sm, method)(**dict(key))
+            except ClientError as exc:
+                if not job_is_gone(exc):
+                    found[key] = Unreadable(exc)
+        return found
+
+    return StatusCache(
+        describe,
+        max_age=max_age,
+        batch=1,  # one resource per Describe
+        period=refresh_period(max_age),
+        name=f"sagemaker-{method}",
+        backend="SageMaker",
+    )
