@@ -201,7 +201,7 @@ def test_the_environment_is_read_once_per_client_not_per_request(codeweave, monk
     assert codeweave.requests == [("GET", "http://codeweave.invalid/jobs/env-once")]
 
 
-def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave):
+def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave, production_status_waits):
     """Propeller fails a task after ``maxSystemFailures`` GetTask errors in its life (flyteplugins
     go/tasks/pluginmachinery/internal/webapi/cache.go at v1.16.8): a job whose status is known is
     answered with it, marked stale, while Codeweave answers 429 to every retry. One read: the

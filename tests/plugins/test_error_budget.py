@@ -49,7 +49,7 @@ def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
     assert (caching["size"], caching["workers"]) == (500000, 10)
 
 
-def test_waiting_for_a_hung_backend_holds_at_most_half_of_propellers_workers():
+def test_waiting_for_a_hung_backend_holds_at_most_half_of_propellers_workers(production_status_waits):
     """Propeller's GetTask callers are ``caching.workers`` goroutines shared by every connector task
     type, started at most ``readRateLimiter.qps`` times a second (flyteplugins
     go/tasks/pluginmachinery/internal/webapi/cache.go ``NewResourceCache``; defaults workers 10 and
