@@ -41,9 +41,6 @@ _PHASES = {
     "CANCELLED": TaskExecution.FAILED,
 }
 _TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-# Reads of job statuses in flight at once: Codeweave's share of the service's attention (its
-# client keeps WORKERS_PER_BACKEND connections), on the status cache's own threads.
-STATUS_READERS = 16
 
 
 def is_transient(error: BaseException) -> bool:
@@ -71,10 +68,11 @@ class CodeweaveConnector(BulkheadConnector):
         self.backend = Backend("Codeweave")
         self._clients_lock = threading.Lock()
         self._clients: dict[tuple[str, str, float], CodeweaveClient] = {}
-        # Codeweave has no batched read: each job is read on its own, ahead of propeller's polls
-        # by a background pass (STATUS_READERS at a time), so a GetTask answers what is known and
-        # never holds one of propeller's shared workers while Codeweave is slow or hung
-        # (_status_cache). One cache, rebuilt when CDAO_STATUS_REFRESH_SECONDS changes.
+        # Codeweave has no batched read: each job is read on its own, ahead of propeller's polls,
+        # by a background pass (as many at a time as the client keeps connections, on the cache's
+        # own threads), so a GetTask answers what is known and never holds one of propeller's
+        # shared workers while Codeweave is slow or hung (_status_cache). One cache, rebuilt when
+        # CDAO_STATUS_REFRESH_SECONDS changes.
         self._statuses = StatusCaches(self._new_cache)
 
     @property
@@ -87,7 +85,7 @@ class CodeweaveConnector(BulkheadConnector):
             max_age=max_age,
             batch=1,
             period=refresh_period(max_age),
-            parallel=STATUS_READERS,
+            parallel=WORKERS_PER_BACKEND,
             name="codeweave-jobs",
             backend="Codeweave",
             final=lambda job: job.status in _TERMINAL,

@@ -49,7 +49,13 @@ from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import Backend, BackendDeadlineExceeded, is_transient, within_deadline
+from cdao_connectors._backends import (
+    WORKERS_PER_BACKEND,
+    Backend,
+    BackendDeadlineExceeded,
+    is_transient,
+    within_deadline,
+)
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
@@ -326,6 +332,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             describe_all=lambda keys: describe(keys, listing=True),
             max_age=max_age,
             batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
+            parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
             period=refresh_period(max_age),
             name="emr-serverless-runs",
             backend=_BACKEND,

@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cdao_connectors._backends import WORKERS_PER_BACKEND
 from cdao_connectors._status_cache import StatusCache, Unreadable, refresh_period
 
 LIST_PAGE = 100  # ListTrainingJobs/ListProcessingJobs/ListTransformJobs MaxResults' maximum
@@ -129,6 +130,7 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         describe_all=describe_all,
         max_age=max_age,
         batch=1,  # Describe takes one name: a new job is read by its own GetTask
+        parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
         period=refresh_period(max_age),
         name=f"sagemaker-{kind.describe}",
         backend="SageMaker",
@@ -159,6 +161,7 @@ def describe_status_cache(method: str, client: Callable[[], Any], max_age: float
         describe,
         max_age=max_age,
         batch=1,  # one resource per Describe
+        parallel=WORKERS_PER_BACKEND,
         period=refresh_period(max_age),
         name=f"sagemaker-{method}",
         backend="SageMaker",
