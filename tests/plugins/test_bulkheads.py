@@ -21,7 +21,16 @@ from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.emr.connector import EMRStepMetadata
 from codeweave_fake import CodeweaveFake, FakeJob
 from flyteidl.admin import agent_pb2
-from propeller import PHASE, category, create_task, execution_metadata, poll_like_propeller, serialize, write_inputs
+from propeller import (
+    PHASE,
+    category,
+    create_task,
+    execution_metadata,
+    poll_like_propeller,
+    serialize,
+    wait_for,
+    write_inputs,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -160,6 +169,40 @@ def test_a_known_codeweave_job_answers_its_last_status_at_once_while_codeweave_h
         assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.5, f"a known job's GetTask waited {took:.1f}s"
     # A job nothing is known about is a retryable error after the first-sight bound: proven with a
     # hanging describe in test_status_cache.py, and through the service by the test below.
+
+
+def test_codeweave_statuses_are_read_ahead_a_bounded_number_at_a_time(backends, monkeypatch, production_status_waits):
+    """With the service's refresh setting (here 1 s: a pass every 0.5 s), known Codeweave jobs are
+    read in the background, never more at once than the connector's readers, and a GetTask reads
+    the last answer without waiting, even while Codeweave hangs. Takes a second: two passes."""
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "1")
+    connector = CodeweaveConnector()
+    metas = []
+    for i in range(WORKERS_PER_BACKEND + 8):
+        backends.jobs[f"ahead-{i}"] = FakeJob(id=f"ahead-{i}", spec={"name": "ahead"}, status="RUNNING")
+        metas.append(CodeweaveJobMetadata(job_id=f"ahead-{i}", output_prefix="s3://flyte-data/x", has_outputs=False))
+        assert connector.get_sync(metas[-1]).phase == PHASE.RUNNING  # first sight: read at once
+    backends.jobs["ahead-0"].status = "SUCCEEDED"
+    asked = len(backends.requests)
+    # Background passes read every job again, with no GetTask asking.
+    wait_for(lambda: len(backends.requests) - asked >= len(metas), timeout=5.0, interval=0.05)
+    wait_for(lambda: connector.statuses.peek("ahead-0").status == "SUCCEEDED", timeout=2.0, interval=0.05)
+    backends.hanging = True
+    asked = len(backends.requests)
+    time.sleep(1.0)  # the next pass hangs
+    assert 0 < len(backends.requests) - asked <= WORKERS_PER_BACKEND
+    for meta in metas[1:]:
+        took, answer = _timed_get_sync(connector, meta)
+        assert answer.phase == PHASE.RUNNING and took < 0.1, (took, answer.message)
+
+
+def _timed_get_sync(connector, meta):
+    start = time.monotonic()
+    answer = connector.get_sync(meta)
+    return time.monotonic() - start, answer
 
 
 @pytest.mark.usefixtures("short_deadlines")

@@ -147,9 +147,10 @@ class CodeweaveConnector(BulkheadConnector):
             },
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
+        statuses = self.statuses  # its setting is checked before a job exists, not after
         job = self._client(_deadlines.CREATE_TASK_SECONDS).create_job(spec)
         # The created job's first GetTask reads what Codeweave just said instead of asking again.
-        self.statuses.seed(job.id, job)
+        statuses.seed(job.id, job)
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
