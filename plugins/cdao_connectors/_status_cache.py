@@ -59,6 +59,7 @@ import weakref
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -339,9 +340,11 @@ class StatusCache:
             self._last_asked.pop(key, None)
             self._failures.pop(key, None)
 
-    def refresh_ahead(self, older_than: float) -> None:
+    def refresh_ahead(self, older_than: float, wait: float | None = None) -> None:
         """Refresh every tracked entry older than ``older_than`` seconds and not being refreshed
-        already (the background pass); raises the first error of the pass once it is over."""
+        already (the background pass); raises the first error of the refreshes that ended within
+        ``wait`` seconds (None: all of them). One that outlasts ``wait`` goes on, and the next pass
+        leaves its jobs to it: a hung read delays only its own job, not the next pass."""
         with self._refresh_lock:
             now = self._clock()
             with self._lock:
@@ -358,7 +361,8 @@ class StatusCache:
                         self._submit_locked(due[i : i + self.batch], self._describe)
                         for i in range(0, len(due), self.batch)
                     ]
-            errors = [error for future in futures for error in future.result()]
+            done, _ = wait_for_futures(futures, timeout=wait)
+            errors = [error for future in futures if future in done for error in future.result()]
         if errors:
             raise errors[0]
 
@@ -422,7 +426,7 @@ def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
         if cache is None or not threading.main_thread().is_alive():
             return
         try:
-            cache.refresh_ahead(older_than=period / 2)
+            cache.refresh_ahead(older_than=period / 2, wait=period)
         except Exception:  # each job's GetTask answers its last status, saying why it is stale
             _log.warning("background %s refresh failed", cache._name, exc_info=True)
         del cache

@@ -185,3 +185,26 @@ def _wait_for(probe, timeout: float = 5.0):
     while (value := probe()) is None and time.monotonic() < end:
         time.sleep(0.01)
     return value
+
+
+def test_a_hung_read_delays_only_its_own_job_not_the_next_background_pass():
+    released = threading.Event()
+    calls: list[str] = []
+
+    def describe(keys: list[str]) -> dict[str, dict[str, str]]:
+        calls.extend(keys)
+        if "hung" in keys:
+            released.wait(10)
+        return {k: {"status": "RUNNING"} for k in keys}
+
+    cache = StatusCache(describe, batch=1, max_age=60.0)
+    for key in ("hung", "ok"):
+        cache.seed(key, {"status": "SUBMITTED"})
+    try:
+        for _ in range(2):
+            took, _ = _timed(functools.partial(cache.refresh_ahead, older_than=0.0, wait=0.2))
+            assert took < 1.0, f"a background pass waited {took:.1f}s for one hung read"
+        assert calls.count("ok") == 2 and calls.count("hung") == 1  # never asked twice at once
+        assert cache.peek("ok") == {"status": "RUNNING"}
+    finally:
+        released.set()
