@@ -25,7 +25,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
 from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError, status_refresh_seconds
@@ -68,10 +68,13 @@ class CodeweaveConnector(BulkheadConnector):
         self.backend = Backend("Codeweave")
         self._clients_lock = threading.Lock()
         self._clients: dict[tuple[str, str, float], CodeweaveClient] = {}
-        # Codeweave has no batched read: each job is read on its own, ahead of propeller's polls,
-        # by a background pass (as many at a time as the client keeps connections, on the cache's
-        # own threads), so a GetTask answers what is known and never holds one of propeller's
-        # shared workers while Codeweave is slow or hung (_status_cache). One cache, rebuilt when
+        # Codeweave has no batched read, so its jobs are not read ahead: a pass every few seconds
+        # would cost one call per job each time (1000 jobs every 2.5 s: 400 calls a second against
+        # propeller's 33 GetTasks, and the service's CPU with them). A GetTask of a job older than
+        # CDAO_STATUS_REFRESH_SECONDS starts its read on the cache's own threads (as many at once
+        # as the client keeps connections) and waits for it at most
+        # _status_cache.KNOWN_STATUS_WAIT_SECONDS: a slow or hung Codeweave is answered the last
+        # known status, and the read, going on, serves the next GetTask. One cache, rebuilt when
         # CDAO_STATUS_REFRESH_SECONDS changes.
         self._statuses = StatusCaches(self._new_cache)
 
@@ -84,7 +87,6 @@ class CodeweaveConnector(BulkheadConnector):
             self._read_jobs,
             max_age=max_age,
             batch=1,
-            period=refresh_period(max_age),
             parallel=WORKERS_PER_BACKEND,
             name="codeweave-jobs",
             backend="Codeweave",
