@@ -188,13 +188,16 @@ class BulkheadPluginConnector:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend = Backend(self.name)
-        # By (job kind, region): the statuses this connector's GetTasks read.
+        # By (job kind or Describe method, region): the statuses this connector's GetTasks read.
         self.status_caches = StatusCaches(self._new_status_cache)
 
     def _new_status_cache(self, key: tuple[JobKind | str, str], max_age: float) -> StatusCache:
         """The statuses of a job kind (listed) or of one Describe method (read one by one) in a region."""
         kind, region = key
-        client = lambda: self.backend.aws("sagemaker", region)  # noqa: E731  (the endpoint the environment names now)
+
+        def client() -> Any:  # looked up per refresh: the endpoint the environment names now
+            return self.backend.aws("sagemaker", region)
+
         if isinstance(kind, JobKind):
             return job_status_cache(kind, client, max_age)
         return describe_status_cache(kind, client, max_age)
