@@ -127,11 +127,12 @@ def poll_like_propeller(
     task's GetTask answers (time since the start, ``Resource`` or ``grpc.RpcError``), by task.
 
     Propeller keeps one auto-refresh cache for every connector task type, enqueues every task each
-    ``resync`` seconds (a task already waiting is not queued twice; one being synced is queued again
-    when its sync ends) and has ``workers`` goroutines take tasks from that one FIFO queue, each
-    waiting for its GetTask before the next (client-go ``util/workqueue`` semantics)
-    (flytestdlib ``cache/in_memory_auto_refresh.go``; flyteplugins ``go/tasks/pluginmachinery/
-    internal/webapi/cache.go`` ``NewResourceCache``, ``caching.workers`` 10, at flyteplugins/v1.16.8).
+    ``resync`` seconds except one still queued or being synced (flytestdlib
+    ``cache/in_memory_auto_refresh.go`` ``enqueueBatches``, ``inProcessing``) and has ``workers``
+    goroutines take tasks from that one FIFO queue (client-go ``util/workqueue``, ``doc.go``: "Fair:
+    items processed in the order in which they are added"), each waiting for its GetTask before
+    the next (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``
+    ``NewResourceCache``, ``caching.workers`` 10; all at flyteplugins/v1.16.8).
     Its rate limiter is left out: it bounds how often a worker may start, not how long one is held.
     The workers are gRPC futures, not threads: this process also runs the service being measured.
     """
@@ -142,9 +143,7 @@ def poll_like_propeller(
 
     answers: list[list[tuple[float, Any]]] = [[] for _ in tasks]
     waiting: deque[int] = deque()
-    queued: set[int] = set()
-    syncing: set[int] = set()
-    dirty: set[int] = set()
+    processing: set[int] = set()  # queued or being synced
     done: queue.Queue[tuple[int, Any]] = queue.Queue()
     busy = 0
     start = time.monotonic()
@@ -167,16 +166,12 @@ def poll_like_propeller(
         now = time.monotonic()
         if now >= next_resync and now - start < duration:
             for index in range(len(tasks)):
-                if index in syncing:
-                    dirty.add(index)
-                elif index not in queued:
-                    queued.add(index)
+                if index not in processing:
+                    processing.add(index)
                     waiting.append(index)
             next_resync += resync
         while busy < workers and waiting:
             index = waiting.popleft()
-            queued.discard(index)
-            syncing.add(index)
             busy += 1
             send(index)
         if busy == 0 and now - start >= duration:
@@ -186,9 +181,5 @@ def poll_like_propeller(
         except queue.Empty:
             continue
         busy -= 1
-        syncing.discard(index)
+        processing.discard(index)
         answers[index].append((time.monotonic() - start, answer))
-        if index in dirty:
-            dirty.discard(index)
-            queued.add(index)
-            waiting.append(index)
