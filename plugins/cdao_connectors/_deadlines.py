@@ -36,7 +36,8 @@ MARGIN_SECONDS = 1.0
 # once more than PROPELLER_MAX_SYSTEM_FAILURES GetTasks errored in the task's whole life, never
 # reset by a success (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go`` at
 # flyteplugins/v1.16.8). The connectors therefore answer a known job's last status, marked stale,
-# instead of an error (``_status_cache.StatusCache.get``); the budget is spent only where nothing is
-# known about the job yet, which it covers for PROPELLER_RESYNC_SECONDS * PROPELLER_MAX_SYSTEM_FAILURES.
+# instead of an error while the trouble is transient (``_status_cache.StatusCache.get``); the budget
+# is spent only where nothing is known about the job yet, which it covers for
+# PROPELLER_RESYNC_SECONDS * PROPELLER_MAX_SYSTEM_FAILURES, or once a refusal outlasted its grace.
 PROPELLER_RESYNC_SECONDS = 30.0
 PROPELLER_MAX_SYSTEM_FAILURES = 10

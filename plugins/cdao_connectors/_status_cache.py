@@ -9,19 +9,44 @@ and GetTasks read the result.
 With ``period`` set, a background thread refreshes every tracked entry older than half of it each
 ``period`` seconds, so a GetTask of a tracked job never waits for AWS: it reads an entry normally
 at most about ``period`` plus one refresh old. Only a job seen for the first time (or, without a
-background thread, one whose entry is older than ``max_age``) makes its GetTask refresh inline;
-callers arriving meanwhile share that one refresh (where ``batch`` is 1 there is nothing to
-share: each reads its own job).
+background thread, one whose entry is older than ``max_age``) makes its GetTask refresh; callers
+of jobs that refresh covers share it (a ``batch`` of 1 covers only the caller's own job).
 
-A status call that fails is never a status, and, once a job's status is known, never an error
-either: :meth:`StatusCache.get` then answers the last known status, marked ``stale`` with its age
-and why it could not be refreshed (the refresh failed, or the background pass has not reached it
-yet). Propeller fails a task after ``webApi.caching.maxSystemFailures`` GetTask errors in its whole
-life, never reset by a success (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``
-at flyteplugins/v1.16.8, ``SyncFailureCount``), so transient AWS trouble must cost that budget
-nothing; only a job nothing is known about yet makes GetTask an error (see
-``_deadlines.PROPELLER_MAX_SYSTEM_FAILURES``). An entry ``final`` says is terminal cannot change
-and is served at any age.
+Every refresh runs on the cache's own threads (``parallel`` of them: a backend's bounded share,
+never the RPC threads nor another backend's), and a GetTask waits for it only so long:
+
+- a job whose status is known waits at most :data:`KNOWN_STATUS_WAIT_SECONDS`, then is answered its
+  last known status, marked stale; the refresh goes on and its answer serves the next GetTask.
+  Propeller's GetTask callers are ``webApi.caching.workers`` goroutines shared by every connector
+  task type (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``, ``NewResourceCache``,
+  at flyteplugins/v1.16.8): a GetTask waiting for a hung backend holds one of them from every other
+  backend's tasks;
+- a job seen for the first time waits at most :data:`FIRST_SIGHT_WAIT_SECONDS` and, when its
+  backend has not answered by then, is a :class:`StatusNotAnswered` error (nothing is known to
+  answer; propeller retries it). A GetTask finding that read still outstanding waits only the short
+  bound: a hung backend holds a worker for the long one once per job, not every poll.
+
+A status call that fails is never a status, and, once a job's status is known, not an error either
+while the trouble may pass: :meth:`StatusCache.get` answers the last known status, marked ``stale``
+with its age and why it could not be refreshed. Propeller fails a task after
+``webApi.caching.maxSystemFailures`` GetTask errors in its whole life, never reset by a success
+(``cache.go`` above, ``SyncFailureCount``), so transient trouble (``transient(error)``: throttling,
+5xx, timeouts, connection errors, :func:`is_transient_error`) must cost that budget nothing.
+
+A refusal that is not transient (AccessDenied after a role change, a ValidationException that is
+not "not found", an unknown cluster) would otherwise serve the last RUNNING until the task's
+timeout, hours later. Once refusals of a job's refresh have lasted :data:`REFUSAL_GRACE_SECONDS`
+(time for an operator to fix a role) without a success in between, its GetTask is a
+:class:`StatusRefused` error naming the refusal: propeller's error budget drains in
+``maxSystemFailures`` resyncs and the task fails with that message (propeller keeps the last
+GetTask error as the item's ``ErrorMessage``, ``cache.go``). An error rather than a FAILED phase:
+the job may still be running, and a refusal fixed within the budget lets the task carry on.
+
+``describe`` answers each key's description, leaves out a key the backend does not know (None: the
+job is gone), and may answer :class:`Unreadable` for a key it could not read, so one bad key (an
+unknown cluster, a refused application) costs only its own jobs, not the whole pass; an error it
+raises counts against every key of the call. An entry ``final`` says is terminal cannot change and
+is served at any age.
 Nothing maintained does this (boto3 has no request coalescing), hence the hand-written class.
 """
 
@@ -32,13 +57,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from prometheus_client import Counter
 
 from cdao_connectors import _deadlines
+from cdao_connectors._backends import BackendDeadlineExceeded, is_transient
 
 _log = logging.getLogger(__name__)
 
@@ -52,11 +82,60 @@ STALE_ANSWERS = Counter(
     "cdao_status_stale_answers", "GetTasks answered a job's last known status older than max_age", ["cache"]
 )
 
+# How long a GetTask of a known job waits for its refresh. Propeller's ``caching.workers`` (10)
+# goroutines start at most ``readRateLimiter.qps`` GetTasks a second (10 by default; flyteplugins
+# ``go/tasks/plugins/webapi/connector/config.go`` at v1.16.8): a second of worker time per GetTask.
+# A quarter of it holds at most half of the workers even with every task on a hung backend, and is
+# well above a healthy Describe's round trip (milliseconds to tens of them), so a live backend is
+# rarely answered stale; tests/plugins/test_error_budget.py checks it against the values propeller
+# runs with.
+KNOWN_STATUS_WAIT_SECONDS = 0.25
+# How long a job's first GetTask on a replica waits for its read: nothing is known to answer
+# instead, and an error spends one of propeller's PROPELLER_MAX_SYSTEM_FAILURES, so longer than a
+# slow Describe under load (p99 0.7 s at 1000 tasks in flight, plugins/benchmarks); it is paid
+# once per job and replica (creates seed their job, a read still outstanding costs the short bound).
+FIRST_SIGHT_WAIT_SECONDS = 2.0
+# How long a refusal that is not transient is answered stale before GetTask reports it: ten of
+# propeller's resync intervals, time for an operator to put back a role a change broke.
+REFUSAL_GRACE_SECONDS = 10 * _deadlines.PROPELLER_RESYNC_SECONDS
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """Whether ``error`` says "not now" rather than "never": AWS throttling or a 5xx
+    (:func:`cdao_connectors._backends.is_transient`), botocore's own connection and HTTP client
+    errors (``botocore.exceptions.ConnectionError``: endpoint, connect timeout, proxy, SSL;
+    ``HTTPClientError``: read timeout, connection closed), a deadline run out."""
+    if isinstance(error, ClientError):
+        return is_transient(error)
+    return isinstance(error, (BotocoreConnectionError, HTTPClientError, BackendDeadlineExceeded, TimeoutError))
+
+
+class StatusNotAnswered(RuntimeError):
+    """Nothing is known about the job yet and its backend did not answer within the first-sight
+    bound; retryable (the read goes on, and its answer serves the next GetTask)."""
+
+
+class StatusRefused(RuntimeError):
+    """The backend has refused to give the job's status for longer than :data:`REFUSAL_GRACE_SECONDS`
+    with an error that is not transient; the message names the refusal."""
+
+
+class Unreadable(NamedTuple):
+    """What ``describe`` answers for one key it could not read (the others of the call were)."""
+
+    error: BaseException
+
 
 @dataclass
 class _Entry:
     fetched_at: float
     value: Any  # None: the backend did not return the key (the job is gone)
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+    refused_since: float | None  # when refusals that are not transient began; None: transient only
 
 
 class Known(NamedTuple):
@@ -67,6 +146,10 @@ class Known(NamedTuple):
     value: Any
     age: float
     stale: str | None = None
+
+
+def _describe_error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 class StatusCache:
@@ -83,6 +166,9 @@ class StatusCache:
         name: str = "status",
         final: Callable[[Any], bool] | None = None,
         describe_all: Callable[[list[Any]], Mapping[Hashable, Any]] | None = None,
+        transient: Callable[[BaseException], bool] = is_transient_error,
+        known_wait: float | None = None,
+        backend: str | None = None,
     ):
         self._describe = describe
         # A backend with no batched Describe (SageMaker transform) lists in the background pass
@@ -98,21 +184,27 @@ class StatusCache:
             idle_after if idle_after is not None else max(10 * _deadlines.PROPELLER_RESYNC_SECONDS, 10 * max_age)
         )
         self._clock = clock
-        self._parallel = parallel
+        # The refreshes' own threads: a hung backend fills these, never the service's RPC threads.
+        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"cdao-{name}-status")
+        self._transient = transient
+        # None: KNOWN_STATUS_WAIT_SECONDS, read at call time (a test may set a longer one).
+        self._known_wait = known_wait
         # A job in a terminal state stays in it: its entry is served at any age and never refreshed.
         self._final = final or (lambda value: False)
         self._entries: dict[Hashable, _Entry] = {}
         self._last_asked: dict[Hashable, float] = {}
+        self._failures: dict[Hashable, _Failure] = {}
+        # The refresh under way for each key (its ticket and future): one at a time per key.
+        self._inflight: dict[Hashable, tuple[object, Future]] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.describe_calls = 0
-        # GetTasks that waited for AWS (an inline refresh): what the latency benchmark reports.
+        # GetTasks that waited for the backend (a refresh of their own): what the latency benchmark reports.
         self.inline_refreshes = 0
         self._background = period is not None
         self._name = name
-        # Why the last background pass failed (None after one succeeded): a stale answer's reason.
-        self._background_error: str | None = None
-        # Without a background pass, an inline refresh takes every entry not fresh, so one pass
+        self._backend = backend or name  # what the errors call the system asked
+        # Without a background pass, a GetTask's refresh takes every entry not fresh, so one pass
         # serves the whole round. With one, it takes only what cannot be served (new or expired
         # entries): the rest is the background's, and re-describing it would make the GetTask wait
         # (one call per job where the backend has no batched Describe).
@@ -124,10 +216,14 @@ class StatusCache:
             ).start()
 
     def get(self, key: Hashable) -> Known:
-        """The key's latest description, its age, and why it is stale when it is (:class:`Known`).
+        """The key's latest description, its age, and why it is stale when it is (:class:`Known`),
+        within :data:`KNOWN_STATUS_WAIT_SECONDS` once something is known about the key.
 
-        Raises what the backend's describe raised only when nothing is known about the key yet."""
+        Raises, when nothing is known about the key yet, what the backend's describe raised, or
+        :class:`StatusNotAnswered` after :data:`FIRST_SIGHT_WAIT_SECONDS` without an answer; and
+        :class:`StatusRefused` once its refreshes have been refused past :data:`REFUSAL_GRACE_SECONDS`."""
         asked = self._clock()
+        known_wait = self._known_wait if self._known_wait is not None else KNOWN_STATUS_WAIT_SECONDS
         with self._lock:
             self._last_asked[key] = asked
             entry = self._entries.get(key)
@@ -136,46 +232,88 @@ class StatusCache:
             if entry is not None and self._background:
                 # Tracked: the background pass refreshes it; waiting for AWS here is what made
                 # GetTasks slow and a failed refresh an error propeller counts.
-                return self._stale(entry, asked, self._background_error or "the background refresh has not reached it")
+                return self._stale_or_refused(key, entry, asked, "the background refresh has not reached it yet")
+            running = self._inflight.get(key)
+            if running is None:
+                future = self._start_locked(key, asked)
+                wait = known_wait if entry is not None else FIRST_SIGHT_WAIT_SECONDS
+            else:
+                # Its refresh is already under way (and, for a new job, was waited for once).
+                future, wait = running[1], known_wait
+        INLINE_REFRESHES.labels(self._name).inc()
         try:
-            return self._refresh_inline(key)
-        except Exception as exc:
-            with self._lock:
-                entry = self._entries.get(key)
+            future.result(timeout=wait)
+            answered = True
+        except FutureTimeout:
+            answered = False
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            failure = self._failures.get(key)
             if entry is None:
-                raise
-            return self._stale(entry, self._clock(), f"refreshing it failed: {type(exc).__name__}: {exc}")
+                if not answered:
+                    raise StatusNotAnswered(
+                        f"{self._backend}: nothing is known about {key!r} yet and {self._backend} did not answer "
+                        f"within {wait:g}s; nothing was decided, retry (the read goes on)"
+                    )
+                if failure is not None:
+                    raise failure.error
+                raise StatusNotAnswered(f"{self._backend}: {key!r} was forgotten (deleted) while it was read; retry")
+            if not answered:
+                return self._stale_or_refused(key, entry, now, f"its backend has not answered a refresh in {wait:g}s")
+            if failure is not None:
+                return self._stale_or_refused(key, entry, now, "")
+            return Known(entry.value, now - entry.fetched_at)
 
-    def _stale(self, entry: _Entry, now: float, why: str) -> Known:
+    def _stale_or_refused(self, key: Hashable, entry: _Entry, now: float, why: str) -> Known:
+        """``entry`` marked stale with why, or StatusRefused when refusals outlasted the grace
+        (caller holds ``_lock``)."""
+        failure = self._failures.get(key)
+        if failure is not None:
+            if failure.refused_since is not None and now - failure.refused_since > REFUSAL_GRACE_SECONDS:
+                raise StatusRefused(
+                    f"{self._backend}: the status of {key!r} has been refused for {now - failure.refused_since:.0f}s "
+                    f"(last known {entry.value!r:.200}): {_describe_error(failure.error)}"
+                )
+            why = f"refreshing it failed: {_describe_error(failure.error)}"
         STALE_ANSWERS.labels(self._name).inc()
         age = now - entry.fetched_at
         return Known(entry.value, age, f"last known status, {age:.0f} s old ({why})")
 
-    def _refresh_inline(self, key: Hashable) -> Known:
-        INLINE_REFRESHES.labels(self._name).inc()
-        with self._lock:
-            self.inline_refreshes += 1
-            if self.batch == 1:  # no pass over the tracked jobs here: forget the idle ones now
-                self._drop_idle(self._clock())
+    def _start_locked(self, key: Hashable, now: float) -> Future:
+        """Starts the refresh a GetTask of ``key`` needs; its future (caller holds ``_lock``)."""
+        self.inline_refreshes += 1
+        self._drop_idle(now)
         if self.batch == 1:
             # Nothing to batch (one Describe per job): the GetTask reads its own job at once rather
             # than wait for a pass over every job new to this replica (after a restart, 1000 jobs
             # seen within a second made each GetTask wait for 1000 Describes: p99 9 s, 14 errors).
-            self._refresh_chunk([key])
-            with self._lock:
-                entry = self._entries[key]
-                return Known(entry.value, self._clock() - entry.fetched_at)
-        with self._refresh_lock:
-            with self._lock:
-                entry = self._entries.get(key)
-                # Another thread refreshed while we waited for the lock: its answer is fresh enough.
-                now = self._clock()
-                if entry is not None and (now - entry.fetched_at <= self.max_age or self._is_final(entry)):
-                    return Known(entry.value, now - entry.fetched_at)
-            self._refresh(self._inline_older_than)
-            with self._lock:
-                entry = self._entries[key]
-                return Known(entry.value, self._clock() - entry.fetched_at)
+            return self._submit_locked([key], self._describe)
+        # One pass serves the round: every key due and not already being refreshed, in chunks.
+        due = [k for k in self._due_locked(now, self._inline_older_than) if k != key]
+        keys = [key, *due]
+        chunks = [keys[i : i + self.batch] for i in range(0, len(keys), self.batch)]
+        futures = [self._submit_locked(chunk, self._describe) for chunk in chunks]
+        return futures[0]  # the chunk holding ``key``
+
+    def _due_locked(self, now: float, older_than: float) -> list[Hashable]:
+        return [
+            k
+            for k in self._last_asked
+            if k not in self._inflight
+            and (
+                k not in self._entries
+                or (now - self._entries[k].fetched_at > older_than and not self._is_final(self._entries[k]))
+            )
+        ]
+
+    def _submit_locked(self, keys: list[Hashable], describe: Callable[[list[Any]], Mapping]) -> Future:
+        ticket = object()
+        # The refresh records its answer under _lock, so it cannot end before it is registered here.
+        future = self._pool.submit(self._refresh_keys, keys, describe, ticket)
+        for key in keys:
+            self._inflight[key] = (ticket, future)
+        return future
 
     def _is_final(self, entry: _Entry) -> bool:
         return entry.value is not None and self._final(entry.value)
@@ -187,6 +325,7 @@ class StatusCache:
         with self._lock:
             self._entries[key] = _Entry(now, value)
             self._last_asked[key] = now
+            self._failures.pop(key, None)
 
     def peek(self, key: Hashable) -> Any:
         """The key's last description, however old, without refreshing (None when there is none):
@@ -199,39 +338,33 @@ class StatusCache:
         with self._lock:
             self._entries.pop(key, None)
             self._last_asked.pop(key, None)
+            self._failures.pop(key, None)
 
-    def refresh_ahead(self, older_than: float) -> None:
-        """Refresh every tracked entry older than ``older_than`` seconds (the background pass)."""
+    def refresh_ahead(self, older_than: float, wait: float | None = None) -> None:
+        """Refresh every tracked entry older than ``older_than`` seconds and not being refreshed
+        already (the background pass); raises the first error of the refreshes that ended within
+        ``wait`` seconds (None: all of them). One that outlasts ``wait`` goes on, and the next pass
+        leaves its jobs to it: a hung read delays only its own job, not the next pass."""
         with self._refresh_lock:
-            try:
-                self._refresh(older_than, background=True)
-            except Exception as exc:
-                self._background_error = f"the last refresh failed: {type(exc).__name__}: {exc}"
-                raise
-            self._background_error = None
-
-    def _refresh(self, older_than: float, background: bool = False) -> None:
-        now = self._clock()
-        with self._lock:
-            self._drop_idle(now)
-            # Refresh everything not fresh, so one pass serves the whole round.
-            stale = [
-                k
-                for k in self._last_asked
-                if k not in self._entries
-                or (now - self._entries[k].fetched_at > older_than and not self._is_final(self._entries[k]))
-            ]
-        if background and self._describe_all is not None and stale:
-            self._refresh_chunk(stale, self._describe_all)
-            return
-        chunks = [stale[i : i + self.batch] for i in range(0, len(stale), self.batch)]
-        # Chunks go out in parallel so a refresh of thousands of jobs costs one round trip of
-        # latency for the pollers waiting on it, not ten.
-        if len(chunks) > 1:
-            with ThreadPoolExecutor(min(len(chunks), self._parallel)) as pool:
-                list(pool.map(self._refresh_chunk, chunks))
-        elif chunks:
-            self._refresh_chunk(chunks[0])
+            now = self._clock()
+            with self._lock:
+                self._drop_idle(now)
+                due = self._due_locked(now, older_than)
+                if not due:
+                    return
+                if self._describe_all is not None:
+                    futures = [self._submit_locked(due, self._describe_all)]
+                else:
+                    # Chunks go out in parallel (up to ``parallel``), so a pass over thousands of
+                    # jobs costs a few round trips of latency, not one per chunk.
+                    futures = [
+                        self._submit_locked(due[i : i + self.batch], self._describe)
+                        for i in range(0, len(due), self.batch)
+                    ]
+            done, _ = wait_for_futures(futures, timeout=wait)
+            errors = [error for future in futures if future in done for error in future.result()]
+        if errors:
+            raise errors[0]
 
     def _drop_idle(self, now: float) -> None:
         """Forget the jobs nobody asked about for ``idle_after`` seconds (caller holds ``_lock``)."""
@@ -239,15 +372,46 @@ class StatusCache:
             if now - asked > self._idle_after:
                 del self._last_asked[key]
                 self._entries.pop(key, None)
+                self._failures.pop(key, None)
 
-    def _refresh_chunk(self, chunk: list[Hashable], describe: Callable[[list[Any]], Mapping] | None = None) -> None:
+    def _refresh_keys(
+        self, keys: list[Hashable], describe: Callable[[list[Any]], Mapping], ticket: object
+    ) -> list[BaseException]:
+        """Describe ``keys`` and record each one's answer or failure; the errors met."""
         started = self._clock()
-        found = (describe or self._describe)(chunk)
+        try:
+            found: Mapping[Hashable, Any] = describe(keys)
+            errors: list[BaseException] = []
+        except Exception as exc:
+            found = {key: Unreadable(exc) for key in keys}
+            errors = [exc]
+        now = self._clock()
         with self._lock:
             self.describe_calls += 1
-            for key in chunk:
-                # Stamp with the request start: the answer is at least that fresh.
-                self._entries[key] = _Entry(started, found.get(key))
+            for key in keys:
+                if self._inflight.get(key, (None,))[0] is ticket:
+                    del self._inflight[key]
+                if key not in self._last_asked:
+                    continue  # forgotten (deleted, or idle) while it was being read
+                value = found.get(key)
+                if isinstance(value, Unreadable):
+                    self._record_failure(key, value.error, now)
+                    if not errors:
+                        errors.append(value.error)
+                else:
+                    # Stamp with the request start: the answer is at least that fresh.
+                    self._entries[key] = _Entry(started, value)
+                    self._failures.pop(key, None)
+        return errors
+
+    def _record_failure(self, key: Hashable, error: BaseException, now: float) -> None:
+        """Caller holds ``_lock``. Transient trouble between refusals does not restart their clock:
+        only an answer does."""
+        previous = self._failures.get(key)
+        refused_since = previous.refused_since if previous is not None else None
+        if refused_since is None and not self._transient(error):
+            refused_since = now
+        self._failures[key] = _Failure(error, refused_since)
 
 
 def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
@@ -258,12 +422,13 @@ def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
         time.sleep(max(0.0, started + period - time.monotonic()))
         started = time.monotonic()
         cache = ref()
-        if cache is None:
+        # The interpreter is exiting once the main thread has ended: the refresh threads are gone.
+        if cache is None or not threading.main_thread().is_alive():
             return
         try:
-            cache.refresh_ahead(older_than=period / 2)
-        except Exception:  # the next GetTask of an expired entry refreshes inline and reports it
-            _log.warning("background %s refresh failed; GetTasks refresh inline", cache, exc_info=True)
+            cache.refresh_ahead(older_than=period / 2, wait=period)
+        except Exception:  # each job's GetTask answers its last status, saying why it is stale
+            _log.warning("background %s refresh failed", cache._name, exc_info=True)
         del cache
 
 

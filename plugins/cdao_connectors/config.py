@@ -21,9 +21,9 @@ Variables (connector that reads them, meaning):
     IAM role the job's container assumes (it needs Flyte's bucket).
 ``CDAO_BATCH_STATUS_REFRESH_SECONDS`` (Batch, default 5)
     oldest cached job status served; keep it <= propeller's polling interval.
-``CDAO_STATUS_REFRESH_SECONDS`` (EMR steps, EMR Serverless, SageMaker jobs, default 5)
-    the same bound for EMR step, EMR Serverless run and SageMaker training, processing and
-    transform job statuses.
+``CDAO_STATUS_REFRESH_SECONDS`` (EMR steps, EMR Serverless, SageMaker jobs, Codeweave, default 5)
+    the same bound for EMR step, EMR Serverless run, SageMaker job and endpoint, and Codeweave
+    job statuses.
 ``CDAO_ATTEMPT_TABLE`` (Batch, EMR)
     DynamoDB table where replicas claim a task attempt before creating its job
     (:mod:`cdao_connectors._attempts`), so one attempt never starts two jobs.
@@ -89,8 +89,8 @@ def _positive_float(name: str, default: float) -> float:
 
 
 def status_refresh_seconds() -> float:
-    """``CDAO_STATUS_REFRESH_SECONDS``: oldest EMR step, EMR Serverless run or SageMaker job status
-    served, in seconds."""
+    """``CDAO_STATUS_REFRESH_SECONDS``: oldest EMR step, EMR Serverless run, SageMaker job or
+    endpoint, or Codeweave job status served, in seconds."""
     return _positive_float("CDAO_STATUS_REFRESH_SECONDS", 5.0)
 
 

@@ -163,8 +163,14 @@ def test_throttling_is_backed_off_not_failed(batch_env, moto_endpoint, monkeypat
         assert _moto_job(meta.job_id).job_name == meta.job_name
         proxy.throttle_next = 2
         time.sleep(0.01)  # older than the 1 ms cache age set for these tests: GetTask must call AWS
-        # moto finished the job without outputs.pb: FAILED, but answered rather than raised.
-        assert connector.get_sync(meta).phase == PHASE.FAILED
+        # moto finished the job without outputs.pb: FAILED, but answered rather than raised. The
+        # backed-off DescribeJobs may outlast the wait a GetTask gives it (_status_cache
+        # KNOWN_STATUS_WAIT_SECONDS): until it answers, GetTask answers the last known status.
+        deadline = time.monotonic() + 10
+        while (resource := connector.get_sync(meta)).phase != PHASE.FAILED and time.monotonic() < deadline:
+            assert resource.phase == PHASE.QUEUED and "last known status" in resource.message, resource.message
+            time.sleep(0.05)
+        assert resource.phase == PHASE.FAILED, resource.message
         assert proxy.throttled == 5
     finally:
         proxy.stop()

@@ -4,6 +4,7 @@ Codeweave fake that runs its pyflyte-execute command, with outputs in moto's S3.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,7 @@ def test_get_tasks_reuse_one_http_connection(codeweave):
         codeweave.jobs["reused"] = FakeJob(id="reused", spec={"name": "reused"}, status="RUNNING")
     meta = CodeweaveJobMetadata("reused", _prefix(), False)
     for _ in range(20):
+        time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here): every GetTask reads the job
         assert connector.get_sync(meta).phase == PHASE.RUNNING
     assert len(codeweave.requests) == 20
     assert len(codeweave.connections) == 1
@@ -199,16 +201,40 @@ def test_the_environment_is_read_once_per_client_not_per_request(codeweave, monk
     assert codeweave.requests == [("GET", "http://codeweave.invalid/jobs/env-once")]
 
 
-def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave):
+def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave, production_status_waits):
     """Propeller fails a task after ``maxSystemFailures`` GetTask errors in its life (flyteplugins
     go/tasks/pluginmachinery/internal/webapi/cache.go at v1.16.8): a job whose status is known is
     answered with it, marked stale, while Codeweave answers 429 to every retry. One read: the
-    client's own backoff makes each about 1.4 s, and test_error_budget.py proves the count."""
+    client's own backoff makes it about 1.4 s, and test_error_budget.py proves the count."""
     codeweave.jobs["cw-known"] = FakeJob(id="cw-known", spec={"name": "known"}, status="RUNNING")
     connector = CodeweaveConnector()
     meta = CodeweaveJobMetadata(job_id="cw-known", output_prefix=_prefix(), has_outputs=False)
     assert connector.get_sync(meta).phase == PHASE.RUNNING
     codeweave.throttle_next = 10_000
+    time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
     stale = connector.get_sync(meta)
-    assert stale.phase == PHASE.RUNNING
-    assert "last known status" in stale.message and "429" in stale.message
+    # The read is still backing off: the GetTask answered without waiting for it.
+    assert stale.phase == PHASE.RUNNING and "last known status" in stale.message, stale.message
+    # Once it has failed, the stale answer says why.
+    stale = wait_for(lambda: r if "429" in (r := connector.get_sync(meta)).message else None, timeout=10)
+    assert stale.phase == PHASE.RUNNING and "last known status" in stale.message
+
+
+def test_a_refused_key_ends_the_stale_answers_with_an_error_naming_it(codeweave, monkeypatch):
+    """A 401 (the API key was revoked) is not Codeweave being busy: past the grace the GetTask is
+    an error naming it, so propeller's error budget drains and the task fails with that message
+    instead of reading RUNNING until its timeout (cdao_connectors._status_cache)."""
+    from cdao_connectors import _status_cache  # noqa: PLC0415
+
+    monkeypatch.setattr(_status_cache, "REFUSAL_GRACE_SECONDS", 0.2)
+    codeweave.jobs["cw-revoked"] = FakeJob(id="cw-revoked", spec={"name": "revoked"}, status="RUNNING")
+    connector = CodeweaveConnector()
+    meta = CodeweaveJobMetadata(job_id="cw-revoked", output_prefix=_prefix(), has_outputs=False)
+    assert connector.get_sync(meta).phase == PHASE.RUNNING
+    codeweave.api_key = "revoked"  # every request of the mounted key now answers 401
+    time.sleep(0.002)
+    stale = connector.get_sync(meta)
+    assert stale.phase == PHASE.RUNNING and "HTTP 401" in stale.message, stale.message
+    time.sleep(0.25)
+    with pytest.raises(_status_cache.StatusRefused, match="HTTP 401"):
+        connector.get_sync(meta)

@@ -173,7 +173,7 @@ def serverless_run(aws_env, grpc_stubs):
     return stub, meta, run
 
 
-_THROTTLED_OR_UNANSWERED = r"Throttl|TooManyRequests|EMR Serverless did not answer (GetTask|DeleteTask)"
+_THROTTLED_OR_UNANSWERED = r"Throttl|TooManyRequests|EMR Serverless did not answer"
 
 
 @pytest.mark.usefixtures("short_deadlines")
@@ -291,7 +291,7 @@ def test_emr_serverless_hanging_answers_inside_propellers_deadline(
     finally:
         proxy.stop()
     assert got.value.code() == grpc.StatusCode.INTERNAL, got.value
-    assert "EMR Serverless did not answer GetTask" in got.value.details()
+    assert "EMR Serverless did not answer" in got.value.details()
 
 
 def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):

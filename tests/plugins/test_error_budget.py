@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from cdao_connectors import _deadlines
+from cdao_connectors import _deadlines, _status_cache
 from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
@@ -41,6 +41,21 @@ def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
     # (go/tasks/plugins/webapi/connector/config.go at flyteplugins/v1.16.8); workers is sized in
     # test_propeller_polling.py.
     assert caching["size"] == 500000
+
+
+def test_waiting_for_a_hung_backend_holds_at_most_half_of_propellers_workers(production_status_waits):
+    """Propeller's GetTask callers are ``caching.workers`` goroutines shared by every connector task
+    type, started at most ``readRateLimiter.qps`` times a second (flyteplugins
+    go/tasks/pluginmachinery/internal/webapi/cache.go ``NewResourceCache``; defaults workers 10 and
+    qps 10 in go/tasks/plugins/webapi/connector/config.go, both at flyteplugins/v1.16.8). A known
+    job's GetTask waits at most KNOWN_STATUS_WAIT_SECONDS for its backend: with every task on a hung
+    backend, that must leave half of the workers to the others."""
+    web_api = _connector_service_config()["webApi"]
+    workers = web_api["caching"].get("workers", 10)
+    qps = (web_api.get("readRateLimiter") or {}).get("qps", 10)
+    assert _status_cache.KNOWN_STATUS_WAIT_SECONDS * qps <= workers / 2
+    # A first sight waits longer, but less than propeller's deadline for the GetTask.
+    assert _status_cache.FIRST_SIGHT_WAIT_SECONDS < _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS
 
 
 class Clock:
@@ -87,11 +102,17 @@ def test_with_a_background_refresh_a_tracked_job_never_waits_for_aws():
     assert len(calls) == 1 and cache.inline_refreshes == 0
 
 
-def _stubbed(service: str, method: str, n: int) -> tuple[Any, Stubber]:
+# AWS's answer to a call the role may not make: AccessDeniedException, HTTP 400 (the "Common Errors"
+# of every AWS API reference, e.g. https://docs.aws.amazon.com/batch/latest/APIReference/CommonErrors.html).
+ACCESS_DENIED = ("AccessDeniedException", "User is not authorized to perform this action", 400)
+THROTTLED = ("ThrottlingException", "Rate exceeded", 400)
+
+
+def _stubbed(service: str, method: str, n: int, error: tuple[str, str, int] = THROTTLED) -> tuple[Any, Stubber]:
     client = boto3.client(service, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
     stub = Stubber(client)
     for _ in range(n):
-        stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400)
+        stub.add_client_error(method, *error)
     stub.activate()
     return client, stub
 
@@ -104,8 +125,9 @@ def _assert_stale_answers(get: Any, phase: int) -> None:
         assert "last known status" in resource.message and "ThrottlingException" in resource.message
 
 
-@pytest.mark.parametrize("kind", ["batch", "emr", "transform"])
-def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_env, monkeypatch, kind):
+def _caching_connector(kind: str, monkeypatch, error: tuple[str, str, int], n: int) -> tuple[Any, Any, int, Stubber]:
+    """A connector of ``kind`` knowing its job RUNNING, whose next ``n`` status calls AWS answers
+    ``error``: the connector, the job's metadata, its phase, and the Stubber (to deactivate)."""
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
     monkeypatch.setenv("CDAO_BATCH_STATUS_REFRESH_SECONDS", "0.001")
     monkeypatch.setenv("CDAO_BATCH_SPOT_QUEUE", "spot")
@@ -115,7 +137,7 @@ def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_
         meta: Any = BatchJobMetadata("job-1", "flyte-x", "q", REGION, "s3://flyte-data/p", False)
         # What SubmitJob's answer seeds (BatchConnector.create_sync), then a DescribeJobs shape.
         connector.status_cache(REGION, 0.001).seed("job-1", {"jobId": "job-1", "status": "RUNNING"})
-        client, stub = _stubbed("batch", "describe_jobs", FAILURES)
+        client, stub = _stubbed("batch", "describe_jobs", n, error)
         phase = TaskExecution.RUNNING
     elif kind == "emr":
         connector = EMRConnector()
@@ -123,20 +145,70 @@ def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_
         # A ListSteps StepSummary (botocore emr/2009-03-31): Id, Name, Status.State.
         step = {"Id": "s-1", "Name": "flyte", "Status": {"State": "RUNNING"}}
         connector.status_cache(REGION, 0.001).seed(("j-1", "s-1"), step)
-        client, stub = _stubbed("emr", "list_steps", FAILURES)
+        client, stub = _stubbed("emr", "list_steps", n, error)
         phase = TaskExecution.RUNNING
     else:
         connector = BatchTransformConnector()
         meta = BatchTransformMetadata("tj-1", REGION, "s3://flyte-data/out")
         described = {"TransformJobName": "tj-1", "TransformJobStatus": "InProgress"}  # DescribeTransformJob's
         connector.status_cache(REGION, 0.001).seed("tj-1", described)
-        client, stub = _stubbed("sagemaker", "describe_transform_job", FAILURES)
+        client, stub = _stubbed("sagemaker", "describe_transform_job", n, error)
         phase = TaskExecution.RUNNING
     monkeypatch.setattr(connector.backend, "aws", lambda service, region, **_: client)
+    return connector, meta, phase, stub
+
+
+@pytest.mark.parametrize("kind", ["batch", "emr", "transform"])
+def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_env, monkeypatch, kind):
+    connector, meta, phase, stub = _caching_connector(kind, monkeypatch, THROTTLED, FAILURES)
     try:
         _assert_stale_answers(lambda: connector.get_sync(meta), phase)
     finally:
         stub.deactivate()
+
+
+@pytest.mark.parametrize("kind", ["batch", "emr", "transform"])
+def test_a_refusal_that_lasts_ends_the_stale_answers_with_an_error_naming_it(aws_env, monkeypatch, kind):
+    """AccessDenied after a role change would otherwise answer the last RUNNING until the task's
+    timeout. Past the grace the GetTask is an error naming the refusal: propeller's error budget
+    drains and the task fails with that message (_status_cache, REFUSAL_GRACE_SECONDS)."""
+    monkeypatch.setattr(_status_cache, "REFUSAL_GRACE_SECONDS", 0.2)
+    connector, meta, phase, stub = _caching_connector(kind, monkeypatch, ACCESS_DENIED, 100)
+    try:
+        time.sleep(0.002)
+        stale = connector.get_sync(meta)  # within the grace: an operator may still fix the role
+        assert stale.phase == phase and "last known status" in stale.message and "AccessDenied" in stale.message
+        time.sleep(0.25)
+        with pytest.raises(_status_cache.StatusRefused, match="AccessDeniedException") as refused:
+            connector.get_sync(meta)
+        assert "refused for" in str(refused.value)
+    finally:
+        stub.deactivate()
+
+
+def test_transient_trouble_between_refusals_does_not_restart_their_clock_and_an_answer_does():
+    clock = Clock()
+    errors = iter(["AccessDeniedException", "ThrottlingException", "AccessDeniedException", None, "AccessDenied"])
+
+    def describe(ids: list[str]) -> dict[str, Any]:
+        code = next(errors)
+        if code is None:
+            return {i: {"status": "RUNNING"} for i in ids}
+        raise ClientError({"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "X")
+
+    cache = StatusCache(describe, max_age=0.5, batch=100, clock=clock)
+    cache.seed("job-1", {"status": "RUNNING"})
+    grace = _status_cache.REFUSAL_GRACE_SECONDS
+    for step in (1, grace / 2):  # refused, then throttled: still within the grace
+        clock.now += step
+        assert cache.get("job-1").stale
+    clock.now += grace / 2 + 1  # refused again, past the grace since the first refusal
+    with pytest.raises(_status_cache.StatusRefused):
+        cache.get("job-1")
+    clock.now += 10
+    assert cache.get("job-1").stale is None  # an answer: the role was fixed
+    clock.now += 10
+    assert "AccessDenied" in cache.get("job-1").stale  # refused again: a new grace
 
 
 def test_gettasks_that_wait_for_aws_and_stale_answers_are_counted_for_prometheus():

@@ -22,7 +22,7 @@ from aws_setup import create_sagemaker_jobs
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from cdao_connectors import _deadlines
+from cdao_connectors import _deadlines, _status_cache
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector, job_runs
 from cdao_connectors.sagemaker import _job_statuses
 from cdao_connectors.sagemaker.connector import SpotTrainingConnector
@@ -233,17 +233,19 @@ def test_a_throttled_listing_keeps_the_last_status_and_a_throttled_first_read_is
 _FAILURES = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
 
 
-def _throttled_client(service: str, method: str) -> tuple[Any, Stubber]:
+def _throttled_client(service: str, method: str, code: str = "ThrottlingException") -> tuple[Any, Stubber]:
     client = boto3.client(service, region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
     stub = Stubber(client)
     for _ in range(_FAILURES):
-        stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400)
+        # HTTP 400 for both, as AWS's "Common Errors" list them (ThrottlingException,
+        # AccessDeniedException; e.g. https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html).
+        stub.add_client_error(method, code, "Rate exceeded" if code == "ThrottlingException" else "Not authorized", 400)
     return client, stub
 
 
-def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, monkeypatch):
-    """The plugin-based GetTasks (SageMaker training, EMR Serverless) answer the last known status,
-    saying it is stale and why, for more failed refreshes than propeller tolerates errors."""
+def _known_plugin_jobs(monkeypatch) -> list[tuple[Any, Any, str, str]]:
+    """A RUNNING SageMaker training job and EMR Serverless run whose status the plugin-based
+    connectors know: (connector, metadata, AWS service, the status call) of each."""
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
     _training_jobs(["budget-0"])
     training = SpotTrainingConnector()
@@ -259,11 +261,16 @@ def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, mo
     serverless = IdempotentEMRServerlessConnector()
     run_meta = EMRServerlessJobMetadata(application_id=app, job_run_id=run_id, region=REGION)
     assert _run(serverless.get(run_meta)).phase == TaskExecution.RUNNING
-
-    for connector, meta, service, method in (
+    return [
         (training, training_meta, "sagemaker", "describe_training_job"),
         (serverless, run_meta, "emr-serverless", "get_job_run"),
-    ):
+    ]
+
+
+def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, monkeypatch):
+    """The plugin-based GetTasks (SageMaker training, EMR Serverless) answer the last known status,
+    saying it is stale and why, for more failed refreshes than propeller tolerates errors."""
+    for connector, meta, service, method in _known_plugin_jobs(monkeypatch):
         client, stub = _throttled_client(service, method)
         monkeypatch.setattr(connector.backend, "aws", lambda service, region, client=client, **_: client)
         with stub:
@@ -273,6 +280,22 @@ def test_plugin_connectors_answer_a_known_status_while_aws_throttles(aws_env, mo
                 assert resource.phase == TaskExecution.RUNNING, resource.message
                 assert "last known status" in resource.message and "ThrottlingException" in resource.message
             stub.assert_no_pending_responses()
+
+
+def test_plugin_connectors_end_stale_answers_once_a_refusal_outlasts_the_grace(aws_env, monkeypatch):
+    """AccessDenied (a role change) is no transient trouble: past the grace every GetTask is an
+    error naming it, so propeller's error budget drains and the task fails with that message."""
+    monkeypatch.setattr(_status_cache, "REFUSAL_GRACE_SECONDS", 0.2)
+    for connector, meta, service, method in _known_plugin_jobs(monkeypatch):
+        client, stub = _throttled_client(service, method, "AccessDeniedException")
+        monkeypatch.setattr(connector.backend, "aws", lambda service, region, client=client, **_: client)
+        with stub:
+            time.sleep(0.002)
+            resource = _run(connector.get(meta))
+            assert resource.phase == TaskExecution.RUNNING and "AccessDeniedException" in resource.message
+            time.sleep(0.25)
+            with pytest.raises(Exception, match=r"refused for .*AccessDeniedException"):
+                _run(connector.get(meta))
 
 
 def test_a_deleted_application_neither_stalls_the_other_runs_nor_keeps_its_own_running(aws_env, monkeypatch):
@@ -302,3 +325,97 @@ def test_a_deleted_application_neither_stalls_the_other_runs_nor_keeps_its_own_r
     gone = _run(connector.get(deleted))
     assert gone.phase == TaskExecution.FAILED and deleted.application_id in gone.message
     assert _run(connector.get(kept)).phase != TaskExecution.RUNNING  # refreshed despite the other
+
+
+# One bad key fails only its own jobs: a batched refresh answers Unreadable for the keys it could not
+# read and the others' statuses as usual (cdao_connectors._status_cache). Every refusal below is an
+# error code the API reference lists for the call.
+
+
+def test_one_clusters_failed_list_steps_leaves_the_other_clusters_steps_refreshed(aws_env):
+    """ListSteps of an unknown cluster id is InvalidRequestException (HTTP 400,
+    https://docs.aws.amazon.com/emr/latest/APIReference/API_ListSteps.html); the review found it
+    failed the background pass for every cluster."""
+    from cdao_connectors.emr.connector import _list_steps  # noqa: PLC0415
+
+    client = boto3.client("emr", region_name=REGION)
+    step = {"Id": "s-good", "Name": "flyte-x", "Status": {"State": "RUNNING"}}  # a StepSummary
+    live = ["PENDING", "CANCEL_PENDING", "RUNNING"]
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "list_steps", "InvalidRequestException", "Cluster id 'j-gone' is not valid.", 400, None,
+            {"ClusterId": "j-gone", "StepStates": live},
+        )  # fmt: skip
+        stub.add_response("list_steps", {"Steps": [step]}, {"ClusterId": "j-good", "StepStates": live})
+        found = _list_steps(client, [("j-gone", "s-1"), ("j-good", "s-good")], listing=True)
+        stub.assert_no_pending_responses()
+    assert found[("j-good", "s-good")] == step
+    assert isinstance(found[("j-gone", "s-1")], _status_cache.Unreadable)
+    assert "InvalidRequestException" in str(found[("j-gone", "s-1")].error)
+
+
+def test_one_applications_throttled_listing_or_one_refused_run_leaves_the_others_refreshed(aws_env):
+    client = boto3.client("emr-serverless", region_name=REGION)
+    created = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    live = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "list_job_runs", "ThrottlingException", "Rate exceeded", 400, None,
+            {"applicationId": "app0", "states": live, "maxResults": 50},
+        )  # fmt: skip
+        stub.add_response(
+            "list_job_runs", {"jobRuns": [_summary("r1", "RUNNING", created)]},
+            {"applicationId": "app1", "states": live, "maxResults": 50},
+        )  # fmt: skip
+        stub.add_client_error(
+            "get_job_run", "AccessDeniedException", "Not authorized", 400, None,
+            {"applicationId": "app1", "jobRunId": "r2"},
+        )  # fmt: skip
+        found = job_runs(client, [("app0", "r0"), ("app1", "r1"), ("app1", "r2")], listing=True)
+        stub.assert_no_pending_responses()
+    assert found[("app1", "r1")]["state"] == "RUNNING"
+    assert isinstance(found[("app0", "r0")], _status_cache.Unreadable)
+    assert isinstance(found[("app1", "r2")], _status_cache.Unreadable)
+
+
+def test_one_sagemaker_jobs_refused_describe_leaves_the_other_jobs_refreshed(aws_env):
+    client = boto3.client("sagemaker", region_name=REGION)
+    created = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    # Every member DescribeTransformJob's output marks required (botocore sagemaker/2017-07-24).
+    described = {
+        "TransformJobName": "tj-good",
+        "TransformJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/tj-good",
+        "TransformJobStatus": "Completed",
+        "ModelName": "m",
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "CreationTime": created,
+    }
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_transform_jobs", {"TransformJobSummaries": []}, {"StatusEquals": "InProgress", "MaxResults": 100}
+        )
+        stub.add_client_error(
+            "describe_transform_job", "ValidationException", "1 validation error detected", 400, None,
+            {"TransformJobName": "tj-bad"},
+        )  # fmt: skip
+        stub.add_response("describe_transform_job", described, {"TransformJobName": "tj-good"})
+        found = _job_statuses.job_statuses(client, _job_statuses.TRANSFORM, ["tj-bad", "tj-good"], listing=True)
+        stub.assert_no_pending_responses()
+    assert found["tj-good"]["TransformJobStatus"] == "Completed"
+    assert isinstance(found["tj-bad"], _status_cache.Unreadable)
+
+
+def test_an_unreadable_key_keeps_its_last_status_while_the_others_are_refreshed():
+    refused = ClientError({"Error": {"Code": "InvalidRequestException", "Message": "not valid"}}, "ListSteps")
+
+    def describe(keys: list[str]) -> dict[str, Any]:
+        return {k: _status_cache.Unreadable(refused) if k == "bad" else {"state": "COMPLETED"} for k in keys}
+
+    cache = _status_cache.StatusCache(describe, max_age=60.0, batch=10)
+    for key in ("bad", "good"):
+        cache.seed(key, {"state": "RUNNING"})
+    with pytest.raises(ClientError):  # the pass reports what it could not read
+        cache.refresh_ahead(older_than=0.0)
+    assert cache.peek("good") == {"state": "COMPLETED"}
+    assert cache.peek("bad") == {"state": "RUNNING"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -287,3 +289,85 @@ def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeyp
     assert [p.phase for p in phases[1:]] == [PHASE.RUNNING] * 14
     cache.refresh_ahead(older_than=0.0)
     assert calls == ["ListTransformJobs"]  # a failed job stays failed: never asked again
+
+
+# The endpoint, tuning and inference recommender task types (values.yaml supportedTaskTypes) are
+# async connectors (AsyncConnectorBase: flytekitplugins awssagemaker_inference/connector.py,
+# awssagemaker_hyperparameter_tuning/connector.py, awssagemaker_inference_recommender/connector.py,
+# whose get() is one Describe). Once their status is known, AWS throttling must not spend
+# propeller's error budget (cdao_connectors._deadlines.PROPELLER_MAX_SYSTEM_FAILURES): they answer
+# the last known status, marked stale, as every other connector does.
+_CREATED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+# Each Describe's answer with every member botocore's sagemaker/2017-07-24 model marks required
+# (Stubber checks it), in a status the plugin maps to RUNNING.
+_DESCRIBED = {
+    "sagemaker-endpoint": (
+        "describe_endpoint",
+        {"EndpointName": "ep-1"},
+        {
+            "EndpointName": "ep-1",
+            "EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/ep-1",
+            "EndpointStatus": "Creating",
+            "CreationTime": _CREATED,
+            "LastModifiedTime": _CREATED,
+        },
+    ),
+    "sagemaker-hyperparameter-tuning-job": (
+        "describe_hyper_parameter_tuning_job",
+        {"HyperParameterTuningJobName": "hpo-1"},
+        {
+            "HyperParameterTuningJobName": "hpo-1",
+            "HyperParameterTuningJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:hyper-parameter-tuning-job/hpo-1",
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Bayesian",
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+            },
+            "HyperParameterTuningJobStatus": "InProgress",
+            "CreationTime": _CREATED,
+            "TrainingJobStatusCounters": {"InProgress": 2},
+            "ObjectiveStatusCounters": {"Pending": 2},
+        },
+    ),
+    "sagemaker-inference-recommender-job": (
+        "describe_inference_recommendations_job",
+        {"JobName": "ir-1"},
+        {
+            "JobName": "ir-1",
+            "JobType": "Default",
+            "JobArn": f"arn:aws:sagemaker:{REGION}:123456789012:inference-recommendations-job/ir-1",
+            "RoleArn": "arn:aws:iam::123456789012:role/r",
+            "Status": "IN_PROGRESS",
+            "CreationTime": _CREATED,
+            "LastModifiedTime": _CREATED,
+            "InputConfig": {},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("task_type", sorted(_DESCRIBED))
+def test_endpoint_tuning_and_recommender_tasks_answer_a_known_status_while_aws_throttles(
+    aws_env, monkeypatch, task_type
+):
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "0.001")  # no background pass: every GetTask refreshes
+    method, name, described = _DESCRIBED[task_type]
+    connector = type(ConnectorRegistry.get_connector(task_type))()
+    meta = connector.metadata_type(config=dict(name), region=REGION)
+    client = boto3.client("sagemaker", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    failures = _deadlines.PROPELLER_MAX_SYSTEM_FAILURES + 2
+    with Stubber(client) as stub:
+        stub.add_response(method, described, name)
+        for _ in range(failures):
+            # AWS's throttling answer (HTTP 400, the SageMaker API reference's "Common Errors").
+            stub.add_client_error(method, "ThrottlingException", "Rate exceeded", 400, None, name)
+        monkeypatch.setattr(connector.backend, "aws", lambda service, region, **_: client)
+        assert _run(connector.get(meta)).phase == PHASE.RUNNING  # known
+        for _ in range(failures):
+            time.sleep(0.002)  # past max_age (1 ms): the GetTask refreshes, and fails
+            resource = _run(connector.get(meta))
+            assert resource.phase == PHASE.RUNNING, resource.message
+            assert "last known status" in resource.message and "ThrottlingException" in resource.message
+        stub.assert_no_pending_responses()

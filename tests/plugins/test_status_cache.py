@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from cdao_connectors import _status_cache
 from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import DESCRIBE_JOBS_BATCH as DESCRIBE_BATCH
 
@@ -119,3 +121,90 @@ def test_without_batching_a_new_job_never_waits_for_another_jobs_describe():
         finally:
             released.set()
         assert slow.result(timeout=2)[0] == {"status": "RUNNING"}
+
+
+class Hanging:
+    """A describe that hangs until released, as a backend accepting requests and never answering."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.calls: list[list[str]] = []
+
+    def __call__(self, keys: list[str]) -> dict[str, dict[str, str]]:
+        self.calls.append(list(keys))
+        self.released.wait(30)
+        return {k: {"status": "RUNNING"} for k in keys}
+
+
+def _timed(call):
+    start = time.monotonic()
+    try:
+        return time.monotonic() - start, call()
+    except Exception as exc:  # the error is what is being timed
+        return time.monotonic() - start, exc
+
+
+def test_a_known_status_is_answered_within_the_bound_while_its_backend_hangs(production_status_waits):
+    describe = Hanging()
+    for batch in (1, DESCRIBE_BATCH):
+        cache = StatusCache(describe, batch=batch, max_age=0.001)
+        cache.seed("job-1", {"status": "RUNNING"})
+        time.sleep(0.01)
+        try:
+            for _ in range(3):  # the first starts the refresh, the others find it still going
+                took, known = _timed(functools.partial(cache.get, "job-1"))
+                assert known.value == {"status": "RUNNING"} and "has not answered" in known.stale, known
+                assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.2, took
+        finally:
+            describe.released.set()
+        describe.released.clear()
+    # One refresh per job in flight, however many GetTasks ask meanwhile.
+    assert describe.calls == [["job-1"], ["job-1"]]
+
+
+def test_a_first_sight_read_is_bounded_and_asked_only_once_while_the_backend_hangs(production_status_waits):
+    # Takes FIRST_SIGHT_WAIT_SECONDS (2 s): the bound itself is what is proven.
+    describe = Hanging()
+    cache = StatusCache(describe, batch=1, max_age=0.001)
+    try:
+        took, error = _timed(lambda: cache.get("new"))
+        assert isinstance(error, _status_cache.StatusNotAnswered) and "retry" in str(error), error
+        assert _status_cache.FIRST_SIGHT_WAIT_SECONDS - 0.1 < took < _status_cache.FIRST_SIGHT_WAIT_SECONDS + 0.3
+        # Its read still hangs: the next GetTask of the job waits only the short bound.
+        took, error = _timed(lambda: cache.get("new"))
+        assert isinstance(error, _status_cache.StatusNotAnswered), error
+        assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.2, took
+    finally:
+        describe.released.set()
+    assert _wait_for(lambda: cache.peek("new")) == {"status": "RUNNING"}  # the read's answer is kept
+    assert describe.calls == [["new"]]
+
+
+def _wait_for(probe, timeout: float = 5.0):
+    end = time.monotonic() + timeout
+    while (value := probe()) is None and time.monotonic() < end:
+        time.sleep(0.01)
+    return value
+
+
+def test_a_hung_read_delays_only_its_own_job_not_the_next_background_pass():
+    released = threading.Event()
+    calls: list[str] = []
+
+    def describe(keys: list[str]) -> dict[str, dict[str, str]]:
+        calls.extend(keys)
+        if "hung" in keys:
+            released.wait(10)
+        return {k: {"status": "RUNNING"} for k in keys}
+
+    cache = StatusCache(describe, batch=1, max_age=60.0)
+    for key in ("hung", "ok"):
+        cache.seed(key, {"status": "SUBMITTED"})
+    try:
+        for _ in range(2):
+            took, _ = _timed(functools.partial(cache.refresh_ahead, older_than=0.0, wait=0.2))
+            assert took < 1.0, f"a background pass waited {took:.1f}s for one hung read"
+        assert calls.count("ok") == 2 and calls.count("hung") == 1  # never asked twice at once
+        assert cache.peek("ok") == {"status": "RUNNING"}
+    finally:
+        released.set()

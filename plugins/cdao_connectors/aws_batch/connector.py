@@ -113,6 +113,7 @@ class BatchConnector(BulkheadConnector):
                     batch=DESCRIBE_JOBS_BATCH,
                     period=refresh_period(max_age),
                     name="batch",
+                    backend="AWS Batch",
                 )
                 self._caches[region] = cache
             return cache

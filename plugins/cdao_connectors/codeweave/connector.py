@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.core.context_manager import SecretsManager
 from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, ResourceMeta
@@ -24,10 +25,10 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache
-from cdao_connectors.codeweave.contract import CodeweaveClient
+from cdao_connectors._status_cache import StatusCache, StatusCaches
+from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE, CodeweaveGPU
-from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError
+from cdao_connectors.config import CodeweaveConfig, ConnectorConfigError, status_refresh_seconds
 
 # Every status of the contract, plus a default for anything new: unknown means "not finished",
 # never success. CANCELLED was not asked for by Flyte (Flyte's own aborts end the task before
@@ -40,6 +41,16 @@ _PHASES = {
     "CANCELLED": TaskExecution.FAILED,
 }
 _TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether Codeweave said "not now": 429 or a 5xx (the statuses its client already retries,
+    :mod:`cdao_connectors.codeweave.contract`), or no answer at all (a connection error or
+    timeout, requests' ``ConnectionError``/``Timeout``). A 401, 403 or 400 stays until someone
+    changes the key or the request."""
+    if isinstance(error, CodeweaveError):
+        return error.status == 429 or error.status >= 500
+    return isinstance(error, (requests.ConnectionError, requests.Timeout))
 
 
 @dataclass
@@ -57,15 +68,30 @@ class CodeweaveConnector(BulkheadConnector):
         self.backend = Backend("Codeweave")
         self._clients_lock = threading.Lock()
         self._clients: dict[tuple[str, str, float], CodeweaveClient] = {}
-        # Codeweave has no batched read: every GetTask reads its job (max_age 0), and the last
-        # answer is kept so that a failed read answers it, marked stale, instead of an error that
-        # spends propeller's error budget (_status_cache, _deadlines.PROPELLER_MAX_SYSTEM_FAILURES).
-        self.statuses = StatusCache(
+        # Codeweave has no batched read, so its jobs are not read ahead: a pass every few seconds
+        # would cost one call per job each time (1000 jobs every 2.5 s: 400 calls a second against
+        # propeller's 33 GetTasks, and the service's CPU with them). A GetTask of a job older than
+        # CDAO_STATUS_REFRESH_SECONDS starts its read on the cache's own threads (as many at once
+        # as the client keeps connections) and waits for it at most
+        # _status_cache.KNOWN_STATUS_WAIT_SECONDS: a slow or hung Codeweave is answered the last
+        # known status, and the read, going on, serves the next GetTask. One cache, rebuilt when
+        # CDAO_STATUS_REFRESH_SECONDS changes.
+        self._statuses = StatusCaches(self._new_cache)
+
+    @property
+    def statuses(self) -> StatusCache:
+        return self._statuses(None, status_refresh_seconds())
+
+    def _new_cache(self, _key: None, max_age: float) -> StatusCache:
+        return StatusCache(
             self._read_jobs,
-            max_age=0.0,
+            max_age=max_age,
             batch=1,
+            parallel=WORKERS_PER_BACKEND,
             name="codeweave-jobs",
+            backend="Codeweave",
             final=lambda job: job.status in _TERMINAL,
+            transient=is_transient,
         )
 
     def _read_jobs(self, job_ids: list[str]) -> dict[str, Any]:
@@ -123,7 +149,10 @@ class CodeweaveConnector(BulkheadConnector):
             },
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
+        statuses = self.statuses  # its setting is checked before a job exists, not after
         job = self._client(_deadlines.CREATE_TASK_SECONDS).create_job(spec)
+        # The created job's first GetTask reads what Codeweave just said instead of asking again.
+        statuses.seed(job.id, job)
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )

@@ -33,7 +33,7 @@ from cdao_connectors._common import (
     rendered_container,
 )
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, attempt_table, status_refresh_seconds
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
 
@@ -62,26 +62,37 @@ _TERMINAL_STEP_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUP
 
 def _list_steps(
     emr: Any, keys: list[tuple[str, str]], *, listing: bool = False
-) -> dict[tuple[str, str], dict[str, Any]]:
+) -> dict[tuple[str, str], dict[str, Any] | Unreadable]:
     """The StepSummary of each (cluster id, step id) EMR knows; with ``listing``, from the
-    clusters' live steps first."""
+    clusters' live steps first. A cluster whose ListSteps fails (an unknown cluster id is
+    InvalidRequestException, https://docs.aws.amazon.com/emr/latest/APIReference/API_ListSteps.html;
+    a throttled call) has its steps answered :class:`Unreadable`: the other clusters' steps are
+    still refreshed (_status_cache)."""
     by_cluster: dict[str, set[str]] = defaultdict(set)
     for cluster_id, step_id in keys:
         by_cluster[cluster_id].add(step_id)
-    found = {}
+    found: dict[tuple[str, str], dict[str, Any] | Unreadable] = {}
     for cluster_id, wanted in by_cluster.items():
-        if listing:
-            for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=_LIVE_STEP_STATES):
-                for step in page["Steps"]:
-                    if step["Id"] in wanted:
-                        found[(cluster_id, step["Id"])] = step
-        rest = sorted(step_id for step_id in wanted if (cluster_id, step_id) not in found)
-        for i in range(0, len(rest), LIST_STEPS_IDS):
-            for page in emr.get_paginator("list_steps").paginate(
-                ClusterId=cluster_id, StepIds=rest[i : i + LIST_STEPS_IDS]
-            ):
-                for step in page["Steps"]:
+        try:
+            found.update(_cluster_steps(emr, cluster_id, wanted, listing))
+        except Exception as exc:
+            found.update({(cluster_id, step_id): Unreadable(exc) for step_id in wanted})
+    return found
+
+
+def _cluster_steps(emr: Any, cluster_id: str, wanted: set[str], listing: bool) -> dict[tuple[str, str], dict[str, Any]]:
+    found = {}
+    if listing:
+        for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=_LIVE_STEP_STATES):
+            for step in page["Steps"]:
+                if step["Id"] in wanted:
                     found[(cluster_id, step["Id"])] = step
+    rest = sorted(step_id for step_id in wanted if (cluster_id, step_id) not in found)
+    for i in range(0, len(rest), LIST_STEPS_IDS):
+        chunk = rest[i : i + LIST_STEPS_IDS]
+        for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepIds=chunk):
+            for step in page["Steps"]:
+                found[(cluster_id, step["Id"])] = step
     return found
 
 
@@ -136,6 +147,7 @@ class EMRConnector(BulkheadConnector):
             batch=LIST_STEPS_IDS,
             period=refresh_period(max_age),
             name="emr-steps",
+            backend="EMR",
             final=lambda step: step["Status"].get("State") in _TERMINAL_STEP_STATES,
         )
 

@@ -49,10 +49,16 @@ from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import Backend, BackendDeadlineExceeded, is_transient, within_deadline
+from cdao_connectors._backends import (
+    WORKERS_PER_BACKEND,
+    Backend,
+    BackendDeadlineExceeded,
+    is_transient,
+    within_deadline,
+)
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache, StatusCaches, refresh_period
+from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 
 _BACKEND = "EMR Serverless"
@@ -105,52 +111,66 @@ _CREATION_SLACK = timedelta(seconds=1)
 
 def job_runs(
     client: Any, keys: list[tuple[str, str]], *, listing: bool, known: Callable[[Any], Any] = lambda key: None
-) -> dict[tuple[str, str], dict[str, Any]]:
+) -> dict[tuple[str, str], dict[str, Any] | Unreadable]:
     """The JobRunSummary (listing) or GetJobRun ``jobRun`` of each (application id, job run id)
-    EMR Serverless knows; a run it does not know is left out, any other error is raised.
+    EMR Serverless knows; a run it does not know is left out. A run that could not be read (its
+    GetJobRun failed, or its application's listing was throttled) is :class:`Unreadable`, so one
+    application or run costs only its own runs, not every run of the pass (_status_cache).
     ``known(key)`` is the run's last description, whose ``createdAt`` narrows the listing."""
     by_application: dict[str, set[str]] = defaultdict(set)
     for application_id, run_id in keys:
         by_application[application_id].add(run_id)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str], dict[str, Any] | Unreadable] = {}
     for application_id, wanted in by_application.items():
-        if listing:
-            params: dict[str, Any] = {
-                "applicationId": application_id,
-                "states": _LIVE_RUN_STATES,
-                "PaginationConfig": {"PageSize": _LIST_PAGE},
-            }
-            created = [
-                d["createdAt"]
-                for d in (known((application_id, run_id)) for run_id in wanted)
-                if isinstance(d, dict) and d.get("createdAt")
+        try:
+            found.update(_application_runs(client, application_id, wanted, listing, known))
+        except Exception as exc:
+            found.update({(application_id, run_id): Unreadable(exc) for run_id in wanted})
+    return found
+
+
+def _application_runs(
+    client: Any, application_id: str, wanted: set[str], listing: bool, known: Callable[[Any], Any]
+) -> dict[tuple[str, str], dict[str, Any] | Unreadable]:
+    found: dict[tuple[str, str], dict[str, Any] | Unreadable] = {}
+    if listing:
+        params: dict[str, Any] = {
+            "applicationId": application_id,
+            "states": _LIVE_RUN_STATES,
+            "PaginationConfig": {"PageSize": _LIST_PAGE},
+        }
+        created = [
+            d["createdAt"]
+            for d in (known((application_id, run_id)) for run_id in wanted)
+            if isinstance(d, dict) and d.get("createdAt")
+        ]
+        if created:
+            params["createdAtAfter"] = min(created) - _CREATION_SLACK
+        try:
+            for page in client.get_paginator("list_job_runs").paginate(**params):
+                for run in page["jobRuns"]:
+                    if run["id"] in wanted:
+                        found[(application_id, run["id"])] = run
+        except ClientError as exc:
+            # One application's listing refused (deleted outside Flyte: moto answers
+            # ResourceNotFoundException, a code botocore's model does not declare for
+            # ListJobRuns) must not stall every other application's runs: its runs are read
+            # by GetJobRun below, which tells a gone run (ResourceNotFoundException, declared)
+            # from a failed call (Unreadable). Throttling is raised (job_runs makes the
+            # application's runs Unreadable): a GetJobRun per run would multiply the calls of a
+            # throttled account.
+            if is_transient(exc):
+                raise
+    for run_id in sorted(wanted):
+        if (application_id, run_id) in found:
+            continue
+        try:
+            found[(application_id, run_id)] = client.get_job_run(applicationId=application_id, jobRunId=run_id)[
+                "jobRun"
             ]
-            if created:
-                params["createdAtAfter"] = min(created) - _CREATION_SLACK
-            try:
-                for page in client.get_paginator("list_job_runs").paginate(**params):
-                    for run in page["jobRuns"]:
-                        if run["id"] in wanted:
-                            found[(application_id, run["id"])] = run
-            except ClientError as exc:
-                # One application's listing refused (deleted outside Flyte: moto answers
-                # ResourceNotFoundException, a code botocore's model does not declare for
-                # ListJobRuns) must not stall every other application's runs: its runs are read
-                # by GetJobRun below, which tells a gone run (ResourceNotFoundException, declared)
-                # from a failed call (raised). Throttling is raised: a GetJobRun per run would
-                # multiply the calls of a throttled account.
-                if is_transient(exc):
-                    raise
-        for run_id in sorted(wanted):
-            if (application_id, run_id) in found:
-                continue
-            try:
-                found[(application_id, run_id)] = client.get_job_run(applicationId=application_id, jobRunId=run_id)[
-                    "jobRun"
-                ]
-            except ClientError as exc:
-                if not _run_is_gone(exc):
-                    raise
+        except ClientError as exc:
+            if not _run_is_gone(exc):
+                found[(application_id, run_id)] = Unreadable(exc)
     return found
 
 
@@ -312,8 +332,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             describe_all=lambda keys: describe(keys, listing=True),
             max_age=max_age,
             batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
+            parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
             period=refresh_period(max_age),
             name="emr-serverless-runs",
+            backend=_BACKEND,
             final=lambda run: run.get("state") in _ENDED_RUN_STATES,
         )
         return cache

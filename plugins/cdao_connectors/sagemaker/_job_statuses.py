@@ -25,7 +25,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cdao_connectors._status_cache import StatusCache, refresh_period
+from cdao_connectors._backends import WORKERS_PER_BACKEND
+from cdao_connectors._status_cache import StatusCache, Unreadable, refresh_period
 
 LIST_PAGE = 100  # ListTrainingJobs/ListProcessingJobs/ListTransformJobs MaxResults' maximum
 _LISTED_STATUS = "InProgress"
@@ -87,13 +88,14 @@ def job_is_gone(error: BaseException) -> bool:
 
 def job_statuses(
     sm: Any, kind: JobKind, names: list[str], *, listing: bool, known: Callable[[str], Any] = lambda name: None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, Any] | Unreadable]:
     """The summary (from the listing) or Describe answer of each named job SageMaker knows; a job
     it does not know is left out. ``known(name)`` is the job's last description, whose
     ``CreationTime`` narrows the listing to jobs no older than the oldest tracked one.
-    Any other error (throttling included) is raised: it is never a status."""
+    A job whose Describe fails otherwise is :class:`Unreadable` (never a status; the other jobs are
+    still read); a failed listing, which covers every job, is raised."""
     wanted = set(names)
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, dict[str, Any] | Unreadable] = {}
     if listing:
         params: dict[str, Any] = {"StatusEquals": _LISTED_STATUS, "PaginationConfig": {"PageSize": LIST_PAGE}}
         created = [d["CreationTime"] for d in map(known, wanted) if isinstance(d, dict) and d.get("CreationTime")]
@@ -108,7 +110,7 @@ def job_statuses(
             found[name] = getattr(sm, kind.describe)(**{kind.name_field: name})
         except ClientError as exc:
             if not job_is_gone(exc):
-                raise
+                found[name] = Unreadable(exc)
     return found
 
 
@@ -117,10 +119,10 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
     use for each refresh (looked up per refresh, so it follows the endpoint the environment names)."""
     cache: StatusCache
 
-    def describe(names: list[str]) -> dict[str, dict[str, Any]]:
+    def describe(names: list[str]) -> dict[str, Any]:
         return job_statuses(client(), kind, names, listing=False)
 
-    def describe_all(names: list[str]) -> dict[str, dict[str, Any]]:
+    def describe_all(names: list[str]) -> dict[str, Any]:
         return job_statuses(client(), kind, names, listing=True, known=cache.peek)
 
     cache = StatusCache(
@@ -128,8 +130,39 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         describe_all=describe_all,
         max_age=max_age,
         batch=1,  # Describe takes one name: a new job is read by its own GetTask
+        parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
         period=refresh_period(max_age),
         name=f"sagemaker-{kind.describe}",
+        backend="SageMaker",
         final=kind.is_final,
     )
     return cache
+
+
+def describe_status_cache(method: str, client: Callable[[], Any], max_age: float) -> StatusCache:
+    """A :class:`StatusCache` of one SageMaker Describe with no listing (``describe_endpoint``,
+    ``describe_hyper_parameter_tuning_job``, ``describe_inference_recommendations_job``: what the
+    endpoint, tuning and inference recommender connectors' ``get()`` reads, flytekitplugins-
+    awssagemaker 1.16.31), keyed by the call's parameters as ``(name, value)`` pairs. A resource
+    SageMaker does not know is left out (gone); any other refusal is :class:`Unreadable`."""
+
+    def describe(keys: list[tuple[tuple[str, Any], ...]]) -> dict[Any, Any]:
+        sm = client()
+        found: dict[Any, Any] = {}
+        for key in keys:
+            try:
+                found[key] = getattr(sm, method)(**dict(key))
+            except ClientError as exc:
+                if not job_is_gone(exc):
+                    found[key] = Unreadable(exc)
+        return found
+
+    return StatusCache(
+        describe,
+        max_age=max_age,
+        batch=1,  # one resource per Describe
+        parallel=WORKERS_PER_BACKEND,
+        period=refresh_period(max_age),
+        name=f"sagemaker-{method}",
+        backend="SageMaker",
+    )

@@ -19,8 +19,10 @@ custom config checked before any call, reports a job deleted outside Flyte as FA
 RPC bounded by propeller's deadline for it (the service re-registers every async connector of the
 plugin so, :func:`cdao_connectors.sagemaker.connector.bulkhead_plugin_connectors`); the plugin's
 synchronous ``boto`` connector shares one backend per AWS service, bounded per AWS call. Within a
-GetTask of such a connector, a Describe of a training, processing or transform job is answered
-from the connector's shared view of those jobs (:mod:`cdao_connectors.sagemaker._job_statuses`).
+GetTask of such a connector, every SageMaker Describe is answered from the connector's status
+caches (:mod:`cdao_connectors.sagemaker._job_statuses`): training, processing and transform jobs
+from a shared listing, endpoints, tuning and inference recommender jobs one Describe each; either
+way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import aws_region, status_refresh_seconds
-from cdao_connectors.sagemaker._job_statuses import LISTED_KINDS, JobKind, job_is_gone, job_status_cache
+from cdao_connectors.sagemaker._job_statuses import (
+    LISTED_KINDS,
+    JobKind,
+    describe_status_cache,
+    job_is_gone,
+    job_status_cache,
+)
 
 # The backend of the connector whose RPC is running; None for the plugin's connectors used as
 # they are, which share one backend per service.
@@ -83,15 +91,21 @@ class _Client:
 
     def __getattr__(self, method: str) -> Any:
         backend, service, region = self._backend, self._service, self._region
-        kind = LISTED_KINDS.get(method) if service == "sagemaker" else None
-        caches = _STATUS_CACHES.get() if kind is not None else None
+        # Within a GetTask every SageMaker Describe is a status read: the plugins' get() is one
+        # (endpoint, tuning, recommender) or a Describe answered from a listing (training,
+        # processing, transform jobs).
+        caches = _STATUS_CACHES.get() if service == "sagemaker" and method.startswith("describe_") else None
+        kind = LISTED_KINDS.get(method)
         stale = _STALE.get()
 
         def blocking(**params: Any) -> Any:
-            if kind is not None and caches is not None:
+            if caches is not None and kind is not None:
                 # A GetTask's Describe, answered from the shared view of the jobs' statuses.
                 cache = caches((kind, region), status_refresh_seconds())
                 return _described(cache, params[kind.name_field], stale)
+            if caches is not None:
+                cache = caches((method, region), status_refresh_seconds())
+                return _described(cache, tuple(sorted(params.items())), stale)
             return getattr(backend.aws(service, region), method)(**params)
 
         async def call(**params: Any) -> Any:
@@ -108,10 +122,10 @@ class JobGone(LookupError):
     """SageMaker does not know the job a GetTask asks about (deleted outside Flyte)."""
 
 
-def _described(cache: StatusCache, name: str, stale: list[str] | None) -> dict[str, Any]:
-    known = cache.get(name)
+def _described(cache: StatusCache, key: Any, stale: list[str] | None) -> dict[str, Any]:
+    known = cache.get(key)
     if known.value is None:
-        raise JobGone(name)
+        raise JobGone(key)
     if known.stale and stale is not None:
         stale.append(known.stale)
     return known.value
@@ -174,12 +188,30 @@ class BulkheadPluginConnector:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backend = Backend(self.name)
-        # By (job kind, region): the statuses this connector's GetTasks read.
+        # By (job kind or Describe method, region): the statuses this connector's GetTasks read.
         self.status_caches = StatusCaches(self._new_status_cache)
 
-    def _new_status_cache(self, key: tuple[JobKind, str], max_age: float) -> StatusCache:
+    def _new_status_cache(self, key: tuple[JobKind | str, str], max_age: float) -> StatusCache:
+        """The statuses of a job kind (listed) or of one Describe method (read one by one) in a region."""
         kind, region = key
-        return job_status_cache(kind, lambda: self.backend.aws("sagemaker", region), max_age)
+
+        def client() -> Any:  # looked up per refresh: the endpoint the environment names now
+            return self.backend.aws("sagemaker", region)
+
+        if isinstance(kind, JobKind):
+            return job_status_cache(kind, client, max_age)
+        return describe_status_cache(kind, client, max_age)
+
+    async def _read_bounded(self, call: Awaitable[Any]) -> tuple[Any, str]:
+        """``call``'s result within propeller's GetTask deadline, its Describes answered from this
+        connector's status caches, and why a status it read is stale ('' when none is)."""
+        stale: list[str] = []
+        reset = _STALE.set(stale)
+        try:
+            result = await self._bounded(call, deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", statuses=True)
+        finally:
+            _STALE.reset(reset)
+        return result, "; ".join(stale)
 
     async def _bounded(self, call: Awaitable[Any], *, deadline: float, what: str, statuses: bool = False) -> Any:
         # Set before wait_for wraps the call in a task, which copies this context.
@@ -201,23 +233,14 @@ class BulkheadPluginConnector:
         )
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
-        stale: list[str] = []
-        reset = _STALE.set(stale)
         try:
-            resource = await self._bounded(
-                super().get(resource_meta, **kwargs),
-                deadline=_deadlines.GET_TASK_SECONDS,
-                what="GetTask",
-                statuses=True,
-            )
-            return noting_staleness(resource, "; ".join(stale))
+            resource, stale = await self._read_bounded(super().get(resource_meta, **kwargs))
+            return noting_staleness(resource, stale)
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
                 raise
         except JobGone:
             pass
-        finally:
-            _STALE.reset(reset)
         return Resource(
             phase=TaskExecution.FAILED,
             message=f"{self.name}: SageMaker has no job {_job_name(resource_meta)} (deleted outside Flyte?)",

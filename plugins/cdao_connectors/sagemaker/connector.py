@@ -26,7 +26,6 @@ from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointCo
 from flytekitplugins.awssagemaker_processing import SageMakerProcessing
 from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTaskConnector
 
-from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -39,7 +38,7 @@ from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
-from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, install
+from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, JobGone, install
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
@@ -130,15 +129,18 @@ class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector)
 
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
-            described, _ = await self._bounded(
-                self._describe(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
-            )
-        except CustomException as exc:
-            if not job_is_gone(exc.original_exception):
+            # From the connector's status cache: a known endpoint's status survives throttling.
+            (described, _), stale = await self._read_bounded(self._describe(resource_meta))
+        except (CustomException, JobGone) as exc:
+            if isinstance(exc, CustomException) and not job_is_gone(exc.original_exception):
                 raise
             name = resource_meta.config.get("EndpointName")
             message = f"SageMaker has no endpoint {name} (deleted outside Flyte?)"
             return Resource(phase=TaskExecution.FAILED, message=message)
+        return noting_staleness(self._resource_for(described, resource_meta), stale)
+
+    @staticmethod
+    def _resource_for(described: dict[str, Any], resource_meta: SageMakerEndpointMetadata) -> Resource:
         status = described.get("EndpointStatus")
         phase = _ENDPOINT_PHASES.get(status)
         if phase is None:

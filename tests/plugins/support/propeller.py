@@ -118,3 +118,68 @@ def poll_until_terminal(stub: Any, task_type: str, resource_meta: bytes, timeout
 
 
 PHASE = execution_pb2.TaskExecution
+
+
+def poll_like_propeller(
+    stub: Any, tasks: list[tuple[str, bytes]], *, workers: int, resync: float, duration: float, deadline: float
+) -> list[list[tuple[float, Any]]]:
+    """GetTask every task the way propeller's connector plugin does, for ``duration`` seconds: each
+    task's GetTask answers (time since the start, ``Resource`` or ``grpc.RpcError``), by task.
+
+    Propeller keeps one auto-refresh cache for every connector task type, enqueues every task each
+    ``resync`` seconds except one still queued or being synced (flytestdlib
+    ``cache/in_memory_auto_refresh.go`` ``enqueueBatches``, ``inProcessing``) and has ``workers``
+    goroutines take tasks from that one FIFO queue (client-go ``util/workqueue``, ``doc.go``: "Fair:
+    items processed in the order in which they are added"), each waiting for its GetTask before
+    the next (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``
+    ``NewResourceCache``, ``caching.workers`` 10; all at flyteplugins/v1.16.8).
+    Its rate limiter is left out: it bounds how often a worker may start, not how long one is held.
+    The workers are gRPC futures, not threads: this process also runs the service being measured.
+    """
+    import queue  # noqa: PLC0415
+    from collections import deque  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+
+    answers: list[list[tuple[float, Any]]] = [[] for _ in tasks]
+    waiting: deque[int] = deque()
+    processing: set[int] = set()  # queued or being synced
+    done: queue.Queue[tuple[int, Any]] = queue.Queue()
+    busy = 0
+    start = time.monotonic()
+    next_resync = start
+
+    def send(index: int) -> None:
+        task_type, meta = tasks[index]
+        req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=meta)
+        future = stub.GetTask.future(req, timeout=deadline)
+
+        def finished(f: Any, index: int = index) -> None:
+            try:
+                done.put((index, f.result().resource))
+            except grpc.RpcError as exc:
+                done.put((index, exc))
+
+        future.add_done_callback(finished)
+
+    while True:
+        now = time.monotonic()
+        if now >= next_resync and now - start < duration:
+            for index in range(len(tasks)):
+                if index not in processing:
+                    processing.add(index)
+                    waiting.append(index)
+            next_resync += resync
+        while busy < workers and waiting:
+            index = waiting.popleft()
+            busy += 1
+            send(index)
+        if busy == 0 and now - start >= duration:
+            return answers
+        try:
+            index, answer = done.get(timeout=max(0.001, min(next_resync - time.monotonic(), 0.05)))
+        except queue.Empty:
+            continue
+        busy -= 1
+        processing.discard(index)
+        answers[index].append((time.monotonic() - start, answer))
