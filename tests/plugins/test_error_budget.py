@@ -26,7 +26,7 @@ from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.sagemaker.connector import BatchTransformConnector, BatchTransformMetadata
 from flyteidl.core.execution_pb2 import TaskExecution
-from propeller_polling import connector_service_values
+from propeller_polling import PollingSettings, connector_service_values
 
 REGION = "us-east-1"
 # More failed refreshes than propeller tolerates GetTask errors: each would have been one.
@@ -50,10 +50,8 @@ def test_waiting_for_a_hung_backend_holds_at_most_half_of_propellers_workers(pro
     qps 10 in go/tasks/plugins/webapi/connector/config.go, both at flyteplugins/v1.16.8). A known
     job's GetTask waits at most KNOWN_STATUS_WAIT_SECONDS for its backend: with every task on a hung
     backend, that must leave half of the workers to the others."""
-    web_api = _connector_service_config()["webApi"]
-    workers = web_api["caching"].get("workers", 10)
-    qps = (web_api.get("readRateLimiter") or {}).get("qps", 10)
-    assert _status_cache.KNOWN_STATUS_WAIT_SECONDS * qps <= workers / 2
+    settings = PollingSettings.from_values()
+    assert _status_cache.KNOWN_STATUS_WAIT_SECONDS * settings.qps <= settings.workers / 2
     # A first sight waits longer, but less than propeller's deadline for the GetTask.
     assert _status_cache.FIRST_SIGHT_WAIT_SECONDS < _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS
 
