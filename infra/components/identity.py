@@ -582,12 +582,11 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "sagemaker:CreateInferenceRecommendationsJob",
                             "sagemaker:DescribeInferenceRecommendationsJob",
                             "sagemaker:StopInferenceRecommendationsJob",
+                            # Models and endpoint configs are only created: by the batch transform
+                            # connector and the two `boto` calls the connector allows
+                            # (cdao_connectors.sagemaker.connector BOTO_CALLS).
                             "sagemaker:CreateModel",
-                            "sagemaker:DescribeModel",
-                            "sagemaker:DeleteModel",
                             "sagemaker:CreateEndpointConfig",
-                            "sagemaker:DescribeEndpointConfig",
-                            "sagemaker:DeleteEndpointConfig",
                             "sagemaker:CreateEndpoint",
                             "sagemaker:DescribeEndpoint",
                             "sagemaker:DeleteEndpoint",

@@ -13,7 +13,10 @@ text with no level, time or logger name.
 
 import logging
 
+from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.loggers import logger as _flytekit_logger
+from flytekit.sensor.sensor_engine import SensorEngine
+from flytekitplugins.spark.connector import DatabricksConnector
 
 from cdao_connectors.aws_batch import connector as aws_batch_connector
 from cdao_connectors.codeweave import connector as codeweave_connector
@@ -28,6 +31,28 @@ __all__ = [
     "emr_serverless_connector",
     "sagemaker_connector",
 ]
+
+
+# Connectors flytekit and its plugins register on import that run what a task's ``custom`` names under
+# the service's identity, and that no SDK task or seed uses: flytekit's sensor engine imports the module
+# a task names and calls it (flytekit 1.16.31 ``sensor/sensor_engine.py``); flytekitplugins-spark's
+# Databricks connectors send a bearer token to the host a task names (``flytekitplugins/spark/connector.py``).
+NOT_SERVED: tuple[type, ...] = (SensorEngine, DatabricksConnector)
+
+
+def _stop_serving(connectors: tuple[type, ...]) -> None:
+    """Takes every registered connector that is an instance of one of ``connectors`` out of the service.
+
+    Propeller routes every task type ``ListAgents`` advertises (flyteplugins v1.16.8
+    ``go/tasks/plugins/webapi/connector/client.go`` ``getConnectorRegistry``), so such a connector must
+    not even be listed. Hand-written: flytekit's ``ConnectorRegistry`` has no way to unregister."""
+    registry = ConnectorRegistry._REGISTRY
+    for category in [c for c, connector in registry.items() if isinstance(connector, connectors)]:
+        name = registry.pop(category).name
+        ConnectorRegistry._METADATA.pop(name, None)
+
+
+_stop_serving(NOT_SERVED)
 
 
 class _ToFlytekit(logging.Handler):

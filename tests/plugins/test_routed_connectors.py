@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 from botocore.stub import Stubber
@@ -22,9 +23,6 @@ pytestmark = pytest.mark.e2e
 
 REGION = "us-east-1"
 VALUES = Path(__file__).resolve().parents[2] / "platform" / "addons" / "flyte" / "flyte-core" / "values.yaml"
-# flytekit's own sensor engine: its custom is a sensor's module/class, not an AWS job's config, and it
-# tracks no job that could be deleted outside Flyte.
-NOT_A_JOB = {"sensor"}
 
 
 def _routed() -> list[str]:
@@ -52,7 +50,7 @@ def _template(task_type: str, custom: dict) -> TaskTemplate:
     return TaskTemplate(task_id, task_type, base.metadata, base.interface, custom, container=base.container)
 
 
-@pytest.mark.parametrize("task_type", [t for t in _routed() if t not in NOT_A_JOB])
+@pytest.mark.parametrize("task_type", _routed())
 def test_every_routed_connector_refuses_an_unknown_config_field_naming_it(aws_env, task_type):
     import cdao_connectors.service  # noqa: F401, PLC0415  (registers the connectors, as --modules does)
 
@@ -65,6 +63,71 @@ def test_every_routed_connector_refuses_an_unknown_config_field_naming_it(aws_en
     )
     with pytest.raises(ValueError, match=rf"task t\.{task_type}: unknown \w+ fields \['bogus_field'\]"):
         _run(call)
+
+
+def test_a_boto_task_may_make_only_the_calls_the_sdk_deploys_with(aws_env):
+    """The reviewer's case: a ``boto`` task rewriting an attempts-ledger item with the connector's role
+    is refused before any AWS call, naming the task, the call and what is allowed."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    table = f"attempts-{uuid.uuid4().hex[:8]}"
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "attempt", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "attempt", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    key = {"attempt": {"S": "batch/flyte-x"}}
+    dynamodb.put_item(TableName=table, Item={**key, "resource": {"S": '{"job_id":"real"}'}})
+    custom = {
+        "service": "dynamodb",
+        "method": "update_item",
+        "region": REGION,
+        "config": {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET #r = :r",
+            "ExpressionAttributeNames": {"#r": "resource"},
+            "ExpressionAttributeValues": {":r": {"S": '{"job_id":"attacker-chosen"}'}},
+        },
+    }
+    connector = ConnectorRegistry.get_connector("boto")
+    with pytest.raises(
+        ValueError,
+        match=r"task t\.boto: a boto task may not call dynamodb\.update_item; allowed: .*sagemaker\.create_model",
+    ):
+        _run(connector.do(task_template=_template("boto", custom), output_prefix="s3://flyte-data/x", inputs=None))
+    assert dynamodb.get_item(TableName=table, Key=key)["Item"]["resource"] == {"S": '{"job_id":"real"}'}
+
+
+def test_the_sdk_s_endpoint_deployment_makes_its_boto_calls_through_the_service(aws_env):
+    """Every ``boto`` task ``cdao_sdk.sagemaker_endpoint`` builds passes the check and reaches SageMaker."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from sm_tasks import ROLE, deploy_endpoint_boto_calls  # noqa: PLC0415
+
+    resources = deploy_endpoint_boto_calls(ROLE, REGION, _run)
+    assert [r.phase for r in resources] == [PHASE.SUCCEEDED, PHASE.SUCCEEDED], [r.message for r in resources]
+
+
+@pytest.mark.parametrize("task_type", ["sensor", "spark", "databricks"])
+def test_the_service_serves_no_connector_that_runs_what_a_task_names(aws_env, task_type):
+    """flytekit's sensor engine imports the module a task's ``custom`` names and calls it under the
+    connector's role (flytekit 1.16.31 ``sensor/sensor_engine.py``); flytekitplugins-spark's Databricks
+    connectors send a bearer token to the host a task names (``flytekitplugins/spark/connector.py``).
+    No SDK task or seed uses them. Propeller routes every task type ``ListAgents`` advertises (flyteplugins
+    v1.16.8 ``go/tasks/plugins/webapi/connector/client.go`` ``getConnectorRegistry``, and a type only one
+    plugin registers becomes its default: ``flytepropeller/pkg/controller/nodes/task/handler.go`` ``Setup``),
+    so the service neither serves nor advertises them."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from flytekit.exceptions.system import FlyteConnectorNotFound  # noqa: PLC0415
+
+    advertised = {t for agent in ConnectorRegistry.list_connectors() for t in agent.supported_task_types}
+    advertised |= {c.name for agent in ConnectorRegistry.list_connectors() for c in agent.supported_task_categories}
+    assert task_type not in advertised
+    with pytest.raises(FlyteConnectorNotFound):
+        ConnectorRegistry.get_connector(task_type)
+    assert task_type not in _routed()
 
 
 def test_processing_task_field_of_the_wrong_type_is_named(aws_env):

@@ -169,11 +169,30 @@ class BotoCallCustom:
     images: dict[str, str] | None = None
 
 
+# The only AWS calls a ``boto`` task may make with the connector's role: those of the plugin's
+# ``create_sagemaker_deployment`` (flytekitplugins-awssagemaker ``awssagemaker_inference/workflow.py``:
+# SageMakerModelTask and SageMakerEndpointConfigTask in ``task.py``), which ``cdao_sdk.sagemaker_endpoint``
+# builds; its endpoint is the ``sagemaker-endpoint`` task type. The plugin's connector calls whatever
+# method the task names (``boto3_connector.py`` ``BotoConnector.do``), and the role may also write the
+# attempts ledger and stop any job, so anything else is refused.
+BOTO_CALLS: frozenset[tuple[str, str]] = frozenset(
+    {("sagemaker", "create_model"), ("sagemaker", "create_endpoint_config")}
+)
+
+
 class CheckedBotoConnector(BotoConnector):
-    """The plugin's synchronous ``boto`` connector, with its whole custom config checked first."""
+    """The plugin's synchronous ``boto`` connector, with its whole custom config checked first and its
+    call limited to :data:`BOTO_CALLS`.
+
+    Raises ValueError naming the task and the field, or the call and the allowed ones, before any AWS call.
+    """
 
     async def do(self, task_template: TaskTemplate, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
-        config_from_custom(BotoCallCustom, task_template.custom, task_template.id.name)
+        task = task_template.id.name
+        call = config_from_custom(BotoCallCustom, task_template.custom, task)
+        if (call.service, call.method) not in BOTO_CALLS:
+            allowed = ", ".join(f"{service}.{method}" for service, method in sorted(BOTO_CALLS))
+            raise ValueError(f"task {task}: a boto task may not call {call.service}.{call.method}; allowed: {allowed}")
         return await super().do(task_template, output_prefix, inputs, **kwargs)
 
 

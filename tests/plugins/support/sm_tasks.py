@@ -17,3 +17,39 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao/ml:1.0.0"
 )
 def fit(epochs: int) -> float:
     return 0.5 * epochs
+
+
+def deploy_endpoint_boto_calls(role: str, region: str, run) -> list:
+    """Runs the ``boto`` tasks of ``cdao_sdk.sagemaker_endpoint`` (create_model, then
+    create_endpoint_config, chained by the token the first returns, as the plugin's
+    ``create_sagemaker_deployment`` workflow wires them) through the service's ``boto`` connector;
+    ``run`` drives a coroutine. Returns the Resources, in order."""
+    import uuid  # noqa: PLC0415
+
+    import cdao_sdk  # noqa: PLC0415
+    from flytekit.core.context_manager import FlyteContextManager  # noqa: PLC0415
+    from flytekit.core.type_engine import TypeEngine  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.boto3_task import BotoTask  # noqa: PLC0415
+    from propeller import serialize  # noqa: PLC0415
+
+    cdao_sdk.settings.reset()
+    try:
+        cdao_sdk.configure("flyte.example.com", "ml", region=region, sagemaker_role=role, remote=object())
+        deploy = cdao_sdk.sagemaker_endpoint(f"m-{uuid.uuid4().hex[:8]}", image=IMAGE)
+    finally:
+        cdao_sdk.settings.reset()
+    tasks = [n.flyte_entity for n in deploy.nodes if isinstance(n.flyte_entity, BotoTask)]
+    tasks.sort(key=lambda t: t.task_config.method != "create_model")
+    connector = ConnectorRegistry.get_connector("boto")
+    ctx = FlyteContextManager.current_context()
+    values = {"model_path": "s3://flyte-data/model.tar.gz"}
+    resources = []
+    for task in tasks:
+        wanted = {k: v for k, v in values.items() if k in task.python_interface.inputs}
+        inputs = TypeEngine.dict_to_literal_map(ctx, wanted, task.python_interface.inputs)
+        resource = run(connector.do(task_template=serialize(task), output_prefix="s3://flyte-data/x", inputs=inputs))
+        resources.append(resource)
+        if resource.outputs is not None:
+            values["idempotence_token"] = resource.outputs.literals["idempotence_token"].scalar.primitive.string_value
+    return resources
