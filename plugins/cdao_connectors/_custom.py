@@ -127,7 +127,8 @@ def config_from_custom(
     cls: type[T], custom: Mapping[str, Any] | None, task_name: str, nested_key: Callable[[str], str] = str
 ) -> T:
     """``cls`` built from ``custom``; raises ValueError naming the task and the field that is wrong
-    (unknown, missing, or of the wrong type), or the config's own validation message.
+    (unknown, missing, or of the wrong type), or the task, the config and the config's own value
+    check (``task t: BatchJob: vcpus=0 must be an integer >= 1``), whose message names the field.
 
     A field whose type is itself a dataclass is checked the same way; its fields travel under
     ``nested_key(field name)`` (the form the owner's serializer writes them in)."""
@@ -159,4 +160,8 @@ def _build(cls: Any, custom: Mapping[str, Any], task_name: str, key: Callable[[s
                 f"task {task_name}: {cls.__name__}.{name}{wrong.path} = {bad!r} must be {wrong.expected}, "
                 f"not {type(bad).__name__}"
             ) from None
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as refused:
+        # The config's own value checks (its __post_init__) name the field, not the task.
+        raise ValueError(f"task {task_name}: {cls.__name__}: {refused}") from None

@@ -71,6 +71,51 @@ def test_integers_from_protobuf_doubles_are_integers_and_fractions_are_not():
         config_from_custom(BatchJob, {"spot": 1.0}, "t")
 
 
+def _sagemaker_configs() -> dict[type, dict]:
+    from cdao_connectors.sagemaker.task import Processing, SpotTraining, Training  # noqa: PLC0415
+
+    job = {"execution_role_arn": "arn:aws:iam::1:role/r", "region": "us-east-1", "instance_type": "ml.m5.xlarge"}
+    return {Training: job, SpotTraining: job, Processing: job}
+
+
+# A value AWS (or Codeweave's contract) refuses, in each connector config: the source of each limit is
+# cited where the config checks it.
+_REFUSED_VALUES = [
+    (BatchJob, "vcpus", 0),
+    (BatchJob, "gpus", -1),
+    (BatchJob, "memory", "1Mi"),
+    (BatchJob, "memory", "4194303"),  # 1 byte under 4 MiB
+    (BatchJob, "timeout_seconds", 59),
+    (CodeweaveGPU, "gpus", 9),
+    (CodeweaveGPU, "gpu_type", "a100"),
+    (EMRSpark, "instance_count", -3),
+    (EMRSpark, "instance_type", "huge"),
+    (BatchTransform, "max_payload_mb", 0),
+    (BatchTransform, "instance_count", 0),
+    ("Training", "max_runtime_in_seconds", 28 * 24 * 3600 + 1),
+    ("SpotTraining", "max_runtime_in_seconds", 28 * 24 * 3600 + 1),
+    ("Processing", "max_runtime_in_seconds", 777601),
+    ("Processing", "volume_size_in_gb", 16385),
+    ("Processing", "volume_size_in_gb", 0),
+]
+
+
+@pytest.mark.parametrize(("cls", "field", "value"), _REFUSED_VALUES)
+def test_a_value_aws_refuses_names_the_task_and_the_field(cls, field, value):
+    if isinstance(cls, str):
+        cls, valid = next((c, v) for c, v in _sagemaker_configs().items() if c.__name__ == cls)
+    else:
+        valid = VALID[cls]
+    assert config_from_custom(cls, valid, "t.ok")
+    with pytest.raises(ValueError, match=rf"^task t\.bad: {cls.__name__}: {field}[ =]"):
+        config_from_custom(cls, {**valid, field: value}, "t.bad")
+
+
+def test_batch_memory_of_4_mib_is_accepted():
+    # botocore batch 2016-08-10 ResourceRequirement.value: "You must specify at least 4 MiB of memory".
+    assert config_from_custom(BatchJob, {"memory": "4Mi"}, "t").memory_mib == 4
+
+
 def test_missing_required_and_unknown_fields_are_named():
     with pytest.raises(ValueError, match=r"CodeweaveGPU fields \['gpu_type'\] are missing"):
         config_from_custom(CodeweaveGPU, {"gpus": 1.0}, "t")

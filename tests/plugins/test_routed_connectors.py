@@ -135,7 +135,7 @@ def test_processing_task_field_of_the_wrong_type_is_named(aws_env):
 
     connector = ConnectorRegistry.get_connector("sagemaker-processing-task")
     custom = {"execution_role_arn": "arn:aws:iam::1:role/r", "region": REGION, "instance_count": "one"}
-    with pytest.raises(ValueError, match=r"SageMakerProcessing\.instance_count = 'one' must be an integer"):
+    with pytest.raises(ValueError, match=r"Processing\.instance_count = 'one' must be an integer"):
         _run(connector.create(task_template=_template("sagemaker-processing-task", custom), output_prefix="s3://b/x"))
 
 

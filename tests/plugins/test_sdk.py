@@ -258,6 +258,19 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
         (lambda: batch_task(spot="yes"), "spot='yes'"),
         (lambda: batch_task(timeout=10), "outside AWS Batch"),
         (lambda: batch_task(memory="2GB"), "memory='2GB'"),
+        (lambda: batch_task(memory="1Mi"), "memory='1Mi' is under AWS Batch's minimum of 4 MiB"),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(instance_type="ml.m5.xlarge", max_runtime_seconds=29 * 86400),
+            "max_runtime_seconds=2505600 is over SageMaker's 2419200",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_processing_task(instance_type="ml.m5.xlarge", max_runtime_seconds=777601),
+            "max_runtime_seconds=777601 is over SageMaker's 777600",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_processing_task(instance_type="ml.m5.xlarge", volume_size_gb=16385),
+            "volume_size_gb=16385 is over SageMaker's 16384",
+        ),
         (lambda: spark_task(cluster_id="cluster-1"), "not an EMR cluster id"),
         (lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", instance_count=3), "not both"),
         (lambda: spark_task(platform="emr", instance_type="huge"), "instance_type='huge'"),

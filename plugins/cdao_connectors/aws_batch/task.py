@@ -16,13 +16,16 @@ from flytekit.extend import TaskPlugins
 from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin
 
 from cdao_connectors._local import LocalDispatchMixin
-from cdao_connectors._quantity import memory_mib
+from cdao_connectors._quantity import memory_mib, quantity_value
 
 BATCH_TASK_TYPE = "cdao-aws-batch"
 
 # Batch rejects attempt timeouts under 60 s; 14 days is the service maximum.
 MIN_TIMEOUT_SECONDS = 60
 MAX_TIMEOUT_SECONDS = 14 * 24 * 3600
+# botocore batch 2016-08-10 service-2.json, ResourceRequirement.value (type="MEMORY"): "You must
+# specify at least 4 MiB of memory for a job."
+MIN_MEMORY_MIB = 4
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,15 @@ class BatchJob:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "vcpus" else 0):
                 raise ValueError(f"{name}={value!r} must be an integer >= {1 if name == 'vcpus' else 0}")
-        memory_mib(self.memory)
+        if quantity_value(self.memory, "memory") < MIN_MEMORY_MIB * 2**20:
+            raise ValueError(
+                f"memory={self.memory!r} is under AWS Batch's minimum of {MIN_MEMORY_MIB} MiB "
+                "(SubmitJob ResourceRequirement MEMORY)"
+            )
         timeout = self.timeout_seconds
         if timeout is not None and not MIN_TIMEOUT_SECONDS <= timeout <= MAX_TIMEOUT_SECONDS:
             raise ValueError(
-                f"timeout={timeout!r}s is outside AWS Batch's {MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS}s"
+                f"timeout_seconds={timeout!r} is outside AWS Batch's {MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS}s"
             )
 
     @property

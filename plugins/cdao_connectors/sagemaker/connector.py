@@ -23,8 +23,7 @@ from flytekit.models.task import TaskTemplate
 from flytekitplugins.awssagemaker_inference.boto3_connector import BotoConnector
 from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMixin, CustomException
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
-from flytekitplugins.awssagemaker_processing import SageMakerProcessing
-from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTaskConnector
+from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
@@ -39,7 +38,13 @@ from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
 from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, JobGone, install
-from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE, SpotTraining
+from cdao_connectors.sagemaker.task import (
+    BATCH_TRANSFORM_TASK_TYPE,
+    SAGEMAKER_TRAINING_TASK_TYPE,
+    Processing,
+    SpotTraining,
+    Training,
+)
 from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 
 install()
@@ -103,8 +108,9 @@ class BotoJobCustom(BotoRequestCustom):
 # The config each plugin connector's tasks carry in ``custom`` (task type -> dataclass). A plugin
 # connector of a task type missing here stops the service at start: nothing would check its config.
 CUSTOM_CONFIGS: dict[str, type] = {
-    "sagemaker-training-task": SageMakerTraining,
-    "sagemaker-processing-task": SageMakerProcessing,
+    # The plugin's Pythonic configs, with the limits SageMaker sets that the plugin does not check.
+    "sagemaker-training-task": Training,
+    "sagemaker-processing-task": Processing,
     "sagemaker-training-job": BotoJobCustom,
     "sagemaker-processing-job": BotoJobCustom,
     "sagemaker-hyperparameter-tuning-job": BotoJobCustom,

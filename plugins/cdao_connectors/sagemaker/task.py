@@ -10,8 +10,10 @@ Processing keeps the plugin's own task type and connector.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import botocore.session
 from flytekit.extend import TaskPlugins
 from flytekitplugins.awssagemaker_processing import SageMakerProcessing, SageMakerProcessingTask
 from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTask
@@ -25,8 +27,41 @@ BATCH_TRANSFORM_TASK_TYPE = "cdao-sagemaker-batch-transform"
 SAGEMAKER_PROCESSING_TASK_TYPE = SageMakerProcessingTask._TASK_TYPE
 
 
+# botocore sagemaker 2017-07-24 service-2.json, StoppingCondition.MaxRuntimeInSeconds documentation:
+# "The maximum value is 28 days." (the shape's metadata states only its minimum, 1).
+TRAINING_MAX_RUNTIME_SECONDS = 28 * 24 * 3600
+
+
+@functools.cache
+def api_maximum(shape: str, member: str) -> int:
+    """The ``max`` botocore's SageMaker model (2017-07-24, installed with boto3) gives ``shape.member``;
+    read from the model rather than copied, so the limit follows the installed botocore."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return model.shape_for(shape).members[member].metadata["max"]
+
+
+def _check_at_most(field: str, value: int, maximum: int, source: str) -> None:
+    if value > maximum:
+        raise ValueError(f"{field}={value} is over SageMaker's {maximum} ({source})")
+
+
 @dataclass
-class SpotTraining(SageMakerTraining):
+class Training(SageMakerTraining):
+    """The plugin's training config, also refusing a runtime SageMaker refuses (the plugin checks
+    only the minimums: ``PythonicJobConfig.__post_init__``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_at_most(
+            "max_runtime_in_seconds",
+            self.max_runtime_in_seconds,
+            TRAINING_MAX_RUNTIME_SECONDS,
+            "CreateTrainingJob StoppingCondition.MaxRuntimeInSeconds: 28 days",
+        )
+
+
+@dataclass
+class SpotTraining(Training):
     """The plugin's training config plus managed spot training and checkpoints."""
 
     use_spot_instances: bool = True
@@ -51,7 +86,19 @@ class SpotTrainingTask(LocalDispatchMixin, SageMakerTrainingTask):
 
 @dataclass
 class Processing(SageMakerProcessing):
-    """The plugin's processing config; a subclass only so it maps to the in-process-locally task."""
+    """The plugin's processing config (a subclass so it maps to the in-process-locally task), also
+    refusing a runtime or volume CreateProcessingJob refuses (the plugin checks only the minimums)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        limits = (
+            ("max_runtime_in_seconds", "ProcessingStoppingCondition", "MaxRuntimeInSeconds"),
+            ("volume_size_in_gb", "ProcessingClusterConfig", "VolumeSizeInGB"),
+        )
+        for field, shape, member in limits:
+            _check_at_most(
+                field, getattr(self, field), api_maximum(shape, member), f"CreateProcessingJob {shape}.{member}"
+            )
 
 
 class ProcessingTask(LocalDispatchMixin, SageMakerProcessingTask):

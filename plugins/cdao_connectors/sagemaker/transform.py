@@ -129,48 +129,47 @@ class BatchTransform:
     env_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        where = "sagemaker_batch_transform_task"
         if not self.instance_type.startswith("ml."):
-            raise ValueError(f"{where} instance_type={self.instance_type!r}: SageMaker instance types start 'ml.'")
+            raise ValueError(f"instance_type={self.instance_type!r}: SageMaker instance types start 'ml.'")
         for name in ("instance_count", "max_concurrent_transforms"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{where} {name}={value!r} must be an integer >= 1")
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
         if not isinstance(self.max_payload_mb, int) or not 1 <= self.max_payload_mb <= 100:
-            raise ValueError(f"{where} max_payload_mb={self.max_payload_mb!r} must be 1..100")
+            raise ValueError(f"max_payload_mb={self.max_payload_mb!r} must be 1..100")
         timeout = self.invocation_timeout_seconds
         if not isinstance(timeout, int) or not 1 <= timeout <= 3600:
-            raise ValueError(f"{where} invocation_timeout_seconds={timeout!r} must be 1..3600")
+            raise ValueError(f"invocation_timeout_seconds={timeout!r} must be 1..3600")
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"{where} strategy={self.strategy!r}: expected one of {STRATEGIES}")
+            raise ValueError(f"strategy={self.strategy!r}: expected one of {STRATEGIES}")
         if self.split_type not in SPLIT_TYPES:
-            raise ValueError(f"{where} split_type={self.split_type!r}: expected one of {SPLIT_TYPES}")
+            raise ValueError(f"split_type={self.split_type!r}: expected one of {SPLIT_TYPES}")
         if self.join_source not in JOIN_SOURCES:
-            raise ValueError(f"{where} join_source={self.join_source!r}: expected one of {JOIN_SOURCES}")
-        check_filter(self.input_filter, f"{where} input_filter")
-        check_filter(self.output_filter, f"{where} output_filter")
+            raise ValueError(f"join_source={self.join_source!r}: expected one of {JOIN_SOURCES}")
+        check_filter(self.input_filter, "input_filter")
+        check_filter(self.output_filter, "output_filter")
         filtered = (self.input_filter, self.output_filter) != ("$", "$") or self.join_source == "Input"
         if filtered and (self.content_type != "text/csv" or self.split_type != "Line"):
             raise ValueError(
-                f"{where}: input_filter, output_filter and join_source work on CSV lines here; "
+                f"input_filter, output_filter and join_source work on CSV lines here; "
                 f"they need content_type='text/csv' and split_type='Line', "
                 f"not {self.content_type!r} and {self.split_type!r}"
             )
         if self.strategy == "MultiRecord" and self.split_type == "None":
-            raise ValueError(f"{where}: strategy='MultiRecord' needs split_type='Line' to find records")
+            raise ValueError("strategy='MultiRecord' needs split_type='Line' to find records")
         if self.output_s3_path and not self.output_s3_path.startswith("s3://"):
-            raise ValueError(f"{where} output_s3_path={self.output_s3_path!r} must be an s3:// URI")
+            raise ValueError(f"output_s3_path={self.output_s3_path!r} must be an s3:// URI")
         names = [*self.environment, *(env_var(n) for n in self.env_inputs)]
         if len(names) > MAX_ENVIRONMENT:
-            raise ValueError(f"{where}: {len(names)} environment variables; SageMaker allows {MAX_ENVIRONMENT}")
+            raise ValueError(f"environment: {len(names)} environment variables; SageMaker allows {MAX_ENVIRONMENT}")
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
-            raise ValueError(f"{where}: environment variables {clash} are set twice (environment and env_inputs)")
+            raise ValueError(f"environment: variables {clash} are set twice (environment and env_inputs)")
         bad = [n for n in names if not _ENV_NAME.match(n)]
         if bad:
-            raise ValueError(f"{where}: {bad} are not valid environment variable names")
+            raise ValueError(f"environment: {bad} are not valid environment variable names")
         if any(not isinstance(v, str) for v in self.environment.values()):
-            raise ValueError(f"{where}: environment values must be strings")
+            raise ValueError("environment values must be strings")
 
 
 def env_var(input_name: str) -> str:
