@@ -150,6 +150,12 @@ def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env,
         ({"spark_job_driver": {"entry_point": "s3://b/job.py"}}, r"unknown EMRServerlessSparkJobDriver fields"),
         # One application serves every task: a task may not switch its image (UpdateApplication).
         ({"sync_image": True}, r"EMRServerless\.sync_image = True would change the shared application's image"),
+        # A value check of the plugin's own (EMRServerless.__post_init__), and the maximum StartJobRun takes.
+        ({"execution_timeout_minutes": 0.0}, r"EMRServerless: execution_timeout_minutes must be at least 1"),
+        (
+            {"execution_timeout_minutes": 1000001.0},
+            r"EMRServerless: execution_timeout_minutes=1000001 is over EMR Serverless's 1000000",
+        ),
     ],
 )
 def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change, message):

@@ -60,6 +60,7 @@ from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
+from cdao_connectors.emr.task import check_execution_timeout
 
 _BACKEND = "EMR Serverless"
 
@@ -309,6 +310,10 @@ def checked_config(task_template: TaskTemplate) -> EMRServerless:
             f"task {task_template.id.name}: EMRServerless.sync_image = True would change the shared "
             "application's image; the image is the application's (set it in infra/), send sync_image = False"
         )
+    try:
+        check_execution_timeout(config.execution_timeout_minutes)
+    except ValueError as refused:
+        raise ValueError(f"task {task_template.id.name}: EMRServerless: {refused}") from None
     return config
 
 

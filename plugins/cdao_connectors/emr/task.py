@@ -5,10 +5,12 @@ EMR Serverless is flytekitplugins-awsemrserverless's; the SDK maps ``@spark_task
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import botocore.session
 from flytekit import PythonFunctionTask
 from flytekit.configuration import SerializationSettings
 from flytekit.extend import TaskPlugins
@@ -79,9 +81,29 @@ PYSPARK_PYTHON_KEYS = (
 )
 
 
+@functools.cache
+def _max_execution_timeout_minutes() -> int:
+    # Read from botocore's model (emr-serverless 2021-07-13, StartJobRunRequest.executionTimeoutMinutes
+    # max) rather than copied; the plugin's EMRServerless.__post_init__ checks only the minimum.
+    model = botocore.session.get_session().get_service_model("emr-serverless")
+    return model.shape_for("StartJobRunRequest").members["executionTimeoutMinutes"].metadata["max"]
+
+
+def check_execution_timeout(minutes: int) -> None:
+    """ValueError naming the field when StartJobRun would refuse ``minutes`` as the run's timeout."""
+    maximum = _max_execution_timeout_minutes()
+    if minutes > maximum:
+        raise ValueError(
+            f"execution_timeout_minutes={minutes} is over EMR Serverless's {maximum} "
+            "(StartJobRun executionTimeoutMinutes)"
+        )
+
+
 @dataclass
 class ServerlessSpark(EMRServerless):
-    pass
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_execution_timeout(self.execution_timeout_minutes)
 
 
 class ServerlessSparkTask(LocalDispatchMixin, EMRServerlessTask):
