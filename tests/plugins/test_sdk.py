@@ -130,6 +130,17 @@ def test_batch_task_serializes_queue_choice_and_retries():
     assert tmpl.metadata.retries.retries == 3  # spot reclamation is retried
 
 
+def test_batch_task_takes_any_timeout_aws_batch_takes_on_ec2():
+    # AWS Batch sets no maximum job timeout (AWS Batch User Guide, "Job timeouts",
+    # https://docs.aws.amazon.com/batch/latest/userguide/job_timeouts.html); its 14-day note concerns
+    # Fargate, and the stack's compute environments are EC2/SPOT (infra/components/compute.py).
+    @batch_task(timeout=30 * 24 * 3600)
+    def long_etl(x: int) -> int:
+        return x
+
+    assert serialize(long_etl).custom["timeout_seconds"] == 30 * 24 * 3600
+
+
 def test_spark_task_routing():
     @spark_task(cluster_id="j-2AXXXXXXGAPLF")
     def on_cluster(x: int) -> int:
@@ -256,7 +267,7 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
         (lambda: task(workload_type="gaming"), "not served by any node pool"),
         (lambda: batch_task(vcpus=0), "vcpus=0"),
         (lambda: batch_task(spot="yes"), "spot='yes'"),
-        (lambda: batch_task(timeout=10), "outside AWS Batch"),
+        (lambda: batch_task(timeout=10), "timeout=10 is under AWS Batch.s minimum of 60s"),
         (lambda: batch_task(memory="2GB"), "memory='2GB'"),
         (lambda: batch_task(memory="1Mi"), "memory='1Mi' is under AWS Batch's minimum of 4 MiB"),
         (

@@ -20,9 +20,11 @@ from cdao_connectors._quantity import memory_mib, quantity_value
 
 BATCH_TASK_TYPE = "cdao-aws-batch"
 
-# Batch rejects attempt timeouts under 60 s; 14 days is the service maximum.
+# botocore batch 2016-08-10 JobTimeout.attemptDurationSeconds: "The minimum value for the timeout is
+# 60 seconds." There is no maximum (AWS Batch User Guide, "Job timeouts",
+# https://docs.aws.amazon.com/batch/latest/userguide/job_timeouts.html; its 14 days concern Fargate,
+# and the stack's compute environments are EC2/SPOT).
 MIN_TIMEOUT_SECONDS = 60
-MAX_TIMEOUT_SECONDS = 14 * 24 * 3600
 # botocore batch 2016-08-10 service-2.json, ResourceRequirement.value (type="MEMORY"): "You must
 # specify at least 4 MiB of memory for a job."
 MIN_MEMORY_MIB = 4
@@ -49,9 +51,10 @@ class BatchJob:
                 "(SubmitJob ResourceRequirement MEMORY)"
             )
         timeout = self.timeout_seconds
-        if timeout is not None and not MIN_TIMEOUT_SECONDS <= timeout <= MAX_TIMEOUT_SECONDS:
+        if timeout is not None and timeout < MIN_TIMEOUT_SECONDS:
             raise ValueError(
-                f"timeout_seconds={timeout!r} is outside AWS Batch's {MIN_TIMEOUT_SECONDS}..{MAX_TIMEOUT_SECONDS}s"
+                f"timeout_seconds={timeout!r} is under AWS Batch's minimum of {MIN_TIMEOUT_SECONDS}s "
+                "(SubmitJob JobTimeout.attemptDurationSeconds)"
             )
 
     @property
