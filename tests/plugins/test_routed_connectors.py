@@ -101,6 +101,19 @@ def test_a_boto_task_may_make_only_the_calls_the_sdk_deploys_with(aws_env):
     assert dynamodb.get_item(TableName=table, Key=key)["Item"]["resource"] == {"S": '{"job_id":"real"}'}
 
 
+def test_a_boto_request_botocore_refuses_names_the_task(aws_env):
+    """botocore checks the request against the API model before sending it; that refusal of the
+    task's ``config`` names the task and the call, like every other config error."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    custom = {"service": "sagemaker", "method": "create_model", "region": REGION, "config": {"ModelName": 5}}
+    connector = ConnectorRegistry.get_connector("boto")
+    with pytest.raises(
+        ValueError, match=r"task t\.boto: BotoCallCustom\.config: sagemaker\.create_model: .*parameter ModelName"
+    ):
+        _run(connector.do(task_template=_template("boto", custom), output_prefix="s3://flyte-data/x", inputs=None))
+
+
 def test_the_sdk_s_endpoint_deployment_makes_its_boto_calls_through_the_service(aws_env):
     """Every ``boto`` task ``cdao_sdk.sagemaker_endpoint`` builds passes the check and reaches SageMaker."""
     import cdao_connectors.service  # noqa: F401, PLC0415

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
 from flytekit.interaction.string_literals import literal_map_string_repr
@@ -190,7 +190,9 @@ class CheckedBotoConnector(BotoConnector):
     """The plugin's synchronous ``boto`` connector, with its whole custom config checked first and its
     call limited to :data:`BOTO_CALLS`.
 
-    Raises ValueError naming the task and the field, or the call and the allowed ones, before any AWS call.
+    Raises ValueError naming the task and the field, or the call and the allowed ones, before any AWS
+    call; a request botocore's model refuses (ParamValidationError, raised before sending) is a
+    ValueError naming the task and the call too.
     """
 
     async def do(self, task_template: TaskTemplate, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
@@ -199,7 +201,13 @@ class CheckedBotoConnector(BotoConnector):
         if (call.service, call.method) not in BOTO_CALLS:
             allowed = ", ".join(f"{service}.{method}" for service, method in sorted(BOTO_CALLS))
             raise ValueError(f"task {task}: a boto task may not call {call.service}.{call.method}; allowed: {allowed}")
-        return await super().do(task_template, output_prefix, inputs, **kwargs)
+        try:
+            return await super().do(task_template, output_prefix, inputs, **kwargs)
+        except ParamValidationError as refused:
+            # botocore validates the rendered request against the API model before sending anything
+            # (botocore/validate.py); its message names the parameter, not the task.
+            detail = " ".join(str(refused).split())
+            raise ValueError(f"task {task}: BotoCallCustom.config: {call.service}.{call.method}: {detail}") from None
 
 
 ConnectorRegistry.register(SpotTrainingConnector())
