@@ -14,6 +14,7 @@ text with no level, time or logger name.
 import logging
 
 from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extras.webhook.connector import WebhookConnector
 from flytekit.loggers import logger as _flytekit_logger
 from flytekit.sensor.sensor_engine import SensorEngine
 from flytekitplugins.spark.connector import DatabricksConnector
@@ -36,8 +37,12 @@ __all__ = [
 # Connectors flytekit and its plugins register on import that run what a task's ``custom`` names under
 # the service's identity, and that no SDK task or seed uses: flytekit's sensor engine imports the module
 # a task names and calls it (flytekit 1.16.31 ``sensor/sensor_engine.py``); flytekitplugins-spark's
-# Databricks connectors send a bearer token to the host a task names (``flytekitplugins/spark/connector.py``).
-NOT_SERVED: tuple[type, ...] = (SensorEngine, DatabricksConnector)
+# Databricks connectors send a bearer token to the host a task names (``flytekitplugins/spark/connector.py``);
+# flytekit's webhook connector sends any request to any URL a task names and returns the answer
+# (``flytekit/extras/webhook/connector.py``). ``pyflyte serve connector`` imports the webhook one only
+# when the server starts, after ``--modules`` (``clis/sdk_in_container/serve.py`` ``_start_grpc_server``);
+# importing it above registers it now, so it is removed here and not registered again.
+NOT_SERVED: tuple[type, ...] = (SensorEngine, DatabricksConnector, WebhookConnector)
 
 
 def _stop_serving(connectors: tuple[type, ...]) -> None:

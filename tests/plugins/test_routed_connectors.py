@@ -123,16 +123,37 @@ def test_the_sdk_s_endpoint_deployment_makes_its_boto_calls_through_the_service(
     assert [r.phase for r in resources] == [PHASE.SUCCEEDED, PHASE.SUCCEEDED], [r.message for r in resources]
 
 
-@pytest.mark.parametrize("task_type", ["sensor", "spark", "databricks"])
+# Connectors flytekit and its plugins register that run what a task names (see cdao_connectors.service).
+NOT_SERVED = ["sensor", "spark", "databricks", "webhook"]
+
+
+def test_the_service_lists_none_of_them_over_grpc(grpc_stubs):
+    """What propeller's ``ListAgents`` sees from a server assembled as ``pyflyte serve connector`` does
+    it (the webhook connector registers when the server starts, after ``--modules``)."""
+    _, metadata = grpc_stubs
+    from flyteidl.admin import agent_pb2  # noqa: PLC0415
+
+    agents = metadata.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10).agents
+    listed = {c.name for a in agents for c in a.supported_task_categories} | {
+        t for a in agents for t in a.supported_task_types
+    }
+    assert "boto" in listed
+    assert listed.isdisjoint(NOT_SERVED)
+
+
+@pytest.mark.parametrize("task_type", NOT_SERVED)
 def test_the_service_serves_no_connector_that_runs_what_a_task_names(aws_env, task_type):
     """flytekit's sensor engine imports the module a task's ``custom`` names and calls it under the
     connector's role (flytekit 1.16.31 ``sensor/sensor_engine.py``); flytekitplugins-spark's Databricks
-    connectors send a bearer token to the host a task names (``flytekitplugins/spark/connector.py``).
-    No SDK task or seed uses them. Propeller routes every task type ``ListAgents`` advertises (flyteplugins
-    v1.16.8 ``go/tasks/plugins/webapi/connector/client.go`` ``getConnectorRegistry``, and a type only one
-    plugin registers becomes its default: ``flytepropeller/pkg/controller/nodes/task/handler.go`` ``Setup``),
-    so the service neither serves nor advertises them."""
+    connectors send a bearer token to the host a task names (``flytekitplugins/spark/connector.py``);
+    flytekit's webhook connector sends any request to any URL a task names and returns the answer
+    (``flytekit/extras/webhook/connector.py``). No SDK task or seed uses them. Propeller routes every
+    task type ``ListAgents`` advertises (flyteplugins v1.16.8 ``go/tasks/plugins/webapi/connector/client.go``
+    ``getConnectorRegistry``, and a type only one plugin registers becomes its default:
+    ``flytepropeller/pkg/controller/nodes/task/handler.go`` ``Setup``), so the service neither serves
+    nor advertises them."""
     import cdao_connectors.service  # noqa: F401, PLC0415
+    import flytekit.extras.webhook  # noqa: F401, PLC0415  (as pyflyte serve connector imports it at start)
     from flytekit.exceptions.system import FlyteConnectorNotFound  # noqa: PLC0415
 
     advertised = {t for agent in ConnectorRegistry.list_connectors() for t in agent.supported_task_types}

@@ -29,6 +29,10 @@ class ConnectorServer:
         self._loop.run_forever()
 
     async def _start(self) -> None:
+        # pyflyte serve connector registers flytekit's webhook connector here, after --modules
+        # (flytekit 1.16.31 clis/sdk_in_container/serve.py ``_start_grpc_server``).
+        from flytekit.extras.webhook import WebhookConnector  # noqa: F401, PLC0415
+
         self._server = grpc.aio.server(futures.ThreadPoolExecutor(max_workers=8))
         add_AsyncAgentServiceServicer_to_server(AsyncConnectorService(), self._server)
         add_AgentMetadataServiceServicer_to_server(ConnectorMetadataService(), self._server)
