@@ -173,6 +173,18 @@ def test_processing_task_field_of_the_wrong_type_is_named(aws_env):
         _run(connector.create(task_template=_template("sagemaker-processing-task", custom), output_prefix="s3://b/x"))
 
 
+@pytest.mark.parametrize("task_type", ["sagemaker-training-job", "sagemaker-endpoint"])
+def test_a_plugin_request_botocore_refuses_names_the_task(aws_env, task_type):
+    """A boto-request task's ``config`` that botocore's API model refuses (ParamValidationError, raised
+    before anything is sent) is a config error naming the task, not a bare botocore error."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+
+    connector = ConnectorRegistry.get_connector(task_type)
+    custom = {"config": {_NAME_FIELD[task_type]: 5}, "region": REGION}
+    with pytest.raises(ValueError, match=rf"^task t\.{task_type}: \w+Custom: Parameter validation failed: .*parameter"):
+        _run(connector.create(task_template=_template(task_type, custom), output_prefix="s3://flyte-data/x"))
+
+
 # Where each plugin's metadata names its job (flytekitplugins-awssagemaker */connector.py ``get``).
 _NAME_FIELD = {
     "sagemaker-training-job": "TrainingJobName",

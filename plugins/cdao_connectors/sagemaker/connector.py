@@ -50,7 +50,28 @@ from cdao_connectors.sagemaker.transform import BatchTransform, env_var
 install()
 
 
-class SpotTrainingConnector(BulkheadPluginConnector, SageMakerTrainingTaskConnector):
+def _refused_request(task: str, config: str, refused: ParamValidationError) -> ValueError:
+    """botocore's refusal of a request against the API model (botocore/validate.py, raised before
+    anything is sent), as the task's config error: its message names the parameter, not the task."""
+    return ValueError(f"task {task}: {config}: {' '.join(str(refused).split())}")
+
+
+class RequestRefusalsNameTheTask:
+    """First base of the plugin connectors: a CreateTask whose request botocore refuses is a
+    ValueError naming the task and its config, like every other config error."""
+
+    custom_config: type | None
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        template = kwargs["task_template"] if "task_template" in kwargs else args[0]
+        try:
+            return await super().create(*args, **kwargs)  # type: ignore[misc]
+        except ParamValidationError as refused:
+            config = self.custom_config.__name__ if self.custom_config else "custom"
+            raise _refused_request(template.id.name, config, refused) from None
+
+
+class SpotTrainingConnector(RequestRefusalsNameTheTask, BulkheadPluginConnector, SageMakerTrainingTaskConnector):
     name = "CDAO SageMaker Spot Training Connector"
     task_type_name = SAGEMAKER_TRAINING_TASK_TYPE
     custom_config = SpotTraining
@@ -120,7 +141,7 @@ CUSTOM_CONFIGS: dict[str, type] = {
 }
 
 
-class SafeEndpointConnector(BulkheadPluginConnector, SageMakerEndpointConnector):
+class SafeEndpointConnector(RequestRefusalsNameTheTask, BulkheadPluginConnector, SageMakerEndpointConnector):
     """Same task type and name as the plugin's endpoint connector, replacing it in the registry."""
 
     custom_config = BotoRequestCustom
@@ -204,10 +225,7 @@ class CheckedBotoConnector(BotoConnector):
         try:
             return await super().do(task_template, output_prefix, inputs, **kwargs)
         except ParamValidationError as refused:
-            # botocore validates the rendered request against the API model before sending anything
-            # (botocore/validate.py); its message names the parameter, not the task.
-            detail = " ".join(str(refused).split())
-            raise ValueError(f"task {task}: BotoCallCustom.config: {call.service}.{call.method}: {detail}") from None
+            raise _refused_request(task, f"BotoCallCustom.config: {call.service}.{call.method}", refused) from None
 
 
 ConnectorRegistry.register(SpotTrainingConnector())
@@ -235,7 +253,7 @@ def bulkhead_plugin_connectors() -> None:
                     f"{plugin_class.__name__} serves task type {name!r}, which has no entry in "
                     "cdao_connectors.sagemaker.connector.CUSTOM_CONFIGS: its config would go unchecked"
                 )
-            bases = (BulkheadPluginConnector, plugin_class)
+            bases = (RequestRefusalsNameTheTask, BulkheadPluginConnector, plugin_class)
             attributes = {"__doc__": plugin_class.__doc__, "custom_config": CUSTOM_CONFIGS[name]}
             bounded = type(plugin_class.__name__, bases, attributes)
             ConnectorRegistry.register(bounded(), override=True)
