@@ -334,3 +334,77 @@ def test_a_failed_get_task_is_logged_as_one_json_line(replicas):
     assert logged, replicas[0].log()
     assert logged[-1]["levelname"] == "ERROR" and logged[-1]["name"] == "flytekit"
     assert "Traceback" in logged[-1]["message"]  # the whole error, in one record
+
+
+# ---------------------------------------------------------------------------------------------
+# A CreateTask that answers an error is never re-sent: propeller fails the attempt and starts the
+# next one under a new retry_attempt (flyteplugins go/tasks/pluginmachinery/internal/webapi/
+# launcher.go ``launch`` -> core.PhaseInfoRetryableFailure, at flyteplugins/v1.16.8), and never
+# DeleteTasks a job it got no resource_meta for (go/tasks/plugins/webapi/connector/plugin.go
+# ``Delete``). What the create still starts must therefore be cancelled by the connector.
+
+
+def _batch_jobs() -> dict:
+    from moto.batch.models import batch_backends  # noqa: PLC0415
+
+    return dict(batch_backends["123456789012"][REGION]._jobs)
+
+
+async def _until(predicate, timeout: float = 10.0):
+    """Polls without blocking the event loop, on which the late create's cancel runs."""
+    import asyncio  # noqa: PLC0415
+
+    give_up = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < give_up, "condition not met in time"
+        await asyncio.sleep(0.05)
+    return value
+
+
+def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoint, monkeypatch):
+    """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
+    still goes through, and its job is terminated; a re-send of that attempt (propeller lost its
+    state) is refused rather than adopting the terminated job. Takes ~2 s: the throttled submit
+    must outlive a deadline (1.5 s, standing for propeller's 30 s) and then finish."""
+    import asyncio  # noqa: PLC0415
+
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", proxy.url)
+    execution = f"gave-up-{uuid.uuid4().hex[:6]}"
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(batch_tasks.preprocess)
+    connector = BatchConnector()
+
+    def meta(retry: int):
+        return TaskExecutionMetadata.from_flyte_idl(execution_metadata(execution, retry=retry))
+
+    async def scenario() -> None:
+        await connector.create(template, prefix, None, meta(retry=9))  # the job definition, looked up once
+        before = set(_batch_jobs())
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.5)
+        proxy.throttle_next = 3  # create_once backs off 0.2 + 0.4 + 0.8 s: the 4th submit lands at ~1.4 s
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await connector.create(template, prefix, None, meta(retry=0))
+        late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
+        assert len(late) == 1
+        await _until(lambda: late[0].stop)  # TerminateJob reached Batch
+        assert "Aborted by Flyte" in late[0].job_stopped_reason
+
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        with pytest.raises(AttemptAbandoned, match=late[0].job_id):
+            await connector.create(template, prefix, None, meta(retry=0))
+        assert set(_batch_jobs()) - before == {late[0].job_id}  # the re-send started nothing
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        proxy.stop()
