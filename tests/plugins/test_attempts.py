@@ -408,3 +408,81 @@ def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoin
         asyncio.run(scenario())
     finally:
         proxy.stop()
+
+
+def _emr_clusters() -> dict:
+    from moto.emr.models import emr_backends  # noqa: PLC0415
+
+    return dict(emr_backends["123456789012"][REGION].clusters)
+
+
+@pytest.fixture
+def transient_emr_env(aws_env, monkeypatch) -> None:
+    for k, v in {
+        **provision_attempt_table(REGION),
+        "CDAO_EMR_ENTRYPOINT_BUCKET": "flyte-data",
+        "CDAO_EMR_SERVICE_ROLE": "EMR_DefaultRole",
+        "CDAO_EMR_INSTANCE_PROFILE": "EMR_EC2_DefaultRole",
+    }.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_an_emr_create_that_gave_up_leaves_no_cluster_running(transient_emr_env, moto_endpoint, monkeypatch):
+    """RunJobFlow of a transient cluster throttled past the CreateTask deadline: the cluster it
+    still starts is terminated. Takes ~2 s, as the Batch case above."""
+    import asyncio  # noqa: PLC0415
+
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR", proxy.url)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emr-gave-up-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(emr_tasks.on_transient)
+    connector = EMRConnector()
+    before = set(_emr_clusters())
+
+    async def scenario() -> None:
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.5)
+        proxy.throttle_next = 3  # create_once backs off 0.2 + 0.4 + 0.8 s: RunJobFlow lands at ~1.4 s
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await connector.create(template, prefix, None, meta)
+        late = await _until(lambda: [c for i, c in _emr_clusters().items() if i not in before])
+        assert len(late) == 1
+        await _until(lambda: late[0].state == "TERMINATED")
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        with pytest.raises(AttemptAbandoned, match=late[0].id):
+            await connector.create(template, prefix, None, meta)
+        assert set(_emr_clusters()) - before == {late[0].id}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        proxy.stop()
+
+
+def test_a_transient_cluster_whose_step_is_not_listed_is_terminated(transient_emr_env, monkeypatch):
+    """RunJobFlow answers only the cluster's id (botocore emr/2009-03-31 RunJobFlowOutput): the step
+    is found with ListSteps. Should ListSteps not list it yet (not documented either way; the stand-
+    in below makes it so), the create fails, and so the attempt: its cluster must not keep running."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(EMRConnector, "_find_step", staticmethod(lambda emr, cluster_id, name: None))
+    execution = execution_metadata(f"emr-no-step-{uuid.uuid4().hex[:6]}")
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(emr_tasks.on_transient)
+    connector = EMRConnector()
+    before = set(_emr_clusters())
+    with pytest.raises(RuntimeError, match=r"lists no step .* terminated"):
+        connector.create_sync(template, prefix, None, execution)
+    (started,) = [c for i, c in _emr_clusters().items() if i not in before]
+    assert started.state == "TERMINATED"
+    with pytest.raises(AttemptAbandoned, match=started.id):
+        connector.create_sync(template, prefix, None, execution)
+    assert set(_emr_clusters()) - before == {started.id}
