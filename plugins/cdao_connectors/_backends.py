@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import boto3
@@ -111,6 +112,10 @@ async def within_deadline(
         ) from None
 
 
+# Set inside a create (create_within_deadline): its AWS calls are awaited to the end, so that what
+# they start reaches the create's result and can be cancelled; the create as a whole is bounded.
+_IN_CREATE: ContextVar[bool] = ContextVar("cdao_in_create", default=False)
+
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
 # weak references to tasks).
 _LATE_CANCELS: set[asyncio.Task[Any]] = set()
@@ -127,7 +132,11 @@ async def create_within_deadline(create: Awaitable[T], cancel: Callable[[T], Awa
     loop (the connector's DeleteTask path, bounded by its deadline); a cancel that fails is logged
     with the job's ``resource_meta``, for an operator to stop it.
     """
-    started = asyncio.ensure_future(create)
+    reset = _IN_CREATE.set(True)
+    try:
+        started = asyncio.ensure_future(create)  # the task copies the context: its calls see _IN_CREATE
+    finally:
+        _IN_CREATE.reset(reset)
     try:
         return await within_deadline(
             asyncio.shield(started),
@@ -197,7 +206,11 @@ class Backend:
         """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
 
         Raises :class:`BackendDeadlineExceeded` when it is not; the thread finishes on its own.
+        Within a create (:func:`create_within_deadline`, which bounds it) the call is awaited to its end:
+        a call cut off there could hide a job it started from the create's cancel.
         """
+        if _IN_CREATE.get():
+            return await self.run(fn, *args, **kwargs)
         return await within_deadline(self.run(fn, *args, **kwargs), deadline=deadline, what=what, backend=self.name)
 
 

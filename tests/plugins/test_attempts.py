@@ -7,6 +7,7 @@ must then hold exactly one job, step or cluster for the attempt, and both answer
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -350,10 +351,18 @@ def _batch_jobs() -> dict:
     return dict(batch_backends["123456789012"][REGION]._jobs)
 
 
+def _run(coro) -> None:
+    # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
+    # suite (Pulumi's mocks) rely on (as tests/plugins/test_sagemaker.py ``_run``).
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
 async def _until(predicate, timeout: float = 10.0):
     """Polls without blocking the event loop, on which the late create's cancel runs."""
-    import asyncio  # noqa: PLC0415
-
     give_up = time.monotonic() + timeout
     while not (value := predicate()):
         assert time.monotonic() < give_up, "condition not met in time"
@@ -366,8 +375,6 @@ def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoin
     still goes through, and its job is terminated; a re-send of that attempt (propeller lost its
     state) is refused rather than adopting the terminated job. Takes ~2 s: the throttled submit
     must outlive a deadline (1.5 s, standing for propeller's 30 s) and then finish."""
-    import asyncio  # noqa: PLC0415
-
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
@@ -405,7 +412,7 @@ def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoin
         assert set(_batch_jobs()) - before == {late[0].job_id}  # the re-send started nothing
 
     try:
-        asyncio.run(scenario())
+        _run(scenario())
     finally:
         proxy.stop()
 
@@ -430,8 +437,6 @@ def transient_emr_env(aws_env, monkeypatch) -> None:
 def test_an_emr_create_that_gave_up_leaves_no_cluster_running(transient_emr_env, moto_endpoint, monkeypatch):
     """RunJobFlow of a transient cluster throttled past the CreateTask deadline: the cluster it
     still starts is terminated. Takes ~2 s, as the Batch case above."""
-    import asyncio  # noqa: PLC0415
-
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
@@ -461,7 +466,7 @@ def test_an_emr_create_that_gave_up_leaves_no_cluster_running(transient_emr_env,
         assert set(_emr_clusters()) - before == {late[0].id}
 
     try:
-        asyncio.run(scenario())
+        _run(scenario())
     finally:
         proxy.stop()
 
@@ -486,3 +491,48 @@ def test_a_transient_cluster_whose_step_is_not_listed_is_terminated(transient_em
     with pytest.raises(AttemptAbandoned, match=started.id):
         connector.create_sync(template, prefix, None, execution)
     assert set(_emr_clusters()) - before == {started.id}
+
+
+def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
+    transient_emr_env, moto_endpoint, monkeypatch
+):
+    """StartJobRun held past the CreateTask deadline, then carried out: the run is cancelled. The
+    plugin's create runs on the event loop (its AWS calls on the backend's threads), unlike the
+    Batch and EMR creates' one thread. Takes ~1.5 s: StartJobRun must land after a 0.5 s budget."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from moto.emrserverless import models as moto_emrs  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    # moto starts every run as SUCCESS (moto/emrserverless/models.py JOB_STATUS); EMR Serverless
+    # starts one SUBMITTED (JobRunState, botocore emr-serverless/2021-07-13), which can be cancelled.
+    monkeypatch.setattr(moto_emrs, "JOB_STATUS", "SUBMITTED")
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-late-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.delay_paths, proxy.delay_seconds = ("/jobruns",), 1.0
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", proxy.url)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-gave-up-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+
+    def runs() -> list:
+        return list(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs.get(app, []))
+
+    async def scenario() -> None:
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.5)
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await connector.create(template, lm, meta, output_prefix=prefix)
+        proxy.delay_paths = ()  # the held StartJobRun goes on; the cancel need not wait
+        (late,) = await _until(runs)
+        await _until(lambda: late.state == "CANCELLED")
+
+    try:
+        _run(scenario())
+    finally:
+        proxy.stop()

@@ -53,6 +53,7 @@ from cdao_connectors._backends import (
     WORKERS_PER_BACKEND,
     Backend,
     BackendDeadlineExceeded,
+    create_within_deadline,
     is_transient,
     within_deadline,
 )
@@ -408,10 +409,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
         reset = _CLIENT_TOKEN.set(token)
         try:
-            resource_meta = await within_deadline(
+            # A run StartJobRun still starts after this answered an error is cancelled.
+            resource_meta = await create_within_deadline(
                 super().create(task_template, inputs, task_execution_metadata, **kwargs),
-                deadline=_deadlines.CREATE_TASK_SECONDS,
-                what="CreateTask",
+                self.delete,
                 backend=_BACKEND,
             )
         finally:
