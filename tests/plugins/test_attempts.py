@@ -536,3 +536,20 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
         _run(scenario())
     finally:
         proxy.stop()
+
+
+def test_the_propeller_stand_in_sends_create_task_with_propellers_deadline():
+    """The stand-in accepts no CreateTask answer propeller would have dropped: its deadline is
+    values.yaml's defaultTimeout, which propeller gives CreateTask (connector/plugin.go
+    ``getFinalContext`` at flyteplugins/v1.16.8)."""
+    from propeller_polling import PollingSettings  # noqa: PLC0415
+
+    sent: list[float] = []
+
+    class Stub:
+        def CreateTask(self, request, timeout):
+            sent.append(timeout)
+            return agent_pb2.CreateTaskResponse(resource_meta=b"{}")
+
+    create_task(Stub(), serialize(batch_tasks.preprocess), "s3://flyte-data/m/x", None, execution_metadata("d"))
+    assert sent == [PollingSettings.from_values().timeout_seconds]
