@@ -152,7 +152,8 @@ class AttemptLedger:
                 continue  # someone else claimed or recorded in between: read again
             if time.monotonic() >= give_up:
                 raise AttemptInProgress(
-                    f"another CreateTask of attempt {attempt} is still creating its job; retry later"
+                    f"another CreateTask of attempt {attempt} is still creating its job; this one gives up "
+                    "(the attempt fails, the task's next attempt starts a new job)"
                 )
             time.sleep(_POLL_SECONDS)
 
@@ -202,5 +203,8 @@ class AttemptLedger:
             item = self._read(attempt)
             if item is not None and "resource" in item:
                 return json.loads(item["resource"]["S"])
-            raise AttemptInProgress(f"attempt {attempt} was taken over by another CreateTask; retry later") from exc
+            raise AttemptInProgress(
+                f"attempt {attempt} was taken over by another CreateTask; this one gives up "
+                "(the attempt fails, the task's next attempt starts a new job)"
+            ) from exc
         return resource

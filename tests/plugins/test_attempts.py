@@ -1,8 +1,10 @@
 """One job per task attempt across connector replicas (issue: two replicas, two jobs).
 
 Two real ``pyflyte serve connector`` processes receive the same CreateTask at the same moment, as
-propeller's re-send after its CreateTask deadline reaches whichever replica; AWS (moto as a server)
-must then hold exactly one job, step or cluster for the attempt, and both answers must name it.
+when propeller, having lost its state before recording the first answer (a restart), sends the
+attempt's CreateTask again to whichever replica while the first still runs (it never re-sends a
+CreateTask that answered an error: see the last section); AWS (moto as a server) must then hold
+exactly one job, step or cluster for the attempt, and both answers must name it.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ _TRANSFORM_PHASES = {
 
 
 def _already_exists(error: ClientError) -> bool:
-    """SageMaker's answer to a create repeated for one attempt (a retried CreateTask)."""
+    """SageMaker's answer to a create repeated for one attempt (a repeated CreateTask)."""
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "")
     return code == "ResourceInUse" or (code == "ValidationException" and "already exist" in message)
