@@ -73,6 +73,14 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """``find()``, or None when the look-up fails too (the create's own error is the one to report)."""
+    try:
+        return find()
+    except Exception:
+        return None
+
+
 class AttemptLedger:
     """Claims of task attempts in the DynamoDB table ``table`` (partition key ``attempt``, string).
 
@@ -99,7 +107,8 @@ class AttemptLedger:
         """The job of ``attempt``: the one recorded, else ``create()``'s, created by exactly one caller.
 
         ``create`` returns the job's identifiers (a JSON-serialisable dict); ``find`` looks the job up
-        by its deterministic name and is called only when taking over from a dead owner.
+        by its deterministic name, when taking over from a dead owner and when ``create`` failed
+        without an answer from AWS (anything but a ``ClientError``): a job found then is the answer.
         Raises :class:`AttemptInProgress` when another caller still holds the claim after
         ``wait_seconds``, :class:`AttemptAbandoned` when the attempt's job was cancelled (:meth:`abandon`).
         """
@@ -118,7 +127,7 @@ class AttemptLedger:
                 return json.loads(item["resource"]["S"])
             if item is not None and item["owner"]["S"] == token:
                 # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
-                return self._create_and_record(attempt, token, lambda: find() or create())
+                return self._create_and_record(attempt, token, lambda: find() or create(), find)
             try:
                 if item is None:
                     self._db.put_item(
@@ -131,7 +140,7 @@ class AttemptLedger:
                         },
                         ConditionExpression="attribute_not_exists(attempt)",
                     )
-                    return self._create_and_record(attempt, token, create)
+                    return self._create_and_record(attempt, token, create, find)
                 if float(item["lease_until"]["N"]) < now:
                     self._db.update_item(
                         TableName=self._table,
@@ -145,7 +154,7 @@ class AttemptLedger:
                             ":lease": {"N": str(now + LEASE_SECONDS)},
                         },
                     )
-                    return self._create_and_record(attempt, token, lambda: find() or create())
+                    return self._create_and_record(attempt, token, lambda: find() or create(), find)
             except ClientError as exc:
                 if not _conditional_failed(exc):
                     raise
@@ -156,6 +165,19 @@ class AttemptLedger:
                     "(the attempt fails, the task's next attempt starts a new job)"
                 )
             time.sleep(_POLL_SECONDS)
+
+    def _expire(self, attempt: str, token: str) -> None:
+        # The create may have reached AWS before failing: expire the lease rather than delete the
+        # claim, so a repeated CreateTask takes over and looks the job up before creating.
+        with contextlib.suppress(ClientError):  # else the lease runs out by itself
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET lease_until = :now",
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
+            )
 
     def abandon(self, attempt: str) -> None:
         """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
@@ -171,22 +193,29 @@ class AttemptLedger:
             },
         )
 
-    def _create_and_record(self, attempt: str, token: str, create: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _create_and_record(
+        self,
+        attempt: str,
+        token: str,
+        create: Callable[[], dict[str, Any]],
+        find: Callable[[], dict[str, Any] | None],
+    ) -> dict[str, Any]:
         try:
             resource = create()
+        except Exception as exc:
+            # AWS answering with an error (ClientError) created nothing. Any other failure (a read
+            # timeout, a dropped connection) may hide a create AWS carried out; this CreateTask's
+            # error would fail the attempt and nobody would ever stop that job (module docstring),
+            # so it is looked up by its name and, when there, is this create's answer.
+            found = None if isinstance(exc, ClientError) else _found_or_none(find)
+            if found is None:
+                self._expire(attempt, token)
+                raise
+            resource = found
         except BaseException:
-            # The create may have reached AWS before failing: expire the lease rather than delete
-            # the claim, so the next CreateTask takes over and looks the job up before creating.
-            with contextlib.suppress(ClientError):  # else the lease runs out by itself
-                self._db.update_item(
-                    TableName=self._table,
-                    Key={"attempt": {"S": attempt}},
-                    UpdateExpression="SET lease_until = :now",
-                    ConditionExpression="#o = :me",
-                    ExpressionAttributeNames={"#o": "owner"},
-                    ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
-                )
+            self._expire(attempt, token)
             raise
+
         try:
             self._db.update_item(
                 TableName=self._table,
