@@ -375,8 +375,8 @@ async def _until(predicate, timeout: float = 10.0):
 def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoint, monkeypatch):
     """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
     still goes through, and its job is terminated; a re-send of that attempt (propeller lost its
-    state) is refused rather than adopting the terminated job. Takes ~2 s: the throttled submit
-    must outlive a deadline (1.5 s, standing for propeller's 30 s) and then finish."""
+    state) is refused rather than adopting the terminated job. Takes ~1.5 s: the throttled submit
+    must outlive a deadline (1.3 s less the 1 s margin, standing for propeller's 30 s) and then finish."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
@@ -399,8 +399,8 @@ def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoin
     async def scenario() -> None:
         await connector.create(template, prefix, None, meta(retry=9))  # the job definition, looked up once
         before = set(_batch_jobs())
-        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.5)
-        proxy.throttle_next = 3  # create_once backs off 0.2 + 0.4 + 0.8 s: the 4th submit lands at ~1.4 s
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        proxy.throttle_next = 2  # create_once backs off 0.2 + 0.4 s: the 3rd submit lands after the 0.3 s budget
         with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
             await connector.create(template, prefix, None, meta(retry=0))
         late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
@@ -438,7 +438,7 @@ def transient_emr_env(aws_env, monkeypatch) -> None:
 
 def test_an_emr_create_that_gave_up_leaves_no_cluster_running(transient_emr_env, moto_endpoint, monkeypatch):
     """RunJobFlow of a transient cluster throttled past the CreateTask deadline: the cluster it
-    still starts is terminated. Takes ~2 s, as the Batch case above."""
+    still starts is terminated. Takes ~1.5 s, as the Batch case above."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
@@ -455,8 +455,8 @@ def test_an_emr_create_that_gave_up_leaves_no_cluster_running(transient_emr_env,
     before = set(_emr_clusters())
 
     async def scenario() -> None:
-        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.5)
-        proxy.throttle_next = 3  # create_once backs off 0.2 + 0.4 + 0.8 s: RunJobFlow lands at ~1.4 s
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        proxy.throttle_next = 2  # create_once backs off 0.2 + 0.4 s: RunJobFlow lands after the 0.3 s budget
         with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
             await connector.create(template, prefix, None, meta)
         late = await _until(lambda: [c for i, c in _emr_clusters().items() if i not in before])
@@ -500,7 +500,7 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
 ):
     """StartJobRun held past the CreateTask deadline, then carried out: the run is cancelled. The
     plugin's create runs on the event loop (its AWS calls on the backend's threads), unlike the
-    Batch and EMR creates' one thread. Takes ~1.5 s: StartJobRun must land after a 0.5 s budget."""
+    Batch and EMR creates' one thread. Takes ~1.5 s: StartJobRun must land after a 0.3 s budget."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
     from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
@@ -516,7 +516,7 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
     template = serialize(emr_tasks.on_serverless)
     template.custom["application_id"] = app
     proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
-    proxy.delay_paths, proxy.delay_seconds = ("/jobruns",), 1.0
+    proxy.delay_paths, proxy.delay_seconds = ("/jobruns",), 0.6
     monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", proxy.url)
     meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-gave-up-{uuid.uuid4().hex[:6]}"))
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
@@ -527,7 +527,7 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
         return list(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs.get(app, []))
 
     async def scenario() -> None:
-        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.5)
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
         with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
             await connector.create(template, lm, meta, output_prefix=prefix)
         proxy.delay_paths = ()  # the held StartJobRun goes on; the cancel need not wait
