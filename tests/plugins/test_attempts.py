@@ -555,3 +555,40 @@ def test_the_propeller_stand_in_sends_create_task_with_propellers_deadline():
 
     create_task(Stub(), serialize(batch_tasks.preprocess), "s3://flyte-data/m/x", None, execution_metadata("d"))
     assert sent == [PollingSettings.from_values().timeout_seconds]
+
+
+def test_a_repeated_emr_serverless_create_of_a_cancelled_run_fails_only_the_attempt(transient_emr_env, monkeypatch):
+    """Should propeller, having lost its state, repeat a CreateTask that gave up, the attempt's
+    client token names the run that was cancelled. Adopting it would answer FAILED, a permanent
+    failure of the task (connector/plugin.go ``Status``); the CreateTask errors instead."""
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from moto.emrserverless import models as moto_emrs  # noqa: PLC0415
+
+    monkeypatch.setattr(moto_emrs, "JOB_STATUS", "SUBMITTED")  # as test above: a run starts SUBMITTED
+    started = moto_emrs.EMRServerlessBackend.start_job_run
+
+    def idempotent(backend, application_id, client_token, *args, **kwargs):
+        # StartJobRun's clientToken is an idempotencyToken (botocore emr-serverless/2021-07-13): a
+        # token seen before answers its run. moto stores the token without deduplicating.
+        seen = [r for r in backend.job_runs.get(application_id, []) if r.client_token == client_token]
+        return seen[0] if seen else started(backend, application_id, client_token, *args, **kwargs)
+
+    monkeypatch.setattr(moto_emrs.EMRServerlessBackend, "start_job_run", idempotent)
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-again-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-again-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+
+    async def scenario() -> None:
+        first = await connector.create(template, lm, meta, output_prefix=prefix)
+        await connector.delete(first)  # as the give-up's cancel does
+        with pytest.raises(RuntimeError, match=rf"{first.job_run_id} .*was cancelled"):
+            await connector.create(template, lm, meta, output_prefix=prefix)
+
+    _run(scenario())
+    assert len(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs[app]) == 1
