@@ -28,7 +28,7 @@ from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from connector_processes import ConnectorProcess
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
-from propeller import category, create_task, execution_metadata, serialize, write_inputs
+from propeller import IMAGE, category, create_task, execution_metadata, serialize, write_inputs
 
 pytestmark = pytest.mark.e2e
 
@@ -592,3 +592,53 @@ def test_a_repeated_emr_serverless_create_of_a_cancelled_run_fails_only_the_atte
 
     _run(scenario())
     assert len(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs[app]) == 1
+
+
+def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws_env):
+    """The plugin's pythonic jobs take SageMaker's refusal of a second job of one name as success
+    (flytekitplugins-awssagemaker pythonic_base.py ``create``); when the attempt's job was stopped
+    because its first CreateTask gave up, that would adopt a job answering FAILED, a permanent
+    failure of the task. botocore's Stubber plays SageMaker (moto replaces a job of the same name
+    instead of refusing it), its answers checked against the service model."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
+    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
+    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
+
+    task_type = "sagemaker-processing-task"
+    base = serialize(emr_tasks.on_cluster)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    custom = {"execution_role_arn": "arn:aws:iam::123456789012:role/sm", "region": REGION}
+    template = render_task_template(
+        TaskTemplate(
+            Identifier(ResourceType.TASK, "ml", "development", "t.again", "v1"),
+            task_type,
+            base.metadata,
+            base.interface,
+            custom,
+            container=base.container,
+        ),
+        prefix,
+    )
+    connector = ConnectorRegistry.get_connector(task_type)
+    sagemaker = connector.backend.aws("sagemaker", REGION)
+    with Stubber(sagemaker) as stub:
+        stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
+        stub.add_response(
+            "describe_processing_job",
+            {
+                "ProcessingJobName": "j",
+                "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j",
+                "ProcessingJobStatus": "Stopped",
+                "ProcessingResources": {
+                    "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+                },
+                "AppSpecification": {"ImageUri": IMAGE},
+                "CreationTime": "2026-01-01T00:00:00Z",
+            },
+        )
+        with pytest.raises(RuntimeError, match=r"was stopped .*next attempt"):
+            _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
+        stub.assert_no_pending_responses()

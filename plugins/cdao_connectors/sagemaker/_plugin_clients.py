@@ -239,11 +239,36 @@ class BulkheadPluginConnector:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
         config_from_custom(self.custom_config, template.custom, template.id.name)
         return await self._bounded(
-            super().create(*args, **kwargs),
+            self._create_unless_stopped(*args, **kwargs),
             deadline=_deadlines.CREATE_TASK_SECONDS,
             what="CreateTask",
             cancel_late=self.delete,
         )
+
+    async def _create_unless_stopped(self, *args: Any, **kwargs: Any) -> Any:
+        """The plugin's create; for its "pythonic" jobs, an error when the attempt's job name is a
+        job already stopped.
+
+        Those creates take SageMaker's refusal of a second job of one name as success
+        (flytekitplugins-awssagemaker ``pythonic_base.py`` ``create``: ``ResourceInUse`` or "Cannot
+        create already existing"). A stopped job means this CreateTask repeats one that gave up
+        (propeller lost its state; the job was stopped by
+        :func:`cdao_connectors._backends.create_within_deadline`): adopting it would answer FAILED,
+        which fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while
+        an error fails only this attempt."""
+        resource_meta = await super().create(*args, **kwargs)
+        describe = getattr(self, "describe_method", "")
+        job_name = getattr(resource_meta, "job_name", None)
+        if describe and job_name:
+            described, _ = await self._call(  # type: ignore[attr-defined]
+                method=describe, config={self.job_name_key: job_name}, region=resource_meta.region
+            )
+            if described.get(self.status_key) in ("Stopping", "Stopped"):
+                raise RuntimeError(
+                    f"{self.name}: this attempt's SageMaker job {job_name} was stopped (its first CreateTask "
+                    "gave up); the task's next attempt starts a new job"
+                )
+        return resource_meta
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:
