@@ -1,14 +1,19 @@
-"""One backend job per task attempt, across connector replicas, retried CreateTasks and restarts.
+"""One backend job per task attempt, across connector replicas, concurrent CreateTasks and restarts.
 
-Propeller may send one attempt's CreateTask twice, to any replica (its CreateTask deadline passed
-while the first call was still submitting, or it restarted before recording the answer). Where the
-AWS API deduplicates by itself nothing is needed here: EMR Serverless ``StartJobRun`` takes a
-``clientToken`` and SageMaker refuses a second job of one name. AWS Batch ``SubmitJob`` and EMR's
-``RunJobFlow`` / ``AddJobFlowSteps`` have no idempotency field (botocore's service models
-``batch/2016-08-10`` and ``emr/2009-03-31`` carry no ``idempotencyToken`` member for them) and
-accept any number of jobs, steps and clusters with one name. For those, the attempt is claimed in a
-DynamoDB table (``infra/components/compute.py`` declares it) with a conditional write, which
-DynamoDB applies atomically ("Condition expressions", DynamoDB developer guide,
+Propeller sends a CreateTask once per attempt and, when it errors, fails the attempt and starts the
+next one with a new ``retry_attempt`` (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/
+launcher.go`` ``launch``: any Create error becomes ``PhaseInfoRetryableFailure``, at
+flyteplugins/v1.16.8): a failed CreateTask is never re-sent. The same attempt's CreateTask reaches
+the service again, possibly another replica while the first still runs, only when propeller lost its
+state before recording the answer (its ``launch`` runs again from ``PhaseNotStarted``: a restart of
+propeller, or a failed write of the workflow's state). Where the AWS API deduplicates by itself
+nothing is needed here: EMR Serverless ``StartJobRun`` takes a ``clientToken`` and SageMaker refuses
+a second job of one name. AWS Batch ``SubmitJob`` and EMR's ``RunJobFlow`` / ``AddJobFlowSteps`` have
+no idempotency field (botocore's service models ``batch/2016-08-10`` and ``emr/2009-03-31`` carry no
+``idempotencyToken`` member for them) and accept any number of jobs, steps and clusters with one
+name. For those, the attempt is claimed in a DynamoDB table (``infra/components/compute.py``
+declares it) with a conditional write, which DynamoDB applies atomically ("Condition expressions",
+DynamoDB developer guide,
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html):
 
 * the first replica to ``PutItem`` with ``attribute_not_exists(attempt)`` owns the attempt for a
@@ -17,11 +22,19 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
   recorded job, or waits for it while the owner's lease runs;
 * an owner that died mid-create leaves an expired lease: the next CreateTask takes the claim over
   with a conditional update, looks the job up by its deterministic name first (the dead owner may
-  have created it) and creates it only when it is not there.
+  have created it) and creates it only when it is not there;
+* a job whose CreateTask had already answered an error when its create finished is cancelled
+  (:func:`cdao_connectors._backends.create_within_deadline`) and its item marked abandoned
+  (:meth:`AttemptLedger.abandon`). A later CreateTask of that attempt raises
+  :class:`AttemptAbandoned` rather than adopt the cancelled job: its GetTask would answer FAILED,
+  which propeller takes as a permanent failure of the whole task (``plugins/webapi/connector/
+  plugin.go`` ``Status``: FAILED is ``PhaseInfoFailure``), while a CreateTask error costs only this
+  attempt and the next one starts a new job.
 
-A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`,
-an error propeller retries, never a second job. Items expire through DynamoDB's TTL long after the
-attempt can have ended. Hand-written because no maintained library offers this on DynamoDB.
+A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
+every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
+long after the attempt can have ended. Hand-written because no maintained library offers this on
+DynamoDB.
 """
 
 from __future__ import annotations
@@ -49,11 +62,23 @@ CREATE_WAIT_SECONDS = CREATE_TASK_SECONDS / 2
 
 
 class AttemptInProgress(RuntimeError):
-    """Another CreateTask of this attempt is creating its job; retry the request later."""
+    """Another CreateTask of this attempt is creating its job (this attempt fails; its next one starts anew)."""
+
+
+class AttemptAbandoned(RuntimeError):
+    """This attempt's job was cancelled because its CreateTask gave up; the next attempt starts a new one."""
 
 
 def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """``find()``, or None when the look-up fails too (the create's own error is the one to report)."""
+    try:
+        return find()
+    except Exception:
+        return None
 
 
 class AttemptLedger:
@@ -82,20 +107,27 @@ class AttemptLedger:
         """The job of ``attempt``: the one recorded, else ``create()``'s, created by exactly one caller.
 
         ``create`` returns the job's identifiers (a JSON-serialisable dict); ``find`` looks the job up
-        by its deterministic name and is called only when taking over from a dead owner.
+        by its deterministic name, when taking over from a dead owner and when ``create`` failed
+        without an answer from AWS (anything but a ``ClientError``): a job found then is the answer.
         Raises :class:`AttemptInProgress` when another caller still holds the claim after
-        ``wait_seconds``.
+        ``wait_seconds``, :class:`AttemptAbandoned` when the attempt's job was cancelled (:meth:`abandon`).
         """
         token = f"{self._owner}-{uuid.uuid4().hex}"
         give_up = time.monotonic() + wait_seconds
         while True:
             item = self._read(attempt)
             now = self._clock()
+            if item is not None and "abandoned" in item:
+                raise AttemptAbandoned(
+                    f"attempt {attempt}: its first CreateTask gave up and the job it started "
+                    f"({item.get('resource', {}).get('S', 'none recorded')}) was cancelled; "
+                    "the task's next attempt starts a new job"
+                )
             if item is not None and "resource" in item:
                 return json.loads(item["resource"]["S"])
             if item is not None and item["owner"]["S"] == token:
                 # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
-                return self._create_and_record(attempt, token, lambda: find() or create())
+                return self._create_and_record(attempt, token, lambda: find() or create(), find)
             try:
                 if item is None:
                     self._db.put_item(
@@ -108,7 +140,7 @@ class AttemptLedger:
                         },
                         ConditionExpression="attribute_not_exists(attempt)",
                     )
-                    return self._create_and_record(attempt, token, create)
+                    return self._create_and_record(attempt, token, create, find)
                 if float(item["lease_until"]["N"]) < now:
                     self._db.update_item(
                         TableName=self._table,
@@ -122,33 +154,68 @@ class AttemptLedger:
                             ":lease": {"N": str(now + LEASE_SECONDS)},
                         },
                     )
-                    return self._create_and_record(attempt, token, lambda: find() or create())
+                    return self._create_and_record(attempt, token, lambda: find() or create(), find)
             except ClientError as exc:
                 if not _conditional_failed(exc):
                     raise
                 continue  # someone else claimed or recorded in between: read again
             if time.monotonic() >= give_up:
                 raise AttemptInProgress(
-                    f"another CreateTask of attempt {attempt} is still creating its job; retry later"
+                    f"another CreateTask of attempt {attempt} is still creating its job; this one gives up "
+                    "(the attempt fails, the task's next attempt starts a new job)"
                 )
             time.sleep(_POLL_SECONDS)
 
-    def _create_and_record(self, attempt: str, token: str, create: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _expire(self, attempt: str, token: str) -> None:
+        # The create may have reached AWS before failing: expire the lease rather than delete the
+        # claim, so a repeated CreateTask takes over and looks the job up before creating.
+        with contextlib.suppress(ClientError):  # else the lease runs out by itself
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET lease_until = :now",
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
+            )
+
+    def abandon(self, attempt: str) -> None:
+        """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
+        answered an error: a later CreateTask of the attempt raises :class:`AttemptAbandoned`.
+        Creates the item when there is none (the create recorded nothing), so that holds either way."""
+        self._db.update_item(
+            TableName=self._table,
+            Key={"attempt": {"S": attempt}},
+            UpdateExpression="SET abandoned = :at, expires_at = if_not_exists(expires_at, :expires)",
+            ExpressionAttributeValues={
+                ":at": {"N": str(self._clock())},
+                ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
+            },
+        )
+
+    def _create_and_record(
+        self,
+        attempt: str,
+        token: str,
+        create: Callable[[], dict[str, Any]],
+        find: Callable[[], dict[str, Any] | None],
+    ) -> dict[str, Any]:
         try:
             resource = create()
+        except Exception as exc:
+            # AWS answering with an error (ClientError) created nothing. Any other failure (a read
+            # timeout, a dropped connection) may hide a create AWS carried out; this CreateTask's
+            # error would fail the attempt and nobody would ever stop that job (module docstring),
+            # so it is looked up by its name and, when there, is this create's answer.
+            found = None if isinstance(exc, ClientError) else _found_or_none(find)
+            if found is None:
+                self._expire(attempt, token)
+                raise
+            resource = found
         except BaseException:
-            # The create may have reached AWS before failing: expire the lease rather than delete
-            # the claim, so the next CreateTask takes over and looks the job up before creating.
-            with contextlib.suppress(ClientError):  # else the lease runs out by itself
-                self._db.update_item(
-                    TableName=self._table,
-                    Key={"attempt": {"S": attempt}},
-                    UpdateExpression="SET lease_until = :now",
-                    ConditionExpression="#o = :me",
-                    ExpressionAttributeNames={"#o": "owner"},
-                    ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
-                )
+            self._expire(attempt, token)
             raise
+
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -165,5 +232,8 @@ class AttemptLedger:
             item = self._read(attempt)
             if item is not None and "resource" in item:
                 return json.loads(item["resource"]["S"])
-            raise AttemptInProgress(f"attempt {attempt} was taken over by another CreateTask; retry later") from exc
+            raise AttemptInProgress(
+                f"attempt {attempt} was taken over by another CreateTask; this one gives up "
+                "(the attempt fails, the task's next attempt starts a new job)"
+            ) from exc
         return resource

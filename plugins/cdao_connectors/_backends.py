@@ -5,21 +5,29 @@ pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_e
 which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
 holding those threads stalls all the others. Here each connector has its own pool and its own AWS
 clients, and every call is bounded by propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
-A call that cannot finish in time raises :class:`BackendDeadlineExceeded`, which propeller retries
-(a GetTask error spends one of the task's ``maxSystemFailures``, :mod:`cdao_connectors._deadlines`),
-instead of answering after propeller has stopped listening. Hand-written: flytekit has no per-
-connector executor or deadline.
+A call that cannot finish in time raises :class:`BackendDeadlineExceeded` instead of answering after
+propeller has stopped listening. Propeller retries a GetTask or DeleteTask that errors (a GetTask
+error spends one of the task's ``maxSystemFailures``, :mod:`cdao_connectors._deadlines`), but never
+a CreateTask: flyteplugins ``go/tasks/pluginmachinery/internal/webapi/launcher.go`` (``launch``, at
+flyteplugins/v1.16.8) turns any Create error into ``PhaseInfoRetryableFailure``, which ends the
+attempt (``core/phase.go``: a USER error, counted against the task's retries), and the next attempt
+has a new ``retry_attempt``, so a new job name. The failed attempt's state holds no ``resource_meta``,
+and ``plugins/webapi/connector/plugin.go`` ``Delete`` does nothing without one: a job the create still
+starts after answering would run unowned. :func:`create_within_deadline` therefore cancels it.
+Hand-written: flytekit has no per-connector executor or deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import boto3
@@ -31,6 +39,8 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase
 from cdao_connectors import _deadlines
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
 
 # Adaptive mode adds client-side rate limiting on top of exponential backoff, so a throttled
 # account slows the connector down instead of failing tasks; the limiter lives in the client, so
@@ -75,19 +85,86 @@ def create_once(call: Callable[[], T], give_up_after: float) -> T:
 
 
 class BackendDeadlineExceeded(RuntimeError):
-    """The backend did not answer within propeller's deadline for the call; the call is retryable."""
+    """The backend did not answer within propeller's deadline for the call."""
 
 
-async def within_deadline(awaitable: Any, *, deadline: float, what: str, backend: str) -> Any:
-    """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin passed."""
+# Said of a GetTask or DeleteTask (reads, and cancels that are no-ops once done) that ran out of time.
+SAFE_TO_RETRY = "the call is safe to retry"
+# Said of a CreateTask that ran out of time (launcher.go: the attempt fails, the create is not re-sent).
+CREATE_GIVEN_UP = (
+    "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt starts a new job) "
+    "and a job this create still starts is cancelled"
+)
+
+
+async def within_deadline(
+    awaitable: Any, *, deadline: float, what: str, backend: str, consequence: str = SAFE_TO_RETRY
+) -> Any:
+    """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin
+    passed, its message naming ``backend``, ``what`` and ``consequence`` (what the caller should expect)."""
     budget = deadline - _deadlines.MARGIN_SECONDS
     try:
         return await asyncio.wait_for(awaitable, budget)
     except TimeoutError:
         raise BackendDeadlineExceeded(
             f"{backend} did not answer {what} within {budget:.0f}s (propeller's deadline is {deadline:.0f}s); "
-            "nothing was decided, the call is safe to retry"
+            f"{consequence}"
         ) from None
+
+
+# Set inside a create (create_within_deadline): its AWS calls are awaited to the end, so that what
+# they start reaches the create's result and can be cancelled; the create as a whole is bounded.
+_IN_CREATE: ContextVar[bool] = ContextVar("cdao_in_create", default=False)
+
+# Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
+# weak references to tasks).
+_LATE_CANCELS: set[asyncio.Task[Any]] = set()
+
+
+async def create_within_deadline(create: Awaitable[T], cancel: Callable[[T], Awaitable[Any]], *, backend: str) -> T:
+    """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
+    (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
+
+    Past the deadline, or when propeller cancels the RPC first, the create keeps running and this
+    raises :class:`BackendDeadlineExceeded` (or lets the cancellation through): propeller fails the
+    attempt and will never ask for, nor DeleteTask, what the create still starts (module docstring).
+    So once the create finishes with a ``resource_meta``, ``cancel(resource_meta)`` runs on the event
+    loop (the connector's DeleteTask path, bounded by its deadline); a cancel that fails is logged
+    with the job's ``resource_meta``, for an operator to stop it.
+    """
+    reset = _IN_CREATE.set(True)
+    try:
+        started = asyncio.ensure_future(create)  # the task copies the context: its calls see _IN_CREATE
+    finally:
+        _IN_CREATE.reset(reset)
+    try:
+        return await within_deadline(
+            asyncio.shield(started),
+            deadline=_deadlines.CREATE_TASK_SECONDS,
+            what="CreateTask",
+            backend=backend,
+            consequence=CREATE_GIVEN_UP,
+        )
+    except (BackendDeadlineExceeded, asyncio.CancelledError):
+        started.add_done_callback(functools.partial(_cancel_late, cancel=cancel, backend=backend))
+        raise
+
+
+def _cancel_late(started: asyncio.Future[Any], *, cancel: Callable[[Any], Awaitable[Any]], backend: str) -> None:
+    if started.cancelled() or started.exception() is not None:
+        return  # nothing was started, or the create's own failure handling owns what it left
+    resource_meta = started.result()
+    _log.warning("%s: CreateTask answered before its create finished; cancelling %r", backend, resource_meta)
+
+    async def cancelling() -> None:
+        try:
+            await cancel(resource_meta)
+        except Exception:
+            _log.exception("%s: could not cancel %r, started after its CreateTask gave up", backend, resource_meta)
+
+    task = asyncio.ensure_future(cancelling())
+    _LATE_CANCELS.add(task)
+    task.add_done_callback(_LATE_CANCELS.discard)
 
 
 def _endpoint_override(service: str) -> str | None:
@@ -121,18 +198,26 @@ class Backend:
                 self._clients[key] = client
             return client
 
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """``fn(*args, **kwargs)`` started on this backend's threads."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
     async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
 
         Raises :class:`BackendDeadlineExceeded` when it is not; the thread finishes on its own.
+        Within a create (:func:`create_within_deadline`, which bounds it) the call is awaited to its end:
+        a call cut off there could hide a job it started from the create's cancel.
         """
-        future = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        return await within_deadline(future, deadline=deadline, what=what, backend=self.name)
+        if _IN_CREATE.get():
+            return await self.run(fn, *args, **kwargs)
+        return await within_deadline(self.run(fn, *args, **kwargs), deadline=deadline, what=what, backend=self.name)
 
 
 class BulkheadConnector(AsyncConnectorBase):
     """An async connector whose synchronous ``create_sync``/``get_sync``/``delete_sync`` run on its
-    own :class:`Backend` within propeller's CreateTask, GetTask and DeleteTask deadlines."""
+    own :class:`Backend` within propeller's CreateTask, GetTask and DeleteTask deadlines; a job a
+    create starts after its CreateTask gave up is cancelled by :meth:`cancel_abandoned`."""
 
     backend: Backend
 
@@ -144,15 +229,15 @@ class BulkheadConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
-        return await self.backend.call(
-            self.create_sync,
-            task_template,
-            output_prefix,
-            inputs,
-            task_execution_metadata,
-            deadline=_deadlines.CREATE_TASK_SECONDS,
-            what="CreateTask",
+        return await create_within_deadline(
+            self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata),
+            self.cancel_abandoned,
+            backend=self.backend.name,
         )
+
+    async def cancel_abandoned(self, resource_meta: Any) -> None:
+        """Stops the job of a create that finished after its CreateTask answered an error (DeleteTask)."""
+        await self.delete(resource_meta)
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         return await self.backend.call(

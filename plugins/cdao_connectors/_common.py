@@ -22,8 +22,9 @@ from flytekit.models.task import TaskTemplate
 def attempt_seed(task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any) -> str:
     """A string identical for every CreateTask of one task attempt and different across attempts.
 
-    Propeller gives each attempt its own output prefix and task execution id; a retried CreateTask
-    (lost response, connector restart) repeats both, which is what makes creates idempotent.
+    Propeller gives each attempt its own output prefix and task execution id; a repeated CreateTask
+    of the attempt (propeller lost its state before recording the answer) repeats both, which is
+    what makes creates idempotent.
     """
     parts = [output_prefix]
     teid = getattr(task_execution_metadata, "task_execution_id", None)

@@ -115,7 +115,7 @@ def fresh_connectors():
 
 @pytest.fixture
 def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Propeller's GetTask and DeleteTask deadlines cut from 10 s to 3 s for one test, as the
+    """The connectors' GetTask and DeleteTask budgets cut from 10 s to 3 s for one test, as the
     connectors read them at call time (cdao_connectors._deadlines). For tests that wait for a hung
     or throttled backend to run out of the deadline: what they prove (an error inside the
     deadline, other backends unaffected) holds for any deadline, and each waits 2 s instead of 9."""

@@ -1,12 +1,15 @@
 """One job per task attempt across connector replicas (issue: two replicas, two jobs).
 
 Two real ``pyflyte serve connector`` processes receive the same CreateTask at the same moment, as
-propeller's re-send after its CreateTask deadline reaches whichever replica; AWS (moto as a server)
-must then hold exactly one job, step or cluster for the attempt, and both answers must name it.
+when propeller, having lost its state before recording the first answer (a restart), sends the
+attempt's CreateTask again to whichever replica while the first still runs (it never re-sends a
+CreateTask that answered an error: see the last section); AWS (moto as a server) must then hold
+exactly one job, step or cluster for the attempt, and both answers must name it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -25,7 +28,7 @@ from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from connector_processes import ConnectorProcess
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
-from propeller import category, create_task, execution_metadata, serialize, write_inputs
+from propeller import IMAGE, category, create_task, execution_metadata, serialize, write_inputs
 
 pytestmark = pytest.mark.e2e
 
@@ -191,7 +194,7 @@ def test_a_repeated_create_returns_the_recorded_job_without_creating(ledger_tabl
     assert first == again == {"job_id": "j-1"}
 
 
-def test_a_create_waiting_on_a_live_claim_gets_a_retryable_error_not_a_job(ledger_table):
+def test_a_create_waiting_on_a_live_claim_gets_an_error_not_a_job(ledger_table):
     attempt = f"t/{uuid.uuid4().hex}"
     started, release = threading.Event(), threading.Event()
 
@@ -282,10 +285,11 @@ def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas
     assert differing == [], f"replicas sent different client tokens for one attempt: {differing}"
 
 
-def test_a_submit_whose_answer_is_lost_is_never_sent_again(aws_env, moto_endpoint, monkeypatch):
+def test_a_submit_whose_answer_is_lost_answers_the_job_it_started(aws_env, moto_endpoint, monkeypatch):
     """A timeout or dropped connection may hide a SubmitJob that AWS carried out; botocore would
-    re-send it and start a second job. The create is not re-sent: the next CreateTask of the
-    attempt finds the job by its name."""
+    re-send it and start a second job. The submit is not re-sent, nor may the CreateTask answer an
+    error: propeller would fail the attempt and never stop that job (launcher.go, plugin.go
+    ``Delete`` at flyteplugins/v1.16.8). The create finds the job by its name and answers it."""
     from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
     from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
 
@@ -299,10 +303,9 @@ def test_a_submit_whose_answer_is_lost_is_never_sent_again(aws_env, moto_endpoin
     template = serialize(batch_tasks.preprocess)
     connector = BatchConnector()
     try:
-        with pytest.raises(Exception, match=r"(?i)connection|closed|aborted|reset"):
-            connector.create_sync(template, prefix, None, execution_metadata(execution))
-        proxy.lose_answers_to = ()
         meta = connector.create_sync(template, prefix, None, execution_metadata(execution))
+        proxy.lose_answers_to = ()
+        again = connector.create_sync(template, prefix, None, execution_metadata(execution))
     finally:
         proxy.stop()
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
@@ -310,7 +313,7 @@ def test_a_submit_whose_answer_is_lost_is_never_sent_again(aws_env, moto_endpoin
     listed = boto3.client("batch", region_name=REGION).list_jobs(
         jobQueue=SPOT_QUEUE, filters=[{"name": "JOB_NAME", "values": [meta.job_name]}]
     )
-    assert [j["jobId"] for j in listed["jobSummaryList"]] == [meta.job_id]
+    assert [j["jobId"] for j in listed["jobSummaryList"]] == [meta.job_id] == [again.job_id]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,3 +337,308 @@ def test_a_failed_get_task_is_logged_as_one_json_line(replicas):
     assert logged, replicas[0].log()
     assert logged[-1]["levelname"] == "ERROR" and logged[-1]["name"] == "flytekit"
     assert "Traceback" in logged[-1]["message"]  # the whole error, in one record
+
+
+# ---------------------------------------------------------------------------------------------
+# A CreateTask that answers an error is never re-sent: propeller fails the attempt and starts the
+# next one under a new retry_attempt (flyteplugins go/tasks/pluginmachinery/internal/webapi/
+# launcher.go ``launch`` -> core.PhaseInfoRetryableFailure, at flyteplugins/v1.16.8), and never
+# DeleteTasks a job it got no resource_meta for (go/tasks/plugins/webapi/connector/plugin.go
+# ``Delete``). What the create still starts must therefore be cancelled by the connector.
+
+
+def _batch_jobs() -> dict:
+    from moto.batch.models import batch_backends  # noqa: PLC0415
+
+    return dict(batch_backends["123456789012"][REGION]._jobs)
+
+
+def _run(coro) -> None:
+    # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
+    # suite (Pulumi's mocks) rely on (as tests/plugins/test_sagemaker.py ``_run``).
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+async def _until(predicate, timeout: float = 10.0):
+    """Polls without blocking the event loop, on which the late create's cancel runs."""
+    give_up = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < give_up, "condition not met in time"
+        await asyncio.sleep(0.05)
+    return value
+
+
+def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoint, monkeypatch):
+    """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
+    still goes through, and its job is terminated; a re-send of that attempt (propeller lost its
+    state) is refused rather than adopting the terminated job. Takes ~1.5 s: the throttled submit
+    must outlive a deadline (1.3 s less the 1 s margin, standing for propeller's 30 s) and then finish."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", proxy.url)
+    execution = f"gave-up-{uuid.uuid4().hex[:6]}"
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(batch_tasks.preprocess)
+    connector = BatchConnector()
+
+    def meta(retry: int):
+        return TaskExecutionMetadata.from_flyte_idl(execution_metadata(execution, retry=retry))
+
+    async def scenario() -> None:
+        await connector.create(template, prefix, None, meta(retry=9))  # the job definition, looked up once
+        before = set(_batch_jobs())
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        proxy.throttle_next = 2  # create_once backs off 0.2 + 0.4 s: the 3rd submit lands after the 0.3 s budget
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await connector.create(template, prefix, None, meta(retry=0))
+        late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
+        assert len(late) == 1
+        await _until(lambda: late[0].stop)  # TerminateJob reached Batch
+        assert "Aborted by Flyte" in late[0].job_stopped_reason
+
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        with pytest.raises(AttemptAbandoned, match=late[0].job_id):
+            await connector.create(template, prefix, None, meta(retry=0))
+        assert set(_batch_jobs()) - before == {late[0].job_id}  # the re-send started nothing
+
+    try:
+        _run(scenario())
+    finally:
+        proxy.stop()
+
+
+def _emr_clusters() -> dict:
+    from moto.emr.models import emr_backends  # noqa: PLC0415
+
+    return dict(emr_backends["123456789012"][REGION].clusters)
+
+
+@pytest.fixture
+def transient_emr_env(aws_env, monkeypatch) -> None:
+    for k, v in {
+        **provision_attempt_table(REGION),
+        "CDAO_EMR_ENTRYPOINT_BUCKET": "flyte-data",
+        "CDAO_EMR_SERVICE_ROLE": "EMR_DefaultRole",
+        "CDAO_EMR_INSTANCE_PROFILE": "EMR_EC2_DefaultRole",
+    }.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_an_emr_create_that_gave_up_leaves_no_cluster_running(transient_emr_env, moto_endpoint, monkeypatch):
+    """RunJobFlow of a transient cluster throttled past the CreateTask deadline: the cluster it
+    still starts is terminated. Takes ~1.5 s, as the Batch case above."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR", proxy.url)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emr-gave-up-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(emr_tasks.on_transient)
+    connector = EMRConnector()
+    before = set(_emr_clusters())
+
+    async def scenario() -> None:
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        proxy.throttle_next = 2  # create_once backs off 0.2 + 0.4 s: RunJobFlow lands after the 0.3 s budget
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await connector.create(template, prefix, None, meta)
+        late = await _until(lambda: [c for i, c in _emr_clusters().items() if i not in before])
+        assert len(late) == 1
+        await _until(lambda: late[0].state == "TERMINATED")
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        with pytest.raises(AttemptAbandoned, match=late[0].id):
+            await connector.create(template, prefix, None, meta)
+        assert set(_emr_clusters()) - before == {late[0].id}
+
+    try:
+        _run(scenario())
+    finally:
+        proxy.stop()
+
+
+def test_a_transient_cluster_whose_step_is_not_listed_is_terminated(transient_emr_env, monkeypatch):
+    """RunJobFlow answers only the cluster's id (botocore emr/2009-03-31 RunJobFlowOutput): the step
+    is found with ListSteps. Should ListSteps not list it yet (not documented either way; the stand-
+    in below makes it so), the create fails, and so the attempt: its cluster must not keep running."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(EMRConnector, "_find_step", staticmethod(lambda emr, cluster_id, name: None))
+    execution = execution_metadata(f"emr-no-step-{uuid.uuid4().hex[:6]}")
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(emr_tasks.on_transient)
+    connector = EMRConnector()
+    before = set(_emr_clusters())
+    with pytest.raises(RuntimeError, match=r"lists no step .* terminated"):
+        connector.create_sync(template, prefix, None, execution)
+    (started,) = [c for i, c in _emr_clusters().items() if i not in before]
+    assert started.state == "TERMINATED"
+    with pytest.raises(AttemptAbandoned, match=started.id):
+        connector.create_sync(template, prefix, None, execution)
+    assert set(_emr_clusters()) - before == {started.id}
+
+
+def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
+    transient_emr_env, moto_endpoint, monkeypatch
+):
+    """StartJobRun held past the CreateTask deadline, then carried out: the run is cancelled. The
+    plugin's create runs on the event loop (its AWS calls on the backend's threads), unlike the
+    Batch and EMR creates' one thread. Takes ~1.5 s: StartJobRun must land after a 0.3 s budget."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from moto.emrserverless import models as moto_emrs  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    # moto starts every run as SUCCESS (moto/emrserverless/models.py JOB_STATUS); EMR Serverless
+    # starts one SUBMITTED (JobRunState, botocore emr-serverless/2021-07-13), which can be cancelled.
+    monkeypatch.setattr(moto_emrs, "JOB_STATUS", "SUBMITTED")
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-late-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.delay_paths, proxy.delay_seconds = ("/jobruns",), 0.6
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", proxy.url)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-gave-up-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+
+    def runs() -> list:
+        return list(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs.get(app, []))
+
+    async def scenario() -> None:
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await connector.create(template, lm, meta, output_prefix=prefix)
+        proxy.delay_paths = ()  # the held StartJobRun goes on; the cancel need not wait
+        (late,) = await _until(runs)
+        await _until(lambda: late.state == "CANCELLED")
+
+    try:
+        _run(scenario())
+    finally:
+        proxy.stop()
+
+
+def test_the_propeller_stand_in_sends_create_task_with_propellers_deadline():
+    """The stand-in accepts no CreateTask answer propeller would have dropped: its deadline is
+    values.yaml's defaultTimeout, which propeller gives CreateTask (connector/plugin.go
+    ``getFinalContext`` at flyteplugins/v1.16.8)."""
+    from propeller_polling import PollingSettings  # noqa: PLC0415
+
+    sent: list[float] = []
+
+    class Stub:
+        def CreateTask(self, request, timeout):
+            sent.append(timeout)
+            return agent_pb2.CreateTaskResponse(resource_meta=b"{}")
+
+    create_task(Stub(), serialize(batch_tasks.preprocess), "s3://flyte-data/m/x", None, execution_metadata("d"))
+    assert sent == [PollingSettings.from_values().timeout_seconds]
+
+
+def test_a_repeated_emr_serverless_create_of_a_cancelled_run_fails_only_the_attempt(transient_emr_env, monkeypatch):
+    """Should propeller, having lost its state, repeat a CreateTask that gave up, the attempt's
+    client token names the run that was cancelled. Adopting it would answer FAILED, a permanent
+    failure of the task (connector/plugin.go ``Status``); the CreateTask errors instead."""
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from moto.emrserverless import models as moto_emrs  # noqa: PLC0415
+
+    monkeypatch.setattr(moto_emrs, "JOB_STATUS", "SUBMITTED")  # as test above: a run starts SUBMITTED
+    started = moto_emrs.EMRServerlessBackend.start_job_run
+
+    def idempotent(backend, application_id, client_token, *args, **kwargs):
+        # StartJobRun's clientToken is an idempotencyToken (botocore emr-serverless/2021-07-13): a
+        # token seen before answers its run. moto stores the token without deduplicating.
+        seen = [r for r in backend.job_runs.get(application_id, []) if r.client_token == client_token]
+        return seen[0] if seen else started(backend, application_id, client_token, *args, **kwargs)
+
+    monkeypatch.setattr(moto_emrs.EMRServerlessBackend, "start_job_run", idempotent)
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-again-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-again-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+
+    async def scenario() -> None:
+        first = await connector.create(template, lm, meta, output_prefix=prefix)
+        await connector.delete(first)  # as the give-up's cancel does
+        with pytest.raises(RuntimeError, match=rf"{first.job_run_id} .*was cancelled"):
+            await connector.create(template, lm, meta, output_prefix=prefix)
+
+    _run(scenario())
+    assert len(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs[app]) == 1
+
+
+def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws_env):
+    """The plugin's pythonic jobs take SageMaker's refusal of a second job of one name as success
+    (flytekitplugins-awssagemaker pythonic_base.py ``create``); when the attempt's job was stopped
+    because its first CreateTask gave up, that would adopt a job answering FAILED, a permanent
+    failure of the task. botocore's Stubber plays SageMaker (moto replaces a job of the same name
+    instead of refusing it), its answers checked against the service model."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
+    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
+    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
+
+    task_type = "sagemaker-processing-task"
+    base = serialize(emr_tasks.on_cluster)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    custom = {"execution_role_arn": "arn:aws:iam::123456789012:role/sm", "region": REGION}
+    template = render_task_template(
+        TaskTemplate(
+            Identifier(ResourceType.TASK, "ml", "development", "t.again", "v1"),
+            task_type,
+            base.metadata,
+            base.interface,
+            custom,
+            container=base.container,
+        ),
+        prefix,
+    )
+    connector = ConnectorRegistry.get_connector(task_type)
+    sagemaker = connector.backend.aws("sagemaker", REGION)
+    with Stubber(sagemaker) as stub:
+        stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
+        stub.add_response(
+            "describe_processing_job",
+            {
+                "ProcessingJobName": "j",
+                "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j",
+                "ProcessingJobStatus": "Stopped",
+                "ProcessingResources": {
+                    "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+                },
+                "AppSpecification": {"ImageUri": IMAGE},
+                "CreationTime": "2026-01-01T00:00:00Z",
+            },
+        )
+        with pytest.raises(RuntimeError, match=r"was stopped .*next attempt"):
+            _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
+        stub.assert_no_pending_responses()

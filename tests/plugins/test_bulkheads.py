@@ -1,5 +1,6 @@
 """A hung or throttled backend costs the others nothing, and every answer comes inside propeller's
-deadline (platform/addons/flyte/flyte-core/values.yaml: GetTask 10 s), as an error when it must."""
+deadline (values.yaml sets one defaultTimeout, 30 s; the connectors keep GetTask within their own
+10 s budget, cdao_connectors._deadlines), as an error when it must."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cw_tasks
+import grpc
 import propeller
 import pytest
 from cdao_connectors.codeweave.connector import CodeweaveConnector, CodeweaveJobMetadata
@@ -112,6 +113,25 @@ def test_delete_cancels_the_remote_job(codeweave, grpc_stubs):
     assert codeweave.running_processes() == []
     # A job cancelled outside Flyte's abort path is never reported as success.
     assert get_task(stub, CODEWEAVE_TASK_TYPE, meta).phase == PHASE.FAILED
+
+
+def test_a_repeated_create_of_an_attempt_whose_job_was_cancelled_fails_only_the_attempt(codeweave, grpc_stubs):
+    """A CreateTask that gave up has its late job cancelled (cdao_connectors._backends); should
+    propeller, having lost its state, send that attempt's CreateTask again, the idempotency key
+    names the cancelled job. Adopting it would answer FAILED, a permanent failure of the task
+    (flyteplugins connector/plugin.go ``Status`` at flyteplugins/v1.16.8): the CreateTask errors
+    instead, which fails only the attempt (internal/webapi/launcher.go ``launch``)."""
+    stub, _ = grpc_stubs
+    prefix = _prefix()
+    inputs = write_inputs(cw_tasks.sleepy, prefix, seconds=120)
+    template = serialize(cw_tasks.sleepy)
+    meta = create_task(stub, template, prefix, inputs, execution_metadata("e2e-gave-up"))
+    delete_task(stub, CODEWEAVE_TASK_TYPE, meta)  # as the give-up's cancel does
+    (job,) = codeweave.jobs.values()
+    with pytest.raises(grpc.RpcError) as refused:
+        create_task(stub, template, prefix, inputs, execution_metadata("e2e-gave-up"))
+    assert job.id in refused.value.details() and "next attempt" in refused.value.details()
+    assert list(codeweave.jobs) == [job.id]
 
 
 def test_restarted_connector_resumes_and_unknown_status_does_not_crash(codeweave, grpc_stubs):

@@ -73,7 +73,7 @@ def test_step_on_existing_cluster_lifecycle(emr_env, grpc_stubs, fresh_connector
     assert b"pyflyte" in boto3.client("s3", region_name=REGION).get_object(Bucket="flyte-data", Key=key)["Body"].read()
     assert args[args.index(entry) + 1] == "pyflyte-execute"
 
-    # A retried CreateTask finds the step by name instead of adding another.
+    # A repeated CreateTask of the attempt finds the step by name instead of adding another.
     again = json.loads(create_task(stub, template, prefix, lm, execution_metadata("emr1")))
     assert again["step_id"] == decoded["step_id"]
     assert len(emr.list_steps(ClusterId=emr_env)["Steps"]) == 1
@@ -273,8 +273,9 @@ def test_emr_delete_reads_cancel_steps_answer(aws_env, status, state_after, refu
 def test_emr_serverless_hanging_answers_inside_propellers_deadline(
     serverless_run, moto_endpoint, monkeypatch, fresh_connectors, short_deadlines
 ):
-    """With AWS not answering, GetTask still answers inside propeller's 10 s GetTask deadline
-    (platform/addons/flyte/flyte-core/values.yaml), with an error propeller retries."""
+    """With AWS not answering, GetTask still answers inside the connectors' 10 s GetTask budget
+    (cdao_connectors._deadlines; propeller's own deadline is values.yaml's defaultTimeout, 30 s),
+    with an error propeller retries."""
     import grpc  # noqa: PLC0415
     from flyteidl.admin import agent_pb2  # noqa: PLC0415
     from propeller import category  # noqa: PLC0415

@@ -212,6 +212,7 @@ def test_a_repeated_create_accepts_sagemakers_already_exists(aws_env, monkeypatc
         "ValidationException",
         "Job name must be unique within an AWS account and region, and a job with this name already exists",
     )
+    stubber.add_response("describe_transform_job", _described_transform("InProgress"))
     stubber.add_client_error("create_model", "ValidationException", "Could not access model data at s3://x")
     inputs = write_inputs(
         score, "s3://flyte-data/metadata/again", model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv")
@@ -224,6 +225,44 @@ def test_a_repeated_create_accepts_sagemakers_already_exists(aws_env, monkeypatc
         assert meta.job_name.startswith("flyte-again-n0-0-")
         with pytest.raises(ClientError, match="Could not access model data"):
             connector.create_sync(*again)
+
+
+def _described_transform(status: str) -> dict:
+    """A DescribeTransformJob answer with the members botocore's model requires."""
+    return {
+        "TransformJobName": "j",
+        "TransformJobArn": "arn:aws:sagemaker:us-east-1:123456789012:transform-job/j",
+        "TransformJobStatus": status,
+        "ModelName": "j",
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/d.csv"}}},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "CreationTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def test_a_repeated_create_of_a_stopped_transform_job_fails_only_the_attempt(aws_env, monkeypatch):
+    """A stopped job of the attempt's name: its first CreateTask gave up and the job was stopped
+    (cdao_connectors._backends). Adopting it would answer FAILED, a permanent failure of the task
+    (flyteplugins connector/plugin.go ``Status`` at flyteplugins/v1.16.8); an error fails only the
+    attempt (internal/webapi/launcher.go ``launch``)."""
+    score = sagemaker_batch_transform_task(
+        "tests.score_stopped",
+        execution_role_arn="arn:aws:iam::123456789012:role/sm",
+        region=REGION,
+        output_s3_path="s3://flyte-data/transform",
+    )
+    sm = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sm)
+    stubber.add_client_error("create_model", "ValidationException", 'Cannot create already existing model "x"')
+    stubber.add_client_error("create_transform_job", "ResourceInUse", "a job with this name already exists")
+    stubber.add_response("describe_transform_job", _described_transform("Stopped"))
+    inputs = write_inputs(
+        score, "s3://flyte-data/metadata/stopped", model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv")
+    )
+    connector = sagemaker_connector.BatchTransformConnector()
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region: sm)
+    with stubber, pytest.raises(RuntimeError, match=r"was stopped .*next attempt"):
+        connector.create_sync(serialize(score), "s3://flyte-data/metadata/stopped", inputs, execution_metadata("s"))
 
 
 def test_training_job_deleted_outside_flyte_is_failed_with_the_reason(aws_env, grpc_stubs):

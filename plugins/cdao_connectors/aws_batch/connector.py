@@ -16,6 +16,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors import _deadlines
 from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
 from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
@@ -55,6 +56,11 @@ class BatchJobMetadata(ResourceMeta):
     region: str
     output_prefix: str
     has_outputs: bool
+
+
+def _attempt_key(job_name: str) -> str:
+    """The attempt's item in the attempt ledger (cdao_connectors._attempts)."""
+    return f"batch/{job_name}"
 
 
 def is_spot_reclamation(job: dict[str, Any]) -> bool:
@@ -211,8 +217,7 @@ class BatchConnector(BulkheadConnector):
 
         # SubmitJob has no client token and accepts any number of jobs of one name: the attempt is
         # claimed across replicas first (cdao_connectors._attempts).
-        ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
-        job_id = ledger.once(f"batch/{job_name}", submit, find, CREATE_WAIT_SECONDS)["job_id"]
+        job_id = self._ledger(cfg.region).once(_attempt_key(job_name), submit, find, CREATE_WAIT_SECONDS)["job_id"]
         return BatchJobMetadata(
             job_id=job_id,
             job_name=job_name,
@@ -221,6 +226,19 @@ class BatchConnector(BulkheadConnector):
             output_prefix=output_prefix,
             has_outputs=bool(task_template.interface.outputs),
         )
+
+    def _ledger(self, region: str) -> AttemptLedger:
+        return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
+
+    async def cancel_abandoned(self, resource_meta: BatchJobMetadata) -> None:
+        # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated.
+        await self.backend.call(
+            self._ledger(resource_meta.region).abandon,
+            _attempt_key(resource_meta.job_name),
+            deadline=_deadlines.DELETE_TASK_SECONDS,
+            what="attempt ledger update",
+        )
+        await self.delete(resource_meta)
 
     def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
         cfg = BatchConfig.from_env()

@@ -151,6 +151,15 @@ class CodeweaveConnector(BulkheadConnector):
         }
         statuses = self.statuses  # its setting is checked before a job exists, not after
         job = self._client(_deadlines.CREATE_TASK_SECONDS).create_job(spec)
+        if job.status == "CANCELLED":
+            # The attempt's key names a job already cancelled: this CreateTask repeats one that gave
+            # up (propeller lost its state; its job was cancelled, cdao_connectors._backends
+            # create_within_deadline). Adopting it would answer FAILED, which fails the whole task
+            # (connector/plugin.go Status at flyteplugins/v1.16.8); an error fails only this attempt.
+            raise RuntimeError(
+                f"task {task_template.id.name}: this attempt's Codeweave job {job.id} was cancelled "
+                "(its first CreateTask gave up); the task's next attempt starts a new job"
+            )
         # The created job's first GetTask reads what Codeweave just said instead of asking again.
         statuses.seed(job.id, job)
         return CodeweaveJobMetadata(

@@ -21,6 +21,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
+from cdao_connectors import _deadlines
 from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
 from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
@@ -128,6 +129,12 @@ def _spark_submit_args(image: str, env: dict[str, str], spark_conf: dict[str, st
 _CANCELLABLE_STEP_STATES = frozenset({"PENDING", "RUNNING"})
 
 
+def _attempt_key(cluster_id: str | None, name: str) -> str:
+    """The attempt's item in the attempt ledger (cdao_connectors._attempts): its transient cluster
+    (``cluster_id`` None) or its step on cluster ``cluster_id``."""
+    return f"emr-cluster/{name}" if cluster_id is None else f"emr-step/{cluster_id}/{name}"
+
+
 class EMRConnector(BulkheadConnector):
     name = "CDAO EMR on EC2 Spark Connector"
 
@@ -190,7 +197,7 @@ class EMRConnector(BulkheadConnector):
         }
         emr = self.backend.aws("emr", cfg.region)
         has_outputs = bool(task_template.interface.outputs)
-        ledger = AttemptLedger(self.backend.aws("dynamodb", cfg.region), attempt_table())
+        ledger = self._ledger(cfg.region)
         creates = self.backend.aws("emr", cfg.region, for_creates=True)
         # Neither AddJobFlowSteps nor RunJobFlow takes a client token and both accept any number of
         # steps or clusters of one name: the attempt is claimed across replicas first
@@ -208,10 +215,19 @@ class EMRConnector(BulkheadConnector):
                     )
                 }
 
-            cluster_id = ledger.once(f"emr-cluster/{name}", run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
+            cluster_id = ledger.once(_attempt_key(None, name), run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
             step_id = self._find_step(emr, cluster_id, name)
             if step_id is None:
-                raise RuntimeError(f"EMR cluster {cluster_id} was created without its step {name}")
+                # RunJobFlow answers only the cluster's id (botocore emr/2009-03-31 RunJobFlowOutput),
+                # so its step is found by listing. Without it no GetTask can follow the task, and the
+                # error fails the attempt (launcher.go), whose cluster nobody would stop: terminate
+                # it, and mark the attempt abandoned so that no re-send adopts the terminated cluster.
+                ledger.abandon(_attempt_key(None, name))
+                emr.terminate_job_flows(JobFlowIds=[cluster_id])
+                raise RuntimeError(
+                    f"EMR cluster {cluster_id} lists no step {name}; the cluster was terminated and the task's "
+                    "next attempt starts a new one"
+                )
         else:
             on = cluster_id
 
@@ -223,8 +239,23 @@ class EMRConnector(BulkheadConnector):
                 added = create_once(lambda: creates.add_job_flow_steps(JobFlowId=on, Steps=[step]), CREATE_WAIT_SECONDS)
                 return {"step_id": added["StepIds"][0]}
 
-            step_id = ledger.once(f"emr-step/{on}/{name}", add, find_step, CREATE_WAIT_SECONDS)["step_id"]
+            step_id = ledger.once(_attempt_key(on, name), add, find_step, CREATE_WAIT_SECONDS)["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
+
+    def _ledger(self, region: str) -> AttemptLedger:
+        return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
+
+    async def cancel_abandoned(self, resource_meta: EMRStepMetadata) -> None:
+        def abandon() -> None:
+            # The metadata holds ids, the ledger's key the step's name (= a transient cluster's name).
+            emr = self.backend.aws("emr", resource_meta.region)
+            name = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]["Name"]
+            on = None if resource_meta.transient else resource_meta.cluster_id
+            self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
+
+        # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled.
+        await self.backend.call(abandon, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update")
+        await self.delete(resource_meta)
 
     @staticmethod
     def _find_step(emr: Any, cluster_id: str, name: str) -> str | None:

@@ -53,6 +53,7 @@ from cdao_connectors._backends import (
     WORKERS_PER_BACKEND,
     Backend,
     BackendDeadlineExceeded,
+    create_within_deadline,
     is_transient,
     within_deadline,
 )
@@ -413,10 +414,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
         reset = _CLIENT_TOKEN.set(token)
         try:
-            resource_meta = await within_deadline(
-                super().create(task_template, inputs, task_execution_metadata, **kwargs),
-                deadline=_deadlines.CREATE_TASK_SECONDS,
-                what="CreateTask",
+            # A run StartJobRun still starts after this answered an error is cancelled.
+            resource_meta = await create_within_deadline(
+                self._start_unless_cancelled(task_template, inputs, task_execution_metadata, **kwargs),
+                self.delete,
                 backend=_BACKEND,
             )
         finally:
@@ -426,6 +427,29 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         pending = getattr(resource_meta, "pending_job_request", None)
         if pending:
             resource_meta = dataclasses.replace(resource_meta, pending_job_request={**pending, "client_token": token})
+        return resource_meta
+
+    async def _start_unless_cancelled(self, *args: Any, **kwargs: Any) -> Any:
+        """The plugin's create; an error when the attempt's client token names a run already cancelled.
+
+        StartJobRun with a token it has seen answers that run (``clientToken`` is an
+        ``idempotencyToken``, botocore emr-serverless/2021-07-13). A cancelled one means this
+        CreateTask repeats one that gave up (propeller lost its state; the run was cancelled by
+        :func:`cdao_connectors._backends.create_within_deadline`): adopting it would answer FAILED,
+        which fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while an
+        error fails only this attempt."""
+        resource_meta = await super().create(*args, **kwargs)
+        if resource_meta.job_run_id:
+            handler = self._get_handler(resource_meta.region)
+            run = await handler.get_job_run(
+                application_id=resource_meta.application_id, job_run_id=resource_meta.job_run_id
+            )
+            if run.get("state") in ("CANCELLED", "CANCELLING"):
+                raise RuntimeError(
+                    f"this attempt's EMR Serverless job run {resource_meta.job_run_id} on application "
+                    f"{resource_meta.application_id} was cancelled (its first CreateTask gave up); "
+                    "the task's next attempt starts a new run"
+                )
         return resource_meta
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:

@@ -28,7 +28,7 @@ way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -38,7 +38,7 @@ from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import Backend, within_deadline
+from cdao_connectors._backends import Backend, create_within_deadline, within_deadline
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches
@@ -213,11 +213,21 @@ class BulkheadPluginConnector:
             _STALE.reset(reset)
         return result, "; ".join(stale)
 
-    async def _bounded(self, call: Awaitable[Any], *, deadline: float, what: str, statuses: bool = False) -> Any:
-        # Set before wait_for wraps the call in a task, which copies this context.
+    async def _bounded(
+        self,
+        call: Awaitable[Any],
+        *,
+        deadline: float,
+        what: str,
+        statuses: bool = False,
+        cancel_late: Callable[[Any], Awaitable[Any]] | None = None,
+    ) -> Any:
+        # Set before the call is wrapped in a task, which copies this context.
         reset = _CURRENT.set(self.backend)
         reset_statuses = _STATUS_CACHES.set(self.status_caches if statuses else None)
         try:
+            if cancel_late is not None:  # a create: what it starts after giving up is cancelled
+                return await create_within_deadline(call, cancel_late, backend=self.name)
             return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
         finally:
             _STATUS_CACHES.reset(reset_statuses)
@@ -229,8 +239,36 @@ class BulkheadPluginConnector:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
         config_from_custom(self.custom_config, template.custom, template.id.name)
         return await self._bounded(
-            super().create(*args, **kwargs), deadline=_deadlines.CREATE_TASK_SECONDS, what="CreateTask"
+            self._create_unless_stopped(*args, **kwargs),
+            deadline=_deadlines.CREATE_TASK_SECONDS,
+            what="CreateTask",
+            cancel_late=self.delete,
         )
+
+    async def _create_unless_stopped(self, *args: Any, **kwargs: Any) -> Any:
+        """The plugin's create; for its "pythonic" jobs, an error when the attempt's job name is a
+        job already stopped.
+
+        Those creates take SageMaker's refusal of a second job of one name as success
+        (flytekitplugins-awssagemaker ``pythonic_base.py`` ``create``: ``ResourceInUse`` or "Cannot
+        create already existing"). A stopped job means this CreateTask repeats one that gave up
+        (propeller lost its state; the job was stopped by
+        :func:`cdao_connectors._backends.create_within_deadline`): adopting it would answer FAILED,
+        which fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while
+        an error fails only this attempt."""
+        resource_meta = await super().create(*args, **kwargs)
+        describe = getattr(self, "describe_method", "")
+        job_name = getattr(resource_meta, "job_name", None)
+        if describe and job_name:
+            described, _ = await self._call(  # type: ignore[attr-defined]
+                method=describe, config={self.job_name_key: job_name}, region=resource_meta.region
+            )
+            if described.get(self.status_key) in ("Stopping", "Stopped"):
+                raise RuntimeError(
+                    f"{self.name}: this attempt's SageMaker job {job_name} was stopped (its first CreateTask "
+                    "gave up); the task's next attempt starts a new job"
+                )
+        return resource_meta
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:

@@ -279,7 +279,7 @@ _TRANSFORM_PHASES = {
 
 
 def _already_exists(error: ClientError) -> bool:
-    """SageMaker's answer to a create repeated for one attempt (a retried CreateTask)."""
+    """SageMaker's answer to a create repeated for one attempt (a repeated CreateTask)."""
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "")
     return code == "ResourceInUse" or (code == "ValidationException" and "already exist" in message)
@@ -380,6 +380,16 @@ class BatchTransformConnector(BulkheadConnector):
         except ClientError as exc:
             if not _already_exists(exc):
                 raise
+            # A stopped job means this CreateTask repeats one that gave up (propeller lost its
+            # state; the job was stopped, cdao_connectors._backends create_within_deadline).
+            # Adopting it would answer FAILED, which fails the whole task (connector/plugin.go
+            # Status at flyteplugins/v1.16.8); an error fails only this attempt.
+            status = sm.describe_transform_job(TransformJobName=job).get("TransformJobStatus")
+            if status in ("Stopping", "Stopped"):
+                raise RuntimeError(
+                    f"task {task}: this attempt's SageMaker transform job {job} was stopped (its first "
+                    "CreateTask gave up); the task's next attempt starts a new job"
+                ) from exc
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
 
     def get_sync(self, resource_meta: BatchTransformMetadata) -> Resource:

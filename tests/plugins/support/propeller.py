@@ -6,6 +6,7 @@ the AsyncAgentService over gRPC, and read outputs.pb back into Python values.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from flytekit.extend.backend.utils import is_terminal_phase, render_task_templat
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 from flytekit.tools.translator import get_serializable
+from propeller_polling import PollingSettings
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao/ml:1.0.0"
 
@@ -82,7 +84,15 @@ def execution_metadata(name: str, node: str = "n0", retry: int = 0) -> agent_pb2
     return agent_pb2.TaskExecutionMetadata(task_execution_id=teid, namespace="ml-development")
 
 
+@functools.cache
+def _create_task_deadline() -> float:
+    # Propeller gives every connector call defaultTimeout (connector/plugin.go getFinalContext at
+    # flyteplugins/v1.16.8); values.yaml sets it, read where the polling stand-in reads it.
+    return PollingSettings.from_values().timeout_seconds
+
+
 def create_task(stub: Any, template: TaskTemplate, prefix: str, inputs: LiteralMap | None, meta: Any) -> bytes:
+    """CreateTask as propeller sends it, with its deadline: an answer propeller would drop is an error here."""
     # Only a container has placeholders to render; tasks without one (a transform job) go as they are.
     rendered = render_task_template(template, prefix) if template.container is not None else template
     req = agent_pb2.CreateTaskRequest(
@@ -91,7 +101,7 @@ def create_task(stub: Any, template: TaskTemplate, prefix: str, inputs: LiteralM
         output_prefix=prefix,
         task_execution_metadata=meta,
     )
-    return stub.CreateTask(req, timeout=60).resource_meta
+    return stub.CreateTask(req, timeout=_create_task_deadline()).resource_meta
 
 
 def category(task_type: str) -> agent_pb2.TaskCategory:

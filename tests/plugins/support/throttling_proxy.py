@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -21,6 +22,10 @@ class ThrottlingProxy:
         # unanswered: the request took effect but the caller cannot know.
         self.lose_answers_to: tuple[str, ...] = ()
         self.lost = 0
+        # Hold requests whose path contains one of these for delay_seconds, then forward them: AWS
+        # carries the request out after the caller has stopped waiting.
+        self.delay_paths: tuple[str, ...] = ()
+        self.delay_seconds = 0.0
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -55,6 +60,8 @@ class ThrottlingProxy:
                     self.end_headers()
                     self.wfile.write(data)
                     return
+                if any(p in self.path for p in proxy.delay_paths):
+                    time.sleep(proxy.delay_seconds)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP | {"host"}}
                 resp = requests.request(
                     self.command, proxy.upstream + self.path, headers=headers, data=body, timeout=30
