@@ -3,6 +3,8 @@ deadline (platform/addons/flyte/flyte-core/values.yaml: GetTask 10 s), as an err
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -455,3 +457,44 @@ def test_a_shared_client_follows_the_endpoint_the_environment_names(monkeypatch)
     assert backend.aws("batch", "us-east-1").meta.endpoint_url == "http://127.0.0.1:2"
     monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", "http://127.0.0.1:3")
     assert backend.aws("emr-serverless", "us-east-1").meta.endpoint_url == "http://127.0.0.1:3"
+
+
+def test_many_known_codeweave_jobs_at_once_each_answer_within_the_bound_while_codeweave_hangs(
+    backends, production_status_waits
+):
+    """Propeller sends up to ``webApi.caching.workers`` (200, values.yaml) GetTasks at once; four
+    times the backend's threads of them, on the service's event loop as flytekit's servicer awaits
+    them, each answers its last known status within the known-job bound: the wait holds no thread,
+    so no GetTask queues behind another's wait."""
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    metas = []
+    for i in range(4 * WORKERS_PER_BACKEND):
+        backends.jobs[f"bound-{i}"] = FakeJob(id=f"bound-{i}", spec={"name": "bound"}, status="RUNNING")
+        metas.append(CodeweaveJobMetadata(job_id=f"bound-{i}", output_prefix="s3://flyte-data/x", has_outputs=False))
+
+    async def timed_get(meta):
+        start = time.monotonic()
+        answer = await connector.get(meta)
+        return time.monotonic() - start, answer
+
+    async def all_at_once():
+        return await asyncio.gather(*(timed_get(meta) for meta in metas))
+
+    assert {answer.phase for _, answer in asyncio.run(all_at_once())} == {PHASE.RUNNING}  # first sight: known now
+    backends.hanging = True
+    time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
+    # A full collection of this test process's heap (moto, botocore, earlier tests) stalls the
+    # event loop for a few hundred ms at random: what is measured is the wait, not the collector.
+    gc.collect()
+    gc.disable()
+    try:
+        answers = asyncio.run(all_at_once())
+    finally:
+        gc.enable()
+    for took, answer in answers:
+        assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"

@@ -343,9 +343,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     async def _read_status(self, region: str | None, application_id: str, job_run_id: str) -> dict[str, Any]:
         """The run's status from the shared view (at most ``CDAO_STATUS_REFRESH_SECONDS`` old)."""
         cache = self.status_cache(region or aws_region(), status_refresh_seconds())
-        known = await self.backend.call(
-            cache.get, (application_id, job_run_id), deadline=_deadlines.GET_TASK_SECONDS, what="GetJobRun"
-        )
+        # Awaited on the event loop: the bounded wait holds none of the backend's threads.
+        known = await cache.aget((application_id, job_run_id))
         if known.value is None:
             raise _RunGone(job_run_id)
         stale = _STALE.get()
