@@ -494,7 +494,7 @@ def test_many_known_codeweave_jobs_at_once_each_answer_within_the_bound_while_co
         answers = asyncio.run(all_at_once())
     finally:
         gc.enable()
-    for took, answer in answers:
+    for _took, answer in answers:
         assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
     slowest = max(took for took, _ in answers)
     assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"
