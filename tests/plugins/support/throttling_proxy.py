@@ -21,6 +21,7 @@ class ThrottlingProxy:
         # unanswered: the request took effect but the caller cannot know.
         self.lose_answers_to: tuple[str, ...] = ()
         self.lost = 0
+        self.received: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -38,6 +39,8 @@ class ThrottlingProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    proxy.received.append((self.command, self.path))
                 if proxy.hanging:
                     proxy._released.wait()
                     return
