@@ -498,3 +498,60 @@ def test_many_known_codeweave_jobs_at_once_each_answer_within_the_bound_while_co
         assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
     slowest = max(took for took, _ in answers)
     assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"
+
+
+def test_many_known_sagemaker_training_jobs_at_once_each_answer_within_the_bound_while_sagemaker_hangs(
+    aws_env, moto_endpoint, monkeypatch, production_status_waits
+):
+    """The plugin-based connectors (flytekitplugins-awssagemaker, through _plugin_clients) keep the
+    same bound: four times the backend's threads of GetTasks of known training jobs, at once, each
+    answers its last known status within the known-job bound while SageMaker hangs."""
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata  # noqa: PLC0415
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    sm = boto3.client("sagemaker", region_name=REGION)
+    names = [f"bound-{uuid.uuid4().hex[:8]}-{i}" for i in range(4 * WORKERS_PER_BACKEND)]
+    for name in names:
+        sm.create_training_job(
+            TrainingJobName=name,
+            AlgorithmSpecification={"TrainingImage": "img:1", "TrainingInputMode": "File"},
+            RoleArn="arn:aws:iam::123456789012:role/sm",
+            OutputDataConfig={"S3OutputPath": "s3://flyte-data/out"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        )
+    # moto's training jobs are Completed at once (sagemaker/models.py FakeTrainingJob); SageMaker's run.
+    for job in sagemaker_backends["123456789012"][REGION].training_jobs.values():
+        job.training_job_status = "InProgress"
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+    connector = SpotTrainingConnector()  # its AWS clients are made on the proxy
+    metas = [PythonicJobMetadata(job_name=name, output_prefix="s3://flyte-data/x", region=REGION) for name in names]
+
+    async def timed_get(meta):
+        start = time.monotonic()
+        answer = await connector.get(meta)
+        return time.monotonic() - start, answer
+
+    async def all_at_once():
+        return await asyncio.gather(*(timed_get(meta) for meta in metas))
+
+    try:
+        assert {answer.phase for _, answer in asyncio.run(all_at_once())} == {PHASE.RUNNING}  # known now
+        proxy.hanging = True
+        time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
+        gc.collect()  # see the Codeweave test above
+        gc.disable()
+        try:
+            answers = asyncio.run(all_at_once())
+        finally:
+            gc.enable()
+    finally:
+        proxy.stop()
+    for _took, answer in answers:
+        assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"
