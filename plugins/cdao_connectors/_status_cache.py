@@ -13,7 +13,8 @@ background thread, one whose entry is older than ``max_age``) makes its GetTask 
 of jobs that refresh covers share it (a ``batch`` of 1 covers only the caller's own job).
 
 Every refresh runs on the cache's own threads (``parallel`` of them: a backend's bounded share,
-never the RPC threads nor another backend's), and a GetTask waits for it only so long:
+never the RPC threads nor another backend's), and a GetTask waits for it only so long, on the
+service's event loop (:meth:`StatusCache.aget`), holding no thread while it waits:
 
 - a job whose status is known waits at most :data:`KNOWN_STATUS_WAIT_SECONDS`, then is answered its
   last known status, marked stale; the refresh goes on and its answer serves the next GetTask.
