@@ -130,8 +130,11 @@ class Backend:
 
         Raises :class:`BackendDeadlineExceeded` when it is not; the thread finishes on its own.
         """
-        future = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        return await within_deadline(future, deadline=deadline, what=what, backend=self.name)
+        return await within_deadline(self.run(fn, *args, **kwargs), deadline=deadline, what=what, backend=self.name)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """``fn(*args, **kwargs)`` on this backend's threads, unbounded: the caller bounds it."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
 
 class BulkheadConnector(AsyncConnectorBase):
@@ -165,14 +168,15 @@ class BulkheadConnector(AsyncConnectorBase):
         deadline. The cache's bounded wait is awaited on the event loop (``StatusCache.aget``): run
         on the backend's threads, as many GetTasks as propeller's ``webApi.caching.workers`` would
         queue for those threads ahead of the bound. Only building the Resource (which reads the
-        task's outputs once the job ended) runs on them."""
+        task's outputs once the job ended) runs on them; the two share the one budget."""
+        return await within_deadline(
+            self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
+        )
+
+    async def _get(self, resource_meta: Any) -> Any:
         cache, key = self.status_of(resource_meta)
-        known = await within_deadline(
-            cache.aget(key), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
-        )
-        resource = await self.backend.call(
-            self.resource_for, known.value, resource_meta, deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
-        )
+        known = await cache.aget(key)
+        resource = await self.backend.run(self.resource_for, known.value, resource_meta)
         return noting_staleness(resource, known.stale)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:

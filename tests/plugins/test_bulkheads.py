@@ -555,3 +555,35 @@ def test_many_known_sagemaker_training_jobs_at_once_each_answer_within_the_bound
         assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
     slowest = max(took for took, _ in answers)
     assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"
+
+
+def test_a_gettask_answers_within_one_budget_for_its_status_wait_and_its_resource(monkeypatch):
+    """The status wait and building the Resource (which reads the task's outputs once the job
+    ended) share the one GetTask budget: each inside it but the two together past it must still be
+    a retryable error inside propeller's deadline, not an answer after it."""
+    from cdao_connectors._backends import Backend, BackendDeadlineExceeded, BulkheadConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.5)  # a 0.5 s budget
+
+    def slow_describe(keys):
+        time.sleep(0.3)
+        return {key: {"status": "SUCCEEDED"} for key in keys}
+
+    class Slow(BulkheadConnector):
+        def __init__(self) -> None:
+            super().__init__(task_type_name="cdao-budget-test", metadata_type=CodeweaveJobMetadata)
+            self.backend = Backend("budget test")
+            self.cache = _status_cache.StatusCache(slow_describe, max_age=60.0, batch=1, name="budget-test")
+
+        def status_of(self, resource_meta):
+            return self.cache, resource_meta.job_id
+
+        def resource_for(self, value, resource_meta):
+            time.sleep(0.4)  # the outputs check of an ended job
+            return agent_pb2.Resource(phase=PHASE.SUCCEEDED)
+
+    meta = CodeweaveJobMetadata(job_id="one", output_prefix="s3://flyte-data/x", has_outputs=False)
+    start = time.monotonic()
+    with pytest.raises(BackendDeadlineExceeded):
+        asyncio.run(Slow().get(meta))
+    assert time.monotonic() - start < 0.5 + 0.15
