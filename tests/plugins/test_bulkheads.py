@@ -586,4 +586,4 @@ def test_a_gettask_answers_within_one_budget_for_its_status_wait_and_its_resourc
     start = time.monotonic()
     with pytest.raises(BackendDeadlineExceeded):
         asyncio.run(Slow().get(meta))
-    assert time.monotonic() - start < 0.5 + 0.15
+    assert time.monotonic() - start < 0.5 + 0.3  # the budget and the loop's own latency under load
