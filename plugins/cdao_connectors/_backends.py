@@ -25,10 +25,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -37,6 +37,10 @@ from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 from flytekit.extend.backend.base_connector import AsyncConnectorBase
 
 from cdao_connectors import _deadlines
+from cdao_connectors._common import noting_staleness
+
+if TYPE_CHECKING:  # _status_cache imports this module
+    from cdao_connectors._status_cache import StatusCache
 
 T = TypeVar("T")
 
@@ -215,9 +219,11 @@ class Backend:
 
 
 class BulkheadConnector(AsyncConnectorBase):
-    """An async connector whose synchronous ``create_sync``/``get_sync``/``delete_sync`` run on its
-    own :class:`Backend` within propeller's CreateTask, GetTask and DeleteTask deadlines; a job a
-    create starts after its CreateTask gave up is cancelled by :meth:`cancel_abandoned`."""
+    """An async connector whose synchronous ``create_sync``/``delete_sync`` run on its own
+    :class:`Backend` within propeller's CreateTask and DeleteTask deadlines, and whose GetTask reads
+    the job's status cache (:meth:`status_of`) within the GetTask deadline, turning what it knows
+    into a Resource (:meth:`resource_for`); a job a create starts after its CreateTask gave up is
+    cancelled by :meth:`cancel_abandoned`."""
 
     backend: Backend
 
@@ -240,9 +246,20 @@ class BulkheadConnector(AsyncConnectorBase):
         await self.delete(resource_meta)
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
-        return await self.backend.call(
-            self.get_sync, resource_meta, deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
+        """The job's Resource from its status cache (:meth:`status_of`), within propeller's GetTask
+        deadline. The cache's bounded wait is awaited on the event loop (``StatusCache.aget``): run
+        on the backend's threads, as many GetTasks as propeller's ``webApi.caching.workers`` would
+        queue for those threads ahead of the bound. Only building the Resource (which reads the
+        task's outputs once the job ended) runs on them; the two share the one budget."""
+        return await within_deadline(
+            self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
         )
+
+    async def _get(self, resource_meta: Any) -> Any:
+        cache, key = self.status_of(resource_meta)
+        known = await cache.aget(key)
+        resource = await self.backend.run(self.resource_for, known.value, resource_meta)
+        return noting_staleness(resource, known.stale)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await self.backend.call(
@@ -255,6 +272,18 @@ class BulkheadConnector(AsyncConnectorBase):
         raise NotImplementedError
 
     def get_sync(self, resource_meta: Any) -> Any:
+        """What :meth:`get` answers, with the calling thread waiting for the status read."""
+        cache, key = self.status_of(resource_meta)
+        known = cache.get(key)
+        return noting_staleness(self.resource_for(known.value, resource_meta), known.stale)
+
+    def status_of(self, resource_meta: Any) -> tuple[StatusCache, Hashable]:
+        """The status cache holding the job's status and the job's key in it."""
+        raise NotImplementedError
+
+    def resource_for(self, value: Any, resource_meta: Any) -> Any:
+        """The flytekit ``Resource`` for the job's last known description ``value`` (None: the
+        backend does not know the job)."""
         raise NotImplementedError
 
     def delete_sync(self, resource_meta: Any) -> None:

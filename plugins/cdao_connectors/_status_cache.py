@@ -13,7 +13,8 @@ background thread, one whose entry is older than ``max_age``) makes its GetTask 
 of jobs that refresh covers share it (a ``batch`` of 1 covers only the caller's own job).
 
 Every refresh runs on the cache's own threads (``parallel`` of them: a backend's bounded share,
-never the RPC threads nor another backend's), and a GetTask waits for it only so long:
+never the RPC threads nor another backend's), and a GetTask waits for it only so long, on the
+service's event loop (:meth:`StatusCache.aget`), holding no thread while it waits:
 
 - a job whose status is known waits at most :data:`KNOWN_STATUS_WAIT_SECONDS`, then is answered its
   last known status, marked stale; the refresh goes on and its answer serves the next GetTask.
@@ -52,7 +53,9 @@ Nothing maintained does this (boto3 has no request coalescing), hence the hand-w
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import threading
 import time
 import weakref
@@ -98,6 +101,24 @@ FIRST_SIGHT_WAIT_SECONDS = 2.0
 # How long a refusal that is not transient is answered stale before GetTask reports it: ten of
 # propeller's resync intervals, time for an operator to put back a role a change broke.
 REFUSAL_GRACE_SECONDS = 10 * _deadlines.PROPELLER_RESYNC_SECONDS
+
+# How many connector replicas propeller's GetTasks are spread over at most: the HorizontalPodAutoscaler's
+# maxReplicas (platform/addons/connectors/base/autoscaling.yaml; tests/plugins/test_status_cache.py
+# holds the two equal).
+MAX_REPLICAS = 8
+# A live job's GetTask comes every resync (flytestdlib cache/in_memory_auto_refresh.go at
+# flyteplugins/v1.16.8) to one replica picked by gRPC's round_robin policy, the next ready
+# subchannel per call (flyteplugins go/tasks/plugins/webapi/connector/config.go
+# DefaultServiceConfig; https://github.com/grpc/grpc/blob/master/doc/load-balancing.md), so with
+# MAX_REPLICAS replicas a given one misses it n resyncs in a row with chance (1 - 1/R)^n. A replica
+# that forgot a live job answers its next GetTask as a first sight, an error when the backend is
+# throttled then. Forgetting only after that chance is under one in a million (104 resyncs of 30 s
+# with 8 replicas, 52 minutes) keeps it from happening in practice. The cost: a job whose task ended
+# (or that another replica was asked to delete) stays in memory that long, and, until its backend
+# reports it ended (final entries are never refreshed), in the background refresh.
+_FORGET_CHANCE = 1e-6
+IDLE_RESYNCS = math.ceil(math.log(_FORGET_CHANCE) / math.log(1 - 1 / MAX_REPLICAS))
+IDLE_AFTER_SECONDS = IDLE_RESYNCS * _deadlines.PROPELLER_RESYNC_SECONDS
 
 
 def is_transient_error(error: BaseException) -> bool:
@@ -177,12 +198,8 @@ class StatusCache:
         self.max_age = max_age
         self.batch = batch
         # A job nobody asked about for this long is finished from propeller's point of view
-        # (terminal, aborted, or handled by another replica) and stops costing API calls. Propeller
-        # asks every resync interval, alternating between replicas: ten intervals keep a live job's
-        # last known status (what spares propeller's error budget) on every replica.
-        self._idle_after = (
-            idle_after if idle_after is not None else max(10 * _deadlines.PROPELLER_RESYNC_SECONDS, 10 * max_age)
-        )
+        # (terminal or aborted) and stops costing memory and API calls (:data:`IDLE_AFTER_SECONDS`).
+        self._idle_after = idle_after if idle_after is not None else max(IDLE_AFTER_SECONDS, 10 * max_age)
         self._clock = clock
         # The refreshes' own threads: a hung backend fills these, never the service's RPC threads.
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"cdao-{name}-status")
@@ -217,11 +234,43 @@ class StatusCache:
 
     def get(self, key: Hashable) -> Known:
         """The key's latest description, its age, and why it is stale when it is (:class:`Known`),
-        within :data:`KNOWN_STATUS_WAIT_SECONDS` once something is known about the key.
+        within :data:`KNOWN_STATUS_WAIT_SECONDS` once something is known about the key; the calling
+        thread waits for the read. A GetTask uses :meth:`aget`, which holds no thread while it waits.
 
         Raises, when nothing is known about the key yet, what the backend's describe raised, or
         :class:`StatusNotAnswered` after :data:`FIRST_SIGHT_WAIT_SECONDS` without an answer; and
         :class:`StatusRefused` once its refreshes have been refused past :data:`REFUSAL_GRACE_SECONDS`."""
+        begun = self._begin(key)
+        if isinstance(begun, Known):
+            return begun
+        future, wait = begun
+        try:
+            future.result(timeout=wait)
+            answered = True
+        except FutureTimeout:
+            answered = False
+        return self._answer(key, answered, wait)
+
+    async def aget(self, key: Hashable) -> Known:
+        """:meth:`get` for a coroutine: the bounded wait for the read is awaited on the event loop,
+        so a GetTask waiting for a slow or hung backend holds none of the backend's threads (with
+        propeller's ``webApi.caching.workers`` GetTasks at once, a pool in front of the wait would
+        queue them past its bound); only the read itself runs on the cache's threads. Same answers
+        and errors as :meth:`get`."""
+        begun = self._begin(key)
+        if isinstance(begun, Known):
+            return begun
+        future, wait = begun
+        try:
+            # shield: the bound ending must not cancel the read, whose answer serves the next GetTask.
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
+            answered = True
+        except TimeoutError:
+            answered = False
+        return self._answer(key, answered, wait)
+
+    def _begin(self, key: Hashable) -> Known | tuple[Future, float]:
+        """What can be answered at once, or the read to wait for and how long."""
         asked = self._clock()
         known_wait = self._known_wait if self._known_wait is not None else KNOWN_STATUS_WAIT_SECONDS
         with self._lock:
@@ -241,11 +290,10 @@ class StatusCache:
                 # Its refresh is already under way (and, for a new job, was waited for once).
                 future, wait = running[1], known_wait
         INLINE_REFRESHES.labels(self._name).inc()
-        try:
-            future.result(timeout=wait)
-            answered = True
-        except FutureTimeout:
-            answered = False
+        return future, wait
+
+    def _answer(self, key: Hashable, answered: bool, wait: float) -> Known:
+        """The answer once the read ended (``answered``) or ``wait`` seconds passed without it."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)

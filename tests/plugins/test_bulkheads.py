@@ -4,6 +4,8 @@ deadline (values.yaml sets one defaultTimeout, 30 s; the connectors keep GetTask
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -456,3 +458,133 @@ def test_a_shared_client_follows_the_endpoint_the_environment_names(monkeypatch)
     assert backend.aws("batch", "us-east-1").meta.endpoint_url == "http://127.0.0.1:2"
     monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", "http://127.0.0.1:3")
     assert backend.aws("emr-serverless", "us-east-1").meta.endpoint_url == "http://127.0.0.1:3"
+
+
+def test_many_known_codeweave_jobs_at_once_each_answer_within_the_bound_while_codeweave_hangs(
+    backends, production_status_waits
+):
+    """Propeller sends up to ``webApi.caching.workers`` (200, values.yaml) GetTasks at once; four
+    times the backend's threads of them, on the service's event loop as flytekit's servicer awaits
+    them, each answers its last known status within the known-job bound: the wait holds no thread,
+    so no GetTask queues behind another's wait."""
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    metas = []
+    for i in range(4 * WORKERS_PER_BACKEND):
+        backends.jobs[f"bound-{i}"] = FakeJob(id=f"bound-{i}", spec={"name": "bound"}, status="RUNNING")
+        metas.append(CodeweaveJobMetadata(job_id=f"bound-{i}", output_prefix="s3://flyte-data/x", has_outputs=False))
+
+    async def timed_get(meta):
+        start = time.monotonic()
+        answer = await connector.get(meta)
+        return time.monotonic() - start, answer
+
+    async def all_at_once():
+        return await asyncio.gather(*(timed_get(meta) for meta in metas))
+
+    assert {answer.phase for _, answer in asyncio.run(all_at_once())} == {PHASE.RUNNING}  # first sight: known now
+    backends.hanging = True
+    time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
+    # A full collection of this test process's heap (moto, botocore, earlier tests) stalls the
+    # event loop for a few hundred ms at random: what is measured is the wait, not the collector.
+    gc.collect()
+    gc.disable()
+    try:
+        answers = asyncio.run(all_at_once())
+    finally:
+        gc.enable()
+    for _took, answer in answers:
+        assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"
+
+
+def test_many_known_sagemaker_training_jobs_at_once_each_answer_within_the_bound_while_sagemaker_hangs(
+    aws_env, moto_endpoint, monkeypatch, production_status_waits
+):
+    """The plugin-based connectors (flytekitplugins-awssagemaker, through _plugin_clients) keep the
+    same bound: four times the backend's threads of GetTasks of known training jobs, at once, each
+    answers its last known status within the known-job bound while SageMaker hangs."""
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata  # noqa: PLC0415
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    sm = boto3.client("sagemaker", region_name=REGION)
+    names = [f"bound-{uuid.uuid4().hex[:8]}-{i}" for i in range(4 * WORKERS_PER_BACKEND)]
+    for name in names:
+        sm.create_training_job(
+            TrainingJobName=name,
+            AlgorithmSpecification={"TrainingImage": "img:1", "TrainingInputMode": "File"},
+            RoleArn="arn:aws:iam::123456789012:role/sm",
+            OutputDataConfig={"S3OutputPath": "s3://flyte-data/out"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        )
+    # moto's training jobs are Completed at once (sagemaker/models.py FakeTrainingJob); SageMaker's run.
+    for job in sagemaker_backends["123456789012"][REGION].training_jobs.values():
+        job.training_job_status = "InProgress"
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+    connector = SpotTrainingConnector()  # its AWS clients are made on the proxy
+    metas = [PythonicJobMetadata(job_name=name, output_prefix="s3://flyte-data/x", region=REGION) for name in names]
+
+    async def timed_get(meta):
+        start = time.monotonic()
+        answer = await connector.get(meta)
+        return time.monotonic() - start, answer
+
+    async def all_at_once():
+        return await asyncio.gather(*(timed_get(meta) for meta in metas))
+
+    try:
+        assert {answer.phase for _, answer in asyncio.run(all_at_once())} == {PHASE.RUNNING}  # known now
+        proxy.hanging = True
+        time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
+        gc.collect()  # see the Codeweave test above
+        gc.disable()
+        try:
+            answers = asyncio.run(all_at_once())
+        finally:
+            gc.enable()
+    finally:
+        proxy.stop()
+    for _took, answer in answers:
+        assert answer.phase == PHASE.RUNNING and "last known status" in answer.message, answer.message
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"a known job's GetTask waited {slowest:.2f}s"
+
+
+def test_a_gettask_answers_within_one_budget_for_its_status_wait_and_its_resource(monkeypatch):
+    """The status wait and building the Resource (which reads the task's outputs once the job
+    ended) share the one GetTask budget: each inside it but the two together past it must still be
+    a retryable error inside propeller's deadline, not an answer after it."""
+    from cdao_connectors._backends import Backend, BackendDeadlineExceeded, BulkheadConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.5)  # a 0.5 s budget
+
+    def slow_describe(keys):
+        time.sleep(0.3)
+        return {key: {"status": "SUCCEEDED"} for key in keys}
+
+    class Slow(BulkheadConnector):
+        def __init__(self) -> None:
+            super().__init__(task_type_name="cdao-budget-test", metadata_type=CodeweaveJobMetadata)
+            self.backend = Backend("budget test")
+            self.cache = _status_cache.StatusCache(slow_describe, max_age=60.0, batch=1, name="budget-test")
+
+        def status_of(self, resource_meta):
+            return self.cache, resource_meta.job_id
+
+        def resource_for(self, value, resource_meta):
+            time.sleep(0.4)  # the outputs check of an ended job
+            return agent_pb2.Resource(phase=PHASE.SUCCEEDED)
+
+    meta = CodeweaveJobMetadata(job_id="one", output_prefix="s3://flyte-data/x", has_outputs=False)
+    start = time.monotonic()
+    with pytest.raises(BackendDeadlineExceeded):
+        asyncio.run(Slow().get(meta))
+    assert time.monotonic() - start < 0.5 + 0.3  # the budget and the loop's own latency under load

@@ -443,3 +443,56 @@ def test_emr_serverless_run_pending_on_an_application_that_is_gone_fails_naming_
         loop.run_until_complete(connector.delete(meta))  # nothing to cancel: not an error
     finally:
         loop.close()
+
+
+@pytest.mark.usefixtures("short_deadlines", "production_status_waits")
+def test_a_deferred_emr_serverless_run_is_submitted_once_then_read_from_the_status_cache(
+    aws_env, moto_endpoint, monkeypatch
+):
+    """A run created while the shared application was stopped is pending: the plugin keeps the
+    request and its get() sends GetApplication and StartJobRun (with the attempt's clientToken) on
+    every GetTask (flytekitplugins-awsemrserverless connector.py ``get``). Once a run exists for the
+    token, GetTask must only read its status: no StartJobRun nor GetApplication again, and, with
+    EMR Serverless throttling every call, a known run's GetTask answers its last known status within
+    the known-job bound, not an error after the GetTask budget."""
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from cdao_connectors import _status_cache  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-deferred", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    pending = {
+        "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/r",
+        "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+        "client_token": uuid.uuid4().hex,
+    }
+    meta = EMRServerlessJobMetadata(application_id=app, job_run_id="", region=REGION, pending_job_request=pending)
+    # moto's runs start SUCCESS (emrserverless/models.py JOB_STATUS); AWS's run on for a while.
+    monkeypatch.setattr("moto.emrserverless.models.JOB_STATUS", "RUNNING")
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    connector = IdempotentEMRServerlessConnector()  # its AWS clients are made on the proxy
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(4):
+            assert loop.run_until_complete(connector.get(meta)).phase == PHASE.RUNNING
+        submitted = [r for r in proxy.received if r == ("POST", f"/applications/{app}/jobruns")]
+        application_reads = [r for r in proxy.received if r == ("GET", f"/applications/{app}")]
+        assert len(submitted) == 1, proxy.received
+        assert len(application_reads) == 1, proxy.received
+
+        proxy.throttle_next = 10**6
+        time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here): the GetTask reads the run
+        for _ in range(2):
+            start = time.monotonic()
+            resource = loop.run_until_complete(connector.get(meta))
+            took = time.monotonic() - start
+            assert resource.phase == PHASE.RUNNING and "last known status" in resource.message, resource.message
+            assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.5, f"a known run's GetTask took {took:.1f}s"
+    finally:
+        loop.close()
+        proxy.stop()
+    assert len(emrserverless_backends[ACCOUNT][REGION].job_runs[app]) == 1

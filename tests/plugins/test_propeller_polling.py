@@ -163,3 +163,51 @@ def test_the_background_refresh_takes_at_most_a_quarter_of_a_replicas_cpu_reques
         f"background refresh passes at {_refresh_seconds():g} s over {TASKS_IN_FLIGHT} tasks cost "
         f"{background:.2f} CPU per replica, over a quarter of its {request:g} CPU request"
     )
+
+
+class _SlowStub:
+    """Stands in for the connector service's gRPC stub: GetTask answers after ``seconds`` on a timer
+    thread (a grpc future's ``add_done_callback``/``result``), and the GetTasks outstanding at once
+    are counted per task."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading  # noqa: PLC0415
+        from types import SimpleNamespace  # noqa: PLC0415
+
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self.outstanding: dict[bytes, int] = {}
+        self.most_outstanding: dict[bytes, int] = {}
+        self.GetTask = SimpleNamespace(future=self._future)
+
+    def _future(self, request, timeout):
+        import threading  # noqa: PLC0415
+        from concurrent.futures import Future  # noqa: PLC0415
+
+        from flyteidl.admin import agent_pb2  # noqa: PLC0415
+
+        key = request.resource_meta
+        with self._lock:
+            self.outstanding[key] = self.outstanding.get(key, 0) + 1
+            self.most_outstanding[key] = max(self.most_outstanding.get(key, 0), self.outstanding[key])
+        future: Future = Future()
+
+        def answer() -> None:
+            with self._lock:
+                self.outstanding[key] -= 1
+            future.set_result(agent_pb2.GetTaskResponse())
+
+        threading.Timer(self._seconds, answer).start()
+        return future
+
+
+def test_the_propeller_stand_in_sends_a_slow_tasks_getTask_again_at_the_next_resync():
+    """Upstream a worker takes a task off ``processing`` when it takes it from the queue, before its
+    GetTask (flytestdlib cache/in_memory_auto_refresh.go at flyteplugins/v1.16.8, ``sync``:
+    ``w.processing.Delete(itemID)`` before ``w.syncCb``), so the next resync enqueues it again while
+    a slow GetTask is still outstanding and a hung backend's tasks hold more and more workers."""
+    from propeller import poll_like_propeller  # noqa: PLC0415
+
+    stub = _SlowStub(seconds=0.3)
+    poll_like_propeller(stub, [(BATCH_TASK_TYPE, b"slow")], workers=4, resync=0.05, duration=0.2, deadline=1.0)
+    assert stub.most_outstanding[b"slow"] > 1, stub.most_outstanding

@@ -6,8 +6,12 @@ import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from cdao_connectors import _status_cache
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+from cdao_connectors import _deadlines, _status_cache
 from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import DESCRIBE_JOBS_BATCH as DESCRIBE_BATCH
 
@@ -208,3 +212,43 @@ def test_a_hung_read_delays_only_its_own_job_not_the_next_background_pass():
         assert cache.peek("ok") == {"status": "RUNNING"}
     finally:
         released.set()
+
+
+AUTOSCALING = Path(__file__).parents[2] / "platform" / "addons" / "connectors" / "base" / "autoscaling.yaml"
+
+
+def test_the_replica_count_the_idle_window_is_sized_for_is_the_autoscalers_maximum():
+    (hpa,) = [d for d in yaml.safe_load_all(AUTOSCALING.read_text()) if d["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "cdao-connector"
+    assert hpa["spec"]["maxReplicas"] == _status_cache.MAX_REPLICAS
+
+
+def test_a_live_job_this_replica_missed_for_many_resyncs_is_still_known_when_throttled():
+    """Round robin over 8 replicas misses a task's GetTask 30 resyncs in a row on a given replica
+    with chance (7/8)^30, 1.8 % (18 of 1000 tasks): its status must still be known there, so a
+    throttled refresh answers the last known status, not an error that spends propeller's budget."""
+    clock, throttled = Clock(), {"on": False}
+
+    def describe(ids):
+        if throttled["on"]:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeJobs")
+        return {i: {"jobId": i, "status": "RUNNING"} for i in ids}
+
+    # A period longer than the test: the background pass is driven by hand.
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=30.0, period=3600.0, clock=clock)
+    assert cache.get("job-1").value["status"] == "RUNNING"
+    clock.now += 30 * _deadlines.PROPELLER_RESYNC_SECONDS
+    throttled["on"] = True
+    with pytest.raises(ClientError):
+        cache.refresh_ahead(older_than=15.0)  # this replica's background pass meanwhile
+    known = cache.get("job-1")
+    assert known.value["status"] == "RUNNING" and known.stale, known
+
+
+def test_a_job_nobody_asked_about_for_the_idle_window_is_forgotten():
+    clock, describe = Clock(), Describer()
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=30.0, clock=clock)
+    cache.get("ended")
+    clock.now += _status_cache.IDLE_AFTER_SECONDS + 1
+    cache.get("live")
+    assert cache.peek("ended") is None and describe.calls[-1] == ["live"]

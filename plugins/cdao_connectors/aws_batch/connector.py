@@ -23,7 +23,6 @@ from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
     log_link,
-    noting_staleness,
     outcome_after_exit,
     readable_execution_name,
     rendered_container,
@@ -240,11 +239,9 @@ class BatchConnector(BulkheadConnector):
         )
         await self.delete(resource_meta)
 
-    def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
+    def status_of(self, resource_meta: BatchJobMetadata) -> tuple[StatusCache, str]:
         cfg = BatchConfig.from_env()
-        cache = self.status_cache(resource_meta.region, cfg.status_refresh_seconds)
-        known = cache.get(resource_meta.job_id)
-        return noting_staleness(self.resource_for(known.value, resource_meta), known.stale)
+        return self.status_cache(resource_meta.region, cfg.status_refresh_seconds), resource_meta.job_id
 
     @staticmethod
     def resource_for(job: dict[str, Any] | None, resource_meta: BatchJobMetadata) -> Resource:

@@ -19,7 +19,6 @@ from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
     log_link,
-    noting_staleness,
     outcome_after_exit,
     readable_execution_name,
     rendered_container,
@@ -166,12 +165,11 @@ class CodeweaveConnector(BulkheadConnector):
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
 
-    def get_sync(self, resource_meta: CodeweaveJobMetadata) -> Resource:
-        known = self.statuses.get(resource_meta.job_id)
-        return noting_staleness(self._resource_for(known.value, resource_meta), known.stale)
+    def status_of(self, resource_meta: CodeweaveJobMetadata) -> tuple[StatusCache, str]:
+        return self.statuses, resource_meta.job_id
 
     @staticmethod
-    def _resource_for(job: Any, resource_meta: CodeweaveJobMetadata) -> Resource:
+    def resource_for(job: Any, resource_meta: CodeweaveJobMetadata) -> Resource:
         if job is None:
             return Resource(phase=TaskExecution.FAILED, message=f"Codeweave has no job {resource_meta.job_id}")
         links = [log_link("Codeweave logs", job.log_url)] if job.log_url else None

@@ -28,7 +28,6 @@ from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
     log_link,
-    noting_staleness,
     outcome_after_exit,
     readable_execution_name,
     rendered_container,
@@ -304,13 +303,12 @@ class EMRConnector(BulkheadConnector):
             request["LogUri"] = cfg.log_uri
         return emr.run_job_flow(**request)["JobFlowId"]
 
-    def get_sync(self, resource_meta: EMRStepMetadata) -> Resource:
+    def status_of(self, resource_meta: EMRStepMetadata) -> tuple[StatusCache, tuple[str, str]]:
         cache = self.status_cache(resource_meta.region, status_refresh_seconds())
-        known = cache.get((resource_meta.cluster_id, resource_meta.step_id))
-        return noting_staleness(self._resource_for(known.value, resource_meta), known.stale)
+        return cache, (resource_meta.cluster_id, resource_meta.step_id)
 
     @staticmethod
-    def _resource_for(step: dict[str, Any] | None, resource_meta: EMRStepMetadata) -> Resource:
+    def resource_for(step: dict[str, Any] | None, resource_meta: EMRStepMetadata) -> Resource:
         if step is None:
             return Resource(
                 phase=TaskExecution.FAILED,

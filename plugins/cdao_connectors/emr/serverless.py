@@ -26,6 +26,12 @@ Serverless :class:`~cdao_connectors._backends.Backend`'s own threads with its sh
 
 The plugin's ``get()`` reads each run with its own GetJobRun; here a GetTask reads the run from
 one shared view of the application's runs, refreshed by ListJobRuns (:func:`job_runs`).
+
+While the application is stopped (it auto-stops when idle, infra/components/compute.py) the plugin's
+create() defers the submission: its resource_meta keeps ``pending_job_request`` and no run id, and
+its get() and delete() send GetApplication and StartJobRun on every call for the attempt's whole
+life (connector.py ``get``/``delete``). Here the run the first of them started is recorded for the
+request's clientToken and every later call names it: a GetTask only reads the run's status.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import hashlib
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
@@ -87,6 +94,11 @@ _SWALLOWED: ContextVar[list[Exception] | None] = ContextVar("emr_serverless_swal
 _STALE: ContextVar[list[str] | None] = ContextVar("emr_serverless_stale_statuses", default=None)
 
 
+# Set for one get()/delete(): the job run ids StartJobRun answered in it (a pending run's deferred
+# submission), so the connector records the run its request started.
+_STARTED: ContextVar[list[str] | None] = ContextVar("emr_serverless_started_runs", default=None)
+
+
 class _RunGone(LookupError):
     """EMR Serverless does not know the job run a GetTask asks about."""
 
@@ -107,6 +119,7 @@ def _run_is_gone(error: Exception) -> bool:
 _LIST_PAGE = 50
 _LIVE_RUN_STATES = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
 _ENDED_RUN_STATES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+_ENDED_PHASES = frozenset({TaskExecution.SUCCEEDED, TaskExecution.FAILED, TaskExecution.ABORTED})
 # createdAtAfter is a lower bound; a second of slack keeps the oldest tracked run in the answer.
 _CREATION_SLACK = timedelta(seconds=1)
 
@@ -261,7 +274,11 @@ class _TokenPinningHandler:
         token = _CLIENT_TOKEN.get()
         if token is not None:
             kwargs["client_token"] = token
-        return await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
+        run_id = await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
+        started = _STARTED.get()
+        if started is not None:
+            started.append(run_id)
+        return run_id
 
 
 class _CallRefused(RuntimeError):
@@ -325,6 +342,39 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         self._uploaded: set[str] = set()
         self._uploaded_lock = threading.Lock()
         self.status_cache = StatusCaches(self._new_cache)
+        # The run each pending request started on this replica, by (region, application id,
+        # clientToken): the plugin's get() and delete() would send GetApplication and StartJobRun
+        # again on every call for a resource_meta that keeps pending_job_request (propeller keeps
+        # CreateTask's answer for the attempt's life). An entry goes once its run is seen ended or
+        # cancelled here; a run another replica cancelled stays until this one restarts (a few bytes).
+        self._started_runs: dict[tuple[str, str, str], str] = {}
+
+    @staticmethod
+    def _pending_key(resource_meta: Any) -> tuple[str, str, str] | None:
+        pending = resource_meta.pending_job_request
+        if resource_meta.job_run_id or not pending or not pending.get("client_token"):
+            return None
+        return (resource_meta.region or aws_region(), resource_meta.application_id, pending["client_token"])
+
+    def _with_started_run(self, resource_meta: Any) -> Any:
+        """``resource_meta`` naming the run its pending request already started here, if any."""
+        key = self._pending_key(resource_meta)
+        run_id = self._started_runs.get(key) if key is not None else None
+        return dataclasses.replace(resource_meta, job_run_id=run_id) if run_id else resource_meta
+
+    @contextmanager
+    def _recording_started_run(self, resource_meta: Any) -> Iterator[None]:
+        """Records the run a pending request's deferred StartJobRun started within the block, even
+        when the block then fails (a throttled first read of the run)."""
+        started: list[str] = []
+        reset = _STARTED.set(started)
+        try:
+            yield
+        finally:
+            _STARTED.reset(reset)
+            key = self._pending_key(resource_meta)
+            if started and key is not None:
+                self._started_runs[key] = started[0]
 
     def _new_cache(self, region: str, max_age: float) -> StatusCache:
         cache: StatusCache
@@ -349,9 +399,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     async def _read_status(self, region: str | None, application_id: str, job_run_id: str) -> dict[str, Any]:
         """The run's status from the shared view (at most ``CDAO_STATUS_REFRESH_SECONDS`` old)."""
         cache = self.status_cache(region or aws_region(), status_refresh_seconds())
-        known = await self.backend.call(
-            cache.get, (application_id, job_run_id), deadline=_deadlines.GET_TASK_SECONDS, what="GetJobRun"
-        )
+        # Awaited on the event loop: the bounded wait holds none of the backend's threads.
+        known = await cache.aget((application_id, job_run_id))
         if known.value is None:
             raise _RunGone(job_run_id)
         stale = _STALE.get()
@@ -453,19 +502,24 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         return resource_meta
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        asked = resource_meta
+        resource_meta = self._with_started_run(asked)
         reset = _STATUS_READ.set(self._read_status)
         stale: list[str] = []
         reset_stale = _STALE.set(stale)
         try:
-            resource = await within_deadline(
-                _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
-                deadline=_deadlines.GET_TASK_SECONDS,
-                what="GetTask",
-                backend=_BACKEND,
-            )
+            with self._recording_started_run(resource_meta):
+                resource = await within_deadline(
+                    _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
+                    deadline=_deadlines.GET_TASK_SECONDS,
+                    what="GetTask",
+                    backend=_BACKEND,
+                )
         finally:
             _STALE.reset(reset_stale)
             _STATUS_READ.reset(reset)
+        if resource.phase in _ENDED_PHASES and (key := self._pending_key(asked)) is not None:
+            self._started_runs.pop(key, None)
         noting_staleness(resource, "; ".join(stale))
         if resource.phase == TaskExecution.FAILED and resource.message.startswith("Job not found"):
             # Only ResourceNotFoundException gets here: the run was deleted outside Flyte.
@@ -476,12 +530,16 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         return resource
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
-        await within_deadline(
-            self._cancel(resource_meta, **kwargs),
-            deadline=_deadlines.DELETE_TASK_SECONDS,
-            what="DeleteTask",
-            backend=_BACKEND,
-        )
+        started = self._with_started_run(resource_meta)
+        with self._recording_started_run(started):
+            await within_deadline(
+                self._cancel(started, **kwargs),
+                deadline=_deadlines.DELETE_TASK_SECONDS,
+                what="DeleteTask",
+                backend=_BACKEND,
+            )
+        if (key := self._pending_key(resource_meta)) is not None:
+            self._started_runs.pop(key, None)
 
     async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:
         """The plugin's cancel; a refused CancelJobRun is an error only while the run still goes on.

@@ -41,7 +41,7 @@ from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, create_within_deadline, within_deadline
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
-from cdao_connectors._status_cache import StatusCache, StatusCaches
+from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
 from cdao_connectors.config import aws_region, status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import (
     LISTED_KINDS,
@@ -58,7 +58,7 @@ _CURRENT: ContextVar[Backend | None] = ContextVar("sagemaker_plugin_backend", de
 # Describe calls are answered from (:mod:`cdao_connectors.sagemaker._job_statuses`).
 _STATUS_CACHES: ContextVar[StatusCaches | None] = ContextVar("sagemaker_status_caches", default=None)
 # Set for one GetTask: why the status it read is its job's last known one (StatusCache.get), for
-# the GetTask's message. A list, so the backend thread's answer reaches the GetTask's context.
+# the GetTask's message. A list, so what a call made in a task of its own reaches the GetTask.
 _STALE: ContextVar[list[str] | None] = ContextVar("sagemaker_stale_statuses", default=None)
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
@@ -99,16 +99,17 @@ class _Client:
         stale = _STALE.get()
 
         def blocking(**params: Any) -> Any:
-            if caches is not None and kind is not None:
-                # A GetTask's Describe, answered from the shared view of the jobs' statuses.
-                cache = caches((kind, region), status_refresh_seconds())
-                return _described(cache, params[kind.name_field], stale)
-            if caches is not None:
-                cache = caches((method, region), status_refresh_seconds())
-                return _described(cache, tuple(sorted(params.items())), stale)
             return getattr(backend.aws(service, region), method)(**params)
 
         async def call(**params: Any) -> Any:
+            if caches is not None:
+                # A GetTask's Describe, answered from the shared view of the jobs' statuses; its
+                # bounded wait is awaited here, on the event loop, holding none of the backend's threads.
+                if kind is not None:
+                    cache, key = caches((kind, region), status_refresh_seconds()), params[kind.name_field]
+                else:
+                    cache, key = caches((method, region), status_refresh_seconds()), tuple(sorted(params.items()))
+                return _described(await cache.aget(key), key, stale)
             # Bounded by the widest of propeller's deadlines; an RPC of a BulkheadPluginConnector
             # is bounded tighter around the whole.
             return await backend.call(
@@ -122,8 +123,7 @@ class JobGone(LookupError):
     """SageMaker does not know the job a GetTask asks about (deleted outside Flyte)."""
 
 
-def _described(cache: StatusCache, key: Any, stale: list[str] | None) -> dict[str, Any]:
-    known = cache.get(key)
+def _described(known: Known, key: Any, stale: list[str] | None) -> dict[str, Any]:
     if known.value is None:
         raise JobGone(key)
     if known.stale and stale is not None:

@@ -392,11 +392,10 @@ class BatchTransformConnector(BulkheadConnector):
                 ) from exc
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
 
-    def get_sync(self, resource_meta: BatchTransformMetadata) -> Resource:
-        known = self.status_cache(resource_meta.region, status_refresh_seconds()).get(resource_meta.job_name)
-        return noting_staleness(self._resource_for(known.value, resource_meta), known.stale)
+    def status_of(self, resource_meta: BatchTransformMetadata) -> tuple[StatusCache, str]:
+        return self.status_cache(resource_meta.region, status_refresh_seconds()), resource_meta.job_name
 
-    def _resource_for(self, described: dict[str, Any] | None, resource_meta: BatchTransformMetadata) -> Resource:
+    def resource_for(self, described: dict[str, Any] | None, resource_meta: BatchTransformMetadata) -> Resource:
         region, job = resource_meta.region, resource_meta.job_name
         if described is None:
             return Resource(

@@ -137,12 +137,15 @@ def poll_like_propeller(
     task's GetTask answers (time since the start, ``Resource`` or ``grpc.RpcError``), by task.
 
     Propeller keeps one auto-refresh cache for every connector task type, enqueues every task each
-    ``resync`` seconds except one still queued or being synced (flytestdlib
-    ``cache/in_memory_auto_refresh.go`` ``enqueueBatches``, ``inProcessing``) and has ``workers``
-    goroutines take tasks from that one FIFO queue (client-go ``util/workqueue``, ``doc.go``: "Fair:
-    items processed in the order in which they are added"), each waiting for its GetTask before
-    the next (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``
-    ``NewResourceCache``, ``caching.workers`` 10; all at flyteplugins/v1.16.8).
+    ``resync`` seconds except one still queued (flytestdlib ``cache/in_memory_auto_refresh.go``
+    ``enqueueBatches``, ``inProcessing``, which forgets an entry older than five resyncs) and has
+    ``workers`` goroutines take tasks from that one FIFO queue (client-go ``util/workqueue``,
+    ``doc.go``: "Fair: items processed in the order in which they are added"), each waiting for its
+    GetTask before the next (flyteplugins ``go/tasks/pluginmachinery/internal/webapi/cache.go``
+    ``NewResourceCache``, ``caching.workers``). A worker takes the task off ``processing`` when it
+    takes it from the queue, before its GetTask (``sync``: ``w.processing.Delete`` before
+    ``w.syncCb``), so a task whose GetTask outlasts a resync is sent again meanwhile (all at
+    flyteplugins/v1.16.8).
     Its rate limiter is left out: it bounds how often a worker may start, not how long one is held.
     The workers are gRPC futures, not threads: this process also runs the service being measured.
     """
@@ -153,7 +156,7 @@ def poll_like_propeller(
 
     answers: list[list[tuple[float, Any]]] = [[] for _ in tasks]
     waiting: deque[int] = deque()
-    processing: set[int] = set()  # queued or being synced
+    queued: dict[int, float] = {}  # in_memory_auto_refresh.go's ``processing``: when it was enqueued
     done: queue.Queue[tuple[int, Any]] = queue.Queue()
     busy = 0
     start = time.monotonic()
@@ -176,12 +179,13 @@ def poll_like_propeller(
         now = time.monotonic()
         if now >= next_resync and now - start < duration:
             for index in range(len(tasks)):
-                if index not in processing:
-                    processing.add(index)
+                if index not in queued or now - queued[index] > 5 * resync:
+                    queued[index] = now
                     waiting.append(index)
             next_resync += resync
         while busy < workers and waiting:
             index = waiting.popleft()
+            queued.pop(index, None)
             busy += 1
             send(index)
         if busy == 0 and now - start >= duration:
@@ -191,5 +195,4 @@ def poll_like_propeller(
         except queue.Empty:
             continue
         busy -= 1
-        processing.discard(index)
         answers[index].append((time.monotonic() - start, answer))

@@ -26,6 +26,7 @@ class ThrottlingProxy:
         # carries the request out after the caller has stopped waiting.
         self.delay_paths: tuple[str, ...] = ()
         self.delay_seconds = 0.0
+        self.received: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -43,6 +44,8 @@ class ThrottlingProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    proxy.received.append((self.command, self.path))
                 if proxy.hanging:
                     proxy._released.wait()
                     return
