@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 import grpc
+from cdao_connectors import _deadlines
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from flyteidl.admin import agent_pb2
@@ -54,7 +55,13 @@ class NaiveBatchConnector(BatchConnector):
 
     name = "Benchmark naive Batch connector"
 
-    def get_sync(self, resource_meta: BatchJobMetadata) -> Resource:
+    async def get(self, resource_meta: BatchJobMetadata, **kwargs: Any) -> Resource:
+        # BulkheadConnector.get reads the status cache; the baseline replaces the whole read.
+        return await self.backend.call(
+            self._describe_one, resource_meta, deadline=_deadlines.GET_TASK_SECONDS, what="GetTask"
+        )
+
+    def _describe_one(self, resource_meta: BatchJobMetadata) -> Resource:
         jobs = self._client(resource_meta.region).describe_jobs(jobs=[resource_meta.job_id])["jobs"]
         return self.resource_for(jobs[0] if jobs else None, resource_meta)
 
