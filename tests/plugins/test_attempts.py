@@ -372,6 +372,58 @@ async def _until(predicate, timeout: float = 10.0):
     return value
 
 
+def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(aws_env, moto_endpoint, monkeypatch):
+    """The cancel of a job started after its CreateTask gave up marks the attempt abandoned first;
+    a throttled ledger write must not leave the job running (nobody else would stop it). ~1.5 s,
+    as the test below."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptLedger  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", proxy.url)
+    execution = f"mark-fails-{uuid.uuid4().hex[:6]}"
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(batch_tasks.preprocess)
+    connector = BatchConnector()
+
+    def throttled_abandon(self, key):
+        # DynamoDB's throttling answer (AWS "Common Errors": ThrottlingException, HTTP 400).
+        raise ClientError(
+            {
+                "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "UpdateItem",
+        )
+
+    def meta(retry: int):
+        return TaskExecutionMetadata.from_flyte_idl(execution_metadata(execution, retry=retry))
+
+    async def scenario() -> None:
+        await connector.create(template, prefix, None, meta(retry=9))  # the job definition, looked up once
+        before = set(_batch_jobs())
+        monkeypatch.setattr(AttemptLedger, "abandon", throttled_abandon)
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        proxy.throttle_next = 2  # the 3rd submit lands after the 0.3 s budget
+        with pytest.raises(BackendDeadlineExceeded):
+            await connector.create(template, prefix, None, meta(retry=0))
+        late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
+        assert len(late) == 1
+        await _until(lambda: late[0].stop)  # TerminateJob reached Batch all the same
+
+    try:
+        _run(scenario())
+    finally:
+        proxy.stop()
+
+
 def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoint, monkeypatch):
     """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
     still goes through, and its job is terminated; a re-send of that attempt (propeller lost its

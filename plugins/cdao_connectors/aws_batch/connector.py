@@ -231,13 +231,16 @@ class BatchConnector(BulkheadConnector):
 
     async def cancel_abandoned(self, resource_meta: BatchJobMetadata) -> None:
         # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated.
-        await self.backend.call(
-            self._ledger(resource_meta.region).abandon,
-            _attempt_key(resource_meta.job_name),
-            deadline=_deadlines.DELETE_TASK_SECONDS,
-            what="attempt ledger update",
-        )
-        await self.delete(resource_meta)
+        # The job is terminated even when the mark fails: a running job nobody follows costs more.
+        try:
+            await self.backend.call(
+                self._ledger(resource_meta.region).abandon,
+                _attempt_key(resource_meta.job_name),
+                deadline=_deadlines.DELETE_TASK_SECONDS,
+                what="attempt ledger update",
+            )
+        finally:
+            await self.delete(resource_meta)
 
     def status_of(self, resource_meta: BatchJobMetadata) -> tuple[StatusCache, str]:
         cfg = BatchConfig.from_env()

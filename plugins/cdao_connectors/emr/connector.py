@@ -221,8 +221,10 @@ class EMRConnector(BulkheadConnector):
                 # so its step is found by listing. Without it no GetTask can follow the task, and the
                 # error fails the attempt (launcher.go), whose cluster nobody would stop: terminate
                 # it, and mark the attempt abandoned so that no re-send adopts the terminated cluster.
-                ledger.abandon(_attempt_key(None, name))
-                emr.terminate_job_flows(JobFlowIds=[cluster_id])
+                try:
+                    ledger.abandon(_attempt_key(None, name))
+                finally:
+                    emr.terminate_job_flows(JobFlowIds=[cluster_id])
                 raise RuntimeError(
                     f"EMR cluster {cluster_id} lists no step {name}; the cluster was terminated and the task's "
                     "next attempt starts a new one"
@@ -253,8 +255,11 @@ class EMRConnector(BulkheadConnector):
             self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
 
         # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled.
-        await self.backend.call(abandon, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update")
-        await self.delete(resource_meta)
+        # The step is cancelled even when the mark fails: a running step nobody follows costs more.
+        try:
+            await self.backend.call(abandon, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update")
+        finally:
+            await self.delete(resource_meta)
 
     @staticmethod
     def _find_step(emr: Any, cluster_id: str, name: str) -> str | None:
