@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
+
+_log = logging.getLogger(__name__)
 
 # An owner must finish creating within this; creates are bounded by the connector's own deadline
 # (far shorter), so an expired lease means the owner is gone, not slow.
@@ -227,7 +230,11 @@ class AttemptLedger:
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
-                raise
+                # The job exists but is not recorded (DynamoDB throttled, say): an error would fail
+                # the attempt and leave the job running with nobody to stop it (module docstring),
+                # so it is answered; the attempt's lease stays until it expires.
+                _log.warning("attempt %s: could not record %s: %s", attempt, resource, exc)
+                return resource
             # Our lease ran out and another caller took over: its record is the attempt's job.
             item = self._read(attempt)
             if item is not None and "resource" in item:

@@ -242,6 +242,25 @@ def test_a_failed_create_lets_the_next_create_try_again_after_looking_first(ledg
     assert result == {"job_id": "j-2"} and looked == [1]
 
 
+def test_a_job_whose_record_is_throttled_is_answered_not_orphaned(ledger_table):
+    """The job exists once create() returned; a throttled record of it must not turn the CreateTask
+    into an error, which fails the attempt and leaves the job with nobody to stop it (launcher.go
+    at flyteplugins/v1.16.8)."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    client = boto3.client("dynamodb", region_name=REGION)
+
+    def throttle_the_record(params, **_):
+        if params.get("UpdateExpression") == "SET #r = :r":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
+
+    client.meta.events.register("provide-client-params.dynamodb.UpdateItem", throttle_the_record)
+    attempt = f"t/{uuid.uuid4().hex}"
+    assert AttemptLedger(client, ledger_table).once(attempt, lambda: {"job_id": "j-1"}, lambda: None, 1) == {
+        "job_id": "j-1"
+    }
+
+
 def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(ledger_table):
     from cdao_cli.plan.runner import run_stack  # noqa: PLC0415  (plans the stack only for this test)
 
@@ -644,6 +663,37 @@ def test_a_repeated_emr_serverless_create_of_a_cancelled_run_fails_only_the_atte
 
     _run(scenario())
     assert len(moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs[app]) == 1
+
+
+def test_an_emr_serverless_run_whose_check_is_throttled_is_answered_not_orphaned(transient_emr_env, monkeypatch):
+    """After StartJobRun the create reads the run once (is it a cancelled one?); a throttled read
+    must not turn the CreateTask into an error, which fails the attempt and leaves the started run
+    with nobody to stop it (launcher.go at flyteplugins/v1.16.8)."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler  # noqa: PLC0415
+
+    async def throttled(self, **_):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetJobRun")
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-check-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-check-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+    monkeypatch.setattr(EMRServerlessHandler, "get_job_run", throttled)
+
+    answered = []
+
+    async def scenario() -> None:
+        answered.append(await connector.create(template, lm, meta, output_prefix=prefix))
+
+    _run(scenario())
+    assert [r["id"] for r in client.list_job_runs(applicationId=app)["jobRuns"]] == [answered[0].job_run_id]
 
 
 def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws_env):

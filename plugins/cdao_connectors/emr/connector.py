@@ -215,7 +215,16 @@ class EMRConnector(BulkheadConnector):
                 }
 
             cluster_id = ledger.once(_attempt_key(None, name), run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
-            step_id = self._find_step(emr, cluster_id, name)
+            try:
+                step_id = self._find_step(emr, cluster_id, name)
+            except Exception:
+                # Unlisted for now (throttled): the error fails the attempt, so its cluster must not
+                # run on with nobody to stop it (below).
+                try:
+                    ledger.abandon(_attempt_key(None, name))
+                finally:
+                    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+                raise
             if step_id is None:
                 # RunJobFlow answers only the cluster's id (botocore emr/2009-03-31 RunJobFlowOutput),
                 # so its step is found by listing. Without it no GetTask can follow the task, and the

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import re
 import threading
 from collections import defaultdict
@@ -69,6 +70,8 @@ from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 from cdao_connectors.emr.task import check_execution_timeout
+
+_log = logging.getLogger(__name__)
 
 _BACKEND = "EMR Serverless"
 
@@ -490,9 +493,15 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         resource_meta = await super().create(*args, **kwargs)
         if resource_meta.job_run_id:
             handler = self._get_handler(resource_meta.region)
-            run = await handler.get_job_run(
-                application_id=resource_meta.application_id, job_run_id=resource_meta.job_run_id
-            )
+            try:
+                run = await handler.get_job_run(
+                    application_id=resource_meta.application_id, job_run_id=resource_meta.job_run_id
+                )
+            except Exception:
+                # The run exists: an error here would fail the attempt and leave it running with
+                # nobody to stop it (launcher.go); answered, its GetTasks follow it.
+                _log.warning("could not check EMR Serverless run %s after starting it", resource_meta.job_run_id)
+                return resource_meta
             if run.get("state") in ("CANCELLED", "CANCELLING"):
                 raise RuntimeError(
                     f"this attempt's EMR Serverless job run {resource_meta.job_run_id} on application "
