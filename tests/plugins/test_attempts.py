@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import batch_tasks
 import boto3
@@ -391,26 +392,60 @@ async def _until(predicate, timeout: float = 10.0):
     return value
 
 
-def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(aws_env, moto_endpoint, monkeypatch):
-    """The cancel of a job started after its CreateTask gave up marks the attempt abandoned first;
-    a throttled ledger write must not leave the job running (nobody else would stop it). ~1.5 s,
-    as the test below."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415
-    from cdao_connectors import _deadlines  # noqa: PLC0415
-    from cdao_connectors._attempts import AttemptLedger  # noqa: PLC0415
-    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
-    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
-    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
-    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+class GaveUpBatch:
+    """A Batch connector whose SubmitJob goes through a throttling proxy, for CreateTasks that give up
+    while their submit still lands. Each scenario takes ~1.5 s: the throttled submit must outlive a
+    deadline (1.3 s less the 1 s margin, standing for propeller's 30 s) and then finish."""
 
-    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
-        monkeypatch.setenv(k, v)
-    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", proxy.url)
-    execution = f"mark-fails-{uuid.uuid4().hex[:6]}"
-    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
-    template = serialize(batch_tasks.preprocess)
-    connector = BatchConnector()
+    def __init__(self, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+        from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+        for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+            monkeypatch.setenv(k, v)
+        self.proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", self.proxy.url)
+        self._monkeypatch = monkeypatch
+        self._execution = f"gave-up-{uuid.uuid4().hex[:6]}"
+        self.prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+        self.template = serialize(batch_tasks.preprocess)
+        self.connector = BatchConnector()
+
+    def meta(self, retry: int):
+        from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+
+        return TaskExecutionMetadata.from_flyte_idl(execution_metadata(self._execution, retry=retry))
+
+    async def give_up(self) -> tuple[Any, set[str]]:
+        """One CreateTask that answers an error while its submit lands: the late job, once
+        TerminateJob reached it, and the jobs there were before."""
+        from cdao_connectors import _deadlines  # noqa: PLC0415
+        from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+
+        await self.connector.create(self.template, self.prefix, None, self.meta(retry=9))  # the job definition
+        before = set(_batch_jobs())
+        self._monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        self.proxy.throttle_next = 2  # create_once backs off 0.2 + 0.4 s: the 3rd submit lands after the 0.3 s budget
+        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+            await self.connector.create(self.template, self.prefix, None, self.meta(retry=0))
+        late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
+        assert len(late) == 1
+        await _until(lambda: late[0].stop)  # TerminateJob reached Batch
+        return late[0], before
+
+
+@pytest.fixture
+def gave_up_batch(aws_env, moto_endpoint, monkeypatch) -> Iterator[GaveUpBatch]:
+    batch = GaveUpBatch(moto_endpoint, monkeypatch)
+    try:
+        yield batch
+    finally:
+        batch.proxy.stop()
+
+
+def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(gave_up_batch, monkeypatch):
+    """The cancel of a job started after its CreateTask gave up marks the attempt abandoned first;
+    a throttled ledger write must not leave the job running (nobody else would stop it)."""
 
     def throttled_abandon(self, key):
         # DynamoDB's throttling answer (AWS "Common Errors": ThrottlingException, HTTP 400).
@@ -422,72 +457,29 @@ def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(aws_
             "UpdateItem",
         )
 
-    def meta(retry: int):
-        return TaskExecutionMetadata.from_flyte_idl(execution_metadata(execution, retry=retry))
-
-    async def scenario() -> None:
-        await connector.create(template, prefix, None, meta(retry=9))  # the job definition, looked up once
-        before = set(_batch_jobs())
-        monkeypatch.setattr(AttemptLedger, "abandon", throttled_abandon)
-        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
-        proxy.throttle_next = 2  # the 3rd submit lands after the 0.3 s budget
-        with pytest.raises(BackendDeadlineExceeded):
-            await connector.create(template, prefix, None, meta(retry=0))
-        late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
-        assert len(late) == 1
-        await _until(lambda: late[0].stop)  # TerminateJob reached Batch all the same
-
-    try:
-        _run(scenario())
-    finally:
-        proxy.stop()
+    monkeypatch.setattr(AttemptLedger, "abandon", throttled_abandon)
+    _run(gave_up_batch.give_up())  # TerminateJob reached Batch all the same
 
 
-def test_a_batch_create_that_gave_up_leaves_no_job_running(aws_env, moto_endpoint, monkeypatch):
+def test_a_batch_create_that_gave_up_leaves_no_job_running(gave_up_batch, monkeypatch):
     """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
     still goes through, and its job is terminated; a re-send of that attempt (propeller lost its
-    state) is refused rather than adopting the terminated job. Takes ~1.5 s: the throttled submit
-    must outlive a deadline (1.3 s less the 1 s margin, standing for propeller's 30 s) and then finish."""
+    state) is refused rather than adopting the terminated job."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
-    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
-    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
-    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
-    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
 
-    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
-        monkeypatch.setenv(k, v)
-    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", proxy.url)
-    execution = f"gave-up-{uuid.uuid4().hex[:6]}"
-    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
-    template = serialize(batch_tasks.preprocess)
-    connector = BatchConnector()
-
-    def meta(retry: int):
-        return TaskExecutionMetadata.from_flyte_idl(execution_metadata(execution, retry=retry))
+    batch = gave_up_batch
 
     async def scenario() -> None:
-        await connector.create(template, prefix, None, meta(retry=9))  # the job definition, looked up once
-        before = set(_batch_jobs())
-        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
-        proxy.throttle_next = 2  # create_once backs off 0.2 + 0.4 s: the 3rd submit lands after the 0.3 s budget
-        with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
-            await connector.create(template, prefix, None, meta(retry=0))
-        late = await _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
-        assert len(late) == 1
-        await _until(lambda: late[0].stop)  # TerminateJob reached Batch
-        assert "Aborted by Flyte" in late[0].job_stopped_reason
+        late, before = await batch.give_up()
+        assert "Aborted by Flyte" in late.job_stopped_reason
 
         monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
-        with pytest.raises(AttemptAbandoned, match=late[0].job_id):
-            await connector.create(template, prefix, None, meta(retry=0))
-        assert set(_batch_jobs()) - before == {late[0].job_id}  # the re-send started nothing
+        with pytest.raises(AttemptAbandoned, match=late.job_id):
+            await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
+        assert set(_batch_jobs()) - before == {late.job_id}  # the re-send started nothing
 
-    try:
-        _run(scenario())
-    finally:
-        proxy.stop()
+    _run(scenario())
 
 
 def _emr_clusters() -> dict:
