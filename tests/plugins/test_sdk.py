@@ -156,14 +156,7 @@ def test_spark_task_routing():
     assert serverless(x=1) == 2
     with pytest.raises(ValueError, match=r"spark_task\(platform='emr-serverless'\) .*serverless needs the 'emr_ser"):
         serialize(serverless)
-    cdao_sdk.configure(
-        "flyte.example.com:443",
-        "ml",
-        emr_serverless_role="arn:aws:iam::123456789012:role/emr",
-        emr_serverless_application_id="00fabc123",
-        region="eu-west-1",
-        remote=object(),
-    )
+    _configure_emr_serverless()
     tmpl = serialize(serverless)
     assert (tmpl.custom["application_id"], tmpl.custom["region"]) == ("00fabc123", "eu-west-1")
     assert tmpl.type == EMR_SERVERLESS_TASK_TYPE
@@ -175,11 +168,8 @@ def test_spark_task_routing():
         assert f"--conf {key}={EMR_SERVERLESS_PYTHON}" in tmpl.custom["spark_submit_parameters"]
 
 
-def test_spark_task_keeps_an_author_s_own_python_on_emr_serverless():
-    @spark_task(platform="emr-serverless", spark_conf={"spark.executorEnv.PYSPARK_PYTHON": "/opt/other/bin/python"})
-    def own(x: int) -> int:
-        return x
-
+def _configure_emr_serverless() -> None:
+    """The settings an EMR Serverless task registers with: its job role and application, in eu-west-1."""
     cdao_sdk.configure(
         "flyte.example.com:443",
         "ml",
@@ -188,6 +178,14 @@ def test_spark_task_keeps_an_author_s_own_python_on_emr_serverless():
         region="eu-west-1",
         remote=object(),
     )
+
+
+def test_spark_task_keeps_an_author_s_own_python_on_emr_serverless():
+    @spark_task(platform="emr-serverless", spark_conf={"spark.executorEnv.PYSPARK_PYTHON": "/opt/other/bin/python"})
+    def own(x: int) -> int:
+        return x
+
+    _configure_emr_serverless()
     params = serialize(own).custom["spark_submit_parameters"].split()
     assert "spark.executorEnv.PYSPARK_PYTHON=/opt/other/bin/python" in params
     assert f"spark.executorEnv.PYSPARK_PYTHON={EMR_SERVERLESS_PYTHON}" not in params
