@@ -38,6 +38,7 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase
 
 from cdao_connectors import _deadlines
 from cdao_connectors._common import noting_staleness
+from cdao_connectors._metrics import observe_get_task
 
 if TYPE_CHECKING:  # _status_cache imports this module
     from cdao_connectors._status_cache import StatusCache
@@ -245,6 +246,7 @@ class BulkheadConnector(AsyncConnectorBase):
         """Stops the job of a create that finished after its CreateTask answered an error (DeleteTask)."""
         await self.delete(resource_meta)
 
+    @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         """The job's Resource from its status cache (:meth:`status_of`), within propeller's GetTask
         deadline. The cache's bounded wait is awaited on the event loop (``StatusCache.aget``): run

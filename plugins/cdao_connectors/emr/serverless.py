@@ -67,6 +67,7 @@ from cdao_connectors._backends import (
 )
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 from cdao_connectors.emr.task import check_execution_timeout
@@ -510,6 +511,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 )
         return resource_meta
 
+    @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         asked = resource_meta
         resource_meta = self._with_started_run(asked)

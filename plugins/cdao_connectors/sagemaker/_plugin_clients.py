@@ -42,6 +42,7 @@ from cdao_connectors import _deadlines
 from cdao_connectors._backends import Backend, create_within_deadline, within_deadline
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
 from cdao_connectors.config import aws_region, status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import (
@@ -279,6 +280,7 @@ class BulkheadPluginConnector:
                 )
         return resource_meta
 
+    @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:
             resource, stale = await self._read_bounded(super().get(resource_meta, **kwargs))

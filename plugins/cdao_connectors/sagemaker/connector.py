@@ -34,6 +34,7 @@ from cdao_connectors._common import (
     readable_execution_name,
 )
 from cdao_connectors._custom import config_from_custom
+from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
@@ -154,6 +155,7 @@ class SafeEndpointConnector(RequestRefusalsNameTheTask, BulkheadPluginConnector,
             region=resource_meta.region,
         )
 
+    @observe_get_task
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
             # From the connector's status cache: a known endpoint's status survives throttling.
