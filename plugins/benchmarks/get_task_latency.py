@@ -39,6 +39,8 @@ the latency does. A measurement, not a test: nothing here passes or fails on tim
 from __future__ import annotations
 
 import argparse
+import asyncio
+import math
 import multiprocessing
 import os
 import statistics
@@ -46,10 +48,10 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import grpc
@@ -66,6 +68,7 @@ from moto.server import ThreadedMotoServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
 import batch_tasks
 from aws_setup import create_sagemaker_jobs, create_transform_jobs, provision_attempt_table, provision_batch
+from cdao_connectors._metrics import GET_TASK_SECONDS_NAME
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
@@ -82,12 +85,14 @@ from connector_processes import REFRESH_SETTINGS, ConnectorProcess, deployment_e
 from propeller import category, execution_metadata, render_task_template, serialize
 from propeller_polling import DEFAULT_SERVICE_CONFIG, AutoRefreshPoller, PollingSettings, Sync
 
+T = TypeVar("T")
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 API_KEY = "bench-key"
 
 
-def _batch_tasks(stub, n: int) -> list[bytes]:
+async def _batch_tasks(stub: AsyncAgentServiceStub, n: int) -> list[bytes]:
     template = serialize(batch_tasks.preprocess)
     metas = []
     for i in range(n):
@@ -97,7 +102,7 @@ def _batch_tasks(stub, n: int) -> list[bytes]:
             output_prefix=prefix,
             task_execution_metadata=execution_metadata("bench", node=f"b{i}"),
         )
-        metas.append(stub.CreateTask(req, timeout=60).resource_meta)
+        metas.append((await stub.CreateTask(req, timeout=60)).resource_meta)
     return metas
 
 
@@ -251,6 +256,26 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """The ``q``-quantile (0..1) of a Prometheus histogram's cumulative bucket counts by upper bound
+    (``+Inf`` included), as PromQL's ``histogram_quantile`` estimates it (prometheus/prometheus
+    ``promql/quantile.go`` ``bucketQuantile`` at 01381a80115bde3f6dbb392123980d0bfadf49af): linear
+    within the bucket that holds rank ``q * count``, from 0 in the lowest bucket; the highest finite
+    bound when the rank falls in ``+Inf``'s; NaN with no observation. Hand-written: prometheus_client
+    exposes and parses histograms but computes no quantile."""
+    bounds = sorted(buckets)
+    if not bounds or not math.isinf(bounds[-1]) or buckets[bounds[-1]] <= 0:
+        return math.nan
+    counts = [buckets[b] for b in bounds]
+    rank = q * counts[-1]
+    b = next(i for i, count in enumerate(counts) if count >= rank)
+    if b == len(bounds) - 1:
+        return bounds[-2] if len(bounds) > 1 else math.nan
+    start, below = (bounds[b - 1], counts[b - 1]) if b > 0 else (0.0, 0.0)
+    in_bucket = counts[b] - below
+    return start + (bounds[b] - start) * ((rank - below) / in_bucket if in_bucket else 0.0)
+
+
 def _cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far (Linux ``/proc/<pid>/stat`` utime and stime,
     fields 14 and 15, in clock ticks; proc(5))."""
@@ -258,25 +283,48 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _answered(stub: AsyncAgentServiceStub, request: agent_pb2.GetTaskRequest, timeout: float) -> bool:
-    """Whether a GetTask answered within ``timeout`` seconds (an RPC error is propeller's sync error)."""
-    try:
-        stub.GetTask(request, timeout=timeout)
-        return True
-    except grpc.RpcError:
-        return False
+class LoopLag:
+    """How late this process's event loop runs a timer: a coroutine that sleeps ``interval`` seconds
+    again and again and records each wake-up's lateness. A GetTask's answer reaches its worker no
+    sooner than the loop gets to it, so lateness here is harness queueing in the measured latency,
+    not service time."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (when, seconds late)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            self.samples.append((now, max(0.0, now - before - self.interval)))
+
+    def start(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [late for when, late in self.samples if start <= when <= end]
 
 
 class Service:
     """The connector service's replicas, as propeller's channel reaches them: one gRPC channel over
     every replica's address with the connector plugin's ``DefaultServiceConfig`` (``round_robin``: each
-    call goes to the next replica), as its ``k8s://`` resolver gives it the Service's endpoints."""
+    call goes to the next replica), as its ``k8s://`` resolver gives it the Service's endpoints.
+    The channel is ``grpc.aio``'s, on the running event loop: create it inside that loop."""
 
-    def __init__(self, replicas: list[ConnectorProcess]) -> None:
-        self.replicas = replicas
+    def __init__(self, replicas: Sequence[ConnectorProcess]) -> None:
+        self.replicas = list(replicas)
         addresses = ",".join(r.target for r in replicas)
         # gRPC's ipv4: scheme lists several addresses (https://github.com/grpc/grpc/blob/master/doc/naming.md).
-        self.channel = grpc.insecure_channel(
+        self.channel = grpc.aio.insecure_channel(
             f"ipv4:{addresses}", options=[("grpc.service_config", DEFAULT_SERVICE_CONFIG)]
         )
         self.stub = AsyncAgentServiceStub(self.channel)
@@ -284,49 +332,124 @@ class Service:
     def cpu_seconds(self) -> float:
         return sum(_cpu_seconds(r.pid) for r in self.replicas)
 
-    def counter(self, name: str) -> float:
-        return sum(r.counter(name) for r in self.replicas)
+    def scrape(self) -> Scrape:
+        """Every replica's counters and GetTask histogram, summed (blocking: run it off the loop)."""
+        histogram: dict[str, dict[float, float]] = {}
+        for replica in self.replicas:
+            for task_type, buckets in replica.histogram(GET_TASK_SECONDS_NAME, "task_type").items():
+                mine = histogram.setdefault(task_type, {})
+                for bound, count in buckets.items():
+                    mine[bound] = mine.get(bound, 0.0) + count
+        return Scrape(
+            at=time.monotonic(),
+            service_cpu=self.cpu_seconds(),
+            harness_cpu=time.process_time(),
+            inline=sum(r.counter("cdao_status_inline_refreshes") for r in self.replicas),
+            stale=sum(r.counter("cdao_status_stale_answers") for r in self.replicas),
+            histogram=histogram,
+        )
 
-    def get(self, task_type: str, meta: bytes, timeout: float) -> bool:
+    async def get(self, task_type: str, meta: bytes, timeout: float) -> bool:
+        """Whether a GetTask answered within ``timeout`` seconds (an RPC error is propeller's sync error)."""
         req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=meta)
-        return _answered(self.stub, req, timeout)
+        return await _answered(self.stub, req, timeout)
 
-    def close(self) -> None:
-        self.channel.close()
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+async def _answered(stub: AsyncAgentServiceStub, request: agent_pb2.GetTaskRequest, timeout: float) -> bool:
+    try:
+        await stub.GetTask(request, timeout=timeout)
+        return True
+    except grpc.RpcError:
+        return False
+
+
+class Scrape:
+    """What the service and this process had spent, and what the replicas had counted, at ``at``."""
+
+    def __init__(
+        self,
+        *,
+        at: float,
+        service_cpu: float,
+        harness_cpu: float,
+        inline: float,
+        stale: float,
+        histogram: dict[str, dict[float, float]],
+    ) -> None:
+        self.at, self.service_cpu, self.harness_cpu = at, service_cpu, harness_cpu
+        self.inline, self.stale, self.histogram = inline, stale, histogram
 
 
 class Window:
-    """The service's CPU time and status-cache counters over a measurement window."""
+    """A measurement window: the service's CPU and counters, the GetTask histogram of every replica,
+    and this harness process's own CPU and event-loop lag between :meth:`open` and :meth:`close`."""
 
-    def __init__(self, service: Service) -> None:
-        self._service = service
-        self.started = time.monotonic()
-        self._cpu = service.cpu_seconds()
-        self._inline = service.counter("cdao_status_inline_refreshes")
-        self._stale = service.counter("cdao_status_stale_answers")
+    def __init__(self, first: Scrape, last: Scrape, lag: list[float]) -> None:
+        self.first, self.last, self._lag = first, last, lag
+        self.started, self.ended = first.at, last.at
+
+    @staticmethod
+    async def open(service: Service) -> Scrape:
+        return await asyncio.to_thread(service.scrape)
+
+    @classmethod
+    async def close(cls, service: Service, first: Scrape, lag: LoopLag) -> Window:
+        last = await asyncio.to_thread(service.scrape)
+        return cls(first, last, lag.between(first.at, last.at))
+
+    @property
+    def seconds(self) -> float:
+        return max(self.ended - self.started, 1e-9)
+
+    def service_cpu_seconds(self) -> float:
+        return self.last.service_cpu - self.first.service_cpu
 
     def summary(self) -> str:
-        elapsed = time.monotonic() - self.started
-        cpu = self._service.cpu_seconds() - self._cpu
-        inline = self._service.counter("cdao_status_inline_refreshes") - self._inline
-        stale = self._service.counter("cdao_status_stale_answers") - self._stale
+        """The service's CPU and counters, then the harness's own cost: its process's CPU
+        (``harness_cpu_ms_per_s``: the poller, the gRPC client, and with ``--backends in-process``
+        moto and the fake) and how late its event loop ran a timer (``loop_lag_*_ms``)."""
+        lag = (
+            f"loop_lag_p50_ms={1000 * _percentile(self._lag, 50):.1f} "
+            f"loop_lag_p99_ms={1000 * _percentile(self._lag, 99):.1f} loop_lag_max_ms={1000 * max(self._lag):.1f}"
+            if self._lag
+            else "loop_lag=unmeasured"
+        )
         return (
-            f"seconds={elapsed:.0f} service_cpu_ms_per_s={1000 * cpu / elapsed:.0f} inline_waits={inline:.0f} "
-            f"stale={stale:.0f} load_avg={os.getloadavg()[0]:.1f}"
+            f"seconds={self.seconds:.0f} service_cpu_ms_per_s={1000 * self.service_cpu_seconds() / self.seconds:.0f} "
+            f"inline_waits={self.last.inline - self.first.inline:.0f} stale={self.last.stale - self.first.stale:.0f} "
+            f"harness_cpu_ms_per_s={1000 * (self.last.harness_cpu - self.first.harness_cpu) / self.seconds:.0f} "
+            f"{lag} load_avg={os.getloadavg()[0]:.1f}"
         )
 
-    def cpu_seconds(self) -> float:
-        return self._service.cpu_seconds() - self._cpu
+    def server(self, task_type: str) -> str:
+        """The service's own GetTask latency for ``task_type`` in the window, from the replicas'
+        ``cdao_get_task_seconds`` histogram (PromQL's estimate, bounded by the buckets)."""
+        before = self.first.histogram.get(task_type, {})
+        delta = {b: c - before.get(b, 0.0) for b, c in self.last.histogram.get(task_type, {}).items()}
+        observed = delta.get(math.inf, 0.0)
+        if observed <= 0:
+            return "server_calls=0"
+        return (
+            f"server_calls={observed:.0f} server_p50_ms={1000 * histogram_quantile(0.5, delta):.1f} "
+            f"server_p99_ms={1000 * histogram_quantile(0.99, delta):.1f}"
+        )
 
 
 def _report(label: str, syncs: list[Sync], keys: dict[str, int], window: Window, poller: AutoRefreshPoller) -> None:
-    """Per backend: GetTask latency and errors, and the status age propeller sees (the interval
-    between two answered GetTasks of one task); ``refreshed_twice``: tasks with such an interval."""
-    print(f"{label}: {window.summary()} max_in_flight={poller.max_in_flight}", flush=True)
+    """Per backend: GetTask latency as propeller's worker sees it and as the service measured it,
+    errors, and the status age propeller sees (the interval between two answered GetTasks of one
+    task); ``refreshed_twice``: tasks with such an interval."""
+    print(
+        f"{label}: {window.summary()} max_in_flight={poller.max_in_flight} max_queued={poller.max_queued}",
+        flush=True,
+    )
     for task_type, total in keys.items():
         mine = [s for s in syncs if s.key[0] == task_type]
         if not mine:
-            print(f"  {task_type}: calls=0 (never polled in this window)", flush=True)
+            print(f"  {task_type}: calls=0 (never polled in this window) {window.server(task_type)}", flush=True)
             continue
         latencies = [s.ended - s.started for s in mine]
         answered: dict[Any, list[float]] = {}
@@ -344,18 +467,19 @@ def _report(label: str, syncs: list[Sync], keys: dict[str, int], window: Window,
         print(
             f"  {task_type}: calls={len(mine)} p50_ms={1000 * _percentile(latencies, 50):.1f} "
             f"p99_ms={1000 * _percentile(latencies, 99):.1f} max_ms={1000 * max(latencies):.1f} "
-            f"errors={sum(not s.ok for s in mine)} {age} refreshed_twice={twice}/{total}",
+            f"{window.server(task_type)} errors={sum(not s.ok for s in mine)} {age} refreshed_twice={twice}/{total}",
             flush=True,
         )
 
 
-def _poll_as_propeller(
+async def _poll_as_propeller(
     service: Service,
     tasks: dict[str, list[bytes]],
     settings: PollingSettings,
     duration: float,
     label: str,
     *,
+    lag: LoopLag,
     prime: bool = True,
 ) -> None:
     """Drive every task's GetTask as propeller's webapi cache does (:class:`AutoRefreshPoller`):
@@ -364,73 +488,97 @@ def _poll_as_propeller(
     counts = {task_type: len(metas) for task_type, metas in tasks.items()}
     # Interleaved, as tasks of every type are launched over time in production (the queue is FIFO).
     keys = [(t, i) for i in range(max(counts.values())) for t in tasks if i < counts[t]]
-    poller = AutoRefreshPoller(
-        keys, lambda key: service.get(key[0], tasks[key[0]][key[1]], settings.timeout_seconds), settings
-    )
-    window = Window(service)
+
+    async def get(key: tuple[str, int], deadline: float) -> bool:
+        return await service.get(key[0], tasks[key[0]][key[1]], deadline)
+
+    poller = AutoRefreshPoller(keys, get, settings)
+    first_scrape = await Window.open(service)
     poller.start()
     try:
         first_pass_limit = len(keys) / settings.qps + 2 * settings.timeout_seconds + 60
-        while len({s.key for s in poller.syncs_between(window.started, time.monotonic())}) < len(keys):
-            if time.monotonic() - window.started > first_pass_limit:
+        while len({s.key for s in poller.syncs_between(first_scrape.at, time.monotonic())}) < len(keys):
+            if time.monotonic() - first_scrape.at > first_pass_limit:
                 break
-            time.sleep(0.5)
+            await asyncio.sleep(0.5)
+        window = await Window.close(service, first_scrape, lag)
         first: dict[Any, Sync] = {}
-        for s in poller.syncs_between(window.started, time.monotonic()):
+        for s in poller.syncs_between(window.started, window.ended):
             first.setdefault(s.key, s)
         _report(f"{label}, first pass", list(first.values()), counts, window, poller)
         # Round robin sends a task's later GetTasks to other replicas, each its first sight there;
         # the steady state starts once every replica knows every task.
         if prime:
-            _prime(service, tasks, 32, settings.timeout_seconds)
-        steady = Window(service)
-        time.sleep(duration)
-        _report(f"{label}, steady", poller.syncs_between(steady.started, time.monotonic()), counts, steady, poller)
+            await _prime(service, tasks, 32, settings.timeout_seconds)
+        steady_scrape = await Window.open(service)
+        await asyncio.sleep(duration)
+        steady = await Window.close(service, steady_scrape, lag)
+        _report(f"{label}, steady", poller.syncs_between(steady.started, steady.ended), counts, steady, poller)
     finally:
-        poller.stop()
+        await poller.stop()
 
 
-def _prime(service: Service, tasks: dict[str, list[bytes]], callers: int, timeout: float) -> None:
+async def _closed_loop(calls: Sequence[Callable[[], Awaitable[T]]], callers: int) -> list[T]:
+    """Every call of ``calls``, ``callers`` at a time, each caller starting the next as soon as its
+    last one answered; the results in ``calls``' order."""
+    results: list[Any] = [None] * len(calls)
+    indexes = iter(range(len(calls)))
+
+    async def caller() -> None:
+        for i in indexes:
+            results[i] = await calls[i]()
+
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return results
+
+
+async def _prime(service: Service, tasks: dict[str, list[bytes]], callers: int, timeout: float) -> None:
     """Ask every replica directly, once, for every task (unmeasured), so that each knows them all,
     as every replica does once propeller's round robin has reached it with each task."""
     for task_type, metas in tasks.items():
         requests = [agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=m) for m in metas]
         for replica in service.replicas:
-            with grpc.insecure_channel(replica.target) as channel, ThreadPoolExecutor(callers) as pool:
+            async with grpc.aio.insecure_channel(replica.target) as channel:
                 stub = AsyncAgentServiceStub(channel)
-                list(pool.map(partial(_answered, stub, timeout=timeout), requests))
+                await _closed_loop([partial(_answered, stub, r, timeout) for r in requests], callers)
 
 
-def _capacity(
-    service: Service, tasks: dict[str, list[bytes]], callers: int, timeout: float, background_cpu_per_s: float
+async def _capacity(
+    service: Service,
+    tasks: dict[str, list[bytes]],
+    callers: int,
+    timeout: float,
+    *,
+    background_cpu_per_s: float,
+    lag: LoopLag,
 ) -> None:
-    """Closed loop, NOT propeller's load: ``callers`` threads call GetTask back to back over every
+    """Closed loop, NOT propeller's load: ``callers`` coroutines call GetTask back to back over every
     task of one backend; GetTasks per second, and per second of service CPU, both as measured
     (``get_tasks_per_cpu_s``) and less the background passes' CPU of the idle window
     (``net_of_background``): what sizes propeller's read rate limiter. Every replica is first
     asked once for every task, directly and unmeasured, so that steady GetTasks are measured rather
     than a replica's first sight of a task."""
     for task_type, metas in tasks.items():
-        _prime(service, {task_type: metas}, callers, timeout)
-        window = Window(service)
+        await _prime(service, {task_type: metas}, callers, timeout)
+        first = await Window.open(service)
 
-        def call(meta: bytes, task_type: str = task_type) -> tuple[float, bool]:
+        async def call(meta: bytes, task_type: str = task_type) -> tuple[float, bool]:
             start = time.monotonic()
-            ok = service.get(task_type, meta, timeout)
+            ok = await service.get(task_type, meta, timeout)
             return time.monotonic() - start, ok
 
-        with ThreadPoolExecutor(callers) as pool:
-            results = list(pool.map(call, metas))
-        elapsed = time.monotonic() - window.started
+        results = await _closed_loop([lambda m=m: call(m) for m in metas], callers)
+        window = await Window.close(service, first, lag)
         latencies = [took for took, _ in results]
-        cpu = window.cpu_seconds()
-        net_cpu = cpu - background_cpu_per_s * elapsed
+        cpu = window.service_cpu_seconds()
+        net_cpu = cpu - background_cpu_per_s * window.seconds
         net = f"{len(metas) / net_cpu:.0f}" if net_cpu > 0 else "n/a"
         print(
-            f"capacity (closed loop, {callers} callers) {task_type}: get_tasks_per_s={len(metas) / elapsed:.0f} "
+            f"capacity (closed loop, {callers} callers) {task_type}: "
+            f"get_tasks_per_s={len(metas) / window.seconds:.0f} "
             f"get_tasks_per_cpu_s={len(metas) / max(cpu, 1e-9):.0f} net_of_background={net} "
             f"p50_ms={1000 * _percentile(latencies, 50):.1f} p99_ms={1000 * _percentile(latencies, 99):.1f} "
-            f"errors={sum(not ok for _, ok in results)} {window.summary()}",
+            f"{window.server(task_type)} errors={sum(not ok for _, ok in results)} {window.summary()}",
             flush=True,
         )
 
@@ -477,8 +625,10 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, PollingSetti
 
 def main(argv: list[str] | None = None) -> int:
     args, settings, refresh = _arguments(argv)
-    duration = args.duration
+    return asyncio.run(_measure(args, settings, refresh))
 
+
+async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh: dict[str, str]) -> int:
     backends = RemoteBackends() if args.backends == "process" else Backends()
     endpoint = backends.endpoint
     secrets = tempfile.mkdtemp(prefix="bench-secrets-")
@@ -508,12 +658,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     replicas = [ConnectorProcess(env) for _ in range(args.replicas)]
     service: Service | None = None
+    lag = LoopLag().start()
     try:
         for replica in replicas:
             replica.wait_ready()
         service = Service(replicas)
         tasks = {
-            BATCH_TASK_TYPE: _batch_tasks(service.stub, args.tasks),
+            BATCH_TASK_TYPE: await _batch_tasks(service.stub, args.tasks),
             EMR_SPARK_TASK_TYPE: _emr_tasks(args.tasks),
             BATCH_TRANSFORM_TASK_TYPE: _transform_tasks(args.tasks),
             CODEWEAVE_TASK_TYPE: _codeweave_tasks(backends, args.tasks),
@@ -528,29 +679,36 @@ def main(argv: list[str] | None = None) -> int:
             f"{' '.join(f'{k}={v}' for k, v in refresh.items())}; propeller: workers={settings.workers} "
             f"qps={settings.qps:g} burst={settings.burst} resync_s={settings.resync_seconds:g} "
             f"timeout_s={settings.timeout_seconds:g} (a pass over every task takes >= "
-            f"{max(0.0, total - settings.burst) / settings.qps:.0f} s); backends {args.backends}",
+            f"{max(0.0, total - settings.burst) / settings.qps:.0f} s); backends {args.backends}; "
+            f"loop lag sampled every {1000 * lag.interval:g} ms",
             flush=True,
         )
-        _poll_as_propeller(service, tasks, settings, duration, "propeller")
+        await _poll_as_propeller(service, tasks, settings, args.duration, "propeller", lag=lag)
 
         # Nothing polls: what is left is the background refresh passes over every tracked task.
-        idle = Window(service)
-        time.sleep(args.idle)
-        background = idle.cpu_seconds() / max(args.idle, 1e-9)
+        idle_scrape = await Window.open(service)
+        await asyncio.sleep(args.idle)
+        idle = await Window.close(service, idle_scrape, lag)
         print(
             f"background refresh, nothing polling: {idle.summary()} "
             f"(service CPU for {total} tracked tasks on {args.replicas} replica(s))",
             flush=True,
         )
-        _capacity(service, tasks, args.capacity_callers, settings.timeout_seconds, background)
+        background = idle.service_cpu_seconds() / idle.seconds
+        await _capacity(
+            service, tasks, args.capacity_callers, settings.timeout_seconds, background_cpu_per_s=background, lag=lag
+        )
 
         backends.hang_codeweave()
         # Every replica knows every task by now (the capacity run asked each of them directly).
-        _poll_as_propeller(service, tasks, settings, duration, "propeller, Codeweave hanging", prime=False)
+        await _poll_as_propeller(
+            service, tasks, settings, args.duration, "propeller, Codeweave hanging", lag=lag, prime=False
+        )
         return 0
     finally:
+        await lag.stop()
         if service is not None:
-            service.close()
+            await service.close()
         for replica in replicas:
             replica.stop()
         backends.stop()

@@ -5,6 +5,7 @@ here passes or fails on time."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib.util
 import re
 import sys
@@ -98,30 +99,92 @@ def test_a_duration_that_is_not_gos_is_refused_naming_where() -> None:
         go_duration("30", "webApi.caching.resyncInterval")
 
 
+def _run(coro):
+    # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
+    # suite (Pulumi's mocks) rely on (as tests/plugins/test_attempts.py ``_run``).
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def _poll(keys: list, get, settings, seconds: float):
+    """Runs an :class:`AutoRefreshPoller` over ``keys`` for ``seconds``; the poller and when it started."""
+    from propeller_polling import AutoRefreshPoller  # noqa: PLC0415
+
+    async def polling():
+        poller = AutoRefreshPoller(keys, get, settings)
+        begun = time.monotonic()
+        poller.start()
+        await asyncio.sleep(seconds)
+        await poller.stop()
+        return poller, begun
+
+    return _run(polling())
+
+
 def test_the_poller_keeps_propellers_workers_rate_and_resync() -> None:
     """Workers bound concurrency, the token bucket bounds starts to burst + qps * t (x/time/rate),
-    and every task is polled again each resync interval."""
-    from propeller_polling import AutoRefreshPoller, PollingSettings  # noqa: PLC0415
+    no start comes before the 5 ms item delay, every task is polled again each resync interval,
+    and each GetTask gets propeller's deadline."""
+    from propeller_polling import ITEM_BASE_DELAY_SECONDS, PollingSettings  # noqa: PLC0415
 
     settings = PollingSettings(workers=3, qps=200.0, burst=5, resync_seconds=0.1, timeout_seconds=1.0)
+    deadlines: set[float] = set()
 
-    def get(key: object) -> bool:
-        time.sleep(0.01)
+    async def get(key: object, deadline: float) -> bool:
+        deadlines.add(deadline)
+        await asyncio.sleep(0.01)
         return key != "broken"
 
     keys = [f"t{i}" for i in range(9)] + ["broken"]
-    poller = AutoRefreshPoller(keys, get, settings)
-    begun = time.monotonic()
-    poller.start()
-    time.sleep(0.5)
-    poller.stop()
+    poller, begun = _poll(keys, get, settings, 0.5)
     syncs = sorted(poller.syncs, key=lambda s: s.started)
-    assert poller.max_in_flight <= settings.workers
+    assert poller.max_in_flight == settings.workers
+    assert deadlines == {settings.timeout_seconds}
+    assert syncs[0].started - begun >= ITEM_BASE_DELAY_SECONDS
     for n, sync in enumerate(syncs, start=1):
         assert n <= settings.burst + settings.qps * (sync.started - begun) + 1
     per_key = {k: [s for s in syncs if s.key == k] for k in keys}
     assert all(len(mine) >= 2 for mine in per_key.values()), {k: len(v) for k, v in per_key.items()}
     assert not any(s.ok for s in per_key["broken"]) and all(s.ok for s in per_key["t0"])
+
+
+def test_the_poller_paces_every_start_by_one_bucket() -> None:
+    """Past the burst, starts come at ``qps`` however many workers are idle: one bucket for the whole
+    queue (cache.go ``NewResourceCache``), not one per worker or per task."""
+    from propeller_polling import PollingSettings  # noqa: PLC0415
+
+    settings = PollingSettings(workers=20, qps=50.0, burst=2, resync_seconds=10.0, timeout_seconds=1.0)
+
+    async def get(key: object, deadline: float) -> bool:
+        return True
+
+    poller, begun = _poll([f"t{i}" for i in range(40)], get, settings, 0.3)
+    # burst + qps * 0.3 s = 17, give or take a start at the window's edge.
+    assert 14 <= len(poller.syncs) <= 18, len(poller.syncs)
+    assert max(s.started for s in poller.syncs) - begun >= (len(poller.syncs) - settings.burst - 1) / settings.qps
+
+
+def test_a_task_still_queued_is_not_enqueued_again_at_a_resync() -> None:
+    """in_memory_auto_refresh.go ``enqueueBatches`` skips a task ``inProcessing``: with one slow worker
+    and resyncs faster than it, the queue still holds each task at most once. (A task queued for longer
+    than five resyncs is enqueued again: here each waits at most three GetTasks, 0.15 s < 5 * 0.05 s.)"""
+    from propeller_polling import PollingSettings  # noqa: PLC0415
+
+    settings = PollingSettings(workers=1, qps=1000.0, burst=100, resync_seconds=0.05, timeout_seconds=1.0)
+
+    async def get(key: object, deadline: float) -> bool:
+        await asyncio.sleep(0.05)
+        return True
+
+    keys = ["a", "b", "c"]
+    poller, _ = _poll(keys, get, settings, 0.4)
+    assert poller.max_queued <= len(keys)
+    # FIFO: the one worker takes the tasks in turn.
+    order = [s.key for s in sorted(poller.syncs, key=lambda s: s.started)]
+    assert order[:6] == keys + keys, order
 
 
 def test_the_status_age_is_the_interval_between_answered_gettasks(
@@ -132,10 +195,14 @@ def test_the_status_age_is_the_interval_between_answered_gettasks(
 
     class Quiet:
         max_in_flight = 1
+        max_queued = 2
 
     class NoWindow:
         def summary(self) -> str:
             return "window"
+
+        def server(self, task_type: str) -> str:
+            return f"server-{task_type}"
 
     syncs = [
         Sync(("batch", 0), 0.0, 0.01, True),
@@ -148,3 +215,25 @@ def test_the_status_age_is_the_interval_between_answered_gettasks(
     assert "batch: calls=4 " in out and "errors=1 " in out
     assert "status_age_p50_s=60.0 status_age_p99_s=60.0 status_age_max_s=60.0 refreshed_twice=1/2" in out
     assert "codeweave: calls=0" in out
+    # The service's own latency stands next to the worker's, per backend.
+    assert "max_ms=20.0 server-batch errors=1 " in out and "server-codeweave" in out
+    assert "window max_in_flight=1 max_queued=2" in out
+
+
+def test_the_server_side_quantiles_are_prometheus_histogram_quantile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prometheus/prometheus promql/quantile.go ``bucketQuantile`` (01381a80): linear within the
+    bucket holding rank q * count, from 0 below the lowest bound; the highest finite bound for a rank
+    in +Inf's bucket; NaN with no observation."""
+    import math  # noqa: PLC0415
+
+    bench = _latency_benchmark(monkeypatch)
+    inf = math.inf
+    # 10 observations under 5 ms, 10 more under 10 ms: rank 10 ends the first bucket; rank 15 is
+    # halfway through the second; rank 19.8 is 98% through it.
+    buckets = {0.005: 10.0, 0.01: 20.0, inf: 20.0}
+    assert bench.histogram_quantile(0.5, buckets) == pytest.approx(0.005)
+    assert bench.histogram_quantile(0.75, buckets) == pytest.approx(0.0075)
+    assert bench.histogram_quantile(0.99, buckets) == pytest.approx(0.0099)
+    assert bench.histogram_quantile(0.25, buckets) == pytest.approx(0.0025)  # from 0 in the lowest bucket
+    assert bench.histogram_quantile(0.99, {0.005: 1.0, 0.01: 1.0, inf: 10.0}) == 0.01  # in +Inf's bucket
+    assert math.isnan(bench.histogram_quantile(0.5, {0.005: 0.0, inf: 0.0}))

@@ -95,19 +95,31 @@ class ConnectorProcess:
                     time.sleep(0.5)
         raise RuntimeError(f"connector process not ready within {timeout}s:\n{self.log()}")
 
-    def counter(self, name: str) -> float:
-        """The sum over its labels of the service's Prometheus counter ``name`` (without ``_total``),
-        read from its exposition (prometheus_client's text format parser)."""
+    def _samples(self, name: str) -> list:
+        """The samples of the service's Prometheus metric family ``name``, read from its exposition
+        (prometheus_client's text format parser)."""
         from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
         text = requests.get(f"http://127.0.0.1:{self.prometheus_port}/metrics", timeout=10).text
-        return sum(
-            sample.value
+        return [
+            sample
             for family in text_string_to_metric_families(text)
             if family.name == name
             for sample in family.samples
-            if sample.name == f"{name}_total"
-        )
+        ]
+
+    def counter(self, name: str) -> float:
+        """The sum over its labels of the service's Prometheus counter ``name`` (without ``_total``)."""
+        return sum(sample.value for sample in self._samples(name) if sample.name == f"{name}_total")
+
+    def histogram(self, name: str, label: str) -> dict[str, dict[float, float]]:
+        """The service's Prometheus histogram ``name`` by the value of its ``label``: each value's
+        cumulative bucket counts by upper bound (the ``le`` label, ``+Inf`` included)."""
+        buckets: dict[str, dict[float, float]] = {}
+        for sample in self._samples(name):
+            if sample.name == f"{name}_bucket":
+                buckets.setdefault(sample.labels[label], {})[float(sample.labels["le"])] = sample.value
+        return buckets
 
     def log(self, tail: int | None = 4000) -> str:
         """What the process wrote to stdout and stderr: the last ``tail`` characters, or all with None."""

@@ -16,16 +16,24 @@ Upstream (flyteorg/flyte at tag flyteplugins/v1.16.8):
   waiting in the queue (``inProcessing``: at most ``5 * resyncInterval`` ago).
 - ``flyteplugins/go/tasks/plugins/webapi/connector/config.go``: the defaults of every key the values
   file leaves unset, and ``DefaultServiceConfig`` (gRPC ``round_robin`` over the endpoint's addresses).
+- k8s.io/client-go v0.34.1 (flytestdlib's ``go.mod`` there) ``util/workqueue/delaying_queue.go``
+  (``AddAfter``, ``waitingLoop``): an item added with a delay waits in a heap by ready time, and one
+  loop moves each item, once ready, to the FIFO queue the workers ``Get`` from.
+
+The model runs on one asyncio event loop (``workers`` coroutines, not threads): its callers share
+one interpreter, and threads blocked in gRPC calls would queue behind one another for the GIL,
+adding the harness's own waits to the latency it measures.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import re
-import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,31 +114,31 @@ class PollingSettings:
 
 
 class TokenBucket:
-    """golang.org/x/time/rate's ``Limiter.Reserve().Delay()`` (rate.go ``reserveN``;
+    """golang.org/x/time/rate's ``Limiter.Reserve().Delay()`` (rate.go ``reserveN``, v0.9.0;
     https://pkg.go.dev/golang.org/x/time/rate#Limiter.Reserve), which client-go's ``BucketRateLimiter``
     returns: the bucket starts full at ``burst``, refills at ``qps`` per second up to ``burst``, and a
     reservation always succeeds, taking a token now or in the future (the balance goes negative) and
-    answering how long to wait. Python's rate limiters block or refuse instead, hence this one."""
+    answering how long to wait. Python's rate limiters block or refuse instead, hence this one.
+    Used from one event loop only."""
 
     def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._qps, self._burst, self._clock = qps, burst, clock
         self._tokens = float(burst)
         self._last = clock()
-        self._lock = threading.Lock()
 
     def reserve(self) -> float:
         """Seconds to wait before the reserved event may happen (0 when a token is there now)."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
-            self._last = now
-            self._tokens -= 1.0
-            return -self._tokens / self._qps if self._tokens < 0 else 0.0
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
+        self._last = now
+        self._tokens -= 1.0
+        return -self._tokens / self._qps if self._tokens < 0 else 0.0
 
 
 @dataclass
 class Sync:
-    """One GetTask of one task: when propeller's worker started and ended it, and whether it answered."""
+    """One GetTask of one task: when propeller's worker started and ended it (``time.monotonic``
+    seconds), and whether it answered."""
 
     key: Hashable
     started: float
@@ -138,101 +146,102 @@ class Sync:
     ok: bool
 
 
-@dataclass
-class _Queue:
-    ready: list[tuple[float, int, Hashable]] = field(default_factory=list)
-    seq: int = 0
+# Put in the ready queue by stop(): a worker that takes it returns.
+_STOP = object()
 
 
 class AutoRefreshPoller:
-    """Propeller's auto-refresh cache of the connector plugin, driving ``get(key) -> bool`` (True: the
-    GetTask answered) for every key until :meth:`stop`.
+    """Propeller's auto-refresh cache of the connector plugin, driving ``await get(key, deadline)``
+    (True: the GetTask answered within ``deadline`` seconds, ``settings.timeout_seconds``) for every
+    key until :meth:`stop`, on the running event loop.
 
     Every key is enqueued when :meth:`start` is called (propeller's ``GetOrCreate`` of a task it just
-    launched), then every ``resync_seconds`` after the previous pass unless still queued;
-    each enqueue waits ``max(5 ms, the token bucket's delay)``; ``workers`` threads take the ready
-    keys in order, one GetTask each. Keys never become terminal here: every task stays in flight.
-    Every GetTask is recorded in :attr:`syncs`."""
+    launched), then every ``resync_seconds`` after the previous pass unless still queued
+    (``inProcessing``, forgotten after five resyncs); each enqueue waits ``max(5 ms, the token
+    bucket's delay)`` in the delaying queue's heap, then joins the FIFO ready queue; ``workers``
+    coroutines take keys from it in order, one GetTask each, and a key leaves ``processing`` when a
+    worker takes it. Keys never become terminal here: every task stays in flight. Every GetTask is
+    recorded in :attr:`syncs`; :attr:`max_in_flight` is the most workers busy at once and
+    :attr:`max_queued` the most keys in the queue (waiting or ready) at once."""
 
     def __init__(
-        self,
-        keys: Sequence[Hashable],
-        get: Callable[[Hashable], bool],
-        settings: PollingSettings,
-        clock: Callable[[], float] = time.monotonic,
+        self, keys: Sequence[Hashable], get: Callable[[Hashable, float], Awaitable[bool]], settings: PollingSettings
     ) -> None:
         self._keys = list(keys)
         self._get = get
         self._settings = settings
-        self._clock = clock
-        self._bucket = TokenBucket(settings.qps, settings.burst, clock)
-        self._queue = _Queue()
+        self._bucket = TokenBucket(settings.qps, settings.burst)
+        self._waiting: list[tuple[float, int, Hashable]] = []  # delaying_queue.go's waitingForQueue
+        self._seq = 0
+        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._added = asyncio.Event()  # delaying_queue.go's waitingForAddCh
         self._queued: dict[Hashable, float] = {}  # in_memory_auto_refresh.go's ``processing``
-        self._cond = threading.Condition()
-        self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
         self.syncs: list[Sync] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.max_queued = 0
 
     def _enqueue(self, keys: Sequence[Hashable]) -> None:
-        now = self._clock()
-        with self._cond:
-            for key in keys:
-                queued = self._queued.get(key)
-                if queued is not None and now - queued <= 5 * self._settings.resync_seconds:
-                    continue
-                delay = max(ITEM_BASE_DELAY_SECONDS, self._bucket.reserve())
-                self._queue.seq += 1
-                heapq.heappush(self._queue.ready, (now + delay, self._queue.seq, key))
-                self._queued[key] = now
-            self._cond.notify_all()
+        now = time.monotonic()
+        for key in keys:
+            queued = self._queued.get(key)
+            if queued is not None and now - queued <= 5 * self._settings.resync_seconds:
+                continue
+            delay = max(ITEM_BASE_DELAY_SECONDS, self._bucket.reserve())
+            self._seq += 1
+            heapq.heappush(self._waiting, (now + delay, self._seq, key))
+            self._queued[key] = now
+        self.max_queued = max(self.max_queued, len(self._waiting) + self._ready.qsize())
+        self._added.set()
 
-    def _resync(self) -> None:
-        while not self._stopped.wait(self._settings.resync_seconds):
+    async def _waiting_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._waiting and self._waiting[0][0] <= now:
+                self._ready.put_nowait(heapq.heappop(self._waiting)[2])
+            self._added.clear()
+            wait = self._waiting[0][0] - now if self._waiting else None
+            with contextlib.suppress(TimeoutError):  # the head is ready
+                await asyncio.wait_for(self._added.wait(), wait)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.resync_seconds)
             self._enqueue(self._keys)
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopped.is_set():
-                        return
-                    now = self._clock()
-                    if self._queue.ready and self._queue.ready[0][0] <= now:
-                        _, _, key = heapq.heappop(self._queue.ready)
-                        self._queued.pop(key, None)
-                        self.in_flight += 1
-                        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                        break
-                    wait = self._queue.ready[0][0] - now if self._queue.ready else None
-                    self._cond.wait(wait)
-            started = self._clock()
+    async def _work(self) -> None:
+        while (key := await self._ready.get()) is not _STOP:
+            self._queued.pop(key, None)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            started = time.monotonic()
             try:
-                ok = self._get(key)
+                ok = await self._get(key, self._settings.timeout_seconds)
             except Exception:
                 ok = False
-            ended = self._clock()
-            with self._cond:
-                self.in_flight -= 1
-                self.syncs.append(Sync(key, started, ended, ok))
+            self.in_flight -= 1
+            self.syncs.append(Sync(key, started, time.monotonic(), ok))
 
     def start(self) -> AutoRefreshPoller:
+        """Starts the workers, the delaying queue and the resync timer on the running event loop."""
+        loop = asyncio.get_running_loop()
         self._enqueue(self._keys)
-        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self._settings.workers)]
-        self._threads.append(threading.Thread(target=self._resync, daemon=True))
-        for thread in self._threads:
-            thread.start()
+        self._tasks = [loop.create_task(self._waiting_loop()), loop.create_task(self._resync())]
+        self._workers = [loop.create_task(self._work()) for _ in range(self._settings.workers)]
         return self
 
-    def stop(self) -> None:
-        """Stop taking keys; GetTasks under way finish (within their deadline) before this returns."""
-        self._stopped.set()
-        with self._cond:
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join()
+    async def stop(self) -> None:
+        """Stops taking keys; GetTasks under way finish (within their deadline) before this returns."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._ready.empty():
+            self._ready.get_nowait()
+        for _ in self._workers:
+            self._ready.put_nowait(_STOP)
+        await asyncio.gather(*self._workers)
 
     def syncs_between(self, start: float, end: float) -> list[Sync]:
-        with self._cond:
-            return [s for s in self.syncs if start <= s.started and s.ended <= end]
+        return [s for s in self.syncs if start <= s.started and s.ended <= end]
