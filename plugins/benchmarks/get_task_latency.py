@@ -6,7 +6,7 @@ while Codeweave hangs; and, separately, what the connector service sustains per 
 Starts ``--replicas`` connector service processes (``pyflyte serve connector``, as the Deployment runs
 it) and moto and the Codeweave fake on 127.0.0.1 in a child process (``--backends process``, the
 default) or in this one (``--backends in-process``: they then share this interpreter's GIL with the
-polling threads, which adds their waits to the measured tail). Puts ``--tasks`` running jobs in each
+polling, which adds their waits to the measured tail). Puts ``--tasks`` running jobs in each
 backend (AWS Batch via CreateTask; EMR steps, EMR Serverless job runs, SageMaker transform, training
 and processing jobs via boto3; Codeweave jobs in the fake). Then, in order:
 
@@ -16,24 +16,38 @@ and processing jobs via boto3; Codeweave jobs in the fake). Then, in order:
    task re-enqueued each ``resyncInterval``, each GetTask with the ``defaultTimeout`` deadline, all read
    from platform/addons/flyte/flyte-core/values.yaml (connector/config.go's defaults for unset keys;
    ``--workers/--qps/--burst/--resync`` try others), over one gRPC channel that round-robins the
-   replicas as propeller's does. Reported for the first pass (every task once, as after a restart
-   of every replica) and, once every replica has been asked for every task directly, for
-   ``--duration`` seconds of steady polling (default three resync intervals).
+   replicas as propeller's does. The callers are coroutines on one asyncio event loop over a
+   ``grpc.aio`` channel, not threads: 200 threads blocked in gRPC calls queue for this
+   interpreter's GIL, and that queueing, not the service, made the tail. Reported for the first
+   pass (every task once, as after a restart of every replica) and, once every replica has been
+   asked for every task directly, for ``--duration`` seconds of steady polling (default three resync
+   intervals; a window shorter than one resync interval polls nothing after the first pass).
 2. ``background refresh``: ``--idle`` seconds with nothing polling: the service CPU the replicas'
    background status passes cost (``CDAO_*_STATUS_REFRESH_SECONDS``, the Deployment's by default).
-3. ``capacity (closed loop)``: NOT propeller's load. ``--capacity-callers`` threads call GetTask back
-   to back over one backend's tasks; GetTasks per second and per service CPU second (less the
+3. ``capacity (closed loop)``: NOT propeller's load. ``--capacity-callers`` coroutines call GetTask
+   back to back over one backend's tasks; GetTasks per second and per service CPU second (less the
    background CPU of step 2): what sizes propeller's read rate limiter.
 4. ``propeller, Codeweave hanging``: the fake accepts requests and never answers, and step 1 again.
 
-Each ``propeller`` report has a line for the window (``service_cpu_ms_per_s`` over every replica;
-``inline_waits``: GetTasks that waited for the backend, the ``cdao_status_inline_refreshes`` counter;
-``stale``: answers of a last known status older than its bound, ``cdao_status_stale_answers``;
-``max_in_flight``: propeller workers busy at once) and one per backend: ``p50_ms/p99_ms/max_ms``
-GetTask latency, ``errors``, and the status age propeller sees, ``status_age_*_s``: the interval
-between two answered GetTasks of one task (``refreshed_twice``: tasks that had one in the window).
-The service's CPU per call does not depend on how busy the machine's other processes keep its cores;
-the latency does. A measurement, not a test: nothing here passes or fails on time.
+Each report has a line for the window: the service's side (``service_cpu_ms_per_s`` over every
+replica; ``inline_waits``: GetTasks that waited for the backend, the ``cdao_status_inline_refreshes``
+counter; ``stale``: answers of a last known status older than its bound,
+``cdao_status_stale_answers``), then the harness's own cost, so that its queueing can be told from the
+service's latency: ``harness_cpu_ms_per_s`` (this process's CPU: the poller and the gRPC client, and
+with ``--backends in-process`` moto and the fake; 1000 a second is a whole core) and
+``loop_lag_p50_ms/p99_ms/max_ms`` (how late this process's event loop ran a 10 ms timer: a GetTask
+answered while the loop is busy reaches its worker that much later); ``max_in_flight`` (propeller
+workers busy at once) and ``max_queued`` (tasks in propeller's queue at once). Then one line per
+backend: ``p50_ms/p99_ms/max_ms``, the GetTask latency propeller's worker sees; ``server_p50_ms/
+server_p99_ms`` (``server_calls``: GetTasks observed), the time the connector itself took, estimated as
+PromQL's ``histogram_quantile`` does from the ``cdao_get_task_seconds`` histogram every replica
+exports (summed over replicas, the window's increase; an estimate within its bucket, 1 ms to 10 s);
+``errors``; and the status age propeller sees, ``status_age_*_s``: the interval between two answered
+GetTasks of one task (``refreshed_twice``: tasks that had one in the window). The gap between the
+client's and the server's figures is the network stack, gRPC, and the queueing of both processes
+for the machine's cores and the harness's loop. The service's CPU per call does not depend on how
+busy the machine's other processes keep its cores; the latency does. A measurement, not a test:
+nothing here passes or fails on time.
 """
 
 from __future__ import annotations
