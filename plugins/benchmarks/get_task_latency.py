@@ -36,7 +36,9 @@ counter; ``stale``: answers of a last known status older than its bound,
 service's latency: ``harness_cpu_ms_per_s`` (this process's CPU: the poller and the gRPC client, and
 with ``--backends in-process`` moto and the fake; 1000 a second is a whole core) and
 ``loop_lag_p50_ms/p99_ms/max_ms`` (how late this process's event loop ran a 10 ms timer: a GetTask
-answered while the loop is busy reaches its worker that much later); ``max_in_flight`` (propeller
+answered while the loop is busy reaches its worker that much later), ``gc_pauses`` and
+``gc_pause_max_ms`` (this process's garbage collections, which stop the loop; what set-up made is
+frozen out of them with ``gc.freeze``); ``max_in_flight`` (propeller
 workers busy at once) and ``max_queued`` (tasks in propeller's queue at once). Then one line per
 backend: ``p50_ms/p99_ms/max_ms``, the GetTask latency propeller's worker sees; ``server_p50_ms/
 server_p99_ms`` (``server_calls``: GetTasks observed), the time the connector itself took, estimated as
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import multiprocessing
 import os
@@ -328,6 +331,50 @@ class LoopLag:
         return [late for when, late in self.samples if start <= when <= end]
 
 
+class GcPauses:
+    """This process's garbage collections (``gc.callbacks``,
+    https://docs.python.org/3/library/gc.html#gc.callbacks): when each ended and how long it stopped
+    the interpreter, the event loop included."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []  # (when it ended, seconds)
+        self._started = 0.0
+
+    def _note(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            self._started = now
+        else:
+            self.pauses.append((now, now - self._started))
+
+    def start(self) -> GcPauses:
+        gc.callbacks.append(self._note)
+        return self
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._note)
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [took for when, took in self.pauses if start <= when <= end]
+
+
+class Harness:
+    """What this process itself costs the measurement: its event loop's lag and its GC pauses."""
+
+    def __init__(self) -> None:
+        self.lag = LoopLag()
+        self.gc = GcPauses()
+
+    def start(self) -> Harness:
+        self.lag.start()
+        self.gc.start()
+        return self
+
+    async def stop(self) -> None:
+        self.gc.stop()
+        await self.lag.stop()
+
+
 class Service:
     """The connector service's replicas, as propeller's channel reaches them: one gRPC channel over
     every replica's address with the connector plugin's ``DefaultServiceConfig`` (``round_robin``: each
@@ -401,8 +448,8 @@ class Window:
     """A measurement window: the service's CPU and counters, the GetTask histogram of every replica,
     and this harness process's own CPU and event-loop lag between :meth:`open` and :meth:`close`."""
 
-    def __init__(self, first: Scrape, last: Scrape, lag: list[float]) -> None:
-        self.first, self.last, self._lag = first, last, lag
+    def __init__(self, first: Scrape, last: Scrape, lag: list[float], gc_pauses: list[float]) -> None:
+        self.first, self.last, self._lag, self._gc = first, last, lag, gc_pauses
         self.started, self.ended = first.at, last.at
 
     @staticmethod
@@ -410,9 +457,9 @@ class Window:
         return await asyncio.to_thread(service.scrape)
 
     @classmethod
-    async def close(cls, service: Service, first: Scrape, lag: LoopLag) -> Window:
+    async def close(cls, service: Service, first: Scrape, harness: Harness) -> Window:
         last = await asyncio.to_thread(service.scrape)
-        return cls(first, last, lag.between(first.at, last.at))
+        return cls(first, last, harness.lag.between(first.at, last.at), harness.gc.between(first.at, last.at))
 
     @property
     def seconds(self) -> float:
@@ -431,11 +478,12 @@ class Window:
             if self._lag
             else "loop_lag=unmeasured"
         )
+        gc_pauses = f"gc_pauses={len(self._gc)} gc_pause_max_ms={1000 * max(self._gc, default=0.0):.1f}"
         return (
             f"seconds={self.seconds:.0f} service_cpu_ms_per_s={1000 * self.service_cpu_seconds() / self.seconds:.0f} "
             f"inline_waits={self.last.inline - self.first.inline:.0f} stale={self.last.stale - self.first.stale:.0f} "
             f"harness_cpu_ms_per_s={1000 * (self.last.harness_cpu - self.first.harness_cpu) / self.seconds:.0f} "
-            f"{lag} load_avg={os.getloadavg()[0]:.1f}"
+            f"{lag} {gc_pauses} load_avg={os.getloadavg()[0]:.1f}"
         )
 
     def server(self, task_type: str) -> str:
@@ -493,7 +541,7 @@ async def _poll_as_propeller(
     duration: float,
     label: str,
     *,
-    lag: LoopLag,
+    harness: Harness,
     prime: bool = True,
 ) -> None:
     """Drive every task's GetTask as propeller's webapi cache does (:class:`AutoRefreshPoller`):
@@ -515,7 +563,7 @@ async def _poll_as_propeller(
             if time.monotonic() - first_scrape.at > first_pass_limit:
                 break
             await asyncio.sleep(0.5)
-        window = await Window.close(service, first_scrape, lag)
+        window = await Window.close(service, first_scrape, harness)
         first: dict[Any, Sync] = {}
         for s in poller.syncs_between(window.started, window.ended):
             first.setdefault(s.key, s)
@@ -526,7 +574,7 @@ async def _poll_as_propeller(
             await _prime(service, tasks, 32, settings.timeout_seconds)
         steady_scrape = await Window.open(service)
         await asyncio.sleep(duration)
-        steady = await Window.close(service, steady_scrape, lag)
+        steady = await Window.close(service, steady_scrape, harness)
         _report(f"{label}, steady", poller.syncs_between(steady.started, steady.ended), counts, steady, poller)
     finally:
         await poller.stop()
@@ -564,7 +612,7 @@ async def _capacity(
     timeout: float,
     *,
     background_cpu_per_s: float,
-    lag: LoopLag,
+    harness: Harness,
 ) -> None:
     """Closed loop, NOT propeller's load: ``callers`` coroutines call GetTask back to back over every
     task of one backend; GetTasks per second, and per second of service CPU, both as measured
@@ -582,7 +630,7 @@ async def _capacity(
             return time.monotonic() - start, ok
 
         results = await _closed_loop([lambda m=m: call(m) for m in metas], callers)
-        window = await Window.close(service, first, lag)
+        window = await Window.close(service, first, harness)
         latencies = [took for took, _ in results]
         cpu = window.service_cpu_seconds()
         net_cpu = cpu - background_cpu_per_s * window.seconds
@@ -672,7 +720,7 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
     }
     replicas = [ConnectorProcess(env) for _ in range(args.replicas)]
     service: Service | None = None
-    lag = LoopLag().start()
+    harness = Harness().start()
     try:
         for replica in replicas:
             replica.wait_ready()
@@ -687,6 +735,11 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
             SAGEMAKER_PROCESSING_TASK_TYPE: _sagemaker_job_tasks(args.tasks, "processing"),
         }
         backends.in_flight()
+        # What set-up left (imports, clients, moto's models with --backends in-process) is never
+        # garbage: a full collection scanning it stopped the event loop for 0.4-0.5 s on these
+        # machines, a harness stall in the measured tail (propeller's Go GC runs concurrently).
+        gc.collect()
+        gc.freeze()
         total = sum(len(m) for m in tasks.values())
         print(
             f"{args.tasks} tasks in flight per backend ({total} in all), {args.replicas} connector replica(s), "
@@ -694,15 +747,15 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
             f"qps={settings.qps:g} burst={settings.burst} resync_s={settings.resync_seconds:g} "
             f"timeout_s={settings.timeout_seconds:g} (a pass over every task takes >= "
             f"{max(0.0, total - settings.burst) / settings.qps:.0f} s); backends {args.backends}; "
-            f"loop lag sampled every {1000 * lag.interval:g} ms",
+            f"loop lag sampled every {1000 * harness.lag.interval:g} ms",
             flush=True,
         )
-        await _poll_as_propeller(service, tasks, settings, args.duration, "propeller", lag=lag)
+        await _poll_as_propeller(service, tasks, settings, args.duration, "propeller", harness=harness)
 
         # Nothing polls: what is left is the background refresh passes over every tracked task.
         idle_scrape = await Window.open(service)
         await asyncio.sleep(args.idle)
-        idle = await Window.close(service, idle_scrape, lag)
+        idle = await Window.close(service, idle_scrape, harness)
         print(
             f"background refresh, nothing polling: {idle.summary()} "
             f"(service CPU for {total} tracked tasks on {args.replicas} replica(s))",
@@ -710,17 +763,22 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
         )
         background = idle.service_cpu_seconds() / idle.seconds
         await _capacity(
-            service, tasks, args.capacity_callers, settings.timeout_seconds, background_cpu_per_s=background, lag=lag
+            service,
+            tasks,
+            args.capacity_callers,
+            settings.timeout_seconds,
+            background_cpu_per_s=background,
+            harness=harness,
         )
 
         backends.hang_codeweave()
         # Every replica knows every task by now (the capacity run asked each of them directly).
         await _poll_as_propeller(
-            service, tasks, settings, args.duration, "propeller, Codeweave hanging", lag=lag, prime=False
+            service, tasks, settings, args.duration, "propeller, Codeweave hanging", harness=harness, prime=False
         )
         return 0
     finally:
-        await lag.stop()
+        await harness.stop()
         if service is not None:
             await service.close()
         for replica in replicas:

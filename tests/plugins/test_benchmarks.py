@@ -237,3 +237,56 @@ def test_the_server_side_quantiles_are_prometheus_histogram_quantile(monkeypatch
     assert bench.histogram_quantile(0.25, buckets) == pytest.approx(0.0025)  # from 0 in the lowest bucket
     assert bench.histogram_quantile(0.99, {0.005: 1.0, 0.01: 1.0, inf: 10.0}) == 0.01  # in +Inf's bucket
     assert math.isnan(bench.histogram_quantile(0.5, {0.005: 0.0, inf: 0.0}))
+
+
+def test_the_benchmarks_channel_round_robins_the_replicas_with_propellers_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Propeller's connector client dials the Service with ``DefaultServiceConfig`` (``round_robin``,
+    flyteplugins/v1.16.8 ``go/tasks/plugins/webapi/connector/config.go``): the benchmark's grpc.aio
+    channel spreads GetTasks over every replica, each with the deadline it was given, and an RPC
+    error counts as an unanswered GetTask. Two in-process gRPC servers stand in for the replicas."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    import grpc  # noqa: PLC0415
+    from flyteidl.admin import agent_pb2  # noqa: PLC0415
+    from flyteidl.service import agent_pb2_grpc  # noqa: PLC0415
+
+    bench = _latency_benchmark(monkeypatch)
+
+    class Replica(agent_pb2_grpc.AsyncAgentServiceServicer):
+        def __init__(self) -> None:
+            self.remaining: list[float] = []
+
+        async def GetTask(self, request, context):  # noqa: N802 (the gRPC method's name)
+            self.remaining.append(context.time_remaining())
+            if request.resource_meta == b"broken":
+                await context.abort(grpc.StatusCode.INTERNAL, "broken")
+            return agent_pb2.GetTaskResponse()
+
+    async def measure():
+        replicas, servers, targets = [Replica(), Replica()], [], []
+        for replica in replicas:
+            server = grpc.aio.server()
+            agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(replica, server)
+            targets.append(SimpleNamespace(target=f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"))
+            await server.start()
+            servers.append(server)
+        service = bench.Service(targets)
+        try:
+            await service.channel.channel_ready()
+            answered = [await service.get("cdao-aws-batch", b"meta", 5.0) for _ in range(20)]
+            broken = await service.get("cdao-aws-batch", b"broken", 5.0)
+        finally:
+            await service.close()
+            for server in servers:
+                await server.stop(None)
+        return replicas, answered, broken
+
+    replicas, answered, broken = _run(measure())
+    assert all(answered) and broken is False
+    calls = [len(r.remaining) for r in replicas]
+    assert sum(calls) == 21 and min(calls) >= 5, calls
+    # The deadline travels as the grpc-timeout header, which gRPC rounds up a little
+    # (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md: "Timeout").
+    assert all(4.5 < left <= 5.1 for r in replicas for left in r.remaining), [r.remaining for r in replicas]
