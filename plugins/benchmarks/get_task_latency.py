@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import math
 import multiprocessing
 import os
@@ -65,10 +64,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import grpc
@@ -85,6 +84,7 @@ from moto.server import ThreadedMotoServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins" / "support"))
 import batch_tasks
 from aws_setup import create_sagemaker_jobs, create_transform_jobs, provision_attempt_table, provision_batch
+from benchmark_harness import Harness, closed_loop
 from cdao_connectors._metrics import GET_TASK_SECONDS_NAME
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
@@ -101,8 +101,6 @@ from codeweave_fake import CodeweaveFake, FakeJob
 from connector_processes import REFRESH_SETTINGS, ConnectorProcess, deployment_env
 from propeller import category, execution_metadata, render_task_template, serialize
 from propeller_polling import DEFAULT_SERVICE_CONFIG, AutoRefreshPoller, PollingSettings, Sync
-
-T = TypeVar("T")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -298,81 +296,6 @@ def _cpu_seconds(pid: int) -> float:
     fields 14 and 15, in clock ticks; proc(5))."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class LoopLag:
-    """How late this process's event loop runs a timer: a coroutine that sleeps ``interval`` seconds
-    again and again and records each wake-up's lateness. A GetTask's answer reaches its worker no
-    sooner than the loop gets to it, so lateness here is harness queueing in the measured latency,
-    not service time."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self.interval = interval
-        self.samples: list[tuple[float, float]] = []  # (when, seconds late)
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            before = time.monotonic()
-            await asyncio.sleep(self.interval)
-            now = time.monotonic()
-            self.samples.append((now, max(0.0, now - before - self.interval)))
-
-    def start(self) -> LoopLag:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    def between(self, start: float, end: float) -> list[float]:
-        return [late for when, late in self.samples if start <= when <= end]
-
-
-class GcPauses:
-    """This process's garbage collections (``gc.callbacks``,
-    https://docs.python.org/3/library/gc.html#gc.callbacks): when each ended and how long it stopped
-    the interpreter, the event loop included."""
-
-    def __init__(self) -> None:
-        self.pauses: list[tuple[float, float]] = []  # (when it ended, seconds)
-        self._started = 0.0
-
-    def _note(self, phase: str, info: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if phase == "start":
-            self._started = now
-        else:
-            self.pauses.append((now, now - self._started))
-
-    def start(self) -> GcPauses:
-        gc.callbacks.append(self._note)
-        return self
-
-    def stop(self) -> None:
-        gc.callbacks.remove(self._note)
-
-    def between(self, start: float, end: float) -> list[float]:
-        return [took for when, took in self.pauses if start <= when <= end]
-
-
-class Harness:
-    """What this process itself costs the measurement: its event loop's lag and its GC pauses."""
-
-    def __init__(self) -> None:
-        self.lag = LoopLag()
-        self.gc = GcPauses()
-
-    def start(self) -> Harness:
-        self.lag.start()
-        self.gc.start()
-        return self
-
-    async def stop(self) -> None:
-        self.gc.stop()
-        await self.lag.stop()
 
 
 class Service:
@@ -580,20 +503,6 @@ async def _poll_as_propeller(
         await poller.stop()
 
 
-async def _closed_loop(calls: Sequence[Callable[[], Awaitable[T]]], callers: int) -> list[T]:
-    """Every call of ``calls``, ``callers`` at a time, each caller starting the next as soon as its
-    last one answered; the results in ``calls``' order."""
-    results: list[Any] = [None] * len(calls)
-    indexes = iter(range(len(calls)))
-
-    async def caller() -> None:
-        for i in indexes:
-            results[i] = await calls[i]()
-
-    await asyncio.gather(*(caller() for _ in range(callers)))
-    return results
-
-
 async def _prime(service: Service, tasks: dict[str, list[bytes]], callers: int, timeout: float) -> None:
     """Ask every replica directly, once, for every task (unmeasured), so that each knows them all,
     as every replica does once propeller's round robin has reached it with each task."""
@@ -602,7 +511,7 @@ async def _prime(service: Service, tasks: dict[str, list[bytes]], callers: int, 
         for replica in service.replicas:
             async with grpc.aio.insecure_channel(replica.target) as channel:
                 stub = AsyncAgentServiceStub(channel)
-                await _closed_loop([partial(_answered, stub, r, timeout) for r in requests], callers)
+                await closed_loop([partial(_answered, stub, r, timeout) for r in requests], callers)
 
 
 async def _capacity(
@@ -629,7 +538,7 @@ async def _capacity(
             ok = await service.get(task_type, meta, timeout)
             return time.monotonic() - start, ok
 
-        results = await _closed_loop([lambda m=m: call(m) for m in metas], callers)
+        results = await closed_loop([lambda m=m: call(m) for m in metas], callers)
         window = await Window.close(service, first, harness)
         latencies = [took for took, _ in results]
         cpu = window.service_cpu_seconds()
@@ -735,11 +644,7 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
             SAGEMAKER_PROCESSING_TASK_TYPE: _sagemaker_job_tasks(args.tasks, "processing"),
         }
         backends.in_flight()
-        # What set-up left (imports, clients, moto's models with --backends in-process) is never
-        # garbage: a full collection scanning it stopped the event loop for 0.4-0.5 s on these
-        # machines, a harness stall in the measured tail (propeller's Go GC runs concurrently).
-        gc.collect()
-        gc.freeze()
+        harness.freeze_setup()
         total = sum(len(m) for m in tasks.values())
         print(
             f"{args.tasks} tasks in flight per backend ({total} in all), {args.replicas} connector replica(s), "
