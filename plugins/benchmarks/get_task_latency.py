@@ -45,11 +45,13 @@ server_p99_ms`` (``server_calls``: GetTasks observed), the time the connector it
 PromQL's ``histogram_quantile`` does from the ``cdao_get_task_seconds`` histogram every replica
 exports (summed over replicas, the window's increase; an estimate within its bucket, 1 ms to 10 s);
 ``errors``; and the status age propeller sees, ``status_age_*_s``: the interval between two answered
-GetTasks of one task (``refreshed_twice``: tasks that had one in the window). The gap between the
-client's and the server's figures is the network stack, gRPC, and the queueing of both processes
-for the machine's cores and the harness's loop. The service's CPU per call does not depend on how
-busy the machine's other processes keep its cores; the latency does. A measurement, not a test:
-nothing here passes or fails on time.
+GetTasks of one task (``refreshed_twice``: tasks that had one in the window). The histogram starts
+when the connector's ``get`` does, so the gap between the client's and the server's figures is
+the network stack, gRPC, the service's own event loop before the connector runs (a burst of
+``webApi.readRateLimiter.burst`` GetTasks at each resync queues there), and both processes' waits
+for the machine's cores; the harness's part of it is the loop lag and GC pauses above. The
+service's CPU per call does not depend on how busy the machine's other processes keep its cores;
+the latency does. A measurement, not a test: nothing here passes or fails on time.
 """
 
 from __future__ import annotations
