@@ -258,7 +258,7 @@ def test_the_benchmarks_channel_round_robins_the_replicas_with_propellers_deadli
         def __init__(self) -> None:
             self.remaining: list[float] = []
 
-        async def GetTask(self, request, context):  # noqa: N802 (the gRPC method's name)
+        async def GetTask(self, request, context):
             self.remaining.append(context.time_remaining())
             if request.resource_meta == b"broken":
                 await context.abort(grpc.StatusCode.INTERNAL, "broken")
