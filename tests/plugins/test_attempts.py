@@ -558,6 +558,44 @@ def test_a_transient_cluster_whose_step_is_not_listed_is_terminated(transient_em
     assert set(_emr_clusters()) - before == {started.id}
 
 
+def _throttled(operation: str) -> ClientError:
+    """AWS's throttling answer (AWS "Common Errors": ThrottlingException, HTTP 400), as botocore raises it."""
+    return ClientError(
+        {
+            "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        operation,
+    )
+
+
+def test_a_transient_cluster_whose_step_listing_fails_is_terminated_before_the_error(transient_emr_env, monkeypatch):
+    """RunJobFlow started the cluster; its step is then found with ListSteps. A throttled ListSteps
+    fails the create, so the attempt (launcher.go at flyteplugins/v1.16.8), and nobody would ever
+    stop the cluster: it is terminated before the error is raised, and the attempt marked abandoned
+    so that a re-send does not adopt it. ListSteps is throttled by a stand-in raising what botocore
+    raises for AWS's throttling answer."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+
+    def throttled(emr, cluster_id, name):
+        raise _throttled("ListSteps")
+
+    monkeypatch.setattr(EMRConnector, "_find_step", staticmethod(throttled))
+    execution = execution_metadata(f"emr-unlisted-{uuid.uuid4().hex[:6]}")
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(emr_tasks.on_transient)
+    connector = EMRConnector()
+    before = set(_emr_clusters())
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        connector.create_sync(template, prefix, None, execution)
+    (started,) = [c for i, c in _emr_clusters().items() if i not in before]
+    assert started.state == "TERMINATED"
+    with pytest.raises(AttemptAbandoned, match=started.id):
+        connector.create_sync(template, prefix, None, execution)
+    assert set(_emr_clusters()) - before == {started.id}
+
+
 def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
     transient_emr_env, moto_endpoint, monkeypatch
 ):
@@ -694,29 +732,10 @@ def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws
     because its first CreateTask gave up, that would adopt a job answering FAILED, a permanent
     failure of the task. botocore's Stubber plays SageMaker (moto replaces a job of the same name
     instead of refusing it), its answers checked against the service model."""
-    import cdao_connectors.service  # noqa: F401, PLC0415
     from botocore.stub import Stubber  # noqa: PLC0415
-    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
-    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
-    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
-    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
 
-    task_type = "sagemaker-processing-task"
-    base = serialize(emr_tasks.on_cluster)
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
-    custom = {"execution_role_arn": "arn:aws:iam::123456789012:role/sm", "region": REGION}
-    template = render_task_template(
-        TaskTemplate(
-            Identifier(ResourceType.TASK, "ml", "development", "t.again", "v1"),
-            task_type,
-            base.metadata,
-            base.interface,
-            custom,
-            container=base.container,
-        ),
-        prefix,
-    )
-    connector = ConnectorRegistry.get_connector(task_type)
+    connector, template = _sagemaker_processing(prefix)
     sagemaker = connector.backend.aws("sagemaker", REGION)
     with Stubber(sagemaker) as stub:
         stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
@@ -736,3 +755,53 @@ def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws
         with pytest.raises(RuntimeError, match=r"was stopped .*next attempt"):
             _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
         stub.assert_no_pending_responses()
+
+
+def _sagemaker_processing(prefix: str) -> tuple[Any, Any]:
+    """The plugin's processing connector as the service registers it, and a rendered template of it."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
+    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
+    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
+
+    task_type = "sagemaker-processing-task"
+    base = serialize(emr_tasks.on_cluster)
+    custom = {"execution_role_arn": "arn:aws:iam::123456789012:role/sm", "region": REGION}
+    template = render_task_template(
+        TaskTemplate(
+            Identifier(ResourceType.TASK, "ml", "development", "t.again", "v1"),
+            task_type,
+            base.metadata,
+            base.interface,
+            custom,
+            container=base.container,
+        ),
+        prefix,
+    )
+    return ConnectorRegistry.get_connector(task_type), template
+
+
+def test_a_sagemaker_job_whose_check_is_throttled_is_answered_not_orphaned(aws_env):
+    """After the plugin's create the job is described once (is it a stopped one?); a throttled
+    Describe must not turn the CreateTask into an error, which fails the attempt and leaves the new
+    job with nobody to stop it (launcher.go, plugin.go ``Delete`` at flyteplugins/v1.16.8).
+    botocore's Stubber plays SageMaker, its answers checked against the service model."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    connector, template = _sagemaker_processing(prefix)
+    with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+        stub.add_response(
+            "create_processing_job",
+            {"ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j"},
+        )
+        stub.add_client_error("describe_processing_job", "ThrottlingException", "Rate exceeded", http_status_code=400)
+        answered = []
+
+        async def create() -> None:
+            answered.append(await connector.create(task_template=template, output_prefix=prefix, inputs=None))
+
+        _run(create())
+        stub.assert_no_pending_responses()
+    assert answered[0].job_name.startswith("flyte-")
