@@ -44,7 +44,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -70,6 +70,23 @@ class AttemptInProgress(RuntimeError):
 
 class AttemptAbandoned(RuntimeError):
     """This attempt's job was cancelled because its CreateTask gave up; the next attempt starts a new one."""
+
+
+@contextlib.contextmanager
+def checking_created_job(backend: str, job: str) -> Iterator[None]:
+    """Around a check made once the attempt's job exists (is it one a give-up cancelled?): only
+    :class:`AttemptAbandoned` raised in the block gets out. Any other failure of the check (a
+    throttled Describe, a timeout) is logged naming ``backend`` and ``job`` and ends the block, and
+    the caller answers the job: an error would fail the attempt (launcher.go ``launch`` at
+    flyteplugins/v1.16.8) and propeller never DeleteTasks a job it got no ``resource_meta`` for
+    (connector/plugin.go ``Delete``), so the job would run on with nobody to stop it; answered,
+    its GetTasks follow it. Works around awaits too (an ``async def`` may use it)."""
+    try:
+        yield
+    except AttemptAbandoned:
+        raise
+    except Exception as exc:
+        _log.warning("%s: could not check %s after creating it (answered as it is): %s", backend, job, exc)
 
 
 def _conditional_failed(error: ClientError) -> bool:

@@ -14,6 +14,7 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors import _deadlines
+from cdao_connectors._attempts import AttemptAbandoned
 from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -155,7 +156,7 @@ class CodeweaveConnector(BulkheadConnector):
             # up (propeller lost its state; its job was cancelled, cdao_connectors._backends
             # create_within_deadline). Adopting it would answer FAILED, which fails the whole task
             # (connector/plugin.go Status at flyteplugins/v1.16.8); an error fails only this attempt.
-            raise RuntimeError(
+            raise AttemptAbandoned(
                 f"task {task_template.id.name}: this attempt's Codeweave job {job.id} was cancelled "
                 "(its first CreateTask gave up); the task's next attempt starts a new job"
             )
