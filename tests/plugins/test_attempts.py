@@ -373,14 +373,18 @@ def _batch_jobs() -> dict:
     return dict(batch_backends["123456789012"][REGION]._jobs)
 
 
-def _run(coro) -> None:
+def _run_and_return(coro) -> Any:
     # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
     # suite (Pulumi's mocks) rely on (as tests/plugins/test_sagemaker.py ``_run``).
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(coro)
+        return loop.run_until_complete(coro)
     finally:
         loop.close()
+
+
+def _run(coro) -> None:
+    _run_and_return(coro)
 
 
 async def _until(predicate, timeout: float = 10.0):
@@ -404,6 +408,8 @@ class GaveUpBatch:
         for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
             monkeypatch.setenv(k, v)
         self.proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+        # The job's status cache reads Batch in the background through the proxy too.
+        self.proxy.throttle_paths = ("/v1/submitjob",)
         monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", self.proxy.url)
         self._monkeypatch = monkeypatch
         self._execution = f"gave-up-{uuid.uuid4().hex[:6]}"
@@ -459,6 +465,105 @@ def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(gave
 
     monkeypatch.setattr(AttemptLedger, "abandon", throttled_abandon)
     _run(gave_up_batch.give_up())  # TerminateJob reached Batch all the same
+
+
+def _cancels_refused(monkeypatch, refusals: int, error: ClientError) -> list[str]:
+    """TerminateJob answers ``error`` to the first ``refusals`` cancels, then is Batch's own;
+    returns the job ids asked, one per cancel. The late cancel's backoff is shortened to 20 ms."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.02)
+    asked: list[str] = []
+    terminate = BatchConnector.delete_sync
+
+    def refusing(self, resource_meta):
+        asked.append(resource_meta.job_id)
+        if len(asked) <= refusals:
+            raise error
+        return terminate(self, resource_meta)
+
+    monkeypatch.setattr(BatchConnector, "delete_sync", refusing)
+    return asked
+
+
+def test_a_throttled_late_cancel_is_tried_again_until_the_job_is_terminated(gave_up_batch, monkeypatch):
+    """TerminateJob throttled for the first 3 cancels of a job started after its CreateTask gave up:
+    tried once, the job would run on with nobody to stop it; tried again with backoff, it stops."""
+    asked = _cancels_refused(monkeypatch, 3, _throttled("TerminateJob"))
+    late, _ = _run_and_return(gave_up_batch.give_up())  # returns once TerminateJob reached Batch
+    assert asked == [late.job_id] * 4
+
+
+def test_a_late_cancel_refused_for_good_is_logged_with_its_job_not_retried(gave_up_batch, monkeypatch, caplog):
+    """A refusal that is not "not now" (AccessDenied stays until someone changes the policy) is not
+    tried again: the job's resource_meta is logged for an operator. So is a throttled cancel once
+    LATE_CANCEL_SECONDS ran out."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+
+    denied = ClientError(
+        {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        },
+        "TerminateJob",
+    )
+    batch = gave_up_batch
+
+    async def gave_up_and_logged() -> list[str]:
+        await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=9))  # the job definition
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        batch.proxy.throttle_next = 2  # as GaveUpBatch.give_up: the submit lands after the budget
+        with pytest.raises(BackendDeadlineExceeded):
+            await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
+        return await _until(lambda: {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()})
+
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    asked = _cancels_refused(monkeypatch, 99, denied)
+    (logged,) = _run_and_return(gave_up_and_logged())
+    assert len(asked) == 1 and asked[0] in logged and "(1 tries)" in logged
+
+    caplog.clear()
+    monkeypatch.setattr(_backends, "LATE_CANCEL_SECONDS", 0.2)
+    asked = _cancels_refused(monkeypatch, 99, _throttled("TerminateJob"))
+    batch._execution = f"gave-up-{uuid.uuid4().hex[:6]}"  # a new execution: a new attempt
+    (logged,) = _run_and_return(gave_up_and_logged())
+    assert 1 < len(asked) < 10 and asked[0] in logged
+
+
+def test_a_late_cancel_sees_throttling_inside_a_plugins_wrapped_error(monkeypatch):
+    """flytekitplugins-awssagemaker raises ``CustomException(..., e) from e`` for every ClientError
+    of its calls (boto3_mixin.py ``_call``, 1.16.31), and its ``delete`` re-raises it: a throttled
+    stop of a SageMaker job must be tried again all the same."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded, create_within_deadline  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.01)
+    tries: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "flyte-job-1"
+
+        async def stop(job: str) -> None:
+            tries.append(job)
+            if len(tries) < 3:
+                error = _throttled("StopTrainingJob")
+                raise CustomException(f"An error occurred: {error}", "", error) from error
+
+        with pytest.raises(BackendDeadlineExceeded):
+            await create_within_deadline(create(), stop, backend="SageMaker training")
+        release.set()  # the create finishes after its CreateTask gave up
+        await _until(lambda: len(tries) == 3)
+
+    _run(scenario())
+    assert tries == ["flyte-job-1"] * 3
 
 
 def test_a_batch_create_that_gave_up_leaves_no_job_running(gave_up_batch, monkeypatch):
