@@ -566,6 +566,72 @@ def test_a_late_cancel_sees_throttling_inside_a_plugins_wrapped_error(monkeypatc
     assert tries == ["flyte-job-1"] * 3
 
 
+def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after(gave_up_batch, monkeypatch):
+    """The race between the ledger recording the late job and the give-up marking its attempt
+    abandoned: a repeated CreateTask arriving in between (propeller lost its state) used to be
+    answered the job that the give-up then terminated, so its GetTask answered FAILED, a permanent
+    failure of the task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8). The repeat's answer
+    is the one propeller records (it re-sends only after losing its state): the job must run on.
+    Ordered with events: the give-up's mark waits until the repeat has been answered."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+
+    batch = gave_up_batch
+    mark_reached, repeat_answered = threading.Event(), threading.Event()
+    abandon = AttemptLedger.abandon
+
+    def abandon_after_the_repeat(self, attempt, **kwargs):
+        mark_reached.set()
+        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
+        return abandon(self, attempt, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+    cancel = batch.connector.cancel_abandoned
+    gave_up: asyncio.Future = None  # type: ignore[assignment]
+
+    async def cancel_and_note(resource_meta):
+        try:
+            await cancel(resource_meta)
+        finally:
+            gave_up.set_result(None)
+
+    monkeypatch.setattr(batch.connector, "cancel_abandoned", cancel_and_note)
+
+    async def scenario():
+        nonlocal gave_up
+        gave_up = asyncio.get_running_loop().create_future()
+        await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=9))  # the job definition
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        batch.proxy.throttle_next = 2  # as GaveUpBatch.give_up: the submit lands after the budget
+        with pytest.raises(BackendDeadlineExceeded):
+            await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
+        assert await asyncio.get_running_loop().run_in_executor(None, mark_reached.wait, 10)  # the job is recorded
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        again = await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
+        repeat_answered.set()
+        await asyncio.wait_for(gave_up, 10)
+        return again
+
+    again = _run_and_return(scenario())
+    job = _batch_jobs()[again.job_id]
+    assert not job.stop, f"the job answered to the repeat was terminated: {job.job_stopped_reason}"
+
+
+def test_the_ledger_orders_a_repeat_and_a_give_up_either_way(ledger_table):
+    """Whichever of the two conditional writes comes first wins: a repeat answered first keeps the
+    job (the give-up marks nothing and so cancels nothing); a give-up marked first refuses the repeat."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    first, second = f"t/{uuid.uuid4().hex}", f"t/{uuid.uuid4().hex}"
+    for attempt in (first, second):
+        _ledger(ledger_table).once(attempt, lambda: {"job_id": "j-1"}, lambda: None, 1)
+    assert _ledger(ledger_table).once(first, lambda: pytest.fail("second job"), lambda: None, 1) == {"job_id": "j-1"}
+    assert _ledger(ledger_table).abandon(first) is False
+    assert _ledger(ledger_table).abandon(second) is True
+    with pytest.raises(AttemptAbandoned, match=second):
+        _ledger(ledger_table).once(second, lambda: pytest.fail("second job"), lambda: None, 1)
+
+
 def test_a_batch_create_that_gave_up_leaves_no_job_running(gave_up_batch, monkeypatch):
     """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
     still goes through, and its job is terminated; a re-send of that attempt (propeller lost its

@@ -21,8 +21,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors import _deadlines
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
 from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
@@ -221,7 +220,7 @@ class EMRConnector(BulkheadConnector):
                 # Unlisted for now (throttled): the error fails the attempt, so its cluster must not
                 # run on with nobody to stop it (below).
                 try:
-                    ledger.abandon(_attempt_key(None, name))
+                    ledger.abandon(_attempt_key(None, name), unless_adopted=False)
                 finally:
                     emr.terminate_job_flows(JobFlowIds=[cluster_id])
                 raise
@@ -231,7 +230,7 @@ class EMRConnector(BulkheadConnector):
                 # error fails the attempt (launcher.go), whose cluster nobody would stop: terminate
                 # it, and mark the attempt abandoned so that no re-send adopts the terminated cluster.
                 try:
-                    ledger.abandon(_attempt_key(None, name))
+                    ledger.abandon(_attempt_key(None, name), unless_adopted=False)
                 finally:
                     emr.terminate_job_flows(JobFlowIds=[cluster_id])
                 raise RuntimeError(
@@ -256,18 +255,16 @@ class EMRConnector(BulkheadConnector):
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
 
     async def cancel_abandoned(self, resource_meta: EMRStepMetadata) -> None:
-        def abandon() -> None:
+        def abandon() -> bool:
             # The metadata holds ids, the ledger's key the step's name (= a transient cluster's name).
             emr = self.backend.aws("emr", resource_meta.region)
             name = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]["Name"]
             on = None if resource_meta.transient else resource_meta.cluster_id
-            self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
+            return self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
 
-        # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled.
-        # The step is cancelled even when the mark fails: a running step nobody follows costs more.
-        try:
-            await self.backend.call(abandon, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update")
-        finally:
+        # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled
+        # (nor is it cancelled once a re-send was answered it: cdao_connectors._attempts).
+        if await mark_abandoned(self.backend, abandon):
             await self.delete(resource_meta)
 
     @staticmethod
