@@ -337,12 +337,6 @@ class BulkheadConnector(AsyncConnectorBase):
     ) -> Any:
         raise NotImplementedError
 
-    def get_sync(self, resource_meta: Any) -> Any:
-        """What :meth:`get` answers, with the calling thread waiting for the status read."""
-        cache, key = self.status_of(resource_meta)
-        known = cache.get(key)
-        return noting_staleness(self.resource_for(known.value, resource_meta), known.stale)
-
     def status_of(self, resource_meta: Any) -> tuple[StatusCache, Hashable]:
         """The status cache holding the job's status and the job's key in it."""
         raise NotImplementedError

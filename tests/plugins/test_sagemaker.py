@@ -25,6 +25,7 @@ from cdao_connectors.sagemaker.task import (
 )
 from cdao_connectors.sagemaker.transform import run_locally
 from cdao_sdk import sagemaker_batch_transform_task
+from connector_calls import run_get
 from flyteidl.admin import agent_pb2
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.types.file import FlyteFile
@@ -342,7 +343,7 @@ def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeyp
     connector.backend.aws("sagemaker", REGION).meta.events.register(
         "before-call.sagemaker.*", lambda model, **_: calls.append(model.name)
     )
-    assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 15
+    assert [run_get(connector, m).phase for m in metas] == [PHASE.RUNNING] * 15
     cache = connector.status_cache(REGION, 60.0)
     calls.clear()
     failed = sagemaker_backends[ACCOUNT][REGION].transform_jobs[names[0]]
@@ -350,7 +351,7 @@ def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeyp
     cache.refresh_ahead(older_than=0.0)  # one polling round's refresh
     assert calls == ["ListTransformJobs", "DescribeTransformJob"]  # the one that left InProgress
     calls.clear()
-    phases = [connector.get_sync(m) for m in metas]
+    phases = [run_get(connector, m) for m in metas]
     assert calls == []  # the round's GetTasks read the shared view
     assert phases[0].phase == PHASE.FAILED and "out of memory" in phases[0].message
     assert [p.phase for p in phases[1:]] == [PHASE.RUNNING] * 14
