@@ -632,6 +632,21 @@ def test_the_ledger_orders_a_repeat_and_a_give_up_either_way(ledger_table):
         _ledger(ledger_table).once(second, lambda: pytest.fail("second job"), lambda: None, 1)
 
 
+def test_codeweaves_late_cancels_are_tried_again_on_codeweaves_own_not_now_answers():
+    """Codeweave is no AWS service: its "not now" is HTTP 429 or a 5xx (the statuses its client
+    retries, codeweave/contract.py) or a DeleteTask deadline run out; a 403 stays until someone
+    changes the key. The late cancel's retry (create_within_deadline) asks the connector."""
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveError  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    assert connector.is_transient_error(CodeweaveError(429, "slow down"))
+    assert connector.is_transient_error(CodeweaveError(503, "unavailable"))
+    assert connector.is_transient_error(BackendDeadlineExceeded("Codeweave did not answer DeleteTask"))
+    assert not connector.is_transient_error(CodeweaveError(403, "forbidden"))
+
+
 def test_a_batch_create_that_gave_up_leaves_no_job_running(gave_up_batch, monkeypatch):
     """SubmitJob throttled past the CreateTask deadline: the CreateTask answers an error, the submit
     still goes through, and its job is terminated; a re-send of that attempt (propeller lost its
