@@ -489,19 +489,48 @@ def _cancels_refused(monkeypatch, refusals: int, error: ClientError) -> list[str
 
 def test_a_throttled_late_cancel_is_tried_again_until_the_job_is_terminated(gave_up_batch, monkeypatch):
     """TerminateJob throttled for the first 3 cancels of a job started after its CreateTask gave up:
-    tried once, the job would run on with nobody to stop it; tried again with backoff, it stops."""
+    tried once, the job would run on with nobody to stop it; tried again with backoff, it stops.
+    Takes ~1.5 s (GaveUpBatch): the one end-to-end proof that the retried cancel reaches Batch; the
+    retry's rules are checked in milliseconds below."""
     asked = _cancels_refused(monkeypatch, 3, _throttled("TerminateJob"))
     late, _ = _run_and_return(gave_up_batch.give_up())  # returns once TerminateJob reached Batch
     assert asked == [late.job_id] * 4
 
 
-def test_a_late_cancel_refused_for_good_is_logged_with_its_job_not_retried(gave_up_batch, monkeypatch, caplog):
-    """A refusal that is not "not now" (AccessDenied stays until someone changes the policy) is not
-    tried again: the job's resource_meta is logged for an operator. So is a throttled cancel once
-    LATE_CANCEL_SECONDS ran out."""
+def _late_cancel_tries(monkeypatch, refusal: ClientError, caplog) -> tuple[list[str], set[str]]:
+    """A create finishing after its CreateTask gave up, its every cancel refused with ``refusal``:
+    the cancels tried and what was logged as needing an operator. On create_within_deadline itself,
+    not a backend: what is checked is the retry's own rule, in milliseconds."""
     from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
-    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded, create_within_deadline  # noqa: PLC0415
 
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.01)
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    tries: list[str] = []
+
+    async def scenario() -> set[str]:
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "job-late-1"
+
+        async def terminate(job: str) -> None:
+            tries.append(job)
+            raise refusal
+
+        with pytest.raises(BackendDeadlineExceeded):
+            await create_within_deadline(create(), terminate, backend="AWS Batch")
+        release.set()
+        return await _until(lambda: {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()})
+
+    return tries, _run_and_return(scenario())
+
+
+def test_a_late_cancel_refused_for_good_is_logged_with_its_job_not_retried(monkeypatch, caplog):
+    """A refusal that is not "not now" (AccessDenied stays until someone changes the policy) is not
+    tried again: the job's resource_meta is logged for an operator."""
     denied = ClientError(
         {
             "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
@@ -509,27 +538,17 @@ def test_a_late_cancel_refused_for_good_is_logged_with_its_job_not_retried(gave_
         },
         "TerminateJob",
     )
-    batch = gave_up_batch
+    tries, (logged,) = _late_cancel_tries(monkeypatch, denied, caplog)
+    assert tries == ["job-late-1"] and "job-late-1" in logged and "(1 tries)" in logged
 
-    async def gave_up_and_logged() -> list[str]:
-        await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=9))  # the job definition
-        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
-        batch.proxy.throttle_next = 2  # as GaveUpBatch.give_up: the submit lands after the budget
-        with pytest.raises(BackendDeadlineExceeded):
-            await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
-        return await _until(lambda: {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()})
 
-    caplog.set_level("WARNING", logger="cdao_connectors._backends")
-    asked = _cancels_refused(monkeypatch, 99, denied)
-    (logged,) = _run_and_return(gave_up_and_logged())
-    assert len(asked) == 1 and asked[0] in logged and "(1 tries)" in logged
+def test_a_late_cancel_throttled_past_its_budget_is_logged_with_its_job(monkeypatch, caplog):
+    """Throttled for longer than LATE_CANCEL_SECONDS: tried a bounded number of times, then logged."""
+    from cdao_connectors import _backends  # noqa: PLC0415
 
-    caplog.clear()
     monkeypatch.setattr(_backends, "LATE_CANCEL_SECONDS", 0.2)
-    asked = _cancels_refused(monkeypatch, 99, _throttled("TerminateJob"))
-    batch._execution = f"gave-up-{uuid.uuid4().hex[:6]}"  # a new execution: a new attempt
-    (logged,) = _run_and_return(gave_up_and_logged())
-    assert 1 < len(asked) < 10 and asked[0] in logged
+    tries, (logged,) = _late_cancel_tries(monkeypatch, _throttled("TerminateJob"), caplog)
+    assert 1 < len(tries) < 10 and "job-late-1" in logged
 
 
 def test_a_late_cancel_sees_throttling_inside_a_plugins_wrapped_error(monkeypatch):
@@ -572,7 +591,9 @@ def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after
     answered the job that the give-up then terminated, so its GetTask answered FAILED, a permanent
     failure of the task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8). The repeat's answer
     is the one propeller records (it re-sends only after losing its state): the job must run on.
-    Ordered with events: the give-up's mark waits until the repeat has been answered."""
+    Ordered with events: the give-up's mark waits until the repeat has been answered. Takes ~1.5 s
+    (GaveUpBatch): the race is between the connector's own record, mark and terminate, so it runs
+    the real give-up; the ledger's ordering alone is checked in milliseconds below."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
 
