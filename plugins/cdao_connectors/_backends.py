@@ -151,12 +151,24 @@ def _transient_in_chain(error: BaseException, transient: Callable[[BaseException
     return False
 
 
+class LeftRunning(Exception):
+    """Raised by a create that started a job, then failed with ``error`` and could not stop the job
+    (``resource_meta``) at once: :func:`create_within_deadline` raises ``error`` and stops the job
+    in the background as it stops a late one, since nobody else ever will (module docstring)."""
+
+    def __init__(self, resource_meta: Any, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.resource_meta = resource_meta
+        self.error = error
+
+
 async def create_within_deadline(
     create: Awaitable[T],
     cancel: Callable[[T], Awaitable[Any]],
     *,
     backend: str,
     transient: Callable[[BaseException], bool] = aws_error_is_transient,
+    stop: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> T:
     """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
     (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
@@ -169,7 +181,8 @@ async def create_within_deadline(
     ``transient`` says is "not now" (the error or one it was raised from) is tried again with
     backoff for :data:`LATE_CANCEL_SECONDS` at most, waiting on the event loop (no RPC and no
     thread is held between tries); a cancel that finally fails is logged with the job's
-    ``resource_meta``, for an operator to stop it.
+    ``resource_meta``, for an operator to stop it. A create that raises :class:`LeftRunning` has its
+    job stopped the same way with ``stop`` (default ``cancel``), and its error raised.
     """
     reset = _IN_CREATE.set(True)
     try:
@@ -184,8 +197,13 @@ async def create_within_deadline(
             backend=backend,
             consequence=CREATE_GIVEN_UP,
         )
+    except LeftRunning as left:
+        _stop_in_background(left.resource_meta, stop or cancel, backend, transient)
+        raise left.error from left.error.__cause__
     except (BackendDeadlineExceeded, asyncio.CancelledError):
-        started.add_done_callback(functools.partial(_cancel_late, cancel=cancel, backend=backend, transient=transient))
+        started.add_done_callback(
+            functools.partial(_cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient)
+        )
         raise
 
 
@@ -193,13 +211,30 @@ def _cancel_late(
     started: asyncio.Future[Any],
     *,
     cancel: Callable[[Any], Awaitable[Any]],
+    stop: Callable[[Any], Awaitable[Any]],
     backend: str,
     transient: Callable[[BaseException], bool],
 ) -> None:
-    if started.cancelled() or started.exception() is not None:
-        return  # nothing was started, or the create's own failure handling owns what it left
+    if started.cancelled():
+        return  # nothing was started
+    error = started.exception()
+    if isinstance(error, LeftRunning):
+        _stop_in_background(error.resource_meta, stop, backend, transient)
+        return
+    if error is not None:
+        return  # the create's own failure handling owns what it left
     resource_meta = started.result()
     _log.warning("%s: CreateTask answered before its create finished; cancelling %r", backend, resource_meta)
+    _stop_in_background(resource_meta, cancel, backend, transient)
+
+
+def _stop_in_background(
+    resource_meta: Any,
+    cancel: Callable[[Any], Awaitable[Any]],
+    backend: str,
+    transient: Callable[[BaseException], bool],
+) -> None:
+    """``cancel(resource_meta)`` on the event loop, tried again while refused for now (create_within_deadline)."""
 
     async def cancelling() -> None:
         give_up = time.monotonic() + LATE_CANCEL_SECONDS
@@ -213,7 +248,7 @@ def _cancel_late(
             except Exception as exc:
                 if not _transient_in_chain(exc, transient) or time.monotonic() + delay > give_up:
                     _log.exception(
-                        "%s: could not cancel %r, started after its CreateTask gave up (%d tries); "
+                        "%s: could not cancel %r, which its CreateTask could not answer (%d tries); "
                         "it must be stopped by hand",
                         backend,
                         resource_meta,
@@ -300,6 +335,7 @@ class BulkheadConnector(AsyncConnectorBase):
             self.cancel_abandoned,
             backend=self.backend.name,
             transient=self.is_transient_error,
+            stop=self.delete,
         )
 
     def is_transient_error(self, error: BaseException) -> bool:

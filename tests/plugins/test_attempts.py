@@ -29,6 +29,7 @@ from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from connector_processes import ConnectorProcess
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from flytekit.models.task import TaskExecutionMetadata
 from propeller import IMAGE, category, create_task, execution_metadata, serialize, write_inputs
 
 pytestmark = pytest.mark.e2e
@@ -801,6 +802,44 @@ def test_a_transient_cluster_whose_step_listing_fails_is_terminated_before_the_e
     with pytest.raises(AttemptAbandoned, match=started.id):
         connector.create_sync(template, prefix, None, execution)
     assert set(_emr_clusters()) - before == {started.id}
+
+
+def test_an_unlisted_transient_cluster_whose_terminate_is_throttled_is_terminated_in_the_background(
+    transient_emr_env, monkeypatch
+):
+    """The create's own stop of the cluster it cannot follow (above) is a cancel nobody else will
+    ever make: TerminateJobFlows throttled twice must not leave the cluster running, nor hold the
+    CreateTask while it is tried again. The throttling is botocore's ClientError for AWS's
+    answer, raised before the call is sent (a ``before-call`` handler on the shared client)."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.01)
+    monkeypatch.setattr(EMRConnector, "_find_step", staticmethod(lambda emr, cluster_id, name: None))
+    connector = EMRConnector()
+    terminates: list[list[str]] = []
+
+    def throttle_twice(params, **_):
+        terminates.append(params["JobFlowIds"])
+        if len(terminates) <= 2:
+            raise _throttled("TerminateJobFlows")
+
+    connector.backend.aws("emr", REGION).meta.events.register(
+        "provide-client-params.emr.TerminateJobFlows", throttle_twice
+    )
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emr-unstopped-{uuid.uuid4().hex[:6]}"))
+    before = set(_emr_clusters())
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="lists no step"):
+            await connector.create(
+                serialize(emr_tasks.on_transient), f"s3://flyte-data/metadata/{uuid.uuid4().hex}", None, meta
+            )
+        (started,) = [c for i, c in _emr_clusters().items() if i not in before]
+        await _until(lambda: started.state == "TERMINATED")
+        assert terminates == [[started.id]] * 3
+
+    _run(scenario())
 
 
 def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
