@@ -29,7 +29,13 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
   :class:`AttemptAbandoned` rather than adopt the cancelled job: its GetTask would answer FAILED,
   which propeller takes as a permanent failure of the whole task (``plugins/webapi/connector/
   plugin.go`` ``Status``: FAILED is ``PhaseInfoFailure``), while a CreateTask error costs only this
-  attempt and the next one starts a new job.
+  attempt and the next one starts a new job;
+* the repeat and the give-up race between the job's record and the mark: a repeat answers a
+  recorded job only by marking it adopted, with a conditional write that fails once the attempt is
+  marked abandoned, and the give-up marks it abandoned only while it is not adopted, and cancels
+  the job only then. DynamoDB orders the two writes: either the repeat is refused, or it is
+  answered the job, which then runs on (propeller re-sends a CreateTask only after losing its state,
+  so the repeat's answer is the one it records and follows); never a job being cancelled.
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
@@ -44,12 +50,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from cdao_connectors import _deadlines
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
+
+if TYPE_CHECKING:
+    from cdao_connectors._backends import Backend
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +82,23 @@ class AttemptAbandoned(RuntimeError):
     """This attempt's job was cancelled because its CreateTask gave up; the next attempt starts a new one."""
 
 
+@contextlib.contextmanager
+def checking_created_job(backend: str, job: str) -> Iterator[None]:
+    """Around a check made once the attempt's job exists (is it one a give-up cancelled?): only
+    :class:`AttemptAbandoned` raised in the block gets out. Any other failure of the check (a
+    throttled Describe, a timeout) is logged naming ``backend`` and ``job`` and ends the block, and
+    the caller answers the job: an error would fail the attempt (launcher.go ``launch`` at
+    flyteplugins/v1.16.8) and propeller never DeleteTasks a job it got no ``resource_meta`` for
+    (connector/plugin.go ``Delete``), so the job would run on with nobody to stop it; answered,
+    its GetTasks follow it. Works around awaits too (an ``async def`` may use it)."""
+    try:
+        yield
+    except AttemptAbandoned:
+        raise
+    except Exception as exc:
+        _log.warning("%s: could not check %s after creating it (answered as it is): %s", backend, job, exc)
+
+
 def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -82,6 +109,19 @@ def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] 
         return find()
     except Exception:
         return None
+
+
+async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
+    """Whether the job of a CreateTask that gave up is to be cancelled: ``mark()`` (an
+    :meth:`AttemptLedger.abandon`, run on ``backend``'s threads within propeller's DeleteTask
+    deadline) marked its attempt, or failed (throttled, say; logged): a running job nobody
+    follows costs more than the rare re-send the mark guards against. False when a repeated
+    CreateTask was answered the job first: it runs on."""
+    try:
+        return await backend.call(mark, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update")
+    except Exception as exc:
+        _log.warning("%s: could not mark an attempt abandoned (%s); cancelling its job all the same", backend.name, exc)
+        return True
 
 
 class AttemptLedger:
@@ -127,6 +167,8 @@ class AttemptLedger:
                     "the task's next attempt starts a new job"
                 )
             if item is not None and "resource" in item:
+                if not self._adopt(attempt):
+                    continue  # marked abandoned in between: read again, and refuse
                 return json.loads(item["resource"]["S"])
             if item is not None and item["owner"]["S"] == token:
                 # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
@@ -182,19 +224,50 @@ class AttemptLedger:
                 ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
             )
 
-    def abandon(self, attempt: str) -> None:
+    def _adopt(self, attempt: str) -> bool:
+        """Marks the recorded job of ``attempt`` as answered to a repeated CreateTask, unless it was
+        marked abandoned first (then False). One conditional write each, so DynamoDB orders the
+        repeat and the give-up (:meth:`abandon`) on the item: exactly one of them wins."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET adopted = :at",
+                ConditionExpression="attribute_not_exists(abandoned)",
+                ExpressionAttributeValues={":at": {"N": str(self._clock())}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return False
+        return True
+
+    def abandon(self, attempt: str, *, unless_adopted: bool = True) -> bool:
         """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
         answered an error: a later CreateTask of the attempt raises :class:`AttemptAbandoned`.
-        Creates the item when there is none (the create recorded nothing), so that holds either way."""
-        self._db.update_item(
-            TableName=self._table,
-            Key={"attempt": {"S": attempt}},
-            UpdateExpression="SET abandoned = :at, expires_at = if_not_exists(expires_at, :expires)",
-            ExpressionAttributeValues={
-                ":at": {"N": str(self._clock())},
-                ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
-            },
-        )
+        Creates the item when there is none (the create recorded nothing), so that holds either way.
+
+        Returns False, marking nothing, when a repeated CreateTask of the attempt was answered the
+        job first (``unless_adopted``): propeller sends one only after losing its state, so that
+        answer, not the give-up's error, is the one it records, and the job must run on. With
+        ``unless_adopted=False`` the mark is made regardless (a job no GetTask could follow)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET abandoned = :at, expires_at = if_not_exists(expires_at, :expires)",
+                **({"ConditionExpression": "attribute_not_exists(adopted)"} if unless_adopted else {}),
+                ExpressionAttributeValues={
+                    ":at": {"N": str(self._clock())},
+                    ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            _log.warning("attempt %s: a repeated CreateTask was answered its job first; the job runs on", attempt)
+            return False
+        return True
 
     def _create_and_record(
         self,

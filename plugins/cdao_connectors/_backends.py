@@ -125,8 +125,52 @@ _IN_CREATE: ContextVar[bool] = ContextVar("cdao_in_create", default=False)
 # weak references to tasks).
 _LATE_CANCELS: set[asyncio.Task[Any]] = set()
 
+# A late cancel refused for now (throttled, a 5xx, its DeleteTask deadline run out) is tried again
+# after LATE_CANCEL_FIRST_DELAY seconds, doubling up to LATE_CANCEL_MAX_DELAY, for at most
+# LATE_CANCEL_SECONDS in all: nobody else will ever stop the job (module docstring), and a throttled
+# account clears within minutes, while an endless loop would outlive any use. Read at call time.
+LATE_CANCEL_SECONDS = 900.0
+LATE_CANCEL_FIRST_DELAY = 1.0
+LATE_CANCEL_MAX_DELAY = 60.0
 
-async def create_within_deadline(create: Awaitable[T], cancel: Callable[[T], Awaitable[Any]], *, backend: str) -> T:
+
+def aws_error_is_transient(error: BaseException) -> bool:
+    """Whether ``error`` (an AWS call's) says "not now": :func:`cdao_connectors._status_cache.is_transient_error`."""
+    from cdao_connectors._status_cache import is_transient_error  # noqa: PLC0415  (it imports this module)
+
+    return is_transient_error(error)
+
+
+def _transient_in_chain(error: BaseException, transient: Callable[[BaseException], bool]) -> bool:
+    # The plugins wrap the call's own error: flytekitplugins-awssagemaker's CustomException and
+    # EMR Serverless's refused call are raised ``from`` it (boto3_mixin.py ``_call``, serverless.py).
+    seen: BaseException | None = error
+    while seen is not None:
+        if transient(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+class LeftRunning(Exception):
+    """Raised by a create that started a job, then failed with ``error`` and could not stop the job
+    (``resource_meta``) at once: :func:`create_within_deadline` raises ``error`` and stops the job
+    in the background as it stops a late one, since nobody else ever will (module docstring)."""
+
+    def __init__(self, resource_meta: Any, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.resource_meta = resource_meta
+        self.error = error
+
+
+async def create_within_deadline(
+    create: Awaitable[T],
+    cancel: Callable[[T], Awaitable[Any]],
+    *,
+    backend: str,
+    transient: Callable[[BaseException], bool] = aws_error_is_transient,
+    stop: Callable[[Any], Awaitable[Any]] | None = None,
+) -> T:
     """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
     (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
 
@@ -134,8 +178,12 @@ async def create_within_deadline(create: Awaitable[T], cancel: Callable[[T], Awa
     raises :class:`BackendDeadlineExceeded` (or lets the cancellation through): propeller fails the
     attempt and will never ask for, nor DeleteTask, what the create still starts (module docstring).
     So once the create finishes with a ``resource_meta``, ``cancel(resource_meta)`` runs on the event
-    loop (the connector's DeleteTask path, bounded by its deadline); a cancel that fails is logged
-    with the job's ``resource_meta``, for an operator to stop it.
+    loop (the connector's DeleteTask path, bounded by its deadline). A cancel failing with an error
+    ``transient`` says is "not now" (the error or one it was raised from) is tried again with
+    backoff for :data:`LATE_CANCEL_SECONDS` at most, waiting on the event loop (no RPC and no
+    thread is held between tries); a cancel that finally fails is logged with the job's
+    ``resource_meta``, for an operator to stop it. A create that raises :class:`LeftRunning` has its
+    job stopped the same way with ``stop`` (default ``cancel``), and its error raised.
     """
     reset = _IN_CREATE.set(True)
     try:
@@ -150,22 +198,69 @@ async def create_within_deadline(create: Awaitable[T], cancel: Callable[[T], Awa
             backend=backend,
             consequence=CREATE_GIVEN_UP,
         )
+    except LeftRunning as left:
+        _stop_in_background(left.resource_meta, stop or cancel, backend, transient)
+        raise left.error from left.error.__cause__
     except (BackendDeadlineExceeded, asyncio.CancelledError):
-        started.add_done_callback(functools.partial(_cancel_late, cancel=cancel, backend=backend))
+        started.add_done_callback(
+            functools.partial(_cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient)
+        )
         raise
 
 
-def _cancel_late(started: asyncio.Future[Any], *, cancel: Callable[[Any], Awaitable[Any]], backend: str) -> None:
-    if started.cancelled() or started.exception() is not None:
-        return  # nothing was started, or the create's own failure handling owns what it left
+def _cancel_late(
+    started: asyncio.Future[Any],
+    *,
+    cancel: Callable[[Any], Awaitable[Any]],
+    stop: Callable[[Any], Awaitable[Any]],
+    backend: str,
+    transient: Callable[[BaseException], bool],
+) -> None:
+    if started.cancelled():
+        return  # nothing was started
+    error = started.exception()
+    if isinstance(error, LeftRunning):
+        _stop_in_background(error.resource_meta, stop, backend, transient)
+        return
+    if error is not None:
+        return  # the create's own failure handling owns what it left
     resource_meta = started.result()
     _log.warning("%s: CreateTask answered before its create finished; cancelling %r", backend, resource_meta)
+    _stop_in_background(resource_meta, cancel, backend, transient)
+
+
+def _stop_in_background(
+    resource_meta: Any,
+    cancel: Callable[[Any], Awaitable[Any]],
+    backend: str,
+    transient: Callable[[BaseException], bool],
+) -> None:
+    """``cancel(resource_meta)`` on the event loop, tried again while refused for now (create_within_deadline)."""
 
     async def cancelling() -> None:
-        try:
-            await cancel(resource_meta)
-        except Exception:
-            _log.exception("%s: could not cancel %r, started after its CreateTask gave up", backend, resource_meta)
+        give_up = time.monotonic() + LATE_CANCEL_SECONDS
+        delay = LATE_CANCEL_FIRST_DELAY
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                await cancel(resource_meta)
+                return
+            except Exception as exc:
+                if not _transient_in_chain(exc, transient) or time.monotonic() + delay > give_up:
+                    _log.exception(
+                        "%s: could not cancel %r, which its CreateTask could not answer (%d tries); "
+                        "it must be stopped by hand",
+                        backend,
+                        resource_meta,
+                        tries,
+                    )
+                    return
+                _log.warning(
+                    "%s: cancelling %r refused for now, trying again in %.1fs: %s", backend, resource_meta, delay, exc
+                )
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, LATE_CANCEL_MAX_DELAY)
 
     task = asyncio.ensure_future(cancelling())
     _LATE_CANCELS.add(task)
@@ -240,7 +335,14 @@ class BulkheadConnector(AsyncConnectorBase):
             self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata),
             self.cancel_abandoned,
             backend=self.backend.name,
+            transient=self.is_transient_error,
+            stop=self.delete,
         )
+
+    def is_transient_error(self, error: BaseException) -> bool:
+        """Whether an error of this backend's calls says "not now" (AWS's, :func:`aws_error_is_transient`,
+        unless the connector's backend is not AWS)."""
+        return aws_error_is_transient(error)
 
     async def cancel_abandoned(self, resource_meta: Any) -> None:
         """Stops the job of a create that finished after its CreateTask answered an error (DeleteTask)."""
@@ -272,12 +374,6 @@ class BulkheadConnector(AsyncConnectorBase):
         self, task_template: Any, output_prefix: str, inputs: Any = None, task_execution_metadata: Any = None
     ) -> Any:
         raise NotImplementedError
-
-    def get_sync(self, resource_meta: Any) -> Any:
-        """What :meth:`get` answers, with the calling thread waiting for the status read."""
-        cache, key = self.status_of(resource_meta)
-        known = cache.get(key)
-        return noting_staleness(self.resource_for(known.value, resource_meta), known.stale)
 
     def status_of(self, resource_meta: Any) -> tuple[StatusCache, Hashable]:
         """The status cache holding the job's status and the job's key in it."""

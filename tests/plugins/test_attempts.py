@@ -29,6 +29,7 @@ from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from connector_processes import ConnectorProcess
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from flytekit.models.task import TaskExecutionMetadata
 from propeller import IMAGE, category, create_task, execution_metadata, serialize, write_inputs
 
 pytestmark = pytest.mark.e2e
@@ -373,14 +374,18 @@ def _batch_jobs() -> dict:
     return dict(batch_backends["123456789012"][REGION]._jobs)
 
 
-def _run(coro) -> None:
+def _run_and_return(coro) -> Any:
     # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
     # suite (Pulumi's mocks) rely on (as tests/plugins/test_sagemaker.py ``_run``).
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(coro)
+        return loop.run_until_complete(coro)
     finally:
         loop.close()
+
+
+def _run(coro) -> None:
+    _run_and_return(coro)
 
 
 async def _until(predicate, timeout: float = 10.0):
@@ -404,6 +409,8 @@ class GaveUpBatch:
         for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
             monkeypatch.setenv(k, v)
         self.proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+        # The job's status cache reads Batch in the background through the proxy too.
+        self.proxy.throttle_paths = ("/v1/submitjob",)
         monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", self.proxy.url)
         self._monkeypatch = monkeypatch
         self._execution = f"gave-up-{uuid.uuid4().hex[:6]}"
@@ -459,6 +466,207 @@ def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(gave
 
     monkeypatch.setattr(AttemptLedger, "abandon", throttled_abandon)
     _run(gave_up_batch.give_up())  # TerminateJob reached Batch all the same
+
+
+def _cancels_refused(monkeypatch, refusals: int, error: ClientError) -> list[str]:
+    """TerminateJob answers ``error`` to the first ``refusals`` cancels, then is Batch's own;
+    returns the job ids asked, one per cancel. The late cancel's backoff is shortened to 20 ms."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.02)
+    asked: list[str] = []
+    terminate = BatchConnector.delete_sync
+
+    def refusing(self, resource_meta):
+        asked.append(resource_meta.job_id)
+        if len(asked) <= refusals:
+            raise error
+        return terminate(self, resource_meta)
+
+    monkeypatch.setattr(BatchConnector, "delete_sync", refusing)
+    return asked
+
+
+def test_a_throttled_late_cancel_is_tried_again_until_the_job_is_terminated(gave_up_batch, monkeypatch):
+    """TerminateJob throttled for the first 3 cancels of a job started after its CreateTask gave up:
+    tried once, the job would run on with nobody to stop it; tried again with backoff, it stops.
+    Takes ~1.5 s (GaveUpBatch): the one end-to-end proof that the retried cancel reaches Batch; the
+    retry's rules are checked in milliseconds below."""
+    asked = _cancels_refused(monkeypatch, 3, _throttled("TerminateJob"))
+    late, _ = _run_and_return(gave_up_batch.give_up())  # returns once TerminateJob reached Batch
+    assert asked == [late.job_id] * 4
+
+
+def _late_cancel_tries(monkeypatch, refusal: ClientError, caplog) -> tuple[list[str], set[str]]:
+    """A create finishing after its CreateTask gave up, its every cancel refused with ``refusal``:
+    the cancels tried and what was logged as needing an operator. On create_within_deadline itself,
+    not a backend: what is checked is the retry's own rule, in milliseconds."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded, create_within_deadline  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.01)
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    tries: list[str] = []
+
+    async def scenario() -> set[str]:
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "job-late-1"
+
+        async def terminate(job: str) -> None:
+            tries.append(job)
+            raise refusal
+
+        with pytest.raises(BackendDeadlineExceeded):
+            await create_within_deadline(create(), terminate, backend="AWS Batch")
+        release.set()
+        return await _until(lambda: {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()})
+
+    return tries, _run_and_return(scenario())
+
+
+def test_a_late_cancel_refused_for_good_is_logged_with_its_job_not_retried(monkeypatch, caplog):
+    """A refusal that is not "not now" (AccessDenied stays until someone changes the policy) is not
+    tried again: the job's resource_meta is logged for an operator."""
+    denied = ClientError(
+        {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        },
+        "TerminateJob",
+    )
+    tries, (logged,) = _late_cancel_tries(monkeypatch, denied, caplog)
+    assert tries == ["job-late-1"] and "job-late-1" in logged and "(1 tries)" in logged
+
+
+def test_a_late_cancel_throttled_past_its_budget_is_logged_with_its_job(monkeypatch, caplog):
+    """Throttled for longer than LATE_CANCEL_SECONDS: tried a bounded number of times, then logged."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "LATE_CANCEL_SECONDS", 0.2)
+    tries, (logged,) = _late_cancel_tries(monkeypatch, _throttled("TerminateJob"), caplog)
+    assert 1 < len(tries) < 10 and "job-late-1" in logged
+
+
+def test_a_late_cancel_sees_throttling_inside_a_plugins_wrapped_error(monkeypatch):
+    """flytekitplugins-awssagemaker raises ``CustomException(..., e) from e`` for every ClientError
+    of its calls (boto3_mixin.py ``_call``, 1.16.31), and its ``delete`` re-raises it: a throttled
+    stop of a SageMaker job must be tried again all the same."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded, create_within_deadline  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.01)
+    tries: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "flyte-job-1"
+
+        async def stop(job: str) -> None:
+            tries.append(job)
+            if len(tries) < 3:
+                error = _throttled("StopTrainingJob")
+                raise CustomException(f"An error occurred: {error}", "", error) from error
+
+        with pytest.raises(BackendDeadlineExceeded):
+            await create_within_deadline(create(), stop, backend="SageMaker training")
+        release.set()  # the create finishes after its CreateTask gave up
+        await _until(lambda: len(tries) == 3)
+
+    _run(scenario())
+    assert tries == ["flyte-job-1"] * 3
+
+
+def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after(gave_up_batch, monkeypatch):
+    """The race between the ledger recording the late job and the give-up marking its attempt
+    abandoned: a repeated CreateTask arriving in between (propeller lost its state) used to be
+    answered the job that the give-up then terminated, so its GetTask answered FAILED, a permanent
+    failure of the task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8). The repeat's answer
+    is the one propeller records (it re-sends only after losing its state): the job must run on.
+    Ordered with events: the give-up's mark waits until the repeat has been answered. Takes ~1.5 s
+    (GaveUpBatch): the race is between the connector's own record, mark and terminate, so it runs
+    the real give-up; the ledger's ordering alone is checked in milliseconds below."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+
+    batch = gave_up_batch
+    mark_reached, repeat_answered = threading.Event(), threading.Event()
+    abandon = AttemptLedger.abandon
+
+    def abandon_after_the_repeat(self, attempt, **kwargs):
+        mark_reached.set()
+        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
+        return abandon(self, attempt, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+    cancel = batch.connector.cancel_abandoned
+    gave_up: asyncio.Future = None  # type: ignore[assignment]
+
+    async def cancel_and_note(resource_meta):
+        try:
+            await cancel(resource_meta)
+        finally:
+            gave_up.set_result(None)
+
+    monkeypatch.setattr(batch.connector, "cancel_abandoned", cancel_and_note)
+
+    async def scenario():
+        nonlocal gave_up
+        gave_up = asyncio.get_running_loop().create_future()
+        await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=9))  # the job definition
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        batch.proxy.throttle_next = 2  # as GaveUpBatch.give_up: the submit lands after the budget
+        with pytest.raises(BackendDeadlineExceeded):
+            await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
+        assert await asyncio.get_running_loop().run_in_executor(None, mark_reached.wait, 10)  # the job is recorded
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        again = await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
+        repeat_answered.set()
+        await asyncio.wait_for(gave_up, 10)
+        return again
+
+    again = _run_and_return(scenario())
+    job = _batch_jobs()[again.job_id]
+    assert not job.stop, f"the job answered to the repeat was terminated: {job.job_stopped_reason}"
+
+
+def test_the_ledger_orders_a_repeat_and_a_give_up_either_way(ledger_table):
+    """Whichever of the two conditional writes comes first wins: a repeat answered first keeps the
+    job (the give-up marks nothing and so cancels nothing); a give-up marked first refuses the repeat."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    first, second = f"t/{uuid.uuid4().hex}", f"t/{uuid.uuid4().hex}"
+    for attempt in (first, second):
+        _ledger(ledger_table).once(attempt, lambda: {"job_id": "j-1"}, lambda: None, 1)
+    assert _ledger(ledger_table).once(first, lambda: pytest.fail("second job"), lambda: None, 1) == {"job_id": "j-1"}
+    assert _ledger(ledger_table).abandon(first) is False
+    assert _ledger(ledger_table).abandon(second) is True
+    with pytest.raises(AttemptAbandoned, match=second):
+        _ledger(ledger_table).once(second, lambda: pytest.fail("second job"), lambda: None, 1)
+
+
+def test_codeweaves_late_cancels_are_tried_again_on_codeweaves_own_not_now_answers():
+    """Codeweave is no AWS service: its "not now" is HTTP 429 or a 5xx (the statuses its client
+    retries, codeweave/contract.py) or a DeleteTask deadline run out; a 403 stays until someone
+    changes the key. The late cancel's retry (create_within_deadline) asks the connector."""
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveError  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    assert connector.is_transient_error(CodeweaveError(429, "slow down"))
+    assert connector.is_transient_error(CodeweaveError(503, "unavailable"))
+    assert connector.is_transient_error(BackendDeadlineExceeded("Codeweave did not answer DeleteTask"))
+    assert not connector.is_transient_error(CodeweaveError(403, "forbidden"))
 
 
 def test_a_batch_create_that_gave_up_leaves_no_job_running(gave_up_batch, monkeypatch):
@@ -556,6 +764,82 @@ def test_a_transient_cluster_whose_step_is_not_listed_is_terminated(transient_em
     with pytest.raises(AttemptAbandoned, match=started.id):
         connector.create_sync(template, prefix, None, execution)
     assert set(_emr_clusters()) - before == {started.id}
+
+
+def _throttled(operation: str) -> ClientError:
+    """AWS's throttling answer (AWS "Common Errors": ThrottlingException, HTTP 400), as botocore raises it."""
+    return ClientError(
+        {
+            "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        operation,
+    )
+
+
+def test_a_transient_cluster_whose_step_listing_fails_is_terminated_before_the_error(transient_emr_env, monkeypatch):
+    """RunJobFlow started the cluster; its step is then found with ListSteps. A throttled ListSteps
+    fails the create, so the attempt (launcher.go at flyteplugins/v1.16.8), and nobody would ever
+    stop the cluster: it is terminated before the error is raised, and the attempt marked abandoned
+    so that a re-send does not adopt it. ListSteps is throttled by a stand-in raising what botocore
+    raises for AWS's throttling answer."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+
+    def throttled(emr, cluster_id, name):
+        raise _throttled("ListSteps")
+
+    monkeypatch.setattr(EMRConnector, "_find_step", staticmethod(throttled))
+    execution = execution_metadata(f"emr-unlisted-{uuid.uuid4().hex[:6]}")
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    template = serialize(emr_tasks.on_transient)
+    connector = EMRConnector()
+    before = set(_emr_clusters())
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        connector.create_sync(template, prefix, None, execution)
+    (started,) = [c for i, c in _emr_clusters().items() if i not in before]
+    assert started.state == "TERMINATED"
+    with pytest.raises(AttemptAbandoned, match=started.id):
+        connector.create_sync(template, prefix, None, execution)
+    assert set(_emr_clusters()) - before == {started.id}
+
+
+def test_an_unlisted_transient_cluster_whose_terminate_is_throttled_is_terminated_in_the_background(
+    transient_emr_env, monkeypatch
+):
+    """The create's own stop of the cluster it cannot follow (above) is a cancel nobody else will
+    ever make: TerminateJobFlows throttled twice must not leave the cluster running, nor hold the
+    CreateTask while it is tried again. The throttling is botocore's ClientError for AWS's
+    answer, raised before the call is sent (a ``before-call`` handler on the shared client)."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 0.01)
+    monkeypatch.setattr(EMRConnector, "_find_step", staticmethod(lambda emr, cluster_id, name: None))
+    connector = EMRConnector()
+    terminates: list[list[str]] = []
+
+    def throttle_twice(params, **_):
+        terminates.append(params["JobFlowIds"])
+        if len(terminates) <= 2:
+            raise _throttled("TerminateJobFlows")
+
+    connector.backend.aws("emr", REGION).meta.events.register(
+        "provide-client-params.emr.TerminateJobFlows", throttle_twice
+    )
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emr-unstopped-{uuid.uuid4().hex[:6]}"))
+    before = set(_emr_clusters())
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="lists no step"):
+            await connector.create(
+                serialize(emr_tasks.on_transient), f"s3://flyte-data/metadata/{uuid.uuid4().hex}", None, meta
+            )
+        (started,) = [c for i, c in _emr_clusters().items() if i not in before]
+        await _until(lambda: started.state == "TERMINATED")
+        assert terminates == [[started.id]] * 3
+
+    _run(scenario())
 
 
 def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
@@ -694,29 +978,10 @@ def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws
     because its first CreateTask gave up, that would adopt a job answering FAILED, a permanent
     failure of the task. botocore's Stubber plays SageMaker (moto replaces a job of the same name
     instead of refusing it), its answers checked against the service model."""
-    import cdao_connectors.service  # noqa: F401, PLC0415
     from botocore.stub import Stubber  # noqa: PLC0415
-    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
-    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
-    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
-    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
 
-    task_type = "sagemaker-processing-task"
-    base = serialize(emr_tasks.on_cluster)
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
-    custom = {"execution_role_arn": "arn:aws:iam::123456789012:role/sm", "region": REGION}
-    template = render_task_template(
-        TaskTemplate(
-            Identifier(ResourceType.TASK, "ml", "development", "t.again", "v1"),
-            task_type,
-            base.metadata,
-            base.interface,
-            custom,
-            container=base.container,
-        ),
-        prefix,
-    )
-    connector = ConnectorRegistry.get_connector(task_type)
+    connector, template = _sagemaker_processing(prefix)
     sagemaker = connector.backend.aws("sagemaker", REGION)
     with Stubber(sagemaker) as stub:
         stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
@@ -736,3 +1001,53 @@ def test_a_repeated_sagemaker_create_of_a_stopped_job_fails_only_the_attempt(aws
         with pytest.raises(RuntimeError, match=r"was stopped .*next attempt"):
             _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
         stub.assert_no_pending_responses()
+
+
+def _sagemaker_processing(prefix: str) -> tuple[Any, Any]:
+    """The plugin's processing connector as the service registers it, and a rendered template of it."""
+    import cdao_connectors.service  # noqa: F401, PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
+    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
+    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
+
+    task_type = "sagemaker-processing-task"
+    base = serialize(emr_tasks.on_cluster)
+    custom = {"execution_role_arn": "arn:aws:iam::123456789012:role/sm", "region": REGION}
+    template = render_task_template(
+        TaskTemplate(
+            Identifier(ResourceType.TASK, "ml", "development", "t.again", "v1"),
+            task_type,
+            base.metadata,
+            base.interface,
+            custom,
+            container=base.container,
+        ),
+        prefix,
+    )
+    return ConnectorRegistry.get_connector(task_type), template
+
+
+def test_a_sagemaker_job_whose_check_is_throttled_is_answered_not_orphaned(aws_env):
+    """After the plugin's create the job is described once (is it a stopped one?); a throttled
+    Describe must not turn the CreateTask into an error, which fails the attempt and leaves the new
+    job with nobody to stop it (launcher.go, plugin.go ``Delete`` at flyteplugins/v1.16.8).
+    botocore's Stubber plays SageMaker, its answers checked against the service model."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    connector, template = _sagemaker_processing(prefix)
+    with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+        stub.add_response(
+            "create_processing_job",
+            {"ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j"},
+        )
+        stub.add_client_error("describe_processing_job", "ThrottlingException", "Rate exceeded", http_status_code=400)
+        answered = []
+
+        async def create() -> None:
+            answered.append(await connector.create(task_template=template, output_prefix=prefix, inputs=None))
+
+        _run(create())
+        stub.assert_no_pending_responses()
+    assert answered[0].job_name.startswith("flyte-")

@@ -16,6 +16,7 @@ from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.config import ConnectorConfigError
+from connector_calls import run_get
 from moto.batch.models import batch_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
 from throttling_proxy import ThrottlingProxy
@@ -106,7 +107,7 @@ def test_success_needs_outputs_and_restarted_connector_resumes(batch_env, grpc_s
         CopySource={"Bucket": "flyte-data", "Key": prefix.removeprefix("s3://flyte-data/") + "-o/inputs.pb"},
     )
     fresh = BatchConnector()
-    resumed = fresh.get_sync(BatchJobMetadata.decode(meta))
+    resumed = run_get(fresh, BatchJobMetadata.decode(meta))
     assert resumed.phase == PHASE.SUCCEEDED
     links = [link.uri for link in resumed.log_links]
     assert any(f"#jobs/detail/{decoded['job_id']}" in u for u in links)
@@ -136,7 +137,7 @@ def test_unknown_status_waits_instead_of_crashing(batch_env):
         lambda ids: {i: {"jobId": i, "status": "PAUSED_FOR_MAINTENANCE"} for i in ids}, max_age=0.001, batch=100
     )
     meta = BatchJobMetadata("job-1", "flyte-x", SPOT_QUEUE, REGION, "s3://flyte-data/p", True)
-    unknown = connector.get_sync(meta)
+    unknown = run_get(connector, meta)
     assert unknown.phase == PHASE.RUNNING
     assert "PAUSED_FOR_MAINTENANCE" in unknown.message
 
@@ -167,7 +168,7 @@ def test_throttling_is_backed_off_not_failed(batch_env, moto_endpoint, monkeypat
         # backed-off DescribeJobs may outlast the wait a GetTask gives it (_status_cache
         # KNOWN_STATUS_WAIT_SECONDS): until it answers, GetTask answers the last known status.
         deadline = time.monotonic() + 10
-        while (resource := connector.get_sync(meta)).phase != PHASE.FAILED and time.monotonic() < deadline:
+        while (resource := run_get(connector, meta)).phase != PHASE.FAILED and time.monotonic() < deadline:
             assert resource.phase == PHASE.QUEUED and "last known status" in resource.message, resource.message
             time.sleep(0.05)
         assert resource.phase == PHASE.FAILED, resource.message
@@ -211,7 +212,7 @@ def test_get_task_of_a_tracked_job_never_waits_for_a_status_refresh(batch_env, m
     # not measured; answered at once, as 20 slow ones would add 6 s to the test and prove nothing.
     slow.delay = 0.0
     for meta in metas:
-        connector.get_sync(meta)
+        run_get(connector, meta)
     first_sight = slow.calls
     slow.delay = 0.3
     worst = 0.0
@@ -219,7 +220,7 @@ def test_get_task_of_a_tracked_job_never_waits_for_a_status_refresh(batch_env, m
     while time.monotonic() < until:
         for meta in metas:
             start = time.monotonic()
-            assert connector.get_sync(meta).phase == PHASE.RUNNING
+            assert run_get(connector, meta).phase == PHASE.RUNNING
             worst = max(worst, time.monotonic() - start)
         time.sleep(0.02)
     assert slow.calls > first_sight  # statuses were refreshed meanwhile

@@ -23,6 +23,7 @@ from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.emr.connector import EMRStepMetadata
 from codeweave_fake import CodeweaveFake, FakeJob
+from connector_calls import run_get
 from flyteidl.admin import agent_pb2
 from propeller import (
     PHASE,
@@ -184,7 +185,7 @@ def test_codeweave_reads_its_jobs_a_bounded_number_at_a_time_while_it_hangs(back
     for i in range(WORKERS_PER_BACKEND + 8):
         backends.jobs[f"many-{i}"] = FakeJob(id=f"many-{i}", spec={"name": "many"}, status="RUNNING")
         metas.append(CodeweaveJobMetadata(job_id=f"many-{i}", output_prefix="s3://flyte-data/x", has_outputs=False))
-        assert connector.get_sync(metas[-1]).phase == PHASE.RUNNING  # first sight: read at once
+        assert run_get(connector, metas[-1]).phase == PHASE.RUNNING  # first sight: read at once
     backends.hanging = True
     asked = len(backends.requests)
     time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)

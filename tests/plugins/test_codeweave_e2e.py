@@ -17,6 +17,7 @@ from cdao_connectors.codeweave.connector import CodeweaveConnector, CodeweaveJob
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.config import ConnectorConfigError
 from codeweave_fake import CodeweaveFake, FakeJob
+from connector_calls import run_get
 from propeller import (
     PHASE,
     create_task,
@@ -150,7 +151,7 @@ def test_restarted_connector_resumes_and_unknown_status_does_not_crash(codeweave
     # A brand-new connector instance (the pod restarted) only has the resource metadata.
     fresh = CodeweaveConnector()
     resumed = wait_for(
-        lambda: r if (r := fresh.get_sync(CodeweaveJobMetadata.decode(meta))).phase == PHASE.SUCCEEDED else None,
+        lambda: r if (r := run_get(fresh, CodeweaveJobMetadata.decode(meta))).phase == PHASE.SUCCEEDED else None,
         timeout=60,
     )
     assert resumed.phase == PHASE.SUCCEEDED
@@ -160,10 +161,10 @@ def test_restarted_connector_resumes_and_unknown_status_does_not_crash(codeweave
 def test_missing_api_key_secret_is_a_clear_error(codeweave, monkeypatch, tmp_path):
     monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path / "nothing-mounted"))
     with pytest.raises(ConnectorConfigError, match="codeweave_api_key"):
-        CodeweaveConnector().get_sync(CodeweaveJobMetadata("x", "s3://b/p", False))
+        run_get(CodeweaveConnector(), CodeweaveJobMetadata("x", "s3://b/p", False))
     monkeypatch.delenv("CDAO_CODEWEAVE_ENDPOINT")
     with pytest.raises(ConnectorConfigError, match="CDAO_CODEWEAVE_ENDPOINT"):
-        CodeweaveConnector().get_sync(CodeweaveJobMetadata("x", "s3://b/p", False))
+        run_get(CodeweaveConnector(), CodeweaveJobMetadata("x", "s3://b/p", False))
 
 
 def test_local_run_through_the_connector_when_asked(codeweave, monkeypatch):
@@ -182,7 +183,7 @@ def test_get_tasks_reuse_one_http_connection(codeweave):
     meta = CodeweaveJobMetadata("reused", _prefix(), False)
     for _ in range(20):
         time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here): every GetTask reads the job
-        assert connector.get_sync(meta).phase == PHASE.RUNNING
+        assert run_get(connector, meta).phase == PHASE.RUNNING
     assert len(codeweave.requests) == 20
     assert len(codeweave.connections) == 1
 
@@ -229,14 +230,14 @@ def test_a_known_job_is_answered_stale_while_codeweave_throttles(codeweave, prod
     codeweave.jobs["cw-known"] = FakeJob(id="cw-known", spec={"name": "known"}, status="RUNNING")
     connector = CodeweaveConnector()
     meta = CodeweaveJobMetadata(job_id="cw-known", output_prefix=_prefix(), has_outputs=False)
-    assert connector.get_sync(meta).phase == PHASE.RUNNING
+    assert run_get(connector, meta).phase == PHASE.RUNNING
     codeweave.throttle_next = 10_000
     time.sleep(0.002)  # past CDAO_STATUS_REFRESH_SECONDS (1 ms here)
-    stale = connector.get_sync(meta)
+    stale = run_get(connector, meta)
     # The read is still backing off: the GetTask answered without waiting for it.
     assert stale.phase == PHASE.RUNNING and "last known status" in stale.message, stale.message
     # Once it has failed, the stale answer says why.
-    stale = wait_for(lambda: r if "429" in (r := connector.get_sync(meta)).message else None, timeout=10)
+    stale = wait_for(lambda: r if "429" in (r := run_get(connector, meta)).message else None, timeout=10)
     assert stale.phase == PHASE.RUNNING and "last known status" in stale.message
 
 
@@ -250,11 +251,11 @@ def test_a_refused_key_ends_the_stale_answers_with_an_error_naming_it(codeweave,
     codeweave.jobs["cw-revoked"] = FakeJob(id="cw-revoked", spec={"name": "revoked"}, status="RUNNING")
     connector = CodeweaveConnector()
     meta = CodeweaveJobMetadata(job_id="cw-revoked", output_prefix=_prefix(), has_outputs=False)
-    assert connector.get_sync(meta).phase == PHASE.RUNNING
+    assert run_get(connector, meta).phase == PHASE.RUNNING
     codeweave.api_key = "revoked"  # every request of the mounted key now answers 401
     time.sleep(0.002)
-    stale = connector.get_sync(meta)
+    stale = run_get(connector, meta)
     assert stale.phase == PHASE.RUNNING and "HTTP 401" in stale.message, stale.message
     time.sleep(0.25)
     with pytest.raises(_status_cache.StatusRefused, match="HTTP 401"):
-        connector.get_sync(meta)
+        run_get(connector, meta)

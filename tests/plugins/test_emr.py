@@ -15,6 +15,7 @@ from cdao_connectors.config import ConnectorConfigError
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE
+from connector_calls import run_get
 from moto.emr.models import emr_backends
 from propeller import PHASE, create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
 from throttling_proxy import ThrottlingProxy
@@ -312,7 +313,7 @@ def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
             (model.name, tuple(params.get("StepStates", ())), tuple(params.get("StepIds", ())))
         ),
     )
-    assert {connector.get_sync(m).phase for m in metas} <= {PHASE.QUEUED, PHASE.RUNNING}
+    assert {run_get(connector, m).phase for m in metas} <= {PHASE.QUEUED, PHASE.RUNNING}
     calls.clear()
     for s in step_ids:
         _step(emr_env, s).state = "RUNNING"
@@ -321,7 +322,7 @@ def test_emr_get_tasks_share_batched_list_steps_calls(emr_env, monkeypatch):
     # The cluster's live steps, 50 a page (ListStepsInput.Marker): not one call per ten step ids.
     assert calls == [("ListSteps", ("PENDING", "CANCEL_PENDING", "RUNNING"), ())]
     calls.clear()
-    assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 25
+    assert [run_get(connector, m).phase for m in metas] == [PHASE.RUNNING] * 25
     assert calls == []  # the round's 25 GetTasks read the shared view
     # A step that left the live states is read by id, once: a terminal step never changes.
     _step(emr_env, step_ids[0]).state = "COMPLETED"

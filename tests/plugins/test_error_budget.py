@@ -25,6 +25,7 @@ from cdao_connectors._status_cache import StatusCache
 from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata
 from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.sagemaker.connector import BatchTransformConnector, BatchTransformMetadata
+from connector_calls import run_get
 from flyteidl.core.execution_pb2 import TaskExecution
 from propeller_polling import PollingSettings, connector_service_values
 
@@ -160,7 +161,7 @@ def _caching_connector(kind: str, monkeypatch, error: tuple[str, str, int], n: i
 def test_every_caching_connector_answers_a_known_status_while_aws_throttles(aws_env, monkeypatch, kind):
     connector, meta, phase, stub = _caching_connector(kind, monkeypatch, THROTTLED, FAILURES)
     try:
-        _assert_stale_answers(lambda: connector.get_sync(meta), phase)
+        _assert_stale_answers(lambda: run_get(connector, meta), phase)
     finally:
         stub.deactivate()
 
@@ -174,11 +175,11 @@ def test_a_refusal_that_lasts_ends_the_stale_answers_with_an_error_naming_it(aws
     connector, meta, phase, stub = _caching_connector(kind, monkeypatch, ACCESS_DENIED, 100)
     try:
         time.sleep(0.002)
-        stale = connector.get_sync(meta)  # within the grace: an operator may still fix the role
+        stale = run_get(connector, meta)  # within the grace: an operator may still fix the role
         assert stale.phase == phase and "last known status" in stale.message and "AccessDenied" in stale.message
         time.sleep(0.25)
         with pytest.raises(_status_cache.StatusRefused, match="AccessDeniedException") as refused:
-            connector.get_sync(meta)
+            run_get(connector, meta)
         assert "refused for" in str(refused.value)
     finally:
         stub.deactivate()

@@ -54,6 +54,7 @@ from cdao_connectors.aws_batch.connector import BatchConnector
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.emr.connector import EMRConnector
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector
+from connector_calls import run_get
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.extend.backend.utils import render_task_template
 from flytekit.models.core.identifier import Identifier, ResourceType
@@ -501,7 +502,7 @@ def _output_prefix(env: dict[str, str]) -> str:
 def test_batch_connector_calls_are_allowed(planned, stack_env, recorded):
     connector = BatchConnector()
     meta = connector.create_sync(serialize(batch_tasks.featurize), _output_prefix(stack_env), None, None)
-    connector.get_sync(meta)
+    run_get(connector, meta)
     connector.delete_sync(meta)
     operations = {c.operation for c in recorded}
     assert {"RegisterJobDefinition", "SubmitJob", "DescribeJobs", "TerminateJob", "PutItem"} <= operations
@@ -511,7 +512,7 @@ def test_batch_connector_calls_are_allowed(planned, stack_env, recorded):
 def test_emr_transient_cluster_calls_are_allowed(planned, stack_env, recorded):
     connector = EMRConnector()
     meta = connector.create_sync(serialize(emr_tasks.on_transient), _output_prefix(stack_env), None, None)
-    connector.get_sync(meta)
+    run_get(connector, meta)
     # How a replica finds the cluster of a claimant that died before recording it.
     connector._find_cluster(connector.backend.aws("emr", stack_env["CDAO_AWS_REGION"]), "flyte-lost")
     connector.delete_sync(meta)
@@ -539,7 +540,7 @@ def test_emr_steps_on_a_stack_cluster_are_allowed_and_on_another_are_not(planned
     template.custom["cluster_id"] = ours
     connector = EMRConnector()
     meta = connector.create_sync(template, _output_prefix(stack_env), None, None)
-    connector.get_sync(meta)  # no delete_sync: moto does not implement CancelSteps (FACTS.md)
+    run_get(connector, meta)  # no delete_sync: moto does not implement CancelSteps (FACTS.md)
     assert {"AddJobFlowSteps", "ListSteps"} <= {c.operation for c in recorded}
     assert _denied(planned, stack_env, recorded) == []
 
@@ -813,7 +814,7 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
     transformer = ConnectorRegistry.get_connector(BATCH_TRANSFORM_TASK_TYPE)
     recorded.clear()
     meta = transformer.create_sync(serialize(score), prefix, inputs, execution_metadata("iam-transform"))
-    transformer.get_sync(meta)
+    run_get(transformer, meta)
     with Stubber(transformer.backend.aws("sagemaker", region)) as stub:  # moto: StopTransformJob is a 500
         stub.add_response("stop_transform_job", {})
         transformer.delete_sync(meta)

@@ -25,6 +25,7 @@ from cdao_connectors.sagemaker.task import (
 )
 from cdao_connectors.sagemaker.transform import run_locally
 from cdao_sdk import sagemaker_batch_transform_task
+from connector_calls import run_get
 from flyteidl.admin import agent_pb2
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.types.file import FlyteFile
@@ -265,6 +266,34 @@ def test_a_repeated_create_of_a_stopped_transform_job_fails_only_the_attempt(aws
         connector.create_sync(serialize(score), "s3://flyte-data/metadata/stopped", inputs, execution_metadata("s"))
 
 
+def test_a_repeated_transform_create_whose_check_is_throttled_answers_the_job(aws_env, monkeypatch):
+    """The attempt's job exists (SageMaker refused a second one of its name); a throttled Describe
+    of it must not turn the CreateTask into an error, which fails the attempt and leaves the job
+    with nobody to stop it (launcher.go, plugin.go ``Delete`` at flyteplugins/v1.16.8)."""
+    score = sagemaker_batch_transform_task(
+        "tests.score_unchecked",
+        execution_role_arn="arn:aws:iam::123456789012:role/sm",
+        region=REGION,
+        output_s3_path="s3://flyte-data/transform",
+    )
+    sm = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sm)
+    stubber.add_client_error("create_model", "ValidationException", 'Cannot create already existing model "x"')
+    stubber.add_client_error("create_transform_job", "ResourceInUse", "a job with this name already exists")
+    stubber.add_client_error("describe_transform_job", "ThrottlingException", "Rate exceeded", http_status_code=400)
+    inputs = write_inputs(
+        score, "s3://flyte-data/metadata/unchecked", model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv")
+    )
+    connector = sagemaker_connector.BatchTransformConnector()
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region: sm)
+    with stubber:
+        meta = connector.create_sync(
+            serialize(score), "s3://flyte-data/metadata/unchecked", inputs, execution_metadata("u")
+        )
+        stubber.assert_no_pending_responses()
+    assert meta.job_name.startswith("flyte-u-n0-0-")
+
+
 def test_training_job_deleted_outside_flyte_is_failed_with_the_reason(aws_env, grpc_stubs):
     """SageMaker answers Describe* of a job that no longer exists with ValidationException
     "Requested resource not found." although the model declares ResourceNotFound
@@ -314,7 +343,7 @@ def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeyp
     connector.backend.aws("sagemaker", REGION).meta.events.register(
         "before-call.sagemaker.*", lambda model, **_: calls.append(model.name)
     )
-    assert [connector.get_sync(m).phase for m in metas] == [PHASE.RUNNING] * 15
+    assert [run_get(connector, m).phase for m in metas] == [PHASE.RUNNING] * 15
     cache = connector.status_cache(REGION, 60.0)
     calls.clear()
     failed = sagemaker_backends[ACCOUNT][REGION].transform_jobs[names[0]]
@@ -322,7 +351,7 @@ def test_transform_get_tasks_share_one_list_of_in_progress_jobs(aws_env, monkeyp
     cache.refresh_ahead(older_than=0.0)  # one polling round's refresh
     assert calls == ["ListTransformJobs", "DescribeTransformJob"]  # the one that left InProgress
     calls.clear()
-    phases = [connector.get_sync(m) for m in metas]
+    phases = [run_get(connector, m) for m in metas]
     assert calls == []  # the round's GetTasks read the shared view
     assert phases[0].phase == PHASE.FAILED and "out of memory" in phases[0].message
     assert [p.phase for p in phases[1:]] == [PHASE.RUNNING] * 14

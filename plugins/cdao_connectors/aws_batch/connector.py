@@ -3,6 +3,7 @@ and status for many jobs from one shared DescribeJobs cache."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -16,8 +17,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors import _deadlines
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
 from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
@@ -230,16 +230,10 @@ class BatchConnector(BulkheadConnector):
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
 
     async def cancel_abandoned(self, resource_meta: BatchJobMetadata) -> None:
-        # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated.
-        # The job is terminated even when the mark fails: a running job nobody follows costs more.
-        try:
-            await self.backend.call(
-                self._ledger(resource_meta.region).abandon,
-                _attempt_key(resource_meta.job_name),
-                deadline=_deadlines.DELETE_TASK_SECONDS,
-                what="attempt ledger update",
-            )
-        finally:
+        # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated
+        # (nor is it terminated once a re-send was answered it: cdao_connectors._attempts).
+        ledger = self._ledger(resource_meta.region)
+        if await mark_abandoned(self.backend, functools.partial(ledger.abandon, _attempt_key(resource_meta.job_name))):
             await self.delete(resource_meta)
 
     def status_of(self, resource_meta: BatchJobMetadata) -> tuple[StatusCache, str]:

@@ -14,7 +14,8 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BulkheadConnector
+from cdao_connectors._attempts import AttemptAbandoned
+from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BackendDeadlineExceeded, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -155,7 +156,7 @@ class CodeweaveConnector(BulkheadConnector):
             # up (propeller lost its state; its job was cancelled, cdao_connectors._backends
             # create_within_deadline). Adopting it would answer FAILED, which fails the whole task
             # (connector/plugin.go Status at flyteplugins/v1.16.8); an error fails only this attempt.
-            raise RuntimeError(
+            raise AttemptAbandoned(
                 f"task {task_template.id.name}: this attempt's Codeweave job {job.id} was cancelled "
                 "(its first CreateTask gave up); the task's next attempt starts a new job"
             )
@@ -164,6 +165,10 @@ class CodeweaveConnector(BulkheadConnector):
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
+
+    def is_transient_error(self, error: BaseException) -> bool:
+        # A DeleteTask that ran out of its deadline is "not now" too (its call goes on).
+        return is_transient(error) or isinstance(error, BackendDeadlineExceeded)
 
     def status_of(self, resource_meta: CodeweaveJobMetadata) -> tuple[StatusCache, str]:
         return self.statuses, resource_meta.job_id

@@ -8,10 +8,11 @@ error into a non-zero exit); YARN runs driver and executors in the task's image.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import flytekitplugins.awsemrserverless as emr_serverless_plugin
 from botocore.exceptions import ClientError
@@ -21,9 +22,8 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors import _deadlines
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger
-from cdao_connectors._backends import Backend, BulkheadConnector, create_once
+from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
+from cdao_connectors._backends import Backend, BulkheadConnector, LeftRunning, create_once
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -36,6 +36,8 @@ from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, attempt_table, status_refresh_seconds
 from cdao_connectors.emr.task import EMR_SPARK_TASK_TYPE, EMRSpark
+
+_log = logging.getLogger(__name__)
 
 _ENTRYPOINT = Path(emr_serverless_plugin.__file__).with_name("_entrypoint.py")
 
@@ -215,28 +217,27 @@ class EMRConnector(BulkheadConnector):
                 }
 
             cluster_id = ledger.once(_attempt_key(None, name), run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
+            unlisted = EMRStepMetadata(cluster_id, "", transient, cfg.region, output_prefix, has_outputs)
             try:
                 step_id = self._find_step(emr, cluster_id, name)
-            except Exception:
+            except Exception as exc:
                 # Unlisted for now (throttled): the error fails the attempt, so its cluster must not
                 # run on with nobody to stop it (below).
-                try:
-                    ledger.abandon(_attempt_key(None, name))
-                finally:
-                    emr.terminate_job_flows(JobFlowIds=[cluster_id])
-                raise
+                self._stop_unlisted(emr, ledger, name, unlisted, exc)
             if step_id is None:
                 # RunJobFlow answers only the cluster's id (botocore emr/2009-03-31 RunJobFlowOutput),
                 # so its step is found by listing. Without it no GetTask can follow the task, and the
                 # error fails the attempt (launcher.go), whose cluster nobody would stop: terminate
                 # it, and mark the attempt abandoned so that no re-send adopts the terminated cluster.
-                try:
-                    ledger.abandon(_attempt_key(None, name))
-                finally:
-                    emr.terminate_job_flows(JobFlowIds=[cluster_id])
-                raise RuntimeError(
-                    f"EMR cluster {cluster_id} lists no step {name}; the cluster was terminated and the task's "
-                    "next attempt starts a new one"
+                self._stop_unlisted(
+                    emr,
+                    ledger,
+                    name,
+                    unlisted,
+                    RuntimeError(
+                        f"EMR cluster {cluster_id} lists no step {name}; the cluster was terminated and the "
+                        "task's next attempt starts a new one"
+                    ),
                 )
         else:
             on = cluster_id
@@ -252,22 +253,38 @@ class EMRConnector(BulkheadConnector):
             step_id = ledger.once(_attempt_key(on, name), add, find_step, CREATE_WAIT_SECONDS)["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
 
+    @staticmethod
+    def _stop_unlisted(
+        emr: Any, ledger: AttemptLedger, name: str, unlisted: EMRStepMetadata, error: Exception
+    ) -> NoReturn:
+        """Raises ``error`` once the transient cluster whose step could not be listed is terminated,
+        or :class:`LeftRunning` for it when TerminateJobFlows fails (the create's caller stops it in
+        the background). No GetTask could follow that cluster: its attempt is marked abandoned even
+        if a re-send adopted it."""
+        try:
+            ledger.abandon(_attempt_key(None, name), unless_adopted=False)
+        except Exception as exc:  # a running cluster nobody follows costs more than the rare re-send
+            _log.warning("attempt of EMR cluster %s: could not mark it abandoned: %s", unlisted.cluster_id, exc)
+        try:
+            emr.terminate_job_flows(JobFlowIds=[unlisted.cluster_id])
+        except Exception as refused:
+            raise LeftRunning(unlisted, error) from refused
+        raise error
+
     def _ledger(self, region: str) -> AttemptLedger:
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
 
     async def cancel_abandoned(self, resource_meta: EMRStepMetadata) -> None:
-        def abandon() -> None:
+        def abandon() -> bool:
             # The metadata holds ids, the ledger's key the step's name (= a transient cluster's name).
             emr = self.backend.aws("emr", resource_meta.region)
             name = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]["Name"]
             on = None if resource_meta.transient else resource_meta.cluster_id
-            self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
+            return self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
 
-        # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled.
-        # The step is cancelled even when the mark fails: a running step nobody follows costs more.
-        try:
-            await self.backend.call(abandon, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update")
-        finally:
+        # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled
+        # (nor is it cancelled once a re-send was answered it: cdao_connectors._attempts).
+        if await mark_abandoned(self.backend, abandon):
             await self.delete(resource_meta)
 
     @staticmethod

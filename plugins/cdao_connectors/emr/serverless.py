@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import re
 import threading
 from collections import defaultdict
@@ -57,6 +56,7 @@ from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
+from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
 from cdao_connectors._backends import (
     WORKERS_PER_BACKEND,
     Backend,
@@ -71,8 +71,6 @@ from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 from cdao_connectors.emr.task import check_execution_timeout
-
-_log = logging.getLogger(__name__)
 
 _BACKEND = "EMR Serverless"
 
@@ -494,21 +492,16 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         resource_meta = await super().create(*args, **kwargs)
         if resource_meta.job_run_id:
             handler = self._get_handler(resource_meta.region)
-            try:
+            with checking_created_job(_BACKEND, f"job run {resource_meta.job_run_id}"):
                 run = await handler.get_job_run(
                     application_id=resource_meta.application_id, job_run_id=resource_meta.job_run_id
                 )
-            except Exception:
-                # The run exists: an error here would fail the attempt and leave it running with
-                # nobody to stop it (launcher.go); answered, its GetTasks follow it.
-                _log.warning("could not check EMR Serverless run %s after starting it", resource_meta.job_run_id)
-                return resource_meta
-            if run.get("state") in ("CANCELLED", "CANCELLING"):
-                raise RuntimeError(
-                    f"this attempt's EMR Serverless job run {resource_meta.job_run_id} on application "
-                    f"{resource_meta.application_id} was cancelled (its first CreateTask gave up); "
-                    "the task's next attempt starts a new run"
-                )
+                if run.get("state") in ("CANCELLED", "CANCELLING"):
+                    raise AttemptAbandoned(
+                        f"this attempt's EMR Serverless job run {resource_meta.job_run_id} on application "
+                        f"{resource_meta.application_id} was cancelled (its first CreateTask gave up); "
+                        "the task's next attempt starts a new run"
+                    )
         return resource_meta
 
     @observe_get_task

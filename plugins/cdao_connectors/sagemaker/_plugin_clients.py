@@ -27,7 +27,6 @@ way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -39,6 +38,7 @@ from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
+from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
 from cdao_connectors._backends import Backend, create_within_deadline, within_deadline
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
@@ -52,8 +52,6 @@ from cdao_connectors.sagemaker._job_statuses import (
     job_is_gone,
     job_status_cache,
 )
-
-_log = logging.getLogger(__name__)
 
 # The backend of the connector whose RPC is running; None for the plugin's connectors used as
 # they are, which share one backend per service.
@@ -264,20 +262,15 @@ class BulkheadPluginConnector:
         describe = getattr(self, "describe_method", "")
         job_name = getattr(resource_meta, "job_name", None)
         if describe and job_name:
-            try:
+            with checking_created_job(self.name, f"SageMaker job {job_name}"):
                 described, _ = await self._call(  # type: ignore[attr-defined]
                     method=describe, config={self.job_name_key: job_name}, region=resource_meta.region
                 )
-            except Exception:
-                # The job exists: an error here would fail the attempt and leave it running with
-                # nobody to stop it (launcher.go); answered, its GetTasks follow it.
-                _log.warning("%s: could not check SageMaker job %s after creating it", self.name, job_name)
-                return resource_meta
-            if described.get(self.status_key) in ("Stopping", "Stopped"):
-                raise RuntimeError(
-                    f"{self.name}: this attempt's SageMaker job {job_name} was stopped (its first CreateTask "
-                    "gave up); the task's next attempt starts a new job"
-                )
+                if described.get(self.status_key) in ("Stopping", "Stopped"):
+                    raise AttemptAbandoned(
+                        f"{self.name}: this attempt's SageMaker job {job_name} was stopped (its first CreateTask "
+                        "gave up); the task's next attempt starts a new job"
+                    )
         return resource_meta
 
     @observe_get_task

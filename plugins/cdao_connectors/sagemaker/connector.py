@@ -25,6 +25,7 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMix
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
+from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -386,12 +387,13 @@ class BatchTransformConnector(BulkheadConnector):
             # state; the job was stopped, cdao_connectors._backends create_within_deadline).
             # Adopting it would answer FAILED, which fails the whole task (connector/plugin.go
             # Status at flyteplugins/v1.16.8); an error fails only this attempt.
-            status = sm.describe_transform_job(TransformJobName=job).get("TransformJobStatus")
-            if status in ("Stopping", "Stopped"):
-                raise RuntimeError(
-                    f"task {task}: this attempt's SageMaker transform job {job} was stopped (its first "
-                    "CreateTask gave up); the task's next attempt starts a new job"
-                ) from exc
+            with checking_created_job(self.name, f"SageMaker transform job {job}"):
+                status = sm.describe_transform_job(TransformJobName=job).get("TransformJobStatus")
+                if status in ("Stopping", "Stopped"):
+                    raise AttemptAbandoned(
+                        f"task {task}: this attempt's SageMaker transform job {job} was stopped (its first "
+                        "CreateTask gave up); the task's next attempt starts a new job"
+                    ) from exc
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
 
     def status_of(self, resource_meta: BatchTransformMetadata) -> tuple[StatusCache, str]:

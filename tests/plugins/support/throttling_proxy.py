@@ -18,6 +18,10 @@ class ThrottlingProxy:
         self.throttled = 0
         self.forwarded = 0
         self.hanging = False  # accept requests and never answer until stop()
+        # When set, only requests whose path contains one of these are throttled (REST protocols
+        # such as Batch's name the operation in the path): a status cache's background reads
+        # through the same proxy must not use up throttles meant for a create.
+        self.throttle_paths: tuple[str, ...] = ()
         # Forward requests whose path contains one of these to AWS, then drop the connection
         # unanswered: the request took effect but the caller cannot know.
         self.lose_answers_to: tuple[str, ...] = ()
@@ -49,8 +53,9 @@ class ThrottlingProxy:
                 if proxy.hanging:
                     proxy._released.wait()
                     return
+                chosen = not proxy.throttle_paths or any(p in self.path for p in proxy.throttle_paths)
                 with proxy._lock:
-                    throttle = proxy.throttle_next > 0
+                    throttle = chosen and proxy.throttle_next > 0
                     if throttle:
                         proxy.throttle_next -= 1
                         proxy.throttled += 1
