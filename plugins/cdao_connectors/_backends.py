@@ -25,8 +25,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -120,6 +121,25 @@ async def within_deadline(
 # they start reaches the create's result and can be cancelled; the create as a whole is bounded.
 _IN_CREATE: ContextVar[bool] = ContextVar("cdao_in_create", default=False)
 
+# Set inside a GetTask (:func:`get_task`): its blocking work (building the Resource, the outputs
+# check of an ended job, a plugin's calls) runs on the backend's GetTask threads. On the threads
+# creates and deletes use, a GetTask queued behind them: with throttled creates each holding a
+# thread for up to CREATE_WAIT_SECONDS, a first-sight GetTask whose status was read within its
+# 2 s bound answered after 9 s, at its deadline.
+_IN_GET_TASK: ContextVar[bool] = ContextVar("cdao_in_get_task", default=False)
+
+
+@contextmanager
+def get_task() -> Iterator[None]:
+    """Within the block (and the tasks it creates, which copy the context), :meth:`Backend.run`
+    uses the backend's GetTask threads."""
+    reset = _IN_GET_TASK.set(True)
+    try:
+        yield
+    finally:
+        _IN_GET_TASK.reset(reset)
+
+
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
 # weak references to tasks).
 _LATE_CANCELS: set[asyncio.Task[Any]] = set()
@@ -187,6 +207,8 @@ class Backend:
     def __init__(self, name: str, workers: int = WORKERS_PER_BACKEND) -> None:
         self.name = name
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
+        # GetTasks' own (see _IN_GET_TASK): creates and deletes holding every other thread delay no GetTask.
+        self._get_task_pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}-get")
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str, bool, str | None], Any] = {}
 
@@ -203,8 +225,9 @@ class Backend:
             return client
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
-        """``fn(*args, **kwargs)`` started on this backend's threads."""
-        return asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads inside :func:`get_task`)."""
+        pool = self._get_task_pool if _IN_GET_TASK.get() else self._pool
+        return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
@@ -250,7 +273,8 @@ class BulkheadConnector(AsyncConnectorBase):
         deadline. The cache's bounded wait is awaited on the event loop (``StatusCache.aget``): run
         on the backend's threads, as many GetTasks as propeller's ``webApi.caching.workers`` would
         queue for those threads ahead of the bound. Only building the Resource (which reads the
-        task's outputs once the job ended) runs on them; the two share the one budget."""
+        task's outputs once the job ended) runs on threads, the backend's GetTask ones
+        (:func:`get_task`), never behind its creates and deletes; the two share the one budget."""
         return await within_deadline(
             self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
         )
@@ -258,7 +282,8 @@ class BulkheadConnector(AsyncConnectorBase):
     async def _get(self, resource_meta: Any) -> Any:
         cache, key = self.status_of(resource_meta)
         known = await cache.aget(key)
-        resource = await self.backend.run(self.resource_for, known.value, resource_meta)
+        with get_task():
+            resource = await self.backend.run(self.resource_for, known.value, resource_meta)
         return noting_staleness(resource, known.stale)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:

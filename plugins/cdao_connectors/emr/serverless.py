@@ -62,6 +62,7 @@ from cdao_connectors._backends import (
     Backend,
     BackendDeadlineExceeded,
     create_within_deadline,
+    get_task,
     is_transient,
     within_deadline,
 )
@@ -517,7 +518,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         stale: list[str] = []
         reset_stale = _STALE.set(stale)
         try:
-            with self._recording_started_run(resource_meta):
+            # get_task: the GetTask's calls run on the backend's GetTask threads, never behind creates.
+            with self._recording_started_run(resource_meta), get_task():
                 resource = await within_deadline(
                     _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
                     deadline=_deadlines.GET_TASK_SECONDS,
