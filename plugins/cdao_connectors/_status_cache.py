@@ -17,7 +17,9 @@ to ``batch`` queued keys per ``describe`` call, oldest first, until none is left
 arriving together (every job, after a restart) cost ceil(N / ``batch``) calls, and those arriving
 while every reader is out in a slow call share the next one: the calls a slow or throttled backend
 is asked grow with the batches, not with the GetTasks, and every first sight costs one of
-propeller's error budget less often. Without a background thread, a read also takes every other
+propeller's error budget less often. Where a listing answers a page of jobs and ``describe`` one
+(SageMaker, EMR Serverless: ``list_over``), a reader finding more than ``list_over`` reads queued
+takes them all and lists them (``describe_all``). Without a background thread, a read also takes every other
 entry due (one pass serves the round; a ``batch`` of 1 takes only the caller's own job).
 
 Every read runs on the cache's own threads, never the RPC threads nor another backend's: the
@@ -202,11 +204,16 @@ class StatusCache:
         transient: Callable[[BaseException], bool] = is_transient_error,
         known_wait: float | None = None,
         backend: str | None = None,
+        list_over: int | None = None,
     ):
         self._describe = describe
         # A backend with no batched Describe (SageMaker transform) lists in the background pass
         # instead; a list covers the whole tracked set, so it is one call, not one per chunk.
         self._describe_all = describe_all
+        # More reads than this queued at once (a restart, a map task's tasks created on another
+        # replica) are taken together and listed with ``describe_all``: a page of a listing answers
+        # many jobs, where ``describe`` answers ``batch``.
+        self._list_over = list_over if describe_all is not None else None
         self.max_age = max_age
         self.batch = batch
         # A job nobody asked about for this long is finished from propeller's point of view
@@ -392,13 +399,16 @@ class StatusCache:
                 if not self._pending:
                     self._readers -= 1
                     return
-                taken = [(key, self._pending.pop(key)) for key in list(itertools.islice(self._pending, self.batch))]
+                describe, take = self._describe, self.batch
+                if self._list_over is not None and len(self._pending) > self._list_over:
+                    describe, take = self._describe_all, len(self._pending)
+                taken = [(key, self._pending.pop(key)) for key in list(itertools.islice(self._pending, take))]
                 ticket = object()
                 for key, future in taken:
                     self._inflight[key] = (ticket, future)
                 self._reading += 1
             try:
-                self._refresh_keys([key for key, _ in taken], self._describe, ticket)
+                self._refresh_keys([key for key, _ in taken], describe, ticket)
             finally:
                 with self._lock:
                     self._reading -= 1

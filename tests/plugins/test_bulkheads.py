@@ -643,3 +643,40 @@ def test_a_gettask_answers_within_its_bound_while_creates_hold_every_backend_thr
     took, answer = asyncio.run(while_creates_hold_every_thread())
     assert answer.phase == PHASE.RUNNING, answer
     assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"the GetTask took {took:.2f}s"
+
+
+def test_many_new_sagemaker_training_jobs_at_once_are_listed_not_described_one_by_one(
+    aws_env, monkeypatch, production_status_waits
+):
+    """After a restart every job is new to the replica: one DescribeTrainingJob per GetTask (there is
+    no batched Describe) queued a call per job on its threads, and first sights errored at the 2 s
+    bound, each spending one of propeller's maxSystemFailures. More new jobs queued together than a
+    page of ListTrainingJobs holds (MaxResults 100, botocore sagemaker/2017-07-24) are listed:
+    one call per page of jobs in progress, no Describe; each answers within the first-sight bound."""
+    from cdao_connectors.sagemaker import _job_statuses  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata  # noqa: PLC0415
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    # Pages of 20 (a MaxResults SageMaker takes): more than a page of jobs costs moto 0.2 s, not 1 s.
+    monkeypatch.setattr(_job_statuses, "LIST_PAGE", 20)
+    names = [f"first-{uuid.uuid4().hex[:8]}-{i}" for i in range(_job_statuses.LIST_PAGE + 1)]
+    create_sagemaker_jobs(REGION, "training", names)
+    jobs = sagemaker_backends["123456789012"][REGION].training_jobs
+    # moto's training jobs are Completed at once (sagemaker/models.py FakeTrainingJob); SageMaker's run.
+    for name in names:
+        jobs[name].training_job_status = "InProgress"
+    in_progress = sum(job.training_job_status == "InProgress" for job in jobs.values())
+    connector = SpotTrainingConnector()
+    calls: list[str] = []
+    connector.backend.aws("sagemaker", REGION).meta.events.register(
+        "provide-client-params.sagemaker.*", lambda model, **_: calls.append(model.name)
+    )
+    metas = [PythonicJobMetadata(job_name=name, output_prefix="s3://flyte-data/x", region=REGION) for name in names]
+
+    answers = _gets_at_once(connector, metas)
+    assert {answer.phase for _, answer in answers} == {PHASE.RUNNING}
+    assert calls == ["ListTrainingJobs"] * -(-in_progress // _job_statuses.LIST_PAGE), calls
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.FIRST_SIGHT_WAIT_SECONDS, f"a first sight waited {slowest:.2f}s"

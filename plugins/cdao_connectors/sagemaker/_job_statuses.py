@@ -13,7 +13,8 @@ awssagemaker's ``get()`` reads of a job in progress (``awssagemaker_training/con
 only Describe returns (model artifacts, outputs, and for training the ``FailureReason`` the
 summary lacks), so a refresh pass lists the tracked jobs still ``InProgress`` and describes each
 of the others once: a job in a terminal status never changes, so it is never asked again. A job
-new to this replica is described at once, as listing for it would cost more.
+new to this replica is described at once, as listing for it would cost more, unless more than a
+page of new jobs are waiting to be read together (after a restart): those are listed.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         max_age=max_age,
         batch=1,  # Describe takes one name: a new job is read by its own GetTask
         parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
+        # More new jobs queued than a page holds (after a restart) are listed: ceil(in progress / 100)
+        # calls instead of one Describe each, fewer unless over 10,000 jobs are in progress.
+        list_over=LIST_PAGE,
         period=refresh_period(max_age),
         name=f"sagemaker-{kind.describe}",
         backend="SageMaker",
