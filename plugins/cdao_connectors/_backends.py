@@ -3,8 +3,9 @@
 flytekit runs a connector's synchronous ``create``/``get``/``delete`` on asyncio's default thread
 pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_executor(None, ...)``),
 which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
-holding those threads stalls all the others. Here each connector has its own pool and its own AWS
-clients, and every call is bounded by propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
+holding those threads stalls all the others. Here each connector has its own pools (one for its
+GetTasks, :func:`get_task`, one for the rest) and its own AWS clients, and every call is bounded by
+propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
 A call that cannot finish in time raises :class:`BackendDeadlineExceeded` instead of answering after
 propeller has stopped listening. Propeller retries a GetTask or DeleteTask that errors (a GetTask
 error spends one of the task's ``maxSystemFailures``, :mod:`cdao_connectors._deadlines`), but never
