@@ -650,18 +650,16 @@ def test_many_new_sagemaker_training_jobs_at_once_are_listed_not_described_one_b
 ):
     """After a restart every job is new to the replica: one DescribeTrainingJob per GetTask (there is
     no batched Describe) queued a call per job on its threads, and first sights errored at the 2 s
-    bound, each spending one of propeller's maxSystemFailures. More new jobs queued together than a
-    page of ListTrainingJobs holds (MaxResults 100, botocore sagemaker/2017-07-24) are listed:
-    one call per page of jobs in progress, no Describe; each answers within the first-sight bound."""
+    bound, each spending one of propeller's maxSystemFailures. More than LIST_OVER new jobs queued
+    together are listed: one ListTrainingJobs per page of jobs in progress (MaxResults 100, botocore
+    sagemaker/2017-07-24), no Describe; each answers within the first-sight bound."""
     from cdao_connectors.sagemaker import _job_statuses  # noqa: PLC0415
     from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
     from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata  # noqa: PLC0415
     from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
 
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
-    # Pages of 20 (a MaxResults SageMaker takes): more than a page of jobs costs moto 0.2 s, not 1 s.
-    monkeypatch.setattr(_job_statuses, "LIST_PAGE", 20)
-    names = [f"first-{uuid.uuid4().hex[:8]}-{i}" for i in range(_job_statuses.LIST_PAGE + 1)]
+    names = [f"first-{uuid.uuid4().hex[:8]}-{i}" for i in range(_job_statuses.LIST_OVER + 1)]
     create_sagemaker_jobs(REGION, "training", names)
     jobs = sagemaker_backends["123456789012"][REGION].training_jobs
     # moto's training jobs are Completed at once (sagemaker/models.py FakeTrainingJob); SageMaker's run.

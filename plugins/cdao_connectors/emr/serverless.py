@@ -393,9 +393,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             max_age=max_age,
             batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
             parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
-            # More new runs queued than a page holds (after a restart) are listed: ceil(live runs / 50)
-            # calls instead of one GetJobRun each, fewer unless over 2,500 runs are live.
-            list_over=_LIST_PAGE,
+            # More new runs queued for reading at once than this (after a restart, a burst of runs
+            # started on another replica) are listed: ceil(live runs / 50) calls instead of one
+            # GetJobRun each, fewer unless more than 500 runs are live on the application.
+            list_over=10,
             period=refresh_period(max_age),
             name="emr-serverless-runs",
             backend=_BACKEND,
