@@ -394,27 +394,37 @@ class StatusCache:
         """A reader: takes up to ``batch`` queued keys per describe call, oldest first, until none
         is left. Keys queued while its call was out wait for it or another reader, so reads asked
         for while the backend is slow share calls instead of each queueing a call of its own."""
-        while True:
-            with self._lock:
-                if not self._pending:
-                    self._readers -= 1
-                    return
-                describe, take = self._describe, self.batch
-                if self._list_over is not None and len(self._pending) > self._list_over:
-                    describe, take = self._describe_all, len(self._pending)
-                taken = [(key, self._pending.pop(key)) for key in list(itertools.islice(self._pending, take))]
-                ticket = object()
-                for key, future in taken:
-                    self._inflight[key] = (ticket, future)
-                self._reading += 1
-            try:
-                self._refresh_keys([key for key, _ in taken], describe, ticket)
-            finally:
+        ended = False
+        try:
+            while True:
                 with self._lock:
-                    self._reading -= 1
-                for _key, future in taken:
-                    with contextlib.suppress(InvalidStateError):  # cancelled by nobody in practice
-                        future.set_result(None)
+                    if not self._pending:
+                        # In the same hold as the check: _start_readers counts this reader as one
+                        # that will take what is queued until it has left.
+                        self._readers -= 1
+                        ended = True
+                        return
+                    describe, take = self._describe, self.batch
+                    if self._list_over is not None and len(self._pending) > self._list_over:
+                        describe, take = self._describe_all, len(self._pending)
+                    keys = list(itertools.islice(self._pending, take))
+                    taken = [(key, self._pending.pop(key)) for key in keys]
+                    ticket = object()
+                    for key, future in taken:
+                        self._inflight[key] = (ticket, future)
+                    self._reading += 1
+                try:
+                    self._refresh_keys(keys, describe, ticket)
+                finally:
+                    with self._lock:
+                        self._reading -= 1
+                    for _key, future in taken:
+                        with contextlib.suppress(InvalidStateError):  # cancelled by nobody in practice
+                            future.set_result(None)
+        finally:
+            if not ended:  # a fault of this module's own: the next GetTask starts another reader
+                with self._lock:
+                    self._readers -= 1
 
     def _due_locked(self, now: float, older_than: float) -> list[Hashable]:
         return [

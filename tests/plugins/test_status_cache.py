@@ -309,14 +309,26 @@ def test_first_sights_arriving_while_the_backend_is_slow_share_calls_with_each_o
     """First sights that arrive while every read thread is out in a slow call wait for the next
     free thread together, and it takes them in one call: the calls a slow backend is asked grow
     with the batches, not with the GetTasks."""
-    describe = RoundTrip(0.2)
-    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=5.0, parallel=1)
+    entered, released = threading.Event(), threading.Event()
+    describe = RoundTrip(0.0)
+
+    def slow_first(ids: list[str]) -> dict[str, dict[str, str]]:
+        if "job-first" in ids:
+            entered.set()
+            released.wait(10)  # out until every later first sight has queued its read
+        return describe(ids)
+
+    cache = StatusCache(slow_first, batch=DESCRIBE_BATCH, max_age=5.0, parallel=1)
     with ThreadPoolExecutor(50) as pool:
         first = pool.submit(cache.get, "job-first")
-        time.sleep(0.05)  # its call is out and holds the only read thread
-        later = list(pool.map(cache.get, [f"job-{i}" for i in range(49)]))
-    assert first.result().value["jobId"] == "job-first"
-    assert all(known.value is not None for known in later)
+        assert entered.wait(5)  # its call is out and holds the only read thread
+        later = [pool.submit(cache.get, f"job-{i}") for i in range(49)]
+        try:
+            assert _wait_for(lambda: cache.inline_refreshes == 50 or None), cache.inline_refreshes
+        finally:
+            released.set()
+        assert first.result().value["jobId"] == "job-first"
+        assert all(known.result().value is not None for known in later)
     assert [len(call) for call in describe.calls] == [1, 49]
 
 
