@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,7 +36,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
-from flytekit.extend.backend.base_connector import AsyncConnectorBase
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
 from cdao_connectors._common import noting_staleness
@@ -225,6 +226,10 @@ class Backend:
                 self._clients[key] = client
             return client
 
+    def submit_get_task(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """``fn(*args, **kwargs)`` started on this backend's GetTask threads (not bound to an event loop)."""
+        return self._get_task_pool.submit(fn, *args, **kwargs)
+
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads inside :func:`get_task`)."""
         pool = self._get_task_pool if _IN_GET_TASK.get() else self._pool
@@ -274,8 +279,9 @@ class BulkheadConnector(AsyncConnectorBase):
         deadline. The cache's bounded wait is awaited on the event loop (``StatusCache.aget``): run
         on the backend's threads, as many GetTasks as propeller's ``webApi.caching.workers`` would
         queue for those threads ahead of the bound. Only building the Resource (which reads the
-        task's outputs once the job ended) runs on threads, the backend's GetTask ones
-        (:func:`get_task`), never behind its creates and deletes; the two share the one budget."""
+        task's outputs once the job ended) runs on threads, the backend's GetTask ones, never behind
+        its creates and deletes, and is waited for only as long as a known status
+        (:meth:`_resource_within_bound`); the two share the one budget."""
         return await within_deadline(
             self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
         )
@@ -283,9 +289,39 @@ class BulkheadConnector(AsyncConnectorBase):
     async def _get(self, resource_meta: Any) -> Any:
         cache, key = self.status_of(resource_meta)
         known = await cache.aget(key)
-        with get_task():
-            resource = await self.backend.run(self.resource_for, known.value, resource_meta)
+        resource = await self._resource_within_bound((id(cache), key), known.value, resource_meta)
         return noting_staleness(resource, known.stale)
+
+    async def _resource_within_bound(self, job: Hashable, value: Any, resource_meta: Any) -> Any:
+        """:meth:`resource_for` of ``value``, built on the backend's GetTask threads and waited for
+        at most ``_status_cache.KNOWN_STATUS_WAIT_SECONDS``. An ended job's Resource reads the task's
+        error.pb and outputs.pb (``_common.outcome_after_exit``, through flytekit's storage layer,
+        one event loop thread for every caller): with many jobs ending at once that took up to the
+        GetTask's 9 s deadline, an error spending propeller's budget. Past the bound the job is
+        answered RUNNING, saying its outcome is being read; the read goes on and its Resource
+        answers the next GetTask of the job."""
+        from cdao_connectors import _status_cache  # noqa: PLC0415  (it imports this module)
+
+        building = self.__dict__.setdefault("_building", {})
+        running = building.get(job)
+        if running is None or running[0] is not value:
+            running = building[job] = (value, self.backend.submit_get_task(self.resource_for, value, resource_meta))
+        future = running[1]
+        try:
+            # shield: the bound ending must not cancel the build, whose Resource answers the next GetTask.
+            resource = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), _status_cache.KNOWN_STATUS_WAIT_SECONDS
+            )
+        except TimeoutError:
+            return Resource(
+                phase=TaskExecution.RUNNING,
+                message=f"{self.backend.name} reports the job ended; its outcome (the task's error.pb and "
+                "outputs) is still being read and answers the next status request",
+            )
+        finally:
+            if future.done() and building.get(job) is running:
+                del building[job]
+        return resource
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await self.backend.call(

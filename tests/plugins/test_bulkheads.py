@@ -678,3 +678,45 @@ def test_many_new_sagemaker_training_jobs_at_once_are_listed_not_described_one_b
     assert calls == ["ListTrainingJobs"] * -(-in_progress // _job_statuses.LIST_PAGE), calls
     slowest = max(took for took, _ in answers)
     assert slowest < _status_cache.FIRST_SIGHT_WAIT_SECONDS, f"a first sight waited {slowest:.2f}s"
+
+
+def test_an_ended_jobs_gettask_answers_within_the_bound_while_its_outputs_are_read_slowly(
+    aws_env, moto_endpoint, monkeypatch, production_status_waits
+):
+    """An ended job's Resource reads the task's error.pb and outputs.pb (flytekit's storage layer,
+    one event loop thread for every caller): with the store slow, its GetTask answered only at its
+    deadline, an error spending propeller's budget (Batch's first pass at 1000 tasks: p99 9044 ms,
+    its jobs SUCCEEDED in the replica's cache). It answers RUNNING within the known-status bound,
+    saying the outcome is being read, and the read's outcome answers a later GetTask. Takes about a
+    second: the store's slowness (0.6 s a request, past a 0.5 s GetTask budget) is what is proven."""
+    from cdao_connectors import _common  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    for name in ("CDAO_STATUS_REFRESH_SECONDS", "CDAO_BATCH_STATUS_REFRESH_SECONDS"):
+        monkeypatch.setenv(name, "60")
+    monkeypatch.setenv("CDAO_BATCH_SPOT_QUEUE", "spot")
+    monkeypatch.setenv("CDAO_BATCH_ON_DEMAND_QUEUE", "on-demand")
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.5)
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.delay_paths, proxy.delay_seconds = ("/flyte-data/",), 0.6
+    monkeypatch.setenv("FLYTE_AWS_ENDPOINT", proxy.url)  # the task's outputs are read through it
+    _common._file_access.cache_clear()
+    connector = BatchConnector()
+    meta = BatchJobMetadata("ended-1", "flyte-ended-1", "spot", REGION, f"s3://flyte-data/{uuid.uuid4().hex}", False)
+    cache, key = connector.status_of(meta)
+    cache.seed(key, {"jobId": "ended-1", "jobName": "flyte-ended-1", "status": "SUCCEEDED"})
+    try:
+        start = time.monotonic()
+        answer = asyncio.run(connector.get(meta))
+        took = time.monotonic() - start
+        assert answer.phase == PHASE.RUNNING and "still being read" in answer.message, answer
+        assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"the GetTask took {took:.2f}s"
+        end = time.monotonic() + 10
+        while (answer := asyncio.run(connector.get(meta))).phase == PHASE.RUNNING and time.monotonic() < end:
+            time.sleep(0.05)
+        # No error.pb, no outputs promised: the read's outcome is the job's success.
+        assert answer.phase == PHASE.SUCCEEDED, answer
+    finally:
+        proxy.stop()
+        _common._file_access.cache_clear()
