@@ -4,7 +4,7 @@ flytekit runs a connector's synchronous ``create``/``get``/``delete`` on asyncio
 pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_executor(None, ...)``),
 which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
 holding those threads stalls all the others. Here each connector has its own pools (one for its
-GetTasks, :func:`get_task`, one for the rest) and its own AWS clients, and every call is bounded by
+GetTasks, :func:`on_get_task_threads`, one for the rest) and its own AWS clients, and every call is bounded by
 propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
 A call that cannot finish in time raises :class:`BackendDeadlineExceeded` instead of answering after
 propeller has stopped listening. Propeller retries a GetTask or DeleteTask that errors (a GetTask
@@ -123,16 +123,16 @@ async def within_deadline(
 # they start reaches the create's result and can be cancelled; the create as a whole is bounded.
 _IN_CREATE: ContextVar[bool] = ContextVar("cdao_in_create", default=False)
 
-# Set inside a GetTask (:func:`get_task`): its blocking work (building the Resource, the outputs
-# check of an ended job, a plugin's calls) runs on the backend's GetTask threads. On the threads
+# Set inside a GetTask (:func:`on_get_task_threads`): its blocking work (a plugin's calls) runs on
+# the backend's GetTask threads, as BulkheadConnector's Resource building does. On the threads
 # creates and deletes use, a GetTask queued behind them: with throttled creates each holding a
-# thread for up to CREATE_WAIT_SECONDS, a first-sight GetTask whose status was read within its
-# 2 s bound answered after 9 s, at its deadline.
+# thread for up to CREATE_WAIT_SECONDS, a GetTask whose status was read within its bound answered
+# only at its 9 s deadline.
 _IN_GET_TASK: ContextVar[bool] = ContextVar("cdao_in_get_task", default=False)
 
 
 @contextmanager
-def get_task() -> Iterator[None]:
+def on_get_task_threads() -> Iterator[None]:
     """Within the block (and the tasks it creates, which copy the context), :meth:`Backend.run`
     uses the backend's GetTask threads."""
     reset = _IN_GET_TASK.set(True)
@@ -231,7 +231,8 @@ class Backend:
         return self._get_task_pool.submit(fn, *args, **kwargs)
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
-        """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads inside :func:`get_task`)."""
+        """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads within
+        :func:`on_get_task_threads`)."""
         pool = self._get_task_pool if _IN_GET_TASK.get() else self._pool
         return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 

@@ -62,8 +62,8 @@ from cdao_connectors._backends import (
     Backend,
     BackendDeadlineExceeded,
     create_within_deadline,
-    get_task,
     is_transient,
+    on_get_task_threads,
     within_deadline,
 )
 from cdao_connectors._common import attempt_seed, noting_staleness
@@ -522,8 +522,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         stale: list[str] = []
         reset_stale = _STALE.set(stale)
         try:
-            # get_task: the GetTask's calls run on the backend's GetTask threads, never behind creates.
-            with self._recording_started_run(resource_meta), get_task():
+            # The GetTask's calls run on the backend's GetTask threads, never behind creates.
+            with self._recording_started_run(resource_meta), on_get_task_threads():
                 resource = await within_deadline(
                     _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
                     deadline=_deadlines.GET_TASK_SECONDS,

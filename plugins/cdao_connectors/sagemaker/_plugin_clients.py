@@ -39,7 +39,7 @@ from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
-from cdao_connectors._backends import Backend, create_within_deadline, get_task, within_deadline
+from cdao_connectors._backends import Backend, create_within_deadline, on_get_task_threads, within_deadline
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
@@ -232,7 +232,7 @@ class BulkheadPluginConnector:
             if cancel_late is not None:  # a create: what it starts after giving up is cancelled
                 return await create_within_deadline(call, cancel_late, backend=self.name)
             if statuses:  # a GetTask: its calls on the backend's GetTask threads, never behind creates
-                with get_task():
+                with on_get_task_threads():
                     return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
             return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
         finally:
