@@ -60,7 +60,7 @@ LIST_STEPS_PAGE = 50
 # First sights (GetTasks of steps new to this replica, every step after a restart) queued together
 # are read in one call of up to this many (_status_cache's readers): a cluster with more of them than
 # one ListSteps by id carries is listed instead, so 1000 new steps of one cluster cost 20 calls, not
-# 100 (against moto: 0.24 s against 0.64 s, plugins/README.md). Readers taking a cluster's first
+# 100 (moto 5.2.5 on 127.0.0.1, 1000 steps: 0.24 s against 0.64 s). Readers taking a cluster's first
 # sights in smaller parts would each list the whole cluster; one first sight alone (the steady
 # state: a step created on another replica) is still one ListSteps by id.
 FIRST_SIGHTS_PER_READ = 1000

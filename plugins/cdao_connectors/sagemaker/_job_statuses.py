@@ -33,7 +33,7 @@ LIST_PAGE = 100  # ListTrainingJobs/ListProcessingJobs/ListTransformJobs MaxResu
 # More new jobs queued for reading at once than this (after a restart, or a burst of jobs created on
 # another replica) are listed: ceil(in progress / 100) calls instead of one Describe each, fewer
 # unless more than 1000 jobs of the kind are in progress in the region. Against moto, 300 new
-# transform jobs: one listing 0.14 s, 300 Describes on 32 threads 2.7 s (plugins/README.md).
+# transform jobs (moto 5.2.5 on 127.0.0.1): one listing 0.14 s, 300 Describes on 32 threads 2.7 s.
 LIST_OVER = 10
 _LISTED_STATUS = "InProgress"
 # CreationTimeAfter keeps jobs created after the time; a second of slack keeps a job created at
