@@ -19,8 +19,8 @@ while every reader is out in a slow call share the next one: the calls a slow or
 is asked grow with the batches, not with the GetTasks, and every first sight costs one of
 propeller's error budget less often. Where a listing answers a page of jobs and ``describe`` one
 (SageMaker, EMR Serverless: ``list_over``), a reader finding more than ``list_over`` reads queued
-takes them all and lists them (``describe_all``). Without a background thread, a read also takes every other
-entry due (one pass serves the round; a ``batch`` of 1 takes only the caller's own job).
+takes them all and lists them (``describe_all``). Without a background thread, a read also takes
+every other entry due (one pass serves the round; a ``batch`` of 1 takes only the caller's own job).
 
 Every read runs on the cache's own threads, never the RPC threads nor another backend's: the
 readers' ``parallel`` and the background pass's ``parallel`` apart, so a first sight never queues
