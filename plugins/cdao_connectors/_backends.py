@@ -3,8 +3,9 @@
 flytekit runs a connector's synchronous ``create``/``get``/``delete`` on asyncio's default thread
 pool (``flytekit/extend/backend/utils.py``, ``mirror_async_methods``: ``run_in_executor(None, ...)``),
 which every connector of the service shares (``min(32, cpus + 4)`` threads): one hung backend
-holding those threads stalls all the others. Here each connector has its own pool and its own AWS
-clients, and every call is bounded by propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
+holding those threads stalls all the others. Here each connector has its own pools (one for its
+GetTasks, :func:`on_get_task_threads`, one for the rest) and its own AWS clients, and every call is bounded by
+propeller's deadline for it (:mod:`cdao_connectors._deadlines`).
 A call that cannot finish in time raises :class:`BackendDeadlineExceeded` instead of answering after
 propeller has stopped listening. Propeller retries a GetTask or DeleteTask that errors (a GetTask
 error spends one of the task's ``maxSystemFailures``, :mod:`cdao_connectors._deadlines`), but never
@@ -25,8 +26,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,7 +36,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
-from flytekit.extend.backend.base_connector import AsyncConnectorBase
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
 from cdao_connectors._common import noting_staleness
@@ -120,6 +123,25 @@ async def within_deadline(
 # Set inside a create (create_within_deadline): its AWS calls are awaited to the end, so that what
 # they start reaches the create's result and can be cancelled; the create as a whole is bounded.
 _IN_CREATE: ContextVar[bool] = ContextVar("cdao_in_create", default=False)
+
+# Set inside a GetTask (:func:`on_get_task_threads`): its blocking work (a plugin's calls) runs on
+# the backend's GetTask threads, as BulkheadConnector's Resource building does. On the threads
+# creates and deletes use, a GetTask queued behind them: with throttled creates each holding a
+# thread for up to CREATE_WAIT_SECONDS, a GetTask whose status was read within its bound answered
+# only at its 9 s deadline.
+_IN_GET_TASK: ContextVar[bool] = ContextVar("cdao_in_get_task", default=False)
+
+
+@contextmanager
+def on_get_task_threads() -> Iterator[None]:
+    """Within the block (and the tasks it creates, which copy the context), :meth:`Backend.run`
+    uses the backend's GetTask threads."""
+    reset = _IN_GET_TASK.set(True)
+    try:
+        yield
+    finally:
+        _IN_GET_TASK.reset(reset)
+
 
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
 # weak references to tasks).
@@ -283,6 +305,8 @@ class Backend:
     def __init__(self, name: str, workers: int = WORKERS_PER_BACKEND) -> None:
         self.name = name
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
+        # GetTasks' own (see _IN_GET_TASK): creates and deletes holding every other thread delay no GetTask.
+        self._get_task_pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}-get")
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str, bool, str | None], Any] = {}
 
@@ -298,9 +322,15 @@ class Backend:
                 self._clients[key] = client
             return client
 
+    def submit_get_task(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """``fn(*args, **kwargs)`` started on this backend's GetTask threads (not bound to an event loop)."""
+        return self._get_task_pool.submit(fn, *args, **kwargs)
+
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
-        """``fn(*args, **kwargs)`` started on this backend's threads."""
-        return asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads within
+        :func:`on_get_task_threads`)."""
+        pool = self._get_task_pool if _IN_GET_TASK.get() else self._pool
+        return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
@@ -354,7 +384,9 @@ class BulkheadConnector(AsyncConnectorBase):
         deadline. The cache's bounded wait is awaited on the event loop (``StatusCache.aget``): run
         on the backend's threads, as many GetTasks as propeller's ``webApi.caching.workers`` would
         queue for those threads ahead of the bound. Only building the Resource (which reads the
-        task's outputs once the job ended) runs on them; the two share the one budget."""
+        task's outputs once the job ended) runs on threads, the backend's GetTask ones, never behind
+        its creates and deletes, and is waited for only as long as a known status
+        (:meth:`_resource_within_bound`); the two share the one budget."""
         return await within_deadline(
             self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
         )
@@ -362,8 +394,39 @@ class BulkheadConnector(AsyncConnectorBase):
     async def _get(self, resource_meta: Any) -> Any:
         cache, key = self.status_of(resource_meta)
         known = await cache.aget(key)
-        resource = await self.backend.run(self.resource_for, known.value, resource_meta)
+        resource = await self._resource_within_bound((id(cache), key), known.value, resource_meta)
         return noting_staleness(resource, known.stale)
+
+    async def _resource_within_bound(self, job: Hashable, value: Any, resource_meta: Any) -> Any:
+        """:meth:`resource_for` of ``value``, built on the backend's GetTask threads and waited for
+        at most ``_status_cache.KNOWN_STATUS_WAIT_SECONDS``. An ended job's Resource reads the task's
+        error.pb and outputs.pb (``_common.outcome_after_exit``, through flytekit's storage layer,
+        one event loop thread for every caller): with many jobs ending at once that took up to the
+        GetTask's 9 s deadline, an error spending propeller's budget. Past the bound the job is
+        answered RUNNING, saying its outcome is being read; the read goes on and its Resource
+        answers the next GetTask of the job."""
+        from cdao_connectors import _status_cache  # noqa: PLC0415  (it imports this module)
+
+        building = self.__dict__.setdefault("_building", {})
+        running = building.get(job)
+        if running is None or running[0] is not value:
+            running = building[job] = (value, self.backend.submit_get_task(self.resource_for, value, resource_meta))
+        future = running[1]
+        try:
+            # shield: the bound ending must not cancel the build, whose Resource answers the next GetTask.
+            resource = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), _status_cache.KNOWN_STATUS_WAIT_SECONDS
+            )
+        except TimeoutError:
+            return Resource(
+                phase=TaskExecution.RUNNING,
+                message=f"{self.backend.name} reports the job ended; its outcome (the task's error.pb and "
+                "outputs) is still being read and answers the next status request",
+            )
+        finally:
+            if future.done() and building.get(job) is running:
+                del building[job]
+        return resource
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await self.backend.call(

@@ -9,12 +9,24 @@ and GetTasks read the result.
 With ``period`` set, a background thread refreshes every tracked entry older than half of it each
 ``period`` seconds, so a GetTask of a tracked job never waits for AWS: it reads an entry normally
 at most about ``period`` plus one refresh old. Only a job seen for the first time (or, without a
-background thread, one whose entry is older than ``max_age``) makes its GetTask refresh; callers
-of jobs that refresh covers share it (a ``batch`` of 1 covers only the caller's own job).
+background thread, one whose entry is older than ``max_age``) makes its GetTask read it.
 
-Every refresh runs on the cache's own threads (``parallel`` of them: a backend's bounded share,
-never the RPC threads nor another backend's), and a GetTask waits for it only so long, on the
-service's event loop (:meth:`StatusCache.aget`), holding no thread while it waits:
+Reads GetTasks ask for are coalesced: each GetTask queues its key, and readers (at most
+``parallel``, started once the event loop's current turn has queued every GetTask it runs) take up
+to ``batch`` queued keys per ``describe`` call, oldest first, until none is left. So N first sights
+arriving together (every job, after a restart) cost ceil(N / ``batch``) calls, and those arriving
+while every reader is out in a slow call share the next one: the calls a slow or throttled backend
+is asked grow with the batches, not with the GetTasks, and every first sight costs one of
+propeller's error budget less often. Where a listing answers a page of jobs and ``describe`` one
+(SageMaker, EMR Serverless: ``list_over``), a reader finding more than ``list_over`` reads queued
+takes them all and lists them (``describe_all``). Without a background thread, a read also takes
+every other entry due (one pass serves the round; a ``batch`` of 1 takes only the caller's own job).
+
+Every read runs on the cache's own threads, never the RPC threads nor another backend's: the
+readers' ``parallel`` and the background pass's ``parallel`` apart, so a first sight never queues
+behind a pass's calls (a backend's bounded share, at most twice ``parallel`` calls at once). A
+GetTask waits for its read only so long, on the service's event loop (:meth:`StatusCache.aget`),
+holding no thread while it waits:
 
 - a job whose status is known waits at most :data:`KNOWN_STATUS_WAIT_SECONDS`, then is answered its
   last known status, marked stale; the refresh goes on and its answer serves the next GetTask.
@@ -54,13 +66,15 @@ Nothing maintained does this (boto3 has no request coalescing), hence the hand-w
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import math
 import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
@@ -190,11 +204,16 @@ class StatusCache:
         transient: Callable[[BaseException], bool] = is_transient_error,
         known_wait: float | None = None,
         backend: str | None = None,
+        list_over: int | None = None,
     ):
         self._describe = describe
         # A backend with no batched Describe (SageMaker transform) lists in the background pass
         # instead; a list covers the whole tracked set, so it is one call, not one per chunk.
         self._describe_all = describe_all
+        # More reads than this queued at once (a restart, a map task's tasks created on another
+        # replica) are taken together and listed with ``describe_all``: a page of a listing answers
+        # many jobs, where ``describe`` answers ``batch``.
+        self._list_over = list_over if describe_all is not None else None
         self.max_age = max_age
         self.batch = batch
         # A job nobody asked about for this long is finished from propeller's point of view
@@ -202,7 +221,11 @@ class StatusCache:
         self._idle_after = idle_after if idle_after is not None else max(IDLE_AFTER_SECONDS, 10 * max_age)
         self._clock = clock
         # The refreshes' own threads: a hung backend fills these, never the service's RPC threads.
+        # GetTasks' reads and the background pass each have their own, so a first sight never
+        # queues behind a pass's chunks (a pass over 1000 Batch jobs is 10 DescribeJobs calls).
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"cdao-{name}-status")
+        self._inline_pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"cdao-{name}-reads")
+        self._parallel = parallel
         self._transient = transient
         # None: KNOWN_STATUS_WAIT_SECONDS, read at call time (a test may set a longer one).
         self._known_wait = known_wait
@@ -211,8 +234,14 @@ class StatusCache:
         self._entries: dict[Hashable, _Entry] = {}
         self._last_asked: dict[Hashable, float] = {}
         self._failures: dict[Hashable, _Failure] = {}
-        # The refresh under way for each key (its ticket and future): one at a time per key.
+        # The refresh under way or queued for each key (its ticket and future): one at a time per key.
         self._inflight: dict[Hashable, tuple[object, Future]] = {}
+        # Keys GetTasks wait for, not yet taken by a read (each key's future is in _inflight): the
+        # readers take up to ``batch`` of them per describe call, so reads asked for together share
+        # calls (:meth:`_read_pending`).
+        self._pending: dict[Hashable, Future] = {}
+        self._readers = 0  # readers running or submitted, at most ``parallel``
+        self._reading = 0  # readers in a describe call
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.describe_calls = 0
@@ -244,6 +273,7 @@ class StatusCache:
         if isinstance(begun, Known):
             return begun
         future, wait = begun
+        self._start_readers()
         try:
             future.result(timeout=wait)
             answered = True
@@ -261,6 +291,9 @@ class StatusCache:
         if isinstance(begun, Known):
             return begun
         future, wait = begun
+        # The readers start once every GetTask the loop is running this turn has queued its key:
+        # reads asked for together share describe calls instead of the first going alone.
+        asyncio.get_running_loop().call_soon(self._start_readers)
         try:
             # shield: the bound ending must not cancel the read, whose answer serves the next GetTask.
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait)
@@ -329,20 +362,69 @@ class StatusCache:
         return Known(entry.value, age, f"last known status, {age:.0f} s old ({why})")
 
     def _start_locked(self, key: Hashable, now: float) -> Future:
-        """Starts the refresh a GetTask of ``key`` needs; its future (caller holds ``_lock``)."""
+        """Queues the read a GetTask of ``key`` needs for the readers (:meth:`_read_pending`);
+        its future (caller holds ``_lock``)."""
         self.inline_refreshes += 1
         self._drop_idle(now)
         if self.batch == 1:
-            # Nothing to batch (one Describe per job): the GetTask reads its own job at once rather
-            # than wait for a pass over every job new to this replica (after a restart, 1000 jobs
-            # seen within a second made each GetTask wait for 1000 Describes: p99 9 s, 14 errors).
-            return self._submit_locked([key], self._describe)
-        # One pass serves the round: every key due and not already being refreshed, in chunks.
-        due = [k for k in self._due_locked(now, self._inline_older_than) if k != key]
-        keys = [key, *due]
-        chunks = [keys[i : i + self.batch] for i in range(0, len(keys), self.batch)]
-        futures = [self._submit_locked(chunk, self._describe) for chunk in chunks]
-        return futures[0]  # the chunk holding ``key``
+            # Nothing to batch (one Describe per job): the GetTask reads its own job, not every job
+            # new to this replica (after a restart, 1000 jobs seen within a second made each
+            # GetTask wait for 1000 Describes: p99 9 s, 14 errors).
+            keys = [key]
+        else:
+            # One pass serves the round: every key due and not already being read.
+            keys = [key, *(k for k in self._due_locked(now, self._inline_older_than) if k != key)]
+        for k in keys:
+            future: Future = Future()
+            self._pending[k] = future
+            self._inflight[k] = (future, future)
+        return self._pending[key]
+
+    def _start_readers(self) -> None:
+        """Starts readers for the queued keys: one per ``batch`` of them, at most ``parallel`` running."""
+        with self._lock:
+            # Readers not in a describe call yet will take queued keys; the rest are busy.
+            waiting = self._readers - self._reading
+            wanted = min(self._parallel - self._readers, math.ceil(len(self._pending) / self.batch) - waiting)
+            for _ in range(wanted):
+                self._readers += 1
+                self._inline_pool.submit(self._read_pending)
+
+    def _read_pending(self) -> None:
+        """A reader: takes up to ``batch`` queued keys per describe call, oldest first, until none
+        is left. Keys queued while its call was out wait for it or another reader, so reads asked
+        for while the backend is slow share calls instead of each queueing a call of its own."""
+        ended = False
+        try:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        # In the same hold as the check: _start_readers counts this reader as one
+                        # that will take what is queued until it has left.
+                        self._readers -= 1
+                        ended = True
+                        return
+                    describe, take = self._describe, self.batch
+                    if self._list_over is not None and len(self._pending) > self._list_over:
+                        describe, take = self._describe_all, len(self._pending)
+                    keys = list(itertools.islice(self._pending, take))
+                    taken = [(key, self._pending.pop(key)) for key in keys]
+                    ticket = object()
+                    for key, future in taken:
+                        self._inflight[key] = (ticket, future)
+                    self._reading += 1
+                try:
+                    self._refresh_keys(keys, describe, ticket)
+                finally:
+                    with self._lock:
+                        self._reading -= 1
+                    for _key, future in taken:
+                        with contextlib.suppress(InvalidStateError):  # cancelled by nobody in practice
+                            future.set_result(None)
+        finally:
+            if not ended:  # a fault of this module's own: the next GetTask starts another reader
+                with self._lock:
+                    self._readers -= 1
 
     def _due_locked(self, now: float, older_than: float) -> list[Hashable]:
         return [

@@ -497,3 +497,42 @@ def test_a_deferred_emr_serverless_run_is_submitted_once_then_read_from_the_stat
         loop.close()
         proxy.stop()
     assert len(emrserverless_backends[ACCOUNT][REGION].job_runs[app]) == 1
+
+
+def test_emr_first_sights_arriving_together_list_their_cluster_not_ten_ids_a_call(emr_env, monkeypatch):
+    """After a restart every step is new to the replica: 1000 first sights cost one ListSteps each
+    (604 of 1000 errored at the 2 s first-sight bound, each spending one of propeller's
+    maxSystemFailures). Arriving together, a cluster's are read by listing its live steps, 50 a
+    page (botocore emr/2009-03-31 ListStepsInput.Marker), not ten ids a call (.StepIds); each is
+    answered within the first-sight bound."""
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from cdao_connectors import _status_cache  # noqa: PLC0415
+    from cdao_connectors.emr.connector import LIST_STEPS_PAGE  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    emr = boto3.client("emr", region_name=REGION)
+    steps = [{"Name": f"s{i}", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}} for i in range(120)]
+    step_ids = emr.add_job_flow_steps(JobFlowId=emr_env, Steps=steps)["StepIds"]
+    metas = [EMRStepMetadata(emr_env, s, False, REGION, "s3://flyte-data/x", False) for s in step_ids]
+    connector = EMRConnector()
+    calls: list[tuple[str, ...]] = []
+    connector.backend.aws("emr", REGION).meta.events.register(
+        "provide-client-params.emr.ListSteps", lambda params, **_: calls.append(tuple(params.get("StepIds", ())))
+    )
+
+    async def timed(meta):
+        start = time.monotonic()
+        answer = await connector.get(meta)
+        return time.monotonic() - start, answer
+
+    async def all_at_once():
+        return await asyncio.gather(*(timed(meta) for meta in metas))
+
+    answers = asyncio.run(all_at_once())
+    assert {answer.phase for _, answer in answers} <= {PHASE.QUEUED, PHASE.RUNNING}
+    live = len(emr_backends[ACCOUNT][REGION].clusters[emr_env].steps)
+    assert calls == [()] * -(-live // LIST_STEPS_PAGE), calls  # the listing's pages, no call by id
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.FIRST_SIGHT_WAIT_SECONDS, f"a first sight waited {slowest:.2f}s"

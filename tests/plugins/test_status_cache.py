@@ -252,3 +252,104 @@ def test_a_job_nobody_asked_about_for_the_idle_window_is_forgotten():
     clock.now += _status_cache.IDLE_AFTER_SECONDS + 1
     cache.get("live")
     assert cache.peek("ended") is None and describe.calls[-1] == ["live"]
+
+
+class RoundTrip(Describer):
+    """DescribeJobs taking a round trip (a sleep: no CPU, as a remote call), held to its 100-id
+    limit (botocore batch/2016-08-10 service-2.json, DescribeJobsRequest.jobs: "A list of up to
+    100 job IDs")."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, ids: list[str]) -> dict[str, dict[str, str]]:
+        assert len(ids) <= DESCRIBE_BATCH, f"DescribeJobs takes up to {DESCRIBE_BATCH} ids, got {len(ids)}"
+        time.sleep(self.seconds)
+        return super().__call__(ids)
+
+
+def _first_sights_at_once(cache: StatusCache, keys: list[str]) -> list[tuple[float, object]]:
+    """Every key's GetTask read (``aget``) at once on one event loop, as the service's GetTasks
+    wait: (seconds each took, its Known or the error)."""
+    import asyncio  # noqa: PLC0415
+
+    async def timed(key: str) -> tuple[float, object]:
+        start = time.monotonic()
+        try:
+            answer: object = await cache.aget(key)
+        except Exception as exc:  # the error is what is being counted
+            answer = exc
+        return time.monotonic() - start, answer
+
+    async def all_at_once() -> list[tuple[float, object]]:
+        return await asyncio.gather(*(timed(key) for key in keys))
+
+    return asyncio.run(all_at_once())
+
+
+def test_first_sights_arriving_together_share_describes_of_up_to_the_batch_and_answer_within_the_bound():
+    """After a restart every job is new to the replica. 1000 first sights arriving together cost
+    ceil(1000 / 100) DescribeJobs calls, not one call each (604 of 1000 EMR first sights and up to
+    150 of other backends' errored at the 2 s bound, each spending one of propeller's
+    maxSystemFailures); each is answered within the first-sight bound."""
+    describe = RoundTrip(0.05)
+    cache = StatusCache(describe, batch=DESCRIBE_BATCH, max_age=5.0)
+    keys = [f"job-{i}" for i in range(1000)]
+    answers = _first_sights_at_once(cache, keys)
+    errors = [answer for _, answer in answers if isinstance(answer, Exception)]
+    assert not errors, f"{len(errors)} first sights errored: {errors[0]}"
+    assert [answer.value["jobId"] for _, answer in answers] == keys
+    assert len(describe.calls) <= -(-len(keys) // DESCRIBE_BATCH), [len(c) for c in describe.calls]
+    slowest = max(took for took, _ in answers)
+    assert slowest < _status_cache.FIRST_SIGHT_WAIT_SECONDS, f"a first sight waited {slowest:.2f}s"
+
+
+def test_first_sights_arriving_while_the_backend_is_slow_share_calls_with_each_other():
+    """First sights that arrive while every read thread is out in a slow call wait for the next
+    free thread together, and it takes them in one call: the calls a slow backend is asked grow
+    with the batches, not with the GetTasks."""
+    entered, released = threading.Event(), threading.Event()
+    describe = RoundTrip(0.0)
+
+    def slow_first(ids: list[str]) -> dict[str, dict[str, str]]:
+        if "job-first" in ids:
+            entered.set()
+            released.wait(10)  # out until every later first sight has queued its read
+        return describe(ids)
+
+    cache = StatusCache(slow_first, batch=DESCRIBE_BATCH, max_age=5.0, parallel=1)
+    with ThreadPoolExecutor(50) as pool:
+        first = pool.submit(cache.get, "job-first")
+        assert entered.wait(5)  # its call is out and holds the only read thread
+        later = [pool.submit(cache.get, f"job-{i}") for i in range(49)]
+        try:
+            assert _wait_for(lambda: cache.inline_refreshes == 50 or None), cache.inline_refreshes
+        finally:
+            released.set()
+        assert first.result().value["jobId"] == "job-first"
+        assert all(known.result().value is not None for known in later)
+    assert [len(call) for call in describe.calls] == [1, 49]
+
+
+def test_a_first_sight_never_waits_behind_a_background_pass():
+    """The background pass and GetTasks' reads have their own threads: a pass whose calls all hang
+    (a throttled backend retrying) leaves a new job's read free to answer at once."""
+    released = threading.Event()
+
+    def describe(keys: list[str]) -> dict[str, dict[str, str]]:
+        if any(key.startswith("tracked") for key in keys):
+            released.wait(10)
+        return {key: {"status": "RUNNING"} for key in keys}
+
+    cache = StatusCache(describe, batch=1, max_age=5.0, parallel=2)
+    for key in ("tracked-1", "tracked-2"):
+        cache.seed(key, {"status": "SUBMITTED"})
+    try:
+        cache.refresh_ahead(older_than=0.0, wait=0)  # both pass calls out, holding the pass's threads
+        took, known = _timed(lambda: cache.get("new"))
+        assert not isinstance(known, Exception), known
+        assert known.value == {"status": "RUNNING"}
+        assert took < 0.5, f"a first sight waited {took:.2f}s behind the background pass"
+    finally:
+        released.set()

@@ -63,6 +63,7 @@ from cdao_connectors._backends import (
     BackendDeadlineExceeded,
     create_within_deadline,
     is_transient,
+    on_get_task_threads,
     within_deadline,
 )
 from cdao_connectors._common import attempt_seed, noting_staleness
@@ -391,6 +392,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             max_age=max_age,
             batch=1,  # GetJobRun takes one run: a new run is read by its own GetTask
             parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
+            # More new runs queued for reading at once than this (after a restart, a burst of runs
+            # started on another replica) are listed: ceil(live runs / 50) calls instead of one
+            # GetJobRun each, fewer unless more than 500 runs are live on the application.
+            list_over=10,
             period=refresh_period(max_age),
             name="emr-serverless-runs",
             backend=_BACKEND,
@@ -512,7 +517,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         stale: list[str] = []
         reset_stale = _STALE.set(stale)
         try:
-            with self._recording_started_run(resource_meta):
+            # The GetTask's calls run on the backend's GetTask threads, never behind creates.
+            with self._recording_started_run(resource_meta), on_get_task_threads():
                 resource = await within_deadline(
                     _raise_swallowed(super().get(resource_meta, **kwargs), "status", resource_meta.job_run_id),
                     deadline=_deadlines.GET_TASK_SECONDS,

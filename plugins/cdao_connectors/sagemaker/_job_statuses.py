@@ -13,7 +13,8 @@ awssagemaker's ``get()`` reads of a job in progress (``awssagemaker_training/con
 only Describe returns (model artifacts, outputs, and for training the ``FailureReason`` the
 summary lacks), so a refresh pass lists the tracked jobs still ``InProgress`` and describes each
 of the others once: a job in a terminal status never changes, so it is never asked again. A job
-new to this replica is described at once, as listing for it would cost more.
+new to this replica is described at once, as listing for it would cost more, unless more than
+``LIST_OVER`` new jobs are waiting to be read together (after a restart): those are listed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from cdao_connectors._backends import WORKERS_PER_BACKEND
 from cdao_connectors._status_cache import StatusCache, Unreadable, refresh_period
 
 LIST_PAGE = 100  # ListTrainingJobs/ListProcessingJobs/ListTransformJobs MaxResults' maximum
+# More new jobs queued for reading at once than this (after a restart, or a burst of jobs created on
+# another replica) are listed: ceil(in progress / 100) calls instead of one Describe each, fewer
+# unless more than 1000 jobs of the kind are in progress in the region. Against moto, 300 new
+# transform jobs (moto 5.2.5 on 127.0.0.1): one listing 0.14 s, 300 Describes on 32 threads 2.7 s.
+LIST_OVER = 10
 _LISTED_STATUS = "InProgress"
 # CreationTimeAfter keeps jobs created after the time; a second of slack keeps a job created at
 # the oldest tracked job's instant in the answer whatever the comparison.
@@ -131,6 +137,7 @@ def job_status_cache(kind: JobKind, client: Callable[[], Any], max_age: float) -
         max_age=max_age,
         batch=1,  # Describe takes one name: a new job is read by its own GetTask
         parallel=WORKERS_PER_BACKEND,  # as many first reads at once as the backend has RPC threads
+        list_over=LIST_OVER,
         period=refresh_period(max_age),
         name=f"sagemaker-{kind.describe}",
         backend="SageMaker",

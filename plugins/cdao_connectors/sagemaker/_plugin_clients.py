@@ -39,7 +39,7 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
-from cdao_connectors._backends import Backend, create_within_deadline, within_deadline
+from cdao_connectors._backends import Backend, create_within_deadline, on_get_task_threads, within_deadline
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
@@ -230,6 +230,9 @@ class BulkheadPluginConnector:
         try:
             if cancel_late is not None:  # a create: what it starts after giving up is cancelled
                 return await create_within_deadline(call, cancel_late, backend=self.name)
+            if statuses:  # a GetTask: its calls on the backend's GetTask threads, never behind creates
+                with on_get_task_threads():
+                    return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
             return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
         finally:
             _STATUS_CACHES.reset(reset_statuses)
