@@ -46,20 +46,25 @@ DynamoDB.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from cdao_connectors import _deadlines
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
+from cdao_connectors.config import attempt_table, aws_region
 
 if TYPE_CHECKING:
     from cdao_connectors._backends import Backend
+
+T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
@@ -109,6 +114,57 @@ def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] 
         return find()
     except Exception:
         return None
+
+
+def attempt_item(kind: str, seed: str) -> str:
+    """The attempt table's key of the task attempt whose :func:`cdao_connectors._common.attempt_seed`
+    is ``seed``, for a backend ``kind`` ("codeweave", "emr-serverless", ...): ``<kind>/<sha256 hex>``."""
+    return f"{kind}/{hashlib.sha256(seed.encode()).hexdigest()}"
+
+
+class AttemptAnswers:
+    """The attempt table's order between the CreateTasks of one attempt answering its job and a
+    give-up cancelling it, for a backend whose API deduplicates the create (Codeweave's idempotency
+    key, EMR Serverless's ``clientToken``, SageMaker's unique names): every CreateTask of the
+    attempt gets the one job from the API, so only this table tells a repeat that the job is being
+    cancelled. :func:`cdao_connectors._backends.create_within_deadline` records each CreateTask's
+    answer (:meth:`AttemptLedger.answer`) before answering, and marks the attempt abandoned before
+    a give-up's cancel, which runs only when no other CreateTask was answered the job.
+
+    Made before the create starts: the table's setting (``CDAO_ATTEMPT_TABLE``) is checked while no
+    job exists. ``item`` is the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
+    """
+
+    def __init__(self, backend: Backend, item: str) -> None:
+        self._backend = backend
+        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
+        self.item = item
+
+    async def answering(self, created: Awaitable[T], create_id: str) -> T:
+        """``created``'s job, once recorded as answered by CreateTask ``create_id``. Raises
+        :class:`AttemptAbandoned` when the attempt was marked abandoned first; any other failure
+        of the record is logged and the job answered (:func:`checking_created_job`)."""
+        resource_meta = await created
+        with checking_created_job(self._backend.name, f"the job of attempt {self.item}"):
+            await self._backend.call(
+                self._ledger.answer,
+                self.item,
+                create_id,
+                deadline=_deadlines.CREATE_TASK_SECONDS,
+                what="attempt ledger update",
+            )
+        return resource_meta
+
+    def cancelling(self, cancel: Callable[[Any], Awaitable[Any]], create_id: str) -> Callable[[Any], Awaitable[None]]:
+        """``cancel``, run only once the attempt is marked abandoned for the give-up of CreateTask
+        ``create_id`` (:func:`mark_abandoned`): not when another CreateTask was answered the job."""
+
+        async def cancel_unless_answered(resource_meta: Any) -> None:
+            mark = functools.partial(self._ledger.abandon, self.item, create_id=create_id)
+            if await mark_abandoned(self._backend, mark):
+                await cancel(resource_meta)
+
+        return cancel_unless_answered
 
 
 async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
@@ -242,25 +298,59 @@ class AttemptLedger:
             return False
         return True
 
-    def abandon(self, attempt: str, *, unless_adopted: bool = True) -> bool:
+    def answer(self, attempt: str, create_id: str) -> None:
+        """Records that the CreateTask ``create_id`` answers ``attempt``'s job, for a backend whose API
+        deduplicates the create (every CreateTask of the attempt gets the one job): a conditional
+        write that fails once the attempt is marked abandoned, raising :class:`AttemptAbandoned`.
+        Creates the item when there is none; it expires like every claim."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="ADD answered :me SET expires_at = if_not_exists(expires_at, :expires)",
+                ConditionExpression="attribute_not_exists(abandoned)",
+                ExpressionAttributeValues={
+                    ":me": {"SS": [create_id]},
+                    ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            raise AttemptAbandoned(
+                f"attempt {attempt}: a CreateTask of it gave up and its job is being cancelled; "
+                "the task's next attempt starts a new job"
+            ) from None
+
+    def abandon(self, attempt: str, *, unless_adopted: bool = True, create_id: str | None = None) -> bool:
         """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
         answered an error: a later CreateTask of the attempt raises :class:`AttemptAbandoned`.
         Creates the item when there is none (the create recorded nothing), so that holds either way.
 
         Returns False, marking nothing, when a repeated CreateTask of the attempt was answered the
         job first (``unless_adopted``): propeller sends one only after losing its state, so that
-        answer, not the give-up's error, is the one it records, and the job must run on. With
+        answer, not the give-up's error, is the one it records, and the job must run on. A
+        CreateTask answered through :meth:`answer` counts the same, unless it is the one giving up
+        (``create_id``: its create finished after its deadline and recorded its own answer). With
         ``unless_adopted=False`` the mark is made regardless (a job no GetTask could follow)."""
+        values: dict[str, Any] = {
+            ":at": {"N": str(self._clock())},
+            ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
+        }
+        condition: dict[str, str] = {}
+        if unless_adopted:
+            answered_by_none = "attribute_not_exists(answered)"
+            if create_id is not None:
+                answered_by_none += " OR (size(answered) = :one AND contains(answered, :me))"
+                values.update({":one": {"N": "1"}, ":me": {"S": create_id}})
+            condition = {"ConditionExpression": f"attribute_not_exists(adopted) AND ({answered_by_none})"}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"attempt": {"S": attempt}},
                 UpdateExpression="SET abandoned = :at, expires_at = if_not_exists(expires_at, :expires)",
-                **({"ConditionExpression": "attribute_not_exists(adopted)"} if unless_adopted else {}),
-                ExpressionAttributeValues={
-                    ":at": {"N": str(self._clock())},
-                    ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
-                },
+                ExpressionAttributeValues=values,
+                **condition,
             )
         except ClientError as exc:
             if not _conditional_failed(exc):

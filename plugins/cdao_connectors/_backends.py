@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -40,7 +41,8 @@ from cdao_connectors import _deadlines
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._metrics import observe_get_task
 
-if TYPE_CHECKING:  # _status_cache imports this module
+if TYPE_CHECKING:  # _status_cache imports this module; _attempts names Backend
+    from cdao_connectors._attempts import AttemptAnswers
     from cdao_connectors._status_cache import StatusCache
 
 T = TypeVar("T")
@@ -170,6 +172,7 @@ async def create_within_deadline(
     backend: str,
     transient: Callable[[BaseException], bool] = aws_error_is_transient,
     stop: Callable[[Any], Awaitable[Any]] | None = None,
+    answers: AttemptAnswers | None = None,
 ) -> T:
     """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
     (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
@@ -184,7 +187,18 @@ async def create_within_deadline(
     thread is held between tries); a cancel that finally fails is logged with the job's
     ``resource_meta``, for an operator to stop it. A create that raises :class:`LeftRunning` has its
     job stopped the same way with ``stop`` (default ``cancel``), and its error raised.
+
+    For a backend whose API answers every CreateTask of an attempt the same job, ``answers`` orders
+    them against the give-up's cancel through the attempt table
+    (:class:`cdao_connectors._attempts.AttemptAnswers`): the job is answered only once recorded as
+    answered by this CreateTask, within the same deadline (:class:`~cdao_connectors._attempts.AttemptAbandoned`
+    when a give-up marked the attempt first), and the give-up cancels it only after marking the
+    attempt abandoned, which it does only when no other CreateTask was answered the job.
     """
+    if answers is not None:
+        create_id = uuid.uuid4().hex
+        create = answers.answering(create, create_id)
+        cancel = answers.cancelling(cancel, create_id)
     reset = _IN_CREATE.set(True)
     try:
         started = asyncio.ensure_future(create)  # the task copies the context: its calls see _IN_CREATE
@@ -331,13 +345,23 @@ class BulkheadConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
         return await create_within_deadline(
             self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata),
             self.cancel_abandoned,
             backend=self.backend.name,
             transient=self.is_transient_error,
             stop=self.delete,
+            answers=answers,
         )
+
+    def attempt_answers(
+        self, task_template: Any, output_prefix: str, task_execution_metadata: Any
+    ) -> AttemptAnswers | None:
+        """For a backend whose API answers every CreateTask of an attempt the same job: the attempt
+        table's order of those answers against a give-up's cancel (:func:`create_within_deadline`).
+        None (the default) for a connector that claims its attempts itself, or needs no order."""
+        return None
 
     def is_transient_error(self, error: BaseException) -> bool:
         """Whether an error of this backend's calls says "not now" (AWS's, :func:`aws_error_is_transient`,

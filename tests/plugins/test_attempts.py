@@ -1051,3 +1051,285 @@ def test_a_sagemaker_job_whose_check_is_throttled_is_answered_not_orphaned(aws_e
         _run(create())
         stub.assert_no_pending_responses()
     assert answered[0].job_name.startswith("flyte-")
+
+
+# --- A repeat and a give-up's cancel, for the backends that deduplicate by key, token or name ---
+#
+# Codeweave's idempotency key, EMR Serverless's clientToken and SageMaker's unique names answer a
+# repeated CreateTask of an attempt (propeller lost its state) the attempt's job, even while the
+# give-up of the first CreateTask is cancelling it: nothing but the attempt table orders the two.
+# Each scenario holds the first create's AWS (or Codeweave) call past a CreateTask deadline cut to
+# 0.3 s, releases it, then holds the give-up's cancel once it is reached and sends the repeat then;
+# events, not sleeps, order every step.
+
+
+async def _repeat_while_the_give_up_cancels(monkeypatch, create, release_create, connector) -> Any:
+    """The repeat's answer (or its AttemptAbandoned) when it arrives while the give-up's cancel
+    (``connector.delete``, the DeleteTask path) is under way; the cancel is let go after it."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+
+    cancel = connector.delete
+    reached, may_go, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held_cancel(resource_meta, **kwargs):
+        reached.set()
+        await may_go.wait()
+        try:
+            return await cancel(resource_meta, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(connector, "delete", held_cancel)
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+    with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+        await create()
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+    release_create()
+    await asyncio.wait_for(reached.wait(), 10)
+    try:
+        outcome = await create()
+    except AttemptAbandoned as abandoned:
+        outcome = abandoned
+    may_go.set()
+    await asyncio.wait_for(done.wait(), 10)
+    return outcome
+
+
+def _answered_then_cancelled(outcome: Any, cancelled: bool) -> str:
+    """'' when the repeat's outcome and the job's fate agree: an error (AttemptAbandoned) and the
+    job cancelled, or the job answered and running on; else what went wrong."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    if isinstance(outcome, AttemptAbandoned):
+        return "" if cancelled else "the repeat was refused but the job runs on, unowned"
+    return "the repeat was answered a job that the give-up then cancelled" if cancelled else ""
+
+
+@pytest.fixture
+def queued_codeweave(aws_env, tmp_path, monkeypatch) -> Iterator[Any]:
+    """The Codeweave fake with jobs that stay QUEUED (waiting for GPUs) until cancelled."""
+    from codeweave_fake import CodeweaveFake  # noqa: PLC0415
+
+    provision_attempt_table(REGION)
+    (tmp_path / "codeweave_api_key").write_text("cw-attempts-key\n")
+    fake = CodeweaveFake(api_key="cw-attempts-key", base_env={}, run_jobs=False)
+    fake.serve()
+    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _held_first_codeweave_create(monkeypatch) -> threading.Event:
+    """Holds the first CreateJob until the returned event is set; later ones go through."""
+    from cdao_connectors.codeweave.contract import CodeweaveClient  # noqa: PLC0415
+
+    create_job, release, calls = CodeweaveClient.create_job, threading.Event(), []
+
+    def held(self, spec):
+        calls.append(spec)
+        if len(calls) == 1:
+            assert release.wait(10), "the held CreateJob was never released"
+        return create_job(self, spec)
+
+    monkeypatch.setattr(CodeweaveClient, "create_job", held)
+    return release
+
+
+def _codeweave_create(connector):
+    import cw_tasks  # noqa: PLC0415
+
+    template = serialize(cw_tasks.scale)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"cw-again-{uuid.uuid4().hex[:6]}"))
+    return lambda: connector.create(template, prefix, None, meta)
+
+
+def test_a_codeweave_repeat_while_the_give_up_cancels_is_refused_not_answered(queued_codeweave, monkeypatch):
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    release = _held_first_codeweave_create(monkeypatch)
+    outcome = _run_and_return(
+        _repeat_while_the_give_up_cancels(monkeypatch, _codeweave_create(connector), release.set, connector)
+    )
+    (job,) = queued_codeweave.jobs.values()
+    assert not _answered_then_cancelled(outcome, job.status == "CANCELLED"), (outcome, job.status)
+    assert isinstance(outcome, AttemptAbandoned)  # the mark comes before the cancel
+
+
+def test_a_codeweave_repeat_answered_before_the_give_up_marks_keeps_its_job(queued_codeweave, monkeypatch):
+    """The other order: the repeat is answered first; the give-up then marks nothing and cancels nothing."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    release = _held_first_codeweave_create(monkeypatch)
+    create = _codeweave_create(connector)
+    mark_reached, repeat_answered = threading.Event(), threading.Event()
+    abandon = AttemptLedger.abandon
+
+    def abandon_after_the_repeat(self, attempt, **kwargs):
+        mark_reached.set()
+        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
+        return abandon(self, attempt, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+
+    async def scenario():
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        with pytest.raises(BackendDeadlineExceeded):
+            await create()
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        release.set()
+        assert await asyncio.get_running_loop().run_in_executor(None, mark_reached.wait, 10), "no abandon mark"
+        again = await create()
+        repeat_answered.set()
+        await asyncio.wait_for(asyncio.gather(*list(_backends._LATE_CANCELS)), 10)
+        return again
+
+    again = _run_and_return(scenario())
+    job = queued_codeweave.jobs[again.job_id]
+    assert job.status == "QUEUED", "the job answered to the repeat was cancelled"
+
+
+def test_an_emr_serverless_repeat_while_the_give_up_cancels_is_refused_not_answered(transient_emr_env, monkeypatch):
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler  # noqa: PLC0415
+    from moto.emrserverless import models as moto_emrs  # noqa: PLC0415
+
+    monkeypatch.setattr(moto_emrs, "JOB_STATUS", "SUBMITTED")  # EMR Serverless starts a run SUBMITTED
+    started = moto_emrs.EMRServerlessBackend.start_job_run
+
+    def idempotent(backend, application_id, client_token, *args, **kwargs):
+        # clientToken is an idempotencyToken (botocore emr-serverless/2021-07-13): a token seen
+        # before answers its run. moto stores the token without deduplicating.
+        seen = [r for r in backend.job_runs.get(application_id, []) if r.client_token == client_token]
+        return seen[0] if seen else started(backend, application_id, client_token, *args, **kwargs)
+
+    monkeypatch.setattr(moto_emrs.EMRServerlessBackend, "start_job_run", idempotent)
+    start_job_run, release, calls = EMRServerlessHandler.start_job_run, asyncio.Event(), []
+
+    async def held(self, *args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            await asyncio.wait_for(release.wait(), 10)
+        return await start_job_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(EMRServerlessHandler, "start_job_run", held)
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-race-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-race-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+
+    outcome = _run_and_return(
+        _repeat_while_the_give_up_cancels(
+            monkeypatch, lambda: connector.create(template, lm, meta, output_prefix=prefix), release.set, connector
+        )
+    )
+    (run,) = moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs[app]
+    assert not _answered_then_cancelled(outcome, run.state == "CANCELLED"), (outcome, run.state)
+    assert isinstance(outcome, AttemptAbandoned)
+
+
+def test_a_sagemaker_repeat_while_the_give_up_stops_is_refused_not_answered(aws_env, monkeypatch):
+    """The plugin's pythonic processing job; botocore's Stubber plays SageMaker (moto replaces a job
+    of the same name instead of refusing it), its answers checked against the service model."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    provision_attempt_table(REGION)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    connector, template = _sagemaker_processing(prefix)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"sm-race-{uuid.uuid4().hex[:6]}"))
+    call, release, creates = connector._call, asyncio.Event(), []
+
+    async def held(*args, **kwargs):
+        if kwargs.get("method") == "create_processing_job":
+            creates.append(kwargs)
+            if len(creates) == 1:
+                await asyncio.wait_for(release.wait(), 10)
+        return await call(*args, **kwargs)
+
+    monkeypatch.setattr(connector, "_call", held)
+
+    def create():
+        return connector.create(task_template=template, output_prefix=prefix, inputs=None, task_execution_metadata=meta)
+
+    described = {
+        "ProcessingJobName": "j",
+        "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j",
+        "ProcessingJobStatus": "InProgress",
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+        },
+        "AppSpecification": {"ImageUri": IMAGE},
+        "CreationTime": "2026-01-01T00:00:00Z",
+    }
+    stopped = []
+    with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+        # The first create, late: the job is created and described (not stopped yet).
+        stub.add_response("create_processing_job", {"ProcessingJobArn": described["ProcessingJobArn"]})
+        stub.add_response("describe_processing_job", described)
+        # The repeat, while the give-up's stop is held: the name is taken, the job still InProgress.
+        stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
+        stub.add_response("describe_processing_job", described)
+        # The give-up's stop, let go after the repeat.
+        stub.add_response("stop_processing_job", {})
+        original_stop = connector.delete
+
+        async def noting_stop(resource_meta, **kwargs):
+            stopped.append(resource_meta.job_name)
+            return await original_stop(resource_meta, **kwargs)
+
+        monkeypatch.setattr(connector, "delete", noting_stop)
+        outcome = _run_and_return(
+            _repeat_while_the_give_up_cancels(
+                monkeypatch,
+                create,
+                release.set,
+                connector,
+            )
+        )
+        stub.assert_no_pending_responses()
+    assert not _answered_then_cancelled(outcome, bool(stopped)), (outcome, stopped)
+    assert isinstance(outcome, AttemptAbandoned)
+
+
+def test_the_ledger_orders_the_answers_of_a_deduplicating_backend_against_a_give_up(ledger_table):
+    """An attempt whose job the API deduplicates: every CreateTask answering it records itself. A
+    give-up marks the attempt abandoned only when no other CreateTask was answered the job (its own
+    answer, recorded by a create that finished after the deadline, does not count); once marked,
+    no CreateTask is answered."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    ledger = _ledger(ledger_table)
+    alone, repeated, refused = (f"cw/{uuid.uuid4().hex}" for _ in range(3))
+    ledger.answer(alone, "first")
+    assert ledger.abandon(alone, create_id="first") is True
+    with pytest.raises(AttemptAbandoned, match=alone):
+        ledger.answer(alone, "repeat")
+
+    ledger.answer(repeated, "first")
+    ledger.answer(repeated, "repeat")
+    assert ledger.abandon(repeated, create_id="first") is False
+    ledger.answer(repeated, "third")  # still answered: the job runs on
+
+    assert ledger.abandon(refused, create_id="first") is True  # the create answered nothing yet
+    with pytest.raises(AttemptAbandoned, match=refused):
+        ledger.answer(refused, "first")
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=ledger_table, Key={"attempt": {"S": refused}}, ConsistentRead=True
+    )["Item"]
+    assert float(item["expires_at"]["N"]) > time.time() + 30 * 24 * 3600  # DynamoDB's TTL deletes it
