@@ -6,9 +6,11 @@ launcher.go`` ``launch``: any Create error becomes ``PhaseInfoRetryableFailure``
 flyteplugins/v1.16.8): a failed CreateTask is never re-sent. The same attempt's CreateTask reaches
 the service again, possibly another replica while the first still runs, only when propeller lost its
 state before recording the answer (its ``launch`` runs again from ``PhaseNotStarted``: a restart of
-propeller, or a failed write of the workflow's state). Where the AWS API deduplicates by itself
-nothing is needed here: EMR Serverless ``StartJobRun`` takes a ``clientToken`` and SageMaker refuses
-a second job of one name. AWS Batch ``SubmitJob`` and EMR's ``RunJobFlow`` / ``AddJobFlowSteps`` have
+propeller, or a failed write of the workflow's state). Where the API deduplicates by itself it makes
+the one job (EMR Serverless ``StartJobRun`` takes a ``clientToken``, SageMaker refuses a second job
+or endpoint of one name, Codeweave takes an idempotency key), and the table only orders the
+CreateTasks answering it against a give-up (:class:`AttemptAnswers`, last paragraph). AWS Batch
+``SubmitJob`` and EMR's ``RunJobFlow`` / ``AddJobFlowSteps`` have
 no idempotency field (botocore's service models ``batch/2016-08-10`` and ``emr/2009-03-31`` carry no
 ``idempotencyToken`` member for them) and accept any number of jobs, steps and clusters with one
 name. For those, the attempt is claimed in a DynamoDB table (``infra/components/compute.py``
@@ -36,6 +38,16 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
   the job only then. DynamoDB orders the two writes: either the repeat is refused, or it is
   answered the job, which then runs on (propeller re-sends a CreateTask only after losing its state,
   so the repeat's answer is the one it records and follows); never a job being cancelled.
+
+For the backends whose API deduplicates, every CreateTask of the attempt gets the one job from the
+API, and nothing there tells a repeat that a give-up is cancelling it (the cancel may be under way,
+or retried in the background for minutes). :class:`AttemptAnswers` orders them the same way on the
+attempt's item: a CreateTask answers the job only once :meth:`AttemptLedger.answer` added it to the
+item's ``answered`` set, conditional on no abandoned mark, and the give-up marks the attempt only
+while no CreateTask but itself is in that set (its own create may finish after its deadline and
+record itself), then cancels. Both are single conditional ``UpdateItem`` writes, using
+``size`` and ``contains`` on a string set ("Condition and filter expressions, operators, and
+functions", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html).
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
