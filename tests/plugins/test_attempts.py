@@ -1334,3 +1334,122 @@ def test_the_ledger_orders_the_answers_of_a_deduplicating_backend_against_a_give
         TableName=ledger_table, Key={"attempt": {"S": refused}}, ConsistentRead=True
     )["Item"]
     assert float(item["expires_at"]["N"]) > time.time() + 30 * 24 * 3600  # DynamoDB's TTL deletes it
+
+
+def test_a_sagemaker_endpoint_repeat_while_the_give_up_deletes_it_is_refused_not_answered(aws_env, monkeypatch):
+    """The plugin's request-based tasks name their job or endpoint in the request, and take
+    SageMaker's "Cannot create already existing" for it as theirs (flytekitplugins-awssagemaker
+    ``awssagemaker_inference/connector.py`` ``create``, 1.16.31): a repeat while the give-up deletes
+    the endpoint must not be answered it. botocore's Stubber plays SageMaker."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
+    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
+
+    base = serialize(emr_tasks.on_cluster)
+    name = f"ep-race-{uuid.uuid4().hex[:6]}"
+    template = TaskTemplate(
+        Identifier(ResourceType.TASK, "ml", "development", "t.endpoint", "v1"),
+        "sagemaker-endpoint",
+        base.metadata,
+        base.interface,
+        {"config": {"EndpointName": name, "EndpointConfigName": name}, "region": REGION},
+    )
+    connector = ConnectorRegistry.get_connector("sagemaker-endpoint")
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"ep-race-{uuid.uuid4().hex[:6]}"))
+    call, release, creates, deleted = connector._call, asyncio.Event(), [], []
+
+    async def held(*args, **kwargs):
+        method = kwargs.get("method", args[0] if args else None)
+        if method == "create_endpoint":
+            creates.append(kwargs)
+            if len(creates) == 1:
+                await asyncio.wait_for(release.wait(), 10)
+        if method == "delete_endpoint":
+            deleted.append(kwargs)
+        return await call(*args, **kwargs)
+
+    monkeypatch.setattr(connector, "_call", held)
+
+    def create():
+        return connector.create(task_template=template, output_prefix=prefix, inputs=None, task_execution_metadata=meta)
+
+    with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+        arn = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{name}"
+        stub.add_response("create_endpoint", {"EndpointArn": arn})  # the first create, late
+        stub.add_client_error(  # the repeat, while the give-up's delete is held
+            "create_endpoint", "ValidationException", f'Cannot create already existing endpoint "{arn}".'
+        )
+        stub.add_response("delete_endpoint", {})  # the give-up's delete, let go after the repeat
+        outcome = _run_and_return(_repeat_while_the_give_up_cancels(monkeypatch, create, release.set, connector))
+        stub.assert_no_pending_responses()
+    assert not _answered_then_cancelled(outcome, bool(deleted)), (outcome, deleted)
+    assert isinstance(outcome, AttemptAbandoned)
+
+
+def test_a_batch_transform_repeat_while_the_give_up_stops_it_is_refused_not_answered(aws_env, monkeypatch):
+    """The batch-transform connector's unique job name: a repeat takes "already exists" as its job
+    (its Describe still InProgress while the stop is held). botocore's Stubber plays SageMaker."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import BatchTransformConnector  # noqa: PLC0415
+    from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
+    from flytekit.types.file import FlyteFile  # noqa: PLC0415
+
+    role = "arn:aws:iam::123456789012:role/sagemaker-exec"
+    score = sagemaker_batch_transform_task(
+        "tests.score_rows", execution_role_arn=role, region=REGION, output_s3_path="s3://flyte-data/transform"
+    )
+    template = serialize(score)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    files = {"model": FlyteFile("s3://flyte-data/m/model.tar.gz"), "data": FlyteFile("s3://flyte-data/m/rows.csv")}
+    inputs = write_inputs(score, prefix, **files)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"tr-race-{uuid.uuid4().hex[:6]}"))
+    connector = BatchTransformConnector()
+    sagemaker = connector.backend.aws("sagemaker", REGION)
+    create_transform_job, release, creates = sagemaker.create_transform_job, threading.Event(), []
+
+    def held(**request):
+        creates.append(request)
+        if len(creates) == 1:
+            assert release.wait(10), "the held CreateTransformJob was never released"
+        return create_transform_job(**request)
+
+    monkeypatch.setattr(sagemaker, "create_transform_job", held, raising=False)
+    stopped = []
+    stop_transform_job = sagemaker.stop_transform_job
+
+    def noting_stop(**request):
+        stopped.append(request)
+        return stop_transform_job(**request)
+
+    monkeypatch.setattr(sagemaker, "stop_transform_job", noting_stop, raising=False)
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:transform-job/j"
+    described = {
+        "TransformJobName": "j",
+        "TransformJobArn": arn,
+        "TransformJobStatus": "InProgress",
+        "ModelName": "j",
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/m"}}},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "CreationTime": "2026-01-01T00:00:00Z",
+    }
+    with Stubber(sagemaker) as stub:
+        # The first create, late.
+        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/j"})
+        stub.add_response("create_transform_job", {"TransformJobArn": arn})
+        # The repeat, while the give-up's stop is held: model and job names are taken.
+        stub.add_client_error("create_model", "ValidationException", "Cannot create already existing model")
+        stub.add_client_error("create_transform_job", "ResourceInUse", "Job name must be unique")
+        stub.add_response("describe_transform_job", described)
+        stub.add_response("stop_transform_job", {})  # the give-up's stop, let go after the repeat
+        outcome = _run_and_return(
+            _repeat_while_the_give_up_cancels(
+                monkeypatch, lambda: connector.create(template, prefix, inputs, meta), release.set, connector
+            )
+        )
+        stub.assert_no_pending_responses()
+    assert not _answered_then_cancelled(outcome, bool(stopped)), (outcome, stopped)
+    assert isinstance(outcome, AttemptAbandoned)
