@@ -41,13 +41,17 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
 
 For the backends whose API deduplicates, every CreateTask of the attempt gets the one job from the
 API, and nothing there tells a repeat that a give-up is cancelling it (the cancel may be under way,
-or retried in the background for minutes). :class:`AttemptAnswers` orders them the same way on the
-attempt's item: a CreateTask answers the job only once :meth:`AttemptLedger.answer` added it to the
-item's ``answered`` set, conditional on no abandoned mark, and the give-up marks the attempt only
-while no CreateTask but itself is in that set (its own create may finish after its deadline and
-record itself), then cancels. Both are single conditional ``UpdateItem`` writes, using
-``size`` and ``contains`` on a string set ("Condition and filter expressions, operators, and
-functions", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html).
+or retried in the background for minutes). :class:`AttemptAnswers` orders them on the attempt's
+item. Of several CreateTasks of one attempt, propeller follows the answer of the last one it sent
+(it re-sends only after losing its state, so every earlier answer is lost to it): a CreateTask
+answers the job only once :meth:`AttemptLedger.answer` recorded its start in the item's
+``answered_from`` (the latest start of a CreateTask answered the job), conditional on no abandoned
+mark; a give-up marks the attempt abandoned, then cancels, only while no CreateTask that started
+after its own was answered the job. Both are single conditional ``UpdateItem`` writes, so either
+the repeat is refused, or it is answered and the job runs on; a repeat that itself gives up
+cancels the job an earlier, lost, answer named. Starts are wall-clock epoch seconds compared
+across replicas: propeller re-sends after a restart, seconds apart, far more than the skew of
+synchronised clocks.
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
@@ -136,24 +140,25 @@ def attempt_item(kind: str, seed: str) -> str:
 
 class AttemptAnswers:
     """The attempt table's order between the CreateTasks of one attempt answering its job and a
-    give-up cancelling it, for a backend whose API deduplicates the create (Codeweave's idempotency
-    key, EMR Serverless's ``clientToken``, SageMaker's unique names): every CreateTask of the
-    attempt gets the one job from the API, so only this table tells a repeat that the job is being
-    cancelled. :func:`cdao_connectors._backends.create_within_deadline` records each CreateTask's
-    answer (:meth:`AttemptLedger.answer`) before answering, and marks the attempt abandoned before
-    a give-up's cancel, which runs only when no other CreateTask was answered the job.
+    give-up cancelling it (module docstring), for a backend whose API deduplicates the create
+    (Codeweave's idempotency key, EMR Serverless's ``clientToken``, SageMaker's unique names).
+    :func:`cdao_connectors._backends.create_within_deadline` records the CreateTask's answer
+    (:meth:`answering`) before answering, and marks the attempt abandoned before a give-up's cancel
+    (:meth:`cancelling`).
 
-    Made before the create starts: the table's setting (``CDAO_ATTEMPT_TABLE``) is checked while no
-    job exists. ``item`` is the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
+    Made when the CreateTask starts (its start is :attr:`started_at`, epoch seconds) and before its
+    create: the table's setting (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is
+    the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
     """
 
-    def __init__(self, backend: Backend, item: str) -> None:
+    def __init__(self, backend: Backend, item: str, clock: Callable[[], float] = time.time) -> None:
         self._backend = backend
-        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
+        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table(), clock=clock)
         self.item = item
+        self.started_at = clock()
 
-    async def answering(self, created: Awaitable[T], create_id: str) -> T:
-        """``created``'s job, once recorded as answered by CreateTask ``create_id``. Raises
+    async def answering(self, created: Awaitable[T]) -> T:
+        """``created``'s job, once recorded as answered by this CreateTask. Raises
         :class:`AttemptAbandoned` when the attempt was marked abandoned first; any other failure
         of the record is logged and the job answered (:func:`checking_created_job`)."""
         resource_meta = await created
@@ -161,18 +166,18 @@ class AttemptAnswers:
             await self._backend.call(
                 self._ledger.answer,
                 self.item,
-                create_id,
+                self.started_at,
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="attempt ledger update",
             )
         return resource_meta
 
-    def cancelling(self, cancel: Callable[[Any], Awaitable[Any]], create_id: str) -> Callable[[Any], Awaitable[None]]:
-        """``cancel``, run only once the attempt is marked abandoned for the give-up of CreateTask
-        ``create_id`` (:func:`mark_abandoned`): not when another CreateTask was answered the job."""
+    def cancelling(self, cancel: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
+        """``cancel``, run for this CreateTask's give-up only once the attempt is marked abandoned
+        (:func:`mark_abandoned`): not when a CreateTask that started later was answered the job."""
 
         async def cancel_unless_answered(resource_meta: Any) -> None:
-            mark = functools.partial(self._ledger.abandon, self.item, create_id=create_id)
+            mark = functools.partial(self._ledger.abandon, self.item, started_at=self.started_at)
             if await mark_abandoned(self._backend, mark):
                 await cancel(resource_meta)
 
@@ -310,21 +315,36 @@ class AttemptLedger:
             return False
         return True
 
-    def answer(self, attempt: str, create_id: str) -> None:
-        """Records that the CreateTask ``create_id`` answers ``attempt``'s job, for a backend whose API
-        deduplicates the create (every CreateTask of the attempt gets the one job): a conditional
-        write that fails once the attempt is marked abandoned, raising :class:`AttemptAbandoned`.
-        Creates the item when there is none; it expires like every claim."""
+    def answer(self, attempt: str, started_at: float) -> None:
+        """Records that the CreateTask started at ``started_at`` (epoch seconds) answers ``attempt``'s
+        job, for a backend whose API deduplicates the create (module docstring): the item's
+        ``answered_from`` becomes the latest such start. Raises :class:`AttemptAbandoned`, recording
+        nothing, once the attempt is marked abandoned. Creates the item when there is none; it
+        expires like every claim."""
+        values = {":s": {"N": repr(started_at)}, ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))}}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"attempt": {"S": attempt}},
-                UpdateExpression="ADD answered :me SET expires_at = if_not_exists(expires_at, :expires)",
+                UpdateExpression="SET answered_from = :s, expires_at = if_not_exists(expires_at, :expires)",
+                ConditionExpression=(
+                    "attribute_not_exists(abandoned) AND (attribute_not_exists(answered_from) OR answered_from <= :s)"
+                ),
+                ExpressionAttributeValues=values,
+            )
+            return
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        # Abandoned, or a CreateTask that started later was answered already (this answer is lost to
+        # propeller then, whatever it is): only the first refuses this one.
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET expires_at = if_not_exists(expires_at, :expires)",
                 ConditionExpression="attribute_not_exists(abandoned)",
-                ExpressionAttributeValues={
-                    ":me": {"SS": [create_id]},
-                    ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
-                },
+                ExpressionAttributeValues={":expires": values[":expires"]},
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -334,7 +354,7 @@ class AttemptLedger:
                 "the task's next attempt starts a new job"
             ) from None
 
-    def abandon(self, attempt: str, *, unless_adopted: bool = True, create_id: str | None = None) -> bool:
+    def abandon(self, attempt: str, *, unless_adopted: bool = True, started_at: float | None = None) -> bool:
         """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
         answered an error: a later CreateTask of the attempt raises :class:`AttemptAbandoned`.
         Creates the item when there is none (the create recorded nothing), so that holds either way.
@@ -342,8 +362,9 @@ class AttemptLedger:
         Returns False, marking nothing, when a repeated CreateTask of the attempt was answered the
         job first (``unless_adopted``): propeller sends one only after losing its state, so that
         answer, not the give-up's error, is the one it records, and the job must run on. A
-        CreateTask answered through :meth:`answer` counts the same, unless it is the one giving up
-        (``create_id``: its create finished after its deadline and recorded its own answer). With
+        CreateTask answered through :meth:`answer` counts the same when it started after the one
+        giving up (``started_at``, epoch seconds; an earlier one's answer is lost to propeller, and
+        the give-up's own create may have finished after its deadline and recorded itself). With
         ``unless_adopted=False`` the mark is made regardless (a job no GetTask could follow)."""
         values: dict[str, Any] = {
             ":at": {"N": str(self._clock())},
@@ -351,11 +372,11 @@ class AttemptLedger:
         }
         condition: dict[str, str] = {}
         if unless_adopted:
-            answered_by_none = "attribute_not_exists(answered)"
-            if create_id is not None:
-                answered_by_none += " OR (size(answered) = :one AND contains(answered, :me))"
-                values.update({":one": {"N": "1"}, ":me": {"S": create_id}})
-            condition = {"ConditionExpression": f"attribute_not_exists(adopted) AND ({answered_by_none})"}
+            answered_later = "attribute_not_exists(answered_from)"
+            if started_at is not None:
+                answered_later += " OR answered_from <= :started"
+                values[":started"] = {"N": repr(started_at)}
+            condition = {"ConditionExpression": f"attribute_not_exists(adopted) AND ({answered_later})"}
         try:
             self._db.update_item(
                 TableName=self._table,

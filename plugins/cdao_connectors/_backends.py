@@ -25,7 +25,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -188,17 +187,16 @@ async def create_within_deadline(
     ``resource_meta``, for an operator to stop it. A create that raises :class:`LeftRunning` has its
     job stopped the same way with ``stop`` (default ``cancel``), and its error raised.
 
-    For a backend whose API answers every CreateTask of an attempt the same job, ``answers`` orders
-    them against the give-up's cancel through the attempt table
+    For a backend whose API answers every CreateTask of an attempt the same job, ``answers`` (made
+    as this CreateTask started) orders them against the give-up's cancel through the attempt table
     (:class:`cdao_connectors._attempts.AttemptAnswers`): the job is answered only once recorded as
     answered by this CreateTask, within the same deadline (:class:`~cdao_connectors._attempts.AttemptAbandoned`
     when a give-up marked the attempt first), and the give-up cancels it only after marking the
-    attempt abandoned, which it does only when no other CreateTask was answered the job.
+    attempt abandoned, which it does only when no CreateTask that started later was answered the job.
     """
     if answers is not None:
-        create_id = uuid.uuid4().hex
-        create = answers.answering(create, create_id)
-        cancel = answers.cancelling(cancel, create_id)
+        create = answers.answering(create)
+        cancel = answers.cancelling(cancel)
     reset = _IN_CREATE.set(True)
     try:
         started = asyncio.ensure_future(create)  # the task copies the context: its calls see _IN_CREATE

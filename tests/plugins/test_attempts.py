@@ -1309,27 +1309,31 @@ def test_a_sagemaker_repeat_while_the_give_up_stops_is_refused_not_answered(aws_
 
 
 def test_the_ledger_orders_the_answers_of_a_deduplicating_backend_against_a_give_up(ledger_table):
-    """An attempt whose job the API deduplicates: every CreateTask answering it records itself. A
-    give-up marks the attempt abandoned only when no other CreateTask was answered the job (its own
-    answer, recorded by a create that finished after the deadline, does not count); once marked,
-    no CreateTask is answered."""
+    """An attempt whose job the API deduplicates: each CreateTask answering it records its start.
+    Propeller follows the last CreateTask it sent, so a give-up marks the attempt abandoned (and
+    cancels) only when no CreateTask that started after it was answered the job: its own answer,
+    recorded by a create that finished after the deadline, and an earlier one, lost to propeller,
+    do not count. Once marked, no CreateTask is answered."""
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
 
     ledger = _ledger(ledger_table)
-    alone, repeated, refused = (f"cw/{uuid.uuid4().hex}" for _ in range(3))
-    ledger.answer(alone, "first")
-    assert ledger.abandon(alone, create_id="first") is True
+    alone, repeated, superseded, refused = (f"cw/{uuid.uuid4().hex}" for _ in range(4))
+    ledger.answer(alone, 100.0)
+    assert ledger.abandon(alone, started_at=100.0) is True
     with pytest.raises(AttemptAbandoned, match=alone):
-        ledger.answer(alone, "repeat")
+        ledger.answer(alone, 200.0)
 
-    ledger.answer(repeated, "first")
-    ledger.answer(repeated, "repeat")
-    assert ledger.abandon(repeated, create_id="first") is False
-    ledger.answer(repeated, "third")  # still answered: the job runs on
+    ledger.answer(repeated, 200.0)  # the repeat, answered first
+    ledger.answer(repeated, 100.0)  # the first create, finishing late: recorded nothing later than the repeat
+    assert ledger.abandon(repeated, started_at=100.0) is False
+    ledger.answer(repeated, 300.0)  # still answered: the job runs on
 
-    assert ledger.abandon(refused, create_id="first") is True  # the create answered nothing yet
+    ledger.answer(superseded, 100.0)  # answered, then lost with propeller's state
+    assert ledger.abandon(superseded, started_at=200.0) is True  # the repeat gave up: its error is recorded
+
+    assert ledger.abandon(refused, started_at=100.0) is True  # the create answered nothing yet
     with pytest.raises(AttemptAbandoned, match=refused):
-        ledger.answer(refused, "first")
+        ledger.answer(refused, 100.0)
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=ledger_table, Key={"attempt": {"S": refused}}, ConsistentRead=True
     )["Item"]
