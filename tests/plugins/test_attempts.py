@@ -1163,6 +1163,17 @@ def test_a_codeweave_repeat_while_the_give_up_cancels_is_refused_not_answered(qu
     assert isinstance(outcome, AttemptAbandoned)  # the mark comes before the cancel
 
 
+def test_a_create_without_the_attempt_table_names_it_and_starts_no_job(queued_codeweave, monkeypatch):
+    """The table is needed for every connector's CreateTask now; its absence is found before a job exists."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from cdao_connectors.config import ConnectorConfigError  # noqa: PLC0415
+
+    monkeypatch.delenv("CDAO_ATTEMPT_TABLE")
+    with pytest.raises(ConnectorConfigError, match="CDAO_ATTEMPT_TABLE"):
+        _run_and_return(_codeweave_create(CodeweaveConnector())())
+    assert queued_codeweave.jobs == {}
+
+
 def test_a_codeweave_repeat_answered_before_the_give_up_marks_keeps_its_job(queued_codeweave, monkeypatch):
     """The other order: the repeat is answered first; the give-up then marks nothing and cancels nothing."""
     from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
