@@ -47,8 +47,9 @@ item. Of several CreateTasks of one attempt, propeller follows the answer of the
 answers the job only once :meth:`AttemptLedger.answer` recorded its start in the item's
 ``answered_from`` (the latest start of a CreateTask answered the job), conditional on no abandoned
 mark; a give-up marks the attempt abandoned, then cancels, only while no CreateTask that started
-after its own was answered the job. Both are single conditional ``UpdateItem`` writes, so either
-the repeat is refused, or it is answered and the job runs on; a repeat that itself gives up
+after its own was answered the job. Each of the two decisions is one conditional ``UpdateItem``
+write, which DynamoDB applies atomically, so either the repeat is refused, or it is answered and the
+job runs on; a repeat that itself gives up
 cancels the job an earlier, lost, answer named. Starts are wall-clock epoch seconds compared
 across replicas: propeller re-sends after a restart, seconds apart, far more than the skew of
 synchronised clocks.
@@ -151,11 +152,11 @@ class AttemptAnswers:
     the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
     """
 
-    def __init__(self, backend: Backend, item: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, backend: Backend, item: str) -> None:
         self._backend = backend
-        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table(), clock=clock)
+        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
         self.item = item
-        self.started_at = clock()
+        self.started_at = time.time()  # compared across replicas (module docstring)
 
     async def answering(self, created: Awaitable[T]) -> T:
         """``created``'s job, once recorded as answered by this CreateTask. Raises
