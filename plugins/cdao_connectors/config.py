@@ -8,7 +8,7 @@ then fails with an error that names the missing variable.
 
 Variables (connector that reads them, meaning):
 
-``CDAO_AWS_REGION`` (Batch, EMR)
+``CDAO_AWS_REGION`` (every connector: Codeweave's for ``CDAO_ATTEMPT_TABLE``)
     AWS region of the platform's account; falls back to ``AWS_REGION``.
 ``CDAO_STACK`` (Batch, EMR)
     the Pulumi stack's name: it names and tags the job definitions and clusters the connector
@@ -100,7 +100,7 @@ def aws_region() -> str:
     if region is None:
         raise ConnectorConfigError(
             "environment variable CDAO_AWS_REGION is not set on the connector service; "
-            "it is needed for every AWS connector"
+            "it is needed for every connector (the AWS ones and the attempt table)"
         )
     return region
 

@@ -451,6 +451,13 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         **kwargs: Any,
     ) -> Any:
         config = checked_config(task_template)
+        metadata = (
+            task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")
+        )
+        seed = attempt_seed(task_template, kwargs.get("output_prefix") or "", metadata)
+        # The client token answers a repeated CreateTask the attempt's run even while a give-up is
+        # cancelling it; the attempt table orders the two (cdao_connectors._attempts).
+        answers = AttemptAnswers(self.backend, attempt_item("emr-serverless", seed))
         if not (config.spark_job_driver or config.hive_job_driver):  # Pythonic mode: the uploaded entrypoint
             await self.backend.call(
                 self._ensure_entrypoint_on_s3,
@@ -459,14 +466,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="entrypoint upload",
             )
-        metadata = (
-            task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")
-        )
-        seed = attempt_seed(task_template, kwargs.get("output_prefix") or "", metadata)
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
-        # The client token answers a repeated CreateTask the attempt's run even while a give-up is
-        # cancelling it; the attempt table orders the two (cdao_connectors._attempts).
-        answers = AttemptAnswers(self.backend, attempt_item("emr-serverless", seed))
         reset = _CLIENT_TOKEN.set(token)
         try:
             # A run StartJobRun still starts after this answered an error is cancelled.
