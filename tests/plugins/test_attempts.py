@@ -274,6 +274,9 @@ def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(
     with pytest.raises(RuntimeError):
         ledger.once(attempt, lambda: (_ for _ in ()).throw(RuntimeError("create failed")), lambda: None, 1)
     ledger.once(attempt, lambda: {"job_id": "j"}, lambda: None, 1)
+    answered = f"cw/{uuid.uuid4().hex}"  # the order of a deduplicating backend's answers and give-up
+    ledger.answer(answered, 1.0)
+    ledger.abandon(answered, started_at=1.0)
 
     run = run_stack("dev")
     table = next(r for r in run.registrations if r.type == "aws:dynamodb/table:Table")
