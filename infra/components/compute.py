@@ -142,7 +142,8 @@ class Compute(pulumi.ComponentResource):
         )
 
         # Connector replicas claim a task attempt here before creating its Batch job or EMR step or
-        # cluster (plugins/cdao_connectors/_attempts.py): those APIs take no idempotency token.
+        # cluster (plugins/cdao_connectors/_attempts.py): those APIs take no idempotency token. Every
+        # other connector records here which CreateTasks were answered a job, ordered against a give-up.
         # Items carry their own expiry in expires_at (epoch seconds), which DynamoDB's TTL deletes.
         self.attempt_table = aws.dynamodb.Table(
             f"{name}-connector-attempts",

@@ -6,9 +6,11 @@ launcher.go`` ``launch``: any Create error becomes ``PhaseInfoRetryableFailure``
 flyteplugins/v1.16.8): a failed CreateTask is never re-sent. The same attempt's CreateTask reaches
 the service again, possibly another replica while the first still runs, only when propeller lost its
 state before recording the answer (its ``launch`` runs again from ``PhaseNotStarted``: a restart of
-propeller, or a failed write of the workflow's state). Where the AWS API deduplicates by itself
-nothing is needed here: EMR Serverless ``StartJobRun`` takes a ``clientToken`` and SageMaker refuses
-a second job of one name. AWS Batch ``SubmitJob`` and EMR's ``RunJobFlow`` / ``AddJobFlowSteps`` have
+propeller, or a failed write of the workflow's state). Where the API deduplicates by itself it makes
+the one job (EMR Serverless ``StartJobRun`` takes a ``clientToken``, SageMaker refuses a second job
+or endpoint of one name, Codeweave takes an idempotency key), and the table only orders the
+CreateTasks answering it against a give-up (:class:`AttemptAnswers`, last paragraph). AWS Batch
+``SubmitJob`` and EMR's ``RunJobFlow`` / ``AddJobFlowSteps`` have
 no idempotency field (botocore's service models ``batch/2016-08-10`` and ``emr/2009-03-31`` carry no
 ``idempotencyToken`` member for them) and accept any number of jobs, steps and clusters with one
 name. For those, the attempt is claimed in a DynamoDB table (``infra/components/compute.py``
@@ -37,6 +39,21 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
   answered the job, which then runs on (propeller re-sends a CreateTask only after losing its state,
   so the repeat's answer is the one it records and follows); never a job being cancelled.
 
+For the backends whose API deduplicates, every CreateTask of the attempt gets the one job from the
+API, and nothing there tells a repeat that a give-up is cancelling it (the cancel may be under way,
+or retried in the background for minutes). :class:`AttemptAnswers` orders them on the attempt's
+item. Of several CreateTasks of one attempt, propeller follows the answer of the last one it sent
+(it re-sends only after losing its state, so every earlier answer is lost to it): a CreateTask
+answers the job only once :meth:`AttemptLedger.answer` recorded its start in the item's
+``answered_from`` (the latest start of a CreateTask answered the job), conditional on no abandoned
+mark; a give-up marks the attempt abandoned, then cancels, only while no CreateTask that started
+after its own was answered the job. Each of the two decisions is one conditional ``UpdateItem``
+write, which DynamoDB applies atomically, so either the repeat is refused, or it is answered and the
+job runs on; a repeat that itself gives up
+cancels the job an earlier, lost, answer named. Starts are wall-clock epoch seconds compared
+across replicas: propeller re-sends after a restart, seconds apart, far more than the skew of
+synchronised clocks.
+
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
 long after the attempt can have ended. Hand-written because no maintained library offers this on
@@ -46,20 +63,25 @@ DynamoDB.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from cdao_connectors import _deadlines
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
+from cdao_connectors.config import attempt_table, aws_region
 
 if TYPE_CHECKING:
     from cdao_connectors._backends import Backend
+
+T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
@@ -109,6 +131,58 @@ def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] 
         return find()
     except Exception:
         return None
+
+
+def attempt_item(kind: str, seed: str) -> str:
+    """The attempt table's key of the task attempt whose :func:`cdao_connectors._common.attempt_seed`
+    is ``seed``, for a backend ``kind`` ("codeweave", "emr-serverless", ...): ``<kind>/<sha256 hex>``."""
+    return f"{kind}/{hashlib.sha256(seed.encode()).hexdigest()}"
+
+
+class AttemptAnswers:
+    """The attempt table's order between the CreateTasks of one attempt answering its job and a
+    give-up cancelling it (module docstring), for a backend whose API deduplicates the create
+    (Codeweave's idempotency key, EMR Serverless's ``clientToken``, SageMaker's unique names).
+    :func:`cdao_connectors._backends.create_within_deadline` records the CreateTask's answer
+    (:meth:`answering`) before answering, and marks the attempt abandoned before a give-up's cancel
+    (:meth:`cancelling`).
+
+    Made when the CreateTask starts (its start is :attr:`started_at`, epoch seconds) and before its
+    create: the table's setting (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is
+    the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
+    """
+
+    def __init__(self, backend: Backend, item: str) -> None:
+        self._backend = backend
+        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
+        self.item = item
+        self.started_at = time.time()  # compared across replicas (module docstring)
+
+    async def answering(self, created: Awaitable[T]) -> T:
+        """``created``'s job, once recorded as answered by this CreateTask. Raises
+        :class:`AttemptAbandoned` when the attempt was marked abandoned first; any other failure
+        of the record is logged and the job answered (:func:`checking_created_job`)."""
+        resource_meta = await created
+        with checking_created_job(self._backend.name, f"the job of attempt {self.item}"):
+            await self._backend.call(
+                self._ledger.answer,
+                self.item,
+                self.started_at,
+                deadline=_deadlines.CREATE_TASK_SECONDS,
+                what="attempt ledger update",
+            )
+        return resource_meta
+
+    def cancelling(self, cancel: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
+        """``cancel``, run for this CreateTask's give-up only once the attempt is marked abandoned
+        (:func:`mark_abandoned`): not when a CreateTask that started later was answered the job."""
+
+        async def cancel_unless_answered(resource_meta: Any) -> None:
+            mark = functools.partial(self._ledger.abandon, self.item, started_at=self.started_at)
+            if await mark_abandoned(self._backend, mark):
+                await cancel(resource_meta)
+
+        return cancel_unless_answered
 
 
 async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
@@ -242,25 +316,75 @@ class AttemptLedger:
             return False
         return True
 
-    def abandon(self, attempt: str, *, unless_adopted: bool = True) -> bool:
+    def answer(self, attempt: str, started_at: float) -> None:
+        """Records that the CreateTask started at ``started_at`` (epoch seconds) answers ``attempt``'s
+        job, for a backend whose API deduplicates the create (module docstring): the item's
+        ``answered_from`` becomes the latest such start. Raises :class:`AttemptAbandoned`, recording
+        nothing, once the attempt is marked abandoned. Creates the item when there is none; it
+        expires like every claim."""
+        values = {":s": {"N": repr(started_at)}, ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))}}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET answered_from = :s, expires_at = if_not_exists(expires_at, :expires)",
+                ConditionExpression=(
+                    "attribute_not_exists(abandoned) AND (attribute_not_exists(answered_from) OR answered_from <= :s)"
+                ),
+                ExpressionAttributeValues=values,
+            )
+            return
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        # Abandoned, or a CreateTask that started later was answered already (this answer is lost to
+        # propeller then, whatever it is): only the first refuses this one.
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"attempt": {"S": attempt}},
+                UpdateExpression="SET expires_at = if_not_exists(expires_at, :expires)",
+                ConditionExpression="attribute_not_exists(abandoned)",
+                ExpressionAttributeValues={":expires": values[":expires"]},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            raise AttemptAbandoned(
+                f"attempt {attempt}: a CreateTask of it gave up and its job is being cancelled; "
+                "the task's next attempt starts a new job"
+            ) from None
+
+    def abandon(self, attempt: str, *, unless_adopted: bool = True, started_at: float | None = None) -> bool:
         """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
         answered an error: a later CreateTask of the attempt raises :class:`AttemptAbandoned`.
         Creates the item when there is none (the create recorded nothing), so that holds either way.
 
         Returns False, marking nothing, when a repeated CreateTask of the attempt was answered the
         job first (``unless_adopted``): propeller sends one only after losing its state, so that
-        answer, not the give-up's error, is the one it records, and the job must run on. With
+        answer, not the give-up's error, is the one it records, and the job must run on. A
+        CreateTask answered through :meth:`answer` counts the same when it started after the one
+        giving up (``started_at``, epoch seconds; an earlier one's answer is lost to propeller, and
+        the give-up's own create may have finished after its deadline and recorded itself). With
         ``unless_adopted=False`` the mark is made regardless (a job no GetTask could follow)."""
+        values: dict[str, Any] = {
+            ":at": {"N": str(self._clock())},
+            ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
+        }
+        condition: dict[str, str] = {}
+        if unless_adopted:
+            answered_later = "attribute_not_exists(answered_from)"
+            if started_at is not None:
+                answered_later += " OR answered_from <= :started"
+                values[":started"] = {"N": repr(started_at)}
+            condition = {"ConditionExpression": f"attribute_not_exists(adopted) AND ({answered_later})"}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"attempt": {"S": attempt}},
                 UpdateExpression="SET abandoned = :at, expires_at = if_not_exists(expires_at, :expires)",
-                **({"ConditionExpression": "attribute_not_exists(adopted)"} if unless_adopted else {}),
-                ExpressionAttributeValues={
-                    ":at": {"N": str(self._clock())},
-                    ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
-                },
+                ExpressionAttributeValues=values,
+                **condition,
             )
         except ClientError as exc:
             if not _conditional_failed(exc):

@@ -43,7 +43,8 @@ from cdao_connectors import _deadlines
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._metrics import observe_get_task
 
-if TYPE_CHECKING:  # _status_cache imports this module
+if TYPE_CHECKING:  # _status_cache imports this module; _attempts names Backend
+    from cdao_connectors._attempts import AttemptAnswers
     from cdao_connectors._status_cache import StatusCache
 
 T = TypeVar("T")
@@ -192,6 +193,7 @@ async def create_within_deadline(
     backend: str,
     transient: Callable[[BaseException], bool] = aws_error_is_transient,
     stop: Callable[[Any], Awaitable[Any]] | None = None,
+    answers: AttemptAnswers | None = None,
 ) -> T:
     """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
     (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
@@ -206,7 +208,17 @@ async def create_within_deadline(
     thread is held between tries); a cancel that finally fails is logged with the job's
     ``resource_meta``, for an operator to stop it. A create that raises :class:`LeftRunning` has its
     job stopped the same way with ``stop`` (default ``cancel``), and its error raised.
+
+    For a backend whose API answers every CreateTask of an attempt the same job, ``answers`` (made
+    as this CreateTask started) orders them against the give-up's cancel through the attempt table
+    (:class:`cdao_connectors._attempts.AttemptAnswers`): the job is answered only once recorded as
+    answered by this CreateTask, within the same deadline (:class:`~cdao_connectors._attempts.AttemptAbandoned`
+    when a give-up marked the attempt first), and the give-up cancels it only after marking the
+    attempt abandoned, which it does only when no CreateTask that started later was answered the job.
     """
+    if answers is not None:
+        create = answers.answering(create)
+        cancel = answers.cancelling(cancel)
     reset = _IN_CREATE.set(True)
     try:
         started = asyncio.ensure_future(create)  # the task copies the context: its calls see _IN_CREATE
@@ -361,13 +373,23 @@ class BulkheadConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
         return await create_within_deadline(
             self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata),
             self.cancel_abandoned,
             backend=self.backend.name,
             transient=self.is_transient_error,
             stop=self.delete,
+            answers=answers,
         )
+
+    def attempt_answers(
+        self, task_template: Any, output_prefix: str, task_execution_metadata: Any
+    ) -> AttemptAnswers | None:
+        """For a backend whose API answers every CreateTask of an attempt the same job: the attempt
+        table's order of those answers against a give-up's cancel (:func:`create_within_deadline`).
+        None (the default) for a connector that claims its attempts itself, or needs no order."""
+        return None
 
     def is_transient_error(self, error: BaseException) -> bool:
         """Whether an error of this backend's calls says "not now" (AWS's, :func:`aws_error_is_transient`,

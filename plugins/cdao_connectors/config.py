@@ -8,7 +8,7 @@ then fails with an error that names the missing variable.
 
 Variables (connector that reads them, meaning):
 
-``CDAO_AWS_REGION`` (Batch, EMR)
+``CDAO_AWS_REGION`` (every connector: Codeweave's for ``CDAO_ATTEMPT_TABLE``)
     AWS region of the platform's account; falls back to ``AWS_REGION``.
 ``CDAO_STACK`` (Batch, EMR)
     the Pulumi stack's name: it names and tags the job definitions and clusters the connector
@@ -24,9 +24,10 @@ Variables (connector that reads them, meaning):
 ``CDAO_STATUS_REFRESH_SECONDS`` (EMR steps, EMR Serverless, SageMaker jobs, Codeweave, default 5)
     the same bound for EMR step, EMR Serverless run, SageMaker job and endpoint, and Codeweave
     job statuses.
-``CDAO_ATTEMPT_TABLE`` (Batch, EMR)
-    DynamoDB table where replicas claim a task attempt before creating its job
-    (:mod:`cdao_connectors._attempts`), so one attempt never starts two jobs.
+``CDAO_ATTEMPT_TABLE`` (every AWS connector and Codeweave)
+    DynamoDB table where replicas claim a Batch or EMR task attempt before creating its job, so one
+    attempt never starts two jobs, and where every connector orders a repeated CreateTask's answer
+    against the cancel of a CreateTask that gave up (:mod:`cdao_connectors._attempts`).
 ``CDAO_EMR_CLUSTER_ID`` (EMR, optional)
     default long-running cluster for Spark steps; unset means transient clusters.
 ``CDAO_EMR_RELEASE_LABEL`` (EMR, default ``emr-7.5.0``)
@@ -99,7 +100,7 @@ def aws_region() -> str:
     if region is None:
         raise ConnectorConfigError(
             "environment variable CDAO_AWS_REGION is not set on the connector service; "
-            "it is needed for every AWS connector"
+            "it is needed for every connector (the AWS ones and the attempt table)"
         )
     return region
 
@@ -110,7 +111,9 @@ def stack() -> str:
 
 
 def attempt_table() -> str:
-    return _required("CDAO_ATTEMPT_TABLE", "AWS Batch and EMR tasks (one job per task attempt across replicas)")
+    return _required(
+        "CDAO_ATTEMPT_TABLE", "every connector's CreateTask (one job per task attempt across replicas and give-ups)"
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))
 
 import cdao_connectors.service  # noqa: E402, F401  (registers the connectors, as --modules does)
+from aws_setup import ATTEMPT_TABLE, provision_attempt_table  # noqa: E402  (lives in SUPPORT, added above)
 from grpc_connector_server import ConnectorServer  # noqa: E402  (lives in SUPPORT, added above)
 from moto_atomic import make_conditional_writes_atomic  # noqa: E402  (lives in SUPPORT, added above)
 
@@ -60,11 +61,14 @@ def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
         "CDAO_EMR_ENTRYPOINT_BUCKET": BUCKET,
         # Tests change a job's state in moto and expect the next GetTask to see it.
         "CDAO_STATUS_REFRESH_SECONDS": "0.001",
+        # Every connector's CreateTask records its answer there (plugins/cdao_connectors/_attempts.py).
+        "CDAO_ATTEMPT_TABLE": ATTEMPT_TABLE,
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        provision_attempt_table(REGION)
         yield env
     finally:
         for k, v in saved.items():

@@ -274,6 +274,9 @@ def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(
     with pytest.raises(RuntimeError):
         ledger.once(attempt, lambda: (_ for _ in ()).throw(RuntimeError("create failed")), lambda: None, 1)
     ledger.once(attempt, lambda: {"job_id": "j"}, lambda: None, 1)
+    answered = f"cw/{uuid.uuid4().hex}"  # the order of a deduplicating backend's answers and give-up
+    ledger.answer(answered, 1.0)
+    ledger.abandon(answered, started_at=1.0)
 
     run = run_stack("dev")
     table = next(r for r in run.registrations if r.type == "aws:dynamodb/table:Table")
@@ -1051,3 +1054,420 @@ def test_a_sagemaker_job_whose_check_is_throttled_is_answered_not_orphaned(aws_e
         _run(create())
         stub.assert_no_pending_responses()
     assert answered[0].job_name.startswith("flyte-")
+
+
+# --- A repeat and a give-up's cancel, for the backends that deduplicate by key, token or name ---
+#
+# Codeweave's idempotency key, EMR Serverless's clientToken and SageMaker's unique names answer a
+# repeated CreateTask of an attempt (propeller lost its state) the attempt's job, even while the
+# give-up of the first CreateTask is cancelling it: nothing but the attempt table orders the two.
+# Each scenario holds the first create's AWS (or Codeweave) call past a CreateTask deadline cut to
+# 0.3 s, releases it, then holds the give-up's cancel once it is reached and sends the repeat then;
+# events, not sleeps, order every step.
+
+
+async def _repeat_while_the_give_up_cancels(monkeypatch, create, release_create, connector) -> Any:
+    """The repeat's answer (or its AttemptAbandoned) when it arrives while the give-up's cancel
+    (``connector.delete``, the DeleteTask path) is under way; the cancel is let go after it."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+
+    cancel = connector.delete
+    reached, may_go, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held_cancel(resource_meta, **kwargs):
+        reached.set()
+        await may_go.wait()
+        try:
+            return await cancel(resource_meta, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(connector, "delete", held_cancel)
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+    with pytest.raises(BackendDeadlineExceeded, match="propeller does not re-send a failed CreateTask"):
+        await create()
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+    release_create()
+    await asyncio.wait_for(reached.wait(), 10)
+    try:
+        outcome = await create()
+    except AttemptAbandoned as abandoned:
+        outcome = abandoned
+    may_go.set()
+    await asyncio.wait_for(done.wait(), 10)
+    return outcome
+
+
+def _answered_then_cancelled(outcome: Any, cancelled: bool) -> str:
+    """'' when the repeat's outcome and the job's fate agree: an error (AttemptAbandoned) and the
+    job cancelled, or the job answered and running on; else what went wrong."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    if isinstance(outcome, AttemptAbandoned):
+        return "" if cancelled else "the repeat was refused but the job runs on, unowned"
+    return "the repeat was answered a job that the give-up then cancelled" if cancelled else ""
+
+
+@pytest.fixture
+def queued_codeweave(aws_env, tmp_path, monkeypatch) -> Iterator[Any]:
+    """The Codeweave fake with jobs that stay QUEUED (waiting for GPUs) until cancelled."""
+    from codeweave_fake import CodeweaveFake  # noqa: PLC0415
+
+    provision_attempt_table(REGION)
+    (tmp_path / "codeweave_api_key").write_text("cw-attempts-key\n")
+    fake = CodeweaveFake(api_key="cw-attempts-key", base_env={}, run_jobs=False)
+    fake.serve()
+    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _held_first_codeweave_create(monkeypatch) -> threading.Event:
+    """Holds the first CreateJob until the returned event is set; later ones go through."""
+    from cdao_connectors.codeweave.contract import CodeweaveClient  # noqa: PLC0415
+
+    create_job, release, calls = CodeweaveClient.create_job, threading.Event(), []
+
+    def held(self, spec):
+        calls.append(spec)
+        if len(calls) == 1:
+            assert release.wait(10), "the held CreateJob was never released"
+        return create_job(self, spec)
+
+    monkeypatch.setattr(CodeweaveClient, "create_job", held)
+    return release
+
+
+def _codeweave_create(connector):
+    import cw_tasks  # noqa: PLC0415
+
+    template = serialize(cw_tasks.scale)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"cw-again-{uuid.uuid4().hex[:6]}"))
+    return lambda: connector.create(template, prefix, None, meta)
+
+
+def test_a_codeweave_repeat_while_the_give_up_cancels_is_refused_not_answered(queued_codeweave, monkeypatch):
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    release = _held_first_codeweave_create(monkeypatch)
+    outcome = _run_and_return(
+        _repeat_while_the_give_up_cancels(monkeypatch, _codeweave_create(connector), release.set, connector)
+    )
+    (job,) = queued_codeweave.jobs.values()
+    assert not _answered_then_cancelled(outcome, job.status == "CANCELLED"), (outcome, job.status)
+    assert isinstance(outcome, AttemptAbandoned)  # the mark comes before the cancel
+
+
+def test_a_create_without_the_attempt_table_names_it_and_starts_no_job(queued_codeweave, monkeypatch):
+    """The table is needed for every connector's CreateTask now; its absence is found before a job exists."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from cdao_connectors.config import ConnectorConfigError  # noqa: PLC0415
+
+    monkeypatch.delenv("CDAO_ATTEMPT_TABLE")
+    with pytest.raises(ConnectorConfigError, match="CDAO_ATTEMPT_TABLE"):
+        _run_and_return(_codeweave_create(CodeweaveConnector())())
+    assert queued_codeweave.jobs == {}
+
+
+def test_a_codeweave_repeat_answered_before_the_give_up_marks_keeps_its_job(queued_codeweave, monkeypatch):
+    """The other order: the repeat is answered first; the give-up then marks nothing and cancels nothing."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    release = _held_first_codeweave_create(monkeypatch)
+    create = _codeweave_create(connector)
+    mark_reached, repeat_answered = threading.Event(), threading.Event()
+    abandon = AttemptLedger.abandon
+
+    def abandon_after_the_repeat(self, attempt, **kwargs):
+        mark_reached.set()
+        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
+        return abandon(self, attempt, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+
+    async def scenario():
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
+        with pytest.raises(BackendDeadlineExceeded):
+            await create()
+        monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
+        release.set()
+        assert await asyncio.get_running_loop().run_in_executor(None, mark_reached.wait, 10), "no abandon mark"
+        again = await create()
+        repeat_answered.set()
+        loop = asyncio.get_running_loop()  # earlier tests' loops may have left theirs behind
+        await asyncio.wait_for(asyncio.gather(*[t for t in _backends._LATE_CANCELS if t.get_loop() is loop]), 10)
+        return again
+
+    again = _run_and_return(scenario())
+    job = queued_codeweave.jobs[again.job_id]
+    assert job.status == "QUEUED", "the job answered to the repeat was cancelled"
+
+
+def test_an_emr_serverless_repeat_while_the_give_up_cancels_is_refused_not_answered(transient_emr_env, monkeypatch):
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler  # noqa: PLC0415
+    from moto.emrserverless import models as moto_emrs  # noqa: PLC0415
+
+    monkeypatch.setattr(moto_emrs, "JOB_STATUS", "SUBMITTED")  # EMR Serverless starts a run SUBMITTED
+    started = moto_emrs.EMRServerlessBackend.start_job_run
+
+    def idempotent(backend, application_id, client_token, *args, **kwargs):
+        # clientToken is an idempotencyToken (botocore emr-serverless/2021-07-13): a token seen
+        # before answers its run. moto stores the token without deduplicating.
+        seen = [r for r in backend.job_runs.get(application_id, []) if r.client_token == client_token]
+        return seen[0] if seen else started(backend, application_id, client_token, *args, **kwargs)
+
+    monkeypatch.setattr(moto_emrs.EMRServerlessBackend, "start_job_run", idempotent)
+    start_job_run, release, calls = EMRServerlessHandler.start_job_run, asyncio.Event(), []
+
+    async def held(self, *args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            await asyncio.wait_for(release.wait(), 10)
+        return await start_job_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(EMRServerlessHandler, "start_job_run", held)
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-race-spark", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"emrs-race-{uuid.uuid4().hex[:6]}"))
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    lm = write_inputs(emr_tasks.on_serverless, prefix, rows=1)
+    connector = IdempotentEMRServerlessConnector()
+
+    outcome = _run_and_return(
+        _repeat_while_the_give_up_cancels(
+            monkeypatch, lambda: connector.create(template, lm, meta, output_prefix=prefix), release.set, connector
+        )
+    )
+    (run,) = moto_emrs.emrserverless_backends["123456789012"][REGION].job_runs[app]
+    assert not _answered_then_cancelled(outcome, run.state == "CANCELLED"), (outcome, run.state)
+    assert isinstance(outcome, AttemptAbandoned)
+
+
+def test_a_sagemaker_repeat_while_the_give_up_stops_is_refused_not_answered(aws_env, monkeypatch):
+    """The plugin's pythonic processing job; botocore's Stubber plays SageMaker (moto replaces a job
+    of the same name instead of refusing it), its answers checked against the service model."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    provision_attempt_table(REGION)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    connector, template = _sagemaker_processing(prefix)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"sm-race-{uuid.uuid4().hex[:6]}"))
+    call, release, creates = connector._call, asyncio.Event(), []
+
+    async def held(*args, **kwargs):
+        if kwargs.get("method") == "create_processing_job":
+            creates.append(kwargs)
+            if len(creates) == 1:
+                await asyncio.wait_for(release.wait(), 10)
+        return await call(*args, **kwargs)
+
+    monkeypatch.setattr(connector, "_call", held)
+
+    def create():
+        return connector.create(task_template=template, output_prefix=prefix, inputs=None, task_execution_metadata=meta)
+
+    described = {
+        "ProcessingJobName": "j",
+        "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j",
+        "ProcessingJobStatus": "InProgress",
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+        },
+        "AppSpecification": {"ImageUri": IMAGE},
+        "CreationTime": "2026-01-01T00:00:00Z",
+    }
+    stopped = []
+    with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+        # The first create, late: the job is created and described (not stopped yet).
+        stub.add_response("create_processing_job", {"ProcessingJobArn": described["ProcessingJobArn"]})
+        stub.add_response("describe_processing_job", described)
+        # The repeat, while the give-up's stop is held: the name is taken, the job still InProgress.
+        stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
+        stub.add_response("describe_processing_job", described)
+        # The give-up's stop, let go after the repeat.
+        stub.add_response("stop_processing_job", {})
+        original_stop = connector.delete
+
+        async def noting_stop(resource_meta, **kwargs):
+            stopped.append(resource_meta.job_name)
+            return await original_stop(resource_meta, **kwargs)
+
+        monkeypatch.setattr(connector, "delete", noting_stop)
+        outcome = _run_and_return(
+            _repeat_while_the_give_up_cancels(
+                monkeypatch,
+                create,
+                release.set,
+                connector,
+            )
+        )
+        stub.assert_no_pending_responses()
+    assert not _answered_then_cancelled(outcome, bool(stopped)), (outcome, stopped)
+    assert isinstance(outcome, AttemptAbandoned)
+
+
+def test_the_ledger_orders_the_answers_of_a_deduplicating_backend_against_a_give_up(ledger_table):
+    """An attempt whose job the API deduplicates: each CreateTask answering it records its start.
+    Propeller follows the last CreateTask it sent, so a give-up marks the attempt abandoned (and
+    cancels) only when no CreateTask that started after it was answered the job: its own answer,
+    recorded by a create that finished after the deadline, and an earlier one, lost to propeller,
+    do not count. Once marked, no CreateTask is answered."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    ledger = _ledger(ledger_table)
+    alone, repeated, superseded, refused = (f"cw/{uuid.uuid4().hex}" for _ in range(4))
+    ledger.answer(alone, 100.0)
+    assert ledger.abandon(alone, started_at=100.0) is True
+    with pytest.raises(AttemptAbandoned, match=alone):
+        ledger.answer(alone, 200.0)
+
+    ledger.answer(repeated, 200.0)  # the repeat, answered first
+    ledger.answer(repeated, 100.0)  # the first create, finishing late: recorded nothing later than the repeat
+    assert ledger.abandon(repeated, started_at=100.0) is False
+    ledger.answer(repeated, 300.0)  # still answered: the job runs on
+
+    ledger.answer(superseded, 100.0)  # answered, then lost with propeller's state
+    assert ledger.abandon(superseded, started_at=200.0) is True  # the repeat gave up: its error is recorded
+
+    assert ledger.abandon(refused, started_at=100.0) is True  # the create answered nothing yet
+    with pytest.raises(AttemptAbandoned, match=refused):
+        ledger.answer(refused, 100.0)
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=ledger_table, Key={"attempt": {"S": refused}}, ConsistentRead=True
+    )["Item"]
+    assert float(item["expires_at"]["N"]) > time.time() + 30 * 24 * 3600  # DynamoDB's TTL deletes it
+
+
+def test_a_sagemaker_endpoint_repeat_while_the_give_up_deletes_it_is_refused_not_answered(aws_env, monkeypatch):
+    """The plugin's request-based tasks name their job or endpoint in the request, and take
+    SageMaker's "Cannot create already existing" for it as theirs (flytekitplugins-awssagemaker
+    ``awssagemaker_inference/connector.py`` ``create``, 1.16.31): a repeat while the give-up deletes
+    the endpoint must not be answered it. botocore's Stubber plays SageMaker."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+    from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
+    from flytekit.models.task import TaskTemplate  # noqa: PLC0415
+
+    base = serialize(emr_tasks.on_cluster)
+    name = f"ep-race-{uuid.uuid4().hex[:6]}"
+    template = TaskTemplate(
+        Identifier(ResourceType.TASK, "ml", "development", "t.endpoint", "v1"),
+        "sagemaker-endpoint",
+        base.metadata,
+        base.interface,
+        {"config": {"EndpointName": name, "EndpointConfigName": name}, "region": REGION},
+    )
+    connector = ConnectorRegistry.get_connector("sagemaker-endpoint")
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"ep-race-{uuid.uuid4().hex[:6]}"))
+    call, release, creates, deleted = connector._call, asyncio.Event(), [], []
+
+    async def held(*args, **kwargs):
+        method = kwargs.get("method", args[0] if args else None)
+        if method == "create_endpoint":
+            creates.append(kwargs)
+            if len(creates) == 1:
+                await asyncio.wait_for(release.wait(), 10)
+        if method == "delete_endpoint":
+            deleted.append(kwargs)
+        return await call(*args, **kwargs)
+
+    monkeypatch.setattr(connector, "_call", held)
+
+    def create():
+        return connector.create(task_template=template, output_prefix=prefix, inputs=None, task_execution_metadata=meta)
+
+    with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
+        arn = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{name}"
+        stub.add_response("create_endpoint", {"EndpointArn": arn})  # the first create, late
+        stub.add_client_error(  # the repeat, while the give-up's delete is held
+            "create_endpoint", "ValidationException", f'Cannot create already existing endpoint "{arn}".'
+        )
+        stub.add_response("delete_endpoint", {})  # the give-up's delete, let go after the repeat
+        outcome = _run_and_return(_repeat_while_the_give_up_cancels(monkeypatch, create, release.set, connector))
+        stub.assert_no_pending_responses()
+    assert not _answered_then_cancelled(outcome, bool(deleted)), (outcome, deleted)
+    assert isinstance(outcome, AttemptAbandoned)
+
+
+def test_a_batch_transform_repeat_while_the_give_up_stops_it_is_refused_not_answered(aws_env, monkeypatch):
+    """The batch-transform connector's unique job name: a repeat takes "already exists" as its job
+    (its Describe still InProgress while the stop is held). botocore's Stubber plays SageMaker."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors.sagemaker.connector import BatchTransformConnector  # noqa: PLC0415
+    from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
+    from flytekit.types.file import FlyteFile  # noqa: PLC0415
+
+    role = "arn:aws:iam::123456789012:role/sagemaker-exec"
+    score = sagemaker_batch_transform_task(
+        "tests.score_rows", execution_role_arn=role, region=REGION, output_s3_path="s3://flyte-data/transform"
+    )
+    template = serialize(score)
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    files = {"model": FlyteFile("s3://flyte-data/m/model.tar.gz"), "data": FlyteFile("s3://flyte-data/m/rows.csv")}
+    inputs = write_inputs(score, prefix, **files)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"tr-race-{uuid.uuid4().hex[:6]}"))
+    connector = BatchTransformConnector()
+    sagemaker = connector.backend.aws("sagemaker", REGION)
+    create_transform_job, release, creates = sagemaker.create_transform_job, threading.Event(), []
+
+    def held(**request):
+        creates.append(request)
+        if len(creates) == 1:
+            assert release.wait(10), "the held CreateTransformJob was never released"
+        return create_transform_job(**request)
+
+    monkeypatch.setattr(sagemaker, "create_transform_job", held, raising=False)
+    stopped = []
+    stop_transform_job = sagemaker.stop_transform_job
+
+    def noting_stop(**request):
+        stopped.append(request)
+        return stop_transform_job(**request)
+
+    monkeypatch.setattr(sagemaker, "stop_transform_job", noting_stop, raising=False)
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:transform-job/j"
+    described = {
+        "TransformJobName": "j",
+        "TransformJobArn": arn,
+        "TransformJobStatus": "InProgress",
+        "ModelName": "j",
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/m"}}},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "CreationTime": "2026-01-01T00:00:00Z",
+    }
+    with Stubber(sagemaker) as stub:
+        # The first create, late.
+        stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/j"})
+        stub.add_response("create_transform_job", {"TransformJobArn": arn})
+        # The repeat, while the give-up's stop is held: model and job names are taken.
+        stub.add_client_error("create_model", "ValidationException", "Cannot create already existing model")
+        stub.add_client_error("create_transform_job", "ResourceInUse", "Job name must be unique")
+        stub.add_response("describe_transform_job", described)
+        stub.add_response("stop_transform_job", {})  # the give-up's stop, let go after the repeat
+        outcome = _run_and_return(
+            _repeat_while_the_give_up_cancels(
+                monkeypatch, lambda: connector.create(template, prefix, inputs, meta), release.set, connector
+            )
+        )
+        stub.assert_no_pending_responses()
+    assert not _answered_then_cancelled(outcome, bool(stopped)), (outcome, stopped)
+    assert isinstance(outcome, AttemptAbandoned)

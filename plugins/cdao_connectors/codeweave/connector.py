@@ -14,7 +14,7 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned
+from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item
 from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BackendDeadlineExceeded, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -165,6 +165,14 @@ class CodeweaveConnector(BulkheadConnector):
         return CodeweaveJobMetadata(
             job_id=job.id, output_prefix=output_prefix, has_outputs=bool(task_template.interface.outputs)
         )
+
+    def attempt_answers(
+        self, task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any
+    ) -> AttemptAnswers:
+        # The idempotency key answers a repeated CreateTask the attempt's job even while a give-up
+        # is cancelling it; the attempt table orders the two (cdao_connectors._attempts).
+        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+        return AttemptAnswers(self.backend, attempt_item("codeweave", seed))
 
     def is_transient_error(self, error: BaseException) -> bool:
         # A DeleteTask that ran out of its deadline is "not now" too (its call goes on).

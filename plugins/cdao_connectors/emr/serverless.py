@@ -56,7 +56,7 @@ from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
+from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
 from cdao_connectors._backends import (
     WORKERS_PER_BACKEND,
     Backend,
@@ -456,6 +456,13 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         **kwargs: Any,
     ) -> Any:
         config = checked_config(task_template)
+        metadata = (
+            task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")
+        )
+        seed = attempt_seed(task_template, kwargs.get("output_prefix") or "", metadata)
+        # The client token answers a repeated CreateTask the attempt's run even while a give-up is
+        # cancelling it; the attempt table orders the two (cdao_connectors._attempts).
+        answers = AttemptAnswers(self.backend, attempt_item("emr-serverless", seed))
         if not (config.spark_job_driver or config.hive_job_driver):  # Pythonic mode: the uploaded entrypoint
             await self.backend.call(
                 self._ensure_entrypoint_on_s3,
@@ -464,9 +471,6 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="entrypoint upload",
             )
-        metadata = (
-            task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")
-        )
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
         reset = _CLIENT_TOKEN.set(token)
         try:
@@ -475,6 +479,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 self._start_unless_cancelled(task_template, inputs, task_execution_metadata, **kwargs),
                 self.delete,
                 backend=_BACKEND,
+                answers=answers,
             )
         finally:
             _CLIENT_TOKEN.reset(reset)

@@ -38,9 +38,9 @@ from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
+from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
 from cdao_connectors._backends import Backend, create_within_deadline, on_get_task_threads, within_deadline
-from cdao_connectors._common import noting_staleness
+from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
@@ -223,13 +223,14 @@ class BulkheadPluginConnector:
         what: str,
         statuses: bool = False,
         cancel_late: Callable[[Any], Awaitable[Any]] | None = None,
+        answers: AttemptAnswers | None = None,
     ) -> Any:
         # Set before the call is wrapped in a task, which copies this context.
         reset = _CURRENT.set(self.backend)
         reset_statuses = _STATUS_CACHES.set(self.status_caches if statuses else None)
         try:
             if cancel_late is not None:  # a create: what it starts after giving up is cancelled
-                return await create_within_deadline(call, cancel_late, backend=self.name)
+                return await create_within_deadline(call, cancel_late, backend=self.name, answers=answers)
             if statuses:  # a GetTask: its calls on the backend's GetTask threads, never behind creates
                 with on_get_task_threads():
                     return await within_deadline(call, deadline=deadline, what=what, backend=self.name)
@@ -243,11 +244,17 @@ class BulkheadPluginConnector:
         if self.custom_config is None:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
         config_from_custom(self.custom_config, template.custom, template.id.name)
+        # Every create of the plugin takes SageMaker's "already exists" for its name as its job, so a
+        # repeated CreateTask is answered the attempt's job even while a give-up is stopping it (or,
+        # for an endpoint, deleting it); the attempt table orders the two (cdao_connectors._attempts).
+        seed = attempt_seed(template, kwargs.get("output_prefix") or "", kwargs.get("task_execution_metadata"))
+        answers = AttemptAnswers(self.backend, attempt_item("sagemaker", seed))
         return await self._bounded(
             self._create_unless_stopped(*args, **kwargs),
             deadline=_deadlines.CREATE_TASK_SECONDS,
             what="CreateTask",
             cancel_late=self.delete,
+            answers=answers,
         )
 
     async def _create_unless_stopped(self, *args: Any, **kwargs: Any) -> Any:

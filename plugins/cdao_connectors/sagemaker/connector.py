@@ -25,7 +25,7 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMix
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
-from cdao_connectors._attempts import AttemptAbandoned, checking_created_job
+from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
 from cdao_connectors._backends import Backend, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -395,6 +395,14 @@ class BatchTransformConnector(BulkheadConnector):
                         "CreateTask gave up); the task's next attempt starts a new job"
                     ) from exc
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
+
+    def attempt_answers(
+        self, task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any
+    ) -> AttemptAnswers:
+        # The job's name answers a repeated CreateTask the attempt's job ("already exists") even while
+        # a give-up is stopping it; the attempt table orders the two (cdao_connectors._attempts).
+        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+        return AttemptAnswers(self.backend, attempt_item("sagemaker-transform", seed))
 
     def status_of(self, resource_meta: BatchTransformMetadata) -> tuple[StatusCache, str]:
         return self.status_cache(resource_meta.region, status_refresh_seconds()), resource_meta.job_name

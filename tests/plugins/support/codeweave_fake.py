@@ -38,6 +38,7 @@ class CodeweaveFake:
     throttled: int = 0
     retry_after: str = "0"  # the Retry-After of a 429
     hanging: bool = False  # accept requests and never answer until stop()
+    run_jobs: bool = True  # False: a created job stays QUEUED (no GPU free) until cancelled
     released: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, str]] = field(default_factory=list)
     connections: set[tuple[str, int]] = field(default_factory=set)  # client (host, port) of each request
@@ -150,7 +151,8 @@ class CodeweaveFake:
                     job = FakeJob(id=uuid.uuid4().hex[:12], spec=spec)
                     fake.jobs[job.id] = job
                     fake.by_key[spec["idempotency_key"]] = job.id
-                    fake._start(job)
+                    if fake.run_jobs:
+                        fake._start(job)
                     self._send(201, fake.view(job))
 
             def do_GET(self) -> None:
