@@ -8,7 +8,9 @@ it) and moto and the Codeweave fake on 127.0.0.1 in a child process (``--backend
 default) or in this one (``--backends in-process``: they then share this interpreter's GIL with the
 polling, which adds their waits to the measured tail). Puts ``--tasks`` running jobs in each
 backend (AWS Batch via CreateTask; EMR steps, EMR Serverless job runs, SageMaker transform, training
-and processing jobs via boto3; Codeweave jobs in the fake). Then, in order:
+and processing jobs via boto3; Codeweave jobs in the fake), then restarts the replicas, so that no
+replica holds a status read while moto still had a job finished and every backend's first pass is a
+first sight. Then, in order:
 
 1. ``propeller``: every task polled as propeller's connector plugin polls it
    (``tests/plugins/support/propeller_polling.py``, which cites flyteplugins/v1.16.8): one queue for
@@ -58,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import multiprocessing
 import os
@@ -183,6 +186,9 @@ class Backends:
     put in flight (moto finishes Batch and transform jobs at once) and Codeweave made to hang."""
 
     def __init__(self) -> None:
+        # werkzeug logs every request moto serves (tens of thousands a run): CPU on the cores the
+        # measured service shares, and output that buries the report.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -646,6 +652,19 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
             SAGEMAKER_PROCESSING_TASK_TYPE: _sagemaker_job_tasks(args.tasks, "processing"),
         }
         backends.in_flight()
+        # Restarted once every job is in flight: the replicas that created the Batch jobs tracked them
+        # while moto had them SUCCEEDED, and a terminal status is cached for good, so every later
+        # Batch GetTask would have answered an ended job (its outputs check), not a running one. New
+        # replicas also make the first pass a real restart for every backend alike.
+        await service.close()
+        service, stopping = None, list(replicas)
+        replicas.clear()
+        for replica in stopping:
+            replica.stop()
+        replicas.extend(ConnectorProcess(env) for _ in range(args.replicas))
+        for replica in replicas:
+            replica.wait_ready()
+        service = Service(replicas)
         harness.freeze_setup()
         total = sum(len(m) for m in tasks.values())
         print(
