@@ -116,6 +116,16 @@ FIRST_SIGHT_WAIT_SECONDS = 2.0
 # propeller's resync intervals, time for an operator to put back a role a change broke.
 REFUSAL_GRACE_SECONDS = 10 * _deadlines.PROPELLER_RESYNC_SECONDS
 
+# How many threads a background pass reads on at once, per backend. Each answer is parsed in
+# Python (botocore), holding the GIL, and the event loop that serves every GetTask waits for it
+# behind every busy thread: with a pass's chunks on 32 threads, 7000 tracked jobs on 2 replicas made
+# the benchmark's steady GetTask p99 ~800 ms against ~35 ms with no pass in the window, while the
+# connectors' own time stayed under 40 ms (plugins/benchmarks/get_task_latency.py, with
+# ``--refresh-seconds 600`` for the second figure). A pass has half its period to finish (1000
+# Batch jobs are 10 DescribeJobs calls; EMR's 10-step reads or a listing's pages a few dozen), so a
+# few at a time are enough; a hung backend fills only its own.
+BACKGROUND_READS_AT_ONCE = 2
+
 # How many connector replicas propeller's GetTasks are spread over at most: the HorizontalPodAutoscaler's
 # maxReplicas (platform/addons/connectors/base/autoscaling.yaml; tests/plugins/test_status_cache.py
 # holds the two equal).
@@ -223,7 +233,9 @@ class StatusCache:
         # The refreshes' own threads: a hung backend fills these, never the service's RPC threads.
         # GetTasks' reads and the background pass each have their own, so a first sight never
         # queues behind a pass's chunks (a pass over 1000 Batch jobs is 10 DescribeJobs calls).
-        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"cdao-{name}-status")
+        self._pool = ThreadPoolExecutor(
+            min(parallel, BACKGROUND_READS_AT_ONCE), thread_name_prefix=f"cdao-{name}-status"
+        )
         self._inline_pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"cdao-{name}-reads")
         self._parallel = parallel
         self._transient = transient
