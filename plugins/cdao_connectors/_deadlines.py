@@ -1,8 +1,8 @@
 """Propeller's deadline for each connector RPC, and the budgets the connectors keep inside them.
 
 Propeller cancels a CreateTask, GetTask or DeleteTask when its deadline passes
-(flyteplugins ``go/tasks/plugins/webapi/connector/plugin.go``, ``getFinalContext``, per operation
-from ``timeouts`` else ``defaultTimeout``). ``platform/addons/flyte/flyte-core/values.yaml``
+(flyteplugins ``go/tasks/plugins/webapi/connector/client.go``, ``getFinalContext``, called by
+``plugin.go`` per operation: ``timeouts`` else ``defaultTimeout``). ``platform/addons/flyte/flyte-core/values.yaml``
 (``plugins.connector-service.defaultConnector``) can only set ``defaultTimeout`` (30 s), because
 flytestdlib's loader lowercases the per-call keys; ``tests/plugins`` checks these budgets fit inside
 it. GetTask and DeleteTask keep a tighter budget than propeller's so that a hung backend answers a

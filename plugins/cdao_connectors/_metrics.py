@@ -21,8 +21,9 @@ from cdao_connectors import _deadlines
 T = TypeVar("T")
 
 GET_TASK_SECONDS_NAME = "cdao_get_task_seconds"
-# From a cache hit (about a millisecond) through the 100 ms p99 target (issue #16) to propeller's
-# GetTask deadline, past which propeller has stopped listening (+Inf).
+# From a cache hit (about a millisecond) through the 100 ms p99 target (issue #16) to the
+# connectors' own GetTask budget (_deadlines.GET_TASK_SECONDS, 10 s; propeller's deadline is the
+# 30 s defaultTimeout), past which a GetTask has answered its retryable error (+Inf).
 GET_TASK_BUCKETS = (
     0.001,
     0.0025,

@@ -212,7 +212,14 @@ class NodeStatus:
 
 def _fetch(execution: Any) -> Any:
     """``execution``: a ``FlyteWorkflowExecution``, its ``.id`` (a ``WorkflowExecutionIdentifier``,
-    flytekit/models/execution.py ``Execution.id``), or an execution name in the configured project and domain."""
+    flytekit/models/execution.py ``Execution.id``), or an execution name in the configured project and domain.
+    Anything else is a TypeError (an empty name a ValueError), raised before the admin is contacted."""
+    if execution is None or isinstance(execution, (bool, int, float, bytes)):
+        raise TypeError(
+            f"execution must be what cdao_sdk.run() returned, its .id, or an execution name; got {execution!r}"
+        )
+    if isinstance(execution, str) and not execution.strip():
+        raise ValueError("execution name is empty: pass what cdao_sdk.run() returned, its .id, or its name")
     remote = _require_remote()
     with _naming_the_admin():
         if isinstance(execution, str):

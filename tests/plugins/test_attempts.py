@@ -892,8 +892,8 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
 
 def test_the_propeller_stand_in_sends_create_task_with_propellers_deadline():
     """The stand-in accepts no CreateTask answer propeller would have dropped: its deadline is
-    values.yaml's defaultTimeout, which propeller gives CreateTask (connector/plugin.go
-    ``getFinalContext`` at flyteplugins/v1.16.8)."""
+    values.yaml's defaultTimeout, which propeller gives CreateTask (connector/client.go
+    ``getFinalContext``, called by plugin.go, at flyteplugins/v1.16.8)."""
     from propeller_polling import PollingSettings  # noqa: PLC0415
 
     sent: list[float] = []

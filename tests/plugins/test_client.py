@@ -112,3 +112,14 @@ def test_calls_before_configure_and_bad_endpoints_are_clear_errors():
         cdao_sdk.configure("https://flyte.example.com/some/path", "ml", remote=object())
     with pytest.raises(TypeError, match="unknown settings"):
         settings.update(colour="blue")
+
+
+@pytest.mark.parametrize("execution", [None, 123, 1.5, True, b"exec-1", "", "  "])
+def test_monitor_refuses_what_is_not_an_execution_before_contacting_the_admin(execution):
+    remote = RecordingRemote([(WorkflowExecution.RUNNING, {})])
+    cdao_sdk.configure("flyte.example.com", "ml", remote=remote)
+    with pytest.raises((TypeError, ValueError), match="execution"):
+        cdao_sdk.monitor(execution, report=lambda _: None)
+    with pytest.raises((TypeError, ValueError), match="execution"):
+        cdao_sdk.monitor_sagemaker_jobs(execution, report=lambda _: None)
+    assert remote.fetched == []

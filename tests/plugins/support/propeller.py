@@ -86,8 +86,8 @@ def execution_metadata(name: str, node: str = "n0", retry: int = 0) -> agent_pb2
 
 @functools.cache
 def _create_task_deadline() -> float:
-    # Propeller gives every connector call defaultTimeout (connector/plugin.go getFinalContext at
-    # flyteplugins/v1.16.8); values.yaml sets it, read where the polling stand-in reads it.
+    # Propeller gives every connector call defaultTimeout (connector/client.go getFinalContext, called by
+    # plugin.go, at flyteplugins/v1.16.8); values.yaml sets it, read where the polling stand-in reads it.
     return PollingSettings.from_values().timeout_seconds
 
 
