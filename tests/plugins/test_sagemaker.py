@@ -439,3 +439,123 @@ def test_endpoint_tuning_and_recommender_tasks_answer_a_known_status_while_aws_t
             assert resource.phase == PHASE.RUNNING, resource.message
             assert "last known status" in resource.message and "ThrottlingException" in resource.message
         stub.assert_no_pending_responses()
+
+
+_TRAINING_REQUEST = {
+    # A create_training_job request as flytekitplugins-awssagemaker 1.16.31's SageMakerTrainingJobTask
+    # documents it: its name made unique by ``{idempotence_token}`` (awssagemaker_training/task.py).
+    "TrainingJobName": "fit-{idempotence_token}",
+    "RoleArn": "arn:aws:iam::123456789012:role/sagemaker-exec",
+    "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+    "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+}
+
+
+def _request_template(task_type: str, config: dict) -> object:
+    from flytekitplugins.awssagemaker_inference import SageMakerEndpointTask  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
+
+    task_class = {"sagemaker-training-job": SageMakerTrainingJobTask, "sagemaker-endpoint": SageMakerEndpointTask}
+    return serialize(task_class[task_type](name=f"tests.{task_type}", config=config, region=REGION))
+
+
+def _create(connector, task_type: str, config: dict, retry: int) -> object:
+    import copy  # noqa: PLC0415
+
+    template = _request_template(task_type, copy.deepcopy(config))
+    prefix = f"s3://flyte-data/metadata/giveup/{task_type}/{retry}"
+    meta = execution_metadata("giveup", retry=retry)
+    return _run(connector.create(task_template=template, output_prefix=prefix, task_execution_metadata=meta))
+
+
+def test_the_next_training_attempt_after_a_give_up_starts_a_new_job(aws_env):
+    """Attempt 0's give-up stopped its job; propeller starts attempt 1 afresh (launcher.go ``launch``
+    at flyteplugins/v1.16.8). Its job must not be the stopped one, whose FAILED "Stopped" would fail
+    the whole task (plugin.go ``Status``): the plugin's ``{idempotence_token}`` hashes only the
+    rendered request (boto3_mixin.py ``_call``) and its create takes ResourceInUse as its job
+    (awssagemaker_training/connector.py ``create``)."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-training-job"))()
+    first = _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=0)
+    sm = boto3.client("sagemaker", region_name=REGION)
+    # Attempt 0's give-up stopped it (moto 5 has no StopTrainingJob: its status is set in moto).
+    sagemaker_backends[ACCOUNT][REGION].training_jobs[first.config["TrainingJobName"]].training_job_status = "Stopped"
+    second = _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=1)
+    assert second.config["TrainingJobName"] != first.config["TrainingJobName"]
+    assert sm.describe_training_job(TrainingJobName=second.config["TrainingJobName"])["TrainingJobStatus"] not in (
+        "Stopping",
+        "Stopped",
+    )
+    # A repeated CreateTask of one attempt still gets that attempt's job.
+    again = _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=1)
+    assert again.config["TrainingJobName"] == second.config["TrainingJobName"]
+
+
+def test_the_next_endpoint_attempt_after_a_give_up_creates_a_new_endpoint(aws_env):
+    """As for training jobs; the endpoint plugin adopts "Cannot create already existing" whatever
+    the name (awssagemaker_inference/connector.py ``create``), so attempt 1 would follow attempt
+    0's endpoint while the give-up deletes it."""
+    _endpoint("giveup-base")  # its model and endpoint config
+    request = {"EndpointName": "ep-{idempotence_token}", "EndpointConfigName": "giveup-base"}
+    connector = type(ConnectorRegistry.get_connector("sagemaker-endpoint"))()
+    first = _create(connector, "sagemaker-endpoint", request, retry=0)
+    sagemaker_backends[ACCOUNT][REGION].endpoints[first.config["EndpointName"]].endpoint_status = "Deleting"
+    second = _create(connector, "sagemaker-endpoint", request, retry=1)
+    assert second.config["EndpointName"] != first.config["EndpointName"]
+
+
+def _stubbed_sagemaker(connector, monkeypatch) -> tuple[object, Stubber]:
+    """The connector's SageMaker client answered by a Stubber; its other clients (the attempt table) as they are."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    real = connector.backend.aws
+    monkeypatch.setattr(
+        connector.backend,
+        "aws",
+        lambda service, region, **kw: sm if service == "sagemaker" else real(service, region, **kw),
+    )
+    return sm, Stubber(sm)
+
+
+def test_an_endpoint_of_a_fixed_name_being_deleted_fails_only_the_attempt(aws_env, monkeypatch):
+    """A name without ``{idempotence_token}`` is the same for every attempt; the plugin takes
+    "Cannot create already existing" as its endpoint (awssagemaker_inference/connector.py
+    ``create``). An endpoint a give-up is deleting must fail the attempt, not be answered."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-endpoint"))()
+    _, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    # SageMaker's answer to CreateEndpoint of an existing name (the message the plugin matches).
+    stubber.add_client_error(
+        "create_endpoint",
+        "ValidationException",
+        'Cannot create already existing endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/fixed".',
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        {
+            "EndpointName": "fixed",
+            "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/fixed",
+            "EndpointStatus": "Deleting",
+            "CreationTime": "2026-01-01T00:00:00Z",
+            "LastModifiedTime": "2026-01-01T00:00:00Z",
+        },
+    )
+    request = {"EndpointName": "fixed", "EndpointConfigName": "fixed"}
+    with stubber, pytest.raises(RuntimeError, match=r"(?i)endpoint fixed, which is Deleting.*next attempt"):
+        _create(connector, "sagemaker-endpoint", request, retry=1)
+
+
+def test_an_endpoint_refused_for_quota_is_a_create_error_naming_it(aws_env, monkeypatch):
+    """The plugin answers ``ResourceLimitExceeded`` as a created endpoint (awssagemaker_inference/
+    connector.py ``create``); its GetTask then reports it "deleted outside Flyte?", the wrong cause."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-endpoint"))()
+    _, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    # SageMaker's quota refusal (the API model's ResourceLimitExceeded; the message the plugin matches).
+    quota = (
+        "The account-level service limit 'ml.g5.xlarge for endpoint usage' is 0 Instances, with current "
+        "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to "
+        "request an increase for this quota."
+    )
+    stubber.add_client_error("create_endpoint", "ResourceLimitExceeded", quota)
+    request = {"EndpointName": "over-quota", "EndpointConfigName": "c"}
+    with stubber, pytest.raises(RuntimeError, match=r"EndpointName=over-quota.*quota.*ml.g5.xlarge for endpoint usage"):
+        _create(connector, "sagemaker-endpoint", request, retry=0)

@@ -27,6 +27,7 @@ way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -62,6 +63,11 @@ _STATUS_CACHES: ContextVar[StatusCaches | None] = ContextVar("sagemaker_status_c
 # Set for one GetTask: why the status it read is its job's last known one (StatusCache.get), for
 # the GetTask's message. A list, so what a call made in a task of its own reaches the GetTask.
 _STALE: ContextVar[list[str] | None] = ContextVar("sagemaker_stale_statuses", default=None)
+# Set for the duration of a CreateTask of a BulkheadPluginConnector: the tag that makes its request,
+# and so the plugin's ``{idempotence_token}``, the attempt's own; and whether SageMaker answered its
+# create "already exists" (the plugin then answers the existing job).
+_ATTEMPT_TAG: ContextVar[dict[str, str] | None] = ContextVar("sagemaker_attempt_tag", default=None)
+_ADOPTED: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted", default=None)
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -164,6 +170,48 @@ _NAME_FIELDS = (
 )
 
 
+# The Describe of each job or endpoint a plugin create may answer (by the create request's name
+# field), its status field, and the statuses of one a give-up stopped or deleted, or that failed:
+# answered to a CreateTask, its GetTask would answer FAILED, failing the whole task (connector/
+# plugin.go ``Status`` at flyteplugins/v1.16.8). Status values: botocore ``sagemaker/2017-07-24``
+# service model (TrainingJobStatus, ProcessingJobStatus, HyperParameterTuningJobStatus,
+# TransformJobStatus, RecommendationJobStatus, EndpointStatus).
+_ADOPTABLE: dict[str, tuple[str, str, frozenset[str]]] = {
+    "TrainingJobName": ("describe_training_job", "TrainingJobStatus", frozenset({"Stopping", "Stopped", "Failed"})),
+    "ProcessingJobName": (
+        "describe_processing_job",
+        "ProcessingJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed"}),
+    ),
+    "HyperParameterTuningJobName": (
+        "describe_hyper_parameter_tuning_job",
+        "HyperParameterTuningJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed", "Deleting", "DeleteFailed"}),
+    ),
+    "TransformJobName": ("describe_transform_job", "TransformJobStatus", frozenset({"Stopping", "Stopped", "Failed"})),
+    "JobName": (
+        "describe_inference_recommendations_job",
+        "Status",
+        frozenset({"STOPPING", "STOPPED", "FAILED", "DELETING", "DELETED"}),
+    ),
+    "EndpointName": ("describe_endpoint", "EndpointStatus", frozenset({"Deleting", "Failed"})),
+}
+# The plugin's "already exists" answers it takes as its job (``*/connector.py`` and
+# ``pythonic_base.py`` ``create``, flytekitplugins-awssagemaker 1.16.31).
+_ALREADY_EXISTS = ("ResourceInUse",)
+
+
+def _already_exists(error: BaseException) -> bool:
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code", "")
+    message = response.get("Error", {}).get("Message", "")
+    return code in _ALREADY_EXISTS or (code == "ValidationException" and "Cannot create already existing" in message)
+
+
+class QuotaExceeded(RuntimeError):
+    """SageMaker refused a create for an account quota (``ResourceLimitExceeded``)."""
+
+
 def _job_name(resource_meta: Any) -> str:
     name = getattr(resource_meta, "job_name", None)
     if name:
@@ -192,6 +240,40 @@ class BulkheadPluginConnector:
         self.backend = Backend(self.name)
         # By (job kind or Describe method, region): the statuses this connector's GetTasks read.
         self.status_caches = StatusCaches(self._new_status_cache)
+
+    async def _call(self, method: str, config: Any, *args: Any, **kwargs: Any) -> Any:
+        """The plugin's ``_call``; within a CreateTask, its create request carries the attempt's tag
+        (so a ``{idempotence_token}`` in its names is the attempt's), an "already exists" answer is
+        noted, and ``ResourceLimitExceeded`` is a :class:`QuotaExceeded` naming the request.
+
+        The tag goes into ``config`` in place: the plugin renders it in place and keeps it as the
+        job's metadata (boto3_mixin.py ``_call``, flytekit ``utils/dict_formatter.py`` ``format_dict``).
+        A ``Tags`` given as a placeholder cannot take it; the adopted job's status check covers that.
+        """
+        tag = _ATTEMPT_TAG.get()
+        creating = tag is not None and method.startswith("create_")
+        if creating and isinstance(config, dict):
+            tags = config.setdefault("Tags", [])
+            if isinstance(tags, list) and tag not in tags:
+                tags.append(dict(tag))
+        try:
+            return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
+        except CustomException as exc:
+            if creating:
+                original = exc.original_exception
+                error = (getattr(original, "response", None) or {}).get("Error", {})
+                if error.get("Code") == "ResourceLimitExceeded":
+                    names = ", ".join(
+                        f"{k}={config[k]}" for k in _NAME_FIELDS if isinstance(config, dict) and k in config
+                    )
+                    raise QuotaExceeded(
+                        f"{self.name}: SageMaker refused {method} ({names or 'unnamed'}) for an account quota; "
+                        f"request an increase through AWS Service Quotas: {error.get('Message', '')}"
+                    ) from original
+                adopted = _ADOPTED.get()
+                if adopted is not None and _already_exists(original):
+                    adopted.append(True)
+            raise
 
     def _new_status_cache(self, key: tuple[JobKind | str, str], max_age: float) -> StatusCache:
         """The statuses of a job kind (listed) or of one Describe method (read one by one) in a region."""
@@ -249,38 +331,64 @@ class BulkheadPluginConnector:
         # for an endpoint, deleting it); the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(template, kwargs.get("output_prefix") or "", kwargs.get("task_execution_metadata"))
         answers = AttemptAnswers(self.backend, attempt_item("sagemaker", seed))
-        return await self._bounded(
-            self._create_unless_stopped(*args, **kwargs),
-            deadline=_deadlines.CREATE_TASK_SECONDS,
-            what="CreateTask",
-            cancel_late=self.delete,
-            answers=answers,
-        )
+        # The plugin's ``{idempotence_token}`` hashes only the rendered request (boto3_mixin.py
+        # ``_call``): without this tag every attempt of a task names the same job, and the next
+        # attempt after a give-up would be answered the job the give-up stopped. Propeller starts
+        # each attempt afresh (launcher.go ``launch`` at flyteplugins/v1.16.8): a new job.
+        reset_tag = _ATTEMPT_TAG.set({"Key": "flyte-attempt", "Value": hashlib.sha256(seed.encode()).hexdigest()[:32]})
+        reset_adopted = _ADOPTED.set([])
+        try:
+            return await self._bounded(
+                self._create_unless_stopped(*args, **kwargs),
+                deadline=_deadlines.CREATE_TASK_SECONDS,
+                what="CreateTask",
+                cancel_late=self.delete,
+                answers=answers,
+            )
+        finally:
+            _ADOPTED.reset(reset_adopted)
+            _ATTEMPT_TAG.reset(reset_tag)
 
     async def _create_unless_stopped(self, *args: Any, **kwargs: Any) -> Any:
-        """The plugin's create; for its "pythonic" jobs, an error when the attempt's job name is a
-        job already stopped.
+        """The plugin's create; an error when it answered an existing job or endpoint (SageMaker's
+        "already exists" for its name) that a give-up stopped or deleted, or that failed.
 
-        Those creates take SageMaker's refusal of a second job of one name as success
-        (flytekitplugins-awssagemaker ``pythonic_base.py`` ``create``: ``ResourceInUse`` or "Cannot
-        create already existing"). A stopped job means this CreateTask repeats one that gave up
-        (propeller lost its state; the job was stopped by
-        :func:`cdao_connectors._backends.create_within_deadline`): adopting it would answer FAILED,
-        which fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while
-        an error fails only this attempt."""
+        Every create of the plugin takes SageMaker's refusal of a second job or endpoint of one name
+        as success (flytekitplugins-awssagemaker 1.16.31 ``*/connector.py`` and ``pythonic_base.py``
+        ``create``: ``ResourceInUse`` or "Cannot create already existing"). Such a job means this
+        CreateTask repeats one that gave up (propeller lost its state; the job was stopped by
+        :func:`cdao_connectors._backends.create_within_deadline`), or, for a name that does not
+        derive from the attempt, an earlier attempt's job: adopting it would answer FAILED, which
+        fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while an
+        error fails only this attempt."""
         resource_meta = await super().create(*args, **kwargs)
-        describe = getattr(self, "describe_method", "")
-        job_name = getattr(resource_meta, "job_name", None)
-        if describe and job_name:
-            with checking_created_job(self.name, f"SageMaker job {job_name}"):
-                described, _ = await self._call(  # type: ignore[attr-defined]
-                    method=describe, config={self.job_name_key: job_name}, region=resource_meta.region
+        adopted = _ADOPTED.get()
+        if adopted is not None and not adopted:
+            return resource_meta  # a new job: nothing to check
+        pythonic = getattr(self, "describe_method", "")
+        if pythonic and getattr(resource_meta, "job_name", None):
+            field, name = self.job_name_key, resource_meta.job_name
+            describe, status_key = pythonic, self.status_key
+            abandoned = _ADOPTABLE.get(field, ("", "", frozenset({"Stopping", "Stopped"})))[2]
+        else:
+            config = getattr(resource_meta, "config", None) or {}
+            field = next((k for k in _ADOPTABLE if config.get(k)), "")
+            if not field:
+                return resource_meta
+            name = str(config[field])
+            describe, status_key, abandoned = _ADOPTABLE[field]
+        with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
+            described, _ = await self._call(  # type: ignore[attr-defined]
+                method=describe, config={field: name}, region=resource_meta.region
+            )
+            status = described.get(status_key)
+            if status in abandoned:
+                raise AttemptAbandoned(
+                    f"{self.name}: SageMaker answered this attempt's create with its existing "
+                    f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
+                    "give-up, or failed (an earlier attempt's, when its name does not derive from the "
+                    "attempt); the task's next attempt starts anew"
                 )
-                if described.get(self.status_key) in ("Stopping", "Stopped"):
-                    raise AttemptAbandoned(
-                        f"{self.name}: this attempt's SageMaker job {job_name} was stopped (its first CreateTask "
-                        "gave up); the task's next attempt starts a new job"
-                    )
         return resource_meta
 
     @observe_get_task
