@@ -559,3 +559,29 @@ def test_an_endpoint_refused_for_quota_is_a_create_error_naming_it(aws_env, monk
     request = {"EndpointName": "over-quota", "EndpointConfigName": "c"}
     with stubber, pytest.raises(RuntimeError, match=r"EndpointName=over-quota.*quota.*ml.g5.xlarge for endpoint usage"):
         _create(connector, "sagemaker-endpoint", request, retry=0)
+
+
+def test_a_repeated_training_create_of_a_stopped_job_fails_only_the_attempt(aws_env, monkeypatch):
+    """A repeat of the attempt's CreateTask after its give-up stopped the job (propeller lost its
+    state): the plugin takes ``ResourceInUse`` (in CreateTrainingJob's errors, botocore
+    ``sagemaker/2017-07-24``) as its job; the Stopped job must fail the attempt, not be answered."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-training-job"))()
+    _, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    stubber.add_client_error("create_training_job", "ResourceInUse", "Training job names must be unique")
+    stubber.add_response(
+        "describe_training_job",
+        {
+            "TrainingJobName": "fit-0",
+            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/fit-0",
+            "ModelArtifacts": {"S3ModelArtifacts": ""},
+            "TrainingJobStatus": "Stopped",
+            "SecondaryStatus": "Stopped",
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {"VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            "CreationTime": "2026-01-01T00:00:00Z",
+        },
+    )
+    with stubber, pytest.raises(RuntimeError, match=r"(?i)TrainingJob fit-.*, which is Stopped.*next attempt"):
+        _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=0)
+    stubber.assert_no_pending_responses()

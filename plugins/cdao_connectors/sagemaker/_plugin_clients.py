@@ -177,7 +177,11 @@ _NAME_FIELDS = (
 # service model (TrainingJobStatus, ProcessingJobStatus, HyperParameterTuningJobStatus,
 # TransformJobStatus, RecommendationJobStatus, EndpointStatus).
 _ADOPTABLE: dict[str, tuple[str, str, frozenset[str]]] = {
-    "TrainingJobName": ("describe_training_job", "TrainingJobStatus", frozenset({"Stopping", "Stopped", "Failed"})),
+    "TrainingJobName": (
+        "describe_training_job",
+        "TrainingJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed", "Deleting"}),
+    ),
     "ProcessingJobName": (
         "describe_processing_job",
         "ProcessingJobStatus",
@@ -194,18 +198,24 @@ _ADOPTABLE: dict[str, tuple[str, str, frozenset[str]]] = {
         "Status",
         frozenset({"STOPPING", "STOPPED", "FAILED", "DELETING", "DELETED"}),
     ),
-    "EndpointName": ("describe_endpoint", "EndpointStatus", frozenset({"Deleting", "Failed"})),
+    # The statuses SafeEndpointConnector answers FAILED (connector.py ``_ENDPOINT_PHASES``).
+    "EndpointName": (
+        "describe_endpoint",
+        "EndpointStatus",
+        frozenset({"Deleting", "Failed", "OutOfService", "UpdateRollbackFailed"}),
+    ),
 }
-# The plugin's "already exists" answers it takes as its job (``*/connector.py`` and
-# ``pythonic_base.py`` ``create``, flytekitplugins-awssagemaker 1.16.31).
-_ALREADY_EXISTS = ("ResourceInUse",)
+# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
+_MAX_TAGS = 50
 
 
-def _already_exists(error: BaseException) -> bool:
-    response = getattr(error, "response", None) or {}
-    code = response.get("Error", {}).get("Code", "")
-    message = response.get("Error", {}).get("Message", "")
-    return code in _ALREADY_EXISTS or (code == "ValidationException" and "Cannot create already existing" in message)
+def _plugin_adopts(error: BaseException) -> bool:
+    """The answers to a create the plugin takes as its job: SageMaker refusing a second job or
+    endpoint of the name (``*/connector.py`` and ``pythonic_base.py`` ``create``,
+    flytekitplugins-awssagemaker 1.16.31)."""
+    error_fields = (getattr(error, "response", None) or {}).get("Error", {})
+    code, message = error_fields.get("Code", ""), error_fields.get("Message", "")
+    return code == "ResourceInUse" or (code == "ValidationException" and "Cannot create already existing" in message)
 
 
 class QuotaExceeded(RuntimeError):
@@ -248,13 +258,14 @@ class BulkheadPluginConnector:
 
         The tag goes into ``config`` in place: the plugin renders it in place and keeps it as the
         job's metadata (boto3_mixin.py ``_call``, flytekit ``utils/dict_formatter.py`` ``format_dict``).
-        A ``Tags`` given as a placeholder cannot take it; the adopted job's status check covers that.
+        A ``Tags`` given as a placeholder, or already holding 50 tags, cannot take it; the adopted
+        job's status check covers that (:meth:`_create_unless_stopped`).
         """
         tag = _ATTEMPT_TAG.get()
         creating = tag is not None and method.startswith("create_")
         if creating and isinstance(config, dict):
             tags = config.setdefault("Tags", [])
-            if isinstance(tags, list) and tag not in tags:
+            if isinstance(tags, list) and tag not in tags and len(tags) < _MAX_TAGS:
                 tags.append(dict(tag))
         try:
             return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
@@ -267,11 +278,11 @@ class BulkheadPluginConnector:
                         f"{k}={config[k]}" for k in _NAME_FIELDS if isinstance(config, dict) and k in config
                     )
                     raise QuotaExceeded(
-                        f"{self.name}: SageMaker refused {method} ({names or 'unnamed'}) for an account quota; "
-                        f"request an increase through AWS Service Quotas: {error.get('Message', '')}"
+                        f"{self.name}: SageMaker refused {method} ({names or 'unnamed'}): an account quota "
+                        f"is reached (ResourceLimitExceeded): {error.get('Message', '')}"
                     ) from original
                 adopted = _ADOPTED.get()
-                if adopted is not None and _already_exists(original):
+                if adopted is not None and _plugin_adopts(original):
                     adopted.append(True)
             raise
 
