@@ -23,6 +23,13 @@ GetTask of such a connector, every SageMaker Describe is answered from the conne
 caches (:mod:`cdao_connectors.sagemaker._job_statuses`): training, processing and transform jobs
 from a shared listing, endpoints, tuning and inference recommender jobs one Describe each; either
 way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
+
+Within a CreateTask of such a connector, the create request carries a ``flyte-attempt`` tag derived
+from the attempt, so the plugin's ``{idempotence_token}`` (a hash of the rendered request) and the
+names built with it are the attempt's own; a job or endpoint the plugin still adopts from SageMaker's
+"already exists" is described once and refused when stopped, deleting or failed; and a create
+SageMaker refuses for a quota (``ResourceLimitExceeded``, which the plugin's endpoint connector
+answers as created) is a :class:`QuotaExceeded` naming the request.
 """
 
 from __future__ import annotations
@@ -373,21 +380,17 @@ class BulkheadPluginConnector:
         fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while an
         error fails only this attempt."""
         resource_meta = await super().create(*args, **kwargs)
-        adopted = _ADOPTED.get()
-        if adopted is not None and not adopted:
-            return resource_meta  # a new job: nothing to check
-        pythonic = getattr(self, "describe_method", "")
-        if pythonic and getattr(resource_meta, "job_name", None):
+        if not _ADOPTED.get():
+            return resource_meta  # a job this create made: nothing to check
+        if getattr(resource_meta, "job_name", None):  # the pythonic jobs (pythonic_base.py)
             field, name = self.job_name_key, resource_meta.job_name
-            describe, status_key = pythonic, self.status_key
-            abandoned = _ADOPTABLE.get(field, ("", "", frozenset({"Stopping", "Stopped"})))[2]
-        else:
+        else:  # the request-based tasks keep their rendered request
             config = getattr(resource_meta, "config", None) or {}
             field = next((k for k in _ADOPTABLE if config.get(k)), "")
             if not field:
                 return resource_meta
             name = str(config[field])
-            describe, status_key, abandoned = _ADOPTABLE[field]
+        describe, status_key, abandoned = _ADOPTABLE[field]
         with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
             described, _ = await self._call(  # type: ignore[attr-defined]
                 method=describe, config={field: name}, region=resource_meta.region
