@@ -454,10 +454,25 @@ _TRAINING_REQUEST = {
 
 
 def _request_template(task_type: str, config: dict) -> object:
+    from flytekitplugins.awssagemaker_batch_transform.task import SageMakerTransformJobTask  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_hyperparameter_tuning.task import (  # noqa: PLC0415
+        SageMakerHyperParameterTuningJobTask,
+    )
     from flytekitplugins.awssagemaker_inference import SageMakerEndpointTask  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference_recommender.task import (  # noqa: PLC0415
+        SageMakerInferenceRecommenderJobTask,
+    )
+    from flytekitplugins.awssagemaker_processing.task import SageMakerProcessingJobTask  # noqa: PLC0415
     from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
 
-    task_class = {"sagemaker-training-job": SageMakerTrainingJobTask, "sagemaker-endpoint": SageMakerEndpointTask}
+    task_class = {
+        "sagemaker-training-job": SageMakerTrainingJobTask,
+        "sagemaker-processing-job": SageMakerProcessingJobTask,
+        "sagemaker-hyperparameter-tuning-job": SageMakerHyperParameterTuningJobTask,
+        "sagemaker-transform-job": SageMakerTransformJobTask,
+        "sagemaker-inference-recommender-job": SageMakerInferenceRecommenderJobTask,
+        "sagemaker-endpoint": SageMakerEndpointTask,
+    }
     return serialize(task_class[task_type](name=f"tests.{task_type}", config=config, region=REGION))
 
 
@@ -585,3 +600,91 @@ def test_a_repeated_training_create_of_a_stopped_job_fails_only_the_attempt(aws_
     with stubber, pytest.raises(RuntimeError, match=r"(?i)TrainingJob fit-.*, which is Stopped.*next attempt"):
         _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=0)
     stubber.assert_no_pending_responses()
+
+
+_ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+# Per request-based task type: its create method, a minimal request botocore's SageMaker model
+# (2017-07-24) accepts, with the name built on ``{idempotence_token}`` as the plugin's task docs
+# show, the name field, and the create's answer.
+_REQUEST_BASED = {
+    "sagemaker-training-job": ("create_training_job", _TRAINING_REQUEST, "TrainingJobName", "TrainingJobArn"),
+    "sagemaker-processing-job": (
+        "create_processing_job",
+        {
+            "ProcessingJobName": "prep-{idempotence_token}",
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+            },
+            "AppSpecification": {"ImageUri": IMAGE},
+            "RoleArn": _ROLE,
+        },
+        "ProcessingJobName",
+        "ProcessingJobArn",
+    ),
+    "sagemaker-hyperparameter-tuning-job": (
+        "create_hyper_parameter_tuning_job",
+        {
+            "HyperParameterTuningJobName": "hpo-{idempotence_token}",
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Random",
+                "ResourceLimits": {"MaxParallelTrainingJobs": 1, "MaxNumberOfTrainingJobs": 2},
+            },
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+                "RoleArn": _ROLE,
+                "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            },
+        },
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobArn",
+    ),
+    "sagemaker-transform-job": (
+        "create_transform_job",
+        {
+            "TransformJobName": "score-{idempotence_token}",
+            "ModelName": "m",
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/d"}}},
+            "TransformOutput": {"S3OutputPath": "s3://b/out"},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        },
+        "TransformJobName",
+        "TransformJobArn",
+    ),
+    "sagemaker-inference-recommender-job": (
+        "create_inference_recommendations_job",
+        {"JobName": "rec-{idempotence_token}", "JobType": "Default", "RoleArn": _ROLE, "InputConfig": {}},
+        "JobName",
+        "JobArn",
+    ),
+    "sagemaker-endpoint": (
+        "create_endpoint",
+        {"EndpointName": "ep-{idempotence_token}", "EndpointConfigName": "c"},
+        "EndpointName",
+        "EndpointArn",
+    ),
+}
+
+
+@pytest.mark.parametrize("task_type", sorted(_REQUEST_BASED))
+def test_every_request_based_task_names_a_new_job_per_attempt(aws_env, monkeypatch, task_type):
+    """Every request-based connector of the plugin names its job with a token of the rendered
+    request only (boto3_mixin.py ``_call``); two attempts of one task must name two jobs, and a
+    repeat of one attempt its one job. The requests sent are read as botocore has them."""
+    method, request, name_field, arn_field = _REQUEST_BASED[task_type]
+    connector = type(ConnectorRegistry.get_connector(task_type))()
+    sm, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    sent: list[dict] = []
+    sm.meta.events.register(
+        f"provide-client-params.sagemaker.{sm.meta.method_to_api_mapping[method]}",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:x/{task_type}"
+    with stubber:
+        for retry in (0, 1, 1):
+            stubber.add_response(method, {arn_field: arn})
+            _create(connector, task_type, request, retry)
+    names = [params[name_field] for params in sent]
+    assert names[0] != names[1] and names[1] == names[2], names
+    assert all(tag["Key"] == "flyte-attempt" for params in sent for tag in params["Tags"])
