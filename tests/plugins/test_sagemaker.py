@@ -688,3 +688,31 @@ def test_every_request_based_task_names_a_new_job_per_attempt(aws_env, monkeypat
     names = [params[name_field] for params in sent]
     assert names[0] != names[1] and names[1] == names[2], names
     assert all(tag["Key"] == "flyte-attempt" for params in sent for tag in params["Tags"])
+
+
+def test_a_batch_transform_refused_for_quota_names_the_job(aws_env, monkeypatch):
+    """SageMaker's quota refusal of the transform job (ResourceLimitExceeded, in CreateTransformJob's
+    errors in botocore's model) is a CreateTask error naming the task's job and keeping AWS's message."""
+    from cdao_connectors.sagemaker._plugin_clients import QuotaExceeded  # noqa: PLC0415
+
+    score = sagemaker_batch_transform_task(
+        "tests.score_quota",
+        execution_role_arn="arn:aws:iam::123456789012:role/sm",
+        region=REGION,
+        output_s3_path="s3://flyte-data/transform",
+    )
+    sm = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sm)
+    stubber.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"})
+    quota = (
+        "The account-level service limit 'ml.m5.large for transform job usage' is 0 Instances, with current "
+        "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to "
+        "request an increase for this quota."
+    )
+    stubber.add_client_error("create_transform_job", "ResourceLimitExceeded", quota)
+    prefix = "s3://flyte-data/metadata/quota"
+    inputs = write_inputs(score, prefix, model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv"))
+    connector = sagemaker_connector.BatchTransformConnector()
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region: sm)
+    with stubber, pytest.raises(QuotaExceeded, match=r"TransformJobName=flyte-q-n0-0-.*transform job usage"):
+        connector.create_sync(serialize(score), prefix, inputs, execution_metadata("q"))

@@ -229,6 +229,20 @@ class QuotaExceeded(RuntimeError):
     """SageMaker refused a create for an account quota (``ResourceLimitExceeded``)."""
 
 
+def quota_refusal(connector: str, method: str, names: str, error: BaseException) -> QuotaExceeded | None:
+    """``error`` as a :class:`QuotaExceeded` naming the connector, the create ``method`` and what it
+    would have created (``names``, e.g. ``EndpointName=x``), keeping AWS's message; None when it is
+    no quota refusal. ``ResourceLimitExceeded`` is among every SageMaker create's errors (botocore
+    ``sagemaker/2017-07-24``)."""
+    fields = (getattr(error, "response", None) or {}).get("Error", {})
+    if fields.get("Code") != "ResourceLimitExceeded":
+        return None
+    return QuotaExceeded(
+        f"{connector}: SageMaker refused {method} ({names or 'unnamed'}): an account quota is reached "
+        f"(ResourceLimitExceeded): {fields.get('Message', '')}"
+    )
+
+
 def _job_name(resource_meta: Any) -> str:
     name = getattr(resource_meta, "job_name", None)
     if name:
@@ -279,15 +293,11 @@ class BulkheadPluginConnector:
         except CustomException as exc:
             if creating:
                 original = exc.original_exception
-                error = (getattr(original, "response", None) or {}).get("Error", {})
-                if error.get("Code") == "ResourceLimitExceeded":
-                    names = ", ".join(
-                        f"{k}={config[k]}" for k in _NAME_FIELDS if isinstance(config, dict) and k in config
-                    )
-                    raise QuotaExceeded(
-                        f"{self.name}: SageMaker refused {method} ({names or 'unnamed'}): an account quota "
-                        f"is reached (ResourceLimitExceeded): {error.get('Message', '')}"
-                    ) from original
+                named = config if isinstance(config, dict) else {}
+                names = ", ".join(f"{k}={named[k]}" for k in _NAME_FIELDS if k in named)
+                refusal = quota_refusal(self.name, method, names, original)
+                if refusal is not None:
+                    raise refusal from original
                 adopted = _ADOPTED.get()
                 if adopted is not None and _plugin_adopts(original):
                     adopted.append(True)
