@@ -1,4 +1,5 @@
-"""SageMaker: spot training through the plugin-based connector, and the endpoint status map, on moto."""
+"""SageMaker: spot training through the plugin-based connector, the endpoint status map, one job
+per attempt and quota refusals, on moto and botocore's Stubber."""
 
 from __future__ import annotations
 
