@@ -1032,19 +1032,17 @@ def _sagemaker_processing(prefix: str) -> tuple[Any, Any]:
 
 
 def test_a_sagemaker_job_whose_check_is_throttled_is_answered_not_orphaned(aws_env):
-    """After the plugin's create the job is described once (is it a stopped one?); a throttled
-    Describe must not turn the CreateTask into an error, which fails the attempt and leaves the new
-    job with nobody to stop it (launcher.go, plugin.go ``Delete`` at flyteplugins/v1.16.8).
-    botocore's Stubber plays SageMaker, its answers checked against the service model."""
+    """A job the plugin's create adopted (SageMaker's ``ResourceInUse`` for its name) is described
+    once (is it a stopped one?); a throttled Describe must not turn the CreateTask into an error,
+    which fails the attempt and leaves the job with nobody to stop it (launcher.go, plugin.go
+    ``Delete`` at flyteplugins/v1.16.8). botocore's Stubber plays SageMaker, its answers checked
+    against the service model."""
     from botocore.stub import Stubber  # noqa: PLC0415
 
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     connector, template = _sagemaker_processing(prefix)
     with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
-        stub.add_response(
-            "create_processing_job",
-            {"ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/j"},
-        )
+        stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
         stub.add_client_error("describe_processing_job", "ThrottlingException", "Rate exceeded", http_status_code=400)
         answered = []
 
@@ -1294,9 +1292,8 @@ def test_a_sagemaker_repeat_while_the_give_up_stops_is_refused_not_answered(aws_
     }
     stopped = []
     with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
-        # The first create, late: the job is created and described (not stopped yet).
+        # The first create, late: the job is created (a new job, not described).
         stub.add_response("create_processing_job", {"ProcessingJobArn": described["ProcessingJobArn"]})
-        stub.add_response("describe_processing_job", described)
         # The repeat, while the give-up's stop is held: the name is taken, the job still InProgress.
         stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
         stub.add_response("describe_processing_job", described)

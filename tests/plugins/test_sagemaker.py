@@ -1,4 +1,5 @@
-"""SageMaker: spot training through the plugin-based connector, and the endpoint status map, on moto."""
+"""SageMaker: spot training through the plugin-based connector, the endpoint status map, one job
+per attempt and quota refusals, on moto and botocore's Stubber."""
 
 from __future__ import annotations
 
@@ -439,3 +440,280 @@ def test_endpoint_tuning_and_recommender_tasks_answer_a_known_status_while_aws_t
             assert resource.phase == PHASE.RUNNING, resource.message
             assert "last known status" in resource.message and "ThrottlingException" in resource.message
         stub.assert_no_pending_responses()
+
+
+_TRAINING_REQUEST = {
+    # A create_training_job request as flytekitplugins-awssagemaker 1.16.31's SageMakerTrainingJobTask
+    # documents it: its name made unique by ``{idempotence_token}`` (awssagemaker_training/task.py).
+    "TrainingJobName": "fit-{idempotence_token}",
+    "RoleArn": "arn:aws:iam::123456789012:role/sagemaker-exec",
+    "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+    "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+}
+
+
+def _request_template(task_type: str, config: dict) -> object:
+    from flytekitplugins.awssagemaker_batch_transform.task import SageMakerTransformJobTask  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_hyperparameter_tuning.task import (  # noqa: PLC0415
+        SageMakerHyperParameterTuningJobTask,
+    )
+    from flytekitplugins.awssagemaker_inference import SageMakerEndpointTask  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference_recommender.task import (  # noqa: PLC0415
+        SageMakerInferenceRecommenderJobTask,
+    )
+    from flytekitplugins.awssagemaker_processing.task import SageMakerProcessingJobTask  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
+
+    task_class = {
+        "sagemaker-training-job": SageMakerTrainingJobTask,
+        "sagemaker-processing-job": SageMakerProcessingJobTask,
+        "sagemaker-hyperparameter-tuning-job": SageMakerHyperParameterTuningJobTask,
+        "sagemaker-transform-job": SageMakerTransformJobTask,
+        "sagemaker-inference-recommender-job": SageMakerInferenceRecommenderJobTask,
+        "sagemaker-endpoint": SageMakerEndpointTask,
+    }
+    return serialize(task_class[task_type](name=f"tests.{task_type}", config=config, region=REGION))
+
+
+def _create(connector, task_type: str, config: dict, retry: int) -> object:
+    import copy  # noqa: PLC0415
+
+    template = _request_template(task_type, copy.deepcopy(config))
+    prefix = f"s3://flyte-data/metadata/giveup/{task_type}/{retry}"
+    meta = execution_metadata("giveup", retry=retry)
+    return _run(connector.create(task_template=template, output_prefix=prefix, task_execution_metadata=meta))
+
+
+def test_the_next_training_attempt_after_a_give_up_starts_a_new_job(aws_env):
+    """Attempt 0's give-up stopped its job; propeller starts attempt 1 afresh (launcher.go ``launch``
+    at flyteplugins/v1.16.8). Its job must not be the stopped one, whose FAILED "Stopped" would fail
+    the whole task (plugin.go ``Status``): the plugin's ``{idempotence_token}`` hashes only the
+    rendered request (boto3_mixin.py ``_call``) and its create takes ResourceInUse as its job
+    (awssagemaker_training/connector.py ``create``)."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-training-job"))()
+    first = _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=0)
+    sm = boto3.client("sagemaker", region_name=REGION)
+    # Attempt 0's give-up stopped it (moto 5 has no StopTrainingJob: its status is set in moto).
+    sagemaker_backends[ACCOUNT][REGION].training_jobs[first.config["TrainingJobName"]].training_job_status = "Stopped"
+    second = _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=1)
+    assert second.config["TrainingJobName"] != first.config["TrainingJobName"]
+    assert sm.describe_training_job(TrainingJobName=second.config["TrainingJobName"])["TrainingJobStatus"] not in (
+        "Stopping",
+        "Stopped",
+    )
+    # A repeated CreateTask of one attempt still gets that attempt's job.
+    again = _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=1)
+    assert again.config["TrainingJobName"] == second.config["TrainingJobName"]
+
+
+def test_the_next_endpoint_attempt_after_a_give_up_creates_a_new_endpoint(aws_env):
+    """As for training jobs; the endpoint plugin adopts "Cannot create already existing" whatever
+    the name (awssagemaker_inference/connector.py ``create``), so attempt 1 would follow attempt
+    0's endpoint while the give-up deletes it."""
+    _endpoint("giveup-base")  # its model and endpoint config
+    request = {"EndpointName": "ep-{idempotence_token}", "EndpointConfigName": "giveup-base"}
+    connector = type(ConnectorRegistry.get_connector("sagemaker-endpoint"))()
+    first = _create(connector, "sagemaker-endpoint", request, retry=0)
+    sagemaker_backends[ACCOUNT][REGION].endpoints[first.config["EndpointName"]].endpoint_status = "Deleting"
+    second = _create(connector, "sagemaker-endpoint", request, retry=1)
+    assert second.config["EndpointName"] != first.config["EndpointName"]
+
+
+def _stubbed_sagemaker(connector, monkeypatch) -> tuple[object, Stubber]:
+    """The connector's SageMaker client answered by a Stubber; its other clients (the attempt table) as they are."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    real = connector.backend.aws
+    monkeypatch.setattr(
+        connector.backend,
+        "aws",
+        lambda service, region, **kw: sm if service == "sagemaker" else real(service, region, **kw),
+    )
+    return sm, Stubber(sm)
+
+
+def test_an_endpoint_of_a_fixed_name_being_deleted_fails_only_the_attempt(aws_env, monkeypatch):
+    """A name without ``{idempotence_token}`` is the same for every attempt; the plugin takes
+    "Cannot create already existing" as its endpoint (awssagemaker_inference/connector.py
+    ``create``). An endpoint a give-up is deleting must fail the attempt, not be answered."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-endpoint"))()
+    _, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    # SageMaker's answer to CreateEndpoint of an existing name (the message the plugin matches).
+    stubber.add_client_error(
+        "create_endpoint",
+        "ValidationException",
+        'Cannot create already existing endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/fixed".',
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        {
+            "EndpointName": "fixed",
+            "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/fixed",
+            "EndpointStatus": "Deleting",
+            "CreationTime": "2026-01-01T00:00:00Z",
+            "LastModifiedTime": "2026-01-01T00:00:00Z",
+        },
+    )
+    request = {"EndpointName": "fixed", "EndpointConfigName": "fixed"}
+    with stubber, pytest.raises(RuntimeError, match=r"(?i)endpoint fixed, which is Deleting.*next attempt"):
+        _create(connector, "sagemaker-endpoint", request, retry=1)
+
+
+def test_an_endpoint_refused_for_quota_is_a_create_error_naming_it(aws_env, monkeypatch):
+    """The plugin answers ``ResourceLimitExceeded`` as a created endpoint (awssagemaker_inference/
+    connector.py ``create``); its GetTask then reports it "deleted outside Flyte?", the wrong cause."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-endpoint"))()
+    _, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    # SageMaker's quota refusal (the API model's ResourceLimitExceeded; the message the plugin matches).
+    quota = (
+        "The account-level service limit 'ml.g5.xlarge for endpoint usage' is 0 Instances, with current "
+        "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to "
+        "request an increase for this quota."
+    )
+    stubber.add_client_error("create_endpoint", "ResourceLimitExceeded", quota)
+    request = {"EndpointName": "over-quota", "EndpointConfigName": "c"}
+    with stubber, pytest.raises(RuntimeError, match=r"EndpointName=over-quota.*quota.*ml.g5.xlarge for endpoint usage"):
+        _create(connector, "sagemaker-endpoint", request, retry=0)
+
+
+def test_a_repeated_training_create_of_a_stopped_job_fails_only_the_attempt(aws_env, monkeypatch):
+    """A repeat of the attempt's CreateTask after its give-up stopped the job (propeller lost its
+    state): the plugin takes ``ResourceInUse`` (in CreateTrainingJob's errors, botocore
+    ``sagemaker/2017-07-24``) as its job; the Stopped job must fail the attempt, not be answered."""
+    connector = type(ConnectorRegistry.get_connector("sagemaker-training-job"))()
+    _, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    stubber.add_client_error("create_training_job", "ResourceInUse", "Training job names must be unique")
+    stubber.add_response(
+        "describe_training_job",
+        {
+            "TrainingJobName": "fit-0",
+            "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/fit-0",
+            "ModelArtifacts": {"S3ModelArtifacts": ""},
+            "TrainingJobStatus": "Stopped",
+            "SecondaryStatus": "Stopped",
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {"VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            "CreationTime": "2026-01-01T00:00:00Z",
+        },
+    )
+    with stubber, pytest.raises(RuntimeError, match=r"(?i)TrainingJob fit-.*, which is Stopped.*next attempt"):
+        _create(connector, "sagemaker-training-job", _TRAINING_REQUEST, retry=0)
+    stubber.assert_no_pending_responses()
+
+
+_ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+# Per request-based task type: its create method, a minimal request botocore's SageMaker model
+# (2017-07-24) accepts, with the name built on ``{idempotence_token}`` as the plugin's task docs
+# show, the name field, and the create's answer.
+_REQUEST_BASED = {
+    "sagemaker-training-job": ("create_training_job", _TRAINING_REQUEST, "TrainingJobName", "TrainingJobArn"),
+    "sagemaker-processing-job": (
+        "create_processing_job",
+        {
+            "ProcessingJobName": "prep-{idempotence_token}",
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+            },
+            "AppSpecification": {"ImageUri": IMAGE},
+            "RoleArn": _ROLE,
+        },
+        "ProcessingJobName",
+        "ProcessingJobArn",
+    ),
+    "sagemaker-hyperparameter-tuning-job": (
+        "create_hyper_parameter_tuning_job",
+        {
+            "HyperParameterTuningJobName": "hpo-{idempotence_token}",
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Random",
+                "ResourceLimits": {"MaxParallelTrainingJobs": 1, "MaxNumberOfTrainingJobs": 2},
+            },
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+                "RoleArn": _ROLE,
+                "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+            },
+        },
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobArn",
+    ),
+    "sagemaker-transform-job": (
+        "create_transform_job",
+        {
+            "TransformJobName": "score-{idempotence_token}",
+            "ModelName": "m",
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/d"}}},
+            "TransformOutput": {"S3OutputPath": "s3://b/out"},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        },
+        "TransformJobName",
+        "TransformJobArn",
+    ),
+    "sagemaker-inference-recommender-job": (
+        "create_inference_recommendations_job",
+        {"JobName": "rec-{idempotence_token}", "JobType": "Default", "RoleArn": _ROLE, "InputConfig": {}},
+        "JobName",
+        "JobArn",
+    ),
+    "sagemaker-endpoint": (
+        "create_endpoint",
+        {"EndpointName": "ep-{idempotence_token}", "EndpointConfigName": "c"},
+        "EndpointName",
+        "EndpointArn",
+    ),
+}
+
+
+@pytest.mark.parametrize("task_type", sorted(_REQUEST_BASED))
+def test_every_request_based_task_names_a_new_job_per_attempt(aws_env, monkeypatch, task_type):
+    """Every request-based connector of the plugin names its job with a token of the rendered
+    request only (boto3_mixin.py ``_call``); two attempts of one task must name two jobs, and a
+    repeat of one attempt its one job. The requests sent are read as botocore has them."""
+    method, request, name_field, arn_field = _REQUEST_BASED[task_type]
+    connector = type(ConnectorRegistry.get_connector(task_type))()
+    sm, stubber = _stubbed_sagemaker(connector, monkeypatch)
+    sent: list[dict] = []
+    sm.meta.events.register(
+        f"provide-client-params.sagemaker.{sm.meta.method_to_api_mapping[method]}",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:x/{task_type}"
+    with stubber:
+        for retry in (0, 1, 1):
+            stubber.add_response(method, {arn_field: arn})
+            _create(connector, task_type, request, retry)
+    names = [params[name_field] for params in sent]
+    assert names[0] != names[1] and names[1] == names[2], names
+    assert all(tag["Key"] == "flyte-attempt" for params in sent for tag in params["Tags"])
+
+
+def test_a_batch_transform_refused_for_quota_names_the_job(aws_env, monkeypatch):
+    """SageMaker's quota refusal of the transform job (ResourceLimitExceeded, in CreateTransformJob's
+    errors in botocore's model) is a CreateTask error naming the task's job and keeping AWS's message."""
+    from cdao_connectors.sagemaker._plugin_clients import QuotaExceeded  # noqa: PLC0415
+
+    score = sagemaker_batch_transform_task(
+        "tests.score_quota",
+        execution_role_arn="arn:aws:iam::123456789012:role/sm",
+        region=REGION,
+        output_s3_path="s3://flyte-data/transform",
+    )
+    sm = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sm)
+    stubber.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"})
+    quota = (
+        "The account-level service limit 'ml.m5.large for transform job usage' is 0 Instances, with current "
+        "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to "
+        "request an increase for this quota."
+    )
+    stubber.add_client_error("create_transform_job", "ResourceLimitExceeded", quota)
+    prefix = "s3://flyte-data/metadata/quota"
+    inputs = write_inputs(score, prefix, model=FlyteFile("s3://b/m.tar.gz"), data=FlyteFile("s3://b/d.csv"))
+    connector = sagemaker_connector.BatchTransformConnector()
+    monkeypatch.setattr(connector.backend, "aws", lambda service, region: sm)
+    with stubber, pytest.raises(QuotaExceeded, match=r"TransformJobName=flyte-q-n0-0-.*transform job usage"):
+        connector.create_sync(serialize(score), prefix, inputs, execution_metadata("q"))

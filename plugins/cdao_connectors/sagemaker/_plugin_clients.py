@@ -23,10 +23,18 @@ GetTask of such a connector, every SageMaker Describe is answered from the conne
 caches (:mod:`cdao_connectors.sagemaker._job_statuses`): training, processing and transform jobs
 from a shared listing, endpoints, tuning and inference recommender jobs one Describe each; either
 way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
+
+Within a CreateTask of such a connector, the create request carries a ``flyte-attempt`` tag derived
+from the attempt, so the plugin's ``{idempotence_token}`` (a hash of the rendered request) and the
+names built with it are the attempt's own; a job or endpoint the plugin still adopts from SageMaker's
+"already exists" is described once and refused when stopped, deleting or failed; and a create
+SageMaker refuses for a quota (``ResourceLimitExceeded``, which the plugin's endpoint connector
+answers as created) is a :class:`QuotaExceeded` naming the request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -62,6 +70,11 @@ _STATUS_CACHES: ContextVar[StatusCaches | None] = ContextVar("sagemaker_status_c
 # Set for one GetTask: why the status it read is its job's last known one (StatusCache.get), for
 # the GetTask's message. A list, so what a call made in a task of its own reaches the GetTask.
 _STALE: ContextVar[list[str] | None] = ContextVar("sagemaker_stale_statuses", default=None)
+# Set for the duration of a CreateTask of a BulkheadPluginConnector: the tag that makes its request,
+# and so the plugin's ``{idempotence_token}``, the attempt's own; and whether SageMaker answered its
+# create "already exists" (the plugin then answers the existing job).
+_ATTEMPT_TAG: ContextVar[dict[str, str] | None] = ContextVar("sagemaker_attempt_tag", default=None)
+_ADOPTED: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted", default=None)
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -164,6 +177,72 @@ _NAME_FIELDS = (
 )
 
 
+# The Describe of each job or endpoint a plugin create may answer (by the create request's name
+# field), its status field, and the statuses of one a give-up stopped or deleted, or that failed:
+# answered to a CreateTask, its GetTask would answer FAILED, failing the whole task (connector/
+# plugin.go ``Status`` at flyteplugins/v1.16.8). Status values: botocore ``sagemaker/2017-07-24``
+# service model (TrainingJobStatus, ProcessingJobStatus, HyperParameterTuningJobStatus,
+# TransformJobStatus, RecommendationJobStatus, EndpointStatus).
+_ADOPTABLE: dict[str, tuple[str, str, frozenset[str]]] = {
+    "TrainingJobName": (
+        "describe_training_job",
+        "TrainingJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed", "Deleting"}),
+    ),
+    "ProcessingJobName": (
+        "describe_processing_job",
+        "ProcessingJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed"}),
+    ),
+    "HyperParameterTuningJobName": (
+        "describe_hyper_parameter_tuning_job",
+        "HyperParameterTuningJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed", "Deleting", "DeleteFailed"}),
+    ),
+    "TransformJobName": ("describe_transform_job", "TransformJobStatus", frozenset({"Stopping", "Stopped", "Failed"})),
+    "JobName": (
+        "describe_inference_recommendations_job",
+        "Status",
+        frozenset({"STOPPING", "STOPPED", "FAILED", "DELETING", "DELETED"}),
+    ),
+    # The statuses SafeEndpointConnector answers FAILED (connector.py ``_ENDPOINT_PHASES``).
+    "EndpointName": (
+        "describe_endpoint",
+        "EndpointStatus",
+        frozenset({"Deleting", "Failed", "OutOfService", "UpdateRollbackFailed"}),
+    ),
+}
+# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
+_MAX_TAGS = 50
+
+
+def _plugin_adopts(error: BaseException) -> bool:
+    """The answers to a create the plugin takes as its job: SageMaker refusing a second job or
+    endpoint of the name (``*/connector.py`` and ``pythonic_base.py`` ``create``,
+    flytekitplugins-awssagemaker 1.16.31)."""
+    error_fields = (getattr(error, "response", None) or {}).get("Error", {})
+    code, message = error_fields.get("Code", ""), error_fields.get("Message", "")
+    return code == "ResourceInUse" or (code == "ValidationException" and "Cannot create already existing" in message)
+
+
+class QuotaExceeded(RuntimeError):
+    """SageMaker refused a create for an account quota (``ResourceLimitExceeded``)."""
+
+
+def quota_refusal(connector: str, method: str, names: str, error: BaseException) -> QuotaExceeded | None:
+    """``error`` as a :class:`QuotaExceeded` naming the connector, the create ``method`` and what it
+    would have created (``names``, e.g. ``EndpointName=x``), keeping AWS's message; None when it is
+    no quota refusal. ``ResourceLimitExceeded`` is among every SageMaker create's errors (botocore
+    ``sagemaker/2017-07-24``)."""
+    fields = (getattr(error, "response", None) or {}).get("Error", {})
+    if fields.get("Code") != "ResourceLimitExceeded":
+        return None
+    return QuotaExceeded(
+        f"{connector}: SageMaker refused {method} ({names or 'unnamed'}): an account quota is reached "
+        f"(ResourceLimitExceeded): {fields.get('Message', '')}"
+    )
+
+
 def _job_name(resource_meta: Any) -> str:
     name = getattr(resource_meta, "job_name", None)
     if name:
@@ -192,6 +271,37 @@ class BulkheadPluginConnector:
         self.backend = Backend(self.name)
         # By (job kind or Describe method, region): the statuses this connector's GetTasks read.
         self.status_caches = StatusCaches(self._new_status_cache)
+
+    async def _call(self, method: str, config: Any, *args: Any, **kwargs: Any) -> Any:
+        """The plugin's ``_call``; within a CreateTask, its create request carries the attempt's tag
+        (so a ``{idempotence_token}`` in its names is the attempt's), an "already exists" answer is
+        noted, and ``ResourceLimitExceeded`` is a :class:`QuotaExceeded` naming the request.
+
+        The tag goes into ``config`` in place: the plugin renders it in place and keeps it as the
+        job's metadata (boto3_mixin.py ``_call``, flytekit ``utils/dict_formatter.py`` ``format_dict``).
+        A ``Tags`` given as a placeholder, or already holding 50 tags, cannot take it; the adopted
+        job's status check covers that (:meth:`_create_unless_stopped`).
+        """
+        tag = _ATTEMPT_TAG.get()
+        creating = tag is not None and method.startswith("create_")
+        if creating and isinstance(config, dict):
+            tags = config.setdefault("Tags", [])
+            if isinstance(tags, list) and tag not in tags and len(tags) < _MAX_TAGS:
+                tags.append(dict(tag))
+        try:
+            return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
+        except CustomException as exc:
+            if creating:
+                original = exc.original_exception
+                named = config if isinstance(config, dict) else {}
+                names = ", ".join(f"{k}={named[k]}" for k in _NAME_FIELDS if k in named)
+                refusal = quota_refusal(self.name, method, names, original)
+                if refusal is not None:
+                    raise refusal from original
+                adopted = _ADOPTED.get()
+                if adopted is not None and _plugin_adopts(original):
+                    adopted.append(True)
+            raise
 
     def _new_status_cache(self, key: tuple[JobKind | str, str], max_age: float) -> StatusCache:
         """The statuses of a job kind (listed) or of one Describe method (read one by one) in a region."""
@@ -249,38 +359,60 @@ class BulkheadPluginConnector:
         # for an endpoint, deleting it); the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(template, kwargs.get("output_prefix") or "", kwargs.get("task_execution_metadata"))
         answers = AttemptAnswers(self.backend, attempt_item("sagemaker", seed))
-        return await self._bounded(
-            self._create_unless_stopped(*args, **kwargs),
-            deadline=_deadlines.CREATE_TASK_SECONDS,
-            what="CreateTask",
-            cancel_late=self.delete,
-            answers=answers,
-        )
+        # The plugin's ``{idempotence_token}`` hashes only the rendered request (boto3_mixin.py
+        # ``_call``): without this tag every attempt of a task names the same job, and the next
+        # attempt after a give-up would be answered the job the give-up stopped. Propeller starts
+        # each attempt afresh (launcher.go ``launch`` at flyteplugins/v1.16.8): a new job.
+        reset_tag = _ATTEMPT_TAG.set({"Key": "flyte-attempt", "Value": hashlib.sha256(seed.encode()).hexdigest()[:32]})
+        reset_adopted = _ADOPTED.set([])
+        try:
+            return await self._bounded(
+                self._create_unless_stopped(*args, **kwargs),
+                deadline=_deadlines.CREATE_TASK_SECONDS,
+                what="CreateTask",
+                cancel_late=self.delete,
+                answers=answers,
+            )
+        finally:
+            _ADOPTED.reset(reset_adopted)
+            _ATTEMPT_TAG.reset(reset_tag)
 
     async def _create_unless_stopped(self, *args: Any, **kwargs: Any) -> Any:
-        """The plugin's create; for its "pythonic" jobs, an error when the attempt's job name is a
-        job already stopped.
+        """The plugin's create; an error when it answered an existing job or endpoint (SageMaker's
+        "already exists" for its name) that a give-up stopped or deleted, or that failed.
 
-        Those creates take SageMaker's refusal of a second job of one name as success
-        (flytekitplugins-awssagemaker ``pythonic_base.py`` ``create``: ``ResourceInUse`` or "Cannot
-        create already existing"). A stopped job means this CreateTask repeats one that gave up
-        (propeller lost its state; the job was stopped by
-        :func:`cdao_connectors._backends.create_within_deadline`): adopting it would answer FAILED,
-        which fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while
-        an error fails only this attempt."""
+        Every create of the plugin takes SageMaker's refusal of a second job or endpoint of one name
+        as success (flytekitplugins-awssagemaker 1.16.31 ``*/connector.py`` and ``pythonic_base.py``
+        ``create``: ``ResourceInUse`` or "Cannot create already existing"). Such a job means this
+        CreateTask repeats one that gave up (propeller lost its state; the job was stopped by
+        :func:`cdao_connectors._backends.create_within_deadline`), or, for a name that does not
+        derive from the attempt, an earlier attempt's job: adopting it would answer FAILED, which
+        fails the whole task (connector/plugin.go ``Status`` at flyteplugins/v1.16.8), while an
+        error fails only this attempt."""
         resource_meta = await super().create(*args, **kwargs)
-        describe = getattr(self, "describe_method", "")
-        job_name = getattr(resource_meta, "job_name", None)
-        if describe and job_name:
-            with checking_created_job(self.name, f"SageMaker job {job_name}"):
-                described, _ = await self._call(  # type: ignore[attr-defined]
-                    method=describe, config={self.job_name_key: job_name}, region=resource_meta.region
+        if not _ADOPTED.get():
+            return resource_meta  # a job this create made: nothing to check
+        if getattr(resource_meta, "job_name", None):  # the pythonic jobs (pythonic_base.py)
+            field, name = self.job_name_key, resource_meta.job_name
+        else:  # the request-based tasks keep their rendered request
+            config = getattr(resource_meta, "config", None) or {}
+            field = next((k for k in _ADOPTABLE if config.get(k)), "")
+            if not field:
+                return resource_meta
+            name = str(config[field])
+        describe, status_key, abandoned = _ADOPTABLE[field]
+        with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
+            described, _ = await self._call(  # type: ignore[attr-defined]
+                method=describe, config={field: name}, region=resource_meta.region
+            )
+            status = described.get(status_key)
+            if status in abandoned:
+                raise AttemptAbandoned(
+                    f"{self.name}: SageMaker answered this attempt's create with its existing "
+                    f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
+                    "give-up, or failed (an earlier attempt's, when its name does not derive from the "
+                    "attempt); the task's next attempt starts anew"
                 )
-                if described.get(self.status_key) in ("Stopping", "Stopped"):
-                    raise AttemptAbandoned(
-                        f"{self.name}: this attempt's SageMaker job {job_name} was stopped (its first CreateTask "
-                        "gave up); the task's next attempt starts a new job"
-                    )
         return resource_meta
 
     @observe_get_task

@@ -39,7 +39,7 @@ from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
-from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, JobGone, install
+from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, JobGone, install, quota_refusal
 from cdao_connectors.sagemaker.task import (
     BATCH_TRANSFORM_TASK_TYPE,
     SAGEMAKER_TRAINING_TASK_TYPE,
@@ -349,6 +349,8 @@ class BatchTransformConnector(BulkheadConnector):
                 Tags=tags,
             )
         except ClientError as exc:
+            if (refusal := quota_refusal(self.name, "create_model", f"ModelName={job}", exc)) is not None:
+                raise refusal from exc
             if not _already_exists(exc):
                 raise
         request: dict[str, Any] = {
@@ -381,6 +383,10 @@ class BatchTransformConnector(BulkheadConnector):
         try:
             sm.create_transform_job(**request)
         except ClientError as exc:
+            if (
+                refusal := quota_refusal(self.name, "create_transform_job", f"TransformJobName={job}", exc)
+            ) is not None:
+                raise refusal from exc
             if not _already_exists(exc):
                 raise
             # A stopped job means this CreateTask repeats one that gave up (propeller lost its
