@@ -351,6 +351,10 @@ class EMRConnector(BulkheadConnector):
         return cache, (resource_meta.cluster_id, resource_meta.step_id)
 
     @staticmethod
+    def has_ended(step: dict[str, Any]) -> bool:
+        return step["Status"].get("State") in _TERMINAL_STEP_STATES
+
+    @staticmethod
     def resource_for(step: dict[str, Any] | None, resource_meta: EMRStepMetadata) -> Resource:
         if step is None:
             return Resource(
