@@ -836,3 +836,70 @@ def test_a_job_not_ended_is_answered_its_own_status_while_outputs_checks_hold_ev
     took, answer = asyncio.run(while_checks_hold_every_thread())
     assert (answer.phase, answer.message) == (PHASE.QUEUED, "the job is RUNNABLE")
     assert took < 0.1, f"the GetTask took {took:.2f}s"
+
+
+def _sagemaker_training_get(connector_factory_env):
+    """A SageMaker training job's GetTask through the plugin's own get() (its Describe is answered
+    by the connector's status cache)."""
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata  # noqa: PLC0415
+
+    name = f"bulkhead-{uuid.uuid4().hex[:8]}"
+    create_sagemaker_jobs(REGION, "training", [name])
+    return SpotTrainingConnector(), PythonicJobMetadata(job_name=name, output_prefix="s3://flyte-data/x", region=REGION)
+
+
+def _emr_serverless_deferred_get(monkeypatch):
+    """An EMR Serverless run created while its application was stopped: the plugin's get() sends
+    GetApplication and StartJobRun (flytekitplugins-awsemrserverless connector.py ``get``), blocking
+    calls on the connector's backend."""
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-bulkhead", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    pending = {
+        "execution_role_arn": "arn:aws:iam::123456789012:role/r",
+        "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+        "client_token": uuid.uuid4().hex,
+    }
+    meta = EMRServerlessJobMetadata(application_id=app, job_run_id="", region=REGION, pending_job_request=pending)
+    return IdempotentEMRServerlessConnector(), meta
+
+
+@pytest.mark.parametrize("plugin_get", [_sagemaker_training_get, _emr_serverless_deferred_get])
+def test_a_plugin_gettask_answers_within_its_bound_while_creates_hold_every_backend_thread(
+    aws_env, monkeypatch, production_status_waits, plugin_get
+):
+    """The plugin-based connectors' GetTasks (SageMaker's through ``_plugin_clients``, EMR
+    Serverless's) run the plugin's own get(), whose blocking calls take the backend's threads
+    (``Backend.run``): within a GetTask (``on_get_task_threads``) those are the GetTask threads, so
+    creates holding every other one (a throttled create holds one for up to CREATE_WAIT_SECONDS)
+    delay no GetTask. Only BulkheadConnector's path was covered (commit 751d240); the EMR
+    Serverless case fails with ``Backend.run`` always on the create/delete threads. SageMaker's
+    plugin get() sends only a Describe, which the status cache answers on its own threads, so its
+    case guards that path rather than the choice."""
+    import threading  # noqa: PLC0415
+
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    # Short, so that on the threads creates hold the GetTask fails at its budget in half a second.
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.5)
+    connector, meta = plugin_get(monkeypatch)
+    released = threading.Event()
+
+    async def while_creates_hold_every_thread():
+        creates = [connector.backend.run(released.wait, 10) for _ in range(WORKERS_PER_BACKEND)]
+        await asyncio.sleep(0.05)  # every create thread is taken
+        try:
+            start = time.monotonic()
+            answer = await connector.get(meta)
+            return time.monotonic() - start, answer
+        finally:
+            released.set()
+            await asyncio.gather(*creates)
+
+    took, answer = asyncio.run(while_creates_hold_every_thread())
+    assert answer.phase not in (PHASE.FAILED, PHASE.RETRYABLE_FAILED), answer
+    assert took < 0.5, f"the GetTask took {took:.2f}s"
