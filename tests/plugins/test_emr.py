@@ -573,3 +573,42 @@ def test_a_step_past_the_clusters_cap_fails_the_create_naming_the_cap_and_the_cl
     details = refused.value.details()
     assert f"EMR cluster {emr_env} already has 256 PENDING and RUNNING steps" in details, details
     assert boto3.client("emr", region_name=REGION).list_steps(ClusterId=emr_env)["Steps"] == []
+
+
+def test_a_deferred_runs_record_goes_when_this_replica_is_no_longer_asked_about_it(aws_env, monkeypatch):
+    """A replica records the run a pending request's deferred StartJobRun started, and dropped the
+    record only when the run's ended GetTask (or its DeleteTask) came to it: under gRPC's round robin
+    that may be another replica, so records piled up without bound (the kind of issue #16's review).
+    A record nobody asked this replica about for the status cache's IDLE_AFTER_SECONDS goes."""
+    import asyncio  # noqa: PLC0415
+
+    from cdao_connectors import _status_cache  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-records", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    monkeypatch.setattr("moto.emrserverless.models.JOB_STATUS", "RUNNING")
+
+    def pending_meta() -> EMRServerlessJobMetadata:
+        request = {
+            "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/r",
+            "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+            "client_token": uuid.uuid4().hex,
+        }
+        return EMRServerlessJobMetadata(application_id=app, job_run_id="", region=REGION, pending_job_request=request)
+
+    now = [0.0]
+    connector = IdempotentEMRServerlessConnector()
+    connector._clock = lambda: now[0]
+    first, second = pending_meta(), pending_meta()
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(connector.get(first)).phase == PHASE.RUNNING
+        assert loop.run_until_complete(connector.get(second)).phase == PHASE.RUNNING
+        now[0] += _status_cache.IDLE_AFTER_SECONDS / 2
+        assert loop.run_until_complete(connector.get(second)).phase == PHASE.RUNNING  # still asked about here
+        now[0] += _status_cache.IDLE_AFTER_SECONDS / 2 + 1  # the first run's later GetTasks went elsewhere
+        assert loop.run_until_complete(connector.get(second)).phase == PHASE.RUNNING
+    finally:
+        loop.close()
+    assert [key[2] for key in connector._started_runs] == [second.pending_job_request["client_token"]]
