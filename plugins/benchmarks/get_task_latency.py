@@ -7,8 +7,9 @@ Starts ``--replicas`` connector service processes (``pyflyte serve connector``, 
 it) and moto and the Codeweave fake on 127.0.0.1 in a child process (``--backends process``, the
 default) or in this one (``--backends in-process``: they then share this interpreter's GIL with the
 polling, which adds their waits to the measured tail). Puts ``--tasks`` running jobs in each
-backend (AWS Batch via CreateTask; EMR steps, EMR Serverless job runs, SageMaker transform, training
-and processing jobs via boto3; Codeweave jobs in the fake), then restarts the replicas, so that no
+backend (AWS Batch via CreateTask; EMR steps, on as many clusters as EMR's 256 active steps a
+cluster need, EMR Serverless job runs, SageMaker transform, training and processing jobs via
+boto3; Codeweave jobs in the fake), then restarts the replicas, so that no
 replica holds a status read while moto still had a job finished and every backend's first pass is a
 first sight. Then, in order:
 
@@ -94,7 +95,7 @@ from cdao_connectors._metrics import GET_TASK_SECONDS_NAME
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
-from cdao_connectors.emr.connector import EMRStepMetadata
+from cdao_connectors.emr.connector import MAX_ACTIVE_STEPS, EMRStepMetadata
 from cdao_connectors.emr.task import EMR_SERVERLESS_TASK_TYPE, EMR_SPARK_TASK_TYPE
 from cdao_connectors.sagemaker.connector import BatchTransformMetadata
 from cdao_connectors.sagemaker.task import (
@@ -127,20 +128,25 @@ async def _batch_tasks(stub: AsyncAgentServiceStub, n: int) -> list[bytes]:
 
 
 def _emr_tasks(n: int) -> list[bytes]:
+    """``n`` running steps, spread over as few clusters as EMR allows: at most
+    ``MAX_ACTIVE_STEPS`` (256) PENDING and RUNNING steps a cluster (emr/connector.py cites the EMR
+    Management Guide); moto does not enforce the cap, so 1000 steps on one cluster would measure a
+    load AWS refuses."""
     emr = boto3.client("emr", region_name=REGION)
-    cluster = emr.run_job_flow(
-        Name="bench",
-        ReleaseLabel="emr-7.5.0",
-        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
     metas = []
-    for i in range(0, n, 200):
+    for first in range(0, n, MAX_ACTIVE_STEPS):
+        cluster = emr.run_job_flow(
+            Name=f"bench-{first // MAX_ACTIVE_STEPS}",
+            ReleaseLabel="emr-7.5.0",
+            Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+        )["JobFlowId"]
         steps = [
             {"Name": f"s{j}", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}
-            for j in range(i, min(n, i + 200))
+            for j in range(first, min(n, first + MAX_ACTIVE_STEPS))
         ]
+        # AddJobFlowSteps takes the cluster's whole share in one call: the cap bounds active steps, not a call's.
         for step_id in emr.add_job_flow_steps(JobFlowId=cluster, Steps=steps)["StepIds"]:
             metas.append(EMRStepMetadata(cluster, step_id, False, REGION, "s3://flyte-data/x", False).encode())
     return metas

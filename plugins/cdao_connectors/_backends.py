@@ -408,7 +408,8 @@ class BulkheadConnector(AsyncConnectorBase):
         queue for those threads ahead of the bound. Only building the Resource (which reads the
         task's outputs once the job ended) runs on threads, the backend's GetTask ones, never behind
         its creates and deletes, and is waited for only as long as a known status
-        (:meth:`_resource_within_bound`); the two share the one budget."""
+        (:meth:`_outcome_within_bound`); the two share the one budget. A job that has not ended is
+        answered from its status at once (:meth:`has_ended`)."""
         return await within_deadline(
             self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
         )
@@ -416,24 +417,31 @@ class BulkheadConnector(AsyncConnectorBase):
     async def _get(self, resource_meta: Any) -> Any:
         cache, key = self.status_of(resource_meta)
         known = await cache.aget(key)
-        resource = await self._resource_within_bound((id(cache), key), known.value, resource_meta)
+        if known.value is None or not self.has_ended(known.value):
+            # Only an ended job's Resource reads anything (its outputs): a job still waiting or
+            # running is answered what its status says, even with every GetTask thread busy reading
+            # ended jobs' outputs (issue #16 review: such a job was answered "reports the job ended").
+            resource = self.resource_for(known.value, resource_meta)
+        else:
+            resource = await self._outcome_within_bound(cache, key, known.value, resource_meta)
         return noting_staleness(resource, known.stale)
 
-    async def _resource_within_bound(self, job: Hashable, value: Any, resource_meta: Any) -> Any:
-        """:meth:`resource_for` of ``value``, built on the backend's GetTask threads and waited for
-        at most ``_status_cache.KNOWN_STATUS_WAIT_SECONDS``. An ended job's Resource reads the task's
-        error.pb and outputs.pb (``_common.outcome_after_exit``, through flytekit's storage layer,
-        one event loop thread for every caller): with many jobs ending at once that took up to the
-        GetTask's 9 s deadline, an error spending propeller's budget. Past the bound the job is
-        answered RUNNING, saying its outcome is being read; the read goes on and its Resource
-        answers the next GetTask of the job."""
+    async def _outcome_within_bound(self, cache: StatusCache, key: Hashable, value: Any, resource_meta: Any) -> Any:
+        """:meth:`resource_for` of ``value``, the status of an ended job, built on the backend's GetTask
+        threads and waited for at most ``_status_cache.KNOWN_STATUS_WAIT_SECONDS``. An ended job's
+        Resource reads the task's error.pb and outputs.pb (``_common.outcome_after_exit``, through
+        flytekit's storage layer, one event loop thread for every caller): with many jobs ending at
+        once that took up to the GetTask's 9 s deadline, an error spending propeller's budget. Past
+        the bound the job is answered RUNNING, saying its outcome is being read; the read goes on,
+        kept with the job's status entry (``StatusCache.attachment``), and its Resource answers the
+        job's next GetTask on this replica. The job's next GetTask may go to another replica (gRPC's
+        round robin): the kept read then goes when the cache drops the entry, so memory stays bounded
+        by the cache's."""
         from cdao_connectors import _status_cache  # noqa: PLC0415  (it imports this module)
 
-        building = self.__dict__.setdefault("_building", {})
-        running = building.get(job)
-        if running is None or running[0] is not value:
-            running = building[job] = (value, self.backend.submit_get_task(self.resource_for, value, resource_meta))
-        future = running[1]
+        future = cache.attachment(
+            key, value, lambda: self.backend.submit_get_task(self.resource_for, value, resource_meta)
+        )
         try:
             # shield: the bound ending must not cancel the build, whose Resource answers the next GetTask.
             resource = await asyncio.wait_for(
@@ -446,8 +454,8 @@ class BulkheadConnector(AsyncConnectorBase):
                 "outputs) is still being read and answers the next status request",
             )
         finally:
-            if future.done() and building.get(job) is running:
-                del building[job]
+            if future.done():
+                cache.detach(key, future)  # answered (or failed): the next GetTask reads afresh
         return resource
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
@@ -464,9 +472,15 @@ class BulkheadConnector(AsyncConnectorBase):
         """The status cache holding the job's status and the job's key in it."""
         raise NotImplementedError
 
+    def has_ended(self, value: Any) -> bool:
+        """Whether the job's description ``value`` (never None) is a terminal status: only then may
+        :meth:`resource_for` block (reading the task's outputs), on the backend's GetTask threads."""
+        raise NotImplementedError
+
     def resource_for(self, value: Any, resource_meta: Any) -> Any:
         """The flytekit ``Resource`` for the job's last known description ``value`` (None: the
-        backend does not know the job)."""
+        backend does not know the job). Runs on the event loop, so it must not block, unless
+        :meth:`has_ended` says ``value`` is terminal."""
         raise NotImplementedError
 
     def delete_sync(self, resource_meta: Any) -> None:

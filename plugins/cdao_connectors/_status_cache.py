@@ -78,7 +78,7 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
@@ -88,6 +88,7 @@ from cdao_connectors import _deadlines
 from cdao_connectors._backends import BackendDeadlineExceeded, is_transient
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Exported on the service's Prometheus port (``pyflyte serve connector --prometheus_port``; the
 # client is flytekit[connector]'s): how often a GetTask waited for the backend, and how often it was
@@ -175,6 +176,7 @@ class Unreadable(NamedTuple):
 class _Entry:
     fetched_at: float
     value: Any  # None: the backend did not return the key (the job is gone)
+    attached: Any = None  # what the connector made of ``value`` (:meth:`StatusCache.attachment`)
 
 
 @dataclass
@@ -475,6 +477,28 @@ class StatusCache:
         with self._lock:
             entry = self._entries.get(key)
             return entry.value if entry is not None else None
+
+    def attachment(self, key: Hashable, value: Any, make: Callable[[], T]) -> T:
+        """What ``make()`` made of ``value``, kept with the key's entry while the entry holds that
+        very ``value`` (a GetTask's slow outputs check of an ended job), so a later caller of the same
+        entry gets the same object. It goes with the entry: when a refresh replaces it, when the key
+        is forgotten or dropped as idle, or at :meth:`detach`; so what is kept is bounded by the
+        cache's entries. When the entry holds another value (refreshed meanwhile) or none,
+        ``make()`` is returned unkept. ``make`` must be quick: it is called holding the cache's lock."""
+        with self._lock:  # make() is quick (it starts the work), so two callers never make two
+            entry = self._entries.get(key)
+            if entry is None or entry.value is not value:
+                return make()
+            if entry.attached is None:
+                entry.attached = make()
+            return entry.attached
+
+    def detach(self, key: Hashable, attached: Any) -> None:
+        """Drop ``attached`` from the key's entry, if it is still the one kept there."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.attached is attached:
+                entry.attached = None
 
     def forget(self, key: Hashable) -> None:
         with self._lock:

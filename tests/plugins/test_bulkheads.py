@@ -558,6 +558,9 @@ def test_a_gettask_answers_within_one_budget_for_its_status_wait_and_its_resourc
         def status_of(self, resource_meta):
             return self.cache, resource_meta.job_id
 
+        def has_ended(self, value):
+            return True
+
         def resource_for(self, value, resource_meta):
             time.sleep(0.4)  # the outputs check of an ended job
             return agent_pb2.Resource(phase=PHASE.SUCCEEDED)
@@ -604,14 +607,17 @@ def _transform_running(connector):
         ("cdao_connectors.sagemaker.connector:BatchTransformConnector", _transform_running),
     ],
 )
+@pytest.mark.parametrize("held_by", ["creates", "outputs checks"])
 def test_a_gettask_answers_within_its_bound_while_creates_hold_every_backend_thread(
-    aws_env, monkeypatch, production_status_waits, connector_class, running
+    aws_env, monkeypatch, production_status_waits, *, connector_class, running, held_by
 ):
     """A throttled CreateTask holds one of its backend's threads for up to CREATE_WAIT_SECONDS
     (create_once; 16-67 s were seen, issue #16): with every one of them held, a GetTask of a job whose
     status is known answers within the known-status bound, not behind the creates at its deadline
-    (Batch's first pass at 1000 tasks: p99 9044 ms against a 2 s bound). The status is what a
-    create seeds (no AWS call), so what is timed is the GetTask's own path."""
+    (Batch's first pass at 1000 tasks: p99 9044 ms against a 2 s bound). With ended jobs' outputs
+    checks holding every GetTask thread instead, a running job is answered its own status, never
+    "the job ended" (issue #16 review). The status is what a create seeds (no AWS call), so what is
+    timed is the GetTask's own path."""
     import importlib  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
@@ -631,7 +637,13 @@ def test_a_gettask_answers_within_its_bound_while_creates_hold_every_backend_thr
     released = threading.Event()
 
     async def while_creates_hold_every_thread():
-        creates = [connector.backend.run(released.wait, 10) for _ in range(WORKERS_PER_BACKEND)]
+        if held_by == "creates":
+            creates = [connector.backend.run(released.wait, 10) for _ in range(WORKERS_PER_BACKEND)]
+        else:  # ended jobs' outputs checks on the GetTask threads: a running job's answer needs none
+            creates = [
+                asyncio.wrap_future(connector.backend.submit_get_task(released.wait, 10))
+                for _ in range(WORKERS_PER_BACKEND)
+            ]
         await asyncio.sleep(0.05)  # every create thread is taken
         try:
             start = time.monotonic()
@@ -643,6 +655,7 @@ def test_a_gettask_answers_within_its_bound_while_creates_hold_every_backend_thr
 
     took, answer = asyncio.run(while_creates_hold_every_thread())
     assert answer.phase == PHASE.RUNNING, answer
+    assert "ended" not in answer.message, answer.message  # a running job is never said to have ended
     assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"the GetTask took {took:.2f}s"
 
 
@@ -721,3 +734,172 @@ def test_an_ended_jobs_gettask_answers_within_the_bound_while_its_outputs_are_re
     finally:
         proxy.stop()
         _common._file_access.cache_clear()
+
+
+def _slow_outputs_connector(seconds: float, clock: Callable[[], float] = time.monotonic):
+    """A BulkheadConnector whose ended jobs' outputs check takes ``seconds``, past the known-status
+    bound, as a slow store's did (issue #16 review: 0.5 s); a job not ended is QUEUED."""
+    import weakref  # noqa: PLC0415
+
+    from cdao_connectors._backends import Backend, BulkheadConnector  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import Resource  # noqa: PLC0415
+
+    class SlowOutputs(BulkheadConnector):
+        def __init__(self) -> None:
+            super().__init__(task_type_name="cdao-slow-outputs-test", metadata_type=CodeweaveJobMetadata)
+            self.backend = Backend("slow outputs test")
+            self.cache = _status_cache.StatusCache(
+                lambda keys: {}, max_age=60.0, batch=1, name="slow-outputs-test", clock=clock
+            )
+            self.built: list[weakref.ref] = []  # every Resource an outputs check built
+
+        def status_of(self, resource_meta):
+            return self.cache, resource_meta.job_id
+
+        @staticmethod
+        def has_ended(value) -> bool:
+            return value["status"] == "SUCCEEDED"
+
+        def resource_for(self, value, resource_meta):
+            if value["status"] != "SUCCEEDED":
+                return Resource(phase=PHASE.QUEUED, message=f"the job is {value['status']}")
+            time.sleep(seconds)
+            resource = Resource(phase=PHASE.SUCCEEDED, message="done")
+            self.built.append(weakref.ref(resource))
+            return resource
+
+    return SlowOutputs()
+
+
+def _meta(job_id: str) -> CodeweaveJobMetadata:
+    return CodeweaveJobMetadata(job_id=job_id, output_prefix="s3://flyte-data/x", has_outputs=False)
+
+
+def test_outputs_checks_whose_gettask_never_comes_back_are_freed_with_their_status_entry(production_status_waits):
+    """Under gRPC's round robin a job's next GetTask may go to another replica: an outputs check that
+    outlived its GetTask's bound stayed referenced until the job's next GetTask came to the same
+    replica, so a replica's memory grew with every ended job (50 entries left after 50 slow checks,
+    issue #16 review). A finished check's Resource answers the job's next GetTask while the job's
+    status entry lives, and goes with that entry. Takes about a second: the checks' slowness past
+    the bound is what is proven."""
+    now = [0.0]
+    connector = _slow_outputs_connector(0.5, clock=lambda: now[0])
+    jobs = [f"ended-{i}" for i in range(50)]
+    for job in jobs:
+        connector.cache.seed(job, {"status": "SUCCEEDED"})
+
+    async def each_asked_once():
+        return await asyncio.gather(*(connector.get(_meta(job)) for job in jobs))
+
+    answers = asyncio.run(each_asked_once())
+    assert {(a.phase, "still being read" in a.message) for a in answers} == {(PHASE.RUNNING, True)}
+    end = time.monotonic() + 10
+    while len(connector.built) < len(jobs) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert len(connector.built) == len(jobs)
+    # While its status entry lives, a job's next GetTask here is answered the finished check's outcome.
+    assert asyncio.run(connector.get(_meta(jobs[0]))).phase == PHASE.SUCCEEDED
+    assert len(connector.built) == len(jobs), "the finished check was not kept for the job's next GetTask"
+
+    now[0] += _status_cache.IDLE_AFTER_SECONDS + 1  # nobody asked about the jobs since: the cache drops them
+    connector.cache.refresh_ahead(older_than=60.0)  # the background pass, which drops idle entries
+    gc.collect()
+    kept = sum(ref() is not None for ref in connector.built)
+    assert kept == 0, f"{kept} outputs checks' Resources outlived their jobs' status entries"
+
+
+def test_a_job_not_ended_is_answered_its_own_status_while_outputs_checks_hold_every_gettask_thread(
+    production_status_waits,
+):
+    """With the GetTask threads busy reading ended jobs' outputs, a job that has not ended was
+    answered "... reports the job ended; its outcome ... is still being read" (issue #16 review).
+    Only an ended job's Resource needs the threads: a job still waiting or running is answered what
+    its status says, at once."""
+    connector = _slow_outputs_connector(0.5)
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+
+    ended = [f"ended-{i}" for i in range(WORKERS_PER_BACKEND)]
+    for job in ended:
+        connector.cache.seed(job, {"status": "SUCCEEDED"})
+    connector.cache.seed("waiting", {"status": "RUNNABLE"})
+
+    async def while_checks_hold_every_thread():
+        checks = [asyncio.ensure_future(connector.get(_meta(job))) for job in ended]
+        await asyncio.sleep(0.05)  # every GetTask thread is in an outputs check
+        try:
+            start = time.monotonic()
+            answer = await connector.get(_meta("waiting"))
+            return time.monotonic() - start, answer
+        finally:
+            await asyncio.gather(*checks)
+
+    took, answer = asyncio.run(while_checks_hold_every_thread())
+    assert (answer.phase, answer.message) == (PHASE.QUEUED, "the job is RUNNABLE")
+    assert took < 0.1, f"the GetTask took {took:.2f}s"
+
+
+def _sagemaker_training_get(connector_factory_env):
+    """A SageMaker training job's GetTask through the plugin's own get() (its Describe is answered
+    by the connector's status cache)."""
+    from cdao_connectors.sagemaker.connector import SpotTrainingConnector  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata  # noqa: PLC0415
+
+    name = f"bulkhead-{uuid.uuid4().hex[:8]}"
+    create_sagemaker_jobs(REGION, "training", [name])
+    return SpotTrainingConnector(), PythonicJobMetadata(job_name=name, output_prefix="s3://flyte-data/x", region=REGION)
+
+
+def _emr_serverless_deferred_get(monkeypatch):
+    """An EMR Serverless run created while its application was stopped: the plugin's get() sends
+    GetApplication and StartJobRun (flytekitplugins-awsemrserverless connector.py ``get``), blocking
+    calls on the connector's backend."""
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-bulkhead", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    pending = {
+        "execution_role_arn": "arn:aws:iam::123456789012:role/r",
+        "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+        "client_token": uuid.uuid4().hex,
+    }
+    meta = EMRServerlessJobMetadata(application_id=app, job_run_id="", region=REGION, pending_job_request=pending)
+    return IdempotentEMRServerlessConnector(), meta
+
+
+@pytest.mark.parametrize("plugin_get", [_sagemaker_training_get, _emr_serverless_deferred_get])
+def test_a_plugin_gettask_answers_within_its_bound_while_creates_hold_every_backend_thread(
+    aws_env, monkeypatch, production_status_waits, plugin_get
+):
+    """The plugin-based connectors' GetTasks (SageMaker's through ``_plugin_clients``, EMR
+    Serverless's) run the plugin's own get(), whose blocking calls take the backend's threads
+    (``Backend.run``): within a GetTask (``on_get_task_threads``) those are the GetTask threads, so
+    creates holding every other one (a throttled create holds one for up to CREATE_WAIT_SECONDS)
+    delay no GetTask. Only BulkheadConnector's path was covered (commit 751d240); the EMR
+    Serverless case fails with ``Backend.run`` always on the create/delete threads. SageMaker's
+    plugin get() sends only a Describe, which the status cache answers on its own threads, so its
+    case guards that path rather than the choice."""
+    import threading  # noqa: PLC0415
+
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
+    # Short, so that on the threads creates hold the GetTask fails at its budget in half a second.
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.5)
+    connector, meta = plugin_get(monkeypatch)
+    released = threading.Event()
+
+    async def while_creates_hold_every_thread():
+        creates = [connector.backend.run(released.wait, 10) for _ in range(WORKERS_PER_BACKEND)]
+        await asyncio.sleep(0.05)  # every create thread is taken
+        try:
+            start = time.monotonic()
+            answer = await connector.get(meta)
+            return time.monotonic() - start, answer
+        finally:
+            released.set()
+            await asyncio.gather(*creates)
+
+    took, answer = asyncio.run(while_creates_hold_every_thread())
+    assert answer.phase not in (PHASE.FAILED, PHASE.RETRYABLE_FAILED), answer
+    assert took < 0.5, f"the GetTask took {took:.2f}s"

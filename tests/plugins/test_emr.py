@@ -536,3 +536,79 @@ def test_emr_first_sights_arriving_together_list_their_cluster_not_ten_ids_a_cal
     assert calls == [()] * -(-live // LIST_STEPS_PAGE), calls  # the listing's pages, no call by id
     slowest = max(took for took, _ in answers)
     assert slowest < _status_cache.FIRST_SIGHT_WAIT_SECONDS, f"a first sight waited {slowest:.2f}s"
+
+
+# What EMR answers AddJobFlowSteps past its cap of 256 PENDING and RUNNING steps a cluster (Amazon
+# EMR Management Guide, "Submit work to an Amazon EMR cluster",
+# https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-work-with-steps.html): botocore's model
+# lists no such error for the operation (emr/2009-03-31, AddJobFlowSteps: InternalServerError only),
+# so its code and message are those EMR sends, as recorded by Yelp/mrjob's EMR stand-in
+# (tests/mock_boto3/emr.py, ``_add_steps``) and matched by gchq/sleeper's requeue of a full cluster
+# (pull request #4607, PersistentEmrPlatformExecutor): an HTTP 400 ValidationException.
+_STEP_CAP_MESSAGE = (
+    "Maximum number of active steps(State = 'Running', 'Pending' or 'Cancel_Pending') for cluster exceeded."
+)
+
+
+def test_a_step_past_the_clusters_cap_fails_the_create_naming_the_cap_and_the_cluster(
+    emr_env, grpc_stubs, fresh_connectors
+):
+    """AddJobFlowSteps on a cluster with 256 PENDING and RUNNING steps is refused; the CreateTask
+    answers an error naming the cap and the cluster, after one call (a refusal, not throttling:
+    nothing to retry), not botocore's bare ValidationException."""
+    import grpc  # noqa: PLC0415
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    connector = ConnectorRegistry.get_connector(EMR_SPARK_TASK_TYPE)
+    creates = connector.backend.aws("emr", REGION, for_creates=True)
+    with Stubber(creates) as stubber:
+        stubber.add_client_error("add_job_flow_steps", "ValidationException", _STEP_CAP_MESSAGE, http_status_code=400)
+        with pytest.raises(grpc.RpcError) as refused:
+            _create(stub, emr_tasks.on_cluster, emr_env, "emr-full")
+        stubber.assert_no_pending_responses()
+    # flytekit's service adds the trace to every error (connector_service.py ``_handle_exception``);
+    # the error itself must say what happened and where.
+    details = refused.value.details()
+    assert f"EMR cluster {emr_env} already has 256 PENDING and RUNNING steps" in details, details
+    assert boto3.client("emr", region_name=REGION).list_steps(ClusterId=emr_env)["Steps"] == []
+
+
+def test_a_deferred_runs_record_goes_when_this_replica_is_no_longer_asked_about_it(aws_env, monkeypatch):
+    """A replica records the run a pending request's deferred StartJobRun started, and dropped the
+    record only when the run's ended GetTask (or its DeleteTask) came to it: under gRPC's round robin
+    that may be another replica, so records piled up without bound (the kind of issue #16's review).
+    A record nobody asked this replica about for the status cache's IDLE_AFTER_SECONDS goes."""
+    import asyncio  # noqa: PLC0415
+
+    from cdao_connectors import _status_cache  # noqa: PLC0415
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-records", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    monkeypatch.setattr("moto.emrserverless.models.JOB_STATUS", "RUNNING")
+
+    def pending_meta() -> EMRServerlessJobMetadata:
+        request = {
+            "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/r",
+            "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+            "client_token": uuid.uuid4().hex,
+        }
+        return EMRServerlessJobMetadata(application_id=app, job_run_id="", region=REGION, pending_job_request=request)
+
+    now = [0.0]
+    connector = IdempotentEMRServerlessConnector()
+    connector._clock = lambda: now[0]
+    first, second = pending_meta(), pending_meta()
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(connector.get(first)).phase == PHASE.RUNNING
+        assert loop.run_until_complete(connector.get(second)).phase == PHASE.RUNNING
+        now[0] += _status_cache.IDLE_AFTER_SECONDS / 2
+        assert loop.run_until_complete(connector.get(second)).phase == PHASE.RUNNING  # still asked about here
+        now[0] += _status_cache.IDLE_AFTER_SECONDS / 2 + 1  # the first run's later GetTasks went elsewhere
+        assert loop.run_until_complete(connector.get(second)).phase == PHASE.RUNNING
+    finally:
+        loop.close()
+    assert [key[2] for key in connector._started_runs] == [second.pending_job_request["client_token"]]

@@ -353,3 +353,24 @@ def test_a_first_sight_never_waits_behind_a_background_pass():
         assert took < 0.5, f"a first sight waited {took:.2f}s behind the background pass"
     finally:
         released.set()
+
+
+def test_an_attachment_lives_only_as_long_as_the_entry_value_it_was_made_of():
+    """A GetTask's slow outputs check is kept with the job's status entry (BulkheadConnector): a
+    refresh that replaces the entry, forgetting the key, or detaching it ends it, so what is kept
+    is bounded by the cache's own entries (issue #16 review: 50 checks left behind)."""
+    statuses = {"j": {"status": "SUCCEEDED"}}
+    cache = StatusCache(lambda keys: {k: dict(statuses[k]) for k in keys}, max_age=60.0, batch=10)
+    cache.seed("j", statuses["j"])
+    value = cache.get("j").value
+    made = object()
+    assert cache.attachment("j", value, lambda: made) is made
+    assert cache.attachment("j", value, object) is made  # the same entry: the same object
+    cache.refresh_ahead(older_than=0.0)  # a new answer replaces the entry
+    assert cache.attachment("j", value, object) is not made  # of the old value: made afresh, not kept
+    value = cache.get("j").value
+    again = cache.attachment("j", value, object)
+    cache.detach("j", again)
+    assert cache.attachment("j", value, object) is not again
+    cache.forget("j")
+    assert cache.attachment("j", value, lambda: made) is made and cache.attachment("j", value, object) is not made

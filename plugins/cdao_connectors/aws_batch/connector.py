@@ -241,6 +241,10 @@ class BatchConnector(BulkheadConnector):
         return self.status_cache(resource_meta.region, cfg.status_refresh_seconds), resource_meta.job_id
 
     @staticmethod
+    def has_ended(job: dict[str, Any]) -> bool:
+        return job.get("status") in ("SUCCEEDED", "FAILED")
+
+    @staticmethod
     def resource_for(job: dict[str, Any] | None, resource_meta: BatchJobMetadata) -> Resource:
         if job is None:
             return Resource(

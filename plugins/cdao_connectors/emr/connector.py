@@ -54,19 +54,42 @@ _STEP_PHASES = {
 _LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERMINATING"]
 # ListSteps answers StepSummaries, with the Status GetTask reads, either for at most ten step ids
 # or for the cluster's steps in the given states, 50 a page (botocore emr/2009-03-31 ListSteps,
-# ListStepsInput.StepIds and .Marker). A refresh pass lists each cluster's live steps (1000 running
-# steps: 20 calls instead of 100 by id); a tracked step not among them has ended and is read by id
-# (ten a call) once: a step in a terminal state never changes, so it is never asked again.
+# ListStepsInput.StepIds and .Marker). A refresh pass lists each cluster's live steps (at most
+# MAX_ACTIVE_STEPS, 256: 6 calls instead of 26 by id); a tracked step not among them has ended and
+# is read by id (ten a call) once: a step in a terminal state never changes, so it is never asked
+# again.
 LIST_STEPS_IDS = 10
 LIST_STEPS_PAGE = 50
 # First sights (GetTasks of steps new to this replica, every step after a restart) queued together
 # are read in one call of up to this many (_status_cache's readers): a cluster with more of them than
-# one ListSteps by id carries is listed instead, so 1000 new steps of one cluster cost 20 calls, not
-# 100 (moto 5.2.5 on 127.0.0.1, 1000 steps: 0.24 s against 0.64 s). Readers taking a cluster's first
-# sights in smaller parts would each list the whole cluster; one first sight alone (the steady
-# state: a step created on another replica) is still one ListSteps by id.
+# one ListSteps by id carries is listed instead, so a full cluster's 256 new steps cost 6 calls, not
+# 26 (moto 5.2.5 on 127.0.0.1, which does not enforce the cap, 1000 steps of one cluster: 0.24 s
+# against 0.64 s). Readers taking a cluster's first sights in smaller parts would each list the
+# whole cluster; one first sight alone (the steady state: a step created on another replica) is
+# still one ListSteps by id.
 FIRST_SIGHTS_PER_READ = 1000
 _LIVE_STEP_STATES = ["PENDING", "CANCEL_PENDING", "RUNNING"]
+# "You can have up to 256 PENDING and RUNNING steps in a cluster" (Amazon EMR Management Guide,
+# "Submit work to an Amazon EMR cluster",
+# https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-work-with-steps.html). Past it
+# AddJobFlowSteps answers a ValidationException (HTTP 400) "Maximum number of active steps(State =
+# 'Running', 'Pending' or 'Cancel_Pending') for cluster exceeded." (botocore's model lists no error
+# for it; the code and message are EMR's as Yelp/mrjob tests/mock_boto3/emr.py ``_add_steps``
+# records them, and gchq/sleeper pull request #4607 matches them).
+MAX_ACTIVE_STEPS = 256
+
+
+class StepCapReached(RuntimeError):
+    """EMR refused a step: its cluster already has :data:`MAX_ACTIVE_STEPS` PENDING and RUNNING steps."""
+
+
+def _is_step_cap(error: ClientError) -> bool:
+    answer = error.response.get("Error", {})
+    return answer.get("Code") == "ValidationException" and "Maximum number of active steps" in (
+        answer.get("Message") or ""
+    )
+
+
 _TERMINAL_STEP_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
 
 
@@ -259,7 +282,18 @@ class EMRConnector(BulkheadConnector):
                 return {"step_id": found} if found else None
 
             def add() -> dict[str, Any]:
-                added = create_once(lambda: creates.add_job_flow_steps(JobFlowId=on, Steps=[step]), CREATE_WAIT_SECONDS)
+                try:
+                    added = create_once(
+                        lambda: creates.add_job_flow_steps(JobFlowId=on, Steps=[step]), CREATE_WAIT_SECONDS
+                    )
+                except ClientError as exc:
+                    if _is_step_cap(exc):
+                        raise StepCapReached(
+                            f"EMR cluster {on} already has {MAX_ACTIVE_STEPS} PENDING and RUNNING steps, the most "
+                            "a cluster takes; this attempt fails and the task's next attempt adds its step again "
+                            "(spread the tasks over more clusters, or use EMR Serverless)"
+                        ) from exc
+                    raise
                 return {"step_id": added["StepIds"][0]}
 
             step_id = ledger.once(_attempt_key(on, name), add, find_step, CREATE_WAIT_SECONDS)["step_id"]
@@ -349,6 +383,10 @@ class EMRConnector(BulkheadConnector):
     def status_of(self, resource_meta: EMRStepMetadata) -> tuple[StatusCache, tuple[str, str]]:
         cache = self.status_cache(resource_meta.region, status_refresh_seconds())
         return cache, (resource_meta.cluster_id, resource_meta.step_id)
+
+    @staticmethod
+    def has_ended(step: dict[str, Any]) -> bool:
+        return step["Status"].get("State") in _TERMINAL_STEP_STATES
 
     @staticmethod
     def resource_for(step: dict[str, Any] | None, resource_meta: EMRStepMetadata) -> Resource:

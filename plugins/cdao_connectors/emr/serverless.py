@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,7 +70,13 @@ from cdao_connectors._backends import (
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
-from cdao_connectors._status_cache import StatusCache, StatusCaches, Unreadable, refresh_period
+from cdao_connectors._status_cache import (
+    IDLE_AFTER_SECONDS,
+    StatusCache,
+    StatusCaches,
+    Unreadable,
+    refresh_period,
+)
 from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 from cdao_connectors.emr.task import check_execution_timeout
 
@@ -349,8 +356,12 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         # clientToken): the plugin's get() and delete() would send GetApplication and StartJobRun
         # again on every call for a resource_meta that keeps pending_job_request (propeller keeps
         # CreateTask's answer for the attempt's life). An entry goes once its run is seen ended or
-        # cancelled here; a run another replica cancelled stays until this one restarts (a few bytes).
-        self._started_runs: dict[tuple[str, str, str], str] = {}
+        # cancelled here, or when nobody asked this replica about it for the status cache's
+        # IDLE_AFTER_SECONDS: under gRPC's round robin the run's last GetTask or DeleteTask may go to
+        # another replica, and entries kept until then grew without bound (issue #16 review's kind).
+        # Each entry: the run's id and when it was last asked about.
+        self._started_runs: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._clock: Callable[[], float] = time.monotonic
 
     @staticmethod
     def _pending_key(resource_meta: Any) -> tuple[str, str, str] | None:
@@ -362,8 +373,18 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     def _with_started_run(self, resource_meta: Any) -> Any:
         """``resource_meta`` naming the run its pending request already started here, if any."""
         key = self._pending_key(resource_meta)
-        run_id = self._started_runs.get(key) if key is not None else None
-        return dataclasses.replace(resource_meta, job_run_id=run_id) if run_id else resource_meta
+        now = self._clock()
+        # The dict is in last-asked order (an entry asked about is put back last), so the idle ones lead.
+        while self._started_runs:
+            oldest = next(iter(self._started_runs))
+            if now - self._started_runs[oldest][1] <= IDLE_AFTER_SECONDS:
+                break
+            del self._started_runs[oldest]
+        started = self._started_runs.pop(key, None) if key is not None else None
+        if started is None:
+            return resource_meta
+        self._started_runs[key] = (started[0], now)
+        return dataclasses.replace(resource_meta, job_run_id=started[0])
 
     @contextmanager
     def _recording_started_run(self, resource_meta: Any) -> Iterator[None]:
@@ -377,7 +398,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             _STARTED.reset(reset)
             key = self._pending_key(resource_meta)
             if started and key is not None:
-                self._started_runs[key] = started[0]
+                self._started_runs.pop(key, None)
+                self._started_runs[key] = (started[0], self._clock())
 
     def _new_cache(self, region: str, max_age: float) -> StatusCache:
         cache: StatusCache
