@@ -100,13 +100,13 @@ class Harness:
     @staticmethod
     def freeze_setup() -> None:
         """Takes what set-up made (imports, clients, with moto in this process its models) out of the
-        garbage collector's scans until :meth:`stop`: a full collection over it stopped the event
-        loop for 0.4-0.5 s on these machines, a harness stall in the measured tail (propeller's Go
-        GC runs concurrently). ``gc.freeze``: https://docs.python.org/3/library/gc.html#gc.freeze"""
+        garbage collector's scans for the rest of the process (never unfrozen: a test running the
+        benchmark in-process shares the connector service module's own freeze): a full collection
+        over it stopped the event loop for 0.4-0.5 s on these machines, a harness stall in the
+        measured tail (propeller's Go GC runs concurrently). ``gc.freeze``: https://docs.python.org/3/library/gc.html#gc.freeze"""
         gc.collect()
         gc.freeze()
 
     async def stop(self) -> None:
-        gc.unfreeze()
         self.gc.stop()
         await self.lag.stop()
