@@ -21,6 +21,7 @@ Hand-written: flytekit has no per-connector executor or deadline.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -40,6 +41,7 @@ from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
+from cdao_connectors._attempts import CREATE_STARTED_AT
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._metrics import observe_get_task
 
@@ -340,9 +342,10 @@ class Backend:
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads within
-        :func:`on_get_task_threads`)."""
+        :func:`on_get_task_threads`), in a copy of the caller's context (as ``asyncio.to_thread``)."""
         pool = self._get_task_pool if _IN_GET_TASK.get() else self._pool
-        return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(pool, call)
 
     async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
@@ -373,10 +376,16 @@ class BulkheadConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        started_at = time.time()  # compared across replicas (cdao_connectors._attempts)
         answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
+        reset = CREATE_STARTED_AT.set(started_at)
+        try:
+            creating = self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata)
+        finally:
+            CREATE_STARTED_AT.reset(reset)
         return await create_within_deadline(
-            self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata),
-            self.cancel_abandoned,
+            creating,
+            functools.partial(self.cancel_abandoned, started_at=started_at),
             backend=self.backend.name,
             transient=self.is_transient_error,
             stop=self.delete,
@@ -396,8 +405,9 @@ class BulkheadConnector(AsyncConnectorBase):
         unless the connector's backend is not AWS)."""
         return aws_error_is_transient(error)
 
-    async def cancel_abandoned(self, resource_meta: Any) -> None:
-        """Stops the job of a create that finished after its CreateTask answered an error (DeleteTask)."""
+    async def cancel_abandoned(self, resource_meta: Any, *, started_at: float | None = None) -> None:
+        """Stops the job of a create that finished after its CreateTask (started at ``started_at``,
+        epoch seconds) answered an error (DeleteTask)."""
         await self.delete(resource_meta)
 
     @observe_get_task

@@ -457,7 +457,7 @@ def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(gave
     """The cancel of a job started after its CreateTask gave up marks the attempt abandoned first;
     a throttled ledger write must not leave the job running (nobody else would stop it)."""
 
-    def throttled_abandon(self, key):
+    def throttled_abandon(self, key, **kwargs):
         # DynamoDB's throttling answer (AWS "Common Errors": ThrottlingException, HTTP 400).
         raise ClientError(
             {
@@ -614,9 +614,9 @@ def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after
     cancel = batch.connector.cancel_abandoned
     gave_up: asyncio.Future = None  # type: ignore[assignment]
 
-    async def cancel_and_note(resource_meta):
+    async def cancel_and_note(resource_meta, **kwargs):
         try:
-            await cancel(resource_meta)
+            await cancel(resource_meta, **kwargs)
         finally:
             gave_up.set_result(None)
 
@@ -1471,3 +1471,111 @@ def test_a_batch_transform_repeat_while_the_give_up_stops_it_is_refused_not_answ
         stub.assert_no_pending_responses()
     assert not _answered_then_cancelled(outcome, bool(stopped)), (outcome, stopped)
     assert isinstance(outcome, AttemptAbandoned)
+
+
+# A repeated CreateTask of an attempt (propeller lost its state) that took over the recorded Batch job
+# or EMR cluster, then gives up itself (its deadline passed, or propeller cancelled the RPC): its
+# error is the answer propeller records, so it fails the attempt and starts the next one. The job
+# must be cancelled then, unless a CreateTask that started after the one giving up was answered it.
+
+
+async def _repeat_takes_over_and_gives_up(monkeypatch, connector, template, prefix, meta) -> tuple[Any, bool]:
+    """The first CreateTask's answer (lost to propeller) and whether the give-up of the repeat,
+    which took the job over and was then cancelled by propeller (create_within_deadline treats a
+    cancelled RPC as its deadline), cancelled it. Events order the steps: the repeat is held in the
+    ledger until propeller has cancelled it, the give-up's cancel is awaited to its end."""
+    from cdao_connectors._attempts import AttemptLedger  # noqa: PLC0415
+
+    first = await connector.create(template, prefix, None, meta)
+    entered, release = threading.Event(), threading.Event()
+    once = AttemptLedger.once
+
+    def held_once(self, *args, **kwargs):
+        entered.set()
+        assert release.wait(10), "the repeat was not released"
+        return once(self, *args, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "once", held_once)
+    cancel, gave_up = connector.delete, asyncio.Event()
+    cancelled = []
+
+    async def noting_delete(resource_meta, **kwargs):
+        cancelled.append(resource_meta)
+        return await cancel(resource_meta, **kwargs)
+
+    abandon = connector.cancel_abandoned
+
+    async def noting_give_up(resource_meta, **kwargs):
+        try:
+            return await abandon(resource_meta, **kwargs)
+        finally:
+            gave_up.set()
+
+    monkeypatch.setattr(connector, "delete", noting_delete)
+    monkeypatch.setattr(connector, "cancel_abandoned", noting_give_up)
+    repeat = asyncio.ensure_future(connector.create(template, prefix, None, meta))
+    assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+    repeat.cancel()  # propeller gave up on the repeat's CreateTask
+    with pytest.raises(asyncio.CancelledError):
+        await repeat
+    release.set()
+    await asyncio.wait_for(gave_up.wait(), 10)
+    return first, bool(cancelled)
+
+
+def test_a_batch_repeat_that_took_over_the_job_and_gives_up_terminates_it(aws_env, moto_endpoint, monkeypatch):
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"took-over-{uuid.uuid4().hex[:6]}"))
+    first, cancelled = _run_and_return(
+        _repeat_takes_over_and_gives_up(
+            monkeypatch,
+            BatchConnector(),
+            serialize(batch_tasks.preprocess),
+            f"s3://flyte-data/m/{uuid.uuid4().hex}",
+            meta,
+        )
+    )
+    assert cancelled, "the job the repeat took over runs on after its CreateTask failed the attempt"
+    assert _batch_jobs()[first.job_id].stop
+
+
+def test_an_emr_repeat_that_took_over_the_cluster_and_gives_up_terminates_it(transient_emr_env, monkeypatch):
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"took-over-{uuid.uuid4().hex[:6]}"))
+    first, cancelled = _run_and_return(
+        _repeat_takes_over_and_gives_up(
+            monkeypatch,
+            EMRConnector(),
+            serialize(emr_tasks.on_transient),
+            f"s3://flyte-data/m/{uuid.uuid4().hex}",
+            meta,
+        )
+    )
+    assert cancelled, "the cluster the repeat took over runs on after its CreateTask failed the attempt"
+    assert _emr_clusters()[first.cluster_id].state == "TERMINATED"
+
+
+def test_the_ledger_lets_only_the_latest_create_task_that_took_over_a_job_give_it_up(ledger_table):
+    """Batch and EMR's ledger calls (once, then abandon on a give-up) ordered by the CreateTasks'
+    starts: the first create's give-up (its answer lost to propeller) leaves the job to the repeat
+    that took it over; that repeat's own give-up marks it, and no later CreateTask is answered it."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    attempt = f"batch/{uuid.uuid4().hex}"
+    assert _ledger(ledger_table).once(attempt, lambda: {"job_id": "job-A"}, lambda: None, 1, started_at=100.0) == {
+        "job_id": "job-A"
+    }
+    taken_over = _ledger(ledger_table).once(
+        attempt, lambda: pytest.fail("second job"), lambda: None, 1, started_at=200.0
+    )
+    assert taken_over == {"job_id": "job-A"}
+    assert _ledger(ledger_table).abandon(attempt, started_at=100.0) is False
+    assert _ledger(ledger_table).abandon(attempt, started_at=200.0) is True
+    with pytest.raises(AttemptAbandoned, match=attempt):
+        _ledger(ledger_table).once(attempt, lambda: pytest.fail("second job"), lambda: None, 1, started_at=300.0)
