@@ -21,6 +21,7 @@ Hand-written: flytekit has no per-connector executor or deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -146,9 +148,20 @@ def on_get_task_threads() -> Iterator[None]:
         _IN_GET_TASK.reset(reset)
 
 
+@dataclass
+class _LateCancel:
+    """What a late cancel stops, and how a shutdown hurries it (:func:`finish_late_cancels`)."""
+
+    backend: str
+    resource_meta: Any
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # ends the wait for the next try
+    last_try: bool = False  # a refusal now is final: the process is shutting down
+    stopped: bool = False
+
+
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
-# weak references to tasks).
-_LATE_CANCELS: set[asyncio.Task[Any]] = set()
+# weak references to tasks), with what each stops.
+_LATE_CANCELS: dict[asyncio.Task[Any], _LateCancel] = {}
 
 # A late cancel refused for now (throttled, a 5xx, its DeleteTask deadline run out) is tried again
 # after LATE_CANCEL_FIRST_DELAY seconds, doubling up to LATE_CANCEL_MAX_DELAY, for at most
@@ -272,6 +285,7 @@ def _stop_in_background(
     transient: Callable[[BaseException], bool],
 ) -> None:
     """``cancel(resource_meta)`` on the event loop, tried again while refused for now (create_within_deadline)."""
+    late = _LateCancel(backend, resource_meta)
 
     async def cancelling() -> None:
         give_up = time.monotonic() + LATE_CANCEL_SECONDS
@@ -281,9 +295,11 @@ def _stop_in_background(
             tries += 1
             try:
                 await cancel(resource_meta)
+                late.stopped = True
                 return
             except Exception as exc:
-                if not _transient_in_chain(exc, transient) or time.monotonic() + delay > give_up:
+                final = late.last_try or time.monotonic() + delay > give_up
+                if final or not _transient_in_chain(exc, transient):
                     _log.exception(
                         "%s: could not cancel %r, which its CreateTask could not answer (%d tries); "
                         "it must be stopped by hand",
@@ -295,12 +311,46 @@ def _stop_in_background(
                 _log.warning(
                     "%s: cancelling %r refused for now, trying again in %.1fs: %s", backend, resource_meta, delay, exc
                 )
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(late.wake.wait(), delay)
             delay = min(2 * delay, LATE_CANCEL_MAX_DELAY)
 
     task = asyncio.ensure_future(cancelling())
-    _LATE_CANCELS.add(task)
-    task.add_done_callback(_LATE_CANCELS.discard)
+    _LATE_CANCELS[task] = late
+    task.add_done_callback(lambda done: _LATE_CANCELS.pop(done, None))
+
+
+def late_cancels_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running late cancels not done yet, or None when there are none."""
+    for task in _LATE_CANCELS:
+        if not task.done():
+            return task.get_loop()
+    return None
+
+
+async def finish_late_cancels(budget: float) -> list[Any]:
+    """Tries every late cancel not done yet once more now, each try's refusal final, and waits
+    ``budget`` seconds at most for them; returns the ``resource_meta`` of each job not stopped by
+    then. Each refused try and each cancel still under way at the end is logged with its job's
+    ``resource_meta`` ("must be stopped by hand"): the process is going away, and with it every
+    record of these jobs (nobody else ever stops them, module docstring). For a replica's shutdown
+    (``cdao_connectors.service``): Kubernetes kills it a grace period after SIGTERM."""
+    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done()}
+    for late in pending.values():
+        late.last_try = True
+        late.wake.set()
+    if not pending:
+        return []
+    _, unfinished = await asyncio.wait(pending, timeout=budget)
+    for task in unfinished:
+        late = pending[task]
+        _log.error(
+            "%s: shutting down with the cancel of %r, which its CreateTask could not answer, still under way; "
+            "it must be stopped by hand",
+            late.backend,
+            late.resource_meta,
+        )
+    return [late.resource_meta for late in pending.values() if not late.stopped]
 
 
 def _endpoint_override(service: str) -> str | None:
