@@ -158,10 +158,23 @@ class _LateCancel:
     last_try: bool = False  # a refusal now is final: the process is shutting down
     stopped: bool = False
 
+    def __post_init__(self) -> None:
+        if _shutting_down:
+            self.last_try = True
+            _shutdown_cancels.append(self)
+
+
+# Set while finish_late_cancels runs: a late cancel started then gets one try.
+_shutting_down = False
+# Every late cancel of the shutdown under way (finish_late_cancels), done or not.
+_shutdown_cancels: list[_LateCancel] = []
+
 
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
 # weak references to tasks), with what each stops.
 _LATE_CANCELS: dict[asyncio.Task[Any], _LateCancel] = {}
+# Creates still running after their CreateTask gave up (each starts a late cancel once done), by backend.
+_GAVE_UP_CREATES: dict[asyncio.Future[Any], str] = {}
 
 # A late cancel refused for now (throttled, a 5xx, its DeleteTask deadline run out) is tried again
 # after LATE_CANCEL_FIRST_DELAY seconds, doubling up to LATE_CANCEL_MAX_DELAY, for at most
@@ -254,6 +267,8 @@ async def create_within_deadline(
         started.add_done_callback(
             functools.partial(_cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient)
         )
+        _GAVE_UP_CREATES[started] = backend
+        started.add_done_callback(lambda done: _GAVE_UP_CREATES.pop(done, None))
         raise
 
 
@@ -321,9 +336,10 @@ def _stop_in_background(
 
 
 def late_cancels_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running late cancels not done yet, or None when there are none."""
-    for task in _LATE_CANCELS:
-        if not task.done():
+    """The event loop running late cancels, or creates that will start one, not done yet; None
+    when there are none."""
+    for task in [*_LATE_CANCELS, *_GAVE_UP_CREATES]:
+        if not task.done() and not task.get_loop().is_closed():
             return task.get_loop()
     return None
 
@@ -331,26 +347,49 @@ def late_cancels_loop() -> asyncio.AbstractEventLoop | None:
 async def finish_late_cancels(budget: float) -> list[Any]:
     """Tries every late cancel not done yet once more now, each try's refusal final, and waits
     ``budget`` seconds at most for them; returns the ``resource_meta`` of each job not stopped by
-    then. Each refused try and each cancel still under way at the end is logged with its job's
-    ``resource_meta`` ("must be stopped by hand"): the process is going away, and with it every
-    record of these jobs (nobody else ever stops them, module docstring). For a replica's shutdown
+    then. Creates still running after their CreateTask gave up are waited for within the same
+    budget, and the job each starts gets one try. Each refused try and each cancel still under way
+    at the end is logged with its job's ``resource_meta`` ("must be stopped by hand"), each create
+    still running with its backend: the process is going away, and with it every record of these
+    jobs (nobody else ever stops them, module docstring). For a replica's shutdown
     (``cdao_connectors.service``): Kubernetes kills it a grace period after SIGTERM."""
-    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done()}
-    for late in pending.values():
+    global _shutting_down  # noqa: PLW0603  (read by every late cancel, started before or during this)
+    _shutting_down = True
+    try:
+        return await _finish_late_cancels(budget)
+    finally:
+        _shutting_down = False
+
+
+async def _finish_late_cancels(budget: float) -> list[Any]:
+    end = time.monotonic() + budget
+    _shutdown_cancels[:] = [late for task, late in _LATE_CANCELS.items() if not task.done()]
+    for late in _shutdown_cancels:
         late.last_try = True
         late.wake.set()
-    if not pending:
-        return []
-    _, unfinished = await asyncio.wait(pending, timeout=budget)
-    for task in unfinished:
-        late = pending[task]
-        _log.error(
-            "%s: shutting down with the cancel of %r, which its CreateTask could not answer, still under way; "
-            "it must be stopped by hand",
-            late.backend,
-            late.resource_meta,
-        )
-    return [late.resource_meta for late in pending.values() if not late.stopped]
+    creates = {create: backend for create, backend in _GAVE_UP_CREATES.items() if not create.done()}
+    if creates:
+        # Each one's done callbacks (registered before asyncio.wait's own) start its late cancel.
+        await asyncio.wait(creates, timeout=budget)
+    for create, backend in creates.items():
+        if not create.done():
+            _log.error(
+                "%s: shutting down while a create whose CreateTask gave up still runs; a job it starts is "
+                "neither cancelled nor followed: look it up by its attempt's name; it must be stopped by hand",
+                backend,
+            )
+    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done()}
+    if pending:
+        _, unfinished = await asyncio.wait(pending, timeout=max(0.0, end - time.monotonic()))
+        for task in unfinished:
+            late = pending[task]
+            _log.error(
+                "%s: shutting down with the cancel of %r, which its CreateTask could not answer, still under way; "
+                "it must be stopped by hand",
+                late.backend,
+                late.resource_meta,
+            )
+    return [late.resource_meta for late in _shutdown_cancels if not late.stopped]
 
 
 def _endpoint_override(service: str) -> str | None:

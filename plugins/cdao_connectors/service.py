@@ -9,6 +9,9 @@ one format (JSON with ``FLYTE_SDK_RICH_TRACEBACKS=0``, as the Deployment sets) a
 (``FLYTE_SDK_LOGGING_LEVEL``). flytekit's logger does not propagate and the root logger has no
 handler (flytekit 1.16.31 ``loggers.py``), so they would otherwise reach ``logging.lastResort``: bare
 text with no level, time or logger name.
+
+On SIGTERM it tries the cancels still pending of jobs whose CreateTask gave up once more, and logs
+each job not stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``).
 """
 
 import asyncio
@@ -93,7 +96,7 @@ _package_logger.propagate = False
 # handler is installed here, at import, in the main thread that then runs the event loop. With
 # late cancels pending it tries each once more now, within SHUTDOWN_CANCEL_SECONDS, logs each job not
 # stopped, then ends the process as SIGTERM would have; with none it does so at once. The budget
-# leaves a DeleteTask's deadline and the grace period's rest for the try under way.
+# holds a try bounded by the DeleteTask deadline (10 s) and leaves a third of the grace period to end.
 SHUTDOWN_CANCEL_SECONDS = 20.0
 _sigterm_before = signal.getsignal(signal.SIGTERM)
 _shutdown: set[asyncio.Task[None]] = set()  # the shutdown's task, referenced while it runs
@@ -106,6 +109,7 @@ def _end_as_before(signum: int) -> None:
 
 
 async def _finish_then_end(signum: int) -> None:
+    _log.warning("SIGTERM: trying the pending cancels of jobs once more before ending")
     try:
         await finish_late_cancels(SHUTDOWN_CANCEL_SECONDS)
     finally:
@@ -124,13 +128,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _shutdown_started.is_set():
         return  # a repeated SIGTERM: the shutdown under way ends the process
     _shutdown_started.set()
-    _log.warning("SIGTERM: trying the pending cancels of jobs once more before ending")
     # A Python signal handler runs between two bytecodes of the main thread, possibly inside the
     # event loop's own code: the loop is handed the work through its thread-safe entry.
     loop.call_soon_threadsafe(_start_shutdown, loop, signum)
 
 
-if _sigterm_before in (signal.SIG_DFL, None):  # never replaces a handler someone else installed
+# Never replaces a handler someone else installed; signal.signal works only in the main thread.
+if _sigterm_before in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 # Everything imported so far (flytekit, botocore's service models, the plugins: ~200,000 objects)

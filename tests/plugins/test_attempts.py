@@ -1664,7 +1664,8 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     """finish_late_cancels, on create_within_deadline itself (milliseconds): two late cancels
     throttled and waiting a minute for their next try are tried at once; the one AWS refuses again
     is not retried (the process is going away) but logged with its job and returned, the other
-    stopped. The real process's SIGTERM is the test above."""
+    stopped; a create still running after its CreateTask gave up is waited for, and the job it
+    starts stopped. The real process's SIGTERM is the test above."""
     from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
     from cdao_connectors._backends import (  # noqa: PLC0415
         BackendDeadlineExceeded,
@@ -1678,29 +1679,35 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     tries: list[str] = []
     refusing = {"job-late-1", "job-late-2"}
 
-    async def scenario() -> list[Any]:
-        release = asyncio.Event()
+    async def scenario() -> tuple[list[Any], list[str]]:
+        released = {job: asyncio.Event() for job in ("job-late-1", "job-late-2", "job-late-3")}
 
         async def terminate(job: str) -> None:
             tries.append(job)
             if job in refusing:
                 raise _throttled("TerminateJob")
 
-        for job in ("job-late-1", "job-late-2"):
+        for job, release in released.items():
 
-            async def create(job: str = job) -> str:
+            async def create(job: str = job, release: asyncio.Event = release) -> str:
                 await release.wait()
                 return job
 
             with pytest.raises(BackendDeadlineExceeded):
                 await create_within_deadline(create(), terminate, backend="AWS Batch")
-        release.set()
+        released["job-late-1"].set()
+        released["job-late-2"].set()
         await _until(lambda: len(tries) == 2)  # each refused once, now waiting 60 s
         refusing.discard("job-late-2")
-        return await asyncio.wait_for(finish_late_cancels(5.0), 5)
+        finishing = asyncio.ensure_future(finish_late_cancels(5.0))
+        await _until(lambda: len(tries) == 4)  # both tried again at once
+        released["job-late-3"].set()
+        return await asyncio.wait_for(finishing, 5), sorted(tries)  # tries as the shutdown ended
 
-    assert _run_and_return(scenario()) == ["job-late-1"]
-    assert sorted(tries) == ["job-late-1", "job-late-1", "job-late-2", "job-late-2"]
+    assert _run_and_return(scenario()) == (
+        ["job-late-1"],
+        ["job-late-1", "job-late-1", "job-late-2", "job-late-2", "job-late-3"],
+    )
     (by_hand,) = {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()}
     assert "job-late-1" in by_hand
 
