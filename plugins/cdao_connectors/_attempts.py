@@ -156,16 +156,18 @@ class AttemptAnswers:
     (:meth:`answering`) before answering, and marks the attempt abandoned before a give-up's cancel
     (:meth:`cancelling`).
 
-    Made when the CreateTask starts (its start is :attr:`started_at`, epoch seconds) and before its
-    create: the table's setting (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is
-    the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
+    Made when the CreateTask starts (its start, :data:`CREATE_STARTED_AT` when set, is
+    :attr:`started_at`, epoch seconds) and before its create: the table's setting
+    (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is the attempt's key
+    (:func:`attempt_item`); ``backend`` runs the calls.
     """
 
     def __init__(self, backend: Backend, item: str) -> None:
         self._backend = backend
         self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
         self.item = item
-        self.started_at = time.time()  # compared across replicas (module docstring)
+        # The CreateTask's start (compared across replicas: module docstring), made before any job.
+        self.started_at = CREATE_STARTED_AT.get() or time.time()
 
     async def answering(self, created: Awaitable[T]) -> T:
         """``created``'s job, once recorded as answered by this CreateTask. Raises

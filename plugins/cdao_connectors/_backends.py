@@ -466,9 +466,9 @@ class BulkheadConnector(AsyncConnectorBase):
         **kwargs: Any,
     ) -> Any:
         started_at = time.time()  # compared across replicas (cdao_connectors._attempts)
-        answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
         reset = CREATE_STARTED_AT.set(started_at)
         try:
+            answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
             creating = self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata)
         finally:
             CREATE_STARTED_AT.reset(reset)
