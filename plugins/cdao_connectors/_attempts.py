@@ -33,11 +33,14 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.Con
   plugin.go`` ``Status``: FAILED is ``PhaseInfoFailure``), while a CreateTask error costs only this
   attempt and the next one starts a new job;
 * the repeat and the give-up race between the job's record and the mark: a repeat answers a
-  recorded job only by marking it adopted, with a conditional write that fails once the attempt is
-  marked abandoned, and the give-up marks it abandoned only while it is not adopted, and cancels
-  the job only then. DynamoDB orders the two writes: either the repeat is refused, or it is
-  answered the job, which then runs on (propeller re-sends a CreateTask only after losing its state,
-  so the repeat's answer is the one it records and follows); never a job being cancelled.
+  recorded job only by recording its own start as answered (:meth:`AttemptLedger.answer`, a
+  conditional write that fails once the attempt is marked abandoned), and a give-up marks the
+  attempt abandoned, and cancels the job, only while no CreateTask that started after its own was
+  answered the job, as for the backends below. DynamoDB orders the two writes: either the repeat
+  is refused, or it is answered the job, which then runs on (propeller re-sends a CreateTask only
+  after losing its state, so the repeat's answer is the one it records and follows); never a job
+  being cancelled. A repeat that took the job over and then gives up itself cancels it: its error
+  is the answer propeller records, and the attempt's next one starts a new job.
 
 For the backends whose API deduplicates, every CreateTask of the attempt gets the one job from the
 API, and nothing there tells a repeat that a give-up is cancelling it (the cancel may be under way,
@@ -70,6 +73,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -94,6 +98,11 @@ _POLL_SECONDS = 0.1
 # A CreateTask finding another one creating the attempt's job waits this long for its answer, then
 # gives up well inside propeller's CreateTask deadline; the owner's own create is bounded by it too.
 CREATE_WAIT_SECONDS = CREATE_TASK_SECONDS / 2
+
+# The start (wall-clock epoch seconds) of the CreateTask whose create runs in this context, set by
+# BulkheadConnector.create and seen on the backend's threads (Backend.run copies the context): a
+# create claiming its attempt itself (AttemptLedger.once) records it when it takes a job over.
+CREATE_STARTED_AT: ContextVar[float | None] = ContextVar("cdao_create_started_at", default=None)
 
 
 class AttemptInProgress(RuntimeError):
@@ -147,16 +156,18 @@ class AttemptAnswers:
     (:meth:`answering`) before answering, and marks the attempt abandoned before a give-up's cancel
     (:meth:`cancelling`).
 
-    Made when the CreateTask starts (its start is :attr:`started_at`, epoch seconds) and before its
-    create: the table's setting (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is
-    the attempt's key (:func:`attempt_item`); ``backend`` runs the calls.
+    Made when the CreateTask starts (its start, :data:`CREATE_STARTED_AT` when set, is
+    :attr:`started_at`, epoch seconds) and before its create: the table's setting
+    (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is the attempt's key
+    (:func:`attempt_item`); ``backend`` runs the calls.
     """
 
     def __init__(self, backend: Backend, item: str) -> None:
         self._backend = backend
         self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
         self.item = item
-        self.started_at = time.time()  # compared across replicas (module docstring)
+        # The CreateTask's start (compared across replicas: module docstring), made before any job.
+        self.started_at = CREATE_STARTED_AT.get() or time.time()
 
     async def answering(self, created: Awaitable[T]) -> T:
         """``created``'s job, once recorded as answered by this CreateTask. Raises
@@ -220,6 +231,7 @@ class AttemptLedger:
         create: Callable[[], dict[str, Any]],
         find: Callable[[], dict[str, Any] | None],
         wait_seconds: float,
+        started_at: float | None = None,
     ) -> dict[str, Any]:
         """The job of ``attempt``: the one recorded, else ``create()``'s, created by exactly one caller.
 
@@ -228,7 +240,12 @@ class AttemptLedger:
         without an answer from AWS (anything but a ``ClientError``): a job found then is the answer.
         Raises :class:`AttemptInProgress` when another caller still holds the claim after
         ``wait_seconds``, :class:`AttemptAbandoned` when the attempt's job was cancelled (:meth:`abandon`).
+        A recorded job is answered only once recorded as answered by the CreateTask that started at
+        ``started_at`` (epoch seconds; default: now), as :meth:`answer` does, so that a give-up
+        orders itself against it (:meth:`abandon`).
         """
+        if started_at is None:
+            started_at = self._clock()
         token = f"{self._owner}-{uuid.uuid4().hex}"
         give_up = time.monotonic() + wait_seconds
         while True:
@@ -241,12 +258,11 @@ class AttemptLedger:
                     "the task's next attempt starts a new job"
                 )
             if item is not None and "resource" in item:
-                if not self._adopt(attempt):
-                    continue  # marked abandoned in between: read again, and refuse
+                self.answer(attempt, started_at)  # AttemptAbandoned when marked abandoned in between
                 return json.loads(item["resource"]["S"])
             if item is not None and item["owner"]["S"] == token:
                 # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
-                return self._create_and_record(attempt, token, lambda: find() or create(), find)
+                return self._create_and_record(attempt, token, lambda: find() or create(), find, started_at)
             try:
                 if item is None:
                     self._db.put_item(
@@ -259,7 +275,7 @@ class AttemptLedger:
                         },
                         ConditionExpression="attribute_not_exists(attempt)",
                     )
-                    return self._create_and_record(attempt, token, create, find)
+                    return self._create_and_record(attempt, token, create, find, started_at)
                 if float(item["lease_until"]["N"]) < now:
                     self._db.update_item(
                         TableName=self._table,
@@ -273,7 +289,7 @@ class AttemptLedger:
                             ":lease": {"N": str(now + LEASE_SECONDS)},
                         },
                     )
-                    return self._create_and_record(attempt, token, lambda: find() or create(), find)
+                    return self._create_and_record(attempt, token, lambda: find() or create(), find, started_at)
             except ClientError as exc:
                 if not _conditional_failed(exc):
                     raise
@@ -298,30 +314,11 @@ class AttemptLedger:
                 ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
             )
 
-    def _adopt(self, attempt: str) -> bool:
-        """Marks the recorded job of ``attempt`` as answered to a repeated CreateTask, unless it was
-        marked abandoned first (then False). One conditional write each, so DynamoDB orders the
-        repeat and the give-up (:meth:`abandon`) on the item: exactly one of them wins."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"attempt": {"S": attempt}},
-                UpdateExpression="SET adopted = :at",
-                ConditionExpression="attribute_not_exists(abandoned)",
-                ExpressionAttributeValues={":at": {"N": str(self._clock())}},
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return False
-        return True
-
     def answer(self, attempt: str, started_at: float) -> None:
         """Records that the CreateTask started at ``started_at`` (epoch seconds) answers ``attempt``'s
-        job, for a backend whose API deduplicates the create (module docstring): the item's
-        ``answered_from`` becomes the latest such start. Raises :class:`AttemptAbandoned`, recording
-        nothing, once the attempt is marked abandoned. Creates the item when there is none; it
-        expires like every claim."""
+        job (module docstring): the item's ``answered_from`` becomes the latest such start. Raises
+        :class:`AttemptAbandoned`, recording nothing, once the attempt is marked abandoned. Creates
+        the item when there is none; it expires like every claim."""
         values = {":s": {"N": repr(started_at)}, ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))}}
         try:
             self._db.update_item(
@@ -356,17 +353,18 @@ class AttemptLedger:
             ) from None
 
     def abandon(self, attempt: str, *, unless_adopted: bool = True, started_at: float | None = None) -> bool:
-        """Marks ``attempt``'s job as cancelled because the CreateTask that created it had already
-        answered an error: a later CreateTask of the attempt raises :class:`AttemptAbandoned`.
-        Creates the item when there is none (the create recorded nothing), so that holds either way.
+        """Marks ``attempt``'s job as cancelled because a CreateTask answering it (started at
+        ``started_at``, epoch seconds) had already answered an error: a later CreateTask of the
+        attempt raises :class:`AttemptAbandoned`. Creates the item when there is none (the create
+        recorded nothing), so that holds either way.
 
-        Returns False, marking nothing, when a repeated CreateTask of the attempt was answered the
-        job first (``unless_adopted``): propeller sends one only after losing its state, so that
-        answer, not the give-up's error, is the one it records, and the job must run on. A
-        CreateTask answered through :meth:`answer` counts the same when it started after the one
-        giving up (``started_at``, epoch seconds; an earlier one's answer is lost to propeller, and
-        the give-up's own create may have finished after its deadline and recorded itself). With
-        ``unless_adopted=False`` the mark is made regardless (a job no GetTask could follow)."""
+        Returns False, marking nothing, when a CreateTask that started after the one giving up was
+        answered the job first (``unless_adopted``; :meth:`answer`, :meth:`once`): propeller sends
+        one only after losing its state, so that answer, not the give-up's error, is the one it
+        records, and the job must run on. An earlier one's answer is lost to propeller, and the
+        give-up's own create may have finished after its deadline and recorded itself: neither
+        counts. With ``started_at`` None every answer counts. With ``unless_adopted=False`` the mark
+        is made regardless (a job no GetTask could follow)."""
         values: dict[str, Any] = {
             ":at": {"N": str(self._clock())},
             ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
@@ -377,7 +375,7 @@ class AttemptLedger:
             if started_at is not None:
                 answered_later += " OR answered_from <= :started"
                 values[":started"] = {"N": repr(started_at)}
-            condition = {"ConditionExpression": f"attribute_not_exists(adopted) AND ({answered_later})"}
+            condition = {"ConditionExpression": answered_later}
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -389,7 +387,7 @@ class AttemptLedger:
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
-            _log.warning("attempt %s: a repeated CreateTask was answered its job first; the job runs on", attempt)
+            _log.warning("attempt %s: a later CreateTask was answered its job first; the job runs on", attempt)
             return False
         return True
 
@@ -399,6 +397,7 @@ class AttemptLedger:
         token: str,
         create: Callable[[], dict[str, Any]],
         find: Callable[[], dict[str, Any] | None],
+        started_at: float,
     ) -> dict[str, Any]:
         try:
             resource = create()
@@ -435,6 +434,7 @@ class AttemptLedger:
             # Our lease ran out and another caller took over: its record is the attempt's job.
             item = self._read(attempt)
             if item is not None and "resource" in item:
+                self.answer(attempt, started_at)  # taken over as a repeat takes it (once)
                 return json.loads(item["resource"]["S"])
             raise AttemptInProgress(
                 f"attempt {attempt} was taken over by another CreateTask; this one gives up "

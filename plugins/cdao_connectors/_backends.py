@@ -21,6 +21,8 @@ Hand-written: flytekit has no per-connector executor or deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -30,6 +32,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -40,6 +43,7 @@ from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
+from cdao_connectors._attempts import CREATE_STARTED_AT
 from cdao_connectors._common import noting_staleness
 from cdao_connectors._metrics import observe_get_task
 
@@ -144,9 +148,33 @@ def on_get_task_threads() -> Iterator[None]:
         _IN_GET_TASK.reset(reset)
 
 
+@dataclass
+class _LateCancel:
+    """What a late cancel stops, and how a shutdown hurries it (:func:`finish_late_cancels`)."""
+
+    backend: str
+    resource_meta: Any
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # ends the wait for the next try
+    last_try: bool = False  # a refusal now is final: the process is shutting down
+    stopped: bool = False
+
+    def __post_init__(self) -> None:
+        if _shutting_down:
+            self.last_try = True
+            _shutdown_cancels.append(self)
+
+
+# Set while finish_late_cancels runs: a late cancel started then gets one try.
+_shutting_down = False
+# Every late cancel of the shutdown under way (finish_late_cancels), done or not.
+_shutdown_cancels: list[_LateCancel] = []
+
+
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
-# weak references to tasks).
-_LATE_CANCELS: set[asyncio.Task[Any]] = set()
+# weak references to tasks), with what each stops.
+_LATE_CANCELS: dict[asyncio.Task[Any], _LateCancel] = {}
+# Creates still running after their CreateTask gave up (each starts a late cancel once done), by backend.
+_GAVE_UP_CREATES: dict[asyncio.Future[Any], str] = {}
 
 # A late cancel refused for now (throttled, a 5xx, its DeleteTask deadline run out) is tried again
 # after LATE_CANCEL_FIRST_DELAY seconds, doubling up to LATE_CANCEL_MAX_DELAY, for at most
@@ -239,6 +267,8 @@ async def create_within_deadline(
         started.add_done_callback(
             functools.partial(_cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient)
         )
+        _GAVE_UP_CREATES[started] = backend
+        started.add_done_callback(lambda done: _GAVE_UP_CREATES.pop(done, None))
         raise
 
 
@@ -270,6 +300,7 @@ def _stop_in_background(
     transient: Callable[[BaseException], bool],
 ) -> None:
     """``cancel(resource_meta)`` on the event loop, tried again while refused for now (create_within_deadline)."""
+    late = _LateCancel(backend, resource_meta)
 
     async def cancelling() -> None:
         give_up = time.monotonic() + LATE_CANCEL_SECONDS
@@ -279,9 +310,11 @@ def _stop_in_background(
             tries += 1
             try:
                 await cancel(resource_meta)
+                late.stopped = True
                 return
             except Exception as exc:
-                if not _transient_in_chain(exc, transient) or time.monotonic() + delay > give_up:
+                final = late.last_try or time.monotonic() + delay > give_up
+                if final or not _transient_in_chain(exc, transient):
                     _log.exception(
                         "%s: could not cancel %r, which its CreateTask could not answer (%d tries); "
                         "it must be stopped by hand",
@@ -293,12 +326,70 @@ def _stop_in_background(
                 _log.warning(
                     "%s: cancelling %r refused for now, trying again in %.1fs: %s", backend, resource_meta, delay, exc
                 )
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(late.wake.wait(), delay)
             delay = min(2 * delay, LATE_CANCEL_MAX_DELAY)
 
     task = asyncio.ensure_future(cancelling())
-    _LATE_CANCELS.add(task)
-    task.add_done_callback(_LATE_CANCELS.discard)
+    _LATE_CANCELS[task] = late
+    task.add_done_callback(lambda done: _LATE_CANCELS.pop(done, None))
+
+
+def late_cancels_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running late cancels, or creates that will start one, not done yet; None
+    when there are none."""
+    for task in [*_LATE_CANCELS, *_GAVE_UP_CREATES]:
+        if not task.done() and not task.get_loop().is_closed():
+            return task.get_loop()
+    return None
+
+
+async def finish_late_cancels(budget: float) -> list[Any]:
+    """Tries every late cancel not done yet once more now, each try's refusal final, and waits
+    ``budget`` seconds at most for them; returns the ``resource_meta`` of each job not stopped by
+    then. Creates still running after their CreateTask gave up are waited for within the same
+    budget, and the job each starts gets one try. Each refused try and each cancel still under way
+    at the end is logged with its job's ``resource_meta`` ("must be stopped by hand"), each create
+    still running with its backend: the process is going away, and with it every record of these
+    jobs (nobody else ever stops them, module docstring). For a replica's shutdown
+    (``cdao_connectors.service``): Kubernetes kills it a grace period after SIGTERM."""
+    global _shutting_down  # noqa: PLW0603  (read by every late cancel, started before or during this)
+    _shutting_down = True
+    try:
+        return await _finish_late_cancels(budget)
+    finally:
+        _shutting_down = False
+
+
+async def _finish_late_cancels(budget: float) -> list[Any]:
+    end = time.monotonic() + budget
+    _shutdown_cancels[:] = [late for task, late in _LATE_CANCELS.items() if not task.done()]
+    for late in _shutdown_cancels:
+        late.last_try = True
+        late.wake.set()
+    creates = {create: backend for create, backend in _GAVE_UP_CREATES.items() if not create.done()}
+    if creates:
+        # Each one's done callbacks (registered before asyncio.wait's own) start its late cancel.
+        await asyncio.wait(creates, timeout=budget)
+    for create, backend in creates.items():
+        if not create.done():
+            _log.error(
+                "%s: shutting down while a create whose CreateTask gave up still runs; a job it starts is "
+                "neither cancelled nor followed: look it up by its attempt's name; it must be stopped by hand",
+                backend,
+            )
+    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done()}
+    if pending:
+        _, unfinished = await asyncio.wait(pending, timeout=max(0.0, end - time.monotonic()))
+        for task in unfinished:
+            late = pending[task]
+            _log.error(
+                "%s: shutting down with the cancel of %r, which its CreateTask could not answer, still under way; "
+                "it must be stopped by hand",
+                late.backend,
+                late.resource_meta,
+            )
+    return [late.resource_meta for late in _shutdown_cancels if not late.stopped]
 
 
 def _endpoint_override(service: str) -> str | None:
@@ -340,9 +431,10 @@ class Backend:
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads within
-        :func:`on_get_task_threads`)."""
+        :func:`on_get_task_threads`), in a copy of the caller's context (as ``asyncio.to_thread``)."""
         pool = self._get_task_pool if _IN_GET_TASK.get() else self._pool
-        return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(pool, call)
 
     async def call(self, fn: Callable[..., T], *args: Any, deadline: float, what: str, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on this backend's threads, answered within ``deadline`` less a margin.
@@ -373,10 +465,16 @@ class BulkheadConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
-        answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
+        started_at = time.time()  # compared across replicas (cdao_connectors._attempts)
+        reset = CREATE_STARTED_AT.set(started_at)
+        try:
+            answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
+            creating = self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata)
+        finally:
+            CREATE_STARTED_AT.reset(reset)
         return await create_within_deadline(
-            self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata),
-            self.cancel_abandoned,
+            creating,
+            functools.partial(self.cancel_abandoned, started_at=started_at),
             backend=self.backend.name,
             transient=self.is_transient_error,
             stop=self.delete,
@@ -396,8 +494,9 @@ class BulkheadConnector(AsyncConnectorBase):
         unless the connector's backend is not AWS)."""
         return aws_error_is_transient(error)
 
-    async def cancel_abandoned(self, resource_meta: Any) -> None:
-        """Stops the job of a create that finished after its CreateTask answered an error (DeleteTask)."""
+    async def cancel_abandoned(self, resource_meta: Any, *, started_at: float | None = None) -> None:
+        """Stops the job of a create that finished after its CreateTask (started at ``started_at``,
+        epoch seconds) answered an error (DeleteTask)."""
         await self.delete(resource_meta)
 
     @observe_get_task

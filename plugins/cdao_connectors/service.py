@@ -9,10 +9,17 @@ one format (JSON with ``FLYTE_SDK_RICH_TRACEBACKS=0``, as the Deployment sets) a
 (``FLYTE_SDK_LOGGING_LEVEL``). flytekit's logger does not propagate and the root logger has no
 handler (flytekit 1.16.31 ``loggers.py``), so they would otherwise reach ``logging.lastResort``: bare
 text with no level, time or logger name.
+
+On SIGTERM it tries the cancels still pending of jobs whose CreateTask gave up once more, and logs
+each job not stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``).
 """
 
+import asyncio
 import gc
 import logging
+import signal
+import threading
+from types import FrameType
 
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.extras.webhook.connector import WebhookConnector
@@ -20,6 +27,7 @@ from flytekit.loggers import logger as _flytekit_logger
 from flytekit.sensor.sensor_engine import SensorEngine
 from flytekitplugins.spark.connector import DatabricksConnector
 
+from cdao_connectors._backends import finish_late_cancels, late_cancels_loop
 from cdao_connectors.aws_batch import connector as aws_batch_connector
 from cdao_connectors.codeweave import connector as codeweave_connector
 from cdao_connectors.emr import connector as emr_connector
@@ -73,9 +81,61 @@ class _ToFlytekit(logging.Handler):
 
 
 _package_logger = logging.getLogger("cdao_connectors")
+_log = logging.getLogger("cdao_connectors.service")
 if not any(isinstance(h, _ToFlytekit) for h in _package_logger.handlers):
     _package_logger.addHandler(_ToFlytekit())
 _package_logger.propagate = False
+
+# Kubernetes ends a replica (an HPA scale-down, a rollout) with SIGTERM, then SIGKILL once the pod's
+# terminationGracePeriodSeconds have passed (30 s: platform/addons/connectors/base/deployment.yaml;
+# https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). Late cancels
+# (cdao_connectors._backends.create_within_deadline) live in this process only: SIGTERM's default
+# action would drop one waiting for its next try, and its job would run on with nobody to stop it
+# and nothing logged. Neither pyflyte nor asyncio handles SIGTERM (flytekit 1.16.31
+# clis/sdk_in_container/serve.py runs the server with asyncio.run, which handles only SIGINT), so the
+# handler is installed here, at import, in the main thread that then runs the event loop. With
+# late cancels pending it tries each once more now, within SHUTDOWN_CANCEL_SECONDS, logs each job not
+# stopped, then ends the process as SIGTERM would have; with none it does so at once. The budget
+# holds a try bounded by the DeleteTask deadline (10 s) and leaves a third of the grace period to end.
+SHUTDOWN_CANCEL_SECONDS = 20.0
+_sigterm_before = signal.getsignal(signal.SIGTERM)
+_shutdown: set[asyncio.Task[None]] = set()  # the shutdown's task, referenced while it runs
+_shutdown_started = threading.Event()
+
+
+def _end_as_before(signum: int) -> None:
+    signal.signal(signum, _sigterm_before)
+    signal.raise_signal(signum)
+
+
+async def _finish_then_end(signum: int) -> None:
+    _log.warning("SIGTERM: trying the pending cancels of jobs once more before ending")
+    try:
+        await finish_late_cancels(SHUTDOWN_CANCEL_SECONDS)
+    finally:
+        _end_as_before(signum)
+
+
+def _start_shutdown(loop: asyncio.AbstractEventLoop, signum: int) -> None:
+    _shutdown.add(loop.create_task(_finish_then_end(signum)))
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    loop = late_cancels_loop()
+    if loop is None:
+        _end_as_before(signum)
+        return
+    if _shutdown_started.is_set():
+        return  # a repeated SIGTERM: the shutdown under way ends the process
+    _shutdown_started.set()
+    # A Python signal handler runs between two bytecodes of the main thread, possibly inside the
+    # event loop's own code: the loop is handed the work through its thread-safe entry.
+    loop.call_soon_threadsafe(_start_shutdown, loop, signum)
+
+
+# Never replaces a handler someone else installed; signal.signal works only in the main thread.
+if _sigterm_before in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 # Everything imported so far (flytekit, botocore's service models, the plugins: ~200,000 objects)
 # lives as long as the process. Left to the collector, every full collection walks all of it, on the

@@ -22,11 +22,12 @@ import boto3
 import emr_tasks
 import grpc
 import pytest
+import yaml
 from aws_setup import ATTEMPT_TABLE, SPOT_QUEUE, provision_attempt_table, provision_batch
 from botocore.exceptions import ClientError
 from cdao_connectors._attempts import AttemptInProgress, AttemptLedger
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
-from connector_processes import ConnectorProcess
+from connector_processes import DEPLOYMENT, ConnectorProcess
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
 from flytekit.models.task import TaskExecutionMetadata
@@ -457,7 +458,7 @@ def test_a_late_batch_job_is_terminated_even_when_marking_its_attempt_fails(gave
     """The cancel of a job started after its CreateTask gave up marks the attempt abandoned first;
     a throttled ledger write must not leave the job running (nobody else would stop it)."""
 
-    def throttled_abandon(self, key):
+    def throttled_abandon(self, key, **kwargs):
         # DynamoDB's throttling answer (AWS "Common Errors": ThrottlingException, HTTP 400).
         raise ClientError(
             {
@@ -614,9 +615,9 @@ def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after
     cancel = batch.connector.cancel_abandoned
     gave_up: asyncio.Future = None  # type: ignore[assignment]
 
-    async def cancel_and_note(resource_meta):
+    async def cancel_and_note(resource_meta, **kwargs):
         try:
-            await cancel(resource_meta)
+            await cancel(resource_meta, **kwargs)
         finally:
             gave_up.set_result(None)
 
@@ -1468,3 +1469,251 @@ def test_a_batch_transform_repeat_while_the_give_up_stops_it_is_refused_not_answ
         stub.assert_no_pending_responses()
     assert not _answered_then_cancelled(outcome, bool(stopped)), (outcome, stopped)
     assert isinstance(outcome, AttemptAbandoned)
+
+
+# A repeated CreateTask of an attempt (propeller lost its state) that took over the recorded Batch job
+# or EMR cluster, then gives up itself (its deadline passed, or propeller cancelled the RPC): its
+# error is the answer propeller records, so it fails the attempt and starts the next one. The job
+# must be cancelled then, unless a CreateTask that started after the one giving up was answered it.
+
+
+async def _repeat_takes_over_and_gives_up(monkeypatch, connector, template, prefix, meta) -> tuple[Any, bool]:
+    """The first CreateTask's answer (lost to propeller) and whether the give-up of the repeat,
+    which took the job over and was then cancelled by propeller (create_within_deadline treats a
+    cancelled RPC as its deadline), cancelled it. Events order the steps: the repeat is held in the
+    ledger until propeller has cancelled it, the give-up's cancel is awaited to its end."""
+    from cdao_connectors._attempts import AttemptLedger  # noqa: PLC0415
+
+    first = await connector.create(template, prefix, None, meta)
+    entered, release = threading.Event(), threading.Event()
+    once = AttemptLedger.once
+
+    def held_once(self, *args, **kwargs):
+        entered.set()
+        assert release.wait(10), "the repeat was not released"
+        return once(self, *args, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "once", held_once)
+    cancel, gave_up = connector.delete, asyncio.Event()
+    cancelled = []
+
+    async def noting_delete(resource_meta, **kwargs):
+        cancelled.append(resource_meta)
+        return await cancel(resource_meta, **kwargs)
+
+    abandon = connector.cancel_abandoned
+
+    async def noting_give_up(resource_meta, **kwargs):
+        try:
+            return await abandon(resource_meta, **kwargs)
+        finally:
+            gave_up.set()
+
+    monkeypatch.setattr(connector, "delete", noting_delete)
+    monkeypatch.setattr(connector, "cancel_abandoned", noting_give_up)
+    repeat = asyncio.ensure_future(connector.create(template, prefix, None, meta))
+    assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+    repeat.cancel()  # propeller gave up on the repeat's CreateTask
+    with pytest.raises(asyncio.CancelledError):
+        await repeat
+    release.set()
+    await asyncio.wait_for(gave_up.wait(), 10)
+    return first, bool(cancelled)
+
+
+def test_a_batch_repeat_that_took_over_the_job_and_gives_up_terminates_it(aws_env, moto_endpoint, monkeypatch):
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+
+    for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
+        monkeypatch.setenv(k, v)
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"took-over-{uuid.uuid4().hex[:6]}"))
+    first, cancelled = _run_and_return(
+        _repeat_takes_over_and_gives_up(
+            monkeypatch,
+            BatchConnector(),
+            serialize(batch_tasks.preprocess),
+            f"s3://flyte-data/m/{uuid.uuid4().hex}",
+            meta,
+        )
+    )
+    assert cancelled, "the job the repeat took over runs on after its CreateTask failed the attempt"
+    assert _batch_jobs()[first.job_id].stop
+
+
+def test_an_emr_repeat_that_took_over_the_cluster_and_gives_up_terminates_it(transient_emr_env, monkeypatch):
+    from cdao_connectors.emr.connector import EMRConnector  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+
+    meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"took-over-{uuid.uuid4().hex[:6]}"))
+    first, cancelled = _run_and_return(
+        _repeat_takes_over_and_gives_up(
+            monkeypatch,
+            EMRConnector(),
+            serialize(emr_tasks.on_transient),
+            f"s3://flyte-data/m/{uuid.uuid4().hex}",
+            meta,
+        )
+    )
+    assert cancelled, "the cluster the repeat took over runs on after its CreateTask failed the attempt"
+    assert _emr_clusters()[first.cluster_id].state == "TERMINATED"
+
+
+def test_the_ledger_lets_only_the_latest_create_task_that_took_over_a_job_give_it_up(ledger_table):
+    """Batch and EMR's ledger calls (once, then abandon on a give-up) ordered by the CreateTasks'
+    starts: the first create's give-up (its answer lost to propeller) leaves the job to the repeat
+    that took it over; that repeat's own give-up marks it, and no later CreateTask is answered it."""
+    from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+
+    attempt = f"batch/{uuid.uuid4().hex}"
+    assert _ledger(ledger_table).once(attempt, lambda: {"job_id": "job-A"}, lambda: None, 1, started_at=100.0) == {
+        "job_id": "job-A"
+    }
+    taken_over = _ledger(ledger_table).once(
+        attempt, lambda: pytest.fail("second job"), lambda: None, 1, started_at=200.0
+    )
+    assert taken_over == {"job_id": "job-A"}
+    assert _ledger(ledger_table).abandon(attempt, started_at=100.0) is False
+    assert _ledger(ledger_table).abandon(attempt, started_at=200.0) is True
+    with pytest.raises(AttemptAbandoned, match=attempt):
+        _ledger(ledger_table).once(attempt, lambda: pytest.fail("second job"), lambda: None, 1, started_at=300.0)
+
+
+# A replica shut down (HPA scale-down, a rollout: Kubernetes sends SIGTERM, then SIGKILL after the
+# Deployment's terminationGracePeriodSeconds) while a late cancel waits for its next try.
+
+
+def _cancelled_rpc(target: str, template, prefix: str, inputs, meta, *, timeout: float) -> None:
+    """A CreateTask that propeller stops waiting for after ``timeout`` seconds (its RPC's deadline)."""
+    from flytekit.extend.backend.utils import render_task_template  # noqa: PLC0415
+
+    request = agent_pb2.CreateTaskRequest(
+        inputs=inputs.to_flyte_idl(),
+        template=render_task_template(template, prefix).to_flyte_idl(),
+        output_prefix=prefix,
+        task_execution_metadata=meta,
+    )
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as failed:
+        AsyncAgentServiceStub(channel).CreateTask(request, timeout=timeout)
+    assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _wait_until(predicate, process: ConnectorProcess, timeout: float = 30.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < give_up, f"condition not met in time:\n{process.log()}"
+        time.sleep(0.05)
+
+
+def test_a_replica_shut_down_tries_its_pending_cancels_once_more_and_names_what_it_could_not(
+    aws_env, moto_endpoint, monkeypatch
+):
+    """A real ``pyflyte serve connector`` with two late cancels waiting on a throttled TerminateJob
+    receives SIGTERM while both wait for their next try, AWS accepting TerminateJob again: within the
+    Deployment's grace period each job is terminated (tried again at once) or logged with its id as
+    to be stopped by hand (a try botocore's adaptive rate limiter still holds past the DeleteTask
+    deadline), and the process then ends as SIGTERM ends it. Takes ~25 s (the process's start ~7 s,
+    two creates held past their RPC's deadline ~3 s each, the first refused tries ~9 s): only a
+    process of its own can be sent SIGTERM (the replicas fixture serves the other tests), and a
+    late cancel waits for its next try only once a try was refused."""
+    import signal  # noqa: PLC0415
+
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.throttle_paths = ("/v1/submitjob",)
+    proxy.refuse_paths = ("/v1/terminatejob",)
+    env = {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}
+    process = ConnectorProcess({**env, "AWS_ENDPOINT_URL_BATCH": proxy.url})
+    try:
+        process.wait_ready()
+        before = set(_batch_jobs())
+        template = serialize(batch_tasks.preprocess)
+        execution = f"shut-down-{uuid.uuid4().hex[:6]}"
+        for retry in (0, 1):
+            prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+            proxy.throttle_next = 4  # create_once backs off 0.2 + 0.4 + 0.8 + 1.6 s: SubmitJob lands after the RPC
+            inputs = write_inputs(batch_tasks.preprocess, prefix, path="s3://x/raw.csv")
+            _cancelled_rpc(
+                process.target, template, prefix, inputs, execution_metadata(execution, retry=retry), timeout=1.0
+            )
+            _wait_until(lambda n=retry + 1: len(set(_batch_jobs()) - before) == n, process)
+        # Each late cancel was refused (botocore's own retries included) and waits for its next try.
+        _wait_until(lambda: process.log(None).count("refused for now, trying again") >= 2, process)
+        late = {i: j for i, j in _batch_jobs().items() if i not in before}
+        assert len(late) == 2
+        proxy.refuse_paths = ()  # AWS accepts TerminateJob again: only a try made now stops the jobs
+        process._process.send_signal(signal.SIGTERM)
+        grace = float(
+            yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        )
+        code = process._process.wait(grace)
+        log = process.log(None)
+    finally:
+        process.stop()
+        proxy.stop()
+    assert code == -signal.SIGTERM, log
+    dropped = [i for i, job in late.items() if not job.stop and not (i in log and "stopped by hand" in log)]
+    assert dropped == [], f"jobs neither terminated nor logged at shutdown: {dropped}\n{log[-4000:]}"
+
+
+def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_running(monkeypatch, caplog):
+    """finish_late_cancels, on create_within_deadline itself (milliseconds): two late cancels
+    throttled and waiting a minute for their next try are tried at once; the one AWS refuses again
+    is not retried (the process is going away) but logged with its job and returned, the other
+    stopped; a create still running after its CreateTask gave up is waited for, and the job it
+    starts stopped. The real process's SIGTERM is the test above."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        BackendDeadlineExceeded,
+        create_within_deadline,
+        finish_late_cancels,
+    )
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 60.0)
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    tries: list[str] = []
+    refusing = {"job-late-1", "job-late-2"}
+
+    async def scenario() -> tuple[list[Any], list[str]]:
+        released = {job: asyncio.Event() for job in ("job-late-1", "job-late-2", "job-late-3")}
+
+        async def terminate(job: str) -> None:
+            tries.append(job)
+            if job in refusing:
+                raise _throttled("TerminateJob")
+
+        for job, release in released.items():
+
+            async def create(job: str = job, release: asyncio.Event = release) -> str:
+                await release.wait()
+                return job
+
+            with pytest.raises(BackendDeadlineExceeded):
+                await create_within_deadline(create(), terminate, backend="AWS Batch")
+        released["job-late-1"].set()
+        released["job-late-2"].set()
+        await _until(lambda: len(tries) == 2)  # each refused once, now waiting 60 s
+        refusing.discard("job-late-2")
+        finishing = asyncio.ensure_future(finish_late_cancels(5.0))
+        await _until(lambda: len(tries) == 4)  # both tried again at once
+        released["job-late-3"].set()
+        return await asyncio.wait_for(finishing, 5), sorted(tries)  # tries as the shutdown ended
+
+    assert _run_and_return(scenario()) == (
+        ["job-late-1"],
+        ["job-late-1", "job-late-1", "job-late-2", "job-late-2", "job-late-3"],
+    )
+    (by_hand,) = {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()}
+    assert "job-late-1" in by_hand
+
+
+def test_a_replicas_shutdown_budget_fits_a_delete_task_inside_the_pods_grace_period():
+    """The shutdown's tries (each bounded by the DeleteTask deadline) end before Kubernetes kills
+    the pod, terminationGracePeriodSeconds after SIGTERM (the Deployment sets it)."""
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors.service import SHUTDOWN_CANCEL_SECONDS  # noqa: PLC0415
+
+    grace = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert _deadlines.DELETE_TASK_SECONDS <= SHUTDOWN_CANCEL_SECONDS <= grace - 5

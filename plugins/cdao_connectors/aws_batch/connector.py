@@ -17,7 +17,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
+from cdao_connectors._attempts import CREATE_STARTED_AT, CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
 from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
@@ -216,7 +216,9 @@ class BatchConnector(BulkheadConnector):
 
         # SubmitJob has no client token and accepts any number of jobs of one name: the attempt is
         # claimed across replicas first (cdao_connectors._attempts).
-        job_id = self._ledger(cfg.region).once(_attempt_key(job_name), submit, find, CREATE_WAIT_SECONDS)["job_id"]
+        job_id = self._ledger(cfg.region).once(
+            _attempt_key(job_name), submit, find, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get()
+        )["job_id"]
         return BatchJobMetadata(
             job_id=job_id,
             job_name=job_name,
@@ -229,11 +231,13 @@ class BatchConnector(BulkheadConnector):
     def _ledger(self, region: str) -> AttemptLedger:
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
 
-    async def cancel_abandoned(self, resource_meta: BatchJobMetadata) -> None:
+    async def cancel_abandoned(self, resource_meta: BatchJobMetadata, *, started_at: float | None = None) -> None:
         # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated
-        # (nor is it terminated once a re-send was answered it: cdao_connectors._attempts).
+        # (nor is it terminated once a CreateTask that started after this one was answered it,
+        # while a repeat that took it over and gives up terminates it: cdao_connectors._attempts).
         ledger = self._ledger(resource_meta.region)
-        if await mark_abandoned(self.backend, functools.partial(ledger.abandon, _attempt_key(resource_meta.job_name))):
+        mark = functools.partial(ledger.abandon, _attempt_key(resource_meta.job_name), started_at=started_at)
+        if await mark_abandoned(self.backend, mark):
             await self.delete(resource_meta)
 
     def status_of(self, resource_meta: BatchJobMetadata) -> tuple[StatusCache, str]:

@@ -22,7 +22,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._attempts import CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
+from cdao_connectors._attempts import CREATE_STARTED_AT, CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
 from cdao_connectors._backends import Backend, BulkheadConnector, LeftRunning, create_once
 from cdao_connectors._common import (
     attempt_seed,
@@ -251,7 +251,9 @@ class EMRConnector(BulkheadConnector):
                     )
                 }
 
-            cluster_id = ledger.once(_attempt_key(None, name), run, find_cluster, CREATE_WAIT_SECONDS)["cluster_id"]
+            cluster_id = ledger.once(
+                _attempt_key(None, name), run, find_cluster, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get()
+            )["cluster_id"]
             unlisted = EMRStepMetadata(cluster_id, "", transient, cfg.region, output_prefix, has_outputs)
             try:
                 step_id = self._find_step(emr, cluster_id, name)
@@ -296,7 +298,9 @@ class EMRConnector(BulkheadConnector):
                     raise
                 return {"step_id": added["StepIds"][0]}
 
-            step_id = ledger.once(_attempt_key(on, name), add, find_step, CREATE_WAIT_SECONDS)["step_id"]
+            step_id = ledger.once(
+                _attempt_key(on, name), add, find_step, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get()
+            )["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
 
     @staticmethod
@@ -320,16 +324,17 @@ class EMRConnector(BulkheadConnector):
     def _ledger(self, region: str) -> AttemptLedger:
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
 
-    async def cancel_abandoned(self, resource_meta: EMRStepMetadata) -> None:
+    async def cancel_abandoned(self, resource_meta: EMRStepMetadata, *, started_at: float | None = None) -> None:
         def abandon() -> bool:
             # The metadata holds ids, the ledger's key the step's name (= a transient cluster's name).
             emr = self.backend.aws("emr", resource_meta.region)
             name = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]["Name"]
             on = None if resource_meta.transient else resource_meta.cluster_id
-            return self._ledger(resource_meta.region).abandon(_attempt_key(on, name))
+            return self._ledger(resource_meta.region).abandon(_attempt_key(on, name), started_at=started_at)
 
         # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled
-        # (nor is it cancelled once a re-send was answered it: cdao_connectors._attempts).
+        # (nor is it cancelled once a CreateTask that started after this one was answered it, while
+        # a repeat that took it over and gives up cancels it: cdao_connectors._attempts).
         if await mark_abandoned(self.backend, abandon):
             await self.delete(resource_meta)
 

@@ -22,6 +22,9 @@ class ThrottlingProxy:
         # such as Batch's name the operation in the path): a status cache's background reads
         # through the same proxy must not use up throttles meant for a create.
         self.throttle_paths: tuple[str, ...] = ()
+        # Requests whose path contains one of these are throttled for as long as it is set, whatever
+        # throttle_next says: a call AWS keeps refusing.
+        self.refuse_paths: tuple[str, ...] = ()
         # Forward requests whose path contains one of these to AWS, then drop the connection
         # unanswered: the request took effect but the caller cannot know.
         self.lose_answers_to: tuple[str, ...] = ()
@@ -54,10 +57,13 @@ class ThrottlingProxy:
                     proxy._released.wait()
                     return
                 chosen = not proxy.throttle_paths or any(p in self.path for p in proxy.throttle_paths)
+                refused = any(p in self.path for p in proxy.refuse_paths)
                 with proxy._lock:
-                    throttle = chosen and proxy.throttle_next > 0
+                    throttle = chosen and proxy.throttle_next > 0 and not refused
                     if throttle:
                         proxy.throttle_next -= 1
+                    throttle = throttle or refused
+                    if throttle:
                         proxy.throttled += 1
                 if throttle:
                     data = b'{"__type":"TooManyRequestsException","message":"Rate exceeded"}'
