@@ -363,11 +363,17 @@ async def finish_late_cancels(budget: float) -> list[Any]:
 
 async def _finish_late_cancels(budget: float) -> list[Any]:
     end = time.monotonic() + budget
-    _shutdown_cancels[:] = [late for task, late in _LATE_CANCELS.items() if not task.done()]
+    # Only this loop's: a task of another loop (closed, in a process that ran several) never runs again.
+    loop = asyncio.get_running_loop()
+    _shutdown_cancels[:] = [late for task, late in _LATE_CANCELS.items() if not task.done() and task.get_loop() is loop]
     for late in _shutdown_cancels:
         late.last_try = True
         late.wake.set()
-    creates = {create: backend for create, backend in _GAVE_UP_CREATES.items() if not create.done()}
+    creates = {
+        create: backend
+        for create, backend in _GAVE_UP_CREATES.items()
+        if not create.done() and create.get_loop() is loop
+    }
     if creates:
         # Each one's done callbacks (registered before asyncio.wait's own) start its late cancel.
         await asyncio.wait(creates, timeout=budget)
@@ -378,7 +384,7 @@ async def _finish_late_cancels(budget: float) -> list[Any]:
                 "neither cancelled nor followed: look it up by its attempt's name; it must be stopped by hand",
                 backend,
             )
-    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done()}
+    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done() and task.get_loop() is loop}
     if pending:
         _, unfinished = await asyncio.wait(pending, timeout=max(0.0, end - time.monotonic()))
         for task in unfinished:

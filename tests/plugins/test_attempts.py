@@ -590,6 +590,21 @@ def test_a_late_cancel_sees_throttling_inside_a_plugins_wrapped_error(monkeypatc
     assert tries == ["flyte-job-1"] * 3
 
 
+def _hold_the_give_ups_mark_until_the_repeat_is_answered(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Holds every give-up's abandoned mark (``AttemptLedger.abandon``) until the test sets the second
+    event (the repeated CreateTask was answered); the first is set when a mark is reached."""
+    mark_reached, repeat_answered = threading.Event(), threading.Event()
+    abandon = AttemptLedger.abandon
+
+    def abandon_after_the_repeat(self, attempt, **kwargs):
+        mark_reached.set()
+        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
+        return abandon(self, attempt, **kwargs)
+
+    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+    return mark_reached, repeat_answered
+
+
 def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after(gave_up_batch, monkeypatch):
     """The race between the ledger recording the late job and the give-up marking its attempt
     abandoned: a repeated CreateTask arriving in between (propeller lost its state) used to be
@@ -603,15 +618,7 @@ def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after
     from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
 
     batch = gave_up_batch
-    mark_reached, repeat_answered = threading.Event(), threading.Event()
-    abandon = AttemptLedger.abandon
-
-    def abandon_after_the_repeat(self, attempt, **kwargs):
-        mark_reached.set()
-        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
-        return abandon(self, attempt, **kwargs)
-
-    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+    mark_reached, repeat_answered = _hold_the_give_ups_mark_until_the_repeat_is_answered(monkeypatch)
     cancel = batch.connector.cancel_abandoned
     gave_up: asyncio.Future = None  # type: ignore[assignment]
 
@@ -1112,18 +1119,12 @@ def _answered_then_cancelled(outcome: Any, cancelled: bool) -> str:
 @pytest.fixture
 def queued_codeweave(aws_env, tmp_path, monkeypatch) -> Iterator[Any]:
     """The Codeweave fake with jobs that stay QUEUED (waiting for GPUs) until cancelled."""
-    from codeweave_fake import CodeweaveFake  # noqa: PLC0415
+    from codeweave_fake import CodeweaveFake, serving_codeweave  # noqa: PLC0415
 
     provision_attempt_table(REGION)
-    (tmp_path / "codeweave_api_key").write_text("cw-attempts-key\n")
     fake = CodeweaveFake(api_key="cw-attempts-key", base_env={}, run_jobs=False)
-    fake.serve()
-    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
-    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
-    try:
+    with serving_codeweave(fake, tmp_path, monkeypatch):
         yield fake
-    finally:
-        fake.stop()
 
 
 def _held_first_codeweave_create(monkeypatch) -> threading.Event:
@@ -1185,15 +1186,7 @@ def test_a_codeweave_repeat_answered_before_the_give_up_marks_keeps_its_job(queu
     connector = CodeweaveConnector()
     release = _held_first_codeweave_create(monkeypatch)
     create = _codeweave_create(connector)
-    mark_reached, repeat_answered = threading.Event(), threading.Event()
-    abandon = AttemptLedger.abandon
-
-    def abandon_after_the_repeat(self, attempt, **kwargs):
-        mark_reached.set()
-        assert repeat_answered.wait(10), "the repeated CreateTask was not answered"
-        return abandon(self, attempt, **kwargs)
-
-    monkeypatch.setattr(AttemptLedger, "abandon", abandon_after_the_repeat)
+    mark_reached, repeat_answered = _hold_the_give_ups_mark_until_the_repeat_is_answered(monkeypatch)
 
     async def scenario():
         monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
@@ -1674,15 +1667,32 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 60.0)
     caplog.set_level("WARNING", logger="cdao_connectors._backends")
     tries: list[str] = []
-    refusing = {"job-late-1", "job-late-2"}
+    refusing = {"job-late-1", "job-late-2", "job-of-a-closed-loop"}
+
+    async def terminate(job: str) -> None:
+        tries.append(job)
+        if job in refusing:
+            raise _throttled("TerminateJob")
+
+    async def leave_a_cancel_waiting() -> None:
+        # Another event loop's late cancel, left waiting when its loop closes (an earlier test of the
+        # same process): a shutdown must neither wait for it nor report it.
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "job-of-a-closed-loop"
+
+        with pytest.raises(BackendDeadlineExceeded):
+            await create_within_deadline(create(), terminate, backend="AWS Batch")
+        release.set()
+        await _until(lambda: tries == ["job-of-a-closed-loop"])
+
+    _run_and_return(leave_a_cancel_waiting())
+    tries.clear()
 
     async def scenario() -> tuple[list[Any], list[str]]:
         released = {job: asyncio.Event() for job in ("job-late-1", "job-late-2", "job-late-3")}
-
-        async def terminate(job: str) -> None:
-            tries.append(job)
-            if job in refusing:
-                raise _throttled("TerminateJob")
 
         for job, release in released.items():
 

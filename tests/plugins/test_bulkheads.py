@@ -22,7 +22,7 @@ from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.emr.connector import EMRStepMetadata
-from codeweave_fake import CodeweaveFake, FakeJob
+from codeweave_fake import CodeweaveFake, FakeJob, serving_codeweave
 from connector_calls import run_get
 from flyteidl.admin import agent_pb2
 from propeller import (
@@ -72,15 +72,8 @@ def test_deadlines_are_the_ones_propeller_is_configured_with():
 def backends(aws_env, moto_endpoint, tmp_path, monkeypatch) -> Iterator[CodeweaveFake]:
     for k, v in {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}.items():
         monkeypatch.setenv(k, v)
-    (tmp_path / "codeweave_api_key").write_text(API_KEY)
-    fake = CodeweaveFake(api_key=API_KEY, base_env={})
-    fake.serve()
-    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
-    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
-    try:
+    with serving_codeweave(CodeweaveFake(api_key=API_KEY, base_env={}), tmp_path, monkeypatch) as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 def _get(stub, task_type: str, meta: bytes) -> tuple[float, agent_pb2.Resource | grpc.RpcError]:

@@ -16,7 +16,7 @@ import pytest
 from cdao_connectors.codeweave.connector import CodeweaveConnector, CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
 from cdao_connectors.config import ConnectorConfigError
-from codeweave_fake import CodeweaveFake, FakeJob
+from codeweave_fake import CodeweaveFake, FakeJob, serving_codeweave
 from connector_calls import run_get
 from propeller import (
     PHASE,
@@ -38,19 +38,9 @@ API_KEY = "cw-test-key-123"
 
 @pytest.fixture
 def codeweave(aws_env, tmp_path, monkeypatch) -> Iterator[CodeweaveFake]:
-    # The key is a file in a mounted-secret directory, as the connector Deployment provides it.
-    (tmp_path / "codeweave_api_key").write_text(API_KEY + "\n")
-    fake = CodeweaveFake(
-        api_key=API_KEY,
-        base_env={**aws_env, "PYTHONPATH": str(Path(propeller.__file__).parent)},
-    )
-    fake.serve()
-    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
-    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
-    try:
+    fake = CodeweaveFake(api_key=API_KEY, base_env={**aws_env, "PYTHONPATH": str(Path(propeller.__file__).parent)})
+    with serving_codeweave(fake, tmp_path, monkeypatch):
         yield fake
-    finally:
-        fake.stop()
 
 
 def _prefix() -> str:

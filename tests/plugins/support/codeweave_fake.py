@@ -6,14 +6,17 @@ the storage settings the test provides, so outputs land in moto's S3 like they w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -199,3 +202,18 @@ class CodeweaveFake:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+@contextlib.contextmanager
+def serving_codeweave(fake: CodeweaveFake, secrets_dir: Path, monkeypatch: Any) -> Iterator[CodeweaveFake]:
+    """``fake`` served on 127.0.0.1 and wired into the connector as its Deployment wires it: the API key
+    a file in a mounted-secret directory (``FLYTE_SECRETS_DEFAULT_DIR``), the endpoint in
+    ``CDAO_CODEWEAVE_ENDPOINT``; stopped on exit."""
+    (secrets_dir / "codeweave_api_key").write_text(fake.api_key + "\n")
+    fake.serve()
+    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(secrets_dir))
+    try:
+        yield fake
+    finally:
+        fake.stop()
