@@ -104,7 +104,8 @@ _shutdown_started = threading.Event()
 
 
 def _end_as_before(signum: int) -> None:
-    signal.signal(signum, _sigterm_before)
+    # getsignal answers None for a handler not set from Python; only the default can be put back then.
+    signal.signal(signum, signal.SIG_DFL if _sigterm_before is None else _sigterm_before)
     signal.raise_signal(signum)
 
 
