@@ -27,6 +27,7 @@ from aws_setup import ATTEMPT_TABLE, SPOT_QUEUE, provision_attempt_table, provis
 from botocore.exceptions import ClientError
 from cdao_connectors._attempts import AttemptInProgress, AttemptLedger
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
+from connector_calls import run_to_end as _run_and_return
 from connector_processes import DEPLOYMENT, ConnectorProcess
 from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
@@ -376,16 +377,6 @@ def _batch_jobs() -> dict:
     from moto.batch.models import batch_backends  # noqa: PLC0415
 
     return dict(batch_backends["123456789012"][REGION]._jobs)
-
-
-def _run_and_return(coro) -> Any:
-    # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
-    # suite (Pulumi's mocks) rely on (as tests/plugins/test_sagemaker.py ``_run``).
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def _run(coro) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from connector_calls import run_to_end as _run
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,16 +98,6 @@ def test_a_duration_that_is_not_gos_is_refused_naming_where() -> None:
     assert go_duration("1m30s", "x") == 90.0 and go_duration("500ms", "x") == 0.5 and go_duration("0", "x") == 0
     with pytest.raises(ValueError, match=r"webApi.caching.resyncInterval: '30' is not a Go duration"):
         go_duration("30", "webApi.caching.resyncInterval")
-
-
-def _run(coro):
-    # Not asyncio.run: it clears the thread's current event loop on exit, which later tests of the
-    # suite (Pulumi's mocks) rely on (as tests/plugins/test_attempts.py ``_run``).
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def _poll(keys: list, get, settings, seconds: float):

@@ -30,7 +30,6 @@ https://docs.aws.amazon.com/batch/latest/userguide/supported-iam-actions-tagging
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -55,6 +54,7 @@ from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.emr.connector import EMRConnector
 from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector
 from connector_calls import run_get
+from connector_calls import run_to_end as _run
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.extend.backend.utils import render_task_template
 from flytekit.models.core.identifier import Identifier, ResourceType
@@ -625,15 +625,6 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
 
 # --- SageMaker ------------------------------------------------------------------------------------------
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/cdao/ml:1.0.0"
-
-
-def _run(coro: Any) -> Any:
-    # Not asyncio.run: it clears the thread's event loop, which Pulumi's mocks in later tests rely on.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def _sagemaker_requests(role: str, output: str, name: str) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ ListJobRunsResponse: ``jobRuns`` of JobRunSummary, ``nextToken``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector, job
 from cdao_connectors.sagemaker import _job_statuses
 from cdao_connectors.sagemaker.connector import SpotTrainingConnector
 from cdao_connectors.sagemaker.task import SAGEMAKER_PROCESSING_TASK_TYPE
+from connector_calls import run_to_end as _run
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata
@@ -37,15 +37,6 @@ from moto.sagemaker.models import sagemaker_backends
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/r"
-
-
-def _run(coro: Any) -> Any:
-    # Not asyncio.run: it clears the thread's current event loop, which later tests rely on.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def _record_calls(client: Any, service: str) -> list[str]:

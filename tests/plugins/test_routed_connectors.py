@@ -6,7 +6,6 @@ with the error the API model declares)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import boto3
 import pytest
 import yaml
 from botocore.stub import Stubber
+from connector_calls import run_to_end as _run
 from flytekit.extend.backend.base_connector import ConnectorRegistry, SyncConnectorBase
 from flytekit.models.core.identifier import Identifier, ResourceType
 from flytekit.models.task import TaskTemplate
@@ -31,14 +31,6 @@ def _routed() -> list[str]:
     routed = sorted(t for t, plugin in plugins["default-for-task-types"].items() if plugin == "connector-service")
     assert routed, "values.yaml routes no task type to the connector service"
     return routed
-
-
-def _run(coro):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def _template(task_type: str, custom: dict) -> TaskTemplate:

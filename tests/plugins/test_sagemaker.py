@@ -3,7 +3,6 @@ per attempt and quota refusals, on moto and botocore's Stubber."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from cdao_connectors.sagemaker.task import (
 from cdao_connectors.sagemaker.transform import run_locally
 from cdao_sdk import sagemaker_batch_transform_task
 from connector_calls import run_get
+from connector_calls import run_to_end as _run
 from flyteidl.admin import agent_pb2
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.types.file import FlyteFile
@@ -65,16 +65,6 @@ def test_spot_training_job_request_and_no_false_success(aws_env, grpc_stubs):
     res = get_task(stub, SAGEMAKER_TRAINING_TASK_TYPE, meta)
     assert res.phase == PHASE.FAILED
     assert "outputs.pb" in res.message
-
-
-def _run(coro):
-    # Not asyncio.run: it clears the thread's current event loop on exit, which breaks later tests
-    # (Pulumi's mocks) that rely on asyncio.get_event_loop() in the main thread.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def _endpoint(name: str) -> SageMakerEndpointMetadata:
