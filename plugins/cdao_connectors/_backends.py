@@ -432,8 +432,9 @@ class Backend:
             return client
 
     def submit_get_task(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
-        """``fn(*args, **kwargs)`` started on this backend's GetTask threads (not bound to an event loop)."""
-        return self._get_task_pool.submit(fn, *args, **kwargs)
+        """``fn(*args, **kwargs)`` started on this backend's GetTask threads (not bound to an event
+        loop), in a copy of the caller's context (as :meth:`run`)."""
+        return self._get_task_pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """``fn(*args, **kwargs)`` started on this backend's threads (its GetTask threads within
@@ -452,6 +453,41 @@ class Backend:
         if _IN_CREATE.get():
             return await self.run(fn, *args, **kwargs)
         return await within_deadline(self.run(fn, *args, **kwargs), deadline=deadline, what=what, backend=self.name)
+
+
+async def outcome_within_bound(
+    backend: Backend, cache: StatusCache, key: Hashable, value: Any, build: Callable[[], T]
+) -> T | Resource:
+    """``build()``, the blocking part of an ended job's GetTask (its Resource reads the task's
+    error.pb and outputs.pb), run on ``backend``'s GetTask threads in a copy of the caller's context
+    and waited for at most ``_status_cache.KNOWN_STATUS_WAIT_SECONDS``; ``value`` is the job's
+    status entry under ``key`` in ``cache``. The read goes through flytekit's storage layer, one
+    event loop thread for every caller: with many jobs ending at once it took up to the GetTask's
+    9 s deadline, an error spending propeller's budget, and on the service's event loop it held
+    every other backend's GetTasks behind it. Past the bound the job is answered RUNNING, saying
+    its outcome is being read; the read goes on, kept with the job's status entry
+    (``StatusCache.attachment``), and its result answers the job's next GetTask on this replica.
+    The job's next GetTask may go to another replica (gRPC's round robin): the kept read then goes
+    when the cache drops the entry, so memory stays bounded by the cache's. Raises what ``build``
+    raised, once it ended within the bound."""
+    from cdao_connectors import _status_cache  # noqa: PLC0415  (it imports this module)
+
+    future = cache.attachment(key, value, lambda: backend.submit_get_task(build))
+    try:
+        # shield: the bound ending must not cancel the build, whose Resource answers the next GetTask.
+        resource = await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(future)), _status_cache.KNOWN_STATUS_WAIT_SECONDS
+        )
+    except TimeoutError:
+        return Resource(
+            phase=TaskExecution.RUNNING,
+            message=f"{backend.name} reports the job ended; its outcome (the task's error.pb and "
+            "outputs) is still being read and answers the next status request",
+        )
+    finally:
+        if future.done():
+            cache.detach(key, future)  # answered (or failed): the next GetTask reads afresh
+    return resource
 
 
 class BulkheadConnector(AsyncConnectorBase):
@@ -513,8 +549,9 @@ class BulkheadConnector(AsyncConnectorBase):
         queue for those threads ahead of the bound. Only building the Resource (which reads the
         task's outputs once the job ended) runs on threads, the backend's GetTask ones, never behind
         its creates and deletes, and is waited for only as long as a known status
-        (:meth:`_outcome_within_bound`); the two share the one budget. A job that has not ended is
-        answered from its status at once (:meth:`has_ended`)."""
+        (:func:`outcome_within_bound`); the two share the one budget. A job that has not ended (its
+        cache's ``final`` predicate, ``StatusCache.is_final``, the one owner of that fact) is
+        answered from its status at once."""
         return await within_deadline(
             self._get(resource_meta), deadline=_deadlines.GET_TASK_SECONDS, what="GetTask", backend=self.backend.name
         )
@@ -522,46 +559,15 @@ class BulkheadConnector(AsyncConnectorBase):
     async def _get(self, resource_meta: Any) -> Any:
         cache, key = self.status_of(resource_meta)
         known = await cache.aget(key)
-        if known.value is None or not self.has_ended(known.value):
+        if known.value is None or not cache.is_final(known.value):
             # Only an ended job's Resource reads anything (its outputs): a job still waiting or
             # running is answered what its status says, even with every GetTask thread busy reading
             # ended jobs' outputs (issue #16 review: such a job was answered "reports the job ended").
             resource = self.resource_for(known.value, resource_meta)
         else:
-            resource = await self._outcome_within_bound(cache, key, known.value, resource_meta)
+            build = functools.partial(self.resource_for, known.value, resource_meta)
+            resource = await outcome_within_bound(self.backend, cache, key, known.value, build)
         return noting_staleness(resource, known.stale)
-
-    async def _outcome_within_bound(self, cache: StatusCache, key: Hashable, value: Any, resource_meta: Any) -> Any:
-        """:meth:`resource_for` of ``value``, the status of an ended job, built on the backend's GetTask
-        threads and waited for at most ``_status_cache.KNOWN_STATUS_WAIT_SECONDS``. An ended job's
-        Resource reads the task's error.pb and outputs.pb (``_common.outcome_after_exit``, through
-        flytekit's storage layer, one event loop thread for every caller): with many jobs ending at
-        once that took up to the GetTask's 9 s deadline, an error spending propeller's budget. Past
-        the bound the job is answered RUNNING, saying its outcome is being read; the read goes on,
-        kept with the job's status entry (``StatusCache.attachment``), and its Resource answers the
-        job's next GetTask on this replica. The job's next GetTask may go to another replica (gRPC's
-        round robin): the kept read then goes when the cache drops the entry, so memory stays bounded
-        by the cache's."""
-        from cdao_connectors import _status_cache  # noqa: PLC0415  (it imports this module)
-
-        future = cache.attachment(
-            key, value, lambda: self.backend.submit_get_task(self.resource_for, value, resource_meta)
-        )
-        try:
-            # shield: the bound ending must not cancel the build, whose Resource answers the next GetTask.
-            resource = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), _status_cache.KNOWN_STATUS_WAIT_SECONDS
-            )
-        except TimeoutError:
-            return Resource(
-                phase=TaskExecution.RUNNING,
-                message=f"{self.backend.name} reports the job ended; its outcome (the task's error.pb and "
-                "outputs) is still being read and answers the next status request",
-            )
-        finally:
-            if future.done():
-                cache.detach(key, future)  # answered (or failed): the next GetTask reads afresh
-        return resource
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await self.backend.call(
@@ -574,18 +580,15 @@ class BulkheadConnector(AsyncConnectorBase):
         raise NotImplementedError
 
     def status_of(self, resource_meta: Any) -> tuple[StatusCache, Hashable]:
-        """The status cache holding the job's status and the job's key in it."""
-        raise NotImplementedError
-
-    def has_ended(self, value: Any) -> bool:
-        """Whether the job's description ``value`` (never None) is a terminal status: only then may
-        :meth:`resource_for` block (reading the task's outputs), on the backend's GetTask threads."""
+        """The status cache holding the job's status and the job's key in it; the cache's ``final``
+        predicate says which statuses are terminal."""
         raise NotImplementedError
 
     def resource_for(self, value: Any, resource_meta: Any) -> Any:
         """The flytekit ``Resource`` for the job's last known description ``value`` (None: the
-        backend does not know the job). Runs on the event loop, so it must not block, unless
-        :meth:`has_ended` says ``value`` is terminal."""
+        backend does not know the job). Runs on the event loop, so it must not block, unless the
+        job's status cache says ``value`` is terminal (``StatusCache.is_final``): then it runs on
+        the backend's GetTask threads (:func:`outcome_within_bound`)."""
         raise NotImplementedError
 
     def delete_sync(self, resource_meta: Any) -> None:

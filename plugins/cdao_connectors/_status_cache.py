@@ -459,8 +459,14 @@ class StatusCache:
             self._inflight[key] = (ticket, future)
         return future
 
+    def is_final(self, value: Any) -> bool:
+        """Whether ``value`` (a description ``describe`` answered, never None) is a terminal status,
+        kept for good and never refreshed (the cache's ``final`` predicate). The one owner of that
+        fact for its jobs: a connector asks its job's cache (``BulkheadConnector.get``)."""
+        return self._final(value)
+
     def _is_final(self, entry: _Entry) -> bool:
-        return entry.value is not None and self._final(entry.value)
+        return entry.value is not None and self.is_final(entry.value)
 
     def seed(self, key: Hashable, value: Any) -> None:
         """Record what a create call just told us, so a new job's first GetTask costs no API call

@@ -546,13 +546,12 @@ def test_a_gettask_answers_within_one_budget_for_its_status_wait_and_its_resourc
         def __init__(self) -> None:
             super().__init__(task_type_name="cdao-budget-test", metadata_type=CodeweaveJobMetadata)
             self.backend = Backend("budget test")
-            self.cache = _status_cache.StatusCache(slow_describe, max_age=60.0, batch=1, name="budget-test")
+            self.cache = _status_cache.StatusCache(
+                slow_describe, max_age=60.0, batch=1, name="budget-test", final=lambda value: True
+            )
 
         def status_of(self, resource_meta):
             return self.cache, resource_meta.job_id
-
-        def has_ended(self, value):
-            return True
 
         def resource_for(self, value, resource_meta):
             time.sleep(0.4)  # the outputs check of an ended job
@@ -742,16 +741,17 @@ def _slow_outputs_connector(seconds: float, clock: Callable[[], float] = time.mo
             super().__init__(task_type_name="cdao-slow-outputs-test", metadata_type=CodeweaveJobMetadata)
             self.backend = Backend("slow outputs test")
             self.cache = _status_cache.StatusCache(
-                lambda keys: {}, max_age=60.0, batch=1, name="slow-outputs-test", clock=clock
+                lambda keys: {},
+                max_age=60.0,
+                batch=1,
+                name="slow-outputs-test",
+                clock=clock,
+                final=lambda value: value["status"] == "SUCCEEDED",
             )
             self.built: list[weakref.ref] = []  # every Resource an outputs check built
 
         def status_of(self, resource_meta):
             return self.cache, resource_meta.job_id
-
-        @staticmethod
-        def has_ended(value) -> bool:
-            return value["status"] == "SUCCEEDED"
 
         def resource_for(self, value, resource_meta):
             if value["status"] != "SUCCEEDED":
@@ -896,3 +896,48 @@ def test_a_plugin_gettask_answers_within_its_bound_while_creates_hold_every_back
     took, answer = asyncio.run(while_creates_hold_every_thread())
     assert answer.phase not in (PHASE.FAILED, PHASE.RETRYABLE_FAILED), answer
     assert took < 0.5, f"the GetTask took {took:.2f}s"
+
+
+def test_a_slow_outputs_read_of_an_ended_sagemaker_job_costs_a_batch_gettask_nothing(
+    backends, grpc_stubs, monkeypatch, production_status_waits
+):
+    """flytekitplugins-awssagemaker's Pythonic jobs' get() reads the task's error.pb and outputs.pb
+    once the job ended (``awssagemaker_inference/pythonic_base.py`` ``get``: ``_read_error`` and
+    ``_artifact_exists``, flytekit's synchronous ``FileAccessProvider.exists``/``get_data``, 1.16.31),
+    inside the coroutine the service awaits on its one event loop: a slow store held every other
+    backend's GetTasks behind it. As BulkheadConnector's ended jobs, the read runs on the backend's
+    GetTask threads, waited for at most the known-status bound, and its outcome answers a later
+    GetTask. Takes about a second: the store's slowness past the bound is what is proven."""
+    import threading  # noqa: PLC0415
+
+    from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from flytekit.core.data_persistence import FileAccessProvider  # noqa: PLC0415
+
+    stub, _ = grpc_stubs
+    batch_meta, training_meta = _batch_meta(stub), _training_job(stub)  # moto's training job is Completed at once
+    reading = threading.Event()
+    exists = FileAccessProvider.exists
+
+    def slow_exists(self, path):
+        if "/error.pb" in path or "/outputs.pb" in path:
+            reading.set()
+            time.sleep(0.5)  # a slow store: each of the plugin's two checks waits, then asks it
+        return exists(self, path)
+
+    monkeypatch.setattr(FileAccessProvider, "exists", slow_exists)
+    ended = _get_future(stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta)
+    assert reading.wait(5), "the ended job's GetTask never read its outputs"
+    took, batch = _get(stub, BATCH_TASK_TYPE, batch_meta)
+    assert isinstance(batch, agent_pb2.Resource) and batch.phase == PHASE.QUEUED, batch
+    assert took < 0.4, f"a Batch GetTask waited {took:.2f}s behind a SageMaker job's outputs read"
+
+    took, answer = ended()
+    assert isinstance(answer, agent_pb2.Resource), answer
+    assert answer.phase == PHASE.RUNNING and "still being read" in answer.message, answer
+    assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"the ended job's GetTask took {took:.2f}s"
+    end = time.monotonic() + 10
+    while (answer := _get(stub, SAGEMAKER_TRAINING_TASK_TYPE, training_meta)[1]).phase == PHASE.RUNNING:
+        assert time.monotonic() < end, answer
+        time.sleep(0.05)
+    # moto completes the job without running it: no outputs.pb, so the kept read's outcome is FAILED.
+    assert answer.phase == PHASE.FAILED and "outputs.pb" in answer.message, answer

@@ -22,7 +22,10 @@ synchronous ``boto`` connector shares one backend per AWS service, bounded per A
 GetTask of such a connector, every SageMaker Describe is answered from the connector's status
 caches (:mod:`cdao_connectors.sagemaker._job_statuses`): training, processing and transform jobs
 from a shared listing, endpoints, tuning and inference recommender jobs one Describe each; either
-way a known status survives throttling (:mod:`cdao_connectors._status_cache`).
+way a known status survives throttling (:mod:`cdao_connectors._status_cache`). An ended Pythonic
+job's get() also reads the task's error.pb and outputs.pb, synchronously; that part runs as
+BulkheadConnector's ended jobs' does (:func:`cdao_connectors._backends.outcome_within_bound`), on
+the backend's GetTask threads, never on the service's event loop.
 
 Within a CreateTask of such a connector, the create request carries a ``flyte-attempt`` tag derived
 from the attempt, so the plugin's ``{idempotence_token}`` (a hash of the rendered request) and the
@@ -34,9 +37,11 @@ answers as created) is a :class:`QuotaExceeded` naming the request.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from typing import Any
 
@@ -47,7 +52,13 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
-from cdao_connectors._backends import Backend, create_within_deadline, on_get_task_threads, within_deadline
+from cdao_connectors._backends import (
+    Backend,
+    create_within_deadline,
+    on_get_task_threads,
+    outcome_within_bound,
+    within_deadline,
+)
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
@@ -70,6 +81,12 @@ _STATUS_CACHES: ContextVar[StatusCaches | None] = ContextVar("sagemaker_status_c
 # Set for one GetTask: why the status it read is its job's last known one (StatusCache.get), for
 # the GetTask's message. A list, so what a call made in a task of its own reaches the GetTask.
 _STALE: ContextVar[list[str] | None] = ContextVar("sagemaker_stale_statuses", default=None)
+# Set while a GetTask of a BulkheadPluginConnector runs the plugin's get() on the service's event
+# loop: the status entry each of its Describes was answered (cache, key, value). A storage read
+# reached there stops the get() (:class:`_OutcomeUnread`) before it blocks the loop.
+_DESCRIBED: ContextVar[list[tuple[StatusCache, Hashable, Any]] | None] = ContextVar(
+    "sagemaker_described_statuses", default=None
+)
 # Set for the duration of a CreateTask of a BulkheadPluginConnector: the tag that makes its request,
 # and so the plugin's ``{idempotence_token}``, the attempt's own; and whether SageMaker answered its
 # create "already exists" (the plugin then answers the existing job).
@@ -112,6 +129,7 @@ class _Client:
         caches = _STATUS_CACHES.get() if service == "sagemaker" and method.startswith("describe_") else None
         kind = LISTED_KINDS.get(method)
         stale = _STALE.get()
+        answered = _DESCRIBED.get()
 
         def blocking(**params: Any) -> Any:
             return getattr(backend.aws(service, region), method)(**params)
@@ -124,7 +142,10 @@ class _Client:
                     cache, key = caches((kind, region), status_refresh_seconds()), params[kind.name_field]
                 else:
                     cache, key = caches((method, region), status_refresh_seconds()), tuple(sorted(params.items()))
-                return _described(await cache.aget(key), key, stale)
+                known = await cache.aget(key)
+                if answered is not None:
+                    answered.append((cache, key, known.value))
+                return _described(known, key, stale)
             # Bounded by the widest of propeller's deadlines; an RPC of a BulkheadPluginConnector
             # is bounded tighter around the whole.
             return await backend.call(
@@ -136,6 +157,10 @@ class _Client:
 
 class JobGone(LookupError):
     """SageMaker does not know the job a GetTask asks about (deleted outside Flyte)."""
+
+
+class _OutcomeUnread(Exception):
+    """The plugin's get(), run on the service's event loop, reached a blocking storage read."""
 
 
 def _described(known: Known, key: Any, stale: list[str] | None) -> dict[str, Any]:
@@ -415,10 +440,21 @@ class BulkheadPluginConnector:
                 )
         return resource_meta
 
+    @classmethod
+    def _artifact_exists(cls, output_prefix: str, name: str) -> bool:
+        """The Pythonic connectors' storage check (``pythonic_base.py`` ``_artifact_exists``, flytekit's
+        synchronous ``FileAccessProvider.exists``), the first step of every storage read of their
+        get(): ``_read_error`` checks error.pb's existence before reading it, a Completed job's
+        outputs.pb is checked. On the event loop (:data:`_DESCRIBED` set) it raises
+        :class:`_OutcomeUnread` instead of blocking: :meth:`_get` then runs the get() off the loop."""
+        if _DESCRIBED.get() is not None:
+            raise _OutcomeUnread(f"{output_prefix.rstrip('/')}/{name}")
+        return super()._artifact_exists(output_prefix, name)  # type: ignore[misc]
+
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:
-            resource, stale = await self._read_bounded(super().get(resource_meta, **kwargs))
+            resource, stale = await self._read_bounded(self._get(resource_meta, **kwargs))
             return noting_staleness(resource, stale)
         except CustomException as exc:
             if not job_is_gone(exc.original_exception):
@@ -429,6 +465,33 @@ class BulkheadPluginConnector:
             phase=TaskExecution.FAILED,
             message=f"{self.name}: SageMaker has no job {_job_name(resource_meta)} (deleted outside Flyte?)",
         )
+
+    async def _get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        """The plugin's get() on the event loop, its Describes answered from the status caches. An
+        ended Pythonic job's get() also reads the task's error.pb and outputs.pb, synchronously
+        (``pythonic_base.py`` ``get``, flytekitplugins-awssagemaker 1.16.31): on the service's one
+        event loop a slow store held every backend's GetTasks behind it. There it stops before the
+        read (:meth:`_artifact_exists`), and the whole get() runs again on the backend's GetTask
+        threads as BulkheadConnector's ended jobs do (:func:`outcome_within_bound`: waited for at
+        most the known-status bound, RUNNING with a message past it, kept with the job's status
+        entry); the job's status entry is final then, so its Describe is answered at once."""
+        answered: list[tuple[StatusCache, Hashable, Any]] = []
+        reset = _DESCRIBED.set(answered)
+        try:
+            return await super().get(resource_meta, **kwargs)  # type: ignore[misc]
+        except _OutcomeUnread:
+            pass
+        finally:
+            _DESCRIBED.reset(reset)
+        # pythonic_base.py's get() describes the job before reading anything: the last answer is its status.
+        cache, key, value = answered[-1]
+        build = functools.partial(self._plugin_get_off_loop, resource_meta, kwargs)
+        return await outcome_within_bound(self.backend, cache, key, value, build)
+
+    def _plugin_get_off_loop(self, resource_meta: Any, kwargs: dict[str, Any]) -> Any:
+        # On a GetTask thread, in a copy of the GetTask's context (its status caches): the get() is a
+        # coroutine, and the thread has no event loop of its own.
+        return asyncio.run(super().get(resource_meta, **kwargs))  # type: ignore[misc]
 
     async def delete(self, *args: Any, **kwargs: Any) -> Any:
         return await self._bounded(
