@@ -941,3 +941,59 @@ def test_a_slow_outputs_read_of_an_ended_sagemaker_job_costs_a_batch_gettask_not
         time.sleep(0.05)
     # moto completes the job without running it: no outputs.pb, so the kept read's outcome is FAILED.
     assert answer.phase == PHASE.FAILED and "outputs.pb" in answer.message, answer
+
+
+# Each backend's terminal statuses, from its API's own definition: AWS Batch User Guide "Job states"
+# (https://docs.aws.amazon.com/batch/latest/userguide/job_states.html: SUCCEEDED, FAILED); botocore
+# ``emr/2009-03-31`` StepState (COMPLETED, CANCELLED, FAILED, INTERRUPTED); the Codeweave contract
+# (cdao_connectors/codeweave/contract.py: SUCCEEDED, FAILED, CANCELLED); botocore
+# ``sagemaker/2017-07-24`` TransformJobStatus (Completed, Failed, Stopped).
+def _batch_ended():
+    return [{"jobId": "job-1", "status": status} for status in ("SUCCEEDED", "FAILED")]
+
+
+def _emr_ended():
+    return [{"Id": "s-1", "Status": {"State": state}} for state in ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")]
+
+
+def _codeweave_ended():
+    from cdao_connectors.codeweave.contract import Job  # noqa: PLC0415
+
+    return [Job(id="cw-1", status=status, message="", log_url=None) for status in ("SUCCEEDED", "FAILED", "CANCELLED")]
+
+
+def _transform_ended():
+    return [{"TransformJobName": "flyte-t-1", "TransformJobStatus": s} for s in ("Completed", "Failed", "Stopped")]
+
+
+@pytest.mark.parametrize(
+    ("connector_class", "running", "ended"),
+    [
+        ("cdao_connectors.aws_batch.connector:BatchConnector", _batch_running, _batch_ended),
+        ("cdao_connectors.emr.connector:EMRConnector", _emr_running, _emr_ended),
+        ("cdao_connectors.codeweave.connector:CodeweaveConnector", _codeweave_running, _codeweave_ended),
+        ("cdao_connectors.sagemaker.connector:BatchTransformConnector", _transform_running, _transform_ended),
+    ],
+)
+def test_whether_a_job_ended_is_its_status_caches_word_alone(aws_env, monkeypatch, connector_class, running, ended):
+    """Two things depend on a job having ended: its GetTask reads the task's outputs (on the
+    GetTask threads, BulkheadConnector.get), and its status cache keeps the status for good, never
+    refreshing it. Each connector said the first with a ``has_ended`` of its own beside its cache's
+    ``final=``; AWS Batch's cache had no ``final=`` at all, so every background pass described
+    ended Batch jobs again until nobody asked for them (52 minutes). The cache's predicate is the
+    one owner: no connector defines another, and it holds each backend's terminal statuses."""
+    import importlib  # noqa: PLC0415
+
+    from cdao_connectors._backends import BulkheadConnector  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_BATCH_SPOT_QUEUE", "spot")
+    monkeypatch.setenv("CDAO_BATCH_ON_DEMAND_QUEUE", "on-demand")
+    module, name = connector_class.split(":")
+    connector = getattr(importlib.import_module(module), name)()
+    owners = [cls.__qualname__ for cls in type(connector).__mro__ if "has_ended" in vars(cls)]
+    assert owners == [], f"whether a job ended is also said by {owners}"
+    assert not hasattr(BulkheadConnector, "has_ended")
+    meta, value = running(connector)
+    cache, _key = connector.status_of(meta)
+    assert not cache.is_final(value)
+    assert all(cache.is_final(done) for done in ended()), [done for done in ended() if not cache.is_final(done)]

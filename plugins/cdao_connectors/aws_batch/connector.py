@@ -41,6 +41,10 @@ _PHASES = {
     "SUCCEEDED": TaskExecution.SUCCEEDED,
     "FAILED": TaskExecution.FAILED,
 }
+# The statuses a Batch job ends in and never leaves (AWS Batch User Guide, "Job states",
+# https://docs.aws.amazon.com/batch/latest/userguide/job_states.html): its status cache keeps them
+# for good, and only they make a GetTask read the task's outputs.
+_ENDED = frozenset({"SUCCEEDED", "FAILED"})
 
 # Batch's statusReason when EC2 takes a Spot instance back (AWS Batch docs, "Automated job retries").
 _SPOT_RECLAIMED_PREFIX = "Host EC2"
@@ -119,6 +123,7 @@ class BatchConnector(BulkheadConnector):
                     period=refresh_period(max_age),
                     name="batch",
                     backend="AWS Batch",
+                    final=lambda job: job.get("status") in _ENDED,
                 )
                 self._caches[region] = cache
             return cache
@@ -245,10 +250,6 @@ class BatchConnector(BulkheadConnector):
         return self.status_cache(resource_meta.region, cfg.status_refresh_seconds), resource_meta.job_id
 
     @staticmethod
-    def has_ended(job: dict[str, Any]) -> bool:
-        return job.get("status") in ("SUCCEEDED", "FAILED")
-
-    @staticmethod
     def resource_for(job: dict[str, Any] | None, resource_meta: BatchJobMetadata) -> Resource:
         if job is None:
             return Resource(
@@ -268,7 +269,7 @@ class BatchConnector(BulkheadConnector):
                 message=f"spot capacity reclaimed, retrying: {reason}",
                 log_links=links,
             )
-        if status not in ("SUCCEEDED", "FAILED"):
+        if status not in _ENDED:
             return Resource(phase=_PHASES[status], message=reason or status, log_links=links)
         outcome = outcome_after_exit(
             resource_meta.output_prefix,

@@ -182,10 +182,6 @@ class CodeweaveConnector(BulkheadConnector):
         return self.statuses, resource_meta.job_id
 
     @staticmethod
-    def has_ended(job: Any) -> bool:
-        return job.status in _TERMINAL
-
-    @staticmethod
     def resource_for(job: Any, resource_meta: CodeweaveJobMetadata) -> Resource:
         if job is None:
             return Resource(phase=TaskExecution.FAILED, message=f"Codeweave has no job {resource_meta.job_id}")

@@ -390,10 +390,6 @@ class EMRConnector(BulkheadConnector):
         return cache, (resource_meta.cluster_id, resource_meta.step_id)
 
     @staticmethod
-    def has_ended(step: dict[str, Any]) -> bool:
-        return step["Status"].get("State") in _TERMINAL_STEP_STATES
-
-    @staticmethod
     def resource_for(step: dict[str, Any] | None, resource_meta: EMRStepMetadata) -> Resource:
         if step is None:
             return Resource(
@@ -418,7 +414,8 @@ class EMRConnector(BulkheadConnector):
             return Resource(
                 phase=TaskExecution.RUNNING, message=f"unknown EMR step state {state!r}; waiting", log_links=links
             )
-        if state not in ("COMPLETED", "FAILED", "CANCELLED"):
+        if state not in _TERMINAL_STEP_STATES or state == "INTERRUPTED":
+            # An interrupted step lost its instances: retried whatever the task wrote, so nothing is read.
             return Resource(phase=_STEP_PHASES[state], message=reason or state, log_links=links)
         outcome = outcome_after_exit(
             resource_meta.output_prefix,

@@ -301,7 +301,7 @@ class _ApplicationGone(RuntimeError):
 
 # JobRunState values (botocore emr-serverless/2021-07-13) after which there is nothing to cancel:
 # ended, or already being cancelled.
-_NOTHING_TO_CANCEL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "CANCELLING"})
+_NOTHING_TO_CANCEL = _ENDED_RUN_STATES | {"CANCELLING"}
 
 
 async def _raise_swallowed(call: Any, what: str, job_run_id: str) -> Any:

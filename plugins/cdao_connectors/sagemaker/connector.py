@@ -413,10 +413,6 @@ class BatchTransformConnector(BulkheadConnector):
     def status_of(self, resource_meta: BatchTransformMetadata) -> tuple[StatusCache, str]:
         return self.status_cache(resource_meta.region, status_refresh_seconds()), resource_meta.job_name
 
-    @staticmethod
-    def has_ended(described: dict[str, Any]) -> bool:
-        return TRANSFORM.is_final(described)
-
     def resource_for(self, described: dict[str, Any] | None, resource_meta: BatchTransformMetadata) -> Resource:
         region, job = resource_meta.region, resource_meta.job_name
         if described is None:
