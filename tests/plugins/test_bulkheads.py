@@ -997,3 +997,32 @@ def test_whether_a_job_ended_is_its_status_caches_word_alone(aws_env, monkeypatc
     cache, _key = connector.status_of(meta)
     assert not cache.is_final(value)
     assert all(cache.is_final(done) for done in ended()), [done for done in ended() if not cache.is_final(done)]
+
+
+def test_emr_serverless_makes_its_aws_client_on_the_backends_threads_not_the_event_loop(aws_env, monkeypatch):
+    """A boto3 client takes milliseconds to make (its service model and endpoint rules are loaded
+    and parsed), and every connector of the service waits for the event loop meanwhile. The EMR
+    Serverless handler looked its shared client up (``Backend.aws``, which makes it on first use)
+    on the event loop before handing the call to the backend's threads."""
+    import threading  # noqa: PLC0415
+
+    import botocore.session  # noqa: PLC0415
+
+    connector, meta = _emr_serverless_deferred_get(monkeypatch)  # its get() sends GetApplication
+    made_on: list[str] = []
+    original = botocore.session.Session.create_client
+
+    def recording(self, service_name, *args, **kwargs):
+        if service_name == "emr-serverless":
+            made_on.append(threading.current_thread().name)
+        return original(self, service_name, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", recording)
+
+    async def get_on_this_thread():
+        return threading.current_thread().name, await connector.get(meta)
+
+    loop_thread, answer = asyncio.run(get_on_this_thread())
+    assert answer.phase not in (PHASE.FAILED, PHASE.RETRYABLE_FAILED), answer
+    assert made_on, "the GetTask made no EMR Serverless client: nothing was checked"
+    assert loop_thread not in made_on, f"an EMR Serverless client was made on the event loop's thread {loop_thread}"

@@ -225,8 +225,12 @@ class _BulkheadHandler(EMRServerlessHandler):
         return self._backend.aws("emr-serverless", self.region)
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
-        call = getattr(self.client, method)
-        return await self._backend.call(call, deadline=_deadlines.CREATE_TASK_SECONDS, what=method, **params)
+        def call() -> dict[str, Any]:
+            # The client is looked up here, on the backend's threads: its first use makes it
+            # (Backend.aws), milliseconds every connector would wait for on the event loop.
+            return getattr(self.client, method)(**params)
+
+        return await self._backend.call(call, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
 
     async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
         def collect() -> list[dict[str, Any]]:
