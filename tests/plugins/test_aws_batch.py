@@ -124,6 +124,11 @@ def test_spot_reclamation_is_retryable_other_failures_are_not(batch_env, grpc_st
     assert res.phase == PHASE.RETRYABLE_FAILED
     assert "reclaimed" in res.message
 
+    # A FAILED job never changes (AWS Batch User Guide, "Job states"), and its status is kept for
+    # good: the other failure is another job's.
+    meta, decoded, _ = _submit(stub, batch_tasks.preprocess, "spot-other", path="s3://x/d")
+    job = _moto_job(decoded["job_id"])
+    job.status = "FAILED"
     job.job_stopped_reason = "Essential container in task exited"
     failed = get_task(stub, BATCH_TASK_TYPE, meta)
     assert failed.phase == PHASE.FAILED
