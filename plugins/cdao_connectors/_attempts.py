@@ -66,7 +66,6 @@ DynamoDB.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -164,7 +163,7 @@ class AttemptAnswers:
 
     def __init__(self, backend: Backend, item: str) -> None:
         self._backend = backend
-        self._ledger = AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table())
+        self._table = attempt_table()
         self.item = item
         # The CreateTask's start (compared across replicas: module docstring), made before any job.
         self.started_at = CREATE_STARTED_AT.get() or time.time()
@@ -176,20 +175,25 @@ class AttemptAnswers:
         resource_meta = await created
         with checking_created_job(self._backend.name, f"the job of attempt {self.item}"):
             await self._backend.call(
-                self._ledger.answer,
-                self.item,
-                self.started_at,
+                lambda: self._ledger().answer(self.item, self.started_at),
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="attempt ledger update",
             )
         return resource_meta
+
+    def _ledger(self) -> AttemptLedger:
+        # Called on the backend's threads: the table's shared client is made on first use
+        # (Backend.aws), milliseconds every connector would wait for on the event loop.
+        return AttemptLedger(self._backend.aws("dynamodb", aws_region()), self._table)
 
     def cancelling(self, cancel: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
         """``cancel``, run for this CreateTask's give-up only once the attempt is marked abandoned
         (:func:`mark_abandoned`): not when a CreateTask that started later was answered the job."""
 
         async def cancel_unless_answered(resource_meta: Any) -> None:
-            mark = functools.partial(self._ledger.abandon, self.item, started_at=self.started_at)
+            def mark() -> bool:
+                return self._ledger().abandon(self.item, started_at=self.started_at)
+
             if await mark_abandoned(self._backend, mark):
                 await cancel(resource_meta)
 

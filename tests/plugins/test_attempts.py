@@ -1718,3 +1718,38 @@ def test_a_replicas_shutdown_budget_fits_a_delete_task_inside_the_pods_grace_per
 
     grace = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert _deadlines.DELETE_TASK_SECONDS <= SHUTDOWN_CANCEL_SECONDS <= grace - 5
+
+
+def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threads(aws_env, monkeypatch):
+    """Every CreateTask of a backend whose API deduplicates the create records its answer in the
+    attempt table (AttemptAnswers, made on the event loop as the CreateTask starts). Making the
+    table's shared client there (``Backend.aws`` makes it on first use: a boto3 client's service
+    model and endpoint rules, milliseconds) held every connector's GetTasks; it is made where the
+    record is written, on the backend's threads."""
+    import botocore.session  # noqa: PLC0415
+    from cdao_connectors._attempts import AttemptAnswers, attempt_item  # noqa: PLC0415
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+
+    for k, v in provision_attempt_table(aws_env["AWS_REGION"]).items():
+        monkeypatch.setenv(k, v)
+    made_on: list[str] = []
+    original = botocore.session.Session.create_client
+
+    def recording(self, service_name, *args, **kwargs):
+        if service_name == "dynamodb":
+            made_on.append(threading.current_thread().name)
+        return original(self, service_name, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", recording)
+
+    async def created() -> str:
+        return "the job"
+
+    async def create_on_this_thread():
+        answers = AttemptAnswers(Backend("attempt record test"), attempt_item("test", uuid.uuid4().hex))
+        return threading.current_thread().name, await answers.answering(created())
+
+    loop_thread, answer = _run_and_return(create_on_this_thread())
+    assert answer == "the job"
+    assert made_on, "no attempt table client was made: nothing was checked"
+    assert loop_thread not in made_on, f"the attempt table's client was made on the event loop's thread {loop_thread}"

@@ -3,7 +3,6 @@ and status for many jobs from one shared DescribeJobs cache."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
@@ -240,8 +239,11 @@ class BatchConnector(BulkheadConnector):
         # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated
         # (nor is it terminated once a CreateTask that started after this one was answered it,
         # while a repeat that took it over and gives up terminates it: cdao_connectors._attempts).
-        ledger = self._ledger(resource_meta.region)
-        mark = functools.partial(ledger.abandon, _attempt_key(resource_meta.job_name), started_at=started_at)
+        def mark() -> bool:  # on the backend's threads, where the ledger's client is made on first use
+            return self._ledger(resource_meta.region).abandon(
+                _attempt_key(resource_meta.job_name), started_at=started_at
+            )
+
         if await mark_abandoned(self.backend, mark):
             await self.delete(resource_meta)
 
