@@ -51,6 +51,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extend.backend.utils import is_terminal_phase
 from flytekit.models.task import TaskTemplate
 from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
@@ -129,7 +130,6 @@ def _run_is_gone(error: Exception) -> bool:
 _LIST_PAGE = 50
 _LIVE_RUN_STATES = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
 _ENDED_RUN_STATES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
-_ENDED_PHASES = frozenset({TaskExecution.SUCCEEDED, TaskExecution.FAILED, TaskExecution.ABORTED})
 # createdAtAfter is a lower bound; a second of slack keeps the oldest tracked run in the answer.
 _CREATION_SLACK = timedelta(seconds=1)
 
@@ -559,7 +559,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         finally:
             _STALE.reset(reset_stale)
             _STATUS_READ.reset(reset)
-        if resource.phase in _ENDED_PHASES and (key := self._pending_key(asked)) is not None:
+        if is_terminal_phase(resource.phase) and (key := self._pending_key(asked)) is not None:
             self._started_runs.pop(key, None)
         noting_staleness(resource, "; ".join(stale))
         if resource.phase == TaskExecution.FAILED and resource.message.startswith("Job not found"):
