@@ -907,7 +907,8 @@ def test_a_slow_outputs_read_of_an_ended_sagemaker_job_costs_a_batch_gettask_not
     inside the coroutine the service awaits on its one event loop: a slow store held every other
     backend's GetTasks behind it. As BulkheadConnector's ended jobs, the read runs on the backend's
     GetTask threads, waited for at most the known-status bound, and its outcome answers a later
-    GetTask. Takes about a second: the store's slowness past the bound is what is proven."""
+    GetTask. Takes about two seconds: the store's slowness (two 0.5 s checks) past the bound, and
+    the Batch GetTask that must not wait for it, are what is proven."""
     import threading  # noqa: PLC0415
 
     from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
