@@ -35,13 +35,16 @@ first sight. Then, in order:
 Each report has a line for the window: the service's side (``service_cpu_ms_per_s`` over every
 replica; ``inline_waits``: GetTasks that waited for the backend, the ``cdao_status_inline_refreshes``
 counter; ``stale``: answers of a last known status older than its bound,
-``cdao_status_stale_answers``), then the harness's own cost, so that its queueing can be told from the
+``cdao_status_stale_answers``; ``service_loop_lag_p50_ms/p99_ms``: how late the replicas' event
+loops ran what was ready, from their ``cdao_event_loop_lag_seconds``, the wait of a GetTask before
+its handler starts), then the harness's own cost, so that its queueing can be told from the
 service's latency: ``harness_cpu_ms_per_s`` (this process's CPU: the poller and the gRPC client, and
 with ``--backends in-process`` moto and the fake; 1000 a second is a whole core) and
 ``loop_lag_p50_ms/p99_ms/max_ms`` (how late this process's event loop ran a 10 ms timer: a GetTask
 answered while the loop is busy reaches its worker that much later), ``gc_pauses`` and
 ``gc_pause_max_ms`` (this process's garbage collections, which stop the loop; what set-up made is
-frozen out of them with ``gc.freeze``); ``max_in_flight`` (propeller
+frozen out of them with ``gc.freeze``); ``backends_cpu_ms_per_s`` (moto's and the fake's process:
+cores taken here from the service and the harness, by servers that run elsewhere in production); ``max_in_flight`` (propeller
 workers busy at once) and ``max_queued`` (tasks in propeller's queue at once). Then one line per
 backend: ``p50_ms/p99_ms/max_ms``, the GetTask latency propeller's worker sees; ``server_p50_ms/
 server_p99_ms`` (``server_calls``: GetTasks observed), the time the connector itself took, estimated as
@@ -91,7 +94,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "plugins"
 import batch_tasks
 from aws_setup import create_sagemaker_jobs, create_transform_jobs, provision_attempt_table, provision_batch
 from benchmark_harness import Harness, closed_loop
-from cdao_connectors._metrics import GET_TASK_SECONDS_NAME
+from cdao_connectors._metrics import EVENT_LOOP_LAG_SECONDS_NAME, GET_TASK_SECONDS_NAME
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from cdao_connectors.codeweave.connector import CodeweaveJobMetadata
 from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE
@@ -202,6 +205,7 @@ class Backends:
         self.fake = CodeweaveFake(api_key=API_KEY, base_env={})
         self.fake.serve()
         self.codeweave_url = self.fake.url
+        self.pid: int | None = None  # in this process: their CPU is the harness's
 
     def in_flight(self) -> None:
         for job in batch_backends[ACCOUNT][REGION]._jobs.values():
@@ -256,6 +260,7 @@ class RemoteBackends:
         self._process = context.Process(target=_serve_backends, args=(child,), daemon=True)
         self._process.start()
         self.endpoint, self.codeweave_url = self._conn.recv()
+        self.pid = self._process.pid
 
     def _call(self, method: str, *args: Any) -> Any:
         self._conn.send((method, args))
@@ -318,8 +323,9 @@ class Service:
     call goes to the next replica), as its ``k8s://`` resolver gives it the Service's endpoints.
     The channel is ``grpc.aio``'s, on the running event loop: create it inside that loop."""
 
-    def __init__(self, replicas: Sequence[ConnectorProcess]) -> None:
+    def __init__(self, replicas: Sequence[ConnectorProcess], backends_pid: int | None = None) -> None:
         self.replicas = list(replicas)
+        self.backends_pid = backends_pid  # moto's and the fake's process, when they have their own
         addresses = ",".join(r.target for r in replicas)
         # gRPC's ipv4: scheme lists several addresses (https://github.com/grpc/grpc/blob/master/doc/naming.md).
         self.channel = grpc.aio.insecure_channel(
@@ -333,18 +339,23 @@ class Service:
     def scrape(self) -> Scrape:
         """Every replica's counters and GetTask histogram, summed (blocking: run it off the loop)."""
         histogram: dict[str, dict[float, float]] = {}
+        loop_lag: dict[float, float] = {}
         for replica in self.replicas:
             for task_type, buckets in replica.histogram(GET_TASK_SECONDS_NAME, "task_type").items():
                 mine = histogram.setdefault(task_type, {})
                 for bound, count in buckets.items():
                     mine[bound] = mine.get(bound, 0.0) + count
+            for bound, count in replica.histogram(EVENT_LOOP_LAG_SECONDS_NAME).get("", {}).items():
+                loop_lag[bound] = loop_lag.get(bound, 0.0) + count
         return Scrape(
             at=time.monotonic(),
             service_cpu=self.cpu_seconds(),
             harness_cpu=time.process_time(),
+            backends_cpu=_cpu_seconds(self.backends_pid) if self.backends_pid is not None else None,
             inline=sum(r.counter("cdao_status_inline_refreshes") for r in self.replicas),
             stale=sum(r.counter("cdao_status_stale_answers") for r in self.replicas),
             histogram=histogram,
+            loop_lag=loop_lag,
         )
 
     async def get(self, task_type: str, meta: bytes, timeout: float) -> bool:
@@ -373,12 +384,14 @@ class Scrape:
         at: float,
         service_cpu: float,
         harness_cpu: float,
+        backends_cpu: float | None,
         inline: float,
         stale: float,
         histogram: dict[str, dict[float, float]],
+        loop_lag: dict[float, float],
     ) -> None:
-        self.at, self.service_cpu, self.harness_cpu = at, service_cpu, harness_cpu
-        self.inline, self.stale, self.histogram = inline, stale, histogram
+        self.at, self.service_cpu, self.harness_cpu, self.backends_cpu = at, service_cpu, harness_cpu, backends_cpu
+        self.inline, self.stale, self.histogram, self.loop_lag = inline, stale, histogram, loop_lag
 
 
 class Window:
@@ -406,9 +419,20 @@ class Window:
         return self.last.service_cpu - self.first.service_cpu
 
     def summary(self) -> str:
-        """The service's CPU and counters, then the harness's own cost: its process's CPU
-        (``harness_cpu_ms_per_s``: the poller, the gRPC client, and with ``--backends in-process``
-        moto and the fake) and how late its event loop ran a timer (``loop_lag_*_ms``)."""
+        """The service's CPU and counters and how late the replicas' event loops ran what was ready
+        (``service_loop_lag_*_ms``, from every replica's ``cdao_event_loop_lag_seconds``: time a
+        GetTask spends before its handler starts, which ``server_*_ms`` does not hold), then the
+        harness's own cost: its process's CPU (``harness_cpu_ms_per_s``: the poller, the gRPC
+        client, and with ``--backends in-process`` moto and the fake) and how late its event loop
+        ran a timer (``loop_lag_*_ms``); and the CPU moto and the Codeweave fake took in their own
+        process (``backends_cpu_ms_per_s``), cores the service and the harness wait for on this
+        machine but not in production, where AWS's and Codeweave's servers run elsewhere."""
+        before = self.first.loop_lag
+        service_lag = {b: c - before.get(b, 0.0) for b, c in self.last.loop_lag.items()}
+        service_loop = (
+            f"service_loop_lag_p50_ms={1000 * histogram_quantile(0.5, service_lag):.1f} "
+            f"service_loop_lag_p99_ms={1000 * histogram_quantile(0.99, service_lag):.1f}"
+        )
         lag = (
             f"loop_lag_p50_ms={1000 * _percentile(self._lag, 50):.1f} "
             f"loop_lag_p99_ms={1000 * _percentile(self._lag, 99):.1f} loop_lag_max_ms={1000 * max(self._lag):.1f}"
@@ -419,9 +443,15 @@ class Window:
         return (
             f"seconds={self.seconds:.0f} service_cpu_ms_per_s={1000 * self.service_cpu_seconds() / self.seconds:.0f} "
             f"inline_waits={self.last.inline - self.first.inline:.0f} stale={self.last.stale - self.first.stale:.0f} "
+            f"{service_loop} "
             f"harness_cpu_ms_per_s={1000 * (self.last.harness_cpu - self.first.harness_cpu) / self.seconds:.0f} "
-            f"{lag} {gc_pauses} load_avg={os.getloadavg()[0]:.1f}"
+            f"{lag} {gc_pauses} {self._backends_cpu()} load_avg={os.getloadavg()[0]:.1f}"
         )
+
+    def _backends_cpu(self) -> str:
+        if self.first.backends_cpu is None or self.last.backends_cpu is None:
+            return "backends_cpu=in-harness"
+        return f"backends_cpu_ms_per_s={1000 * (self.last.backends_cpu - self.first.backends_cpu) / self.seconds:.0f}"
 
     def server(self, task_type: str) -> str:
         """The service's own GetTask latency for ``task_type`` in the window, from the replicas'
@@ -647,7 +677,7 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
     try:
         for replica in replicas:
             replica.wait_ready()
-        service = Service(replicas)
+        service = Service(replicas, backends.pid)
         tasks = {
             BATCH_TASK_TYPE: await _batch_tasks(service.stub, args.tasks),
             EMR_SPARK_TASK_TYPE: _emr_tasks(args.tasks),
@@ -670,7 +700,7 @@ async def _measure(args: argparse.Namespace, settings: PollingSettings, refresh:
         replicas.extend(ConnectorProcess(env) for _ in range(args.replicas))
         for replica in replicas:
             replica.wait_ready()
-        service = Service(replicas)
+        service = Service(replicas, backends.pid)
         harness.freeze_setup()
         total = sum(len(m) for m in tasks.values())
         print(

@@ -70,6 +70,7 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 import threading
 import time
 import weakref
@@ -126,6 +127,19 @@ REFUSAL_GRACE_SECONDS = 10 * _deadlines.PROPELLER_RESYNC_SECONDS
 # Batch jobs are 10 DescribeJobs calls; EMR's 10-step reads or a listing's pages a few dozen), so a
 # few at a time are enough; a hung backend fills only its own.
 BACKGROUND_READS_AT_ONCE = 2
+# A pass's reads start evenly over this share of its period, not at once, and every cache's first
+# pass starts at a random point of its period. Every backend's cache begins with the same burst of
+# first sights (a restart), so their passes came together every period, and each answer parsed
+# holds the GIL the event loop needs: spread, a pass stops the loop for at most a chunk's parse at
+# a time, and the backend sees a steady rate of calls instead of a burst every period (AWS meters
+# API calls with token buckets, which a burst drains:
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/throttling.html describes EC2's). An
+# entry read late in a pass is refreshed that much later in the next one, so passes take entries
+# older than PASS_DUE_SHARE of the period: one read at the spread's end is still due. Measured
+# (plugins/benchmarks/get_task_latency.py --tasks 1000 --replicas 2, two runs back to back on a
+# machine other work kept busy): the steady GetTask p99 went from ~600 ms to 110-130 ms.
+PASS_SPREAD_SHARE = 0.5
+PASS_DUE_SHARE = 0.25
 
 # How many connector replicas propeller's GetTasks are spread over at most: the HorizontalPodAutoscaler's
 # maxReplicas (platform/addons/connectors/base/autoscaling.yaml; tests/plugins/test_status_cache.py
@@ -512,11 +526,13 @@ class StatusCache:
             self._last_asked.pop(key, None)
             self._failures.pop(key, None)
 
-    def refresh_ahead(self, older_than: float, wait: float | None = None) -> None:
+    def refresh_ahead(self, older_than: float, wait: float | None = None, spread: float = 0.0) -> None:
         """Refresh every tracked entry older than ``older_than`` seconds and not being refreshed
         already (the background pass); raises the first error of the refreshes that ended within
-        ``wait`` seconds (None: all of them). One that outlasts ``wait`` goes on, and the next pass
-        leaves its jobs to it: a hung read delays only its own job, not the next pass."""
+        ``wait`` seconds (None: all of them), counted from the last chunk's start. One that
+        outlasts ``wait`` goes on, and the next pass leaves its jobs to it: a hung read delays only
+        its own job, not the next pass. With ``spread`` (seconds), the pass's ``batch``-sized
+        chunks start evenly over that long instead of at once (:data:`PASS_SPREAD_SHARE`)."""
         with self._refresh_lock:
             now = self._clock()
             with self._lock:
@@ -526,17 +542,30 @@ class StatusCache:
                     return
                 if self._describe_all is not None:
                     futures = [self._submit_locked(due, self._describe_all)]
+                    chunks: list[list[Hashable]] = []
                 else:
-                    # Chunks go out in parallel (up to ``parallel``), so a pass over thousands of
-                    # jobs costs a few round trips of latency, not one per chunk.
-                    futures = [
-                        self._submit_locked(due[i : i + self.batch], self._describe)
-                        for i in range(0, len(due), self.batch)
-                    ]
+                    chunks = [due[i : i + self.batch] for i in range(0, len(due), self.batch)]
+                    futures = [] if spread > 0 else [self._submit_locked(c, self._describe) for c in chunks]
+            if spread > 0 and chunks:
+                futures = self._submit_spread(chunks, spread)
             done, _ = wait_for_futures(futures, timeout=wait)
             errors = [error for future in futures if future in done for error in future.result()]
         if errors:
             raise errors[0]
+
+    def _submit_spread(self, chunks: list[list[Hashable]], spread: float) -> list[Future]:
+        """Submits ``chunks`` one every ``spread / len(chunks)`` seconds (monotonic time), each with
+        what is still tracked and not being read of it at its turn; their futures."""
+        futures: list[Future] = []
+        start = time.monotonic()
+        for i, chunk in enumerate(chunks):
+            time.sleep(max(0.0, start + i * spread / len(chunks) - time.monotonic()))
+            with self._lock:
+                # Forgotten (deleted) or taken by a GetTask's read while the pass waited for its turn.
+                keys = [k for k in chunk if k in self._last_asked and k not in self._inflight]
+                if keys:
+                    futures.append(self._submit_locked(keys, self._describe))
+        return futures
 
     def _drop_idle(self, now: float) -> None:
         """Forget the jobs nobody asked about for ``idle_after`` seconds (caller holds ``_lock``)."""
@@ -587,9 +616,12 @@ class StatusCache:
 
 
 def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
-    # Passes start every ``period`` (not ``period`` after the last one ended) and take every entry
-    # older than half of it, so an entry is at most about ``period`` plus one pass old.
-    started = time.monotonic()
+    # Passes start every ``period`` (not ``period`` after the last one ended), the first at a random
+    # point of it, and spread their reads over PASS_SPREAD_SHARE of it. They take every entry older
+    # than PASS_DUE_SHARE of it: an entry read late in one pass is still due at the next one's
+    # start, so an entry is at most about ``period`` plus one spread (1.5 periods) old, inside
+    # ``max_age`` (two periods, refresh_period).
+    started = time.monotonic() - random.uniform(0.0, period)  # noqa: S311  (a phase, not a secret)
     while True:
         time.sleep(max(0.0, started + period - time.monotonic()))
         started = time.monotonic()
@@ -598,7 +630,7 @@ def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
         if cache is None or not threading.main_thread().is_alive():
             return
         try:
-            cache.refresh_ahead(older_than=period / 2, wait=period)
+            cache.refresh_ahead(older_than=PASS_DUE_SHARE * period, wait=period, spread=PASS_SPREAD_SHARE * period)
         except Exception:  # each job's GetTask answers its last status, saying why it is stale
             _log.warning("background %s refresh failed", cache._name, exc_info=True)
         del cache

@@ -3,9 +3,14 @@ scrapes it from ``pyflyte serve connector --prometheus_port`` and as
 plugins/benchmarks/get_task_latency.py reads it: one observation per GetTask, labelled with the task
 type the GetTask named, on each of the connectors' GetTask paths (our bulkhead connectors, the
 flytekitplugins-awssagemaker connectors behind :class:`BulkheadPluginConnector`, and the idempotent
-EMR Serverless connector)."""
+EMR Serverless connector). And the event loop lag histogram (``cdao_event_loop_lag_seconds``) the
+first GetTask on a loop starts."""
 
 from __future__ import annotations
+
+import asyncio
+import threading
+import time
 
 import boto3
 import pytest
@@ -80,3 +85,42 @@ def test_the_buckets_resolve_a_cache_hit_and_the_get_task_budget():
     buckets = _metrics.GET_TASK_BUCKETS
     assert buckets[0] <= 0.001 and 0.1 in buckets and buckets[-1] == _deadlines.GET_TASK_SECONDS
     assert list(buckets) == sorted(buckets)
+
+
+def _lag_observations(above: float) -> tuple[float, float]:
+    """``cdao_event_loop_lag_seconds``' count of observations, and of those above ``above`` (a bucket bound)."""
+    name = _metrics.EVENT_LOOP_LAG_SECONDS_NAME
+    count = REGISTRY.get_sample_value(f"{name}_count") or 0.0
+    at_most = REGISTRY.get_sample_value(f"{name}_bucket", {"le": str(above)}) or 0.0
+    return count, count - at_most
+
+
+def test_a_gettask_starts_the_event_loop_lag_probe_which_sees_the_loop_held_and_ends_with_it():
+    """The histogram shows what cdao_get_task_seconds cannot: a GetTask whose handler takes 1 ms
+    waits, before it starts, for whatever holds the loop (here a blocking sleep on it)."""
+
+    class Connector:
+        task_category = type("Category", (), {"name": "lag-probe"})()
+
+        @_metrics.observe_get_task
+        async def get(self, resource_meta: bytes) -> bytes:
+            return resource_meta
+
+    async def held() -> None:
+        await Connector().get(b"x")
+        await asyncio.sleep(2 * _metrics.EVENT_LOOP_LAG_PROBE_SECONDS)  # the probe hands a callback in
+        time.sleep(0.3)  # the loop held, as a GIL-bound parse or a full collection holds it
+        await asyncio.sleep(2 * _metrics.EVENT_LOOP_LAG_PROBE_SECONDS)
+
+    def probes() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "cdao-event-loop-lag"}
+
+    others, before = probes(), _lag_observations(above=0.25)  # other tests' loops may still run
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(held())
+    (probe,) = probes() - others
+    loop.close()
+    count, late = (a - b for a, b in zip(_lag_observations(above=0.25), before, strict=True))
+    assert count >= 2 and late >= 1, (count, late)
+    probe.join(timeout=5)
+    assert not probe.is_alive(), "the probe outlived its loop"

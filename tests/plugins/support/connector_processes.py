@@ -112,13 +112,15 @@ class ConnectorProcess:
         """The sum over its labels of the service's Prometheus counter ``name`` (without ``_total``)."""
         return sum(sample.value for sample in self._samples(name) if sample.name == f"{name}_total")
 
-    def histogram(self, name: str, label: str) -> dict[str, dict[float, float]]:
-        """The service's Prometheus histogram ``name`` by the value of its ``label``: each value's
-        cumulative bucket counts by upper bound (the ``le`` label, ``+Inf`` included)."""
+    def histogram(self, name: str, label: str | None = None) -> dict[str, dict[float, float]]:
+        """The service's Prometheus histogram ``name`` by the value of its ``label`` (one entry, "",
+        for a histogram without labels): each value's cumulative bucket counts by upper bound (the
+        ``le`` label, ``+Inf`` included)."""
         buckets: dict[str, dict[float, float]] = {}
         for sample in self._samples(name):
             if sample.name == f"{name}_bucket":
-                buckets.setdefault(sample.labels[label], {})[float(sample.labels["le"])] = sample.value
+                value = sample.labels[label] if label else ""
+                buckets.setdefault(value, {})[float(sample.labels["le"])] = sample.value
         return buckets
 
     def log(self, tail: int | None = 4000) -> str:
