@@ -44,8 +44,9 @@ with ``--backends in-process`` moto and the fake; 1000 a second is a whole core)
 answered while the loop is busy reaches its worker that much later), ``gc_pauses`` and
 ``gc_pause_max_ms`` (this process's garbage collections, which stop the loop; what set-up made is
 frozen out of them with ``gc.freeze``); ``backends_cpu_ms_per_s`` (moto's and the fake's process:
-cores taken here from the service and the harness, by servers that run elsewhere in production); ``max_in_flight`` (propeller
-workers busy at once) and ``max_queued`` (tasks in propeller's queue at once). Then one line per
+cores taken here from the service and the harness, by servers that run elsewhere in production);
+``max_in_flight`` (propeller workers busy at once) and ``max_queued`` (tasks in propeller's queue
+at once). Then one line per
 backend: ``p50_ms/p99_ms/max_ms``, the GetTask latency propeller's worker sees; ``server_p50_ms/
 server_p99_ms`` (``server_calls``: GetTasks observed), the time the connector itself took, estimated as
 PromQL's ``histogram_quantile`` does from the ``cdao_get_task_seconds`` histogram every replica
