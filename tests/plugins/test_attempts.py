@@ -1641,8 +1641,79 @@ def test_a_replica_shut_down_tries_its_pending_cancels_once_more_and_names_what_
     assert dropped == [], f"jobs neither terminated nor logged at shutdown: {dropped}\n{log[-4000:]}"
 
 
+def test_a_replica_shut_down_mid_create_answers_it_refuses_new_creates_and_serves_get_tasks(aws_env, moto_endpoint):
+    """A real ``pyflyte serve connector`` receives SIGTERM (an HPA scale-down, a rollout) while a
+    Batch CreateTask's SubmitJob is held by AWS: the create finishes inside the shutdown's budget and
+    its CreateTask is answered its job, which runs on, followed by propeller (before, the process
+    ended at once: the CreateTask failed UNAVAILABLE and the job ran with nobody to stop it). A
+    CreateTask arriving during the shutdown starts no job and is answered an error naming the
+    shutdown (propeller fails that attempt: every CreateTask error is ``PhaseInfoRetryableFailure``,
+    flyteplugins ``internal/webapi/launcher.go`` ``launch`` at flyteplugins/v1.16.8), a GetTask is
+    still served, and the process ends as SIGTERM ends it, inside the pod's grace period. Takes
+    ~12 s (the process's start ~7 s, the held SubmitJob 3 s): only a process of its own can be sent
+    SIGTERM."""
+    import signal  # noqa: PLC0415
+
+    from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE as TASK_TYPE  # noqa: PLC0415
+    from propeller import PHASE, get_task  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    env = {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}
+    process = ConnectorProcess({**env, "AWS_ENDPOINT_URL_BATCH": proxy.url})
+    template = serialize(batch_tasks.preprocess)
+
+    def create(execution: str) -> bytes:
+        prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+        inputs = write_inputs(batch_tasks.preprocess, prefix, path="s3://x/raw.csv")
+        with grpc.insecure_channel(process.target) as channel:
+            return create_task(AsyncAgentServiceStub(channel), template, prefix, inputs, execution_metadata(execution))
+
+    answers: dict[str, Any] = {}
+
+    def create_in_flight() -> None:
+        try:
+            answers["in flight"] = json.loads(create(f"in-flight-{uuid.uuid4().hex[:6]}"))
+        except grpc.RpcError as exc:
+            answers["in flight"] = exc
+
+    try:
+        process.wait_ready()
+        warm = create(f"warm-{uuid.uuid4().hex[:6]}")  # registers the job definition
+        before = set(_batch_jobs())
+        proxy.delay_paths, proxy.delay_seconds = ("/v1/submitjob",), 3.0
+        submits = sum(path == "/v1/submitjob" for _, path in proxy.received)
+        in_flight = threading.Thread(target=create_in_flight)
+        in_flight.start()
+        _wait_until(lambda: sum(path == "/v1/submitjob" for _, path in proxy.received) > submits, process)
+        process._process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs between two bytecodes of the process's main thread
+        with pytest.raises(grpc.RpcError) as refused:
+            create(f"after-sigterm-{uuid.uuid4().hex[:6]}")
+        with grpc.insecure_channel(process.target) as channel:
+            served = get_task(AsyncAgentServiceStub(channel), TASK_TYPE, warm)
+        in_flight.join(60)
+        grace = float(
+            yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        )
+        code = process._process.wait(grace)
+        log = process.log(None)
+    finally:
+        if process._process.poll() is None:
+            process.stop()
+        proxy.stop()
+    assert code == -signal.SIGTERM, log
+    assert "shutting down" in refused.value.details(), refused.value.details()
+    assert served.phase in (PHASE.QUEUED, PHASE.INITIALIZING, PHASE.RUNNING, PHASE.SUCCEEDED), served
+    answer = answers["in flight"]
+    assert isinstance(answer, dict), f"the CreateTask in flight at SIGTERM was not answered its job: {answer}\n{log}"
+    (job,) = [j for i, j in _batch_jobs().items() if i not in before]  # none for the refused CreateTask
+    assert answer["job_id"] == job.job_id and not job.stop, answer
+    assert "finished during the shutdown" in log, log
+
+
 def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_running(monkeypatch, caplog):
-    """finish_late_cancels, on create_within_deadline itself (milliseconds): two late cancels
+    """finish_shutdown, on create_within_deadline itself (milliseconds): two late cancels
     throttled and waiting a minute for their next try are tried at once; the one AWS refuses again
     is not retried (the process is going away) but logged with its job and returned, the other
     stopped; a create still running after its CreateTask gave up is waited for, and the job it
@@ -1651,11 +1722,12 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     from cdao_connectors._backends import (  # noqa: PLC0415
         BackendDeadlineExceeded,
         create_within_deadline,
-        finish_late_cancels,
+        finish_shutdown,
     )
 
     monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
     monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 60.0)
+    monkeypatch.setattr(_backends, "_refusing_creates", False)  # the shutdown sets it for the process's life
     caplog.set_level("WARNING", logger="cdao_connectors._backends")
     tries: list[str] = []
     refusing = {"job-late-1", "job-late-2", "job-of-a-closed-loop"}
@@ -1697,7 +1769,7 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
         released["job-late-2"].set()
         await _until(lambda: len(tries) == 2)  # each refused once, now waiting 60 s
         refusing.discard("job-late-2")
-        finishing = asyncio.ensure_future(finish_late_cancels(5.0))
+        finishing = asyncio.ensure_future(finish_shutdown(5.0))
         await _until(lambda: len(tries) == 4)  # both tried again at once
         released["job-late-3"].set()
         return await asyncio.wait_for(finishing, 5), sorted(tries)  # tries as the shutdown ended
@@ -1708,6 +1780,86 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     )
     (by_hand,) = {r.getMessage() for r in caplog.records if "stopped by hand" in r.getMessage()}
     assert "job-late-1" in by_hand
+
+
+def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancelling_their_jobs(monkeypatch, caplog):
+    """finish_shutdown, on create_within_deadline itself (milliseconds; the real process's SIGTERM
+    mid-create is the test above): of two creates in flight, the one that finishes within the
+    creates' share of the budget answers its CreateTask its job, untouched; the other's CreateTask
+    gives up at that share's end with an error naming the shutdown, and once it starts its job
+    the job is cancelled, inside the budget. A create handed in after the shutdown began never runs
+    and is refused with a ReplicaShuttingDown error naming the backend."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        ReplicaShuttingDown,
+        create_within_deadline,
+        finish_shutdown,
+    )
+
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)  # the give-up's cancel's share of the budget
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    cancelled: list[str] = []
+    ran: list[str] = []
+
+    async def cancel(job: str) -> None:
+        cancelled.append(job)
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        finishes, outlasts = asyncio.Event(), asyncio.Event()
+
+        async def create(job: str, release: asyncio.Event) -> str:
+            await release.wait()
+            return job
+
+        async def never_run() -> str:
+            ran.append("job-after-sigterm")
+            return "job-after-sigterm"
+
+        answered = asyncio.ensure_future(create_within_deadline(create("job-answered", finishes), cancel, backend="B"))
+        given_up = asyncio.ensure_future(create_within_deadline(create("job-given-up", outlasts), cancel, backend="B"))
+        await asyncio.sleep(0.01)
+        shutdown = asyncio.ensure_future(finish_shutdown(1.0))  # creates' share: 1.0 - 0.5 s
+        await asyncio.sleep(0.1)
+        finishes.set()
+        refused = await asyncio.gather(create_within_deadline(never_run(), cancel, backend="B"), return_exceptions=True)
+        results = await asyncio.gather(answered, given_up, return_exceptions=True)
+        outlasts.set()  # the job appears after its CreateTask gave up
+        await asyncio.wait_for(shutdown, 2)
+        return results[0], results[1], refused[0]
+
+    answer, give_up, refused = _run_and_return(scenario())
+    assert answer == "job-answered"
+    assert isinstance(give_up, ReplicaShuttingDown) and "shutting down" in str(give_up), give_up
+    assert cancelled == ["job-given-up"]
+    assert isinstance(refused, ReplicaShuttingDown) and str(refused).startswith("B: "), refused
+    assert ran == []
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "answered 'job-answered'" in logged and "its CreateTask gives up" in logged, logged
+
+
+def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
+    """Every async connector the service registers (each backend: Batch, EMR steps and clusters,
+    EMR Serverless, Codeweave, SageMaker's plugin jobs, endpoints and transforms) refuses a
+    CreateTask once the shutdown began, before reading anything of it or calling its backend."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._backends import ReplicaShuttingDown  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "_refusing_creates", True)
+    served = [c for c in ConnectorRegistry._REGISTRY.values() if isinstance(c, AsyncConnectorBase)]
+    assert len(served) >= 12, served  # the 5 CDAO task types and the plugins' (conftest imports the service)
+    not_refused = []
+    for connector in served:
+        try:
+            _run_and_return(connector.create(task_template=None, output_prefix="s3://x", task_execution_metadata=None))
+        except ReplicaShuttingDown:
+            continue
+        except Exception as exc:  # read the template (None) or called its backend first
+            not_refused.append((connector.name, exc))
+        else:
+            not_refused.append((connector.name, "created"))
+    assert not_refused == []
 
 
 def test_a_replicas_shutdown_budget_fits_a_delete_task_inside_the_pods_grace_period():

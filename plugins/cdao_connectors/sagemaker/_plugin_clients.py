@@ -47,7 +47,13 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
-from cdao_connectors._backends import Backend, create_within_deadline, on_get_task_threads, within_deadline
+from cdao_connectors._backends import (
+    Backend,
+    create_within_deadline,
+    on_get_task_threads,
+    refuse_create_while_shutting_down,
+    within_deadline,
+)
 from cdao_connectors._common import attempt_seed, noting_staleness
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
@@ -350,6 +356,7 @@ class BulkheadPluginConnector:
             _CURRENT.reset(reset)
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
+        refuse_create_while_shutting_down(self.name)
         template = kwargs["task_template"] if "task_template" in kwargs else args[0]
         if self.custom_config is None:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")
