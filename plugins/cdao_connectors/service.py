@@ -105,7 +105,8 @@ _package_logger.propagate = False
 # logged), serving GetTasks and DeleteTasks meanwhile, keeps serving for the margin, in which the last
 # answers reach propeller, then ends the process as SIGTERM would have; with none it does so at once.
 # The budget holds a DeleteTask-bounded try (10 s) after the creates' share and leaves a third of the
-# grace period to end.
+# grace period to end; the Linkerd proxy outlives it (the Deployment's
+# config.alpha.linkerd.io/proxy-wait-before-exit-seconds): tests/plugins check the three together.
 SHUTDOWN_CANCEL_SECONDS = 20.0
 _sigterm_before = signal.getsignal(signal.SIGTERM)
 _shutdown: set[asyncio.Task[None]] = set()  # the shutdown's task, referenced while it runs

@@ -1862,11 +1862,22 @@ def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(mon
     assert not_refused == []
 
 
-def test_a_replicas_shutdown_budget_fits_a_delete_task_inside_the_pods_grace_period():
-    """The shutdown's tries (each bounded by the DeleteTask deadline) end before Kubernetes kills
-    the pod, terminationGracePeriodSeconds after SIGTERM (the Deployment sets it)."""
+def test_a_replicas_shutdown_fits_inside_its_linkerd_proxys_wait_and_the_pods_grace_period():
+    """The shutdown's tries (each bounded by the DeleteTask deadline) end before the pod's Linkerd
+    proxy gets its TERM, from which it refuses new requests, the service's own AWS calls and answers
+    included (https://linkerd.io/2.14/tasks/graceful-shutdown/): the pod's
+    ``config.alpha.linkerd.io/proxy-wait-before-exit-seconds`` delays it by a preStop sleep (linkerd2
+    stable-2.14.10 ``pkg/inject/inject.go``, ``charts/partials/templates/_proxy.tpl``), which must end
+    inside terminationGracePeriodSeconds, when Kubernetes kills the pod, with time for the proxy to
+    drain. The chart's own default waits 0 s (linkerd-control-plane 1.16.11 ``proxy.waitBeforeExitSeconds``)."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors.service import SHUTDOWN_CANCEL_SECONDS  # noqa: PLC0415
 
-    grace = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert _deadlines.DELETE_TASK_SECONDS <= SHUTDOWN_CANCEL_SECONDS <= grace - 5
+    pod = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    annotations = pod["metadata"]["annotations"]
+    linkerd = yaml.safe_load((DEPLOYMENT.parents[4] / "tests" / "platform" / "upstream" / "linkerd.yaml").read_text())
+    assert annotations.get(linkerd["inject_annotation"]) == "enabled"
+    proxy_wait = int(annotations[linkerd["wait_before_exit_annotation"]])
+    assert _deadlines.DELETE_TASK_SECONDS + _deadlines.MARGIN_SECONDS <= SHUTDOWN_CANCEL_SECONDS
+    assert SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
