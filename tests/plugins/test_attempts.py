@@ -889,21 +889,34 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
         proxy.stop()
 
 
-def test_the_propeller_stand_in_sends_create_task_with_propellers_deadline():
-    """The stand-in accepts no CreateTask answer propeller would have dropped: its deadline is
-    values.yaml's defaultTimeout, which propeller gives CreateTask (connector/client.go
-    ``getFinalContext``, called by plugin.go, at flyteplugins/v1.16.8)."""
+def test_the_propeller_stand_in_sends_each_call_with_propellers_deadline():
+    """The stand-in accepts no answer propeller would have dropped: its deadline for CreateTask,
+    GetTask and DeleteTask alike is values.yaml's defaultTimeout, which propeller gives every
+    connector call (connector/client.go ``getFinalContext``, called by plugin.go for each, at
+    flyteplugins/v1.16.8)."""
+    from propeller import delete_task, get_task  # noqa: PLC0415
     from propeller_polling import PollingSettings  # noqa: PLC0415
 
-    sent: list[float] = []
+    sent: dict[str, float] = {}
 
     class Stub:
         def CreateTask(self, request, timeout):
-            sent.append(timeout)
+            sent["CreateTask"] = timeout
             return agent_pb2.CreateTaskResponse(resource_meta=b"{}")
 
+        def GetTask(self, request, timeout):
+            sent["GetTask"] = timeout
+            return agent_pb2.GetTaskResponse()
+
+        def DeleteTask(self, request, timeout):
+            sent["DeleteTask"] = timeout
+            return agent_pb2.DeleteTaskResponse()
+
     create_task(Stub(), serialize(batch_tasks.preprocess), "s3://flyte-data/m/x", None, execution_metadata("d"))
-    assert sent == [PollingSettings.from_values().timeout_seconds]
+    get_task(Stub(), BATCH_TASK_TYPE, b"{}")
+    delete_task(Stub(), BATCH_TASK_TYPE, b"{}")
+    deadline = PollingSettings.from_values().timeout_seconds
+    assert sent == {"CreateTask": deadline, "GetTask": deadline, "DeleteTask": deadline}
 
 
 def test_a_repeated_emr_serverless_create_of_a_cancelled_run_fails_only_the_attempt(transient_emr_env, monkeypatch):
