@@ -294,6 +294,12 @@ async def create_within_deadline(
     answered by this CreateTask, within the same deadline (:class:`~cdao_connectors._attempts.AttemptAbandoned`
     when a give-up marked the attempt first), and the give-up cancels it only after marking the
     attempt abandoned, which it does only when no CreateTask that started later was answered the job.
+
+    The create is followed from here until it ends (:func:`finish_shutdown` finds it): pass it as a
+    coroutine, which runs only once followed, so that a SIGTERM at any moment finds every create that
+    started. Once the replica shuts down, a coroutine is closed unrun and :class:`ReplicaShuttingDown`
+    raised (a create already started is followed as any other); :func:`finish_shutdown` may make this
+    raise :class:`ReplicaShuttingDown` early, giving the create up as at its deadline.
     """
     if _refusing_creates and asyncio.iscoroutine(create):  # not started yet: nothing to follow
         create.close()
