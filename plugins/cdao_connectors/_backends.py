@@ -110,6 +110,42 @@ CREATE_GIVEN_UP = (
 )
 
 
+class ReplicaShuttingDown(RuntimeError):
+    """This replica received SIGTERM (:func:`finish_shutdown`): a CreateTask arriving now starts no
+    job, and one whose create outlasts the shutdown's budget gives up. flytekit's servicer answers it,
+    like any connector error, gRPC ``INTERNAL`` (``extend/backend/connector_service.py``
+    ``_handle_exception``, flytekit 1.16.31), and propeller treats every CreateTask error alike,
+    whatever its code: ``PhaseInfoRetryableFailure`` (flyteplugins ``internal/webapi/launcher.go``
+    ``launch``, at flyteplugins/v1.16.8), which fails the attempt and starts the next one if the
+    task's retries allow."""
+
+
+# Why a CreateTask arriving during the shutdown starts nothing.
+_REFUSED_AT_SHUTDOWN = (
+    "this connector replica is shutting down (SIGTERM) and starts no new job; this task attempt fails "
+    "(propeller does not re-send a failed CreateTask) and the task's next attempt, if its retries allow "
+    "one, starts anew"
+)
+
+# Set once the replica's shutdown began (stop_starting_creates): every create is refused from then on.
+_refusing_creates = False
+
+
+def stop_starting_creates() -> None:
+    """From now on every create raises :class:`ReplicaShuttingDown` before starting anything
+    (:func:`refuse_create_while_shutting_down`). Safe in a signal handler: it only sets a flag."""
+    global _refusing_creates  # noqa: PLW0603  (read by every create, on the event loop)
+    _refusing_creates = True
+
+
+def refuse_create_while_shutting_down(backend: str) -> None:
+    """Raises :class:`ReplicaShuttingDown` naming ``backend`` once :func:`stop_starting_creates` ran.
+    Every connector's ``create`` calls it before any work; :func:`create_within_deadline` calls it too,
+    for a create handed to it not yet started."""
+    if _refusing_creates:
+        raise ReplicaShuttingDown(f"{backend}: {_REFUSED_AT_SHUTDOWN}")
+
+
 async def within_deadline(
     awaitable: Any, *, deadline: float, what: str, backend: str, consequence: str = SAFE_TO_RETRY
 ) -> Any:
@@ -150,7 +186,7 @@ def on_get_task_threads() -> Iterator[None]:
 
 @dataclass
 class _LateCancel:
-    """What a late cancel stops, and how a shutdown hurries it (:func:`finish_late_cancels`)."""
+    """What a late cancel stops, and how a shutdown hurries it (:func:`finish_shutdown`)."""
 
     backend: str
     resource_meta: Any
@@ -164,9 +200,9 @@ class _LateCancel:
             _shutdown_cancels.append(self)
 
 
-# Set while finish_late_cancels runs: a late cancel started then gets one try.
+# Set while finish_shutdown runs: a late cancel started then gets one try.
 _shutting_down = False
-# Every late cancel of the shutdown under way (finish_late_cancels), done or not.
+# Every late cancel of the shutdown under way (finish_shutdown), done or not.
 _shutdown_cancels: list[_LateCancel] = []
 
 
@@ -175,6 +211,21 @@ _shutdown_cancels: list[_LateCancel] = []
 _LATE_CANCELS: dict[asyncio.Task[Any], _LateCancel] = {}
 # Creates still running after their CreateTask gave up (each starts a late cancel once done), by backend.
 _GAVE_UP_CREATES: dict[asyncio.Future[Any], str] = {}
+
+
+@dataclass
+class _Answering:
+    """A create whose CreateTask still waits for it (:func:`create_within_deadline`): a shutdown
+    waits for it, or makes its CreateTask give up (``give_up``) with ``why``."""
+
+    backend: str
+    give_up: asyncio.Future[None]
+    why: str = ""
+
+
+# Every create whose CreateTask waits for it, from the moment it is started until that CreateTask
+# answered or gave up (then it is in _GAVE_UP_CREATES): a replica's shutdown finds each here.
+_ANSWERING: dict[asyncio.Future[Any], _Answering] = {}
 
 # A late cancel refused for now (throttled, a 5xx, its DeleteTask deadline run out) is tried again
 # after LATE_CANCEL_FIRST_DELAY seconds, doubling up to LATE_CANCEL_MAX_DELAY, for at most
@@ -243,7 +294,16 @@ async def create_within_deadline(
     answered by this CreateTask, within the same deadline (:class:`~cdao_connectors._attempts.AttemptAbandoned`
     when a give-up marked the attempt first), and the give-up cancels it only after marking the
     attempt abandoned, which it does only when no CreateTask that started later was answered the job.
+
+    The create is followed from here until it ends (:func:`finish_shutdown` finds it): pass it as a
+    coroutine, which runs only once followed, so that a SIGTERM at any moment finds every create that
+    started. Once the replica shuts down, a coroutine is closed unrun and :class:`ReplicaShuttingDown`
+    raised (a create already started is followed as any other); :func:`finish_shutdown` may make this
+    raise :class:`ReplicaShuttingDown` early, giving the create up as at its deadline.
     """
+    if _refusing_creates and asyncio.iscoroutine(create):  # not started yet: nothing to follow
+        create.close()
+        refuse_create_while_shutting_down(backend)
     if answers is not None:
         create = answers.answering(create)
         cancel = answers.cancelling(cancel)
@@ -252,9 +312,13 @@ async def create_within_deadline(
         started = asyncio.ensure_future(create)  # the task copies the context: its calls see _IN_CREATE
     finally:
         _IN_CREATE.reset(reset)
+    # Registered before the create's first step runs: a SIGTERM handled at any point after this
+    # finds it (cdao_connectors.service decides at once whether anything is pending).
+    answering = _Answering(backend, asyncio.get_running_loop().create_future())
+    _ANSWERING[started] = answering
     try:
         return await within_deadline(
-            asyncio.shield(started),
+            _first_of(started, answering),
             deadline=_deadlines.CREATE_TASK_SECONDS,
             what="CreateTask",
             backend=backend,
@@ -263,13 +327,24 @@ async def create_within_deadline(
     except LeftRunning as left:
         _stop_in_background(left.resource_meta, stop or cancel, backend, transient)
         raise left.error from left.error.__cause__
-    except (BackendDeadlineExceeded, asyncio.CancelledError):
+    except (BackendDeadlineExceeded, ReplicaShuttingDown, asyncio.CancelledError):
         started.add_done_callback(
             functools.partial(_cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient)
         )
         _GAVE_UP_CREATES[started] = backend
         started.add_done_callback(lambda done: _GAVE_UP_CREATES.pop(done, None))
         raise
+    finally:
+        del _ANSWERING[started]
+
+
+async def _first_of(started: asyncio.Future[T], answering: _Answering) -> T:
+    """``started``'s result, or :class:`ReplicaShuttingDown` once the shutdown gave it up first.
+    Neither future is cancelled when this is: the create runs on (as ``asyncio.shield`` would keep it)."""
+    await asyncio.wait((started, answering.give_up), return_when=asyncio.FIRST_COMPLETED)
+    if started.done():
+        return started.result()
+    raise ReplicaShuttingDown(f"{answering.backend}: {answering.why}; {CREATE_GIVEN_UP}")
 
 
 def _cancel_late(
@@ -335,33 +410,44 @@ def _stop_in_background(
     task.add_done_callback(lambda done: _LATE_CANCELS.pop(done, None))
 
 
-def late_cancels_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running late cancels, or creates that will start one, not done yet; None
-    when there are none."""
-    for task in [*_LATE_CANCELS, *_GAVE_UP_CREATES]:
+def pending_work_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running creates whose CreateTask waits for them, late cancels, or creates
+    that will start one, not done yet; None when there are none."""
+    for task in [*_ANSWERING, *_LATE_CANCELS, *_GAVE_UP_CREATES]:
         if not task.done() and not task.get_loop().is_closed():
             return task.get_loop()
     return None
 
 
-async def finish_late_cancels(budget: float) -> list[Any]:
-    """Tries every late cancel not done yet once more now, each try's refusal final, and waits
-    ``budget`` seconds at most for them; returns the ``resource_meta`` of each job not stopped by
-    then. Creates still running after their CreateTask gave up are waited for within the same
-    budget, and the job each starts gets one try. Each refused try and each cancel still under way
-    at the end is logged with its job's ``resource_meta`` ("must be stopped by hand"), each create
-    still running with its backend: the process is going away, and with it every record of these
-    jobs (nobody else ever stops them, module docstring). For a replica's shutdown
-    (``cdao_connectors.service``): Kubernetes kills it a grace period after SIGTERM."""
+async def finish_shutdown(budget: float) -> list[Any]:
+    """A replica's shutdown (``cdao_connectors.service``, on SIGTERM; Kubernetes kills the pod a grace
+    period after it), within ``budget`` seconds; returns the ``resource_meta`` of each job whose
+    cancel did not stop it. GetTasks and DeleteTasks are served throughout; creates are refused
+    (:func:`stop_starting_creates`).
+
+    * Every late cancel not done yet is tried once more now, each try's refusal final.
+    * Each create whose CreateTask waits for it may finish for ``budget`` less the DeleteTask
+      deadline: its CreateTask is answered its job, which propeller then follows. One still running
+      then gives up as at its own deadline: its CreateTask answers :class:`ReplicaShuttingDown`, and
+      the job it starts is cancelled (the attempt marked abandoned first where the attempt table
+      orders them, as :func:`create_within_deadline` does), the DeleteTask deadline left for that.
+    * Creates still running after their CreateTask gave up are waited for within the budget, and
+      the job each starts gets one try.
+
+    Each create finished or given up is logged; each refused try and each cancel still under way at
+    the end with its job's ``resource_meta`` ("must be stopped by hand"), each create still running
+    with its backend: the process is going away, and with it every record of these jobs (nobody
+    else ever stops them, module docstring)."""
     global _shutting_down  # noqa: PLW0603  (read by every late cancel, started before or during this)
+    stop_starting_creates()
     _shutting_down = True
     try:
-        return await _finish_late_cancels(budget)
+        return await _finish_shutdown(budget)
     finally:
         _shutting_down = False
 
 
-async def _finish_late_cancels(budget: float) -> list[Any]:
+async def _finish_shutdown(budget: float) -> list[Any]:
     end = time.monotonic() + budget
     # Only this loop's: a task of another loop (closed, in a process that ran several) never runs again.
     loop = asyncio.get_running_loop()
@@ -369,6 +455,7 @@ async def _finish_late_cancels(budget: float) -> list[Any]:
     for late in _shutdown_cancels:
         late.last_try = True
         late.wake.set()
+    await _answer_or_give_up(loop, budget)
     creates = {
         create: backend
         for create, backend in _GAVE_UP_CREATES.items()
@@ -376,7 +463,7 @@ async def _finish_late_cancels(budget: float) -> list[Any]:
     }
     if creates:
         # Each one's done callbacks (registered before asyncio.wait's own) start its late cancel.
-        await asyncio.wait(creates, timeout=budget)
+        await asyncio.wait(creates, timeout=max(0.0, end - time.monotonic()))
     for create, backend in creates.items():
         if not create.done():
             _log.error(
@@ -396,6 +483,33 @@ async def _finish_late_cancels(budget: float) -> list[Any]:
                 late.resource_meta,
             )
     return [late.resource_meta for late in _shutdown_cancels if not late.stopped]
+
+
+async def _answer_or_give_up(loop: asyncio.AbstractEventLoop, budget: float) -> None:
+    """The creates whose CreateTask waits for them finish, or give up, within ``budget`` less the
+    DeleteTask deadline (:func:`finish_shutdown`)."""
+    answering = {create: a for create, a in _ANSWERING.items() if not create.done() and create.get_loop() is loop}
+    if not answering:
+        return
+    await asyncio.wait(answering, timeout=max(0.0, budget - _deadlines.DELETE_TASK_SECONDS))
+    for create, a in answering.items():
+        if not create.done():
+            _log.warning(
+                "%s: shutting down while a create in flight at SIGTERM still runs; its CreateTask gives up and "
+                "the job it starts is cancelled",
+                a.backend,
+            )
+            a.why = "this connector replica is shutting down (SIGTERM) and its create did not finish in time"
+            a.give_up.set_result(None)
+        elif not create.cancelled() and create.exception() is None:
+            _log.warning(
+                "%s: a create in flight at SIGTERM finished during the shutdown; its CreateTask is answered %r",
+                a.backend,
+                create.result(),
+            )
+    # Each CreateTask given up registers its create as given up (create_within_deadline) when it next runs.
+    while any(create in _ANSWERING for create in answering):
+        await asyncio.sleep(0)
 
 
 def _endpoint_override(service: str) -> str | None:
@@ -507,15 +621,24 @@ class BulkheadConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        refuse_create_while_shutting_down(self.backend.name)
         started_at = time.time()  # compared across replicas (cdao_connectors._attempts)
         reset = CREATE_STARTED_AT.set(started_at)
         try:
             answers = self.attempt_answers(task_template, output_prefix, task_execution_metadata)  # before any job
-            creating = self.backend.run(self.create_sync, task_template, output_prefix, inputs, task_execution_metadata)
         finally:
             CREATE_STARTED_AT.reset(reset)
+
+        async def creating() -> Any:
+            # Started by create_within_deadline once it follows the create, never before (a shutdown
+            # must find every create that started); set in the create's own context, which the
+            # backend's thread copies.
+            CREATE_STARTED_AT.set(started_at)
+            sync = self.create_sync
+            return await self.backend.run(sync, task_template, output_prefix, inputs, task_execution_metadata)
+
         return await create_within_deadline(
-            creating,
+            creating(),
             functools.partial(self.cancel_abandoned, started_at=started_at),
             backend=self.backend.name,
             transient=self.is_transient_error,

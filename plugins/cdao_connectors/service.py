@@ -10,8 +10,10 @@ one format (JSON with ``FLYTE_SDK_RICH_TRACEBACKS=0``, as the Deployment sets) a
 handler (flytekit 1.16.31 ``loggers.py``), so they would otherwise reach ``logging.lastResort``: bare
 text with no level, time or logger name.
 
-On SIGTERM it tries the cancels still pending of jobs whose CreateTask gave up once more, and logs
-each job not stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``).
+On SIGTERM it refuses new CreateTasks, lets the creates under way finish (answering their
+CreateTasks) or gives them up and cancels their jobs, tries the cancels still pending of jobs whose
+CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs each job not
+stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``).
 """
 
 import asyncio
@@ -27,7 +29,8 @@ from flytekit.loggers import logger as _flytekit_logger
 from flytekit.sensor.sensor_engine import SensorEngine
 from flytekitplugins.spark.connector import DatabricksConnector
 
-from cdao_connectors._backends import finish_late_cancels, late_cancels_loop
+from cdao_connectors import _deadlines
+from cdao_connectors._backends import finish_shutdown, pending_work_loop, stop_starting_creates
 from cdao_connectors.aws_batch import connector as aws_batch_connector
 from cdao_connectors.codeweave import connector as codeweave_connector
 from cdao_connectors.emr import connector as emr_connector
@@ -87,16 +90,23 @@ if not any(isinstance(h, _ToFlytekit) for h in _package_logger.handlers):
 _package_logger.propagate = False
 
 # Kubernetes ends a replica (an HPA scale-down, a rollout) with SIGTERM, then SIGKILL once the pod's
-# terminationGracePeriodSeconds have passed (30 s: platform/addons/connectors/base/deployment.yaml;
-# https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). Late cancels
-# (cdao_connectors._backends.create_within_deadline) live in this process only: SIGTERM's default
-# action would drop one waiting for its next try, and its job would run on with nobody to stop it
-# and nothing logged. Neither pyflyte nor asyncio handles SIGTERM (flytekit 1.16.31
-# clis/sdk_in_container/serve.py runs the server with asyncio.run, which handles only SIGINT), so the
-# handler is installed here, at import, in the main thread that then runs the event loop. With
-# late cancels pending it tries each once more now, within SHUTDOWN_CANCEL_SECONDS, logs each job not
-# stopped, then ends the process as SIGTERM would have; with none it does so at once. The budget
-# holds a try bounded by the DeleteTask deadline (10 s) and leaves a third of the grace period to end.
+# terminationGracePeriodSeconds have passed (platform/addons/connectors/base/deployment.yaml;
+# https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). What this
+# process holds lives here only: a create under way, whose CreateTask the process's end would fail
+# with its job started (propeller never DeleteTasks a job it got no resource_meta for: flyteplugins
+# plugins/webapi/connector/plugin.go ``Delete`` at flyteplugins/v1.16.8), and late cancels
+# (cdao_connectors._backends.create_within_deadline). SIGTERM's default action would drop both: jobs
+# running on with nobody to stop them and nothing logged. Neither pyflyte nor asyncio handles SIGTERM
+# (flytekit 1.16.31 clis/sdk_in_container/serve.py runs the server with asyncio.run, which handles
+# only SIGINT), so the handler is installed here, at import, in the main thread that then runs the
+# event loop. It refuses every later create at once; with creates or late cancels pending it finishes
+# them within SHUTDOWN_CANCEL_SECONDS less _deadlines.MARGIN_SECONDS (cdao_connectors._backends
+# .finish_shutdown: creates answered or given up and their jobs cancelled, each job not stopped
+# logged), serving GetTasks and DeleteTasks meanwhile, keeps serving for the margin, in which the last
+# answers reach propeller, then ends the process as SIGTERM would have; with none it does so at once.
+# The budget holds a DeleteTask-bounded try (10 s) after the creates' share and leaves a third of the
+# grace period to end; the Linkerd proxy outlives it (the Deployment's
+# config.alpha.linkerd.io/proxy-wait-before-exit-seconds): tests/plugins check the three together.
 SHUTDOWN_CANCEL_SECONDS = 20.0
 _sigterm_before = signal.getsignal(signal.SIGTERM)
 _shutdown: set[asyncio.Task[None]] = set()  # the shutdown's task, referenced while it runs
@@ -110,9 +120,10 @@ def _end_as_before(signum: int) -> None:
 
 
 async def _finish_then_end(signum: int) -> None:
-    _log.warning("SIGTERM: trying the pending cancels of jobs once more before ending")
+    _log.warning("SIGTERM: refusing new creates, finishing the creates and cancels under way before ending")
     try:
-        await finish_late_cancels(SHUTDOWN_CANCEL_SECONDS)
+        await finish_shutdown(SHUTDOWN_CANCEL_SECONDS - _deadlines.MARGIN_SECONDS)
+        await asyncio.sleep(_deadlines.MARGIN_SECONDS)
     finally:
         _end_as_before(signum)
 
@@ -122,7 +133,8 @@ def _start_shutdown(loop: asyncio.AbstractEventLoop, signum: int) -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    loop = late_cancels_loop()
+    stop_starting_creates()  # first: a create starting after this line is refused, not cut off
+    loop = pending_work_loop()
     if loop is None:
         _end_as_before(signum)
         return

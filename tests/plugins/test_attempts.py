@@ -889,21 +889,34 @@ def test_an_emr_serverless_run_started_after_its_create_gave_up_is_cancelled(
         proxy.stop()
 
 
-def test_the_propeller_stand_in_sends_create_task_with_propellers_deadline():
-    """The stand-in accepts no CreateTask answer propeller would have dropped: its deadline is
-    values.yaml's defaultTimeout, which propeller gives CreateTask (connector/client.go
-    ``getFinalContext``, called by plugin.go, at flyteplugins/v1.16.8)."""
+def test_the_propeller_stand_in_sends_each_call_with_propellers_deadline():
+    """The stand-in accepts no answer propeller would have dropped: its deadline for CreateTask,
+    GetTask and DeleteTask alike is values.yaml's defaultTimeout, which propeller gives every
+    connector call (connector/client.go ``getFinalContext``, called by plugin.go for each, at
+    flyteplugins/v1.16.8)."""
+    from propeller import delete_task, get_task  # noqa: PLC0415
     from propeller_polling import PollingSettings  # noqa: PLC0415
 
-    sent: list[float] = []
+    sent: dict[str, float] = {}
 
     class Stub:
         def CreateTask(self, request, timeout):
-            sent.append(timeout)
+            sent["CreateTask"] = timeout
             return agent_pb2.CreateTaskResponse(resource_meta=b"{}")
 
+        def GetTask(self, request, timeout):
+            sent["GetTask"] = timeout
+            return agent_pb2.GetTaskResponse()
+
+        def DeleteTask(self, request, timeout):
+            sent["DeleteTask"] = timeout
+            return agent_pb2.DeleteTaskResponse()
+
     create_task(Stub(), serialize(batch_tasks.preprocess), "s3://flyte-data/m/x", None, execution_metadata("d"))
-    assert sent == [PollingSettings.from_values().timeout_seconds]
+    get_task(Stub(), BATCH_TASK_TYPE, b"{}")
+    delete_task(Stub(), BATCH_TASK_TYPE, b"{}")
+    deadline = PollingSettings.from_values().timeout_seconds
+    assert sent == {"CreateTask": deadline, "GetTask": deadline, "DeleteTask": deadline}
 
 
 def test_a_repeated_emr_serverless_create_of_a_cancelled_run_fails_only_the_attempt(transient_emr_env, monkeypatch):
@@ -1589,19 +1602,30 @@ def _wait_until(predicate, process: ConnectorProcess, timeout: float = 30.0) -> 
         time.sleep(0.05)
 
 
-def test_a_replica_shut_down_tries_its_pending_cancels_once_more_and_names_what_it_could_not(
-    aws_env, moto_endpoint, monkeypatch
+def test_a_replica_shut_down_finishes_its_create_refuses_new_ones_and_tries_its_pending_cancels_once_more(
+    aws_env, moto_endpoint
 ):
-    """A real ``pyflyte serve connector`` with two late cancels waiting on a throttled TerminateJob
-    receives SIGTERM while both wait for their next try, AWS accepting TerminateJob again: within the
-    Deployment's grace period each job is terminated (tried again at once) or logged with its id as
-    to be stopped by hand (a try botocore's adaptive rate limiter still holds past the DeleteTask
-    deadline), and the process then ends as SIGTERM ends it. Takes ~25 s (the process's start ~7 s,
-    two creates held past their RPC's deadline ~3 s each, the first refused tries ~9 s): only a
-    process of its own can be sent SIGTERM (the replicas fixture serves the other tests), and a
-    late cancel waits for its next try only once a try was refused."""
+    """A real ``pyflyte serve connector`` receives SIGTERM (an HPA scale-down, a rollout) while two
+    late cancels wait on a throttled TerminateJob for their next try and a Batch CreateTask's
+    SubmitJob is held by AWS, AWS accepting TerminateJob again. Within the Deployment's grace period:
+
+    * the create under way finishes and its CreateTask is answered its job, which runs on, followed
+      by propeller (before, the process ended at once: the CreateTask failed UNAVAILABLE and the job
+      ran with nobody to stop it, nothing logged);
+    * a CreateTask arriving during the shutdown starts no job and is answered an error naming the
+      shutdown (propeller fails that attempt: every CreateTask error is ``PhaseInfoRetryableFailure``,
+      flyteplugins ``internal/webapi/launcher.go`` ``launch`` at flyteplugins/v1.16.8), while a
+      GetTask is still served;
+    * each late job is terminated (tried again at once) or logged with its id as to be stopped by
+      hand (a try botocore's adaptive rate limiter still holds past the DeleteTask deadline);
+
+    and the process then ends as SIGTERM ends it. Takes ~30 s (the process's start ~7 s, two creates
+    held past their RPC's deadline ~3 s each, the first refused tries ~9 s, the held SubmitJob 3 s):
+    only a process of its own can be sent SIGTERM (the replicas fixture serves the other tests), and
+    a late cancel waits for its next try only once a try was refused."""
     import signal  # noqa: PLC0415
 
+    from propeller import PHASE, get_task  # noqa: PLC0415
     from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
 
     proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
@@ -1609,10 +1633,29 @@ def test_a_replica_shut_down_tries_its_pending_cancels_once_more_and_names_what_
     proxy.refuse_paths = ("/v1/terminatejob",)
     env = {**provision_batch(moto_endpoint, REGION), **provision_attempt_table(REGION)}
     process = ConnectorProcess({**env, "AWS_ENDPOINT_URL_BATCH": proxy.url})
+    template = serialize(batch_tasks.preprocess)
+
+    def create(execution: str) -> bytes:
+        prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+        inputs = write_inputs(batch_tasks.preprocess, prefix, path="s3://x/raw.csv")
+        with grpc.insecure_channel(process.target) as channel:
+            return create_task(AsyncAgentServiceStub(channel), template, prefix, inputs, execution_metadata(execution))
+
+    answers: dict[str, Any] = {}
+
+    def create_in_flight() -> None:
+        try:
+            answers["in flight"] = json.loads(create(f"in-flight-{uuid.uuid4().hex[:6]}"))
+        except grpc.RpcError as exc:
+            answers["in flight"] = exc
+
+    def submits() -> int:
+        return sum(path == "/v1/submitjob" for _, path in proxy.received)
+
     try:
         process.wait_ready()
+        followed = create(f"followed-{uuid.uuid4().hex[:6]}")  # a job propeller follows: its GetTasks go on
         before = set(_batch_jobs())
-        template = serialize(batch_tasks.preprocess)
         execution = f"shut-down-{uuid.uuid4().hex[:6]}"
         for retry in (0, 1):
             prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
@@ -1627,7 +1670,19 @@ def test_a_replica_shut_down_tries_its_pending_cancels_once_more_and_names_what_
         late = {i: j for i, j in _batch_jobs().items() if i not in before}
         assert len(late) == 2
         proxy.refuse_paths = ()  # AWS accepts TerminateJob again: only a try made now stops the jobs
+        proxy.delay_paths, proxy.delay_seconds = ("/v1/submitjob",), 3.0
+        held = submits()
+        in_flight = threading.Thread(target=create_in_flight)
+        in_flight.start()
+        _wait_until(lambda: submits() > held, process)
         process._process.send_signal(signal.SIGTERM)
+        # Logged by the shutdown the handler started, which refused creates first.
+        _wait_until(lambda: "SIGTERM: refusing new creates" in process.log(None), process)
+        with pytest.raises(grpc.RpcError) as refused:
+            create(f"after-sigterm-{uuid.uuid4().hex[:6]}")
+        with grpc.insecure_channel(process.target) as channel:
+            served = get_task(AsyncAgentServiceStub(channel), BATCH_TASK_TYPE, followed)
+        in_flight.join(60)
         grace = float(
             yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         )
@@ -1639,10 +1694,17 @@ def test_a_replica_shut_down_tries_its_pending_cancels_once_more_and_names_what_
     assert code == -signal.SIGTERM, log
     dropped = [i for i, job in late.items() if not job.stop and not (i in log and "stopped by hand" in log)]
     assert dropped == [], f"jobs neither terminated nor logged at shutdown: {dropped}\n{log[-4000:]}"
+    assert "shutting down" in refused.value.details(), refused.value.details()
+    assert served.phase != PHASE.UNDEFINED, served  # answered the job's status, not an RPC error
+    answer = answers["in flight"]
+    assert isinstance(answer, dict), f"the CreateTask in flight at SIGTERM was not answered its job: {answer}\n{log}"
+    (job,) = [j for i, j in _batch_jobs().items() if i not in before and i not in late]  # none for the refused one
+    assert answer["job_id"] == job.job_id and not job.stop, answer
+    assert "finished during the shutdown" in log, log
 
 
 def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_running(monkeypatch, caplog):
-    """finish_late_cancels, on create_within_deadline itself (milliseconds): two late cancels
+    """finish_shutdown, on create_within_deadline itself (milliseconds): two late cancels
     throttled and waiting a minute for their next try are tried at once; the one AWS refuses again
     is not retried (the process is going away) but logged with its job and returned, the other
     stopped; a create still running after its CreateTask gave up is waited for, and the job it
@@ -1651,11 +1713,12 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     from cdao_connectors._backends import (  # noqa: PLC0415
         BackendDeadlineExceeded,
         create_within_deadline,
-        finish_late_cancels,
+        finish_shutdown,
     )
 
     monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
     monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 60.0)
+    monkeypatch.setattr(_backends, "_refusing_creates", False)  # the shutdown sets it for the process's life
     caplog.set_level("WARNING", logger="cdao_connectors._backends")
     tries: list[str] = []
     refusing = {"job-late-1", "job-late-2", "job-of-a-closed-loop"}
@@ -1697,7 +1760,7 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
         released["job-late-2"].set()
         await _until(lambda: len(tries) == 2)  # each refused once, now waiting 60 s
         refusing.discard("job-late-2")
-        finishing = asyncio.ensure_future(finish_late_cancels(5.0))
+        finishing = asyncio.ensure_future(finish_shutdown(5.0))
         await _until(lambda: len(tries) == 4)  # both tried again at once
         released["job-late-3"].set()
         return await asyncio.wait_for(finishing, 5), sorted(tries)  # tries as the shutdown ended
@@ -1710,14 +1773,105 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     assert "job-late-1" in by_hand
 
 
-def test_a_replicas_shutdown_budget_fits_a_delete_task_inside_the_pods_grace_period():
-    """The shutdown's tries (each bounded by the DeleteTask deadline) end before Kubernetes kills
-    the pod, terminationGracePeriodSeconds after SIGTERM (the Deployment sets it)."""
+def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancelling_their_jobs(monkeypatch, caplog):
+    """finish_shutdown, on create_within_deadline itself (milliseconds; the real process's SIGTERM
+    mid-create is the test above): of two creates in flight, the one that finishes within the
+    creates' share of the budget answers its CreateTask its job, untouched; the other's CreateTask
+    gives up at that share's end with an error naming the shutdown, and once it starts its job
+    the job is cancelled, inside the budget. A create handed in after the shutdown began never runs
+    and is refused with a ReplicaShuttingDown error naming the backend."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        ReplicaShuttingDown,
+        create_within_deadline,
+        finish_shutdown,
+    )
+
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)  # the give-up's cancel's share of the budget
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    cancelled: list[str] = []
+    ran: list[str] = []
+
+    async def cancel(job: str) -> None:
+        cancelled.append(job)
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        finishes, outlasts = asyncio.Event(), asyncio.Event()
+
+        async def create(job: str, release: asyncio.Event) -> str:
+            await release.wait()
+            return job
+
+        async def never_run() -> str:
+            ran.append("job-after-sigterm")
+            return "job-after-sigterm"
+
+        answered = asyncio.ensure_future(create_within_deadline(create("job-answered", finishes), cancel, backend="B"))
+        given_up = asyncio.ensure_future(create_within_deadline(create("job-given-up", outlasts), cancel, backend="B"))
+        await asyncio.sleep(0.01)
+        shutdown = asyncio.ensure_future(finish_shutdown(1.0))  # creates' share: 1.0 - 0.5 s
+        await asyncio.sleep(0.1)
+        finishes.set()
+        refused = await asyncio.gather(create_within_deadline(never_run(), cancel, backend="B"), return_exceptions=True)
+        results = await asyncio.gather(answered, given_up, return_exceptions=True)
+        outlasts.set()  # the job appears after its CreateTask gave up
+        await asyncio.wait_for(shutdown, 2)
+        return results[0], results[1], refused[0]
+
+    answer, give_up, refused = _run_and_return(scenario())
+    assert answer == "job-answered"
+    assert isinstance(give_up, ReplicaShuttingDown) and "shutting down" in str(give_up), give_up
+    assert cancelled == ["job-given-up"]
+    assert isinstance(refused, ReplicaShuttingDown) and str(refused).startswith("B: "), refused
+    assert ran == []
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "answered 'job-answered'" in logged and "its CreateTask gives up" in logged, logged
+
+
+def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
+    """Every async connector the service registers (each backend: Batch, EMR steps and clusters,
+    EMR Serverless, Codeweave, SageMaker's plugin jobs, endpoints and transforms) refuses a
+    CreateTask once the shutdown began, before reading anything of it or calling its backend."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._backends import ReplicaShuttingDown  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "_refusing_creates", True)
+    served = [c for c in ConnectorRegistry._REGISTRY.values() if isinstance(c, AsyncConnectorBase)]
+    assert len(served) >= 12, served  # the 5 CDAO task types and the plugins' (conftest imports the service)
+    not_refused = []
+    for connector in served:
+        try:
+            _run_and_return(connector.create(task_template=None, output_prefix="s3://x", task_execution_metadata=None))
+        except ReplicaShuttingDown:
+            continue
+        except Exception as exc:  # read the template (None) or called its backend first
+            not_refused.append((connector.name, exc))
+        else:
+            not_refused.append((connector.name, "created"))
+    assert not_refused == []
+
+
+def test_a_replicas_shutdown_fits_inside_its_linkerd_proxys_wait_and_the_pods_grace_period():
+    """The shutdown's tries (each bounded by the DeleteTask deadline) end before the pod's Linkerd
+    proxy gets its TERM, from which it refuses new requests, the service's own AWS calls and answers
+    included (https://linkerd.io/2.14/tasks/graceful-shutdown/): the pod's
+    ``config.alpha.linkerd.io/proxy-wait-before-exit-seconds`` delays it by a preStop sleep (linkerd2
+    stable-2.14.10 ``pkg/inject/inject.go``, ``charts/partials/templates/_proxy.tpl``), which must end
+    inside terminationGracePeriodSeconds, when Kubernetes kills the pod, with time for the proxy to
+    drain. The chart's own default waits 0 s (linkerd-control-plane 1.16.11 ``proxy.waitBeforeExitSeconds``)."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors.service import SHUTDOWN_CANCEL_SECONDS  # noqa: PLC0415
 
-    grace = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert _deadlines.DELETE_TASK_SECONDS <= SHUTDOWN_CANCEL_SECONDS <= grace - 5
+    pod = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    annotations = pod["metadata"]["annotations"]
+    linkerd = yaml.safe_load((DEPLOYMENT.parents[4] / "tests" / "platform" / "upstream" / "linkerd.yaml").read_text())
+    assert annotations.get(linkerd["inject_annotation"]) == "enabled"
+    proxy_wait = int(annotations[linkerd["wait_before_exit_annotation"]])
+    assert _deadlines.DELETE_TASK_SECONDS + _deadlines.MARGIN_SECONDS <= SHUTDOWN_CANCEL_SECONDS
+    assert SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
 
 
 def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threads(aws_env, monkeypatch):

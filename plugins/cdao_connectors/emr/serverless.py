@@ -66,6 +66,7 @@ from cdao_connectors._backends import (
     create_within_deadline,
     is_transient,
     on_get_task_threads,
+    refuse_create_while_shutting_down,
     within_deadline,
 )
 from cdao_connectors._common import attempt_seed, noting_staleness
@@ -481,6 +482,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        refuse_create_while_shutting_down(_BACKEND)
         config = checked_config(task_template)
         metadata = (
             task_execution_metadata if task_execution_metadata is not None else kwargs.get("task_execution_metadata")

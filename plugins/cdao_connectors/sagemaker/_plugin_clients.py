@@ -57,6 +57,7 @@ from cdao_connectors._backends import (
     create_within_deadline,
     on_get_task_threads,
     outcome_within_bound,
+    refuse_create_while_shutting_down,
     within_deadline,
 )
 from cdao_connectors._common import attempt_seed, noting_staleness
@@ -375,6 +376,7 @@ class BulkheadPluginConnector:
             _CURRENT.reset(reset)
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
+        refuse_create_while_shutting_down(self.name)
         template = kwargs["task_template"] if "task_template" in kwargs else args[0]
         if self.custom_config is None:
             raise TypeError(f"{type(self).__name__} declares no custom_config to check its tasks' config against")

@@ -85,9 +85,10 @@ def execution_metadata(name: str, node: str = "n0", retry: int = 0) -> agent_pb2
 
 
 @functools.cache
-def _create_task_deadline() -> float:
-    # Propeller gives every connector call defaultTimeout (connector/client.go getFinalContext, called by
-    # plugin.go, at flyteplugins/v1.16.8); values.yaml sets it, read where the polling stand-in reads it.
+def _propeller_deadline() -> float:
+    # Propeller gives every connector call (CreateTask, GetTask, DeleteTask) defaultTimeout
+    # (connector/client.go getFinalContext, called by plugin.go for each, at flyteplugins/v1.16.8);
+    # values.yaml sets it, read where the polling stand-in reads it.
     return PollingSettings.from_values().timeout_seconds
 
 
@@ -101,7 +102,7 @@ def create_task(stub: Any, template: TaskTemplate, prefix: str, inputs: LiteralM
         output_prefix=prefix,
         task_execution_metadata=meta,
     )
-    return stub.CreateTask(req, timeout=_create_task_deadline()).resource_meta
+    return stub.CreateTask(req, timeout=_propeller_deadline()).resource_meta
 
 
 def category(task_type: str) -> agent_pb2.TaskCategory:
@@ -109,14 +110,15 @@ def category(task_type: str) -> agent_pb2.TaskCategory:
 
 
 def get_task(stub: Any, task_type: str, resource_meta: bytes) -> agent_pb2.Resource:
+    """GetTask as propeller sends it, with its deadline."""
     req = agent_pb2.GetTaskRequest(task_category=category(task_type), resource_meta=resource_meta)
-    return stub.GetTask(req, timeout=60).resource
+    return stub.GetTask(req, timeout=_propeller_deadline()).resource
 
 
 def delete_task(stub: Any, task_type: str, resource_meta: bytes) -> None:
-    stub.DeleteTask(
-        agent_pb2.DeleteTaskRequest(task_category=category(task_type), resource_meta=resource_meta), timeout=60
-    )
+    """DeleteTask as propeller sends it, with its deadline."""
+    req = agent_pb2.DeleteTaskRequest(task_category=category(task_type), resource_meta=resource_meta)
+    stub.DeleteTask(req, timeout=_propeller_deadline())
 
 
 def poll_until_terminal(stub: Any, task_type: str, resource_meta: bytes, timeout: float = 90.0):
