@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import flytekit
+from cdao_connectors._aws_limits import SAGEMAKER_ENDPOINT_INSTANCE_COUNT
 from cdao_connectors._quantity import check_quantity
 from cdao_connectors.aws_batch.task import BatchJob, BatchTask
 from cdao_connectors.codeweave.task import CodeweaveGPU
@@ -908,7 +909,10 @@ def sagemaker_endpoint(
     """
     if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", name):
         raise ValueError(f"sagemaker_endpoint name={name!r}: letters, digits and '-', at most 41 characters")
-    _check_count(instance_count, "sagemaker_endpoint instance_count", 1)
+    try:
+        SAGEMAKER_ENDPOINT_INSTANCE_COUNT.check("instance_count", instance_count)
+    except ValueError as refused:
+        raise ValueError(f"sagemaker_endpoint {refused}") from None
     _check_sagemaker_instance_type("sagemaker_endpoint", instance_type, "ProductionVariantInstanceType")
     role = execution_role_arn or settings.require("sagemaker_role", "sagemaker_endpoint")
     return create_sagemaker_deployment(

@@ -51,6 +51,60 @@ def test_a_wrong_type_in_any_field_names_the_field(cls, valid, field):
         config_from_custom(cls, wrong, "t.bad")
 
 
+_ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+_PYTHONIC = {"execution_role_arn": _ROLE, "region": "us-east-1", "instance_type": "ml.m5.xlarge"}
+_INT32_MAX = 2**31 - 1  # Smithy integer (https://smithy.io/2.0/spec/simple-types.html#integer)
+
+
+def _integer_limit_cases():
+    """(config, a valid custom, field, value over the API's limit, the limit's words). Every integer
+    field of every connector config whose value becomes an AWS API member (cdao_connectors._aws_limits)."""
+    from cdao_connectors.sagemaker.task import Processing, SpotTraining, Training  # noqa: PLC0415
+
+    batch, emr, transform = VALID[BatchJob], VALID[EMRSpark], VALID[BatchTransform]
+    cases = [
+        # vCPUs become CPU shares, 1024 each, in the container's 32-bit cpu (botocore batch
+        # ResourceRequirement.value VCPU; ecs ContainerDefinition.cpu integer).
+        (BatchJob, batch, "vcpus", 1e300, f"over AWS Batch's {_INT32_MAX // 1024}"),
+        (BatchJob, batch, "vcpus", float(_INT32_MAX // 1024 + 1), f"over AWS Batch's {_INT32_MAX // 1024}"),
+        (BatchJob, batch, "gpus", float(2**31), f"over AWS Batch's {_INT32_MAX}"),
+        (BatchJob, batch, "timeout_seconds", 1e20, f"over AWS Batch's {_INT32_MAX}s"),
+        (BatchJob, batch, "memory", "1Ei", f"over AWS Batch's {_INT32_MAX} MiB"),
+        (EMRSpark, emr, "instance_count", 1e300, f"over EMR's {_INT32_MAX}"),
+        (EMRSpark, emr, "instance_count", float(2**31), f"over EMR's {_INT32_MAX}"),
+        (BatchTransform, transform, "instance_count", float(2**31), f"over SageMaker's {_INT32_MAX}"),
+        (BatchTransform, transform, "max_concurrent_transforms", 1e300, f"over SageMaker's {_INT32_MAX}"),
+        (BatchTransform, transform, "max_payload_mb", 101.0, "over SageMaker's 100 MB"),
+        (BatchTransform, transform, "invocation_timeout_seconds", 3601.0, "over SageMaker's 3600s"),
+        (Training, _PYTHONIC, "volume_size_in_gb", float(2**31), f"over SageMaker's {_INT32_MAX}"),
+        (Training, _PYTHONIC, "max_runtime_in_seconds", 1e300, "over SageMaker's 2419200"),
+        (SpotTraining, _PYTHONIC, "max_wait_in_seconds", float(2**31), f"over SageMaker's {_INT32_MAX}"),
+        (SpotTraining, _PYTHONIC, "volume_size_in_gb", 1e300, f"over SageMaker's {_INT32_MAX}"),
+        (Processing, _PYTHONIC, "volume_size_in_gb", 16385.0, "over SageMaker's 16384"),
+        (Processing, _PYTHONIC, "max_runtime_in_seconds", 1e300, "over SageMaker's 777600"),
+    ]
+    for cls, valid, field, value, words in cases:
+        yield pytest.param(cls, valid, field, value, words, id=f"{cls.__name__}.{field}={value!r}")
+
+
+@pytest.mark.parametrize(("cls", "valid", "field", "value", "words"), list(_integer_limit_cases()))
+def test_an_integer_over_its_aws_limit_is_refused_naming_the_field_and_the_limit(cls, valid, field, value, words):
+    assert config_from_custom(cls, valid, "t.ok")  # the valid config itself is accepted
+    with pytest.raises(ValueError, match=rf"task t: {cls.__name__}: {field}=.* is {re.escape(words)} \(\w"):
+        config_from_custom(cls, {**valid, field: value}, "t")
+
+
+def test_a_transforms_payload_times_its_concurrency_is_at_most_100_mb():
+    # CreateTransformJob MaxPayloadInMB documentation (botocore sagemaker 2017-07-24): "the value of
+    # (MaxConcurrentTransforms * MaxPayloadInMB) also cannot exceed 100 MB."
+    valid = {**VALID[BatchTransform], "max_payload_mb": 10.0, "max_concurrent_transforms": 10.0}
+    assert config_from_custom(BatchTransform, valid, "t.ok")
+    with pytest.raises(
+        ValueError, match=r"max_concurrent_transforms=11 times max_payload_mb=10 is over SageMaker's 100"
+    ):
+        config_from_custom(BatchTransform, {**valid, "max_concurrent_transforms": 11.0}, "t")
+
+
 @pytest.mark.parametrize(
     ("custom", "message"),
     [

@@ -3,6 +3,7 @@ routing rules, local in-process execution, and errors at decoration time."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -279,6 +280,35 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
         (
             lambda: cdao_sdk.sagemaker_processing_task(instance_type="ml.m5.xlarge", volume_size_gb=16385),
             "volume_size_gb=16385 is over SageMaker's 16384",
+        ),
+        # Integers over the AWS member they become (cdao_connectors._aws_limits; Smithy integer: 32-bit).
+        (lambda: batch_task(timeout=10**12), "timeout=1000000000000 is over AWS Batch's 2147483647s"),
+        (lambda: batch_task(timeout=datetime.timedelta(days=10**5)), "timeout=8640000000 is over AWS Batch's"),
+        (lambda: batch_task(vcpus=10**9), "vcpus=1000000000 is over AWS Batch's 2097151"),
+        (lambda: batch_task(gpus=2**31), "gpus=2147483648 is over AWS Batch's 2147483647"),
+        (
+            lambda: spark_task(instance_type="m5.xlarge", instance_count=2**31),
+            "instance_count=2147483648 is over EMR's",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(volume_size_gb=2**31),
+            "volume_size_gb=2147483648 is over SageMaker's 2147483647",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(max_wait_seconds=2**31),
+            "max_wait_seconds=2147483648 is over SageMaker's 2147483647",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_batch_transform_task(instance_count=2**31),
+            "instance_count=2147483648 is over SageMaker's 2147483647",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_batch_transform_task(max_payload_mb=20, max_concurrent_transforms=6),
+            "max_concurrent_transforms=6 times max_payload_mb=20 is over SageMaker's 100",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_endpoint("ep", image="img:1", instance_count=2**31),
+            "instance_count=2147483648 is over SageMaker's 2147483647",
         ),
         (lambda: spark_task(cluster_id="cluster-1"), "not an EMR cluster id"),
         (lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", instance_count=3), "not both"),
