@@ -14,6 +14,7 @@ from cdao_connectors.aws_batch.task import BatchJob
 from cdao_connectors.codeweave.task import CodeweaveGPU
 from cdao_connectors.emr.task import EMRSpark
 from cdao_connectors.sagemaker.transform import BatchTransform
+from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES as DEFAULT_RETRIES
 from propeller import create_task, execution_metadata, serialize, write_inputs
 
 VALID = {
@@ -190,6 +191,33 @@ def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env,
 
 
 @pytest.mark.parametrize(
+    ("retry_attempt", "said"),
+    [
+        (0, rf"attempt 1 of the task's {DEFAULT_RETRIES + 1}, retries={DEFAULT_RETRIES}\) and starts the next: "
+         rf"at least {DEFAULT_RETRIES} more attempts left"),
+        (DEFAULT_RETRIES - 1, r"at least 1 more attempt left"),
+        (DEFAULT_RETRIES, rf"no attempt is left: this was attempt {DEFAULT_RETRIES + 1} and the task has "
+         rf"retries={DEFAULT_RETRIES}, so the task fails here"),
+    ],
+)  # fmt: skip
+def test_a_createtask_error_says_how_many_attempts_are_left(aws_env, grpc_stubs, monkeypatch, retry_attempt, said):
+    """Any CreateTask error ends the attempt (flyteplugins/v1.16.8 internal/webapi/launcher.go
+    ``launch``); what is left is read from the request: the template's retries (the SDK's default for
+    a connector task, cdao_sdk.decorators.CONNECTOR_TASK_RETRIES) and the execution's retry_attempt."""
+    stub, _ = grpc_stubs
+    monkeypatch.setenv("CDAO_ATTEMPT_TABLE", "unused-before-validation")
+    template = serialize(emr_tasks.on_cluster)
+    assert template.metadata.retries.retries == DEFAULT_RETRIES
+    template.custom["cluster_id"] = ["j-1", "j-2"]
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    inputs = write_inputs(emr_tasks.on_cluster, prefix, rows=1)
+    with pytest.raises(grpc.RpcError) as err:
+        create_task(stub, template, prefix, inputs, execution_metadata("t", retry=retry_attempt))
+    assert "EMRSpark.cluster_id = ['j-1', 'j-2'] must be a string or null, not list; " in err.value.details()
+    assert re.search(said, err.value.details()), err.value.details()
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         # The plugin's from_dict drops an unknown key: a typo would run on the default application.
@@ -219,7 +247,7 @@ def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change,
 
     template = serialize(emr_tasks.on_serverless)
     template.custom.update(change)
-    with pytest.raises(ValueError, match=rf"task .*on_serverless: {message}"):
+    with pytest.raises(ValueError, match=rf"task .*on_serverless: {message}.*; propeller fails this attempt"):
         asyncio.run(
             IdempotentEMRServerlessConnector().create(
                 template, None, execution_metadata("emrs-bad"), output_prefix="s3://flyte-data/metadata/x"
@@ -245,7 +273,7 @@ def test_sagemaker_training_config_is_checked_whole_before_any_call(aws_env, cha
 
     template = serialize(sm_tasks.fit)
     template.custom.update(change)
-    with pytest.raises(ValueError, match=rf"task .*fit: {message}"):
+    with pytest.raises(ValueError, match=rf"task .*fit: {message}.*; propeller fails this attempt"):
         asyncio.run(
             SpotTrainingConnector().create(
                 template, "s3://flyte-data/metadata/x", None, task_execution_metadata=execution_metadata("sm-bad")

@@ -119,7 +119,7 @@ def test_batch_task_serializes_queue_choice_and_retries():
     tmpl = serialize(etl)
     assert tmpl.type == BATCH_TASK_TYPE
     assert tmpl.custom == {"spot": False, "vcpus": 4, "memory": "16Gi", "gpus": 0, "timeout_seconds": 7200}
-    assert tmpl.metadata.retries.retries == 0
+    assert tmpl.metadata.retries.retries == 3  # every connector task's default (a create may be refused)
     assert tmpl.metadata.timeout.total_seconds() == 7200
 
     @batch_task
@@ -459,3 +459,46 @@ def test_every_sdk_keyword_of_the_wrong_type_or_shape_names_the_decorator_and_th
     with pytest.raises(ValueError, match=message):
         made = call()
         made(_typed)  # a decorator with keywords checks them on the function it decorates
+
+
+# --- review 8, item 3: a transient CreateTask error must not end a workflow silently ------------
+
+
+def _retries_of(decorated) -> int:
+    return decorated.metadata.retries
+
+
+def _body(x: int) -> int:
+    return x
+
+
+# Every decorator whose task type the connector service serves (plugins/README.md's table).
+_CONNECTOR_TASKS = {
+    "batch_task spot": lambda **kw: batch_task(**kw)(_body),
+    "batch_task on-demand": lambda **kw: batch_task(on_demand=True, **kw)(_body),
+    "gpu_task on Codeweave": lambda **kw: gpu_task(platform="codeweave", **kw)(_body),
+    "spark_task on EMR": lambda **kw: spark_task(instance_type="m5.xlarge", **kw)(_body),
+    "spark_task on a cluster": lambda **kw: spark_task(cluster_id="j-2AXXXXXXGAPLF", **kw)(_body),
+    "spark_task on EMR Serverless": lambda **kw: spark_task(platform="emr-serverless", **kw)(_body),
+    "sagemaker_training_task": lambda **kw: cdao_sdk.sagemaker_training_task(**kw)(_body),
+    "sagemaker_processing_task": lambda **kw: cdao_sdk.sagemaker_processing_task(**kw)(_body),
+    "sagemaker_task": lambda **kw: cdao_sdk.sagemaker_task(job_type="training", **kw)(_body),
+    "sagemaker_batch_transform_task": lambda **kw: cdao_sdk.sagemaker_batch_transform_task("m.score", **kw),
+    "sagemaker_batch_transform_task as a decorator": lambda **kw: cdao_sdk.sagemaker_batch_transform_task(**kw)(_body),
+}
+
+
+@pytest.mark.parametrize("make", _CONNECTOR_TASKS.values(), ids=_CONNECTOR_TASKS.keys())
+def test_connector_tasks_get_the_default_retry_budget_and_keep_an_explicit_one(make):
+    from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES  # noqa: PLC0415
+
+    assert CONNECTOR_TASK_RETRIES >= 1
+    assert _retries_of(make()) == CONNECTOR_TASK_RETRIES
+    assert _retries_of(make(retries=0)) == 0
+    assert _retries_of(make(retries=7)) == 7
+
+
+def test_tasks_that_run_as_pods_keep_flytekits_default_of_no_retries():
+    # Not served by a connector: a pod's own failure is the code's, and flytekit's default stands.
+    assert _retries_of(cpu_task(_body)) == 0
+    assert _retries_of(gpu_task(gpu_type="a100")(_body)) == 0

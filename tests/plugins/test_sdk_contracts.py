@@ -349,7 +349,7 @@ def test_an_unknown_keyword_names_the_decorator(decorator, name):
 
 def test_seed_spellings_change_the_queue():
     on_demand = serialize(cdao_sdk.batch_task(platform="aws-batch", spot_instances=False)(_f))
-    assert (on_demand.custom["spot"], on_demand.metadata.retries.retries) == (False, 0)
+    assert (on_demand.custom["spot"], on_demand.metadata.retries.retries) == (False, 3)
     assert serialize(cdao_sdk.batch_task(on_demand=True)(_f)).custom["spot"] is False
     assert serialize(cdao_sdk.batch_task(spot_instances=True)(_f)).custom["spot"] is True
 

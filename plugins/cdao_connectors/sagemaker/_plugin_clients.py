@@ -48,7 +48,7 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
 from cdao_connectors._backends import Backend, create_within_deadline, on_get_task_threads, within_deadline
-from cdao_connectors._common import attempt_seed, noting_staleness
+from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
@@ -349,6 +349,7 @@ class BulkheadPluginConnector:
             _STATUS_CACHES.reset(reset_statuses)
             _CURRENT.reset(reset)
 
+    @says_attempts_left
     async def create(self, *args: Any, **kwargs: Any) -> Any:
         template = kwargs["task_template"] if "task_template" in kwargs else args[0]
         if self.custom_config is None:
@@ -411,7 +412,7 @@ class BulkheadPluginConnector:
                     f"{self.name}: SageMaker answered this attempt's create with its existing "
                     f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
                     "give-up, or failed (an earlier attempt's, when its name does not derive from the "
-                    "attempt); the task's next attempt starts anew"
+                    "attempt); the task's next attempt, if one is left, starts anew"
                 )
         return resource_meta
 
