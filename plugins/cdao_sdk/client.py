@@ -136,7 +136,7 @@ def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
         scheme, rest = "", admin_endpoint
     elif admin_endpoint.startswith("dns:///"):
         scheme, rest = "", admin_endpoint.removeprefix("dns:///")
-    if scheme.lower() not in ("", "http", "https"):
+    elif scheme.lower() not in ("http", "https"):
         raise refuse(_ENDPOINT_FORMS)
     scheme_insecure = {"http": True, "https": False}.get(scheme.lower())
     try:
@@ -154,7 +154,15 @@ def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
             raise refuse(f"port {port_text!r} is not a number; {_ENDPOINT_FORMS}") from None
     if port is not None and not 1 <= port <= 65535:
         raise refuse(f"port {port} is outside 1-65535; {_ENDPOINT_FORMS}")
-    if not parts.hostname or parts.path or parts.query or parts.fragment or "?" in rest or "#" in rest:
+    if (
+        not parts.hostname
+        or parts.netloc.endswith(":")
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "?" in rest
+        or "#" in rest
+    ):
         raise refuse(_ENDPOINT_FORMS)
     return parts.netloc, scheme_insecure
 

@@ -43,7 +43,7 @@ def _cases():
                 yield pytest.param(cls, valid, f.name, id=f"{cls.__name__}.{f.name}")
 
 
-@pytest.mark.parametrize(("cls", "valid", "field"), _cases())
+@pytest.mark.parametrize(("cls", "valid", "field"), list(_cases()))
 def test_a_wrong_type_in_any_field_names_the_field(cls, valid, field):
     assert config_from_custom(cls, valid, "t.ok")  # the valid config itself is accepted
     wrong = {**valid, field: [["not", "this"]]}

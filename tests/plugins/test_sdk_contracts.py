@@ -237,6 +237,8 @@ def test_monitor_refuses_a_malformed_wait_before_contacting_the_admin(keyword, v
         ("https://host?x=1", "expected host"),
         ("host#frag", "expected host"),
         ("[::1", "expected host"),
+        ("host:", "expected host"),
+        ("://host", "expected host"),
     ],
 )
 def test_configure_refuses_a_malformed_admin_endpoint_naming_it(endpoint, reason):
