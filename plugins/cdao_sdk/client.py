@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -64,8 +65,8 @@ def configure(
     admin call they make (execute, fetch, sync, including ``run(wait=True)``'s polls); past it, a
     ``TimeoutError`` naming the endpoint and the call. Both are finite numbers of seconds > 0.
     ``remote`` accepts a ready ``FlyteRemote`` (e.g. one built from a config file with SSO).
-    Registering inside ``run`` happens on flytekit's own threads (``FlyteRemote._serialize_and_register``,
-    ``loop.run_in_executor``), which the per-call deadline (a context variable) does not reach.
+    The deadline also holds for the registering ``run`` does (flytekit does it on its own threads),
+    unless ``remote`` is given: a remote built elsewhere has it only on the calling thread.
     ``mlflow_tracking_uri`` (http(s)://host[:port][/prefix]) reaches every task ``run`` launches as
     ``MLFLOW_TRACKING_URI``.
     """
@@ -204,11 +205,33 @@ def _flyte_remote(endpoint: str, insecure: bool, project: str, domain: str) -> A
     # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
     # running tasks locally never need.
     from flytekit.configuration import Config  # noqa: PLC0415
-    from flytekit.remote import FlyteRemote  # noqa: PLC0415
 
-    return FlyteRemote(
+    return _deadline_remote_class()(
         config=Config.for_endpoint(endpoint=endpoint, insecure=insecure), default_project=project, default_domain=domain
     )
+
+
+@functools.cache
+def _deadline_remote_class() -> type:
+    """``FlyteRemote`` whose registrations keep the admin call deadline.
+
+    flytekit registers a workflow's tasks on executor threads (flytekit/remote/remote.py
+    ``_serialize_and_register``: ``loop.run_in_executor(None, self.raw_register, ...)``, 1.16.31),
+    and threads do not inherit a context variable, so the deadline ``_admin_call`` scopes
+    (``scoped_grpc_deadline``) does not reach their calls. ``raw_register`` scopes it again on
+    whichever thread it runs. Hand-written: flytekit has no per-remote default deadline."""
+    from flytekit.clients.grpc_utils.deadline_interceptor import (  # noqa: PLC0415
+        get_scoped_grpc_deadline,
+        scoped_grpc_deadline,
+    )
+    from flytekit.remote import FlyteRemote  # noqa: PLC0415
+
+    class DeadlineFlyteRemote(FlyteRemote):  # type: ignore[misc]
+        def raw_register(self, *args: Any, **kwargs: Any) -> Any:
+            with scoped_grpc_deadline(get_scoped_grpc_deadline() or _rpc_timeout):
+                return super().raw_register(*args, **kwargs)
+
+    return DeadlineFlyteRemote
 
 
 @checked("configure_sagemaker")

@@ -181,6 +181,56 @@ def test_every_admin_call_has_a_deadline_and_names_the_endpoint_and_the_ask(hung
             getattr(cdao_sdk, call)(WorkflowExecutionIdentifier("ml", "staging", "f3a9c1"), report=lambda _: None)
 
 
+@pytest.fixture
+def admin_that_never_registers() -> Iterator[str]:
+    """A real gRPC server on 127.0.0.1 that knows no entity (every Get/List is NOT_FOUND, as
+    flyteadmin answers for an unregistered workflow) and never answers a Create: ``run`` has to
+    register, which flytekit does on its own threads (remote.py ``_serialize_and_register``)."""
+    stop = threading.Event()
+
+    class Registry(grpc.GenericRpcHandler):
+        def service(self, handler_call_details):
+            if handler_call_details.method.rpartition("/")[2].startswith(("Get", "List")):
+                return grpc.unary_unary_rpc_method_handler(
+                    lambda request, context: context.abort(grpc.StatusCode.NOT_FOUND, "entity not found")
+                )
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: stop.wait() and None)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((Registry(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop.set()
+        server.stop(0)
+
+
+def test_registering_inside_run_has_the_deadline_too(admin_that_never_registers):
+    @workflow
+    def wf(x: int) -> int:
+        return _f_task(x=x)
+
+    cdao_sdk.configure(f"http://{admin_that_never_registers}", "ml", connect_timeout_seconds=2, rpc_timeout_seconds=0.2)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            cdao_sdk.run(wf, {"x": 1}, version="v1")
+        except BaseException as error:  # handed to the test's thread
+            outcome.append(error)
+
+    # On a thread, so that a registration with no deadline fails this test instead of hanging it.
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "run() still registering after 10 s: a registration call has no deadline"
+    (error,) = outcome
+    assert isinstance(error, TimeoutError), repr(error)
+    assert re.search(rf"Flyte admin at http://{admin_that_never_registers} .*did not answer execute\(", str(error))
+
+
 @pytest.mark.parametrize(
     ("keyword", "value"),
     [
