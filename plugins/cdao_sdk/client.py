@@ -332,7 +332,9 @@ def _fetch(execution: Any) -> Any:
         project, domain, name = execution.project, execution.domain, execution.name
         with _admin_call(f"fetch_execution(project={project!r}, domain={domain!r}, name={name!r})"):
             execution = remote.fetch_execution(project=project, domain=domain, name=name)
-    with _admin_call(f"sync_execution({getattr(execution, 'id', execution)}, sync_nodes=True)"):
+    ident = getattr(execution, "id", None)
+    named = ", ".join(f"{k}={getattr(ident, k)!r}" for k in ("project", "domain", "name") if hasattr(ident, k))
+    with _admin_call(f"sync_execution({named or execution!r}, sync_nodes=True)"):
         return remote.sync_execution(execution, sync_nodes=True)
 
 
