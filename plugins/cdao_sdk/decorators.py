@@ -925,11 +925,14 @@ def sagemaker_endpoint(
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
     execution_role_arn: str | None = None,
+    retries: int | None = None,
 ) -> Any:
     """A workflow deploying ``model_path`` (an s3:// model.tar.gz) behind a real-time endpoint.
 
     Built with the plugin's ``create_sagemaker_deployment`` (model, endpoint config, endpoint);
-    names get an idempotence token so a re-run deploys alongside instead of colliding.
+    names get an idempotence token so a re-run deploys alongside instead of colliding. Each of its
+    three nodes is a connector's CreateTask, so each gets ``retries`` (default
+    :data:`CONNECTOR_TASK_RETRIES`).
     """
     if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", name):
         raise ValueError(f"sagemaker_endpoint name={name!r}: letters, digits and '-', at most 41 characters")
@@ -938,8 +941,9 @@ def sagemaker_endpoint(
     except ValueError as refused:
         raise ValueError(f"sagemaker_endpoint {refused}") from None
     _check_sagemaker_instance_type("sagemaker_endpoint", instance_type, "ProductionVariantInstanceType")
+    n_retries = _check_count(CONNECTOR_TASK_RETRIES if retries is None else retries, "sagemaker_endpoint retries", 0)
     role = execution_role_arn or settings.require("sagemaker_role", "sagemaker_endpoint")
-    return create_sagemaker_deployment(
+    deployment = create_sagemaker_deployment(
         name=name,
         model_config={
             "ModelName": name,
@@ -962,3 +966,7 @@ def sagemaker_endpoint(
         model_input_types={"model_path": str},
         region=settings.require("region", "sagemaker_endpoint"),
     )
+    # The plugin builds the three tasks itself, with flytekit's default of no retries.
+    for node in deployment.nodes:
+        node.with_overrides(retries=n_retries)
+    return deployment

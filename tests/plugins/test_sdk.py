@@ -502,3 +502,16 @@ def test_tasks_that_run_as_pods_keep_flytekits_default_of_no_retries():
     # Not served by a connector: a pod's own failure is the code's, and flytekit's default stands.
     assert _retries_of(cpu_task(_body)) == 0
     assert _retries_of(gpu_task(gpu_type="a100")(_body)) == 0
+
+
+def test_the_endpoint_deployments_connector_tasks_get_the_default_retry_budget(monkeypatch):
+    from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/sagemaker-exec")
+    monkeypatch.setenv("CDAO_AWS_REGION", "us-east-1")
+    deploy = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1")
+    # model, endpoint config, endpoint: each a connector's CreateTask (the boto and endpoint connectors)
+    assert [n.metadata.retries.retries for n in deploy.nodes] == [CONNECTOR_TASK_RETRIES] * 3
+    kept = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1", retries=0)
+    assert [n.metadata.retries.retries for n in kept.nodes] == [0] * 3
+
