@@ -57,7 +57,9 @@ def attempts_left(task_template: Any, task_execution_metadata: Any) -> str | Non
     ``retries + 1`` attempts (``MinAttempts``, compiler/transformers/k8s/utils.go) counting only
     attempts that did not fail for a SYSTEM reason, while ``retry_attempt`` counts every attempt
     (node_exec_context.go ``CurrentAttempt``): ``retries - retry_attempt`` more attempts are left at
-    least, more if earlier ones failed for a system reason.
+    least, more if earlier ones failed for a system reason. A node's own retries in the workflow
+    (``with_overrides(retries=...)``), which the request does not carry, take precedence over the
+    task's when not 0 (compiler/transformers/k8s/utils.go ``computeRetryStrategy``).
     """
     teid = getattr(task_execution_metadata, "task_execution_id", None)
     metadata = getattr(task_template, "metadata", None)
@@ -74,7 +76,8 @@ def attempts_left(task_template: Any, task_execution_metadata: Any) -> str | Non
         )
     return (
         f"no attempt is left: this was attempt {attempt + 1} and the task has retries={retries}, so the task "
-        "fails here (unless an earlier attempt failed for a system reason, which propeller does not count)"
+        "fails here (unless its workflow overrides the node's retries, or an earlier attempt failed for a "
+        "system reason, which propeller does not count)"
     )
 
 

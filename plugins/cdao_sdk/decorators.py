@@ -966,7 +966,9 @@ def sagemaker_endpoint(
         model_input_types={"model_path": str},
         region=settings.require("region", "sagemaker_endpoint"),
     )
-    # The plugin builds the three tasks itself, with flytekit's default of no retries.
+    # The plugin builds the three tasks itself, with flytekit's default of no retries. Set on the
+    # tasks, not as node overrides, so that the CreateTask request's template carries them and the
+    # connector can say how many attempts are left (cdao_connectors._common.attempts_left).
     for node in deployment.nodes:
-        node.with_overrides(retries=n_retries)
+        node.flyte_entity.metadata.retries = n_retries
     return deployment

@@ -511,7 +511,7 @@ def test_the_endpoint_deployments_connector_tasks_get_the_default_retry_budget(m
     monkeypatch.setenv("CDAO_AWS_REGION", "us-east-1")
     deploy = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1")
     # model, endpoint config, endpoint: each a connector's CreateTask (the boto and endpoint connectors)
-    assert [n.metadata.retries.retries for n in deploy.nodes] == [CONNECTOR_TASK_RETRIES] * 3
+    # On the tasks themselves: the template a CreateTask carries holds them (a node override does not).
+    assert [serialize(n.flyte_entity).metadata.retries.retries for n in deploy.nodes] == [CONNECTOR_TASK_RETRIES] * 3
     kept = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1", retries=0)
-    assert [n.metadata.retries.retries for n in kept.nodes] == [0] * 3
-
+    assert [serialize(n.flyte_entity).metadata.retries.retries for n in kept.nodes] == [0] * 3
