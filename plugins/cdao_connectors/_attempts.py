@@ -259,7 +259,7 @@ class AttemptLedger:
                 raise AttemptAbandoned(
                     f"attempt {attempt}: its first CreateTask gave up and the job it started "
                     f"({item.get('resource', {}).get('S', 'none recorded')}) was cancelled; "
-                    "the task's next attempt starts a new job"
+                    "the task's next attempt, if one is left, starts a new job"
                 )
             if item is not None and "resource" in item:
                 self.answer(attempt, started_at)  # AttemptAbandoned when marked abandoned in between
@@ -301,7 +301,7 @@ class AttemptLedger:
             if time.monotonic() >= give_up:
                 raise AttemptInProgress(
                     f"another CreateTask of attempt {attempt} is still creating its job; this one gives up "
-                    "(the attempt fails, the task's next attempt starts a new job)"
+                    "(the attempt fails, the task's next attempt, if one is left, starts a new job)"
                 )
             time.sleep(_POLL_SECONDS)
 
@@ -353,7 +353,7 @@ class AttemptLedger:
                 raise
             raise AttemptAbandoned(
                 f"attempt {attempt}: a CreateTask of it gave up and its job is being cancelled; "
-                "the task's next attempt starts a new job"
+                "the task's next attempt, if one is left, starts a new job"
             ) from None
 
     def abandon(self, attempt: str, *, unless_adopted: bool = True, started_at: float | None = None) -> bool:
@@ -442,6 +442,6 @@ class AttemptLedger:
                 return json.loads(item["resource"]["S"])
             raise AttemptInProgress(
                 f"attempt {attempt} was taken over by another CreateTask; this one gives up "
-                "(the attempt fails, the task's next attempt starts a new job)"
+                "(the attempt fails, the task's next attempt, if one is left, starts a new job)"
             ) from exc
         return resource

@@ -44,7 +44,7 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import CREATE_STARTED_AT
-from cdao_connectors._common import noting_staleness
+from cdao_connectors._common import noting_staleness, says_attempts_left
 from cdao_connectors._metrics import observe_get_task
 
 if TYPE_CHECKING:  # _status_cache imports this module; _attempts names Backend
@@ -105,8 +105,8 @@ class BackendDeadlineExceeded(RuntimeError):
 SAFE_TO_RETRY = "the call is safe to retry"
 # Said of a CreateTask that ran out of time (launcher.go: the attempt fails, the create is not re-sent).
 CREATE_GIVEN_UP = (
-    "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt starts a new job) "
-    "and a job this create still starts is cancelled"
+    "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt, if one is "
+    "left, starts a new job) and a job this create still starts is cancelled"
 )
 
 
@@ -613,6 +613,7 @@ class BulkheadConnector(AsyncConnectorBase):
 
     backend: Backend
 
+    @says_attempts_left
     async def create(
         self,
         task_template: Any,

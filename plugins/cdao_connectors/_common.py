@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import re
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from flyteidl.core import errors_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
@@ -36,6 +39,70 @@ def attempt_seed(task_template: TaskTemplate, output_prefix: str, task_execution
     if tid is not None:
         parts += [tid.project, tid.domain, tid.name, tid.version]
     return "|".join(str(p) for p in parts)
+
+
+T = TypeVar("T")
+
+
+def attempts_left(task_template: Any, task_execution_metadata: Any) -> str | None:
+    """What propeller does once this CreateTask answers an error, said from what the request carries:
+    the task's ``retries`` (``template.metadata.retries.retries``) and the attempt
+    (``task_execution_metadata.task_execution_id.retry_attempt``, which flytekit's connector service
+    passes on: flytekit/extend/backend/connector_service.py ``CreateTask``, 1.16.31). None when the
+    request carries no attempt (a local run).
+
+    Propeller (flyteplugins/v1.16.8): any CreateTask error is ``PhaseInfoRetryableFailure``, a USER
+    error (internal/webapi/launcher.go ``launch``, core/phase.go), which ends the attempt and is never
+    re-sent. flytepropeller/v1.16.8 pkg/controller/nodes/executor.go ``isEligibleForRetry`` allows
+    ``retries + 1`` attempts (``MinAttempts``, compiler/transformers/k8s/utils.go) counting only
+    attempts that did not fail for a SYSTEM reason, while ``retry_attempt`` counts every attempt
+    (node_exec_context.go ``CurrentAttempt``): ``retries - retry_attempt`` more attempts are left at
+    least, more if earlier ones failed for a system reason. A node's own retries in the workflow
+    (``with_overrides(retries=...)``), which the request does not carry, take precedence over the
+    task's when not 0 (compiler/transformers/k8s/utils.go ``computeRetryStrategy``).
+    """
+    teid = getattr(task_execution_metadata, "task_execution_id", None)
+    metadata = getattr(task_template, "metadata", None)
+    if teid is None or metadata is None:
+        return None
+    strategy = getattr(metadata, "retries", None)
+    retries = int(getattr(strategy, "retries", 0) or 0)
+    attempt = int(getattr(teid, "retry_attempt", 0) or 0)
+    left = retries - attempt
+    if left > 0:
+        return (
+            f"propeller fails this attempt (attempt {attempt + 1} of the task's {retries + 1}, retries={retries}) "
+            f"and starts the next: at least {left} more attempt{'s' if left > 1 else ''} left"
+        )
+    return (
+        f"no attempt is left: this was attempt {attempt + 1} and the task has retries={retries}, so the task "
+        "fails here (unless its workflow overrides the node's retries, or an earlier attempt failed for a "
+        "system reason, which propeller does not count)"
+    )
+
+
+def says_attempts_left(create: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """For a connector's ``async def create(self, task_template, ..., task_execution_metadata, ...)``:
+    an error leaving it ends with :func:`attempts_left`, keeping its type (callers, and flytekit's
+    connector service, which sends ``str(error)`` to propeller, see the same exception).
+    Hand-written: flytekit's connector service says nothing of the kind."""
+    signature = inspect.signature(create)
+
+    @functools.wraps(create)
+    async def wrapped(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await create(*args, **kwargs)
+        except Exception as error:
+            bound = signature.bind_partial(*args, **kwargs).arguments
+            extra = bound.get("kwargs") or {}
+            template = bound.get("task_template", extra.get("task_template", (bound.get("args") or (None,))[0]))
+            metadata = bound.get("task_execution_metadata", extra.get("task_execution_metadata"))
+            said = attempts_left(template, metadata)
+            if said is not None and error.args and isinstance(error.args[0], str) and said not in error.args[0]:
+                error.args = (f"{error.args[0]}; {said}", *error.args[1:])
+            raise
+
+    return wrapped
 
 
 def readable_execution_name(task_execution_metadata: Any) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from flyteidl.core.execution_pb2 import NodeExecution, TaskExecution, WorkflowExecution
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
@@ -24,6 +27,11 @@ _remote: Any = None
 # does not name the endpoint (flytekit/clients/grpc_utils/wrap_exception_interceptor.py, 1.16.31).
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 _connect_timeout = DEFAULT_CONNECT_TIMEOUT_SECONDS
+# Each admin RPC's deadline. flytekit gives one only to sync_execution's calls (rpc_timeout,
+# DEFAULT_SYNC_EXECUTION_RPC_TIMEOUT = 60 s, flytekit/remote/remote.py 1.16.31); fetch_execution and
+# execute have none, so an admin that takes a call and never answers blocks them forever.
+DEFAULT_RPC_TIMEOUT_SECONDS = 60.0
+_rpc_timeout = DEFAULT_RPC_TIMEOUT_SECONDS
 
 
 @checked("configure")
@@ -41,6 +49,7 @@ def configure(
     default_image: str | None = None,
     mlflow_tracking_uri: str | None = None,
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    rpc_timeout_seconds: float = DEFAULT_RPC_TIMEOUT_SECONDS,
     remote: Any = None,
 ) -> Any:
     """Point the SDK at a Flyte deployment and record this platform's defaults.
@@ -48,31 +57,38 @@ def configure(
     ``admin_endpoint`` is ``host[:port]``, ``https://host[:port]`` (TLS) or ``http://host[:port]``
     (plaintext gRPC, e.g. a sandbox's ``http://localhost:30080``); the scheme sets ``insecure``,
     and an ``insecure=`` that contradicts it is a ``ValueError``. Without a scheme, ``insecure``
-    defaults to False (TLS), as flytekit's ``PlatformConfig`` does.
-    ``connect_timeout_seconds``: how long ``run``/``monitor`` wait for the admin to answer before a
-    ``ConnectionError`` naming the endpoint.
+    defaults to False (TLS), as flytekit's ``PlatformConfig`` does. ``host`` is a name, an IPv4
+    address or a bracketed IPv6 address; ``port`` is 1-65535. Whitespace, user information
+    (``user@``), a path, query or fragment, or another scheme is a ``ValueError`` naming the argument.
+    ``connect_timeout_seconds``: how long ``run``/``monitor`` wait for the admin's channel to come up
+    before a ``ConnectionError`` naming the endpoint. ``rpc_timeout_seconds``: the deadline of each
+    admin call they make (execute, fetch, sync, including ``run(wait=True)``'s polls); past it, a
+    ``TimeoutError`` naming the endpoint and the call. Both are finite numbers of seconds > 0.
     ``remote`` accepts a ready ``FlyteRemote`` (e.g. one built from a config file with SSO).
+    The deadline also holds for the registering ``run`` does (flytekit does it on its own threads),
+    unless ``remote`` is given: a remote built elsewhere has it only on the calling thread.
     ``mlflow_tracking_uri`` (http(s)://host[:port][/prefix]) reaches every task ``run`` launches as
     ``MLFLOW_TRACKING_URI``.
     """
-    global _remote, _connect_timeout  # noqa: PLW0603  (one control-plane connection per notebook session)
-    scheme_insecure = {"http://": True, "https://": False}.get(
-        next((p for p in ("http://", "https://") if admin_endpoint.startswith(p)), "")
-    )
+    global _remote, _connect_timeout, _rpc_timeout  # noqa: PLW0603  (one control-plane connection per session)
+    target, scheme_insecure = _grpc_target(admin_endpoint)
     if scheme_insecure is not None and insecure is not None and insecure != scheme_insecure:
         raise ValueError(
             f"configure admin_endpoint={admin_endpoint!r} with insecure={insecure}: the scheme says "
             f"insecure={scheme_insecure}; drop one of them"
         )
     insecure = scheme_insecure if scheme_insecure is not None else bool(insecure)
-    host = admin_endpoint.removeprefix("dns:///").removeprefix("https://").removeprefix("http://")
-    if not host or "://" in host or "/" in host.rstrip("/"):
-        raise ValueError(
-            f"configure admin_endpoint={admin_endpoint!r}: expected host[:port], https://host[:port] "
-            "or http://host[:port]"
-        )
-    if not (isinstance(connect_timeout_seconds, int | float) and connect_timeout_seconds > 0):
-        raise ValueError(f"configure connect_timeout_seconds={connect_timeout_seconds!r} must be a number > 0")
+    for name, seconds in (
+        ("connect_timeout_seconds", connect_timeout_seconds),
+        ("rpc_timeout_seconds", rpc_timeout_seconds),
+    ):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
+            raise ValueError(f"configure {name}={seconds!r}: expected a finite number of seconds > 0")
     if not project or not domain:
         raise ValueError("configure needs a non-empty project and domain")
     if mlflow_tracking_uri is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", mlflow_tracking_uri):
@@ -93,41 +109,129 @@ def configure(
         mlflow_tracking_uri=mlflow_tracking_uri,
     )
     if remote is None:
-        remote = _flyte_remote(host.rstrip("/"), insecure, project, domain)
+        remote = _flyte_remote(target, insecure, project, domain)
     _remote = remote
     _connect_timeout = float(connect_timeout_seconds)
+    _rpc_timeout = float(rpc_timeout_seconds)
     return remote
 
 
+_ENDPOINT_FORMS = "expected host[:port], https://host[:port] or http://host[:port] (port 1-65535)"
+
+
+def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
+    """``admin_endpoint`` -> (gRPC target ``host[:port]``, insecure as the scheme says or None).
+
+    The scheme is matched case-insensitively (RFC 3986 section 3.1); host and port are read by
+    ``urllib.parse.urlsplit`` (bracketed IPv6 included), which leaves port 0 to us to refuse (a TCP
+    destination port is 1-65535). ``dns:///`` is gRPC's own name-resolver prefix
+    (https://github.com/grpc/grpc/blob/master/doc/naming.md)."""
+
+    def refuse(reason: str) -> ValueError:
+        return ValueError(f"configure admin_endpoint={admin_endpoint!r}: {reason}")
+
+    if re.search(r"\s", admin_endpoint):
+        raise refuse(f"contains whitespace; {_ENDPOINT_FORMS}")
+    scheme, separator, rest = admin_endpoint.partition("://")
+    if not separator:
+        scheme, rest = "", admin_endpoint
+    elif admin_endpoint.startswith("dns:///"):
+        scheme, rest = "", admin_endpoint.removeprefix("dns:///")
+    elif scheme.lower() not in ("http", "https"):
+        raise refuse(_ENDPOINT_FORMS)
+    scheme_insecure = {"http": True, "https": False}.get(scheme.lower())
+    try:
+        parts = urlsplit(f"//{rest.removesuffix('/')}")
+    except ValueError as error:  # an unclosed IPv6 bracket
+        raise refuse(f"{error}; {_ENDPOINT_FORMS}") from None
+    if parts.username is not None:
+        raise refuse("holds user information (user@); the admin's credentials come from flytekit's auth config")
+    try:
+        port = parts.port
+    except ValueError:
+        port_text = parts.netloc.rpartition(":")[2]
+        port = int(port_text) if port_text.isdigit() else None
+        if port is None:
+            raise refuse(f"port {port_text!r} is not a number; {_ENDPOINT_FORMS}") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise refuse(f"port {port} is outside 1-65535; {_ENDPOINT_FORMS}")
+    if (
+        not parts.hostname
+        or parts.netloc.endswith(":")
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "?" in rest
+        or "#" in rest
+    ):
+        raise refuse(_ENDPOINT_FORMS)
+    return parts.netloc, scheme_insecure
+
+
 @contextmanager
-def _naming_the_admin() -> Iterator[None]:
-    """flytekit's admin errors name neither the endpoint nor the gRPC status ("SYSTEM:Unknown:
-    error=None"); the gRPC error is their ``__cause__`` (flytekit/clients/grpc_utils/
-    wrap_exception_interceptor.py, 1.16.31). Re-raise them saying which admin answered what."""
+def _admin_call(asked: str) -> Iterator[None]:
+    """Run one SDK operation against the admin with a deadline on each of its gRPC calls, and name
+    the admin and ``asked`` in its errors.
+
+    The deadline is flytekit's own ``scoped_grpc_deadline`` (flytekit/clients/grpc_utils/
+    deadline_interceptor.py, 1.16.31), which every channel flytekit builds applies to each unary
+    call (auth_helper.py ``wrap_exceptions_channel``); a call past it is flytekit's ``FlyteTimeout``
+    (wrap_exception_interceptor.py), re-raised as ``TimeoutError``. flytekit's other admin errors
+    name neither the endpoint nor the gRPC status ("SYSTEM:Unknown: error=None"); the gRPC error is
+    their ``__cause__``: re-raised saying which admin answered what."""
+    from flytekit.clients.grpc_utils.deadline_interceptor import scoped_grpc_deadline  # noqa: PLC0415
     from flytekit.exceptions.base import FlyteException  # noqa: PLC0415
     from flytekit.exceptions.system import FlyteSystemUnavailableException  # noqa: PLC0415
+    from flytekit.exceptions.user import FlyteTimeout  # noqa: PLC0415
 
+    project, domain = settings.get("project"), settings.get("domain")
+    where = f"Flyte admin at {settings.get('admin_endpoint')} (project {project}, domain {domain})"
     try:
-        yield
+        with scoped_grpc_deadline(_rpc_timeout):
+            yield
+    except FlyteTimeout as error:
+        raise TimeoutError(
+            f"{where} did not answer {asked} within {_rpc_timeout:g} s (configure rpc_timeout_seconds)"
+        ) from error
     except FlyteException as error:
         cause = error.__cause__
         code = getattr(cause, "code", None)
         status = f"{code().name}: {cause.details()}" if callable(code) else str(error)  # type: ignore[union-attr]
-        project, domain = settings.get("project"), settings.get("domain")
-        where = f"Flyte admin at {settings.get('admin_endpoint')} (project {project}, domain {domain})"
         kind = ConnectionError if isinstance(error, FlyteSystemUnavailableException) else RuntimeError
-        raise kind(f"{where} answered {status}") from error
+        raise kind(f"{where} answered {status} to {asked}") from error
 
 
 def _flyte_remote(endpoint: str, insecure: bool, project: str, domain: str) -> Any:
     # Imported here: flytekit.remote pulls in the gRPC admin client, which decorating and
     # running tasks locally never need.
     from flytekit.configuration import Config  # noqa: PLC0415
-    from flytekit.remote import FlyteRemote  # noqa: PLC0415
 
-    return FlyteRemote(
+    return _deadline_remote_class()(
         config=Config.for_endpoint(endpoint=endpoint, insecure=insecure), default_project=project, default_domain=domain
     )
+
+
+@functools.cache
+def _deadline_remote_class() -> type:
+    """``FlyteRemote`` whose registrations keep the admin call deadline.
+
+    flytekit registers a workflow's tasks on executor threads (flytekit/remote/remote.py
+    ``_serialize_and_register``: ``loop.run_in_executor(None, self.raw_register, ...)``, 1.16.31),
+    and threads do not inherit a context variable, so the deadline ``_admin_call`` scopes
+    (``scoped_grpc_deadline``) does not reach their calls. ``raw_register`` scopes it again on
+    whichever thread it runs. Hand-written: flytekit has no per-remote default deadline."""
+    from flytekit.clients.grpc_utils.deadline_interceptor import (  # noqa: PLC0415
+        get_scoped_grpc_deadline,
+        scoped_grpc_deadline,
+    )
+    from flytekit.remote import FlyteRemote  # noqa: PLC0415
+
+    class DeadlineFlyteRemote(FlyteRemote):  # type: ignore[misc]
+        def raw_register(self, *args: Any, **kwargs: Any) -> Any:
+            with scoped_grpc_deadline(get_scoped_grpc_deadline() or _rpc_timeout):
+                return super().raw_register(*args, **kwargs)
+
+    return DeadlineFlyteRemote
 
 
 @checked("configure_sagemaker")
@@ -164,8 +268,9 @@ def _check_reachable(platform: Any) -> None:
     """Wait up to the connect timeout for the admin's gRPC channel, built the way flytekit builds it.
 
     A channel is READY once its transport (TCP, TLS when not insecure, HTTP/2) is up, so an endpoint
-    that never answers, or a TLS/plaintext mismatch, fails here with the endpoint named instead of in
-    the first RPC (flytekit/clients/auth_helper.py ``get_channel``; grpc ``channel_ready_future``).
+    whose transport never comes up, or a TLS/plaintext mismatch, fails here with the endpoint named
+    instead of in the first RPC (flytekit/clients/auth_helper.py ``get_channel``; grpc
+    ``channel_ready_future``). An admin that is up but never answers a call is ``_admin_call``'s deadline.
     """
     import grpc  # noqa: PLC0415
     from flytekit.clients.auth_helper import get_channel  # noqa: PLC0415
@@ -190,7 +295,7 @@ def run(workflow: Any, inputs: dict[str, Any] | None = None, *, wait: bool = Fal
     if tracking_uri:
         # Execution-level environment variables reach every task container of the execution.
         execute_kwargs["envs"] = {"MLFLOW_TRACKING_URI": tracking_uri, **(execute_kwargs.get("envs") or {})}
-    with _naming_the_admin():
+    with _admin_call(f"execute({getattr(workflow, 'name', workflow)!r}, wait={wait})"):
         return remote.execute(
             workflow,
             inputs=inputs or {},
@@ -221,13 +326,15 @@ def _fetch(execution: Any) -> Any:
     if isinstance(execution, str) and not execution.strip():
         raise ValueError("execution name is empty: pass what cdao_sdk.run() returned, its .id, or its name")
     remote = _require_remote()
-    with _naming_the_admin():
-        if isinstance(execution, str):
-            execution = remote.fetch_execution(
-                project=settings.get("project"), domain=settings.get("domain"), name=execution
-            )
-        elif isinstance(execution, WorkflowExecutionIdentifier):
-            execution = remote.fetch_execution(project=execution.project, domain=execution.domain, name=execution.name)
+    if isinstance(execution, str):
+        execution = WorkflowExecutionIdentifier(settings.get("project"), settings.get("domain"), execution)
+    if isinstance(execution, WorkflowExecutionIdentifier):
+        project, domain, name = execution.project, execution.domain, execution.name
+        with _admin_call(f"fetch_execution(project={project!r}, domain={domain!r}, name={name!r})"):
+            execution = remote.fetch_execution(project=project, domain=domain, name=name)
+    ident = getattr(execution, "id", None)
+    named = ", ".join(f"{k}={getattr(ident, k)!r}" for k in ("project", "domain", "name") if hasattr(ident, k))
+    with _admin_call(f"sync_execution({named or execution!r}, sync_nodes=True)"):
         return remote.sync_execution(execution, sync_nodes=True)
 
 
@@ -255,7 +362,19 @@ def monitor(
     timeout_seconds: float | None = None,
     report: Callable[[str], None] = print,
 ) -> Any:
-    """Print the execution's phase and every node's status until it is terminal; return it."""
+    """Print the execution's phase and every node's status until it is terminal; return it.
+
+    ``poll_seconds`` (finite, >= 0) between polls; ``timeout_seconds`` (finite, > 0, or None for no
+    limit) before a ``TimeoutError``; each poll's admin calls have ``configure``'s
+    ``rpc_timeout_seconds`` deadline. A malformed one is a ``ValueError`` naming it."""
+    for name, seconds, least in (("poll_seconds", poll_seconds, 0.0), ("timeout_seconds", timeout_seconds, None)):
+        if seconds is None and name == "timeout_seconds":
+            continue
+        number = isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
+        if not number or (seconds < 0 if least == 0.0 else seconds <= 0):
+            raise ValueError(
+                f"monitor {name}={seconds!r}: expected a finite number of seconds {'>=' if least == 0.0 else '>'} 0"
+            )
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     last: list[str] = []
     while True:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import flytekit
+from cdao_connectors._aws_limits import SAGEMAKER_ENDPOINT_INSTANCE_COUNT
 from cdao_connectors._quantity import check_quantity
 from cdao_connectors.aws_batch.task import BatchJob, BatchTask
 from cdao_connectors.codeweave.task import CodeweaveGPU
@@ -136,6 +137,24 @@ def _check_count(value: Any, what: str, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{what}={value!r} must be an integer >= {minimum}")
     return value
+
+
+# The retries a task served by the connector service gets when its author sets none. Propeller
+# (flyteplugins/v1.16.8) turns every CreateTask error into a retryable USER failure that ends the
+# attempt and is never re-sent (internal/webapi/launcher.go ``launch``, core/phase.go), and allows
+# ``retries + 1`` such attempts (flytepropeller/v1.16.8 pkg/controller/nodes/executor.go
+# ``isEligibleForRetry``). With flytekit's default of 0, one create refused by throttling, past its
+# deadline, or refused while another replica creates the attempt's job (AttemptInProgress), or an EMR
+# step over the cluster's cap, would end the workflow. A job's own FAILED (or ABORTED) is
+# ``PhaseInfoFailure``, permanent (plugins/webapi/connector/plugin.go ``Status``), so these retries
+# never re-run a job that failed on its own: they cost a failing job nothing. Three, as Batch spot
+# tasks already had for a reclaimed instance (which the Batch connector reports RETRYABLE_FAILED).
+CONNECTOR_TASK_RETRIES = 3
+
+
+def _connector_retries(task_kwargs: dict[str, Any], decorator: str) -> None:
+    """``task_kwargs['retries']``: the author's, checked, else :data:`CONNECTOR_TASK_RETRIES`."""
+    task_kwargs["retries"] = _check_count(task_kwargs.get("retries", CONNECTOR_TASK_RETRIES), f"{decorator} retries", 0)
 
 
 @functools.cache
@@ -278,6 +297,7 @@ def gpu_task(
         if workload_type is not None:
             raise ValueError("gpu_task workload_type selects EKS node pools; it has no meaning on Codeweave")
         config = _built("gpu_task", lambda: CodeweaveGPU(gpu_type=gpu_type, gpus=gpus, cpu=cpu, memory=memory))
+        _connector_retries(task_kwargs, "gpu_task")
         return flytekit.task(_fn, task_config=config, **task_kwargs)
 
     pool = routing.choose_eks_gpu_pool(gpu_type, mig_profile)
@@ -333,8 +353,8 @@ def batch_task(
     two that disagree is a ``ValueError``. ``platform`` may only be ``"aws-batch"``. AWS Batch places
     a job on its compute environments' instance types (the stack's ``cdao:batch.instanceTypes``), so
     a job states ``vcpus`` and ``memory`` and ``instance_type`` is refused with that reason.
-    Spot tasks default to 3 retries because a reclaimed instance ends the attempt through no fault
-    of the code; the connector reports reclamation as retryable.
+    Without ``retries`` the task gets :data:`CONNECTOR_TASK_RETRIES`, which also covers a reclaimed
+    spot instance (the connector reports reclamation as retryable); an explicit value is kept.
     """
     instance_type = task_kwargs.pop("instance_type", None)
     if instance_type is not None:
@@ -367,7 +387,7 @@ def batch_task(
         ),
         {"timeout_seconds": "timeout"},
     )
-    n_retries = _check_count(retries if retries is not None else (3 if config.spot else 0), "batch_task retries", 0)
+    n_retries = _check_count(retries if retries is not None else CONNECTOR_TASK_RETRIES, "batch_task retries", 0)
     if seconds is not None:
         task_kwargs["timeout"] = datetime.timedelta(seconds=seconds)
     return flytekit.task(_fn, task_config=config, retries=n_retries, **task_kwargs)
@@ -554,6 +574,7 @@ def spark_task(
             application_id=application_id or _AT_REGISTRATION,
             spark_submit_parameters=_spark_submit_parameters({**python, **conf}),
         )
+    _connector_retries(task_kwargs, "spark_task")
     return flytekit.task(_fn, task_config=config, **task_kwargs)
 
 
@@ -701,6 +722,7 @@ def sagemaker_training_task(
         ),
         _SAGEMAKER_KEYWORDS,
     )
+    _connector_retries(task_kwargs, "sagemaker_training_task")
     return flytekit.task(_fn, task_config=config, **task_kwargs)
 
 
@@ -753,6 +775,7 @@ def sagemaker_processing_task(
         ),
         _SAGEMAKER_KEYWORDS,
     )
+    _connector_retries(task_kwargs, "sagemaker_processing_task")
     return flytekit.task(_fn, task_config=config, **task_kwargs)
 
 
@@ -832,7 +855,7 @@ def sagemaker_batch_transform_task(
     container_image: str | None = None,
     cache: bool = False,
     cache_version: str = "",
-    retries: int = 0,
+    retries: int | None = None,
     timeout: datetime.timedelta | None = None,
 ) -> Any:
     """A SageMaker batch transform: ``(model: FlyteFile, data: FlyteFile, **env_inputs) -> predictions``.
@@ -852,7 +875,9 @@ def sagemaker_batch_transform_task(
     if isinstance(name, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
         raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
     _check_sagemaker_instance_type("sagemaker_batch_transform_task", instance_type, "TransformInstanceType")
-    _check_count(retries, "sagemaker_batch_transform_task retries", 0)
+    retries = _check_count(
+        CONNECTOR_TASK_RETRIES if retries is None else retries, "sagemaker_batch_transform_task retries", 0
+    )
     if cache and not cache_version:
         raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
     config = _built(
@@ -900,18 +925,25 @@ def sagemaker_endpoint(
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
     execution_role_arn: str | None = None,
+    retries: int | None = None,
 ) -> Any:
     """A workflow deploying ``model_path`` (an s3:// model.tar.gz) behind a real-time endpoint.
 
     Built with the plugin's ``create_sagemaker_deployment`` (model, endpoint config, endpoint);
-    names get an idempotence token so a re-run deploys alongside instead of colliding.
+    names get an idempotence token so a re-run deploys alongside instead of colliding. Each of its
+    three nodes is a connector's CreateTask, so each gets ``retries`` (default
+    :data:`CONNECTOR_TASK_RETRIES`).
     """
     if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", name):
         raise ValueError(f"sagemaker_endpoint name={name!r}: letters, digits and '-', at most 41 characters")
-    _check_count(instance_count, "sagemaker_endpoint instance_count", 1)
+    try:
+        SAGEMAKER_ENDPOINT_INSTANCE_COUNT.check("instance_count", instance_count)
+    except ValueError as refused:
+        raise ValueError(f"sagemaker_endpoint {refused}") from None
     _check_sagemaker_instance_type("sagemaker_endpoint", instance_type, "ProductionVariantInstanceType")
+    n_retries = _check_count(CONNECTOR_TASK_RETRIES if retries is None else retries, "sagemaker_endpoint retries", 0)
     role = execution_role_arn or settings.require("sagemaker_role", "sagemaker_endpoint")
-    return create_sagemaker_deployment(
+    deployment = create_sagemaker_deployment(
         name=name,
         model_config={
             "ModelName": name,
@@ -934,3 +966,9 @@ def sagemaker_endpoint(
         model_input_types={"model_path": str},
         region=settings.require("region", "sagemaker_endpoint"),
     )
+    # The plugin builds the three tasks itself, with flytekit's default of no retries. Set on the
+    # tasks, not as node overrides, so that the CreateTask request's template carries them and the
+    # connector can say how many attempts are left (cdao_connectors._common.attempts_left).
+    for node in deployment.nodes:
+        node.flyte_entity.metadata.retries = n_retries
+    return deployment

@@ -14,6 +14,7 @@ from cdao_connectors.aws_batch.task import BatchJob
 from cdao_connectors.codeweave.task import CodeweaveGPU
 from cdao_connectors.emr.task import EMRSpark
 from cdao_connectors.sagemaker.transform import BatchTransform
+from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES as DEFAULT_RETRIES
 from propeller import create_task, execution_metadata, serialize, write_inputs
 
 VALID = {
@@ -42,13 +43,67 @@ def _cases():
                 yield pytest.param(cls, valid, f.name, id=f"{cls.__name__}.{f.name}")
 
 
-@pytest.mark.parametrize(("cls", "valid", "field"), _cases())
+@pytest.mark.parametrize(("cls", "valid", "field"), list(_cases()))
 def test_a_wrong_type_in_any_field_names_the_field(cls, valid, field):
     assert config_from_custom(cls, valid, "t.ok")  # the valid config itself is accepted
     wrong = {**valid, field: [["not", "this"]]}
     # A list where a list belongs is named by its wrong item ([0]), anything else as the field.
     with pytest.raises(ValueError, match=rf"task t\.bad: {cls.__name__}\.{field}(\[0\])? = .* must be "):
         config_from_custom(cls, wrong, "t.bad")
+
+
+_ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+_PYTHONIC = {"execution_role_arn": _ROLE, "region": "us-east-1", "instance_type": "ml.m5.xlarge"}
+_INT32_MAX = 2**31 - 1  # Smithy integer (https://smithy.io/2.0/spec/simple-types.html#integer)
+
+
+def _integer_limit_cases():
+    """(config, a valid custom, field, value over the API's limit, the limit's words). Every integer
+    field of every connector config whose value becomes an AWS API member (cdao_connectors._aws_limits)."""
+    from cdao_connectors.sagemaker.task import Processing, SpotTraining, Training  # noqa: PLC0415
+
+    batch, emr, transform = VALID[BatchJob], VALID[EMRSpark], VALID[BatchTransform]
+    cases = [
+        # vCPUs become CPU shares, 1024 each, in the container's 32-bit cpu (botocore batch
+        # ResourceRequirement.value VCPU; ecs ContainerDefinition.cpu integer).
+        (BatchJob, batch, "vcpus", 1e300, f"over AWS Batch's {_INT32_MAX // 1024}"),
+        (BatchJob, batch, "vcpus", float(_INT32_MAX // 1024 + 1), f"over AWS Batch's {_INT32_MAX // 1024}"),
+        (BatchJob, batch, "gpus", float(2**31), f"over AWS Batch's {_INT32_MAX}"),
+        (BatchJob, batch, "timeout_seconds", 1e20, f"over AWS Batch's {_INT32_MAX}s"),
+        (BatchJob, batch, "memory", "1Ei", f"over AWS Batch's {_INT32_MAX} MiB"),
+        (EMRSpark, emr, "instance_count", 1e300, f"over EMR's {_INT32_MAX}"),
+        (EMRSpark, emr, "instance_count", float(2**31), f"over EMR's {_INT32_MAX}"),
+        (BatchTransform, transform, "instance_count", float(2**31), f"over SageMaker's {_INT32_MAX}"),
+        (BatchTransform, transform, "max_concurrent_transforms", 1e300, f"over SageMaker's {_INT32_MAX}"),
+        (BatchTransform, transform, "max_payload_mb", 101.0, "over SageMaker's 100 MB"),
+        (BatchTransform, transform, "invocation_timeout_seconds", 3601.0, "over SageMaker's 3600s"),
+        (Training, _PYTHONIC, "volume_size_in_gb", float(2**31), f"over SageMaker's {_INT32_MAX}"),
+        (Training, _PYTHONIC, "max_runtime_in_seconds", 1e300, "over SageMaker's 2419200"),
+        (SpotTraining, _PYTHONIC, "max_wait_in_seconds", float(2**31), f"over SageMaker's {_INT32_MAX}"),
+        (SpotTraining, _PYTHONIC, "volume_size_in_gb", 1e300, f"over SageMaker's {_INT32_MAX}"),
+        (Processing, _PYTHONIC, "volume_size_in_gb", 16385.0, "over SageMaker's 16384"),
+        (Processing, _PYTHONIC, "max_runtime_in_seconds", 1e300, "over SageMaker's 777600"),
+    ]
+    for cls, valid, field, value, words in cases:
+        yield pytest.param(cls, valid, field, value, words, id=f"{cls.__name__}.{field}={value!r}")
+
+
+@pytest.mark.parametrize(("cls", "valid", "field", "value", "words"), list(_integer_limit_cases()))
+def test_an_integer_over_its_aws_limit_is_refused_naming_the_field_and_the_limit(cls, valid, field, value, words):
+    assert config_from_custom(cls, valid, "t.ok")  # the valid config itself is accepted
+    with pytest.raises(ValueError, match=rf"task t: {cls.__name__}: {field}=.* is {re.escape(words)} \(\w"):
+        config_from_custom(cls, {**valid, field: value}, "t")
+
+
+def test_a_transforms_payload_times_its_concurrency_is_at_most_100_mb():
+    # CreateTransformJob MaxPayloadInMB documentation (botocore sagemaker 2017-07-24): "the value of
+    # (MaxConcurrentTransforms * MaxPayloadInMB) also cannot exceed 100 MB."
+    valid = {**VALID[BatchTransform], "max_payload_mb": 10.0, "max_concurrent_transforms": 10.0}
+    assert config_from_custom(BatchTransform, valid, "t.ok")
+    with pytest.raises(
+        ValueError, match=r"max_concurrent_transforms=11 times max_payload_mb=10 is over SageMaker's 100"
+    ):
+        config_from_custom(BatchTransform, {**valid, "max_concurrent_transforms": 11.0}, "t")
 
 
 @pytest.mark.parametrize(
@@ -136,6 +191,33 @@ def test_emr_create_with_a_list_for_a_string_is_a_named_error_over_grpc(aws_env,
 
 
 @pytest.mark.parametrize(
+    ("retry_attempt", "said"),
+    [
+        (0, rf"attempt 1 of the task's {DEFAULT_RETRIES + 1}, retries={DEFAULT_RETRIES}\) and starts the next: "
+         rf"at least {DEFAULT_RETRIES} more attempts left"),
+        (DEFAULT_RETRIES - 1, r"at least 1 more attempt left"),
+        (DEFAULT_RETRIES, rf"no attempt is left: this was attempt {DEFAULT_RETRIES + 1} and the task has "
+         rf"retries={DEFAULT_RETRIES}, so the task fails here"),
+    ],
+)  # fmt: skip
+def test_a_createtask_error_says_how_many_attempts_are_left(aws_env, grpc_stubs, monkeypatch, retry_attempt, said):
+    """Any CreateTask error ends the attempt (flyteplugins/v1.16.8 internal/webapi/launcher.go
+    ``launch``); what is left is read from the request: the template's retries (the SDK's default for
+    a connector task, cdao_sdk.decorators.CONNECTOR_TASK_RETRIES) and the execution's retry_attempt."""
+    stub, _ = grpc_stubs
+    monkeypatch.setenv("CDAO_ATTEMPT_TABLE", "unused-before-validation")
+    template = serialize(emr_tasks.on_cluster)
+    assert template.metadata.retries.retries == DEFAULT_RETRIES
+    template.custom["cluster_id"] = ["j-1", "j-2"]
+    prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    inputs = write_inputs(emr_tasks.on_cluster, prefix, rows=1)
+    with pytest.raises(grpc.RpcError) as err:
+        create_task(stub, template, prefix, inputs, execution_metadata("t", retry=retry_attempt))
+    assert "EMRSpark.cluster_id = ['j-1', 'j-2'] must be a string or null, not list; " in err.value.details()
+    assert re.search(said, err.value.details()), err.value.details()
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         # The plugin's from_dict drops an unknown key: a typo would run on the default application.
@@ -165,7 +247,7 @@ def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change,
 
     template = serialize(emr_tasks.on_serverless)
     template.custom.update(change)
-    with pytest.raises(ValueError, match=rf"task .*on_serverless: {message}"):
+    with pytest.raises(ValueError, match=rf"task .*on_serverless: {message}.*; propeller fails this attempt"):
         asyncio.run(
             IdempotentEMRServerlessConnector().create(
                 template, None, execution_metadata("emrs-bad"), output_prefix="s3://flyte-data/metadata/x"
@@ -191,7 +273,7 @@ def test_sagemaker_training_config_is_checked_whole_before_any_call(aws_env, cha
 
     template = serialize(sm_tasks.fit)
     template.custom.update(change)
-    with pytest.raises(ValueError, match=rf"task .*fit: {message}"):
+    with pytest.raises(ValueError, match=rf"task .*fit: {message}.*; propeller fails this attempt"):
         asyncio.run(
             SpotTrainingConnector().create(
                 template, "s3://flyte-data/metadata/x", None, task_execution_metadata=execution_metadata("sm-bad")

@@ -3,6 +3,7 @@ routing rules, local in-process execution, and errors at decoration time."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def test_batch_task_serializes_queue_choice_and_retries():
     tmpl = serialize(etl)
     assert tmpl.type == BATCH_TASK_TYPE
     assert tmpl.custom == {"spot": False, "vcpus": 4, "memory": "16Gi", "gpus": 0, "timeout_seconds": 7200}
-    assert tmpl.metadata.retries.retries == 0
+    assert tmpl.metadata.retries.retries == 3  # every connector task's default (a create may be refused)
     assert tmpl.metadata.timeout.total_seconds() == 7200
 
     @batch_task
@@ -280,6 +281,35 @@ def test_tasks_run_in_process_locally_by_default(monkeypatch):
             lambda: cdao_sdk.sagemaker_processing_task(instance_type="ml.m5.xlarge", volume_size_gb=16385),
             "volume_size_gb=16385 is over SageMaker's 16384",
         ),
+        # Integers over the AWS member they become (cdao_connectors._aws_limits; Smithy integer: 32-bit).
+        (lambda: batch_task(timeout=10**12), "timeout=1000000000000 is over AWS Batch's 2147483647s"),
+        (lambda: batch_task(timeout=datetime.timedelta(days=10**5)), "timeout=8640000000 is over AWS Batch's"),
+        (lambda: batch_task(vcpus=10**9), "vcpus=1000000000 is over AWS Batch's 2097151"),
+        (lambda: batch_task(gpus=2**31), "gpus=2147483648 is over AWS Batch's 2147483647"),
+        (
+            lambda: spark_task(instance_type="m5.xlarge", instance_count=2**31),
+            "instance_count=2147483648 is over EMR's",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(volume_size_gb=2**31),
+            "volume_size_gb=2147483648 is over SageMaker's 2147483647",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_training_task(max_wait_seconds=2**31),
+            "max_wait_seconds=2147483648 is over SageMaker's 2147483647",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_batch_transform_task(instance_count=2**31),
+            "instance_count=2147483648 is over SageMaker's 2147483647",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_batch_transform_task(max_payload_mb=20, max_concurrent_transforms=6),
+            "max_concurrent_transforms=6 times max_payload_mb=20 is over SageMaker's 100",
+        ),
+        (
+            lambda: cdao_sdk.sagemaker_endpoint("ep", image="img:1", instance_count=2**31),
+            "instance_count=2147483648 is over SageMaker's 2147483647",
+        ),
         (lambda: spark_task(cluster_id="cluster-1"), "not an EMR cluster id"),
         (lambda: spark_task(cluster_id="j-2AXXXXXXGAPLF", instance_count=3), "not both"),
         (lambda: spark_task(platform="emr", instance_type="huge"), "instance_type='huge'"),
@@ -429,3 +459,59 @@ def test_every_sdk_keyword_of_the_wrong_type_or_shape_names_the_decorator_and_th
     with pytest.raises(ValueError, match=message):
         made = call()
         made(_typed)  # a decorator with keywords checks them on the function it decorates
+
+
+# --- review 8, item 3: a transient CreateTask error must not end a workflow silently ------------
+
+
+def _retries_of(decorated) -> int:
+    return decorated.metadata.retries
+
+
+def _body(x: int) -> int:
+    return x
+
+
+# Every decorator whose task type the connector service serves (plugins/README.md's table).
+_CONNECTOR_TASKS = {
+    "batch_task spot": lambda **kw: batch_task(**kw)(_body),
+    "batch_task on-demand": lambda **kw: batch_task(on_demand=True, **kw)(_body),
+    "gpu_task on Codeweave": lambda **kw: gpu_task(platform="codeweave", **kw)(_body),
+    "spark_task on EMR": lambda **kw: spark_task(instance_type="m5.xlarge", **kw)(_body),
+    "spark_task on a cluster": lambda **kw: spark_task(cluster_id="j-2AXXXXXXGAPLF", **kw)(_body),
+    "spark_task on EMR Serverless": lambda **kw: spark_task(platform="emr-serverless", **kw)(_body),
+    "sagemaker_training_task": lambda **kw: cdao_sdk.sagemaker_training_task(**kw)(_body),
+    "sagemaker_processing_task": lambda **kw: cdao_sdk.sagemaker_processing_task(**kw)(_body),
+    "sagemaker_task": lambda **kw: cdao_sdk.sagemaker_task(job_type="training", **kw)(_body),
+    "sagemaker_batch_transform_task": lambda **kw: cdao_sdk.sagemaker_batch_transform_task("m.score", **kw),
+    "sagemaker_batch_transform_task as a decorator": lambda **kw: cdao_sdk.sagemaker_batch_transform_task(**kw)(_body),
+}
+
+
+@pytest.mark.parametrize("make", _CONNECTOR_TASKS.values(), ids=_CONNECTOR_TASKS.keys())
+def test_connector_tasks_get_the_default_retry_budget_and_keep_an_explicit_one(make):
+    from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES  # noqa: PLC0415
+
+    assert CONNECTOR_TASK_RETRIES >= 1
+    assert _retries_of(make()) == CONNECTOR_TASK_RETRIES
+    assert _retries_of(make(retries=0)) == 0
+    assert _retries_of(make(retries=7)) == 7
+
+
+def test_tasks_that_run_as_pods_keep_flytekits_default_of_no_retries():
+    # Not served by a connector: a pod's own failure is the code's, and flytekit's default stands.
+    assert _retries_of(cpu_task(_body)) == 0
+    assert _retries_of(gpu_task(gpu_type="a100")(_body)) == 0
+
+
+def test_the_endpoint_deployments_connector_tasks_get_the_default_retry_budget(monkeypatch):
+    from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/sagemaker-exec")
+    monkeypatch.setenv("CDAO_AWS_REGION", "us-east-1")
+    deploy = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1")
+    # model, endpoint config, endpoint: each a connector's CreateTask (the boto and endpoint connectors)
+    # On the tasks themselves: the template a CreateTask carries holds them (a node override does not).
+    assert [serialize(n.flyte_entity).metadata.retries.retries for n in deploy.nodes] == [CONNECTOR_TASK_RETRIES] * 3
+    kept = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1", retries=0)
+    assert [serialize(n.flyte_entity).metadata.retries.retries for n in kept.nodes] == [0] * 3

@@ -3,6 +3,7 @@ the reason, routing never contradicts the request, and the control-plane calls n
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import traceback
@@ -137,6 +138,181 @@ def _f_task(x: int) -> int:
     return x
 
 
+@pytest.fixture
+def hung_admin() -> Iterator[str]:
+    """A real gRPC server on 127.0.0.1 that takes every call and never answers it (a hung admin:
+    the channel is READY, so only a per-call deadline ends the wait)."""
+    stop = threading.Event()
+
+    class Hang(grpc.GenericRpcHandler):
+        def service(self, handler_call_details):
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: stop.wait() and None)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((Hang(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop.set()
+        server.stop(0)
+
+
+@pytest.mark.parametrize("call", ["run", "monitor", "monitor_sagemaker_jobs", "monitor_by_name"])
+def test_every_admin_call_has_a_deadline_and_names_the_endpoint_and_the_ask(hung_admin, call):
+    @workflow
+    def wf(x: int) -> int:
+        return _f_task(x=x)
+
+    cdao_sdk.configure(f"http://{hung_admin}", "ml", connect_timeout_seconds=2, rpc_timeout_seconds=0.2)
+    asked = {
+        "run": r"execute\(.*wf",
+        "monitor": r"fetch_execution\(project='ml', domain='staging', name='f3a9c1'\)",
+        "monitor_sagemaker_jobs": r"fetch_execution\(project='ml', domain='staging', name='f3a9c1'\)",
+        "monitor_by_name": r"fetch_execution\(project='ml', domain='development', name='f3a9c1'\)",
+    }[call]
+    with pytest.raises(TimeoutError, match=rf"Flyte admin at http://{hung_admin} .*did not answer {asked}.* 0\.2 ?s"):
+        if call == "run":
+            cdao_sdk.run(wf, {"x": 1})
+        elif call == "monitor_by_name":
+            cdao_sdk.monitor("f3a9c1", report=lambda _: None)
+        else:
+            getattr(cdao_sdk, call)(WorkflowExecutionIdentifier("ml", "staging", "f3a9c1"), report=lambda _: None)
+
+
+@pytest.fixture
+def admin_that_never_registers() -> Iterator[str]:
+    """A real gRPC server on 127.0.0.1 that knows no entity (every Get/List is NOT_FOUND, as
+    flyteadmin answers for an unregistered workflow) and never answers a Create: ``run`` has to
+    register, which flytekit does on its own threads (remote.py ``_serialize_and_register``)."""
+    stop = threading.Event()
+
+    class Registry(grpc.GenericRpcHandler):
+        def service(self, handler_call_details):
+            if handler_call_details.method.rpartition("/")[2].startswith(("Get", "List")):
+                return grpc.unary_unary_rpc_method_handler(
+                    lambda request, context: context.abort(grpc.StatusCode.NOT_FOUND, "entity not found")
+                )
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: stop.wait() and None)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((Registry(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop.set()
+        server.stop(0)
+
+
+def test_registering_inside_run_has_the_deadline_too(admin_that_never_registers):
+    @workflow
+    def wf(x: int) -> int:
+        return _f_task(x=x)
+
+    cdao_sdk.configure(f"http://{admin_that_never_registers}", "ml", connect_timeout_seconds=2, rpc_timeout_seconds=0.2)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            cdao_sdk.run(wf, {"x": 1}, version="v1")
+        except BaseException as error:  # handed to the test's thread
+            outcome.append(error)
+
+    # On a thread, so that a registration with no deadline fails this test instead of hanging it.
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "run() still registering after 10 s: a registration call has no deadline"
+    (error,) = outcome
+    assert isinstance(error, TimeoutError), repr(error)
+    assert re.search(rf"Flyte admin at http://{admin_that_never_registers} .*did not answer execute\(", str(error))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("connect_timeout_seconds", float("inf")),
+        ("connect_timeout_seconds", float("nan")),
+        ("connect_timeout_seconds", 0),
+        ("connect_timeout_seconds", -1),
+        ("connect_timeout_seconds", True),
+        ("rpc_timeout_seconds", float("inf")),
+        ("rpc_timeout_seconds", 0),
+        ("rpc_timeout_seconds", -0.5),
+    ],
+)
+def test_configure_refuses_a_timeout_that_is_not_a_finite_positive_number(keyword, value):
+    with pytest.raises(ValueError, match=rf"configure {keyword}={value!r}: expected a (finite )?number"):
+        cdao_sdk.configure("http://localhost:30080", "ml", **{keyword: value})
+    assert settings.get("admin_endpoint") is None  # nothing half-recorded
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "expected"),
+    [
+        ("timeout_seconds", float("inf"), "> 0"),
+        ("timeout_seconds", 0, "> 0"),
+        ("poll_seconds", float("nan"), ">= 0"),
+        ("poll_seconds", -1, ">= 0"),
+    ],
+)
+def test_monitor_refuses_a_malformed_wait_before_contacting_the_admin(keyword, value, expected):
+    cdao_sdk.configure("http://localhost:30080", "ml", remote=_Remote())
+    with pytest.raises(
+        ValueError, match=rf"monitor {keyword}={value!r}: expected a finite number of seconds {expected}"
+    ):
+        cdao_sdk.monitor("f3a9c1", report=lambda _: None, **{keyword: value})
+    assert cdao_sdk.client._remote.fetched == []
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("localhost:99999", "port 99999 is outside 1-65535"),
+        ("localhost:0", "port 0 is outside 1-65535"),
+        ("http://flyte:65536", "port 65536 is outside 1-65535"),
+        ("localhost:http", "port 'http' is not a number"),
+        ("http://user@host:80", "user information"),
+        ("https://user:secret@host", "user information"),
+        (" host:443", "whitespace"),
+        ("host:443\n", "whitespace"),
+        ("fl yte:443", "whitespace"),
+        ("ftp://host", "expected host"),
+        ("http://", "expected host"),
+        ("", "expected host"),
+        ("https://host/path", "expected host"),
+        ("https://host?x=1", "expected host"),
+        ("host#frag", "expected host"),
+        ("[::1", "expected host"),
+        ("host:", "expected host"),
+        ("://host", "expected host"),
+    ],
+)
+def test_configure_refuses_a_malformed_admin_endpoint_naming_it(endpoint, reason):
+    with pytest.raises(ValueError, match=rf"configure admin_endpoint={re.escape(repr(endpoint))}: .*{reason}"):
+        cdao_sdk.configure(endpoint, "ml", remote=object())
+    assert settings.get("admin_endpoint") is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "target", "insecure"),
+    [
+        ("http://localhost:30080", "localhost:30080", True),
+        ("HTTPS://Flyte.example.com", "Flyte.example.com", False),  # RFC 3986 3.1: schemes are case-insensitive
+        ("flyte.example.com:443", "flyte.example.com:443", False),
+        ("https://flyte.example.com/", "flyte.example.com", False),
+        ("http://[::1]:8089", "[::1]:8089", True),
+        ("dns:///flyte.example.com:443", "flyte.example.com:443", False),
+    ],
+)
+def test_configure_takes_every_documented_endpoint_form(endpoint, target, insecure):
+    platform = cdao_sdk.configure(endpoint, "ml").config.platform
+    assert (platform.endpoint, platform.insecure) == (target, insecure)
+
+
 # --- 13: Kubernetes quantities --------------------------------------------------------------------
 
 
@@ -225,7 +401,7 @@ def test_an_unknown_keyword_names_the_decorator(decorator, name):
 
 def test_seed_spellings_change_the_queue():
     on_demand = serialize(cdao_sdk.batch_task(platform="aws-batch", spot_instances=False)(_f))
-    assert (on_demand.custom["spot"], on_demand.metadata.retries.retries) == (False, 0)
+    assert (on_demand.custom["spot"], on_demand.metadata.retries.retries) == (False, 3)
     assert serialize(cdao_sdk.batch_task(on_demand=True)(_f)).custom["spot"] is False
     assert serialize(cdao_sdk.batch_task(spot_instances=True)(_f)).custom["spot"] is True
 

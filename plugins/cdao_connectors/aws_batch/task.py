@@ -15,19 +15,11 @@ from flytekit.configuration import SerializationSettings
 from flytekit.extend import TaskPlugins
 from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin
 
+from cdao_connectors._aws_limits import BATCH_GPUS, BATCH_MEMORY_MIB, BATCH_TIMEOUT_SECONDS, BATCH_VCPUS
 from cdao_connectors._local import LocalDispatchMixin
 from cdao_connectors._quantity import memory_mib, quantity_value
 
 BATCH_TASK_TYPE = "cdao-aws-batch"
-
-# botocore batch 2016-08-10 JobTimeout.attemptDurationSeconds: "The minimum value for the timeout is
-# 60 seconds." There is no maximum (AWS Batch User Guide, "Job timeouts",
-# https://docs.aws.amazon.com/batch/latest/userguide/job_timeouts.html; its 14 days concern Fargate,
-# and the stack's compute environments are EC2/SPOT).
-MIN_TIMEOUT_SECONDS = 60
-# botocore batch 2016-08-10 service-2.json, ResourceRequirement.value (type="MEMORY"): "You must
-# specify at least 4 MiB of memory for a job."
-MIN_MEMORY_MIB = 4
 
 
 @dataclass(frozen=True)
@@ -41,21 +33,11 @@ class BatchJob:
     def __post_init__(self) -> None:
         if not isinstance(self.spot, bool):
             raise ValueError(f"spot={self.spot!r} must be True (spot queue) or False (on-demand queue)")
-        for name in ("vcpus", "gpus"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "vcpus" else 0):
-                raise ValueError(f"{name}={value!r} must be an integer >= {1 if name == 'vcpus' else 0}")
-        if quantity_value(self.memory, "memory") < MIN_MEMORY_MIB * 2**20:
-            raise ValueError(
-                f"memory={self.memory!r} is under AWS Batch's minimum of {MIN_MEMORY_MIB} MiB "
-                "(SubmitJob ResourceRequirement MEMORY)"
-            )
-        timeout = self.timeout_seconds
-        if timeout is not None and timeout < MIN_TIMEOUT_SECONDS:
-            raise ValueError(
-                f"timeout_seconds={timeout!r} is under AWS Batch's minimum of {MIN_TIMEOUT_SECONDS}s "
-                "(SubmitJob JobTimeout.attemptDurationSeconds)"
-            )
+        BATCH_VCPUS.check("vcpus", self.vcpus)
+        BATCH_GPUS.check("gpus", self.gpus)
+        BATCH_MEMORY_MIB.check("memory", int(quantity_value(self.memory, "memory") // 2**20), written=self.memory)
+        if self.timeout_seconds is not None:
+            BATCH_TIMEOUT_SECONDS.check("timeout_seconds", self.timeout_seconds)
 
     @property
     def memory_mib(self) -> int:

@@ -158,7 +158,7 @@ class CodeweaveConnector(BulkheadConnector):
             # (connector/plugin.go Status at flyteplugins/v1.16.8); an error fails only this attempt.
             raise AttemptAbandoned(
                 f"task {task_template.id.name}: this attempt's Codeweave job {job.id} was cancelled "
-                "(its first CreateTask gave up); the task's next attempt starts a new job"
+                "(its first CreateTask gave up); the task's next attempt, if one is left, starts a new job"
             )
         # The created job's first GetTask reads what Codeweave just said instead of asking again.
         statuses.seed(job.id, job)

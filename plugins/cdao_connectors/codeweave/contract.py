@@ -31,8 +31,11 @@ one of :data:`JOB_STATUSES`.
 
 ``429`` (with ``Retry-After`` seconds) and ``5xx`` answers are retried with backoff by the client, a
 few times and never waiting more than :data:`MAX_RETRY_AFTER_SECONDS` for one ``Retry-After``: the
-connector must answer inside propeller's deadline, and a CreateTask or GetTask that fails is
-retried by propeller anyway.
+connector must answer inside propeller's deadline. A GetTask that fails is asked again at
+propeller's next refresh, up to its ``maxSystemFailures`` (flyteplugins/v1.16.8
+go/tasks/pluginmachinery/internal/webapi/cache.go ``SyncResource``). A CreateTask that fails is
+never re-sent: it fails the task attempt (internal/webapi/launcher.go ``launch``), and only the
+task's retries, if it has any left, start a new attempt with a new job.
 
 Data: the command reads ``inputs.pb`` from and writes ``outputs.pb`` to Flyte's S3 bucket. The
 connector sends no AWS credentials; Codeweave's job runtime assumes the cross-account role the

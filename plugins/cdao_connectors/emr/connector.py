@@ -273,7 +273,7 @@ class EMRConnector(BulkheadConnector):
                     unlisted,
                     RuntimeError(
                         f"EMR cluster {cluster_id} lists no step {name}; the cluster was terminated and the "
-                        "task's next attempt starts a new one"
+                        "task's next attempt, if one is left, starts a new one"
                     ),
                 )
         else:
@@ -292,8 +292,8 @@ class EMRConnector(BulkheadConnector):
                     if _is_step_cap(exc):
                         raise StepCapReached(
                             f"EMR cluster {on} already has {MAX_ACTIVE_STEPS} PENDING and RUNNING steps, the most "
-                            "a cluster takes; this attempt fails and the task's next attempt adds its step again "
-                            "(spread the tasks over more clusters, or use EMR Serverless)"
+                            "a cluster takes; this attempt fails and the task's next attempt, if one is left, adds "
+                            "its step again (spread the tasks over more clusters, or use EMR Serverless)"
                         ) from exc
                     raise
                 return {"step_id": added["StepIds"][0]}

@@ -69,7 +69,7 @@ from cdao_connectors._backends import (
     refuse_create_while_shutting_down,
     within_deadline,
 )
-from cdao_connectors._common import attempt_seed, noting_staleness
+from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import (
@@ -475,6 +475,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             self._uploaded.add(uri)
         return uri
 
+    @says_attempts_left
     async def create(
         self,
         task_template: TaskTemplate,
@@ -538,7 +539,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                     raise AttemptAbandoned(
                         f"this attempt's EMR Serverless job run {resource_meta.job_run_id} on application "
                         f"{resource_meta.application_id} was cancelled (its first CreateTask gave up); "
-                        "the task's next attempt starts a new run"
+                        "the task's next attempt, if one is left, starts a new run"
                     )
         return resource_meta
 

@@ -5,18 +5,17 @@ EMR Serverless is flytekitplugins-awsemrserverless's; the SDK maps ``@spark_task
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import botocore.session
 from flytekit import PythonFunctionTask
 from flytekit.configuration import SerializationSettings
 from flytekit.extend import TaskPlugins
 from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin
 from flytekitplugins.awsemrserverless import EMRServerless, EMRServerlessTask
 
+from cdao_connectors._aws_limits import EMR_INSTANCE_COUNT, EMR_SERVERLESS_EXECUTION_TIMEOUT_MINUTES
 from cdao_connectors._local import LocalDispatchMixin
 
 EMR_SPARK_TASK_TYPE = "cdao-emr-spark-step"
@@ -39,8 +38,7 @@ class EMRSpark:
             raise ValueError(f"cluster_id={self.cluster_id!r} is not an EMR cluster id like 'j-2AXXXXXXGAPLF'")
         if not _INSTANCE_TYPE.match(self.instance_type):
             raise ValueError(f"instance_type={self.instance_type!r} is not an EC2 instance type like 'm5.xlarge'")
-        if not isinstance(self.instance_count, int) or isinstance(self.instance_count, bool) or self.instance_count < 1:
-            raise ValueError(f"instance_count={self.instance_count!r} must be an integer >= 1")
+        EMR_INSTANCE_COUNT.check("instance_count", self.instance_count)
         bad = [k for k, v in self.spark_conf.items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise ValueError(f"spark_conf keys and values must be strings; offending keys: {bad}")
@@ -81,22 +79,10 @@ PYSPARK_PYTHON_KEYS = (
 )
 
 
-@functools.cache
-def _max_execution_timeout_minutes() -> int:
-    # Read from botocore's model (emr-serverless 2021-07-13, StartJobRunRequest.executionTimeoutMinutes
-    # max) rather than copied; the plugin's EMRServerless.__post_init__ checks only the minimum.
-    model = botocore.session.get_session().get_service_model("emr-serverless")
-    return model.shape_for("StartJobRunRequest").members["executionTimeoutMinutes"].metadata["max"]
-
-
 def check_execution_timeout(minutes: int) -> None:
-    """ValueError naming the field when StartJobRun would refuse ``minutes`` as the run's timeout."""
-    maximum = _max_execution_timeout_minutes()
-    if minutes > maximum:
-        raise ValueError(
-            f"execution_timeout_minutes={minutes} is over EMR Serverless's {maximum} "
-            "(StartJobRun executionTimeoutMinutes)"
-        )
+    """ValueError naming the field when StartJobRun would refuse ``minutes`` as the run's timeout
+    (the plugin's EMRServerless.__post_init__ checks only the minimum)."""
+    EMR_SERVERLESS_EXECUTION_TIMEOUT_MINUTES.check("execution_timeout_minutes", minutes)
 
 
 @dataclass

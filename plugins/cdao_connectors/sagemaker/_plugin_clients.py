@@ -60,7 +60,7 @@ from cdao_connectors._backends import (
     refuse_create_while_shutting_down,
     within_deadline,
 )
-from cdao_connectors._common import attempt_seed, noting_staleness
+from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
@@ -375,6 +375,7 @@ class BulkheadPluginConnector:
             _STATUS_CACHES.reset(reset_statuses)
             _CURRENT.reset(reset)
 
+    @says_attempts_left
     async def create(self, *args: Any, **kwargs: Any) -> Any:
         refuse_create_while_shutting_down(self.name)
         template = kwargs["task_template"] if "task_template" in kwargs else args[0]
@@ -438,7 +439,7 @@ class BulkheadPluginConnector:
                     f"{self.name}: SageMaker answered this attempt's create with its existing "
                     f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
                     "give-up, or failed (an earlier attempt's, when its name does not derive from the "
-                    "attempt); the task's next attempt starts anew"
+                    "attempt); the task's next attempt, if one is left, starts anew"
                 )
         return resource_meta
 

@@ -398,7 +398,7 @@ class BatchTransformConnector(BulkheadConnector):
                 if status in ("Stopping", "Stopped"):
                     raise AttemptAbandoned(
                         f"task {task}: this attempt's SageMaker transform job {job} was stopped (its first "
-                        "CreateTask gave up); the task's next attempt starts a new job"
+                        "CreateTask gave up); the task's next attempt, if one is left, starts a new job"
                     ) from exc
         return BatchTransformMetadata(job_name=job, region=config.region, output_uri=output_uri)
 

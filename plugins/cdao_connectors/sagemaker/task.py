@@ -10,14 +10,19 @@ Processing keeps the plugin's own task type and connector.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-import botocore.session
 from flytekit.extend import TaskPlugins
 from flytekitplugins.awssagemaker_processing import SageMakerProcessing, SageMakerProcessingTask
 from flytekitplugins.awssagemaker_training import SageMakerTraining, SageMakerTrainingTask
 
+from cdao_connectors._aws_limits import (
+    SAGEMAKER_PROCESSING_MAX_RUNTIME_SECONDS,
+    SAGEMAKER_PROCESSING_VOLUME_SIZE_GB,
+    SAGEMAKER_TRAINING_MAX_RUNTIME_SECONDS,
+    SAGEMAKER_TRAINING_MAX_WAIT_SECONDS,
+    SAGEMAKER_TRAINING_VOLUME_SIZE_GB,
+)
 from cdao_connectors._local import LocalDispatchMixin
 
 SAGEMAKER_TRAINING_TASK_TYPE = "cdao-sagemaker-training"
@@ -27,37 +32,15 @@ BATCH_TRANSFORM_TASK_TYPE = "cdao-sagemaker-batch-transform"
 SAGEMAKER_PROCESSING_TASK_TYPE = SageMakerProcessingTask._TASK_TYPE
 
 
-# botocore sagemaker 2017-07-24 service-2.json, StoppingCondition.MaxRuntimeInSeconds documentation:
-# "The maximum value is 28 days." (the shape's metadata states only its minimum, 1).
-TRAINING_MAX_RUNTIME_SECONDS = 28 * 24 * 3600
-
-
-@functools.cache
-def api_maximum(shape: str, member: str) -> int:
-    """The ``max`` botocore's SageMaker model (2017-07-24, installed with boto3) gives ``shape.member``;
-    read from the model rather than copied, so the limit follows the installed botocore."""
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return model.shape_for(shape).members[member].metadata["max"]
-
-
-def _check_at_most(field: str, value: int, maximum: int, source: str) -> None:
-    if value > maximum:
-        raise ValueError(f"{field}={value} is over SageMaker's {maximum} ({source})")
-
-
 @dataclass
 class Training(SageMakerTraining):
-    """The plugin's training config, also refusing a runtime SageMaker refuses (the plugin checks
-    only the minimums: ``PythonicJobConfig.__post_init__``)."""
+    """The plugin's training config, also refusing a runtime or volume SageMaker refuses (the plugin
+    checks only the minimums: ``PythonicJobConfig.__post_init__``)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_at_most(
-            "max_runtime_in_seconds",
-            self.max_runtime_in_seconds,
-            TRAINING_MAX_RUNTIME_SECONDS,
-            "CreateTrainingJob StoppingCondition.MaxRuntimeInSeconds: 28 days",
-        )
+        SAGEMAKER_TRAINING_MAX_RUNTIME_SECONDS.check("max_runtime_in_seconds", self.max_runtime_in_seconds)
+        SAGEMAKER_TRAINING_VOLUME_SIZE_GB.check("volume_size_in_gb", self.volume_size_in_gb)
 
 
 @dataclass
@@ -70,6 +53,8 @@ class SpotTraining(Training):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.max_wait_in_seconds is not None:
+            SAGEMAKER_TRAINING_MAX_WAIT_SECONDS.check("max_wait_in_seconds", self.max_wait_in_seconds)
         if self.max_wait_in_seconds is not None and self.max_wait_in_seconds < self.max_runtime_in_seconds:
             raise ValueError(
                 f"max_wait_in_seconds={self.max_wait_in_seconds} must be >= max_runtime_in_seconds="
@@ -91,14 +76,8 @@ class Processing(SageMakerProcessing):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        limits = (
-            ("max_runtime_in_seconds", "ProcessingStoppingCondition", "MaxRuntimeInSeconds"),
-            ("volume_size_in_gb", "ProcessingClusterConfig", "VolumeSizeInGB"),
-        )
-        for field, shape, member in limits:
-            _check_at_most(
-                field, getattr(self, field), api_maximum(shape, member), f"CreateProcessingJob {shape}.{member}"
-            )
+        SAGEMAKER_PROCESSING_MAX_RUNTIME_SECONDS.check("max_runtime_in_seconds", self.max_runtime_in_seconds)
+        SAGEMAKER_PROCESSING_VOLUME_SIZE_GB.check("volume_size_in_gb", self.volume_size_in_gb)
 
 
 class ProcessingTask(LocalDispatchMixin, SageMakerProcessingTask):

@@ -43,6 +43,12 @@ from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
+from cdao_connectors._aws_limits import (
+    SAGEMAKER_TRANSFORM_INSTANCE_COUNT,
+    SAGEMAKER_TRANSFORM_INVOCATION_TIMEOUT_SECONDS,
+    SAGEMAKER_TRANSFORM_MAX_CONCURRENT,
+    SAGEMAKER_TRANSFORM_MAX_PAYLOAD_MB,
+)
 from cdao_connectors._local import LOCAL_EXECUTION_ENV
 from cdao_connectors.sagemaker import serving
 from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE
@@ -131,15 +137,19 @@ class BatchTransform:
     def __post_init__(self) -> None:
         if not self.instance_type.startswith("ml."):
             raise ValueError(f"instance_type={self.instance_type!r}: SageMaker instance types start 'ml.'")
-        for name in ("instance_count", "max_concurrent_transforms"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
-        if not isinstance(self.max_payload_mb, int) or not 1 <= self.max_payload_mb <= 100:
-            raise ValueError(f"max_payload_mb={self.max_payload_mb!r} must be 1..100")
-        timeout = self.invocation_timeout_seconds
-        if not isinstance(timeout, int) or not 1 <= timeout <= 3600:
-            raise ValueError(f"invocation_timeout_seconds={timeout!r} must be 1..3600")
+        SAGEMAKER_TRANSFORM_INSTANCE_COUNT.check("instance_count", self.instance_count)
+        SAGEMAKER_TRANSFORM_MAX_CONCURRENT.check("max_concurrent_transforms", self.max_concurrent_transforms)
+        SAGEMAKER_TRANSFORM_MAX_PAYLOAD_MB.check("max_payload_mb", self.max_payload_mb)
+        SAGEMAKER_TRANSFORM_INVOCATION_TIMEOUT_SECONDS.check(
+            "invocation_timeout_seconds", self.invocation_timeout_seconds
+        )
+        payload_limit = SAGEMAKER_TRANSFORM_MAX_PAYLOAD_MB.bounds()[1]
+        if self.max_concurrent_transforms * self.max_payload_mb > payload_limit:
+            raise ValueError(
+                f"max_concurrent_transforms={self.max_concurrent_transforms} times max_payload_mb="
+                f"{self.max_payload_mb} is over SageMaker's {payload_limit} MB "
+                f"({SAGEMAKER_TRANSFORM_MAX_PAYLOAD_MB.api})"
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r}: expected one of {STRATEGIES}")
         if self.split_type not in SPLIT_TYPES:
