@@ -3,13 +3,15 @@ the reason, routing never contradicts the request, and the control-plane calls n
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from types import SimpleNamespace
+from typing import Any
 
 import cdao_sdk
 import grpc
@@ -138,25 +140,40 @@ def _f_task(x: int) -> int:
     return x
 
 
-@pytest.fixture
-def hung_admin() -> Iterator[str]:
-    """A real gRPC server on 127.0.0.1 that takes every call and never answers it (a hung admin:
-    the channel is READY, so only a per-call deadline ends the wait)."""
-    stop = threading.Event()
+@contextlib.contextmanager
+def _admin_serving(handler: Callable[[str], Callable[[Any, grpc.ServicerContext], Any]]) -> Iterator[str]:
+    """A real gRPC server on 127.0.0.1 answering each method with ``handler(method name)`` (a method
+    handler), at the address it yields; a call held by :func:`_hang` ends when the server stops."""
 
-    class Hang(grpc.GenericRpcHandler):
+    class Handler(grpc.GenericRpcHandler):
         def service(self, handler_call_details):
-            return grpc.unary_unary_rpc_method_handler(lambda request, context: stop.wait() and None)
+            return grpc.unary_unary_rpc_method_handler(handler(handler_call_details.method.rpartition("/")[2]))
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((Hang(),))
+    server.add_generic_rpc_handlers((Handler(),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        stop.set()
+        _stopping.set()
         server.stop(0)
+        _stopping.clear()
+
+
+_stopping = threading.Event()
+
+
+def _hang(request: Any, context: grpc.ServicerContext) -> None:
+    _stopping.wait()
+
+
+@pytest.fixture
+def hung_admin() -> Iterator[str]:
+    """An admin that takes every call and never answers it (a hung admin: the channel is READY, so
+    only a per-call deadline ends the wait)."""
+    with _admin_serving(lambda method: _hang) as address:
+        yield address
 
 
 @pytest.mark.parametrize("call", ["run", "monitor", "monitor_sagemaker_jobs", "monitor_by_name"])
@@ -181,30 +198,17 @@ def test_every_admin_call_has_a_deadline_and_names_the_endpoint_and_the_ask(hung
             getattr(cdao_sdk, call)(WorkflowExecutionIdentifier("ml", "staging", "f3a9c1"), report=lambda _: None)
 
 
+def _not_found(request: Any, context: grpc.ServicerContext) -> None:
+    context.abort(grpc.StatusCode.NOT_FOUND, "entity not found")
+
+
 @pytest.fixture
 def admin_that_never_registers() -> Iterator[str]:
-    """A real gRPC server on 127.0.0.1 that knows no entity (every Get/List is NOT_FOUND, as
-    flyteadmin answers for an unregistered workflow) and never answers a Create: ``run`` has to
-    register, which flytekit does on its own threads (remote.py ``_serialize_and_register``)."""
-    stop = threading.Event()
-
-    class Registry(grpc.GenericRpcHandler):
-        def service(self, handler_call_details):
-            if handler_call_details.method.rpartition("/")[2].startswith(("Get", "List")):
-                return grpc.unary_unary_rpc_method_handler(
-                    lambda request, context: context.abort(grpc.StatusCode.NOT_FOUND, "entity not found")
-                )
-            return grpc.unary_unary_rpc_method_handler(lambda request, context: stop.wait() and None)
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((Registry(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop.set()
-        server.stop(0)
+    """An admin that knows no entity (every Get/List is NOT_FOUND, as flyteadmin answers for an
+    unregistered workflow) and never answers a Create: ``run`` has to register, which flytekit does
+    on its own threads (remote.py ``_serialize_and_register``)."""
+    with _admin_serving(lambda method: _not_found if method.startswith(("Get", "List")) else _hang) as address:
+        yield address
 
 
 def test_registering_inside_run_has_the_deadline_too(admin_that_never_registers):
