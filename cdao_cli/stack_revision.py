@@ -127,7 +127,21 @@ def _contains(repo: Path, newer: str, older: str) -> bool:
 
 
 def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
-    """(blob id, text) of the stack file at commit."""
+    """(blob id, text) of the stack file at commit. At a full commit SHA, read once per process: what
+    a commit holds never changes, and a resolve reads each stack's file at the same few commits
+    hundreds of times (two git processes a read). A ref (a branch) is followed at each read."""
+    if FULL_SHA.fullmatch(commit):
+        return _stack_file_at_sha(repo, stack, commit)
+    return _read_stack_file(repo, stack, commit)
+
+
+@functools.lru_cache(maxsize=512)
+def _stack_file_at_sha(repo: Path, stack: str, commit: str) -> tuple[str, str]:
+    # lru_cache keeps no exception: a commit fetched after a failed read is read again.
+    return _read_stack_file(repo, stack, commit)
+
+
+def _read_stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     name = f"environments/Pulumi.{stack}.yaml"
     blob, data = _git(repo, "rev-parse", f"{commit}:{name}"), _git_bytes(repo, "show", f"{commit}:{name}")
     if blob is None or data is None:

@@ -400,6 +400,17 @@ def test_promotion_writes_only_the_promoted_keys(platform):
     assert not [m for name, m in platform.refused if name == "staging"]
 
 
+def test_a_stack_file_read_at_a_branch_is_read_again_when_the_branch_moves(platform):
+    """stack_revision keeps what it read at a commit SHA (immutable); a branch name is no commit: each
+    read follows the branch to its current tip."""
+    before = stack_revision.raw_pins_at(platform.repo, "prod", "main")
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("      flyte-core: v1.16.8\n", "      flyte-core: v1.16.9\n"))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod: flyte-core bumped")
+    assert before.chart_versions["flyte-core"] == "v1.16.8"
+    assert stack_revision.raw_pins_at(platform.repo, "prod", "main").chart_versions["flyte-core"] == "v1.16.9"
+
+
 def test_a_branch_in_staging_or_prod_is_refused(platform):
     raw, _ = read_stack_file("prod", platform.environments)
     raw["cdao:gitops"] = {**raw["cdao:gitops"], "revision": "main"}
