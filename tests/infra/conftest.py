@@ -2,30 +2,24 @@
 
 Pulumi's mock settings are process-global context variables; cdao_cli.plan.runner runs each program in
 a fresh contextvars.Context, so stacks planned by different tests never see each other's state.
-Each stack is planned once per session and shared (a run takes ~2 s cold, ~0.1 s warm).
+Each stack is planned once per session and shared with the other folders' tests (tests/infra/plans.py).
 """
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
-from cdao_cli.plan.runner import PlanRun, available_stacks, run_stack
+from cdao_cli.plan.runner import PlanRun, available_stacks
+from tests.infra.plans import planned
 
 STACKS = available_stacks()
 
 
-@functools.cache
-def _planned(stack: str) -> PlanRun:
-    return run_stack(stack)
-
-
 @pytest.fixture(params=STACKS)
 def stack_run(request: pytest.FixtureRequest) -> PlanRun:
-    return _planned(request.param)
+    return planned(request.param)
 
 
 @pytest.fixture
 def plan_of():
-    return _planned
+    return planned
