@@ -54,6 +54,8 @@ written in the files (raw YAML), so an upstream record whose file today's config
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import re
 import subprocess
 import sys
@@ -125,7 +127,21 @@ def _contains(repo: Path, newer: str, older: str) -> bool:
 
 
 def _stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
-    """(blob id, text) of the stack file at commit."""
+    """(blob id, text) of the stack file at commit. At a full commit SHA, read once per process: what
+    a commit holds never changes, and a resolve reads each stack's file at the same few commits
+    hundreds of times (two git processes a read). A ref (a branch) is followed at each read."""
+    if FULL_SHA.fullmatch(commit):
+        return _stack_file_at_sha(repo, stack, commit)
+    return _read_stack_file(repo, stack, commit)
+
+
+@functools.lru_cache(maxsize=512)
+def _stack_file_at_sha(repo: Path, stack: str, commit: str) -> tuple[str, str]:
+    # lru_cache keeps no exception: a commit fetched after a failed read is read again.
+    return _read_stack_file(repo, stack, commit)
+
+
+def _read_stack_file(repo: Path, stack: str, commit: str) -> tuple[str, str]:
     name = f"environments/Pulumi.{stack}.yaml"
     blob, data = _git(repo, "rev-parse", f"{commit}:{name}"), _git_bytes(repo, "show", f"{commit}:{name}")
     if blob is None or data is None:
@@ -279,9 +295,20 @@ def _round_trip() -> YAML:
     return loader
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Any:
+    """ruamel's round-trip parse of a stack file's text, once per text: its pure-Python parser takes
+    ~10 ms for a stack file, and one `cdao stack-revision` run (or a test's sequence of them in one
+    process) parses the same few texts dozens of times (each stack's file at the run commit and at its
+    pin, for every decision and guard). Shared: callers get a deep copy (_document), which they edit.
+    A text that does not parse raises, and lru_cache keeps no exception."""
+    return _round_trip().load(text)
+
+
 def _document(text: str, name: str) -> CommentedMap:
+    """The stack file's round-trip document, the caller's own to edit (a copy of _parsed's)."""
     try:
-        document = _round_trip().load(text)
+        document = copy.deepcopy(_parsed(text))
     except RuamelYAMLError as exc:
         raise RevisionError(f"{name}: not valid YAML: {exc}") from None
     if document is None:

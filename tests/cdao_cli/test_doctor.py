@@ -569,9 +569,9 @@ def _saved(plan_outputs: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def plan_outputs() -> dict[str, Any]:
-    from cdao_cli.plan.runner import run_stack  # noqa: PLC0415
+    from tests.infra import plans  # noqa: PLC0415
 
-    return run_stack("dev").outputs
+    return plans.planned("dev").outputs
 
 
 ACCOUNT = "123456789012"  # moto's account

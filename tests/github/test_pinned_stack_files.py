@@ -89,3 +89,15 @@ def test_the_stack_file_each_deploy_writes_parses_with_the_config_code_of_its_pi
     refused = {stack for stack, problem in problems.items() if "cdao:notAKeyOfAnyRevision" in problem}
     assert refused == {f"{next(iter(files))}-with-an-unknown-key" for files in by_pin.values()}
     assert {stack: problem for stack, problem in problems.items() if stack not in refused} == {}
+
+
+def test_a_stack_file_parsed_again_is_not_the_edited_document_of_an_earlier_parse():
+    """stack_revision parses each text once and hands out copies (deployed_stack_file edits the pin's
+    document): an edit made by one caller must not reach the next parse of the same text."""
+    text = (ROOT / "environments" / "Pulumi.prod.yaml").read_text()
+    first = stack_revision._document(text, "prod")
+    first["config"]["cdao:gitops"]["revision"] = "edited"
+    first["edited"] = True
+    again = stack_revision._document(text, "prod")
+    assert "edited" not in again
+    assert again["config"]["cdao:gitops"]["revision"] != "edited"

@@ -15,6 +15,7 @@ The first tests pin the wiring in the workflow files that makes the model the wo
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import re
@@ -275,11 +276,12 @@ class Platform:
         return parse_stack_config(stack, raw)[0].gitops.revision
 
 
-@pytest.fixture
-def platform(tmp_path: Path, git_identity: None) -> Platform:
+@pytest.fixture(scope="module")
+def first_deploys(tmp_path_factory: pytest.TempPathFactory, module_git_identity: None) -> Platform:
     """main with the repository's real stack files, dev deployed, and staging and prod promoted to
-    what dev first ran (`base`)."""
-    repo = tmp_path / "repo"
+    what dev first ran (`base`). Built once per module (a dozen `cdao stack-revision` resolutions:
+    seconds); the tests mutate only their copy (platform)."""
+    repo = tmp_path_factory.mktemp("first-deploys") / "repo"
     repo.mkdir()
     _git(repo, "init", "--quiet", "--initial-branch=main")
     (repo / "infra.txt").write_text("base\n")
@@ -306,6 +308,16 @@ def platform(tmp_path: Path, git_identity: None) -> Platform:
     assert world.promote("staging", "prod")[0] == 0
     world.deploy(Run(world.head()))
     assert world.running["staging"] == world.running["prod"] == world.base, world.refused
+    return world
+
+
+@pytest.fixture
+def platform(first_deploys: Platform, tmp_path: Path, git_identity: None) -> Platform:
+    """A copy of first_deploys for one test: its own repository (git keeps no absolute path in a
+    plain repository's .git, so a copied tree is the same repository) and its own records."""
+    world = copy.deepcopy(first_deploys)
+    world.repo = tmp_path / "repo"
+    shutil.copytree(first_deploys.repo, world.repo, symlinks=True)
     return world
 
 
@@ -386,6 +398,17 @@ def test_promotion_writes_only_the_promoted_keys(platform):
     platform.deploy(Run(platform.head()))
     assert platform.running["staging"] == charts
     assert not [m for name, m in platform.refused if name == "staging"]
+
+
+def test_a_stack_file_read_at_a_branch_is_read_again_when_the_branch_moves(platform):
+    """stack_revision keeps what it read at a commit SHA (immutable); a branch name is no commit: each
+    read follows the branch to its current tip."""
+    before = stack_revision.raw_pins_at(platform.repo, "prod", "main")
+    prod = platform.environments / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("      flyte-core: v1.16.8\n", "      flyte-core: v1.16.9\n"))
+    _git(platform.repo, "commit", "--quiet", "-am", "prod: flyte-core bumped")
+    assert before.chart_versions["flyte-core"] == "v1.16.8"
+    assert stack_revision.raw_pins_at(platform.repo, "prod", "main").chart_versions["flyte-core"] == "v1.16.9"
 
 
 def test_a_branch_in_staging_or_prod_is_refused(platform):

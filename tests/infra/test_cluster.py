@@ -121,6 +121,7 @@ def test_node_role_does_not_carry_the_cni_policy(stack_run: PlanRun):
     assert "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy" in attached
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 @pytest.mark.parametrize("stack", cdao_stacks.load().names)
 def test_gpu_pools_cost_nothing_at_idle(stack: str, capsys: pytest.CaptureFixture[str]):
     assert main(["plan", "--stack", stack, "--format", "json"]) in (0, 1)

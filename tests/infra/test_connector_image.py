@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 
 from cdao_cli.plan import report
-from cdao_cli.plan.runner import OFFLINE_COMMIT, PlanRun, read_stack_file, run_program_with_config, run_stack
+from cdao_cli.plan.runner import OFFLINE_COMMIT, PlanRun, read_stack_file, run_program_with_config
 from infra.config import ADDON_CHART_KEYS
 from infra.images import REVISION_COMMIT_ENV
+from tests.infra.plans import planned
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -33,7 +34,7 @@ def test_pinned_stack_runs_the_image_of_its_pin(plan_of) -> None:
 
 def test_branch_stack_runs_the_image_of_the_commit_its_deploy_resolved(monkeypatch) -> None:
     monkeypatch.setenv(REVISION_COMMIT_ENV, COMMIT)
-    run = run_stack("dev")
+    run = planned("dev")  # shared with every test planning dev with the same variables
     assert run.config.gitops.revision == "main"
     assert _annotations(run)["cdao.io/connector-image-tag"] == COMMIT
     assert run.revision_commit_stand_in is None
@@ -70,7 +71,7 @@ def test_pinned_stack_refuses_another_commit(monkeypatch) -> None:
 
 def test_offline_plan_stands_in_with_git_s_null_commit_and_says_so(monkeypatch) -> None:
     monkeypatch.delenv(REVISION_COMMIT_ENV, raising=False)
-    run = run_stack("dev")
+    run = planned("dev")  # shared with every test planning dev with the same variables
     assert _annotations(run)["cdao.io/connector-image-tag"] == OFFLINE_COMMIT == "0" * 40
     assert run.revision_commit_stand_in == OFFLINE_COMMIT
     plan = report.build_plan(run)
@@ -102,7 +103,7 @@ def test_branch_stack_runs_platform_at_the_commit_its_deploy_resolved(monkeypatc
     Secret's `repo-revision` annotation name that commit, so a failed deploy of dev leaves dev's
     platform/ where its last successful deploy put it instead of following main's tip."""
     monkeypatch.setenv(REVISION_COMMIT_ENV, COMMIT)
-    run = run_stack("dev")
+    run = planned("dev")  # shared with every test planning dev with the same variables
     assert run.config.gitops.revision == "main"
     assert _annotations(run)["cdao.io/repo-revision"] == COMMIT
     (root,) = [r for r in run.registrations if r.type == "kubernetes:argoproj.io/v1alpha1:Application"]

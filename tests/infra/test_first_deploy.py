@@ -386,6 +386,7 @@ def test_the_certificate_arn_reaches_platform_only_once_issued(mode: str):
     )
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 def test_plan_lists_the_record_the_dns_owner_creates(capsys: pytest.CaptureFixture[str]):
     assert main(["plan", "--stack", "dev", "--format", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)

@@ -22,6 +22,7 @@ def _json_plan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, obj
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 def test_json_plan_has_the_documented_shape(capsys: pytest.CaptureFixture[str]):
     code, plan = _json_plan(capsys, "--stack", "dev")
     assert code == 0
@@ -38,12 +39,14 @@ def test_json_plan_has_the_documented_shape(capsys: pytest.CaptureFixture[str]):
     )
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 def test_plan_all_covers_every_stack_in_promotion_order(capsys: pytest.CaptureFixture[str]):
     code, plans = _json_plan(capsys, "--all")
     assert code == 0
     assert [p["stack"] for p in plans] == cdao_stacks.load().names
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 def test_text_and_markdown_name_every_stack(capsys: pytest.CaptureFixture[str]):
     assert main(["plan", "--all"]) == 0
     text = capsys.readouterr().out
@@ -210,6 +213,7 @@ def test_a_plan_parses_its_stack_config_once_and_reports_what_the_program_parsed
     assert run.config == real_parse("staging", raw)[0]
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 def test_plan_writes_the_resource_list_policy_check_reads(capsys: pytest.CaptureFixture[str], tmp_path, plan_of):
     """cdao_resources promises one list format for `plan` and `policy check`: the list `plan --format
     resources` writes gets the same verdicts from `policy check` as the plan's own evaluation."""

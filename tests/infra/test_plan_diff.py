@@ -156,6 +156,7 @@ def test_a_base_plan_without_resource_inputs_is_compared_on_resources_only(plan_
     assert "inputs not compared" in diff.render_text(BASE, [result])
 
 
+@pytest.mark.usefixtures("cli_shares_plans")
 def test_plan_json_carries_each_resources_inputs_with_secrets_masked(capsys: pytest.CaptureFixture[str]):
     assert main(["plan", "--stack", "dev", "--format", "json"]) == 0
     out = capsys.readouterr().out

@@ -18,8 +18,9 @@ import re
 import pytest
 from platform_checks import rendered
 
-from cdao_cli.plan.runner import PlanRun, run_stack
+from cdao_cli.plan.runner import PlanRun
 from infra.contract import FAST_REGISTER_PREFIX, FLYTE_DOMAINS
+from tests.infra import plans
 
 STACK = "dev"
 
@@ -55,7 +56,7 @@ def _upload_key(storage_prefix: str, project: str, domain: str) -> str:
 
 @pytest.fixture(scope="module")
 def planned() -> PlanRun:
-    return run_stack(STACK)
+    return plans.planned(STACK)
 
 
 def test_flyteadmin_uploads_under_the_prefix_of_the_metadata_bucket():

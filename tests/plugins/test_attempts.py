@@ -266,7 +266,7 @@ def test_a_job_whose_record_is_throttled_is_answered_not_orphaned(ledger_table):
 
 
 def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(ledger_table):
-    from cdao_cli.plan.runner import run_stack  # noqa: PLC0415  (plans the stack only for this test)
+    from tests.infra import plans  # noqa: PLC0415  (plans the stack only for this test)
 
     client = boto3.client("dynamodb", region_name=REGION)
     made: set[str] = set()
@@ -280,7 +280,7 @@ def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(
     ledger.answer(answered, 1.0)
     ledger.abandon(answered, started_at=1.0)
 
-    run = run_stack("dev")
+    run = plans.planned("dev")
     table = next(r for r in run.registrations if r.type == "aws:dynamodb/table:Table")
     assert table.inputs["hashKey"] == "attempt"
     assert {"name": "attempt", "type": "S"} in table.inputs["attributes"]

@@ -62,7 +62,8 @@ from flytekit.models.task import TaskTemplate
 from moto.emrserverless.models import emrserverless_backends
 from propeller import create_task, delete_task, execution_metadata, get_task, serialize, write_inputs
 
-from cdao_cli.plan.runner import PlanRun, run_stack
+from cdao_cli.plan.runner import PlanRun
+from tests.infra import plans
 
 pytestmark = pytest.mark.e2e
 
@@ -344,7 +345,7 @@ def authorizations(call: Call, where: Where) -> list[Authorization]:
 
 @pytest.fixture(scope="module")
 def planned() -> PlanRun:
-    return run_stack(STACK)
+    return plans.planned(STACK)
 
 
 def _connector_policy(run: PlanRun) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import cdao_stacks
 import policies
 from policies import evaluate
 
-runner = pytest.importorskip("cdao_cli.plan.runner")
+plans = pytest.importorskip("tests.infra.plans")
 report = pytest.importorskip("cdao_cli.plan.report")
 
 STACKS = cdao_stacks.load().names  # the registry's stacks, not a list of the tests' own
@@ -31,7 +31,7 @@ _ADVISORY_SECTION = README.split("## Advisory rules and the three stacks", 1)[1]
 def stack_resources() -> dict[str, list[dict[str, Any]]]:
     out = {}
     for stack in STACKS:
-        run = runner.run_stack(stack)
+        run = plans.planned(stack)
         out[stack] = report.policy_resources(sorted(run.registrations, key=lambda r: (r.type, r.name)))
     return out
 
