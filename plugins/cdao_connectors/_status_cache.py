@@ -128,16 +128,17 @@ REFUSAL_GRACE_SECONDS = 10 * _deadlines.PROPELLER_RESYNC_SECONDS
 # few at a time are enough; a hung backend fills only its own.
 BACKGROUND_READS_AT_ONCE = 2
 # A pass's reads start evenly over this share of its period, not at once, and every cache's first
-# pass starts at a random point of its period. Every backend's cache begins with the same burst of
-# first sights (a restart), so their passes came together every period, and each answer parsed
-# holds the GIL the event loop needs: spread, a pass stops the loop for at most a chunk's parse at
-# a time, and the backend sees a steady rate of calls instead of a burst every period (AWS meters
-# API calls with token buckets, which a burst drains:
+# pass starts at a random point of its period's second half. Every backend's cache begins with the
+# same burst of first sights (a restart), so their passes came together every period, and each
+# answer parsed holds the GIL the event loop needs: spread, a pass stops the loop for at most a
+# chunk's parse at a time, and the backend sees a steady rate of calls instead of a burst every
+# period (AWS meters API calls with token buckets, which a burst drains:
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/throttling.html describes EC2's). An
 # entry read late in a pass is refreshed that much later in the next one, so passes take entries
 # older than PASS_DUE_SHARE of the period: one read at the spread's end is still due. Measured
-# (plugins/benchmarks/get_task_latency.py --tasks 1000 --replicas 2, two runs back to back on a
-# machine other work kept busy): the steady GetTask p99 went from ~600 ms to 110-130 ms.
+# (plugins/benchmarks/get_task_latency.py --tasks 1000 --replicas 2, 7000 tasks): the steady
+# GetTask p99 went from ~600 ms to 110-130 ms in two runs back to back on a machine other work kept
+# busy, and was 59-72 ms on a quieter one (285-346 ms before, last measured quiet).
 PASS_SPREAD_SHARE = 0.5
 PASS_DUE_SHARE = 0.25
 
@@ -617,11 +618,13 @@ class StatusCache:
 
 def _refresh_ahead(ref: weakref.ref[StatusCache], period: float) -> None:
     # Passes start every ``period`` (not ``period`` after the last one ended), the first at a random
-    # point of it, and spread their reads over PASS_SPREAD_SHARE of it. They take every entry older
-    # than PASS_DUE_SHARE of it: an entry read late in one pass is still due at the next one's
-    # start, so an entry is at most about ``period`` plus one spread (1.5 periods) old, inside
-    # ``max_age`` (two periods, refresh_period).
-    started = time.monotonic() - random.uniform(0.0, period)  # noqa: S311  (a phase, not a secret)
+    # point of its second half, and spread their reads over PASS_SPREAD_SHARE of it. They take every
+    # entry older than PASS_DUE_SHARE of it: an entry read late in one pass is still due at the next
+    # one's start, so an entry is at most about ``period`` plus one spread (1.5 periods) old, inside
+    # ``max_age`` (two periods, refresh_period). Not in the first half: a cache is made by the first
+    # GetTask of its backend, so after a restart its first half period is the burst of first sights,
+    # whose reads a pass would only slow, past their bound (a GetTask error).
+    started = time.monotonic() - random.uniform(0.0, period / 2)  # noqa: S311  (a phase, not a secret)
     while True:
         time.sleep(max(0.0, started + period - time.monotonic()))
         started = time.monotonic()
