@@ -1853,25 +1853,58 @@ def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(mon
     assert not_refused == []
 
 
+# Seconds the connector container keeps serving (creates included) after its pod starts terminating,
+# before its SIGTERM: propeller reaches the service through flytestdlib's `k8s://` resolver, which
+# watches the Service's v1 Endpoints and routes to its `addresses` only (flytestdlib/v1.16.8
+# resolver/k8s_resolver.go `resolve`); the endpoints controller drops a pod from them once it has a
+# deletionTimestamp (kubernetes staging/src/k8s.io/endpointslice/util/controller_utils.go
+# `ShouldPodBeInEndpoints`), "at the same time as the kubelet is starting graceful shutdown"
+# (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). Nothing
+# documents how long the controller's update and the watch event take to reach propeller (well under
+# a second on an idle control plane; the controller's API client is rate limited): this is the least
+# the Deployment may give it.
+ENDPOINT_REMOVAL_SECONDS = 5
+# Kubernetes' native preStop `sleep` action: beta and on by default from 1.30, stable in 1.34
+# (KEP-3960, https://www.kubernetes.dev/resources/keps/3960/). The connector's image would need no
+# `sleep` binary for it.
+PRESTOP_SLEEP_SINCE = (1, 30)
+
+
 def test_a_replicas_shutdown_fits_inside_its_linkerd_proxys_wait_and_the_pods_grace_period():
-    """The shutdown's tries (each bounded by the DeleteTask deadline) end before the pod's Linkerd
-    proxy gets its TERM, from which it refuses new requests, the service's own AWS calls and answers
-    included (https://linkerd.io/2.14/tasks/graceful-shutdown/): the pod's
+    """Kubernetes runs a container's preStop hook before its TERM, inside terminationGracePeriodSeconds
+    (https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/#hook-handler-execution),
+    each container's on its own. The connector's preStop sleep keeps it accepting CreateTasks until its
+    pod's removal from the Service's Endpoints reached propeller's resolver (ENDPOINT_REMOVAL_SECONDS):
+    without it, SIGTERM refused every CreateTask propeller still sent to the pod, each failing an
+    attempt (a task without retries failed on every rollout). Then the shutdown's tries (each bounded
+    by the DeleteTask deadline) end before the pod's Linkerd proxy gets its TERM, from which it refuses
+    new requests, the service's own AWS calls and answers included
+    (https://linkerd.io/2.14/tasks/graceful-shutdown/): the pod's
     ``config.alpha.linkerd.io/proxy-wait-before-exit-seconds`` delays it by a preStop sleep (linkerd2
-    stable-2.14.10 ``pkg/inject/inject.go``, ``charts/partials/templates/_proxy.tpl``), which must end
-    inside terminationGracePeriodSeconds, when Kubernetes kills the pod, with time for the proxy to
-    drain. The chart's own default waits 0 s (linkerd-control-plane 1.16.11 ``proxy.waitBeforeExitSeconds``)."""
+    stable-2.14.10 ``pkg/inject/inject.go``, ``charts/partials/templates/_proxy.tpl``), started with
+    the connector's, which must end inside terminationGracePeriodSeconds, when Kubernetes kills the
+    pod, with time for the proxy to drain. The chart's own default waits 0 s (linkerd-control-plane
+    1.16.11 ``proxy.waitBeforeExitSeconds``)."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors.service import SHUTDOWN_CANCEL_SECONDS  # noqa: PLC0415
 
+    from infra.config import ClusterConfig  # noqa: PLC0415
+
     pod = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]
     grace = pod["spec"]["terminationGracePeriodSeconds"]
+    (connector,) = [c for c in pod["spec"]["containers"] if c["name"] == "connector"]
+    pre_stop = connector.get("lifecycle", {}).get("preStop", {})
+    assert set(pre_stop) == {"sleep"}, f"the connector needs a preStop sleep before its SIGTERM: {pre_stop}"
+    keeps_serving = pre_stop["sleep"]["seconds"]
+    version = tuple(int(p) for p in ClusterConfig().kubernetes_version.split("."))
+    assert version >= PRESTOP_SLEEP_SINCE, version
     annotations = pod["metadata"]["annotations"]
     linkerd = yaml.safe_load((DEPLOYMENT.parents[4] / "tests" / "platform" / "upstream" / "linkerd.yaml").read_text())
     assert annotations.get(linkerd["inject_annotation"]) == "enabled"
     proxy_wait = int(annotations[linkerd["wait_before_exit_annotation"]])
     assert _deadlines.DELETE_TASK_SECONDS + _deadlines.MARGIN_SECONDS <= SHUTDOWN_CANCEL_SECONDS
-    assert SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
+    assert keeps_serving >= ENDPOINT_REMOVAL_SECONDS
+    assert keeps_serving + SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
 
 
 def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threads(aws_env, monkeypatch):
