@@ -1829,6 +1829,58 @@ def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancel
     assert "answered 'job-answered'" in logged and "its CreateTask gives up" in logged, logged
 
 
+def test_a_shutdown_gives_up_a_create_at_the_creates_share_so_that_its_jobs_cancel_ends_inside_the_budget(
+    monkeypatch, caplog
+):
+    """finish_shutdown keeps the DeleteTask deadline of its budget for the cancel of a create it gives
+    up: a create still running at ``budget - DELETE_TASK_SECONDS`` is given up then (its CreateTask
+    answers the shutdown's error), and the job it starts right after is cancelled before the budget
+    ends, so nothing is left running (before: nothing tested that share; waiting for the creates
+    the whole budget left the cancel no time, and the job ran on, logged as to be stopped by hand).
+    ~0.7 s: the budget is scaled to 1 s, a cancel taking 0.15 s."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        ReplicaShuttingDown,
+        create_within_deadline,
+        finish_shutdown,
+    )
+
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)  # the give-up's cancel's share of the budget
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    cancelled: list[str] = []
+
+    async def cancel(job: str) -> None:
+        await asyncio.sleep(0.15)  # a TerminateJob's round trip
+        cancelled.append(job)
+
+    async def scenario() -> tuple[Any, list[Any], float, float]:
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "job-outlasting-the-share"
+
+        in_flight = asyncio.ensure_future(create_within_deadline(create(), cancel, backend="B"))
+        # The job appears as soon as its CreateTask gave up: only the time kept back can cancel it.
+        in_flight.add_done_callback(lambda _: release.set())
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        shutdown = asyncio.ensure_future(finish_shutdown(1.0))
+        (answer,) = await asyncio.gather(in_flight, return_exceptions=True)
+        given_up_after = time.monotonic() - started
+        left = await asyncio.wait_for(shutdown, 2)
+        return answer, left, given_up_after, time.monotonic() - started
+
+    answer, left, given_up_after, ended_after = _run_and_return(scenario())
+    assert isinstance(answer, ReplicaShuttingDown) and "shutting down" in str(answer), answer
+    assert given_up_after < 1.0 - 0.5 + 0.2, given_up_after  # at the creates' share, not the budget
+    assert cancelled == ["job-outlasting-the-share"]
+    assert left == [], left
+    assert ended_after < 1.0 + 0.2, ended_after
+    assert not [r for r in caplog.records if "stopped by hand" in r.getMessage()]
+
+
 def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
     """Every async connector the service registers (each backend: Batch, EMR steps and clusters,
     EMR Serverless, Codeweave, SageMaker's plugin jobs, endpoints and transforms) refuses a
