@@ -12,8 +12,9 @@ text with no level, time or logger name.
 
 On SIGTERM it refuses new CreateTasks, lets the creates under way finish (answering their
 CreateTasks) or gives them up and cancels their jobs, tries the cancels still pending of jobs whose
-CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs each job not
-stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``).
+CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs and counts
+(``cdao_jobs_left_running_total``) each job not stopped, before ending as SIGTERM ends a process
+(``SHUTDOWN_CANCEL_SECONDS``).
 """
 
 import asyncio

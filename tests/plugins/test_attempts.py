@@ -1881,6 +1881,108 @@ def test_a_shutdown_gives_up_a_create_at_the_creates_share_so_that_its_jobs_canc
     assert not [r for r in caplog.records if "stopped by hand" in r.getMessage()]
 
 
+def _left_running(backend: str) -> float:
+    """``cdao_jobs_left_running_total`` for ``backend`` in this process's registry, as Prometheus scrapes it."""
+    from cdao_connectors import _metrics  # noqa: PLC0415
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    return REGISTRY.get_sample_value(f"{_metrics.JOBS_LEFT_RUNNING_NAME}_total", {"backend": backend}) or 0.0
+
+
+def test_every_job_a_shutdown_leaves_running_is_counted_once_for_its_backend(monkeypatch):
+    """SIGTERM's give-ups (finish_shutdown, milliseconds): a create still running when the budget
+    ends (its job, if it starts, runs with nobody to stop it), a late cancel whose last try is
+    refused and one still under way at the end each add one to ``cdao_jobs_left_running_total``
+    under their backend, which the platform's alert rule watches (before: a log line only). A job
+    the shutdown stops is not counted, nor is a give-up counted again when its try ends later."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        BackendDeadlineExceeded,
+        create_within_deadline,
+        finish_shutdown,
+    )
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.2)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 60.0)
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    backends = {name: f"{name}-{uuid.uuid4().hex[:6]}" for name in ("create", "refused", "slow", "stopped")}
+    before = {name: _left_running(b) for name, b in backends.items()}
+
+    async def scenario() -> list[Any]:
+        hung = asyncio.Event()
+        slow_cancel = asyncio.Event()
+
+        async def refuse(job: str) -> None:
+            raise _throttled("TerminateJob")
+
+        async def stop_slowly(job: str) -> None:
+            await slow_cancel.wait()
+            raise _throttled("TerminateJob")  # its try ends, refused, after the shutdown counted it
+
+        async def stop(job: str) -> None:
+            return None
+
+        tries: list[str] = []
+
+        async def refuse_once(job: str) -> None:
+            tries.append(job)
+            if len(tries) == 1:
+                raise _throttled("TerminateJob")
+
+        async def never_ends() -> str:
+            await hung.wait()
+            return "job-never-seen"
+
+        async def job(name: str) -> str:
+            return name
+
+        # Late cancels waiting for their next try, each of another backend.
+        for name, cancel in (("refused", refuse), ("slow", stop_slowly), ("stopped", refuse_once)):
+
+            async def late(name: str = name) -> str:
+                await asyncio.sleep(0.1)  # past the CreateTask's deadline
+                return await job(f"job-{name}")
+
+            with pytest.raises(BackendDeadlineExceeded):
+                await create_within_deadline(late(), cancel, backend=backends[name])
+        await asyncio.sleep(0.2)  # each tried (and refused) once, now waiting 60 s
+        # The shutdown's own give-up: a create in flight that outlasts the whole budget.
+        in_flight = asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=backends["create"]))
+        await asyncio.sleep(0.01)
+        left = await asyncio.wait_for(finish_shutdown(0.5), 2)
+        await asyncio.gather(in_flight, return_exceptions=True)
+        slow_cancel.set()  # the slow try ends after the shutdown, refused: not counted again
+        hung.set()
+        await asyncio.sleep(0.05)
+        return left
+
+    left = _run_and_return(scenario())
+    counted = {name: _left_running(b) - before[name] for name, b in backends.items()}
+    assert "job-refused" in left and "job-slow" in left, left
+    assert counted == {"create": 1.0, "refused": 1.0, "slow": 1.0, "stopped": 0.0}, counted
+
+
+def test_the_platforms_alert_fires_on_any_job_left_running_as_the_service_exports_it():
+    """The platform's alert rule for jobs left running watches the counter the service exports, under
+    the name prometheus_client gives a Counter (``<name>_total``, sampled here from the registry),
+    by its ``backend`` label, and fires on any increase at once. The PrometheusRule itself is
+    validated against its CRD's schema with the other rendered manifests (tests/platform)."""
+    from cdao_connectors import _metrics  # noqa: PLC0415
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    rules_file = DEPLOYMENT.parents[2] / "observability" / "dashboards" / "alert-rules.yaml"
+    rules = [r for g in yaml.safe_load(rules_file.read_text())["spec"]["groups"] for r in g["rules"]]
+    (rule,) = [r for r in rules if r.get("alert") == "ConnectorJobLeftRunning"]
+    _metrics.follow_jobs_left_running("a backend")
+    exported = {s.name for m in REGISTRY.collect() if m.name == _metrics.JOBS_LEFT_RUNNING_NAME for s in m.samples}
+    series = f"{_metrics.JOBS_LEFT_RUNNING_NAME}_total"
+    assert series in exported, exported
+    assert _metrics.JOBS_LEFT_RUNNING._labelnames == ("backend",)
+    assert rule["expr"] == f"sum by (backend) (increase({series}[30m])) > 0", rule["expr"]
+    assert "for" not in rule and "$labels.backend" in rule["annotations"]["summary"]
+
+
 def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
     """Every async connector the service registers (each backend: Batch, EMR steps and clusters,
     EMR Serverless, Codeweave, SageMaker's plugin jobs, endpoints and transforms) refuses a
