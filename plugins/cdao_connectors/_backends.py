@@ -147,13 +147,21 @@ def refuse_create_while_shutting_down(backend: str) -> None:
 
 
 async def within_deadline(
-    awaitable: Any, *, deadline: float, what: str, backend: str, consequence: str = SAFE_TO_RETRY
+    awaitable: Any,
+    *,
+    deadline: float,
+    what: str,
+    backend: str,
+    consequence: str = SAFE_TO_RETRY,
+    since: float | None = None,
 ) -> Any:
     """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin
-    passed, its message naming ``backend``, ``what`` and ``consequence`` (what the caller should expect)."""
+    passed since ``since`` (``time.monotonic()``; default: now), its message naming ``backend``,
+    ``what`` and ``consequence`` (what the caller should expect)."""
     budget = deadline - _deadlines.MARGIN_SECONDS
+    left = budget if since is None else budget - (time.monotonic() - since)
     try:
-        return await asyncio.wait_for(awaitable, budget)
+        return await asyncio.wait_for(awaitable, left)
     except TimeoutError:
         raise BackendDeadlineExceeded(
             f"{backend} did not answer {what} within {budget:.0f}s (propeller's deadline is {deadline:.0f}s); "
@@ -280,9 +288,12 @@ async def create_within_deadline(
     transient: Callable[[BaseException], bool] = aws_error_is_transient,
     stop: Callable[[Any], Awaitable[Any]] | None = None,
     answers: AttemptAnswers | None = None,
+    since: float | None = None,
 ) -> T:
     """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
-    (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
+    (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin), counted from ``since``
+    (``time.monotonic()`` when the CreateTask started, for a connector that did work of its own first
+    in the same deadline; default: now).
 
     Past the deadline, or when propeller cancels the RPC first, the create keeps running and this
     raises :class:`BackendDeadlineExceeded` (or lets the cancellation through): propeller fails the
@@ -331,6 +342,7 @@ async def create_within_deadline(
             what="CreateTask",
             backend=backend,
             consequence=CREATE_GIVEN_UP,
+            since=since,
         )
     except LeftRunning as left:
         _stop_in_background(left.resource_meta, stop or cancel, backend, transient)
