@@ -1881,12 +1881,17 @@ def test_a_shutdown_gives_up_a_create_at_the_creates_share_so_that_its_jobs_canc
     assert not [r for r in caplog.records if "stopped by hand" in r.getMessage()]
 
 
-def _left_running(backend: str) -> float:
-    """``cdao_jobs_left_running_total`` for ``backend`` in this process's registry, as Prometheus scrapes it."""
+def _left_running_sample(backend: str) -> float | None:
+    """``cdao_jobs_left_running_total`` for ``backend`` in this process's registry, as Prometheus
+    scrapes it (None: not exported)."""
     from cdao_connectors import _metrics  # noqa: PLC0415
     from prometheus_client import REGISTRY  # noqa: PLC0415
 
-    return REGISTRY.get_sample_value(f"{_metrics.JOBS_LEFT_RUNNING_NAME}_total", {"backend": backend}) or 0.0
+    return REGISTRY.get_sample_value(f"{_metrics.JOBS_LEFT_RUNNING_NAME}_total", {"backend": backend})
+
+
+def _left_running(backend: str) -> float:
+    return _left_running_sample(backend) or 0.0
 
 
 def test_every_job_a_shutdown_leaves_running_is_counted_once_for_its_backend(monkeypatch):
@@ -1981,6 +1986,20 @@ def test_the_platforms_alert_fires_on_any_job_left_running_as_the_service_export
     assert _metrics.JOBS_LEFT_RUNNING._labelnames == ("backend",)
     assert rule["expr"] == f"sum by (backend) (increase({series}[30m])) > 0", rule["expr"]
     assert "for" not in rule and "$labels.backend" in rule["annotations"]["summary"]
+
+
+def test_every_served_backend_exports_its_jobs_left_running_from_zero():
+    """``increase`` takes a series' first sample as its start (Prometheus querying functions), so a
+    backend's count that first appeared at 1 would raise no alert: every backend a served connector
+    runs on exports its count at 0 from the start."""
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+
+    backends = {
+        c.backend.name for c in ConnectorRegistry._REGISTRY.values() if isinstance(getattr(c, "backend", None), Backend)
+    }
+    assert len(backends) >= 5, backends  # Batch, EMR, EMR Serverless, Codeweave, SageMaker's
+    assert {b for b in backends if _left_running_sample(b) is None} == set()
 
 
 def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
