@@ -108,10 +108,12 @@ _package_logger.propagate = False
 # .finish_shutdown: creates answered or given up and their jobs cancelled, each job not stopped
 # logged), serving GetTasks and DeleteTasks meanwhile, keeps serving for the margin, in which the last
 # answers reach propeller, then ends the process as SIGTERM would have; with none it does so at once.
-# The budget holds a DeleteTask-bounded try (10 s) after the creates' share; the preStop sleep and the
-# budget fit inside the grace period with time to end, and the Linkerd proxy outlives both (the
-# Deployment's config.alpha.linkerd.io/proxy-wait-before-exit-seconds): tests/plugins check the four together.
-SHUTDOWN_CANCEL_SECONDS = 20.0
+# The budget holds a DeleteTask-bounded try (10 s) after the creates' share, which is a whole CreateTask
+# budget (29 s), so that the shutdown alone never gives up a create AWS answers in time (its job is
+# answered and followed); the preStop sleep and the budget fit inside the grace period with time to
+# end, and the Linkerd proxy outlives both (the Deployment's
+# config.alpha.linkerd.io/proxy-wait-before-exit-seconds): tests/plugins check them together.
+SHUTDOWN_CANCEL_SECONDS = 40.0
 _sigterm_before = signal.getsignal(signal.SIGTERM)
 _shutdown: set[asyncio.Task[None]] = set()  # the shutdown's task, referenced while it runs
 _shutdown_started = threading.Event()

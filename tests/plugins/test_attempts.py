@@ -2076,6 +2076,11 @@ def test_a_replicas_shutdown_fits_inside_its_linkerd_proxys_wait_and_the_pods_gr
     assert annotations.get(linkerd["inject_annotation"]) == "enabled"
     proxy_wait = int(annotations[linkerd["wait_before_exit_annotation"]])
     assert _deadlines.DELETE_TASK_SECONDS + _deadlines.MARGIN_SECONDS <= SHUTDOWN_CANCEL_SECONDS
+    # A create in flight at SIGTERM keeps its whole CreateTask budget (finish_shutdown gives the
+    # creates the budget less the margin and the DeleteTask deadline): one that AWS holds but answers
+    # in time is answered its job and followed, never given up by the shutdown alone.
+    creates_share = SHUTDOWN_CANCEL_SECONDS - _deadlines.MARGIN_SECONDS - _deadlines.DELETE_TASK_SECONDS
+    assert creates_share >= _deadlines.CREATE_TASK_SECONDS - _deadlines.MARGIN_SECONDS
     assert keeps_serving >= ENDPOINT_REMOVAL_SECONDS
     assert keeps_serving + SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
 
