@@ -45,7 +45,7 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import CREATE_STARTED_AT
 from cdao_connectors._common import noting_staleness, says_attempts_left
-from cdao_connectors._metrics import observe_get_task
+from cdao_connectors._metrics import count_job_left_running, follow_jobs_left_running, observe_get_task
 
 if TYPE_CHECKING:  # _status_cache imports this module; _attempts names Backend
     from cdao_connectors._attempts import AttemptAnswers
@@ -147,13 +147,21 @@ def refuse_create_while_shutting_down(backend: str) -> None:
 
 
 async def within_deadline(
-    awaitable: Any, *, deadline: float, what: str, backend: str, consequence: str = SAFE_TO_RETRY
+    awaitable: Any,
+    *,
+    deadline: float,
+    what: str,
+    backend: str,
+    consequence: str = SAFE_TO_RETRY,
+    since: float | None = None,
 ) -> Any:
     """``awaitable``'s result, or :class:`BackendDeadlineExceeded` once ``deadline`` less a margin
-    passed, its message naming ``backend``, ``what`` and ``consequence`` (what the caller should expect)."""
+    passed since ``since`` (``time.monotonic()``; default: now), its message naming ``backend``,
+    ``what`` and ``consequence`` (what the caller should expect)."""
     budget = deadline - _deadlines.MARGIN_SECONDS
+    left = budget if since is None else budget - (time.monotonic() - since)
     try:
-        return await asyncio.wait_for(awaitable, budget)
+        return await asyncio.wait_for(awaitable, left)
     except TimeoutError:
         raise BackendDeadlineExceeded(
             f"{backend} did not answer {what} within {budget:.0f}s (propeller's deadline is {deadline:.0f}s); "
@@ -193,6 +201,13 @@ class _LateCancel:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # ends the wait for the next try
     last_try: bool = False  # a refusal now is final: the process is shutting down
     stopped: bool = False
+    given_up: bool = False  # counted as left running (give_up), once
+
+    def give_up(self) -> None:
+        """Counts the job as left running, unless it already was."""
+        if not self.given_up:
+            self.given_up = True
+            count_job_left_running(self.backend)
 
     def __post_init__(self) -> None:
         if _shutting_down:
@@ -273,9 +288,12 @@ async def create_within_deadline(
     transient: Callable[[BaseException], bool] = aws_error_is_transient,
     stop: Callable[[Any], Awaitable[Any]] | None = None,
     answers: AttemptAnswers | None = None,
+    since: float | None = None,
 ) -> T:
     """``create``'s result (a ``resource_meta``) within propeller's CreateTask deadline
-    (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin).
+    (:data:`cdao_connectors._deadlines.CREATE_TASK_SECONDS` less the margin), counted from ``since``
+    (``time.monotonic()`` when the CreateTask started, for a connector that did work of its own first
+    in the same deadline; default: now).
 
     Past the deadline, or when propeller cancels the RPC first, the create keeps running and this
     raises :class:`BackendDeadlineExceeded` (or lets the cancellation through): propeller fails the
@@ -285,8 +303,9 @@ async def create_within_deadline(
     ``transient`` says is "not now" (the error or one it was raised from) is tried again with
     backoff for :data:`LATE_CANCEL_SECONDS` at most, waiting on the event loop (no RPC and no
     thread is held between tries); a cancel that finally fails is logged with the job's
-    ``resource_meta``, for an operator to stop it. A create that raises :class:`LeftRunning` has its
-    job stopped the same way with ``stop`` (default ``cancel``), and its error raised.
+    ``resource_meta``, for an operator to stop it, and counted (``cdao_jobs_left_running_total``).
+    A create that raises :class:`LeftRunning` has its job stopped the same way with ``stop``
+    (default ``cancel``), and its error raised.
 
     For a backend whose API answers every CreateTask of an attempt the same job, ``answers`` (made
     as this CreateTask started) orders them against the give-up's cancel through the attempt table
@@ -323,6 +342,7 @@ async def create_within_deadline(
             what="CreateTask",
             backend=backend,
             consequence=CREATE_GIVEN_UP,
+            since=since,
         )
     except LeftRunning as left:
         _stop_in_background(left.resource_meta, stop or cancel, backend, transient)
@@ -390,6 +410,7 @@ def _stop_in_background(
             except Exception as exc:
                 final = late.last_try or time.monotonic() + delay > give_up
                 if final or not _transient_in_chain(exc, transient):
+                    late.give_up()
                     _log.exception(
                         "%s: could not cancel %r, which its CreateTask could not answer (%d tries); "
                         "it must be stopped by hand",
@@ -436,8 +457,9 @@ async def finish_shutdown(budget: float) -> list[Any]:
 
     Each create finished or given up is logged; each refused try and each cancel still under way at
     the end with its job's ``resource_meta`` ("must be stopped by hand"), each create still running
-    with its backend: the process is going away, and with it every record of these jobs (nobody
-    else ever stops them, module docstring)."""
+    with its backend, and each of these counted under its backend in ``cdao_jobs_left_running_total``
+    (:mod:`cdao_connectors._metrics`, for the platform's alert): the process is going away, and with
+    it every record of these jobs (nobody else ever stops them, module docstring)."""
     global _shutting_down  # noqa: PLW0603  (read by every late cancel, started before or during this)
     stop_starting_creates()
     _shutting_down = True
@@ -466,6 +488,7 @@ async def _finish_shutdown(budget: float) -> list[Any]:
         await asyncio.wait(creates, timeout=max(0.0, end - time.monotonic()))
     for create, backend in creates.items():
         if not create.done():
+            count_job_left_running(backend)
             _log.error(
                 "%s: shutting down while a create whose CreateTask gave up still runs; a job it starts is "
                 "neither cancelled nor followed: look it up by its attempt's name; it must be stopped by hand",
@@ -476,6 +499,7 @@ async def _finish_shutdown(budget: float) -> list[Any]:
         _, unfinished = await asyncio.wait(pending, timeout=max(0.0, end - time.monotonic()))
         for task in unfinished:
             late = pending[task]
+            late.give_up()
             _log.error(
                 "%s: shutting down with the cancel of %r, which its CreateTask could not answer, still under way; "
                 "it must be stopped by hand",
@@ -527,6 +551,7 @@ class Backend:
 
     def __init__(self, name: str, workers: int = WORKERS_PER_BACKEND) -> None:
         self.name = name
+        follow_jobs_left_running(name)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
         # GetTasks' own (see _IN_GET_TASK): creates and deletes holding every other thread delay no GetTask.
         self._get_task_pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}-get")

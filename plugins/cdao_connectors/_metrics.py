@@ -1,5 +1,6 @@
-"""The service's GetTask latency, for an SLO: a Prometheus histogram by task type; and how late its
-event loop runs what is ready, the part of a GetTask's latency spent before its handler starts.
+"""The service's GetTask latency, for an SLO: a Prometheus histogram by task type; how late its
+event loop runs what is ready, the part of a GetTask's latency spent before its handler starts; and
+a count of the jobs it gave up stopping, by backend, for an alert.
 
 Exported on the service's Prometheus port (``pyflyte serve connector --prometheus_port``), with
 flytekit's own ``flyte_connector_*`` metrics. flytekit times each request too
@@ -19,7 +20,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from cdao_connectors import _deadlines
 
@@ -127,3 +128,24 @@ def _probe(loop_ref: weakref.ref[asyncio.AbstractEventLoop]) -> None:
             del loop
         due = time.monotonic() + EVENT_LOOP_LAG_PROBE_SECONDS
         time.sleep(EVENT_LOOP_LAG_PROBE_SECONDS)
+
+
+JOBS_LEFT_RUNNING_NAME = "cdao_jobs_left_running"
+# prometheus_client exports a Counter as ``<name>_total`` (and ``<name>_created``).
+JOBS_LEFT_RUNNING = Counter(
+    JOBS_LEFT_RUNNING_NAME,
+    "Jobs the service started, or may still start, and gave up stopping, by backend: each must be found "
+    "by its attempt's name and stopped by hand (plugins/README.md, runbook)",
+    ["backend"],
+)
+
+
+def follow_jobs_left_running(backend: str) -> None:
+    """Exports ``backend``'s count at 0 from now on: Prometheus's ``increase`` sees a series' first
+    sample as its start, so a series that appeared only at 1 would raise no alert."""
+    JOBS_LEFT_RUNNING.labels(backend=backend)
+
+
+def count_job_left_running(backend: str) -> None:
+    """One more job of ``backend`` that nobody will stop (:data:`JOBS_LEFT_RUNNING`)."""
+    JOBS_LEFT_RUNNING.labels(backend=backend).inc()

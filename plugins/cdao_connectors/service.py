@@ -12,8 +12,9 @@ text with no level, time or logger name.
 
 On SIGTERM it refuses new CreateTasks, lets the creates under way finish (answering their
 CreateTasks) or gives them up and cancels their jobs, tries the cancels still pending of jobs whose
-CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs each job not
-stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``).
+CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs and counts
+(``cdao_jobs_left_running_total``) each job not stopped, before ending as SIGTERM ends a process
+(``SHUTDOWN_CANCEL_SECONDS``).
 """
 
 import asyncio
@@ -91,7 +92,10 @@ _package_logger.propagate = False
 
 # Kubernetes ends a replica (an HPA scale-down, a rollout) with SIGTERM, then SIGKILL once the pod's
 # terminationGracePeriodSeconds have passed (platform/addons/connectors/base/deployment.yaml;
-# https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). What this
+# https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). The SIGTERM
+# comes after the container's preStop sleep, by which time the pod's removal from the Service's
+# Endpoints has reached propeller's resolver, so that the CreateTasks refused from then on are only
+# those propeller sent before it learnt the pod is going (the Deployment says why). What this
 # process holds lives here only: a create under way, whose CreateTask the process's end would fail
 # with its job started (propeller never DeleteTasks a job it got no resource_meta for: flyteplugins
 # plugins/webapi/connector/plugin.go ``Delete`` at flyteplugins/v1.16.8), and late cancels
@@ -104,10 +108,12 @@ _package_logger.propagate = False
 # .finish_shutdown: creates answered or given up and their jobs cancelled, each job not stopped
 # logged), serving GetTasks and DeleteTasks meanwhile, keeps serving for the margin, in which the last
 # answers reach propeller, then ends the process as SIGTERM would have; with none it does so at once.
-# The budget holds a DeleteTask-bounded try (10 s) after the creates' share and leaves a third of the
-# grace period to end; the Linkerd proxy outlives it (the Deployment's
-# config.alpha.linkerd.io/proxy-wait-before-exit-seconds): tests/plugins check the three together.
-SHUTDOWN_CANCEL_SECONDS = 20.0
+# The budget holds a DeleteTask-bounded try (10 s) after the creates' share, which is a whole CreateTask
+# budget (29 s), so that the shutdown alone never gives up a create AWS answers in time (its job is
+# answered and followed); the preStop sleep and the budget fit inside the grace period with time to
+# end, and the Linkerd proxy outlives both (the Deployment's
+# config.alpha.linkerd.io/proxy-wait-before-exit-seconds): tests/plugins check them together.
+SHUTDOWN_CANCEL_SECONDS = 40.0
 _sigterm_before = signal.getsignal(signal.SIGTERM)
 _shutdown: set[asyncio.Task[None]] = set()  # the shutdown's task, referenced while it runs
 _shutdown_started = threading.Event()

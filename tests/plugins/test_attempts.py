@@ -1829,6 +1829,179 @@ def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancel
     assert "answered 'job-answered'" in logged and "its CreateTask gives up" in logged, logged
 
 
+def test_a_shutdown_gives_up_a_create_at_the_creates_share_so_that_its_jobs_cancel_ends_inside_the_budget(
+    monkeypatch, caplog
+):
+    """finish_shutdown keeps the DeleteTask deadline of its budget for the cancel of a create it gives
+    up: a create still running at ``budget - DELETE_TASK_SECONDS`` is given up then (its CreateTask
+    answers the shutdown's error), and the job it starts right after is cancelled before the budget
+    ends, so nothing is left running (before: nothing tested that share; waiting for the creates
+    the whole budget left the cancel no time, and the job ran on, logged as to be stopped by hand).
+    ~0.7 s: the budget is scaled to 1 s, a cancel taking 0.15 s."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        ReplicaShuttingDown,
+        create_within_deadline,
+        finish_shutdown,
+    )
+
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)  # the give-up's cancel's share of the budget
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    cancelled: list[str] = []
+
+    async def cancel(job: str) -> None:
+        await asyncio.sleep(0.15)  # a TerminateJob's round trip
+        cancelled.append(job)
+
+    async def scenario() -> tuple[Any, list[Any], float, float]:
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            return "job-outlasting-the-share"
+
+        in_flight = asyncio.ensure_future(create_within_deadline(create(), cancel, backend="B"))
+        # The job appears as soon as its CreateTask gave up: only the time kept back can cancel it.
+        in_flight.add_done_callback(lambda _: release.set())
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        shutdown = asyncio.ensure_future(finish_shutdown(1.0))
+        (answer,) = await asyncio.gather(in_flight, return_exceptions=True)
+        given_up_after = time.monotonic() - started
+        left = await asyncio.wait_for(shutdown, 2)
+        return answer, left, given_up_after, time.monotonic() - started
+
+    answer, left, given_up_after, ended_after = _run_and_return(scenario())
+    assert isinstance(answer, ReplicaShuttingDown) and "shutting down" in str(answer), answer
+    assert given_up_after < 1.0 - 0.5 + 0.2, given_up_after  # at the creates' share, not the budget
+    assert cancelled == ["job-outlasting-the-share"]
+    assert left == [], left
+    assert ended_after < 1.0 + 0.2, ended_after
+    assert not [r for r in caplog.records if "stopped by hand" in r.getMessage()]
+
+
+def _left_running_sample(backend: str) -> float | None:
+    """``cdao_jobs_left_running_total`` for ``backend`` in this process's registry, as Prometheus
+    scrapes it (None: not exported)."""
+    from cdao_connectors import _metrics  # noqa: PLC0415
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    return REGISTRY.get_sample_value(f"{_metrics.JOBS_LEFT_RUNNING_NAME}_total", {"backend": backend})
+
+
+def _left_running(backend: str) -> float:
+    return _left_running_sample(backend) or 0.0
+
+
+def test_every_job_a_shutdown_leaves_running_is_counted_once_for_its_backend(monkeypatch):
+    """SIGTERM's give-ups (finish_shutdown, milliseconds): a create still running when the budget
+    ends (its job, if it starts, runs with nobody to stop it), a late cancel whose last try is
+    refused and one still under way at the end each add one to ``cdao_jobs_left_running_total``
+    under their backend, which the platform's alert rule watches (before: a log line only). A job
+    the shutdown stops is not counted, nor is a give-up counted again when its try ends later."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import (  # noqa: PLC0415
+        BackendDeadlineExceeded,
+        create_within_deadline,
+        finish_shutdown,
+    )
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.2)
+    monkeypatch.setattr(_backends, "LATE_CANCEL_FIRST_DELAY", 60.0)
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    backends = {name: f"{name}-{uuid.uuid4().hex[:6]}" for name in ("create", "refused", "slow", "stopped")}
+    before = {name: _left_running(b) for name, b in backends.items()}
+
+    async def scenario() -> list[Any]:
+        hung = asyncio.Event()
+        slow_cancel = asyncio.Event()
+
+        async def refuse(job: str) -> None:
+            raise _throttled("TerminateJob")
+
+        async def stop_slowly(job: str) -> None:
+            await slow_cancel.wait()
+            raise _throttled("TerminateJob")  # its try ends, refused, after the shutdown counted it
+
+        async def stop(job: str) -> None:
+            return None
+
+        tries: list[str] = []
+
+        async def refuse_once(job: str) -> None:
+            tries.append(job)
+            if len(tries) == 1:
+                raise _throttled("TerminateJob")
+
+        async def never_ends() -> str:
+            await hung.wait()
+            return "job-never-seen"
+
+        async def job(name: str) -> str:
+            return name
+
+        # Late cancels waiting for their next try, each of another backend.
+        for name, cancel in (("refused", refuse), ("slow", stop_slowly), ("stopped", refuse_once)):
+
+            async def late(name: str = name) -> str:
+                await asyncio.sleep(0.1)  # past the CreateTask's deadline
+                return await job(f"job-{name}")
+
+            with pytest.raises(BackendDeadlineExceeded):
+                await create_within_deadline(late(), cancel, backend=backends[name])
+        await asyncio.sleep(0.2)  # each tried (and refused) once, now waiting 60 s
+        # The shutdown's own give-up: a create in flight that outlasts the whole budget.
+        in_flight = asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=backends["create"]))
+        await asyncio.sleep(0.01)
+        left = await asyncio.wait_for(finish_shutdown(0.5), 2)
+        await asyncio.gather(in_flight, return_exceptions=True)
+        slow_cancel.set()  # the slow try ends after the shutdown, refused: not counted again
+        hung.set()
+        await asyncio.sleep(0.05)
+        return left
+
+    left = _run_and_return(scenario())
+    counted = {name: _left_running(b) - before[name] for name, b in backends.items()}
+    assert "job-refused" in left and "job-slow" in left, left
+    assert counted == {"create": 1.0, "refused": 1.0, "slow": 1.0, "stopped": 0.0}, counted
+
+
+def test_the_platforms_alert_fires_on_any_job_left_running_as_the_service_exports_it():
+    """The platform's alert rule for jobs left running watches the counter the service exports, under
+    the name prometheus_client gives a Counter (``<name>_total``, sampled here from the registry),
+    by its ``backend`` label, and fires on any increase at once. The PrometheusRule itself is
+    validated against its CRD's schema with the other rendered manifests (tests/platform)."""
+    from cdao_connectors import _metrics  # noqa: PLC0415
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    rules_file = DEPLOYMENT.parents[2] / "observability" / "dashboards" / "alert-rules.yaml"
+    rules = [r for g in yaml.safe_load(rules_file.read_text())["spec"]["groups"] for r in g["rules"]]
+    (rule,) = [r for r in rules if r.get("alert") == "ConnectorJobLeftRunning"]
+    _metrics.follow_jobs_left_running("a backend")
+    exported = {s.name for m in REGISTRY.collect() if m.name == _metrics.JOBS_LEFT_RUNNING_NAME for s in m.samples}
+    series = f"{_metrics.JOBS_LEFT_RUNNING_NAME}_total"
+    assert series in exported, exported
+    assert _metrics.JOBS_LEFT_RUNNING._labelnames == ("backend",)
+    assert rule["expr"] == f"sum by (backend) (increase({series}[30m])) > 0", rule["expr"]
+    assert "for" not in rule and "$labels.backend" in rule["annotations"]["summary"]
+
+
+def test_every_served_backend_exports_its_jobs_left_running_from_zero():
+    """``increase`` takes a series' first sample as its start (Prometheus querying functions), so a
+    backend's count that first appeared at 1 would raise no alert: every backend a served connector
+    runs on exports its count at 0 from the start."""
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
+
+    backends = {
+        c.backend.name for c in ConnectorRegistry._REGISTRY.values() if isinstance(getattr(c, "backend", None), Backend)
+    }
+    assert len(backends) >= 5, backends  # Batch, EMR, EMR Serverless, Codeweave, SageMaker's
+    assert {b for b in backends if _left_running_sample(b) is None} == set()
+
+
 def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
     """Every async connector the service registers (each backend: Batch, EMR steps and clusters,
     EMR Serverless, Codeweave, SageMaker's plugin jobs, endpoints and transforms) refuses a
@@ -1853,25 +2026,63 @@ def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(mon
     assert not_refused == []
 
 
+# Seconds the connector container keeps serving (creates included) after its pod starts terminating,
+# before its SIGTERM: propeller reaches the service through flytestdlib's `k8s://` resolver, which
+# watches the Service's v1 Endpoints and routes to its `addresses` only (flytestdlib/v1.16.8
+# resolver/k8s_resolver.go `resolve`); the endpoints controller drops a pod from them once it has a
+# deletionTimestamp (kubernetes staging/src/k8s.io/endpointslice/util/controller_utils.go
+# `ShouldPodBeInEndpoints`), "at the same time as the kubelet is starting graceful shutdown"
+# (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination). Nothing
+# documents how long the controller's update and the watch event take to reach propeller (well under
+# a second on an idle control plane; the controller's API client is rate limited): this is the least
+# the Deployment may give it.
+ENDPOINT_REMOVAL_SECONDS = 5
+# Kubernetes' native preStop `sleep` action: beta and on by default from 1.30, stable in 1.34
+# (KEP-3960, https://www.kubernetes.dev/resources/keps/3960/). The connector's image would need no
+# `sleep` binary for it.
+PRESTOP_SLEEP_SINCE = (1, 30)
+
+
 def test_a_replicas_shutdown_fits_inside_its_linkerd_proxys_wait_and_the_pods_grace_period():
-    """The shutdown's tries (each bounded by the DeleteTask deadline) end before the pod's Linkerd
-    proxy gets its TERM, from which it refuses new requests, the service's own AWS calls and answers
-    included (https://linkerd.io/2.14/tasks/graceful-shutdown/): the pod's
+    """Kubernetes runs a container's preStop hook before its TERM, inside terminationGracePeriodSeconds
+    (https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/#hook-handler-execution),
+    each container's on its own. The connector's preStop sleep keeps it accepting CreateTasks until its
+    pod's removal from the Service's Endpoints reached propeller's resolver (ENDPOINT_REMOVAL_SECONDS):
+    without it, SIGTERM refused every CreateTask propeller still sent to the pod, each failing an
+    attempt (a task without retries failed on every rollout). Then the shutdown's tries (each bounded
+    by the DeleteTask deadline) end before the pod's Linkerd proxy gets its TERM, from which it refuses
+    new requests, the service's own AWS calls and answers included
+    (https://linkerd.io/2.14/tasks/graceful-shutdown/): the pod's
     ``config.alpha.linkerd.io/proxy-wait-before-exit-seconds`` delays it by a preStop sleep (linkerd2
-    stable-2.14.10 ``pkg/inject/inject.go``, ``charts/partials/templates/_proxy.tpl``), which must end
-    inside terminationGracePeriodSeconds, when Kubernetes kills the pod, with time for the proxy to
-    drain. The chart's own default waits 0 s (linkerd-control-plane 1.16.11 ``proxy.waitBeforeExitSeconds``)."""
+    stable-2.14.10 ``pkg/inject/inject.go``, ``charts/partials/templates/_proxy.tpl``), started with
+    the connector's, which must end inside terminationGracePeriodSeconds, when Kubernetes kills the
+    pod, with time for the proxy to drain. The chart's own default waits 0 s (linkerd-control-plane
+    1.16.11 ``proxy.waitBeforeExitSeconds``)."""
     from cdao_connectors import _deadlines  # noqa: PLC0415
     from cdao_connectors.service import SHUTDOWN_CANCEL_SECONDS  # noqa: PLC0415
 
+    from infra.config import ClusterConfig  # noqa: PLC0415
+
     pod = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]
     grace = pod["spec"]["terminationGracePeriodSeconds"]
+    (connector,) = [c for c in pod["spec"]["containers"] if c["name"] == "connector"]
+    pre_stop = connector.get("lifecycle", {}).get("preStop", {})
+    assert set(pre_stop) == {"sleep"}, f"the connector needs a preStop sleep before its SIGTERM: {pre_stop}"
+    keeps_serving = pre_stop["sleep"]["seconds"]
+    version = tuple(int(p) for p in ClusterConfig().kubernetes_version.split("."))
+    assert version >= PRESTOP_SLEEP_SINCE, version
     annotations = pod["metadata"]["annotations"]
     linkerd = yaml.safe_load((DEPLOYMENT.parents[4] / "tests" / "platform" / "upstream" / "linkerd.yaml").read_text())
     assert annotations.get(linkerd["inject_annotation"]) == "enabled"
     proxy_wait = int(annotations[linkerd["wait_before_exit_annotation"]])
     assert _deadlines.DELETE_TASK_SECONDS + _deadlines.MARGIN_SECONDS <= SHUTDOWN_CANCEL_SECONDS
-    assert SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
+    # A create in flight at SIGTERM keeps its whole CreateTask budget (finish_shutdown gives the
+    # creates the budget less the margin and the DeleteTask deadline): one that AWS holds but answers
+    # in time is answered its job and followed, never given up by the shutdown alone.
+    creates_share = SHUTDOWN_CANCEL_SECONDS - _deadlines.MARGIN_SECONDS - _deadlines.DELETE_TASK_SECONDS
+    assert creates_share >= _deadlines.CREATE_TASK_SECONDS - _deadlines.MARGIN_SECONDS
+    assert keeps_serving >= ENDPOINT_REMOVAL_SECONDS
+    assert keeps_serving + SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
 
 
 def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threads(aws_env, monkeypatch):

@@ -154,6 +154,86 @@ def test_retried_create_on_emr_serverless_reuses_the_client_token(aws_env, grpc_
     assert all(len(t) <= 64 for t in tokens)
 
 
+def test_an_emr_serverless_createtask_answers_within_one_budget_for_its_upload_and_its_start(
+    aws_env, monkeypatch, caplog
+):
+    """A Pythonic-mode CreateTask uploads the plugin's entrypoint (once per replica) and then sends
+    StartJobRun: both must fit propeller's one CreateTask deadline, counted from the CreateTask's
+    start. Each had a budget of its own, so a slow upload followed by a slow start answered after up
+    to twice the deadline, when propeller had already failed the RPC with DEADLINE_EXCEEDED and its
+    attempt. Budget scaled to 0.6 s, the real upload (moto's S3) and StartJobRun each held 0.4 s:
+    the CreateTask answers the connector's deadline error at 0.6 s, and the run started after it is
+    cancelled (moto ends a run at once, so only the cancel's start is seen). An upload that alone
+    outlasts the budget starts no run at all. ~2 s: the holds must be long against a loaded
+    machine's scheduling noise for the two budgets to be told apart."""
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import BackendDeadlineExceeded  # noqa: PLC0415
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.6)
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    client = boto3.client("emr-serverless", region_name=REGION)
+    app = client.create_application(name="cdao-budget", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    template = serialize(emr_tasks.on_serverless)
+    template.custom["application_id"] = app
+
+    def answer_within_the_budget(upload_seconds: float) -> tuple[float, object, list[str]]:
+        caplog.clear()
+        connector = IdempotentEMRServerlessConnector()
+        upload, start = connector._ensure_entrypoint_on_s3, connector._start_unless_cancelled
+
+        def slow_upload(*args, **kwargs):
+            time.sleep(upload_seconds)  # on the backend's thread, as the real S3 calls
+            return upload(*args, **kwargs)
+
+        async def slow_start(*args, **kwargs):
+            await asyncio.sleep(0.4)
+            return await start(*args, **kwargs)
+
+        monkeypatch.setattr(connector, "_ensure_entrypoint_on_s3", slow_upload)
+        monkeypatch.setattr(connector, "_start_unless_cancelled", slow_start)
+        prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+        meta = TaskExecutionMetadata.from_flyte_idl(execution_metadata(f"budget-{uuid.uuid4().hex[:6]}"))
+
+        async def create() -> tuple[float, object]:
+            started = time.monotonic()
+            try:
+                answer = await connector.create(
+                    task_template=template,
+                    inputs=None,
+                    output_prefix=prefix,
+                    task_execution_metadata=meta,
+                )
+            except Exception as exc:
+                answer = exc
+            took = time.monotonic() - started
+            # The create goes on (a run it starts is cancelled); one refused before its start has nothing left.
+            give_up = time.monotonic() + 2.0
+            while upload_seconds < 0.6 and "cancelling" not in caplog.text and time.monotonic() < give_up:
+                await asyncio.sleep(0.02)
+            return took, answer
+
+        took, answer = asyncio.run(create())
+        states = [run.state for run in emrserverless_backends[ACCOUNT][REGION].job_runs.get(app, [])]
+        return took, answer, states
+
+    took, answer, states = answer_within_the_budget(0.4)
+    assert isinstance(answer, BackendDeadlineExceeded) and "CreateTask" in str(answer), answer
+    assert took < 0.6 + 0.15, f"the CreateTask answered after {took:.2f}s with a 0.6 s budget"
+    assert len(states) == 1, states  # the run StartJobRun started after the give-up
+    assert "CreateTask answered before its create finished; cancelling" in caplog.text, caplog.text
+
+    took, answer, states = answer_within_the_budget(0.8)
+    assert isinstance(answer, BackendDeadlineExceeded) and "no job run was started" in str(answer), answer
+    assert took < 0.6 + 0.15, f"the CreateTask answered after {took:.2f}s with a 0.6 s budget"
+    assert len(states) == 1, states  # no new run
+    assert "cancelling" not in caplog.text, caplog.text
+
+
 @pytest.fixture
 def serverless_run(aws_env, grpc_stubs):
     """A RUNNING EMR Serverless job run created through CreateTask; its resource_meta."""

@@ -83,6 +83,11 @@ from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
 from cdao_connectors.emr.task import check_execution_timeout
 
 _BACKEND = "EMR Serverless"
+# Said of a CreateTask whose entrypoint upload ran out of its deadline: StartJobRun was never sent.
+_NOTHING_STARTED = (
+    "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt, if one is "
+    "left, starts anew) and no job run was started"
+)
 
 # Set for the duration of one create(): asyncio gives every request its own context, so
 # concurrent creates never see each other's token.
@@ -483,6 +488,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> Any:
+        since = time.monotonic()  # the upload and the start share propeller's one CreateTask deadline
         refuse_create_while_shutting_down(_BACKEND)
         config = checked_config(task_template)
         metadata = (
@@ -493,13 +499,18 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         # cancelling it; the attempt table orders the two (cdao_connectors._attempts).
         answers = AttemptAnswers(self.backend, attempt_item("emr-serverless", seed))
         if not (config.spark_job_driver or config.hive_job_driver):  # Pythonic mode: the uploaded entrypoint
-            await self.backend.call(
-                self._ensure_entrypoint_on_s3,
-                self._get_handler(config.region),
-                config,
+            await within_deadline(
+                self.backend.run(self._ensure_entrypoint_on_s3, self._get_handler(config.region), config),
                 deadline=_deadlines.CREATE_TASK_SECONDS,
-                what="entrypoint upload",
+                what="CreateTask (its entrypoint upload)",
+                backend=_BACKEND,
+                consequence=_NOTHING_STARTED,
+                since=since,
             )
+            if time.monotonic() - since >= _deadlines.CREATE_TASK_SECONDS - _deadlines.MARGIN_SECONDS:
+                raise BackendDeadlineExceeded(
+                    f"{_BACKEND}: the entrypoint upload took the CreateTask's whole budget; {_NOTHING_STARTED}"
+                )
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
         reset = _CLIENT_TOKEN.set(token)
         try:
@@ -509,6 +520,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 self.delete,
                 backend=_BACKEND,
                 answers=answers,
+                since=since,
             )
         finally:
             _CLIENT_TOKEN.reset(reset)
