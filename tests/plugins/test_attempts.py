@@ -2000,6 +2000,11 @@ def test_every_served_backend_exports_its_jobs_left_running_from_zero():
     }
     assert len(backends) >= 5, backends  # Batch, EMR, EMR Serverless, Codeweave, SageMaker's
     assert {b for b in backends if _left_running_sample(b) is None} == set()
+    # Another test may have counted a job of a served backend already; a backend made now has
+    # nothing counted by anyone, so only its own start can have exported it.
+    fresh = f"fresh backend {uuid.uuid4().hex}"
+    Backend(fresh)
+    assert _left_running_sample(fresh) == 0.0
 
 
 def test_every_served_connector_refuses_a_create_once_its_replica_shuts_down(monkeypatch):
