@@ -145,10 +145,17 @@ def _check_count(value: Any, what: str, minimum: int) -> int:
 # ``retries + 1`` such attempts (flytepropeller/v1.16.8 pkg/controller/nodes/executor.go
 # ``isEligibleForRetry``). With flytekit's default of 0, one create refused by throttling, past its
 # deadline, or refused while another replica creates the attempt's job (AttemptInProgress), or an EMR
-# step over the cluster's cap, would end the workflow. A job's own FAILED (or ABORTED) is
-# ``PhaseInfoFailure``, permanent (plugins/webapi/connector/plugin.go ``Status``), so these retries
-# never re-run a job that failed on its own: they cost a failing job nothing. Three, as Batch spot
-# tasks already had for a reclaimed instance (which the Batch connector reports RETRYABLE_FAILED).
+# step over the cluster's cap, would end the workflow.
+# The same retries also run a job again after it failed with a recoverable error, as a pod task's
+# retries would: the connectors answer RETRYABLE_FAILED (plugins/webapi/connector/plugin.go ``Status``:
+# ``PhaseInfoRetryableFailure``) for a job whose error.pb is RECOVERABLE, which flytekit's
+# entrypoint writes for the author's ``FlyteRecoverableException`` and for any error of its own
+# outside the user's code, such as inputs it could not download (flytekit 1.16.31 bin/entrypoint.py
+# ``_dispatch_execute``), and for a reclaimed Batch spot instance or an interrupted EMR step. So such
+# a job, on a GPU or not, can run up to ``retries + 1`` times. A user exception is NON_RECOVERABLE, and
+# a job's own FAILED (or ABORTED) is ``PhaseInfoFailure``, permanent: a job failing in its own code is
+# never run again. Three is kept knowing this: re-running after a transient infrastructure error is
+# what authors expect of Flyte retries, and Batch spot tasks had three for reclaimed instances.
 CONNECTOR_TASK_RETRIES = 3
 
 
