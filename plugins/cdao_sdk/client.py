@@ -315,16 +315,32 @@ class NodeStatus:
     error: str | None
 
 
+def _execution_asked(execution: Any, call: str) -> Any:
+    """``execution`` as ``call`` (a public SDK function) takes it, checked before the admin is contacted:
+    what ``run()`` returned (flytekit's ``FlyteWorkflowExecution``, ``FlyteRemote.execute``'s answer,
+    flytekit/remote/remote.py 1.16.31), its ``.id`` (a ``WorkflowExecutionIdentifier``,
+    flytekit/models/execution.py ``Execution.id``), or an execution name (str) in the configured project
+    and domain. Anything else is a TypeError naming ``call`` and the argument; an empty name a ValueError."""
+    from flytekit.remote.executions import FlyteWorkflowExecution  # noqa: PLC0415  (see _flyte_remote)
+
+    if isinstance(execution, str):
+        if not execution.strip():
+            raise ValueError(f"{call} execution={execution!r}: the name is empty; {_EXECUTION_FORMS}")
+        return execution
+    if isinstance(execution, WorkflowExecutionIdentifier | FlyteWorkflowExecution):
+        return execution
+    raise TypeError(f"{call} execution={execution!r} ({type(execution).__name__}): {_EXECUTION_FORMS}")
+
+
+_EXECUTION_FORMS = (
+    "expected what cdao_sdk.run() returned (a FlyteWorkflowExecution), its .id (a WorkflowExecutionIdentifier) "
+    "or an execution name (str)"
+)
+
+
 def _fetch(execution: Any) -> Any:
-    """``execution``: a ``FlyteWorkflowExecution``, its ``.id`` (a ``WorkflowExecutionIdentifier``,
-    flytekit/models/execution.py ``Execution.id``), or an execution name in the configured project and domain.
-    Anything else is a TypeError (an empty name a ValueError), raised before the admin is contacted."""
-    if execution is None or isinstance(execution, (bool, int, float, bytes)):
-        raise TypeError(
-            f"execution must be what cdao_sdk.run() returned, its .id, or an execution name; got {execution!r}"
-        )
-    if isinstance(execution, str) and not execution.strip():
-        raise ValueError("execution name is empty: pass what cdao_sdk.run() returned, its .id, or its name")
+    """``execution`` (checked by :func:`_execution_asked`, or a synced execution of an earlier poll)
+    synced with its nodes from the admin; a name is fetched first."""
     remote = _require_remote()
     if isinstance(execution, str):
         execution = WorkflowExecutionIdentifier(settings.get("project"), settings.get("domain"), execution)
@@ -364,6 +380,10 @@ def monitor(
 ) -> Any:
     """Print the execution's phase and every node's status until it is terminal; return it.
 
+    ``execution``: what :func:`run` returned (a ``FlyteWorkflowExecution``), its ``.id`` (a
+    ``WorkflowExecutionIdentifier``) or an execution name in the configured project and domain;
+    anything else is a ``TypeError`` naming it, an empty name a ``ValueError``, before the admin is
+    contacted.
     ``poll_seconds`` (finite, >= 0) between polls; ``timeout_seconds`` (finite, > 0, or None for no
     limit) before a ``TimeoutError``; each poll's admin calls have ``configure``'s
     ``rpc_timeout_seconds`` deadline. A malformed one is a ``ValueError`` naming it."""
@@ -375,6 +395,7 @@ def monitor(
             raise ValueError(
                 f"monitor {name}={seconds!r}: expected a finite number of seconds {'>=' if least == 0.0 else '>'} 0"
             )
+    execution = _execution_asked(execution, "monitor")
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     last: list[str] = []
     while True:
@@ -394,8 +415,9 @@ def monitor(
 
 
 def monitor_sagemaker_jobs(execution: Any, *, report: Callable[[str], None] = print) -> list[NodeStatus]:
-    """The execution's SageMaker nodes with their status and console/log links."""
-    ex = _fetch(execution)
+    """The execution's SageMaker nodes with their status and console/log links. ``execution`` as
+    :func:`monitor` takes it."""
+    ex = _fetch(_execution_asked(execution, "monitor_sagemaker_jobs"))
     nodes = [n for n in _node_statuses(ex) if n.task_type and n.task_type.startswith(SAGEMAKER_TASK_TYPE_PREFIXES)]
     for n in nodes:
         report(f"{n.node_id}: {n.phase} ({n.task_type})")
