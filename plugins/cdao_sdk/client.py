@@ -59,8 +59,8 @@ def configure(
     and an ``insecure=`` that contradicts it is a ``ValueError``. Without a scheme, ``insecure``
     defaults to False (TLS), as flytekit's ``PlatformConfig`` does. ``host`` is a DNS name (RFC 1123
     labels), an IPv4 address or a bracketed IPv6 address; ``port`` is ASCII digits, 1-65535. Another
-    host, whitespace, user information
-    (``user@``), a path, query or fragment, or another scheme is a ``ValueError`` naming the argument.
+    host, whitespace, user information (``user@``), a path, query or fragment, or another scheme is a
+    ``ValueError`` naming the argument; ``mlflow_tracking_uri``'s host and port follow the same grammar.
     ``connect_timeout_seconds``: how long ``run``/``monitor`` wait for the admin's channel to come up
     before a ``ConnectionError`` naming the endpoint. ``rpc_timeout_seconds``: the deadline of each
     admin call they make (execute, fetch, sync, including ``run(wait=True)``'s polls); past it, a
@@ -133,7 +133,7 @@ def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
     addresses read by the standard library's ``ipaddress``; ``port`` is ASCII digits (RFC 3986 section
     3.2.3), 1-65535 (a TCP destination port). ``dns:///`` is gRPC's own name-resolver prefix
     (https://github.com/grpc/grpc/blob/master/doc/naming.md). Hand-written: ``urllib.parse.urlsplit``
-    takes any character in a host and any script's digits in a port."""
+    takes any character in a host (``local_host!;rm``), and ``str.isdigit`` any script's digits."""
 
     def refuse(reason: str) -> ValueError:
         return ValueError(f"configure admin_endpoint={admin_endpoint!r}: {reason}")
