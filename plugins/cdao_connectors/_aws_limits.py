@@ -9,8 +9,9 @@ limit), else from the member's type: Smithy's ``integer`` is a 32-bit signed int
 take at all. The SDK's decorators and the connectors' strict custom configs both check through the
 task configs' ``__post_init__``, so a limit has this one owner.
 
-Hand-written: botocore validates only ``min`` (``botocore/validate.py`` ``_validate_range``
-checks ``min`` alone) and only when the request is sent, long after a task is decorated.
+Hand-written: botocore validates only ``min`` (botocore 1.40.61 ``botocore/validate.py``
+``range_check``, which ``ParamValidator`` calls for integers and lengths, checks ``min`` alone) and
+only when the request is sent, long after a task is decorated.
 """
 
 from __future__ import annotations

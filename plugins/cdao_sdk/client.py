@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 import re
 import time
@@ -10,7 +11,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from flyteidl.core.execution_pb2 import NodeExecution, TaskExecution, WorkflowExecution
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
@@ -57,9 +57,10 @@ def configure(
     ``admin_endpoint`` is ``host[:port]``, ``https://host[:port]`` (TLS) or ``http://host[:port]``
     (plaintext gRPC, e.g. a sandbox's ``http://localhost:30080``); the scheme sets ``insecure``,
     and an ``insecure=`` that contradicts it is a ``ValueError``. Without a scheme, ``insecure``
-    defaults to False (TLS), as flytekit's ``PlatformConfig`` does. ``host`` is a name, an IPv4
-    address or a bracketed IPv6 address; ``port`` is 1-65535. Whitespace, user information
-    (``user@``), a path, query or fragment, or another scheme is a ``ValueError`` naming the argument.
+    defaults to False (TLS), as flytekit's ``PlatformConfig`` does. ``host`` is a DNS name (RFC 1123
+    labels), an IPv4 address or a bracketed IPv6 address; ``port`` is ASCII digits, 1-65535. Another
+    host, whitespace, user information (``user@``), a path, query or fragment, or another scheme is a
+    ``ValueError`` naming the argument; ``mlflow_tracking_uri``'s host and port follow the same grammar.
     ``connect_timeout_seconds``: how long ``run``/``monitor`` wait for the admin's channel to come up
     before a ``ConnectionError`` naming the endpoint. ``rpc_timeout_seconds``: the deadline of each
     admin call they make (execute, fetch, sync, including ``run(wait=True)``'s polls); past it, a
@@ -91,10 +92,14 @@ def configure(
             raise ValueError(f"configure {name}={seconds!r}: expected a finite number of seconds > 0")
     if not project or not domain:
         raise ValueError("configure needs a non-empty project and domain")
-    if mlflow_tracking_uri is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", mlflow_tracking_uri):
-        raise ValueError(
-            f"configure mlflow_tracking_uri={mlflow_tracking_uri!r}: expected http(s)://host[:port][/prefix]"
-        )
+    if mlflow_tracking_uri is not None:
+        uri = re.fullmatch(r"https?://([^\s/]+)(/\S*)?", mlflow_tracking_uri)
+        problem = "" if uri is None else _authority_problem(uri.group(1))
+        if problem is not None:
+            raise ValueError(
+                f"configure mlflow_tracking_uri={mlflow_tracking_uri!r}: {problem + '; ' if problem else ''}"
+                "expected http(s)://host[:port][/prefix]"
+            )
     settings.update(
         admin_endpoint=admin_endpoint,
         project=project,
@@ -122,10 +127,13 @@ _ENDPOINT_FORMS = "expected host[:port], https://host[:port] or http://host[:por
 def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
     """``admin_endpoint`` -> (gRPC target ``host[:port]``, insecure as the scheme says or None).
 
-    The scheme is matched case-insensitively (RFC 3986 section 3.1); host and port are read by
-    ``urllib.parse.urlsplit`` (bracketed IPv6 included), which leaves port 0 to us to refuse (a TCP
-    destination port is 1-65535). ``dns:///`` is gRPC's own name-resolver prefix
-    (https://github.com/grpc/grpc/blob/master/doc/naming.md)."""
+    The scheme is matched case-insensitively (RFC 3986 section 3.1). ``host`` is a DNS name of RFC 1123
+    section 2.1 labels (letters, digits and inner hyphens, 1-63 characters each, at most 253 in all, an
+    optional root dot), an IPv4 dotted quad or a bracketed IPv6 address (RFC 3986 section 3.2.2), the
+    addresses read by the standard library's ``ipaddress``; ``port`` is ASCII digits (RFC 3986 section
+    3.2.3), 1-65535 (a TCP destination port). ``dns:///`` is gRPC's own name-resolver prefix
+    (https://github.com/grpc/grpc/blob/master/doc/naming.md). Hand-written: ``urllib.parse.urlsplit``
+    takes any character in a host (``local_host!;rm``), and ``str.isdigit`` any script's digits."""
 
     def refuse(reason: str) -> ValueError:
         return ValueError(f"configure admin_endpoint={admin_endpoint!r}: {reason}")
@@ -140,32 +148,54 @@ def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
     elif scheme.lower() not in ("http", "https"):
         raise refuse(_ENDPOINT_FORMS)
     scheme_insecure = {"http": True, "https": False}.get(scheme.lower())
-    try:
-        parts = urlsplit(f"//{rest.removesuffix('/')}")
-    except ValueError as error:  # an unclosed IPv6 bracket
-        raise refuse(f"{error}; {_ENDPOINT_FORMS}") from None
-    if parts.username is not None:
+    authority = rest.removesuffix("/")
+    if "@" in authority:
         raise refuse("holds user information (user@); the admin's credentials come from flytekit's auth config")
-    try:
-        port = parts.port
-    except ValueError:
-        port_text = parts.netloc.rpartition(":")[2]
-        port = int(port_text) if port_text.isdigit() else None
-        if port is None:
-            raise refuse(f"port {port_text!r} is not a number; {_ENDPOINT_FORMS}") from None
-    if port is not None and not 1 <= port <= 65535:
-        raise refuse(f"port {port} is outside 1-65535; {_ENDPOINT_FORMS}")
-    if (
-        not parts.hostname
-        or parts.netloc.endswith(":")
-        or parts.path
-        or parts.query
-        or parts.fragment
-        or "?" in rest
-        or "#" in rest
-    ):
-        raise refuse(_ENDPOINT_FORMS)
-    return parts.netloc, scheme_insecure
+    problem = _authority_problem(authority)
+    if problem is not None:
+        raise refuse(f"{problem}; {_ENDPOINT_FORMS}" if problem else _ENDPOINT_FORMS)
+    return authority, scheme_insecure
+
+
+def _authority_problem(authority: str) -> str | None:
+    """What is wrong with ``authority`` as ``host[:port]`` (the grammar :func:`_grpc_target` gives):
+    None when nothing is, "" when it is not of that form at all."""
+    parts = re.fullmatch(r"(\[[^\]/?#]*\]|[^:\[\]/?#]+)(?::([^:/?#]*))?", authority)
+    if parts is None or parts.group(2) == "":
+        return ""
+    host, port_text = parts.groups()
+    if port_text is not None:
+        if not re.fullmatch(r"[0-9]+", port_text):
+            return f"port {port_text!r} is not a number"
+        if not 1 <= int(port_text) <= 65535:
+            return f"port {int(port_text)} is outside 1-65535"
+    if not _is_host(host):
+        return (
+            f"host {host!r} is not a DNS name (RFC 1123: letters, digits and inner hyphens, dot-separated), "
+            "an IPv4 address or a bracketed IPv6 address"
+        )
+    return None
+
+
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_host(host: str) -> bool:
+    if host.startswith("["):
+        address = host[1:-1]
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return False
+        return True
+    if re.fullmatch(r"[0-9.]+", host):  # digits and dots only: an IPv4 address, never a name (RFC 1123 2.1)
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    name = host.removesuffix(".")
+    return len(name) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in name.split("."))
 
 
 @contextmanager
@@ -315,16 +345,32 @@ class NodeStatus:
     error: str | None
 
 
+def _execution_asked(execution: Any, call: str) -> Any:
+    """``execution`` as ``call`` (a public SDK function) takes it, checked before the admin is contacted:
+    what ``run()`` returned (flytekit's ``FlyteWorkflowExecution``, ``FlyteRemote.execute``'s answer,
+    flytekit/remote/remote.py 1.16.31), its ``.id`` (a ``WorkflowExecutionIdentifier``,
+    flytekit/models/execution.py ``Execution.id``), or an execution name (str) in the configured project
+    and domain. Anything else is a TypeError naming ``call`` and the argument; an empty name a ValueError."""
+    from flytekit.remote.executions import FlyteWorkflowExecution  # noqa: PLC0415  (see _flyte_remote)
+
+    if isinstance(execution, str):
+        if not execution.strip():
+            raise ValueError(f"{call} execution={execution!r}: the name is empty; {_EXECUTION_FORMS}")
+        return execution
+    if isinstance(execution, WorkflowExecutionIdentifier | FlyteWorkflowExecution):
+        return execution
+    raise TypeError(f"{call} execution={execution!r} ({type(execution).__name__}): {_EXECUTION_FORMS}")
+
+
+_EXECUTION_FORMS = (
+    "expected what cdao_sdk.run() returned (a FlyteWorkflowExecution), its .id (a WorkflowExecutionIdentifier) "
+    "or an execution name (str)"
+)
+
+
 def _fetch(execution: Any) -> Any:
-    """``execution``: a ``FlyteWorkflowExecution``, its ``.id`` (a ``WorkflowExecutionIdentifier``,
-    flytekit/models/execution.py ``Execution.id``), or an execution name in the configured project and domain.
-    Anything else is a TypeError (an empty name a ValueError), raised before the admin is contacted."""
-    if execution is None or isinstance(execution, (bool, int, float, bytes)):
-        raise TypeError(
-            f"execution must be what cdao_sdk.run() returned, its .id, or an execution name; got {execution!r}"
-        )
-    if isinstance(execution, str) and not execution.strip():
-        raise ValueError("execution name is empty: pass what cdao_sdk.run() returned, its .id, or its name")
+    """``execution`` (checked by :func:`_execution_asked`, or a synced execution of an earlier poll)
+    synced with its nodes from the admin; a name is fetched first."""
     remote = _require_remote()
     if isinstance(execution, str):
         execution = WorkflowExecutionIdentifier(settings.get("project"), settings.get("domain"), execution)
@@ -364,6 +410,10 @@ def monitor(
 ) -> Any:
     """Print the execution's phase and every node's status until it is terminal; return it.
 
+    ``execution``: what :func:`run` returned (a ``FlyteWorkflowExecution``), its ``.id`` (a
+    ``WorkflowExecutionIdentifier``) or an execution name in the configured project and domain;
+    anything else is a ``TypeError`` naming it, an empty name a ``ValueError``, before the admin is
+    contacted.
     ``poll_seconds`` (finite, >= 0) between polls; ``timeout_seconds`` (finite, > 0, or None for no
     limit) before a ``TimeoutError``; each poll's admin calls have ``configure``'s
     ``rpc_timeout_seconds`` deadline. A malformed one is a ``ValueError`` naming it."""
@@ -375,6 +425,7 @@ def monitor(
             raise ValueError(
                 f"monitor {name}={seconds!r}: expected a finite number of seconds {'>=' if least == 0.0 else '>'} 0"
             )
+    execution = _execution_asked(execution, "monitor")
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     last: list[str] = []
     while True:
@@ -394,8 +445,9 @@ def monitor(
 
 
 def monitor_sagemaker_jobs(execution: Any, *, report: Callable[[str], None] = print) -> list[NodeStatus]:
-    """The execution's SageMaker nodes with their status and console/log links."""
-    ex = _fetch(execution)
+    """The execution's SageMaker nodes with their status and console/log links. ``execution`` as
+    :func:`monitor` takes it."""
+    ex = _fetch(_execution_asked(execution, "monitor_sagemaker_jobs"))
     nodes = [n for n in _node_statuses(ex) if n.task_type and n.task_type.startswith(SAGEMAKER_TASK_TYPE_PREFIXES)]
     for n in nodes:
         report(f"{n.node_id}: {n.phase} ({n.task_type})")

@@ -145,16 +145,40 @@ def _check_count(value: Any, what: str, minimum: int) -> int:
 # ``retries + 1`` such attempts (flytepropeller/v1.16.8 pkg/controller/nodes/executor.go
 # ``isEligibleForRetry``). With flytekit's default of 0, one create refused by throttling, past its
 # deadline, or refused while another replica creates the attempt's job (AttemptInProgress), or an EMR
-# step over the cluster's cap, would end the workflow. A job's own FAILED (or ABORTED) is
-# ``PhaseInfoFailure``, permanent (plugins/webapi/connector/plugin.go ``Status``), so these retries
-# never re-run a job that failed on its own: they cost a failing job nothing. Three, as Batch spot
-# tasks already had for a reclaimed instance (which the Batch connector reports RETRYABLE_FAILED).
+# step over the cluster's cap, would end the workflow.
+# The same retries also run a job again after it failed with a recoverable error, as a pod task's
+# retries would: the connectors answer RETRYABLE_FAILED (plugins/webapi/connector/plugin.go ``Status``:
+# ``PhaseInfoRetryableFailure``) for a job whose error.pb is RECOVERABLE, which flytekit's
+# entrypoint writes for the author's ``FlyteRecoverableException`` and for any error of its own
+# outside the user's code, such as inputs it could not download (flytekit 1.16.31 bin/entrypoint.py
+# ``_dispatch_execute``), and for a reclaimed Batch spot instance or an interrupted EMR step. So such
+# a job, on a GPU or not, can run up to ``retries + 1`` times. A user exception is NON_RECOVERABLE, and
+# a job's own FAILED (or ABORTED) is ``PhaseInfoFailure``, permanent: a job failing in its own code is
+# never run again. Three is kept knowing this: re-running after a transient infrastructure error is
+# what authors expect of Flyte retries, and Batch spot tasks had three for reclaimed instances.
 CONNECTOR_TASK_RETRIES = 3
 
 
+# flytekit.task's own default (0 in flytekit 1.16.31 core/task.py ``task``): the retries of a task run as a pod.
+_POD_TASK_RETRIES: int = inspect.signature(flytekit.task).parameters["retries"].default
+
+
+def _retries(value: Any, decorator: str, default: int) -> int:
+    """The retries a task of ``decorator`` gets: ``value``, else ``default`` when ``value`` is None,
+    which every SDK decorator reads as not given. Raises ValueError naming the decorator when
+    ``value`` is not an integer >= 0."""
+    return _check_count(default if value is None else value, f"{decorator} retries", 0)
+
+
 def _connector_retries(task_kwargs: dict[str, Any], decorator: str) -> None:
-    """``task_kwargs['retries']``: the author's, checked, else :data:`CONNECTOR_TASK_RETRIES`."""
-    task_kwargs["retries"] = _check_count(task_kwargs.get("retries", CONNECTOR_TASK_RETRIES), f"{decorator} retries", 0)
+    """``task_kwargs['retries']`` (:func:`_retries`) for a task the connector service serves:
+    :data:`CONNECTOR_TASK_RETRIES` unless given."""
+    task_kwargs["retries"] = _retries(task_kwargs.get("retries"), decorator, CONNECTOR_TASK_RETRIES)
+
+
+def _pod_retries(task_kwargs: dict[str, Any], decorator: str) -> None:
+    """``task_kwargs['retries']`` (:func:`_retries`) for a task run as a pod: flytekit's default unless given."""
+    task_kwargs["retries"] = _retries(task_kwargs.get("retries"), decorator, _POD_TASK_RETRIES)
 
 
 @functools.cache
@@ -219,6 +243,7 @@ def task(_fn: Callable | None = None, *, workload_type: str | None = None, **tas
     if workload_type is not None:
         _check_not_given(task_kwargs, ("pod_template",), "task(workload_type=...)")
         task_kwargs["pod_template"] = _workload_pod_template(workload_type)
+    _pod_retries(task_kwargs, "task")
     return flytekit.task(_fn, **task_kwargs)
 
 
@@ -243,6 +268,7 @@ def cpu_task(
     _check_not_given(task_kwargs, ("requests", "limits", "resources", "pod_template"), "cpu_task")
     res = Resources(cpu=cpu, mem=memory)
     template = _pod_template({NODE_POOL_LABEL: CPU.name, workload_label(workload_type): "true"}, [])
+    _pod_retries(task_kwargs, "cpu_task")
     return flytekit.task(_fn, requests=res, limits=res, pod_template=template, **task_kwargs)
 
 
@@ -318,6 +344,7 @@ def gpu_task(
     wt = routing.gpu_workload(pool, inference, workload_type)
     tolerations = [pool.taint.toleration()] if pool.taint is not None else []
     template = _pod_template({NODE_POOL_LABEL: pool.name, workload_label(wt): "true"}, tolerations, resources)
+    _pod_retries(task_kwargs, "gpu_task")
     return flytekit.task(_fn, pod_template=template, **task_kwargs)
 
 
@@ -387,7 +414,7 @@ def batch_task(
         ),
         {"timeout_seconds": "timeout"},
     )
-    n_retries = _check_count(retries if retries is not None else CONNECTOR_TASK_RETRIES, "batch_task retries", 0)
+    n_retries = _retries(retries, "batch_task", CONNECTOR_TASK_RETRIES)
     if seconds is not None:
         task_kwargs["timeout"] = datetime.timedelta(seconds=seconds)
     return flytekit.task(_fn, task_config=config, retries=n_retries, **task_kwargs)
@@ -875,9 +902,7 @@ def sagemaker_batch_transform_task(
     if isinstance(name, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
         raise ValueError(f"sagemaker_batch_transform_task name={name!r}: letters, digits, '_', '.' and '-' only")
     _check_sagemaker_instance_type("sagemaker_batch_transform_task", instance_type, "TransformInstanceType")
-    retries = _check_count(
-        CONNECTOR_TASK_RETRIES if retries is None else retries, "sagemaker_batch_transform_task retries", 0
-    )
+    retries = _retries(retries, "sagemaker_batch_transform_task", CONNECTOR_TASK_RETRIES)
     if cache and not cache_version:
         raise ValueError("sagemaker_batch_transform_task cache=True needs a cache_version")
     config = _built(
@@ -941,7 +966,7 @@ def sagemaker_endpoint(
     except ValueError as refused:
         raise ValueError(f"sagemaker_endpoint {refused}") from None
     _check_sagemaker_instance_type("sagemaker_endpoint", instance_type, "ProductionVariantInstanceType")
-    n_retries = _check_count(CONNECTOR_TASK_RETRIES if retries is None else retries, "sagemaker_endpoint retries", 0)
+    n_retries = _retries(retries, "sagemaker_endpoint", CONNECTOR_TASK_RETRIES)
     role = execution_role_arn or settings.require("sagemaker_role", "sagemaker_endpoint")
     deployment = create_sagemaker_deployment(
         name=name,

@@ -114,12 +114,43 @@ def test_calls_before_configure_and_bad_endpoints_are_clear_errors():
         settings.update(colour="blue")
 
 
-@pytest.mark.parametrize("execution", [None, 123, 1.5, True, b"exec-1", "", "  "])
-def test_monitor_refuses_what_is_not_an_execution_before_contacting_the_admin(execution):
+@pytest.mark.parametrize("execution", ["", "  "])
+def test_monitor_refuses_an_empty_name_before_contacting_the_admin(execution):
     remote = RecordingRemote([(WorkflowExecution.RUNNING, {})])
     cdao_sdk.configure("flyte.example.com", "ml", remote=remote)
-    with pytest.raises((TypeError, ValueError), match="execution"):
-        cdao_sdk.monitor(execution, report=lambda _: None)
-    with pytest.raises((TypeError, ValueError), match="execution"):
-        cdao_sdk.monitor_sagemaker_jobs(execution, report=lambda _: None)
+    for call in (cdao_sdk.monitor, cdao_sdk.monitor_sagemaker_jobs):
+        with pytest.raises(ValueError, match=rf"{call.__name__} execution={execution!r}: the name is empty"):
+            call(execution, report=lambda _: None)
+    assert remote.fetched == []
+
+
+@pytest.mark.parametrize(
+    "execution",
+    [None, 123, 1.5, True, b"exec-1", ["exec-1"], {"name": "exec-1"}, object(), SimpleNamespace(name="exec-1")],
+    ids=lambda value: type(value).__name__,
+)
+def test_monitor_takes_only_an_execution_its_id_or_its_name(execution):
+    """Only what the docstring lists (anything else reached flytekit as an AttributeError, or worse, after
+    contacting the admin): a TypeError naming the call and the argument, before any admin call."""
+    remote = RecordingRemote([(WorkflowExecution.SUCCEEDED, {})])
+    cdao_sdk.configure("flyte.example.com", "ml", remote=remote)
+    for call in (cdao_sdk.monitor, cdao_sdk.monitor_sagemaker_jobs):
+        expected = rf"^{call.__name__} execution=.*: expected what cdao_sdk\.run\(\) returned"
+        with pytest.raises(TypeError, match=expected):
+            call(execution, report=lambda _: None)
+    assert remote.fetched == []
+
+
+def test_monitor_takes_the_execution_run_returned_as_it_is():
+    """``run`` returns FlyteRemote.execute's FlyteWorkflowExecution (flytekit 1.16.31 remote/remote.py),
+    which sync_execution takes as it is: no fetch by name."""
+    from flytekit.models.core.identifier import WorkflowExecutionIdentifier  # noqa: PLC0415
+    from flytekit.remote.executions import FlyteWorkflowExecution  # noqa: PLC0415
+
+    remote = RecordingRemote([(WorkflowExecution.SUCCEEDED, {})])
+    cdao_sdk.configure("flyte.example.com", "ml", remote=remote)
+    execution_id = WorkflowExecutionIdentifier("ml", "development", "exec-1")
+    launched = FlyteWorkflowExecution(id=execution_id, spec=None, closure=None)
+    assert cdao_sdk.monitor(launched, report=lambda _: None).is_done
+    assert cdao_sdk.monitor_sagemaker_jobs(launched, report=lambda _: None) == []
     assert remote.fetched == []

@@ -73,7 +73,8 @@ def test_user_error_is_a_failure_not_success(codeweave, grpc_stubs):
     inputs = write_inputs(cw_tasks.explode, prefix, x=7)
     meta = create_task(stub, serialize(cw_tasks.explode), prefix, inputs, execution_metadata("e2e2"))
     resource = poll_until_terminal(stub, CODEWEAVE_TASK_TYPE, meta)
-    assert resource.phase in (PHASE.FAILED, PHASE.RETRYABLE_FAILED)
+    # A user exception's error.pb is NON_RECOVERABLE: FAILED, never run again (test_job_outcome.py).
+    assert resource.phase == PHASE.FAILED, resource
     assert "bad input 7" in resource.message
 
 

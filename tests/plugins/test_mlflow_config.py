@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import cdao_sdk
@@ -53,7 +54,18 @@ def test_environment_fallback_is_mlflows_own_variable(monkeypatch):
     assert settings.get("mlflow_tracking_uri") == "https://flyte.example.com/mlflow"
 
 
-@pytest.mark.parametrize("bad", ["mlflow.mlflow.svc:5000", "file:///tmp/mlruns", "http://"])
-def test_a_malformed_uri_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match="mlflow_tracking_uri"):
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("mlflow.mlflow.svc:5000", ""),
+        ("file:///tmp/mlruns", ""),
+        ("http://", ""),
+        # The host and port grammar configure's admin_endpoint has (test_sdk_contracts.py).
+        ("http://local_host!:5000", "host 'local_host!' is not a DNS name"),
+        ("http://mlflow:\u0665\u0660\u0660\u0660/x", "port '\u0665\u0660\u0660\u0660' is not a number"),
+        ("https://mlflow:0", "port 0 is outside 1-65535"),
+    ],
+)
+def test_a_malformed_uri_is_a_clear_error(bad, reason):
+    with pytest.raises(ValueError, match=rf"mlflow_tracking_uri={re.escape(repr(bad))}: {reason}.*expected http"):
         cdao_sdk.configure("flyte.example.com", "p", mlflow_tracking_uri=bad, remote=EnvRecordingRemote())

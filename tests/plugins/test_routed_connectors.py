@@ -10,14 +10,17 @@ import uuid
 from pathlib import Path
 
 import boto3
+import grpc
 import pytest
 import yaml
 from botocore.stub import Stubber
+from cdao_sdk.decorators import CONNECTOR_TASK_RETRIES as DEFAULT_RETRIES
 from connector_calls import run_to_end as _run
+from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub, SyncAgentServiceStub
 from flytekit.extend.backend.base_connector import ConnectorRegistry, SyncConnectorBase
 from flytekit.models.core.identifier import Identifier, ResourceType
 from flytekit.models.task import TaskTemplate
-from propeller import PHASE, serialize
+from propeller import PHASE, create_task, execute_task_sync, execution_metadata, serialize
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +58,36 @@ def test_every_routed_connector_refuses_an_unknown_config_field_naming_it(aws_en
     )
     with pytest.raises(ValueError, match=rf"task t\.{task_type}: unknown \w+ fields \['bogus_field'\]"):
         _run(call)
+
+
+# What the service serves: every connector registered once cdao_connectors.service is imported (the
+# package's conftest does, as ``--modules`` does), each by the RPC propeller sends its kind.
+_SERVED = sorted(category.name for category in ConnectorRegistry._REGISTRY)
+
+
+@pytest.mark.parametrize("task_type", _SERVED)
+def test_every_served_connectors_create_error_says_how_many_attempts_are_left(aws_env, connector_server, task_type):
+    """A create's error (an async connector's CreateTask, the ``boto`` connector's ExecuteTaskSync)
+    ends the attempt (flyteplugins/v1.16.8 internal/webapi/launcher.go ``launch``: the sync branch of
+    plugin.go ``Create`` answers through the same path), so each says what is left, from the task's
+    retries and the attempt propeller sends with either RPC."""
+    connector = ConnectorRegistry.get_connector(task_type)
+    template = _template(task_type, {"bogus_field": 1})
+    assert template.metadata.retries.retries == DEFAULT_RETRIES
+    second_attempt = execution_metadata("t", retry=1)
+    channel = grpc.insecure_channel(f"127.0.0.1:{connector_server}")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            if isinstance(connector, SyncConnectorBase):
+                execute_task_sync(SyncAgentServiceStub(channel), template, "s3://flyte-data/x", None, second_attempt)
+            else:
+                create_task(AsyncAgentServiceStub(channel), template, "s3://flyte-data/x", None, second_attempt)
+    finally:
+        channel.close()
+    said = err.value.details()
+    assert f"task t.{task_type}: unknown " in said, said
+    assert f"(attempt 2 of the task's {DEFAULT_RETRIES + 1}, retries={DEFAULT_RETRIES})" in said, said
+    assert f"at least {DEFAULT_RETRIES - 1} more attempts left" in said, said
 
 
 def test_a_boto_task_may_make_only_the_calls_the_sdk_deploys_with(aws_env):

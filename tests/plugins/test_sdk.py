@@ -494,14 +494,38 @@ def test_connector_tasks_get_the_default_retry_budget_and_keep_an_explicit_one(m
 
     assert CONNECTOR_TASK_RETRIES >= 1
     assert _retries_of(make()) == CONNECTOR_TASK_RETRIES
+    assert _retries_of(make(retries=None)) == CONNECTOR_TASK_RETRIES  # None: not given
     assert _retries_of(make(retries=0)) == 0
     assert _retries_of(make(retries=7)) == 7
+    with pytest.raises(ValueError, match=r"retries=-1 must be an integer >= 0"):
+        make(retries=-1)
 
 
-def test_tasks_that_run_as_pods_keep_flytekits_default_of_no_retries():
+# Every decorator whose task runs as a pod: flytekit's own default (0 in flytekit 1.16.31's ``task``).
+_POD_TASKS = {
+    "task": lambda **kw: task(**kw)(_body),
+    "task with a workload_type": lambda **kw: task(workload_type="mlops", **kw)(_body),
+    "cpu_task": lambda **kw: cpu_task(**kw)(_body),
+    "gpu_task on a time-sliced pool": lambda **kw: gpu_task(gpu_type="a100", **kw)(_body),
+    "gpu_task on MIG slices": lambda **kw: gpu_task(gpu_type="a100", mig_profile="1g.10gb", **kw)(_body),
+}
+
+
+@pytest.mark.parametrize("make", _POD_TASKS.values(), ids=_POD_TASKS.keys())
+def test_tasks_that_run_as_pods_keep_flytekits_default_of_no_retries(make):
     # Not served by a connector: a pod's own failure is the code's, and flytekit's default stands.
-    assert _retries_of(cpu_task(_body)) == 0
-    assert _retries_of(gpu_task(gpu_type="a100")(_body)) == 0
+    assert _retries_of(make()) == 0
+    assert _retries_of(make(retries=None)) == 0  # None: not given
+    assert _retries_of(make(retries=2)) == 2
+    with pytest.raises(ValueError, match=r"retries=-1 must be an integer >= 0"):
+        make(retries=-1)
+
+
+def test_every_decorator_taking_retries_is_covered_by_the_retry_tests():
+    # Each of the SDK's decorators takes retries: a keyword of its own or one of flytekit.task's.
+    taking = {name for name in cdao_sdk.__all__ if getattr(cdao_sdk, name).__module__ == "cdao_sdk.decorators"}
+    covered = {key.split()[0] for key in (*_CONNECTOR_TASKS, *_POD_TASKS)} | {"sagemaker_endpoint"}
+    assert taking <= covered, taking - covered
 
 
 def test_the_endpoint_deployments_connector_tasks_get_the_default_retry_budget(monkeypatch):
@@ -513,5 +537,7 @@ def test_the_endpoint_deployments_connector_tasks_get_the_default_retry_budget(m
     # model, endpoint config, endpoint: each a connector's CreateTask (the boto and endpoint connectors)
     # On the tasks themselves: the template a CreateTask carries holds them (a node override does not).
     assert [serialize(n.flyte_entity).metadata.retries.retries for n in deploy.nodes] == [CONNECTOR_TASK_RETRIES] * 3
+    unset = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1", retries=None)
+    assert [serialize(n.flyte_entity).metadata.retries.retries for n in unset.nodes] == [CONNECTOR_TASK_RETRIES] * 3
     kept = cdao_sdk.sagemaker_endpoint("fraud-model", image="img:1", retries=0)
     assert [serialize(n.flyte_entity).metadata.retries.retries for n in kept.nodes] == [0] * 3

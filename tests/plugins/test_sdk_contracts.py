@@ -293,6 +293,21 @@ def test_monitor_refuses_a_malformed_wait_before_contacting_the_admin(keyword, v
         ("[::1", "expected host"),
         ("host:", "expected host"),
         ("://host", "expected host"),
+        # The host's grammar: an RFC 1123 name, an IPv4 dotted quad or a bracketed IPv6 address (RFC 3986 3.2.2).
+        ("local_host!:80", "host 'local_host!' is not"),
+        ("localhost;rm:80", "host 'localhost;rm' is not"),
+        ("-flyte.example.com", "host '-flyte.example.com' is not"),
+        ("flyte-.example.com", "host 'flyte-.example.com' is not"),
+        ("flyte..example.com", "host 'flyte..example.com' is not"),
+        (f"{'a' * 64}.example.com", f"host '{'a' * 64}.example.com' is not"),
+        ("flyté.example.com", "host 'flyté.example.com' is not"),
+        ("999.1.1.1:80", "host '999.1.1.1' is not"),
+        ("10.0.0:80", "host '10.0.0' is not"),
+        ("[::g]:80", r"host '\[::g\]' is not"),
+        ("[10.0.0.1]:80", r"host '\[10.0.0.1\]' is not"),
+        # RFC 3986 3.2.3: a port is ASCII digits (str.isdigit() takes any script's digits).
+        ("http://localhost:\u0663\u0660\u0660\u0668\u0660", "port '\u0663\u0660\u0660\u0668\u0660' is not a number"),
+        ("localhost:+80", "port '\\+80' is not a number"),
     ],
 )
 def test_configure_refuses_a_malformed_admin_endpoint_naming_it(endpoint, reason):
@@ -310,6 +325,11 @@ def test_configure_refuses_a_malformed_admin_endpoint_naming_it(endpoint, reason
         ("https://flyte.example.com/", "flyte.example.com", False),
         ("http://[::1]:8089", "[::1]:8089", True),
         ("dns:///flyte.example.com:443", "flyte.example.com:443", False),
+        ("flyte.example.com.:443", "flyte.example.com.:443", False),  # a fully qualified name's root label
+        ("flyteadmin.flyte.svc.cluster.local:81", "flyteadmin.flyte.svc.cluster.local:81", False),
+        ("http://127.0.0.1:30080", "127.0.0.1:30080", True),
+        ("https://[2001:db8::8a2e:370:7334]", "[2001:db8::8a2e:370:7334]", False),
+        ("3com.example.com:65535", "3com.example.com:65535", False),  # RFC 1123 2.1: a label may start with a digit
     ],
 )
 def test_configure_takes_every_documented_endpoint_form(endpoint, target, insecure):

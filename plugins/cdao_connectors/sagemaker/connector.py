@@ -33,10 +33,13 @@ from cdao_connectors._common import (
     log_link,
     noting_staleness,
     readable_execution_name,
+    says_attempts_left,
 )
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import StatusCache, StatusCaches
+from cdao_connectors._sync_metadata import install as pass_sync_task_execution_metadata
+from cdao_connectors._sync_metadata import task_execution_metadata as sync_task_execution_metadata
 from cdao_connectors.config import status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
 from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, JobGone, install, quota_refusal
@@ -216,10 +219,25 @@ class CheckedBotoConnector(BotoConnector):
 
     Raises ValueError naming the task and the field, or the call and the allowed ones, before any AWS
     call; a request botocore's model refuses (ParamValidationError, raised before sending) is a
-    ValueError naming the task and the call too.
+    ValueError naming the task and the call too. Like every create's error, each ends with how many
+    attempts are left (:func:`cdao_connectors._common.says_attempts_left`), read from the
+    ExecuteTaskSync's metadata (:mod:`cdao_connectors._sync_metadata`): propeller answers an
+    ExecuteTaskSync error as a CreateTask's (flyteplugins/v1.16.8 plugin.go ``Create``).
     """
 
     async def do(self, task_template: TaskTemplate, output_prefix: str, inputs: Any = None, **kwargs: Any) -> Any:
+        metadata = kwargs.pop("task_execution_metadata", None) or sync_task_execution_metadata()
+        return await self._checked_do(task_template, output_prefix, inputs, task_execution_metadata=metadata, **kwargs)
+
+    @says_attempts_left
+    async def _checked_do(
+        self,
+        task_template: TaskTemplate,
+        output_prefix: str,
+        inputs: Any = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         task = task_template.id.name
         call = config_from_custom(BotoCallCustom, task_template.custom, task)
         if (call.service, call.method) not in BOTO_CALLS:
@@ -234,6 +252,7 @@ class CheckedBotoConnector(BotoConnector):
 ConnectorRegistry.register(SpotTrainingConnector())
 ConnectorRegistry.register(SafeEndpointConnector(), override=True)
 ConnectorRegistry.register(CheckedBotoConnector(), override=True)
+pass_sync_task_execution_metadata()
 
 
 def bulkhead_plugin_connectors() -> None:

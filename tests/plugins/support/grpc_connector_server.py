@@ -10,8 +10,13 @@ import grpc
 from flyteidl.service.agent_pb2_grpc import (
     add_AgentMetadataServiceServicer_to_server,
     add_AsyncAgentServiceServicer_to_server,
+    add_SyncAgentServiceServicer_to_server,
 )
-from flytekit.extend.backend.connector_service import AsyncConnectorService, ConnectorMetadataService
+from flytekit.extend.backend.connector_service import (
+    AsyncConnectorService,
+    ConnectorMetadataService,
+    SyncConnectorService,
+)
 
 
 class ConnectorServer:
@@ -35,6 +40,7 @@ class ConnectorServer:
 
         self._server = grpc.aio.server(futures.ThreadPoolExecutor(max_workers=8))
         add_AsyncAgentServiceServicer_to_server(AsyncConnectorService(), self._server)
+        add_SyncAgentServiceServicer_to_server(SyncConnectorService(), self._server)
         add_AgentMetadataServiceServicer_to_server(ConnectorMetadataService(), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()

@@ -105,6 +105,25 @@ def create_task(stub: Any, template: TaskTemplate, prefix: str, inputs: LiteralM
     return stub.CreateTask(req, timeout=_propeller_deadline()).resource_meta
 
 
+def execute_task_sync(
+    stub: Any, template: TaskTemplate, prefix: str, inputs: LiteralMap | None, meta: Any
+) -> agent_pb2.Resource:
+    """ExecuteTaskSync as propeller sends it to a synchronous connector, with its deadline: a stream of
+    two requests, the header (template, output prefix, task execution metadata) then the inputs, and
+    the resource from the first answer's header (flyteplugins/v1.16.8
+    go/tasks/plugins/webapi/connector/plugin.go ``Create``, its isSync branch, and ``ExecuteTaskSync``)."""
+    rendered = render_task_template(template, prefix) if template.container is not None else template
+    header = agent_pb2.CreateRequestHeader(
+        template=rendered.to_flyte_idl(), output_prefix=prefix, task_execution_metadata=meta
+    )
+    requests = [
+        agent_pb2.ExecuteTaskSyncRequest(header=header),
+        agent_pb2.ExecuteTaskSyncRequest(inputs=inputs.to_flyte_idl() if inputs is not None else None),
+    ]
+    answers = stub.ExecuteTaskSync(iter(requests), timeout=_propeller_deadline())
+    return next(iter(answers)).header.resource
+
+
 def category(task_type: str) -> agent_pb2.TaskCategory:
     return agent_pb2.TaskCategory(name=task_type, version=0)
 
