@@ -1773,23 +1773,32 @@ def test_a_shutdown_tries_each_waiting_late_cancel_now_and_names_each_job_still_
     assert "job-late-1" in by_hand
 
 
-def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancelling_their_jobs(monkeypatch, caplog):
+@pytest.fixture
+def scaled_shutdown(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A shutdown run on create_within_deadline itself: creates accepted until it begins, the
+    give-up's cancel given 0.5 s of the budget (the DeleteTask deadline), its warnings captured."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+
+
+def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancelling_their_jobs(
+    scaled_shutdown, caplog
+):
     """finish_shutdown, on create_within_deadline itself (milliseconds; the real process's SIGTERM
     mid-create is the test above): of two creates in flight, the one that finishes within the
     creates' share of the budget answers its CreateTask its job, untouched; the other's CreateTask
     gives up at that share's end with an error naming the shutdown, and once it starts its job
     the job is cancelled, inside the budget. A create handed in after the shutdown began never runs
     and is refused with a ReplicaShuttingDown error naming the backend."""
-    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
     from cdao_connectors._backends import (  # noqa: PLC0415
         ReplicaShuttingDown,
         create_within_deadline,
         finish_shutdown,
     )
 
-    monkeypatch.setattr(_backends, "_refusing_creates", False)
-    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)  # the give-up's cancel's share of the budget
-    caplog.set_level("WARNING", logger="cdao_connectors._backends")
     cancelled: list[str] = []
     ran: list[str] = []
 
@@ -1830,7 +1839,7 @@ def test_a_shutdown_answers_the_creates_that_finish_and_gives_up_the_rest_cancel
 
 
 def test_a_shutdown_gives_up_a_create_at_the_creates_share_so_that_its_jobs_cancel_ends_inside_the_budget(
-    monkeypatch, caplog
+    scaled_shutdown, caplog
 ):
     """finish_shutdown keeps the DeleteTask deadline of its budget for the cancel of a create it gives
     up: a create still running at ``budget - DELETE_TASK_SECONDS`` is given up then (its CreateTask
@@ -1838,16 +1847,12 @@ def test_a_shutdown_gives_up_a_create_at_the_creates_share_so_that_its_jobs_canc
     ends, so nothing is left running (before: nothing tested that share; waiting for the creates
     the whole budget left the cancel no time, and the job ran on, logged as to be stopped by hand).
     ~0.7 s: the budget is scaled to 1 s, a cancel taking 0.15 s."""
-    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
     from cdao_connectors._backends import (  # noqa: PLC0415
         ReplicaShuttingDown,
         create_within_deadline,
         finish_shutdown,
     )
 
-    monkeypatch.setattr(_backends, "_refusing_creates", False)
-    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.5)  # the give-up's cancel's share of the budget
-    caplog.set_level("WARNING", logger="cdao_connectors._backends")
     cancelled: list[str] = []
 
     async def cancel(job: str) -> None:
