@@ -2092,7 +2092,9 @@ def test_a_replicas_shutdown_fits_inside_its_linkerd_proxys_wait_and_the_pods_gr
     creates_share = SHUTDOWN_CANCEL_SECONDS - _deadlines.MARGIN_SECONDS - _deadlines.DELETE_TASK_SECONDS
     assert creates_share >= _deadlines.CREATE_TASK_SECONDS - _deadlines.MARGIN_SECONDS
     assert keeps_serving >= ENDPOINT_REMOVAL_SECONDS
-    assert keeps_serving + SHUTDOWN_CANCEL_SECONDS <= proxy_wait <= grace - 5
+    # The process ends up to a margin after its budget (service.py sleeps it once the work is done,
+    # then signal handling and exit), and the proxy must still carry its last answers then.
+    assert keeps_serving + SHUTDOWN_CANCEL_SECONDS + 2 * _deadlines.MARGIN_SECONDS <= proxy_wait <= grace - 5
 
 
 def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threads(aws_env, monkeypatch):
