@@ -5,11 +5,13 @@ deadline (values.yaml sets one defaultTimeout, 30 s; the connectors keep GetTask
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import batch_tasks
 import boto3
@@ -590,6 +592,22 @@ def _transform_running(connector):
     return meta, {"TransformJobName": "flyte-t-1", "TransformJobStatus": "InProgress"}
 
 
+async def _get_while_every_thread_is_held(connector, meta, hold, released) -> tuple[float, Any]:
+    """How long ``connector.get(meta)`` took, and its answer, while WORKERS_PER_BACKEND calls of
+    ``hold()`` (each waiting for ``released``) take every thread of one of the backend's pools."""
+    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
+
+    holding = [hold() for _ in range(WORKERS_PER_BACKEND)]
+    await asyncio.sleep(0.05)  # every thread is taken
+    try:
+        start = time.monotonic()
+        answer = await connector.get(meta)
+        return time.monotonic() - start, answer
+    finally:
+        released.set()
+        await asyncio.gather(*holding)
+
+
 @pytest.mark.parametrize(
     ("connector_class", "running"),
     [
@@ -613,8 +631,6 @@ def test_a_gettask_answers_within_its_bound_while_creates_hold_every_backend_thr
     import importlib  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
-
     for name in ("CDAO_STATUS_REFRESH_SECONDS", "CDAO_BATCH_STATUS_REFRESH_SECONDS"):
         monkeypatch.setenv(name, "60")  # the seeded status is fresh, so no read is due
     monkeypatch.setenv("CDAO_BATCH_SPOT_QUEUE", "spot")
@@ -628,24 +644,14 @@ def test_a_gettask_answers_within_its_bound_while_creates_hold_every_backend_thr
     cache.seed(key, value)
     released = threading.Event()
 
-    async def while_creates_hold_every_thread():
-        if held_by == "creates":
-            creates = [connector.backend.run(released.wait, 10) for _ in range(WORKERS_PER_BACKEND)]
-        else:  # ended jobs' outputs checks on the GetTask threads: a running job's answer needs none
-            creates = [
-                asyncio.wrap_future(connector.backend.submit_get_task(released.wait, 10))
-                for _ in range(WORKERS_PER_BACKEND)
-            ]
-        await asyncio.sleep(0.05)  # every create thread is taken
-        try:
-            start = time.monotonic()
-            answer = await connector.get(meta)
-            return time.monotonic() - start, answer
-        finally:
-            released.set()
-            await asyncio.gather(*creates)
+    if held_by == "creates":
+        hold = functools.partial(connector.backend.run, released.wait, 10)
+    else:  # ended jobs' outputs checks on the GetTask threads: a running job's answer needs none
 
-    took, answer = asyncio.run(while_creates_hold_every_thread())
+        def hold():
+            return asyncio.wrap_future(connector.backend.submit_get_task(released.wait, 10))
+
+    took, answer = asyncio.run(_get_while_every_thread_is_held(connector, meta, hold, released))
     assert answer.phase == PHASE.RUNNING, answer
     assert "ended" not in answer.message, answer.message  # a running job is never said to have ended
     assert took < _status_cache.KNOWN_STATUS_WAIT_SECONDS + 0.25, f"the GetTask took {took:.2f}s"
@@ -874,26 +880,14 @@ def test_a_plugin_gettask_answers_within_its_bound_while_creates_hold_every_back
     case guards that path rather than the choice."""
     import threading  # noqa: PLC0415
 
-    from cdao_connectors._backends import WORKERS_PER_BACKEND  # noqa: PLC0415
-
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", "60")
     # Short, so that on the threads creates hold the GetTask fails at its budget in half a second.
     monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.5)
     connector, meta = plugin_get(monkeypatch)
     released = threading.Event()
 
-    async def while_creates_hold_every_thread():
-        creates = [connector.backend.run(released.wait, 10) for _ in range(WORKERS_PER_BACKEND)]
-        await asyncio.sleep(0.05)  # every create thread is taken
-        try:
-            start = time.monotonic()
-            answer = await connector.get(meta)
-            return time.monotonic() - start, answer
-        finally:
-            released.set()
-            await asyncio.gather(*creates)
-
-    took, answer = asyncio.run(while_creates_hold_every_thread())
+    hold = functools.partial(connector.backend.run, released.wait, 10)
+    took, answer = asyncio.run(_get_while_every_thread_is_held(connector, meta, hold, released))
     assert answer.phase not in (PHASE.FAILED, PHASE.RETRYABLE_FAILED), answer
     assert took < 0.5, f"the GetTask took {took:.2f}s"
 
