@@ -96,6 +96,8 @@ def probe_event_loop_lag(loop: asyncio.AbstractEventLoop) -> None:
     how long the callback waited: a thread, not a task on the loop, so the probe outlives no loop
     and needs no start or stop from the server. Hand-written: prometheus_client has no event loop
     metric and flytekit's service exports none."""
+    if loop in _probed_loops:  # every GetTask asks: answered without the lock once probed
+        return
     with _probing:
         if loop in _probed_loops:
             return
