@@ -545,18 +545,17 @@ class StatusCache:
                     futures = [self._submit_locked(due, self._describe_all)]
                     chunks: list[list[Hashable]] = []
                 else:
-                    chunks = [due[i : i + self.batch] for i in range(0, len(due), self.batch)]
-                    futures = [] if spread > 0 else [self._submit_locked(c, self._describe) for c in chunks]
-            if spread > 0 and chunks:
-                futures = self._submit_spread(chunks, spread)
+                    futures, chunks = [], [due[i : i + self.batch] for i in range(0, len(due), self.batch)]
+            futures += self._submit_chunks(chunks, spread)
             done, _ = wait_for_futures(futures, timeout=wait)
             errors = [error for future in futures if future in done for error in future.result()]
         if errors:
             raise errors[0]
 
-    def _submit_spread(self, chunks: list[list[Hashable]], spread: float) -> list[Future]:
-        """Submits ``chunks`` one every ``spread / len(chunks)`` seconds (monotonic time), each with
-        what is still tracked and not being read of it at its turn; their futures."""
+    def _submit_chunks(self, chunks: list[list[Hashable]], spread: float) -> list[Future]:
+        """Submits ``chunks`` one every ``spread / len(chunks)`` seconds (monotonic time; 0: all at
+        once, to run up to ``parallel`` at a time), each with what is still tracked and not being
+        read of it at its turn; their futures."""
         futures: list[Future] = []
         start = time.monotonic()
         for i, chunk in enumerate(chunks):
