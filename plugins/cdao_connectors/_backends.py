@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # _status_cache imports this module; _attempts names Backend
     from cdao_connectors._status_cache import StatusCache
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 _log = logging.getLogger(__name__)
 
@@ -469,20 +470,21 @@ async def finish_shutdown(budget: float) -> list[Any]:
         _shutting_down = False
 
 
+def _unfinished_on(loop: asyncio.AbstractEventLoop, registry: dict[Any, V]) -> dict[Any, V]:
+    """The entries of ``registry`` (keyed by future) whose future is not done and belongs to
+    ``loop``: a future of another loop (closed, in a process that ran several) never runs again."""
+    return {future: value for future, value in registry.items() if not future.done() and future.get_loop() is loop}
+
+
 async def _finish_shutdown(budget: float) -> list[Any]:
     end = time.monotonic() + budget
-    # Only this loop's: a task of another loop (closed, in a process that ran several) never runs again.
     loop = asyncio.get_running_loop()
-    _shutdown_cancels[:] = [late for task, late in _LATE_CANCELS.items() if not task.done() and task.get_loop() is loop]
+    _shutdown_cancels[:] = _unfinished_on(loop, _LATE_CANCELS).values()
     for late in _shutdown_cancels:
         late.last_try = True
         late.wake.set()
     await _answer_or_give_up(loop, budget)
-    creates = {
-        create: backend
-        for create, backend in _GAVE_UP_CREATES.items()
-        if not create.done() and create.get_loop() is loop
-    }
+    creates = _unfinished_on(loop, _GAVE_UP_CREATES)
     if creates:
         # Each one's done callbacks (registered before asyncio.wait's own) start its late cancel.
         await asyncio.wait(creates, timeout=max(0.0, end - time.monotonic()))
@@ -494,7 +496,7 @@ async def _finish_shutdown(budget: float) -> list[Any]:
                 "neither cancelled nor followed: look it up by its attempt's name; it must be stopped by hand",
                 backend,
             )
-    pending = {task: late for task, late in _LATE_CANCELS.items() if not task.done() and task.get_loop() is loop}
+    pending = _unfinished_on(loop, _LATE_CANCELS)
     if pending:
         _, unfinished = await asyncio.wait(pending, timeout=max(0.0, end - time.monotonic()))
         for task in unfinished:
@@ -512,7 +514,7 @@ async def _finish_shutdown(budget: float) -> list[Any]:
 async def _answer_or_give_up(loop: asyncio.AbstractEventLoop, budget: float) -> None:
     """The creates whose CreateTask waits for them finish, or give up, within ``budget`` less the
     DeleteTask deadline (:func:`finish_shutdown`)."""
-    answering = {create: a for create, a in _ANSWERING.items() if not create.done() and create.get_loop() is loop}
+    answering = _unfinished_on(loop, _ANSWERING)
     if not answering:
         return
     await asyncio.wait(answering, timeout=max(0.0, budget - _deadlines.DELETE_TASK_SECONDS))
