@@ -27,3 +27,20 @@ def name_prefix(stack: str) -> str:
 def resource_tags(stack: str) -> dict[str, str]:
     """Tags of every resource the connector creates for ``stack``, as a key -> value mapping."""
     return {STACK_TAG: stack, MANAGED_BY_TAG: MANAGED_BY}
+
+
+# The connector attempt table's schema (plugins/cdao_connectors/_attempts.py reads and writes it,
+# infra/components/compute.py declares it and identity.py grants on it). Its partition key, string:
+ATTEMPT_KEY = "attempt"
+# Epoch seconds after which DynamoDB's TTL deletes an item.
+EXPIRES_AT = "expires_at"
+# The sparse global secondary index of the attempts whose job may be running with nobody to stop it
+# (cdao_connectors._attempts, "Sweeping"): only items carrying both key attributes are in it
+# (DynamoDB developer guide, "Take advantage of sparse indexes",
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html).
+# Its partition key (string, always SWEEP_QUEUE) and sort key (number: epoch seconds after which a
+# surviving replica may stop the job).
+SWEEP_INDEX = "sweep"
+SWEEP_QUEUE_ATTRIBUTE = "sweep_queue"
+SWEEP_QUEUE = "due"
+SWEEP_AFTER = "sweep_after"
