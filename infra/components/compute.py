@@ -9,6 +9,7 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+from cdao_connector_resources import ATTEMPT_KEY, EXPIRES_AT, SWEEP_AFTER, SWEEP_INDEX, SWEEP_QUEUE_ATTRIBUTE
 
 from infra.lib.shared import https_egress_only
 
@@ -144,14 +145,45 @@ class Compute(pulumi.ComponentResource):
         # Connector replicas claim a task attempt here before creating its Batch job or EMR step or
         # cluster (plugins/cdao_connectors/_attempts.py): those APIs take no idempotency token. Every
         # other connector records here which CreateTasks were answered a job, ordered against a give-up.
-        # Items carry their own expiry in expires_at (epoch seconds), which DynamoDB's TTL deletes.
+        # Items carry their own expiry in EXPIRES_AT (epoch seconds), which DynamoDB's TTL deletes.
+        # A surviving replica sweeps the jobs nobody may stop any more (their replica died or gave up
+        # ambiguously) through the sparse index SWEEP_INDEX: only the items that carry both its key
+        # attributes are in it (DynamoDB developer guide, "Take advantage of sparse indexes",
+        # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html).
+        # KEYS_ONLY: the sweeper re-reads each item strongly consistent before acting (an index
+        # serves only eventually consistent reads), so projecting more would only cost. An index of
+        # an on-demand table takes no capacity of its own.
+        # `attributes` lists exactly the key attributes of the table and its index: CreateTable's
+        # AttributeDefinitions "describe the key schema for the table and indexes" and DynamoDB
+        # rejects one no key uses (API reference, CreateTable,
+        # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html); the
+        # provider plans such a table again at every update (pulumi_aws 7.51.1 dynamodb/table.py, Table's
+        # notes). key_schemas, since hash_key/range_key of an index are deprecated there.
         self.attempt_table = aws.dynamodb.Table(
             f"{name}-connector-attempts",
             name=f"cdao-{args.stack}-connector-attempts",
             billing_mode="PAY_PER_REQUEST",
-            hash_key="attempt",
-            attributes=[aws.dynamodb.TableAttributeArgs(name="attempt", type="S")],
-            ttl=aws.dynamodb.TableTtlArgs(attribute_name="expires_at", enabled=True),
+            hash_key=ATTEMPT_KEY,
+            attributes=[
+                aws.dynamodb.TableAttributeArgs(name=ATTEMPT_KEY, type="S"),
+                aws.dynamodb.TableAttributeArgs(name=SWEEP_QUEUE_ATTRIBUTE, type="S"),
+                aws.dynamodb.TableAttributeArgs(name=SWEEP_AFTER, type="N"),
+            ],
+            global_secondary_indexes=[
+                aws.dynamodb.TableGlobalSecondaryIndexArgs(
+                    name=SWEEP_INDEX,
+                    key_schemas=[
+                        aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
+                            attribute_name=SWEEP_QUEUE_ATTRIBUTE, key_type="HASH"
+                        ),
+                        aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
+                            attribute_name=SWEEP_AFTER, key_type="RANGE"
+                        ),
+                    ],
+                    projection_type="KEYS_ONLY",
+                )
+            ],
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=EXPIRES_AT, enabled=True),
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
                 enabled=True, kms_key_arn=args.data_key_arn
             ),

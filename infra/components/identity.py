@@ -12,7 +12,7 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from cdao_connector_resources import STACK_TAG, name_prefix
+from cdao_connector_resources import STACK_TAG, SWEEP_INDEX, name_prefix
 
 from infra.contract import (
     FAST_REGISTER_PREFIX,
@@ -481,10 +481,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
             lambda a: iam.document(
                 [
                     # Claims of task attempts (plugins/cdao_connectors/_attempts.py): read, claim,
-                    # record; never scan, delete or reach any other table.
+                    # record; and find the attempts to sweep by querying the sweep index alone. Query
+                    # on an index is authorized on the index's ARN (Service Authorization Reference,
+                    # Amazon DynamoDB, resource type "index", table/<table>/index/<index>:
+                    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html).
+                    # Never scan, delete, query the table itself or another index, or reach any other table.
                     iam.allow(
                         "AttemptClaims", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [a[10]]
                     ),
+                    iam.allow("AttemptSweep", ["dynamodb:Query"], [f"{a[10]}/index/{SWEEP_INDEX}"]),
                     # Job definitions are named by cdao_connector_resources.name_prefix, the
                     # connector's own naming. SubmitJob needs the queue and the definition
                     # (Service Authorization Reference, AWS Batch:
