@@ -154,11 +154,11 @@ class Compute(pulumi.ComponentResource):
         # serves only eventually consistent reads), so projecting more would only cost. An index of
         # an on-demand table takes no capacity of its own.
         # `attributes` lists exactly the key attributes of the table and its index: CreateTable's
-        # AttributeDefinitions "describe the key schema for the table and indexes" and DynamoDB
-        # rejects one no key uses (API reference, CreateTable,
-        # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html); the
-        # provider plans such a table again at every update (pulumi_aws 7.51.1 dynamodb/table.py, Table's
-        # notes). key_schemas, since hash_key/range_key of an index are deprecated there.
+        # AttributeDefinitions "describe the key schema for the table and indexes" (API reference,
+        # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html),
+        # DynamoDB rejects one no key uses ("Some AttributeDefinitions are not used"), and the
+        # provider would plan such a table again at every update (pulumi_aws 7.51.1 dynamodb/table.py,
+        # Table's notes). key_schemas: an index's hash_key/range_key are deprecated there.
         self.attempt_table = aws.dynamodb.Table(
             f"{name}-connector-attempts",
             name=f"cdao-{args.stack}-connector-attempts",
