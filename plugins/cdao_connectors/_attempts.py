@@ -57,6 +57,31 @@ cancels the job an earlier, lost, answer named. Starts are wall-clock epoch seco
 across replicas: propeller re-sends after a restart, seconds apart, far more than the skew of
 synchronised clocks.
 
+Sweeping. A job whose CreateTask could not answer it is stopped by the replica that made it (a
+give-up's late cancel, :func:`cdao_connectors._backends.create_within_deadline`), which works only
+while that replica lives: a SIGTERM, SIGKILL or OOM kill ends it, and a create that failed without
+AWS's answer (a read timeout) may leave a job that AWS makes after the replica looked for it. So an
+attempt whose job may be running with nobody to follow it is kept in a sparse global secondary index
+of the table (``cdao_connector_resources.SWEEP_INDEX``: only items holding its two key attributes
+are in it, DynamoDB developer guide "Take advantage of sparse indexes",
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html)
+with a due time and what stops its job (:class:`SweepTarget`), from the moment such a job can exist
+until it is followed or stopped:
+
+* a claim (:meth:`AttemptLedger.once`) puts it there before the create, with the job's lookup by
+  the attempt's deterministic name, due when the claim's lease ends; a create that failed without
+  AWS's answer makes it due soon (:data:`SWEEP_RECHECK_SECONDS`), one AWS refused takes it out;
+* the CreateTask's answer (:meth:`AttemptLedger.answer`) takes it out: propeller follows the job;
+* a give-up's mark (:meth:`AttemptLedger.abandon`) puts it back with the job's ``resource_meta``,
+  due after :data:`SWEEP_GRACE_SECONDS`; the cancel takes it out once done (:meth:`AttemptLedger.settle`).
+
+Each replica's sweeper (:mod:`cdao_connectors._sweeper`) queries the index for due attempts, claims
+each with a conditional write that also marks it abandoned (so no CreateTask answers the job from
+then on, and one answered first took it out of the index: DynamoDB orders the two), finds the job,
+stops it through its connector's DeleteTask path and settles the item. For a backend whose API
+deduplicates the create, the job is unknown until the create answers, so only a give-up's job is
+swept there; a create of such a backend cut off by the end of its replica is logged with its attempt.
+
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
 long after the attempt can have ended. Hand-written because no maintained library offers this on
@@ -73,9 +98,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
+from cdao_connector_resources import (
+    ATTEMPT_KEY,
+    EXPIRES_AT,
+    SWEEP_AFTER,
+    SWEEP_INDEX,
+    SWEEP_QUEUE,
+    SWEEP_QUEUE_ATTRIBUTE,
+)
 
 from cdao_connectors import _deadlines
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
@@ -93,6 +127,16 @@ _log = logging.getLogger(__name__)
 LEASE_SECONDS = 300.0
 # Claims outlive any attempt: Flyte's task timeouts and Batch/EMR job lifetimes are far shorter.
 RETENTION_SECONDS = 90 * 24 * 3600
+# Sweeping (module docstring). A give-up's cancel runs in its replica for this long before the
+# attempt's sweep is due: the late cancel's first tries (a DeleteTask deadline each, backing off).
+SWEEP_GRACE_SECONDS = 120.0
+# A create that failed without AWS's answer is looked for by the sweeper this soon: AWS carries out
+# such a create within seconds of the call, if at all.
+SWEEP_RECHECK_SECONDS = 60.0
+# The sweeper looks for an attempt's job by its name for this long after the attempt was first put
+# in the index (its claim), then takes it that no job was made: far longer than a claim's lease plus
+# the few seconds before a job AWS made lists under its name.
+SWEEP_FIND_SECONDS = 1800.0
 _POLL_SECONDS = 0.1
 # A CreateTask finding another one creating the attempt's job waits this long for its answer, then
 # gives up well inside propeller's CreateTask deadline; the owner's own create is bounded by it too.
@@ -147,38 +191,144 @@ def attempt_item(kind: str, seed: str) -> str:
     return f"{kind}/{hashlib.sha256(seed.encode()).hexdigest()}"
 
 
+@dataclass(frozen=True)
+class SweepTarget:
+    """What a surviving replica's sweeper (:mod:`cdao_connectors._sweeper`) needs to stop an attempt's
+    job that may be running with nobody to stop it (module docstring, "Sweeping"): the ``backend``
+    (named in its log and metrics), the connector that stops it (its flytekit task category,
+    ``task_type`` and ``task_version``, as ``ConnectorRegistry.get_connector`` takes them) and the
+    job, as the job's ``resource_meta`` encoded as propeller receives it (``ResourceMeta.encode``)
+    or, before the create answered, a ``lookup`` (a JSON object the connector's ``swept_job`` reads:
+    the attempt's deterministic name and where to look for it)."""
+
+    backend: str
+    task_type: str
+    task_version: int
+    lookup: dict[str, Any] = field(default_factory=dict)
+    resource_meta: bytes | None = None
+
+    def attributes(self) -> dict[str, dict[str, Any]]:
+        """The item's attributes holding this target (DynamoDB's typed JSON)."""
+        held: dict[str, dict[str, Any]] = {
+            "sweep_backend": {"S": self.backend},
+            "sweep_task_type": {"S": self.task_type},
+            "sweep_task_version": {"N": str(self.task_version)},
+            "sweep_lookup": {"S": json.dumps(self.lookup, sort_keys=True)},
+        }
+        if self.resource_meta is not None:
+            held["sweep_resource_meta"] = {"B": self.resource_meta}
+        return held
+
+    @classmethod
+    def of(cls, item: dict[str, Any]) -> SweepTarget:
+        """The target an item holds (:meth:`attributes`). Raises KeyError naming the attribute an
+        item armed by an older connector lacks."""
+        meta = item.get("sweep_resource_meta", {}).get("B")
+        return cls(
+            backend=item["sweep_backend"]["S"],
+            task_type=item["sweep_task_type"]["S"],
+            task_version=int(item["sweep_task_version"]["N"]),
+            lookup=json.loads(item["sweep_lookup"]["S"]),
+            resource_meta=bytes(meta) if meta is not None else None,
+        )
+
+
+def _arm(target: SweepTarget | None, after: float, now: float) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The ``SET`` clauses (without the keyword, each after a comma) and values that put an item in
+    the sweep index, due ``after`` (epoch seconds), holding ``target``; ``sweep_since`` keeps the
+    first arming's time (:data:`SWEEP_FIND_SECONDS`). Nothing without a target: the sweeper could
+    not stop a job it cannot find."""
+    if target is None:
+        return "", {}
+    values: dict[str, dict[str, Any]] = {
+        ":sweep_queue": {"S": SWEEP_QUEUE},
+        ":sweep_after": {"N": repr(after)},
+        ":sweep_since": {"N": repr(now)},
+    }
+    clauses = [
+        f"{SWEEP_QUEUE_ATTRIBUTE} = :sweep_queue",
+        f"{SWEEP_AFTER} = :sweep_after",
+        "sweep_since = if_not_exists(sweep_since, :sweep_since)",
+    ]
+    for name, value in target.attributes().items():
+        clauses.append(f"{name} = :{name}")
+        values[f":{name}"] = value
+    return "".join(f", {clause}" for clause in clauses), values
+
+
+def _armed_item(target: SweepTarget | None, after: float, now: float) -> dict[str, dict[str, Any]]:
+    """The attributes of a new item that put it in the sweep index (:func:`_arm`)."""
+    if target is None:
+        return {}
+    _, values = _arm(target, after, now)
+    return {
+        SWEEP_QUEUE_ATTRIBUTE: values[":sweep_queue"],
+        SWEEP_AFTER: values[":sweep_after"],
+        "sweep_since": values[":sweep_since"],
+        **target.attributes(),
+    }
+
+
+# Takes an item out of the sweep index (sparse: DynamoDB indexes only items holding both keys).
+_DISARM = f"REMOVE {SWEEP_QUEUE_ATTRIBUTE}, {SWEEP_AFTER}"
+
+
 class AttemptAnswers:
     """The attempt table's order between the CreateTasks of one attempt answering its job and a
-    give-up cancelling it (module docstring), for a backend whose API deduplicates the create
-    (Codeweave's idempotency key, EMR Serverless's ``clientToken``, SageMaker's unique names).
-    :func:`cdao_connectors._backends.create_within_deadline` records the CreateTask's answer
-    (:meth:`answering`) before answering, and marks the attempt abandoned before a give-up's cancel
-    (:meth:`cancelling`).
+    give-up cancelling it (module docstring). :func:`cdao_connectors._backends.create_within_deadline`
+    records the CreateTask's answer (:meth:`answering`) before answering, which also takes the
+    attempt out of the sweep index, and marks the attempt abandoned, in the sweep index with the
+    job's ``resource_meta``, before a give-up's cancel (:meth:`cancelling`).
 
     Made when the CreateTask starts (its start, :data:`CREATE_STARTED_AT` when set, is
     :attr:`started_at`, epoch seconds) and before its create: the table's setting
     (``CDAO_ATTEMPT_TABLE``) is checked while no job exists. ``item`` is the attempt's key
-    (:func:`attempt_item`); ``backend`` runs the calls.
+    (:func:`attempt_item`, or the claim's key of a backend that claims its attempts); ``backend``
+    runs the calls; ``task_category`` is the connector's (flytekit ``TaskCategory``: the sweeper
+    finds the connector by it). ``claimed``: the create claims the attempt in the table before
+    making its job (:meth:`AttemptLedger.once`, which puts it in the sweep index), so a job it
+    starts is swept should this replica die before answering it.
     """
 
-    def __init__(self, backend: Backend, item: str) -> None:
+    def __init__(self, backend: Backend, item: str, task_category: Any, *, claimed: bool = False) -> None:
         self._backend = backend
         self._table = attempt_table()
         self.item = item
+        self._task_category = task_category
         # The CreateTask's start (compared across replicas: module docstring), made before any job.
         self.started_at = CREATE_STARTED_AT.get() or time.time()
+        # Whether a job of this CreateTask that nobody follows is in the sweep index now: from the
+        # claim until the answer, and again once a give-up armed it (shutdown's messages).
+        self.swept = claimed
 
     async def answering(self, created: Awaitable[T]) -> T:
-        """``created``'s job, once recorded as answered by this CreateTask. Raises
-        :class:`AttemptAbandoned` when the attempt was marked abandoned first; any other failure
-        of the record is logged and the job answered (:func:`checking_created_job`)."""
+        """``created``'s job, once recorded as answered by this CreateTask (:meth:`AttemptLedger.answer`,
+        within the CreateTask's deadline), which takes the attempt out of the sweep index. Raises
+        :class:`AttemptAbandoned` when the attempt was marked abandoned first, and
+        :class:`cdao_connectors._backends.LeftRunning` (the record's error, the job to stop) when the
+        record fails: answered unrecorded, the job could be swept while propeller follows it."""
+        from cdao_connectors._backends import LeftRunning  # noqa: PLC0415  (it imports this module)
+
         resource_meta = await created
-        with checking_created_job(self._backend.name, f"the job of attempt {self.item}"):
+        try:
             await self._backend.call(
                 lambda: self._ledger().answer(self.item, self.started_at),
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="attempt ledger update",
             )
+        except AttemptAbandoned:
+            raise
+        except Exception as exc:
+            raise LeftRunning(
+                resource_meta,
+                RuntimeError(
+                    f"{self._backend.name}: could not record attempt {self.item}'s answer in the attempt table "
+                    f"({exc}); its job is cancelled and this task attempt fails (its next one, if one is left, "
+                    "starts a new job)"
+                ),
+                as_give_up=True,
+            ) from exc
+        self.swept = False
         return resource_meta
 
     def _ledger(self) -> AttemptLedger:
@@ -186,18 +336,48 @@ class AttemptAnswers:
         # (Backend.aws), milliseconds every connector would wait for on the event loop.
         return AttemptLedger(self._backend.aws("dynamodb", aws_region()), self._table)
 
+    def target(self, resource_meta: Any) -> SweepTarget:
+        """The sweep target of ``resource_meta``, this attempt's job."""
+        return SweepTarget(
+            backend=self._backend.name,
+            task_type=self._task_category.name,
+            task_version=self._task_category.version,
+            resource_meta=resource_meta.encode(),
+        )
+
     def cancelling(self, cancel: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
-        """``cancel``, run for this CreateTask's give-up only once the attempt is marked abandoned
-        (:func:`mark_abandoned`): not when a CreateTask that started later was answered the job."""
+        """``cancel``, run for this CreateTask's give-up only once the attempt is marked abandoned,
+        and put in the sweep index with the job (:func:`mark_abandoned`): not when a CreateTask that
+        started later was answered the job. Once ``cancel`` returns the attempt leaves the index."""
 
         async def cancel_unless_answered(resource_meta: Any) -> None:
+            target = self.target(resource_meta)
+
             def mark() -> bool:
-                return self._ledger().abandon(self.item, started_at=self.started_at)
+                marked = self._ledger().abandon(self.item, started_at=self.started_at, sweep=target)
+                self.swept = self.swept or marked
+                return marked
 
             if await mark_abandoned(self._backend, mark):
                 await cancel(resource_meta)
+                await settle_swept(self._backend, self._ledger, self.item, "cancelled by the CreateTask's give-up")
+                self.swept = False
 
         return cancel_unless_answered
+
+
+async def settle_swept(backend: Backend, ledger: Callable[[], AttemptLedger], item: str, outcome: str) -> None:
+    """Takes ``item`` out of the sweep index once its job is stopped (:meth:`AttemptLedger.settle`,
+    on ``backend``'s threads); a failure is logged and left: the sweeper's cancel of a stopped job
+    is a no-op, and it settles the item then."""
+    try:
+        await backend.call(
+            lambda: ledger().settle(item, outcome),
+            deadline=_deadlines.DELETE_TASK_SECONDS,
+            what="attempt ledger update",
+        )
+    except Exception as exc:
+        _log.warning("%s: attempt %s's job is stopped but stays in the sweep index (%s)", backend.name, item, exc)
 
 
 async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
@@ -225,8 +405,12 @@ class AttemptLedger:
         self._clock = clock
         self._owner = uuid.uuid4().hex
 
+    def now(self) -> float:
+        """The ledger's clock: wall-clock epoch seconds, compared across replicas."""
+        return self._clock()
+
     def _read(self, attempt: str) -> dict[str, Any] | None:
-        item = self._db.get_item(TableName=self._table, Key={"attempt": {"S": attempt}}, ConsistentRead=True)
+        item = self._db.get_item(TableName=self._table, Key={ATTEMPT_KEY: {"S": attempt}}, ConsistentRead=True)
         return item.get("Item")
 
     def once(
@@ -235,7 +419,9 @@ class AttemptLedger:
         create: Callable[[], dict[str, Any]],
         find: Callable[[], dict[str, Any] | None],
         wait_seconds: float,
+        *,
         started_at: float | None = None,
+        sweep: SweepTarget | None = None,
     ) -> dict[str, Any]:
         """The job of ``attempt``: the one recorded, else ``create()``'s, created by exactly one caller.
 
@@ -247,6 +433,11 @@ class AttemptLedger:
         A recorded job is answered only once recorded as answered by the CreateTask that started at
         ``started_at`` (epoch seconds; default: now), as :meth:`answer` does, so that a give-up
         orders itself against it (:meth:`abandon`).
+
+        A claim puts the attempt in the sweep index with ``sweep`` (the lookup of the job by its
+        name), due when the claim's lease ends: should the claimant die before its CreateTask
+        answered (:meth:`answer` takes it out), a surviving replica stops the job (module docstring,
+        "Sweeping").
         """
         if started_at is None:
             started_at = self._clock()
@@ -267,30 +458,35 @@ class AttemptLedger:
             if item is not None and item["owner"]["S"] == token:
                 # Our own claim, whose answer was lost and retried by botocore: we own the attempt.
                 return self._create_and_record(attempt, token, lambda: find() or create(), find, started_at)
+            armed, arming = _arm(sweep, now + LEASE_SECONDS, now)
             try:
                 if item is None:
                     self._db.put_item(
                         TableName=self._table,
                         Item={
-                            "attempt": {"S": attempt},
+                            ATTEMPT_KEY: {"S": attempt},
                             "owner": {"S": token},
                             "lease_until": {"N": str(now + LEASE_SECONDS)},
-                            "expires_at": {"N": str(int(now + RETENTION_SECONDS))},
+                            EXPIRES_AT: {"N": str(int(now + RETENTION_SECONDS))},
+                            **_armed_item(sweep, now + LEASE_SECONDS, now),
                         },
-                        ConditionExpression="attribute_not_exists(attempt)",
+                        ConditionExpression=f"attribute_not_exists({ATTEMPT_KEY})",
                     )
                     return self._create_and_record(attempt, token, create, find, started_at)
                 if float(item["lease_until"]["N"]) < now:
                     self._db.update_item(
                         TableName=self._table,
-                        Key={"attempt": {"S": attempt}},
-                        UpdateExpression="SET #o = :me, lease_until = :lease",
-                        ConditionExpression="#o = :was AND attribute_not_exists(#r)",
+                        Key={ATTEMPT_KEY: {"S": attempt}},
+                        UpdateExpression=f"SET #o = :me, lease_until = :lease{armed}",
+                        ConditionExpression=(
+                            "#o = :was AND attribute_not_exists(#r) AND attribute_not_exists(abandoned)"
+                        ),
                         ExpressionAttributeNames={"#o": "owner", "#r": "resource"},
                         ExpressionAttributeValues={
                             ":me": {"S": token},
                             ":was": item["owner"],
                             ":lease": {"N": str(now + LEASE_SECONDS)},
+                            **arming,
                         },
                     )
                     return self._create_and_record(attempt, token, lambda: find() or create(), find, started_at)
@@ -305,30 +501,42 @@ class AttemptLedger:
                 )
             time.sleep(_POLL_SECONDS)
 
-    def _expire(self, attempt: str, token: str) -> None:
+    def _expire(self, attempt: str, token: str, *, created_nothing: bool) -> None:
         # The create may have reached AWS before failing: expire the lease rather than delete the
-        # claim, so a repeated CreateTask takes over and looks the job up before creating.
-        with contextlib.suppress(ClientError):  # else the lease runs out by itself
+        # claim, so a repeated CreateTask takes over and looks the job up before creating, and the
+        # sweeper looks for the job soon (SWEEP_RECHECK_SECONDS: AWS may carry out a create whose
+        # answer was lost after it). An AWS error answered (created_nothing) leaves nothing to sweep.
+        now = self._clock()
+        update = f"SET lease_until = :zero {_DISARM}" if created_nothing else "SET lease_until = :zero, #a = :soon"
+        values = {":me": {"S": token}, ":zero": {"N": "0"}}
+        names = {"#o": "owner"}
+        if not created_nothing:
+            values[":soon"] = {"N": repr(now + SWEEP_RECHECK_SECONDS)}
+            names["#a"] = SWEEP_AFTER
+        with contextlib.suppress(ClientError):  # else the lease runs out by itself and the claim's sweep is due
             self._db.update_item(
                 TableName=self._table,
-                Key={"attempt": {"S": attempt}},
-                UpdateExpression="SET lease_until = :now",
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=update,
                 ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": {"S": token}, ":now": {"N": "0"}},
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
 
     def answer(self, attempt: str, started_at: float) -> None:
         """Records that the CreateTask started at ``started_at`` (epoch seconds) answers ``attempt``'s
-        job (module docstring): the item's ``answered_from`` becomes the latest such start. Raises
+        job (module docstring): the item's ``answered_from`` becomes the latest such start, and the
+        attempt leaves the sweep index (propeller follows the job from now on). Raises
         :class:`AttemptAbandoned`, recording nothing, once the attempt is marked abandoned. Creates
         the item when there is none; it expires like every claim."""
         values = {":s": {"N": repr(started_at)}, ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))}}
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"attempt": {"S": attempt}},
-                UpdateExpression="SET answered_from = :s, expires_at = if_not_exists(expires_at, :expires)",
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=(
+                    f"SET answered_from = :s, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires) {_DISARM}"
+                ),
                 ConditionExpression=(
                     "attribute_not_exists(abandoned) AND (attribute_not_exists(answered_from) OR answered_from <= :s)"
                 ),
@@ -343,8 +551,8 @@ class AttemptLedger:
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"attempt": {"S": attempt}},
-                UpdateExpression="SET expires_at = if_not_exists(expires_at, :expires)",
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)",
                 ConditionExpression="attribute_not_exists(abandoned)",
                 ExpressionAttributeValues={":expires": values[":expires"]},
             )
@@ -356,7 +564,14 @@ class AttemptLedger:
                 "the task's next attempt, if one is left, starts a new job"
             ) from None
 
-    def abandon(self, attempt: str, *, unless_adopted: bool = True, started_at: float | None = None) -> bool:
+    def abandon(
+        self,
+        attempt: str,
+        *,
+        unless_adopted: bool = True,
+        started_at: float | None = None,
+        sweep: SweepTarget | None = None,
+    ) -> bool:
         """Marks ``attempt``'s job as cancelled because a CreateTask answering it (started at
         ``started_at``, epoch seconds) had already answered an error: a later CreateTask of the
         attempt raises :class:`AttemptAbandoned`. Creates the item when there is none (the create
@@ -368,10 +583,17 @@ class AttemptLedger:
         records, and the job must run on. An earlier one's answer is lost to propeller, and the
         give-up's own create may have finished after its deadline and recorded itself: neither
         counts. With ``started_at`` None every answer counts. With ``unless_adopted=False`` the mark
-        is made regardless (a job no GetTask could follow)."""
+        is made regardless (a job no GetTask could follow).
+
+        The mark puts the attempt in the sweep index with ``sweep`` (the job to stop), due after
+        :data:`SWEEP_GRACE_SECONDS`: the give-up cancels the job now, and :meth:`settle` takes it
+        out once it did; should this replica die first, a surviving one stops the job."""
+        now = self._clock()
+        armed, arming = _arm(sweep, now + SWEEP_GRACE_SECONDS, now)
         values: dict[str, Any] = {
-            ":at": {"N": str(self._clock())},
-            ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))},
+            ":at": {"N": str(now)},
+            ":expires": {"N": str(int(now + RETENTION_SECONDS))},
+            **arming,
         }
         condition: dict[str, str] = {}
         if unless_adopted:
@@ -383,8 +605,8 @@ class AttemptLedger:
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"attempt": {"S": attempt}},
-                UpdateExpression="SET abandoned = :at, expires_at = if_not_exists(expires_at, :expires)",
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=f"SET abandoned = :at, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires){armed}",
                 ExpressionAttributeValues=values,
                 **condition,
             )
@@ -394,6 +616,67 @@ class AttemptLedger:
             _log.warning("attempt %s: a later CreateTask was answered its job first; the job runs on", attempt)
             return False
         return True
+
+    def due(self, limit: int) -> list[str]:
+        """Up to ``limit`` attempts of the sweep index due now, earliest first (a ``Query`` of the
+        index, eventually consistent as every read of a global secondary index is: the sweeper
+        re-reads each through :meth:`claim_for_sweep`)."""
+        found = self._db.query(
+            TableName=self._table,
+            IndexName=SWEEP_INDEX,
+            KeyConditionExpression="#q = :q AND #a <= :now",
+            ExpressionAttributeNames={"#q": SWEEP_QUEUE_ATTRIBUTE, "#a": SWEEP_AFTER},
+            ExpressionAttributeValues={":q": {"S": SWEEP_QUEUE}, ":now": {"N": repr(self._clock())}},
+            Limit=limit,
+        )
+        return [item[ATTEMPT_KEY]["S"] for item in found.get("Items", [])]
+
+    def claim_for_sweep(self, attempt: str, hold_seconds: float) -> dict[str, Any] | None:
+        """``attempt``'s item, once claimed for the sweeper for ``hold_seconds`` (its sweep due
+        again then, should the sweeper die); None when it is not due (any more) or a claimant's
+        lease still runs. The claim marks the attempt abandoned, so that no CreateTask answers the
+        job from now on (:meth:`answer` refuses), and an answer recorded first takes the attempt
+        out of the index, failing the claim: DynamoDB orders the two conditional writes."""
+        now = self._clock()
+        try:
+            return self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                # The due time is the claim's hold: another sweeper's claim needs it passed. The
+                # abandoned mark keeps every CreateTask of the attempt off the job (once, answer).
+                UpdateExpression=f"SET {SWEEP_AFTER} = :hold, abandoned = if_not_exists(abandoned, :now)",
+                ConditionExpression=(
+                    f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND {SWEEP_AFTER} <= :now "
+                    "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                ),
+                ExpressionAttributeValues={":now": {"N": repr(now)}, ":hold": {"N": repr(now + hold_seconds)}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return None
+
+    def sweep_later(self, attempt: str, after: float) -> None:
+        """``attempt``'s sweep due again at ``after`` (epoch seconds), while it is still in the index."""
+        with contextlib.suppress(ClientError):  # settled meanwhile: nothing to do
+            self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=f"SET {SWEEP_AFTER} = :after",
+                ConditionExpression=f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE})",
+                ExpressionAttributeValues={":after": {"N": repr(after)}},
+            )
+
+    def settle(self, attempt: str, outcome: str) -> None:
+        """Takes ``attempt`` out of the sweep index, recording ``outcome`` (what became of its job:
+        cancelled, never created, left running) and when, for an operator reading the item."""
+        self._db.update_item(
+            TableName=self._table,
+            Key={ATTEMPT_KEY: {"S": attempt}},
+            UpdateExpression=f"SET swept = :outcome, swept_at = :now {_DISARM}",
+            ExpressionAttributeValues={":outcome": {"S": outcome}, ":now": {"N": repr(self._clock())}},
+        )
 
     def _create_and_record(
         self,
@@ -410,19 +693,23 @@ class AttemptLedger:
             # timeout, a dropped connection) may hide a create AWS carried out; this CreateTask's
             # error would fail the attempt and nobody would ever stop that job (module docstring),
             # so it is looked up by its name and, when there, is this create's answer.
-            found = None if isinstance(exc, ClientError) else _found_or_none(find)
+            # Not found yet, the claim stays in the sweep index, due soon (_expire): AWS may still
+            # carry the create out (a SubmitJob held past botocore's read timeout did), and the
+            # sweeper stops the job once its name lists it.
+            answered_error = isinstance(exc, ClientError)
+            found = None if answered_error else _found_or_none(find)
             if found is None:
-                self._expire(attempt, token)
+                self._expire(attempt, token, created_nothing=answered_error)
                 raise
             resource = found
         except BaseException:
-            self._expire(attempt, token)
+            self._expire(attempt, token, created_nothing=False)
             raise
 
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={"attempt": {"S": attempt}},
+                Key={ATTEMPT_KEY: {"S": attempt}},
                 UpdateExpression="SET #r = :r",
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner", "#r": "resource"},
@@ -430,9 +717,9 @@ class AttemptLedger:
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
-                # The job exists but is not recorded (DynamoDB throttled, say): an error would fail
-                # the attempt and leave the job running with nobody to stop it (module docstring),
-                # so it is answered; the attempt's lease stays until it expires.
+                # The job exists but is not recorded (DynamoDB throttled, say): its CreateTask
+                # answers it only once its answer is recorded (AttemptAnswers.answering), else it
+                # is stopped; meanwhile the claim's sweep finds it by its name should we die.
                 _log.warning("attempt %s: could not record %s: %s", attempt, resource, exc)
                 return resource
             # Our lease ran out and another caller took over: its record is the attempt's job.

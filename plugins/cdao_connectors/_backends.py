@@ -107,7 +107,8 @@ SAFE_TO_RETRY = "the call is safe to retry"
 # Said of a CreateTask that ran out of time (launcher.go: the attempt fails, the create is not re-sent).
 CREATE_GIVEN_UP = (
     "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt, if one is "
-    "left, starts a new job) and a job this create still starts is cancelled"
+    "left, starts a new job) and a job this create still starts is cancelled (should this replica end first, "
+    "plugins/README.md, runbook 'A job left running', says by whom)"
 )
 
 
@@ -199,16 +200,20 @@ class _LateCancel:
 
     backend: str
     resource_meta: Any
+    answers: AttemptAnswers | None = None  # the attempt's record, when the attempt table orders its answers
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # ends the wait for the next try
     last_try: bool = False  # a refusal now is final: the process is shutting down
     stopped: bool = False
-    given_up: bool = False  # counted as left running (give_up), once
+    given_up: bool = False  # given up (give_up), once
 
-    def give_up(self) -> None:
-        """Counts the job as left running, unless it already was."""
-        if not self.given_up:
-            self.given_up = True
-            count_job_left_running(self.backend)
+    def give_up(self, why: str, error: BaseException | None = None) -> None:
+        """This replica stops trying to cancel the job (``why``, ``error``), once: logged, and counted
+        as left running unless its attempt is in the attempt table's sweep index, whose sweeper on a
+        surviving replica stops it (cdao_connectors._sweeper)."""
+        if self.given_up:
+            return
+        self.given_up = True
+        left_running(self.backend, f"{why} {self.resource_meta!r}", self.answers, error)
 
     def __post_init__(self) -> None:
         if _shutting_down:
@@ -225,8 +230,34 @@ _shutdown_cancels: list[_LateCancel] = []
 # Cancels of jobs whose create answered too late, kept referenced until done (asyncio holds only
 # weak references to tasks), with what each stops.
 _LATE_CANCELS: dict[asyncio.Task[Any], _LateCancel] = {}
-# Creates still running after their CreateTask gave up (each starts a late cancel once done), by backend.
-_GAVE_UP_CREATES: dict[asyncio.Future[Any], str] = {}
+# Creates still running after their CreateTask gave up (each starts a late cancel once done), with
+# their backend and the attempt's record (None where the attempt table does not order the answers).
+_GAVE_UP_CREATES: dict[asyncio.Future[Any], tuple[str, AttemptAnswers | None]] = {}
+
+
+def left_running(backend: str, what: str, answers: AttemptAnswers | None, error: BaseException | None = None) -> None:
+    """A job (``what``) this replica does not stop, logged: as the attempt table's sweeper's to stop
+    when its attempt is in the sweep index (``answers.swept``), else counted as left running and
+    logged as an operator's to stop (plugins/README.md, runbook "A job left running"), naming the
+    attempt's item where there is one."""
+    if answers is not None and answers.swept:
+        _log.warning(
+            "%s: %s; its attempt %s is in the attempt table's sweep index: a surviving replica's sweeper stops it",
+            backend,
+            what,
+            answers.item,
+            exc_info=error,
+        )
+        return
+    count_job_left_running(backend)
+    attempt = f" (attempt {answers.item})" if answers is not None else ""
+    _log.error(
+        "%s: %s%s; nobody will stop it: it must be stopped by hand (plugins/README.md, runbook)",
+        backend,
+        what,
+        attempt,
+        exc_info=error,
+    )
 
 
 @dataclass
@@ -236,6 +267,7 @@ class _Answering:
 
     backend: str
     give_up: asyncio.Future[None]
+    answers: AttemptAnswers | None
     why: str = ""
 
 
@@ -273,12 +305,15 @@ def _transient_in_chain(error: BaseException, transient: Callable[[BaseException
 class LeftRunning(Exception):
     """Raised by a create that started a job, then failed with ``error`` and could not stop the job
     (``resource_meta``) at once: :func:`create_within_deadline` raises ``error`` and stops the job
-    in the background as it stops a late one, since nobody else ever will (module docstring)."""
+    in the background as it stops a late one, since nobody else ever will (module docstring); with
+    ``as_give_up``, through the give-up's cancel (the attempt marked abandoned and put in the sweep
+    index first: a job its CreateTask never answered)."""
 
-    def __init__(self, resource_meta: Any, error: BaseException) -> None:
+    def __init__(self, resource_meta: Any, error: BaseException, *, as_give_up: bool = False) -> None:
         super().__init__(str(error))
         self.resource_meta = resource_meta
         self.error = error
+        self.as_give_up = as_give_up
 
 
 async def create_within_deadline(
@@ -334,7 +369,7 @@ async def create_within_deadline(
         _IN_CREATE.reset(reset)
     # Registered before the create's first step runs: a SIGTERM handled at any point after this
     # finds it (cdao_connectors.service decides at once whether anything is pending).
-    answering = _Answering(backend, asyncio.get_running_loop().create_future())
+    answering = _Answering(backend, asyncio.get_running_loop().create_future(), answers)
     _ANSWERING[started] = answering
     try:
         return await within_deadline(
@@ -346,13 +381,16 @@ async def create_within_deadline(
             since=since,
         )
     except LeftRunning as left:
-        _stop_in_background(left.resource_meta, stop or cancel, backend, transient)
+        stopper = cancel if left.as_give_up else stop or cancel
+        _stop_in_background(left.resource_meta, stopper, backend, transient, answers)
         raise left.error from left.error.__cause__
     except (BackendDeadlineExceeded, ReplicaShuttingDown, asyncio.CancelledError):
         started.add_done_callback(
-            functools.partial(_cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient)
+            functools.partial(
+                _cancel_late, cancel=cancel, stop=stop or cancel, backend=backend, transient=transient, answers=answers
+            )
         )
-        _GAVE_UP_CREATES[started] = backend
+        _GAVE_UP_CREATES[started] = (backend, answers)
         started.add_done_callback(lambda done: _GAVE_UP_CREATES.pop(done, None))
         raise
     finally:
@@ -375,18 +413,19 @@ def _cancel_late(
     stop: Callable[[Any], Awaitable[Any]],
     backend: str,
     transient: Callable[[BaseException], bool],
+    answers: AttemptAnswers | None,
 ) -> None:
     if started.cancelled():
         return  # nothing was started
     error = started.exception()
     if isinstance(error, LeftRunning):
-        _stop_in_background(error.resource_meta, stop, backend, transient)
+        _stop_in_background(error.resource_meta, cancel if error.as_give_up else stop, backend, transient, answers)
         return
     if error is not None:
         return  # the create's own failure handling owns what it left
     resource_meta = started.result()
     _log.warning("%s: CreateTask answered before its create finished; cancelling %r", backend, resource_meta)
-    _stop_in_background(resource_meta, cancel, backend, transient)
+    _stop_in_background(resource_meta, cancel, backend, transient, answers)
 
 
 def _stop_in_background(
@@ -394,9 +433,11 @@ def _stop_in_background(
     cancel: Callable[[Any], Awaitable[Any]],
     backend: str,
     transient: Callable[[BaseException], bool],
+    answers: AttemptAnswers | None = None,
 ) -> None:
-    """``cancel(resource_meta)`` on the event loop, tried again while refused for now (create_within_deadline)."""
-    late = _LateCancel(backend, resource_meta)
+    """``cancel(resource_meta)`` on the event loop, tried again while refused for now
+    (create_within_deadline); ``answers`` is the attempt's record, if any (:func:`left_running`)."""
+    late = _LateCancel(backend, resource_meta, answers)
 
     async def cancelling() -> None:
         give_up = time.monotonic() + LATE_CANCEL_SECONDS
@@ -411,14 +452,7 @@ def _stop_in_background(
             except Exception as exc:
                 final = late.last_try or time.monotonic() + delay > give_up
                 if final or not _transient_in_chain(exc, transient):
-                    late.give_up()
-                    _log.exception(
-                        "%s: could not cancel %r, which its CreateTask could not answer (%d tries); "
-                        "it must be stopped by hand",
-                        backend,
-                        resource_meta,
-                        tries,
-                    )
+                    late.give_up(f"could not cancel ({tries} tries) the job its CreateTask could not answer,", exc)
                     return
                 _log.warning(
                     "%s: cancelling %r refused for now, trying again in %.1fs: %s", backend, resource_meta, delay, exc
@@ -488,25 +522,20 @@ async def _finish_shutdown(budget: float) -> list[Any]:
     if creates:
         # Each one's done callbacks (registered before asyncio.wait's own) start its late cancel.
         await asyncio.wait(creates, timeout=max(0.0, end - time.monotonic()))
-    for create, backend in creates.items():
+    for create, (backend, answers) in creates.items():
         if not create.done():
-            count_job_left_running(backend)
-            _log.error(
-                "%s: shutting down while a create whose CreateTask gave up still runs; a job it starts is "
-                "neither cancelled nor followed: look it up by its attempt's name; it must be stopped by hand",
+            left_running(
                 backend,
+                "shutting down while a create whose CreateTask gave up still runs; a job it starts is not "
+                "cancelled here",
+                answers,
             )
     pending = _unfinished_on(loop, _LATE_CANCELS)
     if pending:
         _, unfinished = await asyncio.wait(pending, timeout=max(0.0, end - time.monotonic()))
         for task in unfinished:
-            late = pending[task]
-            late.give_up()
-            _log.error(
-                "%s: shutting down with the cancel of %r, which its CreateTask could not answer, still under way; "
-                "it must be stopped by hand",
-                late.backend,
-                late.resource_meta,
+            pending[task].give_up(
+                "shutting down with the cancel still under way of the job its CreateTask could not answer,"
             )
     return [late.resource_meta for late in _shutdown_cancels if not late.stopped]
 
@@ -521,8 +550,8 @@ async def _answer_or_give_up(loop: asyncio.AbstractEventLoop, budget: float) -> 
     for create, a in answering.items():
         if not create.done():
             _log.warning(
-                "%s: shutting down while a create in flight at SIGTERM still runs; its CreateTask gives up and "
-                "the job it starts is cancelled",
+                "%s: shutting down while a create in flight at SIGTERM still runs; its CreateTask gives up, and a "
+                "job it starts is cancelled if the create ends before this replica does (else see the end)",
                 a.backend,
             )
             a.why = "this connector replica is shutting down (SIGTERM) and its create did not finish in time"
@@ -636,7 +665,7 @@ class BulkheadConnector(AsyncConnectorBase):
     :class:`Backend` within propeller's CreateTask and DeleteTask deadlines, and whose GetTask reads
     the job's status cache (:meth:`status_of`) within the GetTask deadline, turning what it knows
     into a Resource (:meth:`resource_for`); a job a create starts after its CreateTask gave up is
-    cancelled by :meth:`cancel_abandoned`."""
+    cancelled by its DeleteTask path (:meth:`delete`)."""
 
     backend: Backend
 
@@ -667,7 +696,7 @@ class BulkheadConnector(AsyncConnectorBase):
 
         return await create_within_deadline(
             creating(),
-            functools.partial(self.cancel_abandoned, started_at=started_at),
+            self.delete,
             backend=self.backend.name,
             transient=self.is_transient_error,
             stop=self.delete,
@@ -686,11 +715,6 @@ class BulkheadConnector(AsyncConnectorBase):
         """Whether an error of this backend's calls says "not now" (AWS's, :func:`aws_error_is_transient`,
         unless the connector's backend is not AWS)."""
         return aws_error_is_transient(error)
-
-    async def cancel_abandoned(self, resource_meta: Any, *, started_at: float | None = None) -> None:
-        """Stops the job of a create that finished after its CreateTask (started at ``started_at``,
-        epoch seconds) answered an error (DeleteTask)."""
-        await self.delete(resource_meta)
 
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:

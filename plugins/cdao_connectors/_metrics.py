@@ -151,3 +151,16 @@ def follow_jobs_left_running(backend: str) -> None:
 def count_job_left_running(backend: str) -> None:
     """One more job of ``backend`` that nobody will stop (:data:`JOBS_LEFT_RUNNING`)."""
     JOBS_LEFT_RUNNING.labels(backend=backend).inc()
+
+
+JOBS_SWEPT = Counter(
+    "cdao_jobs_swept",
+    "Jobs nobody followed (their CreateTask could not answer them, or their replica ended first) that this "
+    "replica's sweeper stopped, by backend (cdao_connectors._sweeper)",
+    ["backend"],
+)
+
+
+def count_job_swept(backend: str) -> None:
+    """One more job of ``backend`` the sweeper stopped (:data:`JOBS_SWEPT`)."""
+    JOBS_SWEPT.labels(backend=backend).inc()

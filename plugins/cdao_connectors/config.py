@@ -27,7 +27,10 @@ Variables (connector that reads them, meaning):
 ``CDAO_ATTEMPT_TABLE`` (every AWS connector and Codeweave)
     DynamoDB table where replicas claim a Batch or EMR task attempt before creating its job, so one
     attempt never starts two jobs, and where every connector orders a repeated CreateTask's answer
-    against the cancel of a CreateTask that gave up (:mod:`cdao_connectors._attempts`).
+    against the cancel of a CreateTask that gave up (:mod:`cdao_connectors._attempts`); its sweep
+    index lists the attempts whose job nobody follows, which every replica's sweeper stops.
+``CDAO_SWEEP_PERIOD_SECONDS`` (every replica, default 60)
+    how often the replica sweeps; 0 leaves the sweeping to the other replicas.
 ``CDAO_EMR_CLUSTER_ID`` (EMR, optional)
     default long-running cluster for Spark steps; unset means transient clusters.
 ``CDAO_EMR_RELEASE_LABEL`` (EMR, default ``emr-7.5.0``)
@@ -53,6 +56,7 @@ itself) points every client at an emulator in tests.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -93,6 +97,25 @@ def status_refresh_seconds() -> float:
     """``CDAO_STATUS_REFRESH_SECONDS``: oldest EMR step, EMR Serverless run, SageMaker job or
     endpoint, or Codeweave job status served, in seconds."""
     return _positive_float("CDAO_STATUS_REFRESH_SECONDS", 5.0)
+
+
+def sweep_period_seconds() -> float:
+    """``CDAO_SWEEP_PERIOD_SECONDS``: how often each replica sweeps the attempt table for jobs that
+    nobody follows (``cdao_connectors._sweeper``), in seconds (default 60); 0 turns this replica's
+    sweeper off, leaving the sweeping to the others. Raises :class:`ConnectorConfigError` for a
+    value that is not a finite number of seconds at or above 0."""
+    raw = os.environ.get("CDAO_SWEEP_PERIOD_SECONDS", "").strip()
+    if not raw:
+        return 60.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConnectorConfigError(
+            f"environment variable CDAO_SWEEP_PERIOD_SECONDS={raw!r} must be a number of seconds, 0 or more"
+        )
+    return value
 
 
 def aws_region() -> str:

@@ -12,9 +12,13 @@ text with no level, time or logger name.
 
 On SIGTERM it refuses new CreateTasks, lets the creates under way finish (answering their
 CreateTasks) or gives them up and cancels their jobs, tries the cancels still pending of jobs whose
-CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs and counts
-(``cdao_jobs_left_running_total``) each job not stopped, before ending as SIGTERM ends a process
-(``SHUTDOWN_CANCEL_SECONDS``).
+CreateTask gave up once more, serving GetTasks and DeleteTasks meanwhile, and logs each job not
+stopped, before ending as SIGTERM ends a process (``SHUTDOWN_CANCEL_SECONDS``): as left to the
+attempt table's sweeper when its attempt is in the sweep index, else counted as left running
+(``cdao_jobs_left_running_total``).
+
+Every replica sweeps the attempt table (``cdao_connectors._sweeper``, started here on a thread of its
+own): it stops the jobs whose attempt nobody follows any more, those of replicas that ended included.
 """
 
 import asyncio
@@ -32,8 +36,10 @@ from flytekitplugins.spark.connector import DatabricksConnector
 
 from cdao_connectors import _deadlines
 from cdao_connectors._backends import finish_shutdown, pending_work_loop, stop_starting_creates
+from cdao_connectors._sweeper import start_sweeping
 from cdao_connectors.aws_batch import connector as aws_batch_connector
 from cdao_connectors.codeweave import connector as codeweave_connector
+from cdao_connectors.config import sweep_period_seconds
 from cdao_connectors.emr import connector as emr_connector
 from cdao_connectors.emr import serverless as emr_serverless_connector
 from cdao_connectors.sagemaker import connector as sagemaker_connector
@@ -155,6 +161,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 # Never replaces a handler someone else installed; signal.signal works only in the main thread.
 if _sigterm_before in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+# A malformed CDAO_SWEEP_PERIOD_SECONDS fails the service's start, naming it (ConnectorConfigError).
+sweep_period_seconds()
+start_sweeping()
 
 # Everything imported so far (flytekit, botocore's service models, the plugins: ~200,000 objects)
 # lives as long as the process. Left to the collector, every full collection walks all of it, on the

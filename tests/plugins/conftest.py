@@ -63,6 +63,9 @@ def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
         "CDAO_STATUS_REFRESH_SECONDS": "0.001",
         # Every connector's CreateTask records its answer there (plugins/cdao_connectors/_attempts.py).
         "CDAO_ATTEMPT_TABLE": ATTEMPT_TABLE,
+        # The in-process service's sweeper (and that of each replica a test starts, which inherits
+        # this) stays off: tests make due attempts and sweep them themselves (test_sweeper.py).
+        "CDAO_SWEEP_PERIOD_SECONDS": "0",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

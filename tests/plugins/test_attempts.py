@@ -25,7 +25,8 @@ import pytest
 import yaml
 from aws_setup import ATTEMPT_TABLE, SPOT_QUEUE, provision_attempt_table, provision_batch
 from botocore.exceptions import ClientError
-from cdao_connectors._attempts import AttemptInProgress, AttemptLedger
+from cdao_connector_resources import SWEEP_INDEX
+from cdao_connectors._attempts import AttemptInProgress, AttemptLedger, SweepTarget
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
 from connector_calls import run_to_end as _run_and_return
 from connector_processes import DEPLOYMENT, ConnectorProcess
@@ -278,7 +279,13 @@ def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(
     ledger.once(attempt, lambda: {"job_id": "j"}, lambda: None, 1)
     answered = f"cw/{uuid.uuid4().hex}"  # the order of a deduplicating backend's answers and give-up
     ledger.answer(answered, 1.0)
-    ledger.abandon(answered, started_at=1.0)
+    ledger.abandon(answered, started_at=1.0, sweep=SweepTarget("test", "test-task", 0, resource_meta=b"{}"))
+    # The sweeper's calls (cdao_connectors._sweeper): find the due attempts, claim, re-arm, settle.
+    swept = AttemptLedger(client, ledger_table, clock=lambda: time.time() + 3600)
+    assert answered in swept.due(100)
+    assert swept.claim_for_sweep(answered, 60) is not None
+    swept.sweep_later(answered, 0)
+    swept.settle(answered, "cancelled")
 
     run = plans.planned("dev")
     table = next(r for r in run.registrations if r.type == "aws:dynamodb/table:Table")
@@ -287,8 +294,15 @@ def test_infra_declares_the_table_and_grants_exactly_the_calls_the_ledger_makes(
     assert table.inputs["ttl"] == {"enabled": True, "attributeName": "expires_at"}
     policy = next(r for r in run.registrations if r.name == "workload-identity-connector" and "policy" in r.inputs)
     statements = [s for s in json.loads(policy.inputs["policy"])["Statement"] if "dynamodb" in json.dumps(s)]
-    assert [set(s["Action"]) for s in statements] == [made]
-    assert statements[0]["Resource"] == [f"arn:aws:dynamodb:{REGION}:111122223333:table/{table.inputs['name']}"]
+    assert set().union(*(s["Action"] for s in statements)) == made
+    arn = f"arn:aws:dynamodb:{REGION}:111122223333:table/{table.inputs['name']}"
+    granted = {action: s["Resource"] for s in statements for action in s["Action"]}
+    assert granted == {
+        "dynamodb:GetItem": [arn],
+        "dynamodb:PutItem": [arn],
+        "dynamodb:UpdateItem": [arn],
+        "dynamodb:Query": [f"{arn}/index/{SWEEP_INDEX}"],
+    }
 
 
 def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas):
@@ -596,6 +610,29 @@ def _hold_the_give_ups_mark_until_the_repeat_is_answered(monkeypatch) -> tuple[t
     return mark_reached, repeat_answered
 
 
+def _note_give_ups(monkeypatch) -> threading.Event:
+    """Set once a give-up's cancel (``AttemptAnswers.cancelling``: mark the attempt abandoned, then
+    cancel the job unless a later CreateTask was answered it) has ended, whatever it did."""
+    from cdao_connectors._attempts import AttemptAnswers  # noqa: PLC0415
+
+    ended = threading.Event()
+    cancelling = AttemptAnswers.cancelling
+
+    def noting(self, cancel):
+        give_up = cancelling(self, cancel)
+
+        async def noted(resource_meta):
+            try:
+                return await give_up(resource_meta)
+            finally:
+                ended.set()
+
+        return noted
+
+    monkeypatch.setattr(AttemptAnswers, "cancelling", noting)
+    return ended
+
+
 def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after(gave_up_batch, monkeypatch):
     """The race between the ledger recording the late job and the give-up marking its attempt
     abandoned: a repeated CreateTask arriving in between (propeller lost its state) used to be
@@ -610,20 +647,9 @@ def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after
 
     batch = gave_up_batch
     mark_reached, repeat_answered = _hold_the_give_ups_mark_until_the_repeat_is_answered(monkeypatch)
-    cancel = batch.connector.cancel_abandoned
-    gave_up: asyncio.Future = None  # type: ignore[assignment]
-
-    async def cancel_and_note(resource_meta, **kwargs):
-        try:
-            await cancel(resource_meta, **kwargs)
-        finally:
-            gave_up.set_result(None)
-
-    monkeypatch.setattr(batch.connector, "cancel_abandoned", cancel_and_note)
+    gave_up = _note_give_ups(monkeypatch)
 
     async def scenario():
-        nonlocal gave_up
-        gave_up = asyncio.get_running_loop().create_future()
         await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=9))  # the job definition
         monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 1.3)
         batch.proxy.throttle_next = 2  # as GaveUpBatch.give_up: the submit lands after the budget
@@ -633,7 +659,7 @@ def test_a_repeat_answered_the_job_keeps_it_running_when_the_give_up_marks_after
         monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", 30.0)
         again = await batch.connector.create(batch.template, batch.prefix, None, batch.meta(retry=0))
         repeat_answered.set()
-        await asyncio.wait_for(gave_up, 10)
+        assert await asyncio.get_running_loop().run_in_executor(None, gave_up.wait, 10)
         return again
 
     again = _run_and_return(scenario())
@@ -1491,30 +1517,21 @@ async def _repeat_takes_over_and_gives_up(monkeypatch, connector, template, pref
         return once(self, *args, **kwargs)
 
     monkeypatch.setattr(AttemptLedger, "once", held_once)
-    cancel, gave_up = connector.delete, asyncio.Event()
+    cancel, gave_up = connector.delete, _note_give_ups(monkeypatch)
     cancelled = []
 
     async def noting_delete(resource_meta, **kwargs):
         cancelled.append(resource_meta)
         return await cancel(resource_meta, **kwargs)
 
-    abandon = connector.cancel_abandoned
-
-    async def noting_give_up(resource_meta, **kwargs):
-        try:
-            return await abandon(resource_meta, **kwargs)
-        finally:
-            gave_up.set()
-
     monkeypatch.setattr(connector, "delete", noting_delete)
-    monkeypatch.setattr(connector, "cancel_abandoned", noting_give_up)
     repeat = asyncio.ensure_future(connector.create(template, prefix, None, meta))
     assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
     repeat.cancel()  # propeller gave up on the repeat's CreateTask
     with pytest.raises(asyncio.CancelledError):
         await repeat
     release.set()
-    await asyncio.wait_for(gave_up.wait(), 10)
+    assert await asyncio.get_running_loop().run_in_executor(None, gave_up.wait, 10)
     return first, bool(cancelled)
 
 
@@ -2123,7 +2140,9 @@ def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threa
         return "the job"
 
     async def create_on_this_thread():
-        answers = AttemptAnswers(Backend("attempt record test"), attempt_item("test", uuid.uuid4().hex))
+        answers = AttemptAnswers(
+            Backend("attempt record test"), attempt_item("test", uuid.uuid4().hex), category(BATCH_TASK_TYPE)
+        )
         return threading.current_thread().name, await answers.answering(created())
 
     loop_thread, answer = _run_and_return(create_on_this_thread())

@@ -47,6 +47,7 @@ import emr_tasks
 import pytest
 import requests
 import yaml
+from aws_setup import provision_attempt_table
 from botocore.stub import Stubber
 from cdao_connector_resources import STACK_TAG
 from cdao_connectors.aws_batch.connector import BatchConnector
@@ -228,9 +229,13 @@ def _emr(call: Call, w: Where) -> list[Authorization]:
 
 
 def _dynamodb(call: Call, w: Where) -> list[Authorization]:
+    table = f"arn:aws:dynamodb:{w.region}:{w.account}:table/{call.params['TableName']}"
     if call.operation in ("GetItem", "PutItem", "UpdateItem"):
-        table = call.params["TableName"]
-        return [Authorization(f"dynamodb:{call.operation}", f"arn:aws:dynamodb:{w.region}:{w.account}:table/{table}")]
+        return [Authorization(f"dynamodb:{call.operation}", table)]
+    if call.operation == "Query":
+        # A Query of an index is authorized on the index's ARN, of the table on the table's.
+        index = call.params.get("IndexName")
+        return [Authorization("dynamodb:Query", f"{table}/index/{index}" if index else table)]
     raise LookupError
 
 
@@ -414,14 +419,7 @@ def stack_env(planned, aws_env, moto_endpoint, monkeypatch) -> Iterator[dict[str
                 priority=1,
                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
             )
-    dynamodb = boto3.client("dynamodb", region_name=region)
-    if env["CDAO_ATTEMPT_TABLE"] not in dynamodb.list_tables()["TableNames"]:
-        dynamodb.create_table(
-            TableName=env["CDAO_ATTEMPT_TABLE"],
-            AttributeDefinitions=[{"AttributeName": "attempt", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "attempt", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    provision_attempt_table(region, env["CDAO_ATTEMPT_TABLE"])
     s3 = boto3.client("s3", region_name=region)
     for bucket in (annotations["cdao.io/bucket-metadata"], annotations["cdao.io/bucket-userdata"]):
         s3.create_bucket(Bucket=bucket)

@@ -16,7 +16,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._attempts import CREATE_STARTED_AT, CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
+from cdao_connectors._attempts import CREATE_STARTED_AT, CREATE_WAIT_SECONDS, AttemptAnswers, AttemptLedger, SweepTarget
 from cdao_connectors._backends import Backend, BulkheadConnector, create_once
 from cdao_connectors._common import (
     attempt_seed,
@@ -63,6 +63,22 @@ class BatchJobMetadata(ResourceMeta):
 def _attempt_key(job_name: str) -> str:
     """The attempt's item in the attempt ledger (cdao_connectors._attempts)."""
     return f"batch/{job_name}"
+
+
+def _job_name(task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any) -> str:
+    """The attempt's job name: the same for every CreateTask of the attempt, on any replica."""
+    seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+    return deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 128)
+
+
+def _find_job(client: Any, queue: str, job_name: str) -> dict[str, Any] | None:
+    """The newest job named ``job_name`` in ``queue`` (ListJobs with a JOB_NAME filter lists jobs
+    of every status), as ``{"job_id": ...}``; None when there is none."""
+    listed = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
+    summaries = listed.get("jobSummaryList") or []
+    if not summaries:
+        return None
+    return {"job_id": max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]}
 
 
 def is_spot_reclamation(job: dict[str, Any]) -> bool:
@@ -185,17 +201,12 @@ class BatchConnector(BulkheadConnector):
         cfg = BatchConfig.from_env()
         image, command, env = rendered_container(task_template, output_prefix)
         queue = cfg.spot_queue if job.spot else cfg.on_demand_queue
-        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
-        job_name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 128)
+        job_name = _job_name(task_template, output_prefix, task_execution_metadata)
         definition = self._job_definition(cfg, image, job)
         client = self._client(cfg.region)
 
         def find() -> dict[str, Any] | None:
-            listed = client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [job_name]}])
-            summaries = listed.get("jobSummaryList") or []
-            if not summaries:
-                return None
-            return {"job_id": max(summaries, key=lambda s: s.get("createdAt", 0))["jobId"]}
+            return _find_job(client, queue, job_name)
 
         def submit() -> dict[str, Any]:
             request: dict[str, Any] = {
@@ -220,8 +231,14 @@ class BatchConnector(BulkheadConnector):
 
         # SubmitJob has no client token and accepts any number of jobs of one name: the attempt is
         # claimed across replicas first (cdao_connectors._attempts).
+        sweep = SweepTarget(
+            backend=self.backend.name,
+            task_type=self.task_category.name,
+            task_version=self.task_category.version,
+            lookup={"region": cfg.region, "job_queue": queue, "job_name": job_name},
+        )
         job_id = self._ledger(cfg.region).once(
-            _attempt_key(job_name), submit, find, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get()
+            _attempt_key(job_name), submit, find, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get(), sweep=sweep
         )["job_id"]
         return BatchJobMetadata(
             job_id=job_id,
@@ -235,17 +252,32 @@ class BatchConnector(BulkheadConnector):
     def _ledger(self, region: str) -> AttemptLedger:
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
 
-    async def cancel_abandoned(self, resource_meta: BatchJobMetadata, *, started_at: float | None = None) -> None:
-        # Marked first: a re-sent CreateTask of the attempt must not adopt the job being terminated
-        # (nor is it terminated once a CreateTask that started after this one was answered it,
-        # while a repeat that took it over and gives up terminates it: cdao_connectors._attempts).
-        def mark() -> bool:  # on the backend's threads, where the ledger's client is made on first use
-            return self._ledger(resource_meta.region).abandon(
-                _attempt_key(resource_meta.job_name), started_at=started_at
-            )
+    def attempt_answers(
+        self, task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any
+    ) -> AttemptAnswers:
+        # The claim's item (create_sync): its answer takes it out of the sweep index, a give-up
+        # marks it abandoned before terminating the job (cdao_connectors._attempts).
+        return AttemptAnswers(
+            self.backend,
+            _attempt_key(_job_name(task_template, output_prefix, task_execution_metadata)),
+            self.task_category,
+            claimed=True,
+        )
 
-        if await mark_abandoned(self.backend, mark):
-            await self.delete(resource_meta)
+    def swept_job(self, lookup: dict[str, Any], recorded: dict[str, Any] | None) -> BatchJobMetadata | None:
+        """The job of a claim nobody answered (cdao_connectors._sweeper): the one it recorded, else
+        the one its name lists in its queue; enough of it for :meth:`delete_sync`."""
+        found = recorded or _find_job(self._client(lookup["region"]), lookup["job_queue"], lookup["job_name"])
+        if found is None:
+            return None
+        return BatchJobMetadata(
+            job_id=found["job_id"],
+            job_name=lookup["job_name"],
+            job_queue=lookup["job_queue"],
+            region=lookup["region"],
+            output_prefix="",
+            has_outputs=False,
+        )
 
     def status_of(self, resource_meta: BatchJobMetadata) -> tuple[StatusCache, str]:
         cfg = BatchConfig.from_env()

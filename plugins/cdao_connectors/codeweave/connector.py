@@ -172,7 +172,7 @@ class CodeweaveConnector(BulkheadConnector):
         # The idempotency key answers a repeated CreateTask the attempt's job even while a give-up
         # is cancelling it; the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
-        return AttemptAnswers(self.backend, attempt_item("codeweave", seed))
+        return AttemptAnswers(self.backend, attempt_item("codeweave", seed), self.task_category)
 
     def is_transient_error(self, error: BaseException) -> bool:
         # A DeleteTask that ran out of its deadline is "not now" too (its call goes on).

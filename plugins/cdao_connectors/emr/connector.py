@@ -22,7 +22,13 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource, 
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
-from cdao_connectors._attempts import CREATE_STARTED_AT, CREATE_WAIT_SECONDS, AttemptLedger, mark_abandoned
+from cdao_connectors._attempts import (
+    CREATE_STARTED_AT,
+    CREATE_WAIT_SECONDS,
+    AttemptAnswers,
+    AttemptLedger,
+    SweepTarget,
+)
 from cdao_connectors._backends import Backend, BulkheadConnector, LeftRunning, create_once
 from cdao_connectors._common import (
     attempt_seed,
@@ -165,6 +171,17 @@ def _spark_submit_args(image: str, env: dict[str, str], spark_conf: dict[str, st
 _CANCELLABLE_STEP_STATES = frozenset({"PENDING", "RUNNING"})
 
 
+def _attempt_of(
+    task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any
+) -> tuple[str | None, str]:
+    """The cluster the attempt's step goes to (None: its own transient cluster) and the step's name
+    (= that cluster's): the same for every CreateTask of the attempt, on any replica."""
+    spark = config_from_custom(EMRSpark, task_template.custom, task_template.id.name)
+    seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
+    name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 256)
+    return spark.cluster_id or EMRConfig.from_env().default_cluster_id, name
+
+
 def _attempt_key(cluster_id: str | None, name: str) -> str:
     """The attempt's item in the attempt ledger (cdao_connectors._attempts): its transient cluster
     (``cluster_id`` None) or its step on cluster ``cluster_id``."""
@@ -219,9 +236,7 @@ class EMRConnector(BulkheadConnector):
         cfg = EMRConfig.from_env()
         spark = config_from_custom(EMRSpark, task_template.custom, task_template.id.name)
         image, command, env = rendered_container(task_template, output_prefix)
-        seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
-        name = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 256)
-        cluster_id = spark.cluster_id or cfg.default_cluster_id
+        cluster_id, name = _attempt_of(task_template, output_prefix, task_execution_metadata)
         transient = cluster_id is None
         step = {
             "Name": name,
@@ -252,7 +267,12 @@ class EMRConnector(BulkheadConnector):
                 }
 
             cluster_id = ledger.once(
-                _attempt_key(None, name), run, find_cluster, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get()
+                _attempt_key(None, name),
+                run,
+                find_cluster,
+                CREATE_WAIT_SECONDS,
+                started_at=CREATE_STARTED_AT.get(),
+                sweep=self._sweep_target(cfg.region, None, name),
             )["cluster_id"]
             unlisted = EMRStepMetadata(cluster_id, "", transient, cfg.region, output_prefix, has_outputs)
             try:
@@ -299,44 +319,72 @@ class EMRConnector(BulkheadConnector):
                 return {"step_id": added["StepIds"][0]}
 
             step_id = ledger.once(
-                _attempt_key(on, name), add, find_step, CREATE_WAIT_SECONDS, started_at=CREATE_STARTED_AT.get()
+                _attempt_key(on, name),
+                add,
+                find_step,
+                CREATE_WAIT_SECONDS,
+                started_at=CREATE_STARTED_AT.get(),
+                sweep=self._sweep_target(cfg.region, on, name),
             )["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
 
-    @staticmethod
     def _stop_unlisted(
-        emr: Any, ledger: AttemptLedger, name: str, unlisted: EMRStepMetadata, error: Exception
+        self, emr: Any, ledger: AttemptLedger, name: str, unlisted: EMRStepMetadata, error: Exception
     ) -> NoReturn:
         """Raises ``error`` once the transient cluster whose step could not be listed is terminated,
         or :class:`LeftRunning` for it when TerminateJobFlows fails (the create's caller stops it in
-        the background). No GetTask could follow that cluster: its attempt is marked abandoned even
-        if a re-send adopted it."""
+        the background, and the sweeper should this replica end first). No GetTask could follow that
+        cluster: its attempt is marked abandoned even if a re-send adopted it."""
+        item = _attempt_key(None, name)
+        target = self._sweep_target(unlisted.region, None, name, resource_meta=unlisted)
         try:
-            ledger.abandon(_attempt_key(None, name), unless_adopted=False)
+            ledger.abandon(item, unless_adopted=False, sweep=target)
         except Exception as exc:  # a running cluster nobody follows costs more than the rare re-send
             _log.warning("attempt of EMR cluster %s: could not mark it abandoned: %s", unlisted.cluster_id, exc)
         try:
             emr.terminate_job_flows(JobFlowIds=[unlisted.cluster_id])
         except Exception as refused:
             raise LeftRunning(unlisted, error) from refused
+        try:
+            ledger.settle(item, "cancelled: its step could not be listed")
+        except Exception as exc:  # the sweeper's terminate of a terminated cluster is a no-op
+            _log.warning("attempt of EMR cluster %s stays in the sweep index: %s", unlisted.cluster_id, exc)
         raise error
+
+    def _sweep_target(
+        self, region: str, cluster_id: str | None, name: str, resource_meta: EMRStepMetadata | None = None
+    ) -> SweepTarget:
+        """How the sweeper finds (:meth:`swept_job`) the attempt's step, or transient cluster when
+        ``cluster_id`` is None, named ``name``; or stops ``resource_meta`` when it is known."""
+        return SweepTarget(
+            backend=self.backend.name,
+            task_type=self.task_category.name,
+            task_version=self.task_category.version,
+            lookup={"region": region, "cluster_id": cluster_id, "name": name},
+            resource_meta=None if resource_meta is None else resource_meta.encode(),
+        )
+
+    def attempt_answers(
+        self, task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any
+    ) -> AttemptAnswers:
+        # The claim's item (create_sync): its answer takes it out of the sweep index, a give-up
+        # marks it abandoned before cancelling the step or terminating the cluster.
+        cluster_id, name = _attempt_of(task_template, output_prefix, task_execution_metadata)
+        return AttemptAnswers(self.backend, _attempt_key(cluster_id, name), self.task_category, claimed=True)
+
+    def swept_job(self, lookup: dict[str, Any], recorded: dict[str, Any] | None) -> EMRStepMetadata | None:
+        """The step, or transient cluster, of a claim nobody answered (cdao_connectors._sweeper):
+        the one it recorded, else the one its name lists; enough of it for :meth:`delete_sync`."""
+        region, cluster_id, name = lookup["region"], lookup["cluster_id"], lookup["name"]
+        emr = self.backend.aws("emr", region)
+        if cluster_id is None:
+            found = (recorded or {}).get("cluster_id") or self._find_cluster(emr, name)
+            return None if found is None else EMRStepMetadata(found, "", True, region, "", False)
+        step_id = (recorded or {}).get("step_id") or self._find_step(emr, cluster_id, name)
+        return None if step_id is None else EMRStepMetadata(cluster_id, step_id, False, region, "", False)
 
     def _ledger(self, region: str) -> AttemptLedger:
         return AttemptLedger(self.backend.aws("dynamodb", region), attempt_table())
-
-    async def cancel_abandoned(self, resource_meta: EMRStepMetadata, *, started_at: float | None = None) -> None:
-        def abandon() -> bool:
-            # The metadata holds ids, the ledger's key the step's name (= a transient cluster's name).
-            emr = self.backend.aws("emr", resource_meta.region)
-            name = emr.describe_step(ClusterId=resource_meta.cluster_id, StepId=resource_meta.step_id)["Step"]["Name"]
-            on = None if resource_meta.transient else resource_meta.cluster_id
-            return self._ledger(resource_meta.region).abandon(_attempt_key(on, name), started_at=started_at)
-
-        # Marked first: a re-sent CreateTask of the attempt must not adopt the step being cancelled
-        # (nor is it cancelled once a CreateTask that started after this one was answered it, while
-        # a repeat that took it over and gives up cancels it: cdao_connectors._attempts).
-        if await mark_abandoned(self.backend, abandon):
-            await self.delete(resource_meta)
 
     @staticmethod
     def _find_step(emr: Any, cluster_id: str, name: str) -> str | None:

@@ -7,6 +7,7 @@ import json
 
 import boto3
 import requests
+from cdao_connector_resources import ATTEMPT_KEY, SWEEP_AFTER, SWEEP_INDEX, SWEEP_QUEUE_ATTRIBUTE
 
 SPOT_QUEUE = "cdao-batch-spot"
 ON_DEMAND_QUEUE = "cdao-batch-on-demand"
@@ -49,17 +50,33 @@ def provision_batch(endpoint: str, region: str) -> dict[str, str]:
 ATTEMPT_TABLE = "cdao-test-connector-attempts"
 
 
-def provision_attempt_table(region: str) -> dict[str, str]:
-    """The table infra/components/compute.py declares: partition key ``attempt`` (string), on demand."""
+def provision_attempt_table(region: str, table: str = ATTEMPT_TABLE) -> dict[str, str]:
+    """The table infra/components/compute.py declares: partition key ``attempt`` (string), on demand,
+    with the sparse sweep index (keys only) whose names cdao_connector_resources owns (the planned
+    table itself is created in moto by tests/infra/test_connector_attempts.py)."""
     dynamodb = boto3.client("dynamodb", region_name=region)
     with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
         dynamodb.create_table(
-            TableName=ATTEMPT_TABLE,
-            AttributeDefinitions=[{"AttributeName": "attempt", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "attempt", "KeyType": "HASH"}],
+            TableName=table,
+            AttributeDefinitions=[
+                {"AttributeName": ATTEMPT_KEY, "AttributeType": "S"},
+                {"AttributeName": SWEEP_QUEUE_ATTRIBUTE, "AttributeType": "S"},
+                {"AttributeName": SWEEP_AFTER, "AttributeType": "N"},
+            ],
+            KeySchema=[{"AttributeName": ATTEMPT_KEY, "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": SWEEP_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": SWEEP_QUEUE_ATTRIBUTE, "KeyType": "HASH"},
+                        {"AttributeName": SWEEP_AFTER, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
-    return {"CDAO_ATTEMPT_TABLE": ATTEMPT_TABLE}
+    return {"CDAO_ATTEMPT_TABLE": table}
 
 
 def create_transform_jobs(region: str, model: str, names: list[str]) -> None:

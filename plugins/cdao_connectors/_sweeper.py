@@ -1,0 +1,169 @@
+"""Each replica's sweeper: stops the jobs whose task attempt nobody follows any more.
+
+The attempt table keeps every attempt whose job may be running with nobody to stop it in its sweep
+index, due when the replica that made the job can no longer be counted on to stop it
+(:mod:`cdao_connectors._attempts`, "Sweeping"). Every connector replica sweeps: every
+``CDAO_SWEEP_PERIOD_SECONDS`` (:func:`cdao_connectors.config.sweep_period_seconds`) it takes up to
+:data:`SWEEP_BATCH` due attempts, claims each (one replica does, held for
+:data:`SWEEP_HOLD_SECONDS`), finds its job through the connector that made it and stops it through
+that connector's DeleteTask path. A job found stopped is logged and counted
+(``cdao_jobs_swept_total``); one its backend keeps refusing to stop for
+:data:`SWEEP_GIVE_UP_SECONDS`, or refuses for good, is logged and counted as left running
+(``cdao_jobs_left_running_total``, alert ``ConnectorJobLeftRunning``) by this surviving replica,
+whose counters Prometheus scrapes, unlike those of a replica that is ending.
+
+It runs on a thread of its own, with an event loop of its own for the connectors' async DeleteTask:
+its AWS calls and its waits never hold the service's event loop, and the service's shutdown
+(:func:`cdao_connectors._backends.finish_shutdown`) has nothing of it to wait for: an attempt a
+sweeper claimed and did not settle is due again once the claim's hold ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from flytekit.extend.backend.base_connector import ConnectorRegistry
+
+from cdao_connectors._attempts import SWEEP_FIND_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, SweepTarget
+from cdao_connectors._backends import AWS_CLIENT_CONFIG, _transient_in_chain, aws_error_is_transient
+from cdao_connectors._metrics import count_job_left_running, count_job_swept
+from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region, sweep_period_seconds
+
+_log = logging.getLogger(__name__)
+
+# Due attempts one pass takes; the rest wait for the next pass (or another replica's).
+SWEEP_BATCH = 25
+# A claimed attempt is due again this long after its claim, should its sweeper end first: far more
+# than finding and stopping one job (each call bounded by propeller's DeleteTask deadline).
+SWEEP_HOLD_SECONDS = 120.0
+# A job whose backend refuses to stop it "for now" (throttled, a 5xx) is tried again every pass
+# for this long after its attempt entered the index, then counted as left running.
+SWEEP_GIVE_UP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What one sweep of ``attempt`` did: ``outcome`` is "cancelled", "no job", "not found yet",
+    "retrying" or "left running"; ``job`` the ``resource_meta`` it stopped or tried to, if found."""
+
+    attempt: str
+    outcome: str
+    job: Any = None
+
+
+def sweep_once(ledger: AttemptLedger) -> list[Swept]:
+    """One pass: every attempt due now (at most :data:`SWEEP_BATCH`) that this call claims is swept.
+    Raises what reading the index raises (the next pass tries again); an attempt's own failure is
+    logged and leaves it due again when its claim's hold ends."""
+    done = []
+    for attempt in ledger.due(SWEEP_BATCH):
+        item = ledger.claim_for_sweep(attempt, SWEEP_HOLD_SECONDS)
+        if item is None:
+            continue  # another replica claimed it, or it was answered or settled meanwhile
+        try:
+            done.append(_sweep(ledger, attempt, item, ledger.now()))
+        except Exception:
+            _log.exception("sweeper: could not sweep attempt %s; it is due again in %.0fs", attempt, SWEEP_HOLD_SECONDS)
+    return done
+
+
+def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float) -> Swept:
+    target = SweepTarget.of(item)
+    since = float(item.get("sweep_since", {}).get("N", now))
+    connector = ConnectorRegistry.get_connector(target.task_type, target.task_version)
+    job = _job(connector, target, item)
+    if job is None:
+        if now - since < SWEEP_FIND_SECONDS:
+            ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
+            return Swept(attempt, "not found yet")
+        ledger.settle(attempt, "no job")
+        _log.info("sweeper: %s never made the job of attempt %s (%s)", target.backend, attempt, target.lookup)
+        return Swept(attempt, "no job")
+    try:
+        asyncio.run(connector.delete(job))
+    except Exception as exc:
+        transient = getattr(connector, "is_transient_error", aws_error_is_transient)
+        if _transient_in_chain(exc, transient) and now - since < SWEEP_GIVE_UP_SECONDS:
+            _log.warning("sweeper: %s refused to stop %r for now (%s); trying again", target.backend, job, exc)
+            ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
+            return Swept(attempt, "retrying", job)
+        count_job_left_running(target.backend)
+        _log.error(
+            "sweeper: %s refused to stop %r, the job of attempt %s that nobody follows (%s); "
+            "it must be stopped by hand (plugins/README.md, runbook)",
+            target.backend,
+            job,
+            attempt,
+            exc,
+        )
+        ledger.settle(attempt, f"left running: {exc}"[:1024])
+        return Swept(attempt, "left running", job)
+    ledger.settle(attempt, "cancelled")
+    count_job_swept(target.backend)
+    _log.warning(
+        "sweeper: stopped %r, the job of attempt %s, which its CreateTask could not answer (%s)",
+        job,
+        attempt,
+        target.backend,
+    )
+    return Swept(attempt, "cancelled", job)
+
+
+def _job(connector: Any, target: SweepTarget, item: dict[str, Any]) -> Any:
+    """The job's ``resource_meta``: the one recorded with the target, else the one the connector's
+    ``swept_job`` finds from the target's lookup and the job the claim recorded, if any (None: not
+    made, or not listed yet)."""
+    if target.resource_meta is not None:
+        return connector.metadata_type.decode(target.resource_meta)
+    recorded = item.get("resource", {}).get("S")
+    return connector.swept_job(target.lookup, json.loads(recorded) if recorded else None)
+
+
+_started = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def start_sweeping() -> threading.Thread:
+    """Starts this process's sweeper thread, once (a daemon: it ends with the process). Each pass
+    reads its settings afresh; with no attempt table configured, or a period of 0, it does nothing."""
+    global _thread  # noqa: PLW0603  (one sweeper per process)
+    with _started:
+        if _thread is None:
+            _thread = threading.Thread(target=_sweep_forever, name="cdao-sweeper", daemon=True)
+            _thread.start()
+        return _thread
+
+
+def _period() -> float:
+    try:
+        return sweep_period_seconds()
+    except ConnectorConfigError:
+        _log.exception("sweeper: not sweeping until the setting is fixed")
+        return 0.0
+
+
+def _sweep_forever() -> None:
+    # Replicas started together (a rollout) sweep at different moments of the period.
+    time.sleep(random.uniform(0, _period() or SWEEP_RECHECK_SECONDS))  # noqa: S311  (not security)
+    while True:
+        period = _period()
+        if period > 0:
+            try:
+                table = attempt_table()
+            except ConnectorConfigError:
+                table = None  # a service with no attempt table makes nothing to sweep
+            if table is not None:
+                try:
+                    dynamodb = boto3.client("dynamodb", region_name=aws_region(), config=AWS_CLIENT_CONFIG)
+                    sweep_once(AttemptLedger(dynamodb, table))
+                except Exception:
+                    _log.exception("sweeper: the pass failed; the next one tries again in %.0fs", period)
+        time.sleep(period or SWEEP_RECHECK_SECONDS)

@@ -1,0 +1,460 @@
+"""The attempt table's sweep: a job whose task attempt nobody follows any more is stopped by a
+surviving replica (plugins/cdao_connectors/_attempts.py "Sweeping", _sweeper.py).
+
+Before it, three faults of one kind (issue #16's third review): a SubmitJob that AWS carried out
+after botocore's read timeout left a job nobody stopped; a create in flight when its replica ended
+(SIGTERM past the shutdown's budget, SIGKILL, an OOM kill) left one too, with messages promising a
+cancel that never came; and the count of such jobs lived in the ending process only, so the alert
+watching it could not fire. DynamoDB is moto as a server, made as atomic as DynamoDB for conditional
+writes (support/moto_atomic.py); the sweep index is created as infra/ declares it (support/aws_setup.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import batch_tasks
+import boto3
+import grpc
+import pytest
+import requests
+from aws_setup import SPOT_QUEUE, provision_attempt_table, provision_batch
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
+from cdao_connectors._attempts import (
+    LEASE_SECONDS,
+    SWEEP_FIND_SECONDS,
+    SWEEP_GRACE_SECONDS,
+    SWEEP_RECHECK_SECONDS,
+    AttemptAbandoned,
+    AttemptAnswers,
+    AttemptLedger,
+    SweepTarget,
+)
+from cdao_connectors._sweeper import sweep_once
+from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
+from connector_calls import run_to_end
+from connector_processes import ConnectorProcess
+from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from prometheus_client import REGISTRY
+from propeller import create_task, execution_metadata, serialize, write_inputs
+
+REGION = "us-east-1"
+
+
+def _meta(execution: str):
+    from flytekit.models.task import TaskExecutionMetadata  # noqa: PLC0415
+
+    return TaskExecutionMetadata.from_flyte_idl(execution_metadata(execution))
+
+
+def _ledger(clock=time.time) -> AttemptLedger:
+    return AttemptLedger(boto3.client("dynamodb", region_name=REGION), os.environ["CDAO_ATTEMPT_TABLE"], clock=clock)
+
+
+def _later(seconds: float):
+    """A clock ``seconds`` ahead of now (epoch seconds): the sweep as it runs that much later."""
+    return lambda: time.time() + seconds
+
+
+def _item(attempt: str) -> dict[str, Any]:
+    return boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=os.environ["CDAO_ATTEMPT_TABLE"], Key={"attempt": {"S": attempt}}, ConsistentRead=True
+    )["Item"]
+
+
+def _in_sweep_index(attempt: str) -> bool:
+    item = _item(attempt)
+    return SWEEP_QUEUE_ATTRIBUTE in item and SWEEP_AFTER in item
+
+
+def _batch_jobs() -> dict:
+    from moto.batch.models import batch_backends  # noqa: PLC0415
+
+    return dict(batch_backends["123456789012"][REGION]._jobs)
+
+
+def _swept(backend: str) -> float:
+    return REGISTRY.get_sample_value("cdao_jobs_swept_total", {"backend": backend}) or 0.0
+
+
+def _left_running(backend: str) -> float:
+    return REGISTRY.get_sample_value("cdao_jobs_left_running_total", {"backend": backend}) or 0.0
+
+
+def _until(predicate, timeout: float = 15.0):
+    give_up = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < give_up, "condition not met in time"
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def sweep_table(aws_env, monkeypatch) -> str:
+    """An attempt table of this test's own: each sweep sees only the attempts its test made
+    (a pass takes the earliest due ones, SWEEP_BATCH at most)."""
+    table = f"cdao-test-sweep-{uuid.uuid4().hex[:8]}"
+    for k, v in provision_attempt_table(REGION, table).items():
+        monkeypatch.setenv(k, v)
+    return table
+
+
+@pytest.fixture
+def batch_env(sweep_table, moto_endpoint, monkeypatch) -> None:
+    for k, v in provision_batch(moto_endpoint, REGION).items():
+        monkeypatch.setenv(k, v)
+
+
+def _target(**lookup: Any) -> SweepTarget:
+    return SweepTarget("AWS Batch", BATCH_TASK_TYPE, 0, lookup=lookup)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fault: a job AWS makes after the create's read timeout.
+
+
+def test_a_submit_aws_carries_out_after_the_read_timeout_is_stopped_by_the_sweeper(
+    batch_env, moto_endpoint, monkeypatch, fresh_connectors
+):
+    """A SubmitJob held past botocore's read timeout (the throttling proxy holds it, then forwards
+    it: AWS carries it out after the caller stopped waiting) fails its CreateTask, the create's
+    look-up by name finds nothing yet, and the job AWS then makes ran with nobody to stop it
+    (propeller never DeleteTasks a job it got no resource_meta for: connector/plugin.go ``Delete``
+    at flyteplugins/v1.16.8). The claim stays in the sweep index, due SWEEP_RECHECK_SECONDS later;
+    the sweep then finds the job by the attempt's name and terminates it. The read timeout is cut
+    from 20 s to 0.5 s and the sweep's clock set ahead, so this takes ~2 s."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    monkeypatch.setattr(
+        _backends,
+        "AWS_CREATE_CLIENT_CONFIG",
+        Config(connect_timeout=3, read_timeout=0.5, retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.delay_paths, proxy.delay_seconds = ("/v1/submitjob",), 1.5
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", proxy.url)
+    connector = BatchConnector()
+    fresh_connectors(connector)
+    template, prefix = serialize(batch_tasks.preprocess), f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    swept_before = _swept(connector.backend.name)
+    try:
+        proxy.delay_paths = ()
+        run_to_end(connector.create(template, prefix, None, _meta(f"warm-{uuid.uuid4().hex[:6]}")))  # its definition
+        proxy.delay_paths = ("/v1/submitjob",)
+        before = set(_batch_jobs())
+        meta = _meta(f"late-submit-{uuid.uuid4().hex[:6]}")
+        with pytest.raises(Exception, match=r"[Rr]ead timeout"):
+            run_to_end(connector.create(template, prefix, None, meta))
+        (late,) = _until(lambda: [j for i, j in _batch_jobs().items() if i not in before])
+    finally:
+        proxy.stop()
+        monkeypatch.delenv("AWS_ENDPOINT_URL_BATCH")  # the sweep reaches Batch as any replica does
+    assert not late.stop, "the late job was stopped before any sweep"
+    attempt = f"batch/{late.job_name}"
+    assert _in_sweep_index(attempt)
+    assert float(_item(attempt)[SWEEP_AFTER]["N"]) <= time.time() + SWEEP_RECHECK_SECONDS
+
+    assert attempt not in {s.attempt for s in sweep_once(_ledger())}  # not due yet
+    swept = [s for s in sweep_once(_ledger(_later(SWEEP_RECHECK_SECONDS + 1))) if s.attempt == attempt]
+
+    assert [s.outcome for s in swept] == ["cancelled"]
+    assert swept[0].job.job_id == late.job_id
+    assert _batch_jobs()[late.job_id].stop, "the sweep did not terminate the late job"
+    assert not _in_sweep_index(attempt)
+    assert _item(attempt)["swept"]["S"] == "cancelled"
+    assert _swept(connector.backend.name) == swept_before + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The attempt's place in the sweep index, from the claim to the answer or the give-up.
+
+
+def test_a_claim_is_in_the_sweep_index_until_its_createtask_answers(batch_env):
+    """A claim is due when its lease ends (its claimant is gone by then, never merely slow); the
+    answer that propeller then follows takes it out, so the sweeper never stops a followed job."""
+    ledger = _ledger()
+    attempt = f"batch/flyte-{uuid.uuid4().hex}"
+    assert ledger.once(attempt, lambda: {"job_id": "j-1"}, lambda: None, 1, sweep=_target(job_name="n")) == {
+        "job_id": "j-1"
+    }
+    assert _in_sweep_index(attempt)
+    assert abs(float(_item(attempt)[SWEEP_AFTER]["N"]) - (time.time() + LEASE_SECONDS)) < 30
+    ledger.answer(attempt, time.time())
+    assert not _in_sweep_index(attempt)
+    assert attempt not in _ledger(_later(LEASE_SECONDS + 1)).due(1000)
+
+
+def test_a_create_aws_refused_leaves_nothing_to_sweep_and_one_without_an_answer_is_swept_soon(batch_env):
+    """An AWS error answered (a ClientError) made no job: the claim leaves the index. Any other
+    failure (a timeout, a dropped connection) may hide a job AWS makes: due after
+    SWEEP_RECHECK_SECONDS rather than at the lease's end."""
+    ledger = _ledger()
+    refused, lost = f"batch/flyte-{uuid.uuid4().hex}", f"batch/flyte-{uuid.uuid4().hex}"
+
+    def refuse() -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "ClientException", "Message": "bad queue"}}, "SubmitJob")
+
+    def time_out() -> dict[str, Any]:
+        raise TimeoutError("read timeout")
+
+    with pytest.raises(ClientError):
+        ledger.once(refused, refuse, lambda: None, 1, sweep=_target(job_name="r"))
+    with pytest.raises(TimeoutError):
+        ledger.once(lost, time_out, lambda: None, 1, sweep=_target(job_name="l"))
+    assert not _in_sweep_index(refused)
+    assert _in_sweep_index(lost)
+    assert float(_item(lost)[SWEEP_AFTER]["N"]) <= time.time() + SWEEP_RECHECK_SECONDS
+    assert lost in _ledger(_later(SWEEP_RECHECK_SECONDS + 1)).due(1000)
+
+
+def test_the_sweeper_waits_for_a_live_claimants_lease(batch_env):
+    """Due but still leased (a claimant re-armed the attempt and is creating now): not claimed."""
+    ledger = _ledger()
+    attempt = f"batch/flyte-{uuid.uuid4().hex}"
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_create() -> dict[str, Any]:
+        entered.set()
+        assert release.wait(10)
+        return {"job_id": "j-slow"}
+
+    owner = threading.Thread(target=lambda: ledger.once(attempt, slow_create, lambda: None, 1, sweep=_target()))
+    owner.start()
+    try:
+        assert entered.wait(10)
+        # Due by the sweep's clock, yet the lease (same clock: now + LEASE_SECONDS) still runs.
+        assert _ledger(_later(LEASE_SECONDS - 5)).claim_for_sweep(attempt, 60) is None
+    finally:
+        release.set()
+        owner.join(10)
+
+
+def test_an_answer_and_the_sweepers_claim_exclude_each_other_in_either_order(batch_env):
+    """DynamoDB orders the two conditional writes: an answer first takes the attempt out of the
+    index and the claim finds nothing; a claim first marks the attempt abandoned and the answer is
+    refused (the CreateTask fails its attempt instead of answering a job being stopped)."""
+    late = _later(LEASE_SECONDS + 1)
+    answered, claimed = f"batch/flyte-{uuid.uuid4().hex}", f"batch/flyte-{uuid.uuid4().hex}"
+    for attempt in (answered, claimed):
+        _ledger().once(attempt, lambda: {"job_id": "j"}, lambda: None, 1, sweep=_target())
+
+    _ledger().answer(answered, time.time())
+    assert _ledger(late).claim_for_sweep(answered, 60) is None
+
+    assert _ledger(late).claim_for_sweep(claimed, 60) is not None
+    with pytest.raises(AttemptAbandoned):
+        _ledger().answer(claimed, time.time())
+
+
+def test_a_job_not_found_is_looked_for_again_until_it_cannot_appear_any_more(batch_env, monkeypatch):
+    """No job under the attempt's name yet: the sweep looks again SWEEP_RECHECK_SECONDS later, for
+    SWEEP_FIND_SECONDS after the attempt entered the index; then it settles that no job was made."""
+    attempt = f"batch/flyte-{uuid.uuid4().hex}"
+    with pytest.raises(TimeoutError):
+        _ledger().once(
+            attempt,
+            lambda: (_ for _ in ()).throw(TimeoutError("read timeout")),
+            lambda: None,
+            1,
+            sweep=_target(region=REGION, job_queue=SPOT_QUEUE, job_name=f"flyte-never-{uuid.uuid4().hex[:8]}"),
+        )
+    first = [s for s in sweep_once(_ledger(_later(SWEEP_RECHECK_SECONDS + 1))) if s.attempt == attempt]
+    assert [s.outcome for s in first] == ["not found yet"]
+    assert _in_sweep_index(attempt)
+    last = [s for s in sweep_once(_ledger(_later(SWEEP_FIND_SECONDS + 1))) if s.attempt == attempt]
+    assert [s.outcome for s in last] == ["no job"]
+    assert not _in_sweep_index(attempt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stopping: through the connector that made the job, counted where Prometheus can see it.
+
+
+def _armed_give_up(batch_env_job: str, delete_error: Exception | None = None) -> tuple[str, Any]:
+    """A Batch job of an attempt a give-up marked (in the index with its resource_meta), as when the
+    replica ended before its cancel."""
+    from cdao_connectors.aws_batch.connector import BatchJobMetadata  # noqa: PLC0415
+
+    job = BatchJobMetadata(batch_env_job, "flyte-x", SPOT_QUEUE, REGION, "", False)
+    attempt = f"batch/flyte-{uuid.uuid4().hex}"
+    target = SweepTarget("AWS Batch", BATCH_TASK_TYPE, 0, resource_meta=job.encode())
+    assert _ledger().abandon(attempt, started_at=time.time(), sweep=target)
+    return attempt, job
+
+
+def _submitted_job() -> str:
+    definition = boto3.client("batch", region_name=REGION).register_job_definition(
+        jobDefinitionName=f"sweep-{uuid.uuid4().hex[:6]}",
+        type="container",
+        containerProperties={"image": "busybox", "vcpus": 1, "memory": 128, "command": ["sleep", "600"]},
+    )["jobDefinitionArn"]
+    return boto3.client("batch", region_name=REGION).submit_job(
+        jobName="flyte-x", jobQueue=SPOT_QUEUE, jobDefinition=definition
+    )["jobId"]
+
+
+def test_a_give_ups_job_is_swept_through_its_connectors_deletetask_after_the_grace(batch_env):
+    """A give-up's mark puts the job, encoded as propeller would receive it, in the index due after
+    SWEEP_GRACE_SECONDS (the late cancel's own tries come first); the sweep decodes it with the
+    connector's metadata_type and stops it through the connector's DeleteTask path."""
+    attempt, job = _armed_give_up(_submitted_job())
+    assert attempt not in {s.attempt for s in sweep_once(_ledger())}  # the late cancel's time first
+    swept = [s for s in sweep_once(_ledger(_later(SWEEP_GRACE_SECONDS + 1))) if s.attempt == attempt]
+    assert [(s.outcome, s.job) for s in swept] == [("cancelled", job)]
+    assert _batch_jobs()[job.job_id].stop
+
+
+def test_a_job_its_backend_refuses_to_stop_is_counted_as_left_running_by_the_sweeping_replica(
+    batch_env, monkeypatch, caplog
+):
+    """A refusal that is not "not now" (a job the backend will not stop) is final: the surviving
+    replica counts it in cdao_jobs_left_running_total, which its ServiceMonitor scrapes (the alert
+    ConnectorJobLeftRunning), logs it for an operator, and settles the attempt. A "not now"
+    (throttled) leaves it due again."""
+    from cdao_connectors.aws_batch import connector as batch_connector  # noqa: PLC0415
+
+    refusal: list[Exception] = []
+
+    def refuse(self, resource_meta):
+        raise refusal[0]
+
+    monkeypatch.setattr(batch_connector.BatchConnector, "delete_sync", refuse)
+    backend = batch_connector.CONNECTOR.backend.name
+    refused, throttled = _armed_give_up("job-refused"), _armed_give_up("job-throttled")
+    later = _ledger(_later(SWEEP_GRACE_SECONDS + 1))
+    before = _left_running(backend)
+
+    refusal[:] = [ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "TerminateJob")]
+    again = [s.outcome for s in sweep_once(later) if s.attempt == throttled[0]]
+    refusal[:] = [ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "TerminateJob")]
+    with caplog.at_level(logging.ERROR, logger="cdao_connectors"):
+        final = [s.outcome for s in sweep_once(_ledger(_later(SWEEP_GRACE_SECONDS + SWEEP_RECHECK_SECONDS + 2)))]
+
+    assert again == ["retrying"]
+    assert _left_running(backend) == before + 2  # both refused for good on the second pass
+    assert final.count("left running") == 2
+    assert not _in_sweep_index(refused[0]) and not _in_sweep_index(throttled[0])
+    assert any("job-refused" in r.getMessage() and "stopped by hand" in r.getMessage() for r in caplog.records)
+
+
+def test_a_deduplicating_backends_give_up_is_swept_through_its_own_connector(
+    sweep_table, fresh_connectors, tmp_path, monkeypatch
+):
+    """A backend whose API deduplicates the create (here Codeweave, its idempotency key) has its
+    job recorded by the give-up's mark (AttemptAnswers.cancelling) before the cancel; a cancel that
+    never ran (its replica ended) leaves it to the sweep, which cancels the job through the
+    Codeweave connector (the fake implements cdao_connectors.codeweave.contract)."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector, CodeweaveJobMetadata  # noqa: PLC0415
+    from codeweave_fake import CodeweaveFake, FakeJob, serving_codeweave  # noqa: PLC0415
+
+    with serving_codeweave(CodeweaveFake(api_key="k", base_env={}), tmp_path, monkeypatch) as fake:
+        connector = CodeweaveConnector()
+        fresh_connectors(connector)
+        fake.jobs["cw-1"] = FakeJob(id="cw-1", spec={"name": "flyte-swept"}, status="RUNNING")
+        job = CodeweaveJobMetadata("cw-1", "s3://flyte-data/out", False)
+        answers = AttemptAnswers(connector.backend, f"codeweave/{uuid.uuid4().hex}", connector.task_category)
+
+        async def replica_ends_first(resource_meta: Any) -> None:
+            raise RuntimeError("the replica ended before its cancel")
+
+        with pytest.raises(RuntimeError, match="ended before"):
+            run_to_end(answers.cancelling(replica_ends_first)(job))
+        assert answers.swept and _in_sweep_index(answers.item)
+        swept = [s for s in sweep_once(_ledger(_later(SWEEP_GRACE_SECONDS + 1))) if s.attempt == answers.item]
+        assert [(s.outcome, s.job) for s in swept] == [("cancelled", job)]
+        assert fake.jobs["cw-1"].status == "CANCELLED", fake.jobs["cw-1"]
+
+
+def test_a_createtask_whose_answer_cannot_be_recorded_fails_and_cancels_its_job(batch_env, monkeypatch):
+    """Answered unrecorded, the job would stay in the sweep index and be swept while propeller
+    follows it: the CreateTask fails (its attempt; the next one starts anew) and the job is
+    cancelled as a give-up's is, marked abandoned first."""
+    from cdao_connectors.aws_batch.connector import BatchConnector  # noqa: PLC0415
+
+    def throttled(self, attempt, started_at):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
+
+    connector = BatchConnector()
+    template, prefix = serialize(batch_tasks.preprocess), f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    run_to_end(connector.create(template, prefix, None, _meta(f"warm-{uuid.uuid4().hex[:6]}")))
+    monkeypatch.setattr(AttemptLedger, "answer", throttled)
+    before = set(_batch_jobs())
+
+    async def create_then_wait_for_the_cancel():
+        with pytest.raises(RuntimeError, match="could not record"):
+            await connector.create(template, prefix, None, _meta(f"unrecorded-{uuid.uuid4().hex[:6]}"))
+        for _ in range(200):
+            made = [j for i, j in _batch_jobs().items() if i not in before]
+            if made and made[0].stop:
+                return made
+            await asyncio.sleep(0.05)
+        return [j for i, j in _batch_jobs().items() if i not in before]
+
+    (job,) = run_to_end(create_then_wait_for_the_cancel())
+    assert job.stop, "the job of the unrecorded answer runs on"
+    assert "abandoned" in _item(f"batch/{job.job_name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: a replica killed mid-create, a surviving replica's own sweeper.
+
+
+def test_a_replica_killed_mid_create_has_its_job_stopped_by_a_surviving_replicas_sweeper(batch_env, moto_endpoint):
+    """Two real ``pyflyte serve connector`` replicas. One is SIGKILLed (an OOM kill, or SIGKILL at
+    the end of the grace period) while its SubmitJob is held by the throttling proxy, which then
+    forwards it: AWS makes a job nobody follows, and no code of the dead replica runs. The claim's
+    sweep is due when its lease ends (LEASE_SECONDS); the test moves the item's due time to now
+    instead of waiting 5 minutes. The other replica, started as the Deployment starts it with
+    ``CDAO_SWEEP_PERIOD_SECONDS=1``, terminates the job on its own thread and exports the count on
+    its metrics port. Takes ~12 s (two processes start in parallel)."""
+    from throttling_proxy import ThrottlingProxy  # noqa: PLC0415
+
+    proxy = ThrottlingProxy(moto_endpoint, throttle_next=0).start()
+    proxy.delay_paths, proxy.delay_seconds = ("/v1/submitjob",), 4.0
+    env = provision_batch(moto_endpoint, REGION)
+    doomed = ConnectorProcess({**env, "AWS_ENDPOINT_URL_BATCH": proxy.url})
+    survivor = ConnectorProcess({**env, "CDAO_SWEEP_PERIOD_SECONDS": "1"})
+    try:
+        doomed.wait_ready()
+        template, prefix = serialize(batch_tasks.preprocess), f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+        inputs = write_inputs(batch_tasks.preprocess, prefix, path="s3://x/raw.csv")
+        before = set(_batch_jobs())
+
+        def send() -> None:
+            with grpc.insecure_channel(doomed.target) as channel, pytest.raises(grpc.RpcError):
+                create_task(AsyncAgentServiceStub(channel), template, prefix, inputs, execution_metadata("killed"))
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        _until(lambda: any("/v1/submitjob" in path for _, path in proxy.received), timeout=30)
+        doomed._process.send_signal(signal.SIGKILL)
+        (job,) = _until(lambda: [j for i, j in _batch_jobs().items() if i not in before], timeout=15)
+        sender.join(10)
+        attempt = f"batch/{job.job_name}"
+        assert _in_sweep_index(attempt) and not job.stop
+        boto3.client("dynamodb", region_name=REGION).update_item(
+            TableName=os.environ["CDAO_ATTEMPT_TABLE"],
+            Key={"attempt": {"S": attempt}},
+            UpdateExpression=f"SET {SWEEP_AFTER} = :now, lease_until = :now",
+            ExpressionAttributeValues={":now": {"N": str(time.time())}},
+        )
+        survivor.wait_ready()
+        _until(lambda: _batch_jobs()[job.job_id].stop, timeout=20)
+        assert _item(attempt)["swept"]["S"] == "cancelled"
+        metrics = requests.get(f"http://127.0.0.1:{survivor.prometheus_port}/metrics", timeout=5).text
+        assert 'cdao_jobs_swept_total{backend="AWS Batch"} 1.0' in metrics, survivor.log(None)
+    finally:
+        proxy.stop()
+        for process in (doomed, survivor):
+            process.stop()
