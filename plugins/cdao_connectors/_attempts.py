@@ -691,8 +691,8 @@ class AttemptLedger:
         except Exception as exc:
             # AWS answering with an error (ClientError) created nothing. Any other failure (a read
             # timeout, a dropped connection) may hide a create AWS carried out; this CreateTask's
-            # error would fail the attempt and nobody would ever stop that job (module docstring),
-            # so it is looked up by its name and, when there, is this create's answer.
+            # error would fail the attempt and propeller would never stop that job (module
+            # docstring), so it is looked up by its name and, when there, is this create's answer.
             # Not found yet, the claim stays in the sweep index, due soon (_expire): AWS may still
             # carry the create out (a SubmitJob held past botocore's read timeout did), and the
             # sweeper stops the job once its name lists it.

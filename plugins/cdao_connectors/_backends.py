@@ -14,8 +14,9 @@ flyteplugins/v1.16.8) turns any Create error into ``PhaseInfoRetryableFailure``,
 attempt (``core/phase.go``: a USER error, counted against the task's retries), and the next attempt
 has a new ``retry_attempt``, so a new job name. The failed attempt's state holds no ``resource_meta``,
 and ``plugins/webapi/connector/plugin.go`` ``Delete`` does nothing without one: a job the create still
-starts after answering would run unowned. :func:`create_within_deadline` therefore cancels it.
-Hand-written: flytekit has no per-connector executor or deadline.
+starts after answering would run unowned. :func:`create_within_deadline` therefore cancels it, and
+the attempt table's sweep (:mod:`cdao_connectors._attempts`, "Sweeping") stops it should this
+replica end first. Hand-written: flytekit has no per-connector executor or deadline.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ SAFE_TO_RETRY = "the call is safe to retry"
 CREATE_GIVEN_UP = (
     "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt, if one is "
     "left, starts a new job) and a job this create still starts is cancelled (should this replica end first, "
-    "plugins/README.md, runbook 'A job left running', says by whom)"
+    "plugins/README.md, 'Jobs nobody follows', says by whom)"
 )
 
 
@@ -238,7 +239,7 @@ _GAVE_UP_CREATES: dict[asyncio.Future[Any], tuple[str, AttemptAnswers | None]] =
 def left_running(backend: str, what: str, answers: AttemptAnswers | None, error: BaseException | None = None) -> None:
     """A job (``what``) this replica does not stop, logged: as the attempt table's sweeper's to stop
     when its attempt is in the sweep index (``answers.swept``), else counted as left running and
-    logged as an operator's to stop (plugins/README.md, runbook "A job left running"), naming the
+    logged as an operator's to stop (plugins/README.md, "Jobs nobody follows"), naming the
     attempt's item where there is one."""
     if answers is not None and answers.swept:
         _log.warning(
@@ -252,7 +253,7 @@ def left_running(backend: str, what: str, answers: AttemptAnswers | None, error:
     count_job_left_running(backend)
     attempt = f" (attempt {answers.item})" if answers is not None else ""
     _log.error(
-        "%s: %s%s; nobody will stop it: it must be stopped by hand (plugins/README.md, runbook)",
+        "%s: %s%s; nobody will stop it: it must be stopped by hand (plugins/README.md, 'Jobs nobody follows')",
         backend,
         what,
         attempt,
@@ -277,8 +278,9 @@ _ANSWERING: dict[asyncio.Future[Any], _Answering] = {}
 
 # A late cancel refused for now (throttled, a 5xx, its DeleteTask deadline run out) is tried again
 # after LATE_CANCEL_FIRST_DELAY seconds, doubling up to LATE_CANCEL_MAX_DELAY, for at most
-# LATE_CANCEL_SECONDS in all: nobody else will ever stop the job (module docstring), and a throttled
-# account clears within minutes, while an endless loop would outlive any use. Read at call time.
+# LATE_CANCEL_SECONDS in all: propeller never stops the job (module docstring), a throttled account
+# clears within minutes, and the attempt table's sweeper, once the job's attempt is due in its index,
+# goes on trying from any replica. Read at call time.
 LATE_CANCEL_SECONDS = 900.0
 LATE_CANCEL_FIRST_DELAY = 1.0
 LATE_CANCEL_MAX_DELAY = 60.0
@@ -305,7 +307,7 @@ def _transient_in_chain(error: BaseException, transient: Callable[[BaseException
 class LeftRunning(Exception):
     """Raised by a create that started a job, then failed with ``error`` and could not stop the job
     (``resource_meta``) at once: :func:`create_within_deadline` raises ``error`` and stops the job
-    in the background as it stops a late one, since nobody else ever will (module docstring); with
+    in the background as it stops a late one, since propeller never will (module docstring); with
     ``as_give_up``, through the give-up's cancel (the attempt marked abandoned and put in the sweep
     index first: a job its CreateTask never answered)."""
 
@@ -491,10 +493,11 @@ async def finish_shutdown(budget: float) -> list[Any]:
       the job each starts gets one try.
 
     Each create finished or given up is logged; each refused try and each cancel still under way at
-    the end with its job's ``resource_meta`` ("must be stopped by hand"), each create still running
-    with its backend, and each of these counted under its backend in ``cdao_jobs_left_running_total``
-    (:mod:`cdao_connectors._metrics`, for the platform's alert): the process is going away, and with
-    it every record of these jobs (nobody else ever stops them, module docstring)."""
+    the end with its job's ``resource_meta``, each create still running with its attempt
+    (:func:`left_running`): as the sweep's to stop when its attempt is in the attempt table's sweep
+    index (a surviving replica stops it), else "must be stopped by hand" and counted under its
+    backend in ``cdao_jobs_left_running_total`` (:mod:`cdao_connectors._metrics`, for the platform's
+    alert): the process is going away, and with it every record of these jobs it holds."""
     global _shutting_down  # noqa: PLW0603  (read by every late cancel, started before or during this)
     stop_starting_creates()
     _shutting_down = True

@@ -136,8 +136,8 @@ JOBS_LEFT_RUNNING_NAME = "cdao_jobs_left_running"
 # prometheus_client exports a Counter as ``<name>_total`` (and ``<name>_created``).
 JOBS_LEFT_RUNNING = Counter(
     JOBS_LEFT_RUNNING_NAME,
-    "Jobs the service started, or may still start, and gave up stopping, by backend: each must be found "
-    "by its attempt's name and stopped by hand (plugins/README.md, runbook)",
+    "Jobs the service started, or may still start, that nobody will stop (neither their replica nor the "
+    "attempt table's sweeper), by backend: each must be stopped by hand (plugins/README.md, 'Jobs nobody follows')",
     ["backend"],
 )
 

@@ -68,11 +68,34 @@ def sweep_once(ledger: AttemptLedger) -> list[Swept]:
         item = ledger.claim_for_sweep(attempt, SWEEP_HOLD_SECONDS)
         if item is None:
             continue  # another replica claimed it, or it was answered or settled meanwhile
+        now = ledger.now()
         try:
-            done.append(_sweep(ledger, attempt, item, ledger.now()))
-        except Exception:
-            _log.exception("sweeper: could not sweep attempt %s; it is due again in %.0fs", attempt, SWEEP_HOLD_SECONDS)
+            done.append(_sweep(ledger, attempt, item, now))
+        except Exception as exc:
+            # Its connector not served here (a replica of another version), a malformed item, an
+            # AWS call failing: due again when the hold ends, for SWEEP_GIVE_UP_SECONDS at most.
+            since = float(item.get("sweep_since", {}).get("N", now))
+            if now - since < SWEEP_GIVE_UP_SECONDS:
+                _log.exception("sweeper: could not sweep attempt %s; due again in %.0fs", attempt, SWEEP_HOLD_SECONDS)
+                continue
+            done.append(_left_running(ledger, attempt, item, None, exc))
     return done
+
+
+def _left_running(ledger: AttemptLedger, attempt: str, item: dict[str, Any], job: Any, error: Exception) -> Swept:
+    """The sweep gives ``attempt``'s job up: counted and logged for an operator, and settled."""
+    backend = item.get("sweep_backend", {}).get("S", "unknown")
+    count_job_left_running(backend)
+    _log.error(
+        "sweeper: could not stop %r, the job of attempt %s that nobody follows (%s: %s); "
+        "it must be stopped by hand (plugins/README.md, 'Jobs nobody follows')",
+        job if job is not None else item.get("sweep_lookup", {}).get("S", "its job"),
+        attempt,
+        backend,
+        error,
+    )
+    ledger.settle(attempt, f"left running: {error}"[:1024])
+    return Swept(attempt, "left running", job)
 
 
 def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float) -> Swept:
@@ -95,17 +118,7 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
             _log.warning("sweeper: %s refused to stop %r for now (%s); trying again", target.backend, job, exc)
             ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
             return Swept(attempt, "retrying", job)
-        count_job_left_running(target.backend)
-        _log.error(
-            "sweeper: %s refused to stop %r, the job of attempt %s that nobody follows (%s); "
-            "it must be stopped by hand (plugins/README.md, runbook)",
-            target.backend,
-            job,
-            attempt,
-            exc,
-        )
-        ledger.settle(attempt, f"left running: {exc}"[:1024])
-        return Swept(attempt, "left running", job)
+        return _left_running(ledger, attempt, item, job, exc)
     ledger.settle(attempt, "cancelled")
     count_job_swept(target.backend)
     _log.warning(

@@ -348,6 +348,25 @@ def test_a_job_its_backend_refuses_to_stop_is_counted_as_left_running_by_the_swe
     assert any("job-refused" in r.getMessage() and "stopped by hand" in r.getMessage() for r in caplog.records)
 
 
+def test_an_attempt_no_replica_here_can_sweep_is_tried_for_an_hour_then_counted_as_left_running(sweep_table):
+    """An attempt whose connector this replica does not serve (armed by a replica of another
+    version) is due again after the claim's hold, so that a replica that serves it sweeps it; after
+    SWEEP_GIVE_UP_SECONDS it is counted as left running and settled, not retried for the 90 days the
+    item lives."""
+    from cdao_connectors._sweeper import SWEEP_GIVE_UP_SECONDS, SWEEP_HOLD_SECONDS  # noqa: PLC0415
+
+    backend = f"retired-{uuid.uuid4().hex[:6]}"
+    attempt = f"retired/{uuid.uuid4().hex}"
+    _ledger().abandon(attempt, sweep=SweepTarget(backend, "a-task-type-nobody-serves", 0, resource_meta=b"{}"))
+    first = sweep_once(_ledger(_later(SWEEP_GRACE_SECONDS + 1)))
+    assert first == [] and _in_sweep_index(attempt)
+    assert attempt in _ledger(_later(SWEEP_GRACE_SECONDS + SWEEP_HOLD_SECONDS + 2)).due(1000)
+    last = sweep_once(_ledger(_later(SWEEP_GIVE_UP_SECONDS + 1)))
+    assert [(s.attempt, s.outcome) for s in last] == [(attempt, "left running")]
+    assert _left_running(backend) == 1.0
+    assert not _in_sweep_index(attempt)
+
+
 def test_a_deduplicating_backends_give_up_is_swept_through_its_own_connector(
     sweep_table, fresh_connectors, tmp_path, monkeypatch
 ):
@@ -458,3 +477,55 @@ def test_a_replica_killed_mid_create_has_its_job_stopped_by_a_surviving_replicas
         proxy.stop()
         for process in (doomed, survivor):
             process.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# What a replica's shutdown says of the jobs it leaves.
+
+
+def test_a_shutdown_leaves_to_the_sweeper_what_the_sweep_index_holds_and_counts_the_rest(
+    sweep_table, monkeypatch, caplog
+):
+    """SIGTERM's give-ups (finish_shutdown, milliseconds): a create still running at the end whose
+    attempt is in the sweep index (claimed before the create) is logged as the sweeper's, naming
+    the attempt, and not counted: the surviving replica that stops it counts what it cannot stop.
+    One with no record (a backend whose job is unknown until the create answers) is counted as
+    left running and logged for an operator, naming its attempt. Before, both were counted in a
+    process about to end, and the messages promised a cancel the process ended before making."""
+    from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
+    from cdao_connectors._backends import Backend, create_within_deadline, finish_shutdown  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
+    monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.2)
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+    caplog.set_level("WARNING", logger="cdao_connectors._backends")
+    swept, unrecorded = f"swept-{uuid.uuid4().hex[:6]}", f"unrecorded-{uuid.uuid4().hex[:6]}"
+    before = {b: _left_running(b) for b in (swept, unrecorded)}
+    claimed = AttemptAnswers(Backend(swept), f"batch/flyte-{uuid.uuid4().hex}", category(BATCH_TASK_TYPE), claimed=True)
+    answered = AttemptAnswers(Backend(unrecorded), f"codeweave/{uuid.uuid4().hex}", category(BATCH_TASK_TYPE))
+
+    async def scenario() -> None:
+        hung = asyncio.Event()
+
+        async def never_ends() -> str:
+            await hung.wait()
+            return "job-never-seen"
+
+        async def stop(job: str) -> None:
+            return None
+
+        in_flight = [
+            asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=swept, answers=claimed)),
+            asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=unrecorded, answers=answered)),
+        ]
+        await asyncio.sleep(0.01)
+        await asyncio.wait_for(finish_shutdown(0.5), 3)
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        hung.set()
+
+    run_to_end(scenario())
+    assert {b: _left_running(b) - before[b] for b in before} == {swept: 0.0, unrecorded: 1.0}
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert any(level == "WARNING" and claimed.item in m and "sweep index" in m for level, m in messages), messages
+    assert any(level == "ERROR" and answered.item in m and "stopped by hand" in m for level, m in messages), messages
