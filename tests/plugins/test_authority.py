@@ -38,11 +38,17 @@ MALFORMED: list[tuple[str, str]] = [
     # Digits and dots only are an IPv4 address, never a name.
     ("999.1.1.1:8000", "host '999.1.1.1' is not"),
     ("10.0.0:8000", "host '10.0.0' is not"),
+    # A name whose last label is a number is read as an IPv4 address by inet_aton (127.1, 0x7f.1) and
+    # by URL parsers (WHATWG URL "ends in a number"); RFC 1123 2.1: the top label is alphabetic.
+    ("0x7f.1:8000", "host '0x7f.1' is not"),
+    ("flyte.0x7f:8000", "host 'flyte.0x7f' is not"),
+    ("flyte.123.:8000", "host 'flyte.123.' is not"),
     # RFC 3986 3.2.2: an IPv6 address only in brackets, and only an IPv6 address in them.
     ("::1:8000", "not host"),
     ("[::1:8000", "not host"),
     ("[::g]:8000", r"host '\[::g\]' is not"),
     ("[10.0.0.1]:8000", r"host '\[10.0.0.1\]' is not"),
+    ("[fe80::1%eth0]:8000", r"host '\[fe80::1%eth0\]' is not"),  # RFC 3986's IPv6address has no zone
     ("host:8000:9000", "not host"),
     (":8000", "not host"),
     ("", "not host"),
@@ -67,6 +73,7 @@ WELL_FORMED = [
     "[2001:db8::8a2e:370:7334]:65535",
     "cdao-connector.flyte.svc.cluster.local:8000",
     "3com.example.com:443",  # RFC 1123 2.1: a label may start with a digit
+    "123.example.com:443",  # a number, but not the top label
     "flyte.example.com.:443",  # a fully qualified name's root label
     "Flyte.Example.COM:443",
     f"{'a' * 63}.example.com:443",
