@@ -26,6 +26,8 @@ LAYERS: dict[str, tuple[str, frozenset[str]]] = {
     "cdao_pools": ("plugins/cdao_pools", frozenset()),
     # How the connectors name and tag what they create, which infra's IAM policy scopes to.
     "cdao_connector_resources": ("plugins/cdao_connector_resources", frozenset()),
+    # The host[:port] grammar the SDK and the CLI both read endpoints with.
+    "cdao_authority": ("plugins/cdao_authority", frozenset()),
     # The Pulumi program knows its config and components, and the shared facts.
     "infra": ("infra", frozenset({"cdao_catalog", "cdao_stacks", "cdao_pools", "cdao_connector_resources"})),
     # The pack knows the resource format and the cost package, never the program or the CLI.
@@ -33,10 +35,21 @@ LAYERS: dict[str, tuple[str, frozenset[str]]] = {
     # The CLI drives the program under mocks and calls the pack and the cost package.
     "cdao_cli": (
         "cdao_cli",
-        frozenset({"infra", "policies", "cdao_cost", "cdao_resources", "cdao_catalog", "cdao_stacks", "cdao_pools"}),
+        frozenset(
+            {
+                "infra",
+                "policies",
+                "cdao_cost",
+                "cdao_resources",
+                "cdao_catalog",
+                "cdao_stacks",
+                "cdao_pools",
+                "cdao_authority",
+            }
+        ),
     ),
     # The SDK ships to notebooks without Pulumi, the pack or the CLI; it builds the connectors' task configs.
-    "cdao_sdk": ("plugins/cdao_sdk", frozenset({"cdao_connectors", "cdao_pools"})),
+    "cdao_sdk": ("plugins/cdao_sdk", frozenset({"cdao_connectors", "cdao_pools", "cdao_authority"})),
     "cdao_connectors": ("plugins/cdao_connectors", frozenset({"cdao_connector_resources"})),
     # Pipelines know the SDK only.
     "workflows": ("workflows", frozenset({"cdao_sdk"})),

@@ -18,6 +18,8 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from cdao_authority import AuthorityError, parse_authority
+
 from cdao_cli import add_environments_argument
 from cdao_cli.doctor import aws, flyte, kube
 from cdao_cli.doctor.context import DoctorContext, DoctorInputError, platform_files, read_outputs
@@ -51,19 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def host_port(value: str) -> str:
-    """`value` unchanged if it is a gRPC `host:port` target with an explicit port in 1-65535 (an IPv6
-    host in brackets, grpc/grpc doc/naming.md); argparse.ArgumentTypeError otherwise, which argparse
-    reports naming the option and exits 2."""
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
-    # urlsplit parses an authority (RFC 3986 section 3.2: host, bracketed IPv6, port) as gRPC does.
+    """`value` unchanged if it is a gRPC `host:port` target with an explicit port (the grammar of
+    `cdao_authority`, which `cdao_sdk.configure` reads its admin endpoint with: an RFC 1123 name, an
+    IPv4 address or a bracketed IPv6 address, then ASCII digits 1-65535; grpc/grpc doc/naming.md);
+    argparse.ArgumentTypeError otherwise, which argparse reports after the option's name
+    ("argument --connector-endpoint: ...") and exits 2."""
     try:
-        parts = urlsplit(f"//{value}")
-        host, port, user = parts.hostname, parts.port, parts.username
-    except ValueError:  # an unclosed bracket, a port that is not a number or out of range
-        host = port = user = None
-    if not host or user is not None or port is None or not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{value!r} is not host:port (a host, then a port 1-65535)")
+        parse_authority(value, port_required=True)
+    except AuthorityError as error:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: {error}; expected host:port (a DNS name, an IPv4 address or a bracketed IPv6 address, "
+            "then a port 1-65535)"
+        ) from None
     return value
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cdao_authority import parse_authority
+
 from cdao_cli.files import NotUtf8Error, decode_utf8, read_utf8
 from infra.config import LOG_RETENTION_DAYS
 from infra.declared import DECLARED_OUTPUT, DECLARED_VERSION, Declared
@@ -175,7 +177,7 @@ REQUIRED_OUTPUTS: dict[str, tuple[type, str]] = {
     "region": (str, "an AWS region code such as us-east-1"),
     "clusterName": _STR,
     "roleArns": _STR_MAP,
-    "flyteEndpoint": (str, "an https:// URL of a host with an optional port 1-65535"),
+    "flyteEndpoint": (str, "https://host[:port], a DNS name or IP address and an optional port 1-65535"),
     "flyteCertificateArn": _STR,
     "logGroups": (dict, "an object of {name, retentionDays}: a non-empty name, days one of LOG_RETENTION_DAYS"),
     "dbInstanceIdentifier": _STR,
@@ -192,7 +194,7 @@ def read_outputs(path: Path, stack: str, repo: Path = REPO) -> dict[str, Any]:
     judge by: the message names the first commit that records it); every output in
     REQUIRED_OUTPUTS is required, `backup` when `declared.backupMaxAgeHours` says AWS Backup is on;
     no string output may be empty or the secret placeholder; `region` must be an AWS region code
-    (infra/names.py AWS_REGION), `flyteEndpoint` an https URL with a host and a valid port,
+    (infra/names.py AWS_REGION), `flyteEndpoint` https://host[:port] (flyte_host_port),
     `backup.vaultName` an AWS Backup vault name (infra/names.py BACKUP_VAULT_NAME) and each
     `logGroups[*].retentionDays` a retention CloudWatch Logs accepts (infra/config.py LOG_RETENTION_DAYS).
     """
@@ -279,17 +281,26 @@ def _log_group(value: Any) -> bool:
     )
 
 
-def _https_url(value: str) -> bool:
-    """An https URL with a host and, if any, a port 1-65535 (urlsplit's .port raises ValueError on a
-    port that is not a number or out of range, which the checks would otherwise meet)."""
-    from urllib.parse import urlsplit  # noqa: PLC0415
+def flyte_host_port(endpoint: str) -> tuple[str, int]:
+    """The `flyteEndpoint` output, `https://host[:port]` with an optional trailing "/" (what
+    infra/components/edge.py exports: `https://<hostname>`), as (host, port); the port is 443, https's
+    default (RFC 9110 section 4.2.2), when it has none. Host and port follow `cdao_authority`'s
+    grammar (the one of --connector-endpoint); an IPv6 host keeps its brackets, as a URL and a gRPC
+    target both write it. Raises ValueError: another scheme, or user information, a path, a query or
+    a fragment, which the checks (they dial host and port) would otherwise drop without a word."""
+    scheme, rest = endpoint[: len("https://")], endpoint[len("https://") :]
+    if scheme.lower() != "https://":  # RFC 3986 section 3.1: a scheme is case-insensitive
+        raise ValueError(f"{endpoint!r} is not an https:// URL")
+    authority = parse_authority(rest.removesuffix("/"))
+    return authority.host, authority.port or 443
 
+
+def _https_url(value: str) -> bool:
     try:
-        url = urlsplit(value)
-        port = url.port
+        flyte_host_port(value)
     except ValueError:
         return False
-    return url.scheme == "https" and bool(url.hostname) and port != 0
+    return True
 
 
 _SHAPES: dict[str, Callable[[Any], bool]] = {

@@ -23,24 +23,18 @@ import ssl
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 
-from cdao_cli.doctor.context import DoctorContext, PlatformFiles
+from cdao_cli.doctor.context import DoctorContext, PlatformFiles, flyte_host_port
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 
 FLYTE_VALUES = "platform/addons/flyte/flyte-core/values.yaml"
 TIMEOUT_S = 10
 
 
-def _endpoint(ctx: DoctorContext) -> tuple[str, int]:
-    url = urlparse(ctx.output("flyteEndpoint"))
-    return url.hostname or "", url.port or 443
-
-
 def flyte_endpoint(ctx: DoctorContext) -> list[CheckResult]:
-    host, port = _endpoint(ctx)
+    host, port = flyte_host_port(ctx.output("flyteEndpoint"))  # read_outputs has checked it
     return [_http(ctx, host, port), _grpc(ctx, host, port)]
 
 

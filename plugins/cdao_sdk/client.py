@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
 import re
 import time
@@ -12,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from cdao_authority import AuthorityError, parse_authority
 from flyteidl.core.execution_pb2 import NodeExecution, TaskExecution, WorkflowExecution
 from flytekit.models.core.identifier import WorkflowExecutionIdentifier
 
@@ -58,7 +58,8 @@ def configure(
     (plaintext gRPC, e.g. a sandbox's ``http://localhost:30080``); the scheme sets ``insecure``,
     and an ``insecure=`` that contradicts it is a ``ValueError``. Without a scheme, ``insecure``
     defaults to False (TLS), as flytekit's ``PlatformConfig`` does. ``host`` is a DNS name (RFC 1123
-    labels), an IPv4 address or a bracketed IPv6 address; ``port`` is ASCII digits, 1-65535. Another
+    labels), an IPv4 address or a bracketed IPv6 address; ``port`` is ASCII digits, 1-65535
+    (``cdao_authority``, the grammar ``cdao doctor --connector-endpoint`` reads too). Another
     host, whitespace, user information (``user@``), a path, query or fragment, or another scheme is a
     ``ValueError`` naming the argument; ``mlflow_tracking_uri``'s host and port follow the same grammar.
     ``connect_timeout_seconds``: how long ``run``/``monitor`` wait for the admin's channel to come up
@@ -93,7 +94,7 @@ def configure(
     if not project or not domain:
         raise ValueError("configure needs a non-empty project and domain")
     if mlflow_tracking_uri is not None:
-        uri = re.fullmatch(r"https?://([^\s/]+)(/\S*)?", mlflow_tracking_uri)
+        uri = re.fullmatch(r"https?://([^\s/]*)(/\S*)?", mlflow_tracking_uri)
         problem = "" if uri is None else _authority_problem(uri.group(1))
         if problem is not None:
             raise ValueError(
@@ -127,13 +128,10 @@ _ENDPOINT_FORMS = "expected host[:port], https://host[:port] or http://host[:por
 def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
     """``admin_endpoint`` -> (gRPC target ``host[:port]``, insecure as the scheme says or None).
 
-    The scheme is matched case-insensitively (RFC 3986 section 3.1). ``host`` is a DNS name of RFC 1123
-    section 2.1 labels (letters, digits and inner hyphens, 1-63 characters each, at most 253 in all, an
-    optional root dot), an IPv4 dotted quad or a bracketed IPv6 address (RFC 3986 section 3.2.2), the
-    addresses read by the standard library's ``ipaddress``; ``port`` is ASCII digits (RFC 3986 section
-    3.2.3), 1-65535 (a TCP destination port). ``dns:///`` is gRPC's own name-resolver prefix
-    (https://github.com/grpc/grpc/blob/master/doc/naming.md). Hand-written: ``urllib.parse.urlsplit``
-    takes any character in a host (``local_host!;rm``), and ``str.isdigit`` any script's digits."""
+    The scheme is matched case-insensitively (RFC 3986 section 3.1). ``host[:port]`` has the grammar of
+    ``cdao_authority`` (RFC 1123 section 2.1 names, IPv4, bracketed IPv6 of RFC 3986 section 3.2.2;
+    ASCII-digit ports 1-65535, section 3.2.3). ``dns:///`` is gRPC's own name-resolver prefix
+    (https://github.com/grpc/grpc/blob/master/doc/naming.md)."""
 
     def refuse(reason: str) -> ValueError:
         return ValueError(f"configure admin_endpoint={admin_endpoint!r}: {reason}")
@@ -149,53 +147,19 @@ def _grpc_target(admin_endpoint: str) -> tuple[str, bool | None]:
         raise refuse(_ENDPOINT_FORMS)
     scheme_insecure = {"http": True, "https": False}.get(scheme.lower())
     authority = rest.removesuffix("/")
-    if "@" in authority:
-        raise refuse("holds user information (user@); the admin's credentials come from flytekit's auth config")
     problem = _authority_problem(authority)
     if problem is not None:
-        raise refuse(f"{problem}; {_ENDPOINT_FORMS}" if problem else _ENDPOINT_FORMS)
+        raise refuse(f"{problem}; {_ENDPOINT_FORMS}")
     return authority, scheme_insecure
 
 
 def _authority_problem(authority: str) -> str | None:
-    """What is wrong with ``authority`` as ``host[:port]`` (the grammar :func:`_grpc_target` gives):
-    None when nothing is, "" when it is not of that form at all."""
-    parts = re.fullmatch(r"(\[[^\]/?#]*\]|[^:\[\]/?#]+)(?::([^:/?#]*))?", authority)
-    if parts is None or parts.group(2) == "":
-        return ""
-    host, port_text = parts.groups()
-    if port_text is not None:
-        if not re.fullmatch(r"[0-9]+", port_text):
-            return f"port {port_text!r} is not a number"
-        if not 1 <= int(port_text) <= 65535:
-            return f"port {int(port_text)} is outside 1-65535"
-    if not _is_host(host):
-        return (
-            f"host {host!r} is not a DNS name (RFC 1123: letters, digits and inner hyphens, dot-separated), "
-            "an IPv4 address or a bracketed IPv6 address"
-        )
+    """What is wrong with ``authority`` as ``host[:port]`` (``cdao_authority``'s reason), or None."""
+    try:
+        parse_authority(authority)
+    except AuthorityError as error:
+        return str(error)
     return None
-
-
-_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def _is_host(host: str) -> bool:
-    if host.startswith("["):
-        address = host[1:-1]
-        try:
-            ipaddress.IPv6Address(address)
-        except ValueError:
-            return False
-        return True
-    if re.fullmatch(r"[0-9.]+", host):  # digits and dots only: an IPv4 address, never a name (RFC 1123 2.1)
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            return False
-        return True
-    name = host.removesuffix(".")
-    return len(name) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in name.split("."))
 
 
 @contextmanager

@@ -1380,6 +1380,13 @@ def test_a_host_port_connector_endpoint_is_kept_as_given(endpoint: str):
         ("flyteEndpoint", "https://flyte.dev.example.com:70000"),
         ("flyteEndpoint", "http://flyte.dev.example.com"),
         ("flyteEndpoint", "flyte.dev.example.com"),
+        # The host[:port] grammar of --connector-endpoint and the SDK (cdao_authority).
+        ("flyteEndpoint", "https://flyte dev.example.com"),
+        ("flyteEndpoint", "https://flyte_dev.example.com"),
+        ("flyteEndpoint", "https://flyte..example.com"),
+        ("flyteEndpoint", "https://flyte.dev.example.com:+443"),
+        ("flyteEndpoint", "https://user@flyte.dev.example.com"),
+        ("flyteEndpoint", "https://flyte.dev.example.com/api"),  # the checks would drop the path
         ("backup", {"vaultName": ""}),
         ("backup", {"vaultName": "a vault"}),
         ("logGroups", {"cluster": {"name": "/aws/eks/cdao-dev/cluster", "retentionDays": "seven"}}),
@@ -1399,6 +1406,19 @@ def test_outputs_a_check_cannot_use_exit_2_naming_the_key(
     err = capsys.readouterr().err
     assert f"{key} is " in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "dialed"),
+    [
+        ("https://flyte.dev.example.com", ("flyte.dev.example.com", 443)),  # https's default port, RFC 9110 4.2.2
+        ("HTTPS://flyte.dev.example.com:8443/", ("flyte.dev.example.com", 8443)),
+        # The brackets `https://[::1]:8443/healthcheck` and the gRPC target `[::1]:8443` both need.
+        ("https://[::1]:8443", ("[::1]", 8443)),
+    ],
+)
+def test_the_flyte_checks_dial_the_endpoint_s_host_and_port(endpoint: str, dialed: tuple[str, int]):
+    assert doctor_context.flyte_host_port(endpoint) == dialed
 
 
 def _misshape(declared: dict[str, Any], change: str) -> dict[str, Any]:

@@ -147,6 +147,19 @@ def test_the_build_context_holds_what_the_stages_copy() -> None:
                 assert any(a == source or a.startswith(f"{source}/") for a in allowed), f"COPY {source} is ignored"
 
 
+def test_the_build_context_holds_every_package_the_plugins_wheel_ships() -> None:
+    """`COPY plugins/ plugins/` copies only what plugins/Dockerfile.dockerignore lets in, and the
+    images install the plugins project, whose wheel lists its packages in plugins/pyproject.toml
+    (hatch `tool.hatch.build.targets.wheel.packages`): a package left out of the context builds an
+    image whose imports fail (the SDK's `cdao_authority`, the connectors' `cdao_connector_resources`)."""
+    ignore = (ROOT / "plugins" / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:] for line in ignore if line.startswith("!")}
+    project = tomllib.loads((ROOT / "plugins" / "pyproject.toml").read_text())
+    shipped = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    missing = [name for name in shipped if f"plugins/{name}/**" not in allowed]
+    assert missing == [], f"plugins/Dockerfile.dockerignore leaves out {missing}"
+
+
 def test_emr_serverless_image_builds_on_aws_s_base_image_of_the_application_s_release() -> None:
     """The application (infra) and the image's base must name one release: EMR Serverless runs a custom
     image only on the release it was built from ("Customizing an EMR Serverless image",
