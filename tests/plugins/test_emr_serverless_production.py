@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import emr_tasks
 import pytest
+from aws_setup import provision_attempt_table
 from cdao_connectors.emr.task import EMR_SERVERLESS_PYTHON, PYSPARK_PYTHON_KEYS
 from propeller import PHASE, create_task, execution_metadata, get_task, serialize, write_inputs
 
@@ -61,6 +62,8 @@ def production_env(aws_env, monkeypatch):
     monkeypatch.setenv("CDAO_STATUS_REFRESH_SECONDS", aws_env["CDAO_STATUS_REFRESH_SECONDS"])
     region = env["CDAO_AWS_REGION"]
     boto3.client("s3", region_name=region).create_bucket(Bucket=env["CDAO_EMR_ENTRYPOINT_BUCKET"])
+    # infra/ makes the stack's attempt table, which every CreateTask records its answer in.
+    provision_attempt_table(region, env["CDAO_ATTEMPT_TABLE"])
     return env
 
 
