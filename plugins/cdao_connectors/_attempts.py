@@ -177,6 +177,19 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _refused_by_aws(error: BaseException) -> bool:
+    """Whether AWS answered the create ``error`` (or the error it was raised from) with a refusal,
+    an HTTP 4xx error, which says the request itself must change before it can succeed ("Error
+    retries and exponential backoff in AWS", https://docs.aws.amazon.com/general/latest/gr/api-retries.html):
+    nothing was made. A 5xx answer says only that AWS failed to complete the request, not that it
+    had no effect, so it counts as no answer: the job is looked up by name, and swept if it appears
+    (a wrong guess costs a look-up, the other one a job nobody stops)."""
+    for seen in (error, error.__cause__):
+        if isinstance(seen, ClientError):
+            return seen.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400) < 500
+    return False
+
+
 def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
     """``find()``, or None when the look-up fails too (the create's own error is the one to report)."""
     try:
@@ -689,17 +702,17 @@ class AttemptLedger:
         try:
             resource = create()
         except Exception as exc:
-            # AWS answering with an error (ClientError) created nothing. Any other failure (a read
+            # AWS refusing the request (a 4xx ClientError) created nothing. Any other failure (a read
             # timeout, a dropped connection) may hide a create AWS carried out; this CreateTask's
             # error would fail the attempt and propeller would never stop that job (module
             # docstring), so it is looked up by its name and, when there, is this create's answer.
             # Not found yet, the claim stays in the sweep index, due soon (_expire): AWS may still
             # carry the create out (a SubmitJob held past botocore's read timeout did), and the
             # sweeper stops the job once its name lists it.
-            answered_error = isinstance(exc, ClientError)
-            found = None if answered_error else _found_or_none(find)
+            refused = _refused_by_aws(exc)
+            found = None if refused else _found_or_none(find)
             if found is None:
-                self._expire(attempt, token, created_nothing=answered_error)
+                self._expire(attempt, token, created_nothing=refused)
                 raise
             resource = found
         except BaseException:

@@ -529,3 +529,24 @@ def test_a_shutdown_leaves_to_the_sweeper_what_the_sweep_index_holds_and_counts_
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert any(level == "WARNING" and claimed.item in m and "sweep index" in m for level, m in messages), messages
     assert any(level == "ERROR" and answered.item in m and "stopped by hand" in m for level, m in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [(400, True), (429, True), (500, False), (503, False)],
+)
+def test_only_a_refusal_by_aws_takes_a_failed_creates_attempt_out_of_the_sweep_index(sweep_table, status, refused):
+    """A 4xx answer (a refusal: the request must change) made nothing; a 5xx says AWS failed to
+    complete the request, not that it had no effect, so the attempt stays in the index and its job
+    is looked for. Also through an error raised from AWS's (EMR's StepCapReached is)."""
+    attempt = f"batch/flyte-{uuid.uuid4().hex}"
+    answer = ClientError(
+        {"Error": {"Code": "SomeError", "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "SubmitJob"
+    )
+
+    def create() -> dict[str, Any]:
+        raise RuntimeError("wrapped") from answer
+
+    with pytest.raises(RuntimeError):
+        _ledger().once(attempt, create, lambda: None, 1, sweep=_target(job_name="n"))
+    assert _in_sweep_index(attempt) is not refused
