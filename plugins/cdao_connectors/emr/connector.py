@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -250,9 +251,20 @@ class EMRConnector(BulkheadConnector):
         has_outputs = bool(task_template.interface.outputs)
         ledger = self._ledger(cfg.region)
         creates = self.backend.aws("emr", cfg.region, for_creates=True)
+
         # Neither AddJobFlowSteps nor RunJobFlow takes a client token and both accept any number of
         # steps or clusters of one name: the attempt is claimed across replicas first
         # (cdao_connectors._attempts); a dead claimant's step or cluster is found by its name.
+        def once(on: str | None, create: Callable[[], dict[str, Any]], find: Callable[[], Any]) -> dict[str, Any]:
+            return ledger.once(
+                _attempt_key(on, name),
+                create,
+                find,
+                CREATE_WAIT_SECONDS,
+                started_at=CREATE_STARTED_AT.get(),
+                sweep=self._sweep_target(cfg.region, on, name),
+            )
+
         if transient:
 
             def find_cluster() -> dict[str, Any] | None:
@@ -266,14 +278,7 @@ class EMRConnector(BulkheadConnector):
                     )
                 }
 
-            cluster_id = ledger.once(
-                _attempt_key(None, name),
-                run,
-                find_cluster,
-                CREATE_WAIT_SECONDS,
-                started_at=CREATE_STARTED_AT.get(),
-                sweep=self._sweep_target(cfg.region, None, name),
-            )["cluster_id"]
+            cluster_id = once(None, run, find_cluster)["cluster_id"]
             unlisted = EMRStepMetadata(cluster_id, "", transient, cfg.region, output_prefix, has_outputs)
             try:
                 step_id = self._find_step(emr, cluster_id, name)
@@ -318,14 +323,7 @@ class EMRConnector(BulkheadConnector):
                     raise
                 return {"step_id": added["StepIds"][0]}
 
-            step_id = ledger.once(
-                _attempt_key(on, name),
-                add,
-                find_step,
-                CREATE_WAIT_SECONDS,
-                started_at=CREATE_STARTED_AT.get(),
-                sweep=self._sweep_target(cfg.region, on, name),
-            )["step_id"]
+            step_id = once(on, add, find_step)["step_id"]
         return EMRStepMetadata(cluster_id, step_id, transient, cfg.region, output_prefix, has_outputs)
 
     def _stop_unlisted(
