@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -468,10 +469,36 @@ def _stop_in_background(
     task.add_done_callback(lambda done: _LATE_CANCELS.pop(done, None))
 
 
+# The GetTasks and DeleteTasks being served (their handlers' tasks; :func:`serving`), weakly held:
+# a replica's shutdown lets each finish (finish_shutdown) rather than end the process under it,
+# which propeller would take as the call's failure (a GetTask's spends one of the task's system
+# failures, cdao_connectors._deadlines).
+_SERVING: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+def serving(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Decorates a connector's ``async get`` or ``delete``: while it runs, a replica's shutdown
+    waits for it (:data:`_SERVING`)."""
+
+    @functools.wraps(handler)
+    async def served(*args: Any, **kwargs: Any) -> T:
+        task = asyncio.current_task()
+        if task is not None:
+            _SERVING.add(task)
+        try:
+            return await handler(*args, **kwargs)
+        finally:
+            if task is not None:
+                _SERVING.discard(task)
+
+    served.waited_for_at_shutdown = True  # type: ignore[attr-defined]  (tests check every connector's)
+    return served
+
+
 def pending_work_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running creates whose CreateTask waits for them, late cancels, or creates
-    that will start one, not done yet; None when there are none."""
-    for task in [*_ANSWERING, *_LATE_CANCELS, *_GAVE_UP_CREATES]:
+    """The event loop running creates whose CreateTask waits for them, late cancels, creates that
+    will start one, or GetTasks and DeleteTasks being served, not done yet; None when there are none."""
+    for task in [*_ANSWERING, *_LATE_CANCELS, *_GAVE_UP_CREATES, *list(_SERVING)]:
         if not task.done() and not task.get_loop().is_closed():
             return task.get_loop()
     return None
@@ -540,6 +567,12 @@ async def _finish_shutdown(budget: float) -> list[Any]:
             pending[task].give_up(
                 "shutting down with the cancel still under way of the job its CreateTask could not answer,"
             )
+    # The GetTasks and DeleteTasks still being served get the rest of the budget (each is bounded
+    # by its own, shorter, deadline); the shutdown's own task is not one of them.
+    calls = {task: None for task in list(_SERVING) if task is not asyncio.current_task()}
+    calls = _unfinished_on(loop, calls)
+    if calls:
+        await asyncio.wait(calls, timeout=max(0.0, end - time.monotonic()))
     return [late.resource_meta for late in _shutdown_cancels if not late.stopped]
 
 
@@ -719,6 +752,7 @@ class BulkheadConnector(AsyncConnectorBase):
         unless the connector's backend is not AWS)."""
         return aws_error_is_transient(error)
 
+    @serving
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         """The job's Resource from its status cache (:meth:`status_of`), within propeller's GetTask
@@ -747,6 +781,7 @@ class BulkheadConnector(AsyncConnectorBase):
             resource = await outcome_within_bound(self.backend, cache, key, known.value, build)
         return noting_staleness(resource, known.stale)
 
+    @serving
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await self.backend.call(
             self.delete_sync, resource_meta, deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"

@@ -109,11 +109,12 @@ _package_logger.propagate = False
 # running on with nobody to stop them and nothing logged. Neither pyflyte nor asyncio handles SIGTERM
 # (flytekit 1.16.31 clis/sdk_in_container/serve.py runs the server with asyncio.run, which handles
 # only SIGINT), so the handler is installed here, at import, in the main thread that then runs the
-# event loop. It refuses every later create at once; with creates or late cancels pending it finishes
-# them within SHUTDOWN_CANCEL_SECONDS less _deadlines.MARGIN_SECONDS (cdao_connectors._backends
-# .finish_shutdown: creates answered or given up and their jobs cancelled, each job not stopped
-# logged), serving GetTasks and DeleteTasks meanwhile, keeps serving for the margin, in which the last
-# answers reach propeller, then ends the process as SIGTERM would have; with none it does so at once.
+# event loop. It refuses every later create at once; with creates, late cancels, GetTasks or
+# DeleteTasks pending it finishes them within SHUTDOWN_CANCEL_SECONDS less _deadlines.MARGIN_SECONDS
+# (cdao_connectors._backends.finish_shutdown: creates answered or given up and their jobs cancelled,
+# each job not stopped logged, the calls being served answered), serving GetTasks and DeleteTasks
+# meanwhile, keeps serving for the margin, in which the last answers reach propeller, then ends the
+# process as SIGTERM would have; with none it does so at once.
 # The budget holds a DeleteTask-bounded try (10 s) after the creates' share, which is a whole CreateTask
 # budget (29 s), so that the shutdown alone never gives up a create AWS answers in time (its job is
 # answered and followed); the preStop sleep and the budget fit inside the grace period with time to

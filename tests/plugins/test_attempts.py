@@ -2149,3 +2149,50 @@ def test_a_createtasks_attempt_record_makes_its_aws_client_on_the_backends_threa
     assert answer == "the job"
     assert made_on, "no attempt table client was made: nothing was checked"
     assert loop_thread not in made_on, f"the attempt table's client was made on the event loop's thread {loop_thread}"
+
+
+def test_a_shutdown_lets_the_gettasks_and_deletetasks_being_served_finish(monkeypatch):
+    """SIGTERM with nothing else pending ended the process at once, cutting off a GetTask or
+    DeleteTask being served: propeller takes that as the call's failure (a GetTask's spends one of
+    the task's system failures). The shutdown now finds them (pending_work_loop) and waits for each
+    within its budget (finish_shutdown); milliseconds, on the handler wrapper itself."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._backends import finish_shutdown, pending_work_loop, serving  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "_refusing_creates", False)
+
+    @serving
+    async def slow_get_task(release: asyncio.Event) -> str:
+        await release.wait()
+        return "RUNNING"
+
+    async def scenario() -> tuple[bool, str, bool]:
+        release = asyncio.Event()
+        call = asyncio.ensure_future(slow_get_task(release))
+        await asyncio.sleep(0.01)
+        found = pending_work_loop() is asyncio.get_running_loop()
+        shutdown = asyncio.ensure_future(finish_shutdown(5.0))
+        await asyncio.sleep(0.2)
+        waited = not shutdown.done()  # still waiting for the GetTask
+        release.set()
+        await asyncio.wait_for(shutdown, 2)
+        return found, await call, waited
+
+    assert _run_and_return(scenario()) == (True, "RUNNING", True)
+
+
+def test_every_served_connector_is_waited_for_by_a_shutdown_while_it_answers():
+    """Each async connector the service serves has its GetTask and DeleteTask handlers registered
+    for the shutdown to wait for (``_backends.serving``): a connector added or overriding ``get`` or
+    ``delete`` without it would be cut off by SIGTERM."""
+    from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry  # noqa: PLC0415
+
+    served = [c for c in ConnectorRegistry._REGISTRY.values() if isinstance(c, AsyncConnectorBase)]
+    assert len(served) >= 8, [type(c).__name__ for c in served]
+    missing = [
+        f"{type(c).__name__}.{method}"
+        for c in served
+        for method in ("get", "delete")
+        if not getattr(getattr(type(c), method), "waited_for_at_shutdown", False)
+    ]
+    assert missing == []

@@ -67,6 +67,7 @@ from cdao_connectors._backends import (
     is_transient,
     on_get_task_threads,
     refuse_create_while_shutting_down,
+    serving,
     within_deadline,
 )
 from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
@@ -555,6 +556,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                     )
         return resource_meta
 
+    @serving
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         asked = resource_meta
@@ -585,6 +587,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             )
         return resource
 
+    @serving
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         started = self._with_started_run(resource_meta)
         with self._recording_started_run(started):

@@ -58,6 +58,7 @@ from cdao_connectors._backends import (
     on_get_task_threads,
     outcome_within_bound,
     refuse_create_while_shutting_down,
+    serving,
     within_deadline,
 )
 from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
@@ -454,6 +455,7 @@ class BulkheadPluginConnector:
             raise _OutcomeUnread(f"{output_prefix.rstrip('/')}/{name}")
         return super()._artifact_exists(output_prefix, name)  # type: ignore[misc]
 
+    @serving
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         try:
@@ -496,6 +498,7 @@ class BulkheadPluginConnector:
         # coroutine, and the thread has no event loop of its own.
         return asyncio.run(super().get(resource_meta, **kwargs))  # type: ignore[misc]
 
+    @serving
     async def delete(self, *args: Any, **kwargs: Any) -> Any:
         return await self._bounded(
             super().delete(*args, **kwargs), deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"

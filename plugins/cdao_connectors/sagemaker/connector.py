@@ -26,7 +26,7 @@ from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointCo
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
 from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
-from cdao_connectors._backends import Backend, BulkheadConnector
+from cdao_connectors._backends import Backend, BulkheadConnector, serving
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
@@ -159,6 +159,7 @@ class SafeEndpointConnector(RequestRefusalsNameTheTask, BulkheadPluginConnector,
             region=resource_meta.region,
         )
 
+    @serving
     @observe_get_task
     async def get(self, resource_meta: SageMakerEndpointMetadata, **kwargs: Any) -> Resource:
         try:
