@@ -518,6 +518,8 @@ async def finish_shutdown(budget: float) -> list[Any]:
       orders them, as :func:`create_within_deadline` does), the DeleteTask deadline left for that.
     * Creates still running after their CreateTask gave up are waited for within the budget, and
       the job each starts gets one try.
+    * The GetTasks and DeleteTasks being served (:func:`serving`) are waited for within what is
+      left of the budget (each is bounded by its own deadline).
 
     Each create finished or given up is logged; each refused try and each cancel still under way at
     the end with its job's ``resource_meta``, each create still running with its attempt
