@@ -474,15 +474,18 @@ def _stop_in_background(
 # which propeller would take as the call's failure (a GetTask's spends one of the task's system
 # failures, cdao_connectors._deadlines).
 _SERVING: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+# Set by a caller that is not an RPC of the service's event loop (the sweeper's thread, with an
+# event loop of its own): the shutdown must neither wait for it nor take its loop for the service's.
+NOT_AN_RPC: ContextVar[bool] = ContextVar("cdao_not_an_rpc", default=False)
 
 
 def serving(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Decorates a connector's ``async get`` or ``delete``: while it runs, a replica's shutdown
-    waits for it (:data:`_SERVING`)."""
+    """Decorates a connector's ``async get`` or ``delete``: while it runs as an RPC's handler, a
+    replica's shutdown waits for it (:data:`_SERVING`)."""
 
     @functools.wraps(handler)
     async def served(*args: Any, **kwargs: Any) -> T:
-        task = asyncio.current_task()
+        task = None if NOT_AN_RPC.get() else asyncio.current_task()
         if task is not None:
             _SERVING.add(task)
         try:

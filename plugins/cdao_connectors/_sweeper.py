@@ -33,7 +33,7 @@ import boto3
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 
 from cdao_connectors._attempts import SWEEP_FIND_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, SweepTarget
-from cdao_connectors._backends import AWS_CLIENT_CONFIG, _transient_in_chain, aws_error_is_transient
+from cdao_connectors._backends import AWS_CLIENT_CONFIG, NOT_AN_RPC, _transient_in_chain, aws_error_is_transient
 from cdao_connectors._metrics import count_job_left_running, count_job_swept
 from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region, sweep_period_seconds
 
@@ -111,7 +111,7 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
         _log.info("sweeper: %s never made the job of attempt %s (%s)", target.backend, attempt, target.lookup)
         return Swept(attempt, "no job")
     try:
-        asyncio.run(connector.delete(job))
+        asyncio.run(_stop(connector, job))
     except Exception as exc:
         transient = getattr(connector, "is_transient_error", aws_error_is_transient)
         if _transient_in_chain(exc, transient) and now - since < SWEEP_GIVE_UP_SECONDS:
@@ -128,6 +128,13 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
         target.backend,
     )
     return Swept(attempt, "cancelled", job)
+
+
+async def _stop(connector: Any, job: Any) -> None:
+    """The connector's DeleteTask of ``job``, run on this thread's own event loop: not an RPC the
+    service's shutdown waits for (``_backends.NOT_AN_RPC``)."""
+    NOT_AN_RPC.set(True)
+    await connector.delete(job)
 
 
 def _job(connector: Any, target: SweepTarget, item: dict[str, Any]) -> Any:

@@ -550,3 +550,30 @@ def test_only_a_refusal_by_aws_takes_a_failed_creates_attempt_out_of_the_sweep_i
     with pytest.raises(RuntimeError):
         _ledger().once(attempt, create, lambda: None, 1, sweep=_target(job_name="n"))
     assert _in_sweep_index(attempt) is not refused
+
+
+def test_a_sweep_under_way_is_not_an_rpc_a_shutdown_waits_for_nor_its_loop_the_services(batch_env, monkeypatch):
+    """The sweeper stops a job through the connector's DeleteTask path on its own thread's event
+    loop. A shutdown finds the service's loop through the calls it serves (pending_work_loop): had
+    the sweep's DeleteTask counted as one, a SIGTERM during a sweep would run the shutdown on the
+    sweeper's loop and miss every create of the service's."""
+    from cdao_connectors._backends import pending_work_loop  # noqa: PLC0415
+    from cdao_connectors.aws_batch import connector as batch_connector  # noqa: PLC0415
+
+    entered, release = threading.Event(), threading.Event()
+
+    def held(self, resource_meta):
+        entered.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(batch_connector.BatchConnector, "delete_sync", held)
+    attempt, _ = _armed_give_up("job-held")
+    sweeping = threading.Thread(target=lambda: sweep_once(_ledger(_later(SWEEP_GRACE_SECONDS + 1))))
+    sweeping.start()
+    try:
+        assert entered.wait(10)
+        assert pending_work_loop() is None
+    finally:
+        release.set()
+        sweeping.join(10)
+    assert _item(attempt)["swept"]["S"] == "cancelled"
