@@ -216,3 +216,101 @@ def test_meshed_pods_are_refused_until_the_proxy_injector_answers(apps: dict[str
     assert idle == [], f"the proxy injector selects namespaces without meshed pods: {idle}"
     for ns in ("kube-system", app.app["spec"]["destination"]["namespace"], "cert-manager", "linkerd-cni"):
         assert not _label_selector_matches(selector, labels.get(ns, {"kubernetes.io/metadata.name": ns})), ns
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(text).split("."))
+
+
+def _own_meshed_deployments(apps: dict[str, RenderedApp]) -> list[tuple[str, dict[str, Any]]]:
+    """(namespace/name, pod template) of this repository's meshed Deployments."""
+    found = []
+    for app in apps.values():
+        for doc in app.manifests:
+            if doc["kind"] != "Deployment":
+                continue
+            namespace = doc["metadata"].get("namespace", app.app["spec"]["destination"]["namespace"])
+            template = doc["spec"]["template"]
+            if _meshed(namespace, template.get("metadata", {}).get("annotations", {})):
+                found.append((f"{namespace}/{doc['metadata']['name']}", template))
+    return found
+
+
+def _cluster_autoscaler_grace_limit(apps: dict[str, RenderedApp]) -> int:
+    """The longest termination grace the cluster autoscaler gives a pod on a node it scales down."""
+    ca = facts("pod-termination")["cluster_autoscaler"]
+    (values,) = [a.charts["cluster-autoscaler"][1] for a in apps.values() if "cluster-autoscaler" in a.charts]
+    return int((values.get("extraArgs") or {}).get(ca["max_graceful_termination_flag"], ca["max_graceful_termination_default"]))
+
+
+def test_meshed_servers_keep_serving_until_no_request_can_reach_them(apps: dict[str, RenderedApp]) -> None:
+    """A terminating pod leaves its Services' endpoints as the kubelet starts its shutdown, and clients
+    and Linkerd learn it by a watch a moment later (tests/platform/upstream/pod-termination.yaml): a
+    server that stops on SIGTERM at once refuses what they still send. So each container that serves
+    a port sleeps in its preStop hook first (native `sleep`, no binary in the image), and the pod's
+    Linkerd proxy, which refuses new requests from its own TERM on (https://linkerd.io/2.14/tasks/graceful-shutdown/),
+    waits at least as long (``config.alpha.linkerd.io/proxy-wait-before-exit-seconds`` becomes a
+    preStop ``/bin/sleep`` on the proxy: linkerd2 stable-2.14.10 pkg/inject/inject.go,
+    charts/partials/templates/_proxy.tpl; the chart's default waits 0 s), inside
+    terminationGracePeriodSeconds with time to drain; a grace period longer than the cluster
+    autoscaler gives a pod on a node it removes would be cut there."""
+    from infra.config import ClusterConfig  # noqa: PLC0415
+
+    termination = facts("pod-termination")
+    assert _version(ClusterConfig().kubernetes_version) >= _version(termination["prestop_sleep_since"])
+    wait_annotation = facts("linkerd")["wait_before_exit_annotation"]
+    limit = _cluster_autoscaler_grace_limit(apps)
+    deployments = _own_meshed_deployments(apps)
+    assert deployments, "no meshed Deployment of this repository: nothing was checked"
+    for name, template in deployments:
+        grace = template["spec"].get("terminationGracePeriodSeconds", 30)
+        sleeps = []
+        for container in template["spec"]["containers"]:
+            if not container.get("ports"):
+                continue
+            pre_stop = container.get("lifecycle", {}).get("preStop", {})
+            assert set(pre_stop) == {"sleep"}, f"{name} {container['name']}: no preStop sleep before SIGTERM: {pre_stop}"
+            sleeps.append(pre_stop["sleep"]["seconds"])
+            assert sleeps[-1] >= termination["endpoint_removal_seconds"], (name, container["name"])
+        annotations = template["metadata"].get("annotations", {})
+        assert wait_annotation in annotations, f"{name}: its Linkerd proxy stops at the pod's TERM"
+        proxy_wait = int(annotations[wait_annotation])
+        assert max(sleeps) <= proxy_wait <= grace - termination["proxy_drain_slack_seconds"], (name, sleeps, proxy_wait, grace)
+        assert grace <= limit, f"{name}: terminationGracePeriodSeconds {grace} > the cluster autoscaler's {limit}"
+
+
+def _flag(args: list[str], name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith(f"{name}=")]
+    return value
+
+
+def test_vllm_finishes_its_longest_request_before_sigterm_and_its_proxy_outlives_it(
+    apps: dict[str, RenderedApp], stack: str
+) -> None:
+    """vLLM v0.11.0 aborts every generation in flight on SIGTERM (tests/platform/upstream/vllm.yaml),
+    so its preStop sleep is its drain: the endpoint removal, then the longest request the server
+    accepts (--max-model-len tokens, one engine step each, a step reading at most vLLM's share of the
+    slice's memory at the slice's share of the bandwidth), then SIGTERM. The proxy waits for vLLM's
+    exit, and the grace period holds both (the generic bounds above). Checked on each stack's rendered
+    Deployment, so a profile or ApplicationSet patch of it is checked too."""
+    vllm = facts("vllm")
+    termination = facts("pod-termination")
+    deployments = [t for name, t in _own_meshed_deployments(apps) if name == "inference/vllm"]
+    if not deployments:
+        pytest.skip(f"{stack} does not enable inference")
+    (template,) = deployments
+    (server,) = [c for c in template["spec"]["containers"] if c["name"] == "vllm"]
+    assert server["image"].rsplit(":", 1)[1] == vllm["image_tag"], "re-read vLLM's shutdown at the new tag"
+    assert vllm["drains_on_sigterm"] is False
+    slice_ = vllm["slice"]
+    assert slice_["resource"] in server["resources"]["limits"]
+    slice_memory_gb = slice_["gpu_memory_gb"] * slice_["memory_fraction"]
+    bytes_per_step_gb = float(_flag(server["args"], "--gpu-memory-utilization")) * slice_memory_gb
+    steps_per_second = (
+        vllm["assumed_bandwidth_efficiency"] * slice_["gpu_memory_bandwidth_gb_per_s"] * slice_["memory_fraction"]
+    ) / bytes_per_step_gb
+    longest_request = int(_flag(server["args"], "--max-model-len")) / steps_per_second
+    keeps_serving = server.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    assert keeps_serving >= termination["endpoint_removal_seconds"] + longest_request, (keeps_serving, longest_request)
+    proxy_wait = int(template["metadata"]["annotations"].get(facts("linkerd")["wait_before_exit_annotation"], 0))
+    assert keeps_serving + vllm["exit_seconds"] <= proxy_wait
