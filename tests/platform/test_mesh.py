@@ -1,6 +1,8 @@
-"""What Linkerd's CNI plugin does to meshed pods: init containers run before the proxy, behind its
-iptables redirect, so each of their destinations must be a skipped outbound port
-(tests/platform/upstream/init-containers.yaml and linkerd.yaml record the upstream facts)."""
+"""What Linkerd does to meshed pods: init containers run before the proxy, behind its CNI plugin's
+iptables redirect, so each of their destinations must be a skipped outbound port; and the proxy stops
+taking requests at its TERM, so a meshed server's shutdown must keep it up until it is done
+(tests/platform/upstream/init-containers.yaml, linkerd.yaml, pod-termination.yaml and vllm.yaml record
+the upstream facts)."""
 
 from __future__ import annotations
 
@@ -240,7 +242,8 @@ def _cluster_autoscaler_grace_limit(apps: dict[str, RenderedApp]) -> int:
     """The longest termination grace the cluster autoscaler gives a pod on a node it scales down."""
     ca = facts("pod-termination")["cluster_autoscaler"]
     (values,) = [a.charts["cluster-autoscaler"][1] for a in apps.values() if "cluster-autoscaler" in a.charts]
-    return int((values.get("extraArgs") or {}).get(ca["max_graceful_termination_flag"], ca["max_graceful_termination_default"]))
+    extra_args = values.get("extraArgs") or {}
+    return int(extra_args.get(ca["max_graceful_termination_flag"], ca["max_graceful_termination_default"]))
 
 
 def test_meshed_servers_keep_serving_until_no_request_can_reach_them(apps: dict[str, RenderedApp]) -> None:
@@ -269,13 +272,14 @@ def test_meshed_servers_keep_serving_until_no_request_can_reach_them(apps: dict[
             if not container.get("ports"):
                 continue
             pre_stop = container.get("lifecycle", {}).get("preStop", {})
-            assert set(pre_stop) == {"sleep"}, f"{name} {container['name']}: no preStop sleep before SIGTERM: {pre_stop}"
+            assert set(pre_stop) == {"sleep"}, f"{name} {container['name']}: no preStop sleep before TERM: {pre_stop}"
             sleeps.append(pre_stop["sleep"]["seconds"])
             assert sleeps[-1] >= termination["endpoint_removal_seconds"], (name, container["name"])
         annotations = template["metadata"].get("annotations", {})
         assert wait_annotation in annotations, f"{name}: its Linkerd proxy stops at the pod's TERM"
         proxy_wait = int(annotations[wait_annotation])
-        assert max(sleeps) <= proxy_wait <= grace - termination["proxy_drain_slack_seconds"], (name, sleeps, proxy_wait, grace)
+        slack = termination["proxy_drain_slack_seconds"]
+        assert max(sleeps, default=0) <= proxy_wait <= grace - slack, (name, sleeps, proxy_wait, grace)
         assert grace <= limit, f"{name}: terminationGracePeriodSeconds {grace} > the cluster autoscaler's {limit}"
 
 
