@@ -318,3 +318,26 @@ def test_vllm_finishes_its_longest_request_before_sigterm_and_its_proxy_outlives
     assert keeps_serving >= termination["endpoint_removal_seconds"] + longest_request, (keeps_serving, longest_request)
     proxy_wait = int(template["metadata"]["annotations"].get(facts("linkerd")["wait_before_exit_annotation"], 0))
     assert keeps_serving + vllm["exit_seconds"] <= proxy_wait
+
+
+def test_a_rollout_step_fits_the_deployments_progress_deadline(apps: dict[str, RenderedApp]) -> None:
+    """Every Deployment of this repository, meshed or not: one rollout step of a Deployment that surges
+    no pod (maxSurge 0) waits for an old pod's whole shutdown before its replacement can take the
+    freed resources (a MIG slice), then for the new pod's start-up probe. Past
+    spec.progressDeadlineSeconds without a new pod ready, Kubernetes marks the rollout failed and
+    Argo CD reports the Application Degraded (tests/platform/upstream/pod-termination.yaml)."""
+    default = facts("pod-termination")["progress_deadline_default_seconds"]
+    deployments = [d for a in apps.values() for d in a.manifests if d["kind"] == "Deployment"]
+    assert deployments, "no Deployment of this repository: nothing was checked"
+    for doc in deployments:
+        pod = doc["spec"]["template"]["spec"]
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        starts = 0
+        for container in pod["containers"]:
+            probe = container.get("startupProbe")
+            if probe:
+                period = probe.get("periodSeconds", 10)
+                starts = max(starts, probe.get("initialDelaySeconds", 0) + period * probe.get("failureThreshold", 3))
+        deadline = doc["spec"].get("progressDeadlineSeconds", default)
+        name = doc["metadata"]["name"]
+        assert grace + starts <= deadline, f"{name}: shutdown {grace} s + start-up {starts} s > deadline {deadline} s"
