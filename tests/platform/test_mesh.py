@@ -238,12 +238,20 @@ def _own_meshed_deployments(apps: dict[str, RenderedApp]) -> list[tuple[str, dic
     return found
 
 
-def _cluster_autoscaler_grace_limit(apps: dict[str, RenderedApp]) -> int:
-    """The longest termination grace the cluster autoscaler gives a pod on a node it scales down."""
+def _cluster_autoscaler_grace_limit(apps: dict[str, RenderedApp]) -> float:
+    """The longest termination grace the cluster autoscaler gives a pod on a node it scales down
+    (no limit on a stack without it)."""
     ca = facts("pod-termination")["cluster_autoscaler"]
-    (values,) = [a.charts["cluster-autoscaler"][1] for a in apps.values() if "cluster-autoscaler" in a.charts]
-    extra_args = values.get("extraArgs") or {}
-    return int(extra_args.get(ca["max_graceful_termination_flag"], ca["max_graceful_termination_default"]))
+    limits = [
+        int(
+            (a.charts["cluster-autoscaler"][1].get("extraArgs") or {}).get(
+                ca["max_graceful_termination_flag"], ca["max_graceful_termination_default"]
+            )
+        )
+        for a in apps.values()
+        if "cluster-autoscaler" in a.charts
+    ]
+    return min(limits, default=float("inf"))
 
 
 def test_meshed_servers_keep_serving_until_no_request_can_reach_them(apps: dict[str, RenderedApp]) -> None:
