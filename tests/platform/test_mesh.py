@@ -1,6 +1,7 @@
 """What Linkerd does to meshed pods: init containers run before the proxy, behind its CNI plugin's
 iptables redirect, so each of their destinations must be a skipped outbound port; and the proxy stops
-taking requests at its TERM, so a meshed server's shutdown must keep it up until it is done
+taking requests at its TERM, so a meshed server's shutdown must keep it up until it is done; vLLM's
+drain script runs here for real against a loopback double of its metrics and the proxy's /shutdown
 (tests/platform/upstream/init-containers.yaml, linkerd.yaml, pod-termination.yaml and vllm.yaml record
 the upstream facts)."""
 
