@@ -340,8 +340,9 @@ def test_vllm_drains_its_longest_request_before_sigterm_and_its_proxy_outlives_i
     so its preStop is its drain: at least the endpoint removal, at most the longest request the
     server accepts (--max-model-len tokens, one engine step each, a step reading at most vLLM's share
     of the slice's memory at the slice's share of the bandwidth) after it, then SIGTERM. It runs on
-    the image's interpreter, polls the server's own port and ends the proxy on the proxy's admin port;
-    the proxy's wait (an upper bound) still outlasts vLLM's exit, and the grace period holds both (the
+    the image's interpreter, polls the server's own port and ends the proxy on the proxy's admin port,
+    whose exit ends its wait (the pod shares no process namespace); the proxy's wait (an upper bound)
+    still outlasts vLLM's exit, and the grace period holds both (the
     generic bounds above). Checked on each stack's rendered Deployment, so a profile or ApplicationSet
     patch of it is checked too."""
     vllm = facts("vllm")
@@ -380,6 +381,8 @@ def test_vllm_drains_its_longest_request_before_sigterm_and_its_proxy_outlives_i
     assert (shutdown.hostname, shutdown.port, shutdown.path) == expected
     proxy_wait = int(annotations.get(linkerd["wait_before_exit_annotation"], 0))
     assert float(drain["ceiling"]) + vllm["exit_seconds"] <= proxy_wait
+    # The proxy's exit ends its wait only while it is its container's first process.
+    assert not template["spec"].get(termination["shared_process_namespace_field"]), "the proxy's wait would outlive it"
 
 
 class _FakeVllm:
