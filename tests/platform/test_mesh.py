@@ -371,6 +371,7 @@ def test_vllm_drains_its_longest_request_before_sigterm_and_its_proxy_outlives_i
     (port,) = [p["containerPort"] for p in server["ports"] if p["name"] == "http"]
     assert (metrics.hostname, metrics.port, metrics.path) == ("127.0.0.1", port, vllm["metrics_path"])
     assert f"--port={port}" in server["args"]
+    assert vllm["stats_off_flag"] not in server["args"], "vLLM would export no queue gauges to drain on"
     annotations = template["metadata"]["annotations"]
     (control_plane,) = [a for a in apps.values() if "linkerd-control-plane" in a.charts]
     source, ours = control_plane.charts["linkerd-control-plane"]
@@ -389,10 +390,11 @@ class _FakeVllm:
     """vLLM's /metrics (the busy gauges with their labels, rendered by prometheus_client as vLLM
     does: tests/platform/upstream/vllm.yaml) and the Linkerd proxy's POST /shutdown (linkerd.yaml),
     on one loopback port. Busy for ``busy_for`` seconds from the first poll (so the interpreter's
-    start does not eat the busy time), until ``busy_until`` (time.monotonic()); ``fail`` answers 500."""
+    start does not eat the busy time), until ``busy_until`` (time.monotonic()); ``fail`` answers 500;
+    without ``gauges`` /metrics answers without vLLM's queue gauges (as with --disable-log-stats)."""
 
-    def __init__(self, busy_for: float, fail: bool = False) -> None:
-        self.busy_for, self.fail = busy_for, fail
+    def __init__(self, busy_for: float, fail: bool = False, gauges: bool = True) -> None:
+        self.busy_for, self.fail, self.with_gauges = busy_for, fail, gauges
         self.busy_until = float("inf")
         self.polls: list[float] = []
         self.shutdowns: list[tuple[float, str]] = []
@@ -417,7 +419,8 @@ class _FakeVllm:
                 busy = time.monotonic() < fake.busy_until
                 for gauge, value in zip(fake.gauges, (2, 1), strict=True):
                     gauge.set(value if busy else 0)
-                body = prometheus_client.generate_latest(fake.registry)
+                registry = fake.registry if fake.with_gauges else prometheus_client.CollectorRegistry()
+                body = prometheus_client.generate_latest(registry)
                 self.send_response(200)
                 self.send_header("Content-Type", prometheus_client.CONTENT_TYPE_LATEST)
                 self.send_header("Content-Length", str(len(body)))
@@ -495,19 +498,20 @@ def test_vllm_drain_ends_at_its_ceiling_when_requests_never_finish() -> None:
     assert len(fake.shutdowns) == 1
 
 
-@pytest.mark.parametrize("metrics", ["error", "refused"])
+@pytest.mark.parametrize("metrics", ["error", "refused", "no gauges"])
 def test_vllm_drain_ends_after_a_few_failed_polls_of_its_metrics(metrics: str) -> None:
     """A /metrics that answers 500, or a port nothing listens on: vLLM's API server serves no request
-    either, so the hook gives up after three failed polls instead of holding the slice to its ceiling."""
+    either, so the hook gives up after three failed polls instead of holding the slice to its ceiling.
+    A /metrics without the queue gauges tells nothing: it fails too, it does not read as idle."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{closed.getsockname()[1]}/metrics"
-    with _FakeVllm(busy_for=float("inf"), fail=metrics == "error") as fake:
-        url = f"{fake.url}/metrics" if metrics == "error" else refused
+    with _FakeVllm(busy_for=float("inf"), fail=metrics == "error", gauges=metrics != "no gauges") as fake:
+        url = refused if metrics == "refused" else f"{fake.url}/metrics"
         started = _run_drain(url, f"{fake.url}/shutdown", floor=0.1, ceiling=8, poll=0.1)
         ended = time.monotonic()
     assert ended - started < 4, "a dead metrics endpoint held the pod to the ceiling"
-    assert len(fake.polls) == (3 if metrics == "error" else 0)
+    assert len(fake.polls) == (0 if metrics == "refused" else 3)
     assert len(fake.shutdowns) == 1
 
 
