@@ -101,7 +101,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
+import requests
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from cdao_connector_resources import (
     ATTEMPT_KEY,
     EXPIRES_AT,
@@ -187,6 +188,23 @@ def _refused_by_aws(error: BaseException) -> bool:
     for seen in (error, error.__cause__):
         if isinstance(seen, ClientError):
             return seen.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400) < 500
+    return False
+
+
+def may_have_made_a_job(error: BaseException) -> bool:
+    """Whether a create that failed with ``error`` (or an error it was raised from) may still have
+    made its job: AWS answered 5xx (it failed to complete the request, which says nothing of its
+    effect), or the answer was lost after the request was sent (botocore's ``ReadTimeoutError`` or
+    ``ConnectionClosedError``, requests' ``ReadTimeout``, a timeout). A refusal, a request never
+    sent or an error of our own made nothing. A backend that is not AWS says its own 5xx
+    (``AttemptAnswers``'s ``may_have_made``)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ClientError) and not _refused_by_aws(seen):
+            return True
+        if isinstance(seen, (ReadTimeoutError, ConnectionClosedError, requests.ReadTimeout, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
     return False
 
 
@@ -299,15 +317,34 @@ class AttemptAnswers:
     (:func:`attempt_item`, or the claim's key of a backend that claims its attempts); ``backend``
     runs the calls; ``task_category`` is the connector's (flytekit ``TaskCategory``: the sweeper
     finds the connector by it). ``claimed``: the create claims the attempt in the table before
-    making its job (:meth:`AttemptLedger.once`, which puts it in the sweep index), so a job it
-    starts is swept should this replica die before answering it.
+    making its job (:meth:`AttemptLedger.once`, which puts it in the sweep index with the job's
+    lookup by name), so a job it starts is swept should this replica die before answering it.
+    Otherwise (a backend whose API deduplicates the create, whose job is unknown until the create
+    answers) :meth:`answering` puts the attempt in the index before the create with ``seed`` (its
+    :func:`cdao_connectors._common.attempt_seed`: execution, node, retry) as the lookup, and keeps
+    it there when the create fails without a clear answer (``may_have_made``, default
+    :func:`may_have_made_a_job`): the sweeper
+    cannot find such a job, so it counts it as left running and logs the attempt for an operator,
+    on a replica that lives on (its replica may be gone: SIGKILL, an OOM kill).
     """
 
-    def __init__(self, backend: Backend, item: str, task_category: Any, *, claimed: bool = False) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        item: str,
+        task_category: Any,
+        *,
+        claimed: bool = False,
+        seed: str = "",
+        may_have_made: Callable[[BaseException], bool] = may_have_made_a_job,
+    ) -> None:
         self._backend = backend
+        self._may_have_made = may_have_made
         self._table = attempt_table()
         self.item = item
         self._task_category = task_category
+        self._claimed = claimed
+        self._seed = seed
         # The CreateTask's start (compared across replicas: module docstring), made before any job.
         self.started_at = CREATE_STARTED_AT.get() or time.time()
         # Whether a job of this CreateTask that nobody follows is in the sweep index now: from the
@@ -322,7 +359,24 @@ class AttemptAnswers:
         record fails: answered unrecorded, the job could be swept while propeller follows it."""
         from cdao_connectors._backends import LeftRunning  # noqa: PLC0415  (it imports this module)
 
-        resource_meta = await created
+        if not self._claimed:
+            # Before the create, or nothing is made: failing here fails the CreateTask with no job.
+            unknown = SweepTarget(
+                self._backend.name, self._task_category.name, self._task_category.version, {"attempt_seed": self._seed}
+            )
+            await self._backend.call(
+                lambda: self._ledger().intend(self.item, unknown),
+                deadline=_deadlines.CREATE_TASK_SECONDS,
+                what="attempt ledger update",
+            )
+            self.swept = True
+        try:
+            resource_meta = await created
+        except Exception as exc:
+            if not self._claimed and not self._may_have_made(exc):
+                await settle_swept(self._backend, self._ledger, self.item, "no job: the create failed")
+                self.swept = False
+            raise
         try:
             await self._backend.call(
                 lambda: self._ledger().answer(self.item, self.started_at),
@@ -629,6 +683,29 @@ class AttemptLedger:
             _log.warning("attempt %s: a later CreateTask was answered its job first; the job runs on", attempt)
             return False
         return True
+
+    def intend(self, attempt: str, sweep: SweepTarget) -> None:
+        """Puts ``attempt`` in the sweep index with ``sweep`` before a create whose job is unknown
+        until it answers, due when a claim's lease would end (the create has ended by then, or its
+        replica with it). Raises :class:`AttemptAbandoned`, marking nothing, once the attempt is
+        marked abandoned (its job was cancelled: a create now would be answered that job)."""
+        now = self._clock()
+        armed, arming = _arm(sweep, now + LEASE_SECONDS, now)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires){armed}",
+                ConditionExpression="attribute_not_exists(abandoned)",
+                ExpressionAttributeValues={":expires": {"N": str(int(now + RETENTION_SECONDS))}, **arming},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            raise AttemptAbandoned(
+                f"attempt {attempt}: a CreateTask of it gave up and its job was cancelled; "
+                "the task's next attempt, if one is left, starts a new job"
+            ) from None
 
     def due(self, limit: int) -> list[str]:
         """Up to ``limit`` attempts of the sweep index due now, earliest first (a ``Query`` of the

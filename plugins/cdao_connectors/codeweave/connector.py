@@ -14,7 +14,7 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item
+from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, may_have_made_a_job
 from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BackendDeadlineExceeded, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -51,6 +51,18 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, CodeweaveError):
         return error.status == 429 or error.status >= 500
     return isinstance(error, (requests.ConnectionError, requests.Timeout))
+
+
+def codeweave_may_have_made_a_job(error: BaseException) -> bool:
+    """Whether a create that failed with ``error`` may still have made its job (AWS's cases,
+    :func:`cdao_connectors._attempts.may_have_made_a_job`, and Codeweave's own 5xx: it failed to
+    complete the request, which says nothing of its effect)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, CodeweaveError) and seen.status >= 500:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return may_have_made_a_job(error)
 
 
 @dataclass
@@ -172,7 +184,13 @@ class CodeweaveConnector(BulkheadConnector):
         # The idempotency key answers a repeated CreateTask the attempt's job even while a give-up
         # is cancelling it; the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
-        return AttemptAnswers(self.backend, attempt_item("codeweave", seed), self.task_category)
+        return AttemptAnswers(
+            self.backend,
+            attempt_item("codeweave", seed),
+            self.task_category,
+            seed=seed,
+            may_have_made=codeweave_may_have_made_a_job,
+        )
 
     def is_transient_error(self, error: BaseException) -> bool:
         # A DeleteTask that ran out of its deadline is "not now" too (its call goes on).

@@ -498,7 +498,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         seed = attempt_seed(task_template, kwargs.get("output_prefix") or "", metadata)
         # The client token answers a repeated CreateTask the attempt's run even while a give-up is
         # cancelling it; the attempt table orders the two (cdao_connectors._attempts).
-        answers = AttemptAnswers(self.backend, attempt_item("emr-serverless", seed), self.task_category)
+        answers = AttemptAnswers(self.backend, attempt_item("emr-serverless", seed), self.task_category, seed=seed)
         if not (config.spark_job_driver or config.hive_job_driver):  # Pythonic mode: the uploaded entrypoint
             await within_deadline(
                 self.backend.run(self._ensure_entrypoint_on_s3, self._get_handler(config.region), config),

@@ -387,7 +387,7 @@ class BulkheadPluginConnector:
         # repeated CreateTask is answered the attempt's job even while a give-up is stopping it (or,
         # for an endpoint, deleting it); the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(template, kwargs.get("output_prefix") or "", kwargs.get("task_execution_metadata"))
-        answers = AttemptAnswers(self.backend, attempt_item("sagemaker", seed), self.task_category)
+        answers = AttemptAnswers(self.backend, attempt_item("sagemaker", seed), self.task_category, seed=seed)
         # The plugin's ``{idempotence_token}`` hashes only the rendered request (boto3_mixin.py
         # ``_call``): without this tag every attempt of a task names the same job, and the next
         # attempt after a give-up would be answered the job the give-up stopped. Propeller starts

@@ -428,7 +428,7 @@ class BatchTransformConnector(BulkheadConnector):
         # The job's name answers a repeated CreateTask the attempt's job ("already exists") even while
         # a give-up is stopping it; the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
-        return AttemptAnswers(self.backend, attempt_item("sagemaker-transform", seed), self.task_category)
+        return AttemptAnswers(self.backend, attempt_item("sagemaker-transform", seed), self.task_category, seed=seed)
 
     def status_of(self, resource_meta: BatchTransformMetadata) -> tuple[StatusCache, str]:
         return self.status_cache(resource_meta.region, status_refresh_seconds()), resource_meta.job_name
