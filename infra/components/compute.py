@@ -150,9 +150,18 @@ class Compute(pulumi.ComponentResource):
         # ambiguously) through the sparse index SWEEP_INDEX: only the items that carry both its key
         # attributes are in it (DynamoDB developer guide, "Take advantage of sparse indexes",
         # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html).
-        # KEYS_ONLY: the sweeper re-reads each item strongly consistent before acting (an index
-        # serves only eventually consistent reads), so projecting more would only cost. An index of
-        # an on-demand table takes no capacity of its own.
+        # KEYS_ONLY: the sweeper claims each attempt it finds with a conditional UpdateItem on the
+        # table that returns the item (an index serves only eventually consistent reads), so
+        # projecting more would only cost. An index of an on-demand table takes no capacity
+        # settings, but its writes are throttled as the table's are, and a throttled index write
+        # fails the table write (AWS Knowledge Center, "My global secondary index is throttled",
+        # https://repost.aws/knowledge-center/dynamodb-gsi-throttling-table). Every index item
+        # has one partition key value (SWEEP_QUEUE), so the index's writes (at most four per
+        # CreateTask: claim or record, answer, a give-up's mark, its settle) share one partition's
+        # 1,000 write units a second ("Best practices for designing and using partition keys
+        # effectively", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html):
+        # some 250 CreateTasks a second, far above what propeller sends; a CreateTask whose write is
+        # throttled fails its attempt, nothing more (cdao_connectors._attempts).
         # `attributes` lists exactly the key attributes of the table and its index: CreateTable's
         # AttributeDefinitions "describe the key schema for the table and indexes" (API reference,
         # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html),

@@ -73,7 +73,7 @@ def parse_authority(text: str, *, port_required: bool = False) -> HostPort:
         raise AuthorityError(f"not {form}")
     host, port_text = parts.groups()
     if port_text is None and port_required:
-        raise AuthorityError(f"has no port: expected {form}")
+        raise AuthorityError("has no port")
     port = None
     if port_text is not None:
         if not _PORT.fullmatch(port_text):

@@ -621,9 +621,10 @@ def _endpoint_override(service: str) -> str | None:
 class Backend:
     """One external system's threads and AWS clients."""
 
-    def __init__(self, name: str, workers: int = WORKERS_PER_BACKEND) -> None:
+    def __init__(self, name: str, workers: int = WORKERS_PER_BACKEND, *, makes_jobs: bool = True) -> None:
         self.name = name
-        follow_jobs_left_running(name)
+        if makes_jobs:  # its count of jobs left running is exported from 0 (the alert's increase())
+            follow_jobs_left_running(name)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}")
         # GetTasks' own (see _IN_GET_TASK): creates and deletes holding every other thread delay no GetTask.
         self._get_task_pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cdao-{name}-get")

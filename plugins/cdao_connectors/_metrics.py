@@ -164,3 +164,21 @@ JOBS_SWEPT = Counter(
 def count_job_swept(backend: str) -> None:
     """One more job of ``backend`` the sweeper stopped (:data:`JOBS_SWEPT`)."""
     JOBS_SWEPT.labels(backend=backend).inc()
+
+
+SWEEP_FAILURES_NAME = "cdao_sweep_failures"
+SWEEP_FAILURES = Counter(
+    SWEEP_FAILURES_NAME,
+    "Sweeps of the attempt table that failed, by stage: a whole pass (reading the sweep index) or one "
+    "attempt's (finding or stopping its job); while they fail, jobs nobody follows run on (cdao_connectors._sweeper)",
+    ["stage"],
+)
+# Exported at 0 from the start, as the alert's increase() needs (follow_jobs_left_running).
+SWEEP_STAGES = ("pass", "attempt")
+for _stage in SWEEP_STAGES:
+    SWEEP_FAILURES.labels(stage=_stage)
+
+
+def count_sweep_failure(stage: str) -> None:
+    """One more failed sweep ``stage`` (one of :data:`SWEEP_STAGES`, :data:`SWEEP_FAILURES`)."""
+    SWEEP_FAILURES.labels(stage=stage).inc()

@@ -29,12 +29,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 
 from cdao_connectors._attempts import SWEEP_FIND_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, SweepTarget
-from cdao_connectors._backends import AWS_CLIENT_CONFIG, NOT_AN_RPC, _transient_in_chain, aws_error_is_transient
-from cdao_connectors._metrics import count_job_left_running, count_job_swept
+from cdao_connectors._backends import NOT_AN_RPC, Backend, _transient_in_chain, aws_error_is_transient
+from cdao_connectors._metrics import count_job_left_running, count_job_swept, count_sweep_failure
 from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region, sweep_period_seconds
 
 _log = logging.getLogger(__name__)
@@ -76,6 +75,7 @@ def sweep_once(ledger: AttemptLedger) -> list[Swept]:
             # AWS call failing: due again when the hold ends, for SWEEP_GIVE_UP_SECONDS at most.
             since = float(item.get("sweep_since", {}).get("N", now))
             if now - since < SWEEP_GIVE_UP_SECONDS:
+                count_sweep_failure("attempt")
                 _log.exception("sweeper: could not sweep attempt %s; due again in %.0fs", attempt, SWEEP_HOLD_SECONDS)
                 continue
             done.append(_left_running(ledger, attempt, item, None, exc))
@@ -102,7 +102,10 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
     target = SweepTarget.of(item)
     since = float(item.get("sweep_since", {}).get("N", now))
     connector = ConnectorRegistry.get_connector(target.task_type, target.task_version)
-    job = _job(connector, target, item)
+    try:
+        job = _job(connector, target, item)
+    except JobCannotBeFound as unknown:
+        return _left_running(ledger, attempt, item, None, unknown)
     if job is None:
         if now - since < SWEEP_FIND_SECONDS:
             ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
@@ -137,14 +140,26 @@ async def _stop(connector: Any, job: Any) -> None:
     await connector.delete(job)
 
 
+class JobCannotBeFound(LookupError):
+    """The attempt's backend has no look-up of a job by its attempt (its API deduplicates the create,
+    and the job is known only from the create's answer, which never came)."""
+
+
 def _job(connector: Any, target: SweepTarget, item: dict[str, Any]) -> Any:
     """The job's ``resource_meta``: the one recorded with the target, else the one the connector's
     ``swept_job`` finds from the target's lookup and the job the claim recorded, if any (None: not
-    made, or not listed yet)."""
+    made, or not listed yet). Raises :class:`JobCannotBeFound` for a connector with no ``swept_job``."""
     if target.resource_meta is not None:
         return connector.metadata_type.decode(target.resource_meta)
+    swept_job = getattr(connector, "swept_job", None)
+    if swept_job is None:
+        raise JobCannotBeFound(
+            f"{target.backend} cannot look a job up by its attempt; a create of it ended without an answer "
+            f"(its replica ended, or AWS's answer was lost), and may have made one: look for it as "
+            f"plugins/README.md 'Jobs nobody follows' says, by its attempt {target.lookup}"
+        )
     recorded = item.get("resource", {}).get("S")
-    return connector.swept_job(target.lookup, json.loads(recorded) if recorded else None)
+    return swept_job(target.lookup, json.loads(recorded) if recorded else None)
 
 
 _started = threading.Lock()
@@ -170,20 +185,31 @@ def _period() -> float:
         return 0.0
 
 
+# The sweeper's own DynamoDB client, shared by its passes (one adaptive rate limiter, not one a pass)
+# and made again only for another endpoint (Backend.aws).
+_CLIENTS = Backend("attempt sweeper", workers=1, makes_jobs=False)
+
+
+def sweep_pass() -> None:
+    """One pass of this replica's sweeper with its settings (the attempt table, the region); none
+    without an attempt table. A failed pass is logged and counted (``cdao_sweep_failures_total``,
+    stage "pass"), for the platform's alert: while passes fail, jobs nobody follows run on."""
+    try:
+        table = attempt_table()
+    except ConnectorConfigError:
+        return  # a service with no attempt table makes nothing to sweep
+    try:
+        sweep_once(AttemptLedger(_CLIENTS.aws("dynamodb", aws_region()), table))
+    except Exception:
+        count_sweep_failure("pass")
+        _log.exception("sweeper: the pass failed; the next one tries again")
+
+
 def _sweep_forever() -> None:
     # Replicas started together (a rollout) sweep at different moments of the period.
     time.sleep(random.uniform(0, _period() or SWEEP_RECHECK_SECONDS))  # noqa: S311  (not security)
     while True:
         period = _period()
         if period > 0:
-            try:
-                table = attempt_table()
-            except ConnectorConfigError:
-                table = None  # a service with no attempt table makes nothing to sweep
-            if table is not None:
-                try:
-                    dynamodb = boto3.client("dynamodb", region_name=aws_region(), config=AWS_CLIENT_CONFIG)
-                    sweep_once(AttemptLedger(dynamodb, table))
-                except Exception:
-                    _log.exception("sweeper: the pass failed; the next one tries again in %.0fs", period)
+            sweep_pass()
         time.sleep(period or SWEEP_RECHECK_SECONDS)

@@ -102,8 +102,9 @@ def status_refresh_seconds() -> float:
 def sweep_period_seconds() -> float:
     """``CDAO_SWEEP_PERIOD_SECONDS``: how often each replica sweeps the attempt table for jobs that
     nobody follows (``cdao_connectors._sweeper``), in seconds (default 60); 0 turns this replica's
-    sweeper off, leaving the sweeping to the others. Raises :class:`ConnectorConfigError` for a
-    value that is not a finite number of seconds at or above 0."""
+    sweeper off, leaving the sweeping to the others. Raises :class:`ConnectorConfigError` for any
+    other value under 1 (a pass every few milliseconds would only spend DynamoDB reads), and for
+    anything that is not a finite number."""
     raw = os.environ.get("CDAO_SWEEP_PERIOD_SECONDS", "").strip()
     if not raw:
         return 60.0
@@ -111,9 +112,9 @@ def sweep_period_seconds() -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or not (value == 0 or value >= 1):
         raise ConnectorConfigError(
-            f"environment variable CDAO_SWEEP_PERIOD_SECONDS={raw!r} must be a number of seconds, 0 or more"
+            f"environment variable CDAO_SWEEP_PERIOD_SECONDS={raw!r} must be 0 (off) or a number of seconds, 1 or more"
         )
     return value
 

@@ -56,7 +56,7 @@ def test_the_attempt_table_has_the_sparse_sweep_index(prod: PlanRun):
     assert inputs["ttl"] == {"attributeName": EXPIRES_AT, "enabled": True}
     # An index of an on-demand table takes no capacity settings of its own.
     assert inputs["billingMode"] == "PAY_PER_REQUEST"
-    # KEYS_ONLY: the sweeper re-reads each item it found, strongly consistent, before acting on it.
+    # KEYS_ONLY: the sweeper claims each attempt it found with a conditional UpdateItem returning the item.
     assert inputs["globalSecondaryIndexes"] == [
         {
             "name": SWEEP_INDEX,

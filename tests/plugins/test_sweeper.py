@@ -27,7 +27,7 @@ import pytest
 import requests
 from aws_setup import SPOT_QUEUE, provision_attempt_table, provision_batch
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
 from cdao_connectors._attempts import (
     LEASE_SECONDS,
@@ -219,7 +219,8 @@ def test_a_create_aws_refused_leaves_nothing_to_sweep_and_one_without_an_answer_
 
 
 def test_the_sweeper_waits_for_a_live_claimants_lease(batch_env):
-    """Due but still leased (a claimant re-armed the attempt and is creating now): not claimed."""
+    """Due, yet its claimant's lease still runs (a claimant creating now): not claimed; claimed once
+    the lease has run out."""
     ledger = _ledger()
     attempt = f"batch/flyte-{uuid.uuid4().hex}"
     entered, release = threading.Event(), threading.Event()
@@ -233,8 +234,10 @@ def test_the_sweeper_waits_for_a_live_claimants_lease(batch_env):
     owner.start()
     try:
         assert entered.wait(10)
-        # Due by the sweep's clock, yet the lease (same clock: now + LEASE_SECONDS) still runs.
-        assert _ledger(_later(LEASE_SECONDS - 5)).claim_for_sweep(attempt, 60) is None
+        ledger.sweep_later(attempt, time.time())  # due now, while the lease (LEASE_SECONDS) runs
+        assert attempt in _ledger(_later(1)).due(1000)
+        assert _ledger(_later(1)).claim_for_sweep(attempt, 60) is None
+        assert _ledger(_later(LEASE_SECONDS + 1)).claim_for_sweep(attempt, 60) is not None
     finally:
         release.set()
         owner.join(10)
@@ -486,24 +489,32 @@ def test_a_replica_killed_mid_create_has_its_job_stopped_by_a_surviving_replicas
 def test_a_shutdown_leaves_to_the_sweeper_what_the_sweep_index_holds_and_counts_the_rest(
     sweep_table, monkeypatch, caplog
 ):
-    """SIGTERM's give-ups (finish_shutdown, milliseconds): a create still running at the end whose
-    attempt is in the sweep index (claimed before the create) is logged as the sweeper's, naming
-    the attempt, and not counted: the surviving replica that stops it counts what it cannot stop.
-    One with no record (a backend whose job is unknown until the create answers) is counted as
-    left running and logged for an operator, naming its attempt. Before, both were counted in a
-    process about to end, and the messages promised a cancel the process ended before making."""
+    """SIGTERM's give-ups (finish_shutdown, milliseconds): creates still running at the end whose
+    attempt is in the sweep index are logged as the sweep's, naming the attempt, and not counted
+    by the ending replica. A claimed one (Batch, EMR) is there with its lookup by name; one of a
+    backend whose job is unknown until the create answers is there from before its create (its
+    seed as the lookup), and the surviving replica's sweep, unable to find that job, counts it as
+    left running and logs the attempt for an operator. Only a create with no record is counted by
+    the ending replica itself. Before, every one was counted in a process about to end, and the
+    messages promised a cancel the process ended before making."""
     from cdao_connectors import _backends, _deadlines  # noqa: PLC0415
     from cdao_connectors._backends import Backend, create_within_deadline, finish_shutdown  # noqa: PLC0415
+    from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE  # noqa: PLC0415
     from propeller import category  # noqa: PLC0415
 
     monkeypatch.setattr(_deadlines, "CREATE_TASK_SECONDS", _deadlines.MARGIN_SECONDS + 0.05)
     monkeypatch.setattr(_deadlines, "DELETE_TASK_SECONDS", 0.2)
     monkeypatch.setattr(_backends, "_refusing_creates", False)
-    caplog.set_level("WARNING", logger="cdao_connectors._backends")
-    swept, unrecorded = f"swept-{uuid.uuid4().hex[:6]}", f"unrecorded-{uuid.uuid4().hex[:6]}"
-    before = {b: _left_running(b) for b in (swept, unrecorded)}
-    claimed = AttemptAnswers(Backend(swept), f"batch/flyte-{uuid.uuid4().hex}", category(BATCH_TASK_TYPE), claimed=True)
-    answered = AttemptAnswers(Backend(unrecorded), f"codeweave/{uuid.uuid4().hex}", category(BATCH_TASK_TYPE))
+    caplog.set_level("WARNING", logger="cdao_connectors")
+    claimed_b, deduplicated_b, unrecorded_b = (f"{n}-{uuid.uuid4().hex[:6]}" for n in ("claimed", "dedup", "none"))
+    before = {b: _left_running(b) for b in (claimed_b, deduplicated_b, unrecorded_b)}
+    seed = f"s3://flyte-data/metadata/x|p|d|exec-{uuid.uuid4().hex[:6]}|n0|0"
+    claimed = AttemptAnswers(
+        Backend(claimed_b), f"batch/flyte-{uuid.uuid4().hex}", category(BATCH_TASK_TYPE), claimed=True
+    )
+    deduplicated = AttemptAnswers(
+        Backend(deduplicated_b), f"codeweave/{uuid.uuid4().hex}", category(CODEWEAVE_TASK_TYPE), seed=seed
+    )
 
     async def scenario() -> None:
         hung = asyncio.Event()
@@ -516,19 +527,32 @@ def test_a_shutdown_leaves_to_the_sweeper_what_the_sweep_index_holds_and_counts_
             return None
 
         in_flight = [
-            asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=swept, answers=claimed)),
-            asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=unrecorded, answers=answered)),
+            asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=claimed_b, answers=claimed)),
+            asyncio.ensure_future(
+                create_within_deadline(never_ends(), stop, backend=deduplicated_b, answers=deduplicated)
+            ),
+            asyncio.ensure_future(create_within_deadline(never_ends(), stop, backend=unrecorded_b)),
         ]
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the deduplicating create's record is written before it starts
         await asyncio.wait_for(finish_shutdown(0.5), 3)
         await asyncio.gather(*in_flight, return_exceptions=True)
+        # A surviving replica's sweep, once the attempt is due (the creates never end: their replica did).
+        swept = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: sweep_once(_ledger(_later(LEASE_SECONDS + 1)))
+        )
         hung.set()
+        return swept
 
-    run_to_end(scenario())
-    assert {b: _left_running(b) - before[b] for b in before} == {swept: 0.0, unrecorded: 1.0}
+    swept = run_to_end(scenario())
+    counted = {b: _left_running(b) - before[b] for b in before}
+    # The ending replica counts only the create with no record; the sweep counts the job it cannot find.
+    assert counted == {claimed_b: 0.0, deduplicated_b: 1.0, unrecorded_b: 1.0}
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
-    assert any(level == "WARNING" and claimed.item in m and "sweep index" in m for level, m in messages), messages
-    assert any(level == "ERROR" and answered.item in m and "stopped by hand" in m for level, m in messages), messages
+    for answers in (claimed, deduplicated):
+        assert any(level == "WARNING" and answers.item in m and "sweep index" in m for level, m in messages), messages
+    assert any(level == "ERROR" and unrecorded_b in m and "stopped by hand" in m for level, m in messages), messages
+    assert {(s.attempt, s.outcome) for s in swept} >= {(deduplicated.item, "left running")}
+    assert any(level == "ERROR" and seed in m and "stopped by hand" in m for level, m in messages), messages
 
 
 @pytest.mark.parametrize(
@@ -577,3 +601,80 @@ def test_a_sweep_under_way_is_not_an_rpc_a_shutdown_waits_for_nor_its_loop_the_s
         release.set()
         sweeping.join(10)
     assert _item(attempt)["swept"]["S"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("error", "kept"),
+    [
+        (ClientError({"Error": {"Code": "ValidationException", "Message": "bad"}}, "CreateTrainingJob"), False),
+        (
+            ClientError(
+                {"Error": {"Code": "InternalFailure", "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                "CreateTrainingJob",
+            ),
+            True,
+        ),
+        (ReadTimeoutError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com/"), True),
+        (EndpointConnectionError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com/"), False),
+        (ValueError("a field of the task's own config"), False),
+    ],
+    ids=["refused", "5xx", "read-timeout", "never-sent", "own-error"],
+)
+def test_a_deduplicating_create_that_may_have_made_its_job_stays_in_the_sweep_index(sweep_table, error, kept):
+    """A backend whose job is known only from the create's answer (SageMaker, EMR Serverless,
+    Codeweave) records the attempt before the create; a create that failed without a clear answer
+    (AWS's 5xx, an answer lost after the request was sent) keeps it there, so that a surviving
+    replica counts and logs the job nobody can follow; a refusal, a request never sent or an error
+    of our own made nothing and takes it out (no alert for those)."""
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    answers = AttemptAnswers(
+        Backend(f"dedup-{uuid.uuid4().hex[:6]}"), f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s"
+    )
+
+    async def create() -> Any:
+        raise error
+
+    with pytest.raises(type(error)):
+        run_to_end(answers.answering(create()))
+    assert _in_sweep_index(answers.item) is kept
+    assert answers.swept is kept
+
+
+def test_a_failing_sweep_is_counted_for_the_platforms_alert(aws_env, monkeypatch):
+    """A pass that cannot read the sweep index (here: no such table) is logged and counted in
+    cdao_sweep_failures_total, which the platform's alert ConnectorSweepFailing watches under the
+    name prometheus_client exports (``<name>_total``), by its ``stage`` label: while the sweep
+    fails, no job is counted as left running, so the other alert stays quiet."""
+    import yaml  # noqa: PLC0415
+    from cdao_connectors import _metrics  # noqa: PLC0415
+    from cdao_connectors._sweeper import sweep_pass  # noqa: PLC0415
+    from connector_processes import DEPLOYMENT  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_ATTEMPT_TABLE", f"cdao-test-no-such-table-{uuid.uuid4().hex[:6]}")
+    series = f"{_metrics.SWEEP_FAILURES_NAME}_total"
+    before = REGISTRY.get_sample_value(series, {"stage": "pass"})
+    assert before is not None  # exported from 0
+    sweep_pass()
+    assert REGISTRY.get_sample_value(series, {"stage": "pass"}) == before + 1
+
+    rules_file = DEPLOYMENT.parents[2] / "observability" / "dashboards" / "alert-rules.yaml"
+    rules = [r for g in yaml.safe_load(rules_file.read_text())["spec"]["groups"] for r in g["rules"]]
+    (rule,) = [r for r in rules if r.get("alert") == "ConnectorSweepFailing"]
+    assert rule["expr"] == f"sum by (stage) (increase({series}[10m])) > 0", rule["expr"]
+    assert _metrics.SWEEP_FAILURES._labelnames == ("stage",)
+
+
+@pytest.mark.parametrize("value", ["-1", "0.5", "1e-9", "nan", "inf", "often"])
+def test_a_sweep_period_that_is_not_off_nor_a_second_or_more_is_refused_naming_it(monkeypatch, value):
+    """0 turns a replica's sweeper off; anything under a second would send a Query every few
+    milliseconds per replica. The service refuses to start with it (cdao_connectors.service)."""
+    from cdao_connectors.config import ConnectorConfigError, sweep_period_seconds  # noqa: PLC0415
+
+    monkeypatch.setenv("CDAO_SWEEP_PERIOD_SECONDS", value)
+    with pytest.raises(ConnectorConfigError, match=f"CDAO_SWEEP_PERIOD_SECONDS={value!r}"):
+        sweep_period_seconds()
+    for fine, seconds in (("0", 0.0), ("1", 1.0), ("", 60.0)):
+        monkeypatch.setenv("CDAO_SWEEP_PERIOD_SECONDS", fine)
+        assert sweep_period_seconds() == seconds
