@@ -1318,9 +1318,8 @@ def test_a_sagemaker_repeat_while_the_give_up_stops_is_refused_not_answered(aws_
     with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
         # The first create, late: the job is created (a new job, not described).
         stub.add_response("create_processing_job", {"ProcessingJobArn": described["ProcessingJobArn"]})
-        # The repeat, while the give-up's stop is held: the name is taken, the job still InProgress.
-        stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
-        stub.add_response("describe_processing_job", described)
+        # The repeat, while the give-up's stop is held, calls nothing: the attempt is marked
+        # abandoned and its record before the create refuses it (AttemptLedger.intend).
         # The give-up's stop, let go after the repeat.
         stub.add_response("stop_processing_job", {})
         original_stop = connector.delete
@@ -1418,9 +1417,8 @@ def test_a_sagemaker_endpoint_repeat_while_the_give_up_deletes_it_is_refused_not
     with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
         arn = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{name}"
         stub.add_response("create_endpoint", {"EndpointArn": arn})  # the first create, late
-        stub.add_client_error(  # the repeat, while the give-up's delete is held
-            "create_endpoint", "ValidationException", f'Cannot create already existing endpoint "{arn}".'
-        )
+        # The repeat, while the give-up's delete is held, calls nothing: the attempt is marked
+        # abandoned and its record before the create refuses it (AttemptLedger.intend).
         stub.add_response("delete_endpoint", {})  # the give-up's delete, let go after the repeat
         outcome = _run_and_return(_repeat_while_the_give_up_cancels(monkeypatch, create, release.set, connector))
         stub.assert_no_pending_responses()
@@ -1479,10 +1477,8 @@ def test_a_batch_transform_repeat_while_the_give_up_stops_it_is_refused_not_answ
         # The first create, late.
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/j"})
         stub.add_response("create_transform_job", {"TransformJobArn": arn})
-        # The repeat, while the give-up's stop is held: model and job names are taken.
-        stub.add_client_error("create_model", "ValidationException", "Cannot create already existing model")
-        stub.add_client_error("create_transform_job", "ResourceInUse", "Job name must be unique")
-        stub.add_response("describe_transform_job", described)
+        # The repeat, while the give-up's stop is held, calls nothing: the attempt is marked
+        # abandoned and its record before the create refuses it (AttemptLedger.intend).
         stub.add_response("stop_transform_job", {})  # the give-up's stop, let go after the repeat
         outcome = _run_and_return(
             _repeat_while_the_give_up_cancels(
