@@ -1464,15 +1464,6 @@ def test_a_batch_transform_repeat_while_the_give_up_stops_it_is_refused_not_answ
 
     monkeypatch.setattr(sagemaker, "stop_transform_job", noting_stop, raising=False)
     arn = "arn:aws:sagemaker:us-east-1:123456789012:transform-job/j"
-    described = {
-        "TransformJobName": "j",
-        "TransformJobArn": arn,
-        "TransformJobStatus": "InProgress",
-        "ModelName": "j",
-        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://flyte-data/m"}}},
-        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        "CreationTime": "2026-01-01T00:00:00Z",
-    }
     with Stubber(sagemaker) as stub:
         # The first create, late.
         stub.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/j"})
