@@ -149,6 +149,23 @@ CREATE_WAIT_SECONDS = CREATE_TASK_SECONDS / 2
 CREATE_STARTED_AT: ContextVar[float | None] = ContextVar("cdao_create_started_at", default=None)
 
 
+# The tries of the create under way (AttemptAnswers.answering) that got no answer (a read timeout,
+# a dropped connection) or a 5xx: a client that retries raises only its last try's error, and a
+# throttled last try says nothing of an earlier one AWS may have carried out. A list shared by the
+# create's context copies (Backend.run copies the context onto the backend's threads).
+_TRIES_WITHOUT_ANSWER: ContextVar[list[str] | None] = ContextVar("cdao_tries_without_answer", default=None)
+
+
+def note_try_without_answer(what: str) -> None:
+    """Notes that a try of the create under way, if any, may have been carried out without its
+    answer reaching us (``what`` says how). Called by the retrying clients' hooks (botocore's
+    ``needs-retry`` event, :meth:`cdao_connectors._backends.Backend.aws`; urllib3's ``Retry`` for
+    Codeweave, :mod:`cdao_connectors.codeweave.contract`), on the create's thread."""
+    tries = _TRIES_WITHOUT_ANSWER.get()
+    if tries is not None:
+        tries.append(what)
+
+
 class AttemptInProgress(RuntimeError):
     """Another CreateTask of this attempt is creating its job (this attempt fails; its next one starts anew)."""
 
@@ -322,8 +339,8 @@ class AttemptAnswers:
     Otherwise (a backend whose API deduplicates the create, whose job is unknown until the create
     answers) :meth:`answering` puts the attempt in the index before the create with ``seed`` (its
     :func:`cdao_connectors._common.attempt_seed`: execution, node, retry) as the lookup, and keeps
-    it there when the create fails without a clear answer (``may_have_made``, default
-    :func:`may_have_made_a_job`): the sweeper
+    it there when the create fails without a clear answer (its last try's error, ``may_have_made``,
+    default :func:`may_have_made_a_job`, or any earlier try, :func:`note_try_without_answer`): the sweeper
     cannot find such a job, so it counts it as left running and logs the attempt for an operator,
     on a replica that lives on (its replica may be gone: SIGKILL, an OOM kill).
     """
@@ -348,8 +365,10 @@ class AttemptAnswers:
         # The CreateTask's start (compared across replicas: module docstring), made before any job.
         self.started_at = CREATE_STARTED_AT.get() or time.time()
         # Whether a job of this CreateTask that nobody follows is in the sweep index now: from the
-        # claim until the answer, and again once a give-up armed it (shutdown's messages).
+        # claim (or the record before the create) until the answer, and again once a give-up armed
+        # it; and whether the sweep can find and stop it there, or only count it (shutdown's messages).
         self.swept = claimed
+        self.findable = claimed
 
     async def answering(self, created: Awaitable[T]) -> T:
         """``created``'s job, once recorded as answered by this CreateTask (:meth:`AttemptLedger.answer`,
@@ -370,10 +389,12 @@ class AttemptAnswers:
                 what="attempt ledger update",
             )
             self.swept = True
+        tries: list[str] = []
+        _TRIES_WITHOUT_ANSWER.set(tries)  # this create's task's own context: its calls see the list
         try:
             resource_meta = await created
         except Exception as exc:
-            if not self._claimed and not self._may_have_made(exc):
+            if not self._claimed and not tries and not self._may_have_made(exc):
                 await settle_swept(self._backend, self._ledger, self.item, "no job: the create failed")
                 self.swept = False
             raise
@@ -423,6 +444,7 @@ class AttemptAnswers:
             def mark() -> bool:
                 marked = self._ledger().abandon(self.item, started_at=self.started_at, sweep=target)
                 self.swept = self.swept or marked
+                self.findable = self.findable or marked
                 return marked
 
             if await mark_abandoned(self._backend, mark):

@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import CREATE_STARTED_AT
+from cdao_connectors._attempts import CREATE_STARTED_AT, note_try_without_answer
 from cdao_connectors._common import noting_staleness, says_attempts_left
 from cdao_connectors._metrics import count_job_left_running, follow_jobs_left_running, observe_get_task
 
@@ -238,16 +238,24 @@ _GAVE_UP_CREATES: dict[asyncio.Future[Any], tuple[str, AttemptAnswers | None]] =
 
 
 def left_running(backend: str, what: str, answers: AttemptAnswers | None, error: BaseException | None = None) -> None:
-    """A job (``what``) this replica does not stop, logged: as the attempt table's sweeper's to stop
-    when its attempt is in the sweep index (``answers.swept``), else counted as left running and
+    """A job (``what``) this replica does not stop, logged: as the attempt table's sweep's when its
+    attempt is in the sweep index (``answers.swept``: stopped there, or, ``answers.findable`` false,
+    counted there), else counted as left running and
     logged as an operator's to stop (plugins/README.md, "Jobs nobody follows"), naming the
     attempt's item where there is one."""
     if answers is not None and answers.swept:
+        by_sweep = (
+            "a surviving replica's sweeper stops it"
+            if answers.findable
+            else "its backend cannot look the job up, so a surviving replica's sweep counts it as left running "
+            "and logs the attempt for an operator"
+        )
         _log.warning(
-            "%s: %s; its attempt %s is in the attempt table's sweep index: a surviving replica's sweeper stops it",
+            "%s: %s; its attempt %s is in the attempt table's sweep index: %s",
             backend,
             what,
             answers.item,
+            by_sweep,
             exc_info=error,
         )
         return
@@ -618,6 +626,20 @@ def _endpoint_override(service: str) -> str | None:
     return specific or os.environ.get("AWS_ENDPOINT_URL")
 
 
+def _note_try_without_answer(
+    response: tuple[Any, Any] | None = None, caught_exception: BaseException | None = None, **_: Any
+) -> None:
+    """botocore's ``needs-retry`` handler (emitted after every try, botocore 1.40 ``endpoint.py``
+    ``_needs_retry``, with the try's HTTP response or the exception it raised): a try that got no
+    answer (a read timeout, a connection closed after sending) or a 5xx may have been carried out,
+    whatever a later try answers (:func:`cdao_connectors._attempts.note_try_without_answer`).
+    Returns None: the retry decision stays botocore's."""
+    if isinstance(caught_exception, (ReadTimeoutError, ConnectionClosedError)):
+        note_try_without_answer(type(caught_exception).__name__)
+    elif response is not None and response[0] is not None and response[0].status_code >= 500:
+        note_try_without_answer(f"HTTP {response[0].status_code}")
+
+
 class Backend:
     """One external system's threads and AWS clients."""
 
@@ -640,6 +662,7 @@ class Backend:
             if client is None:
                 config = AWS_CREATE_CLIENT_CONFIG if for_creates else AWS_CLIENT_CONFIG
                 client = boto3.client(service, region_name=region, config=config)
+                client.meta.events.register("needs-retry", _note_try_without_answer)
                 self._clients[key] = client
             return client
 

@@ -548,8 +548,10 @@ def test_a_shutdown_leaves_to_the_sweeper_what_the_sweep_index_holds_and_counts_
     # The ending replica counts only the create with no record; the sweep counts the job it cannot find.
     assert counted == {claimed_b: 0.0, deduplicated_b: 1.0, unrecorded_b: 1.0}
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
-    for answers in (claimed, deduplicated):
-        assert any(level == "WARNING" and answers.item in m and "sweep index" in m for level, m in messages), messages
+    for answers, fate in ((claimed, "sweeper stops it"), (deduplicated, "sweep counts it as left running")):
+        assert any(
+            level == "WARNING" and answers.item in m and "sweep index" in m and fate in m for level, m in messages
+        ), messages
     assert any(level == "ERROR" and unrecorded_b in m and "stopped by hand" in m for level, m in messages), messages
     assert {(s.attempt, s.outcome) for s in swept} >= {(deduplicated.item, "left running")}
     assert any(level == "ERROR" and seed in m and "stopped by hand" in m for level, m in messages), messages
@@ -678,3 +680,120 @@ def test_a_sweep_period_that_is_not_off_nor_a_second_or_more_is_refused_naming_i
     for fine, seconds in (("0", 0.0), ("1", 1.0), ("", 60.0)):
         monkeypatch.setenv("CDAO_SWEEP_PERIOD_SECONDS", fine)
         assert sweep_period_seconds() == seconds
+
+
+class _Body:
+    """A raw HTTP body as botocore reads it (``AWSResponse.raw.stream()``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any):
+        yield self._data
+
+
+def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep_index(sweep_table, monkeypatch):
+    """botocore retries a create (the deduplicating backends' client, 4 tries) and raises only the
+    last try's error: a first try AWS carried out without its answer reaching us (a read timeout),
+    then tries throttled (HTTP 400), ended in a throttling error, which alone says nothing was made.
+    Every try is judged (botocore's needs-retry event, emitted after each, botocore 1.40
+    endpoint.py _needs_retry): the attempt stays in the sweep index. The client is the backend's
+    own (Backend.aws); the tries are answered by a before-send hook, as botocore lets one."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    # Two tries instead of the service's four: the same judgement, without seconds of backoff.
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 2, "mode": "standard"}))
+    backend = Backend(f"retried-{uuid.uuid4().hex[:6]}")
+    sagemaker = backend.aws("sagemaker", REGION)
+    tries: list[int] = []
+
+    def answer(request, **_: Any):
+        tries.append(1)
+        if len(tries) == 1:
+            raise ReadTimeoutError(endpoint_url=request.url)
+        body = b'{"__type": "ThrottlingException", "message": "Rate exceeded"}'
+        return AWSResponse(request.url, 400, {"x-amzn-query-error": "ThrottlingException;Sender"}, _Body(body))
+
+    sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", answer)
+    answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
+
+    async def create() -> Any:
+        return await backend.run(lambda: sagemaker.create_training_job(**_TRAINING))
+
+    with pytest.raises(ClientError) as raised:
+        run_to_end(answers.answering(create()))
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert len(tries) > 1, "botocore did not retry"
+    assert _in_sweep_index(answers.item)
+
+
+_TRAINING = {
+    "TrainingJobName": "flyte-retried",
+    "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+    "RoleArn": "arn:aws:iam::123456789012:role/sm",
+    "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/out"},
+    "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+}
+
+
+def test_a_retried_codeweave_create_whose_first_try_lost_its_answer_stays_in_the_sweep_index(sweep_table):
+    """Codeweave's client retries a create (urllib3's Retry, with its idempotency key) and raises
+    only the last answer: a first POST that made the job and timed out, then 429s, ended in a 429.
+    Every try is judged (urllib3 calls Retry.increment after each failed one): the attempt stays in
+    the sweep index. A local server plays Codeweave: it makes the job, answers too late, then 429."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import codeweave_may_have_made_a_job  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError  # noqa: PLC0415
+    from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    made: list[bytes] = []
+
+    class Codeweave(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            made.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            if len(made) == 1:
+                time.sleep(0.6)  # the job is made; the answer comes after the client's timeout
+                status, body = 201, b'{"id": "cw-1", "status": "QUEUED"}'
+            else:
+                status, body = 429, b'{"error": "slow down"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Codeweave)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = Backend(f"codeweave-{uuid.uuid4().hex[:6]}")
+    client = CodeweaveClient(f"http://127.0.0.1:{server.server_address[1]}", "k", timeout_seconds=0.3, max_retries=2)
+    answers = AttemptAnswers(
+        backend,
+        f"codeweave/{uuid.uuid4().hex}",
+        category(CODEWEAVE_TASK_TYPE),
+        seed="s",
+        may_have_made=codeweave_may_have_made_a_job,
+    )
+
+    async def create() -> Any:
+        return await backend.run(client.create_job, {"name": "flyte-retried"})
+
+    try:
+        with pytest.raises(CodeweaveError) as raised:
+            run_to_end(answers.answering(create()))
+    finally:
+        server.shutdown()
+        client.close()
+    assert raised.value.status == 429
+    assert len(made) == 3
+    assert _in_sweep_index(answers.item)

@@ -49,7 +49,10 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
+
+from cdao_connectors._attempts import note_try_without_answer
 
 JOB_STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 GPU_TYPES = ("nvidia-tesla-v100", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-l40s")
@@ -88,11 +91,22 @@ class Job:
 
 class _BoundedRetry(Retry):
     """urllib3's Retry, with a server's ``Retry-After`` capped: a 429 asking for an hour must not hold
-    one of the connector's threads for an hour."""
+    one of the connector's threads for an hour. Each try that got no answer (a read timeout, a
+    connection dropped after sending) or a 5xx is noted for the create under way, if any
+    (:func:`cdao_connectors._attempts.note_try_without_answer`): the job may exist whatever a later
+    try answers. urllib3 calls ``increment`` once per failed try (urllib3 2.x ``util/retry.py``)."""
 
     def get_retry_after(self, response: Any) -> float | None:
         after = super().get_retry_after(response)
         return None if after is None else min(after, MAX_RETRY_AFTER_SECONDS)
+
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> Retry:
+        response, error = kwargs.get("response"), kwargs.get("error")
+        if isinstance(error, (ReadTimeoutError, ProtocolError)):
+            note_try_without_answer(type(error).__name__)
+        elif response is not None and response.status >= 500:
+            note_try_without_answer(f"HTTP {response.status}")
+        return super().increment(method, url, *args, **kwargs)
 
 
 class CodeweaveClient:
