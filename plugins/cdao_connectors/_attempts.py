@@ -695,7 +695,12 @@ class AttemptLedger:
             self._db.update_item(
                 TableName=self._table,
                 Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression=f"SET abandoned = :at, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires){armed}",
+                # The mark ends a claim's lease too: the claimant's create is over (it gave up on
+                # it), so the sweep may take the attempt when it is due, not when the lease ends.
+                UpdateExpression=(
+                    f"SET abandoned = :at, lease_until = :at, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)"
+                    f"{armed}"
+                ),
                 ExpressionAttributeValues=values,
                 **condition,
             )

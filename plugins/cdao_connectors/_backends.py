@@ -626,14 +626,37 @@ def _endpoint_override(service: str) -> str | None:
     return specific or os.environ.get("AWS_ENDPOINT_URL")
 
 
+# The AWS operations that start a job the sweep is about (billed work that runs on), of the
+# connectors whose API deduplicates the create: what the connector's IAM policy lets them start
+# (infra/components/identity.py, the connector's statements). A retried read or a model made before
+# the job (GetApplication, CreateModel, CreateEndpointConfig) makes no such job.
+JOB_STARTING_OPERATIONS = frozenset(
+    {
+        "StartJobRun",  # EMR Serverless
+        "CreateTrainingJob",
+        "CreateProcessingJob",
+        "CreateTransformJob",
+        "CreateHyperParameterTuningJob",
+        "CreateInferenceRecommendationsJob",
+        "CreateEndpoint",
+    }
+)
+
+
 def _note_try_without_answer(
-    response: tuple[Any, Any] | None = None, caught_exception: BaseException | None = None, **_: Any
+    response: tuple[Any, Any] | None = None,
+    caught_exception: BaseException | None = None,
+    operation: Any = None,
+    **_: Any,
 ) -> None:
     """botocore's ``needs-retry`` handler (emitted after every try, botocore 1.40 ``endpoint.py``
-    ``_needs_retry``, with the try's HTTP response or the exception it raised): a try that got no
-    answer (a read timeout, a connection closed after sending) or a 5xx may have been carried out,
-    whatever a later try answers (:func:`cdao_connectors._attempts.note_try_without_answer`).
-    Returns None: the retry decision stays botocore's."""
+    ``_needs_retry``, with the try's operation model, HTTP response or the exception it raised): a
+    try of a job-starting operation (:data:`JOB_STARTING_OPERATIONS`) that got no answer (a read
+    timeout, a connection closed after sending) or a 5xx may have been carried out, whatever a later
+    try answers (:func:`cdao_connectors._attempts.note_try_without_answer`). Returns None: the retry
+    decision stays botocore's."""
+    if getattr(operation, "name", None) not in JOB_STARTING_OPERATIONS:
+        return
     if isinstance(caught_exception, (ReadTimeoutError, ConnectionClosedError)):
         note_try_without_answer(type(caught_exception).__name__)
     elif response is not None and response[0] is not None and response[0].status_code >= 500:

@@ -142,10 +142,26 @@ JOBS_LEFT_RUNNING = Counter(
 )
 
 
+# The backends whose count is exported (follow_jobs_left_running), and the label of a job of any
+# other (an attempt swept here that a replica of another version made): exported from 0 too.
+_FOLLOWED: set[str] = set()
+OTHER_BACKEND = "other"
+
+
 def follow_jobs_left_running(backend: str) -> None:
     """Exports ``backend``'s count at 0 from now on: Prometheus's ``increase`` sees a series' first
     sample as its start, so a series that appeared only at 1 would raise no alert."""
     JOBS_LEFT_RUNNING.labels(backend=backend)
+    _FOLLOWED.add(backend)
+
+
+def exported_backend(backend: str) -> str:
+    """``backend`` when its count is exported from 0, else :data:`OTHER_BACKEND` (whose is): a count
+    under a label first seen at 1 is invisible to the alert's ``increase``."""
+    return backend if backend in _FOLLOWED else OTHER_BACKEND
+
+
+follow_jobs_left_running(OTHER_BACKEND)
 
 
 def count_job_left_running(backend: str) -> None:

@@ -33,7 +33,7 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry
 
 from cdao_connectors._attempts import SWEEP_FIND_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, SweepTarget
 from cdao_connectors._backends import NOT_AN_RPC, Backend, _transient_in_chain, aws_error_is_transient
-from cdao_connectors._metrics import count_job_left_running, count_job_swept, count_sweep_failure
+from cdao_connectors._metrics import count_job_left_running, count_job_swept, count_sweep_failure, exported_backend
 from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region, sweep_period_seconds
 
 _log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def sweep_once(ledger: AttemptLedger) -> list[Swept]:
 def _left_running(ledger: AttemptLedger, attempt: str, item: dict[str, Any], job: Any, error: Exception) -> Swept:
     """The sweep gives ``attempt``'s job up: counted and logged for an operator, and settled."""
     backend = item.get("sweep_backend", {}).get("S", "unknown")
-    count_job_left_running(backend)
+    count_job_left_running(exported_backend(backend))  # the log names it as the item does
     _log.error(
         "sweeper: could not stop %r, the job of attempt %s that nobody follows (%s: %s); "
         "it must be stopped by hand (plugins/README.md, 'Jobs nobody follows')",
@@ -123,7 +123,7 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
             return Swept(attempt, "retrying", job)
         return _left_running(ledger, attempt, item, job, exc)
     ledger.settle(attempt, "cancelled")
-    count_job_swept(target.backend)
+    count_job_swept(exported_backend(target.backend))
     _log.warning(
         "sweeper: stopped %r, the job of attempt %s, which its CreateTask could not answer (%s)",
         job,

@@ -39,7 +39,7 @@ from cdao_connectors._backends import finish_shutdown, pending_work_loop, stop_s
 from cdao_connectors._sweeper import start_sweeping
 from cdao_connectors.aws_batch import connector as aws_batch_connector
 from cdao_connectors.codeweave import connector as codeweave_connector
-from cdao_connectors.config import sweep_period_seconds
+from cdao_connectors.config import ConnectorConfigError, sweep_period_seconds
 from cdao_connectors.emr import connector as emr_connector
 from cdao_connectors.emr import serverless as emr_serverless_connector
 from cdao_connectors.sagemaker import connector as sagemaker_connector
@@ -163,8 +163,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 if _sigterm_before in (signal.SIG_DFL, None) and threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _on_sigterm)
 
-# A malformed CDAO_SWEEP_PERIOD_SECONDS fails the service's start, naming it (ConnectorConfigError).
-sweep_period_seconds()
+# A malformed CDAO_SWEEP_PERIOD_SECONDS fails the service's start with one line naming it.
+try:
+    sweep_period_seconds()
+except ConnectorConfigError as bad:
+    raise SystemExit(f"cdao connector service: {bad}") from None
 start_sweeping()
 
 # Everything imported so far (flytekit, botocore's service models, the plugins: ~200,000 objects)

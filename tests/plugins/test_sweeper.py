@@ -12,6 +12,7 @@ writes (support/moto_atomic.py); the sweep index is created as infra/ declares i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -284,15 +285,21 @@ def test_a_job_not_found_is_looked_for_again_until_it_cannot_appear_any_more(bat
 # Stopping: through the connector that made the job, counted where Prometheus can see it.
 
 
-def _armed_give_up(batch_env_job: str, delete_error: Exception | None = None) -> tuple[str, Any]:
-    """A Batch job of an attempt a give-up marked (in the index with its resource_meta), as when the
-    replica ended before its cancel."""
+def _armed_give_up(batch_env_job: str) -> tuple[str, Any]:
+    """A Batch job of an attempt claimed and created (its claim's lease still running), then marked
+    by its CreateTask's give-up (in the index with its resource_meta), as when the replica ended
+    before its cancel."""
     from cdao_connectors.aws_batch.connector import BatchJobMetadata  # noqa: PLC0415
 
     job = BatchJobMetadata(batch_env_job, "flyte-x", SPOT_QUEUE, REGION, "", False)
     attempt = f"batch/flyte-{uuid.uuid4().hex}"
+    started = time.time()
+    lookup = {"region": REGION, "job_queue": SPOT_QUEUE, "job_name": "flyte-x"}
+    _ledger().once(
+        attempt, lambda: {"job_id": batch_env_job}, lambda: None, 1, started_at=started, sweep=_target(**lookup)
+    )
     target = SweepTarget("AWS Batch", BATCH_TASK_TYPE, 0, resource_meta=job.encode())
-    assert _ledger().abandon(attempt, started_at=time.time(), sweep=target)
+    assert _ledger().abandon(attempt, started_at=started, sweep=target)
     return attempt, job
 
 
@@ -356,9 +363,12 @@ def test_an_attempt_no_replica_here_can_sweep_is_tried_for_an_hour_then_counted_
     version) is due again after the claim's hold, so that a replica that serves it sweeps it; after
     SWEEP_GIVE_UP_SECONDS it is counted as left running and settled, not retried for the 90 days the
     item lives."""
+    from cdao_connectors._metrics import OTHER_BACKEND  # noqa: PLC0415
     from cdao_connectors._sweeper import SWEEP_GIVE_UP_SECONDS, SWEEP_HOLD_SECONDS  # noqa: PLC0415
 
-    backend = f"retired-{uuid.uuid4().hex[:6]}"
+    backend = f"retired-{uuid.uuid4().hex[:6]}"  # a backend this replica does not serve
+    other_before = REGISTRY.get_sample_value("cdao_jobs_left_running_total", {"backend": OTHER_BACKEND})
+    assert other_before is not None  # exported from 0: the alert's increase() sees its first count
     attempt = f"retired/{uuid.uuid4().hex}"
     _ledger().abandon(attempt, sweep=SweepTarget(backend, "a-task-type-nobody-serves", 0, resource_meta=b"{}"))
     first = sweep_once(_ledger(_later(SWEEP_GRACE_SECONDS + 1)))
@@ -366,7 +376,9 @@ def test_an_attempt_no_replica_here_can_sweep_is_tried_for_an_hour_then_counted_
     assert attempt in _ledger(_later(SWEEP_GRACE_SECONDS + SWEEP_HOLD_SECONDS + 2)).due(1000)
     last = sweep_once(_ledger(_later(SWEEP_GIVE_UP_SECONDS + 1)))
     assert [(s.attempt, s.outcome) for s in last] == [(attempt, "left running")]
-    assert _left_running(backend) == 1.0
+    # Counted under the label exported from 0, not a new series the alert would not see; the log names it.
+    assert _left_running(OTHER_BACKEND) == other_before + 1
+    assert REGISTRY.get_sample_value("cdao_jobs_left_running_total", {"backend": backend}) is None
     assert not _in_sweep_index(attempt)
 
 
@@ -797,3 +809,65 @@ def test_a_retried_codeweave_create_whose_first_try_lost_its_answer_stays_in_the
     assert raised.value.status == 429
     assert len(made) == 3
     assert _in_sweep_index(answers.item)
+
+
+def test_a_retried_read_before_a_refused_create_leaves_nothing_in_the_sweep_index(sweep_table, monkeypatch):
+    """Only the tries of a job-starting operation are judged: a read made within the create (EMR
+    Serverless's GetApplication, here a DescribeTrainingJob) that got a 5xx and was retried says
+    nothing of the job, and a create AWS then refused (400) made none. Before, any 5xx within the
+    create kept the attempt, and a surviving replica paged for a job never made."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 2, "mode": "standard"}))
+    backend = Backend(f"read-then-refused-{uuid.uuid4().hex[:6]}")
+    sagemaker = backend.aws("sagemaker", REGION)
+    reads: list[int] = []
+
+    def read(request, **_: Any):
+        reads.append(1)
+        if len(reads) == 1:
+            return AWSResponse(request.url, 500, {}, _Body(b'{"__type": "InternalFailure", "message": "x"}'))
+        return None  # the retry reaches moto
+
+    def refuse(request, **_: Any):
+        body = b'{"__type": "ValidationException", "message": "bad request"}'
+        return AWSResponse(request.url, 400, {"x-amzn-query-error": "ValidationException;Sender"}, _Body(body))
+
+    sagemaker.meta.events.register("before-send.sagemaker.DescribeTrainingJob", read)
+    sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", refuse)
+    answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
+
+    def create_after_a_read() -> Any:
+        with contextlib.suppress(ClientError):  # moto knows no such job: the read itself is what counts
+            sagemaker.describe_training_job(TrainingJobName="flyte-retried")
+        return sagemaker.create_training_job(**_TRAINING)
+
+    async def create() -> Any:
+        return await backend.run(create_after_a_read)
+
+    with pytest.raises(ClientError):
+        run_to_end(answers.answering(create()))
+    assert len(reads) == 2, "botocore did not retry the read"
+    assert not _in_sweep_index(answers.item)
+
+
+def test_a_malformed_sweep_period_stops_the_service_with_one_line_naming_it():
+    """The service refuses to start (exit 1) with a one-line error naming the variable, not a traceback."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import cdao_connectors.service"],
+        env={**os.environ, "CDAO_SWEEP_PERIOD_SECONDS": "often"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("cdao connector service:")
+    assert "CDAO_SWEEP_PERIOD_SECONDS='often'" in done.stderr
+    assert "Traceback" not in done.stderr

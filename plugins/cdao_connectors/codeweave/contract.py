@@ -102,10 +102,11 @@ class _BoundedRetry(Retry):
 
     def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> Retry:
         response, error = kwargs.get("response"), kwargs.get("error")
-        if isinstance(error, (ReadTimeoutError, ProtocolError)):
-            note_try_without_answer(type(error).__name__)
-        elif response is not None and response.status >= 500:
-            note_try_without_answer(f"HTTP {response.status}")
+        if method == "POST":  # only a create (POST /jobs) starts a job
+            if isinstance(error, (ReadTimeoutError, ProtocolError)):
+                note_try_without_answer(type(error).__name__)
+            elif response is not None and response.status >= 500:
+                note_try_without_answer(f"HTTP {response.status}")
         return super().increment(method, url, *args, **kwargs)
 
 
