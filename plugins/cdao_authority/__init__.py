@@ -78,9 +78,13 @@ def parse_authority(text: str, *, port_required: bool = False) -> HostPort:
     if port_text is not None:
         if not _PORT.fullmatch(port_text):
             raise AuthorityError(f"port {port_text!r} is not a number")
+        # Five digits at most before int(): Python refuses to parse over 4,300 digits (a plain
+        # ValueError), and nothing that long is a port.
+        if len(port_text) > len(str(MAX_PORT)) or not 1 <= int(port_text) <= MAX_PORT:
+            raise AuthorityError(
+                f"port {port_text if len(port_text) <= 10 else port_text[:10] + '...'} is outside 1-{MAX_PORT}"
+            )
         port = int(port_text)
-        if not 1 <= port <= MAX_PORT:
-            raise AuthorityError(f"port {port} is outside 1-{MAX_PORT}")
     if not _is_host(host):
         raise AuthorityError(
             f"host {host!r} is not a DNS name (RFC 1123: letters, digits and inner hyphens, dot-separated, "

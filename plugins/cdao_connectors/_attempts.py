@@ -762,9 +762,13 @@ class AttemptLedger:
                 # The due time is the claim's hold: another sweeper's claim needs it passed. The
                 # abandoned mark keeps every CreateTask of the attempt off the job (once, answer).
                 UpdateExpression=f"SET {SWEEP_AFTER} = :hold, abandoned = if_not_exists(abandoned, :now)",
+                # An answered attempt not since marked abandoned is propeller's to follow: never swept
+                # (left in the index by a replica of an earlier version, or by a record made before a
+                # create that a later CreateTask's answer had already taken out: disarm_answered).
                 ConditionExpression=(
                     f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND {SWEEP_AFTER} <= :now "
-                    "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                    "AND (attribute_not_exists(lease_until) OR lease_until < :now) "
+                    "AND (attribute_not_exists(answered_from) OR attribute_exists(abandoned))"
                 ),
                 ExpressionAttributeValues={":now": {"N": repr(now)}, ":hold": {"N": repr(now + hold_seconds)}},
                 ReturnValues="ALL_NEW",
@@ -773,6 +777,30 @@ class AttemptLedger:
             if not _conditional_failed(exc):
                 raise
             return None
+
+    def disarm_answered(self, attempt: str) -> bool:
+        """Takes ``attempt`` out of the sweep index when a CreateTask answered its job and no give-up
+        or sweep marked it abandoned since (:meth:`claim_for_sweep` never takes such an attempt);
+        whether it did."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=f"SET swept = :outcome, swept_at = :now {_DISARM}",
+                ConditionExpression=(
+                    f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND attribute_exists(answered_from) "
+                    "AND attribute_not_exists(abandoned)"
+                ),
+                ExpressionAttributeValues={
+                    ":outcome": {"S": "answered: propeller follows the job"},
+                    ":now": {"N": repr(self._clock())},
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return False
+        return True
 
     def sweep_later(self, attempt: str, after: float) -> None:
         """``attempt``'s sweep due again at ``after`` (epoch seconds), while it is still in the index."""

@@ -51,7 +51,8 @@ SWEEP_GIVE_UP_SECONDS = 3600.0
 @dataclass(frozen=True)
 class Swept:
     """What one sweep of ``attempt`` did: ``outcome`` is "cancelled", "no job", "not found yet",
-    "retrying" or "left running"; ``job`` the ``resource_meta`` it stopped or tried to, if found."""
+    "retrying", "left running" or "answered" (left alone: propeller follows it); ``job`` the
+    ``resource_meta`` it stopped or tried to, if found."""
 
     attempt: str
     outcome: str
@@ -66,7 +67,11 @@ def sweep_once(ledger: AttemptLedger) -> list[Swept]:
     for attempt in ledger.due(SWEEP_BATCH):
         item = ledger.claim_for_sweep(attempt, SWEEP_HOLD_SECONDS)
         if item is None:
-            continue  # another replica claimed it, or it was answered or settled meanwhile
+            # Another replica claimed it, or it was answered or settled meanwhile; one answered but
+            # left in the index (by an earlier version's answer) leaves it now.
+            if ledger.disarm_answered(attempt):
+                done.append(Swept(attempt, "answered"))
+            continue
         now = ledger.now()
         try:
             done.append(_sweep(ledger, attempt, item, now))
@@ -210,6 +215,10 @@ def _sweep_forever() -> None:
     time.sleep(random.uniform(0, _period() or SWEEP_RECHECK_SECONDS))  # noqa: S311  (not security)
     while True:
         period = _period()
-        if period > 0:
-            sweep_pass()
+        try:
+            if period > 0:
+                sweep_pass()
+        except Exception:  # the thread must outlive any pass: a dead sweeper stops and counts nothing
+            count_sweep_failure("pass")
+            _log.exception("sweeper: the pass failed; the next one tries again")
         time.sleep(period or SWEEP_RECHECK_SECONDS)

@@ -30,7 +30,7 @@ Variables (connector that reads them, meaning):
     against the cancel of a CreateTask that gave up (:mod:`cdao_connectors._attempts`); its sweep
     index lists the attempts whose job nobody follows, which every replica's sweeper stops.
 ``CDAO_SWEEP_PERIOD_SECONDS`` (every replica, default 60)
-    how often the replica sweeps; 0 leaves the sweeping to the other replicas.
+    how often the replica sweeps, 1 to 300 seconds; 0 leaves the sweeping to the other replicas.
 ``CDAO_EMR_CLUSTER_ID`` (EMR, optional)
     default long-running cluster for Spark steps; unset means transient clusters.
 ``CDAO_EMR_RELEASE_LABEL`` (EMR, default ``emr-7.5.0``)
@@ -99,12 +99,17 @@ def status_refresh_seconds() -> float:
     return _positive_float("CDAO_STATUS_REFRESH_SECONDS", 5.0)
 
 
+# A due attempt waits for the next pass: at most a claim's lease (cdao_connectors._attempts
+# LEASE_SECONDS) longer than its due time.
+MAX_SWEEP_PERIOD_SECONDS = 300.0
+
+
 def sweep_period_seconds() -> float:
     """``CDAO_SWEEP_PERIOD_SECONDS``: how often each replica sweeps the attempt table for jobs that
     nobody follows (``cdao_connectors._sweeper``), in seconds (default 60); 0 turns this replica's
     sweeper off, leaving the sweeping to the others. Raises :class:`ConnectorConfigError` for any
-    other value under 1 (a pass every few milliseconds would only spend DynamoDB reads), and for
-    anything that is not a finite number."""
+    other value under 1 (a pass every few milliseconds would only spend DynamoDB reads), over
+    :data:`MAX_SWEEP_PERIOD_SECONDS`, or not a number."""
     raw = os.environ.get("CDAO_SWEEP_PERIOD_SECONDS", "").strip()
     if not raw:
         return 60.0
@@ -112,9 +117,10 @@ def sweep_period_seconds() -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or not (value == 0 or value >= 1):
+    if not math.isfinite(value) or not (value == 0 or 1 <= value <= MAX_SWEEP_PERIOD_SECONDS):
         raise ConnectorConfigError(
-            f"environment variable CDAO_SWEEP_PERIOD_SECONDS={raw!r} must be 0 (off) or a number of seconds, 1 or more"
+            f"environment variable CDAO_SWEEP_PERIOD_SECONDS={raw!r} must be 0 (off) or a number of seconds "
+            f"from 1 to {MAX_SWEEP_PERIOD_SECONDS:g}"
         )
     return value
 

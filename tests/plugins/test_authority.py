@@ -63,6 +63,8 @@ MALFORMED: list[tuple[str, str]] = [
     ("flyte.example.com:http", "port 'http' is not a number"),
     ("flyte.example.com:0", "port 0 is outside 1-65535"),
     ("flyte.example.com:65536", "port 65536 is outside 1-65535"),
+    # Past 4,300 digits Python's int() itself refuses, with a ValueError naming no argument.
+    ("flyte.example.com:" + "9" * 5000, r"port 9999999999\.\.\. is outside 1-65535"),
     ("flyte.example.com:", "not host"),
 ]
 

@@ -680,16 +680,18 @@ def test_a_failing_sweep_is_counted_for_the_platforms_alert(aws_env, monkeypatch
     assert _metrics.SWEEP_FAILURES._labelnames == ("stage",)
 
 
-@pytest.mark.parametrize("value", ["-1", "0.5", "1e-9", "nan", "inf", "often"])
+@pytest.mark.parametrize("value", ["-1", "0.5", "1e-9", "nan", "inf", "often", "301", "1e20"])
 def test_a_sweep_period_that_is_not_off_nor_a_second_or_more_is_refused_naming_it(monkeypatch, value):
     """0 turns a replica's sweeper off; anything under a second would send a Query every few
-    milliseconds per replica. The service refuses to start with it (cdao_connectors.service)."""
+    milliseconds per replica, anything over a claim's lease would leave due attempts waiting longer
+    than it (1e20 even killed the sweeper's thread: time.sleep's OverflowError). The service
+    refuses to start with it (cdao_connectors.service)."""
     from cdao_connectors.config import ConnectorConfigError, sweep_period_seconds  # noqa: PLC0415
 
     monkeypatch.setenv("CDAO_SWEEP_PERIOD_SECONDS", value)
     with pytest.raises(ConnectorConfigError, match=f"CDAO_SWEEP_PERIOD_SECONDS={value!r}"):
         sweep_period_seconds()
-    for fine, seconds in (("0", 0.0), ("1", 1.0), ("", 60.0)):
+    for fine, seconds in (("0", 0.0), ("1", 1.0), ("300", 300.0), ("", 60.0)):
         monkeypatch.setenv("CDAO_SWEEP_PERIOD_SECONDS", fine)
         assert sweep_period_seconds() == seconds
 
@@ -871,3 +873,23 @@ def test_a_malformed_sweep_period_stops_the_service_with_one_line_naming_it():
     assert done.stderr.strip().splitlines()[-1].startswith("cdao connector service:")
     assert "CDAO_SWEEP_PERIOD_SECONDS='often'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_answered_attempt_left_in_the_sweep_index_is_never_swept(batch_env):
+    """A replica of the previous version answers without taking the attempt out of the index (a
+    rollout runs both), and a record made before a create can land after a later CreateTask's
+    answer took it out: either way propeller follows the job. The sweep never claims an answered
+    attempt not since marked abandoned; it takes it out of the index and stops nothing."""
+    attempt, job = f"batch/flyte-{uuid.uuid4().hex}", _submitted_job()
+    lookup = {"region": REGION, "job_queue": SPOT_QUEUE, "job_name": "flyte-x"}
+    _ledger().once(attempt, lambda: {"job_id": job}, lambda: None, 1, sweep=_target(**lookup))
+    boto3.client("dynamodb", region_name=REGION).update_item(  # the earlier version's answer
+        TableName=os.environ["CDAO_ATTEMPT_TABLE"],
+        Key={"attempt": {"S": attempt}},
+        UpdateExpression="SET answered_from = :s",
+        ExpressionAttributeValues={":s": {"N": str(time.time())}},
+    )
+    swept = [s for s in sweep_once(_ledger(_later(LEASE_SECONDS + 1))) if s.attempt == attempt]
+    assert [s.outcome for s in swept] == ["answered"]
+    assert not _batch_jobs()[job].stop
+    assert not _in_sweep_index(attempt)
