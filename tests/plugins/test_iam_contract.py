@@ -509,35 +509,6 @@ def test_batch_connector_calls_are_allowed(planned, stack_env, recorded):
     assert _denied(planned, stack_env, recorded) == []
 
 
-def test_the_sweeps_calls_are_allowed(planned, stack_env, recorded):
-    """A sweep pass as a surviving replica runs it (cdao_connectors._sweeper), on the planned stack's
-    attempt table: the sweep index's Query, the claim's and the settle's UpdateItem, the Batch and
-    EMR look-ups by the attempt's name (ListJobs, ListClusters) and the stops (TerminateJob,
-    TerminateJobFlows) of the jobs whose creates never answered."""
-    from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger  # noqa: PLC0415
-    from cdao_connectors._sweeper import sweep_once  # noqa: PLC0415
-
-    batch, emr = BatchConnector(), EMRConnector()
-    batch_job = batch.create_sync(serialize(batch_tasks.featurize), _output_prefix(stack_env), None, None)
-    cluster = emr.create_sync(serialize(emr_tasks.on_transient), _output_prefix(stack_env), None, None)
-    region = stack_env["CDAO_AWS_REGION"]
-    # Their claims, never answered, are due once their lease ends; the sweep runs that much later.
-    later = AttemptLedger(
-        boto3.client("dynamodb", region_name=region),
-        stack_env["CDAO_ATTEMPT_TABLE"],
-        clock=lambda: time.time() + LEASE_SECONDS + 1,
-    )
-    swept = {s.outcome for s in sweep_once(later)}
-    # The look-ups by name, as the sweep makes them when a claim recorded no job.
-    assert batch.swept_job({"region": region, "job_queue": batch_job.job_queue, "job_name": batch_job.job_name}, None)
-    assert emr.swept_job({"region": region, "cluster_id": None, "name": "flyte-not-made"}, None) is None
-    operations = {c.operation for c in recorded}
-    assert "cancelled" in swept, swept
-    assert {"Query", "UpdateItem", "TerminateJob", "TerminateJobFlows", "ListJobs", "ListClusters"} <= operations
-    assert cluster.cluster_id
-    assert _denied(planned, stack_env, recorded) == []
-
-
 def test_emr_transient_cluster_calls_are_allowed(planned, stack_env, recorded):
     connector = EMRConnector()
     meta = connector.create_sync(serialize(emr_tasks.on_transient), _output_prefix(stack_env), None, None)
@@ -881,4 +852,34 @@ def test_sagemaker_pythonic_connector_calls_are_allowed(planned, stack_env, reco
         _run(connector.delete(meta))
     operations = {c.operation for c in recorded}
     assert {"Create", "Describe", "Stop"} <= {re.match(r"[A-Z][a-z]+", o).group() for o in operations}, operations
+    assert _denied(planned, stack_env, recorded) == []
+
+
+def test_the_sweeps_calls_are_allowed(planned, stack_env, recorded):
+    """A sweep pass as a surviving replica runs it (cdao_connectors._sweeper), on the planned stack's
+    attempt table: the sweep index's Query, the claim's and the settle's UpdateItem, the Batch and
+    EMR look-ups by the attempt's name (ListJobs, ListClusters) and the stops (TerminateJob,
+    TerminateJobFlows) of the jobs whose creates never answered. Last in this file: its EMR create
+    uploads the entrypoint, which the EMR test above expects to upload itself."""
+    from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger  # noqa: PLC0415
+    from cdao_connectors._sweeper import sweep_once  # noqa: PLC0415
+
+    batch, emr = BatchConnector(), EMRConnector()
+    batch_job = batch.create_sync(serialize(batch_tasks.featurize), _output_prefix(stack_env), None, None)
+    cluster = emr.create_sync(serialize(emr_tasks.on_transient), _output_prefix(stack_env), None, None)
+    region = stack_env["CDAO_AWS_REGION"]
+    # Their claims, never answered, are due once their lease ends; the sweep runs that much later.
+    later = AttemptLedger(
+        boto3.client("dynamodb", region_name=region),
+        stack_env["CDAO_ATTEMPT_TABLE"],
+        clock=lambda: time.time() + LEASE_SECONDS + 1,
+    )
+    swept = {s.outcome for s in sweep_once(later)}
+    # The look-ups by name, as the sweep makes them when a claim recorded no job.
+    assert batch.swept_job({"region": region, "job_queue": batch_job.job_queue, "job_name": batch_job.job_name}, None)
+    assert emr.swept_job({"region": region, "cluster_id": None, "name": "flyte-not-made"}, None) is None
+    operations = {c.operation for c in recorded}
+    assert "cancelled" in swept, swept
+    assert {"Query", "UpdateItem", "TerminateJob", "TerminateJobFlows", "ListJobs", "ListClusters"} <= operations
+    assert cluster.cluster_id
     assert _denied(planned, stack_env, recorded) == []
