@@ -302,7 +302,7 @@ def aws_error_is_transient(error: BaseException) -> bool:
     return is_transient_error(error)
 
 
-def _transient_in_chain(error: BaseException, transient: Callable[[BaseException], bool]) -> bool:
+def transient_in_chain(error: BaseException, transient: Callable[[BaseException], bool]) -> bool:
     # The plugins wrap the call's own error: flytekitplugins-awssagemaker's CustomException and
     # EMR Serverless's refused call are raised ``from`` it (boto3_mixin.py ``_call``, serverless.py).
     seen: BaseException | None = error
@@ -462,7 +462,7 @@ def _stop_in_background(
                 return
             except Exception as exc:
                 final = late.last_try or time.monotonic() + delay > give_up
-                if final or not _transient_in_chain(exc, transient):
+                if final or not transient_in_chain(exc, transient):
                     late.give_up(f"could not cancel ({tries} tries) the job its CreateTask could not answer,", exc)
                     return
                 _log.warning(
