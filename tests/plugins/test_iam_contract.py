@@ -864,9 +864,6 @@ def test_the_sweeps_calls_are_allowed(planned, stack_env, recorded):
     from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger  # noqa: PLC0415
     from cdao_connectors._sweeper import sweep_once  # noqa: PLC0415
 
-    batch, emr = BatchConnector(), EMRConnector()
-    batch_job = batch.create_sync(serialize(batch_tasks.featurize), _output_prefix(stack_env), None, None)
-    cluster = emr.create_sync(serialize(emr_tasks.on_transient), _output_prefix(stack_env), None, None)
     region = stack_env["CDAO_AWS_REGION"]
     # Their claims, never answered, are due once their lease ends; the sweep runs that much later.
     later = AttemptLedger(
@@ -874,6 +871,11 @@ def test_the_sweeps_calls_are_allowed(planned, stack_env, recorded):
         stack_env["CDAO_ATTEMPT_TABLE"],
         clock=lambda: time.time() + LEASE_SECONDS + 1,
     )
+    for other in later.due(1000):  # the earlier tests' claims: this pass sweeps only this test's
+        later.settle(other, "not this test's")
+    batch, emr = BatchConnector(), EMRConnector()
+    batch_job = batch.create_sync(serialize(batch_tasks.featurize), _output_prefix(stack_env), None, None)
+    cluster = emr.create_sync(serialize(emr_tasks.on_transient), _output_prefix(stack_env), None, None)
     swept = {s.outcome for s in sweep_once(later)}
     # The look-ups by name, as the sweep makes them when a claim recorded no job.
     assert batch.swept_job({"region": region, "job_queue": batch_job.job_queue, "job_name": batch_job.job_name}, None)
