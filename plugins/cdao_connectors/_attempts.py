@@ -782,25 +782,14 @@ class AttemptLedger:
         """Takes ``attempt`` out of the sweep index when a CreateTask answered its job and no give-up
         or sweep marked it abandoned since (:meth:`claim_for_sweep` never takes such an attempt);
         whether it did."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression=f"SET swept = :outcome, swept_at = :now {_DISARM}",
-                ConditionExpression=(
-                    f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND attribute_exists(answered_from) "
-                    "AND attribute_not_exists(abandoned)"
-                ),
-                ExpressionAttributeValues={
-                    ":outcome": {"S": "answered: propeller follows the job"},
-                    ":now": {"N": repr(self._clock())},
-                },
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return False
-        return True
+        return self.settle(
+            attempt,
+            "answered: propeller follows the job",
+            condition=(
+                f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND attribute_exists(answered_from) "
+                "AND attribute_not_exists(abandoned)"
+            ),
+        )
 
     def sweep_later(self, attempt: str, after: float) -> None:
         """``attempt``'s sweep due again at ``after`` (epoch seconds), while it is still in the index."""
@@ -813,15 +802,23 @@ class AttemptLedger:
                 ExpressionAttributeValues={":after": {"N": repr(after)}},
             )
 
-    def settle(self, attempt: str, outcome: str) -> None:
+    def settle(self, attempt: str, outcome: str, *, condition: str | None = None) -> bool:
         """Takes ``attempt`` out of the sweep index, recording ``outcome`` (what became of its job:
-        cancelled, never created, left running) and when, for an operator reading the item."""
-        self._db.update_item(
-            TableName=self._table,
-            Key={ATTEMPT_KEY: {"S": attempt}},
-            UpdateExpression=f"SET swept = :outcome, swept_at = :now {_DISARM}",
-            ExpressionAttributeValues={":outcome": {"S": outcome}, ":now": {"N": repr(self._clock())}},
-        )
+        cancelled, never created, left running) and when, for an operator reading the item; with
+        ``condition`` (a DynamoDB condition expression) only while it holds. Whether it did."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression=f"SET swept = :outcome, swept_at = :now {_DISARM}",
+                ExpressionAttributeValues={":outcome": {"S": outcome}, ":now": {"N": repr(self._clock())}},
+                **({"ConditionExpression": condition} if condition else {}),
+            )
+        except ClientError as exc:
+            if condition is None or not _conditional_failed(exc):
+                raise
+            return False
+        return True
 
     def _create_and_record(
         self,
