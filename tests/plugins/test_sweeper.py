@@ -714,14 +714,8 @@ def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep
     endpoint.py _needs_retry): the attempt stays in the sweep index. The client is the backend's
     own (Backend.aws); the tries are answered by a before-send hook, as botocore lets one."""
     from botocore.awsrequest import AWSResponse  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-    from cdao_connectors._backends import Backend  # noqa: PLC0415
-    from propeller import category  # noqa: PLC0415
 
-    # Two tries instead of the service's four: the same judgement, without seconds of backoff.
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 2, "mode": "standard"}))
-    backend = Backend(f"retried-{uuid.uuid4().hex[:6]}")
-    sagemaker = backend.aws("sagemaker", REGION)
+    backend, sagemaker, answers = _retrying_sagemaker(monkeypatch)
     tries: list[int] = []
 
     def answer(request, **_: Any):
@@ -732,7 +726,6 @@ def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep
         return AWSResponse(request.url, 400, {"x-amzn-query-error": "ThrottlingException;Sender"}, _Body(body))
 
     sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", answer)
-    answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
 
     async def create() -> Any:
         return await backend.run(lambda: sagemaker.create_training_job(**_TRAINING))
@@ -742,6 +735,20 @@ def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert len(tries) > 1, "botocore did not retry"
     assert _in_sweep_index(answers.item)
+
+
+def _retrying_sagemaker(monkeypatch) -> tuple[Any, Any, AttemptAnswers]:
+    """A backend of its own, its shared SageMaker client (Backend.aws, with the needs-retry hook)
+    retrying once instead of the service's three times (the same judgement, without seconds of
+    backoff), and a SageMaker attempt's record, as the plugin's create makes it."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 2, "mode": "standard"}))
+    backend = Backend(f"retried-{uuid.uuid4().hex[:6]}")
+    answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
+    return backend, backend.aws("sagemaker", REGION), answers
 
 
 _TRAINING = {
@@ -819,13 +826,8 @@ def test_a_retried_read_before_a_refused_create_leaves_nothing_in_the_sweep_inde
     nothing of the job, and a create AWS then refused (400) made none. Before, any 5xx within the
     create kept the attempt, and a surviving replica paged for a job never made."""
     from botocore.awsrequest import AWSResponse  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-    from cdao_connectors._backends import Backend  # noqa: PLC0415
-    from propeller import category  # noqa: PLC0415
 
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 2, "mode": "standard"}))
-    backend = Backend(f"read-then-refused-{uuid.uuid4().hex[:6]}")
-    sagemaker = backend.aws("sagemaker", REGION)
+    backend, sagemaker, answers = _retrying_sagemaker(monkeypatch)
     reads: list[int] = []
 
     def read(request, **_: Any):
@@ -840,7 +842,6 @@ def test_a_retried_read_before_a_refused_create_leaves_nothing_in_the_sweep_inde
 
     sagemaker.meta.events.register("before-send.sagemaker.DescribeTrainingJob", read)
     sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", refuse)
-    answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
 
     def create_after_a_read() -> Any:
         with contextlib.suppress(ClientError):  # moto knows no such job: the read itself is what counts
