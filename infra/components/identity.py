@@ -596,6 +596,9 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             "sagemaker:DescribeEndpoint",
                             "sagemaker:DeleteEndpoint",
                             "sagemaker:AddTags",
+                            # The sweep tells an attempt's job from another of its name by the job's
+                            # tags (cdao_connectors.sagemaker._plugin_clients find_attempts_job).
+                            "sagemaker:ListTags",
                         ],
                         # Resource ARN formats: Service Authorization Reference, Amazon SageMaker,
                         # "Resource types" (https://docs.aws.amazon.com/service-authorization/latest/

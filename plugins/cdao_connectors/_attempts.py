@@ -79,8 +79,10 @@ Each replica's sweeper (:mod:`cdao_connectors._sweeper`) queries the index for d
 each with a conditional write that also marks it abandoned (so no CreateTask answers the job from
 then on, and one answered first took it out of the index: DynamoDB orders the two), finds the job,
 stops it through its connector's DeleteTask path and settles the item. For a backend whose API
-deduplicates the create, the job is unknown until the create answers, so only a give-up's job is
-swept there; a create of such a backend cut off by the end of its replica is logged with its attempt.
+deduplicates the create, the job is unknown until the create answers: a create that can name its
+job records the name just before sending its request (:func:`name_the_job`; SageMaker's, whose
+connector's ``swept_job`` then tells the attempt's job by its tag), and the sweep finds the job by
+it; one that cannot (Codeweave, EMR Serverless) is counted and logged with its attempt.
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
@@ -156,6 +158,24 @@ CREATE_STARTED_AT: ContextVar[float | None] = ContextVar("cdao_create_started_at
 _TRIES_WITHOUT_ANSWER: ContextVar[list[str] | None] = ContextVar("cdao_tries_without_answer", default=None)
 
 
+# The create under way's record of its job's name (AttemptAnswers.answering, for a backend whose job
+# is known only from the create's answer): called with the job's lookup just before the request
+# that makes the job is sent (name_the_job).
+_NAMING: ContextVar[Callable[[dict[str, Any]], None] | None] = ContextVar("cdao_naming_the_job", default=None)
+
+
+def name_the_job(lookup: dict[str, Any]) -> None:
+    """Records, for the create under way (if any: :meth:`AttemptAnswers.answering`), how the sweeper
+    finds its job should the create's answer be lost or its replica end: ``lookup`` (a JSON object
+    the connector's ``swept_job`` reads, e.g. the job's name and region) replaces the attempt's
+    seed-only lookup in the sweep index. Called on the create's thread just before the request that
+    makes the job is sent, once its name is rendered; blocking (one DynamoDB write). A failed write
+    is logged and the create goes on: the attempt stays in the index, only counted if swept."""
+    naming = _NAMING.get()
+    if naming is not None:
+        naming(lookup)
+
+
 def note_try_without_answer(what: str) -> None:
     """Notes that a try of the create under way, if any, may have been carried out without its
     answer reaching us (``what`` says how). Called by the retrying clients' hooks (botocore's
@@ -164,6 +184,13 @@ def note_try_without_answer(what: str) -> None:
     tries = _TRIES_WITHOUT_ANSWER.get()
     if tries is not None:
         tries.append(what)
+
+
+class JobCannotBeFound(LookupError):
+    """A connector's ``swept_job`` cannot look the attempt's job up: the create's request was never
+    named (:func:`name_the_job`), or what its name finds cannot be told to be the attempt's; or the
+    connector has no ``swept_job`` (its API deduplicates the create, and the job is known only from
+    the create's answer, which never came). The sweeper counts such a job as left running."""
 
 
 class AttemptInProgress(RuntimeError):
@@ -340,9 +367,11 @@ class AttemptAnswers:
     answers) :meth:`answering` puts the attempt in the index before the create with ``seed`` (its
     :func:`cdao_connectors._common.attempt_seed`: execution, node, retry) as the lookup, and keeps
     it there when the create fails without a clear answer (its last try's error, ``may_have_made``,
-    default :func:`may_have_made_a_job`, or any earlier try, :func:`note_try_without_answer`): the sweeper
-    cannot find such a job, so it counts it as left running and logs the attempt for an operator,
-    on a replica that lives on (its replica may be gone: SIGKILL, an OOM kill).
+    default :func:`may_have_made_a_job`, or any earlier try, :func:`note_try_without_answer`). The
+    sweeper finds such a job by the lookup the create recorded before sending its request
+    (:func:`name_the_job`, :attr:`findable` then), through the connector's ``swept_job``; without
+    one it counts the job as left running and logs the attempt for an operator, on a replica that
+    lives on (its replica may be gone: SIGKILL, an OOM kill).
     """
 
     def __init__(
@@ -389,6 +418,7 @@ class AttemptAnswers:
                 what="attempt ledger update",
             )
             self.swept = True
+            _NAMING.set(self._name_job)  # as the tries below: this create's own context
         tries: list[str] = []
         _TRIES_WITHOUT_ANSWER.set(tries)  # this create's task's own context: its calls see the list
         try:
@@ -418,6 +448,22 @@ class AttemptAnswers:
             ) from exc
         self.swept = False
         return resource_meta
+
+    def _name_job(self, lookup: dict[str, Any]) -> None:
+        """:func:`name_the_job` for this create, on its thread: the attempt's lookup becomes ``lookup``
+        with the attempt's seed; the sweeper can then find the job (:attr:`findable`)."""
+        try:
+            named = self._ledger().name(self.item, {**lookup, "attempt_seed": self._seed})
+        except Exception as exc:
+            _log.warning(
+                "%s: could not record the name of attempt %s's job before creating it (%s); should its "
+                "answer be lost, the sweep can only count it",
+                self._backend.name,
+                self.item,
+                exc,
+            )
+            return
+        self.findable = self.findable or named
 
     def _ledger(self) -> AttemptLedger:
         # Called on the backend's threads: the table's shared client is made on first use
@@ -733,6 +779,23 @@ class AttemptLedger:
                 f"attempt {attempt}: a CreateTask of it gave up and its job was cancelled; "
                 "the task's next attempt, if one is left, starts a new job"
             ) from None
+
+    def name(self, attempt: str, lookup: dict[str, Any]) -> bool:
+        """``attempt``'s sweep lookup becomes ``lookup`` (a JSON object), while it is in the sweep
+        index (:meth:`intend` put it there); whether it was."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": attempt}},
+                UpdateExpression="SET sweep_lookup = :lookup",
+                ConditionExpression=f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE})",
+                ExpressionAttributeValues={":lookup": {"S": json.dumps(lookup, sort_keys=True)}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return False
+        return True
 
     def due(self, limit: int) -> list[str]:
         """Up to ``limit`` attempts of the sweep index due now, earliest first (a ``Query`` of the

@@ -31,7 +31,13 @@ from typing import Any
 
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 
-from cdao_connectors._attempts import SWEEP_FIND_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, SweepTarget
+from cdao_connectors._attempts import (
+    SWEEP_FIND_SECONDS,
+    SWEEP_RECHECK_SECONDS,
+    AttemptLedger,
+    JobCannotBeFound,
+    SweepTarget,
+)
 from cdao_connectors._backends import NOT_AN_RPC, Backend, aws_error_is_transient, transient_in_chain
 from cdao_connectors._metrics import count_job_left_running, count_job_swept, count_sweep_failure, exported_backend
 from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region, sweep_period_seconds
@@ -145,15 +151,11 @@ async def _stop(connector: Any, job: Any) -> None:
     await connector.delete(job)
 
 
-class JobCannotBeFound(LookupError):
-    """The attempt's backend has no look-up of a job by its attempt (its API deduplicates the create,
-    and the job is known only from the create's answer, which never came)."""
-
-
 def _job(connector: Any, target: SweepTarget, item: dict[str, Any]) -> Any:
     """The job's ``resource_meta``: the one recorded with the target, else the one the connector's
     ``swept_job`` finds from the target's lookup and the job the claim recorded, if any (None: not
-    made, or not listed yet). Raises :class:`JobCannotBeFound` for a connector with no ``swept_job``."""
+    made, or not listed yet). Raises :class:`JobCannotBeFound` for a connector with no ``swept_job``,
+    or from one that cannot find the job from this lookup."""
     if target.resource_meta is not None:
         return connector.metadata_type.decode(target.resource_meta)
     swept_job = getattr(connector, "swept_job", None)

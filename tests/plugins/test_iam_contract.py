@@ -300,6 +300,8 @@ _SAGEMAKER_ROLES = {
 
 def _sagemaker(call: Call, w: Where) -> list[Authorization]:
     op, p = call.operation, call.params
+    if op == "ListTags":  # the one List* action on a resource: the tagged one, by its ARN
+        return [Authorization("sagemaker:ListTags", _in_account(p["ResourceArn"], w))]
     if op.startswith("List"):  # List* actions name no resource type: "*"
         return [Authorization(f"sagemaker:{op}", "*")]
     parsed = re.fullmatch(r"(Create|Describe|Stop|Delete)(\w+)", op)
@@ -760,6 +762,8 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
     cdao-sagemaker-batch-transform), with the stack's execution role and buckets."""
     import cdao_connectors.service  # noqa: F401, PLC0415
     import sm_tasks  # noqa: PLC0415  (serialised with the environment's region)
+    from cdao_connectors._attempts import attempt_item  # noqa: PLC0415
+    from cdao_connectors._common import attempt_seed  # noqa: PLC0415
     from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
     from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
     from flytekit.types.file import FlyteFile  # noqa: PLC0415
@@ -788,7 +792,15 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
     with Stubber(trainer.backend.aws("sagemaker", region)) as stub:  # moto: StopTrainingJob is a 500
         stub.add_response("stop_training_job", {})
         _run(trainer.delete(meta))
-    assert {"CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob"} <= {c.operation for c in recorded}
+    # The sweep's look-up of the job (as when the create's answer was lost): its name and its tags.
+    seed = attempt_seed(training, prefix, None)
+    item = boto3.client("dynamodb", region_name=region).get_item(
+        TableName=stack_env["CDAO_ATTEMPT_TABLE"], Key={"attempt": {"S": attempt_item("sagemaker", seed)}}
+    )["Item"]
+    assert trainer.swept_job(json.loads(item["sweep_lookup"]["S"]), None) is not None
+    assert {"CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "ListTags"} <= {
+        c.operation for c in recorded
+    }
     assert _denied(planned, stack_env, recorded) == []
 
     score = sagemaker_batch_transform_task(

@@ -43,15 +43,24 @@ import hashlib
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
+from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import Resource
 from flytekitplugins.awssagemaker_inference import boto3_mixin
 from flytekitplugins.awssagemaker_inference.boto3_mixin import CustomException
+from flytekitplugins.awssagemaker_inference.pythonic_base import PythonicJobMetadata
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
+from cdao_connectors._attempts import (
+    AttemptAbandoned,
+    AttemptAnswers,
+    JobCannotBeFound,
+    attempt_item,
+    checking_created_job,
+    name_the_job,
+)
 from cdao_connectors._backends import (
     Backend,
     create_within_deadline,
@@ -132,8 +141,12 @@ class _Client:
         kind = LISTED_KINDS.get(method)
         stale = _STALE.get()
         answered = _DESCRIBED.get()
+        tag = _ATTEMPT_TAG.get()
+        naming = tag is not None and service == "sagemaker" and method.startswith("create_")
 
         def blocking(**params: Any) -> Any:
+            if naming:  # a CreateTask's create, its request rendered: recorded before it is sent
+                _name_the_job(params, region, tag)
             return getattr(backend.aws(service, region), method)(**params)
 
         async def call(**params: Any) -> Any:
@@ -155,6 +168,57 @@ class _Client:
             )
 
         return call
+
+
+def attempt_tag(seed: str) -> dict[str, str]:
+    """The ``flyte-attempt`` tag of the task attempt whose :func:`cdao_connectors._common.attempt_seed`
+    is ``seed``, on every SageMaker job or endpoint a CreateTask makes: it tells the attempt's job
+    from another of the same name (:func:`find_attempts_job`)."""
+    return {"Key": "flyte-attempt", "Value": hashlib.sha256(seed.encode()).hexdigest()[:32]}
+
+
+def _name_the_job(params: dict[str, Any], region: str, tag: dict[str, str]) -> None:
+    """Records the job a create request ``params`` makes (:func:`cdao_connectors._attempts.name_the_job`):
+    its name field and name, ``region``, and the attempt's tag when the request carries it."""
+    field = next((f for f in _NAME_FIELDS if params.get(f)), None)
+    if field is None:
+        return
+    tags = params.get("Tags")
+    carried = isinstance(tags, list) and tag in tags
+    lookup = {"name_field": field, "name": str(params[field]), "region": region}
+    name_the_job({**lookup, "attempt_tag": tag["Value"] if carried else None})
+
+
+def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
+    """Whether SageMaker (``client``, a boto3 client of the lookup's region) has the job or endpoint
+    ``lookup`` names (:func:`_name_the_job`) and it is the attempt's: its ``flyte-attempt`` tag
+    (ListTags of the Describe answer's ARN) is the lookup's. False when SageMaker has none of that
+    name (:func:`job_is_gone`), or one of another attempt: a fixed name (without
+    ``{idempotence_token}``) is every attempt's, and an endpoint of it may serve production.
+
+    Raises :class:`cdao_connectors._attempts.JobCannotBeFound` for a lookup naming no job (the
+    create ended before sending its request: made nothing) or without the attempt's tag (the request
+    could not carry it: a ``Tags`` placeholder, or 50 tags already), and what the calls raise."""
+    field, name = lookup.get("name_field"), lookup.get("name")
+    if field not in _ADOPTABLE or not name:
+        raise JobCannotBeFound(f"the create's request was never named: {lookup}")
+    expected = lookup.get("attempt_tag")
+    if not expected:
+        raise JobCannotBeFound(
+            f"SageMaker {field}={name}: the create's request could not carry the flyte-attempt tag, so "
+            f"whether a job of that name is the attempt's cannot be told ({lookup})"
+        )
+    kind = _ADOPTABLE[field]
+    try:
+        described = getattr(client, kind.describe)(**{field: name})
+    except ClientError as exc:
+        if job_is_gone(exc):
+            return False
+        raise
+    # A resource holds at most 50 tags and a page at least 50 (botocore ``sagemaker/2017-07-24``
+    # TagList max 50, ListTagsMaxResults min 50); NextToken is followed all the same.
+    pages = client.get_paginator("list_tags").paginate(ResourceArn=described[kind.arn_key])
+    return any(t == {"Key": "flyte-attempt", "Value": expected} for page in pages for t in page.get("Tags", []))
 
 
 class JobGone(LookupError):
@@ -204,39 +268,58 @@ _NAME_FIELDS = (
 )
 
 
+class _Named(NamedTuple):
+    """A job or endpoint kind a plugin create makes, by its create request's name field."""
+
+    describe: str  # its Describe method
+    status_key: str  # the Describe answer's status field
+    abandoned: frozenset[str]  # its statuses once a give-up stopped or deleted it, or once it failed
+    arn_key: str  # the Describe answer's ARN field (ListTags takes the ARN)
+
+
 # The Describe of each job or endpoint a plugin create may answer (by the create request's name
 # field), its status field, and the statuses of one a give-up stopped or deleted, or that failed:
 # answered to a CreateTask, its GetTask would answer FAILED, failing the whole task (connector/
 # plugin.go ``Status`` at flyteplugins/v1.16.8). Status values: botocore ``sagemaker/2017-07-24``
 # service model (TrainingJobStatus, ProcessingJobStatus, HyperParameterTuningJobStatus,
-# TransformJobStatus, RecommendationJobStatus, EndpointStatus).
-_ADOPTABLE: dict[str, tuple[str, str, frozenset[str]]] = {
-    "TrainingJobName": (
+# TransformJobStatus, RecommendationJobStatus, EndpointStatus; the ARN fields of the Describe* outputs).
+_ADOPTABLE: dict[str, _Named] = {
+    "TrainingJobName": _Named(
         "describe_training_job",
         "TrainingJobStatus",
         frozenset({"Stopping", "Stopped", "Failed", "Deleting"}),
+        "TrainingJobArn",
     ),
-    "ProcessingJobName": (
+    "ProcessingJobName": _Named(
         "describe_processing_job",
         "ProcessingJobStatus",
         frozenset({"Stopping", "Stopped", "Failed"}),
+        "ProcessingJobArn",
     ),
-    "HyperParameterTuningJobName": (
+    "HyperParameterTuningJobName": _Named(
         "describe_hyper_parameter_tuning_job",
         "HyperParameterTuningJobStatus",
         frozenset({"Stopping", "Stopped", "Failed", "Deleting", "DeleteFailed"}),
+        "HyperParameterTuningJobArn",
     ),
-    "TransformJobName": ("describe_transform_job", "TransformJobStatus", frozenset({"Stopping", "Stopped", "Failed"})),
-    "JobName": (
+    "TransformJobName": _Named(
+        "describe_transform_job",
+        "TransformJobStatus",
+        frozenset({"Stopping", "Stopped", "Failed"}),
+        "TransformJobArn",
+    ),
+    "JobName": _Named(
         "describe_inference_recommendations_job",
         "Status",
         frozenset({"STOPPING", "STOPPED", "FAILED", "DELETING", "DELETED"}),
+        "JobArn",
     ),
     # The statuses SafeEndpointConnector answers FAILED (connector.py ``_ENDPOINT_PHASES``).
-    "EndpointName": (
+    "EndpointName": _Named(
         "describe_endpoint",
         "EndpointStatus",
         frozenset({"Deleting", "Failed", "OutOfService", "UpdateRollbackFailed"}),
+        "EndpointArn",
     ),
 }
 # A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
@@ -392,7 +475,7 @@ class BulkheadPluginConnector:
         # ``_call``): without this tag every attempt of a task names the same job, and the next
         # attempt after a give-up would be answered the job the give-up stopped. Propeller starts
         # each attempt afresh (launcher.go ``launch`` at flyteplugins/v1.16.8): a new job.
-        reset_tag = _ATTEMPT_TAG.set({"Key": "flyte-attempt", "Value": hashlib.sha256(seed.encode()).hexdigest()[:32]})
+        reset_tag = _ATTEMPT_TAG.set(attempt_tag(seed))
         reset_adopted = _ADOPTED.set([])
         try:
             return await self._bounded(
@@ -429,7 +512,7 @@ class BulkheadPluginConnector:
             if not field:
                 return resource_meta
             name = str(config[field])
-        describe, status_key, abandoned = _ADOPTABLE[field]
+        describe, status_key, abandoned, _ = _ADOPTABLE[field]
         with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
             described, _ = await self._call(  # type: ignore[attr-defined]
                 method=describe, config={field: name}, region=resource_meta.region
@@ -497,6 +580,20 @@ class BulkheadPluginConnector:
         # On a GetTask thread, in a copy of the GetTask's context (its status caches): the get() is a
         # coroutine, and the thread has no event loop of its own.
         return asyncio.run(super().get(resource_meta, **kwargs))  # type: ignore[misc]
+
+    def swept_job(self, lookup: dict[str, Any], recorded: dict[str, Any] | None) -> Any:
+        """The attempt's job or endpoint, as this connector's DeleteTask takes it, when SageMaker has
+        it (:func:`find_attempts_job`): the sweeper (:mod:`cdao_connectors._sweeper`) stops one
+        whose CreateTask never answered it. None when there is none of the attempt's (yet).
+        ``recorded`` is unused: nothing is recorded before a SageMaker create answers."""
+        region = lookup.get("region") or aws_region()
+        if not find_attempts_job(self.backend.aws("sagemaker", region), lookup):
+            return None
+        name = lookup["name"]
+        if issubclass(self.metadata_type, PythonicJobMetadata):  # pythonic_base.py ``delete``: by job_name
+            return self.metadata_type(job_name=name, output_prefix="", region=region)
+        # The request-based connectors' delete renders {name field: config's name} (*/connector.py).
+        return self.metadata_type(config={lookup["name_field"]: name}, region=region)
 
     @serving
     async def delete(self, *args: Any, **kwargs: Any) -> Any:

@@ -25,7 +25,13 @@ from flytekitplugins.awssagemaker_inference.boto3_mixin import Boto3ConnectorMix
 from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointConnector, SageMakerEndpointMetadata
 from flytekitplugins.awssagemaker_training import SageMakerTrainingTaskConnector
 
-from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
+from cdao_connectors._attempts import (
+    AttemptAbandoned,
+    AttemptAnswers,
+    attempt_item,
+    checking_created_job,
+    name_the_job,
+)
 from cdao_connectors._backends import Backend, BulkheadConnector, serving
 from cdao_connectors._common import (
     attempt_seed,
@@ -40,9 +46,16 @@ from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors._sync_metadata import install as pass_sync_task_execution_metadata
 from cdao_connectors._sync_metadata import task_execution_metadata as sync_task_execution_metadata
-from cdao_connectors.config import status_refresh_seconds
+from cdao_connectors.config import aws_region, status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache
-from cdao_connectors.sagemaker._plugin_clients import BulkheadPluginConnector, JobGone, install, quota_refusal
+from cdao_connectors.sagemaker._plugin_clients import (
+    BulkheadPluginConnector,
+    JobGone,
+    attempt_tag,
+    find_attempts_job,
+    install,
+    quota_refusal,
+)
 from cdao_connectors.sagemaker.task import (
     BATCH_TRANSFORM_TASK_TYPE,
     SAGEMAKER_TRAINING_TASK_TYPE,
@@ -359,7 +372,8 @@ class BatchTransformConnector(BulkheadConnector):
         job = deterministic_name("flyte", seed, readable_execution_name(task_execution_metadata), 63, "A-Za-z0-9-")
         output_uri = f"{config.output_s3_path.rstrip('/')}/{job}"
         environment = {**config.environment, **{env_var(n): str(values[n]) for n in config.env_inputs}}
-        tags = [{"Key": "flyte-task", "Value": task[:256]}]
+        tag = attempt_tag(seed)
+        tags = [{"Key": "flyte-task", "Value": task[:256]}, tag]
         sm = self.backend.aws("sagemaker", config.region)
         try:
             sm.create_model(
@@ -400,6 +414,9 @@ class BatchTransformConnector(BulkheadConnector):
         }
         if environment:
             request["Environment"] = environment
+        # The model costs nothing idle; the job runs instances: the sweep can find it from here on.
+        lookup = {"name_field": "TransformJobName", "name": job, "region": config.region}
+        name_the_job({**lookup, "attempt_tag": tag["Value"]})
         try:
             sm.create_transform_job(**request)
         except ClientError as exc:
@@ -429,6 +446,14 @@ class BatchTransformConnector(BulkheadConnector):
         # a give-up is stopping it; the attempt table orders the two (cdao_connectors._attempts).
         seed = attempt_seed(task_template, output_prefix, task_execution_metadata)
         return AttemptAnswers(self.backend, attempt_item("sagemaker-transform", seed), self.task_category, seed=seed)
+
+    def swept_job(self, lookup: dict[str, Any], recorded: dict[str, Any] | None) -> BatchTransformMetadata | None:
+        """The attempt's transform job, as :meth:`delete_sync` takes it, when SageMaker has it
+        (:func:`find_attempts_job`): the sweeper stops one whose CreateTask never answered it."""
+        region = lookup.get("region") or aws_region()
+        if not find_attempts_job(self.backend.aws("sagemaker", region), lookup):
+            return None
+        return BatchTransformMetadata(job_name=lookup["name"], region=region, output_uri="")
 
     def status_of(self, resource_meta: BatchTransformMetadata) -> tuple[StatusCache, str]:
         return self.status_cache(resource_meta.region, status_refresh_seconds()), resource_meta.job_name

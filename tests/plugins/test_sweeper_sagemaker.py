@@ -1,0 +1,304 @@
+"""The sweep of SageMaker jobs whose CreateTask never answered them (plugins/cdao_connectors/_attempts.py
+"Sweeping", cdao_connectors.sagemaker._plugin_clients ``find_attempts_job``).
+
+SageMaker deduplicates a create by its name, so its job is known only from the create's answer; a
+create that lost that answer (a read timeout after SageMaker carried it out, a 5xx) or whose replica
+ended mid-create left a job that the sweep could only count: nobody stopped it. The create's request
+now records its rendered name and the attempt's ``flyte-attempt`` tag just before it is sent, and
+the sweep stops the job of that name when its tag is the attempt's (a fixed name is every attempt's,
+and an endpoint of it may serve production).
+
+SageMaker is moto as a server, except the calls moto 5.2.5 lacks (StopTrainingJob), answered by a
+botocore ``before-send`` hook as the API reference defines them (an empty body, HTTP 200).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from aws_setup import provision_attempt_table
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
+from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
+from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger, JobCannotBeFound
+from cdao_connectors._sweeper import sweep_once
+from connector_calls import run_to_end
+from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extend.backend.utils import render_task_template
+from moto.sagemaker.models import sagemaker_backends
+from prometheus_client import REGISTRY
+from propeller import IMAGE, execution_metadata, serialize
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+_ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
+
+
+@pytest.fixture
+def sweep_table(aws_env, monkeypatch) -> str:
+    """An attempt table of this test's own: its sweep sees only the attempts its test made."""
+    table = f"cdao-test-sm-sweep-{uuid.uuid4().hex[:8]}"
+    for k, v in provision_attempt_table(REGION, table).items():
+        monkeypatch.setenv(k, v)
+    return table
+
+
+def _ledger(ahead: float = 0.0) -> AttemptLedger:
+    """The table as a sweep ``ahead`` seconds from now sees it."""
+    return AttemptLedger(
+        boto3.client("dynamodb", region_name=REGION),
+        os.environ["CDAO_ATTEMPT_TABLE"],
+        clock=lambda: time.time() + ahead,
+    )
+
+
+def _armed() -> list[dict[str, Any]]:
+    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=os.environ["CDAO_ATTEMPT_TABLE"])["Items"]
+    return [i for i in items if SWEEP_QUEUE_ATTRIBUTE in i and SWEEP_AFTER in i]
+
+
+class _Body:
+    """A raw HTTP body as botocore reads it (``AWSResponse.raw.stream()``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any):
+        yield self._data
+
+
+def _lose_the_answer(client, operation: str) -> None:
+    """SageMaker carries ``operation`` out (moto), then its answer is lost: botocore's read timeout,
+    raised after the call (``after-call``), so it is not retried."""
+
+    def lost(http_response, **_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url=http_response.url)
+
+    client.meta.events.register(f"after-call.sagemaker.{operation}", lost)
+
+
+def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) -> None:
+    """``operation`` (StopTrainingJob, StopTransformJob) as the API reference defines it (no output
+    members: HTTP 200, ``{}``), and its effect on moto's job (Stopping): moto 5.2.5 lacks both."""
+    jobs, status = {
+        "StopTrainingJob": ("training_jobs", "training_job_status"),
+        "StopTransformJob": ("transform_jobs", "transform_job_status"),
+    }[operation]
+
+    def stop(request, **_: Any) -> AWSResponse:
+        name = json.loads(request.body)[name_field]
+        stopped.append(name)
+        setattr(getattr(sagemaker_backends[ACCOUNT][REGION], jobs)[name], status, "Stopping")
+        return AWSResponse(request.url, 200, {}, _Body(b"{}"))
+
+    client.meta.events.register(f"before-send.sagemaker.{operation}", stop)
+
+
+def _training_template(name: str) -> Any:
+    from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
+
+    config = {
+        "TrainingJobName": name,
+        "RoleArn": _ROLE,
+        "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    task = SageMakerTrainingJobTask(name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=config, region=REGION)
+    return serialize(task)
+
+
+def _endpoint_template(name: str, config: str) -> Any:
+    from flytekitplugins.awssagemaker_inference import SageMakerEndpointTask  # noqa: PLC0415
+
+    request = {"EndpointName": name, "EndpointConfigName": config}
+    return serialize(SageMakerEndpointTask(name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=request, region=REGION))
+
+
+def _endpoint_config(name: str) -> str:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    sm.create_model(ModelName=name, PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=_ROLE)
+    variant = {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    return name
+
+
+def _transform_task(execution: str) -> tuple[Any, Any]:
+    from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
+    from flytekit.types.file import FlyteFile  # noqa: PLC0415
+    from propeller import write_inputs  # noqa: PLC0415
+
+    score = sagemaker_batch_transform_task(
+        f"tests.sweep_{execution}", execution_role_arn=_ROLE, region=REGION, output_s3_path="s3://flyte-data/transform"
+    )
+    inputs = write_inputs(
+        score,
+        f"s3://flyte-data/metadata/{execution}/0",
+        model=FlyteFile("s3://flyte-data/m.tar.gz"),
+        data=FlyteFile("s3://flyte-data/d.csv"),
+    )
+    return serialize(score), inputs
+
+
+def _swept_count(backend: str) -> float:
+    return REGISTRY.get_sample_value("cdao_jobs_swept_total", {"backend": backend}) or 0.0
+
+
+def _fresh(task_type: str, fresh_connectors) -> Any:
+    connector = type(ConnectorRegistry.get_connector(task_type))()
+    fresh_connectors(connector)
+    return connector
+
+
+def _create(connector, template, execution: str, retry: int = 0, inputs: Any = None) -> Any:
+    """The connector's create as the service runs a CreateTask (propeller renders a container's
+    placeholders first, tests/plugins/support/propeller.py)."""
+    prefix = f"s3://flyte-data/metadata/{execution}/{retry}"
+    template = copy.deepcopy(template)
+    return run_to_end(
+        connector.create(
+            task_template=render_task_template(template, prefix) if template.container is not None else template,
+            output_prefix=prefix,
+            inputs=inputs,
+            task_execution_metadata=execution_metadata(execution, retry=retry),
+        )
+    )
+
+
+def _existing(jobs: str) -> set[str]:
+    return set(getattr(sagemaker_backends[ACCOUNT][REGION], jobs))
+
+
+@pytest.mark.parametrize("kind", ["request-based training", "Pythonic training", "batch transform", "endpoint"])
+def test_a_job_whose_create_lost_its_answer_is_stopped_by_the_sweep(sweep_table, fresh_connectors, kind):
+    """The fault: SageMaker made the job (or endpoint), its answer was lost; the CreateTask failed
+    (its attempt fails, the next one makes a new job), and the job ran on with nobody to stop it:
+    the sweep could only count it. Every kind of connector making one is covered: the plugin's
+    request-based and Pythonic jobs, its endpoint, and the batch transform connector written here."""
+    import sm_tasks  # noqa: PLC0415
+    from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+
+    execution = f"lost{uuid.uuid4().hex[:8]}"
+    inputs, stopped = None, []
+    if kind == "request-based training":
+        connector = _fresh("sagemaker-training-job", fresh_connectors)
+        template, operation, jobs = (
+            _training_template(f"fit-{execution}-{{idempotence_token}}"),
+            "TrainingJob",
+            "training_jobs",
+        )
+    elif kind == "Pythonic training":
+        connector = _fresh(SAGEMAKER_TRAINING_TASK_TYPE, fresh_connectors)
+        template, operation, jobs = serialize(sm_tasks.fit), "TrainingJob", "training_jobs"
+    elif kind == "batch transform":
+        connector = _fresh(BATCH_TRANSFORM_TASK_TYPE, fresh_connectors)
+        (template, inputs), operation, jobs = _transform_task(execution), "TransformJob", "transform_jobs"
+    else:
+        connector = _fresh("sagemaker-endpoint", fresh_connectors)
+        config = _endpoint_config(f"cfg-{execution}")
+        template = _endpoint_template(f"ep-{execution}-{{idempotence_token}}", config)
+        operation, jobs = "Endpoint", "endpoints"
+    sm = connector.backend.aws("sagemaker", REGION)
+    _lose_the_answer(sm, f"Create{operation}")
+    if operation != "Endpoint":  # moto has DeleteEndpoint
+        _answer_stop(sm, f"Stop{operation}", f"{operation}Name", stopped)
+    before = _existing(jobs)
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, template, execution, inputs=inputs)
+    (name,) = _existing(jobs) - before
+
+    swept_before = _swept_count(connector.backend.name)
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["cancelled"], swept
+    if operation == "Endpoint":
+        assert name not in _existing(jobs)
+    else:
+        assert stopped == [name]
+    assert _swept_count(connector.backend.name) == swept_before + 1
+    assert _armed() == []
+
+
+def test_a_production_endpoint_of_the_attempts_fixed_name_is_never_deleted(sweep_table, fresh_connectors, monkeypatch):
+    """An endpoint task of a fixed name (no ``{idempotence_token}``) names an endpoint production
+    may be serving. When the attempt's create gets no clear answer (a 5xx), the endpoint of that
+    name is not the attempt's (it carries no tag of it), and the sweep leaves it alone."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    # One try: the 500 below would otherwise be retried with seconds of backoff, to the same end.
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    serving = f"prod-{uuid.uuid4().hex[:8]}"
+    config = _endpoint_config(serving)
+    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    connector = _fresh("sagemaker-endpoint", fresh_connectors)
+
+    def failed(request, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 500, {}, _Body(b'{"__type": "InternalFailure", "message": "x"}'))
+
+    connector.backend.aws("sagemaker", REGION).meta.events.register("before-send.sagemaker.CreateEndpoint", failed)
+    with pytest.raises(Exception, match="InternalFailure"):
+        _create(connector, _endpoint_template(serving, config), f"deploy{uuid.uuid4().hex[:6]}")
+    assert len(_armed()) == 1
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["not found yet"], swept
+    assert serving in _existing("endpoints")
+
+
+def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(
+    sweep_table, fresh_connectors, monkeypatch
+):
+    """A fixed name (no ``{idempotence_token}``) is every attempt's: SageMaker refuses a second job of
+    it. When this attempt's create gets no clear answer (a 5xx) while a job of that name exists from
+    another attempt, that job is not this attempt's and is left alone: its tag says whose it is."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    # One try: the 503 below would otherwise be retried with seconds of backoff, to the same end.
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    sm = connector.backend.aws("sagemaker", REGION)
+    stopped: list[str] = []
+    _answer_stop(sm, "StopTrainingJob", "TrainingJobName", stopped)
+    fixed = f"fixed-{uuid.uuid4().hex[:8]}"
+    template = _training_template(fixed)
+    _create(connector, template, "another", retry=0)  # attempt 0 of another execution made it
+    for item in _armed():
+        pytest.fail(f"an answered create left {item} in the sweep index")
+
+    def unavailable(request, **_: Any) -> AWSResponse:
+        body = b'{"__type": "ServiceUnavailable", "message": "try again"}'
+        return AWSResponse(request.url, 503, {}, _Body(body))
+
+    sm.meta.events.register("before-send.sagemaker.CreateTrainingJob", unavailable)
+    with pytest.raises(Exception, match="ServiceUnavailable"):
+        _create(connector, template, f"mine{uuid.uuid4().hex[:6]}", retry=0)
+    assert len(_armed()) == 1
+
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["not found yet"], swept
+    assert stopped == []
+
+
+def test_a_lookup_that_cannot_tell_the_attempts_job_is_left_to_an_operator() -> None:
+    """A create whose request was never named made nothing to find, and one whose request could not
+    carry the attempt's tag (a ``Tags`` placeholder, or 50 tags already) names a job that may be
+    another's: neither is looked up by name, and the sweep counts the attempt for an operator."""
+    from cdao_connectors.sagemaker._plugin_clients import find_attempts_job  # noqa: PLC0415
+
+    class NoCalls:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"called {name}")
+
+    with pytest.raises(JobCannotBeFound, match="never named"):
+        find_attempts_job(NoCalls(), {"attempt_seed": "s"})
+    lookup = {"name_field": "TrainingJobName", "name": "fit-1", "region": REGION, "attempt_tag": None}
+    with pytest.raises(JobCannotBeFound, match="TrainingJobName=fit-1"):
+        find_attempts_job(NoCalls(), lookup)
