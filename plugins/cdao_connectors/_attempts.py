@@ -72,6 +72,9 @@ until it is followed or stopped:
   the attempt's deterministic name, due when the claim's lease ends; a create that failed without
   AWS's answer makes it due soon (:data:`SWEEP_RECHECK_SECONDS`), one AWS refused takes it out;
 * the CreateTask's answer (:meth:`AttemptLedger.answer`) takes it out: propeller follows the job;
+  not an earlier CreateTask's answer once a repeat recorded itself (:meth:`AttemptLedger.intend`,
+  ``sweep_from``): propeller follows the repeat's answer only, and should the repeat fail, or its
+  replica end, nobody follows the job;
 * a give-up's mark (:meth:`AttemptLedger.abandon`) puts it back with the job's ``resource_meta``,
   due after :data:`SWEEP_GRACE_SECONDS`; the cancel takes it out once done (:meth:`AttemptLedger.settle`).
 
@@ -346,6 +349,9 @@ def _armed_item(target: SweepTarget | None, after: float, now: float) -> dict[st
 
 # Takes an item out of the sweep index (sparse: DynamoDB indexes only items holding both keys).
 _DISARM = f"REMOVE {SWEEP_QUEUE_ATTRIBUTE}, {SWEEP_AFTER}"
+# The answer recorded came from a CreateTask that started before the one whose record put the
+# attempt in the index (AttemptLedger.intend): propeller no longer follows it.
+_ANSWERED_EARLIER = "(attribute_exists(sweep_from) AND answered_from < sweep_from)"
 
 
 class AttemptAnswers:
@@ -413,7 +419,7 @@ class AttemptAnswers:
                 self._backend.name, self._task_category.name, self._task_category.version, {"attempt_seed": self._seed}
             )
             await self._backend.call(
-                lambda: self._ledger().intend(self.item, unknown),
+                lambda: self._ledger().intend(self.item, unknown, self.started_at),
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="attempt ledger update",
             )
@@ -425,8 +431,16 @@ class AttemptAnswers:
             resource_meta = await created
         except Exception as exc:
             if not self._claimed and not tries and not self._may_have_made(exc):
-                await settle_swept(self._backend, self._ledger, self.item, "no job: the create failed")
-                self.swept = False
+                # Unless an earlier CreateTask answered the attempt's job, which propeller no longer
+                # follows (it re-sent this one): the sweep stops that job.
+                settled = await settle_swept(
+                    self._backend,
+                    self._ledger,
+                    self.item,
+                    "no job: the create failed",
+                    condition=f"NOT {_ANSWERED_EARLIER}",
+                )
+                self.swept = not settled
             raise
         try:
             await self._backend.call(
@@ -501,18 +515,22 @@ class AttemptAnswers:
         return cancel_unless_answered
 
 
-async def settle_swept(backend: Backend, ledger: Callable[[], AttemptLedger], item: str, outcome: str) -> None:
-    """Takes ``item`` out of the sweep index once its job is stopped (:meth:`AttemptLedger.settle`,
-    on ``backend``'s threads); a failure is logged and left: the sweeper's cancel of a stopped job
-    is a no-op, and it settles the item then."""
+async def settle_swept(
+    backend: Backend, ledger: Callable[[], AttemptLedger], item: str, outcome: str, *, condition: str | None = None
+) -> bool:
+    """Takes ``item`` out of the sweep index once its job is stopped, or none was made
+    (:meth:`AttemptLedger.settle`, with ``condition``, on ``backend``'s threads); whether it did. A
+    failure is logged and left: the sweeper's cancel of a stopped job is a no-op, and it settles
+    the item then."""
     try:
-        await backend.call(
-            lambda: ledger().settle(item, outcome),
+        return await backend.call(
+            lambda: ledger().settle(item, outcome, condition=condition),
             deadline=_deadlines.DELETE_TASK_SECONDS,
             what="attempt ledger update",
         )
     except Exception as exc:
-        _log.warning("%s: attempt %s's job is stopped but stays in the sweep index (%s)", backend.name, item, exc)
+        _log.warning("%s: attempt %s stays in the sweep index (%s)", backend.name, item, exc)
+        return False
 
 
 async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
@@ -661,26 +679,31 @@ class AttemptLedger:
     def answer(self, attempt: str, started_at: float) -> None:
         """Records that the CreateTask started at ``started_at`` (epoch seconds) answers ``attempt``'s
         job (module docstring): the item's ``answered_from`` becomes the latest such start, and the
-        attempt leaves the sweep index (propeller follows the job from now on). Raises
+        attempt leaves the sweep index (propeller follows the job from now on) unless a CreateTask
+        that started later recorded itself there (:meth:`intend`). Raises
         :class:`AttemptAbandoned`, recording nothing, once the attempt is marked abandoned. Creates
         the item when there is none; it expires like every claim."""
         values = {":s": {"N": repr(started_at)}, ":expires": {"N": str(int(self._clock() + RETENTION_SECONDS))}}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression=(
-                    f"SET answered_from = :s, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires) {_DISARM}"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(abandoned) AND (attribute_not_exists(answered_from) OR answered_from <= :s)"
-                ),
-                ExpressionAttributeValues=values,
-            )
-            return
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        answering = "attribute_not_exists(abandoned) AND (attribute_not_exists(answered_from) OR answered_from <= :s)"
+        recorded = f"SET answered_from = :s, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)"
+        # Out of the index unless a CreateTask that started later put it there (intend): that one's
+        # answer, or the sweep, decides for the job then.
+        for update, condition in (
+            (f"{recorded} {_DISARM}", f"{answering} AND (attribute_not_exists(sweep_from) OR sweep_from <= :s)"),
+            (recorded, answering),
+        ):
+            try:
+                self._db.update_item(
+                    TableName=self._table,
+                    Key={ATTEMPT_KEY: {"S": attempt}},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+                return
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
         # Abandoned, or a CreateTask that started later was answered already (this answer is lost to
         # propeller then, whatever it is): only the first refuses this one.
         try:
@@ -757,20 +780,30 @@ class AttemptLedger:
             return False
         return True
 
-    def intend(self, attempt: str, sweep: SweepTarget) -> None:
+    def intend(self, attempt: str, sweep: SweepTarget, started_at: float) -> None:
         """Puts ``attempt`` in the sweep index with ``sweep`` before a create whose job is unknown
         until it answers, due when a claim's lease would end (the create has ended by then, or its
-        replica with it). Raises :class:`AttemptAbandoned`, marking nothing, once the attempt is
-        marked abandoned (its job was cancelled: a create now would be answered that job)."""
+        replica with it), for the CreateTask started at ``started_at`` (epoch seconds): recorded as
+        ``sweep_from``, so that an answer of a CreateTask that started earlier neither takes the
+        attempt out of the index (:meth:`answer`) nor keeps the sweep off it (:meth:`claim_for_sweep`):
+        propeller follows only the latest CreateTask's answer (module docstring). Raises
+        :class:`AttemptAbandoned`, marking nothing, once the attempt is marked abandoned (its job was
+        cancelled: a create now would be answered that job)."""
         now = self._clock()
         armed, arming = _arm(sweep, now + LEASE_SECONDS, now)
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires){armed}",
+                UpdateExpression=(
+                    f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires), sweep_from = :from{armed}"
+                ),
                 ConditionExpression="attribute_not_exists(abandoned)",
-                ExpressionAttributeValues={":expires": {"N": str(int(now + RETENTION_SECONDS))}, **arming},
+                ExpressionAttributeValues={
+                    ":expires": {"N": str(int(now + RETENTION_SECONDS))},
+                    ":from": {"N": repr(started_at)},
+                    **arming,
+                },
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -827,11 +860,12 @@ class AttemptLedger:
                 UpdateExpression=f"SET {SWEEP_AFTER} = :hold, abandoned = if_not_exists(abandoned, :now)",
                 # An answered attempt not since marked abandoned is propeller's to follow: never swept
                 # (left in the index by a replica of an earlier version, or by a record made before a
-                # create that a later CreateTask's answer had already taken out: disarm_answered).
+                # create that a later CreateTask's answer had already taken out: disarm_answered),
+                # unless a CreateTask that started after the answered one put it there (intend).
                 ConditionExpression=(
                     f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND {SWEEP_AFTER} <= :now "
                     "AND (attribute_not_exists(lease_until) OR lease_until < :now) "
-                    "AND (attribute_not_exists(answered_from) OR attribute_exists(abandoned))"
+                    f"AND (attribute_not_exists(answered_from) OR attribute_exists(abandoned) OR {_ANSWERED_EARLIER})"
                 ),
                 ExpressionAttributeValues={":now": {"N": repr(now)}, ":hold": {"N": repr(now + hold_seconds)}},
                 ReturnValues="ALL_NEW",
@@ -850,7 +884,7 @@ class AttemptLedger:
             "answered: propeller follows the job",
             condition=(
                 f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND attribute_exists(answered_from) "
-                "AND attribute_not_exists(abandoned)"
+                f"AND attribute_not_exists(abandoned) AND NOT {_ANSWERED_EARLIER}"
             ),
         )
 

@@ -894,3 +894,21 @@ def test_an_answered_attempt_left_in_the_sweep_index_is_never_swept(batch_env):
     assert [s.outcome for s in swept] == ["answered"]
     assert not _batch_jobs()[job].stop
     assert not _in_sweep_index(attempt)
+
+
+def test_only_the_latest_createtasks_answer_takes_its_record_out_of_the_sweep_index(sweep_table):
+    """Propeller follows the answer of the last CreateTask it sent for an attempt (it re-sends only
+    after losing its state). A repeat's record before its create (AttemptLedger.intend) stays in the
+    sweep index, and stays claimable, when the answer recorded next is an earlier CreateTask's (one
+    still in flight when the repeat came): should the repeat then fail or its replica end, that
+    job is nobody's. The repeat's own answer, or a later one's, takes it out."""
+    ledger, later = _ledger(), _ledger(_later(LEASE_SECONDS + 1))
+    target = SweepTarget("SageMaker", "sagemaker-training-job", 0, lookup={"attempt_seed": "s"})
+    now = time.time()
+    for answered_at, kept in ((now - 5, True), (now, False), (now + 5, False)):
+        attempt = f"sagemaker/{uuid.uuid4().hex}"
+        ledger.intend(attempt, target, now)
+        ledger.answer(attempt, answered_at)
+        assert _in_sweep_index(attempt) is kept, answered_at - now
+        assert (later.claim_for_sweep(attempt, SWEEP_GRACE_SECONDS) is not None) is kept
+        assert later.disarm_answered(attempt) is False

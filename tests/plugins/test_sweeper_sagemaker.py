@@ -302,3 +302,39 @@ def test_a_lookup_that_cannot_tell_the_attempts_job_is_left_to_an_operator() -> 
     lookup = {"name_field": "TrainingJobName", "name": "fit-1", "region": REGION, "attempt_tag": None}
     with pytest.raises(JobCannotBeFound, match="TrainingJobName=fit-1"):
         find_attempts_job(NoCalls(), lookup)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(500, "InternalFailure"), (400, "ThrottlingException")], ids=["no-answer", "refused"]
+)
+def test_a_repeated_createtask_that_fails_leaves_the_attempts_job_to_the_sweep(
+    sweep_table, fresh_connectors, monkeypatch, status, error
+):
+    """Propeller re-sends an attempt's CreateTask only once it lost its state, so the first
+    CreateTask's answer is lost to it; when the repeat then fails, without a clear answer (a 5xx, its
+    replica ending alike) or refused (throttled: it made nothing itself), propeller fails the attempt
+    and nobody follows the job the first one made. The repeat's record (made before its create,
+    after the first answer) must keep that job in the sweep: the first answer no longer speaks for
+    the attempt."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    sm = connector.backend.aws("sagemaker", REGION)
+    stopped: list[str] = []
+    _answer_stop(sm, "StopTrainingJob", "TrainingJobName", stopped)
+    execution = f"again{uuid.uuid4().hex[:8]}"
+    template = _training_template(f"fit-{execution}-{{idempotence_token}}")
+    first = _create(connector, template, execution)
+    assert _armed() == []
+
+    def failed(request, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, status, {}, _Body(json.dumps({"__type": error, "message": "x"}).encode()))
+
+    sm.meta.events.register("before-send.sagemaker.CreateTrainingJob", failed)
+    with pytest.raises(Exception, match=error):
+        _create(connector, template, execution)
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["cancelled"], swept
+    assert stopped == [first.config["TrainingJobName"]]
