@@ -118,6 +118,7 @@ from cdao_connector_resources import (
 )
 
 from cdao_connectors import _deadlines
+from cdao_connectors._common import in_chain
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
 from cdao_connectors.config import attempt_table, aws_region
 
@@ -245,14 +246,13 @@ def may_have_made_a_job(error: BaseException) -> bool:
     ``ConnectionClosedError``, requests' ``ReadTimeout``, a timeout). A refusal, a request never
     sent or an error of our own made nothing. A backend that is not AWS says its own 5xx
     (``AttemptAnswers``'s ``may_have_made``)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ClientError) and not _refused_by_aws(seen):
-            return True
-        if isinstance(seen, (ReadTimeoutError, ConnectionClosedError, requests.ReadTimeout, TimeoutError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return in_chain(error, _without_answer, implicit=True)
+
+
+def _without_answer(error: BaseException) -> bool:
+    if isinstance(error, ClientError):
+        return not _refused_by_aws(error)
+    return isinstance(error, (ReadTimeoutError, ConnectionClosedError, requests.ReadTimeout, TimeoutError))
 
 
 def _found_or_none(find: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -46,7 +46,7 @@ from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
 from cdao_connectors._attempts import CREATE_STARTED_AT, note_try_without_answer
-from cdao_connectors._common import noting_staleness, says_attempts_left
+from cdao_connectors._common import in_chain, noting_staleness, says_attempts_left
 from cdao_connectors._metrics import count_job_left_running, follow_jobs_left_running, observe_get_task
 
 if TYPE_CHECKING:  # _status_cache imports this module; _attempts names Backend
@@ -302,17 +302,6 @@ def aws_error_is_transient(error: BaseException) -> bool:
     return is_transient_error(error)
 
 
-def transient_in_chain(error: BaseException, transient: Callable[[BaseException], bool]) -> bool:
-    # The plugins wrap the call's own error: flytekitplugins-awssagemaker's CustomException and
-    # EMR Serverless's refused call are raised ``from`` it (boto3_mixin.py ``_call``, serverless.py).
-    seen: BaseException | None = error
-    while seen is not None:
-        if transient(seen):
-            return True
-        seen = seen.__cause__
-    return False
-
-
 class LeftRunning(Exception):
     """Raised by a create that started a job, then failed with ``error`` and could not stop the job
     (``resource_meta``) at once: :func:`create_within_deadline` raises ``error`` and stops the job
@@ -462,7 +451,7 @@ def _stop_in_background(
                 return
             except Exception as exc:
                 final = late.last_try or time.monotonic() + delay > give_up
-                if final or not transient_in_chain(exc, transient):
+                if final or not in_chain(exc, transient, implicit=False):
                     late.give_up(f"could not cancel ({tries} tries) the job its CreateTask could not answer,", exc)
                     return
                 _log.warning(

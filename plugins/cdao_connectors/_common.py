@@ -191,3 +191,17 @@ def noting_staleness(resource: Any, stale: str | None) -> Any:
     if stale:
         resource.message = f"{resource.message}; {stale}" if resource.message else stale
     return resource
+
+
+def in_chain(error: BaseException, holds: Callable[[BaseException], bool], *, implicit: bool) -> bool:
+    """Whether ``holds`` is true of ``error`` or of an error it was raised from (``__cause__``: the
+    plugins and our wrappers raise theirs ``from`` the call's own), and, with ``implicit``, of one it
+    was raised while handling (``__context__``). A chain is walked once, even if it loops."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        if holds(link):
+            return True
+        seen.add(id(link))
+        link = (link.__cause__ or link.__context__) if implicit else link.__cause__
+    return False

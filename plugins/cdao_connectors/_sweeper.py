@@ -38,7 +38,8 @@ from cdao_connectors._attempts import (
     JobCannotBeFound,
     SweepTarget,
 )
-from cdao_connectors._backends import NOT_AN_RPC, Backend, aws_error_is_transient, transient_in_chain
+from cdao_connectors._backends import NOT_AN_RPC, Backend, aws_error_is_transient
+from cdao_connectors._common import in_chain
 from cdao_connectors._metrics import count_job_left_running, count_job_swept, count_sweep_failure, exported_backend
 from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region, sweep_period_seconds
 
@@ -128,7 +129,7 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
         asyncio.run(_stop(connector, job))
     except Exception as exc:
         transient = getattr(connector, "is_transient_error", aws_error_is_transient)
-        if transient_in_chain(exc, transient) and now - since < SWEEP_GIVE_UP_SECONDS:
+        if in_chain(exc, transient, implicit=False) and now - since < SWEEP_GIVE_UP_SECONDS:
             _log.warning("sweeper: %s refused to stop %r for now (%s); trying again", target.backend, job, exc)
             ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
             return Swept(attempt, "retrying", job)

@@ -19,6 +19,7 @@ from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BackendDeadl
 from cdao_connectors._common import (
     attempt_seed,
     deterministic_name,
+    in_chain,
     log_link,
     outcome_after_exit,
     readable_execution_name,
@@ -57,12 +58,8 @@ def codeweave_may_have_made_a_job(error: BaseException) -> bool:
     """Whether a create that failed with ``error`` may still have made its job (AWS's cases,
     :func:`cdao_connectors._attempts.may_have_made_a_job`, and Codeweave's own 5xx: it failed to
     complete the request, which says nothing of its effect)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, CodeweaveError) and seen.status >= 500:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return may_have_made_a_job(error)
+    answered_5xx = in_chain(error, lambda e: isinstance(e, CodeweaveError) and e.status >= 500, implicit=True)
+    return answered_5xx or may_have_made_a_job(error)
 
 
 @dataclass
