@@ -430,17 +430,22 @@ class AttemptAnswers:
         try:
             resource_meta = await created
         except Exception as exc:
-            if not self._claimed and not tries and not self._may_have_made(exc):
+            if self._claimed:
+                raise  # the claim's own record says what the create left (AttemptLedger._expire)
+            if not tries and not self._may_have_made(exc):
                 # Unless an earlier CreateTask answered the attempt's job, which propeller no longer
                 # follows (it re-sent this one): the sweep stops that job.
-                settled = await settle_swept(
+                self.swept = not await settle_swept(
                     self._backend,
                     self._ledger,
                     self.item,
                     "no job: the create failed",
                     condition=f"NOT {_ANSWERED_EARLIER}",
                 )
-                self.swept = not settled
+            if self.swept:
+                # The attempt fails with this error: nobody will answer its job, so the sweep need
+                # not wait for a claim's lease (as for a claimed create without AWS's answer, _expire).
+                await self._sweep_soon()
             raise
         try:
             await self._backend.call(
@@ -462,6 +467,20 @@ class AttemptAnswers:
             ) from exc
         self.swept = False
         return resource_meta
+
+    async def _sweep_soon(self) -> None:
+        """The attempt due for the sweep :data:`SWEEP_RECHECK_SECONDS` from now; a failure is logged
+        and left (it is due when a claim's lease would have ended)."""
+
+        def soon() -> None:
+            ledger = self._ledger()
+            ledger.sweep_later(self.item, ledger.now() + SWEEP_RECHECK_SECONDS)
+
+        try:
+            await self._backend.call(soon, deadline=_deadlines.CREATE_TASK_SECONDS, what="attempt ledger update")
+        except Exception as exc:
+            name, item = self._backend.name, self.item
+            _log.warning("%s: attempt %s is swept once its record's lease ends (%s)", name, item, exc)
 
     def _name_job(self, lookup: dict[str, Any]) -> None:
         """:func:`name_the_job` for this create, on its thread: the attempt's lookup becomes ``lookup``

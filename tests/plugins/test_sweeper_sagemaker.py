@@ -27,7 +27,7 @@ from aws_setup import provision_attempt_table
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
-from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger, JobCannotBeFound
+from cdao_connectors._attempts import LEASE_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, JobCannotBeFound
 from cdao_connectors._sweeper import sweep_once
 from connector_calls import run_to_end
 from flytekit.extend.backend.base_connector import ConnectorRegistry
@@ -216,7 +216,9 @@ def test_a_job_whose_create_lost_its_answer_is_stopped_by_the_sweep(sweep_table,
     (name,) = _existing(jobs) - before
 
     swept_before = _swept_count(connector.backend.name)
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    # Due a minute after the create failed: nobody will answer the job (not after a lease's 300 s).
+    assert [s.outcome for s in sweep_once(_ledger(SWEEP_RECHECK_SECONDS - 1))] == []
+    swept = sweep_once(_ledger(SWEEP_RECHECK_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     if operation == "Endpoint":
         assert name not in _existing(jobs)
