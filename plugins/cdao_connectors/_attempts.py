@@ -311,11 +311,15 @@ class SweepTarget:
         )
 
 
-def _arm(target: SweepTarget | None, after: float, now: float) -> tuple[str, dict[str, dict[str, Any]]]:
+def _arm(
+    target: SweepTarget | None, after: float, now: float, *, keep_lookup: bool = False
+) -> tuple[str, dict[str, dict[str, Any]]]:
     """The ``SET`` clauses (without the keyword, each after a comma) and values that put an item in
-    the sweep index, due ``after`` (epoch seconds), holding ``target``; ``sweep_since`` keeps the
-    first arming's time (:data:`SWEEP_FIND_SECONDS`). Nothing without a target: the sweeper could
-    not stop a job it cannot find."""
+    the sweep index, due ``after`` (epoch seconds), holding ``target``, armed ``now``
+    (``sweep_since``: the sweeper's windows, :data:`SWEEP_FIND_SECONDS`, count from the latest
+    arming, a create or a give-up). With ``keep_lookup`` a lookup the item holds stays (an earlier
+    CreateTask of the attempt named its job: :func:`name_the_job`). Nothing without a target: the
+    sweeper could not stop a job it cannot find."""
     if target is None:
         return "", {}
     values: dict[str, dict[str, Any]] = {
@@ -323,13 +327,10 @@ def _arm(target: SweepTarget | None, after: float, now: float) -> tuple[str, dic
         ":sweep_after": {"N": repr(after)},
         ":sweep_since": {"N": repr(now)},
     }
-    clauses = [
-        f"{SWEEP_QUEUE_ATTRIBUTE} = :sweep_queue",
-        f"{SWEEP_AFTER} = :sweep_after",
-        "sweep_since = if_not_exists(sweep_since, :sweep_since)",
-    ]
+    clauses = [f"{SWEEP_QUEUE_ATTRIBUTE} = :sweep_queue", f"{SWEEP_AFTER} = :sweep_after", "sweep_since = :sweep_since"]
     for name, value in target.attributes().items():
-        clauses.append(f"{name} = :{name}")
+        kept = keep_lookup and name == "sweep_lookup"
+        clauses.append(f"{name} = if_not_exists({name}, :{name})" if kept else f"{name} = :{name}")
         values[f":{name}"] = value
     return "".join(f", {clause}" for clause in clauses), values
 
@@ -809,7 +810,7 @@ class AttemptLedger:
         :class:`AttemptAbandoned`, marking nothing, once the attempt is marked abandoned (its job was
         cancelled: a create now would be answered that job)."""
         now = self._clock()
-        armed, arming = _arm(sweep, now + LEASE_SECONDS, now)
+        armed, arming = _arm(sweep, now + LEASE_SECONDS, now, keep_lookup=True)
         try:
             self._db.update_item(
                 TableName=self._table,

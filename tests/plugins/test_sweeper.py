@@ -912,3 +912,23 @@ def test_only_the_latest_createtasks_answer_takes_its_record_out_of_the_sweep_in
         assert _in_sweep_index(attempt) is kept, answered_at - now
         assert (later.claim_for_sweep(attempt, SWEEP_GRACE_SECONDS) is not None) is kept
         assert later.disarm_answered(attempt) is False
+
+
+def test_a_repeats_record_keeps_the_jobs_name_and_starts_the_sweeps_windows_afresh(sweep_table):
+    """A repeat's record before its create (AttemptLedger.intend) must not drop the job's name an
+    earlier CreateTask of the attempt recorded (name_the_job): should the repeat's replica end
+    before naming it again, the sweep could only count the job. And the sweep's windows (looking
+    for the job, retrying its stop) count from this record, not from the first CreateTask's, which
+    may be long past: looked up once and not listed yet, the job would be taken as never made."""
+    ledger = _ledger()
+    attempt = f"sagemaker/{uuid.uuid4().hex}"
+    target = SweepTarget("SageMaker", "sagemaker-training-job", 0, lookup={"attempt_seed": "s"})
+    first = time.time() - 2 * SWEEP_FIND_SECONDS
+    AttemptLedger(ledger._db, os.environ["CDAO_ATTEMPT_TABLE"], clock=lambda: first).intend(attempt, target, first)
+    named = {"attempt_seed": "s", "name_field": "TrainingJobName", "name": "fit-1", "attempt_tag": "t"}
+    assert ledger.name(attempt, named)
+    ledger.answer(attempt, first)
+    ledger.intend(attempt, target, time.time())
+    item = _item(attempt)
+    assert SweepTarget.of(item).lookup == named
+    assert float(item["sweep_since"]["N"]) > first + SWEEP_FIND_SECONDS
