@@ -193,3 +193,17 @@ def test_a_lookup_that_cannot_tell_the_attempts_run_is_left_to_an_operator(aws_e
     lookup = {"application_id": "00f0000000000000", "name": "t", "region": REGION, "attempt_tag": None}
     with pytest.raises(JobCannotBeFound, match="00f0000000000000"):
         connector.swept_job(lookup, None)
+
+
+def test_the_attempts_tag_never_takes_a_run_past_the_tags_a_run_may_hold() -> None:
+    """A run holds at most 200 tags (botocore emr-serverless/2021-07-13 ``TagMap`` max 200): a task's
+    tags that leave room get the attempt's (replacing a task's own tag of that key), and 200 of them
+    are sent as they are, so StartJobRun is not refused; that run's lookup then has no tag
+    (``_name_the_run``), and the sweep leaves it to an operator (above)."""
+    from cdao_connectors.emr.serverless import with_attempt_tag  # noqa: PLC0415
+
+    assert with_attempt_tag(None, "a" * 32) == {"flyte-attempt": "a" * 32}
+    room = {f"k{i}": "v" for i in range(199)}
+    assert with_attempt_tag({**room, "flyte-attempt": "mine"}, "a" * 32) == {**room, "flyte-attempt": "a" * 32}
+    full = {f"k{i}": "v" for i in range(200)}
+    assert with_attempt_tag(full, "a" * 32) == full

@@ -32,6 +32,12 @@ create() defers the submission: its resource_meta keeps ``pending_job_request`` 
 its get() and delete() send GetApplication and StartJobRun on every call for the attempt's whole
 life (connector.py ``get``/``delete``). Here the run the first of them started is recorded for the
 request's clientToken and every later call names it: a GetTask only reads the run's status.
+
+A run is known only from StartJobRun's answer; one whose answer was lost (a read timeout, a 5xx) or
+whose replica ended mid-create is swept (:mod:`cdao_connectors._sweeper`): each StartJobRun of a
+CreateTask carries the attempt's ``flyte-attempt`` tag and records its application, name and tag
+just before it is sent (:func:`cdao_connectors._attempts.name_the_job`), from which
+:meth:`IdempotentEMRServerlessConnector.swept_job` finds the run (:func:`find_attempts_run`).
 """
 
 from __future__ import annotations
