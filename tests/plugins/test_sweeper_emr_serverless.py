@@ -129,7 +129,18 @@ class _Body:
 def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_table, application, fresh_connectors):
     """The fault: EMR Serverless started the run, StartJobRun's answer was lost; the CreateTask
     failed (its attempt fails, the next one starts a new run), and the run went on with nobody to
-    cancel it: the sweep could only count it."""
+    cancel it: the sweep could only count it. Other tasks' runs going on fill the listing's first
+    page (50 runs: ``ListJobRunsRequest.maxResults`` max 50), so the attempt's is found on the next."""
+    client = boto3.client("emr-serverless", region_name=REGION)
+    for i in range(50):
+        client.start_job_run(
+            applicationId=application,
+            clientToken=f"other-{i}",
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/cdao-emr-job",
+            jobDriver={"sparkSubmit": {"entryPoint": "s3://flyte-data/other.py"}},
+            name="another-task",
+        )
+    others = set(_runs(application))
     connector = _connector(fresh_connectors)
 
     def lost(http_response, **_: Any) -> None:  # after the call: botocore does not retry it
@@ -138,14 +149,14 @@ def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_tabl
     connector.backend.aws("emr-serverless", REGION).meta.events.register("after-call.emr-serverless.StartJobRun", lost)
     with pytest.raises(Exception, match="Read timeout"):
         _create(connector, application, f"lost{uuid.uuid4().hex[:8]}")
-    ((run, state),) = _runs(application).items()
+    ((run, state),) = {r: s for r, s in _runs(application).items() if r not in others}.items()
     assert state == "RUNNING"
 
     swept_before = _swept_count(connector.backend.name)
     swept = sweep_once(_ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     assert swept[0].job.job_run_id == run
-    assert _runs(application) == {run: "CANCELLED"}
+    assert _runs(application) == {run: "CANCELLED"} | dict.fromkeys(others, "RUNNING")
     assert _swept_count(connector.backend.name) == swept_before + 1
     assert _armed() == []
 
