@@ -83,9 +83,10 @@ each with a conditional write that also marks it abandoned (so no CreateTask ans
 then on, and one answered first took it out of the index: DynamoDB orders the two), finds the job,
 stops it through its connector's DeleteTask path and settles the item. For a backend whose API
 deduplicates the create, the job is unknown until the create answers: a create that can name its
-job records the name just before sending its request (:func:`name_the_job`; SageMaker's, whose
-connector's ``swept_job`` then tells the attempt's job by its tag), and the sweep finds the job by
-it; one that cannot (Codeweave, EMR Serverless) is counted and logged with its attempt.
+job records the name just before sending its request (:func:`name_the_job`; SageMaker's and EMR
+Serverless's, whose connectors' ``swept_job`` then tell the attempt's job from another of its name
+by the ``flyte-attempt`` tag the request carries), and the sweep finds the job by it; one that
+cannot (Codeweave) is counted and logged with its attempt.
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL

@@ -41,6 +41,20 @@ def attempt_seed(task_template: TaskTemplate, output_prefix: str, task_execution
     return "|".join(str(p) for p in parts)
 
 
+# The tag every job a CreateTask makes carries on backends that tag jobs (SageMaker, EMR Serverless):
+# it tells the attempt's job from another of the same name, for the sweep (cdao_connectors._attempts,
+# "Sweeping") and for an operator (plugins/README.md, "Jobs nobody follows").
+ATTEMPT_TAG_KEY = "flyte-attempt"
+
+
+def attempt_tag_value(seed: str) -> str:
+    """The :data:`ATTEMPT_TAG_KEY` tag's value for the attempt whose :func:`attempt_seed` is ``seed``:
+    32 hex characters, within every tagging backend's limits (SageMaker's and EMR Serverless's tag
+    values: at most 256 characters of ``[A-Za-z0-9 /_.:=+@-]``, botocore ``sagemaker/2017-07-24``
+    ``TagValue``, ``emr-serverless/2021-07-13`` ``TagValue``)."""
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
 T = TypeVar("T")
 
 

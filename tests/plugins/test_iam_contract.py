@@ -572,6 +572,10 @@ def test_a_missing_request_tag_does_not_match_string_equals():
 def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stubs, fresh_connectors):
     """A task on the stack's application (moto's stands in for it) with the stack's job role, as
     the SDK's defaults give it, through CreateTask/GetTask/DeleteTask like propeller."""
+    from cdao_connectors._attempts import attempt_item  # noqa: PLC0415
+    from cdao_connectors._common import attempt_seed  # noqa: PLC0415
+    from moto.core.utils import utcnow as moto_utcnow  # noqa: PLC0415
+
     stub, _ = grpc_stubs
     # A connector of its own: the service's tracks other tests' runs, on applications not the stack's.
     connector = IdempotentEMRServerlessConnector()
@@ -596,7 +600,17 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     )
     for run in emrserverless_backends[MOTO_ACCOUNT][stack_env["CDAO_AWS_REGION"]].job_runs[app]:
         run.state = "RUNNING"  # moto ends a run at once; a running one is polled and cancelled
+        # AWS's createdAt is the run's creation time (botocore emr-serverless/2021-07-13 JobRun);
+        # moto 5.2.5 (emrserverless/models.py JobRun) truncates it to midnight UTC.
+        run.created_at = run.updated_at = moto_utcnow()
     get_task(stub, "emr_serverless", meta)
+    # The sweep's look-up of the run (as when StartJobRun's answer was lost): the application's runs
+    # created since the create, and the tags of the one of its name.
+    seed = attempt_seed(template, prefix, execution_metadata("iam"))
+    item = boto3.client("dynamodb", region_name=stack_env["CDAO_AWS_REGION"]).get_item(
+        TableName=stack_env["CDAO_ATTEMPT_TABLE"], Key={"attempt": {"S": attempt_item("emr-serverless", seed)}}
+    )["Item"]
+    assert connector.swept_job(json.loads(item["sweep_lookup"]["S"]), None) is not None
     # The status refresh that serves propeller's later polls lists the application's live runs.
     connector.status_cache(stack_env["CDAO_AWS_REGION"], status_refresh_seconds()).refresh_ahead(older_than=0.0)
     delete_task(stub, "emr_serverless", meta)

@@ -32,6 +32,12 @@ create() defers the submission: its resource_meta keeps ``pending_job_request`` 
 its get() and delete() send GetApplication and StartJobRun on every call for the attempt's whole
 life (connector.py ``get``/``delete``). Here the run the first of them started is recorded for the
 request's clientToken and every later call names it: a GetTask only reads the run's status.
+
+A run is known only from StartJobRun's answer; one whose answer was lost (a read timeout, a 5xx) or
+whose replica ended mid-create is swept (:mod:`cdao_connectors._sweeper`): each StartJobRun of a
+CreateTask carries the attempt's ``flyte-attempt`` tag and records its application, name and tag
+just before it is sent (:func:`cdao_connectors._attempts.name_the_job`), from which
+:meth:`IdempotentEMRServerlessConnector.swept_job` finds the run (:func:`find_attempts_run`).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -54,11 +60,18 @@ from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.extend.backend.utils import is_terminal_phase
 from flytekit.models.task import TaskTemplate
 from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
-from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector
+from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector, EMRServerlessJobMetadata
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, checking_created_job
+from cdao_connectors._attempts import (
+    AttemptAbandoned,
+    AttemptAnswers,
+    JobCannotBeFound,
+    attempt_item,
+    checking_created_job,
+    name_the_job,
+)
 from cdao_connectors._backends import (
     WORKERS_PER_BACKEND,
     Backend,
@@ -70,7 +83,13 @@ from cdao_connectors._backends import (
     serving,
     within_deadline,
 )
-from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
+from cdao_connectors._common import (
+    ATTEMPT_TAG_KEY,
+    attempt_seed,
+    attempt_tag_value,
+    noting_staleness,
+    says_attempts_left,
+)
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import (
@@ -93,6 +112,23 @@ _NOTHING_STARTED = (
 # Set for the duration of one create(): asyncio gives every request its own context, so
 # concurrent creates never see each other's token.
 _CLIENT_TOKEN: ContextVar[str | None] = ContextVar("emr_serverless_client_token", default=None)
+# Set for the duration of one create(), as the token: the attempt's flyte-attempt tag value, which its
+# StartJobRun carries and records (name_the_job) just before it is sent.
+_ATTEMPT_TAG: ContextVar[str | None] = ContextVar("emr_serverless_attempt_tag", default=None)
+# A run holds at most this many tags (botocore emr-serverless/2021-07-13 StartJobRunRequest.tags,
+# ``TagMap`` max 200).
+_MAX_TAGS = 200
+
+
+def with_attempt_tag(tags: dict[str, str] | None, value: str) -> dict[str, str]:
+    """``tags`` (a StartJobRun ``tags`` map) with the attempt's :data:`ATTEMPT_TAG_KEY` tag ``value``
+    (the key is the connector's: a task's own tag of it is replaced). Unchanged when the task's
+    other tags leave no room for it (:data:`_MAX_TAGS`): the run starts as the task asked, and a
+    sweep cannot tell it from another attempt's (``swept_job`` raises JobCannotBeFound)."""
+    others = {k: v for k, v in (tags or {}).items() if k != ATTEMPT_TAG_KEY}
+    if len(others) >= _MAX_TAGS:
+        return dict(tags or {})
+    return {**others, ATTEMPT_TAG_KEY: value}
 
 
 def client_token(task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any) -> str:
@@ -206,6 +242,69 @@ def _application_runs(
     return found
 
 
+# The states of a run the sweep cancels (JobRunState, botocore emr-serverless/2021-07-13): one that
+# ended needs nothing, one cancelling is being stopped already.
+_SWEPT_RUN_STATES = [s for s in _LIVE_RUN_STATES if s != "CANCELLING"]
+# A run's createdAt is EMR Serverless's clock, the lookup's ``named_at`` the connector's: the window
+# of the sweep's listing opens this much earlier, should the connector's clock run ahead.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _name_the_run(params: dict[str, Any], region: str, tag: str) -> None:
+    """Records the run a CreateTask's StartJobRun request ``params`` starts
+    (:func:`cdao_connectors._attempts.name_the_job`): its application, ``region``, its name (the
+    plugin's: the task's, every attempt's), when (the connector's clock, epoch seconds), and the
+    attempt's tag ``tag`` when the request carries it (:func:`with_attempt_tag`)."""
+    carried = (params.get("tags") or {}).get(ATTEMPT_TAG_KEY) == tag
+    name_the_job(
+        {
+            "application_id": params["applicationId"],
+            "region": region,
+            "name": params.get("name"),
+            "attempt_tag": tag if carried else None,
+            "named_at": time.time(),
+        }
+    )
+
+
+def find_attempts_run(client: Any, lookup: dict[str, Any]) -> str | None:
+    """The id of the run ``lookup`` (:func:`_name_the_run`) names, if EMR Serverless (``client``, a
+    boto3 client of the lookup's region) has it going on and it is the attempt's: among the
+    application's runs created since the lookup was recorded (ListJobRuns ``createdAtAfter``, every
+    page) in a state the sweep cancels, one of the lookup's name whose ``flyte-attempt`` tag
+    (GetJobRun's ``jobRun.tags``: JobRunSummary has no tags, botocore emr-serverless/2021-07-13) is
+    the lookup's. None when there is none (yet): a run's name is every attempt's of its task.
+
+    Raises :class:`cdao_connectors._attempts.JobCannotBeFound` for a lookup naming no run (the
+    create ended before sending StartJobRun: it started nothing) or without the attempt's tag (the
+    request could not carry it: 200 tags already), and what the calls raise."""
+    application_id, since = lookup.get("application_id"), lookup.get("named_at")
+    if not application_id or since is None:
+        raise JobCannotBeFound(f"the create's StartJobRun was never named: {lookup}")
+    expected = lookup.get("attempt_tag")
+    if not expected:
+        raise JobCannotBeFound(
+            f"EMR Serverless application {application_id}: the create's StartJobRun could not carry the "
+            f"{ATTEMPT_TAG_KEY} tag, so whether a run of its name is the attempt's cannot be told ({lookup})"
+        )
+    pages = client.get_paginator("list_job_runs").paginate(
+        applicationId=application_id,
+        states=_SWEPT_RUN_STATES,
+        createdAtAfter=datetime.fromtimestamp(float(since), UTC) - _CLOCK_SKEW,
+        PaginationConfig={"PageSize": _LIST_PAGE},
+    )
+    for run in (run for page in pages for run in page["jobRuns"] if run.get("name") == lookup.get("name")):
+        try:
+            described = client.get_job_run(applicationId=application_id, jobRunId=run["id"])["jobRun"]
+        except ClientError as exc:
+            if _run_is_gone(exc):
+                continue
+            raise
+        if (described.get("tags") or {}).get(ATTEMPT_TAG_KEY) == expected:
+            return str(run["id"])
+    return None
+
+
 def _noting_errors(call: Any) -> Any:
     async def noted(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -232,7 +331,11 @@ class _BulkheadHandler(EMRServerlessHandler):
         return self._backend.aws("emr-serverless", self.region)
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        tag = _ATTEMPT_TAG.get() if method == "start_job_run" else None
+
         def call() -> dict[str, Any]:
+            if tag is not None:  # a CreateTask's StartJobRun, its request built: recorded before it is sent
+                _name_the_run(params, self.region, tag)
             # The client is looked up here, on the backend's threads: its first use makes it
             # (Backend.aws), milliseconds every connector would wait for on the event loop.
             return getattr(self.client, method)(**params)
@@ -295,6 +398,9 @@ class _TokenPinningHandler:
         token = _CLIENT_TOKEN.get()
         if token is not None:
             kwargs["client_token"] = token
+        tag = _ATTEMPT_TAG.get()
+        if tag is not None:
+            kwargs["tags"] = with_attempt_tag(kwargs.get("tags"), tag)
         run_id = await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
         started = _STARTED.get()
         if started is not None:
@@ -513,7 +619,9 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                     f"{_BACKEND}: the entrypoint upload took the CreateTask's whole budget; {_NOTHING_STARTED}"
                 )
         token = client_token(task_template, kwargs.get("output_prefix") or "", metadata)
+        tag = attempt_tag_value(seed)
         reset = _CLIENT_TOKEN.set(token)
+        reset_tag = _ATTEMPT_TAG.set(tag)
         try:
             # A run StartJobRun still starts after this answered an error is cancelled.
             resource_meta = await create_within_deadline(
@@ -524,13 +632,33 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                 since=since,
             )
         finally:
+            _ATTEMPT_TAG.reset(reset_tag)
             _CLIENT_TOKEN.reset(reset)
         # While the application is still starting, the plugin defers the submission to get() with
-        # the request it stored; that request must carry the same token.
+        # the request it stored; that request must carry the same token, and the attempt's tag as
+        # every run of an attempt does. Nothing of it is named for the sweep: this CreateTask
+        # answered, so propeller follows the attempt, and the GetTask or DeleteTask that submits the
+        # request then follows or cancels its run; such a call that loses StartJobRun's answer is
+        # repeated by propeller with the same token, which answers the run it started.
         pending = getattr(resource_meta, "pending_job_request", None)
         if pending:
-            resource_meta = dataclasses.replace(resource_meta, pending_job_request={**pending, "client_token": token})
+            tags = with_attempt_tag(pending.get("tags"), tag)
+            resource_meta = dataclasses.replace(
+                resource_meta, pending_job_request={**pending, "client_token": token, "tags": tags}
+            )
         return resource_meta
+
+    def swept_job(self, lookup: dict[str, Any], recorded: dict[str, Any] | None) -> EMRServerlessJobMetadata | None:
+        """The attempt's run, as :meth:`delete` takes it, when EMR Serverless has it going on
+        (:func:`find_attempts_run`): the sweeper (:mod:`cdao_connectors._sweeper`) cancels one whose
+        CreateTask never answered it. None when there is none of the attempt's (yet). Raises
+        JobCannotBeFound for a lookup that cannot tell the attempt's run. ``recorded`` is unused:
+        nothing is recorded before StartJobRun answers."""
+        region = lookup.get("region") or aws_region()
+        run_id = find_attempts_run(self.backend.aws("emr-serverless", region), lookup)
+        if run_id is None:
+            return None
+        return EMRServerlessJobMetadata(application_id=lookup["application_id"], job_run_id=run_id, region=region)
 
     async def _start_unless_cancelled(self, *args: Any, **kwargs: Any) -> Any:
         """The plugin's create; an error when the attempt's client token names a run already cancelled.

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
@@ -70,7 +69,13 @@ from cdao_connectors._backends import (
     serving,
     within_deadline,
 )
-from cdao_connectors._common import attempt_seed, noting_staleness, says_attempts_left
+from cdao_connectors._common import (
+    ATTEMPT_TAG_KEY,
+    attempt_seed,
+    attempt_tag_value,
+    noting_staleness,
+    says_attempts_left,
+)
 from cdao_connectors._custom import config_from_custom
 from cdao_connectors._metrics import observe_get_task
 from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
@@ -174,7 +179,7 @@ def attempt_tag(seed: str) -> dict[str, str]:
     """The ``flyte-attempt`` tag of the task attempt whose :func:`cdao_connectors._common.attempt_seed`
     is ``seed``, on every SageMaker job or endpoint a CreateTask makes: it tells the attempt's job
     from another of the same name (:func:`find_attempts_job`)."""
-    return {"Key": "flyte-attempt", "Value": hashlib.sha256(seed.encode()).hexdigest()[:32]}
+    return {"Key": ATTEMPT_TAG_KEY, "Value": attempt_tag_value(seed)}
 
 
 def _name_the_job(params: dict[str, Any], region: str, tag: dict[str, str]) -> None:
@@ -218,7 +223,7 @@ def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
     # A resource holds at most 50 tags and a page at least 50 (botocore ``sagemaker/2017-07-24``
     # TagList max 50, ListTagsMaxResults min 50); NextToken is followed all the same.
     pages = client.get_paginator("list_tags").paginate(ResourceArn=described[kind.arn_key])
-    return any(t == {"Key": "flyte-attempt", "Value": expected} for page in pages for t in page.get("Tags", []))
+    return any(t == {"Key": ATTEMPT_TAG_KEY, "Value": expected} for page in pages for t in page.get("Tags", []))
 
 
 class JobGone(LookupError):

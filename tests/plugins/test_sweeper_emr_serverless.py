@@ -1,0 +1,220 @@
+"""The sweep of EMR Serverless job runs whose CreateTask never answered them (plugins/cdao_connectors/_attempts.py
+"Sweeping", cdao_connectors.emr.serverless ``IdempotentEMRServerlessConnector.swept_job``).
+
+EMR Serverless deduplicates StartJobRun by its clientToken, so a run is known only from the
+create's answer; a create that lost that answer (a read timeout after EMR Serverless started the
+run, a 5xx) or whose replica ended mid-create left a run that the sweep could only count: nobody
+cancelled it. The create now records the application, the run's name and the attempt's
+``flyte-attempt`` tag just before StartJobRun is sent, and the sweep cancels the application's run
+of that name created since then whose tags hold the attempt's (a task's runs all share its name).
+
+EMR Serverless is moto as a server, with two of its answers made as AWS gives them: a run's
+``createdAt`` is its creation time (botocore emr-serverless/2021-07-13 ``JobRun.createdAt``, "The
+date and time when the job run was created"; moto 5.2.5 ``emrserverless/models.py`` ``JobRun``
+truncates it to midnight UTC, which ``createdAtAfter`` then filters out), and a run goes on after
+StartJobRun (moto's start ``SUCCESS``, its ``JOB_STATUS``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import uuid
+from typing import Any
+
+import boto3
+import emr_tasks
+import pytest
+from aws_setup import provision_attempt_table
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
+from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
+from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger, JobCannotBeFound
+from cdao_connectors._sweeper import sweep_once
+from connector_calls import run_to_end
+from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extend.backend.utils import render_task_template
+from prometheus_client import REGISTRY
+from propeller import execution_metadata, serialize, write_inputs
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def sweep_table(aws_env, monkeypatch) -> str:
+    """An attempt table of this test's own: its sweep sees only the attempts its test made."""
+    table = f"cdao-test-emrs-sweep-{uuid.uuid4().hex[:8]}"
+    for k, v in provision_attempt_table(REGION, table).items():
+        monkeypatch.setenv(k, v)
+    return table
+
+
+@pytest.fixture
+def application(aws_env, monkeypatch) -> str:
+    """A started application like infra/'s, whose runs moto makes as AWS does (module docstring)."""
+    from moto.core.utils import utcnow  # noqa: PLC0415
+    from moto.emrserverless.models import JobRun  # noqa: PLC0415
+
+    made = JobRun.__init__
+
+    def made_now(self, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self.created_at = self.updated_at = utcnow()
+
+    monkeypatch.setattr(JobRun, "__init__", made_now)
+    monkeypatch.setattr("moto.emrserverless.models.JOB_STATUS", "RUNNING")
+    client = boto3.client("emr-serverless", region_name=REGION)
+    return client.create_application(name="cdao-sweep", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+
+
+def _ledger(ahead: float = 0.0) -> AttemptLedger:
+    """The table as a sweep ``ahead`` seconds from now sees it."""
+    return AttemptLedger(
+        boto3.client("dynamodb", region_name=REGION),
+        os.environ["CDAO_ATTEMPT_TABLE"],
+        clock=lambda: time.time() + ahead,
+    )
+
+
+def _armed() -> list[dict[str, Any]]:
+    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=os.environ["CDAO_ATTEMPT_TABLE"])["Items"]
+    return [i for i in items if SWEEP_QUEUE_ATTRIBUTE in i and SWEEP_AFTER in i]
+
+
+def _runs(application: str) -> dict[str, str]:
+    """Each run of ``application`` moto holds, by id: its state."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    return {r.id: r.state for r in emrserverless_backends[ACCOUNT][REGION].job_runs.get(application, [])}
+
+
+def _swept_count(backend: str) -> float:
+    return REGISTRY.get_sample_value("cdao_jobs_swept_total", {"backend": backend}) or 0.0
+
+
+def _connector(fresh_connectors) -> Any:
+    connector = type(ConnectorRegistry.get_connector("emr_serverless"))()
+    fresh_connectors(connector)
+    return connector
+
+
+def _create(connector, application: str, execution: str, retry: int = 0) -> Any:
+    """The connector's create as the service runs a CreateTask of ``emr_tasks.on_serverless`` on
+    ``application`` (propeller renders the container's placeholders first)."""
+    prefix = f"s3://flyte-data/metadata/{execution}/{retry}"
+    template = copy.deepcopy(serialize(emr_tasks.on_serverless))
+    template.custom["application_id"] = application
+    return run_to_end(
+        connector.create(
+            task_template=render_task_template(template, prefix),
+            output_prefix=prefix,
+            inputs=write_inputs(emr_tasks.on_serverless, prefix, rows=1),
+            task_execution_metadata=execution_metadata(execution, retry=retry),
+        )
+    )
+
+
+class _Body:
+    """A raw HTTP body as botocore reads it (``AWSResponse.raw.stream()``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any):
+        yield self._data
+
+
+def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_table, application, fresh_connectors):
+    """The fault: EMR Serverless started the run, StartJobRun's answer was lost; the CreateTask
+    failed (its attempt fails, the next one starts a new run), and the run went on with nobody to
+    cancel it: the sweep could only count it. Other tasks' runs going on fill the listing's first
+    page (50 runs: ``ListJobRunsRequest.maxResults`` max 50), so the attempt's is found on the next."""
+    client = boto3.client("emr-serverless", region_name=REGION)
+    for i in range(50):
+        client.start_job_run(
+            applicationId=application,
+            clientToken=f"other-{i}",
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/cdao-emr-job",
+            jobDriver={"sparkSubmit": {"entryPoint": "s3://flyte-data/other.py"}},
+            name="another-task",
+        )
+    others = set(_runs(application))
+    connector = _connector(fresh_connectors)
+
+    def lost(http_response, **_: Any) -> None:  # after the call: botocore does not retry it
+        raise ReadTimeoutError(endpoint_url=http_response.url)
+
+    connector.backend.aws("emr-serverless", REGION).meta.events.register("after-call.emr-serverless.StartJobRun", lost)
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, application, f"lost{uuid.uuid4().hex[:8]}")
+    ((run, state),) = {r: s for r, s in _runs(application).items() if r not in others}.items()
+    assert state == "RUNNING"
+
+    swept_before = _swept_count(connector.backend.name)
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["cancelled"], swept
+    assert swept[0].job.job_run_id == run
+    assert _runs(application) == {run: "CANCELLED"} | dict.fromkeys(others, "RUNNING")
+    assert _swept_count(connector.backend.name) == swept_before + 1
+    assert _armed() == []
+
+
+def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
+    sweep_table, application, fresh_connectors, monkeypatch
+):
+    """Every run of a task bears its name (the plugin names the run after the task). When this
+    attempt's StartJobRun gets no clear answer (a 5xx: it may or may not have started a run) while
+    the task's previous attempt's run goes on, that run is not this attempt's and is left alone:
+    its tags say whose it is."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    # One try: the 503 below would otherwise be retried with seconds of backoff, to the same end.
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    connector = _connector(fresh_connectors)
+    execution = f"other{uuid.uuid4().hex[:8]}"
+    _create(connector, application, execution, retry=0)  # answered: propeller follows it
+    (other,) = _runs(application)
+    assert _armed() == [], "an answered create left its attempt in the sweep index"
+
+    def unavailable(request, **_: Any) -> AWSResponse:
+        body = b'{"message": "try again"}'  # InternalServerException: ListJobRuns/StartJobRun errors
+        return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "InternalServerException"}, _Body(body))
+
+    client = connector.backend.aws("emr-serverless", REGION)
+    client.meta.events.register("before-send.emr-serverless.StartJobRun", unavailable)
+    with pytest.raises(Exception, match="InternalServerException"):
+        _create(connector, application, execution, retry=1)
+    assert len(_armed()) == 1
+
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["not found yet"], swept
+    assert _runs(application) == {other: "RUNNING"}
+
+
+def test_a_lookup_that_cannot_tell_the_attempts_run_is_left_to_an_operator(aws_env, fresh_connectors) -> None:
+    """A create whose StartJobRun was never named made nothing to find, and one whose request could
+    not carry the attempt's tag (200 tags already) names runs that may be another attempt's: neither
+    is looked up, and the sweep counts the attempt for an operator."""
+    connector = _connector(fresh_connectors)
+    with pytest.raises(JobCannotBeFound, match="never named"):
+        connector.swept_job({"attempt_seed": "s"}, None)
+    lookup = {"application_id": "00f0000000000000", "name": "t", "region": REGION, "attempt_tag": None}
+    with pytest.raises(JobCannotBeFound, match="00f0000000000000"):
+        connector.swept_job(lookup, None)
+
+
+def test_the_attempts_tag_never_takes_a_run_past_the_tags_a_run_may_hold() -> None:
+    """A run holds at most 200 tags (botocore emr-serverless/2021-07-13 ``TagMap`` max 200): a task's
+    tags that leave room get the attempt's (replacing a task's own tag of that key), and 200 of them
+    are sent as they are, so StartJobRun is not refused; that run's lookup then has no tag
+    (``_name_the_run``), and the sweep leaves it to an operator (above)."""
+    from cdao_connectors.emr.serverless import with_attempt_tag  # noqa: PLC0415
+
+    assert with_attempt_tag(None, "a" * 32) == {"flyte-attempt": "a" * 32}
+    room = {f"k{i}": "v" for i in range(199)}
+    assert with_attempt_tag({**room, "flyte-attempt": "mine"}, "a" * 32) == {**room, "flyte-attempt": "a" * 32}
+    full = {f"k{i}": "v" for i in range(200)}
+    assert with_attempt_tag(full, "a" * 32) == full
