@@ -84,6 +84,27 @@ def _lose_the_answer(client, operation: str) -> None:
     client.meta.events.register(f"after-call.sagemaker.{operation}", lost)
 
 
+def _refuse(client, operation: str, status: int, error: str) -> None:
+    """SageMaker answers every ``operation`` with HTTP ``status`` and the error code ``error`` (the
+    JSON protocol's error shape, botocore ``parsers.py`` ``BaseJSONParser``), without carrying it out."""
+
+    def refused(request, **_: Any) -> AWSResponse:
+        body = json.dumps({"__type": error, "message": "refused by the test"}).encode()
+        return AWSResponse(request.url, status, {}, _Body(body))
+
+    client.meta.events.register(f"before-send.sagemaker.{operation}", refused)
+
+
+@pytest.fixture
+def one_try(monkeypatch) -> None:
+    """The connectors' AWS clients made from here on try once: a 5xx would otherwise be retried with
+    seconds of backoff, to the same end (every try is judged alike: _attempts.note_try_without_answer)."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
 def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) -> None:
     """``operation`` (StopTrainingJob, StopTransformJob) as the API reference defines it (no output
     members: HTTP 200, ``{}``), and its effect on moto's job (Stopping): moto 5.2.5 lacks both."""
@@ -228,24 +249,16 @@ def test_a_job_whose_create_lost_its_answer_is_stopped_by_the_sweep(sweep_table,
     assert _armed() == []
 
 
-def test_a_production_endpoint_of_the_attempts_fixed_name_is_never_deleted(sweep_table, fresh_connectors, monkeypatch):
+def test_a_production_endpoint_of_the_attempts_fixed_name_is_never_deleted(sweep_table, fresh_connectors, one_try):
     """An endpoint task of a fixed name (no ``{idempotence_token}``) names an endpoint production
     may be serving. When the attempt's create gets no clear answer (a 5xx), the endpoint of that
     name is not the attempt's (it carries no tag of it), and the sweep leaves it alone."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    # One try: the 500 below would otherwise be retried with seconds of backoff, to the same end.
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     serving = f"prod-{uuid.uuid4().hex[:8]}"
     config = _endpoint_config(serving)
     boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
 
-    def failed(request, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, 500, {}, _Body(b'{"__type": "InternalFailure", "message": "x"}'))
-
-    connector.backend.aws("sagemaker", REGION).meta.events.register("before-send.sagemaker.CreateEndpoint", failed)
+    _refuse(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", 500, "InternalFailure")
     with pytest.raises(Exception, match="InternalFailure"):
         _create(connector, _endpoint_template(serving, config), f"deploy{uuid.uuid4().hex[:6]}")
     assert len(_armed()) == 1
@@ -254,17 +267,10 @@ def test_a_production_endpoint_of_the_attempts_fixed_name_is_never_deleted(sweep
     assert serving in _existing("endpoints")
 
 
-def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(
-    sweep_table, fresh_connectors, monkeypatch
-):
+def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(sweep_table, fresh_connectors, one_try):
     """A fixed name (no ``{idempotence_token}``) is every attempt's: SageMaker refuses a second job of
     it. When this attempt's create gets no clear answer (a 5xx) while a job of that name exists from
     another attempt, that job is not this attempt's and is left alone: its tag says whose it is."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    # One try: the 503 below would otherwise be retried with seconds of backoff, to the same end.
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     connector = _fresh("sagemaker-training-job", fresh_connectors)
     sm = connector.backend.aws("sagemaker", REGION)
     stopped: list[str] = []
@@ -275,11 +281,7 @@ def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(
     for item in _armed():
         pytest.fail(f"an answered create left {item} in the sweep index")
 
-    def unavailable(request, **_: Any) -> AWSResponse:
-        body = b'{"__type": "ServiceUnavailable", "message": "try again"}'
-        return AWSResponse(request.url, 503, {}, _Body(body))
-
-    sm.meta.events.register("before-send.sagemaker.CreateTrainingJob", unavailable)
+    _refuse(sm, "CreateTrainingJob", 503, "ServiceUnavailable")
     with pytest.raises(Exception, match="ServiceUnavailable"):
         _create(connector, template, f"mine{uuid.uuid4().hex[:6]}", retry=0)
     assert len(_armed()) == 1
@@ -310,7 +312,7 @@ def test_a_lookup_that_cannot_tell_the_attempts_job_is_left_to_an_operator() -> 
     ("status", "error"), [(500, "InternalFailure"), (400, "ThrottlingException")], ids=["no-answer", "refused"]
 )
 def test_a_repeated_createtask_that_fails_leaves_the_attempts_job_to_the_sweep(
-    sweep_table, fresh_connectors, monkeypatch, status, error
+    sweep_table, fresh_connectors, one_try, status, error
 ):
     """Propeller re-sends an attempt's CreateTask only once it lost its state, so the first
     CreateTask's answer is lost to it; when the repeat then fails, without a clear answer (a 5xx, its
@@ -318,10 +320,6 @@ def test_a_repeated_createtask_that_fails_leaves_the_attempts_job_to_the_sweep(
     and nobody follows the job the first one made. The repeat's record (made before its create,
     after the first answer) must keep that job in the sweep: the first answer no longer speaks for
     the attempt."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     connector = _fresh("sagemaker-training-job", fresh_connectors)
     sm = connector.backend.aws("sagemaker", REGION)
     stopped: list[str] = []
@@ -331,10 +329,7 @@ def test_a_repeated_createtask_that_fails_leaves_the_attempts_job_to_the_sweep(
     first = _create(connector, template, execution)
     assert _armed() == []
 
-    def failed(request, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, status, {}, _Body(json.dumps({"__type": error, "message": "x"}).encode()))
-
-    sm.meta.events.register("before-send.sagemaker.CreateTrainingJob", failed)
+    _refuse(sm, "CreateTrainingJob", status, error)
     with pytest.raises(Exception, match=error):
         _create(connector, template, execution)
     swept = sweep_once(_ledger(LEASE_SECONDS + 1))
