@@ -169,16 +169,23 @@ _TRIES_WITHOUT_ANSWER: ContextVar[list[str] | None] = ContextVar("cdao_tries_wit
 _NAMING: ContextVar[Callable[[dict[str, Any]], None] | None] = ContextVar("cdao_naming_the_job", default=None)
 
 
-def name_the_job(lookup: dict[str, Any]) -> None:
+def name_the_job(lookup: dict[str, Any], *, findable: bool = True) -> None:
     """Records, for the create under way (if any: :meth:`AttemptAnswers.answering`), how the sweeper
     finds its job should the create's answer be lost or its replica end: ``lookup`` (a JSON object
-    the connector's ``swept_job`` reads, e.g. the job's name and region) replaces the attempt's
-    seed-only lookup in the sweep index. Called on the create's thread just before the request that
-    makes the job is sent, once its name is rendered; blocking (one DynamoDB write). A failed write
-    is logged and the create goes on: the attempt stays in the index, only counted if swept."""
+    the connector's ``swept_job`` reads, e.g. the job's name and region; the table adds
+    ``named_at``, when the attempt's job was first named, epoch seconds) replaces the attempt's
+    seed-only lookup in the sweep index. ``findable``: whether the connector's ``swept_job`` can
+    tell the attempt's job from it (the shutdown's and give-up's messages say so). Called on the
+    create's thread just before the request that makes the job is sent, once its name is rendered;
+    blocking (one DynamoDB write).
+
+    Raises :class:`AbandonedBeforeSending` when the attempt was marked abandoned meanwhile (the sweep
+    took it, its record's lease over, before the request went out): the request must not be sent,
+    its job would be nobody's. Any other failed write is logged and the create goes on: the attempt
+    stays in the index, only counted if swept."""
     naming = _NAMING.get()
     if naming is not None:
-        naming(lookup)
+        naming(lookup, findable)
 
 
 def note_try_without_answer(what: str) -> None:
@@ -196,6 +203,11 @@ class JobCannotBeFound(LookupError):
     named (:func:`name_the_job`), or what its name finds cannot be told to be the attempt's; or the
     connector has no ``swept_job`` (its API deduplicates the create, and the job is known only from
     the create's answer, which never came). The sweeper counts such a job as left running."""
+
+
+class AbandonedBeforeSending(RuntimeError):
+    """The create's attempt was marked abandoned before the request that makes its job was sent
+    (:func:`name_the_job`): it is not sent, and the CreateTask fails with nothing made."""
 
 
 class AttemptInProgress(RuntimeError):
@@ -300,14 +312,19 @@ class SweepTarget:
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> SweepTarget:
-        """The target an item holds (:meth:`attributes`). Raises KeyError naming the attribute an
-        item armed by an older connector lacks."""
+        """The target an item holds (:meth:`attributes`), its lookup with ``named_at`` added (when
+        the attempt's job was first named, epoch seconds: :meth:`AttemptLedger.name`) once it was.
+        Raises KeyError naming the attribute an item armed by an older connector lacks."""
         meta = item.get("sweep_resource_meta", {}).get("B")
+        named_at = item.get("sweep_named_at", {}).get("N")
         return cls(
             backend=item["sweep_backend"]["S"],
             task_type=item["sweep_task_type"]["S"],
             task_version=int(item["sweep_task_version"]["N"]),
-            lookup=json.loads(item["sweep_lookup"]["S"]),
+            lookup={
+                **json.loads(item["sweep_lookup"]["S"]),
+                **({"named_at": float(named_at)} if named_at is not None else {}),
+            },
             resource_meta=bytes(meta) if meta is not None else None,
         )
 
@@ -432,8 +449,10 @@ class AttemptAnswers:
         try:
             resource_meta = await created
         except Exception as exc:
-            if self._claimed:
-                raise  # the claim's own record says what the create left (AttemptLedger._expire)
+            if self._claimed or isinstance(exc, AbandonedBeforeSending):
+                # The claim's own record says what the create left (AttemptLedger._expire); a
+                # request never sent left nothing, and the sweep settled the attempt.
+                raise
             if not tries and not self._may_have_made(exc):
                 # Unless an earlier CreateTask answered the attempt's job, which propeller no longer
                 # follows (it re-sent this one): the sweep stops that job.
@@ -442,7 +461,7 @@ class AttemptAnswers:
                     self._ledger,
                     self.item,
                     "no job: the create failed",
-                    condition=f"NOT {_ANSWERED_EARLIER}",
+                    condition=f"attribute_not_exists(abandoned) AND NOT {_ANSWERED_EARLIER}",
                 )
             if self.swept:
                 # The attempt fails with this error: nobody will answer its job, so the sweep need
@@ -455,8 +474,10 @@ class AttemptAnswers:
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="attempt ledger update",
             )
-        except AttemptAbandoned:
-            raise
+        except AttemptAbandoned as abandoned:
+            # A give-up or the sweep took the attempt: each stops the job it knows of, which may not
+            # be this one (made after the sweep looked): this create stops it too, with its record.
+            raise LeftRunning(resource_meta, abandoned, as_give_up=True) from abandoned
         except Exception as exc:
             raise LeftRunning(
                 resource_meta,
@@ -484,11 +505,13 @@ class AttemptAnswers:
             name, item = self._backend.name, self.item
             _log.warning("%s: attempt %s is swept once its record's lease ends (%s)", name, item, exc)
 
-    def _name_job(self, lookup: dict[str, Any]) -> None:
+    def _name_job(self, lookup: dict[str, Any], findable: bool) -> None:
         """:func:`name_the_job` for this create, on its thread: the attempt's lookup becomes ``lookup``
-        with the attempt's seed; the sweeper can then find the job (:attr:`findable`)."""
+        with the attempt's seed; the sweeper can then find the job (:attr:`findable`) if ``findable``."""
         try:
-            named = self._ledger().name(self.item, {**lookup, "attempt_seed": self._seed})
+            self._ledger().name(self.item, {**lookup, "attempt_seed": self._seed})
+        except AbandonedBeforeSending:
+            raise
         except Exception as exc:
             _log.warning(
                 "%s: could not record the name of attempt %s's job before creating it (%s); should its "
@@ -498,7 +521,7 @@ class AttemptAnswers:
                 exc,
             )
             return
-        self.findable = self.findable or named
+        self.findable = self.findable or findable
 
     def _ledger(self) -> AttemptLedger:
         # Called on the backend's threads: the table's shared client is made on first use
@@ -570,13 +593,14 @@ async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
 class AttemptLedger:
     """Claims of task attempts in the DynamoDB table ``table`` (partition key ``attempt``, string).
 
-    ``clock`` is wall-clock epoch seconds: leases are compared across replicas.
+    ``clock`` is wall-clock epoch seconds (default ``time.time``, read when the ledger is made):
+    leases are compared across replicas.
     """
 
-    def __init__(self, dynamodb: Any, table: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb: Any, table: str, clock: Callable[[], float] | None = None) -> None:
         self._db = dynamodb
         self._table = table
-        self._clock = clock
+        self._clock = clock or time.time
         self._owner = uuid.uuid4().hex
 
     def now(self) -> float:
@@ -834,22 +858,29 @@ class AttemptLedger:
                 "the task's next attempt, if one is left, starts a new job"
             ) from None
 
-    def name(self, attempt: str, lookup: dict[str, Any]) -> bool:
-        """``attempt``'s sweep lookup becomes ``lookup`` (a JSON object), while it is in the sweep
-        index (:meth:`intend` put it there); whether it was."""
+    def name(self, attempt: str, lookup: dict[str, Any]) -> None:
+        """``attempt``'s sweep lookup becomes ``lookup`` (a JSON object); ``sweep_named_at`` keeps
+        when its job was first named (a repeated CreateTask names the same job, made then: the
+        sweeper hands it to ``swept_job`` as the lookup's ``named_at``). Raises
+        :class:`AbandonedBeforeSending`, recording nothing, once the attempt is marked abandoned."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression="SET sweep_lookup = :lookup",
-                ConditionExpression=f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE})",
-                ExpressionAttributeValues={":lookup": {"S": json.dumps(lookup, sort_keys=True)}},
+                UpdateExpression="SET sweep_lookup = :lookup, sweep_named_at = if_not_exists(sweep_named_at, :now)",
+                ConditionExpression="attribute_not_exists(abandoned)",
+                ExpressionAttributeValues={
+                    ":lookup": {"S": json.dumps(lookup, sort_keys=True)},
+                    ":now": {"N": repr(self._clock())},
+                },
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
-            return False
-        return True
+            raise AbandonedBeforeSending(
+                f"attempt {attempt} was taken by the sweep (or a give-up) before its create's request was "
+                "sent; it is not sent, and the task's next attempt, if one is left, starts a new job"
+            ) from None
 
     def due(self, limit: int) -> list[str]:
         """Up to ``limit`` attempts of the sweep index due now, earliest first (a ``Query`` of the

@@ -572,7 +572,7 @@ def test_a_missing_request_tag_does_not_match_string_equals():
 def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stubs, fresh_connectors):
     """A task on the stack's application (moto's stands in for it) with the stack's job role, as
     the SDK's defaults give it, through CreateTask/GetTask/DeleteTask like propeller."""
-    from cdao_connectors._attempts import attempt_item  # noqa: PLC0415
+    from cdao_connectors._attempts import SweepTarget, attempt_item  # noqa: PLC0415
     from cdao_connectors._common import attempt_seed  # noqa: PLC0415
     from moto.core.utils import utcnow as moto_utcnow  # noqa: PLC0415
 
@@ -610,7 +610,7 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     item = boto3.client("dynamodb", region_name=stack_env["CDAO_AWS_REGION"]).get_item(
         TableName=stack_env["CDAO_ATTEMPT_TABLE"], Key={"attempt": {"S": attempt_item("emr-serverless", seed)}}
     )["Item"]
-    assert connector.swept_job(json.loads(item["sweep_lookup"]["S"]), None) is not None
+    assert connector.swept_job(SweepTarget.of(item).lookup, None) is not None
     # The status refresh that serves propeller's later polls lists the application's live runs.
     connector.status_cache(stack_env["CDAO_AWS_REGION"], status_refresh_seconds()).refresh_ahead(older_than=0.0)
     delete_task(stub, "emr_serverless", meta)
@@ -776,7 +776,7 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
     cdao-sagemaker-batch-transform), with the stack's execution role and buckets."""
     import cdao_connectors.service  # noqa: F401, PLC0415
     import sm_tasks  # noqa: PLC0415  (serialised with the environment's region)
-    from cdao_connectors._attempts import attempt_item  # noqa: PLC0415
+    from cdao_connectors._attempts import SweepTarget, attempt_item  # noqa: PLC0415
     from cdao_connectors._common import attempt_seed  # noqa: PLC0415
     from cdao_connectors.sagemaker.task import BATCH_TRANSFORM_TASK_TYPE, SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
     from cdao_sdk import sagemaker_batch_transform_task  # noqa: PLC0415
@@ -811,7 +811,7 @@ def test_sagemaker_spot_training_and_batch_transform_calls_are_allowed(planned, 
     item = boto3.client("dynamodb", region_name=region).get_item(
         TableName=stack_env["CDAO_ATTEMPT_TABLE"], Key={"attempt": {"S": attempt_item("sagemaker", seed)}}
     )["Item"]
-    assert trainer.swept_job(json.loads(item["sweep_lookup"]["S"]), None) is not None
+    assert trainer.swept_job(SweepTarget.of(item).lookup, None) is not None
     assert {"CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "ListTags"} <= {
         c.operation for c in recorded
     }

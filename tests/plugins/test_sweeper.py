@@ -926,9 +926,9 @@ def test_a_repeats_record_keeps_the_jobs_name_and_starts_the_sweeps_windows_afre
     first = time.time() - 2 * SWEEP_FIND_SECONDS
     AttemptLedger(ledger._db, os.environ["CDAO_ATTEMPT_TABLE"], clock=lambda: first).intend(attempt, target, first)
     named = {"attempt_seed": "s", "name_field": "TrainingJobName", "name": "fit-1", "attempt_tag": "t"}
-    assert ledger.name(attempt, named)
+    ledger.name(attempt, named)
     ledger.answer(attempt, first)
     ledger.intend(attempt, target, time.time())
     item = _item(attempt)
-    assert SweepTarget.of(item).lookup == named
+    assert SweepTarget.of(item).lookup == {**named, "named_at": float(item["sweep_named_at"]["N"])}
     assert float(item["sweep_since"]["N"]) > first + SWEEP_FIND_SECONDS

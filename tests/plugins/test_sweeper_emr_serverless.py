@@ -218,3 +218,35 @@ def test_the_attempts_tag_never_takes_a_run_past_the_tags_a_run_may_hold() -> No
     assert with_attempt_tag({**room, "flyte-attempt": "mine"}, "a" * 32) == {**room, "flyte-attempt": "a" * 32}
     full = {f"k{i}": "v" for i in range(200)}
     assert with_attempt_tag(full, "a" * 32) == full
+
+
+def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
+    sweep_table, application, fresh_connectors, monkeypatch
+):
+    """Propeller lost its state and re-sent the attempt's CreateTask ten minutes after the first
+    one started run R; the repeat's StartJobRun (the attempt's client token: EMR Serverless answers
+    R) got no answer, so the attempt fails and nobody follows R. The sweep must look for runs from
+    when the attempt's run was first named, not from the repeat's record, or R is never listed."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    connector = _connector(fresh_connectors)
+    execution = f"late{uuid.uuid4().hex[:8]}"
+    _create(connector, application, execution)
+    (run,) = _runs(application)
+    now = time.time
+    monkeypatch.setattr(time, "time", lambda: now() + 600)  # the repeat, ten minutes later
+
+    def unavailable(request, **_: Any) -> AWSResponse:
+        body = b'{"message": "try again"}'
+        return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "InternalServerException"}, _Body(body))
+
+    connector.backend.aws("emr-serverless", REGION).meta.events.register(
+        "before-send.emr-serverless.StartJobRun", unavailable
+    )
+    with pytest.raises(Exception, match="InternalServerException"):
+        _create(connector, application, execution)
+    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert [s.outcome for s in swept] == ["cancelled"], swept
+    assert _runs(application)[run] == "CANCELLED"

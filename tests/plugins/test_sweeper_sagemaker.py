@@ -14,6 +14,7 @@ botocore ``before-send`` hook as the API reference defines them (an empty body, 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -25,7 +26,7 @@ import boto3
 import pytest
 from aws_setup import provision_attempt_table
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
 from cdao_connectors._attempts import LEASE_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, JobCannotBeFound
 from cdao_connectors._sweeper import sweep_once
@@ -81,7 +82,7 @@ def _lose_the_answer(client, operation: str) -> None:
     def lost(http_response, **_: Any) -> None:
         raise ReadTimeoutError(endpoint_url=http_response.url)
 
-    client.meta.events.register(f"after-call.sagemaker.{operation}", lost)
+    client.meta.events.register(f"after-call.sagemaker.{operation}", lost, unique_id=f"lose-{operation}")
 
 
 def _refuse(client, operation: str, status: int, error: str) -> None:
@@ -335,3 +336,154 @@ def test_a_repeated_createtask_that_fails_leaves_the_attempts_job_to_the_sweep(
     swept = sweep_once(_ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     assert stopped == [first.config["TrainingJobName"]]
+
+
+def _already_exists(client, operation: str, what: str) -> None:
+    """SageMaker's refusal of a second resource of one name: the endpoint's (``ValidationException``
+    "Cannot create already existing endpoint", which the plugin takes as its endpoint:
+    awssagemaker_inference/connector.py ``create``); moto 5.2.5 makes a second one instead."""
+
+    def refused(request, **_: Any) -> AWSResponse:
+        message = f'Cannot create already existing {what} "arn:aws:sagemaker:{REGION}:{ACCOUNT}:{what}/x".'
+        body = json.dumps({"__type": "ValidationException", "message": message}).encode()
+        return AWSResponse(request.url, 400, {}, _Body(body))
+
+    client.meta.events.register(f"before-send.sagemaker.{operation}", refused)
+
+
+@pytest.fixture
+def add_tags_overwrites(monkeypatch) -> None:
+    """AddTags as SageMaker does it: "Adds or overwrites one or more tags ... Tag keys must be unique
+    per resource" (SageMaker API reference, AddTags,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AddTags.html); moto 5.2.5 appends
+    a second tag of the key instead (moto/sagemaker/models.py ``add_tags``)."""
+    from moto.sagemaker.models import SageMakerModelBackend  # noqa: PLC0415
+
+    def add_tags(self, arn: str, tags: list[dict[str, str]]) -> list[dict[str, str]]:
+        resource = self._get_resource_from_arn(arn)
+        given = {t["Key"] for t in tags}
+        resource.tags = [t for t in resource.tags if t["Key"] not in given] + list(tags)
+        return resource.tags
+
+    monkeypatch.setattr(SageMakerModelBackend, "add_tags", add_tags)
+
+
+def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
+    sweep_table, fresh_connectors, add_tags_overwrites
+):
+    """An endpoint task of a fixed name: attempt 0's CreateEndpoint made the endpoint and lost its
+    answer, so attempt 0 failed; propeller's attempt 1 is answered "already exists" and follows that
+    endpoint (the plugin adopts it). Attempt 0's sweep must leave it: deleting it would fail the
+    attempt that follows it, or take a serving endpoint down."""
+    connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    sm = connector.backend.aws("sagemaker", REGION)
+    execution = f"adopt{uuid.uuid4().hex[:6]}"
+    fixed = f"serve-{execution}"
+    template = _endpoint_template(fixed, _endpoint_config(f"cfg-{execution}"))
+    _lose_the_answer(sm, "CreateEndpoint")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, template, execution, retry=0)
+    sm.meta.events.unregister("after-call.sagemaker.CreateEndpoint", unique_id="lose-CreateEndpoint")
+    _already_exists(sm, "CreateEndpoint", "endpoint")
+    followed = _create(connector, template, execution, retry=1)
+    assert followed.config["EndpointName"] == fixed
+
+    assert [s.outcome for s in sweep_once(_ledger(SWEEP_RECHECK_SECONDS + 1))] == ["not found yet"]
+    assert fixed in _existing("endpoints")
+
+
+def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
+    sweep_table, fresh_connectors, monkeypatch
+):
+    """A CreateTask answered an existing endpoint of its fixed name (a person's, or another
+    execution's serving production) that fails to record its answer gives up as at its deadline:
+    it stops only what it made, never the endpoint it adopted."""
+    serving = f"prod-{uuid.uuid4().hex[:8]}"
+    config = _endpoint_config(serving)
+    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    _already_exists(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", "endpoint")
+
+    def throttled(self, attempt, started_at):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
+
+    monkeypatch.setattr(AttemptLedger, "answer", throttled)
+    template = _endpoint_template(serving, config)
+
+    async def give_up_and_let_its_cancel_run() -> None:
+        with pytest.raises(RuntimeError, match="could not record"):
+            await connector.create(
+                task_template=template,
+                output_prefix="s3://flyte-data/metadata/deploy/0",
+                task_execution_metadata=execution_metadata(f"deploy{uuid.uuid4().hex[:6]}"),
+            )
+        # The give-up's cancel runs in the background, on this loop: let it finish.
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=30)
+
+    run_to_end(give_up_and_let_its_cancel_run())
+    assert serving in _existing("endpoints")
+
+
+def test_a_create_whose_attempt_the_sweep_took_before_its_request_went_out_sends_nothing(
+    sweep_table, fresh_connectors, monkeypatch
+):
+    """A create's request can wait behind its backend's busy threads past the record's lease; the
+    sweep then takes the attempt (nothing named yet: it can only count it). The request must not go
+    out after that: the job it made would be nobody's, the sweep having settled the attempt."""
+    import threading  # noqa: PLC0415
+
+    from cdao_connectors.sagemaker import _plugin_clients  # noqa: PLC0415
+
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    released, waiting = threading.Event(), threading.Event()
+    naming = _plugin_clients._name_the_job
+
+    def queued(*args: Any, **kwargs: Any) -> None:
+        waiting.set()
+        assert released.wait(30)
+        naming(*args, **kwargs)
+
+    monkeypatch.setattr(_plugin_clients, "_name_the_job", queued)
+    execution = f"late{uuid.uuid4().hex[:6]}"
+    failed: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}"), execution)
+        except Exception as exc:
+            failed.append(exc)
+
+    creating = threading.Thread(target=create)
+    creating.start()
+    assert waiting.wait(30)
+    assert [s.outcome for s in sweep_once(_ledger(LEASE_SECONDS + 1))] == ["left running"]
+    released.set()
+    creating.join(30)
+    assert [type(e).__name__ for e in failed] == ["AbandonedBeforeSending"], failed
+    assert not [name for name in _existing("training_jobs") if execution in name]
+
+
+@pytest.mark.parametrize("findable", [True, False])
+def test_only_a_job_the_sweep_can_tell_is_said_to_be_stopped_by_it(sweep_table, findable):
+    """A create that named its job (name_the_job) before failing without an answer is in the sweep
+    index either way; the shutdown's and the give-up's messages say a surviving replica stops it only
+    when the lookup can tell the attempt's job (the request carried the attempt's tag), else that it
+    is counted for an operator (cdao_connectors._backends ``left_running``)."""
+    from cdao_connectors._attempts import AttemptAnswers, name_the_job  # noqa: PLC0415
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    backend = Backend(f"named-{uuid.uuid4().hex[:6]}")
+    answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
+
+    async def create() -> Any:
+        lookup = {"name_field": "TrainingJobName", "name": "fit-1", "attempt_tag": "t" if findable else None}
+        await backend.run(lambda: name_the_job(lookup, findable=findable))
+        raise ReadTimeoutError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com/")
+
+    with pytest.raises(ReadTimeoutError):
+        run_to_end(answers.answering(create()))
+    assert answers.swept
+    assert answers.findable is findable

@@ -252,9 +252,9 @@ _CLOCK_SKEW = timedelta(minutes=5)
 
 def _name_the_run(params: dict[str, Any], region: str, tag: str) -> None:
     """Records the run a CreateTask's StartJobRun request ``params`` starts
-    (:func:`cdao_connectors._attempts.name_the_job`): its application, ``region``, its name (the
-    plugin's: the task's, every attempt's), when (the connector's clock, epoch seconds), and the
-    attempt's tag ``tag`` when the request carries it (:func:`with_attempt_tag`)."""
+    (:func:`cdao_connectors._attempts.name_the_job`, which also keeps when the attempt's run was
+    first named): its application, ``region``, its name (the plugin's: the task's, every
+    attempt's), and the attempt's tag ``tag`` when the request carries it (:func:`with_attempt_tag`)."""
     carried = (params.get("tags") or {}).get(ATTEMPT_TAG_KEY) == tag
     name_the_job(
         {
@@ -262,16 +262,18 @@ def _name_the_run(params: dict[str, Any], region: str, tag: str) -> None:
             "region": region,
             "name": params.get("name"),
             "attempt_tag": tag if carried else None,
-            "named_at": time.time(),
-        }
+        },
+        findable=carried,
     )
 
 
 def find_attempts_run(client: Any, lookup: dict[str, Any]) -> str | None:
     """The id of the run ``lookup`` (:func:`_name_the_run`) names, if EMR Serverless (``client``, a
     boto3 client of the lookup's region) has it going on and it is the attempt's: among the
-    application's runs created since the lookup was recorded (ListJobRuns ``createdAtAfter``, every
-    page) in a state the sweep cancels, one of the lookup's name whose ``flyte-attempt`` tag
+    application's runs created since the attempt's run was first named (the lookup's ``named_at``,
+    epoch seconds, kept by the attempt table: a repeated CreateTask's StartJobRun, with the
+    attempt's client token, is answered the run the first one started; ListJobRuns
+    ``createdAtAfter``, every page) in a state the sweep cancels, one of the lookup's name whose ``flyte-attempt`` tag
     (GetJobRun's ``jobRun.tags``: JobRunSummary has no tags, botocore emr-serverless/2021-07-13) is
     the lookup's. None when there is none (yet): a run's name is every attempt's of its task.
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
@@ -88,6 +89,8 @@ from cdao_connectors.sagemaker._job_statuses import (
     job_status_cache,
 )
 
+_log = logging.getLogger(__name__)
+
 # The backend of the connector whose RPC is running; None for the plugin's connectors used as
 # they are, which share one backend per service.
 _CURRENT: ContextVar[Backend | None] = ContextVar("sagemaker_plugin_backend", default=None)
@@ -108,6 +111,13 @@ _DESCRIBED: ContextVar[list[tuple[StatusCache, Hashable, Any]] | None] = Context
 # create "already exists" (the plugin then answers the existing job).
 _ATTEMPT_TAG: ContextVar[dict[str, str] | None] = ContextVar("sagemaker_attempt_tag", default=None)
 _ADOPTED: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted", default=None)
+# Set for the duration of a CreateTask of a BulkheadPluginConnector: non-empty once its create
+# answered a job or endpoint not known to be this attempt's (BulkheadPluginConnector._adopt), which
+# its give-up leaves running.
+_FOREIGN: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted_foreign", default=None)
+# The flyte-attempt tag of a job or endpoint an attempt answered that another attempt made: no
+# attempt's tag (cdao_connectors._common.attempt_tag_value is 32 hex digits), so no sweep stops it.
+ADOPTED = "adopted"
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -191,7 +201,7 @@ def _name_the_job(params: dict[str, Any], region: str, tag: dict[str, str]) -> N
     tags = params.get("Tags")
     carried = isinstance(tags, list) and tag in tags
     lookup = {"name_field": field, "name": str(params[field]), "region": region}
-    name_the_job({**lookup, "attempt_tag": tag["Value"] if carried else None})
+    name_the_job({**lookup, "attempt_tag": tag["Value"] if carried else None}, findable=carried)
 
 
 def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
@@ -482,15 +492,18 @@ class BulkheadPluginConnector:
         # each attempt afresh (launcher.go ``launch`` at flyteplugins/v1.16.8): a new job.
         reset_tag = _ATTEMPT_TAG.set(attempt_tag(seed))
         reset_adopted = _ADOPTED.set([])
+        foreign: list[bool] = []
+        reset_foreign = _FOREIGN.set(foreign)
         try:
             return await self._bounded(
                 self._create_unless_stopped(*args, **kwargs),
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="CreateTask",
-                cancel_late=self.delete,
+                cancel_late=functools.partial(self._cancel_if_made, foreign),
                 answers=answers,
             )
         finally:
+            _FOREIGN.reset(reset_foreign)
             _ADOPTED.reset(reset_adopted)
             _ATTEMPT_TAG.reset(reset_tag)
 
@@ -517,20 +530,67 @@ class BulkheadPluginConnector:
             if not field:
                 return resource_meta
             name = str(config[field])
-        describe, status_key, abandoned, _ = _ADOPTABLE[field]
+        kind = _ADOPTABLE[field]
+        foreign = _FOREIGN.get()
+        if foreign is not None:
+            foreign.append(True)  # until its tag says this attempt made it
         with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
             described, _ = await self._call(  # type: ignore[attr-defined]
-                method=describe, config={field: name}, region=resource_meta.region
+                method=kind.describe, config={field: name}, region=resource_meta.region
             )
-            status = described.get(status_key)
-            if status in abandoned:
+            status = described.get(kind.status_key)
+            if status in kind.abandoned:
                 raise AttemptAbandoned(
                     f"{self.name}: SageMaker answered this attempt's create with its existing "
                     f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
                     "give-up, or failed (an earlier attempt's, when its name does not derive from the "
                     "attempt); the task's next attempt, if one is left, starts anew"
                 )
+            await self._adopt(described[kind.arn_key], resource_meta.region, foreign)
         return resource_meta
+
+    async def _adopt(self, arn: str, region: str | None, foreign: list[bool] | None) -> None:
+        """Takes the existing job or endpoint ``arn`` this create answered as this attempt's only when
+        its ``flyte-attempt`` tag is the attempt's (a repeated CreateTask of the attempt: ``foreign``
+        emptied). One another attempt made keeps running for this one, so its maker's sweep must not
+        stop it (:func:`find_attempts_job`): its tag becomes :data:`ADOPTED`, which no attempt's is.
+        Neither this create's give-up nor its sweep ever stops a job it did not make (a person's
+        endpoint of the task's fixed name may serve production)."""
+        own = _ATTEMPT_TAG.get()
+        pages, token = [], None
+        while True:
+            page, _ = await self._call(  # type: ignore[attr-defined]
+                method="list_tags",
+                config={"ResourceArn": arn, **({"NextToken": token} if token else {})},
+                region=region,
+            )
+            pages.append(page)
+            if not (token := page.get("NextToken")):
+                break
+        made_by = next((t["Value"] for p in pages for t in p.get("Tags", []) if t["Key"] == ATTEMPT_TAG_KEY), None)
+        if own is not None and made_by == own["Value"]:
+            if foreign is not None:
+                foreign.clear()
+            return
+        if made_by is not None and made_by != ADOPTED:
+            await self._call(  # type: ignore[attr-defined]
+                method="add_tags",
+                config={"ResourceArn": arn, "Tags": [{"Key": ATTEMPT_TAG_KEY, "Value": ADOPTED}]},
+                region=region,
+            )
+
+    async def _cancel_if_made(self, foreign: list[bool], resource_meta: Any) -> None:
+        """A give-up's cancel of the job its create answered (:meth:`delete`), unless the create
+        answered one this attempt did not make (``foreign`` non-empty: :meth:`_adopt`), which runs on
+        for whoever follows it."""
+        if foreign:
+            _log.warning(
+                "%s: gave up on %s, which this attempt's create found made by another; it runs on",
+                self.name,
+                _job_name(resource_meta),
+            )
+            return
+        await self.delete(resource_meta)
 
     @classmethod
     def _artifact_exists(cls, output_prefix: str, name: str) -> bool:
