@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,13 @@ def patient_status_reads(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
 @pytest.fixture
 def production_status_waits() -> None:
     """The status cache's waits as the service runs them (see ``patient_status_reads``)."""
+
+
+@pytest.fixture
+def sweep_table(aws_env, monkeypatch) -> str:
+    """An attempt table of the test's own (``CDAO_ATTEMPT_TABLE``): each sweep sees only the
+    attempts its test made (a pass takes the earliest due ones, SWEEP_BATCH at most)."""
+    table = f"cdao-test-sweep-{uuid.uuid4().hex[:8]}"
+    for k, v in provision_attempt_table(REGION, table).items():
+        monkeypatch.setenv(k, v)
+    return table

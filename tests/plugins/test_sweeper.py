@@ -26,7 +26,7 @@ import boto3
 import grpc
 import pytest
 import requests
-from aws_setup import SPOT_QUEUE, provision_attempt_table, provision_batch
+from aws_setup import SPOT_QUEUE, provision_batch
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
@@ -47,6 +47,7 @@ from connector_processes import ConnectorProcess
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
 from prometheus_client import REGISTRY
 from propeller import create_task, execution_metadata, serialize, write_inputs
+from sweeping import RawBody
 
 REGION = "us-east-1"
 
@@ -97,16 +98,6 @@ def _until(predicate, timeout: float = 15.0):
         assert time.monotonic() < give_up, "condition not met in time"
         time.sleep(0.05)
     return value
-
-
-@pytest.fixture
-def sweep_table(aws_env, monkeypatch) -> str:
-    """An attempt table of this test's own: each sweep sees only the attempts its test made
-    (a pass takes the earliest due ones, SWEEP_BATCH at most)."""
-    table = f"cdao-test-sweep-{uuid.uuid4().hex[:8]}"
-    for k, v in provision_attempt_table(REGION, table).items():
-        monkeypatch.setenv(k, v)
-    return table
 
 
 @pytest.fixture
@@ -696,16 +687,6 @@ def test_a_sweep_period_that_is_not_off_nor_a_second_or_more_is_refused_naming_i
         assert sweep_period_seconds() == seconds
 
 
-class _Body:
-    """A raw HTTP body as botocore reads it (``AWSResponse.raw.stream()``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any):
-        yield self._data
-
-
 def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep_index(sweep_table, monkeypatch):
     """botocore retries a create (the deduplicating backends' client, 4 tries) and raises only the
     last try's error: a first try AWS carried out without its answer reaching us (a read timeout),
@@ -723,7 +704,7 @@ def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep
         if len(tries) == 1:
             raise ReadTimeoutError(endpoint_url=request.url)
         body = b'{"__type": "ThrottlingException", "message": "Rate exceeded"}'
-        return AWSResponse(request.url, 400, {"x-amzn-query-error": "ThrottlingException;Sender"}, _Body(body))
+        return AWSResponse(request.url, 400, {"x-amzn-query-error": "ThrottlingException;Sender"}, RawBody(body))
 
     sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", answer)
 
@@ -833,12 +814,12 @@ def test_a_retried_read_before_a_refused_create_leaves_nothing_in_the_sweep_inde
     def read(request, **_: Any):
         reads.append(1)
         if len(reads) == 1:
-            return AWSResponse(request.url, 500, {}, _Body(b'{"__type": "InternalFailure", "message": "x"}'))
+            return AWSResponse(request.url, 500, {}, RawBody(b'{"__type": "InternalFailure", "message": "x"}'))
         return None  # the retry reaches moto
 
     def refuse(request, **_: Any):
         body = b'{"__type": "ValidationException", "message": "bad request"}'
-        return AWSResponse(request.url, 400, {"x-amzn-query-error": "ValidationException;Sender"}, _Body(body))
+        return AWSResponse(request.url, 400, {"x-amzn-query-error": "ValidationException;Sender"}, RawBody(body))
 
     sagemaker.meta.events.register("before-send.sagemaker.DescribeTrainingJob", read)
     sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", refuse)

@@ -18,7 +18,6 @@ StartJobRun (moto's start ``SUCCESS``, its ``JOB_STATUS``).
 from __future__ import annotations
 
 import copy
-import os
 import time
 import uuid
 from typing import Any
@@ -26,29 +25,19 @@ from typing import Any
 import boto3
 import emr_tasks
 import pytest
-from aws_setup import provision_attempt_table
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
-from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
-from cdao_connectors._attempts import LEASE_SECONDS, AttemptLedger, JobCannotBeFound
+from cdao_connectors._attempts import LEASE_SECONDS, JobCannotBeFound
 from cdao_connectors._sweeper import sweep_once
 from connector_calls import run_to_end
 from flytekit.extend.backend.base_connector import ConnectorRegistry
 from flytekit.extend.backend.utils import render_task_template
 from prometheus_client import REGISTRY
 from propeller import execution_metadata, serialize, write_inputs
+from sweeping import RawBody, armed, ledger
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-
-
-@pytest.fixture
-def sweep_table(aws_env, monkeypatch) -> str:
-    """An attempt table of this test's own: its sweep sees only the attempts its test made."""
-    table = f"cdao-test-emrs-sweep-{uuid.uuid4().hex[:8]}"
-    for k, v in provision_attempt_table(REGION, table).items():
-        monkeypatch.setenv(k, v)
-    return table
 
 
 @pytest.fixture
@@ -67,20 +56,6 @@ def application(aws_env, monkeypatch) -> str:
     monkeypatch.setattr("moto.emrserverless.models.JOB_STATUS", "RUNNING")
     client = boto3.client("emr-serverless", region_name=REGION)
     return client.create_application(name="cdao-sweep", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
-
-
-def _ledger(ahead: float = 0.0) -> AttemptLedger:
-    """The table as a sweep ``ahead`` seconds from now sees it."""
-    return AttemptLedger(
-        boto3.client("dynamodb", region_name=REGION),
-        os.environ["CDAO_ATTEMPT_TABLE"],
-        clock=lambda: time.time() + ahead,
-    )
-
-
-def _armed() -> list[dict[str, Any]]:
-    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=os.environ["CDAO_ATTEMPT_TABLE"])["Items"]
-    return [i for i in items if SWEEP_QUEUE_ATTRIBUTE in i and SWEEP_AFTER in i]
 
 
 def _runs(application: str) -> dict[str, str]:
@@ -116,16 +91,6 @@ def _create(connector, application: str, execution: str, retry: int = 0) -> Any:
     )
 
 
-class _Body:
-    """A raw HTTP body as botocore reads it (``AWSResponse.raw.stream()``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any):
-        yield self._data
-
-
 def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_table, application, fresh_connectors):
     """The fault: EMR Serverless started the run, StartJobRun's answer was lost; the CreateTask
     failed (its attempt fails, the next one starts a new run), and the run went on with nobody to
@@ -153,12 +118,12 @@ def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_tabl
     assert state == "RUNNING"
 
     swept_before = _swept_count(connector.backend.name)
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     assert swept[0].job.job_run_id == run
     assert _runs(application) == {run: "CANCELLED"} | dict.fromkeys(others, "RUNNING")
     assert _swept_count(connector.backend.name) == swept_before + 1
-    assert _armed() == []
+    assert armed() == []
 
 
 def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
@@ -177,19 +142,19 @@ def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
     execution = f"other{uuid.uuid4().hex[:8]}"
     _create(connector, application, execution, retry=0)  # answered: propeller follows it
     (other,) = _runs(application)
-    assert _armed() == [], "an answered create left its attempt in the sweep index"
+    assert armed() == [], "an answered create left its attempt in the sweep index"
 
     def unavailable(request, **_: Any) -> AWSResponse:
         body = b'{"message": "try again"}'  # InternalServerException: ListJobRuns/StartJobRun errors
-        return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "InternalServerException"}, _Body(body))
+        return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "InternalServerException"}, RawBody(body))
 
     client = connector.backend.aws("emr-serverless", REGION)
     client.meta.events.register("before-send.emr-serverless.StartJobRun", unavailable)
     with pytest.raises(Exception, match="InternalServerException"):
         _create(connector, application, execution, retry=1)
-    assert len(_armed()) == 1
+    assert len(armed()) == 1
 
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["not found yet"], swept
     assert _runs(application) == {other: "RUNNING"}
 
@@ -240,13 +205,13 @@ def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
 
     def unavailable(request, **_: Any) -> AWSResponse:
         body = b'{"message": "try again"}'
-        return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "InternalServerException"}, _Body(body))
+        return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "InternalServerException"}, RawBody(body))
 
     connector.backend.aws("emr-serverless", REGION).meta.events.register(
         "before-send.emr-serverless.StartJobRun", unavailable
     )
     with pytest.raises(Exception, match="InternalServerException"):
         _create(connector, application, execution)
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     assert _runs(application)[run] == "CANCELLED"

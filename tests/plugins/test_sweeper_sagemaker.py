@@ -17,17 +17,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import time
 import uuid
 from typing import Any
 
 import boto3
 import pytest
-from aws_setup import provision_attempt_table
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ReadTimeoutError
-from cdao_connector_resources import SWEEP_AFTER, SWEEP_QUEUE_ATTRIBUTE
 from cdao_connectors._attempts import LEASE_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, JobCannotBeFound
 from cdao_connectors._sweeper import sweep_once
 from connector_calls import run_to_end
@@ -36,43 +32,11 @@ from flytekit.extend.backend.utils import render_task_template
 from moto.sagemaker.models import sagemaker_backends
 from prometheus_client import REGISTRY
 from propeller import IMAGE, execution_metadata, serialize
+from sweeping import RawBody, armed, ledger
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 _ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
-
-
-@pytest.fixture
-def sweep_table(aws_env, monkeypatch) -> str:
-    """An attempt table of this test's own: its sweep sees only the attempts its test made."""
-    table = f"cdao-test-sm-sweep-{uuid.uuid4().hex[:8]}"
-    for k, v in provision_attempt_table(REGION, table).items():
-        monkeypatch.setenv(k, v)
-    return table
-
-
-def _ledger(ahead: float = 0.0) -> AttemptLedger:
-    """The table as a sweep ``ahead`` seconds from now sees it."""
-    return AttemptLedger(
-        boto3.client("dynamodb", region_name=REGION),
-        os.environ["CDAO_ATTEMPT_TABLE"],
-        clock=lambda: time.time() + ahead,
-    )
-
-
-def _armed() -> list[dict[str, Any]]:
-    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=os.environ["CDAO_ATTEMPT_TABLE"])["Items"]
-    return [i for i in items if SWEEP_QUEUE_ATTRIBUTE in i and SWEEP_AFTER in i]
-
-
-class _Body:
-    """A raw HTTP body as botocore reads it (``AWSResponse.raw.stream()``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any):
-        yield self._data
 
 
 def _lose_the_answer(client, operation: str) -> None:
@@ -91,7 +55,7 @@ def _refuse(client, operation: str, status: int, error: str) -> None:
 
     def refused(request, **_: Any) -> AWSResponse:
         body = json.dumps({"__type": error, "message": "refused by the test"}).encode()
-        return AWSResponse(request.url, status, {}, _Body(body))
+        return AWSResponse(request.url, status, {}, RawBody(body))
 
     client.meta.events.register(f"before-send.sagemaker.{operation}", refused)
 
@@ -118,7 +82,7 @@ def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) ->
         name = json.loads(request.body)[name_field]
         stopped.append(name)
         setattr(getattr(sagemaker_backends[ACCOUNT][REGION], jobs)[name], status, "Stopping")
-        return AWSResponse(request.url, 200, {}, _Body(b"{}"))
+        return AWSResponse(request.url, 200, {}, RawBody(b"{}"))
 
     client.meta.events.register(f"before-send.sagemaker.{operation}", stop)
 
@@ -239,15 +203,15 @@ def test_a_job_whose_create_lost_its_answer_is_stopped_by_the_sweep(sweep_table,
 
     swept_before = _swept_count(connector.backend.name)
     # Due a minute after the create failed: nobody will answer the job (not after a lease's 300 s).
-    assert [s.outcome for s in sweep_once(_ledger(SWEEP_RECHECK_SECONDS - 1))] == []
-    swept = sweep_once(_ledger(SWEEP_RECHECK_SECONDS + 1))
+    assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS - 1))] == []
+    swept = sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     if operation == "Endpoint":
         assert name not in _existing(jobs)
     else:
         assert stopped == [name]
     assert _swept_count(connector.backend.name) == swept_before + 1
-    assert _armed() == []
+    assert armed() == []
 
 
 def test_a_production_endpoint_of_the_attempts_fixed_name_is_never_deleted(sweep_table, fresh_connectors, one_try):
@@ -262,8 +226,8 @@ def test_a_production_endpoint_of_the_attempts_fixed_name_is_never_deleted(sweep
     _refuse(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", 500, "InternalFailure")
     with pytest.raises(Exception, match="InternalFailure"):
         _create(connector, _endpoint_template(serving, config), f"deploy{uuid.uuid4().hex[:6]}")
-    assert len(_armed()) == 1
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    assert len(armed()) == 1
+    swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["not found yet"], swept
     assert serving in _existing("endpoints")
 
@@ -279,15 +243,15 @@ def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(swe
     fixed = f"fixed-{uuid.uuid4().hex[:8]}"
     template = _training_template(fixed)
     _create(connector, template, "another", retry=0)  # attempt 0 of another execution made it
-    for item in _armed():
+    for item in armed():
         pytest.fail(f"an answered create left {item} in the sweep index")
 
     _refuse(sm, "CreateTrainingJob", 503, "ServiceUnavailable")
     with pytest.raises(Exception, match="ServiceUnavailable"):
         _create(connector, template, f"mine{uuid.uuid4().hex[:6]}", retry=0)
-    assert len(_armed()) == 1
+    assert len(armed()) == 1
 
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["not found yet"], swept
     assert stopped == []
 
@@ -328,12 +292,12 @@ def test_a_repeated_createtask_that_fails_leaves_the_attempts_job_to_the_sweep(
     execution = f"again{uuid.uuid4().hex[:8]}"
     template = _training_template(f"fit-{execution}-{{idempotence_token}}")
     first = _create(connector, template, execution)
-    assert _armed() == []
+    assert armed() == []
 
     _refuse(sm, "CreateTrainingJob", status, error)
     with pytest.raises(Exception, match=error):
         _create(connector, template, execution)
-    swept = sweep_once(_ledger(LEASE_SECONDS + 1))
+    swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
     assert stopped == [first.config["TrainingJobName"]]
 
@@ -346,7 +310,7 @@ def _already_exists(client, operation: str, what: str) -> None:
     def refused(request, **_: Any) -> AWSResponse:
         message = f'Cannot create already existing {what} "arn:aws:sagemaker:{REGION}:{ACCOUNT}:{what}/x".'
         body = json.dumps({"__type": "ValidationException", "message": message}).encode()
-        return AWSResponse(request.url, 400, {}, _Body(body))
+        return AWSResponse(request.url, 400, {}, RawBody(body))
 
     client.meta.events.register(f"before-send.sagemaker.{operation}", refused)
 
@@ -388,7 +352,7 @@ def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
     followed = _create(connector, template, execution, retry=1)
     assert followed.config["EndpointName"] == fixed
 
-    assert [s.outcome for s in sweep_once(_ledger(SWEEP_RECHECK_SECONDS + 1))] == ["not found yet"]
+    assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))] == ["not found yet"]
     assert fixed in _existing("endpoints")
 
 
@@ -458,7 +422,7 @@ def test_a_create_whose_attempt_the_sweep_took_before_its_request_went_out_sends
     creating = threading.Thread(target=create)
     creating.start()
     assert waiting.wait(30)
-    assert [s.outcome for s in sweep_once(_ledger(LEASE_SECONDS + 1))] == ["left running"]
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["left running"]
     released.set()
     creating.join(30)
     assert [type(e).__name__ for e in failed] == ["AbandonedBeforeSending"], failed
