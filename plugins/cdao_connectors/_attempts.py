@@ -71,6 +71,9 @@ until it is followed or stopped:
 * a claim (:meth:`AttemptLedger.once`) puts it there before the create, with the job's lookup by
   the attempt's deterministic name, due when the claim's lease ends; a create that failed without
   AWS's answer makes it due soon (:data:`SWEEP_RECHECK_SECONDS`), one AWS refused takes it out;
+* for a backend whose API deduplicates the create, a record (:meth:`AttemptLedger.intend`) puts it
+  there before the create, due when a lease would end, and soon once the create failed without a
+  clear answer (:meth:`AttemptAnswers.answering`);
 * the CreateTask's answer (:meth:`AttemptLedger.answer`) takes it out: propeller follows the job;
   not an earlier CreateTask's answer once a repeat recorded itself (:meth:`AttemptLedger.intend`,
   ``sweep_from``): propeller follows the repeat's answer only, and should the repeat fail, or its
@@ -86,7 +89,8 @@ deduplicates the create, the job is unknown until the create answers: a create t
 job records the name just before sending its request (:func:`name_the_job`; SageMaker's and EMR
 Serverless's, whose connectors' ``swept_job`` then tell the attempt's job from another of its name
 by the ``flyte-attempt`` tag the request carries), and the sweep finds the job by it; one that
-cannot (Codeweave) is counted and logged with its attempt.
+cannot (Codeweave) is counted and logged with its attempt. The name's record is refused once the
+attempt is marked abandoned, and the request is not sent then (:class:`AbandonedBeforeSending`).
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
