@@ -427,6 +427,9 @@ class AttemptAnswers:
         # it; and whether the sweep can find and stop it there, or only count it (shutdown's messages).
         self.swept = claimed
         self.findable = claimed
+        # Set by the connector when the create answered a job it did not make (another attempt's or
+        # a person's, of a fixed name): a give-up then records no sweep target for it.
+        self.adopted = False
 
     async def answering(self, created: Awaitable[T]) -> T:
         """``created``'s job, once recorded as answered by this CreateTask (:meth:`AttemptLedger.answer`,
@@ -547,17 +550,19 @@ class AttemptAnswers:
         started later was answered the job. Once ``cancel`` returns the attempt leaves the index."""
 
         async def cancel_unless_answered(resource_meta: Any) -> None:
-            target = self.target(resource_meta)
+            # A job the create adopted (:attr:`adopted`) is not this attempt's to stop: no target.
+            target = None if self.adopted else self.target(resource_meta)
 
             def mark() -> bool:
                 marked = self._ledger().abandon(self.item, started_at=self.started_at, sweep=target)
                 self.swept = self.swept or marked
-                self.findable = self.findable or marked
+                self.findable = self.findable or (marked and target is not None)
                 return marked
 
             if await mark_abandoned(self._backend, mark):
                 await cancel(resource_meta)
-                await settle_swept(self._backend, self._ledger, self.item, "cancelled by the CreateTask's give-up")
+                outcome = "left to whoever made it" if target is None else "cancelled by the CreateTask's give-up"
+                await settle_swept(self._backend, self._ledger, self.item, outcome)
                 self.swept = False
 
         return cancel_unless_answered

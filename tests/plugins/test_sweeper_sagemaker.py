@@ -24,7 +24,13 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ReadTimeoutError
-from cdao_connectors._attempts import LEASE_SECONDS, SWEEP_RECHECK_SECONDS, AttemptLedger, JobCannotBeFound
+from cdao_connectors._attempts import (
+    LEASE_SECONDS,
+    SWEEP_GRACE_SECONDS,
+    SWEEP_RECHECK_SECONDS,
+    AttemptLedger,
+    JobCannotBeFound,
+)
 from cdao_connectors._sweeper import sweep_once
 from connector_calls import run_to_end
 from flytekit.extend.backend.base_connector import ConnectorRegistry
@@ -356,12 +362,11 @@ def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
     assert fixed in _existing("endpoints")
 
 
-def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
-    sweep_table, fresh_connectors, monkeypatch
-):
+def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(sweep_table, fresh_connectors):
     """A CreateTask answered an existing endpoint of its fixed name (a person's, or another
     execution's serving production) that fails to record its answer gives up as at its deadline:
-    it stops only what it made, never the endpoint it adopted."""
+    it stops only what it made, never the endpoint it adopted; nor does the sweep, should the
+    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling)."""
     serving = f"prod-{uuid.uuid4().hex[:8]}"
     config = _endpoint_config(serving)
     boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
@@ -371,7 +376,6 @@ def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
     def throttled(self, attempt, started_at):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
 
-    monkeypatch.setattr(AttemptLedger, "answer", throttled)
     template = _endpoint_template(serving, config)
 
     async def give_up_and_let_its_cancel_run() -> None:
@@ -386,7 +390,13 @@ def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
         if others:
             await asyncio.wait(others, timeout=30)
 
-    run_to_end(give_up_and_let_its_cancel_run())
+    with pytest.MonkeyPatch.context() as throttling:
+        throttling.setattr(AttemptLedger, "answer", throttled)
+        throttling.setattr(AttemptLedger, "settle", lambda self, *a, **k: throttled(self, None, None))
+        run_to_end(give_up_and_let_its_cancel_run())
+    assert serving in _existing("endpoints")
+    # Nor counted as stopped: the give-up recorded no target for what it adopted.
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + SWEEP_GRACE_SECONDS + 1))] == ["not found yet"]
     assert serving in _existing("endpoints")
 
 
@@ -451,3 +461,21 @@ def test_only_a_job_the_sweep_can_tell_is_said_to_be_stopped_by_it(sweep_table, 
         run_to_end(answers.answering(create()))
     assert answers.swept
     assert answers.findable is findable
+
+
+def test_an_abort_deletes_the_endpoint_its_createtask_made_and_never_one_it_adopted(sweep_table, fresh_connectors):
+    """Propeller's abort of an execution sends DeleteTask with the CreateTask's answer (connector/
+    plugin.go ``Abort`` at flyteplugins/v1.16.8). An endpoint task of a fixed name answered "already
+    exists" for a person's endpoint (the plugin adopts it) must leave that endpoint serving; one it
+    made itself is deleted."""
+    connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    serving = f"prod-{uuid.uuid4().hex[:8]}"
+    config = _endpoint_config(serving)
+    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    made = _create(connector, _endpoint_template(f"own-{serving}", config), f"own{uuid.uuid4().hex[:6]}")
+    _already_exists(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", "endpoint")
+    adopted = _create(connector, _endpoint_template(serving, config), f"deploy{uuid.uuid4().hex[:6]}")
+    run_to_end(connector.delete(adopted))
+    run_to_end(connector.delete(made))
+    assert serving in _existing("endpoints")
+    assert f"own-{serving}" not in _existing("endpoints")

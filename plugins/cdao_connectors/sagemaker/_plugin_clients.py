@@ -111,10 +111,10 @@ _DESCRIBED: ContextVar[list[tuple[StatusCache, Hashable, Any]] | None] = Context
 # create "already exists" (the plugin then answers the existing job).
 _ATTEMPT_TAG: ContextVar[dict[str, str] | None] = ContextVar("sagemaker_attempt_tag", default=None)
 _ADOPTED: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted", default=None)
-# Set for the duration of a CreateTask of a BulkheadPluginConnector: non-empty once its create
-# answered a job or endpoint not known to be this attempt's (BulkheadPluginConnector._adopt), which
-# its give-up leaves running.
-_FOREIGN: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted_foreign", default=None)
+# Set for the duration of a CreateTask of a BulkheadPluginConnector: its attempt's answers, whose
+# ``adopted`` says the create answered a job or endpoint not known to be this attempt's
+# (BulkheadPluginConnector._adopt): its give-up records no sweep target for it.
+_ANSWERS: ContextVar[AttemptAnswers | None] = ContextVar("sagemaker_create_answers", default=None)
 # The flyte-attempt tag of a job or endpoint an attempt answered that another attempt made: no
 # attempt's tag (cdao_connectors._common.attempt_tag_value is 32 hex digits), so no sweep stops it.
 ADOPTED = "adopted"
@@ -492,18 +492,17 @@ class BulkheadPluginConnector:
         # each attempt afresh (launcher.go ``launch`` at flyteplugins/v1.16.8): a new job.
         reset_tag = _ATTEMPT_TAG.set(attempt_tag(seed))
         reset_adopted = _ADOPTED.set([])
-        foreign: list[bool] = []
-        reset_foreign = _FOREIGN.set(foreign)
+        reset_answers = _ANSWERS.set(answers)
         try:
             return await self._bounded(
                 self._create_unless_stopped(*args, **kwargs),
                 deadline=_deadlines.CREATE_TASK_SECONDS,
                 what="CreateTask",
-                cancel_late=functools.partial(self._cancel_if_made, foreign),
+                cancel_late=self.delete,
                 answers=answers,
             )
         finally:
-            _FOREIGN.reset(reset_foreign)
+            _ANSWERS.reset(reset_answers)
             _ADOPTED.reset(reset_adopted)
             _ATTEMPT_TAG.reset(reset_tag)
 
@@ -531,9 +530,9 @@ class BulkheadPluginConnector:
                 return resource_meta
             name = str(config[field])
         kind = _ADOPTABLE[field]
-        foreign = _FOREIGN.get()
-        if foreign is not None:
-            foreign.append(True)  # until its tag says this attempt made it
+        answers = _ANSWERS.get()
+        if answers is not None:
+            answers.adopted = True  # until its tag says this attempt made it
         with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
             described, _ = await self._call(  # type: ignore[attr-defined]
                 method=kind.describe, config={field: name}, region=resource_meta.region
@@ -546,31 +545,21 @@ class BulkheadPluginConnector:
                     "give-up, or failed (an earlier attempt's, when its name does not derive from the "
                     "attempt); the task's next attempt, if one is left, starts anew"
                 )
-            await self._adopt(described[kind.arn_key], resource_meta.region, foreign)
+            await self._adopt(described[kind.arn_key], resource_meta.region, answers)
         return resource_meta
 
-    async def _adopt(self, arn: str, region: str | None, foreign: list[bool] | None) -> None:
+    async def _adopt(self, arn: str, region: str | None, answers: AttemptAnswers | None) -> None:
         """Takes the existing job or endpoint ``arn`` this create answered as this attempt's only when
-        its ``flyte-attempt`` tag is the attempt's (a repeated CreateTask of the attempt: ``foreign``
-        emptied). One another attempt made keeps running for this one, so its maker's sweep must not
-        stop it (:func:`find_attempts_job`): its tag becomes :data:`ADOPTED`, which no attempt's is.
-        Neither this create's give-up nor its sweep ever stops a job it did not make (a person's
-        endpoint of the task's fixed name may serve production)."""
+        its ``flyte-attempt`` tag is the attempt's (a repeated CreateTask of the attempt: ``answers``'
+        ``adopted`` cleared). One another attempt made keeps running for this one, so its maker's
+        sweep must not stop it (:func:`find_attempts_job`): its tag becomes :data:`ADOPTED`, which no
+        attempt's is. One a person made (untagged) is left untagged. Neither is ever stopped by this
+        attempt (:meth:`delete`)."""
         own = _ATTEMPT_TAG.get()
-        pages, token = [], None
-        while True:
-            page, _ = await self._call(  # type: ignore[attr-defined]
-                method="list_tags",
-                config={"ResourceArn": arn, **({"NextToken": token} if token else {})},
-                region=region,
-            )
-            pages.append(page)
-            if not (token := page.get("NextToken")):
-                break
-        made_by = next((t["Value"] for p in pages for t in p.get("Tags", []) if t["Key"] == ATTEMPT_TAG_KEY), None)
+        made_by = await self._attempt_tag_on(arn, region)
         if own is not None and made_by == own["Value"]:
-            if foreign is not None:
-                foreign.clear()
+            if answers is not None:
+                answers.adopted = False
             return
         if made_by is not None and made_by != ADOPTED:
             await self._call(  # type: ignore[attr-defined]
@@ -579,18 +568,48 @@ class BulkheadPluginConnector:
                 region=region,
             )
 
-    async def _cancel_if_made(self, foreign: list[bool], resource_meta: Any) -> None:
-        """A give-up's cancel of the job its create answered (:meth:`delete`), unless the create
-        answered one this attempt did not make (``foreign`` non-empty: :meth:`_adopt`), which runs on
-        for whoever follows it."""
-        if foreign:
-            _log.warning(
-                "%s: gave up on %s, which this attempt's create found made by another; it runs on",
-                self.name,
-                _job_name(resource_meta),
+    async def _attempt_tag_on(self, arn: str, region: str | None) -> str | None:
+        """The ``flyte-attempt`` tag's value on the job or endpoint ``arn`` (ListTags, every page), if any."""
+        token = None
+        while True:
+            page, _ = await self._call(  # type: ignore[attr-defined]
+                method="list_tags",
+                config={"ResourceArn": arn, **({"NextToken": token} if token else {})},
+                region=region,
             )
-            return
-        await self.delete(resource_meta)
+            found = next((t["Value"] for t in page.get("Tags", []) if t["Key"] == ATTEMPT_TAG_KEY), None)
+            if found is not None or not (token := page.get("NextToken")):
+                return found
+
+    async def _made_elsewhere(self, resource_meta: Any) -> str | None:
+        """Why this attempt must not stop the job or endpoint ``resource_meta`` names: its
+        ``flyte-attempt`` tag is not the one its create's request carried (a job of a fixed name
+        another attempt or a person made, which the create adopted: :meth:`_adopt`). None when it is
+        the attempt's, gone, or cannot be told: a Pythonic job's name derives from the attempt, and a
+        request that carried no such tag (a ``Tags`` placeholder) is stopped as the plugin stops it."""
+        config = getattr(resource_meta, "config", None)
+        tags = config.get("Tags") if isinstance(config, dict) else None
+        own = (
+            next((t.get("Value") for t in tags if t.get("Key") == ATTEMPT_TAG_KEY), None)
+            if isinstance(tags, list)
+            else None
+        )
+        field = next((k for k in _ADOPTABLE if config.get(k)), "") if own else ""
+        if not field:
+            return None
+        kind, name = _ADOPTABLE[field], str(config[field])
+        try:
+            described, _ = await self._call(  # type: ignore[attr-defined]
+                method=kind.describe, config={field: name}, region=resource_meta.region
+            )
+        except CustomException as exc:
+            if job_is_gone(exc.original_exception):
+                return None
+            raise
+        made_by = await self._attempt_tag_on(described[kind.arn_key], resource_meta.region)
+        if made_by == own:
+            return None
+        return f"{field}={name} carries {ATTEMPT_TAG_KEY}={made_by}, not this attempt's {own}"
 
     @classmethod
     def _artifact_exists(cls, output_prefix: str, name: str) -> bool:
@@ -661,7 +680,22 @@ class BulkheadPluginConnector:
         return self.metadata_type(config={lookup["name_field"]: name}, region=region)
 
     @serving
-    async def delete(self, *args: Any, **kwargs: Any) -> Any:
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> Any:
+        """The plugin's delete (a DeleteTask: propeller's abort; a give-up's or the sweep's cancel),
+        within propeller's DeleteTask deadline; nothing for a job or endpoint this attempt did not
+        make (:meth:`_made_elsewhere`): the plugin's create adopts one of its name, and a person's
+        endpoint may serve production."""
         return await self._bounded(
-            super().delete(*args, **kwargs), deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"
+            self._delete_if_made_here(resource_meta, **kwargs),
+            deadline=_deadlines.DELETE_TASK_SECONDS,
+            what="DeleteTask",
         )
+
+    async def _delete_if_made_here(self, resource_meta: Any, **kwargs: Any) -> Any:
+        elsewhere = await self._made_elsewhere(resource_meta)
+        if elsewhere is not None:
+            _log.warning(
+                "%s: not stopping %s: this attempt did not make it (%s)", self.name, _job_name(resource_meta), elsewhere
+            )
+            return None
+        return await super().delete(resource_meta, **kwargs)  # type: ignore[misc]
