@@ -216,7 +216,24 @@ def mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMlflow]:
         yield fake
 
 
-def test_distributed_training_pipeline_trains_and_registers_the_model_in_mlflow(mlflow: FakeMlflow) -> None:
+# How often torch elastic's agent looks at its workers (flytekit's `Elastic.monitor_interval`, 5 s by
+# default, flytekitplugins/kfpytorch/task.py, flytekitplugins-kfpytorch 1.16.31; the agent sleeps it
+# before every look, torch/distributed/elastic/agent/server/api.py `_invoke_run`, torch 2.13.0): a
+# local group whose workers finish in 2 s is otherwise noticed done only at the next 5 s tick. The
+# smallest whole number of seconds, as `Elastic` declares the field an int.
+LOCAL_MONITOR_INTERVAL = 1
+
+
+def test_distributed_training_pipeline_trains_and_registers_the_model_in_mlflow(
+    mlflow: FakeMlflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local run is one node of the pipeline's elastic "1:2" group: torch's c10d rendezvous waits
+    # `last_call_timeout` (5 s in the pipeline) for the second node before it starts with one
+    # (torch/distributed/elastic/rendezvous/dynamic_rendezvous.py, torch 2.13.0; it reads whole
+    # seconds and refuses 0). The group, its training and what it records are the same with 1 s;
+    # monkeypatch restores the pipeline's values, which its pods read from the module on the cluster.
+    monkeypatch.setitem(dt.ELASTIC.rdzv_configs, "last_call_timeout", 1)
+    monkeypatch.setattr(dt.ELASTIC, "monitor_interval", LOCAL_MONITOR_INTERVAL)
     result = dt.distributed_training_pipeline(epochs=12, experiment="digits-test", registered_model="digits-test")
     assert result.test_accuracy >= 0.9  # chance is 0.10
     assert result.model_version == "1"
@@ -290,7 +307,13 @@ def _saved(model: Any, name: Path) -> Any:
 def test_two_processes_train_one_model_with_gloo() -> None:
     """The same task body as a two-process group (what two GPU pods are on the cluster)."""
     two = PytorchElasticFunctionTask(
-        task_config=dt.Elastic(nnodes=1, nproc_per_node=2, start_method="spawn", increase_shared_mem=False),
+        task_config=dt.Elastic(
+            nnodes=1,
+            nproc_per_node=2,
+            start_method="spawn",
+            monitor_interval=LOCAL_MONITOR_INTERVAL,
+            increase_shared_mem=False,
+        ),
         task_function=dt.train_ddp.task_function,
     )
     trained = two(epochs=12, lr=0.05, batch_size=64)
