@@ -91,6 +91,16 @@ def _create(connector, application: str, execution: str, retry: int = 0) -> Any:
     )
 
 
+def _lose_the_answer(client, operation: str) -> None:
+    """EMR Serverless carries ``operation`` out (moto), then its answer is lost: botocore's read
+    timeout, raised after the call (``after-call``), so it is not retried."""
+
+    def lost(http_response, **_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url=http_response.url)
+
+    client.meta.events.register(f"after-call.emr-serverless.{operation}", lost)
+
+
 def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_table, application, fresh_connectors):
     """The fault: EMR Serverless started the run, StartJobRun's answer was lost; the CreateTask
     failed (its attempt fails, the next one starts a new run), and the run went on with nobody to
@@ -108,10 +118,7 @@ def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_tabl
     others = set(_runs(application))
     connector = _connector(fresh_connectors)
 
-    def lost(http_response, **_: Any) -> None:  # after the call: botocore does not retry it
-        raise ReadTimeoutError(endpoint_url=http_response.url)
-
-    connector.backend.aws("emr-serverless", REGION).meta.events.register("after-call.emr-serverless.StartJobRun", lost)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
     with pytest.raises(Exception, match="Read timeout"):
         _create(connector, application, f"lost{uuid.uuid4().hex[:8]}")
     ((run, state),) = {r: s for r, s in _runs(application).items() if r not in others}.items()
@@ -214,4 +221,21 @@ def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
         _create(connector, application, execution)
     swept = sweep_once(ledger(LEASE_SECONDS + 1))
     assert [s.outcome for s in swept] == ["cancelled"], swept
+    assert _runs(application)[run] == "CANCELLED"
+
+
+def test_a_run_is_found_though_the_connectors_clock_runs_ahead_of_emr_serverless(
+    sweep_table, application, fresh_connectors, monkeypatch
+):
+    """The run's ``createdAt`` is EMR Serverless's clock, the time its attempt was named the
+    connector's (the attempt table's, time.time): with the connector's clock two minutes ahead, a
+    listing from that time alone would miss the run the attempt started."""
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    now = time.time
+    monkeypatch.setattr(time, "time", lambda: now() + 120)
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, application, f"ahead{uuid.uuid4().hex[:8]}")
+    (run,) = _runs(application)
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
     assert _runs(application)[run] == "CANCELLED"
