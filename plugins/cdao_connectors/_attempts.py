@@ -891,6 +891,29 @@ class AttemptLedger:
                 "sent; it is not sent, and the task's next attempt, if one is left, starts a new job"
             ) from None
 
+    def mark_unless(self, key: str, mark: str, unless: str) -> bool:
+        """Sets the attribute ``mark`` (now, epoch seconds) on the item ``key`` unless it holds
+        ``unless``; whether it did. Of two such marks of one item that exclude each other, DynamoDB
+        applies one (a conditional write). The item expires as every claim does."""
+        now = self._clock()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={ATTEMPT_KEY: {"S": key}},
+                UpdateExpression=f"SET #m = :now, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)",
+                ConditionExpression="attribute_not_exists(#u)",
+                ExpressionAttributeNames={"#m": mark, "#u": unless},
+                ExpressionAttributeValues={
+                    ":now": {"N": repr(now)},
+                    ":expires": {"N": str(int(now + RETENTION_SECONDS))},
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return False
+        return True
+
     def due(self, limit: int) -> list[str]:
         """Up to ``limit`` attempts of the sweep index due now, earliest first (a ``Query`` of the
         index, eventually consistent as every read of a global secondary index is: the sweeper

@@ -8,11 +8,13 @@ cancelled it. The create now records the application, the run's name and the att
 ``flyte-attempt`` tag just before StartJobRun is sent, and the sweep cancels the application's run
 of that name created since then whose tags hold the attempt's (a task's runs all share its name).
 
-EMR Serverless is moto as a server, with two of its answers made as AWS gives them: a run's
+EMR Serverless is moto as a server, with three of its answers made as AWS gives them: a run's
 ``createdAt`` is its creation time (botocore emr-serverless/2021-07-13 ``JobRun.createdAt``, "The
 date and time when the job run was created"; moto 5.2.5 ``emrserverless/models.py`` ``JobRun``
 truncates it to midnight UTC, which ``createdAtAfter`` then filters out), and a run goes on after
-StartJobRun (moto's start ``SUCCESS``, its ``JOB_STATUS``).
+StartJobRun (moto's start ``SUCCESS``, its ``JOB_STATUS``), and StartJobRun with a client token
+it has seen answers that run (botocore marks ``clientToken`` an ``idempotencyToken``; moto starts
+another).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ ACCOUNT = "123456789012"
 def application(aws_env, monkeypatch) -> str:
     """A started application like infra/'s, whose runs moto makes as AWS does (module docstring)."""
     from moto.core.utils import utcnow  # noqa: PLC0415
-    from moto.emrserverless.models import JobRun  # noqa: PLC0415
+    from moto.emrserverless.models import EMRServerlessBackend, JobRun  # noqa: PLC0415
 
     made = JobRun.__init__
 
@@ -54,6 +56,15 @@ def application(aws_env, monkeypatch) -> str:
 
     monkeypatch.setattr(JobRun, "__init__", made_now)
     monkeypatch.setattr("moto.emrserverless.models.JOB_STATUS", "RUNNING")
+    started = EMRServerlessBackend.start_job_run
+
+    def idempotent(backend, application_id, client_token, *args: Any, **kwargs: Any) -> Any:
+        # StartJobRun's clientToken is an idempotencyToken (botocore emr-serverless/2021-07-13): a
+        # token seen before answers its run; moto stores the token without deduplicating.
+        seen = [r for r in backend.job_runs.get(application_id, []) if r.client_token == client_token]
+        return seen[0] if seen else started(backend, application_id, client_token, *args, **kwargs)
+
+    monkeypatch.setattr(EMRServerlessBackend, "start_job_run", idempotent)
     client = boto3.client("emr-serverless", region_name=REGION)
     return client.create_application(name="cdao-sweep", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
 
@@ -239,3 +250,57 @@ def test_a_run_is_found_though_the_connectors_clock_runs_ahead_of_emr_serverless
     (run,) = _runs(application)
     assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
     assert _runs(application)[run] == "CANCELLED"
+
+
+def _application_state(application: str, state: str) -> None:
+    """Sets ``application``'s state in moto (ApplicationState, botocore emr-serverless/2021-07-13):
+    moto starts an application at once, AWS takes minutes, in STARTING."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    emrserverless_backends[ACCOUNT][REGION].applications[application].state = state
+
+
+def _pending(application: str) -> Any:
+    """A CreateTask's answer while its application was still starting (the plugin defers the
+    submission to get(): ``pending_job_request``, connector.py ``create``), with the attempt's token."""
+    from flytekitplugins.awsemrserverless.connector import EMRServerlessJobMetadata  # noqa: PLC0415
+
+    request = {
+        "execution_role_arn": f"arn:aws:iam::{ACCOUNT}:role/cdao-emr-job",
+        "job_driver": {"sparkSubmit": {"entryPoint": "s3://flyte-data/e.py"}},
+        "client_token": uuid.uuid4().hex,
+        "name": "pending-task",
+    }
+    return EMRServerlessJobMetadata(
+        application_id=application, job_run_id="", region=REGION, pending_job_request=request
+    )
+
+
+def test_a_deferred_run_is_never_submitted_after_its_deletetask(sweep_table, application, fresh_connectors):
+    """Propeller aborts while the application is starting: DeleteTask finds no run to cancel. A
+    GetTask it had queued before (its cache deletes the task only on the next sync: flytestdlib
+    cache/in_memory_auto_refresh.go ``DeleteDelayed``, flyteplugins/v1.16.8 webapi core.go
+    ``Finalize``) comes once the application started: it must not submit the run, nobody would
+    follow it; and a DeleteTask after a GetTask submitted it cancels it."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    _application_state(application, "STARTING")
+    aborted = _pending(application)
+    run_to_end(connector.delete(aborted))
+    _application_state(application, "STARTED")
+    assert run_to_end(connector.get(aborted)).phase == TaskExecution.ABORTED
+    assert _runs(application) == {}
+
+    followed = _pending(application)
+    assert run_to_end(connector.get(followed)).phase == TaskExecution.RUNNING
+    (run,) = _runs(application)
+    other_replica = type(connector)()
+    # Its DeleteTask read the application as starting just before the GetTask submitted the run:
+    # an error (propeller retries the DeleteTask), then the run is cancelled.
+    _application_state(application, "STARTING")
+    with pytest.raises(Exception, match="submitted the pending request"):
+        run_to_end(other_replica.delete(followed))
+    _application_state(application, "STARTED")
+    run_to_end(other_replica.delete(followed))
+    assert _runs(application) == {run: "CANCELLED"}

@@ -43,12 +43,13 @@ just before it is sent (:func:`cdao_connectors._attempts.name_the_job`), from wh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import ConnectorRegistry
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource
 from flytekit.extend.backend.utils import is_terminal_phase
 from flytekit.models.task import TaskTemplate
 from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
@@ -67,6 +68,7 @@ from cdao_connectors import _deadlines
 from cdao_connectors._attempts import (
     AttemptAbandoned,
     AttemptAnswers,
+    AttemptLedger,
     JobCannotBeFound,
     attempt_item,
     checking_created_job,
@@ -99,7 +101,7 @@ from cdao_connectors._status_cache import (
     Unreadable,
     refresh_period,
 )
-from cdao_connectors.config import EMRConfig, aws_region, status_refresh_seconds
+from cdao_connectors.config import EMRConfig, attempt_table, aws_region, status_refresh_seconds
 from cdao_connectors.emr.task import check_execution_timeout
 
 _BACKEND = "EMR Serverless"
@@ -151,6 +153,10 @@ _STALE: ContextVar[list[str] | None] = ContextVar("emr_serverless_stale_statuses
 # Set for one get()/delete(): the job run ids StartJobRun answered in it (a pending run's deferred
 # submission), so the connector records the run its request started.
 _STARTED: ContextVar[list[str] | None] = ContextVar("emr_serverless_started_runs", default=None)
+# Set for one GetTask of a pending request: run before its deferred StartJobRun is sent, it records
+# the submission in the attempt table unless a DeleteTask recorded the attempt's cancel first
+# (IdempotentEMRServerlessConnector._claim_submission); raises _SubmissionCancelled then.
+_SUBMITTING: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("emr_serverless_submitting", default=None)
 
 
 class _RunGone(LookupError):
@@ -397,6 +403,9 @@ class _TokenPinningHandler:
         return await read(self._handler.region, application_id, job_run_id)
 
     async def start_job_run(self, *args: Any, **kwargs: Any) -> Any:
+        submitting = _SUBMITTING.get()
+        if submitting is not None:
+            await submitting()
         token = _CLIENT_TOKEN.get()
         if token is not None:
             kwargs["client_token"] = token
@@ -412,6 +421,19 @@ class _TokenPinningHandler:
 
 class _CallRefused(RuntimeError):
     """An error of a call the plugin would have swallowed."""
+
+
+class _SubmissionCancelled(RuntimeError):
+    """A DeleteTask cancelled the pending request before a GetTask submitted it."""
+
+
+# The attempt table's marks of a pending request (by its client token): a GetTask's deferred
+# StartJobRun and a DeleteTask that found nothing to cancel exclude each other (AttemptLedger.mark_unless).
+_SUBMITTED, _CANCELLED = "submitted", "cancelled"
+
+
+def _submission_item(resource_meta: Any) -> str:
+    return attempt_item("emr-serverless-submission", resource_meta.pending_job_request["client_token"])
 
 
 class _ApplicationGone(RuntimeError):
@@ -686,11 +708,42 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
                     )
         return resource_meta
 
+    def _ledger(self) -> AttemptLedger:
+        return AttemptLedger(self.backend.aws("dynamodb", aws_region()), attempt_table())
+
+    async def _mark(self, resource_meta: Any, mark: str, unless: str, deadline: float) -> bool:
+        item = _submission_item(resource_meta)
+        return await self.backend.call(
+            lambda: self._ledger().mark_unless(item, mark, unless), deadline=deadline, what="attempt ledger update"
+        )
+
+    async def _claim_submission(self, resource_meta: Any) -> None:
+        """Before a GetTask's deferred StartJobRun of ``resource_meta``'s pending request: records the
+        submission, or raises :class:`_SubmissionCancelled` when a DeleteTask found nothing to cancel
+        first (the application was still starting): the run would be nobody's."""
+        if not await self._mark(resource_meta, _SUBMITTED, _CANCELLED, _deadlines.GET_TASK_SECONDS):
+            raise _SubmissionCancelled(
+                f"EMR Serverless job run of application {resource_meta.application_id} was cancelled "
+                "before it was submitted (its task was aborted while the application started)"
+            )
+
     @serving
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
         asked = resource_meta
         resource_meta = self._with_started_run(asked)
+        pending = self._pending_key(resource_meta) is not None
+        reset_submitting = _SUBMITTING.set(
+            functools.partial(self._claim_submission, resource_meta) if pending else None
+        )
+        try:
+            return await self._get(asked, resource_meta, **kwargs)
+        except _SubmissionCancelled as cancelled:
+            return Resource(phase=TaskExecution.ABORTED, message=str(cancelled))
+        finally:
+            _SUBMITTING.reset(reset_submitting)
+
+    async def _get(self, asked: Any, resource_meta: Any, **kwargs: Any) -> Any:
         reset = _STATUS_READ.set(self._read_status)
         stale: list[str] = []
         reset_stale = _STALE.set(stale)
@@ -722,13 +775,27 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         started = self._with_started_run(resource_meta)
         with self._recording_started_run(started):
             await within_deadline(
-                self._cancel(started, **kwargs),
+                self._cancel_or_forbid(started, **kwargs),
                 deadline=_deadlines.DELETE_TASK_SECONDS,
                 what="DeleteTask",
                 backend=_BACKEND,
             )
         if (key := self._pending_key(resource_meta)) is not None:
             self._started_runs.pop(key, None)
+
+    async def _cancel_or_forbid(self, resource_meta: Any, **kwargs: Any) -> None:
+        """The cancel; for a pending request whose application is still starting (the plugin's
+        delete() then has nothing to cancel), records the cancel so that no GetTask submits it later
+        (:meth:`_claim_submission`). Raises :class:`_CallRefused` (propeller retries the DeleteTask)
+        when a GetTask submitted it first: the next DeleteTask finds the run and cancels it."""
+        await self._cancel(resource_meta, **kwargs)
+        if self._pending_key(resource_meta) is None or _STARTED.get():
+            return  # a run was named or started (and cancelled) here
+        if not await self._mark(resource_meta, _CANCELLED, _SUBMITTED, _deadlines.DELETE_TASK_SECONDS):
+            raise _CallRefused(
+                f"EMR Serverless job run of application {resource_meta.application_id}: a GetTask submitted the "
+                "pending request while this DeleteTask found the application starting; cancelled when retried"
+            )
 
     async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:
         """The plugin's cancel; a refused CancelJobRun is an error only while the run still goes on.
