@@ -427,7 +427,7 @@ class AttemptAnswers:
         # it; and whether the sweep can find and stop it there, or only count it (shutdown's messages).
         self.swept = claimed
         self.findable = claimed
-        # Set by the connector when the create answered a job it did not make (another attempt's or
+        # Set by the connector when the create answered a job it neither made nor took over (another's or
         # a person's, of a fixed name): a give-up then records no sweep target for it.
         self.adopted = False
 
@@ -460,9 +460,11 @@ class AttemptAnswers:
                 # The claim's own record says what the create left (AttemptLedger._expire); a
                 # request never sent left nothing, and the sweep settled the attempt.
                 raise
-            if not tries and not self._may_have_made(exc):
+            if not tries and not self.adopted and not self._may_have_made(exc):
                 # Unless an earlier CreateTask answered the attempt's job, which propeller no longer
-                # follows (it re-sent this one): the sweep stops that job.
+                # follows (it re-sent this one): the sweep stops that job. A create that found an
+                # existing job of its name (adopted) and then failed leaves it to the sweep too,
+                # which stops it only if it is this attempt's (its tag).
                 self.swept = not await settle_swept(
                     self._backend,
                     self._ledger,

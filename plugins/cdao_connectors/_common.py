@@ -41,6 +41,27 @@ def attempt_seed(task_template: TaskTemplate, output_prefix: str, task_execution
     return "|".join(str(p) for p in parts)
 
 
+def node_seed(task_template: TaskTemplate, task_execution_metadata: Any) -> str:
+    """A string identical for every attempt of one node execution of a task (:func:`attempt_seed`
+    without the attempt's output prefix and retry): SageMaker's :data:`NODE_TAG_KEY` tag tells a
+    job an earlier attempt of the node made, which a later one may take over."""
+    parts: list[str] = []
+    teid = getattr(task_execution_metadata, "task_execution_id", None)
+    if teid is not None:
+        node = teid.node_execution_id
+        ex = node.execution_id
+        parts += [ex.project, ex.domain, ex.name, node.node_id]
+    tid = task_template.id
+    if tid is not None:
+        parts += [tid.project, tid.domain, tid.name, tid.version]
+    return "|".join(str(p) for p in parts)
+
+
+# The tag of the node execution every SageMaker job or endpoint a CreateTask makes carries, beside
+# its attempt's (:data:`ATTEMPT_TAG_KEY`), valued attempt_tag_value(node_seed(...)).
+NODE_TAG_KEY = "flyte-node"
+
+
 # The tag every job a CreateTask makes carries on backends that tag jobs (SageMaker, EMR Serverless):
 # it tells the attempt's job from another of the same name, for the sweep (cdao_connectors._attempts,
 # "Sweeping") and for an operator (plugins/README.md, "Jobs nobody follows").

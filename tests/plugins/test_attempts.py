@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import uuid
@@ -1069,27 +1070,33 @@ def _sagemaker_processing(prefix: str) -> tuple[Any, Any]:
     return ConnectorRegistry.get_connector(task_type), template
 
 
-def test_a_sagemaker_job_whose_check_is_throttled_is_answered_not_orphaned(aws_env):
+def test_a_sagemaker_job_whose_check_is_throttled_fails_the_attempt_and_is_left_to_the_sweep(aws_env):
     """A job the plugin's create adopted (SageMaker's ``ResourceInUse`` for its name) is described
-    once (is it a stopped one?); a throttled Describe must not turn the CreateTask into an error,
-    which fails the attempt and leaves the job with nobody to stop it (launcher.go, plugin.go
-    ``Delete`` at flyteplugins/v1.16.8). botocore's Stubber plays SageMaker, its answers checked
-    against the service model."""
+    (is it a stopped one? whose is it?). Answered unchecked, it could be another attempt's job,
+    which that attempt's sweep would stop while propeller follows it; so a throttled Describe fails
+    the CreateTask (the attempt; propeller starts the next), and the attempt stays in the sweep
+    index, which stops the job should it be this attempt's own (launcher.go, plugin.go ``Delete`` at
+    flyteplugins/v1.16.8: nothing else would). botocore's Stubber plays SageMaker, its answers
+    checked against the service model."""
     from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connector_resources import SWEEP_QUEUE_ATTRIBUTE  # noqa: PLC0415
+    from cdao_connectors._attempts import attempt_item  # noqa: PLC0415
+    from cdao_connectors._common import attempt_seed  # noqa: PLC0415
 
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
     connector, template = _sagemaker_processing(prefix)
     with Stubber(connector.backend.aws("sagemaker", REGION)) as stub:
         stub.add_client_error("create_processing_job", "ResourceInUse", "Job name must be unique")
         stub.add_client_error("describe_processing_job", "ThrottlingException", "Rate exceeded", http_status_code=400)
-        answered = []
-
-        async def create() -> None:
-            answered.append(await connector.create(task_template=template, output_prefix=prefix, inputs=None))
-
-        _run(create())
+        with pytest.raises(Exception, match="Rate exceeded"):
+            _run(connector.create(task_template=template, output_prefix=prefix, inputs=None))
         stub.assert_no_pending_responses()
-    assert answered[0].job_name.startswith("flyte-")
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=os.environ["CDAO_ATTEMPT_TABLE"],
+        Key={"attempt": {"S": attempt_item("sagemaker", attempt_seed(template, prefix, None))}},
+        ConsistentRead=True,
+    )["Item"]
+    assert SWEEP_QUEUE_ATTRIBUTE in item, item
 
 
 # --- A repeat and a give-up's cancel, for the backends that deduplicate by key, token or name ---
@@ -1381,6 +1388,7 @@ def test_a_sagemaker_endpoint_repeat_while_the_give_up_deletes_it_is_refused_not
     the endpoint must not be answered it. botocore's Stubber plays SageMaker."""
     from botocore.stub import Stubber  # noqa: PLC0415
     from cdao_connectors._attempts import AttemptAbandoned  # noqa: PLC0415
+    from cdao_connectors._common import attempt_seed, attempt_tag_value  # noqa: PLC0415
     from flytekit.extend.backend.base_connector import ConnectorRegistry  # noqa: PLC0415
     from flytekit.models.core.identifier import Identifier, ResourceType  # noqa: PLC0415
     from flytekit.models.task import TaskTemplate  # noqa: PLC0415
@@ -1418,8 +1426,20 @@ def test_a_sagemaker_endpoint_repeat_while_the_give_up_deletes_it_is_refused_not
         arn = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{name}"
         stub.add_response("create_endpoint", {"EndpointArn": arn})  # the first create, late
         # The repeat, while the give-up's delete is held, calls nothing: the attempt is marked
-        # abandoned and its record before the create refuses it (AttemptLedger.intend).
-        stub.add_response("delete_endpoint", {})  # the give-up's delete, let go after the repeat
+        # abandoned and its record before the create refuses it (AttemptLedger.intend). The
+        # give-up's delete, let go after the repeat, checks the endpoint is the attempt's (its
+        # flyte-attempt tag: _plugin_clients ``_made_elsewhere``), then deletes it.
+        described = {
+            "EndpointName": name,
+            "EndpointArn": arn,
+            "EndpointStatus": "Creating",
+            "CreationTime": "2026-12-01T00:00:00Z",
+            "LastModifiedTime": "2026-12-01T00:00:00Z",
+        }
+        stub.add_response("describe_endpoint", described)
+        own = attempt_tag_value(attempt_seed(template, prefix, meta))
+        stub.add_response("list_tags", {"Tags": [{"Key": "flyte-attempt", "Value": own}]})
+        stub.add_response("delete_endpoint", {})
         outcome = _run_and_return(_repeat_while_the_give_up_cancels(monkeypatch, create, release.set, connector))
         stub.assert_no_pending_responses()
     assert not _answered_then_cancelled(outcome, bool(deleted)), (outcome, deleted)

@@ -678,7 +678,7 @@ def test_every_request_based_task_names_a_new_job_per_attempt(aws_env, monkeypat
             _create(connector, task_type, request, retry)
     names = [params[name_field] for params in sent]
     assert names[0] != names[1] and names[1] == names[2], names
-    assert all(tag["Key"] == "flyte-attempt" for params in sent for tag in params["Tags"])
+    assert all({tag["Key"] for tag in params["Tags"]} == {"flyte-attempt", "flyte-node"} for params in sent)
 
 
 def test_a_batch_transform_refused_for_quota_names_the_job(aws_env, monkeypatch):

@@ -360,6 +360,33 @@ def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
 
     assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))] == ["not found yet"]
     assert fixed in _existing("endpoints")
+    # Attempt 1 took it over (its flyte-attempt tag): the execution's abort deletes it.
+    run_to_end(connector.delete(followed))
+    assert fixed not in _existing("endpoints")
+
+
+def test_an_endpoint_the_next_attempt_could_not_take_over_is_not_answered_and_is_swept(
+    sweep_table, fresh_connectors, add_tags_overwrites, one_try
+):
+    """As above, but attempt 1's take-over (AddTags) is throttled: answered, the endpoint would keep
+    attempt 0's tag and attempt 0's sweep would delete it while propeller follows it. Attempt 1
+    fails instead, and attempt 0's sweep deletes the endpoint nobody follows."""
+    connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    sm = connector.backend.aws("sagemaker", REGION)
+    execution = f"adopt{uuid.uuid4().hex[:6]}"
+    fixed = f"serve-{execution}"
+    template = _endpoint_template(fixed, _endpoint_config(f"cfg-{execution}"))
+    _lose_the_answer(sm, "CreateEndpoint")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, template, execution, retry=0)
+    sm.meta.events.unregister("after-call.sagemaker.CreateEndpoint", unique_id="lose-CreateEndpoint")
+    _already_exists(sm, "CreateEndpoint", "endpoint")
+    _refuse(sm, "AddTags", 400, "ThrottlingException")
+    with pytest.raises(Exception, match="ThrottlingException"):
+        _create(connector, template, execution, retry=1)
+    # Attempt 0's sweep deletes its endpoint; attempt 1's finds none of its own (not yet, then never).
+    assert sorted(s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))) == ["cancelled", "not found yet"]
+    assert fixed not in _existing("endpoints")
 
 
 def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(sweep_table, fresh_connectors):

@@ -58,7 +58,6 @@ from cdao_connectors._attempts import (
     AttemptAnswers,
     JobCannotBeFound,
     attempt_item,
-    checking_created_job,
     name_the_job,
 )
 from cdao_connectors._backends import (
@@ -72,8 +71,10 @@ from cdao_connectors._backends import (
 )
 from cdao_connectors._common import (
     ATTEMPT_TAG_KEY,
+    NODE_TAG_KEY,
     attempt_seed,
     attempt_tag_value,
+    node_seed,
     noting_staleness,
     says_attempts_left,
 )
@@ -107,17 +108,15 @@ _DESCRIBED: ContextVar[list[tuple[StatusCache, Hashable, Any]] | None] = Context
     "sagemaker_described_statuses", default=None
 )
 # Set for the duration of a CreateTask of a BulkheadPluginConnector: the tag that makes its request,
-# and so the plugin's ``{idempotence_token}``, the attempt's own; and whether SageMaker answered its
-# create "already exists" (the plugin then answers the existing job).
+# and so the plugin's ``{idempotence_token}``, the attempt's own; its node execution's tag; and
+# whether SageMaker answered its create "already exists" (the plugin then answers the existing job).
 _ATTEMPT_TAG: ContextVar[dict[str, str] | None] = ContextVar("sagemaker_attempt_tag", default=None)
+_NODE_TAG: ContextVar[dict[str, str] | None] = ContextVar("sagemaker_node_tag", default=None)
 _ADOPTED: ContextVar[list[bool] | None] = ContextVar("sagemaker_create_adopted", default=None)
 # Set for the duration of a CreateTask of a BulkheadPluginConnector: its attempt's answers, whose
 # ``adopted`` says the create answered a job or endpoint not known to be this attempt's
 # (BulkheadPluginConnector._adopt): its give-up records no sweep target for it.
 _ANSWERS: ContextVar[AttemptAnswers | None] = ContextVar("sagemaker_create_answers", default=None)
-# The flyte-attempt tag of a job or endpoint an attempt answered that another attempt made: no
-# attempt's tag (cdao_connectors._common.attempt_tag_value is 32 hex digits), so no sweep stops it.
-ADOPTED = "adopted"
 _SHARED: dict[str, Backend] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -411,8 +410,9 @@ class BulkheadPluginConnector:
         creating = tag is not None and method.startswith("create_")
         if creating and isinstance(config, dict):
             tags = config.setdefault("Tags", [])
-            if isinstance(tags, list) and tag not in tags and len(tags) < _MAX_TAGS:
-                tags.append(dict(tag))
+            for added in (tag, _NODE_TAG.get()):
+                if added is not None and isinstance(tags, list) and added not in tags and len(tags) < _MAX_TAGS:
+                    tags.append(dict(added))
         try:
             return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
         except CustomException as exc:
@@ -491,6 +491,8 @@ class BulkheadPluginConnector:
         # attempt after a give-up would be answered the job the give-up stopped. Propeller starts
         # each attempt afresh (launcher.go ``launch`` at flyteplugins/v1.16.8): a new job.
         reset_tag = _ATTEMPT_TAG.set(attempt_tag(seed))
+        node = node_seed(template, kwargs.get("task_execution_metadata"))
+        reset_node = _NODE_TAG.set({"Key": NODE_TAG_KEY, "Value": attempt_tag_value(node)})
         reset_adopted = _ADOPTED.set([])
         reset_answers = _ANSWERS.set(answers)
         try:
@@ -504,6 +506,7 @@ class BulkheadPluginConnector:
         finally:
             _ANSWERS.reset(reset_answers)
             _ADOPTED.reset(reset_adopted)
+            _NODE_TAG.reset(reset_node)
             _ATTEMPT_TAG.reset(reset_tag)
 
     async def _create_unless_stopped(self, *args: Any, **kwargs: Any) -> Any:
@@ -532,44 +535,52 @@ class BulkheadPluginConnector:
         kind = _ADOPTABLE[field]
         answers = _ANSWERS.get()
         if answers is not None:
-            answers.adopted = True  # until its tag says this attempt made it
-        with checking_created_job(self.name, f"SageMaker {field.removesuffix('Name')} {name}"):
-            described, _ = await self._call(  # type: ignore[attr-defined]
-                method=kind.describe, config={field: name}, region=resource_meta.region
+            answers.adopted = True  # until its tags say this attempt made it, or takes it over
+        # No check failing here is answered as the job (unlike checking_created_job): an earlier
+        # attempt's job this attempt did not take over would be stopped by that attempt's sweep
+        # while propeller follows it. Failing costs this attempt only; what the job's maker left
+        # (another attempt's, or this one's earlier CreateTask's) stays in its sweep.
+        described, _ = await self._call(  # type: ignore[attr-defined]
+            method=kind.describe, config={field: name}, region=resource_meta.region
+        )
+        status = described.get(kind.status_key)
+        if status in kind.abandoned:
+            raise AttemptAbandoned(
+                f"{self.name}: SageMaker answered this attempt's create with its existing "
+                f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
+                "give-up, or failed (an earlier attempt's, when its name does not derive from the "
+                "attempt); the task's next attempt, if one is left, starts anew"
             )
-            status = described.get(kind.status_key)
-            if status in kind.abandoned:
-                raise AttemptAbandoned(
-                    f"{self.name}: SageMaker answered this attempt's create with its existing "
-                    f"{field.removesuffix('Name')} {name}, which is {status}: it was stopped or deleted by a "
-                    "give-up, or failed (an earlier attempt's, when its name does not derive from the "
-                    "attempt); the task's next attempt, if one is left, starts anew"
-                )
-            await self._adopt(described[kind.arn_key], resource_meta.region, answers)
+        await self._adopt(described[kind.arn_key], resource_meta.region, answers)
         return resource_meta
 
     async def _adopt(self, arn: str, region: str | None, answers: AttemptAnswers | None) -> None:
-        """Takes the existing job or endpoint ``arn`` this create answered as this attempt's only when
-        its ``flyte-attempt`` tag is the attempt's (a repeated CreateTask of the attempt: ``answers``'
-        ``adopted`` cleared). One another attempt made keeps running for this one, so its maker's
-        sweep must not stop it (:func:`find_attempts_job`): its tag becomes :data:`ADOPTED`, which no
-        attempt's is. One a person made (untagged) is left untagged. Neither is ever stopped by this
-        attempt (:meth:`delete`)."""
-        own = _ATTEMPT_TAG.get()
-        made_by = await self._attempt_tag_on(arn, region)
-        if own is not None and made_by == own["Value"]:
-            if answers is not None:
-                answers.adopted = False
-            return
-        if made_by is not None and made_by != ADOPTED:
-            await self._call(  # type: ignore[attr-defined]
-                method="add_tags",
-                config={"ResourceArn": arn, "Tags": [{"Key": ATTEMPT_TAG_KEY, "Value": ADOPTED}]},
-                region=region,
-            )
+        """Whose the existing job or endpoint ``arn`` this create answered is, by its tags:
 
-    async def _attempt_tag_on(self, arn: str, region: str | None) -> str | None:
-        """The ``flyte-attempt`` tag's value on the job or endpoint ``arn`` (ListTags, every page), if any."""
+        * this attempt's (a repeated CreateTask of it): ``answers``' ``adopted`` cleared;
+        * an earlier attempt's of this node execution (its answer lost, its attempt failed): this
+          attempt takes it over, its ``flyte-attempt`` tag becoming this attempt's before the answer,
+          so that the earlier attempt's sweep leaves it and this attempt's abort, give-up or sweep
+          stops it; a failed re-tag fails this CreateTask (the earlier attempt's sweep stops the job);
+        * anyone else's (a person's, another execution's, of a fixed name): left as it is, and
+          never stopped by this attempt (:meth:`delete`); ``adopted`` stays set."""
+        own, node = _ATTEMPT_TAG.get(), _NODE_TAG.get()
+        tags = await self._tags_on(arn, region)
+        made_by = tags.get(ATTEMPT_TAG_KEY)
+        if own is None or made_by is None:
+            return
+        if made_by != own["Value"]:
+            if node is None or tags.get(NODE_TAG_KEY) != node["Value"]:
+                return
+            await self._call(  # type: ignore[attr-defined]
+                method="add_tags", config={"ResourceArn": arn, "Tags": [dict(own)]}, region=region
+            )
+        if answers is not None:
+            answers.adopted = False
+
+    async def _tags_on(self, arn: str, region: str | None) -> dict[str, str]:
+        """The tags on the job or endpoint ``arn`` (ListTags, every page), by key."""
+        tags: dict[str, str] = {}
         token = None
         while True:
             page, _ = await self._call(  # type: ignore[attr-defined]
@@ -577,9 +588,9 @@ class BulkheadPluginConnector:
                 config={"ResourceArn": arn, **({"NextToken": token} if token else {})},
                 region=region,
             )
-            found = next((t["Value"] for t in page.get("Tags", []) if t["Key"] == ATTEMPT_TAG_KEY), None)
-            if found is not None or not (token := page.get("NextToken")):
-                return found
+            tags.update({t["Key"]: t.get("Value", "") for t in page.get("Tags", [])})
+            if not (token := page.get("NextToken")):
+                return tags
 
     async def _made_elsewhere(self, resource_meta: Any) -> str | None:
         """Why this attempt must not stop the job or endpoint ``resource_meta`` names: its
@@ -606,7 +617,7 @@ class BulkheadPluginConnector:
             if job_is_gone(exc.original_exception):
                 return None
             raise
-        made_by = await self._attempt_tag_on(described[kind.arn_key], resource_meta.region)
+        made_by = (await self._tags_on(described[kind.arn_key], resource_meta.region)).get(ATTEMPT_TAG_KEY)
         if made_by == own:
             return None
         return f"{field}={name} carries {ATTEMPT_TAG_KEY}={made_by}, not this attempt's {own}"
