@@ -338,13 +338,10 @@ def add_tags_overwrites(monkeypatch) -> None:
     monkeypatch.setattr(SageMakerModelBackend, "add_tags", add_tags)
 
 
-def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
-    sweep_table, fresh_connectors, add_tags_overwrites
-):
-    """An endpoint task of a fixed name: attempt 0's CreateEndpoint made the endpoint and lost its
-    answer, so attempt 0 failed; propeller's attempt 1 is answered "already exists" and follows that
-    endpoint (the plugin adopts it). Attempt 0's sweep must leave it: deleting it would fail the
-    attempt that follows it, or take a serving endpoint down."""
+def _endpoint_made_by_attempt_0(fresh_connectors) -> tuple[Any, Any, str, str]:
+    """An endpoint task of a fixed name whose attempt 0 made its endpoint and lost CreateEndpoint's
+    answer (attempt 0 failed); SageMaker answers the next create "already exists". The connector,
+    the task's template, the execution and the endpoint's name."""
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
     sm = connector.backend.aws("sagemaker", REGION)
     execution = f"adopt{uuid.uuid4().hex[:6]}"
@@ -355,6 +352,17 @@ def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
         _create(connector, template, execution, retry=0)
     sm.meta.events.unregister("after-call.sagemaker.CreateEndpoint", unique_id="lose-CreateEndpoint")
     _already_exists(sm, "CreateEndpoint", "endpoint")
+    return connector, template, execution, fixed
+
+
+def test_an_endpoint_the_next_attempt_adopted_is_never_deleted_by_the_sweep(
+    sweep_table, fresh_connectors, add_tags_overwrites
+):
+    """An endpoint task of a fixed name: attempt 0's CreateEndpoint made the endpoint and lost its
+    answer, so attempt 0 failed; propeller's attempt 1 is answered "already exists" and follows that
+    endpoint (the plugin adopts it). Attempt 0's sweep must leave it: deleting it would fail the
+    attempt that follows it, or take a serving endpoint down."""
+    connector, template, execution, fixed = _endpoint_made_by_attempt_0(fresh_connectors)
     followed = _create(connector, template, execution, retry=1)
     assert followed.config["EndpointName"] == fixed
 
@@ -371,17 +379,8 @@ def test_an_endpoint_the_next_attempt_could_not_take_over_is_not_answered_and_is
     """As above, but attempt 1's take-over (AddTags) is throttled: answered, the endpoint would keep
     attempt 0's tag and attempt 0's sweep would delete it while propeller follows it. Attempt 1
     fails instead, and attempt 0's sweep deletes the endpoint nobody follows."""
-    connector = _fresh("sagemaker-endpoint", fresh_connectors)
-    sm = connector.backend.aws("sagemaker", REGION)
-    execution = f"adopt{uuid.uuid4().hex[:6]}"
-    fixed = f"serve-{execution}"
-    template = _endpoint_template(fixed, _endpoint_config(f"cfg-{execution}"))
-    _lose_the_answer(sm, "CreateEndpoint")
-    with pytest.raises(Exception, match="Read timeout"):
-        _create(connector, template, execution, retry=0)
-    sm.meta.events.unregister("after-call.sagemaker.CreateEndpoint", unique_id="lose-CreateEndpoint")
-    _already_exists(sm, "CreateEndpoint", "endpoint")
-    _refuse(sm, "AddTags", 400, "ThrottlingException")
+    connector, template, execution, fixed = _endpoint_made_by_attempt_0(fresh_connectors)
+    _refuse(connector.backend.aws("sagemaker", REGION), "AddTags", 400, "ThrottlingException")
     with pytest.raises(Exception, match="ThrottlingException"):
         _create(connector, template, execution, retry=1)
     # Attempt 0's sweep deletes its endpoint; attempt 1's finds none of its own (not yet, then never).
