@@ -194,12 +194,12 @@ def attempt_tag(seed: str) -> dict[str, str]:
 def _name_the_job(params: dict[str, Any], region: str, tag: dict[str, str]) -> None:
     """Records the job a create request ``params`` makes (:func:`cdao_connectors._attempts.name_the_job`):
     its name field and name, ``region``, and the attempt's tag when the request carries it."""
-    field = next((f for f in _NAME_FIELDS if params.get(f)), None)
-    if field is None:
+    named = _request_name(params)
+    if named is None:
         return
     tags = params.get("Tags")
     carried = isinstance(tags, list) and tag in tags
-    lookup = {"name_field": field, "name": str(params[field]), "region": region}
+    lookup = {"name_field": named[0], "name": named[1], "region": region}
     name_the_job({**lookup, "attempt_tag": tag["Value"] if carried else None}, findable=carried)
 
 
@@ -270,18 +270,6 @@ def install() -> None:
     boto3_mixin.aioboto3 = SESSIONS
 
 
-# Where each plugin metadata keeps the job's name: the Pythonic connectors' ``job_name``, or the
-# create request's name field (flytekitplugins-awssagemaker ``*/connector.py`` ``get``).
-_NAME_FIELDS = (
-    "TrainingJobName",
-    "ProcessingJobName",
-    "HyperParameterTuningJobName",
-    "TransformJobName",
-    "JobName",
-    "EndpointName",
-)
-
-
 class _Named(NamedTuple):
     """A job or endpoint kind a plugin create makes, by its create request's name field."""
 
@@ -336,6 +324,18 @@ _ADOPTABLE: dict[str, _Named] = {
         "EndpointArn",
     ),
 }
+
+
+def _request_name(config: Any) -> tuple[str, str] | None:
+    """The name field (a key of :data:`_ADOPTABLE`) and the name of the job or endpoint a create
+    request, or a request-based connector's rendered config (its ``resource_meta.config``, where the
+    plugin keeps the name: flytekitplugins-awssagemaker ``*/connector.py`` ``get``), names."""
+    if not isinstance(config, dict):
+        return None
+    field = next((f for f in _ADOPTABLE if config.get(f)), None)
+    return (field, str(config[field])) if field else None
+
+
 # A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
 _MAX_TAGS = 50
 
@@ -371,8 +371,8 @@ def _job_name(resource_meta: Any) -> str:
     name = getattr(resource_meta, "job_name", None)
     if name:
         return name
-    config = getattr(resource_meta, "config", None) or {}
-    return next((str(config[k]) for k in _NAME_FIELDS if config.get(k)), "(unnamed)")
+    named = _request_name(getattr(resource_meta, "config", None))
+    return named[1] if named else "(unnamed)"
 
 
 class BulkheadPluginConnector:
@@ -419,7 +419,7 @@ class BulkheadPluginConnector:
             if creating:
                 original = exc.original_exception
                 named = config if isinstance(config, dict) else {}
-                names = ", ".join(f"{k}={named[k]}" for k in _NAME_FIELDS if k in named)
+                names = ", ".join(f"{k}={named[k]}" for k in _ADOPTABLE if k in named)
                 refusal = quota_refusal(self.name, method, names, original)
                 if refusal is not None:
                     raise refusal from original
@@ -527,11 +527,10 @@ class BulkheadPluginConnector:
         if getattr(resource_meta, "job_name", None):  # the pythonic jobs (pythonic_base.py)
             field, name = self.job_name_key, resource_meta.job_name
         else:  # the request-based tasks keep their rendered request
-            config = getattr(resource_meta, "config", None) or {}
-            field = next((k for k in _ADOPTABLE if config.get(k)), "")
-            if not field:
+            named = _request_name(getattr(resource_meta, "config", None))
+            if named is None:
                 return resource_meta
-            name = str(config[field])
+            field, name = named
         kind = _ADOPTABLE[field]
         answers = _ANSWERS.get()
         if answers is not None:
@@ -605,10 +604,11 @@ class BulkheadPluginConnector:
             if isinstance(tags, list)
             else None
         )
-        field = next((k for k in _ADOPTABLE if config.get(k)), "") if own else ""
-        if not field:
+        named = _request_name(config) if own else None
+        if named is None:
             return None
-        kind, name = _ADOPTABLE[field], str(config[field])
+        field, name = named
+        kind = _ADOPTABLE[field]
         try:
             described, _ = await self._call(  # type: ignore[attr-defined]
                 method=kind.describe, config={field: name}, region=resource_meta.region
