@@ -622,6 +622,17 @@ class AttemptLedger:
         item = self._db.get_item(TableName=self._table, Key={ATTEMPT_KEY: {"S": attempt}}, ConsistentRead=True)
         return item.get("Item")
 
+    def _update(self, attempt: str, **request: Any) -> dict[str, Any] | None:
+        """UpdateItem of ``attempt``'s item with ``request`` (its expressions): DynamoDB's answer, or
+        None when the request's condition did not hold (``ConditionalCheckFailedException``, which
+        writes nothing). Any other error is raised."""
+        try:
+            return self._db.update_item(TableName=self._table, Key={ATTEMPT_KEY: {"S": attempt}}, **request)
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return None
+
     def once(
         self,
         attempt: str,
@@ -748,35 +759,22 @@ class AttemptLedger:
             (f"{recorded} {_DISARM}", f"{answering} AND (attribute_not_exists(sweep_from) OR sweep_from <= :s)"),
             (recorded, answering),
         ):
-            try:
-                self._db.update_item(
-                    TableName=self._table,
-                    Key={ATTEMPT_KEY: {"S": attempt}},
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
+            if self._update(
+                attempt, UpdateExpression=update, ConditionExpression=condition, ExpressionAttributeValues=values
+            ):
                 return
-            except ClientError as exc:
-                if not _conditional_failed(exc):
-                    raise
         # Abandoned, or a CreateTask that started later was answered already (this answer is lost to
         # propeller then, whatever it is): only the first refuses this one.
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)",
-                ConditionExpression="attribute_not_exists(abandoned)",
-                ExpressionAttributeValues={":expires": values[":expires"]},
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        if not self._update(
+            attempt,
+            UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)",
+            ConditionExpression="attribute_not_exists(abandoned)",
+            ExpressionAttributeValues={":expires": values[":expires"]},
+        ):
             raise AttemptAbandoned(
                 f"attempt {attempt}: a CreateTask of it gave up and its job is being cancelled; "
                 "the task's next attempt, if one is left, starts a new job"
-            ) from None
+            )
 
     def abandon(
         self,
@@ -816,22 +814,16 @@ class AttemptLedger:
                 answered_later += " OR answered_from <= :started"
                 values[":started"] = {"N": repr(started_at)}
             condition = {"ConditionExpression": answered_later}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                # The mark ends a claim's lease too: the claimant's create is over (it gave up on
-                # it), so the sweep may take the attempt when it is due, not when the lease ends.
-                UpdateExpression=(
-                    f"SET abandoned = :at, lease_until = :at, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)"
-                    f"{armed}"
-                ),
-                ExpressionAttributeValues=values,
-                **condition,
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        if not self._update(
+            attempt,
+            # The mark ends a claim's lease too: the claimant's create is over (it gave up on it),
+            # so the sweep may take the attempt when it is due, not when the lease ends.
+            UpdateExpression=(
+                f"SET abandoned = :at, lease_until = :at, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires){armed}"
+            ),
+            ExpressionAttributeValues=values,
+            **condition,
+        ):
             _log.warning("attempt %s: a later CreateTask was answered its job first; the job runs on", attempt)
             return False
         return True
@@ -847,61 +839,48 @@ class AttemptLedger:
         cancelled: a create now would be answered that job)."""
         now = self._clock()
         armed, arming = _arm(sweep, now + LEASE_SECONDS, now, keep_lookup=True)
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression=(
-                    f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires), sweep_from = :from{armed}"
-                ),
-                ConditionExpression="attribute_not_exists(abandoned)",
-                ExpressionAttributeValues={
-                    ":expires": {"N": str(int(now + RETENTION_SECONDS))},
-                    ":from": {"N": repr(started_at)},
-                    **arming,
-                },
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        if not self._update(
+            attempt,
+            UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires), sweep_from = :from{armed}",
+            ConditionExpression="attribute_not_exists(abandoned)",
+            ExpressionAttributeValues={
+                ":expires": {"N": str(int(now + RETENTION_SECONDS))},
+                ":from": {"N": repr(started_at)},
+                **arming,
+            },
+        ):
             raise AttemptAbandoned(
                 f"attempt {attempt}: a CreateTask of it gave up and its job was cancelled; "
                 "the task's next attempt, if one is left, starts a new job"
-            ) from None
+            )
 
     def name(self, attempt: str, lookup: dict[str, Any]) -> None:
         """``attempt``'s sweep lookup becomes ``lookup`` (a JSON object); ``sweep_named_at`` keeps
         when its job was first named (a repeated CreateTask names the same job, made then: the
         sweeper hands it to ``swept_job`` as the lookup's ``named_at``). Raises
         :class:`AbandonedBeforeSending`, recording nothing, once the attempt is marked abandoned."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                UpdateExpression="SET sweep_lookup = :lookup, sweep_named_at = if_not_exists(sweep_named_at, :now)",
-                ConditionExpression="attribute_not_exists(abandoned)",
-                ExpressionAttributeValues={
-                    ":lookup": {"S": json.dumps(lookup, sort_keys=True)},
-                    ":now": {"N": repr(self._clock())},
-                },
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        if not self._update(
+            attempt,
+            UpdateExpression="SET sweep_lookup = :lookup, sweep_named_at = if_not_exists(sweep_named_at, :now)",
+            ConditionExpression="attribute_not_exists(abandoned)",
+            ExpressionAttributeValues={
+                ":lookup": {"S": json.dumps(lookup, sort_keys=True)},
+                ":now": {"N": repr(self._clock())},
+            },
+        ):
             raise AbandonedBeforeSending(
                 f"attempt {attempt} was taken by the sweep (or a give-up) before its create's request was "
                 "sent; it is not sent, and the task's next attempt, if one is left, starts a new job"
-            ) from None
+            )
 
     def mark_unless(self, key: str, mark: str, unless: str) -> bool:
         """Sets the attribute ``mark`` (now, epoch seconds) on the item ``key`` unless it holds
         ``unless``; whether it did. Of two such marks of one item that exclude each other, DynamoDB
         applies one (a conditional write). The item expires as every claim does."""
         now = self._clock()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": key}},
+        return bool(
+            self._update(
+                key,
                 UpdateExpression=f"SET #m = :now, {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires)",
                 ConditionExpression="attribute_not_exists(#u)",
                 ExpressionAttributeNames={"#m": mark, "#u": unless},
@@ -910,11 +889,7 @@ class AttemptLedger:
                     ":expires": {"N": str(int(now + RETENTION_SECONDS))},
                 },
             )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return False
-        return True
+        )
 
     def due(self, limit: int) -> list[str]:
         """Up to ``limit`` attempts of the sweep index due now, earliest first (a ``Query`` of the
@@ -937,29 +912,24 @@ class AttemptLedger:
         job from now on (:meth:`answer` refuses), and an answer recorded first takes the attempt
         out of the index, failing the claim: DynamoDB orders the two conditional writes."""
         now = self._clock()
-        try:
-            return self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
-                # The due time is the claim's hold: another sweeper's claim needs it passed. The
-                # abandoned mark keeps every CreateTask of the attempt off the job (once, answer).
-                UpdateExpression=f"SET {SWEEP_AFTER} = :hold, abandoned = if_not_exists(abandoned, :now)",
-                # An answered attempt not since marked abandoned is propeller's to follow: never swept
-                # (left in the index by a replica of an earlier version, or by a record made before a
-                # create that a later CreateTask's answer had already taken out: disarm_answered),
-                # unless a CreateTask that started after the answered one put it there (intend).
-                ConditionExpression=(
-                    f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND {SWEEP_AFTER} <= :now "
-                    "AND (attribute_not_exists(lease_until) OR lease_until < :now) "
-                    f"AND (attribute_not_exists(answered_from) OR attribute_exists(abandoned) OR {_ANSWERED_EARLIER})"
-                ),
-                ExpressionAttributeValues={":now": {"N": repr(now)}, ":hold": {"N": repr(now + hold_seconds)}},
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return None
+        claimed = self._update(
+            attempt,
+            # The due time is the claim's hold: another sweeper's claim needs it passed. The
+            # abandoned mark keeps every CreateTask of the attempt off the job (once, answer).
+            UpdateExpression=f"SET {SWEEP_AFTER} = :hold, abandoned = if_not_exists(abandoned, :now)",
+            # An answered attempt not since marked abandoned is propeller's to follow: never swept
+            # (left in the index by a replica of an earlier version, or by a record made before a
+            # create that a later CreateTask's answer had already taken out: disarm_answered),
+            # unless a CreateTask that started after the answered one put it there (intend).
+            ConditionExpression=(
+                f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE}) AND {SWEEP_AFTER} <= :now "
+                "AND (attribute_not_exists(lease_until) OR lease_until < :now) "
+                f"AND (attribute_not_exists(answered_from) OR attribute_exists(abandoned) OR {_ANSWERED_EARLIER})"
+            ),
+            ExpressionAttributeValues={":now": {"N": repr(now)}, ":hold": {"N": repr(now + hold_seconds)}},
+            ReturnValues="ALL_NEW",
+        )
+        return claimed and claimed["Attributes"]
 
     def disarm_answered(self, attempt: str) -> bool:
         """Takes ``attempt`` out of the sweep index when a CreateTask answered its job and no give-up
@@ -989,19 +959,14 @@ class AttemptLedger:
         """Takes ``attempt`` out of the sweep index, recording ``outcome`` (what became of its job:
         cancelled, never created, left running) and when, for an operator reading the item; with
         ``condition`` (a DynamoDB condition expression) only while it holds. Whether it did."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={ATTEMPT_KEY: {"S": attempt}},
+        return bool(
+            self._update(
+                attempt,
                 UpdateExpression=f"SET swept = :outcome, swept_at = :now {_DISARM}",
                 ExpressionAttributeValues={":outcome": {"S": outcome}, ":now": {"N": repr(self._clock())}},
                 **({"ConditionExpression": condition} if condition else {}),
             )
-        except ClientError as exc:
-            if condition is None or not _conditional_failed(exc):
-                raise
-            return False
-        return True
+        )
 
     def _create_and_record(
         self,
