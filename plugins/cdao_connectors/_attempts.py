@@ -88,9 +88,11 @@ stops it through its connector's DeleteTask path and settles the item. For a bac
 deduplicates the create, the job is unknown until the create answers: a create that can name its
 job records the name just before sending its request (:func:`name_the_job`; SageMaker's and EMR
 Serverless's, whose connectors' ``swept_job`` then tell the attempt's job from another of its name
-by the ``flyte-attempt`` tag the request carries), and the sweep finds the job by it; one that
-cannot (Codeweave) is counted and logged with its attempt. The name's record is refused once the
-attempt is marked abandoned, and the request is not sent then (:class:`AbandonedBeforeSending`).
+by the ``flyte-attempt`` tag the request carries), and the sweep finds the job by it; one it
+cannot find (Codeweave's) is counted and logged with its name. The name's record is refused once
+the attempt is marked abandoned, and the request is not sent then (:class:`AbandonedBeforeSending`);
+nor when the record fails. So an attempt found with no name recorded sent no request, and is
+settled as having no job (:attr:`SweepTarget.never_sent`).
 
 A CreateTask that cannot get an answer within its wait budget raises :class:`AttemptInProgress`; like
 every CreateTask error it fails the attempt (never a second job). Items expire through DynamoDB's TTL
@@ -167,6 +169,10 @@ CREATE_STARTED_AT: ContextVar[float | None] = ContextVar("cdao_create_started_at
 _TRIES_WITHOUT_ANSWER: ContextVar[list[str] | None] = ContextVar("cdao_tries_without_answer", default=None)
 
 
+# In the lookup an attempt is recorded with before its create (AttemptAnswers.answering): the create
+# sends its request only once it recorded its job's name (name_the_job). SweepTarget.never_sent.
+SENT_ONLY_ONCE_NAMED = "sent_only_once_named"
+
 # The create under way's record of its job's name (AttemptAnswers.answering, for a backend whose job
 # is known only from the create's answer): called with the job's lookup just before the request
 # that makes the job is sent (name_the_job).
@@ -185,8 +191,9 @@ def name_the_job(lookup: dict[str, Any], *, findable: bool = True) -> None:
 
     Raises :class:`AbandonedBeforeSending` when the attempt was marked abandoned meanwhile (the sweep
     took it, its record's lease over, before the request went out): the request must not be sent,
-    its job would be nobody's. Any other failed write is logged and the create goes on: the attempt
-    stays in the index, only counted if swept."""
+    its job would be nobody's. Raises RuntimeError when the write fails otherwise: a create's request
+    is sent only once named, so the sweep takes an attempt never named for one that made no job
+    (:attr:`SweepTarget.never_sent`)."""
     naming = _NAMING.get()
     if naming is not None:
         naming(lookup, findable)
@@ -313,6 +320,18 @@ class SweepTarget:
         if self.resource_meta is not None:
             held["sweep_resource_meta"] = {"B": self.resource_meta}
         return held
+
+    @property
+    def never_sent(self) -> bool:
+        """Whether the attempt's create sent no request that could make a job: its record says the
+        create sends one only once its job is named (:meth:`AttemptAnswers.answering`, with
+        :data:`SENT_ONLY_ONCE_NAMED`) and no name was recorded (no ``named_at``). The sweep's claim
+        marks the attempt abandoned, after which a name is refused and no request sent
+        (:func:`name_the_job`); DynamoDB orders the claim and the name's record. A record written by
+        an older connector lacks the mark: its job may exist unnamed."""
+        return (
+            self.resource_meta is None and bool(self.lookup.get(SENT_ONLY_ONCE_NAMED)) and "named_at" not in self.lookup
+        )
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> SweepTarget:
@@ -442,7 +461,10 @@ class AttemptAnswers:
         if not self._claimed:
             # Before the create, or nothing is made: failing here fails the CreateTask with no job.
             unknown = SweepTarget(
-                self._backend.name, self._task_category.name, self._task_category.version, {"attempt_seed": self._seed}
+                self._backend.name,
+                self._task_category.name,
+                self._task_category.version,
+                {"attempt_seed": self._seed, SENT_ONLY_ONCE_NAMED: True},
             )
             await self._backend.call(
                 lambda: self._ledger().intend(self.item, unknown, self.started_at),
@@ -522,14 +544,12 @@ class AttemptAnswers:
         except AbandonedBeforeSending:
             raise
         except Exception as exc:
-            _log.warning(
-                "%s: could not record the name of attempt %s's job before creating it (%s); should its "
-                "answer be lost, the sweep can only count it",
-                self._backend.name,
-                self.item,
-                exc,
-            )
-            return
+            # Sent unnamed, the job would be one the sweep takes for never made (SweepTarget.never_sent).
+            raise RuntimeError(
+                f"{self._backend.name}: could not record the name of attempt {self.item}'s job in the attempt "
+                f"table ({exc}); its create's request is not sent, and this task attempt fails (its next one, "
+                "if one is left, starts a new job)"
+            ) from exc
         self.findable = self.findable or findable
 
     def _ledger(self) -> AttemptLedger:

@@ -248,7 +248,7 @@ def left_running(backend: str, what: str, answers: AttemptAnswers | None, error:
             "a surviving replica's sweeper stops it"
             if answers.findable
             else "its backend cannot look the job up, so a surviving replica's sweep counts it as left running "
-            "and logs the attempt for an operator"
+            "and logs the attempt for an operator, unless the create never sent its request"
         )
         _log.warning(
             "%s: %s; its attempt %s is in the attempt table's sweep index: %s",

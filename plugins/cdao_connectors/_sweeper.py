@@ -119,7 +119,7 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
     except JobCannotBeFound as unknown:
         return _left_running(ledger, attempt, item, None, unknown)
     if job is None:
-        if now - since < SWEEP_FIND_SECONDS:
+        if not target.never_sent and now - since < SWEEP_FIND_SECONDS:
             ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
             return Swept(attempt, "not found yet")
         ledger.settle(attempt, "no job")
@@ -155,10 +155,13 @@ async def _stop(connector: Any, job: Any) -> None:
 def _job(connector: Any, target: SweepTarget, item: dict[str, Any]) -> Any:
     """The job's ``resource_meta``: the one recorded with the target, else the one the connector's
     ``swept_job`` finds from the target's lookup and the job the claim recorded, if any (None: not
-    made, or not listed yet). Raises :class:`JobCannotBeFound` for a connector with no ``swept_job``,
-    or from one that cannot find the job from this lookup."""
+    made, or not listed yet; none is looked for when the create sent no request,
+    :attr:`SweepTarget.never_sent`). Raises :class:`JobCannotBeFound` for a connector with no
+    ``swept_job``, or from one that cannot find the job from this lookup."""
     if target.resource_meta is not None:
         return connector.metadata_type.decode(target.resource_meta)
+    if target.never_sent:
+        return None
     swept_job = getattr(connector, "swept_job", None)
     if swept_job is None:
         raise JobCannotBeFound(

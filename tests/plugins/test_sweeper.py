@@ -35,10 +35,12 @@ from cdao_connectors._attempts import (
     SWEEP_FIND_SECONDS,
     SWEEP_GRACE_SECONDS,
     SWEEP_RECHECK_SECONDS,
+    AbandonedBeforeSending,
     AttemptAbandoned,
     AttemptAnswers,
     AttemptLedger,
     SweepTarget,
+    name_the_job,
 )
 from cdao_connectors._sweeper import sweep_once
 from cdao_connectors.aws_batch.task import BATCH_TASK_TYPE
@@ -523,6 +525,8 @@ def test_a_shutdown_leaves_to_the_sweeper_what_the_sweep_index_holds_and_counts_
         hung = asyncio.Event()
 
         async def never_ends() -> str:
+            # The request sent, its answer never comes: a create names its job before (name_the_job).
+            name_the_job({"name": "job-never-seen"}, findable=False)
             await hung.wait()
             return "job-never-seen"
 
@@ -913,3 +917,119 @@ def test_a_repeats_record_keeps_the_jobs_name_and_starts_the_sweeps_windows_afre
     item = _item(attempt)
     assert SweepTarget.of(item).lookup == {**named, "named_at": float(item["sweep_named_at"]["N"])}
     assert float(item["sweep_since"]["N"]) > first + SWEEP_FIND_SECONDS
+
+
+def _codeweave_create_of_a_new_attempt(connector):
+    import cw_tasks  # noqa: PLC0415
+
+    template, prefix = serialize(cw_tasks.scale), f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
+    return connector.create(template, prefix, None, _meta(f"cw-swept-{uuid.uuid4().hex[:6]}"))
+
+
+def test_a_codeweave_create_reaching_its_request_after_the_sweep_took_its_attempt_sends_nothing(
+    sweep_table, fresh_connectors, tmp_path, monkeypatch
+):
+    """Codeweave's create records its job's name and idempotency key just before its POST
+    (name_the_job). A create that reaches the POST only after the sweep took its attempt (its thread
+    waited past the record's lease: every Codeweave worker hung) is refused there and sends nothing,
+    and the sweep, which saw no request named, settles the attempt as having no job rather than
+    paging an operator. Before, the sweep counted the attempt as left running (an alert) and the
+    POST then made a job after it."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from codeweave_fake import CodeweaveFake, serving_codeweave  # noqa: PLC0415
+
+    create_sync, entered, go = CodeweaveConnector.create_sync, threading.Event(), threading.Event()
+
+    def late(self, *args, **kwargs):
+        entered.set()
+        assert go.wait(10), "never released"
+        return create_sync(self, *args, **kwargs)
+
+    monkeypatch.setattr(CodeweaveConnector, "create_sync", late)
+    with serving_codeweave(CodeweaveFake(api_key="k", base_env={}, run_jobs=False), tmp_path, monkeypatch) as fake:
+        connector = CodeweaveConnector()
+        fresh_connectors(connector)
+        before = _left_running(connector.backend.name)
+
+        async def scenario():
+            create = asyncio.ensure_future(_codeweave_create_of_a_new_attempt(connector))
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, entered.wait, 10), "the create never started"
+            swept = await loop.run_in_executor(None, lambda: sweep_once(_ledger(_later(LEASE_SECONDS + 1))))
+            go.set()
+            (outcome,) = await asyncio.gather(create, return_exceptions=True)
+            return swept, outcome
+
+        swept, outcome = run_to_end(scenario())
+        assert fake.jobs == {}, "the create's request went out after the sweep took its attempt"
+        assert isinstance(outcome, AbandonedBeforeSending), outcome
+        assert [s.outcome for s in swept] == ["no job"]
+        assert _left_running(connector.backend.name) == before
+
+
+def test_a_codeweave_create_whose_answer_was_lost_is_counted_with_its_job_named(
+    sweep_table, fresh_connectors, tmp_path, monkeypatch, caplog
+):
+    """Codeweave's API looks a job up by its id only, so the sweep cannot find a job whose create
+    lost its answer: it counts it as left running (an alert), and its log names what an operator
+    searches Codeweave's jobs for: the job's name and idempotency key, recorded before the POST."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveClient  # noqa: PLC0415
+    from codeweave_fake import CodeweaveFake, serving_codeweave  # noqa: PLC0415
+
+    create_job = CodeweaveClient.create_job
+
+    def answer_lost(self, spec):
+        create_job(self, spec)
+        raise requests.ReadTimeout("Read timed out: the answer was lost")
+
+    monkeypatch.setattr(CodeweaveClient, "create_job", answer_lost)
+    caplog.set_level("ERROR", logger="cdao_connectors")
+    with serving_codeweave(CodeweaveFake(api_key="k", base_env={}, run_jobs=False), tmp_path, monkeypatch) as fake:
+        connector = CodeweaveConnector()
+        fresh_connectors(connector)
+        before = _left_running(connector.backend.name)
+        with pytest.raises(requests.ReadTimeout):
+            run_to_end(_codeweave_create_of_a_new_attempt(connector))
+        (job,) = fake.jobs.values()
+        swept = sweep_once(_ledger(_later(LEASE_SECONDS + 1)))
+    assert [s.outcome for s in swept] == ["left running"]
+    assert _left_running(connector.backend.name) == before + 1
+    logged = [m for r in caplog.records if "stopped by hand" in (m := r.getMessage()) and "sweeper" in m]
+    assert logged and all(job.spec["name"] in m and job.spec["idempotency_key"] in m for m in logged), logged
+
+
+def test_a_create_whose_job_name_cannot_be_recorded_sends_no_request(
+    sweep_table, fresh_connectors, tmp_path, monkeypatch
+):
+    """The sweep takes an attempt whose create named no job for one that sent no request: a create
+    that cannot record the name (DynamoDB throttled) must therefore not send it. The CreateTask
+    fails naming why (the attempt; its next one starts anew) and no job exists."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+    from codeweave_fake import CodeweaveFake, serving_codeweave  # noqa: PLC0415
+
+    def throttled(self, attempt, lookup):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
+
+    monkeypatch.setattr(AttemptLedger, "name", throttled)
+    with serving_codeweave(CodeweaveFake(api_key="k", base_env={}, run_jobs=False), tmp_path, monkeypatch) as fake:
+        connector = CodeweaveConnector()
+        with pytest.raises(RuntimeError, match=r"could not record the name .* not sent"):
+            run_to_end(_codeweave_create_of_a_new_attempt(connector))
+        assert fake.jobs == {}
+
+
+def test_an_attempt_an_older_connector_recorded_unnamed_is_still_counted(sweep_table, fresh_connectors):
+    """A record without the mark that its create sends only once named (written by a replica of an
+    earlier version, mid-rollout) may hide a job sent unnamed: the sweep still counts it as left
+    running, for an operator, rather than settling it as never made."""
+    from cdao_connectors.codeweave.connector import CodeweaveConnector  # noqa: PLC0415
+
+    connector = CodeweaveConnector()
+    fresh_connectors(connector)
+    category = connector.task_category
+    attempt = f"codeweave/{uuid.uuid4().hex}"
+    seed_only = SweepTarget(connector.backend.name, category.name, category.version, {"attempt_seed": "s"})
+    _ledger().intend(attempt, seed_only, time.time())
+    swept = [s for s in sweep_once(_ledger(_later(LEASE_SECONDS + 1))) if s.attempt == attempt]
+    assert [s.outcome for s in swept] == ["left running"]

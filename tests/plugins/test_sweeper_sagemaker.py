@@ -430,8 +430,9 @@ def test_a_create_whose_attempt_the_sweep_took_before_its_request_went_out_sends
     sweep_table, fresh_connectors, monkeypatch
 ):
     """A create's request can wait behind its backend's busy threads past the record's lease; the
-    sweep then takes the attempt (nothing named yet: it can only count it). The request must not go
-    out after that: the job it made would be nobody's, the sweep having settled the attempt."""
+    sweep then takes the attempt, nothing named yet: no request went out, so it settles the attempt
+    as having no job, paging nobody. The request must not go out after that: the job it made would
+    be nobody's, the sweep having settled the attempt."""
     import threading  # noqa: PLC0415
 
     from cdao_connectors.sagemaker import _plugin_clients  # noqa: PLC0415
@@ -458,7 +459,7 @@ def test_a_create_whose_attempt_the_sweep_took_before_its_request_went_out_sends
     creating = threading.Thread(target=create)
     creating.start()
     assert waiting.wait(30)
-    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["left running"]
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["no job"]
     released.set()
     creating.join(30)
     assert [type(e).__name__ for e in failed] == ["AbandonedBeforeSending"], failed

@@ -14,7 +14,13 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import AttemptAbandoned, AttemptAnswers, attempt_item, may_have_made_a_job
+from cdao_connectors._attempts import (
+    AttemptAbandoned,
+    AttemptAnswers,
+    attempt_item,
+    may_have_made_a_job,
+    name_the_job,
+)
 from cdao_connectors._backends import WORKERS_PER_BACKEND, Backend, BackendDeadlineExceeded, BulkheadConnector
 from cdao_connectors._common import (
     attempt_seed,
@@ -159,7 +165,12 @@ class CodeweaveConnector(BulkheadConnector):
             "labels": {"flyte-task": task_template.id.name, "flyte-execution": readable},
         }
         statuses = self.statuses  # its setting is checked before a job exists, not after
-        job = self._client(_deadlines.CREATE_TASK_SECONDS).create_job(spec)
+        client = self._client(_deadlines.CREATE_TASK_SECONDS)
+        # Codeweave looks a job up by its id only: the sweep cannot find this one should the answer
+        # be lost, but its log gives an operator what to search the jobs for; and a create the sweep
+        # took first is refused here, before its request (AbandonedBeforeSending).
+        name_the_job({"name": spec["name"], "idempotency_key": spec["idempotency_key"]}, findable=False)
+        job = client.create_job(spec)
         if job.status == "CANCELLED":
             # The attempt's key names a job already cancelled: this CreateTask repeats one that gave
             # up (propeller lost its state; its job was cancelled, cdao_connectors._backends
