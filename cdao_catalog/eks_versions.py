@@ -40,21 +40,26 @@ class SupportStatus:
 
 
 @functools.cache
+def _document() -> dict:
+    # Read once per process: every stack's config check asks for the calendar's source and gaps.
+    return yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8"))
+
+
+@functools.cache
 def calendar() -> dict[str, dict[str, dt.date]]:
-    document = yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8"))
     return {
         version: {phase: dt.date.fromisoformat(day) for phase, day in dates.items()}
-        for version, dates in document["versions"].items()
+        for version, dates in _document()["versions"].items()
     }
 
 
 def unlisted() -> dict[str, str]:
     """Versions EKS has released that the calendar cannot date yet: version -> why, and what was read."""
-    return dict(yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8")).get("unlisted") or {})
+    return dict(_document().get("unlisted") or {})
 
 
 def source() -> str:
-    return yaml.safe_load(CALENDAR_FILE.read_text(encoding="utf-8"))["source"]
+    return _document()["source"]
 
 
 def newest_version() -> str:

@@ -231,7 +231,7 @@ def _per_stack_keys(text: str) -> dict[str, str]:
     """Dotted key -> value (as text; `(secret)` for a `secure:` value) of a stack file's keys that a
     pinned stack takes from its pin (cdao_cli/pins.py): every key but the promoted ones and Pulumi's
     secrets settings."""
-    document = yaml.safe_load(text) or {}
+    document = cdao_stacks.load_yaml(text) or {}
     out: dict[str, str] = {}
     if not isinstance(document, dict):
         return out
@@ -360,7 +360,7 @@ def _pins_at(stack: str, commit: str, environments: Path) -> Pins:
     if text is None:
         raise PromotionError(f"{where}: no such file")
     try:
-        document = yaml.safe_load(text) or {}
+        document = cdao_stacks.load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise PromotionError(f"{where}: not valid YAML: {exc}") from None
     gitops = (document.get("config") or {}).get(GITOPS_KEY) if isinstance(document, dict) else None
@@ -390,7 +390,7 @@ def _changes(old: Pins, new: Pins) -> list[tuple[str, str | None, str | None]]:
 def _scalar(value: str) -> str:
     # The program reads stack files with PyYAML (YAML 1.1): a SHA of only digits, or one like 1e10...,
     # would come back as a number. Quote exactly the values that would not read back as this string.
-    return value if yaml.safe_load(value) == value else json.dumps(value)
+    return value if cdao_stacks.load_yaml(value) == value else json.dumps(value)
 
 
 def _edit(text: str, path: Path, old: Pins, new: Pins) -> str:  # noqa: PLR0915 - the lazy imports count as statements

@@ -263,7 +263,7 @@ def _raw_pins(text: str, commit: str) -> Pins:
 def _load(text: str) -> Any:
     """The stack file's YAML document, or None when it does not parse."""
     try:
-        return yaml.safe_load(text) or {}
+        return cdao_stacks.load_yaml(text) or {}
     except yaml.YAMLError:
         return None
 

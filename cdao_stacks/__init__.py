@@ -35,6 +35,24 @@ from typing import Any
 
 import yaml
 
+# PyYAML's safe loader in C (libyaml, in PyYAML's wheels) where it was built: the same resolvers and
+# constructors as yaml.SafeLoader, so the same documents and the same error classes (yaml.YAMLError),
+# parsing about 9 times faster; `cdao plan`, `promote` and the promotion checks parse stack files
+# hundreds of times. An error's message lacks only the pure loader's echo of the offending line.
+_SAFE_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """The one YAML document ``text`` holds, as ``yaml.safe_load`` reads it (None when empty).
+    Raises yaml.YAMLError, naming the line and column, for text that is not YAML."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506  (a safe loader: SafeLoader's C twin)
+
+
+def load_yaml_all(text: str) -> list[Any]:
+    """Every YAML document ``text`` holds, as ``yaml.safe_load_all`` reads them. Raises yaml.YAMLError."""
+    return list(yaml.load_all(text, Loader=_SAFE_LOADER))
+
+
 #: The stack file's config namespace of the registry entry, and its keys.
 NAMESPACE = "cdao-stack"
 PROFILE_KEY = f"{NAMESPACE}:profile"
@@ -192,7 +210,7 @@ def _read_entry(path: Path, name: str, where: str) -> StackEntry:
             f"at most {STACK_NAME_MAX} characters (it becomes part of AWS names; rename the file)"
         )
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = load_yaml(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise StackRegistryError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+import cdao_stacks
 
 CONFIG = Path(__file__).resolve().parents[1] / "environments.yml"
 ALLOWED_KEYS = {
@@ -49,7 +49,7 @@ class SetupError(Exception):
 
 
 def load_environments(path: Path = CONFIG) -> dict[str, dict[str, Any]]:
-    document = yaml.safe_load(path.read_text()) or {}
+    document = cdao_stacks.load_yaml(path.read_text()) or {}
     environments = document.get("environments")
     if not isinstance(environments, dict) or not environments:
         raise SetupError(f"{path}: expected a non-empty 'environments:' mapping")

@@ -24,8 +24,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import yaml
-
+import cdao_stacks
 from cdao_cli.doctor.context import DoctorContext, PlatformFiles, flyte_host_port
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 
@@ -68,7 +67,7 @@ CHART_USE_AUTH_DEFAULT = False
 def flyteadmin_uses_auth(files: PlatformFiles | None = None) -> bool:
     """Whether the platform's flyte-core values (FLYTE_VALUES of `files`: platform/ at the stack's
     revision; the working tree when None) turn flyteadmin's authentication on."""
-    values = yaml.safe_load((files or PlatformFiles()).read(FLYTE_VALUES)) or {}
+    values = cdao_stacks.load_yaml((files or PlatformFiles()).read(FLYTE_VALUES)) or {}
     node: Any = values
     for key in ("configmap", "adminServer", "server", "security", "useAuth"):
         node = node.get(key) if isinstance(node, dict) else None
@@ -126,7 +125,7 @@ def routed_task_types(files: PlatformFiles | None = None) -> set[str]:
                 found |= walk(item)
         return found
 
-    return walk(yaml.safe_load((files or PlatformFiles()).read(FLYTE_VALUES)))
+    return walk(cdao_stacks.load_yaml((files or PlatformFiles()).read(FLYTE_VALUES)))
 
 
 def connectors(ctx: DoctorContext) -> list[CheckResult]:

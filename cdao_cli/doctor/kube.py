@@ -17,8 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+import cdao_stacks
 from cdao_cli.doctor.context import DoctorContext, PlatformFiles
 from cdao_cli.doctor.report import CheckResult, failed, passed, skipped
 from infra.contract import ARGOCD_NAMESPACE
@@ -216,7 +215,7 @@ def expected_applications(
     pins = declared["chartVersions"]
     expected: dict[str, ExpectedApplication] = {}
     for path in files.list(APPSETS_DIR, ".yaml"):
-        for appset in yaml.safe_load_all(files.read(path)):
+        for appset in cdao_stacks.load_yaml_all(files.read(path)):
             if not appset or appset.get("kind") != "ApplicationSet":
                 continue
             where = f"{path} at {files.where}: ApplicationSet {appset['metadata']['name']}"

@@ -87,7 +87,7 @@ def read_stack_file(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) -> tu
     if not path.is_file():
         raise StackNotFoundError(stack, environments_dir)
     try:
-        document = yaml.safe_load(read_utf8(path)) or {}
+        document = cdao_stacks.load_yaml(read_utf8(path)) or {}
     except NotUtf8Error as exc:
         raise StackFileError(str(exc)) from None
     except yaml.YAMLError as exc:
@@ -118,7 +118,7 @@ def secret_ciphertexts(stack: str, environments_dir: Path = ENVIRONMENTS_DIR) ->
     though the offline plan can only ever see the same stand-in on both sides.
     """
     # read_stack_file has read this file; a caller gets here only once it has.
-    document = yaml.safe_load(read_utf8(environments_dir / f"Pulumi.{stack}.yaml")) or {}
+    document = cdao_stacks.load_yaml(read_utf8(environments_dir / f"Pulumi.{stack}.yaml")) or {}
     found = {
         key: hashlib.sha256(str(value["secure"]).encode()).hexdigest()[:12]
         for key, value in (document.get("config") or {}).items()

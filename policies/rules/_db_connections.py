@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+import cdao_stacks
 from cdao_cost.volumes import merge_values
 
 PLATFORM_DIR = Path(__file__).resolve().parents[2] / "platform"
@@ -85,7 +84,7 @@ def chart_values(chart_dir: Path, environment: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for path in (chart_dir / "values.yaml", chart_dir / f"values-{environment}.yaml"):
         if path.is_file():
-            values = merge_values(values, yaml.safe_load(path.read_text()) or {})
+            values = merge_values(values, cdao_stacks.load_yaml(path.read_text()) or {})
     return values
 
 
