@@ -338,6 +338,29 @@ def add_tags_overwrites(monkeypatch) -> None:
     monkeypatch.setattr(SageMakerModelBackend, "add_tags", add_tags)
 
 
+# Who made the serving endpoint of a fixed name another execution's CreateTask is answered: a person
+# (untagged), or another execution through the connector (tagged as its attempt and node).
+_MAKERS = ["a person", "another execution"]
+
+
+def _serving_endpoint(maker: str, connector: Any) -> tuple[str, str]:
+    """An endpoint of a fixed name ``prod-...`` serving, made by ``maker`` (:data:`_MAKERS`); its name
+    and its endpoint config's."""
+    serving = f"prod-{uuid.uuid4().hex[:8]}"
+    config = _endpoint_config(serving)
+    if maker == "a person":
+        boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    else:
+        _create(connector, _endpoint_template(serving, config), f"serve{uuid.uuid4().hex[:6]}")
+        assert _tags_on_endpoint(serving)  # the connector's flyte-attempt and flyte-node tags
+    return serving, config
+
+
+def _tags_on_endpoint(name: str) -> list[dict[str, str]]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return sm.list_tags(ResourceArn=sm.describe_endpoint(EndpointName=name)["EndpointArn"])["Tags"]
+
+
 def _endpoint_made_by_attempt_0(fresh_connectors) -> tuple[Any, Any, str, str]:
     """An endpoint task of a fixed name whose attempt 0 made its endpoint and lost CreateEndpoint's
     answer (attempt 0 failed); SageMaker answers the next create "already exists". The connector,
@@ -388,15 +411,18 @@ def test_an_endpoint_the_next_attempt_could_not_take_over_is_not_answered_and_is
     assert fixed not in _existing("endpoints")
 
 
-def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(sweep_table, fresh_connectors):
+@pytest.mark.parametrize("maker", _MAKERS)
+def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
+    sweep_table, fresh_connectors, add_tags_overwrites, maker
+):
     """A CreateTask answered an existing endpoint of its fixed name (a person's, or another
     execution's serving production) that fails to record its answer gives up as at its deadline:
     it stops only what it made, never the endpoint it adopted; nor does the sweep, should the
-    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling)."""
-    serving = f"prod-{uuid.uuid4().hex[:8]}"
-    config = _endpoint_config(serving)
-    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling). Nor does
+    either re-tag it: another execution's endpoint is not an earlier attempt's of this node."""
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    serving, config = _serving_endpoint(maker, connector)
+    tags = _tags_on_endpoint(serving)
     _already_exists(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", "endpoint")
 
     def throttled(self, attempt, started_at):
@@ -424,6 +450,7 @@ def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(s
     # Nor counted as stopped: the give-up recorded no target for what it adopted.
     assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + SWEEP_GRACE_SECONDS + 1))] == ["not found yet"]
     assert serving in _existing("endpoints")
+    assert _tags_on_endpoint(serving) == tags
 
 
 def test_a_create_whose_attempt_the_sweep_took_before_its_request_went_out_sends_nothing(
@@ -489,19 +516,22 @@ def test_only_a_job_the_sweep_can_tell_is_said_to_be_stopped_by_it(sweep_table, 
     assert answers.findable is findable
 
 
-def test_an_abort_deletes_the_endpoint_its_createtask_made_and_never_one_it_adopted(sweep_table, fresh_connectors):
+@pytest.mark.parametrize("maker", _MAKERS)
+def test_an_abort_deletes_the_endpoint_its_createtask_made_and_never_one_it_adopted(
+    sweep_table, fresh_connectors, add_tags_overwrites, maker
+):
     """Propeller's abort of an execution sends DeleteTask with the CreateTask's answer (connector/
     plugin.go ``Abort`` at flyteplugins/v1.16.8). An endpoint task of a fixed name answered "already
-    exists" for a person's endpoint (the plugin adopts it) must leave that endpoint serving; one it
-    made itself is deleted."""
+    exists" for a person's endpoint, or another execution's (the plugin adopts it), must leave that
+    endpoint serving and its tags as they are; one it made itself is deleted."""
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
-    serving = f"prod-{uuid.uuid4().hex[:8]}"
-    config = _endpoint_config(serving)
-    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    serving, config = _serving_endpoint(maker, connector)
+    tags = _tags_on_endpoint(serving)
     made = _create(connector, _endpoint_template(f"own-{serving}", config), f"own{uuid.uuid4().hex[:6]}")
     _already_exists(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", "endpoint")
     adopted = _create(connector, _endpoint_template(serving, config), f"deploy{uuid.uuid4().hex[:6]}")
     run_to_end(connector.delete(adopted))
     run_to_end(connector.delete(made))
     assert serving in _existing("endpoints")
+    assert _tags_on_endpoint(serving) == tags
     assert f"own-{serving}" not in _existing("endpoints")
