@@ -93,7 +93,9 @@ def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) ->
     client.meta.events.register(f"before-send.sagemaker.{operation}", stop)
 
 
-def _training_template(name: str) -> Any:
+def _training_template(name: str, tags: Any = None, inputs: dict[str, type] | None = None) -> Any:
+    """A request-based training task naming its job ``name``, its request's ``Tags`` ``tags`` when
+    given, its inputs (placeholders ``{inputs.X}`` in the request) ``inputs``."""
     from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
 
     config = {
@@ -104,7 +106,11 @@ def _training_template(name: str) -> Any:
         "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }
-    task = SageMakerTrainingJobTask(name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=config, region=REGION)
+    if tags is not None:
+        config["Tags"] = tags
+    task = SageMakerTrainingJobTask(
+        name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=config, region=REGION, inputs=inputs
+    )
     return serialize(task)
 
 
@@ -263,9 +269,10 @@ def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(swe
 
 
 def test_a_lookup_that_cannot_tell_the_attempts_job_is_left_to_an_operator() -> None:
-    """A create whose request was never named made nothing to find, and one whose request could not
-    carry the attempt's tag (a ``Tags`` placeholder, or 50 tags already) names a job that may be
-    another's: neither is looked up by name, and the sweep counts the attempt for an operator."""
+    """A create whose request was never named made nothing to find, and one whose request carried no
+    attempt's tag (recorded by an earlier version of the connector, which sent such requests) names
+    a job that may be another's: neither is looked up by name, and the sweep counts the attempt for
+    an operator."""
     from cdao_connectors.sagemaker._plugin_clients import find_attempts_job  # noqa: PLC0415
 
     class NoCalls:
@@ -535,3 +542,81 @@ def test_an_abort_deletes_the_endpoint_its_createtask_made_and_never_one_it_adop
     assert serving in _existing("endpoints")
     assert _tags_on_endpoint(serving) == tags
     assert f"own-{serving}" not in _existing("endpoints")
+
+
+def _user_tags(count: int) -> list[dict[str, str]]:
+    return [{"Key": f"team-{i}", "Value": "ml"} for i in range(count)]
+
+
+def _tags_on_training_job(name: str) -> list[dict[str, str]]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return sm.list_tags(ResourceArn=sm.describe_training_job(TrainingJobName=name)["TrainingJobArn"])["Tags"]
+
+
+@pytest.mark.parametrize(
+    ("tags", "inputs", "error"),
+    [
+        (_user_tags(49), None, "49 tags"),
+        ("{inputs.tags}", {"tags": "[]"}, "placeholder"),
+        ([{"Key": "{inputs.key}", "Value": "mine"}], {"key": "flyte-attempt"}, "flyte-attempt"),
+    ],
+    ids=["no room", "Tags placeholder", "reserved key rendered"],
+)
+def test_a_request_that_cannot_carry_the_attempts_tags_is_refused_before_it_is_sent(
+    sweep_table, fresh_connectors, tags, inputs, error
+):
+    """A request whose ``Tags`` cannot take the connector's ``flyte-attempt`` and ``flyte-node`` tags
+    (SageMaker takes at most 50: botocore ``sagemaker/2017-07-24`` ``TagList`` max 50; a placeholder
+    for the whole list; a placeholder rendering a reserved key) made a job nobody could tell from
+    another's: its sweep could only count it left running, paging an operator, and its abort could
+    not check whose the job was. It is refused before anything is sent, naming the field, and leaves
+    nothing to sweep."""
+    from flytekit import FlyteContextManager  # noqa: PLC0415
+    from flytekit.core.type_engine import TypeEngine  # noqa: PLC0415
+
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    execution = f"tags{uuid.uuid4().hex[:8]}"
+    types = dict.fromkeys(inputs or {}, str)
+    template = _training_template(f"fit-{execution}-{{idempotence_token}}", tags, types or None)
+    literals = TypeEngine.dict_to_literal_map(FlyteContextManager.current_context(), inputs, types) if inputs else None
+    with pytest.raises(ValueError, match=rf"Tags.*{error}|{error}.*Tags"):
+        _create(connector, template, execution, inputs=literals)
+    assert not [name for name in _existing("training_jobs") if execution in name]
+    assert armed() == []
+
+
+def test_a_request_of_48_tags_carries_the_attempts_tags_and_its_job_is_swept(sweep_table, fresh_connectors):
+    """48 tags of the task's own leave room for the connector's two: the request carries them, and
+    the job whose create lost its answer is found and stopped by the sweep."""
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    sm = connector.backend.aws("sagemaker", REGION)
+    stopped: list[str] = []
+    _answer_stop(sm, "StopTrainingJob", "TrainingJobName", stopped)
+    _lose_the_answer(sm, "CreateTrainingJob")
+    execution = f"tags{uuid.uuid4().hex[:8]}"
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}", _user_tags(48)), execution)
+    (name,) = [name for name in _existing("training_jobs") if execution in name]
+    assert len(_tags_on_training_job(name)) == 50
+    assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))] == ["cancelled"]
+    assert stopped == [name]
+
+
+def test_a_tasks_own_flyte_attempt_or_flyte_node_tag_is_replaced_by_the_connectors(sweep_table, fresh_connectors):
+    """SageMaker's tag keys are unique per resource (API reference, Tag: "Tag keys must be unique per
+    resource", https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html). A task's own
+    ``flyte-attempt`` or ``flyte-node`` tag would make its job look like another attempt's, which
+    that attempt's abort or sweep would stop, or that this one could take over: the keys hold the
+    connector's values, once each, as EMR Serverless's ``flyte-attempt`` does; the task's other tags
+    stay."""
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    execution = f"forge{uuid.uuid4().hex[:8]}"
+    forged = [
+        {"Key": "flyte-attempt", "Value": "another-attempts"},
+        {"Key": "team", "Value": "ml"},
+        {"Key": "flyte-node", "Value": "another-nodes"},
+    ]
+    made = _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}", forged), execution)
+    tags = _tags_on_training_job(made.config["TrainingJobName"])
+    assert sorted(t["Key"] for t in tags) == ["flyte-attempt", "flyte-node", "team"]
+    assert {t["Value"] for t in tags}.isdisjoint({"another-attempts", "another-nodes"})

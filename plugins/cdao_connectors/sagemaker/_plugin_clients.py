@@ -155,11 +155,12 @@ class _Client:
         kind = LISTED_KINDS.get(method)
         stale = _STALE.get()
         answered = _DESCRIBED.get()
-        tag = _ATTEMPT_TAG.get()
+        tag, node = _ATTEMPT_TAG.get(), _NODE_TAG.get()
         naming = tag is not None and service == "sagemaker" and method.startswith("create_")
 
         def blocking(**params: Any) -> Any:
-            if naming:  # a CreateTask's create, its request rendered: recorded before it is sent
+            if naming:  # a CreateTask's create, its request rendered: checked and recorded before it is sent
+                _refuse_unless_tagged(method, params, [t for t in (tag, node) if t is not None])
                 _name_the_job(params, region, tag)
             return getattr(backend.aws(service, region), method)(**params)
 
@@ -191,16 +192,68 @@ def attempt_tag(seed: str) -> dict[str, str]:
     return {"Key": ATTEMPT_TAG_KEY, "Value": attempt_tag_value(seed)}
 
 
+# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
+_MAX_TAGS = 50
+# The tag keys only the connector sets on what a CreateTask makes (a job, an endpoint, a model, an
+# endpoint config): a task's own tag of one of them could make its job look like another attempt's.
+_RESERVED_TAG_KEYS = frozenset({ATTEMPT_TAG_KEY, NODE_TAG_KEY})
+
+
+def _with_reserved_tags(connector: str, method: str, config: dict[str, Any], reserved: list[dict[str, str]]) -> None:
+    """Sets the create request ``config``'s ``Tags`` (before the plugin renders it) to the task's own
+    tags but those of a reserved key, then ``reserved`` (the attempt's and the node's tags): a key
+    is unique per resource (SageMaker API reference, Tag: "Tag keys must be unique per resource",
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html), so the connector's value
+    replaces the task's, as EMR Serverless's ``flyte-attempt`` does. In place: the plugin keeps the
+    config as the job's metadata (boto3_mixin.py ``_call``), which DeleteTask's check reads.
+
+    Raises ValueError naming the connector, the create ``method`` and ``Tags`` when the request
+    cannot carry them: a placeholder for the whole list (its rendered length and keys are unknown
+    until sent), or more than 50 tags with them (botocore ``sagemaker/2017-07-24`` ``TagList`` max
+    50). Refused rather than sent untagged: the sweep could not tell such a job from another's (only
+    count it left running, paging an operator), nor an abort whether it is the attempt's."""
+    given = config.get("Tags")
+    if given is None:
+        given = []
+    if not isinstance(given, list):
+        raise ValueError(
+            f"{connector}: {method}'s Tags is {given!r}, not a list: the connector adds its "
+            f"{ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags to the list, so list the tags in the task's "
+            "config (a placeholder may stand for a tag's Value, not for the whole Tags)"
+        )
+    own = [t for t in given if not (isinstance(t, dict) and t.get("Key") in _RESERVED_TAG_KEYS)]
+    if len(own) + len(reserved) > _MAX_TAGS:
+        raise ValueError(
+            f"{connector}: {method}'s Tags hold {len(own)} tags, leaving no room for the connector's "
+            f"{ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags (SageMaker takes at most {_MAX_TAGS}): give at "
+            f"most {_MAX_TAGS - len(reserved)}"
+        )
+    config["Tags"] = own + [dict(t) for t in reserved]
+
+
+def _refuse_unless_tagged(method: str, params: dict[str, Any], reserved: list[dict[str, str]]) -> None:
+    """Raises ValueError, before the rendered create request ``params`` is sent, unless its ``Tags``
+    hold each of ``reserved`` and no other tag of a reserved key: a placeholder in a tag's Key
+    (rendered by the plugin after :func:`_with_reserved_tags`) may name one."""
+    tags = params.get("Tags")
+    tags = tags if isinstance(tags, list) else []
+    of_reserved = [t for t in tags if isinstance(t, dict) and t.get("Key") in _RESERVED_TAG_KEYS]
+    if sorted(of_reserved, key=str) != sorted(reserved, key=str):
+        raise ValueError(
+            f"SageMaker {method}: the request's Tags, rendered from the task's inputs, hold "
+            f"{of_reserved} where the connector's {ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags "
+            f"{reserved} must be alone: these keys are the connector's, not a task's"
+        )
+
+
 def _name_the_job(params: dict[str, Any], region: str, tag: dict[str, str]) -> None:
     """Records the job a create request ``params`` makes (:func:`cdao_connectors._attempts.name_the_job`):
-    its name field and name, ``region``, and the attempt's tag when the request carries it."""
+    its name field and name, ``region``, and the attempt's tag, which the request carries
+    (:func:`_refuse_unless_tagged`)."""
     named = _request_name(params)
     if named is None:
         return
-    tags = params.get("Tags")
-    carried = isinstance(tags, list) and tag in tags
-    lookup = {"name_field": named[0], "name": named[1], "region": region}
-    name_the_job({**lookup, "attempt_tag": tag["Value"] if carried else None}, findable=carried)
+    name_the_job({"name_field": named[0], "name": named[1], "region": region, "attempt_tag": tag["Value"]})
 
 
 def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
@@ -211,15 +264,16 @@ def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
     ``{idempotence_token}``) is every attempt's, and an endpoint of it may serve production.
 
     Raises :class:`cdao_connectors._attempts.JobCannotBeFound` for a lookup naming no job (the
-    create ended before sending its request: made nothing) or without the attempt's tag (the request
-    could not carry it: a ``Tags`` placeholder, or 50 tags already), and what the calls raise."""
+    create ended before sending its request: made nothing) or without the attempt's tag (recorded by
+    an earlier version of the connector, which sent a request that could not carry it; every request
+    carries it now: :func:`_with_reserved_tags`), and what the calls raise."""
     field, name = lookup.get("name_field"), lookup.get("name")
     if field not in _ADOPTABLE or not name:
         raise JobCannotBeFound(f"the create's request was never named: {lookup}")
     expected = lookup.get("attempt_tag")
     if not expected:
         raise JobCannotBeFound(
-            f"SageMaker {field}={name}: the create's request could not carry the flyte-attempt tag, so "
+            f"SageMaker {field}={name}: the create's request carried no flyte-attempt tag, so "
             f"whether a job of that name is the attempt's cannot be told ({lookup})"
         )
     kind = _ADOPTABLE[field]
@@ -336,10 +390,6 @@ def _request_name(config: Any) -> tuple[str, str] | None:
     return (field, str(config[field])) if field else None
 
 
-# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
-_MAX_TAGS = 50
-
-
 def _plugin_adopts(error: BaseException) -> bool:
     """The answers to a create the plugin takes as its job: SageMaker refusing a second job or
     endpoint of the name (``*/connector.py`` and ``pythonic_base.py`` ``create``,
@@ -403,16 +453,13 @@ class BulkheadPluginConnector:
 
         The tag goes into ``config`` in place: the plugin renders it in place and keeps it as the
         job's metadata (boto3_mixin.py ``_call``, flytekit ``utils/dict_formatter.py`` ``format_dict``).
-        A ``Tags`` given as a placeholder, or already holding 50 tags, cannot take it; the adopted
-        job's status check covers that (:meth:`_create_unless_stopped`).
+        Raises ValueError for a request whose ``Tags`` cannot take it (:func:`_with_reserved_tags`).
         """
         tag = _ATTEMPT_TAG.get()
         creating = tag is not None and method.startswith("create_")
         if creating and isinstance(config, dict):
-            tags = config.setdefault("Tags", [])
-            for added in (tag, _NODE_TAG.get()):
-                if added is not None and isinstance(tags, list) and added not in tags and len(tags) < _MAX_TAGS:
-                    tags.append(dict(added))
+            reserved = [t for t in (tag, _NODE_TAG.get()) if t is not None]
+            _with_reserved_tags(self.name, method, config, reserved)
         try:
             return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
         except CustomException as exc:
@@ -596,7 +643,8 @@ class BulkheadPluginConnector:
         ``flyte-attempt`` tag is not the one its create's request carried (a job of a fixed name
         another attempt or a person made, which the create adopted: :meth:`_adopt`). None when it is
         the attempt's, gone, or cannot be told: a Pythonic job's name derives from the attempt, and a
-        request that carried no such tag (a ``Tags`` placeholder) is stopped as the plugin stops it."""
+        request that carried no such tag (sent by an earlier version of the connector) is stopped as
+        the plugin stops it."""
         config = getattr(resource_meta, "config", None)
         tags = config.get("Tags") if isinstance(config, dict) else None
         own = (
