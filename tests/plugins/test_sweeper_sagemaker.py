@@ -620,3 +620,31 @@ def test_a_tasks_own_flyte_attempt_or_flyte_node_tag_is_replaced_by_the_connecto
     tags = _tags_on_training_job(made.config["TrainingJobName"])
     assert sorted(t["Key"] for t in tags) == ["flyte-attempt", "flyte-node", "team"]
     assert {t["Value"] for t in tags}.isdisjoint({"another-attempts", "another-nodes"})
+
+
+def test_a_take_over_between_the_sweeps_check_and_its_delete_leaves_the_endpoint(
+    sweep_table, fresh_connectors, add_tags_overwrites
+):
+    """Attempt 0's sweep checks the endpoint's tags (ListTags) on its own thread, then deletes it
+    through DeleteTask, which may wait for a free thread of the connector's backend. Attempt 1's
+    take-over (re-tagging the endpoint as its own: ``_adopt``) may land in between; the delete must
+    then leave the endpoint attempt 1 follows: DeleteTask checks the tag again right before it."""
+    from cdao_connectors._common import ATTEMPT_TAG_KEY, attempt_seed, attempt_tag_value  # noqa: PLC0415
+
+    connector, template, execution, fixed = _endpoint_made_by_attempt_0(fresh_connectors)
+    prefix = f"s3://flyte-data/metadata/{execution}/1"
+    attempt_1 = attempt_tag_value(attempt_seed(template, prefix, execution_metadata(execution, retry=1)))
+    taken_over: list[str] = []
+
+    def take_over(parsed, **_: Any) -> None:
+        if not taken_over:  # the sweep's own check answered first; then attempt 1 re-tags
+            sm = boto3.client("sagemaker", region_name=REGION)
+            arn = sm.describe_endpoint(EndpointName=fixed)["EndpointArn"]
+            sm.add_tags(ResourceArn=arn, Tags=[{"Key": ATTEMPT_TAG_KEY, "Value": attempt_1}])
+            taken_over.append(arn)
+
+    connector.backend.aws("sagemaker", REGION).meta.events.register("after-call.sagemaker.ListTags", take_over)
+    sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))
+    assert taken_over
+    assert fixed in _existing("endpoints")
+    assert {"Key": ATTEMPT_TAG_KEY, "Value": attempt_1} in _tags_on_endpoint(fixed)

@@ -728,7 +728,12 @@ class BulkheadPluginConnector:
         """The attempt's job or endpoint, as this connector's DeleteTask takes it, when SageMaker has
         it (:func:`find_attempts_job`): the sweeper (:mod:`cdao_connectors._sweeper`) stops one
         whose CreateTask never answered it. None when there is none of the attempt's (yet).
-        ``recorded`` is unused: nothing is recorded before a SageMaker create answers."""
+        ``recorded`` is unused: nothing is recorded before a SageMaker create answers.
+
+        A request-based job's metadata carries the attempt's tag as its create's request did, so
+        that DeleteTask checks the tag again right before it stops the job (:meth:`_made_elsewhere`):
+        a later attempt's take-over (:meth:`_adopt`) may land while the sweep's DeleteTask waits for
+        a thread of this connector's backend, after the check here."""
         region = lookup.get("region") or aws_region()
         if not find_attempts_job(self.backend.aws("sagemaker", region), lookup):
             return None
@@ -736,7 +741,8 @@ class BulkheadPluginConnector:
         if issubclass(self.metadata_type, PythonicJobMetadata):  # pythonic_base.py ``delete``: by job_name
             return self.metadata_type(job_name=name, output_prefix="", region=region)
         # The request-based connectors' delete renders {name field: config's name} (*/connector.py).
-        return self.metadata_type(config={lookup["name_field"]: name}, region=region)
+        tags = [{"Key": ATTEMPT_TAG_KEY, "Value": lookup["attempt_tag"]}]
+        return self.metadata_type(config={lookup["name_field"]: name, "Tags": tags}, region=region)
 
     @serving
     async def delete(self, resource_meta: Any, **kwargs: Any) -> Any:
