@@ -160,7 +160,7 @@ class _Client:
 
         def blocking(**params: Any) -> Any:
             if naming:  # a CreateTask's create, its request rendered: checked and recorded before it is sent
-                _refuse_unless_tagged(method, params, [t for t in (tag, node) if t is not None])
+                _refuse_unless_tagged(backend.name, method, params, [t for t in (tag, node) if t is not None])
                 _name_the_job(params, region, tag)
             return getattr(backend.aws(service, region), method)(**params)
 
@@ -231,16 +231,17 @@ def _with_reserved_tags(connector: str, method: str, config: dict[str, Any], res
     config["Tags"] = own + [dict(t) for t in reserved]
 
 
-def _refuse_unless_tagged(method: str, params: dict[str, Any], reserved: list[dict[str, str]]) -> None:
-    """Raises ValueError, before the rendered create request ``params`` is sent, unless its ``Tags``
-    hold each of ``reserved`` and no other tag of a reserved key: a placeholder in a tag's Key
-    (rendered by the plugin after :func:`_with_reserved_tags`) may name one."""
+def _refuse_unless_tagged(connector: str, method: str, params: dict[str, Any], reserved: list[dict[str, str]]) -> None:
+    """Raises ValueError naming ``connector``, the create ``method`` and ``Tags``, before the rendered
+    create request ``params`` is sent, unless its ``Tags`` hold each of ``reserved`` and no other tag
+    of a reserved key: a placeholder in a tag's Key (rendered by the plugin after
+    :func:`_with_reserved_tags`) may name one."""
     tags = params.get("Tags")
     tags = tags if isinstance(tags, list) else []
     of_reserved = [t for t in tags if isinstance(t, dict) and t.get("Key") in _RESERVED_TAG_KEYS]
     if sorted(of_reserved, key=str) != sorted(reserved, key=str):
         raise ValueError(
-            f"SageMaker {method}: the request's Tags, rendered from the task's inputs, hold "
+            f"{connector}: {method}'s Tags, rendered from the task's inputs, hold "
             f"{of_reserved} where the connector's {ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags "
             f"{reserved} must be alone: these keys are the connector's, not a task's"
         )
