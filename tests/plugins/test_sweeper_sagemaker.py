@@ -418,15 +418,29 @@ def test_an_endpoint_the_next_attempt_could_not_take_over_is_not_answered_and_is
     assert fixed not in _existing("endpoints")
 
 
+@pytest.mark.usefixtures("sweep_table", "add_tags_overwrites")
+@pytest.mark.parametrize("replica", ["lives on", "ends before its cancel"])
 @pytest.mark.parametrize("maker", _MAKERS)
 def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
-    sweep_table, fresh_connectors, add_tags_overwrites, maker
+    fresh_connectors, maker, replica, monkeypatch
 ):
     """A CreateTask answered an existing endpoint of its fixed name (a person's, or another
     execution's serving production) that fails to record its answer gives up as at its deadline:
     it stops only what it made, never the endpoint it adopted; nor does the sweep, should the
-    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling). Nor does
-    either re-tag it: another execution's endpoint is not an earlier attempt's of this node."""
+    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling), or its
+    replica end before its give-up's cancel ran (the sweep alone then decides). Nor does either
+    re-tag it: another execution's endpoint is not an earlier attempt's of this node."""
+    from cdao_connectors._attempts import AttemptAnswers  # noqa: PLC0415
+
+    if replica == "ends before its cancel":
+
+        def never_cancelling(self: Any, cancel: Any) -> Any:
+            async def ended(resource_meta: Any) -> None:
+                return None
+
+            return ended
+
+        monkeypatch.setattr(AttemptAnswers, "cancelling", never_cancelling)
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
     serving, config = _serving_endpoint(maker, connector)
     tags = _tags_on_endpoint(serving)
