@@ -658,7 +658,10 @@ def test_a_take_over_between_the_sweeps_check_and_its_delete_leaves_the_endpoint
             taken_over.append(arn)
 
     connector.backend.aws("sagemaker", REGION).meta.events.register("after-call.sagemaker.ListTags", take_over)
-    sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))
+    swept_before = _swept_count(connector.backend.name)
+    # Settled, not counted as stopped by the sweep: attempt 1 follows the endpoint.
+    assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))] == ["another attempt's"]
+    assert _swept_count(connector.backend.name) == swept_before
     assert taken_over
     assert fixed in _existing("endpoints")
     assert {"Key": ATTEMPT_TAG_KEY, "Value": attempt_1} in _tags_on_endpoint(fixed)

@@ -750,7 +750,10 @@ class BulkheadPluginConnector:
         """The plugin's delete (a DeleteTask: propeller's abort; a give-up's or the sweep's cancel),
         within propeller's DeleteTask deadline; nothing for a job or endpoint this attempt did not
         make (:meth:`_made_elsewhere`): the plugin's create adopts one of its name, and a person's
-        endpoint may serve production."""
+        endpoint may serve production. False when it left such a job (the sweep then settles the
+        attempt without counting the job as stopped: :mod:`cdao_connectors._sweeper`), else the
+        plugin's delete's None; propeller's DeleteTask ignores it (flytekit
+        ``connector_service.py`` ``DeleteTask``, 1.16.31)."""
         return await self._bounded(
             self._delete_if_made_here(resource_meta, **kwargs),
             deadline=_deadlines.DELETE_TASK_SECONDS,
@@ -763,5 +766,5 @@ class BulkheadPluginConnector:
             _log.warning(
                 "%s: not stopping %s: this attempt did not make it (%s)", self.name, _job_name(resource_meta), elsewhere
             )
-            return None
+            return False
         return await super().delete(resource_meta, **kwargs)  # type: ignore[misc]
