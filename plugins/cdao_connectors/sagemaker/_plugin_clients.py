@@ -28,9 +28,10 @@ BulkheadConnector's ended jobs' does (:func:`cdao_connectors._backends.outcome_w
 the backend's GetTask threads, never on the service's event loop.
 
 Within a CreateTask of such a connector, the create request carries a ``flyte-attempt`` tag derived
-from the attempt, so the plugin's ``{idempotence_token}`` (a hash of the rendered request) and the
-names built with it are the attempt's own; a job or endpoint the plugin still adopts from SageMaker's
-"already exists" is described once and refused when stopped, deleting or failed; and a create
+from the attempt (a request whose ``Tags`` cannot carry it is refused before it is sent), so the
+plugin's ``{idempotence_token}`` (a hash of the rendered request) and the names built with it are
+the attempt's own; a job or endpoint the plugin still adopts from SageMaker's "already exists" is
+described once and refused when stopped, deleting or failed; and a create
 SageMaker refuses for a quota (``ResourceLimitExceeded``, which the plugin's endpoint connector
 answers as created) is a :class:`QuotaExceeded` naming the request.
 """
@@ -448,13 +449,15 @@ class BulkheadPluginConnector:
         self.status_caches = StatusCaches(self._new_status_cache)
 
     async def _call(self, method: str, config: Any, *args: Any, **kwargs: Any) -> Any:
-        """The plugin's ``_call``; within a CreateTask, its create request carries the attempt's tag
-        (so a ``{idempotence_token}`` in its names is the attempt's), an "already exists" answer is
-        noted, and ``ResourceLimitExceeded`` is a :class:`QuotaExceeded` naming the request.
+        """The plugin's ``_call``; within a CreateTask, its create request carries the attempt's and
+        the node's tags (so a ``{idempotence_token}`` in its names is the attempt's), an "already
+        exists" answer is noted, and ``ResourceLimitExceeded`` is a :class:`QuotaExceeded` naming
+        the request.
 
-        The tag goes into ``config`` in place: the plugin renders it in place and keeps it as the
+        The tags go into ``config`` in place: the plugin renders it in place and keeps it as the
         job's metadata (boto3_mixin.py ``_call``, flytekit ``utils/dict_formatter.py`` ``format_dict``).
-        Raises ValueError for a request whose ``Tags`` cannot take it (:func:`_with_reserved_tags`).
+        Raises ValueError, sending nothing, for a request whose ``Tags`` cannot take them
+        (:func:`_with_reserved_tags`, :func:`_refuse_unless_tagged`).
         """
         tag = _ATTEMPT_TAG.get()
         creating = tag is not None and method.startswith("create_")
