@@ -70,9 +70,10 @@ ATTEMPT_TAG_KEY = "flyte-attempt"
 
 def attempt_tag_value(seed: str) -> str:
     """The :data:`ATTEMPT_TAG_KEY` tag's value for the attempt whose :func:`attempt_seed` is ``seed``:
-    32 hex characters, within every tagging backend's limits (SageMaker's and EMR Serverless's tag
-    values: at most 256 characters of ``[A-Za-z0-9 /_.:=+@-]``, botocore ``sagemaker/2017-07-24``
-    ``TagValue``, ``emr-serverless/2021-07-13`` ``TagValue``)."""
+    32 hex characters, within every tagging backend's limits: a SageMaker tag value is at most 256
+    characters of ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]`` (letters, separators and numbers of any script;
+    botocore ``sagemaker/2017-07-24`` ``TagValue``), an EMR Serverless one at most 256 of
+    ``[A-Za-z0-9 /_.:=+@-]`` (botocore ``emr-serverless/2021-07-13`` ``TagValue``)."""
     return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 

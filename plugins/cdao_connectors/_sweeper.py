@@ -58,8 +58,9 @@ SWEEP_GIVE_UP_SECONDS = 3600.0
 @dataclass(frozen=True)
 class Swept:
     """What one sweep of ``attempt`` did: ``outcome`` is "cancelled", "no job", "not found yet",
-    "retrying", "left running" or "answered" (left alone: propeller follows it); ``job`` the
-    ``resource_meta`` it stopped or tried to, if found."""
+    "retrying", "left running", "answered" (left alone: propeller follows it) or "another attempt's"
+    (the connector's DeleteTask found the job taken over by a later attempt, after the sweep found
+    it, and left it); ``job`` the ``resource_meta`` it stopped or tried to, if found."""
 
     attempt: str
     outcome: str
@@ -126,7 +127,7 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
         _log.info("sweeper: %s never made the job of attempt %s (%s)", target.backend, attempt, target.lookup)
         return Swept(attempt, "no job")
     try:
-        asyncio.run(_stop(connector, job))
+        stopped = asyncio.run(_stop(connector, job))
     except Exception as exc:
         transient = getattr(connector, "is_transient_error", aws_error_is_transient)
         if in_chain(exc, transient, implicit=False) and now - since < SWEEP_GIVE_UP_SECONDS:
@@ -134,6 +135,16 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
             ledger.sweep_later(attempt, now + SWEEP_RECHECK_SECONDS)
             return Swept(attempt, "retrying", job)
         return _left_running(ledger, attempt, item, job, exc)
+    return _settle_stopped(ledger, attempt, target, job, stopped=stopped is not False)
+
+
+def _settle_stopped(ledger: AttemptLedger, attempt: str, target: SweepTarget, job: Any, *, stopped: bool) -> Swept:
+    """Settles ``attempt`` once its connector's DeleteTask of ``job`` returned: it ``stopped`` the
+    job, or left it to the later attempt that took it over (not counted as stopped: it runs on)."""
+    if not stopped:
+        ledger.settle(attempt, "another attempt's")
+        _log.info("sweeper: left %r, the job of attempt %s, which another attempt took over", job, attempt)
+        return Swept(attempt, "another attempt's", job)
     ledger.settle(attempt, "cancelled")
     count_job_swept(exported_backend(target.backend))
     _log.warning(
@@ -145,11 +156,13 @@ def _sweep(ledger: AttemptLedger, attempt: str, item: dict[str, Any], now: float
     return Swept(attempt, "cancelled", job)
 
 
-async def _stop(connector: Any, job: Any) -> None:
+async def _stop(connector: Any, job: Any) -> Any:
     """The connector's DeleteTask of ``job``, run on this thread's own event loop: not an RPC the
-    service's shutdown waits for (``_backends.NOT_AN_RPC``)."""
+    service's shutdown waits for (``_backends.NOT_AN_RPC``). What it returns: False when it left a
+    job that is not the attempt's (``sagemaker._plugin_clients`` ``BulkheadPluginConnector.delete``),
+    else what the plugin's delete returns (None)."""
     NOT_AN_RPC.set(True)
-    await connector.delete(job)
+    return await connector.delete(job)
 
 
 def _job(connector: Any, target: SweepTarget, item: dict[str, Any]) -> Any:

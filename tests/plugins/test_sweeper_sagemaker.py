@@ -93,7 +93,9 @@ def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) ->
     client.meta.events.register(f"before-send.sagemaker.{operation}", stop)
 
 
-def _training_template(name: str) -> Any:
+def _training_template(name: str, tags: Any = None, inputs: dict[str, type] | None = None) -> Any:
+    """A request-based training task naming its job ``name``, its request's ``Tags`` ``tags`` when
+    given, its inputs (placeholders ``{inputs.X}`` in the request) ``inputs``."""
     from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
 
     config = {
@@ -104,7 +106,11 @@ def _training_template(name: str) -> Any:
         "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }
-    task = SageMakerTrainingJobTask(name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=config, region=REGION)
+    if tags is not None:
+        config["Tags"] = tags
+    task = SageMakerTrainingJobTask(
+        name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=config, region=REGION, inputs=inputs
+    )
     return serialize(task)
 
 
@@ -263,9 +269,10 @@ def test_a_job_of_the_attempts_name_made_by_another_attempt_is_never_stopped(swe
 
 
 def test_a_lookup_that_cannot_tell_the_attempts_job_is_left_to_an_operator() -> None:
-    """A create whose request was never named made nothing to find, and one whose request could not
-    carry the attempt's tag (a ``Tags`` placeholder, or 50 tags already) names a job that may be
-    another's: neither is looked up by name, and the sweep counts the attempt for an operator."""
+    """A create whose request was never named made nothing to find, and one whose request carried no
+    attempt's tag (recorded by an earlier version of the connector, which sent such requests) names
+    a job that may be another's: neither is looked up by name, and the sweep counts the attempt for
+    an operator."""
     from cdao_connectors.sagemaker._plugin_clients import find_attempts_job  # noqa: PLC0415
 
     class NoCalls:
@@ -338,6 +345,29 @@ def add_tags_overwrites(monkeypatch) -> None:
     monkeypatch.setattr(SageMakerModelBackend, "add_tags", add_tags)
 
 
+# Who made the serving endpoint of a fixed name another execution's CreateTask is answered: a person
+# (untagged), or another execution through the connector (tagged as its attempt and node).
+_MAKERS = ["a person", "another execution"]
+
+
+def _serving_endpoint(maker: str, connector: Any) -> tuple[str, str]:
+    """An endpoint of a fixed name ``prod-...`` serving, made by ``maker`` (:data:`_MAKERS`); its name
+    and its endpoint config's."""
+    serving = f"prod-{uuid.uuid4().hex[:8]}"
+    config = _endpoint_config(serving)
+    if maker == "a person":
+        boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    else:
+        _create(connector, _endpoint_template(serving, config), f"serve{uuid.uuid4().hex[:6]}")
+        assert _tags_on_endpoint(serving)  # the connector's flyte-attempt and flyte-node tags
+    return serving, config
+
+
+def _tags_on_endpoint(name: str) -> list[dict[str, str]]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return sm.list_tags(ResourceArn=sm.describe_endpoint(EndpointName=name)["EndpointArn"])["Tags"]
+
+
 def _endpoint_made_by_attempt_0(fresh_connectors) -> tuple[Any, Any, str, str]:
     """An endpoint task of a fixed name whose attempt 0 made its endpoint and lost CreateEndpoint's
     answer (attempt 0 failed); SageMaker answers the next create "already exists". The connector,
@@ -388,15 +418,32 @@ def test_an_endpoint_the_next_attempt_could_not_take_over_is_not_answered_and_is
     assert fixed not in _existing("endpoints")
 
 
-def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(sweep_table, fresh_connectors):
+@pytest.mark.usefixtures("sweep_table", "add_tags_overwrites")
+@pytest.mark.parametrize("replica", ["lives on", "ends before its cancel"])
+@pytest.mark.parametrize("maker", _MAKERS)
+def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(
+    fresh_connectors, maker, replica, monkeypatch
+):
     """A CreateTask answered an existing endpoint of its fixed name (a person's, or another
     execution's serving production) that fails to record its answer gives up as at its deadline:
     it stops only what it made, never the endpoint it adopted; nor does the sweep, should the
-    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling)."""
-    serving = f"prod-{uuid.uuid4().hex[:8]}"
-    config = _endpoint_config(serving)
-    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    give-up fail to take the attempt out of the sweep index (DynamoDB still throttling), or its
+    replica end before its give-up's cancel ran (the sweep alone then decides). Nor does either
+    re-tag it: another execution's endpoint is not an earlier attempt's of this node."""
+    from cdao_connectors._attempts import AttemptAnswers  # noqa: PLC0415
+
+    if replica == "ends before its cancel":
+
+        def never_cancelling(self: Any, cancel: Any) -> Any:
+            async def ended(resource_meta: Any) -> None:
+                return None
+
+            return ended
+
+        monkeypatch.setattr(AttemptAnswers, "cancelling", never_cancelling)
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    serving, config = _serving_endpoint(maker, connector)
+    tags = _tags_on_endpoint(serving)
     _already_exists(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", "endpoint")
 
     def throttled(self, attempt, started_at):
@@ -424,6 +471,7 @@ def test_a_createtask_that_adopted_an_endpoint_never_deletes_it_when_giving_up(s
     # Nor counted as stopped: the give-up recorded no target for what it adopted.
     assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + SWEEP_GRACE_SECONDS + 1))] == ["not found yet"]
     assert serving in _existing("endpoints")
+    assert _tags_on_endpoint(serving) == tags
 
 
 def test_a_create_whose_attempt_the_sweep_took_before_its_request_went_out_sends_nothing(
@@ -490,19 +538,131 @@ def test_only_a_job_the_sweep_can_tell_is_said_to_be_stopped_by_it(sweep_table, 
     assert answers.findable is findable
 
 
-def test_an_abort_deletes_the_endpoint_its_createtask_made_and_never_one_it_adopted(sweep_table, fresh_connectors):
+@pytest.mark.parametrize("maker", _MAKERS)
+def test_an_abort_deletes_the_endpoint_its_createtask_made_and_never_one_it_adopted(
+    sweep_table, fresh_connectors, add_tags_overwrites, maker
+):
     """Propeller's abort of an execution sends DeleteTask with the CreateTask's answer (connector/
     plugin.go ``Abort`` at flyteplugins/v1.16.8). An endpoint task of a fixed name answered "already
-    exists" for a person's endpoint (the plugin adopts it) must leave that endpoint serving; one it
-    made itself is deleted."""
+    exists" for a person's endpoint, or another execution's (the plugin adopts it), must leave that
+    endpoint serving and its tags as they are; one it made itself is deleted."""
     connector = _fresh("sagemaker-endpoint", fresh_connectors)
-    serving = f"prod-{uuid.uuid4().hex[:8]}"
-    config = _endpoint_config(serving)
-    boto3.client("sagemaker", region_name=REGION).create_endpoint(EndpointName=serving, EndpointConfigName=config)
+    serving, config = _serving_endpoint(maker, connector)
+    tags = _tags_on_endpoint(serving)
     made = _create(connector, _endpoint_template(f"own-{serving}", config), f"own{uuid.uuid4().hex[:6]}")
     _already_exists(connector.backend.aws("sagemaker", REGION), "CreateEndpoint", "endpoint")
     adopted = _create(connector, _endpoint_template(serving, config), f"deploy{uuid.uuid4().hex[:6]}")
     run_to_end(connector.delete(adopted))
     run_to_end(connector.delete(made))
     assert serving in _existing("endpoints")
+    assert _tags_on_endpoint(serving) == tags
     assert f"own-{serving}" not in _existing("endpoints")
+
+
+def _user_tags(count: int) -> list[dict[str, str]]:
+    return [{"Key": f"team-{i}", "Value": "ml"} for i in range(count)]
+
+
+def _tags_on_training_job(name: str) -> list[dict[str, str]]:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    return sm.list_tags(ResourceArn=sm.describe_training_job(TrainingJobName=name)["TrainingJobArn"])["Tags"]
+
+
+@pytest.mark.parametrize(
+    ("tags", "inputs", "error"),
+    [
+        (_user_tags(49), None, "49 tags"),
+        ("{inputs.tags}", {"tags": "[]"}, "placeholder"),
+        ([{"Key": "{inputs.key}", "Value": "mine"}], {"key": "flyte-attempt"}, "flyte-attempt"),
+    ],
+    ids=["no room", "Tags placeholder", "reserved key rendered"],
+)
+def test_a_request_that_cannot_carry_the_attempts_tags_is_refused_before_it_is_sent(
+    sweep_table, fresh_connectors, tags, inputs, error
+):
+    """A request whose ``Tags`` cannot take the connector's ``flyte-attempt`` and ``flyte-node`` tags
+    (SageMaker takes at most 50: botocore ``sagemaker/2017-07-24`` ``TagList`` max 50; a placeholder
+    for the whole list; a placeholder rendering a reserved key) made a job nobody could tell from
+    another's: its sweep could only count it left running, paging an operator, and its abort could
+    not check whose the job was. It is refused before anything is sent, naming the field, and leaves
+    nothing to sweep."""
+    from flytekit import FlyteContextManager  # noqa: PLC0415
+    from flytekit.core.type_engine import TypeEngine  # noqa: PLC0415
+
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    execution = f"tags{uuid.uuid4().hex[:8]}"
+    types = dict.fromkeys(inputs or {}, str)
+    template = _training_template(f"fit-{execution}-{{idempotence_token}}", tags, types or None)
+    literals = TypeEngine.dict_to_literal_map(FlyteContextManager.current_context(), inputs, types) if inputs else None
+    with pytest.raises(ValueError, match=rf"Tags.*{error}|{error}.*Tags"):
+        _create(connector, template, execution, inputs=literals)
+    assert not [name for name in _existing("training_jobs") if execution in name]
+    assert armed() == []
+
+
+def test_a_request_of_48_tags_carries_the_attempts_tags_and_its_job_is_swept(sweep_table, fresh_connectors):
+    """48 tags of the task's own leave room for the connector's two: the request carries them, and
+    the job whose create lost its answer is found and stopped by the sweep."""
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    sm = connector.backend.aws("sagemaker", REGION)
+    stopped: list[str] = []
+    _answer_stop(sm, "StopTrainingJob", "TrainingJobName", stopped)
+    _lose_the_answer(sm, "CreateTrainingJob")
+    execution = f"tags{uuid.uuid4().hex[:8]}"
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}", _user_tags(48)), execution)
+    (name,) = [name for name in _existing("training_jobs") if execution in name]
+    assert len(_tags_on_training_job(name)) == 50
+    assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))] == ["cancelled"]
+    assert stopped == [name]
+
+
+def test_a_tasks_own_flyte_attempt_or_flyte_node_tag_is_replaced_by_the_connectors(sweep_table, fresh_connectors):
+    """SageMaker's tag keys are unique per resource (API reference, Tag: "Tag keys must be unique per
+    resource", https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html). A task's own
+    ``flyte-attempt`` or ``flyte-node`` tag would make its job look like another attempt's, which
+    that attempt's abort or sweep would stop, or that this one could take over: the keys hold the
+    connector's values, once each, as EMR Serverless's ``flyte-attempt`` does; the task's other tags
+    stay."""
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    execution = f"forge{uuid.uuid4().hex[:8]}"
+    forged = [
+        {"Key": "flyte-attempt", "Value": "another-attempts"},
+        {"Key": "team", "Value": "ml"},
+        {"Key": "flyte-node", "Value": "another-nodes"},
+    ]
+    made = _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}", forged), execution)
+    tags = _tags_on_training_job(made.config["TrainingJobName"])
+    assert sorted(t["Key"] for t in tags) == ["flyte-attempt", "flyte-node", "team"]
+    assert {t["Value"] for t in tags}.isdisjoint({"another-attempts", "another-nodes"})
+
+
+def test_a_take_over_between_the_sweeps_check_and_its_delete_leaves_the_endpoint(
+    sweep_table, fresh_connectors, add_tags_overwrites
+):
+    """Attempt 0's sweep checks the endpoint's tags (ListTags) on its own thread, then deletes it
+    through DeleteTask, which may wait for a free thread of the connector's backend. Attempt 1's
+    take-over (re-tagging the endpoint as its own: ``_adopt``) may land in between; the delete must
+    then leave the endpoint attempt 1 follows: DeleteTask checks the tag again right before it."""
+    from cdao_connectors._common import ATTEMPT_TAG_KEY, attempt_seed, attempt_tag_value  # noqa: PLC0415
+
+    connector, template, execution, fixed = _endpoint_made_by_attempt_0(fresh_connectors)
+    prefix = f"s3://flyte-data/metadata/{execution}/1"
+    attempt_1 = attempt_tag_value(attempt_seed(template, prefix, execution_metadata(execution, retry=1)))
+    taken_over: list[str] = []
+
+    def take_over(parsed, **_: Any) -> None:
+        if not taken_over:  # the sweep's own check answered first; then attempt 1 re-tags
+            sm = boto3.client("sagemaker", region_name=REGION)
+            arn = sm.describe_endpoint(EndpointName=fixed)["EndpointArn"]
+            sm.add_tags(ResourceArn=arn, Tags=[{"Key": ATTEMPT_TAG_KEY, "Value": attempt_1}])
+            taken_over.append(arn)
+
+    connector.backend.aws("sagemaker", REGION).meta.events.register("after-call.sagemaker.ListTags", take_over)
+    swept_before = _swept_count(connector.backend.name)
+    # Settled, not counted as stopped by the sweep: attempt 1 follows the endpoint.
+    assert [s.outcome for s in sweep_once(ledger(SWEEP_RECHECK_SECONDS + 1))] == ["another attempt's"]
+    assert _swept_count(connector.backend.name) == swept_before
+    assert taken_over
+    assert fixed in _existing("endpoints")
+    assert {"Key": ATTEMPT_TAG_KEY, "Value": attempt_1} in _tags_on_endpoint(fixed)

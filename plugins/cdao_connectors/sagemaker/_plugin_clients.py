@@ -28,9 +28,10 @@ BulkheadConnector's ended jobs' does (:func:`cdao_connectors._backends.outcome_w
 the backend's GetTask threads, never on the service's event loop.
 
 Within a CreateTask of such a connector, the create request carries a ``flyte-attempt`` tag derived
-from the attempt, so the plugin's ``{idempotence_token}`` (a hash of the rendered request) and the
-names built with it are the attempt's own; a job or endpoint the plugin still adopts from SageMaker's
-"already exists" is described once and refused when stopped, deleting or failed; and a create
+from the attempt (a request whose ``Tags`` cannot carry it is refused before it is sent), so the
+plugin's ``{idempotence_token}`` (a hash of the rendered request) and the names built with it are
+the attempt's own; a job or endpoint the plugin still adopts from SageMaker's "already exists" is
+described once and refused when stopped, deleting or failed; and a create
 SageMaker refuses for a quota (``ResourceLimitExceeded``, which the plugin's endpoint connector
 answers as created) is a :class:`QuotaExceeded` naming the request.
 """
@@ -155,11 +156,12 @@ class _Client:
         kind = LISTED_KINDS.get(method)
         stale = _STALE.get()
         answered = _DESCRIBED.get()
-        tag = _ATTEMPT_TAG.get()
+        tag, node = _ATTEMPT_TAG.get(), _NODE_TAG.get()
         naming = tag is not None and service == "sagemaker" and method.startswith("create_")
 
         def blocking(**params: Any) -> Any:
-            if naming:  # a CreateTask's create, its request rendered: recorded before it is sent
+            if naming:  # a CreateTask's create, its request rendered: checked and recorded before it is sent
+                _refuse_unless_tagged(backend.name, method, params, [t for t in (tag, node) if t is not None])
                 _name_the_job(params, region, tag)
             return getattr(backend.aws(service, region), method)(**params)
 
@@ -191,16 +193,69 @@ def attempt_tag(seed: str) -> dict[str, str]:
     return {"Key": ATTEMPT_TAG_KEY, "Value": attempt_tag_value(seed)}
 
 
+# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
+_MAX_TAGS = 50
+# The tag keys only the connector sets on what a CreateTask makes (a job, an endpoint, a model, an
+# endpoint config): a task's own tag of one of them could make its job look like another attempt's.
+_RESERVED_TAG_KEYS = frozenset({ATTEMPT_TAG_KEY, NODE_TAG_KEY})
+
+
+def _with_reserved_tags(connector: str, method: str, config: dict[str, Any], reserved: list[dict[str, str]]) -> None:
+    """Sets the create request ``config``'s ``Tags`` (before the plugin renders it) to the task's own
+    tags but those of a reserved key, then ``reserved`` (the attempt's and the node's tags): a key
+    is unique per resource (SageMaker API reference, Tag: "Tag keys must be unique per resource",
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html), so the connector's value
+    replaces the task's, as EMR Serverless's ``flyte-attempt`` does. In place: the plugin keeps the
+    config as the job's metadata (boto3_mixin.py ``_call``), which DeleteTask's check reads.
+
+    Raises ValueError naming the connector, the create ``method`` and ``Tags`` when the request
+    cannot carry them: a placeholder for the whole list (its rendered length and keys are unknown
+    until sent), or more than 50 tags with them (botocore ``sagemaker/2017-07-24`` ``TagList`` max
+    50). Refused rather than sent untagged: the sweep could not tell such a job from another's (only
+    count it left running, paging an operator), nor an abort whether it is the attempt's."""
+    given = config.get("Tags")
+    if given is None:
+        given = []
+    if not isinstance(given, list):
+        raise ValueError(
+            f"{connector}: {method}'s Tags is {given!r}, not a list: the connector adds its "
+            f"{ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags to the list, so list the tags in the task's "
+            "config (a placeholder may stand for a tag's Value, not for the whole Tags)"
+        )
+    own = [t for t in given if not (isinstance(t, dict) and t.get("Key") in _RESERVED_TAG_KEYS)]
+    if len(own) + len(reserved) > _MAX_TAGS:
+        raise ValueError(
+            f"{connector}: {method}'s Tags hold {len(own)} tags, leaving no room for the connector's "
+            f"{ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags (SageMaker takes at most {_MAX_TAGS}): give at "
+            f"most {_MAX_TAGS - len(reserved)}"
+        )
+    config["Tags"] = own + [dict(t) for t in reserved]
+
+
+def _refuse_unless_tagged(connector: str, method: str, params: dict[str, Any], reserved: list[dict[str, str]]) -> None:
+    """Raises ValueError naming ``connector``, the create ``method`` and ``Tags``, before the rendered
+    create request ``params`` is sent, unless its ``Tags`` hold each of ``reserved`` and no other tag
+    of a reserved key: a placeholder in a tag's Key (rendered by the plugin after
+    :func:`_with_reserved_tags`) may name one."""
+    tags = params.get("Tags")
+    tags = tags if isinstance(tags, list) else []
+    of_reserved = [t for t in tags if isinstance(t, dict) and t.get("Key") in _RESERVED_TAG_KEYS]
+    if sorted(of_reserved, key=str) != sorted(reserved, key=str):
+        raise ValueError(
+            f"{connector}: {method}'s Tags, rendered from the task's inputs, hold "
+            f"{of_reserved} where the connector's {ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags "
+            f"{reserved} must be alone: these keys are the connector's, not a task's"
+        )
+
+
 def _name_the_job(params: dict[str, Any], region: str, tag: dict[str, str]) -> None:
     """Records the job a create request ``params`` makes (:func:`cdao_connectors._attempts.name_the_job`):
-    its name field and name, ``region``, and the attempt's tag when the request carries it."""
+    its name field and name, ``region``, and the attempt's tag, which the request carries
+    (:func:`_refuse_unless_tagged`)."""
     named = _request_name(params)
     if named is None:
         return
-    tags = params.get("Tags")
-    carried = isinstance(tags, list) and tag in tags
-    lookup = {"name_field": named[0], "name": named[1], "region": region}
-    name_the_job({**lookup, "attempt_tag": tag["Value"] if carried else None}, findable=carried)
+    name_the_job({"name_field": named[0], "name": named[1], "region": region, "attempt_tag": tag["Value"]})
 
 
 def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
@@ -211,15 +266,16 @@ def find_attempts_job(client: Any, lookup: dict[str, Any]) -> bool:
     ``{idempotence_token}``) is every attempt's, and an endpoint of it may serve production.
 
     Raises :class:`cdao_connectors._attempts.JobCannotBeFound` for a lookup naming no job (the
-    create ended before sending its request: made nothing) or without the attempt's tag (the request
-    could not carry it: a ``Tags`` placeholder, or 50 tags already), and what the calls raise."""
+    create ended before sending its request: made nothing) or without the attempt's tag (recorded by
+    an earlier version of the connector, which sent a request that could not carry it; every request
+    carries it now: :func:`_with_reserved_tags`), and what the calls raise."""
     field, name = lookup.get("name_field"), lookup.get("name")
     if field not in _ADOPTABLE or not name:
         raise JobCannotBeFound(f"the create's request was never named: {lookup}")
     expected = lookup.get("attempt_tag")
     if not expected:
         raise JobCannotBeFound(
-            f"SageMaker {field}={name}: the create's request could not carry the flyte-attempt tag, so "
+            f"SageMaker {field}={name}: the create's request carried no flyte-attempt tag, so "
             f"whether a job of that name is the attempt's cannot be told ({lookup})"
         )
     kind = _ADOPTABLE[field]
@@ -336,10 +392,6 @@ def _request_name(config: Any) -> tuple[str, str] | None:
     return (field, str(config[field])) if field else None
 
 
-# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
-_MAX_TAGS = 50
-
-
 def _plugin_adopts(error: BaseException) -> bool:
     """The answers to a create the plugin takes as its job: SageMaker refusing a second job or
     endpoint of the name (``*/connector.py`` and ``pythonic_base.py`` ``create``,
@@ -397,22 +449,21 @@ class BulkheadPluginConnector:
         self.status_caches = StatusCaches(self._new_status_cache)
 
     async def _call(self, method: str, config: Any, *args: Any, **kwargs: Any) -> Any:
-        """The plugin's ``_call``; within a CreateTask, its create request carries the attempt's tag
-        (so a ``{idempotence_token}`` in its names is the attempt's), an "already exists" answer is
-        noted, and ``ResourceLimitExceeded`` is a :class:`QuotaExceeded` naming the request.
+        """The plugin's ``_call``; within a CreateTask, its create request carries the attempt's and
+        the node's tags (so a ``{idempotence_token}`` in its names is the attempt's), an "already
+        exists" answer is noted, and ``ResourceLimitExceeded`` is a :class:`QuotaExceeded` naming
+        the request.
 
-        The tag goes into ``config`` in place: the plugin renders it in place and keeps it as the
+        The tags go into ``config`` in place: the plugin renders it in place and keeps it as the
         job's metadata (boto3_mixin.py ``_call``, flytekit ``utils/dict_formatter.py`` ``format_dict``).
-        A ``Tags`` given as a placeholder, or already holding 50 tags, cannot take it; the adopted
-        job's status check covers that (:meth:`_create_unless_stopped`).
+        Raises ValueError, sending nothing, for a request whose ``Tags`` cannot take them
+        (:func:`_with_reserved_tags`, :func:`_refuse_unless_tagged`).
         """
         tag = _ATTEMPT_TAG.get()
         creating = tag is not None and method.startswith("create_")
         if creating and isinstance(config, dict):
-            tags = config.setdefault("Tags", [])
-            for added in (tag, _NODE_TAG.get()):
-                if added is not None and isinstance(tags, list) and added not in tags and len(tags) < _MAX_TAGS:
-                    tags.append(dict(added))
+            reserved = [t for t in (tag, _NODE_TAG.get()) if t is not None]
+            _with_reserved_tags(self.name, method, config, reserved)
         try:
             return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
         except CustomException as exc:
@@ -596,7 +647,8 @@ class BulkheadPluginConnector:
         ``flyte-attempt`` tag is not the one its create's request carried (a job of a fixed name
         another attempt or a person made, which the create adopted: :meth:`_adopt`). None when it is
         the attempt's, gone, or cannot be told: a Pythonic job's name derives from the attempt, and a
-        request that carried no such tag (a ``Tags`` placeholder) is stopped as the plugin stops it."""
+        request that carried no such tag (sent by an earlier version of the connector) is stopped as
+        the plugin stops it."""
         config = getattr(resource_meta, "config", None)
         tags = config.get("Tags") if isinstance(config, dict) else None
         own = (
@@ -680,7 +732,12 @@ class BulkheadPluginConnector:
         """The attempt's job or endpoint, as this connector's DeleteTask takes it, when SageMaker has
         it (:func:`find_attempts_job`): the sweeper (:mod:`cdao_connectors._sweeper`) stops one
         whose CreateTask never answered it. None when there is none of the attempt's (yet).
-        ``recorded`` is unused: nothing is recorded before a SageMaker create answers."""
+        ``recorded`` is unused: nothing is recorded before a SageMaker create answers.
+
+        A request-based job's metadata carries the attempt's tag as its create's request did, so
+        that DeleteTask checks the tag again right before it stops the job (:meth:`_made_elsewhere`):
+        a later attempt's take-over (:meth:`_adopt`) may land while the sweep's DeleteTask waits for
+        a thread of this connector's backend, after the check here."""
         region = lookup.get("region") or aws_region()
         if not find_attempts_job(self.backend.aws("sagemaker", region), lookup):
             return None
@@ -688,14 +745,18 @@ class BulkheadPluginConnector:
         if issubclass(self.metadata_type, PythonicJobMetadata):  # pythonic_base.py ``delete``: by job_name
             return self.metadata_type(job_name=name, output_prefix="", region=region)
         # The request-based connectors' delete renders {name field: config's name} (*/connector.py).
-        return self.metadata_type(config={lookup["name_field"]: name}, region=region)
+        tags = [{"Key": ATTEMPT_TAG_KEY, "Value": lookup["attempt_tag"]}]
+        return self.metadata_type(config={lookup["name_field"]: name, "Tags": tags}, region=region)
 
     @serving
     async def delete(self, resource_meta: Any, **kwargs: Any) -> Any:
         """The plugin's delete (a DeleteTask: propeller's abort; a give-up's or the sweep's cancel),
         within propeller's DeleteTask deadline; nothing for a job or endpoint this attempt did not
         make (:meth:`_made_elsewhere`): the plugin's create adopts one of its name, and a person's
-        endpoint may serve production."""
+        endpoint may serve production. False when it left such a job (the sweep then settles the
+        attempt without counting the job as stopped: :mod:`cdao_connectors._sweeper`), else the
+        plugin's delete's None; propeller's DeleteTask ignores it (flytekit
+        ``connector_service.py`` ``DeleteTask``, 1.16.31)."""
         return await self._bounded(
             self._delete_if_made_here(resource_meta, **kwargs),
             deadline=_deadlines.DELETE_TASK_SECONDS,
@@ -708,5 +769,5 @@ class BulkheadPluginConnector:
             _log.warning(
                 "%s: not stopping %s: this attempt did not make it (%s)", self.name, _job_name(resource_meta), elsewhere
             )
-            return None
+            return False
         return await super().delete(resource_meta, **kwargs)  # type: ignore[misc]
