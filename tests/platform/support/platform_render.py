@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+import cdao_stacks
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PLATFORM = REPO_ROOT / "platform"
 APPSETS_DIR = PLATFORM / "bootstrap" / "appsets"
@@ -273,7 +275,9 @@ def render_template(obj: Any, params: Mapping[str, Any], engine: GoTemplate) -> 
 
 
 def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    # Read as the CLI reads platform/ (cdao_doctor's ApplicationSets): the C safe loader, the suite's
+    # hottest parse (thousands of rendered documents).
+    return [d for d in cdao_stacks.load_yaml_all(path.read_text()) if d is not None]
 
 
 def application_sets() -> list[dict[str, Any]]:
