@@ -304,3 +304,97 @@ def test_a_deferred_run_is_never_submitted_after_its_deletetask(sweep_table, app
     _application_state(application, "STARTED")
     run_to_end(other_replica.delete(followed))
     assert _runs(application) == {run: "CANCELLED"}
+
+
+def _refused(code: str, protocol: str) -> Any:
+    """A botocore ``before-send`` handler answering AWS's refusal ``code`` (HTTP 400) as the
+    service's protocol carries it: DynamoDB's JSON 1.0 names it in the body's ``__type``, EMR
+    Serverless's REST-JSON in the ``x-amzn-ErrorType`` header (botocore ``parsers.py``
+    ``BaseJSONParser._do_error_parse`` / ``RestJSONParser._inject_error_code``)."""
+
+    def answer(request, **_: Any) -> AWSResponse:
+        if protocol == "json":
+            body = b'{"__type": "com.amazonaws.dynamodb.v20120810#%s", "message": "slow down"}' % code.encode()
+            return AWSResponse(request.url, 400, {}, RawBody(body))
+        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": code}, RawBody(b'{"message": "slow down"}'))
+
+    return answer
+
+
+@pytest.fixture
+def one_try(monkeypatch) -> None:
+    """Each AWS call tried once: a refusal below is answered at once, not after botocore's backoff."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
+@pytest.mark.usefixtures("one_try")
+def test_a_deferred_run_waits_while_the_attempt_table_throttles(sweep_table, application, fresh_connectors):
+    """The deferred StartJobRun is sent only after the attempt table recorded the submission. While
+    DynamoDB throttles that write (ProvisionedThroughputExceededException, botocore dynamodb
+    2012-08-10 UpdateItem's errors), no run exists yet: each GetTask answers the run as still
+    waiting instead of an error (each spends one of propeller's maxSystemFailures, never given
+    back: flyteplugins/v1.16.8 ``internal/webapi/cache.go`` ``SyncResource``), and the first
+    GetTask after the throttling submits it."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    throttled = _refused("ProvisionedThroughputExceededException", "json")
+    dynamodb = connector.backend.aws("dynamodb", REGION)
+    dynamodb.meta.events.register("before-send.dynamodb.UpdateItem", throttled)
+    pending = _pending(application)
+    for _ in range(3):
+        resource = run_to_end(connector.get(pending))
+        assert resource.phase == TaskExecution.RUNNING, resource.message
+        assert "attempt table" in resource.message and "ProvisionedThroughputExceeded" in resource.message
+    assert _runs(application) == {}
+    dynamodb.meta.events.unregister("before-send.dynamodb.UpdateItem", throttled)
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    assert list(_runs(application).values()) == ["RUNNING"]
+
+
+@pytest.mark.usefixtures("one_try")
+def test_a_deferred_run_waits_while_its_applications_state_cannot_be_read(
+    sweep_table, application, fresh_connectors, monkeypatch
+):
+    """Before the deferred StartJobRun the plugin reads the application's state (GetApplication,
+    boto_handler.py ``start_application_if_needed``). Throttled, or slower than the GetTask's budget,
+    that read made every GetTask an error (one of propeller's maxSystemFailures each); the run is
+    answered as still waiting, within the GetTask's deadline, and submitted once the read answers."""
+    import threading  # noqa: PLC0415
+
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    client = connector.backend.aws("emr-serverless", REGION)
+    pending = _pending(application)
+    throttled = _refused("ThrottlingException", "rest-json")
+    client.meta.events.register("before-send.emr-serverless.GetApplication", throttled)
+    resource = run_to_end(connector.get(pending))
+    assert resource.phase == TaskExecution.RUNNING and "ThrottlingException" in resource.message, resource.message
+    client.meta.events.unregister("before-send.emr-serverless.GetApplication", throttled)
+
+    # A read that outlasts the budget (botocore's backoff of a throttled account, a hung endpoint):
+    # the GetTask answers before propeller's deadline, the budget shortened so the test waits 0.5 s.
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", 2.5)
+    released = threading.Event()
+
+    def hung(request, **_: Any) -> None:
+        released.wait(5)
+
+    client.meta.events.register("before-send.emr-serverless.GetApplication", hung)
+    try:
+        start = time.monotonic()
+        resource = run_to_end(connector.get(pending))
+        took = time.monotonic() - start
+    finally:
+        released.set()
+        client.meta.events.unregister("before-send.emr-serverless.GetApplication", hung)
+    assert resource.phase == TaskExecution.RUNNING and "did not answer" in resource.message, resource.message
+    assert took < _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS, took
+    assert _runs(application) == {}
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    assert list(_runs(application).values()) == ["RUNNING"]

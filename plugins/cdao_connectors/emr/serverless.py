@@ -99,6 +99,7 @@ from cdao_connectors._status_cache import (
     StatusCache,
     StatusCaches,
     Unreadable,
+    is_transient_error,
     refresh_period,
 )
 from cdao_connectors.config import EMRConfig, attempt_table, aws_region, status_refresh_seconds
@@ -157,6 +158,18 @@ _STARTED: ContextVar[list[str] | None] = ContextVar("emr_serverless_started_runs
 # the submission in the attempt table unless a DeleteTask recorded the attempt's cancel first
 # (IdempotentEMRServerlessConnector._claim_submission); raises _SubmissionCancelled then.
 _SUBMITTING: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("emr_serverless_submitting", default=None)
+# Set for one GetTask (time.monotonic() when it began): its AWS calls end a margin before the GetTask's
+# own deadline (:func:`_call_deadline`), so that a slow one is answered, not the GetTask's deadline error.
+_GET_TASK_SINCE: ContextVar[float | None] = ContextVar("emr_serverless_get_task_since", default=None)
+
+
+def _call_deadline(default: float) -> float:
+    """The deadline (seconds, as ``Backend.call`` takes it) of one AWS call: ``default``, or within a
+    GetTask what is left of its budget less a margin, so the call runs out before the GetTask does."""
+    since = _GET_TASK_SINCE.get()
+    if since is None:
+        return default
+    return _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS - (time.monotonic() - since)
 
 
 class _RunGone(LookupError):
@@ -348,14 +361,14 @@ class _BulkheadHandler(EMRServerlessHandler):
             # (Backend.aws), milliseconds every connector would wait for on the event loop.
             return getattr(self.client, method)(**params)
 
-        return await self._backend.call(call, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
+        return await self._backend.call(call, deadline=_call_deadline(_deadlines.CREATE_TASK_SECONDS), what=method)
 
     async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
         def collect() -> list[dict[str, Any]]:
             pages = self.client.get_paginator(method).paginate(**params)
             return [item for page in pages for item in page.get(result_key, [])]
 
-        return await self._backend.call(collect, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
+        return await self._backend.call(collect, deadline=_call_deadline(_deadlines.CREATE_TASK_SECONDS), what=method)
 
 
 class _TokenPinningHandler:
@@ -372,6 +385,20 @@ class _TokenPinningHandler:
         return getattr(self._handler, name)
 
     async def _start_application_if_needed(self, application_id: str) -> bool:
+        """:meth:`_application_started`; in a pending request's GetTask, a transient error of it
+        (throttling, a 5xx, its deadline: :func:`cdao_connectors._status_cache.is_transient_error`) is
+        :class:`_SubmissionWaits`: nothing was submitted yet, the next poll reads the state again."""
+        try:
+            return await self._application_started(application_id)
+        except Exception as exc:
+            if _SUBMITTING.get() is None or not is_transient_error(exc):
+                raise
+            raise _SubmissionWaits(
+                f"EMR Serverless application {application_id}'s state could not be read ({exc}); the job "
+                "run's submission waits for the next poll"
+            ) from exc
+
+    async def _application_started(self, application_id: str) -> bool:
         """The plugin's, with an application that is gone told apart from a failed call.
 
         The plugin raises RuntimeError for a TERMINATED application (boto_handler.py
@@ -434,6 +461,12 @@ _SUBMITTED, _CANCELLED = "submitted", "cancelled"
 
 def _submission_item(resource_meta: Any) -> str:
     return attempt_item("emr-serverless-submission", resource_meta.pending_job_request["client_token"])
+
+
+class _SubmissionWaits(Exception):
+    """A pending request's GetTask could not submit it for now (a transient error before its
+    StartJobRun): no run exists yet, the next poll tries again. Not a RuntimeError, which the plugin's
+    get() turns into FAILED (connector.py ``get``)."""
 
 
 class _ApplicationGone(RuntimeError):
@@ -720,8 +753,21 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     async def _claim_submission(self, resource_meta: Any) -> None:
         """Before a GetTask's deferred StartJobRun of ``resource_meta``'s pending request: records the
         submission, or raises :class:`_SubmissionCancelled` when a DeleteTask found nothing to cancel
-        first (the application was still starting): the run would be nobody's."""
-        if not await self._mark(resource_meta, _SUBMITTED, _CANCELLED, _deadlines.GET_TASK_SECONDS):
+        first (the application was still starting): the run would be nobody's; raises
+        :class:`_SubmissionWaits` when the attempt table refused the write for now
+        (:func:`cdao_connectors._status_cache.is_transient_error`): no run was submitted."""
+        try:
+            marked = await self._mark(
+                resource_meta, _SUBMITTED, _CANCELLED, _call_deadline(_deadlines.GET_TASK_SECONDS)
+            )
+        except Exception as exc:
+            if not is_transient_error(exc):
+                raise
+            raise _SubmissionWaits(
+                f"EMR Serverless job run of application {resource_meta.application_id}: its submission waits "
+                f"for the attempt table ({exc}); the next poll tries again"
+            ) from exc
+        if not marked:
             raise _SubmissionCancelled(
                 f"EMR Serverless job run of application {resource_meta.application_id} was cancelled "
                 "before it was submitted (its task was aborted while the application started)"
@@ -730,6 +776,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     @serving
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        reset_since = _GET_TASK_SINCE.set(time.monotonic())
         asked = resource_meta
         resource_meta = self._with_started_run(asked)
         pending = self._pending_key(resource_meta) is not None
@@ -740,8 +787,11 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             return await self._get(asked, resource_meta, **kwargs)
         except _SubmissionCancelled as cancelled:
             return Resource(phase=TaskExecution.ABORTED, message=str(cancelled))
+        except _SubmissionWaits as waiting:
+            return Resource(phase=TaskExecution.RUNNING, message=str(waiting))
         finally:
             _SUBMITTING.reset(reset_submitting)
+            _GET_TASK_SINCE.reset(reset_since)
 
     async def _get(self, asked: Any, resource_meta: Any, **kwargs: Any) -> Any:
         reset = _STATUS_READ.set(self._read_status)
