@@ -144,6 +144,40 @@ def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_tabl
     assert armed() == []
 
 
+@pytest.mark.parametrize("state", ["SUBMITTED", "PENDING", "SCHEDULED", "QUEUED"])
+def test_a_run_not_yet_running_whose_create_lost_its_answer_is_cancelled_by_the_sweep(
+    sweep_table, application, fresh_connectors, state
+):
+    """A run goes through SUBMITTED, PENDING and SCHEDULED before RUNNING, and waits QUEUED while the
+    application runs as many as its concurrency allows (``JobRunState``, botocore
+    emr-serverless/2021-07-13): each is going on and is cancelled. moto's runs start in one state
+    (its ``JOB_STATUS``), so the run is set to ``state`` there."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, application, f"{state.lower()}{uuid.uuid4().hex[:8]}")
+    (run,) = emrserverless_backends[ACCOUNT][REGION].job_runs[application]
+    run.state = state
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
+    assert _runs(application) == {run.id: "CANCELLED"}
+
+
+def test_the_runbooks_listing_of_runs_left_running_names_the_states_the_sweep_cancels() -> None:
+    """plugins/README.md tells an operator how to find an EMR Serverless run left running; its
+    ``--states`` are the connector's one list of the states of a run going on (a QUEUED run, left
+    out, was never listed)."""
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from cdao_connectors.emr.serverless import _SWEPT_RUN_STATES  # noqa: PLC0415
+
+    readme = (Path(__file__).resolve().parents[2] / "plugins/README.md").read_text()
+    (states,) = re.findall(r"aws emr-serverless list-job-runs [^`]*--states ([A-Z ]+)`", readme)
+    assert sorted(states.split()) == sorted(_SWEPT_RUN_STATES)
+
+
 def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
     sweep_table, application, fresh_connectors, monkeypatch
 ):
