@@ -86,12 +86,14 @@ def _connector(fresh_connectors) -> Any:
     return connector
 
 
-def _create(connector, application: str, execution: str, retry: int = 0) -> Any:
+def _create(connector, application: str, execution: str, retry: int = 0, tags: dict[str, str] | None = None) -> Any:
     """The connector's create as the service runs a CreateTask of ``emr_tasks.on_serverless`` on
-    ``application`` (propeller renders the container's placeholders first)."""
+    ``application``, with the task's ``tags`` (propeller renders the container's placeholders first)."""
     prefix = f"s3://flyte-data/metadata/{execution}/{retry}"
     template = copy.deepcopy(serialize(emr_tasks.on_serverless))
     template.custom["application_id"] = application
+    if tags is not None:
+        template.custom["tags"] = tags
     return run_to_end(
         connector.create(
             task_template=render_task_template(template, prefix),
@@ -212,9 +214,10 @@ def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
 
 
 def test_a_lookup_that_cannot_tell_the_attempts_run_is_left_to_an_operator(aws_env, fresh_connectors) -> None:
-    """A create whose StartJobRun was never named made nothing to find, and one whose request could
-    not carry the attempt's tag (200 tags already) names runs that may be another attempt's: neither
-    is looked up, and the sweep counts the attempt for an operator."""
+    """A create whose StartJobRun was never named made nothing to find, and a lookup without the
+    attempt's tag (the attempt table is read as stored: one recorded by a connector that let a run
+    start untagged) names runs that may be another attempt's: neither is looked up, and the sweep
+    counts the attempt for an operator."""
     connector = _connector(fresh_connectors)
     with pytest.raises(JobCannotBeFound, match="never named"):
         connector.swept_job({"attempt_seed": "s"}, None)
@@ -223,18 +226,50 @@ def test_a_lookup_that_cannot_tell_the_attempts_run_is_left_to_an_operator(aws_e
         connector.swept_job(lookup, None)
 
 
-def test_the_attempts_tag_never_takes_a_run_past_the_tags_a_run_may_hold() -> None:
-    """A run holds at most 200 tags (botocore emr-serverless/2021-07-13 ``TagMap`` max 200): a task's
-    tags that leave room get the attempt's (replacing a task's own tag of that key), and 200 of them
-    are sent as they are, so StartJobRun is not refused; that run's lookup then has no tag
-    (``_name_the_run``), and the sweep leaves it to an operator (above)."""
-    from cdao_connectors.emr.serverless import with_attempt_tag  # noqa: PLC0415
+# A run holds at most 200 tags (botocore emr-serverless/2021-07-13 ``TagMap`` max 200); the plugin adds
+# its two (flytekitplugins-awsemrserverless connector.py ``FLYTE_TAGS``, ``_merge_tags``) and the
+# connector the attempt's.
+_MOST_TASK_TAGS = 200 - 2 - 1
 
-    assert with_attempt_tag(None, "a" * 32) == {"flyte-attempt": "a" * 32}
-    room = {f"k{i}": "v" for i in range(199)}
-    assert with_attempt_tag({**room, "flyte-attempt": "mine"}, "a" * 32) == {**room, "flyte-attempt": "a" * 32}
-    full = {f"k{i}": "v" for i in range(200)}
-    assert with_attempt_tag(full, "a" * 32) == full
+
+def test_a_task_whose_tags_leave_no_room_for_the_attempts_is_refused_before_any_run(
+    sweep_table, application, fresh_connectors
+):
+    """A run that cannot carry the attempt's tag could never be told from another attempt's, so a
+    create whose answer is lost would leave it running for an operator (``cdao_jobs_left_running_total``,
+    which pages). Its CreateTask is refused instead, naming the field and the limit, before anything
+    starts: no run, nothing for the sweep."""
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(ValueError, match=r"EMRServerless\.tags holds 198 tags.* over EMR Serverless's 200"):
+        _create(
+            connector,
+            application,
+            f"tags{uuid.uuid4().hex[:8]}",
+            tags={f"k{i}": "v" for i in range(_MOST_TASK_TAGS + 1)},
+        )
+    assert _runs(application) == {}
+    assert armed() == []
+    assert sweep_once(ledger(LEASE_SECONDS + 1)) == []
+
+
+def test_a_run_with_as_many_tags_as_a_task_may_give_carries_the_attempts_and_is_swept(
+    sweep_table, application, fresh_connectors
+):
+    """The most tags a task may give still leave room for the attempt's: its run carries it, and a
+    run whose create lost its answer is cancelled by the sweep."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(
+            connector, application, f"tags{uuid.uuid4().hex[:8]}", tags={f"k{i}": "v" for i in range(_MOST_TASK_TAGS)}
+        )
+    (run,) = emrserverless_backends[ACCOUNT][REGION].job_runs[application]
+    assert len(run.tags) == 200 and "flyte-attempt" in run.tags
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
+    assert _runs(application) == {run.id: "CANCELLED"}
 
 
 def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(

@@ -103,7 +103,7 @@ from cdao_connectors._status_cache import (
     refresh_period,
 )
 from cdao_connectors.config import EMRConfig, attempt_table, aws_region, status_refresh_seconds
-from cdao_connectors.emr.task import check_execution_timeout
+from cdao_connectors.emr.task import check_execution_timeout, check_tags
 
 _BACKEND = "EMR Serverless"
 # Said of a CreateTask whose entrypoint upload ran out of its deadline: StartJobRun was never sent.
@@ -118,20 +118,13 @@ _CLIENT_TOKEN: ContextVar[str | None] = ContextVar("emr_serverless_client_token"
 # Set for the duration of one create(), as the token: the attempt's flyte-attempt tag value, which its
 # StartJobRun carries and records (name_the_job) just before it is sent.
 _ATTEMPT_TAG: ContextVar[str | None] = ContextVar("emr_serverless_attempt_tag", default=None)
-# A run holds at most this many tags (botocore emr-serverless/2021-07-13 StartJobRunRequest.tags,
-# ``TagMap`` max 200).
-_MAX_TAGS = 200
 
 
 def with_attempt_tag(tags: dict[str, str] | None, value: str) -> dict[str, str]:
     """``tags`` (a StartJobRun ``tags`` map) with the attempt's :data:`ATTEMPT_TAG_KEY` tag ``value``
-    (the key is the connector's: a task's own tag of it is replaced). Unchanged when the task's
-    other tags leave no room for it (:data:`_MAX_TAGS`): the run starts as the task asked, and a
-    sweep cannot tell it from another attempt's (``swept_job`` raises JobCannotBeFound)."""
-    others = {k: v for k, v in (tags or {}).items() if k != ATTEMPT_TAG_KEY}
-    if len(others) >= _MAX_TAGS:
-        return dict(tags or {})
-    return {**others, ATTEMPT_TAG_KEY: value}
+    (the key is the connector's: a task's own tag of it is replaced). There is room for it: a task's
+    tags that leave none are refused at create (:func:`checked_config`)."""
+    return {**(tags or {}), ATTEMPT_TAG_KEY: value}
 
 
 def client_token(task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any) -> str:
@@ -273,16 +266,9 @@ def _name_the_run(params: dict[str, Any], region: str, tag: str) -> None:
     """Records the run a CreateTask's StartJobRun request ``params`` starts
     (:func:`cdao_connectors._attempts.name_the_job`, which also keeps when the attempt's run was
     first named): its application, ``region``, its name (the plugin's: the task's, every
-    attempt's), and the attempt's tag ``tag`` when the request carries it (:func:`with_attempt_tag`)."""
-    carried = (params.get("tags") or {}).get(ATTEMPT_TAG_KEY) == tag
+    attempt's), and the attempt's tag ``tag``, which the request carries (:func:`with_attempt_tag`)."""
     name_the_job(
-        {
-            "application_id": params["applicationId"],
-            "region": region,
-            "name": params.get("name"),
-            "attempt_tag": tag if carried else None,
-        },
-        findable=carried,
+        {"application_id": params["applicationId"], "region": region, "name": params.get("name"), "attempt_tag": tag}
     )
 
 
@@ -298,7 +284,8 @@ def find_attempts_run(client: Any, lookup: dict[str, Any]) -> str | None:
 
     Raises :class:`cdao_connectors._attempts.JobCannotBeFound` for a lookup naming no run (the
     create ended before sending StartJobRun: it started nothing) or without the attempt's tag (the
-    request could not carry it: 200 tags already), and what the calls raise."""
+    attempt table is read as stored: one recorded by a connector that let a task's 200 tags leave
+    the tag out), and what the calls raise."""
     application_id, since = lookup.get("application_id"), lookup.get("named_at")
     if not application_id or since is None:
         raise JobCannotBeFound(f"the create's StartJobRun was never named: {lookup}")
@@ -502,7 +489,8 @@ def checked_config(task_template: TaskTemplate) -> EMRServerless:
     """The task's :class:`EMRServerless` config, every field checked against the plugin's own
     dataclass: the plugin's ``EMRServerless.from_dict`` ignores unknown keys (a typo or version
     skew is silently dropped) and fails on a wrong type with a bare error naming no field.
-    ``sync_image = True`` is refused (ValueError)."""
+    ``sync_image = True`` is refused (ValueError), and tags StartJobRun would refuse or that leave
+    no room for the plugin's and the attempt's (:func:`cdao_connectors.emr.task.check_tags`)."""
     config = config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
     if config.sync_image:
         # One application serves every task of the stack (infra/components/compute.py); a task may
@@ -516,6 +504,10 @@ def checked_config(task_template: TaskTemplate) -> EMRServerless:
         check_execution_timeout(config.execution_timeout_minutes)
     except ValueError as refused:
         raise ValueError(f"task {task_template.id.name}: EMRServerless: {refused}") from None
+    try:
+        check_tags(config.tags)
+    except ValueError as refused:
+        raise ValueError(f"task {task_template.id.name}: EMRServerless.{refused}") from None
     return config
 
 
