@@ -467,3 +467,30 @@ def test_a_deferred_run_waits_while_its_applications_state_cannot_be_read(
     assert _runs(application) == {}
     assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
     assert list(_runs(application).values()) == ["RUNNING"]
+
+
+def test_a_deferred_run_carries_the_attempts_tag_so_a_repeats_lost_answer_is_swept(
+    sweep_table, application, fresh_connectors
+):
+    """The CreateTask found the application starting and deferred the submission (connector.py
+    ``create``); a GetTask submitted it later. Propeller then lost its state and re-sent the
+    attempt's CreateTask, whose StartJobRun (the attempt's client token: EMR Serverless answers that
+    run) lost its answer: the attempt fails and nobody follows the run. The sweep finds it only by
+    the attempt's tag, which the deferred request must carry as every run of an attempt does."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    execution = f"deferred{uuid.uuid4().hex[:8]}"
+    _application_state(application, "STARTING")
+    pending = _create(connector, application, execution)
+    assert not pending.job_run_id and pending.pending_job_request
+    _application_state(application, "STARTED")
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    (run,) = _runs(application)
+
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, application, execution)
+    assert list(_runs(application)) == [run]
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
+    assert _runs(application) == {run: "CANCELLED"}
