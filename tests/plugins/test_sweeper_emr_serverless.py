@@ -180,18 +180,12 @@ def test_the_runbooks_listing_of_runs_left_running_names_the_states_the_sweep_ca
     assert sorted(states.split()) == sorted(_SWEPT_RUN_STATES)
 
 
-def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
-    sweep_table, application, fresh_connectors, monkeypatch
-):
+@pytest.mark.usefixtures("one_try")  # the 500 below would otherwise be retried after a backoff, to the same end
+def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(sweep_table, application, fresh_connectors):
     """Every run of a task bears its name (the plugin names the run after the task). When this
     attempt's StartJobRun gets no clear answer (a 5xx: it may or may not have started a run) while
     the task's previous attempt's run goes on, that run is not this attempt's and is left alone:
     its tags say whose it is."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    # One try: the 503 below would otherwise be retried with seconds of backoff, to the same end.
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     connector = _connector(fresh_connectors)
     execution = f"other{uuid.uuid4().hex[:8]}"
     _create(connector, application, execution, retry=0)  # answered: propeller follows it
@@ -272,6 +266,7 @@ def test_a_run_with_as_many_tags_as_a_task_may_give_carries_the_attempts_and_is_
     assert _runs(application) == {run.id: "CANCELLED"}
 
 
+@pytest.mark.usefixtures("one_try")
 def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
     sweep_table, application, fresh_connectors, monkeypatch
 ):
@@ -279,10 +274,6 @@ def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
     one started run R; the repeat's StartJobRun (the attempt's client token: EMR Serverless answers
     R) got no answer, so the attempt fails and nobody follows R. The sweep must look for runs from
     when the attempt's run was first named, not from the repeat's record, or R is never listed."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     connector = _connector(fresh_connectors)
     execution = f"late{uuid.uuid4().hex[:8]}"
     _create(connector, application, execution)
@@ -392,11 +383,13 @@ def _refused(code: str, protocol: str) -> Any:
 
 @pytest.fixture
 def one_try(monkeypatch) -> None:
-    """Each AWS call tried once: a refusal below is answered at once, not after botocore's backoff."""
+    """Each AWS call tried once: a refusal below is answered at once, not after botocore's backoff
+    (``total_max_attempts`` counts the first try; ``max_attempts`` counts retries only: botocore
+    ``config.py`` ``Config`` retries)."""
     from botocore.config import Config  # noqa: PLC0415
     from cdao_connectors import _backends  # noqa: PLC0415
 
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"total_max_attempts": 1, "mode": "standard"}))
 
 
 @pytest.mark.usefixtures("one_try")
