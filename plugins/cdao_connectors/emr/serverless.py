@@ -31,7 +31,10 @@ While the application is stopped (it auto-stops when idle, infra/components/comp
 create() defers the submission: its resource_meta keeps ``pending_job_request`` and no run id, and
 its get() and delete() send GetApplication and StartJobRun on every call for the attempt's whole
 life (connector.py ``get``/``delete``). Here the run the first of them started is recorded for the
-request's clientToken and every later call names it: a GetTask only reads the run's status.
+request's clientToken and every later call names it: a GetTask only reads the run's status. Until
+a run exists, a GetTask whose GetApplication or attempt-table write (:meth:`_claim_submission`) is
+throttled, fails with a 5xx or runs out of its budget answers the run as still waiting (RUNNING,
+saying why), within its deadline, and the next poll tries again.
 
 A run is known only from StartJobRun's answer; one whose answer was lost (a read timeout, a 5xx) or
 whose replica ended mid-create is swept (:mod:`cdao_connectors._sweeper`): each StartJobRun of a
