@@ -1,4 +1,5 @@
-"""The range of every integer a task config hands to an AWS API, and the one check of it.
+"""The range of every integer a task config hands to an AWS API, and the one check of it; the same
+for a tag map (:class:`TagLimit`).
 
 Each :class:`IntegerLimit` names the API member the integer becomes. Its bounds are read from
 botocore's service model installed with boto3 (``botocore/data/<service>/<version>/service-2.json``:
@@ -17,6 +18,8 @@ only when the request is sent, long after a task is decorated.
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +35,60 @@ def _model_member(service: str, shape: str, member: str) -> tuple[int | None, in
     model = botocore.session.get_session().get_service_model(service)
     found = model.shape_for(shape).members[member]
     return found.metadata.get("min"), found.metadata.get("max"), found.type_name
+
+
+@functools.cache
+def _map_shapes(service: str, shape: str) -> tuple[int | None, tuple[Any, Any]]:
+    """A map shape's ``max`` entries and its key and value shapes' (min, max, compiled pattern)."""
+    found = botocore.session.get_session().get_service_model(service).shape_for(shape)
+
+    def bounds(of: Any) -> Any:
+        pattern = of.metadata.get("pattern")
+        return of.metadata.get("min"), of.metadata.get("max"), re.compile(pattern) if pattern else None
+
+    return found.metadata.get("max"), (bounds(found.key), bounds(found.value))
+
+
+@dataclass(frozen=True)
+class TagLimit:
+    """The tag map ``service``'s model types as the map shape ``shape`` (botocore's names): at most
+    its ``max`` tags, each key and value within its shape's ``min``/``max`` characters and of its
+    ``pattern`` (read from the installed botocore, as :class:`IntegerLimit`'s bounds). ``owner`` and
+    ``api`` only word the error."""
+
+    owner: str
+    api: str
+    service: str
+    shape: str
+
+    def check(self, field: str, tags: Mapping[str, str], added: frozenset[str] = frozenset()) -> None:
+        """ValueError naming ``field`` (``EMRServerless.tags``), the key and the limit when the API
+        would refuse ``tags``: a key or value out of its length bounds or with a character its pattern
+        refuses, or more tags than the map holds once the keys ``added`` (tags the connector adds to
+        the request, replacing a task's own of that key) are counted."""
+        most, ((key_min, key_max, key_pattern), (value_min, value_max, value_pattern)) = _map_shapes(
+            self.service, self.shape
+        )
+        for key, value in tags.items():
+            for what, text, least, greatest, pattern in (
+                (f"{field}: key {key!r}", key, key_min, key_max, key_pattern),
+                (f"{field}[{key!r}]", value, value_min, value_max, value_pattern),
+            ):
+                if least is not None and len(text) < least:
+                    raise ValueError(f"{what} is {len(text)} characters, under {self.owner}'s {least} ({self.api})")
+                if greatest is not None and len(text) > greatest:
+                    raise ValueError(f"{what} is {len(text)} characters, over {self.owner}'s {greatest} ({self.api})")
+                if pattern is not None and text and not pattern.fullmatch(text):
+                    raise ValueError(
+                        f"{what} holds a character {self.owner} refuses (it takes {pattern.pattern}; {self.api})"
+                    )
+        total = len(set(tags) | added)
+        if most is not None and total > most:
+            raise ValueError(
+                f"{field} holds {len(tags)} tags; with the {len(added)} the connector adds the request would "
+                f"hold {total}, over {self.owner}'s {most} ({self.api}): give at most {most - len(added)} "
+                "tags of other keys"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,6 +167,7 @@ EMR_SERVERLESS_EXECUTION_TIMEOUT_MINUTES = IntegerLimit(
     "EMR Serverless", "StartJobRun executionTimeoutMinutes", "emr-serverless", "StartJobRunRequest",
     "executionTimeoutMinutes",
 )  # fmt: skip
+EMR_SERVERLESS_TAGS = TagLimit("EMR Serverless", "StartJobRun tags", "emr-serverless", "TagMap")
 
 # --- SageMaker (botocore sagemaker 2017-07-24) ------------------------------------------------------
 # StoppingCondition.MaxRuntimeInSeconds documentation: "The maximum value is 28 days." (the model

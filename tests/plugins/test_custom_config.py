@@ -225,6 +225,17 @@ def test_a_createtask_error_says_how_many_attempts_are_left(aws_env, grpc_stubs,
         ({"application_id": ["00f0abc"]}, r"EMRServerless\.application_id = \['00f0abc'\] must be a string"),
         ({"execution_timeout_minutes": "sixty"}, r"EMRServerless\.execution_timeout_minutes = 'sixty' must be an"),
         ({"tags": {"team": 7.0}}, r"EMRServerless\.tags\['team'\] = 7\.0 must be a string"),
+        # StartJobRun's tags (botocore emr-serverless/2021-07-13 TagKey, TagValue, TagMap): a key of
+        # 1 to 128 characters, a value of at most 256, of the model's characters; 200 tags with the
+        # plugin's two and the connector's attempt tag.
+        ({"tags": {"k" * 129: "v"}}, r"EMRServerless\.tags: key 'k{129}' is 129 characters, over EMR Serverless's 128"),
+        ({"tags": {"team": "v" * 257}}, r"EMRServerless\.tags\['team'\] is 257 characters, over EMR Serverless's 256"),
+        ({"tags": {"team#1": "v"}}, r"EMRServerless\.tags: key 'team#1' holds a character EMR Serverless refuses"),
+        ({"tags": {"": "v"}}, r"EMRServerless\.tags: key '' is 0 characters, under EMR Serverless's 1"),
+        (
+            {"tags": {f"k{i}": "v" for i in range(205)}},
+            r"EMRServerless\.tags holds 205 tags; with the 3 the connector adds .* over EMR Serverless's 200",
+        ),
         (
             {"spark_job_driver": {"entryPoint": "s3://b/job.py", "entryPointArguments": "--x"}},
             r"EMRServerlessSparkJobDriver\.entry_point_arguments = '--x' must be a list of str",
@@ -253,6 +264,17 @@ def test_emr_serverless_config_is_checked_whole_before_any_call(aws_env, change,
                 template, None, execution_metadata("emrs-bad"), output_prefix="s3://flyte-data/metadata/x"
             )
         )
+
+
+def test_emr_serverless_tags_are_checked_when_decorating():
+    """The connector's tag check runs at decoration too (ServerlessSpark.__post_init__), so a task
+    whose tags StartJobRun would refuse, or that leave no room for the attempt's, is never registered."""
+    from cdao_connectors.emr.task import ServerlessSpark  # noqa: PLC0415
+
+    role = "arn:aws:iam::123456789012:role/cdao-emr-job"
+    assert ServerlessSpark(execution_role_arn=role, tags={f"k{i}": "v" for i in range(197)})
+    with pytest.raises(ValueError, match=r"^tags holds 198 tags; with the 3 the connector adds"):
+        ServerlessSpark(execution_role_arn=role, tags={f"k{i}": "v" for i in range(198)})
 
 
 @pytest.mark.parametrize(

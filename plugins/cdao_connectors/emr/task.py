@@ -14,8 +14,14 @@ from flytekit.configuration import SerializationSettings
 from flytekit.extend import TaskPlugins
 from flytekit.extend.backend.base_connector import AsyncConnectorExecutorMixin
 from flytekitplugins.awsemrserverless import EMRServerless, EMRServerlessTask
+from flytekitplugins.awsemrserverless.connector import FLYTE_TAGS
 
-from cdao_connectors._aws_limits import EMR_INSTANCE_COUNT, EMR_SERVERLESS_EXECUTION_TIMEOUT_MINUTES
+from cdao_connectors._aws_limits import (
+    EMR_INSTANCE_COUNT,
+    EMR_SERVERLESS_EXECUTION_TIMEOUT_MINUTES,
+    EMR_SERVERLESS_TAGS,
+)
+from cdao_connectors._common import ATTEMPT_TAG_KEY
 from cdao_connectors._local import LocalDispatchMixin
 
 EMR_SPARK_TASK_TYPE = "cdao-emr-spark-step"
@@ -85,11 +91,29 @@ def check_execution_timeout(minutes: int) -> None:
     EMR_SERVERLESS_EXECUTION_TIMEOUT_MINUTES.check("execution_timeout_minutes", minutes)
 
 
+# The keys of the tags every run gets besides the task's: the plugin's (flytekitplugins-awsemrserverless
+# connector.py ``FLYTE_TAGS``, ``_merge_tags``: a task's own tag of such a key replaces it) and the
+# connector's attempt tag (cdao_connectors.emr.serverless ``with_attempt_tag``).
+ADDED_TAG_KEYS = frozenset(FLYTE_TAGS) | {ATTEMPT_TAG_KEY}
+
+
+def check_tags(tags: Any) -> None:
+    """ValueError naming ``tags`` and the key when StartJobRun would refuse the run's tags: a key or
+    value AWS refuses, or so many that the plugin's and the attempt's (:data:`ADDED_TAG_KEYS`) take
+    the run past the tags it may hold (:data:`cdao_connectors._aws_limits.EMR_SERVERLESS_TAGS`). The
+    attempt's must fit: without it the sweep cannot tell the run from another attempt's and would
+    leave it running for an operator. ``tags`` that are not a map of strings are left to the
+    config's type check (``cdao_connectors._custom``)."""
+    if isinstance(tags, dict) and all(isinstance(x, str) for item in tags.items() for x in item):
+        EMR_SERVERLESS_TAGS.check("tags", tags, added=ADDED_TAG_KEYS)
+
+
 @dataclass
 class ServerlessSpark(EMRServerless):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_execution_timeout(self.execution_timeout_minutes)
+        check_tags(self.tags)
 
 
 class ServerlessSparkTask(LocalDispatchMixin, EMRServerlessTask):
