@@ -427,7 +427,7 @@ def test_a_deferred_run_waits_while_its_applications_state_cannot_be_read(
     answered as still waiting, within the GetTask's deadline, and submitted once the read answers."""
     import threading  # noqa: PLC0415
 
-    from cdao_connectors import _deadlines  # noqa: PLC0415
+    from cdao_connectors import _status_cache  # noqa: PLC0415
     from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
 
     connector = _connector(fresh_connectors)
@@ -440,8 +440,10 @@ def test_a_deferred_run_waits_while_its_applications_state_cannot_be_read(
     client.meta.events.unregister("before-send.emr-serverless.GetApplication", throttled)
 
     # A read that outlasts the budget (botocore's backoff of a throttled account, a hung endpoint):
-    # the GetTask answers before propeller's deadline, the budget shortened so the test waits 0.5 s.
-    monkeypatch.setattr(_deadlines, "GET_TASK_SECONDS", 2.5)
+    # the GetTask answers within a status read's first-sight wait, the bound propeller's workers are
+    # sized by (test_propeller_polling.py), shortened so the test waits 0.5 s.
+    first_sight = _status_cache.FIRST_SIGHT_WAIT_SECONDS
+    monkeypatch.setattr(_status_cache, "FIRST_SIGHT_WAIT_SECONDS", 0.5)
     released = threading.Event()
 
     def hung(request, **_: Any) -> None:
@@ -456,8 +458,9 @@ def test_a_deferred_run_waits_while_its_applications_state_cannot_be_read(
         released.set()
         client.meta.events.unregister("before-send.emr-serverless.GetApplication", hung)
     assert resource.phase == TaskExecution.RUNNING and "did not answer" in resource.message, resource.message
-    assert took < _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS, took
+    assert took < _status_cache.FIRST_SIGHT_WAIT_SECONDS + 0.4, took
     assert _runs(application) == {}
+    monkeypatch.setattr(_status_cache, "FIRST_SIGHT_WAIT_SECONDS", first_sight)
     assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
     assert list(_runs(application).values()) == ["RUNNING"]
 
@@ -486,4 +489,63 @@ def test_a_deferred_run_carries_the_attempts_tag_so_a_repeats_lost_answer_is_swe
         _create(connector, application, execution)
     assert list(_runs(application)) == [run]
     assert [s.outcome for s in sweep_once(ledger(LEASE_SECONDS + 1))] == ["cancelled"]
+    assert _runs(application) == {run: "CANCELLED"}
+
+
+@pytest.mark.usefixtures("one_try")
+def test_a_deferred_startjobrun_refused_for_now_waits_for_the_next_poll(sweep_table, application, fresh_connectors):
+    """The deferred StartJobRun itself throttled (or a 5xx): no run may exist, and the next poll's
+    StartJobRun, with the request's client token, answers the one this may have started; so the
+    GetTask answers the run as waiting, not an error (one of propeller's maxSystemFailures each,
+    flyteplugins/v1.16.8 ``internal/webapi/cache.go`` ``SyncResource``)."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    client = connector.backend.aws("emr-serverless", REGION)
+    pending = _pending(application)
+    throttled = _refused("ThrottlingException", "rest-json")
+    client.meta.events.register("before-send.emr-serverless.StartJobRun", throttled)
+    for _ in range(2):
+        resource = run_to_end(connector.get(pending))
+        assert resource.phase == TaskExecution.RUNNING and "StartJobRun" in resource.message, resource.message
+    client.meta.events.unregister("before-send.emr-serverless.StartJobRun", throttled)
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    assert list(_runs(application).values()) == ["RUNNING"]
+
+
+@pytest.mark.usefixtures("one_try")
+def test_an_abort_of_a_deferred_run_no_gettask_submitted_sends_nothing(sweep_table, application, fresh_connectors):
+    """The CreateTask deferred the submission; the application started; the execution is aborted
+    before any GetTask submitted the run. The plugin's delete() would submit the request to learn its
+    run and cancel it (connector.py ``delete``): a run started only to be cancelled, left running
+    when that cancel is refused. The abort records the cancel instead: no StartJobRun, no run, and a
+    GetTask propeller queued before the abort answers ABORTED."""
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    client = connector.backend.aws("emr-serverless", REGION)
+    sent: list[str] = []
+    client.meta.events.register("before-send.emr-serverless.StartJobRun", lambda **_: sent.append("StartJobRun"))
+    client.meta.events.register("before-send.emr-serverless.CancelJobRun", _refused("ThrottlingException", "rest-json"))
+    pending = _pending(application)
+    run_to_end(connector.delete(pending))
+    assert sent == [] and _runs(application) == {}
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.ABORTED
+    assert sent == [] and _runs(application) == {}
+
+
+def test_an_abort_after_another_replicas_gettask_submitted_the_run_cancels_it(
+    sweep_table, application, fresh_connectors
+):
+    """A GetTask on one replica submitted the deferred run; propeller's abort reaches another, which
+    never saw the run: the submission's record tells it a run exists, and the request's client token
+    answers that run (an idempotencyToken, botocore emr-serverless/2021-07-13), which it cancels."""
+    from cdao_connectors.emr.serverless import IdempotentEMRServerlessConnector  # noqa: PLC0415
+    from flyteidl.core.execution_pb2 import TaskExecution  # noqa: PLC0415
+
+    connector = _connector(fresh_connectors)
+    pending = _pending(application)
+    assert run_to_end(connector.get(pending)).phase == TaskExecution.RUNNING
+    (run,) = _runs(application)
+    run_to_end(IdempotentEMRServerlessConnector().delete(pending))  # another replica: no run known
     assert _runs(application) == {run: "CANCELLED"}

@@ -32,9 +32,11 @@ create() defers the submission: its resource_meta keeps ``pending_job_request`` 
 its get() and delete() send GetApplication and StartJobRun on every call for the attempt's whole
 life (connector.py ``get``/``delete``). Here the run the first of them started is recorded for the
 request's clientToken and every later call names it: a GetTask only reads the run's status. Until
-a run exists, a GetTask whose GetApplication or attempt-table write (:meth:`_claim_submission`) is
-throttled, fails with a 5xx or runs out of its budget answers the run as still waiting (RUNNING,
-saying why), within its deadline, and the next poll tries again.
+a run exists, a GetTask whose GetApplication, attempt-table write (:meth:`_claim_submission`) or
+StartJobRun is throttled, fails with a 5xx or runs out of a first status read's wait
+(:func:`_call_deadline`) answers the run as still waiting (RUNNING, saying why), and the next poll
+tries again. A DeleteTask of a request not yet submitted records the cancel and sends nothing
+(:meth:`IdempotentEMRServerlessConnector._cancel_or_forbid`).
 
 A run is known only from StartJobRun's answer; one whose answer was lost (a read timeout, a 5xx) or
 whose replica ended mid-create is swept (:mod:`cdao_connectors._sweeper`): each StartJobRun of a
@@ -67,7 +69,7 @@ from flytekitplugins.awsemrserverless.boto_handler import EMRServerlessHandler
 from flytekitplugins.awsemrserverless.connector import EMRServerlessConnector, EMRServerlessJobMetadata
 from flytekitplugins.awsemrserverless.task import EMRServerless
 
-from cdao_connectors import _deadlines
+from cdao_connectors import _deadlines, _status_cache
 from cdao_connectors._attempts import (
     AttemptAbandoned,
     AttemptAnswers,
@@ -154,18 +156,21 @@ _STARTED: ContextVar[list[str] | None] = ContextVar("emr_serverless_started_runs
 # the submission in the attempt table unless a DeleteTask recorded the attempt's cancel first
 # (IdempotentEMRServerlessConnector._claim_submission); raises _SubmissionCancelled then.
 _SUBMITTING: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("emr_serverless_submitting", default=None)
-# Set for one GetTask (time.monotonic() when it began): its AWS calls end a margin before the GetTask's
-# own deadline (:func:`_call_deadline`), so that a slow one is answered, not the GetTask's deadline error.
+# Set for one GetTask (time.monotonic() when it began): the calls submitting a pending request end
+# within a status read's first-sight wait of its start (:func:`_call_deadline`).
 _GET_TASK_SINCE: ContextVar[float | None] = ContextVar("emr_serverless_get_task_since", default=None)
 
 
 def _call_deadline(default: float) -> float:
     """The deadline (seconds, as ``Backend.call`` takes it) of one AWS call: ``default``, or within a
-    GetTask what is left of its budget less a margin, so the call runs out before the GetTask does."""
+    GetTask what is left of :data:`cdao_connectors._status_cache.FIRST_SIGHT_WAIT_SECONDS` since it
+    began: no GetTask waits for its backend longer than a job's first status read does, the bound
+    propeller's workers are sized by (platform/addons/flyte/flyte-core/values.yaml ``workers``). A
+    submission that runs out waits for the next poll (:class:`_SubmissionWaits`)."""
     since = _GET_TASK_SINCE.get()
     if since is None:
         return default
-    return _deadlines.GET_TASK_SECONDS - _deadlines.MARGIN_SECONDS - (time.monotonic() - since)
+    return _status_cache.FIRST_SIGHT_WAIT_SECONDS - (time.monotonic() - since)
 
 
 class _RunGone(LookupError):
@@ -429,7 +434,17 @@ class _TokenPinningHandler:
         tag = _ATTEMPT_TAG.get()
         if tag is not None:
             kwargs["tags"] = with_attempt_tag(kwargs.get("tags"), tag)
-        run_id = await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
+        try:
+            run_id = await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
+        except Exception as exc:
+            if submitting is None or not is_transient_error(exc):
+                raise
+            # The request's client token answers the next poll's StartJobRun the run this one may
+            # have started (an idempotencyToken, botocore emr-serverless/2021-07-13).
+            raise _SubmissionWaits(
+                f"EMR Serverless StartJobRun of the pending job run failed for now ({exc}); the next poll "
+                "submits it again with the same client token"
+            ) from exc
         started = _STARTED.get()
         if started is not None:
             started.append(run_id)
@@ -829,17 +844,25 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
             self._started_runs.pop(key, None)
 
     async def _cancel_or_forbid(self, resource_meta: Any, **kwargs: Any) -> None:
-        """The cancel; for a pending request whose application is still starting (the plugin's
-        delete() then has nothing to cancel), records the cancel so that no GetTask submits it later
-        (:meth:`_claim_submission`). Raises :class:`_CallRefused` (propeller retries the DeleteTask)
-        when a GetTask submitted it first: the next DeleteTask finds the run and cancels it."""
+        """The cancel of a known run. For a pending request whose run is not known here, first
+        records the cancel so that no GetTask submits it later (:meth:`_claim_submission`): then no
+        run exists nor will, and nothing is sent (the plugin's delete() would submit the request to
+        learn its run: connector.py ``delete``, a run started only to be cancelled, and left running
+        if the cancel is refused). Only when a GetTask recorded the submission first does the
+        plugin's delete() send the request, whose client token answers that GetTask's run, and
+        cancel it; an error then is propeller's to retry, and so is a delete() that reached no run
+        (it read the application as still starting: :class:`_CallRefused`)."""
+        if self._pending_key(resource_meta) is None:
+            await self._cancel(resource_meta, **kwargs)
+            return
+        if await self._mark(resource_meta, _CANCELLED, _SUBMITTED, _deadlines.DELETE_TASK_SECONDS):
+            return
         await self._cancel(resource_meta, **kwargs)
-        if self._pending_key(resource_meta) is None or _STARTED.get():
-            return  # a run was named or started (and cancelled) here
-        if not await self._mark(resource_meta, _CANCELLED, _SUBMITTED, _deadlines.DELETE_TASK_SECONDS):
+        if not _STARTED.get():
             raise _CallRefused(
                 f"EMR Serverless job run of application {resource_meta.application_id}: a GetTask submitted the "
-                "pending request while this DeleteTask found the application starting; cancelled when retried"
+                "pending request, and this DeleteTask, reading the application as still starting, reached no "
+                "run; cancelled when retried"
             )
 
     async def _cancel(self, resource_meta: Any, **kwargs: Any) -> None:
