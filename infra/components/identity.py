@@ -530,14 +530,15 @@ class WorkloadIdentity(pulumi.ComponentResource):
                             # resource is the application (Service Authorization Reference:
                             # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonemrserverless.html).
                             "emr-serverless:StartApplication",
-                            # StartJobRun's tags (the attempt's flyte-attempt among them) are authorized
-                            # as TagResource on the new run, as CreateApplication's are (Service
-                            # Authorization Reference, operations table:
-                            # https://docs.amazonaws.cn/service-authorization/latest/reference/list_emr-serverless.html).
-                            "emr-serverless:TagResource",
                         ],
                         [a[1], f"{a[1]}/jobruns/*"],
                     ),
+                    # StartJobRun's tags (the attempt's flyte-attempt among them) are authorized as
+                    # TagResource on the new run, as CreateApplication's are (Service Authorization
+                    # Reference, operations table:
+                    # https://docs.amazonaws.cn/service-authorization/latest/reference/list_emr-serverless.html):
+                    # on job runs only, never to re-tag the stack's application.
+                    iam.allow("EmrServerlessTagRunsOnStart", ["emr-serverless:TagResource"], [f"{a[1]}/jobruns/*"]),
                     iam.allow(
                         "EmrOnEc2Steps",
                         [

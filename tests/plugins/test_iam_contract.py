@@ -628,6 +628,12 @@ def test_emr_serverless_calls_are_allowed(planned, stack_env, recorded, grpc_stu
     operations = {c.operation for c in recorded}
     assert {"StartJobRun", "GetJobRun", "ListJobRuns", "CancelJobRun"} <= operations
     assert _denied(planned, stack_env, recorded) == []
+    # Tagging is the runs' it starts, never the stack's application's (no call tags it).
+    w = _where(planned, stack_env)
+    application_arn = f"arn:aws:emr-serverless:{w.region}:{w.account}:/applications/{w.application(app)}"
+    policy = _connector_policy(planned)
+    assert allowed(policy, Authorization("emr-serverless:TagResource", f"{application_arn}/jobruns/r1"))
+    assert not allowed(policy, Authorization("emr-serverless:TagResource", application_arn))
     # The application already runs the stack's image (infra/components/compute.py): the connector
     # never changes it, so its role needs no UpdateApplication and no ECR permission.
     assert "UpdateApplication" not in operations
