@@ -1501,7 +1501,7 @@ def test_an_unreachable_aws_endpoint_is_reported_as_the_network_not_the_credenti
         probe.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
     ctx = _ctx({"flyteCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/x", "clusterName": "c"})
-    once = Config(connect_timeout=2, retries={"mode": "standard", "max_attempts": 1})
+    once = Config(connect_timeout=2, retries={"mode": "standard", "total_max_attempts": 1})  # the first try only
     for service in ("acm", "eks"):
         ctx._clients[service] = boto3.client(service, region_name=REGION, endpoint_url=endpoint, config=once)
     for result in [*aws.certificate(ctx), *aws.irsa(ctx, _Accounts({}))]:

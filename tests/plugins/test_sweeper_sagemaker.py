@@ -73,7 +73,9 @@ def one_try(monkeypatch) -> None:
     from botocore.config import Config  # noqa: PLC0415
     from cdao_connectors import _backends  # noqa: PLC0415
 
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 1, "mode": "standard"}))
+    # total_max_attempts counts the first try; max_attempts counts retries only (botocore args.py
+    # ``_compute_retry_max_attempts``).
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"total_max_attempts": 1, "mode": "standard"}))
 
 
 def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) -> None:
