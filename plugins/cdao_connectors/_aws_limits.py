@@ -38,6 +38,13 @@ def _model_member(service: str, shape: str, member: str) -> tuple[int | None, in
 
 
 @functools.cache
+def shape_max(service: str, shape: str) -> int:
+    """The ``max`` ``service``'s installed botocore model gives the shape ``shape`` (a list's or a
+    map's entries, a string's characters). Raises KeyError when the model gives none."""
+    return botocore.session.get_session().get_service_model(service).shape_for(shape).metadata["max"]
+
+
+@functools.cache
 def _map_shapes(service: str, shape: str) -> tuple[int | None, tuple[Any, Any]]:
     """A map shape's ``max`` entries and its key and value shapes' (min, max, compiled pattern)."""
     found = botocore.session.get_session().get_service_model(service).shape_for(shape)

@@ -61,6 +61,7 @@ from cdao_connectors._attempts import (
     attempt_item,
     name_the_job,
 )
+from cdao_connectors._aws_limits import shape_max
 from cdao_connectors._backends import (
     Backend,
     create_within_deadline,
@@ -193,8 +194,6 @@ def attempt_tag(seed: str) -> dict[str, str]:
     return {"Key": ATTEMPT_TAG_KEY, "Value": attempt_tag_value(seed)}
 
 
-# A request holds at most 50 tags (botocore ``sagemaker/2017-07-24`` ``TagList`` max 50).
-_MAX_TAGS = 50
 # The tag keys only the connector sets on what a CreateTask makes (a job, an endpoint, a model, an
 # endpoint config): a task's own tag of one of them could make its job look like another attempt's.
 _RESERVED_TAG_KEYS = frozenset({ATTEMPT_TAG_KEY, NODE_TAG_KEY})
@@ -223,11 +222,12 @@ def _with_reserved_tags(connector: str, method: str, config: dict[str, Any], res
             "config (a placeholder may stand for a tag's Value, not for the whole Tags)"
         )
     own = [t for t in given if not (isinstance(t, dict) and t.get("Key") in _RESERVED_TAG_KEYS)]
-    if len(own) + len(reserved) > _MAX_TAGS:
+    most = shape_max("sagemaker", "TagList")  # 50 in botocore sagemaker/2017-07-24
+    if len(own) + len(reserved) > most:
         raise ValueError(
             f"{connector}: {method}'s Tags hold {len(own)} tags, leaving no room for the connector's "
-            f"{ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags (SageMaker takes at most {_MAX_TAGS}): give at "
-            f"most {_MAX_TAGS - len(reserved)}"
+            f"{ATTEMPT_TAG_KEY} and {NODE_TAG_KEY} tags (SageMaker takes at most {most}): give at "
+            f"most {most - len(reserved)}"
         )
     config["Tags"] = own + [dict(t) for t in reserved]
 
