@@ -39,14 +39,31 @@ from propeller import IMAGE, category, create_task, execution_metadata, serializ
 pytestmark = pytest.mark.e2e
 
 REGION = "us-east-1"
-TRIALS = {"batch": 15, "emr-step": 15, "emr-cluster": 8}
+# Races per backend. Each trial is one real race of two CreateTasks between two service
+# processes (~0.1-0.2 s), and a duplicate shows only in some of them: a backend's test takes seconds.
+TRIALS = {"batch": 15, "emr-step": 15, "emr-cluster": 8, "sagemaker": 15, "codeweave": 15}
 
 
 @pytest.fixture(scope="module")
-def replicas(aws_env, moto_endpoint) -> Iterator[tuple[ConnectorProcess, ConnectorProcess]]:
+def codeweave(tmp_path_factory) -> Iterator[Any]:
+    """The Codeweave fake the replicas call, its jobs left QUEUED (no GPU free) so none runs."""
+    from codeweave_fake import CodeweaveFake  # noqa: PLC0415
+
+    fake = CodeweaveFake(api_key="cw-replicas-key", base_env={}, run_jobs=False)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    aws_env, moto_endpoint, codeweave, tmp_path_factory
+) -> Iterator[tuple[ConnectorProcess, ConnectorProcess]]:
     env = {
         **provision_batch(moto_endpoint, REGION),
         **provision_attempt_table(REGION),
+        **codeweave.serve_for_connector(tmp_path_factory.mktemp("codeweave-secrets")),
         "CDAO_EMR_ENTRYPOINT_BUCKET": "flyte-data",
         "CDAO_EMR_SERVICE_ROLE": "EMR_DefaultRole",
         "CDAO_EMR_INSTANCE_PROFILE": "EMR_EC2_DefaultRole",
@@ -59,20 +76,21 @@ def replicas(aws_env, moto_endpoint) -> Iterator[tuple[ConnectorProcess, Connect
             p.stop()
 
 
-def _race(replicas, task, template, execution: str) -> list[dict]:
-    """The same CreateTask to both replicas at once; their decoded answers."""
+def _race(replicas, task, template, execution: str, *, inputs: dict[str, Any] | None = None, decode=json.loads) -> list:
+    """The same CreateTask to both replicas at once (the task's ``inputs``, by default a ``path`` or
+    ``rows``); their answers' ``resource_meta``, each ``decode``d."""
     prefix = f"s3://flyte-data/metadata/{uuid.uuid4().hex}"
-    lm = write_inputs(
-        task, prefix, **({"path": "s3://x/raw.csv"} if "path" in task.python_interface.inputs else {"rows": 1})
-    )
+    if inputs is None:
+        inputs = {"path": "s3://x/raw.csv"} if "path" in task.python_interface.inputs else {"rows": 1}
+    lm = write_inputs(task, prefix, **inputs)
     barrier = threading.Barrier(len(replicas))
-    answers: list[dict | BaseException] = [None] * len(replicas)  # type: ignore[list-item]
+    answers: list[Any] = [None] * len(replicas)
 
     def send(i: int) -> None:
         with grpc.insecure_channel(replicas[i].target) as channel:
             barrier.wait()
             try:
-                answers[i] = json.loads(
+                answers[i] = decode(
                     create_task(AsyncAgentServiceStub(channel), template, prefix, lm, execution_metadata(execution))
                 )
             except BaseException as exc:
@@ -83,9 +101,9 @@ def _race(replicas, task, template, execution: str) -> list[dict]:
         t.start()
     for t in threads:
         t.join(90)
-    failed = [(i, a) for i, a in enumerate(answers) if not isinstance(a, dict)]
+    failed = [(i, a) for i, a in enumerate(answers) if a is None or isinstance(a, BaseException)]
     assert not failed, f"{failed}\n{replicas[failed[0][0]].log()}"
-    return answers  # type: ignore[return-value]
+    return answers
 
 
 def test_batch_one_job_per_attempt_across_two_replicas(replicas):
@@ -324,6 +342,56 @@ def test_emr_serverless_both_replicas_send_one_client_token_per_attempt(replicas
         if len(tokens) != 1:
             differing.append((trial, tokens))
     assert differing == [], f"replicas sent different client tokens for one attempt: {differing}"
+
+
+def test_sagemaker_training_both_replicas_name_one_job_per_attempt(replicas):
+    """The plugin's request-based training job, its name built with ``{idempotence_token}``: a hash
+    of the rendered request (flytekitplugins-awssagemaker 1.16.31 awssagemaker_inference/
+    boto3_mixin.py ``_call``), which carries the attempt's ``flyte-attempt`` tag
+    (cdao_connectors.sagemaker._plugin_clients). SageMaker holds one training job per name and
+    refuses a second CreateTrainingJob of it with ``ResourceInUse`` (botocore 1.40.61
+    data/sagemaker/2017-07-24/service-2.json ``CreateTrainingJob`` errors), which the plugin answers
+    as its job (awssagemaker_training/connector.py ``create``). moto 5.2.5 replaces a job of the
+    same name instead (moto/sagemaker/models.py ``create_training_job``:
+    ``self.training_jobs[training_job_name] = training_job``), so what is checked is the part the
+    connector owns: both replicas name the same job, and one job of the attempt's name exists."""
+    import cloudpickle  # noqa: PLC0415
+    import sm_tasks  # noqa: PLC0415
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+
+    jobs = sagemaker_backends["123456789012"][REGION].training_jobs
+    differing = []
+    for trial in range(TRIALS["sagemaker"]):
+        execution = f"dup-sm-{trial}-{uuid.uuid4().hex[:6]}"
+        task = sm_tasks.training_job_task(f"fit-{execution}-{{idempotence_token}}", REGION)
+        a, b = _race(replicas, task, serialize(task), execution, inputs={}, decode=cloudpickle.loads)
+        names = {a.config["TrainingJobName"], b.config["TrainingJobName"]}
+        made = [name for name in list(jobs) if name.startswith(f"fit-{execution}-")]
+        if len(names) != 1 or len(made) != 1:
+            differing.append((trial, names, made))
+    assert differing == [], f"replicas named more than one training job for one attempt: {differing}"
+
+
+def test_codeweave_both_replicas_send_one_idempotency_key_per_attempt(replicas, codeweave):
+    """Codeweave starts one job per ``idempotency_key`` and answers a repeated create that job
+    (cdao_connectors/codeweave/contract.py ``POST /jobs``; no Codeweave library or public API
+    reference exists, and the fake implements that contract). The fake deduplicates whatever the
+    connector sends, so the check is the keys it received: both replicas POST the attempt's job
+    with one key, and both are answered the one job that key made."""
+    import cw_tasks  # noqa: PLC0415
+
+    template = serialize(cw_tasks.scale)
+    differing = []
+    for trial in range(TRIALS["codeweave"]):
+        execution = f"dup-cw-{trial}-{uuid.uuid4().hex[:6]}"
+        a, b = _race(replicas, cw_tasks.scale, template, execution, inputs={"values": [1, 2], "factor": 0.5})
+        # readable_execution_name: the execution, node and retry of the attempt
+        posted = [p for p in list(codeweave.posted) if p["labels"]["flyte-execution"] == f"{execution}-n0-0"]
+        keys = {p["idempotency_key"] for p in posted}
+        jobs = {codeweave.by_key[k] for k in keys}
+        if len(posted) != 2 or len(keys) != 1 or {a["job_id"], b["job_id"]} != jobs:
+            differing.append((trial, len(posted), keys, a["job_id"], b["job_id"]))
+    assert differing == [], f"replicas sent more than one idempotency key for one attempt: {differing}"
 
 
 def test_a_submit_whose_answer_is_lost_answers_the_job_it_started(aws_env, moto_endpoint, monkeypatch):

@@ -96,24 +96,10 @@ def _answer_stop(client, operation: str, name_field: str, stopped: list[str]) ->
 
 
 def _training_template(name: str, tags: Any = None, inputs: dict[str, type] | None = None) -> Any:
-    """A request-based training task naming its job ``name``, its request's ``Tags`` ``tags`` when
-    given, its inputs (placeholders ``{inputs.X}`` in the request) ``inputs``."""
-    from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
+    """A request-based training task naming its job ``name`` (sm_tasks.training_job_task), serialised."""
+    import sm_tasks  # noqa: PLC0415
 
-    config = {
-        "TrainingJobName": name,
-        "RoleArn": _ROLE,
-        "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-    }
-    if tags is not None:
-        config["Tags"] = tags
-    task = SageMakerTrainingJobTask(
-        name=f"tests.sweep_{uuid.uuid4().hex[:6]}", config=config, region=REGION, inputs=inputs
-    )
-    return serialize(task)
+    return serialize(sm_tasks.training_job_task(name, REGION, tags, inputs))
 
 
 def _endpoint_template(name: str, config: str) -> Any:

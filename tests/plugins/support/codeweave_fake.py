@@ -44,6 +44,7 @@ class CodeweaveFake:
     run_jobs: bool = True  # False: a created job stays QUEUED (no GPU free) until cancelled
     released: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    posted: list[dict[str, Any]] = field(default_factory=list)  # every well-formed POST /jobs body, in order
     connections: set[tuple[str, int]] = field(default_factory=set)  # client (host, port) of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -147,6 +148,7 @@ class CodeweaveFake:
                     self._send(400, {"error": f"missing {missing}"})
                     return
                 with fake.lock:
+                    fake.posted.append(spec)
                     existing = fake.by_key.get(spec["idempotency_key"])
                     if existing is not None:
                         self._send(200, fake.view(fake.jobs[existing]))
@@ -195,6 +197,14 @@ class CodeweaveFake:
         self.server = server_class(("127.0.0.1", 0), self.handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def serve_for_connector(self, secrets_dir: Path) -> dict[str, str]:
+        """Serves the fake; the environment wiring a connector to it as its Deployment does: the API
+        key a file in a mounted-secret directory (``FLYTE_SECRETS_DEFAULT_DIR``), the endpoint in
+        ``CDAO_CODEWEAVE_ENDPOINT``."""
+        (secrets_dir / "codeweave_api_key").write_text(self.api_key + "\n")
+        self.serve()
+        return {"CDAO_CODEWEAVE_ENDPOINT": self.url, "FLYTE_SECRETS_DEFAULT_DIR": str(secrets_dir)}
+
     def stop(self) -> None:
         self.released.set()
         for proc in self.running_processes():
@@ -206,13 +216,10 @@ class CodeweaveFake:
 
 @contextlib.contextmanager
 def serving_codeweave(fake: CodeweaveFake, secrets_dir: Path, monkeypatch: Any) -> Iterator[CodeweaveFake]:
-    """``fake`` served on 127.0.0.1 and wired into the connector as its Deployment wires it: the API key
-    a file in a mounted-secret directory (``FLYTE_SECRETS_DEFAULT_DIR``), the endpoint in
-    ``CDAO_CODEWEAVE_ENDPOINT``; stopped on exit."""
-    (secrets_dir / "codeweave_api_key").write_text(fake.api_key + "\n")
-    fake.serve()
-    monkeypatch.setenv("CDAO_CODEWEAVE_ENDPOINT", fake.url)
-    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(secrets_dir))
+    """``fake`` served on 127.0.0.1 and wired into this process's connectors
+    (:meth:`CodeweaveFake.serve_for_connector`); stopped on exit."""
+    for name, value in fake.serve_for_connector(secrets_dir).items():
+        monkeypatch.setenv(name, value)
     try:
         yield fake
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdao_sdk import sagemaker_training_task
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
@@ -17,6 +19,30 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdao/ml:1.0.0"
 )
 def fit(epochs: int) -> float:
     return 0.5 * epochs
+
+
+def training_job_task(name: str, region: str, tags: Any = None, inputs: dict[str, type] | None = None) -> Any:
+    """A request-based training task of flytekitplugins-awssagemaker (task type
+    ``sagemaker-training-job``) naming its job ``name`` (a ``{idempotence_token}`` in it is the
+    plugin's hash of the rendered request), its request's ``Tags`` ``tags`` when given, its inputs
+    (placeholders ``{inputs.X}`` in the request) ``inputs``."""
+    import uuid  # noqa: PLC0415
+
+    from flytekitplugins.awssagemaker_training.task import SageMakerTrainingJobTask  # noqa: PLC0415
+
+    config = {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "OutputDataConfig": {"S3OutputPath": "s3://flyte-data/models"},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    if tags is not None:
+        config["Tags"] = tags
+    return SageMakerTrainingJobTask(
+        name=f"tests.fit_{uuid.uuid4().hex[:6]}", config=config, region=region, inputs=inputs
+    )
 
 
 def deploy_endpoint_boto_calls(role: str, region: str, run) -> list:
