@@ -148,12 +148,14 @@ class DoctorContext:
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        """A boto3 client with short timeouts and few retries: the doctor should answer in a minute,
-        not wait out botocore's defaults (60 s reads, legacy retries) on an endpoint that hangs."""
+        """A boto3 client with short timeouts and few retries: the doctor should answer in about a
+        minute (3 tries of at most 20 s each), not wait out botocore's defaults (60 s reads, legacy
+        retries) on an endpoint that hangs. ``total_max_attempts`` counts the first try;
+        ``max_attempts`` would count retries only (botocore args.py ``_compute_retry_max_attempts``)."""
         if service not in self._clients:
             from botocore.config import Config  # noqa: PLC0415
 
-            config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
+            config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "total_max_attempts": 3})
             self._clients[service] = self.session.client(service, config=config)
         return self._clients[service]
 

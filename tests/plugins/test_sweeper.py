@@ -724,13 +724,14 @@ def test_a_retried_aws_create_whose_first_try_lost_its_answer_stays_in_the_sweep
 
 def _retrying_sagemaker(monkeypatch) -> tuple[Any, Any, AttemptAnswers]:
     """A backend of its own, its shared SageMaker client (Backend.aws, with the needs-retry hook)
-    retrying once instead of the service's three times (the same judgement, without seconds of
+    retrying once instead of the service's four times (AWS_CLIENT_CONFIG's max_attempts counts
+    retries: botocore args.py ``_compute_retry_max_attempts``; the same judgement, without seconds of
     backoff), and a SageMaker attempt's record, as the plugin's create makes it."""
     from cdao_connectors import _backends  # noqa: PLC0415
     from cdao_connectors._backends import Backend  # noqa: PLC0415
     from propeller import category  # noqa: PLC0415
 
-    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"max_attempts": 2, "mode": "standard"}))
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"total_max_attempts": 2, "mode": "standard"}))
     backend = Backend(f"retried-{uuid.uuid4().hex[:6]}")
     answers = AttemptAnswers(backend, f"sagemaker/{uuid.uuid4().hex}", category("sagemaker"), seed="s")
     return backend, backend.aws("sagemaker", REGION), answers
@@ -1033,3 +1034,56 @@ def test_an_attempt_an_older_connector_recorded_unnamed_is_still_counted(sweep_t
     _ledger().intend(attempt, seed_only, time.time())
     swept = [s for s in sweep_once(_ledger(_later(LEASE_SECONDS + 1))) if s.attempt == attempt]
     assert [s.outcome for s in swept] == ["left running"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id": "cw-1"}', b"null", b'[{"id": "cw-1", "status": "QUEUED"}]', b"<html>created</html>"],
+    ids=["no status", "null", "a list", "not JSON"],
+)
+def test_a_codeweave_create_answered_2xx_with_an_unreadable_body_stays_in_the_sweep_index(sweep_table, body):
+    """A 2xx to ``POST /jobs`` says Codeweave made the job (cdao_connectors/codeweave/contract.py);
+    a body the client cannot read as the contract's job object hides only its id. The create fails
+    naming the status Codeweave answered (not a bare TypeError, nor "HTTP 200" for a 201), and the
+    attempt stays in the sweep index, counted for an operator, instead of being settled as having
+    made no job."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+    from cdao_connectors._backends import Backend  # noqa: PLC0415
+    from cdao_connectors.codeweave.connector import codeweave_may_have_made_a_job  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError  # noqa: PLC0415
+    from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE  # noqa: PLC0415
+    from propeller import category  # noqa: PLC0415
+
+    class Codeweave(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Codeweave)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = Backend(f"codeweave-{uuid.uuid4().hex[:6]}")
+    client = CodeweaveClient(f"http://127.0.0.1:{server.server_address[1]}", "k", timeout_seconds=2, max_retries=0)
+    answers = AttemptAnswers(
+        backend, f"codeweave/{uuid.uuid4().hex}", category(CODEWEAVE_TASK_TYPE), seed="s",
+        may_have_made=codeweave_may_have_made_a_job,
+    )  # fmt: skip
+
+    async def create() -> Any:
+        return await backend.run(client.create_job, {"name": "flyte-unreadable"})
+
+    try:
+        with pytest.raises(CodeweaveError, match="HTTP 201") as raised:
+            run_to_end(answers.answering(create()))
+    finally:
+        server.shutdown()
+        client.close()
+    assert raised.value.status == 201
+    assert _in_sweep_index(answers.item)

@@ -62,10 +62,14 @@ def is_transient(error: BaseException) -> bool:
 
 def codeweave_may_have_made_a_job(error: BaseException) -> bool:
     """Whether a create that failed with ``error`` may still have made its job (AWS's cases,
-    :func:`cdao_connectors._attempts.may_have_made_a_job`, and Codeweave's own 5xx: it failed to
-    complete the request, which says nothing of its effect)."""
-    answered_5xx = in_chain(error, lambda e: isinstance(e, CodeweaveError) and e.status >= 500, implicit=True)
-    return answered_5xx or may_have_made_a_job(error)
+    :func:`cdao_connectors._attempts.may_have_made_a_job`; Codeweave's own 5xx: it failed to
+    complete the request, which says nothing of its effect; and a 2xx whose body is not the job
+    object: the job was made, only its answer is unreadable)."""
+
+    def made_or_unknown(e: BaseException) -> bool:
+        return isinstance(e, CodeweaveError) and (e.status >= 500 or 200 <= e.status < 300)
+
+    return in_chain(error, made_or_unknown, implicit=True) or may_have_made_a_job(error)
 
 
 @dataclass

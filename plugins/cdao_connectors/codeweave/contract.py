@@ -77,7 +77,9 @@ class Job:
     log_url: str | None
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Job:
+    def from_json(cls, body: dict[str, Any], status: int = 200) -> Job:
+        """The job object of an answer with HTTP ``status`` (2xx). Raises :class:`CodeweaveError`
+        with that status, quoting the body, when it is not one (a field missing)."""
         try:
             return cls(
                 id=str(body["id"]),
@@ -86,7 +88,7 @@ class Job:
                 log_url=body.get("log_url") or None,
             )
         except KeyError as missing:
-            raise CodeweaveError(200, f"job object without {missing}: {body!r}") from None
+            raise CodeweaveError(status, f"job object without {missing}: {body!r}") from None
 
 
 class _BoundedRetry(Retry):
@@ -154,13 +156,15 @@ class CodeweaveClient:
             body = resp.json() if resp.content else {}
         except ValueError:
             body = {"error": resp.text[:500]}
+        if not isinstance(body, dict):  # every body of the contract is an object: the rest is unreadable
+            body = {"error": f"not a JSON object: {resp.text[:500]}"}
         return resp.status_code, body
 
     def create_job(self, spec: dict[str, Any]) -> Job:
         status, body = self._request("POST", "/jobs", json=spec)
         if status not in (200, 201):
             raise CodeweaveError(status, str(body.get("error", body)))
-        return Job.from_json(body)
+        return Job.from_json(body, status)  # unreadable: a CodeweaveError of that 2xx, the job made
 
     def get_job(self, job_id: str) -> Job | None:
         status, body = self._request("GET", f"/jobs/{job_id}")

@@ -34,7 +34,7 @@ life (connector.py ``get``/``delete``). Here the run the first of them started i
 request's clientToken and every later call names it: a GetTask only reads the run's status. Until
 a run exists, a GetTask whose GetApplication, attempt-table write (:meth:`_claim_submission`) or
 StartJobRun is throttled, fails with a 5xx or runs out of a first status read's wait
-(:func:`_call_deadline`) answers the run as still waiting (RUNNING, saying why), and the next poll
+(:func:`_bounded`) answers the run as still waiting (RUNNING, saying why), and the next poll
 tries again. A DeleteTask of a request not yet submitted records the cancel and sends nothing
 (:meth:`IdempotentEMRServerlessConnector._cancel_or_forbid`).
 
@@ -47,6 +47,7 @@ just before it is sent (:func:`cdao_connectors._attempts.name_the_job`), from wh
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import hashlib
@@ -58,7 +59,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 from flyteidl.core.execution_pb2 import TaskExecution
@@ -111,6 +112,7 @@ from cdao_connectors.config import EMRConfig, attempt_table, aws_region, status_
 from cdao_connectors.emr.task import check_execution_timeout, check_tags
 
 _BACKEND = "EMR Serverless"
+T = TypeVar("T")
 # Said of a CreateTask whose entrypoint upload ran out of its deadline: StartJobRun was never sent.
 _NOTHING_STARTED = (
     "this task attempt fails (propeller does not re-send a failed CreateTask; its next attempt, if one is "
@@ -157,20 +159,29 @@ _STARTED: ContextVar[list[str] | None] = ContextVar("emr_serverless_started_runs
 # (IdempotentEMRServerlessConnector._claim_submission); raises _SubmissionCancelled then.
 _SUBMITTING: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("emr_serverless_submitting", default=None)
 # Set for one GetTask (time.monotonic() when it began): the calls submitting a pending request end
-# within a status read's first-sight wait of its start (:func:`_call_deadline`).
+# within a status read's first-sight wait of its start (:func:`_bounded`).
 _GET_TASK_SINCE: ContextVar[float | None] = ContextVar("emr_serverless_get_task_since", default=None)
 
 
-def _call_deadline(default: float) -> float:
-    """The deadline (seconds, as ``Backend.call`` takes it) of one AWS call: ``default``, or within a
-    GetTask what is left of :data:`cdao_connectors._status_cache.FIRST_SIGHT_WAIT_SECONDS` since it
-    began: no GetTask waits for its backend longer than a job's first status read does, the bound
-    propeller's workers are sized by (platform/addons/flyte/flyte-core/values.yaml ``workers``). A
-    submission that runs out waits for the next poll (:class:`_SubmissionWaits`)."""
+async def _bounded(backend: Backend, fn: Callable[[], T], deadline: float, what: str) -> T:
+    """``fn()`` on ``backend``'s threads within ``deadline`` (propeller's, for the call's RPC:
+    ``Backend.call``); within a GetTask, within what is left of
+    :data:`cdao_connectors._status_cache.FIRST_SIGHT_WAIT_SECONDS` since it began instead: no GetTask
+    waits for its backend longer than a job's first status read does, the bound propeller's workers
+    are sized by (platform/addons/flyte/flyte-core/values.yaml ``workers``). Raises
+    BackendDeadlineExceeded naming that wait; the submission then waits for the next poll
+    (:class:`_SubmissionWaits`)."""
     since = _GET_TASK_SINCE.get()
     if since is None:
-        return default
-    return _status_cache.FIRST_SIGHT_WAIT_SECONDS - (time.monotonic() - since)
+        return await backend.call(fn, deadline=deadline, what=what)
+    wait = _status_cache.FIRST_SIGHT_WAIT_SECONDS
+    try:
+        return await asyncio.wait_for(backend.run(fn), max(0.0, wait - (time.monotonic() - since)))
+    except TimeoutError:
+        raise BackendDeadlineExceeded(
+            f"{_BACKEND} did not answer {what} within a GetTask's {wait:g} s wait for its backend; "
+            "the pending job run's submission waits for the next poll"
+        ) from None
 
 
 class _RunGone(LookupError):
@@ -356,14 +367,14 @@ class _BulkheadHandler(EMRServerlessHandler):
             # (Backend.aws), milliseconds every connector would wait for on the event loop.
             return getattr(self.client, method)(**params)
 
-        return await self._backend.call(call, deadline=_call_deadline(_deadlines.CREATE_TASK_SECONDS), what=method)
+        return await _bounded(self._backend, call, _deadlines.CREATE_TASK_SECONDS, method)
 
     async def _paginate(self, method: str, result_key: str, **params: Any) -> list[dict[str, Any]]:
         def collect() -> list[dict[str, Any]]:
             pages = self.client.get_paginator(method).paginate(**params)
             return [item for page in pages for item in page.get(result_key, [])]
 
-        return await self._backend.call(collect, deadline=_call_deadline(_deadlines.CREATE_TASK_SECONDS), what=method)
+        return await _bounded(self._backend, collect, _deadlines.CREATE_TASK_SECONDS, method)
 
 
 class _TokenPinningHandler:
@@ -756,8 +767,8 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
 
     async def _mark(self, resource_meta: Any, mark: str, unless: str, deadline: float) -> bool:
         item = _submission_item(resource_meta)
-        return await self.backend.call(
-            lambda: self._ledger().mark_unless(item, mark, unless), deadline=deadline, what="attempt ledger update"
+        return await _bounded(
+            self.backend, lambda: self._ledger().mark_unless(item, mark, unless), deadline, "attempt ledger update"
         )
 
     async def _claim_submission(self, resource_meta: Any) -> None:
@@ -767,9 +778,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         :class:`_SubmissionWaits` when the attempt table refused the write for now
         (:func:`cdao_connectors._status_cache.is_transient_error`): no run was submitted."""
         try:
-            marked = await self._mark(
-                resource_meta, _SUBMITTED, _CANCELLED, _call_deadline(_deadlines.GET_TASK_SECONDS)
-            )
+            marked = await self._mark(resource_meta, _SUBMITTED, _CANCELLED, _deadlines.GET_TASK_SECONDS)
         except Exception as exc:
             if not is_transient_error(exc):
                 raise
