@@ -79,7 +79,12 @@ until it is followed or stopped:
   ``sweep_from``): propeller follows the repeat's answer only, and should the repeat fail, or its
   replica end, nobody follows the job;
 * a give-up's mark (:meth:`AttemptLedger.abandon`) puts it back with the job's ``resource_meta``,
-  due after :data:`SWEEP_GRACE_SECONDS`; the cancel takes it out once done (:meth:`AttemptLedger.settle`).
+  due after :data:`SWEEP_GRACE_SECONDS`; the cancel takes it out once done (:meth:`AttemptLedger.settle`);
+* a DeleteTask of propeller's (an abort, a task's timeout) whose cancel failed puts the job in it
+  with its ``resource_meta`` under an item of its own (:func:`refused_cancel_item`,
+  :meth:`AttemptLedger.keep_refused_cancel`), due :data:`CANCEL_SWEEP_DELAY_SECONDS` after the
+  first failure: propeller re-sends a failing DeleteTask only for its abort's retries, then never
+  again. A DeleteTask of the job that succeeds takes it out (:func:`forget_refused_cancel`).
 
 Each replica's sweeper (:mod:`cdao_connectors._sweeper`) queries the index for due attempts, claims
 each with a conditional write that also marks it abandoned (so no CreateTask answers the job from
