@@ -157,7 +157,8 @@ def _settle_stopped(ledger: AttemptLedger, attempt: str, target: SweepTarget, jo
     ledger.settle(attempt, "cancelled")
     count_job_swept(exported_backend(target.backend))
     _log.warning(
-        "sweeper: stopped %r, the job of attempt %s, which its CreateTask could not answer (%s)",
+        # Its CreateTask could not answer it, or propeller's abort of it failed (_backends.aborting).
+        "sweeper: stopped %r, the job of attempt %s, which nobody follows any more (%s)",
         job,
         attempt,
         target.backend,
