@@ -1179,3 +1179,34 @@ def test_every_served_connectors_deletetask_leaves_a_refused_cancel_to_the_sweep
     assert len(served) >= 8, [type(c).__name__ for c in served]
     missing = [type(c).__name__ for c in served if not getattr(type(c).delete, "keeps_refused_cancels", False)]
     assert missing == []
+
+
+def test_an_emr_abort_refused_for_a_running_step_is_swept_once_emr_accepts(sweep_table, fresh_connectors):
+    """EMR's CancelSteps answering FAILED for a step still RUNNING (botocore emr/2009-03-31
+    CancelStepsInfo; moto implements neither answer, so botocore's Stubber plays EMR, checked
+    against that model) fails propeller's DeleteTask and keeps the step in the sweep index; the
+    sweep's cancel, answered SUBMITTED, stops it and counts it as swept."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import CANCEL_SWEEP_DELAY_SECONDS  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata  # noqa: PLC0415
+
+    connector = EMRConnector()
+    fresh_connectors(connector)
+    step = EMRStepMetadata("j-1", f"s-{uuid.uuid4().hex[:8]}", False, REGION, "s3://flyte-data/x", False)
+    item = _cancel_item(connector, step)
+    cancel = {"ClusterId": "j-1", "StepIds": [step.step_id], "StepCancellationOption": "TERMINATE_PROCESS"}
+    with Stubber(connector.backend.aws("emr", REGION)) as emr:
+        refused = {"StepId": step.step_id, "Status": "FAILED", "Reason": "cannot be cancelled"}
+        emr.add_response("cancel_steps", {"CancelStepsInfoList": [refused]}, cancel)
+        running = {"Step": {"Id": step.step_id, "Status": {"State": "RUNNING"}}}
+        emr.add_response("describe_step", running, {"ClusterId": "j-1", "StepId": step.step_id})
+        with pytest.raises(RuntimeError, match="EMR refused to cancel step"):
+            run_to_end(connector.delete(resource_meta=step))
+        assert _in_sweep_index(item)
+
+        emr.add_response("cancel_steps", {"CancelStepsInfoList": [{"StepId": step.step_id, "Status": "SUBMITTED"}]})
+        before = _swept(connector.backend.name)
+        swept = [s for s in sweep_once(_ledger(_later(CANCEL_SWEEP_DELAY_SECONDS + 1))) if s.attempt == item]
+        emr.assert_no_pending_responses()
+    assert [(s.outcome, s.job) for s in swept] == [("cancelled", step)]
+    assert _swept(connector.backend.name) == before + 1
