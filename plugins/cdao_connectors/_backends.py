@@ -50,6 +50,7 @@ from cdao_connectors._attempts import (
     forget_refused_cancel,
     keep_refused_cancel,
     note_try_without_answer,
+    refused_cancel_item,
 )
 from cdao_connectors._common import in_chain, noting_staleness, says_attempts_left
 from cdao_connectors._metrics import count_job_left_running, follow_jobs_left_running, observe_get_task
@@ -506,6 +507,50 @@ def serving(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
 _OWN_CANCEL: ContextVar[bool] = ContextVar("cdao_own_cancel", default=False)
 
 
+# The jobs this replica counted as left running because their refused cancel could not be recorded
+# (aborting), most recent last: propeller's retries of the abort are refused again, and one job
+# counted once per retry would page as many jobs. Bounded: a replica sees a few such jobs at most.
+_UNRECORDED: dict[str, None] = {}
+_UNRECORDED_KEPT = 1024
+
+
+def _first_unrecorded(task_category: Any, resource_meta: Any) -> bool:
+    """Whether this replica had not counted ``resource_meta``'s job as unrecorded yet (it has now)."""
+    key = refused_cancel_item(task_category.name, task_category.version, resource_meta.encode())
+    if key in _UNRECORDED:
+        return False
+    _UNRECORDED[key] = None
+    while len(_UNRECORDED) > _UNRECORDED_KEPT:
+        del _UNRECORDED[next(iter(_UNRECORDED))]
+    return True
+
+
+async def _keep_for_the_sweep(connector: Any, resource_meta: Any, refused: Exception) -> None:
+    """:func:`keep_refused_cancel`, logged; a failure counted as left running, once per job (:func:`aborting`)."""
+    backend = connector.backend.name
+    try:
+        item = await keep_refused_cancel(connector.backend, connector.task_category, resource_meta)
+    except Exception as exc:
+        if not _first_unrecorded(connector.task_category, resource_meta):
+            _log.error("%s: could not keep %r in the sweep index again (%s): %s", backend, resource_meta, refused, exc)
+            return
+        left_running(
+            backend,
+            f"could not cancel {resource_meta!r} for propeller's DeleteTask ({refused}), nor keep it in the attempt "
+            "table's sweep index, and propeller stops retrying an abort after max-workflow-retries rounds",
+            None,
+            exc,
+        )
+        return
+    _log.warning(
+        "%s: could not cancel %r for propeller's DeleteTask (%s); kept in the sweep index as %s",
+        backend,
+        resource_meta,
+        refused,
+        item,
+    )
+
+
 def aborting(delete: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Decorates a connector's ``async delete`` (under :func:`serving`): a DeleteTask of propeller's
     (its abort of an execution, a task's timeout) whose cancel fails, with any error (refused,
@@ -516,10 +561,10 @@ def aborting(delete: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
     sends it again (flytepropeller/v1.16.8 ``pkg/controller/workflow/executor.go``
     ``HandleAbortedWorkflow``; flyteplugins ``internal/webapi/core.go`` ``Abort`` returns the
     DeleteTask's error): the sweeper then goes on cancelling the job, or counts it as left running.
-    A job whose record fails is counted as left running here and logged (:func:`left_running`):
-    nobody else would see it. The service's own cancels (the sweep's, a give-up's) are not
-    propeller's: they count their refusals themselves. The connector needs ``backend`` and
-    ``task_category``."""
+    A job whose record fails is counted as left running here and logged (:func:`left_running`),
+    once per job on this replica whatever propeller's retries: nobody else would see it. The
+    service's own cancels (the sweep's, a give-up's) are not propeller's: they count their
+    refusals themselves. The connector needs ``backend`` and ``task_category``."""
 
     @functools.wraps(delete)
     async def deleting(self: Any, resource_meta: Any, **kwargs: Any) -> T:
@@ -528,25 +573,7 @@ def aborting(delete: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
         try:
             done = await delete(self, resource_meta, **kwargs)
         except Exception as refused:
-            try:
-                item = await keep_refused_cancel(self.backend, self.task_category, resource_meta)
-            except Exception as exc:
-                left_running(
-                    self.backend.name,
-                    f"could not cancel {resource_meta!r} for propeller's DeleteTask ({refused}), nor keep it in the "
-                    "attempt table's sweep index, and propeller stops retrying an abort after max-workflow-retries "
-                    "rounds",
-                    None,
-                    exc,
-                )
-            else:
-                _log.warning(
-                    "%s: could not cancel %r for propeller's DeleteTask (%s); kept in the sweep index as %s",
-                    self.backend.name,
-                    resource_meta,
-                    refused,
-                    item,
-                )
+            await _keep_for_the_sweep(self, resource_meta, refused)
             raise
         await forget_refused_cancel(self.backend, self.task_category, resource_meta)
         return done

@@ -1168,6 +1168,9 @@ def test_an_abort_refused_whose_job_cannot_be_recorded_is_counted_as_left_runnin
     with pytest.raises(ClientError, match="AccessDenied"):  # the cancel's error is still the answer
         run_to_end(connector.delete(resource_meta=job))
     assert _left_running(connector.backend.name) == before + 1
+    with pytest.raises(ClientError, match="AccessDenied"):  # propeller's retry: one job, counted once
+        run_to_end(connector.delete(resource_meta=job))
+    assert _left_running(connector.backend.name) == before + 1
 
 
 def test_every_served_connectors_deletetask_leaves_a_refused_cancel_to_the_sweep():
