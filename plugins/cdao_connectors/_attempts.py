@@ -79,7 +79,12 @@ until it is followed or stopped:
   ``sweep_from``): propeller follows the repeat's answer only, and should the repeat fail, or its
   replica end, nobody follows the job;
 * a give-up's mark (:meth:`AttemptLedger.abandon`) puts it back with the job's ``resource_meta``,
-  due after :data:`SWEEP_GRACE_SECONDS`; the cancel takes it out once done (:meth:`AttemptLedger.settle`).
+  due after :data:`SWEEP_GRACE_SECONDS`; the cancel takes it out once done (:meth:`AttemptLedger.settle`);
+* a DeleteTask of propeller's (an abort, a task's timeout) whose cancel failed puts the job in it
+  with its ``resource_meta`` under an item of its own (:func:`refused_cancel_item`,
+  :meth:`AttemptLedger.keep_refused_cancel`), due :data:`CANCEL_SWEEP_DELAY_SECONDS` after the
+  first failure: propeller re-sends a failing DeleteTask only for its abort's retries, then never
+  again. A DeleteTask of the job that succeeds takes it out (:func:`forget_refused_cancel`).
 
 Each replica's sweeper (:mod:`cdao_connectors._sweeper`) queries the index for due attempts, claims
 each with a conditional write that also marks it abandoned (so no CreateTask answers the job from
@@ -127,7 +132,7 @@ from cdao_connector_resources import (
 from cdao_connectors import _deadlines
 from cdao_connectors._common import in_chain
 from cdao_connectors._deadlines import CREATE_TASK_SECONDS
-from cdao_connectors.config import attempt_table, aws_region
+from cdao_connectors.config import ConnectorConfigError, attempt_table, aws_region
 
 if TYPE_CHECKING:
     from cdao_connectors._backends import Backend
@@ -151,6 +156,16 @@ SWEEP_RECHECK_SECONDS = 60.0
 # in the index (its claim), then takes it that no job was made: far longer than a claim's lease plus
 # the few seconds before a job AWS made lists under its name.
 SWEEP_FIND_SECONDS = 1800.0
+# A DeleteTask of propeller's (its abort of an execution, a task's timeout) whose cancel failed
+# keeps the job in the sweep index (cdao_connectors._backends.aborting), due this long after the
+# first failure. Propeller retries the abort, each errored round backing off 5 s doubling to 120 s,
+# for max-workflow-retries (30) rounds: at least 55 minutes with values.yaml's settings
+# (tests/plugins/test_error_budget.py ties them), then fails the workflow and never sends the
+# DeleteTask again (flytepropeller/v1.16.8 pkg/controller/workflow/executor.go
+# HandleAbortedWorkflow). Ten minutes leave its first rounds (throttling passing, a role put back
+# quickly) to succeed alone; from then on the sweep tries alongside, well before propeller gives
+# up, and counts a refusal for good at once (the alert) rather than after propeller's hour.
+CANCEL_SWEEP_DELAY_SECONDS = 600.0
 _POLL_SECONDS = 0.1
 # A CreateTask finding another one creating the attempt's job waits this long for its answer, then
 # gives up well inside propeller's CreateTask deadline; the owner's own create is bounded by it too.
@@ -293,6 +308,14 @@ def attempt_item(kind: str, seed: str) -> str:
     return f"{kind}/{hashlib.sha256(seed.encode()).hexdigest()}"
 
 
+def refused_cancel_item(task_type: str, task_version: int, resource_meta: bytes) -> str:
+    """The attempt table's key of a job whose DeleteTask's cancel failed: ``cancel/<sha256 hex>`` of
+    its connector (``task_type``, ``task_version``: flytekit's ``TaskCategory``) and its
+    ``resource_meta`` encoded as propeller sends it (``ResourceMeta.encode``), the same for every
+    DeleteTask of the job (propeller re-sends the bytes its CreateTask got)."""
+    return attempt_item("cancel", f"{task_type}/{task_version}/{resource_meta.hex()}")
+
+
 @dataclass(frozen=True)
 class SweepTarget:
     """What a surviving replica's sweeper (:mod:`cdao_connectors._sweeper`) needs to stop an attempt's
@@ -353,14 +376,15 @@ class SweepTarget:
 
 
 def _arm(
-    target: SweepTarget | None, after: float, now: float, *, keep_lookup: bool = False
+    target: SweepTarget | None, after: float, now: float, *, keep_lookup: bool = False, keep_due: bool = False
 ) -> tuple[str, dict[str, dict[str, Any]]]:
     """The ``SET`` clauses (without the keyword, each after a comma) and values that put an item in
     the sweep index, due ``after`` (epoch seconds), holding ``target``, armed ``now``
     (``sweep_since``: the sweeper's windows, :data:`SWEEP_FIND_SECONDS`, count from the latest
     arming, a create or a give-up). With ``keep_lookup`` a lookup the item holds stays (an earlier
-    CreateTask of the attempt named its job: :func:`name_the_job`). Nothing without a target: the
-    sweeper could not stop a job it cannot find."""
+    CreateTask of the attempt named its job: :func:`name_the_job`); with ``keep_due`` the due time
+    and ``sweep_since`` the item holds stay (an earlier refused DeleteTask armed it). Nothing
+    without a target: the sweeper could not stop a job it cannot find."""
     if target is None:
         return "", {}
     values: dict[str, dict[str, Any]] = {
@@ -368,7 +392,11 @@ def _arm(
         ":sweep_after": {"N": repr(after)},
         ":sweep_since": {"N": repr(now)},
     }
-    clauses = [f"{SWEEP_QUEUE_ATTRIBUTE} = :sweep_queue", f"{SWEEP_AFTER} = :sweep_after", "sweep_since = :sweep_since"]
+    kept = [SWEEP_AFTER, "sweep_since"] if keep_due else []
+    clauses = [f"{SWEEP_QUEUE_ATTRIBUTE} = :sweep_queue"] + [
+        f"{name} = if_not_exists({name}, :{name})" if name in kept else f"{name} = :{name}"
+        for name in (SWEEP_AFTER, "sweep_since")
+    ]
     for name, value in target.attributes().items():
         kept = keep_lookup and name == "sweep_lookup"
         clauses.append(f"{name} = if_not_exists({name}, :{name})" if kept else f"{name} = :{name}")
@@ -606,6 +634,47 @@ async def settle_swept(
     except Exception as exc:
         _log.warning("%s: attempt %s stays in the sweep index (%s)", backend.name, item, exc)
         return False
+
+
+def _refused_cancel_target(backend: Backend, task_category: Any, resource_meta: Any) -> tuple[str, SweepTarget]:
+    encoded = resource_meta.encode()
+    target = SweepTarget(backend.name, task_category.name, task_category.version, resource_meta=encoded)
+    return refused_cancel_item(task_category.name, task_category.version, encoded), target
+
+
+async def keep_refused_cancel(backend: Backend, task_category: Any, resource_meta: Any) -> str:
+    """Keeps ``resource_meta``'s job, whose DeleteTask's cancel failed, in the sweep index
+    (:meth:`AttemptLedger.keep_refused_cancel`, on ``backend``'s threads within a DeleteTask's
+    budget: the cancel's and this one's fit inside propeller's 30 s, ``_deadlines``); the item's
+    key. ``task_category`` is the connector's (flytekit ``TaskCategory``: the sweeper finds the
+    connector by it). Raises what recording raises: the attempt table's setting missing
+    (:class:`cdao_connectors.config.ConnectorConfigError`), DynamoDB's error, the deadline."""
+    item, target = _refused_cancel_target(backend, task_category, resource_meta)
+
+    def keep() -> bool:
+        return AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table()).keep_refused_cancel(item, target)
+
+    if not await backend.call(keep, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update"):
+        _log.info("%s: the sweep already settled %s (attempt %s)", backend.name, resource_meta, item)
+    return item
+
+
+async def forget_refused_cancel(backend: Backend, task_category: Any, resource_meta: Any) -> None:
+    """Takes the job of a DeleteTask that succeeded out of the sweep index if an earlier refused
+    one put it there (one conditional ``UpdateItem``, which writes nothing for a job never refused:
+    :func:`settle_swept`, whose failure is logged). Nothing without an attempt table."""
+    try:
+        table, region = attempt_table(), aws_region()
+    except ConnectorConfigError:
+        return  # nothing could have been kept
+    item, _ = _refused_cancel_target(backend, task_category, resource_meta)
+    await settle_swept(
+        backend,
+        lambda: AttemptLedger(backend.aws("dynamodb", region), table),
+        item,
+        "cancelled by a later DeleteTask",
+        condition=f"attribute_exists({SWEEP_QUEUE_ATTRIBUTE})",
+    )
 
 
 async def mark_abandoned(backend: Backend, mark: Callable[[], bool]) -> bool:
@@ -847,6 +916,25 @@ class AttemptLedger:
             _log.warning("attempt %s: a later CreateTask was answered its job first; the job runs on", attempt)
             return False
         return True
+
+    def keep_refused_cancel(self, attempt: str, sweep: SweepTarget) -> bool:
+        """Puts the job of a DeleteTask whose cancel failed in the sweep index under ``attempt``
+        (:func:`refused_cancel_item`) with ``sweep`` (its ``resource_meta``), due
+        :data:`CANCEL_SWEEP_DELAY_SECONDS` after the first failure: a later refused DeleteTask of the
+        job (propeller's retry) keeps the due time and ``sweep_since`` (the sweeper's "not now"
+        window) of the first, so that the retries never push the sweep back. False, arming nothing,
+        once the sweep settled the item (``swept``: it stopped the job, or counted it as left
+        running, and a second count would page twice for one job)."""
+        now = self._clock()
+        armed, arming = _arm(sweep, now + CANCEL_SWEEP_DELAY_SECONDS, now, keep_due=True)
+        return bool(
+            self._update(
+                attempt,
+                UpdateExpression=f"SET {EXPIRES_AT} = if_not_exists({EXPIRES_AT}, :expires){armed}",
+                ConditionExpression="attribute_not_exists(swept)",
+                ExpressionAttributeValues={":expires": {"N": str(int(now + RETENTION_SECONDS))}, **arming},
+            )
+        )
 
     def intend(self, attempt: str, sweep: SweepTarget, started_at: float) -> None:
         """Puts ``attempt`` in the sweep index with ``sweep`` before a create whose job is unknown

@@ -45,7 +45,13 @@ from flyteidl.core.execution_pb2 import TaskExecution
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, Resource
 
 from cdao_connectors import _deadlines
-from cdao_connectors._attempts import CREATE_STARTED_AT, note_try_without_answer
+from cdao_connectors._attempts import (
+    CREATE_STARTED_AT,
+    forget_refused_cancel,
+    keep_refused_cancel,
+    note_try_without_answer,
+    refused_cancel_item,
+)
 from cdao_connectors._common import in_chain, noting_staleness, says_attempts_left
 from cdao_connectors._metrics import count_job_left_running, follow_jobs_left_running, observe_get_task
 
@@ -440,6 +446,7 @@ def _stop_in_background(
     late = _LateCancel(backend, resource_meta, answers)
 
     async def cancelling() -> None:
+        _OWN_CANCEL.set(True)  # this task's own context: its refusals are handled here (aborting)
         give_up = time.monotonic() + LATE_CANCEL_SECONDS
         delay = LATE_CANCEL_FIRST_DELAY
         tries = 0
@@ -493,6 +500,86 @@ def serving(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
 
     served.waited_for_at_shutdown = True  # type: ignore[attr-defined]  (tests check every connector's)
     return served
+
+
+# Set inside the service's own cancels of a job (a give-up's late cancel, _stop_in_background), which
+# handle their refusals themselves: only propeller's DeleteTask leaves a refused cancel to the sweep.
+_OWN_CANCEL: ContextVar[bool] = ContextVar("cdao_own_cancel", default=False)
+
+
+# The jobs this replica counted as left running because their refused cancel could not be recorded
+# (aborting), most recent last: propeller's retries of the abort are refused again, and one job
+# counted once per retry would page as many jobs. Bounded: a replica sees a few such jobs at most.
+_UNRECORDED: dict[str, None] = {}
+_UNRECORDED_KEPT = 1024
+
+
+def _first_unrecorded(task_category: Any, resource_meta: Any) -> bool:
+    """Whether this replica had not counted ``resource_meta``'s job as unrecorded yet (it has now)."""
+    key = refused_cancel_item(task_category.name, task_category.version, resource_meta.encode())
+    if key in _UNRECORDED:
+        return False
+    _UNRECORDED[key] = None
+    while len(_UNRECORDED) > _UNRECORDED_KEPT:
+        del _UNRECORDED[next(iter(_UNRECORDED))]
+    return True
+
+
+async def _keep_for_the_sweep(connector: Any, resource_meta: Any, refused: Exception) -> None:
+    """:func:`keep_refused_cancel`, logged; a failure counted as left running, once per job (:func:`aborting`)."""
+    backend = connector.backend.name
+    try:
+        item = await keep_refused_cancel(connector.backend, connector.task_category, resource_meta)
+    except Exception as exc:
+        if not _first_unrecorded(connector.task_category, resource_meta):
+            _log.error("%s: could not keep %r in the sweep index again (%s): %s", backend, resource_meta, refused, exc)
+            return
+        left_running(
+            backend,
+            f"could not cancel {resource_meta!r} for propeller's DeleteTask ({refused}), nor keep it in the attempt "
+            "table's sweep index, and propeller stops retrying an abort after max-workflow-retries rounds",
+            None,
+            exc,
+        )
+        return
+    _log.warning(
+        "%s: could not cancel %r for propeller's DeleteTask (%s); kept in the sweep index as %s",
+        backend,
+        resource_meta,
+        refused,
+        item,
+    )
+
+
+def aborting(delete: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Decorates a connector's ``async delete`` (under :func:`serving`): a DeleteTask of propeller's
+    (its abort of an execution, a task's timeout) whose cancel fails, with any error (refused,
+    throttled, out of time), keeps the job in the attempt table's sweep index before answering that
+    error (:func:`cdao_connectors._attempts.keep_refused_cancel`), and one that succeeds takes it out
+    (:func:`~cdao_connectors._attempts.forget_refused_cancel`). Propeller retries an errored
+    DeleteTask only for its abort's max-workflow-retries rounds, then fails the workflow and never
+    sends it again (flytepropeller/v1.16.8 ``pkg/controller/workflow/executor.go``
+    ``HandleAbortedWorkflow``; flyteplugins ``internal/webapi/core.go`` ``Abort`` returns the
+    DeleteTask's error): the sweeper then goes on cancelling the job, or counts it as left running.
+    A job whose record fails is counted as left running here and logged (:func:`left_running`),
+    once per job on this replica whatever propeller's retries: nobody else would see it. The
+    service's own cancels (the sweep's, a give-up's) are not propeller's: they count their
+    refusals themselves. The connector needs ``backend`` and ``task_category``."""
+
+    @functools.wraps(delete)
+    async def deleting(self: Any, resource_meta: Any, **kwargs: Any) -> T:
+        if NOT_AN_RPC.get() or _OWN_CANCEL.get():
+            return await delete(self, resource_meta, **kwargs)
+        try:
+            done = await delete(self, resource_meta, **kwargs)
+        except Exception as refused:
+            await _keep_for_the_sweep(self, resource_meta, refused)
+            raise
+        await forget_refused_cancel(self.backend, self.task_category, resource_meta)
+        return done
+
+    deleting.keeps_refused_cancels = True  # type: ignore[attr-defined]  (tests check every connector's)
+    return deleting
 
 
 def pending_work_loop() -> asyncio.AbstractEventLoop | None:
@@ -823,6 +910,7 @@ class BulkheadConnector(AsyncConnectorBase):
         return noting_staleness(resource, known.stale)
 
     @serving
+    @aborting
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await self.backend.call(
             self.delete_sync, resource_meta, deadline=_deadlines.DELETE_TASK_SECONDS, what="DeleteTask"

@@ -12,6 +12,10 @@ that connector's DeleteTask path. A job found stopped is logged and counted
 (``cdao_jobs_left_running_total``, alert ``ConnectorJobLeftRunning``) by this surviving replica,
 whose counters Prometheus scrapes, unlike those of a replica that is ending.
 
+The index also holds the jobs whose abort (propeller's DeleteTask) failed
+(:func:`cdao_connectors._backends.aborting`): propeller stops re-sending it after its abort's
+retries, and the sweep goes on cancelling the job through the same DeleteTask path.
+
 It runs on a thread of its own, with an event loop of its own for the connectors' async DeleteTask:
 its AWS calls and its waits never hold the service's event loop, and the service's shutdown
 (:func:`cdao_connectors._backends.finish_shutdown`) has nothing of it to wait for: an attempt a
@@ -51,7 +55,12 @@ SWEEP_BATCH = 25
 # than finding and stopping one job (each call bounded by propeller's DeleteTask deadline).
 SWEEP_HOLD_SECONDS = 120.0
 # A job whose backend refuses to stop it "for now" (throttled, a 5xx) is tried again every pass
-# for this long after its attempt entered the index, then counted as left running.
+# for this long after its attempt entered the index, then counted as left running. For a job
+# whose abort's DeleteTask failed (_backends.aborting) that is from the first failure: propeller
+# re-sends that DeleteTask for at least 55 minutes with values.yaml's max-workflow-retries and
+# backoff (tests/plugins/test_error_budget.py checks this outlasts it), so "not now" is counted
+# only once propeller has stopped trying too (its slowest rounds, each waiting out a DeleteTask
+# deadline, may go on some minutes more: an hour of refusals is worth an operator's look anyway).
 SWEEP_GIVE_UP_SECONDS = 3600.0
 
 
@@ -148,7 +157,8 @@ def _settle_stopped(ledger: AttemptLedger, attempt: str, target: SweepTarget, jo
     ledger.settle(attempt, "cancelled")
     count_job_swept(exported_backend(target.backend))
     _log.warning(
-        "sweeper: stopped %r, the job of attempt %s, which its CreateTask could not answer (%s)",
+        # Its CreateTask could not answer it, or propeller's abort of it failed (_backends.aborting).
+        "sweeper: stopped %r, the job of attempt %s, which nobody follows any more (%s)",
         job,
         attempt,
         target.backend,

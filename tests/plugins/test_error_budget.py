@@ -12,11 +12,14 @@ throttling code (``ThrottlingException``, botocore ``retries/standard.py``
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -27,7 +30,7 @@ from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata
 from cdao_connectors.sagemaker.connector import BatchTransformConnector, BatchTransformMetadata
 from connector_calls import run_get
 from flyteidl.core.execution_pb2 import TaskExecution
-from propeller_polling import PollingSettings, connector_service_values
+from propeller_polling import FLYTE_VALUES, PollingSettings, connector_service_values, go_duration
 
 REGION = "us-east-1"
 # More failed refreshes than propeller tolerates GetTask errors: each would have been one.
@@ -42,6 +45,65 @@ def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
     # (go/tasks/plugins/webapi/connector/config.go at flyteplugins/v1.16.8); workers is sized in
     # test_propeller_polling.py.
     assert caching["size"] == 500000
+
+
+# The flyte-core chart's own values at the pinned tag (../shared/charts, SOURCES.md says where from).
+_CHART_VALUES = (
+    Path(os.environ.get("CDAO_CHART_CACHE") or Path(__file__).resolve().parents[3] / "shared" / "charts")
+    / "flyte-core"
+    / "v1.16.8"
+    / "values.yaml"
+)
+
+
+def _merged(chart: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """``ours`` over ``chart`` as Helm coalesces values: maps merge key by key, anything else replaces."""
+    merged = dict(chart)
+    for key, value in ours.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def propellers_abort_budget_seconds() -> float:
+    """The least time propeller keeps re-sending an abort's DeleteTask that errors, from its first
+    error to its last try, for a workflow with no system error before the abort, with the propeller
+    config our values render (``configmap.core.propeller``,
+    merged over the chart's; the chart renders it as ``core.yaml``, templates/propeller/configmap.yaml
+    at v1.16.8). flytepropeller/v1.16.8: a round whose abort errors records one more
+    ``FailedAttempts`` (pkg/controller/handler.go ``RecordSystemError``) and returns the error while
+    ``FailedAttempts <= max-workflow-retries`` (pkg/controller/workflow/executor.go
+    ``HandleAbortedWorkflow``), so ``max-workflow-retries + 1`` rounds error, and one more tries
+    the cleanup once again and fails the workflow whatever its answer; the item is never
+    ``Forget``-ed after an error (pkg/controller/workers.go), and each enqueue of the written workflow
+    (controller.go ``enqueueFlyteWorkflow``, ``AddRateLimited``) waits at least the queue's
+    exponential failure delay (workqueue.go ``maxof``: client-go's ItemExponentialFailureRateLimiter,
+    ``base-delay * 2^n`` up to ``max-delay``). The rounds' own time (each DeleteTask up to its deadline)
+    only adds to it."""
+    chart = yaml.safe_load(_CHART_VALUES.read_text())["configmap"]["core"]["propeller"]
+    ours = yaml.safe_load(FLYTE_VALUES.read_text())["configmap"].get("core", {}).get("propeller", {})
+    propeller = _merged(chart, ours)
+    queue = propeller["queue"]["queue"]
+    assert queue["type"] in {"maxof", "exponential"}, queue  # the failure backoff applies
+    base = go_duration(queue["base-delay"], "queue.queue.base-delay")
+    cap = go_duration(queue["max-delay"], "queue.queue.max-delay")
+    retries = int(propeller["max-workflow-retries"])
+    return sum(min(base * 2**n, cap) for n in range(retries + 1))
+
+
+def test_a_refused_abort_is_swept_while_propeller_still_retries_it_and_until_after():
+    """A DeleteTask whose cancel fails keeps its job in the sweep index, due
+    CANCEL_SWEEP_DELAY_SECONDS later (cdao_connectors._backends.aborting): the sweep must start while
+    propeller still retries the abort (a refusal for good then pages at once, not after propeller's
+    hour), and its "not now" retries (SWEEP_GIVE_UP_SECONDS from the first refusal) must outlast
+    propeller's least abort budget, so a job is counted as left running only once nobody tries."""
+    from cdao_connectors._attempts import CANCEL_SWEEP_DELAY_SECONDS  # noqa: PLC0415
+    from cdao_connectors._sweeper import SWEEP_GIVE_UP_SECONDS  # noqa: PLC0415
+
+    budget = propellers_abort_budget_seconds()
+    assert 50 * 60 < budget < 60 * 60, budget  # the ~55 minutes the comments state
+    assert budget / 4 > CANCEL_SWEEP_DELAY_SECONDS
+    assert budget <= SWEEP_GIVE_UP_SECONDS
 
 
 def test_waiting_for_a_hung_backend_holds_at_most_half_of_propellers_workers(production_status_waits):

@@ -1087,3 +1087,183 @@ def test_a_codeweave_create_answered_2xx_with_an_unreadable_body_stays_in_the_sw
         client.close()
     assert raised.value.status == 201
     assert _in_sweep_index(answers.item)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue #16 ("nothing lost"): an abort whose cancel the backend refuses. Propeller retries a
+# DeleteTask that errors only for max-workflow-retries rounds of its abort, then fails the workflow
+# ("Workflow abort failed") and never sends it again (flytepropeller/v1.16.8
+# pkg/controller/workflow/executor.go HandleAbortedWorkflow); the job then ran with nobody to stop it.
+
+
+def _refusing_terminate(code: str, status: int) -> Any:
+    """A botocore ``before-send`` handler answering Batch's TerminateJob with AWS's error ``code``
+    (HTTP ``status``) as Batch's REST-JSON protocol carries it: the code in the
+    ``x-amzn-ErrorType`` header (botocore ``parsers.py`` ``RestJSONParser._inject_error_code``;
+    IAM's refusal of an action is ``AccessDeniedException``, HTTP 403)."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+
+    def answer(request, **_: Any) -> AWSResponse:
+        body = RawBody(b'{"message": "refused by the test"}')
+        return AWSResponse(request.url, status, {"x-amzn-ErrorType": code}, body)
+
+    return answer
+
+
+@pytest.fixture
+def aborted_batch_job(batch_env, fresh_connectors, monkeypatch):
+    """A fresh Batch connector (served for the sweep too) whose AWS calls are tried once, a running
+    Batch job of it, and a switch refusing its TerminateJob: ``refuse(code, status)``, ``refuse(None)``
+    to let it through."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    connector = BatchConnector()
+    fresh_connectors(connector)
+    job = BatchJobMetadata(_submitted_job(), "flyte-x", SPOT_QUEUE, REGION, "", False)
+    client = connector.backend.aws("batch", REGION)
+    handlers: list[Any] = []
+
+    def refuse(code: str | None, status: int = 403) -> None:
+        while handlers:
+            client.meta.events.unregister("before-send.batch.TerminateJob", handlers.pop())
+        if code is not None:
+            handlers.append(_refusing_terminate(code, status))
+            client.meta.events.register("before-send.batch.TerminateJob", handlers[-1])
+
+    yield connector, job, refuse
+    refuse(None)
+
+
+def _cancel_item(connector, job) -> str:
+    from cdao_connectors._attempts import refused_cancel_item  # noqa: PLC0415
+
+    return refused_cancel_item(connector.task_category.name, connector.task_category.version, job.encode())
+
+
+def test_an_abort_whose_cancel_is_refused_leaves_its_job_to_the_sweep(aborted_batch_job):
+    """Propeller's DeleteTask refused (TerminateJob AccessDenied after a role change) answers its
+    error and keeps the job in the sweep index with its resource_meta, due CANCEL_SWEEP_DELAY_SECONDS
+    after the first refusal however often propeller's retries are refused again; once the role is
+    back, the sweep stops the job through the connector's DeleteTask path and counts it as swept."""
+    from cdao_connectors._attempts import CANCEL_SWEEP_DELAY_SECONDS  # noqa: PLC0415
+
+    connector, job, refuse = aborted_batch_job
+    item = _cancel_item(connector, job)
+    refuse("AccessDeniedException")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        run_to_end(connector.delete(resource_meta=job))
+    due = _item(item)[SWEEP_AFTER]
+    with pytest.raises(ClientError, match="AccessDenied"):
+        run_to_end(connector.delete(resource_meta=job))  # propeller's retry, refused again
+    assert _in_sweep_index(item) and _item(item)[SWEEP_AFTER] == due  # not pushed back
+    assert _item(item)["sweep_resource_meta"]["B"] == job.encode()
+    assert item not in {s.attempt for s in sweep_once(_ledger())}  # propeller's retries come first
+    assert not _batch_jobs()[job.job_id].stop
+
+    refuse(None)
+    before = _swept(connector.backend.name)
+    swept = [s for s in sweep_once(_ledger(_later(CANCEL_SWEEP_DELAY_SECONDS + 1))) if s.attempt == item]
+    assert [(s.outcome, s.job) for s in swept] == [("cancelled", job)]
+    assert _batch_jobs()[job.job_id].stop
+    assert _swept(connector.backend.name) == before + 1
+    assert not _in_sweep_index(item)
+
+
+def test_an_abort_whose_retry_succeeds_takes_its_job_out_of_the_sweep(aborted_batch_job):
+    """A refused DeleteTask that propeller's retry then carries out (throttling that passed) takes
+    the job out of the sweep index: the sweep never stops, nor counts, a job already stopped."""
+    from cdao_connectors._attempts import CANCEL_SWEEP_DELAY_SECONDS  # noqa: PLC0415
+
+    connector, job, refuse = aborted_batch_job
+    item = _cancel_item(connector, job)
+    refuse("ThrottlingException", 400)
+    with pytest.raises(ClientError, match="Throttling"):
+        run_to_end(connector.delete(resource_meta=job))
+    assert _in_sweep_index(item)
+    refuse(None)
+    run_to_end(connector.delete(resource_meta=job))
+    assert _batch_jobs()[job.job_id].stop
+    assert not _in_sweep_index(item)
+    before = _swept(connector.backend.name)
+    assert item not in {s.attempt for s in sweep_once(_ledger(_later(CANCEL_SWEEP_DELAY_SECONDS + 1)))}
+    assert _swept(connector.backend.name) == before
+
+
+def test_an_abort_refused_for_good_is_counted_as_left_running_by_the_sweep(aborted_batch_job, caplog):
+    """A refusal that stays (the role is not put back) is counted in cdao_jobs_left_running_total by
+    the sweeping replica (the alert ConnectorJobLeftRunning) and logged for an operator; the sweep's
+    own refused cancel records nothing more (only propeller's DeleteTask does)."""
+    from cdao_connectors._attempts import CANCEL_SWEEP_DELAY_SECONDS  # noqa: PLC0415
+
+    connector, job, refuse = aborted_batch_job
+    item = _cancel_item(connector, job)
+    refuse("AccessDeniedException")
+    with pytest.raises(ClientError):
+        run_to_end(connector.delete(resource_meta=job))
+    before = _left_running(connector.backend.name)
+    with caplog.at_level(logging.ERROR, logger="cdao_connectors"):
+        swept = [s for s in sweep_once(_ledger(_later(CANCEL_SWEEP_DELAY_SECONDS + 1))) if s.attempt == item]
+    assert [s.outcome for s in swept] == ["left running"]
+    assert _left_running(connector.backend.name) == before + 1
+    assert any(job.job_id in r.getMessage() and "stopped by hand" in r.getMessage() for r in caplog.records)
+    assert not _in_sweep_index(item) and _item(item)["swept"]["S"].startswith("left running")
+    assert sweep_once(_ledger(_later(2 * CANCEL_SWEEP_DELAY_SECONDS))) == []
+
+
+def test_an_abort_refused_whose_job_cannot_be_recorded_is_counted_as_left_running(aborted_batch_job, monkeypatch):
+    """When the attempt table cannot record the refused cancel (here it does not exist), nobody else
+    will see the job once propeller gives the abort up: it is counted as left running at once."""
+    connector, job, refuse = aborted_batch_job
+    monkeypatch.setenv("CDAO_ATTEMPT_TABLE", f"cdao-test-missing-{uuid.uuid4().hex[:8]}")
+    refuse("AccessDeniedException")
+    before = _left_running(connector.backend.name)
+    with pytest.raises(ClientError, match="AccessDenied"):  # the cancel's error is still the answer
+        run_to_end(connector.delete(resource_meta=job))
+    assert _left_running(connector.backend.name) == before + 1
+    with pytest.raises(ClientError, match="AccessDenied"):  # propeller's retry: one job, counted once
+        run_to_end(connector.delete(resource_meta=job))
+    assert _left_running(connector.backend.name) == before + 1
+
+
+def test_every_served_connectors_deletetask_leaves_a_refused_cancel_to_the_sweep():
+    """Every async connector the service serves (each task type values.yaml routes to it) keeps a
+    job whose abort it could not carry out in the sweep index (``_backends.aborting``)."""
+    from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry  # noqa: PLC0415
+
+    served = [c for c in ConnectorRegistry._REGISTRY.values() if isinstance(c, AsyncConnectorBase)]
+    assert len(served) >= 8, [type(c).__name__ for c in served]
+    missing = [type(c).__name__ for c in served if not getattr(type(c).delete, "keeps_refused_cancels", False)]
+    assert missing == []
+
+
+def test_an_emr_abort_refused_for_a_running_step_is_swept_once_emr_accepts(sweep_table, fresh_connectors):
+    """EMR's CancelSteps answering FAILED for a step still RUNNING (botocore emr/2009-03-31
+    CancelStepsInfo; moto implements neither answer, so botocore's Stubber plays EMR, checked
+    against that model) fails propeller's DeleteTask and keeps the step in the sweep index; the
+    sweep's cancel, answered SUBMITTED, stops it and counts it as swept."""
+    from botocore.stub import Stubber  # noqa: PLC0415
+    from cdao_connectors._attempts import CANCEL_SWEEP_DELAY_SECONDS  # noqa: PLC0415
+    from cdao_connectors.emr.connector import EMRConnector, EMRStepMetadata  # noqa: PLC0415
+
+    connector = EMRConnector()
+    fresh_connectors(connector)
+    step = EMRStepMetadata("j-1", f"s-{uuid.uuid4().hex[:8]}", False, REGION, "s3://flyte-data/x", False)
+    item = _cancel_item(connector, step)
+    cancel = {"ClusterId": "j-1", "StepIds": [step.step_id], "StepCancellationOption": "TERMINATE_PROCESS"}
+    with Stubber(connector.backend.aws("emr", REGION)) as emr:
+        refused = {"StepId": step.step_id, "Status": "FAILED", "Reason": "cannot be cancelled"}
+        emr.add_response("cancel_steps", {"CancelStepsInfoList": [refused]}, cancel)
+        running = {"Step": {"Id": step.step_id, "Status": {"State": "RUNNING"}}}
+        emr.add_response("describe_step", running, {"ClusterId": "j-1", "StepId": step.step_id})
+        with pytest.raises(RuntimeError, match="EMR refused to cancel step"):
+            run_to_end(connector.delete(resource_meta=step))
+        assert _in_sweep_index(item)
+
+        emr.add_response("cancel_steps", {"CancelStepsInfoList": [{"StepId": step.step_id, "Status": "SUBMITTED"}]})
+        before = _swept(connector.backend.name)
+        swept = [s for s in sweep_once(_ledger(_later(CANCEL_SWEEP_DELAY_SECONDS + 1))) if s.attempt == item]
+        emr.assert_no_pending_responses()
+    assert [(s.outcome, s.job) for s in swept] == [("cancelled", step)]
+    assert _swept(connector.backend.name) == before + 1

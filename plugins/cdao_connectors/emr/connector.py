@@ -486,7 +486,8 @@ class EMRConnector(BulkheadConnector):
         # (https://docs.aws.amazon.com/emr/latest/APIReference/API_CancelSteps.html). A refusal for a
         # step that has ended meanwhile (an abort racing the step's completion) leaves nothing to
         # cancel; a refusal for a step still PENDING or RUNNING must reach propeller as an error so
-        # it retries the abort, never as a cancelled step that keeps running.
+        # it retries the abort, never as a cancelled step that keeps running (and, since propeller
+        # stops retrying, the step is kept for the sweep first: _backends.aborting).
         for info in answer.get("CancelStepsInfoList") or []:
             if info.get("Status") == "SUBMITTED":
                 continue

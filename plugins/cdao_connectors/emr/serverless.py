@@ -84,6 +84,7 @@ from cdao_connectors._backends import (
     WORKERS_PER_BACKEND,
     Backend,
     BackendDeadlineExceeded,
+    aborting,
     create_within_deadline,
     is_transient,
     on_get_task_threads,
@@ -840,6 +841,7 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         return resource
 
     @serving
+    @aborting
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         started = self._with_started_run(resource_meta)
         with self._recording_started_run(started):

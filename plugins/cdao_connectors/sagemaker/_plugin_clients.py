@@ -64,6 +64,7 @@ from cdao_connectors._attempts import (
 from cdao_connectors._aws_limits import shape_max
 from cdao_connectors._backends import (
     Backend,
+    aborting,
     create_within_deadline,
     on_get_task_threads,
     outcome_within_bound,
@@ -749,6 +750,7 @@ class BulkheadPluginConnector:
         return self.metadata_type(config={lookup["name_field"]: name, "Tags": tags}, region=region)
 
     @serving
+    @aborting
     async def delete(self, resource_meta: Any, **kwargs: Any) -> Any:
         """The plugin's delete (a DeleteTask: propeller's abort; a give-up's or the sweep's cancel),
         within propeller's DeleteTask deadline; nothing for a job or endpoint this attempt did not
