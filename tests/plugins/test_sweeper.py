@@ -747,16 +747,18 @@ _TRAINING = {
 }
 
 
-def test_a_retried_codeweave_create_whose_first_try_lost_its_answer_stays_in_the_sweep_index(sweep_table):
-    """Codeweave's client retries a create (urllib3's Retry, with its idempotency key) and raises
-    only the last answer: a first POST that made the job and timed out, then 429s, ended in a 429.
-    Every try is judged (urllib3 calls Retry.increment after each failed one): the attempt stays in
-    the sweep index. A local server plays Codeweave: it makes the job, answers too late, then 429."""
+def _create_on_a_codeweave_server(
+    answer: Any, *, timeout_seconds: float, max_retries: int
+) -> tuple[Any, list[bytes], str]:
+    """A Codeweave create of a new attempt's job (``AttemptAnswers.answering``, judged by the Codeweave
+    connector's ``codeweave_may_have_made_a_job``) against a local server playing ``POST /jobs``, whose
+    n-th request (from 1) is answered ``answer(n)``: (HTTP status, body, seconds to wait first).
+    Returns what the create raised, the bodies posted, and the attempt's item."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
 
     from cdao_connectors._backends import Backend  # noqa: PLC0415
     from cdao_connectors.codeweave.connector import codeweave_may_have_made_a_job  # noqa: PLC0415
-    from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveClient  # noqa: PLC0415
     from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE  # noqa: PLC0415
     from propeller import category  # noqa: PLC0415
 
@@ -768,11 +770,8 @@ def test_a_retried_codeweave_create_whose_first_try_lost_its_answer_stays_in_the
 
         def do_POST(self) -> None:
             made.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            if len(made) == 1:
-                time.sleep(0.6)  # the job is made; the answer comes after the client's timeout
-                status, body = 201, b'{"id": "cw-1", "status": "QUEUED"}'
-            else:
-                status, body = 429, b'{"error": "slow down"}'
+            status, body, wait = answer(len(made))
+            time.sleep(wait)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Retry-After", "0")
@@ -783,27 +782,42 @@ def test_a_retried_codeweave_create_whose_first_try_lost_its_answer_stays_in_the
     server = ThreadingHTTPServer(("127.0.0.1", 0), Codeweave)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     backend = Backend(f"codeweave-{uuid.uuid4().hex[:6]}")
-    client = CodeweaveClient(f"http://127.0.0.1:{server.server_address[1]}", "k", timeout_seconds=0.3, max_retries=2)
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    client = CodeweaveClient(address, "k", timeout_seconds=timeout_seconds, max_retries=max_retries)
     answers = AttemptAnswers(
-        backend,
-        f"codeweave/{uuid.uuid4().hex}",
-        category(CODEWEAVE_TASK_TYPE),
-        seed="s",
+        backend, f"codeweave/{uuid.uuid4().hex}", category(CODEWEAVE_TASK_TYPE), seed="s",
         may_have_made=codeweave_may_have_made_a_job,
-    )
+    )  # fmt: skip
 
     async def create() -> Any:
-        return await backend.run(client.create_job, {"name": "flyte-retried"})
+        return await backend.run(client.create_job, {"name": "flyte-codeweave"})
 
     try:
-        with pytest.raises(CodeweaveError) as raised:
-            run_to_end(answers.answering(create()))
+        run_to_end(answers.answering(create()))
+    except Exception as exc:
+        return exc, made, answers.item
     finally:
         server.shutdown()
         client.close()
-    assert raised.value.status == 429
+    pytest.fail("the create answered a job")
+
+
+def test_a_retried_codeweave_create_whose_first_try_lost_its_answer_stays_in_the_sweep_index(sweep_table):
+    """Codeweave's client retries a create (urllib3's Retry, with its idempotency key) and raises
+    only the last answer: a first POST that made the job and timed out, then 429s, ended in a 429.
+    Every try is judged (urllib3 calls Retry.increment after each failed one): the attempt stays in
+    the sweep index. A local server plays Codeweave: it makes the job, answers too late, then 429."""
+    from cdao_connectors.codeweave.contract import CodeweaveError  # noqa: PLC0415
+
+    def answer(n: int) -> tuple[int, bytes, float]:
+        if n == 1:  # the job is made; the answer comes after the client's timeout
+            return 201, b'{"id": "cw-1", "status": "QUEUED"}', 0.6
+        return 429, b'{"error": "slow down"}', 0.0
+
+    raised, made, item = _create_on_a_codeweave_server(answer, timeout_seconds=0.3, max_retries=2)
+    assert isinstance(raised, CodeweaveError) and raised.status == 429, raised
     assert len(made) == 3
-    assert _in_sweep_index(answers.item)
+    assert _in_sweep_index(item)
 
 
 def test_a_retried_read_before_a_refused_create_leaves_nothing_in_the_sweep_index(sweep_table, monkeypatch):
@@ -1047,46 +1061,11 @@ def test_a_codeweave_create_answered_2xx_with_an_unreadable_body_stays_in_the_sw
     naming the status Codeweave answered (not a bare TypeError, nor "HTTP 200" for a 201), and the
     attempt stays in the sweep index, counted for an operator, instead of being settled as having
     made no job."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+    from cdao_connectors.codeweave.contract import CodeweaveError  # noqa: PLC0415
 
-    from cdao_connectors._backends import Backend  # noqa: PLC0415
-    from cdao_connectors.codeweave.connector import codeweave_may_have_made_a_job  # noqa: PLC0415
-    from cdao_connectors.codeweave.contract import CodeweaveClient, CodeweaveError  # noqa: PLC0415
-    from cdao_connectors.codeweave.task import CODEWEAVE_TASK_TYPE  # noqa: PLC0415
-    from propeller import category  # noqa: PLC0415
-
-    class Codeweave(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(201)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Codeweave)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    backend = Backend(f"codeweave-{uuid.uuid4().hex[:6]}")
-    client = CodeweaveClient(f"http://127.0.0.1:{server.server_address[1]}", "k", timeout_seconds=2, max_retries=0)
-    answers = AttemptAnswers(
-        backend, f"codeweave/{uuid.uuid4().hex}", category(CODEWEAVE_TASK_TYPE), seed="s",
-        may_have_made=codeweave_may_have_made_a_job,
-    )  # fmt: skip
-
-    async def create() -> Any:
-        return await backend.run(client.create_job, {"name": "flyte-unreadable"})
-
-    try:
-        with pytest.raises(CodeweaveError, match="HTTP 201") as raised:
-            run_to_end(answers.answering(create()))
-    finally:
-        server.shutdown()
-        client.close()
-    assert raised.value.status == 201
-    assert _in_sweep_index(answers.item)
+    raised, _, item = _create_on_a_codeweave_server(lambda n: (201, body, 0.0), timeout_seconds=2, max_retries=0)
+    assert isinstance(raised, CodeweaveError) and raised.status == 201 and "HTTP 201" in str(raised), raised
+    assert _in_sweep_index(item)
 
 
 # ---------------------------------------------------------------------------------------------
