@@ -654,3 +654,70 @@ def test_a_take_over_between_the_sweeps_check_and_its_delete_leaves_the_endpoint
     assert taken_over
     assert fixed in _existing("endpoints")
     assert {"Key": ATTEMPT_TAG_KEY, "Value": attempt_1} in _tags_on_endpoint(fixed)
+
+
+def _stop_answering(client: Any, message: str, *, describe_too: bool = False) -> None:
+    """StopTrainingJob (and, ``describe_too``, DescribeTrainingJob) answered SageMaker's
+    ``ValidationException`` with ``message``, as its JSON protocol carries it (botocore ``parsers.py``
+    ``BaseJSONParser._do_error_parse``: the body's ``__type``)."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+
+    def refused(request, **_: Any) -> AWSResponse:
+        body = json.dumps({"__type": "ValidationException", "message": message}).encode()
+        return AWSResponse(request.url, 400, {}, RawBody(body))
+
+    client.meta.events.register("before-send.sagemaker.StopTrainingJob", refused)
+    if describe_too:
+        client.meta.events.register("before-send.sagemaker.DescribeTrainingJob", refused)
+
+
+@pytest.mark.parametrize("mode", ["request", "pythonic"])
+@pytest.mark.parametrize("how", ["ended", "deleted outside Flyte"])
+def test_an_abort_of_a_training_job_that_ended_or_is_gone_is_done(sweep_table, fresh_connectors, mode, how):
+    """Propeller's abort racing the job's end, or of a job deleted outside Flyte: SageMaker refuses
+    StopTrainingJob with ValidationException "The request was rejected because the training job is
+    in status Failed." (awslabs/benchmark-ai#928) or "Requested resource not found." (job_is_gone),
+    which the plugin's delete does not match ("non-running" only). The DeleteTask is done, as
+    for Batch: an error would be retried by propeller, then swept and paged for a job that ended."""
+    import sm_tasks  # noqa: PLC0415
+    from cdao_connectors._attempts import refused_cancel_item  # noqa: PLC0415
+    from cdao_connectors.sagemaker.task import SAGEMAKER_TRAINING_TASK_TYPE  # noqa: PLC0415
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+    from propeller import serialize  # noqa: PLC0415
+
+    execution = f"ended{uuid.uuid4().hex[:8]}"
+    if mode == "request":
+        connector = _fresh("sagemaker-training-job", fresh_connectors)
+        meta = _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}"), execution)
+        name = meta.config["TrainingJobName"]
+    else:
+        connector = _fresh(SAGEMAKER_TRAINING_TASK_TYPE, fresh_connectors)
+        meta = _create(connector, serialize(sm_tasks.fit), execution)
+        name = meta.job_name
+    client = connector.backend.aws("sagemaker", REGION)
+    if how == "ended":
+        sagemaker_backends[ACCOUNT][REGION].training_jobs[name].training_job_status = "Failed"
+        _stop_answering(client, "The request was rejected because the training job is in status Failed.")
+    else:
+        _stop_answering(client, "Requested resource not found.", describe_too=True)
+    run_to_end(connector.delete(meta))
+    item = refused_cancel_item(connector.task_category.name, connector.task_category.version, meta.encode())
+    assert item not in {i["attempt"]["S"] for i in armed()}
+
+
+def test_an_abort_refused_while_the_training_job_runs_stays_an_error(sweep_table, fresh_connectors):
+    """A ValidationException for a job that still runs (described again: InProgress) is a refusal:
+    the DeleteTask errors, propeller retries it, and the job waits in the sweep index."""
+    from cdao_connectors._attempts import refused_cancel_item  # noqa: PLC0415
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+
+    execution = f"running{uuid.uuid4().hex[:8]}"
+    connector = _fresh("sagemaker-training-job", fresh_connectors)
+    meta = _create(connector, _training_template(f"fit-{execution}-{{idempotence_token}}"), execution)
+    # moto ends a job at once; AWS's runs (TrainingJobStatus, botocore sagemaker/2017-07-24).
+    sagemaker_backends[ACCOUNT][REGION].training_jobs[meta.config["TrainingJobName"]].training_job_status = "InProgress"
+    _stop_answering(connector.backend.aws("sagemaker", REGION), "Some other reason.")
+    with pytest.raises(Exception, match="Some other reason"):
+        run_to_end(connector.delete(meta))
+    item = refused_cancel_item(connector.task_category.name, connector.task_category.version, meta.encode())
+    assert item in {i["attempt"]["S"] for i in armed()}

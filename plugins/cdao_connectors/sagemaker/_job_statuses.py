@@ -92,6 +92,34 @@ def job_is_gone(error: BaseException) -> bool:
     )
 
 
+# The Stop* call of each job kind a DeleteTask stops (boto3 method names).
+STOPPED_BY = {"stop_training_job": TRAINING, "stop_processing_job": PROCESSING, "stop_transform_job": TRANSFORM}
+
+
+def stop_found_nothing_to_stop(sm: Any, kind: JobKind, name: str, error: BaseException) -> bool:
+    """Whether SageMaker's refusal ``error`` of a Stop* of the ``kind`` job ``name`` leaves nothing to
+    stop: the job is gone (:func:`job_is_gone`), or it is refused with ``ValidationException`` and,
+    described again (``sm``, a boto3 SageMaker client; blocking), has ended, is stopping or is gone.
+    SageMaker refuses to stop a job that ended with ``ValidationException`` "The request was rejected
+    because the training job is in status Stopped." (awslabs/benchmark-ai#928): a DeleteTask racing
+    the job's end, or of a job deleted outside Flyte, is then done, as the plugin's own delete
+    intends (awssagemaker_training/connector.py ``delete``, which matches only "non-running"). A
+    running job's refusal stays an error. Raises what the Describe raises but "gone"."""
+    if not isinstance(error, ClientError):
+        return False
+    if job_is_gone(error):
+        return True
+    if error.response.get("Error", {}).get("Code") != "ValidationException":
+        return False
+    try:
+        described = getattr(sm, kind.describe)(**{kind.name_field: name})
+    except ClientError as again:
+        if job_is_gone(again):
+            return True
+        raise
+    return kind.is_final(described) or described.get(kind.status_field) == "Stopping"
+
+
 def job_statuses(
     sm: Any, kind: JobKind, names: list[str], *, listing: bool, known: Callable[[str], Any] = lambda name: None
 ) -> dict[str, dict[str, Any] | Unreadable]:

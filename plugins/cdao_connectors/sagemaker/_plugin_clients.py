@@ -87,10 +87,12 @@ from cdao_connectors._status_cache import Known, StatusCache, StatusCaches
 from cdao_connectors.config import aws_region, status_refresh_seconds
 from cdao_connectors.sagemaker._job_statuses import (
     LISTED_KINDS,
+    STOPPED_BY,
     JobKind,
     describe_status_cache,
     job_is_gone,
     job_status_cache,
+    stop_found_nothing_to_stop,
 )
 
 _log = logging.getLogger(__name__)
@@ -468,6 +470,8 @@ class BulkheadPluginConnector:
         try:
             return await super()._call(method, config, *args, **kwargs)  # type: ignore[misc]
         except CustomException as exc:
+            if await self._nothing_to_stop(method, config, kwargs.get("region"), exc.original_exception):
+                return None  # the plugin's delete ignores the Stop*'s answer: done
             if creating:
                 original = exc.original_exception
                 named = config if isinstance(config, dict) else {}
@@ -479,6 +483,21 @@ class BulkheadPluginConnector:
                 if adopted is not None and _plugin_adopts(original):
                     adopted.append(True)
             raise
+
+    async def _nothing_to_stop(self, method: str, config: Any, region: str | None, error: BaseException) -> bool:
+        """Whether a refused Stop* (``method``, its request ``config``) found the job ended, stopping
+        or gone (:func:`~cdao_connectors.sagemaker._job_statuses.stop_found_nothing_to_stop`, read on
+        this backend's threads): the plugin's delete matches only a "non-running" message, and a
+        DeleteTask error for a job that ended would be retried by propeller, then swept and paged."""
+        kind = STOPPED_BY.get(method)
+        name = config.get(kind.name_field) if kind is not None and isinstance(config, dict) else None
+        if not name:
+            return False
+        sm = self.backend.aws("sagemaker", region or aws_region())
+        if not await self.backend.run(stop_found_nothing_to_stop, sm, kind, name, error):
+            return False
+        _log.info("%s: %s %s refused, the job ended or is gone: nothing to stop (%s)", self.name, method, name, error)
+        return True
 
     def _new_status_cache(self, key: tuple[JobKind | str, str], max_age: float) -> StatusCache:
         """The statuses of a job kind (listed) or of one Describe method (read one by one) in a region."""
