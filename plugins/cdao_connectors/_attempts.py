@@ -107,13 +107,16 @@ DynamoDB.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -159,7 +162,8 @@ SWEEP_FIND_SECONDS = 1800.0
 # A DeleteTask of propeller's (its abort of an execution, a task's timeout) whose cancel failed
 # keeps the job in the sweep index (cdao_connectors._backends.aborting), due this long after the
 # first failure. Propeller retries the abort, each errored round backing off 5 s doubling to 120 s,
-# for max-workflow-retries (30) rounds: at least 55 minutes with values.yaml's settings
+# for max-workflow-retries (30) rounds: 3275 s (about 55 minutes) with values.yaml's settings,
+# fewer when the workflow had system errors before the abort (they count against the same limit)
 # (tests/plugins/test_error_budget.py ties them), then fails the workflow and never sends the
 # DeleteTask again (flytepropeller/v1.16.8 pkg/controller/workflow/executor.go
 # HandleAbortedWorkflow). Ten minutes leave its first rounds (throttling passing, a role put back
@@ -642,19 +646,32 @@ def _refused_cancel_target(backend: Backend, task_category: Any, resource_meta: 
     return refused_cancel_item(task_category.name, task_category.version, encoded), target
 
 
+# The records of refused DeleteTasks (keep_refused_cancel) run on threads of their own, not on the
+# backend's: the cancel that failed may be one of many hung on that backend, each holding one of its
+# threads past its answer, and a record queued behind them would fail with them (a bulkhead, as each
+# backend has one: cdao_connectors._backends).
+_REFUSED_CANCEL_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cdao-refused-cancels")
+
+
 async def keep_refused_cancel(backend: Backend, task_category: Any, resource_meta: Any) -> str:
     """Keeps ``resource_meta``'s job, whose DeleteTask's cancel failed, in the sweep index
-    (:meth:`AttemptLedger.keep_refused_cancel`, on ``backend``'s threads within a DeleteTask's
-    budget: the cancel's and this one's fit inside propeller's 30 s, ``_deadlines``); the item's
-    key. ``task_category`` is the connector's (flytekit ``TaskCategory``: the sweeper finds the
-    connector by it). Raises what recording raises: the attempt table's setting missing
-    (:class:`cdao_connectors.config.ConnectorConfigError`), DynamoDB's error, the deadline."""
+    (:meth:`AttemptLedger.keep_refused_cancel`, on threads of its own, within a DeleteTask's budget
+    less its margin: the cancel's and this one's fit inside propeller's 30 s, ``_deadlines``); the
+    item's key. ``task_category`` is the connector's (flytekit ``TaskCategory``: the sweeper finds
+    the connector by it). Raises what recording raises: the attempt table's setting missing
+    (:class:`cdao_connectors.config.ConnectorConfigError`), DynamoDB's error, TimeoutError."""
     item, target = _refused_cancel_target(backend, task_category, resource_meta)
 
     def keep() -> bool:
         return AttemptLedger(backend.aws("dynamodb", aws_region()), attempt_table()).keep_refused_cancel(item, target)
 
-    if not await backend.call(keep, deadline=_deadlines.DELETE_TASK_SECONDS, what="attempt ledger update"):
+    budget = _deadlines.DELETE_TASK_SECONDS - _deadlines.MARGIN_SECONDS
+    running = asyncio.get_running_loop().run_in_executor(_REFUSED_CANCEL_THREADS, contextvars.copy_context().run, keep)
+    try:
+        kept = await asyncio.wait_for(running, budget)
+    except TimeoutError:
+        raise TimeoutError(f"the attempt table did not record the refused cancel within {budget:g} s") from None
+    if not kept:
         _log.info("%s: the sweep already settled %s (attempt %s)", backend.name, resource_meta, item)
     return item
 

@@ -18,8 +18,10 @@ queued in the service (the asyncio loop behind other calls) is not counted. The 
 connector only the decoded ``resource_meta``, and ``pyflyte serve connector`` builds the server itself
 with no interceptor (``flytekit/clis/sdk_in_container/serve.py``, ``_start_grpc_server``:
 ``grpc.aio.server(...)`` and ``AsyncConnectorService()``), so nothing a ``--modules`` module does can
-see the servicer context short of patching flytekit. GetTask's and DeleteTask's budgets sit 20 s
-inside propeller's 30 s, which absorbs such queueing; CreateTask's only ``MARGIN_SECONDS`` inside it.
+see the servicer context short of patching flytekit. GetTask's budget sits 20 s inside propeller's
+30 s, which absorbs such queueing; DeleteTask's cancel 20 s too, though a DeleteTask then writes the
+attempt table once (a failed cancel's record for the sweep, or a successful one's clean-up, each
+within the same budget: about 18 s of the 30 at most); CreateTask's only ``MARGIN_SECONDS`` inside it.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ SWEEP_HOLD_SECONDS = 120.0
 # A job whose backend refuses to stop it "for now" (throttled, a 5xx) is tried again every pass
 # for this long after its attempt entered the index, then counted as left running. For a job
 # whose abort's DeleteTask failed (_backends.aborting) that is from the first failure: propeller
-# re-sends that DeleteTask for at least 55 minutes with values.yaml's max-workflow-retries and
+# re-sends that DeleteTask for 3275 s (about 55 minutes) with values.yaml's max-workflow-retries and
 # backoff (tests/plugins/test_error_budget.py checks this outlasts it), so "not now" is counted
 # only once propeller has stopped trying too (its slowest rounds, each waiting out a DeleteTask
 # deadline, may go on some minutes more: an hour of refusals is worth an operator's look anyway).

@@ -12,7 +12,7 @@ throttling code (``ThrottlingException``, botocore ``retries/standard.py``
 
 from __future__ import annotations
 
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,15 @@ def test_propellers_error_budget_is_the_one_the_connectors_are_built_for():
     assert caching["size"] == 500000
 
 
-# The flyte-core chart's own values at the pinned tag (../shared/charts, SOURCES.md says where from).
-_CHART_VALUES = (
-    Path(os.environ.get("CDAO_CHART_CACHE") or Path(__file__).resolve().parents[3] / "shared" / "charts")
-    / "flyte-core"
-    / "v1.16.8"
-    / "values.yaml"
-)
+def _chart_values(chart: str, version: str) -> dict[str, Any]:
+    """A pinned chart's own values, from the chart cache the platform tests own
+    (tests/platform/support/chart_cache.py: ``$CDAO_CHART_CACHE``, else ../shared/charts)."""
+    support = str(Path(__file__).resolve().parents[1] / "platform" / "support")
+    if support not in sys.path:
+        sys.path.append(support)
+    from chart_cache import default_values  # noqa: PLC0415
+
+    return default_values(chart, version)
 
 
 def _merged(chart: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def propellers_abort_budget_seconds() -> float:
     exponential failure delay (workqueue.go ``maxof``: client-go's ItemExponentialFailureRateLimiter,
     ``base-delay * 2^n`` up to ``max-delay``). The rounds' own time (each DeleteTask up to its deadline)
     only adds to it."""
-    chart = yaml.safe_load(_CHART_VALUES.read_text())["configmap"]["core"]["propeller"]
+    chart = _chart_values("flyte-core", "v1.16.8")["configmap"]["core"]["propeller"]
     ours = yaml.safe_load(FLYTE_VALUES.read_text())["configmap"].get("core", {}).get("propeller", {})
     propeller = _merged(chart, ours)
     queue = propeller["queue"]["queue"]

@@ -49,7 +49,7 @@ from connector_processes import ConnectorProcess
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
 from prometheus_client import REGISTRY
 from propeller import create_task, execution_metadata, serialize, write_inputs
-from sweeping import RawBody
+from sweeping import RawBody, armed
 
 REGION = "us-east-1"
 
@@ -1246,3 +1246,70 @@ def test_an_emr_abort_refused_for_a_running_step_is_swept_once_emr_accepts(sweep
         emr.assert_no_pending_responses()
     assert [(s.outcome, s.job) for s in swept] == [("cancelled", step)]
     assert _swept(connector.backend.name) == before + 1
+
+
+def test_aborts_refused_by_a_hung_backend_are_all_kept_for_the_sweep(
+    sweep_table, fresh_connectors, monkeypatch, short_deadlines
+):
+    """Propeller aborts 40 Batch jobs while TerminateJob hangs: every cancel runs out of the
+    DeleteTask's deadline, its thread held on. Each job's record in the sweep index must not wait
+    behind those threads (the backend's 32): before, the records failed with the cancels and all 40
+    jobs were counted as left running at once, while propeller still retried their aborts."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._attempts import refused_cancel_item  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata  # noqa: PLC0415
+
+    monkeypatch.setattr(_backends, "AWS_CLIENT_CONFIG", Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    connector = BatchConnector()
+    fresh_connectors(connector)
+    released = threading.Event()
+    connector.backend.aws("batch", REGION).meta.events.register(
+        "before-send.batch.TerminateJob",
+        lambda **_: released.wait(30),  # released once all answered
+    )
+    jobs = [BatchJobMetadata(str(uuid.uuid4()), "flyte-x", "q", REGION, "", False) for _ in range(40)]
+    before = _left_running(connector.backend.name)
+
+    async def abort_all() -> list[Any]:
+        return await asyncio.gather(*(connector.delete(resource_meta=j) for j in jobs), return_exceptions=True)
+
+    try:
+        answers = run_to_end(abort_all())
+    finally:
+        released.set()
+    assert all(isinstance(a, Exception) for a in answers)
+    category = connector.task_category
+    kept = {i["attempt"]["S"] for i in armed()}
+    assert {refused_cancel_item(category.name, category.version, j.encode()) for j in jobs} <= kept
+    assert _left_running(connector.backend.name) == before
+
+
+def test_a_give_ups_refused_late_cancel_is_not_also_left_to_the_sweep(sweep_table, fresh_connectors, monkeypatch):
+    """A give-up's late cancel goes through the connector's DeleteTask path too, but it handles its
+    own refusals: refused for good, it counts the job as left running itself. It must not also
+    record the job for the refused-abort sweep, which would count the same job a second time."""
+    from cdao_connectors import _backends  # noqa: PLC0415
+    from cdao_connectors._attempts import refused_cancel_item  # noqa: PLC0415
+    from cdao_connectors.aws_batch.connector import BatchConnector, BatchJobMetadata  # noqa: PLC0415
+
+    connector = BatchConnector()
+    fresh_connectors(connector)
+
+    def refused(self, resource_meta):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "TerminateJob")
+
+    monkeypatch.setattr(BatchConnector, "delete_sync", refused)
+    job = BatchJobMetadata(str(uuid.uuid4()), "flyte-x", "q", REGION, "", False)
+    before = _left_running(connector.backend.name)
+
+    async def give_up() -> None:
+        _backends._stop_in_background(job, connector.delete, connector.backend.name, lambda e: False)
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(asyncio.gather(*[t for t in _backends._LATE_CANCELS if t.get_loop() is loop]), 10)
+
+    run_to_end(give_up())
+    assert _left_running(connector.backend.name) == before + 1
+    category = connector.task_category
+    assert refused_cancel_item(category.name, category.version, job.encode()) not in {
+        i["attempt"]["S"] for i in armed()
+    }
