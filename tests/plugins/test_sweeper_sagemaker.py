@@ -721,3 +721,82 @@ def test_an_abort_refused_while_the_training_job_runs_stays_an_error(sweep_table
         run_to_end(connector.delete(meta))
     item = refused_cancel_item(connector.task_category.name, connector.task_category.version, meta.encode())
     assert item in {i["attempt"]["S"] for i in armed()}
+
+
+def _stop_refused_and_described(client: Any, stop_operation: str, describe_operation: str, described: dict) -> None:
+    """``stop_operation`` answered SageMaker's ValidationException for a job not running, and
+    ``describe_operation`` answered ``described`` (the JSON protocol's bodies, botocore ``parsers.py``)."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+
+    def refused(request, **_: Any) -> AWSResponse:
+        body = {"__type": "ValidationException", "message": "The request was rejected because the job is in status X."}
+        return AWSResponse(request.url, 400, {}, RawBody(json.dumps(body).encode()))
+
+    def describe(request, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 200, {}, RawBody(json.dumps(described).encode()))
+
+    client.meta.events.register(f"before-send.sagemaker.{stop_operation}", refused)
+    client.meta.events.register(f"before-send.sagemaker.{describe_operation}", describe)
+
+
+def _status_enum(method: str) -> set[str]:
+    from cdao_connectors.sagemaker._job_statuses import STOPPED_BY  # noqa: PLC0415
+
+    kind = STOPPED_BY[method]
+    sm = boto3.client("sagemaker", region_name=REGION)
+    describe = sm.meta.service_model.operation_model(sm.meta.method_to_api_mapping[kind.describe])
+    return set(describe.output_shape.members[kind.status_field].enum)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "stop_training_job",
+        "stop_processing_job",
+        "stop_transform_job",
+        "stop_hyper_parameter_tuning_job",
+        "stop_inference_recommendations_job",
+    ],
+)
+def test_every_routed_sagemaker_job_kinds_refused_stop_is_read_again(aws_env, method):
+    """Each job kind a routed connector stops (training, processing, transform, tuning, inference
+    recommender: values.yaml routes them all; each plugin's delete matches only "non-running") has
+    its Describe and statuses from the installed botocore model: every status but the running ones
+    is nothing to stop, and a refusal while it runs stays an error."""
+    from cdao_connectors.sagemaker._job_statuses import STOPPED_BY, stop_found_nothing_to_stop  # noqa: PLC0415
+
+    kind = STOPPED_BY[method]
+    sm = boto3.client("sagemaker", region_name=REGION)
+    stop = sm.meta.method_to_api_mapping[method]
+    assert kind.name_field in sm.meta.service_model.operation_model(stop).input_shape.members
+    statuses = _status_enum(method)
+    assert kind.not_running <= statuses
+    assert statuses - kind.not_running in ({"InProgress"}, {"PENDING", "IN_PROGRESS"})
+    for status in sorted(statuses):
+        client = boto3.client("sagemaker", region_name=REGION)
+        _stop_refused_and_described(
+            client, stop, client.meta.method_to_api_mapping[kind.describe], {kind.status_field: status}
+        )
+        with pytest.raises(ClientError) as refused:
+            getattr(client, method)(**{kind.name_field: "job"})
+        assert stop_found_nothing_to_stop(client, kind, "job", refused.value) is (status in kind.not_running), status
+
+
+@pytest.mark.parametrize(("status", "done"), [("Completed", True), ("Stopping", True), ("InProgress", False)])
+def test_a_batch_transform_abort_refused_is_done_only_once_the_job_no_longer_runs(
+    sweep_table, fresh_connectors, status, done
+):
+    """The batch transform connector's DeleteTask (StopTransformJob) reads a refused job again, as
+    the plugin connectors do: it used to take every ValidationException as done, a running job's too."""
+    from cdao_connectors.sagemaker.connector import BatchTransformConnector, BatchTransformMetadata  # noqa: PLC0415
+
+    connector = BatchTransformConnector()
+    fresh_connectors(connector)
+    client = connector.backend.aws("sagemaker", REGION)
+    _stop_refused_and_described(client, "StopTransformJob", "DescribeTransformJob", {"TransformJobStatus": status})
+    meta = BatchTransformMetadata(f"transform-{uuid.uuid4().hex[:8]}", REGION, "s3://flyte-data/out/t")
+    if done:
+        run_to_end(connector.delete(meta))
+    else:
+        with pytest.raises(ClientError, match="ValidationException"):
+            run_to_end(connector.delete(meta))

@@ -92,19 +92,58 @@ def job_is_gone(error: BaseException) -> bool:
     )
 
 
-# The Stop* call of each job kind a DeleteTask stops (boto3 method names).
-STOPPED_BY = {"stop_training_job": TRAINING, "stop_processing_job": PROCESSING, "stop_transform_job": TRANSFORM}
+@dataclass(frozen=True)
+class Stoppable:
+    """A SageMaker job kind a DeleteTask stops: its Describe call (boto3 method name), the request's
+    name field, the answer's status field, and the statuses (botocore ``sagemaker/2017-07-24`` enum
+    of that field) in which the job no longer runs: ended, stopping, or being deleted (only an ended
+    job can be deleted: DeleteTrainingJob's documentation)."""
+
+    describe: str
+    name_field: str
+    status_field: str
+    not_running: frozenset[str]
 
 
-def stop_found_nothing_to_stop(sm: Any, kind: JobKind, name: str, error: BaseException) -> bool:
+# TrainingJobStatus, ProcessingJobStatus, TransformJobStatus and HyperParameterTuningJobStatus share
+# these (training and tuning add Deleting, tuning DeleteFailed); RecommendationJobStatus is
+# upper-case. tests/plugins/test_sweeper_sagemaker.py checks each against the installed botocore model.
+_NOT_RUNNING = frozenset({"Completed", "Failed", "Stopping", "Stopped"})
+# The Stop* call (boto3 method name) of each job kind a routed SageMaker connector stops.
+STOPPED_BY = {
+    "stop_training_job": Stoppable(
+        "describe_training_job", "TrainingJobName", "TrainingJobStatus", _NOT_RUNNING | {"Deleting"}
+    ),
+    "stop_processing_job": Stoppable(
+        "describe_processing_job", "ProcessingJobName", "ProcessingJobStatus", _NOT_RUNNING
+    ),
+    "stop_transform_job": Stoppable("describe_transform_job", "TransformJobName", "TransformJobStatus", _NOT_RUNNING),
+    "stop_hyper_parameter_tuning_job": Stoppable(
+        "describe_hyper_parameter_tuning_job",
+        "HyperParameterTuningJobName",
+        "HyperParameterTuningJobStatus",
+        _NOT_RUNNING | {"Deleting", "DeleteFailed"},
+    ),
+    "stop_inference_recommendations_job": Stoppable(
+        "describe_inference_recommendations_job",
+        "JobName",
+        "Status",
+        frozenset({"COMPLETED", "FAILED", "STOPPING", "STOPPED", "DELETING", "DELETED"}),
+    ),
+}
+
+
+def stop_found_nothing_to_stop(sm: Any, kind: Stoppable, name: str, error: BaseException) -> bool:
     """Whether SageMaker's refusal ``error`` of a Stop* of the ``kind`` job ``name`` leaves nothing to
     stop: the job is gone (:func:`job_is_gone`), or it is refused with ``ValidationException`` and,
-    described again (``sm``, a boto3 SageMaker client; blocking), has ended, is stopping or is gone.
-    SageMaker refuses to stop a job that ended with ``ValidationException`` "The request was rejected
-    because the training job is in status Stopped." (awslabs/benchmark-ai#928): a DeleteTask racing
-    the job's end, or of a job deleted outside Flyte, is then done, as the plugin's own delete
-    intends (awssagemaker_training/connector.py ``delete``, which matches only "non-running"). A
-    running job's refusal stays an error. Raises what the Describe raises but "gone"."""
+    described again (``sm``, a boto3 SageMaker client; blocking), no longer runs
+    (:attr:`Stoppable.not_running`) or is gone. SageMaker refuses to stop a job that ended with
+    ``ValidationException`` "The request was rejected because the training job is in status
+    Stopped." (awslabs/benchmark-ai#928): a DeleteTask racing the job's end, or of a job deleted
+    outside Flyte, is then done, as the plugins' own deletes intend (they match only "non-running":
+    awssagemaker_training/connector.py, awssagemaker_hyperparameter_tuning/connector.py,
+    awssagemaker_inference_recommender/connector.py ``delete``). A running job's refusal stays an
+    error. Raises what the Describe raises but "gone"."""
     if not isinstance(error, ClientError):
         return False
     if job_is_gone(error):
@@ -117,7 +156,7 @@ def stop_found_nothing_to_stop(sm: Any, kind: JobKind, name: str, error: BaseExc
         if job_is_gone(again):
             return True
         raise
-    return kind.is_final(described) or described.get(kind.status_field) == "Stopping"
+    return described.get(kind.status_field) in kind.not_running
 
 
 def job_statuses(

@@ -47,7 +47,13 @@ from cdao_connectors._status_cache import StatusCache, StatusCaches
 from cdao_connectors._sync_metadata import install as pass_sync_task_execution_metadata
 from cdao_connectors._sync_metadata import task_execution_metadata as sync_task_execution_metadata
 from cdao_connectors.config import aws_region, status_refresh_seconds
-from cdao_connectors.sagemaker._job_statuses import TRANSFORM, job_is_gone, job_status_cache, stop_found_nothing_to_stop
+from cdao_connectors.sagemaker._job_statuses import (
+    STOPPED_BY,
+    TRANSFORM,
+    job_is_gone,
+    job_status_cache,
+    stop_found_nothing_to_stop,
+)
 from cdao_connectors.sagemaker._plugin_clients import (
     BulkheadPluginConnector,
     JobGone,
@@ -507,7 +513,7 @@ class BatchTransformConnector(BulkheadConnector):
             sm.stop_transform_job(TransformJobName=resource_meta.job_name)
         except ClientError as exc:
             # A job that ended, is stopping or is gone leaves nothing to stop; a running one's refusal stays.
-            if not stop_found_nothing_to_stop(sm, TRANSFORM, resource_meta.job_name, exc):
+            if not stop_found_nothing_to_stop(sm, STOPPED_BY["stop_transform_job"], resource_meta.job_name, exc):
                 raise
 
 
