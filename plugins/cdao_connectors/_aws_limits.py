@@ -31,9 +31,20 @@ _TYPE_MAXIMUM = {"integer": 2**31 - 1, "long": 2**63 - 1}
 
 
 @functools.cache
+def _shape(service: str, shape: str) -> Any:
+    """``service``'s shape ``shape`` in the installed botocore model, the model read once per service
+    (a new botocore session decodes it again: the SageMaker one is megabytes of JSON)."""
+    return _service_model(service).shape_for(shape)
+
+
+@functools.cache
+def _service_model(service: str) -> Any:
+    return botocore.session.get_session().get_service_model(service)
+
+
+@functools.cache
 def _model_member(service: str, shape: str, member: str) -> tuple[int | None, int | None, str]:
-    model = botocore.session.get_session().get_service_model(service)
-    found = model.shape_for(shape).members[member]
+    found = _shape(service, shape).members[member]
     return found.metadata.get("min"), found.metadata.get("max"), found.type_name
 
 
@@ -41,13 +52,13 @@ def _model_member(service: str, shape: str, member: str) -> tuple[int | None, in
 def shape_max(service: str, shape: str) -> int:
     """The ``max`` ``service``'s installed botocore model gives the shape ``shape`` (a list's or a
     map's entries, a string's characters). Raises KeyError when the model gives none."""
-    return botocore.session.get_session().get_service_model(service).shape_for(shape).metadata["max"]
+    return _shape(service, shape).metadata["max"]
 
 
 @functools.cache
 def _map_shapes(service: str, shape: str) -> tuple[int | None, tuple[Any, Any]]:
     """A map shape's ``max`` entries and its key and value shapes' (min, max, compiled pattern)."""
-    found = botocore.session.get_session().get_service_model(service).shape_for(shape)
+    found = _shape(service, shape)
 
     def bounds(of: Any) -> Any:
         pattern = of.metadata.get("pattern")
