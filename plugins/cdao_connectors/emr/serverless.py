@@ -395,15 +395,8 @@ class _TokenPinningHandler:
         """:meth:`_application_started`; in a pending request's GetTask, a transient error of it
         (throttling, a 5xx, its deadline: :func:`cdao_connectors._status_cache.is_transient_error`) is
         :class:`_SubmissionWaits`: nothing was submitted yet, the next poll reads the state again."""
-        try:
+        with _waiting_when_refused_for_now(f"GetApplication of application {application_id}"):
             return await self._application_started(application_id)
-        except Exception as exc:
-            if _SUBMITTING.get() is None or not is_transient_error(exc):
-                raise
-            raise _SubmissionWaits(
-                f"EMR Serverless application {application_id}'s state could not be read ({exc}); the job "
-                "run's submission waits for the next poll"
-            ) from exc
 
     async def _application_started(self, application_id: str) -> bool:
         """The plugin's, with an application that is gone told apart from a failed call.
@@ -446,17 +439,8 @@ class _TokenPinningHandler:
         tag = _ATTEMPT_TAG.get()
         if tag is not None:
             kwargs["tags"] = with_attempt_tag(kwargs.get("tags"), tag)
-        try:
+        with _waiting_when_refused_for_now("StartJobRun of the pending job run"):
             run_id = await _noting_errors(self._handler.start_job_run)(*args, **kwargs)
-        except Exception as exc:
-            if submitting is None or not is_transient_error(exc):
-                raise
-            # The request's client token answers the next poll's StartJobRun the run this one may
-            # have started (an idempotencyToken, botocore emr-serverless/2021-07-13).
-            raise _SubmissionWaits(
-                f"EMR Serverless StartJobRun of the pending job run failed for now ({exc}); the next poll "
-                "submits it again with the same client token"
-            ) from exc
         started = _STARTED.get()
         if started is not None:
             started.append(run_id)
@@ -484,6 +468,23 @@ class _SubmissionWaits(Exception):
     """A pending request's GetTask could not submit it for now (a transient error before its
     StartJobRun): no run exists yet, the next poll tries again. Not a RuntimeError, which the plugin's
     get() turns into FAILED (connector.py ``get``)."""
+
+
+@contextmanager
+def _waiting_when_refused_for_now(what: str) -> Iterator[None]:
+    """Within a pending request's GetTask (:data:`_SUBMITTING` set), a transient error of ``what``
+    (throttling, a 5xx, its deadline: :func:`cdao_connectors._status_cache.is_transient_error`)
+    becomes :class:`_SubmissionWaits`: the next poll tries again, and the request's client token
+    answers its StartJobRun the run this one may have started (an idempotencyToken, botocore
+    emr-serverless/2021-07-13). Any other error, or outside such a GetTask, passes through."""
+    try:
+        yield
+    except Exception as exc:
+        if _SUBMITTING.get() is None or not is_transient_error(exc):
+            raise
+        raise _SubmissionWaits(
+            f"EMR Serverless {what} failed for now ({exc}); the job run's submission waits for the next poll"
+        ) from exc
 
 
 class _ApplicationGone(RuntimeError):
@@ -778,15 +779,10 @@ class IdempotentEMRServerlessConnector(EMRServerlessConnector):
         first (the application was still starting): the run would be nobody's; raises
         :class:`_SubmissionWaits` when the attempt table refused the write for now
         (:func:`cdao_connectors._status_cache.is_transient_error`): no run was submitted."""
-        try:
+        with _waiting_when_refused_for_now(
+            f"attempt table's record of application {resource_meta.application_id}'s run"
+        ):
             marked = await self._mark(resource_meta, _SUBMITTED, _CANCELLED, _deadlines.GET_TASK_SECONDS)
-        except Exception as exc:
-            if not is_transient_error(exc):
-                raise
-            raise _SubmissionWaits(
-                f"EMR Serverless job run of application {resource_meta.application_id}: its submission waits "
-                f"for the attempt table ({exc}); the next poll tries again"
-            ) from exc
         if not marked:
             raise _SubmissionCancelled(
                 f"EMR Serverless job run of application {resource_meta.application_id} was cancelled "
