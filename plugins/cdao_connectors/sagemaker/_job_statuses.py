@@ -112,12 +112,10 @@ _NOT_RUNNING = frozenset({"Completed", "Failed", "Stopping", "Stopped"})
 # The Stop* call (boto3 method name) of each job kind a routed SageMaker connector stops.
 STOPPED_BY = {
     "stop_training_job": Stoppable(
-        "describe_training_job", "TrainingJobName", "TrainingJobStatus", _NOT_RUNNING | {"Deleting"}
+        TRAINING.describe, TRAINING.name_field, TRAINING.status_field, _NOT_RUNNING | {"Deleting"}
     ),
-    "stop_processing_job": Stoppable(
-        "describe_processing_job", "ProcessingJobName", "ProcessingJobStatus", _NOT_RUNNING
-    ),
-    "stop_transform_job": Stoppable("describe_transform_job", "TransformJobName", "TransformJobStatus", _NOT_RUNNING),
+    "stop_processing_job": Stoppable(PROCESSING.describe, PROCESSING.name_field, PROCESSING.status_field, _NOT_RUNNING),
+    "stop_transform_job": Stoppable(TRANSFORM.describe, TRANSFORM.name_field, TRANSFORM.status_field, _NOT_RUNNING),
     "stop_hyper_parameter_tuning_job": Stoppable(
         "describe_hyper_parameter_tuning_job",
         "HyperParameterTuningJobName",
