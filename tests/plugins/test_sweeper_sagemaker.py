@@ -800,3 +800,31 @@ def test_a_batch_transform_abort_refused_is_done_only_once_the_job_no_longer_run
     else:
         with pytest.raises(ClientError, match="ValidationException"):
             run_to_end(connector.delete(meta))
+
+
+def test_an_abort_of_an_endpoint_deleted_outside_flyte_is_done(sweep_table, fresh_connectors):
+    """A person deleted the endpoint in the console; propeller then aborts its task. DeleteEndpoint
+    answers ValidationException 'Could not find endpoint "arn:...".' (SageMaker's "gone" answer,
+    ``_job_statuses.job_is_gone``), which the plugin's delete does not catch
+    (awssagemaker_inference/connector.py ``delete``): the DeleteTask is done, as GetTask answers the
+    endpoint FAILED, not an error retried by propeller and then swept and paged for an endpoint that
+    does not exist."""
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+    from cdao_connectors._attempts import refused_cancel_item  # noqa: PLC0415
+    from flytekitplugins.awssagemaker_inference.connector import SageMakerEndpointMetadata  # noqa: PLC0415
+
+    connector = _fresh("sagemaker-endpoint", fresh_connectors)
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}"
+
+    def gone(request, **_: Any) -> AWSResponse:
+        body = {"__type": "ValidationException", "message": f'Could not find endpoint "{arn}".'}
+        return AWSResponse(request.url, 400, {}, RawBody(json.dumps(body).encode()))
+
+    client = connector.backend.aws("sagemaker", REGION)
+    for operation in ("DescribeEndpoint", "ListTags", "DeleteEndpoint"):
+        client.meta.events.register(f"before-send.sagemaker.{operation}", gone)
+    meta = SageMakerEndpointMetadata(config={"EndpointName": name}, region=REGION)
+    run_to_end(connector.delete(meta))
+    item = refused_cancel_item(connector.task_category.name, connector.task_category.version, meta.encode())
+    assert item not in {i["attempt"]["S"] for i in armed()}

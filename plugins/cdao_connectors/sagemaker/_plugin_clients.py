@@ -485,10 +485,15 @@ class BulkheadPluginConnector:
             raise
 
     async def _nothing_to_stop(self, method: str, config: Any, region: str | None, error: BaseException) -> bool:
-        """Whether a refused Stop* (``method``, its request ``config``) found the job ended, stopping
-        or gone (:func:`~cdao_connectors.sagemaker._job_statuses.stop_found_nothing_to_stop`, read on
-        this backend's threads): the plugin's delete matches only a "non-running" message, and a
-        DeleteTask error for a job that ended would be retried by propeller, then swept and paged."""
+        """Whether a refused Stop* or Delete* (``method``, its request ``config``) found nothing to
+        stop: the job or endpoint is gone (:func:`job_is_gone`: an endpoint deleted outside Flyte,
+        whose DeleteEndpoint the plugin's delete does not catch), or a job ended or is stopping
+        (:func:`~cdao_connectors.sagemaker._job_statuses.stop_found_nothing_to_stop`, read on this
+        backend's threads: the plugins' deletes match only a "non-running" message). A DeleteTask
+        error then would be retried by propeller, then swept and paged for nothing running."""
+        if method.startswith(("stop_", "delete_")) and job_is_gone(error):
+            _log.info("%s: %s refused, it is gone: nothing to stop (%s)", self.name, method, error)
+            return True
         kind = STOPPED_BY.get(method)
         name = config.get(kind.name_field) if kind is not None and isinstance(config, dict) else None
         if not name:
